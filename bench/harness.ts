@@ -1,0 +1,37 @@
+/** Small timing helpers shared by every benchmark module. */
+import { performance } from "node:perf_hooks";
+
+export type Figures = Record<string, number>;
+export type BenchModule = () => Promise<Figures>;
+
+/** Runs `fn` for about `ms` milliseconds (after a warm-up) and returns operations per second. */
+export async function opsPerSecond(fn: () => unknown, ms = 1000): Promise<number> {
+  const deadlineWarm = performance.now() + Math.min(200, ms / 4);
+  while (performance.now() < deadlineWarm) await fn();
+  let n = 0;
+  const start = performance.now();
+  const end = start + ms;
+  while (performance.now() < end) {
+    await fn();
+    n++;
+  }
+  return (n * 1000) / (performance.now() - start);
+}
+
+/** Median of `samples` single timings of `fn`, in microseconds, after `warmup` runs. */
+export async function medianMicros(fn: () => unknown, samples = 2000, warmup = 200): Promise<number> {
+  for (let i = 0; i < warmup; i++) await fn();
+  const times = new Float64Array(samples);
+  for (let i = 0; i < samples; i++) {
+    const t = performance.now();
+    await fn();
+    times[i] = (performance.now() - t) * 1000;
+  }
+  times.sort();
+  return times[Math.floor(samples / 2)] ?? 0;
+}
+
+export function round(value: number, digits = 2): number {
+  const f = 10 ** digits;
+  return Math.round(value * f) / f;
+}
