@@ -1,0 +1,418 @@
+/**
+ * The embedded authority: CA, issuance, registry and revocation for one or more trust
+ * domains, with its state in a home folder. No server, no account, no network.
+ *
+ * Layout of a home:
+ *   authority.json                      { version, defaultTrustDomain, trustDomains }
+ *   registry.json                       identities, links, policies, revocations (RegistryState)
+ *   trust-domains/<td>/root.pem         root CA certificate (the X.509 bundle)
+ *   trust-domains/<td>/intermediate.pem intermediate CA certificate (signs SVIDs)
+ *   trust-domains/<td>/jwt.json         { kid } of the JWT-SVID signing key
+ *   trust-domains/<td>/*-key.pem        private keys, mode 0600
+ *
+ * Every change happens under the home's lock after re-reading registry.json, so two
+ * processes issuing from one home at once neither corrupt it nor lose each other's writes;
+ * serials are 128 random bits, unique without coordination.
+ */
+import { createPublicKey, randomUUID } from "node:crypto";
+import { resolve } from "node:path";
+import { AztpError, ErrorCodes } from "../errors.js";
+import { BundleSet, TrustBundle } from "../spiffe/bundle.js";
+import { mintJwtSvid } from "../spiffe/jwtsvid.js";
+import { signCompact } from "../spiffe/jws.js";
+import { SpiffeId, TrustDomain } from "../spiffe/spiffeid.js";
+import { CertificateAuthority, createCaKeyMaterial, type CaKeyMaterial, type IssuedSvid } from "./ca.js";
+import * as registry from "./registry.js";
+import type { IdentityRecord, LinkType, RegistryState } from "./registry.js";
+import { HomeStore } from "./store.js";
+
+export const DEFAULT_TRUST_DOMAIN = "aztp.local";
+export const DEFAULT_ENVIRONMENT = "production";
+export const DEFAULT_METHOD = "node";
+
+export interface RegisterRequest {
+  name: string;
+  trustDomain?: string;
+  environment?: string;
+  method?: string;
+  parentIdentity?: string | null;
+  linkTo?: string[];
+  metadata?: Record<string, unknown>;
+  isGlobalIdentity?: boolean;
+}
+
+export interface IssueOptions {
+  ttlSeconds?: number;
+  now?: Date;
+}
+
+export interface IssueResult {
+  record: IdentityRecord;
+  svid: IssuedSvid;
+}
+
+interface AuthorityConfig {
+  version: 1;
+  defaultTrustDomain: string;
+  trustDomains: string[];
+  createdAt: string;
+}
+
+/** A name must be one SPIFFE path segment: letters, digits, dot, dash, underscore. */
+function checkSegment(what: string, value: unknown): string {
+  if (typeof value !== "string" || !/^[A-Za-z0-9._-]+$/.test(value) || value === "." || value === "..") {
+    throw new AztpError(
+      ErrorCodes.INVALID_ARGUMENT,
+      `${what} must be a non-empty string of letters, digits, ".", "-" or "_" (it becomes a SPIFFE ID path segment), got ${JSON.stringify(value)?.slice(0, 80)}`,
+    );
+  }
+  return value;
+}
+
+export function workloadSpiffeId(trustDomain: string, environment: string, method: string, name: string): SpiffeId {
+  return SpiffeId.fromSegments(trustDomain, "workload", checkSegment("environment", environment), checkSegment("method", method), checkSegment("name", name));
+}
+
+export class EmbeddedAuthority {
+  readonly home: string;
+  private readonly store: HomeStore;
+  private config: AuthorityConfig;
+  private readonly cas = new Map<string, CertificateAuthority>();
+  private state: RegistryState = registry.emptyRegistry();
+  private stateVersion: string | undefined = "unread";
+  private bundles: BundleSet | undefined;
+
+  private constructor(home: string, config: AuthorityConfig) {
+    this.home = home;
+    this.store = new HomeStore(home);
+    this.config = config;
+  }
+
+  /**
+   * Opens the authority in `home`, creating it (trust domain `trustDomain`, else
+   * AZTP_TRUST_DOMAIN, else aztp.local) when `create` is true and none exists yet.
+   */
+  static async open(home: string, options: { trustDomain?: string; create?: boolean } = {}): Promise<EmbeddedAuthority> {
+    const store = new HomeStore(resolve(home));
+    if (!store.exists("authority.json")) {
+      if (!options.create) {
+        throw new AztpError(ErrorCodes.AUTHORITY_NOT_INITIALIZED, `no authority in ${store.home}: run \`aztp init --trust-domain TD --home ${store.home}\``);
+      }
+      const td = TrustDomain.parse(options.trustDomain ?? process.env.AZTP_TRUST_DOMAIN ?? DEFAULT_TRUST_DOMAIN).name;
+      await store.withLock(async () => {
+        if (store.exists("authority.json")) return; // another process won the race
+        await EmbeddedAuthority.createTrustDomainFiles(store, td);
+        const config: AuthorityConfig = { version: 1, defaultTrustDomain: td, trustDomains: [td], createdAt: new Date().toISOString() };
+        store.writeJson(["registry.json"], registry.emptyRegistry());
+        store.writeJson(["authority.json"], config);
+      });
+    }
+    const authority = new EmbeddedAuthority(store.home, store.readJson<AuthorityConfig>("authority.json"));
+    await authority.loadCas();
+    return authority;
+  }
+
+  /** `aztp init`: creates a new authority; refuses to overwrite one. */
+  static async init(home: string, trustDomain: string): Promise<EmbeddedAuthority> {
+    const store = new HomeStore(resolve(home));
+    if (store.exists("authority.json")) {
+      const existing = store.readJson<AuthorityConfig>("authority.json");
+      throw new AztpError(ErrorCodes.AUTHORITY_EXISTS, `${store.home} already holds an authority for ${existing.defaultTrustDomain}`);
+    }
+    return EmbeddedAuthority.open(home, { trustDomain, create: true });
+  }
+
+  get defaultTrustDomain(): string {
+    return this.config.defaultTrustDomain;
+  }
+
+  get trustDomains(): string[] {
+    return [...this.config.trustDomains];
+  }
+
+  private static async createTrustDomainFiles(store: HomeStore, td: string): Promise<void> {
+    const m = await createCaKeyMaterial(td);
+    const dir = ["trust-domains", td];
+    store.writeText([...dir, "root.pem"], m.rootCertPem);
+    store.writeText([...dir, "intermediate.pem"], m.intermediateCertPem);
+    store.writeSecret([...dir, "root-key.pem"], m.rootKeyPem);
+    store.writeSecret([...dir, "intermediate-key.pem"], m.intermediateKeyPem);
+    store.writeSecret([...dir, "jwt-key.pem"], m.jwtKeyPem);
+    store.writeJson([...dir, "jwt.json"], { kid: m.jwtKid });
+  }
+
+  private async loadCas(): Promise<void> {
+    for (const td of this.config.trustDomains) {
+      if (this.cas.has(td)) continue;
+      const dir = ["trust-domains", td];
+      const m: CaKeyMaterial = {
+        trustDomain: td,
+        rootCertPem: this.store.readText(...dir, "root.pem"),
+        rootKeyPem: this.store.readText(...dir, "root-key.pem"),
+        intermediateCertPem: this.store.readText(...dir, "intermediate.pem"),
+        intermediateKeyPem: this.store.readText(...dir, "intermediate-key.pem"),
+        jwtKeyPem: this.store.readText(...dir, "jwt-key.pem"),
+        jwtKid: this.store.readJson<{ kid: string }>(...dir, "jwt.json").kid,
+      };
+      this.cas.set(td, await CertificateAuthority.load(m));
+    }
+    this.bundles = undefined;
+  }
+
+  /** Re-reads authority.json if another process added a trust domain. */
+  private async refreshConfig(): Promise<void> {
+    const config = this.store.readJson<AuthorityConfig>("authority.json");
+    if (config.trustDomains.length !== this.config.trustDomains.length) {
+      this.config = config;
+      await this.loadCas();
+    }
+  }
+
+  /** Adds a trust domain to this authority (the embedded authority accepts any valid name). */
+  async ensureTrustDomain(trustDomain: string): Promise<string> {
+    const td = TrustDomain.parse(trustDomain).name;
+    if (this.cas.has(td)) return td;
+    await this.store.withLock(async () => {
+      const config = this.store.readJson<AuthorityConfig>("authority.json");
+      if (!config.trustDomains.includes(td)) {
+        await EmbeddedAuthority.createTrustDomainFiles(this.store, td);
+        config.trustDomains.push(td);
+        this.store.writeJson(["authority.json"], config);
+      }
+      this.config = config;
+    });
+    await this.loadCas();
+    return td;
+  }
+
+  private ca(td: string): CertificateAuthority {
+    const ca = this.cas.get(td);
+    if (ca === undefined) throw new AztpError(ErrorCodes.TRUST_DOMAIN_NOT_ALLOWED, `this authority has no CA for trust domain ${td}`);
+    return ca;
+  }
+
+  /** The registry as on disk now; re-read only when the file changed (cheap stat otherwise). */
+  private current(): RegistryState {
+    const v = this.store.version("registry.json");
+    if (v !== this.stateVersion) {
+      this.state = this.store.exists("registry.json") ? this.store.readJson<RegistryState>("registry.json") : registry.emptyRegistry();
+      this.stateVersion = v;
+    }
+    return this.state;
+  }
+
+  /** Read-modify-write of the registry under the home lock. */
+  private async mutate<T>(fn: (state: RegistryState) => Promise<T> | T): Promise<T> {
+    return this.store.withLock(async () => {
+      this.stateVersion = "stale";
+      const state = this.current();
+      const result = await fn(state);
+      this.store.writeJson(["registry.json"], state);
+      this.state = state;
+      this.stateVersion = this.store.version("registry.json");
+      return result;
+    });
+  }
+
+  /**
+   * Registers `name` (or updates it if it exists: same AZTP ID, links and metadata merged)
+   * and issues an X.509-SVID over the key in `csr`.
+   */
+  async issueIdentity(req: RegisterRequest, csr: Buffer | string, options: IssueOptions = {}): Promise<IssueResult> {
+    const td = await this.ensureTrustDomain(req.trustDomain ?? this.defaultTrustDomain);
+    const id = workloadSpiffeId(td, req.environment ?? DEFAULT_ENVIRONMENT, req.method ?? DEFAULT_METHOD, req.name);
+    const now = options.now ?? new Date();
+    if (req.metadata !== undefined && (req.metadata === null || typeof req.metadata !== "object" || Array.isArray(req.metadata))) {
+      throw new AztpError(ErrorCodes.INVALID_ARGUMENT, "metadata must be an object");
+    }
+    return this.mutate(async (state) => {
+      const at = now.toISOString();
+      let rec = state.identities[id.toString()];
+      const parentId = req.parentIdentity ? SpiffeId.parse(req.parentIdentity).aztpId : null;
+      if (rec === undefined) {
+        rec = {
+          name: req.name,
+          aztpId: id.aztpId,
+          spiffeId: id.toString(),
+          workloadId: randomUUID(),
+          trustDomain: td,
+          environment: req.environment ?? DEFAULT_ENVIRONMENT,
+          method: req.method ?? DEFAULT_METHOD,
+          isGlobalIdentity: req.isGlobalIdentity ?? false,
+          parentIdentity: null,
+          links: [],
+          metadata: { ...req.metadata },
+          status: "active",
+          serials: [],
+          policies: [],
+          createdAt: at,
+          updatedAt: at,
+        };
+        state.identities[rec.spiffeId] = rec;
+      } else {
+        if (rec.status === "revoked") {
+          throw new AztpError(ErrorCodes.IDENTITY_REVOKED, `${rec.aztpId} is revoked (${rec.revokeReason ?? "no reason"}): reissue it first`);
+        }
+        rec.metadata = { ...rec.metadata, ...req.metadata };
+        if (req.isGlobalIdentity !== undefined) rec.isGlobalIdentity = req.isGlobalIdentity;
+        rec.updatedAt = at;
+      }
+      if (parentId !== null && rec.parentIdentity !== parentId) registry.link(state, rec.spiffeId, parentId, "parent", {}, now);
+      for (const target of req.linkTo ?? []) registry.link(state, rec.spiffeId, target, "linked", {}, now);
+      const svid = await this.signFor(state, rec, csr, options.ttlSeconds, now);
+      return { record: structuredClone(rec), svid };
+    });
+  }
+
+  /** Rotation: a new SVID for an existing, active identity over a new key. */
+  async renewSvid(id: string, csr: Buffer | string, options: IssueOptions = {}): Promise<IssueResult> {
+    const now = options.now ?? new Date();
+    return this.mutate(async (state) => {
+      const rec = registry.getRecord(state, id);
+      const svid = await this.signFor(state, rec, csr, options.ttlSeconds, now);
+      return { record: structuredClone(rec), svid };
+    });
+  }
+
+  /** Issues under the registry's rules: active, every ancestor active, lifetime within the parent's. */
+  private async signFor(state: RegistryState, rec: IdentityRecord, csr: Buffer | string, ttlSeconds: number | undefined, now: Date): Promise<IssuedSvid> {
+    if (rec.status !== "active") throw new AztpError(ErrorCodes.IDENTITY_REVOKED, `${rec.aztpId} is revoked`);
+    let cap: Date | undefined;
+    for (const a of registry.ancestors(state, rec.spiffeId)) {
+      if (a.status !== "active") throw new AztpError(ErrorCodes.PARENT_INVALID, `ancestor ${a.aztpId} of ${rec.aztpId} is revoked`);
+      if (a.notAfter === undefined) throw new AztpError(ErrorCodes.PARENT_INVALID, `ancestor ${a.aztpId} holds no SVID yet`);
+      const na = new Date(a.notAfter);
+      if (cap === undefined || na < cap) cap = na;
+    }
+    await this.refreshConfig();
+    const svid = await this.ca(rec.trustDomain).issueSvid(SpiffeId.parse(rec.spiffeId), csr, {
+      ...(ttlSeconds !== undefined ? { ttlSeconds } : {}),
+      ...(cap ? { notAfterCap: cap } : {}),
+      now,
+      commonName: rec.name,
+    });
+    rec.currentSerial = svid.serial;
+    rec.serials.push(svid.serial);
+    rec.notAfter = svid.notAfter.toISOString();
+    rec.updatedAt = now.toISOString();
+    return svid;
+  }
+
+  /** Mints a JWT-SVID for an active identity with the trust domain's JWT key. */
+  mintJwtSvid(id: string, audience: string | string[], ttlSeconds?: number): string {
+    const rec = registry.getRecord(this.current(), id);
+    if (rec.status !== "active") throw new AztpError(ErrorCodes.IDENTITY_REVOKED, `${rec.aztpId} is revoked`);
+    const ca = this.ca(rec.trustDomain);
+    return mintJwtSvid({ subject: rec.spiffeId, audience, key: ca.jwtKey, kid: ca.jwtKid, ...(ttlSeconds ? { ttlSeconds } : {}) });
+  }
+
+  get(id: string): IdentityRecord {
+    return structuredClone(registry.getRecord(this.current(), id));
+  }
+
+  find(id: string): IdentityRecord | undefined {
+    const rec = registry.findRecord(this.current(), id);
+    return rec ? structuredClone(rec) : undefined;
+  }
+
+  findByName(name: string, trustDomain?: string): IdentityRecord | undefined {
+    const recs = Object.values(this.current().identities).filter((r) => r.name === name && (!trustDomain || r.trustDomain === trustDomain));
+    const pick = recs.find((r) => r.trustDomain === (trustDomain ?? this.defaultTrustDomain)) ?? recs[0];
+    return pick ? structuredClone(pick) : undefined;
+  }
+
+  list(filter: { trustDomain?: string; status?: "active" | "revoked" } = {}): IdentityRecord[] {
+    return Object.values(this.current().identities)
+      .filter((r) => (!filter.trustDomain || r.trustDomain === filter.trustDomain) && (!filter.status || r.status === filter.status))
+      .map((r) => structuredClone(r));
+  }
+
+  async revoke(id: string, reason: string): Promise<string[]> {
+    return this.mutate((state) => registry.revoke(state, id, reason || "unspecified", new Date()));
+  }
+
+  /** Restores a revoked identity; its holder then renews (old serials stay revoked). */
+  async reissue(id: string): Promise<IdentityRecord> {
+    return this.mutate((state) => structuredClone(registry.restore(state, id, new Date())));
+  }
+
+  async link(source: string, target: string, type: LinkType, metadata: Record<string, unknown> = {}): Promise<registry.IdentityLink> {
+    return this.mutate((state) => structuredClone(registry.link(state, source, target, type, metadata, new Date())));
+  }
+
+  connected(a: string, b: string): boolean {
+    return registry.connected(this.current(), a, b);
+  }
+
+  ancestors(id: string): IdentityRecord[] {
+    return registry.ancestors(this.current(), id).map((r) => structuredClone(r));
+  }
+
+  /**
+   * The revocation check verifiers call per request: the identity, any ancestor, or the SVID's
+   * serial. Applies another process's revocation as soon as registry.json changes.
+   */
+  isRevoked(id: string, serial?: string): boolean {
+    const state = this.current();
+    const rev = state.revocations;
+    if (serial !== undefined && rev.serials[serial] !== undefined) return true;
+    let key: string;
+    try {
+      key = registry.registryKey(id);
+    } catch {
+      return true;
+    }
+    if (rev.identities[key] !== undefined) return true;
+    return registry.ancestors(state, key).some((a) => rev.identities[a.spiffeId] !== undefined);
+  }
+
+  revocationSequence(): number {
+    return this.current().revocations.sequence;
+  }
+
+  /**
+   * The revocation list of `trustDomain` as a signed, sequenced JWS (signed with the trust
+   * domain's JWT key, so any holder of the bundle can check it).
+   */
+  signedRevocationList(trustDomain = this.defaultTrustDomain): string {
+    const ca = this.ca(trustDomain);
+    const rev = this.current().revocations;
+    const inTd = (spiffeId: string): boolean => SpiffeId.parse(spiffeId).trustDomain === trustDomain;
+    return signCompact(
+      { typ: "aztp-revocations+jwt", kid: ca.jwtKid },
+      {
+        iss: `spiffe://${trustDomain}`,
+        iat: Math.floor(Date.now() / 1000),
+        sequence: rev.sequence,
+        identities: Object.keys(rev.identities).filter(inTd),
+        serials: Object.entries(rev.serials).filter(([, e]) => inTd(e.spiffeId)).map(([s]) => s),
+      },
+      ca.jwtKey,
+    );
+  }
+
+  /** The trust bundle of `trustDomain` (X.509 root + JWT key). */
+  bundle(trustDomain = this.defaultTrustDomain): TrustBundle {
+    const b = this.bundleSet().getBundleForTrustDomain(TrustDomain.parse(trustDomain).name);
+    if (b === undefined) throw new AztpError(ErrorCodes.TRUST_DOMAIN_NOT_ALLOWED, `this authority has no trust domain ${trustDomain}`);
+    return b;
+  }
+
+  /** Bundles for every trust domain of this authority: what a local verifier trusts. */
+  bundleSet(): BundleSet {
+    if (this.bundles && this.bundles.size === this.cas.size) return this.bundles;
+    const set = new BundleSet();
+    for (const [td, ca] of this.cas) {
+      set.add(
+        new TrustBundle({
+          trustDomain: td,
+          x509Authorities: TrustBundle.fromPem(td, ca.rootCertPem).x509Authorities,
+          jwtAuthorities: [[ca.jwtKid, createPublicKey(ca.jwtKey)]],
+          sequence: 1,
+        }),
+      );
+    }
+    this.bundles = set;
+    return set;
+  }
+}

@@ -1,0 +1,195 @@
+/**
+ * The certificate authority of one trust domain: a long-lived root, an intermediate that
+ * signs X.509-SVIDs, and the JWT-SVID signing key. Certificates follow the X509-SVID profile
+ * (DESIGN §3): exactly one URI SAN; leaf cA=false, key usage critical with digitalSignature
+ * only, EKU serverAuth+clientAuth; CA certificates cA=true with keyCertSign+cRLSign.
+ */
+import { createHash, createPrivateKey, createPublicKey, KeyObject, randomBytes, type webcrypto } from "node:crypto";
+import { AztpError, ErrorCodes } from "../errors.js";
+import { verifyCsr } from "../spiffe/csr.js";
+import { encodePem } from "../spiffe/pem.js";
+import { SpiffeId } from "../spiffe/spiffeid.js";
+import { EC_P256, subtle, x509 } from "../spiffe/x509lib.js";
+
+export const ROOT_TTL_SECONDS = 10 * 365 * 24 * 3600;
+export const INTERMEDIATE_TTL_SECONDS = 365 * 24 * 3600;
+export const DEFAULT_SVID_TTL_SECONDS = 3600;
+/** Certificates are back-dated a little so a verifier whose clock is slightly behind accepts them. */
+const BACKDATE_MS = 60_000;
+
+export interface CaKeyMaterial {
+  trustDomain: string;
+  rootCertPem: string;
+  rootKeyPem: string;
+  intermediateCertPem: string;
+  intermediateKeyPem: string;
+  jwtKeyPem: string;
+  jwtKid: string;
+}
+
+/** A positive, random 128-bit serial (RFC 5280 §4.1.2.2 wants ≥ 64 random bits): unique without coordination. */
+export function newSerial(): string {
+  const b = randomBytes(16);
+  b[0] = (b[0] ?? 0) & 0x7f | 0x10; // positive, and never a leading zero byte
+  return b.toString("hex");
+}
+
+/** `O=AZTP, CN=<cn>` as a structured name, so no string escaping rules are involved. */
+function distinguishedName(commonName: string): x509.JsonName {
+  return [{ "2.5.4.10": ["AZTP"] }, { "2.5.4.3": [commonName] }];
+}
+
+/** Imports an intermediate key once, as WebCrypto keys (what @peculiar/x509 signs with). */
+async function importKeyPair(pkcs8Pem: string): Promise<{ privateKey: webcrypto.CryptoKey; publicKey: webcrypto.CryptoKey }> {
+  const node = createPrivateKey(pkcs8Pem);
+  return {
+    privateKey: await subtle.importKey("pkcs8", node.export({ format: "der", type: "pkcs8" }), EC_P256, false, ["sign"]),
+    publicKey: await subtle.importKey("spki", createPublicKey(node).export({ format: "der", type: "spki" }), EC_P256, true, ["verify"]),
+  };
+}
+
+async function exportPkcs8Pem(key: webcrypto.CryptoKey): Promise<string> {
+  return encodePem("PRIVATE KEY", new Uint8Array(await subtle.exportKey("pkcs8", key)));
+}
+
+/** The JWT key ID: RFC 7638 thumbprint of the public key, so it is stable and collision-free. */
+export function jwkThumbprint(publicKey: KeyObject): string {
+  const jwk = publicKey.export({ format: "jwk" }) as { crv: string; kty: string; x: string; y: string };
+  const canonical = JSON.stringify({ crv: jwk.crv, kty: jwk.kty, x: jwk.x, y: jwk.y });
+  return createHash("sha256").update(canonical).digest("base64url");
+}
+
+/** Creates a fresh root, intermediate and JWT key for `trustDomain`. */
+export async function createCaKeyMaterial(trustDomain: string, now = new Date()): Promise<CaKeyMaterial> {
+  const tdId = SpiffeId.parse(`spiffe://${trustDomain}`);
+  const root = (await subtle.generateKey(EC_P256, true, ["sign", "verify"])) as webcrypto.CryptoKeyPair;
+  const inter = (await subtle.generateKey(EC_P256, true, ["sign", "verify"])) as webcrypto.CryptoKeyPair;
+  const jwt = (await subtle.generateKey(EC_P256, true, ["sign", "verify"])) as webcrypto.CryptoKeyPair;
+  const notBefore = new Date(now.getTime() - BACKDATE_MS);
+  const rootName = distinguishedName(`${trustDomain} root CA`);
+  const interName = distinguishedName(`${trustDomain} intermediate CA`);
+  const caSan = new x509.SubjectAlternativeNameExtension([{ type: "url", value: tdId.toString() }], false);
+  const rootCert = await x509.X509CertificateGenerator.create({
+    serialNumber: newSerial(),
+    subject: rootName,
+    issuer: rootName,
+    notBefore,
+    notAfter: new Date(now.getTime() + ROOT_TTL_SECONDS * 1000),
+    signingAlgorithm: EC_P256,
+    publicKey: root.publicKey,
+    signingKey: root.privateKey,
+    extensions: [
+      new x509.BasicConstraintsExtension(true, 1, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+      caSan,
+      await x509.SubjectKeyIdentifierExtension.create(root.publicKey),
+    ],
+  });
+  const interCert = await x509.X509CertificateGenerator.create({
+    serialNumber: newSerial(),
+    subject: interName,
+    issuer: rootCert.subjectName,
+    notBefore,
+    notAfter: new Date(now.getTime() + INTERMEDIATE_TTL_SECONDS * 1000),
+    signingAlgorithm: EC_P256,
+    publicKey: inter.publicKey,
+    signingKey: root.privateKey,
+    extensions: [
+      new x509.BasicConstraintsExtension(true, 0, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+      caSan,
+      await x509.SubjectKeyIdentifierExtension.create(inter.publicKey),
+      await x509.AuthorityKeyIdentifierExtension.create(root.publicKey),
+    ],
+  });
+  return {
+    trustDomain,
+    rootCertPem: rootCert.toString("pem") + "\n",
+    rootKeyPem: await exportPkcs8Pem(root.privateKey),
+    intermediateCertPem: interCert.toString("pem") + "\n",
+    intermediateKeyPem: await exportPkcs8Pem(inter.privateKey),
+    jwtKeyPem: await exportPkcs8Pem(jwt.privateKey),
+    jwtKid: jwkThumbprint(KeyObject.from(jwt.publicKey)),
+  };
+}
+
+export interface IssuedSvid {
+  serial: string;
+  notBefore: Date;
+  notAfter: Date;
+  /** PEM: the leaf, then the intermediate. */
+  chainPem: string;
+}
+
+/**
+ * A loaded CA, ready to sign. Keys are imported once (importing costs ~0.5 ms each time).
+ */
+export class CertificateAuthority {
+  readonly trustDomain: string;
+  readonly rootCertPem: string;
+  readonly intermediateCertPem: string;
+  readonly jwtKid: string;
+  readonly jwtKey: KeyObject;
+  readonly intermediateNotAfter: Date;
+  private readonly intermediate: x509.X509Certificate;
+  private readonly intermediateKeys: { privateKey: webcrypto.CryptoKey; publicKey: webcrypto.CryptoKey };
+  private readonly authorityKeyId: x509.AuthorityKeyIdentifierExtension;
+
+  private constructor(m: CaKeyMaterial, keys: { privateKey: webcrypto.CryptoKey; publicKey: webcrypto.CryptoKey }, aki: x509.AuthorityKeyIdentifierExtension) {
+    this.trustDomain = m.trustDomain;
+    this.rootCertPem = m.rootCertPem;
+    this.intermediateCertPem = m.intermediateCertPem;
+    this.jwtKid = m.jwtKid;
+    this.jwtKey = createPrivateKey(m.jwtKeyPem);
+    this.intermediate = new x509.X509Certificate(m.intermediateCertPem);
+    this.intermediateNotAfter = this.intermediate.notAfter;
+    this.intermediateKeys = keys;
+    this.authorityKeyId = aki;
+  }
+
+  static async load(m: CaKeyMaterial): Promise<CertificateAuthority> {
+    const keys = await importKeyPair(m.intermediateKeyPem);
+    const aki = await x509.AuthorityKeyIdentifierExtension.create(keys.publicKey);
+    return new CertificateAuthority(m, keys, aki);
+  }
+
+  /**
+   * Signs an X.509-SVID for `id` over the public key in `csr`, after checking the CSR's
+   * self-signature. `notAfter` is capped by the intermediate's own expiry (and by the
+   * caller's cap, e.g. a parent's SVID expiry).
+   */
+  async issueSvid(id: SpiffeId, csr: Buffer | string, options: { ttlSeconds?: number; notAfterCap?: Date; now?: Date; commonName?: string } = {}): Promise<IssuedSvid> {
+    if (id.trustDomain !== this.trustDomain) {
+      throw new AztpError(ErrorCodes.INVALID_ARGUMENT, `this CA issues for ${this.trustDomain}, not ${id.trustDomain}`);
+    }
+    if (id.isTrustDomainId) throw new AztpError(ErrorCodes.INVALID_ARGUMENT, "an X.509-SVID needs a non-root path");
+    const { spki } = await verifyCsr(csr);
+    const now = options.now ?? new Date();
+    const ttl = options.ttlSeconds ?? DEFAULT_SVID_TTL_SECONDS;
+    if (!Number.isFinite(ttl) || ttl <= 0) throw new AztpError(ErrorCodes.INVALID_ARGUMENT, "ttl must be a positive number of seconds");
+    let notAfter = new Date(now.getTime() + ttl * 1000);
+    if (options.notAfterCap && options.notAfterCap < notAfter) notAfter = options.notAfterCap;
+    if (this.intermediateNotAfter < notAfter) notAfter = this.intermediateNotAfter;
+    if (notAfter <= now) throw new AztpError(ErrorCodes.PARENT_INVALID, "the capped lifetime has already ended (parent or CA expired)");
+    const notBefore = new Date(now.getTime() - BACKDATE_MS);
+    const serial = newSerial();
+    const cert = await x509.X509CertificateGenerator.create({
+      serialNumber: serial,
+      subject: distinguishedName(options.commonName ?? (id.path.split("/").pop() || id.trustDomain)),
+      issuer: this.intermediate.subjectName,
+      notBefore,
+      notAfter,
+      signingAlgorithm: EC_P256,
+      publicKey: new Uint8Array(spki),
+      signingKey: this.intermediateKeys.privateKey,
+      extensions: [
+        new x509.BasicConstraintsExtension(false, undefined, true),
+        new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+        new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth], false),
+        new x509.SubjectAlternativeNameExtension([{ type: "url", value: id.toString() }], false),
+        this.authorityKeyId,
+      ],
+    });
+    return { serial, notBefore, notAfter, chainPem: cert.toString("pem") + "\n" + this.intermediateCertPem };
+  }
+}

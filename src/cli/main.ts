@@ -1,0 +1,288 @@
+#!/usr/bin/env node
+/**
+ * `aztp`: the command line for the embedded authority and for verifying SVIDs offline.
+ * Every command takes --json and --home. Exit codes: 0 success (or valid), 1 a negative
+ * verdict or a failed operation, 2 a usage error.
+ */
+import { mkdirSync, readFileSync, writeFileSync, chmodSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { Command, CommanderError, Option } from "commander";
+import { EmbeddedAuthority, DEFAULT_ENVIRONMENT, DEFAULT_METHOD } from "../authority/authority.js";
+import type { IdentityRecord } from "../authority/registry.js";
+import { AztpError, ErrorCodes } from "../errors.js";
+import { BundleSet, loadBundleFile } from "../spiffe/bundle.js";
+import { Certificate } from "../spiffe/certificate.js";
+import { generateWorkloadKey } from "../spiffe/csr.js";
+import { validateJwtSvid } from "../spiffe/jwtsvid.js";
+import { exportPrivateKeyPem } from "../spiffe/keys.js";
+import { SpiffeId } from "../spiffe/spiffeid.js";
+import { verifyX509Svid } from "../spiffe/x509svid.js";
+import { parseDuration } from "./duration.js";
+
+interface GlobalOptions {
+  home?: string;
+  json?: boolean;
+}
+
+/** Thrown for a negative verdict (exit 1) as opposed to a usage error (exit 2). */
+class Verdict extends Error {}
+
+function homeOf(opts: GlobalOptions): string {
+  return resolve(opts.home ?? process.env.AZTP_HOME ?? ".aztp");
+}
+
+function out(opts: GlobalOptions, value: unknown, human: () => string): void {
+  process.stdout.write(opts.json ? `${JSON.stringify(value, null, 2)}\n` : `${human()}\n`);
+}
+
+function summary(r: IdentityRecord): Record<string, unknown> {
+  return {
+    name: r.name,
+    aztpId: r.aztpId,
+    spiffeId: r.spiffeId,
+    workloadId: r.workloadId,
+    status: r.status,
+    parentIdentity: r.parentIdentity,
+    links: r.links,
+    metadata: r.metadata,
+    notAfter: r.notAfter ?? null,
+    ...(r.revokeReason ? { revokeReason: r.revokeReason } : {}),
+  };
+}
+
+/** An identity given by AZTP/SPIFFE ID or by name. */
+function resolveIdentity(authority: EmbeddedAuthority, ref: string): IdentityRecord {
+  if (ref.includes("://")) return authority.get(ref);
+  const rec = authority.findByName(ref);
+  if (!rec) throw new AztpError(ErrorCodes.IDENTITY_NOT_FOUND, `no identity named ${JSON.stringify(ref)}`);
+  return rec;
+}
+
+function readInput(pathOrDash: string): string {
+  try {
+    return readFileSync(pathOrDash === "-" ? 0 : pathOrDash, "utf8");
+  } catch (e) {
+    throw new AztpError(ErrorCodes.INVALID_ARGUMENT, `cannot read ${pathOrDash}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+}
+
+function parseTime(text: string | undefined): Date | undefined {
+  if (text === undefined) return undefined;
+  const t = new Date(text);
+  if (Number.isNaN(t.getTime())) throw new AztpError(ErrorCodes.INVALID_ARGUMENT, `--time must be an ISO 8601 date, got ${JSON.stringify(text)}`);
+  return t;
+}
+
+export function buildProgram(): Command {
+  const program = new Command("aztp")
+    .description("AZTP: SPIFFE identities for AI agents and tools, signed tool calls, audit")
+    .option("--home <dir>", "the authority's folder (else AZTP_HOME, else ./.aztp)")
+    .option("--json", "print JSON")
+    .showHelpAfterError()
+    .exitOverride();
+  const g = (): GlobalOptions => program.opts<GlobalOptions>();
+
+  program
+    .command("init")
+    .description("create a trust domain: root CA, intermediate, JWT key, empty registry")
+    .requiredOption("--trust-domain <td>", "the trust domain, e.g. example.org")
+    .action(async (o: { trustDomain: string }) => {
+      const a = await EmbeddedAuthority.init(homeOf(g()), o.trustDomain);
+      out(g(), { home: a.home, trustDomain: a.defaultTrustDomain }, () => `initialised trust domain ${a.defaultTrustDomain} in ${a.home}`);
+    });
+
+  program
+    .command("issue <name>")
+    .description("issue an X.509-SVID for NAME; writes svid.pem, key.pem, bundle.pem, bundle.json")
+    .option("--parent <id>", "parent identity (AZTP or SPIFFE ID)")
+    .option("--ttl <duration>", "SVID lifetime, e.g. 1h", "1h")
+    .option("--out <dir>", "where to write the files", ".")
+    .option("--trust-domain <td>", "trust domain (default: the authority's)")
+    .option("--environment <env>", "path segment after workload/", DEFAULT_ENVIRONMENT)
+    .option("--method <method>", "path segment after the environment", DEFAULT_METHOD)
+    .action(async (name: string, o: { parent?: string; ttl: string; out: string; trustDomain?: string; environment: string; method: string }) => {
+      const ttlSeconds = parseDuration(o.ttl);
+      const a = await EmbeddedAuthority.open(homeOf(g()));
+      const key = await generateWorkloadKey();
+      const { record, svid } = await a.issueIdentity(
+        { name, environment: o.environment, method: o.method, ...(o.trustDomain ? { trustDomain: o.trustDomain } : {}), ...(o.parent ? { parentIdentity: o.parent } : {}) },
+        key.csr,
+        { ttlSeconds },
+      );
+      const dir = resolve(o.out);
+      mkdirSync(dir, { recursive: true });
+      const bundle = a.bundle(record.trustDomain);
+      writeFileSync(join(dir, "svid.pem"), svid.chainPem);
+      writeFileSync(join(dir, "key.pem"), exportPrivateKeyPem(key.privateKey), { mode: 0o600 });
+      chmodSync(join(dir, "key.pem"), 0o600);
+      writeFileSync(join(dir, "bundle.pem"), bundle.toPem());
+      writeFileSync(join(dir, "bundle.json"), `${JSON.stringify(bundle.toSpiffe(), null, 2)}\n`);
+      out(
+        g(),
+        { aztpId: record.aztpId, spiffeId: record.spiffeId, serial: svid.serial, expiresAt: svid.notAfter.toISOString(), dir },
+        () => `${record.aztpId}\n${record.spiffeId}\nserial ${svid.serial}, expires ${svid.notAfter.toISOString()}\nwrote svid.pem key.pem bundle.pem bundle.json to ${dir}`,
+      );
+    });
+
+  program
+    .command("jwt <name>")
+    .description("print a JWT-SVID for NAME (a name or an ID)")
+    .requiredOption("--audience <aud...>", "audience(s)")
+    .option("--ttl <duration>", "lifetime", "5m")
+    .action(async (name: string, o: { audience: string[]; ttl: string }) => {
+      const a = await EmbeddedAuthority.open(homeOf(g()));
+      const rec = resolveIdentity(a, name);
+      const token = a.mintJwtSvid(rec.spiffeId, o.audience, parseDuration(o.ttl));
+      out(g(), { token, spiffeId: rec.spiffeId }, () => token);
+    });
+
+  program
+    .command("bundle")
+    .description("print the trust bundle")
+    .addOption(new Option("--format <format>", "output format").choices(["spiffe", "pem"]).default("spiffe"))
+    .option("--trust-domain <td>", "trust domain (default: the authority's)")
+    .action(async (o: { format: "spiffe" | "pem"; trustDomain?: string }) => {
+      const a = await EmbeddedAuthority.open(homeOf(g()));
+      const b = a.bundle(o.trustDomain ?? a.defaultTrustDomain);
+      if (o.format === "pem") process.stdout.write(b.toPem());
+      else process.stdout.write(`${JSON.stringify(b.toSpiffe(), null, 2)}\n`);
+    });
+
+  const verify = program.command("verify").description("verify an SVID offline against a bundle");
+  verify
+    .command("x509 <cert>")
+    .description("verify an X.509-SVID chain (PEM, leaf first)")
+    .requiredOption("--bundle <file>", "SPIFFE bundle JSON or PEM roots")
+    .option("--time <iso8601>", "validate as of this time")
+    .action((cert: string, o: { bundle: string; time?: string }) => {
+      const time = parseTime(o.time);
+      const chain = Certificate.parsePem(readInput(cert));
+      const leafTd = leafTrustDomain(chain);
+      const source = new BundleSet([loadBundleFile(readInput(o.bundle), leafTd)]);
+      const result = verifyX509Svid(chain, source, time ? { time } : {});
+      const value = { valid: true, spiffeId: result.id.toString(), aztpId: result.id.aztpId, expiresAt: result.notAfter.toISOString() };
+      out(g(), value, () => `valid: ${value.spiffeId} (until ${value.expiresAt})`);
+    });
+  verify
+    .command("jwt <token>")
+    .description("verify a JWT-SVID (pass - to read it from stdin)")
+    .requiredOption("--bundle <file>", "SPIFFE bundle JSON")
+    .requiredOption("--audience <aud...>", "expected audience(s): any one must match")
+    .option("--time <iso8601>", "validate as of this time")
+    .action((token: string, o: { bundle: string; audience: string[]; time?: string }) => {
+      const time = parseTime(o.time);
+      const text = (token === "-" ? readInput("-") : token).trim();
+      const source = new BundleSet([loadBundleFile(readInput(o.bundle))]);
+      const svid = validateJwtSvid(text, source, { audience: o.audience, ...(time ? { time } : {}) });
+      const value = { valid: true, spiffeId: svid.id.toString(), aztpId: svid.id.aztpId, audience: svid.audience, expiresAt: svid.expiry.toISOString() };
+      out(g(), value, () => `valid: ${value.spiffeId} for ${value.audience.join(", ")} (until ${value.expiresAt})`);
+    });
+
+  program
+    .command("id <string>")
+    .description("parse a SPIFFE or AZTP ID and print its normalised forms")
+    .action((s: string) => {
+      const id = SpiffeId.parse(s);
+      out(g(), { spiffeId: id.toString(), aztpId: id.aztpId, trustDomain: id.trustDomain, path: id.path }, () => `${id.toString()}\n${id.aztpId}`);
+    });
+
+  program
+    .command("list")
+    .description("list identities")
+    .option("--trust-domain <td>")
+    .addOption(new Option("--status <status>").choices(["active", "revoked"]))
+    .action(async (o: { trustDomain?: string; status?: "active" | "revoked" }) => {
+      const a = await EmbeddedAuthority.open(homeOf(g()));
+      const recs = a.list(o).map(summary);
+      out(g(), recs, () => recs.map((r) => `${String(r.status).padEnd(8)} ${String(r.aztpId)}`).join("\n") || "(no identities)");
+    });
+
+  program
+    .command("revoke <id>")
+    .description("revoke an identity and every descendant")
+    .option("--reason <text>", "why", "unspecified")
+    .action(async (id: string, o: { reason: string }) => {
+      const a = await EmbeddedAuthority.open(homeOf(g()));
+      const revoked = await a.revoke(resolveIdentity(a, id).spiffeId, o.reason);
+      out(g(), { revoked, sequence: a.revocationSequence() }, () => revoked.map((r) => `revoked ${r}`).join("\n") || "already revoked");
+    });
+
+  program
+    .command("reissue <id>")
+    .description("restore a revoked identity (its holder then renews its SVID)")
+    .action(async (id: string) => {
+      const a = await EmbeddedAuthority.open(homeOf(g()));
+      const rec = await a.reissue(resolveIdentity(a, id).spiffeId);
+      out(g(), summary(rec), () => `restored ${rec.aztpId}`);
+    });
+
+  program
+    .command("link <source> <target>")
+    .description("link SOURCE to TARGET (type parent: TARGET becomes SOURCE's parent)")
+    .addOption(new Option("--type <type>").choices(["linked", "parent"]).default("linked"))
+    .option("--metadata <json>", "JSON object stored on the link", "{}")
+    .action(async (source: string, target: string, o: { type: "linked" | "parent"; metadata: string }) => {
+      let metadata: unknown;
+      try {
+        metadata = JSON.parse(o.metadata);
+      } catch {
+        throw new CommanderError(2, "aztp.usage", "--metadata must be a JSON object");
+      }
+      if (metadata === null || typeof metadata !== "object" || Array.isArray(metadata)) throw new CommanderError(2, "aztp.usage", "--metadata must be a JSON object");
+      const a = await EmbeddedAuthority.open(homeOf(g()));
+      const l = await a.link(resolveIdentity(a, source).spiffeId, resolveIdentity(a, target).spiffeId, o.type, metadata as Record<string, unknown>);
+      out(g(), l, () => `${source} -[${l.type}]-> ${l.target}`);
+    });
+
+  program
+    .command("discover")
+    .description("list active, discoverable identities")
+    .option("--trust-domain <td>")
+    .action(async (o: { trustDomain?: string }) => {
+      const a = await EmbeddedAuthority.open(homeOf(g()));
+      const td = o.trustDomain;
+      const recs = a.list({ status: "active" }).filter((r) => (td ? r.trustDomain === td : r.isGlobalIdentity || r.trustDomain === a.defaultTrustDomain)).map(summary);
+      out(g(), recs, () => recs.map((r) => String(r.aztpId)).join("\n") || "(none)");
+    });
+
+  return program;
+}
+
+function leafTrustDomain(chain: Certificate[]): string | undefined {
+  const uri = chain[0]?.uriSans[0];
+  if (uri === undefined) return undefined;
+  try {
+    return SpiffeId.parse(uri).trustDomain;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Runs the CLI and returns the exit code (never throws). */
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  const json = argv.includes("--json");
+  try {
+    await program.parseAsync(argv, { from: "user" });
+    return 0;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      if (e.code === "commander.helpDisplayed" || e.code === "commander.version" || e.code === "commander.help") return 0;
+      if (e.code === "aztp.usage") process.stderr.write(`error: ${e.message}\n`);
+      return 2;
+    }
+    const err = e instanceof AztpError ? e : new AztpError(ErrorCodes.INVALID_ARGUMENT, (e as Error)?.message ?? String(e));
+    // A bad argument value is a usage error; everything else is a negative verdict.
+    const code = err.code === ErrorCodes.INVALID_ARGUMENT ? 2 : 1;
+    if (json) process.stdout.write(`${JSON.stringify({ error: { code: err.code, message: err.message } }, null, 2)}\n`);
+    else process.stderr.write(`error [${err.code}]: ${err.message}\n`);
+    return e instanceof Verdict ? 1 : code;
+  }
+}
+
+const invokedDirectly = process.argv[1] !== undefined && /(?:^|[\\/])(main\.[jt]s|aztp)$/.test(process.argv[1]);
+if (invokedDirectly) {
+  main(process.argv.slice(2)).then((code) => {
+    process.exitCode = code;
+  });
+}

@@ -1,0 +1,239 @@
+/**
+ * The client API of the seed documents: `aztp.initialize({ apiKey })`, `secureConnect`,
+ * verify / get / discover / revoke / reissue / link. Objects come back, never JSON strings;
+ * failures throw AztpError.
+ *
+ * With no `baseUrl` the client runs on the embedded authority in `home` (option, else
+ * AZTP_HOME, else ./.aztp), creating it on first use: no account, no server, no network.
+ * An `apiKey` only authenticates to a remote authority, so a program written for the
+ * astha.ai client runs unchanged here with or without one.
+ */
+import { resolve } from "node:path";
+import { EmbeddedAuthority, DEFAULT_ENVIRONMENT, DEFAULT_METHOD } from "../authority/authority.js";
+import type { IdentityLink, IdentityRecord, LinkType } from "../authority/registry.js";
+import { AztpError, ErrorCodes } from "../errors.js";
+import { generateWorkloadKey } from "../spiffe/csr.js";
+import { SpiffeId, TrustDomain } from "../spiffe/spiffeid.js";
+import { AgentIdentity } from "./identity.js";
+
+export interface AztpConfig {
+  /** Authenticates to a remote authority (`baseUrl`); unused by the embedded one. */
+  apiKey?: string;
+  /** A remote `aztp serve` authority. Absent: the embedded authority. */
+  baseUrl?: string;
+  /** Default trust domain (else AZTP_TRUST_DOMAIN, else the home's, else aztp.local). */
+  trustDomain?: string;
+  /** Path segment after `workload/` (default "production"). */
+  environment?: string;
+  /** Path segment after the environment (default "node"). */
+  method?: string;
+  /** The embedded authority's folder (else AZTP_HOME, else ./.aztp). */
+  home?: string;
+  /** X.509-SVID lifetime in seconds (default 3600); rotation happens at half of it. */
+  svidTtlSeconds?: number;
+}
+
+export interface SecureConnectOptions {
+  isGlobalIdentity?: boolean;
+  trustDomain?: string;
+  parentIdentity?: string | null;
+  linkTo?: string[];
+  metadata?: Record<string, unknown>;
+}
+
+export type SecuredAgent<T extends object> = T & { readonly identity: AgentIdentity };
+
+/** astha.ai's whitelist, each name mapped to itself; the embedded authority accepts any valid trust domain. */
+export const whiteListTrustDomains: Readonly<Record<string, string>> = Object.freeze({
+  "aztp.network": "aztp.network",
+  "gptarticles.xyz": "gptarticles.xyz",
+  "gptapps.ai": "gptapps.ai",
+  "vcagents.ai": "vcagents.ai",
+});
+
+const IDENTITY = Symbol("aztp.identity");
+
+function isSecured(value: unknown): value is SecuredAgent<object> {
+  return typeof value === "object" && value !== null && (value as { [IDENTITY]?: unknown })[IDENTITY] instanceof AgentIdentity;
+}
+
+/** Wraps `agent` so everything passes through to it, plus a read-only `identity`. */
+function secure<T extends object>(agent: T, identity: AgentIdentity): SecuredAgent<T> {
+  const bound = new WeakMap<object, unknown>();
+  return new Proxy(agent, {
+    get(target, prop) {
+      if (prop === "identity" || prop === IDENTITY) return identity;
+      const value: unknown = Reflect.get(target, prop, target);
+      if (typeof value !== "function") return value;
+      // Bind methods to the real agent (private fields need it), once, so identity holds.
+      let fn = bound.get(value);
+      if (fn === undefined) {
+        fn = (value as (...a: unknown[]) => unknown).bind(target);
+        bound.set(value, fn);
+      }
+      return fn;
+    },
+    has(target, prop) {
+      return prop === "identity" || Reflect.has(target, prop);
+    },
+    set(target, prop, value) {
+      if (prop === "identity") return false;
+      return Reflect.set(target, prop, value, target);
+    },
+  }) as SecuredAgent<T>;
+}
+
+export class Aztp {
+  readonly config: Readonly<AztpConfig>;
+  #authority: Promise<EmbeddedAuthority> | undefined;
+  readonly #live = new Map<string, AgentIdentity>();
+
+  constructor(config: AztpConfig = {}) {
+    if (config === null || typeof config !== "object") throw new AztpError(ErrorCodes.INVALID_ARGUMENT, "initialize() takes an options object");
+    if (config.trustDomain !== undefined) TrustDomain.parse(config.trustDomain);
+    this.config = Object.freeze({ ...config });
+  }
+
+  /** The seed's entry point; synchronous, the authority opens on first use. */
+  static initialize(config: AztpConfig = {}): Aztp {
+    return new Aztp(config);
+  }
+
+  /** The embedded authority this client issues from (opened, and created if need be, once). */
+  authority(): Promise<EmbeddedAuthority> {
+    if (this.config.baseUrl !== undefined) {
+      return Promise.reject(
+        new AztpError(ErrorCodes.AUTHORITY_REMOTE, `remote authorities (baseUrl ${this.config.baseUrl}) are not supported by this version; omit baseUrl to use the embedded authority`),
+      );
+    }
+    this.#authority ??= EmbeddedAuthority.open(resolve(this.config.home ?? process.env.AZTP_HOME ?? ".aztp"), {
+      create: true,
+      ...(this.config.trustDomain ?? process.env.AZTP_TRUST_DOMAIN ? { trustDomain: this.config.trustDomain ?? process.env.AZTP_TRUST_DOMAIN } : {}),
+    });
+    return this.#authority;
+  }
+
+  /**
+   * Gives `agent` an identity named `name` and returns it secured. Calling again with the same
+   * name returns the same AZTP ID (links and metadata updated, a fresh SVID issued).
+   */
+  async secureConnect<T extends object>(agent: T, name: string, options: SecureConnectOptions = {}): Promise<SecuredAgent<T>> {
+    if (agent === null || (typeof agent !== "object" && typeof agent !== "function")) {
+      throw new AztpError(ErrorCodes.INVALID_ARGUMENT, "secureConnect needs an agent object (use {} for none)");
+    }
+    const authority = await this.authority();
+    const linkTo = options.linkTo ?? [];
+    if (!Array.isArray(linkTo)) throw new AztpError(ErrorCodes.INVALID_ARGUMENT, "linkTo must be an array of AZTP IDs");
+    const key = await generateWorkloadKey();
+    const { record, svid } = await authority.issueIdentity(
+      {
+        name,
+        trustDomain: options.trustDomain ?? this.config.trustDomain ?? authority.defaultTrustDomain,
+        environment: this.config.environment ?? DEFAULT_ENVIRONMENT,
+        method: this.config.method ?? DEFAULT_METHOD,
+        parentIdentity: options.parentIdentity ?? null,
+        linkTo: linkTo.map((l) => SpiffeId.parse(l).aztpId),
+        ...(options.metadata !== undefined ? { metadata: options.metadata } : {}),
+        ...(options.isGlobalIdentity !== undefined ? { isGlobalIdentity: options.isGlobalIdentity } : {}),
+      },
+      key.csr,
+      this.config.svidTtlSeconds !== undefined ? { ttlSeconds: this.config.svidTtlSeconds } : {},
+    );
+    this.#live.get(record.aztpId)?.close();
+    const identity = new AgentIdentity(authority, record, key.privateKey, svid.chainPem, this.config.svidTtlSeconds);
+    this.#live.set(record.aztpId, identity);
+    return secure(agent, identity);
+  }
+
+  /** The identity this client holds for `aztpId`, if any. */
+  identityOf(aztpId: string): AgentIdentity | undefined {
+    return this.#live.get(SpiffeId.parse(aztpId).aztpId);
+  }
+
+  private idOf(subject: SecuredAgent<object> | AgentIdentity | string, what: string): string {
+    if (typeof subject === "string") return SpiffeId.parse(subject).aztpId;
+    if (subject instanceof AgentIdentity) return subject.aztpId;
+    if (isSecured(subject)) return subject.identity.aztpId;
+    throw new AztpError(ErrorCodes.INVALID_ARGUMENT, `${what} must be a secured agent, an identity or an AZTP ID`);
+  }
+
+  /**
+   * True if the identity is valid now: for a secured agent, its SVID chain verifies against the
+   * bundle and nothing is revoked; for an ID, the registry says active and unexpired.
+   */
+  async verifyIdentity(subject: SecuredAgent<object> | AgentIdentity | string): Promise<boolean> {
+    const authority = await this.authority();
+    if (isSecured(subject)) return subject.identity.verify();
+    if (subject instanceof AgentIdentity) return subject.verify();
+    const id = this.idOf(subject, "verifyIdentity's argument");
+    const live = this.#live.get(id);
+    if (live) return live.verify();
+    const rec = authority.find(id);
+    if (!rec || rec.status !== "active" || authority.isRevoked(rec.spiffeId)) return false;
+    return rec.notAfter !== undefined && Date.parse(rec.notAfter) > Date.now();
+  }
+
+  /** True when both are valid and linked (either direction) or parent and child. */
+  async verifyIdentityConnection(from: SecuredAgent<object> | string, to: SecuredAgent<object> | string): Promise<boolean> {
+    const authority = await this.authority();
+    const a = this.idOf(from, "from");
+    const b = this.idOf(to, "to");
+    if (!(await this.verifyIdentity(a)) || !(await this.verifyIdentity(b))) return false;
+    return authority.connected(a, b);
+  }
+
+  /** The registry's record for a secured agent, an AZTP ID, or a name. */
+  async getIdentity(subject: SecuredAgent<object> | string): Promise<IdentityRecord> {
+    const authority = await this.authority();
+    if (typeof subject === "string" && !subject.includes("://")) {
+      const rec = authority.findByName(subject, this.config.trustDomain);
+      if (!rec) throw new AztpError(ErrorCodes.IDENTITY_NOT_FOUND, `no identity named ${JSON.stringify(subject)}`);
+      return rec;
+    }
+    return authority.get(this.idOf(subject, "getIdentity's argument"));
+  }
+
+  /**
+   * Active identities others may discover: those of `trustDomain` if given, else global ones
+   * and those of the client's trust domain. A `requestorIdentity` must itself be valid.
+   */
+  async discoverIdentity(options: { trustDomain?: string; requestorIdentity?: string } = {}): Promise<IdentityRecord[]> {
+    const authority = await this.authority();
+    if (options.requestorIdentity !== undefined && !(await this.verifyIdentity(options.requestorIdentity))) {
+      throw new AztpError(ErrorCodes.IDENTITY_REVOKED, `requestor ${options.requestorIdentity} is not a valid identity`);
+    }
+    const active = authority.list({ status: "active" });
+    if (options.trustDomain !== undefined) {
+      const td = TrustDomain.parse(options.trustDomain).name;
+      return active.filter((r) => r.trustDomain === td);
+    }
+    const home = this.config.trustDomain ?? authority.defaultTrustDomain;
+    return active.filter((r) => r.isGlobalIdentity || r.trustDomain === home);
+  }
+
+  /** Revokes the identity and every descendant. Returns the AZTP IDs revoked. */
+  async revokeIdentity(aztpId: string, reason = "unspecified"): Promise<{ revoked: string[] }> {
+    const authority = await this.authority();
+    return { revoked: await authority.revoke(this.idOf(aztpId, "aztpId"), reason) };
+  }
+
+  /** Restores a revoked identity; a live holder in this process gets a fresh key and SVID. */
+  async reissueIdentity(aztpId: string): Promise<IdentityRecord> {
+    const authority = await this.authority();
+    const id = this.idOf(aztpId, "aztpId");
+    await authority.reissue(id);
+    await this.#live.get(id)?.rotate();
+    return authority.get(id);
+  }
+
+  async linkIdentities(source: string, target: string, relation: LinkType = "linked", metadata: Record<string, unknown> = {}): Promise<IdentityLink> {
+    const authority = await this.authority();
+    return authority.link(this.idOf(source, "source"), this.idOf(target, "target"), relation, metadata);
+  }
+
+  /** Stops every identity's rotation timer (they never keep the process alive anyway). */
+  close(): void {
+    for (const identity of this.#live.values()) identity.close();
+    this.#live.clear();
+  }
+}

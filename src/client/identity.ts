@@ -1,0 +1,206 @@
+/**
+ * A workload identity held by this process: its private key (which never leaves this object),
+ * its current X.509-SVID, and rotation at half-life in the background.
+ */
+import { EventEmitter } from "node:events";
+import type { KeyObject } from "node:crypto";
+import { AztpError, ErrorCodes } from "../errors.js";
+import type { EmbeddedAuthority } from "../authority/authority.js";
+import type { IdentityRecord } from "../authority/registry.js";
+import { Certificate } from "../spiffe/certificate.js";
+import { generateWorkloadKey } from "../spiffe/csr.js";
+import { algorithmForKey, signRaw, type JwsAlgorithm } from "../spiffe/keys.js";
+import { SpiffeId } from "../spiffe/spiffeid.js";
+import { verifyX509Svid } from "../spiffe/x509svid.js";
+
+/** What the invocation layer needs to sign: never the key itself. */
+export interface IdentitySigner {
+  readonly id: SpiffeId;
+  readonly alg: JwsAlgorithm;
+  /** The SVID chain as base64 DER, leaf first (the JWS `x5c` header). */
+  readonly x5c: readonly string[];
+  sign(data: Uint8Array): Buffer;
+}
+
+export interface IdentityEvents {
+  rotated: [{ aztpId: string; serial: string; expiresAt: Date }];
+  "rotation-failed": [{ aztpId: string; error: AztpError | Error }];
+}
+
+/** Timers longer than this overflow setTimeout (2^31-1 ms); re-arm instead. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+export class AgentIdentity extends EventEmitter<IdentityEvents> {
+  readonly aztpId: string;
+  readonly spiffeId: string;
+  readonly workloadId: string;
+  readonly name: string;
+  readonly trustDomain: string;
+  readonly id: SpiffeId;
+
+  #authority: EmbeddedAuthority;
+  #key: KeyObject;
+  #chain: Certificate[];
+  #chainPem: string;
+  #x5c: string[];
+  #timer: NodeJS.Timeout | undefined;
+  #ttlSeconds: number | undefined;
+  #closed = false;
+  #signer: IdentitySigner;
+
+  /** @internal created by the client after issuance. */
+  constructor(authority: EmbeddedAuthority, record: IdentityRecord, key: KeyObject, chainPem: string, ttlSeconds?: number) {
+    super();
+    this.#authority = authority;
+    this.aztpId = record.aztpId;
+    this.spiffeId = record.spiffeId;
+    this.workloadId = record.workloadId;
+    this.name = record.name;
+    this.trustDomain = record.trustDomain;
+    this.id = SpiffeId.parse(record.spiffeId);
+    this.#ttlSeconds = ttlSeconds;
+    this.#key = key;
+    this.#chain = Certificate.parsePem(chainPem);
+    this.#chainPem = chainPem;
+    this.#x5c = this.#chain.map((c) => c.der.toString("base64"));
+    this.#signer = this.#makeSigner();
+    this.#schedule();
+  }
+
+  #makeSigner(): IdentitySigner {
+    const key = this.#key;
+    return Object.freeze({
+      id: this.id,
+      alg: algorithmForKey(key),
+      x5c: Object.freeze([...this.#x5c]),
+      sign: (data: Uint8Array) => signRaw(algorithmForKey(key), key, data),
+    });
+  }
+
+  private get record(): IdentityRecord {
+    return this.#authority.get(this.spiffeId);
+  }
+
+  /** "active" or "revoked", as the authority says now. */
+  get status(): "active" | "revoked" {
+    return this.record.status;
+  }
+
+  get parentIdentity(): string | null {
+    return this.record.parentIdentity;
+  }
+
+  /** The current SVID's expiry. */
+  get expiresAt(): Date {
+    return this.#chain[0]?.notAfter ?? new Date(0);
+  }
+
+  get serial(): string {
+    return this.#chain[0]?.serialNumber ?? "";
+  }
+
+  /** True while the identity is active, unrevoked and its SVID unexpired. */
+  get valid(): boolean {
+    if (this.#closed) return false;
+    const now = Date.now();
+    return now < this.expiresAt.getTime() && !this.#authority.isRevoked(this.spiffeId, this.serial);
+  }
+
+  /** The X.509-SVID chain as PEM: leaf, then intermediate. */
+  get certificate(): string {
+    return this.#chainPem;
+  }
+
+  /** The trust bundle (root CA) of this identity's trust domain, as PEM. */
+  get caCertificate(): string {
+    return this.#authority.bundle(this.trustDomain).toPem();
+  }
+
+  /** What invocation signing needs, with the key kept inside. Changes on rotation. */
+  get signer(): IdentitySigner {
+    return this.#signer;
+  }
+
+  /** A JWT-SVID for `audience`, minted by the trust domain's authority. */
+  async jwtSvid(audience: string | string[], ttlSeconds?: number): Promise<string> {
+    return this.#authority.mintJwtSvid(this.spiffeId, audience, ttlSeconds);
+  }
+
+  /**
+   * Verifies this identity's SVID for real: the chain to the bundle, the X509-SVID rules,
+   * the validity window, and revocation (of the identity, an ancestor, or the serial).
+   */
+  async verify(time = new Date()): Promise<boolean> {
+    if (this.#closed) return false;
+    try {
+      verifyX509Svid(this.#chain, this.#authority.bundleSet(), { time });
+    } catch {
+      return false;
+    }
+    return !this.#authority.isRevoked(this.spiffeId, this.serial);
+  }
+
+  /** Gets a new key and SVID now (rotation does this at half-life on its own). */
+  async rotate(): Promise<void> {
+    const wk = await generateWorkloadKey();
+    const { svid } = await this.#authority.renewSvid(this.spiffeId, wk.csr, this.#ttlSeconds !== undefined ? { ttlSeconds: this.#ttlSeconds } : {});
+    this.#key = wk.privateKey;
+    this.#chain = Certificate.parsePem(svid.chainPem);
+    this.#chainPem = svid.chainPem;
+    this.#x5c = this.#chain.map((c) => c.der.toString("base64"));
+    this.#signer = this.#makeSigner();
+    this.#schedule();
+    this.emit("rotated", { aztpId: this.aztpId, serial: svid.serial, expiresAt: svid.notAfter });
+  }
+
+  #schedule(): void {
+    clearTimeout(this.#timer);
+    if (this.#closed) return;
+    const leaf = this.#chain[0];
+    if (!leaf) return;
+    const half = leaf.notBefore.getTime() + (leaf.notAfter.getTime() - leaf.notBefore.getTime()) / 2;
+    const delay = Math.max(1000, half - Date.now());
+    this.#timer = setTimeout(() => {
+      if (Date.now() + 1000 < half) return this.#schedule(); // re-armed after a clamp
+      this.rotate().catch((error: unknown) => {
+        this.emit("rotation-failed", { aztpId: this.aztpId, error: error instanceof Error ? error : new Error(String(error)) });
+        // Try again later, but never in a tight loop.
+        clearTimeout(this.#timer);
+        this.#timer = setTimeout(() => this.#schedule(), 30_000);
+        this.#timer.unref();
+      });
+    }, Math.min(delay, MAX_TIMER_MS));
+    // Rotation must never keep a process alive that would otherwise exit.
+    this.#timer.unref();
+  }
+
+  /** Stops rotation. The identity stays registered; this object stops being valid. */
+  close(): void {
+    this.#closed = true;
+    clearTimeout(this.#timer);
+  }
+
+  toJSON(): Record<string, unknown> {
+    return {
+      aztpId: this.aztpId,
+      spiffeId: this.spiffeId,
+      workloadId: this.workloadId,
+      name: this.name,
+      trustDomain: this.trustDomain,
+      parentIdentity: this.parentIdentity,
+      status: this.status,
+      valid: this.valid,
+      expiresAt: this.expiresAt.toISOString(),
+      certificate: this.certificate,
+    };
+  }
+
+  /** console.log shows the public fields, never the key. */
+  [Symbol.for("nodejs.util.inspect.custom")](): Record<string, unknown> {
+    return { ...this.toJSON(), certificate: `<${this.#chain.length} certificates, serial ${this.serial}>` };
+  }
+}
+
+export function assertIdentity(value: unknown): asserts value is AgentIdentity {
+  if (!(value instanceof AgentIdentity)) throw new AztpError(ErrorCodes.INVALID_ARGUMENT, "expected an AgentIdentity");
+}

@@ -1,0 +1,96 @@
+/**
+ * Compact JWS (RFC 7515) on node:crypto, for the per-call hot path.
+ *
+ * Strict on purpose: exactly three parts, canonical base64url (no padding, no whitespace, no
+ * stray bits), header and payload JSON objects, `alg` from a caller-supplied allow-list and
+ * matched to the key's type (no `none`, no HMAC, no EdDSA: algorithm confusion is refused
+ * before any crypto runs), `crit` refused (we understand no extensions), `b64: false` refused.
+ * jose is used in tests as an independent implementation to cross-check these tokens.
+ */
+import type { KeyObject } from "node:crypto";
+import { AztpError, ErrorCodes } from "../errors.js";
+import { b64uDecode, b64uEncode } from "./base64url.js";
+import { algorithmForKey, isJwsAlgorithm, signRaw, verifyRaw, type JwsAlgorithm } from "./keys.js";
+
+export interface JwsHeader {
+  alg: JwsAlgorithm;
+  typ?: string;
+  kid?: string;
+  x5c?: string[];
+  [name: string]: unknown;
+}
+
+export interface DecodedJws<P = Record<string, unknown>> {
+  header: JwsHeader;
+  payload: P;
+  /** `base64url(header) "." base64url(payload)`: the bytes the signature covers. */
+  signingInput: string;
+  signature: Buffer;
+}
+
+/** Tokens longer than this are refused before parsing (a DoS guard; an x5c chain of 3 P-256 certs is ~3 KB). */
+export const MAX_TOKEN_LENGTH = 64 * 1024;
+
+function malformed(rule: string): never {
+  throw new AztpError(ErrorCodes.JWT_MALFORMED, `malformed JWS: ${rule}`);
+}
+
+function parseJsonObject(part: string, what: string): Record<string, unknown> {
+  const bytes = b64uDecode(part);
+  if (bytes === undefined) malformed(`${what} is not canonical base64url`);
+  let value: unknown;
+  try {
+    value = JSON.parse(bytes.toString("utf8"));
+  } catch {
+    malformed(`${what} is not JSON`);
+  }
+  if (value === null || typeof value !== "object" || Array.isArray(value)) malformed(`${what} is not a JSON object`);
+  return value as Record<string, unknown>;
+}
+
+/** Signs `payload` (an object, serialised as JSON) with `key`. `alg` defaults to the key's. */
+export function signCompact(header: Omit<JwsHeader, "alg"> & { alg?: JwsAlgorithm }, payload: object, key: KeyObject): string {
+  const alg = header.alg ?? algorithmForKey(key);
+  const h = b64uEncode(JSON.stringify({ ...header, alg }));
+  const p = b64uEncode(JSON.stringify(payload));
+  const signingInput = `${h}.${p}`;
+  return `${signingInput}.${signRaw(alg, key, Buffer.from(signingInput, "ascii")).toString("base64url")}`;
+}
+
+/**
+ * Splits and decodes a compact JWS without verifying it. Throws ERR_JWT_MALFORMED for any
+ * structural defect and ERR_JWT_ALG_NOT_ALLOWED when `alg` is not in `algorithms`.
+ */
+export function decodeCompact<P = Record<string, unknown>>(
+  token: unknown,
+  algorithms: readonly JwsAlgorithm[],
+): DecodedJws<P> {
+  if (typeof token !== "string" || token.length === 0) malformed("token is empty or not a string");
+  if (token.length > MAX_TOKEN_LENGTH) malformed(`token is longer than ${MAX_TOKEN_LENGTH} characters`);
+  const first = token.indexOf(".");
+  const second = first < 0 ? -1 : token.indexOf(".", first + 1);
+  if (first < 0 || second < 0 || token.indexOf(".", second + 1) >= 0) malformed("expected three dot-separated parts");
+  const h = token.slice(0, first);
+  const p = token.slice(first + 1, second);
+  const s = token.slice(second + 1);
+  const header = parseJsonObject(h, "header");
+  const alg = header.alg;
+  if (typeof alg !== "string") malformed("header has no alg");
+  if (!isJwsAlgorithm(alg) || !algorithms.includes(alg)) {
+    throw new AztpError(ErrorCodes.JWT_ALG_NOT_ALLOWED, `algorithm ${JSON.stringify(alg).slice(0, 40)} is not allowed`);
+  }
+  if (header.crit !== undefined) malformed("header has crit: no JWS extensions are understood");
+  if (header.b64 !== undefined) malformed("header has b64: unencoded payloads are not accepted");
+  if (header.kid !== undefined && typeof header.kid !== "string") malformed("kid is not a string");
+  if (header.typ !== undefined && typeof header.typ !== "string") malformed("typ is not a string");
+  const payload = parseJsonObject(p, "payload") as P;
+  if (s.length === 0) malformed("signature is empty");
+  const signature = b64uDecode(s);
+  if (signature === undefined) malformed("signature is not canonical base64url");
+  return { header: header as JwsHeader, payload, signingInput: `${h}.${p}`, signature };
+}
+
+/** True if `decoded` was signed by `key` (whose type must fit the header's alg). */
+export function verifyDecoded(decoded: DecodedJws<unknown>, key: KeyObject): boolean {
+  return verifyRaw(decoded.header.alg, key, Buffer.from(decoded.signingInput, "ascii"), decoded.signature);
+}

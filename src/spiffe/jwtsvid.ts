@@ -1,0 +1,127 @@
+/**
+ * JWT-SVIDs per the JWT-SVID standard: mint and validate.
+ *
+ * Validation follows go-spiffe's jwtsvid.ParseAndValidate: algorithm allow-list (RS/ES/PS
+ * 256-512; EdDSA, HS* and none are refused), `typ` absent or JWT/JOSE, `kid` required and
+ * resolved in the bundle of the subject's trust domain, `sub` a valid SPIFFE ID, `exp`
+ * required, `aud` required and matched any-of against a non-empty expected list, 60 s leeway.
+ */
+import type { KeyObject } from "node:crypto";
+import { AztpError, ErrorCodes } from "../errors.js";
+import type { BundleSource } from "./bundle.js";
+import { decodeCompact, signCompact, verifyDecoded, type JwsHeader } from "./jws.js";
+import { DEFAULT_ALGORITHMS, type JwsAlgorithm } from "./keys.js";
+import { SpiffeId } from "./spiffeid.js";
+
+export const DEFAULT_JWT_SVID_TTL_SECONDS = 300;
+export const DEFAULT_LEEWAY_SECONDS = 60;
+
+export interface MintJwtSvidOptions {
+  subject: SpiffeId | string;
+  audience: string | readonly string[];
+  /** The trust domain's JWT signing key and its key ID as published in the bundle. */
+  key: KeyObject;
+  kid: string;
+  ttlSeconds?: number;
+  now?: Date;
+  /** Extra claims; they cannot override sub, aud, exp or iat. */
+  claims?: Record<string, unknown>;
+}
+
+export function mintJwtSvid(options: MintJwtSvidOptions): string {
+  const sub = typeof options.subject === "string" ? SpiffeId.parse(options.subject) : options.subject;
+  const aud = typeof options.audience === "string" ? [options.audience] : [...options.audience];
+  if (aud.length === 0 || aud.some((a) => typeof a !== "string" || a.length === 0)) {
+    throw new AztpError(ErrorCodes.INVALID_ARGUMENT, "a JWT-SVID needs at least one non-empty audience");
+  }
+  if (!options.kid) throw new AztpError(ErrorCodes.INVALID_ARGUMENT, "a JWT-SVID needs a kid");
+  const ttl = options.ttlSeconds ?? DEFAULT_JWT_SVID_TTL_SECONDS;
+  if (!Number.isFinite(ttl) || ttl <= 0) throw new AztpError(ErrorCodes.INVALID_ARGUMENT, "ttlSeconds must be positive");
+  const iat = Math.floor((options.now ?? new Date()).getTime() / 1000);
+  return signCompact(
+    { typ: "JWT", kid: options.kid },
+    { ...options.claims, sub: sub.toString(), aud: aud.length === 1 ? aud[0] : aud, iat, exp: iat + Math.floor(ttl) },
+    options.key,
+  );
+}
+
+export interface ValidateJwtSvidOptions {
+  /** Expected audiences: the token must name at least one of them. Must be non-empty. */
+  audience: string | readonly string[];
+  time?: Date;
+  leewaySeconds?: number;
+  algorithms?: readonly JwsAlgorithm[];
+}
+
+export interface JwtSvid {
+  id: SpiffeId;
+  audience: string[];
+  expiry: Date;
+  issuedAt?: Date;
+  header: JwsHeader;
+  claims: Record<string, unknown>;
+  token: string;
+}
+
+function jwtError(code: (typeof ErrorCodes)[keyof typeof ErrorCodes], rule: string): never {
+  throw new AztpError(code, `invalid JWT-SVID: ${rule}`);
+}
+
+export function validateJwtSvid(token: string, source: BundleSource, options: ValidateJwtSvidOptions): JwtSvid {
+  const expected = typeof options.audience === "string" ? [options.audience] : [...(options.audience ?? [])];
+  if (expected.length === 0) {
+    throw new AztpError(ErrorCodes.INVALID_ARGUMENT, "validateJwtSvid needs a non-empty list of expected audiences");
+  }
+  const decoded = decodeCompact(token, options.algorithms ?? DEFAULT_ALGORITHMS);
+  const { header, payload } = decoded;
+  if (header.typ !== undefined && header.typ !== "JWT" && header.typ !== "JOSE") {
+    jwtError(ErrorCodes.JWT_BAD_TYP, `typ must be JWT or JOSE, got ${JSON.stringify(header.typ).slice(0, 40)}`);
+  }
+  if (typeof header.kid !== "string" || header.kid.length === 0) jwtError(ErrorCodes.JWT_MISSING_KID, "token header has no kid");
+
+  if (payload.sub === undefined) jwtError(ErrorCodes.JWT_MISSING_CLAIM, "token has no sub claim");
+  let id: SpiffeId;
+  try {
+    if (typeof payload.sub !== "string") throw new Error("not a string");
+    id = SpiffeId.parse(payload.sub);
+  } catch {
+    jwtError(ErrorCodes.JWT_INVALID_SUBJECT, "sub is not a valid SPIFFE ID");
+  }
+  if (payload.exp === undefined) jwtError(ErrorCodes.JWT_MISSING_CLAIM, "token has no exp claim");
+  if (typeof payload.exp !== "number" || !Number.isFinite(payload.exp)) jwtError(ErrorCodes.JWT_MALFORMED, "exp is not a number");
+
+  const bundle = source.getBundleForTrustDomain(id.trustDomain);
+  if (bundle === undefined) jwtError(ErrorCodes.JWT_NO_BUNDLE, `no bundle for trust domain ${id.trustDomain}`);
+  const key = bundle.jwtAuthorities.get(header.kid);
+  if (key === undefined) jwtError(ErrorCodes.JWT_UNKNOWN_KID, `no JWT authority with kid ${JSON.stringify(header.kid).slice(0, 80)} in trust domain ${id.trustDomain}`);
+  if (!verifyDecoded(decoded, key)) jwtError(ErrorCodes.JWT_SIGNATURE, "signature does not verify with the bundle's key");
+
+  const now = (options.time ?? new Date()).getTime() / 1000;
+  const leeway = options.leewaySeconds ?? DEFAULT_LEEWAY_SECONDS;
+  if (now - leeway >= payload.exp) jwtError(ErrorCodes.JWT_EXPIRED, "token has expired");
+  if (payload.nbf !== undefined) {
+    if (typeof payload.nbf !== "number") jwtError(ErrorCodes.JWT_MALFORMED, "nbf is not a number");
+    if (now + leeway < payload.nbf) jwtError(ErrorCodes.JWT_NOT_YET_VALID, "token is not valid yet (nbf)");
+  }
+  if (payload.iat !== undefined) {
+    if (typeof payload.iat !== "number") jwtError(ErrorCodes.JWT_MALFORMED, "iat is not a number");
+    if (now + leeway < payload.iat) jwtError(ErrorCodes.JWT_NOT_YET_VALID, "token was issued in the future (iat)");
+  }
+
+  const aud = payload.aud;
+  const audiences = typeof aud === "string" ? [aud] : Array.isArray(aud) && aud.every((a) => typeof a === "string") ? (aud as string[]) : undefined;
+  if (audiences === undefined || audiences.length === 0) jwtError(ErrorCodes.JWT_MISSING_CLAIM, "token has no aud claim");
+  if (!audiences.some((a) => expected.includes(a))) {
+    jwtError(ErrorCodes.JWT_AUDIENCE, `audience ${JSON.stringify(audiences).slice(0, 200)} does not include any of the expected ${JSON.stringify(expected).slice(0, 200)}`);
+  }
+
+  return {
+    id,
+    audience: audiences,
+    expiry: new Date(payload.exp * 1000),
+    ...(typeof payload.iat === "number" ? { issuedAt: new Date(payload.iat * 1000) } : {}),
+    header,
+    claims: payload,
+    token,
+  };
+}
