@@ -139,9 +139,14 @@ export class Aztp {
       key.csr,
       this.config.svidTtlSeconds !== undefined ? { ttlSeconds: this.config.svidTtlSeconds } : {},
     );
-    this.#live.get(record.aztpId)?.close();
-    const identity = new AgentIdentity(authority, record, key.privateKey, svid.chainPem, this.config.svidTtlSeconds);
-    this.#live.set(record.aztpId, identity);
+    // Securing a name again keeps one identity object per AZTP ID: earlier secured agents
+    // see the fresh SVID too, instead of being left holding a stale one.
+    let identity = this.#live.get(record.aztpId);
+    if (identity) identity.installSvid(key.privateKey, svid.chainPem);
+    else {
+      identity = new AgentIdentity(authority, record, key.privateKey, svid.chainPem, this.config.svidTtlSeconds);
+      this.#live.set(record.aztpId, identity);
+    }
     return secure(agent, identity);
   }
 

@@ -144,13 +144,24 @@ export class AgentIdentity extends EventEmitter<IdentityEvents> {
   async rotate(): Promise<void> {
     const wk = await generateWorkloadKey();
     const { svid } = await this.#authority.renewSvid(this.spiffeId, wk.csr, this.#ttlSeconds !== undefined ? { ttlSeconds: this.#ttlSeconds } : {});
-    this.#key = wk.privateKey;
-    this.#chain = Certificate.parsePem(svid.chainPem);
-    this.#chainPem = svid.chainPem;
-    this.#x5c = this.#chain.map((c) => c.der.toString("base64"));
+    this.installSvid(wk.privateKey, svid.chainPem);
+  }
+
+  /** @internal Swaps in a new key and SVID (after rotation, or when secureConnect re-issues). */
+  installSvid(key: KeyObject, chainPem: string): void {
+    const chain = Certificate.parsePem(chainPem);
+    const leaf = chain[0];
+    if (leaf === undefined || !leaf.uriSans.includes(this.spiffeId)) {
+      throw new AztpError(ErrorCodes.INVALID_ARGUMENT, `the new SVID is not for ${this.spiffeId}`);
+    }
+    this.#key = key;
+    this.#chain = chain;
+    this.#chainPem = chainPem;
+    this.#x5c = chain.map((c) => c.der.toString("base64"));
     this.#signer = this.#makeSigner();
+    this.#closed = false;
     this.#schedule();
-    this.emit("rotated", { aztpId: this.aztpId, serial: svid.serial, expiresAt: svid.notAfter });
+    this.emit("rotated", { aztpId: this.aztpId, serial: leaf.serialNumber, expiresAt: leaf.notAfter });
   }
 
   #schedule(): void {
