@@ -1,0 +1,124 @@
+/**
+ * The request context that policy Conditions read, and its key names.
+ *
+ * | key                        | type             | meaning                                                         |
+ * | -------------------------- | ---------------- | --------------------------------------------------------------- |
+ * | `aztp:caller`              | string           | the caller's ID, in `spiffe://` form                            |
+ * | `aztp:callerTrustDomain`   | string           | the caller's trust domain, lower case, e.g. `example.org`       |
+ * | `aztp:callerPath`          | string           | the caller's ID path, e.g. `/workload/production/node/my-agent` |
+ * | `aztp:callerParent`        | string           | the caller's parent ID (`spiffe://` form); absent if none       |
+ * | `aztp:callerLinks`         | string[]         | IDs the caller is linked to (`spiffe://` form); a set key       |
+ * | `aztp:callee`              | string           | the called server's ID (`spiffe://` form)                       |
+ * | `aztp:calleeTrustDomain`   | string           | the called server's trust domain                                |
+ * | `aztp:tool`                | string           | the tool's name, e.g. `search`                                  |
+ * | `aztp:args`                | object           | the tool's arguments, as received                               |
+ * | `aztp:args.<path>`         | any              | one argument field: `aztp:args.query`, `aztp:args.filter.limit`,|
+ * |                            |                  | `aztp:args.items.0` (dotted path; a number indexes an array)    |
+ * | `aztp:currentTime`         | string           | decision time, ISO 8601 UTC (for Date operators)                |
+ * | `aztp:epochTime`           | number           | decision time, whole seconds since 1970 (for Numeric operators) |
+ * | `aztp:delegated`           | boolean          | true when the call runs on a delegation chain (depth > 0)       |
+ * | `aztp:delegationDepth`     | number           | links in the delegation chain; 0 for a direct call              |
+ * | `aztp:sourceIp`            | string           | the peer's IP address, when the transport knows it              |
+ *
+ * IDs are stored in `spiffe://` form, but conditions compare IDs in one normal form, so a
+ * policy may name them as `aztp://` or `spiffe://` alike. Keys are matched exactly (unlike
+ * IAM's case-insensitive keys) because argument field names are case-sensitive; a policy that
+ * names an `aztp:` key not in this table is rejected, so a typo cannot silently never match.
+ * Keys with any other prefix are the application's own and are passed through.
+ */
+import { AztpError, ErrorCodes } from "../errors.js";
+import { SpiffeId } from "../spiffe/spiffeid.js";
+
+export const ARGS_KEY = "aztp:args";
+/** Prefix of the per-field argument keys: `aztp:args.<dotted path>`. */
+export const ARGS_FIELD_PREFIX = "aztp:args.";
+
+/** Every `aztp:` context key a policy may name (besides `aztp:args.<path>`). */
+export const POLICY_CONTEXT_KEYS = Object.freeze([
+  "aztp:caller",
+  "aztp:callerTrustDomain",
+  "aztp:callerPath",
+  "aztp:callerParent",
+  "aztp:callerLinks",
+  "aztp:callee",
+  "aztp:calleeTrustDomain",
+  "aztp:tool",
+  ARGS_KEY,
+  "aztp:currentTime",
+  "aztp:epochTime",
+  "aztp:delegated",
+  "aztp:delegationDepth",
+  "aztp:sourceIp",
+] as const);
+
+export type PolicyContextKey = (typeof POLICY_CONTEXT_KEYS)[number];
+
+const KNOWN_KEYS: ReadonlySet<string> = new Set(POLICY_CONTEXT_KEYS);
+
+/** Why an `aztp:` key is not one the evaluator knows, or undefined if it is acceptable. */
+export function unknownContextKeyReason(key: string): string | undefined {
+  if (!key.toLowerCase().startsWith("aztp:")) return undefined;
+  if (KNOWN_KEYS.has(key)) return undefined;
+  if (key.startsWith(ARGS_FIELD_PREFIX)) {
+    const path = key.slice(ARGS_FIELD_PREFIX.length);
+    return path.split(".").every((s) => s.length > 0) ? undefined : "has an empty argument path segment";
+  }
+  return `is not a known aztp: context key (known: ${POLICY_CONTEXT_KEYS.join(", ")}, aztp:args.<field>)`;
+}
+
+export interface PolicyContextInput {
+  /** The verified caller, `aztp://` or `spiffe://`. */
+  caller: string | SpiffeId;
+  callerParent?: string | SpiffeId | undefined;
+  callerLinks?: ReadonlyArray<string | SpiffeId> | undefined;
+  callee?: string | SpiffeId | undefined;
+  tool?: string | undefined;
+  /** The tool's arguments, as received; read in place, not copied. */
+  args?: unknown;
+  /** Decision time; defaults to now. A number is milliseconds since 1970. */
+  time?: Date | number | undefined;
+  /** Links in the delegation chain the call carries; 0 or absent for a direct call. */
+  delegationDepth?: number | undefined;
+  sourceIp?: string | undefined;
+}
+
+function asId(value: string | SpiffeId): SpiffeId {
+  return typeof value === "string" ? SpiffeId.parse(value) : value;
+}
+
+/**
+ * Builds the context for `evaluatePolicies` from what the verifier established. IDs are parsed
+ * strictly (an invalid one throws its ERR_SPIFFEID_* error): a context is built from verified
+ * identities, so a malformed one is a bug upstream, not something to evaluate around.
+ */
+export function buildPolicyContext(input: PolicyContextInput): Record<string, unknown> {
+  const caller = asId(input.caller);
+  const time = input.time === undefined ? new Date() : new Date(input.time);
+  if (Number.isNaN(time.getTime())) {
+    throw new AztpError(ErrorCodes.INVALID_ARGUMENT, "policy context: time is not a valid date");
+  }
+  const depth = input.delegationDepth ?? 0;
+  if (!Number.isSafeInteger(depth) || depth < 0) {
+    throw new AztpError(ErrorCodes.INVALID_ARGUMENT, "policy context: delegationDepth must be a whole number >= 0");
+  }
+  const ctx: Record<string, unknown> = {
+    "aztp:caller": caller.toString(),
+    "aztp:callerTrustDomain": caller.trustDomain,
+    "aztp:callerPath": caller.path,
+    "aztp:callerLinks": (input.callerLinks ?? []).map((l) => asId(l).toString()),
+    "aztp:currentTime": time.toISOString(),
+    "aztp:epochTime": Math.floor(time.getTime() / 1000),
+    "aztp:delegated": depth > 0,
+    "aztp:delegationDepth": depth,
+  };
+  if (input.callerParent !== undefined) ctx["aztp:callerParent"] = asId(input.callerParent).toString();
+  if (input.callee !== undefined) {
+    const callee = asId(input.callee);
+    ctx["aztp:callee"] = callee.toString();
+    ctx["aztp:calleeTrustDomain"] = callee.trustDomain;
+  }
+  if (input.tool !== undefined) ctx["aztp:tool"] = input.tool;
+  if (input.args !== undefined) ctx[ARGS_KEY] = input.args;
+  if (input.sourceIp !== undefined) ctx["aztp:sourceIp"] = input.sourceIp;
+  return ctx;
+}

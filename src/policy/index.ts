@@ -1,0 +1,26 @@
+/** AZTP policies: documents, strict parsing, IAM-style evaluation, and the request context. */
+export {
+  type Effect,
+  type PolicyDocument,
+  type Principal,
+  type Statement,
+  parsePolicy,
+  policyCode,
+  statementsOf,
+} from "./policy.js";
+export { CONDITION_OPERATORS, type ConditionBlock, type ConditionValue, type PolicyContext } from "./conditions.js";
+export {
+  type CompiledPolicies,
+  compilePolicies,
+  evaluatePolicies,
+  type PolicyDecision,
+  type PolicyDecisionReason,
+  type PolicyRequest,
+} from "./evaluate.js";
+export {
+  buildPolicyContext,
+  POLICY_CONTEXT_KEYS,
+  type PolicyContextInput,
+  type PolicyContextKey,
+} from "./context.js";
+export { findStatements, getPolicyValue, isActionAllowed, type PolicyRecord } from "./helpers.js";

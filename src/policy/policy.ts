@@ -1,0 +1,209 @@
+/**
+ * The AZTP policy document: IAM's JSON shape, with principals that are AZTP/SPIFFE IDs.
+ *
+ *   { "Version": "2012-10-17",
+ *     "Statement": [ { "Sid": "search", "Effect": "Allow",
+ *                      "Principal": { "AZTP": "aztp://example.org/workload/production/node/*" },
+ *                      "Action": "tool:call", "Resource": "search",
+ *                      "Condition": { "StringEquals": { "aztp:callerTrustDomain": "example.org" } } } ] }
+ *
+ * `parsePolicy` is strict, because a policy that does not mean what its author thinks is worse
+ * than one that is refused: unknown fields, wrong types, a bad Effect, an unknown condition
+ * operator or `aztp:` context key, and contradictory pairs (Action with NotAction) are all
+ * rejected with ERR_POLICY_INVALID and the path of the field, e.g. `Statement[2].Effect`.
+ */
+import { createHash } from "node:crypto";
+import canonicalize from "canonicalize";
+import { AztpError, ErrorCodes } from "../errors.js";
+import { SpiffeId } from "../spiffe/spiffeid.js";
+import { type ConditionBlock, parseConditionBlock } from "./conditions.js";
+import { fieldPath, invalid, isPlainObject, shown } from "./invalid.js";
+import { hasWildcard } from "./match.js";
+
+export type Effect = "Allow" | "Deny";
+
+/**
+ * Who a statement is about: `"*"` (anyone), an ID or ID pattern (`aztp://td/workload/*`), a list
+ * of them, or IAM's object form `{ "AZTP": ... }`. `aztp://` and `spiffe://` are interchangeable.
+ */
+export type Principal = string | string[] | { AZTP: string | string[] };
+
+export interface Statement {
+  /** Names the statement in decisions and audit entries; unique within its document. */
+  Sid?: string;
+  Effect: Effect;
+  /** Absent (with NotPrincipal absent too) means any principal. */
+  Principal?: Principal;
+  NotPrincipal?: Principal;
+  /** Exactly one of Action and NotAction. Matched case-insensitively, as IAM does. */
+  Action?: string | string[];
+  NotAction?: string | string[];
+  /** At most one of Resource and NotResource; neither means any resource. Case-sensitive. */
+  Resource?: string | string[];
+  NotResource?: string | string[];
+  Condition?: ConditionBlock;
+}
+
+export interface PolicyDocument {
+  Version: string;
+  /** IAM's optional document identifier. */
+  Id?: string;
+  Statement: Statement[] | Statement;
+}
+
+const DOCUMENT_KEYS: ReadonlySet<string> = new Set(["Version", "Id", "Statement"]);
+const STATEMENT_KEYS: ReadonlySet<string> = new Set([
+  "Sid",
+  "Effect",
+  "Principal",
+  "NotPrincipal",
+  "Action",
+  "NotAction",
+  "Resource",
+  "NotResource",
+  "Condition",
+]);
+
+/** Object entries whose value is not undefined (JSON has no undefined; a typed literal may). */
+function definedEntries(value: Record<string, unknown>): Array<[string, unknown]> {
+  return Object.entries(value).filter(([, v]) => v !== undefined);
+}
+
+function checkKeys(value: Record<string, unknown>, allowed: ReadonlySet<string>, path: string): void {
+  for (const [key] of definedEntries(value)) {
+    if (!allowed.has(key)) {
+      invalid(fieldPath(path, key), `is not a known field (allowed: ${[...allowed].join(", ")})`);
+    }
+  }
+}
+
+function nonEmptyString(value: unknown, path: string): string {
+  if (typeof value !== "string" || value.length === 0) invalid(path, `must be a non-empty string, got ${shown(value)}`);
+  return value;
+}
+
+/** A string or a non-empty array of strings; returns a frozen copy of the same shape. */
+function stringOrList(value: unknown, path: string, check?: (s: string, path: string) => void): string | string[] {
+  if (Array.isArray(value)) {
+    if (value.length === 0) invalid(path, "must not be an empty list");
+    const out = value.map((v, i) => {
+      const s = nonEmptyString(v, `${path}[${i}]`);
+      check?.(s, `${path}[${i}]`);
+      return s;
+    });
+    return Object.freeze(out) as string[];
+  }
+  const s = nonEmptyString(value, path);
+  check?.(s, path);
+  return s;
+}
+
+/**
+ * A principal entry is `*`, or an ID (pattern) under `aztp://` or `spiffe://`. One without
+ * wildcards must be a valid SPIFFE ID: a typo there would otherwise never match anyone.
+ */
+function checkPrincipalEntry(entry: string, path: string): void {
+  if (entry === "*") return;
+  if (!/^(?:aztp|spiffe):\/\//i.test(entry)) {
+    invalid(path, `must be "*" or an aztp:// or spiffe:// ID (pattern), got ${shown(entry)}`);
+  }
+  if (hasWildcard(entry)) return;
+  try {
+    SpiffeId.parse(entry);
+  } catch (err) {
+    invalid(path, `is not a valid ID: ${err instanceof Error ? err.message : String(err)}`);
+  }
+}
+
+function parsePrincipal(value: unknown, path: string): Principal {
+  if (isPlainObject(value)) {
+    checkKeys(value, new Set(["AZTP"]), path);
+    if (value.AZTP === undefined) invalid(path, 'object form must be { "AZTP": ID or [IDs] }');
+    return Object.freeze({ AZTP: stringOrList(value.AZTP, fieldPath(path, "AZTP"), checkPrincipalEntry) });
+  }
+  return stringOrList(value, path, checkPrincipalEntry);
+}
+
+/** Rejects a statement holding both halves of a pair such as Action and NotAction. */
+function exclusive(raw: Record<string, unknown>, a: string, b: string, path: string): void {
+  if (raw[a] !== undefined && raw[b] !== undefined) invalid(fieldPath(path, b), `cannot be used together with ${a}`);
+}
+
+function parseStatement(raw: unknown, path: string): Statement {
+  if (!isPlainObject(raw)) invalid(path, "must be an object");
+  checkKeys(raw, STATEMENT_KEYS, path);
+  if (raw.Effect !== "Allow" && raw.Effect !== "Deny") {
+    invalid(fieldPath(path, "Effect"), `must be "Allow" or "Deny", got ${shown(raw.Effect)}`);
+  }
+  exclusive(raw, "Principal", "NotPrincipal", path);
+  exclusive(raw, "Action", "NotAction", path);
+  exclusive(raw, "Resource", "NotResource", path);
+  if (raw.Action === undefined && raw.NotAction === undefined) invalid(fieldPath(path, "Action"), "is required (or NotAction)");
+
+  const out: Statement = { Effect: raw.Effect };
+  if (raw.Sid !== undefined) {
+    if (typeof raw.Sid !== "string") invalid(fieldPath(path, "Sid"), `must be a string, got ${shown(raw.Sid)}`);
+    out.Sid = raw.Sid;
+  }
+  for (const key of ["Principal", "NotPrincipal"] as const) {
+    if (raw[key] !== undefined) out[key] = parsePrincipal(raw[key], fieldPath(path, key));
+  }
+  for (const key of ["Action", "NotAction", "Resource", "NotResource"] as const) {
+    if (raw[key] !== undefined) out[key] = stringOrList(raw[key], fieldPath(path, key));
+  }
+  if (raw.Condition !== undefined) out.Condition = parseConditionBlock(raw.Condition, fieldPath(path, "Condition"));
+  return Object.freeze(out);
+}
+
+/**
+ * Validates a policy document (an object, or its JSON text) and returns a deep-frozen copy of
+ * the same shape. Throws ERR_POLICY_INVALID naming the first bad field.
+ */
+export function parsePolicy(input: unknown): PolicyDocument {
+  let raw = input;
+  if (typeof input === "string") {
+    try {
+      raw = JSON.parse(input) as unknown;
+    } catch (err) {
+      throw new AztpError(ErrorCodes.POLICY_INVALID, "invalid policy: not valid JSON", { cause: err });
+    }
+  }
+  if (!isPlainObject(raw)) invalid("(document)", "must be a JSON object");
+  checkKeys(raw, DOCUMENT_KEYS, "");
+  const version = nonEmptyString(raw.Version, "Version");
+  const doc: PolicyDocument = { Version: version, Statement: [] };
+  if (raw.Id !== undefined) doc.Id = nonEmptyString(raw.Id, "Id");
+
+  if (Array.isArray(raw.Statement)) {
+    const statements = raw.Statement.map((s, i) => parseStatement(s, `Statement[${i}]`));
+    const seen = new Map<string, number>();
+    statements.forEach((s, i) => {
+      if (s.Sid === undefined) return;
+      const first = seen.get(s.Sid);
+      if (first !== undefined) invalid(`Statement[${i}].Sid`, `${shown(s.Sid)} repeats the Sid of Statement[${first}]`);
+      seen.set(s.Sid, i);
+    });
+    doc.Statement = Object.freeze(statements) as Statement[];
+  } else if (isPlainObject(raw.Statement)) {
+    doc.Statement = parseStatement(raw.Statement, "Statement");
+  } else {
+    invalid("Statement", "must be a statement object or a list of them");
+  }
+  return Object.freeze(doc);
+}
+
+/** The document's statements as a list, whichever form it uses. */
+export function statementsOf(document: PolicyDocument): readonly Statement[] {
+  return Array.isArray(document.Statement) ? document.Statement : [document.Statement];
+}
+
+/**
+ * A short stable name for a document's content: `policy:` + the first 12 hex digits of the
+ * SHA-256 of its RFC 8785 (JCS) canonical JSON. Key order and whitespace do not change it;
+ * any change of meaning does. The document is validated first.
+ */
+export function policyCode(document: PolicyDocument): string {
+  const text = canonicalize(parsePolicy(document));
+  if (text === undefined) throw new AztpError(ErrorCodes.POLICY_INVALID, "invalid policy: cannot be canonicalised");
+  return `policy:${createHash("sha256").update(text).digest("hex").slice(0, 12)}`;
+}
