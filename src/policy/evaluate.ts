@@ -5,7 +5,7 @@
  * A statement matches a request when its Principal (or NotPrincipal), Action (or NotAction),
  * Resource (or NotResource) and every Condition hold. Evaluation is pure and allocation-light:
  * policies are compiled once (patterns to Sets and RegExps, conditions to closures) and the
- * compiled forms are cached per document object, so documents must not be mutated once
+ * compiled forms are cached per document object (and per list, for `evaluatePolicies`), so documents must not be mutated once
  * evaluated (`parsePolicy` returns frozen ones).
  */
 import { AztpError, ErrorCodes } from "../errors.js";
@@ -111,39 +111,27 @@ function compileDocument(document: PolicyDocument): CompiledDocument {
   return compiled;
 }
 
-interface Entry {
-  readonly statement: CompiledStatement;
-  readonly decision: PolicyDecision;
+function decided(reason: PolicyDecisionReason, statement: CompiledStatement, policy: number): PolicyDecision {
+  return { decision: reason === "allow" ? "allow" : "deny", reason, statement: statement.id, policy };
 }
 
-/** A set of policies compiled for fast repeated decisions. */
+/**
+ * A set of policies compiled for fast repeated decisions. Cheap to build once its documents are
+ * compiled (they are cached per document), so a fresh list of known documents costs little.
+ */
 export class CompiledPolicies {
   /** The documents compiled, in order (their identities, for the cache check). */
   readonly sources: readonly PolicyDocument[];
-  private readonly denies: readonly Entry[];
-  private readonly allows: readonly Entry[];
+  private readonly documents: readonly CompiledDocument[];
 
   /** @internal use `compilePolicies`. */
   constructor(policies: readonly PolicyDocument[]) {
-    const denies: Entry[] = [];
-    const allows: Entry[] = [];
-    policies.forEach((doc, policy) => {
-      const compiled = compileDocument(doc);
-      // Decisions are built once, frozen, and returned as they are: a decision costs no allocation.
-      const entry = (reason: PolicyDecisionReason) => (statement: CompiledStatement): Entry => ({
-        statement,
-        decision: Object.freeze({ decision: reason === "allow" ? "allow" : "deny", reason, statement: statement.id, policy }),
-      });
-      denies.push(...compiled.denies.map(entry("explicit_deny")));
-      allows.push(...compiled.allows.map(entry("allow")));
-    });
     this.sources = Object.freeze([...policies]);
-    this.denies = denies;
-    this.allows = allows;
+    this.documents = this.sources.map(compileDocument);
   }
 
   get statementCount(): number {
-    return this.denies.length + this.allows.length;
+    return this.documents.reduce((n, d) => n + d.denies.length + d.allows.length, 0);
   }
 
   evaluate(request: PolicyRequest): PolicyDecision {
@@ -155,9 +143,14 @@ export class CompiledPolicies {
     const a = action.toLowerCase();
     const r = normalizeId(resource);
     const ctx = request.context ?? EMPTY_CONTEXT;
+    const docs = this.documents;
     // Every Deny is looked at before any Allow, so statement order never changes the outcome.
-    for (const e of this.denies) if (e.statement.matches(p, a, r, ctx)) return e.decision;
-    for (const e of this.allows) if (e.statement.matches(p, a, r, ctx)) return e.decision;
+    for (let i = 0; i < docs.length; i++) {
+      for (const s of docs[i]!.denies) if (s.matches(p, a, r, ctx)) return decided("explicit_deny", s, i);
+    }
+    for (let i = 0; i < docs.length; i++) {
+      for (const s of docs[i]!.allows) if (s.matches(p, a, r, ctx)) return decided("allow", s, i);
+    }
     return IMPLICIT_DENY;
   }
 }
