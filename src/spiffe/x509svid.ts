@@ -14,11 +14,11 @@
  *   must have keyCertSign; a critical extension we do not evaluate rejects the path.
  */
 import type { KeyObject } from "node:crypto";
-import { AztpError, ErrorCodes, type ErrorCode } from "../errors.js";
-import { Certificate, sha256Hex } from "./certificate.js";
-import type { BundleSource, TrustBundle } from "./bundle.js";
-import { importPrivateKey, samePublicKey } from "./keys.js";
 import { LRUCache } from "lru-cache";
+import { AztpError, ErrorCodes, type ErrorCode } from "../errors.js";
+import type { BundleSource, TrustBundle } from "./bundle.js";
+import { Certificate, sha256Hex } from "./certificate.js";
+import { importPrivateKey, samePublicKey } from "./keys.js";
 import { decodePem, encodePem, isPrivateKeyBlock } from "./pem.js";
 import { SpiffeId } from "./spiffeid.js";
 
