@@ -81,6 +81,9 @@ export class EmbeddedAuthority {
   private state: RegistryState = registry.emptyRegistry();
   private stateVersion: string | undefined = "unread";
   private bundles: BundleSet | undefined;
+  /** Revoked identities (with every descendant) and serials, derived once per registry version. */
+  private revokedIds: Set<string> | undefined;
+  private revokedSerials: Set<string> | undefined;
 
   private constructor(home: string, config: AuthorityConfig) {
     this.home = home;
@@ -90,9 +93,10 @@ export class EmbeddedAuthority {
 
   /**
    * Opens the authority in `home`, creating it (trust domain `trustDomain`, else
-   * AZTP_TRUST_DOMAIN, else aztp.local) when `create` is true and none exists yet.
+   * AZTP_TRUST_DOMAIN, else aztp.local) when `create` is true and none exists yet. With
+   * `exclusive`, finding one already there (even one created concurrently) is ERR_AUTHORITY_EXISTS.
    */
-  static async open(home: string, options: { trustDomain?: string; create?: boolean } = {}): Promise<EmbeddedAuthority> {
+  static async open(home: string, options: { trustDomain?: string; create?: boolean; exclusive?: boolean } = {}): Promise<EmbeddedAuthority> {
     const store = new HomeStore(resolve(home));
     if (!store.exists("authority.json")) {
       if (!options.create) {
@@ -100,7 +104,11 @@ export class EmbeddedAuthority {
       }
       const td = TrustDomain.parse(options.trustDomain ?? process.env.AZTP_TRUST_DOMAIN ?? DEFAULT_TRUST_DOMAIN).name;
       await store.withLock(async () => {
-        if (store.exists("authority.json")) return; // another process won the race
+        if (store.exists("authority.json")) {
+          // Another process won the race. `init` (exclusive) must not report a creation it did not make.
+          if (options.exclusive) throw new AztpError(ErrorCodes.AUTHORITY_EXISTS, `${store.home} already holds an authority (created concurrently)`);
+          return;
+        }
         await EmbeddedAuthority.createTrustDomainFiles(store, td);
         const config: AuthorityConfig = { version: 1, defaultTrustDomain: td, trustDomains: [td], createdAt: new Date().toISOString() };
         store.writeJson(["registry.json"], registry.emptyRegistry());
@@ -119,7 +127,7 @@ export class EmbeddedAuthority {
       const existing = store.readJson<AuthorityConfig>("authority.json");
       throw new AztpError(ErrorCodes.AUTHORITY_EXISTS, `${store.home} already holds an authority for ${existing.defaultTrustDomain}`);
     }
-    return EmbeddedAuthority.open(home, { trustDomain, create: true });
+    return EmbeddedAuthority.open(home, { trustDomain, create: true, exclusive: true });
   }
 
   get defaultTrustDomain(): string {
@@ -197,6 +205,7 @@ export class EmbeddedAuthority {
     if (v !== this.stateVersion) {
       this.state = this.store.exists("registry.json") ? this.store.readJson<RegistryState>("registry.json") : registry.emptyRegistry();
       this.stateVersion = v;
+      this.revokedIds = undefined;
     }
     return this.state;
   }
@@ -206,11 +215,18 @@ export class EmbeddedAuthority {
     return this.store.withLock(async () => {
       this.stateVersion = "stale";
       const state = this.current();
-      const result = await fn(state);
-      this.store.writeJson(["registry.json"], state);
-      this.state = state;
-      this.stateVersion = this.store.version("registry.json");
-      return result;
+      try {
+        const result = await fn(state);
+        this.store.writeJson(["registry.json"], state);
+        this.state = state;
+        this.stateVersion = this.store.version("registry.json");
+        return result;
+      } catch (e) {
+        // `fn` may have changed the cached state before it failed (e.g. registered a name, then
+        // refused its CSR): forget it, so this process re-reads what is really on disk.
+        this.stateVersion = "stale";
+        throw e;
+      }
     });
   }
 
@@ -354,16 +370,19 @@ export class EmbeddedAuthority {
    */
   isRevoked(id: string, serial?: string): boolean {
     const state = this.current();
-    const rev = state.revocations;
-    if (serial !== undefined && rev.serials[serial] !== undefined) return true;
-    let key: string;
-    try {
-      key = registry.registryKey(id);
-    } catch {
-      return true;
+    if (this.revokedIds === undefined || this.revokedSerials === undefined) {
+      const ids = new Set(Object.keys(state.revocations.identities));
+      for (const revoked of [...ids]) for (const d of registry.descendants(state, revoked)) ids.add(d.spiffeId);
+      this.revokedIds = ids;
+      this.revokedSerials = new Set(Object.keys(state.revocations.serials));
     }
-    if (rev.identities[key] !== undefined) return true;
-    return registry.ancestors(state, key).some((a) => rev.identities[a.spiffeId] !== undefined);
+    if (serial !== undefined && this.revokedSerials.has(serial)) return true;
+    if (this.revokedIds.has(id)) return true;
+    try {
+      return this.revokedIds.has(registry.registryKey(id));
+    } catch {
+      return true; // not an ID at all: never "not revoked"
+    }
   }
 
   revocationSequence(): number {

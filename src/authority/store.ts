@@ -74,8 +74,8 @@ export class HomeStore {
   /** Identity of the file's current version: changes whenever another process replaces it. */
   version(...parts: string[]): string | undefined {
     try {
-      const st = statSync(this.path(...parts), { bigint: true });
-      return `${st.ino}:${st.mtimeNs}:${st.size}`;
+      const st = statSync(this.path(...parts));
+      return `${st.ino}:${st.mtimeMs}:${st.size}`;
     } catch {
       return undefined;
     }

@@ -121,6 +121,9 @@ export class Aztp {
     if (agent === null || (typeof agent !== "object" && typeof agent !== "function")) {
       throw new AztpError(ErrorCodes.INVALID_ARGUMENT, "secureConnect needs an agent object (use {} for none)");
     }
+    if (options === null || typeof options !== "object") {
+      throw new AztpError(ErrorCodes.INVALID_ARGUMENT, "secureConnect's options must be an object");
+    }
     const authority = await this.authority();
     const linkTo = options.linkTo ?? [];
     if (!Array.isArray(linkTo)) throw new AztpError(ErrorCodes.INVALID_ARGUMENT, "linkTo must be an array of AZTP IDs");

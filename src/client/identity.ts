@@ -47,6 +47,8 @@ export class AgentIdentity extends EventEmitter<IdentityEvents> {
   #ttlSeconds: number | undefined;
   #closed = false;
   #signer: IdentitySigner;
+  /** When the current SVID arrived: its notBefore is back-dated, so half-life counts from here. */
+  #installedAt = Date.now();
 
   /** @internal created by the client after issuance. */
   constructor(authority: EmbeddedAuthority, record: IdentityRecord, key: KeyObject, chainPem: string, ttlSeconds?: number) {
@@ -69,11 +71,12 @@ export class AgentIdentity extends EventEmitter<IdentityEvents> {
 
   #makeSigner(): IdentitySigner {
     const key = this.#key;
+    const alg = algorithmForKey(key);
     return Object.freeze({
       id: this.id,
-      alg: algorithmForKey(key),
+      alg,
       x5c: Object.freeze([...this.#x5c]),
-      sign: (data: Uint8Array) => signRaw(algorithmForKey(key), key, data),
+      sign: (data: Uint8Array) => signRaw(alg, key, data),
     });
   }
 
@@ -159,6 +162,7 @@ export class AgentIdentity extends EventEmitter<IdentityEvents> {
     this.#chainPem = chainPem;
     this.#x5c = chain.map((c) => c.der.toString("base64"));
     this.#signer = this.#makeSigner();
+    this.#installedAt = Date.now();
     this.#closed = false;
     this.#schedule();
     this.emit("rotated", { aztpId: this.aztpId, serial: leaf.serialNumber, expiresAt: leaf.notAfter });
@@ -169,7 +173,10 @@ export class AgentIdentity extends EventEmitter<IdentityEvents> {
     if (this.#closed) return;
     const leaf = this.#chain[0];
     if (!leaf) return;
-    const half = leaf.notBefore.getTime() + (leaf.notAfter.getTime() - leaf.notBefore.getTime()) / 2;
+    // The authority back-dates notBefore (clock skew); measuring from it would put half-life
+    // too early, and for short TTLs in the past (rotating every second).
+    const start = Math.max(leaf.notBefore.getTime(), this.#installedAt);
+    const half = start + (leaf.notAfter.getTime() - start) / 2;
     const delay = Math.max(1000, half - Date.now());
     this.#timer = setTimeout(() => {
       if (Date.now() + 1000 < half) return this.#schedule(); // re-armed after a clamp

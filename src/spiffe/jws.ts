@@ -57,23 +57,19 @@ export function signCompact(header: Omit<JwsHeader, "alg"> & { alg?: JwsAlgorith
   return `${signingInput}.${signRaw(alg, key, Buffer.from(signingInput, "ascii")).toString("base64url")}`;
 }
 
-/**
- * Splits and decodes a compact JWS without verifying it. Throws ERR_JWT_MALFORMED for any
- * structural defect and ERR_JWT_ALG_NOT_ALLOWED when `alg` is not in `algorithms`.
- */
-export function decodeCompact<P = Record<string, unknown>>(
-  token: unknown,
-  algorithms: readonly JwsAlgorithm[],
-): DecodedJws<P> {
+/** The three segments of a compact JWS, checked for shape only. */
+export function splitCompact(token: unknown): [string, string, string] {
   if (typeof token !== "string" || token.length === 0) malformed("token is empty or not a string");
   if (token.length > MAX_TOKEN_LENGTH) malformed(`token is longer than ${MAX_TOKEN_LENGTH} characters`);
   const first = token.indexOf(".");
   const second = first < 0 ? -1 : token.indexOf(".", first + 1);
   if (first < 0 || second < 0 || token.indexOf(".", second + 1) >= 0) malformed("expected three dot-separated parts");
-  const h = token.slice(0, first);
-  const p = token.slice(first + 1, second);
-  const s = token.slice(second + 1);
-  const header = parseJsonObject(h, "header");
+  return [token.slice(0, first), token.slice(first + 1, second), token.slice(second + 1)];
+}
+
+/** Decodes a protected header segment; ERR_JWT_ALG_NOT_ALLOWED when `alg` is not in `algorithms`. */
+export function decodeHeader(segment: string, algorithms: readonly JwsAlgorithm[]): JwsHeader {
+  const header = parseJsonObject(segment, "header");
   const alg = header.alg;
   if (typeof alg !== "string") malformed("header has no alg");
   if (!isJwsAlgorithm(alg) || !algorithms.includes(alg)) {
@@ -83,11 +79,25 @@ export function decodeCompact<P = Record<string, unknown>>(
   if (header.b64 !== undefined) malformed("header has b64: unencoded payloads are not accepted");
   if (header.kid !== undefined && typeof header.kid !== "string") malformed("kid is not a string");
   if (header.typ !== undefined && typeof header.typ !== "string") malformed("typ is not a string");
+  return header as JwsHeader;
+}
+
+/** Decodes the payload and signature segments of a token whose header is already decoded. */
+export function decodeRest<P = Record<string, unknown>>(header: JwsHeader, h: string, p: string, s: string): DecodedJws<P> {
   const payload = parseJsonObject(p, "payload") as P;
   if (s.length === 0) malformed("signature is empty");
   const signature = b64uDecode(s);
   if (signature === undefined) malformed("signature is not canonical base64url");
-  return { header: header as JwsHeader, payload, signingInput: `${h}.${p}`, signature };
+  return { header, payload, signingInput: `${h}.${p}`, signature };
+}
+
+/**
+ * Splits and decodes a compact JWS without verifying it. Throws ERR_JWT_MALFORMED for any
+ * structural defect and ERR_JWT_ALG_NOT_ALLOWED when `alg` is not in `algorithms`.
+ */
+export function decodeCompact<P = Record<string, unknown>>(token: unknown, algorithms: readonly JwsAlgorithm[]): DecodedJws<P> {
+  const [h, p, s] = splitCompact(token);
+  return decodeRest<P>(decodeHeader(h, algorithms), h, p, s);
 }
 
 /** True if `decoded` was signed by `key` (whose type must fit the header's alg). */

@@ -1,0 +1,20 @@
+export {
+  signInvocation,
+  verifyInvocation,
+  INVOCATION_TYP,
+  INVOCATION_ALGORITHMS,
+  MAX_INVOCATION_LIFETIME_SECONDS,
+  DEFAULT_INVOCATION_TTL_SECONDS,
+  DEFAULT_INVOCATION_LEEWAY_SECONDS,
+  TOOL_CALL_ACTION,
+} from "./invocation.js";
+export type { InvocationClaims, SignInvocationOptions, VerifyInvocationOptions, VerifiedInvocation, IdentityRelations, SignerLike } from "./invocation.js";
+export { signReceipt, verifyReceipt, RECEIPT_TYP } from "./receipt.js";
+export type { ReceiptClaims, ReceiptStatus, SignReceiptOptions, VerifyReceiptOptions, VerifiedReceipt } from "./receipt.js";
+export { delegate, verifyDelegationChain, DELEGATION_TYP } from "./delegation.js";
+export type { DelegationScope, DelegationClaims, VerifiedDelegation } from "./delegation.js";
+export { MemoryReplayCache } from "./replay.js";
+export type { ReplayCache, MemoryReplayCacheOptions } from "./replay.js";
+export { Trust } from "./trust.js";
+export type { RevocationChecker, TrustOptions, VerifiedSigner } from "./trust.js";
+export { canonicalJson, canonicalDigest, tokenHash } from "./canonical.js";

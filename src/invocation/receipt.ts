@@ -1,0 +1,111 @@
+/**
+ * Receipts: the callee's signed answer, bound to the exact invocation token it processed
+ * (`ith`, its SHA-256) and to the canonical result (`result_sha256`), with the status. The
+ * caller verifies it against the token it sent and the result it got: a receipt for another
+ * call, a changed result, or a signer other than the callee it addressed are all refused.
+ */
+import { newJti } from "./nonce.js";
+import { AztpError, ErrorCodes, type ErrorCode } from "../errors.js";
+import { SpiffeId } from "../spiffe/spiffeid.js";
+import { canonicalDigest, tokenHash } from "./canonical.js";
+import { decodeSigned, signerOf, signWithHeader, type SignerLike } from "./invocation.js";
+import type { Trust } from "./trust.js";
+
+export const RECEIPT_TYP = "aztp-receipt+jwt";
+export type ReceiptStatus = "ok" | "error" | "denied";
+
+export interface ReceiptClaims {
+  iss: string;
+  aud: string;
+  iat: number;
+  jti: string;
+  /** SHA-256 of the invocation token as received (absent when the call carried none). */
+  ith?: string;
+  /** The invocation's jti, for audit correlation. */
+  inv?: string;
+  tool: string;
+  status: ReceiptStatus;
+  /** For error and denied: the AztpError code. */
+  code?: string;
+  result_sha256: string;
+}
+
+export interface SignReceiptOptions {
+  /** The caller's ID (the receipt's audience). */
+  caller: string;
+  tool: string;
+  /** The invocation token as received; absent for an unsigned call (audit mode). */
+  invocationToken?: string;
+  invocationJti?: string;
+  result: unknown;
+  status: ReceiptStatus;
+  code?: string;
+  now?: Date;
+}
+
+export function signReceipt(callee: SignerLike, options: SignReceiptOptions): string {
+  const signer = signerOf(callee);
+  const claims: ReceiptClaims = {
+    iss: signer.id.toString(),
+    aud: SpiffeId.parse(options.caller).toString(),
+    iat: Math.floor((options.now?.getTime() ?? Date.now()) / 1000),
+    jti: newJti(),
+    tool: options.tool,
+    status: options.status,
+    result_sha256: canonicalDigest(options.result, "result"),
+  };
+  if (options.invocationToken !== undefined) claims.ith = tokenHash(options.invocationToken);
+  if (options.invocationJti !== undefined) claims.inv = options.invocationJti;
+  if (options.code !== undefined) claims.code = options.code;
+  return signWithHeader(signer, RECEIPT_TYP, claims);
+}
+
+export interface VerifyReceiptOptions {
+  /** The invocation token this caller sent. */
+  invocationToken: string;
+  /** The result this caller received. */
+  result: unknown;
+  /** The callee the call was addressed to: the receipt must be signed by it. */
+  callee: string;
+  /** The caller (me): the receipt's audience. */
+  caller: string;
+  trust: Trust;
+  now?: Date;
+  /** How old a receipt may be (default 300 s): receipts are verified as they arrive. */
+  maxAgeSeconds?: number;
+}
+
+export interface VerifiedReceipt {
+  claims: ReceiptClaims;
+  signer: string;
+}
+
+const RECEIPT_CODES = {
+  missing: ErrorCodes.RECEIPT_MISSING,
+  malformed: ErrorCodes.RECEIPT_INVALID,
+  alg: ErrorCodes.RECEIPT_INVALID,
+  untrusted: ErrorCodes.RECEIPT_INVALID,
+  signature: ErrorCodes.RECEIPT_INVALID,
+  issuer: ErrorCodes.RECEIPT_INVALID,
+} as const;
+
+function fail(code: ErrorCode, message: string): never {
+  throw new AztpError(code, `receipt: ${message}`);
+}
+
+export function verifyReceipt(receipt: unknown, options: VerifyReceiptOptions): VerifiedReceipt {
+  const now = options.now ?? new Date();
+  const { decoded, signer } = decodeSigned(receipt, RECEIPT_TYP, options.trust, now, RECEIPT_CODES, "receipt");
+  const c = decoded.payload as Partial<ReceiptClaims>;
+  const callee = SpiffeId.parse(options.callee).toString();
+  if (signer.spiffeId !== callee) fail(ErrorCodes.RECEIPT_INVALID, `signed by ${signer.spiffeId}, not by the callee ${callee}`);
+  if (options.trust.isRevoked(signer.spiffeId, signer.serial)) fail(ErrorCodes.RECEIPT_INVALID, `signer ${signer.spiffeId} is revoked`);
+  if (c.aud !== SpiffeId.parse(options.caller).toString()) fail(ErrorCodes.RECEIPT_MISMATCH, "addressed to another caller");
+  if (c.ith !== tokenHash(options.invocationToken)) fail(ErrorCodes.RECEIPT_MISMATCH, "it answers another call (invocation token hash differs)");
+  if (c.result_sha256 !== canonicalDigest(options.result, "result")) fail(ErrorCodes.RECEIPT_MISMATCH, "the result received is not the result the callee signed");
+  if (c.status !== "ok" && c.status !== "error" && c.status !== "denied") fail(ErrorCodes.RECEIPT_INVALID, "unknown status");
+  if (typeof c.iat !== "number") fail(ErrorCodes.RECEIPT_INVALID, "no iat");
+  const age = now.getTime() / 1000 - c.iat;
+  if (age > (options.maxAgeSeconds ?? 300) || age < -60) fail(ErrorCodes.RECEIPT_INVALID, "issued outside the accepted time window");
+  return { claims: c as ReceiptClaims, signer: signer.spiffeId };
+}
