@@ -158,8 +158,17 @@ export class SpiffeId {
   /** Builds an ID from a trust domain and path segments, validating each. */
   static fromSegments(trustDomain: string | TrustDomain, ...segments: string[]): SpiffeId {
     const td = typeof trustDomain === "string" ? TrustDomain.parse(trustDomain).name : trustDomain.name;
-    const path = segments.map((s) => `/${s}`).join("");
-    checkPath(path, `spiffe://${td}${path}`);
+    const path = segments.map((s) => `/${String(s)}`).join("");
+    const input = `spiffe://${td}${path}`;
+    // Each argument is one segment: a "/" inside it (or a non-string) must not silently make
+    // more segments, and "" is an empty segment (go-spiffe's ValidatePathSegment rules).
+    for (const s of segments) {
+      if (typeof s !== "string" || s.includes("/")) {
+        fail(ErrorCodes.SPIFFEID_PATH_CHAR, "path segment characters are limited to letters, numbers, dots, dashes, and underscores", input);
+      }
+      if (s === "") fail(ErrorCodes.SPIFFEID_PATH_EMPTY_SEGMENT, "path cannot contain empty segments", input);
+    }
+    checkPath(path, input);
     return new SpiffeId(td, path);
   }
 
