@@ -1,5 +1,5 @@
 /** Runs every bench/*.bench.ts and writes bench/results/latest.json plus a readable table. */
-import { readdirSync, mkdirSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, dirname } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import type { Figures } from "./harness.js";
@@ -21,8 +21,8 @@ for (const file of files) {
   }
 }
 mkdirSync(join(here, "results"), { recursive: true });
-writeFileSync(
-  join(here, "results", "latest.json"),
-  `${JSON.stringify({ ...all, measured_at: Date.now(), node: Number(process.versions.node.split(".")[0]) }, null, 2)}\n`,
-);
+const file = join(here, "results", "latest.json");
+// A filtered run (`npm run bench -- invocation`) updates its own figures and keeps the others.
+const previous: Figures = only && existsSync(file) ? (JSON.parse(readFileSync(file, "utf8")) as Figures) : {};
+writeFileSync(file, `${JSON.stringify({ ...previous, ...all, measured_at: Date.now(), node: Number(process.versions.node.split(".")[0]) }, null, 2)}\n`);
 process.stdout.write(`\nwrote bench/results/latest.json (${Object.keys(all).length} figures)\n`);

@@ -21,6 +21,7 @@ import { BundleSet, TrustBundle } from "../spiffe/bundle.js";
 import { mintJwtSvid } from "../spiffe/jwtsvid.js";
 import { signCompact } from "../spiffe/jws.js";
 import { SpiffeId, TrustDomain } from "../spiffe/spiffeid.js";
+import { parsePolicy, policyCode, type PolicyDocument } from "../policy/policy.js";
 import { CertificateAuthority, createCaKeyMaterial, type CaKeyMaterial, type IssuedSvid } from "./ca.js";
 import * as registry from "./registry.js";
 import type { IdentityRecord, LinkType, RegistryState } from "./registry.js";
@@ -354,6 +355,44 @@ export class EmbeddedAuthority {
 
   async link(source: string, target: string, type: LinkType, metadata: Record<string, unknown> = {}): Promise<registry.IdentityLink> {
     return this.mutate((state) => structuredClone(registry.link(state, source, target, type, metadata, new Date())));
+  }
+
+  /**
+   * Attaches a policy document to an identity (validated; replaces one with the same code).
+   * The identity's policies govern who may call it and connect to it.
+   */
+  async attachPolicy(id: string, document: unknown, policyName?: string): Promise<registry.PolicyEntry> {
+    const doc = parsePolicy(document);
+    const code = policyCode(doc);
+    return this.mutate((state) => {
+      const rec = registry.getRecord(state, id);
+      const entry: registry.PolicyEntry = { code, policyName: policyName ?? code, policyStatement: doc, attachedAt: new Date().toISOString() };
+      rec.policies = [...rec.policies.filter((p) => p.code !== code), entry];
+      rec.updatedAt = entry.attachedAt;
+      return structuredClone(entry);
+    });
+  }
+
+  async detachPolicy(id: string, code: string): Promise<boolean> {
+    return this.mutate((state) => {
+      const rec = registry.getRecord(state, id);
+      const before = rec.policies.length;
+      rec.policies = rec.policies.filter((p) => p.code !== code);
+      return rec.policies.length !== before;
+    });
+  }
+
+  /** The validated policy documents attached to `id` (optionally only the one with `code`). */
+  policiesOf(id: string, code?: string): PolicyDocument[] {
+    const rec = registry.getRecord(this.current(), id);
+    return rec.policies.filter((p) => code === undefined || p.code === code).map((p) => parsePolicy(p.policyStatement));
+  }
+
+  /** Parent and links of an identity, for policy conditions (aztp:callerParent, aztp:callerLinks). */
+  relations(id: string): { parent?: string; links: string[] } | undefined {
+    const rec = registry.findRecord(this.current(), id);
+    if (!rec) return undefined;
+    return { ...(rec.parentIdentity ? { parent: rec.parentIdentity } : {}), links: rec.links.filter((l) => l.type === "linked").map((l) => l.target) };
   }
 
   connected(a: string, b: string): boolean {

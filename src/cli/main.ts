@@ -4,7 +4,7 @@
  * Every command takes --json and --home. Exit codes: 0 success (or valid), 1 a negative
  * verdict or a failed operation, 2 a usage error.
  */
-import { mkdirSync, readFileSync, writeFileSync, chmodSync } from "node:fs";
+import { mkdirSync, readFileSync, rmSync, writeFileSync, chmodSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { Command, CommanderError, Option } from "commander";
 import { EmbeddedAuthority, DEFAULT_ENVIRONMENT, DEFAULT_METHOD } from "../authority/authority.js";
@@ -18,6 +18,8 @@ import { exportPrivateKeyPem } from "../spiffe/keys.js";
 import { SpiffeId } from "../spiffe/spiffeid.js";
 import { verifyX509Svid } from "../spiffe/x509svid.js";
 import { parseDuration } from "./duration.js";
+import { buildPolicyContext } from "../policy/context.js";
+import { evaluatePolicies } from "../policy/evaluate.js";
 
 interface GlobalOptions {
   home?: string;
@@ -113,7 +115,10 @@ export function buildProgram(): Command {
       mkdirSync(dir, { recursive: true });
       const bundle = a.bundle(record.trustDomain);
       writeFileSync(join(dir, "svid.pem"), svid.chainPem);
-      writeFileSync(join(dir, "key.pem"), exportPrivateKeyPem(key.privateKey), { mode: 0o600 });
+      // A fresh file created 0600: overwriting an existing (maybe world-readable) key.pem in
+      // place would expose the new key until the chmod.
+      rmSync(join(dir, "key.pem"), { force: true });
+      writeFileSync(join(dir, "key.pem"), exportPrivateKeyPem(key.privateKey), { mode: 0o600, flag: "wx" });
       chmodSync(join(dir, "key.pem"), 0o600);
       writeFileSync(join(dir, "bundle.pem"), bundle.toPem());
       writeFileSync(join(dir, "bundle.json"), `${JSON.stringify(bundle.toSpiffe(), null, 2)}\n`);
@@ -245,6 +250,51 @@ export function buildProgram(): Command {
       out(g(), recs, () => recs.map((r) => String(r.aztpId)).join("\n") || "(none)");
     });
 
+  const policy = program.command("policy").description("attach, show and check AZTP policies");
+  policy
+    .command("attach <id> <file>")
+    .description("attach the policy document in FILE (JSON) to identity ID")
+    .option("--name <name>", "a name for the policy")
+    .action(async (id: string, file: string, o: { name?: string }) => {
+      const a = await EmbeddedAuthority.open(homeOf(g()));
+      const entry = await a.attachPolicy(resolveIdentity(a, id).spiffeId, readInput(file), o.name);
+      out(g(), { code: entry.code, policyName: entry.policyName }, () => `attached ${entry.code} (${entry.policyName})`);
+    });
+  policy
+    .command("get <id>")
+    .description("show the policies attached to ID")
+    .action(async (id: string) => {
+      const a = await EmbeddedAuthority.open(homeOf(g()));
+      const rec = resolveIdentity(a, id);
+      const data = rec.policies.map((p) => ({ code: p.code, policyName: p.policyName, policyStatement: p.policyStatement }));
+      out(g(), { data }, () => data.map((p) => `${p.code} ${p.policyName}\n${JSON.stringify(p.policyStatement, null, 2)}`).join("\n") || "(no policies)");
+    });
+  policy
+    .command("check <id>")
+    .description("decide a request against ID's policies; exit 1 when denied")
+    .requiredOption("--action <action>", 'e.g. "tool:call"')
+    .option("--resource <resource>", "e.g. a tool name", "*")
+    .option("--principal <id>", "the caller (default: ID itself)")
+    .option("--code <code>", "only the policy with this code")
+    .option("--context <json>", "extra condition keys, as a JSON object", "{}")
+    .action(async (id: string, o: { action: string; resource: string; principal?: string; code?: string; context: string }) => {
+      const a = await EmbeddedAuthority.open(homeOf(g()));
+      const rec = resolveIdentity(a, id);
+      let extra: unknown;
+      try {
+        extra = JSON.parse(o.context);
+      } catch {
+        throw new CommanderError(2, "aztp.usage", "--context must be a JSON object");
+      }
+      if (extra === null || typeof extra !== "object" || Array.isArray(extra)) throw new CommanderError(2, "aztp.usage", "--context must be a JSON object");
+      const principal = o.principal ? SpiffeId.parse(o.principal).toString() : rec.spiffeId;
+      const rel = a.relations(principal);
+      const context = { ...buildPolicyContext({ caller: principal, callerParent: rel?.parent, callerLinks: rel?.links, callee: rec.spiffeId, tool: o.resource }), ...(extra as Record<string, unknown>) };
+      const decision = evaluatePolicies(a.policiesOf(rec.spiffeId, o.code), { principal, action: o.action, resource: o.resource, context });
+      out(g(), decision, () => `${decision.decision} (${decision.reason}${decision.statement !== undefined ? `, statement ${decision.statement}` : ""})`);
+      if (decision.decision !== "allow") throw new Verdict("denied");
+    });
+
   return program;
 }
 
@@ -271,12 +321,13 @@ export async function main(argv: string[]): Promise<number> {
       if (e.code === "aztp.usage") process.stderr.write(`error: ${e.message}\n`);
       return 2;
     }
+    if (e instanceof Verdict) return 1; // the verdict was already printed
     const err = e instanceof AztpError ? e : new AztpError(ErrorCodes.INVALID_ARGUMENT, (e as Error)?.message ?? String(e));
     // A bad argument value is a usage error; everything else is a negative verdict.
     const code = err.code === ErrorCodes.INVALID_ARGUMENT ? 2 : 1;
     if (json) process.stdout.write(`${JSON.stringify({ error: { code: err.code, message: err.message } }, null, 2)}\n`);
     else process.stderr.write(`error [${err.code}]: ${err.message}\n`);
-    return e instanceof Verdict ? 1 : code;
+    return code;
   }
 }
 

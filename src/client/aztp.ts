@@ -10,7 +10,11 @@
  */
 import { resolve } from "node:path";
 import { EmbeddedAuthority, DEFAULT_ENVIRONMENT, DEFAULT_METHOD } from "../authority/authority.js";
-import type { IdentityLink, IdentityRecord, LinkType } from "../authority/registry.js";
+import type { IdentityLink, IdentityRecord, LinkType, PolicyEntry } from "../authority/registry.js";
+import { buildPolicyContext } from "../policy/context.js";
+import { evaluatePolicies, type PolicyDecision } from "../policy/evaluate.js";
+import { getPolicyValue, isActionAllowed, type PolicyRecord } from "../policy/helpers.js";
+import type { PolicyDocument, Statement } from "../policy/policy.js";
 import { AztpError, ErrorCodes } from "../errors.js";
 import { generateWorkloadKey } from "../spiffe/csr.js";
 import { SpiffeId, TrustDomain } from "../spiffe/spiffeid.js";
@@ -52,6 +56,8 @@ export const whiteListTrustDomains: Readonly<Record<string, string>> = Object.fr
 });
 
 const IDENTITY = Symbol("aztp.identity");
+/** The policy action verifyIdentityConnection evaluates. */
+export const CONNECT_ACTION = "identity:connect";
 
 function isSecured(value: unknown): value is SecuredAgent<object> {
   return typeof value === "object" && value !== null && (value as { [IDENTITY]?: unknown })[IDENTITY] instanceof AgentIdentity;
@@ -181,13 +187,29 @@ export class Aztp {
     return rec.notAfter !== undefined && Date.parse(rec.notAfter) > Date.now();
   }
 
-  /** True when both are valid and linked (either direction) or parent and child. */
-  async verifyIdentityConnection(from: SecuredAgent<object> | string, to: SecuredAgent<object> | string): Promise<boolean> {
+  /**
+   * True when both are valid, linked (either direction) or parent and child, and policy does
+   * not forbid it: `to`'s attached policies (only `policyCode`'s, if given) are evaluated for
+   * principal `from`, action "identity:connect", resource `to`. With no policy attached to
+   * `to` (and no policyCode) links alone decide; with a policyCode that names no policy of
+   * `to`, the answer is false.
+   */
+  async verifyIdentityConnection(from: SecuredAgent<object> | string, to: SecuredAgent<object> | string, policyCode?: string): Promise<boolean> {
     const authority = await this.authority();
     const a = this.idOf(from, "from");
     const b = this.idOf(to, "to");
     if (!(await this.verifyIdentity(a)) || !(await this.verifyIdentity(b))) return false;
-    return authority.connected(a, b);
+    if (!authority.connected(a, b)) return false;
+    const policies = authority.policiesOf(b, policyCode);
+    if (policies.length === 0) return policyCode === undefined;
+    const rel = authority.relations(a);
+    const decision = evaluatePolicies(policies, {
+      principal: a,
+      action: CONNECT_ACTION,
+      resource: SpiffeId.parse(b).toString(),
+      context: buildPolicyContext({ caller: a, callerParent: rel?.parent, callerLinks: rel?.links, callee: b }),
+    });
+    return decision.decision === "allow";
   }
 
   /** The registry's record for a secured agent, an AZTP ID, or a name. */
@@ -237,6 +259,53 @@ export class Aztp {
   async linkIdentities(source: string, target: string, relation: LinkType = "linked", metadata: Record<string, unknown> = {}): Promise<IdentityLink> {
     const authority = await this.authority();
     return authority.link(this.idOf(source, "source"), this.idOf(target, "target"), relation, metadata);
+  }
+
+  /** Attaches an AZTP policy document to an identity; returns its `{ code, policyName, policyStatement }`. */
+  async attachPolicy(aztpId: string, policy: unknown, policyName?: string): Promise<PolicyEntry> {
+    const authority = await this.authority();
+    return authority.attachPolicy(this.idOf(aztpId, "aztpId"), policy, policyName);
+  }
+
+  /** The identity's policies, in the astha.ai client's shape: `{ data: [{ code, policyName, policyStatement }] }`. */
+  async getPolicy(aztpId: string): Promise<{ data: Array<{ code: string; policyName: string; policyStatement: PolicyDocument }> }> {
+    const authority = await this.authority();
+    const rec = authority.get(this.idOf(aztpId, "aztpId"));
+    return { data: rec.policies.map((p) => ({ code: p.code, policyName: p.policyName, policyStatement: p.policyStatement as PolicyDocument })) };
+  }
+
+  /** The first statement whose field `key` (e.g. "Sid") equals `value`, across `getPolicy()`'s result or its `data`. */
+  getPolicyValue(policies: { data: PolicyRecord[] } | readonly PolicyRecord[], key: string, value: string): Statement | null {
+    return getPolicyValue(Array.isArray(policies) ? policies : (policies as { data: PolicyRecord[] }).data ?? [], key, value);
+  }
+
+  /** Whether one statement allows `action` (honours Deny, wildcards and NotAction, unlike astha.ai's). */
+  isActionAllowed(statement: Statement, action: string): boolean {
+    return isActionAllowed(statement, action);
+  }
+
+  /**
+   * Evaluates each action against the identity's policies (only `policyCode`'s, if given), as
+   * a request by the identity itself on `resource` (default "*": only statements covering
+   * every resource grant). Explicit Deny wins, default deny.
+   */
+  async checkIdentityPolicyPermissions(
+    aztpId: string,
+    options: { actions: string[]; policyCode?: string; resource?: string },
+  ): Promise<{ allowed: boolean; actions: Record<string, PolicyDecision> }> {
+    const authority = await this.authority();
+    const id = this.idOf(aztpId, "aztpId");
+    if (!Array.isArray(options?.actions) || options.actions.length === 0 || !options.actions.every((a) => typeof a === "string")) {
+      throw new AztpError(ErrorCodes.INVALID_ARGUMENT, "checkIdentityPolicyPermissions needs { actions: string[] }");
+    }
+    const policies = authority.policiesOf(id, options.policyCode);
+    const rel = authority.relations(id);
+    const context = buildPolicyContext({ caller: id, callerParent: rel?.parent, callerLinks: rel?.links });
+    const actions: Record<string, PolicyDecision> = {};
+    for (const action of options.actions) {
+      actions[action] = evaluatePolicies(policies, { principal: id, action, resource: options.resource ?? "*", context });
+    }
+    return { allowed: Object.values(actions).every((d) => d.decision === "allow"), actions };
   }
 
   /** Stops every identity's rotation timer (they never keep the process alive anyway). */
