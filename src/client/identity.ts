@@ -9,18 +9,13 @@ import type { EmbeddedAuthority } from "../authority/authority.js";
 import type { IdentityRecord } from "../authority/registry.js";
 import { Certificate } from "../spiffe/certificate.js";
 import { generateWorkloadKey } from "../spiffe/csr.js";
-import { algorithmForKey, signRaw, type JwsAlgorithm } from "../spiffe/keys.js";
+import { algorithmForKey, signRaw } from "../spiffe/keys.js";
+import type { SvidSigner } from "../spiffe/signer.js";
 import { SpiffeId } from "../spiffe/spiffeid.js";
 import { verifyX509Svid } from "../spiffe/x509svid.js";
 
 /** What the invocation layer needs to sign: never the key itself. */
-export interface IdentitySigner {
-  readonly id: SpiffeId;
-  readonly alg: JwsAlgorithm;
-  /** The SVID chain as base64 DER, leaf first (the JWS `x5c` header). */
-  readonly x5c: readonly string[];
-  sign(data: Uint8Array): Buffer;
-}
+export type IdentitySigner = SvidSigner;
 
 export interface IdentityEvents {
   rotated: [{ aztpId: string; serial: string; expiresAt: Date }];

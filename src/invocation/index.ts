@@ -18,3 +18,4 @@ export type { ReplayCache, MemoryReplayCacheOptions } from "./replay.js";
 export { Trust } from "./trust.js";
 export type { RevocationChecker, TrustOptions, VerifiedSigner } from "./trust.js";
 export { canonicalJson, canonicalDigest, tokenHash } from "./canonical.js";
+export { svidCheckpointSigner, svidCheckpointVerifier, CHECKPOINT_TYP } from "./checkpoint.js";

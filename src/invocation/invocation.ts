@@ -11,7 +11,7 @@
  */
 import { newJti } from "./nonce.js";
 import { AztpError, ErrorCodes, type ErrorCode } from "../errors.js";
-import type { IdentitySigner } from "../client/identity.js";
+import type { SvidSigner as IdentitySigner } from "../spiffe/signer.js";
 import { b64uEncode } from "../spiffe/base64url.js";
 import { decodeRest, splitCompact, verifyDecoded, type DecodedJws } from "../spiffe/jws.js";
 import type { JwsAlgorithm } from "../spiffe/keys.js";
