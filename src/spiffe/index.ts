@@ -1,0 +1,14 @@
+export { SpiffeId, TrustDomain, SPIFFE_SCHEME, AZTP_SCHEME } from "./spiffeid.js";
+export { Certificate, clearCertificateCache } from "./certificate.js";
+export type { KeyUsage } from "./certificate.js";
+export { TrustBundle, BundleSet, loadBundleFile } from "./bundle.js";
+export type { BundleSource, SpiffeBundleDocument, SpiffeBundleKey, TrustBundleInit } from "./bundle.js";
+export { parseX509Svid, verifyX509Svid, validateX509SvidLeaf, X509SvidVerifier } from "./x509svid.js";
+export type { ParsedX509Svid, VerifiedX509Svid, VerifyX509SvidOptions, X509SvidVerifierOptions } from "./x509svid.js";
+export { mintJwtSvid, validateJwtSvid, DEFAULT_JWT_SVID_TTL_SECONDS, DEFAULT_LEEWAY_SECONDS } from "./jwtsvid.js";
+export type { JwtSvid, MintJwtSvidOptions, ValidateJwtSvidOptions } from "./jwtsvid.js";
+export { generateWorkloadKey, verifyCsr } from "./csr.js";
+export type { WorkloadKey } from "./csr.js";
+export type { SvidSigner } from "./signer.js";
+export type { JwsAlgorithm } from "./keys.js";
+export { decodePem, encodePem } from "./pem.js";
