@@ -1,0 +1,80 @@
+/**
+ * Audit log throughput: durable appends with group commit (default batch window, 256 appends
+ * in flight, checkpoints signed every 1000 entries) and streaming verification of the result.
+ * Entries are callee-side records of realistic size: SPIFFE IDs, digests, a token with an x5c
+ * chain and a receipt.
+ */
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { generateKeyPairSync, randomBytes, sign } from "node:crypto";
+import { performance } from "node:perf_hooks";
+import { AuditLog, verifyAuditLog, type AuditEntryInput, type CheckpointSigner } from "../src/audit/index.js";
+import { round, type Figures } from "./harness.js";
+
+const IN_FLIGHT = 256;
+const APPEND_MS = 1500;
+
+function signer(): CheckpointSigner {
+  const { privateKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
+  const header = Buffer.from(JSON.stringify({ alg: "ES256", kid: "bench" })).toString("base64url");
+  return {
+    id: "bench",
+    sign: (payload) =>
+      `${header}..${sign("sha256", Buffer.from(`${header}.${payload.toString("base64url")}`), { key: privateKey, dsaEncoding: "ieee-p1363" }).toString("base64url")}`,
+  };
+}
+
+function sampleEntry(i: number): AuditEntryInput {
+  const b64 = (n: number) => randomBytes(n).toString("base64url");
+  return {
+    side: "callee",
+    caller: `spiffe://example.org/workload/production/node/agent-${i % 7}`,
+    callee: "spiffe://example.org/workload/production/node/tool-server",
+    tool: `tool_${i % 5}`,
+    argsDigest: b64(32),
+    decision: "allow",
+    outcome: "ok",
+    resultDigest: b64(32),
+    durationMs: 3.25,
+    jti: b64(16),
+    traceId: randomBytes(16).toString("hex"),
+    token: `${b64(60)}.${b64(220)}.${b64(64)}`.padEnd(1400, "A"), // header with x5c, claims, signature
+    receipt: `${b64(40)}.${b64(200)}.${b64(64)}`,
+  };
+}
+
+export default async function auditBench(): Promise<Figures> {
+  const dir = mkdtempSync(join(tmpdir(), "aztp-audit-bench-"));
+  try {
+    const path = join(dir, "audit.jsonl");
+    const samples = Array.from({ length: 64 }, (_, i) => sampleEntry(i));
+    const log = await AuditLog.open(path, { signer: signer(), checkpointEvery: 1000 });
+    // Warm-up, then 256 workers each appending as soon as its previous append is durable.
+    await Promise.all(Array.from({ length: IN_FLIGHT }, (_, i) => log.append(samples[i % samples.length]!)));
+    let appended = 0;
+    const start = performance.now();
+    const end = start + APPEND_MS;
+    await Promise.all(
+      Array.from({ length: IN_FLIGHT }, async (_, w) => {
+        while (performance.now() < end) {
+          await log.append(samples[(w + appended) % samples.length]!);
+          appended++;
+        }
+      }),
+    );
+    const appendSeconds = (performance.now() - start) / 1000;
+    await log.close();
+
+    const verifyStart = performance.now();
+    const result = await verifyAuditLog(path);
+    const verifySeconds = (performance.now() - verifyStart) / 1000;
+    if (!result.ok) throw new Error(`benchmark log does not verify: ${result.firstBad?.message}`);
+    return {
+      audit_append_per_s: round(appended / appendSeconds, 0),
+      audit_verify_per_s: round(result.entries / verifySeconds, 0),
+    };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,475 @@
+/**
+ * AuditLog: the writer of one tamper-evident audit log.
+ *
+ * It owns the hash chain (seq and prev are assigned synchronously inside `append`, so entries
+ * are chained in call order however many appends are in flight), redaction, the checkpoint
+ * schedule and the witness; the JSON Lines sink owns bytes and durability. `append` resolves
+ * only once the entry is durable: nothing acknowledged is ever lost.
+ *
+ * Opening an existing log re-reads its tail: the last entry (its hash recomputed, its chain
+ * checked back to the newest checkpoint), the newest checkpoint (which must match the entry it
+ * names) and the witness (which must not be ahead of the log: a log behind its witness was cut,
+ * and the writer refuses to append to it). An unfinished last line left by a crash is removed,
+ * reported in `recovered` and through `onWarning`.
+ */
+import { AztpError, ErrorCodes } from "../errors.js";
+import {
+  AUDIT_ENTRY_VERSION,
+  entryHash,
+  GENESIS_HASH,
+  parseAuditEntry,
+  sealEntry,
+  validateEntryInput,
+  type AuditEntry,
+  type AuditEntryInput,
+  type UnsealedEntry,
+} from "./entry.js";
+import {
+  checkpointLine,
+  isCheckpointRecord,
+  parseCheckpoint,
+  sameCheckpoint,
+  signCheckpoint,
+  type Checkpoint,
+  type CheckpointSigner,
+} from "./checkpoint.js";
+import { JsonlSink } from "./jsonl-sink.js";
+import { captureContext, exportEntry } from "./otel.js";
+import { redact } from "./redact.js";
+import { defaultWitnessPath, readWitness, writeWitness } from "./witness.js";
+
+export interface AuditLogOptions {
+  /** Store the (redacted) arguments in each entry. Default false: only their digest. */
+  readonly includeArgs?: boolean;
+  /** Field names (any depth) and dotted paths (from the root) replaced by "[REDACTED]". */
+  readonly redactFields?: readonly string[];
+  /** Signs checkpoints; without one the log has none (and no protection against a cut tail). */
+  readonly signer?: CheckpointSigner;
+  /** Checkpoint after this many entries. Default 1000; 0 turns the count trigger off. */
+  readonly checkpointEvery?: number;
+  /** Checkpoint this often (ms) when entries were added. Default 60000; 0 turns it off. */
+  readonly checkpointIntervalMs?: number;
+  /** Where the newest checkpoint is copied. Default `<path>.witness`. */
+  readonly witnessPath?: string;
+  /** Group commit: how long a batch collects entries before one write+fdatasync (ms). Default 2. */
+  readonly batchWindowMs?: number;
+  /** Group commit: write a batch early at this many entries. Default 1024. */
+  readonly maxBatchEntries?: number;
+  /** Group commit: write a batch early at about this many bytes. Default 1 MiB. */
+  readonly maxBatchBytes?: number;
+  /** Also export each durable entry through the global OpenTelemetry API. Default false. */
+  readonly otel?: boolean;
+  /** Receives what the log repaired or could not do; default: `process.emitWarning`. */
+  readonly onWarning?: (warning: AuditWarning) => void;
+}
+
+export interface AuditWarning {
+  readonly code: "torn-tail" | "witness-missing" | "witness-behind" | "checkpoint-failed";
+  readonly message: string;
+  readonly cause?: unknown;
+}
+
+/** What opening found and repaired: an unfinished last line left by a crash. */
+export interface AuditRecovery {
+  /** Bytes removed from the end of the file. */
+  readonly tornBytes: number;
+  /** Where they started: the file's length after the repair. */
+  readonly tornOffset: number;
+  /** The removed bytes, for inspection. */
+  readonly discarded: Buffer;
+  /** The chain's head after the repair. */
+  readonly lastSeq: number;
+  readonly lastHash: string;
+}
+
+interface Settings {
+  includeArgs: boolean;
+  redactFields: readonly string[];
+  signer: CheckpointSigner | undefined;
+  checkpointEvery: number;
+  checkpointIntervalMs: number;
+  witnessPath: string;
+  otel: boolean;
+  onWarning: (warning: AuditWarning) => void;
+}
+
+interface Tail {
+  lastEntry: AuditEntry | null;
+  lastCheckpoint: Checkpoint | null;
+}
+
+export class AuditLog {
+  readonly path: string;
+  /** Set when opening repaired an unfinished last line; null when the file was clean. */
+  readonly recovered: AuditRecovery | null;
+  readonly #sink: JsonlSink;
+  readonly #settings: Settings;
+  #seq: number;
+  #head: string;
+  #lastCheckpoint: Checkpoint | null;
+  #nextCheckpointAt: number;
+  #witnessChain: Promise<void> = Promise.resolve();
+  #interval: NodeJS.Timeout | null = null;
+  #closing: Promise<void> | null = null;
+
+  private constructor(path: string, sink: JsonlSink, settings: Settings, tail: Tail) {
+    this.path = path;
+    this.#sink = sink;
+    this.#settings = settings;
+    this.#seq = tail.lastEntry?.seq ?? 0;
+    this.#head = tail.lastEntry?.hash ?? GENESIS_HASH;
+    this.#lastCheckpoint = tail.lastCheckpoint;
+    this.#nextCheckpointAt = (tail.lastCheckpoint?.upTo ?? 0) + settings.checkpointEvery;
+    const torn = sink.torn;
+    this.recovered =
+      torn === null
+        ? null
+        : { tornBytes: torn.bytes, tornOffset: torn.offset, discarded: torn.data, lastSeq: this.#seq, lastHash: this.#head };
+    if (settings.signer !== undefined && settings.checkpointIntervalMs > 0) {
+      this.#interval = setInterval(() => this.#autoCheckpoint(), settings.checkpointIntervalMs);
+      this.#interval.unref(); // a pending checkpoint must not keep the process alive
+    }
+  }
+
+  /** Opens (creating if needed) the log at `path` for appending; one writer per file. */
+  static async open(path: string, options: AuditLogOptions = {}): Promise<AuditLog> {
+    if (typeof path !== "string" || path.length === 0) invalid("audit log path must be a non-empty string");
+    const settings = resolveSettings(path, options);
+    const sink = await JsonlSink.open(path, {
+      batchWindowMs: intOption(options.batchWindowMs, "batchWindowMs", 2, 0, 10_000),
+      maxBatchEntries: intOption(options.maxBatchEntries, "maxBatchEntries", 1024, 1, 1 << 20),
+      maxBatchBytes: intOption(options.maxBatchBytes, "maxBatchBytes", 1 << 20, 1, 1 << 30),
+    });
+    try {
+      const witness = await readWitness(settings.witnessPath);
+      const tail = recoverTail(sink, settings.signer !== undefined || witness !== null);
+      const log = new AuditLog(path, sink, settings, tail);
+      if (sink.torn !== null) {
+        settings.onWarning({
+          code: "torn-tail",
+          message:
+            `audit log ${path}: removed an unfinished last line (${sink.torn.bytes} bytes at offset ${sink.torn.offset}) ` +
+            `left by an interrupted write; it had not been acknowledged. The log continues after seq ${log.lastSeq}.`,
+        });
+      }
+      await log.#reconcileWitness(witness);
+      return log;
+    } catch (cause) {
+      await sink.close().catch(() => undefined);
+      throw cause;
+    }
+  }
+
+  /** Seq of the newest entry (0 for an empty log). */
+  get lastSeq(): number {
+    return this.#seq;
+  }
+
+  /** Hash of the newest entry (the genesis value for an empty log). */
+  get head(): string {
+    return this.#head;
+  }
+
+  get lastCheckpoint(): Checkpoint | null {
+    return this.#lastCheckpoint;
+  }
+
+  /**
+   * Chains and queues one entry; resolves with it once it is durable. Rejects with
+   * ERR_INVALID_ARGUMENT for a malformed input, ERR_AUDIT_CLOSED after `close()`, and
+   * ERR_AUDIT_IO when the file could not be written (the log then refuses further appends).
+   */
+  append(input: AuditEntryInput): Promise<AuditEntry> {
+    if (this.#closing !== null) return Promise.reject(new AztpError(ErrorCodes.AUDIT_CLOSED, `audit log ${this.path} is closed`));
+    let sealed: { entry: AuditEntry; line: string };
+    try {
+      validateEntryInput(input);
+      sealed = sealEntry(this.#unsealed(input));
+    } catch (cause) {
+      return Promise.reject(cause);
+    }
+    const { entry, line } = sealed;
+    const durable = this.#sink.append(line);
+    this.#seq = entry.seq;
+    this.#head = entry.hash;
+    const s = this.#settings;
+    if (s.signer !== undefined && s.checkpointEvery > 0 && entry.seq >= this.#nextCheckpointAt) this.#autoCheckpoint();
+    if (!s.otel) return durable.then(() => entry);
+    const ctx = captureContext();
+    return durable.then(() => {
+      try {
+        exportEntry(entry, ctx);
+      } catch {
+        // Telemetry must never fail an audit append that is already durable.
+      }
+      return entry;
+    });
+  }
+
+  /**
+   * Signs and writes a checkpoint of the current head now, and updates the witness; resolves
+   * once both are durable. Returns the newest checkpoint unchanged when no entry was added
+   * since it (null for a log without any). Requires a signer.
+   */
+  async checkpoint(): Promise<Checkpoint | null> {
+    if (this.#settings.signer === undefined) invalid("AuditLog.checkpoint() needs the `signer` option");
+    if (this.#closing !== null) throw new AztpError(ErrorCodes.AUDIT_CLOSED, `audit log ${this.path} is closed`);
+    const written = this.#cut();
+    if (written !== null) return written;
+    await this.#sink.flush();
+    await this.#witnessChain;
+    return this.#lastCheckpoint;
+  }
+
+  /** Resolves once every entry appended so far is durable. */
+  async flush(): Promise<void> {
+    await this.#sink.flush();
+  }
+
+  /**
+   * Checkpoints what is not yet covered (with a signer), makes everything durable, updates the
+   * witness, closes the file and releases the writer lock. Later appends reject with
+   * ERR_AUDIT_CLOSED.
+   */
+  close(): Promise<void> {
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+
+  async #close(): Promise<void> {
+    if (this.#interval !== null) clearInterval(this.#interval);
+    try {
+      let final: Promise<Checkpoint> | null = null;
+      try {
+        final = this.#cut();
+      } catch (cause) {
+        this.#warnCheckpoint(cause);
+      }
+      await this.#sink.flush();
+      await final?.catch((cause: unknown) => this.#warnCheckpoint(cause));
+      await this.#witnessChain.catch(() => undefined);
+    } finally {
+      await this.#sink.close();
+    }
+  }
+
+  #unsealed(input: AuditEntryInput): UnsealedEntry {
+    // Copy field by field: only known fields reach the log, and nothing the caller mutates
+    // later. Members are added in RFC 8785 order, which lets the hash take its fast path.
+    const e: { -readonly [K in keyof UnsealedEntry]?: UnsealedEntry[K] } = {};
+    if (this.#settings.includeArgs && input.args !== undefined) e.args = redact(input.args, this.#settings.redactFields);
+    e.argsDigest = input.argsDigest;
+    e.callee = input.callee;
+    e.caller = input.caller;
+    e.decision = input.decision;
+    if (input.delegation !== undefined) e.delegation = [...input.delegation];
+    if (input.durationMs !== undefined) e.durationMs = input.durationMs;
+    if (input.jti !== undefined) e.jti = input.jti;
+    if (input.outcome !== undefined) e.outcome = input.outcome;
+    e.prev = this.#head;
+    if (input.reason !== undefined) e.reason = input.reason;
+    if (input.receipt !== undefined) e.receipt = input.receipt;
+    if (input.resultDigest !== undefined) e.resultDigest = input.resultDigest;
+    e.seq = this.#seq + 1;
+    e.side = input.side;
+    e.time = input.time ?? new Date().toISOString();
+    if (input.token !== undefined) e.token = input.token;
+    e.tool = input.tool;
+    if (input.traceId !== undefined) e.traceId = input.traceId;
+    e.v = AUDIT_ENTRY_VERSION;
+    return e as UnsealedEntry;
+  }
+
+  /**
+   * Signs a checkpoint of the current head and queues it right after that entry (so a reader
+   * finds it directly after the entry it names). Null when there is no signer or nothing new.
+   * Resolves once the checkpoint is durable and the witness updated.
+   */
+  #cut(): Promise<Checkpoint> | null {
+    const signer = this.#settings.signer;
+    const covered = this.#lastCheckpoint?.upTo ?? 0;
+    if (signer === undefined || this.#seq === covered) return null;
+    const checkpoint = signCheckpoint(
+      {
+        type: "checkpoint",
+        seq: (this.#lastCheckpoint?.seq ?? 0) + 1,
+        upTo: this.#seq,
+        head: this.#head,
+        count: this.#seq - covered,
+        time: new Date().toISOString(),
+        signer: signer.id,
+      },
+      signer,
+    );
+    this.#lastCheckpoint = checkpoint;
+    this.#nextCheckpointAt = checkpoint.upTo + this.#settings.checkpointEvery;
+    const durable = this.#sink.append(checkpointLine(checkpoint));
+    // Only a durable checkpoint may reach the witness: a witness ahead of the log reads as a cut.
+    return durable.then(() => this.#updateWitness(checkpoint)).then(() => checkpoint);
+  }
+
+  #autoCheckpoint(): void {
+    try {
+      this.#cut()?.catch((cause: unknown) => this.#warnCheckpoint(cause));
+    } catch (cause) {
+      // A failing signer (an SVID mid-rotation, say) must not stop auditing; retry later.
+      this.#nextCheckpointAt = this.#seq + this.#settings.checkpointEvery;
+      this.#warnCheckpoint(cause);
+    }
+  }
+
+  #warnCheckpoint(cause: unknown): void {
+    this.#settings.onWarning({
+      code: "checkpoint-failed",
+      message: `audit log ${this.path}: checkpoint failed, entries after seq ${this.#lastCheckpoint?.upTo ?? 0} are not yet covered: ${(cause as Error).message}`,
+      cause,
+    });
+  }
+
+  /** Witness writes are serialised, so it only ever moves forward. */
+  #updateWitness(checkpoint: Checkpoint): Promise<void> {
+    const next = this.#witnessChain.catch(() => undefined).then(() => writeWitness(this.#settings.witnessPath, checkpoint));
+    this.#witnessChain = next;
+    return next;
+  }
+
+  async #reconcileWitness(witness: Checkpoint | null): Promise<void> {
+    const newest = this.#lastCheckpoint;
+    const where = this.#settings.witnessPath;
+    if (witness !== null) {
+      if (newest === null || witness.seq > newest.seq) {
+        throw corrupt(
+          `audit log ${this.path} is behind its witness ${where}: the witness holds checkpoint #${witness.seq} ` +
+            `(up to entry ${witness.upTo}) but the log's newest checkpoint is ` +
+            `${newest === null ? "none" : `#${newest.seq}`}. Its tail was cut; refusing to append (run \`aztp audit verify\`).`,
+        );
+      }
+      if (witness.seq === newest.seq) {
+        if (!sameCheckpoint(witness, newest)) {
+          throw corrupt(`audit log ${this.path}: checkpoint #${newest.seq} differs from the one in the witness ${where}`);
+        }
+        return;
+      }
+      // The log holds newer checkpoints: a crash came between the log's fsync and the witness.
+      if (this.#settings.signer !== undefined) {
+        this.#settings.onWarning({
+          code: "witness-behind",
+          message: `audit witness ${where} held checkpoint #${witness.seq}; updated to #${newest.seq} from the log`,
+        });
+        await this.#updateWitness(newest);
+      }
+      return;
+    }
+    if (newest !== null && this.#settings.signer !== undefined) {
+      this.#settings.onWarning({
+        code: "witness-missing",
+        message:
+          `audit witness ${where} is missing although the log holds checkpoints; recreated from checkpoint #${newest.seq}. ` +
+          "If it was removed on purpose, a cut of the log before now can no longer be detected against it.",
+      });
+      await this.#updateWitness(newest);
+    }
+  }
+}
+
+/**
+ * Reads the log backwards from its end: the newest entry, and (when `wantCheckpoint`) back to
+ * the newest checkpoint, checking every entry's hash, the chain between them, and that the
+ * checkpoint names the entry just before it. Anything wrong is ERR_AUDIT_CORRUPT: appending
+ * to a broken chain would bury the damage under valid-looking entries.
+ */
+function recoverTail(sink: JsonlSink, wantCheckpoint: boolean): Tail {
+  let lastEntry: AuditEntry | null = null;
+  let lastCheckpoint: Checkpoint | null = null;
+  let newer: AuditEntry | null = null; // the entry after the current line, in file order
+  let checkpointAwaitsEntry = false;
+  let reachedStart = true;
+  for (const { line, offset } of sink.linesBackward()) {
+    const where = `audit log ${sink.path}, line at byte ${offset}`;
+    let value: unknown;
+    try {
+      value = JSON.parse(line);
+    } catch {
+      throw corrupt(`${where} is not JSON`);
+    }
+    if (isCheckpointRecord(value)) {
+      if (lastCheckpoint === null) {
+        lastCheckpoint = withContext(where, () => parseCheckpoint(value));
+        if (newer !== null && newer.seq !== lastCheckpoint.upTo + 1) {
+          throw corrupt(`${where}: checkpoint #${lastCheckpoint.seq} covers up to ${lastCheckpoint.upTo} but entry ${newer.seq} follows it`);
+        }
+        checkpointAwaitsEntry = true;
+      }
+      continue;
+    }
+    const entry = withContext(where, () => parseAuditEntry(value));
+    if (entryHash(entry) !== entry.hash) throw corrupt(`${where}: entry ${entry.seq} does not match its hash`);
+    if (newer !== null && (newer.seq !== entry.seq + 1 || newer.prev !== entry.hash)) {
+      throw corrupt(`${where}: entry ${newer.seq} does not follow entry ${entry.seq} (broken chain)`);
+    }
+    if (checkpointAwaitsEntry && lastCheckpoint !== null) {
+      if (lastCheckpoint.upTo !== entry.seq || lastCheckpoint.head !== entry.hash) {
+        throw corrupt(`${where}: checkpoint #${lastCheckpoint.seq} does not match entry ${entry.seq} before it`);
+      }
+      checkpointAwaitsEntry = false;
+    }
+    lastEntry ??= entry;
+    newer = entry;
+    if (!wantCheckpoint || lastCheckpoint !== null) {
+      reachedStart = false;
+      break;
+    }
+  }
+  if (checkpointAwaitsEntry) throw corrupt(`audit log ${sink.path}: checkpoint #${lastCheckpoint?.seq} has no entry before it`);
+  if (reachedStart && newer !== null && (newer.seq !== 1 || newer.prev !== GENESIS_HASH)) {
+    throw corrupt(`audit log ${sink.path}: the first entry is seq ${newer.seq}, not 1 after the genesis value`);
+  }
+  return { lastEntry, lastCheckpoint };
+}
+
+function resolveSettings(path: string, options: AuditLogOptions): Settings {
+  if (typeof options !== "object" || options === null) invalid("AuditLog options must be an object");
+  const redactFields = options.redactFields ?? [];
+  redact(null, redactFields); // rejects malformed field names now rather than at the first append
+  const signer = options.signer;
+  if (signer !== undefined && (typeof signer.id !== "string" || signer.id.length === 0 || typeof signer.sign !== "function")) {
+    invalid("signer must have a non-empty `id` and a `sign(payload)` function");
+  }
+  const onWarning =
+    options.onWarning ??
+    ((w: AuditWarning) => process.emitWarning(w.message, { type: "AztpAuditWarning", code: `AZTP_AUDIT_${w.code.toUpperCase().replace(/-/g, "_")}` }));
+  return {
+    includeArgs: options.includeArgs === true,
+    redactFields: [...redactFields],
+    signer,
+    checkpointEvery: intOption(options.checkpointEvery, "checkpointEvery", 1000, 0, Number.MAX_SAFE_INTEGER),
+    checkpointIntervalMs: intOption(options.checkpointIntervalMs, "checkpointIntervalMs", 60_000, 0, 2 ** 31 - 1),
+    witnessPath: options.witnessPath ?? defaultWitnessPath(path),
+    otel: options.otel === true,
+    onWarning,
+  };
+}
+
+function intOption(value: number | undefined, name: string, fallback: number, min: number, max: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== "number" || !Number.isInteger(value) || value < min || value > max) {
+    invalid(`${name} must be an integer from ${min} to ${max}`);
+  }
+  return value;
+}
+
+function withContext<T>(where: string, parse: () => T): T {
+  try {
+    return parse();
+  } catch (cause) {
+    throw corrupt(`${where}: ${(cause as Error).message}`);
+  }
+}
+
+function corrupt(message: string): AztpError {
+  return new AztpError(ErrorCodes.AUDIT_CORRUPT, message);
+}
+
+function invalid(message: string): never {
+  throw new AztpError(ErrorCodes.INVALID_ARGUMENT, message);
+}

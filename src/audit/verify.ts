@@ -1,0 +1,248 @@
+/**
+ * Verification of an audit log, in one streaming pass, naming the first bad record.
+ *
+ * Per entry: well-formed, its hash matches its content (an edit of any field), its seq is the
+ * next one (a deletion, insertion or reordering) and its prev is the previous entry's hash
+ * (a splice). Per checkpoint: numbered in order (a removed checkpoint), naming the entry just
+ * before it by seq and hash, counting the entries since the previous one, and, with a
+ * verifier, signed by the signer it names. Against the witness: the checkpoint it holds, and
+ * the entry that checkpoint names, must be in the log unchanged (a cut tail). At the end: a
+ * last line without its newline is a torn write. See checkpoint.ts for what cannot be detected.
+ */
+import { AztpError } from "../errors.js";
+import { entryHash, entryProblem, GENESIS_HASH, type AuditEntry } from "./entry.js";
+import {
+  checkpointProblem,
+  checkpointSignatureProblem,
+  isCheckpointRecord,
+  sameCheckpoint,
+  type Checkpoint,
+  type CheckpointVerifier,
+} from "./checkpoint.js";
+import { scanLines } from "./lines.js";
+import { defaultWitnessPath, readWitness } from "./witness.js";
+
+export type AuditFault =
+  /** Not JSON, or not a well-formed entry or checkpoint. */
+  | "malformed"
+  /** An entry's content does not match its hash: it was edited. */
+  | "hash-mismatch"
+  /** An entry's seq is not the next one: entries were deleted, inserted or reordered. */
+  | "sequence"
+  /** An entry's prev is not the previous entry's hash: the chain was spliced. */
+  | "chain"
+  /** A checkpoint's seq is not the next one: a checkpoint was removed or reordered. */
+  | "checkpoint-sequence"
+  /** A checkpoint does not name the entry just before it (seq and hash). */
+  | "checkpoint-head"
+  /** A checkpoint's count is not the number of entries since the previous checkpoint. */
+  | "checkpoint-count"
+  /** A checkpoint's signature does not verify, or is by another signer than it names. */
+  | "checkpoint-signature"
+  /** The log holds a different checkpoint, or entry, than the witness says it held. */
+  | "witness-mismatch"
+  /** The log ends before the checkpoint the witness holds: its tail was cut. */
+  | "truncated"
+  /** The log has checkpoints but its witness is missing. */
+  | "witness-missing"
+  /** The witness is not a well-formed checkpoint. */
+  | "witness-malformed"
+  /** The witness's signature does not verify. */
+  | "witness-signature"
+  /** The last line has no newline: a write was interrupted (opening the log repairs it). */
+  | "torn-line";
+
+export interface AuditFinding {
+  /** 1-based line of the bad record; for a cut tail the first missing line; 0 for the witness itself. */
+  readonly line: number;
+  /** The entry's seq (kind "entry") or the checkpoint's seq (kind "checkpoint"); null if unknown. */
+  readonly seq: number | null;
+  readonly kind: "entry" | "checkpoint" | "witness";
+  readonly reason: AuditFault;
+  readonly message: string;
+}
+
+export interface AuditVerifyOptions {
+  /** Checks checkpoint (and witness) signatures; without it only their structure is checked. */
+  readonly verifier?: CheckpointVerifier;
+  /** The witness to check against. Default `<path>.witness`; false to verify the log alone. */
+  readonly witnessPath?: string | false;
+}
+
+export interface AuditVerifyResult {
+  readonly ok: boolean;
+  /** Entries read and found good (up to the first bad record). */
+  readonly entries: number;
+  readonly checkpoints: number;
+  readonly lastSeq: number;
+  readonly head: string;
+  /** Entries after the newest checkpoint: a clean cut of these is not detectable. */
+  readonly uncovered: number;
+  readonly signaturesChecked: boolean;
+  /** "checked": compared with a witness; "none": no witness and none needed; "skipped": witnessPath false. */
+  readonly witness: "checked" | "none" | "skipped";
+  readonly firstBad?: AuditFinding;
+}
+
+/** Verifies the log at `path`; resolves with the verdict (it throws only when the file cannot be read). */
+export async function verifyAuditLog(path: string, options: AuditVerifyOptions = {}): Promise<AuditVerifyResult> {
+  const verifier = options.verifier;
+  const explicitWitness = typeof options.witnessPath === "string";
+  const witnessPath = options.witnessPath === false ? null : (options.witnessPath ?? defaultWitnessPath(path));
+
+  // Read the witness before the log: it is only ever written after the log holding its
+  // checkpoint is durable, so a log read afterwards holds it too, even while a writer appends.
+  let witness: Checkpoint | null = null;
+  let witnessFault: AuditFinding | undefined;
+  if (witnessPath !== null) {
+    try {
+      witness = await readWitness(witnessPath);
+    } catch (cause) {
+      if (!(cause instanceof AztpError) || cause.code !== "ERR_AUDIT_CORRUPT") throw cause;
+      witnessFault = finding(0, null, "witness", "witness-malformed", cause.message);
+    }
+    if (witness !== null && verifier !== undefined) {
+      const problem = checkpointSignatureProblem(witness, verifier);
+      if (problem !== null) {
+        witnessFault = finding(0, witness.seq, "witness", "witness-signature", `witness ${witnessPath}: ${problem}`);
+        witness = null;
+      }
+    }
+  }
+
+  let entries = 0;
+  let checkpoints = 0;
+  let lastSeq = 0;
+  let head = GENESIS_HASH;
+  let lastCheckpoint: Checkpoint | null = null;
+  let witnessSeen = false;
+  let firstBad: AuditFinding | undefined;
+
+  const scan = await scanLines(path, (line, lineNo) => {
+    let value: unknown;
+    try {
+      value = JSON.parse(line);
+    } catch {
+      firstBad = finding(lineNo, null, "entry", "malformed", `line ${lineNo} is not JSON`);
+      return false;
+    }
+    if (isCheckpointRecord(value)) {
+      firstBad = checkCheckpoint(value, lineNo);
+      if (firstBad !== undefined) return false;
+      checkpoints++;
+      return true;
+    }
+    firstBad = checkEntry(value, lineNo);
+    if (firstBad !== undefined) return false;
+    entries++;
+    return true;
+  });
+
+  function checkEntry(value: unknown, lineNo: number): AuditFinding | undefined {
+    const problem = entryProblem(value);
+    const seqOf = (value as { seq?: unknown }).seq;
+    if (problem !== null) {
+      const seq = typeof seqOf === "number" ? seqOf : null;
+      return finding(lineNo, seq, "entry", "malformed", `line ${lineNo}: malformed entry: ${problem}`);
+    }
+    const entry = value as AuditEntry;
+    let hash: string;
+    try {
+      hash = entryHash(entry);
+    } catch (cause) {
+      // A string with a lone surrogate (a \ud800 escape) has no canonical form.
+      return finding(lineNo, entry.seq, "entry", "malformed", `line ${lineNo}: entry ${entry.seq}: ${(cause as Error).message}`);
+    }
+    if (hash !== entry.hash) {
+      return finding(lineNo, entry.seq, "entry", "hash-mismatch", `line ${lineNo}: entry ${entry.seq} does not match its hash (edited)`);
+    }
+    if (entry.seq !== lastSeq + 1) {
+      const how = entry.seq > lastSeq + 1 ? "entries are missing or out of order" : "an entry is repeated or out of order";
+      return finding(lineNo, entry.seq, "entry", "sequence", `line ${lineNo}: expected entry ${lastSeq + 1}, found ${entry.seq} (${how})`);
+    }
+    if (entry.prev !== head) {
+      return finding(lineNo, entry.seq, "entry", "chain", `line ${lineNo}: entry ${entry.seq} does not chain to the entry before it`);
+    }
+    if (witness !== null && entry.seq === witness.upTo && entry.hash !== witness.head) {
+      return finding(
+        lineNo,
+        entry.seq,
+        "entry",
+        "witness-mismatch",
+        `line ${lineNo}: entry ${entry.seq} is not the one the witness checkpoint #${witness.seq} covers (the log was rewritten)`,
+      );
+    }
+    lastSeq = entry.seq;
+    head = entry.hash;
+    return undefined;
+  }
+
+  function checkCheckpoint(value: unknown, lineNo: number): AuditFinding | undefined {
+    const problem = checkpointProblem(value);
+    if (problem !== null) return finding(lineNo, null, "checkpoint", "malformed", `line ${lineNo}: malformed checkpoint: ${problem}`);
+    const cp = value as Checkpoint;
+    const expectedSeq = (lastCheckpoint?.seq ?? 0) + 1;
+    const bad = (reason: AuditFault, message: string) => finding(lineNo, cp.seq, "checkpoint", reason, `line ${lineNo}: ${message}`);
+    if (cp.seq !== expectedSeq) {
+      return bad("checkpoint-sequence", `expected checkpoint #${expectedSeq}, found #${cp.seq} (a checkpoint is missing or out of order)`);
+    }
+    if (cp.upTo !== lastSeq || cp.head !== head) {
+      return bad("checkpoint-head", `checkpoint #${cp.seq} covers entry ${cp.upTo}, but the entry before it is ${lastSeq} or differs`);
+    }
+    const since = cp.upTo - (lastCheckpoint?.upTo ?? 0);
+    if (cp.count !== since) return bad("checkpoint-count", `checkpoint #${cp.seq} counts ${cp.count} entries, the log has ${since}`);
+    if (verifier !== undefined) {
+      const sigProblem = checkpointSignatureProblem(cp, verifier);
+      if (sigProblem !== null) return bad("checkpoint-signature", `checkpoint #${cp.seq}: ${sigProblem}`);
+    }
+    if (witness !== null && cp.seq === witness.seq) {
+      if (!sameCheckpoint(cp, witness)) return bad("witness-mismatch", `checkpoint #${cp.seq} differs from the witness's`);
+      witnessSeen = true;
+    }
+    lastCheckpoint = cp;
+    return undefined;
+  }
+
+  if (firstBad === undefined && scan.torn !== null) {
+    firstBad = finding(
+      scan.lines + 1,
+      null,
+      "entry",
+      "torn-line",
+      `line ${scan.lines + 1} is unfinished (${Buffer.byteLength(scan.torn)} bytes without a newline): an interrupted write; opening the log repairs it`,
+    );
+  }
+  if (firstBad === undefined) firstBad = witnessFault;
+  if (firstBad === undefined && witness !== null && !witnessSeen) {
+    const missingEntry = lastSeq < witness.upTo;
+    firstBad = finding(
+      scan.lines + 1,
+      missingEntry ? lastSeq + 1 : witness.seq,
+      missingEntry ? "entry" : "checkpoint",
+      "truncated",
+      `the log ends at line ${scan.lines} (entry ${lastSeq}), but the witness holds checkpoint #${witness.seq} up to entry ${witness.upTo}: its tail was cut`,
+    );
+  }
+  if (firstBad === undefined && witnessPath !== null && witness === null && witnessFault === undefined) {
+    if (checkpoints > 0 || explicitWitness) {
+      firstBad = finding(0, null, "witness", "witness-missing", `the witness ${witnessPath} is missing, so a cut tail cannot be ruled out`);
+    }
+  }
+
+  const witnessState = witnessPath === null ? "skipped" : witness !== null ? "checked" : "none";
+  const result: AuditVerifyResult = {
+    ok: firstBad === undefined,
+    entries,
+    checkpoints,
+    lastSeq,
+    head,
+    uncovered: lastSeq - ((lastCheckpoint as Checkpoint | null)?.upTo ?? 0),
+    signaturesChecked: verifier !== undefined,
+    witness: witnessState,
+  };
+  return firstBad === undefined ? result : { ...result, firstBad };
+}
+
+function finding(line: number, seq: number | null, kind: AuditFinding["kind"], reason: AuditFault, message: string): AuditFinding {
+  return { line, seq, kind, reason, message };
+}

@@ -1,0 +1,789 @@
+import { after, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { hostname, tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import canonicalize from "canonicalize";
+import fc from "fast-check";
+import {
+  context,
+  logs,
+  ROOT_CONTEXT,
+  trace,
+  type Attributes,
+  type Context,
+  type ContextManager,
+  type Logger,
+  type LoggerProvider,
+  type LogRecord,
+  type Span,
+  type SpanContext,
+  type Tracer,
+  type TracerProvider,
+} from "@opentelemetry/api";
+import {
+  AuditLog,
+  auditStats,
+  GENESIS_HASH,
+  queryAuditLog,
+  redact,
+  verifyAuditLog,
+  type AuditEntry,
+  type AuditEntryInput,
+  type AuditFault,
+  type AuditLogOptions,
+  type AuditWarning,
+} from "../src/audit/index.js";
+import { canonicalJson, canonicalObject } from "../src/audit/canonical.js";
+import { isAztpError } from "../src/errors.js";
+import { newTestKeys, testSigner, testVerifier, type TestKeys } from "./helpers/audit-signer.js";
+
+const dir = mkdtempSync(join(tmpdir(), "aztp-audit-test-"));
+after(() => rmSync(dir, { recursive: true, force: true }));
+let fileNo = 0;
+const newPath = (name = "audit"): string => join(dir, `${name}-${++fileNo}.jsonl`);
+
+const writerKeys = newTestKeys("spiffe://example.org/audit-writer");
+const verifier = testVerifier(writerKeys);
+
+/** A callee-side entry with every optional field set, varied by `i`. */
+function sample(i: number, overrides: Partial<AuditEntryInput> = {}): AuditEntryInput {
+  return {
+    side: i % 3 === 0 ? "caller" : "callee",
+    caller: `spiffe://example.org/workload/production/node/agent-${i % 2}`,
+    callee: "spiffe://example.org/workload/production/node/tools",
+    tool: i % 2 === 0 ? "search" : "fetch",
+    argsDigest: `args-digest-${i}`,
+    args: { query: `q${i}`, password: "hunter2" },
+    delegation: ["spiffe://example.org/workload/production/node/parent"],
+    decision: i % 4 === 3 ? "deny" : "allow",
+    reason: i % 4 === 3 ? "ERR_POLICY_DENIED" : "ERR_NONE",
+    outcome: i % 4 === 3 ? "denied" : "ok",
+    resultDigest: `result-digest-${i}`,
+    durationMs: 1.5 + i,
+    jti: `jti-${i}`,
+    traceId: `trace-${i}`,
+    token: `token.${i}.sig`,
+    receipt: `receipt.${i}.sig`,
+    ...overrides,
+  };
+}
+
+const quiet = (warnings: AuditWarning[] = []): Pick<AuditLogOptions, "onWarning"> => ({ onWarning: (w) => warnings.push(w) });
+
+/** Writes `n` entries with checkpoints every 5 and closes (which checkpoints the rest). */
+async function writeLog(n: number, options: AuditLogOptions = {}): Promise<string> {
+  const path = newPath();
+  const log = await AuditLog.open(path, {
+    signer: testSigner(writerKeys),
+    checkpointEvery: 5,
+    includeArgs: true,
+    redactFields: ["password"],
+    ...quiet(),
+    ...options,
+  });
+  for (let i = 1; i <= n; i++) await log.append(sample(i));
+  await log.close();
+  return path;
+}
+
+const readLines = (path: string): string[] => readFileSync(path, "utf8").split("\n").slice(0, -1);
+const writeLines = (path: string, lines: string[]): void => writeFileSync(path, lines.map((l) => `${l}\n`).join(""));
+/** 1-based line number of the entry with `seq`. */
+const lineOfSeq = (lines: string[], seq: number): number =>
+  lines.findIndex((l) => {
+    const v = JSON.parse(l) as { type?: string; seq: number };
+    return v.type === undefined && v.seq === seq;
+  }) + 1;
+const isCheckpointLine = (line: string): boolean => (JSON.parse(line) as { type?: string }).type === "checkpoint";
+
+async function expectBad(path: string, expected: { line: number; seq: number | null; reason: AuditFault }, witnessPath?: string | false) {
+  const result = await verifyAuditLog(path, { verifier, ...(witnessPath === undefined ? {} : { witnessPath }) });
+  assert.equal(result.ok, false, "verification should fail");
+  assert.ok(result.firstBad);
+  assert.deepEqual(
+    { line: result.firstBad.line, seq: result.firstBad.seq, reason: result.firstBad.reason },
+    expected,
+    result.firstBad.message,
+  );
+  assert.ok(result.firstBad.message.length > 0);
+  return result;
+}
+
+describe("audit entry", () => {
+  test("hash is SHA-256 over the RFC 8785 form without `hash`, and entries chain from the genesis value", async () => {
+    const path = await writeLog(3, { signer: undefined });
+    const entries = readLines(path).map((l) => JSON.parse(l) as AuditEntry & Record<string, unknown>);
+    assert.equal(entries.length, 3);
+    let prev = GENESIS_HASH;
+    for (const [i, e] of entries.entries()) {
+      const { hash, ...rest } = e;
+      assert.equal(hash, createHash("sha256").update(canonicalize(rest)!, "utf8").digest("hex"));
+      assert.equal(e.prev, prev);
+      assert.equal(e.seq, i + 1);
+      assert.equal(e.v, 1);
+      prev = hash;
+    }
+  });
+
+  test("the fast canonical form equals the canonicalize package on generated JSON", () => {
+    fc.assert(
+      fc.property(fc.jsonValue(), (value) => {
+        assert.equal(canonicalJson(value), canonicalize(value));
+      }),
+      { numRuns: 500 },
+    );
+    fc.assert(
+      fc.property(fc.dictionary(fc.string(), fc.jsonValue()), fc.string(), (obj, omitted) => {
+        // The stored layout: canonical members, then the omitted member last.
+        const sorted = JSON.parse(canonicalize(obj)!) as Record<string, unknown>;
+        delete sorted.hash;
+        const withHash = { ...sorted, hash: omitted };
+        assert.equal(canonicalObject(withHash, "hash"), canonicalize(sorted));
+      }),
+      { numRuns: 300 },
+    );
+    for (const tricky of [{ b: 1, a: 2, "10": 3, "9": 4 }, { "\u00e9": 1, e: 2, E: 3 }, [1e21, -0, 0.1, 1e-7], { s: "\\ud800" }]) {
+      assert.equal(canonicalJson(tricky), canonicalize(tricky));
+    }
+    assert.throws(() => canonicalJson({ s: "\ud800" }), /lone surrogate/);
+    assert.throws(() => canonicalize({ s: "\ud800" }));
+  });
+
+  test("append rejects malformed input with ERR_INVALID_ARGUMENT and assigns nothing", async () => {
+    const path = newPath();
+    const log = await AuditLog.open(path, quiet());
+    const bad: [string, Record<string, unknown>][] = [
+      ["missing caller", { ...sample(1), caller: undefined }],
+      ["empty tool", { ...sample(1), tool: "" }],
+      ["bad decision", { ...sample(1), decision: "maybe" }],
+      ["bad side", { ...sample(1), side: "server" }],
+      ["bad outcome", { ...sample(1), outcome: "fine" }],
+      ["negative duration", { ...sample(1), durationMs: -1 }],
+      ["bad time", { ...sample(1), time: "yesterday" }],
+      ["delegation not strings", { ...sample(1), delegation: [1] }],
+      ["unknown field", { ...sample(1), verdict: "allow" }],
+      ["lone surrogate", { ...sample(1), tool: "\ud800" }],
+    ];
+    for (const [name, input] of bad) {
+      await assert.rejects(log.append(input as unknown as AuditEntryInput), (e) => isAztpError(e, "ERR_INVALID_ARGUMENT"), name);
+    }
+    const ok = await log.append(sample(1, { reason: undefined }));
+    assert.equal(ok.seq, 1);
+    assert.equal("reason" in ok, false);
+    await log.close();
+    assert.equal((await verifyAuditLog(path)).ok, true);
+  });
+});
+
+describe("redaction", () => {
+  const args = {
+    user: { name: "ada", password: "p1", credentials: { token: "t1", kind: "bearer" } },
+    items: [{ secret: "s1", keep: 1 }, { secret: "s2", keep: 2 }],
+    password: "p0",
+    nested: [[{ password: "p2" }]],
+    apiKey: "k",
+  };
+
+  const cases: [string, string[], unknown][] = [
+    [
+      "a bare name matches at any depth, in objects and arrays",
+      ["password"],
+      {
+        user: { name: "ada", password: "[REDACTED]", credentials: { token: "t1", kind: "bearer" } },
+        items: [{ secret: "s1", keep: 1 }, { secret: "s2", keep: 2 }],
+        password: "[REDACTED]",
+        nested: [[{ password: "[REDACTED]" }]],
+        apiKey: "k",
+      },
+    ],
+    [
+      "a dotted path is anchored at the root",
+      ["user.credentials.token"],
+      { ...args, user: { ...args.user, credentials: { token: "[REDACTED]", kind: "bearer" } } },
+    ],
+    ["arrays on a path are transparent", ["items.secret"], { ...args, items: [{ secret: "[REDACTED]", keep: 1 }, { secret: "[REDACTED]", keep: 2 }] }],
+    ["a numeric segment selects one element", ["items.1.secret"], { ...args, items: [{ secret: "s1", keep: 1 }, { secret: "[REDACTED]", keep: 2 }] }],
+    ["a whole subtree can be redacted", ["user.credentials"], { ...args, user: { ...args.user, credentials: "[REDACTED]" } }],
+    ["a path that does not match changes nothing", ["user.password.deeper", "nope"], args],
+  ];
+  for (const [name, fields, expected] of cases) {
+    test(name, () => {
+      const before = JSON.stringify(args);
+      assert.deepEqual(redact(args, fields), expected);
+      assert.equal(JSON.stringify(args), before, "the input is not mutated");
+    });
+  }
+
+  test("refuses malformed field names and values JSON cannot carry", () => {
+    for (const fields of [[""], ["a..b"], [".a"], [3]] as unknown as string[][]) {
+      assert.throws(() => redact({}, fields), (e) => isAztpError(e, "ERR_INVALID_ARGUMENT"));
+    }
+    const cyclic: Record<string, unknown> = {};
+    cyclic.self = cyclic;
+    for (const value of [{ d: new Date() }, { n: Number.NaN }, { f: () => 1 }, cyclic, { m: new Map() }]) {
+      assert.throws(() => redact(value, []), (e) => isAztpError(e, "ERR_INVALID_ARGUMENT"));
+    }
+  });
+
+  test("arguments reach the log only with includeArgs, and redacted", async () => {
+    const withArgs = newPath();
+    let log = await AuditLog.open(withArgs, { includeArgs: true, redactFields: ["password", "user.credentials"], ...quiet() });
+    const entry = await log.append(sample(1, { args }));
+    await log.close();
+    assert.deepEqual(entry.args, redact(args, ["password", "user.credentials"]));
+    const text = readFileSync(withArgs, "utf8");
+    for (const secret of ["p0", "p1", "p2", "t1", "hunter2"]) assert.equal(text.includes(secret), false, secret);
+    assert.ok(text.includes('"apiKey":"k"'));
+    assert.equal((await verifyAuditLog(withArgs)).ok, true);
+
+    const without = newPath();
+    log = await AuditLog.open(without, quiet());
+    const bare = await log.append(sample(1, { args }));
+    await log.close();
+    assert.equal(bare.args, undefined);
+    assert.equal(readFileSync(without, "utf8").includes("ada"), false);
+  });
+});
+
+describe("verifyAuditLog", () => {
+  test("a clean log verifies, with its checkpoints' signatures and the witness", async () => {
+    const path = await writeLog(23);
+    const result = await verifyAuditLog(path, { verifier });
+    assert.deepEqual(result, {
+      ok: true,
+      entries: 23,
+      checkpoints: 5,
+      lastSeq: 23,
+      head: result.head,
+      uncovered: 0,
+      signaturesChecked: true,
+      witness: "checked",
+    });
+    assert.ok(existsSync(`${path}.witness`));
+  });
+
+  // Every field of one entry (line of seq 8), edited in place without fixing anything else.
+  const edits: [string, (e: Record<string, unknown>) => void, AuditFault][] = [
+    ["v", (e) => (e.v = 2), "malformed"],
+    ["seq", (e) => (e.seq = 9), "hash-mismatch"],
+    ["time", (e) => (e.time = "2001-01-01T00:00:00.000Z"), "hash-mismatch"],
+    ["side", (e) => (e.side = "proxy"), "hash-mismatch"],
+    ["caller", (e) => (e.caller = "spiffe://example.org/workload/production/node/mallory"), "hash-mismatch"],
+    ["callee", (e) => (e.callee += "x"), "hash-mismatch"],
+    ["tool", (e) => (e.tool = "delete_everything"), "hash-mismatch"],
+    ["argsDigest", (e) => (e.argsDigest += "x"), "hash-mismatch"],
+    ["args", (e) => (e.args = { query: "other" }), "hash-mismatch"],
+    ["delegation", (e) => (e.delegation = []), "hash-mismatch"],
+    ["decision", (e) => (e.decision = e.decision === "allow" ? "deny" : "allow"), "hash-mismatch"],
+    ["reason", (e) => (e.reason = "ERR_OTHER"), "hash-mismatch"],
+    ["outcome", (e) => (e.outcome = "error"), "hash-mismatch"],
+    ["resultDigest", (e) => (e.resultDigest += "x"), "hash-mismatch"],
+    ["durationMs", (e) => (e.durationMs = 0), "hash-mismatch"],
+    ["jti", (e) => (e.jti += "x"), "hash-mismatch"],
+    ["traceId", (e) => (e.traceId += "x"), "hash-mismatch"],
+    ["token", (e) => (e.token += "x"), "hash-mismatch"],
+    ["receipt", (e) => (e.receipt += "x"), "hash-mismatch"],
+    ["prev", (e) => (e.prev = "a".repeat(64)), "hash-mismatch"],
+    ["hash", (e) => (e.hash = "b".repeat(64)), "hash-mismatch"],
+    ["an optional field removed", (e) => delete e.receipt, "hash-mismatch"],
+    ["a field added", (e) => (e.note = "hi"), "malformed"],
+  ];
+  let editedLog: string;
+  test("edits of any field name the edited entry", async (t) => {
+    editedLog = await writeLog(12);
+    const lines = readLines(editedLog);
+    const line = lineOfSeq(lines, 8);
+    for (const [field, edit, reason] of edits) {
+      await t.test(field, async () => {
+        const copy = newPath("edited");
+        const entry = JSON.parse(lines[line - 1]!) as Record<string, unknown>;
+        edit(entry);
+        writeLines(copy, lines.map((l, i) => (i === line - 1 ? JSON.stringify(entry) : l)));
+        await expectBad(copy, { line, seq: reason === "malformed" && field === "v" ? 8 : (entry.seq as number), reason }, false);
+      });
+    }
+  });
+
+  test("an edit with its hash recomputed breaks the chain at the next entry", async () => {
+    const path = await writeLog(12);
+    const lines = readLines(path);
+    const line = lineOfSeq(lines, 3);
+    const entry = JSON.parse(lines[line - 1]!) as Record<string, unknown>;
+    entry.tool = "delete_everything";
+    const { hash: _old, ...rest } = entry;
+    entry.hash = createHash("sha256").update(canonicalize(rest)!).digest("hex");
+    lines[line - 1] = JSON.stringify(entry);
+    writeLines(path, lines);
+    await expectBad(path, { line: lineOfSeq(lines, 4), seq: 4, reason: "chain" });
+  });
+
+  test("a deleted entry is named by the entry after the gap", async () => {
+    const path = await writeLog(12);
+    const lines = readLines(path);
+    const line = lineOfSeq(lines, 7);
+    lines.splice(line - 1, 1);
+    writeLines(path, lines);
+    await expectBad(path, { line, seq: 8, reason: "sequence" });
+  });
+
+  test("two reordered entries are detected at the first of them", async () => {
+    const path = await writeLog(12);
+    const lines = readLines(path);
+    const a = lineOfSeq(lines, 8);
+    [lines[a - 1], lines[a]] = [lines[a]!, lines[a - 1]!];
+    writeLines(path, lines);
+    await expectBad(path, { line: a, seq: 9, reason: "sequence" });
+  });
+
+  test("a cut tail that takes the trailing checkpoint with it is detected against the witness", async () => {
+    const path = await writeLog(23); // checkpoints after 5, 10, 15, 20 and (on close) 23
+    const lines = readLines(path);
+    const cut = lineOfSeq(lines, 21); // entries 21..23 and checkpoint #5 go
+    writeLines(path, lines.slice(0, cut - 1));
+    await expectBad(path, { line: cut, seq: 21, reason: "truncated" });
+    // Without the witness the shortened log is self-consistent: the witness is what catches it.
+    assert.equal((await verifyAuditLog(path, { verifier, witnessPath: false })).ok, true);
+  });
+
+  test("a cut of just the trailing checkpoint is detected against the witness", async () => {
+    const path = await writeLog(23);
+    const lines = readLines(path);
+    assert.ok(isCheckpointLine(lines.at(-1)!));
+    writeLines(path, lines.slice(0, -1));
+    await expectBad(path, { line: lines.length, seq: 5, reason: "truncated" });
+  });
+
+  test("a cut of entries that leaves the trailing checkpoint in place is detected in the log itself", async () => {
+    const path = await writeLog(23);
+    const lines = readLines(path);
+    const last = lines.at(-1)!;
+    const cut = lineOfSeq(lines, 22);
+    writeLines(path, [...lines.slice(0, cut - 1), last]);
+    await expectBad(path, { line: cut, seq: 5, reason: "checkpoint-head" }, false);
+  });
+
+  test("removing a checkpoint from the middle is detected", async () => {
+    const path = await writeLog(12);
+    const lines = readLines(path);
+    const firstCheckpoint = lines.findIndex(isCheckpointLine);
+    lines.splice(firstCheckpoint, 1);
+    writeLines(path, lines);
+    await expectBad(path, { line: lineOfSeq(lines, 10) + 1, seq: 2, reason: "checkpoint-sequence" });
+  });
+
+  test("documented limit: entries after the newest checkpoint can be cut undetected", async () => {
+    const path = newPath();
+    const log = await AuditLog.open(path, { signer: testSigner(writerKeys), checkpointEvery: 5, ...quiet() });
+    for (let i = 1; i <= 8; i++) await log.append(sample(i));
+    await log.flush();
+    // Simulate a writer that never closed: 3 entries are not yet covered by a checkpoint.
+    const lines = readLines(path);
+    const before = await verifyAuditLog(path, { verifier });
+    assert.equal(before.uncovered, 3);
+    writeLines(path, lines.slice(0, lineOfSeq(lines, 7)));
+    const after = await verifyAuditLog(path, { verifier });
+    assert.equal(after.ok, true);
+    assert.equal(after.lastSeq, 7);
+    writeLines(path, lines);
+    await log.close();
+  });
+
+  test("a forged checkpoint signature is detected", async (t) => {
+    const mallory: TestKeys = newTestKeys("spiffe://example.org/mallory");
+    const path = await writeLog(12);
+    const lines = readLines(path);
+    const line = lines.findIndex(isCheckpointLine) + 1;
+    const cp = JSON.parse(lines[line - 1]!) as Record<string, unknown>;
+    const forgeries: [string, (c: Record<string, unknown>) => void][] = [
+      ["signed by an untrusted key", (c) => (c.sig = testSigner({ ...mallory, id: writerKeys.id }).sign(Buffer.from("x")))],
+      [
+        "re-signed by an untrusted key over its real payload",
+        (c) => {
+          const { sig: _sig, ...unsigned } = c;
+          c.sig = testSigner({ ...mallory, id: writerKeys.id }).sign(Buffer.from(canonicalize(unsigned)!));
+        },
+      ],
+      ["signature bytes altered", (c) => (c.sig = `${(c.sig as string).slice(0, -4)}AAAA`)],
+      ["signed fields altered", (c) => (c.time = "2001-01-01T00:00:00.000Z")],
+      ["signer claimed by another ID", (c) => (c.signer = mallory.id)],
+    ];
+    for (const [name, forge] of forgeries) {
+      await t.test(name, async () => {
+        const copy = newPath("forged");
+        const forged = { ...cp };
+        forge(forged);
+        writeLines(copy, lines.map((l, i) => (i === line - 1 ? JSON.stringify(forged) : l)));
+        await expectBad(copy, { line, seq: 1, reason: "checkpoint-signature" }, `${path}.witness`);
+      });
+    }
+    await t.test("a witness with a forged signature", async () => {
+      const witness = JSON.parse(readFileSync(`${path}.witness`, "utf8")) as Record<string, unknown>;
+      witness.sig = testSigner({ ...mallory, id: writerKeys.id }).sign(Buffer.from("x"));
+      const forgedWitness = newPath("forged-witness");
+      writeFileSync(forgedWitness, JSON.stringify(witness));
+      await expectBad(path, { line: 0, seq: witness.seq as number, reason: "witness-signature" }, forgedWitness);
+    });
+  });
+
+  test("a witness that does not match the log's checkpoint is reported", async () => {
+    const a = await writeLog(10);
+    const b = await writeLog(10); // same shape, different times and hashes
+    // b's witness holds checkpoint #2 over entry 10: a's entry 10 is not the one it covers.
+    await expectBad(a, { line: lineOfSeq(readLines(a), 10), seq: 10, reason: "witness-mismatch" }, `${b}.witness`);
+  });
+
+  test("a missing witness is reported once the log has checkpoints", async () => {
+    const path = await writeLog(6);
+    rmSync(`${path}.witness`);
+    await expectBad(path, { line: 0, seq: null, reason: "witness-missing" });
+    assert.equal((await verifyAuditLog(path, { verifier, witnessPath: false })).ok, true);
+  });
+
+  test("garbage and a torn last line are reported", async () => {
+    const path = await writeLog(4, { signer: undefined });
+    const lines = readLines(path);
+    writeFileSync(path, `${lines.join("\n")}\n{"seq":5,"v":1,"ti`);
+    await expectBad(path, { line: 5, seq: null, reason: "torn-line" });
+    writeLines(path, [...lines.slice(0, 2), "not json", ...lines.slice(2)]);
+    await expectBad(path, { line: 3, seq: null, reason: "malformed" });
+  });
+});
+
+describe("AuditLog writer", () => {
+  test("append resolves only once the entry is durable, and concurrent appends share one write", async () => {
+    const path = newPath();
+    const log = await AuditLog.open(path, { batchWindowMs: 60, ...quiet() });
+    let settled = false;
+    const first = log.append(sample(1)).then((e) => {
+      settled = true;
+      return e;
+    });
+    const rest = Array.from({ length: 99 }, (_, i) => log.append(sample(i + 2)));
+    await new Promise((r) => setTimeout(r, 20));
+    assert.equal(settled, false, "still inside the batch window");
+    assert.equal(readFileSync(path, "utf8"), "", "nothing written yet");
+    const entry = await first;
+    // When the first promise resolves, the whole batch (all 100) is already in the file.
+    const lines = readLines(path);
+    assert.equal(lines.length, 100);
+    assert.ok(lines[0]!.endsWith(`"hash":"${entry.hash}"}`));
+    const all = await Promise.all(rest);
+    assert.deepEqual(
+      all.map((e) => e.seq),
+      Array.from({ length: 99 }, (_, i) => i + 2),
+    );
+    await log.close();
+  });
+
+  test("a batch reaching maxBatchEntries is written before its window ends", async () => {
+    const path = newPath();
+    const log = await AuditLog.open(path, { batchWindowMs: 10_000, maxBatchEntries: 8, ...quiet() });
+    const started = Date.now();
+    await Promise.all(Array.from({ length: 8 }, (_, i) => log.append(sample(i))));
+    assert.ok(Date.now() - started < 5_000);
+    assert.equal(readLines(path).length, 8);
+    await log.close();
+  });
+
+  test("reopening continues the chain; close checkpoints and updates the witness", async () => {
+    const path = newPath();
+    const options: AuditLogOptions = { signer: testSigner(writerKeys), checkpointEvery: 1000, ...quiet() };
+    let log = await AuditLog.open(path, options);
+    for (let i = 1; i <= 3; i++) await log.append(sample(i));
+    assert.equal(log.lastCheckpoint, null);
+    await log.close();
+    log = await AuditLog.open(path, options);
+    assert.equal(log.lastSeq, 3);
+    assert.equal(log.lastCheckpoint?.upTo, 3);
+    const cp = await log.checkpoint();
+    assert.equal(cp?.seq, 1, "nothing new: the newest checkpoint is returned");
+    const e4 = await log.append(sample(4));
+    assert.equal(e4.seq, 4);
+    const cp2 = await log.checkpoint();
+    assert.deepEqual([cp2?.seq, cp2?.upTo, cp2?.head, cp2?.count], [2, 4, e4.hash, 1]);
+    assert.equal(JSON.parse(readFileSync(`${path}.witness`, "utf8")).seq, 2);
+    await log.close();
+    await assert.rejects(log.append(sample(5)), (e) => isAztpError(e, "ERR_AUDIT_CLOSED"));
+    const result = await verifyAuditLog(path, { verifier });
+    assert.equal(result.ok, true);
+    assert.equal(result.checkpoints, 2);
+  });
+
+  test("time-based checkpoints", async () => {
+    const path = newPath();
+    const log = await AuditLog.open(path, { signer: testSigner(writerKeys), checkpointEvery: 0, checkpointIntervalMs: 30, ...quiet() });
+    await log.append(sample(1));
+    await new Promise((r) => setTimeout(r, 120));
+    assert.equal(log.lastCheckpoint?.upTo, 1);
+    assert.equal(JSON.parse(readFileSync(`${path}.witness`, "utf8")).upTo, 1);
+    await log.close();
+  });
+
+  test("a failing signer does not stop auditing; it is reported", async () => {
+    const path = newPath();
+    const warnings: AuditWarning[] = [];
+    const signer = { id: "broken", sign: (): string => { throw new Error("key unavailable"); } };
+    const log = await AuditLog.open(path, { signer, checkpointEvery: 2, ...quiet(warnings) });
+    for (let i = 1; i <= 3; i++) await log.append(sample(i));
+    await log.close();
+    assert.ok(warnings.some((w) => w.code === "checkpoint-failed"));
+    assert.equal((await verifyAuditLog(path)).entries, 3);
+  });
+
+  test("one writer per file: a second open fails, a stale lock of a dead process is broken", async () => {
+    const path = newPath();
+    const log = await AuditLog.open(path, quiet());
+    await assert.rejects(AuditLog.open(path, quiet()), (e) => isAztpError(e, "ERR_AUDIT_IO") && /already open/.test((e as Error).message));
+    await log.close();
+    const dead = spawnSync(process.execPath, ["-e", ""]).pid!;
+    writeFileSync(`${path}.lock`, JSON.stringify({ pid: dead, host: hostname(), nonce: "stale" }));
+    const reopened = await AuditLog.open(path, quiet());
+    await reopened.close();
+    assert.equal(existsSync(`${path}.lock`), false);
+  });
+
+  test("a torn last line is reported and repaired on open", async () => {
+    const path = await writeLog(6);
+    const intact = readFileSync(path);
+    appendFileSync(path, '{"argsDigest":"x","callee":"spiffe://exa');
+    const warnings: AuditWarning[] = [];
+    const log = await AuditLog.open(path, { signer: testSigner(writerKeys), ...quiet(warnings) });
+    assert.deepEqual(
+      { ...log.recovered, discarded: log.recovered?.discarded.toString() },
+      { tornBytes: 40, tornOffset: intact.length, discarded: '{"argsDigest":"x","callee":"spiffe://exa', lastSeq: 6, lastHash: log.head },
+    );
+    assert.deepEqual(warnings.map((w) => w.code), ["torn-tail"]);
+    assert.deepEqual(readFileSync(path), intact);
+    const e = await log.append(sample(7));
+    assert.equal(e.seq, 7);
+    await log.close();
+    assert.equal((await verifyAuditLog(path, { verifier })).ok, true);
+  });
+
+  test("opening refuses a log that is behind its witness, or whose tail is corrupt", async () => {
+    const path = await writeLog(12);
+    const lines = readLines(path);
+    writeLines(path, lines.slice(0, -4));
+    await assert.rejects(AuditLog.open(path, quiet()), (e) => isAztpError(e, "ERR_AUDIT_CORRUPT") && /behind its witness/.test((e as Error).message));
+    const edited = await writeLog(3, { signer: undefined });
+    const l = readLines(edited);
+    writeLines(edited, [...l.slice(0, -1), l.at(-1)!.replace('"decision":"allow"', '"decision":"deny"').replace('"decision":"deny"', '"decision":"allow"').replace("jti-3", "jti-4")]);
+    await assert.rejects(AuditLog.open(edited, quiet()), (e) => isAztpError(e, "ERR_AUDIT_CORRUPT"));
+    assert.equal(existsSync(`${edited}.lock`), false, "the lock is released after a failed open");
+  });
+});
+
+describe("query and stats", () => {
+  test("filters by caller, callee, tool, decision and time, with a limit", async () => {
+    const path = newPath();
+    const log = await AuditLog.open(path, quiet());
+    const base = Date.parse("2026-01-01T00:00:00.000Z");
+    for (let i = 1; i <= 12; i++) await log.append(sample(i, { time: new Date(base + i * 60_000).toISOString() }));
+    await log.close();
+    const seqs = (entries: AuditEntry[]) => entries.map((e) => e.seq);
+    assert.deepEqual(seqs(await queryAuditLog(path, { tool: "search" })), [2, 4, 6, 8, 10, 12]);
+    assert.deepEqual(seqs(await queryAuditLog(path, { decision: "deny" })), [3, 7, 11]);
+    assert.deepEqual(seqs(await queryAuditLog(path, { caller: "spiffe://example.org/workload/production/node/agent-1", decision: "allow" })), [1, 5, 9]);
+    assert.deepEqual(seqs(await queryAuditLog(path, { callee: "nobody" })), []);
+    assert.deepEqual(
+      seqs(await queryAuditLog(path, { since: new Date(base + 3 * 60_000), until: new Date(base + 6 * 60_000).toISOString() })),
+      [3, 4, 5],
+    );
+    assert.deepEqual(seqs(await queryAuditLog(path, { tool: "fetch", limit: 2 })), [1, 3]);
+    await assert.rejects(queryAuditLog(path, { since: "not a time" }), (e) => isAztpError(e, "ERR_INVALID_ARGUMENT"));
+  });
+
+  test("stats count by decision, outcome and caller → callee / tool", async () => {
+    const path = await writeLog(8);
+    const stats = await auditStats(path);
+    assert.equal(stats.entries, 8);
+    assert.equal(stats.checkpoints, 2);
+    assert.deepEqual(stats.decisions, { allow: 6, deny: 2, "audit-only": 0 });
+    assert.deepEqual(stats.outcomes, { ok: 6, error: 0, denied: 2, none: 0 });
+    assert.deepEqual(
+      stats.calls.map((c) => [c.caller.slice(-7), c.tool, c.total, c.decisions.deny]),
+      [
+        ["agent-0", "search", 4, 0],
+        ["agent-1", "fetch", 4, 2],
+      ],
+    );
+  });
+});
+
+describe("OpenTelemetry export", () => {
+  class RecordingSpan {
+    attributes: Attributes = {};
+    events: { name: string; attributes: Attributes }[] = [];
+    ended = false;
+    constructor(readonly name: string) {}
+    spanContext(): SpanContext {
+      return { traceId: "0af7651916cd43dd8448eb211c80319c", spanId: "b7ad6b7169203331", traceFlags: 1 };
+    }
+    setAttribute(key: string, value: Attributes[string]) {
+      this.attributes[key] = value;
+      return this;
+    }
+    setAttributes(attributes: Attributes) {
+      Object.assign(this.attributes, attributes);
+      return this;
+    }
+    addEvent(name: string, attributes?: unknown) {
+      this.events.push({ name, attributes: attributes as Attributes });
+      return this;
+    }
+    addLink() {
+      return this;
+    }
+    addLinks() {
+      return this;
+    }
+    setStatus() {
+      return this;
+    }
+    updateName() {
+      return this;
+    }
+    end() {
+      this.ended = true;
+    }
+    isRecording() {
+      return !this.ended;
+    }
+    recordException() {}
+  }
+
+  test("each durable entry becomes a span (or an event on the active span) and a log record", async () => {
+    const spans: RecordingSpan[] = [];
+    const tracer = { startSpan: (name: string) => spans[spans.push(new RecordingSpan(name)) - 1] } as unknown as Tracer;
+    const provider: TracerProvider = { getTracer: () => tracer };
+    let current: Context = ROOT_CONTEXT;
+    const manager = {
+      active: () => current,
+      with: (ctx: Context, fn: (...args: unknown[]) => unknown, thisArg?: unknown, ...args: unknown[]) => {
+        const saved = current;
+        current = ctx;
+        try {
+          return fn.call(thisArg, ...args);
+        } finally {
+          current = saved;
+        }
+      },
+      bind: <T>(_ctx: Context, target: T) => target,
+      enable() {
+        return this;
+      },
+      disable() {
+        return this;
+      },
+    } as unknown as ContextManager;
+    const records: LogRecord[] = [];
+    const logger: Logger = { emit: (r) => records.push(r), enabled: () => true };
+    const loggerProvider: LoggerProvider = { getLogger: () => logger };
+    assert.ok(trace.setGlobalTracerProvider(provider));
+    assert.ok(context.setGlobalContextManager(manager));
+    assert.ok(logs.setGlobalLoggerProvider(loggerProvider));
+    try {
+      const path = newPath();
+      const log = await AuditLog.open(path, { otel: true, includeArgs: true, ...quiet() });
+      const denied = await log.append(sample(3)); // no active span: a span of its own
+      assert.equal(spans.length, 1);
+      assert.equal(spans[0]!.name, "aztp.audit");
+      assert.equal(spans[0]!.ended, true);
+      assert.deepEqual(
+        {
+          seq: spans[0]!.attributes["aztp.audit.seq"],
+          decision: spans[0]!.attributes["aztp.audit.decision"],
+          reason: spans[0]!.attributes["aztp.audit.reason"],
+          tool: spans[0]!.attributes["aztp.audit.tool"],
+          hash: spans[0]!.attributes["aztp.audit.hash"],
+        },
+        { seq: 1, decision: "deny", reason: "ERR_POLICY_DENIED", tool: "fetch", hash: denied.hash },
+      );
+      for (const secret of ["aztp.audit.token", "aztp.audit.receipt", "aztp.audit.args"]) {
+        assert.equal(secret in spans[0]!.attributes, false, `${secret} is not exported`);
+      }
+      // Inside an active recording span: an event on it, no new span.
+      const parent = new RecordingSpan("tool call");
+      await context.with(trace.setSpan(ROOT_CONTEXT, parent as unknown as Span), () => log.append(sample(2)));
+      assert.equal(spans.length, 1);
+      assert.equal(parent.events.length, 1);
+      assert.equal(parent.events[0]!.name, "aztp.audit");
+      assert.equal(parent.events[0]!.attributes["aztp.audit.seq"], 2);
+      assert.equal(records.length, 2);
+      assert.equal(records[0]!.eventName, "aztp.audit");
+      assert.equal(records[0]!.attributes?.["aztp.audit.decision"], "deny");
+      await log.close();
+      // Off by default.
+      const quietLog = await AuditLog.open(newPath(), quiet());
+      await quietLog.append(sample(1));
+      await quietLog.close();
+      assert.equal(spans.length, 1);
+      assert.equal(records.length, 2);
+    } finally {
+      trace.disable();
+      context.disable();
+      logs.disable();
+    }
+  });
+
+  test("with no SDK registered, export is a no-op", async () => {
+    const log = await AuditLog.open(newPath(), { otel: true, ...quiet() });
+    const entry = await log.append(sample(1));
+    assert.equal(entry.seq, 1);
+    await log.close();
+  });
+});
+
+describe("crash safety", () => {
+  test("after SIGKILL under load, every acknowledged entry is present and the log verifies", { timeout: 15_000 }, async () => {
+    const path = newPath("crash");
+    const helper = fileURLToPath(new URL("./helpers/audit-crash-writer.ts", import.meta.url));
+    const child = spawn(process.execPath, ["--import", "tsx", helper, path], {
+      env: {
+        ...process.env,
+        AUDIT_SIGNER_ID: writerKeys.id,
+        AUDIT_SIGNER_KEY: writerKeys.privateKey.export({ type: "pkcs8", format: "pem" }) as string,
+      },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let out = "";
+    let err = "";
+    child.stderr.on("data", (d: Buffer) => (err += d.toString()));
+    const exited = new Promise<NodeJS.Signals | null>((resolve) => child.on("exit", (_code, signal) => resolve(signal)));
+    await new Promise<void>((resolve, reject) => {
+      child.stdout.on("data", (d: Buffer) => {
+        out += d.toString();
+        if (out.startsWith("ready\n")) resolve();
+      });
+      void exited.then(() => reject(new Error(`writer exited early: ${err}`)));
+    });
+    await new Promise((r) => setTimeout(r, 500));
+    child.kill("SIGKILL");
+    assert.equal(await exited, "SIGKILL");
+
+    const printed = out.split("\n");
+    printed.pop(); // a line being printed when the kill came is not a claim
+    const acknowledged = printed.slice(1).map(Number);
+    assert.ok(acknowledged.length > 100, `only ${acknowledged.length} acknowledged entries`);
+
+    const raw = readFileSync(path);
+    const tornBefore = raw.length > 0 && raw[raw.length - 1] !== 10;
+    const warnings: AuditWarning[] = [];
+    const log = await AuditLog.open(path, { signer: testSigner(writerKeys), ...quiet(warnings) });
+    assert.equal(log.recovered !== null, tornBefore, "a torn line is reported exactly when there was one");
+    if (tornBefore) assert.ok(warnings.some((w) => w.code === "torn-tail"));
+    const present = new Set((await queryAuditLog(path)).map((e) => e.seq));
+    const lost = acknowledged.filter((seq) => !present.has(seq));
+    assert.deepEqual(lost, [], "acknowledged entries lost");
+    assert.ok(log.lastSeq >= Math.max(...acknowledged));
+    await log.append(sample(1));
+    await log.close();
+    const result = await verifyAuditLog(path, { verifier });
+    assert.equal(result.ok, true, result.firstBad?.message);
+    assert.equal(result.entries, log.lastSeq);
+  });
+});
