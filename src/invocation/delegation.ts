@@ -12,7 +12,7 @@ import { newJti } from "./nonce.js";
 import { AztpError, ErrorCodes } from "../errors.js";
 import { SpiffeId } from "../spiffe/spiffeid.js";
 import { tokenHash } from "./canonical.js";
-import { decodeSigned, signerOf, signWithHeader, type SignerLike } from "./invocation.js";
+import { decodeSigned, describeTime, signerOf, signWithHeader, type SignerLike } from "./invocation.js";
 import type { Trust } from "./trust.js";
 
 export const DELEGATION_TYP = "aztp-delegation+jwt";
@@ -170,7 +170,7 @@ export function verifyDelegationChain(chain: unknown, options: VerifyDelegationO
     const { decoded, signer } = decodeSigned(token, DELEGATION_TYP, options.trust, options.now, DELEGATION_CODES, `delegation link ${i}`);
     const c = readClaims(decoded.payload, i);
     if (options.trust.isRevoked(signer.spiffeId, signer.serial)) invalid(`link ${i}: delegator ${signer.spiffeId} is revoked`);
-    if (c.exp <= nowSec) invalid(`link ${i} expired at ${new Date(c.exp * 1000).toISOString()}`);
+    if (c.exp <= nowSec) invalid(`link ${i} expired at ${describeTime(c.exp)}`);
     if (c.iat > nowSec + 60) invalid(`link ${i} was issued in the future`);
     if (prev === undefined) {
       if (c.prev !== undefined) invalid("the first link must not reference a previous one");

@@ -1,5 +1,6 @@
 export {
   signInvocation,
+  createInvocation,
   verifyInvocation,
   INVOCATION_TYP,
   INVOCATION_ALGORITHMS,

@@ -94,6 +94,11 @@ export function signWithHeader(signer: IdentitySigner, typ: string, payload: obj
 
 /** Signs a tool invocation for `options.audience`. Returns the compact token. */
 export function signInvocation(identity: SignerLike, options: SignInvocationOptions): string {
+  return createInvocation(identity, options).token;
+}
+
+/** Like signInvocation, also returning the claims signed (for audit records). */
+export function createInvocation(identity: SignerLike, options: SignInvocationOptions): { token: string; claims: InvocationClaims } {
   const signer = signerOf(identity);
   if (typeof options.tool !== "string" || options.tool.length === 0) {
     throw new AztpError(ErrorCodes.INVALID_ARGUMENT, "signInvocation needs a tool name");
@@ -118,7 +123,7 @@ export function signInvocation(identity: SignerLike, options: SignInvocationOpti
   if (options.accessTokenHash !== undefined) claims.ath = options.accessTokenHash;
   if (options.traceId !== undefined) claims.trace = options.traceId;
   if (options.delegation !== undefined && options.delegation.length > 0) claims.dlg = [...options.delegation];
-  return signWithHeader(signer, INVOCATION_TYP, claims);
+  return { token: signWithHeader(signer, INVOCATION_TYP, claims), claims };
 }
 
 /** Who the caller's identity relates to, for policy conditions (from a registry, if any). */
@@ -160,6 +165,15 @@ function reject(code: ErrorCode, message: string, cause?: unknown): never {
 
 function isNumericDate(v: unknown): v is number {
   return typeof v === "number" && Number.isSafeInteger(v) && v >= 0;
+}
+
+/**
+ * A NumericDate for an error message. Any safe integer is a valid NumericDate, but Date only
+ * spans ±8.64e12 s: toISOString() would throw a RangeError (not an AztpError) for the rest.
+ */
+export function describeTime(seconds: number): string {
+  const d = new Date(seconds * 1000);
+  return Number.isNaN(d.getTime()) ? `${seconds} s after the epoch` : d.toISOString();
 }
 
 /** Decoding and chain checks shared by invocation, receipt and delegation tokens. */
@@ -248,8 +262,8 @@ export async function verifyInvocation(token: unknown, options: VerifyInvocation
   if (c.exp - c.iat > MAX_INVOCATION_LIFETIME_SECONDS || c.exp < c.iat) {
     reject(ErrorCodes.INVOCATION_LIFETIME, `invocation token lives ${c.exp - c.iat} s; at most ${MAX_INVOCATION_LIFETIME_SECONDS} s is accepted`);
   }
-  if (nowSec - leeway >= c.exp) reject(ErrorCodes.INVOCATION_EXPIRED, `invocation token expired at ${new Date(c.exp * 1000).toISOString()}`);
-  if (c.iat > nowSec + leeway) reject(ErrorCodes.INVOCATION_NOT_YET_VALID, `invocation token was issued in the future (${new Date(c.iat * 1000).toISOString()})`);
+  if (nowSec - leeway >= c.exp) reject(ErrorCodes.INVOCATION_EXPIRED, `invocation token expired at ${describeTime(c.exp)}`);
+  if (c.iat > nowSec + leeway) reject(ErrorCodes.INVOCATION_NOT_YET_VALID, `invocation token was issued in the future (${describeTime(c.iat)})`);
   if (typeof c.jti !== "string" || c.jti.length < 22 || c.jti.length > 128) {
     reject(ErrorCodes.INVOCATION_MALFORMED, "invocation token needs a jti of at least 128 bits");
   }

@@ -1,0 +1,214 @@
+/**
+ * The callee's side of a tool call, shared by every server-side integration (MCP server, MCP
+ * proxy, LangChain tools): verify the caller's token with the one verifier before the tool
+ * runs, answer with a signed receipt whatever the outcome, and write an audit entry.
+ *
+ * Two phases, because a transport-level integration learns the result later than it admits
+ * the call: `admit()` before the tool runs, `settle()` when its result (or error) is known.
+ * `run()` does both around a function.
+ */
+import { performance } from "node:perf_hooks";
+import type { AuditLog } from "../audit/log.js";
+import type { AuditEntryInput } from "../audit/entry.js";
+import { AztpError, ErrorCodes } from "../errors.js";
+import { canonicalDigest } from "../invocation/canonical.js";
+import { signerOf, verifyInvocation, type IdentityRelations, type SignerLike, type VerifiedInvocation } from "../invocation/invocation.js";
+import { signReceipt, type ReceiptStatus } from "../invocation/receipt.js";
+import { MemoryReplayCache, type ReplayCache } from "../invocation/replay.js";
+import type { Trust } from "../invocation/trust.js";
+import type { CompiledPolicies } from "../policy/evaluate.js";
+import type { PolicyDocument } from "../policy/policy.js";
+
+export type GuardMode = "enforce" | "audit";
+
+export interface CalleeGuardOptions {
+  /** The callee's identity (an AgentIdentity or anything with a `signer`). */
+  identity: SignerLike;
+  trust: Trust;
+  replay?: ReplayCache;
+  /** Who may call which tool; a function is asked per call (so attached policies can change). */
+  policy?: CompiledPolicies | readonly PolicyDocument[] | (() => CompiledPolicies | readonly PolicyDocument[] | undefined);
+  relations?: (spiffeId: string) => IdentityRelations | undefined;
+  /** enforce (default): refuse what fails. audit: let it through, record why. */
+  mode?: GuardMode;
+  audit?: AuditLog;
+  /** Recorded in audit entries: "callee" for a server, "proxy" for the MCP proxy. */
+  side?: "callee" | "proxy";
+  /** Called when an audit append fails (default: process warning). Calls are not blocked by it. */
+  onAuditError?: (error: unknown) => void;
+}
+
+/** What admit() decided. */
+export interface Admission {
+  readonly allowed: boolean;
+  readonly tool: string;
+  readonly args: unknown;
+  readonly token: string | undefined;
+  /** Present when the token verified. */
+  readonly verified: VerifiedInvocation | undefined;
+  /** Why verification failed (also set in audit mode, where the call still runs). */
+  readonly error: AztpError | undefined;
+  readonly caller: string;
+  readonly startedAt: number;
+}
+
+export interface Settlement {
+  /** Signed receipt; absent when the caller is unknown (an unsigned call in audit mode). */
+  receipt: string | undefined;
+}
+
+function asAztpError(e: unknown): AztpError {
+  return e instanceof AztpError ? e : new AztpError(ErrorCodes.INVOCATION_MALFORMED, (e as Error)?.message ?? String(e), { cause: e });
+}
+
+/** The caller an invalid token claims to be, for the audit record only (never trusted). */
+function claimedCaller(token: unknown): string {
+  if (typeof token !== "string") return "unknown";
+  try {
+    const iss = (JSON.parse(Buffer.from(token.split(".")[1] ?? "", "base64url").toString("utf8")) as { iss?: unknown }).iss;
+    return typeof iss === "string" && iss.length <= 2048 ? `unverified:${iss}` : "unknown";
+  } catch {
+    return "unknown";
+  }
+}
+
+export class CalleeGuard {
+  readonly mode: GuardMode;
+  readonly #o: CalleeGuardOptions;
+  readonly #replay: ReplayCache;
+  readonly #pending = new Set<Promise<unknown>>();
+
+  constructor(options: CalleeGuardOptions) {
+    if (options.mode !== undefined && options.mode !== "enforce" && options.mode !== "audit") {
+      throw new AztpError(ErrorCodes.INVALID_ARGUMENT, `mode must be "enforce" or "audit", got ${JSON.stringify(options.mode)}`);
+    }
+    this.#o = options;
+    this.mode = options.mode ?? "enforce";
+    this.#replay = options.replay ?? new MemoryReplayCache();
+  }
+
+  /** My SPIFFE ID, as tokens must address it. */
+  get id(): string {
+    return signerOf(this.#o.identity).id.toString();
+  }
+
+  /** Verifies the call. Never throws for a bad token: the decision is in the result. */
+  async admit(call: { tool: string; args: unknown; token: unknown }): Promise<Admission> {
+    const startedAt = performance.now();
+    const token = typeof call.token === "string" ? call.token : undefined;
+    const policy = typeof this.#o.policy === "function" ? this.#o.policy() : this.#o.policy;
+    try {
+      const verified = await verifyInvocation(call.token, {
+        audience: this.id,
+        tool: call.tool,
+        args: call.args,
+        trust: this.#o.trust,
+        replay: this.#replay,
+        ...(policy !== undefined ? { policy } : {}),
+        ...(this.#o.relations ? { relations: this.#o.relations } : {}),
+      });
+      return { allowed: true, tool: call.tool, args: call.args, token, verified, error: undefined, caller: verified.caller.toString(), startedAt };
+    } catch (e) {
+      const error = asAztpError(e);
+      return { allowed: this.mode === "audit", tool: call.tool, args: call.args, token, verified: undefined, error, caller: claimedCaller(call.token), startedAt };
+    }
+  }
+
+  /**
+   * Records the outcome: signs a receipt (ok, error, or denied for a refused call) bound to
+   * the token and the result, and appends the audit entry. For a refused call, `result` is
+   * the error object sent back.
+   */
+  settle(admission: Admission, outcome: { status: ReceiptStatus; result: unknown; code?: string }): Settlement {
+    const v = admission.verified;
+    let receipt: string | undefined;
+    // A receipt needs an addressee: the verified caller, or the claimed one of a refused token
+    // (it can only check the receipt if it really is that caller). Unsigned calls get none.
+    const addressee = v ? v.caller.toString() : admission.caller.startsWith("unverified:") ? admission.caller.slice("unverified:".length) : undefined;
+    if (addressee !== undefined) {
+      try {
+        receipt = signReceipt(this.#o.identity, {
+          caller: addressee,
+          tool: admission.tool,
+          ...(admission.token !== undefined ? { invocationToken: admission.token } : {}),
+          ...(v ? { invocationJti: v.claims.jti } : {}),
+          result: outcome.result,
+          status: outcome.status,
+          ...(outcome.code !== undefined ? { code: outcome.code } : {}),
+        });
+      } catch {
+        receipt = undefined; // a claimed caller that is not a valid ID gets no receipt
+      }
+    }
+    this.#record(admission, outcome, receipt);
+    return { receipt };
+  }
+
+  /** Admits, runs `fn` if allowed, settles. Throws the AztpError of a refused call. */
+  async run<T>(call: { tool: string; args: unknown; token: unknown }, fn: () => Promise<T> | T): Promise<{ result: T; receipt: string | undefined; admission: Admission }> {
+    const admission = await this.admit(call);
+    if (!admission.allowed) {
+      const error = admission.error as AztpError;
+      const { receipt } = this.settle(admission, { status: "denied", result: error.toJSON(), code: error.code });
+      throw Object.assign(error, { receipt });
+    }
+    let result: T;
+    try {
+      result = await fn();
+    } catch (e) {
+      const err = asAztpError(e);
+      this.settle(admission, { status: "error", result: { code: err.code, message: err.message }, code: err.code });
+      throw e;
+    }
+    const { receipt } = this.settle(admission, { status: "ok", result });
+    return { result, receipt, admission };
+  }
+
+  #record(admission: Admission, outcome: { status: ReceiptStatus; result: unknown; code?: string }, receipt: string | undefined): void {
+    const log = this.#o.audit;
+    if (!log) return;
+    const v = admission.verified;
+    let argsDigest: string;
+    try {
+      argsDigest = v?.claims.args_sha256 ?? canonicalDigest(admission.args, "args");
+    } catch {
+      argsDigest = "unencodable";
+    }
+    let resultDigest: string | undefined;
+    try {
+      resultDigest = canonicalDigest(outcome.result, "result");
+    } catch {
+      resultDigest = undefined;
+    }
+    const entry: AuditEntryInput = {
+      side: this.#o.side ?? "callee",
+      caller: admission.caller,
+      callee: this.id,
+      tool: admission.tool,
+      argsDigest,
+      args: admission.args,
+      decision: v ? "allow" : admission.allowed ? "audit-only" : "deny",
+      outcome: outcome.status,
+      durationMs: Math.round((performance.now() - admission.startedAt) * 1000) / 1000,
+      ...(admission.error ? { reason: admission.error.code } : outcome.code ? { reason: outcome.code } : {}),
+      ...(resultDigest ? { resultDigest } : {}),
+      ...(v ? { jti: v.claims.jti } : {}),
+      ...(v?.claims.trace ? { traceId: v.claims.trace } : {}),
+      ...(v && v.delegation.length > 0 ? { delegation: v.delegation.map((d) => d.delegator) } : {}),
+      ...(admission.token ? { token: admission.token } : {}),
+      ...(receipt ? { receipt } : {}),
+    };
+    const p = log.append(entry).catch((e: unknown) => (this.#o.onAuditError ?? defaultAuditError)(e));
+    this.#pending.add(p);
+    void p.finally(() => this.#pending.delete(p));
+  }
+
+  /** Waits until every audit entry written so far is durable (or failed). */
+  async flush(): Promise<void> {
+    await Promise.all([...this.#pending]);
+  }
+}
+
+export function defaultAuditError(error: unknown): void {
+  process.emitWarning(`aztp: audit append failed: ${(error as Error)?.message ?? String(error)}`, { code: "AZTP_AUDIT" });
+}

@@ -1,0 +1,129 @@
+/**
+ * The caller's side of a tool call, shared by every client-side integration (MCP client,
+ * LangChain agent): sign the call before it leaves, verify the callee's receipt when the
+ * answer comes back (failing closed in enforce mode), and write an audit entry.
+ */
+import { performance } from "node:perf_hooks";
+import type { AuditLog } from "../audit/log.js";
+import { AztpError, ErrorCodes } from "../errors.js";
+import { canonicalDigest } from "../invocation/canonical.js";
+import { createInvocation, signerOf, type InvocationClaims, type SignerLike } from "../invocation/invocation.js";
+import { verifyReceipt, type VerifiedReceipt } from "../invocation/receipt.js";
+import type { Trust } from "../invocation/trust.js";
+import { defaultAuditError, type GuardMode } from "./callee.js";
+
+export interface CallerGuardOptions {
+  identity: SignerLike;
+  trust: Trust;
+  mode?: GuardMode;
+  audit?: AuditLog;
+  onAuditError?: (error: unknown) => void;
+}
+
+export interface PreparedCall {
+  readonly audience: string;
+  readonly tool: string;
+  readonly args: unknown;
+  readonly token: string;
+  readonly claims: InvocationClaims;
+  readonly startedAt: number;
+}
+
+export class CallerGuard {
+  readonly mode: GuardMode;
+  readonly #o: CallerGuardOptions;
+  readonly #pending = new Set<Promise<unknown>>();
+
+  constructor(options: CallerGuardOptions) {
+    if (options.mode !== undefined && options.mode !== "enforce" && options.mode !== "audit") {
+      throw new AztpError(ErrorCodes.INVALID_ARGUMENT, `mode must be "enforce" or "audit", got ${JSON.stringify(options.mode)}`);
+    }
+    this.#o = options;
+    this.mode = options.mode ?? "enforce";
+  }
+
+  get id(): string {
+    return signerOf(this.#o.identity).id.toString();
+  }
+
+  /** Signs the call for `audience`. */
+  prepare(call: { audience: string; tool: string; args: unknown; delegation?: readonly string[]; traceId?: string }): PreparedCall {
+    const { token, claims } = createInvocation(this.#o.identity, {
+      audience: call.audience,
+      tool: call.tool,
+      args: call.args,
+      ...(call.delegation ? { delegation: call.delegation } : {}),
+      ...(call.traceId ? { traceId: call.traceId } : {}),
+    });
+    return { audience: call.audience, tool: call.tool, args: call.args, token, claims, startedAt: performance.now() };
+  }
+
+  /**
+   * Checks the receipt for `result`. In enforce mode a missing or bad receipt throws (the
+   * result must not be used); in audit mode it is recorded and the result stands.
+   */
+  settle(prepared: PreparedCall, answer: { result: unknown; receipt: unknown; isError?: boolean }): VerifiedReceipt | undefined {
+    let verified: VerifiedReceipt | undefined;
+    let error: AztpError | undefined;
+    try {
+      if (answer.receipt === undefined || answer.receipt === null || answer.receipt === "") {
+        throw new AztpError(ErrorCodes.RECEIPT_MISSING, `the callee ${prepared.audience} sent no receipt for ${prepared.tool}`);
+      }
+      verified = verifyReceipt(answer.receipt, {
+        invocationToken: prepared.token,
+        result: answer.result,
+        callee: prepared.audience,
+        caller: this.id,
+        trust: this.#o.trust,
+      });
+    } catch (e) {
+      error = e instanceof AztpError ? e : new AztpError(ErrorCodes.RECEIPT_INVALID, (e as Error)?.message ?? String(e));
+    }
+    this.#record(prepared, answer, verified, error);
+    if (error && this.mode === "enforce") throw error;
+    return verified;
+  }
+
+  /** Records a call that failed before any answer (transport error, refused by the callee). */
+  fail(prepared: PreparedCall, error: unknown): void {
+    const err = error instanceof AztpError ? error : new AztpError(ErrorCodes.RECEIPT_MISSING, (error as Error)?.message ?? String(error));
+    this.#record(prepared, { result: undefined, receipt: undefined, isError: true }, undefined, err);
+  }
+
+  #record(prepared: PreparedCall, answer: { result: unknown; receipt: unknown; isError?: boolean }, verified: VerifiedReceipt | undefined, error: AztpError | undefined): void {
+    const log = this.#o.audit;
+    if (!log) return;
+    let resultDigest: string | undefined;
+    try {
+      resultDigest = answer.result === undefined ? undefined : canonicalDigest(answer.result, "result");
+    } catch {
+      resultDigest = undefined;
+    }
+    const status = verified?.claims.status ?? (answer.isError ? "error" : error ? "error" : "ok");
+    const p = log
+      .append({
+        side: "caller",
+        caller: this.id,
+        callee: prepared.audience,
+        tool: prepared.tool,
+        argsDigest: prepared.claims.args_sha256,
+        args: prepared.args,
+        decision: error ? (this.mode === "audit" ? "audit-only" : "deny") : "allow",
+        outcome: status,
+        durationMs: Math.round((performance.now() - prepared.startedAt) * 1000) / 1000,
+        ...(error ? { reason: error.code } : verified?.claims.code ? { reason: verified.claims.code } : {}),
+        ...(resultDigest ? { resultDigest } : {}),
+        jti: prepared.claims.jti,
+        ...(prepared.claims.trace ? { traceId: prepared.claims.trace } : {}),
+        token: prepared.token,
+        ...(typeof answer.receipt === "string" ? { receipt: answer.receipt } : {}),
+      })
+      .catch((e: unknown) => (this.#o.onAuditError ?? defaultAuditError)(e));
+    this.#pending.add(p);
+    void p.finally(() => this.#pending.delete(p));
+  }
+
+  async flush(): Promise<void> {
+    await Promise.all([...this.#pending]);
+  }
+}
