@@ -176,6 +176,17 @@ export function describeTime(seconds: number): string {
   return Number.isNaN(d.getTime()) ? `${seconds} s after the epoch` : d.toISOString();
 }
 
+/**
+ * A claim value for an error message: a string quoted and cut to `max`, anything else named by
+ * its kind. Never JSON.stringify a claim: on a list nested a few thousand deep (which JSON.parse
+ * accepts) it overflows the stack and a RangeError, not an AztpError, would leave the verifier.
+ */
+export function describeClaim(value: unknown, max = 120): string {
+  if (typeof value === "string") return JSON.stringify(value.length > max ? `${value.slice(0, max)}...` : value);
+  if (value === null || typeof value !== "object") return String(value);
+  return Array.isArray(value) ? "a list" : "an object";
+}
+
 /** Decoding and chain checks shared by invocation, receipt and delegation tokens. */
 export function decodeSigned(
   token: unknown,
@@ -204,7 +215,7 @@ export function decodeSigned(
   if (!verifyDecoded(decoded, signer.key)) reject(codes.signature, `${what}: signature does not verify with the key of the presented SVID`);
   const iss = decoded.payload.iss;
   if (typeof iss !== "string" || iss !== signer.spiffeId) {
-    reject(codes.issuer, `${what}: iss ${JSON.stringify(iss)?.slice(0, 120)} is not the SVID's SPIFFE ID ${signer.spiffeId}`);
+    reject(codes.issuer, `${what}: iss ${describeClaim(iss)} is not the SVID's SPIFFE ID ${signer.spiffeId}`);
   }
   return { decoded, signer };
 }
@@ -243,10 +254,10 @@ export async function verifyInvocation(token: unknown, options: VerifyInvocation
     throw new AztpError(ErrorCodes.INVALID_ARGUMENT, "verifyInvocation: audience is not a valid SPIFFE/AZTP ID", { cause: e });
   }
   if (typeof c.aud !== "string" || c.aud !== me) {
-    reject(ErrorCodes.INVOCATION_AUDIENCE, `invocation token is for ${JSON.stringify(c.aud)?.slice(0, 120)}, not for ${me}`);
+    reject(ErrorCodes.INVOCATION_AUDIENCE, `invocation token is for ${describeClaim(c.aud)}, not for ${me}`);
   }
   if (typeof c.tool !== "string" || c.tool !== options.tool) {
-    reject(ErrorCodes.INVOCATION_TOOL_MISMATCH, `invocation token was signed for tool ${JSON.stringify(c.tool)?.slice(0, 80)}, but ${JSON.stringify(options.tool).slice(0, 80)} is being called`);
+    reject(ErrorCodes.INVOCATION_TOOL_MISMATCH, `invocation token was signed for tool ${describeClaim(c.tool, 80)}, but ${describeClaim(options.tool, 80)} is being called`);
   }
   let digest: string;
   try {
