@@ -142,63 +142,81 @@ export function isPositiveSafeInteger(v: unknown): v is number {
   return typeof v === "number" && Number.isSafeInteger(v) && v >= 1;
 }
 
+interface FieldSpec {
+  readonly required: boolean;
+  readonly check: Check;
+}
+
+/** A field table, as a Map so that keys like "__proto__" or "toString" are just unknown fields. */
+interface FieldTable {
+  readonly specs: ReadonlyMap<string, FieldSpec>;
+  readonly required: readonly string[];
+}
+
+function fieldTable(entries: readonly (readonly [string, FieldSpec])[]): FieldTable {
+  const specs = new Map(entries);
+  return { specs, required: [...specs].filter(([, spec]) => spec.required).map(([key]) => key) };
+}
+
+const isoTime: Check = (v) => (isIsoTime(v) ? null : "an ISO 8601 timestamp");
+const hex64: Check = (v) => (isHex64(v) ? null : "64 lower-case hex digits");
+
 /** Fields a caller may supply; `required` ones must be present. */
-const INPUT_FIELDS: Readonly<Record<string, { required: boolean; check: Check }>> = {
-  time: { required: false, check: (v) => (isIsoTime(v) ? null : "an ISO 8601 timestamp") },
-  side: { required: true, check: oneOf(SIDES) },
-  caller: { required: true, check: nonEmptyString },
-  callee: { required: true, check: nonEmptyString },
-  tool: { required: true, check: nonEmptyString },
-  argsDigest: { required: true, check: nonEmptyString },
-  args: { required: false, check: () => null }, // validated as JSON when it is kept
-  delegation: {
-    required: false,
-    check: (v) =>
-      Array.isArray(v) && v.every((id) => typeof id === "string" && id.length > 0)
-        ? null
-        : "an array of non-empty strings",
-  },
-  decision: { required: true, check: oneOf(DECISIONS) },
-  reason: { required: false, check: nonEmptyString },
-  outcome: { required: false, check: oneOf(OUTCOMES) },
-  resultDigest: { required: false, check: nonEmptyString },
-  durationMs: {
-    required: false,
-    check: (v) => (typeof v === "number" && Number.isFinite(v) && v >= 0 ? null : "a finite number >= 0"),
-  },
-  jti: { required: false, check: nonEmptyString },
-  traceId: { required: false, check: nonEmptyString },
-  token: { required: false, check: nonEmptyString },
-  receipt: { required: false, check: nonEmptyString },
-};
+const INPUT_FIELDS: readonly (readonly [string, FieldSpec])[] = [
+  ["time", { required: false, check: isoTime }],
+  ["side", { required: true, check: oneOf(SIDES) }],
+  ["caller", { required: true, check: nonEmptyString }],
+  ["callee", { required: true, check: nonEmptyString }],
+  ["tool", { required: true, check: nonEmptyString }],
+  ["argsDigest", { required: true, check: nonEmptyString }],
+  ["args", { required: false, check: () => null }], // validated as JSON when it is kept
+  [
+    "delegation",
+    {
+      required: false,
+      check: (v) =>
+        Array.isArray(v) && v.every((id) => typeof id === "string" && id.length > 0) ? null : "an array of non-empty strings",
+    },
+  ],
+  ["decision", { required: true, check: oneOf(DECISIONS) }],
+  ["reason", { required: false, check: nonEmptyString }],
+  ["outcome", { required: false, check: oneOf(OUTCOMES) }],
+  ["resultDigest", { required: false, check: nonEmptyString }],
+  [
+    "durationMs",
+    { required: false, check: (v) => (typeof v === "number" && Number.isFinite(v) && v >= 0 ? null : "a finite number >= 0") },
+  ],
+  ["jti", { required: false, check: nonEmptyString }],
+  ["traceId", { required: false, check: nonEmptyString }],
+  ["token", { required: false, check: nonEmptyString }],
+  ["receipt", { required: false, check: nonEmptyString }],
+];
+
+const INPUT_TABLE = fieldTable(INPUT_FIELDS);
 
 /** Fields of a stored entry: the input fields (time now required) plus what the log assigns. */
-const STORED_FIELDS: Readonly<Record<string, { required: boolean; check: Check }>> = {
-  v: { required: true, check: (v) => (v === AUDIT_ENTRY_VERSION ? null : `version ${AUDIT_ENTRY_VERSION}`) },
-  seq: { required: true, check: (v) => (isPositiveSafeInteger(v) ? null : "a positive integer") },
-  ...INPUT_FIELDS,
-  time: { required: true, check: (v) => (isIsoTime(v) ? null : "an ISO 8601 timestamp") },
-  prev: { required: true, check: (v) => (isHex64(v) ? null : "64 lower-case hex digits") },
-  hash: { required: true, check: (v) => (isHex64(v) ? null : "64 lower-case hex digits") },
-};
+const STORED_TABLE = fieldTable([
+  ["v", { required: true, check: (v) => (v === AUDIT_ENTRY_VERSION ? null : `version ${AUDIT_ENTRY_VERSION}`) }],
+  ["seq", { required: true, check: (v) => (isPositiveSafeInteger(v) ? null : "a positive integer") }],
+  ...INPUT_FIELDS.filter(([key]) => key !== "time"),
+  ["time", { required: true, check: isoTime }],
+  ["prev", { required: true, check: hex64 }],
+  ["hash", { required: true, check: hex64 }],
+]);
 
-function checkFields(
-  value: unknown,
-  fields: Readonly<Record<string, { required: boolean; check: Check }>>,
-  skipUndefined: boolean,
-): string | null {
+function checkFields(value: unknown, table: FieldTable, skipUndefined: boolean): string | null {
   if (typeof value !== "object" || value === null || Array.isArray(value)) return "not a JSON object";
   const record = value as Record<string, unknown>;
   for (const key of Object.keys(record)) {
-    const spec = fields[key];
+    const spec = table.specs.get(key);
     if (spec === undefined) return `unknown field "${key}"`;
     const v = record[key];
     if (v === undefined && skipUndefined) continue;
     const expected = spec.check(v);
     if (expected !== null) return `field "${key}" must be ${expected}`;
   }
-  for (const [key, spec] of Object.entries(fields)) {
-    if (spec.required && record[key] === undefined) return `missing field "${key}"`;
+  for (const key of table.required) {
+    if (record[key] === undefined) return `missing field "${key}"`;
   }
   return null;
 }
@@ -206,13 +224,13 @@ function checkFields(
 /** Throws ERR_INVALID_ARGUMENT unless `input` is a well-formed `AuditEntryInput`. */
 export function validateEntryInput(input: unknown): asserts input is AuditEntryInput {
   // Optional fields set to undefined are accepted, as object spreads produce them.
-  const problem = checkFields(input, INPUT_FIELDS, true);
+  const problem = checkFields(input, INPUT_TABLE, true);
   if (problem !== null) throw new AztpError(ErrorCodes.INVALID_ARGUMENT, `audit entry: ${problem}`);
 }
 
 /** Returns why `value` (a parsed line) is not a well-formed stored entry, or null if it is. */
 export function entryProblem(value: unknown): string | null {
-  return checkFields(value, STORED_FIELDS, false);
+  return checkFields(value, STORED_TABLE, false);
 }
 
 /** Validates a parsed line as a stored entry, throwing ERR_AUDIT_CORRUPT if it is not one. */
