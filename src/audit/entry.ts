@@ -60,26 +60,11 @@ export interface AuditEntry {
 }
 
 /** What a caller supplies to `AuditLog.append`; the log assigns `v`, `seq`, `prev` and `hash`. */
-export interface AuditEntryInput {
+export interface AuditEntryInput extends Omit<AuditEntry, "v" | "seq" | "prev" | "hash" | "time" | "args"> {
   /** Defaults to the time of the append. */
   readonly time?: string;
-  readonly side: AuditSide;
-  readonly caller: string;
-  readonly callee: string;
-  readonly tool: string;
-  readonly argsDigest: string;
   /** Raw arguments: kept (redacted) only when the log was opened with `includeArgs`. */
   readonly args?: unknown;
-  readonly delegation?: readonly string[];
-  readonly decision: AuditDecision;
-  readonly reason?: string;
-  readonly outcome?: AuditOutcome;
-  readonly resultDigest?: string;
-  readonly durationMs?: number;
-  readonly jti?: string;
-  readonly traceId?: string;
-  readonly token?: string;
-  readonly receipt?: string;
 }
 
 /** An entry before it is sealed with its hash. */

@@ -63,7 +63,8 @@ export class JsonlSink {
   #lock: FileLock;
   #options: JsonlSinkOptions;
   #open: Batch | null = null; // filling
-  #inFlight: Promise<void> | null = null; // being written
+  #inFlight: Promise<void> | null = null; // the write+fdatasync under way
+  #writing: Batch | null = null; // the batch it is writing
   #timer: NodeJS.Timeout | null = null;
   #due = false; // the open batch should be written as soon as the writer is free
   #failure: AztpError | null = null;
@@ -128,7 +129,7 @@ export class JsonlSink {
 
   /** Writes what is queued now; resolves once everything appended so far is durable. */
   flush(): Promise<void> {
-    const pending = this.#open?.done ?? this.#inFlight ?? Promise.resolve();
+    const pending = this.#open?.done ?? this.#writing?.done ?? Promise.resolve();
     if (this.#open !== null) this.#markDue();
     return pending;
   }
@@ -201,6 +202,7 @@ export class JsonlSink {
       this.#size += buffer.length;
     })();
     this.#inFlight = run;
+    this.#writing = batch;
     try {
       await run;
       batch.resolve();
@@ -208,6 +210,7 @@ export class JsonlSink {
       this.#fail(cause, batch);
     } finally {
       this.#inFlight = null;
+      this.#writing = null;
     }
     // The next batch filled while this one was written; its window may already be over.
     if (this.#open !== null && this.#due) void this.#writeOpenBatch();

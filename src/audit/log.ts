@@ -125,10 +125,6 @@ export class AuditLog {
       torn === null
         ? null
         : { tornBytes: torn.bytes, tornOffset: torn.offset, discarded: torn.data, lastSeq: this.#seq, lastHash: this.#head };
-    if (settings.signer !== undefined && settings.checkpointIntervalMs > 0) {
-      this.#interval = setInterval(() => this.#autoCheckpoint(), settings.checkpointIntervalMs);
-      this.#interval.unref(); // a pending checkpoint must not keep the process alive
-    }
   }
 
   /** Opens (creating if needed) the log at `path` for appending; one writer per file. */
@@ -153,6 +149,10 @@ export class AuditLog {
         });
       }
       await log.#reconcileWitness(witness);
+      if (settings.signer !== undefined && settings.checkpointIntervalMs > 0) {
+        log.#interval = setInterval(() => log.#autoCheckpoint(), settings.checkpointIntervalMs);
+        log.#interval.unref(); // a pending checkpoint must not keep the process alive
+      }
       return log;
     } catch (cause) {
       await sink.close().catch(() => undefined);
