@@ -15,7 +15,7 @@ import { Certificate } from "../spiffe/certificate.js";
 import { generateWorkloadKey } from "../spiffe/csr.js";
 import { validateJwtSvid } from "../spiffe/jwtsvid.js";
 import { exportPrivateKeyPem } from "../spiffe/keys.js";
-import { SpiffeId } from "../spiffe/spiffeid.js";
+import { SpiffeId, TrustDomain } from "../spiffe/spiffeid.js";
 import { verifyX509Svid } from "../spiffe/x509svid.js";
 import { parseDuration } from "./duration.js";
 import { buildPolicyContext } from "../policy/context.js";
@@ -198,7 +198,7 @@ export function buildProgram(): Command {
     .addOption(new Option("--status <status>").choices(["active", "revoked"]))
     .action(async (o: { trustDomain?: string; status?: "active" | "revoked" }) => {
       const a = await EmbeddedAuthority.open(homeOf(g()));
-      const recs = a.list(o).map(summary);
+      const recs = a.list({ ...o, ...(o.trustDomain !== undefined ? { trustDomain: TrustDomain.parse(o.trustDomain).name } : {}) }).map(summary);
       out(g(), recs, () => recs.map((r) => `${String(r.status).padEnd(8)} ${String(r.aztpId)}`).join("\n") || "(no identities)");
     });
 
@@ -245,7 +245,7 @@ export function buildProgram(): Command {
     .option("--trust-domain <td>")
     .action(async (o: { trustDomain?: string }) => {
       const a = await EmbeddedAuthority.open(homeOf(g()));
-      const td = o.trustDomain;
+      const td = o.trustDomain === undefined ? undefined : TrustDomain.parse(o.trustDomain).name;
       const recs = a.list({ status: "active" }).filter((r) => (td ? r.trustDomain === td : r.isGlobalIdentity || r.trustDomain === a.defaultTrustDomain)).map(summary);
       out(g(), recs, () => recs.map((r) => String(r.aztpId)).join("\n") || "(none)");
     });

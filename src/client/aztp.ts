@@ -96,8 +96,9 @@ export class Aztp {
 
   constructor(config: AztpConfig = {}) {
     if (config === null || typeof config !== "object") throw new AztpError(ErrorCodes.INVALID_ARGUMENT, "initialize() takes an options object");
-    if (config.trustDomain !== undefined) TrustDomain.parse(config.trustDomain);
-    this.config = Object.freeze({ ...config });
+    // Normalised once ("Example.ORG" -> "example.org"): name lookups and discovery compare it
+    // with the registry's (normalised) trust domains as a plain string.
+    this.config = Object.freeze({ ...config, ...(config.trustDomain !== undefined ? { trustDomain: TrustDomain.parse(config.trustDomain).name } : {}) });
   }
 
   /** The seed's entry point; synchronous, the authority opens on first use. */

@@ -1,0 +1,330 @@
+/**
+ * The `aztp` CLI as a user scripts it: every command with --json, run as a real process, and
+ * its exit codes (0 success or valid, 1 a negative verdict or failed operation, 2 usage error).
+ * Spawns cost ~0.5 s each, so independent ones run side by side.
+ */
+import assert from "node:assert/strict";
+import { readFileSync, statSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, it, type TestContext } from "node:test";
+import { ErrorCodes } from "../src/errors.js";
+import { TrustBundle } from "../src/spiffe/bundle.js";
+import { Certificate } from "../src/spiffe/certificate.js";
+import { importPrivateKey, publicKeyOf, samePublicKey } from "../src/spiffe/keys.js";
+import { aztpCli, assertExit, tempDir, type CliResult } from "./helpers/authority-util.js";
+
+const TD = "example.org";
+const idOf = (name: string): string => `aztp://${TD}/workload/production/node/${name}`;
+
+/** A home with `aztp init` done. */
+async function initHome(t: TestContext, td = TD): Promise<string> {
+  const home = join(tempDir(t), "home");
+  const r = await aztpCli(home, ["init", "--trust-domain", td]);
+  assertExit(r, 0, "init");
+  return home;
+}
+
+/** Asserts the `{"error": {"code", "message"}}` shape of a failure. */
+function assertError(r: CliResult, exit: number, code: string, what: string): void {
+  assertExit(r, exit, what);
+  assert.ok(r.json && typeof r.json === "object", `${what}: JSON on stdout, got ${r.stdout}`);
+  assert.deepEqual(Object.keys(r.json as object), ["error"], what);
+  assert.equal(r.json.error.code, code, `${what}: ${r.json.error.message}`);
+  assert.equal(typeof r.json.error.message, "string");
+  assert.ok(r.json.error.message.length > 0);
+}
+
+describe("aztp init", () => {
+  it("creates a trust domain and refuses a second init (exit 1, ERR_AUTHORITY_EXISTS)", async (t) => {
+    const home = join(tempDir(t), "home");
+    const first = await aztpCli(home, ["init", "--trust-domain", "Example.ORG"]);
+    assertExit(first, 0);
+    assert.deepEqual(first.json, { home, trustDomain: TD });
+    const second = await aztpCli(home, ["init", "--trust-domain", "other.org"]);
+    assertError(second, 1, ErrorCodes.AUTHORITY_EXISTS, "second init");
+    assert.equal(JSON.parse(readFileSync(join(home, "authority.json"), "utf8")).defaultTrustDomain, TD);
+  });
+
+  it("commands on a home with no authority fail with ERR_AUTHORITY_NOT_INITIALIZED (exit 1)", async (t) => {
+    const home = tempDir(t);
+    const [issue, list] = await Promise.all([aztpCli(home, ["issue", "x", "--out", join(home, "o")]), aztpCli(home, ["list"])]);
+    assertError(issue, 1, ErrorCodes.AUTHORITY_NOT_INITIALIZED, "issue");
+    assertError(list, 1, ErrorCodes.AUTHORITY_NOT_INITIALIZED, "list");
+  });
+});
+
+describe("aztp issue, verify x509, bundle", () => {
+  it("issue writes svid.pem (leaf first), key.pem 0600, bundle.pem, bundle.json; verify x509 and bundle agree", async (t) => {
+    const home = await initHome(t);
+    const out = join(tempDir(t, "out"), "svid");
+    const childOut = join(tempDir(t, "out"), "child");
+    const issued = await aztpCli(home, ["issue", "orchestrator", "--ttl", "10m", "--out", out]);
+    assertExit(issued, 0, "issue");
+    assert.equal(issued.json.aztpId, idOf("orchestrator"));
+    assert.equal(issued.json.spiffeId, `spiffe://${TD}/workload/production/node/orchestrator`);
+    assert.equal(issued.json.dir, out);
+    const expires = Date.parse(issued.json.expiresAt);
+    assert.ok(Math.abs(expires - (Date.now() + 600_000)) < 15_000, "--ttl 10m honoured");
+
+    // svid.pem: leaf, then the intermediate that signed it.
+    const chain = Certificate.parsePem(readFileSync(join(out, "svid.pem")));
+    assert.equal(chain.length, 2);
+    const [leaf, inter] = chain as [Certificate, Certificate];
+    assert.deepEqual(leaf.uriSans, [issued.json.spiffeId]);
+    assert.ok(!leaf.isCA && inter.isCA && leaf.verifySignedBy(inter));
+    assert.equal(leaf.serialNumber, issued.json.serial);
+    // key.pem: the leaf's private key, owner-only.
+    assert.equal(statSync(join(out, "key.pem")).mode & 0o777, 0o600);
+    assert.ok(samePublicKey(publicKeyOf(importPrivateKey(readFileSync(join(out, "key.pem")))), leaf.publicKey));
+    // bundle.pem: the root; bundle.json: the SPIFFE bundle format with both key uses.
+    const roots = Certificate.parsePem(readFileSync(join(out, "bundle.pem")));
+    assert.equal(roots.length, 1);
+    assert.ok(roots[0]!.isCA && inter.verifySignedBy(roots[0]!));
+    const doc = JSON.parse(readFileSync(join(out, "bundle.json"), "utf8")) as { keys: Array<Record<string, unknown>>; spiffe_sequence?: number };
+    assert.deepEqual(doc.keys.map((k) => k.use).sort(), ["jwt-svid", "x509-svid"]);
+    const x509Key = doc.keys.find((k) => k.use === "x509-svid")!;
+    assert.deepEqual(x509Key.x5c, [roots[0]!.der.toString("base64")]);
+    assert.equal(x509Key.kty, "EC");
+    const jwtKey = doc.keys.find((k) => k.use === "jwt-svid")!;
+    assert.equal(typeof jwtKey.kid, "string");
+    assert.ok(!("d" in jwtKey) && !("d" in x509Key), "no private key material in the bundle");
+    assert.equal(typeof doc.spiffe_sequence, "number");
+    assert.equal(TrustBundle.parseSpiffe(doc, TD).x509Authorities.length, 1, "our own parser reads it");
+
+    const [child, spiffeBundle, pemBundle, viaJson, viaPem, expired, early] = await Promise.all([
+      aztpCli(home, ["issue", "worker", "--parent", issued.json.aztpId, "--ttl", "2h", "--out", childOut]),
+      aztpCli(home, ["bundle", "--format", "spiffe"]),
+      aztpCli(home, ["bundle", "--format", "pem"]),
+      aztpCli(home, ["verify", "x509", join(out, "svid.pem"), "--bundle", join(out, "bundle.json")]),
+      aztpCli(home, ["verify", "x509", join(out, "svid.pem"), "--bundle", join(out, "bundle.pem")]),
+      aztpCli(home, ["verify", "x509", join(out, "svid.pem"), "--bundle", join(out, "bundle.json"), "--time", new Date(Date.now() + 3600_000).toISOString()]),
+      aztpCli(home, ["verify", "x509", join(out, "svid.pem"), "--bundle", join(out, "bundle.json"), "--time", "2001-01-01T00:00:00Z"]),
+    ]);
+    // A child asking for 2 h gets at most its parent's 10 min.
+    assertExit(child, 0, "issue --parent");
+    assert.ok(Date.parse(child.json.expiresAt) <= expires, "child capped at the parent's expiry");
+    assert.ok(Certificate.parsePem(readFileSync(join(childOut, "svid.pem")))[0]!.notAfter.getTime() <= leaf.notAfter.getTime());
+
+    assertExit(spiffeBundle, 0, "bundle --format spiffe");
+    assert.deepEqual(spiffeBundle.json, doc, "bundle prints what issue wrote");
+    assertExit(pemBundle, 0, "bundle --format pem");
+    assert.equal(pemBundle.stdout, readFileSync(join(out, "bundle.pem"), "utf8"));
+
+    for (const [label, r] of [["SPIFFE bundle", viaJson], ["PEM bundle", viaPem]] as const) {
+      assertExit(r, 0, `verify x509 with ${label}`);
+      assert.equal(r.json.valid, true);
+      assert.equal(r.json.spiffeId, issued.json.spiffeId);
+      assert.equal(r.json.aztpId, issued.json.aztpId);
+    }
+    assertError(expired, 1, ErrorCodes.X509SVID_EXPIRED, "verify x509 --time after expiry");
+    assertError(early, 1, ErrorCodes.X509SVID_NOT_YET_VALID, "verify x509 --time before issuance");
+
+    // Re-issuing into the same folder over a world-readable key.pem leaves it 0600.
+    writeFileSync(join(out, "key.pem"), "old", { mode: 0o644 });
+    const reissued = await aztpCli(home, ["issue", "orchestrator", "--out", out]);
+    assertExit(reissued, 0, "issue again");
+    assert.equal(reissued.json.aztpId, issued.json.aztpId, "same identity");
+    assert.notEqual(reissued.json.serial, issued.json.serial);
+    assert.equal(statSync(join(out, "key.pem")).mode & 0o777, 0o600);
+  });
+
+  it("verify x509 against another trust root fails (exit 1); garbage input fails with a code", async (t) => {
+    const [home, otherHome] = await Promise.all([initHome(t), initHome(t)]);
+    const out = tempDir(t, "out");
+    assertExit(await aztpCli(home, ["issue", "agent", "--out", out]), 0, "issue");
+    const other = await aztpCli(otherHome, ["bundle", "--format", "pem"]);
+    const otherJson = await aztpCli(otherHome, ["bundle"]);
+    writeFileSync(join(out, "other.pem"), other.stdout);
+    writeFileSync(join(out, "other.json"), otherJson.stdout);
+    writeFileSync(join(out, "garbage.pem"), "not a certificate\n");
+    const [wrongPem, wrongJson, garbage, missing] = await Promise.all([
+      aztpCli(home, ["verify", "x509", join(out, "svid.pem"), "--bundle", join(out, "other.pem")]),
+      aztpCli(home, ["verify", "x509", join(out, "svid.pem"), "--bundle", join(out, "other.json")]),
+      aztpCli(home, ["verify", "x509", join(out, "garbage.pem"), "--bundle", join(out, "bundle.pem")]),
+      aztpCli(home, ["verify", "x509", join(out, "nope.pem"), "--bundle", join(out, "bundle.pem")]),
+    ]);
+    // Same trust domain, same CA names, different keys: found by name, refused by signature.
+    for (const [label, r] of [["another home's PEM bundle", wrongPem], ["another home's SPIFFE bundle", wrongJson]] as const) {
+      assertExit(r, 1, label);
+      assert.match(r.json.error.code, /^ERR_X509SVID_(UNTRUSTED|BAD_SIGNATURE)$/, label);
+    }
+    assertExit(garbage, 1, "not a certificate");
+    assert.match(garbage.json.error.code, /^ERR_/);
+    assertExit(missing, 2, "missing file is a usage error");
+    assert.match(missing.json.error.message, /ENOENT/);
+  });
+});
+
+describe("aztp jwt, verify jwt", () => {
+  it("mints a JWT-SVID that verifies (exit 0); wrong audience, tampering, expiry or another bundle -> exit 1", async (t) => {
+    const [home, otherHome] = await Promise.all([initHome(t), initHome(t, "other.org")]);
+    const out = tempDir(t, "out");
+    assertExit(await aztpCli(home, ["issue", "caller", "--out", out]), 0, "issue");
+    const [jwt, byId, otherBundle] = await Promise.all([
+      aztpCli(home, ["jwt", "caller", "--audience", "spiffe://example.org/tool", "other-aud"]),
+      aztpCli(home, ["jwt", idOf("caller"), "--audience", "svc", "--ttl", "30s"]),
+      aztpCli(otherHome, ["bundle"]),
+    ]);
+    assertExit(jwt, 0, "jwt");
+    const token = jwt.json.token as string;
+    assert.equal(jwt.json.spiffeId, `spiffe://${TD}/workload/production/node/caller`);
+    assert.match(token, /^[\w-]+\.[\w-]+\.[\w-]+$/);
+    const header = JSON.parse(Buffer.from(token.split(".")[0]!, "base64url").toString()) as { kid?: string; typ?: string; alg?: string };
+    assert.deepEqual([header.alg, header.typ], ["ES256", "JWT"]);
+    const bundle = JSON.parse(readFileSync(join(out, "bundle.json"), "utf8")) as { keys: Array<{ use: string; kid?: string }> };
+    assert.equal(header.kid, bundle.keys.find((k) => k.use === "jwt-svid")?.kid, "kid is the bundle's JWT key");
+    assertExit(byId, 0, "jwt by AZTP ID");
+    const claims = JSON.parse(Buffer.from((byId.json.token as string).split(".")[1]!, "base64url").toString()) as { exp: number; iat: number };
+    assert.equal(claims.exp - claims.iat, 30, "--ttl honoured");
+
+    writeFileSync(join(out, "other.json"), otherBundle.stdout);
+    const [h, p, s] = token.split(".") as [string, string, string];
+    const payload = JSON.parse(Buffer.from(p, "base64url").toString()) as Record<string, unknown>;
+    const forged = `${h}.${Buffer.from(JSON.stringify({ ...payload, sub: `spiffe://${TD}/admin` })).toString("base64url")}.${s}`;
+    const sigFlipped = `${h}.${p}.${s.startsWith("A") ? `B${s.slice(1)}` : `A${s.slice(1)}`}`;
+    const b = join(out, "bundle.json");
+    const [valid, anyOf, viaStdin, wrongAud, tampered, badSig, late, foreign, notAToken] = await Promise.all([
+      aztpCli(home, ["verify", "jwt", token, "--bundle", b, "--audience", "spiffe://example.org/tool"]),
+      aztpCli(home, ["verify", "jwt", token, "--bundle", b, "--audience", "nobody", "other-aud"]),
+      aztpCli(home, ["verify", "jwt", "-", "--bundle", b, "--audience", "other-aud"], { input: `${token}\n` }),
+      aztpCli(home, ["verify", "jwt", token, "--bundle", b, "--audience", "spiffe://example.org/someone-else"]),
+      aztpCli(home, ["verify", "jwt", forged, "--bundle", b, "--audience", "other-aud"]),
+      aztpCli(home, ["verify", "jwt", sigFlipped, "--bundle", b, "--audience", "other-aud"]),
+      aztpCli(home, ["verify", "jwt", token, "--bundle", b, "--audience", "other-aud", "--time", new Date(Date.now() + 3600_000).toISOString()]),
+      aztpCli(home, ["verify", "jwt", token, "--bundle", join(out, "other.json"), "--audience", "other-aud"]),
+      aztpCli(home, ["verify", "jwt", "hello", "--bundle", b, "--audience", "other-aud"]),
+    ]);
+    for (const [label, r] of [["valid", valid], ["any-of audience", anyOf], ["token on stdin", viaStdin]] as const) {
+      assertExit(r, 0, label);
+      assert.equal(r.json.valid, true);
+      assert.equal(r.json.spiffeId, `spiffe://${TD}/workload/production/node/caller`);
+      assert.equal(r.json.aztpId, idOf("caller"));
+      assert.deepEqual(r.json.audience, ["spiffe://example.org/tool", "other-aud"]);
+    }
+    assertError(wrongAud, 1, ErrorCodes.JWT_AUDIENCE, "wrong audience");
+    assertError(tampered, 1, ErrorCodes.JWT_SIGNATURE, "tampered claims");
+    assertExit(badSig, 1, "tampered signature");
+    assert.match(badSig.json.error.code, /^ERR_JWT_(SIGNATURE|MALFORMED)$/);
+    assertError(late, 1, ErrorCodes.JWT_EXPIRED, "--time after exp");
+    assertExit(foreign, 1, "another trust domain's bundle");
+    assert.match(foreign.json.error.code, /^ERR_(JWT_NO_BUNDLE|JWT_UNKNOWN_KID|BUNDLE_TRUST_DOMAIN_MISMATCH)$/);
+    assertError(notAToken, 1, ErrorCodes.JWT_MALFORMED, "not a token");
+  });
+});
+
+describe("aztp id", () => {
+  it("normalises scheme and trust-domain case, keeps path case; invalid IDs exit 1 with the rule's code", async () => {
+    const [upper, aztpForm, bad, badTd] = await Promise.all([
+      aztpCli(undefined, ["id", "SPIFFE://Example.ORG/x"]),
+      aztpCli(undefined, ["id", "aztp://example.org/workload/Prod/node/A"]),
+      aztpCli(undefined, ["id", "https://example.org/x"]),
+      aztpCli(undefined, ["id", "spiffe://exa mple.org/x"]),
+    ]);
+    assertExit(upper, 0, "id");
+    assert.deepEqual(upper.json, { spiffeId: "spiffe://example.org/x", aztpId: "aztp://example.org/x", trustDomain: "example.org", path: "/x" });
+    assertExit(aztpForm, 0, "id aztp://");
+    assert.equal(aztpForm.json.spiffeId, "spiffe://example.org/workload/Prod/node/A");
+    assertError(bad, 1, ErrorCodes.SPIFFEID_SCHEME, "https scheme");
+    assertError(badTd, 1, ErrorCodes.SPIFFEID_TRUST_DOMAIN_CHAR, "space in trust domain");
+  });
+});
+
+describe("aztp list, revoke, reissue, link, discover", () => {
+  it("manages identities end to end", async (t) => {
+    const home = await initHome(t);
+    const out = tempDir(t, "out");
+    assertExit(await aztpCli(home, ["issue", "boss", "--out", join(out, "boss")]), 0, "issue boss");
+    const [worker, peer] = await Promise.all([
+      aztpCli(home, ["issue", "worker", "--parent", idOf("boss"), "--out", join(out, "worker")]),
+      aztpCli(home, ["issue", "peer", "--out", join(out, "peer")]),
+    ]);
+    assertExit(worker, 0, "issue worker");
+    assertExit(peer, 0, "issue peer");
+
+    const [link, cycle, badMeta, badType, list1] = await Promise.all([
+      aztpCli(home, ["link", "peer", idOf("boss"), "--metadata", '{"why":"reports"}']),
+      aztpCli(home, ["link", "boss", "worker", "--type", "parent"]),
+      aztpCli(home, ["link", "peer", "boss", "--metadata", "[1,2]"]),
+      aztpCli(home, ["link", "peer", "boss", "--type", "cousin"]),
+      aztpCli(home, ["list"]),
+    ]);
+    assertExit(link, 0, "link");
+    assert.deepEqual({ target: link.json.target, type: link.json.type, metadata: link.json.metadata }, { target: idOf("boss"), type: "linked", metadata: { why: "reports" } });
+    assertError(cycle, 1, ErrorCodes.PARENT_INVALID, "parent link making a cycle");
+    assertExit(badMeta, 2, "--metadata not an object");
+    assertExit(badType, 2, "--type not a choice");
+    assertExit(list1, 0, "list");
+    const byName = (recs: Array<{ name: string }>) => Object.fromEntries(recs.map((r) => [r.name, r])) as Record<string, any>;
+    const l1 = byName(list1.json);
+    assert.deepEqual(Object.keys(l1).sort(), ["boss", "peer", "worker"]);
+    assert.equal(l1.worker.parentIdentity, idOf("boss"));
+    assert.equal(l1.boss.status, "active");
+    assert.ok(!JSON.stringify(list1.json).includes("PRIVATE KEY"));
+
+    const revoke = await aztpCli(home, ["revoke", "boss", "--reason", "rotated out"]);
+    assertExit(revoke, 0, "revoke");
+    assert.deepEqual(new Set(revoke.json.revoked), new Set([idOf("boss"), idOf("worker")]), "cascades to the child");
+    assert.equal(typeof revoke.json.sequence, "number");
+
+    const [revokedList, discover1, reissueChild, jwtRevoked, revokeGhost] = await Promise.all([
+      aztpCli(home, ["list", "--status", "revoked"]),
+      aztpCli(home, ["discover"]),
+      aztpCli(home, ["reissue", idOf("worker")]),
+      aztpCli(home, ["jwt", "worker", "--audience", "x"]),
+      aztpCli(home, ["revoke", "ghost"]),
+    ]);
+    assertExit(revokedList, 0, "list --status revoked");
+    assert.deepEqual(revokedList.json.map((r: { name: string }) => r.name).sort(), ["boss", "worker"]);
+    assert.equal(byName(revokedList.json).boss.revokeReason, "rotated out");
+    assertExit(discover1, 0, "discover");
+    assert.deepEqual(discover1.json.map((r: { aztpId: string }) => r.aztpId), [idOf("peer")], "only active identities are discoverable");
+    assertError(reissueChild, 1, ErrorCodes.IDENTITY_REVOKED, "reissue a child while its parent is revoked");
+    assertError(jwtRevoked, 1, ErrorCodes.IDENTITY_REVOKED, "jwt for a revoked identity");
+    assertError(revokeGhost, 1, ErrorCodes.IDENTITY_NOT_FOUND, "revoke an unknown name");
+
+    const reissue = await aztpCli(home, ["reissue", "boss"]);
+    assertExit(reissue, 0, "reissue");
+    assert.equal(reissue.json.aztpId, idOf("boss"));
+    assert.equal(reissue.json.status, "active");
+    const [discover2, discoverTd, discoverOther, list2, listTd] = await Promise.all([
+      aztpCli(home, ["discover"]),
+      aztpCli(home, ["discover", "--trust-domain", "Example.ORG"]),
+      aztpCli(home, ["discover", "--trust-domain", "nowhere.example"]),
+      aztpCli(home, ["list", "--status", "active"]),
+      aztpCli(home, ["list", "--trust-domain", "EXAMPLE.org"]),
+    ]);
+    assert.deepEqual(discover2.json.map((r: { aztpId: string }) => r.aztpId).sort(), [idOf("boss"), idOf("peer")]);
+    assert.deepEqual(discoverTd.json, discover2.json, "--trust-domain is normalised like any trust domain");
+    assert.deepEqual(discoverOther.json, []);
+    assert.deepEqual(list2.json.map((r: { name: string }) => r.name).sort(), ["boss", "peer"]);
+    assert.equal(listTd.json.length, 3);
+  });
+});
+
+describe("usage errors exit 2", () => {
+  const cases: Array<[string, string[]]> = [
+    ["unknown command", ["frobnicate"]],
+    ["unknown option", ["list", "--colour"]],
+    ["init without --trust-domain", ["init"]],
+    ["issue without a name", ["issue"]],
+    ["jwt without --audience", ["jwt", "someone"]],
+    ["verify x509 without --bundle", ["verify", "x509", "svid.pem"]],
+    ["verify jwt without --audience", ["verify", "jwt", "t", "--bundle", "b.json"]],
+    ["verify without a kind", ["verify", "x509"]],
+    ["bad --ttl", ["issue", "x", "--ttl", "forever"]],
+    ["negative --ttl", ["issue", "x", "--ttl", "-5m"]],
+    ["bad --time (x509)", ["verify", "x509", "svid.pem", "--bundle", "b.pem", "--time", "yesterday"]],
+    ["bad --time (jwt)", ["verify", "jwt", "t", "--bundle", "b.json", "--audience", "a", "--time", "2026-13-45"]],
+    ["bad --format", ["bundle", "--format", "der"]],
+    ["bad --status", ["list", "--status", "maybe"]],
+  ];
+  it("table", async (t) => {
+    const home = tempDir(t);
+    const results = await Promise.all(cases.map(([, args]) => aztpCli(home, args)));
+    cases.forEach(([label, args], i) => {
+      const r = results[i]!;
+      assertExit(r, 2, `${label}: aztp ${args.join(" ")}`);
+      assert.ok(r.stderr.length > 0 || r.json?.error, `${label}: says what is wrong`);
+    });
+  });
+});

@@ -1,0 +1,112 @@
+/**
+ * Shared plumbing for the authority, client and CLI tests: throw-away homes, real child
+ * processes (the CLI, the examples, helper scripts) and error-code assertions.
+ */
+import assert from "node:assert/strict";
+import { execFile, spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import type { TestContext } from "node:test";
+import { fileURLToPath } from "node:url";
+import { AztpError } from "../../src/errors.js";
+
+/** The package root: where `node --import tsx` finds tsx and tsconfig.json (for `aztp-client`). */
+export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
+export const CLI = join(ROOT, "src", "cli", "main.ts");
+
+/** A fresh folder under the OS temp dir, removed when the test ends. */
+export function tempDir(t: TestContext, label = "home"): string {
+  const dir = mkdtempSync(join(tmpdir(), `aztp-${label}-`));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+export interface RunResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+  ms: number;
+}
+
+export interface RunOptions {
+  env?: Record<string, string | undefined>;
+  input?: string;
+  /** Kill the child after this long (the result then has signal SIGKILL). */
+  timeoutMs?: number;
+  /** Called with each stdout chunk as it arrives. */
+  onStdout?: (chunk: string) => void;
+}
+
+/** Runs `node --import tsx <script> ...args` from the package root. */
+export function runTs(script: string, args: string[] = [], options: RunOptions = {}): Promise<RunResult> {
+  const started = Date.now();
+  return new Promise((resolvePromise, reject) => {
+    const env: NodeJS.ProcessEnv = { ...process.env, ...options.env };
+    for (const [k, v] of Object.entries(options.env ?? {})) if (v === undefined) delete env[k];
+    // The child must not think it is part of this test run.
+    delete env.NODE_TEST_CONTEXT;
+    const child = spawn(process.execPath, ["--import", "tsx", script, ...args], { cwd: ROOT, env, stdio: ["pipe", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.setEncoding("utf8").on("data", (c: string) => {
+      stdout += c;
+      options.onStdout?.(c);
+    });
+    child.stderr.setEncoding("utf8").on("data", (c: string) => (stderr += c));
+    const timer = options.timeoutMs ? setTimeout(() => child.kill("SIGKILL"), options.timeoutMs) : undefined;
+    child.on("error", reject);
+    child.on("close", (code, signal) => {
+      clearTimeout(timer);
+      resolvePromise({ code, signal, stdout, stderr, ms: Date.now() - started });
+    });
+    child.stdin.end(options.input ?? "");
+  });
+}
+
+export interface CliResult extends RunResult {
+  /** stdout parsed as JSON when it is JSON, else undefined. */
+  json: any;
+}
+
+/** Runs the real `aztp` CLI with `--home home --json`. */
+export async function aztpCli(home: string | undefined, args: string[], options: RunOptions = {}): Promise<CliResult> {
+  const r = await runTs(CLI, [...(home !== undefined ? ["--home", home] : []), "--json", ...args], { timeoutMs: 30_000, ...options });
+  let json: unknown;
+  try {
+    json = JSON.parse(r.stdout);
+  } catch {
+    json = undefined;
+  }
+  return { ...r, json };
+}
+
+/** Asserts a CLI run's exit code, showing its output when it differs. */
+export function assertExit(r: RunResult, code: number, what = "aztp"): void {
+  assert.equal(r.code, code, `${what}: expected exit ${code}, got ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
+}
+
+/** Asserts that `fn` (sync or async) fails with an AztpError of `code`, never a TypeError. */
+export async function rejectsWithCode(fn: () => unknown, code: string, what?: string): Promise<AztpError> {
+  let caught: unknown;
+  try {
+    await fn();
+  } catch (e) {
+    caught = e;
+  }
+  assert.ok(caught !== undefined, `${what ?? "call"}: expected ${code}, but it succeeded`);
+  assert.ok(caught instanceof AztpError, `${what ?? "call"}: expected an AztpError ${code}, got ${String(caught)}`);
+  assert.equal(caught.code, code, `${what ?? "call"}: ${caught.message}`);
+  return caught;
+}
+
+/** Runs openssl; resolves with its exit code and output (never rejects on a non-zero exit). */
+export function openssl(args: string[], cwd?: string): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolvePromise) => {
+    execFile("openssl", args, { cwd, encoding: "utf8" }, (error, stdout, stderr) => {
+      const code = error ? (typeof error.code === "number" ? error.code : 1) : 0;
+      resolvePromise({ code, stdout, stderr });
+    });
+  });
+}
