@@ -17,7 +17,7 @@
 import { createPublicKey, randomUUID } from "node:crypto";
 import { resolve } from "node:path";
 import { AztpError, ErrorCodes } from "../errors.js";
-import { BundleSet, TrustBundle } from "../spiffe/bundle.js";
+import { BundleSet, TrustBundle, type BundleSource } from "../spiffe/bundle.js";
 import { mintJwtSvid } from "../spiffe/jwtsvid.js";
 import { signCompact } from "../spiffe/jws.js";
 import { SpiffeId, TrustDomain } from "../spiffe/spiffeid.js";
@@ -74,7 +74,7 @@ export function workloadSpiffeId(trustDomain: string, environment: string, metho
   return SpiffeId.fromSegments(trustDomain, "workload", checkSegment("environment", environment), checkSegment("method", method), checkSegment("name", name));
 }
 
-export class EmbeddedAuthority {
+export class EmbeddedAuthority implements BundleSource {
   readonly home: string;
   private readonly store: HomeStore;
   private config: AuthorityConfig;
@@ -82,6 +82,8 @@ export class EmbeddedAuthority {
   private state: RegistryState = registry.emptyRegistry();
   private stateVersion: string | undefined = "unread";
   private bundles: BundleSet | undefined;
+  private bundlesVersion = 0;
+  private configVersion: string | undefined;
   /** Revoked identities (with every descendant) and serials, derived once per registry version. */
   private revokedIds: Set<string> | undefined;
   private revokedSerials: Set<string> | undefined;
@@ -170,6 +172,7 @@ export class EmbeddedAuthority {
 
   /** Re-reads authority.json if another process added a trust domain. */
   private async refreshConfig(): Promise<void> {
+    this.configVersion = this.store.version("authority.json");
     const config = this.store.readJson<AuthorityConfig>("authority.json");
     if (config.trustDomains.length !== this.config.trustDomains.length) {
       this.config = config;
@@ -456,6 +459,23 @@ export class EmbeddedAuthority {
     return b;
   }
 
+  /**
+   * The authority as a BundleSource: verifiers that hold it see trust domains added later
+   * (by this or another process) without being rebuilt.
+   */
+  getBundleForTrustDomain(trustDomain: string): TrustBundle | undefined {
+    if (!this.cas.has(trustDomain) && this.store.version("authority.json") !== this.configVersion) {
+      // Another process may have added it: load its CA (async), so later calls find it.
+      void this.refreshConfig().catch(() => undefined);
+    }
+    return this.bundleSet().getBundleForTrustDomain(trustDomain);
+  }
+
+  /** Changes whenever the set of bundles does (BundleSource contract, for verifier caches). */
+  get version(): number {
+    return this.bundlesVersion;
+  }
+
   /** Bundles for every trust domain of this authority: what a local verifier trusts. */
   bundleSet(): BundleSet {
     if (this.bundles && this.bundles.size === this.cas.size) return this.bundles;
@@ -471,6 +491,7 @@ export class EmbeddedAuthority {
       );
     }
     this.bundles = set;
+    this.bundlesVersion++;
     return set;
   }
 }

@@ -18,6 +18,12 @@ import { exportPrivateKeyPem } from "../spiffe/keys.js";
 import { SpiffeId, TrustDomain } from "../spiffe/spiffeid.js";
 import { verifyX509Svid } from "../spiffe/x509svid.js";
 import { parseDuration } from "./duration.js";
+import { parseArgsStringToArgv } from "string-argv";
+import { AuditLog } from "../audit/log.js";
+import { Aztp } from "../client/aztp.js";
+import { svidCheckpointSigner } from "../invocation/checkpoint.js";
+import { startMcpProxy, type Upstream } from "../mcp/proxy.js";
+import { parsePolicy } from "../policy/policy.js";
 import { buildPolicyContext } from "../policy/context.js";
 import { evaluatePolicies } from "../policy/evaluate.js";
 
@@ -295,7 +301,67 @@ export function buildProgram(): Command {
       if (decision.decision !== "allow") throw new Verdict("denied");
     });
 
+  const mcp = program.command("mcp").description("secure MCP servers");
+  mcp
+    .command("proxy")
+    .description("a secured MCP server in front of an unmodified upstream MCP server")
+    .requiredOption("--name <name>", "the proxy's identity name")
+    .option("--upstream-command <cmd>", 'spawn the upstream over stdio, e.g. "npx -y @modelcontextprotocol/server-filesystem /data"')
+    .option("--upstream-url <url>", "reach the upstream over Streamable HTTP")
+    .option("--upstream-env <KEY=VALUE...>", "environment for a spawned upstream (it gets nothing else of ours)")
+    .option("--listen <where>", "stdio, or http://127.0.0.1:PORT", "stdio")
+    .option("--policy <file>", "AZTP policy document (JSON) deciding who may call which tool")
+    .addOption(new Option("--mode <mode>").choices(["enforce", "audit"]).default("enforce"))
+    .option("--audit-log <file>", "append-only audit log (JSON Lines)")
+    .option("--filter-tools", "show each authenticated caller only the tools its policy allows")
+    .action(async (o: { name: string; upstreamCommand?: string; upstreamUrl?: string; upstreamEnv?: string[]; listen: string; policy?: string; mode: "enforce" | "audit"; auditLog?: string; filterTools?: boolean }) => {
+      if (!o.upstreamCommand === !o.upstreamUrl) throw new CommanderError(2, "aztp.usage", "give exactly one of --upstream-command and --upstream-url");
+      if (o.listen !== "stdio" && !/^http:\/\/[^/]+(?::\d+)?(?:\/.*)?$/.test(o.listen)) throw new CommanderError(2, "aztp.usage", "--listen must be stdio or http://HOST:PORT");
+      const env: Record<string, string> = {};
+      for (const kv of o.upstreamEnv ?? []) {
+        const eq = kv.indexOf("=");
+        if (eq < 1) throw new CommanderError(2, "aztp.usage", `--upstream-env takes KEY=VALUE, got ${JSON.stringify(kv)}`);
+        env[kv.slice(0, eq)] = kv.slice(eq + 1);
+      }
+      let upstream: Upstream;
+      if (o.upstreamCommand) {
+        const [command, ...args] = parseArgsStringToArgv(o.upstreamCommand);
+        if (!command) throw new CommanderError(2, "aztp.usage", "--upstream-command is empty");
+        upstream = { command, args, env };
+      } else upstream = { url: o.upstreamUrl as string };
+      const policies = o.policy ? [parsePolicy(readInput(o.policy))] : undefined;
+      const client = new Aztp({ home: homeOf(g()) });
+      const audit = o.auditLog ? await AuditLog.open(resolve(o.auditLog), { signer: svidCheckpointSigner(await proxyIdentity(client, o.name)) }) : undefined;
+      const proxy = await startMcpProxy({
+        client,
+        name: o.name,
+        upstream,
+        listen: o.listen,
+        mode: o.mode,
+        ...(policies ? { policy: policies } : {}),
+        ...(audit ? { audit } : {}),
+        ...(o.filterTools ? { filterToolsByPolicy: true } : {}),
+      });
+      // stdout belongs to MCP in stdio mode: everything for people goes to stderr.
+      process.stderr.write(`aztp mcp proxy ${proxy.identity.aztpId} (${o.mode}) ${proxy.url ? `listening on ${proxy.url.href}` : "on stdio"}\n`);
+      const stop = async (): Promise<void> => {
+        await proxy.close();
+        await audit?.close();
+        client.close();
+      };
+      process.once("SIGINT", () => void stop());
+      process.once("SIGTERM", () => void stop());
+      await proxy.closed;
+      await audit?.close().catch(() => undefined);
+      client.close();
+    });
+
   return program;
+}
+
+/** The proxy's identity, issued before the audit log opens so checkpoints can be signed by it. */
+async function proxyIdentity(client: Aztp, name: string) {
+  return (await client.secureConnect({}, name)).identity;
 }
 
 function leafTrustDomain(chain: Certificate[]): string | undefined {

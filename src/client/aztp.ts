@@ -19,6 +19,7 @@ import { AztpError, ErrorCodes } from "../errors.js";
 import { generateWorkloadKey } from "../spiffe/csr.js";
 import { SpiffeId, TrustDomain } from "../spiffe/spiffeid.js";
 import { AgentIdentity } from "./identity.js";
+import { Trust } from "../invocation/trust.js";
 
 export interface AztpConfig {
   /** Authenticates to a remote authority (`baseUrl`); unused by the embedded one. */
@@ -64,7 +65,7 @@ function isSecured(value: unknown): value is SecuredAgent<object> {
 }
 
 /** Wraps `agent` so everything passes through to it, plus a read-only `identity`. */
-function secure<T extends object>(agent: T, identity: AgentIdentity): SecuredAgent<T> {
+export function attachIdentity<T extends object>(agent: T, identity: AgentIdentity): SecuredAgent<T> {
   const bound = new WeakMap<object, unknown>();
   return new Proxy(agent, {
     get(target, prop) {
@@ -92,6 +93,7 @@ function secure<T extends object>(agent: T, identity: AgentIdentity): SecuredAge
 export class Aztp {
   readonly config: Readonly<AztpConfig>;
   #authority: Promise<EmbeddedAuthority> | undefined;
+  #trust: Promise<Trust> | undefined;
   readonly #live = new Map<string, AgentIdentity>();
 
   constructor(config: AztpConfig = {}) {
@@ -157,7 +159,16 @@ export class Aztp {
       identity = new AgentIdentity(authority, record, key.privateKey, svid.chainPem, this.config.svidTtlSeconds);
       this.#live.set(record.aztpId, identity);
     }
-    return secure(agent, identity);
+    return attachIdentity(agent, identity);
+  }
+
+  /**
+   * What this client's verifiers trust: every trust domain of the authority, with its
+   * revocations applied at once. One instance per client, so its caches are shared.
+   */
+  trust(): Promise<Trust> {
+    this.#trust ??= this.authority().then((a) => new Trust(a, { revocation: a }));
+    return this.#trust;
   }
 
   /** The identity this client holds for `aztpId`, if any. */

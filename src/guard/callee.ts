@@ -12,11 +12,12 @@ import type { AuditLog } from "../audit/log.js";
 import type { AuditEntryInput } from "../audit/entry.js";
 import { AztpError, ErrorCodes } from "../errors.js";
 import { canonicalDigest } from "../invocation/canonical.js";
-import { signerOf, verifyInvocation, type IdentityRelations, type SignerLike, type VerifiedInvocation } from "../invocation/invocation.js";
+import { signerOf, TOOL_CALL_ACTION, verifyInvocation, type IdentityRelations, type SignerLike, type VerifiedInvocation } from "../invocation/invocation.js";
 import { signReceipt, type ReceiptStatus } from "../invocation/receipt.js";
 import { MemoryReplayCache, type ReplayCache } from "../invocation/replay.js";
 import type { Trust } from "../invocation/trust.js";
-import type { CompiledPolicies } from "../policy/evaluate.js";
+import { CompiledPolicies, evaluatePolicies } from "../policy/evaluate.js";
+import { buildPolicyContext } from "../policy/context.js";
 import type { PolicyDocument } from "../policy/policy.js";
 
 export type GuardMode = "enforce" | "audit";
@@ -201,6 +202,24 @@ export class CalleeGuard {
     const p = log.append(entry).catch((e: unknown) => (this.#o.onAuditError ?? defaultAuditError)(e));
     this.#pending.add(p);
     void p.finally(() => this.#pending.delete(p));
+  }
+
+  /**
+   * Whether policy lets a verified caller call `tool` (used to show a caller only the tools it
+   * may call). Argument conditions cannot match without arguments, so such tools stay hidden.
+   */
+  toolVisible(caller: string, tool: string): boolean {
+    const policy = typeof this.#o.policy === "function" ? this.#o.policy() : this.#o.policy;
+    if (policy === undefined) return true;
+    const rel = this.#o.relations?.(caller);
+    const request = {
+      principal: caller,
+      action: TOOL_CALL_ACTION,
+      resource: tool,
+      context: buildPolicyContext({ caller, callerParent: rel?.parent, callerLinks: rel?.links, callee: this.id, tool }),
+    };
+    const decision = policy instanceof CompiledPolicies ? policy.evaluate(request) : evaluatePolicies(policy, request);
+    return decision.decision === "allow";
   }
 
   /** Waits until every audit entry written so far is durable (or failed). */

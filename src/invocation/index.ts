@@ -20,3 +20,4 @@ export { Trust } from "./trust.js";
 export type { RevocationChecker, TrustOptions, VerifiedSigner } from "./trust.js";
 export { canonicalJson, canonicalDigest, tokenHash } from "./canonical.js";
 export { svidCheckpointSigner, svidCheckpointVerifier, CHECKPOINT_TYP } from "./checkpoint.js";
+export { signPossessionProof, verifyPossessionProof, PROOF_TYP } from "./proof.js";

@@ -12,3 +12,5 @@ export type { WorkloadKey } from "./csr.js";
 export type { SvidSigner } from "./signer.js";
 export type { JwsAlgorithm } from "./keys.js";
 export { decodePem, encodePem } from "./pem.js";
+export { authorizeAny, authorizeId, authorizeOneOf, authorizeMemberOf, toAuthorizer } from "./authorizer.js";
+export type { Authorizer } from "./authorizer.js";

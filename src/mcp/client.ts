@@ -1,0 +1,138 @@
+/**
+ * A secured MCP client: an identity at creation; at `initialize` it challenges the server to
+ * prove possession of its SVID key (checked against the bundle and an optional expected ID,
+ * as go-spiffe's authorizers allow) and pins the proven ID as the audience; every tools/call
+ * is signed (token in `params._meta`); every receipt is verified, failing closed on a bad or
+ * missing one in enforce mode. Each token and receipt stands alone, so a server that speaks
+ * the stateless MCP 2026-07-28 (no initialize) works when `serverId` is given.
+ */
+import { randomBytes } from "node:crypto";
+import type { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import type { Transport } from "@modelcontextprotocol/sdk/shared/transport.js";
+import { isJSONRPCErrorResponse, isJSONRPCRequest, isJSONRPCResultResponse, type JSONRPCMessage, type RequestId } from "@modelcontextprotocol/sdk/types.js";
+import type { AuditLog } from "../audit/log.js";
+import type { Aztp, SecuredAgent } from "../client/aztp.js";
+import type { AgentIdentity } from "../client/identity.js";
+import { AztpError, ErrorCodes } from "../errors.js";
+import type { GuardMode } from "../guard/callee.js";
+import { CallerGuard, type PreparedCall } from "../guard/caller.js";
+import { verifyPossessionProof } from "../invocation/proof.js";
+import type { Trust } from "../invocation/trust.js";
+import type { Authorizer } from "../spiffe/authorizer.js";
+import { SpiffeId } from "../spiffe/spiffeid.js";
+import { InterceptingTransport, type MessageHooks } from "./intercept.js";
+import { AZTP_REFUSED, CHALLENGE_META_KEY, IDENTITY_META_KEY, INVOCATION_META_KEY, isObject, RECEIPT_META_KEY, resultForDigest, withMeta } from "./meta.js";
+import { identify } from "./server.js";
+
+export interface SecureMcpClientOptions {
+  client?: Aztp;
+  name?: string;
+  identity?: AgentIdentity;
+  trust?: Trust;
+  /** Which server IDs are acceptable (an ID, a list, or an Authorizer). Default: any trusted ID. */
+  expectedServer?: string | ReadonlyArray<string> | Authorizer;
+  /** The server's ID when it cannot prove it at initialize (stateless MCP); still checked by receipts. */
+  serverId?: string;
+  mode?: GuardMode;
+  audit?: AuditLog;
+  /** Also sign tools/list, so a server can show only the tools this client may call. Default true. */
+  signToolsList?: boolean;
+}
+
+function errorResponse(id: RequestId, error: AztpError): JSONRPCMessage {
+  return { jsonrpc: "2.0", id, error: { code: AZTP_REFUSED, message: `[${error.code}] ${error.message}`, data: { code: error.code, message: error.message } } };
+}
+
+/** The state a secured client keeps across connections: the server it proved. */
+export class ServerBinding {
+  serverId: SpiffeId | undefined;
+  constructor(serverId?: string) {
+    this.serverId = serverId ? SpiffeId.parse(serverId) : undefined;
+  }
+}
+
+export function clientHooks(guard: CallerGuard, binding: ServerBinding, options: { trust: Trust; expectedServer?: SecureMcpClientOptions["expectedServer"]; signToolsList?: boolean }): MessageHooks {
+  const inits = new Map<RequestId, string>();
+  const calls = new Map<RequestId, PreparedCall>();
+  return {
+    outgoing(message) {
+      if (!isJSONRPCRequest(message)) return message;
+      const params = isObject(message.params) ? message.params : {};
+      if (message.method === "initialize") {
+        const nonce = randomBytes(16).toString("base64url");
+        inits.set(message.id, nonce);
+        return { ...message, params: withMeta(params, CHALLENGE_META_KEY, { nonce, client: guard.id }) } as JSONRPCMessage;
+      }
+      const isCall = message.method === "tools/call" && typeof params.name === "string";
+      const isList = message.method === "tools/list" && options.signToolsList !== false;
+      if (!isCall && !isList) return message;
+      if (binding.serverId === undefined) {
+        if (isList || guard.mode === "audit") return message; // nothing to address a token to
+        throw new AztpError(
+          ErrorCodes.INVOCATION_AUDIENCE,
+          "the server has not proven an AZTP identity, so there is no audience to sign for: connect to a secured server, or pass serverId",
+        );
+      }
+      const prepared = guard.prepare({ audience: binding.serverId.toString(), tool: isCall ? (params.name as string) : "tools/list", args: isCall ? (params.arguments ?? {}) : {} });
+      if (isCall) calls.set(message.id, prepared);
+      return { ...message, params: withMeta(params, INVOCATION_META_KEY, prepared.token) } as JSONRPCMessage;
+    },
+    incoming(message, _extra, deliver) {
+      if (!isJSONRPCResultResponse(message) && !isJSONRPCErrorResponse(message)) return deliver(message);
+      const id = message.id as RequestId;
+      const nonce = inits.get(id);
+      if (nonce !== undefined) {
+        inits.delete(id);
+        if (!isJSONRPCResultResponse(message)) return deliver(message);
+        const meta = isObject(message.result._meta) ? message.result._meta : {};
+        try {
+          binding.serverId = verifyPossessionProof(meta[IDENTITY_META_KEY], {
+            nonce,
+            trust: options.trust,
+            audience: guard.id,
+            ...(options.expectedServer !== undefined ? { authorize: options.expectedServer } : {}),
+          });
+        } catch (e) {
+          const error = e instanceof AztpError ? e : new AztpError(ErrorCodes.PROOF_INVALID, String(e));
+          if (guard.mode === "enforce") return deliver(errorResponse(id, new AztpError(error.code, `server identity not proven at initialize: ${error.message}`)));
+        }
+        return deliver(message);
+      }
+      const prepared = calls.get(id);
+      if (prepared === undefined) return deliver(message);
+      calls.delete(id);
+      if (isJSONRPCErrorResponse(message)) {
+        guard.fail(prepared, new AztpError(ErrorCodes.RECEIPT_MISSING, `the server answered with error ${message.error.code}: ${message.error.message}`));
+        return deliver(message);
+      }
+      const result = message.result as Record<string, unknown>;
+      const meta = isObject(result._meta) ? result._meta : {};
+      try {
+        guard.settle(prepared, { result: resultForDigest(result), receipt: meta[RECEIPT_META_KEY], isError: result.isError === true });
+      } catch (e) {
+        return deliver(errorResponse(id, e instanceof AztpError ? e : new AztpError(ErrorCodes.RECEIPT_INVALID, String(e))));
+      }
+      deliver(message);
+    },
+  };
+}
+
+export interface SecuredMcpClientExtras {
+  readonly aztpGuard: CallerGuard;
+  /** The server identity proven at initialize (or given as serverId). */
+  readonly aztpServer: ServerBinding;
+}
+
+/**
+ * Gives `client` an identity and secures every connection it makes. Call before `connect`.
+ * Returns the client, passed through, with `.identity`.
+ */
+export async function secureMcpClient<C extends Client>(client: C, options: SecureMcpClientOptions): Promise<SecuredAgent<C> & SecuredMcpClientExtras> {
+  const { secured, trust } = await identify(client, options, "secureMcpClient");
+  const guard = new CallerGuard({ identity: secured.identity, trust, mode: options.mode ?? "enforce", ...(options.audit ? { audit: options.audit } : {}) });
+  const binding = new ServerBinding(options.serverId);
+  const connect = client.connect.bind(client);
+  client.connect = (transport: Transport, requestOptions?: Parameters<Client["connect"]>[1]) =>
+    connect(new InterceptingTransport(transport, clientHooks(guard, binding, { trust, ...options })), requestOptions);
+  return Object.assign(secured, { aztpGuard: guard, aztpServer: binding }) as SecuredAgent<C> & SecuredMcpClientExtras;
+}

@@ -1,0 +1,128 @@
+/**
+ * Serving MCP over Streamable HTTP on node:http, one transport per session, with the DNS
+ * rebinding defence of the SDK's createMcpExpressApp: the Host header must name an allowed
+ * host (by default the loopback names), and a browser's Origin, when sent, must too.
+ */
+import { randomUUID } from "node:crypto";
+import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { StreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/streamableHttp.js";
+import { isInitializeRequest } from "@modelcontextprotocol/sdk/types.js";
+import { AztpError, ErrorCodes } from "../errors.js";
+
+export interface McpHttpOptions {
+  /** Host names accepted in Host and Origin (default: localhost, 127.0.0.1, [::1] and the listen host). */
+  allowedHosts?: string[];
+  /** Path served (default /mcp). */
+  path?: string;
+  /** Largest request body accepted (default 4 MiB). */
+  maxBodyBytes?: number;
+}
+
+export interface McpHttpServer {
+  readonly url: URL;
+  readonly sessions: number;
+  close(): Promise<void>;
+}
+
+const LOOPBACK = ["localhost", "127.0.0.1", "[::1]"];
+
+function send(res: ServerResponse, status: number, message: string): void {
+  if (res.headersSent) return;
+  res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify({ jsonrpc: "2.0", error: { code: -32000, message }, id: null }));
+}
+
+function hostAllowed(value: string | undefined, allowed: readonly string[], withScheme: boolean): boolean {
+  // No Host is refused; no Origin is a non-browser client, which DNS rebinding cannot drive.
+  if (value === undefined) return withScheme;
+  try {
+    const url = new URL(withScheme ? value : `http://${value}`);
+    if (withScheme && url.protocol !== "http:" && url.protocol !== "https:") return false;
+    return allowed.includes(url.hostname);
+  } catch {
+    return false;
+  }
+}
+
+async function readBody(req: IncomingMessage, limit: number): Promise<unknown> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > limit) throw new AztpError(ErrorCodes.INVALID_ARGUMENT, `request body over ${limit} bytes`);
+    chunks.push(chunk as Buffer);
+  }
+  return JSON.parse(Buffer.concat(chunks).toString("utf8"));
+}
+
+/**
+ * Listens on `listen` (an http://host:port URL; port 0 picks one) and, for each new MCP
+ * session, gives `onSession` a fresh server transport to connect (a secured McpServer, or the
+ * proxy's pump). Sessions end when their transport closes.
+ */
+export async function serveMcpHttp(listen: URL | string, onSession: (transport: StreamableHTTPServerTransport) => Promise<void>, options: McpHttpOptions = {}): Promise<McpHttpServer> {
+  const url = new URL(listen);
+  if (url.protocol !== "http:") throw new AztpError(ErrorCodes.INVALID_ARGUMENT, `listen URL must be http://host:port, got ${url.href}`);
+  const path = options.path ?? (url.pathname === "/" ? "/mcp" : url.pathname);
+  const allowed = options.allowedHosts ?? [...new Set([...LOOPBACK, url.hostname])];
+  const limit = options.maxBodyBytes ?? 4 * 1024 * 1024;
+  const sessions = new Map<string, StreamableHTTPServerTransport>();
+
+  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    if (!hostAllowed(req.headers.host, allowed, false)) return send(res, 403, `Invalid Host: ${String(req.headers.host)}`);
+    if (!hostAllowed(req.headers.origin, allowed, true)) return send(res, 403, `Invalid Origin: ${String(req.headers.origin)}`);
+    if (new URL(req.url ?? "/", "http://x").pathname !== path) return send(res, 404, "Not found");
+    const sid = req.headers["mcp-session-id"];
+    const existing = typeof sid === "string" ? sessions.get(sid) : undefined;
+    if (req.method !== "POST") {
+      if (!existing) return send(res, typeof sid === "string" ? 404 : 400, typeof sid === "string" ? "Session not found" : "Missing session ID");
+      return existing.handleRequest(req, res);
+    }
+    let body: unknown;
+    try {
+      body = await readBody(req, limit);
+    } catch (e) {
+      return send(res, e instanceof AztpError ? 413 : 400, e instanceof AztpError ? e.message : "Parse error: body is not JSON");
+    }
+    if (existing) return existing.handleRequest(req, res, body);
+    if (typeof sid === "string") return send(res, 404, "Session not found");
+    if (!isInitializeRequest(body)) return send(res, 400, "Bad Request: no valid session ID, and not an initialize request");
+    const transport = new StreamableHTTPServerTransport({
+      sessionIdGenerator: () => randomUUID(),
+      onsessioninitialized: (id) => {
+        sessions.set(id, transport);
+      },
+    });
+    const closed = transport.onclose;
+    transport.onclose = () => {
+      if (transport.sessionId) sessions.delete(transport.sessionId);
+      closed?.();
+    };
+    await onSession(transport);
+    await transport.handleRequest(req, res, body);
+  };
+
+  const server: HttpServer = createServer((req, res) => {
+    handle(req, res).catch((e: unknown) => send(res, 500, `Internal error: ${(e as Error)?.message ?? String(e)}`));
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(Number(url.port || 0), url.hostname.replace(/^\[|\]$/g, ""), () => resolve());
+  });
+  const port = (server.address() as AddressInfo).port;
+  const bound = new URL(`http://${url.hostname}:${port}${path}`);
+  return {
+    url: bound,
+    get sessions() {
+      return sessions.size;
+    },
+    async close() {
+      for (const t of sessions.values()) await t.close().catch(() => undefined);
+      sessions.clear();
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+    },
+  };
+}

@@ -1,0 +1,66 @@
+/**
+ * A Transport that wraps another and lets AZTP see every JSON-RPC message in both directions.
+ * Working at the transport, not inside the SDK's server or client, is what makes one binding
+ * serve stdio, Streamable HTTP and in-memory alike, serve McpServer and the low-level Server,
+ * guard tools registered before or after wrapping, and put a proxy in front of any upstream.
+ */
+import type { Transport, TransportSendOptions } from "@modelcontextprotocol/sdk/shared/transport.js";
+import type { JSONRPCMessage, MessageExtraInfo } from "@modelcontextprotocol/sdk/types.js";
+
+export interface MessageHooks {
+  /**
+   * An incoming message. Call `deliver(message)` to pass it on (possibly changed, possibly
+   * later), or `reply(message)` to answer the peer directly without passing it on.
+   */
+  incoming(message: JSONRPCMessage, extra: MessageExtraInfo | undefined, deliver: (m: JSONRPCMessage) => void, reply: (m: JSONRPCMessage) => Promise<void>): void;
+  /** An outgoing message; returns what to send instead (may be the same object). */
+  outgoing(message: JSONRPCMessage, options: TransportSendOptions | undefined): JSONRPCMessage | Promise<JSONRPCMessage>;
+}
+
+export class InterceptingTransport implements Transport {
+  onclose?: (() => void) | undefined;
+  onerror?: ((error: Error) => void) | undefined;
+  onmessage?: ((message: JSONRPCMessage, extra?: MessageExtraInfo) => void) | undefined;
+
+  readonly inner: Transport;
+  readonly #hooks: MessageHooks;
+
+  constructor(inner: Transport, hooks: MessageHooks) {
+    this.inner = inner;
+    this.#hooks = hooks;
+    inner.onclose = () => this.onclose?.();
+    inner.onerror = (error) => this.onerror?.(error);
+    inner.onmessage = (message, extra) => {
+      try {
+        this.#hooks.incoming(
+          message,
+          extra,
+          (m) => this.onmessage?.(m, extra),
+          (m) => this.inner.send(m, "id" in message && message.id !== undefined ? { relatedRequestId: message.id } : undefined),
+        );
+      } catch (error) {
+        this.onerror?.(error instanceof Error ? error : new Error(String(error)));
+      }
+    };
+  }
+
+  get sessionId(): string | undefined {
+    return this.inner.sessionId;
+  }
+
+  setProtocolVersion(version: string): void {
+    this.inner.setProtocolVersion?.(version);
+  }
+
+  start(): Promise<void> {
+    return this.inner.start();
+  }
+
+  async send(message: JSONRPCMessage, options?: TransportSendOptions): Promise<void> {
+    return this.inner.send(await this.#hooks.outgoing(message, options), options);
+  }
+
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+}

@@ -1,0 +1,45 @@
+/**
+ * The MCP binding's names. MCP reserves `_meta` prefixes whose second label is
+ * `modelcontextprotocol` or `mcp`; ours is `io.aztp/`.
+ */
+export const META_PREFIX = "io.aztp/";
+/** params._meta of tools/call (and tools/list): the caller's invocation token. */
+export const INVOCATION_META_KEY = "io.aztp/invocation";
+/** result._meta of tools/call (or error.data of a refused call): the callee's receipt. */
+export const RECEIPT_META_KEY = "io.aztp/receipt";
+/** params._meta of initialize: { nonce, client } for the server to prove its identity on. */
+export const CHALLENGE_META_KEY = "io.aztp/challenge";
+/** result._meta of initialize: the server's possession proof, or { id } when not challenged. */
+export const IDENTITY_META_KEY = "io.aztp/identity";
+
+/** JSON-RPC error code of a call refused by AZTP; `error.data.code` holds the AztpError code. */
+export const AZTP_REFUSED = -32001;
+
+export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
+export type JsonObject = { [key: string]: unknown };
+
+export function isObject(v: unknown): v is JsonObject {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+/**
+ * A result as the receipt's digest covers it: everything but our receipt key (a receipt cannot
+ * cover itself); a `_meta` left empty by that is dropped. Both sides normalise the same way.
+ */
+export function resultForDigest(result: unknown): unknown {
+  if (!isObject(result) || !isObject(result._meta) || !(RECEIPT_META_KEY in result._meta)) return result;
+  const { [RECEIPT_META_KEY]: _receipt, ...meta } = result._meta;
+  const { _meta: _old, ...rest } = result;
+  return Object.keys(meta).length > 0 ? { ...rest, _meta: meta } : rest;
+}
+
+export function withMeta(value: unknown, key: string, entry: unknown): JsonObject {
+  const obj = isObject(value) ? value : {};
+  const meta = isObject(obj._meta) ? obj._meta : {};
+  return { ...obj, _meta: { ...meta, [key]: entry } };
+}
+
+/** How to sign, for the error a signing-unaware client gets from an enforcing server. */
+export const HOW_TO_SIGN =
+  `sign each tools/call with an AZTP invocation token in params._meta["${INVOCATION_META_KEY}"] ` +
+  "(aztp-client's secureMcpClient does this; the format is in docs/protocol.md)";

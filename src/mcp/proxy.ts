@@ -1,0 +1,160 @@
+/**
+ * The MCP proxy: a secured MCP server in front of an unmodified upstream server (spawned over
+ * stdio, or reached over Streamable HTTP). It forwards JSON-RPC messages both ways, so every
+ * MCP feature passes through untouched, but only tools/call requests that the one verifier
+ * admitted reach the upstream; answers carry receipts, both outcomes are audited.
+ *
+ * Each downstream session gets its own upstream connection (MCP sessions are stateful), and
+ * a spawned upstream gets only the environment it needs: the SDK's safe default set plus what
+ * the operator names, never this process's own variables (keys, AZTP_*).
+ */
+import { StdioClientTransport, getDefaultEnvironment } from "@modelcontextprotocol/sdk/client/stdio.js";
+import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import { StdioServerTransport } from "@modelcontextprotocol/sdk/server/stdio.js";
+import type { Transport } from "@modelcontextprotocol/sdk/shared/transport.js";
+import { isJSONRPCRequest, type JSONRPCMessage } from "@modelcontextprotocol/sdk/types.js";
+import type { AuditLog } from "../audit/log.js";
+import type { Aztp } from "../client/aztp.js";
+import type { AgentIdentity } from "../client/identity.js";
+import { AztpError, ErrorCodes } from "../errors.js";
+import { CalleeGuard, type GuardMode } from "../guard/callee.js";
+import type { PolicyDocument } from "../policy/policy.js";
+import { serveMcpHttp, type McpHttpServer } from "./http.js";
+import { InterceptingTransport } from "./intercept.js";
+import { serverHooks } from "./server.js";
+
+export type Upstream = { command: string; args?: string[]; env?: Record<string, string>; cwd?: string } | { url: string };
+
+export interface McpProxyOptions {
+  client: Aztp;
+  /** The proxy's identity name (the server its callers address). */
+  name: string;
+  upstream: Upstream;
+  /** "stdio" (default) or an http://host:port URL. */
+  listen?: "stdio" | string;
+  /** Who may call which tool; default: the policies attached to the proxy's identity. */
+  policy?: readonly PolicyDocument[];
+  mode?: GuardMode;
+  audit?: AuditLog;
+  filterToolsByPolicy?: boolean;
+  allowedHosts?: string[];
+}
+
+export interface McpProxy {
+  readonly identity: AgentIdentity;
+  readonly guard: CalleeGuard;
+  /** The HTTP endpoint when listening on HTTP. */
+  readonly url: URL | undefined;
+  /** Resolves when the proxy has stopped (stdio: when either side closes). */
+  readonly closed: Promise<void>;
+  close(): Promise<void>;
+}
+
+function upstreamTransport(upstream: Upstream): Transport {
+  if ("url" in upstream) return new StreamableHTTPClientTransport(new URL(upstream.url));
+  return new StdioClientTransport({
+    command: upstream.command,
+    args: upstream.args ?? [],
+    env: { ...getDefaultEnvironment(), ...upstream.env },
+    ...(upstream.cwd ? { cwd: upstream.cwd } : {}),
+    stderr: "inherit",
+  });
+}
+
+/**
+ * Joins a (guarded) downstream transport to an upstream one. A request the upstream cannot
+ * take (it is gone) is answered with an error rather than left hanging.
+ */
+async function pump(downstream: Transport, upstream: Transport): Promise<{ closed: Promise<void>; close: () => void }> {
+  let done!: () => void;
+  const closed = new Promise<void>((resolve) => (done = resolve));
+  let closing = false;
+  const closeBoth = (): void => {
+    if (closing) return;
+    closing = true;
+    void Promise.allSettled([downstream.close(), upstream.close()]).then(() => done());
+  };
+  downstream.onmessage = (message: JSONRPCMessage) => {
+    upstream.send(message).catch((e: unknown) => {
+      if (isJSONRPCRequest(message)) {
+        void downstream
+          .send({ jsonrpc: "2.0", id: message.id, error: { code: -32603, message: `upstream unavailable: ${(e as Error)?.message ?? String(e)}` } })
+          .catch(() => undefined);
+      }
+    });
+  };
+  upstream.onmessage = (message: JSONRPCMessage) => {
+    downstream.send(message).catch(() => undefined);
+  };
+  downstream.onclose = closeBoth;
+  upstream.onclose = closeBoth;
+  downstream.onerror = () => undefined;
+  upstream.onerror = () => undefined;
+  await upstream.start();
+  await downstream.start();
+  return { closed, close: closeBoth };
+}
+
+export async function startMcpProxy(options: McpProxyOptions): Promise<McpProxy> {
+  if (!options.upstream || (!("url" in options.upstream) && !options.upstream.command)) {
+    throw new AztpError(ErrorCodes.INVALID_ARGUMENT, "the proxy needs an upstream: { command, args } or { url }");
+  }
+  const secured = await options.client.secureConnect({ proxy: options.name }, options.name);
+  const identity = secured.identity;
+  const authority = await options.client.authority();
+  const guard = new CalleeGuard({
+    identity,
+    trust: await options.client.trust(),
+    mode: options.mode ?? "enforce",
+    side: "proxy",
+    ...(options.audit ? { audit: options.audit } : {}),
+    policy:
+      options.policy ??
+      (() => {
+        const docs = authority.policiesOf(identity.spiffeId);
+        return docs.length > 0 ? docs : undefined;
+      }),
+    relations: (id) => authority.relations(id),
+  });
+  const guarded = (t: Transport): Transport => new InterceptingTransport(t, serverHooks(guard, identity, options));
+
+  if (options.listen === undefined || options.listen === "stdio") {
+    const joined = await pump(guarded(new StdioServerTransport()), upstreamTransport(options.upstream));
+    return {
+      identity,
+      guard,
+      url: undefined,
+      closed: joined.closed,
+      async close() {
+        joined.close();
+        await joined.closed;
+        await guard.flush();
+      },
+    };
+  }
+
+  const upstreams = new Set<Transport>();
+  let stop!: () => void;
+  const closed = new Promise<void>((resolve) => (stop = resolve));
+  const http: McpHttpServer = await serveMcpHttp(
+    options.listen,
+    async (transport) => {
+      const up = upstreamTransport(options.upstream);
+      upstreams.add(up);
+      void (await pump(guarded(transport), up)).closed.then(() => upstreams.delete(up));
+    },
+    options.allowedHosts ? { allowedHosts: options.allowedHosts } : {},
+  );
+  return {
+    identity,
+    guard,
+    url: http.url,
+    closed,
+    async close() {
+      await http.close();
+      await Promise.allSettled([...upstreams].map((u) => u.close()));
+      await guard.flush();
+      stop();
+    },
+  };
+}

@@ -1,0 +1,195 @@
+/**
+ * A secured MCP server: an identity at creation, and every tools/call verified with the one
+ * verifier before the handler runs. A refused call never reaches the server and gets a
+ * JSON-RPC error whose `data.code` is the AztpError code; an admitted one gets a signed
+ * receipt in `result._meta`. Both are audited. Works for McpServer and the low-level Server,
+ * for tools registered before or after wrapping, over any transport (see intercept.ts).
+ */
+import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
+import type { Server } from "@modelcontextprotocol/sdk/server/index.js";
+import type { Transport } from "@modelcontextprotocol/sdk/shared/transport.js";
+import {
+  isJSONRPCErrorResponse,
+  isJSONRPCRequest,
+  isJSONRPCResultResponse,
+  type JSONRPCMessage,
+  type RequestId,
+} from "@modelcontextprotocol/sdk/types.js";
+import type { AuditLog } from "../audit/log.js";
+import { attachIdentity, type Aztp, type SecuredAgent } from "../client/aztp.js";
+import type { EmbeddedAuthority } from "../authority/authority.js";
+import type { AgentIdentity } from "../client/identity.js";
+import { AztpError, ErrorCodes } from "../errors.js";
+import { CalleeGuard, type Admission, type GuardMode } from "../guard/callee.js";
+import { signPossessionProof } from "../invocation/proof.js";
+import type { Trust } from "../invocation/trust.js";
+import type { CompiledPolicies } from "../policy/evaluate.js";
+import type { PolicyDocument } from "../policy/policy.js";
+import { InterceptingTransport, type MessageHooks } from "./intercept.js";
+import {
+  AZTP_REFUSED,
+  CHALLENGE_META_KEY,
+  HOW_TO_SIGN,
+  IDENTITY_META_KEY,
+  INVOCATION_META_KEY,
+  isObject,
+  RECEIPT_META_KEY,
+  resultForDigest,
+  withMeta,
+} from "./meta.js";
+
+export interface SecureMcpServerOptions {
+  /** The aztp client that issues the server's identity (with `name`), unless `identity` is given. */
+  client?: Aztp;
+  name?: string;
+  identity?: AgentIdentity;
+  /** Who may call which tool. Default: the policies attached to the server's identity. */
+  policy?: CompiledPolicies | readonly PolicyDocument[] | (() => CompiledPolicies | readonly PolicyDocument[] | undefined);
+  mode?: GuardMode;
+  audit?: AuditLog;
+  /** Show an authenticated caller only the tools its policy allows. Default false. */
+  filterToolsByPolicy?: boolean;
+  /** Default: the client's trust (its authority's bundles and revocations). */
+  trust?: Trust;
+}
+
+function refusal(id: RequestId, error: AztpError, receipt: string | undefined): JSONRPCMessage {
+  const hint = error.code === ErrorCodes.INVOCATION_MISSING ? `: ${HOW_TO_SIGN}` : "";
+  return {
+    jsonrpc: "2.0",
+    id,
+    error: {
+      code: AZTP_REFUSED,
+      message: `AZTP refused the call [${error.code}]: ${error.message}${hint}`,
+      data: { code: error.code, message: error.message, ...(receipt ? { [RECEIPT_META_KEY]: receipt } : {}) },
+    },
+  };
+}
+
+/**
+ * The message hooks of a secured server side (also used by the proxy). One instance per
+ * connection: request IDs are per connection.
+ */
+export function serverHooks(guard: CalleeGuard, identity: { signer: AgentIdentity["signer"] }, options: { filterToolsByPolicy?: boolean } = {}): MessageHooks {
+  const calls = new Map<RequestId, Admission>();
+  const inits = new Map<RequestId, { nonce: string; client?: string } | null>();
+  const lists = new Map<RequestId, string>();
+  return {
+    incoming(message, _extra, deliver, reply) {
+      if (!isJSONRPCRequest(message)) return deliver(message);
+      const params = isObject(message.params) ? message.params : {};
+      const meta = isObject(params._meta) ? params._meta : {};
+      if (message.method === "initialize") {
+        const ch = meta[CHALLENGE_META_KEY];
+        inits.set(message.id, isObject(ch) && typeof ch.nonce === "string" ? { nonce: ch.nonce, ...(typeof ch.client === "string" ? { client: ch.client } : {}) } : null);
+        return deliver(message);
+      }
+      if (message.method === "tools/list" && options.filterToolsByPolicy && meta[INVOCATION_META_KEY] !== undefined) {
+        void guard.admit({ tool: "tools/list", args: {}, token: meta[INVOCATION_META_KEY] }).then((a) => {
+          if (a.verified) lists.set(message.id, a.caller);
+          deliver(message);
+        });
+        return;
+      }
+      if (message.method !== "tools/call" || typeof params.name !== "string") return deliver(message);
+      const id = message.id;
+      void guard.admit({ tool: params.name, args: params.arguments ?? {}, token: meta[INVOCATION_META_KEY] }).then((admission) => {
+        if (!admission.allowed) {
+          const error = admission.error as AztpError;
+          const { receipt } = guard.settle(admission, { status: "denied", result: error.toJSON(), code: error.code });
+          reply(refusal(id, error, receipt)).catch(() => undefined);
+          return;
+        }
+        calls.set(id, admission);
+        deliver(message);
+      });
+    },
+    outgoing(message) {
+      if (!isJSONRPCResultResponse(message) && !isJSONRPCErrorResponse(message)) return message;
+      const id = message.id as RequestId;
+      if (inits.has(id)) {
+        const ch = inits.get(id);
+        inits.delete(id);
+        if (!isJSONRPCResultResponse(message)) return message;
+        const value = ch ? signPossessionProof(identity, { nonce: ch.nonce, ...(ch.client ? { audience: ch.client } : {}) }) : { id: identity.signer.id.toString() };
+        return { ...message, result: withMeta(message.result, IDENTITY_META_KEY, value) } as JSONRPCMessage;
+      }
+      const admission = calls.get(id);
+      if (admission !== undefined) {
+        calls.delete(id);
+        if (isJSONRPCResultResponse(message)) {
+          const result = message.result as Record<string, unknown>;
+          const status = result.isError === true ? "error" : "ok";
+          const { receipt } = guard.settle(admission, { status, result: resultForDigest(result) });
+          return receipt ? ({ ...message, result: withMeta(result, RECEIPT_META_KEY, receipt) } as JSONRPCMessage) : message;
+        }
+        const err = message.error;
+        const { receipt } = guard.settle(admission, { status: "error", result: { code: err.code, message: err.message }, code: String(err.code) });
+        return receipt ? ({ ...message, error: { ...err, data: { ...(isObject(err.data) ? err.data : {}), [RECEIPT_META_KEY]: receipt } } } as JSONRPCMessage) : message;
+      }
+      const caller = lists.get(id);
+      if (caller !== undefined) {
+        lists.delete(id);
+        if (isJSONRPCResultResponse(message) && isObject(message.result) && Array.isArray(message.result.tools)) {
+          const tools = (message.result.tools as Array<{ name?: unknown }>).filter((t) => typeof t.name === "string" && guard.toolVisible(caller, t.name));
+          return { ...message, result: { ...message.result, tools } } as JSONRPCMessage;
+        }
+      }
+      return message;
+    },
+  };
+}
+
+/** Wraps the server's `connect` so every transport it serves passes through the guard. */
+function guardConnect(server: Server, wrap: (t: Transport) => Transport): void {
+  const connect = server.connect.bind(server);
+  server.connect = (transport: Transport) => connect(wrap(transport));
+}
+
+export interface SecuredMcpServerExtras {
+  readonly aztpGuard: CalleeGuard;
+}
+
+/**
+ * Gives `server` (an McpServer or a low-level Server) an identity and guards every
+ * tools/call it will serve. Call before `connect`. Returns the server, passed through, with
+ * `.identity` (and `.aztpGuard` for flushing audit entries).
+ */
+export async function secureMcpServer<S extends McpServer | Server>(server: S, options: SecureMcpServerOptions): Promise<SecuredAgent<S> & SecuredMcpServerExtras> {
+  const { secured, trust, authority } = await identify(server, options, "secureMcpServer");
+  const identity = secured.identity;
+  const policies = (): readonly PolicyDocument[] | undefined => {
+    const docs = authority?.policiesOf(identity.spiffeId) ?? [];
+    return docs.length > 0 ? docs : undefined;
+  };
+  const guard = new CalleeGuard({
+    identity,
+    trust,
+    mode: options.mode ?? "enforce",
+    ...(options.audit ? { audit: options.audit } : {}),
+    policy: options.policy ?? policies,
+    ...(authority ? { relations: (id: string) => authority.relations(id) } : {}),
+  });
+  const low: Server = "server" in server && typeof (server as McpServer).server?.connect === "function" ? (server as McpServer).server : (server as Server);
+  guardConnect(low, (t) => new InterceptingTransport(t, serverHooks(guard, identity, options)));
+  return Object.assign(secured, { aztpGuard: guard }) as SecuredAgent<S> & SecuredMcpServerExtras;
+}
+
+/**
+ * The identity, trust and authority a wrapper works with: from `{ client, name }` (issued
+ * now) or from `{ identity, trust }`.
+ */
+export async function identify<T extends object>(
+  target: T,
+  options: { client?: Aztp; name?: string; identity?: AgentIdentity; trust?: Trust },
+  what: string,
+): Promise<{ secured: SecuredAgent<T>; trust: Trust; authority: EmbeddedAuthority | undefined }> {
+  let secured: SecuredAgent<T>;
+  if (options.identity) secured = attachIdentity(target, options.identity);
+  else if (options.client && options.name) secured = await options.client.secureConnect(target, options.name);
+  else throw new AztpError(ErrorCodes.INVALID_ARGUMENT, `${what} needs { client, name } or { identity, trust }`);
+  const trust = options.trust ?? (options.client ? await options.client.trust() : undefined);
+  if (!trust) throw new AztpError(ErrorCodes.INVALID_ARGUMENT, `${what} needs a trust (or a client to take it from)`);
+  const authority = options.client ? await options.client.authority() : undefined;
+  return { secured, trust, authority };
+}
