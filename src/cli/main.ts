@@ -4,7 +4,7 @@
  * Every command takes --json and --home. Exit codes: 0 success (or valid), 1 a negative
  * verdict or a failed operation, 2 a usage error.
  */
-import { mkdirSync, readFileSync, rmSync, writeFileSync, chmodSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { Command, CommanderError, Option } from "commander";
 import { EmbeddedAuthority, DEFAULT_ENVIRONMENT, DEFAULT_METHOD } from "../authority/authority.js";
@@ -20,8 +20,12 @@ import { verifyX509Svid } from "../spiffe/x509svid.js";
 import { parseDuration } from "./duration.js";
 import { parseArgsStringToArgv } from "string-argv";
 import { AuditLog } from "../audit/log.js";
+import type { AuditEntry } from "../audit/entry.js";
+import { auditStats, queryAuditLog } from "../audit/query.js";
+import { verifyAuditLog } from "../audit/verify.js";
+import { Trust } from "../invocation/trust.js";
 import { Aztp } from "../client/aztp.js";
-import { svidCheckpointSigner } from "../invocation/checkpoint.js";
+import { svidCheckpointSigner, svidCheckpointVerifier } from "../invocation/checkpoint.js";
 import { startMcpProxy, type Upstream } from "../mcp/proxy.js";
 import { parsePolicy } from "../policy/policy.js";
 import { buildPolicyContext } from "../policy/context.js";
@@ -301,6 +305,79 @@ export function buildProgram(): Command {
       if (decision.decision !== "allow") throw new Verdict("denied");
     });
 
+  const audit = program.command("audit").description("read and verify audit logs (JSON Lines)");
+  audit
+    .command("verify <file>")
+    .description("check the hash chain, checkpoint signatures and the witness; exit 1 naming the first bad entry")
+    .option("--witness <file>", "the witness file (default: <file>.witness)")
+    .option("--no-witness", "verify the log alone")
+    .action(async (file: string, o: { witness?: string | false }) => {
+      const path = resolve(file);
+      if (!existsSync(path)) throw new AztpError(ErrorCodes.INVALID_ARGUMENT, `no audit log at ${path}`);
+      // Checkpoint signatures are checked against the home's trust bundle when there is one.
+      const home = homeOf(g());
+      const verifier = existsSync(join(home, "authority.json"))
+        ? await EmbeddedAuthority.open(home).then((a) => svidCheckpointVerifier(new Trust(a, { revocation: { isRevoked: () => false } })))
+        : undefined;
+      const result = await verifyAuditLog(path, { ...(verifier ? { verifier } : {}), ...(o.witness === false ? { witnessPath: false } : o.witness ? { witnessPath: resolve(o.witness) } : {}) });
+      out(g(), result, () => {
+        const head = `${result.entries} entries, ${result.checkpoints} checkpoints, signatures ${result.signaturesChecked ? "checked" : "NOT checked (no authority in --home)"}, witness ${result.witness}`;
+        if (result.ok) return `ok: ${head}${result.uncovered > 0 ? `; ${result.uncovered} entries after the last checkpoint` : ""}`;
+        const bad = result.firstBad;
+        return `BAD: line ${bad?.line}${bad?.seq !== null && bad?.seq !== undefined ? ` (${bad.kind} seq ${bad.seq})` : ""}: ${bad?.reason}: ${bad?.message}\n${head}`;
+      });
+      if (!result.ok) throw new Verdict("audit log does not verify");
+    });
+  const auditFilters = (c: Command): Command =>
+    c
+      .option("--caller <id>")
+      .option("--callee <id>")
+      .option("--tool <name>")
+      .addOption(new Option("--decision <decision>").choices(["allow", "deny", "audit-only"]))
+      .option("--since <time>", "ISO 8601")
+      .option("--until <time>", "ISO 8601");
+  const normaliseId = (id: string | undefined): string | undefined => (id === undefined ? undefined : SpiffeId.parse(id).toString());
+  auditFilters(audit.command("query <file>").description("entries matching every filter, oldest first"))
+    .option("--limit <n>", "at most this many")
+    .action(async (file: string, o: { caller?: string; callee?: string; tool?: string; decision?: "allow" | "deny" | "audit-only"; since?: string; until?: string; limit?: string }) => {
+      const limit = o.limit === undefined ? undefined : Number(o.limit);
+      if (limit !== undefined && (!Number.isInteger(limit) || limit < 0)) throw new CommanderError(2, "aztp.usage", "--limit must be a whole number");
+      const entries = await queryAuditLog(resolve(file), {
+        ...(o.caller ? { caller: normaliseId(o.caller) as string } : {}),
+        ...(o.callee ? { callee: normaliseId(o.callee) as string } : {}),
+        ...(o.tool ? { tool: o.tool } : {}),
+        ...(o.decision ? { decision: o.decision } : {}),
+        ...(o.since ? { since: parseTime(o.since) as Date } : {}),
+        ...(o.until ? { until: parseTime(o.until) as Date } : {}),
+        ...(limit !== undefined ? { limit } : {}),
+      });
+      out(g(), entries, () => entries.map(describeEntry).join("\n") || "(no entries)");
+    });
+  audit
+    .command("tail <file>")
+    .description("the last entries")
+    .option("-n, --lines <n>", "how many", "10")
+    .action(async (file: string, o: { lines: string }) => {
+      const n = Number(o.lines);
+      if (!Number.isInteger(n) || n < 0) throw new CommanderError(2, "aztp.usage", "--lines must be a whole number");
+      const all = await queryAuditLog(resolve(file));
+      const entries = n === 0 ? [] : all.slice(-n);
+      out(g(), entries, () => entries.map(describeEntry).join("\n") || "(no entries)");
+    });
+  audit
+    .command("stats <file>")
+    .description("who called what: counts by caller, callee, tool and decision")
+    .action(async (file: string) => {
+      const stats = await auditStats(resolve(file));
+      out(g(), stats, () =>
+        [
+          `${stats.entries} entries, ${stats.checkpoints} checkpoints, ${stats.firstTime ?? "-"} .. ${stats.lastTime ?? "-"}`,
+          `decisions: allow ${stats.decisions.allow}, deny ${stats.decisions.deny}, audit-only ${stats.decisions["audit-only"]}`,
+          ...stats.calls.map((c) => `${String(c.total).padStart(6)}  ${c.caller} -> ${c.callee} ${c.tool}  (allow ${c.decisions.allow}, deny ${c.decisions.deny}, audit-only ${c.decisions["audit-only"]})`),
+        ].join("\n"),
+      );
+    });
+
   const mcp = program.command("mcp").description("secure MCP servers");
   mcp
     .command("proxy")
@@ -357,6 +434,10 @@ export function buildProgram(): Command {
     });
 
   return program;
+}
+
+function describeEntry(e: AuditEntry): string {
+  return `${e.seq} ${e.time} ${e.side} ${e.decision}${e.reason ? `(${e.reason})` : ""} ${e.caller} -> ${e.callee} ${e.tool} ${e.outcome ?? ""}`.trimEnd();
 }
 
 /** The proxy's identity, issued before the audit log opens so checkpoints can be signed by it. */
