@@ -12,7 +12,7 @@ import type { AuditLog } from "../audit/log.js";
 import type { AuditEntryInput } from "../audit/entry.js";
 import { AztpError, ErrorCodes } from "../errors.js";
 import { canonicalDigest } from "../invocation/canonical.js";
-import { signerOf, TOOL_CALL_ACTION, verifyInvocation, type IdentityRelations, type SignerLike, type VerifiedInvocation } from "../invocation/invocation.js";
+import { decideInvocation, signerOf, TOOL_CALL_ACTION, verifyInvocation, type IdentityRelations, type SignerLike, type VerifiedInvocation } from "../invocation/invocation.js";
 import { signReceipt, type ReceiptStatus } from "../invocation/receipt.js";
 import { MemoryReplayCache, type ReplayCache } from "../invocation/replay.js";
 import type { Trust } from "../invocation/trust.js";
@@ -45,7 +45,7 @@ export interface Admission {
   readonly tool: string;
   readonly args: unknown;
   readonly token: string | undefined;
-  /** Present when the token verified. */
+  /** Present when the token verified (even if policy then denied the call: see `error`). */
   readonly verified: VerifiedInvocation | undefined;
   /** Why verification failed (also set in audit mode, where the call still runs). */
   readonly error: AztpError | undefined;
@@ -98,21 +98,29 @@ export class CalleeGuard {
     const startedAt = performance.now();
     const token = typeof call.token === "string" ? call.token : undefined;
     const policy = typeof this.#o.policy === "function" ? this.#o.policy() : this.#o.policy;
+    let verified: VerifiedInvocation;
     try {
-      const verified = await verifyInvocation(call.token, {
+      verified = await verifyInvocation(call.token, {
         audience: this.id,
         tool: call.tool,
         args: call.args,
         trust: this.#o.trust,
         replay: this.#replay,
-        ...(policy !== undefined ? { policy } : {}),
-        ...(this.#o.relations ? { relations: this.#o.relations } : {}),
       });
-      return { allowed: true, tool: call.tool, args: call.args, token, verified, error: undefined, caller: verified.caller.toString(), startedAt };
     } catch (e) {
       const error = asAztpError(e);
       return { allowed: this.mode === "audit", tool: call.tool, args: call.args, token, verified: undefined, error, caller: claimedCaller(call.token), startedAt };
     }
+    const caller = verified.caller.toString();
+    if (policy !== undefined) {
+      // Policy last, separately: a denied caller is still a verified one, and is audited as such.
+      try {
+        verified.policy = decideInvocation(verified, { policy, args: call.args, ...(this.#o.relations ? { relations: this.#o.relations } : {}) });
+      } catch (e) {
+        return { allowed: this.mode === "audit", tool: call.tool, args: call.args, token, verified, error: asAztpError(e), caller, startedAt };
+      }
+    }
+    return { allowed: true, tool: call.tool, args: call.args, token, verified, error: undefined, caller, startedAt };
   }
 
   /**
@@ -188,7 +196,7 @@ export class CalleeGuard {
       tool: admission.tool,
       argsDigest,
       args: admission.args,
-      decision: v ? "allow" : admission.allowed ? "audit-only" : "deny",
+      decision: admission.error === undefined ? "allow" : admission.allowed ? "audit-only" : "deny",
       outcome: outcome.status,
       durationMs: Math.round((performance.now() - admission.startedAt) * 1000) / 1000,
       ...(admission.error ? { reason: admission.error.code } : outcome.code ? { reason: outcome.code } : {}),

@@ -2,6 +2,7 @@ export {
   signInvocation,
   createInvocation,
   verifyInvocation,
+  decideInvocation,
   INVOCATION_TYP,
   INVOCATION_ALGORITHMS,
   MAX_INVOCATION_LIFETIME_SECONDS,

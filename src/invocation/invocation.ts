@@ -187,6 +187,45 @@ export function describeClaim(value: unknown, max = 120): string {
   return Array.isArray(value) ? "a list" : "an object";
 }
 
+/**
+ * The policy step of verification, for a token that passed every other check: action
+ * `tool:call`, resource = the tool, principal = the verified caller, with the context keys of
+ * policy/context.ts. Throws ERR_POLICY_DENIED; returns the decision when allowed. Exported so
+ * an integration that must tell "verified but denied" from "not verified" (to audit the
+ * caller it knows) can run the same step itself after verifyInvocation without a policy.
+ */
+export function decideInvocation(
+  verified: VerifiedInvocation,
+  options: { policy: CompiledPolicies | readonly PolicyDocument[]; args?: unknown; relations?: (spiffeId: string) => IdentityRelations | undefined; now?: Date },
+): PolicyDecision {
+  const caller = verified.caller.toString();
+  const rel = options.relations?.(caller);
+  const request: PolicyRequest = {
+    principal: caller,
+    action: TOOL_CALL_ACTION,
+    resource: verified.claims.tool,
+    context: buildPolicyContext({
+      caller: verified.caller,
+      callerParent: rel?.parent,
+      callerLinks: rel?.links,
+      callee: verified.claims.aud,
+      tool: verified.claims.tool,
+      args: options.args ?? {},
+      time: options.now ?? new Date(),
+      delegationDepth: verified.delegation.length,
+    }),
+  };
+  // A plain list is compiled once and cached by evaluatePolicies.
+  const decision = options.policy instanceof CompiledPolicies ? options.policy.evaluate(request) : evaluatePolicies(options.policy, request);
+  if (decision.decision !== "allow") {
+    throw new AztpError(
+      ErrorCodes.POLICY_DENIED,
+      `policy denies ${caller} calling ${verified.claims.tool} (${decision.reason}${decision.statement !== undefined ? `, statement ${decision.statement}` : ""})`,
+    );
+  }
+  return decision;
+}
+
 /** Decoding and chain checks shared by invocation, receipt and delegation tokens. */
 export function decodeSigned(
   token: unknown,
@@ -294,28 +333,7 @@ export async function verifyInvocation(token: unknown, options: VerifyInvocation
   const claims = c as InvocationClaims;
   const result: VerifiedInvocation = { caller: SpiffeId.parse(signer.spiffeId), serial: signer.serial, claims, delegation, token: token as string };
   if (options.policy !== undefined) {
-    const rel = options.relations?.(signer.spiffeId);
-    const request: PolicyRequest = {
-      principal: signer.spiffeId,
-      action: TOOL_CALL_ACTION,
-      resource: c.tool,
-      context: buildPolicyContext({
-        caller: result.caller,
-        callerParent: rel?.parent,
-        callerLinks: rel?.links,
-        callee: me,
-        tool: c.tool,
-        args: options.args ?? {},
-        time: now,
-        delegationDepth: delegation.length,
-      }),
-    };
-    // A plain list is compiled once and cached by evaluatePolicies.
-    const decision = options.policy instanceof CompiledPolicies ? options.policy.evaluate(request) : evaluatePolicies(options.policy, request);
-    result.policy = decision;
-    if (decision.decision !== "allow") {
-      reject(ErrorCodes.POLICY_DENIED, `policy denies ${signer.spiffeId} calling ${c.tool} (${decision.reason}${decision.statement !== undefined ? `, statement ${decision.statement}` : ""})`);
-    }
+    result.policy = decideInvocation(result, { policy: options.policy, args: options.args, now, ...(options.relations ? { relations: options.relations } : {}) });
   }
   return result;
 }
