@@ -6,6 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { createHmac, generateKeyPairSync, sign as cryptoSign, X509Certificate } from "node:crypto";
+import { rmSync } from "node:fs";
 import { after, before, describe, it } from "node:test";
 import * as jose from "jose";
 import { ErrorCodes, type ErrorCode } from "../src/errors.js";
@@ -58,7 +59,10 @@ before(async () => {
 });
 after(() => {
   w.close();
-  for (const d of [lookalike, foreign]) d.client.close();
+  for (const d of [lookalike, foreign]) {
+    d.client.close();
+    rmSync(d.home, { recursive: true, force: true });
+  }
 });
 
 function sign(caller: AgentIdentity, extra: Partial<SignInvocationOptions> = {}): string {
@@ -320,29 +324,41 @@ describe("claims that do not match the SVID or the call", async () => {
 });
 
 describe("revocation", () => {
-  it("a revoked caller is refused (the same token passed before the revocation)", async () => {
-    const caller = await w.identity("soon-revoked");
-    const token = sign(caller);
-    await expectAccepted(sign(caller), atA());
-    await w.authority.revoke(caller.spiffeId, "compromised");
-    await expectRefused(token, atA(), C.INVOCATION_REVOKED);
-  });
+  /** Who calls, and whose revocation must stop it. */
+  const revocations: Array<[string, () => Promise<{ caller: AgentIdentity; revoked: AgentIdentity }>]> = [
+    ["a revoked caller", async () => {
+      const caller = await w.identity("soon-revoked");
+      return { caller, revoked: caller };
+    }],
+    ["a caller whose parent is revoked", async () => {
+      const parent = await w.identity("boss");
+      return { caller: await w.identity("worker", { parentIdentity: parent.aztpId }), revoked: parent };
+    }],
+    ["a caller whose grandparent is revoked", async () => {
+      const top = await w.identity("top");
+      const mid = await w.identity("mid", { parentIdentity: top.aztpId });
+      return { caller: await w.identity("leaf", { parentIdentity: mid.aztpId }), revoked: top };
+    }],
+  ];
+  for (const [name, setup] of revocations) {
+    it(`${name} is refused (the same token passed before the revocation)`, async () => {
+      const { caller, revoked } = await setup();
+      const token = sign(caller);
+      await expectAccepted(sign(caller), atA());
+      await w.authority.revoke(revoked.spiffeId, "compromised");
+      await expectRefused(token, atA(), C.INVOCATION_REVOKED);
+    });
+  }
 
-  it("a caller whose parent is revoked is refused", async () => {
-    const parent = await w.identity("boss");
-    const child = await w.identity("worker", { parentIdentity: parent.aztpId });
-    const token = sign(child);
-    await expectAccepted(sign(child), atA());
-    await w.authority.revoke(parent.spiffeId, "compromised");
-    await expectRefused(token, atA(), C.INVOCATION_REVOKED);
-  });
-
-  it("a revoked grandparent too", async () => {
-    const top = await w.identity("top");
-    const mid = await w.identity("mid", { parentIdentity: top.aztpId });
-    const leaf = await w.identity("leaf", { parentIdentity: mid.aztpId });
-    await w.authority.revoke(top.spiffeId, "compromised");
-    await expectRefused(sign(leaf), atA(), C.INVOCATION_REVOKED);
+  it("an SVID revoked by serial: after revoke and reissue, the old SVID's tokens stay refused, the renewed SVID's pass", async () => {
+    const id = await w.identity("reissued");
+    const oldSigner = id.signer;
+    await w.authority.revoke(id.spiffeId, "key lost");
+    await w.client.reissueIdentity(id.aztpId);
+    await id.rotate();
+    assert.notDeepEqual(id.signer.x5c, oldSigner.x5c);
+    await expectRefused(signInvocation(oldSigner, { audience: w.serverA.spiffeId, tool: TOOL, args: ARGS }), atA(), C.INVOCATION_REVOKED);
+    await expectAccepted(sign(id), atA());
   });
 });
 
