@@ -191,9 +191,8 @@ export class JsonlSink {
     if (batch === null || this.#failure) return;
     this.#open = null;
     this.#due = false;
-    const text = batch.lines.join("\n") + "\n";
+    const buffer = encodeLines(batch.lines);
     const run = (async () => {
-      const buffer = Buffer.from(text, "utf8");
       for (let off = 0; off < buffer.length; ) {
         const { bytesWritten } = await writeAsync(this.#fd, buffer, off, buffer.length - off, null);
         off += bytesWritten;
@@ -241,6 +240,23 @@ function newBatch(): Batch {
   // references to it (flush, close) must not turn a handled failure into an unhandled one.
   done.catch(() => undefined);
   return { lines: [], bytes: 0, done, resolve, reject };
+}
+
+/**
+ * The batch as UTF-8 with a newline after each line, in one pass: encoding line by line into
+ * one buffer is several times cheaper than joining the (rope) strings and then encoding.
+ */
+function encodeLines(lines: readonly string[]): Buffer {
+  let units = 0;
+  for (const line of lines) units += line.length;
+  // A UTF-16 code unit never takes more than 3 bytes in UTF-8.
+  const buffer = Buffer.allocUnsafe(units * 3 + lines.length);
+  let off = 0;
+  for (const line of lines) {
+    off += buffer.write(line, off, "utf8");
+    buffer[off++] = 10;
+  }
+  return buffer.subarray(0, off);
 }
 
 function readFully(fd: number, into: Buffer, position: number): void {

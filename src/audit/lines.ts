@@ -22,14 +22,20 @@ export async function scanLines(path: string, onLine: (line: string, lineNo: num
   let carry = "";
   try {
     for await (const chunk of stream as AsyncIterable<string>) {
+      // The carry is joined to the first line only, not to the whole chunk: joining a rope
+      // to a megabyte of text would copy all of it once more.
       let start = 0;
-      const text = carry.length > 0 ? carry + chunk : chunk;
-      for (let nl = text.indexOf("\n"); nl >= 0; nl = text.indexOf("\n", start)) {
+      for (let nl = chunk.indexOf("\n"); nl >= 0; nl = chunk.indexOf("\n", start)) {
+        let line = chunk.slice(start, nl);
+        if (carry.length > 0) {
+          line = carry + line;
+          carry = "";
+        }
         lineNo++;
-        if (onLine(text.slice(start, nl), lineNo) === false) return { lines: lineNo, torn: null, stopped: true };
+        if (onLine(line, lineNo) === false) return { lines: lineNo, torn: null, stopped: true };
         start = nl + 1;
       }
-      carry = text.slice(start);
+      carry += chunk.slice(start);
     }
   } catch (cause) {
     if (cause instanceof AztpError) throw cause; // from onLine: already says what is wrong
