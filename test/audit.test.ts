@@ -38,6 +38,7 @@ import {
   type AuditWarning,
 } from "../src/audit/index.js";
 import { canonicalJson, canonicalObject } from "../src/audit/canonical.js";
+import { JsonlSink } from "../src/audit/jsonl-sink.js";
 import { isAztpError } from "../src/errors.js";
 import { newTestKeys, testSigner, testVerifier, type TestKeys } from "./helpers/audit-signer.js";
 
@@ -166,6 +167,7 @@ describe("audit entry", () => {
       ["bad time", { ...sample(1), time: "yesterday" }],
       ["delegation not strings", { ...sample(1), delegation: [1] }],
       ["unknown field", { ...sample(1), verdict: "allow" }],
+      ["a field named like a prototype member", { ...sample(1), constructor: "x" }],
       ["lone surrogate", { ...sample(1), tool: "\ud800" }],
     ];
     for (const [name, input] of bad) {
@@ -562,6 +564,49 @@ describe("AuditLog writer", () => {
     assert.equal(e.seq, 7);
     await log.close();
     assert.equal((await verifyAuditLog(path, { verifier })).ok, true);
+  });
+
+  test("the sink reads complete lines backwards across read chunks, multi-byte characters included", async () => {
+    const path = newPath();
+    const lines = ["{}", "é".repeat(9), "", "x", "€😀€".repeat(5), "last"];
+    writeFileSync(path, lines.map((l) => `${l}\n`).join(""));
+    const sink = await JsonlSink.open(path, { batchWindowMs: 1, maxBatchEntries: 10, maxBatchBytes: 1000 });
+    try {
+      for (const chunkSize of [1, 2, 3, 5, 7, 64, 1 << 16]) {
+        const seen = [...sink.linesBackward(chunkSize)];
+        assert.deepEqual(
+          seen.map((l) => l.line),
+          [...lines].reverse(),
+          `chunk size ${chunkSize}`,
+        );
+        assert.equal(seen.at(-1)!.offset, 0);
+        assert.equal(seen[0]!.offset, Buffer.byteLength(lines.slice(0, -1).map((l) => `${l}\n`).join("")));
+      }
+    } finally {
+      await sink.close();
+    }
+  });
+
+  test("reopening scans back across many read chunks to the newest checkpoint", async () => {
+    const path = newPath();
+    const big = (i: number) => sample(i, { token: `${i}.`.padEnd(8000, "t") });
+    let log = await AuditLog.open(path, { signer: testSigner(writerKeys), checkpointEvery: 10, ...quiet() });
+    for (let i = 1; i <= 39; i++) await log.append(big(i));
+    await log.close(); // checkpoints #1..#3 after 10, 20, 30, and #4 after 39 on close
+    // Take away the final checkpoint and the witness: 9 entries (72 KB) follow checkpoint #3,
+    // more than one 64 KB read chunk.
+    writeLines(path, readLines(path).slice(0, -1));
+    rmSync(`${path}.witness`);
+    const warnings: AuditWarning[] = [];
+    log = await AuditLog.open(path, { signer: testSigner(writerKeys), checkpointEvery: 10, ...quiet(warnings) });
+    assert.equal(log.lastSeq, 39);
+    assert.deepEqual([log.lastCheckpoint?.seq, log.lastCheckpoint?.upTo], [3, 30]);
+    assert.deepEqual(warnings.map((w) => w.code), ["witness-missing"]);
+    for (let i = 40; i <= 41; i++) await log.append(big(i));
+    await log.close();
+    const result = await verifyAuditLog(path, { verifier });
+    assert.equal(result.ok, true, result.firstBad?.message);
+    assert.deepEqual([result.entries, result.checkpoints], [41, 5]);
   });
 
   test("opening refuses a log that is behind its witness, or whose tail is corrupt", async () => {
