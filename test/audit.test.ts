@@ -481,6 +481,14 @@ describe("AuditLog writer", () => {
     await log.close();
   });
 
+  test("the log's folder is created when missing", async () => {
+    const path = join(dir, "new-folder", "nested", "audit.jsonl");
+    const log = await AuditLog.open(path, quiet());
+    await log.append(sample(1));
+    await log.close();
+    assert.equal(readLines(path).length, 1);
+  });
+
   test("a batch reaching maxBatchEntries is written before its window ends", async () => {
     const path = newPath();
     const log = await AuditLog.open(path, { batchWindowMs: 10_000, maxBatchEntries: 8, ...quiet() });

@@ -19,7 +19,7 @@
  * appending after it would merge it with the next record.
  */
 import { closeSync, fdatasync, fstatSync, ftruncateSync, fdatasyncSync, openSync, readSync, write } from "node:fs";
-import { stat } from "node:fs/promises";
+import { mkdir, stat } from "node:fs/promises";
 import { dirname } from "node:path";
 import { promisify } from "node:util";
 import { AztpError, ErrorCodes } from "../errors.js";
@@ -81,6 +81,9 @@ export class JsonlSink {
   }
 
   static async open(path: string, options: JsonlSinkOptions): Promise<JsonlSink> {
+    await mkdir(dirname(path), { recursive: true, mode: 0o700 }).catch((cause: unknown) => {
+      throw new AztpError(ErrorCodes.AUDIT_IO, `cannot create the folder of audit log ${path}: ${(cause as Error).message}`, { cause });
+    });
     const lock = await acquireLock(`${path}.lock`);
     let fd = -1;
     try {

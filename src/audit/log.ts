@@ -34,7 +34,6 @@ import {
   type CheckpointSigner,
 } from "./checkpoint.js";
 import { JsonlSink } from "./jsonl-sink.js";
-import { captureContext, exportEntry } from "./otel.js";
 import { redact } from "./redact.js";
 import { defaultWitnessPath, readWitness, writeWitness } from "./witness.js";
 
@@ -89,7 +88,8 @@ interface Settings {
   checkpointEvery: number;
   checkpointIntervalMs: number;
   witnessPath: string;
-  otel: boolean;
+  /** Loaded only when `otel` is set, so that logs without it never load the OpenTelemetry API. */
+  otel: typeof import("./otel.js") | null;
   onWarning: (warning: AuditWarning) => void;
 }
 
@@ -131,6 +131,7 @@ export class AuditLog {
   static async open(path: string, options: AuditLogOptions = {}): Promise<AuditLog> {
     if (typeof path !== "string" || path.length === 0) invalid("audit log path must be a non-empty string");
     const settings = resolveSettings(path, options);
+    if (options.otel === true) settings.otel = await import("./otel.js");
     const sink = await JsonlSink.open(path, {
       batchWindowMs: intOption(options.batchWindowMs, "batchWindowMs", 2, 0, 10_000),
       maxBatchEntries: intOption(options.maxBatchEntries, "maxBatchEntries", 1024, 1, 1 << 20),
@@ -194,11 +195,12 @@ export class AuditLog {
     this.#head = entry.hash;
     const s = this.#settings;
     if (s.signer !== undefined && s.checkpointEvery > 0 && entry.seq >= this.#nextCheckpointAt) this.#autoCheckpoint();
-    if (!s.otel) return durable.then(() => entry);
-    const ctx = captureContext();
+    const otel = s.otel;
+    if (otel === null) return durable.then(() => entry);
+    const ctx = otel.captureContext();
     return durable.then(() => {
       try {
-        exportEntry(entry, ctx);
+        otel.exportEntry(entry, ctx);
       } catch {
         // Telemetry must never fail an audit append that is already durable.
       }
@@ -445,7 +447,7 @@ function resolveSettings(path: string, options: AuditLogOptions): Settings {
     checkpointEvery: intOption(options.checkpointEvery, "checkpointEvery", 1000, 0, Number.MAX_SAFE_INTEGER),
     checkpointIntervalMs: intOption(options.checkpointIntervalMs, "checkpointIntervalMs", 60_000, 0, 2 ** 31 - 1),
     witnessPath: options.witnessPath ?? defaultWitnessPath(path),
-    otel: options.otel === true,
+    otel: null,
     onWarning,
   };
 }
