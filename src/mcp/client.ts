@@ -51,7 +51,11 @@ export class ServerBinding {
   }
 }
 
-export function clientHooks(guard: CallerGuard, binding: ServerBinding, options: { trust: Trust; expectedServer?: SecureMcpClientOptions["expectedServer"]; signToolsList?: boolean }): MessageHooks {
+export function clientHooks(
+  guard: CallerGuard,
+  binding: ServerBinding,
+  options: { trust: Trust; expectedServer?: SecureMcpClientOptions["expectedServer"]; serverId?: string; signToolsList?: boolean },
+): MessageHooks {
   const inits = new Map<RequestId, string>();
   const calls = new Map<RequestId, PreparedCall>();
   return {
@@ -85,12 +89,18 @@ export function clientHooks(guard: CallerGuard, binding: ServerBinding, options:
         inits.delete(id);
         if (!isJSONRPCResultResponse(message)) return deliver(message);
         const meta = isObject(message.result._meta) ? message.result._meta : {};
+        // A server that offers no proof at all, with serverId given: the stateless path (MCP
+        // 2026-07-28 has no initialize); every token is addressed to serverId and every receipt
+        // must be signed by it, so nothing rests on the handshake.
+        if (meta[IDENTITY_META_KEY] === undefined && options.serverId !== undefined) return deliver(message);
+        // A proof of another ID than the serverId given is refused, not silently re-pinned.
+        const authorize = options.expectedServer ?? options.serverId;
         try {
           binding.serverId = verifyPossessionProof(meta[IDENTITY_META_KEY], {
             nonce,
             trust: options.trust,
             audience: guard.id,
-            ...(options.expectedServer !== undefined ? { authorize: options.expectedServer } : {}),
+            ...(authorize !== undefined ? { authorize } : {}),
           });
         } catch (e) {
           const error = e instanceof AztpError ? e : new AztpError(ErrorCodes.PROOF_INVALID, String(e));

@@ -93,12 +93,14 @@ export async function serveMcpHttp(listen: URL | string, onSession: (transport: 
         sessions.set(id, transport);
       },
     });
+    await onSession(transport);
+    // After onSession: connecting installs the transport's onclose (an InterceptingTransport
+    // replaces it outright), so a handler set before would be lost and sessions never dropped.
     const closed = transport.onclose;
     transport.onclose = () => {
       if (transport.sessionId) sessions.delete(transport.sessionId);
       closed?.();
     };
-    await onSession(transport);
     await transport.handleRequest(req, res, body);
   };
 

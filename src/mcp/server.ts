@@ -22,6 +22,7 @@ import type { AgentIdentity } from "../client/identity.js";
 import { AztpError, ErrorCodes } from "../errors.js";
 import { CalleeGuard, type Admission, type GuardMode } from "../guard/callee.js";
 import { signPossessionProof } from "../invocation/proof.js";
+import { MemoryReplayCache, type ReplayCache } from "../invocation/replay.js";
 import type { Trust } from "../invocation/trust.js";
 import type { CompiledPolicies } from "../policy/evaluate.js";
 import type { PolicyDocument } from "../policy/policy.js";
@@ -140,6 +141,18 @@ export function serverHooks(guard: CalleeGuard, identity: { signer: AgentIdentit
   };
 }
 
+/**
+ * One replay cache per server identity, shared by every server secured with it (a Streamable
+ * HTTP server builds one McpServer per session): a token is addressed to the identity, so a
+ * token used on one connection must be refused on every other, not only on its own.
+ */
+const replayCaches = new WeakMap<AgentIdentity, ReplayCache>();
+function replayCacheOf(identity: AgentIdentity): ReplayCache {
+  let cache = replayCaches.get(identity);
+  if (cache === undefined) replayCaches.set(identity, (cache = new MemoryReplayCache()));
+  return cache;
+}
+
 /** Wraps the server's `connect` so every transport it serves passes through the guard. */
 function guardConnect(server: Server, wrap: (t: Transport) => Transport): void {
   const connect = server.connect.bind(server);
@@ -165,6 +178,7 @@ export async function secureMcpServer<S extends McpServer | Server>(server: S, o
   const guard = new CalleeGuard({
     identity,
     trust,
+    replay: replayCacheOf(identity),
     mode: options.mode ?? "enforce",
     ...(options.audit ? { audit: options.audit } : {}),
     policy: options.policy ?? policies,
