@@ -1,0 +1,163 @@
+/**
+ * MCP figures (issue 4, item 7), secured against plain measured in the same run:
+ *
+ * - mcp_inmemory_added_p50_ms: p50 of a secured tools/call (token signed and verified, receipt
+ *   signed and verified, server proof at initialize) minus p50 of the same call on a plain
+ *   McpServer/Client pair, both over InMemoryTransport.
+ * - mcp_inmemory_added_vs_raw_ratio: that added p50 over two raw P-256 sign+verify pairs of the
+ *   same payload size (the least any mutual scheme must spend). Target <= 2.0.
+ * - mcp_http_p50_ratio: secured over plain p50, Streamable HTTP on loopback. Target <= 1.3.
+ * - mcp_inmemory_concurrent_calls_per_s: secured calls/s with 32 in flight. Target >= 1,500.
+ * - proxy_added_p50_ms: a secured client through `aztp mcp proxy` (stdio) to server-everything,
+ *   minus a plain client calling server-everything over stdio directly. Target <= 1.0.
+ *
+ * Plain and secured are sampled in alternating rounds so load from elsewhere hits both.
+ */
+import { createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
+import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import { InMemoryTransport } from "@modelcontextprotocol/sdk/inMemory.js";
+import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
+import { z } from "zod";
+import { Aztp } from "../src/client/aztp.js";
+import { signInvocation } from "../src/invocation/invocation.js";
+import { secureMcpClient, secureMcpServer, serveMcpHttp } from "../src/mcp/index.js";
+import { medianMicros, round, type Figures } from "./harness.js";
+
+const ROUNDS = 5;
+const ARGS = { query: "quarterly revenue by region", limit: 10 };
+const root = fileURLToPath(new URL("..", import.meta.url));
+const everything = join(root, "node_modules/@modelcontextprotocol/server-everything/dist/index.js");
+
+function median(values: number[]): number {
+  const s = [...values].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)] ?? 0;
+}
+
+function toolServer(): McpServer {
+  const s = new McpServer({ name: "bench", version: "1.0.0" });
+  s.registerTool("search", { inputSchema: { query: z.string(), limit: z.number() } }, async ({ query, limit }) => ({
+    content: [{ type: "text", text: `${limit} results for ${query}` }],
+  }));
+  return s;
+}
+
+async function rawPairMicros(bytes: number): Promise<number> {
+  const data = Buffer.alloc(bytes, 0x61);
+  const pair = generateKeyPairSync("ec", { namedCurve: "prime256v1" });
+  const privateKey = createPrivateKey(pair.privateKey.export({ format: "pem", type: "pkcs8" }));
+  const publicKey = createPublicKey(pair.publicKey.export({ format: "pem", type: "spki" }));
+  return medianMicros(() => {
+    const sig = sign("sha256", data, { key: privateKey, dsaEncoding: "ieee-p1363" });
+    verify("sha256", data, { key: publicKey, dsaEncoding: "ieee-p1363" }, sig);
+  }, 1000, 100);
+}
+
+export default async function mcpBench(): Promise<Figures> {
+  const home = mkdtempSync(join(tmpdir(), "aztp-bench-mcp-"));
+  const aztp = new Aztp({ home });
+  const closers: Array<() => Promise<unknown>> = [];
+  try {
+    const serverIdentity = (await aztp.secureConnect({}, "bench-server")).identity;
+    const clientIdentity = (await aztp.secureConnect({}, "bench-client")).identity;
+    const trust = await aztp.trust();
+
+    // In-memory: plain and secured pairs.
+    const plain = new Client({ name: "plain", version: "1" });
+    const [pc, ps] = InMemoryTransport.createLinkedPair();
+    await toolServer().connect(ps);
+    await plain.connect(pc);
+    const secured = await secureMcpClient(new Client({ name: "secured", version: "1" }), { identity: clientIdentity, trust });
+    const [sc, ss] = InMemoryTransport.createLinkedPair();
+    await (await secureMcpServer(toolServer(), { identity: serverIdentity, trust })).connect(ss);
+    await secured.connect(sc);
+    closers.push(() => plain.close(), () => secured.close());
+    const callPlain = () => plain.callTool({ name: "search", arguments: ARGS });
+    const callSecured = () => secured.callTool({ name: "search", arguments: ARGS });
+    await callSecured();
+
+    const token = signInvocation(clientIdentity, { audience: serverIdentity.spiffeId, tool: "search", args: ARGS });
+    const rawPair = await rawPairMicros(token.lastIndexOf("."));
+    const plainIn: number[] = [];
+    const securedIn: number[] = [];
+    for (let r = 0; r < ROUNDS; r++) {
+      plainIn.push(await medianMicros(callPlain, 600, 60));
+      securedIn.push(await medianMicros(callSecured, 600, 60));
+    }
+    const addedUs = median(securedIn) - median(plainIn);
+
+    // 32 in flight.
+    const batch = async (): Promise<void> => {
+      await Promise.all(Array.from({ length: 32 }, callSecured));
+    };
+    await batch();
+    const t0 = performance.now();
+    let calls = 0;
+    while (performance.now() - t0 < 2000) {
+      await batch();
+      calls += 32;
+    }
+    const concurrent = (calls * 1000) / (performance.now() - t0);
+
+    // Streamable HTTP on loopback, one session each.
+    const plainHttp = await serveMcpHttp("http://127.0.0.1:0", (t) => toolServer().connect(t));
+    const securedHttp = await serveMcpHttp("http://127.0.0.1:0", async (t) => (await secureMcpServer(toolServer(), { identity: serverIdentity, trust })).connect(t));
+    closers.push(() => plainHttp.close(), () => securedHttp.close());
+    const plainHttpClient = new Client({ name: "plain-http", version: "1" });
+    await plainHttpClient.connect(new StreamableHTTPClientTransport(plainHttp.url));
+    const securedHttpClient = await secureMcpClient(new Client({ name: "secured-http", version: "1" }), { identity: clientIdentity, trust });
+    await securedHttpClient.connect(new StreamableHTTPClientTransport(securedHttp.url));
+    closers.unshift(() => plainHttpClient.close(), () => securedHttpClient.close());
+    const plainH: number[] = [];
+    const securedH: number[] = [];
+    for (let r = 0; r < ROUNDS; r++) {
+      plainH.push(await medianMicros(() => plainHttpClient.callTool({ name: "search", arguments: ARGS }), 200, 20));
+      securedH.push(await medianMicros(() => securedHttpClient.callTool({ name: "search", arguments: ARGS }), 200, 20));
+    }
+
+    // The proxy (a real `aztp mcp proxy` process over stdio) against server-everything direct.
+    const direct = new Client({ name: "direct", version: "1" });
+    await direct.connect(new StdioClientTransport({ command: process.execPath, args: [everything, "stdio"], stderr: "ignore" }));
+    const viaProxy = await secureMcpClient(new Client({ name: "via-proxy", version: "1" }), { identity: clientIdentity, trust });
+    await viaProxy.connect(
+      new StdioClientTransport({
+        command: process.execPath,
+        args: ["--import", "tsx", join(root, "src/cli/main.ts"), "--home", home, "mcp", "proxy", "--name", "bench-proxy", "--upstream-command", `${process.execPath} ${everything} stdio`],
+        stderr: "ignore",
+        cwd: root,
+      }),
+    );
+    closers.unshift(() => direct.close(), () => viaProxy.close());
+    const echo = { name: "echo", arguments: { message: "hello" } };
+    const directS: number[] = [];
+    const proxyS: number[] = [];
+    for (let r = 0; r < ROUNDS; r++) {
+      directS.push(await medianMicros(() => direct.callTool(echo), 200, 20));
+      proxyS.push(await medianMicros(() => viaProxy.callTool(echo), 200, 20));
+    }
+
+    return {
+      mcp_inmemory_plain_p50_ms: round(median(plainIn) / 1000, 3),
+      mcp_inmemory_secured_p50_ms: round(median(securedIn) / 1000, 3),
+      mcp_inmemory_added_p50_ms: round(addedUs / 1000, 3),
+      mcp_raw_pair_us: round(rawPair, 1),
+      mcp_inmemory_added_vs_raw_ratio: round(addedUs / (2 * rawPair), 3),
+      mcp_http_plain_p50_ms: round(median(plainH) / 1000, 3),
+      mcp_http_secured_p50_ms: round(median(securedH) / 1000, 3),
+      mcp_http_p50_ratio: round(median(securedH) / median(plainH), 3),
+      mcp_inmemory_concurrent_calls_per_s: round(concurrent, 0),
+      proxy_direct_p50_ms: round(median(directS) / 1000, 3),
+      proxy_p50_ms: round(median(proxyS) / 1000, 3),
+      proxy_added_p50_ms: round((median(proxyS) - median(directS)) / 1000, 3),
+    };
+  } finally {
+    for (const close of closers) await close().catch(() => undefined);
+    aztp.close();
+    rmSync(home, { recursive: true, force: true });
+  }
+}
