@@ -38,8 +38,20 @@ export interface VerifiedSigner {
 }
 
 interface CachedHeader {
+  /** The full header text: a hit must match it exactly (the map key is only a short digest). */
+  segment: string;
   header: JwsHeader;
   signer: VerifiedSigner;
+}
+
+/**
+ * A short map key for a header segment. Hashing a ~2 KB string for every lookup costs more
+ * than the rest of the lookup; the tail of the segment holds the end of the x5c chain (the
+ * last certificate's signature), so length + tail spreads keys well, and an exact comparison
+ * of the full text on every hit keeps a crafted collision from ever matching.
+ */
+function headerKey(segment: string): string {
+  return segment.length <= 96 ? segment : `${segment.length}:${segment.slice(-80)}`;
 }
 
 export class Trust {
@@ -67,8 +79,9 @@ export class Trust {
    * caller maps them to its own codes.
    */
   resolveHeader(segment: string, algorithms: readonly JwsAlgorithm[], time: Date): { header: JwsHeader; signer: VerifiedSigner; chainError?: unknown } {
-    const hit = this.#byHeader.get(segment);
-    if (hit !== undefined && algorithms.includes(hit.header.alg)) {
+    const key = headerKey(segment);
+    const hit = this.#byHeader.get(key);
+    if (hit !== undefined && hit.segment === segment && algorithms.includes(hit.header.alg)) {
       const { signer } = hit;
       if (this.bundles.getBundleForTrustDomain(signer.svid.id.trustDomain) === signer.bundle && time >= signer.svid.notBefore && time <= signer.svid.notAfter) {
         return hit;
@@ -81,7 +94,7 @@ export class Trust {
     } catch (chainError) {
       return { header, signer: undefined as unknown as VerifiedSigner, chainError };
     }
-    this.#byHeader.set(segment, { header, signer });
+    this.#byHeader.set(key, { segment, header, signer });
     return { header, signer };
   }
 
