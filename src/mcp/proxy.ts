@@ -120,6 +120,11 @@ export async function startMcpProxy(options: McpProxyOptions): Promise<McpProxy>
 
   if (options.listen === undefined || options.listen === "stdio") {
     const joined = await pump(guarded(new StdioServerTransport()), upstreamTransport(options.upstream));
+    // StdioServerTransport never notices its client leaving: stdin ending is that, and it must
+    // stop the proxy and its upstream (else both run on until someone signals them).
+    const clientGone = (): void => joined.close();
+    process.stdin.once("end", clientGone);
+    void joined.closed.then(() => process.stdin.off("end", clientGone));
     return {
       identity,
       guard,
