@@ -295,6 +295,8 @@ export interface Child {
   waitFor(re: RegExp, ms?: number): Promise<RegExpMatchArray>;
   /** SIGTERM, then SIGKILL after 3 s; resolves when the child has exited. */
   stop(): Promise<void>;
+  /** Resolves when the child exits by itself or otherwise. */
+  readonly exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
 export function spawnNode(t: TestContext, args: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): Child {
@@ -307,7 +309,8 @@ export function spawnNode(t: TestContext, args: string[], options: { env?: NodeJ
   const poke = (): void => waiters.forEach((w) => w());
   child.stdout.setEncoding("utf8").on("data", (d: string) => ((out += d), poke()));
   child.stderr.setEncoding("utf8").on("data", (d: string) => ((err += d), poke()));
-  const exited = new Promise<void>((resolve) => child.once("exit", () => (poke(), resolve())));
+  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once("exit", (code, signal) => (poke(), resolve({ code, signal }))));
+  const exited = exit.then(() => undefined);
   const stop = async (): Promise<void> => {
     if (child.exitCode === null && child.signalCode === null) {
       child.kill("SIGTERM");
@@ -346,6 +349,7 @@ export function spawnNode(t: TestContext, args: string[], options: { env?: NodeJ
       });
     },
     stop,
+    exit,
   };
 }
 

@@ -1,0 +1,239 @@
+/**
+ * `aztp mcp proxy` as a real process in front of unmodified third-party MCP servers from npm
+ * (@modelcontextprotocol/server-everything and server-filesystem), listening on stdio and on
+ * Streamable HTTP, with stdio and HTTP upstreams: signed calls with receipts, unsigned callers
+ * refused (enforce) or recorded (audit), a policy file, the upstream's environment, and the
+ * HTTP listener's Host / Origin checks.
+ */
+import assert from "node:assert/strict";
+import { request } from "node:http";
+import { mkdirSync, writeFileSync, existsSync } from "node:fs";
+import { join } from "node:path";
+import { describe, it, type TestContext } from "node:test";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StdioClientTransport, getDefaultEnvironment } from "@modelcontextprotocol/sdk/client/stdio.js";
+import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import type { Transport } from "@modelcontextprotocol/sdk/shared/transport.js";
+import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
+import type { Aztp } from "../src/client/aztp.js";
+import { queryAuditLog } from "../src/audit/index.js";
+import { ErrorCodes } from "../src/errors.js";
+import { secureMcpClient } from "../src/mcp/index.js";
+import { RECEIPT_META_KEY } from "../src/mcp/meta.js";
+import { SpiffeId } from "../src/spiffe/spiffeid.js";
+import { ROOT, tempDir } from "./helpers/authority-util.js";
+import { CLI, EVERYTHING, FILESYSTEM, fixture, rejectsWithData, spawnNode, startEverythingHttp, withTimeout } from "./helpers/mcp-util.js";
+
+const idOf = (name: string): string => SpiffeId.parse(`aztp://aztp.local/workload/production/node/${name}`).toString();
+/** Variables the proxy has and its upstream must not see. */
+const SECRET_ENV = { AZTP_SECRET_TEST: "leak-me" };
+
+const everythingCommand = `"${process.execPath}" "${EVERYTHING}" stdio`;
+const filesystemCommand = (root: string): string => `"${process.execPath}" "${FILESYSTEM}" "${root}"`;
+
+/** `node --import tsx src/cli/main.ts --home H mcp proxy --name N ...`. */
+function proxyArgs(home: string, name: string, extra: string[]): string[] {
+  return ["--import", "tsx", CLI, "--home", home, "mcp", "proxy", "--name", name, ...extra];
+}
+
+/** The proxy's own environment: ours, plus a secret and AZTP_HOME, which must not reach the upstream. */
+function proxyEnv(home: string): Record<string, string> {
+  return { ...getDefaultEnvironment(), ...SECRET_ENV, AZTP_HOME: home };
+}
+
+/** A stdio transport to a new proxy process (its stderr kept for failure messages). */
+function stdioProxy(home: string, name: string, extra: string[]): { transport: StdioClientTransport; stderr: () => string } {
+  const transport = new StdioClientTransport({ command: process.execPath, args: proxyArgs(home, name, extra), cwd: ROOT, env: proxyEnv(home), stderr: "pipe" });
+  let stderr = "";
+  transport.stderr?.on("data", (d: Buffer) => (stderr += d.toString("utf8")));
+  return { transport, stderr: () => stderr };
+}
+
+/** An HTTP-listening proxy process; resolves with its URL once it listens. */
+async function httpProxy(t: TestContext, home: string, name: string, extra: string[]) {
+  const child = spawnNode(t, proxyArgs(home, name, ["--listen", "http://127.0.0.1:0", ...extra]), { env: proxyEnv(home) });
+  const m = await child.waitFor(/listening on (http:\/\/\S+)/);
+  return { url: new URL(m[1] as string), child };
+}
+
+async function connect(t: TestContext, client: Client, transport: Transport, what: string): Promise<void> {
+  t.after(() => client.close().catch(() => undefined));
+  await withTimeout(client.connect(transport), 30_000, `${what}: connect`);
+}
+
+async function securedClient(t: TestContext, c: Aztp, name: string) {
+  return secureMcpClient(new Client({ name, version: "1.0.0" }), { client: c, name, expectedServer: undefined });
+}
+
+const text = (r: unknown): string => ((r as CallToolResult).content[0] as { text: string }).text;
+const receiptOf = (r: unknown): unknown => (r as CallToolResult)._meta?.[RECEIPT_META_KEY];
+
+/** A raw HTTP request with the headers given as they are (fetch would not let us set Host). */
+function rawPost(url: URL, headers: Record<string, string>): Promise<{ status: number; body: string }> {
+  const body = JSON.stringify({ jsonrpc: "2.0", id: 1, method: "initialize", params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "raw", version: "1" } } });
+  return new Promise((resolve, reject) => {
+    const req = request(
+      { host: "127.0.0.1", port: url.port, path: url.pathname, method: "POST", headers: { "content-type": "application/json", accept: "application/json, text/event-stream", ...headers } },
+      (res) => {
+        let data = "";
+        res.setEncoding("utf8").on("data", (d: string) => (data += d));
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, body: data }));
+      },
+    );
+    req.on("error", reject);
+    req.setTimeout(10_000, () => req.destroy(new Error("raw request timed out")));
+    req.end(body);
+  });
+}
+
+describe("aztp mcp proxy in front of server-everything (stdio upstream)", () => {
+  it("listening on stdio: a secured client lists tools and calls echo with a receipt; the upstream sees none of the proxy's environment; an unsigned client is refused", async (t) => {
+    const { home, aztp: c } = fixture(t);
+    const auditPath = join(home, "proxy-audit.jsonl");
+    const proxy = stdioProxy(home, "everything-proxy", ["--upstream-command", everythingCommand, "--audit-log", auditPath]);
+    const client = await securedClient(t, c, "agent");
+    await connect(t, client, proxy.transport, `proxy (stderr: ${proxy.stderr()})`);
+    assert.equal(client.aztpServer.serverId?.toString(), idOf("everything-proxy"), "the proxy proved its identity");
+
+    const tools = (await client.listTools()).tools.map((x) => x.name);
+    for (const name of ["echo", "get-env", "get-sum"]) assert.ok(tools.includes(name), `${name} in ${tools.join(", ")}`);
+    const echo = await client.callTool({ name: "echo", arguments: { message: "through the proxy" } });
+    assert.match(text(echo), /through the proxy/);
+    assert.equal(typeof receiptOf(echo), "string", "the proxy's receipt");
+    const sum = await client.callTool({ name: "get-sum", arguments: { a: 2, b: 40 } });
+    assert.match(text(sum), /42/);
+
+    const env = JSON.parse(text(await client.callTool({ name: "get-env", arguments: {} }))) as Record<string, string>;
+    assert.ok(Object.keys(env).length > 0, "get-env shows the upstream's environment");
+    assert.equal(env.AZTP_SECRET_TEST, undefined, "the proxy's secret leaked to the upstream");
+    assert.equal(env.AZTP_HOME, undefined, "AZTP_HOME leaked to the upstream");
+    assert.deepEqual(Object.keys(env).filter((k) => k.startsWith("AZTP")), []);
+    assert.ok(!JSON.stringify(env).includes("leak-me") && !JSON.stringify(env).includes(home), "no value of ours under another name");
+
+    // An unmodified SDK client, on its own proxy process: it initialises and lists tools, its call is refused.
+    const other = stdioProxy(home, "everything-proxy", ["--upstream-command", everythingCommand]);
+    const plain = new Client({ name: "plain", version: "1.0.0" });
+    await connect(t, plain, other.transport, "plain client");
+    assert.ok((await plain.listTools()).tools.some((x) => x.name === "echo"));
+    const refused = await rejectsWithData(plain.callTool({ name: "echo", arguments: { message: "x" } }), ErrorCodes.INVOCATION_MISSING, "unsigned call");
+    assert.match(refused.message, /sign each tools\/call/);
+
+    await client.close();
+    await plain.close();
+    const entries = await queryAuditLog(auditPath);
+    assert.deepEqual(
+      entries.map((e) => [e.side, e.tool, e.decision, e.outcome, e.caller, e.callee]),
+      ["echo", "get-sum", "get-env"].map((tool) => ["proxy", tool, "allow", "ok", client.identity.spiffeId, idOf("everything-proxy")]),
+    );
+  });
+
+  it("listening on stdio, the proxy stops by itself when its client closes stdin", async (t) => {
+    const { home } = fixture(t);
+    const child = spawnNode(t, proxyArgs(home, "everything-proxy", ["--upstream-command", everythingCommand]), { env: proxyEnv(home) });
+    await child.waitFor(/on stdio/);
+    child.process.stdin?.end();
+    const { code, signal } = await withTimeout(child.exit, 10_000, "proxy exit after stdin closed");
+    assert.deepEqual({ code, signal }, { code: 0, signal: null });
+  });
+
+  it("listening on HTTP in audit mode: unsigned calls go through and are recorded, signed ones get receipts; Host and Origin are checked", async (t) => {
+    const { home, aztp: c } = fixture(t);
+    const auditPath = join(home, "proxy-audit.jsonl");
+    const { url, child } = await httpProxy(t, home, "http-proxy", ["--upstream-command", everythingCommand, "--mode", "audit", "--audit-log", auditPath]);
+
+    const plain = new Client({ name: "plain", version: "1.0.0" });
+    await connect(t, plain, new StreamableHTTPClientTransport(url), "plain client");
+    const r = await plain.callTool({ name: "echo", arguments: { message: "unsigned" } });
+    assert.match(text(r), /unsigned/);
+    assert.equal(receiptOf(r), undefined);
+
+    const client = await securedClient(t, c, "agent");
+    await connect(t, client, new StreamableHTTPClientTransport(url), "secured client");
+    const s = await client.callTool({ name: "echo", arguments: { message: "signed" } });
+    assert.match(text(s), /signed/);
+    assert.equal(typeof receiptOf(s), "string");
+
+    // DNS rebinding defence: a foreign Host or Origin is refused before anything else happens.
+    const port = url.port;
+    assert.equal((await rawPost(url, { host: "evil.example" })).status, 403);
+    assert.equal((await rawPost(url, { host: `evil.example:${port}` })).status, 403);
+    assert.equal((await rawPost(url, { host: `127.0.0.1:${port}`, origin: "http://evil.example" })).status, 403);
+    assert.equal((await rawPost(url, { host: `127.0.0.1:${port}`, origin: `http://localhost.evil.example:${port}` })).status, 403);
+    assert.equal((await rawPost(url, { host: `127.0.0.1:${port}`, origin: "null" })).status, 403);
+    for (const headers of [{ host: `127.0.0.1:${port}` }, { host: `localhost:${port}` }, { host: `localhost:${port}`, origin: `http://localhost:${port}` }, { host: `127.0.0.1:${port}`, origin: `http://127.0.0.1:${port}` }]) {
+      const ok = await rawPost(url, headers);
+      assert.equal(ok.status, 200, `${JSON.stringify(headers)}: ${ok.body}`);
+    }
+
+    await plain.close();
+    await client.close();
+    await child.stop();
+    const entries = await queryAuditLog(auditPath);
+    assert.deepEqual(
+      entries.map((e) => [e.side, e.tool, e.decision, e.reason ?? null]),
+      [
+        ["proxy", "echo", "audit-only", ErrorCodes.INVOCATION_MISSING],
+        ["proxy", "echo", "allow", null],
+      ],
+    );
+  });
+});
+
+describe("aztp mcp proxy in front of server-filesystem (stdio upstream)", () => {
+  it("a policy file denies one tool (ERR_POLICY_DENIED, the file is not written) and allows the others, which return receipts", async (t) => {
+    const { home, aztp: c } = fixture(t);
+    const root = tempDir(t, "fsroot");
+    mkdirSync(join(root, "docs"));
+    writeFileSync(join(root, "docs", "hello.txt"), "hello from the filesystem\n");
+    const policyPath = join(home, "policy.json");
+    writeFileSync(
+      policyPath,
+      JSON.stringify({
+        Version: "2012-10-17",
+        Statement: [
+          { Sid: "Everything", Effect: "Allow", Action: "tool:call", Resource: "*" },
+          { Sid: "NoWrites", Effect: "Deny", Action: "tool:call", Resource: "write_file" },
+        ],
+      }),
+    );
+    const proxy = stdioProxy(home, "fs-proxy", ["--upstream-command", filesystemCommand(root), "--policy", policyPath]);
+    const client = await securedClient(t, c, "agent");
+    await connect(t, client, proxy.transport, `proxy (stderr: ${proxy.stderr()})`);
+
+    const tools = (await client.listTools()).tools.map((x) => x.name);
+    for (const name of ["read_text_file", "write_file", "list_directory"]) assert.ok(tools.includes(name), `${name} in ${tools.join(", ")}`);
+    const read = await client.callTool({ name: "read_text_file", arguments: { path: join(root, "docs", "hello.txt") } });
+    assert.equal(text(read), "hello from the filesystem\n");
+    assert.equal(typeof receiptOf(read), "string");
+    const list = await client.callTool({ name: "list_directory", arguments: { path: join(root, "docs") } });
+    assert.match(text(list), /hello\.txt/);
+    assert.equal(typeof receiptOf(list), "string");
+
+    const denied = await rejectsWithData(client.callTool({ name: "write_file", arguments: { path: join(root, "docs", "new.txt"), content: "no" } }), ErrorCodes.POLICY_DENIED, "write_file");
+    assert.equal(denied.code, -32001);
+    assert.equal(existsSync(join(root, "docs", "new.txt")), false, "a denied call never reached the upstream");
+    // Outside its root the upstream itself refuses: an ordinary tool error, still with a receipt.
+    const outside = await client.callTool({ name: "read_text_file", arguments: { path: join(home, "policy.json") } });
+    assert.equal(outside.isError, true);
+    assert.equal(typeof receiptOf(outside), "string");
+  });
+});
+
+describe("aztp mcp proxy in front of an HTTP upstream", () => {
+  it("server-everything over Streamable HTTP behind the proxy: listed, called with receipts, unsigned refused", async (t) => {
+    const { home, aztp: c } = fixture(t);
+    const upstream = await startEverythingHttp(t);
+    const { url } = await httpProxy(t, home, "http-upstream-proxy", ["--upstream-url", upstream.url]);
+
+    const client = await securedClient(t, c, "agent");
+    await connect(t, client, new StreamableHTTPClientTransport(url), "secured client");
+    assert.ok((await client.listTools()).tools.some((x) => x.name === "echo"));
+    const results = await Promise.all(Array.from({ length: 8 }, (_, i) => client.callTool({ name: "echo", arguments: { message: `n${i}` } })));
+    results.forEach((r, i) => assert.match(text(r), new RegExp(`n${i}`)));
+    assert.equal(new Set(results.map(receiptOf)).size, 8);
+
+    const plain = new Client({ name: "plain", version: "1.0.0" });
+    await connect(t, plain, new StreamableHTTPClientTransport(url), "plain client");
+    await rejectsWithData(plain.callTool({ name: "echo", arguments: { message: "x" } }), ErrorCodes.INVOCATION_MISSING, "unsigned call");
+  });
+});
