@@ -160,7 +160,8 @@ describe("aztp mcp proxy in front of server-everything (stdio upstream)", () => 
     assert.equal((await rawPost(url, { host: `127.0.0.1:${port}`, origin: "http://evil.example" })).status, 403);
     assert.equal((await rawPost(url, { host: `127.0.0.1:${port}`, origin: `http://localhost.evil.example:${port}` })).status, 403);
     assert.equal((await rawPost(url, { host: `127.0.0.1:${port}`, origin: "null" })).status, 403);
-    for (const headers of [{ host: `127.0.0.1:${port}` }, { host: `localhost:${port}` }, { host: `localhost:${port}`, origin: `http://localhost:${port}` }, { host: `127.0.0.1:${port}`, origin: `http://127.0.0.1:${port}` }]) {
+    const good: Array<Record<string, string>> = [{ host: `127.0.0.1:${port}` }, { host: `localhost:${port}` }, { host: `localhost:${port}`, origin: `http://localhost:${port}` }, { host: `127.0.0.1:${port}`, origin: `http://127.0.0.1:${port}` }];
+    for (const headers of good) {
       const ok = await rawPost(url, headers);
       assert.equal(ok.status, 200, `${JSON.stringify(headers)}: ${ok.body}`);
     }
