@@ -94,7 +94,7 @@ export class CalleeGuard {
   }
 
   /** Verifies the call. Never throws for a bad token: the decision is in the result. */
-  async admit(call: { tool: string; args: unknown; token: unknown }): Promise<Admission> {
+  async admit(call: { tool: string; args: unknown; token: unknown; accessToken?: string }): Promise<Admission> {
     const startedAt = performance.now();
     const token = typeof call.token === "string" ? call.token : undefined;
     const policy = typeof this.#o.policy === "function" ? this.#o.policy() : this.#o.policy;
@@ -106,6 +106,7 @@ export class CalleeGuard {
         args: call.args,
         trust: this.#o.trust,
         replay: this.#replay,
+        ...(call.accessToken !== undefined ? { accessToken: call.accessToken } : {}),
       });
     } catch (e) {
       const error = asAztpError(e);

@@ -19,7 +19,7 @@ import { SpiffeId } from "../spiffe/spiffeid.js";
 import { buildPolicyContext } from "../policy/context.js";
 import { CompiledPolicies, evaluatePolicies, type PolicyDecision, type PolicyRequest } from "../policy/evaluate.js";
 import type { PolicyDocument } from "../policy/policy.js";
-import { canonicalDigest } from "./canonical.js";
+import { canonicalDigest, tokenHash } from "./canonical.js";
 import { verifyDelegationChain, type VerifiedDelegation } from "./delegation.js";
 import type { ReplayCache } from "./replay.js";
 import type { Trust, VerifiedSigner } from "./trust.js";
@@ -144,6 +144,11 @@ export interface VerifyInvocationOptions {
   policy?: CompiledPolicies | readonly PolicyDocument[];
   /** Parent and links of a caller, for policy conditions. */
   relations?: (spiffeId: string) => IdentityRelations | undefined;
+  /**
+   * The OAuth access token that came with the call (MCP: the Authorization bearer). A token
+   * that carries `ath` (the caller bound it) is accepted only with this exact access token.
+   */
+  accessToken?: string;
   now?: Date;
   leewaySeconds?: number;
 }
@@ -320,8 +325,17 @@ export async function verifyInvocation(token: unknown, options: VerifyInvocation
   if (c.trace !== undefined && typeof c.trace !== "string") reject(ErrorCodes.INVOCATION_MALFORMED, "trace must be a string");
   if (c.ath !== undefined && typeof c.ath !== "string") reject(ErrorCodes.INVOCATION_MALFORMED, "ath must be a string");
 
-  // Remember the token only once everything about it checked out: a rejected token must not
-  // burn a jti, and the key is the claims, never the token text (see replay.ts).
+  // The access token this call came with, when the token binds one (WIMSE `ath`): a token
+  // lifted from one OAuth session cannot ride along with another.
+  if (c.ath !== undefined) {
+    if (options.accessToken === undefined) reject(ErrorCodes.INVOCATION_ACCESS_TOKEN, "the token is bound to an access token (ath), but the call carried none");
+    if (c.ath !== tokenHash(options.accessToken)) reject(ErrorCodes.INVOCATION_ACCESS_TOKEN, "the call's access token is not the one the token is bound to (ath)");
+  }
+
+  // Remember the token only once its signature, identity, binding and time checked out, so a
+  // forged or misdirected token cannot burn a caller's jti; the key is the claims, never the
+  // token text (see replay.ts). Delegation and policy come after (DESIGN §4), so a token
+  // refused by them is used up: its caller signs a new one.
   const fresh = await options.replay.checkAndRemember(`${c.iss}\n${c.jti}`, (c.exp + leeway) * 1000);
   if (!fresh) reject(ErrorCodes.INVOCATION_REPLAYED, `invocation token ${c.jti} was already used`);
 

@@ -30,6 +30,7 @@ export class MemoryReplayCache implements ReplayCache {
   readonly #seen = new Map<string, number>();
   readonly #max: number;
   readonly #now: () => number;
+  #sweptAt = -Infinity;
 
   constructor(options: MemoryReplayCacheOptions = {}) {
     this.#max = options.maxEntries ?? 1_000_000;
@@ -41,7 +42,11 @@ export class MemoryReplayCache implements ReplayCache {
     const prev = this.#seen.get(key);
     if (prev !== undefined && prev > now) return false;
     if (prev !== undefined) this.#seen.delete(key);
-    if (this.#seen.size >= this.#max) this.sweep(now);
+    // A full sweep costs a pass over every entry: at most one a second, not one per refusal.
+    if (this.#seen.size >= this.#max && now - this.#sweptAt >= 1000) {
+      this.#sweptAt = now;
+      this.sweep(now);
+    }
     if (this.#seen.size >= this.#max) {
       // Fail closed: forgetting a live entry would let its token be replayed.
       throw new AztpError(ErrorCodes.INVOCATION_REPLAYED, `replay cache is full (${this.#max} live tokens): refusing new tokens until some expire`);

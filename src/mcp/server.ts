@@ -76,7 +76,7 @@ export function serverHooks(guard: CalleeGuard, identity: { signer: AgentIdentit
   const inits = new Map<RequestId, { nonce: string; client?: string } | null>();
   const lists = new Map<RequestId, string>();
   return {
-    incoming(message, _extra, deliver, reply) {
+    incoming(message, extra, deliver, reply) {
       if (!isJSONRPCRequest(message)) return deliver(message);
       const params = isObject(message.params) ? message.params : {};
       const meta = isObject(params._meta) ? params._meta : {};
@@ -94,7 +94,9 @@ export function serverHooks(guard: CalleeGuard, identity: { signer: AgentIdentit
       }
       if (message.method !== "tools/call" || typeof params.name !== "string") return deliver(message);
       const id = message.id;
-      void guard.admit({ tool: params.name, args: params.arguments ?? {}, token: meta[INVOCATION_META_KEY] }).then((admission) => {
+      // The MCP access token (Authorization bearer), which a token's `ath` may bind.
+      const accessToken = extra?.authInfo?.token;
+      void guard.admit({ tool: params.name, args: params.arguments ?? {}, token: meta[INVOCATION_META_KEY], ...(accessToken ? { accessToken } : {}) }).then((admission) => {
         if (!admission.allowed) {
           const error = admission.error as AztpError;
           const { receipt } = guard.settle(admission, { status: "denied", result: error.toJSON(), code: error.code });
