@@ -466,6 +466,8 @@ export async function main(argv: string[]): Promise<number> {
     if (e instanceof CommanderError) {
       if (e.code === "commander.helpDisplayed" || e.code === "commander.version" || e.code === "commander.help") return 0;
       if (e.code === "aztp.usage") process.stderr.write(`error: ${e.message}\n`);
+      // Scripts reading --json get the usage error on stdout too, in the same shape as others.
+      if (json) process.stdout.write(`${JSON.stringify({ error: { code: ErrorCodes.INVALID_ARGUMENT, message: e.message.replace(/^error: /, "") } }, null, 2)}\n`);
       return 2;
     }
     if (e instanceof Verdict) return 1; // the verdict was already printed
