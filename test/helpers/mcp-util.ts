@@ -375,3 +375,43 @@ export async function startEverythingHttp(t: TestContext): Promise<{ url: string
   const m = await child.waitFor(/LISTENING (\d+)/);
   return { url: `http://127.0.0.1:${m[1]}/mcp`, child };
 }
+
+export interface CommandResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+  ms: number;
+}
+
+/**
+ * Runs a command to completion, never rejecting on a non-zero exit. It runs in its own process
+ * group, which is SIGKILLed after `timeoutMs` and once the command has exited (so nothing it
+ * started, such as a server it spawned, outlives it).
+ */
+export function runCommand(command: string, args: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number } = {}): Promise<CommandResult> {
+  const started = Date.now();
+  const env: NodeJS.ProcessEnv = { ...(options.env ?? process.env) };
+  delete env.NODE_TEST_CONTEXT;
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { cwd: options.cwd ?? ROOT, env, stdio: ["ignore", "pipe", "pipe"], detached: true });
+    const killGroup = (): void => {
+      try {
+        if (child.pid !== undefined) process.kill(-child.pid, "SIGKILL");
+      } catch {
+        // the group is already gone
+      }
+    };
+    let stdout = "";
+    let stderr = "";
+    child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
+    child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
+    const timer = setTimeout(killGroup, options.timeoutMs ?? 60_000);
+    child.on("error", (e) => (clearTimeout(timer), reject(e)));
+    child.on("close", (code, signal) => {
+      clearTimeout(timer);
+      killGroup();
+      resolve({ code, signal, stdout, stderr, ms: Date.now() - started });
+    });
+  });
+}

@@ -1,0 +1,155 @@
+/**
+ * Plays well with the ecosystem: the MCP Inspector CLI (an unmodified client we did not write)
+ * against the proxy and against a secured server, and the MCP conformance suite's server
+ * scenarios against server-everything directly and behind the proxy in audit mode, which must
+ * come out the same (the proxy is transparent).
+ *
+ * The Inspector is a devDependency: `@modelcontextprotocol/inspector` 0.15.0, the newest whose
+ * engines allow Node 20 (later ones need Node 22); npm picks it on Node 20. The conformance
+ * suite (`@modelcontextprotocol/conformance`, a devDependency) needs Node 22 (it imports
+ * fs.globSync): the test gets Node 22 from the npm registry's `node@22` package through npx
+ * (cached after the first run), since a `node` devDependency would put Node 22 first on the
+ * PATH of every npm script, and run the whole suite on it.
+ */
+import assert from "node:assert/strict";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, it, type TestContext } from "node:test";
+import { getDefaultEnvironment } from "@modelcontextprotocol/sdk/client/stdio.js";
+import { ROOT, tempDir } from "./helpers/authority-util.js";
+import { CLI, EVERYTHING, fixture, runCommand, spawnNode, startEverythingHttp, STDIO_SERVER, type CommandResult } from "./helpers/mcp-util.js";
+
+const INSPECTOR = join(ROOT, "node_modules", "@modelcontextprotocol", "inspector", "cli", "build", "cli.js");
+const CONFORMANCE = join(ROOT, "node_modules", "@modelcontextprotocol", "conformance", "dist", "index.js");
+const everythingCommand = `"${process.execPath}" "${EVERYTHING}" stdio`;
+
+/** `mcp-inspector --cli <target...> <method args...>`, as a person would run it. */
+function inspector(target: string[], method: string[]): Promise<CommandResult> {
+  return runCommand(process.execPath, [INSPECTOR, "--cli", ...target, ...method], { env: { ...getDefaultEnvironment() }, timeoutMs: 60_000 });
+}
+
+const LIST = ["--method", "tools/list"];
+const callEcho = (key: string): string[] => ["--method", "tools/call", "--tool-name", "echo", "--tool-arg", `${key}=hello inspector`];
+
+/** The proxy command line, for the Inspector to spawn over stdio. */
+const proxyTarget = (home: string, mode: "enforce" | "audit"): string[] => [process.execPath, "--import", "tsx", CLI, "--home", home, "mcp", "proxy", "--name", "inspected-proxy", "--mode", mode, "--upstream-command", everythingCommand];
+/** The secured test server's command line (test/helpers/mcp-stdio-server.ts). */
+const serverTarget = (home: string, mode: "enforce" | "audit"): string[] => [process.execPath, "--import", "tsx", STDIO_SERVER, "--home", home, "--name", "inspected-server", "--mode", mode];
+
+function toolNames(r: CommandResult): string[] {
+  assert.equal(r.code, 0, `inspector tools/list failed: ${r.stderr}`);
+  return (JSON.parse(r.stdout) as { tools: Array<{ name: string }> }).tools.map((x) => x.name);
+}
+
+function assertRefusedUnsigned(r: CommandResult): void {
+  const out = r.stdout + r.stderr;
+  assert.equal(r.code, 1, `an unsigned call through the Inspector must fail: ${out}`);
+  assert.match(out, /ERR_INVOCATION_MISSING/);
+  assert.match(out, /sign each tools\/call with an AZTP invocation token in params\._meta\["io\.aztp\/invocation"\]/);
+}
+
+const inspectorMissing = existsSync(INSPECTOR) ? false : "@modelcontextprotocol/inspector is not installed (npm ci installs it as a devDependency)";
+
+describe("the MCP Inspector CLI", { skip: inspectorMissing }, () => {
+  it("against the proxy (stdio, in front of server-everything): initialises and lists tools; enforce refuses tools/call saying how to sign; audit lets it through", async (t) => {
+    const { home } = fixture(t);
+    const [list, refused, audited] = await Promise.all([
+      inspector(proxyTarget(home, "enforce"), LIST),
+      inspector(proxyTarget(home, "enforce"), callEcho("message")),
+      inspector(proxyTarget(home, "audit"), callEcho("message")),
+    ]);
+    assert.ok(toolNames(list).includes("echo"));
+    assertRefusedUnsigned(refused);
+    assert.equal(audited.code, 0, audited.stderr);
+    assert.match((JSON.parse(audited.stdout) as { content: Array<{ text: string }> }).content[0]?.text ?? "", /hello inspector/);
+  });
+
+  it("against a secured server over stdio and the proxy over HTTP: the same", async (t) => {
+    const { home } = fixture(t);
+    const http = spawnNode(t, ["--import", "tsx", CLI, "--home", home, "mcp", "proxy", "--name", "inspected-http-proxy", "--listen", "http://127.0.0.1:0", "--upstream-command", everythingCommand], { env: getDefaultEnvironment() });
+    const url = (await http.waitFor(/listening on (http:\/\/\S+)/))[1] as string;
+    const [list, refused, audited, httpList, httpRefused] = await Promise.all([
+      inspector(serverTarget(home, "enforce"), LIST),
+      inspector(serverTarget(home, "enforce"), callEcho("text")),
+      inspector(serverTarget(home, "audit"), callEcho("text")),
+      inspector([url], LIST),
+      inspector([url], callEcho("message")),
+    ]);
+    assert.deepEqual(toolNames(list).sort(), ["echo", "late"]);
+    assertRefusedUnsigned(refused);
+    assert.equal(audited.code, 0, audited.stderr);
+    const answer = JSON.parse((JSON.parse(audited.stdout) as { content: Array<{ text: string }> }).content[0]?.text ?? "{}") as Record<string, unknown>;
+    assert.deepEqual(answer, { tool: "echo", value: "hello inspector", runs: 1 });
+    assert.ok(toolNames(httpList).includes("echo"));
+    assertRefusedUnsigned(httpRefused);
+  });
+});
+
+/** A Node 22 binary from the registry's node@22 package (via npx's cache), or why there is none. */
+async function node22(): Promise<{ path: string } | { skip: string }> {
+  const r = await runCommand("npx", ["--yes", "--package", "node@22", "--", "node", "-e", "process.stdout.write(process.execPath + ' ' + process.version)"], { timeoutMs: 180_000 });
+  const [path, version] = r.stdout.trim().split(" ");
+  if (r.code !== 0 || !path || !version?.startsWith("v22.")) return { skip: `node@22 could not be had from the npm registry (npx exited ${r.code ?? r.signal}): ${r.stderr.trim().slice(-400)}` };
+  return { path };
+}
+
+interface Check {
+  id: string;
+  status: string;
+}
+
+/** Runs the suite's server scenarios against `url`; returns each scenario's checks by ID. */
+async function conformance(t: TestContext, node: string, url: string): Promise<Map<string, Check[]>> {
+  const out = tempDir(t, "conformance");
+  const r = await runCommand(node, [CONFORMANCE, "server", "--url", url, "-o", out], { env: getDefaultEnvironment(), timeoutMs: 90_000 });
+  assert.notEqual(r.signal, "SIGKILL", `the conformance suite did not finish in 90 s: ${r.stdout.slice(-2000)}`);
+  const results = new Map<string, Check[]>();
+  for (const dir of readdirSync(out)) {
+    const scenario = /^server-(.+)-\d{4}-\d\d-\d\dT[\d-]+Z$/.exec(dir)?.[1];
+    if (!scenario || !existsSync(join(out, dir, "checks.json"))) continue;
+    const checks = (JSON.parse(readFileSync(join(out, dir, "checks.json"), "utf8")) as Check[]).map(({ id, status }) => ({ id, status }));
+    results.set(scenario, checks.sort((a, b) => a.id.localeCompare(b.id)));
+  }
+  assert.ok(results.size > 0, `no scenario results: ${r.stdout.slice(-2000)} ${r.stderr.slice(-2000)}`);
+  return results;
+}
+
+const tally = (checks: Check[] = []): string => `${checks.filter((c) => c.status === "SUCCESS").length}/${checks.length}`;
+
+describe("the MCP conformance suite", { skip: existsSync(CONFORMANCE) ? false : "@modelcontextprotocol/conformance is not installed (npm ci installs it as a devDependency)" }, () => {
+  it("gives the same results per scenario against server-everything directly and behind the proxy in audit mode", { timeout: 240_000 }, async (t) => {
+    const node = await node22();
+    if ("skip" in node) {
+      t.skip(node.skip);
+      return;
+    }
+    const { home } = fixture(t);
+    const upstream = await startEverythingHttp(t);
+    const proxy = spawnNode(t, ["--import", "tsx", CLI, "--home", home, "mcp", "proxy", "--name", "conformance-proxy", "--mode", "audit", "--listen", "http://127.0.0.1:0", "--upstream-url", upstream.url], {
+      env: getDefaultEnvironment(),
+    });
+    const proxyUrl = (await proxy.waitFor(/listening on (http:\/\/\S+)/))[1] as string;
+
+    const direct = await conformance(t, node.path, upstream.url);
+    const proxied = await conformance(t, node.path, proxyUrl);
+
+    const lines = [...direct.keys()].sort().map((s) => `${s}: direct ${tally(direct.get(s))}, proxy ${tally(proxied.get(s))}`);
+    t.diagnostic("conformance checks passed per scenario (direct vs proxy):");
+    for (const line of lines) t.diagnostic(line);
+    assert.deepEqual([...proxied.keys()].sort(), [...direct.keys()].sort(), "the same scenarios ran");
+    for (const [scenario, checks] of direct) {
+      if (scenario === "dns-rebinding-protection") {
+        // The one intended difference: server-everything accepts a foreign Host / Origin; the
+        // proxy's listener refuses them, so it passes every check of this scenario.
+        assert.ok(proxied.get(scenario)?.every((c) => c.status === "SUCCESS"), `proxy: ${JSON.stringify(proxied.get(scenario))}`);
+        continue;
+      }
+      assert.deepEqual(proxied.get(scenario), checks, `${scenario}: the proxy changed the outcome`);
+    }
+    // It really talked MCP to both: the basic scenarios pass either way.
+    for (const scenario of ["server-initialize", "ping", "tools-list", "tools-call-simple-text", "tools-call-error", "resources-list", "prompts-list"]) {
+      assert.equal(tally(direct.get(scenario)), tally(proxied.get(scenario)));
+      assert.ok(direct.get(scenario)?.every((c) => c.status === "SUCCESS"), `${scenario} directly: ${JSON.stringify(direct.get(scenario))}`);
+    }
+  });
+});
