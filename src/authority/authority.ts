@@ -93,6 +93,8 @@ export class EmbeddedAuthority implements BundleSource {
   /** Revoked identities (with every descendant) and serials, derived once per registry version. */
   private revokedIds: Set<string> | undefined;
   private revokedSerials: Set<string> | undefined;
+  private readonly policyCache = new Map<string, readonly PolicyDocument[]>();
+  private policyCacheFor: RegistryState | undefined;
 
   private constructor(home: string, config: AuthorityConfig) {
     this.home = home;
@@ -424,9 +426,22 @@ export class EmbeddedAuthority implements BundleSource {
   }
 
   /** The validated policy documents attached to `id` (optionally only the one with `code`). */
-  policiesOf(id: string, code?: string): PolicyDocument[] {
-    const rec = registry.getRecord(this.current(), id);
-    return rec.policies.filter((p) => code === undefined || p.code === code).map((p) => parsePolicy(p.policyStatement));
+  policiesOf(id: string, code?: string): readonly PolicyDocument[] {
+    const state = this.current();
+    // Asked on every call by a guarded server: parse (and so compile) each document once per
+    // registry version, and hand back the same array so evaluation caches hit.
+    if (this.policyCacheFor !== state) {
+      this.policyCache.clear();
+      this.policyCacheFor = state;
+    }
+    const key = `${id}\n${code ?? ""}`;
+    let docs = this.policyCache.get(key);
+    if (docs === undefined) {
+      const rec = registry.getRecord(state, id);
+      docs = Object.freeze(rec.policies.filter((p) => code === undefined || p.code === code).map((p) => parsePolicy(p.policyStatement)));
+      this.policyCache.set(key, docs);
+    }
+    return docs;
   }
 
   /** Parent and links of an identity, for policy conditions (aztp:callerParent, aztp:callerLinks). */
