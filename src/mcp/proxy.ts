@@ -12,7 +12,15 @@ import { StdioClientTransport, getDefaultEnvironment } from "@modelcontextprotoc
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { StdioServerTransport } from "@modelcontextprotocol/sdk/server/stdio.js";
 import type { Transport } from "@modelcontextprotocol/sdk/shared/transport.js";
-import { isJSONRPCRequest, type JSONRPCMessage } from "@modelcontextprotocol/sdk/types.js";
+import {
+  isJSONRPCErrorResponse,
+  isJSONRPCNotification,
+  isJSONRPCRequest,
+  isJSONRPCResultResponse,
+  type JSONRPCMessage,
+  type ProgressToken,
+  type RequestId,
+} from "@modelcontextprotocol/sdk/types.js";
 import type { AuditLog } from "../audit/log.js";
 import type { Aztp } from "../client/aztp.js";
 import type { AgentIdentity } from "../client/identity.js";
@@ -74,7 +82,20 @@ async function pump(downstream: Transport, upstream: Transport): Promise<{ close
     closing = true;
     void Promise.allSettled([downstream.close(), upstream.close()]).then(() => done());
   };
+  // Progress notifications answer a request: sent with its ID, a Streamable HTTP listener puts
+  // them on that request's stream, in order before its result. Without it they went to the
+  // standalone stream, where the last could arrive after the result (and be dropped by the
+  // client), or nowhere if the client had no standalone stream open.
+  const progress = new Map<ProgressToken, RequestId>();
+  const tokenOf = new Map<RequestId, ProgressToken>();
   downstream.onmessage = (message: JSONRPCMessage) => {
+    if (isJSONRPCRequest(message)) {
+      const token = message.params?._meta?.progressToken;
+      if (token !== undefined) {
+        progress.set(token, message.id);
+        tokenOf.set(message.id, token);
+      }
+    }
     upstream.send(message).catch((e: unknown) => {
       if (isJSONRPCRequest(message)) {
         void downstream
@@ -84,7 +105,16 @@ async function pump(downstream: Transport, upstream: Transport): Promise<{ close
     });
   };
   upstream.onmessage = (message: JSONRPCMessage) => {
-    downstream.send(message).catch(() => undefined);
+    let related: RequestId | undefined;
+    if (isJSONRPCNotification(message) && message.method === "notifications/progress") related = progress.get(message.params?.progressToken as ProgressToken);
+    if (isJSONRPCResultResponse(message) || isJSONRPCErrorResponse(message)) {
+      const token = message.id === undefined ? undefined : tokenOf.get(message.id);
+      if (token !== undefined && message.id !== undefined) {
+        tokenOf.delete(message.id);
+        progress.delete(token);
+      }
+    }
+    downstream.send(message, related !== undefined ? { relatedRequestId: related } : undefined).catch(() => undefined);
   };
   downstream.onclose = closeBoth;
   upstream.onclose = closeBoth;
