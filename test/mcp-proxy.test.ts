@@ -233,6 +233,14 @@ describe("aztp mcp proxy in front of an HTTP upstream", () => {
     results.forEach((r, i) => assert.match(text(r), new RegExp(`n${i}`)));
     assert.equal(new Set(results.map(receiptOf)).size, 8);
 
+    // Progress notifications reach the caller in order, all before the result (they travel on
+    // the call's own stream, as they do without the proxy).
+    const seen: number[] = [];
+    const long = await client.callTool({ name: "trigger-long-running-operation", arguments: { duration: 0.4, steps: 4 } }, undefined, { onprogress: (p) => seen.push(p.progress) });
+    assert.match(text(long), /completed/);
+    assert.equal(typeof receiptOf(long), "string");
+    assert.deepEqual(seen, [1, 2, 3, 4]);
+
     const plain = new Client({ name: "plain", version: "1.0.0" });
     await connect(t, plain, new StreamableHTTPClientTransport(url), "plain client");
     await rejectsWithData(plain.callTool({ name: "echo", arguments: { message: "x" } }), ErrorCodes.INVOCATION_MISSING, "unsigned call");
