@@ -88,8 +88,12 @@ async function pump(downstream: Transport, upstream: Transport): Promise<{ close
   // client), or nowhere if the client had no standalone stream open.
   const progress = new Map<ProgressToken, RequestId>();
   const tokenOf = new Map<RequestId, ProgressToken>();
+  // The proxy is the upstream's client: after initialize it must send the negotiated version
+  // (an HTTP upstream takes it from the MCP-Protocol-Version header), as the SDK's Client does.
+  const inits = new Set<RequestId>();
   downstream.onmessage = (message: JSONRPCMessage) => {
     if (isJSONRPCRequest(message)) {
+      if (message.method === "initialize") inits.add(message.id);
       const token = message.params?._meta?.progressToken;
       if (token !== undefined) {
         progress.set(token, message.id);
@@ -107,6 +111,9 @@ async function pump(downstream: Transport, upstream: Transport): Promise<{ close
   upstream.onmessage = (message: JSONRPCMessage) => {
     let related: RequestId | undefined;
     if (isJSONRPCNotification(message) && message.method === "notifications/progress") related = progress.get(message.params?.progressToken as ProgressToken);
+    if (isJSONRPCResultResponse(message) && inits.delete(message.id) && typeof message.result.protocolVersion === "string") {
+      upstream.setProtocolVersion?.(message.result.protocolVersion);
+    }
     if (isJSONRPCResultResponse(message) || isJSONRPCErrorResponse(message)) {
       const token = message.id === undefined ? undefined : tokenOf.get(message.id);
       if (token !== undefined && message.id !== undefined) {
