@@ -18,7 +18,8 @@ import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 import type { Aztp } from "../src/client/aztp.js";
 import { queryAuditLog } from "../src/audit/index.js";
 import { ErrorCodes } from "../src/errors.js";
-import { secureMcpClient } from "../src/mcp/index.js";
+import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
+import { secureMcpClient, serveMcpHttp } from "../src/mcp/index.js";
 import { RECEIPT_META_KEY } from "../src/mcp/meta.js";
 import { SpiffeId } from "../src/spiffe/spiffeid.js";
 import { ROOT, tempDir } from "./helpers/authority-util.js";
@@ -244,5 +245,29 @@ describe("aztp mcp proxy in front of an HTTP upstream", () => {
     const plain = new Client({ name: "plain", version: "1.0.0" });
     await connect(t, plain, new StreamableHTTPClientTransport(url), "plain client");
     await rejectsWithData(plain.callTool({ name: "echo", arguments: { message: "x" } }), ErrorCodes.INVOCATION_MISSING, "unsigned call");
+  });
+
+  it("the proxy speaks to its HTTP upstream as a client should: the negotiated MCP-Protocol-Version on every request after initialize", async (t) => {
+    const { home } = fixture(t);
+    // An unmodified in-process upstream whose tool reports the header it was called with.
+    const upstream = await serveMcpHttp("http://127.0.0.1:0", async (transport) => {
+      const server = new McpServer({ name: "header-echo", version: "1.0.0" });
+      server.registerTool("protocol-version", { description: "the MCP-Protocol-Version header of this call" }, async (extra) => ({
+        content: [{ type: "text", text: String(extra.requestInfo?.headers["mcp-protocol-version"]) }],
+      }));
+      await server.connect(transport);
+    });
+    t.after(() => upstream.close());
+    const { url } = await httpProxy(t, home, "version-proxy", ["--upstream-url", upstream.url.href, "--mode", "audit"]);
+
+    const direct = new Client({ name: "direct", version: "1.0.0" });
+    const directTransport = new StreamableHTTPClientTransport(upstream.url);
+    await connect(t, direct, directTransport, "direct");
+    const proxied = new Client({ name: "proxied", version: "1.0.0" });
+    await connect(t, proxied, new StreamableHTTPClientTransport(url), "proxied");
+    const negotiated = directTransport.protocolVersion;
+    assert.ok(negotiated, "the SDK client negotiated a version");
+    assert.equal(text(await direct.callTool({ name: "protocol-version", arguments: {} })), negotiated);
+    assert.equal(text(await proxied.callTool({ name: "protocol-version", arguments: {} })), negotiated);
   });
 });
