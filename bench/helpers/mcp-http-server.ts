@@ -1,0 +1,32 @@
+/**
+ * An MCP tool server over Streamable HTTP in its own process, for the HTTP benchmark:
+ *   node --import tsx bench/helpers/mcp-http-server.ts <plain|secured> <home>
+ * Prints its URL on stdout when listening; exits when stdin closes.
+ */
+import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
+import { z } from "zod";
+import { Aztp } from "../../src/client/aztp.js";
+import { secureMcpServer, serveMcpHttp } from "../../src/mcp/index.js";
+
+const [kind, home] = process.argv.slice(2);
+function toolServer(): McpServer {
+  const s = new McpServer({ name: "bench", version: "1.0.0" });
+  s.registerTool("search", { inputSchema: { query: z.string(), limit: z.number() } }, async ({ query, limit }) => ({
+    content: [{ type: "text", text: `${limit} results for ${query}` }],
+  }));
+  return s;
+}
+const client = new Aztp({ home: home as string });
+const identity = kind === "secured" ? (await client.secureConnect({}, "bench-http-server")).identity : undefined;
+const http = await serveMcpHttp("http://127.0.0.1:0", async (t) => {
+  const server = identity ? await secureMcpServer(toolServer(), { client, identity }) : toolServer();
+  await server.connect(t);
+});
+process.stdout.write(`${http.url.href}\n`);
+process.stdin.resume();
+process.stdin.on("end", () => {
+  void http.close().then(() => {
+    client.close();
+    process.exit(0);
+  });
+});
