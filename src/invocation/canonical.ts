@@ -3,7 +3,7 @@
  * same value hashes the same whatever its key order or number spelling. Uses the
  * `canonicalize` package (by the RFC's co-author) rather than a hand-written serialiser.
  */
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 import canonicalize from "canonicalize";
 import { AztpError, ErrorCodes } from "../errors.js";
 
@@ -50,10 +50,11 @@ export function canonicalJson(value: unknown, what = "value"): string {
 
 /** base64url(SHA-256(JCS(value))): the form carried in tokens and receipts. */
 export function canonicalDigest(value: unknown, what = "value"): string {
-  return createHash("sha256").update(canonicalJson(value, what), "utf8").digest("base64url");
+  // One-shot crypto.hash: no Hash object per call (this runs several times per tool call).
+  return hash("sha256", canonicalJson(value, what), "base64url");
 }
 
 /** base64url(SHA-256(text)), used to bind one token to another (as WIMSE's `*th` claims do). */
 export function tokenHash(token: string): string {
-  return createHash("sha256").update(token, "ascii").digest("base64url");
+  return hash("sha256", token, "base64url");
 }

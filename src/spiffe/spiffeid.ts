@@ -87,6 +87,9 @@ function checkPath(path: string, input: string): void {
   if (last === "/." || last === "/..") fail(ErrorCodes.SPIFFEID_PATH_DOT_SEGMENT, "path cannot contain dot segments", input);
 }
 
+const PARSED_MAX = 4096;
+const parsed = new Map<string, SpiffeId>();
+
 export class TrustDomain {
   /** The normalised (lower-case) name, e.g. `example.org`. */
   readonly name: string;
@@ -132,6 +135,7 @@ export class SpiffeId {
   private constructor(trustDomain: string, path: string) {
     this.trustDomain = trustDomain;
     this.path = path;
+    Object.freeze(this);
   }
 
   /**
@@ -139,6 +143,17 @@ export class SpiffeId {
    * rule broken (ERR_SPIFFEID_*). The result's toString() is the normalised spiffe:// form.
    */
   static parse(input: string): SpiffeId {
+    // IDs recur on every call (issuer, audience, caller): parsed ones are kept, immutable and
+    // shared, in a small bounded map. Only valid IDs are kept; an invalid one throws each time.
+    const cached = typeof input === "string" ? parsed.get(input) : undefined;
+    if (cached !== undefined) return cached;
+    const id = SpiffeId.parseUncached(input);
+    if (parsed.size >= PARSED_MAX) parsed.clear();
+    parsed.set(input, id);
+    return id;
+  }
+
+  private static parseUncached(input: string): SpiffeId {
     if (typeof input !== "string") {
       throw new AztpError(ErrorCodes.SPIFFEID_EMPTY, "invalid SPIFFE ID: expected a string");
     }
