@@ -13,7 +13,7 @@ import { isJSONRPCErrorResponse, isJSONRPCRequest, isJSONRPCResultResponse, type
 import type { AuditLog } from "../audit/log.js";
 import type { Aztp, SecuredAgent } from "../client/aztp.js";
 import type { AgentIdentity } from "../client/identity.js";
-import { AztpError, ErrorCodes } from "../errors.js";
+import { AztpError, ErrorCodes, type ErrorCode } from "../errors.js";
 import type { GuardMode } from "../guard/callee.js";
 import { CallerGuard, type PreparedCall } from "../guard/caller.js";
 import { verifyPossessionProof } from "../invocation/proof.js";
@@ -38,6 +38,8 @@ export interface SecureMcpClientOptions {
   /** Also sign tools/list, so a server can show only the tools this client may call. Default true. */
   signToolsList?: boolean;
 }
+
+const KNOWN_CODES = new Set<string>(Object.values(ErrorCodes));
 
 function errorResponse(id: RequestId, error: AztpError): JSONRPCMessage {
   return { jsonrpc: "2.0", id, error: { code: AZTP_REFUSED, message: `[${error.code}] ${error.message}`, data: { code: error.code, message: error.message } } };
@@ -112,7 +114,10 @@ export function clientHooks(
       if (prepared === undefined) return deliver(message);
       calls.delete(id);
       if (isJSONRPCErrorResponse(message)) {
-        guard.fail(prepared, new AztpError(ErrorCodes.RECEIPT_MISSING, `the server answered with error ${message.error.code}: ${message.error.message}`));
+        // A refusal names its rule in data.code: audit it under that code, not as a lost receipt.
+        const data = isObject(message.error.data) ? message.error.data : {};
+        const code = KNOWN_CODES.has(data.code as string) ? (data.code as ErrorCode) : ErrorCodes.RECEIPT_MISSING;
+        guard.fail(prepared, new AztpError(code, `the server answered with error ${message.error.code}: ${message.error.message}`));
         return deliver(message);
       }
       const result = message.result as Record<string, unknown>;
