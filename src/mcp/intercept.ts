@@ -52,6 +52,19 @@ export class InterceptingTransport implements Transport {
     this.inner.setProtocolVersion?.(version);
   }
 
+  // Two optional members of the 2.x SDK's Transport (MCP 2026-07-28), absent from 1.x's type and
+  // forwarded as they are. A client cancels a call on a transport with per-request streams
+  // (Streamable HTTP) by aborting that call's HTTP request; hidden behind this wrapper, it would
+  // send notifications/cancelled instead, which a stateless server gets on a new request and a
+  // new instance, so the call it meant to cancel would run on to the end.
+  get hasPerRequestStream(): boolean | undefined {
+    return (this.inner as { hasPerRequestStream?: boolean }).hasPerRequestStream;
+  }
+
+  setSupportedProtocolVersions(versions: string[]): void {
+    (this.inner as { setSupportedProtocolVersions?: (versions: string[]) => void }).setSupportedProtocolVersions?.(versions);
+  }
+
   start(): Promise<void> {
     return this.inner.start();
   }
