@@ -75,6 +75,10 @@ export function serverHooks(guard: CalleeGuard, identity: { signer: AgentIdentit
   const calls = new Map<RequestId, Admission>();
   const inits = new Map<RequestId, { nonce: string; client?: string } | null>();
   const lists = new Map<RequestId, string>();
+  // Whatever goes wrong after a request was taken, its caller gets an answer, never silence.
+  const internalError = (reply: (m: JSONRPCMessage) => Promise<void>, id: RequestId, e: unknown): void => {
+    void reply({ jsonrpc: "2.0", id, error: { code: -32603, message: `internal error in the AZTP guard: ${(e as Error)?.message ?? String(e)}` } }).catch(() => undefined);
+  };
   return {
     incoming(message, extra, deliver, reply) {
       if (!isJSONRPCRequest(message)) return deliver(message);
@@ -86,10 +90,13 @@ export function serverHooks(guard: CalleeGuard, identity: { signer: AgentIdentit
         return deliver(message);
       }
       if (message.method === "tools/list" && options.filterToolsByPolicy && meta[INVOCATION_META_KEY] !== undefined) {
-        void guard.admit({ tool: "tools/list", args: {}, token: meta[INVOCATION_META_KEY] }).then((a) => {
-          if (a.verified) lists.set(message.id, a.caller);
-          deliver(message);
-        });
+        void guard
+          .admit({ tool: "tools/list", args: {}, token: meta[INVOCATION_META_KEY] })
+          .then((a) => {
+            if (a.verified) lists.set(message.id, a.caller);
+            deliver(message);
+          })
+          .catch((e: unknown) => internalError(reply, message.id, e));
         return;
       }
       if (message.method !== "tools/call" || typeof params.name !== "string") return deliver(message);
@@ -105,6 +112,9 @@ export function serverHooks(guard: CalleeGuard, identity: { signer: AgentIdentit
         }
         calls.set(id, admission);
         deliver(message);
+      }).catch((e: unknown) => {
+        calls.delete(id);
+        internalError(reply, id, e);
       });
     },
     outgoing(message) {
