@@ -15,7 +15,6 @@
  * serials are 128 random bits, unique without coordination.
  */
 import { createPublicKey, randomUUID } from "node:crypto";
-import { watch, type FSWatcher } from "node:fs";
 import { resolve } from "node:path";
 import { AztpError, ErrorCodes } from "../errors.js";
 import { BundleSet, TrustBundle, type BundleSource } from "../spiffe/bundle.js";
@@ -82,11 +81,7 @@ export class EmbeddedAuthority implements BundleSource {
   private readonly cas = new Map<string, CertificateAuthority>();
   private state: RegistryState = registry.emptyRegistry();
   private stateVersion: string | undefined = "unread";
-  /** Change notification on the home folder, so reads need no stat per call. */
-  private watcher: FSWatcher | undefined;
-  private watching = false;
-  private dirty = true;
-  private checkedAt = 0;
+
   private bundles: BundleSet | undefined;
   private bundlesVersion = 0;
   private configVersion: string | undefined;
@@ -178,28 +173,6 @@ export class EmbeddedAuthority implements BundleSource {
     this.bundles = undefined;
   }
 
-  /** Starts watching the home folder for registry changes (once; never keeps the process alive). */
-  private watch(): void {
-    if (this.watcher !== undefined || this.watching) return;
-    try {
-      this.watcher = watch(this.home, { persistent: false }, (_event, filename) => {
-        if (filename === null || filename === "registry.json") this.dirty = true;
-      });
-      this.watcher.on("error", () => {
-        this.watching = false; // fall back to a stat per read
-      });
-      this.watching = true;
-    } catch {
-      this.watching = false;
-    }
-  }
-
-  /** Stops watching the home folder. The authority still works (a stat per read). */
-  close(): void {
-    this.watcher?.close();
-    this.watching = false;
-  }
-
   /** Re-reads authority.json if another process added a trust domain. */
   private async refreshConfig(): Promise<void> {
     this.configVersion = this.store.version("authority.json");
@@ -235,16 +208,9 @@ export class EmbeddedAuthority implements BundleSource {
 
   /** The registry as on disk now; re-read only when the file changed (cheap stat otherwise). */
   private current(): RegistryState {
-    // Fast path for the per-call revocation check: nothing changed since the last look (the
-    // folder watch says so) and the last stat is recent. The stat each second is a safety net
-    // for filesystems whose change notifications are unreliable.
-    const now = Date.now();
-    if (this.watching && !this.dirty && now - this.checkedAt < 1000 && this.stateVersion !== "unread" && this.stateVersion !== "stale") {
-      return this.state;
-    }
-    this.watch();
-    this.dirty = false;
-    this.checkedAt = now;
+    // One stat per read (~2 µs): a revocation committed by another process is seen by the very
+    // next check, with no window. Every write replaces the file (new inode), so the version
+    // changes reliably. A folder watch would save the stat but could lag behind the event loop.
     const v = this.store.version("registry.json");
     if (v !== this.stateVersion) {
       this.state = this.store.exists("registry.json") ? this.store.readJson<RegistryState>("registry.json") : registry.emptyRegistry();

@@ -324,6 +324,5 @@ export class Aztp {
   close(): void {
     for (const identity of this.#live.values()) identity.close();
     this.#live.clear();
-    void this.#authority?.then((a) => a.close(), () => undefined);
   }
 }
