@@ -337,7 +337,7 @@ describe("MCP 2026-07-28 with the SDK's 2.x packages (stateless)", () => {
     );
   });
 
-  it("the 2.x client fails closed on a missing or foreign receipt, and without the server's ID it signs nothing and sends nothing", async (t) => {
+  it("the 2.x client fails closed on a missing or foreign receipt, learns the server's ID from a proof in server/discover, and without one signs nothing and sends nothing", async (t) => {
     const { home, aztp: c } = fixture(t);
     const s = await statelessServer(t, c, home);
     let stolen: unknown;
@@ -358,22 +358,38 @@ describe("MCP 2026-07-28 with the SDK's 2.x packages (stateless)", () => {
     await refusedWith(client.callTool({ name: "echo", arguments: { text: "1" } }), ErrorCodes.RECEIPT_MISSING, "receipt stripped");
     await refusedWith(client.callTool({ name: "echo", arguments: { text: "2" } }), ErrorCodes.RECEIPT_MISMATCH, "another call's receipt");
 
-    // secureMcpClient on a 2.x Client: without serverId there is nothing to address a token to.
+    // secureMcpClient on a 2.x Client without serverId: it challenges the server in
+    // server/discover (2026-07-28 has no initialize) and pins the ID the server proved.
+    const learning = await secureV2Client(modernClient(t, "learning"), { client: c, name: "learning" });
+    await learning.connect(new HttpClientTransportV2(s.url));
+    assert.equal(answerOf(await learning.callTool({ name: "echo", arguments: { text: "d" } })).value, "d");
+    // A server whose discover reply carries no proof: without serverId there is nothing to
+    // address a token to, so the client refuses to connect and no call ever leaves it.
+    const noProof = onWire({
+      incoming(m) {
+        const res = m as { result?: { _meta?: Record<string, unknown> } };
+        if (!res.result?._meta || !("io.aztp/identity" in res.result._meta)) return m;
+        const { ["io.aztp/identity"]: _proof, ...rest } = res.result._meta;
+        return { ...m, result: { ...res.result, _meta: rest } } as JSONRPCMessage;
+      },
+    });
     const blindClient = await secureV2Client(modernClient(t, "blind"), { client: c, name: "blind" });
-    await blindClient.connect(new HttpClientTransportV2(s.url));
     const before = s.requests.length;
-    await assert.rejects(withTimeout(blindClient.callTool({ name: "echo", arguments: { text: "x" } }), 10_000, "blind call"), (e: Error & { code?: string }) => e.code === ErrorCodes.INVOCATION_AUDIENCE);
-    assert.equal(s.requests.length, before, "the unsigned call never left the client");
-    // With a wrong serverId the token is addressed to someone else, and the server says so.
+    const connecting = blindClient.connect(v2(noProof(v1(new HttpClientTransportV2(s.url)))));
+    // The 2.x client reports any failed server/discover as a failed version negotiation (our
+    // refusal, ERR_PROOF_INVALID, is what made it fail: with the proof intact, the same kind of
+    // client connected above).
+    await assert.rejects(withTimeout(connecting, 10_000, "blind connect"), /server\/discover/);
+    assert.ok(s.requests.slice(before).every((r) => r.rpc !== "tools/call"), "no call left the client");
+    // With a wrong serverId, the server's proof names someone else: the client will not connect.
     const wrong = await secureV2Client(modernClient(t, "wrong"), { client: c, name: "wrong", serverId: "spiffe://aztp.local/workload/production/node/someone-else" });
-    await wrong.connect(new HttpClientTransportV2(s.url));
-    await refusedWith(wrong.callTool({ name: "echo", arguments: { text: "y" } }), ErrorCodes.INVOCATION_AUDIENCE, "token for another server");
+    await assert.rejects(withTimeout(wrong.connect(new HttpClientTransportV2(s.url)), 10_000, "wrong connect"), /server\/discover/);
     // And with the right one, secureMcpClient works on the 2.x Client as clientHooks do.
     const right = await secureV2Client(modernClient(t, "right"), { client: c, name: "right", serverId: s.serverId });
     await right.connect(new HttpClientTransportV2(s.url));
     const r = await right.callTool({ name: "echo", arguments: { text: "z" } });
     assert.equal(answerOf(r).value, "z");
-    assert.equal(s.runs(), 3, "the two calls with bad receipts ran; nothing else but the last");
+    assert.equal(s.runs(), 4, "the two calls with bad receipts ran, then the learning client's and the last");
   });
 
   it("cancelling a signed call aborts its HTTP request, so the stateless server stops the handler (InterceptingTransport forwards hasPerRequestStream)", async (t) => {

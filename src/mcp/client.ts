@@ -1,6 +1,6 @@
 /**
- * A secured MCP client: an identity at creation; at `initialize` it challenges the server to
- * prove possession of its SVID key (checked against the bundle and an optional expected ID,
+ * A secured MCP client: an identity at creation; at `initialize` (or `server/discover` on MCP
+ * 2026-07-28) it challenges the server to prove possession of its SVID key (checked against the bundle and an optional expected ID,
  * as go-spiffe's authorizers allow) and pins the proven ID as the audience; every tools/call
  * is signed (token in `params._meta`); every receipt is verified, failing closed on a bad or
  * missing one in enforce mode. Each token and receipt stands alone, so a server that speaks
@@ -22,7 +22,7 @@ import type { Authorizer } from "../spiffe/authorizer.js";
 import { SpiffeId } from "../spiffe/spiffeid.js";
 import { InterceptingTransport, type MessageHooks } from "./intercept.js";
 import { AZTP_REFUSED, CHALLENGE_META_KEY, IDENTITY_META_KEY, INVOCATION_META_KEY, isObject, RECEIPT_META_KEY, resultForDigest, withMeta } from "./meta.js";
-import { identify } from "./server.js";
+import { HANDSHAKES, identify } from "./server.js";
 
 export interface SecureMcpClientOptions {
   client?: Aztp;
@@ -64,7 +64,7 @@ export function clientHooks(
     outgoing(message) {
       if (!isJSONRPCRequest(message)) return message;
       const params = isObject(message.params) ? message.params : {};
-      if (message.method === "initialize") {
+      if (HANDSHAKES.has(message.method)) {
         const nonce = randomBytes(16).toString("base64url");
         inits.set(message.id, nonce);
         return { ...message, params: withMeta(params, CHALLENGE_META_KEY, { nonce, client: guard.id }) } as JSONRPCMessage;
@@ -91,9 +91,8 @@ export function clientHooks(
         inits.delete(id);
         if (!isJSONRPCResultResponse(message)) return deliver(message);
         const meta = isObject(message.result._meta) ? message.result._meta : {};
-        // A server that offers no proof at all, with serverId given: the stateless path (MCP
-        // 2026-07-28 has no initialize); every token is addressed to serverId and every receipt
-        // must be signed by it, so nothing rests on the handshake.
+        // A server that offers no proof at all, with serverId given: every token is addressed
+        // to serverId and every receipt must be signed by it, so nothing rests on the handshake.
         if (meta[IDENTITY_META_KEY] === undefined && options.serverId !== undefined) return deliver(message);
         // A proof of another ID than the serverId given is refused, not silently re-pinned.
         const authorize = options.expectedServer ?? options.serverId;

@@ -68,6 +68,12 @@ function refusal(id: RequestId, error: AztpError, receipt: string | undefined): 
 }
 
 /**
+ * Where a server proves its identity: `initialize` (MCP up to 2025-11-25) and `server/discover`
+ * (MCP 2026-07-28, which has no initialize). Either may carry our challenge.
+ */
+export const HANDSHAKES: ReadonlySet<string> = new Set(["initialize", "server/discover"]);
+
+/**
  * The message hooks of a secured server side (also used by the proxy). One instance per
  * connection: request IDs are per connection.
  */
@@ -84,7 +90,7 @@ export function serverHooks(guard: CalleeGuard, identity: { signer: AgentIdentit
       if (!isJSONRPCRequest(message)) return deliver(message);
       const params = isObject(message.params) ? message.params : {};
       const meta = isObject(params._meta) ? params._meta : {};
-      if (message.method === "initialize") {
+      if (HANDSHAKES.has(message.method)) {
         const ch = meta[CHALLENGE_META_KEY];
         inits.set(message.id, isObject(ch) && typeof ch.nonce === "string" ? { nonce: ch.nonce, ...(typeof ch.client === "string" ? { client: ch.client } : {}) } : null);
         return deliver(message);
