@@ -22,7 +22,7 @@ import type { PolicyDocument } from "../policy/policy.js";
 import { canonicalDigest, tokenHash } from "./canonical.js";
 import { verifyDelegationChain, type VerifiedDelegation } from "./delegation.js";
 import type { ReplayCache } from "./replay.js";
-import type { Trust, VerifiedSigner } from "./trust.js";
+import type { ResolvedHeader, Trust, VerifiedSigner } from "./trust.js";
 
 export const INVOCATION_TYP = "aztp-invocation+jwt";
 /** The longest a token may live: a captured token is useless after this. */
@@ -242,7 +242,7 @@ export function decodeSigned(
 ): { decoded: DecodedJws; signer: VerifiedSigner } {
   if (token === undefined || token === null || token === "") reject(codes.missing, `no ${what} was presented`);
   let decoded: DecodedJws;
-  let resolved: ReturnType<Trust["resolveHeader"]>;
+  let resolved: ResolvedHeader;
   try {
     const [h, p, s] = splitCompact(token);
     resolved = trust.resolveHeader(h, INVOCATION_ALGORITHMS, time);
@@ -252,10 +252,10 @@ export function decodeSigned(
     reject(codes.malformed, `${what}: ${(e as Error).message}`, e);
   }
   if (decoded.header.typ !== typ) reject(codes.malformed, `${what}: typ must be ${typ}`);
-  if (resolved.chainError !== undefined) {
-    reject(codes.untrusted, `${what}: the signer's certificate chain is not trusted: ${(resolved.chainError as Error).message}`, resolved.chainError);
-  }
   const signer = resolved.signer;
+  if (signer === undefined) {
+    reject(codes.untrusted, `${what}: the signer's certificate chain is not trusted: ${(resolved.chainError as Error)?.message ?? String(resolved.chainError)}`, resolved.chainError);
+  }
   if (!verifyDecoded(decoded, signer.key)) reject(codes.signature, `${what}: signature does not verify with the key of the presented SVID`);
   const iss = decoded.payload.iss;
   if (typeof iss !== "string" || iss !== signer.spiffeId) {

@@ -37,6 +37,9 @@ export interface VerifiedSigner {
   bundle: TrustBundle | undefined;
 }
 
+/** A decoded header and its verified signer, or (when the x5c chain failed) why it failed. */
+export type ResolvedHeader = { header: JwsHeader; signer: VerifiedSigner; chainError?: undefined } | { header: JwsHeader; signer?: undefined; chainError: unknown };
+
 interface CachedHeader {
   /** The full header text: a hit must match it exactly (the map key is only a short digest). */
   segment: string;
@@ -78,7 +81,7 @@ export class Trust {
    * header and the X.509 errors (ERR_X509SVID_*, ERR_CERT_PARSE, ...) for a bad chain; the
    * caller maps them to its own codes.
    */
-  resolveHeader(segment: string, algorithms: readonly JwsAlgorithm[], time: Date): { header: JwsHeader; signer: VerifiedSigner; chainError?: unknown } {
+  resolveHeader(segment: string, algorithms: readonly JwsAlgorithm[], time: Date): ResolvedHeader {
     const key = headerKey(segment);
     const hit = this.#byHeader.get(key);
     if (hit !== undefined && hit.segment === segment && algorithms.includes(hit.header.alg)) {
@@ -92,7 +95,7 @@ export class Trust {
     try {
       signer = this.verifyChain(header.x5c, time);
     } catch (chainError) {
-      return { header, signer: undefined as unknown as VerifiedSigner, chainError };
+      return { header, chainError };
     }
     this.#byHeader.set(key, { segment, header, signer });
     return { header, signer };
