@@ -15,12 +15,13 @@ import { canonicalDigest } from "../invocation/canonical.js";
 import { decideInvocation, signerOf, TOOL_CALL_ACTION, verifyInvocation, type IdentityRelations, type SignerLike, type VerifiedInvocation } from "../invocation/invocation.js";
 import { signReceipt, type ReceiptStatus } from "../invocation/receipt.js";
 import { MemoryReplayCache, type ReplayCache } from "../invocation/replay.js";
+import { AuditRecorder, checkMode, type GuardMode } from "./recorder.js";
 import type { Trust } from "../invocation/trust.js";
 import { CompiledPolicies, evaluatePolicies } from "../policy/evaluate.js";
 import { buildPolicyContext } from "../policy/context.js";
 import type { PolicyDocument } from "../policy/policy.js";
 
-export type GuardMode = "enforce" | "audit";
+export type { GuardMode } from "./recorder.js";
 
 export interface CalleeGuardOptions {
   /** The callee's identity (an AgentIdentity or anything with a `signer`). */
@@ -77,15 +78,13 @@ export class CalleeGuard {
   readonly mode: GuardMode;
   readonly #o: CalleeGuardOptions;
   readonly #replay: ReplayCache;
-  readonly #pending = new Set<Promise<unknown>>();
+  readonly #audit: AuditRecorder;
 
   constructor(options: CalleeGuardOptions) {
-    if (options.mode !== undefined && options.mode !== "enforce" && options.mode !== "audit") {
-      throw new AztpError(ErrorCodes.INVALID_ARGUMENT, `mode must be "enforce" or "audit", got ${JSON.stringify(options.mode)}`);
-    }
+    this.mode = checkMode(options.mode);
     this.#o = options;
-    this.mode = options.mode ?? "enforce";
     this.#replay = options.replay ?? new MemoryReplayCache();
+    this.#audit = new AuditRecorder(options.audit, options.onAuditError);
   }
 
   /** My SPIFFE ID, as tokens must address it. */
@@ -175,8 +174,7 @@ export class CalleeGuard {
   }
 
   #record(admission: Admission, outcome: { status: ReceiptStatus; result: unknown; code?: string }, receipt: string | undefined): void {
-    const log = this.#o.audit;
-    if (!log) return;
+    if (!this.#audit.enabled) return;
     const v = admission.verified;
     let argsDigest: string;
     try {
@@ -208,9 +206,7 @@ export class CalleeGuard {
       ...(admission.token ? { token: admission.token } : {}),
       ...(receipt ? { receipt } : {}),
     };
-    const p = log.append(entry).catch((e: unknown) => (this.#o.onAuditError ?? defaultAuditError)(e));
-    this.#pending.add(p);
-    void p.finally(() => this.#pending.delete(p));
+    this.#audit.record(entry);
   }
 
   /**
@@ -233,10 +229,6 @@ export class CalleeGuard {
 
   /** Waits until every audit entry written so far is durable (or failed). */
   async flush(): Promise<void> {
-    await Promise.all([...this.#pending]);
+    await this.#audit.flush();
   }
-}
-
-export function defaultAuditError(error: unknown): void {
-  process.emitWarning(`aztp: audit append failed: ${(error as Error)?.message ?? String(error)}`, { code: "AZTP_AUDIT" });
 }

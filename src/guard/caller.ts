@@ -10,7 +10,7 @@ import { canonicalDigest } from "../invocation/canonical.js";
 import { createInvocation, signerOf, type InvocationClaims, type SignerLike } from "../invocation/invocation.js";
 import { verifyReceipt, type VerifiedReceipt } from "../invocation/receipt.js";
 import type { Trust } from "../invocation/trust.js";
-import { defaultAuditError, type GuardMode } from "./callee.js";
+import { AuditRecorder, checkMode, type GuardMode } from "./recorder.js";
 
 export interface CallerGuardOptions {
   identity: SignerLike;
@@ -32,14 +32,12 @@ export interface PreparedCall {
 export class CallerGuard {
   readonly mode: GuardMode;
   readonly #o: CallerGuardOptions;
-  readonly #pending = new Set<Promise<unknown>>();
+  readonly #audit: AuditRecorder;
 
   constructor(options: CallerGuardOptions) {
-    if (options.mode !== undefined && options.mode !== "enforce" && options.mode !== "audit") {
-      throw new AztpError(ErrorCodes.INVALID_ARGUMENT, `mode must be "enforce" or "audit", got ${JSON.stringify(options.mode)}`);
-    }
+    this.mode = checkMode(options.mode);
     this.#o = options;
-    this.mode = options.mode ?? "enforce";
+    this.#audit = new AuditRecorder(options.audit, options.onAuditError);
   }
 
   get id(): string {
@@ -91,8 +89,7 @@ export class CallerGuard {
   }
 
   #record(prepared: PreparedCall, answer: { result: unknown; receipt: unknown; isError?: boolean }, verified: VerifiedReceipt | undefined, error: AztpError | undefined): void {
-    const log = this.#o.audit;
-    if (!log) return;
+    if (!this.#audit.enabled) return;
     let resultDigest: string | undefined;
     try {
       resultDigest = answer.result === undefined ? undefined : canonicalDigest(answer.result, "result");
@@ -100,30 +97,26 @@ export class CallerGuard {
       resultDigest = undefined;
     }
     const status = verified?.claims.status ?? (answer.isError ? "error" : error ? "error" : "ok");
-    const p = log
-      .append({
-        side: "caller",
-        caller: this.id,
-        callee: prepared.audience,
-        tool: prepared.tool,
-        argsDigest: prepared.claims.args_sha256,
-        args: prepared.args,
-        decision: error ? (this.mode === "audit" ? "audit-only" : "deny") : "allow",
-        outcome: status,
-        durationMs: Math.round((performance.now() - prepared.startedAt) * 1000) / 1000,
-        ...(error ? { reason: error.code } : verified?.claims.code ? { reason: verified.claims.code } : {}),
-        ...(resultDigest ? { resultDigest } : {}),
-        jti: prepared.claims.jti,
-        ...(prepared.claims.trace ? { traceId: prepared.claims.trace } : {}),
-        token: prepared.token,
-        ...(typeof answer.receipt === "string" ? { receipt: answer.receipt } : {}),
-      })
-      .catch((e: unknown) => (this.#o.onAuditError ?? defaultAuditError)(e));
-    this.#pending.add(p);
-    void p.finally(() => this.#pending.delete(p));
+    this.#audit.record({
+      side: "caller",
+      caller: this.id,
+      callee: prepared.audience,
+      tool: prepared.tool,
+      argsDigest: prepared.claims.args_sha256,
+      args: prepared.args,
+      decision: error ? (this.mode === "audit" ? "audit-only" : "deny") : "allow",
+      outcome: status,
+      durationMs: Math.round((performance.now() - prepared.startedAt) * 1000) / 1000,
+      ...(error ? { reason: error.code } : verified?.claims.code ? { reason: verified.claims.code } : {}),
+      ...(resultDigest ? { resultDigest } : {}),
+      jti: prepared.claims.jti,
+      ...(prepared.claims.trace ? { traceId: prepared.claims.trace } : {}),
+      token: prepared.token,
+      ...(typeof answer.receipt === "string" ? { receipt: answer.receipt } : {}),
+    });
   }
 
   async flush(): Promise<void> {
-    await Promise.all([...this.#pending]);
+    await this.#audit.flush();
   }
 }
