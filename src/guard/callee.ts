@@ -12,8 +12,9 @@ import type { AuditLog } from "../audit/log.js";
 import type { AuditEntryInput } from "../audit/entry.js";
 import { AztpError, ErrorCodes } from "../errors.js";
 import { canonicalDigest } from "../invocation/canonical.js";
+import { peekClaims } from "../spiffe/jws.js";
 import { decideInvocation, signerOf, TOOL_CALL_ACTION, verifyInvocation, type IdentityRelations, type SignerLike, type VerifiedInvocation } from "../invocation/invocation.js";
-import { signReceipt, type ReceiptStatus } from "../invocation/receipt.js";
+import { createReceipt, type ReceiptStatus } from "../invocation/receipt.js";
 import { MemoryReplayCache, type ReplayCache } from "../invocation/replay.js";
 import { AuditRecorder, checkMode, type GuardMode } from "./recorder.js";
 import type { Trust } from "../invocation/trust.js";
@@ -65,13 +66,8 @@ function asAztpError(e: unknown): AztpError {
 
 /** The caller an invalid token claims to be, for the audit record only (never trusted). */
 function claimedCaller(token: unknown): string {
-  if (typeof token !== "string") return "unknown";
-  try {
-    const iss = (JSON.parse(Buffer.from(token.split(".")[1] ?? "", "base64url").toString("utf8")) as { iss?: unknown }).iss;
-    return typeof iss === "string" && iss.length <= 2048 ? `unverified:${iss}` : "unknown";
-  } catch {
-    return "unknown";
-  }
+  const iss = peekClaims(token)?.iss;
+  return typeof iss === "string" && iss.length <= 2048 ? `unverified:${iss}` : "unknown";
 }
 
 export class CalleeGuard {
@@ -131,12 +127,13 @@ export class CalleeGuard {
   settle(admission: Admission, outcome: { status: ReceiptStatus; result: unknown; code?: string }): Settlement {
     const v = admission.verified;
     let receipt: string | undefined;
+    let resultDigest: string | undefined;
     // A receipt needs an addressee: the verified caller, or the claimed one of a refused token
     // (it can only check the receipt if it really is that caller). Unsigned calls get none.
     const addressee = v ? v.caller.toString() : admission.caller.startsWith("unverified:") ? admission.caller.slice("unverified:".length) : undefined;
     if (addressee !== undefined) {
       try {
-        receipt = signReceipt(this.#o.identity, {
+        ({ receipt, claims: { result_sha256: resultDigest } } = createReceipt(this.#o.identity, {
           caller: addressee,
           tool: admission.tool,
           ...(admission.token !== undefined ? { invocationToken: admission.token } : {}),
@@ -144,12 +141,12 @@ export class CalleeGuard {
           result: outcome.result,
           status: outcome.status,
           ...(outcome.code !== undefined ? { code: outcome.code } : {}),
-        });
+        }));
       } catch {
         receipt = undefined; // a claimed caller that is not a valid ID gets no receipt
       }
     }
-    this.#record(admission, outcome, receipt);
+    this.#record(admission, outcome, receipt, resultDigest);
     return { receipt };
   }
 
@@ -173,7 +170,7 @@ export class CalleeGuard {
     return { result, receipt, admission };
   }
 
-  #record(admission: Admission, outcome: { status: ReceiptStatus; result: unknown; code?: string }, receipt: string | undefined): void {
+  #record(admission: Admission, outcome: { status: ReceiptStatus; result: unknown; code?: string }, receipt: string | undefined, signedDigest: string | undefined): void {
     if (!this.#audit.enabled) return;
     const v = admission.verified;
     let argsDigest: string;
@@ -182,11 +179,14 @@ export class CalleeGuard {
     } catch {
       argsDigest = "unencodable";
     }
-    let resultDigest: string | undefined;
-    try {
-      resultDigest = canonicalDigest(outcome.result, "result");
-    } catch {
-      resultDigest = undefined;
+    // The receipt already holds the result's digest; compute it only for an unsigned call.
+    let resultDigest = signedDigest;
+    if (resultDigest === undefined) {
+      try {
+        resultDigest = canonicalDigest(outcome.result, "result");
+      } catch {
+        resultDigest = undefined;
+      }
     }
     const entry: AuditEntryInput = {
       side: this.#o.side ?? "callee",

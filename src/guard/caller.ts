@@ -90,11 +90,14 @@ export class CallerGuard {
 
   #record(prepared: PreparedCall, answer: { result: unknown; receipt: unknown; isError?: boolean }, verified: VerifiedReceipt | undefined, error: AztpError | undefined): void {
     if (!this.#audit.enabled) return;
-    let resultDigest: string | undefined;
-    try {
-      resultDigest = answer.result === undefined ? undefined : canonicalDigest(answer.result, "result");
-    } catch {
-      resultDigest = undefined;
+    // A verified receipt holds the digest of this very result; compute it only otherwise.
+    let resultDigest = verified?.claims.result_sha256;
+    if (resultDigest === undefined && answer.result !== undefined) {
+      try {
+        resultDigest = canonicalDigest(answer.result, "result");
+      } catch {
+        resultDigest = undefined;
+      }
     }
     const status = verified?.claims.status ?? (answer.isError ? "error" : error ? "error" : "ok");
     this.#audit.record({

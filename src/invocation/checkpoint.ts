@@ -9,6 +9,7 @@
  */
 import { createHash } from "node:crypto";
 import { AztpError, ErrorCodes } from "../errors.js";
+import { peekClaims } from "../spiffe/jws.js";
 import { decodeSigned, signerOf, signWithHeader, type SignerLike } from "./invocation.js";
 import type { Trust } from "./trust.js";
 
@@ -72,12 +73,7 @@ export function svidCheckpointVerifier(trust: Trust, options: { signers?: readon
 }
 
 function readIat(token: string): number {
-  const payload = typeof token === "string" ? token.split(".")[1] : undefined;
-  try {
-    const iat = (JSON.parse(Buffer.from(payload ?? "", "base64url").toString("utf8")) as { iat?: unknown }).iat;
-    if (typeof iat === "number" && Number.isFinite(iat)) return iat;
-  } catch {
-    // fall through
-  }
+  const iat = peekClaims(token)?.iat;
+  if (typeof iat === "number" && Number.isFinite(iat)) return iat;
   throw new AztpError(ErrorCodes.AUDIT_CORRUPT, "checkpoint signature has no readable iat");
 }

@@ -11,7 +11,7 @@ export {
   TOOL_CALL_ACTION,
 } from "./invocation.js";
 export type { InvocationClaims, SignInvocationOptions, VerifyInvocationOptions, VerifiedInvocation, IdentityRelations, SignerLike } from "./invocation.js";
-export { signReceipt, verifyReceipt, RECEIPT_TYP } from "./receipt.js";
+export { signReceipt, createReceipt, verifyReceipt, RECEIPT_TYP } from "./receipt.js";
 export type { ReceiptClaims, ReceiptStatus, SignReceiptOptions, VerifyReceiptOptions, VerifiedReceipt } from "./receipt.js";
 export { delegate, verifyDelegationChain, DELEGATION_TYP } from "./delegation.js";
 export type { DelegationScope, DelegationClaims, VerifiedDelegation } from "./delegation.js";

@@ -44,6 +44,11 @@ export interface SignReceiptOptions {
 }
 
 export function signReceipt(callee: SignerLike, options: SignReceiptOptions): string {
+  return createReceipt(callee, options).receipt;
+}
+
+/** Like signReceipt, also returning the claims signed (the result digest, for audit records). */
+export function createReceipt(callee: SignerLike, options: SignReceiptOptions): { receipt: string; claims: ReceiptClaims } {
   const signer = signerOf(callee);
   const claims: ReceiptClaims = {
     iss: signer.id.toString(),
@@ -57,7 +62,7 @@ export function signReceipt(callee: SignerLike, options: SignReceiptOptions): st
   if (options.invocationToken !== undefined) claims.ith = tokenHash(options.invocationToken);
   if (options.invocationJti !== undefined) claims.inv = options.invocationJti;
   if (options.code !== undefined) claims.code = options.code;
-  return signWithHeader(signer, RECEIPT_TYP, claims);
+  return { receipt: signWithHeader(signer, RECEIPT_TYP, claims), claims };
 }
 
 export interface VerifyReceiptOptions {
