@@ -200,16 +200,8 @@ async function statelessServer(t: TestContext, c: Aztp, home: string): Promise<S
 
 /** Rejects with the JSON-RPC error of an AZTP refusal (2.x ProtocolError, -32001, data.code `code`). */
 async function refusedWith(p: Promise<unknown>, code: string, what: string): Promise<ProtocolError> {
-  let caught: unknown;
-  try {
-    await withTimeout(p, 10_000, what);
-  } catch (e) {
-    caught = e;
-  }
-  assert.ok(caught !== undefined, `${what}: expected ${code}, but it succeeded`);
-  assert.ok(caught instanceof ProtocolError, `${what}: expected a ProtocolError carrying ${code}, got ${String(caught)}`);
+  const caught = await rejectsWithData(p, code, what, ProtocolError);
   assert.equal(caught.code, -32001, `${what}: ${caught.message}`);
-  assert.equal((caught.data as { code?: unknown } | undefined)?.code, code, `${what}: ${caught.message}`);
   return caught;
 }
 

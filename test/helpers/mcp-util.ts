@@ -52,8 +52,16 @@ export async function withTimeout<T>(p: Promise<T>, ms: number, what: string): P
   }
 }
 
-/** Rejects with an MCP error whose data.code is `code`; returns the error. */
-export async function rejectsWithData(p: Promise<unknown>, code: string, what = "call"): Promise<McpError> {
+/**
+ * Rejects with an MCP error whose data.code is `code`; returns the error. `errorClass` is the
+ * SDK's error class (1.x McpError by default; the 2.x SDK's ProtocolError for its clients).
+ */
+export async function rejectsWithData<E extends Error & { data?: unknown } = McpError>(
+  p: Promise<unknown>,
+  code: string,
+  what = "call",
+  errorClass: abstract new (...args: never[]) => E = McpError as unknown as abstract new (...args: never[]) => E,
+): Promise<E> {
   let caught: unknown;
   try {
     await withTimeout(p, 10_000, what);
@@ -61,7 +69,7 @@ export async function rejectsWithData(p: Promise<unknown>, code: string, what = 
     caught = e;
   }
   assert.ok(caught !== undefined, `${what}: expected ${code}, but it succeeded`);
-  assert.ok(caught instanceof McpError, `${what}: expected an McpError carrying ${code}, got ${String(caught)}`);
+  assert.ok(caught instanceof errorClass, `${what}: expected an ${errorClass.name} carrying ${code}, got ${String(caught)}`);
   assert.equal((caught.data as { code?: unknown } | undefined)?.code, code, `${what}: ${caught.message}`);
   return caught;
 }
