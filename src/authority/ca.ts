@@ -4,7 +4,8 @@
  * (DESIGN §3): exactly one URI SAN; leaf cA=false, key usage critical with digitalSignature
  * only, EKU serverAuth+clientAuth; CA certificates cA=true with keyCertSign+cRLSign.
  */
-import { createHash, createPrivateKey, createPublicKey, KeyObject, randomBytes, type webcrypto } from "node:crypto";
+import { calculateJwkThumbprint } from "jose";
+import { createPrivateKey, createPublicKey, KeyObject, randomBytes, type webcrypto } from "node:crypto";
 import { AztpError, ErrorCodes } from "../errors.js";
 import { verifyCsr } from "../spiffe/csr.js";
 import { encodePem } from "../spiffe/pem.js";
@@ -50,13 +51,6 @@ async function importKeyPair(pkcs8Pem: string): Promise<{ privateKey: webcrypto.
 
 async function exportPkcs8Pem(key: webcrypto.CryptoKey): Promise<string> {
   return encodePem("PRIVATE KEY", new Uint8Array(await subtle.exportKey("pkcs8", key)));
-}
-
-/** The JWT key ID: RFC 7638 thumbprint of the public key, so it is stable and collision-free. */
-export function jwkThumbprint(publicKey: KeyObject): string {
-  const jwk = publicKey.export({ format: "jwk" }) as { crv: string; kty: string; x: string; y: string };
-  const canonical = JSON.stringify({ crv: jwk.crv, kty: jwk.kty, x: jwk.x, y: jwk.y });
-  return createHash("sha256").update(canonical).digest("base64url");
 }
 
 /** Creates a fresh root, intermediate and JWT key for `trustDomain`. */
@@ -109,7 +103,8 @@ export async function createCaKeyMaterial(trustDomain: string, now = new Date())
     intermediateCertPem: interCert.toString("pem") + "\n",
     intermediateKeyPem: await exportPkcs8Pem(inter.privateKey),
     jwtKeyPem: await exportPkcs8Pem(jwt.privateKey),
-    jwtKid: jwkThumbprint(KeyObject.from(jwt.publicKey)),
+    // The JWT key ID is the RFC 7638 thumbprint of the public key: stable and collision-free.
+    jwtKid: await calculateJwkThumbprint(KeyObject.from(jwt.publicKey).export({ format: "jwk" })),
   };
 }
 

@@ -78,6 +78,18 @@ function readInput(pathOrDash: string): string {
   }
 }
 
+/** An option that must hold a JSON object; anything else is a usage error (exit 2). */
+function jsonObjectOption(name: string, text: string): Record<string, unknown> {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    value = undefined;
+  }
+  if (value === null || typeof value !== "object" || Array.isArray(value)) throw new CommanderError(2, "aztp.usage", `${name} must be a JSON object`);
+  return value as Record<string, unknown>;
+}
+
 function parseTime(text: string | undefined): Date | undefined {
   if (text === undefined) return undefined;
   const t = new Date(text);
@@ -237,15 +249,9 @@ export function buildProgram(): Command {
     .addOption(new Option("--type <type>").choices(["linked", "parent"]).default("linked"))
     .option("--metadata <json>", "JSON object stored on the link", "{}")
     .action(async (source: string, target: string, o: { type: "linked" | "parent"; metadata: string }) => {
-      let metadata: unknown;
-      try {
-        metadata = JSON.parse(o.metadata);
-      } catch {
-        throw new CommanderError(2, "aztp.usage", "--metadata must be a JSON object");
-      }
-      if (metadata === null || typeof metadata !== "object" || Array.isArray(metadata)) throw new CommanderError(2, "aztp.usage", "--metadata must be a JSON object");
+      const metadata = jsonObjectOption("--metadata", o.metadata);
       const a = await EmbeddedAuthority.open(homeOf(g()));
-      const l = await a.link(resolveIdentity(a, source).spiffeId, resolveIdentity(a, target).spiffeId, o.type, metadata as Record<string, unknown>);
+      const l = await a.link(resolveIdentity(a, source).spiffeId, resolveIdentity(a, target).spiffeId, o.type, metadata);
       out(g(), l, () => `${source} -[${l.type}]-> ${l.target}`);
     });
 
@@ -290,16 +296,10 @@ export function buildProgram(): Command {
     .action(async (id: string, o: { action: string; resource: string; principal?: string; code?: string; context: string }) => {
       const a = await EmbeddedAuthority.open(homeOf(g()));
       const rec = resolveIdentity(a, id);
-      let extra: unknown;
-      try {
-        extra = JSON.parse(o.context);
-      } catch {
-        throw new CommanderError(2, "aztp.usage", "--context must be a JSON object");
-      }
-      if (extra === null || typeof extra !== "object" || Array.isArray(extra)) throw new CommanderError(2, "aztp.usage", "--context must be a JSON object");
+      const extra = jsonObjectOption("--context", o.context);
       const principal = o.principal ? SpiffeId.parse(o.principal).toString() : rec.spiffeId;
       const rel = a.relations(principal);
-      const context = { ...buildPolicyContext({ caller: principal, callerParent: rel?.parent, callerLinks: rel?.links, callee: rec.spiffeId, tool: o.resource }), ...(extra as Record<string, unknown>) };
+      const context = { ...buildPolicyContext({ caller: principal, callerParent: rel?.parent, callerLinks: rel?.links, callee: rec.spiffeId, tool: o.resource }), ...extra };
       const decision = evaluatePolicies(a.policiesOf(rec.spiffeId, o.code), { principal, action: o.action, resource: o.resource, context });
       out(g(), decision, () => `${decision.decision} (${decision.reason}${decision.statement !== undefined ? `, statement ${decision.statement}` : ""})`);
       if (decision.decision !== "allow") throw new Verdict("denied");
