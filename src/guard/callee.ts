@@ -13,13 +13,12 @@ import type { AuditEntryInput } from "../audit/entry.js";
 import { AztpError, ErrorCodes } from "../errors.js";
 import { canonicalDigest } from "../invocation/canonical.js";
 import { peekClaims } from "../spiffe/jws.js";
-import { decideInvocation, signerOf, TOOL_CALL_ACTION, verifyInvocation, type IdentityRelations, type SignerLike, type VerifiedInvocation } from "../invocation/invocation.js";
+import { decideInvocation, decideToolCall, signerOf, verifyInvocation, type IdentityRelations, type SignerLike, type VerifiedInvocation } from "../invocation/invocation.js";
 import { createReceipt, type ReceiptStatus } from "../invocation/receipt.js";
 import { MemoryReplayCache, type ReplayCache } from "../invocation/replay.js";
 import { AuditRecorder, checkMode, type GuardMode } from "./recorder.js";
 import type { Trust } from "../invocation/trust.js";
-import { CompiledPolicies, evaluatePolicies } from "../policy/evaluate.js";
-import { buildPolicyContext } from "../policy/context.js";
+import type { CompiledPolicies } from "../policy/evaluate.js";
 import type { PolicyDocument } from "../policy/policy.js";
 
 export type { GuardMode } from "./recorder.js";
@@ -216,16 +215,9 @@ export class CalleeGuard {
   toolVisible(caller: string, tool: string): boolean {
     const policy = typeof this.#o.policy === "function" ? this.#o.policy() : this.#o.policy;
     if (policy === undefined) return true;
-    const rel = this.#o.relations?.(caller);
-    const request = {
-      principal: caller,
-      action: TOOL_CALL_ACTION,
-      resource: tool,
-      context: buildPolicyContext({ caller, callerParent: rel?.parent, callerLinks: rel?.links, callee: this.id, tool }),
-    };
-    const decision = policy instanceof CompiledPolicies ? policy.evaluate(request) : evaluatePolicies(policy, request);
-    return decision.decision === "allow";
+    return decideToolCall(policy, { caller, callee: this.id, tool, ...(this.#o.relations ? { relations: this.#o.relations } : {}) }).decision === "allow";
   }
+
 
   /** Waits until every audit entry written so far is durable (or failed). */
   async flush(): Promise<void> {

@@ -3,6 +3,7 @@ export {
   createInvocation,
   verifyInvocation,
   decideInvocation,
+  decideToolCall,
   INVOCATION_TYP,
   INVOCATION_ALGORITHMS,
   MAX_INVOCATION_LIFETIME_SECONDS,

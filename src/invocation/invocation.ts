@@ -204,24 +204,15 @@ export function decideInvocation(
   options: { policy: CompiledPolicies | readonly PolicyDocument[]; args?: unknown; relations?: (spiffeId: string) => IdentityRelations | undefined; now?: Date },
 ): PolicyDecision {
   const caller = verified.caller.toString();
-  const rel = options.relations?.(caller);
-  const request: PolicyRequest = {
-    principal: caller,
-    action: TOOL_CALL_ACTION,
-    resource: verified.claims.tool,
-    context: buildPolicyContext({
-      caller: verified.caller,
-      callerParent: rel?.parent,
-      callerLinks: rel?.links,
-      callee: verified.claims.aud,
-      tool: verified.claims.tool,
-      args: options.args ?? {},
-      time: options.now ?? new Date(),
-      delegationDepth: verified.delegation.length,
-    }),
-  };
-  // A plain list is compiled once and cached by evaluatePolicies.
-  const decision = options.policy instanceof CompiledPolicies ? options.policy.evaluate(request) : evaluatePolicies(options.policy, request);
+  const decision = decideToolCall(options.policy, {
+    caller,
+    callee: verified.claims.aud,
+    tool: verified.claims.tool,
+    args: options.args ?? {},
+    delegationDepth: verified.delegation.length,
+    ...(options.relations ? { relations: options.relations } : {}),
+    ...(options.now ? { now: options.now } : {}),
+  });
   if (decision.decision !== "allow") {
     throw new AztpError(
       ErrorCodes.POLICY_DENIED,
@@ -229,6 +220,36 @@ export function decideInvocation(
     );
   }
   return decision;
+}
+
+/**
+ * The one policy request for a tool call, and its decision (never throws for a deny): action
+ * `tool:call`, resource = the tool, principal = the caller, with the context keys of
+ * policy/context.ts. decideInvocation uses it for a verified call; a server uses it to decide
+ * which tools a verified caller may see (no arguments yet, so argument conditions do not hold).
+ */
+export function decideToolCall(
+  policy: CompiledPolicies | readonly PolicyDocument[],
+  call: { caller: string; callee: string; tool: string; args?: unknown; relations?: (spiffeId: string) => IdentityRelations | undefined; now?: Date; delegationDepth?: number },
+): PolicyDecision {
+  const rel = call.relations?.(call.caller);
+  const request: PolicyRequest = {
+    principal: call.caller,
+    action: TOOL_CALL_ACTION,
+    resource: call.tool,
+    context: buildPolicyContext({
+      caller: call.caller,
+      callerParent: rel?.parent,
+      callerLinks: rel?.links,
+      callee: call.callee,
+      tool: call.tool,
+      ...(call.args !== undefined ? { args: call.args } : {}),
+      time: call.now ?? new Date(),
+      delegationDepth: call.delegationDepth ?? 0,
+    }),
+  };
+  // A plain list is compiled once and cached by evaluatePolicies.
+  return policy instanceof CompiledPolicies ? policy.evaluate(request) : evaluatePolicies(policy, request);
 }
 
 /** Decoding and chain checks shared by invocation, receipt and delegation tokens. */
@@ -345,7 +366,7 @@ export async function verifyInvocation(token: unknown, options: VerifyInvocation
   }
 
   const claims = c as InvocationClaims;
-  const result: VerifiedInvocation = { caller: SpiffeId.parse(signer.spiffeId), serial: signer.serial, claims, delegation, token: token as string };
+  const result: VerifiedInvocation = { caller: signer.svid.id, serial: signer.serial, claims, delegation, token: token as string };
   if (options.policy !== undefined) {
     result.policy = decideInvocation(result, { policy: options.policy, args: options.args, now, ...(options.relations ? { relations: options.relations } : {}) });
   }
