@@ -22,7 +22,8 @@ import type { Authorizer } from "../spiffe/authorizer.js";
 import { SpiffeId } from "../spiffe/spiffeid.js";
 import { InterceptingTransport, type MessageHooks } from "./intercept.js";
 import { AZTP_REFUSED, CHALLENGE_META_KEY, IDENTITY_META_KEY, INVOCATION_META_KEY, isObject, RECEIPT_META_KEY, resultForDigest, withMeta } from "./meta.js";
-import { HANDSHAKES, identify } from "./server.js";
+import { identify } from "./identify.js";
+import { HANDSHAKES } from "./server.js";
 
 export interface SecureMcpClientOptions {
   client?: Aztp;

@@ -16,8 +16,7 @@ import {
   type RequestId,
 } from "@modelcontextprotocol/sdk/types.js";
 import type { AuditLog } from "../audit/log.js";
-import { attachIdentity, type Aztp, type SecuredAgent } from "../client/aztp.js";
-import type { EmbeddedAuthority } from "../authority/authority.js";
+import type { Aztp, SecuredAgent } from "../client/aztp.js";
 import type { AgentIdentity } from "../client/identity.js";
 import { AztpError, ErrorCodes } from "../errors.js";
 import { CalleeGuard, type Admission, type GuardMode } from "../guard/callee.js";
@@ -26,6 +25,7 @@ import { MemoryReplayCache, type ReplayCache } from "../invocation/replay.js";
 import type { Trust } from "../invocation/trust.js";
 import type { CompiledPolicies } from "../policy/evaluate.js";
 import type { PolicyDocument } from "../policy/policy.js";
+import { identify } from "./identify.js";
 import { InterceptingTransport, type MessageHooks } from "./intercept.js";
 import {
   AZTP_REFUSED,
@@ -207,21 +207,3 @@ export async function secureMcpServer<S extends McpServer | Server>(server: S, o
   return Object.assign(secured, { aztpGuard: guard }) as SecuredAgent<S> & SecuredMcpServerExtras;
 }
 
-/**
- * The identity, trust and authority a wrapper works with: from `{ client, name }` (issued
- * now) or from `{ identity, trust }`.
- */
-export async function identify<T extends object>(
-  target: T,
-  options: { client?: Aztp; name?: string; identity?: AgentIdentity; trust?: Trust },
-  what: string,
-): Promise<{ secured: SecuredAgent<T>; trust: Trust; authority: EmbeddedAuthority | undefined }> {
-  let secured: SecuredAgent<T>;
-  if (options.identity) secured = attachIdentity(target, options.identity);
-  else if (options.client && options.name) secured = await options.client.secureConnect(target, options.name);
-  else throw new AztpError(ErrorCodes.INVALID_ARGUMENT, `${what} needs { client, name } or { identity, trust }`);
-  const trust = options.trust ?? (options.client ? await options.client.trust() : undefined);
-  if (!trust) throw new AztpError(ErrorCodes.INVALID_ARGUMENT, `${what} needs a trust (or a client to take it from)`);
-  const authority = options.client ? await options.client.authority() : undefined;
-  return { secured, trust, authority };
-}
