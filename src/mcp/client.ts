@@ -9,7 +9,7 @@
 import { randomBytes } from "node:crypto";
 import type { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import type { Transport } from "@modelcontextprotocol/sdk/shared/transport.js";
-import { isJSONRPCErrorResponse, isJSONRPCRequest, isJSONRPCResultResponse, type JSONRPCMessage, type RequestId } from "@modelcontextprotocol/sdk/types.js";
+import type { JSONRPCMessage, RequestId } from "@modelcontextprotocol/sdk/types.js";
 import type { AuditLog } from "../audit/log.js";
 import type { Aztp, SecuredAgent } from "../client/aztp.js";
 import type { AgentIdentity } from "../client/identity.js";
@@ -21,6 +21,7 @@ import type { Trust } from "../invocation/trust.js";
 import type { Authorizer } from "../spiffe/authorizer.js";
 import { SpiffeId } from "../spiffe/spiffeid.js";
 import { InterceptingTransport, type MessageHooks } from "./intercept.js";
+import { isErrorResponse, isRequest, isResultResponse } from "./message.js";
 import { AZTP_REFUSED, CHALLENGE_META_KEY, IDENTITY_META_KEY, INVOCATION_META_KEY, isObject, RECEIPT_META_KEY, resultForDigest, withMeta } from "./meta.js";
 import { identify } from "./identify.js";
 import { HANDSHAKES } from "./server.js";
@@ -63,7 +64,7 @@ export function clientHooks(
   const calls = new Map<RequestId, PreparedCall>();
   return {
     outgoing(message) {
-      if (!isJSONRPCRequest(message)) return message;
+      if (!isRequest(message)) return message;
       const params = isObject(message.params) ? message.params : {};
       if (HANDSHAKES.has(message.method)) {
         const nonce = randomBytes(16).toString("base64url");
@@ -85,12 +86,12 @@ export function clientHooks(
       return { ...message, params: withMeta(params, INVOCATION_META_KEY, prepared.token) } as JSONRPCMessage;
     },
     incoming(message, _extra, deliver) {
-      if (!isJSONRPCResultResponse(message) && !isJSONRPCErrorResponse(message)) return deliver(message);
+      if (!isResultResponse(message) && !isErrorResponse(message)) return deliver(message);
       const id = message.id as RequestId;
       const nonce = inits.get(id);
       if (nonce !== undefined) {
         inits.delete(id);
-        if (!isJSONRPCResultResponse(message)) return deliver(message);
+        if (!isResultResponse(message)) return deliver(message);
         const meta = isObject(message.result._meta) ? message.result._meta : {};
         // A server that offers no proof at all, with serverId given: every token is addressed
         // to serverId and every receipt must be signed by it, so nothing rests on the handshake.
@@ -113,7 +114,7 @@ export function clientHooks(
       const prepared = calls.get(id);
       if (prepared === undefined) return deliver(message);
       calls.delete(id);
-      if (isJSONRPCErrorResponse(message)) {
+      if (isErrorResponse(message)) {
         // A refusal names its rule in data.code: audit it under that code, not as a lost receipt.
         const data = isObject(message.error.data) ? message.error.data : {};
         const code = KNOWN_CODES.has(data.code as string) ? (data.code as ErrorCode) : ErrorCodes.RECEIPT_MISSING;

@@ -12,15 +12,7 @@ import { StdioClientTransport, getDefaultEnvironment } from "@modelcontextprotoc
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { StdioServerTransport } from "@modelcontextprotocol/sdk/server/stdio.js";
 import type { Transport } from "@modelcontextprotocol/sdk/shared/transport.js";
-import {
-  isJSONRPCErrorResponse,
-  isJSONRPCNotification,
-  isJSONRPCRequest,
-  isJSONRPCResultResponse,
-  type JSONRPCMessage,
-  type ProgressToken,
-  type RequestId,
-} from "@modelcontextprotocol/sdk/types.js";
+import type { JSONRPCMessage, ProgressToken, RequestId } from "@modelcontextprotocol/sdk/types.js";
 import type { AuditLog } from "../audit/log.js";
 import type { Aztp } from "../client/aztp.js";
 import type { AgentIdentity } from "../client/identity.js";
@@ -29,6 +21,7 @@ import { CalleeGuard, type GuardMode } from "../guard/callee.js";
 import type { PolicyDocument } from "../policy/policy.js";
 import { serveMcpHttp, type McpHttpServer } from "./http.js";
 import { InterceptingTransport } from "./intercept.js";
+import { isErrorResponse, isNotification, isRequest, isResultResponse } from "./message.js";
 import { serverHooks } from "./server.js";
 
 export type Upstream = { command: string; args?: string[]; env?: Record<string, string>; cwd?: string } | { url: string };
@@ -92,7 +85,7 @@ async function pump(downstream: Transport, upstream: Transport): Promise<{ close
   // (an HTTP upstream takes it from the MCP-Protocol-Version header), as the SDK's Client does.
   const inits = new Set<RequestId>();
   downstream.onmessage = (message: JSONRPCMessage) => {
-    if (isJSONRPCRequest(message)) {
+    if (isRequest(message)) {
       if (message.method === "initialize") inits.add(message.id);
       const token = message.params?._meta?.progressToken;
       if (token !== undefined) {
@@ -101,7 +94,7 @@ async function pump(downstream: Transport, upstream: Transport): Promise<{ close
       }
     }
     upstream.send(message).catch((e: unknown) => {
-      if (isJSONRPCRequest(message)) {
+      if (isRequest(message)) {
         void downstream
           .send({ jsonrpc: "2.0", id: message.id, error: { code: -32603, message: `upstream unavailable: ${(e as Error)?.message ?? String(e)}` } })
           .catch(() => undefined);
@@ -110,11 +103,11 @@ async function pump(downstream: Transport, upstream: Transport): Promise<{ close
   };
   upstream.onmessage = (message: JSONRPCMessage) => {
     let related: RequestId | undefined;
-    if (isJSONRPCNotification(message) && message.method === "notifications/progress") related = progress.get(message.params?.progressToken as ProgressToken);
-    if (isJSONRPCResultResponse(message) && inits.delete(message.id) && typeof message.result.protocolVersion === "string") {
+    if (isNotification(message) && message.method === "notifications/progress") related = progress.get(message.params?.progressToken as ProgressToken);
+    if (isResultResponse(message) && inits.delete(message.id) && typeof message.result.protocolVersion === "string") {
       upstream.setProtocolVersion?.(message.result.protocolVersion);
     }
-    if (isJSONRPCResultResponse(message) || isJSONRPCErrorResponse(message)) {
+    if (isResultResponse(message) || isErrorResponse(message)) {
       const token = message.id === undefined ? undefined : tokenOf.get(message.id);
       if (token !== undefined && message.id !== undefined) {
         tokenOf.delete(message.id);

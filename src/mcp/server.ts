@@ -8,13 +8,7 @@
 import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import type { Server } from "@modelcontextprotocol/sdk/server/index.js";
 import type { Transport } from "@modelcontextprotocol/sdk/shared/transport.js";
-import {
-  isJSONRPCErrorResponse,
-  isJSONRPCRequest,
-  isJSONRPCResultResponse,
-  type JSONRPCMessage,
-  type RequestId,
-} from "@modelcontextprotocol/sdk/types.js";
+import type { JSONRPCMessage, RequestId } from "@modelcontextprotocol/sdk/types.js";
 import type { AuditLog } from "../audit/log.js";
 import type { Aztp, SecuredAgent } from "../client/aztp.js";
 import type { AgentIdentity } from "../client/identity.js";
@@ -27,6 +21,7 @@ import type { CompiledPolicies } from "../policy/evaluate.js";
 import type { PolicyDocument } from "../policy/policy.js";
 import { identify } from "./identify.js";
 import { InterceptingTransport, type MessageHooks } from "./intercept.js";
+import { isErrorResponse, isRequest, isResultResponse } from "./message.js";
 import {
   AZTP_REFUSED,
   CHALLENGE_META_KEY,
@@ -87,7 +82,7 @@ export function serverHooks(guard: CalleeGuard, identity: { signer: AgentIdentit
   };
   return {
     incoming(message, extra, deliver, reply) {
-      if (!isJSONRPCRequest(message)) return deliver(message);
+      if (!isRequest(message)) return deliver(message);
       const params = isObject(message.params) ? message.params : {};
       const meta = isObject(params._meta) ? params._meta : {};
       if (HANDSHAKES.has(message.method)) {
@@ -124,19 +119,19 @@ export function serverHooks(guard: CalleeGuard, identity: { signer: AgentIdentit
       });
     },
     outgoing(message) {
-      if (!isJSONRPCResultResponse(message) && !isJSONRPCErrorResponse(message)) return message;
+      if (!isResultResponse(message) && !isErrorResponse(message)) return message;
       const id = message.id as RequestId;
       if (inits.has(id)) {
         const ch = inits.get(id);
         inits.delete(id);
-        if (!isJSONRPCResultResponse(message)) return message;
+        if (!isResultResponse(message)) return message;
         const value = ch ? signPossessionProof(identity, { nonce: ch.nonce, ...(ch.client ? { audience: ch.client } : {}) }) : { id: identity.signer.id.toString() };
         return { ...message, result: withMeta(message.result, IDENTITY_META_KEY, value) } as JSONRPCMessage;
       }
       const admission = calls.get(id);
       if (admission !== undefined) {
         calls.delete(id);
-        if (isJSONRPCResultResponse(message)) {
+        if (isResultResponse(message)) {
           const result = message.result as Record<string, unknown>;
           const status = result.isError === true ? "error" : "ok";
           const { receipt } = guard.settle(admission, { status, result: resultForDigest(result) });
@@ -149,7 +144,7 @@ export function serverHooks(guard: CalleeGuard, identity: { signer: AgentIdentit
       const caller = lists.get(id);
       if (caller !== undefined) {
         lists.delete(id);
-        if (isJSONRPCResultResponse(message) && isObject(message.result) && Array.isArray(message.result.tools)) {
+        if (isResultResponse(message) && isObject(message.result) && Array.isArray(message.result.tools)) {
           const tools = (message.result.tools as Array<{ name?: unknown }>).filter((t) => typeof t.name === "string" && guard.toolVisible(caller, t.name));
           return { ...message, result: { ...message.result, tools } } as JSONRPCMessage;
         }
