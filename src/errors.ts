@@ -84,6 +84,8 @@ export const ErrorCodes = {
   INVALID_ARGUMENT: "ERR_INVALID_ARGUMENT",
   PEER_NOT_AUTHORIZED: "ERR_PEER_NOT_AUTHORIZED",
   PROOF_INVALID: "ERR_PROOF_INVALID",
+  /** An MCP request reused the id of a request still in flight on its connection. */
+  REQUEST_ID_IN_USE: "ERR_REQUEST_ID_IN_USE",
 
   // Signed invocations and receipts (invocation/)
   INVOCATION_MISSING: "ERR_INVOCATION_MISSING",

@@ -119,6 +119,15 @@ export class CalleeGuard {
   }
 
   /**
+   * The admission of a call refused before verification (by the transport binding, e.g. for a
+   * request id already in use), so that it is answered and audited like any other refusal.
+   */
+  refuse(call: { tool: string; args: unknown; token: unknown }, error: AztpError): Admission {
+    const token = typeof call.token === "string" ? call.token : undefined;
+    return { allowed: false, tool: call.tool, args: call.args, token, verified: undefined, error, caller: claimedCaller(call.token), startedAt: performance.now() };
+  }
+
+  /**
    * Records the outcome: signs a receipt (ok, error, or denied for a refused call) bound to
    * the token and the result, and appends the audit entry. For a refused call, `result` is
    * the error object sent back.

@@ -10,7 +10,7 @@ import { canonicalDigest } from "../invocation/canonical.js";
 import { createInvocation, signerOf, type InvocationClaims, type SignerLike } from "../invocation/invocation.js";
 import { verifyReceipt, type VerifiedReceipt } from "../invocation/receipt.js";
 import type { Trust } from "../invocation/trust.js";
-import { AuditRecorder, checkMode, type GuardMode } from "./recorder.js";
+import { AuditRecorder, CANCELLED, checkMode, type GuardMode } from "./recorder.js";
 
 export interface CallerGuardOptions {
   identity: SignerLike;
@@ -88,7 +88,12 @@ export class CallerGuard {
     this.#record(prepared, { result: undefined, receipt: undefined, isError: true }, undefined, err);
   }
 
-  #record(prepared: PreparedCall, answer: { result: unknown; receipt: unknown; isError?: boolean }, verified: VerifiedReceipt | undefined, error: AztpError | undefined): void {
+  /** Records a call its caller cancelled before an answer came: nothing to check, nothing used. */
+  cancelled(prepared: PreparedCall): void {
+    this.#record(prepared, { result: undefined, receipt: undefined, isError: true }, undefined, undefined, CANCELLED);
+  }
+
+  #record(prepared: PreparedCall, answer: { result: unknown; receipt: unknown; isError?: boolean }, verified: VerifiedReceipt | undefined, error: AztpError | undefined, reason?: string): void {
     if (!this.#audit.enabled) return;
     // A verified receipt holds the digest of this very result; compute it only otherwise.
     let resultDigest = verified?.claims.result_sha256;
@@ -110,7 +115,7 @@ export class CallerGuard {
       decision: error ? (this.mode === "audit" ? "audit-only" : "deny") : "allow",
       outcome: status,
       durationMs: Math.round((performance.now() - prepared.startedAt) * 1000) / 1000,
-      ...(error ? { reason: error.code } : verified?.claims.code ? { reason: verified.claims.code } : {}),
+      ...(error ? { reason: error.code } : verified?.claims.code ? { reason: verified.claims.code } : reason ? { reason } : {}),
       ...(resultDigest ? { resultDigest } : {}),
       jti: prepared.claims.jti,
       ...(prepared.claims.trace ? { traceId: prepared.claims.trace } : {}),

@@ -9,6 +9,9 @@ import { AztpError, ErrorCodes } from "../errors.js";
 
 export type GuardMode = "enforce" | "audit";
 
+/** The audit reason (and receipt code) of a call its caller cancelled before it was answered. */
+export const CANCELLED = "cancelled";
+
 export function checkMode(mode: unknown): GuardMode {
   if (mode === undefined) return "enforce";
   if (mode !== "enforce" && mode !== "audit") {

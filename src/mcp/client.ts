@@ -21,7 +21,7 @@ import type { Trust } from "../invocation/trust.js";
 import type { Authorizer } from "../spiffe/authorizer.js";
 import { SpiffeId } from "../spiffe/spiffeid.js";
 import { InterceptingTransport, type MessageHooks } from "./intercept.js";
-import { isErrorResponse, isRequest, isResultResponse } from "./message.js";
+import { isErrorResponse, isNotification, isRequest, isResultResponse } from "./message.js";
 import { AZTP_REFUSED, CHALLENGE_META_KEY, IDENTITY_META_KEY, INVOCATION_META_KEY, isObject, RECEIPT_META_KEY, resultForDigest, withMeta } from "./meta.js";
 import { identify } from "./identify.js";
 import { HANDSHAKES } from "./server.js";
@@ -64,6 +64,16 @@ export function clientHooks(
   const calls = new Map<RequestId, PreparedCall>();
   return {
     outgoing(message) {
+      if (isNotification(message) && message.method === "notifications/cancelled") {
+        // No answer will come for it: audit the call now, and forget it.
+        const rid = message.params?.requestId as RequestId | undefined;
+        const prepared = rid === undefined ? undefined : calls.get(rid);
+        if (prepared !== undefined && rid !== undefined) {
+          calls.delete(rid);
+          guard.cancelled(prepared);
+        }
+        return message;
+      }
       if (!isRequest(message)) return message;
       const params = isObject(message.params) ? message.params : {};
       if (HANDSHAKES.has(message.method)) {

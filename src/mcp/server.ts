@@ -14,6 +14,7 @@ import type { Aztp, SecuredAgent } from "../client/aztp.js";
 import type { AgentIdentity } from "../client/identity.js";
 import { AztpError, ErrorCodes } from "../errors.js";
 import { CalleeGuard, type Admission, type GuardMode } from "../guard/callee.js";
+import { CANCELLED } from "../guard/recorder.js";
 import { signPossessionProof } from "../invocation/proof.js";
 import { MemoryReplayCache, type ReplayCache } from "../invocation/replay.js";
 import type { Trust } from "../invocation/trust.js";
@@ -21,7 +22,7 @@ import type { CompiledPolicies } from "../policy/evaluate.js";
 import type { PolicyDocument } from "../policy/policy.js";
 import { identify } from "./identify.js";
 import { InterceptingTransport, type MessageHooks } from "./intercept.js";
-import { isErrorResponse, isRequest, isResultResponse } from "./message.js";
+import { isErrorResponse, isNotification, isRequest, isResultResponse } from "./message.js";
 import {
   AZTP_REFUSED,
   CHALLENGE_META_KEY,
@@ -49,7 +50,7 @@ export interface SecureMcpServerOptions {
   trust?: Trust;
 }
 
-function refusal(id: RequestId, error: AztpError, receipt: string | undefined): JSONRPCMessage {
+function refusal(id: RequestId, error: AztpError, receipt: string | undefined): JSONRPCMessage & { id: RequestId } {
   const hint = error.code === ErrorCodes.INVOCATION_MISSING ? `: ${HOW_TO_SIGN}` : "";
   return {
     jsonrpc: "2.0",
@@ -76,31 +77,75 @@ export function serverHooks(guard: CalleeGuard, identity: { signer: AgentIdentit
   const calls = new Map<RequestId, Admission>();
   const inits = new Map<RequestId, { nonce: string; client?: string } | null>();
   const lists = new Map<RequestId, string>();
+  // Every request of this connection not yet answered. An answer is matched to its request by
+  // id alone, so a second request reusing the id of one in flight would take that one's
+  // receipt and audit entry, and its own tool run would go unrecorded. JSON-RPC forbids the
+  // reuse; it is refused before it reaches the server.
+  // The value says whether the server has it yet (false while the guard is still verifying it).
+  const inFlight = new Map<RequestId, boolean>();
+  const pass = (m: JSONRPCMessage & { id: RequestId }, deliver: (m: JSONRPCMessage) => void): void => {
+    inFlight.set(m.id, true);
+    deliver(m);
+  };
+  // Answers sent directly (a refusal, an internal error) bypass `outgoing`: they end the request here.
+  const answer = (reply: (m: JSONRPCMessage) => Promise<void>, m: JSONRPCMessage & { id: RequestId }): void => {
+    inFlight.delete(m.id);
+    void reply(m).catch(() => undefined);
+  };
   // Whatever goes wrong after a request was taken, its caller gets an answer, never silence.
   const internalError = (reply: (m: JSONRPCMessage) => Promise<void>, id: RequestId, e: unknown): void => {
-    void reply({ jsonrpc: "2.0", id, error: { code: -32603, message: `internal error in the AZTP guard: ${(e as Error)?.message ?? String(e)}` } }).catch(() => undefined);
+    answer(reply, { jsonrpc: "2.0", id, error: { code: -32603, message: `internal error in the AZTP guard: ${(e as Error)?.message ?? String(e)}` } });
   };
   return {
     incoming(message, extra, deliver, reply) {
+      if (isNotification(message) && message.method === "notifications/cancelled") {
+        // The server sends no answer to a request it has and is told is cancelled, so
+        // `outgoing` will never settle it: the call is audited here, as an error the caller
+        // ended. One still being verified has not reached the server, which will answer it.
+        const rid = isObject(message.params) ? (message.params.requestId as RequestId) : undefined;
+        if (rid !== undefined && inFlight.get(rid) === true) {
+          inFlight.delete(rid);
+          const admission = calls.get(rid);
+          calls.delete(rid);
+          inits.delete(rid);
+          lists.delete(rid);
+          if (admission !== undefined) {
+            const reason = typeof message.params?.reason === "string" ? message.params.reason : "cancelled by the caller";
+            guard.settle(admission, { status: "error", result: { code: CANCELLED, message: reason }, code: CANCELLED });
+          }
+        }
+        return deliver(message);
+      }
       if (!isRequest(message)) return deliver(message);
       const params = isObject(message.params) ? message.params : {};
       const meta = isObject(params._meta) ? params._meta : {};
+      if (inFlight.has(message.id)) {
+        const error = new AztpError(ErrorCodes.REQUEST_ID_IN_USE, `request id ${JSON.stringify(message.id)} is already in use by a request in flight on this connection`);
+        let receipt: string | undefined;
+        if (message.method === "tools/call" && typeof params.name === "string") {
+          ({ receipt } = guard.settle(guard.refuse({ tool: params.name, args: params.arguments ?? {}, token: meta[INVOCATION_META_KEY] }, error), { status: "denied", result: error.toJSON(), code: error.code }));
+        }
+        // Not through answer(): the request in flight under this id is still waiting for its own.
+        void reply(refusal(message.id, error, receipt)).catch(() => undefined);
+        return;
+      }
+      inFlight.set(message.id, false);
       if (HANDSHAKES.has(message.method)) {
         const ch = meta[CHALLENGE_META_KEY];
         inits.set(message.id, isObject(ch) && typeof ch.nonce === "string" ? { nonce: ch.nonce, ...(typeof ch.client === "string" ? { client: ch.client } : {}) } : null);
-        return deliver(message);
+        return pass(message, deliver);
       }
       if (message.method === "tools/list" && options.filterToolsByPolicy && meta[INVOCATION_META_KEY] !== undefined) {
         void guard
           .admit({ tool: "tools/list", args: {}, token: meta[INVOCATION_META_KEY] })
           .then((a) => {
             if (a.verified) lists.set(message.id, a.caller);
-            deliver(message);
+            pass(message, deliver);
           })
           .catch((e: unknown) => internalError(reply, message.id, e));
         return;
       }
-      if (message.method !== "tools/call" || typeof params.name !== "string") return deliver(message);
+      if (message.method !== "tools/call" || typeof params.name !== "string") return pass(message, deliver);
       const id = message.id;
       // The MCP access token (Authorization bearer), which a token's `ath` may bind.
       const accessToken = extra?.authInfo?.token;
@@ -108,11 +153,11 @@ export function serverHooks(guard: CalleeGuard, identity: { signer: AgentIdentit
         if (!admission.allowed) {
           const error = admission.error as AztpError;
           const { receipt } = guard.settle(admission, { status: "denied", result: error.toJSON(), code: error.code });
-          reply(refusal(id, error, receipt)).catch(() => undefined);
+          answer(reply, refusal(id, error, receipt));
           return;
         }
         calls.set(id, admission);
-        deliver(message);
+        pass(message, deliver);
       }).catch((e: unknown) => {
         calls.delete(id);
         internalError(reply, id, e);
@@ -121,6 +166,7 @@ export function serverHooks(guard: CalleeGuard, identity: { signer: AgentIdentit
     outgoing(message) {
       if (!isResultResponse(message) && !isErrorResponse(message)) return message;
       const id = message.id as RequestId;
+      inFlight.delete(id);
       if (inits.has(id)) {
         const ch = inits.get(id);
         inits.delete(id);
