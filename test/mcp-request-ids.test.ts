@@ -1,8 +1,9 @@
 /**
  * Request ids and cancellation in the MCP binding. Answers are matched to requests by id, so a
  * caller that reuses the id of a call still in flight must not be able to run a tool without
- * its own receipt and audit entry (nor to give its call the other one's); and a call its caller
- * cancels, which the server never answers, is still audited on both sides.
+ * its own receipt and audit entry (nor to give its call the other one's); and a call that is
+ * never answered (its caller cancels it, its connection closes first, it cannot be sent) is
+ * still audited, on each side that knows of it.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
@@ -19,7 +20,7 @@ import { CalleeGuard } from "../src/guard/callee.js";
 import { signInvocation, verifyReceipt } from "../src/invocation/index.js";
 import { secureMcpClient, secureMcpServer, serverHooks } from "../src/mcp/index.js";
 import { INVOCATION_META_KEY, RECEIPT_META_KEY, resultForDigest } from "../src/mcp/meta.js";
-import { fixture, withTimeout } from "./helpers/mcp-util.js";
+import { fixture, onWire, withTimeout } from "./helpers/mcp-util.js";
 
 /** A secured server with `echo` and a `slow` tool that waits until the test releases it. */
 async function slowServer(t: TestContext, home: string, c: ReturnType<typeof fixture>["aztp"]) {
@@ -54,6 +55,23 @@ async function slowServer(t: TestContext, home: string, c: ReturnType<typeof fix
     }
   };
   return { server: secured, runs, release: () => release(), entries };
+}
+
+/** A secured client named `name` with its own audit log, closed when the test ends. */
+async function auditedClient(t: TestContext, c: ReturnType<typeof fixture>["aztp"], home: string, name: string) {
+  const path = join(home, `${name}-audit.jsonl`);
+  const audit = await AuditLog.open(path, { batchWindowMs: 0 });
+  const client = await secureMcpClient(new Client({ name, version: "1.0.0" }), { client: c, name, audit });
+  t.after(async () => {
+    await client.close().catch(() => undefined);
+    await client.aztpGuard.flush();
+    await audit.close();
+  });
+  const entries = async (): Promise<AuditEntry[]> => {
+    await client.aztpGuard.flush();
+    return queryAuditLog(path);
+  };
+  return { client, entries };
 }
 
 /** A raw client side of an in-memory link, initialised, collecting what the server sends. */
@@ -164,17 +182,44 @@ describe("MCP request ids and cancellation", () => {
     assert.deepEqual(calls.map((m) => m.params.arguments.text), ["A"], "only A reaches the server");
   });
 
+  it("a call whose connection closes before its answer is audited on both sides as connection-closed", async (t) => {
+    const { home, aztp: c } = fixture(t);
+    const s = await slowServer(t, home, c);
+    const { client, entries } = await auditedClient(t, c, home, "closer");
+    const [mine, theirs] = InMemoryTransport.createLinkedPair();
+    await s.server.connect(theirs);
+    await client.connect(mine);
+    const pending = client.callTool({ name: "slow", arguments: { text: "cut" } });
+    await withTimeout((async () => { while (s.runs.length === 0) await new Promise((r) => setTimeout(r, 5)); })(), 5_000, "slow to start");
+    await client.close();
+    await assert.rejects(pending);
+    const serverEntries = await s.entries(1);
+    assert.deepEqual(serverEntries.map((e) => [e.decision, e.outcome, e.reason, e.tool]), [["allow", "error", "connection-closed", "slow"]]);
+    assert.deepEqual((await entries()).map((e) => [e.outcome, e.reason, e.tool]), [["error", "connection-closed", "slow"]]);
+  });
+
+  it("a call that cannot be sent is audited by its caller as not-sent", async (t) => {
+    const { home, aztp: c } = fixture(t);
+    const s = await slowServer(t, home, c);
+    const { client, entries } = await auditedClient(t, c, home, "unsent");
+    const [mine, theirs] = InMemoryTransport.createLinkedPair();
+    await s.server.connect(theirs);
+    const cut = onWire({
+      outgoing: (m) => {
+        if ("method" in m && m.method === "tools/call") throw new Error("the wire is cut");
+        return m;
+      },
+    });
+    await client.connect(cut(mine));
+    await assert.rejects(client.callTool({ name: "echo", arguments: { text: "lost" } }), /the wire is cut/);
+    assert.deepEqual(s.runs, []);
+    assert.deepEqual((await entries()).map((e) => [e.outcome, e.reason, e.tool]), [["error", "not-sent", "echo"]]);
+  });
+
   it("a call the caller cancels is audited on both sides as cancelled, and the client goes on working", async (t) => {
     const { home, aztp: c } = fixture(t);
     const s = await slowServer(t, home, c);
-    const clientPath = join(home, "client-audit.jsonl");
-    const clientAudit = await AuditLog.open(clientPath, { batchWindowMs: 0 });
-    const client = await secureMcpClient(new Client({ name: "canceller", version: "1.0.0" }), { client: c, name: "canceller", audit: clientAudit });
-    t.after(async () => {
-      await client.close().catch(() => undefined);
-      await client.aztpGuard.flush();
-      await clientAudit.close();
-    });
+    const { client, entries } = await auditedClient(t, c, home, "canceller");
     const [mine, theirs] = InMemoryTransport.createLinkedPair();
     await s.server.connect(theirs);
     await client.connect(mine);
@@ -191,8 +236,7 @@ describe("MCP request ids and cancellation", () => {
     assert.equal(serverEntries[0]?.outcome, "error");
     assert.equal(serverEntries[0]?.reason, "cancelled");
 
-    await client.aztpGuard.flush();
-    const clientEntries = await queryAuditLog(clientPath);
+    const clientEntries = await entries();
     assert.deepEqual(clientEntries.map((e) => [e.tool, e.outcome, e.reason]), [["slow", "error", "cancelled"]]);
 
     // The tool finishing later sends nothing and records nothing more; the next call works.

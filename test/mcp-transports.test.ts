@@ -238,8 +238,14 @@ function suite(kind: TransportKind): void {
     assert.ok(receiptOf(after));
     const entries = await audit();
     assert.deepEqual(
-      entries.filter((e) => e.decision === "allow").map((e) => e.tool),
-      ["echo", "echo", "echo"],
+      entries.filter((e) => e.outcome === "ok").map((e) => [e.decision, e.tool]),
+      [["allow", "echo"], ["allow", "echo"], ["allow", "echo"]],
+    );
+    // The call after the restart is on record when it reached the transport: over HTTP its
+    // request failed (not-sent); in memory and over stdio the SDK refused it first (not connected).
+    assert.deepEqual(
+      entries.filter((e) => e.outcome !== "ok").map((e) => [e.tool, e.reason]),
+      kind === "http" ? [["echo", "not-sent"]] : [],
     );
   });
 

@@ -10,7 +10,7 @@ import { canonicalDigest } from "../invocation/canonical.js";
 import { createInvocation, signerOf, type InvocationClaims, type SignerLike } from "../invocation/invocation.js";
 import { verifyReceipt, type VerifiedReceipt } from "../invocation/receipt.js";
 import type { Trust } from "../invocation/trust.js";
-import { AuditRecorder, CANCELLED, checkMode, type GuardMode } from "./recorder.js";
+import { AuditRecorder, checkMode, type GuardMode, type UnansweredReason } from "./recorder.js";
 
 export interface CallerGuardOptions {
   identity: SignerLike;
@@ -88,9 +88,9 @@ export class CallerGuard {
     this.#record(prepared, { result: undefined, receipt: undefined, isError: true }, undefined, err);
   }
 
-  /** Records a call its caller cancelled before an answer came: nothing to check, nothing used. */
-  cancelled(prepared: PreparedCall): void {
-    this.#record(prepared, { result: undefined, receipt: undefined, isError: true }, undefined, undefined, CANCELLED);
+  /** Records a call no answer will come for (cancelled, connection closed, not sent): nothing to check, nothing used. */
+  unanswered(prepared: PreparedCall, reason: UnansweredReason): void {
+    this.#record(prepared, { result: undefined, receipt: undefined, isError: true }, undefined, undefined, reason);
   }
 
   #record(prepared: PreparedCall, answer: { result: unknown; receipt: unknown; isError?: boolean }, verified: VerifiedReceipt | undefined, error: AztpError | undefined, reason?: string): void {

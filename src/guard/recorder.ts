@@ -9,8 +9,16 @@ import { AztpError, ErrorCodes } from "../errors.js";
 
 export type GuardMode = "enforce" | "audit";
 
-/** The audit reason (and receipt code) of a call its caller cancelled before it was answered. */
-export const CANCELLED = "cancelled";
+/**
+ * Audit reasons of a call that was never answered, so no answer will ever settle it: its
+ * caller cancelled it, its connection closed first, or it could not be sent at all.
+ */
+export const Unanswered = {
+  CANCELLED: "cancelled",
+  CONNECTION_CLOSED: "connection-closed",
+  NOT_SENT: "not-sent",
+} as const;
+export type UnansweredReason = (typeof Unanswered)[keyof typeof Unanswered];
 
 export function checkMode(mode: unknown): GuardMode {
   if (mode === undefined) return "enforce";

@@ -16,6 +16,7 @@ import type { AgentIdentity } from "../client/identity.js";
 import { AztpError, ErrorCodes, type ErrorCode } from "../errors.js";
 import type { GuardMode } from "../guard/callee.js";
 import { CallerGuard, type PreparedCall } from "../guard/caller.js";
+import { Unanswered } from "../guard/recorder.js";
 import { verifyPossessionProof } from "../invocation/proof.js";
 import type { Trust } from "../invocation/trust.js";
 import type { Authorizer } from "../spiffe/authorizer.js";
@@ -70,7 +71,7 @@ export function clientHooks(
         const prepared = rid === undefined ? undefined : calls.get(rid);
         if (prepared !== undefined && rid !== undefined) {
           calls.delete(rid);
-          guard.cancelled(prepared);
+          guard.unanswered(prepared, Unanswered.CANCELLED);
         }
         return message;
       }
@@ -94,6 +95,19 @@ export function clientHooks(
       const prepared = guard.prepare({ audience: binding.serverId.toString(), tool: isCall ? (params.name as string) : "tools/list", args: isCall ? (params.arguments ?? {}) : {} });
       if (isCall) calls.set(message.id, prepared);
       return { ...message, params: withMeta(params, INVOCATION_META_KEY, prepared.token) } as JSONRPCMessage;
+    },
+    closed() {
+      for (const prepared of calls.values()) guard.unanswered(prepared, Unanswered.CONNECTION_CLOSED);
+      calls.clear();
+      inits.clear();
+    },
+    sendFailed(message) {
+      if (!isRequest(message)) return;
+      inits.delete(message.id);
+      const prepared = calls.get(message.id);
+      if (prepared === undefined) return;
+      calls.delete(message.id);
+      guard.unanswered(prepared, Unanswered.NOT_SENT);
     },
     incoming(message, _extra, deliver) {
       if (!isResultResponse(message) && !isErrorResponse(message)) return deliver(message);

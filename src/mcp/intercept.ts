@@ -15,6 +15,10 @@ export interface MessageHooks {
   incoming(message: JSONRPCMessage, extra: MessageExtraInfo | undefined, deliver: (m: JSONRPCMessage) => void, reply: (m: JSONRPCMessage) => Promise<void>): void;
   /** An outgoing message; returns what to send instead (may be the same object). */
   outgoing(message: JSONRPCMessage, options: TransportSendOptions | undefined): JSONRPCMessage | Promise<JSONRPCMessage>;
+  /** The connection closed: requests still unanswered never will be. */
+  closed?(): void;
+  /** `message` (as `outgoing` returned it) could not be sent: the transport threw. */
+  sendFailed?(message: JSONRPCMessage, error: unknown): void;
 }
 
 export class InterceptingTransport implements Transport {
@@ -28,7 +32,14 @@ export class InterceptingTransport implements Transport {
   constructor(inner: Transport, hooks: MessageHooks) {
     this.inner = inner;
     this.#hooks = hooks;
-    inner.onclose = () => this.onclose?.();
+    inner.onclose = () => {
+      try {
+        this.#hooks.closed?.();
+      } catch (error) {
+        this.onerror?.(error instanceof Error ? error : new Error(String(error)));
+      }
+      this.onclose?.();
+    };
     inner.onerror = (error) => this.onerror?.(error);
     inner.onmessage = (message, extra) => {
       try {
@@ -70,7 +81,13 @@ export class InterceptingTransport implements Transport {
   }
 
   async send(message: JSONRPCMessage, options?: TransportSendOptions): Promise<void> {
-    return this.inner.send(await this.#hooks.outgoing(message, options), options);
+    const out = await this.#hooks.outgoing(message, options);
+    try {
+      await this.inner.send(out, options);
+    } catch (error) {
+      this.#hooks.sendFailed?.(out, error);
+      throw error;
+    }
   }
 
   close(): Promise<void> {

@@ -14,7 +14,7 @@ import type { Aztp, SecuredAgent } from "../client/aztp.js";
 import type { AgentIdentity } from "../client/identity.js";
 import { AztpError, ErrorCodes } from "../errors.js";
 import { CalleeGuard, type Admission, type GuardMode } from "../guard/callee.js";
-import { CANCELLED } from "../guard/recorder.js";
+import { Unanswered, type UnansweredReason } from "../guard/recorder.js";
 import { signPossessionProof } from "../invocation/proof.js";
 import { MemoryReplayCache, type ReplayCache } from "../invocation/replay.js";
 import type { Trust } from "../invocation/trust.js";
@@ -92,6 +92,9 @@ export function serverHooks(guard: CalleeGuard, identity: { signer: AgentIdentit
     inFlight.delete(m.id);
     void reply(m).catch(() => undefined);
   };
+  const unanswered = (admission: Admission, reason: UnansweredReason, message: string): void => {
+    guard.settle(admission, { status: "error", result: { code: reason, message }, code: reason });
+  };
   // Whatever goes wrong after a request was taken, its caller gets an answer, never silence.
   const internalError = (reply: (m: JSONRPCMessage) => Promise<void>, id: RequestId, e: unknown): void => {
     answer(reply, { jsonrpc: "2.0", id, error: { code: -32603, message: `internal error in the AZTP guard: ${(e as Error)?.message ?? String(e)}` } });
@@ -109,10 +112,7 @@ export function serverHooks(guard: CalleeGuard, identity: { signer: AgentIdentit
           calls.delete(rid);
           inits.delete(rid);
           lists.delete(rid);
-          if (admission !== undefined) {
-            const reason = typeof message.params?.reason === "string" ? message.params.reason : "cancelled by the caller";
-            guard.settle(admission, { status: "error", result: { code: CANCELLED, message: reason }, code: CANCELLED });
-          }
+          if (admission !== undefined) unanswered(admission, Unanswered.CANCELLED, typeof message.params?.reason === "string" ? message.params.reason : "cancelled by the caller");
         }
         return deliver(message);
       }
@@ -162,6 +162,13 @@ export function serverHooks(guard: CalleeGuard, identity: { signer: AgentIdentit
         calls.delete(id);
         internalError(reply, id, e);
       });
+    },
+    closed() {
+      // The SDK aborts the handlers of a closed connection and sends nothing more: an admitted
+      // call (its tool may have run) is audited now, or never.
+      for (const admission of calls.values()) unanswered(admission, Unanswered.CONNECTION_CLOSED, "the connection closed before the call was answered");
+      calls.clear();
+      inFlight.clear();
     },
     outgoing(message) {
       if (!isResultResponse(message) && !isErrorResponse(message)) return message;
