@@ -11,6 +11,7 @@ import { describe, it, type TestContext } from "node:test";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { InMemoryTransport } from "@modelcontextprotocol/sdk/inMemory.js";
 import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
+import type { Transport } from "@modelcontextprotocol/sdk/shared/transport.js";
 import type { JSONRPCMessage } from "@modelcontextprotocol/sdk/types.js";
 import { z } from "zod";
 import { AuditLog, queryAuditLog } from "../src/audit/index.js";
@@ -57,8 +58,16 @@ async function slowServer(t: TestContext, home: string, c: ReturnType<typeof fix
   return { server: secured, runs, release: () => release(), entries };
 }
 
-/** A secured client named `name` with its own audit log, closed when the test ends. */
-async function auditedClient(t: TestContext, c: ReturnType<typeof fixture>["aztp"], home: string, name: string) {
+/** Resolves once `done()` holds (polled), or fails the test naming `what` after 5 s. */
+async function until(done: () => boolean, what: string): Promise<void> {
+  await withTimeout((async () => { while (!done()) await new Promise((r) => setTimeout(r, 5)); })(), 5_000, what);
+}
+
+/**
+ * A secured client named `name` with its own audit log, connected in memory to `server`
+ * (through `wrap`, if given, below its AZTP layer), closed when the test ends.
+ */
+async function auditedClient(t: TestContext, c: ReturnType<typeof fixture>["aztp"], home: string, name: string, server: McpServer, wrap?: (t: Transport) => Transport) {
   const path = join(home, `${name}-audit.jsonl`);
   const audit = await AuditLog.open(path, { batchWindowMs: 0 });
   const client = await secureMcpClient(new Client({ name, version: "1.0.0" }), { client: c, name, audit });
@@ -71,6 +80,9 @@ async function auditedClient(t: TestContext, c: ReturnType<typeof fixture>["aztp
     await client.aztpGuard.flush();
     return queryAuditLog(path);
   };
+  const [mine, theirs] = InMemoryTransport.createLinkedPair();
+  await server.connect(theirs);
+  await client.connect(wrap ? wrap(mine) : mine);
   return { client, entries };
 }
 
@@ -109,7 +121,7 @@ describe("MCP request ids and cancellation", () => {
     const b = call("B");
     await peer.send(a.message);
     // A is admitted and running (held at the gate) before B arrives under the same id.
-    await withTimeout((async () => { while (s.runs.length === 0) await new Promise((r) => setTimeout(r, 5)); })(), 5_000, "call A to start");
+    await until(() => s.runs.length > 0, "call A to start");
     await peer.send(b.message);
     const [refused] = await peer.answer(7);
     assert.ok(refused && "error" in refused, "B is answered at once with an error");
@@ -153,7 +165,7 @@ describe("MCP request ids and cancellation", () => {
       const args = { text };
       const token = signInvocation(caller, { audience: s.server.identity.spiffeId, tool: "echo", args });
       await peer.send({ jsonrpc: "2.0", id: 9, method: "tools/call", params: { name: "echo", arguments: args, _meta: { [INVOCATION_META_KEY]: token } } });
-      await withTimeout((async () => { while (!s.runs.includes(`echo:${text}`)) await new Promise((r) => setTimeout(r, 5)); })(), 5_000, `echo ${text}`);
+      await until(() => s.runs.includes(`echo:${text}`), `echo ${text}`);
     }
     const answers = await peer.answer(9, 2);
     assert.equal(answers.filter((m) => "result" in m).length, 2, JSON.stringify(answers));
@@ -185,12 +197,9 @@ describe("MCP request ids and cancellation", () => {
   it("a call whose connection closes before its answer is audited on both sides as connection-closed", async (t) => {
     const { home, aztp: c } = fixture(t);
     const s = await slowServer(t, home, c);
-    const { client, entries } = await auditedClient(t, c, home, "closer");
-    const [mine, theirs] = InMemoryTransport.createLinkedPair();
-    await s.server.connect(theirs);
-    await client.connect(mine);
+    const { client, entries } = await auditedClient(t, c, home, "closer", s.server);
     const pending = client.callTool({ name: "slow", arguments: { text: "cut" } });
-    await withTimeout((async () => { while (s.runs.length === 0) await new Promise((r) => setTimeout(r, 5)); })(), 5_000, "slow to start");
+    await until(() => s.runs.length > 0, "slow to start");
     await client.close();
     await assert.rejects(pending);
     const serverEntries = await s.entries(1);
@@ -201,16 +210,13 @@ describe("MCP request ids and cancellation", () => {
   it("a call that cannot be sent is audited by its caller as not-sent", async (t) => {
     const { home, aztp: c } = fixture(t);
     const s = await slowServer(t, home, c);
-    const { client, entries } = await auditedClient(t, c, home, "unsent");
-    const [mine, theirs] = InMemoryTransport.createLinkedPair();
-    await s.server.connect(theirs);
     const cut = onWire({
       outgoing: (m) => {
         if ("method" in m && m.method === "tools/call") throw new Error("the wire is cut");
         return m;
       },
     });
-    await client.connect(cut(mine));
+    const { client, entries } = await auditedClient(t, c, home, "unsent", s.server, cut);
     await assert.rejects(client.callTool({ name: "echo", arguments: { text: "lost" } }), /the wire is cut/);
     assert.deepEqual(s.runs, []);
     assert.deepEqual((await entries()).map((e) => [e.outcome, e.reason, e.tool]), [["error", "not-sent", "echo"]]);
@@ -219,14 +225,11 @@ describe("MCP request ids and cancellation", () => {
   it("a call the caller cancels is audited on both sides as cancelled, and the client goes on working", async (t) => {
     const { home, aztp: c } = fixture(t);
     const s = await slowServer(t, home, c);
-    const { client, entries } = await auditedClient(t, c, home, "canceller");
-    const [mine, theirs] = InMemoryTransport.createLinkedPair();
-    await s.server.connect(theirs);
-    await client.connect(mine);
+    const { client, entries } = await auditedClient(t, c, home, "canceller", s.server);
 
     const abort = new AbortController();
     const pending = client.callTool({ name: "slow", arguments: { text: "never" } }, undefined, { signal: abort.signal });
-    await withTimeout((async () => { while (s.runs.length === 0) await new Promise((r) => setTimeout(r, 5)); })(), 5_000, "slow to start");
+    await until(() => s.runs.length > 0, "slow to start");
     abort.abort("the user gave up");
     await assert.rejects(pending);
 
