@@ -353,13 +353,15 @@ describe("verifyX509Svid: go-spiffe Verify cases, generated at run time", () => 
   });
 
   it("expired: NotAfter + 1 s fails, NotAfter itself still passes", () => {
-    const notAfter = good.certificates[0]!.notAfter;
+    // The chain's NotAfter is its earliest, root included: the CAs were issued first, and when
+    // the clock ticked into the next second before the leaf was, the leaf outlived them by one.
+    const notAfter = new Date(Math.min(...[...good.certificates, root.cert].map((c) => c.notAfter.getTime())));
     expectCode(() => verifyX509Svid(good.certificates, source, { time: new Date(notAfter.getTime() + 1000) }), ErrorCodes.X509SVID_EXPIRED);
     assert.ok(verifyX509Svid(good.certificates, source, { time: notAfter }));
   });
 
   it("not yet valid", () => {
-    const notBefore = good.certificates[0]!.notBefore;
+    const notBefore = new Date(Math.max(...[...good.certificates, root.cert].map((c) => c.notBefore.getTime())));
     expectCode(() => verifyX509Svid(good.certificates, source, { time: new Date(notBefore.getTime() - 1000) }), ErrorCodes.X509SVID_NOT_YET_VALID);
   });
 
