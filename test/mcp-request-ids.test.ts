@@ -207,7 +207,7 @@ describe("MCP request ids and cancellation", () => {
     assert.deepEqual((await entries()).map((e) => [e.outcome, e.reason, e.tool]), [["error", "connection-closed", "slow"]]);
   });
 
-  it("a call that cannot be sent is audited by its caller as not-sent", async (t) => {
+  it("a call the transport fails to send is audited by its caller as send-failed", async (t) => {
     const { home, aztp: c } = fixture(t);
     const s = await slowServer(t, home, c);
     const cut = onWire({
@@ -219,7 +219,7 @@ describe("MCP request ids and cancellation", () => {
     const { client, entries } = await auditedClient(t, c, home, "unsent", s.server, cut);
     await assert.rejects(client.callTool({ name: "echo", arguments: { text: "lost" } }), /the wire is cut/);
     assert.deepEqual(s.runs, []);
-    assert.deepEqual((await entries()).map((e) => [e.outcome, e.reason, e.tool]), [["error", "not-sent", "echo"]]);
+    assert.deepEqual((await entries()).map((e) => [e.outcome, e.reason, e.tool]), [["error", "send-failed", "echo"]]);
   });
 
   it("a call the caller cancels is audited on both sides as cancelled, and the client goes on working", async (t) => {

@@ -242,10 +242,10 @@ function suite(kind: TransportKind): void {
       [["allow", "echo"], ["allow", "echo"], ["allow", "echo"]],
     );
     // The call after the restart is on record when it reached the transport: over HTTP its
-    // request failed (not-sent); in memory and over stdio the SDK refused it first (not connected).
+    // request failed (send-failed); in memory and over stdio the SDK refused it first (not connected).
     assert.deepEqual(
       entries.filter((e) => e.outcome !== "ok").map((e) => [e.tool, e.reason]),
-      kind === "http" ? [["echo", "not-sent"]] : [],
+      kind === "http" ? [["echo", "send-failed"]] : [],
     );
   });
 

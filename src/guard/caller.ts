@@ -88,7 +88,7 @@ export class CallerGuard {
     this.#record(prepared, { result: undefined, receipt: undefined, isError: true }, undefined, err);
   }
 
-  /** Records a call no answer will come for (cancelled, connection closed, not sent): nothing to check, nothing used. */
+  /** Records a call no answer will come for (cancelled, connection closed, send failed): nothing to check, nothing used. */
   unanswered(prepared: PreparedCall, reason: UnansweredReason): void {
     this.#record(prepared, { result: undefined, receipt: undefined, isError: true }, undefined, undefined, reason);
   }

@@ -11,12 +11,13 @@ export type GuardMode = "enforce" | "audit";
 
 /**
  * Audit reasons of a call that was never answered, so no answer will ever settle it: its
- * caller cancelled it, its connection closed first, or it could not be sent at all.
+ * caller cancelled it, its connection closed first, or the transport failed to send it
+ * (which over HTTP does not prove the server never got it).
  */
 export const Unanswered = {
   CANCELLED: "cancelled",
   CONNECTION_CLOSED: "connection-closed",
-  NOT_SENT: "not-sent",
+  SEND_FAILED: "send-failed",
 } as const;
 export type UnansweredReason = (typeof Unanswered)[keyof typeof Unanswered];
 

@@ -107,7 +107,7 @@ export function clientHooks(
       const prepared = calls.get(message.id);
       if (prepared === undefined) return;
       calls.delete(message.id);
-      guard.unanswered(prepared, Unanswered.NOT_SENT);
+      guard.unanswered(prepared, Unanswered.SEND_FAILED);
     },
     incoming(message, _extra, deliver) {
       if (!isResultResponse(message) && !isErrorResponse(message)) return deliver(message);
