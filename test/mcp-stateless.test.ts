@@ -25,6 +25,7 @@ import type { JSONRPCMessage } from "@modelcontextprotocol/sdk/types.js";
 import { z } from "zod";
 import type { Aztp } from "aztp-client";
 import { AuditLog, queryAuditLog } from "../src/audit/index.js";
+import type { AuditEntry } from "../src/audit/entry.js";
 import { ErrorCodes } from "../src/errors.js";
 import { CalleeGuard } from "../src/guard/callee.js";
 import { CallerGuard } from "../src/guard/caller.js";
@@ -115,7 +116,7 @@ interface StatelessServer {
   instances(): number;
   requests: Seen[];
   log: string[];
-  audit(atLeast: number): Promise<Array<{ tool: string; decision: string; reason?: string | undefined }>>;
+  audit(atLeast: number): Promise<AuditEntry[]>;
 }
 
 /**
@@ -206,13 +207,13 @@ async function refusedWith(p: Promise<unknown>, code: string, what: string): Pro
 }
 
 /** A secured 2.x client: clientHooks with a CallerGuard, the server's ID given (there is no initialize to prove it at). */
-async function hookedClient(t: TestContext, c: Aztp, s: { serverId: string; trust: Trust }, transport: TransportV2, options: { name?: string; wrap?: (inner: TransportV1) => TransportV1 } = {}) {
+async function hookedClient(t: TestContext, c: Aztp, s: { serverId: string; trust: Trust }, transport: TransportV2, options: { name?: string; wrap?: (inner: TransportV1) => TransportV1; audit?: AuditLog } = {}) {
   const { identity } = await c.secureConnect({}, options.name ?? "agent");
-  const guard = new CallerGuard({ identity, trust: s.trust });
+  const guard = new CallerGuard({ identity, trust: s.trust, ...(options.audit ? { audit: options.audit } : {}) });
   const client = modernClient(t, options.name);
   const below = options.wrap ? options.wrap(v1(transport)) : v1(transport);
   await client.connect(v2(new InterceptingTransport(below, clientHooks(guard, new ServerBinding(s.serverId), { trust: s.trust, serverId: s.serverId }))));
-  return { client, identity };
+  return { client, identity, guard };
 }
 
 describe("MCP 2026-07-28 with the SDK's 2.x packages (stateless)", () => {
@@ -387,7 +388,10 @@ describe("MCP 2026-07-28 with the SDK's 2.x packages (stateless)", () => {
   it("cancelling a signed call aborts its HTTP request, so the stateless server stops the handler (InterceptingTransport forwards hasPerRequestStream)", async (t) => {
     const { home, aztp: c } = fixture(t);
     const s = await statelessServer(t, c, home);
-    const { client } = await hookedClient(t, c, s, new HttpClientTransportV2(s.url));
+    const clientAuditPath = join(home, "client-audit.jsonl");
+    const clientAudit = await AuditLog.open(clientAuditPath, { batchWindowMs: 0 });
+    t.after(() => clientAudit.close());
+    const { client, guard } = await hookedClient(t, c, s, new HttpClientTransportV2(s.url), { audit: clientAudit });
     const started = Date.now();
     await assert.rejects(client.callTool({ name: "slow", arguments: { ms: 3_000 } }, { timeout: 150 }), /timed out/i);
     const deadline = Date.now() + 2_500;
@@ -398,6 +402,12 @@ describe("MCP 2026-07-28 with the SDK's 2.x packages (stateless)", () => {
     // 2026-07-28 cancels by closing the request's stream: no notifications/cancelled went out
     // (a stateless server would get it on a new request, at a new instance that knows nothing).
     assert.ok(!s.requests.some((r) => r.rpc === "notifications/cancelled"));
+    // Still, both sides have the call on record as one that got no answer.
+    await guard.flush();
+    assert.deepEqual((await queryAuditLog(clientAuditPath)).map((e) => [e.tool, e.outcome, e.reason]), [["slow", "error", "cancelled"]]);
+    // The server instance learns it as its request's stream closing under the call.
+    const serverEntries = await s.audit(1);
+    assert.deepEqual(serverEntries.map((e) => [e.tool, e.decision, e.outcome, e.reason]), [["slow", "allow", "error", "connection-closed"]]);
   });
 
   it("connection-oriented 2026-07-28 (serveStdio over an in-memory pipe): serverHooks with one CalleeGuard at the entry's transport guard every connection", async (t) => {

@@ -63,16 +63,18 @@ export function clientHooks(
 ): MessageHooks {
   const inits = new Map<RequestId, string>();
   const calls = new Map<RequestId, PreparedCall>();
+  // No answer will come for a cancelled call: audit it now, and forget it.
+  const cancelled = (id: RequestId): void => {
+    const prepared = calls.get(id);
+    if (prepared === undefined) return;
+    calls.delete(id);
+    guard.unanswered(prepared, Unanswered.CANCELLED);
+  };
   return {
-    outgoing(message) {
+    outgoing(message, sendOptions) {
       if (isNotification(message) && message.method === "notifications/cancelled") {
-        // No answer will come for it: audit the call now, and forget it.
         const rid = message.params?.requestId as RequestId | undefined;
-        const prepared = rid === undefined ? undefined : calls.get(rid);
-        if (prepared !== undefined && rid !== undefined) {
-          calls.delete(rid);
-          guard.unanswered(prepared, Unanswered.CANCELLED);
-        }
+        if (rid !== undefined) cancelled(rid);
         return message;
       }
       if (!isRequest(message)) return message;
@@ -93,7 +95,14 @@ export function clientHooks(
         );
       }
       const prepared = guard.prepare({ audience: binding.serverId.toString(), tool: isCall ? (params.name as string) : "tools/list", args: isCall ? (params.arguments ?? {}) : {} });
-      if (isCall) calls.set(message.id, prepared);
+      if (isCall) {
+        calls.set(message.id, prepared);
+        // The 2.x SDK cancels a call on a per-request stream (MCP 2026-07-28 over HTTP) by
+        // aborting its HTTP request, with no notifications/cancelled for this hook to see.
+        const signal = (sendOptions as { requestSignal?: AbortSignal } | undefined)?.requestSignal;
+        const id = message.id;
+        signal?.addEventListener("abort", () => cancelled(id), { once: true });
+      }
       return { ...message, params: withMeta(params, INVOCATION_META_KEY, prepared.token) } as JSONRPCMessage;
     },
     closed() {
