@@ -18,12 +18,10 @@
  *
  * Plain and secured are sampled in alternating rounds so load from elsewhere hits both.
  */
-import { spawn } from "node:child_process";
 import { createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
@@ -34,41 +32,12 @@ import { Aztp } from "../src/client/aztp.js";
 import { signInvocation } from "../src/invocation/invocation.js";
 import { secureMcpClient, secureMcpServer } from "../src/mcp/index.js";
 import { medianMicros, round, type Figures } from "./harness.js";
+import { BENCH_ROOT, median, SEARCH_ARGS, startHttpServer, warm } from "./helpers/mcp-http-process.js";
 
 const ROUNDS = 5;
-const ARGS = { query: "quarterly revenue by region", limit: 10 };
-const root = fileURLToPath(new URL("..", import.meta.url));
+const ARGS = SEARCH_ARGS;
+const root = BENCH_ROOT;
 const everything = join(root, "node_modules/@modelcontextprotocol/server-everything/dist/index.js");
-
-function median(values: number[]): number {
-  const s = [...values].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)] ?? 0;
-}
-
-/** Starts bench/helpers/mcp-http-server.ts in a child process and waits for its URL. */
-async function startHttpServer(kind: "plain" | "secured", home: string): Promise<{ url: URL; close: () => Promise<void> }> {
-  const child = spawn(process.execPath, ["--import", "tsx", join(root, "bench/helpers/mcp-http-server.ts"), kind, home], { cwd: root, stdio: ["pipe", "pipe", "inherit"] });
-  const url = await new Promise<URL>((resolve, reject) => {
-    let text = "";
-    child.stdout.on("data", (chunk: Buffer) => {
-      text += chunk.toString("utf8");
-      if (text.includes("\n")) resolve(new URL(text.trim()));
-    });
-    child.once("exit", (code) => reject(new Error(`${kind} HTTP server exited with ${code}`)));
-  });
-  return {
-    url,
-    close: () =>
-      new Promise<void>((resolve) => {
-        child.once("exit", () => resolve());
-        child.stdin.end();
-      }),
-  };
-}
-
-async function warm(fn: () => Promise<unknown>, calls: number): Promise<void> {
-  for (let i = 0; i < calls; i++) await fn();
-}
 
 function toolServer(): McpServer {
   const s = new McpServer({ name: "bench", version: "1.0.0" });

@@ -1,7 +1,8 @@
 /**
  * An MCP tool server over Streamable HTTP in its own process, for the HTTP benchmark:
- *   node --import tsx bench/helpers/mcp-http-server.ts <plain|secured> <home>
- * Prints its URL on stdout when listening; exits when stdin closes.
+ *   node --import tsx bench/helpers/mcp-http-server.ts <plain|padded|secured> <home>
+ * Prints its URL on stdout when listening; exits when stdin closes. `padded` is the plain
+ * server answering with a receipt-sized string in `_meta` (bench/http-breakdown.ts).
  */
 import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { z } from "zod";
@@ -9,10 +10,14 @@ import { Aztp } from "../../src/client/aztp.js";
 import { secureMcpServer, serveMcpHttp } from "../../src/mcp/index.js";
 
 const [kind, home] = process.argv.slice(2);
+/** About the size of a receipt (and of an invocation token): the x5c chain dominates both. */
+const PADDING = "x".repeat(2400);
+const PADDING_KEY = "io.aztp/padding";
 function toolServer(): McpServer {
   const s = new McpServer({ name: "bench", version: "1.0.0" });
   s.registerTool("search", { inputSchema: { query: z.string(), limit: z.number() } }, async ({ query, limit }) => ({
     content: [{ type: "text", text: `${limit} results for ${query}` }],
+    ...(kind === "padded" ? { _meta: { [PADDING_KEY]: PADDING } } : {}),
   }));
   return s;
 }
