@@ -194,6 +194,26 @@ describe("MCP request ids and cancellation", () => {
     assert.deepEqual(calls.map((m) => m.params.arguments.text), ["A"], "only A reaches the server");
   });
 
+  it("a call whose connection closes while it is being verified never reaches the server, and is audited as connection-closed", async (t) => {
+    const { home, aztp: c } = fixture(t);
+    const caller = (await c.secureConnect({}, "late-caller")).identity;
+    const callee = (await c.secureConnect({}, "late-callee")).identity;
+    const path = join(home, "hooks-audit.jsonl");
+    const audit = await AuditLog.open(path, { batchWindowMs: 0 });
+    t.after(() => audit.close());
+    const guard = new CalleeGuard({ identity: callee, trust: await c.trust(), audit });
+    const hooks = serverHooks(guard, callee);
+    const delivered: JSONRPCMessage[] = [];
+    const args = { text: "too late" };
+    const token = signInvocation(caller, { audience: callee.spiffeId, tool: "echo", args });
+    hooks.incoming({ jsonrpc: "2.0", id: 5, method: "tools/call", params: { name: "echo", arguments: args, _meta: { [INVOCATION_META_KEY]: token } } }, undefined, (m) => delivered.push(m), async () => undefined);
+    hooks.closed?.(); // before the verification (a promise) can finish
+    await new Promise((r) => setTimeout(r, 50));
+    assert.deepEqual(delivered, [], "the call did not reach the server");
+    await guard.flush();
+    assert.deepEqual((await queryAuditLog(path)).map((e) => [e.decision, e.outcome, e.reason, e.token === token]), [["allow", "error", "connection-closed", true]]);
+  });
+
   it("a call whose connection closes before its answer is audited on both sides as connection-closed", async (t) => {
     const { home, aztp: c } = fixture(t);
     const s = await slowServer(t, home, c);

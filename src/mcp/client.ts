@@ -22,7 +22,7 @@ import type { Trust } from "../invocation/trust.js";
 import type { Authorizer } from "../spiffe/authorizer.js";
 import { SpiffeId } from "../spiffe/spiffeid.js";
 import { InterceptingTransport, type MessageHooks } from "./intercept.js";
-import { isErrorResponse, isNotification, isRequest, isResultResponse } from "./message.js";
+import { isErrorResponse, isNotification, isRequest, isResponse, isResultResponse } from "./message.js";
 import { AZTP_REFUSED, CHALLENGE_META_KEY, IDENTITY_META_KEY, INVOCATION_META_KEY, isObject, RECEIPT_META_KEY, resultForDigest, withMeta } from "./meta.js";
 import { identify } from "./identify.js";
 import { HANDSHAKES } from "./server.js";
@@ -119,7 +119,7 @@ export function clientHooks(
       guard.unanswered(prepared, Unanswered.SEND_FAILED);
     },
     incoming(message, _extra, deliver) {
-      if (!isResultResponse(message) && !isErrorResponse(message)) return deliver(message);
+      if (!isResponse(message)) return deliver(message);
       const id = message.id as RequestId;
       const nonce = inits.get(id);
       if (nonce !== undefined) {

@@ -6,10 +6,12 @@
  * result?" of a request) builds an issue list before answering no. A secured call asked
  * several per side; measured here, dropping them took an in-memory secured round trip from
  * 419 to 368 µs, a third of what the binding added beyond its four signature operations.
- * Every message reaching a hook has already been shaped by the SDK
- * (its transports parse incoming text against JSONRPCMessageSchema; outgoing ones come from
- * its Protocol), so the members that define each kind are enough, with a type check of each
- * member a hook goes on to read, so an odd message is passed on untouched, never a TypeError.
+ *
+ * The members that define each kind are enough, each type-checked where a hook goes on to
+ * read it (an odd message is passed on untouched, never a TypeError). What matters for
+ * safety is one direction: whatever the SDK's own guard calls a request or a response, so
+ * will these (test/mcp-message.test.ts checks it on random messages), so nothing the SDK's
+ * Protocol would dispatch as a tools/call, or take as its answer, escapes the hooks.
  */
 import type {
   JSONRPCErrorResponse,

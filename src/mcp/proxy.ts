@@ -21,7 +21,7 @@ import { CalleeGuard, type GuardMode } from "../guard/callee.js";
 import type { PolicyDocument } from "../policy/policy.js";
 import { serveMcpHttp, type McpHttpServer } from "./http.js";
 import { InterceptingTransport } from "./intercept.js";
-import { isErrorResponse, isNotification, isRequest, isResultResponse } from "./message.js";
+import { isNotification, isRequest, isResponse, isResultResponse } from "./message.js";
 import { serverHooks } from "./server.js";
 
 export type Upstream = { command: string; args?: string[]; env?: Record<string, string>; cwd?: string } | { url: string };
@@ -107,7 +107,7 @@ async function pump(downstream: Transport, upstream: Transport): Promise<{ close
     if (isResultResponse(message) && inits.delete(message.id) && typeof message.result.protocolVersion === "string") {
       upstream.setProtocolVersion?.(message.result.protocolVersion);
     }
-    if (isResultResponse(message) || isErrorResponse(message)) {
+    if (isResponse(message)) {
       const token = message.id === undefined ? undefined : tokenOf.get(message.id);
       if (token !== undefined && message.id !== undefined) {
         tokenOf.delete(message.id);

@@ -15,6 +15,7 @@ import type { AgentIdentity } from "../client/identity.js";
 import { AztpError, ErrorCodes } from "../errors.js";
 import { CalleeGuard, type Admission, type GuardMode } from "../guard/callee.js";
 import { Unanswered, type UnansweredReason } from "../guard/recorder.js";
+import { describeClaim } from "../invocation/invocation.js";
 import { signPossessionProof } from "../invocation/proof.js";
 import { MemoryReplayCache, type ReplayCache } from "../invocation/replay.js";
 import type { Trust } from "../invocation/trust.js";
@@ -22,7 +23,7 @@ import type { CompiledPolicies } from "../policy/evaluate.js";
 import type { PolicyDocument } from "../policy/policy.js";
 import { identify } from "./identify.js";
 import { InterceptingTransport, type MessageHooks } from "./intercept.js";
-import { isErrorResponse, isNotification, isRequest, isResultResponse } from "./message.js";
+import { isNotification, isRequest, isResponse, isResultResponse } from "./message.js";
 import {
   AZTP_REFUSED,
   CHALLENGE_META_KEY,
@@ -77,12 +78,15 @@ export function serverHooks(guard: CalleeGuard, identity: { signer: AgentIdentit
   const calls = new Map<RequestId, Admission>();
   const inits = new Map<RequestId, { nonce: string; client?: string } | null>();
   const lists = new Map<RequestId, string>();
-  // Every request of this connection not yet answered. An answer is matched to its request by
-  // id alone, so a second request reusing the id of one in flight would take that one's
-  // receipt and audit entry, and its own tool run would go unrecorded. JSON-RPC forbids the
-  // reuse; it is refused before it reaches the server.
-  // The value says whether the server has it yet (false while the guard is still verifying it).
+  // Every request of this connection not yet answered, and whether the server has it yet
+  // (false while the guard is still verifying it). An answer is matched to its request by id
+  // alone, so a second request reusing the id of one in flight would take that one's receipt
+  // and audit entry, and its own tool run would go unrecorded. JSON-RPC forbids the reuse; it
+  // is refused before it reaches the server.
   const inFlight = new Map<RequestId, boolean>();
+  // Once the connection is closed, a call whose verification finishes afterwards must not
+  // reach the server: it would run the tool with nowhere to send the answer, unaudited.
+  let open = true;
   const pass = (m: JSONRPCMessage & { id: RequestId }, deliver: (m: JSONRPCMessage) => void): void => {
     inFlight.set(m.id, true);
     deliver(m);
@@ -120,7 +124,7 @@ export function serverHooks(guard: CalleeGuard, identity: { signer: AgentIdentit
       const params = isObject(message.params) ? message.params : {};
       const meta = isObject(params._meta) ? params._meta : {};
       if (inFlight.has(message.id)) {
-        const error = new AztpError(ErrorCodes.REQUEST_ID_IN_USE, `request id ${JSON.stringify(message.id)} is already in use by a request in flight on this connection`);
+        const error = new AztpError(ErrorCodes.REQUEST_ID_IN_USE, `request id ${describeClaim(message.id, 64)} is already in use by a request in flight on this connection`);
         let receipt: string | undefined;
         if (message.method === "tools/call" && typeof params.name === "string") {
           ({ receipt } = guard.settle(guard.refuse({ tool: params.name, args: params.arguments ?? {}, token: meta[INVOCATION_META_KEY] }, error), { status: "denied", result: error.toJSON(), code: error.code }));
@@ -139,6 +143,7 @@ export function serverHooks(guard: CalleeGuard, identity: { signer: AgentIdentit
         void guard
           .admit({ tool: "tools/list", args: {}, token: meta[INVOCATION_META_KEY] })
           .then((a) => {
+            if (!open) return;
             if (a.verified) lists.set(message.id, a.caller);
             pass(message, deliver);
           })
@@ -156,6 +161,7 @@ export function serverHooks(guard: CalleeGuard, identity: { signer: AgentIdentit
           answer(reply, refusal(id, error, receipt));
           return;
         }
+        if (!open) return unanswered(admission, Unanswered.CONNECTION_CLOSED, "the connection closed while the call was being verified");
         calls.set(id, admission);
         pass(message, deliver);
       }).catch((e: unknown) => {
@@ -164,6 +170,7 @@ export function serverHooks(guard: CalleeGuard, identity: { signer: AgentIdentit
       });
     },
     closed() {
+      open = false;
       // The SDK aborts the handlers of a closed connection and sends nothing more: an admitted
       // call (its tool may have run) is audited now, or never.
       for (const admission of calls.values()) unanswered(admission, Unanswered.CONNECTION_CLOSED, "the connection closed before the call was answered");
@@ -171,7 +178,7 @@ export function serverHooks(guard: CalleeGuard, identity: { signer: AgentIdentit
       inFlight.clear();
     },
     outgoing(message) {
-      if (!isResultResponse(message) && !isErrorResponse(message)) return message;
+      if (!isResponse(message)) return message;
       const id = message.id as RequestId;
       inFlight.delete(id);
       if (inits.has(id)) {
