@@ -84,10 +84,10 @@ export default async function mcpBench(): Promise<Figures> {
     await callSecured();
 
     const token = signInvocation(clientIdentity, { audience: serverIdentity.spiffeId, tool: "search", args: ARGS });
-    // The raw pair is timed in every round too: on a shared machine a reference taken once,
-    // minutes away from what it is compared with, moved the ratio by a third between runs.
-    // Rounds stay long: after a switch from one kind of call to the other the first calls run
-    // slow, and halving the rounds raised the secured p50 by about 50 µs.
+    // The raw pair is timed in every round too, beside what it is compared with: on this shared
+    // machine the pair itself moved from 92 to 138 µs between runs. Rounds stay long: in an
+    // A/B of two runs each, rounds of half the length measured the secured p50 ~50 µs higher
+    // (the first calls after a switch from one kind of call to the other run slow).
     const rawPairRound = rawPairTimer(token.lastIndexOf("."));
     const plainIn: number[] = [];
     const securedIn: number[] = [];
