@@ -16,7 +16,7 @@ import type { AgentIdentity } from "../client/identity.js";
 import { AztpError, ErrorCodes, type ErrorCode } from "../errors.js";
 import type { GuardMode } from "../guard/callee.js";
 import { CallerGuard, type PreparedCall } from "../guard/caller.js";
-import { Unanswered } from "../guard/recorder.js";
+import { Unanswered, type UnansweredReason } from "../guard/recorder.js";
 import { verifyPossessionProof } from "../invocation/proof.js";
 import type { Trust } from "../invocation/trust.js";
 import type { Authorizer } from "../spiffe/authorizer.js";
@@ -63,18 +63,18 @@ export function clientHooks(
 ): MessageHooks {
   const inits = new Map<RequestId, string>();
   const calls = new Map<RequestId, PreparedCall>();
-  // No answer will come for a cancelled call: audit it now, and forget it.
-  const cancelled = (id: RequestId): void => {
+  // No answer will come for this call (cancelled, or never sent): audit it now, and forget it.
+  const unanswered = (id: RequestId, reason: UnansweredReason): void => {
     const prepared = calls.get(id);
     if (prepared === undefined) return;
     calls.delete(id);
-    guard.unanswered(prepared, Unanswered.CANCELLED);
+    guard.unanswered(prepared, reason);
   };
   return {
     outgoing(message, sendOptions) {
       if (isNotification(message) && message.method === "notifications/cancelled") {
         const rid = message.params?.requestId as RequestId | undefined;
-        if (rid !== undefined) cancelled(rid);
+        if (rid !== undefined) unanswered(rid, Unanswered.CANCELLED);
         return message;
       }
       if (!isRequest(message)) return message;
@@ -101,7 +101,7 @@ export function clientHooks(
         // aborting its HTTP request, with no notifications/cancelled for this hook to see.
         const signal = (sendOptions as { requestSignal?: AbortSignal } | undefined)?.requestSignal;
         const id = message.id;
-        signal?.addEventListener("abort", () => cancelled(id), { once: true });
+        signal?.addEventListener("abort", () => unanswered(id, Unanswered.CANCELLED), { once: true });
       }
       return { ...message, params: withMeta(params, INVOCATION_META_KEY, prepared.token) } as JSONRPCMessage;
     },
@@ -113,10 +113,7 @@ export function clientHooks(
     sendFailed(message) {
       if (!isRequest(message)) return;
       inits.delete(message.id);
-      const prepared = calls.get(message.id);
-      if (prepared === undefined) return;
-      calls.delete(message.id);
-      guard.unanswered(prepared, Unanswered.SEND_FAILED);
+      unanswered(message.id, Unanswered.SEND_FAILED);
     },
     incoming(message, _extra, deliver) {
       if (!isResponse(message)) return deliver(message);
