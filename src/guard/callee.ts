@@ -119,12 +119,18 @@ export class CalleeGuard {
   }
 
   /**
-   * The admission of a call refused before verification (by the transport binding, e.g. for a
-   * request id already in use), so that it is answered and audited like any other refusal.
+   * Refuses a call before verification (the transport binding does, e.g. for a request id
+   * already in use): answered with a receipt and audited like any other refusal.
    */
-  refuse(call: { tool: string; args: unknown; token: unknown }, error: AztpError): Admission {
+  refuse(call: { tool: string; args: unknown; token: unknown }, error: AztpError): Settlement {
     const token = typeof call.token === "string" ? call.token : undefined;
-    return { allowed: false, tool: call.tool, args: call.args, token, verified: undefined, error, caller: claimedCaller(call.token), startedAt: performance.now() };
+    return this.settleRefusal({ allowed: false, tool: call.tool, args: call.args, token, verified: undefined, error, caller: claimedCaller(call.token), startedAt: performance.now() });
+  }
+
+  /** Settles a refused admission: status denied, the error (code and message) as its result. */
+  settleRefusal(admission: Admission): Settlement {
+    const error = admission.error as AztpError;
+    return this.settle(admission, { status: "denied", result: error.toJSON(), code: error.code });
   }
 
   /**
@@ -162,9 +168,8 @@ export class CalleeGuard {
   async run<T>(call: { tool: string; args: unknown; token: unknown }, fn: () => Promise<T> | T): Promise<{ result: T; receipt: string | undefined; admission: Admission }> {
     const admission = await this.admit(call);
     if (!admission.allowed) {
-      const error = admission.error as AztpError;
-      const { receipt } = this.settle(admission, { status: "denied", result: error.toJSON(), code: error.code });
-      throw Object.assign(error, { receipt });
+      const { receipt } = this.settleRefusal(admission);
+      throw Object.assign(admission.error as AztpError, { receipt });
     }
     let result: T;
     try {

@@ -127,7 +127,7 @@ export function serverHooks(guard: CalleeGuard, identity: { signer: AgentIdentit
         const error = new AztpError(ErrorCodes.REQUEST_ID_IN_USE, `request id ${describeClaim(message.id, 64)} is already in use by a request in flight on this connection`);
         let receipt: string | undefined;
         if (message.method === "tools/call" && typeof params.name === "string") {
-          ({ receipt } = guard.settle(guard.refuse({ tool: params.name, args: params.arguments ?? {}, token: meta[INVOCATION_META_KEY] }, error), { status: "denied", result: error.toJSON(), code: error.code }));
+          ({ receipt } = guard.refuse({ tool: params.name, args: params.arguments ?? {}, token: meta[INVOCATION_META_KEY] }, error));
         }
         // Not through answer(): the request in flight under this id is still waiting for its own.
         void reply(refusal(message.id, error, receipt)).catch(() => undefined);
@@ -156,9 +156,8 @@ export function serverHooks(guard: CalleeGuard, identity: { signer: AgentIdentit
       const accessToken = extra?.authInfo?.token;
       void guard.admit({ tool: params.name, args: params.arguments ?? {}, token: meta[INVOCATION_META_KEY], ...(accessToken ? { accessToken } : {}) }).then((admission) => {
         if (!admission.allowed) {
-          const error = admission.error as AztpError;
-          const { receipt } = guard.settle(admission, { status: "denied", result: error.toJSON(), code: error.code });
-          answer(reply, refusal(id, error, receipt));
+          const { receipt } = guard.settleRefusal(admission);
+          answer(reply, refusal(id, admission.error as AztpError, receipt));
           return;
         }
         if (!open) return unanswered(admission, Unanswered.CONNECTION_CLOSED, "the connection closed while the call was being verified");
