@@ -21,7 +21,7 @@ import { CalleeGuard } from "../src/guard/callee.js";
 import { signInvocation, verifyReceipt } from "../src/invocation/index.js";
 import { secureMcpClient, secureMcpServer, serverHooks } from "../src/mcp/index.js";
 import { INVOCATION_META_KEY, RECEIPT_META_KEY, resultForDigest } from "../src/mcp/meta.js";
-import { fixture, onWire, withTimeout } from "./helpers/mcp-util.js";
+import { fixture, onWire, readAudits, withTimeout } from "./helpers/mcp-util.js";
 
 /** A secured server with `echo` and a `slow` tool that waits until the test releases it. */
 async function slowServer(t: TestContext, home: string, c: ReturnType<typeof fixture>["aztp"]) {
@@ -47,13 +47,8 @@ async function slowServer(t: TestContext, home: string, c: ReturnType<typeof fix
     await audit.close();
   });
   const entries = async (atLeast: number): Promise<AuditEntry[]> => {
-    const deadline = Date.now() + 5_000;
-    for (;;) {
-      await secured.aztpGuard.flush();
-      const all = await queryAuditLog(path);
-      if (all.length >= atLeast || Date.now() > deadline) return all;
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    await secured.aztpGuard.flush();
+    return readAudits([path], atLeast);
   };
   return { server: secured, runs, release: () => release(), entries };
 }

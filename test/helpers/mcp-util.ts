@@ -135,7 +135,7 @@ export interface Harness {
 }
 
 /** Reads one or more audit logs until they hold `atLeast` entries in all, or 5 s pass. */
-async function readAudits(paths: string[], atLeast: number): Promise<AuditEntry[]> {
+export async function readAudits(paths: string[], atLeast: number): Promise<AuditEntry[]> {
   const deadline = Date.now() + 5_000;
   for (;;) {
     const all: AuditEntry[] = [];
