@@ -272,8 +272,16 @@ function stdioHarness(home: string, options: HarnessOptions): Harness {
       }
     },
     async restart() {
-      for (const tr of transports) if (tr.pid !== null) process.kill(tr.pid, "SIGKILL");
-      await new Promise((r) => setTimeout(r, 50));
+      const killed = transports.filter((tr) => tr.pid !== null);
+      for (const tr of killed) process.kill(tr.pid as number, "SIGKILL");
+      // Wait until each client transport has seen its child go (the SDK clears pid when it
+      // reports the close): a fixed sleep raced the exit on a loaded machine, and a call sent in
+      // that gap is in flight when the close lands (audited connection-closed, not refused).
+      const deadline = Date.now() + 10_000;
+      while (killed.some((tr) => tr.pid !== null)) {
+        if (Date.now() > deadline) throw new Error("stdio restart: the killed server was not seen to exit within 10 s");
+        await new Promise((r) => setTimeout(r, 10));
+      }
     },
     async serverAudit(atLeast = 0) {
       return readAudits(audits, atLeast);
