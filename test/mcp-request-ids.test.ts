@@ -182,6 +182,9 @@ describe("MCP request ids and cancellation", () => {
     incoming(call("A"));
     incoming({ jsonrpc: "2.0", method: "notifications/cancelled", params: { requestId: 3, reason: "changed my mind" } });
     incoming(call("B"));
+    // B's refusal and A's delivery both wait on a verification: wait for both, then a little
+    // longer so a wrong second reply or delivery would show.
+    await until(() => replies.length > 0 && delivered.some((m) => "method" in m && m.method === "tools/call"), "B refused and A delivered");
     await new Promise((r) => setTimeout(r, 50));
     assert.equal(replies.length, 1, JSON.stringify(replies));
     assert.equal(((replies[0] as { error: { data: { code: string } } }).error.data.code), ErrorCodes.REQUEST_ID_IN_USE);
@@ -203,10 +206,11 @@ describe("MCP request ids and cancellation", () => {
     const token = signInvocation(caller, { audience: callee.spiffeId, tool: "echo", args });
     hooks.incoming({ jsonrpc: "2.0", id: 5, method: "tools/call", params: { name: "echo", arguments: args, _meta: { [INVOCATION_META_KEY]: token } } }, undefined, (m) => delivered.push(m), async () => undefined);
     hooks.closed?.(); // before the verification (a promise) can finish
-    await new Promise((r) => setTimeout(r, 50));
+    // The audit entry is written once the verification has finished: only then is "not
+    // delivered" a finding rather than a race.
+    const entries = await readAudits([path], 1);
     assert.deepEqual(delivered, [], "the call did not reach the server");
-    await guard.flush();
-    assert.deepEqual((await queryAuditLog(path)).map((e) => [e.decision, e.outcome, e.reason, e.token === token]), [["allow", "error", "connection-closed", true]]);
+    assert.deepEqual(entries.map((e) => [e.decision, e.outcome, e.reason, e.token === token]), [["allow", "error", "connection-closed", true]]);
   });
 
   it("a call whose connection closes before its answer is audited on both sides as connection-closed", async (t) => {
