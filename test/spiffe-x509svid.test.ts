@@ -5,7 +5,7 @@ import { ErrorCodes, type ErrorCode } from "../src/errors.js";
 import { BundleSet, TrustBundle, type BundleSource } from "../src/spiffe/bundle.js";
 import { Certificate } from "../src/spiffe/certificate.js";
 import { samePublicKey } from "../src/spiffe/keys.js";
-import { parseX509Svid, verifyX509Svid, X509SvidVerifier, type VerifiedX509Svid } from "../src/spiffe/x509svid.js";
+import { parseX509Svid, verifyX509Svid, X509SvidVerifier } from "../src/spiffe/x509svid.js";
 import { x509 } from "../src/spiffe/x509lib.js";
 import { conformance, expectCode, generateKeys, KU, TestCA, type TestSvid } from "./helpers/testca.js";
 
@@ -584,16 +584,5 @@ describe("X509SvidVerifier (cached)", () => {
     verifier.verify(svid.x5c);
     verifier.verify(other.x5c);
     assert.equal(verifier.cacheSize, 1);
-  });
-
-  it("cached verification is fast (target ≥ 5,000/s; asserted loosely to stay robust on a busy machine)", () => {
-    const verifier = new X509SvidVerifier(new BundleSet([root.bundle()]));
-    let result: VerifiedX509Svid | undefined;
-    const n = 5000;
-    const start = performance.now();
-    for (let i = 0; i < n; i++) result = verifier.verify(svid.x5c);
-    const elapsed = performance.now() - start;
-    assert.equal(result?.id.toString(), "spiffe://example.org/cached");
-    assert.ok(elapsed < 1000, `${n} cached verifications took ${elapsed.toFixed(0)} ms`);
   });
 });
