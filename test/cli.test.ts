@@ -317,6 +317,10 @@ describe("usage errors exit 2", () => {
     ["bad --time (jwt)", ["verify", "jwt", "t", "--bundle", "b.json", "--audience", "a", "--time", "2026-13-45"]],
     ["bad --format", ["bundle", "--format", "der"]],
     ["bad --status", ["list", "--status", "maybe"]],
+    ["no command at all", []],
+    ["verify without a subcommand", ["verify"]],
+    ["mcp without a subcommand", ["mcp"]],
+    ["audit without a subcommand", ["audit"]],
   ];
   it("table", async (t) => {
     const home = tempDir(t);
@@ -326,5 +330,14 @@ describe("usage errors exit 2", () => {
       assertExit(r, 2, `${label}: aztp ${args.join(" ")}`);
       assert.ok(r.stderr.length > 0 || r.json?.error, `${label}: says what is wrong`);
     });
+  });
+
+  it("asking for help is not an error: exit 0, help on stdout", async (t) => {
+    const home = tempDir(t);
+    for (const args of [["--help"], ["help"], ["mcp", "--help"], ["help", "audit"]]) {
+      const r = await aztpCli(home, args);
+      assertExit(r, 0, `aztp ${args.join(" ")}`);
+      assert.match(r.stdout, /Usage: aztp/, `aztp ${args.join(" ")} prints the usage`);
+    }
   });
 });
