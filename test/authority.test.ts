@@ -8,7 +8,7 @@ import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from "
 import { join } from "node:path";
 import { describe, it, type TestContext } from "node:test";
 import { compactVerify, decodeProtectedHeader } from "jose";
-import { EmbeddedAuthority, type IssueResult, type RegisterRequest } from "../src/authority/authority.js";
+import { EmbeddedAuthority, MAX_SPIFFE_ID_BYTES, type IssueResult, type RegisterRequest } from "../src/authority/authority.js";
 import type { RegistryState } from "../src/authority/registry.js";
 import { ErrorCodes } from "../src/errors.js";
 import { Certificate } from "../src/spiffe/certificate.js";
@@ -241,6 +241,18 @@ describe("X.509-SVID issuance", () => {
     await rejectsWithCode(() => a.issueIdentity({ name: "ok", trustDomain: "Bad Domain" }, csr), ErrorCodes.SPIFFEID_TRUST_DOMAIN_CHAR);
     await rejectsWithCode(() => a.issueIdentity({ name: "ok" }, csr, { ttlSeconds: -5 }), ErrorCodes.INVALID_ARGUMENT, "negative ttl");
     assert.deepEqual(a.list(), []);
+  });
+
+  it("issues an ID of exactly 2048 bytes (the SPIFFE limit) and refuses a name that would make it longer", async (t) => {
+    const a = await newAuthority(t);
+    const { csr } = await generateWorkloadKey();
+    const prefix = (await a.issueIdentity({ name: "short" }, csr)).record.spiffeId.length - "short".length;
+    const longest = "n".repeat(MAX_SPIFFE_ID_BYTES - prefix);
+    const issued = await a.issueIdentity({ name: longest }, csr);
+    assert.equal(issued.record.spiffeId.length, MAX_SPIFFE_ID_BYTES);
+    assert.equal(verifyX509Svid(Certificate.parsePem(issued.svid.chainPem), a.bundleSet()).id.toString(), issued.record.spiffeId, "its SVID verifies");
+    await rejectsWithCode(() => a.issueIdentity({ name: `${longest}n` }, csr), ErrorCodes.INVALID_ARGUMENT, "2049 bytes");
+    assert.equal(a.list().length, 2, "the refused name registered nothing");
   });
 });
 

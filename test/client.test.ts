@@ -443,6 +443,7 @@ describe("bad inputs throw AztpError with a stable code, never a TypeError", () 
     ["name with a slash", (c) => c.secureConnect({}, "a/b"), ErrorCodes.INVALID_ARGUMENT],
     ["name ..", (c) => c.secureConnect({}, ".."), ErrorCodes.INVALID_ARGUMENT],
     ["empty name", (c) => c.secureConnect({}, ""), ErrorCodes.INVALID_ARGUMENT],
+    ["name making an ID over 2048 bytes", (c) => c.secureConnect({}, "n".repeat(2048)), ErrorCodes.INVALID_ARGUMENT],
     ["missing name", (c) => c.secureConnect({}, undefined as never), ErrorCodes.INVALID_ARGUMENT],
     ["numeric name", (c) => c.secureConnect({}, 7 as never), ErrorCodes.INVALID_ARGUMENT],
     ["options null", (c) => c.secureConnect({}, "x", null as never), ErrorCodes.INVALID_ARGUMENT],

@@ -70,8 +70,20 @@ function checkSegment(what: string, value: unknown): string {
   return value;
 }
 
+/**
+ * The SPIFFE ID spec (§2.3): implementations must accept IDs up to 2048 bytes and should not
+ * generate longer ones, so an authority that issued one would hand out an SVID other verifiers
+ * may refuse.
+ */
+export const MAX_SPIFFE_ID_BYTES = 2048;
+
 export function workloadSpiffeId(trustDomain: string, environment: string, method: string, name: string): SpiffeId {
-  return SpiffeId.fromSegments(trustDomain, "workload", checkSegment("environment", environment), checkSegment("method", method), checkSegment("name", name));
+  const id = SpiffeId.fromSegments(trustDomain, "workload", checkSegment("environment", environment), checkSegment("method", method), checkSegment("name", name));
+  const bytes = Buffer.byteLength(id.toString());
+  if (bytes > MAX_SPIFFE_ID_BYTES) {
+    throw new AztpError(ErrorCodes.INVALID_ARGUMENT, `the SPIFFE ID for this name would be ${bytes} bytes, over the ${MAX_SPIFFE_ID_BYTES} the SPIFFE ID spec allows: use a shorter name`);
+  }
+  return id;
 }
 
 export class EmbeddedAuthority implements BundleSource {
