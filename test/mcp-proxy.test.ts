@@ -132,6 +132,7 @@ describe("aztp mcp proxy in front of server-everything (stdio upstream)", () => 
     const { home } = fixture(t);
     const child = spawnNode(t, proxyArgs(home, "everything-proxy", ["--upstream-command", everythingCommand]), { env: proxyEnv(home) });
     await child.waitFor(/on stdio/);
+    await child.waitFor(/no audit log \(--audit-log FILE keeps one\)/); // nobody believes calls are recorded when they are not
     child.process.stdin?.end();
     const { code, signal } = await withTimeout(child.exit, 10_000, "proxy exit after stdin closed");
     assert.deepEqual({ code, signal }, { code: 0, signal: null });
@@ -141,6 +142,7 @@ describe("aztp mcp proxy in front of server-everything (stdio upstream)", () => 
     const { home, aztp: c } = fixture(t);
     const auditPath = join(home, "proxy-audit.jsonl");
     const { url, child } = await httpProxy(t, home, "http-proxy", ["--upstream-command", everythingCommand, "--mode", "audit", "--audit-log", auditPath]);
+    assert.equal((await child.waitFor(/audit log (\S+)\n/))[1], auditPath, "the proxy names its audit log at start");
 
     const plain = new Client({ name: "plain", version: "1.0.0" });
     await connect(t, plain, new StreamableHTTPClientTransport(url), "plain client");

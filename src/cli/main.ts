@@ -421,6 +421,8 @@ export function buildProgram(): Command {
       });
       // stdout belongs to MCP in stdio mode: everything for people goes to stderr.
       process.stderr.write(`aztp mcp proxy ${proxy.identity.aztpId} (${o.mode}) ${proxy.url ? `listening on ${proxy.url.href}` : "on stdio"}\n`);
+      // Said at start, so nobody runs a proxy believing its calls are on record when they are not.
+      process.stderr.write(o.auditLog ? `aztp mcp proxy: audit log ${resolve(o.auditLog)}\n` : "aztp mcp proxy: no audit log (--audit-log FILE keeps one)\n");
       const stop = async (): Promise<void> => {
         await proxy.close();
         await audit?.close();

@@ -37,6 +37,7 @@ export interface SecureMcpClientOptions {
   /** The server's ID when it cannot prove it at initialize (stateless MCP); still checked by receipts. */
   serverId?: string;
   mode?: GuardMode;
+  /** Where each call (admitted, refused or unanswered) is recorded. Without it this wrapper keeps no audit log. */
   audit?: AuditLog;
   /** Also sign tools/list, so a server can show only the tools this client may call. Default true. */
   signToolsList?: boolean;

@@ -36,6 +36,7 @@ export interface McpProxyOptions {
   /** Who may call which tool; default: the policies attached to the proxy's identity. */
   policy?: readonly PolicyDocument[];
   mode?: GuardMode;
+  /** Where each call (admitted, refused or unanswered) is recorded. Without it this wrapper keeps no audit log. */
   audit?: AuditLog;
   filterToolsByPolicy?: boolean;
   allowedHosts?: string[];

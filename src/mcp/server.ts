@@ -44,6 +44,7 @@ export interface SecureMcpServerOptions {
   /** Who may call which tool. Default: the policies attached to the server's identity. */
   policy?: CompiledPolicies | readonly PolicyDocument[] | (() => CompiledPolicies | readonly PolicyDocument[] | undefined);
   mode?: GuardMode;
+  /** Where each call (admitted, refused or unanswered) is recorded. Without it this wrapper keeps no audit log. */
   audit?: AuditLog;
   /** Show an authenticated caller only the tools its policy allows. Default false. */
   filterToolsByPolicy?: boolean;
