@@ -302,7 +302,8 @@ describe("aztp list, revoke, reissue, link, discover", () => {
 });
 
 describe("usage errors exit 2", () => {
-  const cases: Array<[string, string[]]> = [
+  // [label, args, and optionally what the error must name]
+  const cases: Array<[string, string[], RegExp?]> = [
     ["unknown command", ["frobnicate"]],
     ["unknown option", ["list", "--colour"]],
     ["init without --trust-domain", ["init"]],
@@ -321,14 +322,17 @@ describe("usage errors exit 2", () => {
     ["verify without a subcommand", ["verify"]],
     ["mcp without a subcommand", ["mcp"]],
     ["audit without a subcommand", ["audit"]],
+    ["bad --since", ["audit", "query", "log.jsonl", "--since", "yesterday"], /--since must be an ISO 8601 date/],
+    ["bad --until", ["audit", "query", "log.jsonl", "--until", "2026-13-45"], /--until must be an ISO 8601 date/],
   ];
   it("table", async (t) => {
     const home = tempDir(t);
     const results = await Promise.all(cases.map(([, args]) => aztpCli(home, args)));
-    cases.forEach(([label, args], i) => {
+    cases.forEach(([label, args, names], i) => {
       const r = results[i]!;
       assertExit(r, 2, `${label}: aztp ${args.join(" ")}`);
       assert.ok(r.stderr.length > 0 || r.json?.error, `${label}: says what is wrong`);
+      if (names) assert.match(`${r.stderr}${r.stdout}`, names, `${label}: names the option`);
     });
   });
 

@@ -90,10 +90,10 @@ function jsonObjectOption(name: string, text: string): Record<string, unknown> {
   return value as Record<string, unknown>;
 }
 
-function parseTime(text: string | undefined): Date | undefined {
+function parseTime(text: string | undefined, option = "--time"): Date | undefined {
   if (text === undefined) return undefined;
   const t = new Date(text);
-  if (Number.isNaN(t.getTime())) throw new AztpError(ErrorCodes.INVALID_ARGUMENT, `--time must be an ISO 8601 date, got ${JSON.stringify(text)}`);
+  if (Number.isNaN(t.getTime())) throw new AztpError(ErrorCodes.INVALID_ARGUMENT, `${option} must be an ISO 8601 date, got ${JSON.stringify(text)}`);
   return t;
 }
 
@@ -347,8 +347,8 @@ export function buildProgram(): Command {
         ...(o.callee ? { callee: normaliseId(o.callee) as string } : {}),
         ...(o.tool ? { tool: o.tool } : {}),
         ...(o.decision ? { decision: o.decision } : {}),
-        ...(o.since ? { since: parseTime(o.since) as Date } : {}),
-        ...(o.until ? { until: parseTime(o.until) as Date } : {}),
+        ...(o.since ? { since: parseTime(o.since, "--since") as Date } : {}),
+        ...(o.until ? { until: parseTime(o.until, "--until") as Date } : {}),
         ...(limit !== undefined ? { limit } : {}),
       });
       out(g(), entries, () => entries.map(describeEntry).join("\n") || "(no entries)");
