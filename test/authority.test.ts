@@ -8,7 +8,7 @@ import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from "
 import { join } from "node:path";
 import { describe, it, type TestContext } from "node:test";
 import { compactVerify, decodeProtectedHeader } from "jose";
-import { EmbeddedAuthority, MAX_SPIFFE_ID_BYTES, type IssueResult, type RegisterRequest } from "../src/authority/authority.js";
+import { EmbeddedAuthority, MAX_JWT_SVID_TTL_SECONDS, MAX_SPIFFE_ID_BYTES, type IssueResult, type RegisterRequest } from "../src/authority/authority.js";
 import type { RegistryState } from "../src/authority/registry.js";
 import { ErrorCodes } from "../src/errors.js";
 import { Certificate } from "../src/spiffe/certificate.js";
@@ -253,6 +253,43 @@ describe("X.509-SVID issuance", () => {
     assert.equal(verifyX509Svid(Certificate.parsePem(issued.svid.chainPem), a.bundleSet()).id.toString(), issued.record.spiffeId, "its SVID verifies");
     await rejectsWithCode(() => a.issueIdentity({ name: `${longest}n` }, csr), ErrorCodes.INVALID_ARGUMENT, "2049 bytes");
     assert.equal(a.list().length, 2, "the refused name registered nothing");
+  });
+});
+
+describe("JWT-SVID lifetime", () => {
+  const lifetime = (token: string): { iat: number; exp: number } => JSON.parse(Buffer.from(token.split(".")[1]!, "base64url").toString("utf8"));
+
+  it("is 5 minutes by default, at most 24 h, and never past an ancestor's SVID", async (t) => {
+    const a = await newAuthority(t);
+    const now = new Date();
+    const parent = await issue(a, "parent", { ttlSeconds: 600, now });
+    const child = await issue(a, { name: "child", parentIdentity: parent.record.aztpId }, { now });
+    const standalone = await issue(a, "standalone");
+
+    const byDefault = lifetime(a.mintJwtSvid(standalone.record.aztpId, "svc", undefined, now));
+    assert.equal(byDefault.exp - byDefault.iat, 300);
+    const longest = lifetime(a.mintJwtSvid(standalone.record.aztpId, "svc", MAX_JWT_SVID_TTL_SECONDS, now));
+    assert.equal(longest.exp - longest.iat, 24 * 3600);
+    for (const ttl of [MAX_JWT_SVID_TTL_SECONDS + 1, 86_400_000_000, 0, -1, Number.NaN, Infinity]) {
+      await rejectsWithCode(() => a.mintJwtSvid(standalone.record.aztpId, "svc", ttl, now), ErrorCodes.INVALID_ARGUMENT, `ttl ${ttl}`);
+    }
+
+    // The parent's SVID ends in 600 s: the child's JWT-SVID ends then too, however long it asks for.
+    const capped = lifetime(a.mintJwtSvid(child.record.aztpId, "svc", 3600, now));
+    assert.equal(capped.exp, Math.floor(parent.svid.notAfter.getTime() / 1000));
+    const short = lifetime(a.mintJwtSvid(child.record.aztpId, "svc", 60, now));
+    assert.equal(short.exp - short.iat, 60, "a lifetime inside the parent's is left alone");
+    await rejectsWithCode(() => a.mintJwtSvid(child.record.aztpId, "svc", 60, new Date(parent.svid.notAfter.getTime() + 1000)), ErrorCodes.PARENT_INVALID, "the parent's SVID has expired");
+  });
+
+  it("aztp jwt refuses a lifetime over 24 h (exit 2)", async (t) => {
+    const home = tempDir(t);
+    assertExit(await aztpCli(home, ["init", "--trust-domain", "example.org"]), 0);
+    assertExit(await aztpCli(home, ["issue", "w", "--out", join(home, "w")]), 0);
+    const r = await aztpCli(home, ["jwt", "w", "--audience", "svc", "--ttl", "999999d"]);
+    assertExit(r, 2);
+    assert.match(r.json.error.message, /at most 86400 s/);
+    assertExit(await aztpCli(home, ["jwt", "w", "--audience", "svc", "--ttl", "24h"]), 0);
   });
 });
 

@@ -18,7 +18,7 @@ import { createPublicKey, randomUUID } from "node:crypto";
 import { resolve } from "node:path";
 import { AztpError, ErrorCodes } from "../errors.js";
 import { BundleSet, TrustBundle, type BundleSource } from "../spiffe/bundle.js";
-import { mintJwtSvid } from "../spiffe/jwtsvid.js";
+import { DEFAULT_JWT_SVID_TTL_SECONDS, mintJwtSvid } from "../spiffe/jwtsvid.js";
 import { signCompact } from "../spiffe/jws.js";
 import { SpiffeId, TrustDomain } from "../spiffe/spiffeid.js";
 import { parsePolicy, policyCode, type PolicyDocument } from "../policy/policy.js";
@@ -76,6 +76,9 @@ function checkSegment(what: string, value: unknown): string {
  * may refuse.
  */
 export const MAX_SPIFFE_ID_BYTES = 2048;
+
+/** The longest JWT-SVID the authority mints: SPIRE caps its JWT-SVIDs at its CA TTL, one day by default. */
+export const MAX_JWT_SVID_TTL_SECONDS = 24 * 3600;
 
 export function workloadSpiffeId(trustDomain: string, environment: string, method: string, name: string): SpiffeId {
   const id = SpiffeId.fromSegments(trustDomain, "workload", checkSegment("environment", environment), checkSegment("method", method), checkSegment("name", name));
@@ -313,8 +316,12 @@ export class EmbeddedAuthority implements BundleSource {
     });
   }
 
-  /** Issues under the registry's rules: active, every ancestor active, lifetime within the parent's. */
-  private async signFor(state: RegistryState, rec: IdentityRecord, csr: Buffer | string, ttlSeconds: number | undefined, now: Date): Promise<IssuedSvid> {
+  /**
+   * The registry's rules for any credential of `rec`: it is active, every ancestor is active and
+   * holds an SVID, and the credential may not outlive the earliest of those SVIDs (a child's
+   * lifetime never exceeds its parent's). Returns that cap, if `rec` has ancestors.
+   */
+  private lifetimeCap(state: RegistryState, rec: IdentityRecord): Date | undefined {
     if (rec.status !== "active") throw new AztpError(ErrorCodes.IDENTITY_REVOKED, `${rec.aztpId} is revoked`);
     let cap: Date | undefined;
     for (const a of registry.ancestors(state, rec.spiffeId)) {
@@ -323,6 +330,12 @@ export class EmbeddedAuthority implements BundleSource {
       const na = new Date(a.notAfter);
       if (cap === undefined || na < cap) cap = na;
     }
+    return cap;
+  }
+
+  /** Issues under the registry's rules (see lifetimeCap). */
+  private async signFor(state: RegistryState, rec: IdentityRecord, csr: Buffer | string, ttlSeconds: number | undefined, now: Date): Promise<IssuedSvid> {
+    const cap = this.lifetimeCap(state, rec);
     await this.refreshConfig();
     const svid = await this.ca(rec.trustDomain).issueSvid(SpiffeId.parse(rec.spiffeId), csr, {
       ...(ttlSeconds !== undefined ? { ttlSeconds } : {}),
@@ -337,12 +350,28 @@ export class EmbeddedAuthority implements BundleSource {
     return svid;
   }
 
-  /** Mints a JWT-SVID for an active identity with the trust domain's JWT key. */
-  mintJwtSvid(id: string, audience: string | string[], ttlSeconds?: number): string {
-    const rec = registry.getRecord(this.current(), id);
-    if (rec.status !== "active") throw new AztpError(ErrorCodes.IDENTITY_REVOKED, `${rec.aztpId} is revoked`);
+  /**
+   * Mints a JWT-SVID for an active identity with the trust domain's JWT key: 5 minutes by
+   * default, at most MAX_JWT_SVID_TTL_SECONDS, and for a child never past an ancestor's SVID.
+   * A JWT-SVID cannot be recalled once handed out (a verifier holding only the bundle accepts
+   * it until `exp`), so its lifetime is bounded here rather than left to the caller.
+   */
+  mintJwtSvid(id: string, audience: string | string[], ttlSeconds?: number, now = new Date()): string {
+    const state = this.current();
+    const rec = registry.getRecord(state, id);
+    if (ttlSeconds !== undefined && !(Number.isFinite(ttlSeconds) && ttlSeconds > 0 && ttlSeconds <= MAX_JWT_SVID_TTL_SECONDS)) {
+      throw new AztpError(ErrorCodes.INVALID_ARGUMENT, `a JWT-SVID lives more than 0 and at most ${MAX_JWT_SVID_TTL_SECONDS} s (24 h), got ${ttlSeconds}`);
+    }
+    let ttl = ttlSeconds ?? DEFAULT_JWT_SVID_TTL_SECONDS;
+    const cap = this.lifetimeCap(state, rec);
+    if (cap !== undefined) {
+      // In whole seconds as the token counts them (iat and exp are floors), so exp lands on the cap.
+      const left = Math.floor(cap.getTime() / 1000) - Math.floor(now.getTime() / 1000);
+      if (left <= 0) throw new AztpError(ErrorCodes.PARENT_INVALID, `an ancestor's SVID of ${rec.aztpId} has expired (${cap.toISOString()}): no JWT-SVID can be minted under it`);
+      ttl = Math.min(ttl, left);
+    }
     const ca = this.ca(rec.trustDomain);
-    return mintJwtSvid({ subject: rec.spiffeId, audience, key: ca.jwtKey, kid: ca.jwtKid, ...(ttlSeconds ? { ttlSeconds } : {}) });
+    return mintJwtSvid({ subject: rec.spiffeId, audience, key: ca.jwtKey, kid: ca.jwtKid, ttlSeconds: ttl, now });
   }
 
   get(id: string): IdentityRecord {
