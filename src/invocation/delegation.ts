@@ -10,6 +10,7 @@
  */
 import { newJti } from "./nonce.js";
 import { AztpError, ErrorCodes } from "../errors.js";
+import { globCovers, globMatch } from "../policy/glob.js";
 import { SpiffeId } from "../spiffe/spiffeid.js";
 import { tokenHash } from "./canonical.js";
 import { decodeSigned, describeTime, signerOf, signWithHeader, type SignerLike } from "./invocation.js";
@@ -56,27 +57,8 @@ function normalisePattern(p: string): string {
   return p.replace(/^aztp:\/\//i, "spiffe://");
 }
 
-function globRegExp(pattern: string): RegExp {
-  const body = pattern.replace(/[.+^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*").replace(/\?/g, ".");
-  return new RegExp(`^${body}$`, "s");
-}
-
 function matchesAny(patterns: readonly string[], value: string): boolean {
-  return patterns.some((p) => globRegExp(p).test(value));
-}
-
-/**
- * True if every string `narrow` matches is also matched by `wide`. Sound for globs: a `*` in
- * `narrow` can only be covered by a `*` in `wide`, a `?` by a `?` or `*`.
- */
-function globCovers(wide: string, narrow: string): boolean {
-  let body = "";
-  for (const ch of wide) {
-    if (ch === "*") body += ".*";
-    else if (ch === "?") body += "[^*]";
-    else body += ch.replace(/[.+^${}()|[\]\\*?]/g, "\\$&");
-  }
-  return new RegExp(`^${body}$`, "s").test(narrow);
+  return patterns.some((p) => globMatch(p, value));
 }
 
 function narrows(wide: readonly string[], narrow: readonly string[]): boolean {

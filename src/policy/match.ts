@@ -1,73 +1,41 @@
 /**
- * Wildcard patterns (`*`, `?`) and the one normal form of an ID, shared by Principal, Action,
- * Resource and the StringLike condition operators.
+ * Wildcard patterns (`*`, `?`; see glob.ts) and the one normal form of an ID, shared by
+ * Principal, Action, Resource and the StringLike condition operators.
  *
  * Patterns are compiled once into a `Matcher` when a policy is compiled: literal values go into
- * a Set (one hash lookup), wildcard patterns into a single anchored alternation RegExp. Every
- * other character of a pattern is literal: `.` or `(` in a policy never means regex syntax.
+ * a Set (one hash lookup), wildcard patterns into a list tried in turn by the glob matcher. No
+ * pattern ever becomes a RegExp (backtracking on caller-chosen values; see glob.ts), so `.` or
+ * `(` in a policy is never syntax.
  */
+import { Glob, hasWildcard } from "./glob.js";
 
-/** Characters RegExp treats as syntax in `u` mode; `*` and `?` are handled before escaping. */
-const REGEX_SYNTAX = /[\\^$.+()[\]{}|/]/g;
-
-/**
- * A small process-wide cache of compiled wildcard sources, so reloading or recompiling the same
- * policies does not rebuild their RegExps. Bounded: cleared when full rather than tracked LRU,
- * because policies are few and the cost of a miss is one `new RegExp`.
- */
-const regexCache = new Map<string, RegExp>();
-const REGEX_CACHE_MAX = 2048;
-
-export function hasWildcard(pattern: string): boolean {
-  return pattern.includes("*") || pattern.includes("?");
-}
-
-/** RegExp source (unanchored) for one wildcard pattern. */
-function wildcardSource(pattern: string): string {
-  let out = "";
-  for (const ch of pattern) {
-    if (ch === "*") out += ".*";
-    else if (ch === "?") out += ".";
-    else out += ch.replace(REGEX_SYNTAX, "\\$&");
-  }
-  return out;
-}
-
-function compileRegex(patterns: readonly string[]): RegExp {
-  const source = `^(?:${patterns.map(wildcardSource).join("|")})$`;
-  let re = regexCache.get(source);
-  if (re === undefined) {
-    if (regexCache.size >= REGEX_CACHE_MAX) regexCache.clear();
-    // `s`: `*` and `?` match newlines too; `u`: `?` is one code point, not half a surrogate pair.
-    re = new RegExp(source, "su");
-    regexCache.set(source, re);
-  }
-  return re;
-}
+export { hasWildcard };
 
 /** A compiled set of patterns: `test(value)` is true if any pattern matches the whole value. */
 export class Matcher {
   private readonly any: boolean;
   private readonly exact: ReadonlySet<string>;
-  private readonly regex: RegExp | undefined;
+  private readonly globs: readonly Glob[];
 
   /** Values must already be in the form `test` will be given (see `normalizeId`, lower case). */
   constructor(patterns: readonly string[], wildcards = true) {
     const exact = new Set<string>();
-    const globs: string[] = [];
+    const globs: Glob[] = [];
     let any = false;
     for (const p of patterns) {
       if (!wildcards || !hasWildcard(p)) exact.add(p);
       else if (/^\*+$/.test(p)) any = true;
-      else globs.push(p);
+      else globs.push(new Glob(p));
     }
     this.any = any;
     this.exact = exact;
-    this.regex = !any && globs.length > 0 ? compileRegex(globs) : undefined;
+    this.globs = any ? [] : globs;
   }
 
   test(value: string): boolean {
-    return this.any || this.exact.has(value) || (this.regex !== undefined && this.regex.test(value));
+    if (this.any || this.exact.has(value)) return true;
+    for (const g of this.globs) if (g.test(value)) return true;
+    return false;
   }
 }
 
