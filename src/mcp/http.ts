@@ -2,6 +2,14 @@
  * Serving MCP over Streamable HTTP on node:http, one transport per session, with the DNS
  * rebinding defence of the SDK's createMcpExpressApp: the Host header must name an allowed
  * host (by default the loopback names), and a browser's Origin, when sent, must too.
+ *
+ * Sessions are bounded. A client that goes away without DELETE (a crash, a dropped laptop)
+ * would otherwise leave its session, and the server connected to it, in memory for good, and
+ * anyone who can reach the port could open sessions until memory ran out. So a session with no
+ * request or stream open for `sessionIdleMs` is closed, and at `maxSessions` a new one takes the
+ * place of the longest-idle one, or is refused with 503 if every session is in use. The MCP
+ * specification allows a server to end a session at any time; the client's next request gets
+ * 404 and it starts a new one.
  */
 import { randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from "node:http";
@@ -17,7 +25,22 @@ export interface McpHttpOptions {
   path?: string;
   /** Largest request body accepted (default 4 MiB). */
   maxBodyBytes?: number;
+  /** A session with nothing open for this long is closed (default 30 minutes). */
+  sessionIdleMs?: number;
+  /** Most sessions at once (default 1,000). */
+  maxSessions?: number;
 }
+
+interface Session {
+  readonly transport: StreamableHTTPServerTransport;
+  /** Requests and streams of this session still open (an SSE GET stream stays open). */
+  open: number;
+  /** When the last of them opened or closed. */
+  lastSeen: number;
+}
+
+const DEFAULT_SESSION_IDLE_MS = 30 * 60 * 1000;
+const DEFAULT_MAX_SESSIONS = 1000;
 
 export interface McpHttpServer {
   readonly url: URL;
@@ -66,7 +89,50 @@ export async function serveMcpHttp(listen: URL | string, onSession: (transport: 
   const path = options.path ?? (url.pathname === "/" ? "/mcp" : url.pathname);
   const allowed = options.allowedHosts ?? [...new Set([...LOOPBACK, url.hostname])];
   const limit = options.maxBodyBytes ?? 4 * 1024 * 1024;
-  const sessions = new Map<string, StreamableHTTPServerTransport>();
+  const idleMs = options.sessionIdleMs ?? DEFAULT_SESSION_IDLE_MS;
+  const maxSessions = options.maxSessions ?? DEFAULT_MAX_SESSIONS;
+  if (!(idleMs > 0) || !Number.isInteger(maxSessions) || maxSessions < 1) {
+    throw new AztpError(ErrorCodes.INVALID_ARGUMENT, "sessionIdleMs must be positive and maxSessions a whole number of at least 1");
+  }
+  const sessions = new Map<string, Session>();
+  let starting = 0; // initialize requests admitted whose session is not in `sessions` yet
+
+  /** Counts `res` as open on `session` until it closes (for a stream, when the client leaves). */
+  const track = (session: Session, res: ServerResponse): void => {
+    session.open++;
+    session.lastSeen = Date.now();
+    res.once("close", () => {
+      session.open--;
+      session.lastSeen = Date.now();
+    });
+  };
+
+  /**
+   * Reserves a place for one more session, closing the one idle longest if all are taken;
+   * false if every session is in use. The place is taken before any await, so concurrent
+   * initializes cannot overshoot the limit.
+   */
+  const reserve = async (): Promise<boolean> => {
+    if (sessions.size + starting < maxSessions) {
+      starting++;
+      return true;
+    }
+    let victim: Session | undefined;
+    for (const s of sessions.values()) if (s.open === 0 && (victim === undefined || s.lastSeen < victim.lastSeen)) victim = s;
+    if (victim === undefined) return false;
+    starting++;
+    if (victim.transport.sessionId) sessions.delete(victim.transport.sessionId);
+    await victim.transport.close().catch(() => undefined);
+    return true;
+  };
+
+  const sweep = (): void => {
+    const now = Date.now();
+    for (const s of [...sessions.values()]) if (s.open === 0 && now - s.lastSeen >= idleMs) void s.transport.close().catch(() => undefined);
+  };
+  // Unref'd: an idle sweep must not keep a process alive that has nothing else to do.
+  const sweeper = setInterval(sweep, Math.max(10, Math.min(idleMs / 2, 60_000)));
+  sweeper.unref();
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     if (!hostAllowed(req.headers.host, allowed, false)) return send(res, 403, `Invalid Host: ${String(req.headers.host)}`);
@@ -74,9 +140,10 @@ export async function serveMcpHttp(listen: URL | string, onSession: (transport: 
     if (new URL(req.url ?? "/", "http://x").pathname !== path) return send(res, 404, "Not found");
     const sid = req.headers["mcp-session-id"];
     const existing = typeof sid === "string" ? sessions.get(sid) : undefined;
+    if (existing) track(existing, res); // from the start, so the body upload counts as activity
     if (req.method !== "POST") {
       if (!existing) return send(res, typeof sid === "string" ? 404 : 400, typeof sid === "string" ? "Session not found" : "Missing session ID");
-      return existing.handleRequest(req, res);
+      return existing.transport.handleRequest(req, res);
     }
     let body: unknown;
     try {
@@ -84,24 +151,40 @@ export async function serveMcpHttp(listen: URL | string, onSession: (transport: 
     } catch (e) {
       return send(res, e instanceof AztpError ? 413 : 400, e instanceof AztpError ? e.message : "Parse error: body is not JSON");
     }
-    if (existing) return existing.handleRequest(req, res, body);
+    if (existing) return existing.transport.handleRequest(req, res, body);
     if (typeof sid === "string") return send(res, 404, "Session not found");
     if (!isInitializeRequest(body)) return send(res, 400, "Bad Request: no valid session ID, and not an initialize request");
+    if (!(await reserve())) {
+      res.setHeader("retry-after", "5");
+      return send(res, 503, `Too many sessions: all ${maxSessions} are in use`);
+    }
+    let reserved = true;
+    const release = (): void => {
+      if (reserved) starting--;
+      reserved = false;
+    };
     const transport = new StreamableHTTPServerTransport({
       sessionIdGenerator: () => randomUUID(),
       onsessioninitialized: (id) => {
-        sessions.set(id, transport);
+        release();
+        const session: Session = { transport, open: 0, lastSeen: Date.now() };
+        sessions.set(id, session);
+        track(session, res);
       },
     });
-    await onSession(transport);
-    // After onSession: connecting installs the transport's onclose (an InterceptingTransport
-    // replaces it outright), so a handler set before would be lost and sessions never dropped.
-    const closed = transport.onclose;
-    transport.onclose = () => {
-      if (transport.sessionId) sessions.delete(transport.sessionId);
-      closed?.();
-    };
-    await transport.handleRequest(req, res, body);
+    try {
+      await onSession(transport);
+      // After onSession: connecting installs the transport's onclose (an InterceptingTransport
+      // replaces it outright), so a handler set before would be lost and sessions never dropped.
+      const closed = transport.onclose;
+      transport.onclose = () => {
+        if (transport.sessionId) sessions.delete(transport.sessionId);
+        closed?.();
+      };
+      await transport.handleRequest(req, res, body);
+    } finally {
+      release(); // an initialize that never made a session (refused, failed) frees its place
+    }
   };
 
   const server: HttpServer = createServer((req, res) => {
@@ -119,7 +202,8 @@ export async function serveMcpHttp(listen: URL | string, onSession: (transport: 
       return sessions.size;
     },
     async close() {
-      for (const t of sessions.values()) await t.close().catch(() => undefined);
+      clearInterval(sweeper);
+      for (const s of [...sessions.values()]) await s.transport.close().catch(() => undefined);
       sessions.clear();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
