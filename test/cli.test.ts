@@ -323,6 +323,9 @@ describe("usage errors exit 2", () => {
     ["mcp without a subcommand", ["mcp"]],
     ["audit without a subcommand", ["audit"]],
     ["bad --since", ["audit", "query", "log.jsonl", "--since", "yesterday"], /--since must be an ISO 8601 date/],
+    ["--allowed-host with stdio", ["mcp", "proxy", "--name", "p", "--upstream-url", "http://127.0.0.1:1/mcp", "--allowed-host", "tools.example"], /applies to --listen http/],
+    ["--allowed-host with a port", ["mcp", "proxy", "--name", "p", "--upstream-url", "http://127.0.0.1:1/mcp", "--listen", "http://127.0.0.1:0", "--allowed-host", "tools.example:80"], /takes a host name/],
+    ["--allowed-host with a scheme", ["mcp", "proxy", "--name", "p", "--upstream-url", "http://127.0.0.1:1/mcp", "--listen", "http://127.0.0.1:0", "--allowed-host", "http://tools.example"], /takes a host name/],
     ["bad --until", ["audit", "query", "log.jsonl", "--until", "2026-13-45"], /--until must be an ISO 8601 date/],
   ];
   it("table", async (t) => {

@@ -168,6 +168,7 @@ describe("aztp mcp proxy in front of server-everything (stdio upstream)", () => 
       const ok = await rawPost(url, headers);
       assert.equal(ok.status, 200, `${JSON.stringify(headers)}: ${ok.body}`);
     }
+    assert.equal((await rawPost(url, { host: `tools.example:${port}` })).status, 403, "a name not allowed");
 
     await plain.close();
     await client.close();
@@ -180,6 +181,17 @@ describe("aztp mcp proxy in front of server-everything (stdio upstream)", () => 
         ["proxy", "echo", "allow", null],
       ],
     );
+  });
+
+  it("--allowed-host adds a name to the loopback names Host and Origin may carry", async (t) => {
+    const { home } = fixture(t);
+    const { url } = await httpProxy(t, home, "named-proxy", ["--upstream-command", everythingCommand, "--mode", "audit", "--allowed-host", "Tools.Example"]);
+    const port = url.port;
+    assert.equal((await rawPost(url, { host: `tools.example:${port}` })).status, 200, "the allowed name (case-insensitive)");
+    assert.equal((await rawPost(url, { host: `tools.example:${port}`, origin: `https://tools.example` })).status, 200, "and as an Origin");
+    assert.equal((await rawPost(url, { host: `127.0.0.1:${port}` })).status, 200, "loopback still works");
+    assert.equal((await rawPost(url, { host: `tools.example.evil:${port}` })).status, 403, "not a suffix or prefix match");
+    assert.equal((await rawPost(url, { host: `tools.example:${port}`, origin: "http://evil.example" })).status, 403);
   });
 });
 

@@ -26,6 +26,7 @@ import { verifyAuditLog } from "../audit/verify.js";
 import { Trust } from "../invocation/trust.js";
 import { Aztp } from "../client/aztp.js";
 import { svidCheckpointSigner, svidCheckpointVerifier } from "../invocation/checkpoint.js";
+import { defaultAllowedHosts } from "../mcp/http.js";
 import { startMcpProxy, type Upstream } from "../mcp/proxy.js";
 import { parsePolicy } from "../policy/policy.js";
 import { buildPolicyContext } from "../policy/context.js";
@@ -391,9 +392,21 @@ export function buildProgram(): Command {
     .addOption(new Option("--mode <mode>").choices(["enforce", "audit"]).default("enforce"))
     .option("--audit-log <file>", "append-only audit log (JSON Lines)")
     .option("--filter-tools", "show each authenticated caller only the tools its policy allows")
-    .action(async (o: { name: string; upstreamCommand?: string; upstreamUrl?: string; upstreamEnv?: string[]; listen: string; policy?: string; mode: "enforce" | "audit"; auditLog?: string; filterTools?: boolean }) => {
+    .option("--allowed-host <name...>", "with --listen http: also accept these host names in Host and Origin (default: loopback names and the --listen host)")
+    .action(async (o: { name: string; upstreamCommand?: string; upstreamUrl?: string; upstreamEnv?: string[]; listen: string; policy?: string; mode: "enforce" | "audit"; auditLog?: string; filterTools?: boolean; allowedHost?: string[] }) => {
       if (!o.upstreamCommand === !o.upstreamUrl) throw new CommanderError(2, "aztp.usage", "give exactly one of --upstream-command and --upstream-url");
       if (o.listen !== "stdio" && !/^http:\/\/[^/]+(?::\d+)?(?:\/.*)?$/.test(o.listen)) throw new CommanderError(2, "aztp.usage", "--listen must be stdio or http://HOST:PORT");
+      if (o.allowedHost && o.listen === "stdio") throw new CommanderError(2, "aztp.usage", "--allowed-host applies to --listen http://HOST:PORT only");
+      for (const name of o.allowedHost ?? []) {
+        // A bare host name as it appears in Host (IPv6 in brackets), without scheme, port or path.
+        let parsed: string | undefined;
+        try {
+          parsed = new URL(`http://${name}`).hostname;
+        } catch {
+          parsed = undefined;
+        }
+        if (parsed !== name.toLowerCase()) throw new CommanderError(2, "aztp.usage", `--allowed-host takes a host name such as tools.example.com or [::1], got ${JSON.stringify(name)}`);
+      }
       const env: Record<string, string> = {};
       for (const kv of o.upstreamEnv ?? []) {
         const eq = kv.indexOf("=");
@@ -418,6 +431,7 @@ export function buildProgram(): Command {
         ...(policies ? { policy: policies } : {}),
         ...(audit ? { audit } : {}),
         ...(o.filterTools ? { filterToolsByPolicy: true } : {}),
+        ...(o.allowedHost ? { allowedHosts: [...defaultAllowedHosts(o.listen), ...o.allowedHost.map((h) => h.toLowerCase())] } : {}),
       });
       // stdout belongs to MCP in stdio mode: everything for people goes to stderr.
       process.stderr.write(`aztp mcp proxy ${proxy.identity.aztpId} (${o.mode}) ${proxy.url ? `listening on ${proxy.url.href}` : "on stdio"}\n`);

@@ -50,6 +50,11 @@ export interface McpHttpServer {
 
 const LOOPBACK = ["localhost", "127.0.0.1", "[::1]"];
 
+/** The host names accepted when none are given: the loopback names and the listen host. */
+export function defaultAllowedHosts(listen: URL | string): string[] {
+  return [...new Set([...LOOPBACK, new URL(listen).hostname])];
+}
+
 function send(res: ServerResponse, status: number, message: string): void {
   if (res.headersSent) return;
   res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify({ jsonrpc: "2.0", error: { code: -32000, message }, id: null }));
@@ -87,7 +92,7 @@ export async function serveMcpHttp(listen: URL | string, onSession: (transport: 
   const url = new URL(listen);
   if (url.protocol !== "http:") throw new AztpError(ErrorCodes.INVALID_ARGUMENT, `listen URL must be http://host:port, got ${url.href}`);
   const path = options.path ?? (url.pathname === "/" ? "/mcp" : url.pathname);
-  const allowed = options.allowedHosts ?? [...new Set([...LOOPBACK, url.hostname])];
+  const allowed = options.allowedHosts ?? defaultAllowedHosts(url);
   const limit = options.maxBodyBytes ?? 4 * 1024 * 1024;
   const idleMs = options.sessionIdleMs ?? DEFAULT_SESSION_IDLE_MS;
   const maxSessions = options.maxSessions ?? DEFAULT_MAX_SESSIONS;
