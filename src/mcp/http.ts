@@ -8,8 +8,8 @@
  * anyone who can reach the port could open sessions until memory ran out. So a session with no
  * request or stream open for `sessionIdleMs` is closed, and at `maxSessions` a new one takes the
  * place of the longest-idle one, or is refused with 503 if every session is in use. The MCP
- * specification allows a server to end a session at any time; the client's next request gets
- * 404 and it starts a new one.
+ * specification allows a server to end a session at any time: the client's next request gets
+ * 404, which the specification tells it to answer by starting a new session.
  */
 import { randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from "node:http";
