@@ -91,6 +91,7 @@ describe("serveMcpHttp sessions", () => {
   it("a connected client whose stream is open is kept however long it is quiet, and is closed once it leaves", async (t) => {
     const { http } = await serve(t, { sessionIdleMs: 200 });
     const client = await connected(t, http.url);
+    await until(() => http.sessions === 1 && http.idleSessions === 0, "the client's stream to open");
     await new Promise((r) => setTimeout(r, 800));
     assert.equal(http.sessions, 1, "a quiet session with its stream open is not idle");
     const r = await client.callTool({ name: "echo", arguments: { text: "still here" } });
@@ -105,6 +106,7 @@ describe("serveMcpHttp sessions", () => {
     await new Promise((r) => setTimeout(r, 20));
     const newer = await rawSession(http.url);
     assert.equal(http.sessions, 2);
+    assert.equal(http.idleSessions, 2, "raw clients keep nothing open");
 
     const third = await rawSession(http.url);
     assert.equal(http.sessions, 2, "the limit holds");
@@ -116,8 +118,7 @@ describe("serveMcpHttp sessions", () => {
     const { http: busy } = await serve(t, { maxSessions: 2 });
     await connected(t, busy.url);
     await connected(t, busy.url);
-    await until(() => busy.sessions === 2, "both sessions");
-    await new Promise((r) => setTimeout(r, 100)); // let both GET streams open
+    await until(() => busy.sessions === 2 && busy.idleSessions === 0, "both sessions with their streams open");
     const refused = await initialize(busy.url, "late");
     assert.equal(refused.status, 503);
     assert.equal(refused.headers.get("retry-after"), "5");

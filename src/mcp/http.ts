@@ -45,6 +45,8 @@ const DEFAULT_MAX_SESSIONS = 1000;
 export interface McpHttpServer {
   readonly url: URL;
   readonly sessions: number;
+  /** Sessions with no request or stream open: the ones closed when idle too long, or replaced. */
+  readonly idleSessions: number;
   close(): Promise<void>;
 }
 
@@ -205,6 +207,11 @@ export async function serveMcpHttp(listen: URL | string, onSession: (transport: 
     url: bound,
     get sessions() {
       return sessions.size;
+    },
+    get idleSessions() {
+      let n = 0;
+      for (const s of sessions.values()) if (s.open === 0) n++;
+      return n;
     },
     async close() {
       clearInterval(sweeper);
