@@ -33,15 +33,16 @@ async function serve(t: TestContext, options: McpHttpOptions): Promise<{ http: M
   return { http, closedServers: () => closed };
 }
 
-/** An initialize request over plain HTTP, its body read. */
-async function initialize(url: URL, name = "raw"): Promise<Response> {
-  const r = await fetch(url, {
-    method: "POST",
-    headers: HEADERS,
-    body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "initialize", params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name, version: "1" } } }),
-  });
+/** A POST whose answer is read to the end (so no response is left open on either side). */
+async function postJson(url: URL, body: unknown, headers: Record<string, string> = {}): Promise<Response> {
+  const r = await fetch(url, { method: "POST", headers: { ...HEADERS, ...headers }, body: JSON.stringify(body) });
   const text = await r.text();
-  return new Response(text, { status: r.status, headers: r.headers });
+  return new Response(r.status === 202 ? null : text, { status: r.status, headers: r.headers });
+}
+
+/** An initialize request over plain HTTP. */
+function initialize(url: URL, name = "raw"): Promise<Response> {
+  return postJson(url, { jsonrpc: "2.0", id: 1, method: "initialize", params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name, version: "1" } } });
 }
 
 /** A client that initialises over plain HTTP and then goes quiet (opens no stream). */
@@ -50,7 +51,7 @@ async function rawSession(url: URL): Promise<{ id: string; post: (body: unknown)
   assert.equal(init.status, 200, await init.clone().text());
   const id = init.headers.get("mcp-session-id");
   assert.ok(id, "the server gave a session id");
-  const post = (body: unknown): Promise<Response> => fetch(url, { method: "POST", headers: { ...HEADERS, "mcp-session-id": id, "mcp-protocol-version": "2025-06-18" }, body: JSON.stringify(body) });
+  const post = (body: unknown): Promise<Response> => postJson(url, body, { "mcp-session-id": id, "mcp-protocol-version": "2025-06-18" });
   const initialized = await post({ jsonrpc: "2.0", method: "notifications/initialized" });
   assert.equal(initialized.status, 202);
   return { id, post };
