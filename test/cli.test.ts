@@ -11,7 +11,7 @@ import { ErrorCodes } from "../src/errors.js";
 import { TrustBundle } from "../src/spiffe/bundle.js";
 import { Certificate } from "../src/spiffe/certificate.js";
 import { importPrivateKey, publicKeyOf, samePublicKey } from "../src/spiffe/keys.js";
-import { aztpCli, assertExit, tempDir, type CliResult } from "./helpers/authority-util.js";
+import { aztpCli, assertExit, ROOT, tempDir, type CliResult } from "./helpers/authority-util.js";
 
 const TD = "example.org";
 const idOf = (name: string): string => `aztp://${TD}/workload/production/node/${name}`;
@@ -337,6 +337,16 @@ describe("usage errors exit 2", () => {
       assert.ok(r.stderr.length > 0 || r.json?.error, `${label}: says what is wrong`);
       if (names) assert.match(`${r.stderr}${r.stdout}`, names, `${label}: names the option`);
     });
+  });
+
+  it("--version prints the package's version (exit 0)", async (t) => {
+    const home = tempDir(t);
+    const { version } = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { version: string };
+    for (const flag of ["--version", "-V"]) {
+      const r = await aztpCli(home, [flag]);
+      assertExit(r, 0, `aztp ${flag}`);
+      assert.equal(r.stdout.trim(), version);
+    }
   });
 
   it("asking for help is not an error: exit 0, help on stdout", async (t) => {

@@ -98,9 +98,20 @@ function parseTime(text: string | undefined, option = "--time"): Date | undefine
   return t;
 }
 
+/** This package's version: package.json sits two folders up from both src/cli and dist/cli. */
+function packageVersion(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version?: unknown };
+    return typeof pkg.version === "string" ? pkg.version : "unknown";
+  } catch {
+    return "unknown";
+  }
+}
+
 export function buildProgram(): Command {
   const program = new Command("aztp")
     .description("AZTP: SPIFFE identities for AI agents and tools, signed tool calls, audit")
+    .version(packageVersion(), "-V, --version", "print the version")
     .option("--home <dir>", "the authority's folder (else AZTP_HOME, else ./.aztp)")
     .option("--json", "print JSON")
     .showHelpAfterError()
