@@ -285,3 +285,50 @@ describe("aztp mcp proxy in front of an HTTP upstream", () => {
     assert.equal(text(await proxied.callTool({ name: "protocol-version", arguments: {} })), negotiated);
   });
 });
+
+describe("aztp mcp proxy when its upstream crashes mid-call", () => {
+  const crashingCommand = `"${process.execPath}" --import tsx "${join(ROOT, "test", "helpers", "mcp-crashing-upstream.ts")}"`;
+
+  for (const listen of ["stdio", "http"] as const) {
+    it(`listening on ${listen}: the call in flight fails at once with "upstream unavailable", and the proxy audits it as an error`, async (t) => {
+      const { home, aztp: c } = fixture(t);
+      const auditPath = join(home, `crash-${listen}.jsonl`);
+      const extra = ["--upstream-command", crashingCommand, "--audit-log", auditPath];
+      const client = await securedClient(t, c, "agent");
+      let stop: () => Promise<void>;
+      if (listen === "stdio") {
+        const proxy = stdioProxy(home, "crash-proxy", extra);
+        await connect(t, client, proxy.transport, `proxy (stderr: ${proxy.stderr()})`);
+        stop = () => client.close();
+      } else {
+        const { url, child } = await httpProxy(t, home, "crash-proxy", extra);
+        await connect(t, client, new StreamableHTTPClientTransport(url), "secured client");
+        stop = () => child.stop();
+      }
+      assert.equal(text(await client.callTool({ name: "echo", arguments: { text: "alive" } })), "alive");
+
+      // Before: over stdio the proxy closed and the client saw only "Connection closed"; over
+      // HTTP the client waited out its request timeout (60 s). The proxy audited the call only
+      // as cut off (connection-closed), with no answer to show for it.
+      const started = Date.now();
+      await assert.rejects(withTimeout(client.callTool({ name: "exit", arguments: {} }), 10_000, "the call to a crashing upstream"), /upstream unavailable: it closed before answering/);
+      assert.ok(Date.now() - started < 5_000, `failed promptly (${Date.now() - started} ms)`);
+
+      await stop();
+      const entries = await withTimeout(
+        (async () => {
+          for (;;) {
+            const all = await queryAuditLog(auditPath).catch(() => []);
+            if (all.some((e) => e.tool === "exit")) return all;
+            await new Promise((r) => setTimeout(r, 50));
+          }
+        })(),
+        10_000,
+        "the proxy's audit entry for the crashed call",
+      );
+      const crashed = entries.filter((e) => e.tool === "exit");
+      // An answered error (the JSON-RPC code as reason, a signed receipt), not "connection-closed".
+      assert.deepEqual(crashed.map((e) => [e.decision, e.outcome, e.reason, typeof e.receipt]), [["allow", "error", "-32603", "string"]]);
+    });
+  }
+});

@@ -65,16 +65,25 @@ function upstreamTransport(upstream: Upstream): Transport {
 
 /**
  * Joins a (guarded) downstream transport to an upstream one. A request the upstream cannot
- * take (it is gone) is answered with an error rather than left hanging.
+ * take (it is gone) is answered with an error rather than left hanging, and so is every
+ * request it had taken when it went away (it crashed mid-call, say): the caller gets a prompt
+ * error with a receipt, and the audit log an error outcome, instead of a connection that just
+ * closes (over HTTP, a client could wait out its whole request timeout for that).
  */
 async function pump(downstream: Transport, upstream: Transport): Promise<{ closed: Promise<void>; close: () => void }> {
   let done!: () => void;
   const closed = new Promise<void>((resolve) => (done = resolve));
+  /** Requests forwarded upstream and not answered yet. */
+  const pending = new Set<RequestId>();
+  const fail = (id: RequestId, why: string): Promise<void> =>
+    downstream.send({ jsonrpc: "2.0", id, error: { code: -32603, message: `upstream unavailable: ${why}` } }).catch(() => undefined);
   let closing = false;
-  const closeBoth = (): void => {
+  const closeBoth = (upstreamGone: boolean): void => {
     if (closing) return;
     closing = true;
-    void Promise.allSettled([downstream.close(), upstream.close()]).then(() => done());
+    const answered = upstreamGone ? Promise.allSettled([...pending].map((id) => fail(id, "it closed before answering"))) : Promise.resolve();
+    pending.clear();
+    void answered.then(() => Promise.allSettled([downstream.close(), upstream.close()])).then(() => done());
   };
   // Progress notifications answer a request: sent with its ID, a Streamable HTTP listener puts
   // them on that request's stream, in order before its result. Without it they went to the
@@ -93,13 +102,10 @@ async function pump(downstream: Transport, upstream: Transport): Promise<{ close
         progress.set(token, message.id);
         tokenOf.set(message.id, token);
       }
+      pending.add(message.id);
     }
     upstream.send(message).catch((e: unknown) => {
-      if (isRequest(message)) {
-        void downstream
-          .send({ jsonrpc: "2.0", id: message.id, error: { code: -32603, message: `upstream unavailable: ${(e as Error)?.message ?? String(e)}` } })
-          .catch(() => undefined);
-      }
+      if (isRequest(message) && pending.delete(message.id)) void fail(message.id, (e as Error)?.message ?? String(e));
     });
   };
   upstream.onmessage = (message: JSONRPCMessage) => {
@@ -109,6 +115,7 @@ async function pump(downstream: Transport, upstream: Transport): Promise<{ close
       upstream.setProtocolVersion?.(message.result.protocolVersion);
     }
     if (isResponse(message)) {
+      if (message.id !== undefined) pending.delete(message.id);
       const token = message.id === undefined ? undefined : tokenOf.get(message.id);
       if (token !== undefined && message.id !== undefined) {
         tokenOf.delete(message.id);
@@ -117,13 +124,13 @@ async function pump(downstream: Transport, upstream: Transport): Promise<{ close
     }
     downstream.send(message, related !== undefined ? { relatedRequestId: related } : undefined).catch(() => undefined);
   };
-  downstream.onclose = closeBoth;
-  upstream.onclose = closeBoth;
+  downstream.onclose = () => closeBoth(false);
+  upstream.onclose = () => closeBoth(true);
   downstream.onerror = () => undefined;
   upstream.onerror = () => undefined;
   await upstream.start();
   await downstream.start();
-  return { closed, close: closeBoth };
+  return { closed, close: () => closeBoth(false) };
 }
 
 export async function startMcpProxy(options: McpProxyOptions): Promise<McpProxy> {
