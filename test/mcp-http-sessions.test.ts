@@ -77,23 +77,27 @@ async function until(done: () => boolean, what: string, ms = 5_000): Promise<voi
 
 describe("serveMcpHttp sessions", () => {
   it("a session left without DELETE is closed after sessionIdleMs (its server too), and its id then gets 404", async (t) => {
-    const { http, closedServers } = await serve(t, { sessionIdleMs: 300 });
+    // 1 s: long enough that the raw client's next request comes before it, even under load.
+    const { http, closedServers } = await serve(t, { sessionIdleMs: 1_000 });
     const raw = await rawSession(http.url);
-    const started = Date.now();
+    const started = Date.now(); // before the last activity, which the idle time counts from
     assert.equal((await raw.post(LIST)).status, 200, "in use, it works");
     assert.equal(http.sessions, 1);
     await until(() => http.sessions === 0, "the idle session to be closed");
-    assert.ok(Date.now() - started >= 300, "not before it was idle for sessionIdleMs");
+    assert.ok(Date.now() - started >= 1_000, "not before it was idle for sessionIdleMs");
     assert.equal(closedServers(), 1, "the McpServer connected to it was closed");
     const after = await raw.post(LIST);
     assert.equal(after.status, 404, "the client is told to start a new session");
   });
 
   it("a connected client whose stream is open is kept however long it is quiet, and is closed once it leaves", async (t) => {
-    const { http } = await serve(t, { sessionIdleMs: 200 });
+    // Idle time long enough for the client's stream to open first even on a loaded machine
+    // (at 200 ms a CI run once closed the session before the stream came), and a quiet period
+    // well beyond it.
+    const { http } = await serve(t, { sessionIdleMs: 1_000 });
     const client = await connected(t, http.url);
-    await until(() => http.sessions === 1 && http.idleSessions === 0, "the client's stream to open");
-    await new Promise((r) => setTimeout(r, 800));
+    await until(() => http.sessions === 1 && http.idleSessions === 0, "the client's stream to open", 10_000);
+    await new Promise((r) => setTimeout(r, 2_500));
     assert.equal(http.sessions, 1, "a quiet session with its stream open is not idle");
     const r = await client.callTool({ name: "echo", arguments: { text: "still here" } });
     assert.deepEqual(r.content, [{ type: "text", text: "still here" }]);
@@ -119,7 +123,7 @@ describe("serveMcpHttp sessions", () => {
     const { http: busy } = await serve(t, { maxSessions: 2 });
     await connected(t, busy.url);
     await connected(t, busy.url);
-    await until(() => busy.sessions === 2 && busy.idleSessions === 0, "both sessions with their streams open");
+    await until(() => busy.sessions === 2 && busy.idleSessions === 0, "both sessions with their streams open", 10_000);
     const refused = await initialize(busy.url, "late");
     assert.equal(refused.status, 503);
     assert.equal(refused.headers.get("retry-after"), "5");
