@@ -103,6 +103,9 @@ async function pump(downstream: Transport, upstream: Transport): Promise<{ close
         tokenOf.set(message.id, token);
       }
       pending.add(message.id);
+    } else if (isNotification(message) && message.method === "notifications/cancelled") {
+      // A cancelled request may never be answered (the specification says not to): forget it.
+      pending.delete(message.params?.requestId as RequestId);
     }
     upstream.send(message).catch((e: unknown) => {
       if (isRequest(message) && pending.delete(message.id)) void fail(message.id, (e as Error)?.message ?? String(e));
