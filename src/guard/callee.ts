@@ -16,7 +16,7 @@ import { peekClaims } from "../spiffe/jws.js";
 import { decideInvocation, decideToolCall, signerOf, verifyInvocation, type IdentityRelations, type SignerLike, type VerifiedInvocation } from "../invocation/invocation.js";
 import { createReceipt, type ReceiptStatus } from "../invocation/receipt.js";
 import { MemoryReplayCache, type ReplayCache } from "../invocation/replay.js";
-import { AuditRecorder, checkMode, type GuardMode } from "./recorder.js";
+import { AuditRecorder, checkMode, type GuardMode, type UnansweredReason } from "./recorder.js";
 import type { Trust } from "../invocation/trust.js";
 import type { CompiledPolicies } from "../policy/evaluate.js";
 import type { PolicyDocument } from "../policy/policy.js";
@@ -131,6 +131,15 @@ export class CalleeGuard {
   settleRefusal(admission: Admission): Settlement {
     const error = admission.error as AztpError;
     return this.settle(admission, { status: "denied", result: error.toJSON(), code: error.code });
+  }
+
+  /**
+   * Settles an admitted call no answer will come for (cancelled by its caller, or its
+   * connection closed first): status error, the reason as its code. The callee-side twin of
+   * CallerGuard.unanswered.
+   */
+  unanswered(admission: Admission, reason: UnansweredReason, message: string): Settlement {
+    return this.settle(admission, { status: "error", result: { code: reason, message }, code: reason });
   }
 
   /**

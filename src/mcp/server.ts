@@ -14,7 +14,7 @@ import type { Aztp, SecuredAgent } from "../client/aztp.js";
 import type { AgentIdentity } from "../client/identity.js";
 import { AztpError, ErrorCodes } from "../errors.js";
 import { CalleeGuard, type Admission, type GuardMode } from "../guard/callee.js";
-import { Unanswered, type UnansweredReason } from "../guard/recorder.js";
+import { Unanswered } from "../guard/recorder.js";
 import { describeClaim } from "../invocation/invocation.js";
 import { signPossessionProof } from "../invocation/proof.js";
 import { MemoryReplayCache, type ReplayCache } from "../invocation/replay.js";
@@ -97,9 +97,6 @@ export function serverHooks(guard: CalleeGuard, identity: { signer: AgentIdentit
     inFlight.delete(m.id);
     void reply(m).catch(() => undefined);
   };
-  const unanswered = (admission: Admission, reason: UnansweredReason, message: string): void => {
-    guard.settle(admission, { status: "error", result: { code: reason, message }, code: reason });
-  };
   // Whatever goes wrong after a request was taken, its caller gets an answer, never silence.
   const internalError = (reply: (m: JSONRPCMessage) => Promise<void>, id: RequestId, e: unknown): void => {
     answer(reply, { jsonrpc: "2.0", id, error: { code: -32603, message: `internal error in the AZTP guard: ${(e as Error)?.message ?? String(e)}` } });
@@ -117,7 +114,7 @@ export function serverHooks(guard: CalleeGuard, identity: { signer: AgentIdentit
           calls.delete(rid);
           inits.delete(rid);
           lists.delete(rid);
-          if (admission !== undefined) unanswered(admission, Unanswered.CANCELLED, typeof message.params?.reason === "string" ? message.params.reason : "cancelled by the caller");
+          if (admission !== undefined) guard.unanswered(admission, Unanswered.CANCELLED, typeof message.params?.reason === "string" ? message.params.reason : "cancelled by the caller");
         }
         return deliver(message);
       }
@@ -161,7 +158,10 @@ export function serverHooks(guard: CalleeGuard, identity: { signer: AgentIdentit
           answer(reply, refusal(id, admission.error as AztpError, receipt));
           return;
         }
-        if (!open) return unanswered(admission, Unanswered.CONNECTION_CLOSED, "the connection closed while the call was being verified");
+        if (!open) {
+          guard.unanswered(admission, Unanswered.CONNECTION_CLOSED, "the connection closed while the call was being verified");
+          return;
+        }
         calls.set(id, admission);
         pass(message, deliver);
       }).catch((e: unknown) => {
@@ -173,7 +173,7 @@ export function serverHooks(guard: CalleeGuard, identity: { signer: AgentIdentit
       open = false;
       // The SDK aborts the handlers of a closed connection and sends nothing more: an admitted
       // call (its tool may have run) is audited now, or never.
-      for (const admission of calls.values()) unanswered(admission, Unanswered.CONNECTION_CLOSED, "the connection closed before the call was answered");
+      for (const admission of calls.values()) guard.unanswered(admission, Unanswered.CONNECTION_CLOSED, "the connection closed before the call was answered");
       calls.clear();
       inFlight.clear();
     },
