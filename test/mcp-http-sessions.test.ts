@@ -13,7 +13,7 @@ import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { z } from "zod";
 import { ErrorCodes } from "../src/errors.js";
 import { serveMcpHttp, type McpHttpOptions, type McpHttpServer } from "../src/mcp/http.js";
-import { withTimeout } from "./helpers/mcp-util.js";
+import { until, withTimeout } from "./helpers/mcp-util.js";
 
 const HEADERS = { "content-type": "application/json", accept: "application/json, text/event-stream" };
 
@@ -65,14 +65,6 @@ async function connected(t: TestContext, url: URL): Promise<Client> {
   t.after(() => client.close());
   // The SDK client opens its SSE GET stream right after initializing, without waiting for it.
   return client;
-}
-
-async function until(done: () => boolean, what: string, ms = 5_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!done()) {
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }
 
 describe("serveMcpHttp sessions", () => {

@@ -21,7 +21,7 @@ import { CalleeGuard } from "../src/guard/callee.js";
 import { signInvocation, verifyReceipt } from "../src/invocation/index.js";
 import { secureMcpClient, secureMcpServer, serverHooks } from "../src/mcp/index.js";
 import { INVOCATION_META_KEY, RECEIPT_META_KEY, resultForDigest } from "../src/mcp/meta.js";
-import { fixture, onWire, readAudits, withTimeout } from "./helpers/mcp-util.js";
+import { fixture, onWire, readAudits, until } from "./helpers/mcp-util.js";
 
 /** A secured server with `echo` and a `slow` tool that waits until the test releases it. */
 async function slowServer(t: TestContext, home: string, c: ReturnType<typeof fixture>["aztp"]) {
@@ -51,11 +51,6 @@ async function slowServer(t: TestContext, home: string, c: ReturnType<typeof fix
     return readAudits([path], atLeast);
   };
   return { server: secured, runs, release: () => release(), entries };
-}
-
-/** Resolves once `done()` holds (polled), or fails the test naming `what` after 5 s. */
-async function until(done: () => boolean, what: string): Promise<void> {
-  await withTimeout((async () => { while (!done()) await new Promise((r) => setTimeout(r, 5)); })(), 5_000, what);
 }
 
 /**

@@ -11,12 +11,12 @@
  */
 
 /** A pattern or value as indexable characters: the string itself unless it holds surrogates. */
-export type Chars = string | readonly string[];
+type Chars = string | readonly string[];
 
 const SURROGATE = /[\uD800-\uDFFF]/;
 
 /** `text` as characters: code units when that is the same thing, code points otherwise. */
-export function chars(text: string): Chars {
+function chars(text: string): Chars {
   return SURROGATE.test(text) ? Array.from(text) : text;
 }
 

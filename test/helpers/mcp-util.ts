@@ -134,6 +134,15 @@ export interface Harness {
   close(): Promise<void>;
 }
 
+/** Resolves once `done()` holds (polled every 10 ms), or fails naming `what` after `ms`. */
+export async function until(done: () => boolean, what: string, ms = 5_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!done()) {
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
 /** Reads one or more audit logs until they hold `atLeast` entries in all, or 5 s pass. */
 export async function readAudits(paths: string[], atLeast: number): Promise<AuditEntry[]> {
   const deadline = Date.now() + 5_000;
@@ -277,11 +286,7 @@ function stdioHarness(home: string, options: HarnessOptions): Harness {
       // Wait until each client transport has seen its child go (the SDK clears pid when it
       // reports the close): a fixed sleep raced the exit on a loaded machine, and a call sent in
       // that gap is in flight when the close lands (audited connection-closed, not refused).
-      const deadline = Date.now() + 10_000;
-      while (killed.some((tr) => tr.pid !== null)) {
-        if (Date.now() > deadline) throw new Error("stdio restart: the killed server was not seen to exit within 10 s");
-        await new Promise((r) => setTimeout(r, 10));
-      }
+      await until(() => killed.every((tr) => tr.pid === null), "stdio restart: the killed server seen to exit", 10_000);
     },
     async serverAudit(atLeast = 0) {
       return readAudits(audits, atLeast);
