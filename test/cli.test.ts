@@ -12,6 +12,7 @@ import { TrustBundle } from "../src/spiffe/bundle.js";
 import { Certificate } from "../src/spiffe/certificate.js";
 import { importPrivateKey, publicKeyOf, samePublicKey } from "../src/spiffe/keys.js";
 import { aztpCli, assertExit, ROOT, tempDir, type CliResult } from "./helpers/authority-util.js";
+import { runCommand } from "./helpers/mcp-util.js";
 
 const TD = "example.org";
 const idOf = (name: string): string => `aztp://${TD}/workload/production/node/${name}`;
@@ -347,6 +348,13 @@ describe("usage errors exit 2", () => {
       assertExit(r, 0, `aztp ${flag}`);
       assert.equal(r.stdout.trim(), version);
     }
+  });
+
+  it("the README's `npx aztp` runs the built CLI after npm install (its bin is executable)", async () => {
+    const { version } = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { version: string };
+    const r = await runCommand("npx", ["--no-install", "aztp", "--version"], { timeoutMs: 60_000 });
+    assert.equal(r.code, 0, `npx aztp --version: ${r.stderr}`);
+    assert.equal(r.stdout.trim(), version);
   });
 
   it("asking for help is not an error: exit 0, help on stdout", async (t) => {
