@@ -109,11 +109,15 @@ export const ErrorCodes = {
   RECEIPT_MISSING: "ERR_RECEIPT_MISSING",
   RECEIPT_INVALID: "ERR_RECEIPT_INVALID",
   RECEIPT_MISMATCH: "ERR_RECEIPT_MISMATCH",
+  /** The tool itself failed (threw, or answered with an error): the call was admitted and ran. */
+  TOOL_FAILED: "ERR_TOOL_FAILED",
 
   // Audit log (audit/)
   AUDIT_IO: "ERR_AUDIT_IO",
   AUDIT_CORRUPT: "ERR_AUDIT_CORRUPT",
   AUDIT_CLOSED: "ERR_AUDIT_CLOSED",
+  /** The audit log cannot be written, so the call is refused (enforce mode) rather than run unaudited. */
+  AUDIT_UNAVAILABLE: "ERR_AUDIT_UNAVAILABLE",
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];

@@ -132,7 +132,8 @@ describe("aztp mcp proxy in front of server-everything (stdio upstream)", () => 
     const { home } = fixture(t);
     const child = spawnNode(t, proxyArgs(home, "everything-proxy", ["--upstream-command", everythingCommand]), { env: proxyEnv(home) });
     await child.waitFor(/on stdio/);
-    await child.waitFor(/no audit log \(--audit-log FILE keeps one\)/); // nobody believes calls are recorded when they are not
+    // Audit is on by default, in the home, and said at start.
+    assert.equal((await child.waitFor(/audit log (\S+)\n/))[1], join(home, "audit", "everything-proxy.jsonl"));
     child.process.stdin?.end();
     const { code, signal } = await withTimeout(child.exit, 10_000, "proxy exit after stdin closed");
     assert.deepEqual({ code, signal }, { code: 0, signal: null });

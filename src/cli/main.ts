@@ -401,10 +401,13 @@ export function buildProgram(): Command {
     .option("--listen <where>", "stdio, or http://127.0.0.1:PORT", "stdio")
     .option("--policy <file>", "AZTP policy document (JSON) deciding who may call which tool")
     .addOption(new Option("--mode <mode>").choices(["enforce", "audit"]).default("enforce"))
-    .option("--audit-log <file>", "append-only audit log (JSON Lines)")
+    .option("--audit-log <file>", "append-only audit log (JSON Lines); default <home>/audit/<name>.jsonl")
+    .option("--no-audit", "keep no audit log (said at start; calls are then not recorded)")
+    .addOption(new Option("--audit-durability <mode>", "write: answer once the entry is written to the file (survives a killed process); fsync: once it is on disk (survives a power loss)").choices(["write", "fsync"]).default("write"))
     .option("--filter-tools", "show each authenticated caller only the tools its policy allows")
     .option("--allowed-host <name...>", "with --listen http: also accept these host names in Host and Origin (default: loopback names and the --listen host)")
-    .action(async (o: { name: string; upstreamCommand?: string; upstreamUrl?: string; upstreamEnv?: string[]; listen: string; policy?: string; mode: "enforce" | "audit"; auditLog?: string; filterTools?: boolean; allowedHost?: string[] }) => {
+    .action(async (o: { name: string; upstreamCommand?: string; upstreamUrl?: string; upstreamEnv?: string[]; listen: string; policy?: string; mode: "enforce" | "audit"; auditLog?: string; audit: boolean; auditDurability: "write" | "fsync"; filterTools?: boolean; allowedHost?: string[] }) => {
+      if (o.auditLog !== undefined && !o.audit) throw new CommanderError(2, "aztp.usage", "--audit-log and --no-audit exclude each other");
       if (!o.upstreamCommand === !o.upstreamUrl) throw new CommanderError(2, "aztp.usage", "give exactly one of --upstream-command and --upstream-url");
       if (o.listen !== "stdio" && !/^http:\/\/[^/]+(?::\d+)?(?:\/.*)?$/.test(o.listen)) throw new CommanderError(2, "aztp.usage", "--listen must be stdio or http://HOST:PORT");
       if (o.allowedHost && o.listen === "stdio") throw new CommanderError(2, "aztp.usage", "--allowed-host applies to --listen http://HOST:PORT only");
@@ -432,7 +435,12 @@ export function buildProgram(): Command {
       } else upstream = { url: o.upstreamUrl as string };
       const policies = o.policy ? [parsePolicy(readInput(o.policy))] : undefined;
       const client = new Aztp({ home: homeOf(g()) });
-      const audit = o.auditLog ? await AuditLog.open(resolve(o.auditLog), { signer: svidCheckpointSigner(await proxyIdentity(client, o.name)) }) : undefined;
+      const durability = { durability: o.auditDurability } as const;
+      const audit = !o.audit
+        ? false
+        : o.auditLog
+          ? await AuditLog.open(resolve(o.auditLog), { ...durability, signer: svidCheckpointSigner(await proxyIdentity(client, o.name)) })
+          : durability;
       const proxy = await startMcpProxy({
         client,
         name: o.name,
@@ -440,23 +448,27 @@ export function buildProgram(): Command {
         listen: o.listen,
         mode: o.mode,
         ...(policies ? { policy: policies } : {}),
-        ...(audit ? { audit } : {}),
+        audit,
         ...(o.filterTools ? { filterToolsByPolicy: true } : {}),
         ...(o.allowedHost ? { allowedHosts: [...defaultAllowedHosts(o.listen), ...o.allowedHost.map((h) => h.toLowerCase())] } : {}),
       });
       // stdout belongs to MCP in stdio mode: everything for people goes to stderr.
       process.stderr.write(`aztp mcp proxy ${proxy.identity.aztpId} (${o.mode}) ${proxy.url ? `listening on ${proxy.url.href}` : "on stdio"}\n`);
       // Said at start, so nobody runs a proxy believing its calls are on record when they are not.
-      process.stderr.write(o.auditLog ? `aztp mcp proxy: audit log ${resolve(o.auditLog)}\n` : "aztp mcp proxy: no audit log (--audit-log FILE keeps one)\n");
+      process.stderr.write(
+        proxy.audit
+          ? `aztp mcp proxy: audit log ${proxy.audit.path}\naztp mcp proxy: each answer waits for its audit entry (--audit-durability ${o.auditDurability})\n`
+          : "aztp mcp proxy: no audit log (--no-audit): calls are not recorded\n",
+      );
       const stop = async (): Promise<void> => {
         await proxy.close();
-        await audit?.close();
+        await proxy.audit?.close?.();
         client.close();
       };
       process.once("SIGINT", () => void stop());
       process.once("SIGTERM", () => void stop());
       await proxy.closed;
-      await audit?.close().catch(() => undefined);
+      await proxy.audit?.close?.().catch(() => undefined);
       client.close();
     });
 

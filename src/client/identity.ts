@@ -75,6 +75,11 @@ export class AgentIdentity extends EventEmitter<IdentityEvents> {
     });
   }
 
+  /** The home folder of the authority that issued this identity (where its default audit log lives). */
+  get home(): string {
+    return this.#authority.home;
+  }
+
   private get record(): IdentityRecord {
     return this.#authority.get(this.spiffeId);
   }

@@ -5,10 +5,11 @@
  *
  * Two phases, because a transport-level integration learns the result later than it admits
  * the call: `admit()` before the tool runs, `settle()` when its result (or error) is known.
- * `run()` does both around a function.
+ * `run()` does both around a function. `settle()` resolves once the call's audit entry is
+ * written; the integration sends its answer only then, and sends `Settlement.error` instead
+ * when it is set (the entry could not be written, or the result cannot be receipted).
  */
 import { performance } from "node:perf_hooks";
-import type { AuditLog } from "../audit/log.js";
 import type { AuditEntryInput } from "../audit/entry.js";
 import { AztpError, ErrorCodes } from "../errors.js";
 import { canonicalDigest } from "../invocation/canonical.js";
@@ -16,7 +17,7 @@ import { peekClaims } from "../spiffe/jws.js";
 import { decideInvocation, decideToolCall, signerOf, verifyInvocation, type IdentityRelations, type SignerLike, type VerifiedInvocation } from "../invocation/invocation.js";
 import { createReceipt, type ReceiptStatus } from "../invocation/receipt.js";
 import { MemoryReplayCache, type ReplayCache } from "../invocation/replay.js";
-import { AuditRecorder, checkMode, type GuardMode, type UnansweredReason } from "./recorder.js";
+import { AuditRecorder, checkMode, type AuditWriter, type GuardMode, type UnansweredReason } from "./recorder.js";
 import type { Trust } from "../invocation/trust.js";
 import type { CompiledPolicies } from "../policy/evaluate.js";
 import type { PolicyDocument } from "../policy/policy.js";
@@ -33,10 +34,11 @@ export interface CalleeGuardOptions {
   relations?: (spiffeId: string) => IdentityRelations | undefined;
   /** enforce (default): refuse what fails. audit: let it through, record why. */
   mode?: GuardMode;
-  audit?: AuditLog;
+  /** Where each call is recorded before it is answered. Without it this guard keeps no audit log. */
+  audit?: AuditWriter;
   /** Recorded in audit entries: "callee" for a server, "proxy" for the MCP proxy. */
   side?: "callee" | "proxy";
-  /** Called when an audit append fails (default: process warning). Calls are not blocked by it. */
+  /** Called when an audit append fails (default: process warning); the call's answer then fails closed in enforce mode. */
   onAuditError?: (error: unknown) => void;
 }
 
@@ -57,10 +59,16 @@ export interface Admission {
 export interface Settlement {
   /** Signed receipt; absent when the caller is unknown (an unsigned call in audit mode). */
   receipt: string | undefined;
+  /**
+   * When set, the answer must be this error, not the result: the audit entry could not be
+   * written (ERR_AUDIT_UNAVAILABLE, enforce mode), or the result cannot be canonicalised, so no
+   * receipt can cover it (then `receipt` is the error receipt that says why).
+   */
+  error?: AztpError;
 }
 
-function asAztpError(e: unknown): AztpError {
-  return e instanceof AztpError ? e : new AztpError(ErrorCodes.INVOCATION_MALFORMED, (e as Error)?.message ?? String(e), { cause: e });
+function asAztpError(e: unknown, code: (typeof ErrorCodes)[keyof typeof ErrorCodes] = ErrorCodes.INVOCATION_MALFORMED): AztpError {
+  return e instanceof AztpError ? e : new AztpError(code, (e as Error)?.message ?? String(e), { cause: e });
 }
 
 /** The caller an invalid token claims to be, for the audit record only (never trusted). */
@@ -79,7 +87,7 @@ export class CalleeGuard {
     this.mode = checkMode(options.mode);
     this.#o = options;
     this.#replay = options.replay ?? new MemoryReplayCache();
-    this.#audit = new AuditRecorder(options.audit, options.onAuditError);
+    this.#audit = new AuditRecorder(options.audit, this.mode, options.onAuditError);
   }
 
   /** My SPIFFE ID, as tokens must address it. */
@@ -92,6 +100,11 @@ export class CalleeGuard {
     const startedAt = performance.now();
     const token = typeof call.token === "string" ? call.token : undefined;
     const policy = typeof this.#o.policy === "function" ? this.#o.policy() : this.#o.policy;
+    // Fail closed first: a call that cannot be recorded is not run (nor its token's jti burnt).
+    const unavailable = await this.#audit.unavailable();
+    if (unavailable !== undefined) {
+      return { allowed: false, tool: call.tool, args: call.args, token, verified: undefined, error: unavailable, caller: claimedCaller(call.token), startedAt };
+    }
     let verified: VerifiedInvocation;
     try {
       verified = await verifyInvocation(call.token, {
@@ -122,13 +135,13 @@ export class CalleeGuard {
    * Refuses a call before verification (the transport binding does, e.g. for a request id
    * already in use): answered with a receipt and audited like any other refusal.
    */
-  refuse(call: { tool: string; args: unknown; token: unknown }, error: AztpError): Settlement {
+  refuse(call: { tool: string; args: unknown; token: unknown }, error: AztpError): Promise<Settlement> {
     const token = typeof call.token === "string" ? call.token : undefined;
     return this.settleRefusal({ allowed: false, tool: call.tool, args: call.args, token, verified: undefined, error, caller: claimedCaller(call.token), startedAt: performance.now() });
   }
 
   /** Settles a refused admission: status denied, the error (code and message) as its result. */
-  settleRefusal(admission: Admission): Settlement {
+  settleRefusal(admission: Admission): Promise<Settlement> {
     const error = admission.error as AztpError;
     return this.settle(admission, { status: "denied", result: error.toJSON(), code: error.code });
   }
@@ -138,62 +151,80 @@ export class CalleeGuard {
    * connection closed first): status error, the reason as its code. The callee-side twin of
    * CallerGuard.unanswered.
    */
-  unanswered(admission: Admission, reason: UnansweredReason, message: string): Settlement {
+  unanswered(admission: Admission, reason: UnansweredReason, message: string): Promise<Settlement> {
     return this.settle(admission, { status: "error", result: { code: reason, message }, code: reason });
   }
 
   /**
    * Records the outcome: signs a receipt (ok, error, or denied for a refused call) bound to
-   * the token and the result, and appends the audit entry. For a refused call, `result` is
-   * the error object sent back.
+   * the token and the result, and writes the audit entry; resolves once it is written. For a
+   * refused call, `result` is the error object sent back.
    */
-  settle(admission: Admission, outcome: { status: ReceiptStatus; result: unknown; code?: string }): Settlement {
+  async settle(admission: Admission, outcome: { status: ReceiptStatus; result: unknown; code?: string }): Promise<Settlement> {
     const v = admission.verified;
     let receipt: string | undefined;
     let resultDigest: string | undefined;
+    let replaced: AztpError | undefined;
     // A receipt needs an addressee: the verified caller, or the claimed one of a refused token
     // (it can only check the receipt if it really is that caller). Unsigned calls get none.
     const addressee = v ? v.caller.toString() : admission.caller.startsWith("unverified:") ? admission.caller.slice("unverified:".length) : undefined;
     if (addressee !== undefined) {
-      try {
+      const sign = (o: { status: ReceiptStatus; result: unknown; code?: string }): void => {
         ({ receipt, claims: { result_sha256: resultDigest } } = createReceipt(this.#o.identity, {
           caller: addressee,
           tool: admission.tool,
           ...(admission.token !== undefined ? { invocationToken: admission.token } : {}),
           ...(v ? { invocationJti: v.claims.jti } : {}),
-          result: outcome.result,
-          status: outcome.status,
-          ...(outcome.code !== undefined ? { code: outcome.code } : {}),
+          result: o.result,
+          status: o.status,
+          ...(o.code !== undefined ? { code: o.code } : {}),
         }));
-      } catch {
+      };
+      try {
+        sign(outcome);
+      } catch (e) {
         receipt = undefined; // a claimed caller that is not a valid ID gets no receipt
+        if (v !== undefined) {
+          // The caller is verified, so the receipt failed on the result: one RFC 8785 cannot
+          // represent (a lone surrogate, say). No receipt can cover it, so it is not sent:
+          // the caller gets an error, with a receipt that says why, and the log records that.
+          replaced = asAztpError(e, ErrorCodes.TOOL_FAILED);
+          outcome = { status: "error", result: replaced.toJSON(), code: replaced.code };
+          sign(outcome);
+        }
       }
     }
-    this.#record(admission, outcome, receipt, resultDigest);
-    return { receipt };
+    const unrecorded = await this.#record(admission, outcome, receipt, resultDigest);
+    const error = unrecorded ?? replaced;
+    return error !== undefined ? { receipt: unrecorded !== undefined ? undefined : receipt, error } : { receipt };
   }
 
   /** Admits, runs `fn` if allowed, settles. Throws the AztpError of a refused call. */
   async run<T>(call: { tool: string; args: unknown; token: unknown }, fn: () => Promise<T> | T): Promise<{ result: T; receipt: string | undefined; admission: Admission }> {
     const admission = await this.admit(call);
     if (!admission.allowed) {
-      const { receipt } = this.settleRefusal(admission);
+      const { receipt } = await this.settleRefusal(admission);
       throw Object.assign(admission.error as AztpError, { receipt });
     }
     let result: T;
     try {
       result = await fn();
     } catch (e) {
-      const err = asAztpError(e);
-      this.settle(admission, { status: "error", result: { code: err.code, message: err.message }, code: err.code });
+      // The tool's own failure, under its own code: the call was admitted and ran, so this is
+      // no verification failure, even when what the tool threw was an AztpError of its own.
+      const inner = e instanceof AztpError ? `[${e.code}] ${e.message}` : ((e as Error)?.message ?? String(e));
+      const err = new AztpError(ErrorCodes.TOOL_FAILED, `the tool ${admission.tool} failed: ${inner}`, { cause: e });
+      const settled = await this.settle(admission, { status: "error", result: { code: err.code, message: err.message }, code: err.code });
+      if (settled.error !== undefined) throw Object.assign(settled.error, { receipt: settled.receipt });
       throw e;
     }
-    const { receipt } = this.settle(admission, { status: "ok", result });
-    return { result, receipt, admission };
+    const settled = await this.settle(admission, { status: "ok", result });
+    if (settled.error !== undefined) throw Object.assign(settled.error, { receipt: settled.receipt });
+    return { result, receipt: settled.receipt, admission };
   }
 
-  #record(admission: Admission, outcome: { status: ReceiptStatus; result: unknown; code?: string }, receipt: string | undefined, signedDigest: string | undefined): void {
-    if (!this.#audit.enabled) return;
+  #record(admission: Admission, outcome: { status: ReceiptStatus; result: unknown; code?: string }, receipt: string | undefined, signedDigest: string | undefined): Promise<AztpError | undefined> {
+    if (!this.#audit.enabled) return Promise.resolve(undefined);
     const v = admission.verified;
     let argsDigest: string;
     try {
@@ -228,7 +259,7 @@ export class CalleeGuard {
       ...(admission.token ? { token: admission.token } : {}),
       ...(receipt ? { receipt } : {}),
     };
-    this.#audit.record(entry);
+    return this.#audit.record(entry);
   }
 
   /**

@@ -1,22 +1,23 @@
 /**
  * The caller's side of a tool call, shared by every client-side integration (MCP client,
  * LangChain agent): sign the call before it leaves, verify the callee's receipt when the
- * answer comes back (failing closed in enforce mode), and write an audit entry.
+ * answer comes back (failing closed in enforce mode), and write an audit entry before the
+ * result is handed to the application.
  */
 import { performance } from "node:perf_hooks";
-import type { AuditLog } from "../audit/log.js";
 import { AztpError, ErrorCodes } from "../errors.js";
 import { canonicalDigest } from "../invocation/canonical.js";
 import { createInvocation, signerOf, type InvocationClaims, type SignerLike } from "../invocation/invocation.js";
 import { verifyReceipt, type VerifiedReceipt } from "../invocation/receipt.js";
 import type { Trust } from "../invocation/trust.js";
-import { AuditRecorder, checkMode, type GuardMode, type UnansweredReason } from "./recorder.js";
+import { AuditRecorder, checkMode, type AuditWriter, type GuardMode, type UnansweredReason } from "./recorder.js";
 
 export interface CallerGuardOptions {
   identity: SignerLike;
   trust: Trust;
   mode?: GuardMode;
-  audit?: AuditLog;
+  /** Where each call is recorded before its result is used. Without it this guard keeps no audit log. */
+  audit?: AuditWriter;
   onAuditError?: (error: unknown) => void;
 }
 
@@ -37,11 +38,20 @@ export class CallerGuard {
   constructor(options: CallerGuardOptions) {
     this.mode = checkMode(options.mode);
     this.#o = options;
-    this.#audit = new AuditRecorder(options.audit, options.onAuditError);
+    this.#audit = new AuditRecorder(options.audit, this.mode, options.onAuditError);
   }
 
   get id(): string {
     return signerOf(this.#o.identity).id.toString();
+  }
+
+  /**
+   * Throws ERR_AUDIT_UNAVAILABLE (enforce mode) when the audit log cannot be written, so a
+   * call is never sent that could not be recorded; call it before `prepare`.
+   */
+  async ready(): Promise<void> {
+    const unavailable = await this.#audit.unavailable();
+    if (unavailable !== undefined) throw unavailable;
   }
 
   /** Signs the call for `audience`. */
@@ -57,10 +67,12 @@ export class CallerGuard {
   }
 
   /**
-   * Checks the receipt for `result`. In enforce mode a missing or bad receipt throws (the
-   * result must not be used); in audit mode it is recorded and the result stands.
+   * Checks the receipt for `result` and records the call; resolves once the entry is written.
+   * In enforce mode a missing or bad receipt rejects (the result must not be used), and so
+   * does an entry that could not be written (ERR_AUDIT_UNAVAILABLE); in audit mode both are
+   * recorded or warned about and the result stands.
    */
-  settle(prepared: PreparedCall, answer: { result: unknown; receipt: unknown; isError?: boolean }): VerifiedReceipt | undefined {
+  async settle(prepared: PreparedCall, answer: { result: unknown; receipt: unknown; isError?: boolean }): Promise<VerifiedReceipt | undefined> {
     let verified: VerifiedReceipt | undefined;
     let error: AztpError | undefined;
     try {
@@ -77,24 +89,28 @@ export class CallerGuard {
     } catch (e) {
       error = e instanceof AztpError ? e : new AztpError(ErrorCodes.RECEIPT_INVALID, (e as Error)?.message ?? String(e));
     }
-    this.#record(prepared, answer, verified, error);
+    const unrecorded = await this.#record(prepared, answer, verified, error);
     if (error && this.mode === "enforce") throw error;
+    if (unrecorded !== undefined) throw unrecorded;
     return verified;
   }
 
-  /** Records a call that failed before any answer (transport error, refused by the callee). */
-  fail(prepared: PreparedCall, error: unknown): void {
+  /**
+   * Records a call that failed before any answer (transport error, refused by the callee);
+   * resolves once written, with the ERR_AUDIT_UNAVAILABLE error if it could not be (enforce).
+   */
+  fail(prepared: PreparedCall, error: unknown): Promise<AztpError | undefined> {
     const err = error instanceof AztpError ? error : new AztpError(ErrorCodes.RECEIPT_MISSING, (error as Error)?.message ?? String(error));
-    this.#record(prepared, { result: undefined, receipt: undefined, isError: true }, undefined, err);
+    return this.#record(prepared, { result: undefined, receipt: undefined, isError: true }, undefined, err);
   }
 
   /** Records a call no answer will come for (cancelled, connection closed, send failed): nothing to check, nothing used. */
-  unanswered(prepared: PreparedCall, reason: UnansweredReason): void {
-    this.#record(prepared, { result: undefined, receipt: undefined, isError: true }, undefined, undefined, reason);
+  unanswered(prepared: PreparedCall, reason: UnansweredReason): Promise<AztpError | undefined> {
+    return this.#record(prepared, { result: undefined, receipt: undefined, isError: true }, undefined, undefined, reason);
   }
 
-  #record(prepared: PreparedCall, answer: { result: unknown; receipt: unknown; isError?: boolean }, verified: VerifiedReceipt | undefined, error: AztpError | undefined, reason?: string): void {
-    if (!this.#audit.enabled) return;
+  #record(prepared: PreparedCall, answer: { result: unknown; receipt: unknown; isError?: boolean }, verified: VerifiedReceipt | undefined, error: AztpError | undefined, reason?: string): Promise<AztpError | undefined> {
+    if (!this.#audit.enabled) return Promise.resolve(undefined);
     // A verified receipt holds the digest of this very result; compute it only otherwise.
     let resultDigest = verified?.claims.result_sha256;
     if (resultDigest === undefined && answer.result !== undefined) {
@@ -105,7 +121,7 @@ export class CallerGuard {
       }
     }
     const status = verified?.claims.status ?? (answer.isError ? "error" : error ? "error" : "ok");
-    this.#audit.record({
+    return this.#audit.record({
       side: "caller",
       caller: this.id,
       callee: prepared.audience,

@@ -1,13 +1,29 @@
 /**
- * What both guard sides share: the mode check, and writing audit entries without holding up
- * the call (an append resolves when the entry is durable; the call does not wait for it, but
- * `flush()` does, and a failed append is reported, never thrown into the call).
+ * What both guard sides share: the mode check, and the audit promise the guards keep (Vault's,
+ * for its audit devices): an answer leaves only once its entry has been written, and when the
+ * log cannot be written, enforce mode answers no call rather than run one unaudited.
+ *
+ * `record` resolves once the entry is in the log (as durable as the log's `durability` makes
+ * it). It never rejects: a failed write comes back as the error the binding must answer with
+ * instead of the result (enforce mode), or is warned about once and let through (audit mode).
  */
 import type { AuditEntryInput } from "../audit/entry.js";
-import type { AuditLog } from "../audit/log.js";
 import { AztpError, ErrorCodes } from "../errors.js";
 
 export type GuardMode = "enforce" | "audit";
+
+/**
+ * What a guard needs of an audit log; `AuditLog` is one. `writable` turns false when a write
+ * failed, and `recover()` tries to make it writable again (the log rate-limits the attempts).
+ */
+export interface AuditWriter {
+  readonly path: string;
+  append(entry: AuditEntryInput): Promise<unknown>;
+  readonly writable?: boolean;
+  recover?(): Promise<boolean>;
+  flush(): Promise<void>;
+  close?(): Promise<void>;
+}
 
 /**
  * Audit reasons of a call that was never answered, so no answer will ever settle it: its
@@ -34,12 +50,16 @@ export function defaultAuditError(error: unknown): void {
 }
 
 export class AuditRecorder {
-  readonly #log: AuditLog | undefined;
+  readonly #log: AuditWriter | undefined;
+  readonly #mode: GuardMode;
   readonly #onError: (error: unknown) => void;
   readonly #pending = new Set<Promise<unknown>>();
+  /** Audit mode lets calls through an unwritable log and says so once per outage, not per call. */
+  #warned = false;
 
-  constructor(log: AuditLog | undefined, onError: ((error: unknown) => void) | undefined) {
+  constructor(log: AuditWriter | undefined, mode: GuardMode, onError: ((error: unknown) => void) | undefined) {
     this.#log = log;
+    this.#mode = mode;
     this.#onError = onError ?? defaultAuditError;
   }
 
@@ -47,14 +67,49 @@ export class AuditRecorder {
     return this.#log !== undefined;
   }
 
-  record(entry: AuditEntryInput): void {
-    if (!this.#log) return;
-    const p = this.#log.append(entry).catch((e: unknown) => this.#onError(e));
-    this.#pending.add(p);
-    void p.finally(() => this.#pending.delete(p));
+  /**
+   * Whether a call may start: undefined when it may, else the ERR_AUDIT_UNAVAILABLE to refuse
+   * it with. A log that failed is asked to recover first, so calls resume by themselves once
+   * it can be written again. One property read while the log is healthy.
+   */
+  async unavailable(): Promise<AztpError | undefined> {
+    const log = this.#log;
+    if (log === undefined || log.writable !== false) return undefined;
+    if ((await log.recover?.()) === true) {
+      this.#warned = false;
+      return undefined;
+    }
+    return this.#failed(new AztpError(ErrorCodes.AUDIT_UNAVAILABLE, `the audit log ${log.path} cannot be written, so no call is run unaudited; calls resume once it can be written again`));
   }
 
-  /** Waits until every entry recorded so far is durable (or has failed). */
+  /** Writes the entry; resolves once it is written, with the error to answer with if it could not be (see the file comment). */
+  record(entry: AuditEntryInput): Promise<AztpError | undefined> {
+    const log = this.#log;
+    if (log === undefined) return Promise.resolve(undefined);
+    const p = log.append(entry).then(
+      () => undefined,
+      (cause: unknown) => {
+        this.#onError(cause);
+        return this.#failed(
+          new AztpError(ErrorCodes.AUDIT_UNAVAILABLE, `the call's audit entry could not be written to ${log.path}, so its answer is withheld: ${(cause as Error)?.message ?? String(cause)}`, { cause }),
+        );
+      },
+    );
+    this.#pending.add(p);
+    void p.finally(() => this.#pending.delete(p));
+    return p;
+  }
+
+  #failed(error: AztpError): AztpError | undefined {
+    if (this.#mode === "enforce") return error;
+    if (!this.#warned) {
+      this.#warned = true;
+      process.emitWarning(`aztp: ${error.message} (audit mode: calls go on unaudited)`, { code: "AZTP_AUDIT_UNAVAILABLE" });
+    }
+    return undefined;
+  }
+
+  /** Waits until every entry recorded so far is written (or has failed). */
   async flush(): Promise<void> {
     await Promise.all([...this.#pending]);
   }

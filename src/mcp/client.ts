@@ -10,8 +10,8 @@ import { randomBytes } from "node:crypto";
 import type { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import type { Transport } from "@modelcontextprotocol/sdk/shared/transport.js";
 import type { JSONRPCMessage, RequestId } from "@modelcontextprotocol/sdk/types.js";
-import type { AuditLog } from "../audit/log.js";
 import type { Aztp, SecuredAgent } from "../client/aztp.js";
+import { auditFor, type AuditOption } from "../client/home-audit.js";
 import type { AgentIdentity } from "../client/identity.js";
 import { AztpError, ErrorCodes, type ErrorCode } from "../errors.js";
 import type { GuardMode } from "../guard/callee.js";
@@ -37,8 +37,11 @@ export interface SecureMcpClientOptions {
   /** The server's ID when it cannot prove it at initialize (stateless MCP); still checked by receipts. */
   serverId?: string;
   mode?: GuardMode;
-  /** Where each call (admitted, refused or unanswered) is recorded. Without it this wrapper keeps no audit log. */
-  audit?: AuditLog;
+  /**
+   * Where each call is recorded before its result is handed on. Default: `<home>/audit/<name>.jsonl`
+   * in the identity's home; `false` keeps none (said at start).
+   */
+  audit?: AuditOption;
   /** Also sign tools/list, so a server can show only the tools this client may call. Default true. */
   signToolsList?: boolean;
 }
@@ -69,10 +72,10 @@ export function clientHooks(
     const prepared = calls.get(id);
     if (prepared === undefined) return;
     calls.delete(id);
-    guard.unanswered(prepared, reason);
+    void guard.unanswered(prepared, reason);
   };
   return {
-    outgoing(message, sendOptions) {
+    async outgoing(message, sendOptions) {
       if (isNotification(message) && message.method === "notifications/cancelled") {
         const rid = message.params?.requestId as RequestId | undefined;
         if (rid !== undefined) unanswered(rid, Unanswered.CANCELLED);
@@ -95,6 +98,8 @@ export function clientHooks(
           "the server has not proven an AZTP identity, so there is no audience to sign for: connect to a secured server, or pass serverId",
         );
       }
+      // Fail closed: a call that could not be recorded is not sent.
+      if (isCall) await guard.ready();
       const prepared = guard.prepare({ audience: binding.serverId.toString(), tool: isCall ? (params.name as string) : "tools/list", args: isCall ? (params.arguments ?? {}) : {} });
       if (isCall) {
         calls.set(message.id, prepared);
@@ -107,7 +112,7 @@ export function clientHooks(
       return { ...message, params: withMeta(params, INVOCATION_META_KEY, prepared.token) } as JSONRPCMessage;
     },
     closed() {
-      for (const prepared of calls.values()) guard.unanswered(prepared, Unanswered.CONNECTION_CLOSED);
+      for (const prepared of calls.values()) void guard.unanswered(prepared, Unanswered.CONNECTION_CLOSED);
       calls.clear();
       inits.clear();
     },
@@ -149,17 +154,19 @@ export function clientHooks(
         // A refusal names its rule in data.code: audit it under that code, not as a lost receipt.
         const data = isObject(message.error.data) ? message.error.data : {};
         const code = KNOWN_CODES.has(data.code as string) ? (data.code as ErrorCode) : ErrorCodes.RECEIPT_MISSING;
-        guard.fail(prepared, new AztpError(code, `the server answered with error ${message.error.code}: ${message.error.message}`));
-        return deliver(message);
+        // Handed on once it is on record, like a result.
+        void guard
+          .fail(prepared, new AztpError(code, `the server answered with error ${message.error.code}: ${message.error.message}`))
+          .then((unrecorded) => deliver(unrecorded !== undefined ? errorResponse(id, unrecorded) : message));
+        return;
       }
       const result = message.result as Record<string, unknown>;
       const meta = isObject(result._meta) ? result._meta : {};
-      try {
-        guard.settle(prepared, { result: resultForDigest(result), receipt: meta[RECEIPT_META_KEY], isError: result.isError === true });
-      } catch (e) {
-        return deliver(errorResponse(id, e instanceof AztpError ? e : new AztpError(ErrorCodes.RECEIPT_INVALID, String(e))));
-      }
-      deliver(message);
+      // The application gets the result only once its receipt verified and the call is on record.
+      void guard.settle(prepared, { result: resultForDigest(result), receipt: meta[RECEIPT_META_KEY], isError: result.isError === true }).then(
+        () => deliver(message),
+        (e: unknown) => deliver(errorResponse(id, e instanceof AztpError ? e : new AztpError(ErrorCodes.RECEIPT_INVALID, String(e)))),
+      );
     },
   };
 }
@@ -176,7 +183,8 @@ export interface SecuredMcpClientExtras {
  */
 export async function secureMcpClient<C extends Client>(client: C, options: SecureMcpClientOptions): Promise<SecuredAgent<C> & SecuredMcpClientExtras> {
   const { secured, trust } = await identify(client, options, "secureMcpClient");
-  const guard = new CallerGuard({ identity: secured.identity, trust, mode: options.mode ?? "enforce", ...(options.audit ? { audit: options.audit } : {}) });
+  const audit = await auditFor(secured.identity, options.audit, "secureMcpClient");
+  const guard = new CallerGuard({ identity: secured.identity, trust, mode: options.mode ?? "enforce", ...(audit ? { audit } : {}) });
   const binding = new ServerBinding(options.serverId);
   const connect = client.connect.bind(client);
   client.connect = (transport: Transport, requestOptions?: Parameters<Client["connect"]>[1]) =>

@@ -13,16 +13,17 @@ import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/
 import { StdioServerTransport } from "@modelcontextprotocol/sdk/server/stdio.js";
 import type { Transport } from "@modelcontextprotocol/sdk/shared/transport.js";
 import type { JSONRPCMessage, ProgressToken, RequestId } from "@modelcontextprotocol/sdk/types.js";
-import type { AuditLog } from "../audit/log.js";
 import type { Aztp } from "../client/aztp.js";
+import { auditFor, type AuditOption } from "../client/home-audit.js";
 import type { AgentIdentity } from "../client/identity.js";
 import { AztpError, ErrorCodes } from "../errors.js";
 import { CalleeGuard, type GuardMode } from "../guard/callee.js";
+import type { AuditWriter } from "../guard/recorder.js";
 import type { PolicyDocument } from "../policy/policy.js";
 import { serveMcpHttp, type McpHttpServer } from "./http.js";
 import { InterceptingTransport } from "./intercept.js";
 import { isNotification, isRequest, isResponse, isResultResponse } from "./message.js";
-import { serverHooks } from "./server.js";
+import { sayIfOpen, serverHooks } from "./server.js";
 
 export type Upstream = { command: string; args?: string[]; env?: Record<string, string>; cwd?: string } | { url: string };
 
@@ -36,8 +37,11 @@ export interface McpProxyOptions {
   /** Who may call which tool; default: the policies attached to the proxy's identity. */
   policy?: readonly PolicyDocument[];
   mode?: GuardMode;
-  /** Where each call (admitted, refused or unanswered) is recorded. Without it this wrapper keeps no audit log. */
-  audit?: AuditLog;
+  /**
+   * Where each call is recorded before it is answered. Default: `<home>/audit/<name>.jsonl` in
+   * the client's home; `false` keeps none (said at start).
+   */
+  audit?: AuditOption;
   filterToolsByPolicy?: boolean;
   allowedHosts?: string[];
 }
@@ -45,6 +49,8 @@ export interface McpProxyOptions {
 export interface McpProxy {
   readonly identity: AgentIdentity;
   readonly guard: CalleeGuard;
+  /** The log its calls are recorded in (undefined with `audit: false`). */
+  readonly audit: AuditWriter | undefined;
   /** The HTTP endpoint when listening on HTTP. */
   readonly url: URL | undefined;
   /** Resolves when the proxy has stopped (stdio: when either side closes). */
@@ -143,18 +149,19 @@ export async function startMcpProxy(options: McpProxyOptions): Promise<McpProxy>
   const secured = await options.client.secureConnect({ proxy: options.name }, options.name);
   const identity = secured.identity;
   const authority = await options.client.authority();
+  const audit = await auditFor(identity, options.audit, "aztp mcp proxy");
+  const attached = (): readonly PolicyDocument[] | undefined => {
+    const docs = authority.policiesOf(identity.spiffeId);
+    return docs.length > 0 ? docs : undefined;
+  };
+  if (options.policy === undefined) sayIfOpen(identity, attached() === undefined);
   const guard = new CalleeGuard({
     identity,
     trust: await options.client.trust(),
     mode: options.mode ?? "enforce",
     side: "proxy",
-    ...(options.audit ? { audit: options.audit } : {}),
-    policy:
-      options.policy ??
-      (() => {
-        const docs = authority.policiesOf(identity.spiffeId);
-        return docs.length > 0 ? docs : undefined;
-      }),
+    ...(audit ? { audit } : {}),
+    policy: options.policy ?? attached,
     relations: (id) => authority.relations(id),
   });
   const guarded = (t: Transport): Transport => new InterceptingTransport(t, serverHooks(guard, identity, options));
@@ -169,6 +176,7 @@ export async function startMcpProxy(options: McpProxyOptions): Promise<McpProxy>
     return {
       identity,
       guard,
+      audit,
       url: undefined,
       closed: joined.closed,
       async close() {
@@ -194,6 +202,7 @@ export async function startMcpProxy(options: McpProxyOptions): Promise<McpProxy>
   return {
     identity,
     guard,
+    audit,
     url: http.url,
     closed,
     async close() {

@@ -9,11 +9,11 @@ import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import type { Server } from "@modelcontextprotocol/sdk/server/index.js";
 import type { Transport } from "@modelcontextprotocol/sdk/shared/transport.js";
 import type { JSONRPCMessage, RequestId } from "@modelcontextprotocol/sdk/types.js";
-import type { AuditLog } from "../audit/log.js";
 import type { Aztp, SecuredAgent } from "../client/aztp.js";
+import { auditFor, type AuditOption } from "../client/home-audit.js";
 import type { AgentIdentity } from "../client/identity.js";
 import { AztpError, ErrorCodes } from "../errors.js";
-import { CalleeGuard, type Admission, type GuardMode } from "../guard/callee.js";
+import { CalleeGuard, type Admission, type GuardMode, type Settlement } from "../guard/callee.js";
 import { Unanswered } from "../guard/recorder.js";
 import { describeClaim } from "../invocation/invocation.js";
 import { signPossessionProof } from "../invocation/proof.js";
@@ -23,7 +23,7 @@ import type { CompiledPolicies } from "../policy/evaluate.js";
 import type { PolicyDocument } from "../policy/policy.js";
 import { identify } from "./identify.js";
 import { InterceptingTransport, type MessageHooks } from "./intercept.js";
-import { isNotification, isRequest, isResponse, isResultResponse } from "./message.js";
+import { isErrorResponse, isNotification, isRequest, isResponse, isResultResponse } from "./message.js";
 import {
   AZTP_REFUSED,
   CHALLENGE_META_KEY,
@@ -44,12 +44,20 @@ export interface SecureMcpServerOptions {
   /** Who may call which tool. Default: the policies attached to the server's identity. */
   policy?: CompiledPolicies | readonly PolicyDocument[] | (() => CompiledPolicies | readonly PolicyDocument[] | undefined);
   mode?: GuardMode;
-  /** Where each call (admitted, refused or unanswered) is recorded. Without it this wrapper keeps no audit log. */
-  audit?: AuditLog;
+  /**
+   * Where each call (admitted, refused or unanswered) is recorded before it is answered.
+   * Default: `<home>/audit/<name>.jsonl` in the identity's home; `false` keeps none (said at start).
+   */
+  audit?: AuditOption;
   /** Show an authenticated caller only the tools its policy allows. Default false. */
   filterToolsByPolicy?: boolean;
   /** Default: the client's trust (its authority's bundles and revocations). */
   trust?: Trust;
+}
+
+/** The answer to a refused call, once settled: the refusal, or why it could not be recorded. */
+function settledRefusal(id: RequestId, error: AztpError, settled: Settlement): JSONRPCMessage & { id: RequestId } {
+  return refusal(id, settled.error ?? error, settled.receipt);
 }
 
 function refusal(id: RequestId, error: AztpError, receipt: string | undefined): JSONRPCMessage & { id: RequestId } {
@@ -114,7 +122,7 @@ export function serverHooks(guard: CalleeGuard, identity: { signer: AgentIdentit
           calls.delete(rid);
           inits.delete(rid);
           lists.delete(rid);
-          if (admission !== undefined) guard.unanswered(admission, Unanswered.CANCELLED, typeof message.params?.reason === "string" ? message.params.reason : "cancelled by the caller");
+          if (admission !== undefined) void guard.unanswered(admission, Unanswered.CANCELLED, typeof message.params?.reason === "string" ? message.params.reason : "cancelled by the caller");
         }
         return deliver(message);
       }
@@ -123,12 +131,16 @@ export function serverHooks(guard: CalleeGuard, identity: { signer: AgentIdentit
       const meta = isObject(params._meta) ? params._meta : {};
       if (inFlight.has(message.id)) {
         const error = new AztpError(ErrorCodes.REQUEST_ID_IN_USE, `request id ${describeClaim(message.id, 64)} is already in use by a request in flight on this connection`);
-        let receipt: string | undefined;
-        if (message.method === "tools/call" && typeof params.name === "string") {
-          ({ receipt } = guard.refuse({ tool: params.name, args: params.arguments ?? {}, token: meta[INVOCATION_META_KEY] }, error));
-        }
         // Not through answer(): the request in flight under this id is still waiting for its own.
-        void reply(refusal(message.id, error, receipt)).catch(() => undefined);
+        const id = message.id;
+        if (message.method === "tools/call" && typeof params.name === "string") {
+          void guard
+            .refuse({ tool: params.name, args: params.arguments ?? {}, token: meta[INVOCATION_META_KEY] }, error)
+            .then((settled) => reply(settledRefusal(id, error, settled)))
+            .catch(() => undefined);
+        } else {
+          void reply(refusal(id, error, undefined)).catch(() => undefined);
+        }
         return;
       }
       inFlight.set(message.id, false);
@@ -152,14 +164,14 @@ export function serverHooks(guard: CalleeGuard, identity: { signer: AgentIdentit
       const id = message.id;
       // The MCP access token (Authorization bearer), which a token's `ath` may bind.
       const accessToken = extra?.authInfo?.token;
-      void guard.admit({ tool: params.name, args: params.arguments ?? {}, token: meta[INVOCATION_META_KEY], ...(accessToken ? { accessToken } : {}) }).then((admission) => {
+      void guard.admit({ tool: params.name, args: params.arguments ?? {}, token: meta[INVOCATION_META_KEY], ...(accessToken ? { accessToken } : {}) }).then(async (admission) => {
         if (!admission.allowed) {
-          const { receipt } = guard.settleRefusal(admission);
-          answer(reply, refusal(id, admission.error as AztpError, receipt));
+          // The refusal leaves once it is on record, as every answer does.
+          answer(reply, settledRefusal(id, admission.error as AztpError, await guard.settleRefusal(admission)));
           return;
         }
         if (!open) {
-          guard.unanswered(admission, Unanswered.CONNECTION_CLOSED, "the connection closed while the call was being verified");
+          void guard.unanswered(admission, Unanswered.CONNECTION_CLOSED, "the connection closed while the call was being verified");
           return;
         }
         calls.set(id, admission);
@@ -173,7 +185,7 @@ export function serverHooks(guard: CalleeGuard, identity: { signer: AgentIdentit
       open = false;
       // The SDK aborts the handlers of a closed connection and sends nothing more: an admitted
       // call (its tool may have run) is audited now, or never.
-      for (const admission of calls.values()) guard.unanswered(admission, Unanswered.CONNECTION_CLOSED, "the connection closed before the call was answered");
+      for (const admission of calls.values()) void guard.unanswered(admission, Unanswered.CONNECTION_CLOSED, "the connection closed before the call was answered");
       calls.clear();
       inFlight.clear();
     },
@@ -191,15 +203,7 @@ export function serverHooks(guard: CalleeGuard, identity: { signer: AgentIdentit
       const admission = calls.get(id);
       if (admission !== undefined) {
         calls.delete(id);
-        if (isResultResponse(message)) {
-          const result = message.result as Record<string, unknown>;
-          const status = result.isError === true ? "error" : "ok";
-          const { receipt } = guard.settle(admission, { status, result: resultForDigest(result) });
-          return receipt ? ({ ...message, result: withMeta(result, RECEIPT_META_KEY, receipt) } as JSONRPCMessage) : message;
-        }
-        const err = message.error;
-        const { receipt } = guard.settle(admission, { status: "error", result: { code: err.code, message: err.message }, code: String(err.code) });
-        return receipt ? ({ ...message, error: { ...err, data: { ...(isObject(err.data) ? err.data : {}), [RECEIPT_META_KEY]: receipt } } } as JSONRPCMessage) : message;
+        return answerCall(guard, admission, id, message);
       }
       const caller = lists.get(id);
       if (caller !== undefined) {
@@ -215,6 +219,26 @@ export function serverHooks(guard: CalleeGuard, identity: { signer: AgentIdentit
 }
 
 /**
+ * The answer to an admitted call, with its receipt, sent only once the call's audit entry is
+ * written (a process killed right after answering has lost no entry). When the entry cannot be
+ * written, or the result cannot be receipted, the caller gets that error instead of the result.
+ */
+async function answerCall(guard: CalleeGuard, admission: Admission, id: RequestId, message: JSONRPCMessage): Promise<JSONRPCMessage> {
+  if (isResultResponse(message)) {
+    const result = message.result as Record<string, unknown>;
+    const failed = result.isError === true;
+    const settled = await guard.settle(admission, { status: failed ? "error" : "ok", result: resultForDigest(result), ...(failed ? { code: ErrorCodes.TOOL_FAILED } : {}) });
+    if (settled.error !== undefined) return refusal(id, settled.error, settled.receipt);
+    return settled.receipt ? ({ ...message, result: withMeta(result, RECEIPT_META_KEY, settled.receipt) } as JSONRPCMessage) : message;
+  }
+  if (!isErrorResponse(message)) return message;
+  const err = message.error;
+  const settled = await guard.settle(admission, { status: "error", result: { code: err.code, message: err.message }, code: String(err.code) });
+  if (settled.error !== undefined) return refusal(id, settled.error, settled.receipt);
+  return settled.receipt ? ({ ...message, error: { ...err, data: { ...(isObject(err.data) ? err.data : {}), [RECEIPT_META_KEY]: settled.receipt } } } as JSONRPCMessage) : message;
+}
+
+/**
  * One replay cache per server identity, shared by every server secured with it (a Streamable
  * HTTP server builds one McpServer per session): a token is addressed to the identity, so a
  * token used on one connection must be refused on every other, not only on its own.
@@ -224,6 +248,20 @@ function replayCacheOf(identity: AgentIdentity): ReplayCache {
   let cache = replayCaches.get(identity);
   if (cache === undefined) replayCaches.set(identity, (cache = new MemoryReplayCache()));
   return cache;
+}
+
+const saidOpen = new WeakSet<AgentIdentity>();
+/**
+ * Said once per identity: with no policy, the guard admits any caller whose token verifies, from
+ * any trusted domain, to every tool. Nobody should run that believing a policy is in force.
+ */
+export function sayIfOpen(identity: AgentIdentity, open: boolean): void {
+  if (!open || saidOpen.has(identity)) return;
+  saidOpen.add(identity);
+  process.emitWarning(
+    `aztp: ${identity.aztpId} has no policy: any verified caller from a trusted domain may call every tool (attach one with client.attachPolicy, or pass policy)`,
+    { code: "AZTP_NO_POLICY" },
+  );
 }
 
 /** Wraps the server's `connect` so every transport it serves passes through the guard. */
@@ -248,12 +286,14 @@ export async function secureMcpServer<S extends McpServer | Server>(server: S, o
     const docs = authority?.policiesOf(identity.spiffeId) ?? [];
     return docs.length > 0 ? docs : undefined;
   };
+  const audit = await auditFor(identity, options.audit, "secureMcpServer");
+  if (options.policy === undefined) sayIfOpen(identity, policies() === undefined);
   const guard = new CalleeGuard({
     identity,
     trust,
     replay: replayCacheOf(identity),
     mode: options.mode ?? "enforce",
-    ...(options.audit ? { audit: options.audit } : {}),
+    ...(audit ? { audit } : {}),
     policy: options.policy ?? policies,
     ...(authority ? { relations: (id: string) => authority.relations(id) } : {}),
   });
