@@ -5,7 +5,13 @@
  *   signed and verified, server proof at initialize) minus p50 of the same call on a plain
  *   McpServer/Client pair, both over InMemoryTransport.
  * - mcp_inmemory_added_vs_raw_ratio: that added p50 over two raw P-256 sign+verify pairs of the
- *   same payload size (the least any mutual scheme must spend). Target <= 2.0.
+ *   same payload size (the least any mutual scheme must spend). Target <= 2.0. Both sides keep
+ *   their default audit log, and each answer waits until its entry is written (issue 8).
+ * - mcp_inmemory_added_vs_raw_ratio_answer_first: the same, with logs that answer first and
+ *   write after (what the guards did before issue 8), sampled in the same rounds;
+ *   mcp_inmemory_audit_before_answer_cost is the first ratio over this one. Target <= 1.05.
+ * - mcp_inmemory_added_fsync_p50_ms: the added p50 with `durability: "fsync"` on both sides
+ *   (each answer waits for its entry's fdatasync).
  * - mcp_http_p50_ratio: secured over plain p50, Streamable HTTP on loopback, the server in its
  *   own process (bench/helpers/mcp-http-server.ts) as deployed. Target <= 1.3.
  * - mcp_http_crypto_floor_ratio: (plain p50 + two raw P-256 pairs) over plain p50: the ratio
@@ -28,7 +34,11 @@ import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/
 import { InMemoryTransport } from "@modelcontextprotocol/sdk/inMemory.js";
 import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { z } from "zod";
+import { AuditLog } from "../src/audit/log.js";
 import { Aztp } from "../src/client/aztp.js";
+import type { AgentIdentity } from "../src/client/identity.js";
+import type { AuditWriter } from "../src/guard/recorder.js";
+import { svidCheckpointSigner } from "../src/invocation/checkpoint.js";
 import { signInvocation } from "../src/invocation/invocation.js";
 import { secureMcpClient, secureMcpServer } from "../src/mcp/index.js";
 import { medianMicros, round, type Figures } from "./harness.js";
@@ -60,6 +70,27 @@ function rawPairTimer(bytes: number): () => Promise<number> {
     }, 300, 30);
 }
 
+/** A log of its own for `identity`, in `dir`, with the given durability. */
+function ownLog(dir: string, identity: AgentIdentity, tag: string, durability: "write" | "fsync"): Promise<AuditLog> {
+  const options = { durability, signer: svidCheckpointSigner(identity) };
+  return AuditLog.open(join(dir, `${identity.name}-${tag}.jsonl`), options);
+}
+
+/**
+ * The guards as they were before issue 8: the answer leaves at once and the entry is written
+ * after it. Only for comparison here; no option of the library does this.
+ */
+function answerFirst(log: AuditLog): AuditWriter {
+  return {
+    path: log.path,
+    append: (entry) => {
+      void log.append(entry).catch(() => undefined);
+      return Promise.resolve();
+    },
+    flush: () => log.flush(),
+  };
+}
+
 export default async function mcpBench(): Promise<Figures> {
   const home = mkdtempSync(join(tmpdir(), "aztp-bench-mcp-"));
   const aztp = new Aztp({ home });
@@ -83,6 +114,20 @@ export default async function mcpBench(): Promise<Figures> {
     const callSecured = () => secured.callTool({ name: "search", arguments: ARGS });
     await callSecured();
 
+    // The same pair with logs that answer first, and with fsync'ed logs.
+    const securedPair = async (tag: string, audit: (identity: AgentIdentity) => Promise<AuditWriter>) => {
+      const c = await secureMcpClient(new Client({ name: `secured-${tag}`, version: "1" }), { identity: clientIdentity, trust, audit: await audit(clientIdentity) });
+      const [ct, st] = InMemoryTransport.createLinkedPair();
+      await (await secureMcpServer(toolServer(), { identity: serverIdentity, trust, audit: await audit(serverIdentity) })).connect(st);
+      await c.connect(ct);
+      closers.push(() => c.close());
+      const call = () => c.callTool({ name: "search", arguments: ARGS });
+      await call();
+      return call;
+    };
+    const callAnswerFirst = await securedPair("answer-first", async (identity) => answerFirst(await ownLog(home, identity, "answer-first", "write")));
+    const callFsync = await securedPair("fsync", (identity) => ownLog(home, identity, "fsync", "fsync"));
+
     const token = signInvocation(clientIdentity, { audience: serverIdentity.spiffeId, tool: "search", args: ARGS });
     // The raw pair is timed in every round too, beside what it is compared with: on this shared
     // machine the pair itself moved from 92 to 138 µs between runs. Rounds stay long: in an
@@ -91,14 +136,19 @@ export default async function mcpBench(): Promise<Figures> {
     const rawPairRound = rawPairTimer(token.lastIndexOf("."));
     const plainIn: number[] = [];
     const securedIn: number[] = [];
+    const answerFirstIn: number[] = [];
+    const fsyncIn: number[] = [];
     const rawIn: number[] = [];
     for (let r = 0; r < ROUNDS; r++) {
       plainIn.push(await medianMicros(callPlain, 600, 60));
       securedIn.push(await medianMicros(callSecured, 600, 60));
+      answerFirstIn.push(await medianMicros(callAnswerFirst, 600, 60));
       rawIn.push(await rawPairRound());
+      fsyncIn.push(await medianMicros(callFsync, 100, 10));
     }
     const rawPair = median(rawIn);
     const addedUs = median(securedIn) - median(plainIn);
+    const addedAnswerFirstUs = median(answerFirstIn) - median(plainIn);
 
     // 32 in flight.
     const batch = async (): Promise<void> => {
@@ -164,6 +214,9 @@ export default async function mcpBench(): Promise<Figures> {
       mcp_inmemory_added_p50_ms: round(addedUs / 1000, 3),
       mcp_raw_pair_us: round(rawPair, 1),
       mcp_inmemory_added_vs_raw_ratio: round(addedUs / (2 * rawPair), 3),
+      mcp_inmemory_added_vs_raw_ratio_answer_first: round(addedAnswerFirstUs / (2 * rawPair), 3),
+      mcp_inmemory_audit_before_answer_cost: round(addedUs / addedAnswerFirstUs, 3),
+      mcp_inmemory_added_fsync_p50_ms: round((median(fsyncIn) - median(plainIn)) / 1000, 3),
       mcp_http_plain_p50_ms: round(median(plainH) / 1000, 3),
       mcp_http_secured_p50_ms: round(median(securedH) / 1000, 3),
       mcp_http_added_p50_ms: round((median(securedH) - median(plainH)) / 1000, 3),
