@@ -2,7 +2,10 @@
  * A secured MCP tool server on stdio, for the transport tests:
  *
  *   node --import tsx test/helpers/mcp-stdio-server.ts --home DIR --name NAME
- *        [--mode enforce|audit] [--audit FILE] [--policy JSON] [--filter] [--unsecured]
+ *        [--mode enforce|audit] [--audit FILE | --no-audit] [--durability write|fsync]
+ *        [--policy JSON] [--filter] [--unsecured]
+ *
+ * Without --audit it keeps the default log, <home>/audit/<name>.jsonl.
  *
  * It shares the test's AZTP home, so both sides trust the same authority. It exits when its
  * stdin ends (the client closed) or on SIGTERM, after flushing its audit log.
@@ -20,6 +23,8 @@ const { values } = parseArgs({
     name: { type: "string" },
     mode: { type: "string", default: "enforce" },
     audit: { type: "string" },
+    "no-audit": { type: "boolean", default: false },
+    durability: { type: "string", default: "write" },
     policy: { type: "string" },
     filter: { type: "boolean", default: false },
     unsecured: { type: "boolean", default: false },
@@ -34,7 +39,7 @@ const server = await securedToolServer(counter, {
   client,
   name: values.name,
   mode: values.mode as "enforce" | "audit",
-  ...(audit ? { audit } : {}),
+  audit: audit ?? (values["no-audit"] ? false : { durability: values.durability as "write" | "fsync" }),
   ...(values.policy ? { policy: [JSON.parse(values.policy) as PolicyDocument] } : {}),
   filterToolsByPolicy: values.filter,
   unsecured: values.unsecured,
