@@ -171,6 +171,36 @@ describe("honest outcomes", () => {
     assert.deepEqual([caller?.decision, caller?.outcome, caller?.reason], ["allow", "error", "ERR_TOOL_FAILED"], "the verified receipt says why");
   });
 
+  it("a result RFC 8785 cannot represent (a lone surrogate) comes back as an error with a receipt that says why, not as a missing receipt", async (t) => {
+    const { home, aztp } = fixture(t);
+    const server = new McpServer({ name: "odd", version: "1" });
+    let runs = 0;
+    server.registerTool("odd", { inputSchema: { n: z.number() } }, async () => {
+      runs += 1;
+      return { content: [{ type: "text", text: "half a pair: \ud800" }] };
+    });
+    const secured = await secureMcpServer(server, { client: aztp, name: "odd-server" });
+    const client = await secureMcpClient(new Client({ name: "c", version: "1" }), { client: aztp, name: "odd-client" });
+    const [c, s] = InMemoryTransport.createLinkedPair();
+    await secured.connect(s);
+    const received: JSONRPCMessage[] = [];
+    await client.connect(onWire({ incoming: (m: JSONRPCMessage) => (received.push(m), m) })(c));
+    t.after(() => client.close());
+    const error = (await client.callTool({ name: "odd", arguments: { n: 1 } }).then(
+      () => assert.fail("the unreceipted result reached the application"),
+      (e: unknown) => e,
+    )) as { data?: { code?: string; [RECEIPT_META_KEY]?: unknown } };
+    assert.equal(runs, 1);
+    const code = error.data?.code;
+    assert.ok(code !== undefined && code !== "ERR_RECEIPT_MISSING", `a code of its own, got ${code}`);
+    assert.equal(typeof error.data?.[RECEIPT_META_KEY], "string", "the error carries the receipt that says why");
+    assert.equal(received.some((m) => JSON.stringify(m).includes("half a pair")), false, "the result never left the server");
+    const [callee] = await queryAuditLog(join(home, "audit", "odd-server.jsonl"));
+    const [caller] = await queryAuditLog(join(home, "audit", "odd-client.jsonl"));
+    assert.deepEqual([callee?.decision, callee?.outcome, callee?.reason], ["allow", "error", code]);
+    assert.deepEqual([caller?.outcome, caller?.reason], ["error", code]);
+  });
+
   it("CalleeGuard.run: a throwing tool is ERR_TOOL_FAILED, not a malformed invocation", async (t) => {
     const { home, aztp } = fixture(t);
     const callee = (await aztp.secureConnect({}, "run-callee")).identity;
