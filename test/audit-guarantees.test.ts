@@ -14,6 +14,7 @@ import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import type { JSONRPCMessage } from "@modelcontextprotocol/sdk/types.js";
 import { z } from "zod";
 import { queryAuditLog } from "../src/audit/index.js";
+import { isAztpError } from "../src/errors.js";
 import { CalleeGuard } from "../src/guard/callee.js";
 import { CallerGuard } from "../src/guard/caller.js";
 import { AuditLog } from "../src/audit/log.js";
@@ -150,6 +151,24 @@ describe("the audit entry is written before the answer", () => {
   }
 });
 
+describe("no input leaves a call unaudited", () => {
+  it("a call whose arguments cannot be signed (a lone surrogate) is refused before it leaves, and the caller records it", async (t) => {
+    const { home, aztp } = fixture(t);
+    const counter: RunCounter = { runs: 0 };
+    const server = await secureMcpServer(newToolServer(counter), { client: aztp, name: "clean-server" });
+    const client = await secureMcpClient(new Client({ name: "c", version: "1" }), { client: aztp, name: "hostile-client" });
+    const [c, s] = InMemoryTransport.createLinkedPair();
+    await server.connect(s);
+    await client.connect(c);
+    t.after(() => client.close());
+    await assert.rejects(client.callTool({ name: "echo", arguments: { text: "\udc00 alone" } }), (e) => isAztpError(e));
+    assert.equal(counter.runs, 0);
+    const [entry] = await queryAuditLog(join(home, "audit", "hostile-client.jsonl"));
+    assert.deepEqual([entry?.side, entry?.tool, entry?.decision, entry?.argsDigest], ["caller", "echo", "deny", "unencodable"]);
+    assert.ok(typeof entry?.reason === "string" && entry.reason.startsWith("ERR_"));
+  });
+});
+
 describe("honest outcomes", () => {
   it("a tool that throws is recorded as the tool's failure (ERR_TOOL_FAILED), with an error receipt the client verifies", async (t) => {
     const { home, aztp } = fixture(t);
@@ -209,7 +228,7 @@ describe("honest outcomes", () => {
     const log = await AuditLog.open(join(home, "run.jsonl"));
     t.after(() => log.close());
     const guard = new CalleeGuard({ identity: callee, trust, audit: log });
-    const { token } = new CallerGuard({ identity: caller, trust }).prepare({ audience: callee.spiffeId, tool: "t", args: {} });
+    const { token } = await new CallerGuard({ identity: caller, trust }).prepare({ audience: callee.spiffeId, tool: "t", args: {} });
     await assert.rejects(
       guard.run({ tool: "t", args: {}, token }, () => {
         throw new Error("nope");

@@ -46,16 +46,38 @@ export class CallerGuard {
   }
 
   /**
-   * Throws ERR_AUDIT_UNAVAILABLE (enforce mode) when the audit log cannot be written, so a
-   * call is never sent that could not be recorded; call it before `prepare`.
+   * Signs a tool call for `audience`. Fails closed first: when the audit log cannot be written
+   * it throws ERR_AUDIT_UNAVAILABLE (enforce mode), so no call is sent that could not be
+   * recorded. A call whose arguments cannot be signed (RFC 8785 cannot represent them) is
+   * recorded as refused before the error is thrown: no input leaves a call unaudited.
    */
-  async ready(): Promise<void> {
+  async prepare(call: { audience: string; tool: string; args: unknown; delegation?: readonly string[]; traceId?: string }): Promise<PreparedCall> {
     const unavailable = await this.#audit.unavailable();
     if (unavailable !== undefined) throw unavailable;
+    try {
+      return this.sign(call);
+    } catch (e) {
+      const error = e instanceof AztpError ? e : new AztpError(ErrorCodes.INVALID_ARGUMENT, (e as Error)?.message ?? String(e));
+      if (this.#audit.enabled) {
+        const unrecorded = await this.#audit.record({
+          side: "caller",
+          caller: this.id,
+          callee: call.audience,
+          tool: call.tool,
+          argsDigest: "unencodable",
+          args: call.args,
+          decision: "deny",
+          outcome: "denied",
+          reason: error.code,
+        });
+        if (unrecorded !== undefined) throw unrecorded;
+      }
+      throw error;
+    }
   }
 
-  /** Signs the call for `audience`. */
-  prepare(call: { audience: string; tool: string; args: unknown; delegation?: readonly string[]; traceId?: string }): PreparedCall {
+  /** Signs a request that is not itself a tool call (tools/list, to be shown the callable tools): not audited. */
+  sign(call: { audience: string; tool: string; args: unknown; delegation?: readonly string[]; traceId?: string }): PreparedCall {
     const { token, claims } = createInvocation(this.#o.identity, {
       audience: call.audience,
       tool: call.tool,

@@ -98,9 +98,8 @@ export function clientHooks(
           "the server has not proven an AZTP identity, so there is no audience to sign for: connect to a secured server, or pass serverId",
         );
       }
-      // Fail closed: a call that could not be recorded is not sent.
-      if (isCall) await guard.ready();
-      const prepared = guard.prepare({ audience: binding.serverId.toString(), tool: isCall ? (params.name as string) : "tools/list", args: isCall ? (params.arguments ?? {}) : {} });
+      const audience = binding.serverId.toString();
+      const prepared = isCall ? await guard.prepare({ audience, tool: params.name as string, args: params.arguments ?? {} }) : guard.sign({ audience, tool: "tools/list", args: {} });
       if (isCall) {
         calls.set(message.id, prepared);
         // The 2.x SDK cancels a call on a per-request stream (MCP 2026-07-28 over HTTP) by
