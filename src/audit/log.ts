@@ -15,13 +15,16 @@
 import { AztpError, ErrorCodes } from "../errors.js";
 import {
   AUDIT_ENTRY_VERSION,
+  ENTRY_TEXT_LIMITS,
   entryHash,
   GENESIS_HASH,
-  parseAuditEntry,
+  parseStoredEntry,
   sealEntry,
+  storableText,
   validateEntryInput,
   type AuditEntry,
   type AuditEntryInput,
+  type StoredAuditEntry,
   type UnsealedEntry,
 } from "./entry.js";
 import {
@@ -34,7 +37,7 @@ import {
   type CheckpointSigner,
 } from "./checkpoint.js";
 import { JsonlSink } from "./jsonl-sink.js";
-import { redact } from "./redact.js";
+import { OmissionNotes, redact, redactArgs, type RedactedArgs } from "./redact.js";
 import { defaultWitnessPath, readWitness, writeWitness } from "./witness.js";
 
 export interface AuditLogOptions {
@@ -94,7 +97,7 @@ interface Settings {
 }
 
 interface Tail {
-  lastEntry: AuditEntry | null;
+  lastEntry: StoredAuditEntry | null;
   lastCheckpoint: Checkpoint | null;
 }
 
@@ -257,27 +260,57 @@ export class AuditLog {
 
   #unsealed(input: AuditEntryInput): UnsealedEntry {
     // Copy field by field: only known fields reach the log, and nothing the caller mutates
-    // later. Members are added in RFC 8785 order, which lets the hash take its fast path.
+    // later. Every caller-supplied string is made storable first (a lone surrogate has no
+    // canonical form, 10 MB do not belong in one line), and what was changed is recorded.
+    const notes = new OmissionNotes();
+    const text = (name: string, value: string, max: number = ENTRY_TEXT_LIMITS.text): string => storableText(name, value, max, notes);
+    const optional = (name: string, value: string | undefined, max?: number): string | undefined =>
+      value === undefined ? undefined : text(name, value, max);
+    let args: RedactedArgs | undefined;
+    if (this.#settings.includeArgs && input.args !== undefined) args = redactArgs(input.args, this.#settings.redactFields);
+    const argsDigest = text("argsDigest", input.argsDigest);
+    const callee = text("callee", input.callee);
+    const caller = text("caller", input.caller);
+    let delegation: string[] | undefined;
+    if (input.delegation !== undefined) {
+      const all = input.delegation;
+      const max = ENTRY_TEXT_LIMITS.delegation;
+      if (all.length > max) notes.add("delegation", `${all.length} IDs, the first ${max} kept`);
+      delegation = all.slice(0, max).map((id, i) => text(`delegation[${i}]`, id));
+    }
+    const jti = optional("jti", input.jti);
+    const reason = optional("reason", input.reason);
+    const receipt = optional("receipt", input.receipt, ENTRY_TEXT_LIMITS.token);
+    const resultDigest = optional("resultDigest", input.resultDigest);
+    const token = optional("token", input.token, ENTRY_TEXT_LIMITS.token);
+    const tool = text("tool", input.tool);
+    const traceId = optional("traceId", input.traceId);
+    const sanitized = notes.list();
+
+    // Members are added in RFC 8785 order, which lets the hash take its fast path.
     const e: { -readonly [K in keyof UnsealedEntry]?: UnsealedEntry[K] } = {};
-    if (this.#settings.includeArgs && input.args !== undefined) e.args = redact(input.args, this.#settings.redactFields);
-    e.argsDigest = input.argsDigest;
-    e.callee = input.callee;
-    e.caller = input.caller;
+    if (args !== undefined) e.args = args.value;
+    e.argsDigest = argsDigest;
+    if (args !== undefined && args.omitted.length > 0) e.argsOmitted = args.omitted;
+    e.callee = callee;
+    e.caller = caller;
+    e.callerVerified = input.callerVerified;
     e.decision = input.decision;
-    if (input.delegation !== undefined) e.delegation = [...input.delegation];
+    if (delegation !== undefined) e.delegation = delegation;
     if (input.durationMs !== undefined) e.durationMs = input.durationMs;
-    if (input.jti !== undefined) e.jti = input.jti;
+    if (jti !== undefined) e.jti = jti;
     if (input.outcome !== undefined) e.outcome = input.outcome;
     e.prev = this.#head;
-    if (input.reason !== undefined) e.reason = input.reason;
-    if (input.receipt !== undefined) e.receipt = input.receipt;
-    if (input.resultDigest !== undefined) e.resultDigest = input.resultDigest;
+    if (reason !== undefined) e.reason = reason;
+    if (receipt !== undefined) e.receipt = receipt;
+    if (resultDigest !== undefined) e.resultDigest = resultDigest;
+    if (sanitized.length > 0) e.sanitized = sanitized;
     e.seq = this.#seq + 1;
     e.side = input.side;
     e.time = input.time ?? new Date().toISOString();
-    if (input.token !== undefined) e.token = input.token;
-    e.tool = input.tool;
-    if (input.traceId !== undefined) e.traceId = input.traceId;
+    if (token !== undefined) e.token = token;
+    e.tool = tool;
+    if (traceId !== undefined) e.traceId = traceId;
     e.v = AUDIT_ENTRY_VERSION;
     return e as UnsealedEntry;
   }
@@ -381,9 +414,9 @@ export class AuditLog {
  * to a broken chain would bury the damage under valid-looking entries.
  */
 function recoverTail(sink: JsonlSink, wantCheckpoint: boolean): Tail {
-  let lastEntry: AuditEntry | null = null;
+  let lastEntry: StoredAuditEntry | null = null;
   let lastCheckpoint: Checkpoint | null = null;
-  let newer: AuditEntry | null = null; // the entry after the current line, in file order
+  let newer: StoredAuditEntry | null = null; // the entry after the current line, in file order
   let checkpointAwaitsEntry = false;
   let reachedStart = true;
   for (const { line, offset } of sink.linesBackward()) {
@@ -404,8 +437,8 @@ function recoverTail(sink: JsonlSink, wantCheckpoint: boolean): Tail {
       }
       continue;
     }
-    const entry = withContext(where, () => parseAuditEntry(value));
-    if (entryHash(entry) !== entry.hash) throw corrupt(`${where}: entry ${entry.seq} does not match its hash`);
+    const entry = withContext(where, () => parseStoredEntry(value));
+    if (withContext(where, () => entryHash(entry)) !== entry.hash) throw corrupt(`${where}: entry ${entry.seq} does not match its hash`);
     if (newer !== null && (newer.seq !== entry.seq + 1 || newer.prev !== entry.hash)) {
       throw corrupt(`${where}: entry ${newer.seq} does not follow entry ${entry.seq} (broken chain)`);
     }

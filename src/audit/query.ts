@@ -5,7 +5,7 @@
  * report silently built on damaged data would mislead.
  */
 import { AztpError, ErrorCodes } from "../errors.js";
-import { entryProblem, type AuditDecision, type AuditEntry, type AuditOutcome } from "./entry.js";
+import { entryProblem, readableEntry, type AuditDecision, type AuditEntry, type AuditOutcome, type StoredAuditEntry } from "./entry.js";
 import { isCheckpointRecord } from "./checkpoint.js";
 import { scanLines } from "./lines.js";
 
@@ -113,7 +113,7 @@ async function forEachEntry(path: string, onEntry: (entry: AuditEntry) => boolea
     if (problem !== null) {
       throw new AztpError(ErrorCodes.AUDIT_CORRUPT, `audit log ${path}: line ${lineNo}: malformed entry: ${problem}`);
     }
-    return onEntry(value as AuditEntry);
+    return onEntry(readableEntry(value as StoredAuditEntry));
   });
   return checkpoints;
 }

@@ -212,7 +212,9 @@ export class CalleeGuard {
     }
     const entry: AuditEntryInput = {
       side: this.#o.side ?? "callee",
-      caller: admission.caller,
+      // Callers are data: the claimed ID of an unverified token loses the guard's own marker.
+      caller: v ? admission.caller : admission.caller.startsWith("unverified:") ? admission.caller.slice("unverified:".length) : admission.caller,
+      callerVerified: v !== undefined,
       callee: this.id,
       tool: admission.tool,
       argsDigest,

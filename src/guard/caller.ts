@@ -108,6 +108,7 @@ export class CallerGuard {
     this.#audit.record({
       side: "caller",
       caller: this.id,
+      callerVerified: true, // the writer's own identity
       callee: prepared.audience,
       tool: prepared.tool,
       argsDigest: prepared.claims.args_sha256,

@@ -25,6 +25,7 @@ async function worker(w: number): Promise<never> {
     const entry = await log.append({
       side: "callee",
       caller: `spiffe://example.org/agent-${w}`,
+      callerVerified: true,
       callee: "spiffe://example.org/tool-server",
       tool: "search",
       argsDigest: `digest-${w}-${i}`,
