@@ -856,6 +856,80 @@ describe("query and stats", () => {
       ],
     );
   });
+
+  test("callers are data: a query by caller finds verified and claimed calls, callerVerified narrows it, stats keep them apart", async () => {
+    const path = newPath();
+    const log = await AuditLog.open(path, quiet());
+    const ada = "spiffe://example.org/workload/production/node/ada";
+    const rows: Partial<AuditEntryInput>[] = [
+      { caller: ada, callerVerified: true, decision: "allow", outcome: "ok" },
+      { caller: ada, callerVerified: true, decision: "deny", outcome: "denied", reason: "ERR_POLICY_DENIED" },
+      { caller: ada, callerVerified: false, decision: "deny", outcome: "denied", reason: "ERR_INVOCATION_ARGS_MISMATCH" },
+      // A forged token may name the ID in its other form: still a claim to be that ID.
+      { caller: ada.replace("spiffe://", "aztp://"), callerVerified: false, decision: "deny", outcome: "denied", reason: "ERR_INVOCATION_REPLAYED" },
+      { caller: "unknown", callerVerified: false, decision: "deny", outcome: "denied", reason: "ERR_INVOCATION_MISSING" },
+      { caller: "spiffe://example.org/workload/production/node/bob", callerVerified: true, decision: "allow", outcome: "ok" },
+    ];
+    for (const row of rows) await log.append(sample(2, { ...row, tool: "search" }));
+    await log.close();
+    const seqs = (entries: AuditEntry[]) => entries.map((e) => e.seq);
+    assert.deepEqual(seqs(await queryAuditLog(path, { caller: ada, decision: "deny" })), [2, 3, 4]);
+    assert.deepEqual(seqs(await queryAuditLog(path, { caller: ada.replace("spiffe://", "aztp://") })), [1, 2, 3, 4]);
+    assert.deepEqual(seqs(await queryAuditLog(path, { caller: ada, callerVerified: true })), [1, 2]);
+    assert.deepEqual(seqs(await queryAuditLog(path, { caller: ada, callerVerified: false })), [3, 4]);
+    assert.deepEqual(seqs(await queryAuditLog(path, { caller: "unknown" })), [5]);
+    await assert.rejects(queryAuditLog(path, { callerVerified: "yes" as unknown as boolean }), (e) => isAztpError(e, "ERR_INVALID_ARGUMENT"));
+    const stats = await auditStats(path);
+    assert.deepEqual(stats.callers, { verified: 3, claimed: 3 });
+    assert.deepEqual(
+      stats.calls.map((c) => [c.caller.replace("/workload/production/node", ""), c.callerVerified, c.total, c.decisions.deny]),
+      [
+        ["spiffe://example.org/ada", true, 2, 1],
+        ["aztp://example.org/ada", false, 1, 1], // as claimed
+        ["spiffe://example.org/ada", false, 1, 1],
+        ["spiffe://example.org/bob", true, 1, 0],
+        ["unknown", false, 1, 1],
+      ],
+    );
+  });
+
+  test("a version 1 log is still read and verified: an \"unverified:X\" caller reads as caller X, not verified", async () => {
+    const path = newPath("v1");
+    const ada = "spiffe://example.org/workload/production/node/ada";
+    const v1 = [
+      { caller: ada, decision: "allow", outcome: "ok" },
+      { caller: `unverified:${ada}`, decision: "deny", outcome: "denied", reason: "ERR_INVOCATION_SIGNATURE" },
+      { caller: "unknown", decision: "deny", outcome: "denied", reason: "ERR_INVOCATION_MISSING" },
+    ];
+    let prev = GENESIS_HASH;
+    const lines = v1.map((fields, i) => {
+      const entry: Record<string, unknown> = {
+        v: 1, seq: i + 1, time: "2026-01-01T00:00:00.000Z", side: "callee", callee: "spiffe://example.org/tools", tool: "search", argsDigest: "d", prev, ...fields,
+      };
+      const hash = createHash("sha256").update(canonicalize(entry)!, "utf8").digest("hex");
+      prev = hash;
+      return JSON.stringify({ ...entry, hash });
+    });
+    writeLines(path, lines);
+    const verified = await verifyAuditLog(path);
+    assert.equal(verified.ok, true, verified.firstBad?.message);
+    const entries = await queryAuditLog(path, { caller: ada });
+    assert.deepEqual(entries.map((e) => [e.seq, e.v, e.caller, e.callerVerified]), [[1, 1, ada, true], [2, 1, ada, false]]);
+    assert.equal(entries[1]!.hash, JSON.parse(lines[1]!).hash, "the stored hash, of the stored record");
+    assert.deepEqual((await queryAuditLog(path, { caller: "unknown" })).map((e) => e.callerVerified), [false]);
+    assert.deepEqual((await auditStats(path)).callers, { verified: 1, claimed: 2 });
+    // The writer continues a version 1 log with version 2 entries; the whole chain verifies.
+    const log = await AuditLog.open(path, quiet());
+    assert.equal(log.lastSeq, 3);
+    const next = await log.append(sample(1));
+    assert.deepEqual([next.seq, next.v, next.prev], [4, 2, prev]);
+    await log.close();
+    const again = await verifyAuditLog(path);
+    assert.deepEqual([again.ok, again.entries], [true, 4]);
+    // A version 1 entry cannot take fields of version 2.
+    writeLines(path, [JSON.stringify({ ...JSON.parse(lines[0]!), callerVerified: true })]);
+    assert.equal((await verifyAuditLog(path)).firstBad?.reason, "malformed");
+  });
 });
 
 describe("OpenTelemetry export", () => {
