@@ -111,9 +111,14 @@ export const ErrorCodes = {
   RECEIPT_MISMATCH: "ERR_RECEIPT_MISMATCH",
 
   // Audit log (audit/)
+  /** The log file could not be written or read (a full disk, permissions); `recover()` retries. */
   AUDIT_IO: "ERR_AUDIT_IO",
+  /** The log or its witness does not hold what was written (edited, cut, malformed). */
   AUDIT_CORRUPT: "ERR_AUDIT_CORRUPT",
+  /** An append or checkpoint after `close()`. */
   AUDIT_CLOSED: "ERR_AUDIT_CLOSED",
+  /** A call refused because its audit entry cannot be written (the log failed or is closed): nothing runs unaudited. */
+  AUDIT_UNAVAILABLE: "ERR_AUDIT_UNAVAILABLE",
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
