@@ -30,6 +30,7 @@ function sampleEntry(i: number): AuditEntryInput {
   return {
     side: "callee",
     caller: `spiffe://example.org/workload/production/node/agent-${i % 7}`,
+    callerVerified: true,
     callee: "spiffe://example.org/workload/production/node/tool-server",
     tool: `tool_${i % 5}`,
     argsDigest: b64(32),

@@ -113,10 +113,13 @@ export const ErrorCodes = {
   TOOL_FAILED: "ERR_TOOL_FAILED",
 
   // Audit log (audit/)
+  /** The log file could not be written or read (a full disk, permissions); `recover()` retries. */
   AUDIT_IO: "ERR_AUDIT_IO",
+  /** The log or its witness does not hold what was written (edited, cut, malformed). */
   AUDIT_CORRUPT: "ERR_AUDIT_CORRUPT",
+  /** An append or checkpoint after `close()`. */
   AUDIT_CLOSED: "ERR_AUDIT_CLOSED",
-  /** The audit log cannot be written, so the call is refused (enforce mode) rather than run unaudited. */
+  /** A call refused because its audit entry cannot be written (the log failed or is closed): nothing runs unaudited. */
   AUDIT_UNAVAILABLE: "ERR_AUDIT_UNAVAILABLE",
 } as const;
 

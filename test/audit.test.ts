@@ -30,6 +30,7 @@ import {
   GENESIS_HASH,
   queryAuditLog,
   redact,
+  redactArgs,
   verifyAuditLog,
   type AuditEntry,
   type AuditEntryInput,
@@ -55,6 +56,7 @@ function sample(i: number, overrides: Partial<AuditEntryInput> = {}): AuditEntry
   return {
     side: i % 3 === 0 ? "caller" : "callee",
     caller: `spiffe://example.org/workload/production/node/agent-${i % 2}`,
+    callerVerified: true,
     callee: "spiffe://example.org/workload/production/node/tools",
     tool: i % 2 === 0 ? "search" : "fetch",
     argsDigest: `args-digest-${i}`,
@@ -125,7 +127,8 @@ describe("audit entry", () => {
       assert.equal(hash, createHash("sha256").update(canonicalize(rest)!, "utf8").digest("hex"));
       assert.equal(e.prev, prev);
       assert.equal(e.seq, i + 1);
-      assert.equal(e.v, 1);
+      assert.equal(e.v, 2);
+      assert.equal(e.callerVerified, true);
       prev = hash;
     }
   });
@@ -159,7 +162,10 @@ describe("audit entry", () => {
     const log = await AuditLog.open(path, quiet());
     const bad: [string, Record<string, unknown>][] = [
       ["missing caller", { ...sample(1), caller: undefined }],
-      ["empty tool", { ...sample(1), tool: "" }],
+      ["missing callerVerified", { ...sample(1), callerVerified: undefined }],
+      ["callerVerified not a boolean", { ...sample(1), callerVerified: "yes" }],
+      ["tool not a string", { ...sample(1), tool: 7 }],
+      ["reason not a string", { ...sample(1), reason: { code: "x" } }],
       ["bad decision", { ...sample(1), decision: "maybe" }],
       ["bad side", { ...sample(1), side: "server" }],
       ["bad outcome", { ...sample(1), outcome: "fine" }],
@@ -168,13 +174,13 @@ describe("audit entry", () => {
       ["delegation not strings", { ...sample(1), delegation: [1] }],
       ["unknown field", { ...sample(1), verdict: "allow" }],
       ["a field named like a prototype member", { ...sample(1), constructor: "x" }],
-      ["lone surrogate", { ...sample(1), tool: "\ud800" }],
+      ["a field only the log assigns", { ...sample(1), argsOmitted: [] }],
     ];
     for (const [name, input] of bad) {
       await assert.rejects(log.append(input as unknown as AuditEntryInput), (e) => isAztpError(e, "ERR_INVALID_ARGUMENT"), name);
     }
     const ok = await log.append(sample(1, { reason: undefined }));
-    assert.equal(ok.seq, 1);
+    assert.equal(ok.seq, 1, "nothing refused was assigned a seq");
     assert.equal("reason" in ok, false);
     await log.close();
     assert.equal((await verifyAuditLog(path)).ok, true);
@@ -220,14 +226,9 @@ describe("redaction", () => {
     });
   }
 
-  test("refuses malformed field names and values JSON cannot carry", () => {
-    for (const fields of [[""], ["a..b"], [".a"], [3]] as unknown as string[][]) {
+  test("refuses malformed field names (a programming error)", () => {
+    for (const fields of [[""], ["a..b"], [".a"], [3], "password"] as unknown as string[][]) {
       assert.throws(() => redact({}, fields), (e) => isAztpError(e, "ERR_INVALID_ARGUMENT"));
-    }
-    const cyclic: Record<string, unknown> = {};
-    cyclic.self = cyclic;
-    for (const value of [{ d: new Date() }, { n: Number.NaN }, { f: () => 1 }, cyclic, { m: new Map() }]) {
-      assert.throws(() => redact(value, []), (e) => isAztpError(e, "ERR_INVALID_ARGUMENT"));
     }
   });
 
@@ -247,7 +248,193 @@ describe("redaction", () => {
     const bare = await log.append(sample(1, { args }));
     await log.close();
     assert.equal(bare.args, undefined);
-    assert.equal(readFileSync(without, "utf8").includes("ada"), false);
+    // A quoted "ada" or its key: random base64 and hex in the entry cannot hold either.
+    const bareText = readFileSync(without, "utf8");
+    assert.equal(bareText.includes('"ada"'), false);
+    assert.equal(bareText.includes('"args":'), false);
+    assert.equal("args" in (JSON.parse(bareText) as object), false);
+  });
+});
+
+/** A value nested `n` levels deep, built without recursion. */
+function nested(n: number, kind: "array" | "object"): unknown {
+  let v: unknown = "bottom";
+  for (let i = 0; i < n; i++) v = kind === "array" ? [v] : { a: v };
+  return v;
+}
+
+/** How deep a JSON value nests, measured without recursion. */
+function depthOf(value: unknown): number {
+  let max = 0;
+  const stack: [unknown, number][] = [[value, 0]];
+  while (stack.length > 0) {
+    const [v, d] = stack.pop()!;
+    max = Math.max(max, d);
+    if (typeof v === "object" && v !== null) for (const child of Object.values(v)) stack.push([child, d + 1]);
+  }
+  return max;
+}
+
+const sha256 = (text: string): string => createHash("sha256").update(text, "utf8").digest("hex");
+
+/** Hostile argument values, each with a note `argsOmitted` must hold (or null when all is kept). */
+function hostileArgs(): [string, unknown, RegExp | null][] {
+  const cyclic: Record<string, unknown> = { keep: 1 };
+  cyclic.self = cyclic;
+  const shared = { x: 1 };
+  class Widget {
+    n = 1;
+  }
+  const { proxy: revoked, revoke } = Proxy.revocable({}, {});
+  revoke();
+  const manyKeys = Object.fromEntries(Array.from({ length: 5000 }, (_, i) => [`k${String(i).padStart(4, "0")}`, i]));
+  return [
+    ["100,000-deep arrays", { a: nested(100_000, "array") }, /^args\.a(\[0\])+: nested deeper than 64 levels$/],
+    ["100,000-deep objects", nested(100_000, "object"), /^args(\.a)+…?: nested deeper than 64 levels$|^args(\.a)+…$/],
+    ["Infinity (1e400 parsed)", JSON.parse('{"x":1e400}'), /^args\.x: Infinity is not JSON$/],
+    ["NaN and -Infinity", { n: Number.NaN, m: -Infinity }, /^args\.m: -Infinity is not JSON$/],
+    ["a lone surrogate in a value", { s: "a\ud800b" }, /^args\.s: 1 lone surrogate\(s\) replaced with U\+FFFD$/],
+    ["a lone surrogate in a key", { "k\udc00": 1 }, /lone surrogate\(s\) in the key replaced with U\+FFFD$/],
+    ["keys equal once made storable", { "\ud800": 1, "\ufffd": 2 }, /dropped: its key equals another key/],
+    ["a 10 MB string", { big: "x".repeat(10 * 1024 * 1024) }, /^args\.big: a string of 10485760 characters, cut to 8192$/],
+    ["a 1 MB key", { ["k".repeat(1 << 20)]: 1 }, /a key of 1048576 characters, cut to 256$/],
+    ["5000 array items", { list: Array.from({ length: 5000 }, (_, i) => i) }, /^args\.list: 4000 of 5000 items not kept \(over 1000 items\)$/],
+    ["a sparse array of length 2^32-1", { holes: new Array(2 ** 32 - 1) }, /^args\.holes: 4294966295 of 4294967295 items not kept/],
+    ["5000 object members", { wide: manyKeys }, /^args\.wide: 4000 of 5000 members not kept \(over 1000 members\)$/],
+    ["over the total budget", { parts: Array.from({ length: 100 }, () => "y".repeat(8000)) }, /^args\.parts: \d+ of 100 items not kept \(over the size budget/],
+    ["a Date, a Map, a class instance, bytes", { d: new Date(0), m: new Map([[1, 2]]), w: new Widget(), b: new Uint8Array(2) }, /^args\.b: a Uint8Array, not a plain JSON object$/],
+    ["a cycle", cyclic, /^args\.self: a circular reference$/],
+    ["a function, a symbol, a bigint", { f: () => 1, s: Symbol("s"), n: 10n }, /^args\.f: a function is not JSON$/],
+    ["a throwing getter", { get bad(): never { throw new Error("no") }, ok: 1 }, /^args\.bad: could not be read \(Error thrown\)$/],
+    ["a revoked Proxy", { p: revoked }, /^args\.p: could not be read \(TypeError thrown\)$/],
+    ["__proto__ as a key", JSON.parse('{"__proto__":{"polluted":true},"a":1}'), null],
+    ["the same object twice (no cycle)", { a: shared, b: shared }, null],
+  ];
+}
+
+describe("hostile arguments and fields are still audited", () => {
+  test("redaction is total and bounded: what cannot be kept becomes a marker, and it says why", () => {
+    for (const [name, value, note] of hostileArgs()) {
+      const { value: kept, omitted } = redactArgs(value, ["password"]);
+      assert.doesNotThrow(() => canonicalJson(kept), name);
+      assert.ok(depthOf(kept) <= 65, `${name}: depth ${depthOf(kept)}`);
+      assert.ok(JSON.stringify(kept).length < 600 * 1024, `${name}: ${JSON.stringify(kept).length} characters kept`);
+      assert.ok(omitted.length <= 33 && omitted.every((n) => n.length <= 240), `${name}: bounded notes`);
+      if (note === null) assert.deepEqual(omitted, [], name);
+      else assert.ok(omitted.some((n) => note.test(n)), `${name}: ${JSON.stringify(omitted)}`);
+    }
+    assert.equal(({} as Record<string, unknown>).polluted, undefined, "no prototype was polluted");
+  });
+
+  test("markers keep what they can: a cut string carries its length and digest, surrogates become U+FFFD", () => {
+    const big = "é".repeat(20_000);
+    const { value } = redactArgs({ big, s: "a\ud800b", k: { "x\udfff": true }, n: [1, Infinity, 3] }, []);
+    const v = value as { big: string; s: string; k: Record<string, boolean>; n: unknown[] };
+    assert.ok(v.big.startsWith("é".repeat(8192)));
+    assert.ok(v.big.endsWith(`…[TRUNCATED: 20000 characters, sha256 ${sha256(big)}]`), v.big.slice(8192));
+    assert.equal(v.s, "a\ufffdb");
+    assert.deepEqual(v.k, { "x\ufffd": true });
+    assert.deepEqual(v.n, [1, "[OMITTED: Infinity is not JSON]", 3]);
+    // A surrogate pair is never split by a cut.
+    const pairs = "😀".repeat(5000);
+    const cut = (redactArgs(pairs, []).value as string).split("…")[0]!;
+    assert.equal(cut.length, 8192);
+    assert.doesNotMatch(cut, /\p{Cs}/u);
+    // Redaction still applies next to what is omitted, and to hostile keys' neighbours.
+    const r = redactArgs({ password: "hunter2", deep: nested(100, "object"), x: NaN }, ["password"]);
+    assert.equal((r.value as Record<string, unknown>).password, "[REDACTED]");
+  });
+
+  test("with includeArgs, every hostile argument value leaves an entry that says what was not kept", async () => {
+    const path = newPath();
+    const log = await AuditLog.open(path, { includeArgs: true, redactFields: ["password"], ...quiet() });
+    const cases = hostileArgs();
+    for (const [name, value, note] of cases) {
+      const entry = await log.append(sample(1, { args: value }));
+      if (note === null) assert.equal(entry.argsOmitted, undefined, name);
+      else assert.ok(entry.argsOmitted?.some((n) => note.test(n)), `${name}: ${JSON.stringify(entry.argsOmitted)}`);
+    }
+    await log.close();
+    const lines = readLines(path);
+    assert.equal(lines.length, cases.length);
+    for (const line of lines) assert.ok(line.length < 700 * 1024, `a line of ${line.length} characters`);
+    const result = await verifyAuditLog(path);
+    assert.equal(result.ok, true, result.firstBad?.message);
+    assert.equal(result.entries, cases.length);
+    const stored = JSON.parse(lines[cases.findIndex(([n]) => n.startsWith("__proto__"))]!) as { args: object };
+    assert.deepEqual(Object.keys(stored.args), ["__proto__", "a"], "__proto__ is stored as a key");
+  });
+
+  test("caller-supplied strings are made storable, never refused: lone surrogates, 10 MB, empty", async () => {
+    const path = newPath();
+    const log = await AuditLog.open(path, quiet());
+    const huge = "t".repeat(10 * 1024 * 1024);
+    const cases: [string, Partial<AuditEntryInput>, RegExp][] = [
+      ["a lone surrogate in the tool name", { tool: "se\ud800arch" }, /^tool: 1 lone surrogate\(s\) replaced with U\+FFFD$/],
+      ["a 10 MB tool name", { tool: huge }, /^tool: 10485760 characters, cut to 2048$/],
+      ["a lone surrogate in the claimed caller", { caller: "spiffe://example.org/\udc00", callerVerified: false }, /^caller: 1 lone surrogate/],
+      ["a lone surrogate in the reason", { reason: "ERR_\ud800" }, /^reason: 1 lone surrogate/],
+      ["a 10 MB token", { token: huge }, /^token: 10485760 characters, cut to 65536$/],
+      ["a lone surrogate in the delegation", { delegation: ["spiffe://example.org/\ud800"] }, /^delegation\[0\]: 1 lone surrogate/],
+      ["100 delegators", { delegation: Array.from({ length: 100 }, (_, i) => `spiffe://example.org/d${i}`) }, /^delegation: 100 IDs, the first 64 kept$/],
+      ["lone surrogates in every digest", { argsDigest: "\ud800", resultDigest: "\ud800", jti: "\ud800", traceId: "\ud800", receipt: "\ud800" }, /^traceId: /],
+    ];
+    for (const [name, overrides, note] of cases) {
+      const entry = await log.append(sample(1, overrides));
+      assert.ok(entry.sanitized?.some((n) => note.test(n)), `${name}: ${JSON.stringify(entry.sanitized)}`);
+      assert.doesNotMatch(JSON.stringify(entry), /\\ud[89a-f]/i, `${name}: no lone surrogate is stored`);
+    }
+    // Hostile content that needs no change is stored as it came.
+    const empty = await log.append(sample(1, { tool: "", reason: "", argsDigest: "unencodable", caller: "unknown", callerVerified: false }));
+    assert.deepEqual([empty.tool, empty.reason, empty.argsDigest, empty.sanitized], ["", "", "unencodable", undefined]);
+    await log.close();
+    for (const line of readLines(path)) assert.ok(line.length < 200 * 1024, `a line of ${line.length} characters`);
+    const result = await verifyAuditLog(path);
+    assert.equal(result.ok, true, result.firstBad?.message);
+    assert.equal(result.entries, cases.length + 1);
+  });
+
+  test("any value at all as arguments is recorded (generated)", async () => {
+    const path = newPath();
+    const log = await AuditLog.open(path, { includeArgs: true, ...quiet() });
+    const anything = fc.anything({
+      withBigInt: true,
+      withBoxedValues: true,
+      withDate: true,
+      withMap: true,
+      withSet: true,
+      withNullPrototype: true,
+      withObjectString: true,
+      withSparseArray: true,
+      withTypedArray: true,
+      withUnicodeString: true,
+      key: fc.string({ unit: "binary", maxLength: 6 }),
+      values: [fc.string({ unit: "binary" }), fc.double(), fc.constant(-0), fc.constant(undefined)],
+    });
+    let appended = 0;
+    await fc.assert(
+      fc.asyncProperty(anything, fc.string({ unit: "binary", maxLength: 8 }), async (args, tool) => {
+        await log.append(sample(1, { args, tool }));
+        appended++;
+      }),
+      { numRuns: 200 },
+    );
+    await log.close();
+    const result = await verifyAuditLog(path);
+    assert.equal(result.ok, true, result.firstBad?.message);
+    assert.equal(result.entries, appended);
+  });
+
+  test("a stored line nested 100,000 deep is refused as corrupt, never a stack overflow", async () => {
+    const path = await writeLog(2, { signer: undefined });
+    const last = JSON.parse(readLines(path).at(-1)!) as { hash: string };
+    const n = 100_000;
+    const line = `{"args":${"[".repeat(n)}${"]".repeat(n)},"argsDigest":"d","callee":"c","caller":"c","callerVerified":true,"decision":"allow","prev":"${last.hash}","seq":3,"side":"callee","time":"2026-01-01T00:00:00.000Z","tool":"t","v":2,"hash":"${"0".repeat(64)}"}`;
+    appendFileSync(path, `${line}\n`);
+    const result = await verifyAuditLog(path);
+    assert.deepEqual([result.ok, result.firstBad?.reason, result.firstBad?.seq], [false, "malformed", 3]);
+    assert.match(result.firstBad!.message, /nested deeper than 512 levels/);
+    await assert.rejects(AuditLog.open(path, quiet()), (e) => isAztpError(e, "ERR_AUDIT_CORRUPT") && /nested deeper/.test((e as Error).message));
   });
 });
 
@@ -270,7 +457,9 @@ describe("verifyAuditLog", () => {
 
   // Every field of one entry (line of seq 8), edited in place without fixing anything else.
   const edits: [string, (e: Record<string, unknown>) => void, AuditFault][] = [
-    ["v", (e) => (e.v = 2), "malformed"],
+    ["v", (e) => (e.v = 3), "malformed"],
+    ["v, to the older version", (e) => (e.v = 1), "malformed"],
+    ["callerVerified", (e) => (e.callerVerified = !e.callerVerified), "hash-mismatch"],
     ["seq", (e) => (e.seq = 9), "hash-mismatch"],
     ["time", (e) => (e.time = "2001-01-01T00:00:00.000Z"), "hash-mismatch"],
     ["side", (e) => (e.side = "proxy"), "hash-mismatch"],
@@ -305,7 +494,7 @@ describe("verifyAuditLog", () => {
         const entry = JSON.parse(lines[line - 1]!) as Record<string, unknown>;
         edit(entry);
         writeLines(copy, lines.map((l, i) => (i === line - 1 ? JSON.stringify(entry) : l)));
-        await expectBad(copy, { line, seq: reason === "malformed" && field === "v" ? 8 : (entry.seq as number), reason }, false);
+        await expectBad(copy, { line, seq: reason === "malformed" && field.startsWith("v") ? 8 : (entry.seq as number), reason }, false);
       });
     }
   });
@@ -580,7 +769,7 @@ describe("AuditLog writer", () => {
     const path = newPath();
     const lines = ["{}", "é".repeat(9), "", "x", "€😀€".repeat(5), "last"];
     writeFileSync(path, lines.map((l) => `${l}\n`).join(""));
-    const sink = await JsonlSink.open(path, { batchWindowMs: 1, maxBatchEntries: 10, maxBatchBytes: 1000 });
+    const sink = await JsonlSink.open(path, { durability: "fsync", batchWindowMs: 1, maxBatchEntries: 10, maxBatchBytes: 1000 });
     try {
       for (const chunkSize of [1, 2, 3, 5, 7, 64, 1 << 16]) {
         const seen = [...sink.linesBackward(chunkSize)];
@@ -632,6 +821,157 @@ describe("AuditLog writer", () => {
   });
 });
 
+describe("durability modes and group commit", () => {
+  test('"write" (the default): appends of one synchronous run share one write(), none waits for fdatasync; checkpoints and close do sync', async () => {
+    const path = newPath();
+    const sink = await JsonlSink.open(path, { durability: "write", batchWindowMs: 0, maxBatchEntries: 1024, maxBatchBytes: 1 << 20 });
+    try {
+      await Promise.all(Array.from({ length: 10 }, (_, i) => sink.append(`{"n":${i}}`)));
+      assert.deepEqual(sink.stats, { writes: 1, syncs: 0 });
+      assert.equal(readLines(path).length, 10, "in the file (the page cache) once they resolved");
+      await sink.append('{"n":10}');
+      assert.deepEqual(sink.stats, { writes: 2, syncs: 0 });
+      await sink.append('{"type":"checkpoint"}', { sync: true });
+      assert.deepEqual(sink.stats, { writes: 3, syncs: 1 });
+      await sink.append('{"n":11}');
+    } finally {
+      await sink.close();
+    }
+    assert.deepEqual(sink.stats, { writes: 4, syncs: 2 }, "close syncs what was only written");
+  });
+
+  test('"fsync": each write is fdatasync\'ed, and appends arriving while one is in flight share the next', async () => {
+    const path = newPath();
+    const sink = await JsonlSink.open(path, { durability: "fsync", batchWindowMs: 0, maxBatchEntries: 1024, maxBatchBytes: 1 << 20 });
+    try {
+      const first = sink.append('{"n":0}');
+      await Promise.resolve(); // the writer took the first batch: its write is in flight now
+      const rest = Array.from({ length: 20 }, (_, i) => sink.append(`{"n":${i + 1}}`));
+      await first;
+      await Promise.all(rest);
+      assert.deepEqual(sink.stats, { writes: 2, syncs: 2 });
+      assert.deepEqual(readLines(path).map((l) => (JSON.parse(l) as { n: number }).n), Array.from({ length: 21 }, (_, i) => i));
+    } finally {
+      await sink.close();
+    }
+    assert.deepEqual(sink.stats, { writes: 2, syncs: 2 }, "nothing left to sync at close");
+  });
+
+  test("AuditLog takes durability and refuses an unknown one", async () => {
+    for (const durability of ["write", "fsync"] as const) {
+      const path = newPath();
+      const log = await AuditLog.open(path, { durability, signer: testSigner(writerKeys), checkpointEvery: 3, ...quiet() });
+      const entries = await Promise.all(Array.from({ length: 7 }, (_, i) => log.append(sample(i))));
+      assert.deepEqual(entries.map((e) => e.seq), [1, 2, 3, 4, 5, 6, 7]);
+      await log.close();
+      const result = await verifyAuditLog(path, { verifier });
+      assert.equal(result.ok, true, result.firstBad?.message);
+    }
+    await assert.rejects(AuditLog.open(newPath(), { durability: "sometimes" as "write" }), (e) => isAztpError(e, "ERR_INVALID_ARGUMENT"));
+  });
+});
+
+/**
+ * A tiny tmpfs for a real full disk. Mounting needs root (CAP_SYS_ADMIN); without it the tests
+ * that need a full disk are skipped and say why.
+ */
+function tinyDisk(): { dir: string; skip: string | false; unmount: () => void } {
+  const dir = mkdtempSync(join(tmpdir(), "aztp-audit-tmpfs-"));
+  const unmount = () => {
+    spawnSync("umount", [dir]);
+    rmSync(dir, { recursive: true, force: true });
+  };
+  if (process.getuid?.() !== 0) return { dir, skip: "needs root to mount a tmpfs (a real full disk); run as root to include it", unmount };
+  const r = spawnSync("mount", ["-t", "tmpfs", "-o", "size=256k", "tmpfs", dir], { encoding: "utf8" });
+  if (r.status !== 0) return { dir, skip: `mount -t tmpfs was refused: ${(r.stderr || r.error?.message || "").trim()}`, unmount };
+  return { dir, skip: false, unmount };
+}
+
+/** Fills the file system holding `dir` until write() fails with ENOSPC. */
+function fillDisk(dir: string): string {
+  const filler = join(dir, "filler");
+  for (let i = 0; ; i++) {
+    try {
+      appendFileSync(filler, Buffer.alloc(64 * 1024, 1));
+    } catch (e) {
+      assert.equal((e as NodeJS.ErrnoException).code, "ENOSPC");
+      return filler;
+    }
+    assert.ok(i < 1000, "the disk never filled");
+  }
+}
+
+describe("failure and recovery", () => {
+  test("a log that has not failed is writable and recover() says so; a closed one is not", async () => {
+    const log = await AuditLog.open(newPath(), quiet());
+    assert.equal(log.writable, true);
+    assert.equal(await log.recover(), true);
+    await log.close();
+    assert.equal(log.writable, false);
+    assert.equal(await log.recover(), false);
+  });
+
+  for (const durability of ["write", "fsync"] as const) {
+    const disk = tinyDisk();
+    after(disk.unmount);
+    test(`a full disk (ENOSPC) mid-run: appends reject, writable is false, recover() brings it back once space is freed, and the chain verifies end to end (durability "${durability}")`, { skip: disk.skip, timeout: 30_000 }, async () => {
+      const path = join(disk.dir, "audit.jsonl");
+      const warnings: AuditWarning[] = [];
+      const log = await AuditLog.open(path, { durability, signer: testSigner(writerKeys), checkpointEvery: 4, ...quiet(warnings) });
+      const acknowledged: number[] = [];
+      const big = (i: number) => sample(i, { token: `${i}.`.padEnd(2000, "t") });
+      for (let i = 1; i <= 6; i++) acknowledged.push((await log.append(big(i))).seq);
+
+      const filler = fillDisk(disk.dir);
+      let failure: unknown;
+      for (let i = 0; i < 200 && failure === undefined; i++) {
+        // Sequential: the page the log ends in may still take a line or two.
+        await log.append(big(i)).then(
+          (e) => acknowledged.push(e.seq),
+          (e: unknown) => (failure = e),
+        );
+      }
+      assert.ok(isAztpError(failure, "ERR_AUDIT_IO"), `the write failed with ERR_AUDIT_IO: ${String(failure)}`);
+      assert.match((failure as Error).message, /ENOSPC/);
+      assert.equal(log.writable, false);
+      const seqBefore = log.lastSeq;
+      await assert.rejects(log.append(big(0)), (e) => isAztpError(e, "ERR_AUDIT_IO"), "a failed log refuses appends");
+      assert.equal(log.lastSeq, seqBefore, "a refused append is assigned no seq");
+      assert.ok(warnings.some((w) => w.code === "write-failed"));
+
+      // Still full: one real attempt, shared by concurrent callers; another right after is not made.
+      const first = log.recover();
+      assert.equal(log.recover(), first, "concurrent callers share one attempt");
+      assert.equal(await first, false);
+      assert.equal(await log.recover(), false);
+      assert.equal(warnings.filter((w) => w.code === "recover-failed").length, 1, "at most one attempt per interval");
+      assert.match(warnings.find((w) => w.code === "recover-failed")!.message, /ENOSPC/);
+      assert.equal(log.writable, false);
+
+      rmSync(filler);
+      const deadline = Date.now() + 10_000;
+      while (!(await log.recover())) {
+        assert.ok(Date.now() < deadline, "recover() within 10 s of freeing the disk");
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      assert.equal(log.writable, true);
+      assert.ok(warnings.some((w) => w.code === "recovered"));
+      assert.equal(log.lastSeq, acknowledged.at(-1), "the chain continues after the last acknowledged entry");
+      for (let i = 1; i <= 5; i++) acknowledged.push((await log.append(big(i))).seq);
+      await log.close();
+
+      assert.deepEqual(acknowledged, Array.from({ length: acknowledged.length }, (_, i) => i + 1), "acknowledged entries are numbered without gaps");
+      const result = await verifyAuditLog(path, { verifier });
+      assert.equal(result.ok, true, result.firstBad?.message);
+      assert.equal(result.entries, acknowledged.length, "exactly the acknowledged entries are in the log");
+      assert.equal(result.uncovered, 0);
+      const reopened = await AuditLog.open(path, quiet());
+      assert.equal(reopened.recovered, null, "no torn line was left behind");
+      await reopened.close();
+    });
+  }
+});
+
 describe("query and stats", () => {
   test("filters by caller, callee, tool, decision and time, with a limit", async () => {
     const path = newPath();
@@ -666,6 +1006,80 @@ describe("query and stats", () => {
         ["agent-1", "fetch", 4, 2],
       ],
     );
+  });
+
+  test("callers are data: a query by caller finds verified and claimed calls, callerVerified narrows it, stats keep them apart", async () => {
+    const path = newPath();
+    const log = await AuditLog.open(path, quiet());
+    const ada = "spiffe://example.org/workload/production/node/ada";
+    const rows: Partial<AuditEntryInput>[] = [
+      { caller: ada, callerVerified: true, decision: "allow", outcome: "ok" },
+      { caller: ada, callerVerified: true, decision: "deny", outcome: "denied", reason: "ERR_POLICY_DENIED" },
+      { caller: ada, callerVerified: false, decision: "deny", outcome: "denied", reason: "ERR_INVOCATION_ARGS_MISMATCH" },
+      // A forged token may name the ID in its other form: still a claim to be that ID.
+      { caller: ada.replace("spiffe://", "aztp://"), callerVerified: false, decision: "deny", outcome: "denied", reason: "ERR_INVOCATION_REPLAYED" },
+      { caller: "unknown", callerVerified: false, decision: "deny", outcome: "denied", reason: "ERR_INVOCATION_MISSING" },
+      { caller: "spiffe://example.org/workload/production/node/bob", callerVerified: true, decision: "allow", outcome: "ok" },
+    ];
+    for (const row of rows) await log.append(sample(2, { ...row, tool: "search" }));
+    await log.close();
+    const seqs = (entries: AuditEntry[]) => entries.map((e) => e.seq);
+    assert.deepEqual(seqs(await queryAuditLog(path, { caller: ada, decision: "deny" })), [2, 3, 4]);
+    assert.deepEqual(seqs(await queryAuditLog(path, { caller: ada.replace("spiffe://", "aztp://") })), [1, 2, 3, 4]);
+    assert.deepEqual(seqs(await queryAuditLog(path, { caller: ada, callerVerified: true })), [1, 2]);
+    assert.deepEqual(seqs(await queryAuditLog(path, { caller: ada, callerVerified: false })), [3, 4]);
+    assert.deepEqual(seqs(await queryAuditLog(path, { caller: "unknown" })), [5]);
+    await assert.rejects(queryAuditLog(path, { callerVerified: "yes" as unknown as boolean }), (e) => isAztpError(e, "ERR_INVALID_ARGUMENT"));
+    const stats = await auditStats(path);
+    assert.deepEqual(stats.callers, { verified: 3, claimed: 3 });
+    assert.deepEqual(
+      stats.calls.map((c) => [c.caller.replace("/workload/production/node", ""), c.callerVerified, c.total, c.decisions.deny]),
+      [
+        ["spiffe://example.org/ada", true, 2, 1],
+        ["aztp://example.org/ada", false, 1, 1], // as claimed
+        ["spiffe://example.org/ada", false, 1, 1],
+        ["spiffe://example.org/bob", true, 1, 0],
+        ["unknown", false, 1, 1],
+      ],
+    );
+  });
+
+  test("a version 1 log is still read and verified: an \"unverified:X\" caller reads as caller X, not verified", async () => {
+    const path = newPath("v1");
+    const ada = "spiffe://example.org/workload/production/node/ada";
+    const v1 = [
+      { caller: ada, decision: "allow", outcome: "ok" },
+      { caller: `unverified:${ada}`, decision: "deny", outcome: "denied", reason: "ERR_INVOCATION_SIGNATURE" },
+      { caller: "unknown", decision: "deny", outcome: "denied", reason: "ERR_INVOCATION_MISSING" },
+    ];
+    let prev = GENESIS_HASH;
+    const lines = v1.map((fields, i) => {
+      const entry: Record<string, unknown> = {
+        v: 1, seq: i + 1, time: "2026-01-01T00:00:00.000Z", side: "callee", callee: "spiffe://example.org/tools", tool: "search", argsDigest: "d", prev, ...fields,
+      };
+      const hash = createHash("sha256").update(canonicalize(entry)!, "utf8").digest("hex");
+      prev = hash;
+      return JSON.stringify({ ...entry, hash });
+    });
+    writeLines(path, lines);
+    const verified = await verifyAuditLog(path);
+    assert.equal(verified.ok, true, verified.firstBad?.message);
+    const entries = await queryAuditLog(path, { caller: ada });
+    assert.deepEqual(entries.map((e) => [e.seq, e.v, e.caller, e.callerVerified]), [[1, 1, ada, true], [2, 1, ada, false]]);
+    assert.equal(entries[1]!.hash, JSON.parse(lines[1]!).hash, "the stored hash, of the stored record");
+    assert.deepEqual((await queryAuditLog(path, { caller: "unknown" })).map((e) => e.callerVerified), [false]);
+    assert.deepEqual((await auditStats(path)).callers, { verified: 1, claimed: 2 });
+    // The writer continues a version 1 log with version 2 entries; the whole chain verifies.
+    const log = await AuditLog.open(path, quiet());
+    assert.equal(log.lastSeq, 3);
+    const next = await log.append(sample(1));
+    assert.deepEqual([next.seq, next.v, next.prev], [4, 2, prev]);
+    await log.close();
+    const again = await verifyAuditLog(path);
+    assert.deepEqual([again.ok, again.entries], [true, 4]);
+    // A version 1 entry cannot take fields of version 2.
+    writeLines(path, [JSON.stringify({ ...JSON.parse(lines[0]!), callerVerified: true })]);
+    assert.equal((await verifyAuditLog(path)).firstBad?.reason, "malformed");
   });
 });
 
@@ -794,12 +1208,13 @@ describe("OpenTelemetry export", () => {
 });
 
 describe("crash safety", () => {
-  test("after SIGKILL under load, every acknowledged entry is present and the log verifies", { timeout: 15_000 }, async () => {
+  for (const durability of ["write", "fsync"] as const) test(`after SIGKILL under load, every acknowledged entry is present and the log verifies (durability "${durability}")`, { timeout: 30_000 }, async () => {
     const path = newPath("crash");
     const helper = fileURLToPath(new URL("./helpers/audit-crash-writer.ts", import.meta.url));
     const child = spawn(process.execPath, ["--import", "tsx", helper, path], {
       env: {
         ...process.env,
+        AUDIT_DURABILITY: durability,
         AUDIT_SIGNER_ID: writerKeys.id,
         AUDIT_SIGNER_KEY: writerKeys.privateKey.export({ type: "pkcs8", format: "pem" }) as string,
       },
@@ -809,14 +1224,14 @@ describe("crash safety", () => {
     let err = "";
     child.stderr.on("data", (d: Buffer) => (err += d.toString()));
     const exited = new Promise<NodeJS.Signals | null>((resolve) => child.on("exit", (_code, signal) => resolve(signal)));
+    // Killed in the middle of the load: once a few hundred entries were acknowledged.
     await new Promise<void>((resolve, reject) => {
       child.stdout.on("data", (d: Buffer) => {
         out += d.toString();
-        if (out.startsWith("ready\n")) resolve();
+        if (out.startsWith("ready\n") && out.split("\n").length > 400) resolve();
       });
       void exited.then(() => reject(new Error(`writer exited early: ${err}`)));
     });
-    await new Promise((r) => setTimeout(r, 500));
     child.kill("SIGKILL");
     assert.equal(await exited, "SIGKILL");
 

@@ -119,7 +119,7 @@ describe("aztp policy and aztp audit", () => {
     const log = await AuditLog.open(path, { signer: svidCheckpointSigner(writer.identity), checkpointEvery: 3 });
     const caller = "spiffe://aztp.local/workload/production/node/caller";
     for (const [tool, decision] of [["search", "allow"], ["delete", "deny"], ["search", "allow"], ["search", "allow"]] as const) {
-      await log.append({ side: "callee", caller, callee: writer.identity.spiffeId, tool, argsDigest: "d", decision, outcome: decision === "allow" ? "ok" : "denied" });
+      await log.append({ side: "callee", caller, callerVerified: true, callee: writer.identity.spiffeId, tool, argsDigest: "d", decision, outcome: decision === "allow" ? "ok" : "denied" });
     }
     await log.close();
 

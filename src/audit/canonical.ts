@@ -7,9 +7,17 @@
  * JavaScript and scans every string one UTF-16 unit at a time for lone surrogates. Every append
  * and every verified entry computes one such hash, so this is most of their CPU cost.
  *
- * Input must be JSON data (what JSON.parse returns, or a value `toJsonValue` accepted):
- * strings with a lone surrogate and non-finite numbers are refused, as RFC 8785 requires.
+ * Input must be JSON data (what JSON.parse returns, or what `redactArgs` made): strings with
+ * a lone surrogate and non-finite numbers are refused, as RFC 8785 requires, and so is
+ * nesting deeper than `MAX_CANONICAL_DEPTH` (a TypeError each). Nothing here recurses without
+ * bound: a log line that JSON.parse read 100,000 levels deep is refused, not a stack overflow.
  */
+
+/**
+ * Levels of nesting accepted. The writer never nests deeper than the argument bound (64)
+ * plus the entry's own two levels; the margin is for entries written by other tools.
+ */
+export const MAX_CANONICAL_DEPTH = 512;
 
 // With the u flag a well-formed surrogate pair is one code point, so only lone halves match.
 const LONE_SURROGATE = /\p{Cs}/u;
@@ -24,23 +32,23 @@ const MAYBE_LONE_ESCAPE = /\\u[dD][89a-fA-F]/;
  * keep their order, so nearly every hash takes this path.
  */
 export function canonicalJson(value: unknown): string {
-  if (typeof value === "object" && value !== null && isCanonicalOrder(value, undefined)) {
+  if (typeof value === "object" && value !== null && isCanonicalOrder(value, undefined, 0)) {
     const text = JSON.stringify(value);
     if (!mayHoldLoneSurrogate(text)) return text;
   }
-  return exactCanonicalJson(value);
+  return exactCanonicalJson(value, 0);
 }
 
 /** Canonical JSON of `object` as if its member `omit` were absent (no copy is made). */
 export function canonicalObject(object: Record<string, unknown>, omit: string): string {
   // Fast path for the stored layout: canonical members, then `omit` as the last member.
   const omitted = object[omit];
-  if (typeof omitted === "string" && isCanonicalOrder(object, omit)) {
+  if (typeof omitted === "string" && isCanonicalOrder(object, omit, 0)) {
     const text = JSON.stringify(object);
     const suffix = `,${JSON.stringify(omit)}:${JSON.stringify(omitted)}}`;
     if (text.endsWith(suffix) && !mayHoldLoneSurrogate(text)) return `${text.slice(0, -suffix.length)}}`;
   }
-  return exactObject(object, omit);
+  return exactObject(object, omit, 0);
 }
 
 function mayHoldLoneSurrogate(json: string): boolean {
@@ -53,9 +61,10 @@ function mayHoldLoneSurrogate(json: string): boolean {
  * `lastKey`, if given, allowed only as the top level's last member) and would not drop or
  * alter anything: plain objects and arrays, finite numbers, no undefined.
  */
-function isCanonicalOrder(value: object, lastKey: string | undefined): boolean {
+function isCanonicalOrder(value: object, lastKey: string | undefined, depth: number): boolean {
+  if (depth >= MAX_CANONICAL_DEPTH) return false; // the exact path says why
   if (Array.isArray(value)) {
-    for (const item of value) if (!isCanonicalValue(item)) return false;
+    for (const item of value) if (!isCanonicalValue(item, depth)) return false;
     return true;
   }
   const proto: unknown = Object.getPrototypeOf(value);
@@ -69,12 +78,12 @@ function isCanonicalOrder(value: object, lastKey: string | undefined): boolean {
   for (let i = 0; i < end; i++) {
     const key = keys[i] as string;
     if (i > 0 && !((keys[i - 1] as string) < key)) return false; // < compares UTF-16 code units
-    if (!isCanonicalValue((value as Record<string, unknown>)[key])) return false;
+    if (!isCanonicalValue((value as Record<string, unknown>)[key], depth)) return false;
   }
   return true;
 }
 
-function isCanonicalValue(value: unknown): boolean {
+function isCanonicalValue(value: unknown, depth: number): boolean {
   switch (typeof value) {
     case "string":
     case "boolean":
@@ -82,14 +91,14 @@ function isCanonicalValue(value: unknown): boolean {
     case "number":
       return Number.isFinite(value);
     case "object":
-      return value === null || isCanonicalOrder(value, undefined);
+      return value === null || isCanonicalOrder(value, undefined, depth + 1);
     default:
       return false;
   }
 }
 
 /** The exact serialisation, member by member. */
-function exactCanonicalJson(value: unknown): string {
+function exactCanonicalJson(value: unknown, depth: number): string {
   switch (typeof value) {
     case "string":
       if (LONE_SURROGATE.test(value)) throw new TypeError("a string holds a lone surrogate, which RFC 8785 forbids");
@@ -102,14 +111,15 @@ function exactCanonicalJson(value: unknown): string {
       return value ? "true" : "false";
     case "object":
       if (value === null) return "null";
-      if (Array.isArray(value)) return `[${value.map((item) => (item === undefined ? "null" : exactCanonicalJson(item))).join(",")}]`;
-      return exactObject(value as Record<string, unknown>, undefined);
+      if (depth >= MAX_CANONICAL_DEPTH) throw new TypeError(`nested deeper than ${MAX_CANONICAL_DEPTH} levels`);
+      if (Array.isArray(value)) return `[${value.map((item) => (item === undefined ? "null" : exactCanonicalJson(item, depth + 1))).join(",")}]`;
+      return exactObject(value as Record<string, unknown>, undefined, depth);
     default:
       throw new TypeError(`a ${typeof value} is not JSON`);
   }
 }
 
-function exactObject(object: Record<string, unknown>, omit: string | undefined): string {
+function exactObject(object: Record<string, unknown>, omit: string | undefined, depth: number): string {
   // Array.prototype.sort compares UTF-16 code units, which is the order RFC 8785 prescribes.
   const keys = Object.keys(object).sort();
   let out = "{";
@@ -119,9 +129,9 @@ function exactObject(object: Record<string, unknown>, omit: string | undefined):
     if (key === omit || member === undefined) continue;
     if (!first) out += ",";
     first = false;
-    out += exactCanonicalJson(key);
+    out += exactCanonicalJson(key, depth + 1);
     out += ":";
-    out += exactCanonicalJson(member);
+    out += exactCanonicalJson(member, depth + 1);
   }
   return `${out}}`;
 }

@@ -11,13 +11,28 @@
  * On disk an entry is one line of JSON: its canonical form with `"hash"` appended as the last
  * member. Readers never rely on that layout: they parse the line and recompute the canonical
  * form, so any JSON writer that keeps the values produces a verifiable log.
+ *
+ * Versions: 2 (written now) records the caller as data: `caller` and `callerVerified`, and
+ * says what the log could not keep (`argsOmitted`, `sanitized`). Version 1 entries are still
+ * read and verified: their caller was a string that began with "unverified:" when it was only
+ * claimed; readers see such an entry as version 2 would have written it (`readableEntry`),
+ * and its hash is checked over the record as stored.
+ *
+ * Hostile content never makes an entry unwritable: `validateEntryInput` refuses programming
+ * errors only (a missing field, a wrong type), and the writer makes every caller-supplied
+ * string storable (`storableText`: lone surrogates replaced, length capped), saying so in
+ * `sanitized`.
  */
 import * as crypto from "node:crypto";
 import { AztpError, ErrorCodes } from "../errors.js";
 import { canonicalJson, canonicalObject } from "./canonical.js";
-import type { JsonValue } from "./redact.js";
+import { replaceLoneSurrogates, truncateText, type JsonValue, type OmissionNotes } from "./redact.js";
 
-export const AUDIT_ENTRY_VERSION = 1;
+/** The version the writer writes. */
+export const AUDIT_ENTRY_VERSION = 2;
+
+/** Version 1 marked a caller that was only claimed with this prefix. */
+const V1_UNVERIFIED_PREFIX = "unverified:";
 
 /** The `prev` of the first entry of every log: no entry hashes to 64 zeros. */
 export const GENESIS_HASH = "0".repeat(64);
@@ -27,20 +42,33 @@ export type AuditDecision = "allow" | "deny" | "audit-only";
 export type AuditOutcome = "ok" | "error" | "denied";
 
 export interface AuditEntry {
-  readonly v: 1;
+  /** 2; an entry read from a version 1 log keeps 1 (its other fields are shown as in 2). */
+  readonly v: 1 | 2;
   /** 1 for the first entry of a log, then +1 per entry, with no gaps. */
   readonly seq: number;
   /** ISO 8601 timestamp of the decision. */
   readonly time: string;
   readonly side: AuditSide;
-  /** The caller's SPIFFE ID (as verified; as claimed, or "unknown", when verification failed). */
+  /**
+   * The caller's SPIFFE ID: the verified one when `callerVerified`; otherwise the one it
+   * claimed (the unverified token's issuer), or "unknown" when it claimed none.
+   */
   readonly caller: string;
+  /** True only when the caller's identity was verified (its token's signature and chain). */
+  readonly callerVerified: boolean;
   readonly callee: string;
   readonly tool: string;
-  /** Digest of the canonical arguments, exactly as the invocation token carries it. */
+  /**
+   * Digest of the canonical arguments, exactly as the invocation token carries it; the
+   * literal "unencodable" when the arguments have no canonical form.
+   */
   readonly argsDigest: string;
   /** The arguments themselves, only when the log was opened with `includeArgs`, redacted. */
   readonly args?: JsonValue;
+  /** Why parts of the arguments could not be kept in `args` (bounded notes, "args.a.b: ..."). */
+  readonly argsOmitted?: readonly string[];
+  /** Which caller-supplied fields the log had to alter to store them, and how. */
+  readonly sanitized?: readonly string[];
   /** SPIFFE IDs of the delegation chain, outermost delegator first. */
   readonly delegation?: readonly string[];
   readonly decision: AuditDecision;
@@ -59,19 +87,28 @@ export interface AuditEntry {
   readonly hash: string;
 }
 
-/** What a caller supplies to `AuditLog.append`; the log assigns `v`, `seq`, `prev` and `hash`. */
-export interface AuditEntryInput extends Omit<AuditEntry, "v" | "seq" | "prev" | "hash" | "time" | "args"> {
+/**
+ * What a caller supplies to `AuditLog.append`; the log assigns `v`, `seq`, `prev` and `hash`,
+ * and `argsOmitted` and `sanitized` when it could not keep everything as given.
+ */
+export interface AuditEntryInput extends Omit<AuditEntry, "v" | "seq" | "prev" | "hash" | "time" | "args" | "argsOmitted" | "sanitized"> {
   /** Defaults to the time of the append. */
   readonly time?: string;
   /** Raw arguments: kept (redacted) only when the log was opened with `includeArgs`. */
   readonly args?: unknown;
 }
 
+/** An entry as stored: version 1 entries have no `callerVerified` (see `readableEntry`). */
+export type StoredAuditEntry = Omit<AuditEntry, "callerVerified"> & { readonly callerVerified?: boolean };
+
 /** An entry before it is sealed with its hash. */
 export type UnsealedEntry = Omit<AuditEntry, "hash">;
 
-/** SHA-256 hex of the canonical JSON of `entry` without `hash` (the value `hash` must hold). */
-export function entryHash(entry: UnsealedEntry | AuditEntry): string {
+/**
+ * SHA-256 hex of the canonical JSON of `entry` without `hash` (the value `hash` must hold).
+ * `entry` is the record as stored: for a version 1 entry, not its `readableEntry` view.
+ */
+export function entryHash(entry: UnsealedEntry | StoredAuditEntry): string {
   return sha256Hex(canonical(() => canonicalObject(entry as unknown as Record<string, unknown>, "hash")));
 }
 
@@ -100,6 +137,28 @@ function canonical(serialise: () => string): string {
   }
 }
 
+// ---- making caller-supplied text storable ------------------------------------------------
+
+/** Characters kept per caller-supplied field: tokens and receipts carry x5c chains. */
+export const ENTRY_TEXT_LIMITS = { text: 2048, token: 64 * 1024, delegation: 64 } as const;
+
+/**
+ * `value` as the log can store it: lone surrogates (which have no canonical form) replaced
+ * with U+FFFD, and cut to `max` characters followed by its length and digest. What was done
+ * is noted under `name`.
+ */
+export function storableText(name: string, value: string, max: number, notes: OmissionNotes): string {
+  let out = value;
+  const cut = truncateText(out, max);
+  if (cut !== null) {
+    notes.add(name, `${value.length} characters, cut to ${max}`);
+    out = cut;
+  }
+  const fixed = replaceLoneSurrogates(out);
+  if (fixed.replaced > 0) notes.add(name, `${fixed.replaced} lone surrogate(s) replaced with U+FFFD`);
+  return fixed.text;
+}
+
 // ---- validation -------------------------------------------------------------------------
 
 const HEX64 = /^[0-9a-f]{64}$/;
@@ -113,10 +172,17 @@ const OUTCOMES: ReadonlySet<string> = new Set<AuditOutcome>(["ok", "error", "den
 type Check = (value: unknown) => string | null; // null when valid, else what was expected
 
 const nonEmptyString: Check = (v) => (typeof v === "string" && v.length > 0 ? null : "a non-empty string");
+// Caller-supplied text: any string, as hostile content must still be recorded.
+const anyString: Check = (v) => (typeof v === "string" ? null : "a string");
+const stringArray = (nonEmpty: boolean): Check => (v) =>
+  Array.isArray(v) && v.every((s) => typeof s === "string" && (!nonEmpty || s.length > 0))
+    ? null
+    : `an array of ${nonEmpty ? "non-empty " : ""}strings`;
 const oneOf =
   (set: ReadonlySet<string>): Check =>
   (v) =>
     typeof v === "string" && set.has(v) ? null : `one of ${[...set].join(", ")}`;
+const boolean: Check = (v) => (typeof v === "boolean" ? null : "true or false");
 
 export function isIsoTime(v: unknown): v is string {
   return typeof v === "string" && ISO_TIME.test(v) && Number.isFinite(Date.parse(v));
@@ -148,48 +214,73 @@ function fieldTable(entries: readonly (readonly [string, FieldSpec])[]): FieldTa
 
 const isoTime: Check = (v) => (isIsoTime(v) ? null : "an ISO 8601 timestamp");
 const hex64: Check = (v) => (isHex64(v) ? null : "64 lower-case hex digits");
+const duration: Check = (v) => (typeof v === "number" && Number.isFinite(v) && v >= 0 ? null : "a finite number >= 0");
+const field = (required: boolean, check: Check): FieldSpec => ({ required, check });
 
-/** Fields a caller may supply; `required` ones must be present. */
+/**
+ * Fields a caller may supply; `required` ones must be present. Text is any string: what a
+ * hostile caller sent (an empty tool name, a lone surrogate, 10 MB) is made storable and
+ * recorded, never refused.
+ */
 const INPUT_FIELDS: readonly (readonly [string, FieldSpec])[] = [
-  ["time", { required: false, check: isoTime }],
-  ["side", { required: true, check: oneOf(SIDES) }],
-  ["caller", { required: true, check: nonEmptyString }],
-  ["callee", { required: true, check: nonEmptyString }],
-  ["tool", { required: true, check: nonEmptyString }],
-  ["argsDigest", { required: true, check: nonEmptyString }],
-  ["args", { required: false, check: () => null }], // validated as JSON when it is kept
-  [
-    "delegation",
-    {
-      required: false,
-      check: (v) =>
-        Array.isArray(v) && v.every((id) => typeof id === "string" && id.length > 0) ? null : "an array of non-empty strings",
-    },
-  ],
-  ["decision", { required: true, check: oneOf(DECISIONS) }],
-  ["reason", { required: false, check: nonEmptyString }],
-  ["outcome", { required: false, check: oneOf(OUTCOMES) }],
-  ["resultDigest", { required: false, check: nonEmptyString }],
-  [
-    "durationMs",
-    { required: false, check: (v) => (typeof v === "number" && Number.isFinite(v) && v >= 0 ? null : "a finite number >= 0") },
-  ],
-  ["jti", { required: false, check: nonEmptyString }],
-  ["traceId", { required: false, check: nonEmptyString }],
-  ["token", { required: false, check: nonEmptyString }],
-  ["receipt", { required: false, check: nonEmptyString }],
+  ["time", field(false, isoTime)],
+  ["side", field(true, oneOf(SIDES))],
+  ["caller", field(true, anyString)],
+  ["callerVerified", field(true, boolean)],
+  ["callee", field(true, anyString)],
+  ["tool", field(true, anyString)],
+  ["argsDigest", field(true, anyString)],
+  ["args", field(false, () => null)], // anything: made storable when it is kept
+  ["delegation", field(false, stringArray(false))],
+  ["decision", field(true, oneOf(DECISIONS))],
+  ["reason", field(false, anyString)],
+  ["outcome", field(false, oneOf(OUTCOMES))],
+  ["resultDigest", field(false, anyString)],
+  ["durationMs", field(false, duration)],
+  ["jti", field(false, anyString)],
+  ["traceId", field(false, anyString)],
+  ["token", field(false, anyString)],
+  ["receipt", field(false, anyString)],
 ];
 
 const INPUT_TABLE = fieldTable(INPUT_FIELDS);
 
-/** Fields of a stored entry: the input fields (time now required) plus what the log assigns. */
-const STORED_TABLE = fieldTable([
-  ["v", { required: true, check: (v) => (v === AUDIT_ENTRY_VERSION ? null : `version ${AUDIT_ENTRY_VERSION}`) }],
-  ["seq", { required: true, check: (v) => (isPositiveSafeInteger(v) ? null : "a positive integer") }],
-  ...INPUT_FIELDS.filter(([key]) => key !== "time"),
-  ["time", { required: true, check: isoTime }],
-  ["prev", { required: true, check: hex64 }],
-  ["hash", { required: true, check: hex64 }],
+/** A stored version 2 entry: the input fields (time now required) plus what the log assigns. */
+const STORED_V2 = fieldTable([
+  ["v", field(true, (v) => (v === 2 ? null : "version 2"))],
+  ["seq", field(true, (v) => (isPositiveSafeInteger(v) ? null : "a positive integer"))],
+  ...INPUT_FIELDS.filter(([key]) => key !== "time" && key !== "args"),
+  ["args", field(false, () => null)], // any JSON
+  ["argsOmitted", field(false, stringArray(true))],
+  ["sanitized", field(false, stringArray(true))],
+  ["time", field(true, isoTime)],
+  ["prev", field(true, hex64)],
+  ["hash", field(true, hex64)],
+]);
+
+/** A stored version 1 entry, as the version 1 writer checked it. */
+const STORED_V1 = fieldTable([
+  ["v", field(true, (v) => (v === 1 ? null : "version 1"))],
+  ["seq", field(true, (v) => (isPositiveSafeInteger(v) ? null : "a positive integer"))],
+  ["time", field(true, isoTime)],
+  ["side", field(true, oneOf(SIDES))],
+  ["caller", field(true, nonEmptyString)],
+  ["callee", field(true, nonEmptyString)],
+  ["tool", field(true, nonEmptyString)],
+  ["argsDigest", field(true, nonEmptyString)],
+  ["args", field(false, () => null)],
+  ["delegation", field(false, stringArray(true))],
+  ["decision", field(true, oneOf(DECISIONS))],
+  ["reason", field(false, nonEmptyString)],
+  ["outcome", field(false, oneOf(OUTCOMES))],
+  ["resultDigest", field(false, nonEmptyString)],
+  ["durationMs", field(false, duration)],
+  ["jti", field(false, nonEmptyString)],
+  ["traceId", field(false, nonEmptyString)],
+  ["token", field(false, nonEmptyString)],
+  ["receipt", field(false, nonEmptyString)],
+  ["prev", field(true, hex64)],
+  ["hash", field(true, hex64)],
 ]);
 
 function checkFields(value: unknown, table: FieldTable, skipUndefined: boolean): string | null {
@@ -197,7 +288,7 @@ function checkFields(value: unknown, table: FieldTable, skipUndefined: boolean):
   const record = value as Record<string, unknown>;
   for (const key of Object.keys(record)) {
     const spec = table.specs.get(key);
-    if (spec === undefined) return `unknown field "${key}"`;
+    if (spec === undefined) return `unknown field "${key.length <= 64 ? key : `${key.slice(0, 64)}…`}"`;
     const v = record[key];
     if (v === undefined && skipUndefined) continue;
     const expected = spec.check(v);
@@ -209,21 +300,45 @@ function checkFields(value: unknown, table: FieldTable, skipUndefined: boolean):
   return null;
 }
 
-/** Throws ERR_INVALID_ARGUMENT unless `input` is a well-formed `AuditEntryInput`. */
+/**
+ * Throws ERR_INVALID_ARGUMENT unless `input` is a well-formed `AuditEntryInput`: only for
+ * programming errors (a missing field, a wrong type), never for what a caller sent.
+ */
 export function validateEntryInput(input: unknown): asserts input is AuditEntryInput {
   // Optional fields set to undefined are accepted, as object spreads produce them.
   const problem = checkFields(input, INPUT_TABLE, true);
   if (problem !== null) throw new AztpError(ErrorCodes.INVALID_ARGUMENT, `audit entry: ${problem}`);
 }
 
-/** Returns why `value` (a parsed line) is not a well-formed stored entry, or null if it is. */
+/** Returns why `value` (a parsed line) is not a well-formed stored entry of version 1 or 2, or null. */
 export function entryProblem(value: unknown): string | null {
-  return checkFields(value, STORED_TABLE, false);
+  if (typeof value !== "object" || value === null || Array.isArray(value)) return "not a JSON object";
+  const v = (value as { v?: unknown }).v;
+  if (v === 2) return checkFields(value, STORED_V2, false);
+  if (v === 1) return checkFields(value, STORED_V1, false);
+  return `field "v" must be ${AUDIT_ENTRY_VERSION} (or 1, an older version)`;
 }
 
-/** Validates a parsed line as a stored entry, throwing ERR_AUDIT_CORRUPT if it is not one. */
+/**
+ * A stored entry as readers see it: a version 2 entry as it is; a version 1 entry with its
+ * caller as data ("unverified:X" reads as caller X, not verified; "unknown" as not verified).
+ * Hash checks use the stored record, never this view.
+ */
+export function readableEntry(stored: StoredAuditEntry): AuditEntry {
+  if (stored.v !== 1) return stored as AuditEntry;
+  const caller = stored.caller;
+  if (caller.startsWith(V1_UNVERIFIED_PREFIX)) return { ...stored, caller: caller.slice(V1_UNVERIFIED_PREFIX.length), callerVerified: false };
+  return { ...stored, callerVerified: caller !== "unknown" };
+}
+
+/** Validates a parsed line as a stored entry (throwing ERR_AUDIT_CORRUPT if it is not one) and returns its readable view. */
 export function parseAuditEntry(value: unknown): AuditEntry {
+  return readableEntry(parseStoredEntry(value));
+}
+
+/** Validates a parsed line as a stored entry, throwing ERR_AUDIT_CORRUPT if it is not one; returns it as stored. */
+export function parseStoredEntry(value: unknown): StoredAuditEntry {
   const problem = entryProblem(value);
   if (problem !== null) throw new AztpError(ErrorCodes.AUDIT_CORRUPT, `malformed audit entry: ${problem}`);
-  return value as AuditEntry;
+  return value as StoredAuditEntry;
 }

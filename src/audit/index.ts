@@ -1,16 +1,20 @@
 /** The tamper-evident audit log: writer, entry and checkpoint formats, verification and reading. */
 export { AuditLog, type AuditLogOptions, type AuditRecovery, type AuditWarning } from "./log.js";
 export {
+  AUDIT_ENTRY_VERSION,
+  ENTRY_TEXT_LIMITS,
   GENESIS_HASH,
   entryHash,
   parseAuditEntry,
+  readableEntry,
   type AuditDecision,
   type AuditEntry,
   type AuditEntryInput,
   type AuditOutcome,
   type AuditSide,
+  type StoredAuditEntry,
 } from "./entry.js";
-export { redact, REDACTED, type JsonValue } from "./redact.js";
+export { ARGS_LIMITS, redact, redactArgs, REDACTED, type JsonValue, type RedactedArgs } from "./redact.js";
 export {
   checkpointPayload,
   parseCheckpoint,

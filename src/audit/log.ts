@@ -15,13 +15,16 @@
 import { AztpError, ErrorCodes } from "../errors.js";
 import {
   AUDIT_ENTRY_VERSION,
+  ENTRY_TEXT_LIMITS,
   entryHash,
   GENESIS_HASH,
-  parseAuditEntry,
+  parseStoredEntry,
   sealEntry,
+  storableText,
   validateEntryInput,
   type AuditEntry,
   type AuditEntryInput,
+  type StoredAuditEntry,
   type UnsealedEntry,
 } from "./entry.js";
 import {
@@ -33,8 +36,8 @@ import {
   type Checkpoint,
   type CheckpointSigner,
 } from "./checkpoint.js";
-import { JsonlSink } from "./jsonl-sink.js";
-import { redact } from "./redact.js";
+import { JsonlSink, type AuditDurability } from "./jsonl-sink.js";
+import { OmissionNotes, redact, redactArgs, type RedactedArgs } from "./redact.js";
 import { defaultWitnessPath, readWitness, writeWitness } from "./witness.js";
 
 export interface AuditLogOptions {
@@ -50,7 +53,17 @@ export interface AuditLogOptions {
   readonly checkpointIntervalMs?: number;
   /** Where the newest checkpoint is copied. Default `<path>.witness`. */
   readonly witnessPath?: string;
-  /** Group commit: how long a batch collects entries before one write+fdatasync (ms). Default 2. */
+  /**
+   * When `append` resolves. "write" (default): once the entry has been handed to the kernel
+   * with write(); it then survives a crash or SIGKILL of the process, not a power loss.
+   * "fsync": once the file has been fdatasync'ed; it survives a power loss too. Both use
+   * group commit: appends that arrive while a write (or fsync) is in flight share the next.
+   */
+  readonly durability?: AuditDurability;
+  /**
+   * Group commit: how long a batch collects entries before it is written (ms). Default 0:
+   * written at once when the writer is idle (a caller's answer waits for its entry).
+   */
   readonly batchWindowMs?: number;
   /** Group commit: write a batch early at this many entries. Default 1024. */
   readonly maxBatchEntries?: number;
@@ -58,12 +71,17 @@ export interface AuditLogOptions {
   readonly maxBatchBytes?: number;
   /** Also export each durable entry through the global OpenTelemetry API. Default false. */
   readonly otel?: boolean;
+  /**
+   * After a failed write, `recover()` really tries to reopen the file at most this often
+   * (ms); calls in between return false at once. Default 500.
+   */
+  readonly recoverIntervalMs?: number;
   /** Receives what the log repaired or could not do; default: `process.emitWarning`. */
   readonly onWarning?: (warning: AuditWarning) => void;
 }
 
 export interface AuditWarning {
-  readonly code: "torn-tail" | "witness-missing" | "witness-behind" | "checkpoint-failed";
+  readonly code: "torn-tail" | "witness-missing" | "witness-behind" | "checkpoint-failed" | "write-failed" | "recovered" | "recover-failed";
   readonly message: string;
   readonly cause?: unknown;
 }
@@ -88,13 +106,14 @@ interface Settings {
   checkpointEvery: number;
   checkpointIntervalMs: number;
   witnessPath: string;
+  recoverIntervalMs: number;
   /** Loaded only when `otel` is set, so that logs without it never load the OpenTelemetry API. */
   otel: typeof import("./otel.js") | null;
   onWarning: (warning: AuditWarning) => void;
 }
 
 interface Tail {
-  lastEntry: AuditEntry | null;
+  lastEntry: StoredAuditEntry | null;
   lastCheckpoint: Checkpoint | null;
 }
 
@@ -111,6 +130,9 @@ export class AuditLog {
   #witnessChain: Promise<void> = Promise.resolve();
   #interval: NodeJS.Timeout | null = null;
   #closing: Promise<void> | null = null;
+  #recovering: Promise<boolean> | null = null;
+  #lastRecoverAttempt = -Infinity;
+  #failureReported = false;
 
   private constructor(path: string, sink: JsonlSink, settings: Settings, tail: Tail) {
     this.path = path;
@@ -132,8 +154,11 @@ export class AuditLog {
     if (typeof path !== "string" || path.length === 0) invalid("audit log path must be a non-empty string");
     const settings = resolveSettings(path, options);
     if (options.otel === true) settings.otel = await import("./otel.js");
+    const durability = options.durability ?? "write";
+    if (durability !== "write" && durability !== "fsync") invalid(`durability must be "write" or "fsync", got ${JSON.stringify(durability)}`);
     const sink = await JsonlSink.open(path, {
-      batchWindowMs: intOption(options.batchWindowMs, "batchWindowMs", 2, 0, 10_000),
+      durability,
+      batchWindowMs: intOption(options.batchWindowMs, "batchWindowMs", 0, 0, 10_000),
       maxBatchEntries: intOption(options.maxBatchEntries, "maxBatchEntries", 1024, 1, 1 << 20),
       maxBatchBytes: intOption(options.maxBatchBytes, "maxBatchBytes", 1 << 20, 1, 1 << 30),
     });
@@ -176,12 +201,86 @@ export class AuditLog {
   }
 
   /**
+   * Whether an append can be written now: false after a write failed (until `recover()`
+   * succeeds) and after `close()`. Synchronous, so a guard can refuse a call before it runs.
+   */
+  get writable(): boolean {
+    return this.#closing === null && this.#recovering === null && this.#sink.writable;
+  }
+
+  /** Why an append cannot be written now (closed is checked apart), or null. */
+  #refusal(): AztpError | null {
+    const failure = this.#sink.failure;
+    if (failure !== null) return failure;
+    if (this.#recovering !== null) return new AztpError(ErrorCodes.AUDIT_IO, `audit log ${this.path} is recovering from a failed write`);
+    return null;
+  }
+
+  /**
+   * After a failed write: reopens the file, cuts it back to what was acknowledged (entries
+   * that were rejected never were), re-reads and checks its tail, and resets the chain's head
+   * (seq, hash, newest checkpoint) from what is on disk. Resolves whether the log can be
+   * written again: true at once when it has not failed, false when closed or still failing.
+   * Real attempts happen at most once per `recoverIntervalMs`; concurrent calls share one.
+   */
+  recover(): Promise<boolean> {
+    if (this.#closing !== null) return Promise.resolve(false);
+    if (this.#sink.writable) return Promise.resolve(true);
+    if (this.#recovering !== null) return this.#recovering;
+    const now = performance.now();
+    if (now - this.#lastRecoverAttempt < this.#settings.recoverIntervalMs) return Promise.resolve(false);
+    this.#lastRecoverAttempt = now;
+    this.#recovering = this.#recover().finally(() => {
+      this.#recovering = null;
+    });
+    return this.#recovering;
+  }
+
+  async #recover(): Promise<boolean> {
+    const failure = this.#sink.failure;
+    try {
+      // Appends are refused while this runs (see #refusal), so nothing is chained to a head
+      // that is about to be reset.
+      await this.#witnessChain.catch(() => undefined);
+      const witness = await readWitness(this.#settings.witnessPath);
+      await this.#sink.reopen();
+      try {
+        const tail = recoverTail(this.#sink, this.#settings.signer !== undefined || witness !== null);
+        this.#seq = tail.lastEntry?.seq ?? 0;
+        this.#head = tail.lastEntry?.hash ?? GENESIS_HASH;
+        this.#lastCheckpoint = tail.lastCheckpoint;
+        this.#nextCheckpointAt = (tail.lastCheckpoint?.upTo ?? 0) + this.#settings.checkpointEvery;
+        await this.#reconcileWitness(witness);
+      } catch (cause) {
+        this.#sink.markFailed(cause); // never append on top of a tail that does not check out
+        throw cause;
+      }
+    } catch (cause) {
+      this.#settings.onWarning({
+        code: "recover-failed",
+        message: `audit log ${this.path}: cannot be written yet: ${(cause as Error).message}`,
+        cause,
+      });
+      return false;
+    }
+    this.#failureReported = false;
+    this.#settings.onWarning({
+      code: "recovered",
+      message: `audit log ${this.path} can be written again (after: ${failure?.message ?? "a failure"}); it continues after seq ${this.#seq}`,
+    });
+    return true;
+  }
+
+  /**
    * Chains and queues one entry; resolves with it once it is durable. Rejects with
    * ERR_INVALID_ARGUMENT for a malformed input, ERR_AUDIT_CLOSED after `close()`, and
    * ERR_AUDIT_IO when the file could not be written (the log then refuses further appends).
    */
   append(input: AuditEntryInput): Promise<AuditEntry> {
     if (this.#closing !== null) return Promise.reject(new AztpError(ErrorCodes.AUDIT_CLOSED, `audit log ${this.path} is closed`));
+    // Refused before a seq is assigned: the chain only ever holds what could be written.
+    const refusal = this.#refusal();
+    if (refusal !== null) return Promise.reject(refusal);
     let sealed: { entry: AuditEntry; line: string };
     try {
       validateEntryInput(input);
@@ -190,7 +289,10 @@ export class AuditLog {
       return Promise.reject(cause);
     }
     const { entry, line } = sealed;
-    const durable = this.#sink.append(line);
+    const durable = this.#sink.append(line).catch((cause: unknown) => {
+      this.#reportFailure(cause);
+      throw cause;
+    });
     this.#seq = entry.seq;
     this.#head = entry.hash;
     const s = this.#settings;
@@ -223,9 +325,13 @@ export class AuditLog {
     return this.#lastCheckpoint;
   }
 
-  /** Resolves once every entry appended so far is durable. */
+  /**
+   * Resolves once every entry appended so far is written (as `durability` says) and the
+   * witness names the newest checkpoint written so far: the files agree with each other.
+   */
   async flush(): Promise<void> {
     await this.#sink.flush();
+    await this.#witnessChain.catch(() => undefined);
   }
 
   /**
@@ -257,27 +363,57 @@ export class AuditLog {
 
   #unsealed(input: AuditEntryInput): UnsealedEntry {
     // Copy field by field: only known fields reach the log, and nothing the caller mutates
-    // later. Members are added in RFC 8785 order, which lets the hash take its fast path.
+    // later. Every caller-supplied string is made storable first (a lone surrogate has no
+    // canonical form, 10 MB do not belong in one line), and what was changed is recorded.
+    const notes = new OmissionNotes();
+    const text = (name: string, value: string, max: number = ENTRY_TEXT_LIMITS.text): string => storableText(name, value, max, notes);
+    const optional = (name: string, value: string | undefined, max?: number): string | undefined =>
+      value === undefined ? undefined : text(name, value, max);
+    let args: RedactedArgs | undefined;
+    if (this.#settings.includeArgs && input.args !== undefined) args = redactArgs(input.args, this.#settings.redactFields);
+    const argsDigest = text("argsDigest", input.argsDigest);
+    const callee = text("callee", input.callee);
+    const caller = text("caller", input.caller);
+    let delegation: string[] | undefined;
+    if (input.delegation !== undefined) {
+      const all = input.delegation;
+      const max = ENTRY_TEXT_LIMITS.delegation;
+      if (all.length > max) notes.add("delegation", `${all.length} IDs, the first ${max} kept`);
+      delegation = all.slice(0, max).map((id, i) => text(`delegation[${i}]`, id));
+    }
+    const jti = optional("jti", input.jti);
+    const reason = optional("reason", input.reason);
+    const receipt = optional("receipt", input.receipt, ENTRY_TEXT_LIMITS.token);
+    const resultDigest = optional("resultDigest", input.resultDigest);
+    const token = optional("token", input.token, ENTRY_TEXT_LIMITS.token);
+    const tool = text("tool", input.tool);
+    const traceId = optional("traceId", input.traceId);
+    const sanitized = notes.list();
+
+    // Members are added in RFC 8785 order, which lets the hash take its fast path.
     const e: { -readonly [K in keyof UnsealedEntry]?: UnsealedEntry[K] } = {};
-    if (this.#settings.includeArgs && input.args !== undefined) e.args = redact(input.args, this.#settings.redactFields);
-    e.argsDigest = input.argsDigest;
-    e.callee = input.callee;
-    e.caller = input.caller;
+    if (args !== undefined) e.args = args.value;
+    e.argsDigest = argsDigest;
+    if (args !== undefined && args.omitted.length > 0) e.argsOmitted = args.omitted;
+    e.callee = callee;
+    e.caller = caller;
+    e.callerVerified = input.callerVerified;
     e.decision = input.decision;
-    if (input.delegation !== undefined) e.delegation = [...input.delegation];
+    if (delegation !== undefined) e.delegation = delegation;
     if (input.durationMs !== undefined) e.durationMs = input.durationMs;
-    if (input.jti !== undefined) e.jti = input.jti;
+    if (jti !== undefined) e.jti = jti;
     if (input.outcome !== undefined) e.outcome = input.outcome;
     e.prev = this.#head;
-    if (input.reason !== undefined) e.reason = input.reason;
-    if (input.receipt !== undefined) e.receipt = input.receipt;
-    if (input.resultDigest !== undefined) e.resultDigest = input.resultDigest;
+    if (reason !== undefined) e.reason = reason;
+    if (receipt !== undefined) e.receipt = receipt;
+    if (resultDigest !== undefined) e.resultDigest = resultDigest;
+    if (sanitized.length > 0) e.sanitized = sanitized;
     e.seq = this.#seq + 1;
     e.side = input.side;
     e.time = input.time ?? new Date().toISOString();
-    if (input.token !== undefined) e.token = input.token;
-    e.tool = input.tool;
-    if (input.traceId !== undefined) e.traceId = input.traceId;
+    if (token !== undefined) e.token = token;
+    e.tool = tool;
+    if (traceId !== undefined) e.traceId = traceId;
     e.v = AUDIT_ENTRY_VERSION;
     return e as UnsealedEntry;
   }
@@ -288,6 +424,8 @@ export class AuditLog {
    * Resolves once the checkpoint is durable and the witness updated.
    */
   #cut(): Promise<Checkpoint> | null {
+    const refusal = this.#refusal();
+    if (refusal !== null) throw refusal; // a checkpoint of a head that may be reset is no checkpoint
     const signer = this.#settings.signer;
     const covered = this.#lastCheckpoint?.upTo ?? 0;
     if (signer === undefined || this.#seq === covered) return null;
@@ -305,12 +443,14 @@ export class AuditLog {
     );
     this.#lastCheckpoint = checkpoint;
     this.#nextCheckpointAt = checkpoint.upTo + this.#settings.checkpointEvery;
-    const durable = this.#sink.append(checkpointLine(checkpoint));
+    // Synced in "write" mode too: the witness comes next, and must never be ahead of the disk.
+    const durable = this.#sink.append(checkpointLine(checkpoint), { sync: true });
     // Only a durable checkpoint may reach the witness: a witness ahead of the log reads as a cut.
     return durable.then(() => this.#updateWitness(checkpoint)).then(() => checkpoint);
   }
 
   #autoCheckpoint(): void {
+    if (this.#refusal() !== null) return; // the next append after recovery triggers it again
     try {
       this.#cut()?.catch((cause: unknown) => this.#warnCheckpoint(cause));
     } catch (cause) {
@@ -318,6 +458,13 @@ export class AuditLog {
       this.#nextCheckpointAt = this.#seq + this.#settings.checkpointEvery;
       this.#warnCheckpoint(cause);
     }
+  }
+
+  /** The first failed write is said once (per failure): the guard decides what it means for calls. */
+  #reportFailure(cause: unknown): void {
+    if (this.#failureReported || !(cause instanceof AztpError) || cause.code !== ErrorCodes.AUDIT_IO) return;
+    this.#failureReported = true;
+    this.#settings.onWarning({ code: "write-failed", message: `${cause.message}; call recover() once it can be written`, cause });
   }
 
   #warnCheckpoint(cause: unknown): void {
@@ -381,9 +528,9 @@ export class AuditLog {
  * to a broken chain would bury the damage under valid-looking entries.
  */
 function recoverTail(sink: JsonlSink, wantCheckpoint: boolean): Tail {
-  let lastEntry: AuditEntry | null = null;
+  let lastEntry: StoredAuditEntry | null = null;
   let lastCheckpoint: Checkpoint | null = null;
-  let newer: AuditEntry | null = null; // the entry after the current line, in file order
+  let newer: StoredAuditEntry | null = null; // the entry after the current line, in file order
   let checkpointAwaitsEntry = false;
   let reachedStart = true;
   for (const { line, offset } of sink.linesBackward()) {
@@ -404,8 +551,8 @@ function recoverTail(sink: JsonlSink, wantCheckpoint: boolean): Tail {
       }
       continue;
     }
-    const entry = withContext(where, () => parseAuditEntry(value));
-    if (entryHash(entry) !== entry.hash) throw corrupt(`${where}: entry ${entry.seq} does not match its hash`);
+    const entry = withContext(where, () => parseStoredEntry(value));
+    if (withContext(where, () => entryHash(entry)) !== entry.hash) throw corrupt(`${where}: entry ${entry.seq} does not match its hash`);
     if (newer !== null && (newer.seq !== entry.seq + 1 || newer.prev !== entry.hash)) {
       throw corrupt(`${where}: entry ${newer.seq} does not follow entry ${entry.seq} (broken chain)`);
     }
@@ -447,6 +594,7 @@ function resolveSettings(path: string, options: AuditLogOptions): Settings {
     checkpointEvery: intOption(options.checkpointEvery, "checkpointEvery", 1000, 0, Number.MAX_SAFE_INTEGER),
     checkpointIntervalMs: intOption(options.checkpointIntervalMs, "checkpointIntervalMs", 60_000, 0, 2 ** 31 - 1),
     witnessPath: options.witnessPath ?? defaultWitnessPath(path),
+    recoverIntervalMs: intOption(options.recoverIntervalMs, "recoverIntervalMs", 500, 0, 2 ** 31 - 1),
     otel: null,
     onWarning,
   };

@@ -3,14 +3,27 @@
  * called what (`aztp audit stats`). Both stream the file; neither verifies it (that is
  * `verifyAuditLog`'s job), but both refuse a line that is not a well-formed record, since a
  * report silently built on damaged data would mislead.
+ *
+ * Callers are data: an entry's `caller` is the verified ID or only the claimed one, and
+ * `callerVerified` says which. A query by caller finds both (the calls an ID made and those
+ * made in its name), `callerVerified` narrows it, and stats never count a claim as a call by
+ * that ID: claimed and verified callers are separate rows. Entries of version 1 logs are read
+ * the same way (`readableEntry`).
  */
 import { AztpError, ErrorCodes } from "../errors.js";
-import { entryProblem, type AuditDecision, type AuditEntry, type AuditOutcome } from "./entry.js";
+import { entryProblem, readableEntry, type AuditDecision, type AuditEntry, type AuditOutcome, type StoredAuditEntry } from "./entry.js";
 import { isCheckpointRecord } from "./checkpoint.js";
 import { scanLines } from "./lines.js";
+import { SpiffeId } from "../spiffe/spiffeid.js";
 
 export interface AuditQuery {
+  /**
+   * Calls this ID made or claimed to make. SPIFFE and AZTP forms of one ID match each other
+   * (a claimed caller is compared in its normal form when it is a valid ID, else as written).
+   */
   readonly caller?: string;
+  /** true: only calls whose caller was verified; false: only those whose caller was claimed. */
+  readonly callerVerified?: boolean;
   readonly callee?: string;
   readonly tool?: string;
   readonly decision?: AuditDecision;
@@ -28,10 +41,14 @@ export async function queryAuditLog(path: string, query: AuditQuery = {}): Promi
   const until = query.until === undefined ? Infinity : toMillis(query.until, "until");
   const limit = query.limit ?? Infinity;
   if (limit !== Infinity && (!Number.isInteger(limit) || limit < 0)) invalid("limit must be a non-negative integer");
+  if (query.callerVerified !== undefined && typeof query.callerVerified !== "boolean") invalid("callerVerified must be true or false");
   const out: AuditEntry[] = [];
   if (limit === 0) return out;
+  const normal = idNormaliser();
+  const caller = query.caller === undefined ? undefined : normal(query.caller);
   await forEachEntry(path, (entry) => {
-    if (query.caller !== undefined && entry.caller !== query.caller) return true;
+    if (caller !== undefined && entry.caller !== caller && normal(entry.caller) !== caller) return true;
+    if (query.callerVerified !== undefined && entry.callerVerified !== query.callerVerified) return true;
     if (query.callee !== undefined && entry.callee !== query.callee) return true;
     if (query.tool !== undefined && entry.tool !== query.tool) return true;
     if (query.decision !== undefined && entry.decision !== query.decision) return true;
@@ -47,6 +64,8 @@ export async function queryAuditLog(path: string, query: AuditQuery = {}): Promi
 
 export interface AuditCallStats {
   readonly caller: string;
+  /** Whether this row's calls had their caller verified: a claimed caller is a row of its own. */
+  readonly callerVerified: boolean;
   readonly callee: string;
   readonly tool: string;
   readonly total: number;
@@ -60,15 +79,19 @@ export interface AuditStats {
   readonly lastTime: string | null;
   readonly decisions: Readonly<Record<AuditDecision, number>>;
   readonly outcomes: Readonly<Record<AuditOutcome | "none", number>>;
-  /** One row per caller → callee / tool, the busiest first. */
+  /** Entries whose caller was verified, and those whose caller was only claimed (or unknown). */
+  readonly callers: Readonly<{ verified: number; claimed: number }>;
+  /** One row per caller (verified or claimed) → callee / tool, the busiest first. */
   readonly calls: readonly AuditCallStats[];
 }
 
-/** Counts by decision and outcome, and by caller → callee / tool. */
+/** Counts by decision and outcome, and by caller (verified apart from claimed) → callee / tool. */
 export async function auditStats(path: string): Promise<AuditStats> {
   const decisions = { allow: 0, deny: 0, "audit-only": 0 };
   const outcomes = { ok: 0, error: 0, denied: 0, none: 0 };
-  const calls = new Map<string, { caller: string; callee: string; tool: string; total: number; decisions: Record<AuditDecision, number> }>();
+  const callers = { verified: 0, claimed: 0 };
+  type Row = { caller: string; callerVerified: boolean; callee: string; tool: string; total: number; decisions: Record<AuditDecision, number> };
+  const calls = new Map<string, Row>();
   let entries = 0;
   let firstTime: string | null = null;
   let lastTime: string | null = null;
@@ -78,11 +101,19 @@ export async function auditStats(path: string): Promise<AuditStats> {
     lastTime = entry.time;
     decisions[entry.decision]++;
     outcomes[entry.outcome ?? "none"]++;
-    // JSON of the triple: no separator can be spoofed by an ID that contains it.
-    const key = JSON.stringify([entry.caller, entry.callee, entry.tool]);
+    callers[entry.callerVerified ? "verified" : "claimed"]++;
+    // JSON of the tuple: no separator can be spoofed by an ID that contains it.
+    const key = JSON.stringify([entry.caller, entry.callerVerified, entry.callee, entry.tool]);
     let row = calls.get(key);
     if (row === undefined) {
-      row = { caller: entry.caller, callee: entry.callee, tool: entry.tool, total: 0, decisions: { allow: 0, deny: 0, "audit-only": 0 } };
+      row = {
+        caller: entry.caller,
+        callerVerified: entry.callerVerified,
+        callee: entry.callee,
+        tool: entry.tool,
+        total: 0,
+        decisions: { allow: 0, deny: 0, "audit-only": 0 },
+      };
       calls.set(key, row);
     }
     row.total++;
@@ -90,9 +121,14 @@ export async function auditStats(path: string): Promise<AuditStats> {
     return true;
   });
   const rows = [...calls.values()].sort(
-    (a, b) => b.total - a.total || a.caller.localeCompare(b.caller) || a.callee.localeCompare(b.callee) || a.tool.localeCompare(b.tool),
+    (a, b) =>
+      b.total - a.total ||
+      a.caller.localeCompare(b.caller) ||
+      Number(b.callerVerified) - Number(a.callerVerified) ||
+      a.callee.localeCompare(b.callee) ||
+      a.tool.localeCompare(b.tool),
   );
-  return { entries, checkpoints, firstTime, lastTime, decisions, outcomes, calls: rows };
+  return { entries, checkpoints, firstTime, lastTime, decisions, outcomes, callers, calls: rows };
 }
 
 /** Calls `onEntry` for each entry (false stops); returns the number of checkpoints passed. */
@@ -113,9 +149,30 @@ async function forEachEntry(path: string, onEntry: (entry: AuditEntry) => boolea
     if (problem !== null) {
       throw new AztpError(ErrorCodes.AUDIT_CORRUPT, `audit log ${path}: line ${lineNo}: malformed entry: ${problem}`);
     }
-    return onEntry(value as AuditEntry);
+    return onEntry(readableEntry(value as StoredAuditEntry));
   });
   return checkpoints;
+}
+
+/**
+ * The normal form of an ID (aztp:// and spiffe:// forms of one ID are equal), or the text as
+ * written when it is not a valid ID ("unknown", or whatever a forged token claimed). Each
+ * distinct text is parsed once per read; the memo is bounded.
+ */
+function idNormaliser(): (text: string) => string {
+  const memo = new Map<string, string>();
+  return (text) => {
+    let normal = memo.get(text);
+    if (normal !== undefined) return normal;
+    try {
+      normal = SpiffeId.parse(text).toString();
+    } catch {
+      normal = text;
+    }
+    if (memo.size >= 10_000) memo.clear();
+    memo.set(text, normal);
+    return normal;
+  };
 }
 
 function toMillis(value: Date | string | number, name: string): number {

@@ -342,20 +342,31 @@ export function buildProgram(): Command {
     });
   const auditFilters = (c: Command): Command =>
     c
-      .option("--caller <id>")
+      .option("--caller <id>", "calls this ID made or claimed to make")
+      .option("--verified-only", "only calls whose caller was verified")
       .option("--callee <id>")
       .option("--tool <name>")
       .addOption(new Option("--decision <decision>").choices(["allow", "deny", "audit-only"]))
       .option("--since <time>", "ISO 8601")
       .option("--until <time>", "ISO 8601");
   const normaliseId = (id: string | undefined): string | undefined => (id === undefined ? undefined : SpiffeId.parse(id).toString());
+  // A claimed caller is whatever a refused token said ("unknown", a malformed ID): it is
+  // matched as written when it is not a valid ID.
+  const callerFilter = (id: string): string => {
+    try {
+      return SpiffeId.parse(id).toString();
+    } catch {
+      return id;
+    }
+  };
   auditFilters(audit.command("query <file>").description("entries matching every filter, oldest first"))
     .option("--limit <n>", "at most this many")
-    .action(async (file: string, o: { caller?: string; callee?: string; tool?: string; decision?: "allow" | "deny" | "audit-only"; since?: string; until?: string; limit?: string }) => {
+    .action(async (file: string, o: { caller?: string; verifiedOnly?: boolean; callee?: string; tool?: string; decision?: "allow" | "deny" | "audit-only"; since?: string; until?: string; limit?: string }) => {
       const limit = o.limit === undefined ? undefined : Number(o.limit);
       if (limit !== undefined && (!Number.isInteger(limit) || limit < 0)) throw new CommanderError(2, "aztp.usage", "--limit must be a whole number");
       const entries = await queryAuditLog(resolve(file), {
-        ...(o.caller ? { caller: normaliseId(o.caller) as string } : {}),
+        ...(o.caller ? { caller: callerFilter(o.caller) } : {}),
+        ...(o.verifiedOnly ? { callerVerified: true } : {}),
         ...(o.callee ? { callee: normaliseId(o.callee) as string } : {}),
         ...(o.tool ? { tool: o.tool } : {}),
         ...(o.decision ? { decision: o.decision } : {}),
@@ -385,7 +396,11 @@ export function buildProgram(): Command {
         [
           `${stats.entries} entries, ${stats.checkpoints} checkpoints, ${stats.firstTime ?? "-"} .. ${stats.lastTime ?? "-"}`,
           `decisions: allow ${stats.decisions.allow}, deny ${stats.decisions.deny}, audit-only ${stats.decisions["audit-only"]}`,
-          ...stats.calls.map((c) => `${String(c.total).padStart(6)}  ${c.caller} -> ${c.callee} ${c.tool}  (allow ${c.decisions.allow}, deny ${c.decisions.deny}, audit-only ${c.decisions["audit-only"]})`),
+          `callers: ${stats.callers.verified} verified, ${stats.callers.claimed} claimed only (not verified)`,
+          ...stats.calls.map(
+            (c) =>
+              `${String(c.total).padStart(6)}  ${callerText(c)} -> ${c.callee} ${c.tool}  (allow ${c.decisions.allow}, deny ${c.decisions.deny}, audit-only ${c.decisions["audit-only"]})`,
+          ),
         ].join("\n"),
       );
     });
@@ -476,7 +491,12 @@ export function buildProgram(): Command {
 }
 
 function describeEntry(e: AuditEntry): string {
-  return `${e.seq} ${e.time} ${e.side} ${e.decision}${e.reason ? `(${e.reason})` : ""} ${e.caller} -> ${e.callee} ${e.tool} ${e.outcome ?? ""}`.trimEnd();
+  return `${e.seq} ${e.time} ${e.side} ${e.decision}${e.reason ? `(${e.reason})` : ""} ${callerText(e)} -> ${e.callee} ${e.tool} ${e.outcome ?? ""}`.trimEnd();
+}
+
+/** A caller for people: a claimed one is never shown as if it had been verified. */
+function callerText(e: { caller: string; callerVerified: boolean }): string {
+  return e.callerVerified ? e.caller : `${e.caller} (claimed, not verified)`;
 }
 
 /** The proxy's identity, issued before the audit log opens so checkpoints can be signed by it. */

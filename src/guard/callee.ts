@@ -52,7 +52,10 @@ export interface Admission {
   readonly verified: VerifiedInvocation | undefined;
   /** Why verification failed (also set in audit mode, where the call still runs). */
   readonly error: AztpError | undefined;
+  /** The verified caller's ID or, when its token did not verify, the ID it claims ("unknown" if none). */
   readonly caller: string;
+  /** Whether `caller` was verified (false: only claimed). */
+  readonly callerVerified: boolean;
   readonly startedAt: number;
 }
 
@@ -71,11 +74,13 @@ function asAztpError(e: unknown, code: (typeof ErrorCodes)[keyof typeof ErrorCod
   return e instanceof AztpError ? e : new AztpError(code, (e as Error)?.message ?? String(e), { cause: e });
 }
 
-/** The caller an invalid token claims to be, for the audit record only (never trusted). */
+/** Who a token that did not verify claims to be, for the record only (never trusted); "unknown" when it claims nobody. */
 function claimedCaller(token: unknown): string {
   const iss = peekClaims(token)?.iss;
-  return typeof iss === "string" && iss.length <= 2048 ? `unverified:${iss}` : "unknown";
+  return typeof iss === "string" && iss.length > 0 && iss.length <= 2048 ? iss : UNKNOWN_CALLER;
 }
+
+const UNKNOWN_CALLER = "unknown";
 
 export class CalleeGuard {
   readonly mode: GuardMode;
@@ -103,7 +108,7 @@ export class CalleeGuard {
     // Fail closed first: a call that cannot be recorded is not run (nor its token's jti burnt).
     const unavailable = await this.#audit.unavailable();
     if (unavailable !== undefined) {
-      return { allowed: false, tool: call.tool, args: call.args, token, verified: undefined, error: unavailable, caller: claimedCaller(call.token), startedAt };
+      return { allowed: false, tool: call.tool, args: call.args, token, verified: undefined, error: unavailable, caller: claimedCaller(call.token), callerVerified: false, startedAt };
     }
     let verified: VerifiedInvocation;
     try {
@@ -117,7 +122,7 @@ export class CalleeGuard {
       });
     } catch (e) {
       const error = asAztpError(e);
-      return { allowed: this.mode === "audit", tool: call.tool, args: call.args, token, verified: undefined, error, caller: claimedCaller(call.token), startedAt };
+      return { allowed: this.mode === "audit", tool: call.tool, args: call.args, token, verified: undefined, error, caller: claimedCaller(call.token), callerVerified: false, startedAt };
     }
     const caller = verified.caller.toString();
     if (policy !== undefined) {
@@ -125,10 +130,10 @@ export class CalleeGuard {
       try {
         verified.policy = decideInvocation(verified, { policy, args: call.args, ...(this.#o.relations ? { relations: this.#o.relations } : {}) });
       } catch (e) {
-        return { allowed: this.mode === "audit", tool: call.tool, args: call.args, token, verified, error: asAztpError(e), caller, startedAt };
+        return { allowed: this.mode === "audit", tool: call.tool, args: call.args, token, verified, error: asAztpError(e), caller, callerVerified: true, startedAt };
       }
     }
-    return { allowed: true, tool: call.tool, args: call.args, token, verified, error: undefined, caller, startedAt };
+    return { allowed: true, tool: call.tool, args: call.args, token, verified, error: undefined, caller, callerVerified: true, startedAt };
   }
 
   /**
@@ -137,7 +142,7 @@ export class CalleeGuard {
    */
   refuse(call: { tool: string; args: unknown; token: unknown }, error: AztpError): Promise<Settlement> {
     const token = typeof call.token === "string" ? call.token : undefined;
-    return this.settleRefusal({ allowed: false, tool: call.tool, args: call.args, token, verified: undefined, error, caller: claimedCaller(call.token), startedAt: performance.now() });
+    return this.settleRefusal({ allowed: false, tool: call.tool, args: call.args, token, verified: undefined, error, caller: claimedCaller(call.token), callerVerified: false, startedAt: performance.now() });
   }
 
   /** Settles a refused admission: status denied, the error (code and message) as its result. */
@@ -167,7 +172,7 @@ export class CalleeGuard {
     let replaced: AztpError | undefined;
     // A receipt needs an addressee: the verified caller, or the claimed one of a refused token
     // (it can only check the receipt if it really is that caller). Unsigned calls get none.
-    const addressee = v ? v.caller.toString() : admission.caller.startsWith("unverified:") ? admission.caller.slice("unverified:".length) : undefined;
+    const addressee = v ? v.caller.toString() : admission.caller !== UNKNOWN_CALLER ? admission.caller : undefined;
     if (addressee !== undefined) {
       const sign = (o: { status: ReceiptStatus; result: unknown; code?: string }): void => {
         ({ receipt, claims: { result_sha256: resultDigest } } = createReceipt(this.#o.identity, {
@@ -244,6 +249,7 @@ export class CalleeGuard {
     const entry: AuditEntryInput = {
       side: this.#o.side ?? "callee",
       caller: admission.caller,
+      callerVerified: admission.callerVerified,
       callee: this.id,
       tool: admission.tool,
       argsDigest,

@@ -62,6 +62,7 @@ export class CallerGuard {
         const unrecorded = await this.#audit.record({
           side: "caller",
           caller: this.id,
+          callerVerified: true, // the writer's own identity
           callee: call.audience,
           tool: call.tool,
           argsDigest: "unencodable",
@@ -146,6 +147,7 @@ export class CallerGuard {
     return this.#audit.record({
       side: "caller",
       caller: this.id,
+      callerVerified: true, // the writer's own identity
       callee: prepared.audience,
       tool: prepared.tool,
       argsDigest: prepared.claims.args_sha256,

@@ -4,7 +4,7 @@
  * line, until the parent kills it with SIGKILL. stdout to a pipe is synchronous on Linux, so a
  * printed seq was acknowledged before the parent could read it.
  *
- *   AUDIT_SIGNER_ID=... AUDIT_SIGNER_KEY=<PKCS#8 PEM> node --import tsx audit-crash-writer.ts <log>
+ *   AUDIT_SIGNER_ID=... AUDIT_SIGNER_KEY=<PKCS#8 PEM> [AUDIT_DURABILITY=write|fsync] node --import tsx audit-crash-writer.ts <log>
  */
 import { AuditLog } from "../../src/audit/index.js";
 import { testKeysFromPem, testSigner } from "./audit-signer.js";
@@ -17,7 +17,8 @@ if (path === undefined || id === undefined || pem === undefined) {
   process.exit(2);
 }
 
-const log = await AuditLog.open(path, { signer: testSigner(testKeysFromPem(id, pem)), checkpointEvery: 100 });
+const durability = process.env.AUDIT_DURABILITY === "fsync" ? "fsync" : "write";
+const log = await AuditLog.open(path, { signer: testSigner(testKeysFromPem(id, pem)), checkpointEvery: 100, durability });
 process.stdout.write("ready\n");
 
 async function worker(w: number): Promise<never> {
@@ -25,6 +26,7 @@ async function worker(w: number): Promise<never> {
     const entry = await log.append({
       side: "callee",
       caller: `spiffe://example.org/agent-${w}`,
+      callerVerified: true,
       callee: "spiffe://example.org/tool-server",
       tool: "search",
       argsDigest: `digest-${w}-${i}`,
