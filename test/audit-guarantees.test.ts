@@ -4,16 +4,16 @@
  * fail closed, and honest outcomes.
  */
 import assert from "node:assert/strict";
-import { existsSync } from "node:fs";
+import { existsSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { describe, it, type TestContext } from "node:test";
+import { after, describe, it, type TestContext } from "node:test";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport, getDefaultEnvironment } from "@modelcontextprotocol/sdk/client/stdio.js";
 import { InMemoryTransport } from "@modelcontextprotocol/sdk/inMemory.js";
 import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import type { JSONRPCMessage } from "@modelcontextprotocol/sdk/types.js";
 import { z } from "zod";
-import { queryAuditLog } from "../src/audit/index.js";
+import { queryAuditLog, verifyAuditLog } from "../src/audit/index.js";
 import { isAztpError } from "../src/errors.js";
 import { CalleeGuard } from "../src/guard/callee.js";
 import { CallerGuard } from "../src/guard/caller.js";
@@ -23,6 +23,7 @@ import { INVOCATION_META_KEY, RECEIPT_META_KEY } from "../src/mcp/meta.js";
 import { ROOT } from "./helpers/authority-util.js";
 import { newToolServer, type RunCounter } from "./helpers/mcp-tool-server.js";
 import { CLI, fixture, onWire, spawnNode, STDIO_SERVER, withTimeout } from "./helpers/mcp-util.js";
+import { fillDisk, tinyDisk } from "./helpers/tiny-disk.js";
 
 function jtiOf(token: string): string {
   return (JSON.parse(Buffer.from(token.split(".")[1] as string, "base64url").toString("utf8")) as { jti: string }).jti;
@@ -149,6 +150,74 @@ describe("the audit entry is written before the answer", () => {
       }
     });
   }
+});
+
+/** A secured pair in memory whose server (or client) logs to `path`, the other side keeping none. */
+async function pairLoggingTo(t: TestContext, side: "server" | "client", path: string, mode: "enforce" | "audit") {
+  const { aztp } = fixture(t);
+  const log = await AuditLog.open(path, { onWarning: () => undefined });
+  t.after(() => log.close().catch(() => undefined));
+  const counter: RunCounter = { runs: 0 };
+  const server = await secureMcpServer(newToolServer(counter), { client: aztp, name: `full-${side}-server`, mode, audit: side === "server" ? log : false });
+  const client = await secureMcpClient(new Client({ name: "c", version: "1" }), { client: aztp, name: `full-${side}-client`, mode, audit: side === "client" ? log : false });
+  const [c, s] = InMemoryTransport.createLinkedPair();
+  await server.connect(s);
+  await client.connect(c);
+  t.after(() => client.close());
+  // A big argument, so each entry takes the disk's last pages quickly (arguments are kept).
+  const call = (i: number) => client.callTool({ name: "echo", arguments: { text: `call ${i} `.padEnd(4000, "x") } });
+  return { log, counter, call };
+}
+
+/** The error code an MCP call failed with (from error.data.code, or the AztpError's own). */
+function codeOf(e: unknown): string | undefined {
+  return ((e as { data?: { code?: string } }).data?.code ?? (e as { code?: string }).code) as string | undefined;
+}
+
+describe("fail closed: a log that cannot be written stops the calls, and they resume once it can", () => {
+  const disk = tinyDisk();
+  after(disk.unmount);
+  for (const side of ["server", "client"] as const) {
+    it(`enforce, ${side} log on a disk that fills mid-run: ERR_AUDIT_UNAVAILABLE, no tool runs unaudited; recovers when space is freed`, { skip: disk.skip, timeout: 60_000 }, async (t) => {
+      const { log, counter, call } = await pairLoggingTo(t, side, join(disk.dir, `${side}-enforce.jsonl`), "enforce");
+      await call(0);
+      const filler = fillDisk(disk.dir);
+      let failed: unknown;
+      for (let i = 1; i < 200 && failed === undefined; i++) await call(i).catch((e: unknown) => (failed = e));
+      assert.equal(codeOf(failed), "ERR_AUDIT_UNAVAILABLE", `the answer was withheld: ${String(failed)}`);
+      assert.equal(log.writable, false);
+      const runs = counter.runs;
+      const entries = (await queryAuditLog(log.path)).length;
+      // The calls that follow are refused before the tool runs (server) or before they are sent (client).
+      for (let i = 0; i < 3; i++) await assert.rejects(call(1000 + i), (e) => codeOf(e) === "ERR_AUDIT_UNAVAILABLE");
+      assert.equal(counter.runs, runs, "no tool ran while the log could not be written");
+      rmSync(filler);
+      const deadline = Date.now() + 15_000;
+      for (;;) {
+        const ok = await call(2000).then(() => true, () => false);
+        if (ok) break;
+        assert.ok(Date.now() < deadline, "calls resume within 15 s of freeing the disk");
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.equal(counter.runs, runs + 1);
+      const after = await queryAuditLog(log.path);
+      assert.equal(after.length, entries + 1, "the resumed call is on record, and nothing in between claims to be");
+      assert.equal((await verifyAuditLog(log.path)).ok, true, "the chain verifies across the outage");
+    });
+  }
+
+  it("audit mode: calls go on through a full disk, and it is said once", { skip: disk.skip, timeout: 60_000 }, async (t) => {
+    const { log, counter, call } = await pairLoggingTo(t, "server", join(disk.dir, "server-audit.jsonl"), "audit");
+    await call(0);
+    const filler = fillDisk(disk.dir);
+    t.after(() => rmSync(filler, { force: true }));
+    const said = await warningsDuring("AZTP_AUDIT_UNAVAILABLE", async () => {
+      for (let i = 1; i <= 30; i++) await call(i);
+    });
+    assert.equal(log.writable, false, "the disk did fill");
+    assert.equal(counter.runs, 31, "every call ran");
+    assert.equal(said.length, 1, `said once, not per call: ${JSON.stringify(said)}`);
+  });
 });
 
 describe("no input leaves a call unaudited", () => {
