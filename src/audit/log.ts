@@ -4,7 +4,14 @@
  * It owns the hash chain (seq and prev are assigned synchronously inside `append`, so entries
  * are chained in call order however many appends are in flight), redaction, the checkpoint
  * schedule and the witness; the JSON Lines sink owns bytes and durability. `append` resolves
- * only once the entry is durable: nothing acknowledged is ever lost.
+ * only once the entry is written as `durability` says (handed to the kernel, or fdatasync'ed):
+ * nothing acknowledged is lost to a crash of the process (or, with "fsync", of the machine).
+ *
+ * No input makes an entry unwritable: only programming errors are refused; hostile strings and
+ * arguments are made storable and the entry says what was changed (`sanitized`, `argsOmitted`).
+ *
+ * After a failed write the log is not `writable` and refuses appends (ERR_AUDIT_IO) until
+ * `recover()` has reopened the file and reset the chain's head from what is on disk.
  *
  * Opening an existing log re-reads its tail: the last entry (its hash recomputed, its chain
  * checked back to the newest checkpoint), the newest checkpoint (which must match the entry it
@@ -272,9 +279,10 @@ export class AuditLog {
   }
 
   /**
-   * Chains and queues one entry; resolves with it once it is durable. Rejects with
-   * ERR_INVALID_ARGUMENT for a malformed input, ERR_AUDIT_CLOSED after `close()`, and
-   * ERR_AUDIT_IO when the file could not be written (the log then refuses further appends).
+   * Chains and queues one entry; resolves with it once it is written (see `durability`).
+   * Rejects with ERR_INVALID_ARGUMENT for a programming error (a missing field, a wrong
+   * type; never for hostile content), ERR_AUDIT_CLOSED after `close()`, and ERR_AUDIT_IO
+   * when the file could not be written (the log then refuses appends until `recover()`).
    */
   append(input: AuditEntryInput): Promise<AuditEntry> {
     if (this.#closing !== null) return Promise.reject(new AztpError(ErrorCodes.AUDIT_CLOSED, `audit log ${this.path} is closed`));
@@ -346,6 +354,7 @@ export class AuditLog {
 
   async #close(): Promise<void> {
     if (this.#interval !== null) clearInterval(this.#interval);
+    await this.#recovering; // a reopen under way must not race the file's close (it never rejects)
     try {
       let final: Promise<Checkpoint> | null = null;
       try {

@@ -65,6 +65,11 @@ export interface AuditFinding {
 export interface AuditVerifyOptions {
   /** Checks checkpoint (and witness) signatures; without it only their structure is checked. */
   readonly verifier?: CheckpointVerifier;
+  /**
+   * What the verifier trusts, for people ("bundle /etc/aztp/bundle.json", "the authority in
+   * /srv/aztp"): a signature that does not verify is reported as checked against it.
+   */
+  readonly verifierSource?: string;
   /** The witness to check against. Default `<path>.witness`; false to verify the log alone. */
   readonly witnessPath?: string | false;
 }
@@ -87,6 +92,7 @@ export interface AuditVerifyResult {
 /** Verifies the log at `path`; resolves with the verdict (it throws only when the file cannot be read). */
 export async function verifyAuditLog(path: string, options: AuditVerifyOptions = {}): Promise<AuditVerifyResult> {
   const verifier = options.verifier;
+  const against = options.verifierSource === undefined ? "" : ` (checked against ${options.verifierSource})`;
   const explicitWitness = typeof options.witnessPath === "string";
   const witnessPath = options.witnessPath === false ? null : (options.witnessPath ?? defaultWitnessPath(path));
 
@@ -104,7 +110,7 @@ export async function verifyAuditLog(path: string, options: AuditVerifyOptions =
     if (witness !== null && verifier !== undefined) {
       const problem = checkpointSignatureProblem(witness, verifier);
       if (problem !== null) {
-        witnessFault = finding(0, witness.seq, "witness", "witness-signature", `witness ${witnessPath}: ${problem}`);
+        witnessFault = finding(0, witness.seq, "witness", "witness-signature", `witness ${witnessPath}: ${problem}${against}`);
         witness = null;
       }
     }
@@ -193,7 +199,7 @@ export async function verifyAuditLog(path: string, options: AuditVerifyOptions =
     if (cp.count !== since) return bad("checkpoint-count", `checkpoint #${cp.seq} counts ${cp.count} entries, the log has ${since}`);
     if (verifier !== undefined) {
       const sigProblem = checkpointSignatureProblem(cp, verifier);
-      if (sigProblem !== null) return bad("checkpoint-signature", `checkpoint #${cp.seq}: ${sigProblem}`);
+      if (sigProblem !== null) return bad("checkpoint-signature", `checkpoint #${cp.seq}: ${sigProblem}${against}`);
     }
     if (witness !== null && cp.seq === witness.seq) {
       if (!sameCheckpoint(cp, witness)) return bad("witness-mismatch", `checkpoint #${cp.seq} differs from the witness's`);

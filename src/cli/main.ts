@@ -23,6 +23,9 @@ import { AuditLog } from "../audit/log.js";
 import type { AuditEntry } from "../audit/entry.js";
 import { auditStats, queryAuditLog } from "../audit/query.js";
 import { verifyAuditLog } from "../audit/verify.js";
+import type { CheckpointVerifier } from "../audit/checkpoint.js";
+import { scanLines } from "../audit/lines.js";
+import { defaultWitnessPath, readWitness } from "../audit/witness.js";
 import { Trust } from "../invocation/trust.js";
 import { Aztp } from "../client/aztp.js";
 import { svidCheckpointSigner, svidCheckpointVerifier } from "../invocation/checkpoint.js";
@@ -321,19 +324,25 @@ export function buildProgram(): Command {
   audit
     .command("verify <file>")
     .description("check the hash chain, checkpoint signatures and the witness; exit 1 naming the first bad entry")
+    .option("--bundle <file>", "check checkpoint signatures against this trust bundle (SPIFFE bundle JSON or PEM roots, as `aztp verify` takes them)")
+    .option("--no-signatures", "do not check who signed the checkpoints (the chain and the witness are still checked); the verdict says so")
     .option("--witness <file>", "the witness file (default: <file>.witness)")
     .option("--no-witness", "verify the log alone")
-    .action(async (file: string, o: { witness?: string | false }) => {
+    .action(async (file: string, o: { bundle?: string; signatures: boolean; witness?: string | false }) => {
+      if (o.bundle !== undefined && !o.signatures) throw new CommanderError(2, "aztp.usage", "give --bundle or --no-signatures, not both");
       const path = resolve(file);
-      if (!existsSync(path)) throw new AztpError(ErrorCodes.INVALID_ARGUMENT, `no audit log at ${path}`);
-      // Checkpoint signatures are checked against the home's trust bundle when there is one.
-      const home = homeOf(g());
-      const verifier = existsSync(join(home, "authority.json"))
-        ? await EmbeddedAuthority.open(home).then((a) => svidCheckpointVerifier(new Trust(a, { revocation: { isRevoked: () => false } })))
-        : undefined;
-      const result = await verifyAuditLog(path, { ...(verifier ? { verifier } : {}), ...(o.witness === false ? { witnessPath: false } : o.witness ? { witnessPath: resolve(o.witness) } : {}) });
-      out(g(), result, () => {
-        const head = `${result.entries} entries, ${result.checkpoints} checkpoints, signatures ${result.signaturesChecked ? "checked" : "NOT checked (no authority in --home)"}, witness ${result.witness}`;
+      const witnessPath = o.witness === false ? false : o.witness ? resolve(o.witness) : undefined;
+      // No verdict without a key: signatures are checked against a bundle or an authority,
+      // or the user says explicitly that they are not to be.
+      const trust = o.signatures ? await auditTrustSource(path, witnessPath, o.bundle, g()) : null;
+      if (!existsSync(path)) throw new AztpError(ErrorCodes.AUDIT_IO, `no audit log at ${path}`);
+      const result = await verifyAuditLog(path, {
+        ...(trust ? { verifier: trust.verifier, verifierSource: trust.source } : {}),
+        ...(witnessPath !== undefined ? { witnessPath } : {}),
+      });
+      const signatures = trust ? `checked against ${trust.source}` : "NOT checked (--no-signatures)";
+      out(g(), { ...result, signatures: trust ? "checked" : "skipped", trustSource: trust?.source ?? null }, () => {
+        const head = `${result.entries} entries, ${result.checkpoints} checkpoints, signatures ${signatures}, witness ${result.witness}`;
         if (result.ok) return `ok: ${head}${result.uncovered > 0 ? `; ${result.uncovered} entries after the last checkpoint` : ""}`;
         const bad = result.firstBad;
         return `BAD: line ${bad?.line}${bad?.seq !== null && bad?.seq !== undefined ? ` (${bad.kind} seq ${bad.seq})` : ""}: ${bad?.reason}: ${bad?.message}\n${head}`;
@@ -349,7 +358,14 @@ export function buildProgram(): Command {
       .addOption(new Option("--decision <decision>").choices(["allow", "deny", "audit-only"]))
       .option("--since <time>", "ISO 8601")
       .option("--until <time>", "ISO 8601");
-  const normaliseId = (id: string | undefined): string | undefined => (id === undefined ? undefined : SpiffeId.parse(id).toString());
+  const normaliseId = (id: string | undefined, option: string): string | undefined => {
+    if (id === undefined) return undefined;
+    try {
+      return SpiffeId.parse(id).toString();
+    } catch (e) {
+      throw new CommanderError(2, "aztp.usage", `${option} must be a SPIFFE or AZTP ID: ${(e as Error).message}`);
+    }
+  };
   // A claimed caller is whatever a refused token said ("unknown", a malformed ID): it is
   // matched as written when it is not a valid ID.
   const callerFilter = (id: string): string => {
@@ -367,7 +383,7 @@ export function buildProgram(): Command {
       const entries = await queryAuditLog(resolve(file), {
         ...(o.caller ? { caller: callerFilter(o.caller) } : {}),
         ...(o.verifiedOnly ? { callerVerified: true } : {}),
-        ...(o.callee ? { callee: normaliseId(o.callee) as string } : {}),
+        ...(o.callee ? { callee: normaliseId(o.callee, "--callee") as string } : {}),
         ...(o.tool ? { tool: o.tool } : {}),
         ...(o.decision ? { decision: o.decision } : {}),
         ...(o.since ? { since: parseTime(o.since, "--since") as Date } : {}),
@@ -502,6 +518,61 @@ function callerText(e: { caller: string; callerVerified: boolean }): string {
 /** The proxy's identity, issued before the audit log opens so checkpoints can be signed by it. */
 async function proxyIdentity(client: Aztp, name: string) {
   return (await client.secureConnect({}, name)).identity;
+}
+
+/**
+ * What `aztp audit verify` checks checkpoint signatures against: the bundle in `bundleFile`
+ * (parsed as `aztp verify` parses it; its trust domain is the one the log's checkpoints are
+ * signed in, when the log names one), else the authority in the home. With neither it is a
+ * usage error that says what to pass: a verdict of "ok" must never rest on unchecked signatures.
+ */
+async function auditTrustSource(
+  path: string,
+  witnessPath: string | false | undefined,
+  bundleFile: string | undefined,
+  opts: GlobalOptions,
+): Promise<{ verifier: CheckpointVerifier; source: string }> {
+  const revocation = { isRevoked: () => false }; // a checkpoint stays valid after its signer is revoked
+  if (bundleFile !== undefined) {
+    const file = resolve(bundleFile);
+    const td = existsSync(path) ? await checkpointTrustDomain(path, witnessPath) : undefined;
+    const bundle = loadBundleFile(readInput(bundleFile), td);
+    return { verifier: svidCheckpointVerifier(new Trust(new BundleSet([bundle]), { revocation })), source: `bundle ${file}` };
+  }
+  const home = homeOf(opts);
+  if (existsSync(join(home, "authority.json"))) {
+    const authority = await EmbeddedAuthority.open(home);
+    return { verifier: svidCheckpointVerifier(new Trust(authority, { revocation })), source: `the authority in ${home}` };
+  }
+  throw new CommanderError(
+    2,
+    "aztp.usage",
+    `no trust source to check checkpoint signatures against (no authority in ${home}): pass --bundle FILE (a SPIFFE bundle JSON or PEM roots), ` +
+      "or --home DIR of the authority that issued the writer's SVID, or --no-signatures to check the chain without them",
+  );
+}
+
+/** The trust domain the log's checkpoints are signed in: from its witness, else its first checkpoint. */
+async function checkpointTrustDomain(path: string, witnessPath: string | false | undefined): Promise<string | undefined> {
+  let signer: string | undefined;
+  if (witnessPath !== false) signer = (await readWitness(witnessPath ?? defaultWitnessPath(path)).catch(() => null))?.signer;
+  if (signer === undefined) {
+    await scanLines(path, (line) => {
+      if (!line.includes('"checkpoint"')) return true;
+      try {
+        const value = JSON.parse(line) as { type?: unknown; signer?: unknown };
+        if (value.type === "checkpoint" && typeof value.signer === "string") signer = value.signer;
+      } catch {
+        // verification reports it
+      }
+      return signer === undefined;
+    }).catch(() => undefined);
+  }
+  try {
+    return signer === undefined ? undefined : SpiffeId.parse(signer).trustDomain;
+  } catch {
+    return undefined;
+  }
 }
 
 function leafTrustDomain(chain: Certificate[]): string | undefined {
