@@ -263,7 +263,6 @@ describe("the package as users get it (npm pack, installed into an empty project
 
   it(
     "the README's audit commands run as printed after its MCP program",
-    { todo: "needs the audit log on by default (<home>/audit/<name>.jsonl) and aztp audit verify --home/--bundle, query --verified-only: lands with the lead's and wt-audit's parts of issue 8" },
     async () => {
       const dir = folderInProject("audit");
       writeFileSync(join(dir, "weather.mjs"), onlyFence("MCP: secured servers, clients and a proxy", "js"));
