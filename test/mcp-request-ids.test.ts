@@ -119,7 +119,7 @@ describe("MCP request ids and cancellation", () => {
     // B's refusal carries a receipt bound to B's token, so its caller can prove it was refused.
     const bReceipt = (refused.error.data as Record<string, unknown>)[RECEIPT_META_KEY] as string;
     const data = refused.error.data as { code: string; message: string };
-    const bClaims = verifyReceipt(bReceipt, { invocationToken: b.token, result: { code: data.code, message: data.message }, callee: s.server.identity.spiffeId, caller: caller.spiffeId, trust: await c.trust() });
+    const bClaims = verifyReceipt(bReceipt, { invocationToken: b.token, result: { code: data.code, message: data.message }, isError: true, callee: s.server.identity.spiffeId, caller: caller.spiffeId, trust: await c.trust() });
     assert.equal(bClaims.claims.status, "denied");
 
     s.release();

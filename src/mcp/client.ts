@@ -6,10 +6,9 @@
  * missing one in enforce mode. Each token and receipt stands alone, so a server that speaks
  * the stateless MCP 2026-07-28 (no initialize) works when `serverId` is given.
  */
-import { randomBytes } from "node:crypto";
 import type { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import type { Transport } from "@modelcontextprotocol/sdk/shared/transport.js";
-import type { JSONRPCMessage, RequestId } from "@modelcontextprotocol/sdk/types.js";
+import type { JSONRPCErrorResponse, JSONRPCMessage, JSONRPCResultResponse, RequestId } from "@modelcontextprotocol/sdk/types.js";
 import type { AuditLog } from "../audit/log.js";
 import type { Aztp, SecuredAgent } from "../client/aztp.js";
 import type { AgentIdentity } from "../client/identity.js";
@@ -17,13 +16,14 @@ import { AztpError, ErrorCodes, type ErrorCode } from "../errors.js";
 import type { GuardMode } from "../guard/callee.js";
 import { CallerGuard, type PreparedCall } from "../guard/caller.js";
 import { Unanswered, type UnansweredReason } from "../guard/recorder.js";
-import { verifyPossessionProof } from "../invocation/proof.js";
+import { verifyPossessionProofSigner } from "../invocation/proof.js";
 import type { Trust } from "../invocation/trust.js";
 import type { Authorizer } from "../spiffe/authorizer.js";
 import { SpiffeId } from "../spiffe/spiffeid.js";
 import { InterceptingTransport, type MessageHooks } from "./intercept.js";
-import { isErrorResponse, isNotification, isRequest, isResponse, isResultResponse } from "./message.js";
-import { AZTP_REFUSED, CHALLENGE_META_KEY, IDENTITY_META_KEY, INVOCATION_META_KEY, isObject, RECEIPT_META_KEY, resultForDigest, withMeta } from "./meta.js";
+import { newChallenge } from "./challenge.js";
+import { answerKind, isErrorResponse, isNotification, isRequest, isResponse, isResultResponse, PendingRequests, sdkTakesAsResponse } from "./message.js";
+import { argumentsOf, AZTP_REFUSED, CHALLENGE_META_KEY, IDENTITY_META_KEY, INVOCATION_META_KEY, isObject, RECEIPT_META_KEY, resultForDigest, withMeta } from "./meta.js";
 import { identify } from "./identify.js";
 import { HANDSHAKES } from "./server.js";
 
@@ -52,9 +52,29 @@ function errorResponse(id: RequestId, error: AztpError): JSONRPCMessage {
 /** The state a secured client keeps across connections: the server it proved. */
 export class ServerBinding {
   serverId: SpiffeId | undefined;
+  /** The serial of the server's SVID last seen (its proof, then its receipts), for revocation checks. */
+  serial: string | undefined;
   constructor(serverId?: string) {
     this.serverId = serverId ? SpiffeId.parse(serverId) : undefined;
   }
+}
+
+/**
+ * An answer for the request `id` that the SDK is sure to take: the SDK's strict schemas drop a
+ * message with any member too many or a result `_meta` they do not accept, and a dropped answer
+ * would leave its request waiting, no longer tracked by the hooks, for whatever comes next
+ * with that id. So an answer is passed on rebuilt under the request's own id, and one the SDK
+ * would not read becomes an error the caller sees.
+ */
+function sdkAnswer(id: RequestId, message: JSONRPCResultResponse | JSONRPCErrorResponse, what: string): { answer: JSONRPCMessage; invalid?: AztpError } {
+  const answer = ("result" in message ? { jsonrpc: "2.0", id, result: message.result } : { jsonrpc: "2.0", id, error: message.error }) as JSONRPCMessage;
+  if (sdkTakesAsResponse(answer)) return { answer };
+  const invalid = new AztpError(ErrorCodes.RESPONSE_INVALID, `the answer to ${what} is not one the MCP SDK reads as an answer (a result _meta or error it rejects), so it is refused`);
+  return { answer: errorResponse(id, invalid), invalid };
+}
+
+function ambiguous(what: string): AztpError {
+  return new AztpError(ErrorCodes.RESPONSE_INVALID, `the answer to ${what} carries both a result and an error, which JSON-RPC forbids and which could be read either way`);
 }
 
 export function clientHooks(
@@ -62,28 +82,87 @@ export function clientHooks(
   binding: ServerBinding,
   options: { trust: Trust; expectedServer?: SecureMcpClientOptions["expectedServer"]; serverId?: string; signToolsList?: boolean },
 ): MessageHooks {
-  const inits = new Map<RequestId, string>();
-  const calls = new Map<RequestId, PreparedCall>();
+  // Handshakes (the nonce each challenged) and calls still waiting for their answer, matched to
+  // answers exactly as the SDK matches them (message.ts): an answer the SDK would take for one
+  // of them must be the one the hooks check.
+  const inits = new PendingRequests<string>();
+  const calls = new PendingRequests<PreparedCall>();
   // No answer will come for this call (cancelled, or never sent): audit it now, and forget it.
-  const unanswered = (id: RequestId, reason: UnansweredReason): void => {
-    const prepared = calls.get(id);
-    if (prepared === undefined) return;
-    calls.delete(id);
-    guard.unanswered(prepared, reason);
+  const unanswered = (id: unknown, reason: UnansweredReason): void => {
+    const prepared = calls.delete(id);
+    if (prepared !== undefined) guard.unanswered(prepared, reason);
   };
+
+  /** What to pass on for the answer to the handshake that challenged with `nonce`. */
+  const handshakeAnswer = (id: RequestId, nonce: string, message: JSONRPCResultResponse | JSONRPCErrorResponse): JSONRPCMessage => {
+    if (answerKind(message) === "ambiguous") return errorResponse(id, ambiguous("initialize"));
+    const { answer, invalid } = sdkAnswer(id, message, "initialize");
+    if (invalid !== undefined || !isResultResponse(message)) return answer;
+    const meta = isObject(message.result._meta) ? message.result._meta : {};
+    // A server that offers no proof at all, with serverId given: every token is addressed
+    // to serverId and every receipt must be signed by it, so nothing rests on the handshake.
+    if (meta[IDENTITY_META_KEY] === undefined && options.serverId !== undefined) return answer;
+    // A proof of another ID than the serverId given is refused, not silently re-pinned.
+    const authorize = options.expectedServer ?? options.serverId;
+    try {
+      const proven = verifyPossessionProofSigner(meta[IDENTITY_META_KEY], {
+        nonce,
+        trust: options.trust,
+        audience: guard.id,
+        ...(authorize !== undefined ? { authorize } : {}),
+      });
+      binding.serverId = proven.id;
+      binding.serial = proven.serial;
+    } catch (e) {
+      const error = e instanceof AztpError ? e : new AztpError(ErrorCodes.PROOF_INVALID, String(e));
+      if (guard.mode === "enforce") return errorResponse(id, new AztpError(error.code, `server identity not proven at initialize: ${error.message}`));
+    }
+    return answer;
+  };
+
+  /** What to pass on for the answer to a signed call: a result only with its receipt verified (enforce mode). */
+  const callAnswer = (id: RequestId, prepared: PreparedCall, message: JSONRPCResultResponse | JSONRPCErrorResponse): JSONRPCMessage => {
+    const what = `the call of ${prepared.tool}`;
+    if (answerKind(message) === "ambiguous") {
+      const error = ambiguous(what);
+      guard.fail(prepared, error);
+      return errorResponse(id, error);
+    }
+    const { answer, invalid } = sdkAnswer(id, message, what);
+    if (invalid !== undefined) {
+      guard.fail(prepared, invalid);
+      return answer;
+    }
+    if (isErrorResponse(message)) {
+      // A refusal names its rule in data.code: audit it under that code, not as a lost receipt.
+      const data = isObject(message.error.data) ? message.error.data : {};
+      const code = KNOWN_CODES.has(data.code as string) ? (data.code as ErrorCode) : ErrorCodes.RECEIPT_MISSING;
+      guard.fail(prepared, new AztpError(code, `the server answered with error ${message.error.code}: ${message.error.message}`));
+      return answer;
+    }
+    const result = message.result as Record<string, unknown>;
+    const meta = isObject(result._meta) ? result._meta : {};
+    try {
+      const verified = guard.settle(prepared, { result: resultForDigest(result), receipt: meta[RECEIPT_META_KEY], isError: result.isError === true });
+      if (verified !== undefined) binding.serial = verified.serial;
+    } catch (e) {
+      return errorResponse(id, e instanceof AztpError ? e : new AztpError(ErrorCodes.RECEIPT_INVALID, String(e)));
+    }
+    return answer;
+  };
+
   return {
     outgoing(message, sendOptions) {
       if (isNotification(message) && message.method === "notifications/cancelled") {
-        const rid = message.params?.requestId as RequestId | undefined;
-        if (rid !== undefined) unanswered(rid, Unanswered.CANCELLED);
+        unanswered(isObject(message.params) ? message.params.requestId : undefined, Unanswered.CANCELLED);
         return message;
       }
       if (!isRequest(message)) return message;
       const params = isObject(message.params) ? message.params : {};
       if (HANDSHAKES.has(message.method)) {
-        const nonce = randomBytes(16).toString("base64url");
-        inits.set(message.id, nonce);
-        return { ...message, params: withMeta(params, CHALLENGE_META_KEY, { nonce, client: guard.id }) } as JSONRPCMessage;
+        const challenge = newChallenge(guard.id);
+        inits.set(message.id, challenge.nonce);
+        return { ...message, params: withMeta(params, CHALLENGE_META_KEY, challenge) } as JSONRPCMessage;
       }
       const isCall = message.method === "tools/call" && typeof params.name === "string";
       const isList = message.method === "tools/list" && options.signToolsList !== false;
@@ -95,8 +174,18 @@ export function clientHooks(
           "the server has not proven an AZTP identity, so there is no audience to sign for: connect to a secured server, or pass serverId",
         );
       }
-      const prepared = guard.prepare({ audience: binding.serverId.toString(), tool: isCall ? (params.name as string) : "tools/list", args: isCall ? (params.arguments ?? {}) : {} });
+      const serverId = binding.serverId.toString();
+      const prepared = guard.prepare({ audience: serverId, tool: isCall ? (params.name as string) : "tools/list", args: isCall ? argumentsOf(params) : {} });
       if (isCall) {
+        // A server revoked since it proved itself gets no more calls: its tool would run, and
+        // only its receipt would be refused. The same revocation source as the receipts'; with
+        // no SVID seen yet (serverId given, nothing answered), the identity alone is checked.
+        // In audit mode the call goes, and its receipt's check records the revocation.
+        if (guard.mode === "enforce" && options.trust.isRevoked(serverId, binding.serial ?? "")) {
+          const error = new AztpError(ErrorCodes.CALLEE_REVOKED, `the server ${serverId} (or an ancestor, or its SVID) is revoked: the call of ${prepared.tool} is not sent`);
+          guard.fail(prepared, error);
+          throw error;
+        }
         calls.set(message.id, prepared);
         // The 2.x SDK cancels a call on a per-request stream (MCP 2026-07-28 over HTTP) by
         // aborting its HTTP request, with no notifications/cancelled for this hook to see.
@@ -107,7 +196,7 @@ export function clientHooks(
       return { ...message, params: withMeta(params, INVOCATION_META_KEY, prepared.token) } as JSONRPCMessage;
     },
     closed() {
-      for (const prepared of calls.values()) guard.unanswered(prepared, Unanswered.CONNECTION_CLOSED);
+      for (const { value } of calls.values()) guard.unanswered(value, Unanswered.CONNECTION_CLOSED);
       calls.clear();
       inits.clear();
     },
@@ -117,49 +206,14 @@ export function clientHooks(
       unanswered(message.id, Unanswered.SEND_FAILED);
     },
     incoming(message, _extra, deliver) {
+      // isResponse takes at least every message the SDK's guards take as an answer
+      // (test/mcp-message.test.ts), so nothing the SDK would match to a request escapes here.
       if (!isResponse(message)) return deliver(message);
-      const id = message.id as RequestId;
-      const nonce = inits.get(id);
-      if (nonce !== undefined) {
-        inits.delete(id);
-        if (!isResultResponse(message)) return deliver(message);
-        const meta = isObject(message.result._meta) ? message.result._meta : {};
-        // A server that offers no proof at all, with serverId given: every token is addressed
-        // to serverId and every receipt must be signed by it, so nothing rests on the handshake.
-        if (meta[IDENTITY_META_KEY] === undefined && options.serverId !== undefined) return deliver(message);
-        // A proof of another ID than the serverId given is refused, not silently re-pinned.
-        const authorize = options.expectedServer ?? options.serverId;
-        try {
-          binding.serverId = verifyPossessionProof(meta[IDENTITY_META_KEY], {
-            nonce,
-            trust: options.trust,
-            audience: guard.id,
-            ...(authorize !== undefined ? { authorize } : {}),
-          });
-        } catch (e) {
-          const error = e instanceof AztpError ? e : new AztpError(ErrorCodes.PROOF_INVALID, String(e));
-          if (guard.mode === "enforce") return deliver(errorResponse(id, new AztpError(error.code, `server identity not proven at initialize: ${error.message}`)));
-        }
-        return deliver(message);
-      }
-      const prepared = calls.get(id);
-      if (prepared === undefined) return deliver(message);
-      calls.delete(id);
-      if (isErrorResponse(message)) {
-        // A refusal names its rule in data.code: audit it under that code, not as a lost receipt.
-        const data = isObject(message.error.data) ? message.error.data : {};
-        const code = KNOWN_CODES.has(data.code as string) ? (data.code as ErrorCode) : ErrorCodes.RECEIPT_MISSING;
-        guard.fail(prepared, new AztpError(code, `the server answered with error ${message.error.code}: ${message.error.message}`));
-        return deliver(message);
-      }
-      const result = message.result as Record<string, unknown>;
-      const meta = isObject(result._meta) ? result._meta : {};
-      try {
-        guard.settle(prepared, { result: resultForDigest(result), receipt: meta[RECEIPT_META_KEY], isError: result.isError === true });
-      } catch (e) {
-        return deliver(errorResponse(id, e instanceof AztpError ? e : new AztpError(ErrorCodes.RECEIPT_INVALID, String(e))));
-      }
-      deliver(message);
+      const init = inits.take(message.id);
+      if (init !== undefined) return deliver(handshakeAnswer(init.id, init.value, message));
+      const call = calls.take(message.id);
+      if (call === undefined) return deliver(message);
+      deliver(callAnswer(call.id, call.value, message));
     },
   };
 }
