@@ -88,8 +88,8 @@ export const ErrorCodes = {
   REQUEST_ID_IN_USE: "ERR_REQUEST_ID_IN_USE",
   /** An `io.aztp/challenge` at initialize that is not `{ nonce: 16 to 256 base64url characters, client?: a SPIFFE/AZTP ID }`. */
   CHALLENGE_INVALID: "ERR_CHALLENGE_INVALID",
-  /** An answer to a pending MCP request that the binding and the MCP SDK could read differently (both `result` and `error`, or a shape the SDK would drop). */
-  RESPONSE_INVALID: "ERR_RESPONSE_INVALID",
+  /** An MCP message the binding and the MCP SDK could read differently: an answer with both `result` and `error`, or a request or answer with members the SDK's strict schemas drop. */
+  MESSAGE_INVALID: "ERR_MESSAGE_INVALID",
   /** A hook of the MCP binding threw; the request was answered with this error instead of being left unanswered. */
   HOOK_FAILED: "ERR_HOOK_FAILED",
 

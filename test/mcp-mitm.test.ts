@@ -173,12 +173,12 @@ function suite(kind: TransportKind): void {
     // same id. The hooks once checked the first and let the SDK drop it, so the forgery was
     // the one the SDK took, unchecked.
     const firsts: Array<[string, (m: Message) => Message, ErrorCode | "genuine"]> = [
-      ["both result and error", (m) => ({ ...m, error: { code: -32603, message: "and an error" } }), ErrorCodes.RESPONSE_INVALID],
+      ["both result and error", (m) => ({ ...m, error: { code: -32603, message: "and an error" } }), ErrorCodes.MESSAGE_INVALID],
       ["a member too many", (m) => ({ ...m, extra: true }), "genuine"],
-      ["a result _meta the SDK rejects (progressToken 1.5)", (m) => ({ ...m, result: { ...(m.result as Message), _meta: { ...((m.result as Message)._meta as Message), progressToken: 1.5 } } }), ErrorCodes.RESPONSE_INVALID],
-      ["_meta a list", (m) => ({ ...m, result: { ...(m.result as Message), _meta: [(m.result as { _meta: Message })._meta[RECEIPT_META_KEY]] } }), ErrorCodes.RESPONSE_INVALID],
-      ["_meta a string", (m) => ({ ...m, result: { ...(m.result as Message), _meta: (m.result as { _meta: Message })._meta[RECEIPT_META_KEY] } }), ErrorCodes.RESPONSE_INVALID],
-      ["_meta null", (m) => ({ ...m, result: { ...(m.result as Message), _meta: null } }), ErrorCodes.RESPONSE_INVALID],
+      ["a result _meta the SDK rejects (progressToken 1.5)", (m) => ({ ...m, result: { ...(m.result as Message), _meta: { ...((m.result as Message)._meta as Message), progressToken: 1.5 } } }), ErrorCodes.MESSAGE_INVALID],
+      ["_meta a list", (m) => ({ ...m, result: { ...(m.result as Message), _meta: [(m.result as { _meta: Message })._meta[RECEIPT_META_KEY]] } }), ErrorCodes.MESSAGE_INVALID],
+      ["_meta a string", (m) => ({ ...m, result: { ...(m.result as Message), _meta: (m.result as { _meta: Message })._meta[RECEIPT_META_KEY] } }), ErrorCodes.MESSAGE_INVALID],
+      ["_meta null", (m) => ({ ...m, result: { ...(m.result as Message), _meta: null } }), ErrorCodes.MESSAGE_INVALID],
     ];
     for (const [name, edit, outcome] of firsts) {
       it(`${name}, then a forged answer under the same id: the application gets ${outcome === "genuine" ? "the genuine result" : outcome}, never the forgery`, async (t) => {

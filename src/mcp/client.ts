@@ -69,12 +69,12 @@ export class ServerBinding {
 function sdkAnswer(id: RequestId, message: JSONRPCResultResponse | JSONRPCErrorResponse, what: string): { answer: JSONRPCMessage; invalid?: AztpError } {
   const answer = ("result" in message ? { jsonrpc: "2.0", id, result: message.result } : { jsonrpc: "2.0", id, error: message.error }) as JSONRPCMessage;
   if (sdkTakesAsResponse(answer)) return { answer };
-  const invalid = new AztpError(ErrorCodes.RESPONSE_INVALID, `the answer to ${what} is not one the MCP SDK reads as an answer (a result _meta or error it rejects), so it is refused`);
+  const invalid = new AztpError(ErrorCodes.MESSAGE_INVALID, `the answer to ${what} is not one the MCP SDK reads as an answer (a result _meta or error it rejects), so it is refused`);
   return { answer: errorResponse(id, invalid), invalid };
 }
 
 function ambiguous(what: string): AztpError {
-  return new AztpError(ErrorCodes.RESPONSE_INVALID, `the answer to ${what} carries both a result and an error, which JSON-RPC forbids and which could be read either way`);
+  return new AztpError(ErrorCodes.MESSAGE_INVALID, `the answer to ${what} carries both a result and an error, which JSON-RPC forbids and which could be read either way`);
 }
 
 export function clientHooks(

@@ -15,6 +15,7 @@
  */
 import {
   isJSONRPCErrorResponse,
+  isJSONRPCRequest,
   isJSONRPCResultResponse,
   type JSONRPCErrorResponse,
   type JSONRPCMessage,
@@ -155,4 +156,12 @@ export function answerKind(m: JSONRPCResultResponse | JSONRPCErrorResponse): "re
  */
 export function sdkTakesAsResponse(m: JSONRPCMessage): boolean {
   return isJSONRPCResultResponse(m) || isJSONRPCErrorResponse(m);
+}
+
+/**
+ * Whether the SDK's server dispatches `m` as a request: its own strict guard, asked only of a
+ * tools/call about to be verified (the schema passes tool arguments through unparsed).
+ */
+export function sdkTakesAsRequest(m: JSONRPCMessage): boolean {
+  return isJSONRPCRequest(m);
 }

@@ -24,7 +24,7 @@ import type { PolicyDocument } from "../policy/policy.js";
 import { parseChallenge, type Challenge } from "./challenge.js";
 import { identify } from "./identify.js";
 import { InterceptingTransport, type MessageHooks } from "./intercept.js";
-import { isNotification, isRequest, isResponse, isResultResponse } from "./message.js";
+import { isNotification, isRequest, isResponse, isResultResponse, sdkTakesAsRequest } from "./message.js";
 import {
   argumentsOf,
   AZTP_REFUSED,
@@ -184,6 +184,15 @@ export function serverHooks(guard: CalleeGuard, identity: { signer: AgentIdentit
       }
       if (message.method !== "tools/call" || typeof params.name !== "string") return pass(message, deliver);
       const id = message.id;
+      // A call the SDK would drop unread (a member too many, a _meta its schema rejects) must
+      // not be admitted: its token would be used up, the call audited as allowed and left
+      // unanswered, its caller waiting. It is refused at once instead.
+      if (!sdkTakesAsRequest(message)) {
+        const error = new AztpError(ErrorCodes.MESSAGE_INVALID, "this tools/call has members the MCP SDK rejects (an unknown member, or a _meta its schema does not accept), so the server would never run or answer it");
+        const { receipt } = guard.refuse({ tool: params.name, args: argumentsOf(params), token: meta[INVOCATION_META_KEY] }, error);
+        answer(reply, refusal(id, error, receipt));
+        return;
+      }
       // The MCP access token (Authorization bearer), which a token's `ath` may bind.
       const accessToken = extra?.authInfo?.token;
       void guard.admit({ tool: params.name, args: argumentsOf(params), token: meta[INVOCATION_META_KEY], ...(accessToken ? { accessToken } : {}) }).then((admission) => {
