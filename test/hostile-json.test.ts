@@ -190,7 +190,7 @@ async function memoryServers(t: TestContext, c: Aztp) {
   const trust = await c.trust();
   const connect = async (client: Client): Promise<void> => {
     const server = new McpServer({ name: "hostile", version: "1.0.0" });
-    server.registerTool("take", { inputSchema: { v: z.unknown(), q: z.string().optional() } }, async () => {
+    server.registerTool("take", { inputSchema: { v: z.unknown().optional(), q: z.string().optional() } }, async () => {
       runs.n++;
       return { content: [{ type: "text", text: "taken" }] };
     });
@@ -227,6 +227,21 @@ describe("hostile JSON through a secured MCP server and client (in-memory)", () 
       assert.equal(s.runs.n, 1, "twin: an honest call runs the tool");
     });
   }
+
+  it("arguments null (or a list) are digested as sent, never as {}: a token for {} is refused for them (ERR_INVOCATION_ARGS_MISMATCH); absent arguments are {}", async (t) => {
+    const { aztp: c } = fixture(t);
+    const s = await memoryServers(t, c);
+    const plain = new Client({ name: "raw", version: "1.0.0" });
+    await s.connect(plain);
+    const caller = (await c.secureConnect({}, "raw-caller")).identity;
+    const forEmpty = () => signInvocation(caller, { audience: s.serverId, tool: "take", args: {} });
+    for (const args of [null, []]) {
+      await rejectsWithData(plain.callTool({ name: "take", arguments: args as unknown as Record<string, unknown>, _meta: { [INVOCATION_META_KEY]: forEmpty() } }), ErrorCodes.INVOCATION_ARGS_MISMATCH, JSON.stringify(args));
+    }
+    assert.equal(s.runs.n, 0);
+    await plain.callTool({ name: "take", arguments: {}, _meta: { [INVOCATION_META_KEY]: forEmpty() } });
+    assert.equal(s.runs.n, 1, "twin: {} for {}");
+  });
 
   it("a 10 MB string argument goes through signed, verified and run, once", async (t) => {
     const { aztp: c } = fixture(t);

@@ -29,7 +29,8 @@ import { InterceptingTransport, secureMcpClient, type MessageHooks, type SecureM
 import { CHALLENGE_META_KEY, IDENTITY_META_KEY, RECEIPT_META_KEY } from "../src/mcp/meta.js";
 import { SpiffeId } from "../src/spiffe/spiffeid.js";
 import { fixture, onWire, rejectsWithData, startHarness, tap, withTimeout, type Harness, type TransportKind, type Wrap } from "./helpers/mcp-util.js";
-import { toolAnswer } from "./helpers/mcp-tool-server.js";
+import { securedToolServer, toolAnswer } from "./helpers/mcp-tool-server.js";
+import { Client as ClientV2, ProtocolError } from "@modelcontextprotocol/client";
 
 const idOf = (name: string): string => SpiffeId.parse(`aztp://aztp.local/workload/production/node/${name}`).toString();
 
@@ -442,6 +443,35 @@ function suite(kind: TransportKind): void {
 }
 
 describe("man in the middle: in-memory", () => suite("memory"));
+
+describe("man in the middle: the 2.x SDK's Client (which also matches by Number(id), and its handshake probe by the exact string id)", () => {
+  it('a forged answer re-spelled "1" is refused (ERR_RECEIPT_MISSING); the genuine one re-spelled passes', async (t) => {
+    const { aztp: c } = fixture(t);
+    const counter = { runs: 0 };
+    const server = await securedToolServer(counter, { client: c, name: "tools" });
+    const [mine, theirs] = InMemoryTransport.createLinkedPair();
+    await server.connect(theirs);
+    let forge = true;
+    const wire = mitm({
+      incoming(m, deliver, isCallAnswer) {
+        if (!isCallAnswer) return deliver(m);
+        deliver(forge ? { jsonrpc: "2.0", id: String(m.id), result: FORGED } : { ...m, id: String(m.id) });
+      },
+    });
+    const client = new ClientV2({ name: "agent-2x", version: "1.0.0" });
+    t.after(async () => {
+      await client.close().catch(() => undefined);
+      await server.close().catch(() => undefined);
+    });
+    const secured = await secureMcpClient(client as unknown as Client, { client: c, name: "agent-2x" });
+    await withTimeout(client.connect(wire.wrap(mine) as never), 10_000, "2.x connect");
+    assert.equal(secured.aztpServer.serverId?.toString(), idOf("tools"), "the server proved itself to the 2.x client");
+    await rejectsWithData(client.callTool({ name: "echo", arguments: { text: "real" } }), ErrorCodes.RECEIPT_MISSING, "forged", ProtocolError);
+    forge = false;
+    const genuine = await client.callTool({ name: "echo", arguments: { text: "real" } });
+    assert.deepEqual(toolAnswer(genuine), { tool: "echo", value: "real", runs: 2 });
+  });
+});
 describe("man in the middle: Streamable HTTP on 127.0.0.1", () => suite("http"));
 
 describe("no silence: a hook that throws ends in an error answer", () => {
