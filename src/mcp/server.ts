@@ -23,7 +23,7 @@ import type { CompiledPolicies } from "../policy/evaluate.js";
 import type { PolicyDocument } from "../policy/policy.js";
 import { parseChallenge, type Challenge } from "./challenge.js";
 import { identify } from "./identify.js";
-import { InterceptingTransport, type MessageHooks } from "./intercept.js";
+import { hookFailure, InterceptingTransport, type MessageHooks } from "./intercept.js";
 import { isNotification, isRequest, isResponse, isResultResponse, sdkTakesAsRequest } from "./message.js";
 import {
   argumentsOf,
@@ -122,95 +122,104 @@ export function serverHooks(guard: CalleeGuard, identity: { signer: AgentIdentit
   };
   // Whatever goes wrong after a request was taken, its caller gets an answer, never silence.
   const internalError = (reply: (m: JSONRPCMessage) => Promise<void>, id: RequestId, e: unknown): void => {
-    answer(reply, { jsonrpc: "2.0", id, error: { code: -32603, message: `internal error in the AZTP guard: ${(e as Error)?.message ?? String(e)}` } });
+    answer(reply, hookFailure(id, e) as JSONRPCMessage & { id: RequestId });
+  };
+  const incoming: MessageHooks["incoming"] = (message, extra, deliver, reply) => {
+    if (isNotification(message) && message.method === "notifications/cancelled") {
+      // The server sends no answer to a request it has and is told is cancelled, so
+      // `outgoing` will never settle it: the call is audited here, as an error the caller
+      // ended. One still being verified has not reached the server, which will answer it.
+      // Only a cancellation the SDK acts on counts (sdkCancels): one it ignores leaves the
+      // tool running to an answer that must still get its receipt and audit entry.
+      const rid = sdkCancels(message);
+      if (rid !== undefined && inFlight.get(rid) === true) {
+        inFlight.delete(rid);
+        const admission = calls.get(rid);
+        calls.delete(rid);
+        inits.delete(rid);
+        lists.delete(rid);
+        if (admission !== undefined) guard.unanswered(admission, Unanswered.CANCELLED, typeof message.params?.reason === "string" ? message.params.reason : "cancelled by the caller");
+      }
+      return deliver(message);
+    }
+    if (!isRequest(message)) return deliver(message);
+    const params = isObject(message.params) ? message.params : {};
+    const meta = isObject(params._meta) ? params._meta : {};
+    if (inFlight.has(message.id)) {
+      const error = new AztpError(ErrorCodes.REQUEST_ID_IN_USE, `request id ${describeClaim(message.id, 64)} is already in use by a request in flight on this connection`);
+      let receipt: string | undefined;
+      if (message.method === "tools/call" && typeof params.name === "string") {
+        ({ receipt } = guard.refuse({ tool: params.name, args: argumentsOf(params), token: meta[INVOCATION_META_KEY] }, error));
+      }
+      // Not through answer(): the request in flight under this id is still waiting for its own.
+      void reply(refusal(message.id, error, receipt)).catch(() => undefined);
+      return;
+    }
+    inFlight.set(message.id, false);
+    if (HANDSHAKES.has(message.method)) {
+      // Checked now, not when the answer goes out: a challenge the proof cannot be signed
+      // for would then throw there, and the handshake would never be answered.
+      const ch = meta[CHALLENGE_META_KEY];
+      let challenge: Challenge | null = null;
+      try {
+        if (ch !== undefined) challenge = parseChallenge(ch);
+      } catch (e) {
+        answer(reply, handshakeRefusal(message.id, message.method, e as AztpError));
+        return;
+      }
+      inits.set(message.id, challenge);
+      return pass(message, deliver);
+    }
+    if (message.method === "tools/list" && options.filterToolsByPolicy && meta[INVOCATION_META_KEY] !== undefined) {
+      void guard
+        .admit({ tool: "tools/list", args: {}, token: meta[INVOCATION_META_KEY] })
+        .then((a) => {
+          if (!open) return;
+          if (a.verified) lists.set(message.id, a.caller);
+          pass(message, deliver);
+        })
+        .catch((e: unknown) => internalError(reply, message.id, e));
+      return;
+    }
+    if (message.method !== "tools/call" || typeof params.name !== "string") return pass(message, deliver);
+    const id = message.id;
+    // A call the SDK would drop unread (a member too many, a _meta its schema rejects) must
+    // not be admitted: its token would be used up, the call audited as allowed and left
+    // unanswered, its caller waiting. It is refused at once instead.
+    if (!sdkTakesAsRequest(message)) {
+      const error = new AztpError(ErrorCodes.MESSAGE_INVALID, "this tools/call has members the MCP SDK rejects (an unknown member, or a _meta its schema does not accept), so the server would never run or answer it");
+      const { receipt } = guard.refuse({ tool: params.name, args: argumentsOf(params), token: meta[INVOCATION_META_KEY] }, error);
+      answer(reply, refusal(id, error, receipt));
+      return;
+    }
+    // The MCP access token (Authorization bearer), which a token's `ath` may bind.
+    const accessToken = extra?.authInfo?.token;
+    void guard.admit({ tool: params.name, args: argumentsOf(params), token: meta[INVOCATION_META_KEY], ...(accessToken ? { accessToken } : {}) }).then((admission) => {
+      if (!admission.allowed) {
+        const { receipt } = guard.settleRefusal(admission);
+        answer(reply, refusal(id, admission.error as AztpError, receipt));
+        return;
+      }
+      if (!open) {
+        guard.unanswered(admission, Unanswered.CONNECTION_CLOSED, "the connection closed while the call was being verified");
+        return;
+      }
+      calls.set(id, admission);
+      pass(message, deliver);
+    }).catch((e: unknown) => {
+      calls.delete(id);
+      internalError(reply, id, e);
+    });
   };
   return {
     incoming(message, extra, deliver, reply) {
-      if (isNotification(message) && message.method === "notifications/cancelled") {
-        // The server sends no answer to a request it has and is told is cancelled, so
-        // `outgoing` will never settle it: the call is audited here, as an error the caller
-        // ended. One still being verified has not reached the server, which will answer it.
-        // Only a cancellation the SDK acts on counts (sdkCancels): one it ignores leaves the
-        // tool running to an answer that must still get its receipt and audit entry.
-        const rid = sdkCancels(message);
-        if (rid !== undefined && inFlight.get(rid) === true) {
-          inFlight.delete(rid);
-          const admission = calls.get(rid);
-          calls.delete(rid);
-          inits.delete(rid);
-          lists.delete(rid);
-          if (admission !== undefined) guard.unanswered(admission, Unanswered.CANCELLED, typeof message.params?.reason === "string" ? message.params.reason : "cancelled by the caller");
-        }
-        return deliver(message);
+      // A throw on a request still ends in an answer, and frees its id on this connection.
+      try {
+        incoming(message, extra, deliver, reply);
+      } catch (e) {
+        if (!isRequest(message)) throw e;
+        internalError(reply, message.id, e);
       }
-      if (!isRequest(message)) return deliver(message);
-      const params = isObject(message.params) ? message.params : {};
-      const meta = isObject(params._meta) ? params._meta : {};
-      if (inFlight.has(message.id)) {
-        const error = new AztpError(ErrorCodes.REQUEST_ID_IN_USE, `request id ${describeClaim(message.id, 64)} is already in use by a request in flight on this connection`);
-        let receipt: string | undefined;
-        if (message.method === "tools/call" && typeof params.name === "string") {
-          ({ receipt } = guard.refuse({ tool: params.name, args: argumentsOf(params), token: meta[INVOCATION_META_KEY] }, error));
-        }
-        // Not through answer(): the request in flight under this id is still waiting for its own.
-        void reply(refusal(message.id, error, receipt)).catch(() => undefined);
-        return;
-      }
-      inFlight.set(message.id, false);
-      if (HANDSHAKES.has(message.method)) {
-        // Checked now, not when the answer goes out: a challenge the proof cannot be signed
-        // for would then throw there, and the handshake would never be answered.
-        const ch = meta[CHALLENGE_META_KEY];
-        let challenge: Challenge | null = null;
-        try {
-          if (ch !== undefined) challenge = parseChallenge(ch);
-        } catch (e) {
-          answer(reply, handshakeRefusal(message.id, message.method, e as AztpError));
-          return;
-        }
-        inits.set(message.id, challenge);
-        return pass(message, deliver);
-      }
-      if (message.method === "tools/list" && options.filterToolsByPolicy && meta[INVOCATION_META_KEY] !== undefined) {
-        void guard
-          .admit({ tool: "tools/list", args: {}, token: meta[INVOCATION_META_KEY] })
-          .then((a) => {
-            if (!open) return;
-            if (a.verified) lists.set(message.id, a.caller);
-            pass(message, deliver);
-          })
-          .catch((e: unknown) => internalError(reply, message.id, e));
-        return;
-      }
-      if (message.method !== "tools/call" || typeof params.name !== "string") return pass(message, deliver);
-      const id = message.id;
-      // A call the SDK would drop unread (a member too many, a _meta its schema rejects) must
-      // not be admitted: its token would be used up, the call audited as allowed and left
-      // unanswered, its caller waiting. It is refused at once instead.
-      if (!sdkTakesAsRequest(message)) {
-        const error = new AztpError(ErrorCodes.MESSAGE_INVALID, "this tools/call has members the MCP SDK rejects (an unknown member, or a _meta its schema does not accept), so the server would never run or answer it");
-        const { receipt } = guard.refuse({ tool: params.name, args: argumentsOf(params), token: meta[INVOCATION_META_KEY] }, error);
-        answer(reply, refusal(id, error, receipt));
-        return;
-      }
-      // The MCP access token (Authorization bearer), which a token's `ath` may bind.
-      const accessToken = extra?.authInfo?.token;
-      void guard.admit({ tool: params.name, args: argumentsOf(params), token: meta[INVOCATION_META_KEY], ...(accessToken ? { accessToken } : {}) }).then((admission) => {
-        if (!admission.allowed) {
-          const { receipt } = guard.settleRefusal(admission);
-          answer(reply, refusal(id, admission.error as AztpError, receipt));
-          return;
-        }
-        if (!open) {
-          guard.unanswered(admission, Unanswered.CONNECTION_CLOSED, "the connection closed while the call was being verified");
-          return;
-        }
-        calls.set(id, admission);
-        pass(message, deliver);
-      }).catch((e: unknown) => {
-        calls.delete(id);
-        internalError(reply, id, e);
-      });
     },
     closed() {
       open = false;
