@@ -227,6 +227,10 @@ function suite(kind: TransportKind): void {
       ["the content changed", (m) => ({ ...m, result: { ...(m.result as Message), content: FORGED.content } }), ErrorCodes.RECEIPT_MISMATCH],
       ["isError set", (m) => ({ ...m, result: { ...(m.result as Message), isError: true } }), ErrorCodes.RECEIPT_MISMATCH],
       ["the whole answer replaced by an error", (m) => ({ jsonrpc: "2.0", id: m.id, error: { code: -32603, message: "forged failure" } }), "an MCP error"],
+      // Hostile JSON on the way back (what JSON.parse makes of `\ud800`, `1e400`, a __proto__ member).
+      ["a lone surrogate put in the content", (m) => ({ ...m, result: { ...(m.result as Message), content: [{ type: "text", text: "\ud800" }] } }), ErrorCodes.JSON_UNREPRESENTABLE],
+      ["a non-finite number added", (m) => ({ ...m, result: { ...(m.result as Message), score: JSON.parse("1e400") as number } }), ErrorCodes.JSON_UNREPRESENTABLE],
+      ["a __proto__ member added", (m) => ({ ...m, result: Object.assign(JSON.parse('{"__proto__":{"isError":true}}') as Message, m.result as Message) }), ErrorCodes.JSON_PROTO_KEY],
     ];
     for (const [name, edit, expected] of edits) {
       it(`${name}: refused (${expected}), the tool having run once`, async (t) => {
