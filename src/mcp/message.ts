@@ -12,6 +12,12 @@
  * safety is one direction: whatever the SDK's own guard calls a request or a response, so
  * will these (test/mcp-message.test.ts checks it on random messages), so nothing the SDK's
  * Protocol would dispatch as a tools/call, or take as its answer, escapes the hooks.
+ *
+ * Which request an answer answers is the SDK's rule too (PendingRequests, against the 1.x and
+ * 2.x Clients as oracles in the same test), and whether the SDK takes a message at all is
+ * asked of its own guards, once per answer of a tracked request and per tools/call (1 to 3 µs
+ * each, measured here): those decide what reaches a tool or an application, so no mirror of
+ * the schemas that could drift from them is trusted with it.
  */
 import {
   isJSONRPCErrorResponse,
