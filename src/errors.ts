@@ -86,6 +86,12 @@ export const ErrorCodes = {
   PROOF_INVALID: "ERR_PROOF_INVALID",
   /** An MCP request reused the id of a request still in flight on its connection. */
   REQUEST_ID_IN_USE: "ERR_REQUEST_ID_IN_USE",
+  /** An `io.aztp/challenge` at initialize that is not `{ nonce: 16 to 256 base64url characters, client?: a SPIFFE/AZTP ID }`. */
+  CHALLENGE_INVALID: "ERR_CHALLENGE_INVALID",
+  /** An MCP message the binding and the MCP SDK could read differently: an answer with both `result` and `error`, or a request or answer with members the SDK's strict schemas drop. */
+  MESSAGE_INVALID: "ERR_MESSAGE_INVALID",
+  /** A hook of the MCP binding threw; the request was answered with this error instead of being left unanswered. */
+  HOOK_FAILED: "ERR_HOOK_FAILED",
 
   // Signed invocations and receipts (invocation/)
   INVOCATION_MISSING: "ERR_INVOCATION_MISSING",
@@ -111,6 +117,14 @@ export const ErrorCodes = {
   RECEIPT_MISMATCH: "ERR_RECEIPT_MISMATCH",
   /** The tool itself failed (threw, or answered with an error): the call was admitted and ran. */
   TOOL_FAILED: "ERR_TOOL_FAILED",
+  /** The receipt's status disagrees with the answer: `ok` on an error, or `error`/`denied` on a success result. */
+  RECEIPT_STATUS: "ERR_RECEIPT_STATUS",
+  /** The callee a call is addressed to is revoked (its identity, an ancestor, or the SVID that signed its receipt). */
+  CALLEE_REVOKED: "ERR_CALLEE_REVOKED",
+  /** A value RFC 8785 (JCS) cannot represent: a lone surrogate, a non-finite number, a non-JSON type, or nesting too deep. */
+  JSON_UNREPRESENTABLE: "ERR_JSON_UNREPRESENTABLE",
+  /** A `__proto__` member in signed JSON: the MCP SDK's parse drops it, so what is signed would not be what is used. */
+  JSON_PROTO_KEY: "ERR_JSON_PROTO_KEY",
 
   // Audit log (audit/)
   /** The log file could not be written or read (a full disk, permissions); `recover()` retries. */

@@ -38,6 +38,18 @@ const SEED = Number(process.env.FC_SEED ?? Date.now() % 2 ** 31);
 const SCALE = Number(process.env.FC_SCALE ?? 1);
 const settings = (numRuns: number) => ({ numRuns: Math.ceil(numRuns * SCALE), seed: SEED, includeErrorInReport: true });
 
+/** A `__proto__` member anywhere in `v` (fast-check generates the key now and then, on purpose). */
+function hasProtoKey(v: unknown): boolean {
+  if (Array.isArray(v)) return v.some(hasProtoKey);
+  if (v === null || typeof v !== "object") return false;
+  return Object.keys(v).some((k) => k === "__proto__" || hasProtoKey((v as Record<string, unknown>)[k]));
+}
+/**
+ * JSON values that can be signed: a `__proto__` member is refused by design (ERR_JSON_PROTO_KEY,
+ * tested on its own below), so the properties about everything else leave it out.
+ */
+const signableJson = (constraints: Parameters<typeof fc.jsonValue>[0]) => fc.jsonValue(constraints).filter((v) => !hasProtoKey(v));
+
 let w: World;
 let caller2: AgentIdentity;
 
@@ -112,7 +124,7 @@ describe("mutated invocation tokens are never accepted", () => {
       fc.asyncProperty(
         fc.tuple(fc.nat(2), fc.nat(2)),
         fc.tuple(fc.constantFrom(TOOL, "fetch"), fc.constantFrom(TOOL, "fetch")),
-        fc.tuple(fc.jsonValue({ maxDepth: 2 }), fc.jsonValue({ maxDepth: 2 })),
+        fc.tuple(signableJson({ maxDepth: 2 }), signableJson({ maxDepth: 2 })),
         fc.tuple(fc.nat(1), fc.nat(1), fc.nat(1)),
         async ([i, j], [toolA, toolB], [argsA, argsB], pick) => {
           const a = signInvocation(signers()[i] as AgentIdentity, { audience: w.serverA.spiffeId, tool: toolA, args: argsA });
@@ -299,13 +311,13 @@ describe("canonical arguments", () => {
   }
 
   const argsArb = fc.oneof(
-    fc.dictionary(fc.string({ maxLength: 8 }), fc.jsonValue({ maxDepth: 3 }), { maxKeys: 6 }),
-    fc.jsonValue({ maxDepth: 3, stringUnit: "binary" }),
+    fc.dictionary(fc.string({ maxLength: 8 }), signableJson({ maxDepth: 3 }), { maxKeys: 6 }),
+    signableJson({ maxDepth: 3, stringUnit: "binary" }),
   );
 
   it("the same JSON value in another key order or number spelling passes; any other value is refused", async () => {
     await run(
-      fc.asyncProperty(argsArb, fc.nat(), fc.array(fc.nat(), { maxLength: 4 }), fc.nat(), fc.jsonValue({ maxDepth: 1 }), fc.string({ maxLength: 4 }), async (args, seed, path, op, replacement, key) => {
+      fc.asyncProperty(argsArb, fc.nat(), fc.array(fc.nat(), { maxLength: 4 }), fc.nat(), signableJson({ maxDepth: 1 }), fc.string({ maxLength: 4 }), async (args, seed, path, op, replacement, key) => {
         const token = signInvocation(w.caller, { audience: w.serverA.spiffeId, tool: TOOL, args });
         // Received as the wire delivers it, in another key order and number spelling: passes.
         const same = JSON.parse(shuffledJson(args, seed)) as unknown;
@@ -318,6 +330,35 @@ describe("canonical arguments", () => {
         assert.equal(r.ran, equal ? 1 : 0);
       }),
       250,
+    );
+  });
+
+  it("a __proto__ member put anywhere in signable arguments is refused by the signer and the verifier (ERR_JSON_PROTO_KEY), never digested", async () => {
+    await run(
+      fc.asyncProperty(argsArb, fc.array(fc.nat(), { maxLength: 4 }), signableJson({ maxDepth: 1 }), async (args, path, value) => {
+        // Put the member in at a random object (JSON.parse makes it an ordinary own member).
+        const put = (v: unknown, at: readonly number[]): unknown => {
+          const [step, ...rest] = at;
+          if (Array.isArray(v) && v.length > 0 && step !== undefined) return v.map((x, k) => (k === step % v.length ? put(x, rest) : x));
+          if (v !== null && typeof v === "object" && !Array.isArray(v)) {
+            const entries = Object.entries(v);
+            if (step !== undefined && rest.length > 0 && entries.length > 0) {
+              const i = step % entries.length;
+              return JSON.parse(`{${entries.map(([k, x], n) => `${JSON.stringify(k)}:${JSON.stringify(n === i ? put(x, rest) : x)}`).join(",")}}`);
+            }
+            return JSON.parse(`{"__proto__":${JSON.stringify(value)}${entries.map(([k, x]) => `,${JSON.stringify(k)}:${JSON.stringify(x)}`).join("")}}`);
+          }
+          return JSON.parse(`{"__proto__":${JSON.stringify(value)},"v":${JSON.stringify(v)}}`);
+        };
+        const hostile = put(args, path);
+        fc.pre(hasProtoKey(hostile));
+        assert.throws(() => signInvocation(w.caller, { audience: w.serverA.spiffeId, tool: TOOL, args: hostile }), { code: ErrorCodes.JSON_PROTO_KEY });
+        const token = signInvocation(w.caller, { audience: w.serverA.spiffeId, tool: TOOL, args });
+        const r = await attempt(token, options({ args: hostile }));
+        assert.equal(r.code, ErrorCodes.JSON_PROTO_KEY);
+        assert.equal(r.ran, 0);
+      }),
+      150,
     );
   });
 
@@ -358,7 +399,7 @@ describe("receipts", () => {
       settings(300),
     );
     fc.assert(
-      fc.property(fc.jsonValue({ maxDepth: 2 }), (other) => {
+      fc.property(signableJson({ maxDepth: 2 }), (other) => {
         fc.pre(canonicalJson(other) !== canonicalJson(result));
         assert.equal(refused(receipt, { ...opts, result: other }), ErrorCodes.RECEIPT_MISMATCH);
       }),

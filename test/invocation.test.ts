@@ -443,10 +443,15 @@ describe("arguments: the digest is over what is actually received", async () => 
     received({ ...ARGS, filters: { ...filters, tags: ["maps", "news"] } }, C.INVOCATION_ARGS_MISMATCH, "array order changed (arrays are ordered)"),
     received({ ...ARGS, filters: { ...filters, tags: ["news", "maps", "x"] } }, C.INVOCATION_ARGS_MISMATCH, "array element added"),
     received({ ...ARGS, query: "weather in Pa\u0072is " }, C.INVOCATION_ARGS_MISMATCH, "trailing space"),
-    received(JSON.parse(`{"__proto__":{"admin":true},${JSON.stringify(ARGS).slice(1)}`), C.INVOCATION_ARGS_MISMATCH, "a __proto__ key added (as JSON.parse makes it)"),
+    received(JSON.parse(`{"__proto__":{"admin":true},${JSON.stringify(ARGS).slice(1)}`), C.JSON_PROTO_KEY, "a __proto__ key added (as JSON.parse makes it; the SDK's parse would drop it)"),
+    received({ ...ARGS, filters: JSON.parse(`{"__proto__":{"region":"us"},"region":"eu","tags":["news","maps"],"since":null}`) }, C.JSON_PROTO_KEY, "a nested __proto__ key"),
+    received({ ...ARGS, query: "weather in \ud800Paris" }, C.JSON_UNREPRESENTABLE, "a lone surrogate in a string"),
+    received({ ...ARGS, ["\udc00"]: 1 }, C.JSON_UNREPRESENTABLE, "a lone surrogate in a key"),
+    received({ ...ARGS, limit: Infinity }, C.JSON_UNREPRESENTABLE, "Infinity (what 1e400 in JSON text parses as)"),
+    received({ ...ARGS, limit: NaN }, C.JSON_UNREPRESENTABLE, "NaN"),
     received(undefined, C.INVOCATION_ARGS_MISMATCH, "no arguments received"),
     received([ARGS], C.INVOCATION_ARGS_MISMATCH, "arguments wrapped in an array"),
-    received({ ...ARGS, limit: 2n }, C.INVOCATION_ARGS_MISMATCH, "arguments JSON cannot carry (a BigInt)"),
+    received({ ...ARGS, limit: 2n }, C.JSON_UNREPRESENTABLE, "arguments JSON cannot carry (a BigInt)"),
     received(
       Object.fromEntries(Object.entries(ARGS).reverse()),
       "ok",
@@ -814,6 +819,46 @@ describe("receipts", () => {
     const c = await call(server);
     verifyReceipt(c.receipt, c.options);
     await w.authority.revoke(server.spiffeId, "compromised");
-    expectReceipt(c.receipt, c.options, C.RECEIPT_INVALID);
+    expectReceipt(c.receipt, c.options, C.CALLEE_REVOKED);
+  });
+
+  describe("the receipt's status must agree with the answer", () => {
+    const ERROR_RESULT = { content: [{ type: "text", text: "no such city" }], isError: true };
+    const REFUSAL = { code: C.POLICY_DENIED, message: "policy denies it" };
+    /** A receipt with `status` over `result`, verified as an answer that is (or is not) an error. */
+    const receiptFor = async (status: "ok" | "error" | "denied", result: unknown): Promise<Call> => {
+      const c = await call(w.serverA, result);
+      const receipt = signReceipt(w.serverA, { caller: w.caller.spiffeId, tool: TOOL, invocationToken: c.token, result, status, ...(status !== "ok" ? { code: C.POLICY_DENIED } : {}) });
+      return { ...c, receipt };
+    };
+    const cases: Array<[string, "ok" | "error" | "denied", unknown, boolean | undefined, ErrorCode | "ok"]> = [
+      ["ok on a success result", "ok", RESULT, false, "ok"],
+      ["ok on a success result (isError not given: read from the result)", "ok", RESULT, undefined, "ok"],
+      ["error on an isError result", "error", ERROR_RESULT, true, "ok"],
+      ["error on an isError result (isError read from the result)", "error", ERROR_RESULT, undefined, "ok"],
+      ["denied on a JSON-RPC error", "denied", REFUSAL, true, "ok"],
+      ["error on a JSON-RPC error", "error", REFUSAL, true, "ok"],
+      ["denied on a success result", "denied", RESULT, false, C.RECEIPT_STATUS],
+      ["error on a success result", "error", RESULT, false, C.RECEIPT_STATUS],
+      ["denied on a success result (isError read from the result)", "denied", RESULT, undefined, C.RECEIPT_STATUS],
+      ["ok on an isError result", "ok", ERROR_RESULT, true, C.RECEIPT_STATUS],
+      ["ok on an isError result (isError read from the result)", "ok", ERROR_RESULT, undefined, C.RECEIPT_STATUS],
+      ["ok on a JSON-RPC error", "ok", REFUSAL, true, C.RECEIPT_STATUS],
+    ];
+    for (const [name, status, result, isError, expected] of cases) {
+      it(`${expected === "ok" ? "accepted" : "refused"}: ${name}`, async () => {
+        const c = await receiptFor(status, result);
+        const options = { ...c.options, ...(isError !== undefined ? { isError } : {}) };
+        if (expected === "ok") {
+          assert.equal(verifyReceipt(c.receipt, options).claims.status, status);
+          return;
+        }
+        assert.throws(() => verifyReceipt(c.receipt, options), (e: unknown) => {
+          assert.ok(e instanceof Error && "code" in e && e.code === expected, String(e));
+          assert.match((e as Error).message, new RegExp(`"${status}".*${status === "ok" ? "an error" : "a success result"}`), "the message names both");
+          return true;
+        });
+      });
+    }
   });
 });

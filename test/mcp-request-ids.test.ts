@@ -77,7 +77,7 @@ async function auditedClient(t: TestContext, c: ReturnType<typeof fixture>["aztp
 }
 
 /** A raw client side of an in-memory link, initialised, collecting what the server sends. */
-async function rawPeer(server: McpServer): Promise<{ send: (m: JSONRPCMessage) => Promise<void>; got: JSONRPCMessage[]; answer: (id: number, n?: number) => Promise<JSONRPCMessage[]> }> {
+async function rawPeer(server: McpServer): Promise<{ send: (m: JSONRPCMessage) => Promise<void>; got: JSONRPCMessage[]; answer: (id: number | string, n?: number) => Promise<JSONRPCMessage[]> }> {
   const [mine, theirs] = InMemoryTransport.createLinkedPair();
   await server.connect(theirs);
   const got: JSONRPCMessage[] = [];
@@ -85,7 +85,7 @@ async function rawPeer(server: McpServer): Promise<{ send: (m: JSONRPCMessage) =
   await mine.start();
   await mine.send({ jsonrpc: "2.0", id: 0, method: "initialize", params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "raw", version: "1" } } });
   await mine.send({ jsonrpc: "2.0", method: "notifications/initialized" });
-  const answer = async (id: number, n = 1): Promise<JSONRPCMessage[]> => {
+  const answer = async (id: number | string, n = 1): Promise<JSONRPCMessage[]> => {
     const deadline = Date.now() + 5_000;
     for (;;) {
       const found = got.filter((m) => (m as { id?: unknown }).id === id && ("result" in m || "error" in m));
@@ -119,7 +119,7 @@ describe("MCP request ids and cancellation", () => {
     // B's refusal carries a receipt bound to B's token, so its caller can prove it was refused.
     const bReceipt = (refused.error.data as Record<string, unknown>)[RECEIPT_META_KEY] as string;
     const data = refused.error.data as { code: string; message: string };
-    const bClaims = verifyReceipt(bReceipt, { invocationToken: b.token, result: { code: data.code, message: data.message }, callee: s.server.identity.spiffeId, caller: caller.spiffeId, trust: await c.trust() });
+    const bClaims = verifyReceipt(bReceipt, { invocationToken: b.token, result: { code: data.code, message: data.message }, isError: true, callee: s.server.identity.spiffeId, caller: caller.spiffeId, trust: await c.trust() });
     assert.equal(bClaims.claims.status, "denied");
 
     s.release();
@@ -261,5 +261,63 @@ describe("MCP request ids and cancellation", () => {
     const r = await client.callTool({ name: "echo", arguments: { text: "after" } });
     assert.deepEqual(r.content, [{ type: "text", text: "after" }]);
     assert.equal((await s.entries(2)).length, 2);
+  });
+
+  it("a cancellation the SDK ignores (of request 0, of request \"\", with a reason that is not a string) does not end the call: its answer carries its receipt and it is audited as answered", async (t) => {
+    const { home, aztp: c } = fixture(t);
+    const caller = (await c.secureConnect({}, "ignored-canceller")).identity;
+    const cases: Array<[string, number | string, Record<string, unknown>]> = [
+      ["request 0 (the 1.x SDK ignores a falsy requestId)", 0, {}],
+      ['request "" (falsy too)', "", {}],
+      ["a reason that is a number (the SDK's schema drops the notification)", 12, { reason: 5 }],
+    ];
+    for (const [name, id, extra] of cases) {
+      const s = await slowServer(t, join(home, `case-${String(id) || "empty"}`), c);
+      const peer = await rawPeer(s.server);
+      // Id 0 was the initialize's: it may be used again once that is answered.
+      const before = (await peer.answer(0)).length;
+      const args = { text: name };
+      const token = signInvocation(caller, { audience: s.server.identity.spiffeId, tool: "slow", args });
+      await peer.send({ jsonrpc: "2.0", id, method: "tools/call", params: { name: "slow", arguments: args, _meta: { [INVOCATION_META_KEY]: token } } });
+      await until(() => s.runs.length > 0, `${name}: slow to start`);
+      await peer.send({ jsonrpc: "2.0", method: "notifications/cancelled", params: { requestId: id, ...extra } } as JSONRPCMessage);
+      s.release();
+      const answered = (await peer.answer(id, id === 0 ? before + 1 : 1)).at(-1);
+      assert.ok(answered && "result" in answered && "content" in answered.result, `${name}: the server answered the call it did not cancel`);
+      assert.equal(typeof (answered.result._meta as Record<string, unknown> | undefined)?.[RECEIPT_META_KEY], "string", `${name}: with its receipt`);
+      const entries = await s.entries(1);
+      assert.deepEqual(entries.map((e) => [e.decision, e.outcome, e.reason ?? null]), [["allow", "ok", null]], name);
+    }
+  });
+
+  it("a tools/call with members the SDK's schema rejects is refused at once (ERR_MESSAGE_INVALID), not admitted and left unanswered; its twin runs", async (t) => {
+    const { home, aztp: c } = fixture(t);
+    const caller = (await c.secureConnect({}, "odd-caller")).identity;
+    const s = await slowServer(t, home, c);
+    const peer = await rawPeer(s.server);
+    const call = (id: number, text: string, edit: (m: Record<string, unknown>) => Record<string, unknown>): JSONRPCMessage => {
+      const args = { text };
+      const token = signInvocation(caller, { audience: s.server.identity.spiffeId, tool: "echo", args });
+      return edit({ jsonrpc: "2.0", id, method: "tools/call", params: { name: "echo", arguments: args, _meta: { [INVOCATION_META_KEY]: token } } }) as unknown as JSONRPCMessage;
+    };
+    const odd: Array<[string, (m: Record<string, unknown>) => Record<string, unknown>]> = [
+      ["a member too many", (m) => ({ ...m, extra: true })],
+      ["a progressToken that is not an integer", (m) => ({ ...m, params: { ...(m.params as object), _meta: { ...((m.params as { _meta: object })._meta), progressToken: 1.5 } } })],
+      ["a jsonrpc version other than 2.0", (m) => ({ ...m, jsonrpc: "1.0" })],
+    ];
+    let id = 20;
+    for (const [name, edit] of odd) {
+      await peer.send(call(++id, name, edit));
+      const [refused] = await peer.answer(id);
+      assert.ok(refused && "error" in refused, `${name}: answered at once with an error`);
+      assert.equal((refused.error.data as { code?: string }).code, ErrorCodes.MESSAGE_INVALID, name);
+    }
+    assert.deepEqual(s.runs, [], "none ran");
+    await peer.send(call(++id, "twin", (m) => m));
+    const [ok] = await peer.answer(id);
+    assert.ok(ok && "result" in ok);
+    assert.deepEqual(s.runs, ["echo:twin"]);
+    const entries = await s.entries(odd.length + 1);
+    assert.deepEqual(entries.map((e) => [e.decision, e.reason ?? null]), [...odd.map(() => ["deny", ErrorCodes.MESSAGE_INVALID]), ["allow", null]]);
   });
 });

@@ -50,12 +50,18 @@ export class CallerGuard {
    * it throws ERR_AUDIT_UNAVAILABLE (enforce mode), so no call is sent that could not be
    * recorded. A call whose arguments cannot be signed (RFC 8785 cannot represent them) is
    * recorded as refused before the error is thrown: no input leaves a call unaudited.
+   *
+   * A callee that has been revoked gets no call (enforce mode): its tool would run, and only
+   * its receipt would be refused. Checked with the same trust as the receipts, against the
+   * callee's identity (and its ancestors) and, when known, the serial of the SVID it last
+   * showed (`calleeSerial`). In audit mode the call goes, and its receipt's check records it.
    */
-  async prepare(call: { audience: string; tool: string; args: unknown; delegation?: readonly string[]; traceId?: string }): Promise<PreparedCall> {
+  async prepare(call: { audience: string; tool: string; args: unknown; delegation?: readonly string[]; traceId?: string; calleeSerial?: string }): Promise<PreparedCall> {
     const unavailable = await this.#audit.unavailable();
     if (unavailable !== undefined) throw unavailable;
+    let prepared: PreparedCall;
     try {
-      return this.sign(call);
+      prepared = this.sign(call);
     } catch (e) {
       const error = e instanceof AztpError ? e : new AztpError(ErrorCodes.INVALID_ARGUMENT, (e as Error)?.message ?? String(e));
       if (this.#audit.enabled) {
@@ -75,6 +81,12 @@ export class CallerGuard {
       }
       throw error;
     }
+    if (this.mode === "enforce" && this.#o.trust.isRevoked(call.audience, call.calleeSerial ?? "")) {
+      const error = new AztpError(ErrorCodes.CALLEE_REVOKED, `the callee ${call.audience} (or an ancestor, or its SVID) is revoked: the call of ${call.tool} is not sent`);
+      const unrecorded = await this.fail(prepared, error);
+      throw unrecorded ?? error;
+    }
+    return prepared;
   }
 
   /** Signs a request that is not itself a tool call (tools/list, to be shown the callable tools): not audited. */

@@ -2,49 +2,124 @@
  * Digests of tool arguments and results over RFC 8785 (JCS) canonical JSON, so that the
  * same value hashes the same whatever its key order or number spelling. Uses the
  * `canonicalize` package (by the RFC's co-author) rather than a hand-written serialiser.
+ *
+ * Before the package sees a value, one walk checks that JCS can represent it at all, and
+ * throws an AztpError naming the first place it cannot, on the signer's side and the
+ * verifier's alike: a lone surrogate (in a string or a key), a non-finite number (`1e400` in
+ * JSON text parses as Infinity), a non-JSON type, nesting deeper than MAX_JSON_DEPTH. The walk
+ * keeps its own stack, so 100,000 levels of nesting are refused at level 65, never a
+ * RangeError; the package recurses, but only over what the walk let through. A `__proto__`
+ * member is refused too (ERR_JSON_PROTO_KEY): JSON.parse makes it an ordinary member, which
+ * this digest covers, but the MCP SDK's zod parse drops it, so the tool would run on other
+ * arguments than were signed and checked (and a result reach the caller without it).
  */
 import { hash } from "node:crypto";
 import canonicalize from "canonicalize";
-import { AztpError, ErrorCodes } from "../errors.js";
+import { AztpError, ErrorCodes, type ErrorCode } from "../errors.js";
 
 export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
 
-/** Throws ERR_INVALID_ARGUMENT naming the path of the first value JSON cannot carry. */
-function assertJson(value: unknown, path: string, depth: number): void {
-  if (depth > 64) throw new AztpError(ErrorCodes.INVALID_ARGUMENT, `${path} is nested more than 64 levels deep`);
-  if (value === null || typeof value === "string" || typeof value === "boolean") return;
-  if (typeof value === "number") {
-    if (!Number.isFinite(value)) throw new AztpError(ErrorCodes.INVALID_ARGUMENT, `${path} is ${value}, which JSON cannot carry`);
-    return;
+/** How deep a signed value may nest: arguments and results deeper than this are refused. */
+export const MAX_JSON_DEPTH = 64;
+
+/** One value still to check, and where it sits (the path is spelled out only for an error). */
+interface Frame {
+  readonly value: unknown;
+  readonly depth: number;
+  readonly parent: Frame | undefined;
+  /** Its key in the parent: a member name, an index, or "toJSON" for what a toJSON returned. */
+  readonly key: string | number | undefined;
+  readonly viaToJSON?: boolean;
+}
+
+const IDENTIFIER = /^[A-Za-z_$][A-Za-z0-9_$]*$/;
+
+function pathOf(frame: Frame, root: string): string {
+  const parts: string[] = [];
+  for (let f: Frame | undefined = frame; f?.parent !== undefined; f = f.parent) {
+    if (f.viaToJSON) parts.push(".toJSON()");
+    else if (typeof f.key === "number") parts.push(`[${f.key}]`);
+    else {
+      const key = f.key ?? "";
+      const shown = key.length > 40 ? `${key.slice(0, 40)}...` : key;
+      parts.push(IDENTIFIER.test(shown) ? `.${shown}` : `[${JSON.stringify(shown)}]`);
+    }
   }
-  if (Array.isArray(value)) {
-    value.forEach((v, i) => {
+  return root + parts.reverse().join("");
+}
+
+function fail(frame: Frame, root: string, why: string, code: ErrorCode = ErrorCodes.JSON_UNREPRESENTABLE): never {
+  throw new AztpError(code, `${pathOf(frame, root)} ${why}`);
+}
+
+/** String.prototype.isWellFormed (ES2024, in Node 20): no lone surrogate. Native, one pass. */
+function wellFormed(s: string): boolean {
+  return (s as string & { isWellFormed(): boolean }).isWellFormed();
+}
+
+/** Throws ERR_JSON_UNREPRESENTABLE (or ERR_JSON_PROTO_KEY) naming the first place in `value` JCS cannot carry. */
+export function assertRepresentable(value: unknown, what = "value"): void {
+  const stack: Frame[] = [{ value, depth: 0, parent: undefined, key: undefined }];
+  for (let frame = stack.pop(); frame !== undefined; frame = stack.pop()) {
+    const v = frame.value;
+    if (frame.depth > MAX_JSON_DEPTH) fail(frame, what, `is nested more than ${MAX_JSON_DEPTH} levels deep`);
+    if (typeof v === "string") {
+      if (!wellFormed(v)) fail(frame, what, "holds a lone surrogate, which JSON text (RFC 8785) cannot carry");
+      continue;
+    }
+    if (v === null || typeof v === "boolean") continue;
+    if (typeof v === "number") {
+      if (!Number.isFinite(v)) fail(frame, what, `is ${v}, which JSON (RFC 8785) cannot carry`);
+      continue;
+    }
+    if (typeof v !== "object") fail(frame, what, `is a ${typeof v}, which JSON cannot carry`);
+    // As JSON.stringify and canonicalize do: a toJSON (Date and friends) stands for its object.
+    let replaced: { value: unknown } | undefined;
+    try {
+      const toJSON = (v as { toJSON?: unknown }).toJSON;
+      if (typeof toJSON === "function") replaced = { value: (toJSON as () => unknown).call(v) };
+    } catch (e) {
+      fail(frame, what, `has a toJSON that threw: ${(e as Error)?.message ?? String(e)}`);
+    }
+    if (replaced !== undefined) {
+      stack.push({ value: replaced.value, depth: frame.depth + 1, parent: frame, key: "toJSON", viaToJSON: true });
+      continue;
+    }
+    if (Array.isArray(v)) {
       // JSON turns undefined array slots into null; so must the digest, and canonicalize does.
-      if (v !== undefined) assertJson(v, `${path}[${i}]`, depth + 1);
-    });
-    return;
-  }
-  if (typeof value === "object") {
-    const proto = Object.getPrototypeOf(value) as unknown;
-    if (proto !== Object.prototype && proto !== null) {
-      if (typeof (value as { toJSON?: unknown }).toJSON === "function") return; // Date and friends: canonicalize calls toJSON
-      throw new AztpError(ErrorCodes.INVALID_ARGUMENT, `${path} is a ${(value as object).constructor?.name ?? "non-plain object"}, not plain JSON`);
+      for (let i = v.length - 1; i >= 0; i--) {
+        const item: unknown = v[i];
+        if (item !== undefined) stack.push({ value: item, depth: frame.depth + 1, parent: frame, key: i });
+      }
+      continue;
     }
-    for (const [k, v] of Object.entries(value)) {
-      if (v !== undefined) assertJson(v, `${path}.${k}`, depth + 1);
+    const proto = Object.getPrototypeOf(v) as unknown;
+    if (proto !== Object.prototype && proto !== null) fail(frame, what, `is a ${(v as object).constructor?.name ?? "non-plain object"}, not plain JSON`);
+    const keys = Object.keys(v);
+    for (let i = keys.length - 1; i >= 0; i--) {
+      const key = keys[i] as string;
+      const item: unknown = (v as Record<string, unknown>)[key];
+      if (key === "__proto__") {
+        fail({ value: item, depth: frame.depth + 1, parent: frame, key }, what, "is a __proto__ member, which the MCP SDK drops when it parses a message: what was signed would not be what is used", ErrorCodes.JSON_PROTO_KEY);
+      }
+      if (!wellFormed(key)) fail({ value: item, depth: frame.depth + 1, parent: frame, key }, what, "is a key with a lone surrogate, which JSON text (RFC 8785) cannot carry");
+      if (item !== undefined) stack.push({ value: item, depth: frame.depth + 1, parent: frame, key });
     }
-    return;
   }
-  if (value === undefined) return;
-  throw new AztpError(ErrorCodes.INVALID_ARGUMENT, `${path} is a ${typeof value}, which JSON cannot carry`);
 }
 
 /** The RFC 8785 canonical form of `value`. `undefined` canonicalises as `{}` (no arguments). */
 export function canonicalJson(value: unknown, what = "value"): string {
   if (value === undefined) return "{}";
-  assertJson(value, what, 0);
-  const text = canonicalize(value);
-  if (text === undefined) throw new AztpError(ErrorCodes.INVALID_ARGUMENT, `${what} cannot be canonicalised`);
+  assertRepresentable(value, what);
+  let text: string | undefined;
+  try {
+    text = canonicalize(value);
+  } catch (e) {
+    // Only a toJSON that answers differently the second time gets here (the walk called it once).
+    throw new AztpError(ErrorCodes.JSON_UNREPRESENTABLE, `${what} cannot be canonicalised: ${(e as Error)?.message ?? String(e)}`, { cause: e });
+  }
+  if (text === undefined) throw new AztpError(ErrorCodes.JSON_UNREPRESENTABLE, `${what} cannot be canonicalised`);
   return text;
 }
 

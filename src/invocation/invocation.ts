@@ -328,7 +328,10 @@ export async function verifyInvocation(token: unknown, options: VerifyInvocation
   try {
     digest = canonicalDigest(options.args, "args");
   } catch (e) {
-    reject(ErrorCodes.INVOCATION_ARGS_MISMATCH, `the received arguments cannot be canonicalised: ${(e as Error).message}`, e);
+    // Arguments JCS cannot represent (a lone surrogate, `1e400` parsed as Infinity, nesting
+    // past the limit, a __proto__ member) keep the canonical code: they were never signable.
+    if (e instanceof AztpError) throw e;
+    reject(ErrorCodes.JSON_UNREPRESENTABLE, `the received arguments cannot be canonicalised: ${(e as Error)?.message ?? String(e)}`, e);
   }
   if (c.args_sha256 !== digest) {
     reject(ErrorCodes.INVOCATION_ARGS_MISMATCH, "the arguments received are not the arguments the caller signed");

@@ -42,10 +42,20 @@ const CODES = {
  * Verifies a proof for `nonce` against `trust`, then asks `authorize` (an ID, a list, or an
  * Authorizer) whether the prover is acceptable. Returns the prover's SPIFFE ID.
  */
-export function verifyPossessionProof(
-  token: unknown,
-  options: { nonce: string; trust: Trust; audience?: string; authorize?: string | SpiffeId | ReadonlyArray<string | SpiffeId> | Authorizer; now?: Date },
-): SpiffeId {
+export function verifyPossessionProof(token: unknown, options: VerifyPossessionProofOptions): SpiffeId {
+  return verifyPossessionProofSigner(token, options).id;
+}
+
+export interface VerifyPossessionProofOptions {
+  nonce: string;
+  trust: Trust;
+  audience?: string;
+  authorize?: string | SpiffeId | ReadonlyArray<string | SpiffeId> | Authorizer;
+  now?: Date;
+}
+
+/** Like verifyPossessionProof, also returning the serial of the SVID that proved it (for later revocation checks). */
+export function verifyPossessionProofSigner(token: unknown, options: VerifyPossessionProofOptions): { id: SpiffeId; serial: string } {
   const now = options.now ?? new Date();
   const { decoded, signer } = decodeSigned(token, PROOF_TYP, options.trust, now, CODES, "possession proof");
   const c = decoded.payload;
@@ -60,5 +70,5 @@ export function verifyPossessionProof(
   if (options.trust.isRevoked(signer.spiffeId, signer.serial)) throw new AztpError(ErrorCodes.PROOF_INVALID, `possession proof: ${signer.spiffeId} is revoked`);
   const id = SpiffeId.parse(signer.spiffeId);
   toAuthorizer(options.authorize)(id);
-  return id;
+  return { id, serial: signer.serial };
 }

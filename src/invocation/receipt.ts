@@ -78,11 +78,19 @@ export interface VerifyReceiptOptions {
   now?: Date;
   /** How old a receipt may be (default 300 s): receipts are verified as they arrive. */
   maxAgeSeconds?: number;
+  /**
+   * Whether the answer received is an error (MCP: a result with `isError: true`, or a JSON-RPC
+   * error): the receipt's status must agree, `ok` with a success and `error`/`denied` with an
+   * error. Default: the result's own `isError` flag (`result.isError === true`), the MCP shape.
+   */
+  isError?: boolean;
 }
 
 export interface VerifiedReceipt {
   claims: ReceiptClaims;
   signer: string;
+  /** The serial of the SVID that signed it. */
+  serial: string;
 }
 
 const RECEIPT_CODES = {
@@ -104,13 +112,20 @@ export function verifyReceipt(receipt: unknown, options: VerifyReceiptOptions): 
   const c = decoded.payload as Partial<ReceiptClaims>;
   const callee = SpiffeId.parse(options.callee).toString();
   if (signer.spiffeId !== callee) fail(ErrorCodes.RECEIPT_INVALID, `signed by ${signer.spiffeId}, not by the callee ${callee}`);
-  if (options.trust.isRevoked(signer.spiffeId, signer.serial)) fail(ErrorCodes.RECEIPT_INVALID, `signer ${signer.spiffeId} is revoked`);
+  if (options.trust.isRevoked(signer.spiffeId, signer.serial)) fail(ErrorCodes.CALLEE_REVOKED, `signer ${signer.spiffeId} (or an ancestor, or this SVID) is revoked`);
   if (c.aud !== SpiffeId.parse(options.caller).toString()) fail(ErrorCodes.RECEIPT_MISMATCH, "addressed to another caller");
   if (c.ith !== tokenHash(options.invocationToken)) fail(ErrorCodes.RECEIPT_MISMATCH, "it answers another call (invocation token hash differs)");
   if (c.result_sha256 !== canonicalDigest(options.result, "result")) fail(ErrorCodes.RECEIPT_MISMATCH, "the result received is not the result the callee signed");
   if (c.status !== "ok" && c.status !== "error" && c.status !== "denied") fail(ErrorCodes.RECEIPT_INVALID, "unknown status");
+  // The digest binds the result, not what the caller makes of it: a callee (or a replayed
+  // receipt of one) saying "denied" over a success result, or "ok" over an error, would have
+  // the caller's audit and the application disagree on what happened.
+  const isError = options.isError ?? (typeof options.result === "object" && options.result !== null && (options.result as { isError?: unknown }).isError === true);
+  if (isError !== (c.status !== "ok")) {
+    fail(ErrorCodes.RECEIPT_STATUS, `its status is "${c.status}", but the answer received is ${isError ? "an error" : "a success result"}`);
+  }
   if (typeof c.iat !== "number") fail(ErrorCodes.RECEIPT_INVALID, "no iat");
   const age = now.getTime() / 1000 - c.iat;
   if (age > (options.maxAgeSeconds ?? 300) || age < -60) fail(ErrorCodes.RECEIPT_INVALID, "issued outside the accepted time window");
-  return { claims: c as ReceiptClaims, signer: signer.spiffeId };
+  return { claims: c as ReceiptClaims, signer: signer.spiffeId, serial: signer.serial };
 }

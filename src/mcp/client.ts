@@ -6,10 +6,9 @@
  * missing one in enforce mode. Each token and receipt stands alone, so a server that speaks
  * the stateless MCP 2026-07-28 (no initialize) works when `serverId` is given.
  */
-import { randomBytes } from "node:crypto";
 import type { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import type { Transport } from "@modelcontextprotocol/sdk/shared/transport.js";
-import type { JSONRPCMessage, RequestId } from "@modelcontextprotocol/sdk/types.js";
+import type { JSONRPCErrorResponse, JSONRPCMessage, JSONRPCResultResponse, RequestId } from "@modelcontextprotocol/sdk/types.js";
 import type { Aztp, SecuredAgent } from "../client/aztp.js";
 import { auditFor, type AuditOption } from "../client/home-audit.js";
 import type { AgentIdentity } from "../client/identity.js";
@@ -17,13 +16,14 @@ import { AztpError, ErrorCodes, type ErrorCode } from "../errors.js";
 import type { GuardMode } from "../guard/callee.js";
 import { CallerGuard, type PreparedCall } from "../guard/caller.js";
 import { Unanswered, type UnansweredReason } from "../guard/recorder.js";
-import { verifyPossessionProof } from "../invocation/proof.js";
+import { verifyPossessionProofSigner } from "../invocation/proof.js";
 import type { Trust } from "../invocation/trust.js";
 import type { Authorizer } from "../spiffe/authorizer.js";
 import { SpiffeId } from "../spiffe/spiffeid.js";
 import { InterceptingTransport, type MessageHooks } from "./intercept.js";
-import { isErrorResponse, isNotification, isRequest, isResponse, isResultResponse } from "./message.js";
-import { AZTP_REFUSED, CHALLENGE_META_KEY, IDENTITY_META_KEY, INVOCATION_META_KEY, isObject, RECEIPT_META_KEY, resultForDigest, withMeta } from "./meta.js";
+import { newChallenge } from "./challenge.js";
+import { answerKind, isErrorResponse, isNotification, isRequest, isResponse, isResultResponse, PendingRequests, sdkTakesAsResponse } from "./message.js";
+import { argumentsOf, AZTP_REFUSED, CHALLENGE_META_KEY, IDENTITY_META_KEY, INVOCATION_META_KEY, isObject, RECEIPT_META_KEY, resultForDigest, withMeta } from "./meta.js";
 import { identify } from "./identify.js";
 import { HANDSHAKES } from "./server.js";
 
@@ -55,9 +55,29 @@ function errorResponse(id: RequestId, error: AztpError): JSONRPCMessage {
 /** The state a secured client keeps across connections: the server it proved. */
 export class ServerBinding {
   serverId: SpiffeId | undefined;
+  /** The serial of the server's SVID last seen (its proof, then its receipts), for revocation checks. */
+  serial: string | undefined;
   constructor(serverId?: string) {
     this.serverId = serverId ? SpiffeId.parse(serverId) : undefined;
   }
+}
+
+/**
+ * An answer for the request `id` that the SDK is sure to take: the SDK's strict schemas drop a
+ * message with any member too many or a result `_meta` they do not accept, and a dropped answer
+ * would leave its request waiting, no longer tracked by the hooks, for whatever comes next
+ * with that id. So an answer is passed on rebuilt under the request's own id, and one the SDK
+ * would not read becomes an error the caller sees.
+ */
+function sdkAnswer(id: RequestId, message: JSONRPCResultResponse | JSONRPCErrorResponse, what: string): { answer: JSONRPCMessage; invalid?: AztpError } {
+  const answer = ("result" in message ? { jsonrpc: "2.0", id, result: message.result } : { jsonrpc: "2.0", id, error: message.error }) as JSONRPCMessage;
+  if (sdkTakesAsResponse(answer)) return { answer };
+  const invalid = new AztpError(ErrorCodes.MESSAGE_INVALID, `the answer to ${what} is not one the MCP SDK reads as an answer (a result _meta or error it rejects), so it is refused`);
+  return { answer: errorResponse(id, invalid), invalid };
+}
+
+function ambiguous(what: string): AztpError {
+  return new AztpError(ErrorCodes.MESSAGE_INVALID, `the answer to ${what} carries both a result and an error, which JSON-RPC forbids and which could be read either way`);
 }
 
 export function clientHooks(
@@ -65,28 +85,94 @@ export function clientHooks(
   binding: ServerBinding,
   options: { trust: Trust; expectedServer?: SecureMcpClientOptions["expectedServer"]; serverId?: string; signToolsList?: boolean },
 ): MessageHooks {
-  const inits = new Map<RequestId, string>();
-  const calls = new Map<RequestId, PreparedCall>();
+  // Handshakes (the nonce each challenged) and calls still waiting for their answer, matched to
+  // answers exactly as the SDK matches them (message.ts): an answer the SDK would take for one
+  // of them must be the one the hooks check.
+  const inits = new PendingRequests<string>();
+  const calls = new PendingRequests<PreparedCall>();
+  // Calls whose answer came and is being settled (receipt checked, entry written) before it is
+  // handed on. Until then the SDK still waits on the id, so a second answer under it (a
+  // forgery right behind the genuine one) would reach the SDK first, unchecked: it is dropped.
+  const settling = new PendingRequests<true>();
   // No answer will come for this call (cancelled, or never sent): audit it now, and forget it.
-  const unanswered = (id: RequestId, reason: UnansweredReason): void => {
-    const prepared = calls.get(id);
-    if (prepared === undefined) return;
-    calls.delete(id);
-    void guard.unanswered(prepared, reason);
+  const unanswered = (id: unknown, reason: UnansweredReason): void => {
+    const prepared = calls.delete(id);
+    if (prepared !== undefined) void guard.unanswered(prepared, reason);
   };
+
+  /** What to pass on for the answer to the handshake that challenged with `nonce`. */
+  const handshakeAnswer = (id: RequestId, nonce: string, message: JSONRPCResultResponse | JSONRPCErrorResponse): JSONRPCMessage => {
+    if (answerKind(message) === "ambiguous") return errorResponse(id, ambiguous("initialize"));
+    const { answer, invalid } = sdkAnswer(id, message, "initialize");
+    if (invalid !== undefined || !isResultResponse(message)) return answer;
+    const meta = isObject(message.result._meta) ? message.result._meta : {};
+    // A server that offers no proof at all, with serverId given: every token is addressed
+    // to serverId and every receipt must be signed by it, so nothing rests on the handshake.
+    if (meta[IDENTITY_META_KEY] === undefined && options.serverId !== undefined) return answer;
+    // A proof of another ID than the serverId given is refused, not silently re-pinned.
+    const authorize = options.expectedServer ?? options.serverId;
+    try {
+      const proven = verifyPossessionProofSigner(meta[IDENTITY_META_KEY], {
+        nonce,
+        trust: options.trust,
+        audience: guard.id,
+        ...(authorize !== undefined ? { authorize } : {}),
+      });
+      binding.serverId = proven.id;
+      binding.serial = proven.serial;
+    } catch (e) {
+      const error = e instanceof AztpError ? e : new AztpError(ErrorCodes.PROOF_INVALID, String(e));
+      if (guard.mode === "enforce") return errorResponse(id, new AztpError(error.code, `server identity not proven at initialize: ${error.message}`));
+    }
+    return answer;
+  };
+
+  /**
+   * What to pass on for the answer to a signed call: a result only with its receipt verified
+   * (enforce mode), and whatever it is only once the call is on record (an answer whose entry
+   * could not be written becomes ERR_AUDIT_UNAVAILABLE).
+   */
+  const callAnswer = async (id: RequestId, prepared: PreparedCall, message: JSONRPCResultResponse | JSONRPCErrorResponse): Promise<JSONRPCMessage> => {
+    const what = `the call of ${prepared.tool}`;
+    const failed = async (error: AztpError, answer: JSONRPCMessage): Promise<JSONRPCMessage> => {
+      const unrecorded = await guard.fail(prepared, error);
+      return unrecorded !== undefined ? errorResponse(id, unrecorded) : answer;
+    };
+    if (answerKind(message) === "ambiguous") {
+      const error = ambiguous(what);
+      return failed(error, errorResponse(id, error));
+    }
+    const { answer, invalid } = sdkAnswer(id, message, what);
+    if (invalid !== undefined) return failed(invalid, answer);
+    if (isErrorResponse(message)) {
+      // A refusal names its rule in data.code: audit it under that code, not as a lost receipt.
+      const data = isObject(message.error.data) ? message.error.data : {};
+      const code = KNOWN_CODES.has(data.code as string) ? (data.code as ErrorCode) : ErrorCodes.RECEIPT_MISSING;
+      return failed(new AztpError(code, `the server answered with error ${message.error.code}: ${message.error.message}`), answer);
+    }
+    const result = message.result as Record<string, unknown>;
+    const meta = isObject(result._meta) ? result._meta : {};
+    try {
+      const verified = await guard.settle(prepared, { result: resultForDigest(result), receipt: meta[RECEIPT_META_KEY], isError: result.isError === true });
+      if (verified !== undefined) binding.serial = verified.serial;
+    } catch (e) {
+      return errorResponse(id, e instanceof AztpError ? e : new AztpError(ErrorCodes.RECEIPT_INVALID, String(e)));
+    }
+    return answer;
+  };
+
   return {
     async outgoing(message, sendOptions) {
       if (isNotification(message) && message.method === "notifications/cancelled") {
-        const rid = message.params?.requestId as RequestId | undefined;
-        if (rid !== undefined) unanswered(rid, Unanswered.CANCELLED);
+        unanswered(isObject(message.params) ? message.params.requestId : undefined, Unanswered.CANCELLED);
         return message;
       }
       if (!isRequest(message)) return message;
       const params = isObject(message.params) ? message.params : {};
       if (HANDSHAKES.has(message.method)) {
-        const nonce = randomBytes(16).toString("base64url");
-        inits.set(message.id, nonce);
-        return { ...message, params: withMeta(params, CHALLENGE_META_KEY, { nonce, client: guard.id }) } as JSONRPCMessage;
+        const challenge = newChallenge(guard.id);
+        inits.set(message.id, challenge.nonce);
+        return { ...message, params: withMeta(params, CHALLENGE_META_KEY, challenge) } as JSONRPCMessage;
       }
       const isCall = message.method === "tools/call" && typeof params.name === "string";
       const isList = message.method === "tools/list" && options.signToolsList !== false;
@@ -99,7 +185,12 @@ export function clientHooks(
         );
       }
       const audience = binding.serverId.toString();
-      const prepared = isCall ? await guard.prepare({ audience, tool: params.name as string, args: params.arguments ?? {} }) : guard.sign({ audience, tool: "tools/list", args: {} });
+      // A call is refused before it leaves when the log cannot record it, or when the server has
+      // been revoked since it proved itself (checked against the SVID it last showed: its proof,
+      // then its receipts; with none seen yet, the identity alone).
+      const prepared = isCall
+        ? await guard.prepare({ audience, tool: params.name as string, args: argumentsOf(params), ...(binding.serial !== undefined ? { calleeSerial: binding.serial } : {}) })
+        : guard.sign({ audience, tool: "tools/list", args: {} });
       if (isCall) {
         calls.set(message.id, prepared);
         // The 2.x SDK cancels a call on a per-request stream (MCP 2026-07-28 over HTTP) by
@@ -111,9 +202,10 @@ export function clientHooks(
       return { ...message, params: withMeta(params, INVOCATION_META_KEY, prepared.token) } as JSONRPCMessage;
     },
     closed() {
-      for (const prepared of calls.values()) void guard.unanswered(prepared, Unanswered.CONNECTION_CLOSED);
+      for (const { value } of calls.values()) void guard.unanswered(value, Unanswered.CONNECTION_CLOSED);
       calls.clear();
       inits.clear();
+      settling.clear();
     },
     sendFailed(message) {
       if (!isRequest(message)) return;
@@ -121,51 +213,20 @@ export function clientHooks(
       unanswered(message.id, Unanswered.SEND_FAILED);
     },
     incoming(message, _extra, deliver) {
+      // isResponse takes at least every message the SDK's guards take as an answer
+      // (test/mcp-message.test.ts), so nothing the SDK would match to a request escapes here.
       if (!isResponse(message)) return deliver(message);
-      const id = message.id as RequestId;
-      const nonce = inits.get(id);
-      if (nonce !== undefined) {
-        inits.delete(id);
-        if (!isResultResponse(message)) return deliver(message);
-        const meta = isObject(message.result._meta) ? message.result._meta : {};
-        // A server that offers no proof at all, with serverId given: every token is addressed
-        // to serverId and every receipt must be signed by it, so nothing rests on the handshake.
-        if (meta[IDENTITY_META_KEY] === undefined && options.serverId !== undefined) return deliver(message);
-        // A proof of another ID than the serverId given is refused, not silently re-pinned.
-        const authorize = options.expectedServer ?? options.serverId;
-        try {
-          binding.serverId = verifyPossessionProof(meta[IDENTITY_META_KEY], {
-            nonce,
-            trust: options.trust,
-            audience: guard.id,
-            ...(authorize !== undefined ? { authorize } : {}),
-          });
-        } catch (e) {
-          const error = e instanceof AztpError ? e : new AztpError(ErrorCodes.PROOF_INVALID, String(e));
-          if (guard.mode === "enforce") return deliver(errorResponse(id, new AztpError(error.code, `server identity not proven at initialize: ${error.message}`)));
-        }
-        return deliver(message);
-      }
-      const prepared = calls.get(id);
-      if (prepared === undefined) return deliver(message);
-      calls.delete(id);
-      if (isErrorResponse(message)) {
-        // A refusal names its rule in data.code: audit it under that code, not as a lost receipt.
-        const data = isObject(message.error.data) ? message.error.data : {};
-        const code = KNOWN_CODES.has(data.code as string) ? (data.code as ErrorCode) : ErrorCodes.RECEIPT_MISSING;
-        // Handed on once it is on record, like a result.
-        void guard
-          .fail(prepared, new AztpError(code, `the server answered with error ${message.error.code}: ${message.error.message}`))
-          .then((unrecorded) => deliver(unrecorded !== undefined ? errorResponse(id, unrecorded) : message));
-        return;
-      }
-      const result = message.result as Record<string, unknown>;
-      const meta = isObject(result._meta) ? result._meta : {};
-      // The application gets the result only once its receipt verified and the call is on record.
-      void guard.settle(prepared, { result: resultForDigest(result), receipt: meta[RECEIPT_META_KEY], isError: result.isError === true }).then(
-        () => deliver(message),
-        (e: unknown) => deliver(errorResponse(id, e instanceof AztpError ? e : new AztpError(ErrorCodes.RECEIPT_INVALID, String(e)))),
-      );
+      const init = inits.take(message.id);
+      if (init !== undefined) return deliver(handshakeAnswer(init.id, init.value, message));
+      if (settling.find(message.id) !== undefined) return; // the genuine answer is being settled
+      const call = calls.take(message.id);
+      if (call === undefined) return deliver(message);
+      // Handed on only once settled: receipt checked, entry written.
+      settling.set(call.id, true);
+      void callAnswer(call.id, call.value, message).then((answer) => {
+        settling.delete(call.id);
+        deliver(answer);
+      });
     },
   };
 }

@@ -5,7 +5,27 @@
  * guard tools registered before or after wrapping, and put a proxy in front of any upstream.
  */
 import type { Transport, TransportSendOptions } from "@modelcontextprotocol/sdk/shared/transport.js";
-import type { JSONRPCMessage, MessageExtraInfo } from "@modelcontextprotocol/sdk/types.js";
+import type { JSONRPCMessage, MessageExtraInfo, RequestId } from "@modelcontextprotocol/sdk/types.js";
+import { AztpError, ErrorCodes } from "../errors.js";
+import { isRequest, isResponse, isSdkRequestId } from "./message.js";
+import { AZTP_REFUSED } from "./meta.js";
+
+function asError(error: unknown): Error {
+  return error instanceof Error ? error : new Error(String(error));
+}
+
+/**
+ * The error answer for request `id` when a hook threw on its way: an AztpError keeps its code
+ * (as every AZTP refusal carries it, in `data.code`); anything else is an internal error
+ * marked ERR_HOOK_FAILED.
+ */
+export function hookFailure(id: RequestId, error: unknown): JSONRPCMessage {
+  if (error instanceof AztpError) {
+    return { jsonrpc: "2.0", id, error: { code: AZTP_REFUSED, message: `AZTP refused [${error.code}]: ${error.message}`, data: { code: error.code, message: error.message } } };
+  }
+  const message = asError(error).message;
+  return { jsonrpc: "2.0", id, error: { code: -32603, message: `internal error in an AZTP hook: ${message}`, data: { code: ErrorCodes.HOOK_FAILED, message } } };
+}
 
 export interface MessageHooks {
   /**
@@ -50,7 +70,14 @@ export class InterceptingTransport implements Transport {
           (m) => this.inner.send(m, "id" in message && message.id !== undefined ? { relatedRequestId: message.id } : undefined),
         );
       } catch (error) {
-        this.onerror?.(error instanceof Error ? error : new Error(String(error)));
+        // A throw must end in an answer, never only in a log line: the peer's request, or the
+        // local caller waiting for this response, would otherwise wait for ever.
+        this.onerror?.(asError(error));
+        if (isRequest(message)) {
+          void this.inner.send(hookFailure(message.id, error), { relatedRequestId: message.id }).catch(() => undefined);
+        } else if (isResponse(message) && isSdkRequestId(message.id)) {
+          this.onmessage?.(hookFailure(message.id, error), extra);
+        }
       }
     };
   }
@@ -81,7 +108,17 @@ export class InterceptingTransport implements Transport {
   }
 
   async send(message: JSONRPCMessage, options?: TransportSendOptions): Promise<void> {
-    const out = await this.#hooks.outgoing(message, options);
+    let out: JSONRPCMessage;
+    try {
+      out = await this.#hooks.outgoing(message, options);
+    } catch (error) {
+      // A request or notification that cannot go out rejects its sender, which is an answer.
+      // A response that cannot is replaced by an error for the same id: dropping it would
+      // leave the peer waiting for an answer that never comes.
+      if (!isResponse(message) || !isSdkRequestId(message.id)) throw error;
+      this.onerror?.(asError(error));
+      out = hookFailure(message.id, error);
+    }
     try {
       await this.inner.send(out, options);
     } catch (error) {

@@ -33,6 +33,15 @@ export function resultForDigest(result: unknown): unknown {
   return Object.keys(meta).length > 0 ? { ...rest, _meta: meta } : rest;
 }
 
+/**
+ * The arguments of a tools/call as both sides sign and verify them: absent means `{}` (no
+ * arguments), anything else is taken as it is, so a `null` or a list is digested as sent and
+ * never mistaken for `{}` (the SDK rejects those; they must not verify as an empty call).
+ */
+export function argumentsOf(params: JsonObject): unknown {
+  return params.arguments === undefined ? {} : params.arguments;
+}
+
 export function withMeta(value: unknown, key: string, entry: unknown): JsonObject {
   const obj = isObject(value) ? value : {};
   const meta = isObject(obj._meta) ? obj._meta : {};

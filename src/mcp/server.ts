@@ -8,7 +8,7 @@
 import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import type { Server } from "@modelcontextprotocol/sdk/server/index.js";
 import type { Transport } from "@modelcontextprotocol/sdk/shared/transport.js";
-import type { JSONRPCMessage, RequestId } from "@modelcontextprotocol/sdk/types.js";
+import { CancelledNotificationSchema, type JSONRPCMessage, type RequestId } from "@modelcontextprotocol/sdk/types.js";
 import type { Aztp, SecuredAgent } from "../client/aztp.js";
 import { auditFor, type AuditOption } from "../client/home-audit.js";
 import type { AgentIdentity } from "../client/identity.js";
@@ -21,10 +21,12 @@ import { MemoryReplayCache, type ReplayCache } from "../invocation/replay.js";
 import type { Trust } from "../invocation/trust.js";
 import type { CompiledPolicies } from "../policy/evaluate.js";
 import type { PolicyDocument } from "../policy/policy.js";
+import { parseChallenge, type Challenge } from "./challenge.js";
 import { identify } from "./identify.js";
-import { InterceptingTransport, type MessageHooks } from "./intercept.js";
-import { isErrorResponse, isNotification, isRequest, isResponse, isResultResponse } from "./message.js";
+import { hookFailure, InterceptingTransport, type MessageHooks } from "./intercept.js";
+import { isErrorResponse, isNotification, isRequest, isResponse, isResultResponse, sdkTakesAsRequest } from "./message.js";
 import {
+  argumentsOf,
   AZTP_REFUSED,
   CHALLENGE_META_KEY,
   HOW_TO_SIGN,
@@ -73,6 +75,27 @@ function refusal(id: RequestId, error: AztpError, receipt: string | undefined): 
   };
 }
 
+/** The answer to a handshake whose challenge is malformed: at once, never silence. */
+function handshakeRefusal(id: RequestId, method: string, error: AztpError): JSONRPCMessage & { id: RequestId } {
+  return { jsonrpc: "2.0", id, error: { code: AZTP_REFUSED, message: `AZTP cannot answer this ${method} [${error.code}]: ${error.message}`, data: { code: error.code, message: error.message } } };
+}
+
+/**
+ * The request a notifications/cancelled makes the SDK's server abort, or undefined when it
+ * would not act on it. The 1.x Protocol parses it with CancelledNotificationSchema (a bad
+ * `reason` and the whole notification is dropped) and then ignores a falsy requestId (0 or
+ * ""); the 2.x one ignores only an absent requestId. Counted as cancelled only when both would
+ * abort: a cancellation of request 0 that a 2.x server does act on leaves its call recorded as
+ * unanswered when the connection closes, which is late but true; the other way round, a tool
+ * that went on to answer would have been recorded as cancelled, and its answer left without
+ * a receipt.
+ */
+function sdkCancels(message: JSONRPCMessage): RequestId | undefined {
+  if (!CancelledNotificationSchema.safeParse(message).success) return undefined;
+  const rid = (message as { params: { requestId?: RequestId } }).params.requestId;
+  return rid ? rid : undefined;
+}
+
 /**
  * Where a server proves its identity: `initialize` (MCP up to 2025-11-25) and `server/discover`
  * (MCP 2026-07-28, which has no initialize). Either may carry our challenge.
@@ -85,7 +108,7 @@ export const HANDSHAKES: ReadonlySet<string> = new Set(["initialize", "server/di
  */
 export function serverHooks(guard: CalleeGuard, identity: { signer: AgentIdentity["signer"] }, options: { filterToolsByPolicy?: boolean } = {}): MessageHooks {
   const calls = new Map<RequestId, Admission>();
-  const inits = new Map<RequestId, { nonce: string; client?: string } | null>();
+  const inits = new Map<RequestId, Challenge | null>();
   const lists = new Map<RequestId, string>();
   // Every request of this connection not yet answered, and whether the server has it yet
   // (false while the guard is still verifying it). An answer is matched to its request by id
@@ -107,79 +130,110 @@ export function serverHooks(guard: CalleeGuard, identity: { signer: AgentIdentit
   };
   // Whatever goes wrong after a request was taken, its caller gets an answer, never silence.
   const internalError = (reply: (m: JSONRPCMessage) => Promise<void>, id: RequestId, e: unknown): void => {
-    answer(reply, { jsonrpc: "2.0", id, error: { code: -32603, message: `internal error in the AZTP guard: ${(e as Error)?.message ?? String(e)}` } });
+    answer(reply, hookFailure(id, e) as JSONRPCMessage & { id: RequestId });
+  };
+  const incoming: MessageHooks["incoming"] = (message, extra, deliver, reply) => {
+    if (isNotification(message) && message.method === "notifications/cancelled") {
+      // The server sends no answer to a request it has and is told is cancelled, so
+      // `outgoing` will never settle it: the call is audited here, as an error the caller
+      // ended. One still being verified has not reached the server, which will answer it.
+      // Only a cancellation the SDK acts on counts (sdkCancels): one it ignores leaves the
+      // tool running to an answer that must still get its receipt and audit entry.
+      const rid = sdkCancels(message);
+      if (rid !== undefined && inFlight.get(rid) === true) {
+        inFlight.delete(rid);
+        const admission = calls.get(rid);
+        calls.delete(rid);
+        inits.delete(rid);
+        lists.delete(rid);
+        if (admission !== undefined) void guard.unanswered(admission, Unanswered.CANCELLED, typeof message.params?.reason === "string" ? message.params.reason : "cancelled by the caller");
+      }
+      return deliver(message);
+    }
+    if (!isRequest(message)) return deliver(message);
+    const params = isObject(message.params) ? message.params : {};
+    const meta = isObject(params._meta) ? params._meta : {};
+    if (inFlight.has(message.id)) {
+      const error = new AztpError(ErrorCodes.REQUEST_ID_IN_USE, `request id ${describeClaim(message.id, 64)} is already in use by a request in flight on this connection`);
+      // Not through answer(): the request in flight under this id is still waiting for its own.
+      const id = message.id;
+      if (message.method === "tools/call" && typeof params.name === "string") {
+        void guard
+          .refuse({ tool: params.name, args: argumentsOf(params), token: meta[INVOCATION_META_KEY] }, error)
+          .then((settled) => reply(settledRefusal(id, error, settled)))
+          .catch(() => undefined);
+      } else {
+        void reply(refusal(id, error, undefined)).catch(() => undefined);
+      }
+      return;
+    }
+    inFlight.set(message.id, false);
+    if (HANDSHAKES.has(message.method)) {
+      // Checked now, not when the answer goes out: a challenge the proof cannot be signed
+      // for would then throw there, and the handshake would never be answered.
+      const ch = meta[CHALLENGE_META_KEY];
+      let challenge: Challenge | null = null;
+      try {
+        if (ch !== undefined) challenge = parseChallenge(ch);
+      } catch (e) {
+        answer(reply, handshakeRefusal(message.id, message.method, e as AztpError));
+        return;
+      }
+      inits.set(message.id, challenge);
+      return pass(message, deliver);
+    }
+    if (message.method === "tools/list" && options.filterToolsByPolicy && meta[INVOCATION_META_KEY] !== undefined) {
+      void guard
+        .admit({ tool: "tools/list", args: {}, token: meta[INVOCATION_META_KEY] })
+        .then((a) => {
+          if (!open) return;
+          if (a.verified) lists.set(message.id, a.caller);
+          pass(message, deliver);
+        })
+        .catch((e: unknown) => internalError(reply, message.id, e));
+      return;
+    }
+    if (message.method !== "tools/call" || typeof params.name !== "string") return pass(message, deliver);
+    const id = message.id;
+    // A call the SDK would drop unread (a member too many, a _meta its schema rejects) must
+    // not be admitted: its token would be used up, the call audited as allowed and left
+    // unanswered, its caller waiting. It is refused at once instead.
+    if (!sdkTakesAsRequest(message)) {
+      const error = new AztpError(ErrorCodes.MESSAGE_INVALID, "this tools/call has members the MCP SDK rejects (an unknown member, or a _meta its schema does not accept), so the server would never run or answer it");
+      void guard
+        .refuse({ tool: params.name, args: argumentsOf(params), token: meta[INVOCATION_META_KEY] }, error)
+        .then((settled) => answer(reply, settledRefusal(id, error, settled)))
+        .catch((e: unknown) => internalError(reply, id, e));
+      return;
+    }
+    // The MCP access token (Authorization bearer), which a token's `ath` may bind.
+    const accessToken = extra?.authInfo?.token;
+    void guard.admit({ tool: params.name, args: argumentsOf(params), token: meta[INVOCATION_META_KEY], ...(accessToken ? { accessToken } : {}) }).then(async (admission) => {
+      if (!admission.allowed) {
+        // The refusal leaves once it is on record, as every answer does.
+        answer(reply, settledRefusal(id, admission.error as AztpError, await guard.settleRefusal(admission)));
+        return;
+      }
+      if (!open) {
+        void guard.unanswered(admission, Unanswered.CONNECTION_CLOSED, "the connection closed while the call was being verified");
+        return;
+      }
+      calls.set(id, admission);
+      pass(message, deliver);
+    }).catch((e: unknown) => {
+      calls.delete(id);
+      internalError(reply, id, e);
+    });
   };
   return {
     incoming(message, extra, deliver, reply) {
-      if (isNotification(message) && message.method === "notifications/cancelled") {
-        // The server sends no answer to a request it has and is told is cancelled, so
-        // `outgoing` will never settle it: the call is audited here, as an error the caller
-        // ended. One still being verified has not reached the server, which will answer it.
-        const rid = isObject(message.params) ? (message.params.requestId as RequestId) : undefined;
-        if (rid !== undefined && inFlight.get(rid) === true) {
-          inFlight.delete(rid);
-          const admission = calls.get(rid);
-          calls.delete(rid);
-          inits.delete(rid);
-          lists.delete(rid);
-          if (admission !== undefined) void guard.unanswered(admission, Unanswered.CANCELLED, typeof message.params?.reason === "string" ? message.params.reason : "cancelled by the caller");
-        }
-        return deliver(message);
+      // A throw on a request still ends in an answer, and frees its id on this connection.
+      try {
+        incoming(message, extra, deliver, reply);
+      } catch (e) {
+        if (!isRequest(message)) throw e;
+        internalError(reply, message.id, e);
       }
-      if (!isRequest(message)) return deliver(message);
-      const params = isObject(message.params) ? message.params : {};
-      const meta = isObject(params._meta) ? params._meta : {};
-      if (inFlight.has(message.id)) {
-        const error = new AztpError(ErrorCodes.REQUEST_ID_IN_USE, `request id ${describeClaim(message.id, 64)} is already in use by a request in flight on this connection`);
-        // Not through answer(): the request in flight under this id is still waiting for its own.
-        const id = message.id;
-        if (message.method === "tools/call" && typeof params.name === "string") {
-          void guard
-            .refuse({ tool: params.name, args: params.arguments ?? {}, token: meta[INVOCATION_META_KEY] }, error)
-            .then((settled) => reply(settledRefusal(id, error, settled)))
-            .catch(() => undefined);
-        } else {
-          void reply(refusal(id, error, undefined)).catch(() => undefined);
-        }
-        return;
-      }
-      inFlight.set(message.id, false);
-      if (HANDSHAKES.has(message.method)) {
-        const ch = meta[CHALLENGE_META_KEY];
-        inits.set(message.id, isObject(ch) && typeof ch.nonce === "string" ? { nonce: ch.nonce, ...(typeof ch.client === "string" ? { client: ch.client } : {}) } : null);
-        return pass(message, deliver);
-      }
-      if (message.method === "tools/list" && options.filterToolsByPolicy && meta[INVOCATION_META_KEY] !== undefined) {
-        void guard
-          .admit({ tool: "tools/list", args: {}, token: meta[INVOCATION_META_KEY] })
-          .then((a) => {
-            if (!open) return;
-            if (a.verified) lists.set(message.id, a.caller);
-            pass(message, deliver);
-          })
-          .catch((e: unknown) => internalError(reply, message.id, e));
-        return;
-      }
-      if (message.method !== "tools/call" || typeof params.name !== "string") return pass(message, deliver);
-      const id = message.id;
-      // The MCP access token (Authorization bearer), which a token's `ath` may bind.
-      const accessToken = extra?.authInfo?.token;
-      void guard.admit({ tool: params.name, args: params.arguments ?? {}, token: meta[INVOCATION_META_KEY], ...(accessToken ? { accessToken } : {}) }).then(async (admission) => {
-        if (!admission.allowed) {
-          // The refusal leaves once it is on record, as every answer does.
-          answer(reply, settledRefusal(id, admission.error as AztpError, await guard.settleRefusal(admission)));
-          return;
-        }
-        if (!open) {
-          void guard.unanswered(admission, Unanswered.CONNECTION_CLOSED, "the connection closed while the call was being verified");
-          return;
-        }
-        calls.set(id, admission);
-        pass(message, deliver);
-      }).catch((e: unknown) => {
-        calls.delete(id);
-        internalError(reply, id, e);
-      });
     },
     closed() {
       open = false;
