@@ -11,7 +11,13 @@ import aztp from "aztp-client";
 import { AuditLog } from "../src/audit/index.js";
 import { ErrorCodes } from "../src/errors.js";
 import { svidCheckpointSigner } from "../src/invocation/index.js";
-import { aztpCli, assertExit, ROOT, runTs, tempDir, type CliResult } from "./helpers/authority-util.js";
+import { aztpCli as aztpCliAt, assertExit, ROOT, runTs as runTsAt, tempDir, type CliResult, type RunOptions } from "./helpers/authority-util.js";
+
+// Several CLIs run side by side here, each a tsx start-up: on a busy machine one can take well
+// over the helpers' default 30 s, which is a kill, not a verdict.
+const SLOW = { timeoutMs: 180_000 };
+const aztpCli = (home: string | undefined, args: string[]) => aztpCliAt(home, args, SLOW);
+const runTs = (script: string, args: string[] = [], options: RunOptions = {}) => runTsAt(script, args, { ...SLOW, ...options });
 
 interface EntryJson {
   seq: number;
@@ -25,7 +31,7 @@ interface EntryJson {
 describe("aztp audit on the demo's log", () => {
   it("--caller … --decision deny finds every denied call of that caller, verified or claimed; --verified-only narrows it; stats keep them apart", async (t) => {
     const home = tempDir(t);
-    const demo = await runTs(join(ROOT, "examples/demo.ts"), [], { env: { AZTP_HOME: home, AZTP_API_KEY: undefined, AZTP_TRUST_DOMAIN: undefined }, timeoutMs: 90_000 });
+    const demo = await runTs(join(ROOT, "examples/demo.ts"), [], { env: { AZTP_HOME: home, AZTP_API_KEY: undefined, AZTP_TRUST_DOMAIN: undefined }, timeoutMs: 300_000 });
     assert.equal(demo.code, 0, `${demo.stdout}\n${demo.stderr}`);
     const server = join(home, "audit", "search-server.jsonl");
     const agent = "aztp://aztp.local/workload/production/node/research-agent";
@@ -114,7 +120,7 @@ describe("aztp audit verify needs a key", () => {
       assert.deepEqual([r.json.ok, r.json.signaturesChecked, r.json.signatures, r.json.trustSource, r.json.checkpoints], [true, true, "checked", source, 2]);
     }
     assertExit(human, 0, "verify (for people)");
-    assert.match(human.stdout, new RegExp(`^ok: 4 entries, 2 checkpoints, signatures checked against bundle ${bundleJson.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}, witness checked`));
+    assert.ok(human.stdout.startsWith(`ok: 4 entries, 2 checkpoints, signatures checked, witness checked; keys from bundle ${bundleJson}`), human.stdout);
   });
 
   it("with neither --bundle nor an authority in --home it exits 2 and says what to pass; --no-signatures verifies the chain and says signatures were not checked", async (t) => {

@@ -340,9 +340,9 @@ export function buildProgram(): Command {
         ...(trust ? { verifier: trust.verifier, verifierSource: trust.source } : {}),
         ...(witnessPath !== undefined ? { witnessPath } : {}),
       });
-      const signatures = trust ? `checked against ${trust.source}` : "NOT checked (--no-signatures)";
+      const signatures = trust ? "checked" : "NOT checked (--no-signatures)";
       out(g(), { ...result, signatures: trust ? "checked" : "skipped", trustSource: trust?.source ?? null }, () => {
-        const head = `${result.entries} entries, ${result.checkpoints} checkpoints, signatures ${signatures}, witness ${result.witness}`;
+        const head = `${result.entries} entries, ${result.checkpoints} checkpoints, signatures ${signatures}, witness ${result.witness}${trust ? `; keys from ${trust.source}` : ""}`;
         if (result.ok) return `ok: ${head}${result.uncovered > 0 ? `; ${result.uncovered} entries after the last checkpoint` : ""}`;
         const bad = result.firstBad;
         return `BAD: line ${bad?.line}${bad?.seq !== null && bad?.seq !== undefined ? ` (${bad.kind} seq ${bad.seq})` : ""}: ${bad?.reason}: ${bad?.message}\n${head}`;
