@@ -42,6 +42,7 @@ import { canonicalJson, canonicalObject } from "../src/audit/canonical.js";
 import { JsonlSink } from "../src/audit/jsonl-sink.js";
 import { isAztpError } from "../src/errors.js";
 import { newTestKeys, testSigner, testVerifier, type TestKeys } from "./helpers/audit-signer.js";
+import { fillDisk, tinyDisk } from "./helpers/tiny-disk.js";
 
 const dir = mkdtempSync(join(tmpdir(), "aztp-audit-test-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -870,36 +871,6 @@ describe("durability modes and group commit", () => {
     await assert.rejects(AuditLog.open(newPath(), { durability: "sometimes" as "write" }), (e) => isAztpError(e, "ERR_INVALID_ARGUMENT"));
   });
 });
-
-/**
- * A tiny tmpfs for a real full disk. Mounting needs root (CAP_SYS_ADMIN); without it the tests
- * that need a full disk are skipped and say why.
- */
-function tinyDisk(): { dir: string; skip: string | false; unmount: () => void } {
-  const dir = mkdtempSync(join(tmpdir(), "aztp-audit-tmpfs-"));
-  const unmount = () => {
-    spawnSync("umount", [dir]);
-    rmSync(dir, { recursive: true, force: true });
-  };
-  if (process.getuid?.() !== 0) return { dir, skip: "needs root to mount a tmpfs (a real full disk); run as root to include it", unmount };
-  const r = spawnSync("mount", ["-t", "tmpfs", "-o", "size=256k", "tmpfs", dir], { encoding: "utf8" });
-  if (r.status !== 0) return { dir, skip: `mount -t tmpfs was refused: ${(r.stderr || r.error?.message || "").trim()}`, unmount };
-  return { dir, skip: false, unmount };
-}
-
-/** Fills the file system holding `dir` until write() fails with ENOSPC. */
-function fillDisk(dir: string): string {
-  const filler = join(dir, "filler");
-  for (let i = 0; ; i++) {
-    try {
-      appendFileSync(filler, Buffer.alloc(64 * 1024, 1));
-    } catch (e) {
-      assert.equal((e as NodeJS.ErrnoException).code, "ENOSPC");
-      return filler;
-    }
-    assert.ok(i < 1000, "the disk never filled");
-  }
-}
 
 describe("failure and recovery", () => {
   test("a log that has not failed is writable and recover() says so; a closed one is not", async () => {

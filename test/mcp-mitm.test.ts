@@ -28,32 +28,13 @@ import { AztpError, ErrorCodes, type ErrorCode } from "../src/errors.js";
 import { InterceptingTransport, secureMcpClient, type MessageHooks, type SecureMcpClientOptions } from "../src/mcp/index.js";
 import { CHALLENGE_META_KEY, IDENTITY_META_KEY, RECEIPT_META_KEY } from "../src/mcp/meta.js";
 import { SpiffeId } from "../src/spiffe/spiffeid.js";
-import { fixture, onWire, rejectsWithData, startHarness, tap, withTimeout, type Harness, type TransportKind, type Wrap } from "./helpers/mcp-util.js";
+import { fixture, idOf, onWire, securedClient, rejectsWithData, startHarness, tap, withTimeout, type Harness, type TransportKind, type Wrap } from "./helpers/mcp-util.js";
 import { securedToolServer, toolAnswer } from "./helpers/mcp-tool-server.js";
 import { Client as ClientV2, ProtocolError } from "@modelcontextprotocol/client";
 
-const idOf = (name: string): string => SpiffeId.parse(`aztp://aztp.local/workload/production/node/${name}`).toString();
 
-type Secured = Awaited<ReturnType<typeof secureMcpClient<Client>>>;
 type Message = Record<string, unknown>;
 
-async function securedClient(t: TestContext, c: Aztp, home: string, name: string, options: Partial<SecureMcpClientOptions> = {}): Promise<{ client: Secured; audit: () => Promise<AuditEntry[]> }> {
-  const path = join(home, `${name}-audit.jsonl`);
-  const log = await AuditLog.open(path, { batchWindowMs: 0 });
-  const client = await secureMcpClient(new Client({ name, version: "1.0.0" }), { client: c, name, audit: log, ...options });
-  t.after(async () => {
-    await client.close().catch(() => undefined);
-    await client.aztpGuard.flush();
-    await log.close();
-  });
-  return {
-    client,
-    audit: async () => {
-      await client.aztpGuard.flush();
-      return queryAuditLog(path);
-    },
-  };
-}
 
 /**
  * The man in the middle: sees each message going out (and may replace it) and each coming in,

@@ -87,6 +87,22 @@ function rawPost(url: URL, headers: Record<string, string>): Promise<{ status: n
   });
 }
 
+describe("aztp mcp proxy in front of an upstream that re-spells ids", () => {
+  it("an answer under \"1\" for request 1 goes down under the request's own id, with its receipt and audit entry", async (t) => {
+    const { home, aztp: c } = fixture(t);
+    const upstream = `"${process.execPath}" --import tsx "${join(ROOT, "test", "helpers", "mcp-respelling-upstream.ts")}"`;
+    const proxy = stdioProxy(home, "respelling-proxy", ["--upstream-command", upstream]);
+    const client = await securedClient(t, c, "agent");
+    await connect(t, client, proxy.transport, `proxy (stderr: ${proxy.stderr()})`);
+    const echo = await client.callTool({ name: "echo", arguments: { text: "re-spelled" } });
+    assert.equal(text(echo), "re-spelled");
+    assert.equal(typeof receiptOf(echo), "string", "the proxy's receipt");
+    await client.close();
+    const entries = await queryAuditLog(join(home, "audit", "respelling-proxy.jsonl"));
+    assert.deepEqual(entries.map((e) => [e.side, e.tool, e.decision, e.outcome]), [["proxy", "echo", "allow", "ok"]], "audited when answered, not at close");
+  });
+});
+
 describe("aztp mcp proxy in front of server-everything (stdio upstream)", () => {
   it("listening on stdio: a secured client lists tools and calls echo with a receipt; the upstream sees none of the proxy's environment; an unsigned client is refused", async (t) => {
     const { home, aztp: c } = fixture(t);

@@ -22,6 +22,9 @@ import { IDENTITY_META_KEY, INVOCATION_META_KEY, RECEIPT_META_KEY, resultForDige
 import { SpiffeId } from "../src/spiffe/spiffeid.js";
 import {
   fixture,
+  idOf,
+  securedClient,
+  type Secured,
   httpServerOf,
   onWire,
   rejectsWithData,
@@ -37,28 +40,8 @@ import {
 import { toolAnswer } from "./helpers/mcp-tool-server.js";
 
 /** The SPIFFE ID the home's authority gives the identity named `name`. */
-const idOf = (name: string): string => SpiffeId.parse(`aztp://aztp.local/workload/production/node/${name}`).toString();
 
-type Secured = Awaited<ReturnType<typeof secureMcpClient<Client>>>;
 
-/** A secured SDK Client named `name`, closed when the test ends, with its own audit log. */
-async function securedClient(t: TestContext, c: Aztp, home: string, name: string, options: Partial<SecureMcpClientOptions> = {}): Promise<{ client: Secured; audit: () => Promise<AuditEntry[]> }> {
-  const path = join(home, `${name}-audit.jsonl`);
-  const log = await AuditLog.open(path, { batchWindowMs: 0 });
-  const client = await secureMcpClient(new Client({ name, version: "1.0.0" }), { client: c, name, audit: log, ...options });
-  t.after(async () => {
-    await client.close().catch(() => undefined);
-    await client.aztpGuard.flush();
-    await log.close();
-  });
-  return {
-    client,
-    audit: async () => {
-      await client.aztpGuard.flush();
-      return queryAuditLog(path);
-    },
-  };
-}
 
 /** An unmodified SDK Client, closed when the test ends. */
 function plainClient(t: TestContext, name = "plain"): Client {

@@ -63,23 +63,7 @@ export class CallerGuard {
     try {
       prepared = this.sign(call);
     } catch (e) {
-      const error = e instanceof AztpError ? e : new AztpError(ErrorCodes.INVALID_ARGUMENT, (e as Error)?.message ?? String(e));
-      if (this.#audit.enabled) {
-        const unrecorded = await this.#audit.record({
-          side: "caller",
-          caller: this.id,
-          callerVerified: true, // the writer's own identity
-          callee: call.audience,
-          tool: call.tool,
-          argsDigest: "unencodable",
-          args: call.args,
-          decision: "deny",
-          outcome: "denied",
-          reason: error.code,
-        });
-        if (unrecorded !== undefined) throw unrecorded;
-      }
-      throw error;
+      throw await this.refuse(call, e instanceof AztpError ? e : new AztpError(ErrorCodes.INVALID_ARGUMENT, (e as Error)?.message ?? String(e)));
     }
     if (this.mode === "enforce" && this.#o.trust.isRevoked(call.audience, call.calleeSerial ?? "")) {
       const error = new AztpError(ErrorCodes.CALLEE_REVOKED, `the callee ${call.audience} (or an ancestor, or its SVID) is revoked: the call of ${call.tool} is not sent`);
@@ -87,6 +71,34 @@ export class CallerGuard {
       throw unrecorded ?? error;
     }
     return prepared;
+  }
+
+  /**
+   * Records a call refused before it could be signed (arguments RFC 8785 cannot represent, no
+   * audience to address it to) and returns the error to throw: `error`, or ERR_AUDIT_UNAVAILABLE
+   * when even the refusal could not be recorded (enforce mode).
+   */
+  async refuse(call: { audience?: string; tool: string; args: unknown }, error: AztpError): Promise<AztpError> {
+    if (!this.#audit.enabled) return error;
+    let argsDigest = "unencodable";
+    try {
+      argsDigest = canonicalDigest(call.args, "args");
+    } catch {
+      // the usual reason for the refusal: the digest of what cannot be represented is no digest
+    }
+    const unrecorded = await this.#audit.record({
+      side: "caller",
+      caller: this.id,
+      callerVerified: true, // the writer's own identity
+      callee: call.audience ?? "unknown",
+      tool: call.tool,
+      argsDigest,
+      args: call.args,
+      decision: "deny",
+      outcome: "denied",
+      reason: error.code,
+    });
+    return unrecorded ?? error;
   }
 
   /** Signs a request that is not itself a tool call (tools/list, to be shown the callable tools): not audited. */
@@ -120,6 +132,7 @@ export class CallerGuard {
         callee: prepared.audience,
         caller: this.id,
         trust: this.#o.trust,
+        isError: answer.isError === true,
       });
     } catch (e) {
       error = e instanceof AztpError ? e : new AztpError(ErrorCodes.RECEIPT_INVALID, (e as Error)?.message ?? String(e));

@@ -179,9 +179,9 @@ export function clientHooks(
       if (!isCall && !isList) return message;
       if (binding.serverId === undefined) {
         if (isList || guard.mode === "audit") return message; // nothing to address a token to
-        throw new AztpError(
-          ErrorCodes.INVOCATION_AUDIENCE,
-          "the server has not proven an AZTP identity, so there is no audience to sign for: connect to a secured server, or pass serverId",
+        throw await guard.refuse(
+          { tool: params.name as string, args: argumentsOf(params) },
+          new AztpError(ErrorCodes.INVOCATION_AUDIENCE, "the server has not proven an AZTP identity, so there is no audience to sign for: connect to a secured server, or pass serverId"),
         );
       }
       const audience = binding.serverId.toString();

@@ -22,7 +22,7 @@ import type { AuditWriter } from "../guard/recorder.js";
 import type { PolicyDocument } from "../policy/policy.js";
 import { serveMcpHttp, type McpHttpServer } from "./http.js";
 import { InterceptingTransport } from "./intercept.js";
-import { isNotification, isRequest, isResponse, isResultResponse } from "./message.js";
+import { isNotification, isRequest, isResponse, isResultResponse, PendingRequests } from "./message.js";
 import { sayIfOpen, serverHooks } from "./server.js";
 
 export type Upstream = { command: string; args?: string[]; env?: Record<string, string>; cwd?: string } | { url: string };
@@ -79,15 +79,20 @@ function upstreamTransport(upstream: Upstream): Transport {
 async function pump(downstream: Transport, upstream: Transport): Promise<{ closed: Promise<void>; close: () => void }> {
   let done!: () => void;
   const closed = new Promise<void>((resolve) => (done = resolve));
-  /** Requests forwarded upstream and not answered yet. */
-  const pending = new Set<RequestId>();
+  /**
+   * Requests forwarded upstream and not answered yet, matched to the upstream's answers as an
+   * SDK client matches them (an upstream that answers "1" for 1 answers 1), and passed down
+   * under the request's own id: the guard's hooks find the call by that id, so the answer gets
+   * its receipt and audit entry instead of going down bare.
+   */
+  const pending = new PendingRequests<true>();
   const fail = (id: RequestId, why: string): Promise<void> =>
     downstream.send({ jsonrpc: "2.0", id, error: { code: -32603, message: `upstream unavailable: ${why}` } }).catch(() => undefined);
   let closing = false;
   const closeBoth = (upstreamGone: boolean): void => {
     if (closing) return;
     closing = true;
-    const answered = upstreamGone ? Promise.allSettled([...pending].map((id) => fail(id, "it closed before answering"))) : Promise.resolve();
+    const answered = upstreamGone ? Promise.allSettled([...pending.values()].map(({ id }) => fail(id, "it closed before answering"))) : Promise.resolve();
     pending.clear();
     void answered.then(() => Promise.allSettled([downstream.close(), upstream.close()])).then(() => done());
   };
@@ -108,7 +113,7 @@ async function pump(downstream: Transport, upstream: Transport): Promise<{ close
         progress.set(token, message.id);
         tokenOf.set(message.id, token);
       }
-      pending.add(message.id);
+      pending.set(message.id, true);
     } else if (isNotification(message) && message.method === "notifications/cancelled") {
       // A cancelled request may never be answered (the specification says not to): forget it.
       pending.delete(message.params?.requestId as RequestId);
@@ -117,14 +122,18 @@ async function pump(downstream: Transport, upstream: Transport): Promise<{ close
       if (isRequest(message) && pending.delete(message.id)) void fail(message.id, (e as Error)?.message ?? String(e));
     });
   };
-  upstream.onmessage = (message: JSONRPCMessage) => {
+  upstream.onmessage = (received: JSONRPCMessage) => {
+    let message = received;
+    if (isResponse(message)) {
+      const request = pending.take(message.id);
+      if (request !== undefined && request.id !== message.id) message = { ...message, id: request.id } as JSONRPCMessage;
+    }
     let related: RequestId | undefined;
     if (isNotification(message) && message.method === "notifications/progress") related = progress.get(message.params?.progressToken as ProgressToken);
     if (isResultResponse(message) && inits.delete(message.id) && typeof message.result.protocolVersion === "string") {
       upstream.setProtocolVersion?.(message.result.protocolVersion);
     }
     if (isResponse(message)) {
-      if (message.id !== undefined) pending.delete(message.id);
       const token = message.id === undefined ? undefined : tokenOf.get(message.id);
       if (token !== undefined && message.id !== undefined) {
         tokenOf.delete(message.id);

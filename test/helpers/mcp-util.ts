@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
 import { join } from "node:path";
 import type { TestContext } from "node:test";
-import type { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { Client as ClientClass, type Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport, getDefaultEnvironment } from "@modelcontextprotocol/sdk/client/stdio.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { InMemoryTransport } from "@modelcontextprotocol/sdk/inMemory.js";
@@ -20,7 +20,8 @@ import { AuditLog, queryAuditLog } from "../../src/audit/index.js";
 import type { AuditEntry } from "../../src/audit/entry.js";
 import type { AgentIdentity } from "../../src/client/identity.js";
 import type { GuardMode } from "../../src/guard/callee.js";
-import { InterceptingTransport, serveMcpHttp, type McpHttpServer } from "../../src/mcp/index.js";
+import { InterceptingTransport, secureMcpClient, serveMcpHttp, type McpHttpServer, type SecureMcpClientOptions } from "../../src/mcp/index.js";
+import { SpiffeId } from "../../src/spiffe/spiffeid.js";
 import { IDENTITY_META_KEY } from "../../src/mcp/meta.js";
 import type { PolicyDocument } from "../../src/policy/policy.js";
 import { ROOT, tempDir } from "./authority-util.js";
@@ -435,4 +436,28 @@ export function runCommand(command: string, args: string[], options: { env?: Nod
       resolve({ code, signal, stdout, stderr, ms: Date.now() - started });
     });
   });
+}
+
+/** The SPIFFE ID the tests' client gives `name` (default trust domain, environment and method). */
+export const idOf = (name: string): string => SpiffeId.parse(`aztp://aztp.local/workload/production/node/${name}`).toString();
+
+export type Secured = Awaited<ReturnType<typeof secureMcpClient<Client>>>;
+
+/** A secured SDK Client named `name`, closed when the test ends, with its own audit log. */
+export async function securedClient(t: TestContext, c: Aztp, home: string, name: string, options: Partial<SecureMcpClientOptions> = {}): Promise<{ client: Secured; audit: () => Promise<AuditEntry[]> }> {
+  const path = join(home, `${name}-audit.jsonl`);
+  const log = await AuditLog.open(path, { batchWindowMs: 0 });
+  const client = await secureMcpClient(new ClientClass({ name, version: "1.0.0" }), { client: c, name, audit: log, ...options });
+  t.after(async () => {
+    await client.close().catch(() => undefined);
+    await client.aztpGuard.flush();
+    await log.close();
+  });
+  return {
+    client,
+    audit: async () => {
+      await client.aztpGuard.flush();
+      return queryAuditLog(path);
+    },
+  };
 }
