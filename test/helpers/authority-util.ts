@@ -39,8 +39,36 @@ export interface RunOptions {
   onStdout?: (chunk: string) => void;
 }
 
+/**
+ * At most this many runTs children at once per test file. A table test that starts two dozen
+ * CLI processes together (each ~1.5 s of CPU to load) on a 2-core machine already running
+ * another test file took longer than the 30 s hang deadline for its last ones: the deadline
+ * timed the queue for the CPU, not the command. Queued children start, and are timed, later.
+ */
+const MAX_CHILDREN = 6; // the barrier races of authority.test.ts need 4 alive at once
+let running = 0;
+const queue: Array<() => void> = [];
+
+async function childSlot(): Promise<() => void> {
+  if (running >= MAX_CHILDREN) await new Promise<void>((resolve) => queue.push(resolve));
+  running++;
+  return () => {
+    running--;
+    queue.shift()?.();
+  };
+}
+
 /** Runs `node --import tsx <script> ...args` from the package root. */
-export function runTs(script: string, args: string[] = [], options: RunOptions = {}): Promise<RunResult> {
+export async function runTs(script: string, args: string[] = [], options: RunOptions = {}): Promise<RunResult> {
+  const release = await childSlot();
+  try {
+    return await spawnTs(script, args, options);
+  } finally {
+    release();
+  }
+}
+
+function spawnTs(script: string, args: string[], options: RunOptions): Promise<RunResult> {
   const started = Date.now();
   return new Promise((resolvePromise, reject) => {
     const env: NodeJS.ProcessEnv = { ...process.env, ...options.env };
