@@ -523,8 +523,10 @@ describe("rotation", () => {
     );
     for (const r of runs) {
       assert.equal(r.signal, null, `had to be killed after ${r.ms} ms`);
+      // No time limit beyond the kill: a ref'd rotation timer (re-armed every 2 s at ttl 4, or
+      // half an hour away at 3600) keeps the process until the 15 s SIGKILL, which fails above;
+      // a 6 s bound on the exit itself failed on a loaded machine with nothing wrong.
       assert.equal(r.code, 0, r.stderr);
-      assert.ok(r.ms < 6000, `exited after ${r.ms} ms`);
       assert.match(r.stdout, /aztp:\/\/aztp\.local\/workload\/production\/node\/exit-b/);
     }
   });
