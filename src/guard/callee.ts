@@ -208,8 +208,8 @@ export class CalleeGuard {
   async run<T>(call: { tool: string; args: unknown; token: unknown }, fn: () => Promise<T> | T): Promise<{ result: T; receipt: string | undefined; admission: Admission }> {
     const admission = await this.admit(call);
     if (!admission.allowed) {
-      const { receipt } = await this.settleRefusal(admission);
-      throw Object.assign(admission.error as AztpError, { receipt });
+      const settled = await this.settleRefusal(admission);
+      throw Object.assign(settled.error ?? (admission.error as AztpError), { receipt: settled.receipt });
     }
     let result: T;
     try {
