@@ -13,6 +13,8 @@
  *   mcp_inmemory_audit_before_answer_cost is the first ratio over this one. Target <= 1.05.
  * - mcp_inmemory_added_fsync_p50_ms: the added p50 with `durability: "fsync"` on both sides
  *   (each answer waits for its entry's fdatasync).
+ * - mcp_inmemory_added_vs_raw_ratio_no_audit: the first ratio with `audit: false` on both
+ *   sides, for what the two entries of a call cost.
  * - mcp_http_p50_ratio: secured over plain p50, Streamable HTTP on loopback, the server in its
  *   own process (bench/helpers/mcp-http-server.ts) as deployed. Target <= 1.3.
  * - mcp_http_crypto_floor_ratio: (plain p50 + two raw P-256 pairs) over plain p50: the ratio
@@ -116,7 +118,7 @@ export default async function mcpBench(): Promise<Figures> {
     await callSecured();
 
     // The same pair with logs that answer first, and with fsync'ed logs.
-    const securedPair = async (tag: string, audit: (identity: AgentIdentity) => Promise<AuditWriter>) => {
+    const securedPair = async (tag: string, audit: (identity: AgentIdentity) => Promise<AuditWriter | false>) => {
       const c = await secureMcpClient(new Client({ name: `secured-${tag}`, version: "1" }), { identity: clientIdentity, trust, audit: await audit(clientIdentity) });
       const [ct, st] = InMemoryTransport.createLinkedPair();
       await (await secureMcpServer(toolServer(), { identity: serverIdentity, trust, audit: await audit(serverIdentity) })).connect(st);
@@ -128,6 +130,7 @@ export default async function mcpBench(): Promise<Figures> {
     };
     const callAnswerFirst = await securedPair("answer-first", async (identity) => answerFirst(await ownLog(home, identity, "answer-first", "write")));
     const callFsync = await securedPair("fsync", (identity) => ownLog(home, identity, "fsync", "fsync"));
+    const callNoAudit = await securedPair("no-audit", async () => false);
 
     const token = signInvocation(clientIdentity, { audience: serverIdentity.spiffeId, tool: "search", args: ARGS });
     // The raw pair is timed in every round too, beside what it is compared with: on this shared
@@ -139,6 +142,7 @@ export default async function mcpBench(): Promise<Figures> {
     const securedIn: number[] = [];
     const answerFirstIn: number[] = [];
     const fsyncIn: number[] = [];
+    const noAuditIn: number[] = [];
     const rawIn: number[] = [];
     for (let r = 0; r < ROUNDS; r++) {
       plainIn.push(await medianMicros(callPlain, 600, 60));
@@ -148,6 +152,7 @@ export default async function mcpBench(): Promise<Figures> {
       answerFirstIn.push(answeredFirst);
       rawIn.push(await rawPairRound());
       fsyncIn.push(await medianMicros(callFsync, 100, 10));
+      noAuditIn.push(await medianMicros(callNoAudit, 600, 60));
     }
     const rawPair = median(rawIn);
     const addedUs = median(securedIn) - median(plainIn);
@@ -220,6 +225,7 @@ export default async function mcpBench(): Promise<Figures> {
       mcp_inmemory_added_vs_raw_ratio_answer_first: round(addedAnswerFirstUs / (2 * rawPair), 3),
       mcp_inmemory_audit_before_answer_cost: round(addedUs / addedAnswerFirstUs, 3),
       mcp_inmemory_added_fsync_p50_ms: round((median(fsyncIn) - median(plainIn)) / 1000, 3),
+      mcp_inmemory_added_vs_raw_ratio_no_audit: round((median(noAuditIn) - median(plainIn)) / (2 * rawPair), 3),
       mcp_http_plain_p50_ms: round(median(plainH) / 1000, 3),
       mcp_http_secured_p50_ms: round(median(securedH) / 1000, 3),
       mcp_http_added_p50_ms: round((median(securedH) - median(plainH)) / 1000, 3),
