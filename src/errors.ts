@@ -114,6 +114,18 @@ export const ErrorCodes = {
   AUDIT_IO: "ERR_AUDIT_IO",
   AUDIT_CORRUPT: "ERR_AUDIT_CORRUPT",
   AUDIT_CLOSED: "ERR_AUDIT_CLOSED",
+
+  // MCP proxy (mcp/proxy.ts)
+  /** The proxy's upstream MCP server could not be started or reached, or exited while a stdio client was still connected; the message says how it ended and what it printed. */
+  UPSTREAM_FAILED: "ERR_UPSTREAM_FAILED",
+
+  // The aztp command line (cli/)
+  /** A path given to a command cannot be read, created or written: the message names the path and the OS's reason. */
+  FILE_UNUSABLE: "ERR_FILE_UNUSABLE",
+  /** A command would overwrite an existing file (such as a key.pem); it does only with --force. */
+  FILE_EXISTS: "ERR_FILE_EXISTS",
+  /** A failure that has no code of its own (a bug, or an error from a dependency); the message says what happened. */
+  UNEXPECTED: "ERR_UNEXPECTED",
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
