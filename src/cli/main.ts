@@ -465,16 +465,28 @@ export function buildProgram(): Command {
       process.stderr.write(`aztp mcp proxy ${proxy.identity.aztpId} (${o.mode}) ${proxy.url ? `listening on ${proxy.url.href}` : "on stdio"}\n`);
       // Said at start, so nobody runs a proxy believing its calls are on record when they are not.
       process.stderr.write(o.auditLog ? `aztp mcp proxy: audit log ${resolve(o.auditLog)}\n` : "aztp mcp proxy: no audit log (--audit-log FILE keeps one)\n");
-      const stop = async (): Promise<void> => {
-        await proxy.close();
-        await audit?.close();
-        client.close();
+      // SIGINT and SIGTERM stop the proxy and its upstream; a stop asked for exits 0. Nothing
+      // may keep the process once told to stop: a second signal has its default effect (the
+      // listener is gone), and a stop still running after 10 s (an upstream that ignores both
+      // its closed stdin and SIGTERM is SIGKILLed after 4 s) ends the process anyway.
+      const onSignal = (signal: NodeJS.Signals): void => {
+        process.stderr.write(`aztp mcp proxy: ${signal}, stopping\n`);
+        setTimeout(() => {
+          process.stderr.write("aztp mcp proxy: not stopped within 10 s of the signal; exiting\n");
+          process.exit(1);
+        }, 10_000).unref();
+        void proxy.close();
       };
-      process.once("SIGINT", () => void stop());
-      process.once("SIGTERM", () => void stop());
-      await proxy.closed;
+      process.once("SIGINT", onSignal);
+      process.once("SIGTERM", onSignal);
+      // An upstream that exits while the client is still there (at start: a missing folder, a
+      // bad command) ends the proxy with its failure: said, with what it printed, and exit 1.
+      const failure = await proxy.closed;
+      process.off("SIGINT", onSignal);
+      process.off("SIGTERM", onSignal);
       await audit?.close().catch(() => undefined);
       client.close();
+      if (failure) throw failure;
     });
 
   return program;
