@@ -304,6 +304,57 @@ describe("aztp list, revoke, reissue, link, discover", () => {
   });
 });
 
+describe("a command that fails for any reason but usage exits 1 with its code", () => {
+  // Every command group but `audit` (its own tests). Rows marked "was 2" exited 2, as a usage
+  // error, because their code was ERR_INVALID_ARGUMENT (from the library, or a file that
+  // could not be read). [label, args (after --home), code; home "fresh" = no authority]
+  type Row = [string, (dir: string) => string[], string, ("fresh" | "home")?];
+  const rows: Row[] = [
+    ["init on an existing authority", () => ["init", "--trust-domain", "other.org"], ErrorCodes.AUTHORITY_EXISTS],
+    ["issue --parent unknown", (d) => ["issue", "kid", "--parent", "spiffe://example.org/nobody", "--out", join(d, "kid")], ErrorCodes.IDENTITY_NOT_FOUND],
+    ["issue a name too long for a SPIFFE ID (was 2)", (d) => ["issue", "n".repeat(2100), "--out", join(d, "long")], ErrorCodes.INVALID_ARGUMENT],
+    ["issue over existing files", (d) => ["issue", "again", "--out", join(d, "worker")], ErrorCodes.FILE_EXISTS],
+    ["jwt for nobody", () => ["jwt", "nobody", "--audience", "svc"], ErrorCodes.IDENTITY_NOT_FOUND],
+    ["jwt --ttl over 24 h (was 2)", () => ["jwt", "worker", "--audience", "svc", "--ttl", "48h"], ErrorCodes.INVALID_ARGUMENT],
+    ["bundle of a trust domain it does not have", () => ["bundle", "--trust-domain", "other.org"], ErrorCodes.TRUST_DOMAIN_NOT_ALLOWED],
+    ["verify x509 of a missing file (was 2)", (d) => ["verify", "x509", join(d, "nope.pem"), "--bundle", join(d, "worker", "bundle.json")], ErrorCodes.FILE_UNUSABLE],
+    ["verify jwt of a malformed token", (d) => ["verify", "jwt", "not-a-token", "--bundle", join(d, "worker", "bundle.json"), "--audience", "svc"], ErrorCodes.JWT_MALFORMED],
+    ["verify jwt with a missing bundle (was 2)", (d) => ["verify", "jwt", "a.b.c", "--bundle", join(d, "nope.json"), "--audience", "svc"], ErrorCodes.FILE_UNUSABLE],
+    ["id of a non-ID", () => ["id", "bogus"], ErrorCodes.SPIFFEID_SCHEME],
+    ["list without an authority", () => ["list"], ErrorCodes.AUTHORITY_NOT_INITIALIZED, "fresh"],
+    ["revoke nobody", () => ["revoke", "nobody"], ErrorCodes.IDENTITY_NOT_FOUND],
+    ["reissue nobody", () => ["reissue", "nobody"], ErrorCodes.IDENTITY_NOT_FOUND],
+    ["link an identity to itself (was 2)", () => ["link", "worker", "worker"], ErrorCodes.INVALID_ARGUMENT],
+    ["discover without an authority", () => ["discover"], ErrorCodes.AUTHORITY_NOT_INITIALIZED, "fresh"],
+    ["policy attach of an invalid policy", (d) => ["policy", "attach", "worker", join(d, "bad-policy.json")], ErrorCodes.POLICY_INVALID],
+    ["policy attach of a missing file (was 2)", (d) => ["policy", "attach", "worker", join(d, "nope.json")], ErrorCodes.FILE_UNUSABLE],
+    ["policy get nobody", () => ["policy", "get", "nobody"], ErrorCodes.IDENTITY_NOT_FOUND],
+    ["mcp proxy with an invalid --policy", (d) => ["mcp", "proxy", "--name", "p", "--upstream-command", "sh -c 'exit 0'", "--policy", join(d, "bad-policy.json")], ErrorCodes.POLICY_INVALID],
+    ["mcp proxy whose upstream exits at start", () => ["mcp", "proxy", "--name", "p", "--upstream-command", "sh -c 'exit 3'", "--listen", "http://127.0.0.1:0"], ErrorCodes.UPSTREAM_FAILED],
+  ];
+
+  it("table", async (t) => {
+    const home = await initHome(t);
+    const fresh = tempDir(t, "fresh");
+    const dir = tempDir(t, "files");
+    assertExit(await aztpCli(home, ["issue", "worker", "--out", join(dir, "worker")]), 0, "issue worker");
+    writeFileSync(join(dir, "bad-policy.json"), JSON.stringify({ Version: "2025-01-01", Statement: "everything" }));
+    const results: CliResult[] = [];
+    for (let i = 0; i < rows.length; i += 4) {
+      results.push(...(await Promise.all(rows.slice(i, i + 4).map(([, args, , where]) => aztpCli(where === "fresh" ? fresh : home, args(dir), { timeoutMs: 60_000 })))));
+    }
+    rows.forEach(([label, , code], i) => assertError(results[i]!, 1, code, label));
+  });
+
+  it("a negative verdict (policy check denied) exits 1 with the decision, not an error", async (t) => {
+    const home = await initHome(t);
+    assertExit(await aztpCli(home, ["issue", "worker", "--out", join(tempDir(t, "out"), "w")]), 0, "issue");
+    const r = await aztpCli(home, ["policy", "check", "worker", "--action", "tool:call", "--resource", "read_file"]);
+    assertExit(r, 1, "denied");
+    assert.equal(r.json.decision, "deny");
+  });
+});
+
 describe("usage errors exit 2", () => {
   // [label, args, and optionally what the error must name]
   const cases: Array<[string, string[], RegExp?]> = [
