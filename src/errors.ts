@@ -48,6 +48,8 @@ export const ErrorCodes = {
   X509SVID_PATH_LENGTH: "ERR_X509SVID_PATH_LENGTH",
   X509SVID_BAD_SIGNATURE: "ERR_X509SVID_BAD_SIGNATURE",
   X509SVID_UNKNOWN_CRITICAL_EXTENSION: "ERR_X509SVID_UNKNOWN_CRITICAL_EXTENSION",
+  /** The SVID verified, but its identity (or an ancestor's) or its serial is revoked, per the authority or its signed revocation list. */
+  X509SVID_REVOKED: "ERR_X509SVID_REVOKED",
 
   // Trust bundles (spiffe/bundle.ts)
   BUNDLE_MALFORMED: "ERR_BUNDLE_MALFORMED",
@@ -76,6 +78,8 @@ export const ErrorCodes = {
   AUTHORITY_CSR_INVALID: "ERR_AUTHORITY_CSR_INVALID",
   AUTHORITY_STORE: "ERR_AUTHORITY_STORE",
   AUTHORITY_REMOTE: "ERR_AUTHORITY_REMOTE",
+  /** A signed revocation list is malformed or does not verify against the trust bundle (typ, issuer, kid, signature). */
+  REVOCATION_LIST_INVALID: "ERR_REVOCATION_LIST_INVALID",
   IDENTITY_NOT_FOUND: "ERR_IDENTITY_NOT_FOUND",
   IDENTITY_REVOKED: "ERR_IDENTITY_REVOKED",
   IDENTITY_EXISTS: "ERR_IDENTITY_EXISTS",

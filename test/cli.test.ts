@@ -11,7 +11,7 @@ import { ErrorCodes } from "../src/errors.js";
 import { TrustBundle } from "../src/spiffe/bundle.js";
 import { Certificate } from "../src/spiffe/certificate.js";
 import { importPrivateKey, publicKeyOf, samePublicKey } from "../src/spiffe/keys.js";
-import { aztpCli, assertExit, ROOT, tempDir, type CliResult } from "./helpers/authority-util.js";
+import { aztpCli, assertExit, CLI, ROOT, runTs, tempDir, type CliResult } from "./helpers/authority-util.js";
 import { runCommand } from "./helpers/mcp-util.js";
 
 const TD = "example.org";
@@ -155,6 +155,70 @@ describe("aztp issue, verify x509, bundle", () => {
     assertError(missing, 1, ErrorCodes.FILE_UNUSABLE, "missing file");
     assert.match(missing.json.error.message, /ENOENT/);
     assert.ok(missing.json.error.message.includes(join(out, "nope.pem")), "names the file");
+  });
+});
+
+describe("aztp verify x509 and revocations", () => {
+  it("offline it says it did not check revocation (a revoked SVID is valid there); --home and an exported --revocations list refuse it with ERR_X509SVID_REVOKED", async (t) => {
+    const [home, otherHome] = await Promise.all([initHome(t), initHome(t, "other.org")]);
+    const out = tempDir(t, "out");
+    for (const name of ["bad", "good"]) assertExit(await aztpCli(home, ["issue", name, "--out", join(out, name)]), 0, `issue ${name}`);
+    const before = await aztpCli(home, ["revocations", "export"]);
+    assertExit(await aztpCli(home, ["revoke", "bad", "--reason", "key lost"]), 0, "revoke");
+    const exported = await aztpCli(home, ["revocations", "export"]);
+    assertExit(exported, 0, "revocations export");
+    assert.equal(exported.json.trustDomain, TD);
+    assert.ok(exported.json.sequence > before.json.sequence, "the sequence grew");
+    const lists = { now: join(out, "revocations.jws"), before: join(out, "before.jws"), other: join(out, "other.jws"), forged: join(out, "forged.jws") };
+    writeFileSync(lists.now, `${exported.json.revocations}\n`);
+    writeFileSync(lists.before, before.json.revocations);
+    writeFileSync(lists.other, (await aztpCli(otherHome, ["revocations", "export"])).json.revocations);
+    const [h, p, sig] = (exported.json.revocations as string).split(".") as [string, string, string];
+    const emptied = { ...JSON.parse(Buffer.from(p, "base64url").toString()), identities: [], serials: [] };
+    writeFileSync(lists.forged, `${h}.${Buffer.from(JSON.stringify(emptied)).toString("base64url")}.${sig}`);
+    const verify = (who: string, ...extra: string[]): string[] => ["verify", "x509", join(out, who, "svid.pem"), "--bundle", join(out, who, "bundle.json"), ...extra];
+
+    // Offline, the bundle alone: valid, and it says revocation was not checked (JSON and text), and help says why.
+    const offline = await aztpCli(undefined, verify("bad"));
+    assertExit(offline, 0, "offline");
+    assert.equal(offline.json.valid, true);
+    assert.deepEqual(offline.json.revocation, { checked: false, why: "offline: pass --home DIR or --revocations FILE" });
+    const text = await runTs(CLI, verify("bad"));
+    assert.match(text.stdout, /^valid: .*revocation NOT checked \(offline: pass --home DIR or --revocations FILE\)$/m);
+    assert.match((await aztpCli(undefined, ["verify", "x509", "--help"])).stdout, /cannot see revocations/);
+
+    const [byHome, goodByHome, byList, goodByList, oldList, both, forged, otherList, otherHomeRun] = await Promise.all([
+      aztpCli(home, verify("bad")),
+      aztpCli(home, verify("good")),
+      aztpCli(undefined, verify("bad", "--revocations", lists.now)),
+      aztpCli(undefined, verify("good", "--revocations", lists.now)),
+      aztpCli(undefined, verify("bad", "--revocations", lists.before)),
+      aztpCli(home, verify("good", "--revocations", lists.now)),
+      aztpCli(undefined, verify("bad", "--revocations", lists.forged)),
+      aztpCli(undefined, verify("bad", "--revocations", lists.other)),
+      aztpCli(otherHome, verify("bad")),
+    ]);
+    assertError(byHome, 1, ErrorCodes.X509SVID_REVOKED, "revoked, --home");
+    assert.match(byHome.json.error.message, new RegExp(`according to the authority in ${home}`));
+    assertExit(goodByHome, 0, "not revoked, --home");
+    assert.equal(goodByHome.json.revocation.checked, true);
+    assert.match(goodByHome.json.revocation.against, /the authority in/);
+    assertError(byList, 1, ErrorCodes.X509SVID_REVOKED, "revoked, --revocations");
+    assert.match(byList.json.error.message, new RegExp(`sequence ${exported.json.sequence}`));
+    assertExit(goodByList, 0, "not revoked, --revocations");
+    assert.equal(goodByList.json.revocation.sequence, exported.json.sequence);
+    // A list from before the revocation does not know of it, and says how old it is.
+    assertExit(oldList, 0, "a list from before the revocation");
+    assert.equal(oldList.json.revocation.sequence, before.json.sequence);
+    assert.equal(typeof oldList.json.revocation.listIssuedAt, "string");
+    assertExit(both, 0, "both checks");
+    assert.match(both.json.revocation.against, /the authority in .* and the revocation list/);
+    // A list whose entries were removed, or another trust domain's list, is refused (not "not revoked").
+    assertError(forged, 1, ErrorCodes.REVOCATION_LIST_INVALID, "a forged list");
+    assert.match(forged.json.error.message, /signature does not verify/);
+    assertError(otherList, 1, ErrorCodes.REVOCATION_LIST_INVALID, "another trust domain's list");
+    // A home whose authority is not the SVID's cannot vouch for its revocation.
+    assertError(otherHomeRun, 1, ErrorCodes.TRUST_DOMAIN_NOT_ALLOWED, "another authority's home");
   });
 });
 
@@ -321,6 +385,8 @@ describe("a command that fails for any reason but usage exits 1 with its code", 
     ["verify jwt of a malformed token", (d) => ["verify", "jwt", "not-a-token", "--bundle", join(d, "worker", "bundle.json"), "--audience", "svc"], ErrorCodes.JWT_MALFORMED],
     ["verify jwt with a missing bundle (was 2)", (d) => ["verify", "jwt", "a.b.c", "--bundle", join(d, "nope.json"), "--audience", "svc"], ErrorCodes.FILE_UNUSABLE],
     ["id of a non-ID", () => ["id", "bogus"], ErrorCodes.SPIFFEID_SCHEME],
+    ["revocations export of a trust domain it does not have", () => ["revocations", "export", "--trust-domain", "other.org"], ErrorCodes.TRUST_DOMAIN_NOT_ALLOWED],
+    ["verify x509 with --revocations not a list", (d) => ["verify", "x509", join(d, "worker", "svid.pem"), "--bundle", join(d, "worker", "bundle.json"), "--revocations", join(d, "worker", "svid.pem")], ErrorCodes.REVOCATION_LIST_INVALID],
     ["list without an authority", () => ["list"], ErrorCodes.AUTHORITY_NOT_INITIALIZED, "fresh"],
     ["revoke nobody", () => ["revoke", "nobody"], ErrorCodes.IDENTITY_NOT_FOUND],
     ["reissue nobody", () => ["reissue", "nobody"], ErrorCodes.IDENTITY_NOT_FOUND],

@@ -8,6 +8,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { Command, CommanderError, Option } from "commander";
 import { EmbeddedAuthority, DEFAULT_ENVIRONMENT, DEFAULT_METHOD } from "../authority/authority.js";
+import { verifyRevocationList } from "../authority/revocation-list.js";
 import type { IdentityRecord } from "../authority/registry.js";
 import { AztpError, ErrorCodes } from "../errors.js";
 import { BundleSet, loadBundleFile } from "../spiffe/bundle.js";
@@ -200,20 +201,41 @@ export function buildProgram(): Command {
       else process.stdout.write(`${JSON.stringify(b.toSpiffe(), null, 2)}\n`);
     });
 
+  const revocations = program.command("revocations").description("the authority's signed revocation list, for verifiers that hold only the bundle");
+  revocations
+    .command("export")
+    .description("print the signed revocation list (a compact JWS, signed with the trust domain's JWT key); aztp verify x509 --revocations FILE applies it")
+    .option("--trust-domain <td>", "trust domain (default: the authority's)")
+    .action(async (o: { trustDomain?: string }) => {
+      const a = await EmbeddedAuthority.open(homeOf(g()));
+      const td = o.trustDomain === undefined ? a.defaultTrustDomain : TrustDomain.parse(o.trustDomain).name;
+      a.bundle(td); // ERR_TRUST_DOMAIN_NOT_ALLOWED for a trust domain this authority does not have
+      const list = a.signedRevocationList(td);
+      out(g(), { trustDomain: td, sequence: a.revocationSequence(), revocations: list }, () => list);
+    });
+
   const verify = program.command("verify").description("verify an SVID offline against a bundle");
   verify
     .command("x509 <cert>")
-    .description("verify an X.509-SVID chain (PEM, leaf first)")
+    .description(
+      "verify an X.509-SVID chain (PEM, leaf first). Offline, against a bundle alone, it cannot see revocations (and says so): " +
+        "--home DIR checks them against that authority, --revocations FILE against its signed list (aztp revocations export)",
+    )
     .requiredOption("--bundle <file>", "SPIFFE bundle JSON or PEM roots")
+    .option("--revocations <file>", "the authority's signed revocation list (aztp revocations export), checked against --bundle")
     .option("--time <iso8601>", "validate as of this time")
-    .action(async (cert: string, o: { bundle: string; time?: string }) => {
+    .action(async (cert: string, o: { bundle: string; revocations?: string; time?: string }) => {
       const time = parseTime(o.time);
       const chain = Certificate.parsePem(await readInput(cert));
       const leafTd = leafTrustDomain(chain);
       const source = new BundleSet([loadBundleFile(await readInput(o.bundle), leafTd)]);
       const result = verifyX509Svid(chain, source, time ? { time } : {});
-      const value = { valid: true, spiffeId: result.id.toString(), aztpId: result.id.aztpId, expiresAt: result.notAfter.toISOString() };
-      out(g(), value, () => `valid: ${value.spiffeId} (until ${value.expiresAt})`);
+      const serial = (chain[0] as Certificate).serialNumber;
+      // --home given on the command line (not AZTP_HOME or ./.aztp): verifying needs no home,
+      // so one found by default would be a guess at which authority's revocations apply.
+      const revocation = await checkRevocation({ ...(g().home !== undefined ? { home: homeOf(g()) } : {}), ...(o.revocations ? { list: o.revocations } : {}) }, source, result.id, serial);
+      const value = { valid: true, spiffeId: result.id.toString(), aztpId: result.id.aztpId, serial, expiresAt: result.notAfter.toISOString(), revocation };
+      out(g(), value, () => `valid: ${value.spiffeId} (until ${value.expiresAt}); ${describeRevocation(revocation)}`);
     });
   verify
     .command("jwt <token>")
@@ -499,6 +521,43 @@ function describeEntry(e: AuditEntry): string {
 /** The proxy's identity, issued before the audit log opens so checkpoints can be signed by it. */
 async function proxyIdentity(client: Aztp, name: string) {
   return (await client.secureConnect({}, name)).identity;
+}
+
+type RevocationCheck = { checked: false; why: string } | { checked: true; against: string; sequence: number; listIssuedAt?: string };
+
+/**
+ * Whether `id` (SVID serial `serial`) is revoked, per the authority in `home` and/or the
+ * signed list in file `list` (verified against `bundles`). Revoked is ERR_X509SVID_REVOKED.
+ * With neither, nothing is checked and the result says so: an offline verifier holding only
+ * the bundle cannot know about revocations, and must not let "valid" suggest it does.
+ */
+async function checkRevocation(from: { home?: string; list?: string }, bundles: BundleSet, id: SpiffeId, serial: string): Promise<RevocationCheck> {
+  if (from.home === undefined && from.list === undefined) return { checked: false, why: "offline: pass --home DIR or --revocations FILE" };
+  const revoked = (why: string, against: string): never => {
+    throw new AztpError(ErrorCodes.X509SVID_REVOKED, `${id.toString()} is revoked (${why}) according to ${against}`);
+  };
+  let result: RevocationCheck | undefined;
+  if (from.home !== undefined) {
+    const a = await EmbeddedAuthority.open(from.home);
+    if (!a.trustDomains.includes(id.trustDomain)) {
+      throw new AztpError(ErrorCodes.TRUST_DOMAIN_NOT_ALLOWED, `cannot check revocations in ${from.home}: its authority has no trust domain ${id.trustDomain}`);
+    }
+    const against = `the authority in ${from.home}`;
+    if (a.isRevoked(id.toString(), serial)) revoked(a.isRevoked(id.toString()) ? "its identity, or an ancestor's" : `its serial ${serial}`, against);
+    result = { checked: true, against, sequence: a.revocationSequence() };
+  }
+  if (from.list !== undefined) {
+    const list = verifyRevocationList(await readInput(from.list), bundles, { trustDomain: id.trustDomain });
+    const against = `the revocation list of ${list.trustDomain} in ${resolve(from.list)} (sequence ${list.sequence}, signed ${list.issuedAt.toISOString()})`;
+    const why = list.revoked(id.toString(), serial);
+    if (why !== undefined) revoked(why === "serial" ? `its serial ${serial}` : "its identity, or an ancestor's", against);
+    result = { checked: true, against: result?.checked ? `${result.against} and ${against}` : against, sequence: list.sequence, listIssuedAt: list.issuedAt.toISOString() };
+  }
+  return result as RevocationCheck;
+}
+
+function describeRevocation(r: RevocationCheck): string {
+  return r.checked ? `not revoked according to ${r.against}` : `revocation NOT checked (${r.why})`;
 }
 
 function leafTrustDomain(chain: Certificate[]): string | undefined {
