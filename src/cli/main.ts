@@ -7,7 +7,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { Command, CommanderError, Option } from "commander";
-import { EmbeddedAuthority, DEFAULT_ENVIRONMENT, DEFAULT_METHOD } from "../authority/authority.js";
+import { EmbeddedAuthority, DEFAULT_ENVIRONMENT, DEFAULT_METHOD, MAX_JWT_SVID_TTL_SECONDS } from "../authority/authority.js";
 import { verifyRevocationList } from "../authority/revocation-list.js";
 import type { IdentityRecord } from "../authority/registry.js";
 import { AztpError, ErrorCodes } from "../errors.js";
@@ -183,9 +183,12 @@ export function buildProgram(): Command {
     .requiredOption("--audience <aud...>", "audience(s)")
     .option("--ttl <duration>", "lifetime", "5m")
     .action(async (name: string, o: { audience: string[]; ttl: string }) => {
+      const ttl = durationOption("--ttl", o.ttl);
+      // The option's range, checked as one: a usage error like any malformed --ttl.
+      if (ttl > MAX_JWT_SVID_TTL_SECONDS) throw usage(`--ttl: a JWT-SVID lives at most ${MAX_JWT_SVID_TTL_SECONDS} s (24 h), got ${ttl} s`);
       const a = await EmbeddedAuthority.open(homeOf(g()));
       const rec = resolveIdentity(a, name);
-      const token = a.mintJwtSvid(rec.spiffeId, o.audience, durationOption("--ttl", o.ttl));
+      const token = a.mintJwtSvid(rec.spiffeId, o.audience, ttl);
       out(g(), { token, spiffeId: rec.spiffeId }, () => token);
     });
 
