@@ -48,6 +48,8 @@ export const ErrorCodes = {
   X509SVID_PATH_LENGTH: "ERR_X509SVID_PATH_LENGTH",
   X509SVID_BAD_SIGNATURE: "ERR_X509SVID_BAD_SIGNATURE",
   X509SVID_UNKNOWN_CRITICAL_EXTENSION: "ERR_X509SVID_UNKNOWN_CRITICAL_EXTENSION",
+  /** The SVID verified, but its identity (or an ancestor's) or its serial is revoked, per the authority or its signed revocation list. */
+  X509SVID_REVOKED: "ERR_X509SVID_REVOKED",
 
   // Trust bundles (spiffe/bundle.ts)
   BUNDLE_MALFORMED: "ERR_BUNDLE_MALFORMED",
@@ -76,6 +78,8 @@ export const ErrorCodes = {
   AUTHORITY_CSR_INVALID: "ERR_AUTHORITY_CSR_INVALID",
   AUTHORITY_STORE: "ERR_AUTHORITY_STORE",
   AUTHORITY_REMOTE: "ERR_AUTHORITY_REMOTE",
+  /** A signed revocation list is malformed or does not verify against the trust bundle (typ, issuer, kid, signature). */
+  REVOCATION_LIST_INVALID: "ERR_REVOCATION_LIST_INVALID",
   IDENTITY_NOT_FOUND: "ERR_IDENTITY_NOT_FOUND",
   IDENTITY_REVOKED: "ERR_IDENTITY_REVOKED",
   IDENTITY_EXISTS: "ERR_IDENTITY_EXISTS",
@@ -135,6 +139,18 @@ export const ErrorCodes = {
   AUDIT_CLOSED: "ERR_AUDIT_CLOSED",
   /** A call refused because its audit entry cannot be written (the log failed or is closed): nothing runs unaudited. */
   AUDIT_UNAVAILABLE: "ERR_AUDIT_UNAVAILABLE",
+
+  // MCP proxy (mcp/proxy.ts)
+  /** The proxy's upstream MCP server could not be started or reached, or exited while a stdio client was still connected; the message says how it ended and what it printed. */
+  UPSTREAM_FAILED: "ERR_UPSTREAM_FAILED",
+
+  // The aztp command line (cli/)
+  /** A path given to a command cannot be read, created or written: the message names the path and the OS's reason. */
+  FILE_UNUSABLE: "ERR_FILE_UNUSABLE",
+  /** A command would overwrite an existing file (such as a key.pem); it does only with --force. */
+  FILE_EXISTS: "ERR_FILE_EXISTS",
+  /** A failure that has no code of its own (a bug, or an error from a dependency); the message says what happened. */
+  UNEXPECTED: "ERR_UNEXPECTED",
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];

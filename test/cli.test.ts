@@ -11,7 +11,7 @@ import { ErrorCodes } from "../src/errors.js";
 import { TrustBundle } from "../src/spiffe/bundle.js";
 import { Certificate } from "../src/spiffe/certificate.js";
 import { importPrivateKey, publicKeyOf, samePublicKey } from "../src/spiffe/keys.js";
-import { aztpCli, assertExit, ROOT, tempDir, type CliResult } from "./helpers/authority-util.js";
+import { aztpCli, assertExit, CLI, ROOT, runTs, tempDir, type CliResult } from "./helpers/authority-util.js";
 import { runCommand } from "./helpers/mcp-util.js";
 
 const TD = "example.org";
@@ -120,9 +120,9 @@ describe("aztp issue, verify x509, bundle", () => {
     assertError(expired, 1, ErrorCodes.X509SVID_EXPIRED, "verify x509 --time after expiry");
     assertError(early, 1, ErrorCodes.X509SVID_NOT_YET_VALID, "verify x509 --time before issuance");
 
-    // Re-issuing into the same folder over a world-readable key.pem leaves it 0600.
+    // Re-issuing into the same folder (--force) over a world-readable key.pem leaves it 0600.
     writeFileSync(join(out, "key.pem"), "old", { mode: 0o644 });
-    const reissued = await aztpCli(home, ["issue", "orchestrator", "--out", out]);
+    const reissued = await aztpCli(home, ["issue", "orchestrator", "--out", out, "--force"]);
     assertExit(reissued, 0, "issue again");
     assert.equal(reissued.json.aztpId, issued.json.aztpId, "same identity");
     assert.notEqual(reissued.json.serial, issued.json.serial);
@@ -151,8 +151,74 @@ describe("aztp issue, verify x509, bundle", () => {
     }
     assertExit(garbage, 1, "not a certificate");
     assert.match(garbage.json.error.code, /^ERR_/);
-    assertExit(missing, 2, "missing file is a usage error");
+    // A file that cannot be read is the command failing, not a usage error (it exited 2).
+    assertError(missing, 1, ErrorCodes.FILE_UNUSABLE, "missing file");
     assert.match(missing.json.error.message, /ENOENT/);
+    assert.ok(missing.json.error.message.includes(join(out, "nope.pem")), "names the file");
+  });
+});
+
+describe("aztp verify x509 and revocations", () => {
+  it("offline it says it did not check revocation (a revoked SVID is valid there); --home and an exported --revocations list refuse it with ERR_X509SVID_REVOKED", async (t) => {
+    const [home, otherHome] = await Promise.all([initHome(t), initHome(t, "other.org")]);
+    const out = tempDir(t, "out");
+    for (const name of ["bad", "good"]) assertExit(await aztpCli(home, ["issue", name, "--out", join(out, name)]), 0, `issue ${name}`);
+    const before = await aztpCli(home, ["revocations", "export"]);
+    assertExit(await aztpCli(home, ["revoke", "bad", "--reason", "key lost"]), 0, "revoke");
+    const exported = await aztpCli(home, ["revocations", "export"]);
+    assertExit(exported, 0, "revocations export");
+    assert.equal(exported.json.trustDomain, TD);
+    assert.ok(exported.json.sequence > before.json.sequence, "the sequence grew");
+    const lists = { now: join(out, "revocations.jws"), before: join(out, "before.jws"), other: join(out, "other.jws"), forged: join(out, "forged.jws") };
+    writeFileSync(lists.now, `${exported.json.revocations}\n`);
+    writeFileSync(lists.before, before.json.revocations);
+    writeFileSync(lists.other, (await aztpCli(otherHome, ["revocations", "export"])).json.revocations);
+    const [h, p, sig] = (exported.json.revocations as string).split(".") as [string, string, string];
+    const emptied = { ...JSON.parse(Buffer.from(p, "base64url").toString()), identities: [], serials: [] };
+    writeFileSync(lists.forged, `${h}.${Buffer.from(JSON.stringify(emptied)).toString("base64url")}.${sig}`);
+    const verify = (who: string, ...extra: string[]): string[] => ["verify", "x509", join(out, who, "svid.pem"), "--bundle", join(out, who, "bundle.json"), ...extra];
+
+    // Offline, the bundle alone: valid, and it says revocation was not checked (JSON and text), and help says why.
+    const offline = await aztpCli(undefined, verify("bad"));
+    assertExit(offline, 0, "offline");
+    assert.equal(offline.json.valid, true);
+    assert.deepEqual(offline.json.revocation, { checked: false, why: "offline: pass --home DIR or --revocations FILE" });
+    const text = await runTs(CLI, verify("bad"));
+    assert.match(text.stdout, /^valid: .*revocation NOT checked \(offline: pass --home DIR or --revocations FILE\)$/m);
+    assert.match((await aztpCli(undefined, ["verify", "x509", "--help"])).stdout, /cannot see revocations/);
+
+    const [byHome, goodByHome, byList, goodByList, oldList, both, forged, otherList, otherHomeRun] = await Promise.all([
+      aztpCli(home, verify("bad")),
+      aztpCli(home, verify("good")),
+      aztpCli(undefined, verify("bad", "--revocations", lists.now)),
+      aztpCli(undefined, verify("good", "--revocations", lists.now)),
+      aztpCli(undefined, verify("bad", "--revocations", lists.before)),
+      aztpCli(home, verify("good", "--revocations", lists.now)),
+      aztpCli(undefined, verify("bad", "--revocations", lists.forged)),
+      aztpCli(undefined, verify("bad", "--revocations", lists.other)),
+      aztpCli(otherHome, verify("bad")),
+    ]);
+    assertError(byHome, 1, ErrorCodes.X509SVID_REVOKED, "revoked, --home");
+    assert.match(byHome.json.error.message, new RegExp(`according to the authority in ${home}`));
+    assertExit(goodByHome, 0, "not revoked, --home");
+    assert.equal(goodByHome.json.revocation.checked, true);
+    assert.match(goodByHome.json.revocation.against, /the authority in/);
+    assertError(byList, 1, ErrorCodes.X509SVID_REVOKED, "revoked, --revocations");
+    assert.match(byList.json.error.message, new RegExp(`sequence ${exported.json.sequence}`));
+    assertExit(goodByList, 0, "not revoked, --revocations");
+    assert.equal(goodByList.json.revocation.sequence, exported.json.sequence);
+    // A list from before the revocation does not know of it, and says how old it is.
+    assertExit(oldList, 0, "a list from before the revocation");
+    assert.equal(oldList.json.revocation.sequence, before.json.sequence);
+    assert.equal(typeof oldList.json.revocation.listIssuedAt, "string");
+    assertExit(both, 0, "both checks");
+    assert.match(both.json.revocation.against, /the authority in .* and the revocation list/);
+    // A list whose entries were removed, or another trust domain's list, is refused (not "not revoked").
+    assertError(forged, 1, ErrorCodes.REVOCATION_LIST_INVALID, "a forged list");
+    assert.match(forged.json.error.message, /signature does not verify/);
+    assertError(otherList, 1, ErrorCodes.REVOCATION_LIST_INVALID, "another trust domain's list");
+    // A home whose authority is not the SVID's cannot vouch for its revocation.
+    assertError(otherHomeRun, 1, ErrorCodes.TRUST_DOMAIN_NOT_ALLOWED, "another authority's home");
   });
 });
 
@@ -302,6 +368,58 @@ describe("aztp list, revoke, reissue, link, discover", () => {
   });
 });
 
+describe("a command that fails for any reason but usage exits 1 with its code", () => {
+  // Every command group but `audit` (its own tests). Rows marked "was 2" exited 2, as a usage
+  // error, because their code was ERR_INVALID_ARGUMENT (from the library, or a file that
+  // could not be read). [label, args (after --home), code; home "fresh" = no authority]
+  type Row = [string, (dir: string) => string[], string, ("fresh" | "home")?];
+  const rows: Row[] = [
+    ["init on an existing authority", () => ["init", "--trust-domain", "other.org"], ErrorCodes.AUTHORITY_EXISTS],
+    ["issue --parent unknown", (d) => ["issue", "kid", "--parent", "spiffe://example.org/nobody", "--out", join(d, "kid")], ErrorCodes.IDENTITY_NOT_FOUND],
+    ["issue a name too long for a SPIFFE ID (was 2)", (d) => ["issue", "n".repeat(2100), "--out", join(d, "long")], ErrorCodes.INVALID_ARGUMENT],
+    ["issue over existing files", (d) => ["issue", "again", "--out", join(d, "worker")], ErrorCodes.FILE_EXISTS],
+    ["jwt for nobody", () => ["jwt", "nobody", "--audience", "svc"], ErrorCodes.IDENTITY_NOT_FOUND],
+    ["bundle of a trust domain it does not have", () => ["bundle", "--trust-domain", "other.org"], ErrorCodes.TRUST_DOMAIN_NOT_ALLOWED],
+    ["verify x509 of a missing file (was 2)", (d) => ["verify", "x509", join(d, "nope.pem"), "--bundle", join(d, "worker", "bundle.json")], ErrorCodes.FILE_UNUSABLE],
+    ["verify jwt of a malformed token", (d) => ["verify", "jwt", "not-a-token", "--bundle", join(d, "worker", "bundle.json"), "--audience", "svc"], ErrorCodes.JWT_MALFORMED],
+    ["verify jwt with a missing bundle (was 2)", (d) => ["verify", "jwt", "a.b.c", "--bundle", join(d, "nope.json"), "--audience", "svc"], ErrorCodes.FILE_UNUSABLE],
+    ["id of a non-ID", () => ["id", "bogus"], ErrorCodes.SPIFFEID_SCHEME],
+    ["revocations export of a trust domain it does not have", () => ["revocations", "export", "--trust-domain", "other.org"], ErrorCodes.TRUST_DOMAIN_NOT_ALLOWED],
+    ["verify x509 with --revocations not a list", (d) => ["verify", "x509", join(d, "worker", "svid.pem"), "--bundle", join(d, "worker", "bundle.json"), "--revocations", join(d, "worker", "svid.pem")], ErrorCodes.REVOCATION_LIST_INVALID],
+    ["list without an authority", () => ["list"], ErrorCodes.AUTHORITY_NOT_INITIALIZED, "fresh"],
+    ["revoke nobody", () => ["revoke", "nobody"], ErrorCodes.IDENTITY_NOT_FOUND],
+    ["reissue nobody", () => ["reissue", "nobody"], ErrorCodes.IDENTITY_NOT_FOUND],
+    ["link an identity to itself (was 2)", () => ["link", "worker", "worker"], ErrorCodes.INVALID_ARGUMENT],
+    ["discover without an authority", () => ["discover"], ErrorCodes.AUTHORITY_NOT_INITIALIZED, "fresh"],
+    ["policy attach of an invalid policy", (d) => ["policy", "attach", "worker", join(d, "bad-policy.json")], ErrorCodes.POLICY_INVALID],
+    ["policy attach of a missing file (was 2)", (d) => ["policy", "attach", "worker", join(d, "nope.json")], ErrorCodes.FILE_UNUSABLE],
+    ["policy get nobody", () => ["policy", "get", "nobody"], ErrorCodes.IDENTITY_NOT_FOUND],
+    ["mcp proxy with an invalid --policy", (d) => ["mcp", "proxy", "--name", "p", "--upstream-command", "sh -c 'exit 0'", "--policy", join(d, "bad-policy.json")], ErrorCodes.POLICY_INVALID],
+    ["mcp proxy whose upstream exits at start", () => ["mcp", "proxy", "--name", "p", "--upstream-command", "sh -c 'exit 3'", "--listen", "http://127.0.0.1:0"], ErrorCodes.UPSTREAM_FAILED],
+  ];
+
+  it("table", async (t) => {
+    const home = await initHome(t);
+    const fresh = tempDir(t, "fresh");
+    const dir = tempDir(t, "files");
+    assertExit(await aztpCli(home, ["issue", "worker", "--out", join(dir, "worker")]), 0, "issue worker");
+    writeFileSync(join(dir, "bad-policy.json"), JSON.stringify({ Version: "2025-01-01", Statement: "everything" }));
+    const results: CliResult[] = [];
+    for (let i = 0; i < rows.length; i += 4) {
+      results.push(...(await Promise.all(rows.slice(i, i + 4).map(([, args, , where]) => aztpCli(where === "fresh" ? fresh : home, args(dir), { timeoutMs: 60_000 })))));
+    }
+    rows.forEach(([label, , code], i) => assertError(results[i]!, 1, code, label));
+  });
+
+  it("a negative verdict (policy check denied) exits 1 with the decision, not an error", async (t) => {
+    const home = await initHome(t);
+    assertExit(await aztpCli(home, ["issue", "worker", "--out", join(tempDir(t, "out"), "w")]), 0, "issue");
+    const r = await aztpCli(home, ["policy", "check", "worker", "--action", "tool:call", "--resource", "read_file"]);
+    assertExit(r, 1, "denied");
+    assert.equal(r.json.decision, "deny");
+  });
+});
+
 describe("usage errors exit 2", () => {
   // [label, args, and optionally what the error must name]
   const cases: Array<[string, string[], RegExp?]> = [
@@ -314,6 +432,7 @@ describe("usage errors exit 2", () => {
     ["verify jwt without --audience", ["verify", "jwt", "t", "--bundle", "b.json"]],
     ["verify without a kind", ["verify", "x509"]],
     ["bad --ttl", ["issue", "x", "--ttl", "forever"]],
+    ["jwt --ttl over 24 h", ["jwt", "someone", "--audience", "svc", "--ttl", "48h"], /--ttl: a JWT-SVID lives at most 86400 s/],
     ["negative --ttl", ["issue", "x", "--ttl", "-5m"]],
     ["bad --time (x509)", ["verify", "x509", "svid.pem", "--bundle", "b.pem", "--time", "yesterday"]],
     ["bad --time (jwt)", ["verify", "jwt", "t", "--bundle", "b.json", "--audience", "a", "--time", "2026-13-45"]],
@@ -331,7 +450,9 @@ describe("usage errors exit 2", () => {
   ];
   it("table", async (t) => {
     const home = tempDir(t);
-    const results = await Promise.all(cases.map(([, args]) => aztpCli(home, args)));
+    // A few at a time: two dozen CLI processes at once took over 30 s each on a loaded machine.
+    const results: CliResult[] = [];
+    for (let i = 0; i < cases.length; i += 4) results.push(...(await Promise.all(cases.slice(i, i + 4).map(([, args]) => aztpCli(home, args)))));
     cases.forEach(([label, args, names], i) => {
       const r = results[i]!;
       assertExit(r, 2, `${label}: aztp ${args.join(" ")}`);

@@ -6,7 +6,8 @@
  * HTTP listener's Host / Origin checks.
  */
 import assert from "node:assert/strict";
-import { request } from "node:http";
+import { createServer, request } from "node:http";
+import type { AddressInfo } from "node:net";
 import { mkdirSync, writeFileSync, existsSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it, type TestContext } from "node:test";
@@ -21,6 +22,7 @@ import { ErrorCodes } from "../src/errors.js";
 import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { secureMcpClient, serveMcpHttp } from "../src/mcp/index.js";
 import { RECEIPT_META_KEY } from "../src/mcp/meta.js";
+import { UpstreamProcessTransport } from "../src/mcp/upstream-process.js";
 import { SpiffeId } from "../src/spiffe/spiffeid.js";
 import { ROOT, tempDir } from "./helpers/authority-util.js";
 import { CLI, EVERYTHING, FILESYSTEM, fixture, rejectsWithData, spawnNode, startEverythingHttp, withTimeout } from "./helpers/mcp-util.js";
@@ -348,4 +350,68 @@ describe("aztp mcp proxy when its upstream crashes mid-call", () => {
       assert.deepEqual(crashed.map((e) => [e.decision, e.outcome, e.reason, typeof e.receipt]), [["allow", "error", "-32603", "string"]]);
     });
   }
+});
+
+describe("aztp mcp proxy when its upstream cannot serve at start", () => {
+  /** A loopback port nobody listens on (taken, then given back). */
+  async function closedPort(): Promise<number> {
+    const server = createServer();
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const { port } = server.address() as AddressInfo;
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    return port;
+  }
+
+  // [label, upstream options, what stderr must say besides ERR_UPSTREAM_FAILED]
+  const cases = (missing: string, port: number): Array<[string, string[], RegExp[]]> => [
+    // The README's own example, run as printed (server-filesystem is a devDependency, so npx
+    // finds it in node_modules/.bin), with a folder that does not exist.
+    ["server-filesystem on a missing folder (npx)", ["--upstream-command", `npx @modelcontextprotocol/server-filesystem ${missing}`], [/exited with code 1/, new RegExp(`Cannot access directory ${missing}`), /None of the specified directories are accessible/]],
+    ["sh -c 'exit 3', after printing", ["--upstream-command", "sh -c 'echo boom: no config >&2; exit 3'"], [/exited with code 3/, /boom: no config/]],
+    ["sh -c 'exit 3', silent", ["--upstream-command", "sh -c 'exit 3'"], [/exited with code 3/, /wrote nothing to stderr/]],
+    ["a command that does not exist", ["--upstream-command", "/nonexistent/mcp-server --flag"], [/cannot start the upstream \/nonexistent\/mcp-server/, /ENOENT/]],
+    ["an unreachable --upstream-url", ["--upstream-url", `http://127.0.0.1:${port}/mcp`], [new RegExp(`http://127\\.0\\.0\\.1:${port}/mcp cannot be reached`), /ECONNREFUSED/]],
+  ];
+
+  for (const listen of ["stdio", "http://127.0.0.1:0"]) {
+    it(`listening on ${listen}: says the upstream failed, shows what it printed, exits 1 (it exited 0 without a word)`, async (t) => {
+      const { home } = fixture(t);
+      const missing = join(tempDir(t, "gone"), "data");
+      for (const [label, upstream, says] of cases(missing, await closedPort())) {
+        const child = spawnNode(t, proxyArgs(home, "failing-proxy", ["--listen", listen, ...upstream]), { env: proxyEnv(home) });
+        // stdin stays open: the client is still there when the upstream goes.
+        const { code, signal } = await withTimeout(child.exit, 90_000, `${label}: proxy exit`);
+        const stderr = child.stderr();
+        assert.deepEqual({ code, signal }, { code: 1, signal: null }, `${label}: stderr ${stderr}`);
+        assert.match(stderr, /error \[ERR_UPSTREAM_FAILED\]: /, label);
+        for (const re of says) assert.match(stderr, re, `${label}: ${stderr}`);
+        if (listen !== "stdio") assert.doesNotMatch(stderr, /listening on/, `${label}: a proxy whose upstream cannot serve does not listen`);
+        if (upstream[0] === "--upstream-command" && listen === "stdio" && !/ENOENT/.test(String(says))) assert.match(stderr, /before it answered initialize/, label);
+      }
+    });
+  }
+
+  it("--json: the failure is on stdout in the usual error shape", async (t) => {
+    const { home } = fixture(t);
+    const child = spawnNode(t, ["--import", "tsx", CLI, "--home", home, "--json", "mcp", "proxy", "--name", "failing-proxy", "--upstream-command", "sh -c 'echo oops >&2; exit 3'"], { env: proxyEnv(home) });
+    const { code } = await withTimeout(child.exit, 60_000, "proxy exit");
+    assert.equal(code, 1);
+    const { error } = JSON.parse(child.stdout()) as { error: { code: string; message: string } };
+    assert.equal(error.code, ErrorCodes.UPSTREAM_FAILED);
+    assert.match(error.message, /exited with code 3[^]*oops/);
+  });
+
+  it("listening on stdio, an upstream that exits while serving its client ends the proxy with exit 1, saying so", async (t) => {
+    const { home, aztp: c } = fixture(t);
+    const crashingCommand = `"${process.execPath}" --import tsx "${join(ROOT, "test", "helpers", "mcp-crashing-upstream.ts")}"`;
+    // The proxy as a child whose exit status and stderr the test keeps (the proxy's own upstream transport, used here as a client's).
+    const proxy = new UpstreamProcessTransport({ command: process.execPath, args: proxyArgs(home, "crash-proxy", ["--upstream-command", crashingCommand]), env: proxyEnv(home), cwd: ROOT, forwardStderr: false });
+    const client = await securedClient(t, c, "agent");
+    await connect(t, client, proxy, `proxy (stderr: ${proxy.stderrTail()})`);
+    assert.equal(text(await client.callTool({ name: "echo", arguments: { text: "alive" } })), "alive");
+    await assert.rejects(withTimeout(client.callTool({ name: "exit", arguments: {} }), 10_000, "the crashing call"), /upstream unavailable/);
+    const { code } = await withTimeout(proxy.ended, 20_000, "proxy exit");
+    assert.equal(code, 1, proxy.stderrTail());
+    assert.match(proxy.stderrTail(), /ERR_UPSTREAM_FAILED\]: the upstream MCP server \(.*\) exited with code 3 while serving its client/);
+  });
 });

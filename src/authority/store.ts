@@ -5,11 +5,46 @@
  * Writes go to a temporary file that is fsync'ed and renamed over the target, then the folder
  * is fsync'ed: a crash leaves either the old or the new file, never a torn one.
  */
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, statSync, writeSync, existsSync, chmodSync } from "node:fs";
+import { closeSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, statSync, writeSync, existsSync, chmodSync } from "node:fs";
+import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { randomBytes } from "node:crypto";
 import lockfile from "proper-lockfile";
 import { AztpError, ErrorCodes } from "../errors.js";
+import { makeDirs } from "../make-dirs.js";
+
+/**
+ * proper-lockfile's exit hook, held only while a lock is.
+ *
+ * proper-lockfile calls signal-exit when it loads, for the whole life of the process, so that
+ * a lock is removed when the process ends. signal-exit does that by listening for SIGTERM,
+ * SIGINT, SIGHUP and a dozen more signals. A signal that has a JavaScript listener no longer
+ * kills the process: Node runs the listener when the event loop next turns, which it never
+ * does while the main thread is stuck in a synchronous call. So any process that had merely
+ * imported the authority ignored SIGTERM and SIGINT whenever it hung: `aztp issue --out
+ * /proc/nope` spun inside Node's recursive mkdir (see make-dirs.ts) and `timeout` could not
+ * stop it, only SIGKILL.
+ *
+ * The hook is therefore unloaded as soon as proper-lockfile has loaded, and loaded again only
+ * while this process holds (or is acquiring) a home lock: the signals have their default,
+ * immediate effect the rest of the time, and a process signalled while it holds a lock still
+ * removes it (else the next process would wait out the 10 s stale time). The module is the
+ * very instance proper-lockfile loaded (resolved from proper-lockfile's own folder); if a later
+ * proper-lockfile uses a signal-exit without load/unload, this does nothing and the test of a
+ * busy process ending on SIGTERM fails.
+ */
+const lockExitHook = ((): { load(): void; unload(): void } | undefined => {
+  try {
+    const fromLockfile = createRequire(createRequire(import.meta.url).resolve("proper-lockfile"));
+    const hook = fromLockfile("signal-exit") as { load?: unknown; unload?: unknown };
+    return typeof hook.load === "function" && typeof hook.unload === "function" ? (hook as { load(): void; unload(): void }) : undefined;
+  } catch {
+    return undefined;
+  }
+})();
+lockExitHook?.unload();
+/** Locks this process holds or is acquiring (over every home): the hook is loaded while > 0. */
+let locksInPlay = 0;
 
 export class HomeStore {
   readonly home: string;
@@ -26,8 +61,14 @@ export class HomeStore {
     return existsSync(this.path(...parts));
   }
 
+  /** Creates a folder of the home (0700), or fails with ERR_AUTHORITY_STORE naming it and why. */
   ensureDir(...parts: string[]): void {
-    mkdirSync(this.path(...parts), { recursive: true, mode: 0o700 });
+    const dir = this.path(...parts);
+    try {
+      makeDirs(dir, 0o700);
+    } catch (e) {
+      throw new AztpError(ErrorCodes.AUTHORITY_STORE, `cannot create the folder ${dir}: ${describeFsError(e)}`, { cause: e });
+    }
   }
 
   /**
@@ -36,6 +77,15 @@ export class HomeStore {
    */
   async withLock<T>(fn: () => Promise<T> | T): Promise<T> {
     this.ensureDir();
+    if (locksInPlay++ === 0) lockExitHook?.load();
+    try {
+      return await this.locked(fn);
+    } finally {
+      if (--locksInPlay === 0) lockExitHook?.unload();
+    }
+  }
+
+  private async locked<T>(fn: () => Promise<T> | T): Promise<T> {
     let release: () => Promise<void>;
     try {
       release = await lockfile.lock(this.home, {
@@ -83,17 +133,26 @@ export class HomeStore {
 
   writeText(parts: string[], text: string, mode = 0o644): void {
     const target = this.path(...parts);
-    mkdirSync(dirname(target), { recursive: true, mode: 0o700 });
+    this.ensureDir(...parts.slice(0, -1));
     const tmp = `${target}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`;
-    const fd = openSync(tmp, "wx", mode);
     try {
-      writeSync(fd, text);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
+      const fd = openSync(tmp, "wx", mode);
+      try {
+        writeSync(fd, text);
+        fsyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
+      chmodSync(tmp, mode); // the umask may have narrowed or widened nothing we rely on
+      renameSync(tmp, target);
+    } catch (e) {
+      try {
+        rmSync(tmp, { force: true });
+      } catch {
+        // nothing was left, or it cannot be removed either; the error below says why
+      }
+      throw new AztpError(ErrorCodes.AUTHORITY_STORE, `cannot write ${target}: ${describeFsError(e)}`, { cause: e });
     }
-    chmodSync(tmp, mode); // the umask may have narrowed or widened nothing we rely on
-    renameSync(tmp, target);
     try {
       const dfd = openSync(dirname(target), "r");
       try {
@@ -114,4 +173,11 @@ export class HomeStore {
   writeSecret(parts: string[], text: string): void {
     this.writeText(parts, text, 0o600);
   }
+}
+
+/** An OS error as Node words it ("ENOENT: no such file or directory, mkdir '/proc/nope'"), always starting with its code. */
+function describeFsError(e: unknown): string {
+  const code = (e as NodeJS.ErrnoException)?.code;
+  const message = (e as Error)?.message ?? String(e);
+  return code && !message.startsWith(code) ? `${code}: ${message}` : message;
 }

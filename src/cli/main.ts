@@ -4,10 +4,11 @@
  * Every command takes --json and --home. Exit codes: 0 success (or valid), 1 a negative
  * verdict or a failed operation, 2 a usage error.
  */
-import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { existsSync, readFileSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
 import { Command, CommanderError, Option } from "commander";
-import { EmbeddedAuthority, DEFAULT_ENVIRONMENT, DEFAULT_METHOD } from "../authority/authority.js";
+import { EmbeddedAuthority, DEFAULT_ENVIRONMENT, DEFAULT_METHOD, MAX_JWT_SVID_TTL_SECONDS } from "../authority/authority.js";
+import { verifyRevocationList } from "../authority/revocation-list.js";
 import type { IdentityRecord } from "../authority/registry.js";
 import { AztpError, ErrorCodes } from "../errors.js";
 import { BundleSet, loadBundleFile } from "../spiffe/bundle.js";
@@ -18,6 +19,7 @@ import { exportPrivateKeyPem } from "../spiffe/keys.js";
 import { SpiffeId, TrustDomain } from "../spiffe/spiffeid.js";
 import { verifyX509Svid } from "../spiffe/x509svid.js";
 import { parseDuration } from "./duration.js";
+import { outputDir, readInput, refuseOverwrite, writeNewFiles } from "./files.js";
 import { parseArgsStringToArgv } from "string-argv";
 import { AuditLog } from "../audit/log.js";
 import type { AuditEntry } from "../audit/entry.js";
@@ -74,14 +76,6 @@ function resolveIdentity(authority: EmbeddedAuthority, ref: string): IdentityRec
   return rec;
 }
 
-function readInput(pathOrDash: string): string {
-  try {
-    return readFileSync(pathOrDash === "-" ? 0 : pathOrDash, "utf8");
-  } catch (e) {
-    throw new AztpError(ErrorCodes.INVALID_ARGUMENT, `cannot read ${pathOrDash}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-  }
-}
-
 /** An option that must hold a JSON object; anything else is a usage error (exit 2). */
 function jsonObjectOption(name: string, text: string): Record<string, unknown> {
   let value: unknown;
@@ -90,15 +84,29 @@ function jsonObjectOption(name: string, text: string): Record<string, unknown> {
   } catch {
     value = undefined;
   }
-  if (value === null || typeof value !== "object" || Array.isArray(value)) throw new CommanderError(2, "aztp.usage", `${name} must be a JSON object`);
+  if (value === null || typeof value !== "object" || Array.isArray(value)) throw usage(`${name} must be a JSON object`);
   return value as Record<string, unknown>;
+}
+
+/** A usage error: exit 2, the message on stderr (and in --json). Everything else that fails exits 1. */
+function usage(message: string): CommanderError {
+  return new CommanderError(2, "aztp.usage", message);
 }
 
 function parseTime(text: string | undefined, option = "--time"): Date | undefined {
   if (text === undefined) return undefined;
   const t = new Date(text);
-  if (Number.isNaN(t.getTime())) throw new AztpError(ErrorCodes.INVALID_ARGUMENT, `${option} must be an ISO 8601 date, got ${JSON.stringify(text)}`);
+  if (Number.isNaN(t.getTime())) throw usage(`${option} must be an ISO 8601 date, got ${JSON.stringify(text)}`);
   return t;
+}
+
+/** A duration option (90s, 15m, 1h, 7d) in seconds; a malformed one is a usage error. */
+function durationOption(option: string, text: string): number {
+  try {
+    return parseDuration(text);
+  } catch (e) {
+    throw usage(`${option}: ${(e as Error).message}`);
+  }
 }
 
 /** This package's version: package.json sits two folders up from both src/cli and dist/cli. */
@@ -132,33 +140,39 @@ export function buildProgram(): Command {
 
   program
     .command("issue <name>")
-    .description("issue an X.509-SVID for NAME; writes svid.pem, key.pem, bundle.pem, bundle.json")
+    .description("issue an X.509-SVID for NAME; writes svid.pem, key.pem, bundle.pem, bundle.json (never over existing ones without --force)")
     .option("--parent <id>", "parent identity (AZTP or SPIFFE ID)")
     .option("--ttl <duration>", "SVID lifetime, e.g. 1h", "1h")
     .option("--out <dir>", "where to write the files", ".")
+    .option("--force", "overwrite svid.pem, key.pem, bundle.pem and bundle.json if they exist")
     .option("--trust-domain <td>", "trust domain (default: the authority's)")
     .option("--environment <env>", "path segment after workload/", DEFAULT_ENVIRONMENT)
     .option("--method <method>", "path segment after the environment", DEFAULT_METHOD)
-    .action(async (name: string, o: { parent?: string; ttl: string; out: string; trustDomain?: string; environment: string; method: string }) => {
-      const ttlSeconds = parseDuration(o.ttl);
+    .action(async (name: string, o: { parent?: string; ttl: string; out: string; force?: boolean; trustDomain?: string; environment: string; method: string }) => {
+      const ttlSeconds = durationOption("--ttl", o.ttl);
+      // The folder and the files are checked before anything is issued: a refusal leaves the
+      // registry as it was. writeNewFiles checks again, atomically, as it creates each file.
       const a = await EmbeddedAuthority.open(homeOf(g()));
+      const dir = outputDir(o.out);
+      refuseOverwrite(dir, ["key.pem", "svid.pem", "bundle.pem", "bundle.json"], o.force === true);
       const key = await generateWorkloadKey();
       const { record, svid } = await a.issueIdentity(
         { name, environment: o.environment, method: o.method, ...(o.trustDomain ? { trustDomain: o.trustDomain } : {}), ...(o.parent ? { parentIdentity: o.parent } : {}) },
         key.csr,
         { ttlSeconds },
       );
-      const dir = resolve(o.out);
-      mkdirSync(dir, { recursive: true });
       const bundle = a.bundle(record.trustDomain);
-      writeFileSync(join(dir, "svid.pem"), svid.chainPem);
-      // A fresh file created 0600: overwriting an existing (maybe world-readable) key.pem in
-      // place would expose the new key until the chmod.
-      rmSync(join(dir, "key.pem"), { force: true });
-      writeFileSync(join(dir, "key.pem"), exportPrivateKeyPem(key.privateKey), { mode: 0o600, flag: "wx" });
-      chmodSync(join(dir, "key.pem"), 0o600);
-      writeFileSync(join(dir, "bundle.pem"), bundle.toPem());
-      writeFileSync(join(dir, "bundle.json"), `${JSON.stringify(bundle.toSpiffe(), null, 2)}\n`);
+      writeNewFiles(
+        dir,
+        [
+          // The key first: if it cannot be created (it appeared meanwhile), nothing else is written.
+          { name: "key.pem", text: exportPrivateKeyPem(key.privateKey), mode: 0o600 },
+          { name: "svid.pem", text: svid.chainPem },
+          { name: "bundle.pem", text: bundle.toPem() },
+          { name: "bundle.json", text: `${JSON.stringify(bundle.toSpiffe(), null, 2)}\n` },
+        ],
+        o.force === true,
+      );
       out(
         g(),
         { aztpId: record.aztpId, spiffeId: record.spiffeId, serial: svid.serial, expiresAt: svid.notAfter.toISOString(), dir },
@@ -172,9 +186,12 @@ export function buildProgram(): Command {
     .requiredOption("--audience <aud...>", "audience(s)")
     .option("--ttl <duration>", "lifetime", "5m")
     .action(async (name: string, o: { audience: string[]; ttl: string }) => {
+      const ttl = durationOption("--ttl", o.ttl);
+      // The option's range, checked as one: a usage error like any malformed --ttl.
+      if (ttl > MAX_JWT_SVID_TTL_SECONDS) throw usage(`--ttl: a JWT-SVID lives at most ${MAX_JWT_SVID_TTL_SECONDS} s (24 h), got ${ttl} s`);
       const a = await EmbeddedAuthority.open(homeOf(g()));
       const rec = resolveIdentity(a, name);
-      const token = a.mintJwtSvid(rec.spiffeId, o.audience, parseDuration(o.ttl));
+      const token = a.mintJwtSvid(rec.spiffeId, o.audience, ttl);
       out(g(), { token, spiffeId: rec.spiffeId }, () => token);
     });
 
@@ -190,20 +207,41 @@ export function buildProgram(): Command {
       else process.stdout.write(`${JSON.stringify(b.toSpiffe(), null, 2)}\n`);
     });
 
+  const revocations = program.command("revocations").description("the authority's signed revocation list, for verifiers that hold only the bundle");
+  revocations
+    .command("export")
+    .description("print the signed revocation list (a compact JWS, signed with the trust domain's JWT key); aztp verify x509 --revocations FILE applies it")
+    .option("--trust-domain <td>", "trust domain (default: the authority's)")
+    .action(async (o: { trustDomain?: string }) => {
+      const a = await EmbeddedAuthority.open(homeOf(g()));
+      const td = o.trustDomain === undefined ? a.defaultTrustDomain : TrustDomain.parse(o.trustDomain).name;
+      a.bundle(td); // ERR_TRUST_DOMAIN_NOT_ALLOWED for a trust domain this authority does not have
+      const list = a.signedRevocationList(td);
+      out(g(), { trustDomain: td, sequence: a.revocationSequence(), revocations: list }, () => list);
+    });
+
   const verify = program.command("verify").description("verify an SVID offline against a bundle");
   verify
     .command("x509 <cert>")
-    .description("verify an X.509-SVID chain (PEM, leaf first)")
+    .description(
+      "verify an X.509-SVID chain (PEM, leaf first). Offline, against a bundle alone, it cannot see revocations (and says so): " +
+        "--home DIR checks them against that authority, --revocations FILE against its signed list (aztp revocations export)",
+    )
     .requiredOption("--bundle <file>", "SPIFFE bundle JSON or PEM roots")
+    .option("--revocations <file>", "the authority's signed revocation list (aztp revocations export), checked against --bundle")
     .option("--time <iso8601>", "validate as of this time")
-    .action((cert: string, o: { bundle: string; time?: string }) => {
+    .action(async (cert: string, o: { bundle: string; revocations?: string; time?: string }) => {
       const time = parseTime(o.time);
-      const chain = Certificate.parsePem(readInput(cert));
+      const chain = Certificate.parsePem(await readInput(cert));
       const leafTd = leafTrustDomain(chain);
-      const source = new BundleSet([loadBundleFile(readInput(o.bundle), leafTd)]);
+      const source = new BundleSet([loadBundleFile(await readInput(o.bundle), leafTd)]);
       const result = verifyX509Svid(chain, source, time ? { time } : {});
-      const value = { valid: true, spiffeId: result.id.toString(), aztpId: result.id.aztpId, expiresAt: result.notAfter.toISOString() };
-      out(g(), value, () => `valid: ${value.spiffeId} (until ${value.expiresAt})`);
+      const serial = (chain[0] as Certificate).serialNumber;
+      // --home given on the command line (not AZTP_HOME or ./.aztp): verifying needs no home,
+      // so one found by default would be a guess at which authority's revocations apply.
+      const revocation = await checkRevocation({ ...(g().home !== undefined ? { home: homeOf(g()) } : {}), ...(o.revocations ? { list: o.revocations } : {}) }, source, result.id, serial);
+      const value = { valid: true, spiffeId: result.id.toString(), aztpId: result.id.aztpId, serial, expiresAt: result.notAfter.toISOString(), revocation };
+      out(g(), value, () => `valid: ${value.spiffeId} (until ${value.expiresAt}); ${describeRevocation(revocation)}`);
     });
   verify
     .command("jwt <token>")
@@ -211,10 +249,10 @@ export function buildProgram(): Command {
     .requiredOption("--bundle <file>", "SPIFFE bundle JSON")
     .requiredOption("--audience <aud...>", "expected audience(s): any one must match")
     .option("--time <iso8601>", "validate as of this time")
-    .action((token: string, o: { bundle: string; audience: string[]; time?: string }) => {
+    .action(async (token: string, o: { bundle: string; audience: string[]; time?: string }) => {
       const time = parseTime(o.time);
-      const text = (token === "-" ? readInput("-") : token).trim();
-      const source = new BundleSet([loadBundleFile(readInput(o.bundle))]);
+      const text = (token === "-" ? await readInput("-") : token).trim();
+      const source = new BundleSet([loadBundleFile(await readInput(o.bundle))]);
       const svid = validateJwtSvid(text, source, { audience: o.audience, ...(time ? { time } : {}) });
       const value = { valid: true, spiffeId: svid.id.toString(), aztpId: svid.id.aztpId, audience: svid.audience, expiresAt: svid.expiry.toISOString() };
       out(g(), value, () => `valid: ${value.spiffeId} for ${value.audience.join(", ")} (until ${value.expiresAt})`);
@@ -288,7 +326,7 @@ export function buildProgram(): Command {
     .option("--name <name>", "a name for the policy")
     .action(async (id: string, file: string, o: { name?: string }) => {
       const a = await EmbeddedAuthority.open(homeOf(g()));
-      const entry = await a.attachPolicy(resolveIdentity(a, id).spiffeId, readInput(file), o.name);
+      const entry = await a.attachPolicy(resolveIdentity(a, id).spiffeId, await readInput(file), o.name);
       out(g(), { code: entry.code, policyName: entry.policyName }, () => `attached ${entry.code} (${entry.policyName})`);
     });
   policy
@@ -464,8 +502,12 @@ export function buildProgram(): Command {
         if (!command) throw new CommanderError(2, "aztp.usage", "--upstream-command is empty");
         upstream = { command, args, env };
       } else upstream = { url: o.upstreamUrl as string };
-      const policies = o.policy ? [parsePolicy(readInput(o.policy))] : undefined;
+      const policies = o.policy ? [parsePolicy(await readInput(o.policy))] : undefined;
       const client = new Aztp({ home: homeOf(g()) });
+      // The log's folder is made here, with a mkdir that cannot spin (make-dirs.ts), so that an
+      // unusable --audit-log fails at once naming it: the log's own recursive mkdir never
+      // settles on a path under /proc.
+      if (o.auditLog) outputDir(dirname(resolve(o.auditLog)));
       const durability = { durability: o.auditDurability } as const;
       const audit = !o.audit
         ? false
@@ -491,16 +533,28 @@ export function buildProgram(): Command {
           ? `aztp mcp proxy: audit log ${proxy.audit.path}\naztp mcp proxy: each answer waits for its audit entry (--audit-durability ${o.auditDurability})\n`
           : "aztp mcp proxy: no audit log (--no-audit): calls are not recorded\n",
       );
-      const stop = async (): Promise<void> => {
-        await proxy.close();
-        await proxy.audit?.close?.();
-        client.close();
+      // SIGINT and SIGTERM stop the proxy and its upstream; a stop asked for exits 0. Nothing
+      // may keep the process once told to stop: a second signal has its default effect (the
+      // listener is gone), and a stop still running after 10 s (an upstream that ignores both
+      // its closed stdin and SIGTERM is SIGKILLed after 4 s) ends the process anyway.
+      const onSignal = (signal: NodeJS.Signals): void => {
+        process.stderr.write(`aztp mcp proxy: ${signal}, stopping\n`);
+        setTimeout(() => {
+          process.stderr.write("aztp mcp proxy: not stopped within 10 s of the signal; exiting\n");
+          process.exit(1);
+        }, 10_000).unref();
+        void proxy.close();
       };
-      process.once("SIGINT", () => void stop());
-      process.once("SIGTERM", () => void stop());
-      await proxy.closed;
+      process.once("SIGINT", onSignal);
+      process.once("SIGTERM", onSignal);
+      // An upstream that exits while the client is still there (at start: a missing folder, a
+      // bad command) ends the proxy with its failure: said, with what it printed, and exit 1.
+      const failure = await proxy.closed;
+      process.off("SIGINT", onSignal);
+      process.off("SIGTERM", onSignal);
       await proxy.audit?.close?.().catch(() => undefined);
       client.close();
+      if (failure) throw failure;
     });
 
   return program;
@@ -536,7 +590,7 @@ async function auditTrustSource(
   if (bundleFile !== undefined) {
     const file = resolve(bundleFile);
     const td = existsSync(path) ? await checkpointTrustDomain(path, witnessPath) : undefined;
-    const bundle = loadBundleFile(readInput(bundleFile), td);
+    const bundle = loadBundleFile(await readInput(bundleFile), td);
     return { verifier: svidCheckpointVerifier(new Trust(new BundleSet([bundle]), { revocation })), source: `bundle ${file}` };
   }
   const home = homeOf(opts);
@@ -575,6 +629,43 @@ async function checkpointTrustDomain(path: string, witnessPath: string | false |
   }
 }
 
+type RevocationCheck = { checked: false; why: string } | { checked: true; against: string; sequence: number; listIssuedAt?: string };
+
+/**
+ * Whether `id` (SVID serial `serial`) is revoked, per the authority in `home` and/or the
+ * signed list in file `list` (verified against `bundles`). Revoked is ERR_X509SVID_REVOKED.
+ * With neither, nothing is checked and the result says so: an offline verifier holding only
+ * the bundle cannot know about revocations, and must not let "valid" suggest it does.
+ */
+async function checkRevocation(from: { home?: string; list?: string }, bundles: BundleSet, id: SpiffeId, serial: string): Promise<RevocationCheck> {
+  if (from.home === undefined && from.list === undefined) return { checked: false, why: "offline: pass --home DIR or --revocations FILE" };
+  const revoked = (why: string, against: string): never => {
+    throw new AztpError(ErrorCodes.X509SVID_REVOKED, `${id.toString()} is revoked (${why}) according to ${against}`);
+  };
+  let result: RevocationCheck | undefined;
+  if (from.home !== undefined) {
+    const a = await EmbeddedAuthority.open(from.home);
+    if (!a.trustDomains.includes(id.trustDomain)) {
+      throw new AztpError(ErrorCodes.TRUST_DOMAIN_NOT_ALLOWED, `cannot check revocations in ${from.home}: its authority has no trust domain ${id.trustDomain}`);
+    }
+    const against = `the authority in ${from.home}`;
+    if (a.isRevoked(id.toString(), serial)) revoked(a.isRevoked(id.toString()) ? "its identity, or an ancestor's" : `its serial ${serial}`, against);
+    result = { checked: true, against, sequence: a.revocationSequence() };
+  }
+  if (from.list !== undefined) {
+    const list = verifyRevocationList(await readInput(from.list), bundles, { trustDomain: id.trustDomain });
+    const against = `the revocation list of ${list.trustDomain} in ${resolve(from.list)} (sequence ${list.sequence}, signed ${list.issuedAt.toISOString()})`;
+    const why = list.revoked(id.toString(), serial);
+    if (why !== undefined) revoked(why === "serial" ? `its serial ${serial}` : "its identity, or an ancestor's", against);
+    result = { checked: true, against: result?.checked ? `${result.against} and ${against}` : against, sequence: list.sequence, listIssuedAt: list.issuedAt.toISOString() };
+  }
+  return result as RevocationCheck;
+}
+
+function describeRevocation(r: RevocationCheck): string {
+  return r.checked ? `not revoked according to ${r.against}` : `revocation NOT checked (${r.why})`;
+}
+
 function leafTrustDomain(chain: Certificate[]): string | undefined {
   const uri = chain[0]?.uriSans[0];
   if (uri === undefined) return undefined;
@@ -605,12 +696,14 @@ export async function main(argv: string[]): Promise<number> {
       return 2;
     }
     if (e instanceof Verdict) return 1; // the verdict was already printed
-    const err = e instanceof AztpError ? e : new AztpError(ErrorCodes.INVALID_ARGUMENT, (e as Error)?.message ?? String(e));
-    // A bad argument value is a usage error; everything else is a negative verdict.
-    const code = err.code === ErrorCodes.INVALID_ARGUMENT ? 2 : 1;
+    // Usage errors were raised above, as CommanderErrors, by the argument checks themselves.
+    // Whatever fails past them is the command failing (exit 1), with its code, whatever that
+    // code is: an ERR_INVALID_ARGUMENT from the library (a file, an upstream) is not a usage
+    // error of the command line, and used to exit 2 as if it were.
+    const err = e instanceof AztpError ? e : new AztpError(ErrorCodes.UNEXPECTED, (e as Error)?.message ?? String(e));
     if (json) process.stdout.write(`${JSON.stringify({ error: { code: err.code, message: err.message } }, null, 2)}\n`);
     else process.stderr.write(`error [${err.code}]: ${err.message}\n`);
-    return code;
+    return 1;
   }
 }
 

@@ -7,8 +7,22 @@
  * Each downstream session gets its own upstream connection (MCP sessions are stateful), and
  * a spawned upstream gets only the environment it needs: the SDK's safe default set plus what
  * the operator names, never this process's own variables (keys, AZTP_*).
+ *
+ * An upstream that cannot serve is reported at start, not left to each caller to find out
+ * (the proxy used to exit 0 without a word when its upstream exited at start):
+ * - listening on stdio with a spawned upstream, there is exactly one upstream, spawned at
+ *   start, and it is the one the client talks to: it is not spawned a second time to be
+ *   probed (that could have side effects, and costs a start-up). It is watched instead: if it
+ *   exits while the client is still connected, at any time, the proxy stops and `closed`
+ *   resolves with ERR_UPSTREAM_FAILED saying how it ended, whether it had answered initialize
+ *   yet, and the end of its stderr. No time window is involved.
+ * - listening on HTTP, an upstream is made per session, so nothing would run until a client
+ *   came: the proxy probes it at start (spawns it once, or reaches the URL, and completes an
+ *   MCP initialize with it, then closes that session) and does not listen if that fails.
+ * - an --upstream-url is probed the same way at start on stdio too (HTTP reaches nothing until
+ *   the first request).
  */
-import { StdioClientTransport, getDefaultEnvironment } from "@modelcontextprotocol/sdk/client/stdio.js";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { StdioServerTransport } from "@modelcontextprotocol/sdk/server/stdio.js";
 import type { Transport } from "@modelcontextprotocol/sdk/shared/transport.js";
@@ -24,6 +38,7 @@ import { serveMcpHttp, type McpHttpServer } from "./http.js";
 import { InterceptingTransport } from "./intercept.js";
 import { isNotification, isRequest, isResponse, isResultResponse, PendingRequests } from "./message.js";
 import { sayIfOpen, serverHooks } from "./server.js";
+import { UpstreamProcessTransport } from "./upstream-process.js";
 
 export type Upstream = { command: string; args?: string[]; env?: Record<string, string>; cwd?: string } | { url: string };
 
@@ -44,6 +59,8 @@ export interface McpProxyOptions {
   audit?: AuditOption;
   filterToolsByPolicy?: boolean;
   allowedHosts?: string[];
+  /** How long the start-up probe waits for the upstream to answer initialize (default 60 s: `npx -y` may download first). */
+  upstreamStartTimeoutMs?: number;
 }
 
 export interface McpProxy {
@@ -53,20 +70,72 @@ export interface McpProxy {
   readonly audit: AuditWriter | undefined;
   /** The HTTP endpoint when listening on HTTP. */
   readonly url: URL | undefined;
-  /** Resolves when the proxy has stopped (stdio: when either side closes). */
-  readonly closed: Promise<void>;
+  /**
+   * Resolves when the proxy has stopped (stdio: when either side closes): with
+   * ERR_UPSTREAM_FAILED when its upstream ended it (exited while a stdio client was still
+   * connected), with undefined when the client left or close() was called.
+   */
+  readonly closed: Promise<AztpError | undefined>;
   close(): Promise<void>;
 }
 
-function upstreamTransport(upstream: Upstream): Transport {
+/** A connection to the upstream; a spawned one's stderr goes on to ours unless it is a probe's. */
+function upstreamTransport(upstream: Upstream, forwardStderr = true): StreamableHTTPClientTransport | UpstreamProcessTransport {
   if ("url" in upstream) return new StreamableHTTPClientTransport(new URL(upstream.url));
-  return new StdioClientTransport({
+  return new UpstreamProcessTransport({
     command: upstream.command,
     args: upstream.args ?? [],
-    env: { ...getDefaultEnvironment(), ...upstream.env },
+    env: upstream.env ?? {},
     ...(upstream.cwd ? { cwd: upstream.cwd } : {}),
-    stderr: "inherit",
+    forwardStderr,
   });
+}
+
+/** How a spawned upstream ended, and what it printed last, for ERR_UPSTREAM_FAILED. */
+function upstreamEnded(up: UpstreamProcessTransport, when: string): AztpError {
+  const end = up.end;
+  const how = end === undefined ? "closed its output" : end.signal ? `was killed by ${end.signal}` : `exited with code ${end.code}`;
+  const tail = up.stderrTail().trimEnd();
+  const printed = tail ? `; the end of its stderr:\n${tail}` : "; it wrote nothing to stderr";
+  return new AztpError(ErrorCodes.UPSTREAM_FAILED, `the upstream MCP server (${up.commandLine}) ${how} ${when}${printed}`);
+}
+
+/**
+ * The start-up probe: connects to the upstream as an MCP client (initialize, initialized),
+ * then closes that connection (for an HTTP upstream, its session too). Costs one start of a
+ * spawned upstream, or one session on an HTTP one, once per proxy start.
+ */
+async function probeUpstream(upstream: Upstream, timeoutMs: number): Promise<void> {
+  const transport = upstreamTransport(upstream, false);
+  const client = new Client({ name: "aztp-proxy-probe", version: "1.0.0" });
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`it did not answer initialize within ${timeoutMs / 1000} s`)), timeoutMs);
+  });
+  try {
+    await Promise.race([client.connect(transport), late]);
+  } catch (e) {
+    if (e instanceof AztpError) throw e; // cannot be spawned: already says so
+    if (transport instanceof UpstreamProcessTransport) {
+      if (transport.end === undefined) await Promise.race([transport.ended, new Promise((r) => setTimeout(r, 2_000).unref())]);
+      if (transport.end !== undefined) throw upstreamEnded(transport, "at start, before it answered initialize");
+      const tail = transport.stderrTail().trimEnd();
+      throw new AztpError(ErrorCodes.UPSTREAM_FAILED, `the upstream MCP server (${transport.commandLine}) failed at start: ${describeError(e)}${tail ? `; the end of its stderr:\n${tail}` : ""}`, { cause: e });
+    }
+    throw new AztpError(ErrorCodes.UPSTREAM_FAILED, `the upstream MCP server at ${(upstream as { url: string }).url} cannot be reached: ${describeError(e)}`, { cause: e });
+  } finally {
+    clearTimeout(timer);
+    if (transport instanceof StreamableHTTPClientTransport) await transport.terminateSession().catch(() => undefined);
+    await client.close().catch(() => undefined);
+  }
+}
+
+/** An error's message with its cause's code (fetch says only "fetch failed"; the cause says ECONNREFUSED). */
+function describeError(e: unknown): string {
+  const message = (e as Error)?.message ?? String(e);
+  const cause = (e as { cause?: { code?: unknown; message?: unknown } })?.cause;
+  const detail = typeof cause?.code === "string" ? cause.code : typeof cause?.message === "string" ? cause.message : undefined;
+  return detail && !message.includes(detail) ? `${message} (${detail})` : message;
 }
 
 /**
@@ -76,9 +145,18 @@ function upstreamTransport(upstream: Upstream): Transport {
  * error with a receipt, and the audit log an error outcome, instead of a connection that just
  * closes (over HTTP, a client could wait out its whole request timeout for that).
  */
-async function pump(downstream: Transport, upstream: Transport): Promise<{ closed: Promise<void>; close: () => void }> {
+interface Pumped {
+  /** Resolves once both sides are closed. */
+  closed: Promise<void>;
+  close: () => void;
+  /** Whether the upstream has answered an initialize yet. */
+  initialized: () => boolean;
+}
+
+async function pump(downstream: Transport, upstream: Transport): Promise<Pumped> {
   let done!: () => void;
   const closed = new Promise<void>((resolve) => (done = resolve));
+  let initialized = false;
   /**
    * Requests forwarded upstream and not answered yet, matched to the upstream's answers as an
    * SDK client matches them (an upstream that answers "1" for 1 answers 1), and passed down
@@ -131,6 +209,7 @@ async function pump(downstream: Transport, upstream: Transport): Promise<{ close
     let related: RequestId | undefined;
     if (isNotification(message) && message.method === "notifications/progress") related = progress.get(message.params?.progressToken as ProgressToken);
     if (isResultResponse(message) && inits.delete(message.id) && typeof message.result.protocolVersion === "string") {
+      initialized = true;
       upstream.setProtocolVersion?.(message.result.protocolVersion);
     }
     if (isResponse(message)) {
@@ -148,13 +227,17 @@ async function pump(downstream: Transport, upstream: Transport): Promise<{ close
   upstream.onerror = () => undefined;
   await upstream.start();
   await downstream.start();
-  return { closed, close: () => closeBoth(false) };
+  return { closed, close: () => closeBoth(false), initialized: () => initialized };
 }
 
 export async function startMcpProxy(options: McpProxyOptions): Promise<McpProxy> {
   if (!options.upstream || (!("url" in options.upstream) && !options.upstream.command)) {
     throw new AztpError(ErrorCodes.INVALID_ARGUMENT, "the proxy needs an upstream: { command, args } or { url }");
   }
+  const listen = options.listen ?? "stdio";
+  const stdio = listen === "stdio";
+  // See the top of this file: a spawned upstream on stdio is watched, everything else probed.
+  if (!stdio || "url" in options.upstream) await probeUpstream(options.upstream, options.upstreamStartTimeoutMs ?? 60_000);
   const secured = await options.client.secureConnect({ proxy: options.name }, options.name);
   const identity = secured.identity;
   const authority = await options.client.authority();
@@ -175,32 +258,41 @@ export async function startMcpProxy(options: McpProxyOptions): Promise<McpProxy>
   });
   const guarded = (t: Transport): Transport => new InterceptingTransport(t, serverHooks(guard, identity, options));
 
-  if (options.listen === undefined || options.listen === "stdio") {
-    const joined = await pump(guarded(new StdioServerTransport()), upstreamTransport(options.upstream));
+  if (stdio) {
+    const up = upstreamTransport(options.upstream);
+    const joined = await pump(guarded(new StdioServerTransport()), up);
     // StdioServerTransport never notices its client leaving: stdin ending is that, and it must
     // stop the proxy and its upstream (else both run on until someone signals them).
     const clientGone = (): void => joined.close();
     process.stdin.once("end", clientGone);
-    void joined.closed.then(() => process.stdin.off("end", clientGone));
+    const closed = joined.closed.then(async () => {
+      process.stdin.off("end", clientGone);
+      await guard.flush();
+      // The upstream failed if it exited before anyone closed it (it went first, or had gone
+      // when the client left), or exited with an error code when it was closed: a client that
+      // leaves at once (stdin at its end) must not hide an upstream that could not start.
+      // Ended by our SIGTERM or SIGKILL after the grace time is not its failure.
+      if (!(up instanceof UpstreamProcessTransport) || !(up.exitedOnItsOwn || (up.end?.code ?? 0) !== 0)) return undefined;
+      return upstreamEnded(up, joined.initialized() ? "while serving its client" : "before it answered initialize (at start)");
+    });
     return {
       identity,
       guard,
       audit,
       url: undefined,
-      closed: joined.closed,
+      closed,
       async close() {
         joined.close();
-        await joined.closed;
-        await guard.flush();
+        await closed;
       },
     };
   }
 
   const upstreams = new Set<Transport>();
   let stop!: () => void;
-  const closed = new Promise<void>((resolve) => (stop = resolve));
+  const closed = new Promise<undefined>((resolve) => (stop = () => resolve(undefined)));
   const http: McpHttpServer = await serveMcpHttp(
-    options.listen,
+    listen,
     async (transport) => {
       const up = upstreamTransport(options.upstream);
       upstreams.add(up);
