@@ -31,10 +31,11 @@
  * appending after it would merge it with the next record.
  */
 import { closeSync, fdatasync, fdatasyncSync, fstatSync, ftruncateSync, openSync, readSync, write, writeSync } from "node:fs";
-import { mkdir, stat } from "node:fs/promises";
+import { stat } from "node:fs/promises";
 import { dirname } from "node:path";
 import { promisify } from "node:util";
 import { AztpError, ErrorCodes } from "../errors.js";
+import { makeDirs } from "../make-dirs.js";
 import { acquireLock, type FileLock } from "./lock.js";
 import { syncDirectory } from "./witness.js";
 
@@ -105,9 +106,12 @@ export class JsonlSink {
   }
 
   static async open(path: string, options: JsonlSinkOptions): Promise<JsonlSink> {
-    await mkdir(dirname(path), { recursive: true, mode: 0o700 }).catch((cause: unknown) => {
+    // makeDirs, not a recursive mkdir: that one never settles for a path under /proc.
+    try {
+      makeDirs(dirname(path), 0o700);
+    } catch (cause) {
       throw new AztpError(ErrorCodes.AUDIT_IO, `cannot create the folder of audit log ${path}: ${(cause as Error).message}`, { cause });
-    });
+    }
     const lock = await acquireLock(`${path}.lock`);
     let fd = -1;
     try {
