@@ -223,10 +223,12 @@ export function clientHooks(
       if (call === undefined) return deliver(message);
       // Handed on only once settled: receipt checked, entry written.
       settling.set(call.id, true);
-      void callAnswer(call.id, call.value, message).then((answer) => {
-        settling.delete(call.id);
-        deliver(answer);
-      });
+      void callAnswer(call.id, call.value, message)
+        .catch((e: unknown) => errorResponse(call.id, e instanceof AztpError ? e : new AztpError(ErrorCodes.HOOK_FAILED, `settling the answer failed: ${(e as Error)?.message ?? String(e)}`)))
+        .then((answer) => {
+          settling.delete(call.id);
+          deliver(answer);
+        });
     },
   };
 }
