@@ -28,6 +28,16 @@ interface LockOwner {
   nonce: string;
 }
 
+const heldErrors = new WeakSet<object>();
+
+/**
+ * Whether `error` is the refusal of a lock another writer holds (and not some other I/O
+ * failure): a caller may then pick another file, as the default logs of client/ do.
+ */
+export function isLockHeld(error: unknown): boolean {
+  return typeof error === "object" && error !== null && heldErrors.has(error);
+}
+
 export async function acquireLock(path: string): Promise<FileLock> {
   const me: LockOwner = { pid: process.pid, host: hostname(), nonce: randomBytes(12).toString("hex") };
   const tmp = `${path}.${me.pid}.${me.nonce}.tmp`;
@@ -52,11 +62,13 @@ export async function acquireLock(path: string): Promise<FileLock> {
         continue;
       }
       const who = holder === null ? "an unreadable lock" : `pid ${holder.pid} on ${holder.host}`;
-      throw new AztpError(
+      const held = new AztpError(
         ErrorCodes.AUDIT_IO,
         `audit log is already open for writing (${who} holds ${path}); one writer per log file` +
           (holder !== null && holder.pid === process.pid ? " (this process: close the other AuditLog first)" : ""),
       );
+      heldErrors.add(held);
+      throw held;
     }
   } finally {
     await unlink(tmp).catch(() => undefined);

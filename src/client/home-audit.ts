@@ -11,7 +11,7 @@
  * fixed, small set of files, each one chain with one writer at a time.
  */
 import { join } from "node:path";
-import { isAztpError } from "../errors.js";
+import { isLockHeld } from "../audit/lock.js";
 import { AuditLog, type AuditLogOptions } from "../audit/log.js";
 import { svidCheckpointSigner } from "../invocation/checkpoint.js";
 import type { AuditWriter } from "../guard/recorder.js";
@@ -43,11 +43,6 @@ export function homeAuditPath(identity: AgentIdentity, sibling = 1): string {
   return join(identity.home, "audit", sibling === 1 ? `${identity.name}.jsonl` : `${identity.name}.${sibling}.jsonl`);
 }
 
-/** Held by another writer: the lock's refusal (the only ERR_AUDIT_IO that says "already open"). */
-function isHeld(e: unknown): boolean {
-  return isAztpError(e) && /already open for writing/.test(e.message);
-}
-
 async function openFirstFree(identity: AgentIdentity, options: AuditLogOptions): Promise<AuditLog> {
   for (let sibling = 1; ; sibling++) {
     try {
@@ -55,7 +50,7 @@ async function openFirstFree(identity: AgentIdentity, options: AuditLogOptions):
       if (sibling > 1) process.emitWarning(`aztp: ${homeAuditPath(identity)} is open in another process; ${identity.aztpId} records into ${log.path}`, { code: "AZTP_AUDIT_SIBLING" });
       return log;
     } catch (e) {
-      if (!isHeld(e) || sibling === MAX_SIBLINGS) throw e;
+      if (!isLockHeld(e) || sibling === MAX_SIBLINGS) throw e;
     }
   }
 }
