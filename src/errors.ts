@@ -130,6 +130,14 @@ export const ErrorCodes = {
   /** A `__proto__` member in signed JSON: the MCP SDK's parse drops it, so what is signed would not be what is used. */
   JSON_PROTO_KEY: "ERR_JSON_PROTO_KEY",
 
+  // LangChain wrappers (langchain/)
+  /** A LangChain agent made by createAgent was handed to secureConnect: its tool calls would go unsigned, so it is refused (use createSecureAgent). */
+  AGENT_UNSECURED: "ERR_AGENT_UNSECURED",
+  /** A tool the agent's middleware cannot sign for: it has no identity and the middleware has no client to give it one. */
+  TOOL_UNSECURED: "ERR_TOOL_UNSECURED",
+  /** The model asked for a tool the agent does not have. */
+  TOOL_UNKNOWN: "ERR_TOOL_UNKNOWN",
+
   // Audit log (audit/)
   /** The log file could not be written or read (a full disk, permissions); `recover()` retries. */
   AUDIT_IO: "ERR_AUDIT_IO",

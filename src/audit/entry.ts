@@ -79,6 +79,8 @@ export interface AuditEntry {
   readonly durationMs?: number;
   readonly jti?: string;
   readonly traceId?: string;
+  /** The framework's tool-call id, as the invocation token signed it (`tcid`): the same in the caller's entry and the callee's. */
+  readonly toolCallId?: string;
   /** The compact invocation token. */
   readonly token?: string;
   /** The compact receipt. */
@@ -239,6 +241,7 @@ const INPUT_FIELDS: readonly (readonly [string, FieldSpec])[] = [
   ["durationMs", field(false, duration)],
   ["jti", field(false, anyString)],
   ["traceId", field(false, anyString)],
+  ["toolCallId", field(false, anyString)],
   ["token", field(false, anyString)],
   ["receipt", field(false, anyString)],
 ];

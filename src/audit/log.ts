@@ -397,6 +397,7 @@ export class AuditLog {
     const token = optional("token", input.token, ENTRY_TEXT_LIMITS.token);
     const tool = text("tool", input.tool);
     const traceId = optional("traceId", input.traceId);
+    const toolCallId = optional("toolCallId", input.toolCallId);
     const sanitized = notes.list();
 
     // Members are added in RFC 8785 order, which lets the hash take its fast path.
@@ -422,6 +423,7 @@ export class AuditLog {
     e.time = input.time ?? new Date().toISOString();
     if (token !== undefined) e.token = token;
     e.tool = tool;
+    if (toolCallId !== undefined) e.toolCallId = toolCallId;
     if (traceId !== undefined) e.traceId = traceId;
     e.v = AUDIT_ENTRY_VERSION;
     return e as UnsealedEntry;

@@ -63,6 +63,7 @@ export function entryAttributes(entry: AuditEntry): Attributes {
   if (entry.durationMs !== undefined) a["aztp.audit.duration_ms"] = entry.durationMs;
   if (entry.jti !== undefined) a["aztp.audit.jti"] = entry.jti;
   if (entry.traceId !== undefined) a["aztp.audit.trace_id"] = entry.traceId;
+  if (entry.toolCallId !== undefined) a["aztp.audit.tool_call_id"] = entry.toolCallId;
   if (entry.delegation !== undefined) a["aztp.audit.delegation"] = [...entry.delegation];
   return a;
 }

@@ -27,6 +27,8 @@ export interface AuditQuery {
   readonly callee?: string;
   readonly tool?: string;
   readonly decision?: AuditDecision;
+  /** The framework's tool-call id (a LangChain ToolCall id): finds one call in the caller's log and in the callee's. */
+  readonly toolCallId?: string;
   /** Entries at or after this time (a Date, an ISO string or epoch milliseconds). */
   readonly since?: Date | string | number;
   /** Entries strictly before this time. */
@@ -52,6 +54,7 @@ export async function queryAuditLog(path: string, query: AuditQuery = {}): Promi
     if (query.callee !== undefined && entry.callee !== query.callee) return true;
     if (query.tool !== undefined && entry.tool !== query.tool) return true;
     if (query.decision !== undefined && entry.decision !== query.decision) return true;
+    if (query.toolCallId !== undefined && entry.toolCallId !== query.toolCallId) return true;
     if (since !== -Infinity || until !== Infinity) {
       const t = Date.parse(entry.time);
       if (t < since || t >= until) return true;

@@ -413,22 +413,32 @@ export function buildProgram(): Command {
       return id;
     }
   };
-  auditFilters(audit.command("query <file>").description("entries matching every filter, oldest first"))
-    .option("--limit <n>", "at most this many")
-    .action(async (file: string, o: { caller?: string; verifiedOnly?: boolean; callee?: string; tool?: string; decision?: "allow" | "deny" | "audit-only"; since?: string; until?: string; limit?: string }) => {
+  auditFilters(audit.command("query <files...>").description("entries matching every filter, oldest first; with several logs, each entry says which file it is from"))
+    .option("--tool-call-id <id>", "one tool call, by its framework id (a LangChain tool-call id), in the caller's log and the callee's")
+    .option("--limit <n>", "at most this many per log")
+    .action(async (files: string[], o: { caller?: string; verifiedOnly?: boolean; callee?: string; tool?: string; toolCallId?: string; decision?: "allow" | "deny" | "audit-only"; since?: string; until?: string; limit?: string }) => {
       const limit = o.limit === undefined ? undefined : Number(o.limit);
       if (limit !== undefined && (!Number.isInteger(limit) || limit < 0)) throw new CommanderError(2, "aztp.usage", "--limit must be a whole number");
-      const entries = await queryAuditLog(resolve(file), {
+      const query = {
         ...(o.caller ? { caller: callerFilter(o.caller) } : {}),
         ...(o.verifiedOnly ? { callerVerified: true } : {}),
         ...(o.callee ? { callee: normaliseId(o.callee, "--callee") as string } : {}),
         ...(o.tool ? { tool: o.tool } : {}),
+        ...(o.toolCallId ? { toolCallId: o.toolCallId } : {}),
         ...(o.decision ? { decision: o.decision } : {}),
         ...(o.since ? { since: parseTime(o.since, "--since") as Date } : {}),
         ...(o.until ? { until: parseTime(o.until, "--until") as Date } : {}),
         ...(limit !== undefined ? { limit } : {}),
-      });
-      out(g(), entries, () => entries.map(describeEntry).join("\n") || "(no entries)");
+      };
+      if (files.length === 1) {
+        const entries = await queryAuditLog(resolve(files[0] as string), query);
+        out(g(), entries, () => entries.map(describeEntry).join("\n") || "(no entries)");
+        return;
+      }
+      // Several logs (a caller's and a callee's): each entry names its file.
+      const found: Array<AuditEntry & { file: string }> = [];
+      for (const file of files) for (const entry of await queryAuditLog(resolve(file), query)) found.push({ ...entry, file });
+      out(g(), found, () => found.map((e) => `${e.file}: ${describeEntry(e)}`).join("\n") || "(no entries)");
     });
   audit
     .command("tail <file>")
@@ -561,7 +571,9 @@ export function buildProgram(): Command {
 }
 
 function describeEntry(e: AuditEntry): string {
-  return `${e.seq} ${e.time} ${e.side} ${e.decision}${e.reason ? `(${e.reason})` : ""} ${callerText(e)} -> ${e.callee} ${e.tool} ${e.outcome ?? ""}`.trimEnd();
+  const onBehalf = e.delegation && e.delegation.length > 0 ? ` on behalf of ${[...e.delegation].reverse().join(" on behalf of ")}` : "";
+  const call = e.toolCallId ? ` [call ${e.toolCallId}]` : "";
+  return `${e.seq} ${e.time} ${e.side} ${e.decision}${e.reason ? `(${e.reason})` : ""} ${callerText(e)}${onBehalf} -> ${e.callee} ${e.tool} ${e.outcome ?? ""}${call}`.trimEnd();
 }
 
 /** A caller for people: a claimed one is never shown as if it had been verified. */

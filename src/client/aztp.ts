@@ -60,6 +60,17 @@ const IDENTITY = Symbol("aztp.identity");
 /** The policy action verifyIdentityConnection evaluates. */
 export const CONNECT_ACTION = "identity:connect";
 
+/**
+ * A LangChain v1 agent (createAgent's ReactAgent) or a compiled LangGraph graph: anything whose
+ * tools run inside it, out of reach of a proxy around the object.
+ */
+function isLangChainAgent(value: object): boolean {
+  const v = value as { constructor?: { name?: unknown }; options?: unknown; graph?: unknown; invoke?: unknown; lc_namespace?: unknown; nodes?: unknown };
+  if (typeof v.invoke !== "function") return false;
+  const ctor = typeof v.constructor?.name === "string" ? v.constructor.name : "";
+  return ctor === "ReactAgent" || ctor === "CompiledStateGraph" || (typeof v.options === "object" && v.options !== null && "graph" in value && "middleware" in (v.options as object));
+}
+
 function isSecured(value: unknown): value is SecuredAgent<object> {
   return typeof value === "object" && value !== null && (value as { [IDENTITY]?: unknown })[IDENTITY] instanceof AgentIdentity;
 }
@@ -132,6 +143,13 @@ export class Aztp {
     }
     if (options === null || typeof options !== "object") {
       throw new AztpError(ErrorCodes.INVALID_ARGUMENT, "secureConnect's options must be an object");
+    }
+    if (isLangChainAgent(agent)) {
+      // An identity attached to an agent whose tool calls go out unsigned would be a lie.
+      throw new AztpError(
+        ErrorCodes.AGENT_UNSECURED,
+        `secureConnect cannot secure a LangChain agent made by createAgent after the fact: its tool calls would go unsigned. Create it with createSecureAgent({ client, name: ${JSON.stringify(name)}, model, tools }) from "aztp-client/langchain"`,
+      );
     }
     const authority = await this.authority();
     const linkTo = options.linkTo ?? [];

@@ -14,7 +14,7 @@ import type { AuditEntryInput } from "../audit/entry.js";
 import { AztpError, ErrorCodes } from "../errors.js";
 import { canonicalDigest } from "../invocation/canonical.js";
 import { peekClaims } from "../spiffe/jws.js";
-import { decideInvocation, decideToolCall, signerOf, verifyInvocation, type IdentityRelations, type SignerLike, type VerifiedInvocation } from "../invocation/invocation.js";
+import { decideInvocation, decideToolCall, MAX_TOOL_CALL_ID_LENGTH, signerOf, verifyInvocation, type IdentityRelations, type SignerLike, type VerifiedInvocation } from "../invocation/invocation.js";
 import { createReceipt, type ReceiptStatus } from "../invocation/receipt.js";
 import { MemoryReplayCache, type ReplayCache } from "../invocation/replay.js";
 import { AuditRecorder, checkMode, type AuditWriter, type GuardMode, type UnansweredReason } from "./recorder.js";
@@ -81,6 +81,16 @@ function claimedCaller(token: unknown): string {
 }
 
 const UNKNOWN_CALLER = "unknown";
+
+/**
+ * The tool-call id for the entry: the signed one, or for a token that did not verify the one it
+ * claims (like its caller, only claimed: the entry says callerVerified false), so a refused
+ * call is found by its id on both sides too.
+ */
+function toolCallIdOf(v: VerifiedInvocation | undefined, token: string | undefined): { toolCallId?: string } {
+  const id = v !== undefined ? v.claims.tcid : token !== undefined ? peekClaims(token)?.tcid : undefined;
+  return typeof id === "string" && id.length > 0 && id.length <= MAX_TOOL_CALL_ID_LENGTH ? { toolCallId: id } : {};
+}
 
 export class CalleeGuard {
   readonly mode: GuardMode;
@@ -261,6 +271,7 @@ export class CalleeGuard {
       ...(resultDigest ? { resultDigest } : {}),
       ...(v ? { jti: v.claims.jti } : {}),
       ...(v?.claims.trace ? { traceId: v.claims.trace } : {}),
+      ...toolCallIdOf(v, admission.token),
       ...(v && v.delegation.length > 0 ? { delegation: v.delegation.map((d) => d.delegator) } : {}),
       ...(admission.token ? { token: admission.token } : {}),
       ...(receipt ? { receipt } : {}),

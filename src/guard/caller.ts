@@ -7,7 +7,8 @@
 import { performance } from "node:perf_hooks";
 import { AztpError, ErrorCodes } from "../errors.js";
 import { canonicalDigest } from "../invocation/canonical.js";
-import { createInvocation, signerOf, type InvocationClaims, type SignerLike } from "../invocation/invocation.js";
+import { peekClaims } from "../spiffe/jws.js";
+import { createInvocation, MAX_TOOL_CALL_ID_LENGTH, signerOf, type InvocationClaims, type SignerLike } from "../invocation/invocation.js";
 import { verifyReceipt, type VerifiedReceipt } from "../invocation/receipt.js";
 import type { Trust } from "../invocation/trust.js";
 import { AuditRecorder, checkMode, type AuditWriter, type GuardMode, type UnansweredReason } from "./recorder.js";
@@ -19,6 +20,18 @@ export interface CallerGuardOptions {
   /** Where each call is recorded before its result is used. Without it this guard keeps no audit log. */
   audit?: AuditWriter;
   onAuditError?: (error: unknown) => void;
+}
+
+/** What a caller signs: the callee, the tool and its arguments, and what rides along. */
+export interface CallToSign {
+  audience: string;
+  tool: string;
+  args: unknown;
+  /** The delegation chain the caller acts under (root first). */
+  delegation?: readonly string[];
+  traceId?: string;
+  /** The framework's tool-call id (LangChain's), signed so both audit entries carry it. */
+  toolCallId?: string;
 }
 
 export interface PreparedCall {
@@ -56,7 +69,7 @@ export class CallerGuard {
    * callee's identity (and its ancestors) and, when known, the serial of the SVID it last
    * showed (`calleeSerial`). In audit mode the call goes, and its receipt's check records it.
    */
-  async prepare(call: { audience: string; tool: string; args: unknown; delegation?: readonly string[]; traceId?: string; calleeSerial?: string }): Promise<PreparedCall> {
+  async prepare(call: CallToSign & { calleeSerial?: string }): Promise<PreparedCall> {
     const unavailable = await this.#audit.unavailable();
     if (unavailable !== undefined) throw unavailable;
     let prepared: PreparedCall;
@@ -78,7 +91,7 @@ export class CallerGuard {
    * audience to address it to) and returns the error to throw: `error`, or ERR_AUDIT_UNAVAILABLE
    * when even the refusal could not be recorded (enforce mode).
    */
-  async refuse(call: { audience?: string; tool: string; args: unknown }, error: AztpError): Promise<AztpError> {
+  async refuse(call: { audience?: string; tool: string; args: unknown; toolCallId?: string }, error: AztpError): Promise<AztpError> {
     if (!this.#audit.enabled) return error;
     let argsDigest = "unencodable";
     try {
@@ -97,18 +110,20 @@ export class CallerGuard {
       decision: "deny",
       outcome: "denied",
       reason: error.code,
+      ...(typeof call.toolCallId === "string" && call.toolCallId.length > 0 && call.toolCallId.length <= MAX_TOOL_CALL_ID_LENGTH ? { toolCallId: call.toolCallId } : {}),
     });
     return unrecorded ?? error;
   }
 
   /** Signs a request that is not itself a tool call (tools/list, to be shown the callable tools): not audited. */
-  sign(call: { audience: string; tool: string; args: unknown; delegation?: readonly string[]; traceId?: string }): PreparedCall {
+  sign(call: CallToSign): PreparedCall {
     const { token, claims } = createInvocation(this.#o.identity, {
       audience: call.audience,
       tool: call.tool,
       args: call.args,
       ...(call.delegation ? { delegation: call.delegation } : {}),
       ...(call.traceId ? { traceId: call.traceId } : {}),
+      ...(call.toolCallId !== undefined ? { toolCallId: call.toolCallId } : {}),
     });
     return { audience: call.audience, tool: call.tool, args: call.args, token, claims, startedAt: performance.now() };
   }
@@ -183,7 +198,9 @@ export class CallerGuard {
       ...(error ? { reason: error.code } : verified?.claims.code ? { reason: verified.claims.code } : reason ? { reason } : {}),
       ...(resultDigest ? { resultDigest } : {}),
       jti: prepared.claims.jti,
+      ...(prepared.claims.dlg ? { delegation: prepared.claims.dlg.map((link) => String(peekClaims(link)?.iss ?? "unknown")) } : {}),
       ...(prepared.claims.trace ? { traceId: prepared.claims.trace } : {}),
+      ...(prepared.claims.tcid ? { toolCallId: prepared.claims.tcid } : {}),
       token: prepared.token,
       ...(typeof answer.receipt === "string" ? { receipt: answer.receipt } : {}),
     });

@@ -33,6 +33,8 @@ export const DEFAULT_INVOCATION_LEEWAY_SECONDS = 30;
 export const INVOCATION_ALGORITHMS: readonly JwsAlgorithm[] = ["ES256", "ES384", "RS256", "PS256"];
 /** The policy action every tool call is evaluated as; Resource is the tool name. */
 export const TOOL_CALL_ACTION = "tool:call";
+/** Tool-call ids are framework-made (LangChain's run about 30 characters); this bounds what an entry stores. */
+export const MAX_TOOL_CALL_ID_LENGTH = 256;
 
 export interface InvocationClaims {
   iss: string;
@@ -46,6 +48,12 @@ export interface InvocationClaims {
   /** SHA-256 of an access token sent with the call (WIMSE `ath`). */
   ath?: string;
   trace?: string;
+  /**
+   * The framework's id for this tool call (a LangChain tool-call id): signed, so both sides'
+   * audit entries carry the same id and one query finds the call in the caller's log and the
+   * callee's.
+   */
+  tcid?: string;
   /** Delegation chain, root first (compact JWS each). */
   dlg?: string[];
 }
@@ -64,6 +72,8 @@ export interface SignInvocationOptions {
   args?: unknown;
   delegation?: readonly string[];
   traceId?: string;
+  /** The framework's tool-call id (a LangChain ToolCall's `id`), signed as `tcid`. */
+  toolCallId?: string;
   accessTokenHash?: string;
   ttlSeconds?: number;
   now?: Date;
@@ -122,6 +132,12 @@ export function createInvocation(identity: SignerLike, options: SignInvocationOp
   };
   if (options.accessTokenHash !== undefined) claims.ath = options.accessTokenHash;
   if (options.traceId !== undefined) claims.trace = options.traceId;
+  if (options.toolCallId !== undefined) {
+    if (typeof options.toolCallId !== "string" || options.toolCallId.length === 0 || options.toolCallId.length > MAX_TOOL_CALL_ID_LENGTH) {
+      throw new AztpError(ErrorCodes.INVALID_ARGUMENT, `toolCallId must be a string of 1 to ${MAX_TOOL_CALL_ID_LENGTH} characters`);
+    }
+    claims.tcid = options.toolCallId;
+  }
   if (options.delegation !== undefined && options.delegation.length > 0) claims.dlg = [...options.delegation];
   return { token: signWithHeader(signer, INVOCATION_TYP, claims), claims };
 }
@@ -347,6 +363,9 @@ export async function verifyInvocation(token: unknown, options: VerifyInvocation
     reject(ErrorCodes.INVOCATION_MALFORMED, "invocation token needs a jti of at least 128 bits");
   }
   if (c.trace !== undefined && typeof c.trace !== "string") reject(ErrorCodes.INVOCATION_MALFORMED, "trace must be a string");
+  if (c.tcid !== undefined && (typeof c.tcid !== "string" || c.tcid.length === 0 || c.tcid.length > MAX_TOOL_CALL_ID_LENGTH)) {
+    reject(ErrorCodes.INVOCATION_MALFORMED, `tcid must be a string of 1 to ${MAX_TOOL_CALL_ID_LENGTH} characters`);
+  }
   if (c.ath !== undefined && typeof c.ath !== "string") reject(ErrorCodes.INVOCATION_MALFORMED, "ath must be a string");
 
   // The access token this call came with, when the token binds one (WIMSE `ath`): a token

@@ -16,6 +16,7 @@ import { AztpError, ErrorCodes, type ErrorCode } from "../errors.js";
 import type { GuardMode } from "../guard/callee.js";
 import { CallerGuard, type PreparedCall } from "../guard/caller.js";
 import { Unanswered, type UnansweredReason } from "../guard/recorder.js";
+import { actingCaller, type ActingCaller } from "../guard/acting-caller.js";
 import { verifyPossessionProofSigner } from "../invocation/proof.js";
 import type { Trust } from "../invocation/trust.js";
 import type { Authorizer } from "../spiffe/authorizer.js";
@@ -80,8 +81,23 @@ function ambiguous(what: string): AztpError {
   return new AztpError(ErrorCodes.MESSAGE_INVALID, `the answer to ${what} carries both a result and an error, which JSON-RPC forbids and which could be read either way`);
 }
 
+/** The answer without the receipt in its result's `_meta` (and without a `_meta` left empty). */
+function withoutReceipt(answer: JSONRPCMessage): JSONRPCMessage {
+  if (!("result" in answer) || !isObject(answer.result) || !isObject(answer.result._meta)) return answer;
+  const { [RECEIPT_META_KEY]: _receipt, ...meta } = answer.result._meta;
+  const { _meta: _old, ...result } = answer.result;
+  return { ...answer, result: Object.keys(meta).length > 0 ? { ...result, _meta: meta } : result } as JSONRPCMessage;
+}
+
+/** A call this client signed, with the guard that signed it (the acting caller's, or its own). */
+interface SignedCall {
+  readonly prepared: PreparedCall;
+  readonly guard: CallerGuard;
+  readonly acting: ActingCaller | undefined;
+}
+
 export function clientHooks(
-  guard: CallerGuard,
+  ownGuard: CallerGuard,
   binding: ServerBinding,
   options: { trust: Trust; expectedServer?: SecureMcpClientOptions["expectedServer"]; serverId?: string; signToolsList?: boolean },
 ): MessageHooks {
@@ -89,15 +105,15 @@ export function clientHooks(
   // answers exactly as the SDK matches them (message.ts): an answer the SDK would take for one
   // of them must be the one the hooks check.
   const inits = new PendingRequests<string>();
-  const calls = new PendingRequests<PreparedCall>();
+  const calls = new PendingRequests<SignedCall>();
   // Calls whose answer came and is being settled (receipt checked, entry written) before it is
   // handed on. Until then the SDK still waits on the id, so a second answer under it (a
   // forgery right behind the genuine one) would reach the SDK first, unchecked: it is dropped.
   const settling = new PendingRequests<true>();
   // No answer will come for this call (cancelled, or never sent): audit it now, and forget it.
   const unanswered = (id: unknown, reason: UnansweredReason): void => {
-    const prepared = calls.delete(id);
-    if (prepared !== undefined) void guard.unanswered(prepared, reason);
+    const call = calls.delete(id);
+    if (call !== undefined) void call.guard.unanswered(call.prepared, reason);
   };
 
   /** What to pass on for the answer to the handshake that challenged with `nonce`. */
@@ -115,14 +131,14 @@ export function clientHooks(
       const proven = verifyPossessionProofSigner(meta[IDENTITY_META_KEY], {
         nonce,
         trust: options.trust,
-        audience: guard.id,
+        audience: ownGuard.id,
         ...(authorize !== undefined ? { authorize } : {}),
       });
       binding.serverId = proven.id;
       binding.serial = proven.serial;
     } catch (e) {
       const error = e instanceof AztpError ? e : new AztpError(ErrorCodes.PROOF_INVALID, String(e));
-      if (guard.mode === "enforce") return errorResponse(id, new AztpError(error.code, `server identity not proven at initialize: ${error.message}`));
+      if (ownGuard.mode === "enforce") return errorResponse(id, new AztpError(error.code, `server identity not proven at initialize: ${error.message}`));
     }
     return answer;
   };
@@ -132,10 +148,17 @@ export function clientHooks(
    * (enforce mode), and whatever it is only once the call is on record (an answer whose entry
    * could not be written becomes ERR_AUDIT_UNAVAILABLE).
    */
-  const callAnswer = async (id: RequestId, prepared: PreparedCall, message: JSONRPCResultResponse | JSONRPCErrorResponse): Promise<JSONRPCMessage> => {
+  const callAnswer = async (id: RequestId, call: SignedCall, message: JSONRPCResultResponse | JSONRPCErrorResponse): Promise<JSONRPCMessage> => {
+    const { prepared, guard, acting } = call;
     const what = `the call of ${prepared.tool}`;
+    const tell = (code: string | undefined, receipt: unknown, message?: string): void => {
+      if (acting !== undefined) {
+        acting.outcome = { audience: prepared.audience, tool: prepared.tool, ...(typeof receipt === "string" ? { receipt } : {}), ...(code !== undefined ? { code } : {}), ...(message !== undefined ? { message } : {}) };
+      }
+    };
     const failed = async (error: AztpError, answer: JSONRPCMessage): Promise<JSONRPCMessage> => {
       const unrecorded = await guard.fail(prepared, error);
+      tell((unrecorded ?? error).code, undefined, (unrecorded ?? error).message);
       return unrecorded !== undefined ? errorResponse(id, unrecorded) : answer;
     };
     if (answerKind(message) === "ambiguous") {
@@ -155,8 +178,14 @@ export function clientHooks(
     try {
       const verified = await guard.settle(prepared, { result: resultForDigest(result), receipt: meta[RECEIPT_META_KEY], isError: result.isError === true });
       if (verified !== undefined) binding.serial = verified.serial;
+      tell(verified?.claims.code, meta[RECEIPT_META_KEY]);
+      // An agent's call: the agent holds the receipt now (acting.outcome). Left in the result it
+      // would reach the model, since the MCP adapters copy a result's _meta into its content.
+      if (acting !== undefined) return withoutReceipt(answer);
     } catch (e) {
-      return errorResponse(id, e instanceof AztpError ? e : new AztpError(ErrorCodes.RECEIPT_INVALID, String(e)));
+      const error = e instanceof AztpError ? e : new AztpError(ErrorCodes.RECEIPT_INVALID, String(e));
+      tell(error.code, undefined, error.message);
+      return errorResponse(id, error);
     }
     return answer;
   };
@@ -170,17 +199,21 @@ export function clientHooks(
       if (!isRequest(message)) return message;
       const params = isObject(message.params) ? message.params : {};
       if (HANDSHAKES.has(message.method)) {
-        const challenge = newChallenge(guard.id);
+        const challenge = newChallenge(ownGuard.id);
         inits.set(message.id, challenge.nonce);
         return { ...message, params: withMeta(params, CHALLENGE_META_KEY, challenge) } as JSONRPCMessage;
       }
       const isCall = message.method === "tools/call" && typeof params.name === "string";
       const isList = message.method === "tools/list" && options.signToolsList !== false;
       if (!isCall && !isList) return message;
+      // An agent's tool call that reached this client signs as the agent (acting-caller.ts),
+      // under its delegation and with its tool-call id; any other call as this client.
+      const acting = actingCaller();
+      const guard = acting?.guard ?? ownGuard;
       if (binding.serverId === undefined) {
         if (isList || guard.mode === "audit") return message; // nothing to address a token to
         throw await guard.refuse(
-          { tool: params.name as string, args: argumentsOf(params) },
+          { tool: params.name as string, args: argumentsOf(params), ...(acting?.toolCallId !== undefined ? { toolCallId: acting.toolCallId } : {}) },
           new AztpError(ErrorCodes.INVOCATION_AUDIENCE, "the server has not proven an AZTP identity, so there is no audience to sign for: connect to a secured server, or pass serverId"),
         );
       }
@@ -188,11 +221,21 @@ export function clientHooks(
       // A call is refused before it leaves when the log cannot record it, or when the server has
       // been revoked since it proved itself (checked against the SVID it last showed: its proof,
       // then its receipts; with none seen yet, the identity alone).
-      const prepared = isCall
-        ? await guard.prepare({ audience, tool: params.name as string, args: argumentsOf(params), ...(binding.serial !== undefined ? { calleeSerial: binding.serial } : {}) })
-        : guard.sign({ audience, tool: "tools/list", args: {} });
+      const alongside = {
+        ...(acting?.delegation !== undefined ? { delegation: acting.delegation } : {}),
+        ...(acting?.toolCallId !== undefined ? { toolCallId: acting.toolCallId } : {}),
+      };
+      let prepared: PreparedCall;
+      try {
+        prepared = isCall
+          ? await guard.prepare({ audience, tool: params.name as string, args: argumentsOf(params), ...alongside, ...(binding.serial !== undefined ? { calleeSerial: binding.serial } : {}) })
+          : guard.sign({ audience, tool: "tools/list", args: {}, ...(acting?.delegation !== undefined ? { delegation: acting.delegation } : {}) });
+      } catch (e) {
+        if (isCall && acting !== undefined && e instanceof AztpError) acting.outcome = { audience, tool: params.name as string, code: e.code, message: e.message };
+        throw e;
+      }
       if (isCall) {
-        calls.set(message.id, prepared);
+        calls.set(message.id, { prepared, guard, acting });
         // The 2.x SDK cancels a call on a per-request stream (MCP 2026-07-28 over HTTP) by
         // aborting its HTTP request, with no notifications/cancelled for this hook to see.
         const signal = (sendOptions as { requestSignal?: AbortSignal } | undefined)?.requestSignal;
@@ -202,7 +245,7 @@ export function clientHooks(
       return { ...message, params: withMeta(params, INVOCATION_META_KEY, prepared.token) } as JSONRPCMessage;
     },
     closed() {
-      for (const { value } of calls.values()) void guard.unanswered(value, Unanswered.CONNECTION_CLOSED);
+      for (const { value } of calls.values()) void value.guard.unanswered(value.prepared, Unanswered.CONNECTION_CLOSED);
       calls.clear();
       inits.clear();
       settling.clear();

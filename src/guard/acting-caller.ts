@@ -1,0 +1,51 @@
+/**
+ * Who is calling, for the length of one framework-level tool call. A LangChain agent's tool
+ * call runs through code the agent does not own (a tool, the MCP adapters, a shared MCP
+ * client) before anything is sent; the agent's identity must sign what leaves, not the
+ * identity of whichever client happens to carry it. The agent's middleware runs the call in
+ * an `ActingCaller` context; a secured MCP client signs with the acting caller's guard when
+ * there is one, and with its own otherwise.
+ *
+ * AsyncLocalStorage follows the call through every await and into whatever the tool calls, and
+ * no further: two agents sharing one MCP client, or 32 calls of one step running at once, each
+ * see their own context. Nothing here is trusted: the context only chooses who signs and what
+ * rides along; every token is still verified by its callee.
+ */
+import { AsyncLocalStorage } from "node:async_hooks";
+import type { CallerGuard } from "./caller.js";
+
+/** What became of a call signed in a context, for the framework to tell its model. */
+export interface ActingOutcome {
+  readonly audience: string;
+  readonly tool: string;
+  /** The receipt that came back (verified in enforce mode), if any. */
+  readonly receipt?: string;
+  /** The error code, when the call was refused or failed. */
+  readonly code?: string;
+  readonly message?: string;
+}
+
+export interface ActingCaller {
+  /** Signs, checks receipts and records the calls made in this context. */
+  readonly guard: CallerGuard;
+  /** The delegation chain the caller acts under, root first. */
+  readonly delegation?: readonly string[];
+  /** The framework's id for the call (LangChain's tool-call id), signed into every token. */
+  readonly toolCallId?: string;
+  /** A token already signed for a local callee (a secured LangChain tool), with its audience. */
+  readonly local?: { readonly audience: string; readonly token: string };
+  /** Set by a secured MCP client for each call it signs here: what came of it. */
+  outcome?: ActingOutcome;
+}
+
+const storage = new AsyncLocalStorage<ActingCaller>();
+
+/** Runs `fn` with `caller` as the acting caller of everything it calls. */
+export function actAs<T>(caller: ActingCaller, fn: () => T): T {
+  return storage.run(caller, fn);
+}
+
+/** The acting caller of the current call, if any. */
+export function actingCaller(): ActingCaller | undefined {
+  return storage.getStore();
+}

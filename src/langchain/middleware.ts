@@ -1,0 +1,228 @@
+/**
+ * The agent side of every tool call: a LangChain middleware (`wrapToolCall`) bound to the
+ * agent's identity when it is built (LangChain's runtime carries no identity). For each call
+ * the model asks for it
+ *
+ *   - signs the call as the agent (CallerGuard: fails closed on an unwritable log, never
+ *     addresses a revoked callee), with the LangChain tool-call id as the signed `tcid` and the
+ *     agent's delegation chain when it is a sub-agent;
+ *   - hands the token to the callee: a secured local tool reads it from the acting-caller
+ *     context; for an MCP tool the secured MCP client signs the request as this agent from the
+ *     same context (guard/acting-caller.ts);
+ *   - checks the receipt that comes back against what the model will be shown, and records the
+ *     call before the model sees anything.
+ *
+ * A call that is refused anywhere comes back to the model as an error ToolMessage that starts
+ * with the code, and the run goes on: throwing from wrapToolCall would end the whole run.
+ * Nothing is re-checked here that invocation/ owns: this file only moves tokens and receipts.
+ */
+import { ToolMessage } from "@langchain/core/messages";
+import type { ToolCall } from "@langchain/core/messages/tool";
+import type { StructuredToolInterface } from "@langchain/core/tools";
+import { createMiddleware, type AgentMiddleware } from "langchain";
+import type { Aztp } from "../client/aztp.js";
+import { auditFor, type AuditOption } from "../client/home-audit.js";
+import type { AgentIdentity } from "../client/identity.js";
+import { AztpError, ErrorCodes, type ErrorCode } from "../errors.js";
+import { actAs, type ActingCaller } from "../guard/acting-caller.js";
+import { CallerGuard, type PreparedCall } from "../guard/caller.js";
+import type { GuardMode } from "../guard/recorder.js";
+import type { Trust } from "../invocation/trust.js";
+import { isMcpTool } from "./mcp-mark.js";
+import { isSecuredTool, receiptOf, RECEIPT_ARTIFACT, refusalText, secureTool, withReceipt, type ReceiptArtifact, type SecuredTool } from "./tool.js";
+
+/** How a tool that has no identity of its own is named when the middleware serves it under one. */
+export function servedToolName(agentName: string, toolName: string): string {
+  return `${agentName}.tools.${toolName}`;
+}
+
+/** The delegation an agent acts under (a sub-agent's), read per call: it is renewed before it expires. */
+export interface DelegationSource {
+  chain(): readonly string[] | undefined;
+}
+
+export interface SecureMiddlewareOptions {
+  /** The agent's identity: every call is signed with it. */
+  identity: AgentIdentity;
+  /**
+   * Gives a tool without an identity one of its own (named `<agent>.tools.<tool>`, a child of the
+   * agent, callable by the agent alone). Without it such a tool is refused (ERR_TOOL_UNSECURED).
+   */
+  client?: Aztp;
+  trust?: Trust;
+  mode?: GuardMode;
+  /** Where the agent's side of each call is recorded. Default `<home>/audit/<agent>.jsonl`; `false` keeps none (said at start). */
+  audit?: AuditOption;
+  /** The delegation chain the agent presents (a sub-agent's, from its parent). */
+  delegation?: DelegationSource | readonly string[];
+}
+
+export interface SecureMiddleware {
+  readonly middleware: AgentMiddleware;
+  readonly guard: CallerGuard;
+  /** Gives `tool` its served identity now (createSecureAgent does this at creation). */
+  serve(tool: StructuredToolInterface): Promise<SecuredTool>;
+}
+
+const MIDDLEWARE = Symbol.for("aztp.middleware");
+
+/** Whether a middleware is one of ours (so secureConnect can tell a secured agent). */
+export function isSecureMiddleware(value: unknown): boolean {
+  return typeof value === "object" && value !== null && (value as { [MIDDLEWARE]?: unknown })[MIDDLEWARE] !== undefined;
+}
+
+function toolMessage(call: ToolCall, content: ToolMessage["content"], entry: ReceiptArtifact, artifact?: unknown): ToolMessage {
+  return new ToolMessage({ content, tool_call_id: call.id ?? "", name: call.name, status: entry.status === "ok" ? "success" : "error", artifact: withReceipt(artifact, entry) });
+}
+
+function refusal(call: ToolCall, callee: string, error: AztpError, receipt?: string): ToolMessage {
+  return toolMessage(call, refusalText(error.code, error.message), { type: RECEIPT_ARTIFACT, callee, status: "denied", code: error.code, ...(receipt !== undefined ? { receipt } : {}) });
+}
+
+function asError(e: unknown, code: ErrorCode): AztpError {
+  return e instanceof AztpError ? e : new AztpError(code, (e as Error)?.message ?? String(e), { cause: e });
+}
+
+const KNOWN_CODES = new Set<string>(Object.values(ErrorCodes));
+
+export async function createSecureMiddleware(options: SecureMiddlewareOptions): Promise<SecureMiddleware> {
+  const { identity, client } = options;
+  const trust = options.trust ?? (await client?.trust());
+  if (trust === undefined) throw new AztpError(ErrorCodes.INVALID_ARGUMENT, "the secure middleware needs a trust (or a client to take it from)");
+  const audit = await auditFor(identity, options.audit, "secureAgent");
+  const guard = new CallerGuard({ identity, trust, mode: options.mode ?? "enforce", ...(audit ? { audit } : {}) });
+  const delegation: DelegationSource | undefined = Array.isArray(options.delegation)
+    ? { chain: () => options.delegation as readonly string[] }
+    : (options.delegation as DelegationSource | undefined);
+
+  // Tools given an identity by this middleware, once each (by tool object).
+  const served = new WeakMap<object, Promise<SecuredTool>>();
+  const serve = (tool: StructuredToolInterface): Promise<SecuredTool> => {
+    if (client === undefined) {
+      return Promise.reject(new AztpError(ErrorCodes.TOOL_UNSECURED, `the tool ${tool.name} has no AZTP identity and this middleware has no client to give it one: wrap it with secureTool, or use createSecureAgent`));
+    }
+    let p = served.get(tool);
+    if (p === undefined) {
+      p = secureTool(tool, {
+        client,
+        trust,
+        name: servedToolName(identity.name, tool.name),
+        parentIdentity: identity.aztpId,
+        // Served for this agent alone: no other caller is admitted.
+        policy: [{ Version: "2012-10-17", Statement: [{ Sid: "served-for-its-agent", Effect: "Allow", Principal: identity.spiffeId, Action: "tool:call", Resource: "*" }] }],
+        mode: options.mode ?? "enforce",
+        ...(options.audit !== undefined ? { audit: options.audit } : {}),
+      });
+      served.set(tool, p);
+      p.catch(() => served.delete(tool));
+    }
+    return p;
+  };
+
+  const sign = (call: ToolCall, audience: string, calleeSerial?: string): Promise<PreparedCall> => {
+    const chain = delegation?.chain();
+    return guard.prepare({
+      audience,
+      tool: call.name,
+      args: call.args,
+      ...(call.id ? { toolCallId: call.id } : {}),
+      ...(chain && chain.length > 0 ? { delegation: chain } : {}),
+      ...(calleeSerial ? { calleeSerial } : {}),
+    });
+  };
+
+  /** A local secured tool: sign for it, run it with the token in context, check its receipt. */
+  const callLocal = async (call: ToolCall, tool: SecuredTool, run: (tool: SecuredTool) => Promise<unknown>): Promise<ToolMessage> => {
+    let prepared: PreparedCall;
+    try {
+      prepared = await sign(call, tool.identity.spiffeId);
+    } catch (e) {
+      return refusal(call, tool.aztpId, asError(e, ErrorCodes.INVALID_ARGUMENT));
+    }
+    const acting: ActingCaller = { guard, toolCallId: call.id ?? "", local: { audience: tool.aztpId, token: prepared.token }, ...(prepared.claims.dlg ? { delegation: prepared.claims.dlg } : {}) };
+    let answer: unknown;
+    try {
+      answer = await actAs(acting, () => run(tool));
+    } catch (e) {
+      const error = asError(e, ErrorCodes.TOOL_FAILED);
+      const unrecorded = await guard.fail(prepared, error);
+      return refusal(call, tool.aztpId, unrecorded ?? error);
+    }
+    if (!ToolMessage.isInstance(answer)) {
+      const error = new AztpError(ErrorCodes.RECEIPT_MISSING, `the tool ${call.name} answered with no ToolMessage, so no receipt came back (a middleware inside replaced its answer?)`);
+      const unrecorded = await guard.fail(prepared, error);
+      return refusal(call, tool.aztpId, unrecorded ?? error);
+    }
+    const entry = receiptOf(answer);
+    if (entry?.receipt === undefined && entry?.code !== undefined && KNOWN_CODES.has(entry.code) && guard.mode === "enforce") {
+      // The callee answered with an error it could not receipt (its log failed): record that code.
+      const error = new AztpError(entry.code as ErrorCode, typeof answer.content === "string" ? answer.content : `the callee refused with ${entry.code}`);
+      const unrecorded = await guard.fail(prepared, error);
+      return refusal(call, tool.aztpId, unrecorded ?? error);
+    }
+    try {
+      await guard.settle(prepared, { result: answer.content, receipt: entry?.receipt, isError: answer.status === "error" });
+    } catch (e) {
+      return refusal(call, tool.aztpId, asError(e, ErrorCodes.RECEIPT_INVALID));
+    }
+    return answer;
+  };
+
+  /** An MCP tool: the secured MCP client signs as this agent from the context and checks the receipt. */
+  const callMcp = async (call: ToolCall, run: () => Promise<unknown>): Promise<ToolMessage> => {
+    const chain = delegation?.chain();
+    const acting: ActingCaller = { guard, toolCallId: call.id ?? "", ...(chain && chain.length > 0 ? { delegation: chain } : {}) };
+    let answer: unknown;
+    let thrown: unknown;
+    try {
+      answer = await actAs(acting, run);
+    } catch (e) {
+      thrown = e;
+    }
+    const outcome = acting.outcome;
+    if (outcome === undefined) {
+      // Nothing was signed for this call (the tool failed before sending, or its client is not a
+      // secured one): it is still recorded, as refused, and its answer is not used.
+      const error = new AztpError(ErrorCodes.TOOL_UNSECURED, `the MCP tool ${call.name} sent no signed call${thrown !== undefined ? `: ${(thrown as Error)?.message ?? String(thrown)}` : " (its client is not a secured MCP client)"}`);
+      return refusal(call, "unknown", await guard.refuse({ tool: call.name, args: call.args, ...(call.id ? { toolCallId: call.id } : {}) }, error));
+    }
+    const entry = (status: ReceiptArtifact["status"], code?: string): ReceiptArtifact => ({
+      type: RECEIPT_ARTIFACT,
+      callee: outcome.audience,
+      ...(outcome.receipt !== undefined ? { receipt: outcome.receipt } : {}),
+      status,
+      ...(code !== undefined ? { code } : {}),
+    });
+    if (thrown !== undefined || !ToolMessage.isInstance(answer)) {
+      const code = outcome.code ?? ErrorCodes.TOOL_FAILED;
+      const text = thrown !== undefined ? ((thrown as Error)?.message ?? String(thrown)) : `the MCP tool ${call.name} gave no ToolMessage`;
+      return toolMessage(call, refusalText(code, outcome.message ?? text), entry(outcome.receipt !== undefined && outcome.code === undefined ? "error" : "denied", code));
+    }
+    return toolMessage(call, answer.content, entry(answer.status === "error" ? "error" : "ok", outcome.code), answer.artifact);
+  };
+
+  const middleware = createMiddleware({
+    name: "aztp",
+    wrapToolCall: async (request, handler) => {
+      const call = request.toolCall;
+      const tool = request.tool as StructuredToolInterface | undefined;
+      if (tool === undefined) {
+        // Nothing to address a token to: recorded as refused, and the model is told.
+        const error = new AztpError(ErrorCodes.TOOL_UNKNOWN, `there is no tool named ${JSON.stringify(call.name)}`);
+        return refusal(call, "unknown", await guard.refuse({ tool: call.name, args: call.args, ...(call.id ? { toolCallId: call.id } : {}) }, error));
+      }
+      if (isSecuredTool(tool)) return callLocal(call, tool, async () => handler(request));
+      if (isMcpTool(tool)) return callMcp(call, async () => handler(request));
+      let securedTool: SecuredTool;
+      try {
+        securedTool = await serve(tool);
+      } catch (e) {
+        const error = asError(e, ErrorCodes.TOOL_UNSECURED);
+        return refusal(call, "unknown", await guard.refuse({ tool: call.name, args: call.args, ...(call.id ? { toolCallId: call.id } : {}) }, error));
+      }
+      return callLocal(call, securedTool, async (t) => handler({ ...request, tool: t }));
+    },
+  });
+  Object.defineProperty(middleware, MIDDLEWARE, { value: identity.aztpId });
+  return { middleware, guard, serve };
+}

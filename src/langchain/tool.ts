@@ -1,0 +1,264 @@
+/**
+ * A LangChain tool with an identity of its own: `secureTool(tool, { client, name })`. Every call
+ * is verified by the one verifier (guard/, invocation/) before the tool runs, decided by policy,
+ * answered with a signed receipt and audited, whoever calls it: a tool shared by several agents
+ * trusts none of them more than its policy says.
+ *
+ * The token reaches the tool through the acting-caller context (guard/acting-caller.ts) that the
+ * calling agent's middleware sets: LangChain hands a tool only its arguments and config, and a
+ * token smuggled into either would be visible to every other middleware and callback. A call
+ * with no token addressed to this tool is an unsigned call: refused in enforce mode, run and
+ * recorded as such in audit mode, as an MCP server does.
+ *
+ * What the receipt covers is the ToolMessage's `content`, exactly as the model will see it; the
+ * receipt travels in the `artifact`, which the model is not shown (see `ReceiptArtifact`).
+ */
+import { ToolMessage } from "@langchain/core/messages";
+import type { ToolCall } from "@langchain/core/messages/tool";
+import type { RunnableConfig } from "@langchain/core/runnables";
+import { StructuredTool, type StructuredToolInterface } from "@langchain/core/tools";
+import type { Aztp } from "../client/aztp.js";
+import { auditFor, type AuditOption } from "../client/home-audit.js";
+import type { AgentIdentity } from "../client/identity.js";
+import { AztpError, ErrorCodes } from "../errors.js";
+import { actingCaller } from "../guard/acting-caller.js";
+import { CalleeGuard, type Admission } from "../guard/callee.js";
+import type { GuardMode } from "../guard/recorder.js";
+import type { ReceiptStatus } from "../invocation/receipt.js";
+import { MemoryReplayCache } from "../invocation/replay.js";
+import type { Trust } from "../invocation/trust.js";
+import { sayIfOpen } from "../mcp/server.js";
+import type { CompiledPolicies } from "../policy/evaluate.js";
+import type { PolicyDocument } from "../policy/policy.js";
+
+/** The artifact entry that carries a call's receipt, beside whatever artifact the tool itself returned. */
+export const RECEIPT_ARTIFACT = "aztp_receipt";
+
+export interface ReceiptArtifact {
+  readonly type: typeof RECEIPT_ARTIFACT;
+  /** The callee's ID (the tool's, an MCP server's, a sub-agent's). */
+  readonly callee: string;
+  /** The compact receipt the callee signed; absent when none could be made. */
+  readonly receipt?: string;
+  readonly status: ReceiptStatus;
+  /** The stable code of a refusal or failure. */
+  readonly code?: string;
+}
+
+/**
+ * The artifact of a secured tool call is a list of typed entries, as @langchain/mcp-adapters
+ * makes them: the tool's own artifact (spread when it is a list, else one `{ type: "artifact",
+ * data }` entry), then the receipt entry.
+ */
+export function withReceipt(artifact: unknown, entry: ReceiptArtifact): unknown[] {
+  const own = artifact === undefined ? [] : Array.isArray(artifact) ? artifact : [{ type: "artifact", data: artifact }];
+  return [...own.filter((a) => !isReceiptArtifact(a)), entry];
+}
+
+function isReceiptArtifact(value: unknown): value is ReceiptArtifact {
+  return typeof value === "object" && value !== null && (value as { type?: unknown }).type === RECEIPT_ARTIFACT;
+}
+
+/** The receipt entry of a ToolMessage from a secured call, if it has one. */
+export function receiptOf(message: { artifact?: unknown }): ReceiptArtifact | undefined {
+  const a = message.artifact;
+  return Array.isArray(a) ? a.find(isReceiptArtifact) : isReceiptArtifact(a) ? a : undefined;
+}
+
+/** What a refused or failed call tells the model: the code first, so a model (and a person) can act on it. */
+export function refusalText(code: string, message: string): string {
+  return `Error [${code}]: ${message}`;
+}
+
+/** A LangChain ToolCall as tools receive it (`{ ..., type: "tool_call" }`). */
+function isToolCall(value: unknown): value is ToolCall {
+  return typeof value === "object" && value !== null && (value as { type?: unknown }).type === "tool_call" && "args" in value;
+}
+
+/** What ToolNode makes of a tool's output when the tool returned no ToolMessage. */
+function contentOf(output: unknown): { content: ToolMessage["content"]; artifact?: unknown; status?: "success" | "error" } {
+  if (ToolMessage.isInstance(output)) {
+    return { content: output.content, ...(output.artifact !== undefined ? { artifact: output.artifact } : {}), ...(output.status ? { status: output.status } : {}) };
+  }
+  return { content: typeof output === "string" ? output : JSON.stringify(output) ?? "" };
+}
+
+function errorText(e: unknown): string {
+  return e instanceof AztpError ? refusalText(e.code, e.message) : `${(e as Error)?.message ?? String(e)}`;
+}
+
+const SECURED = Symbol.for("aztp.securedTool");
+
+export interface SecureToolOptions {
+  /** Issue the tool's identity from this client under `name`... */
+  client?: Aztp;
+  name?: string;
+  /** ...or serve it under an identity you hold (with `trust`, or a client to take it from). */
+  identity?: AgentIdentity;
+  trust?: Trust;
+  /** The tool's parent identity when it is issued (an agent serving its own tools). */
+  parentIdentity?: string;
+  /**
+   * Who may call which tool (action "tool:call", resource the tool name). Default: the
+   * policies attached to the tool's identity; with none, any verified caller (said at start).
+   */
+  policy?: CompiledPolicies | readonly PolicyDocument[];
+  mode?: GuardMode;
+  /** Where each call is recorded. Default `<home>/audit/<name>.jsonl`; `false` keeps none (said at start). */
+  audit?: AuditOption;
+}
+
+/**
+ * A tool that verifies each call before it runs. Its `invoke` takes what any LangChain tool
+ * takes (a ToolCall or bare arguments): with a ToolCall it always answers with a ToolMessage
+ * (an error one for a refusal, so an agent's run goes on), with bare arguments it returns the
+ * content or throws the refusal's AztpError.
+ */
+export class SecuredTool extends StructuredTool {
+  readonly name: string;
+  readonly description: string;
+  readonly schema: StructuredToolInterface["schema"];
+  override responseFormat = "content_and_artifact";
+  readonly identity: AgentIdentity;
+  readonly aztpGuard: CalleeGuard;
+  readonly #inner: StructuredToolInterface;
+  readonly [SECURED] = true;
+
+  constructor(inner: StructuredToolInterface, identity: AgentIdentity, guard: CalleeGuard) {
+    const metadata = (inner as { metadata?: Record<string, unknown> }).metadata;
+    super(metadata ? { metadata } : {});
+    this.name = inner.name;
+    this.description = inner.description;
+    this.schema = inner.schema;
+    this.returnDirect = inner.returnDirect;
+    this.identity = identity;
+    this.aztpGuard = guard;
+    this.#inner = inner;
+  }
+
+  /** The ID tokens for this tool are addressed to. */
+  get aztpId(): string {
+    return this.identity.aztpId;
+  }
+
+  protected async _call(): Promise<never> {
+    // invoke() below is the only way in; StructuredTool's call path would skip the guard.
+    throw new AztpError(ErrorCodes.UNEXPECTED, "SecuredTool runs only through invoke()");
+  }
+
+  override async invoke(input: unknown, config?: RunnableConfig): Promise<unknown> {
+    const toolCall = isToolCall(input) ? input : (config as { toolCall?: ToolCall } | undefined)?.toolCall;
+    const args: unknown = isToolCall(input) ? input.args : input;
+    const acting = actingCaller();
+    // Only a token addressed to this tool, for this very tool call, is this call's token.
+    const local = acting?.local;
+    const token = local !== undefined && local.audience === this.aztpId && (toolCall?.id === undefined || acting?.toolCallId === toolCall.id) ? local.token : undefined;
+    const admission = await this.aztpGuard.admit({ tool: this.name, args, token });
+    if (!admission.allowed) return this.#refuse(admission, toolCall);
+
+    let output: unknown;
+    try {
+      output = await this.#inner.invoke((toolCall ? { ...toolCall, args } : args) as never, config);
+    } catch (e) {
+      const text = errorText(e);
+      return this.#answer(admission, toolCall, { content: text, status: "error" }, "error", ErrorCodes.TOOL_FAILED, e);
+    }
+    if (output !== null && typeof output === "object" && (output as { lg_name?: unknown }).lg_name === "Command") {
+      // A Command changes the agent's state, which no receipt covers: refused, not passed on unreceipted.
+      const error = new AztpError(ErrorCodes.TOOL_FAILED, `the tool ${this.name} returned a Command, which a secured tool cannot: its state update would be unreceipted`);
+      return this.#answer(admission, toolCall, { content: refusalText(error.code, error.message), status: "error" }, "error", error.code, error);
+    }
+    const out = contentOf(output);
+    const failed = out.status === "error";
+    return this.#answer(admission, toolCall, out, failed ? "error" : "ok", failed ? ErrorCodes.TOOL_FAILED : undefined);
+  }
+
+  async #refuse(admission: Admission, toolCall: ToolCall | undefined): Promise<unknown> {
+    const error = admission.error as AztpError;
+    return this.#answer(admission, toolCall, { content: refusalText(error.code, error.message), status: "error" }, "denied", error.code, error);
+  }
+
+  /** Receipts and records the answer, then gives it in the shape the caller asked in. */
+  async #answer(
+    admission: Admission,
+    toolCall: ToolCall | undefined,
+    out: { content: ToolMessage["content"]; artifact?: unknown; status?: "success" | "error" },
+    status: ReceiptStatus,
+    code: string | undefined,
+    thrown?: unknown,
+  ): Promise<unknown> {
+    const settled = await this.aztpGuard.settle(admission, { status, result: out.content, ...(code !== undefined ? { code } : {}) });
+    let content = out.content;
+    let finalStatus = status;
+    let finalCode = code;
+    if (settled.error !== undefined) {
+      // Not recorded (enforce mode), or a result no receipt can cover: the caller gets that error instead.
+      content = refusalText(settled.error.code, settled.error.message);
+      finalStatus = "error";
+      finalCode = settled.error.code;
+    }
+    const entry: ReceiptArtifact = {
+      type: RECEIPT_ARTIFACT,
+      callee: this.aztpId,
+      ...(settled.receipt !== undefined ? { receipt: settled.receipt } : {}),
+      status: finalStatus,
+      ...(finalCode !== undefined ? { code: finalCode } : {}),
+    };
+    if (toolCall !== undefined) {
+      return new ToolMessage({
+        content,
+        tool_call_id: toolCall.id ?? "",
+        name: this.name,
+        status: finalStatus === "ok" ? "success" : "error",
+        artifact: withReceipt(out.artifact, entry),
+      });
+    }
+    if (finalStatus === "ok") return content;
+    const error = settled.error ?? (thrown instanceof AztpError ? thrown : new AztpError((finalCode as AztpError["code"]) ?? ErrorCodes.TOOL_FAILED, typeof content === "string" ? content : "the tool failed", { cause: thrown }));
+    throw Object.assign(error, { receipt: settled.receipt });
+  }
+}
+
+export function isSecuredTool(value: unknown): value is SecuredTool {
+  return typeof value === "object" && value !== null && (value as { [SECURED]?: unknown })[SECURED] === true;
+}
+
+const replayCaches = new WeakMap<AgentIdentity, MemoryReplayCache>();
+
+/**
+ * Gives `tool` an identity of its own (issued from `{ client, name }`, or `{ identity }`) and
+ * returns it secured. Its callers must be secured agents (createSecureAgent, or the middleware).
+ */
+export async function secureTool(tool: StructuredToolInterface, options: SecureToolOptions): Promise<SecuredTool> {
+  if (tool === null || typeof tool !== "object" || typeof tool.invoke !== "function" || typeof tool.name !== "string") {
+    throw new AztpError(ErrorCodes.INVALID_ARGUMENT, "secureTool needs a LangChain tool (a StructuredTool, or what tool() returns)");
+  }
+  if (isSecuredTool(tool)) throw new AztpError(ErrorCodes.INVALID_ARGUMENT, `the tool ${tool.name} is already secured (as ${tool.aztpId})`);
+  let identity = options.identity;
+  if (identity === undefined) {
+    if (options.client === undefined || options.name === undefined) throw new AztpError(ErrorCodes.INVALID_ARGUMENT, "secureTool needs { client, name } or { identity }");
+    identity = (await options.client.secureConnect({}, options.name, options.parentIdentity !== undefined ? { parentIdentity: options.parentIdentity } : {})).identity;
+  }
+  const trust = options.trust ?? (await options.client?.trust());
+  if (trust === undefined) throw new AztpError(ErrorCodes.INVALID_ARGUMENT, "secureTool needs a trust (or a client to take it from)");
+  const authority = options.client !== undefined ? await options.client.authority() : undefined;
+  const held = identity;
+  const attached = (): readonly PolicyDocument[] | undefined => {
+    const docs = authority?.policiesOf(held.spiffeId) ?? [];
+    return docs.length > 0 ? docs : undefined;
+  };
+  if (options.policy === undefined) sayIfOpen(identity, attached() === undefined);
+  const audit = await auditFor(identity, options.audit, "secureTool");
+  let replay = replayCaches.get(identity);
+  if (replay === undefined) replayCaches.set(identity, (replay = new MemoryReplayCache()));
+  const guard = new CalleeGuard({
+    identity,
+    trust,
+    replay,
+    mode: options.mode ?? "enforce",
+    ...(audit ? { audit } : {}),
+    policy: options.policy ?? attached,
+    ...(authority ? { relations: (id: string) => authority.relations(id) } : {}),
+  });
+  return new SecuredTool(tool, identity, guard);
+}
