@@ -78,6 +78,13 @@ export class CallerGuard {
     } catch (e) {
       throw await this.refuse(call, e instanceof AztpError ? e : new AztpError(ErrorCodes.INVALID_ARGUMENT, (e as Error)?.message ?? String(e)));
     }
+    if (this.mode === "enforce" && this.#o.trust.isRevoked(this.id, "")) {
+      // A revoked caller (or one whose parent was revoked: the cascade) sends nothing: its
+      // callee would refuse the token anyway, but the refusal is known here, at once.
+      const error = new AztpError(ErrorCodes.INVOCATION_REVOKED, `the caller ${this.id} (or an ancestor) is revoked: the call of ${call.tool} is not sent`);
+      const unrecorded = await this.fail(prepared, error);
+      throw unrecorded ?? error;
+    }
     if (this.mode === "enforce" && this.#o.trust.isRevoked(call.audience, call.calleeSerial ?? "")) {
       const error = new AztpError(ErrorCodes.CALLEE_REVOKED, `the callee ${call.audience} (or an ancestor, or its SVID) is revoked: the call of ${call.tool} is not sent`);
       const unrecorded = await this.fail(prepared, error);
