@@ -120,3 +120,8 @@ export function assertRefused(m: ToolMessage, code: string): void {
   assert.ok(textOf(m).startsWith(`Error [${code}]`), `${m.tool_call_id}: expected Error [${code}], got ${textOf(m)}`);
   assert.equal(receiptOf(m)?.code, code, `${m.tool_call_id}: the receipt entry's code`);
 }
+
+/** The default logs of several identities, in order (a tuple: `const [a, b] = await auditsOf(home, "a", "b")`). */
+export async function auditsOf<const N extends readonly string[]>(home: string, ...names: N): Promise<{ -readonly [K in keyof N]: AuditEntry[] }> {
+  return (await Promise.all(names.map((n) => auditOf(home, n)))) as { -readonly [K in keyof N]: AuditEntry[] };
+}
