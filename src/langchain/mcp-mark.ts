@@ -13,7 +13,9 @@ interface McpToolMark {
 }
 
 export function mark<T extends object>(tool: T, server: ServerBinding): T {
-  Object.defineProperty(tool, MCP_TOOL, { value: { server } satisfies McpToolMark });
+  // MultiServerMCPClient hands out the same (cached) tool objects on every getTools(): marking
+  // one again must not throw, and it keeps the binding of the client that now carries it.
+  Object.defineProperty(tool, MCP_TOOL, { value: { server } satisfies McpToolMark, configurable: true });
   return tool;
 }
 
