@@ -34,7 +34,11 @@ export interface ActingCaller {
   readonly toolCallId?: string;
   /** A token already signed for a local callee (a secured LangChain tool), with its audience. */
   readonly local?: { readonly audience: string; readonly token: string };
-  /** Set by a secured MCP client for each call it signs here: what came of it. */
+  /**
+   * Set by a secured MCP client for each call it signs (or refuses) here: at once when it is
+   * sent (no code yet), then what came of it. Set means that client has recorded (or will
+   * record) the call.
+   */
   outcome?: ActingOutcome;
 }
 

@@ -212,10 +212,13 @@ export function clientHooks(
       const guard = acting?.guard ?? ownGuard;
       if (binding.serverId === undefined) {
         if (isList || guard.mode === "audit") return message; // nothing to address a token to
-        throw await guard.refuse(
+        const refused = await guard.refuse(
           { tool: params.name as string, args: argumentsOf(params), ...(acting?.toolCallId !== undefined ? { toolCallId: acting.toolCallId } : {}) },
           new AztpError(ErrorCodes.INVOCATION_AUDIENCE, "the server has not proven an AZTP identity, so there is no audience to sign for: connect to a secured server, or pass serverId"),
         );
+        // Recorded here: the agent's middleware must not record it again as never signed.
+        if (acting !== undefined) acting.outcome = { audience: "unknown", tool: params.name as string, code: refused.code, message: refused.message };
+        throw refused;
       }
       const audience = binding.serverId.toString();
       // A call is refused before it leaves when the log cannot record it, or when the server has
@@ -236,6 +239,9 @@ export function clientHooks(
       }
       if (isCall) {
         calls.set(message.id, { prepared, guard, acting });
+        // Signed and on its way: this client records what comes of it (an answer, a cancel, a
+        // closed connection), so the agent's middleware must not record it as never signed.
+        if (acting !== undefined) acting.outcome = { audience, tool: prepared.tool };
         // The 2.x SDK cancels a call on a per-request stream (MCP 2026-07-28 over HTTP) by
         // aborting its HTTP request, with no notifications/cancelled for this hook to see.
         const signal = (sendOptions as { requestSignal?: AbortSignal } | undefined)?.requestSignal;
