@@ -40,6 +40,8 @@ export interface ActingCaller {
    * record) the call.
    */
   outcome?: ActingOutcome;
+  /** Set by a tool loaded from a secured MCP client: the answer it gave, before any middleware inside the agent's saw it. */
+  answered?: unknown;
 }
 
 const storage = new AsyncLocalStorage<ActingCaller>();

@@ -27,6 +27,7 @@ import { AztpError, ErrorCodes, type ErrorCode } from "../errors.js";
 import { actAs, type ActingCaller } from "../guard/acting-caller.js";
 import { CallerGuard, type PreparedCall } from "../guard/caller.js";
 import type { GuardMode } from "../guard/recorder.js";
+import { canonicalDigest } from "../invocation/canonical.js";
 import type { Trust } from "../invocation/trust.js";
 import { isMcpTool } from "./mcp-mark.js";
 import { isSecuredTool, receiptOf, RECEIPT_ARTIFACT, refusalText, secureTool, withReceipt, type ReceiptArtifact, type SecuredTool } from "./tool.js";
@@ -84,6 +85,17 @@ function asError(e: unknown, code: ErrorCode): AztpError {
 }
 
 const KNOWN_CODES = new Set<string>(Object.values(ErrorCodes));
+
+/** Whether `shown` is the answer a tool gave (`given`): the same content and status. */
+function sameAnswer(given: unknown, shown: ToolMessage): boolean {
+  if (given === shown) return true;
+  if (!ToolMessage.isInstance(given) || (given.status ?? "success") !== (shown.status ?? "success")) return false;
+  try {
+    return canonicalDigest(given.content, "content") === canonicalDigest(shown.content, "content");
+  } catch {
+    return false;
+  }
+}
 
 export async function createSecureMiddleware(options: SecureMiddlewareOptions): Promise<SecureMiddleware> {
   const { identity, client } = options;
@@ -197,6 +209,13 @@ export async function createSecureMiddleware(options: SecureMiddlewareOptions): 
       const code = outcome.code ?? ErrorCodes.TOOL_FAILED;
       const text = thrown !== undefined ? ((thrown as Error)?.message ?? String(thrown)) : `the MCP tool ${call.name} gave no ToolMessage`;
       return toolMessage(call, refusalText(code, outcome.message ?? text), entry(outcome.receipt !== undefined && outcome.code === undefined ? "error" : "denied", code));
+    }
+    if (!sameAnswer(acting.answered, answer)) {
+      // The server's receipt was checked against its result, which the tool turned into the
+      // answer it gave; this is not that answer (a middleware inside this one changed it).
+      const error = new AztpError(ErrorCodes.RECEIPT_MISMATCH, `the answer of the MCP tool ${call.name} is not the one the tool gave (changed on its way back by a middleware inside the secure one?): its receipt does not cover it`);
+      const recorded = await guard.refuse({ audience: outcome.audience, tool: call.name, args: call.args, ...(call.id ? { toolCallId: call.id } : {}) }, error);
+      return refusal(call, outcome.audience, recorded);
     }
     return toolMessage(call, answer.content, entry(answer.status === "error" ? "error" : "ok", outcome.code), answer.artifact);
   };
