@@ -12,12 +12,13 @@ import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { getDefaultEnvironment } from "@modelcontextprotocol/sdk/client/stdio.js";
 import { InMemoryTransport } from "@modelcontextprotocol/sdk/inMemory.js";
 import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
-import { AIMessage, fakeModel } from "langchain";
+import { ToolMessage } from "@langchain/core/messages";
+import { AIMessage, createMiddleware, fakeModel } from "langchain";
 import { z } from "zod";
 import type { AuditEntry } from "../src/audit/entry.js";
 import type { Aztp } from "../src/client/aztp.js";
 import { canonicalDigest } from "../src/invocation/canonical.js";
-import { createSecureAgent, isMcpTool, mcpServerOf } from "../src/langchain/index.js";
+import { createSecureAgent, isMcpTool, mcpServerOf, receiptOf } from "../src/langchain/index.js";
 import { loadMcpTools, SecureMultiServerMCPClient } from "../src/langchain/mcp.js";
 import { secureMcpClient, secureMcpServer } from "../src/mcp/index.js";
 import type { PolicyDocument } from "../src/policy/policy.js";
@@ -28,15 +29,15 @@ import { fixture, STDIO_SERVER } from "./helpers/mcp-util.js";
 const ask = (content: string) => ({ messages: [{ role: "user", content }] });
 
 interface Docs {
-  readonly runs: { search: string[]; delete_doc: string[] };
+  readonly runs: { search: string[]; delete_doc: string[]; slow: string[] };
   readonly server: Awaited<ReturnType<typeof secureMcpServer<McpServer>>>;
   readonly client: Awaited<ReturnType<typeof secureMcpClient<Client>>>;
   flush(): Promise<void>;
 }
 
-/** A secured in-memory docs server (`search`, `delete_doc`) named docs-server, and a secured MCP client (mcp-client) connected to it. */
+/** A secured in-memory docs server (`search`, `delete_doc`, `slow`) named docs-server, and a secured MCP client (mcp-client) connected to it. */
 async function docs(t: TestContext, aztp: Aztp, policy?: PolicyDocument[]): Promise<Docs> {
-  const runs = { search: [] as string[], delete_doc: [] as string[] };
+  const runs = { search: [] as string[], delete_doc: [] as string[], slow: [] as string[] };
   const server = new McpServer({ name: "docs", version: "1.0.0" });
   server.registerTool("search", { description: "searches the docs", inputSchema: { q: z.string() } }, async ({ q }) => {
     runs.search.push(q);
@@ -45,6 +46,14 @@ async function docs(t: TestContext, aztp: Aztp, policy?: PolicyDocument[]): Prom
   server.registerTool("delete_doc", { description: "deletes a doc", inputSchema: { id: z.string() } }, async ({ id }) => {
     runs.delete_doc.push(id);
     return { content: [{ type: "text", text: `deleted ${id}` }] };
+  });
+  // Answers after 3 s, or stops at once when the call is cancelled.
+  server.registerTool("slow", { description: "takes its time", inputSchema: { q: z.string() } }, async ({ q }, extra) => {
+    runs.slow.push(q);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => resolve({ content: [{ type: "text", text: `slow ${q}` }] }), 3_000);
+      extra.signal.addEventListener("abort", () => (clearTimeout(timer), reject(new Error("cancelled"))), { once: true });
+    });
   });
   const secured = await secureMcpServer(server, { client: aztp, name: "docs-server", ...(policy ? { policy } : {}) });
   const client = await secureMcpClient(new Client({ name: "mcp-client", version: "1.0.0" }), { client: aztp, name: "mcp-client" });
@@ -58,6 +67,8 @@ async function docs(t: TestContext, aztp: Aztp, policy?: PolicyDocument[]): Prom
   return { runs, server: secured, client, flush: async () => void (await Promise.all([secured.aztpGuard.flush(), client.aztpGuard.flush()])) };
 }
 
+const receiptOfEntry = (m: ToolMessage): string | undefined => receiptOf(m)?.receipt;
+
 const agentAndServer = (agentLog: readonly AuditEntry[], serverLog: readonly AuditEntry[], toolCallId: string): { agent: AuditEntry; server: AuditEntry } => ({
   agent: oneFor(agentLog, toolCallId, "the agent's log"),
   server: oneFor(serverLog, toolCallId, "the server's log"),
@@ -68,7 +79,7 @@ describe("MCP tools from loadMcpTools", () => {
     const { home, aztp } = fixture(t);
     const d = await docs(t, aztp);
     const tools = await loadMcpTools("docs", d.client);
-    assert.deepEqual(tools.map((x) => x.name).sort(), ["delete_doc", "search"]);
+    assert.deepEqual(tools.map((x) => x.name).sort(), ["delete_doc", "search", "slow"]);
     assert.ok(tools.every(isMcpTool));
     assert.equal(mcpServerOf(tools[0]), spiffeOf("docs-server"), "the tools know the server their client proved");
     const model = fakeModel().respondWithTools([{ name: "search", args: { q: "spiffe" }, id: "a1" }]).respond(new AIMessage("done"));
@@ -135,7 +146,7 @@ describe("MCP tools from loadMcpTools", () => {
 
     await Promise.all([alice.aztpGuard.flush(), bob.aztpGuard.flush(), d.flush()]);
     const serverLog = await auditOf(home, "docs-server");
-    assert.equal(serverLog.length, 4);
+    assert.equal(serverLog.filter((e) => e.tool !== "tools/list").length, 4);
     for (const name of ["alice", "bob"]) {
       const own = await auditOf(home, name);
       assert.equal(own.length, 2, `${name}'s log holds its own calls only`);
@@ -152,11 +163,104 @@ describe("MCP tools from loadMcpTools", () => {
     assert.equal((await auditOf(home, "mcp-client")).filter((e) => e.tool !== "tools/list").length, 0, "the shared client signed none of the agents' calls");
   });
 
+  it("32 calls in one step from each of two agents sharing one client: each reaches the server signed by its own agent, under its own tool-call id, none mixed up", async (t) => {
+    const { home, aztp } = fixture(t);
+    const d = await docs(t, aztp);
+    const tools = await loadMcpTools("docs", d.client);
+    const n = 32;
+    const calls = (name: string) => Array.from({ length: n }, (_, i) => ({ name: "search", args: { q: `${name}-${i}` }, id: `${name}-${i}` }));
+    const agents = await Promise.all(["p", "q"].map((name) => createSecureAgent({ client: aztp, name, model: fakeModel().respondWithTools(calls(name)).respond(new AIMessage("done")), tools })));
+    const results = await Promise.all(agents.map((a) => a.invoke(ask("go"))));
+    assert.equal(d.runs.search.length, 2 * n);
+    await Promise.all([...agents.map((a) => a.aztpGuard.flush()), d.flush()]);
+    const serverLog = await auditOf(home, "docs-server");
+    for (const [i, name] of ["p", "q"].entries()) {
+      const own = await auditOf(home, name);
+      assert.equal(own.length, n, `${name}: one entry per call`);
+      const receipts = new Set<string>();
+      for (const { id, args } of calls(name)) {
+        const m = answerTo(results[i], id);
+        assert.match(textOf(m), new RegExp(`found ${id}\\b`), `${id}: its own answer`);
+        receipts.add(assertReceipted(m, spiffeOf("docs-server")).receipt as string);
+        const both = agentAndServer(own, serverLog, id);
+        for (const e of [both.agent, both.server]) {
+          assert.equal(e.caller, spiffeOf(name), `${id} ${e.side}: signed by its own agent`);
+          assert.equal(e.argsDigest, canonicalDigest(args), `${id} ${e.side}: its own arguments`);
+          assert.equal(e.receipt, receiptOfEntry(m), `${id} ${e.side}: its own receipt`);
+        }
+      }
+      assert.equal(receipts.size, n);
+    }
+  });
+
+  it("an MCP answer changed by a middleware inside the secure one is refused (ERR_RECEIPT_MISMATCH, recorded); the model never sees it; one re-made unchanged passes", async (t) => {
+    const { home, aztp } = fixture(t);
+    const d = await docs(t, aztp);
+    const tools = await loadMcpTools("docs", d.client);
+    const remake = (m: ToolMessage, content: ToolMessage["content"]) => new ToolMessage({ content, tool_call_id: m.tool_call_id, name: m.name, status: m.status, artifact: m.artifact });
+    const inner = createMiddleware({
+      name: "inner",
+      wrapToolCall: async (request, handler) => {
+        const m = (await handler(request)) as ToolMessage;
+        if (request.toolCall.id === "x1") return remake(m, "altered: nothing found");
+        if (request.toolCall.id === "x2") return remake(m, m.content); // a copy, unchanged
+        return m;
+      },
+    });
+    const model = fakeModel()
+      .respondWithTools([
+        { name: "search", args: { q: "one" }, id: "x1" },
+        { name: "search", args: { q: "two" }, id: "x2" },
+        { name: "search", args: { q: "three" }, id: "x3" },
+      ])
+      .respond(new AIMessage("done"));
+    const agent = await createSecureAgent({ client: aztp, name: "alice", model, tools, middleware: [inner] });
+    const result = await agent.invoke(ask("go"));
+    assert.equal(d.runs.search.length, 3, "the server answered each call: the answer was changed after");
+    const x1 = answerTo(result, "x1");
+    assertRefused(x1, "ERR_RECEIPT_MISMATCH");
+    assert.doesNotMatch(textOf(x1), /altered/);
+    assert.equal(textOf(seenByModel(model).get("x1") as never), textOf(x1), "the model was shown the refusal");
+    assert.match(textOf(answerTo(result, "x2")), /found two/);
+    assertReceipted(answerTo(result, "x2"), spiffeOf("docs-server"));
+    assert.match(textOf(answerTo(result, "x3")), /found three/);
+
+    await Promise.all([agent.aztpGuard.flush(), d.flush()]);
+    const own = await auditOf(home, "alice");
+    // The client checked the server's receipt (allow), then the middleware refused what came back.
+    assert.deepEqual(forCall(own, "x1").map((e) => [e.decision, e.outcome, e.reason ?? null]), [["allow", "ok", null], ["deny", "denied", "ERR_RECEIPT_MISMATCH"]]);
+    for (const id of ["x2", "x3"]) assert.deepEqual(forCall(own, id).map((e) => [e.decision, e.outcome]), [["allow", "ok"]], id);
+  });
+
+  it("a run aborted while an MCP call is in flight: the call is recorded once on each side, as cancelled", async (t) => {
+    const { home, aztp } = fixture(t);
+    const d = await docs(t, aztp);
+    const tools = await loadMcpTools("docs", d.client);
+    const controller = new AbortController();
+    const model = fakeModel().respondWithTools([{ name: "search", args: { q: "fast" }, id: "f1" }, { name: "slow", args: { q: "late" }, id: "s1" }]).respond(new AIMessage("never reached"));
+    const agent = await createSecureAgent({ client: aztp, name: "hasty", model, tools });
+    setTimeout(() => controller.abort(new Error("user stopped")), 300);
+    await assert.rejects(agent.invoke(ask("go"), { signal: controller.signal }));
+    assert.deepEqual(d.runs.slow, ["late"], "the slow call reached the server");
+    const read = async () => {
+      await Promise.all([agent.aztpGuard.flush(), d.flush()]);
+      return { own: await auditOf(home, "hasty"), server: await auditOf(home, "docs-server") };
+    };
+    // Then wait a little more for an entry that should not come (a second record of the call).
+    const logs = await pollFor(read, (l) => forCall(l.own, "s1").length >= 1 && forCall(l.server, "s1").length >= 1);
+    await new Promise((r) => setTimeout(r, 200));
+    const after = await read();
+    assert.deepEqual(forCall(after.own, "s1").map((e) => [e.side, e.decision, e.outcome, e.reason ?? null]), [["caller", "allow", "error", "cancelled"]], "the agent's side: once, cancelled");
+    assert.equal(forCall(after.server, "s1").length, 1, "the server's side: once");
+    assert.equal(oneFor(after.server, "s1", "server").caller, spiffeOf("hasty"));
+    assert.deepEqual(forCall(logs.own, "f1").map((e) => [e.decision, e.outcome]), [["allow", "ok"]]);
+  });
+
   it("loadMcpTools refuses a client not made by secureMcpClient (its calls would go out unsigned); a secured one is taken", async (t) => {
     const { aztp } = fixture(t);
     const d = await docs(t, aztp);
     await rejectsWithCode(() => loadMcpTools("docs", new Client({ name: "plain", version: "1.0.0" })), "ERR_INVALID_ARGUMENT", "loadMcpTools(plain client)");
-    assert.equal((await loadMcpTools("docs", d.client)).length, 2);
+    assert.equal((await loadMcpTools("docs", d.client)).length, 3);
   });
 });
 
@@ -180,6 +284,7 @@ describe("SecureMultiServerMCPClient", () => {
     t.after(() => multi.close());
     const tools = await multi.getTools();
     assert.deepEqual(tools.map((x) => x.name).sort(), ["echo", "late"]);
+    assert.deepEqual((await multi.getTools()).map((x) => x.name).sort(), ["echo", "late"], "getTools() again (its tools are cached) works too");
     assert.ok(tools.every(isMcpTool), "each tool is marked for the agent's middleware");
     const [echo, late] = ["echo", "late"];
     const model = fakeModel()
