@@ -16,6 +16,7 @@ import { AIMessage, fakeModel } from "langchain";
 import { z } from "zod";
 import type { AuditEntry } from "../src/audit/entry.js";
 import type { Aztp } from "../src/client/aztp.js";
+import { canonicalDigest } from "../src/invocation/canonical.js";
 import { createSecureAgent, secureTool, subAgent, type SecuredTool, type SecureReactAgent } from "../src/langchain/index.js";
 import { loadMcpTools } from "../src/langchain/mcp.js";
 import { secureMcpClient, secureMcpServer } from "../src/mcp/index.js";
@@ -279,5 +280,76 @@ describe("sub-agents", () => {
     assert.equal(forCall(serverLog, "c3").length, 0, "nothing was sent after the revocation");
     const refused = oneFor(childLog, "c3", "the child's log");
     assert.deepEqual([refused.decision, refused.reason, delegationOf(refused)], ["deny", "ERR_INVOCATION_REVOKED", [spiffeOf("orch")]]);
+  });
+
+  it("two sub-agents called in one step run at once, each recorded by the server as itself, on behalf of the orchestrator", async (t) => {
+    const { home, aztp } = fixture(t);
+    const d = await docs(t, aztp);
+    const child = (name: string) =>
+      subAgent({ name, description: `researcher ${name}`, model: fakeModel().respondWithTools([{ name: "search", args: { q: `${name}-q` }, id: `${name}-1` }]).respond(new AIMessage(`${name} done`)), tools: d.tools });
+    const orch = await createSecureAgent({
+      client: aztp,
+      name: "orch",
+      model: fakeModel()
+        .respondWithTools([
+          { name: "left", args: { task: "l" }, id: "o1" },
+          { name: "right", args: { task: "r" }, id: "o2" },
+        ])
+        .respond(new AIMessage("done")),
+      tools: [child("left"), child("right")],
+    });
+    const result = await orch.invoke(ask("go"));
+    assert.equal(answerTo(result, "o1").content, "left done");
+    assert.equal(answerTo(result, "o2").content, "right done");
+    assert.deepEqual(d.runs.search.sort(), ["left-q", "right-q"]);
+    await Promise.all([flushTree(orch), d.flush()]);
+    const [serverLog] = await auditsOf(home, "docs-server");
+    for (const name of ["left", "right"]) {
+      const e = oneFor(serverLog, `${name}-1`, "the server's log");
+      assert.deepEqual([e.caller, e.callerVerified, delegationOf(e), e.argsDigest], [spiffeOf(name), true, [spiffeOf("orch")], canonicalDigest({ q: `${name}-q` })]);
+    }
+  });
+
+  it("revoking the child stops the grandchild (ERR_INVOCATION_REVOKED) but not the orchestrator's own calls", async (t) => {
+    const { home, aztp } = fixture(t);
+    const d = await docs(t, aztp);
+    const grandModel = fakeModel().respondWithTools([{ name: "search", args: { q: "grand" }, id: "g1" }]).respond(new AIMessage("grandchild done"));
+    const orch = await createSecureAgent({
+      client: aztp,
+      name: "orch",
+      model: fakeModel().respondWithTools([{ name: "search", args: { q: "orch" }, id: "o1" }]).respond(new AIMessage("done")),
+      tools: [...d.tools, subAgent({ name: "child", description: "has a sub-agent", model: fakeModel(), tools: [subAgent({ name: "grandchild", description: "searches", model: grandModel, tools: d.tools })] })],
+    });
+    const { revoked } = await aztp.revokeIdentity(aztpIdOf("child"), "compromised");
+    assert.ok(revoked.includes(aztpIdOf("grandchild")) && !revoked.includes(aztpIdOf("orch")), revoked.join(", "));
+    const grandchild = (orch.subAgents.child as SecureReactAgent).subAgents.grandchild as SecureReactAgent;
+    const g = await grandchild.invoke(ask("search"));
+    assertRefused(answerTo(g, "g1"), "ERR_INVOCATION_REVOKED");
+    const o = await orch.invoke(ask("search"));
+    assert.match(textOf(answerTo(o, "o1")), /found orch/, "the orchestrator is not under the child");
+    assert.deepEqual(d.runs.search, ["orch"]);
+    await Promise.all([flushTree(orch), d.flush()]);
+    const [grandLog, serverLog] = await auditsOf(home, "grandchild", "docs-server");
+    assert.deepEqual([oneFor(grandLog, "g1", "grandchild").reason, forCall(serverLog, "g1").length], ["ERR_INVOCATION_REVOKED", 0]);
+    assert.equal(oneFor(serverLog, "o1", "server").caller, spiffeOf("orch"));
+  });
+
+  it("a sub-agent's tool admits its parent alone: another agent given it is refused (ERR_POLICY_DENIED) and the child never starts", async (t) => {
+    const { home, aztp } = fixture(t);
+    const childModel = fakeModel().respond(new AIMessage("child done")).respond(new AIMessage("child done again"));
+    const orch = await createSecureAgent({
+      client: aztp,
+      name: "orch",
+      model: fakeModel().respondWithTools([{ name: "helper", args: { task: "help" }, id: "o1" }]).respond(new AIMessage("done")),
+      tools: [subAgent({ name: "helper", description: "helps", model: childModel, tools: [] })],
+    });
+    assert.equal(answerTo(await orch.invoke(ask("go")), "o1").content, "child done");
+    const eve = await createSecureAgent({ client: aztp, name: "eve", model: fakeModel().respondWithTools([{ name: "helper", args: { task: "help me" }, id: "e1" }]).respond(new AIMessage("done")), tools: [toolOf(orch, "helper")] });
+    assertRefused(answerTo(await eve.invoke(ask("go")), "e1"), "ERR_POLICY_DENIED");
+    assert.equal(childModel.callCount, 1, "the child ran for its parent only");
+    await Promise.all([flushTree(orch), eve.aztpGuard.flush()]);
+    const [helperLog] = await auditsOf(home, "helper");
+    const denied = oneFor(helperLog, "e1", "the sub-agent's log");
+    assert.deepEqual([denied.side, denied.caller, denied.decision, denied.reason], ["callee", spiffeOf("eve"), "deny", "ERR_POLICY_DENIED"]);
   });
 });

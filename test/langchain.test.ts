@@ -210,6 +210,32 @@ describe("createSecureAgent", () => {
   });
 });
 
+describe("tools served by an agent", () => {
+  it("one plain tool given to two agents is served under each agent's own identity, and admits that agent alone (ERR_POLICY_DENIED for another)", async (t) => {
+    const { home, aztp: client } = fixture(t);
+    const add = adder();
+    const mk = (name: string, id: string) => createSecureAgent({ client, name, model: fakeModel().respondWithTools([{ name: "add", args: { a: 1, b: 2 }, id }]).respond(new AIMessage("done")), tools: [add.tool] });
+    const [ann, ben] = await Promise.all([mk("ann", "ann-1"), mk("ben", "ben-1")]);
+    const [ra, rb] = await Promise.all([ann.invoke(ask("go")), ben.invoke(ask("go"))]);
+    assert.equal(add.runs.length, 2);
+    assertReceipted(answerTo(ra, "ann-1"), aztpIdOf("ann.tools.add"));
+    assertReceipted(answerTo(rb, "ben-1"), aztpIdOf("ben.tools.add"));
+    // Ann's served tool handed to another agent: its policy admits ann alone.
+    const eve = await createSecureAgent({ client, name: "eve", model: fakeModel().respondWithTools([{ name: "add", args: { a: 5, b: 5 }, id: "eve-1" }]).respond(new AIMessage("done")), tools: [servedTool(ann, "add")] });
+    const re = await eve.invoke(ask("go"));
+    assertRefused(answerTo(re, "eve-1"), "ERR_POLICY_DENIED");
+    assert.equal(add.runs.length, 2, "eve's call never ran");
+
+    await Promise.all([ann, ben, eve].map((a) => a.aztpGuard.flush()));
+    await Promise.all([servedTool(ann, "add").aztpGuard.flush(), servedTool(ben, "add").aztpGuard.flush()]);
+    const annTool = await auditOf(home, "ann.tools.add");
+    assertBothSides(await auditOf(home, "ann"), annTool, "ann-1", { caller: "ann", callee: "ann.tools.add", tool: "add", args: { a: 1, b: 2 } });
+    assertBothSides(await auditOf(home, "ben"), await auditOf(home, "ben.tools.add"), "ben-1", { caller: "ben", callee: "ben.tools.add", tool: "add", args: { a: 1, b: 2 } });
+    const denied = oneFor(annTool, "eve-1", "ann's tool's log");
+    assert.deepEqual([denied.caller, denied.callerVerified, denied.decision, denied.reason], [spiffeOf("eve"), true, "deny", "ERR_POLICY_DENIED"]);
+  });
+});
+
 describe("secureTool shared by several agents", () => {
   it("records each agent as itself, calls running at once", async (t) => {
     const { home, aztp: client } = fixture(t);
