@@ -129,7 +129,11 @@ function sign(node: Node, parent: { identity: AgentIdentity; delegation: Delegat
       const above = parent.delegation.chain() ?? NO_CHAIN;
       // Renewed a minute before it lapses, or when the parent's own link was renewed.
       if (chain === undefined || parentChain !== above || lastLinkExp(chain) - Date.now() / 1000 < 60) {
-        chain = delegate(parent.identity, node.identity.aztpId, scope, above);
+        // A link may not outlive the one above it (verifiers refuse the chain): one signed a
+        // second or more after its parent's would, with the same TTL. So it is capped at what
+        // remains of the parent's link, less a second for the clock to tick before it is signed.
+        const remaining = above.length > 0 ? lastLinkExp(above) - Math.floor(Date.now() / 1000) - 1 : Infinity;
+        chain = delegate(parent.identity, node.identity.aztpId, { ...scope, ttlSeconds: Math.min(scope.ttlSeconds, remaining) }, above);
         parentChain = above;
       }
       return chain;
