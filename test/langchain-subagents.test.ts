@@ -20,20 +20,20 @@ import { canonicalDigest } from "../src/invocation/canonical.js";
 import { createSecureAgent, secureTool, subAgent, type SecuredTool, type SecureReactAgent } from "../src/langchain/index.js";
 import { loadMcpTools } from "../src/langchain/mcp.js";
 import { secureMcpClient, secureMcpServer } from "../src/mcp/index.js";
-import { answerTo, assertReceipted, assertRefused, auditsOf, aztpIdOf, counted, forCall, oneFor, seenByModel, spiffeOf, textOf } from "./helpers/langchain-util.js";
+import { answerTo, assertReceipted, assertRefused, auditsOf, aztpIdOf, counted, forCall, oneFor, pollFor, seenByModel, spiffeOf, textOf } from "./helpers/langchain-util.js";
 import { fixture } from "./helpers/mcp-util.js";
 
 const ask = (content: string) => ({ messages: [{ role: "user", content }] });
 
 interface Docs {
-  readonly runs: { search: string[]; delete_doc: string[] };
+  readonly runs: { search: string[]; delete_doc: string[]; slow: string[] };
   readonly tools: StructuredToolInterface[];
   flush(): Promise<void>;
 }
 
-/** A secured in-memory MCP server (docs-server: `search`, `delete_doc`, any verified caller) and its tools, loaded over a secured client. */
+/** A secured in-memory MCP server (docs-server: `search`, `delete_doc`, `slow`, any verified caller) and its tools, loaded over a secured client. */
 async function docs(t: TestContext, aztp: Aztp): Promise<Docs> {
-  const runs = { search: [] as string[], delete_doc: [] as string[] };
+  const runs = { search: [] as string[], delete_doc: [] as string[], slow: [] as string[] };
   const server = new McpServer({ name: "docs", version: "1.0.0" });
   server.registerTool("search", { description: "searches the docs", inputSchema: { q: z.string() } }, async ({ q }) => {
     runs.search.push(q);
@@ -42,6 +42,14 @@ async function docs(t: TestContext, aztp: Aztp): Promise<Docs> {
   server.registerTool("delete_doc", { description: "deletes a doc", inputSchema: { id: z.string() } }, async ({ id }) => {
     runs.delete_doc.push(id);
     return { content: [{ type: "text", text: `deleted ${id}` }] };
+  });
+  // Answers after 3 s, or stops at once when the call is cancelled.
+  server.registerTool("slow", { description: "takes its time", inputSchema: { q: z.string() } }, async ({ q }, extra) => {
+    runs.slow.push(q);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => resolve({ content: [{ type: "text", text: `slow ${q}` }] }), 3_000);
+      extra.signal.addEventListener("abort", () => (clearTimeout(timer), reject(new Error("cancelled"))), { once: true });
+    });
   });
   const secured = await secureMcpServer(server, {
     client: aztp,
@@ -112,8 +120,9 @@ describe("sub-agents", () => {
     assert.equal(grandchild.identity.aztpId, aztpIdOf("grandchild"));
 
     const result = await orch.invoke(ask("go"));
-    assert.deepEqual(d.runs.search, ["deep"]);
-    assert.deepEqual(ledger.runs, [{ n: 1 }]);
+    const grandSaw = seenByModel(grandModel);
+    assert.deepEqual(d.runs.search, ["deep"], `the grandchild was told: ${textOf(grandSaw.get("g1") as never)}`);
+    assert.deepEqual(ledger.runs, [{ n: 1 }], `the grandchild was told: ${textOf(grandSaw.get("g2") as never)}`);
     const o1 = answerTo(result, "o1");
     assert.equal(o1.content, "child done", "the orchestrator gets the child's final answer");
     assertReceipted(o1, aztpIdOf("child"));
@@ -351,5 +360,72 @@ describe("sub-agents", () => {
     const [helperLog] = await auditsOf(home, "helper");
     const denied = oneFor(helperLog, "e1", "the sub-agent's log");
     assert.deepEqual([denied.side, denied.caller, denied.decision, denied.reason], ["callee", spiffeOf("eve"), "deny", "ERR_POLICY_DENIED"]);
+  });
+
+  it("an orchestrator's run aborted while its child's MCP call is in flight: every call is on record once per side, with its outcome", async (t) => {
+    const { home, aztp } = fixture(t);
+    const d = await docs(t, aztp);
+    const controller = new AbortController();
+    const childModel = fakeModel()
+      .respondWithTools([{ name: "search", args: { q: "first" }, id: "c1" }])
+      .respondWithTools([{ name: "slow", args: { q: "second" }, id: "c2" }])
+      .respond(new AIMessage("never reached"));
+    const orch = await createSecureAgent({
+      client: aztp,
+      name: "orch",
+      model: fakeModel().respondWithTools([{ name: "child", args: { task: "go" }, id: "o1" }]).respond(new AIMessage("never reached")),
+      tools: [subAgent({ name: "child", description: "searches", model: childModel, tools: d.tools })],
+    });
+    const run = orch.invoke(ask("go"), { signal: controller.signal });
+    const started = Date.now();
+    while (d.runs.slow.length === 0 && Date.now() - started < 10_000) await new Promise((r) => setTimeout(r, 10));
+    controller.abort(new Error("user stopped"));
+    await assert.rejects(run);
+    assert.deepEqual([d.runs.search, d.runs.slow], [["first"], ["second"]]);
+    const read = async () => {
+      await Promise.all([flushTree(orch), d.flush()]);
+      return auditsOf(home, "orch", "child", "docs-server");
+    };
+    const done = ([orchLog, childLog, serverLog]: AuditEntry[][]) => forCall(orchLog ?? [], "o1").length >= 1 && forCall(childLog ?? [], "c2").length >= 1 && forCall(childLog ?? [], "o1").length >= 1 && forCall(serverLog ?? [], "c2").length >= 1;
+    await pollFor(read, done);
+    await new Promise((r) => setTimeout(r, 200)); // and nothing more comes
+    const [orchLog, childLog, serverLog] = await read();
+    const rows = (entries: AuditEntry[], id: string) => forCall(entries, id).map((e) => [e.side, e.decision, e.outcome, e.reason ?? null]);
+    assert.deepEqual(rows(childLog, "c1"), [["caller", "allow", "ok", null]]);
+    assert.deepEqual(rows(serverLog, "c1"), [["callee", "allow", "ok", null]]);
+    assert.deepEqual(rows(childLog, "c2"), [["caller", "allow", "error", "cancelled"]], "the child's call in flight: once, cancelled");
+    assert.equal(forCall(serverLog, "c2").length, 1);
+    assert.deepEqual(delegationOf(oneFor(serverLog, "c2", "server")), [spiffeOf("orch")]);
+    // The orchestrator's call of the child ended when the child's run did: a failure, once per side.
+    assert.deepEqual(forCall(childLog, "o1").map((e) => [e.side, e.outcome]), [["callee", "error"]]);
+    assert.deepEqual(forCall(orchLog, "o1").map((e) => [e.side, e.outcome]), [["caller", "error"]]);
+  });
+
+  it("a grandchild's delegation signed seconds after its parent's is accepted: no link outlives the one above it", async (t) => {
+    const { home, aztp } = fixture(t);
+    const d = await docs(t, aztp);
+    // The child's link is signed at its first call (this one), the grandchild's over a second later.
+    const wait = counted<{ ms: number }>("wait", { ms: { type: "number" } }, async ({ ms }) => {
+      await new Promise((r) => setTimeout(r, ms));
+      return "waited";
+    });
+    const grandModel = fakeModel().respondWithTools([{ name: "search", args: { q: "later" }, id: "g1" }]).respond(new AIMessage("grandchild done"));
+    const childModel = fakeModel()
+      .respondWithTools([{ name: "wait", args: { ms: 1_100 }, id: "c1" }])
+      .respondWithTools([{ name: "grandchild", args: { task: "search" }, id: "c2" }])
+      .respond(new AIMessage("child done"));
+    const orch = await createSecureAgent({
+      client: aztp,
+      name: "orch",
+      model: fakeModel().respondWithTools([{ name: "child", args: { task: "go" }, id: "o1" }]).respond(new AIMessage("done")),
+      tools: [subAgent({ name: "child", description: "waits, then delegates", model: childModel, tools: [wait.tool, subAgent({ name: "grandchild", description: "searches", model: grandModel, tools: d.tools })] })],
+    });
+    const result = await orch.invoke(ask("go"));
+    assert.equal(answerTo(result, "o1").content, "child done");
+    assert.deepEqual(d.runs.search, ["later"], `the grandchild was told: ${textOf(seenByModel(grandModel).get("g1") as never)}`);
+    await Promise.all([flushTree(orch), d.flush()]);
+    const [serverLog] = await auditsOf(home, "docs-server");
+    const e = oneFor(serverLog, "g1", "the server's log");
+    assert.deepEqual([e.caller, e.decision, delegationOf(e)], [spiffeOf("grandchild"), "allow", [spiffeOf("orch"), spiffeOf("child")]]);
   });
 });
