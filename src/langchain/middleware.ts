@@ -210,9 +210,10 @@ export async function createSecureMiddleware(options: SecureMiddlewareOptions): 
       const text = thrown !== undefined ? ((thrown as Error)?.message ?? String(thrown)) : `the MCP tool ${call.name} gave no ToolMessage`;
       return toolMessage(call, refusalText(code, outcome.message ?? text), entry(outcome.receipt !== undefined && outcome.code === undefined ? "error" : "denied", code));
     }
-    if (!sameAnswer(acting.answered, answer)) {
+    if (guard.mode === "enforce" && !sameAnswer(acting.answered, answer)) {
       // The server's receipt was checked against its result, which the tool turned into the
       // answer it gave; this is not that answer (a middleware inside this one changed it).
+      // (In audit mode the answer stands, as it does after any failed check there.)
       const error = new AztpError(ErrorCodes.RECEIPT_MISMATCH, `the answer of the MCP tool ${call.name} is not the one the tool gave (changed on its way back by a middleware inside the secure one?): its receipt does not cover it`);
       const recorded = await guard.refuse({ audience: outcome.audience, tool: call.name, args: call.args, ...(call.id ? { toolCallId: call.id } : {}) }, error);
       return refusal(call, outcome.audience, recorded);
