@@ -230,6 +230,10 @@ describe("MCP tools from loadMcpTools", () => {
     // The client checked the server's receipt (allow), then the middleware refused what came back.
     assert.deepEqual(forCall(own, "x1").map((e) => [e.decision, e.outcome, e.reason ?? null]), [["allow", "ok", null], ["deny", "denied", "ERR_RECEIPT_MISMATCH"]]);
     for (const id of ["x2", "x3"]) assert.deepEqual(forCall(own, id).map((e) => [e.decision, e.outcome]), [["allow", "ok"]], id);
+
+    // An agent in audit mode takes it, as it takes any answer a check failed for.
+    const watcher = await createSecureAgent({ client: aztp, name: "watcher", mode: "audit", model: fakeModel().respondWithTools([{ name: "search", args: { q: "one" }, id: "x1" }]).respond(new AIMessage("done")), tools, middleware: [inner] });
+    assert.equal(textOf(answerTo(await watcher.invoke(ask("go")), "x1")), "altered: nothing found");
   });
 
   it("a run aborted while an MCP call is in flight: the call is recorded once on each side, as cancelled", async (t) => {
