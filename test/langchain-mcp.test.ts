@@ -328,4 +328,16 @@ describe("SecureMultiServerMCPClient", () => {
     }
     assert.equal(forCall(await auditOf(home, "multi"), "e1").length, 0, "the multi-server client did not sign the agent's calls");
   });
+
+  it("a server that is not the one expected for its name is refused at connection (ERR_PEER_NOT_AUTHORIZED): no tools are handed out", async (t) => {
+    const { home, aztp } = fixture(t);
+    const config = {
+      mcpServers: {
+        tools: { transport: "stdio" as const, command: process.execPath, args: ["--import", "tsx", STDIO_SERVER, "--home", home, "--name", "stdio-server"], env: getDefaultEnvironment(), cwd: ROOT, stderr: "pipe" as const },
+      },
+    };
+    const multi = await SecureMultiServerMCPClient.create(config, { client: aztp, name: "multi", expectedServers: { tools: aztpIdOf("another-server") } });
+    t.after(() => multi.close());
+    await assert.rejects(multi.getTools(), /ERR_PEER_NOT_AUTHORIZED/);
+  });
 });
