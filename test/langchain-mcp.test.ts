@@ -296,22 +296,29 @@ describe("SecureMultiServerMCPClient", () => {
         { name: echo, args: { text: "hi" }, id: "e1" },
         { name: late, args: { n: 21 }, id: "l1" },
       ])
-      .respond(new AIMessage("done"));
+      .respond(new AIMessage("done"))
+      .respondWithTools([{ name: echo, args: { text: "again" }, id: "e2" }])
+      .respond(new AIMessage("done again"));
     const agent = await createSecureAgent({ client: aztp, name: "stdio-agent", model, tools });
     const result = await agent.invoke(ask("go"));
     assert.match(textOf(answerTo(result, "e1")), /"value":"hi"/);
     assert.match(textOf(answerTo(result, "l1")), /"value":42/);
     for (const id of ["e1", "l1"]) assertReceipted(answerTo(result, id), spiffeOf("stdio-server"));
+    // Each answer says how many handler runs the server process had made: one each, no more.
+    const runs = ["e1", "l1"].map((id) => Number(/"runs":(\d+)/.exec(textOf(answerTo(result, id)))?.[1]));
+    assert.deepEqual(runs.sort(), [1, 2]);
     // Another agent on the same client and tools is judged as itself: the policy does not admit it.
     const intruder = await createSecureAgent({ client: aztp, name: "intruder", model: fakeModel().respondWithTools([{ name: echo, args: { text: "let me in" }, id: "i1" }]).respond(new AIMessage("done")), tools });
     const refused = await intruder.invoke(ask("go"));
     assertRefused(answerTo(refused, "i1"), "ERR_POLICY_DENIED");
     assert.doesNotMatch(textOf(answerTo(refused, "i1")), /let me in"/, "the tool did not answer");
+    const again = await agent.invoke(ask("again"));
+    assert.match(textOf(answerTo(again, "e2")), /"runs":3\b/, "the intruder's call never ran a handler");
 
     await agent.aztpGuard.flush();
     const agentLog = await auditOf(home, "stdio-agent");
     // The server is another process: its entries are written before it answers, read as they land.
-    const serverLog = await pollFor(() => auditOf(home, "stdio-server"), (l) => l.filter((e) => e.toolCallId !== undefined).length >= 3, 10_000);
+    const serverLog = await pollFor(() => auditOf(home, "stdio-server"), (l) => l.filter((e) => e.toolCallId !== undefined).length >= 4, 10_000);
     const denied = oneFor(serverLog, "i1", "the server's log");
     assert.deepEqual([denied.caller, denied.callerVerified, denied.decision, denied.reason], [spiffeOf("intruder"), true, "deny", "ERR_POLICY_DENIED"]);
     for (const [id, tool, args] of [["e1", "echo", { text: "hi" }], ["l1", "late", { n: 21 }]] as const) {
