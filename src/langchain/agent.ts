@@ -23,6 +23,7 @@ import { AztpError, ErrorCodes } from "../errors.js";
 import type { CallerGuard } from "../guard/caller.js";
 import type { GuardMode } from "../guard/recorder.js";
 import { DEFAULT_DELEGATION_TTL_SECONDS, delegate, MAX_DELEGATION_CHAIN } from "../invocation/delegation.js";
+import { MAX_INVOCATION_LIFETIME_SECONDS } from "../invocation/invocation.js";
 import { peekClaims } from "../spiffe/jws.js";
 import { isMcpTool, mcpServerOf } from "./mcp-mark.js";
 import { createSecureMiddleware, type DelegationSource } from "./middleware.js";
@@ -58,13 +59,16 @@ export type SecureReactAgent = SecuredAgent<Agent> & SecuredAgentExtras;
 
 const SPEC = Symbol.for("aztp.subAgent");
 
+/** The shortest delegation link a sub-agent may be given: it is renewed a minute before it lapses. */
+const MIN_SUB_AGENT_TTL_SECONDS = 60;
+
 /** The narrowest delegation a sub-agent gets by default is what its tools need; this overrides it. */
 export interface SubAgentScope {
   /** Tool name patterns the child may call. Default: the names of its tools (and its sub-agents' tools). */
   tools?: string[];
   /** Callee ID patterns the child may call. Default: the IDs its tools are served under or on. */
   servers?: string[];
-  /** How long each delegation link lives before it is renewed. Default 3600 s. */
+  /** How long each delegation link lives before it is renewed. Default 3600 s; at least 60. */
   ttlSeconds?: number;
 }
 
@@ -85,6 +89,11 @@ export function subAgent(spec: { name: string; description: string; scope?: SubA
   const { name, description, scope, ...params } = spec;
   if (typeof name !== "string" || name.length === 0) throw new AztpError(ErrorCodes.INVALID_ARGUMENT, "subAgent needs a name");
   if (typeof description !== "string") throw new AztpError(ErrorCodes.INVALID_ARGUMENT, "subAgent needs a description (the orchestrator's model reads it)");
+  const ttl = scope?.ttlSeconds;
+  if (ttl !== undefined && !(typeof ttl === "number" && ttl >= MIN_SUB_AGENT_TTL_SECONDS)) {
+    // A shorter link would be outlived by the tokens signed under it (every call refused).
+    throw new AztpError(ErrorCodes.INVALID_ARGUMENT, `subAgent scope.ttlSeconds must be at least ${MIN_SUB_AGENT_TTL_SECONDS}: a link is renewed a minute before it lapses, and must outlive each call's token (up to ${MAX_INVOCATION_LIFETIME_SECONDS} s)`);
+  }
   return { [SPEC]: true, name, description, params, scope };
 }
 
