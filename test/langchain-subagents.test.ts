@@ -21,6 +21,7 @@ import { createSecureAgent, secureTool, subAgent, type SecuredTool, type SecureR
 import { loadMcpTools } from "../src/langchain/mcp.js";
 import { secureMcpClient, secureMcpServer } from "../src/mcp/index.js";
 import { answerTo, assertReceipted, assertRefused, auditsOf, aztpIdOf, counted, forCall, oneFor, pollFor, seenByModel, spiffeOf, textOf } from "./helpers/langchain-util.js";
+import { rejectsWithCode } from "./helpers/authority-util.js";
 import { fixture } from "./helpers/mcp-util.js";
 
 const ask = (content: string) => ({ messages: [{ role: "user", content }] });
@@ -427,5 +428,25 @@ describe("sub-agents", () => {
     const [serverLog] = await auditsOf(home, "docs-server");
     const e = oneFor(serverLog, "g1", "the server's log");
     assert.deepEqual([e.caller, e.decision, delegationOf(e)], [spiffeOf("grandchild"), "allow", [spiffeOf("orch"), spiffeOf("child")]]);
+  });
+
+  it("a delegation TTL too short to outlive a call's token is refused at creation (ERR_INVALID_ARGUMENT); the shortest accepted one serves the child's calls", async (t) => {
+    const { home, aztp } = fixture(t);
+    const add = counted<{ a: number; b: number }>("add", { a: { type: "number" }, b: { type: "number" } }, ({ a, b }) => String(a + b));
+    await rejectsWithCode(() => subAgent({ name: "kid", description: "adds", model: fakeModel(), tools: [add.tool], scope: { ttlSeconds: 10 } }), "ERR_INVALID_ARGUMENT", "ttlSeconds: 10");
+    const childModel = fakeModel().respondWithTools([{ name: "add", args: { a: 1, b: 2 }, id: "c1" }]).respond(new AIMessage("child done"));
+    const orch = await createSecureAgent({
+      client: aztp,
+      name: "orch",
+      model: fakeModel().respondWithTools([{ name: "kid", args: { task: "add" }, id: "o1" }]).respond(new AIMessage("done")),
+      tools: [subAgent({ name: "kid", description: "adds", model: childModel, tools: [add.tool], scope: { ttlSeconds: 60 } })],
+    });
+    const result = await orch.invoke(ask("go"));
+    assert.equal(answerTo(result, "o1").content, "child done");
+    assert.equal(seenByModel(childModel).get("c1")?.content, "3", `the child was told: ${textOf(seenByModel(childModel).get("c1") as never)}`);
+    assert.deepEqual(add.runs, [{ a: 1, b: 2 }]);
+    await flushTree(orch);
+    const [kidTool] = await auditsOf(home, "kid.tools.add");
+    assert.deepEqual(delegationOf(oneFor(kidTool, "c1", "the child's tool")), [spiffeOf("orch")]);
   });
 });
