@@ -16,6 +16,7 @@ import type { StructuredToolInterface } from "@langchain/core/tools";
 import { Command } from "@langchain/langgraph";
 import { AIMessage, createAgent, createMiddleware, fakeModel } from "langchain";
 import type { AuditEntry } from "../src/audit/entry.js";
+import { verifyAuditLog } from "../src/audit/index.js";
 import { actAs, actingCaller } from "../src/guard/acting-caller.js";
 import { canonicalDigest } from "../src/invocation/canonical.js";
 import { verifyReceipt } from "../src/invocation/index.js";
@@ -31,6 +32,7 @@ import {
   aztpIdOf,
   counted,
   forCall,
+  logOf,
   oneFor,
   pollFor,
   seenByModel,
@@ -547,6 +549,12 @@ describe("what a model may ask for", () => {
       verifyReceipt(entry.receipt, { invocationToken: both.caller.token as string, result: m.content, callee: spiffeOf("many.tools.add"), caller: spiffeOf("many"), trust, isError: false });
     }
     assert.equal(receipts.size, n, "every receipt is its own");
+    // Written at once from 32 calls, each log is still one unbroken chain.
+    for (const name of ["many", "many.tools.add"]) {
+      const verdict = await verifyAuditLog(logOf(home, name));
+      assert.ok(verdict.ok, `${name}: ${verdict.firstBad?.message}`);
+      assert.equal(verdict.entries, n);
+    }
   });
 });
 
