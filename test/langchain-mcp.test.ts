@@ -243,8 +243,11 @@ describe("MCP tools from loadMcpTools", () => {
     const controller = new AbortController();
     const model = fakeModel().respondWithTools([{ name: "search", args: { q: "fast" }, id: "f1" }, { name: "slow", args: { q: "late" }, id: "s1" }]).respond(new AIMessage("never reached"));
     const agent = await createSecureAgent({ client: aztp, name: "hasty", model, tools });
-    setTimeout(() => controller.abort(new Error("user stopped")), 300);
-    await assert.rejects(agent.invoke(ask("go"), { signal: controller.signal }));
+    const run = agent.invoke(ask("go"), { signal: controller.signal });
+    // Aborted once the slow call is at the server (a fixed delay raced it on a loaded machine).
+    await pollFor(async () => d.runs.slow.length, (n) => n > 0, 10_000);
+    controller.abort(new Error("user stopped"));
+    await assert.rejects(run);
     assert.deepEqual(d.runs.slow, ["late"], "the slow call reached the server");
     const read = async () => {
       await Promise.all([agent.aztpGuard.flush(), d.flush()]);

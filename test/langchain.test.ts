@@ -574,7 +574,7 @@ describe("a run aborted halfway", () => {
     );
     // A tool that does not listen for the abort: it finishes after the run has ended.
     const stubborn = counted<{ x: number }>("stubborn", { x: { type: "number" } }, async ({ x }) => {
-      await new Promise((r) => setTimeout(r, 400));
+      await new Promise((r) => setTimeout(r, 1_500));
       return `stubborn ${x}`;
     });
     const model = fakeModel()
