@@ -213,7 +213,9 @@ export async function createSecureMiddleware(options: SecureMiddlewareOptions): 
     if (thrown !== undefined || !ToolMessage.isInstance(answer)) {
       const code = outcome.code ?? ErrorCodes.TOOL_FAILED;
       const text = thrown !== undefined ? ((thrown as Error)?.message ?? String(thrown)) : `the MCP tool ${call.name} gave no ToolMessage`;
-      return toolMessage(call, refusalText(code, outcome.message ?? text), entry(outcome.receipt !== undefined && outcome.code === undefined ? "error" : "denied", code));
+      // A receipt comes back only with a result: the server answered (an error result, which the
+      // adapters throw), it did not refuse, whatever code the receipt carries.
+      return toolMessage(call, refusalText(code, outcome.message ?? text), entry(outcome.receipt !== undefined ? "error" : "denied", code));
     }
     if (guard.mode === "enforce" && !sameAnswer(acting.answered, answer)) {
       // The server's receipt was checked against its result, which the tool turned into the
