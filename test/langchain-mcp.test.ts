@@ -29,15 +29,15 @@ import { fixture, STDIO_SERVER } from "./helpers/mcp-util.js";
 const ask = (content: string) => ({ messages: [{ role: "user", content }] });
 
 interface Docs {
-  readonly runs: { search: string[]; delete_doc: string[]; slow: string[] };
+  readonly runs: { search: string[]; delete_doc: string[]; slow: string[]; fails: string[] };
   readonly server: Awaited<ReturnType<typeof secureMcpServer<McpServer>>>;
   readonly client: Awaited<ReturnType<typeof secureMcpClient<Client>>>;
   flush(): Promise<void>;
 }
 
-/** A secured in-memory docs server (`search`, `delete_doc`, `slow`) named docs-server, and a secured MCP client (mcp-client) connected to it. */
+/** A secured in-memory docs server (`search`, `delete_doc`, `fails`, `slow`) named docs-server, and a secured MCP client (mcp-client) connected to it. */
 async function docs(t: TestContext, aztp: Aztp, policy?: PolicyDocument[]): Promise<Docs> {
-  const runs = { search: [] as string[], delete_doc: [] as string[], slow: [] as string[] };
+  const runs = { search: [] as string[], delete_doc: [] as string[], slow: [] as string[], fails: [] as string[] };
   const server = new McpServer({ name: "docs", version: "1.0.0" });
   server.registerTool("search", { description: "searches the docs", inputSchema: { q: z.string() } }, async ({ q }) => {
     runs.search.push(q);
@@ -46,6 +46,10 @@ async function docs(t: TestContext, aztp: Aztp, policy?: PolicyDocument[]): Prom
   server.registerTool("delete_doc", { description: "deletes a doc", inputSchema: { id: z.string() } }, async ({ id }) => {
     runs.delete_doc.push(id);
     return { content: [{ type: "text", text: `deleted ${id}` }] };
+  });
+  server.registerTool("fails", { description: "answers with an error result", inputSchema: { id: z.string() } }, async ({ id }) => {
+    runs.fails.push(id);
+    return { isError: true, content: [{ type: "text", text: `no doc ${id}` }] };
   });
   // Answers after 3 s, or stops at once when the call is cancelled.
   server.registerTool("slow", { description: "takes its time", inputSchema: { q: z.string() } }, async ({ q }, extra) => {
@@ -79,7 +83,7 @@ describe("MCP tools from loadMcpTools", () => {
     const { home, aztp } = fixture(t);
     const d = await docs(t, aztp);
     const tools = await loadMcpTools("docs", d.client);
-    assert.deepEqual(tools.map((x) => x.name).sort(), ["delete_doc", "search", "slow"]);
+    assert.deepEqual(tools.map((x) => x.name).sort(), ["delete_doc", "fails", "search", "slow"]);
     assert.ok(tools.every(isMcpTool));
     assert.equal(mcpServerOf(tools[0]), spiffeOf("docs-server"), "the tools know the server their client proved");
     const model = fakeModel().respondWithTools([{ name: "search", args: { q: "spiffe" }, id: "a1" }]).respond(new AIMessage("done"));
@@ -263,11 +267,44 @@ describe("MCP tools from loadMcpTools", () => {
     assert.deepEqual(forCall(logs.own, "f1").map((e) => [e.decision, e.outcome]), [["allow", "ok"]]);
   });
 
+  it("an error result comes back receipted (ERR_TOOL_FAILED on both sides); arguments the tool's schema refuses never leave (ERR_TOOL_FAILED, recorded once, against the server)", async (t) => {
+    const { home, aztp } = fixture(t);
+    const d = await docs(t, aztp);
+    const tools = await loadMcpTools("docs", d.client);
+    const model = fakeModel()
+      .respondWithTools([
+        { name: "fails", args: { id: "7" }, id: "f1" },
+        { name: "search", args: { q: 42 }, id: "bad" },
+        { name: "search", args: { q: "fine" }, id: "ok" },
+      ])
+      .respond(new AIMessage("done"));
+    const agent = await createSecureAgent({ client: aztp, name: "alice", model, tools });
+    const result = await agent.invoke(ask("go"));
+    assert.deepEqual([d.runs.fails, d.runs.search], [["7"], ["fine"]], "the malformed call never reached the server");
+    const f1 = answerTo(result, "f1");
+    assertRefused(f1, "ERR_TOOL_FAILED");
+    assert.match(textOf(f1), /no doc 7/, "the model is told the server's error");
+    assertReceipted(f1, spiffeOf("docs-server"), "error");
+    const bad = answerTo(result, "bad");
+    assertRefused(bad, "ERR_TOOL_FAILED");
+    assert.match(textOf(bad), /did not match expected schema/);
+    assert.match(textOf(answerTo(result, "ok")), /found fine/);
+
+    await Promise.all([agent.aztpGuard.flush(), d.flush()]);
+    const [own, serverLog] = [await auditOf(home, "alice"), await auditOf(home, "docs-server")];
+    const failed = agentAndServer(own, serverLog, "f1");
+    for (const e of [failed.agent, failed.server]) assert.deepEqual([e.decision, e.outcome, e.reason], ["allow", "error", "ERR_TOOL_FAILED"], `f1 ${e.side}`);
+    assert.equal(failed.agent.receipt, receiptOf(f1)?.receipt);
+    const refused = oneFor(own, "bad", "the agent's log");
+    assert.deepEqual([refused.decision, refused.reason, refused.callee, refused.argsDigest], ["deny", "ERR_TOOL_FAILED", spiffeOf("docs-server"), canonicalDigest({ q: 42 })]);
+    assert.equal(forCall(serverLog, "bad").length, 0);
+  });
+
   it("loadMcpTools refuses a client not made by secureMcpClient (its calls would go out unsigned); a secured one is taken", async (t) => {
     const { aztp } = fixture(t);
     const d = await docs(t, aztp);
     await rejectsWithCode(() => loadMcpTools("docs", new Client({ name: "plain", version: "1.0.0" })), "ERR_INVALID_ARGUMENT", "loadMcpTools(plain client)");
-    assert.equal((await loadMcpTools("docs", d.client)).length, 3);
+    assert.equal((await loadMcpTools("docs", d.client)).length, 4);
   });
 });
 
