@@ -23,7 +23,7 @@ import { loadMcpTools, SecureMultiServerMCPClient } from "../src/langchain/mcp.j
 import { secureMcpClient, secureMcpServer } from "../src/mcp/index.js";
 import type { PolicyDocument } from "../src/policy/policy.js";
 import { assertExit, aztpCli, rejectsWithCode, ROOT } from "./helpers/authority-util.js";
-import { answerTo, assertReceipted, assertRefused, auditOf, aztpIdOf, forCall, logOf, oneFor, pollFor, seenByModel, spiffeOf, textOf } from "./helpers/langchain-util.js";
+import { answerTo, assertReceipted, assertRefused, auditOf, aztpIdOf, forCall, logOf, oneFor, pollFor, shownTo, spiffeOf, textOf } from "./helpers/langchain-util.js";
 import { fixture, STDIO_SERVER } from "./helpers/mcp-util.js";
 
 const ask = (content: string) => ({ messages: [{ role: "user", content }] });
@@ -96,7 +96,7 @@ describe("MCP tools from loadMcpTools", () => {
     assert.match(textOf(m), /found spiffe/);
     const entry = assertReceipted(m, spiffeOf("docs-server"));
     assert.ok(!textOf(m).includes("aztp"), `no AZTP metadata in what the model reads: ${textOf(m)}`);
-    assert.equal(textOf(seenByModel(model).get("a1") as never), textOf(m), "the model was shown the server's answer");
+    assert.equal(textOf(shownTo(model, "a1")), textOf(m), "the model was shown the server's answer");
 
     await Promise.all([agent.aztpGuard.flush(), d.flush()]);
     const [agentLog, serverLog, clientLog] = [await auditOf(home, "alice"), await auditOf(home, "docs-server"), await auditOf(home, "mcp-client")];
@@ -146,7 +146,7 @@ describe("MCP tools from loadMcpTools", () => {
     assert.deepEqual(d.runs.delete_doc, ["7"], "bob's delete never ran");
     assert.match(textOf(answerTo(ra, "alice-2")), /deleted 7/);
     assertRefused(answerTo(rb, "bob-2"), "ERR_POLICY_DENIED");
-    assert.equal(textOf(seenByModel(models.bob).get("bob-2") as never), textOf(answerTo(rb, "bob-2")), "bob's model was told the refusal");
+    assert.equal(textOf(shownTo(models.bob, "bob-2")), textOf(answerTo(rb, "bob-2")), "bob's model was told the refusal");
 
     await Promise.all([alice.aztpGuard.flush(), bob.aztpGuard.flush(), d.flush()]);
     const serverLog = await auditOf(home, "docs-server");
@@ -224,7 +224,7 @@ describe("MCP tools from loadMcpTools", () => {
     const x1 = answerTo(result, "x1");
     assertRefused(x1, "ERR_RECEIPT_MISMATCH");
     assert.doesNotMatch(textOf(x1), /altered/);
-    assert.equal(textOf(seenByModel(model).get("x1") as never), textOf(x1), "the model was shown the refusal");
+    assert.equal(textOf(shownTo(model, "x1")), textOf(x1), "the model was shown the refusal");
     assert.match(textOf(answerTo(result, "x2")), /found two/);
     assertReceipted(answerTo(result, "x2"), spiffeOf("docs-server"));
     assert.match(textOf(answerTo(result, "x3")), /found three/);

@@ -125,3 +125,10 @@ export function assertRefused(m: ToolMessage, code: string): void {
 export async function auditsOf<const N extends readonly string[]>(home: string, ...names: N): Promise<{ -readonly [K in keyof N]: AuditEntry[] }> {
   return (await Promise.all(names.map((n) => auditOf(home, n)))) as { -readonly [K in keyof N]: AuditEntry[] };
 }
+
+/** The answer to `id` the fake model was shown (asserting it was shown one). */
+export function shownTo(model: { calls: ReadonlyArray<{ messages: BaseMessage[] }> }, id: string): ToolMessage {
+  const m = seenByModel(model).get(id);
+  assert.ok(m, `the model was never shown an answer to ${id}`);
+  return m;
+}
