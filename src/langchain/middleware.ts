@@ -196,9 +196,9 @@ export async function createSecureMiddleware(options: SecureMiddlewareOptions): 
     if (thrown !== undefined || !ToolMessage.isInstance(answer)) {
       const code = outcome.code ?? ErrorCodes.TOOL_FAILED;
       const text = thrown !== undefined ? ((thrown as Error)?.message ?? String(thrown)) : `the MCP tool ${call.name} gave no ToolMessage`;
-      return toolMessage(call, refusalText(code, outcome.message ?? text), entry(outcome.receipt !== undefined && outcome.code === undefined ? "error" : "denied", code));
+      return toolMessage(call, refusalText(code, outcome.message ?? text), entry(outcome.status === "ok" ? "error" : outcome.status, code));
     }
-    return toolMessage(call, answer.content, entry(answer.status === "error" ? "error" : "ok", outcome.code), answer.artifact);
+    return toolMessage(call, answer.content, entry(answer.status === "error" ? "error" : outcome.status, outcome.code), answer.artifact);
   };
 
   const middleware = createMiddleware({
