@@ -44,11 +44,8 @@ for (const name of ["orchestrator", servedToolName("orchestrator", "take_note"),
 type Model = SecureAgentParams["model"];
 const real = process.env.OPENAI_API_KEY !== undefined && process.env.OPENAI_API_KEY !== "";
 async function realModel(): Promise<Model> {
-  // An optional dependency, loaded only when asked for (a variable keeps tsc from requiring it).
-  const name = "@langchain/openai";
-  const { ChatOpenAI } = (await import(name).catch((cause: unknown) => {
-    throw new Error("OPENAI_API_KEY is set but @langchain/openai cannot be loaded: `npm install @langchain/openai`, or unset OPENAI_API_KEY for the scripted models", { cause });
-  })) as { ChatOpenAI: new (o: { model: string; temperature: number }) => Model };
+  // An optional peer dependency: loaded only when a real model is asked for.
+  const { ChatOpenAI } = await import("@langchain/openai");
   return new ChatOpenAI({ model: process.env.OPENAI_MODEL ?? "gpt-4o-mini", temperature: 0 });
 }
 // Tool-call ids unique to this run, so `aztp audit query --tool-call-id` finds this run's call alone.
