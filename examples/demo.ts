@@ -167,7 +167,7 @@ const narrator = (who: string, indent = "") =>
           console.log(`   ${label.padEnd(62)} ALLOWED  "${text}"  (receipt from ${short(r?.callee ?? "?")} verified)`);
         } else {
           console.log(`   ${label.padEnd(62)} REFUSED  ${r?.code ?? "?"}`);
-          console.log(`   ${indent}${"".padEnd(2)}the model is told: ${text.length > 110 ? `${text.slice(0, 107)}...` : text}`);
+          console.log(`   ${indent}${"".padEnd(2)}the model is told: ${text}`);
         }
       }
       return undefined;
@@ -293,7 +293,7 @@ const table = rows.map((e) => [
   e.delegation && e.delegation.length > 0 ? e.delegation.map(short).join(" → ") : "-",
   e.tool,
   short(e.callee),
-  e.decision === "allow" ? (e.outcome ?? "allow") : `denied ${e.reason ?? ""}`,
+  e.reason ? `denied ${e.reason}` : (e.outcome ?? e.decision),
 ]);
 const widths = cols.map((c, i) => Math.max(c.length, ...table.map((r) => r[i]!.length)));
 const line = (r: string[]) => `   ${r.map((c, i) => c.padEnd(widths[i]!)).join("  ")}`.trimEnd();

@@ -51,11 +51,11 @@ await agent.aztpGuard.flush();
 const logOf = (name: string) => join(agent.identity.home, "audit", `${name}.jsonl`); // <home>/audit/<identity name>.jsonl
 for (const name of ["assistant", servedToolName("assistant", "add")]) {
   for (const e of await queryAuditLog(logOf(name), { toolCallId: "call_add", since: startedAt })) {
-    console.log(`audit ${name}.jsonl: ${e.side} ${e.tool} ${e.decision} ${e.decision === "allow" ? e.outcome : e.reason} (tool-call id ${e.toolCallId})`);
+    console.log(`audit ${name}.jsonl: ${e.side} ${e.tool} ${e.reason ? `denied ${e.reason}` : e.outcome} (tool-call id ${e.toolCallId})`);
   }
 }
 const [unknown] = await queryAuditLog(logOf("assistant"), { toolCallId: "call_email", since: startedAt });
-console.log(`audit assistant.jsonl: the unknown tool ${unknown?.tool}: ${unknown?.decision} ${unknown?.reason}\n`);
+console.log(`audit assistant.jsonl: caller ${unknown?.tool} denied ${unknown?.reason} (the unknown tool: nothing ran, the call is still recorded)\n`);
 
 // An agent made by plain createAgent cannot be secured after the fact: its calls would go unsigned.
 try {

@@ -73,6 +73,6 @@ console.log(`\nthe tool ran ${runs} times (the two allowed calls only)\n`);
 
 // The tool's own log: each caller, verified or not, and the decision.
 for (const e of await queryAuditLog(join(crm.identity.home, "audit", "crm-tool.jsonl"), { since: startedAt })) {
-  console.log(`crm-tool.jsonl: ${e.caller.slice(e.caller.lastIndexOf("/") + 1).padEnd(14)} ${e.callerVerified ? "verified" : "unverified"}  ${e.decision} ${e.decision === "allow" ? e.outcome : e.reason}`);
+  console.log(`crm-tool.jsonl: ${e.caller.slice(e.caller.lastIndexOf("/") + 1).padEnd(14)} ${e.callerVerified ? "verified" : "unverified"}  ${e.reason ? `denied ${e.reason}` : e.outcome}`);
 }
 client.close();
