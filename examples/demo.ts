@@ -261,7 +261,7 @@ says("a signed call is good once: its token's id was already seen");
 
 console.log("5. the orchestrator is revoked");
 const { revoked } = await client.revokeIdentity(orchestrator.identity.aztpId, "demo: the orchestrator's host was compromised");
-console.log(`   revoked: ${revoked.map(short).join(", ")}   (the revocation cascades to its children)`);
+console.log(`   revoked: ${revoked.map(short).sort().join(", ")}   (the revocation cascades to its children)`);
 await turn(researcher, "Search the docs for revocation.");
 says("the researcher's identity fell with its parent: ERR_INVOCATION_REVOKED, refused before anything was sent");
 
