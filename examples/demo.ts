@@ -240,22 +240,28 @@ tamper = (m) => {
 await turn(orchestrator, "Search the docs for receipts.");
 tamper = undefined;
 says("the arguments no longer match what the orchestrator signed: ERR_INVOCATION_ARGS_MISMATCH, the search never ran");
-// Replay: the first search's exact signed request, sent again straight onto the wire.
+// Replay: the first MCP call's exact signed request (the first search), sent again straight onto the wire.
 ran = [];
-const replayed = await new Promise<JSONRPCMessage>((resolveReply) => {
-  const id = "replay-1";
-  const inner = onTheWire.inner;
-  const previous = inner.onmessage;
-  inner.onmessage = (m) => {
-    if ("id" in m && m.id === id) {
-      inner.onmessage = previous;
-      resolveReply(m);
-    } else previous?.(m);
-  };
-  void inner.send({ ...(captured as object), id } as JSONRPCMessage);
-});
-const replayCode = (replayed as { error?: { data?: { code?: string } } }).error?.data?.code;
-console.log(`   ${"the first search_docs request, sent again".padEnd(62)} ${replayCode ? `REFUSED  ${replayCode}` : "ALLOWED (!)"}`);
+if (captured === undefined) {
+  console.log("   (no MCP call was made to capture, so there is nothing to replay: a real model chose otherwise)");
+} else {
+  const first = captured;
+  const replayed = await new Promise<JSONRPCMessage>((resolveReply) => {
+    const id = "replay-1";
+    const inner = onTheWire.inner;
+    const previous = inner.onmessage;
+    inner.onmessage = (m) => {
+      if ("id" in m && m.id === id) {
+        inner.onmessage = previous;
+        resolveReply(m);
+      } else previous?.(m);
+    };
+    void inner.send({ ...first, id } as JSONRPCMessage);
+  });
+  const replayCode = (replayed as { error?: { data?: { code?: string } } }).error?.data?.code;
+  const tool = (first as { params?: { name?: string } }).params?.name ?? "tools/call";
+  console.log(`   ${`the first ${tool} request, sent again`.padEnd(62)} ${replayCode ? `REFUSED  ${replayCode}` : "ALLOWED (!)"}`);
+}
 console.log(`   tools that ran: ${ran.length > 0 ? ran.join(", ") : "none"}`);
 says("a signed call is good once: its token's id was already seen");
 
