@@ -200,7 +200,8 @@ export class CallerGuard {
       tool: prepared.tool,
       argsDigest: prepared.claims.args_sha256,
       args: prepared.args,
-      decision: error ? (this.mode === "audit" ? "audit-only" : "deny") : "allow",
+      // A receipt that says the callee refused is a refusal on this side too, as an MCP error answer is.
+      decision: error ? (this.mode === "audit" ? "audit-only" : "deny") : verified?.claims.status === "denied" ? "deny" : "allow",
       outcome: status,
       durationMs: Math.round((performance.now() - prepared.startedAt) * 1000) / 1000,
       ...(error ? { reason: error.code } : verified?.claims.code ? { reason: verified.claims.code } : reason ? { reason } : {}),
