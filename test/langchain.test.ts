@@ -59,10 +59,8 @@ function servedTool(agent: SecureReactAgent, name: string): SecuredTool {
 
 /**
  * The caller's entry and the callee's entry of one call, checked to agree on who called whom
- * with what. `decision` is the callee's. The caller's own decision is about the answer it got,
- * so it is checked only for calls the callee allowed: a refusal the callee receipted is taken
- * as a valid answer (the caller's entry keeps the callee's outcome and code, its decision is
- * not pinned here).
+ * with what, and on the decision and outcome (a refusal the callee receipted is a deny on the
+ * caller's side too).
  */
 function assertBothSides(callerLog: readonly AuditEntry[], calleeLog: readonly AuditEntry[], toolCallId: string, expected: { caller: string; callee: string; tool: string; args: unknown; decision?: AuditEntry["decision"]; outcome?: AuditEntry["outcome"] }): { caller: AuditEntry; callee: AuditEntry } {
   const c = oneFor(callerLog, toolCallId, "caller's log");
@@ -75,7 +73,7 @@ function assertBothSides(callerLog: readonly AuditEntry[], calleeLog: readonly A
     assert.equal(e.callee, spiffeOf(expected.callee), `${e.side}: callee`);
     assert.equal(e.tool, expected.tool, `${e.side}: tool`);
     assert.equal(e.argsDigest, canonicalDigest(expected.args), `${e.side}: argsDigest`);
-    if (e.side === "callee" || (expected.decision ?? "allow") === "allow") assert.equal(e.decision, expected.decision ?? "allow", `${e.side}: decision (${e.reason ?? ""})`);
+    assert.equal(e.decision, expected.decision ?? "allow", `${e.side}: decision (${e.reason ?? ""})`);
     assert.equal(e.outcome, expected.outcome ?? "ok", `${e.side}: outcome`);
   }
   assert.equal(c.jti, s.jti, "the same token on both sides");

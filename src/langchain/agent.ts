@@ -40,6 +40,8 @@ export interface SecureAgentOptions {
   client: Aztp;
   /** The agent's identity name (`aztp://<td>/workload/<env>/<method>/<name>`). */
   name: string;
+  /** An identity you already hold for this agent (from `client.secureConnect`); default: issued now under `name`. */
+  identity?: AgentIdentity;
   tools?: readonly SecureAgentTool[];
   mode?: GuardMode;
   /** Where the agent's calls (and its served tools') are recorded. Default: its home's `audit/<name>.jsonl`; `false`: none (said at start). */
@@ -160,11 +162,12 @@ interface Built {
 }
 
 async function build(params: SecureAgentParams, parentId: string | undefined, level: number): Promise<Built> {
-  const { client, name, tools = [], mode, audit, middleware = [], ...rest } = params;
+  const { client, name, identity: given, tools = [], mode, audit, middleware = [], ...rest } = params;
   if (level >= MAX_DELEGATION_CHAIN) throw new AztpError(ErrorCodes.INVALID_ARGUMENT, `sub-agents nest at most ${MAX_DELEGATION_CHAIN - 1} levels deep`);
   if (client === undefined || typeof client.secureConnect !== "function") throw new AztpError(ErrorCodes.INVALID_ARGUMENT, "createSecureAgent needs { client } (from aztp.initialize())");
   if (!Array.isArray(tools)) throw new AztpError(ErrorCodes.INVALID_ARGUMENT, "tools must be an array");
-  const { identity } = await client.secureConnect({}, name, parentId !== undefined ? { parentIdentity: parentId } : {});
+  if (given !== undefined && given.name !== name) throw new AztpError(ErrorCodes.INVALID_ARGUMENT, `the identity given is ${given.aztpId}, not one named ${JSON.stringify(name)}`);
+  const identity = given ?? (await client.secureConnect({}, name, parentId !== undefined ? { parentIdentity: parentId } : {})).identity;
   const node: Node = { identity, needs: { tools: new Set(), servers: new Set() }, explicit: undefined, children: [], delegation: ROOT };
   // The delegation is read per call, so the middleware can exist before it is signed.
   const delegation: DelegationSource = { chain: () => node.delegation.chain() };

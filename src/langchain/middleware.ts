@@ -213,9 +213,7 @@ export async function createSecureMiddleware(options: SecureMiddlewareOptions): 
     if (thrown !== undefined || !ToolMessage.isInstance(answer)) {
       const code = outcome.code ?? ErrorCodes.TOOL_FAILED;
       const text = thrown !== undefined ? ((thrown as Error)?.message ?? String(thrown)) : `the MCP tool ${call.name} gave no ToolMessage`;
-      // A receipt comes back only with a result: the server answered (an error result, which the
-      // adapters throw), it did not refuse, whatever code the receipt carries.
-      return toolMessage(call, refusalText(code, outcome.message ?? text), entry(outcome.receipt !== undefined ? "error" : "denied", code));
+      return toolMessage(call, refusalText(code, outcome.message ?? text), entry(outcome.status === "ok" ? "error" : outcome.status, code));
     }
     if (guard.mode === "enforce" && !sameAnswer(acting.answered, answer)) {
       // The server's receipt was checked against its result, which the tool turned into the
@@ -225,7 +223,7 @@ export async function createSecureMiddleware(options: SecureMiddlewareOptions): 
       const recorded = await guard.refuse({ audience: outcome.audience, tool: call.name, args: call.args, ...(call.id ? { toolCallId: call.id } : {}) }, error);
       return refusal(call, outcome.audience, recorded);
     }
-    return toolMessage(call, answer.content, entry(answer.status === "error" ? "error" : "ok", outcome.code), answer.artifact);
+    return toolMessage(call, answer.content, entry(answer.status === "error" ? "error" : outcome.status, outcome.code), answer.artifact);
   };
 
   const middleware = createMiddleware({
