@@ -35,6 +35,12 @@ export interface ActingCaller {
   readonly delegation?: readonly string[];
   /** The framework's id for the call (LangChain's tool-call id), signed into every token. */
   readonly toolCallId?: string;
+  /**
+   * For an MCP tool: the digest of the arguments the model asked for. The secured MCP client
+   * signs only a request with these arguments, so a middleware inside the agent's that changes
+   * them is refused (ERR_INVOCATION_ARGS_MISMATCH), as a local tool's callee refuses it.
+   */
+  readonly argsDigest?: string;
   /** A token already signed for a local callee (a secured LangChain tool), with its audience. */
   readonly local?: { readonly audience: string; readonly token: string };
   /**

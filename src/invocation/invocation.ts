@@ -33,8 +33,8 @@ export const DEFAULT_INVOCATION_LEEWAY_SECONDS = 30;
 export const INVOCATION_ALGORITHMS: readonly JwsAlgorithm[] = ["ES256", "ES384", "RS256", "PS256"];
 /** The policy action every tool call is evaluated as; Resource is the tool name. */
 export const TOOL_CALL_ACTION = "tool:call";
-/** Tool-call ids are framework-made (LangChain's run about 30 characters); this bounds what an entry stores. */
-export const MAX_TOOL_CALL_ID_LENGTH = 256;
+/** Tool-call ids are framework-made (the providers' run about 30 to 40 characters); this bounds what a token and an entry carry. */
+export const MAX_TOOL_CALL_ID_LENGTH = 1024;
 
 export interface InvocationClaims {
   iss: string;

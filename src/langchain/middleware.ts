@@ -183,7 +183,13 @@ export async function createSecureMiddleware(options: SecureMiddlewareOptions): 
   /** An MCP tool: the secured MCP client signs as this agent from the context and checks the receipt. */
   const callMcp = async (call: ToolCall, server: string | undefined, run: () => Promise<unknown>): Promise<ToolMessage> => {
     const chain = delegation?.chain();
-    const acting: ActingCaller = { guard, toolCallId: call.id ?? "", ...(chain && chain.length > 0 ? { delegation: chain } : {}) };
+    let argsDigest: string | undefined;
+    try {
+      argsDigest = canonicalDigest(call.args, "args");
+    } catch {
+      argsDigest = undefined; // the client's signer refuses such arguments, and records it
+    }
+    const acting: ActingCaller = { guard, toolCallId: call.id ?? "", ...(argsDigest !== undefined ? { argsDigest } : {}), ...(chain && chain.length > 0 ? { delegation: chain } : {}) };
     let answer: unknown;
     let thrown: unknown;
     try {

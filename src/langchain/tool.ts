@@ -83,8 +83,10 @@ function contentOf(output: unknown): { content: ToolMessage["content"]; artifact
   return { content: typeof output === "string" ? output : JSON.stringify(output) ?? "" };
 }
 
-function errorText(e: unknown): string {
-  return e instanceof AztpError ? refusalText(e.code, e.message) : `${(e as Error)?.message ?? String(e)}`;
+/** What a tool's own failure tells the model: under ERR_TOOL_FAILED, as an MCP tool's failure reads, with the tool's message (the model may fix its arguments from it). */
+function errorText(tool: string, e: unknown): string {
+  const inner = e instanceof AztpError ? `[${e.code}] ${e.message}` : `${(e as Error)?.message ?? String(e)}`;
+  return refusalText(ErrorCodes.TOOL_FAILED, `the tool ${tool} failed: ${inner}`);
 }
 
 const SECURED = Symbol.for("aztp.securedTool");
@@ -160,7 +162,7 @@ export class SecuredTool extends StructuredTool {
     try {
       output = await this.#inner.invoke((toolCall ? { ...toolCall, args } : args) as never, config);
     } catch (e) {
-      const text = errorText(e);
+      const text = errorText(this.name, e);
       return this.#answer(admission, toolCall, { content: text, status: "error" }, "error", ErrorCodes.TOOL_FAILED, e);
     }
     if (output !== null && typeof output === "object" && (output as { lg_name?: unknown }).lg_name === "Command") {

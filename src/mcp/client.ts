@@ -238,6 +238,12 @@ export function clientHooks(
         if (isCall && acting !== undefined && e instanceof AztpError) acting.outcome = { audience, tool: params.name as string, status: "denied", code: e.code, message: e.message };
         throw e;
       }
+      if (isCall && acting?.argsDigest !== undefined && prepared.claims.args_sha256 !== acting.argsDigest) {
+        const error = new AztpError(ErrorCodes.INVOCATION_ARGS_MISMATCH, `the arguments of ${prepared.tool} are not the ones the model asked for (changed inside the agent, after its secure middleware): the call is not sent`);
+        const unrecorded = await guard.fail(prepared, error);
+        acting.outcome = { audience, tool: prepared.tool, status: "denied", code: (unrecorded ?? error).code, message: (unrecorded ?? error).message };
+        throw unrecorded ?? error;
+      }
       if (isCall) {
         calls.set(message.id, { prepared, guard, acting });
         // Signed and on its way: this client records what comes of it (an answer, a cancel, a
