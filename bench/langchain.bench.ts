@@ -12,6 +12,11 @@
  *   InMemoryTransport: secureMcpServer + secureMcpClient + this package's loadMcpTools +
  *   createSecureAgent, over McpServer + Client + the adapters' loadMcpTools + createAgent.
  *   Reported, no target.
+ * - langchain_agent_crypto_floor_ratio: a plain createAgent run whose tool also makes two raw
+ *   P-256 sign+verify pairs per call, over the plain run: what a binding that did nothing but its
+ *   four signature operations would measure in an agent. Reported, so a target below it shows as
+ *   such; langchain_raw_pairs_in_agent_added_us is what those two pairs add per call there (in a
+ *   tight loop they take 2 * langchain_raw_pair_us: between LangGraph steps they run colder).
  * - langchain_parallel_agent_ratio: one model step asking for the 20 local calls at once
  *   (ToolNode runs them concurrently), then the answer. Reported, for context.
  *
@@ -45,7 +50,7 @@ import { median } from "./helpers/mcp-http-process.js";
 
 const CALLS = 20;
 const ROUNDS = 5;
-const SAMPLES = 12;
+const SAMPLES = 16;
 const ARGS = { query: "quarterly revenue by region", limit: 10 };
 
 let runs = 0;
@@ -91,17 +96,28 @@ function toolServer(): McpServer {
   return s;
 }
 
-/** A timer of one raw P-256 sign+verify pair over `bytes` bytes (keys imported once). */
-function rawPairTimer(bytes: number): () => Promise<number> {
+/** One raw P-256 sign+verify pair over `bytes` bytes (keys imported once). */
+function rawPair(bytes: number): () => void {
   const data = Buffer.alloc(bytes, 0x61);
   const pair = generateKeyPairSync("ec", { namedCurve: "prime256v1" });
   const privateKey = createPrivateKey(pair.privateKey.export({ format: "pem", type: "pkcs8" }));
   const publicKey = createPublicKey(pair.publicKey.export({ format: "pem", type: "spki" }));
-  return () =>
-    medianMicros(() => {
-      const sig = sign("sha256", data, { key: privateKey, dsaEncoding: "ieee-p1363" });
-      verify("sha256", data, { key: publicKey, dsaEncoding: "ieee-p1363" }, sig);
-    }, 300, 30);
+  return () => {
+    const sig = sign("sha256", data, { key: privateKey, dsaEncoding: "ieee-p1363" });
+    verify("sha256", data, { key: publicKey, dsaEncoding: "ieee-p1363" }, sig);
+  };
+}
+
+/** The search tool, making two raw pairs per call besides: the signature operations alone. */
+function rawPairsTool(pair: () => void): StructuredToolInterface {
+  return tool(
+    async ({ query, limit }) => {
+      pair();
+      pair();
+      return `${limit} results for ${query}`;
+    },
+    { name: "search", description: "searches the reports", schema: z.object({ query: z.string(), limit: z.number() }) },
+  );
 }
 
 interface Invocable {
@@ -132,6 +148,12 @@ export default async function langchainBench(): Promise<Figures> {
   const closers: Array<() => Promise<unknown>> = [];
   try {
     const trust = await aztp.trust();
+    const serverIdentity = (await aztp.secureConnect({}, "lc-bench-server")).identity;
+    const clientIdentity = (await aztp.secureConnect({}, "lc-bench-client")).identity;
+    // The raw pair signs as much as a token does (its signing input), as in mcp.bench.ts.
+    const token = signInvocation(clientIdentity, { audience: serverIdentity.spiffeId, tool: "search", args: ARGS, toolCallId: "call_0_0_0" });
+    const pair = rawPair(token.lastIndexOf("."));
+    const rawPairRound = () => medianMicros(pair, 300, 30);
 
     // Local tools: 20 steps of one call, and one step of 20 calls.
     const local = async (tag: string, steps: number, perStep: number) => {
@@ -151,8 +173,6 @@ export default async function langchainBench(): Promise<Figures> {
     const parallel = await local("parallel", 1, CALLS);
 
     // MCP tools over InMemoryTransport.
-    const serverIdentity = (await aztp.secureConnect({}, "lc-bench-server")).identity;
-    const clientIdentity = (await aztp.secureConnect({}, "lc-bench-client")).identity;
     const mcpPlainClient = new Client({ name: "plain", version: "1" });
     const [pc, ps] = InMemoryTransport.createLinkedPair();
     await toolServer().connect(ps);
@@ -173,11 +193,11 @@ export default async function langchainBench(): Promise<Figures> {
     const mcpSecuredRun = await mcpSecured("audited", undefined);
     const mcpBare = await mcpSecured("no-audit", false);
 
-    const token = signInvocation(clientIdentity, { audience: serverIdentity.spiffeId, tool: "search", args: ARGS, toolCallId: "call_0_0_0" });
-    const rawPairRound = rawPairTimer(token.lastIndexOf("."));
+    const floorScript = scriptedModel("search", CALLS, 1);
+    const floor = runner(createAgent({ model: floorScript.model, tools: [rawPairsTool(pair)] }) as unknown as Invocable, floorScript.rewind, expectCalls);
 
     // Warm-up: every variant runs (and is checked) before anything is timed.
-    for (const run of [serial.plain, serial.secured, serial.bare, parallel.plain, parallel.secured, parallel.bare, mcpPlain, mcpSecuredRun, mcpBare]) {
+    for (const run of [floor, serial.plain, serial.secured, serial.bare, parallel.plain, parallel.secured, parallel.bare, mcpPlain, mcpSecuredRun, mcpBare]) {
       for (let i = 0; i < 3; i++) await run();
     }
 
@@ -185,22 +205,24 @@ export default async function langchainBench(): Promise<Figures> {
       plain: [] as number[], secured: [] as number[], plainB: [] as number[], bare: [] as number[],
       pPlain: [] as number[], pSecured: [] as number[], pPlainB: [] as number[], pBare: [] as number[],
       mPlain: [] as number[], mSecured: [] as number[], mPlainB: [] as number[], mBare: [] as number[],
+      fPlain: [] as number[], floor: [] as number[],
       raw: [] as number[],
     };
-    const pair = async (a: () => Promise<void>, b: () => Promise<void>, into: [number[], number[]]) => {
+    const paired = async (a: () => Promise<void>, b: () => Promise<void>, into: [number[], number[]]) => {
       const [x, y] = await pairedMedianMicros(a, b, SAMPLES, 2);
       into[0].push(x);
       into[1].push(y);
     };
     for (let r = 0; r < ROUNDS; r++) {
-      await pair(serial.plain, serial.secured, [m.plain, m.secured]);
+      await paired(serial.plain, serial.secured, [m.plain, m.secured]);
       m.raw.push(await rawPairRound());
-      await pair(serial.plain, serial.bare, [m.plainB, m.bare]);
-      await pair(parallel.plain, parallel.secured, [m.pPlain, m.pSecured]);
-      await pair(parallel.plain, parallel.bare, [m.pPlainB, m.pBare]);
-      await pair(mcpPlain, mcpSecuredRun, [m.mPlain, m.mSecured]);
+      await paired(serial.plain, serial.bare, [m.plainB, m.bare]);
+      await paired(serial.plain, floor, [m.fPlain, m.floor]);
+      await paired(parallel.plain, parallel.secured, [m.pPlain, m.pSecured]);
+      await paired(parallel.plain, parallel.bare, [m.pPlainB, m.pBare]);
+      await paired(mcpPlain, mcpSecuredRun, [m.mPlain, m.mSecured]);
       m.raw.push(await rawPairRound());
-      await pair(mcpPlain, mcpBare, [m.mPlainB, m.mBare]);
+      await paired(mcpPlain, mcpBare, [m.mPlainB, m.mBare]);
     }
     const raw = median(m.raw);
     const ratio = (a: number[], b: number[]) => round(median(a) / median(b), 3);
@@ -215,6 +237,8 @@ export default async function langchainBench(): Promise<Figures> {
       langchain_raw_pair_us: round(raw, 1),
       langchain_tool_call_added_vs_raw_ratio: perCallVsRaw(m.secured, m.plain),
       langchain_tool_call_added_vs_raw_ratio_no_audit: perCallVsRaw(m.bare, m.plainB),
+      langchain_agent_crypto_floor_ratio: ratio(m.floor, m.fPlain),
+      langchain_raw_pairs_in_agent_added_us: round((median(m.floor) - median(m.fPlain)) / CALLS, 1),
       langchain_parallel_agent_plain_ms: ms(m.pPlain),
       langchain_parallel_agent_ratio: ratio(m.pSecured, m.pPlain),
       langchain_parallel_agent_ratio_no_audit: ratio(m.pBare, m.pPlainB),
