@@ -1,6 +1,6 @@
 /**
- * LangChain figures (issue 9, item 7), secured against plain measured in the same run, the two
- * agents run by run in alternation (pairedMedianMicros) so load from elsewhere hits both:
+ * LangChain figures (issue 9, item 7), secured against plain measured in the same run, the
+ * agents run by run in turn (interleavedMedianMicros) so load from elsewhere hits all alike:
  *
  * - langchain_agent_ratio: wall time of one agent run making 20 local tool calls, one per model
  *   step (20 steps of one call, then a final answer: 21 model turns), createSecureAgent over
@@ -45,12 +45,12 @@ import { signInvocation } from "../src/invocation/invocation.js";
 import { createSecureAgent } from "../src/langchain/index.js";
 import { loadMcpTools } from "../src/langchain/mcp.js";
 import { secureMcpClient, secureMcpServer } from "../src/mcp/index.js";
-import { medianMicros, pairedMedianMicros, round, type Figures } from "./harness.js";
+import { interleavedMedianMicros, medianMicros, round, type Figures } from "./harness.js";
 import { median } from "./helpers/mcp-http-process.js";
 
 const CALLS = 20;
-const ROUNDS = 5;
-const SAMPLES = 16;
+const ROUNDS = 7;
+const SAMPLES = 12;
 const ARGS = { query: "quarterly revenue by region", limit: 10 };
 
 let runs = 0;
@@ -201,52 +201,53 @@ export default async function langchainBench(): Promise<Figures> {
       for (let i = 0; i < 3; i++) await run();
     }
 
-    const m = {
-      plain: [] as number[], secured: [] as number[], plainB: [] as number[], bare: [] as number[],
-      pPlain: [] as number[], pSecured: [] as number[], pPlainB: [] as number[], pBare: [] as number[],
-      mPlain: [] as number[], mSecured: [] as number[], mPlainB: [] as number[], mBare: [] as number[],
-      fPlain: [] as number[], floor: [] as number[],
-      raw: [] as number[],
-    };
-    const paired = async (a: () => Promise<void>, b: () => Promise<void>, into: [number[], number[]]) => {
-      const [x, y] = await pairedMedianMicros(a, b, SAMPLES, 2);
-      into[0].push(x);
-      into[1].push(y);
+    // Each round times every variant of a group run by run in turn, then the raw pair; every
+    // figure is the median over the rounds of that round's ratio, so a change of load between
+    // rounds (this machine is shared) moves numerator and denominator together.
+    type Round = { runs: number[]; raw: number };
+    const serialRounds: Round[] = [];
+    const parallelRounds: Round[] = [];
+    const mcpRounds: Round[] = [];
+    const group = async (fns: Array<() => Promise<void>>, into: Round[]) => {
+      const runs = await interleavedMedianMicros(fns, SAMPLES, 1);
+      into.push({ runs, raw: await rawPairRound() });
     };
     for (let r = 0; r < ROUNDS; r++) {
-      await paired(serial.plain, serial.secured, [m.plain, m.secured]);
-      m.raw.push(await rawPairRound());
-      await paired(serial.plain, serial.bare, [m.plainB, m.bare]);
-      await paired(serial.plain, floor, [m.fPlain, m.floor]);
-      await paired(parallel.plain, parallel.secured, [m.pPlain, m.pSecured]);
-      await paired(parallel.plain, parallel.bare, [m.pPlainB, m.pBare]);
-      await paired(mcpPlain, mcpSecuredRun, [m.mPlain, m.mSecured]);
-      m.raw.push(await rawPairRound());
-      await paired(mcpPlain, mcpBare, [m.mPlainB, m.mBare]);
+      await group([serial.plain, serial.secured, serial.bare, floor], serialRounds);
+      await group([parallel.plain, parallel.secured, parallel.bare], parallelRounds);
+      await group([mcpPlain, mcpSecuredRun, mcpBare], mcpRounds);
     }
-    const raw = median(m.raw);
-    const ratio = (a: number[], b: number[]) => round(median(a) / median(b), 3);
-    const perCallVsRaw = (a: number[], b: number[]) => round((median(a) - median(b)) / CALLS / (2 * raw), 3);
-    const ms = (a: number[]) => round(median(a) / 1000, 2);
+    const PLAIN = 0;
+    const SECURED = 1;
+    const BARE = 2;
+    const FLOOR = 3;
+    const of = (rounds: Round[], f: (r: Round) => number) => median(rounds.map(f));
+    const ratio = (rounds: Round[], k: number) => round(of(rounds, (r) => r.runs[k]! / r.runs[PLAIN]!), 3);
+    const addedUs = (rounds: Round[], k: number) => of(rounds, (r) => (r.runs[k]! - r.runs[PLAIN]!) / CALLS);
+    const perCallVsRaw = (rounds: Round[], k: number) => round(of(rounds, (r) => (r.runs[k]! - r.runs[PLAIN]!) / CALLS / (2 * r.raw)), 3);
+    const ms = (rounds: Round[], k: number) => round(of(rounds, (r) => r.runs[k]!) / 1000, 2);
+    const all = [...serialRounds, ...parallelRounds, ...mcpRounds];
     return {
-      langchain_agent_plain_ms: ms(m.plain),
-      langchain_agent_secured_ms: ms(m.secured),
-      langchain_agent_ratio: ratio(m.secured, m.plain),
-      langchain_agent_ratio_no_audit: ratio(m.bare, m.plainB),
-      langchain_tool_call_added_us: round((median(m.secured) - median(m.plain)) / CALLS, 1),
-      langchain_raw_pair_us: round(raw, 1),
-      langchain_tool_call_added_vs_raw_ratio: perCallVsRaw(m.secured, m.plain),
-      langchain_tool_call_added_vs_raw_ratio_no_audit: perCallVsRaw(m.bare, m.plainB),
-      langchain_agent_crypto_floor_ratio: ratio(m.floor, m.fPlain),
-      langchain_raw_pairs_in_agent_added_us: round((median(m.floor) - median(m.fPlain)) / CALLS, 1),
-      langchain_parallel_agent_plain_ms: ms(m.pPlain),
-      langchain_parallel_agent_ratio: ratio(m.pSecured, m.pPlain),
-      langchain_parallel_agent_ratio_no_audit: ratio(m.pBare, m.pPlainB),
-      langchain_mcp_agent_plain_ms: ms(m.mPlain),
-      langchain_mcp_agent_secured_ms: ms(m.mSecured),
-      langchain_mcp_agent_ratio: ratio(m.mSecured, m.mPlain),
-      langchain_mcp_agent_ratio_no_audit: ratio(m.mBare, m.mPlainB),
-      langchain_mcp_tool_call_added_vs_raw_ratio: perCallVsRaw(m.mSecured, m.mPlain),
+      langchain_agent_plain_ms: ms(serialRounds, PLAIN),
+      langchain_agent_secured_ms: ms(serialRounds, SECURED),
+      langchain_agent_ratio: ratio(serialRounds, SECURED),
+      langchain_agent_ratio_no_audit: ratio(serialRounds, BARE),
+      langchain_tool_call_added_us: round(addedUs(serialRounds, SECURED), 1),
+      langchain_tool_call_added_us_no_audit: round(addedUs(serialRounds, BARE), 1),
+      langchain_raw_pair_us: round(of(all, (r) => r.raw), 1),
+      langchain_tool_call_added_vs_raw_ratio: perCallVsRaw(serialRounds, SECURED),
+      langchain_tool_call_added_vs_raw_ratio_no_audit: perCallVsRaw(serialRounds, BARE),
+      langchain_agent_crypto_floor_ratio: ratio(serialRounds, FLOOR),
+      langchain_raw_pairs_in_agent_added_us: round(addedUs(serialRounds, FLOOR), 1),
+      langchain_parallel_agent_plain_ms: ms(parallelRounds, PLAIN),
+      langchain_parallel_agent_ratio: ratio(parallelRounds, SECURED),
+      langchain_parallel_agent_ratio_no_audit: ratio(parallelRounds, BARE),
+      langchain_mcp_agent_plain_ms: ms(mcpRounds, PLAIN),
+      langchain_mcp_agent_secured_ms: ms(mcpRounds, SECURED),
+      langchain_mcp_agent_ratio: ratio(mcpRounds, SECURED),
+      langchain_mcp_agent_ratio_no_audit: ratio(mcpRounds, BARE),
+      langchain_mcp_tool_call_added_vs_raw_ratio: perCallVsRaw(mcpRounds, SECURED),
+      langchain_mcp_tool_call_added_vs_raw_ratio_no_audit: perCallVsRaw(mcpRounds, BARE),
     };
   } finally {
     for (const close of closers) await close().catch(() => undefined);
