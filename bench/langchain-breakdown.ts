@@ -1,31 +1,33 @@
 /**
  * Where a secured LangChain agent's time goes, beyond a plain one (not part of `npm run bench`;
  * run `npm run bench:langchain-breakdown`). The agents are those of bench/langchain.bench.ts:
- * 20 model steps of one local tool call each, scripted with a rewound fakeModel, plain
- * createAgent, createSecureAgent (audit on) and createSecureAgent with `audit: false`, timed
- * run by run in turn.
+ * 20 model steps of one local tool call each, scripted with a rewound fakeModel. Every variant
+ * runs in this one process, run by run in turn (so load from elsewhere hits all alike):
  *
- * For each secured agent it prints, per tool call: what the run adds over the plain one, and
- * the wall time spent in each guard step (prototype methods wrapped with a timer; each call is
- * sequential, so a step's wall time is its own work): CallerGuard.prepare (sign the token,
- * revocation checks), CalleeGuard.admit (verify the token, replay, policy), CalleeGuard.settle
- * (sign the receipt, record), CallerGuard.settle (verify the receipt, record), and within them
- * AuditLog.append (until written), Trust.isRevoked, and the registry stats
- * (fs.statSync, counted). What is left is outside the guards: the middleware, the acting-caller
- * context, the ToolMessages, LangGraph.
+ * - plain: createAgent.
+ * - floor: createAgent whose tool also makes two raw P-256 sign+verify pairs per call: what the
+ *   four signature operations of a call cost inside an agent run by themselves.
+ * - secured, secured (audit: false): createSecureAgent.
+ * - the same two with the signature operations stubbed (node:crypto's one-shot sign returns a
+ *   fixed value and verify says yes, for those runs only): real minus stubbed is what the
+ *   signatures cost on the call's path.
+ * - secured, hollow guards: every guard step returns at once (no signing, verifying, policy or
+ *   audit): what is left is the binding's structure (the middleware, the acting-caller context,
+ *   the served tool's ToolMessage and artifact).
  *
- * The same runs again in a child process with bench/helpers/stub-signatures.ts preloaded (the
- * four signature operations cost nothing), so real minus stubbed is what the signatures cost
- * inside an agent run; and a plain agent whose tool makes two raw P-256 pairs per call shows
- * what those four operations cost there by themselves.
+ * For each secured variant it prints, per tool call, the wall time of each guard step
+ * (prototype methods wrapped with a timer; the calls are sequential, so a step's wall time is
+ * its own work): CallerGuard.prepare (sign the token, revocation checks), CalleeGuard.admit
+ * (verify the token, replay, policy), CalleeGuard.settle (sign the receipt, record),
+ * CallerGuard.settle (verify the receipt, record), and within them AuditLog.append (until
+ * written), Trust.isRevoked and the registry's stat (fs.statSync), with how many a call makes.
+ * "Outside the guard steps" is the added time less those steps.
  */
-import { spawnSync } from "node:child_process";
 import { createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { createRequire, syncBuiltinESMExports } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { AIMessage, HumanMessage } from "@langchain/core/messages";
 import { fakeModel } from "@langchain/core/testing";
 import { tool, type StructuredToolInterface } from "@langchain/core/tools";
@@ -37,54 +39,64 @@ import { CalleeGuard } from "../src/guard/callee.js";
 import { CallerGuard } from "../src/guard/caller.js";
 import { Trust } from "../src/invocation/trust.js";
 import { createSecureAgent } from "../src/langchain/index.js";
-import { medianMicros } from "./harness.js";
-import { BENCH_ROOT, median } from "./helpers/mcp-http-process.js";
+import { interleavedMedianMicros, medianMicros } from "./harness.js";
+import { median } from "./helpers/mcp-http-process.js";
 
-const STUB = join(BENCH_ROOT, "bench/helpers/stub-signatures.ts");
 const CALLS = 20;
 const ROUNDS = 7;
-const SAMPLES = 10;
+const SAMPLES = 8;
 const ARGS = { query: "quarterly revenue by region", limit: 10 };
-const stubbed = process.argv[2] === "--stubbed";
 
-type Variant = "plain" | "floor" | "secured" | "no-audit";
+const VARIANTS = ["plain", "floor", "secured", "secured, signatures stubbed", "secured, hollow guards", "audit: false", "audit: false, signatures stubbed"] as const;
+type Variant = (typeof VARIANTS)[number];
 const STEPS = ["raw pairs (in the tool)", "CallerGuard.prepare", "CalleeGuard.admit", "CalleeGuard.settle", "CallerGuard.settle", "AuditLog.append", "Trust.isRevoked", "fs.statSync"] as const;
 type Step = (typeof STEPS)[number];
 
 let current: Variant = "plain";
-const spent: Record<Variant, Record<Step, { ms: number; n: number }>> = {} as never;
-for (const v of ["plain", "floor", "secured", "no-audit"] as const) spent[v] = Object.fromEntries(STEPS.map((s) => [s, { ms: 0, n: 0 }])) as never;
+const mode = { stubSignatures: false, hollow: false };
+const spent = Object.fromEntries(VARIANTS.map((v) => [v, Object.fromEntries(STEPS.map((s) => [s, { ms: 0, n: 0 }]))])) as Record<Variant, Record<Step, { ms: number; n: number }>>;
 
-/** Wraps `holder[name]` with a timer that adds to `step` of the variant being run. */
-function timed(holder: Record<string, unknown>, name: string, step: Step): void {
+function add(step: Step, since: number): void {
+  const s = spent[current][step];
+  s.ms += performance.now() - since;
+  s.n++;
+}
+
+/** Wraps `holder[name]` with a timer for `step`, and with `hollow` in place of it while mode.hollow is on. */
+function timed(holder: Record<string, unknown>, name: string, step: Step, hollow?: (...a: never[]) => unknown): void {
   const original = holder[name] as (...a: unknown[]) => unknown;
   holder[name] = function (this: unknown, ...a: unknown[]) {
     const t = performance.now();
-    const add = () => {
-      const s = spent[current][step];
-      s.ms += performance.now() - t;
-      s.n++;
-    };
     let r: unknown;
     try {
-      r = original.apply(this, a);
+      r = mode.hollow && hollow ? hollow(...(a as never[])) : original.apply(this, a);
     } catch (e) {
-      add();
+      add(step, t);
       throw e;
     }
-    if (r instanceof Promise) return r.finally(add);
-    add();
+    if (r instanceof Promise) return r.finally(() => add(step, t));
+    add(step, t);
     return r;
   };
 }
-timed(CallerGuard.prototype as never, "prepare", "CallerGuard.prepare");
-timed(CallerGuard.prototype as never, "settle", "CallerGuard.settle");
-timed(CalleeGuard.prototype as never, "admit", "CalleeGuard.admit");
-timed(CalleeGuard.prototype as never, "settle", "CalleeGuard.settle");
+type Call = { audience: string; tool: string; args: unknown; token?: unknown };
+timed(CallerGuard.prototype as never, "prepare", "CallerGuard.prepare", async (call: Call) => ({ audience: call.audience, tool: call.tool, args: call.args, token: "t", claims: { jti: "j" }, startedAt: 0 }));
+timed(CallerGuard.prototype as never, "settle", "CallerGuard.settle", async () => undefined);
+timed(CalleeGuard.prototype as never, "admit", "CalleeGuard.admit", async (call: Call) => ({ allowed: true, tool: call.tool, args: call.args, token: call.token, verified: undefined, error: undefined, caller: "c", callerVerified: true, startedAt: 0 }));
+timed(CalleeGuard.prototype as never, "settle", "CalleeGuard.settle", async () => ({ receipt: "r" }));
 timed(AuditLog.prototype as never, "append", "AuditLog.append");
 timed(Trust.prototype as never, "isRevoked", "Trust.isRevoked");
-// The registry's stat (authority/store.ts version()): node:fs's export, updated in place.
-timed(createRequire(import.meta.url)("node:fs") as never, "statSync", "fs.statSync");
+// node:fs's and node:crypto's exports, replaced in place (syncBuiltinESMExports updates the
+// bindings every module imported): the registry's stat (authority/store.ts version()) is
+// counted, and the signature operations are stubbed for the runs that ask it.
+const require = createRequire(import.meta.url);
+timed(require("node:fs") as never, "statSync", "fs.statSync");
+const nodeCrypto = require("node:crypto") as { sign: (...a: unknown[]) => unknown; verify: (...a: unknown[]) => unknown };
+const realSign = nodeCrypto.sign;
+const realVerify = nodeCrypto.verify;
+const fixedSignature = Buffer.alloc(64, 1);
+nodeCrypto.sign = (...a: unknown[]) => (mode.stubSignatures ? fixedSignature : realSign(...a));
+nodeCrypto.verify = (...a: unknown[]) => (mode.stubSignatures ? true : realVerify(...a));
 syncBuiltinESMExports();
 
 let runs = 0;
@@ -126,9 +138,7 @@ function rawPairs(): () => void {
       const sig = sign("sha256", data, { key: privateKey, dsaEncoding: "ieee-p1363" });
       verify("sha256", data, { key: publicKey, dsaEncoding: "ieee-p1363" }, sig);
     }
-    const s = spent[current]["raw pairs (in the tool)"];
-    s.ms += performance.now() - t;
-    s.n++;
+    add("raw pairs (in the tool)", t);
   };
 }
 
@@ -136,84 +146,74 @@ interface Invocable {
   invoke(input: { messages: HumanMessage[] }, config?: { recursionLimit: number }): Promise<{ messages: unknown[] }>;
 }
 
-type Result = { tightPairsUs: number; addedUs: Record<Variant, number>; perCall: Record<Variant, Record<Step, { us: number; n: number }>> };
-
-async function run(): Promise<Result> {
-  const home = mkdtempSync(join(tmpdir(), "aztp-bench-lc-breakdown-"));
-  const aztp = new Aztp({ home });
-  try {
-    const make = async (variant: Variant): Promise<() => Promise<number>> => {
-      const s = scripted();
-      const agent = (
-        variant === "plain"
-          ? createAgent({ model: s.model, tools: [searchTool()] })
-          : variant === "floor"
-            ? createAgent({ model: s.model, tools: [searchTool(rawPairs())] })
-            : await createSecureAgent({ client: aztp, name: `breakdown-${variant}`, model: s.model, tools: [searchTool()], ...(variant === "no-audit" ? { audit: false as const } : {}) })
-      ) as unknown as Invocable;
-      return async () => {
-        s.rewind();
-        current = variant;
-        const t = performance.now();
-        const out = await agent.invoke({ messages: [new HumanMessage("revenue?")] }, { recursionLimit: 100 });
-        const us = (performance.now() - t) * 1000;
-        const ok = out.messages.filter((m) => String((m as { content?: unknown }).content).includes("results for")).length;
-        if (ok !== CALLS) throw new Error(`${variant}: ${ok} of ${CALLS} calls answered`);
-        return us;
-      };
-    };
-    const variants = ["plain", "floor", "secured", "no-audit"] as const;
-    const runners = await Promise.all(variants.map(make));
-    for (let i = 0; i < 3; i++) for (const r of runners) await r();
-    for (const v of variants) for (const s of STEPS) spent[v][s] = { ms: 0, n: 0 };
-    const added: Record<Variant, number[]> = { plain: [], floor: [], secured: [], "no-audit": [] };
-    let timedRuns = 0;
-    for (let round = 0; round < ROUNDS; round++) {
-      const t: number[][] = variants.map(() => []);
-      for (let i = 0; i < SAMPLES; i++) for (let k = 0; k < runners.length; k++) t[k]!.push(await runners[k]!());
-      timedRuns += SAMPLES;
-      const m = t.map(median);
-      variants.forEach((v, k) => added[v].push((m[k]! - m[0]!) / CALLS));
+const home = mkdtempSync(join(tmpdir(), "aztp-bench-lc-breakdown-"));
+const aztp = new Aztp({ home });
+try {
+  const agents = {
+    plain: scripted(),
+    floor: scripted(),
+    secured: scripted(),
+    bare: scripted(),
+  };
+  const plain = createAgent({ model: agents.plain.model, tools: [searchTool()] }) as unknown as Invocable;
+  const floor = createAgent({ model: agents.floor.model, tools: [searchTool(rawPairs())] }) as unknown as Invocable;
+  const secured = (await createSecureAgent({ client: aztp, name: "breakdown", model: agents.secured.model, tools: [searchTool()] })) as unknown as Invocable;
+  const bare = (await createSecureAgent({ client: aztp, name: "breakdown-no-audit", model: agents.bare.model, tools: [searchTool()], audit: false })) as unknown as Invocable;
+  const runner = (variant: Variant, agent: Invocable, script: { rewind: () => void }, flags: { stubSignatures?: boolean; hollow?: boolean } = {}) => async () => {
+    script.rewind();
+    current = variant;
+    mode.stubSignatures = flags.stubSignatures === true;
+    mode.hollow = flags.hollow === true;
+    try {
+      const out = await agent.invoke({ messages: [new HumanMessage("revenue?")] }, { recursionLimit: 100 });
+      const ok = out.messages.filter((m) => String((m as { content?: unknown }).content).includes("results for")).length;
+      if (ok !== CALLS) throw new Error(`${variant}: ${ok} of ${CALLS} calls answered`);
+    } finally {
+      mode.stubSignatures = false;
+      mode.hollow = false;
     }
-    const calls = timedRuns * CALLS;
-    const perCall = Object.fromEntries(
-      variants.map((v) => [v, Object.fromEntries(STEPS.map((s) => [s, { us: (spent[v][s].ms * 1000) / calls, n: spent[v][s].n / calls }]))]),
-    ) as Result["perCall"];
-    const pairs = rawPairs();
-    current = "plain";
-    const tightPairsUs = await medianMicros(pairs, 300, 30);
-    return { tightPairsUs, addedUs: Object.fromEntries(variants.map((v) => [v, median(added[v])])) as Result["addedUs"], perCall };
-  } finally {
-    aztp.close();
-    rmSync(home, { recursive: true, force: true });
+  };
+  const runners: Record<Variant, () => Promise<void>> = {
+    plain: runner("plain", plain, agents.plain),
+    floor: runner("floor", floor, agents.floor),
+    secured: runner("secured", secured, agents.secured),
+    "secured, signatures stubbed": runner("secured, signatures stubbed", secured, agents.secured, { stubSignatures: true }),
+    "secured, hollow guards": runner("secured, hollow guards", secured, agents.secured, { hollow: true }),
+    "audit: false": runner("audit: false", bare, agents.bare),
+    "audit: false, signatures stubbed": runner("audit: false, signatures stubbed", bare, agents.bare, { stubSignatures: true }),
+  };
+  const fns = VARIANTS.map((v) => runners[v]);
+  for (let i = 0; i < 3; i++) for (const fn of fns) await fn();
+  for (const v of VARIANTS) for (const s of STEPS) spent[v][s] = { ms: 0, n: 0 };
+  const added = Object.fromEntries(VARIANTS.map((v) => [v, [] as number[]])) as Record<Variant, number[]>;
+  for (let round = 0; round < ROUNDS; round++) {
+    // One warm-up run each: interleavedMedianMicros times SAMPLES, the steps count both.
+    const m = await interleavedMedianMicros(fns, SAMPLES, 1);
+    VARIANTS.forEach((v, k) => added[v].push((m[k]! - m[0]!) / CALLS));
   }
-}
+  const calls = ROUNDS * (SAMPLES + 1) * CALLS;
+  current = "plain";
+  const tight = await medianMicros(rawPairs(), 300, 30);
 
-if (stubbed) {
-  process.stdout.write(`\n${JSON.stringify(await run())}\n`);
-} else {
-  const real = await run();
-  const child = spawnSync(process.execPath, ["--import", "tsx", "--import", STUB, fileURLToPath(import.meta.url), "--stubbed"], { cwd: BENCH_ROOT, encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] });
-  const stub = JSON.parse(child.stdout.trim().split("\n").pop() ?? "{}") as Result;
-  const f = (x: number) => x.toFixed(0).padStart(7);
-  process.stdout.write(`µs per tool call, over a plain createAgent run (${CALLS} steps of one call); real | signatures stubbed\n`);
-  const inTool = real.perCall.floor["raw pairs (in the tool)"].us;
-  process.stdout.write(`  plain agent + two raw P-256 pairs in its tool ${f(real.addedUs.floor)} | ${f(stub.addedUs.floor)}   (the pairs themselves, timed in the tool: ${inTool.toFixed(0)}; outside them ${(real.addedUs.floor - inTool).toFixed(0)}; in a tight loop: ${real.tightPairsUs.toFixed(0)})\n`);
-  for (const v of ["secured", "no-audit"] as const) {
-    process.stdout.write(`\ncreateSecureAgent${v === "no-audit" ? " (audit: false)" : ""}: added ${f(real.addedUs[v])} | ${f(stub.addedUs[v])}\n`);
+  const f = (x: number) => x.toFixed(0).padStart(6);
+  const addedUs = (v: Variant) => median(added[v]);
+  const step = (v: Variant, s: Step) => ({ us: (spent[v][s].ms * 1000) / calls, n: spent[v][s].n / calls });
+  process.stdout.write(`µs per tool call, added over a plain createAgent run (${CALLS} steps of one call), medians of ${ROUNDS} rounds:\n\n`);
+  const inTool = step("floor", "raw pairs (in the tool)").us;
+  process.stdout.write(`floor (two raw pairs in a plain agent's tool)  ${f(addedUs("floor"))}   the pairs timed in the tool: ${inTool.toFixed(0)}; in a tight loop: ${tight.toFixed(0)}\n`);
+  for (const v of VARIANTS.slice(2)) {
+    process.stdout.write(`\n${v.padEnd(46)} ${f(addedUs(v))}\n`);
     let inGuards = 0;
-    let inGuardsStub = 0;
     for (const s of STEPS) {
-      const r = real.perCall[v][s];
-      const st = stub.perCall[v][s];
-      if (r.n === 0) continue;
+      const { us, n } = step(v, s);
+      if (n === 0 || s === "raw pairs (in the tool)") continue;
       const top = s.startsWith("CallerGuard") || s.startsWith("CalleeGuard");
-      if (top) {
-        inGuards += r.us;
-        inGuardsStub += st.us;
-      }
-      process.stdout.write(`  ${top ? "" : "  of which "}${s.padEnd(top ? 30 : 21)} ${f(r.us)} | ${f(st.us)}   (${r.n.toFixed(1)} a call)\n`);
+      if (top) inGuards += us;
+      process.stdout.write(`  ${top ? "" : "  of which "}${s.padEnd(top ? 44 : 34)} ${f(us)}   (${n.toFixed(1)} a call)\n`);
     }
-    process.stdout.write(`  outside the guard steps          ${f(real.addedUs[v] - inGuards)} | ${f(stub.addedUs[v] - inGuardsStub)}\n`);
+    process.stdout.write(`  outside the guard steps${" ".repeat(21)} ${f(addedUs(v) - inGuards)}\n`);
   }
+} finally {
+  aztp.close();
+  rmSync(home, { recursive: true, force: true });
 }
