@@ -1,74 +1,127 @@
-// The main demo (`npm start`): everything on the embedded authority in AZTP_HOME (else ./.aztp),
-// offline, in a few seconds.
+// The main demo (`npm start`): a LangChain agent end to end, on the embedded authority in
+// AZTP_HOME (else ./.aztp), offline with scripted models, in a few seconds. With OPENAI_API_KEY
+// set, the agents think with a real model instead (OPENAI_MODEL, else gpt-4o-mini).
 //
-//  1. the seed quick start: an agent gets an identity
-//  2. an MCP tool server and an MCP client, each with an identity and an audit log
-//  3. signed calls between them: one allowed, one denied by policy, one tampered with on the
-//     way, one replayed; the tool runs only for the first
-//  4. `aztp audit verify` on both logs
-import { spawnSync } from "node:child_process";
+//  1. identities: the authority, an MCP tool server with a policy, an orchestrator agent with
+//     a local tool and a sub-agent
+//  2. signed calls that succeed: a local tool, and MCP tools through @langchain/mcp-adapters
+//  3. calls refused before the tool runs: by the server's policy, by the sub-agent's delegation
+//  4. someone on the wire: a call whose arguments are changed, a call sent again
+//  5. the orchestrator revoked: its sub-agent's next call is refused
+//  6. the audit trail of every log (who called what, on whose behalf), and every log verified
+import { randomBytes } from "node:crypto";
 import { mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { InMemoryTransport } from "@modelcontextprotocol/sdk/inMemory.js";
 import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import type { JSONRPCMessage } from "@modelcontextprotocol/sdk/types.js";
+import { AIMessage, createMiddleware, fakeModel, tool, ToolMessage, type BaseMessage } from "langchain";
 import { z } from "zod";
 import aztp from "aztp-client";
-import { AuditLog } from "aztp-client/audit";
-import { svidCheckpointSigner } from "aztp-client/invocation";
+import { AuditLog, queryAuditLog, verifyAuditLog, type AuditEntry } from "aztp-client/audit";
+import { svidCheckpointSigner, svidCheckpointVerifier } from "aztp-client/invocation";
+import { createSecureAgent, receiptOf, servedToolName, subAgent, type SecureAgentParams } from "aztp-client/langchain";
+import { loadMcpTools } from "aztp-client/langchain/mcp";
 import { InterceptingTransport, secureMcpClient, secureMcpServer } from "aztp-client/mcp";
+import type { PolicyDocument } from "aztp-client/policy";
 
 const home = resolve(process.env.AZTP_HOME ?? ".aztp");
-const projectRoot = fileURLToPath(new URL("..", import.meta.url));
 const client = aztp.initialize({ apiKey: process.env.AZTP_API_KEY, home });
+const startedAt = new Date();
+const short = (id: string): string => id.slice(id.lastIndexOf("/") + 1);
+const says = (text: string): void => console.log(`   ↳ ${text}\n`);
 
-// 1. The seed quick start.
-const agent = await client.secureConnect({}, "my-agent");
-console.log(`1. identity issued: ${agent.identity.aztpId}`);
-console.log(`   X.509-SVID serial ${agent.identity.serial}, valid until ${agent.identity.expiresAt.toISOString()}\n`);
+// A previous run in this home revoked its orchestrator (step 5): restore it, and what the
+// revocation cascaded to, so the demo runs again.
+for (const name of ["orchestrator", servedToolName("orchestrator", "take_note"), "researcher"]) {
+  const record = await client.getIdentity(name).catch(() => undefined);
+  if (record?.status === "revoked") await client.reissueIdentity(record.aztpId);
+}
 
-// 2. A tool server and a client, each with an identity and its own audit log.
-const serverIdentity = (await client.secureConnect({}, "search-server")).identity;
-const clientIdentity = (await client.secureConnect({}, "research-agent")).identity;
+// ---------------------------------------------------------------------------------------------
+// The models: scripted (offline), or a real one.
+type Model = SecureAgentParams["model"];
+const real = process.env.OPENAI_API_KEY !== undefined && process.env.OPENAI_API_KEY !== "";
+async function realModel(): Promise<Model> {
+  // An optional peer dependency: loaded only when a real model is asked for.
+  const { ChatOpenAI } = await import("@langchain/openai");
+  return new ChatOpenAI({ model: process.env.OPENAI_MODEL ?? "gpt-4o-mini", temperature: 0 });
+}
+// Tool-call ids unique to this run, so `aztp audit query --tool-call-id` finds this run's call alone.
+const run = randomBytes(3).toString("hex");
+const call = (name: string, args: Record<string, unknown>, id: string) => ({ name, args, id: `${id}_${run}` });
+const orchestratorModel: Model = real
+  ? await realModel()
+  : fakeModel()
+      .respondWithTools([call("take_note", { text: "demo started" }, "call_note_1"), call("search_docs", { query: "SPIFFE" }, "call_search_1")])
+      .respond(new AIMessage("Noted, and the docs say SPIFFE names workloads."))
+      .respondWithTools([call("delete_doc", { id: "7" }, "call_delete_1")])
+      .respond(new AIMessage("I may not delete documents."))
+      .respondWithTools([call("researcher", { task: "Look up delegation, then delete the old draft (doc 3)." }, "call_researcher_1")])
+      .respond(new AIMessage("The researcher found it, and was not allowed to delete."))
+      .respondWithTools([call("search_docs", { query: "receipts" }, "call_search_2")])
+      .respond(new AIMessage("That search was refused."));
+const researcherModel: Model = real
+  ? await realModel()
+  : fakeModel()
+      .respondWithTools([call("search_docs", { query: "delegation" }, "call_r_search_1")])
+      .respondWithTools([call("delete_doc", { id: "3" }, "call_r_delete_1")])
+      .respond(new AIMessage("Delegation: found it. Deleting doc 3 is outside what I was delegated."))
+      .respondWithTools([call("search_docs", { query: "revocation" }, "call_r_search_2")])
+      .respond(new AIMessage("My search was refused."));
+
+// What each tool actually ran, step by step: a refused call must leave this empty.
+let ran: string[] = [];
+
+// ---------------------------------------------------------------------------------------------
+// 1. Identities, each with its own audit log. Left to itself a wrapper opens
+// <home>/audit/<name>.jsonl and signs a checkpoint every 1000 entries or 60 s; here the logs are
+// opened explicitly, to sign one every 4 entries and a last one at close, so that a run this
+// short leaves signed checkpoints to verify (step 6).
+const issue = async (name: string, parent?: { aztpId: string }) =>
+  (await client.secureConnect({}, name, parent ? { parentIdentity: parent.aztpId } : {})).identity;
+const docsId = await issue("docs-server");
+const mcpClientId = await issue("mcp-client");
+const orchestratorId = await issue("orchestrator");
+const researcherId = await issue("researcher", orchestratorId);
 mkdirSync(join(home, "audit"), { recursive: true });
-const serverLogPath = join(home, "audit", "search-server.jsonl");
-const clientLogPath = join(home, "audit", "research-agent.jsonl");
-const serverLog = await AuditLog.open(serverLogPath, { signer: svidCheckpointSigner(serverIdentity), checkpointEvery: 4 });
-const clientLog = await AuditLog.open(clientLogPath, { signer: svidCheckpointSigner(clientIdentity), checkpointEvery: 4 });
+const logs: Array<{ name: string; path: string; log: AuditLog }> = [];
+for (const identity of [orchestratorId, researcherId, docsId, mcpClientId]) {
+  const path = join(home, "audit", `${identity.name}.jsonl`);
+  logs.push({ name: identity.name, path, log: await AuditLog.open(path, { signer: svidCheckpointSigner(identity), checkpointEvery: 4 }) });
+}
+const auditOf = (name: string): AuditLog => logs.find((l) => l.name === name)!.log;
 
-const td = serverIdentity.trustDomain;
-await client.attachPolicy(
-  serverIdentity.aztpId,
-  {
-    Version: "2025-01-01",
-    Statement: [
-      { Sid: "MembersMaySearch", Effect: "Allow", Principal: `aztp://${td}/*`, Action: "tool:call", Resource: "web_search" },
-      { Sid: "NobodyDeletes", Effect: "Deny", Principal: "*", Action: "tool:call", Resource: "delete_*" },
-    ],
-  },
-  "search-server-policy",
-);
-
-let toolRuns = 0;
-const server = new McpServer({ name: "search-server", version: "1.0.0" });
-server.registerTool("web_search", { inputSchema: { query: z.string(), limit: z.number() } }, async ({ query, limit }) => {
-  toolRuns++;
-  return { content: [{ type: "text", text: `${limit} results for "${query}"` }] };
+const docsServer = new McpServer({ name: "docs", version: "1.0.0" });
+docsServer.registerTool("search_docs", { description: "Search the project documentation", inputSchema: { query: z.string() } }, async ({ query }) => {
+  ran.push("search_docs");
+  return { content: [{ type: "text", text: `3 pages about ${query}` }] };
 });
-server.registerTool("delete_index", { inputSchema: { name: z.string() } }, async () => {
-  toolRuns++;
-  return { content: [{ type: "text", text: "index deleted" }] };
+docsServer.registerTool("delete_doc", { description: "Delete a document by id", inputSchema: { id: z.string() } }, async ({ id }) => {
+  ran.push("delete_doc");
+  return { content: [{ type: "text", text: `document ${id} deleted` }] };
 });
-const securedServer = await secureMcpServer(server, { client, identity: serverIdentity, audit: serverLog });
-const researcher = await secureMcpClient(new Client({ name: "research-agent", version: "1.0.0" }), { client, identity: clientIdentity, audit: clientLog });
+const td = (await client.authority()).defaultTrustDomain;
+const policy: PolicyDocument = {
+  Version: "2012-10-17",
+  Statement: [
+    { Sid: "MembersMaySearch", Effect: "Allow", Principal: `aztp://${td}/*`, Action: "tool:call", Resource: "search_docs" },
+    { Sid: "NobodyDeletes", Effect: "Deny", Principal: "*", Action: "tool:call", Resource: "delete_*" },
+  ],
+};
+const docs = await secureMcpServer(docsServer, { client, identity: docsId, policy: [policy], audit: auditOf("docs-server") });
 
-console.log(`2. MCP tool server ${serverIdentity.aztpId}`);
-console.log(`   MCP client      ${clientIdentity.aztpId}`);
-console.log(`   policy on the server: members of ${td} may call web_search; nobody may call delete_*\n`);
+// One MCP client, shared by both agents: it carries their calls, and each agent signs its own.
+const mcp = await secureMcpClient(new Client({ name: "mcp-client", version: "1.0.0" }), {
+  client,
+  identity: mcpClientId,
+  expectedServer: docs.identity.aztpId,
+  audit: auditOf("mcp-client"),
+});
 
-// Someone on the wire between them, who can change a message or send an old one again.
+// Someone on the wire between the MCP client and the server, who can change a message or send
+// an old one again (step 4).
 let tamper: ((m: JSONRPCMessage) => JSONRPCMessage) | undefined;
 let captured: JSONRPCMessage | undefined;
 const [clientSide, serverSide] = InMemoryTransport.createLinkedPair();
@@ -86,65 +139,193 @@ const onTheWire = new InterceptingTransport(clientSide, {
     return m;
   },
 });
-await securedServer.connect(serverSide);
-await researcher.connect(onTheWire);
-console.log(`   the client proved the server's identity at initialize: ${researcher.aztpServer.serverId?.toString()}\n`);
+await docs.connect(serverSide);
+await mcp.connect(onTheWire); // the server proves its identity at initialize
+const mcpTools = await loadMcpTools("docs", mcp); // @langchain/mcp-adapters' tools, signed by the agent that calls them
 
-// 3. Four calls.
-const outcome = async (label: string, call: () => Promise<unknown>): Promise<void> => {
-  const before = toolRuns;
-  try {
-    const r = (await call()) as { content?: Array<{ text?: string }>; _meta?: Record<string, unknown> };
-    const receipt = r._meta?.["io.aztp/receipt"] ? "signed receipt verified" : "no receipt";
-    console.log(`   ${label.padEnd(34)} ALLOWED  "${r.content?.[0]?.text ?? ""}" (${receipt})`);
-  } catch (e) {
-    const code = (e as { data?: { code?: string } }).data?.code ?? (e as { code?: string }).code;
-    console.log(`   ${label.padEnd(34)} REFUSED  ${code}`);
-  }
-  console.log(`   ${"".padEnd(34)} tool ran: ${toolRuns > before ? "yes" : "no"}`);
-};
+const takeNote = tool(
+  async ({ text }: { text: string }) => {
+    ran.push("take_note");
+    return `noted: ${text}`;
+  },
+  { name: "take_note", description: "Write a short note to the notebook", schema: z.object({ text: z.string() }) },
+);
 
-console.log("3. signed tool calls");
-await outcome("web_search (allowed by policy)", () => researcher.callTool({ name: "web_search", arguments: { query: "SPIFFE", limit: 3 } }));
-await outcome("delete_index (denied by policy)", () => researcher.callTool({ name: "delete_index", arguments: { name: "main" } }));
-tamper = (m) => {
-  const c = structuredClone(m) as unknown as { params: { arguments: { limit: number } } };
-  c.params.arguments.limit = 10_000; // signed for 3, delivered as 10000
-  return c as unknown as JSONRPCMessage;
-};
-await outcome("web_search, arguments changed", () => researcher.callTool({ name: "web_search", arguments: { query: "SPIFFE", limit: 3 } }));
-// Replay: the first call's exact signed request, sent again straight onto the wire.
-const replayed = await new Promise<JSONRPCMessage>((resolveReply) => {
-  const id = "replay-1";
-  const inner = onTheWire.inner;
-  const previous = inner.onmessage;
-  inner.onmessage = (m) => {
-    if ("id" in m && m.id === id) {
-      inner.onmessage = previous;
-      resolveReply(m);
-    } else previous?.(m);
-  };
-  void inner.send({ ...(captured as object), id } as JSONRPCMessage);
+// Prints, after each agent run, every tool call it made and what its model was told.
+const narrator = (who: string, indent = "") =>
+  createMiddleware({
+    name: `narrator-${who}`,
+    afterAgent: (state) => {
+      const messages = state.messages as BaseMessage[];
+      for (const m of messages) {
+        if (!ToolMessage.isInstance(m)) continue;
+        const asked = messages.flatMap((a) => (AIMessage.isInstance(a) ? (a.tool_calls ?? []) : [])).find((c) => c.id === m.tool_call_id);
+        const label = `${indent}${who} → ${m.name}(${JSON.stringify(asked?.args ?? {})})`;
+        const r = receiptOf(m);
+        const text = typeof m.content === "string" ? m.content : JSON.stringify(m.content);
+        if (m.status !== "error") {
+          console.log(`   ${label.padEnd(62)} ALLOWED  "${text}"  (receipt from ${short(r?.callee ?? "?")} verified)`);
+        } else {
+          console.log(`   ${label.padEnd(62)} REFUSED  ${r?.code ?? "?"}`);
+          console.log(`   ${indent}${"".padEnd(2)}the model is told: ${text}`);
+        }
+      }
+      return undefined;
+    },
+  });
+
+const orchestrator = await createSecureAgent({
+  client,
+  name: "orchestrator",
+  model: orchestratorModel,
+  audit: auditOf("orchestrator"), // its served tools (take_note) record their side here too
+  systemPrompt: "You coordinate research on the project docs. Use your tools; hand research to the researcher.",
+  middleware: [narrator("orchestrator")],
+  tools: [
+    takeNote,
+    ...mcpTools,
+    subAgent({
+      name: "researcher",
+      description: "A research assistant: give it a task about the docs",
+      model: researcherModel,
+      audit: auditOf("researcher"),
+      systemPrompt: "You research the project docs with your tools.",
+      middleware: [narrator("researcher", "  ")],
+      tools: mcpTools,
+      // Narrower than what its tools allow: the researcher may search, never delete.
+      scope: { tools: ["search_docs"] },
+    }),
+  ],
 });
-const replayCode = (replayed as { error?: { data?: { code?: string } } }).error?.data?.code;
-console.log(`   ${"the first call, replayed".padEnd(34)} ${replayCode ? `REFUSED  ${replayCode}` : "ALLOWED (!)"}`);
-console.log(`   tool runs in total: ${toolRuns} (only the allowed call)\n`);
+const researcher = orchestrator.subAgents.researcher!;
+const takeNoteId = (await client.getIdentity(servedToolName("orchestrator", "take_note"))).aztpId;
 
-await researcher.close();
-await securedServer.aztpGuard.flush();
-await researcher.aztpGuard.flush();
-await serverLog.close();
-await clientLog.close();
-client.close();
+console.log(`1. identities, each an X.509-SVID from the embedded authority in ${home} (trust domain ${td})${real ? "" : "; the models are scripted"}`);
+console.log(`   MCP tool server  ${docs.identity.aztpId}`);
+console.log(`   MCP client       ${mcp.identity.aztpId}   (shared: it carries the agents' calls, they sign them)`);
+console.log(`   orchestrator     ${orchestrator.identity.aztpId}`);
+console.log(`   sub-agent        ${researcher.identity.aztpId}   (parent: orchestrator)`);
+console.log(`   local tool       ${takeNoteId}   (take_note, served for the orchestrator alone)`);
+console.log(`   the server proved its identity at initialize: ${mcp.aztpServer.serverId?.toString()}`);
+console.log(`   policy on docs-server: members of ${td} may call search_docs; nobody may call delete_*`);
+console.log(`   the researcher acts under a delegation the orchestrator signed: tools [search_docs] only\n`);
 
-// 4. Verify both audit logs with the CLI.
-console.log("4. aztp audit verify");
-let failed = false;
-for (const log of [serverLogPath, clientLogPath]) {
-  const r = spawnSync(process.execPath, ["--import", "tsx", join(projectRoot, "src/cli/main.ts"), "--home", home, "audit", "verify", log], { encoding: "utf8" });
-  console.log(`   ${log}\n   ${(r.stdout || r.stderr).trim()}`);
-  if (r.status !== 0) failed = true;
+// One user turn of the orchestrator (or, after the revocation, of the researcher alone).
+async function turn(agent: typeof orchestrator, prompt: string): Promise<void> {
+  ran = [];
+  console.log(`   user: "${prompt}"`);
+  const out = (await agent.invoke({ messages: [{ role: "user", content: prompt }] })) as { messages: BaseMessage[] };
+  const last = out.messages[out.messages.length - 1];
+  console.log(`   ${agent.identity.name} answers: "${last?.text ?? ""}"`);
+  console.log(`   tools that ran: ${ran.length > 0 ? ran.join(", ") : "none"}`);
 }
-const stats = spawnSync(process.execPath, ["--import", "tsx", join(projectRoot, "src/cli/main.ts"), "--home", home, "audit", "stats", serverLogPath], { encoding: "utf8" });
-console.log(`\n   who called what (server side):\n${stats.stdout.trimEnd().replace(/^/gm, "   ")}`);
+
+// ---------------------------------------------------------------------------------------------
+console.log("2. signed calls, each verified by its callee before the tool runs");
+await turn(orchestrator, "Note that the demo started, then search the docs for SPIFFE.");
+says("each call was signed by the orchestrator, verified by its callee, and answered with a signed receipt");
+
+console.log("3. calls refused before the tool runs; each agent's run goes on");
+await turn(orchestrator, "Delete document 7.");
+says("the server's policy denies delete_* to everyone: ERR_POLICY_DENIED, and delete_doc never ran");
+await turn(orchestrator, "Ask the researcher to look up delegation, then to delete the old draft (doc 3).");
+says("the researcher searched on behalf of the orchestrator; deleting lies outside its delegation: refused, and its model was told");
+
+console.log("4. someone on the wire between the MCP client and the server");
+tamper = (m) => {
+  const changed = structuredClone(m) as unknown as { params: { arguments: { query: string } } };
+  changed.params.arguments.query = "passwords"; // signed for "receipts", delivered as "passwords"
+  return changed as unknown as JSONRPCMessage;
+};
+await turn(orchestrator, "Search the docs for receipts.");
+tamper = undefined;
+says("the arguments no longer match what the orchestrator signed: ERR_INVOCATION_ARGS_MISMATCH, the search never ran");
+// Replay: the first MCP call's exact signed request (the first search), sent again straight onto the wire.
+ran = [];
+if (captured === undefined) {
+  console.log("   (no MCP call was made to capture, so there is nothing to replay: a real model chose otherwise)");
+} else {
+  const first = captured;
+  const replayed = await new Promise<JSONRPCMessage>((resolveReply) => {
+    const id = "replay-1";
+    const inner = onTheWire.inner;
+    const previous = inner.onmessage;
+    inner.onmessage = (m) => {
+      if ("id" in m && m.id === id) {
+        inner.onmessage = previous;
+        resolveReply(m);
+      } else previous?.(m);
+    };
+    void inner.send({ ...first, id } as JSONRPCMessage);
+  });
+  const replayCode = (replayed as { error?: { data?: { code?: string } } }).error?.data?.code;
+  const tool = (first as { params?: { name?: string } }).params?.name ?? "tools/call";
+  console.log(`   ${`the first ${tool} request, sent again`.padEnd(62)} ${replayCode ? `REFUSED  ${replayCode}` : "ALLOWED (!)"}`);
+}
+console.log(`   tools that ran: ${ran.length > 0 ? ran.join(", ") : "none"}`);
+says("a signed call is good once: its token's id was already seen");
+
+console.log("5. the orchestrator is revoked");
+const { revoked } = await client.revokeIdentity(orchestrator.identity.aztpId, "demo: the orchestrator's host was compromised");
+console.log(`   revoked: ${revoked.map(short).sort().join(", ")}   (the revocation cascades to its children)`);
+await turn(researcher, "Search the docs for revocation.");
+says("the researcher's identity fell with its parent: ERR_INVOCATION_REVOKED, refused before anything was sent");
+
+await mcp.close();
+await docs.close();
+await orchestrator.aztpGuard.flush();
+await researcher.aztpGuard.flush();
+await docs.aztpGuard.flush();
+await mcp.aztpGuard.flush();
+
+// ---------------------------------------------------------------------------------------------
+// 6. The audit trail: every side of every call, from each identity's log, each log closed first
+// (its last checkpoint signed).
+for (const l of logs) await l.log.close();
+const rows: Array<AuditEntry & { log: string }> = [];
+for (const l of logs) for (const e of await queryAuditLog(l.path, { since: startedAt })) rows.push({ ...e, log: l.name });
+// One call's sides together, the caller's first: the callee's entry is written before it answers.
+const callOf = (e: AuditEntry) => `${e.toolCallId ?? e.jti ?? e.seq}|${e.reason ?? ""}`;
+const firstTime = new Map<string, string>();
+for (const e of rows) if (!firstTime.has(callOf(e)) || e.time < firstTime.get(callOf(e))!) firstTime.set(callOf(e), e.time);
+rows.sort((a, b) => firstTime.get(callOf(a))!.localeCompare(firstTime.get(callOf(b))!) || callOf(a).localeCompare(callOf(b)) || (a.side === b.side ? 0 : a.side === "caller" ? -1 : 1));
+
+console.log("6. the audit trail of this run, across the logs: who called what, on whose behalf");
+const cols = ["log", "side", "caller", "on behalf of", "tool", "callee", "outcome"];
+const table = rows.map((e) => [
+  e.log,
+  e.side,
+  `${short(e.caller)}${e.callerVerified ? "" : " (claimed)"}`,
+  e.delegation && e.delegation.length > 0 ? e.delegation.map(short).join(" → ") : "-",
+  e.tool,
+  short(e.callee),
+  e.reason ? `denied ${e.reason}` : (e.outcome ?? e.decision),
+]);
+const widths = cols.map((c, i) => Math.max(c.length, ...table.map((r) => r[i]!.length)));
+const line = (r: string[]) => `   ${r.map((c, i) => c.padEnd(widths[i]!)).join("  ")}`.trimEnd();
+console.log(line(cols));
+console.log(line(widths.map((w) => "-".repeat(w))));
+for (const r of table) console.log(line(r));
+const delegated = rows.find((e) => e.log === "docs-server" && e.delegation && e.delegation.length > 0 && e.decision === "allow");
+if (delegated?.toolCallId) {
+  console.log(`\n   one call in every log that saw it:  npx aztp audit query ${join(home, "audit")}/*.jsonl --tool-call-id ${delegated.toolCallId}`);
+}
+
+// Every log verified: hash chain, sequence, checkpoint signatures against the authority's bundle.
+console.log("\n   every log verified (hash chain, sequence, signed checkpoints against the authority):");
+const trust = await client.trust();
+let failed = false;
+for (const l of logs) {
+  const r = await verifyAuditLog(l.path, { verifier: svidCheckpointVerifier(trust), verifierSource: `the authority in ${home}` });
+  if (!r.ok) failed = true;
+  const verdict = !r.ok
+    ? `FAILED at line ${r.firstBad?.line}: ${r.firstBad?.message}`
+    : r.entries === 0
+      ? "ok: empty (no call went out signed as the MCP client: each agent signed its own)"
+      : `ok: ${r.entries} entries, ${r.checkpoints} checkpoint${r.checkpoints === 1 ? "" : "s"}${r.signaturesChecked ? ", signatures checked" : ""}, witness ${r.witness}`;
+  console.log(`   ${l.name.padEnd(28)} ${verdict}`);
+}
+says(failed ? "a log did NOT verify" : "each side kept its own record of every call, and no entry was changed, dropped or reordered");
+
+client.close();
 process.exitCode = failed ? 1 : 0;

@@ -8,20 +8,42 @@ import { describe, it } from "node:test";
 import { ROOT, runTs, tempDir } from "./helpers/authority-util.js";
 
 const run = (t: Parameters<typeof tempDir>[0], script: string) =>
-  runTs(join(ROOT, script), [], { env: { AZTP_HOME: tempDir(t), AZTP_API_KEY: undefined, AZTP_TRUST_DOMAIN: undefined }, timeoutMs: 90_000 });
+  runTs(join(ROOT, script), [], { env: { AZTP_HOME: tempDir(t), AZTP_API_KEY: undefined, AZTP_TRUST_DOMAIN: undefined, OPENAI_API_KEY: undefined }, timeoutMs: 90_000 });
 
 describe("examples", () => {
-  it("npm start's demo: one call allowed, one denied by policy, one tampered, one replayed; the tool ran once; both audit logs verify", async (t) => {
+  it("npm start's demo: identities, allowed calls to a local tool and MCP tools, policy and delegation denials, tampered and replayed calls, the revoked orchestrator's child refused, the audit trail, every log verified", async (t) => {
     const r = await run(t, "examples/demo.ts");
     assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
     const out = r.stdout;
-    assert.match(out, /identity issued: aztp:\/\/aztp\.local\/workload\/production\/node\/my-agent/);
-    assert.match(out, /web_search \(allowed by policy\)\s+ALLOWED .*signed receipt verified/);
-    assert.match(out, /delete_index \(denied by policy\)\s+REFUSED\s+ERR_POLICY_DENIED/);
-    assert.match(out, /arguments changed\s+REFUSED\s+ERR_INVOCATION_ARGS_MISMATCH/);
-    assert.match(out, /replayed\s+REFUSED\s+ERR_INVOCATION_REPLAYED/);
-    assert.match(out, /tool runs in total: 1 /);
-    assert.equal((out.match(/ok: \d+ entries, \d+ checkpoints, signatures checked, witness checked/g) ?? []).length, 2, out);
+    const id = (name: string) => new RegExp(`aztp://aztp\\.local/workload/production/node/${name.replace(/\./g, "\\.")}\\b`);
+    for (const name of ["docs-server", "mcp-client", "orchestrator", "researcher", "orchestrator.tools.take_note"]) assert.match(out, id(name), name);
+    assert.match(out, /sub-agent\s+aztp:\S+\/researcher\s+\(parent: orchestrator\)/);
+    // Allowed: the local tool and an MCP tool, each with its callee's receipt, and the tools ran.
+    assert.match(out, /orchestrator → take_note\(.*ALLOWED\s+"noted: demo started"\s+\(receipt from orchestrator\.tools\.take_note verified\)/);
+    assert.match(out, /orchestrator → search_docs\(\{"query":"SPIFFE"\}\).*ALLOWED\s+"3 pages about SPIFFE"\s+\(receipt from docs-server verified\)/);
+    assert.match(out, /tools that ran: take_note, search_docs\n/);
+    assert.match(out, /researcher → search_docs\(\{"query":"delegation"\}\).*ALLOWED/);
+    // Refused, with the code the model is told; the refused tool never ran.
+    assert.match(out, /orchestrator → delete_doc\(\{"id":"7"\}\)\s+REFUSED\s+ERR_POLICY_DENIED\n\s+the model is told: Error \[ERR_POLICY_DENIED\]/);
+    assert.match(out, /researcher → delete_doc\(\{"id":"3"\}\)\s+REFUSED\s+ERR_DELEGATION_INVALID\n\s+the model is told: Error \[ERR_DELEGATION_INVALID\]/);
+    assert.match(out, /orchestrator → search_docs\(\{"query":"receipts"\}\)\s+REFUSED\s+ERR_INVOCATION_ARGS_MISMATCH/);
+    assert.match(out, /sent again\s+REFUSED\s+ERR_INVOCATION_REPLAYED/);
+    assert.match(out, /revoked: orchestrator, orchestrator\.tools\.take_note, researcher/);
+    assert.match(out, /researcher → search_docs\(\{"query":"revocation"\}\)\s+REFUSED\s+ERR_INVOCATION_REVOKED/);
+    assert.doesNotMatch(out, /tools that ran: .*delete_doc/);
+    assert.equal((out.match(/tools that ran: none/g) ?? []).length, 4, out);
+    // The audit trail: both sides of the delegated call, on behalf of the orchestrator.
+    assert.match(out, /researcher\s+caller\s+researcher\s+orchestrator\s+search_docs\s+docs-server\s+ok/);
+    assert.match(out, /docs-server\s+callee\s+researcher\s+orchestrator\s+search_docs\s+docs-server\s+ok/);
+    assert.match(out, /docs-server\s+callee\s+orchestrator \(claimed\)\s+-\s+search_docs\s+docs-server\s+denied ERR_INVOCATION_REPLAYED/);
+    assert.match(out, /researcher\s+caller\s+researcher\s+orchestrator\s+search_docs\s+docs-server\s+denied ERR_INVOCATION_REVOKED/);
+    assert.match(out, /--tool-call-id call_r_search_1_[0-9a-f]{6}/);
+    // Every log verifies, with signed checkpoints.
+    for (const log of ["orchestrator", "researcher", "docs-server"]) {
+      assert.match(out, new RegExp(`${log}\\s+ok: \\d+ entries, \\d+ checkpoints?, signatures checked, witness checked`), log);
+    }
+    assert.match(out, /mcp-client\s+ok: empty/);
+    assert.doesNotMatch(out, /FAILED|did NOT verify/);
   });
 
   it("MCP over stdio: the client proves the server, calls, verifies the receipt", async (t) => {
@@ -46,5 +68,56 @@ describe("examples", () => {
     assert.match(r.stdout, /proxy proved: spiffe:\/\/aztp\.local\/workload\/production\/node\/files-proxy/);
     assert.match(r.stdout, /hello from behind the proxy/);
     assert.match(r.stdout, /write_file: ERR_POLICY_DENIED/);
+  });
+  it("LangChain createSecureAgent: local tools served as <agent>.tools.<tool>, receipts, an unknown tool refused and recorded, createAgent refused by secureConnect", async (t) => {
+    const r = await run(t, "examples/langchain/agent.ts");
+    assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+    assert.match(r.stdout, /agent identity: aztp:\/\/aztp\.local\/workload\/production\/node\/assistant\n/);
+    assert.match(r.stdout, /add\s+ALLOWED\s+"5"\s+receipt from aztp:\/\/aztp\.local\/workload\/production\/node\/assistant\.tools\.add \(signed\)/);
+    assert.match(r.stdout, /weather\s+ALLOWED\s+"Lisbon: sunny, 24 °C"\s+receipt from \S+\/assistant\.tools\.weather \(signed\)/);
+    assert.match(r.stdout, /send_email REFUSED\s+ERR_TOOL_UNKNOWN/);
+    assert.match(r.stdout, /audit assistant\.jsonl: caller add ok \(tool-call id call_add\)/);
+    assert.match(r.stdout, /audit assistant\.tools\.add\.jsonl: callee add ok \(tool-call id call_add\)/);
+    assert.match(r.stdout, /audit assistant\.jsonl: caller send_email denied ERR_TOOL_UNKNOWN/);
+    assert.match(r.stdout, /secureConnect\(createAgent\(\.\.\.\)\): ERR_AGENT_UNSECURED/);
+  });
+
+  it("LangChain secureTool shared by two agents (createSecureAgent, and the middleware on createAgent): each verified by the tool; an agent outside its policy and an unsigned call refused", async (t) => {
+    const r = await run(t, "examples/langchain/secure-tool.ts");
+    assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+    assert.match(r.stdout, /support-agent\s+→ lookup_customer: ALLOWED "ACME: premium plan, 2 open tickets" \(receipt signed by \S+\/crm-tool\)/);
+    assert.match(r.stdout, /billing-agent\s+→ lookup_customer: ALLOWED .*\/crm-tool\)/);
+    assert.match(r.stdout, /intern-agent\s+→ lookup_customer: REFUSED ERR_POLICY_DENIED/);
+    assert.match(r.stdout, /\(no agent\)\s+→ lookup_customer: REFUSED ERR_INVOCATION_MISSING/);
+    assert.match(r.stdout, /the tool ran 2 times/);
+    assert.match(r.stdout, /crm-tool\.jsonl: support-agent\s+verified\s+ok\n/);
+    assert.match(r.stdout, /crm-tool\.jsonl: billing-agent\s+verified\s+ok\n/);
+    assert.match(r.stdout, /crm-tool\.jsonl: intern-agent\s+verified\s+denied ERR_POLICY_DENIED/);
+    assert.match(r.stdout, /crm-tool\.jsonl: unknown\s+unverified\s+denied ERR_INVOCATION_MISSING/);
+  });
+
+  it("LangChain MCP tools: two agents sharing one secured client each sign as themselves; SecureMultiServerMCPClient over stdio, one call found in both logs by its tool-call id", async (t) => {
+    const r = await run(t, "examples/langchain/mcp-tools.ts");
+    assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+    assert.match(r.stdout, /planner → lookup: "SVID: see chapter 3" \(receipt from kb-server verified\)/);
+    assert.match(r.stdout, /writer\s+→ lookup: "receipt: see chapter 3" \(receipt from kb-server verified\)/);
+    assert.match(r.stdout, /kb-server's log: planner called lookup \(verified\), allow/);
+    assert.match(r.stdout, /kb-server's log: writer called lookup \(verified\), allow/);
+    assert.doesNotMatch(r.stdout, /kb-server's log: shared-mcp-client/);
+    assert.match(r.stdout, /traveller → forecast: "Lisbon: sunny for 3 day\(s\)" \(receipt from weather-server verified\)/);
+    assert.match(r.stdout, /traveller\.jsonl\s+caller traveller → weather-server forecast allow ok \[call call_forecast_1\]/);
+    assert.match(r.stdout, /weather-server\.jsonl\s+callee traveller → weather-server forecast allow ok \[call call_forecast_1\]/);
+  });
+
+  it("LangChain sub-agents two levels deep: child identities, the delegation chain in every log, a call outside the grandchild's scope denied", async (t) => {
+    const r = await run(t, "examples/langchain/sub-agents.ts");
+    assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+    assert.match(r.stdout, /analyst\s+aztp:\S+\/analyst\s+\(parent: lead-agent\)/);
+    assert.match(r.stdout, /fetcher\s+aztp:\S+\/fetcher\s+\(parent: analyst\)/);
+    assert.match(r.stdout, /fetcher\.tools\.fetch_page\.jsonl\s+callee fetcher, on behalf of lead-agent → analyst: fetch_page → ok/);
+    assert.match(r.stdout, /fetcher\.jsonl\s+caller fetcher, on behalf of lead-agent → analyst: summarise → denied ERR_DELEGATION_INVALID/);
+    assert.match(r.stdout, /fetcher\.tools\.summarise\.jsonl\s+callee fetcher: summarise → denied ERR_DELEGATION_INVALID/);
+    assert.match(r.stdout, /analyst\.tools\.summarise\.jsonl\s+callee analyst, on behalf of lead-agent: summarise → ok/);
+    assert.match(r.stdout, /orchestrator's answer: The analyst summarised example\.org\./);
   });
 });

@@ -244,6 +244,17 @@ describe("the package as users get it (npm pack, installed into an empty project
     assert.doesNotMatch(installOutput, /EBADENGINE/);
   });
 
+  it("a user of MCP alone gets no LangChain: the optional peers are neither installed nor warned about", async () => {
+    for (const peer of ["langchain", "@langchain/core", "@langchain/mcp-adapters", "@langchain/openai"]) {
+      assert.ok(!existsSync(join(project, "node_modules", peer)), `${peer} was installed`);
+    }
+    assert.doesNotMatch(installOutput, /peer|ERESOLVE/i);
+    // The MCP entry points load without it; only aztp-client/langchain needs it, and says so.
+    const r = await runCommand(process.execPath, ["--input-type=module", "-e", "await import('aztp-client'); await import('aztp-client/mcp'); try { await import('aztp-client/langchain'); } catch (e) { console.log(e.code, e.message); }"], { cwd: folderInProject("no-langchain"), env: userEnv() });
+    assertRan(r, "importing without LangChain");
+    assert.match(r.stdout, /ERR_MODULE_NOT_FOUND .*'@langchain\/core|ERR_MODULE_NOT_FOUND .*'langchain/);
+  });
+
   it("the README's MCP program runs as printed and prints what the README says", async () => {
     const dir = folderInProject("mcp");
     writeFileSync(join(dir, "weather.mjs"), onlyFence("MCP: secured servers, clients and a proxy", "js"));

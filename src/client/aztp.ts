@@ -19,6 +19,7 @@ import { AztpError, ErrorCodes } from "../errors.js";
 import { generateWorkloadKey } from "../spiffe/csr.js";
 import { SpiffeId, TrustDomain } from "../spiffe/spiffeid.js";
 import { AgentIdentity } from "./identity.js";
+import { closeHomeAudits } from "./home-audit.js";
 import { Trust } from "../invocation/trust.js";
 
 export interface AztpConfig {
@@ -339,8 +340,14 @@ export class Aztp {
   }
 
   /** Stops every identity's rotation timer (they never keep the process alive anyway). */
-  close(): void {
+  /**
+   * Stops every identity's rotation timer (they never keep the process alive anyway) and closes
+   * the default audit logs of this client's home, each with a last signed checkpoint; resolves
+   * once they are closed.
+   */
+  close(): Promise<void> {
     for (const identity of this.#live.values()) identity.close();
     this.#live.clear();
+    return this.#authority === undefined ? Promise.resolve() : this.#authority.then((a) => closeHomeAudits(a.home), () => undefined);
   }
 }

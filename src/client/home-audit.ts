@@ -10,7 +10,7 @@
  * and takes the first free of `<name>.2.jsonl`, `<name>.3.jsonl`, ... instead, saying so: a
  * fixed, small set of files, each one chain with one writer at a time.
  */
-import { join } from "node:path";
+import { join, sep } from "node:path";
 import { isLockHeld } from "../audit/lock.js";
 import { AuditLog, type AuditLogOptions } from "../audit/log.js";
 import { svidCheckpointSigner } from "../invocation/checkpoint.js";
@@ -82,4 +82,21 @@ export async function auditFor(identity: AgentIdentity, option: AuditOption | un
     log.catch(() => open.delete(path));
   }
   return log;
+}
+
+/**
+ * Closes every default log opened under `home` by this process, each with a last signed
+ * checkpoint, so a short-lived process leaves its tail covered (a log checkpoints every 1000
+ * entries or 60 s otherwise). A wrapper that records after this gets ERR_AUDIT_CLOSED, and in
+ * enforce mode refuses its calls.
+ */
+export async function closeHomeAudits(home: string): Promise<void> {
+  const prefix = join(home, "audit") + sep;
+  const closing: Promise<void>[] = [];
+  for (const [path, log] of open) {
+    if (!path.startsWith(prefix)) continue;
+    open.delete(path);
+    closing.push(log.then((l) => l.close(), () => undefined));
+  }
+  await Promise.all(closing);
 }

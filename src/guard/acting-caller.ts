@@ -12,12 +12,15 @@
  * rides along; every token is still verified by its callee.
  */
 import { AsyncLocalStorage } from "node:async_hooks";
+import type { ReceiptStatus } from "../invocation/receipt.js";
 import type { CallerGuard } from "./caller.js";
 
 /** What became of a call signed in a context, for the framework to tell its model. */
 export interface ActingOutcome {
   readonly audience: string;
   readonly tool: string;
+  /** ok or error: the callee answered (the receipt says which); denied: refused, by either side. */
+  readonly status: ReceiptStatus;
   /** The receipt that came back (verified in enforce mode), if any. */
   readonly receipt?: string;
   /** The error code, when the call was refused or failed. */
@@ -34,8 +37,14 @@ export interface ActingCaller {
   readonly toolCallId?: string;
   /** A token already signed for a local callee (a secured LangChain tool), with its audience. */
   readonly local?: { readonly audience: string; readonly token: string };
-  /** Set by a secured MCP client for each call it signs here: what came of it. */
+  /**
+   * Set by a secured MCP client for each call it signs (or refuses) here: at once when it is
+   * sent (status error, no code: nothing came back yet), then what came of it. Set means that client has recorded (or will
+   * record) the call.
+   */
   outcome?: ActingOutcome;
+  /** Set by a tool loaded from a secured MCP client: the answer it gave, before any middleware inside the agent's saw it. */
+  answered?: unknown;
 }
 
 const storage = new AsyncLocalStorage<ActingCaller>();

@@ -17,7 +17,7 @@ import { peekClaims } from "../spiffe/jws.js";
 import { decideInvocation, decideToolCall, MAX_TOOL_CALL_ID_LENGTH, signerOf, verifyInvocation, type IdentityRelations, type SignerLike, type VerifiedInvocation } from "../invocation/invocation.js";
 import { createReceipt, type ReceiptStatus } from "../invocation/receipt.js";
 import { MemoryReplayCache, type ReplayCache } from "../invocation/replay.js";
-import { AuditRecorder, checkMode, type AuditWriter, type GuardMode, type UnansweredReason } from "./recorder.js";
+import { AuditRecorder, checkMode, sayIfAuditMode, type AuditWriter, type GuardMode, type UnansweredReason } from "./recorder.js";
 import type { Trust } from "../invocation/trust.js";
 import type { CompiledPolicies } from "../policy/evaluate.js";
 import type { PolicyDocument } from "../policy/policy.js";
@@ -103,6 +103,7 @@ export class CalleeGuard {
     this.#o = options;
     this.#replay = options.replay ?? new MemoryReplayCache();
     this.#audit = new AuditRecorder(options.audit, this.mode, options.onAuditError);
+    sayIfAuditMode(this.mode, this.id, "callee");
   }
 
   /** My SPIFFE ID, as tokens must address it. */

@@ -11,7 +11,7 @@ import { peekClaims } from "../spiffe/jws.js";
 import { createInvocation, MAX_TOOL_CALL_ID_LENGTH, signerOf, type InvocationClaims, type SignerLike } from "../invocation/invocation.js";
 import { verifyReceipt, type VerifiedReceipt } from "../invocation/receipt.js";
 import type { Trust } from "../invocation/trust.js";
-import { AuditRecorder, checkMode, type AuditWriter, type GuardMode, type UnansweredReason } from "./recorder.js";
+import { AuditRecorder, checkMode, sayIfAuditMode, type AuditWriter, type GuardMode, type UnansweredReason } from "./recorder.js";
 
 export interface CallerGuardOptions {
   identity: SignerLike;
@@ -52,6 +52,7 @@ export class CallerGuard {
     this.mode = checkMode(options.mode);
     this.#o = options;
     this.#audit = new AuditRecorder(options.audit, this.mode, options.onAuditError);
+    sayIfAuditMode(this.mode, this.id, "caller");
   }
 
   get id(): string {
@@ -199,7 +200,8 @@ export class CallerGuard {
       tool: prepared.tool,
       argsDigest: prepared.claims.args_sha256,
       args: prepared.args,
-      decision: error ? (this.mode === "audit" ? "audit-only" : "deny") : "allow",
+      // A receipt that says the callee refused is a refusal on this side too, as an MCP error answer is.
+      decision: error ? (this.mode === "audit" ? "audit-only" : "deny") : verified?.claims.status === "denied" ? "deny" : "allow",
       outcome: status,
       durationMs: Math.round((performance.now() - prepared.startedAt) * 1000) / 1000,
       ...(error ? { reason: error.code } : verified?.claims.code ? { reason: verified.claims.code } : reason ? { reason } : {}),

@@ -45,6 +45,17 @@ export function checkMode(mode: unknown): GuardMode {
   return mode;
 }
 
+const saidAuditMode = new Set<string>();
+/**
+ * Audit mode lets refused calls through: secure by default means that is never silent. Said
+ * once per identity and side, when its first guard is made.
+ */
+export function sayIfAuditMode(mode: GuardMode, id: string, side: string): void {
+  if (mode !== "audit" || saidAuditMode.has(`${side} ${id}`)) return;
+  saidAuditMode.add(`${side} ${id}`);
+  process.emitWarning(`aztp: ${id} runs in audit mode (${side}): calls that fail verification, policy or receipt checks are recorded and let through, not refused`, { code: "AZTP_AUDIT_MODE" });
+}
+
 export function defaultAuditError(error: unknown): void {
   process.emitWarning(`aztp: audit append failed: ${(error as Error)?.message ?? String(error)}`, { code: "AZTP_AUDIT" });
 }

@@ -23,6 +23,7 @@ import { AztpError, ErrorCodes } from "../errors.js";
 import type { CallerGuard } from "../guard/caller.js";
 import type { GuardMode } from "../guard/recorder.js";
 import { DEFAULT_DELEGATION_TTL_SECONDS, delegate, MAX_DELEGATION_CHAIN } from "../invocation/delegation.js";
+import { MAX_INVOCATION_LIFETIME_SECONDS } from "../invocation/invocation.js";
 import { peekClaims } from "../spiffe/jws.js";
 import { isMcpTool, mcpServerOf } from "./mcp-mark.js";
 import { createSecureMiddleware, type DelegationSource } from "./middleware.js";
@@ -39,6 +40,8 @@ export interface SecureAgentOptions {
   client: Aztp;
   /** The agent's identity name (`aztp://<td>/workload/<env>/<method>/<name>`). */
   name: string;
+  /** An identity you already hold for this agent (from `client.secureConnect`); default: issued now under `name`. */
+  identity?: AgentIdentity;
   tools?: readonly SecureAgentTool[];
   mode?: GuardMode;
   /** Where the agent's calls (and its served tools') are recorded. Default: its home's `audit/<name>.jsonl`; `false`: none (said at start). */
@@ -58,13 +61,16 @@ export type SecureReactAgent = SecuredAgent<Agent> & SecuredAgentExtras;
 
 const SPEC = Symbol.for("aztp.subAgent");
 
+/** The shortest delegation link a sub-agent may be given: it is renewed a minute before it lapses. */
+const MIN_SUB_AGENT_TTL_SECONDS = 60;
+
 /** The narrowest delegation a sub-agent gets by default is what its tools need; this overrides it. */
 export interface SubAgentScope {
   /** Tool name patterns the child may call. Default: the names of its tools (and its sub-agents' tools). */
   tools?: string[];
   /** Callee ID patterns the child may call. Default: the IDs its tools are served under or on. */
   servers?: string[];
-  /** How long each delegation link lives before it is renewed. Default 3600 s. */
+  /** How long each delegation link lives before it is renewed. Default 3600 s; at least 60. */
   ttlSeconds?: number;
 }
 
@@ -85,6 +91,11 @@ export function subAgent(spec: { name: string; description: string; scope?: SubA
   const { name, description, scope, ...params } = spec;
   if (typeof name !== "string" || name.length === 0) throw new AztpError(ErrorCodes.INVALID_ARGUMENT, "subAgent needs a name");
   if (typeof description !== "string") throw new AztpError(ErrorCodes.INVALID_ARGUMENT, "subAgent needs a description (the orchestrator's model reads it)");
+  const ttl = scope?.ttlSeconds;
+  if (ttl !== undefined && !(typeof ttl === "number" && ttl >= MIN_SUB_AGENT_TTL_SECONDS)) {
+    // A shorter link would be outlived by the tokens signed under it (every call refused).
+    throw new AztpError(ErrorCodes.INVALID_ARGUMENT, `subAgent scope.ttlSeconds must be at least ${MIN_SUB_AGENT_TTL_SECONDS}: a link is renewed a minute before it lapses, and must outlive each call's token (up to ${MAX_INVOCATION_LIFETIME_SECONDS} s)`);
+  }
   return { [SPEC]: true, name, description, params, scope };
 }
 
@@ -129,7 +140,11 @@ function sign(node: Node, parent: { identity: AgentIdentity; delegation: Delegat
       const above = parent.delegation.chain() ?? NO_CHAIN;
       // Renewed a minute before it lapses, or when the parent's own link was renewed.
       if (chain === undefined || parentChain !== above || lastLinkExp(chain) - Date.now() / 1000 < 60) {
-        chain = delegate(parent.identity, node.identity.aztpId, scope, above);
+        // A link may not outlive the one above it (verifiers refuse the chain): one signed a
+        // second or more after its parent's would, with the same TTL. So it is capped at what
+        // remains of the parent's link, less a second for the clock to tick before it is signed.
+        const remaining = above.length > 0 ? lastLinkExp(above) - Math.floor(Date.now() / 1000) - 1 : Infinity;
+        chain = delegate(parent.identity, node.identity.aztpId, { ...scope, ttlSeconds: Math.min(scope.ttlSeconds, remaining) }, above);
         parentChain = above;
       }
       return chain;
@@ -147,11 +162,12 @@ interface Built {
 }
 
 async function build(params: SecureAgentParams, parentId: string | undefined, level: number): Promise<Built> {
-  const { client, name, tools = [], mode, audit, middleware = [], ...rest } = params;
+  const { client, name, identity: given, tools = [], mode, audit, middleware = [], ...rest } = params;
   if (level >= MAX_DELEGATION_CHAIN) throw new AztpError(ErrorCodes.INVALID_ARGUMENT, `sub-agents nest at most ${MAX_DELEGATION_CHAIN - 1} levels deep`);
   if (client === undefined || typeof client.secureConnect !== "function") throw new AztpError(ErrorCodes.INVALID_ARGUMENT, "createSecureAgent needs { client } (from aztp.initialize())");
   if (!Array.isArray(tools)) throw new AztpError(ErrorCodes.INVALID_ARGUMENT, "tools must be an array");
-  const { identity } = await client.secureConnect({}, name, parentId !== undefined ? { parentIdentity: parentId } : {});
+  if (given !== undefined && given.name !== name) throw new AztpError(ErrorCodes.INVALID_ARGUMENT, `the identity given is ${given.aztpId}, not one named ${JSON.stringify(name)}`);
+  const identity = given ?? (await client.secureConnect({}, name, parentId !== undefined ? { parentIdentity: parentId } : {})).identity;
   const node: Node = { identity, needs: { tools: new Set(), servers: new Set() }, explicit: undefined, children: [], delegation: ROOT };
   // The delegation is read per call, so the middleware can exist before it is signed.
   const delegation: DelegationSource = { chain: () => node.delegation.chain() };

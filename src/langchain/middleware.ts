@@ -27,8 +27,9 @@ import { AztpError, ErrorCodes, type ErrorCode } from "../errors.js";
 import { actAs, type ActingCaller } from "../guard/acting-caller.js";
 import { CallerGuard, type PreparedCall } from "../guard/caller.js";
 import type { GuardMode } from "../guard/recorder.js";
+import { canonicalDigest } from "../invocation/canonical.js";
 import type { Trust } from "../invocation/trust.js";
-import { isMcpTool } from "./mcp-mark.js";
+import { isMcpTool, mcpServerOf } from "./mcp-mark.js";
 import { isSecuredTool, receiptOf, RECEIPT_ARTIFACT, refusalText, secureTool, withReceipt, type ReceiptArtifact, type SecuredTool } from "./tool.js";
 
 /** How a tool that has no identity of its own is named when the middleware serves it under one. */
@@ -84,6 +85,17 @@ function asError(e: unknown, code: ErrorCode): AztpError {
 }
 
 const KNOWN_CODES = new Set<string>(Object.values(ErrorCodes));
+
+/** Whether `shown` is the answer a tool gave (`given`): the same content and status. */
+function sameAnswer(given: unknown, shown: ToolMessage): boolean {
+  if (given === shown) return true;
+  if (!ToolMessage.isInstance(given) || (given.status ?? "success") !== (shown.status ?? "success")) return false;
+  try {
+    return canonicalDigest(given.content, "content") === canonicalDigest(shown.content, "content");
+  } catch {
+    return false;
+  }
+}
 
 export async function createSecureMiddleware(options: SecureMiddlewareOptions): Promise<SecureMiddleware> {
   const { identity, client } = options;
@@ -169,7 +181,7 @@ export async function createSecureMiddleware(options: SecureMiddlewareOptions): 
   };
 
   /** An MCP tool: the secured MCP client signs as this agent from the context and checks the receipt. */
-  const callMcp = async (call: ToolCall, run: () => Promise<unknown>): Promise<ToolMessage> => {
+  const callMcp = async (call: ToolCall, server: string | undefined, run: () => Promise<unknown>): Promise<ToolMessage> => {
     const chain = delegation?.chain();
     const acting: ActingCaller = { guard, toolCallId: call.id ?? "", ...(chain && chain.length > 0 ? { delegation: chain } : {}) };
     let answer: unknown;
@@ -181,10 +193,15 @@ export async function createSecureMiddleware(options: SecureMiddlewareOptions): 
     }
     const outcome = acting.outcome;
     if (outcome === undefined) {
-      // Nothing was signed for this call (the tool failed before sending, or its client is not a
-      // secured one): it is still recorded, as refused, and its answer is not used.
-      const error = new AztpError(ErrorCodes.TOOL_UNSECURED, `the MCP tool ${call.name} sent no signed call${thrown !== undefined ? `: ${(thrown as Error)?.message ?? String(thrown)}` : " (its client is not a secured MCP client)"}`);
-      return refusal(call, "unknown", await guard.refuse({ tool: call.name, args: call.args, ...(call.id ? { toolCallId: call.id } : {}) }, error));
+      // Nothing was signed for this call: it is still recorded, as refused, and its answer is not
+      // used. A tool that threw failed before sending (arguments its schema refuses, a closed
+      // connection): ERR_TOOL_FAILED, as a local tool's would be. One that answered with nothing
+      // signed went through a client that is not a secured one: ERR_TOOL_UNSECURED.
+      const error =
+        thrown !== undefined
+          ? new AztpError(ErrorCodes.TOOL_FAILED, `the MCP tool ${call.name} failed before sending its call: ${(thrown as Error)?.message ?? String(thrown)}`)
+          : new AztpError(ErrorCodes.TOOL_UNSECURED, `the MCP tool ${call.name} sent no signed call (its client is not a secured MCP client)`);
+      return refusal(call, server ?? "unknown", await guard.refuse({ ...(server !== undefined ? { audience: server } : {}), tool: call.name, args: call.args, ...(call.id ? { toolCallId: call.id } : {}) }, error));
     }
     const entry = (status: ReceiptArtifact["status"], code?: string): ReceiptArtifact => ({
       type: RECEIPT_ARTIFACT,
@@ -196,9 +213,17 @@ export async function createSecureMiddleware(options: SecureMiddlewareOptions): 
     if (thrown !== undefined || !ToolMessage.isInstance(answer)) {
       const code = outcome.code ?? ErrorCodes.TOOL_FAILED;
       const text = thrown !== undefined ? ((thrown as Error)?.message ?? String(thrown)) : `the MCP tool ${call.name} gave no ToolMessage`;
-      return toolMessage(call, refusalText(code, outcome.message ?? text), entry(outcome.receipt !== undefined && outcome.code === undefined ? "error" : "denied", code));
+      return toolMessage(call, refusalText(code, outcome.message ?? text), entry(outcome.status === "ok" ? "error" : outcome.status, code));
     }
-    return toolMessage(call, answer.content, entry(answer.status === "error" ? "error" : "ok", outcome.code), answer.artifact);
+    if (guard.mode === "enforce" && !sameAnswer(acting.answered, answer)) {
+      // The server's receipt was checked against its result, which the tool turned into the
+      // answer it gave; this is not that answer (a middleware inside this one changed it).
+      // (In audit mode the answer stands, as it does after any failed check there.)
+      const error = new AztpError(ErrorCodes.RECEIPT_MISMATCH, `the answer of the MCP tool ${call.name} is not the one the tool gave (changed on its way back by a middleware inside the secure one?): its receipt does not cover it`);
+      const recorded = await guard.refuse({ audience: outcome.audience, tool: call.name, args: call.args, ...(call.id ? { toolCallId: call.id } : {}) }, error);
+      return refusal(call, outcome.audience, recorded);
+    }
+    return toolMessage(call, answer.content, entry(answer.status === "error" ? "error" : outcome.status, outcome.code), answer.artifact);
   };
 
   const middleware = createMiddleware({
@@ -212,7 +237,7 @@ export async function createSecureMiddleware(options: SecureMiddlewareOptions): 
         return refusal(call, "unknown", await guard.refuse({ tool: call.name, args: call.args, ...(call.id ? { toolCallId: call.id } : {}) }, error));
       }
       if (isSecuredTool(tool)) return callLocal(call, tool, async () => handler(request));
-      if (isMcpTool(tool)) return callMcp(call, async () => handler(request));
+      if (isMcpTool(tool)) return callMcp(call, mcpServerOf(tool), async () => handler(request));
       let securedTool: SecuredTool;
       try {
         securedTool = await serve(tool);

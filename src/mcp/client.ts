@@ -18,6 +18,7 @@ import { CallerGuard, type PreparedCall } from "../guard/caller.js";
 import { Unanswered, type UnansweredReason } from "../guard/recorder.js";
 import { actingCaller, type ActingCaller } from "../guard/acting-caller.js";
 import { verifyPossessionProofSigner } from "../invocation/proof.js";
+import type { ReceiptStatus } from "../invocation/receipt.js";
 import type { Trust } from "../invocation/trust.js";
 import type { Authorizer } from "../spiffe/authorizer.js";
 import { SpiffeId } from "../spiffe/spiffeid.js";
@@ -151,14 +152,14 @@ export function clientHooks(
   const callAnswer = async (id: RequestId, call: SignedCall, message: JSONRPCResultResponse | JSONRPCErrorResponse): Promise<JSONRPCMessage> => {
     const { prepared, guard, acting } = call;
     const what = `the call of ${prepared.tool}`;
-    const tell = (code: string | undefined, receipt: unknown, message?: string): void => {
+    const tell = (status: ReceiptStatus, code: string | undefined, receipt: unknown, message?: string): void => {
       if (acting !== undefined) {
-        acting.outcome = { audience: prepared.audience, tool: prepared.tool, ...(typeof receipt === "string" ? { receipt } : {}), ...(code !== undefined ? { code } : {}), ...(message !== undefined ? { message } : {}) };
+        acting.outcome = { audience: prepared.audience, tool: prepared.tool, status, ...(typeof receipt === "string" ? { receipt } : {}), ...(code !== undefined ? { code } : {}), ...(message !== undefined ? { message } : {}) };
       }
     };
     const failed = async (error: AztpError, answer: JSONRPCMessage): Promise<JSONRPCMessage> => {
       const unrecorded = await guard.fail(prepared, error);
-      tell((unrecorded ?? error).code, undefined, (unrecorded ?? error).message);
+      tell("denied", (unrecorded ?? error).code, undefined, (unrecorded ?? error).message);
       return unrecorded !== undefined ? errorResponse(id, unrecorded) : answer;
     };
     if (answerKind(message) === "ambiguous") {
@@ -178,13 +179,13 @@ export function clientHooks(
     try {
       const verified = await guard.settle(prepared, { result: resultForDigest(result), receipt: meta[RECEIPT_META_KEY], isError: result.isError === true });
       if (verified !== undefined) binding.serial = verified.serial;
-      tell(verified?.claims.code, meta[RECEIPT_META_KEY]);
+      tell(verified?.claims.status ?? (result.isError === true ? "error" : "ok"), verified?.claims.code, meta[RECEIPT_META_KEY]);
       // An agent's call: the agent holds the receipt now (acting.outcome). Left in the result it
       // would reach the model, since the MCP adapters copy a result's _meta into its content.
       if (acting !== undefined) return withoutReceipt(answer);
     } catch (e) {
       const error = e instanceof AztpError ? e : new AztpError(ErrorCodes.RECEIPT_INVALID, String(e));
-      tell(error.code, undefined, error.message);
+      tell("denied", error.code, undefined, error.message);
       return errorResponse(id, error);
     }
     return answer;
@@ -212,10 +213,13 @@ export function clientHooks(
       const guard = acting?.guard ?? ownGuard;
       if (binding.serverId === undefined) {
         if (isList || guard.mode === "audit") return message; // nothing to address a token to
-        throw await guard.refuse(
+        const refused = await guard.refuse(
           { tool: params.name as string, args: argumentsOf(params), ...(acting?.toolCallId !== undefined ? { toolCallId: acting.toolCallId } : {}) },
           new AztpError(ErrorCodes.INVOCATION_AUDIENCE, "the server has not proven an AZTP identity, so there is no audience to sign for: connect to a secured server, or pass serverId"),
         );
+        // Recorded here: the agent's middleware must not record it again as never signed.
+        if (acting !== undefined) acting.outcome = { audience: "unknown", tool: params.name as string, status: "denied", code: refused.code, message: refused.message };
+        throw refused;
       }
       const audience = binding.serverId.toString();
       // A call is refused before it leaves when the log cannot record it, or when the server has
@@ -231,11 +235,15 @@ export function clientHooks(
           ? await guard.prepare({ audience, tool: params.name as string, args: argumentsOf(params), ...alongside, ...(binding.serial !== undefined ? { calleeSerial: binding.serial } : {}) })
           : guard.sign({ audience, tool: "tools/list", args: {}, ...(acting?.delegation !== undefined ? { delegation: acting.delegation } : {}) });
       } catch (e) {
-        if (isCall && acting !== undefined && e instanceof AztpError) acting.outcome = { audience, tool: params.name as string, code: e.code, message: e.message };
+        if (isCall && acting !== undefined && e instanceof AztpError) acting.outcome = { audience, tool: params.name as string, status: "denied", code: e.code, message: e.message };
         throw e;
       }
       if (isCall) {
         calls.set(message.id, { prepared, guard, acting });
+        // Signed and on its way: this client records what comes of it (an answer, a cancel, a
+        // closed connection), so the agent's middleware must not record it as never signed. An
+        // error until its answer says otherwise (none may come).
+        if (acting !== undefined) acting.outcome = { audience, tool: prepared.tool, status: "error" };
         // The 2.x SDK cancels a call on a per-request stream (MCP 2026-07-28 over HTTP) by
         // aborting its HTTP request, with no notifications/cancelled for this hook to see.
         const signal = (sendOptions as { requestSignal?: AbortSignal } | undefined)?.requestSignal;
