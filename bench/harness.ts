@@ -61,3 +61,24 @@ export async function pairedMedianMicros(a: () => unknown, b: () => unknown, sam
   tb.sort();
   return [ta[Math.floor(samples / 2)] ?? 0, tb[Math.floor(samples / 2)] ?? 0];
 }
+
+/**
+ * Medians (µs) of each of `fns`, timed call for call in turn (a, b, c, a, b, c, ...), after
+ * `warmup` of each: pairedMedianMicros for more than two variants, so each is compared with
+ * the others under the same load.
+ */
+export async function interleavedMedianMicros(fns: ReadonlyArray<() => unknown>, samples = 1000, warmup = 100): Promise<number[]> {
+  for (let i = 0; i < warmup; i++) for (const fn of fns) await fn();
+  const times = fns.map(() => new Float64Array(samples));
+  for (let i = 0; i < samples; i++) {
+    for (let k = 0; k < fns.length; k++) {
+      const t = performance.now();
+      await fns[k]!();
+      times[k]![i] = (performance.now() - t) * 1000;
+    }
+  }
+  return times.map((t) => {
+    t.sort();
+    return t[Math.floor(samples / 2)] ?? 0;
+  });
+}
