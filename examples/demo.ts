@@ -327,5 +327,5 @@ for (const l of logs) {
 }
 says(failed ? "a log did NOT verify" : "each side kept its own record of every call, and no entry was changed, dropped or reordered");
 
-client.close();
+await client.close();
 process.exitCode = failed ? 1 : 0;

@@ -33,8 +33,8 @@ describe("aztp audit on the demo's log", () => {
     const home = tempDir(t);
     const demo = await runTs(join(ROOT, "examples/demo.ts"), [], { env: { AZTP_HOME: home, AZTP_API_KEY: undefined, AZTP_TRUST_DOMAIN: undefined }, timeoutMs: 300_000 });
     assert.equal(demo.code, 0, `${demo.stdout}\n${demo.stderr}`);
-    const server = join(home, "audit", "search-server.jsonl");
-    const agent = "aztp://aztp.local/workload/production/node/research-agent";
+    const server = join(home, "audit", "docs-server.jsonl");
+    const agent = "aztp://aztp.local/workload/production/node/orchestrator";
     const [denied, verifiedOnly, stats, human] = await Promise.all([
       aztpCli(home, ["audit", "query", server, "--caller", agent, "--decision", "deny"]),
       aztpCli(home, ["audit", "query", server, "--caller", agent, "--decision", "deny", "--verified-only"]),
@@ -45,24 +45,27 @@ describe("aztp audit on the demo's log", () => {
     assert.deepEqual(
       (denied.json as EntryJson[]).map((e) => [e.tool, e.reason, e.callerVerified]),
       [
-        ["delete_index", "ERR_POLICY_DENIED", true],
-        ["web_search", "ERR_INVOCATION_ARGS_MISMATCH", false],
-        ["web_search", "ERR_INVOCATION_REPLAYED", false],
+        ["delete_doc", "ERR_POLICY_DENIED", true],
+        ["search_docs", "ERR_INVOCATION_ARGS_MISMATCH", false],
+        ["search_docs", "ERR_INVOCATION_REPLAYED", false],
       ],
     );
-    for (const e of denied.json as EntryJson[]) assert.equal(e.caller, "spiffe://aztp.local/workload/production/node/research-agent", "the ID, without a prefix");
+    for (const e of denied.json as EntryJson[]) assert.equal(e.caller, "spiffe://aztp.local/workload/production/node/orchestrator", "the ID, without a prefix");
     assertExit(verifiedOnly, 0, "query --verified-only");
-    assert.deepEqual((verifiedOnly.json as EntryJson[]).map((e) => e.tool), ["delete_index"]);
+    assert.deepEqual((verifiedOnly.json as EntryJson[]).map((e) => e.tool), ["delete_doc"]);
     assertExit(stats, 0, "stats");
-    assert.deepEqual(stats.json.callers, { verified: 2, claimed: 2 });
+    assert.deepEqual(stats.json.callers, { verified: 3, claimed: 3 });
     const rows = (stats.json.calls as { caller: string; callerVerified: boolean; tool: string; total: number }[]).map((c) => [c.tool, c.callerVerified, c.total]);
+    // The orchestrator's and the researcher's calls; the refused tokens' callers only claimed.
     assert.deepEqual(rows.sort(), [
-      ["delete_index", true, 1],
-      ["web_search", false, 2],
-      ["web_search", true, 1],
+      ["delete_doc", false, 1],
+      ["delete_doc", true, 1],
+      ["search_docs", false, 2],
+      ["search_docs", true, 1],
+      ["search_docs", true, 1],
     ]);
     assertExit(human, 0, "query (for people)");
-    assert.equal((human.stdout.match(/research-agent \(claimed, not verified\)/g) ?? []).length, 2, human.stdout);
+    assert.equal((human.stdout.match(/orchestrator \(claimed, not verified\)/g) ?? []).length, 2, human.stdout);
   });
 });
 

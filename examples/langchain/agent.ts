@@ -63,4 +63,4 @@ try {
 } catch (e) {
   console.log(`secureConnect(createAgent(...)): ${(e as { code?: string }).code}`);
 }
-client.close();
+await client.close();

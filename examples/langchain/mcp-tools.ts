@@ -81,4 +81,4 @@ for (const name of ["traveller", "weather-server"]) {
     console.log(`   ${`${name}.jsonl`.padEnd(20)} ${e.side} ${short(e.caller)} → ${short(e.callee)} ${e.tool} ${e.decision} ${e.outcome ?? ""} [call ${e.toolCallId}]`);
   }
 }
-client.close();
+await client.close();

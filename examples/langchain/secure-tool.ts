@@ -75,4 +75,4 @@ console.log(`\nthe tool ran ${runs} times (the two allowed calls only)\n`);
 for (const e of await queryAuditLog(join(crm.identity.home, "audit", "crm-tool.jsonl"), { since: startedAt })) {
   console.log(`crm-tool.jsonl: ${e.caller.slice(e.caller.lastIndexOf("/") + 1).padEnd(14)} ${e.callerVerified ? "verified" : "unverified"}  ${e.reason ? `denied ${e.reason}` : e.outcome}`);
 }
-client.close();
+await client.close();

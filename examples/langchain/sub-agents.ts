@@ -77,4 +77,4 @@ for (const name of logs) {
     console.log(`${`${name}.jsonl`.padEnd(31)} ${e.side.padEnd(6)} ${short(e.caller)}${behalf}: ${e.tool} → ${verdict}`);
   }
 }
-client.close();
+await client.close();

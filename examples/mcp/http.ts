@@ -44,4 +44,4 @@ try {
 await plain.close();
 await mcp.close();
 await http.close();
-client.close();
+await client.close();

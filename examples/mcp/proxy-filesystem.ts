@@ -49,4 +49,4 @@ try {
   console.log("write_file:", (e as { data?: { code?: string } }).data?.code);
 }
 await mcp.close();
-client.close();
+await client.close();

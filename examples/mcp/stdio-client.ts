@@ -22,4 +22,4 @@ const result = await mcp.callTool({ name: "forecast", arguments: { city: "Lisbon
 console.log("result:", JSON.stringify(result.content));
 console.log("receipt verified:", typeof result._meta?.["io.aztp/receipt"] === "string");
 await mcp.close();
-client.close();
+await client.close();

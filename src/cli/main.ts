@@ -535,14 +535,6 @@ export function buildProgram(): Command {
         ...(o.filterTools ? { filterToolsByPolicy: true } : {}),
         ...(o.allowedHost ? { allowedHosts: [...defaultAllowedHosts(o.listen), ...o.allowedHost.map((h) => h.toLowerCase())] } : {}),
       });
-      // stdout belongs to MCP in stdio mode: everything for people goes to stderr.
-      process.stderr.write(`aztp mcp proxy ${proxy.identity.aztpId} (${o.mode}) ${proxy.url ? `listening on ${proxy.url.href}` : "on stdio"}\n`);
-      // Said at start, so nobody runs a proxy believing its calls are on record when they are not.
-      process.stderr.write(
-        proxy.audit
-          ? `aztp mcp proxy: audit log ${proxy.audit.path}\naztp mcp proxy: each answer waits for its audit entry (--audit-durability ${o.auditDurability})\n`
-          : "aztp mcp proxy: no audit log (--no-audit): calls are not recorded\n",
-      );
       // SIGINT and SIGTERM stop the proxy and its upstream; a stop asked for exits 0. Nothing
       // may keep the process once told to stop: a second signal has its default effect (the
       // listener is gone), and a stop still running after 10 s (an upstream that ignores both
@@ -555,15 +547,25 @@ export function buildProgram(): Command {
         }, 10_000).unref();
         void proxy.close();
       };
+      // Listening before the start is announced: whoever waits for the announcement to stop us
+      // must find the stop handled, not the default of a signal that kills.
       process.once("SIGINT", onSignal);
       process.once("SIGTERM", onSignal);
+      // stdout belongs to MCP in stdio mode: everything for people goes to stderr.
+      process.stderr.write(`aztp mcp proxy ${proxy.identity.aztpId} (${o.mode}) ${proxy.url ? `listening on ${proxy.url.href}` : "on stdio"}\n`);
+      // Said at start, so nobody runs a proxy believing its calls are on record when they are not.
+      process.stderr.write(
+        proxy.audit
+          ? `aztp mcp proxy: audit log ${proxy.audit.path}\naztp mcp proxy: each answer waits for its audit entry (--audit-durability ${o.auditDurability})\n`
+          : "aztp mcp proxy: no audit log (--no-audit): calls are not recorded\n",
+      );
       // An upstream that exits while the client is still there (at start: a missing folder, a
       // bad command) ends the proxy with its failure: said, with what it printed, and exit 1.
       const failure = await proxy.closed;
       process.off("SIGINT", onSignal);
       process.off("SIGTERM", onSignal);
       await proxy.audit?.close?.().catch(() => undefined);
-      client.close();
+      await client.close();
       if (failure) throw failure;
     });
 
