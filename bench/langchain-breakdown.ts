@@ -28,8 +28,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { createRequire, syncBuiltinESMExports } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { AIMessage, HumanMessage } from "@langchain/core/messages";
-import { fakeModel } from "@langchain/core/testing";
+import { HumanMessage } from "@langchain/core/messages";
 import { tool, type StructuredToolInterface } from "@langchain/core/tools";
 import { createAgent } from "langchain";
 import { z } from "zod";
@@ -41,6 +40,7 @@ import { Trust } from "../src/invocation/trust.js";
 import { createSecureAgent } from "../src/langchain/index.js";
 import { interleavedMedianMicros, medianMicros } from "./harness.js";
 import { median } from "./helpers/mcp-http-process.js";
+import { scriptedModel } from "./helpers/scripted-model.js";
 
 const CALLS = 20;
 const ROUNDS = 7;
@@ -99,23 +99,7 @@ nodeCrypto.sign = (...a: unknown[]) => (mode.stubSignatures ? fixedSignature : r
 nodeCrypto.verify = (...a: unknown[]) => (mode.stubSignatures ? true : realVerify(...a));
 syncBuiltinESMExports();
 
-let runs = 0;
-function scripted(): { model: ReturnType<typeof fakeModel>; rewind: () => void } {
-  const model = fakeModel();
-  for (let s = 0; s < CALLS; s++) {
-    model.respond(() => new AIMessage({ content: "", tool_calls: [{ name: "search", args: ARGS, id: `call_${runs}_${s}`, type: "tool_call" }] }));
-  }
-  model.respond(new AIMessage("done"));
-  const state = (model as unknown as { _state: { callIndex: number; calls: unknown[] } })._state;
-  return {
-    model,
-    rewind: () => {
-      runs++;
-      state.callIndex = 0;
-      state.calls.length = 0;
-    },
-  };
-}
+const scripted = (): ReturnType<typeof scriptedModel> => scriptedModel("search", CALLS, 1, ARGS);
 
 function searchTool(extra?: () => void): StructuredToolInterface {
   return tool(

@@ -31,8 +31,7 @@ import { createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify } 
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { AIMessage, HumanMessage } from "@langchain/core/messages";
-import { FakeBuiltModel, fakeModel } from "@langchain/core/testing";
+import { HumanMessage } from "@langchain/core/messages";
 import { tool, type StructuredToolInterface } from "@langchain/core/tools";
 import { loadMcpTools as loadAdapterTools } from "@langchain/mcp-adapters";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
@@ -47,38 +46,13 @@ import { loadMcpTools } from "../src/langchain/mcp.js";
 import { secureMcpClient, secureMcpServer } from "../src/mcp/index.js";
 import { interleavedMedianMicros, medianMicros, round, type Figures } from "./harness.js";
 import { median } from "./helpers/mcp-http-process.js";
+import { scriptedModel } from "./helpers/scripted-model.js";
 
 const CALLS = 20;
 const ROUNDS = 7;
 const SAMPLES = 12;
 const ARGS = { query: "quarterly revenue by region", limit: 10 };
 
-let runs = 0;
-
-/**
- * A fakeModel that can be rewound: `steps` model turns of `perStep` calls to `toolName` each,
- * then a final answer. Each turn is a factory, so each run's tool-call ids are new.
- */
-function scriptedModel(toolName: string, steps: number, perStep: number): { model: FakeBuiltModel; rewind: () => void } {
-  const model = fakeModel();
-  for (let s = 0; s < steps; s++) {
-    model.respond(() => {
-      const run = runs;
-      return new AIMessage({ content: "", tool_calls: Array.from({ length: perStep }, (_, i) => ({ name: toolName, args: ARGS, id: `call_${run}_${s}_${i}`, type: "tool_call" as const })) });
-    });
-  }
-  model.respond(new AIMessage("done"));
-  // bindTools shares this state object with every bound copy, so rewinding it rewinds them all.
-  const state = (model as unknown as { _state: { callIndex: number; calls: unknown[] } })._state;
-  return {
-    model,
-    rewind: () => {
-      runs++;
-      state.callIndex = 0;
-      state.calls.length = 0;
-    },
-  };
-}
 
 function searchTool(): StructuredToolInterface {
   return tool(async ({ query, limit }) => `${limit} results for ${query}`, {
@@ -157,9 +131,9 @@ export default async function langchainBench(): Promise<Figures> {
 
     // Local tools: 20 steps of one call, and one step of 20 calls.
     const local = async (tag: string, steps: number, perStep: number) => {
-      const plainScript = scriptedModel("search", steps, perStep);
-      const securedScript = scriptedModel("search", steps, perStep);
-      const bareScript = scriptedModel("search", steps, perStep);
+      const plainScript = scriptedModel("search", steps, perStep, ARGS);
+      const securedScript = scriptedModel("search", steps, perStep, ARGS);
+      const bareScript = scriptedModel("search", steps, perStep, ARGS);
       const plain = createAgent({ model: plainScript.model, tools: [searchTool()] });
       const secured = await createSecureAgent({ client: aztp, name: `lc-${tag}`, model: securedScript.model, tools: [searchTool()] });
       const bare = await createSecureAgent({ client: aztp, name: `lc-${tag}-no-audit`, model: bareScript.model, tools: [searchTool()], audit: false });
@@ -184,16 +158,16 @@ export default async function langchainBench(): Promise<Figures> {
       await (await secureMcpServer(toolServer(), { identity: serverIdentity, trust, ...(audit === false ? { audit } : {}) })).connect(st);
       await c.connect(ct);
       closers.push(() => c.close());
-      const script = scriptedModel("search", CALLS, 1);
+      const script = scriptedModel("search", CALLS, 1, ARGS);
       const agent = await createSecureAgent({ client: aztp, name: `lc-mcp-${tag}`, model: script.model, tools: await loadMcpTools("bench", c), ...(audit === false ? { audit } : {}) });
       return runner(agent as unknown as Invocable, script.rewind, expectCalls);
     };
-    const mcpPlainScript = scriptedModel("search", CALLS, 1);
+    const mcpPlainScript = scriptedModel("search", CALLS, 1, ARGS);
     const mcpPlain = runner(createAgent({ model: mcpPlainScript.model, tools: await loadAdapterTools("bench", mcpPlainClient) }) as unknown as Invocable, mcpPlainScript.rewind, expectCalls);
     const mcpSecuredRun = await mcpSecured("audited", undefined);
     const mcpBare = await mcpSecured("no-audit", false);
 
-    const floorScript = scriptedModel("search", CALLS, 1);
+    const floorScript = scriptedModel("search", CALLS, 1, ARGS);
     const floor = runner(createAgent({ model: floorScript.model, tools: [rawPairsTool(pair)] }) as unknown as Invocable, floorScript.rewind, expectCalls);
 
     // Warm-up: every variant runs (and is checked) before anything is timed.

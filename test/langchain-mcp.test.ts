@@ -7,69 +7,22 @@
  * sign as themselves; the receipt reaches the agent, never the model.
  */
 import assert from "node:assert/strict";
-import { describe, it, type TestContext } from "node:test";
+import { describe, it } from "node:test";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { getDefaultEnvironment } from "@modelcontextprotocol/sdk/client/stdio.js";
-import { InMemoryTransport } from "@modelcontextprotocol/sdk/inMemory.js";
-import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { ToolMessage } from "@langchain/core/messages";
 import { AIMessage, createMiddleware, fakeModel } from "langchain";
-import { z } from "zod";
 import type { AuditEntry } from "../src/audit/entry.js";
-import type { Aztp } from "../src/client/aztp.js";
 import { canonicalDigest } from "../src/invocation/canonical.js";
 import { createSecureAgent, isMcpTool, mcpServerOf, receiptOf } from "../src/langchain/index.js";
 import { loadMcpTools, SecureMultiServerMCPClient } from "../src/langchain/mcp.js";
-import { secureMcpClient, secureMcpServer } from "../src/mcp/index.js";
 import type { PolicyDocument } from "../src/policy/policy.js";
 import { assertExit, aztpCli, rejectsWithCode, ROOT } from "./helpers/authority-util.js";
 import { answerTo, assertReceipted, assertRefused, auditOf, aztpIdOf, forCall, logOf, oneFor, pollFor, shownTo, spiffeOf, textOf } from "./helpers/langchain-util.js";
 import { fixture, STDIO_SERVER } from "./helpers/mcp-util.js";
+import { docs } from "./helpers/langchain-docs.js";
 
 const ask = (content: string) => ({ messages: [{ role: "user", content }] });
-
-interface Docs {
-  readonly runs: { search: string[]; delete_doc: string[]; slow: string[]; fails: string[] };
-  readonly server: Awaited<ReturnType<typeof secureMcpServer<McpServer>>>;
-  readonly client: Awaited<ReturnType<typeof secureMcpClient<Client>>>;
-  flush(): Promise<void>;
-}
-
-/** A secured in-memory docs server (`search`, `delete_doc`, `fails`, `slow`) named docs-server, and a secured MCP client (mcp-client) connected to it. */
-async function docs(t: TestContext, aztp: Aztp, policy?: PolicyDocument[]): Promise<Docs> {
-  const runs = { search: [] as string[], delete_doc: [] as string[], slow: [] as string[], fails: [] as string[] };
-  const server = new McpServer({ name: "docs", version: "1.0.0" });
-  server.registerTool("search", { description: "searches the docs", inputSchema: { q: z.string() } }, async ({ q }) => {
-    runs.search.push(q);
-    return { content: [{ type: "text", text: `found ${q}` }] };
-  });
-  server.registerTool("delete_doc", { description: "deletes a doc", inputSchema: { id: z.string() } }, async ({ id }) => {
-    runs.delete_doc.push(id);
-    return { content: [{ type: "text", text: `deleted ${id}` }] };
-  });
-  server.registerTool("fails", { description: "answers with an error result", inputSchema: { id: z.string() } }, async ({ id }) => {
-    runs.fails.push(id);
-    return { isError: true, content: [{ type: "text", text: `no doc ${id}` }] };
-  });
-  // Answers after 3 s, or stops at once when the call is cancelled.
-  server.registerTool("slow", { description: "takes its time", inputSchema: { q: z.string() } }, async ({ q }, extra) => {
-    runs.slow.push(q);
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => resolve({ content: [{ type: "text", text: `slow ${q}` }] }), 3_000);
-      extra.signal.addEventListener("abort", () => (clearTimeout(timer), reject(new Error("cancelled"))), { once: true });
-    });
-  });
-  const secured = await secureMcpServer(server, { client: aztp, name: "docs-server", ...(policy ? { policy } : {}) });
-  const client = await secureMcpClient(new Client({ name: "mcp-client", version: "1.0.0" }), { client: aztp, name: "mcp-client" });
-  const [clientSide, serverSide] = InMemoryTransport.createLinkedPair();
-  await secured.connect(serverSide);
-  await client.connect(clientSide);
-  t.after(async () => {
-    await client.close().catch(() => undefined);
-    await secured.close().catch(() => undefined);
-  });
-  return { runs, server: secured, client, flush: async () => void (await Promise.all([secured.aztpGuard.flush(), client.aztpGuard.flush()])) };
-}
 
 const receiptOfEntry = (m: ToolMessage): string | undefined => receiptOf(m)?.receipt;
 

@@ -7,66 +7,18 @@
  * (ERR_INVOCATION_REVOKED, nothing sent).
  */
 import assert from "node:assert/strict";
-import { describe, it, type TestContext } from "node:test";
-import { Client } from "@modelcontextprotocol/sdk/client/index.js";
-import { InMemoryTransport } from "@modelcontextprotocol/sdk/inMemory.js";
-import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
+import { describe, it } from "node:test";
 import type { StructuredToolInterface } from "@langchain/core/tools";
 import { AIMessage, fakeModel } from "langchain";
-import { z } from "zod";
 import type { AuditEntry } from "../src/audit/entry.js";
-import type { Aztp } from "../src/client/aztp.js";
 import { canonicalDigest } from "../src/invocation/canonical.js";
 import { createSecureAgent, secureTool, subAgent, type SecuredTool, type SecureReactAgent } from "../src/langchain/index.js";
-import { loadMcpTools } from "../src/langchain/mcp.js";
-import { secureMcpClient, secureMcpServer } from "../src/mcp/index.js";
 import { answerTo, assertReceipted, assertRefused, auditsOf, aztpIdOf, counted, forCall, oneFor, pollFor, seenByModel, shownTo, spiffeOf, textOf } from "./helpers/langchain-util.js";
 import { rejectsWithCode } from "./helpers/authority-util.js";
 import { fixture } from "./helpers/mcp-util.js";
+import { docs, THE_TEAM } from "./helpers/langchain-docs.js";
 
 const ask = (content: string) => ({ messages: [{ role: "user", content }] });
-
-interface Docs {
-  readonly runs: { search: string[]; delete_doc: string[]; slow: string[] };
-  readonly tools: StructuredToolInterface[];
-  flush(): Promise<void>;
-}
-
-/** A secured in-memory MCP server (docs-server: `search`, `delete_doc`, `slow`, any verified caller) and its tools, loaded over a secured client. */
-async function docs(t: TestContext, aztp: Aztp): Promise<Docs> {
-  const runs = { search: [] as string[], delete_doc: [] as string[], slow: [] as string[] };
-  const server = new McpServer({ name: "docs", version: "1.0.0" });
-  server.registerTool("search", { description: "searches the docs", inputSchema: { q: z.string() } }, async ({ q }) => {
-    runs.search.push(q);
-    return { content: [{ type: "text", text: `found ${q}` }] };
-  });
-  server.registerTool("delete_doc", { description: "deletes a doc", inputSchema: { id: z.string() } }, async ({ id }) => {
-    runs.delete_doc.push(id);
-    return { content: [{ type: "text", text: `deleted ${id}` }] };
-  });
-  // Answers after 3 s, or stops at once when the call is cancelled.
-  server.registerTool("slow", { description: "takes its time", inputSchema: { q: z.string() } }, async ({ q }, extra) => {
-    runs.slow.push(q);
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => resolve({ content: [{ type: "text", text: `slow ${q}` }] }), 3_000);
-      extra.signal.addEventListener("abort", () => (clearTimeout(timer), reject(new Error("cancelled"))), { once: true });
-    });
-  });
-  const secured = await secureMcpServer(server, {
-    client: aztp,
-    name: "docs-server",
-    policy: [{ Version: "2012-10-17", Statement: [{ Sid: "the-team", Effect: "Allow", Principal: "spiffe://aztp.local/workload/production/node/*", Action: "tool:call", Resource: "*" }] }],
-  });
-  const client = await secureMcpClient(new Client({ name: "mcp-client", version: "1.0.0" }), { client: aztp, name: "mcp-client" });
-  const [clientSide, serverSide] = InMemoryTransport.createLinkedPair();
-  await secured.connect(serverSide);
-  await client.connect(clientSide);
-  t.after(async () => {
-    await client.close().catch(() => undefined);
-    await secured.close().catch(() => undefined);
-  });
-  return { runs, tools: await loadMcpTools("docs", client), flush: async () => void (await Promise.all([secured.aztpGuard.flush(), client.aztpGuard.flush()])) };
-}
 
 /** The tool an agent calls its sub-agent (or any tool) through. */
 function toolOf(agent: SecureReactAgent, name: string): SecuredTool {
@@ -87,7 +39,7 @@ const delegationOf = (e: AuditEntry): string[] => [...(e.delegation ?? [])];
 describe("sub-agents", () => {
   it("orchestrator -> child -> grandchild: every tool records the grandchild as caller, on behalf of [orchestrator, child]; each level's call is audited on both sides", async (t) => {
     const { home, aztp } = fixture(t);
-    const d = await docs(t, aztp);
+    const d = await docs(t, aztp, [THE_TEAM]);
     const ledger = counted<{ n: number }>("ledger", { n: { type: "number" } }, ({ n }) => `booked ${n}`);
     const securedLedger = await secureTool(ledger.tool, {
       client: aztp,
@@ -166,7 +118,7 @@ describe("sub-agents", () => {
 
   it("a child given an explicit scope is refused what lies outside it (ERR_DELEGATION_INVALID, never run, its model told), on an MCP server and on its own tool; inside it it is served", async (t) => {
     const { home, aztp } = fixture(t);
-    const d = await docs(t, aztp);
+    const d = await docs(t, aztp, [THE_TEAM]);
     const note = counted<{ text: string }>("note", { text: { type: "string" } }, ({ text }) => `noted ${text}`);
     const childModel = fakeModel()
       .respondWithTools([{ name: "search", args: { q: "allowed" }, id: "c1" }])
@@ -209,7 +161,7 @@ describe("sub-agents", () => {
 
   it("revoking the orchestrator stops its child at its next call (ERR_INVOCATION_REVOKED, nothing sent); before, the same call is served", async (t) => {
     const { home, aztp } = fixture(t);
-    const d = await docs(t, aztp);
+    const d = await docs(t, aztp, [THE_TEAM]);
     const childModel = fakeModel()
       .respondWithTools([{ name: "search", args: { q: "before" }, id: "c1" }])
       .respond(new AIMessage("first done"))
@@ -250,7 +202,7 @@ describe("sub-agents", () => {
 
   it("revoked mid-run (by a tool of the child): the child's following call is refused (ERR_INVOCATION_REVOKED), the one before was served", async (t) => {
     const { home, aztp } = fixture(t);
-    const d = await docs(t, aztp);
+    const d = await docs(t, aztp, [THE_TEAM]);
     let orchId = "";
     const revoker = counted<{ why: string }>("revoke_orchestrator", { why: { type: "string" } }, async ({ why }) => {
       await aztp.revokeIdentity(orchId, why);
@@ -294,7 +246,7 @@ describe("sub-agents", () => {
 
   it("two sub-agents called in one step run at once, each recorded by the server as itself, on behalf of the orchestrator", async (t) => {
     const { home, aztp } = fixture(t);
-    const d = await docs(t, aztp);
+    const d = await docs(t, aztp, [THE_TEAM]);
     const child = (name: string) =>
       subAgent({ name, description: `researcher ${name}`, model: fakeModel().respondWithTools([{ name: "search", args: { q: `${name}-q` }, id: `${name}-1` }]).respond(new AIMessage(`${name} done`)), tools: d.tools });
     const orch = await createSecureAgent({
@@ -322,7 +274,7 @@ describe("sub-agents", () => {
 
   it("revoking the child stops the grandchild (ERR_INVOCATION_REVOKED) but not the orchestrator's own calls", async (t) => {
     const { home, aztp } = fixture(t);
-    const d = await docs(t, aztp);
+    const d = await docs(t, aztp, [THE_TEAM]);
     const grandModel = fakeModel().respondWithTools([{ name: "search", args: { q: "grand" }, id: "g1" }]).respond(new AIMessage("grandchild done"));
     const orch = await createSecureAgent({
       client: aztp,
@@ -365,7 +317,7 @@ describe("sub-agents", () => {
 
   it("an orchestrator's run aborted while its child's MCP call is in flight: every call is on record once per side, with its outcome", async (t) => {
     const { home, aztp } = fixture(t);
-    const d = await docs(t, aztp);
+    const d = await docs(t, aztp, [THE_TEAM]);
     const controller = new AbortController();
     const childModel = fakeModel()
       .respondWithTools([{ name: "search", args: { q: "first" }, id: "c1" }])
@@ -404,7 +356,7 @@ describe("sub-agents", () => {
 
   it("a grandchild's delegation signed seconds after its parent's is accepted: no link outlives the one above it", async (t) => {
     const { home, aztp } = fixture(t);
-    const d = await docs(t, aztp);
+    const d = await docs(t, aztp, [THE_TEAM]);
     // The child's link is signed at its first call (this one), the grandchild's over a second later.
     const wait = counted<{ ms: number }>("wait", { ms: { type: "number" } }, async ({ ms }) => {
       await new Promise((r) => setTimeout(r, ms));
