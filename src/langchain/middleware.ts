@@ -65,13 +65,6 @@ export interface SecureMiddleware {
   serve(tool: StructuredToolInterface): Promise<SecuredTool>;
 }
 
-const MIDDLEWARE = Symbol.for("aztp.middleware");
-
-/** Whether a middleware is one of ours (so secureConnect can tell a secured agent). */
-export function isSecureMiddleware(value: unknown): boolean {
-  return typeof value === "object" && value !== null && (value as { [MIDDLEWARE]?: unknown })[MIDDLEWARE] !== undefined;
-}
-
 function toolMessage(call: ToolCall, content: ToolMessage["content"], entry: ReceiptArtifact, artifact?: unknown): ToolMessage {
   return new ToolMessage({ content, tool_call_id: call.id ?? "", name: call.name, status: entry.status === "ok" ? "success" : "error", artifact: withReceipt(artifact, entry) });
 }
@@ -254,6 +247,5 @@ export async function createSecureMiddleware(options: SecureMiddlewareOptions): 
       return callLocal(call, securedTool, async (t) => handler({ ...request, tool: t }));
     },
   });
-  Object.defineProperty(middleware, MIDDLEWARE, { value: identity.aztpId });
   return { middleware, guard, serve };
 }
