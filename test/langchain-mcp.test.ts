@@ -9,6 +9,10 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { InMemoryTransport } from "@modelcontextprotocol/sdk/inMemory.js";
+import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
+import { z } from "zod";
+import { secureMcpClient, secureMcpServer } from "../src/mcp/index.js";
 import { getDefaultEnvironment } from "@modelcontextprotocol/sdk/client/stdio.js";
 import { ToolMessage } from "@langchain/core/messages";
 import { AIMessage, createMiddleware, fakeModel } from "langchain";
@@ -218,6 +222,33 @@ describe("MCP tools from loadMcpTools", () => {
     const own = await auditOf(home, "alice");
     assert.deepEqual(forCall(own, "t1").map((e) => [e.decision, e.reason ?? null]), [["deny", "ERR_INVOCATION_ARGS_MISMATCH"]], "recorded once, as refused");
     assert.equal(forCall(await auditOf(home, "docs-server"), "t1").length, 0, "the server saw nothing of it");
+  });
+
+  it("an in-process MCP server whose tool calls another server signs that call as itself, not as the agent whose call reached it in memory", async (t) => {
+    const { home, aztp } = fixture(t);
+    const d = await docs(t, aztp); // docs-server, reached through the secured client mcp-client
+    const front = await secureMcpServer(new McpServer({ name: "front", version: "1.0.0" }), { client: aztp, name: "front-server" });
+    front.registerTool("lookup", { description: "looks up in the docs", inputSchema: { q: z.string() } }, async ({ q }) => {
+      const found = (await d.client.callTool({ name: "search", arguments: { q } })) as { content: Array<{ text: string }> };
+      return { content: [{ type: "text", text: `front: ${found.content[0]?.text}` }] };
+    });
+    const frontClient = await secureMcpClient(new Client({ name: "front-client", version: "1.0.0" }), { client: aztp, name: "front-client" });
+    const [c, s] = InMemoryTransport.createLinkedPair();
+    await front.connect(s);
+    await frontClient.connect(c);
+    t.after(async () => {
+      await frontClient.close().catch(() => undefined);
+      await front.close().catch(() => undefined);
+    });
+    const model = fakeModel().respondWithTools([{ name: "lookup", args: { q: "spiffe" }, id: "f1" }]).respond(new AIMessage("done"));
+    const agent = await createSecureAgent({ client: aztp, name: "alice", model, tools: await loadMcpTools("front", frontClient) });
+    const result = await agent.invoke(ask("go"));
+    assert.match(textOf(answerTo(result, "f1")), /front: found spiffe/);
+    await Promise.all([agent.aztpGuard.flush(), d.flush(), front.aztpGuard.flush()]);
+    const [onFront] = await auditOf(home, "front-server");
+    assert.equal(onFront?.caller, spiffeOf("alice"), "the front server was called by the agent");
+    const [onDocs] = await auditOf(home, "docs-server");
+    assert.deepEqual([onDocs?.caller, onDocs?.callerVerified, onDocs?.decision], [spiffeOf("mcp-client"), true, "allow"], "the docs server was called by the front server's client, in its own name");
   });
 
   it("a run aborted while an MCP call is in flight: the call is recorded once on each side, as cancelled", async (t) => {

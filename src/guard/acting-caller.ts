@@ -64,3 +64,12 @@ export function actAs<T>(caller: ActingCaller, fn: () => T): T {
 export function actingCaller(): ActingCaller | undefined {
   return storage.getStore();
 }
+
+/**
+ * Runs `fn` with no acting caller: a callee (an MCP server) serving a call in this process must
+ * not sign its own calls as the agent whose call reached it over an in-memory transport, which
+ * carries the agent's context along with the message.
+ */
+export function outsideActing<T>(fn: () => T): T {
+  return storage.exit(fn);
+}

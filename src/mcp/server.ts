@@ -25,6 +25,7 @@ import { parseChallenge, type Challenge } from "./challenge.js";
 import { identify } from "./identify.js";
 import { hookFailure, InterceptingTransport, type MessageHooks } from "./intercept.js";
 import { isErrorResponse, isNotification, isRequest, isResponse, isResultResponse, sdkTakesAsRequest } from "./message.js";
+import { outsideActing } from "../guard/acting-caller.js";
 import {
   argumentsOf,
   AZTP_REFUSED,
@@ -229,7 +230,9 @@ export function serverHooks(guard: CalleeGuard, identity: { signer: AgentIdentit
     incoming(message, extra, deliver, reply) {
       // A throw on a request still ends in an answer, and frees its id on this connection.
       try {
-        incoming(message, extra, deliver, reply);
+        // The server's work for this message (its hooks, the SDK, the tool's handler) is its
+        // own, whichever agent's context an in-memory transport carried it in with.
+        outsideActing(() => incoming(message, extra, deliver, reply));
       } catch (e) {
         if (!isRequest(message)) throw e;
         internalError(reply, message.id, e);
