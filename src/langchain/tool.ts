@@ -18,16 +18,15 @@ import type { ToolCall } from "@langchain/core/messages/tool";
 import type { RunnableConfig } from "@langchain/core/runnables";
 import { StructuredTool, type StructuredToolInterface } from "@langchain/core/tools";
 import type { Aztp } from "../client/aztp.js";
-import { auditFor, type AuditOption } from "../client/home-audit.js";
+import type { AuditOption } from "../client/home-audit.js";
 import type { AgentIdentity } from "../client/identity.js";
 import { AztpError, ErrorCodes } from "../errors.js";
 import { actingCaller } from "../guard/acting-caller.js";
 import { CalleeGuard, type Admission } from "../guard/callee.js";
 import type { GuardMode } from "../guard/recorder.js";
 import type { ReceiptStatus } from "../invocation/receipt.js";
-import { MemoryReplayCache } from "../invocation/replay.js";
 import type { Trust } from "../invocation/trust.js";
-import { sayIfOpen } from "../mcp/server.js";
+import { servingGuard } from "../mcp/server.js";
 import type { CompiledPolicies } from "../policy/evaluate.js";
 import type { PolicyDocument } from "../policy/policy.js";
 
@@ -225,8 +224,6 @@ export function isSecuredTool(value: unknown): value is SecuredTool {
   return typeof value === "object" && value !== null && (value as { [SECURED]?: unknown })[SECURED] === true;
 }
 
-const replayCaches = new WeakMap<AgentIdentity, MemoryReplayCache>();
-
 /**
  * Gives `tool` an identity of its own (issued from `{ client, name }`, or `{ identity }`) and
  * returns it secured. Its callers must be secured agents (createSecureAgent, or the middleware).
@@ -243,24 +240,13 @@ export async function secureTool(tool: StructuredToolInterface, options: SecureT
   }
   const trust = options.trust ?? (await options.client?.trust());
   if (trust === undefined) throw new AztpError(ErrorCodes.INVALID_ARGUMENT, "secureTool needs a trust (or a client to take it from)");
-  const authority = options.client !== undefined ? await options.client.authority() : undefined;
-  const held = identity;
-  const attached = (): readonly PolicyDocument[] | undefined => {
-    const docs = authority?.policiesOf(held.spiffeId) ?? [];
-    return docs.length > 0 ? docs : undefined;
-  };
-  if (options.policy === undefined) sayIfOpen(identity, attached() === undefined);
-  const audit = await auditFor(identity, options.audit, "secureTool");
-  let replay = replayCaches.get(identity);
-  if (replay === undefined) replayCaches.set(identity, (replay = new MemoryReplayCache()));
-  const guard = new CalleeGuard({
-    identity,
+  const guard = await servingGuard(identity, {
     trust,
-    replay,
-    mode: options.mode ?? "enforce",
-    ...(audit ? { audit } : {}),
-    policy: options.policy ?? attached,
-    ...(authority ? { relations: (id: string) => authority.relations(id) } : {}),
+    authority: options.client !== undefined ? await options.client.authority() : undefined,
+    ...(options.policy !== undefined ? { policy: options.policy } : {}),
+    ...(options.mode !== undefined ? { mode: options.mode } : {}),
+    ...(options.audit !== undefined ? { audit: options.audit } : {}),
+    what: "secureTool",
   });
   return new SecuredTool(tool, identity, guard);
 }

@@ -19,6 +19,7 @@ import { describeClaim } from "../invocation/invocation.js";
 import { signPossessionProof } from "../invocation/proof.js";
 import { MemoryReplayCache, type ReplayCache } from "../invocation/replay.js";
 import type { Trust } from "../invocation/trust.js";
+import type { EmbeddedAuthority } from "../authority/authority.js";
 import type { CompiledPolicies } from "../policy/evaluate.js";
 import type { PolicyDocument } from "../policy/policy.js";
 import { parseChallenge, type Challenge } from "./challenge.js";
@@ -332,6 +333,34 @@ export interface SecuredMcpServerExtras {
 }
 
 /**
+ * The guard a callee serves under: the given policy, else the policies attached to its identity
+ * (read per call; with none, any verified caller, said once), its default audit log, and one
+ * replay cache per identity, shared by everything served under it (an MCP server and a LangChain
+ * tool of one identity must not each accept the same token once).
+ */
+export async function servingGuard(
+  identity: AgentIdentity,
+  options: { trust: Trust; authority: EmbeddedAuthority | undefined; policy?: SecureMcpServerOptions["policy"]; mode?: GuardMode; audit?: AuditOption; what: string },
+): Promise<CalleeGuard> {
+  const { authority } = options;
+  const attached = (): readonly PolicyDocument[] | undefined => {
+    const docs = authority?.policiesOf(identity.spiffeId) ?? [];
+    return docs.length > 0 ? docs : undefined;
+  };
+  const audit = await auditFor(identity, options.audit, options.what);
+  if (options.policy === undefined) sayIfOpen(identity, attached() === undefined);
+  return new CalleeGuard({
+    identity,
+    trust: options.trust,
+    replay: replayCacheOf(identity),
+    mode: options.mode ?? "enforce",
+    ...(audit ? { audit } : {}),
+    policy: options.policy ?? attached,
+    ...(authority ? { relations: (id: string) => authority.relations(id) } : {}),
+  });
+}
+
+/**
  * Gives `server` (an McpServer or a low-level Server) an identity and guards every
  * tools/call it will serve. Call before `connect`. Returns the server, passed through, with
  * `.identity` (and `.aztpGuard` for flushing audit entries).
@@ -339,20 +368,13 @@ export interface SecuredMcpServerExtras {
 export async function secureMcpServer<S extends McpServer | Server>(server: S, options: SecureMcpServerOptions): Promise<SecuredAgent<S> & SecuredMcpServerExtras> {
   const { secured, trust, authority } = await identify(server, options, "secureMcpServer");
   const identity = secured.identity;
-  const policies = (): readonly PolicyDocument[] | undefined => {
-    const docs = authority?.policiesOf(identity.spiffeId) ?? [];
-    return docs.length > 0 ? docs : undefined;
-  };
-  const audit = await auditFor(identity, options.audit, "secureMcpServer");
-  if (options.policy === undefined) sayIfOpen(identity, policies() === undefined);
-  const guard = new CalleeGuard({
-    identity,
+  const guard = await servingGuard(identity, {
     trust,
-    replay: replayCacheOf(identity),
-    mode: options.mode ?? "enforce",
-    ...(audit ? { audit } : {}),
-    policy: options.policy ?? policies,
-    ...(authority ? { relations: (id: string) => authority.relations(id) } : {}),
+    authority,
+    ...(options.policy !== undefined ? { policy: options.policy } : {}),
+    ...(options.mode !== undefined ? { mode: options.mode } : {}),
+    ...(options.audit !== undefined ? { audit: options.audit } : {}),
+    what: "secureMcpServer",
   });
   const low: Server = "server" in server && typeof (server as McpServer).server?.connect === "function" ? (server as McpServer).server : (server as Server);
   guardConnect(low, (t) => new InterceptingTransport(t, serverHooks(guard, identity, options)));
