@@ -166,14 +166,21 @@ export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
 export class AztpError extends Error {
   override readonly name = "AztpError";
   readonly code: ErrorCode;
+  /**
+   * Which rule of a multi-rule check failed, when one code covers several (as jose's `claim`
+   * and `reason`): e.g. `expired`, `signature`, `scope.tools` for ERR_DELEGATION_INVALID. Stable
+   * like the code; docs/protocol.md lists each token kind's rules.
+   */
+  readonly rule?: string;
 
-  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; rule?: string }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
+    if (options?.rule !== undefined) this.rule = options.rule;
   }
 
-  toJSON(): { code: ErrorCode; message: string } {
-    return { code: this.code, message: this.message };
+  toJSON(): { code: ErrorCode; message: string; rule?: string } {
+    return this.rule === undefined ? { code: this.code, message: this.message } : { code: this.code, message: this.message, rule: this.rule };
   }
 }
 
