@@ -112,7 +112,8 @@ export class CalleeGuard {
   }
 
   /** Verifies the call. Never throws for a bad token: the decision is in the result. */
-  async admit(call: { tool: string; args: unknown; token: unknown; accessToken?: string }): Promise<Admission> {
+  /** `sourceIp`: the peer's address when the transport knows it (policy key `aztp:sourceIp`). */
+  async admit(call: { tool: string; args: unknown; token: unknown; accessToken?: string; sourceIp?: string | undefined }): Promise<Admission> {
     const startedAt = performance.now();
     const token = typeof call.token === "string" ? call.token : undefined;
     const policy = typeof this.#o.policy === "function" ? this.#o.policy() : this.#o.policy;
@@ -139,7 +140,7 @@ export class CalleeGuard {
     if (policy !== undefined) {
       // Policy last, separately: a denied caller is still a verified one, and is audited as such.
       try {
-        verified.policy = decideInvocation(verified, { policy, args: call.args, ...(this.#o.relations ? { relations: this.#o.relations } : {}) });
+        verified.policy = decideInvocation(verified, { policy, args: call.args, relations: this.#o.relations, sourceIp: call.sourceIp });
       } catch (e) {
         return { allowed: this.mode === "audit", tool: call.tool, args: call.args, token, verified, error: asAztpError(e), caller, callerVerified: true, startedAt };
       }
@@ -284,10 +285,10 @@ export class CalleeGuard {
    * Whether policy lets a verified caller call `tool` (used to show a caller only the tools it
    * may call). Argument conditions cannot match without arguments, so such tools stay hidden.
    */
-  toolVisible(caller: string, tool: string): boolean {
+  toolVisible(caller: string, tool: string, peer: { sourceIp?: string | undefined } = {}): boolean {
     const policy = typeof this.#o.policy === "function" ? this.#o.policy() : this.#o.policy;
     if (policy === undefined) return true;
-    return decideToolCall(policy, { caller, callee: this.id, tool, ...(this.#o.relations ? { relations: this.#o.relations } : {}) }).decision === "allow";
+    return decideToolCall(policy, { caller, callee: this.id, tool, relations: this.#o.relations, sourceIp: peer.sourceIp }).decision === "allow";
   }
 
 

@@ -16,8 +16,8 @@ import { b64uEncode } from "../spiffe/base64url.js";
 import { decodeRest, splitCompact, verifyDecoded, type DecodedJws } from "../spiffe/jws.js";
 import type { JwsAlgorithm } from "../spiffe/keys.js";
 import { SpiffeId } from "../spiffe/spiffeid.js";
-import { buildPolicyContext } from "../policy/context.js";
-import { CompiledPolicies, evaluatePolicies, type PolicyDecision, type PolicyRequest } from "../policy/evaluate.js";
+import type { CompiledPolicies, PolicyDecision } from "../policy/evaluate.js";
+import { decidePolicy, TOOL_CALL_ACTION, type IdentityRelations } from "../policy/request.js";
 import type { PolicyDocument } from "../policy/policy.js";
 import { canonicalDigest, tokenHash } from "./canonical.js";
 import { verifyDelegationChain, type VerifiedDelegation } from "./delegation.js";
@@ -31,8 +31,7 @@ export const DEFAULT_INVOCATION_TTL_SECONDS = 30;
 export const DEFAULT_INVOCATION_LEEWAY_SECONDS = 30;
 /** What verifiers accept: P-256 by default, and the chains SPIRE may issue (ES384, RSA). */
 export const INVOCATION_ALGORITHMS: readonly JwsAlgorithm[] = ["ES256", "ES384", "RS256", "PS256"];
-/** The policy action every tool call is evaluated as; Resource is the tool name. */
-export const TOOL_CALL_ACTION = "tool:call";
+export { TOOL_CALL_ACTION, type IdentityRelations } from "../policy/request.js";
 /** Tool-call ids are framework-made (the providers' run about 30 to 40 characters); this bounds what a token and an entry carry. */
 export const MAX_TOOL_CALL_ID_LENGTH = 1024;
 
@@ -142,12 +141,6 @@ export function createInvocation(identity: SignerLike, options: SignInvocationOp
   return { token: signWithHeader(signer, INVOCATION_TYP, claims), claims };
 }
 
-/** Who the caller's identity relates to, for policy conditions (from a registry, if any). */
-export interface IdentityRelations {
-  parent?: string;
-  links?: string[];
-}
-
 export interface VerifyInvocationOptions {
   /** My SPIFFE or AZTP ID: the token must be addressed to it. */
   audience: string;
@@ -165,6 +158,8 @@ export interface VerifyInvocationOptions {
    * that carries `ath` (the caller bound it) is accepted only with this exact access token.
    */
   accessToken?: string;
+  /** The peer's IP address, when the transport knows it: the policy step's `aztp:sourceIp`. */
+  sourceIp?: string | undefined;
   now?: Date;
   leewaySeconds?: number;
 }
@@ -217,7 +212,7 @@ export function describeClaim(value: unknown, max = 120): string {
  */
 export function decideInvocation(
   verified: VerifiedInvocation,
-  options: { policy: CompiledPolicies | readonly PolicyDocument[]; args?: unknown; relations?: (spiffeId: string) => IdentityRelations | undefined; now?: Date },
+  options: { policy: CompiledPolicies | readonly PolicyDocument[]; args?: unknown; relations?: (spiffeId: string) => IdentityRelations | undefined; sourceIp?: string | undefined; now?: Date },
 ): PolicyDecision {
   const caller = verified.caller.toString();
   const decision = decideToolCall(options.policy, {
@@ -226,8 +221,9 @@ export function decideInvocation(
     tool: verified.claims.tool,
     args: options.args ?? {},
     delegationDepth: verified.delegation.length,
-    ...(options.relations ? { relations: options.relations } : {}),
-    ...(options.now ? { now: options.now } : {}),
+    relations: options.relations,
+    sourceIp: options.sourceIp,
+    now: options.now,
   });
   if (decision.decision !== "allow") {
     throw new AztpError(
@@ -246,26 +242,29 @@ export function decideInvocation(
  */
 export function decideToolCall(
   policy: CompiledPolicies | readonly PolicyDocument[],
-  call: { caller: string; callee: string; tool: string; args?: unknown; relations?: (spiffeId: string) => IdentityRelations | undefined; now?: Date; delegationDepth?: number },
+  call: {
+    caller: string;
+    callee: string;
+    tool: string;
+    args?: unknown;
+    relations?: ((spiffeId: string) => IdentityRelations | undefined) | undefined;
+    sourceIp?: string | undefined;
+    now?: Date | undefined;
+    delegationDepth?: number;
+  },
 ): PolicyDecision {
-  const rel = call.relations?.(call.caller);
-  const request: PolicyRequest = {
+  return decidePolicy(policy, {
     principal: call.caller,
     action: TOOL_CALL_ACTION,
     resource: call.tool,
-    context: buildPolicyContext({
-      caller: call.caller,
-      callerParent: rel?.parent,
-      callerLinks: rel?.links,
-      callee: call.callee,
-      tool: call.tool,
-      ...(call.args !== undefined ? { args: call.args } : {}),
-      time: call.now ?? new Date(),
-      delegationDepth: call.delegationDepth ?? 0,
-    }),
-  };
-  // A plain list is compiled once and cached by evaluatePolicies.
-  return policy instanceof CompiledPolicies ? policy.evaluate(request) : evaluatePolicies(policy, request);
+    callee: call.callee,
+    tool: call.tool,
+    args: call.args,
+    relations: call.relations,
+    delegationDepth: call.delegationDepth,
+    sourceIp: call.sourceIp,
+    now: call.now,
+  });
 }
 
 /** Decoding and chain checks shared by invocation, receipt and delegation tokens. */
@@ -390,7 +389,7 @@ export async function verifyInvocation(token: unknown, options: VerifyInvocation
   const claims = c as InvocationClaims;
   const result: VerifiedInvocation = { caller: signer.svid.id, serial: signer.serial, claims, delegation, token: token as string };
   if (options.policy !== undefined) {
-    result.policy = decideInvocation(result, { policy: options.policy, args: options.args, now, ...(options.relations ? { relations: options.relations } : {}) });
+    result.policy = decideInvocation(result, { policy: options.policy, args: options.args, now, relations: options.relations, sourceIp: options.sourceIp });
   }
   return result;
 }
