@@ -158,7 +158,7 @@ describe("audit entry", () => {
     assert.throws(() => canonicalize({ s: "\ud800" }));
   });
 
-  test("append rejects malformed input with ERR_INVALID_ARGUMENT and assigns nothing", async () => {
+  test("append rejects malformed input with ERR_ARGUMENT_INVALID and assigns nothing", async () => {
     const path = newPath();
     const log = await AuditLog.open(path, quiet());
     const bad: [string, Record<string, unknown>][] = [
@@ -178,7 +178,7 @@ describe("audit entry", () => {
       ["a field only the log assigns", { ...sample(1), argsOmitted: [] }],
     ];
     for (const [name, input] of bad) {
-      await assert.rejects(log.append(input as unknown as AuditEntryInput), (e) => isAztpError(e, "ERR_INVALID_ARGUMENT"), name);
+      await assert.rejects(log.append(input as unknown as AuditEntryInput), (e) => isAztpError(e, "ERR_ARGUMENT_INVALID"), name);
     }
     const ok = await log.append(sample(1, { reason: undefined }));
     assert.equal(ok.seq, 1, "nothing refused was assigned a seq");
@@ -229,7 +229,7 @@ describe("redaction", () => {
 
   test("refuses malformed field names (a programming error)", () => {
     for (const fields of [[""], ["a..b"], [".a"], [3], "password"] as unknown as string[][]) {
-      assert.throws(() => redact({}, fields), (e) => isAztpError(e, "ERR_INVALID_ARGUMENT"));
+      assert.throws(() => redact({}, fields), (e) => isAztpError(e, "ERR_ARGUMENT_INVALID"));
     }
   });
 
@@ -739,7 +739,7 @@ describe("AuditLog writer", () => {
   test("one writer per file: a second open fails, a stale lock of a dead process is broken", async () => {
     const path = newPath();
     const log = await AuditLog.open(path, quiet());
-    await assert.rejects(AuditLog.open(path, quiet()), (e) => isAztpError(e, "ERR_AUDIT_IO") && /already open/.test((e as Error).message));
+    await assert.rejects(AuditLog.open(path, quiet()), (e) => isAztpError(e, "ERR_AUDIT_IO_FAILED") && /already open/.test((e as Error).message));
     await log.close();
     const dead = spawnSync(process.execPath, ["-e", ""]).pid!;
     writeFileSync(`${path}.lock`, JSON.stringify({ pid: dead, host: hostname(), nonce: "stale" }));
@@ -868,7 +868,7 @@ describe("durability modes and group commit", () => {
       const result = await verifyAuditLog(path, { verifier });
       assert.equal(result.ok, true, result.firstBad?.message);
     }
-    await assert.rejects(AuditLog.open(newPath(), { durability: "sometimes" as "write" }), (e) => isAztpError(e, "ERR_INVALID_ARGUMENT"));
+    await assert.rejects(AuditLog.open(newPath(), { durability: "sometimes" as "write" }), (e) => isAztpError(e, "ERR_ARGUMENT_INVALID"));
   });
 });
 
@@ -902,11 +902,11 @@ describe("failure and recovery", () => {
           (e: unknown) => (failure = e),
         );
       }
-      assert.ok(isAztpError(failure, "ERR_AUDIT_IO"), `the write failed with ERR_AUDIT_IO: ${String(failure)}`);
+      assert.ok(isAztpError(failure, "ERR_AUDIT_IO_FAILED"), `the write failed with ERR_AUDIT_IO_FAILED: ${String(failure)}`);
       assert.match((failure as Error).message, /ENOSPC/);
       assert.equal(log.writable, false);
       const seqBefore = log.lastSeq;
-      await assert.rejects(log.append(big(0)), (e) => isAztpError(e, "ERR_AUDIT_IO"), "a failed log refuses appends");
+      await assert.rejects(log.append(big(0)), (e) => isAztpError(e, "ERR_AUDIT_IO_FAILED"), "a failed log refuses appends");
       assert.equal(log.lastSeq, seqBefore, "a refused append is assigned no seq");
       assert.ok(warnings.some((w) => w.code === "write-failed"));
 
@@ -960,7 +960,7 @@ describe("query and stats", () => {
       [3, 4, 5],
     );
     assert.deepEqual(seqs(await queryAuditLog(path, { tool: "fetch", limit: 2 })), [1, 3]);
-    await assert.rejects(queryAuditLog(path, { since: "not a time" }), (e) => isAztpError(e, "ERR_INVALID_ARGUMENT"));
+    await assert.rejects(queryAuditLog(path, { since: "not a time" }), (e) => isAztpError(e, "ERR_ARGUMENT_INVALID"));
   });
 
   test("stats count by decision, outcome and caller → callee / tool", async () => {
@@ -1000,7 +1000,7 @@ describe("query and stats", () => {
     assert.deepEqual(seqs(await queryAuditLog(path, { caller: ada, callerVerified: true })), [1, 2]);
     assert.deepEqual(seqs(await queryAuditLog(path, { caller: ada, callerVerified: false })), [3, 4]);
     assert.deepEqual(seqs(await queryAuditLog(path, { caller: "unknown" })), [5]);
-    await assert.rejects(queryAuditLog(path, { callerVerified: "yes" as unknown as boolean }), (e) => isAztpError(e, "ERR_INVALID_ARGUMENT"));
+    await assert.rejects(queryAuditLog(path, { callerVerified: "yes" as unknown as boolean }), (e) => isAztpError(e, "ERR_ARGUMENT_INVALID"));
     const stats = await auditStats(path);
     assert.deepEqual(stats.callers, { verified: 3, claimed: 3 });
     assert.deepEqual(
@@ -1020,7 +1020,7 @@ describe("query and stats", () => {
     const ada = "spiffe://example.org/workload/production/node/ada";
     const v1 = [
       { caller: ada, decision: "allow", outcome: "ok" },
-      { caller: `unverified:${ada}`, decision: "deny", outcome: "denied", reason: "ERR_INVOCATION_SIGNATURE" },
+      { caller: `unverified:${ada}`, decision: "deny", outcome: "denied", reason: "ERR_INVOCATION_SIGNATURE_INVALID" },
       { caller: "unknown", decision: "deny", outcome: "denied", reason: "ERR_INVOCATION_MISSING" },
     ];
     let prev = GENESIS_HASH;

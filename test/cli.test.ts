@@ -147,7 +147,7 @@ describe("aztp issue, verify x509, bundle", () => {
     // Same trust domain, same CA names, different keys: found by name, refused by signature.
     for (const [label, r] of [["another home's PEM bundle", wrongPem], ["another home's SPIFFE bundle", wrongJson]] as const) {
       assertExit(r, 1, label);
-      assert.match(r.json.error.code, /^ERR_X509SVID_(UNTRUSTED|BAD_SIGNATURE)$/, label);
+      assert.match(r.json.error.code, /^ERR_X509SVID_(UNTRUSTED|SIGNATURE_INVALID)$/, label);
     }
     assertExit(garbage, 1, "not a certificate");
     assert.match(garbage.json.error.code, /^ERR_/);
@@ -275,10 +275,10 @@ describe("aztp jwt, verify jwt", () => {
     assertError(wrongAud, 1, ErrorCodes.JWT_AUDIENCE, "wrong audience");
     assertError(tampered, 1, ErrorCodes.JWT_SIGNATURE, "tampered claims");
     assertExit(badSig, 1, "tampered signature");
-    assert.match(badSig.json.error.code, /^ERR_JWT_(SIGNATURE|MALFORMED)$/);
+    assert.match(badSig.json.error.code, /^ERR_JWT_(SIGNATURE_INVALID|MALFORMED)$/);
     assertError(late, 1, ErrorCodes.JWT_EXPIRED, "--time after exp");
     assertExit(foreign, 1, "another trust domain's bundle");
-    assert.match(foreign.json.error.code, /^ERR_(JWT_NO_BUNDLE|JWT_UNKNOWN_KID|BUNDLE_TRUST_DOMAIN_MISMATCH)$/);
+    assert.match(foreign.json.error.code, /^ERR_(JWT_BUNDLE_MISSING|JWT_KID_UNKNOWN|BUNDLE_TRUST_DOMAIN_MISMATCH)$/);
     assertError(notAToken, 1, ErrorCodes.JWT_MALFORMED, "not a token");
   });
 });
@@ -374,7 +374,7 @@ describe("aztp list, revoke, reissue, link, discover", () => {
 
 describe("a command that fails for any reason but usage exits 1 with its code", () => {
   // Every command group but `audit` (its own tests). Rows marked "was 2" exited 2, as a usage
-  // error, because their code was ERR_INVALID_ARGUMENT (from the library, or a file that
+  // error, because their code was ERR_ARGUMENT_INVALID (from the library, or a file that
   // could not be read). [label, args (after --home), code; home "fresh" = no authority]
   type Row = [string, (dir: string) => string[], string, ("fresh" | "home")?];
   const rows: Row[] = [

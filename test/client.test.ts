@@ -83,7 +83,7 @@ describe("initialize", () => {
     assert.equal((await c.secureConnect({}, "x")).identity.aztpId, id("x", "corp.example"));
   });
 
-  it("a baseUrl (remote authority) is refused with ERR_AUTHORITY_REMOTE, not silently ignored", async (t) => {
+  it("a baseUrl (remote authority) is refused with ERR_AUTHORITY_REMOTE_UNAVAILABLE, not silently ignored", async (t) => {
     const c = client(t, { baseUrl: "https://aztp.example.invalid", apiKey: "k" });
     await rejectsWithCode(() => c.secureConnect({}, "x"), ErrorCodes.AUTHORITY_REMOTE);
   });

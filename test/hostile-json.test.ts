@@ -4,7 +4,7 @@
  * HTTP, which JSON.parse turns into Infinity), 100,000-deep nesting, huge strings, duplicate
  * keys, `__proto__` members, non-JSON types. What RFC 8785 cannot represent is refused on each
  * side with ERR_JSON_UNREPRESENTABLE (never a plain Error, never a RangeError), a `__proto__`
- * member with ERR_JSON_PROTO_KEY; the tool never runs on what was refused; the passing twin of
+ * member with ERR_JSON_PROTO_KEY_NOT_ALLOWED; the tool never runs on what was refused; the passing twin of
  * each case runs it.
  */
 import assert from "node:assert/strict";

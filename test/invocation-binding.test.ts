@@ -23,8 +23,8 @@ test("ath binds an invocation to the access token it travels with", async (t) =>
 
   const cases: Array<[string, string | undefined, string | undefined, string | null]> = [
     ["bound, same access token", "at-1", "at-1", null],
-    ["bound, another access token", "at-1", "at-2", "ERR_INVOCATION_ACCESS_TOKEN"],
-    ["bound, no access token on the call", "at-1", undefined, "ERR_INVOCATION_ACCESS_TOKEN"],
+    ["bound, another access token", "at-1", "at-2", "ERR_INVOCATION_ACCESS_TOKEN_MISMATCH"],
+    ["bound, no access token on the call", "at-1", undefined, "ERR_INVOCATION_ACCESS_TOKEN_MISMATCH"],
     ["unbound, call with an access token", undefined, "at-1", null],
     ["unbound, no access token", undefined, undefined, null],
   ];

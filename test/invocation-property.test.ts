@@ -45,7 +45,7 @@ function hasProtoKey(v: unknown): boolean {
   return Object.keys(v).some((k) => k === "__proto__" || hasProtoKey((v as Record<string, unknown>)[k]));
 }
 /**
- * JSON values that can be signed: a `__proto__` member is refused by design (ERR_JSON_PROTO_KEY,
+ * JSON values that can be signed: a `__proto__` member is refused by design (ERR_JSON_PROTO_KEY_NOT_ALLOWED,
  * tested on its own below), so the properties about everything else leave it out.
  */
 const signableJson = (constraints: Parameters<typeof fc.jsonValue>[0]) => fc.jsonValue(constraints).filter((v) => !hasProtoKey(v));
@@ -333,7 +333,7 @@ describe("canonical arguments", () => {
     );
   });
 
-  it("a __proto__ member put anywhere in signable arguments is refused by the signer and the verifier (ERR_JSON_PROTO_KEY), never digested", async () => {
+  it("a __proto__ member put anywhere in signable arguments is refused by the signer and the verifier (ERR_JSON_PROTO_KEY_NOT_ALLOWED), never digested", async () => {
     await run(
       fc.asyncProperty(argsArb, fc.array(fc.nat(), { maxLength: 4 }), signableJson({ maxDepth: 1 }), async (args, path, value) => {
         // Put the member in at a random object (JSON.parse makes it an ordinary own member).

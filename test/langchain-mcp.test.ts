@@ -314,7 +314,7 @@ describe("MCP tools from loadMcpTools", () => {
   it("loadMcpTools refuses a client not made by secureMcpClient (its calls would go out unsigned); a secured one is taken", async (t) => {
     const { aztp } = fixture(t);
     const d = await docs(t, aztp);
-    await rejectsWithCode(() => loadMcpTools("docs", new Client({ name: "plain", version: "1.0.0" })), "ERR_INVALID_ARGUMENT", "loadMcpTools(plain client)");
+    await rejectsWithCode(() => loadMcpTools("docs", new Client({ name: "plain", version: "1.0.0" })), "ERR_ARGUMENT_INVALID", "loadMcpTools(plain client)");
     assert.equal((await loadMcpTools("docs", d.client)).length, 4);
   });
 });

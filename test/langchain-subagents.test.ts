@@ -382,10 +382,10 @@ describe("sub-agents", () => {
     assert.deepEqual([e.caller, e.decision, delegationOf(e)], [spiffeOf("grandchild"), "allow", [spiffeOf("orch"), spiffeOf("child")]]);
   });
 
-  it("a delegation TTL too short to outlive a call's token is refused at creation (ERR_INVALID_ARGUMENT); the shortest accepted one serves the child's calls", async (t) => {
+  it("a delegation TTL too short to outlive a call's token is refused at creation (ERR_ARGUMENT_INVALID); the shortest accepted one serves the child's calls", async (t) => {
     const { home, aztp } = fixture(t);
     const add = counted<{ a: number; b: number }>("add", { a: { type: "number" }, b: { type: "number" } }, ({ a, b }) => String(a + b));
-    await rejectsWithCode(() => subAgent({ name: "kid", description: "adds", model: fakeModel(), tools: [add.tool], scope: { ttlSeconds: 10 } }), "ERR_INVALID_ARGUMENT", "ttlSeconds: 10");
+    await rejectsWithCode(() => subAgent({ name: "kid", description: "adds", model: fakeModel(), tools: [add.tool], scope: { ttlSeconds: 10 } }), "ERR_ARGUMENT_INVALID", "ttlSeconds: 10");
     const childModel = fakeModel().respondWithTools([{ name: "add", args: { a: 1, b: 2 }, id: "c1" }]).respond(new AIMessage("child done"));
     const orch = await createSecureAgent({
       client: aztp,

@@ -174,11 +174,11 @@ describe("createSecureAgent", () => {
     assert.equal(forCall(calleeLog, "r2").length, 0, "nothing was sent to the revoked tool");
   });
 
-  it("takes an identity already held for it (and signs with that one); one issued under another name is refused (ERR_INVALID_ARGUMENT)", async (t) => {
+  it("takes an identity already held for it (and signs with that one); one issued under another name is refused (ERR_ARGUMENT_INVALID)", async (t) => {
     const { home, aztp: client } = fixture(t);
     const { identity } = await client.secureConnect({}, "held");
     const add = adder();
-    await rejectsWithCode(() => createSecureAgent({ client, name: "other", identity, model: fakeModel(), tools: [add.tool] }), "ERR_INVALID_ARGUMENT", "a held identity under another name");
+    await rejectsWithCode(() => createSecureAgent({ client, name: "other", identity, model: fakeModel(), tools: [add.tool] }), "ERR_ARGUMENT_INVALID", "a held identity under another name");
     const agent = await createSecureAgent({ client, name: "held", identity, model: fakeModel().respondWithTools([{ name: "add", args: { a: 1, b: 1 }, id: "h1" }]).respond(new AIMessage("done")), tools: [add.tool] });
     assert.equal(agent.identity, identity, "the very identity given");
     assert.equal(answerTo(await agent.invoke(ask("1+1")), "h1").content, "2");

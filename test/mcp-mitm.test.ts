@@ -335,7 +335,7 @@ function suite(kind: TransportKind): void {
       ["a challenge that is null", null],
     ];
     for (const [name, challenge] of challenges) {
-      it(`${name}: the initialize is answered at once with ERR_CHALLENGE_INVALID, not left hanging`, async (t) => {
+      it(`${name}: the initialize is answered at once with ERR_MCP_CHALLENGE_INVALID, not left hanging`, async (t) => {
         const { home, aztp: c } = fixture(t);
         const h = await harness(t, c, home, false);
         const client = new Client({ name: "plain", version: "1.0.0" });
@@ -352,7 +352,7 @@ function suite(kind: TransportKind): void {
       });
     }
 
-    it("a secured client whose nonce is cut short on the way gets ERR_CHALLENGE_INVALID at once; its twin with a well-formed challenge is proven", async (t) => {
+    it("a secured client whose nonce is cut short on the way gets ERR_MCP_CHALLENGE_INVALID at once; its twin with a well-formed challenge is proven", async (t) => {
       const { home, aztp: c } = fixture(t);
       const h = await harness(t, c, home, false);
       const cut = onWire({
@@ -488,7 +488,7 @@ describe("no silence: a hook that throws ends in an error answer", () => {
   }
   const call = (client: Client) => client.callTool({ name: "echo", arguments: { text: "x" } });
 
-  it("the server's incoming hook throws on a request: the caller gets ERR_HOOK_FAILED at once, the tool never runs", async (t) => {
+  it("the server's incoming hook throws on a request: the caller gets ERR_MCP_HOOK_FAILED at once, the tool never runs", async (t) => {
     const { client, runs, errors } = await pair(t, {
       incoming(m, _e, deliver) {
         if ("method" in m && m.method === "tools/call") throw new Error("boom in incoming");
@@ -522,7 +522,7 @@ describe("no silence: a hook that throws ends in an error answer", () => {
     assert.equal(runs.n, 1, "the tool ran; its answer could not go out, and an error did");
   });
 
-  it("the client's incoming hook throws on a response: the application's request rejects with ERR_HOOK_FAILED", async (t) => {
+  it("the client's incoming hook throws on a response: the application's request rejects with ERR_MCP_HOOK_FAILED", async (t) => {
     const { client } = await pair(
       t,
       {},

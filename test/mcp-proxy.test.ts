@@ -362,7 +362,7 @@ describe("aztp mcp proxy when its upstream cannot serve at start", () => {
     return port;
   }
 
-  // [label, upstream options, what stderr must say besides ERR_UPSTREAM_FAILED]
+  // [label, upstream options, what stderr must say besides ERR_MCP_UPSTREAM_FAILED]
   const cases = (missing: string, port: number): Array<[string, string[], RegExp[]]> => [
     // The README's own example, run as printed (server-filesystem is a devDependency, so npx
     // finds it in node_modules/.bin), with a folder that does not exist.
@@ -383,7 +383,7 @@ describe("aztp mcp proxy when its upstream cannot serve at start", () => {
         const { code, signal } = await withTimeout(child.exit, 90_000, `${label}: proxy exit`);
         const stderr = child.stderr();
         assert.deepEqual({ code, signal }, { code: 1, signal: null }, `${label}: stderr ${stderr}`);
-        assert.match(stderr, /error \[ERR_UPSTREAM_FAILED\]: /, label);
+        assert.match(stderr, /error \[ERR_MCP_UPSTREAM_FAILED\]: /, label);
         for (const re of says) assert.match(stderr, re, `${label}: ${stderr}`);
         if (listen !== "stdio") assert.doesNotMatch(stderr, /listening on/, `${label}: a proxy whose upstream cannot serve does not listen`);
         if (upstream[0] === "--upstream-command" && listen === "stdio" && !/ENOENT/.test(String(says))) assert.match(stderr, /before it answered initialize/, label);
@@ -412,6 +412,6 @@ describe("aztp mcp proxy when its upstream cannot serve at start", () => {
     await assert.rejects(withTimeout(client.callTool({ name: "exit", arguments: {} }), 10_000, "the crashing call"), /upstream unavailable/);
     const { code } = await withTimeout(proxy.ended, 20_000, "proxy exit");
     assert.equal(code, 1, proxy.stderrTail());
-    assert.match(proxy.stderrTail(), /ERR_UPSTREAM_FAILED\]: the upstream MCP server \(.*\) exited with code 3 while serving its client/);
+    assert.match(proxy.stderrTail(), /ERR_MCP_UPSTREAM_FAILED\]: the upstream MCP server \(.*\) exited with code 3 while serving its client/);
   });
 });

@@ -97,7 +97,7 @@ async function rawPeer(server: McpServer): Promise<{ send: (m: JSONRPCMessage) =
 }
 
 describe("MCP request ids and cancellation", () => {
-  it("a tools/call reusing the id of a call in flight is refused with ERR_REQUEST_ID_IN_USE: the tool runs once, and each call has its own receipt and audit entry", async (t) => {
+  it("a tools/call reusing the id of a call in flight is refused with ERR_MCP_REQUEST_ID_IN_USE: the tool runs once, and each call has its own receipt and audit entry", async (t) => {
     const { home, aztp: c } = fixture(t);
     const caller = (await c.secureConnect({}, "reuser")).identity;
     const s = await slowServer(t, home, c);
@@ -290,7 +290,7 @@ describe("MCP request ids and cancellation", () => {
     }
   });
 
-  it("a tools/call with members the SDK's schema rejects is refused at once (ERR_MESSAGE_INVALID), not admitted and left unanswered; its twin runs", async (t) => {
+  it("a tools/call with members the SDK's schema rejects is refused at once (ERR_MCP_MESSAGE_INVALID), not admitted and left unanswered; its twin runs", async (t) => {
     const { home, aztp: c } = fixture(t);
     const caller = (await c.secureConnect({}, "odd-caller")).identity;
     const s = await slowServer(t, home, c);

@@ -130,7 +130,7 @@ describe("TrustBundle.parseJwks: go-spiffe jwtbundle fixtures", () => {
     assert.equal(bundle.jwtAuthorities.get("C6vs25welZOx6WksNYfbMfiw9l96pMnD")?.asymmetricKeyDetails?.namedCurve, "prime256v1");
   });
 
-  it("a JWKS without keys is ERR_BUNDLE_NO_KEYS", () => {
+  it("a JWKS without keys is ERR_BUNDLE_KEYS_MISSING", () => {
     expectCode(() => TrustBundle.parseJwks("{}", "example.org"), ErrorCodes.BUNDLE_NO_KEYS);
   });
 });

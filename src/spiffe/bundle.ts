@@ -100,8 +100,8 @@ export class TrustBundle {
   /**
    * Parses a SPIFFE bundle document (JSON text or the already-parsed object).
    * Errors: ERR_BUNDLE_MALFORMED (not JSON, wrong member types, bad key material),
-   * ERR_BUNDLE_NO_KEYS (no `keys` member), ERR_BUNDLE_X509_ENTRY (an x509-svid entry without
-   * exactly one certificate, or whose JWK is not its certificate's key), ERR_BUNDLE_MISSING_KID.
+   * ERR_BUNDLE_KEYS_MISSING (no `keys` member), ERR_BUNDLE_X509_ENTRY_INVALID (an x509-svid entry without
+   * exactly one certificate, or whose JWK is not its certificate's key), ERR_BUNDLE_KID_MISSING.
    */
   static parseSpiffe(json: string | object, trustDomain: string | TrustDomain): TrustBundle {
     const doc = readJwks(json);
@@ -134,8 +134,8 @@ export class TrustBundle {
 
   /**
    * Parses concatenated PEM certificates (go-spiffe x509bundle). Empty text is an empty bundle;
-   * text with no PEM block is ERR_PEM_NO_BLOCKS, as is text whose blocks are none of them
-   * certificates (a key file given by mistake); a corrupt certificate is ERR_CERT_PARSE.
+   * text with no PEM block is ERR_PEM_BLOCKS_MISSING, as is text whose blocks are none of them
+   * certificates (a key file given by mistake); a corrupt certificate is ERR_CERT_MALFORMED.
    */
   static fromPem(trustDomain: string | TrustDomain, pem: string | Buffer): TrustBundle {
     return new TrustBundle({ trustDomain, x509Authorities: parsePemAuthorities(pem) });
@@ -225,7 +225,7 @@ export class BundleSet implements BundleSource {
  * Neither format names its trust domain inside the data, so when `trustDomain` is not given it
  * is read from the `spiffe://<td>` URI SAN of the X.509 authorities (SPIRE puts one on its CAs).
  * Authorities naming different trust domains are ERR_BUNDLE_TRUST_DOMAIN_MISMATCH; none naming
- * any is ERR_INVALID_ARGUMENT (the caller must say which trust domain the file is for).
+ * any is ERR_ARGUMENT_INVALID (the caller must say which trust domain the file is for).
  */
 export function loadBundleFile(text: string | Buffer, trustDomain?: string | TrustDomain): TrustBundle {
   const s = typeof text === "string" ? text : text.toString("utf8");

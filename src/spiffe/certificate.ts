@@ -157,7 +157,7 @@ export class Certificate {
 
   /**
    * Parses one DER certificate, or returns the cached instance for these exact bytes.
-   * Throws ERR_CERT_PARSE for anything that is not a well-formed certificate.
+   * Throws ERR_CERT_MALFORMED for anything that is not a well-formed certificate.
    */
   static fromDer(der: Uint8Array): Certificate {
     const fingerprint = sha256Hex(der);
@@ -171,8 +171,8 @@ export class Certificate {
   /**
    * Every CERTIFICATE block in `text`, in order; other block types (keys) are skipped, so a
    * combined cert+key file works. Returns [] when there are blocks but none is a certificate
-   * (callers decide whether that is an error). Throws ERR_PEM_NO_BLOCKS when the text has no
-   * PEM block at all and ERR_CERT_PARSE for a corrupt certificate block.
+   * (callers decide whether that is an error). Throws ERR_PEM_BLOCKS_MISSING when the text has no
+   * PEM block at all and ERR_CERT_MALFORMED for a corrupt certificate block.
    */
   static parsePem(text: string | Buffer): Certificate[] {
     return decodePem(text)
@@ -252,7 +252,7 @@ function keyUsageOf(ext: x509.KeyUsagesExtension | undefined): KeyUsage {
  * Why not from @peculiar/x509: it re-encodes names (so chaining would compare our encoding,
  * not the issuer's bytes) and strips the sign byte of the serial, which loses the difference
  * between a positive and a negative serial. The walk is tiny because both parsers above have
- * already accepted the structure; any surprise is still reported as ERR_CERT_PARSE.
+ * already accepted the structure; any surprise is still reported as ERR_CERT_MALFORMED.
  * It also owns the one structural rule they skip: nothing may follow the certificate.
  */
 function readTbsFields(der: Buffer): { serialNumber: string; issuer: Buffer; subject: Buffer } {

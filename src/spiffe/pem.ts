@@ -9,7 +9,7 @@ export interface PemBlock {
 
 const BLOCK = /-----BEGIN ([A-Z0-9 ]+)-----([\s\S]*?)-----END \1-----/g;
 
-/** Every PEM block in `text`, in order. Throws ERR_PEM_NO_BLOCKS when there are none. */
+/** Every PEM block in `text`, in order. Throws ERR_PEM_BLOCKS_MISSING when there are none. */
 export function decodePem(text: string | Buffer): PemBlock[] {
   const s = typeof text === "string" ? text : text.toString("latin1");
   const out: PemBlock[] = [];

@@ -57,8 +57,8 @@ function fail(code: ErrorCode, message: string): never {
  * no dates, no signatures, no bundle. Use verifyX509Svid to decide whether to trust it.
  *
  * Order of failures (go-spiffe's, with our strict rules slotted in where they belong):
- * certificate PEM (ERR_PEM_NO_BLOCKS, ERR_CERT_PARSE) -> key PEM (ERR_PEM_NO_BLOCKS,
- * ERR_KEY_PARSE) -> no certificates -> leaf rules (validateX509SvidLeaf) -> each signing
+ * certificate PEM (ERR_PEM_BLOCKS_MISSING, ERR_CERT_MALFORMED) -> key PEM (ERR_PEM_BLOCKS_MISSING,
+ * ERR_KEY_MALFORMED) -> no certificates -> leaf rules (validateX509SvidLeaf) -> each signing
  * certificate is a CA with keyCertSign -> key present (ERR_KEY_MISSING) -> key matches the
  * leaf (ERR_KEY_MISMATCH).
  */
@@ -143,12 +143,12 @@ export function validateX509SvidLeaf(leaf: Certificate): SpiffeId {
  *
  * Checks, in this order, first failure wins:
  * 1. the leaf rules (validateX509SvidLeaf);
- * 2. a bundle exists for the leaf's trust domain (ERR_X509SVID_NO_BUNDLE) and has X.509
+ * 2. a bundle exists for the leaf's trust domain (ERR_X509SVID_BUNDLE_MISSING) and has X.509
  *    authorities (ERR_X509SVID_UNTRUSTED otherwise);
  * 3. the path: from the leaf, each certificate is either issued by a bundle authority (name
  *    and signature) and the path ends there, or issued by the next certificate given, whose
  *    subject must be its issuer name (ERR_X509SVID_UNTRUSTED) and whose key must verify its
- *    signature (ERR_X509SVID_BAD_SIGNATURE); running out of certificates is
+ *    signature (ERR_X509SVID_SIGNATURE_INVALID); running out of certificates is
  *    ERR_X509SVID_UNTRUSTED ("signed by unknown authority");
  * 4. for every certificate on the path: no unrecognised critical extension; for every signer
  *    (intermediates and the authority): cA=TRUE, keyCertSign if key usage is present, and its
