@@ -14,33 +14,22 @@
  * processes issuing from one home at once neither corrupt it nor lose each other's writes;
  * serials are 128 random bits, unique without coordination.
  */
-import { createPublicKey, randomUUID } from "node:crypto";
+import { createPublicKey } from "node:crypto";
 import { resolve } from "node:path";
 import { AztpError, ErrorCodes } from "../errors.js";
 import { BundleSet, TrustBundle, type BundleSource } from "../spiffe/bundle.js";
-import { DEFAULT_JWT_SVID_TTL_SECONDS, mintJwtSvid } from "../spiffe/jwtsvid.js";
+import { mintJwtSvid } from "../spiffe/jwtsvid.js";
 import { signCompact } from "../spiffe/jws.js";
 import { SpiffeId, TrustDomain } from "../spiffe/spiffeid.js";
 import { parsePolicy, policyCode, type PolicyDocument } from "../policy/policy.js";
 import { CertificateAuthority, createCaKeyMaterial, type CaKeyMaterial, type IssuedSvid } from "./ca.js";
 import * as registry from "./registry.js";
-import type { IdentityRecord, LinkType, RegistryState } from "./registry.js";
+import type { IdentityRecord, LinkType, RegisterRequest, RegistryState } from "./registry.js";
 import { HomeStore } from "./store.js";
 
 export const DEFAULT_TRUST_DOMAIN = "aztp.local";
-export const DEFAULT_ENVIRONMENT = "production";
-export const DEFAULT_METHOD = "node";
-
-export interface RegisterRequest {
-  name: string;
-  trustDomain?: string;
-  environment?: string;
-  method?: string;
-  parentIdentity?: string | null;
-  linkTo?: string[];
-  metadata?: Record<string, unknown>;
-  isGlobalIdentity?: boolean;
-}
+export { DEFAULT_ENVIRONMENT, DEFAULT_METHOD, MAX_JWT_SVID_TTL_SECONDS, MAX_SPIFFE_ID_BYTES, workloadSpiffeId } from "./registry.js";
+export type { RegisterRequest } from "./registry.js";
 
 export interface IssueOptions {
   ttlSeconds?: number;
@@ -57,36 +46,6 @@ interface AuthorityConfig {
   defaultTrustDomain: string;
   trustDomains: string[];
   createdAt: string;
-}
-
-/** A name must be one SPIFFE path segment: letters, digits, dot, dash, underscore. */
-function checkSegment(what: string, value: unknown): string {
-  if (typeof value !== "string" || !/^[A-Za-z0-9._-]+$/.test(value) || value === "." || value === "..") {
-    throw new AztpError(
-      ErrorCodes.INVALID_ARGUMENT,
-      `${what} must be a non-empty string of letters, digits, ".", "-" or "_" (it becomes a SPIFFE ID path segment), got ${JSON.stringify(value)?.slice(0, 80)}`,
-    );
-  }
-  return value;
-}
-
-/**
- * The SPIFFE ID spec (§2.3): implementations must accept IDs up to 2048 bytes and should not
- * generate longer ones, so an authority that issued one would hand out an SVID other verifiers
- * may refuse.
- */
-export const MAX_SPIFFE_ID_BYTES = 2048;
-
-/** The longest JWT-SVID the authority mints: SPIRE caps its JWT-SVIDs at its CA TTL, one day by default. */
-export const MAX_JWT_SVID_TTL_SECONDS = 24 * 3600;
-
-export function workloadSpiffeId(trustDomain: string, environment: string, method: string, name: string): SpiffeId {
-  const id = SpiffeId.fromSegments(trustDomain, "workload", checkSegment("environment", environment), checkSegment("method", method), checkSegment("name", name));
-  const bytes = Buffer.byteLength(id.toString());
-  if (bytes > MAX_SPIFFE_ID_BYTES) {
-    throw new AztpError(ErrorCodes.INVALID_ARGUMENT, `the SPIFFE ID for this name would be ${bytes} bytes, over the ${MAX_SPIFFE_ID_BYTES} the SPIFFE ID spec allows: use a shorter name`);
-  }
-  return id;
 }
 
 export class EmbeddedAuthority implements BundleSource {
@@ -263,45 +222,11 @@ export class EmbeddedAuthority implements BundleSource {
    */
   async issueIdentity(req: RegisterRequest, csr: Buffer | string, options: IssueOptions = {}): Promise<IssueResult> {
     const td = await this.ensureTrustDomain(req.trustDomain ?? this.defaultTrustDomain);
-    const id = workloadSpiffeId(td, req.environment ?? DEFAULT_ENVIRONMENT, req.method ?? DEFAULT_METHOD, req.name);
+    const id = registry.workloadSpiffeId(td, req.environment ?? registry.DEFAULT_ENVIRONMENT, req.method ?? registry.DEFAULT_METHOD, req.name);
     const now = options.now ?? new Date();
-    if (req.metadata !== undefined && (req.metadata === null || typeof req.metadata !== "object" || Array.isArray(req.metadata))) {
-      throw new AztpError(ErrorCodes.INVALID_ARGUMENT, "metadata must be an object");
-    }
+    registry.checkMetadata(req.metadata);
     return this.mutate(async (state) => {
-      const at = now.toISOString();
-      let rec = state.identities[id.toString()];
-      const parentId = req.parentIdentity ? SpiffeId.parse(req.parentIdentity).aztpId : null;
-      if (rec === undefined) {
-        rec = {
-          name: req.name,
-          aztpId: id.aztpId,
-          spiffeId: id.toString(),
-          workloadId: randomUUID(),
-          trustDomain: td,
-          environment: req.environment ?? DEFAULT_ENVIRONMENT,
-          method: req.method ?? DEFAULT_METHOD,
-          isGlobalIdentity: req.isGlobalIdentity ?? false,
-          parentIdentity: null,
-          links: [],
-          metadata: { ...req.metadata },
-          status: "active",
-          serials: [],
-          policies: [],
-          createdAt: at,
-          updatedAt: at,
-        };
-        state.identities[rec.spiffeId] = rec;
-      } else {
-        if (rec.status === "revoked") {
-          throw new AztpError(ErrorCodes.IDENTITY_REVOKED, `${rec.aztpId} is revoked (${rec.revokeReason ?? "no reason"}): reissue it first`);
-        }
-        rec.metadata = { ...rec.metadata, ...req.metadata };
-        if (req.isGlobalIdentity !== undefined) rec.isGlobalIdentity = req.isGlobalIdentity;
-        rec.updatedAt = at;
-      }
-      if (parentId !== null && rec.parentIdentity !== parentId) registry.link(state, rec.spiffeId, parentId, "parent", {}, now);
-      for (const target of req.linkTo ?? []) registry.link(state, rec.spiffeId, target, "linked", {}, now);
+      const rec = registry.register(state, id, td, req, now);
       const svid = await this.signFor(state, rec, csr, options.ttlSeconds, now);
       return { record: structuredClone(rec), svid };
     });
@@ -317,26 +242,9 @@ export class EmbeddedAuthority implements BundleSource {
     });
   }
 
-  /**
-   * The registry's rules for any credential of `rec`: it is active, every ancestor is active and
-   * holds an SVID, and the credential may not outlive the earliest of those SVIDs (a child's
-   * lifetime never exceeds its parent's). Returns that cap, if `rec` has ancestors.
-   */
-  private lifetimeCap(state: RegistryState, rec: IdentityRecord): Date | undefined {
-    if (rec.status !== "active") throw new AztpError(ErrorCodes.IDENTITY_REVOKED, `${rec.aztpId} is revoked`);
-    let cap: Date | undefined;
-    for (const a of registry.ancestors(state, rec.spiffeId)) {
-      if (a.status !== "active") throw new AztpError(ErrorCodes.PARENT_INVALID, `ancestor ${a.aztpId} of ${rec.aztpId} is revoked`);
-      if (a.notAfter === undefined) throw new AztpError(ErrorCodes.PARENT_INVALID, `ancestor ${a.aztpId} holds no SVID yet`);
-      const na = new Date(a.notAfter);
-      if (cap === undefined || na < cap) cap = na;
-    }
-    return cap;
-  }
-
-  /** Issues under the registry's rules (see lifetimeCap). */
+  /** Issues under the registry's rules (registry.lifetimeCap) and records the SVID. */
   private async signFor(state: RegistryState, rec: IdentityRecord, csr: Buffer | string, ttlSeconds: number | undefined, now: Date): Promise<IssuedSvid> {
-    const cap = this.lifetimeCap(state, rec);
+    const cap = registry.lifetimeCap(state, rec);
     await this.refreshConfig();
     const svid = await this.ca(rec.trustDomain).issueSvid(SpiffeId.parse(rec.spiffeId), csr, {
       ...(ttlSeconds !== undefined ? { ttlSeconds } : {}),
@@ -344,33 +252,15 @@ export class EmbeddedAuthority implements BundleSource {
       now,
       commonName: rec.name,
     });
-    rec.currentSerial = svid.serial;
-    rec.serials.push(svid.serial);
-    rec.notAfter = svid.notAfter.toISOString();
-    rec.updatedAt = now.toISOString();
+    registry.recordSvid(rec, svid, now);
     return svid;
   }
 
-  /**
-   * Mints a JWT-SVID for an active identity with the trust domain's JWT key: 5 minutes by
-   * default, at most MAX_JWT_SVID_TTL_SECONDS, and for a child never past an ancestor's SVID.
-   * A JWT-SVID cannot be recalled once handed out (a verifier holding only the bundle accepts
-   * it until `exp`), so its lifetime is bounded here rather than left to the caller.
-   */
+  /** Mints a JWT-SVID for an active identity with the trust domain's JWT key, for as long as registry.jwtSvidTtl allows. */
   mintJwtSvid(id: string, audience: string | string[], ttlSeconds?: number, now = new Date()): string {
     const state = this.current();
     const rec = registry.getRecord(state, id);
-    if (ttlSeconds !== undefined && !(Number.isFinite(ttlSeconds) && ttlSeconds > 0 && ttlSeconds <= MAX_JWT_SVID_TTL_SECONDS)) {
-      throw new AztpError(ErrorCodes.INVALID_ARGUMENT, `a JWT-SVID lives more than 0 and at most ${MAX_JWT_SVID_TTL_SECONDS} s (24 h), got ${ttlSeconds}`);
-    }
-    let ttl = ttlSeconds ?? DEFAULT_JWT_SVID_TTL_SECONDS;
-    const cap = this.lifetimeCap(state, rec);
-    if (cap !== undefined) {
-      // In whole seconds as the token counts them (iat and exp are floors), so exp lands on the cap.
-      const left = Math.floor(cap.getTime() / 1000) - Math.floor(now.getTime() / 1000);
-      if (left <= 0) throw new AztpError(ErrorCodes.PARENT_INVALID, `an ancestor's SVID of ${rec.aztpId} has expired (${cap.toISOString()}): no JWT-SVID can be minted under it`);
-      ttl = Math.min(ttl, left);
-    }
+    const ttl = registry.jwtSvidTtl(state, rec, ttlSeconds, now);
     const ca = this.ca(rec.trustDomain);
     return mintJwtSvid({ subject: rec.spiffeId, audience, key: ca.jwtKey, kid: ca.jwtKid, ttlSeconds: ttl, now });
   }
@@ -416,22 +306,13 @@ export class EmbeddedAuthority implements BundleSource {
   async attachPolicy(id: string, document: unknown, policyName?: string): Promise<registry.PolicyEntry> {
     const doc = parsePolicy(document);
     const code = policyCode(doc);
-    return this.mutate((state) => {
-      const rec = registry.getRecord(state, id);
-      const entry: registry.PolicyEntry = { code, policyName: policyName ?? code, policyStatement: doc, attachedAt: new Date().toISOString() };
-      rec.policies = [...rec.policies.filter((p) => p.code !== code), entry];
-      rec.updatedAt = entry.attachedAt;
-      return structuredClone(entry);
-    });
+    return this.mutate((state) =>
+      structuredClone(registry.attachPolicy(state, id, { code, policyName: policyName ?? code, policyStatement: doc, attachedAt: new Date().toISOString() })),
+    );
   }
 
   async detachPolicy(id: string, code: string): Promise<boolean> {
-    return this.mutate((state) => {
-      const rec = registry.getRecord(state, id);
-      const before = rec.policies.length;
-      rec.policies = rec.policies.filter((p) => p.code !== code);
-      return rec.policies.length !== before;
-    });
+    return this.mutate((state) => registry.detachPolicy(state, id, code));
   }
 
   /** The validated policy documents attached to `id` (optionally only the one with `code`). */
