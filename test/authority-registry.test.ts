@@ -51,3 +51,25 @@ describe("registry rules (no CA)", () => {
     });
   });
 });
+
+describe("registry snapshot", () => {
+  it("is frozen, and indexes revoked identities with their descendants and serials", async () => {
+    const { RegistrySnapshot } = await import("../src/authority/snapshot.js");
+    const { state, parent, child } = withFamily();
+    registry.recordSvid(child, { serial: "10bb", notAfter: new Date(NOW.getTime() + 600_000) }, NOW);
+    const before = new RegistrySnapshot(structuredClone(state), "v1");
+    assert.equal(before.isRevoked(child.spiffeId, "10bb"), false);
+    registry.revoke(state, parent.aztpId, "test", NOW);
+    const after = new RegistrySnapshot(state, "v2");
+    assert.ok(Object.isFrozen(after) && Object.isFrozen(after.state.identities[child.spiffeId]));
+    assert.throws(() => {
+      (after.state.revocations as { sequence: number }).sequence = 0;
+    }, TypeError);
+    assert.equal(after.isRevoked(child.spiffeId), true, "a descendant of a revoked identity");
+    assert.equal(after.isRevoked(child.aztpId), true, "by its AZTP ID too");
+    assert.equal(after.isRevoked("spiffe://example.org/other", "10bb"), true, "a revoked serial");
+    assert.equal(after.isRevoked("not an id"), true);
+    assert.equal(after.isRevoked("spiffe://example.org/other"), false);
+    assert.equal(before.isRevoked(child.spiffeId), false, "an older snapshot keeps its version's answer");
+  });
+});
