@@ -19,12 +19,12 @@ import { resolve } from "node:path";
 import { AztpError, ErrorCodes } from "../errors.js";
 import { BundleSet, TrustBundle, type BundleSource } from "../spiffe/bundle.js";
 import { mintJwtSvid } from "../spiffe/jwtsvid.js";
-import { signCompact } from "../spiffe/jws.js";
 import { SpiffeId, TrustDomain } from "../spiffe/spiffeid.js";
 import { parsePolicy, policyCode, type PolicyDocument } from "../policy/policy.js";
 import { CertificateAuthority, createCaKeyMaterial, type CaKeyMaterial, type IssuedSvid } from "./ca.js";
 import * as registry from "./registry.js";
 import type { IdentityRecord, LinkType, RegisterRequest, RegistryState } from "./registry.js";
+import { signRevocationList } from "./revocation-list.js";
 import { RegistrySnapshot } from "./snapshot.js";
 import { HomeStore } from "./store.js";
 
@@ -350,19 +350,7 @@ export class EmbeddedAuthority implements BundleSource {
    */
   signedRevocationList(trustDomain = this.defaultTrustDomain): string {
     const ca = this.ca(trustDomain);
-    const rev = this.current().state.revocations;
-    const inTd = (spiffeId: string): boolean => SpiffeId.parse(spiffeId).trustDomain === trustDomain;
-    return signCompact(
-      { typ: "aztp-revocations+jwt", kid: ca.jwtKid },
-      {
-        iss: `spiffe://${trustDomain}`,
-        iat: Math.floor(Date.now() / 1000),
-        sequence: rev.sequence,
-        identities: Object.keys(rev.identities).filter(inTd),
-        serials: Object.entries(rev.serials).filter(([, e]) => inTd(e.spiffeId)).map(([s]) => s),
-      },
-      ca.jwtKey,
-    );
+    return signRevocationList(this.current().state.revocations, { trustDomain, kid: ca.jwtKid, key: ca.jwtKey });
   }
 
   /** The trust bundle of `trustDomain` (X.509 root + JWT key). */
