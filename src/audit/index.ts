@@ -21,6 +21,7 @@ export {
   type Checkpoint,
   type CheckpointSigner,
   type CheckpointVerifier,
+  type UnsignedCheckpoint,
 } from "./checkpoint.js";
 export { defaultWitnessPath, readWitness } from "./witness.js";
 export {
