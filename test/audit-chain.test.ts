@@ -52,6 +52,16 @@ function ruleVerdict(path: string): ChainFault | null {
   return null;
 }
 
+/** A log of `entries` entries, then `change` done to its lines. */
+function damaged(entries: number, change: (ls: string[]) => string[] | void, options: AuditLogOptions = {}): () => Promise<string> {
+  return async () => {
+    const path = await writeLog(entries, options);
+    const ls = lines(path);
+    write(path, change(ls) ?? ls);
+    return path;
+  };
+}
+
 interface Case {
   name: string;
   /** Builds the damaged log; returns its path. */
@@ -60,80 +70,18 @@ interface Case {
   verify: AuditFault | null;
 }
 
+const signed: AuditLogOptions = { signer: testSigner(keys), checkpointEvery: 2, checkpointIntervalMs: 0 };
+// name, the damage, what the rule says of the entries left, what verify reports.
 const cases: Case[] = [
   { name: "an intact log", build: () => writeLog(4), rule: null, verify: null },
-  {
-    name: "an edited entry (its hash kept)",
-    async build() {
-      const path = await writeLog(4);
-      const ls = lines(path);
-      ls[2] = JSON.stringify({ ...entryAt(ls, 2), tool: "edited" });
-      write(path, ls);
-      return path;
-    },
-    rule: "hash-mismatch",
-    verify: "hash-mismatch",
-  },
-  {
-    name: "a broken link (prev of another entry, re-hashed)",
-    async build() {
-      const path = await writeLog(4);
-      const ls = lines(path);
-      ls[3] = reseal(entryAt(ls, 3), { prev: entryAt(ls, 1).hash });
-      write(path, ls);
-      return path;
-    },
-    rule: "chain",
-    verify: "chain",
-  },
-  {
-    name: "a wrong sequence (an entry deleted)",
-    async build() {
-      const path = await writeLog(4);
-      const ls = lines(path);
-      ls.splice(1, 1);
-      write(path, ls);
-      return path;
-    },
-    rule: "sequence",
-    verify: "sequence",
-  },
-  {
-    name: "a wrong sequence (renumbered and re-hashed, still chained)",
-    async build() {
-      const path = await writeLog(4);
-      const ls = lines(path);
-      ls[3] = reseal(entryAt(ls, 3), { seq: 7 });
-      write(path, ls);
-      return path;
-    },
-    rule: "sequence",
-    verify: "sequence",
-  },
-  {
-    name: "a first entry that does not start from the genesis value",
-    async build() {
-      const path = await writeLog(1);
-      const ls = lines(path);
-      ls[0] = reseal(entryAt(ls, 0), { prev: "f".repeat(64) });
-      write(path, ls);
-      return path;
-    },
-    rule: "chain",
-    verify: "chain",
-  },
-  {
-    name: "a cut tail (entries and checkpoint the witness holds removed)",
-    async build() {
-      const path = await writeLog(4, { signer: testSigner(keys), checkpointEvery: 2, checkpointIntervalMs: 0 });
-      const ls = lines(path);
-      write(path, ls.slice(0, 3)); // entries 1, 2 and checkpoint #1; the witness holds #2
-      return path;
-    },
-    // What is left is a well-formed chain: only the witness shows the cut, to both.
-    rule: null,
-    verify: "truncated",
-  },
+  { name: "an edited entry (its hash kept)", build: damaged(4, (ls) => void (ls[2] = JSON.stringify({ ...entryAt(ls, 2), tool: "edited" }))), rule: "hash-mismatch", verify: "hash-mismatch" },
+  { name: "a broken link (prev of another entry, re-hashed)", build: damaged(4, (ls) => void (ls[3] = reseal(entryAt(ls, 3), { prev: entryAt(ls, 1).hash }))), rule: "chain", verify: "chain" },
+  { name: "a wrong sequence (an entry deleted)", build: damaged(4, (ls) => void ls.splice(1, 1)), rule: "sequence", verify: "sequence" },
+  { name: "a wrong sequence (renumbered, re-hashed, still chained)", build: damaged(4, (ls) => void (ls[3] = reseal(entryAt(ls, 3), { seq: 7 }))), rule: "sequence", verify: "sequence" },
+  { name: "a first entry not after the genesis value", build: damaged(1, (ls) => void (ls[0] = reseal(entryAt(ls, 0), { prev: "f".repeat(64) }))), rule: "chain", verify: "chain" },
+  // Entries 1, 2 and checkpoint #1 left; the witness holds #2. What is left is a well-formed
+  // chain: only the witness shows the cut, to both.
+  { name: "a cut tail", build: damaged(4, (ls) => ls.slice(0, 3), signed), rule: null, verify: "truncated" },
 ];
 
 describe("the audit chain rule", () => {
