@@ -90,7 +90,9 @@ export interface AuditEntry {
  * What a caller supplies to `AuditLog.append`; the log assigns `v`, `seq`, `prev` and `hash`,
  * and `argsOmitted` and `sanitized` when it could not keep everything as given.
  */
-export interface AuditEntryInput extends Omit<AuditEntry, "v" | "seq" | "prev" | "hash" | "time" | "args" | "argsOmitted" | "sanitized"> {
+export interface AuditEntryInput extends Omit<AuditEntry, "v" | "seq" | "prev" | "hash" | "time" | "args" | "argsOmitted" | "sanitized" | "reason"> {
+  /** An error code, or why the decision was made; absent (or undefined) for none. */
+  readonly reason?: string | undefined;
   /** Defaults to the time of the append. */
   readonly time?: string;
   /** Raw arguments: kept (redacted) only when the log was opened with `includeArgs`. */

@@ -48,42 +48,42 @@ import { defaultWitnessPath, readWitness, writeWitness } from "./witness.js";
 
 export interface AuditLogOptions {
   /** Store the (redacted) arguments in each entry. Default false: only their digest. */
-  readonly includeArgs?: boolean;
+  readonly includeArgs?: boolean | undefined;
   /** Field names (any depth) and dotted paths (from the root) replaced by "[REDACTED]". */
-  readonly redactFields?: readonly string[];
+  readonly redactFields?: readonly string[] | undefined;
   /** Signs checkpoints; without one the log has none (and no protection against a cut tail). */
-  readonly signer?: CheckpointSigner;
+  readonly signer?: CheckpointSigner | undefined;
   /** Checkpoint after this many entries. Default 1000; 0 turns the count trigger off. */
-  readonly checkpointEvery?: number;
+  readonly checkpointEvery?: number | undefined;
   /** Checkpoint this often (ms) when entries were added. Default 60000; 0 turns it off. */
-  readonly checkpointIntervalMs?: number;
+  readonly checkpointIntervalMs?: number | undefined;
   /** Where the newest checkpoint is copied. Default `<path>.witness`. */
-  readonly witnessPath?: string;
+  readonly witnessPath?: string | undefined;
   /**
    * When `append` resolves. "write" (default): once the entry has been handed to the kernel
    * with write(); it then survives a crash or SIGKILL of the process, not a power loss.
    * "fsync": once the file has been fdatasync'ed; it survives a power loss too. Both use
    * group commit: appends that arrive while a write (or fsync) is in flight share the next.
    */
-  readonly durability?: AuditDurability;
+  readonly durability?: AuditDurability | undefined;
   /**
    * Group commit: how long a batch collects entries before it is written (ms). Default 0:
    * written at once when the writer is idle (a caller's answer waits for its entry).
    */
-  readonly batchWindowMs?: number;
+  readonly batchWindowMs?: number | undefined;
   /** Group commit: write a batch early at this many entries. Default 1024. */
-  readonly maxBatchEntries?: number;
+  readonly maxBatchEntries?: number | undefined;
   /** Group commit: write a batch early at about this many bytes. Default 1 MiB. */
-  readonly maxBatchBytes?: number;
+  readonly maxBatchBytes?: number | undefined;
   /** Also export each durable entry through the global OpenTelemetry API. Default false. */
-  readonly otel?: boolean;
+  readonly otel?: boolean | undefined;
   /**
    * After a failed write, `recover()` really tries to reopen the file at most this often
    * (ms); calls in between return false at once. Default 500.
    */
-  readonly recoverIntervalMs?: number;
+  readonly recoverIntervalMs?: number | undefined;
   /** Receives what the log repaired or could not do; default: `process.emitWarning`. */
-  readonly onWarning?: (warning: AuditWarning) => void;
+  readonly onWarning?: ((warning: AuditWarning) => void) | undefined;
 }
 
 export interface AuditWarning {

@@ -72,7 +72,7 @@ export class EmbeddedAuthority implements BundleSource {
    * AZTP_TRUST_DOMAIN, else aztp.local) when `create` is true and none exists yet. With
    * `exclusive`, finding one already there (even one created concurrently) is ERR_AUTHORITY_EXISTS.
    */
-  static async open(home: string, options: { trustDomain?: string; create?: boolean; exclusive?: boolean } = {}): Promise<EmbeddedAuthority> {
+  static async open(home: string, options: { trustDomain?: string | undefined; create?: boolean | undefined; exclusive?: boolean | undefined } = {}): Promise<EmbeddedAuthority> {
     const store = new HomeStore(resolve(home));
     if (!store.exists("authority.json")) {
       if (!options.create) {

@@ -24,27 +24,27 @@ import { Trust } from "../invocation/trust.js";
 
 export interface AztpConfig {
   /** Authenticates to a remote authority (`baseUrl`); unused by the embedded one. */
-  apiKey?: string;
+  apiKey?: string | undefined;
   /** A remote `aztp serve` authority. Absent: the embedded authority. */
-  baseUrl?: string;
+  baseUrl?: string | undefined;
   /** Default trust domain (else AZTP_TRUST_DOMAIN, else the home's, else aztp.local). */
-  trustDomain?: string;
+  trustDomain?: string | undefined;
   /** Path segment after `workload/` (default "production"). */
-  environment?: string;
+  environment?: string | undefined;
   /** Path segment after the environment (default "node"). */
-  method?: string;
+  method?: string | undefined;
   /** The embedded authority's folder (else AZTP_HOME, else ./.aztp). */
-  home?: string;
+  home?: string | undefined;
   /** X.509-SVID lifetime in seconds (default 3600); rotation happens at half of it. */
-  svidTtlSeconds?: number;
+  svidTtlSeconds?: number | undefined;
 }
 
 export interface SecureConnectOptions {
-  isGlobalIdentity?: boolean;
-  trustDomain?: string;
-  parentIdentity?: string | null;
-  linkTo?: string[];
-  metadata?: Record<string, unknown>;
+  isGlobalIdentity?: boolean | undefined;
+  trustDomain?: string | undefined;
+  parentIdentity?: string | null | undefined;
+  linkTo?: string[] | undefined;
+  metadata?: Record<string, unknown> | undefined;
 }
 
 export type SecuredAgent<T extends object> = T & { readonly identity: AgentIdentity };
