@@ -15,6 +15,7 @@ export type { IdentitySigner } from "./client/identity.js";
 export { AztpError, ErrorCodes, isAztpError } from "./errors.js";
 export type { ErrorCode } from "./errors.js";
 export { SpiffeId, TrustDomain } from "./spiffe/spiffeid.js";
+export { CONNECT_ACTION } from "./policy/request.js";
 export { EmbeddedAuthority } from "./authority/authority.js";
 export type { IdentityRecord, IdentityLink, LinkType } from "./authority/registry.js";
 

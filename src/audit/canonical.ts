@@ -17,7 +17,7 @@
  * Levels of nesting accepted. The writer never nests deeper than the argument bound (64)
  * plus the entry's own two levels; the margin is for entries written by other tools.
  */
-export const MAX_CANONICAL_DEPTH = 512;
+const MAX_CANONICAL_DEPTH = 512;
 
 // With the u flag a well-formed surrogate pair is one code point, so only lone halves match.
 const LONE_SURROGATE = /\p{Cs}/u;

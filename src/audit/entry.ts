@@ -4,7 +4,7 @@
  *
  * `hash` is the SHA-256 (lower-case hex) of the RFC 8785 canonical JSON of the entry without
  * its `hash` member, and `prev` is the `hash` of the entry before it (`GENESIS_HASH` for the
- * first). Because `prev` is inside what is hashed, changing, removing or reordering any entry
+ * first: the chain rule is chain.ts). Because `prev` is inside what is hashed, changing, removing or reordering any entry
  * breaks the chain at that point; signed checkpoints (checkpoint.ts) then pin the chain's head
  * so the chain cannot simply be rewritten from the edit onwards.
  *
@@ -33,9 +33,6 @@ export const AUDIT_ENTRY_VERSION = 2;
 
 /** Version 1 marked a caller that was only claimed with this prefix. */
 const V1_UNVERIFIED_PREFIX = "unverified:";
-
-/** The `prev` of the first entry of every log: no entry hashes to 64 zeros. */
-export const GENESIS_HASH = "0".repeat(64);
 
 export type AuditSide = "caller" | "callee" | "proxy";
 export type AuditDecision = "allow" | "deny" | "audit-only";
@@ -93,7 +90,9 @@ export interface AuditEntry {
  * What a caller supplies to `AuditLog.append`; the log assigns `v`, `seq`, `prev` and `hash`,
  * and `argsOmitted` and `sanitized` when it could not keep everything as given.
  */
-export interface AuditEntryInput extends Omit<AuditEntry, "v" | "seq" | "prev" | "hash" | "time" | "args" | "argsOmitted" | "sanitized"> {
+export interface AuditEntryInput extends Omit<AuditEntry, "v" | "seq" | "prev" | "hash" | "time" | "args" | "argsOmitted" | "sanitized" | "reason"> {
+  /** An error code, or why the decision was made; absent (or undefined) for none. */
+  readonly reason?: string | undefined;
   /** Defaults to the time of the append. */
   readonly time?: string;
   /** Raw arguments: kept (redacted) only when the log was opened with `includeArgs`. */

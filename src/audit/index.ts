@@ -3,7 +3,6 @@ export { AuditLog, type AuditLogOptions, type AuditRecovery, type AuditWarning }
 export {
   AUDIT_ENTRY_VERSION,
   ENTRY_TEXT_LIMITS,
-  GENESIS_HASH,
   entryHash,
   parseAuditEntry,
   readableEntry,
@@ -14,6 +13,7 @@ export {
   type AuditSide,
   type StoredAuditEntry,
 } from "./entry.js";
+export { GENESIS_HASH } from "./chain.js";
 export { ARGS_LIMITS, redact, redactArgs, REDACTED, type JsonValue, type RedactedArgs } from "./redact.js";
 export {
   checkpointPayload,
@@ -21,6 +21,7 @@ export {
   type Checkpoint,
   type CheckpointSigner,
   type CheckpointVerifier,
+  type UnsignedCheckpoint,
 } from "./checkpoint.js";
 export { defaultWitnessPath, readWitness } from "./witness.js";
 export {

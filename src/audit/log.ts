@@ -23,8 +23,6 @@ import { AztpError, ErrorCodes } from "../errors.js";
 import {
   AUDIT_ENTRY_VERSION,
   ENTRY_TEXT_LIMITS,
-  entryHash,
-  GENESIS_HASH,
   parseStoredEntry,
   sealEntry,
   storableText,
@@ -34,6 +32,7 @@ import {
   type StoredAuditEntry,
   type UnsealedEntry,
 } from "./entry.js";
+import { GENESIS, linkFault, namesHead, nextCheckpoint, nextLink, sealFault } from "./chain.js";
 import {
   checkpointLine,
   isCheckpointRecord,
@@ -49,42 +48,42 @@ import { defaultWitnessPath, readWitness, writeWitness } from "./witness.js";
 
 export interface AuditLogOptions {
   /** Store the (redacted) arguments in each entry. Default false: only their digest. */
-  readonly includeArgs?: boolean;
+  readonly includeArgs?: boolean | undefined;
   /** Field names (any depth) and dotted paths (from the root) replaced by "[REDACTED]". */
-  readonly redactFields?: readonly string[];
+  readonly redactFields?: readonly string[] | undefined;
   /** Signs checkpoints; without one the log has none (and no protection against a cut tail). */
-  readonly signer?: CheckpointSigner;
+  readonly signer?: CheckpointSigner | undefined;
   /** Checkpoint after this many entries. Default 1000; 0 turns the count trigger off. */
-  readonly checkpointEvery?: number;
+  readonly checkpointEvery?: number | undefined;
   /** Checkpoint this often (ms) when entries were added. Default 60000; 0 turns it off. */
-  readonly checkpointIntervalMs?: number;
+  readonly checkpointIntervalMs?: number | undefined;
   /** Where the newest checkpoint is copied. Default `<path>.witness`. */
-  readonly witnessPath?: string;
+  readonly witnessPath?: string | undefined;
   /**
    * When `append` resolves. "write" (default): once the entry has been handed to the kernel
    * with write(); it then survives a crash or SIGKILL of the process, not a power loss.
    * "fsync": once the file has been fdatasync'ed; it survives a power loss too. Both use
    * group commit: appends that arrive while a write (or fsync) is in flight share the next.
    */
-  readonly durability?: AuditDurability;
+  readonly durability?: AuditDurability | undefined;
   /**
    * Group commit: how long a batch collects entries before it is written (ms). Default 0:
    * written at once when the writer is idle (a caller's answer waits for its entry).
    */
-  readonly batchWindowMs?: number;
+  readonly batchWindowMs?: number | undefined;
   /** Group commit: write a batch early at this many entries. Default 1024. */
-  readonly maxBatchEntries?: number;
+  readonly maxBatchEntries?: number | undefined;
   /** Group commit: write a batch early at about this many bytes. Default 1 MiB. */
-  readonly maxBatchBytes?: number;
+  readonly maxBatchBytes?: number | undefined;
   /** Also export each durable entry through the global OpenTelemetry API. Default false. */
-  readonly otel?: boolean;
+  readonly otel?: boolean | undefined;
   /**
    * After a failed write, `recover()` really tries to reopen the file at most this often
    * (ms); calls in between return false at once. Default 500.
    */
-  readonly recoverIntervalMs?: number;
+  readonly recoverIntervalMs?: number | undefined;
   /** Receives what the log repaired or could not do; default: `process.emitWarning`. */
-  readonly onWarning?: (warning: AuditWarning) => void;
+  readonly onWarning?: ((warning: AuditWarning) => void) | undefined;
 }
 
 export interface AuditWarning {
@@ -145,8 +144,8 @@ export class AuditLog {
     this.path = path;
     this.#sink = sink;
     this.#settings = settings;
-    this.#seq = tail.lastEntry?.seq ?? 0;
-    this.#head = tail.lastEntry?.hash ?? GENESIS_HASH;
+    this.#seq = tail.lastEntry?.seq ?? GENESIS.seq;
+    this.#head = tail.lastEntry?.hash ?? GENESIS.hash;
     this.#lastCheckpoint = tail.lastCheckpoint;
     this.#nextCheckpointAt = (tail.lastCheckpoint?.upTo ?? 0) + settings.checkpointEvery;
     const torn = sink.torn;
@@ -253,8 +252,8 @@ export class AuditLog {
       await this.#sink.reopen();
       try {
         const tail = recoverTail(this.#sink, this.#settings.signer !== undefined || witness !== null);
-        this.#seq = tail.lastEntry?.seq ?? 0;
-        this.#head = tail.lastEntry?.hash ?? GENESIS_HASH;
+        this.#seq = tail.lastEntry?.seq ?? GENESIS.seq;
+        this.#head = tail.lastEntry?.hash ?? GENESIS.hash;
         this.#lastCheckpoint = tail.lastCheckpoint;
         this.#nextCheckpointAt = (tail.lastCheckpoint?.upTo ?? 0) + this.#settings.checkpointEvery;
         await this.#reconcileWitness(witness);
@@ -400,6 +399,7 @@ export class AuditLog {
     const toolCallId = optional("toolCallId", input.toolCallId);
     const sanitized = notes.list();
 
+    const link = nextLink({ seq: this.#seq, hash: this.#head });
     // Members are added in RFC 8785 order, which lets the hash take its fast path.
     const e: { -readonly [K in keyof UnsealedEntry]?: UnsealedEntry[K] } = {};
     if (args !== undefined) e.args = args.value;
@@ -413,12 +413,12 @@ export class AuditLog {
     if (input.durationMs !== undefined) e.durationMs = input.durationMs;
     if (jti !== undefined) e.jti = jti;
     if (input.outcome !== undefined) e.outcome = input.outcome;
-    e.prev = this.#head;
+    e.prev = link.prev;
     if (reason !== undefined) e.reason = reason;
     if (receipt !== undefined) e.receipt = receipt;
     if (resultDigest !== undefined) e.resultDigest = resultDigest;
     if (sanitized.length > 0) e.sanitized = sanitized;
-    e.seq = this.#seq + 1;
+    e.seq = link.seq;
     e.side = input.side;
     e.time = input.time ?? new Date().toISOString();
     if (token !== undefined) e.token = token;
@@ -438,15 +438,12 @@ export class AuditLog {
     const refusal = this.#refusal();
     if (refusal !== null) throw refusal; // a checkpoint of a head that may be reset is no checkpoint
     const signer = this.#settings.signer;
-    const covered = this.#lastCheckpoint?.upTo ?? 0;
+    const covered = this.#lastCheckpoint?.upTo ?? GENESIS.seq;
     if (signer === undefined || this.#seq === covered) return null;
     const checkpoint = signCheckpoint(
       {
         type: "checkpoint",
-        seq: (this.#lastCheckpoint?.seq ?? 0) + 1,
-        upTo: this.#seq,
-        head: this.#head,
-        count: this.#seq - covered,
+        ...nextCheckpoint(this.#lastCheckpoint, { seq: this.#seq, hash: this.#head }),
         time: new Date().toISOString(),
         signer: signer.id,
       },
@@ -555,7 +552,7 @@ function recoverTail(sink: JsonlSink, wantCheckpoint: boolean): Tail {
     if (isCheckpointRecord(value)) {
       if (lastCheckpoint === null) {
         lastCheckpoint = withContext(where, () => parseCheckpoint(value));
-        if (newer !== null && newer.seq !== lastCheckpoint.upTo + 1) {
+        if (newer !== null && linkFault({ seq: lastCheckpoint.upTo, hash: lastCheckpoint.head }, newer) === "sequence") {
           throw corrupt(`${where}: checkpoint #${lastCheckpoint.seq} covers up to ${lastCheckpoint.upTo} but entry ${newer.seq} follows it`);
         }
         checkpointAwaitsEntry = true;
@@ -563,12 +560,12 @@ function recoverTail(sink: JsonlSink, wantCheckpoint: boolean): Tail {
       continue;
     }
     const entry = withContext(where, () => parseStoredEntry(value));
-    if (withContext(where, () => entryHash(entry)) !== entry.hash) throw corrupt(`${where}: entry ${entry.seq} does not match its hash`);
-    if (newer !== null && (newer.seq !== entry.seq + 1 || newer.prev !== entry.hash)) {
+    if (withContext(where, () => sealFault(entry)) !== null) throw corrupt(`${where}: entry ${entry.seq} does not match its hash`);
+    if (newer !== null && linkFault(entry, newer) !== null) {
       throw corrupt(`${where}: entry ${newer.seq} does not follow entry ${entry.seq} (broken chain)`);
     }
     if (checkpointAwaitsEntry && lastCheckpoint !== null) {
-      if (lastCheckpoint.upTo !== entry.seq || lastCheckpoint.head !== entry.hash) {
+      if (!namesHead(lastCheckpoint, entry)) {
         throw corrupt(`${where}: checkpoint #${lastCheckpoint.seq} does not match entry ${entry.seq} before it`);
       }
       checkpointAwaitsEntry = false;
@@ -581,7 +578,7 @@ function recoverTail(sink: JsonlSink, wantCheckpoint: boolean): Tail {
     }
   }
   if (checkpointAwaitsEntry) throw corrupt(`audit log ${sink.path}: checkpoint #${lastCheckpoint?.seq} has no entry before it`);
-  if (reachedStart && newer !== null && (newer.seq !== 1 || newer.prev !== GENESIS_HASH)) {
+  if (reachedStart && newer !== null && linkFault(GENESIS, newer) !== null) {
     throw corrupt(`audit log ${sink.path}: the first entry is seq ${newer.seq}, not 1 after the genesis value`);
   }
   return { lastEntry, lastCheckpoint };

@@ -46,7 +46,7 @@ export function exportEntry(entry: AuditEntry, ctx: Context): void {
   }
 }
 
-export function entryAttributes(entry: AuditEntry): Attributes {
+function entryAttributes(entry: AuditEntry): Attributes {
   const a: Attributes = {
     "aztp.audit.seq": entry.seq,
     "aztp.audit.hash": entry.hash,

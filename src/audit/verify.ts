@@ -10,7 +10,8 @@
  * last line without its newline is a torn write. See checkpoint.ts for what cannot be detected.
  */
 import { AztpError } from "../errors.js";
-import { entryHash, entryProblem, GENESIS_HASH, type AuditEntry } from "./entry.js";
+import { GENESIS, namesHead, nextCheckpoint, stepFault, type ChainFault, type ChainHead } from "./chain.js";
+import { entryProblem, type AuditEntry } from "./entry.js";
 import {
   checkpointProblem,
   checkpointSignatureProblem,
@@ -118,8 +119,7 @@ export async function verifyAuditLog(path: string, options: AuditVerifyOptions =
 
   let entries = 0;
   let checkpoints = 0;
-  let lastSeq = 0;
-  let head = GENESIS_HASH;
+  let chain: ChainHead = GENESIS;
   let lastCheckpoint: Checkpoint | null = null;
   let witnessSeen = false;
   let firstBad: AuditFinding | undefined;
@@ -152,21 +152,22 @@ export async function verifyAuditLog(path: string, options: AuditVerifyOptions =
       return finding(lineNo, seq, "entry", "malformed", `line ${lineNo}: malformed entry: ${problem}`);
     }
     const entry = value as AuditEntry;
-    let hash: string;
+    let fault: ChainFault | null;
     try {
-      hash = entryHash(entry);
+      fault = stepFault(chain, entry);
     } catch (cause) {
       // A string with a lone surrogate (a \ud800 escape) has no canonical form.
       return finding(lineNo, entry.seq, "entry", "malformed", `line ${lineNo}: entry ${entry.seq}: ${(cause as Error).message}`);
     }
-    if (hash !== entry.hash) {
+    if (fault === "hash-mismatch") {
       return finding(lineNo, entry.seq, "entry", "hash-mismatch", `line ${lineNo}: entry ${entry.seq} does not match its hash (edited)`);
     }
-    if (entry.seq !== lastSeq + 1) {
-      const how = entry.seq > lastSeq + 1 ? "entries are missing or out of order" : "an entry is repeated or out of order";
-      return finding(lineNo, entry.seq, "entry", "sequence", `line ${lineNo}: expected entry ${lastSeq + 1}, found ${entry.seq} (${how})`);
+    if (fault === "sequence") {
+      const expected = chain.seq + 1;
+      const how = entry.seq > expected ? "entries are missing or out of order" : "an entry is repeated or out of order";
+      return finding(lineNo, entry.seq, "entry", "sequence", `line ${lineNo}: expected entry ${expected}, found ${entry.seq} (${how})`);
     }
-    if (entry.prev !== head) {
+    if (fault === "chain") {
       return finding(lineNo, entry.seq, "entry", "chain", `line ${lineNo}: entry ${entry.seq} does not chain to the entry before it`);
     }
     if (witness !== null && entry.seq === witness.upTo && entry.hash !== witness.head) {
@@ -178,8 +179,7 @@ export async function verifyAuditLog(path: string, options: AuditVerifyOptions =
         `line ${lineNo}: entry ${entry.seq} is not the one the witness checkpoint #${witness.seq} covers (the log was rewritten)`,
       );
     }
-    lastSeq = entry.seq;
-    head = entry.hash;
+    chain = { seq: entry.seq, hash: entry.hash };
     return undefined;
   }
 
@@ -187,16 +187,15 @@ export async function verifyAuditLog(path: string, options: AuditVerifyOptions =
     const problem = checkpointProblem(value);
     if (problem !== null) return finding(lineNo, null, "checkpoint", "malformed", `line ${lineNo}: malformed checkpoint: ${problem}`);
     const cp = value as Checkpoint;
-    const expectedSeq = (lastCheckpoint?.seq ?? 0) + 1;
+    const expected = nextCheckpoint(lastCheckpoint, chain);
     const bad = (reason: AuditFault, message: string) => finding(lineNo, cp.seq, "checkpoint", reason, `line ${lineNo}: ${message}`);
-    if (cp.seq !== expectedSeq) {
-      return bad("checkpoint-sequence", `expected checkpoint #${expectedSeq}, found #${cp.seq} (a checkpoint is missing or out of order)`);
+    if (cp.seq !== expected.seq) {
+      return bad("checkpoint-sequence", `expected checkpoint #${expected.seq}, found #${cp.seq} (a checkpoint is missing or out of order)`);
     }
-    if (cp.upTo !== lastSeq || cp.head !== head) {
-      return bad("checkpoint-head", `checkpoint #${cp.seq} covers entry ${cp.upTo}, but the entry before it is ${lastSeq} or differs`);
+    if (!namesHead(cp, chain)) {
+      return bad("checkpoint-head", `checkpoint #${cp.seq} covers entry ${cp.upTo}, but the entry before it is ${chain.seq} or differs`);
     }
-    const since = cp.upTo - (lastCheckpoint?.upTo ?? 0);
-    if (cp.count !== since) return bad("checkpoint-count", `checkpoint #${cp.seq} counts ${cp.count} entries, the log has ${since}`);
+    if (cp.count !== expected.count) return bad("checkpoint-count", `checkpoint #${cp.seq} counts ${cp.count} entries, the log has ${expected.count}`);
     if (verifier !== undefined) {
       const sigProblem = checkpointSignatureProblem(cp, verifier);
       if (sigProblem !== null) return bad("checkpoint-signature", `checkpoint #${cp.seq}: ${sigProblem}${against}`);
@@ -220,6 +219,7 @@ export async function verifyAuditLog(path: string, options: AuditVerifyOptions =
   }
   if (firstBad === undefined) firstBad = witnessFault;
   if (firstBad === undefined && witness !== null && !witnessSeen) {
+    const lastSeq = chain.seq;
     const missingEntry = lastSeq < witness.upTo;
     firstBad = finding(
       scan.lines + 1,
@@ -240,9 +240,9 @@ export async function verifyAuditLog(path: string, options: AuditVerifyOptions =
     ok: firstBad === undefined,
     entries,
     checkpoints,
-    lastSeq,
-    head,
-    uncovered: lastSeq - ((lastCheckpoint as Checkpoint | null)?.upTo ?? 0),
+    lastSeq: chain.seq,
+    head: chain.hash,
+    uncovered: chain.seq - ((lastCheckpoint as Checkpoint | null)?.upTo ?? 0),
     signaturesChecked: verifier !== undefined,
     witness: witnessState,
   };

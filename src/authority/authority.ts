@@ -14,33 +14,23 @@
  * processes issuing from one home at once neither corrupt it nor lose each other's writes;
  * serials are 128 random bits, unique without coordination.
  */
-import { createPublicKey, randomUUID } from "node:crypto";
+import { createPublicKey } from "node:crypto";
 import { resolve } from "node:path";
 import { AztpError, ErrorCodes } from "../errors.js";
 import { BundleSet, TrustBundle, type BundleSource } from "../spiffe/bundle.js";
-import { DEFAULT_JWT_SVID_TTL_SECONDS, mintJwtSvid } from "../spiffe/jwtsvid.js";
-import { signCompact } from "../spiffe/jws.js";
+import { mintJwtSvid } from "../spiffe/jwtsvid.js";
 import { SpiffeId, TrustDomain } from "../spiffe/spiffeid.js";
 import { parsePolicy, policyCode, type PolicyDocument } from "../policy/policy.js";
 import { CertificateAuthority, createCaKeyMaterial, type CaKeyMaterial, type IssuedSvid } from "./ca.js";
 import * as registry from "./registry.js";
-import type { IdentityRecord, LinkType, RegistryState } from "./registry.js";
+import type { IdentityRecord, LinkType, RegisterRequest, RegistryState } from "./registry.js";
+import { signRevocationList } from "./revocation-list.js";
+import { RegistrySnapshot } from "./snapshot.js";
 import { HomeStore } from "./store.js";
 
 export const DEFAULT_TRUST_DOMAIN = "aztp.local";
-export const DEFAULT_ENVIRONMENT = "production";
-export const DEFAULT_METHOD = "node";
-
-export interface RegisterRequest {
-  name: string;
-  trustDomain?: string;
-  environment?: string;
-  method?: string;
-  parentIdentity?: string | null;
-  linkTo?: string[];
-  metadata?: Record<string, unknown>;
-  isGlobalIdentity?: boolean;
-}
+export { DEFAULT_ENVIRONMENT, DEFAULT_METHOD, MAX_JWT_SVID_TTL_SECONDS, MAX_SPIFFE_ID_BYTES, workloadSpiffeId } from "./registry.js";
+export type { RegisterRequest } from "./registry.js";
 
 export interface IssueOptions {
   ttlSeconds?: number;
@@ -59,52 +49,17 @@ interface AuthorityConfig {
   createdAt: string;
 }
 
-/** A name must be one SPIFFE path segment: letters, digits, dot, dash, underscore. */
-function checkSegment(what: string, value: unknown): string {
-  if (typeof value !== "string" || !/^[A-Za-z0-9._-]+$/.test(value) || value === "." || value === "..") {
-    throw new AztpError(
-      ErrorCodes.INVALID_ARGUMENT,
-      `${what} must be a non-empty string of letters, digits, ".", "-" or "_" (it becomes a SPIFFE ID path segment), got ${JSON.stringify(value)?.slice(0, 80)}`,
-    );
-  }
-  return value;
-}
-
-/**
- * The SPIFFE ID spec (§2.3): implementations must accept IDs up to 2048 bytes and should not
- * generate longer ones, so an authority that issued one would hand out an SVID other verifiers
- * may refuse.
- */
-export const MAX_SPIFFE_ID_BYTES = 2048;
-
-/** The longest JWT-SVID the authority mints: SPIRE caps its JWT-SVIDs at its CA TTL, one day by default. */
-export const MAX_JWT_SVID_TTL_SECONDS = 24 * 3600;
-
-export function workloadSpiffeId(trustDomain: string, environment: string, method: string, name: string): SpiffeId {
-  const id = SpiffeId.fromSegments(trustDomain, "workload", checkSegment("environment", environment), checkSegment("method", method), checkSegment("name", name));
-  const bytes = Buffer.byteLength(id.toString());
-  if (bytes > MAX_SPIFFE_ID_BYTES) {
-    throw new AztpError(ErrorCodes.INVALID_ARGUMENT, `the SPIFFE ID for this name would be ${bytes} bytes, over the ${MAX_SPIFFE_ID_BYTES} the SPIFFE ID spec allows: use a shorter name`);
-  }
-  return id;
-}
-
 export class EmbeddedAuthority implements BundleSource {
   readonly home: string;
   private readonly store: HomeStore;
   private config: AuthorityConfig;
   private readonly cas = new Map<string, CertificateAuthority>();
-  private state: RegistryState = registry.emptyRegistry();
-  private stateVersion: string | undefined = "unread";
+  /** The registry as last read (or written) by this process; null until the first read. */
+  #snapshot: RegistrySnapshot | null = null;
 
   private bundles: BundleSet | undefined;
   private bundlesVersion = 0;
   private configVersion: string | undefined;
-  /** Revoked identities (with every descendant) and serials, derived once per registry version. */
-  private revokedIds: Set<string> | undefined;
-  private revokedSerials: Set<string> | undefined;
-  private readonly policyCache = new Map<string, readonly PolicyDocument[]>();
-  private policyCacheFor: RegistryState | undefined;
 
   private constructor(home: string, config: AuthorityConfig) {
     this.home = home;
@@ -117,7 +72,7 @@ export class EmbeddedAuthority implements BundleSource {
    * AZTP_TRUST_DOMAIN, else aztp.local) when `create` is true and none exists yet. With
    * `exclusive`, finding one already there (even one created concurrently) is ERR_AUTHORITY_EXISTS.
    */
-  static async open(home: string, options: { trustDomain?: string; create?: boolean; exclusive?: boolean } = {}): Promise<EmbeddedAuthority> {
+  static async open(home: string, options: { trustDomain?: string | undefined; create?: boolean | undefined; exclusive?: boolean | undefined } = {}): Promise<EmbeddedAuthority> {
     const store = new HomeStore(resolve(home));
     if (!store.exists("authority.json")) {
       if (!options.create) {
@@ -221,39 +176,36 @@ export class EmbeddedAuthority implements BundleSource {
     return ca;
   }
 
-  /** The registry as on disk now; re-read only when the file changed (cheap stat otherwise). */
-  private current(): RegistryState {
+  /** The registry as on disk now: the current snapshot, replaced only when the file changed (cheap stat otherwise). */
+  private current(): RegistrySnapshot {
     // One stat per read (~2 µs in a tight loop, ~8 µs measured on an MCP call's path here,
     // about 2% of an in-memory secured call): a revocation committed by another process is seen
     // by the very next check, with no window. Every write replaces the file (new inode), so the
     // version changes reliably. A folder watch would save the stat but could lag behind the
     // event loop.
     const v = this.store.version("registry.json");
-    if (v !== this.stateVersion) {
-      this.state = this.store.exists("registry.json") ? this.store.readJson<RegistryState>("registry.json") : registry.emptyRegistry();
-      this.stateVersion = v;
-      this.revokedIds = undefined;
-    }
-    return this.state;
+    const snapshot = this.#snapshot;
+    if (snapshot !== null && snapshot.version === v) return snapshot;
+    return (this.#snapshot = new RegistrySnapshot(this.readState(), v));
   }
 
-  /** Read-modify-write of the registry under the home lock. */
+  /** A fresh, mutable copy of registry.json (the empty registry when there is none). */
+  private readState(): RegistryState {
+    return this.store.exists("registry.json") ? this.store.readJson<RegistryState>("registry.json") : registry.emptyRegistry();
+  }
+
+  /**
+   * Read-modify-write of the registry under the home lock, on a fresh read of the file (never
+   * the current snapshot, which stays frozen). Once written, the new state becomes the
+   * snapshot; if `fn` fails, nothing was written and the snapshot stands.
+   */
   private async mutate<T>(fn: (state: RegistryState) => Promise<T> | T): Promise<T> {
     return this.store.withLock(async () => {
-      this.stateVersion = "stale";
-      const state = this.current();
-      try {
-        const result = await fn(state);
-        this.store.writeJson(["registry.json"], state);
-        this.state = state;
-        this.stateVersion = this.store.version("registry.json");
-        return result;
-      } catch (e) {
-        // `fn` may have changed the cached state before it failed (e.g. registered a name, then
-        // refused its CSR): forget it, so this process re-reads what is really on disk.
-        this.stateVersion = "stale";
-        throw e;
-      }
+      const state = this.readState();
+      const result = await fn(state);
+      this.store.writeJson(["registry.json"], state);
+      this.#snapshot = new RegistrySnapshot(state, this.store.version("registry.json"));
+      return result;
     });
   }
 
@@ -263,45 +215,11 @@ export class EmbeddedAuthority implements BundleSource {
    */
   async issueIdentity(req: RegisterRequest, csr: Buffer | string, options: IssueOptions = {}): Promise<IssueResult> {
     const td = await this.ensureTrustDomain(req.trustDomain ?? this.defaultTrustDomain);
-    const id = workloadSpiffeId(td, req.environment ?? DEFAULT_ENVIRONMENT, req.method ?? DEFAULT_METHOD, req.name);
+    const id = registry.workloadSpiffeId(td, req.environment ?? registry.DEFAULT_ENVIRONMENT, req.method ?? registry.DEFAULT_METHOD, req.name);
     const now = options.now ?? new Date();
-    if (req.metadata !== undefined && (req.metadata === null || typeof req.metadata !== "object" || Array.isArray(req.metadata))) {
-      throw new AztpError(ErrorCodes.INVALID_ARGUMENT, "metadata must be an object");
-    }
+    registry.checkMetadata(req.metadata);
     return this.mutate(async (state) => {
-      const at = now.toISOString();
-      let rec = state.identities[id.toString()];
-      const parentId = req.parentIdentity ? SpiffeId.parse(req.parentIdentity).aztpId : null;
-      if (rec === undefined) {
-        rec = {
-          name: req.name,
-          aztpId: id.aztpId,
-          spiffeId: id.toString(),
-          workloadId: randomUUID(),
-          trustDomain: td,
-          environment: req.environment ?? DEFAULT_ENVIRONMENT,
-          method: req.method ?? DEFAULT_METHOD,
-          isGlobalIdentity: req.isGlobalIdentity ?? false,
-          parentIdentity: null,
-          links: [],
-          metadata: { ...req.metadata },
-          status: "active",
-          serials: [],
-          policies: [],
-          createdAt: at,
-          updatedAt: at,
-        };
-        state.identities[rec.spiffeId] = rec;
-      } else {
-        if (rec.status === "revoked") {
-          throw new AztpError(ErrorCodes.IDENTITY_REVOKED, `${rec.aztpId} is revoked (${rec.revokeReason ?? "no reason"}): reissue it first`);
-        }
-        rec.metadata = { ...rec.metadata, ...req.metadata };
-        if (req.isGlobalIdentity !== undefined) rec.isGlobalIdentity = req.isGlobalIdentity;
-        rec.updatedAt = at;
-      }
-      if (parentId !== null && rec.parentIdentity !== parentId) registry.link(state, rec.spiffeId, parentId, "parent", {}, now);
-      for (const target of req.linkTo ?? []) registry.link(state, rec.spiffeId, target, "linked", {}, now);
+      const rec = registry.register(state, id, td, req, now);
       const svid = await this.signFor(state, rec, csr, options.ttlSeconds, now);
       return { record: structuredClone(rec), svid };
     });
@@ -317,26 +235,9 @@ export class EmbeddedAuthority implements BundleSource {
     });
   }
 
-  /**
-   * The registry's rules for any credential of `rec`: it is active, every ancestor is active and
-   * holds an SVID, and the credential may not outlive the earliest of those SVIDs (a child's
-   * lifetime never exceeds its parent's). Returns that cap, if `rec` has ancestors.
-   */
-  private lifetimeCap(state: RegistryState, rec: IdentityRecord): Date | undefined {
-    if (rec.status !== "active") throw new AztpError(ErrorCodes.IDENTITY_REVOKED, `${rec.aztpId} is revoked`);
-    let cap: Date | undefined;
-    for (const a of registry.ancestors(state, rec.spiffeId)) {
-      if (a.status !== "active") throw new AztpError(ErrorCodes.PARENT_INVALID, `ancestor ${a.aztpId} of ${rec.aztpId} is revoked`);
-      if (a.notAfter === undefined) throw new AztpError(ErrorCodes.PARENT_INVALID, `ancestor ${a.aztpId} holds no SVID yet`);
-      const na = new Date(a.notAfter);
-      if (cap === undefined || na < cap) cap = na;
-    }
-    return cap;
-  }
-
-  /** Issues under the registry's rules (see lifetimeCap). */
+  /** Issues under the registry's rules (registry.lifetimeCap) and records the SVID. */
   private async signFor(state: RegistryState, rec: IdentityRecord, csr: Buffer | string, ttlSeconds: number | undefined, now: Date): Promise<IssuedSvid> {
-    const cap = this.lifetimeCap(state, rec);
+    const cap = registry.lifetimeCap(state, rec);
     await this.refreshConfig();
     const svid = await this.ca(rec.trustDomain).issueSvid(SpiffeId.parse(rec.spiffeId), csr, {
       ...(ttlSeconds !== undefined ? { ttlSeconds } : {}),
@@ -344,54 +245,36 @@ export class EmbeddedAuthority implements BundleSource {
       now,
       commonName: rec.name,
     });
-    rec.currentSerial = svid.serial;
-    rec.serials.push(svid.serial);
-    rec.notAfter = svid.notAfter.toISOString();
-    rec.updatedAt = now.toISOString();
+    registry.recordSvid(rec, svid, now);
     return svid;
   }
 
-  /**
-   * Mints a JWT-SVID for an active identity with the trust domain's JWT key: 5 minutes by
-   * default, at most MAX_JWT_SVID_TTL_SECONDS, and for a child never past an ancestor's SVID.
-   * A JWT-SVID cannot be recalled once handed out (a verifier holding only the bundle accepts
-   * it until `exp`), so its lifetime is bounded here rather than left to the caller.
-   */
+  /** Mints a JWT-SVID for an active identity with the trust domain's JWT key, for as long as registry.jwtSvidTtl allows. */
   mintJwtSvid(id: string, audience: string | string[], ttlSeconds?: number, now = new Date()): string {
-    const state = this.current();
+    const { state } = this.current();
     const rec = registry.getRecord(state, id);
-    if (ttlSeconds !== undefined && !(Number.isFinite(ttlSeconds) && ttlSeconds > 0 && ttlSeconds <= MAX_JWT_SVID_TTL_SECONDS)) {
-      throw new AztpError(ErrorCodes.INVALID_ARGUMENT, `a JWT-SVID lives more than 0 and at most ${MAX_JWT_SVID_TTL_SECONDS} s (24 h), got ${ttlSeconds}`);
-    }
-    let ttl = ttlSeconds ?? DEFAULT_JWT_SVID_TTL_SECONDS;
-    const cap = this.lifetimeCap(state, rec);
-    if (cap !== undefined) {
-      // In whole seconds as the token counts them (iat and exp are floors), so exp lands on the cap.
-      const left = Math.floor(cap.getTime() / 1000) - Math.floor(now.getTime() / 1000);
-      if (left <= 0) throw new AztpError(ErrorCodes.PARENT_INVALID, `an ancestor's SVID of ${rec.aztpId} has expired (${cap.toISOString()}): no JWT-SVID can be minted under it`);
-      ttl = Math.min(ttl, left);
-    }
+    const ttl = registry.jwtSvidTtl(state, rec, ttlSeconds, now);
     const ca = this.ca(rec.trustDomain);
     return mintJwtSvid({ subject: rec.spiffeId, audience, key: ca.jwtKey, kid: ca.jwtKid, ttlSeconds: ttl, now });
   }
 
   get(id: string): IdentityRecord {
-    return structuredClone(registry.getRecord(this.current(), id));
+    return structuredClone(registry.getRecord(this.current().state, id));
   }
 
   find(id: string): IdentityRecord | undefined {
-    const rec = registry.findRecord(this.current(), id);
+    const rec = registry.findRecord(this.current().state, id);
     return rec ? structuredClone(rec) : undefined;
   }
 
   findByName(name: string, trustDomain?: string): IdentityRecord | undefined {
-    const recs = Object.values(this.current().identities).filter((r) => r.name === name && (!trustDomain || r.trustDomain === trustDomain));
+    const recs = Object.values(this.current().state.identities).filter((r) => r.name === name && (!trustDomain || r.trustDomain === trustDomain));
     const pick = recs.find((r) => r.trustDomain === (trustDomain ?? this.defaultTrustDomain)) ?? recs[0];
     return pick ? structuredClone(pick) : undefined;
   }
 
   list(filter: { trustDomain?: string; status?: "active" | "revoked" } = {}): IdentityRecord[] {
-    return Object.values(this.current().identities)
+    return Object.values(this.current().state.identities)
       .filter((r) => (!filter.trustDomain || r.trustDomain === filter.trustDomain) && (!filter.status || r.status === filter.status))
       .map((r) => structuredClone(r));
   }
@@ -416,56 +299,37 @@ export class EmbeddedAuthority implements BundleSource {
   async attachPolicy(id: string, document: unknown, policyName?: string): Promise<registry.PolicyEntry> {
     const doc = parsePolicy(document);
     const code = policyCode(doc);
-    return this.mutate((state) => {
-      const rec = registry.getRecord(state, id);
-      const entry: registry.PolicyEntry = { code, policyName: policyName ?? code, policyStatement: doc, attachedAt: new Date().toISOString() };
-      rec.policies = [...rec.policies.filter((p) => p.code !== code), entry];
-      rec.updatedAt = entry.attachedAt;
-      return structuredClone(entry);
-    });
+    return this.mutate((state) =>
+      structuredClone(registry.attachPolicy(state, id, { code, policyName: policyName ?? code, policyStatement: doc, attachedAt: new Date().toISOString() })),
+    );
   }
 
   async detachPolicy(id: string, code: string): Promise<boolean> {
-    return this.mutate((state) => {
-      const rec = registry.getRecord(state, id);
-      const before = rec.policies.length;
-      rec.policies = rec.policies.filter((p) => p.code !== code);
-      return rec.policies.length !== before;
-    });
+    return this.mutate((state) => registry.detachPolicy(state, id, code));
   }
 
-  /** The validated policy documents attached to `id` (optionally only the one with `code`). */
+  /**
+   * The validated policy documents attached to `id` (optionally only the one with `code`).
+   * Asked on every call by a guarded server: parsed (and so compiled) once per registry
+   * version, and the same array handed back so evaluation caches hit.
+   */
   policiesOf(id: string, code?: string): readonly PolicyDocument[] {
-    const state = this.current();
-    // Asked on every call by a guarded server: parse (and so compile) each document once per
-    // registry version, and hand back the same array so evaluation caches hit.
-    if (this.policyCacheFor !== state) {
-      this.policyCache.clear();
-      this.policyCacheFor = state;
-    }
-    const key = `${id}\n${code ?? ""}`;
-    let docs = this.policyCache.get(key);
-    if (docs === undefined) {
-      const rec = registry.getRecord(state, id);
-      docs = Object.freeze(rec.policies.filter((p) => code === undefined || p.code === code).map((p) => parsePolicy(p.policyStatement)));
-      this.policyCache.set(key, docs);
-    }
-    return docs;
+    return this.current().policiesOf(id, code);
   }
 
   /** Parent and links of an identity, for policy conditions (aztp:callerParent, aztp:callerLinks). */
   relations(id: string): { parent?: string; links: string[] } | undefined {
-    const rec = registry.findRecord(this.current(), id);
+    const rec = registry.findRecord(this.current().state, id);
     if (!rec) return undefined;
     return { ...(rec.parentIdentity ? { parent: rec.parentIdentity } : {}), links: rec.links.filter((l) => l.type === "linked").map((l) => l.target) };
   }
 
   connected(a: string, b: string): boolean {
-    return registry.connected(this.current(), a, b);
+    return registry.connected(this.current().state, a, b);
   }
 
   ancestors(id: string): IdentityRecord[] {
-    return registry.ancestors(this.current(), id).map((r) => structuredClone(r));
+    return registry.ancestors(this.current().state, id).map((r) => structuredClone(r));
   }
 
   /**
@@ -473,24 +337,11 @@ export class EmbeddedAuthority implements BundleSource {
    * serial. Applies another process's revocation as soon as registry.json changes.
    */
   isRevoked(id: string, serial?: string): boolean {
-    const state = this.current();
-    if (this.revokedIds === undefined || this.revokedSerials === undefined) {
-      const ids = new Set(Object.keys(state.revocations.identities));
-      for (const revoked of [...ids]) for (const d of registry.descendants(state, revoked)) ids.add(d.spiffeId);
-      this.revokedIds = ids;
-      this.revokedSerials = new Set(Object.keys(state.revocations.serials));
-    }
-    if (serial !== undefined && this.revokedSerials.has(serial)) return true;
-    if (this.revokedIds.has(id)) return true;
-    try {
-      return this.revokedIds.has(registry.registryKey(id));
-    } catch {
-      return true; // not an ID at all: never "not revoked"
-    }
+    return this.current().isRevoked(id, serial);
   }
 
   revocationSequence(): number {
-    return this.current().revocations.sequence;
+    return this.current().state.revocations.sequence;
   }
 
   /**
@@ -499,19 +350,7 @@ export class EmbeddedAuthority implements BundleSource {
    */
   signedRevocationList(trustDomain = this.defaultTrustDomain): string {
     const ca = this.ca(trustDomain);
-    const rev = this.current().revocations;
-    const inTd = (spiffeId: string): boolean => SpiffeId.parse(spiffeId).trustDomain === trustDomain;
-    return signCompact(
-      { typ: "aztp-revocations+jwt", kid: ca.jwtKid },
-      {
-        iss: `spiffe://${trustDomain}`,
-        iat: Math.floor(Date.now() / 1000),
-        sequence: rev.sequence,
-        identities: Object.keys(rev.identities).filter(inTd),
-        serials: Object.entries(rev.serials).filter(([, e]) => inTd(e.spiffeId)).map(([s]) => s),
-      },
-      ca.jwtKey,
-    );
+    return signRevocationList(this.current().state.revocations, { trustDomain, kid: ca.jwtKid, key: ca.jwtKey });
   }
 
   /** The trust bundle of `trustDomain` (X.509 root + JWT key). */

@@ -12,8 +12,8 @@ import { encodePem } from "../spiffe/pem.js";
 import { SpiffeId } from "../spiffe/spiffeid.js";
 import { EC_P256, subtle, x509 } from "../spiffe/x509lib.js";
 
-export const ROOT_TTL_SECONDS = 10 * 365 * 24 * 3600;
-export const INTERMEDIATE_TTL_SECONDS = 365 * 24 * 3600;
+const ROOT_TTL_SECONDS = 10 * 365 * 24 * 3600;
+const INTERMEDIATE_TTL_SECONDS = 365 * 24 * 3600;
 export const DEFAULT_SVID_TTL_SECONDS = 3600;
 /** Certificates are back-dated a little so a verifier whose clock is slightly behind accepts them. */
 const BACKDATE_MS = 60_000;
@@ -29,7 +29,7 @@ export interface CaKeyMaterial {
 }
 
 /** A positive, random 128-bit serial (RFC 5280 §4.1.2.2 wants ≥ 64 random bits): unique without coordination. */
-export function newSerial(): string {
+function newSerial(): string {
   const b = randomBytes(16);
   b[0] = (b[0] ?? 0) & 0x7f | 0x10; // positive, and never a leading zero byte
   return b.toString("hex");

@@ -1,10 +1,38 @@
 /**
  * The registry of identities: who exists, who their parent is, what they link to, whether
- * they are revoked, and which certificate serials they were issued. Pure data and pure
- * functions over it; authority.ts persists it.
+ * they are revoked, which certificate serials they were issued, and the rules every record and
+ * credential obeys (how a record is created or updated, how long a credential of it may live).
+ * Pure data and pure functions over it, testable without a CA; authority.ts persists it and
+ * signs what these rules allow.
  */
+import { randomUUID } from "node:crypto";
 import { AztpError, ErrorCodes } from "../errors.js";
+import { DEFAULT_JWT_SVID_TTL_SECONDS } from "../spiffe/jwtsvid.js";
 import { SpiffeId } from "../spiffe/spiffeid.js";
+
+export const DEFAULT_ENVIRONMENT = "production";
+export const DEFAULT_METHOD = "node";
+
+/**
+ * The SPIFFE ID spec (§2.3): implementations must accept IDs up to 2048 bytes and should not
+ * generate longer ones, so an authority that issued one would hand out an SVID other verifiers
+ * may refuse.
+ */
+export const MAX_SPIFFE_ID_BYTES = 2048;
+
+/** The longest JWT-SVID the authority mints: SPIRE caps its JWT-SVIDs at its CA TTL, one day by default. */
+export const MAX_JWT_SVID_TTL_SECONDS = 24 * 3600;
+
+export interface RegisterRequest {
+  name: string;
+  trustDomain?: string;
+  environment?: string;
+  method?: string;
+  parentIdentity?: string | null;
+  linkTo?: string[];
+  metadata?: Record<string, unknown>;
+  isGlobalIdentity?: boolean;
+}
 
 export type IdentityStatus = "active" | "revoked";
 export type LinkType = "linked" | "parent";
@@ -201,4 +229,135 @@ export function connected(state: RegistryState, a: string, b: string): boolean {
   if (!ra || !rb) return false;
   const links = (from: IdentityRecord, to: IdentityRecord): boolean => from.links.some((l) => l.target === to.aztpId);
   return links(ra, rb) || links(rb, ra) || ra.parentIdentity === rb.aztpId || rb.parentIdentity === ra.aztpId;
+}
+
+/** A name must be one SPIFFE path segment: letters, digits, dot, dash, underscore. */
+function checkSegment(what: string, value: unknown): string {
+  if (typeof value !== "string" || !/^[A-Za-z0-9._-]+$/.test(value) || value === "." || value === "..") {
+    throw new AztpError(
+      ErrorCodes.INVALID_ARGUMENT,
+      `${what} must be a non-empty string of letters, digits, ".", "-" or "_" (it becomes a SPIFFE ID path segment), got ${JSON.stringify(value)?.slice(0, 80)}`,
+    );
+  }
+  return value;
+}
+
+export function workloadSpiffeId(trustDomain: string, environment: string, method: string, name: string): SpiffeId {
+  const id = SpiffeId.fromSegments(trustDomain, "workload", checkSegment("environment", environment), checkSegment("method", method), checkSegment("name", name));
+  const bytes = Buffer.byteLength(id.toString());
+  if (bytes > MAX_SPIFFE_ID_BYTES) {
+    throw new AztpError(ErrorCodes.INVALID_ARGUMENT, `the SPIFFE ID for this name would be ${bytes} bytes, over the ${MAX_SPIFFE_ID_BYTES} the SPIFFE ID spec allows: use a shorter name`);
+  }
+  return id;
+}
+
+/** Refuses metadata that is not a plain object (it is merged into the record's). */
+export function checkMetadata(metadata: unknown): void {
+  if (metadata !== undefined && (metadata === null || typeof metadata !== "object" || Array.isArray(metadata))) {
+    throw new AztpError(ErrorCodes.INVALID_ARGUMENT, "metadata must be an object");
+  }
+}
+
+/**
+ * Registers `req` as `id` (trust domain `trustDomain`), or updates the record that exists:
+ * same AZTP ID and workload ID, metadata merged, a revoked record refused (it is reissued
+ * first). Then applies its parent and links. Returns the record, in `state`.
+ */
+export function register(state: RegistryState, id: SpiffeId, trustDomain: string, req: RegisterRequest, now: Date): IdentityRecord {
+  const at = now.toISOString();
+  let rec = state.identities[id.toString()];
+  const parentId = req.parentIdentity ? SpiffeId.parse(req.parentIdentity).aztpId : null;
+  if (rec === undefined) {
+    rec = {
+      name: req.name,
+      aztpId: id.aztpId,
+      spiffeId: id.toString(),
+      workloadId: randomUUID(),
+      trustDomain,
+      environment: req.environment ?? DEFAULT_ENVIRONMENT,
+      method: req.method ?? DEFAULT_METHOD,
+      isGlobalIdentity: req.isGlobalIdentity ?? false,
+      parentIdentity: null,
+      links: [],
+      metadata: { ...req.metadata },
+      status: "active",
+      serials: [],
+      policies: [],
+      createdAt: at,
+      updatedAt: at,
+    };
+    state.identities[rec.spiffeId] = rec;
+  } else {
+    if (rec.status === "revoked") {
+      throw new AztpError(ErrorCodes.IDENTITY_REVOKED, `${rec.aztpId} is revoked (${rec.revokeReason ?? "no reason"}): reissue it first`);
+    }
+    rec.metadata = { ...rec.metadata, ...req.metadata };
+    if (req.isGlobalIdentity !== undefined) rec.isGlobalIdentity = req.isGlobalIdentity;
+    rec.updatedAt = at;
+  }
+  if (parentId !== null && rec.parentIdentity !== parentId) link(state, rec.spiffeId, parentId, "parent", {}, now);
+  for (const target of req.linkTo ?? []) link(state, rec.spiffeId, target, "linked", {}, now);
+  return rec;
+}
+
+/**
+ * The rules for any credential of `rec`: it is active, every ancestor is active and holds an
+ * SVID, and the credential may not outlive the earliest of those SVIDs (a child's lifetime
+ * never exceeds its parent's). Returns that cap, if `rec` has ancestors.
+ */
+export function lifetimeCap(state: RegistryState, rec: IdentityRecord): Date | undefined {
+  if (rec.status !== "active") throw new AztpError(ErrorCodes.IDENTITY_REVOKED, `${rec.aztpId} is revoked`);
+  let cap: Date | undefined;
+  for (const a of ancestors(state, rec.spiffeId)) {
+    if (a.status !== "active") throw new AztpError(ErrorCodes.PARENT_INVALID, `ancestor ${a.aztpId} of ${rec.aztpId} is revoked`);
+    if (a.notAfter === undefined) throw new AztpError(ErrorCodes.PARENT_INVALID, `ancestor ${a.aztpId} holds no SVID yet`);
+    const na = new Date(a.notAfter);
+    if (cap === undefined || na < cap) cap = na;
+  }
+  return cap;
+}
+
+/** Records an X.509-SVID issued to `rec`: its serial (current, and in the history) and expiry. */
+export function recordSvid(rec: IdentityRecord, svid: { serial: string; notAfter: Date }, now: Date): void {
+  rec.currentSerial = svid.serial;
+  rec.serials.push(svid.serial);
+  rec.notAfter = svid.notAfter.toISOString();
+  rec.updatedAt = now.toISOString();
+}
+
+/**
+ * The lifetime (s) of a JWT-SVID for `rec` asked for `ttlSeconds`: 5 minutes by default, at
+ * most MAX_JWT_SVID_TTL_SECONDS, and for a child never past an ancestor's SVID. A JWT-SVID
+ * cannot be recalled once handed out (a verifier holding only the bundle accepts it until
+ * `exp`), so its lifetime is bounded here rather than left to the caller.
+ */
+export function jwtSvidTtl(state: RegistryState, rec: IdentityRecord, ttlSeconds: number | undefined, now: Date): number {
+  if (ttlSeconds !== undefined && !(Number.isFinite(ttlSeconds) && ttlSeconds > 0 && ttlSeconds <= MAX_JWT_SVID_TTL_SECONDS)) {
+    throw new AztpError(ErrorCodes.INVALID_ARGUMENT, `a JWT-SVID lives more than 0 and at most ${MAX_JWT_SVID_TTL_SECONDS} s (24 h), got ${ttlSeconds}`);
+  }
+  let ttl = ttlSeconds ?? DEFAULT_JWT_SVID_TTL_SECONDS;
+  const cap = lifetimeCap(state, rec);
+  if (cap !== undefined) {
+    // In whole seconds as the token counts them (iat and exp are floors), so exp lands on the cap.
+    const left = Math.floor(cap.getTime() / 1000) - Math.floor(now.getTime() / 1000);
+    if (left <= 0) throw new AztpError(ErrorCodes.PARENT_INVALID, `an ancestor's SVID of ${rec.aztpId} has expired (${cap.toISOString()}): no JWT-SVID can be minted under it`);
+    ttl = Math.min(ttl, left);
+  }
+  return ttl;
+}
+
+/** Attaches `entry` to `id`, replacing a policy with the same code. */
+export function attachPolicy(state: RegistryState, id: string, entry: PolicyEntry): PolicyEntry {
+  const rec = getRecord(state, id);
+  rec.policies = [...rec.policies.filter((p) => p.code !== entry.code), entry];
+  rec.updatedAt = entry.attachedAt;
+  return entry;
+}
+
+/** Detaches the policy `code` from `id`; false if it had none. */
+export function detachPolicy(state: RegistryState, id: string, code: string): boolean {
+  const rec = getRecord(state, id);
+  const before = rec.policies.length;
+  rec.policies = rec.policies.filter((p) => p.code !== code);
+  return rec.policies.length !== before;
 }

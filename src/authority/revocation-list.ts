@@ -1,7 +1,9 @@
 /**
- * The authority's signed revocation list, checked by someone who holds only the trust bundle.
+ * The authority's signed revocation list, checked by someone who holds only the trust bundle:
+ * how it is signed (signRevocationList, which EmbeddedAuthority.signedRevocationList() calls)
+ * and how its consumer verifies it (verifyRevocationList), in one place.
  *
- * EmbeddedAuthority.signedRevocationList() signs it: a compact JWS, typ
+ * It is a compact JWS, typ
  * `aztp-revocations+jwt`, signed with the trust domain's JWT key (its kid is in the bundle),
  * whose payload holds the issuer `spiffe://TD`, a `sequence` that grows with every revocation
  * or reissue, `iat`, and the revoked SPIFFE IDs (a revoked parent's descendants are listed
@@ -9,9 +11,10 @@
  * FILE` applies it. The list is as fresh as its `iat`: a verifier that needs to know about a
  * revocation made a minute ago needs a list exported since, or the authority itself (--home).
  */
+import type { KeyObject } from "node:crypto";
 import { AztpError, ErrorCodes } from "../errors.js";
 import type { BundleSource } from "../spiffe/bundle.js";
-import { decodeHeader, decodeRest, verifyDecoded } from "../spiffe/jws.js";
+import { decodeHeader, decodeRest, signCompact, verifyDecoded } from "../spiffe/jws.js";
 import { DEFAULT_ALGORITHMS } from "../spiffe/keys.js";
 import { SpiffeId } from "../spiffe/spiffeid.js";
 
@@ -29,6 +32,37 @@ export interface RevocationList {
   serials: ReadonlySet<string>;
   /** Why `id` (a SPIFFE or AZTP ID) or its SVID `serial` is revoked, or undefined when it is not on the list. */
   revoked(id: string, serial?: string): "identity" | "serial" | undefined;
+}
+
+/** What the registry holds about revocations (RegistryState["revocations"]): identities and serials by key. */
+export interface RevocationRecords {
+  readonly sequence: number;
+  readonly identities: Readonly<Record<string, unknown>>;
+  readonly serials: Readonly<Record<string, { readonly spiffeId: string }>>;
+}
+
+/**
+ * Signs the list of `trustDomain` from the registry's `revocations` (only the entries of that
+ * trust domain) with the trust domain's JWT key `key`, whose `kid` the bundle holds.
+ * Revocation already records a revoked parent's descendants, so they are listed too.
+ */
+export function signRevocationList(
+  revocations: RevocationRecords,
+  signing: { trustDomain: string; kid: string; key: KeyObject; now?: Date },
+): string {
+  const { trustDomain } = signing;
+  const inTd = (spiffeId: string): boolean => SpiffeId.parse(spiffeId).trustDomain === trustDomain;
+  return signCompact(
+    { typ: REVOCATION_LIST_TYP, kid: signing.kid },
+    {
+      iss: `spiffe://${trustDomain}`,
+      iat: Math.floor((signing.now ?? new Date()).getTime() / 1000),
+      sequence: revocations.sequence,
+      identities: Object.keys(revocations.identities).filter(inTd),
+      serials: Object.entries(revocations.serials).filter(([, e]) => inTd(e.spiffeId)).map(([s]) => s),
+    },
+    signing.key,
+  );
 }
 
 function invalid(rule: string): never {

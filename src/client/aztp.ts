@@ -11,8 +11,8 @@
 import { resolve } from "node:path";
 import { EmbeddedAuthority, DEFAULT_ENVIRONMENT, DEFAULT_METHOD } from "../authority/authority.js";
 import type { IdentityLink, IdentityRecord, LinkType, PolicyEntry } from "../authority/registry.js";
-import { buildPolicyContext } from "../policy/context.js";
-import { evaluatePolicies, type PolicyDecision } from "../policy/evaluate.js";
+import type { PolicyDecision } from "../policy/evaluate.js";
+import { CONNECT_ACTION, decidePolicy } from "../policy/request.js";
 import { getPolicyValue, isActionAllowed, type PolicyRecord } from "../policy/helpers.js";
 import type { PolicyDocument, Statement } from "../policy/policy.js";
 import { AztpError, ErrorCodes } from "../errors.js";
@@ -24,27 +24,27 @@ import { Trust } from "../invocation/trust.js";
 
 export interface AztpConfig {
   /** Authenticates to a remote authority (`baseUrl`); unused by the embedded one. */
-  apiKey?: string;
+  apiKey?: string | undefined;
   /** A remote `aztp serve` authority. Absent: the embedded authority. */
-  baseUrl?: string;
+  baseUrl?: string | undefined;
   /** Default trust domain (else AZTP_TRUST_DOMAIN, else the home's, else aztp.local). */
-  trustDomain?: string;
+  trustDomain?: string | undefined;
   /** Path segment after `workload/` (default "production"). */
-  environment?: string;
+  environment?: string | undefined;
   /** Path segment after the environment (default "node"). */
-  method?: string;
+  method?: string | undefined;
   /** The embedded authority's folder (else AZTP_HOME, else ./.aztp). */
-  home?: string;
+  home?: string | undefined;
   /** X.509-SVID lifetime in seconds (default 3600); rotation happens at half of it. */
-  svidTtlSeconds?: number;
+  svidTtlSeconds?: number | undefined;
 }
 
 export interface SecureConnectOptions {
-  isGlobalIdentity?: boolean;
-  trustDomain?: string;
-  parentIdentity?: string | null;
-  linkTo?: string[];
-  metadata?: Record<string, unknown>;
+  isGlobalIdentity?: boolean | undefined;
+  trustDomain?: string | undefined;
+  parentIdentity?: string | null | undefined;
+  linkTo?: string[] | undefined;
+  metadata?: Record<string, unknown> | undefined;
 }
 
 export type SecuredAgent<T extends object> = T & { readonly identity: AgentIdentity };
@@ -58,8 +58,8 @@ export const whiteListTrustDomains: Readonly<Record<string, string>> = Object.fr
 });
 
 const IDENTITY = Symbol("aztp.identity");
-/** The policy action verifyIdentityConnection evaluates. */
-export const CONNECT_ACTION = "identity:connect";
+/** The policy action verifyIdentityConnection evaluates (defined with the one policy-request builder). */
+export { CONNECT_ACTION };
 
 /**
  * A LangChain v1 agent (createAgent's ReactAgent) or a compiled LangGraph graph: anything whose
@@ -233,12 +233,12 @@ export class Aztp {
     if (!authority.connected(a, b)) return false;
     const policies = authority.policiesOf(b, policyCode);
     if (policies.length === 0) return policyCode === undefined;
-    const rel = authority.relations(a);
-    const decision = evaluatePolicies(policies, {
+    const decision = decidePolicy(policies, {
       principal: a,
       action: CONNECT_ACTION,
       resource: SpiffeId.parse(b).toString(),
-      context: buildPolicyContext({ caller: a, callerParent: rel?.parent, callerLinks: rel?.links, callee: b }),
+      callee: b,
+      relations: authority.relations(a),
     });
     return decision.decision === "allow";
   }
@@ -330,16 +330,15 @@ export class Aztp {
       throw new AztpError(ErrorCodes.INVALID_ARGUMENT, "checkIdentityPolicyPermissions needs { actions: string[] }");
     }
     const policies = authority.policiesOf(id, options.policyCode);
-    const rel = authority.relations(id);
-    const context = buildPolicyContext({ caller: id, callerParent: rel?.parent, callerLinks: rel?.links });
+    const relations = authority.relations(id);
+    const now = new Date(); // one instant for every action asked about
     const actions: Record<string, PolicyDecision> = {};
     for (const action of options.actions) {
-      actions[action] = evaluatePolicies(policies, { principal: id, action, resource: options.resource ?? "*", context });
+      actions[action] = decidePolicy(policies, { principal: id, action, resource: options.resource ?? "*", relations, now });
     }
     return { allowed: Object.values(actions).every((d) => d.decision === "allow"), actions };
   }
 
-  /** Stops every identity's rotation timer (they never keep the process alive anyway). */
   /**
    * Stops every identity's rotation timer (they never keep the process alive anyway) and closes
    * the default audit logs of this client's home, each with a last signed checkpoint; resolves

@@ -39,7 +39,7 @@ const saidOff = new Set<string>();
 const MAX_SIBLINGS = 16;
 
 /** Where the default log of `identity` lives (`sibling` > 1: the one another process took first). */
-export function homeAuditPath(identity: AgentIdentity, sibling = 1): string {
+function homeAuditPath(identity: AgentIdentity, sibling = 1): string {
   return join(identity.home, "audit", sibling === 1 ? `${identity.name}.jsonl` : `${identity.name}.${sibling}.jsonl`);
 }
 

@@ -218,7 +218,3 @@ export class AgentIdentity extends EventEmitter<IdentityEvents> {
     return { ...this.toJSON(), certificate: `<${this.#chain.length} certificates, serial ${this.serial}>` };
   }
 }
-
-export function assertIdentity(value: unknown): asserts value is AgentIdentity {
-  if (!(value instanceof AgentIdentity)) throw new AztpError(ErrorCodes.INVALID_ARGUMENT, "expected an AgentIdentity");
-}

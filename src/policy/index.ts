@@ -23,4 +23,13 @@ export {
   type PolicyContextInput,
   type PolicyContextKey,
 } from "./context.js";
+export {
+  CONNECT_ACTION,
+  decidePolicy,
+  normalizeSourceIp,
+  policyRequest,
+  TOOL_CALL_ACTION,
+  type IdentityRelations,
+  type PolicyRequestInput,
+} from "./request.js";
 export { findStatements, getPolicyValue, isActionAllowed, type PolicyRecord } from "./helpers.js";

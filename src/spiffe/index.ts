@@ -1,5 +1,5 @@
 export { SpiffeId, TrustDomain, SPIFFE_SCHEME, AZTP_SCHEME } from "./spiffeid.js";
-export { Certificate, clearCertificateCache } from "./certificate.js";
+export { Certificate } from "./certificate.js";
 export type { KeyUsage } from "./certificate.js";
 export { TrustBundle, BundleSet, loadBundleFile } from "./bundle.js";
 export type { BundleSource, SpiffeBundleDocument, SpiffeBundleKey, TrustBundleInit } from "./bundle.js";

@@ -1,0 +1,75 @@
+/**
+ * The registry's record and lifetime rules as pure data, without a CA: creating and updating a
+ * record, a revoked record refused, a child's credentials capped by its ancestors' SVIDs, and
+ * the JWT-SVID lifetime bounds.
+ */
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import * as registry from "../src/authority/registry.js";
+import { ErrorCodes } from "../src/errors.js";
+
+const NOW = new Date("2030-01-01T00:00:00Z");
+
+function withFamily(): { state: registry.RegistryState; parent: registry.IdentityRecord; child: registry.IdentityRecord } {
+  const state = registry.emptyRegistry();
+  const parent = registry.register(state, registry.workloadSpiffeId("example.org", "production", "node", "parent"), "example.org", { name: "parent" }, NOW);
+  const child = registry.register(
+    state,
+    registry.workloadSpiffeId("example.org", "production", "node", "child"),
+    "example.org",
+    { name: "child", parentIdentity: parent.aztpId, metadata: { a: 1 } },
+    NOW,
+  );
+  return { state, parent, child };
+}
+
+describe("registry rules (no CA)", () => {
+  it("creates a record once and merges updates into it, keeping its workload ID", () => {
+    const { state, child } = withFamily();
+    assert.equal(child.status, "active");
+    assert.equal(child.parentIdentity, "aztp://example.org/workload/production/node/parent");
+    const again = registry.register(state, registry.workloadSpiffeId("example.org", "production", "node", "child"), "example.org", { name: "child", metadata: { b: 2 } }, NOW);
+    assert.equal(again, child);
+    assert.deepEqual(again.metadata, { a: 1, b: 2 });
+    assert.equal(Object.keys(state.identities).length, 2);
+  });
+
+  it("refuses to update a revoked record, and caps a child by its ancestor's SVID", () => {
+    const { state, parent, child } = withFamily();
+    assert.throws(() => registry.lifetimeCap(state, child), { code: ErrorCodes.PARENT_INVALID }, "an ancestor without an SVID");
+    registry.recordSvid(parent, { serial: "10aa", notAfter: new Date(NOW.getTime() + 600_000) }, NOW);
+    assert.deepEqual(registry.lifetimeCap(state, child), new Date(NOW.getTime() + 600_000));
+    assert.equal(registry.lifetimeCap(state, parent), undefined);
+    assert.equal(registry.jwtSvidTtl(state, child, 3600, NOW), 600, "a child's JWT-SVID ends with its parent's SVID");
+    assert.equal(registry.jwtSvidTtl(state, parent, undefined, NOW), 300);
+    assert.throws(() => registry.jwtSvidTtl(state, parent, registry.MAX_JWT_SVID_TTL_SECONDS + 1, NOW), { code: ErrorCodes.INVALID_ARGUMENT });
+    assert.throws(() => registry.jwtSvidTtl(state, child, 60, new Date(NOW.getTime() + 600_000)), { code: ErrorCodes.PARENT_INVALID });
+    registry.revoke(state, parent.spiffeId, "test", NOW);
+    assert.throws(() => registry.lifetimeCap(state, child), { code: ErrorCodes.IDENTITY_REVOKED });
+    assert.throws(() => registry.register(state, registry.workloadSpiffeId("example.org", "production", "node", "child"), "example.org", { name: "child" }, NOW), {
+      code: ErrorCodes.IDENTITY_REVOKED,
+    });
+  });
+});
+
+describe("registry snapshot", () => {
+  it("is frozen, and indexes revoked identities with their descendants and serials", async () => {
+    const { RegistrySnapshot } = await import("../src/authority/snapshot.js");
+    const { state, parent, child } = withFamily();
+    registry.recordSvid(child, { serial: "10bb", notAfter: new Date(NOW.getTime() + 600_000) }, NOW);
+    const before = new RegistrySnapshot(structuredClone(state), "v1");
+    assert.equal(before.isRevoked(child.spiffeId, "10bb"), false);
+    registry.revoke(state, parent.aztpId, "test", NOW);
+    const after = new RegistrySnapshot(state, "v2");
+    assert.ok(Object.isFrozen(after) && Object.isFrozen(after.state.identities[child.spiffeId]));
+    assert.throws(() => {
+      (after.state.revocations as { sequence: number }).sequence = 0;
+    }, TypeError);
+    assert.equal(after.isRevoked(child.spiffeId), true, "a descendant of a revoked identity");
+    assert.equal(after.isRevoked(child.aztpId), true, "by its AZTP ID too");
+    assert.equal(after.isRevoked("spiffe://example.org/other", "10bb"), true, "a revoked serial");
+    assert.equal(after.isRevoked("not an id"), true);
+    assert.equal(after.isRevoked("spiffe://example.org/other"), false);
+    assert.equal(before.isRevoked(child.spiffeId), false, "an older snapshot keeps its version's answer");
+  });
+});
