@@ -219,11 +219,6 @@ export class Certificate {
  */
 const cache = new LRUCache<string, Certificate>({ max: 4096 });
 
-/** Forgets every cached certificate (for tests and memory-pressure hooks). */
-export function clearCertificateCache(): void {
-  cache.clear();
-}
-
 export function sha256Hex(data: Uint8Array): string {
   return createHash("sha256").update(data).digest("hex");
 }

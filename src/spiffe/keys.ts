@@ -9,7 +9,6 @@
 import {
   createPrivateKey,
   createPublicKey,
-  generateKeyPairSync,
   sign as cryptoSign,
   verify as cryptoVerify,
   type KeyObject,
@@ -43,11 +42,6 @@ const ALGS: Record<JwsAlgorithm, AlgSpec> = {
 
 export function isJwsAlgorithm(alg: unknown): alg is JwsAlgorithm {
   return typeof alg === "string" && Object.prototype.hasOwnProperty.call(ALGS, alg);
-}
-
-/** A fresh P-256 key pair (the default for every workload and CA). */
-export function generateKeyPair(): { privateKey: KeyObject; publicKey: KeyObject } {
-  return generateKeyPairSync("ec", { namedCurve: "prime256v1" });
 }
 
 /** The algorithm a key signs with by default: ES256/384/512 by curve, RS256 for RSA. */

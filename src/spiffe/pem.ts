@@ -26,16 +26,6 @@ export function decodePem(text: string | Buffer): PemBlock[] {
   return out;
 }
 
-/** Like decodePem, but returns [] instead of throwing when there are no blocks. */
-export function decodePemLenient(text: string | Buffer): PemBlock[] {
-  try {
-    return decodePem(text);
-  } catch (e) {
-    if (e instanceof AztpError && e.code === ErrorCodes.PEM_NO_BLOCKS) return [];
-    throw e;
-  }
-}
-
 export function encodePem(type: string, der: Uint8Array): string {
   const b64 = Buffer.from(der).toString("base64");
   const lines = b64.match(/.{1,64}/g) ?? [];
