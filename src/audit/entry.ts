@@ -223,26 +223,22 @@ const field = (required: boolean, check: Check): FieldSpec => ({ required, check
  * hostile caller sent (an empty tool name, a lone surrogate, 10 MB) is made storable and
  * recorded, never refused.
  */
+/** Text fields: any string (see above). */
+const text = (required: boolean, ...keys: string[]): Array<readonly [string, FieldSpec]> => keys.map((key) => [key, field(required, anyString)] as const);
 const INPUT_FIELDS: readonly (readonly [string, FieldSpec])[] = [
   ["time", field(false, isoTime)],
   ["side", field(true, oneOf(SIDES))],
-  ["caller", field(true, anyString)],
+  ...text(true, "caller"),
   ["callerVerified", field(true, boolean)],
-  ["callee", field(true, anyString)],
-  ["tool", field(true, anyString)],
-  ["argsDigest", field(true, anyString)],
+  ...text(true, "callee", "tool", "argsDigest"),
   ["args", field(false, () => null)], // anything: made storable when it is kept
   ["delegation", field(false, stringArray(false))],
   ["decision", field(true, oneOf(DECISIONS))],
-  ["reason", field(false, anyString)],
+  ...text(false, "reason"),
   ["outcome", field(false, oneOf(OUTCOMES))],
-  ["resultDigest", field(false, anyString)],
+  ...text(false, "resultDigest"),
   ["durationMs", field(false, duration)],
-  ["jti", field(false, anyString)],
-  ["traceId", field(false, anyString)],
-  ["toolCallId", field(false, anyString)],
-  ["token", field(false, anyString)],
-  ["receipt", field(false, anyString)],
+  ...text(false, "jti", "traceId", "toolCallId", "token", "receipt"),
 ];
 
 const INPUT_TABLE = fieldTable(INPUT_FIELDS);
@@ -260,27 +256,20 @@ const STORED_V2 = fieldTable([
   ["hash", field(true, hex64)],
 ]);
 
-/** A stored version 1 entry, as the version 1 writer checked it. */
+/**
+ * A stored version 1 entry, as the version 1 writer checked it: the input fields it knew (no
+ * callerVerified, no toolCallId), with every text field non-empty and delegation checked
+ * strictly, between the sequence and the chain fields.
+ */
+const V1_UNKNOWN = new Set(["time", "callerVerified", "toolCallId"]);
 const STORED_V1 = fieldTable([
   ["v", field(true, (v) => (v === 1 ? null : "version 1"))],
   ["seq", field(true, (v) => (isPositiveSafeInteger(v) ? null : "a positive integer"))],
   ["time", field(true, isoTime)],
-  ["side", field(true, oneOf(SIDES))],
-  ["caller", field(true, nonEmptyString)],
-  ["callee", field(true, nonEmptyString)],
-  ["tool", field(true, nonEmptyString)],
-  ["argsDigest", field(true, nonEmptyString)],
-  ["args", field(false, () => null)],
-  ["delegation", field(false, stringArray(true))],
-  ["decision", field(true, oneOf(DECISIONS))],
-  ["reason", field(false, nonEmptyString)],
-  ["outcome", field(false, oneOf(OUTCOMES))],
-  ["resultDigest", field(false, nonEmptyString)],
-  ["durationMs", field(false, duration)],
-  ["jti", field(false, nonEmptyString)],
-  ["traceId", field(false, nonEmptyString)],
-  ["token", field(false, nonEmptyString)],
-  ["receipt", field(false, nonEmptyString)],
+  ...INPUT_FIELDS.filter(([key]) => !V1_UNKNOWN.has(key)).map(([key, spec]): readonly [string, FieldSpec] => {
+    if (key === "delegation") return [key, field(false, stringArray(true))];
+    return [key, spec.check === anyString ? field(spec.required, nonEmptyString) : spec];
+  }),
   ["prev", field(true, hex64)],
   ["hash", field(true, hex64)],
 ]);

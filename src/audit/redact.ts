@@ -212,17 +212,19 @@ function copyJson(root: unknown, matcher: Matcher): RedactedArgs {
   let values = ARGS_LIMITS.values;
   const spent = (): boolean => chars <= 0 || values <= 0;
 
-  const text = (value: string, where: string): string => {
-    let out = value;
-    const cut = truncateText(out, ARGS_LIMITS.stringLength);
-    if (cut !== null) {
-      notes.add(where, `a string of ${value.length} characters, cut to ${ARGS_LIMITS.stringLength}`);
-      out = cut;
-    }
-    const fixed = replaceLoneSurrogates(out);
-    if (fixed.replaced > 0) notes.add(where, `${fixed.replaced} lone surrogate(s) replaced with U+FFFD`);
-    chars -= fixed.text.length;
+  /** A string cut to `limit` and with lone surrogates replaced, each change noted at `where`. */
+  const storable = (value: string, where: string, limit: number, what: "string" | "key"): string => {
+    const cut = truncateText(value, limit);
+    if (cut !== null) notes.add(where, `a ${what} of ${value.length} characters, cut to ${limit}`);
+    const fixed = replaceLoneSurrogates(cut ?? value);
+    if (fixed.replaced > 0) notes.add(where, `${fixed.replaced} lone surrogate(s)${what === "key" ? " in the key" : ""} replaced with U+FFFD`);
     return fixed.text;
+  };
+
+  const text = (value: string, where: string): string => {
+    const out = storable(value, where, ARGS_LIMITS.stringLength, "string");
+    chars -= out.length;
+    return out;
   };
 
   const walk = (value: unknown, active: readonly (readonly string[])[], where: string, depth: number): JsonValue => {
@@ -371,17 +373,7 @@ function copyJson(root: unknown, matcher: Matcher): RedactedArgs {
     return obj;
   };
 
-  const storedKey = (key: string, here: string): string => {
-    let out = key;
-    const cut = truncateText(out, ARGS_LIMITS.keyLength);
-    if (cut !== null) {
-      notes.add(here, `a key of ${key.length} characters, cut to ${ARGS_LIMITS.keyLength}`);
-      out = cut;
-    }
-    const fixed = replaceLoneSurrogates(out);
-    if (fixed.replaced > 0) notes.add(here, `${fixed.replaced} lone surrogate(s) in the key replaced with U+FFFD`);
-    return fixed.text;
-  };
+  const storedKey = (key: string, here: string): string => storable(key, here, ARGS_LIMITS.keyLength, "key");
 
   const value = walk(root, matcher.paths, "args", 0);
   return { value, omitted: notes.list() };

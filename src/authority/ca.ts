@@ -36,6 +36,8 @@ function newSerial(): string {
 }
 
 /** `O=AZTP, CN=<cn>` as a structured name, so no string escaping rules are involved. */
+type CertName = NonNullable<x509.X509CertificateCreateParams["subject"]>;
+
 function distinguishedName(commonName: string): x509.JsonName {
   return [{ "2.5.4.10": ["AZTP"] }, { "2.5.4.3": [commonName] }];
 }
@@ -63,39 +65,29 @@ export async function createCaKeyMaterial(trustDomain: string, now = new Date())
   const rootName = distinguishedName(`${trustDomain} root CA`);
   const interName = distinguishedName(`${trustDomain} intermediate CA`);
   const caSan = new x509.SubjectAlternativeNameExtension([{ type: "url", value: tdId.toString() }], false);
-  const rootCert = await x509.X509CertificateGenerator.create({
-    serialNumber: newSerial(),
-    subject: rootName,
-    issuer: rootName,
-    notBefore,
-    notAfter: new Date(now.getTime() + ROOT_TTL_SECONDS * 1000),
-    signingAlgorithm: EC_P256,
-    publicKey: root.publicKey,
-    signingKey: root.privateKey,
-    extensions: [
-      new x509.BasicConstraintsExtension(true, 1, true),
-      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
-      caSan,
-      await x509.SubjectKeyIdentifierExtension.create(root.publicKey),
-    ],
-  });
-  const interCert = await x509.X509CertificateGenerator.create({
-    serialNumber: newSerial(),
-    subject: interName,
-    issuer: rootCert.subjectName,
-    notBefore,
-    notAfter: new Date(now.getTime() + INTERMEDIATE_TTL_SECONDS * 1000),
-    signingAlgorithm: EC_P256,
-    publicKey: inter.publicKey,
-    signingKey: root.privateKey,
-    extensions: [
-      new x509.BasicConstraintsExtension(true, 0, true),
-      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
-      caSan,
-      await x509.SubjectKeyIdentifierExtension.create(inter.publicKey),
-      await x509.AuthorityKeyIdentifierExtension.create(root.publicKey),
-    ],
-  });
+  // Root (path length 1) and intermediate (0): CA certificates that differ only in who they
+  // are, who signs them, how long they live and how many CAs may follow them.
+  const caCertificate = async (c: { subject: CertName; issuer: CertName; ttlSeconds: number; key: webcrypto.CryptoKey; signer: webcrypto.CryptoKeyPair; pathLength: number }) =>
+    x509.X509CertificateGenerator.create({
+      serialNumber: newSerial(),
+      subject: c.subject,
+      issuer: c.issuer,
+      notBefore,
+      notAfter: new Date(now.getTime() + c.ttlSeconds * 1000),
+      signingAlgorithm: EC_P256,
+      publicKey: c.key,
+      signingKey: c.signer.privateKey,
+      extensions: [
+        new x509.BasicConstraintsExtension(true, c.pathLength, true),
+        new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+        caSan,
+        await x509.SubjectKeyIdentifierExtension.create(c.key),
+        // A self-signed root needs no authority key identifier; the intermediate names the root's.
+        ...(c.signer.publicKey === c.key ? [] : [await x509.AuthorityKeyIdentifierExtension.create(c.signer.publicKey)]),
+      ],
+    });
+  const rootCert = await caCertificate({ subject: rootName, issuer: rootName, ttlSeconds: ROOT_TTL_SECONDS, key: root.publicKey, signer: root, pathLength: 1 });
+  const interCert = await caCertificate({ subject: interName, issuer: rootCert.subjectName, ttlSeconds: INTERMEDIATE_TTL_SECONDS, key: inter.publicKey, signer: root, pathLength: 0 });
   return {
     trustDomain,
     rootCertPem: rootCert.toString("pem") + "\n",
