@@ -254,3 +254,43 @@ describe("delegation scopes compare IDs as policy does (one normaliser)", () => 
     );
   });
 });
+
+describe("each kind's own rules name what failed (code and rule)", () => {
+  const inv = (exp = nowS() + 30) => ({ signer: w.caller.spiffeId, audience: w.serverA.spiffeId, tool: TOOL, exp, trust: w.trust, now: new Date() });
+  /** A hand-signed link by `by` to `to`, with `change` applied to its claims. */
+  const link = (by: AgentIdentity, to: AgentIdentity, change: Record<string, unknown> = {}): string =>
+    resign(by.signer as RawSigner, { iss: by.spiffeId, sub: to.spiffeId, iat: nowS(), exp: nowS() + 600, jti: newJti(), scope: { tools: ["*"], servers: ["*"], depth: 0 }, ...change }, {}, DELEGATION_KIND.typ);
+  const cases: Array<[string, string, () => unknown]> = [
+    ["delegation: not a list", "links", () => verifyDelegationChain("x.y.z", inv())],
+    ["delegation: a link's scope malformed", "claims", () => verifyDelegationChain([link(w.third, w.caller, { scope: { tools: "*" } })], inv())],
+    ["delegation: the first link names a previous one", "binding", () => verifyDelegationChain([link(w.third, w.caller, { prev: "x" })], inv())],
+    ["delegation: link 1 not signed by link 0's delegate", "delegator", () => verifyDelegationChain(delegate(w.serverB, w.caller.spiffeId, {}, delegate(w.third, w.serverA.spiffeId, { depth: 1 })), inv())],
+    ["delegation: link 1 not bound to link 0", "binding", () => verifyDelegationChain([delegate(w.third, w.serverA.spiffeId, { depth: 1 })[0] as string, link(w.serverA, w.caller, { prev: "not-the-hash" })], inv())],
+    ["delegation: depth 0 delegated further", "depth", () => verifyDelegationChain(delegate(w.serverA, w.caller.spiffeId, {}, delegate(w.third, w.serverA.spiffeId, { depth: 0 })), inv())],
+    ["delegation: tools widened", "scope.tools", () => verifyDelegationChain(delegate(w.serverA, w.caller.spiffeId, { tools: ["*"] }, delegate(w.third, w.serverA.spiffeId, { depth: 1, tools: ["search"] })), inv())],
+    ["delegation: servers widened", "scope.servers", () => verifyDelegationChain(delegate(w.serverA, w.caller.spiffeId, { servers: ["*"] }, delegate(w.third, w.serverA.spiffeId, { depth: 1, servers: [w.serverA.spiffeId] })), inv())],
+    ["delegation: a link outlives its parent", "outlives", () => verifyDelegationChain(delegate(w.serverA, w.caller.spiffeId, { ttlSeconds: 3600 }, delegate(w.third, w.serverA.spiffeId, { depth: 1, ttlSeconds: 60 })), inv())],
+    ["delegation: the last delegate is not the signer", "delegate", () => verifyDelegationChain(delegate(w.third, w.serverB.spiffeId), inv())],
+    ["delegation: the tool is outside the scope", "tool", () => verifyDelegationChain(delegate(w.third, w.caller.spiffeId, { tools: ["other"] }), inv())],
+    ["delegation: the server is outside the scope", "server", () => verifyDelegationChain(delegate(w.third, w.caller.spiffeId, { servers: [w.serverB.spiffeId] }), inv())],
+    ["delegation: the invocation outlives it", "invocation_outlives", () => verifyDelegationChain(delegate(w.third, w.caller.spiffeId, { ttlSeconds: 10 }), inv(nowS() + 30))],
+    ["proof: another nonce", "nonce", () => verifyPossessionProof(resign(w.serverA.signer as RawSigner, { iss: w.serverA.spiffeId, iat: nowS(), exp: nowS() + 60, nonce: NONCE }, {}, PROOF_KIND.typ), { nonce: "m".repeat(22), trust: w.trust })],
+    [
+      "proof: made for another peer",
+      "audience",
+      () => verifyPossessionProof(resign(w.serverA.signer as RawSigner, { iss: w.serverA.spiffeId, iat: nowS(), exp: nowS() + 60, nonce: NONCE, aud: w.serverB.spiffeId }, {}, PROOF_KIND.typ), { nonce: NONCE, trust: w.trust, audience: w.caller.spiffeId }),
+    ],
+    ["checkpoint: other contents", "digest", () => svidCheckpointVerifier(w.trust).verify(signAs(w.third, kinds[4] as KindUnderTest), Buffer.from("other"))],
+    ["checkpoint: not an accepted signer", "signer", () => svidCheckpointVerifier(w.trust, { signers: [w.serverA.spiffeId] }).verify(signAs(w.third, kinds[4] as KindUnderTest), checkpointPayload)],
+  ];
+  for (const [name, rule, run] of cases) {
+    it(`${name}: rule ${rule}`, () => {
+      const code = name.startsWith("delegation") ? C.DELEGATION_INVALID : name.startsWith("proof") ? C.PROOF_INVALID : C.AUDIT_CORRUPT;
+      assert.throws(run, (e: unknown) => {
+        assert.ok(e instanceof AztpError, String(e));
+        assert.deepEqual([e.code, e.rule], [code, rule], e.message);
+        return true;
+      });
+    });
+  }
+});
