@@ -120,7 +120,8 @@ export class CalleeGuard {
     const token = typeof call.token === "string" ? call.token : undefined;
     const policy = typeof this.#o.policy === "function" ? this.#o.policy() : this.#o.policy;
     // Fail closed first: a call that cannot be recorded is not run (nor its token's jti burnt).
-    const unavailable = await this.#audit.unavailable();
+    const down = this.#audit.unavailable();
+    const unavailable = down === undefined ? undefined : await down;
     if (unavailable !== undefined) {
       return { allowed: false, tool: call.tool, args: call.args, token, verified: undefined, error: unavailable, caller: claimedCaller(call.token), callerVerified: false, startedAt };
     }

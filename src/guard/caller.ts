@@ -72,7 +72,8 @@ export class CallerGuard {
    * showed (`calleeSerial`). In audit mode the call goes, and its receipt's check records it.
    */
   async prepare(call: CallToSign & { calleeSerial?: string }): Promise<PreparedCall> {
-    const unavailable = await this.#audit.unavailable();
+    const down = this.#audit.unavailable();
+    const unavailable = down === undefined ? undefined : await down;
     if (unavailable !== undefined) throw unavailable;
     let prepared: PreparedCall;
     try {

@@ -18,7 +18,6 @@ import type { PolicyDocument } from "../policy/policy.js";
 import { canonicalDigest, tokenHash } from "./canonical.js";
 import { signerOf, signWithHeader, type SignerLike } from "./codec.js";
 import { decideInvocation } from "./decide.js";
-import { canonicalId } from "./ids.js";
 import { describeClaim } from "./describe.js";
 import { verifyDelegationChain, type VerifiedDelegation } from "./delegation.js";
 import type { ReplayCache } from "./replay.js";
@@ -155,7 +154,7 @@ function reject(code: ErrorCode, message: string, rule: string, cause?: unknown)
 
 function audienceOf(audience: string): string {
   try {
-    return canonicalId(audience);
+    return SpiffeId.parse(audience).toString();
   } catch (e) {
     throw new AztpError(ErrorCodes.INVALID_ARGUMENT, "verifyInvocation: audience is not a valid SPIFFE/AZTP ID", { cause: e });
   }
@@ -216,7 +215,9 @@ export async function verifyInvocation(token: unknown, options: VerifyInvocation
   // forged or misdirected token cannot burn a caller's jti; the key is the claims, never the
   // token text (see replay.ts). Delegation and policy come after (DESIGN §4), so a token
   // refused by them is used up: its caller signs a new one.
-  const fresh = await options.replay.checkAndRemember(`${c.iss}\n${c.jti}`, (c.exp + leeway) * 1000);
+  const remembered = options.replay.checkAndRemember(`${c.iss}\n${c.jti}`, (c.exp + leeway) * 1000);
+  // The in-memory cache answers at once: no await (a microtask) unless a shared cache needs one.
+  const fresh = typeof remembered === "boolean" ? remembered : await remembered;
   if (!fresh) reject(ErrorCodes.INVOCATION_REPLAYED, `invocation token ${c.jti} was already used`, "replayed");
 
   let delegation: VerifiedDelegation[] = [];

@@ -9,7 +9,6 @@ import { AztpError, ErrorCodes } from "../errors.js";
 import { toAuthorizer, type Authorizer } from "../spiffe/authorizer.js";
 import { SpiffeId } from "../spiffe/spiffeid.js";
 import { signerOf, signWithHeader, type SignerLike } from "./codec.js";
-import { canonicalId } from "./ids.js";
 import { PROOF_KIND, PROOF_TTL_SECONDS, PROOF_TYP } from "./token-kinds.js";
 import type { Trust } from "./trust.js";
 import { validateToken } from "./validate.js";
@@ -55,7 +54,7 @@ export interface VerifyPossessionProofOptions {
 export function verifyPossessionProofSigner(token: unknown, options: VerifyPossessionProofOptions): { id: SpiffeId; serial: string } {
   const { claims: c, signer } = validateToken(token, PROOF_KIND, options.trust, { now: options.now });
   if (c.nonce !== options.nonce) invalid("it answers another challenge (nonce differs)", "nonce");
-  if (options.audience !== undefined && c.aud !== undefined && c.aud !== canonicalId(options.audience)) invalid("made for another peer", "audience");
+  if (options.audience !== undefined && c.aud !== undefined && c.aud !== SpiffeId.parse(options.audience).toString()) invalid("made for another peer", "audience");
   // The verified leaf's ID object: no second parse of the string it was printed from.
   const id = signer.svid.id;
   // The authorizer throws its own code (ERR_PEER_NOT_AUTHORIZED), which callers act on.

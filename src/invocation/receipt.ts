@@ -8,7 +8,6 @@ import { newJti } from "./nonce.js";
 import { AztpError, ErrorCodes, type ErrorCode } from "../errors.js";
 import { SpiffeId } from "../spiffe/spiffeid.js";
 import { canonicalDigest, tokenHash } from "./canonical.js";
-import { canonicalId } from "./ids.js";
 import { signerOf, signWithHeader, type SignerLike } from "./codec.js";
 import { RECEIPT_KIND, RECEIPT_TYP } from "./token-kinds.js";
 import type { Trust } from "./trust.js";
@@ -106,8 +105,8 @@ export function verifyReceipt(receipt: unknown, options: VerifyReceiptOptions): 
     window: options.maxAgeSeconds === undefined ? undefined : { maxAgeSeconds: options.maxAgeSeconds },
     // Only the callee addressed may answer: checked before revocation, so a third party's
     // revoked SVID is "not the callee", not "the callee is revoked".
-    signer: canonicalId(options.callee),
-    audience: canonicalId(options.caller),
+    signer: SpiffeId.parse(options.callee).toString(),
+    audience: SpiffeId.parse(options.caller).toString(),
   });
   const c = claims as Partial<ReceiptClaims>;
   if (c.ith !== tokenHash(options.invocationToken)) fail(ErrorCodes.RECEIPT_MISMATCH, "it answers another call (invocation token hash differs)", "ith");
