@@ -44,12 +44,14 @@ function oneCode(code: ErrorCode, except: Partial<Record<TokenRule, ErrorCode>> 
   };
 }
 
+/** What most kinds do: refuse a revoked signer, check the chain at verification time. */
+const LIVE = { revocation: true, chainAt: "now" } as const;
+
 export const INVOCATION_KIND: TokenKind = {
   typ: INVOCATION_TYP,
   what: "invocation token",
   window: { leewaySeconds: DEFAULT_INVOCATION_LEEWAY_SECONDS, maxLifetimeSeconds: MAX_INVOCATION_LIFETIME_SECONDS, expRequired: true, iatRequired: true, nbfChecked: false, integerDates: true },
-  revocation: true,
-  chainAt: "now",
+  ...LIVE,
   // Invocations keep one code per rule: integrations and their tests tell the failures apart by code.
   codes: oneCode(ErrorCodes.INVOCATION_MALFORMED, {
     missing: ErrorCodes.INVOCATION_MISSING,
@@ -71,8 +73,7 @@ export const RECEIPT_KIND: TokenKind = {
   what: "receipt",
   // No exp: a receipt is checked once, as it arrives, so its age bounds it.
   window: { leewaySeconds: 60, maxAgeSeconds: DEFAULT_RECEIPT_MAX_AGE_SECONDS, expRequired: false, iatRequired: true, nbfChecked: false, integerDates: true },
-  revocation: true,
-  chainAt: "now",
+  ...LIVE,
   codes: oneCode(ErrorCodes.RECEIPT_INVALID, { missing: ErrorCodes.RECEIPT_MISSING, revoked: ErrorCodes.CALLEE_REVOKED, audience: ErrorCodes.RECEIPT_MISMATCH }),
 };
 
@@ -83,8 +84,7 @@ export const DELEGATION_KIND: TokenKind = {
   // its token (before, a link had none on exp and 60 s on iat). No lifetime bound: the
   // delegator chooses it, and each later link and the invocation may only shorten it.
   window: { leewaySeconds: DEFAULT_INVOCATION_LEEWAY_SECONDS, expRequired: true, iatRequired: true, nbfChecked: false, integerDates: true },
-  revocation: true,
-  chainAt: "now",
+  ...LIVE,
   codes: oneCode(ErrorCodes.DELEGATION_INVALID),
 };
 
@@ -92,8 +92,7 @@ export const PROOF_KIND: TokenKind = {
   typ: PROOF_TYP,
   what: "possession proof",
   window: { leewaySeconds: DEFAULT_INVOCATION_LEEWAY_SECONDS, maxLifetimeSeconds: PROOF_TTL_SECONDS, expRequired: true, iatRequired: true, nbfChecked: false, integerDates: true },
-  revocation: true,
-  chainAt: "now",
+  ...LIVE,
   codes: oneCode(ErrorCodes.PROOF_INVALID),
 };
 

@@ -67,8 +67,7 @@ function refuse(kind: TokenKind, rule: TokenRule, what: string, message: string,
 }
 
 /** `iat` read before the chain is checked at it (checkpoints): unverified, only to pick the time. */
-function chainTime(kind: TokenKind, what: string, claims: Record<string, unknown>, now: Date): Date {
-  if (kind.chainAt === "now") return now;
+function chainTime(kind: TokenKind, what: string, claims: Record<string, unknown>): Date {
   const iat = claims.iat;
   if (typeof iat !== "number" || !Number.isFinite(iat)) refuse(kind, "claim_missing", what, "has no readable iat");
   return new Date(iat * 1000);
@@ -91,7 +90,7 @@ export function validateToken(token: unknown, kind: TokenKind, trust: Trust, opt
     if (kind.chainAt === "iat") {
       // The chain time comes from the payload, so it is decoded first (still unverified).
       claims = decodePayload(p);
-      resolved = trust.resolveHeader(h, TOKEN_ALGORITHMS, chainTime(kind, what, claims, now));
+      resolved = trust.resolveHeader(h, TOKEN_ALGORITHMS, chainTime(kind, what, claims));
     } else {
       resolved = trust.resolveHeader(h, TOKEN_ALGORITHMS, now);
       claims = decodePayload(p);
