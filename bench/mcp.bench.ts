@@ -4,17 +4,18 @@
  * - mcp_inmemory_added_p50_ms: p50 of a secured tools/call (token signed and verified, receipt
  *   signed and verified, server proof at initialize) minus p50 of the same call on a plain
  *   McpServer/Client pair, both over InMemoryTransport.
- * - mcp_inmemory_added_vs_raw_ratio: that added p50 over two raw P-256 sign+verify pairs of the
- *   same payload size (the least any mutual scheme must spend). Target <= 2.0. Both sides keep
- *   their default audit log, and each answer waits until its entry is written (issue 8).
- * - mcp_inmemory_added_vs_raw_ratio_answer_first: the same, with logs that answer first and
- *   write after (what the guards did before issue 8), timed call for call in alternation with
- *   the first (pairedMedianMicros);
- *   mcp_inmemory_audit_before_answer_cost is the first ratio over this one. Target <= 1.05.
+ * - mcp_inmemory_added_vs_raw_ratio: the added p50 of a secured call with `audit: false` on
+ *   both sides, over two raw P-256 sign+verify pairs of the same payload size (the least any
+ *   mutual scheme must spend): what the binding itself costs. Target <= 1.6 (issue 10).
+ * - mcp_inmemory_added_vs_raw_ratio_audited: the same with the default configuration, both
+ *   sides keeping their default audit log, each answer waiting until its entry is written
+ *   (issue 8). Reported.
+ * - mcp_inmemory_added_vs_raw_ratio_answer_first: the audited ratio with logs that answer first
+ *   and write after (what the guards did before issue 8), timed call for call in alternation
+ *   with the audited one (pairedMedianMicros);
+ *   mcp_inmemory_audit_before_answer_cost is the audited ratio over this one. Target <= 1.05.
  * - mcp_inmemory_added_fsync_p50_ms: the added p50 with `durability: "fsync"` on both sides
  *   (each answer waits for its entry's fdatasync).
- * - mcp_inmemory_added_vs_raw_ratio_no_audit: the first ratio with `audit: false` on both
- *   sides, for what the two entries of a call cost.
  * - mcp_http_p50_ratio: secured over plain p50, Streamable HTTP on loopback, the server in its
  *   own process (bench/helpers/mcp-http-server.ts) as deployed. Target <= 1.3.
  * - mcp_http_crypto_floor_ratio: (plain p50 + two raw P-256 pairs) over plain p50: the ratio
@@ -221,11 +222,11 @@ export default async function mcpBench(): Promise<Figures> {
       mcp_inmemory_secured_p50_ms: round(median(securedIn) / 1000, 3),
       mcp_inmemory_added_p50_ms: round(addedUs / 1000, 3),
       mcp_raw_pair_us: round(rawPair, 1),
-      mcp_inmemory_added_vs_raw_ratio: round(addedUs / (2 * rawPair), 3),
+      mcp_inmemory_added_vs_raw_ratio: round((median(noAuditIn) - median(plainIn)) / (2 * rawPair), 3),
+      mcp_inmemory_added_vs_raw_ratio_audited: round(addedUs / (2 * rawPair), 3),
       mcp_inmemory_added_vs_raw_ratio_answer_first: round(addedAnswerFirstUs / (2 * rawPair), 3),
       mcp_inmemory_audit_before_answer_cost: round(addedUs / addedAnswerFirstUs, 3),
       mcp_inmemory_added_fsync_p50_ms: round((median(fsyncIn) - median(plainIn)) / 1000, 3),
-      mcp_inmemory_added_vs_raw_ratio_no_audit: round((median(noAuditIn) - median(plainIn)) / (2 * rawPair), 3),
       mcp_http_plain_p50_ms: round(median(plainH) / 1000, 3),
       mcp_http_secured_p50_ms: round(median(securedH) / 1000, 3),
       mcp_http_added_p50_ms: round((median(securedH) - median(plainH)) / 1000, 3),

@@ -14,7 +14,9 @@ import type { AuditEntryInput } from "../audit/entry.js";
 import { AztpError, ErrorCodes } from "../errors.js";
 import { canonicalDigest } from "../invocation/canonical.js";
 import { peekClaims } from "../spiffe/jws.js";
-import { decideInvocation, decideToolCall, MAX_TOOL_CALL_ID_LENGTH, signerOf, verifyInvocation, type IdentityRelations, type SignerLike, type VerifiedInvocation } from "../invocation/invocation.js";
+import { signerOf, type SignerLike } from "../invocation/codec.js";
+import { decideInvocation, decideToolCall } from "../invocation/decide.js";
+import { MAX_TOOL_CALL_ID_LENGTH, verifyInvocation, type IdentityRelations, type VerifiedInvocation } from "../invocation/invocation.js";
 import { createReceipt, type ReceiptStatus } from "../invocation/receipt.js";
 import { MemoryReplayCache, type ReplayCache } from "../invocation/replay.js";
 import { AuditRecorder, checkMode, sayIfAuditMode, type AuditWriter, type GuardMode, type UnansweredReason } from "./recorder.js";
@@ -118,7 +120,8 @@ export class CalleeGuard {
     const token = typeof call.token === "string" ? call.token : undefined;
     const policy = typeof this.#o.policy === "function" ? this.#o.policy() : this.#o.policy;
     // Fail closed first: a call that cannot be recorded is not run (nor its token's jti burnt).
-    const unavailable = await this.#audit.unavailable();
+    const down = this.#audit.unavailable();
+    const unavailable = down === undefined ? undefined : await down;
     if (unavailable !== undefined) {
       return { allowed: false, tool: call.tool, args: call.args, token, verified: undefined, error: unavailable, caller: claimedCaller(call.token), callerVerified: false, startedAt };
     }

@@ -8,7 +8,8 @@ import { performance } from "node:perf_hooks";
 import { AztpError, ErrorCodes } from "../errors.js";
 import { canonicalDigest } from "../invocation/canonical.js";
 import { peekClaims } from "../spiffe/jws.js";
-import { createInvocation, MAX_TOOL_CALL_ID_LENGTH, signerOf, type InvocationClaims, type SignerLike } from "../invocation/invocation.js";
+import { signerOf, type SignerLike } from "../invocation/codec.js";
+import { createInvocation, MAX_TOOL_CALL_ID_LENGTH, type InvocationClaims } from "../invocation/invocation.js";
 import { verifyReceipt, type VerifiedReceipt } from "../invocation/receipt.js";
 import type { Trust } from "../invocation/trust.js";
 import { AuditRecorder, checkMode, sayIfAuditMode, type AuditWriter, type GuardMode, type UnansweredReason } from "./recorder.js";
@@ -71,7 +72,8 @@ export class CallerGuard {
    * showed (`calleeSerial`). In audit mode the call goes, and its receipt's check records it.
    */
   async prepare(call: CallToSign & { calleeSerial?: string }): Promise<PreparedCall> {
-    const unavailable = await this.#audit.unavailable();
+    const down = this.#audit.unavailable();
+    const unavailable = down === undefined ? undefined : await down;
     if (unavailable !== undefined) throw unavailable;
     let prepared: PreparedCall;
     try {

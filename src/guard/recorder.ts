@@ -81,11 +81,16 @@ export class AuditRecorder {
   /**
    * Whether a call may start: undefined when it may, else the ERR_AUDIT_UNAVAILABLE to refuse
    * it with. A log that failed is asked to recover first, so calls resume by themselves once
-   * it can be written again. One property read while the log is healthy.
+   * it can be written again. One property read while the log is healthy, and then no promise
+   * either (undefined at once): a call's path awaits nothing it does not have to.
    */
-  async unavailable(): Promise<AztpError | undefined> {
+  unavailable(): Promise<AztpError | undefined> | undefined {
     const log = this.#log;
     if (log === undefined || log.writable !== false) return undefined;
+    return this.#recover(log);
+  }
+
+  async #recover(log: AuditWriter): Promise<AztpError | undefined> {
     if ((await log.recover?.()) === true) {
       this.#warned = false;
       return undefined;

@@ -9,11 +9,12 @@
  */
 import { createHash } from "node:crypto";
 import { AztpError, ErrorCodes } from "../errors.js";
-import { peekClaims } from "../spiffe/jws.js";
-import { decodeSigned, signerOf, signWithHeader, type SignerLike } from "./invocation.js";
+import { signerOf, signWithHeader, type SignerLike } from "./codec.js";
+import { CHECKPOINT_KIND, CHECKPOINT_TYP } from "./token-kinds.js";
 import type { Trust } from "./trust.js";
+import { validateToken } from "./validate.js";
 
-export const CHECKPOINT_TYP = "aztp-checkpoint+jwt";
+export { CHECKPOINT_TYP } from "./token-kinds.js";
 
 /** Matches audit's CheckpointSigner. */
 export interface SvidCheckpointSigner {
@@ -25,15 +26,6 @@ export interface SvidCheckpointSigner {
 export interface SvidCheckpointVerifier {
   verify(sig: string, payload: Buffer): { signer: string };
 }
-
-const CODES = {
-  missing: ErrorCodes.AUDIT_CORRUPT,
-  malformed: ErrorCodes.AUDIT_CORRUPT,
-  alg: ErrorCodes.AUDIT_CORRUPT,
-  untrusted: ErrorCodes.AUDIT_CORRUPT,
-  signature: ErrorCodes.AUDIT_CORRUPT,
-  issuer: ErrorCodes.AUDIT_CORRUPT,
-} as const;
 
 function digest(payload: Buffer): string {
   return createHash("sha256").update(payload).digest("base64url");
@@ -60,20 +52,13 @@ export function svidCheckpointSigner(identity: SignerLike): SvidCheckpointSigner
 export function svidCheckpointVerifier(trust: Trust, options: { signers?: readonly string[] } = {}): SvidCheckpointVerifier {
   return {
     verify(sig: string, payload: Buffer): { signer: string } {
-      // First pass only to read iat: decodeSigned checks the chain at the time given.
-      const iat = readIat(sig);
-      const { decoded, signer } = decodeSigned(sig, CHECKPOINT_TYP, trust, new Date(iat * 1000), CODES, "checkpoint signature");
-      if (decoded.payload.cp !== digest(payload)) throw new AztpError(ErrorCodes.AUDIT_CORRUPT, "checkpoint signature covers other contents");
+      // The kind checks the chain as of the checkpoint's own iat, and no revocation (token-kinds.ts says why).
+      const { claims, signer } = validateToken(sig, CHECKPOINT_KIND, trust);
+      if (claims.cp !== digest(payload)) throw new AztpError(ErrorCodes.AUDIT_CORRUPT, "checkpoint signature covers other contents", { rule: "digest" });
       if (options.signers && !options.signers.includes(signer.spiffeId)) {
-        throw new AztpError(ErrorCodes.AUDIT_CORRUPT, `checkpoint signed by ${signer.spiffeId}, which is not an accepted signer`);
+        throw new AztpError(ErrorCodes.AUDIT_CORRUPT, `checkpoint signed by ${signer.spiffeId}, which is not an accepted signer`, { rule: "signer" });
       }
       return { signer: signer.spiffeId };
     },
   };
-}
-
-function readIat(token: string): number {
-  const iat = peekClaims(token)?.iat;
-  if (typeof iat === "number" && Number.isFinite(iat)) return iat;
-  throw new AztpError(ErrorCodes.AUDIT_CORRUPT, "checkpoint signature has no readable iat");
 }

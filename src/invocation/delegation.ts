@@ -11,12 +11,15 @@
 import { newJti } from "./nonce.js";
 import { AztpError, ErrorCodes } from "../errors.js";
 import { globCovers, globMatch } from "../policy/glob.js";
+import { normalizeId } from "../policy/match.js";
 import { SpiffeId } from "../spiffe/spiffeid.js";
 import { tokenHash } from "./canonical.js";
-import { decodeSigned, describeTime, signerOf, signWithHeader, type SignerLike } from "./invocation.js";
+import { signerOf, signWithHeader, type SignerLike } from "./codec.js";
+import { DELEGATION_KIND, DELEGATION_TYP } from "./token-kinds.js";
 import type { Trust } from "./trust.js";
+import { validateToken } from "./validate.js";
 
-export const DELEGATION_TYP = "aztp-delegation+jwt";
+export { DELEGATION_TYP } from "./token-kinds.js";
 export const MAX_DELEGATION_CHAIN = 8;
 export const DEFAULT_DELEGATION_TTL_SECONDS = 3600;
 
@@ -48,13 +51,8 @@ export interface VerifiedDelegation {
   exp: number;
 }
 
-function invalid(message: string, cause?: unknown): never {
-  throw new AztpError(ErrorCodes.DELEGATION_INVALID, `delegation: ${message}`, cause === undefined ? undefined : { cause });
-}
-
-/** aztp:// and spiffe:// name the same workload: compare in one form. */
-function normalisePattern(p: string): string {
-  return p.replace(/^aztp:\/\//i, "spiffe://");
+function invalid(rule: string, message: string, cause?: unknown): never {
+  throw new AztpError(ErrorCodes.DELEGATION_INVALID, `delegation: ${message}`, cause === undefined ? { rule } : { cause, rule });
 }
 
 function matchesAny(patterns: readonly string[], value: string): boolean {
@@ -70,7 +68,7 @@ function checkPatterns(what: string, value: unknown): string[] {
   if (!Array.isArray(value) || value.length === 0 || !value.every((v) => typeof v === "string" && v.length > 0 && v.length <= 512)) {
     throw new AztpError(ErrorCodes.INVALID_ARGUMENT, `delegation scope ${what} must be a non-empty list of patterns`);
   }
-  return (value as string[]).map(normalisePattern);
+  return (value as string[]).map(normalizeId);
 }
 
 /**
@@ -100,22 +98,12 @@ export function delegate(parent: SignerLike, childAztpId: string, scope: Delegat
   return [...parentChain, signWithHeader(signer, DELEGATION_TYP, claims)];
 }
 
-const DELEGATION_CODES = {
-  missing: ErrorCodes.DELEGATION_INVALID,
-  malformed: ErrorCodes.DELEGATION_INVALID,
-  alg: ErrorCodes.DELEGATION_INVALID,
-  untrusted: ErrorCodes.DELEGATION_INVALID,
-  signature: ErrorCodes.DELEGATION_INVALID,
-  issuer: ErrorCodes.DELEGATION_INVALID,
-} as const;
-
 function readClaims(payload: Record<string, unknown>, index: number): DelegationClaims {
-  const { sub, iat, exp, jti, scope, prev } = payload;
+  // iat and exp were checked by the validator's time window.
+  const { sub, jti, scope, prev } = payload;
   const s = scope as Record<string, unknown> | undefined;
   const ok =
     typeof sub === "string" &&
-    Number.isSafeInteger(iat) &&
-    Number.isSafeInteger(exp) &&
     typeof jti === "string" &&
     s !== null &&
     typeof s === "object" &&
@@ -126,7 +114,7 @@ function readClaims(payload: Record<string, unknown>, index: number): Delegation
     Number.isSafeInteger(s.depth) &&
     (s.depth as number) >= 0 &&
     (prev === undefined || typeof prev === "string");
-  if (!ok) invalid(`link ${index} has malformed claims`);
+  if (!ok) invalid("claims", `link ${index} has malformed claims`);
   return payload as unknown as DelegationClaims;
 }
 
@@ -143,27 +131,25 @@ export interface VerifyDelegationOptions {
 
 export function verifyDelegationChain(chain: unknown, options: VerifyDelegationOptions): VerifiedDelegation[] {
   if (!Array.isArray(chain) || chain.length === 0 || chain.length > MAX_DELEGATION_CHAIN || !chain.every((t) => typeof t === "string")) {
-    invalid(`the chain must be a list of 1 to ${MAX_DELEGATION_CHAIN} tokens`);
+    invalid("links", `the chain must be a list of 1 to ${MAX_DELEGATION_CHAIN} tokens`);
   }
-  const nowSec = options.now.getTime() / 1000;
   const out: VerifiedDelegation[] = [];
   let prev: DelegationClaims | undefined;
   (chain as string[]).forEach((token, i) => {
-    const { decoded, signer } = decodeSigned(token, DELEGATION_TYP, options.trust, options.now, DELEGATION_CODES, `delegation link ${i}`);
-    const c = readClaims(decoded.payload, i);
-    if (options.trust.isRevoked(signer.spiffeId, signer.serial)) invalid(`link ${i}: delegator ${signer.spiffeId} is revoked`);
-    if (c.exp <= nowSec) invalid(`link ${i} expired at ${describeTime(c.exp)}`);
-    if (c.iat > nowSec + 60) invalid(`link ${i} was issued in the future`);
+    // Chain, signature, iss, revocation and the time window: the one validator, whose rules
+    // (chain, signature, revoked, expired, not_yet_valid, ...) these links' errors carry.
+    const { claims } = validateToken(token, DELEGATION_KIND, options.trust, { now: options.now, what: `delegation link ${i}` });
+    const c = readClaims(claims, i);
     if (prev === undefined) {
-      if (c.prev !== undefined) invalid("the first link must not reference a previous one");
+      if (c.prev !== undefined) invalid("binding", "the first link must not reference a previous one");
     } else {
-      if (c.iss !== prev.sub) invalid(`link ${i} is signed by ${c.iss}, but link ${i - 1} delegated to ${prev.sub}`);
-      if (c.prev !== tokenHash((chain as string[])[i - 1] as string)) invalid(`link ${i} is not bound to link ${i - 1}`);
-      if (prev.scope.depth < 1) invalid(`link ${i - 1} allows no further delegation`);
-      if (c.scope.depth >= prev.scope.depth) invalid(`link ${i} does not reduce the remaining depth`);
-      if (!narrows(prev.scope.tools, c.scope.tools)) invalid(`link ${i} widens the tools of link ${i - 1}`);
-      if (!narrows(prev.scope.servers, c.scope.servers)) invalid(`link ${i} widens the servers of link ${i - 1}`);
-      if (c.exp > prev.exp) invalid(`link ${i} outlives link ${i - 1}`);
+      if (c.iss !== prev.sub) invalid("delegator", `link ${i} is signed by ${c.iss}, but link ${i - 1} delegated to ${prev.sub}`);
+      if (c.prev !== tokenHash((chain as string[])[i - 1] as string)) invalid("binding", `link ${i} is not bound to link ${i - 1}`);
+      if (prev.scope.depth < 1) invalid("depth", `link ${i - 1} allows no further delegation`);
+      if (c.scope.depth >= prev.scope.depth) invalid("depth", `link ${i} does not reduce the remaining depth`);
+      if (!narrows(prev.scope.tools, c.scope.tools)) invalid("scope.tools", `link ${i} widens the tools of link ${i - 1}`);
+      if (!narrows(prev.scope.servers.map(normalizeId), c.scope.servers.map(normalizeId))) invalid("scope.servers", `link ${i} widens the servers of link ${i - 1}`);
+      if (c.exp > prev.exp) invalid("outlives", `link ${i} outlives link ${i - 1}`);
     }
     out.push({ delegator: c.iss, delegate: c.sub, scope: c.scope, exp: c.exp });
     prev = c;
@@ -173,11 +159,11 @@ export function verifyDelegationChain(chain: unknown, options: VerifyDelegationO
   try {
     delegate = SpiffeId.parse(last.sub).toString();
   } catch (e) {
-    invalid("the last delegate is not a valid SPIFFE ID", e);
+    invalid("delegate", "the last delegate is not a valid SPIFFE ID", e);
   }
-  if (delegate !== options.signer) invalid(`the last delegate ${delegate} is not the signer ${options.signer}`);
-  if (!matchesAny(last.scope.tools, options.tool)) invalid(`tool ${options.tool} is outside the delegated tools`);
-  if (!matchesAny(last.scope.servers.map(normalisePattern), normalisePattern(options.audience))) invalid(`server ${options.audience} is outside the delegated servers`);
-  if (options.exp > last.exp) invalid("the invocation outlives its delegation");
+  if (delegate !== options.signer) invalid("delegate", `the last delegate ${delegate} is not the signer ${options.signer}`);
+  if (!matchesAny(last.scope.tools, options.tool)) invalid("tool", `tool ${options.tool} is outside the delegated tools`);
+  if (!matchesAny(last.scope.servers.map(normalizeId), normalizeId(options.audience))) invalid("server", `server ${options.audience} is outside the delegated servers`);
+  if (options.exp > last.exp) invalid("invocation_outlives", "the invocation outlives its delegation");
   return out;
 }

@@ -8,11 +8,12 @@
 import { AztpError, ErrorCodes } from "../errors.js";
 import { toAuthorizer, type Authorizer } from "../spiffe/authorizer.js";
 import { SpiffeId } from "../spiffe/spiffeid.js";
-import { decodeSigned, signerOf, signWithHeader, type SignerLike } from "./invocation.js";
+import { signerOf, signWithHeader, type SignerLike } from "./codec.js";
+import { PROOF_KIND, PROOF_TTL_SECONDS, PROOF_TYP } from "./token-kinds.js";
 import type { Trust } from "./trust.js";
+import { validateToken } from "./validate.js";
 
-export const PROOF_TYP = "aztp-pop+jwt";
-const PROOF_TTL_SECONDS = 60;
+export { PROOF_TYP } from "./token-kinds.js";
 
 export function signPossessionProof(identity: SignerLike, options: { nonce: string; audience?: string }): string {
   if (typeof options.nonce !== "string" || options.nonce.length < 16 || options.nonce.length > 256) {
@@ -29,14 +30,9 @@ export function signPossessionProof(identity: SignerLike, options: { nonce: stri
   });
 }
 
-const CODES = {
-  missing: ErrorCodes.PROOF_INVALID,
-  malformed: ErrorCodes.PROOF_INVALID,
-  alg: ErrorCodes.PROOF_INVALID,
-  untrusted: ErrorCodes.PROOF_INVALID,
-  signature: ErrorCodes.PROOF_INVALID,
-  issuer: ErrorCodes.PROOF_INVALID,
-} as const;
+function invalid(message: string, rule: string): never {
+  throw new AztpError(ErrorCodes.PROOF_INVALID, `possession proof: ${message}`, { rule });
+}
 
 /**
  * Verifies a proof for `nonce` against `trust`, then asks `authorize` (an ID, a list, or an
@@ -56,19 +52,12 @@ export interface VerifyPossessionProofOptions {
 
 /** Like verifyPossessionProof, also returning the serial of the SVID that proved it (for later revocation checks). */
 export function verifyPossessionProofSigner(token: unknown, options: VerifyPossessionProofOptions): { id: SpiffeId; serial: string } {
-  const now = options.now ?? new Date();
-  const { decoded, signer } = decodeSigned(token, PROOF_TYP, options.trust, now, CODES, "possession proof");
-  const c = decoded.payload;
-  if (c.nonce !== options.nonce) throw new AztpError(ErrorCodes.PROOF_INVALID, "possession proof: it answers another challenge (nonce differs)");
-  const nowSec = now.getTime() / 1000;
-  if (typeof c.exp !== "number" || typeof c.iat !== "number" || c.exp - c.iat > PROOF_TTL_SECONDS || nowSec > c.exp + 30 || c.iat > nowSec + 30) {
-    throw new AztpError(ErrorCodes.PROOF_INVALID, "possession proof: outside its time window");
-  }
-  if (options.audience !== undefined && c.aud !== undefined && c.aud !== SpiffeId.parse(options.audience).toString()) {
-    throw new AztpError(ErrorCodes.PROOF_INVALID, "possession proof: made for another peer");
-  }
-  if (options.trust.isRevoked(signer.spiffeId, signer.serial)) throw new AztpError(ErrorCodes.PROOF_INVALID, `possession proof: ${signer.spiffeId} is revoked`);
-  const id = SpiffeId.parse(signer.spiffeId);
+  const { claims: c, signer } = validateToken(token, PROOF_KIND, options.trust, { now: options.now });
+  if (c.nonce !== options.nonce) invalid("it answers another challenge (nonce differs)", "nonce");
+  if (options.audience !== undefined && c.aud !== undefined && c.aud !== SpiffeId.parse(options.audience).toString()) invalid("made for another peer", "audience");
+  // The verified leaf's ID object: no second parse of the string it was printed from.
+  const id = signer.svid.id;
+  // The authorizer throws its own code (ERR_PEER_NOT_AUTHORIZED), which callers act on.
   toAuthorizer(options.authorize)(id);
   return { id, serial: signer.serial };
 }

@@ -8,10 +8,12 @@ import { newJti } from "./nonce.js";
 import { AztpError, ErrorCodes, type ErrorCode } from "../errors.js";
 import { SpiffeId } from "../spiffe/spiffeid.js";
 import { canonicalDigest, tokenHash } from "./canonical.js";
-import { decodeSigned, signerOf, signWithHeader, type SignerLike } from "./invocation.js";
+import { signerOf, signWithHeader, type SignerLike } from "./codec.js";
+import { RECEIPT_KIND, RECEIPT_TYP } from "./token-kinds.js";
 import type { Trust } from "./trust.js";
+import { validateToken } from "./validate.js";
 
-export const RECEIPT_TYP = "aztp-receipt+jwt";
+export { RECEIPT_TYP } from "./token-kinds.js";
 export type ReceiptStatus = "ok" | "error" | "denied";
 
 export interface ReceiptClaims {
@@ -76,7 +78,7 @@ export interface VerifyReceiptOptions {
   caller: string;
   trust: Trust;
   now?: Date;
-  /** How old a receipt may be (default 300 s): receipts are verified as they arrive. */
+  /** How old a receipt may be (default 300 s, DEFAULT_RECEIPT_MAX_AGE_SECONDS): receipts are verified as they arrive. */
   maxAgeSeconds?: number;
   /**
    * Whether the answer received is an error (MCP: a result with `isError: true`, or a JSON-RPC
@@ -93,39 +95,29 @@ export interface VerifiedReceipt {
   serial: string;
 }
 
-const RECEIPT_CODES = {
-  missing: ErrorCodes.RECEIPT_MISSING,
-  malformed: ErrorCodes.RECEIPT_INVALID,
-  alg: ErrorCodes.RECEIPT_INVALID,
-  untrusted: ErrorCodes.RECEIPT_INVALID,
-  signature: ErrorCodes.RECEIPT_INVALID,
-  issuer: ErrorCodes.RECEIPT_INVALID,
-} as const;
-
-function fail(code: ErrorCode, message: string): never {
-  throw new AztpError(code, `receipt: ${message}`);
+function fail(code: ErrorCode, message: string, rule: string): never {
+  throw new AztpError(code, `receipt: ${message}`, { rule });
 }
 
 export function verifyReceipt(receipt: unknown, options: VerifyReceiptOptions): VerifiedReceipt {
-  const now = options.now ?? new Date();
-  const { decoded, signer } = decodeSigned(receipt, RECEIPT_TYP, options.trust, now, RECEIPT_CODES, "receipt");
-  const c = decoded.payload as Partial<ReceiptClaims>;
-  const callee = SpiffeId.parse(options.callee).toString();
-  if (signer.spiffeId !== callee) fail(ErrorCodes.RECEIPT_INVALID, `signed by ${signer.spiffeId}, not by the callee ${callee}`);
-  if (options.trust.isRevoked(signer.spiffeId, signer.serial)) fail(ErrorCodes.CALLEE_REVOKED, `signer ${signer.spiffeId} (or an ancestor, or this SVID) is revoked`);
-  if (c.aud !== SpiffeId.parse(options.caller).toString()) fail(ErrorCodes.RECEIPT_MISMATCH, "addressed to another caller");
-  if (c.ith !== tokenHash(options.invocationToken)) fail(ErrorCodes.RECEIPT_MISMATCH, "it answers another call (invocation token hash differs)");
-  if (c.result_sha256 !== canonicalDigest(options.result, "result")) fail(ErrorCodes.RECEIPT_MISMATCH, "the result received is not the result the callee signed");
-  if (c.status !== "ok" && c.status !== "error" && c.status !== "denied") fail(ErrorCodes.RECEIPT_INVALID, "unknown status");
+  const { claims, signer } = validateToken(receipt, RECEIPT_KIND, options.trust, {
+    now: options.now,
+    window: options.maxAgeSeconds === undefined ? undefined : { maxAgeSeconds: options.maxAgeSeconds },
+    // Only the callee addressed may answer: checked before revocation, so a third party's
+    // revoked SVID is "not the callee", not "the callee is revoked".
+    signer: SpiffeId.parse(options.callee).toString(),
+    audience: SpiffeId.parse(options.caller).toString(),
+  });
+  const c = claims as Partial<ReceiptClaims>;
+  if (c.ith !== tokenHash(options.invocationToken)) fail(ErrorCodes.RECEIPT_MISMATCH, "it answers another call (invocation token hash differs)", "ith");
+  if (c.result_sha256 !== canonicalDigest(options.result, "result")) fail(ErrorCodes.RECEIPT_MISMATCH, "the result received is not the result the callee signed", "result");
+  if (c.status !== "ok" && c.status !== "error" && c.status !== "denied") fail(ErrorCodes.RECEIPT_INVALID, "unknown status", "status");
   // The digest binds the result, not what the caller makes of it: a callee (or a replayed
   // receipt of one) saying "denied" over a success result, or "ok" over an error, would have
   // the caller's audit and the application disagree on what happened.
   const isError = options.isError ?? (typeof options.result === "object" && options.result !== null && (options.result as { isError?: unknown }).isError === true);
   if (isError !== (c.status !== "ok")) {
-    fail(ErrorCodes.RECEIPT_STATUS, `its status is "${c.status}", but the answer received is ${isError ? "an error" : "a success result"}`);
+    fail(ErrorCodes.RECEIPT_STATUS, `its status is "${c.status}", but the answer received is ${isError ? "an error" : "a success result"}`, "status");
   }
-  if (typeof c.iat !== "number") fail(ErrorCodes.RECEIPT_INVALID, "no iat");
-  const age = now.getTime() / 1000 - c.iat;
-  if (age > (options.maxAgeSeconds ?? 300) || age < -60) fail(ErrorCodes.RECEIPT_INVALID, "issued outside the accepted time window");
   return { claims: c as ReceiptClaims, signer: signer.spiffeId, serial: signer.serial };
 }

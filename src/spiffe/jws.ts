@@ -82,13 +82,23 @@ export function decodeHeader(segment: string, algorithms: readonly JwsAlgorithm[
   return header as JwsHeader;
 }
 
+/** Decodes a payload segment (a JSON object), unverified: the caller checks the signature. */
+export function decodePayload(segment: string): Record<string, unknown> {
+  return parseJsonObject(segment, "payload");
+}
+
+/** Decodes a signature segment (canonical base64url, not empty). */
+export function decodeSignature(segment: string): Buffer {
+  if (segment.length === 0) malformed("signature is empty");
+  const signature = b64uDecode(segment);
+  if (signature === undefined) malformed("signature is not canonical base64url");
+  return signature;
+}
+
 /** Decodes the payload and signature segments of a token whose header is already decoded. */
 export function decodeRest<P = Record<string, unknown>>(header: JwsHeader, h: string, p: string, s: string): DecodedJws<P> {
-  const payload = parseJsonObject(p, "payload") as P;
-  if (s.length === 0) malformed("signature is empty");
-  const signature = b64uDecode(s);
-  if (signature === undefined) malformed("signature is not canonical base64url");
-  return { header, payload, signingInput: `${h}.${p}`, signature };
+  const payload = decodePayload(p) as P;
+  return { header, payload, signingInput: `${h}.${p}`, signature: decodeSignature(s) };
 }
 
 /**

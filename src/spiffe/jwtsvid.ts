@@ -7,14 +7,27 @@
  * required, `aud` required and matched any-of against a non-empty expected list, 60 s leeway.
  */
 import type { KeyObject } from "node:crypto";
-import { AztpError, ErrorCodes } from "../errors.js";
+import { AztpError, ErrorCodes, type ErrorCode } from "../errors.js";
 import type { BundleSource } from "./bundle.js";
 import { decodeCompact, signCompact, verifyDecoded, type JwsHeader } from "./jws.js";
 import { DEFAULT_ALGORITHMS, type JwsAlgorithm } from "./keys.js";
 import { SpiffeId } from "./spiffeid.js";
+import { checkTimeWindow, type TimeWindow, type TimeWindowRule } from "./time-window.js";
 
 export const DEFAULT_JWT_SVID_TTL_SECONDS = 300;
 export const DEFAULT_LEEWAY_SECONDS = 60;
+
+/** The JWT-SVID standard's time rules: exp required, no lifetime bound of its own, any NumericDate. */
+const JWT_SVID_WINDOW: TimeWindow = { leewaySeconds: DEFAULT_LEEWAY_SECONDS, expRequired: true, iatRequired: false, nbfChecked: true, integerDates: false };
+
+const TIME_CODES: Readonly<Record<TimeWindowRule, ErrorCode>> = {
+  claim_missing: ErrorCodes.JWT_MISSING_CLAIM,
+  claim_invalid: ErrorCodes.JWT_MALFORMED,
+  lifetime: ErrorCodes.JWT_EXPIRED,
+  expired: ErrorCodes.JWT_EXPIRED,
+  not_yet_valid: ErrorCodes.JWT_NOT_YET_VALID,
+  too_old: ErrorCodes.JWT_EXPIRED,
+};
 
 export interface MintJwtSvidOptions {
   subject: SpiffeId | string;
@@ -63,8 +76,8 @@ export interface JwtSvid {
   token: string;
 }
 
-function jwtError(code: (typeof ErrorCodes)[keyof typeof ErrorCodes], rule: string): never {
-  throw new AztpError(code, `invalid JWT-SVID: ${rule}`);
+function jwtError(code: ErrorCode, message: string, rule?: string): never {
+  throw new AztpError(code, `invalid JWT-SVID: ${message}`, rule === undefined ? undefined : { rule });
 }
 
 export function validateJwtSvid(token: string, source: BundleSource, options: ValidateJwtSvidOptions): JwtSvid {
@@ -87,8 +100,6 @@ export function validateJwtSvid(token: string, source: BundleSource, options: Va
   } catch {
     jwtError(ErrorCodes.JWT_INVALID_SUBJECT, "sub is not a valid SPIFFE ID");
   }
-  if (payload.exp === undefined) jwtError(ErrorCodes.JWT_MISSING_CLAIM, "token has no exp claim");
-  if (typeof payload.exp !== "number" || !Number.isFinite(payload.exp)) jwtError(ErrorCodes.JWT_MALFORMED, "exp is not a number");
 
   const bundle = source.getBundleForTrustDomain(id.trustDomain);
   if (bundle === undefined) jwtError(ErrorCodes.JWT_NO_BUNDLE, `no bundle for trust domain ${id.trustDomain}`);
@@ -97,16 +108,9 @@ export function validateJwtSvid(token: string, source: BundleSource, options: Va
   if (!verifyDecoded(decoded, key)) jwtError(ErrorCodes.JWT_SIGNATURE, "signature does not verify with the bundle's key");
 
   const now = (options.time ?? new Date()).getTime() / 1000;
-  const leeway = options.leewaySeconds ?? DEFAULT_LEEWAY_SECONDS;
-  if (now - leeway >= payload.exp) jwtError(ErrorCodes.JWT_EXPIRED, "token has expired");
-  if (payload.nbf !== undefined) {
-    if (typeof payload.nbf !== "number") jwtError(ErrorCodes.JWT_MALFORMED, "nbf is not a number");
-    if (now + leeway < payload.nbf) jwtError(ErrorCodes.JWT_NOT_YET_VALID, "token is not valid yet (nbf)");
-  }
-  if (payload.iat !== undefined) {
-    if (typeof payload.iat !== "number") jwtError(ErrorCodes.JWT_MALFORMED, "iat is not a number");
-    if (now + leeway < payload.iat) jwtError(ErrorCodes.JWT_NOT_YET_VALID, "token was issued in the future (iat)");
-  }
+  const window = options.leewaySeconds === undefined ? JWT_SVID_WINDOW : { ...JWT_SVID_WINDOW, leewaySeconds: options.leewaySeconds };
+  const late = checkTimeWindow(payload, now, window);
+  if (late !== undefined) jwtError(TIME_CODES[late.rule], `token ${late.message}`, late.rule);
 
   const aud = payload.aud;
   const audiences = typeof aud === "string" ? [aud] : Array.isArray(aud) && aud.every((a) => typeof a === "string") ? (aud as string[]) : undefined;
@@ -118,7 +122,7 @@ export function validateJwtSvid(token: string, source: BundleSource, options: Va
   return {
     id,
     audience: audiences,
-    expiry: new Date(payload.exp * 1000),
+    expiry: new Date((payload.exp as number) * 1000),
     ...(typeof payload.iat === "number" ? { issuedAt: new Date(payload.iat * 1000) } : {}),
     header,
     claims: payload,

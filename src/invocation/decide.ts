@@ -1,0 +1,72 @@
+/**
+ * The policy step of a tool call, built on the one policy request (policy/request.ts): action
+ * `tool:call`, resource = the tool, principal = the caller, with the context keys of
+ * policy/context.ts.
+ */
+import { AztpError, ErrorCodes } from "../errors.js";
+import type { CompiledPolicies, PolicyDecision } from "../policy/evaluate.js";
+import type { PolicyDocument } from "../policy/policy.js";
+import { decidePolicy, TOOL_CALL_ACTION, type IdentityRelations } from "../policy/request.js";
+import type { VerifiedInvocation } from "./invocation.js";
+
+/**
+ * The policy step of verification, for a token that passed every other check. Throws
+ * ERR_POLICY_DENIED; returns the decision when allowed. Exported so an integration that must
+ * tell "verified but denied" from "not verified" (to audit the caller it knows) can run the
+ * same step itself after verifyInvocation without a policy.
+ */
+export function decideInvocation(
+  verified: VerifiedInvocation,
+  options: { policy: CompiledPolicies | readonly PolicyDocument[]; args?: unknown; relations?: ((spiffeId: string) => IdentityRelations | undefined) | undefined; sourceIp?: string | undefined; now?: Date | undefined },
+): PolicyDecision {
+  const caller = verified.caller.toString();
+  const decision = decideToolCall(options.policy, {
+    caller,
+    callee: verified.claims.aud,
+    tool: verified.claims.tool,
+    args: options.args ?? {},
+    delegationDepth: verified.delegation.length,
+    relations: options.relations,
+    sourceIp: options.sourceIp,
+    now: options.now,
+  });
+  if (decision.decision !== "allow") {
+    throw new AztpError(
+      ErrorCodes.POLICY_DENIED,
+      `policy denies ${caller} calling ${verified.claims.tool} (${decision.reason}${decision.statement !== undefined ? `, statement ${decision.statement}` : ""})`,
+    );
+  }
+  return decision;
+}
+
+/**
+ * The one policy request for a tool call, and its decision (never throws for a deny).
+ * decideInvocation uses it for a verified call; a server uses it to decide which tools a
+ * verified caller may see (no arguments yet, so argument conditions do not hold).
+ */
+export function decideToolCall(
+  policy: CompiledPolicies | readonly PolicyDocument[],
+  call: {
+    caller: string;
+    callee: string;
+    tool: string;
+    args?: unknown;
+    relations?: ((spiffeId: string) => IdentityRelations | undefined) | undefined;
+    sourceIp?: string | undefined;
+    now?: Date | undefined;
+    delegationDepth?: number;
+  },
+): PolicyDecision {
+  return decidePolicy(policy, {
+    principal: call.caller,
+    action: TOOL_CALL_ACTION,
+    resource: call.tool,
+    callee: call.callee,
+    tool: call.tool,
+    args: call.args,
+    relations: call.relations,
+    delegationDepth: call.delegationDepth,
+    sourceIp: call.sourceIp,
+    now: call.now,
+  });
+}
