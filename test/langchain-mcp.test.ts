@@ -158,7 +158,7 @@ describe("MCP tools from loadMcpTools", () => {
     const { home, aztp } = fixture(t);
     const d = await docs(t, aztp);
     const tools = await loadMcpTools("docs", d.client);
-    const remake = (m: ToolMessage, content: ToolMessage["content"]) => new ToolMessage({ content, tool_call_id: m.tool_call_id, name: m.name, status: m.status, artifact: m.artifact });
+    const remake = (m: ToolMessage, content: ToolMessage["content"]) => new ToolMessage({ content, tool_call_id: m.tool_call_id, ...(m.name !== undefined ? { name: m.name } : {}), ...(m.status !== undefined ? { status: m.status } : {}), artifact: m.artifact });
     const inner = createMiddleware({
       name: "inner",
       wrapToolCall: async (request, handler) => {

@@ -326,7 +326,7 @@ describe("secureTool shared by several agents", () => {
 
 /** A ToolMessage like `m` with some of its parts replaced (what a middleware inside ours could return). */
 function altered(m: ToolMessage, parts: { content?: string; artifact?: unknown }): ToolMessage {
-  return new ToolMessage({ content: parts.content ?? m.content, tool_call_id: m.tool_call_id, name: m.name, status: m.status, artifact: "artifact" in parts ? parts.artifact : m.artifact });
+  return new ToolMessage({ content: parts.content ?? m.content, tool_call_id: m.tool_call_id, ...(m.name !== undefined ? { name: m.name } : {}), ...(m.status !== undefined ? { status: m.status } : {}), artifact: "artifact" in parts ? parts.artifact : m.artifact });
 }
 
 describe("attacks from inside the agent", () => {

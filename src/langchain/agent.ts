@@ -14,7 +14,7 @@
  *     the tools and servers the child (and its own sub-agents) need.
  */
 import { AIMessage } from "@langchain/core/messages";
-import { tool as makeTool, type StructuredToolInterface } from "@langchain/core/tools";
+import { tool as makeTool, type DynamicStructuredTool, type StructuredToolInterface } from "@langchain/core/tools";
 import { createAgent, type CreateAgentParams } from "langchain";
 import { attachIdentity, type Aztp, type SecuredAgent } from "../client/aztp.js";
 import type { AuditOption } from "../client/home-audit.js";
@@ -209,6 +209,8 @@ async function build(params: SecureAgentParams, parentId: string | undefined, le
 
 /** The tool an orchestrator calls its sub-agent through: served under the child's identity, callable by the parent alone. */
 async function subAgentTool(spec: SubAgentSpec, child: SecureReactAgent, parent: AgentIdentity, client: Aztp, mode: GuardMode | undefined): Promise<SecuredTool> {
+  // A JSON-schema tool is always structured; the cast picks that member of tool()'s union
+  // (its other member's zod types do not satisfy exactOptionalPropertyTypes).
   const run = makeTool(
     async (input: { task: string }, config) => {
       const result = (await child.invoke({ messages: [{ role: "user", content: input.task }] }, { ...(config?.signal ? { signal: config.signal } : {}) })) as { messages?: unknown[] };
@@ -220,7 +222,7 @@ async function subAgentTool(spec: SubAgentSpec, child: SecureReactAgent, parent:
       description: spec.description,
       schema: { type: "object", properties: { task: { type: "string", description: "what the sub-agent should do" } }, required: ["task"], additionalProperties: false },
     },
-  );
+  ) as DynamicStructuredTool;
   return secureTool(run, {
     client,
     identity: child.identity,

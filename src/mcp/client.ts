@@ -35,7 +35,7 @@ export interface SecureMcpClientOptions {
   identity?: AgentIdentity;
   trust?: Trust;
   /** Which server IDs are acceptable (an ID, a list, or an Authorizer). Default: any trusted ID. */
-  expectedServer?: string | ReadonlyArray<string> | Authorizer;
+  expectedServer?: string | ReadonlyArray<string> | Authorizer | undefined;
   /** The server's ID when it cannot prove it at initialize (stateless MCP); still checked by receipts. */
   serverId?: string;
   mode?: GuardMode;

@@ -52,10 +52,10 @@ export interface SpiffeBundleDocument {
 
 export interface TrustBundleInit {
   trustDomain: string | TrustDomain;
-  x509Authorities?: Iterable<Certificate>;
-  jwtAuthorities?: Iterable<readonly [string, KeyObject]>;
-  sequence?: number;
-  refreshHint?: number;
+  x509Authorities?: Iterable<Certificate> | undefined;
+  jwtAuthorities?: Iterable<readonly [string, KeyObject]> | undefined;
+  sequence?: number | undefined;
+  refreshHint?: number | undefined;
 }
 
 const X509_SVID_USE = "x509-svid";
