@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import aztp from "aztp-client";
+import { EmbeddedAuthority } from "../src/authority/authority.js";
 import { MemoryReplayCache, signInvocation, verifyInvocation } from "../src/invocation/index.js";
 
 const cli = fileURLToPath(new URL("../src/cli/main.ts", import.meta.url));
@@ -40,4 +41,29 @@ test("a revocation by another process is refused at the next verification", asyn
   await assert.rejects(call(caller), (e: { code?: string }) => e.code === "ERR_INVOCATION_REVOKED");
   await assert.rejects(call(child), (e: { code?: string }) => e.code === "ERR_INVOCATION_REVOKED", "the child goes with its parent");
   await call(server); // everyone else is unaffected
+});
+
+test("checks share a stat only within one run: a revocation acknowledged after a check is seen by the next one", async (t) => {
+  const home = mkdtempSync(join(tmpdir(), "aztp-xrev-run-"));
+  const client = aztp.initialize({ home });
+  t.after(() => {
+    client.close();
+    rmSync(home, { recursive: true, force: true });
+  });
+  const agent = await client.secureConnect({}, "xrev-run-agent");
+  const id = agent.identity.aztpId;
+  // Two authorities over one home, as two processes would hold them: `reader` checks, `writer` revokes.
+  const reader = await EmbeddedAuthority.open(home);
+  const writer = await EmbeddedAuthority.open(home);
+  assert.equal(reader.isRevoked(id), false);
+  assert.equal(reader.isRevoked(id), false, "a second check in the same run");
+  await writer.revoke(id, "test");
+  assert.equal(reader.isRevoked(id), true, "the check after the revocation was acknowledged sees it");
+  // And across a synchronous wait on another process, from a new turn on.
+  const other = await client.secureConnect({}, "xrev-run-other");
+  assert.equal(reader.isRevoked(other.identity.aztpId), false);
+  await new Promise((r) => setImmediate(r));
+  execFileSync(process.execPath, ["--import", "tsx", cli, "--home", home, "revoke", other.identity.aztpId, "--reason", "test"], { stdio: "pipe" });
+  await Promise.resolve();
+  assert.equal(reader.isRevoked(other.identity.aztpId), true);
 });
