@@ -27,6 +27,7 @@ import { identify } from "./identify.js";
 import { hookFailure, InterceptingTransport, type MessageHooks } from "./intercept.js";
 import { isErrorResponse, isNotification, isRequest, isResponse, isResultResponse, sdkTakesAsRequest } from "./message.js";
 import { outsideActing } from "../guard/acting-caller.js";
+import { requestSourceIp } from "./peer.js";
 import {
   argumentsOf,
   AZTP_REFUSED,
@@ -98,6 +99,16 @@ function sdkCancels(message: JSONRPCMessage): RequestId | undefined {
   return rid ? rid : undefined;
 }
 
+export interface ServerHooksOptions {
+  filterToolsByPolicy?: boolean | undefined;
+  /**
+   * The transport these hooks wrap. When it serves HTTP (serveMcpHttp), the peer of the request
+   * a message came in on is the caller's `aztp:sourceIp` (peer.ts); without it, or on any
+   * other transport, the key is absent.
+   */
+  served?: Transport | undefined;
+}
+
 /**
  * Where a server proves its identity: `initialize` (MCP up to 2025-11-25) and `server/discover`
  * (MCP 2026-07-28, which has no initialize). Either may carry our challenge.
@@ -108,10 +119,11 @@ export const HANDSHAKES: ReadonlySet<string> = new Set(["initialize", "server/di
  * The message hooks of a secured server side (also used by the proxy). One instance per
  * connection: request IDs are per connection.
  */
-export function serverHooks(guard: CalleeGuard, identity: { signer: AgentIdentity["signer"] }, options: { filterToolsByPolicy?: boolean } = {}): MessageHooks {
+export function serverHooks(guard: CalleeGuard, identity: { signer: AgentIdentity["signer"] }, options: ServerHooksOptions = {}): MessageHooks {
+  const served = options.served;
   const calls = new Map<RequestId, Admission>();
   const inits = new Map<RequestId, Challenge | null>();
-  const lists = new Map<RequestId, string>();
+  const lists = new Map<RequestId, { caller: string; sourceIp: string | undefined }>();
   // Every request of this connection not yet answered, and whether the server has it yet
   // (false while the guard is still verifying it). An answer is matched to its request by id
   // alone, so a second request reusing the id of one in flight would take that one's receipt
@@ -185,11 +197,12 @@ export function serverHooks(guard: CalleeGuard, identity: { signer: AgentIdentit
       return pass(message, deliver);
     }
     if (message.method === "tools/list" && options.filterToolsByPolicy && meta[INVOCATION_META_KEY] !== undefined) {
+      const sourceIp = requestSourceIp(served);
       void guard
-        .admit({ tool: "tools/list", args: {}, token: meta[INVOCATION_META_KEY] })
+        .admit({ tool: "tools/list", args: {}, token: meta[INVOCATION_META_KEY], sourceIp })
         .then((a) => {
           if (!open) return;
-          if (a.verified) lists.set(message.id, a.caller);
+          if (a.verified) lists.set(message.id, { caller: a.caller, sourceIp });
           pass(message, deliver);
         })
         .catch((e: unknown) => internalError(reply, message.id, e));
@@ -210,7 +223,8 @@ export function serverHooks(guard: CalleeGuard, identity: { signer: AgentIdentit
     }
     // The MCP access token (Authorization bearer), which a token's `ath` may bind.
     const accessToken = extra?.authInfo?.token;
-    void guard.admit({ tool: params.name, args: argumentsOf(params), token: meta[INVOCATION_META_KEY], ...(accessToken ? { accessToken } : {}) }).then(async (admission) => {
+    const sourceIp = requestSourceIp(served);
+    void guard.admit({ tool: params.name, args: argumentsOf(params), token: meta[INVOCATION_META_KEY], sourceIp, ...(accessToken ? { accessToken } : {}) }).then(async (admission) => {
       if (!admission.allowed) {
         // The refusal leaves once it is on record, as every answer does.
         answer(reply, settledRefusal(id, admission.error as AztpError, await guard.settleRefusal(admission)));
@@ -263,11 +277,11 @@ export function serverHooks(guard: CalleeGuard, identity: { signer: AgentIdentit
         calls.delete(id);
         return answerCall(guard, admission, id, message);
       }
-      const caller = lists.get(id);
-      if (caller !== undefined) {
+      const list = lists.get(id);
+      if (list !== undefined) {
         lists.delete(id);
         if (isResultResponse(message) && isObject(message.result) && Array.isArray(message.result.tools)) {
-          const tools = (message.result.tools as Array<{ name?: unknown }>).filter((t) => typeof t.name === "string" && guard.toolVisible(caller, t.name));
+          const tools = (message.result.tools as Array<{ name?: unknown }>).filter((t) => typeof t.name === "string" && guard.toolVisible(list.caller, t.name, list));
           return { ...message, result: { ...message.result, tools } } as JSONRPCMessage;
         }
       }
@@ -377,7 +391,7 @@ export async function secureMcpServer<S extends McpServer | Server>(server: S, o
     what: "secureMcpServer",
   });
   const low: Server = "server" in server && typeof (server as McpServer).server?.connect === "function" ? (server as McpServer).server : (server as Server);
-  guardConnect(low, (t) => new InterceptingTransport(t, serverHooks(guard, identity, options)));
+  guardConnect(low, (t) => new InterceptingTransport(t, serverHooks(guard, identity, { filterToolsByPolicy: options.filterToolsByPolicy, served: t })));
   return Object.assign(secured, { aztpGuard: guard }) as SecuredAgent<S> & SecuredMcpServerExtras;
 }
 
