@@ -34,7 +34,7 @@ import { svidCheckpointSigner, svidCheckpointVerifier } from "../invocation/chec
 import { defaultAllowedHosts } from "../mcp/http.js";
 import { startMcpProxy, type Upstream } from "../mcp/proxy.js";
 import { parsePolicy } from "../policy/policy.js";
-import { buildPolicyContext } from "../policy/context.js";
+import { policyRequest } from "../policy/request.js";
 import { evaluatePolicies } from "../policy/evaluate.js";
 
 interface GlobalOptions {
@@ -345,15 +345,22 @@ export function buildProgram(): Command {
     .option("--resource <resource>", "e.g. a tool name", "*")
     .option("--principal <id>", "the caller (default: ID itself)")
     .option("--code <code>", "only the policy with this code")
-    .option("--context <json>", "extra condition keys, as a JSON object", "{}")
-    .action(async (id: string, o: { action: string; resource: string; principal?: string; code?: string; context: string }) => {
+    .option("--context <json>", 'more condition keys, as a JSON object: the application\'s own, or one to simulate, e.g. {"aztp:sourceIp":"10.1.2.3"}', "{}")
+    .option("--time <iso8601>", "decide as of this time (aztp:currentTime, aztp:epochTime)")
+    .action(async (id: string, o: { action: string; resource: string; principal?: string; code?: string; context: string; time?: string }) => {
+      const extra = jsonObjectOption("--context", o.context);
+      const now = parseTime(o.time);
       const a = await EmbeddedAuthority.open(homeOf(g()));
       const rec = resolveIdentity(a, id);
-      const extra = jsonObjectOption("--context", o.context);
       const principal = o.principal ? SpiffeId.parse(o.principal).toString() : rec.spiffeId;
-      const rel = a.relations(principal);
-      const context = { ...buildPolicyContext({ caller: principal, callerParent: rel?.parent, callerLinks: rel?.links, callee: rec.spiffeId, tool: o.resource }), ...extra };
-      const decision = evaluatePolicies(a.policiesOf(rec.spiffeId, o.code), { principal, action: o.action, resource: o.resource, context });
+      // The request as the verifier builds it for a direct call of tool RESOURCE on ID.
+      const request = policyRequest({ principal, action: o.action, resource: o.resource, callee: rec.spiffeId, tool: o.resource, relations: (p) => a.relations(p), now, extra });
+      // A key the request builds is never replaced by --context (the builder's rule): said, not
+      // silently ignored, so nobody reads a decision as one about a context they did not get.
+      for (const [k, v] of Object.entries(extra)) {
+        if (request.context?.[k] !== v) throw usage(`--context cannot set ${k}: the request builds it (from ID, --principal, --resource, --time and the registry)`);
+      }
+      const decision = evaluatePolicies(a.policiesOf(rec.spiffeId, o.code), request);
       out(g(), decision, () => `${decision.decision} (${decision.reason}${decision.statement !== undefined ? `, statement ${decision.statement}` : ""})`);
       if (decision.decision !== "allow") throw new Verdict("denied");
     });
