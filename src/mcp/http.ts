@@ -10,6 +10,9 @@
  * place of the longest-idle one, or is refused with 503 if every session is in use. The MCP
  * specification allows a server to end a session at any time: the client's next request gets
  * 404, which the specification tells it to answer by starting a new session.
+ *
+ * Each request is handled in a scope that names its peer's address, which the secured server's
+ * hooks (and the proxy's) put in the policy context as `aztp:sourceIp` (peer.ts).
  */
 import { randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from "node:http";
@@ -17,6 +20,7 @@ import type { AddressInfo } from "node:net";
 import { StreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/streamableHttp.js";
 import { isInitializeRequest } from "@modelcontextprotocol/sdk/types.js";
 import { AztpError, ErrorCodes } from "../errors.js";
+import { servingRequest } from "./peer.js";
 
 export interface McpHttpOptions {
   /** Host names accepted in Host and Origin (default: localhost, 127.0.0.1, [::1] and the listen host). */
@@ -85,6 +89,11 @@ async function readBody(req: IncomingMessage, limit: number): Promise<unknown> {
   return JSON.parse(Buffer.concat(chunks).toString("utf8"));
 }
 
+/** `transport` handles one request, whose messages its hooks see as from the request's peer (peer.ts). */
+function serve(transport: StreamableHTTPServerTransport, req: IncomingMessage, res: ServerResponse, body?: unknown): Promise<void> {
+  return servingRequest(transport, req.socket.remoteAddress, () => transport.handleRequest(req, res, body));
+}
+
 /**
  * Listens on `listen` (an http://host:port URL; port 0 picks one) and, for each new MCP
  * session, gives `onSession` a fresh server transport to connect (a secured McpServer, or the
@@ -150,7 +159,7 @@ export async function serveMcpHttp(listen: URL | string, onSession: (transport: 
     if (existing) track(existing, res); // from the start, so the body upload counts as activity
     if (req.method !== "POST") {
       if (!existing) return send(res, typeof sid === "string" ? 404 : 400, typeof sid === "string" ? "Session not found" : "Missing session ID");
-      return existing.transport.handleRequest(req, res);
+      return serve(existing.transport, req, res);
     }
     let body: unknown;
     try {
@@ -158,7 +167,7 @@ export async function serveMcpHttp(listen: URL | string, onSession: (transport: 
     } catch (e) {
       return send(res, e instanceof AztpError ? 413 : 400, e instanceof AztpError ? e.message : "Parse error: body is not JSON");
     }
-    if (existing) return existing.transport.handleRequest(req, res, body);
+    if (existing) return serve(existing.transport, req, res, body);
     if (typeof sid === "string") return send(res, 404, "Session not found");
     if (!isInitializeRequest(body)) return send(res, 400, "Bad Request: no valid session ID, and not an initialize request");
     if (!(await reserve())) {
@@ -188,7 +197,7 @@ export async function serveMcpHttp(listen: URL | string, onSession: (transport: 
         if (transport.sessionId) sessions.delete(transport.sessionId);
         closed?.();
       };
-      await transport.handleRequest(req, res, body);
+      await serve(transport, req, res, body);
     } finally {
       release(); // an initialize that never made a session (refused, failed) frees its place
     }

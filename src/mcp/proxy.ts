@@ -256,7 +256,7 @@ export async function startMcpProxy(options: McpProxyOptions): Promise<McpProxy>
     policy: options.policy ?? attached,
     relations: (id) => authority.relations(id),
   });
-  const guarded = (t: Transport): Transport => new InterceptingTransport(t, serverHooks(guard, identity, options));
+  const guarded = (t: Transport): Transport => new InterceptingTransport(t, serverHooks(guard, identity, { filterToolsByPolicy: options.filterToolsByPolicy, served: t }));
 
   if (stdio) {
     const up = upstreamTransport(options.upstream);

@@ -8,7 +8,7 @@
 import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import type { Server } from "@modelcontextprotocol/sdk/server/index.js";
 import type { Transport } from "@modelcontextprotocol/sdk/shared/transport.js";
-import { CancelledNotificationSchema, type JSONRPCMessage, type RequestId } from "@modelcontextprotocol/sdk/types.js";
+import { CancelledNotificationSchema, type JSONRPCMessage, type MessageExtraInfo, type RequestId } from "@modelcontextprotocol/sdk/types.js";
 import type { Aztp, SecuredAgent } from "../client/aztp.js";
 import { auditFor, type AuditOption } from "../client/home-audit.js";
 import type { AgentIdentity } from "../client/identity.js";
@@ -27,6 +27,7 @@ import { identify } from "./identify.js";
 import { hookFailure, InterceptingTransport, type MessageHooks } from "./intercept.js";
 import { isErrorResponse, isNotification, isRequest, isResponse, isResultResponse, sdkTakesAsRequest } from "./message.js";
 import { outsideActing } from "../guard/acting-caller.js";
+import { requestSourceIp } from "./peer.js";
 import {
   argumentsOf,
   AZTP_REFUSED,
@@ -98,6 +99,16 @@ function sdkCancels(message: JSONRPCMessage): RequestId | undefined {
   return rid ? rid : undefined;
 }
 
+export interface ServerHooksOptions {
+  filterToolsByPolicy?: boolean | undefined;
+  /**
+   * The transport these hooks wrap. When it serves HTTP (serveMcpHttp), the peer of the request
+   * a message came in on is the caller's `aztp:sourceIp` (peer.ts); without it, or on any
+   * other transport, the key is absent.
+   */
+  served?: Transport | undefined;
+}
+
 /**
  * Where a server proves its identity: `initialize` (MCP up to 2025-11-25) and `server/discover`
  * (MCP 2026-07-28, which has no initialize). Either may carry our challenge.
@@ -105,36 +116,99 @@ function sdkCancels(message: JSONRPCMessage): RequestId | undefined {
 export const HANDSHAKES: ReadonlySet<string> = new Set(["initialize", "server/discover"]);
 
 /**
- * The message hooks of a secured server side (also used by the proxy). One instance per
- * connection: request IDs are per connection.
+ * A request of one connection not answered yet, by what its answer needs. `delivered`: the
+ * server has it (false while the guard is still verifying it); only then may an answer or a
+ * cancellation settle it.
+ * - call: a tools/call; its admission once admitted, for the answer's receipt and audit entry.
+ * - handshake: initialize or server/discover; the challenge the answer's proof must meet.
+ * - list: a tools/list to filter by policy; the verified caller it is for, and its address.
+ * - request: any other request, tracked so that its id is not reused while it is in flight.
  */
-export function serverHooks(guard: CalleeGuard, identity: { signer: AgentIdentity["signer"] }, options: { filterToolsByPolicy?: boolean } = {}): MessageHooks {
-  const calls = new Map<RequestId, Admission>();
-  const inits = new Map<RequestId, Challenge | null>();
-  const lists = new Map<RequestId, string>();
-  // Every request of this connection not yet answered, and whether the server has it yet
-  // (false while the guard is still verifying it). An answer is matched to its request by id
-  // alone, so a second request reusing the id of one in flight would take that one's receipt
-  // and audit entry, and its own tool run would go unrecorded. JSON-RPC forbids the reuse; it
-  // is refused before it reaches the server.
-  const inFlight = new Map<RequestId, boolean>();
+type Pending =
+  | { kind: "call"; delivered: boolean; admission: Admission | undefined }
+  | { kind: "handshake"; delivered: true; challenge: Challenge | null }
+  | { kind: "list"; delivered: boolean; caller: string | undefined; sourceIp: string | undefined }
+  | { kind: "request"; delivered: true };
+
+/**
+ * The message hooks of one connection of a secured server side (also used by the proxy): its
+ * requests in flight, in one map by request id. Request IDs are per connection, so is this.
+ *
+ * An answer is matched to its request by id alone, as the SDK's server sends it (the request's
+ * own id): a second request reusing the id of one in flight would take that one's receipt and
+ * audit entry, and its own tool run would go unrecorded. JSON-RPC forbids the reuse; it is
+ * refused before it reaches the server.
+ */
+class ServerConnection implements MessageHooks {
+  readonly #guard: CalleeGuard;
+  readonly #identity: { signer: AgentIdentity["signer"] };
+  readonly #options: ServerHooksOptions;
+  readonly #pending = new Map<RequestId, Pending>();
   // Once the connection is closed, a call whose verification finishes afterwards must not
   // reach the server: it would run the tool with nowhere to send the answer, unaudited.
-  let open = true;
-  const pass = (m: JSONRPCMessage & { id: RequestId }, deliver: (m: JSONRPCMessage) => void): void => {
-    inFlight.set(m.id, true);
-    deliver(m);
-  };
-  // Answers sent directly (a refusal, an internal error) bypass `outgoing`: they end the request here.
-  const answer = (reply: (m: JSONRPCMessage) => Promise<void>, m: JSONRPCMessage & { id: RequestId }): void => {
-    inFlight.delete(m.id);
-    void reply(m).catch(() => undefined);
-  };
-  // Whatever goes wrong after a request was taken, its caller gets an answer, never silence.
-  const internalError = (reply: (m: JSONRPCMessage) => Promise<void>, id: RequestId, e: unknown): void => {
-    answer(reply, hookFailure(id, e) as JSONRPCMessage & { id: RequestId });
-  };
-  const incoming: MessageHooks["incoming"] = (message, extra, deliver, reply) => {
+  #open = true;
+
+  constructor(guard: CalleeGuard, identity: { signer: AgentIdentity["signer"] }, options: ServerHooksOptions) {
+    this.#guard = guard;
+    this.#identity = identity;
+    this.#options = options;
+  }
+
+  incoming(message: JSONRPCMessage, extra: MessageExtraInfo | undefined, deliver: (m: JSONRPCMessage) => void, reply: (m: JSONRPCMessage) => Promise<void>): void {
+    // A throw on a request still ends in an answer, and frees its id on this connection.
+    try {
+      // The server's work for this message (its hooks, the SDK, the tool's handler) is its
+      // own, whichever agent's context an in-memory transport carried it in with.
+      outsideActing(() => this.#incoming(message, extra, deliver, reply));
+    } catch (e) {
+      if (!isRequest(message)) throw e;
+      this.#internalError(reply, message.id, e);
+    }
+  }
+
+  closed(): void {
+    this.#open = false;
+    // The SDK aborts the handlers of a closed connection and sends nothing more: an admitted
+    // call (its tool may have run) is audited now, or never. A handshake or list still shapes
+    // an answer that goes out after all.
+    for (const [id, p] of this.#pending) {
+      if (p.kind === "handshake" || p.kind === "list") continue;
+      if (p.kind === "call" && p.delivered && p.admission !== undefined) void this.#guard.unanswered(p.admission, Unanswered.CONNECTION_CLOSED, "the connection closed before the call was answered");
+      this.#pending.delete(id);
+    }
+  }
+
+  outgoing(message: JSONRPCMessage): JSONRPCMessage | Promise<JSONRPCMessage> {
+    if (!isResponse(message)) return message;
+    const id = message.id as RequestId;
+    const p = this.#pending.get(id);
+    // The server cannot answer a request it has not been given: one still being verified is not this answer's.
+    if (p === undefined || !p.delivered) return message;
+    this.#pending.delete(id);
+    switch (p.kind) {
+      case "handshake": {
+        if (!isResultResponse(message)) return message;
+        const ch = p.challenge;
+        const value = ch ? signPossessionProof(this.#identity, { nonce: ch.nonce, ...(ch.client ? { audience: ch.client } : {}) }) : { id: this.#identity.signer.id.toString() };
+        return { ...message, result: withMeta(message.result, IDENTITY_META_KEY, value) } as JSONRPCMessage;
+      }
+      case "call":
+        return p.admission === undefined ? message : answerCall(this.#guard, p.admission, id, message);
+      case "list": {
+        const caller = p.caller;
+        if (caller !== undefined && isResultResponse(message) && isObject(message.result) && Array.isArray(message.result.tools)) {
+          const tools = (message.result.tools as Array<{ name?: unknown }>).filter((t) => typeof t.name === "string" && this.#guard.toolVisible(caller, t.name, p));
+          return { ...message, result: { ...message.result, tools } } as JSONRPCMessage;
+        }
+        return message;
+      }
+      default:
+        return message;
+    }
+  }
+
+  #incoming(message: JSONRPCMessage, extra: MessageExtraInfo | undefined, deliver: (m: JSONRPCMessage) => void, reply: (m: JSONRPCMessage) => Promise<void>): void {
+    const guard = this.#guard;
     if (isNotification(message) && message.method === "notifications/cancelled") {
       // The server sends no answer to a request it has and is told is cancelled, so
       // `outgoing` will never settle it: the call is audited here, as an error the caller
@@ -142,23 +216,20 @@ export function serverHooks(guard: CalleeGuard, identity: { signer: AgentIdentit
       // Only a cancellation the SDK acts on counts (sdkCancels): one it ignores leaves the
       // tool running to an answer that must still get its receipt and audit entry.
       const rid = sdkCancels(message);
-      if (rid !== undefined && inFlight.get(rid) === true) {
-        inFlight.delete(rid);
-        const admission = calls.get(rid);
-        calls.delete(rid);
-        inits.delete(rid);
-        lists.delete(rid);
-        if (admission !== undefined) void guard.unanswered(admission, Unanswered.CANCELLED, typeof message.params?.reason === "string" ? message.params.reason : "cancelled by the caller");
+      const p = rid === undefined ? undefined : this.#pending.get(rid);
+      if (p !== undefined && p.delivered) {
+        this.#pending.delete(rid as RequestId);
+        if (p.kind === "call" && p.admission !== undefined) void guard.unanswered(p.admission, Unanswered.CANCELLED, typeof message.params?.reason === "string" ? message.params.reason : "cancelled by the caller");
       }
       return deliver(message);
     }
     if (!isRequest(message)) return deliver(message);
+    const id = message.id;
     const params = isObject(message.params) ? message.params : {};
     const meta = isObject(params._meta) ? params._meta : {};
-    if (inFlight.has(message.id)) {
-      const error = new AztpError(ErrorCodes.REQUEST_ID_IN_USE, `request id ${describeClaim(message.id, 64)} is already in use by a request in flight on this connection`);
-      // Not through answer(): the request in flight under this id is still waiting for its own.
-      const id = message.id;
+    if (this.#pending.has(id)) {
+      const error = new AztpError(ErrorCodes.REQUEST_ID_IN_USE, `request id ${describeClaim(id, 64)} is already in use by a request in flight on this connection`);
+      // Not through #answer(): the request in flight under this id is still waiting for its own.
       if (message.method === "tools/call" && typeof params.name === "string") {
         void guard
           .refuse({ tool: params.name, args: argumentsOf(params), token: meta[INVOCATION_META_KEY] }, error)
@@ -169,7 +240,6 @@ export function serverHooks(guard: CalleeGuard, identity: { signer: AgentIdentit
       }
       return;
     }
-    inFlight.set(message.id, false);
     if (HANDSHAKES.has(message.method)) {
       // Checked now, not when the answer goes out: a challenge the proof cannot be signed
       // for would then throw there, and the handshake would never be answered.
@@ -178,25 +248,32 @@ export function serverHooks(guard: CalleeGuard, identity: { signer: AgentIdentit
       try {
         if (ch !== undefined) challenge = parseChallenge(ch);
       } catch (e) {
-        answer(reply, handshakeRefusal(message.id, message.method, e as AztpError));
+        void reply(handshakeRefusal(id, message.method, e as AztpError)).catch(() => undefined);
         return;
       }
-      inits.set(message.id, challenge);
-      return pass(message, deliver);
+      this.#pending.set(id, { kind: "handshake", delivered: true, challenge });
+      return deliver(message);
     }
-    if (message.method === "tools/list" && options.filterToolsByPolicy && meta[INVOCATION_META_KEY] !== undefined) {
+    if (message.method === "tools/list" && this.#options.filterToolsByPolicy && meta[INVOCATION_META_KEY] !== undefined) {
+      const list: Pending & { kind: "list" } = { kind: "list", delivered: false, caller: undefined, sourceIp: requestSourceIp(this.#options.served) };
+      this.#pending.set(id, list);
       void guard
-        .admit({ tool: "tools/list", args: {}, token: meta[INVOCATION_META_KEY] })
+        .admit({ tool: "tools/list", args: {}, token: meta[INVOCATION_META_KEY], sourceIp: list.sourceIp })
         .then((a) => {
-          if (!open) return;
-          if (a.verified) lists.set(message.id, a.caller);
-          pass(message, deliver);
+          if (!this.#open) return;
+          if (a.verified) list.caller = a.caller;
+          list.delivered = true;
+          deliver(message);
         })
-        .catch((e: unknown) => internalError(reply, message.id, e));
+        .catch((e: unknown) => this.#internalError(reply, id, e));
       return;
     }
-    if (message.method !== "tools/call" || typeof params.name !== "string") return pass(message, deliver);
-    const id = message.id;
+    if (message.method !== "tools/call" || typeof params.name !== "string") {
+      this.#pending.set(id, { kind: "request", delivered: true });
+      return deliver(message);
+    }
+    const call: Pending & { kind: "call" } = { kind: "call", delivered: false, admission: undefined };
+    this.#pending.set(id, call);
     // A call the SDK would drop unread (a member too many, a _meta its schema rejects) must
     // not be admitted: its token would be used up, the call audited as allowed and left
     // unanswered, its caller waiting. It is refused at once instead.
@@ -204,76 +281,44 @@ export function serverHooks(guard: CalleeGuard, identity: { signer: AgentIdentit
       const error = new AztpError(ErrorCodes.MESSAGE_INVALID, "this tools/call has members the MCP SDK rejects (an unknown member, or a _meta its schema does not accept), so the server would never run or answer it");
       void guard
         .refuse({ tool: params.name, args: argumentsOf(params), token: meta[INVOCATION_META_KEY] }, error)
-        .then((settled) => answer(reply, settledRefusal(id, error, settled)))
-        .catch((e: unknown) => internalError(reply, id, e));
+        .then((settled) => this.#answer(reply, settledRefusal(id, error, settled)))
+        .catch((e: unknown) => this.#internalError(reply, id, e));
       return;
     }
     // The MCP access token (Authorization bearer), which a token's `ath` may bind.
     const accessToken = extra?.authInfo?.token;
-    void guard.admit({ tool: params.name, args: argumentsOf(params), token: meta[INVOCATION_META_KEY], ...(accessToken ? { accessToken } : {}) }).then(async (admission) => {
+    const sourceIp = requestSourceIp(this.#options.served);
+    void guard.admit({ tool: params.name, args: argumentsOf(params), token: meta[INVOCATION_META_KEY], sourceIp, ...(accessToken ? { accessToken } : {}) }).then(async (admission) => {
       if (!admission.allowed) {
         // The refusal leaves once it is on record, as every answer does.
-        answer(reply, settledRefusal(id, admission.error as AztpError, await guard.settleRefusal(admission)));
+        this.#answer(reply, settledRefusal(id, admission.error as AztpError, await guard.settleRefusal(admission)));
         return;
       }
-      if (!open) {
+      if (!this.#open) {
         void guard.unanswered(admission, Unanswered.CONNECTION_CLOSED, "the connection closed while the call was being verified");
         return;
       }
-      calls.set(id, admission);
-      pass(message, deliver);
-    }).catch((e: unknown) => {
-      calls.delete(id);
-      internalError(reply, id, e);
-    });
-  };
-  return {
-    incoming(message, extra, deliver, reply) {
-      // A throw on a request still ends in an answer, and frees its id on this connection.
-      try {
-        // The server's work for this message (its hooks, the SDK, the tool's handler) is its
-        // own, whichever agent's context an in-memory transport carried it in with.
-        outsideActing(() => incoming(message, extra, deliver, reply));
-      } catch (e) {
-        if (!isRequest(message)) throw e;
-        internalError(reply, message.id, e);
-      }
-    },
-    closed() {
-      open = false;
-      // The SDK aborts the handlers of a closed connection and sends nothing more: an admitted
-      // call (its tool may have run) is audited now, or never.
-      for (const admission of calls.values()) void guard.unanswered(admission, Unanswered.CONNECTION_CLOSED, "the connection closed before the call was answered");
-      calls.clear();
-      inFlight.clear();
-    },
-    outgoing(message) {
-      if (!isResponse(message)) return message;
-      const id = message.id as RequestId;
-      inFlight.delete(id);
-      if (inits.has(id)) {
-        const ch = inits.get(id);
-        inits.delete(id);
-        if (!isResultResponse(message)) return message;
-        const value = ch ? signPossessionProof(identity, { nonce: ch.nonce, ...(ch.client ? { audience: ch.client } : {}) }) : { id: identity.signer.id.toString() };
-        return { ...message, result: withMeta(message.result, IDENTITY_META_KEY, value) } as JSONRPCMessage;
-      }
-      const admission = calls.get(id);
-      if (admission !== undefined) {
-        calls.delete(id);
-        return answerCall(guard, admission, id, message);
-      }
-      const caller = lists.get(id);
-      if (caller !== undefined) {
-        lists.delete(id);
-        if (isResultResponse(message) && isObject(message.result) && Array.isArray(message.result.tools)) {
-          const tools = (message.result.tools as Array<{ name?: unknown }>).filter((t) => typeof t.name === "string" && guard.toolVisible(caller, t.name));
-          return { ...message, result: { ...message.result, tools } } as JSONRPCMessage;
-        }
-      }
-      return message;
-    },
-  };
+      call.admission = admission;
+      call.delivered = true;
+      deliver(message);
+    }).catch((e: unknown) => this.#internalError(reply, id, e));
+  }
+
+  /** Answers sent directly (a refusal, an internal error) bypass `outgoing`: they end the request here. */
+  #answer(reply: (m: JSONRPCMessage) => Promise<void>, m: JSONRPCMessage & { id: RequestId }): void {
+    this.#pending.delete(m.id);
+    void reply(m).catch(() => undefined);
+  }
+
+  /** Whatever goes wrong after a request was taken, its caller gets an answer, never silence. */
+  #internalError(reply: (m: JSONRPCMessage) => Promise<void>, id: RequestId, e: unknown): void {
+    this.#answer(reply, hookFailure(id, e) as JSONRPCMessage & { id: RequestId });
+  }
+}
+
+/** The message hooks of a secured server side (also used by the proxy): one per connection. */
+export function serverHooks(guard: CalleeGuard, identity: { signer: AgentIdentity["signer"] }, options: ServerHooksOptions = {}): MessageHooks {
+  return new ServerConnection(guard, identity, options);
 }
 
 /**
@@ -377,7 +422,7 @@ export async function secureMcpServer<S extends McpServer | Server>(server: S, o
     what: "secureMcpServer",
   });
   const low: Server = "server" in server && typeof (server as McpServer).server?.connect === "function" ? (server as McpServer).server : (server as Server);
-  guardConnect(low, (t) => new InterceptingTransport(t, serverHooks(guard, identity, options)));
+  guardConnect(low, (t) => new InterceptingTransport(t, serverHooks(guard, identity, { filterToolsByPolicy: options.filterToolsByPolicy, served: t })));
   return Object.assign(secured, { aztpGuard: guard }) as SecuredAgent<S> & SecuredMcpServerExtras;
 }
 

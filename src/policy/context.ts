@@ -18,7 +18,9 @@
  * | `aztp:epochTime`           | number           | decision time, whole seconds since 1970 (for Numeric operators) |
  * | `aztp:delegated`           | boolean          | true when the call runs on a delegation chain (depth > 0)       |
  * | `aztp:delegationDepth`     | number           | links in the delegation chain; 0 for a direct call              |
- * | `aztp:sourceIp`            | string           | the peer's IP address, when the transport knows it              |
+ * | `aztp:sourceIp`            | string           | the peer's IP address, when the transport knows it: set over    |
+ * |                            |                  | Streamable HTTP (serveMcpHttp, the proxy listening on HTTP),    |
+ * |                            |                  | absent over stdio and in-memory; IPv4-mapped IPv6 as IPv4       |
  *
  * IDs are stored in `spiffe://` form, but conditions compare IDs in one normal form, so a
  * policy may name them as `aztp://` or `spiffe://` alike. Keys are matched exactly (unlike

@@ -1,0 +1,200 @@
+/**
+ * `aztp audit verify | query | tail | stats`: reading audit logs, and checking their chain,
+ * checkpoint signatures and witness.
+ */
+import { existsSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { Option, type Command } from "commander";
+import type { CheckpointVerifier } from "../../audit/checkpoint.js";
+import type { AuditEntry } from "../../audit/entry.js";
+import { scanLines } from "../../audit/lines.js";
+import { auditStats, queryAuditLog } from "../../audit/query.js";
+import { verifyAuditLog } from "../../audit/verify.js";
+import { defaultWitnessPath, readWitness } from "../../audit/witness.js";
+import { EmbeddedAuthority } from "../../authority/authority.js";
+import { AztpError, ErrorCodes } from "../../errors.js";
+import { svidCheckpointVerifier } from "../../invocation/checkpoint.js";
+import { Trust } from "../../invocation/trust.js";
+import { BundleSet, loadBundleFile } from "../../spiffe/bundle.js";
+import { SpiffeId } from "../../spiffe/spiffeid.js";
+import type { CliContext } from "../context.js";
+import { usage, Verdict } from "../exit.js";
+import { readInput } from "../files.js";
+import { parseTime } from "../options.js";
+
+export function register(program: Command, ctx: CliContext): void {
+  const audit = program.command("audit").description("read and verify audit logs (JSON Lines)");
+  audit
+    .command("verify <file>")
+    .description("check the hash chain, checkpoint signatures and the witness; exit 1 naming the first bad entry")
+    .option("--bundle <file>", "check checkpoint signatures against this trust bundle (SPIFFE bundle JSON or PEM roots, as `aztp verify` takes them)")
+    .option("--no-signatures", "do not check who signed the checkpoints (the chain and the witness are still checked); the verdict says so")
+    .option("--witness <file>", "the witness file (default: <file>.witness)")
+    .option("--no-witness", "verify the log alone")
+    .action(async (file: string, o: { bundle?: string; signatures: boolean; witness?: string | false }) => {
+      if (o.bundle !== undefined && !o.signatures) throw usage("give --bundle or --no-signatures, not both");
+      const path = resolve(file);
+      const witnessPath = o.witness === false ? false : o.witness ? resolve(o.witness) : undefined;
+      // No verdict without a key: signatures are checked against a bundle or an authority,
+      // or the user says explicitly that they are not to be.
+      const trust = o.signatures ? await auditTrustSource(path, witnessPath, o.bundle, ctx) : null;
+      if (!existsSync(path)) throw new AztpError(ErrorCodes.AUDIT_IO, `no audit log at ${path}`);
+      const result = await verifyAuditLog(path, {
+        ...(trust ? { verifier: trust.verifier, verifierSource: trust.source } : {}),
+        ...(witnessPath !== undefined ? { witnessPath } : {}),
+      });
+      const signatures = trust ? "checked" : "NOT checked (--no-signatures)";
+      ctx.out({ ...result, signatures: trust ? "checked" : "skipped", trustSource: trust?.source ?? null }, () => {
+        const head = `${result.entries} entries, ${result.checkpoints} checkpoints, signatures ${signatures}, witness ${result.witness}${trust ? `; keys from ${trust.source}` : ""}`;
+        if (result.ok) return `ok: ${head}${result.uncovered > 0 ? `; ${result.uncovered} entries after the last checkpoint` : ""}`;
+        const bad = result.firstBad;
+        return `BAD: line ${bad?.line}${bad?.seq !== null && bad?.seq !== undefined ? ` (${bad.kind} seq ${bad.seq})` : ""}: ${bad?.reason}: ${bad?.message}\n${head}`;
+      });
+      if (!result.ok) throw new Verdict("audit log does not verify");
+    });
+  const auditFilters = (c: Command): Command =>
+    c
+      .option("--caller <id>", "calls this ID made or claimed to make")
+      .option("--verified-only", "only calls whose caller was verified")
+      .option("--callee <id>")
+      .option("--tool <name>")
+      .addOption(new Option("--decision <decision>").choices(["allow", "deny", "audit-only"]))
+      .option("--since <time>", "ISO 8601")
+      .option("--until <time>", "ISO 8601");
+  const normaliseId = (id: string | undefined, option: string): string | undefined => {
+    if (id === undefined) return undefined;
+    try {
+      return SpiffeId.parse(id).toString();
+    } catch (e) {
+      throw usage(`${option} must be a SPIFFE or AZTP ID: ${(e as Error).message}`);
+    }
+  };
+  // A claimed caller is whatever a refused token said ("unknown", a malformed ID): it is
+  // matched as written when it is not a valid ID.
+  const callerFilter = (id: string): string => {
+    try {
+      return SpiffeId.parse(id).toString();
+    } catch {
+      return id;
+    }
+  };
+  auditFilters(audit.command("query <files...>").description("entries matching every filter, oldest first; with several logs, each entry says which file it is from"))
+    .option("--tool-call-id <id>", "one tool call, by its framework id (a LangChain tool-call id), in the caller's log and the callee's")
+    .option("--limit <n>", "at most this many per log")
+    .action(async (files: string[], o: { caller?: string; verifiedOnly?: boolean; callee?: string; tool?: string; toolCallId?: string; decision?: "allow" | "deny" | "audit-only"; since?: string; until?: string; limit?: string }) => {
+      const limit = o.limit === undefined ? undefined : Number(o.limit);
+      if (limit !== undefined && (!Number.isInteger(limit) || limit < 0)) throw usage("--limit must be a whole number");
+      const query = {
+        ...(o.caller ? { caller: callerFilter(o.caller) } : {}),
+        ...(o.verifiedOnly ? { callerVerified: true } : {}),
+        ...(o.callee ? { callee: normaliseId(o.callee, "--callee") as string } : {}),
+        ...(o.tool ? { tool: o.tool } : {}),
+        ...(o.toolCallId ? { toolCallId: o.toolCallId } : {}),
+        ...(o.decision ? { decision: o.decision } : {}),
+        ...(o.since ? { since: parseTime(o.since, "--since") as Date } : {}),
+        ...(o.until ? { until: parseTime(o.until, "--until") as Date } : {}),
+        ...(limit !== undefined ? { limit } : {}),
+      };
+      if (files.length === 1) {
+        const entries = await queryAuditLog(resolve(files[0] as string), query);
+        ctx.out(entries, () => entries.map(describeEntry).join("\n") || "(no entries)");
+        return;
+      }
+      // Several logs (a caller's and a callee's): each entry names its file.
+      const found: Array<AuditEntry & { file: string }> = [];
+      for (const file of files) for (const entry of await queryAuditLog(resolve(file), query)) found.push({ ...entry, file });
+      ctx.out(found, () => found.map((e) => `${e.file}: ${describeEntry(e)}`).join("\n") || "(no entries)");
+    });
+  audit
+    .command("tail <file>")
+    .description("the last entries")
+    .option("-n, --lines <n>", "how many", "10")
+    .action(async (file: string, o: { lines: string }) => {
+      const n = Number(o.lines);
+      if (!Number.isInteger(n) || n < 0) throw usage("--lines must be a whole number");
+      const all = await queryAuditLog(resolve(file));
+      const entries = n === 0 ? [] : all.slice(-n);
+      ctx.out(entries, () => entries.map(describeEntry).join("\n") || "(no entries)");
+    });
+  audit
+    .command("stats <file>")
+    .description("who called what: counts by caller, callee, tool and decision")
+    .action(async (file: string) => {
+      const stats = await auditStats(resolve(file));
+      ctx.out(stats, () =>
+        [
+          `${stats.entries} entries, ${stats.checkpoints} checkpoints, ${stats.firstTime ?? "-"} .. ${stats.lastTime ?? "-"}`,
+          `decisions: allow ${stats.decisions.allow}, deny ${stats.decisions.deny}, audit-only ${stats.decisions["audit-only"]}`,
+          `callers: ${stats.callers.verified} verified, ${stats.callers.claimed} claimed only (not verified)`,
+          ...stats.calls.map(
+            (c) =>
+              `${String(c.total).padStart(6)}  ${callerText(c)} -> ${c.callee} ${c.tool}  (allow ${c.decisions.allow}, deny ${c.decisions.deny}, audit-only ${c.decisions["audit-only"]})`,
+          ),
+        ].join("\n"),
+      );
+    });
+}
+
+function describeEntry(e: AuditEntry): string {
+  const onBehalf = e.delegation && e.delegation.length > 0 ? ` on behalf of ${[...e.delegation].reverse().join(" on behalf of ")}` : "";
+  const call = e.toolCallId ? ` [call ${e.toolCallId}]` : "";
+  return `${e.seq} ${e.time} ${e.side} ${e.decision}${e.reason ? `(${e.reason})` : ""} ${callerText(e)}${onBehalf} -> ${e.callee} ${e.tool} ${e.outcome ?? ""}${call}`.trimEnd();
+}
+
+/** A caller for people: a claimed one is never shown as if it had been verified. */
+function callerText(e: { caller: string; callerVerified: boolean }): string {
+  return e.callerVerified ? e.caller : `${e.caller} (claimed, not verified)`;
+}
+
+/**
+ * What `aztp audit verify` checks checkpoint signatures against: the bundle in `bundleFile`
+ * (parsed as `aztp verify` parses it; its trust domain is the one the log's checkpoints are
+ * signed in, when the log names one), else the authority in the home. With neither it is a
+ * usage error that says what to pass: a verdict of "ok" must never rest on unchecked signatures.
+ */
+async function auditTrustSource(
+  path: string,
+  witnessPath: string | false | undefined,
+  bundleFile: string | undefined,
+  ctx: CliContext,
+): Promise<{ verifier: CheckpointVerifier; source: string }> {
+  const revocation = { isRevoked: () => false }; // a checkpoint stays valid after its signer is revoked
+  if (bundleFile !== undefined) {
+    const file = resolve(bundleFile);
+    const td = existsSync(path) ? await checkpointTrustDomain(path, witnessPath) : undefined;
+    const bundle = loadBundleFile(await readInput(bundleFile), td);
+    return { verifier: svidCheckpointVerifier(new Trust(new BundleSet([bundle]), { revocation })), source: `bundle ${file}` };
+  }
+  const home = ctx.home();
+  if (existsSync(join(home, "authority.json"))) {
+    const authority = await EmbeddedAuthority.open(home);
+    return { verifier: svidCheckpointVerifier(new Trust(authority, { revocation })), source: `the authority in ${home}` };
+  }
+  throw usage(
+    `no trust source to check checkpoint signatures against (no authority in ${home}): pass --bundle FILE (a SPIFFE bundle JSON or PEM roots), ` +
+      "or --home DIR of the authority that issued the writer's SVID, or --no-signatures to check the chain without them",
+  );
+}
+
+/** The trust domain the log's checkpoints are signed in: from its witness, else its first checkpoint. */
+async function checkpointTrustDomain(path: string, witnessPath: string | false | undefined): Promise<string | undefined> {
+  let signer: string | undefined;
+  if (witnessPath !== false) signer = (await readWitness(witnessPath ?? defaultWitnessPath(path)).catch(() => null))?.signer;
+  if (signer === undefined) {
+    await scanLines(path, (line) => {
+      if (!line.includes('"checkpoint"')) return true;
+      try {
+        const value = JSON.parse(line) as { type?: unknown; signer?: unknown };
+        if (value.type === "checkpoint" && typeof value.signer === "string") signer = value.signer;
+      } catch {
+        // verification reports it
+      }
+      return signer === undefined;
+    }).catch(() => undefined);
+  }
+  try {
+    return signer === undefined ? undefined : SpiffeId.parse(signer).trustDomain;
+  } catch {
+    return undefined;
+  }
+}
