@@ -42,7 +42,7 @@ describe("registry rules (no CA)", () => {
     assert.equal(registry.lifetimeCap(state, parent), undefined);
     assert.equal(registry.jwtSvidTtl(state, child, 3600, NOW), 600, "a child's JWT-SVID ends with its parent's SVID");
     assert.equal(registry.jwtSvidTtl(state, parent, undefined, NOW), 300);
-    assert.throws(() => registry.jwtSvidTtl(state, parent, registry.MAX_JWT_SVID_TTL_SECONDS + 1, NOW), { code: ErrorCodes.INVALID_ARGUMENT });
+    assert.throws(() => registry.jwtSvidTtl(state, parent, registry.MAX_JWT_SVID_TTL_SECONDS + 1, NOW), { code: ErrorCodes.ARGUMENT_INVALID });
     assert.throws(() => registry.jwtSvidTtl(state, child, 60, new Date(NOW.getTime() + 600_000)), { code: ErrorCodes.PARENT_INVALID });
     registry.revoke(state, parent.spiffeId, "test", NOW);
     assert.throws(() => registry.lifetimeCap(state, child), { code: ErrorCodes.IDENTITY_REVOKED });

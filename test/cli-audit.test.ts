@@ -174,10 +174,10 @@ describe("aztp audit exit codes", () => {
       aztpCli(dir, ["audit", "stats", broken]),
       aztpCli(dir, ["audit", "query", broken, "--callee", "not an id"]),
     ]);
-    assertError(verifyMissing, 1, ErrorCodes.AUDIT_IO, "verify of a missing log");
-    assertError(queryMissing, 1, ErrorCodes.AUDIT_IO, "query of a missing log");
-    assertError(statsMissing, 1, ErrorCodes.AUDIT_IO, "stats of a missing log");
-    assertError(tailMissing, 1, ErrorCodes.AUDIT_IO, "tail of a missing log");
+    assertError(verifyMissing, 1, ErrorCodes.AUDIT_IO_FAILED, "verify of a missing log");
+    assertError(queryMissing, 1, ErrorCodes.AUDIT_IO_FAILED, "query of a missing log");
+    assertError(statsMissing, 1, ErrorCodes.AUDIT_IO_FAILED, "stats of a missing log");
+    assertError(tailMissing, 1, ErrorCodes.AUDIT_IO_FAILED, "tail of a missing log");
     assertError(statsBroken, 1, ErrorCodes.AUDIT_CORRUPT, "stats of a broken log");
     assertExit(badCallee, 2, "--callee that is not an ID");
     assert.match(badCallee.stderr, /--callee must be a SPIFFE or AZTP ID/);

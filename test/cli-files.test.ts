@@ -113,10 +113,10 @@ describe("aztp on unusable paths", () => {
       ["issue --out deep under /proc", home, ["issue", "b", "--out", "/proc/nope/deeper/still"], ErrorCodes.FILE_UNUSABLE, "/proc/nope"],
       ["issue --out a file", home, ["issue", "c", "--out", aFile], ErrorCodes.FILE_UNUSABLE, aFile],
       ["issue --out below a file", home, ["issue", "d", "--out", join(aFile, "sub")], ErrorCodes.FILE_UNUSABLE, aFile],
-      ["init --home under /proc", "/proc/nope", ["init", "--trust-domain", TD], ErrorCodes.AUTHORITY_STORE, "/proc/nope"],
-      ["init --home a file", aFile, ["init", "--trust-domain", TD], ErrorCodes.AUTHORITY_STORE, aFile],
+      ["init --home under /proc", "/proc/nope", ["init", "--trust-domain", TD], ErrorCodes.AUTHORITY_STORE_FAILED, "/proc/nope"],
+      ["init --home a file", aFile, ["init", "--trust-domain", TD], ErrorCodes.AUTHORITY_STORE_FAILED, aFile],
       ["list --home under /proc", "/proc/nope", ["list"], ErrorCodes.AUTHORITY_NOT_INITIALIZED, "/proc/nope"],
-      ["list, authority.json a folder", brokenHome, ["list"], ErrorCodes.AUTHORITY_STORE, join(brokenHome, "authority.json")],
+      ["list, authority.json a folder", brokenHome, ["list"], ErrorCodes.AUTHORITY_STORE_FAILED, join(brokenHome, "authority.json")],
       ["policy attach, file under /proc", home, ["policy", "attach", "worker", "/proc/nope/policy.json"], ErrorCodes.FILE_UNUSABLE, "/proc/nope/policy.json"],
       ["policy attach, a folder", home, ["policy", "attach", "worker", aFolder], ErrorCodes.FILE_UNUSABLE, aFolder],
       ["verify x509, cert under /proc", home, ["verify", "x509", "/proc/nope/svid.pem", "--bundle", bundle], ErrorCodes.FILE_UNUSABLE, "/proc/nope/svid.pem"],
@@ -142,7 +142,7 @@ describe("aztp on unusable paths", () => {
     const secret = join(scratch, "secret.pem");
     writeFileSync(secret, "x", { mode: 0o600 });
     const cases: Array<[string, string[], string, string]> = [
-      ["init in a folder nobody may write", ["--home", join(scratch, "home"), "init", "--trust-domain", TD], ErrorCodes.AUTHORITY_STORE, join(scratch, "home")],
+      ["init in a folder nobody may write", ["--home", join(scratch, "home"), "init", "--trust-domain", TD], ErrorCodes.AUTHORITY_STORE_FAILED, join(scratch, "home")],
       ["verify x509 of an unreadable file", ["--home", home, "verify", "x509", secret, "--bundle", secret], ErrorCodes.FILE_UNUSABLE, secret],
     ];
     for (const [label, args, code, names] of cases) {

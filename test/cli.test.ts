@@ -272,8 +272,8 @@ describe("aztp jwt, verify jwt", () => {
       assert.equal(r.json.aztpId, idOf("caller"));
       assert.deepEqual(r.json.audience, ["spiffe://example.org/tool", "other-aud"]);
     }
-    assertError(wrongAud, 1, ErrorCodes.JWT_AUDIENCE, "wrong audience");
-    assertError(tampered, 1, ErrorCodes.JWT_SIGNATURE, "tampered claims");
+    assertError(wrongAud, 1, ErrorCodes.JWT_AUDIENCE_MISMATCH, "wrong audience");
+    assertError(tampered, 1, ErrorCodes.JWT_SIGNATURE_INVALID, "tampered claims");
     assertExit(badSig, 1, "tampered signature");
     assert.match(badSig.json.error.code, /^ERR_JWT_(SIGNATURE_INVALID|MALFORMED)$/);
     assertError(late, 1, ErrorCodes.JWT_EXPIRED, "--time after exp");
@@ -295,8 +295,8 @@ describe("aztp id", () => {
     assert.deepEqual(upper.json, { spiffeId: "spiffe://example.org/x", aztpId: "aztp://example.org/x", trustDomain: "example.org", path: "/x" });
     assertExit(aztpForm, 0, "id aztp://");
     assert.equal(aztpForm.json.spiffeId, "spiffe://example.org/workload/Prod/node/A");
-    assertError(bad, 1, ErrorCodes.SPIFFEID_SCHEME, "https scheme");
-    assertError(badTd, 1, ErrorCodes.SPIFFEID_TRUST_DOMAIN_CHAR, "space in trust domain");
+    assertError(bad, 1, ErrorCodes.SPIFFEID_SCHEME_INVALID, "https scheme");
+    assertError(badTd, 1, ErrorCodes.SPIFFEID_TRUST_DOMAIN_CHAR_INVALID, "space in trust domain");
   });
 });
 
@@ -380,26 +380,26 @@ describe("a command that fails for any reason but usage exits 1 with its code", 
   const rows: Row[] = [
     ["init on an existing authority", () => ["init", "--trust-domain", "other.org"], ErrorCodes.AUTHORITY_EXISTS],
     ["issue --parent unknown", (d) => ["issue", "kid", "--parent", "spiffe://example.org/nobody", "--out", join(d, "kid")], ErrorCodes.IDENTITY_NOT_FOUND],
-    ["issue a name too long for a SPIFFE ID (was 2)", (d) => ["issue", "n".repeat(2100), "--out", join(d, "long")], ErrorCodes.INVALID_ARGUMENT],
+    ["issue a name too long for a SPIFFE ID (was 2)", (d) => ["issue", "n".repeat(2100), "--out", join(d, "long")], ErrorCodes.ARGUMENT_INVALID],
     ["issue over existing files", (d) => ["issue", "again", "--out", join(d, "worker")], ErrorCodes.FILE_EXISTS],
     ["jwt for nobody", () => ["jwt", "nobody", "--audience", "svc"], ErrorCodes.IDENTITY_NOT_FOUND],
     ["bundle of a trust domain it does not have", () => ["bundle", "--trust-domain", "other.org"], ErrorCodes.TRUST_DOMAIN_NOT_ALLOWED],
     ["verify x509 of a missing file (was 2)", (d) => ["verify", "x509", join(d, "nope.pem"), "--bundle", join(d, "worker", "bundle.json")], ErrorCodes.FILE_UNUSABLE],
     ["verify jwt of a malformed token", (d) => ["verify", "jwt", "not-a-token", "--bundle", join(d, "worker", "bundle.json"), "--audience", "svc"], ErrorCodes.JWT_MALFORMED],
     ["verify jwt with a missing bundle (was 2)", (d) => ["verify", "jwt", "a.b.c", "--bundle", join(d, "nope.json"), "--audience", "svc"], ErrorCodes.FILE_UNUSABLE],
-    ["id of a non-ID", () => ["id", "bogus"], ErrorCodes.SPIFFEID_SCHEME],
+    ["id of a non-ID", () => ["id", "bogus"], ErrorCodes.SPIFFEID_SCHEME_INVALID],
     ["revocations export of a trust domain it does not have", () => ["revocations", "export", "--trust-domain", "other.org"], ErrorCodes.TRUST_DOMAIN_NOT_ALLOWED],
     ["verify x509 with --revocations not a list", (d) => ["verify", "x509", join(d, "worker", "svid.pem"), "--bundle", join(d, "worker", "bundle.json"), "--revocations", join(d, "worker", "svid.pem")], ErrorCodes.REVOCATION_LIST_INVALID],
     ["list without an authority", () => ["list"], ErrorCodes.AUTHORITY_NOT_INITIALIZED, "fresh"],
     ["revoke nobody", () => ["revoke", "nobody"], ErrorCodes.IDENTITY_NOT_FOUND],
     ["reissue nobody", () => ["reissue", "nobody"], ErrorCodes.IDENTITY_NOT_FOUND],
-    ["link an identity to itself (was 2)", () => ["link", "worker", "worker"], ErrorCodes.INVALID_ARGUMENT],
+    ["link an identity to itself (was 2)", () => ["link", "worker", "worker"], ErrorCodes.ARGUMENT_INVALID],
     ["discover without an authority", () => ["discover"], ErrorCodes.AUTHORITY_NOT_INITIALIZED, "fresh"],
     ["policy attach of an invalid policy", (d) => ["policy", "attach", "worker", join(d, "bad-policy.json")], ErrorCodes.POLICY_INVALID],
     ["policy attach of a missing file (was 2)", (d) => ["policy", "attach", "worker", join(d, "nope.json")], ErrorCodes.FILE_UNUSABLE],
     ["policy get nobody", () => ["policy", "get", "nobody"], ErrorCodes.IDENTITY_NOT_FOUND],
     ["mcp proxy with an invalid --policy", (d) => ["mcp", "proxy", "--name", "p", "--upstream-command", "sh -c 'exit 0'", "--policy", join(d, "bad-policy.json")], ErrorCodes.POLICY_INVALID],
-    ["mcp proxy whose upstream exits at start", () => ["mcp", "proxy", "--name", "p", "--upstream-command", "sh -c 'exit 3'", "--listen", "http://127.0.0.1:0"], ErrorCodes.UPSTREAM_FAILED],
+    ["mcp proxy whose upstream exits at start", () => ["mcp", "proxy", "--name", "p", "--upstream-command", "sh -c 'exit 3'", "--listen", "http://127.0.0.1:0"], ErrorCodes.MCP_UPSTREAM_FAILED],
   ];
 
   it("table", async (t) => {

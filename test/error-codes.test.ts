@@ -4,6 +4,8 @@
  * RENAMED_CODES, so code and stored entries written against 0.1.0 keep working.
  */
 import assert from "node:assert/strict";
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 import { describe, it } from "node:test";
 import { AztpError, canonicalCode, ErrorCodes, RENAMED_CODES } from "../src/errors.js";
 
@@ -124,6 +126,19 @@ describe("error codes: deprecated names", () => {
   it("ErrorCodes has no alias that is not pinned", () => {
     const aliases = Object.entries(ErrorCodes).filter(([name, value]) => value !== `ERR_${name}`).map(([name]) => name);
     assert.deepEqual(aliases.sort(), [...deprecated].sort());
+  });
+
+  it("the library itself uses no deprecated name", () => {
+    const src = join(import.meta.dirname, "..", "src");
+    const files = (readdirSync(src, { recursive: true }) as string[]).filter((f) => f.endsWith(".ts") && f !== "errors.ts");
+    const uses: string[] = [];
+    for (const f of files) {
+      const text = readFileSync(join(src, f), "utf8");
+      for (const [old] of PINNED) {
+        if (new RegExp(`\\b(ErrorCodes\\.${old}|ERR_${old})\\b`).test(text)) uses.push(`${f}: ${old}`);
+      }
+    }
+    assert.deepEqual(uses, []);
   });
 
   it("canonicalCode maps an old value to the new and leaves others alone", () => {

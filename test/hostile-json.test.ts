@@ -28,7 +28,7 @@ import { toolAnswer } from "./helpers/mcp-tool-server.js";
 import { SpiffeId } from "../src/spiffe/spiffeid.js";
 
 const U = ErrorCodes.JSON_UNREPRESENTABLE;
-const P = ErrorCodes.JSON_PROTO_KEY;
+const P = ErrorCodes.JSON_PROTO_KEY_NOT_ALLOWED;
 
 function deepArray(levels: number): unknown {
   let v: unknown = "bottom";

@@ -161,32 +161,32 @@ describe("forged and malformed tokens", async () => {
     },
     {
       name: "alg: none, empty signature",
-      code: C.INVOCATION_ALG,
+      code: C.INVOCATION_ALG_NOT_ALLOWED,
       build: () => ({ token: forge({ alg: "none", typ: "aztp-invocation+jwt", x5c: w.caller.signer.x5c }, baseClaims(w.caller, w.serverA, TOOL, ARGS), () => "") }),
     },
     {
       name: "alg: NoNe, the caller's real signature",
-      code: C.INVOCATION_ALG,
+      code: C.INVOCATION_ALG_NOT_ALLOWED,
       build: () => ({ token: resign(w.caller.signer, baseClaims(w.caller, w.serverA, TOOL, ARGS), { alg: "NoNe" }) }),
     },
     {
       name: "alg: HS256 keyed with the leaf's public key (SPKI PEM)",
-      code: C.INVOCATION_ALG,
+      code: C.INVOCATION_ALG_NOT_ALLOWED,
       build: () => hs256(leafKey().export({ format: "pem", type: "spki" }).toString())(),
     },
     {
       name: "alg: HS256 keyed with the leaf's public key (SPKI DER)",
-      code: C.INVOCATION_ALG,
+      code: C.INVOCATION_ALG_NOT_ALLOWED,
       build: () => hs256(leafKey().export({ format: "der", type: "spki" }))(),
     },
     {
       name: "alg: HS256 keyed with the x5c certificate text",
-      code: C.INVOCATION_ALG,
+      code: C.INVOCATION_ALG_NOT_ALLOWED,
       build: () => hs256(w.caller.signer.x5c[0] ?? "")(),
     },
     {
       name: "alg: EdDSA, signed by an Ed25519 key, valid x5c of the caller",
-      code: C.INVOCATION_ALG,
+      code: C.INVOCATION_ALG_NOT_ALLOWED,
       build: () => {
         const { privateKey } = generateKeyPairSync("ed25519");
         return { token: forge({ alg: "EdDSA", typ: "aztp-invocation+jwt", x5c: w.caller.signer.x5c }, baseClaims(w.caller, w.serverA, TOOL, ARGS), (input) => cryptoSign(null, input, privateKey)) };
@@ -194,7 +194,7 @@ describe("forged and malformed tokens", async () => {
     },
     {
       name: "alg: ES512 (off the allow-list), signed by a P-521 key, valid x5c of the caller",
-      code: C.INVOCATION_ALG,
+      code: C.INVOCATION_ALG_NOT_ALLOWED,
       build: () => {
         const { privateKey } = generateKeyPairSync("ec", { namedCurve: "secp521r1" });
         return { token: forge({ alg: "ES512", typ: "aztp-invocation+jwt", x5c: w.caller.signer.x5c }, baseClaims(w.caller, w.serverA, TOOL, ARGS), (input) => signRaw("ES512", privateKey, input)) };
@@ -202,7 +202,7 @@ describe("forged and malformed tokens", async () => {
     },
     {
       name: "alg: ES384 (allowed) over the P-256 leaf: refused before any ECDSA runs with the wrong curve",
-      code: C.INVOCATION_SIGNATURE,
+      code: C.INVOCATION_SIGNATURE_INVALID,
       build: () => {
         const { privateKey } = generateKeyPairSync("ec", { namedCurve: "secp384r1" });
         return { token: forge({ alg: "ES384", typ: "aztp-invocation+jwt", x5c: w.caller.signer.x5c }, baseClaims(w.caller, w.serverA, TOOL, ARGS), (input) => signRaw("ES384", privateKey, input)) };
@@ -210,7 +210,7 @@ describe("forged and malformed tokens", async () => {
     },
     {
       name: "alg: RS256 (allowed), signed by an RSA key, the caller's EC x5c",
-      code: C.INVOCATION_SIGNATURE,
+      code: C.INVOCATION_SIGNATURE_INVALID,
       build: () => {
         const { privateKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
         return { token: forge({ alg: "RS256", typ: "aztp-invocation+jwt", x5c: w.caller.signer.x5c }, baseClaims(w.caller, w.serverA, TOOL, ARGS), (input) => signRaw("RS256", privateKey, input)) };
@@ -218,7 +218,7 @@ describe("forged and malformed tokens", async () => {
     },
     {
       name: "signed by another trusted identity's key under the caller's x5c",
-      code: C.INVOCATION_SIGNATURE,
+      code: C.INVOCATION_SIGNATURE_INVALID,
       build: () => ({ token: forge({ alg: "ES256", typ: "aztp-invocation+jwt", x5c: w.caller.signer.x5c }, baseClaims(w.caller, w.serverA, TOOL, ARGS), (input) => w.third.signer.sign(input)) }),
     },
     {
@@ -302,9 +302,9 @@ describe("claims that do not match the SVID or the call", async () => {
     { name: "iss is missing", code: C.INVOCATION_ISSUER_MISMATCH, build: () => claims({ iss: undefined })() },
     { name: "iss is the caller in aztp:// spelling (one spelling only: spiffe://)", code: C.INVOCATION_ISSUER_MISMATCH, build: () => claims({ iss: w.caller.aztpId })() },
     { name: "sub differs from iss", code: C.INVOCATION_ISSUER_MISMATCH, build: () => claims({ sub: w.third.spiffeId })() },
-    { name: "exp - iat is 61 s (over the 60 s maximum)", code: C.INVOCATION_LIFETIME, build: () => claims({ iat: now(), exp: now() + 61 })() },
-    { name: "exp - iat is 1 h", code: C.INVOCATION_LIFETIME, build: () => claims({ iat: now() - 60, exp: now() + 3540 })() },
-    { name: "exp before iat", code: C.INVOCATION_LIFETIME, build: () => claims({ iat: now(), exp: now() - 1 })() },
+    { name: "exp - iat is 61 s (over the 60 s maximum)", code: C.INVOCATION_LIFETIME_TOO_LONG, build: () => claims({ iat: now(), exp: now() + 61 })() },
+    { name: "exp - iat is 1 h", code: C.INVOCATION_LIFETIME_TOO_LONG, build: () => claims({ iat: now() - 60, exp: now() + 3540 })() },
+    { name: "exp before iat", code: C.INVOCATION_LIFETIME_TOO_LONG, build: () => claims({ iat: now(), exp: now() - 1 })() },
     { name: "exp - iat is exactly 60 s", code: "ok", build: () => claims({ iat: now(), exp: now() + 60 })() },
     { name: "iat as a string", code: C.INVOCATION_MALFORMED, build: () => claims({ iat: String(now()) })() },
     { name: "exp as a fraction", code: C.INVOCATION_MALFORMED, build: () => claims({ exp: now() + 10.5 })() },
@@ -313,7 +313,7 @@ describe("claims that do not match the SVID or the call", async () => {
     { name: "no jti", code: C.INVOCATION_MALFORMED, build: () => claims({ jti: undefined })() },
     { name: "trace not a string", code: C.INVOCATION_MALFORMED, build: () => claims({ trace: 7 })() },
     { name: "iss nested 15,000 lists deep: a coded refusal, not a RangeError", code: C.INVOCATION_ISSUER_MISMATCH, build: deep("iss") },
-    { name: "aud nested 15,000 lists deep: a coded refusal, not a RangeError", code: C.INVOCATION_AUDIENCE, build: deep("aud") },
+    { name: "aud nested 15,000 lists deep: a coded refusal, not a RangeError", code: C.INVOCATION_AUDIENCE_MISMATCH, build: deep("aud") },
     { name: "tool nested 15,000 lists deep: a coded refusal, not a RangeError", code: C.INVOCATION_TOOL_MISMATCH, build: deep("tool") },
     {
       name: "iat far in the future (max safe integer): a coded refusal, not a RangeError",
@@ -404,24 +404,24 @@ describe("time window", async () => {
   ]);
 
   it("signInvocation refuses a ttl over the maximum", () => {
-    assert.throws(() => sign(w.caller, { ttlSeconds: 61 }), { code: C.INVALID_ARGUMENT });
-    assert.throws(() => sign(w.caller, { ttlSeconds: 0 }), { code: C.INVALID_ARGUMENT });
+    assert.throws(() => sign(w.caller, { ttlSeconds: 61 }), { code: C.ARGUMENT_INVALID });
+    assert.throws(() => sign(w.caller, { ttlSeconds: 0 }), { code: C.ARGUMENT_INVALID });
   });
 });
 
 describe("audience and tool", async () => {
   await runCases([
-    { name: "a token for server A presented to server B", code: C.INVOCATION_AUDIENCE, build: () => ({ token: sign(w.caller), options: { audience: w.serverB.spiffeId } }) },
+    { name: "a token for server A presented to server B", code: C.INVOCATION_AUDIENCE_MISMATCH, build: () => ({ token: sign(w.caller), options: { audience: w.serverB.spiffeId } }) },
     {
       name: "aud as a list naming both servers",
-      code: C.INVOCATION_AUDIENCE,
+      code: C.INVOCATION_AUDIENCE_MISMATCH,
       build: () => ({ token: resign(w.caller.signer, { ...baseClaims(w.caller, w.serverA, TOOL, ARGS), aud: [w.serverA.spiffeId, w.serverB.spiffeId] }) }),
     },
     { name: "tool name swapped (signed for search, delete called)", code: C.INVOCATION_TOOL_MISMATCH, build: () => ({ token: sign(w.caller), options: { tool: "delete" } }) },
     { name: "tool name differs only in case", code: C.INVOCATION_TOOL_MISMATCH, build: () => ({ token: sign(w.caller), options: { tool: "Search" } }) },
     {
       name: "several defects: the first in verification order is reported (audience before time)",
-      code: C.INVOCATION_AUDIENCE,
+      code: C.INVOCATION_AUDIENCE_MISMATCH,
       build: () => ({ token: sign(w.caller, { now: new Date(Date.now() - 600_000) }), options: { audience: w.serverB.spiffeId } }),
     },
   ]);
@@ -443,8 +443,8 @@ describe("arguments: the digest is over what is actually received", async () => 
     received({ ...ARGS, filters: { ...filters, tags: ["maps", "news"] } }, C.INVOCATION_ARGS_MISMATCH, "array order changed (arrays are ordered)"),
     received({ ...ARGS, filters: { ...filters, tags: ["news", "maps", "x"] } }, C.INVOCATION_ARGS_MISMATCH, "array element added"),
     received({ ...ARGS, query: "weather in Pa\u0072is " }, C.INVOCATION_ARGS_MISMATCH, "trailing space"),
-    received(JSON.parse(`{"__proto__":{"admin":true},${JSON.stringify(ARGS).slice(1)}`), C.JSON_PROTO_KEY, "a __proto__ key added (as JSON.parse makes it; the SDK's parse would drop it)"),
-    received({ ...ARGS, filters: JSON.parse(`{"__proto__":{"region":"us"},"region":"eu","tags":["news","maps"],"since":null}`) }, C.JSON_PROTO_KEY, "a nested __proto__ key"),
+    received(JSON.parse(`{"__proto__":{"admin":true},${JSON.stringify(ARGS).slice(1)}`), C.JSON_PROTO_KEY_NOT_ALLOWED, "a __proto__ key added (as JSON.parse makes it; the SDK's parse would drop it)"),
+    received({ ...ARGS, filters: JSON.parse(`{"__proto__":{"region":"us"},"region":"eu","tags":["news","maps"],"since":null}`) }, C.JSON_PROTO_KEY_NOT_ALLOWED, "a nested __proto__ key"),
     received({ ...ARGS, query: "weather in \ud800Paris" }, C.JSON_UNREPRESENTABLE, "a lone surrogate in a string"),
     received({ ...ARGS, ["\udc00"]: 1 }, C.JSON_UNREPRESENTABLE, "a lone surrogate in a key"),
     received({ ...ARGS, limit: Infinity }, C.JSON_UNREPRESENTABLE, "Infinity (what 1e400 in JSON text parses as)"),
@@ -838,12 +838,12 @@ describe("receipts", () => {
       ["error on an isError result (isError read from the result)", "error", ERROR_RESULT, undefined, "ok"],
       ["denied on a JSON-RPC error", "denied", REFUSAL, true, "ok"],
       ["error on a JSON-RPC error", "error", REFUSAL, true, "ok"],
-      ["denied on a success result", "denied", RESULT, false, C.RECEIPT_STATUS],
-      ["error on a success result", "error", RESULT, false, C.RECEIPT_STATUS],
-      ["denied on a success result (isError read from the result)", "denied", RESULT, undefined, C.RECEIPT_STATUS],
-      ["ok on an isError result", "ok", ERROR_RESULT, true, C.RECEIPT_STATUS],
-      ["ok on an isError result (isError read from the result)", "ok", ERROR_RESULT, undefined, C.RECEIPT_STATUS],
-      ["ok on a JSON-RPC error", "ok", REFUSAL, true, C.RECEIPT_STATUS],
+      ["denied on a success result", "denied", RESULT, false, C.RECEIPT_STATUS_MISMATCH],
+      ["error on a success result", "error", RESULT, false, C.RECEIPT_STATUS_MISMATCH],
+      ["denied on a success result (isError read from the result)", "denied", RESULT, undefined, C.RECEIPT_STATUS_MISMATCH],
+      ["ok on an isError result", "ok", ERROR_RESULT, true, C.RECEIPT_STATUS_MISMATCH],
+      ["ok on an isError result (isError read from the result)", "ok", ERROR_RESULT, undefined, C.RECEIPT_STATUS_MISMATCH],
+      ["ok on a JSON-RPC error", "ok", REFUSAL, true, C.RECEIPT_STATUS_MISMATCH],
     ];
     for (const [name, status, result, isError, expected] of cases) {
       it(`${expected === "ok" ? "accepted" : "refused"}: ${name}`, async () => {

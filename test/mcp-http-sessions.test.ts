@@ -135,7 +135,7 @@ describe("serveMcpHttp sessions", () => {
 
   it("refuses nonsense limits", async () => {
     for (const options of [{ sessionIdleMs: 0 }, { sessionIdleMs: -1 }, { maxSessions: 0 }, { maxSessions: 1.5 }, { sessionIdleMs: Number.NaN }]) {
-      await assert.rejects(serveMcpHttp("http://127.0.0.1:0", async () => undefined, options), (e: { code?: string }) => e.code === ErrorCodes.INVALID_ARGUMENT, JSON.stringify(options));
+      await assert.rejects(serveMcpHttp("http://127.0.0.1:0", async () => undefined, options), (e: { code?: string }) => e.code === ErrorCodes.ARGUMENT_INVALID, JSON.stringify(options));
     }
   });
 });

@@ -155,12 +155,12 @@ function suite(kind: TransportKind): void {
     // same id. The hooks once checked the first and let the SDK drop it, so the forgery was
     // the one the SDK took, unchecked.
     const firsts: Array<[string, (m: Message) => Message, ErrorCode | "genuine"]> = [
-      ["both result and error", (m) => ({ ...m, error: { code: -32603, message: "and an error" } }), ErrorCodes.MESSAGE_INVALID],
+      ["both result and error", (m) => ({ ...m, error: { code: -32603, message: "and an error" } }), ErrorCodes.MCP_MESSAGE_INVALID],
       ["a member too many", (m) => ({ ...m, extra: true }), "genuine"],
-      ["a result _meta the SDK rejects (progressToken 1.5)", (m) => ({ ...m, result: { ...(m.result as Message), _meta: { ...((m.result as Message)._meta as Message), progressToken: 1.5 } } }), ErrorCodes.MESSAGE_INVALID],
-      ["_meta a list", (m) => ({ ...m, result: { ...(m.result as Message), _meta: [(m.result as { _meta: Message })._meta[RECEIPT_META_KEY]] } }), ErrorCodes.MESSAGE_INVALID],
-      ["_meta a string", (m) => ({ ...m, result: { ...(m.result as Message), _meta: (m.result as { _meta: Message })._meta[RECEIPT_META_KEY] } }), ErrorCodes.MESSAGE_INVALID],
-      ["_meta null", (m) => ({ ...m, result: { ...(m.result as Message), _meta: null } }), ErrorCodes.MESSAGE_INVALID],
+      ["a result _meta the SDK rejects (progressToken 1.5)", (m) => ({ ...m, result: { ...(m.result as Message), _meta: { ...((m.result as Message)._meta as Message), progressToken: 1.5 } } }), ErrorCodes.MCP_MESSAGE_INVALID],
+      ["_meta a list", (m) => ({ ...m, result: { ...(m.result as Message), _meta: [(m.result as { _meta: Message })._meta[RECEIPT_META_KEY]] } }), ErrorCodes.MCP_MESSAGE_INVALID],
+      ["_meta a string", (m) => ({ ...m, result: { ...(m.result as Message), _meta: (m.result as { _meta: Message })._meta[RECEIPT_META_KEY] } }), ErrorCodes.MCP_MESSAGE_INVALID],
+      ["_meta null", (m) => ({ ...m, result: { ...(m.result as Message), _meta: null } }), ErrorCodes.MCP_MESSAGE_INVALID],
     ];
     for (const [name, edit, outcome] of firsts) {
       it(`${name}, then a forged answer under the same id: the application gets ${outcome === "genuine" ? "the genuine result" : outcome}, never the forgery`, async (t) => {
@@ -211,7 +211,7 @@ function suite(kind: TransportKind): void {
       // Hostile JSON on the way back (what JSON.parse makes of `\ud800`, `1e400`, a __proto__ member).
       ["a lone surrogate put in the content", (m) => ({ ...m, result: { ...(m.result as Message), content: [{ type: "text", text: "\ud800" }] } }), ErrorCodes.JSON_UNREPRESENTABLE],
       ["a non-finite number added", (m) => ({ ...m, result: { ...(m.result as Message), score: JSON.parse("1e400") as number } }), ErrorCodes.JSON_UNREPRESENTABLE],
-      ["a __proto__ member added", (m) => ({ ...m, result: Object.assign(JSON.parse('{"__proto__":{"isError":true}}') as Message, m.result as Message) }), ErrorCodes.JSON_PROTO_KEY],
+      ["a __proto__ member added", (m) => ({ ...m, result: Object.assign(JSON.parse('{"__proto__":{"isError":true}}') as Message, m.result as Message) }), ErrorCodes.JSON_PROTO_KEY_NOT_ALLOWED],
     ];
     for (const [name, edit, expected] of edits) {
       it(`${name}: refused (${expected}), the tool having run once`, async (t) => {
@@ -348,7 +348,7 @@ function suite(kind: TransportKind): void {
             return { ...o, params: { ...params, _meta: { [CHALLENGE_META_KEY]: challenge } } } as unknown as JSONRPCMessage;
           },
         });
-        await rejectsWithData(withTimeout(h.connect(client, inject), 10_000, "initialize with a malformed challenge"), ErrorCodes.CHALLENGE_INVALID, name);
+        await rejectsWithData(withTimeout(h.connect(client, inject), 10_000, "initialize with a malformed challenge"), ErrorCodes.MCP_CHALLENGE_INVALID, name);
       });
     }
 
@@ -364,7 +364,7 @@ function suite(kind: TransportKind): void {
         },
       });
       const { client } = await securedClient(t, c, home, "agent");
-      await rejectsWithData(withTimeout(h.connect(client, cut), 10_000, "connect"), ErrorCodes.CHALLENGE_INVALID, "short nonce");
+      await rejectsWithData(withTimeout(h.connect(client, cut), 10_000, "connect"), ErrorCodes.MCP_CHALLENGE_INVALID, "short nonce");
       const twin = await securedClient(t, c, home, "agent-2");
       await h.connect(twin.client);
       assert.equal(twin.client.aztpServer.serverId?.toString(), idOf("tools"));
@@ -495,7 +495,7 @@ describe("no silence: a hook that throws ends in an error answer", () => {
         deliver(m);
       },
     });
-    const e = await rejectsWithData(call(client), ErrorCodes.HOOK_FAILED, "incoming throws");
+    const e = await rejectsWithData(call(client), ErrorCodes.MCP_HOOK_FAILED, "incoming throws");
     assert.match(e.message, /boom in incoming/);
     assert.equal(runs.n, 0);
     assert.ok(errors.some((x) => /boom in incoming/.test(x.message)), "and it is reported on onerror too");
@@ -518,7 +518,7 @@ describe("no silence: a hook that throws ends in an error answer", () => {
         return m;
       },
     });
-    await rejectsWithData(call(client), ErrorCodes.HOOK_FAILED, "outgoing throws");
+    await rejectsWithData(call(client), ErrorCodes.MCP_HOOK_FAILED, "outgoing throws");
     assert.equal(runs.n, 1, "the tool ran; its answer could not go out, and an error did");
   });
 
@@ -533,7 +533,7 @@ describe("no silence: a hook that throws ends in an error answer", () => {
         },
       },
     );
-    await rejectsWithData(call(client), ErrorCodes.HOOK_FAILED, "client incoming throws");
+    await rejectsWithData(call(client), ErrorCodes.MCP_HOOK_FAILED, "client incoming throws");
   });
 
   it("twin: hooks that do not throw answer normally", async (t) => {

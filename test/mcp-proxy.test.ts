@@ -397,7 +397,7 @@ describe("aztp mcp proxy when its upstream cannot serve at start", () => {
     const { code } = await withTimeout(child.exit, 60_000, "proxy exit");
     assert.equal(code, 1);
     const { error } = JSON.parse(child.stdout()) as { error: { code: string; message: string } };
-    assert.equal(error.code, ErrorCodes.UPSTREAM_FAILED);
+    assert.equal(error.code, ErrorCodes.MCP_UPSTREAM_FAILED);
     assert.match(error.message, /exited with code 3[^]*oops/);
   });
 

@@ -115,7 +115,7 @@ describe("MCP request ids and cancellation", () => {
     await peer.send(b.message);
     const [refused] = await peer.answer(7);
     assert.ok(refused && "error" in refused, "B is answered at once with an error");
-    assert.equal((refused.error.data as { code?: string }).code, ErrorCodes.REQUEST_ID_IN_USE);
+    assert.equal((refused.error.data as { code?: string }).code, ErrorCodes.MCP_REQUEST_ID_IN_USE);
     // B's refusal carries a receipt bound to B's token, so its caller can prove it was refused.
     const bReceipt = (refused.error.data as Record<string, unknown>)[RECEIPT_META_KEY] as string;
     const data = refused.error.data as { code: string; message: string };
@@ -142,7 +142,7 @@ describe("MCP request ids and cancellation", () => {
     assert.equal(allow.length, 1);
     assert.equal(allow[0]?.token, a.token, "A's entry is A's, not B's");
     assert.equal(deny.length, 1);
-    assert.equal(deny[0]?.reason, ErrorCodes.REQUEST_ID_IN_USE);
+    assert.equal(deny[0]?.reason, ErrorCodes.MCP_REQUEST_ID_IN_USE);
     assert.equal(deny[0]?.token, b.token);
   });
 
@@ -182,7 +182,7 @@ describe("MCP request ids and cancellation", () => {
     await until(() => replies.length > 0 && delivered.some((m) => "method" in m && m.method === "tools/call"), "B refused and A delivered");
     await new Promise((r) => setTimeout(r, 50));
     assert.equal(replies.length, 1, JSON.stringify(replies));
-    assert.equal(((replies[0] as { error: { data: { code: string } } }).error.data.code), ErrorCodes.REQUEST_ID_IN_USE);
+    assert.equal(((replies[0] as { error: { data: { code: string } } }).error.data.code), ErrorCodes.MCP_REQUEST_ID_IN_USE);
     const calls = delivered.filter((m) => "method" in m && m.method === "tools/call") as unknown as Array<{ params: { arguments: { text: string } } }>;
     assert.deepEqual(calls.map((m) => m.params.arguments.text), ["A"], "only A reaches the server");
   });
@@ -310,7 +310,7 @@ describe("MCP request ids and cancellation", () => {
       await peer.send(call(++id, name, edit));
       const [refused] = await peer.answer(id);
       assert.ok(refused && "error" in refused, `${name}: answered at once with an error`);
-      assert.equal((refused.error.data as { code?: string }).code, ErrorCodes.MESSAGE_INVALID, name);
+      assert.equal((refused.error.data as { code?: string }).code, ErrorCodes.MCP_MESSAGE_INVALID, name);
     }
     assert.deepEqual(s.runs, [], "none ran");
     await peer.send(call(++id, "twin", (m) => m));
@@ -318,6 +318,6 @@ describe("MCP request ids and cancellation", () => {
     assert.ok(ok && "result" in ok);
     assert.deepEqual(s.runs, ["echo:twin"]);
     const entries = await s.entries(odd.length + 1);
-    assert.deepEqual(entries.map((e) => [e.decision, e.reason ?? null]), [...odd.map(() => ["deny", ErrorCodes.MESSAGE_INVALID]), ["allow", null]]);
+    assert.deepEqual(entries.map((e) => [e.decision, e.reason ?? null]), [...odd.map(() => ["deny", ErrorCodes.MCP_MESSAGE_INVALID]), ["allow", null]]);
   });
 });

@@ -270,7 +270,7 @@ describe("MCP 2026-07-28 with the SDK's 2.x packages (stateless)", () => {
     const args = await refusedWith(call("echo", { text: "b" }, sign("echo", { text: "a" })), ErrorCodes.INVOCATION_ARGS_MISMATCH, "other arguments");
     assert.equal(typeof (args.data as Record<string, unknown>)[RECEIPT_META_KEY], "string", "a refused signed call gets a 'denied' receipt");
     await refusedWith(call("slow", { ms: 1 }, sign("echo", { ms: 1 })), ErrorCodes.INVOCATION_TOOL_MISMATCH, "other tool");
-    await refusedWith(call("echo", { text: "c" }, sign("echo", { text: "c" }, "spiffe://aztp.local/workload/production/node/another-server")), ErrorCodes.INVOCATION_AUDIENCE, "other server");
+    await refusedWith(call("echo", { text: "c" }, sign("echo", { text: "c" }, "spiffe://aztp.local/workload/production/node/another-server")), ErrorCodes.INVOCATION_AUDIENCE_MISMATCH, "other server");
     await refusedWith(call("echo", { text: "d" }, "not.a.token"), ErrorCodes.INVOCATION_MALFORMED, "garbage");
     // The same token again, from another client: another discover, other requests, other instances.
     const other = modernClient(t, "raw-2");
@@ -320,7 +320,7 @@ describe("MCP 2026-07-28 with the SDK's 2.x packages (stateless)", () => {
         ["echo", "deny", ErrorCodes.INVOCATION_MISSING],
         ["echo", "deny", ErrorCodes.INVOCATION_ARGS_MISMATCH],
         ["slow", "deny", ErrorCodes.INVOCATION_TOOL_MISMATCH],
-        ["echo", "deny", ErrorCodes.INVOCATION_AUDIENCE],
+        ["echo", "deny", ErrorCodes.INVOCATION_AUDIENCE_MISMATCH],
         ["echo", "deny", ErrorCodes.INVOCATION_MALFORMED],
         ["echo", "deny", ErrorCodes.INVOCATION_REPLAYED],
         ["echo", "deny", ErrorCodes.INVOCATION_ARGS_MISMATCH],

@@ -153,7 +153,7 @@ function suite(kind: TransportKind): void {
     const args = await rejectsWithData(call("echo", { text: "b" }, sign("echo", { text: "a" })), ErrorCodes.INVOCATION_ARGS_MISMATCH, "other args");
     assert.ok(typeof (args.data as Record<string, unknown>)[RECEIPT_META_KEY] === "string", "a refused signed call gets a 'denied' receipt");
     await rejectsWithData(call("late", { n: 1 }, sign("echo", { n: 1 })), ErrorCodes.INVOCATION_TOOL_MISMATCH, "other tool");
-    await rejectsWithData(call("late", { n: 1 }, sign("late", { n: 1 }, idOf("another-server"))), ErrorCodes.INVOCATION_AUDIENCE, "other server");
+    await rejectsWithData(call("late", { n: 1 }, sign("late", { n: 1 }, idOf("another-server"))), ErrorCodes.INVOCATION_AUDIENCE_MISMATCH, "other server");
     await rejectsWithData(call("late", { n: 1 }), ErrorCodes.INVOCATION_MISSING, "unsigned");
     await rejectsWithData(call("late", { n: 1 }, "not.a.token"), ErrorCodes.INVOCATION_MALFORMED, "garbage");
 
@@ -176,7 +176,7 @@ function suite(kind: TransportKind): void {
         ["echo", "deny", ErrorCodes.INVOCATION_REPLAYED],
         ["echo", "deny", ErrorCodes.INVOCATION_ARGS_MISMATCH],
         ["late", "deny", ErrorCodes.INVOCATION_TOOL_MISMATCH],
-        ["late", "deny", ErrorCodes.INVOCATION_AUDIENCE],
+        ["late", "deny", ErrorCodes.INVOCATION_AUDIENCE_MISMATCH],
         ["late", "deny", ErrorCodes.INVOCATION_MISSING],
         ["late", "deny", ErrorCodes.INVOCATION_MALFORMED],
         ["late", "allow", null],
@@ -339,7 +339,7 @@ function suite(kind: TransportKind): void {
     // server that does prove an identity must prove that one.
     const { client: wrong } = await securedClient(t, c, home, "stateless-wrong", { serverId: idOf("someone-else") });
     await h.connect(wrong, stripProof);
-    await rejectsWithData(wrong.callTool({ name: "echo", arguments: { text: "x" } }), ErrorCodes.INVOCATION_AUDIENCE, "token for another server");
+    await rejectsWithData(wrong.callTool({ name: "echo", arguments: { text: "x" } }), ErrorCodes.INVOCATION_AUDIENCE_MISMATCH, "token for another server");
     const { client: pinned } = await securedClient(t, c, home, "stateless-pinned", { serverId: idOf("someone-else") });
     await assert.rejects(withTimeout(h.connect(pinned), 20_000, "connect"), /ERR_PEER_NOT_AUTHORIZED/);
 

@@ -62,7 +62,7 @@ describe("policy through the client API", () => {
     assert.equal(lonely.actions["write:docs"]?.decision, "deny");
 
     await rejectsWithCode(() => client.attachPolicy(worker.identity.aztpId, { Version: "1", Statement: [{ Effect: "Maybe", Action: "x" }] }), ErrorCodes.POLICY_INVALID);
-    await rejectsWithCode(() => client.checkIdentityPolicyPermissions(worker.identity.aztpId, { actions: [] }), ErrorCodes.INVALID_ARGUMENT);
+    await rejectsWithCode(() => client.checkIdentityPolicyPermissions(worker.identity.aztpId, { actions: [] }), ErrorCodes.ARGUMENT_INVALID);
   });
 
   it("verifyIdentityConnection consults the target's policies", async (t) => {

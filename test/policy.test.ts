@@ -696,9 +696,9 @@ describe("policy: buildPolicyContext feeds the documented keys", () => {
   });
 
   it("rejects an invalid caller, time or depth", () => {
-    assert.throws(() => buildPolicyContext({ caller: "not-an-id" }), (e: unknown) => isAztpError(e, ErrorCodes.SPIFFEID_SCHEME));
-    assert.throws(() => buildPolicyContext({ caller: AGENT, time: Number.NaN }), (e: unknown) => isAztpError(e, ErrorCodes.INVALID_ARGUMENT));
-    assert.throws(() => buildPolicyContext({ caller: AGENT, delegationDepth: -1 }), (e: unknown) => isAztpError(e, ErrorCodes.INVALID_ARGUMENT));
+    assert.throws(() => buildPolicyContext({ caller: "not-an-id" }), (e: unknown) => isAztpError(e, ErrorCodes.SPIFFEID_SCHEME_INVALID));
+    assert.throws(() => buildPolicyContext({ caller: AGENT, time: Number.NaN }), (e: unknown) => isAztpError(e, ErrorCodes.ARGUMENT_INVALID));
+    assert.throws(() => buildPolicyContext({ caller: AGENT, delegationDepth: -1 }), (e: unknown) => isAztpError(e, ErrorCodes.ARGUMENT_INVALID));
   });
 });
 
@@ -723,7 +723,7 @@ describe("policy: compiled forms and caching", () => {
 
   it("rejects a request without string fields", () => {
     const bad = { principal: AGENT, action: 5, resource: "x" } as unknown as PolicyRequest;
-    assert.throws(() => evaluatePolicies([doc(allowAll)], bad), (e: unknown) => isAztpError(e, ErrorCodes.INVALID_ARGUMENT));
+    assert.throws(() => evaluatePolicies([doc(allowAll)], bad), (e: unknown) => isAztpError(e, ErrorCodes.ARGUMENT_INVALID));
   });
 
   it("works without a context", () => {

@@ -37,9 +37,9 @@ describe("TrustBundle.parseSpiffe: go-spiffe spiffebundle fixtures", () => {
     { file: "spiffebundle_valid_2.json", expect: { x509: 1, jwt: 6, sequence: 1, refreshHint: 60 } },
     // Its two "wit-svid" entries have a use we do not know: ignored, not an error.
     { file: "spiffebundle_valid_with_wit.json", expect: { x509: 1, jwt: 2, sequence: 1, refreshHint: 60 } },
-    { file: "spiffebundle_missing_kid.json", expect: ErrorCodes.BUNDLE_MISSING_KID },
-    { file: "spiffebundle_no_keys.json", expect: ErrorCodes.BUNDLE_NO_KEYS },
-    { file: "spiffebundle_multiple_x509.json", expect: ErrorCodes.BUNDLE_X509_ENTRY },
+    { file: "spiffebundle_missing_kid.json", expect: ErrorCodes.BUNDLE_KID_MISSING },
+    { file: "spiffebundle_no_keys.json", expect: ErrorCodes.BUNDLE_KEYS_MISSING },
+    { file: "spiffebundle_multiple_x509.json", expect: ErrorCodes.BUNDLE_X509_ENTRY_INVALID },
   ];
   fixtureCases("spiffebundle", (text) => TrustBundle.parseSpiffe(text, "example.org"), cases);
   // The already-parsed object form must behave the same.
@@ -71,7 +71,7 @@ describe("TrustBundle.parseSpiffe: go-spiffe spiffebundle fixtures", () => {
     { name: "a key is not an object", doc: { keys: ["x"] }, code: ErrorCodes.BUNDLE_MALFORMED },
     { name: "negative spiffe_sequence", doc: { keys: [], spiffe_sequence: -1 }, code: ErrorCodes.BUNDLE_MALFORMED },
     { name: "string refresh hint", doc: { keys: [], spiffe_refresh_hint: "60" }, code: ErrorCodes.BUNDLE_MALFORMED },
-    { name: "jwt-svid with empty kid", doc: { keys: [{ use: "jwt-svid", kid: "", ...jwk() }] }, code: ErrorCodes.BUNDLE_MISSING_KID },
+    { name: "jwt-svid with empty kid", doc: { keys: [{ use: "jwt-svid", kid: "", ...jwk() }] }, code: ErrorCodes.BUNDLE_KID_MISSING },
     {
       name: "two jwt-svid keys with one kid",
       doc: { keys: [{ use: "jwt-svid", kid: "a", ...jwk() }, { use: "jwt-svid", kid: "a", ...jwk() }] },
@@ -83,7 +83,7 @@ describe("TrustBundle.parseSpiffe: go-spiffe spiffebundle fixtures", () => {
       code: ErrorCodes.BUNDLE_MALFORMED,
     },
     { name: "jwt-svid with broken key", doc: { keys: [{ use: "jwt-svid", kid: "a", kty: "EC", crv: "P-256", x: "AA", y: "AA" }] }, code: ErrorCodes.BUNDLE_MALFORMED },
-    { name: "x509-svid without x5c", doc: { keys: [{ use: "x509-svid", ...jwk() }] }, code: ErrorCodes.BUNDLE_X509_ENTRY },
+    { name: "x509-svid without x5c", doc: { keys: [{ use: "x509-svid", ...jwk() }] }, code: ErrorCodes.BUNDLE_X509_ENTRY_INVALID },
   ];
   for (const c of invalid) {
     it(`rejects ${c.name}`, () => {
@@ -94,7 +94,7 @@ describe("TrustBundle.parseSpiffe: go-spiffe spiffebundle fixtures", () => {
   it("rejects an x509-svid entry whose JWK is not its certificate's key", async () => {
     const ca = await TestCA.create("example.org");
     const doc = { keys: [{ use: "x509-svid", ...jwk(), x5c: [ca.cert.der.toString("base64")] }] };
-    expectCode(() => TrustBundle.parseSpiffe(doc, "example.org"), ErrorCodes.BUNDLE_X509_ENTRY);
+    expectCode(() => TrustBundle.parseSpiffe(doc, "example.org"), ErrorCodes.BUNDLE_X509_ENTRY_INVALID);
   });
 
   it("ignores entries with an unknown kty or use, keeps the rest", () => {
@@ -112,7 +112,7 @@ describe("TrustBundle.parseSpiffe: go-spiffe spiffebundle fixtures", () => {
   });
 
   it("an invalid trust domain is a SPIFFE ID error", () => {
-    expectCode(() => TrustBundle.parseSpiffe({ keys: [] }, "exa mple.org"), ErrorCodes.SPIFFEID_TRUST_DOMAIN_CHAR);
+    expectCode(() => TrustBundle.parseSpiffe({ keys: [] }, "exa mple.org"), ErrorCodes.SPIFFEID_TRUST_DOMAIN_CHAR_INVALID);
   });
 });
 
@@ -120,7 +120,7 @@ describe("TrustBundle.parseJwks: go-spiffe jwtbundle fixtures", () => {
   const cases: BundleCase[] = [
     { file: "jwks_valid_1.json", expect: { x509: 0, jwt: 1 } },
     { file: "jwks_valid_2.json", expect: { x509: 0, jwt: 2 } },
-    { file: "jwks_missing_kid.json", expect: ErrorCodes.BUNDLE_MISSING_KID },
+    { file: "jwks_missing_kid.json", expect: ErrorCodes.BUNDLE_KID_MISSING },
   ];
   fixtureCases("jwtbundle", (text) => TrustBundle.parseJwks(text, "example.org"), cases);
 
@@ -131,7 +131,7 @@ describe("TrustBundle.parseJwks: go-spiffe jwtbundle fixtures", () => {
   });
 
   it("a JWKS without keys is ERR_BUNDLE_KEYS_MISSING", () => {
-    expectCode(() => TrustBundle.parseJwks("{}", "example.org"), ErrorCodes.BUNDLE_NO_KEYS);
+    expectCode(() => TrustBundle.parseJwks("{}", "example.org"), ErrorCodes.BUNDLE_KEYS_MISSING);
   });
 });
 
@@ -140,10 +140,10 @@ describe("TrustBundle.fromPem: go-spiffe x509bundle fixtures", () => {
     { file: "certs.pem", expect: { x509: 2, jwt: 0 } },
     { file: "cert.pem", expect: { x509: 1, jwt: 0 } },
     { file: "empty.pem", expect: { x509: 0, jwt: 0 } },
-    { file: "not-pem.pem", expect: ErrorCodes.PEM_NO_BLOCKS },
-    { file: "corrupted.pem", expect: ErrorCodes.CERT_PARSE },
+    { file: "not-pem.pem", expect: ErrorCodes.PEM_BLOCKS_MISSING },
+    { file: "corrupted.pem", expect: ErrorCodes.CERT_MALFORMED },
     // A key file given as a bundle: PEM, but not one certificate in it.
-    { file: "key.pem", expect: ErrorCodes.PEM_NO_BLOCKS },
+    { file: "key.pem", expect: ErrorCodes.PEM_BLOCKS_MISSING },
   ];
   fixtureCases("x509bundle", (text) => TrustBundle.fromPem("example.org", text), cases);
 
@@ -192,8 +192,8 @@ describe("loadBundleFile", () => {
   });
 
   it("requires a trust domain when no authority names one", () => {
-    expectCode(() => loadBundleFile(conformance("x509/rust-spiffe-rustls/ca.pem")), ErrorCodes.INVALID_ARGUMENT);
-    expectCode(() => loadBundleFile(conformance("bundle/jwtbundle/jwks_valid_1.json").replace('"kty"', '"use":"jwt-svid","kty"')), ErrorCodes.INVALID_ARGUMENT);
+    expectCode(() => loadBundleFile(conformance("x509/rust-spiffe-rustls/ca.pem")), ErrorCodes.ARGUMENT_INVALID);
+    expectCode(() => loadBundleFile(conformance("bundle/jwtbundle/jwks_valid_1.json").replace('"kty"', '"use":"jwt-svid","kty"')), ErrorCodes.ARGUMENT_INVALID);
   });
 
   it("refuses authorities naming different trust domains", async () => {
@@ -203,8 +203,8 @@ describe("loadBundleFile", () => {
   });
 
   it("passes format errors through with their own codes", () => {
-    expectCode(() => loadBundleFile(conformance("bundle/x509bundle/not-pem.pem"), "example.org"), ErrorCodes.PEM_NO_BLOCKS);
-    expectCode(() => loadBundleFile(conformance("bundle/spiffebundle/spiffebundle_no_keys.json"), "example.org"), ErrorCodes.BUNDLE_NO_KEYS);
+    expectCode(() => loadBundleFile(conformance("bundle/x509bundle/not-pem.pem"), "example.org"), ErrorCodes.PEM_BLOCKS_MISSING);
+    expectCode(() => loadBundleFile(conformance("bundle/spiffebundle/spiffebundle_no_keys.json"), "example.org"), ErrorCodes.BUNDLE_KEYS_MISSING);
   });
 });
 

@@ -193,54 +193,54 @@ const algorithms: Case[] = [
 ];
 
 const confusion: Case[] = [
-  { name: "header ES384, kid names a P-256 key", token: () => sign({ alg: "ES384" }, claims()), expect: ErrorCodes.JWT_SIGNATURE },
-  { name: "header ES256, kid names a P-384 key", token: () => sign({ alg: "ES256", kid: "p384" }, claims(), p384.privateKey), expect: ErrorCodes.JWT_SIGNATURE },
-  { name: "header RS256, kid names an EC key", token: () => sign({ alg: "RS256" }, claims(), rsa.privateKey), expect: ErrorCodes.JWT_SIGNATURE },
-  { name: "header PS256, kid names an EC key", token: () => sign({ alg: "PS256" }, claims(), rsa.privateKey), expect: ErrorCodes.JWT_SIGNATURE },
-  { name: "header ES256, kid names an RSA key", token: () => sign({ kid: "rsa" }, claims()), expect: ErrorCodes.JWT_SIGNATURE },
-  { name: "header RS256, kid names an RSA-PSS key", token: () => sign({ alg: "RS256", kid: "rsa-pss" }, claims(), rsa.privateKey), expect: ErrorCodes.JWT_SIGNATURE },
+  { name: "header ES384, kid names a P-256 key", token: () => sign({ alg: "ES384" }, claims()), expect: ErrorCodes.JWT_SIGNATURE_INVALID },
+  { name: "header ES256, kid names a P-384 key", token: () => sign({ alg: "ES256", kid: "p384" }, claims(), p384.privateKey), expect: ErrorCodes.JWT_SIGNATURE_INVALID },
+  { name: "header RS256, kid names an EC key", token: () => sign({ alg: "RS256" }, claims(), rsa.privateKey), expect: ErrorCodes.JWT_SIGNATURE_INVALID },
+  { name: "header PS256, kid names an EC key", token: () => sign({ alg: "PS256" }, claims(), rsa.privateKey), expect: ErrorCodes.JWT_SIGNATURE_INVALID },
+  { name: "header ES256, kid names an RSA key", token: () => sign({ kid: "rsa" }, claims()), expect: ErrorCodes.JWT_SIGNATURE_INVALID },
+  { name: "header RS256, kid names an RSA-PSS key", token: () => sign({ alg: "RS256", kid: "rsa-pss" }, claims(), rsa.privateKey), expect: ErrorCodes.JWT_SIGNATURE_INVALID },
 ];
 
 const validation: Case[] = [
-  { name: "missing sub", token: () => sign({}, without(claims(), "sub")), expect: ErrorCodes.JWT_MISSING_CLAIM },
-  { name: "missing exp", token: () => sign({}, without(claims(), "exp")), expect: ErrorCodes.JWT_MISSING_CLAIM },
-  { name: "missing aud", token: () => sign({}, without(claims(), "aud")), expect: ErrorCodes.JWT_MISSING_CLAIM },
-  { name: "empty aud list", token: () => sign({}, claims({ aud: [] })), expect: ErrorCodes.JWT_MISSING_CLAIM },
-  { name: "aud list with a non-string", token: () => sign({}, claims({ aud: [AUD, 1] })), expect: ErrorCodes.JWT_MISSING_CLAIM },
+  { name: "missing sub", token: () => sign({}, without(claims(), "sub")), expect: ErrorCodes.JWT_CLAIM_MISSING },
+  { name: "missing exp", token: () => sign({}, without(claims(), "exp")), expect: ErrorCodes.JWT_CLAIM_MISSING },
+  { name: "missing aud", token: () => sign({}, without(claims(), "aud")), expect: ErrorCodes.JWT_CLAIM_MISSING },
+  { name: "empty aud list", token: () => sign({}, claims({ aud: [] })), expect: ErrorCodes.JWT_CLAIM_MISSING },
+  { name: "aud list with a non-string", token: () => sign({}, claims({ aud: [AUD, 1] })), expect: ErrorCodes.JWT_CLAIM_MISSING },
   { name: "expired beyond the 60 s leeway", token: () => sign({}, claims({ exp: NOW_S - 61 })), expect: ErrorCodes.JWT_EXPIRED },
   { name: "expired exactly at the leeway", token: () => sign({}, claims({ exp: NOW_S - DEFAULT_LEEWAY_SECONDS })), expect: ErrorCodes.JWT_EXPIRED },
   { name: "expired with leeway 0", token: () => sign({}, claims({ exp: NOW_S - 1 })), options: { leewaySeconds: 0 }, expect: ErrorCodes.JWT_EXPIRED },
   { name: "nbf in the future beyond leeway", token: () => sign({}, claims({ nbf: NOW_S + 61 })), expect: ErrorCodes.JWT_NOT_YET_VALID },
   { name: "iat in the future beyond leeway", token: () => sign({}, claims({ iat: NOW_S + 61 })), expect: ErrorCodes.JWT_NOT_YET_VALID },
-  { name: "wrong audience", token: () => good, options: { audience: "spiffe://example.org/someone-else" }, expect: ErrorCodes.JWT_AUDIENCE },
-  { name: "wrong audience (list)", token: () => sign({}, claims({ aud: ["a", "b"] })), options: { audience: ["c", "d"] }, expect: ErrorCodes.JWT_AUDIENCE },
-  { name: "empty expected audience list", token: () => good, options: { audience: [] }, expect: ErrorCodes.INVALID_ARGUMENT },
-  { name: "empty expected audience list, garbage token", token: () => "garbage", options: { audience: [] }, expect: ErrorCodes.INVALID_ARGUMENT },
-  { name: "invalid sub: not a SPIFFE ID", token: () => sign({}, claims({ sub: "https://example.org/agent" })), expect: ErrorCodes.JWT_INVALID_SUBJECT },
-  { name: "invalid sub: trailing slash", token: () => sign({}, claims({ sub: "spiffe://example.org/agent/" })), expect: ErrorCodes.JWT_INVALID_SUBJECT },
-  { name: "invalid sub: empty", token: () => sign({}, claims({ sub: "" })), expect: ErrorCodes.JWT_INVALID_SUBJECT },
-  { name: "invalid sub: a number", token: () => sign({}, claims({ sub: 42 })), expect: ErrorCodes.JWT_INVALID_SUBJECT },
-  { name: "missing kid", token: () => signCompact({ typ: "JWT" }, claims(), p256.privateKey), expect: ErrorCodes.JWT_MISSING_KID },
-  { name: "empty kid", token: () => sign({ kid: "" }, claims()), expect: ErrorCodes.JWT_MISSING_KID },
-  { name: "no bundle for the trust domain", token: () => sign({}, claims({ sub: "spiffe://other.org/agent" })), expect: ErrorCodes.JWT_NO_BUNDLE },
-  { name: "no authority for the kid", token: () => sign({ kid: "unknown" }, claims()), expect: ErrorCodes.JWT_UNKNOWN_KID },
-  { name: "kid __proto__", token: () => sign({ kid: "__proto__" }, claims()), expect: ErrorCodes.JWT_UNKNOWN_KID },
-  { name: "signed by another key", token: () => sign({}, claims(), stranger.privateKey), expect: ErrorCodes.JWT_SIGNATURE },
+  { name: "wrong audience", token: () => good, options: { audience: "spiffe://example.org/someone-else" }, expect: ErrorCodes.JWT_AUDIENCE_MISMATCH },
+  { name: "wrong audience (list)", token: () => sign({}, claims({ aud: ["a", "b"] })), options: { audience: ["c", "d"] }, expect: ErrorCodes.JWT_AUDIENCE_MISMATCH },
+  { name: "empty expected audience list", token: () => good, options: { audience: [] }, expect: ErrorCodes.ARGUMENT_INVALID },
+  { name: "empty expected audience list, garbage token", token: () => "garbage", options: { audience: [] }, expect: ErrorCodes.ARGUMENT_INVALID },
+  { name: "invalid sub: not a SPIFFE ID", token: () => sign({}, claims({ sub: "https://example.org/agent" })), expect: ErrorCodes.JWT_SUBJECT_INVALID },
+  { name: "invalid sub: trailing slash", token: () => sign({}, claims({ sub: "spiffe://example.org/agent/" })), expect: ErrorCodes.JWT_SUBJECT_INVALID },
+  { name: "invalid sub: empty", token: () => sign({}, claims({ sub: "" })), expect: ErrorCodes.JWT_SUBJECT_INVALID },
+  { name: "invalid sub: a number", token: () => sign({}, claims({ sub: 42 })), expect: ErrorCodes.JWT_SUBJECT_INVALID },
+  { name: "missing kid", token: () => signCompact({ typ: "JWT" }, claims(), p256.privateKey), expect: ErrorCodes.JWT_KID_MISSING },
+  { name: "empty kid", token: () => sign({ kid: "" }, claims()), expect: ErrorCodes.JWT_KID_MISSING },
+  { name: "no bundle for the trust domain", token: () => sign({}, claims({ sub: "spiffe://other.org/agent" })), expect: ErrorCodes.JWT_BUNDLE_MISSING },
+  { name: "no authority for the kid", token: () => sign({ kid: "unknown" }, claims()), expect: ErrorCodes.JWT_KID_UNKNOWN },
+  { name: "kid __proto__", token: () => sign({ kid: "__proto__" }, claims()), expect: ErrorCodes.JWT_KID_UNKNOWN },
+  { name: "signed by another key", token: () => sign({}, claims(), stranger.privateKey), expect: ErrorCodes.JWT_SIGNATURE_INVALID },
   {
     name: "payload swapped under a valid signature",
     token: () => `${goodH}.${b64uEncode(JSON.stringify(claims({ sub: "spiffe://example.org/agent/root" })))}.${goodS}`,
-    expect: ErrorCodes.JWT_SIGNATURE,
+    expect: ErrorCodes.JWT_SIGNATURE_INVALID,
   },
   {
     name: "ECDSA signature DER-encoded instead of r||s",
     token: () => `${goodH}.${goodP}.${cryptoSign("sha256", Buffer.from(`${goodH}.${goodP}`), p256.privateKey).toString("base64url")}`,
-    expect: ErrorCodes.JWT_SIGNATURE,
+    expect: ErrorCodes.JWT_SIGNATURE_INVALID,
   },
-  { name: "signature truncated", token: () => `${goodH}.${goodP}.${goodS.slice(0, 84)}`, expect: ErrorCodes.JWT_SIGNATURE },
-  { name: "bad typ: JWS", token: () => sign({ typ: "JWS" }, claims()), expect: ErrorCodes.JWT_BAD_TYP },
-  { name: "bad typ: jwt (case matters)", token: () => sign({ typ: "jwt" }, claims()), expect: ErrorCodes.JWT_BAD_TYP },
-  { name: "bad typ: at+jwt", token: () => sign({ typ: "at+jwt" }, claims()), expect: ErrorCodes.JWT_BAD_TYP },
-  { name: "bad typ: empty", token: () => sign({ typ: "" }, claims()), expect: ErrorCodes.JWT_BAD_TYP },
+  { name: "signature truncated", token: () => `${goodH}.${goodP}.${goodS.slice(0, 84)}`, expect: ErrorCodes.JWT_SIGNATURE_INVALID },
+  { name: "bad typ: JWS", token: () => sign({ typ: "JWS" }, claims()), expect: ErrorCodes.JWT_TYP_INVALID },
+  { name: "bad typ: jwt (case matters)", token: () => sign({ typ: "jwt" }, claims()), expect: ErrorCodes.JWT_TYP_INVALID },
+  { name: "bad typ: at+jwt", token: () => sign({ typ: "at+jwt" }, claims()), expect: ErrorCodes.JWT_TYP_INVALID },
+  { name: "bad typ: empty", token: () => sign({ typ: "" }, claims()), expect: ErrorCodes.JWT_TYP_INVALID },
 ];
 
 function runCases(cases: Case[]): void {
@@ -336,12 +336,12 @@ describe("validateJwtSvid: claims, kid, bundle and signature", () => {
 
 describe("mintJwtSvid: arguments", () => {
   const table: Array<[string, Record<string, unknown>, ErrorCode]> = [
-    ["empty audience list", { audience: [] }, ErrorCodes.INVALID_ARGUMENT],
-    ["empty audience string", { audience: "" }, ErrorCodes.INVALID_ARGUMENT],
-    ["empty kid", { kid: "" }, ErrorCodes.INVALID_ARGUMENT],
-    ["zero ttl", { ttlSeconds: 0 }, ErrorCodes.INVALID_ARGUMENT],
-    ["negative ttl", { ttlSeconds: -5 }, ErrorCodes.INVALID_ARGUMENT],
-    ["invalid subject", { subject: "spiffe://example.org/a/" }, ErrorCodes.SPIFFEID_PATH_TRAILING_SLASH],
+    ["empty audience list", { audience: [] }, ErrorCodes.ARGUMENT_INVALID],
+    ["empty audience string", { audience: "" }, ErrorCodes.ARGUMENT_INVALID],
+    ["empty kid", { kid: "" }, ErrorCodes.ARGUMENT_INVALID],
+    ["zero ttl", { ttlSeconds: 0 }, ErrorCodes.ARGUMENT_INVALID],
+    ["negative ttl", { ttlSeconds: -5 }, ErrorCodes.ARGUMENT_INVALID],
+    ["invalid subject", { subject: "spiffe://example.org/a/" }, ErrorCodes.SPIFFEID_PATH_TRAILING_SLASH_NOT_ALLOWED],
   ];
   for (const [name, override, code] of table) {
     it(`${name} -> ${code}`, () => {
@@ -397,7 +397,7 @@ describe("JWT-SVIDs cross-checked with jose", () => {
       // And one jose signed with a key the bundle does not hold is refused.
       const forged = await new SignJWT({}).setProtectedHeader({ alg: "ES256", kid: "p256", typ: "JWT" })
         .setSubject(SUB).setAudience(AUD).setExpirationTime(NOW_S + 300).sign(stranger.privateKey);
-      expectCode(() => validate(forged), ErrorCodes.JWT_SIGNATURE);
+      expectCode(() => validate(forged), ErrorCodes.JWT_SIGNATURE_INVALID);
     });
   }
 

@@ -72,15 +72,15 @@ describe("Certificate", () => {
   });
 
   it("parsePem errors name the failure", () => {
-    expectCode(() => Certificate.parsePem(x509Fixture("not-pem")), ErrorCodes.PEM_NO_BLOCKS);
-    expectCode(() => Certificate.parsePem(x509Fixture("corrupt-cert.pem")), ErrorCodes.CERT_PARSE);
+    expectCode(() => Certificate.parsePem(x509Fixture("not-pem")), ErrorCodes.PEM_BLOCKS_MISSING);
+    expectCode(() => Certificate.parsePem(x509Fixture("corrupt-cert.pem")), ErrorCodes.CERT_MALFORMED);
     assert.deepEqual(Certificate.parsePem(x509Fixture("key-pkcs8-rsa.pem")), [], "key blocks are skipped");
-    expectCode(() => Certificate.fromDer(Buffer.alloc(0)), ErrorCodes.CERT_PARSE);
+    expectCode(() => Certificate.fromDer(Buffer.alloc(0)), ErrorCodes.CERT_MALFORMED);
   });
 
   it("rejects trailing data after the DER certificate", () => {
     const [leaf] = certs("good-leaf-only.pem");
-    expectCode(() => Certificate.fromDer(Buffer.concat([leaf!.der, Buffer.from([0])])), ErrorCodes.CERT_PARSE);
+    expectCode(() => Certificate.fromDer(Buffer.concat([leaf!.der, Buffer.from([0])])), ErrorCodes.CERT_MALFORMED);
   });
 });
 
@@ -100,21 +100,21 @@ describe("parseX509Svid: go-spiffe x509svid.Parse (INDEX table A) and rust-spiff
     { name: "certificate with intermediate and key", certs: "good-leaf-and-intermediate.pem", key: "key-pkcs8-ecdsa.pem", expect: ok("spiffe://example.org/workload-1", 2) },
     { name: "key and certificate in one file", certs: "good-key-and-cert.pem", key: "good-key-and-cert.pem", expect: ok("spiffe://example.org/workload-1", 1) },
     { name: "certificate and key in one file", certs: "good-cert-and-key.pem", key: "good-cert-and-key.pem", expect: ok("spiffe://example.org/workload-1", 1) },
-    { name: "missing certificate", certs: "key-pkcs8-rsa.pem", key: "key-pkcs8-rsa.pem", expect: ErrorCodes.X509SVID_NO_CERTIFICATES },
+    { name: "missing certificate", certs: "key-pkcs8-rsa.pem", key: "key-pkcs8-rsa.pem", expect: ErrorCodes.X509SVID_CERTIFICATES_MISSING },
     { name: "missing key", certs: "good-leaf-only.pem", key: "good-leaf-only.pem", expect: ErrorCodes.KEY_MISSING },
-    { name: "key bytes are not PEM", certs: "good-leaf-only.pem", key: "not-pem", expect: ErrorCodes.PEM_NO_BLOCKS },
-    { name: "certificate bytes are not PEM", certs: "not-pem", key: "key-pkcs8-rsa.pem", expect: ErrorCodes.PEM_NO_BLOCKS },
-    { name: "corrupted private key", certs: "good-leaf-only.pem", key: "corrupt-key.pem", expect: ErrorCodes.KEY_PARSE },
-    { name: "corrupted certificate", certs: "corrupt-cert.pem", key: "key-pkcs8-rsa.pem", expect: ErrorCodes.CERT_PARSE },
+    { name: "key bytes are not PEM", certs: "good-leaf-only.pem", key: "not-pem", expect: ErrorCodes.PEM_BLOCKS_MISSING },
+    { name: "certificate bytes are not PEM", certs: "not-pem", key: "key-pkcs8-rsa.pem", expect: ErrorCodes.PEM_BLOCKS_MISSING },
+    { name: "corrupted private key", certs: "good-leaf-only.pem", key: "corrupt-key.pem", expect: ErrorCodes.KEY_MALFORMED },
+    { name: "corrupted certificate", certs: "corrupt-cert.pem", key: "key-pkcs8-rsa.pem", expect: ErrorCodes.CERT_MALFORMED },
     { name: "key does not match the leaf", certs: "good-leaf-and-intermediate.pem", key: "key-pkcs8-rsa.pem", expect: ErrorCodes.KEY_MISMATCH },
-    { name: "leaf without a URI SAN", certs: "wrong-leaf-empty-id.pem", key: "key-pkcs8-rsa.pem", expect: ErrorCodes.X509SVID_NO_URI_SAN },
-    { name: "leaf with CA flag", certs: "wrong-leaf-ca-true.pem", key: "key-pkcs8-rsa.pem", expect: ErrorCodes.X509SVID_LEAF_IS_CA },
+    { name: "leaf without a URI SAN", certs: "wrong-leaf-empty-id.pem", key: "key-pkcs8-rsa.pem", expect: ErrorCodes.X509SVID_URI_SAN_MISSING },
+    { name: "leaf with CA flag", certs: "wrong-leaf-ca-true.pem", key: "key-pkcs8-rsa.pem", expect: ErrorCodes.X509SVID_LEAF_CA_FLAG_SET },
     // Also breaks the keyCertSign rule; digitalSignature is checked first, as in go.
-    { name: "leaf without digitalSignature", certs: "wrong-leaf-no-digital-signature.pem", key: "key-pkcs8-rsa.pem", expect: ErrorCodes.X509SVID_LEAF_NO_DIGITAL_SIGNATURE },
-    { name: "leaf with keyCertSign", certs: "wrong-leaf-cert-sign.pem", key: "key-pkcs8-rsa.pem", expect: ErrorCodes.X509SVID_LEAF_KEY_CERT_SIGN },
-    { name: "leaf with cRLSign", certs: "wrong-leaf-crl-sign.pem", key: "key-pkcs8-rsa.pem", expect: ErrorCodes.X509SVID_LEAF_CRL_SIGN },
-    { name: "signing certificate not a CA", certs: "wrong-intermediate-no-ca.pem", key: "key-pkcs8-rsa.pem", expect: ErrorCodes.X509SVID_SIGNER_NOT_CA },
-    { name: "signing certificate without keyCertSign", certs: "wrong-intermediate-no-key-cert-sign.pem", key: "key-pkcs8-rsa.pem", expect: ErrorCodes.X509SVID_SIGNER_NO_KEY_CERT_SIGN },
+    { name: "leaf without digitalSignature", certs: "wrong-leaf-no-digital-signature.pem", key: "key-pkcs8-rsa.pem", expect: ErrorCodes.X509SVID_LEAF_DIGITAL_SIGNATURE_MISSING },
+    { name: "leaf with keyCertSign", certs: "wrong-leaf-cert-sign.pem", key: "key-pkcs8-rsa.pem", expect: ErrorCodes.X509SVID_LEAF_KEY_CERT_SIGN_SET },
+    { name: "leaf with cRLSign", certs: "wrong-leaf-crl-sign.pem", key: "key-pkcs8-rsa.pem", expect: ErrorCodes.X509SVID_LEAF_CRL_SIGN_SET },
+    { name: "signing certificate not a CA", certs: "wrong-intermediate-no-ca.pem", key: "key-pkcs8-rsa.pem", expect: ErrorCodes.X509SVID_SIGNER_CA_FLAG_MISSING },
+    { name: "signing certificate without keyCertSign", certs: "wrong-intermediate-no-key-cert-sign.pem", key: "key-pkcs8-rsa.pem", expect: ErrorCodes.X509SVID_SIGNER_KEY_CERT_SIGN_MISSING },
     // java-spiffe's spare keys match nothing.
     { name: "RSA key of another workload", certs: "good-leaf-only.pem", key: "java-spiffe/key-rsa-other.pem", expect: ErrorCodes.KEY_MISMATCH },
     { name: "EC key of another workload", certs: "good-leaf-and-intermediate.pem", key: "java-spiffe/key-ecdsa-other.pem", expect: ErrorCodes.KEY_MISMATCH },
@@ -128,12 +128,12 @@ describe("parseX509Svid: go-spiffe x509svid.Parse (INDEX table A) and rust-spiff
     { name: "rustls spiffe_leaf", certs: "rust-spiffe-rustls/spiffe_leaf.pem", key: "rust-spiffe-rustls/leaf.key.pem", expect: ok("spiffe://example.org/service", 1) },
     { name: "rustls spiffe_leaf with mismatched key", certs: "rust-spiffe-rustls/spiffe_leaf.pem", key: "rust-spiffe-rustls/mismatched.key.pem", expect: ErrorCodes.KEY_MISMATCH },
     { name: "rustls spiffe_leaf_uri_only", certs: "rust-spiffe-rustls/spiffe_leaf_uri_only.pem", expect: ok("spiffe://example.org/service", 1) },
-    { name: "rustls no_spiffe_leaf", certs: "rust-spiffe-rustls/no_spiffe_leaf.pem", expect: ErrorCodes.X509SVID_NO_URI_SAN },
-    { name: "rustls ca_with_spiffe_signing as a leaf", certs: "rust-spiffe-rustls/ca_with_spiffe_signing.pem", expect: ErrorCodes.X509SVID_LEAF_IS_CA },
+    { name: "rustls no_spiffe_leaf", certs: "rust-spiffe-rustls/no_spiffe_leaf.pem", expect: ErrorCodes.X509SVID_URI_SAN_MISSING },
+    { name: "rustls ca_with_spiffe_signing as a leaf", certs: "rust-spiffe-rustls/ca_with_spiffe_signing.pem", expect: ErrorCodes.X509SVID_LEAF_CA_FLAG_SET },
     { name: "rustls spiffe_leaf_no_key_usage", certs: "rust-spiffe-rustls/spiffe_leaf_no_key_usage.pem", expect: ErrorCodes.X509SVID_LEAF_KEY_USAGE_MISSING },
-    { name: "rustls spiffe_leaf_no_digital_signature", certs: "rust-spiffe-rustls/spiffe_leaf_no_digital_signature.pem", expect: ErrorCodes.X509SVID_LEAF_NO_DIGITAL_SIGNATURE },
-    { name: "rustls ca.pem as a leaf", certs: "rust-spiffe-rustls/ca.pem", expect: ErrorCodes.X509SVID_NO_URI_SAN },
-    { name: "rustls ca_uri_only.pem as a leaf", certs: "rust-spiffe-rustls/ca_uri_only.pem", expect: ErrorCodes.X509SVID_NO_URI_SAN },
+    { name: "rustls spiffe_leaf_no_digital_signature", certs: "rust-spiffe-rustls/spiffe_leaf_no_digital_signature.pem", expect: ErrorCodes.X509SVID_LEAF_DIGITAL_SIGNATURE_MISSING },
+    { name: "rustls ca.pem as a leaf", certs: "rust-spiffe-rustls/ca.pem", expect: ErrorCodes.X509SVID_URI_SAN_MISSING },
+    { name: "rustls ca_uri_only.pem as a leaf", certs: "rust-spiffe-rustls/ca_uri_only.pem", expect: ErrorCodes.X509SVID_URI_SAN_MISSING },
   ];
   for (const c of cases) {
     it(c.name, () => {
@@ -197,10 +197,10 @@ describe("verifyX509Svid: fixtures through full path validation", () => {
     const [caUriOnly] = certs("rust-spiffe-rustls/ca_uri_only.pem");
     const source = bundleOf("example.org", ca!);
     const at = { time: rustlsTime };
-    expectCode(() => verifyX509Svid(certs("rust-spiffe-rustls/no_spiffe_leaf.pem"), source, at), ErrorCodes.X509SVID_NO_URI_SAN);
-    expectCode(() => verifyX509Svid(certs("rust-spiffe-rustls/ca_with_spiffe_signing.pem"), source, at), ErrorCodes.X509SVID_LEAF_IS_CA);
+    expectCode(() => verifyX509Svid(certs("rust-spiffe-rustls/no_spiffe_leaf.pem"), source, at), ErrorCodes.X509SVID_URI_SAN_MISSING);
+    expectCode(() => verifyX509Svid(certs("rust-spiffe-rustls/ca_with_spiffe_signing.pem"), source, at), ErrorCodes.X509SVID_LEAF_CA_FLAG_SET);
     expectCode(() => verifyX509Svid(certs("rust-spiffe-rustls/spiffe_leaf_no_key_usage.pem"), source, at), ErrorCodes.X509SVID_LEAF_KEY_USAGE_MISSING);
-    expectCode(() => verifyX509Svid(certs("rust-spiffe-rustls/spiffe_leaf_no_digital_signature.pem"), source, at), ErrorCodes.X509SVID_LEAF_NO_DIGITAL_SIGNATURE);
+    expectCode(() => verifyX509Svid(certs("rust-spiffe-rustls/spiffe_leaf_no_digital_signature.pem"), source, at), ErrorCodes.X509SVID_LEAF_DIGITAL_SIGNATURE_MISSING);
     // The other test CA did not issue spiffe_leaf.
     expectCode(() => verifyX509Svid(certs("rust-spiffe-rustls/spiffe_leaf.pem"), bundleOf("example.org", caUriOnly!), at), ErrorCodes.X509SVID_UNTRUSTED);
   });
@@ -232,19 +232,19 @@ describe("verifyX509Svid: fixtures through full path validation", () => {
     // so its key does verify the leaf's signature: what remains wrong is the signer itself.
     const time = { time: new Date("2021-01-01T00:00:00Z") };
     const [leaf1, noCa] = certs("wrong-intermediate-no-ca.pem");
-    expectCode(() => verifyX509Svid([leaf1!], bundleOf("example.org", noCa!), time), ErrorCodes.X509SVID_SIGNER_NOT_CA);
+    expectCode(() => verifyX509Svid([leaf1!], bundleOf("example.org", noCa!), time), ErrorCodes.X509SVID_SIGNER_CA_FLAG_MISSING);
     const [leaf2, noKeyCertSign] = certs("wrong-intermediate-no-key-cert-sign.pem");
-    expectCode(() => verifyX509Svid([leaf2!], bundleOf("example.org", noKeyCertSign!), time), ErrorCodes.X509SVID_SIGNER_NO_KEY_CERT_SIGN);
+    expectCode(() => verifyX509Svid([leaf2!], bundleOf("example.org", noKeyCertSign!), time), ErrorCodes.X509SVID_SIGNER_KEY_CERT_SIGN_MISSING);
     // Presented as intermediates below good-leaf-only's own root they fail the same rules.
     const [selfSigned] = certs("good-leaf-only.pem");
-    expectCode(() => verifyX509Svid([leaf1!, noCa!], bundleOf("example.org", selfSigned!), time), ErrorCodes.X509SVID_SIGNER_NOT_CA);
+    expectCode(() => verifyX509Svid([leaf1!, noCa!], bundleOf("example.org", selfSigned!), time), ErrorCodes.X509SVID_SIGNER_CA_FLAG_MISSING);
   });
 
   it("a bundle authority with the issuer's name but another key", () => {
     // Both SPIRE CAs are named C=US, O=SPIFFE (PrintableString); neither signed the other's leaf.
     const [leaf] = certs("good-leaf-and-intermediate.pem");
     const [, otherCa] = certs("rust-spiffe/expired-svid-chain.pem");
-    expectCode(() => verifyX509Svid([leaf!], bundleOf("example.org", otherCa!), { time: new Date("2021-02-09T19:00:00Z") }), ErrorCodes.X509SVID_BAD_SIGNATURE);
+    expectCode(() => verifyX509Svid([leaf!], bundleOf("example.org", otherCa!), { time: new Date("2021-02-09T19:00:00Z") }), ErrorCodes.X509SVID_SIGNATURE_INVALID);
   });
 
   it("issuer names are compared as DER bytes, as Go does", () => {
@@ -281,16 +281,16 @@ describe("verifyX509Svid: go-spiffe Verify cases, generated at run time", () => 
   });
 
   it("empty chain", () => {
-    expectCode(() => verifyX509Svid([], source), ErrorCodes.X509SVID_NO_CERTIFICATES);
+    expectCode(() => verifyX509Svid([], source), ErrorCodes.X509SVID_CERTIFICATES_MISSING);
   });
 
   it("no bundle source", () => {
-    expectCode(() => verifyX509Svid(good.certificates, null as unknown as BundleSource), ErrorCodes.INVALID_ARGUMENT);
+    expectCode(() => verifyX509Svid(good.certificates, null as unknown as BundleSource), ErrorCodes.ARGUMENT_INVALID);
   });
 
   it("no bundle for the trust domain", async () => {
     const other = new BundleSet([(await TestCA.create("other.org")).bundle()]);
-    expectCode(() => verifyX509Svid(good.certificates, other), ErrorCodes.X509SVID_NO_BUNDLE);
+    expectCode(() => verifyX509Svid(good.certificates, other), ErrorCodes.X509SVID_BUNDLE_MISSING);
   });
 
   it("bundle with no roots", () => {
@@ -304,28 +304,28 @@ describe("verifyX509Svid: go-spiffe Verify cases, generated at run time", () => 
   });
 
   const leafCases: Array<{ name: string; id?: string; options: Parameters<TestCA["createX509Svid"]>[1]; code: ErrorCode }> = [
-    { name: "non-spiffe URI", options: { uris: ["https://example.org/workload"] }, code: ErrorCodes.X509SVID_INVALID_SPIFFEID },
-    { name: "aztp:// URI (an API alias, never in a certificate)", options: { uris: ["aztp://example.org/workload"] }, code: ErrorCodes.X509SVID_INVALID_SPIFFEID },
-    { name: "invalid SPIFFE ID", options: { uris: ["spiffe://example.org/a//b"] }, code: ErrorCodes.X509SVID_INVALID_SPIFFEID },
-    { name: "no URI SAN", options: { uris: [], dnsNames: ["example.org"] }, code: ErrorCodes.X509SVID_NO_URI_SAN },
-    { name: "two URI SANs", options: { uris: ["spiffe://example.org/a", "spiffe://example.org/b"] }, code: ErrorCodes.X509SVID_MULTIPLE_URI_SANS },
-    { name: "trust domain ID as leaf ID", options: { uris: ["spiffe://example.org"] }, code: ErrorCodes.X509SVID_ROOT_PATH },
-    { name: "CA:TRUE leaf", options: { isCA: true }, code: ErrorCodes.X509SVID_LEAF_IS_CA },
-    { name: "leaf with keyCertSign", options: { keyUsage: KU.digitalSignature | KU.keyCertSign }, code: ErrorCodes.X509SVID_LEAF_KEY_CERT_SIGN },
-    { name: "leaf with cRLSign", options: { keyUsage: KU.digitalSignature | KU.cRLSign }, code: ErrorCodes.X509SVID_LEAF_CRL_SIGN },
-    { name: "leaf without digitalSignature", options: { keyUsage: KU.keyEncipherment }, code: ErrorCodes.X509SVID_LEAF_NO_DIGITAL_SIGNATURE },
+    { name: "non-spiffe URI", options: { uris: ["https://example.org/workload"] }, code: ErrorCodes.X509SVID_SPIFFEID_INVALID },
+    { name: "aztp:// URI (an API alias, never in a certificate)", options: { uris: ["aztp://example.org/workload"] }, code: ErrorCodes.X509SVID_SPIFFEID_INVALID },
+    { name: "invalid SPIFFE ID", options: { uris: ["spiffe://example.org/a//b"] }, code: ErrorCodes.X509SVID_SPIFFEID_INVALID },
+    { name: "no URI SAN", options: { uris: [], dnsNames: ["example.org"] }, code: ErrorCodes.X509SVID_URI_SAN_MISSING },
+    { name: "two URI SANs", options: { uris: ["spiffe://example.org/a", "spiffe://example.org/b"] }, code: ErrorCodes.X509SVID_URI_SANS_TOO_MANY },
+    { name: "trust domain ID as leaf ID", options: { uris: ["spiffe://example.org"] }, code: ErrorCodes.X509SVID_ROOT_PATH_NOT_ALLOWED },
+    { name: "CA:TRUE leaf", options: { isCA: true }, code: ErrorCodes.X509SVID_LEAF_CA_FLAG_SET },
+    { name: "leaf with keyCertSign", options: { keyUsage: KU.digitalSignature | KU.keyCertSign }, code: ErrorCodes.X509SVID_LEAF_KEY_CERT_SIGN_SET },
+    { name: "leaf with cRLSign", options: { keyUsage: KU.digitalSignature | KU.cRLSign }, code: ErrorCodes.X509SVID_LEAF_CRL_SIGN_SET },
+    { name: "leaf without digitalSignature", options: { keyUsage: KU.keyEncipherment }, code: ErrorCodes.X509SVID_LEAF_DIGITAL_SIGNATURE_MISSING },
     { name: "leaf without key usage", options: { keyUsage: null }, code: ErrorCodes.X509SVID_LEAF_KEY_USAGE_MISSING },
     { name: "leaf key usage not critical", options: { keyUsageCritical: false }, code: ErrorCodes.X509SVID_LEAF_KEY_USAGE_NOT_CRITICAL },
     { name: "empty subject, URI SAN not critical", options: { subject: "" }, code: ErrorCodes.X509SVID_SAN_NOT_CRITICAL },
     {
       name: "unknown critical extension on the leaf",
       options: { extraExtensions: [new x509.Extension("1.2.3.4.5", true, new Uint8Array([5, 0]))] },
-      code: ErrorCodes.X509SVID_UNKNOWN_CRITICAL_EXTENSION,
+      code: ErrorCodes.X509SVID_CRITICAL_EXTENSION_UNKNOWN,
     },
     {
       name: "critical name constraints (not evaluated, so refused)",
       options: { extraExtensions: [new x509.Extension("2.5.29.30", true, new Uint8Array([0x30, 0]))] },
-      code: ErrorCodes.X509SVID_UNKNOWN_CRITICAL_EXTENSION,
+      code: ErrorCodes.X509SVID_CRITICAL_EXTENSION_UNKNOWN,
     },
   ];
   for (const c of leafCases) {
@@ -401,21 +401,21 @@ describe("verifyX509Svid: forged and malformed paths", () => {
     const rogue = await generateKeys();
     const fake = await root.createCA({ signWith: rogue.privateKey });
     const svid = await fake.createX509Svid("spiffe://example.org/w");
-    expectCode(() => verifyX509Svid(svid.certificates, source), ErrorCodes.X509SVID_BAD_SIGNATURE);
+    expectCode(() => verifyX509Svid(svid.certificates, source), ErrorCodes.X509SVID_SIGNATURE_INVALID);
   });
 
   it("an attacker's root with the bundle root's name, appended to the chain", async () => {
     const impostor = await TestCA.create("example.org", { subject: root.name });
     const inter = await impostor.createCA();
     const svid = await inter.createX509Svid("spiffe://example.org/w");
-    expectCode(() => verifyX509Svid([...svid.certificates, impostor.cert], source), ErrorCodes.X509SVID_BAD_SIGNATURE);
+    expectCode(() => verifyX509Svid([...svid.certificates, impostor.cert], source), ErrorCodes.X509SVID_SIGNATURE_INVALID);
   });
 
   it("leaf signed by a key that is not its issuer's", async () => {
     const inter = await root.createCA();
     const rogue = await generateKeys();
     const svid = await inter.createX509Svid("spiffe://example.org/w", { signWith: rogue.privateKey });
-    expectCode(() => verifyX509Svid(svid.certificates, source), ErrorCodes.X509SVID_BAD_SIGNATURE);
+    expectCode(() => verifyX509Svid(svid.certificates, source), ErrorCodes.X509SVID_SIGNATURE_INVALID);
   });
 
   it("leaf naming an issuer that is not the next certificate", async () => {
@@ -427,19 +427,19 @@ describe("verifyX509Svid: forged and malformed paths", () => {
   it("intermediate without the CA flag", async () => {
     const inter = await root.createCA({ isCA: false });
     const svid = await inter.createX509Svid("spiffe://example.org/w");
-    expectCode(() => verifyX509Svid(svid.certificates, source), ErrorCodes.X509SVID_SIGNER_NOT_CA);
+    expectCode(() => verifyX509Svid(svid.certificates, source), ErrorCodes.X509SVID_SIGNER_CA_FLAG_MISSING);
   });
 
   it("intermediate without basic constraints", async () => {
     const inter = await root.createCA({ omitBasicConstraints: true });
     const svid = await inter.createX509Svid("spiffe://example.org/w");
-    expectCode(() => verifyX509Svid(svid.certificates, source), ErrorCodes.X509SVID_SIGNER_NOT_CA);
+    expectCode(() => verifyX509Svid(svid.certificates, source), ErrorCodes.X509SVID_SIGNER_CA_FLAG_MISSING);
   });
 
   it("intermediate whose key usage lacks keyCertSign", async () => {
     const inter = await root.createCA({ keyUsage: KU.cRLSign });
     const svid = await inter.createX509Svid("spiffe://example.org/w");
-    expectCode(() => verifyX509Svid(svid.certificates, source), ErrorCodes.X509SVID_SIGNER_NO_KEY_CERT_SIGN);
+    expectCode(() => verifyX509Svid(svid.certificates, source), ErrorCodes.X509SVID_SIGNER_KEY_CERT_SIGN_MISSING);
   });
 
   it("intermediate without a key usage extension is allowed (RFC 5280)", async () => {
@@ -451,7 +451,7 @@ describe("verifyX509Svid: forged and malformed paths", () => {
   it("intermediate with an unknown critical extension", async () => {
     const inter = await root.createCA({ extraExtensions: [new x509.Extension("1.2.3.4.6", true, new Uint8Array([5, 0]))] });
     const svid = await inter.createX509Svid("spiffe://example.org/w");
-    expectCode(() => verifyX509Svid(svid.certificates, source), ErrorCodes.X509SVID_UNKNOWN_CRITICAL_EXTENSION);
+    expectCode(() => verifyX509Svid(svid.certificates, source), ErrorCodes.X509SVID_CRITICAL_EXTENSION_UNKNOWN);
   });
 
   it("expired intermediate", async () => {
@@ -469,13 +469,13 @@ describe("verifyX509Svid: forged and malformed paths", () => {
   it("a bundle root that is not a CA", async () => {
     const notCa = await TestCA.create("example.org", { isCA: false });
     const svid = await notCa.createX509Svid("spiffe://example.org/w");
-    expectCode(() => verifyX509Svid(svid.certificates, new BundleSet([notCa.bundle()])), ErrorCodes.X509SVID_SIGNER_NOT_CA);
+    expectCode(() => verifyX509Svid(svid.certificates, new BundleSet([notCa.bundle()])), ErrorCodes.X509SVID_SIGNER_CA_FLAG_MISSING);
   });
 
   const pathLenCases: Array<{ name: string; rootPathLen?: number; interPathLens: Array<number | undefined>; code?: ErrorCode }> = [
-    { name: "root pathLen 0, one intermediate", rootPathLen: 0, interPathLens: [undefined], code: ErrorCodes.X509SVID_PATH_LENGTH },
-    { name: "root pathLen 1, two intermediates", rootPathLen: 1, interPathLens: [undefined, undefined], code: ErrorCodes.X509SVID_PATH_LENGTH },
-    { name: "intermediate pathLen 0 with one below it", interPathLens: [0, undefined], code: ErrorCodes.X509SVID_PATH_LENGTH },
+    { name: "root pathLen 0, one intermediate", rootPathLen: 0, interPathLens: [undefined], code: ErrorCodes.X509SVID_PATH_LENGTH_EXCEEDED },
+    { name: "root pathLen 1, two intermediates", rootPathLen: 1, interPathLens: [undefined, undefined], code: ErrorCodes.X509SVID_PATH_LENGTH_EXCEEDED },
+    { name: "intermediate pathLen 0 with one below it", interPathLens: [0, undefined], code: ErrorCodes.X509SVID_PATH_LENGTH_EXCEEDED },
     { name: "root pathLen 0, leaf directly below", rootPathLen: 0, interPathLens: [] },
     { name: "root pathLen 1, one intermediate", rootPathLen: 1, interPathLens: [undefined] },
     { name: "intermediate pathLen 0 signing the leaf", interPathLens: [0] },
@@ -498,7 +498,7 @@ describe("verifyX509Svid: forged and malformed paths", () => {
     expectCode(() => verifyX509Svid(svid.certificates, both), ErrorCodes.X509SVID_UNTRUSTED);
     // And only the leaf's own trust domain's bundle is consulted, even when it alone would accept.
     const onlyOther = new BundleSet([other.bundle()]);
-    expectCode(() => verifyX509Svid(svid.certificates, onlyOther), ErrorCodes.X509SVID_NO_BUNDLE);
+    expectCode(() => verifyX509Svid(svid.certificates, onlyOther), ErrorCodes.X509SVID_BUNDLE_MISSING);
   });
 
   it("a bundle with several roots finds the right one", async () => {
@@ -552,7 +552,7 @@ describe("X509SvidVerifier (cached)", () => {
     set.add(root.bundle());
     assert.ok(verifier.verify(svid.x5c));
     set.remove("example.org");
-    expectCode(() => verifier.verify(svid.x5c), ErrorCodes.X509SVID_NO_BUNDLE);
+    expectCode(() => verifier.verify(svid.x5c), ErrorCodes.X509SVID_BUNDLE_MISSING);
   });
 
   it("a source without a version is still safe: a replaced bundle object forces re-validation", async () => {
@@ -566,16 +566,16 @@ describe("X509SvidVerifier (cached)", () => {
 
   it("failures are not cached", () => {
     const verifier = new X509SvidVerifier(new BundleSet());
-    expectCode(() => verifier.verify(svid.x5c), ErrorCodes.X509SVID_NO_BUNDLE);
+    expectCode(() => verifier.verify(svid.x5c), ErrorCodes.X509SVID_BUNDLE_MISSING);
     assert.equal(verifier.cacheSize, 0);
   });
 
   it("input errors", () => {
     const verifier = new X509SvidVerifier(new BundleSet([root.bundle()]));
-    expectCode(() => verifier.verify([]), ErrorCodes.X509SVID_NO_CERTIFICATES);
-    expectCode(() => verifier.verify(["not base64!"]), ErrorCodes.CERT_PARSE);
-    expectCode(() => verifier.verify([svid.x5c[0]!.slice(0, -8)]), ErrorCodes.CERT_PARSE);
-    expectCode(() => verifier.verify([Buffer.from("garbage")]), ErrorCodes.CERT_PARSE);
+    expectCode(() => verifier.verify([]), ErrorCodes.X509SVID_CERTIFICATES_MISSING);
+    expectCode(() => verifier.verify(["not base64!"]), ErrorCodes.CERT_MALFORMED);
+    expectCode(() => verifier.verify([svid.x5c[0]!.slice(0, -8)]), ErrorCodes.CERT_MALFORMED);
+    expectCode(() => verifier.verify([Buffer.from("garbage")]), ErrorCodes.CERT_MALFORMED);
   });
 
   it("the cache is bounded", async () => {

@@ -202,8 +202,8 @@ describe("each kind keeps its codes", () => {
   it("invocations keep one code per rule; receipts' revoked is ERR_CALLEE_REVOKED; the rest one code each", () => {
     assert.equal(INVOCATION_KIND.codes.expired, C.INVOCATION_EXPIRED);
     assert.equal(INVOCATION_KIND.codes.not_yet_valid, C.INVOCATION_NOT_YET_VALID);
-    assert.equal(INVOCATION_KIND.codes.lifetime, C.INVOCATION_LIFETIME);
-    assert.equal(INVOCATION_KIND.codes.alg, C.INVOCATION_ALG);
+    assert.equal(INVOCATION_KIND.codes.lifetime, C.INVOCATION_LIFETIME_TOO_LONG);
+    assert.equal(INVOCATION_KIND.codes.alg, C.INVOCATION_ALG_NOT_ALLOWED);
     assert.equal(INVOCATION_KIND.codes.chain, C.INVOCATION_UNTRUSTED);
     assert.equal(INVOCATION_KIND.codes.revoked, C.INVOCATION_REVOKED);
     assert.equal(RECEIPT_KIND.codes.revoked, C.CALLEE_REVOKED);

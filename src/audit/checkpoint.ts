@@ -78,7 +78,7 @@ export function checkpointPayload(checkpoint: UnsignedCheckpoint | Checkpoint): 
 export function signCheckpoint(unsigned: UnsignedCheckpoint, signer: CheckpointSigner): Checkpoint {
   const sig = signer.sign(checkpointPayload(unsigned));
   if (typeof sig !== "string" || sig.length === 0) {
-    throw new AztpError(ErrorCodes.INVALID_ARGUMENT, "checkpoint signer returned no signature");
+    throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "checkpoint signer returned no signature");
   }
   return { ...unsigned, sig };
 }

@@ -132,7 +132,7 @@ function canonical(serialise: () => string): string {
     return serialise();
   } catch (cause) {
     // Lone surrogates, NaN and the like: the value cannot be hashed stably.
-    throw new AztpError(ErrorCodes.INVALID_ARGUMENT, `audit entry cannot be canonicalised: ${(cause as Error).message}`, {
+    throw new AztpError(ErrorCodes.ARGUMENT_INVALID, `audit entry cannot be canonicalised: ${(cause as Error).message}`, {
       cause,
     });
   }
@@ -292,13 +292,13 @@ function checkFields(value: unknown, table: FieldTable, skipUndefined: boolean):
 }
 
 /**
- * Throws ERR_INVALID_ARGUMENT unless `input` is a well-formed `AuditEntryInput`: only for
+ * Throws ERR_ARGUMENT_INVALID unless `input` is a well-formed `AuditEntryInput`: only for
  * programming errors (a missing field, a wrong type), never for what a caller sent.
  */
 export function validateEntryInput(input: unknown): asserts input is AuditEntryInput {
   // Optional fields set to undefined are accepted, as object spreads produce them.
   const problem = checkFields(input, INPUT_TABLE, true);
-  if (problem !== null) throw new AztpError(ErrorCodes.INVALID_ARGUMENT, `audit entry: ${problem}`);
+  if (problem !== null) throw new AztpError(ErrorCodes.ARGUMENT_INVALID, `audit entry: ${problem}`);
 }
 
 /** Returns why `value` (a parsed line) is not a well-formed stored entry of version 1 or 2, or null. */

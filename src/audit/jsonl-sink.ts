@@ -20,7 +20,7 @@
  *
  * Failure: after a failed write or fdatasync nothing in the page cache can be trusted (Linux
  * may drop the dirty pages and report success on the next fsync), so the sink fails: the
- * batch and every later append reject with ERR_AUDIT_IO, and `writable` is false, until
+ * batch and every later append reject with ERR_AUDIT_IO_FAILED, and `writable` is false, until
  * `reopen()` succeeds. Reopening opens the file again, truncates it back to what had been
  * acknowledged (the lines of a failed batch were never acknowledged: whatever of them reached
  * the file is removed), syncs that, and checks that a write would now fit (a probe written
@@ -110,7 +110,7 @@ export class JsonlSink {
     try {
       makeDirs(dirname(path), 0o700);
     } catch (cause) {
-      throw new AztpError(ErrorCodes.AUDIT_IO, `cannot create the folder of audit log ${path}: ${(cause as Error).message}`, { cause });
+      throw new AztpError(ErrorCodes.AUDIT_IO_FAILED, `cannot create the folder of audit log ${path}: ${(cause as Error).message}`, { cause });
     }
     const lock = await acquireLock(`${path}.lock`);
     let fd = -1;
@@ -131,7 +131,7 @@ export class JsonlSink {
       if (fd >= 0) closeSync(fd);
       await lock.release();
       if (cause instanceof AztpError) throw cause;
-      throw new AztpError(ErrorCodes.AUDIT_IO, `cannot open audit log ${path}: ${(cause as Error).message}`, { cause });
+      throw new AztpError(ErrorCodes.AUDIT_IO_FAILED, `cannot open audit log ${path}: ${(cause as Error).message}`, { cause });
     }
   }
 
@@ -217,7 +217,7 @@ export class JsonlSink {
 
   /**
    * After a failure: opens the file again, cuts it back to what was acknowledged, syncs,
-   * checks that a write fits, and clears the failure. Throws ERR_AUDIT_IO (the sink stays
+   * checks that a write fits, and clears the failure. Throws ERR_AUDIT_IO_FAILED (the sink stays
    * failed) when any of that fails, ERR_AUDIT_CORRUPT when the file holds less than was
    * acknowledged (someone else cut it). Does nothing on a sink that has not failed.
    */
@@ -267,11 +267,11 @@ export class JsonlSink {
     this.#failure = null;
   }
 
-  /** Fails the sink (appends reject with ERR_AUDIT_IO) for a reason found above it. */
+  /** Fails the sink (appends reject with ERR_AUDIT_IO_FAILED) for a reason found above it. */
   markFailed(cause: unknown): void {
     if (this.#failure !== null || this.#closed) return;
     this.#failure =
-      cause instanceof AztpError && cause.code === ErrorCodes.AUDIT_IO ? cause : this.#ioError("cannot be written", cause);
+      cause instanceof AztpError && cause.code === ErrorCodes.AUDIT_IO_FAILED ? cause : this.#ioError("cannot be written", cause);
   }
 
   /**
@@ -370,7 +370,7 @@ export class JsonlSink {
 
   #ioError(what: string, cause: unknown): AztpError {
     const code = (cause as NodeJS.ErrnoException | null)?.code;
-    return new AztpError(ErrorCodes.AUDIT_IO, `audit log ${this.path}: ${what}${code ? ` (${code})` : ""}: ${(cause as Error)?.message ?? String(cause)}`, {
+    return new AztpError(ErrorCodes.AUDIT_IO_FAILED, `audit log ${this.path}: ${what}${code ? ` (${code})` : ""}: ${(cause as Error)?.message ?? String(cause)}`, {
       cause,
     });
   }
@@ -409,7 +409,7 @@ function encodeLines(lines: readonly string[]): Buffer {
 function readFully(fd: number, into: Buffer, position: number): void {
   for (let off = 0; off < into.length; ) {
     const n = readSync(fd, into, off, into.length - off, position + off);
-    if (n === 0) throw new AztpError(ErrorCodes.AUDIT_IO, "audit log shrank while it was being read");
+    if (n === 0) throw new AztpError(ErrorCodes.AUDIT_IO_FAILED, "audit log shrank while it was being read");
     off += n;
   }
 }

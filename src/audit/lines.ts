@@ -39,7 +39,7 @@ export async function scanLines(path: string, onLine: (line: string, lineNo: num
     }
   } catch (cause) {
     if (cause instanceof AztpError) throw cause; // from onLine: already says what is wrong
-    throw new AztpError(ErrorCodes.AUDIT_IO, `cannot read audit log ${path}: ${(cause as Error).message}`, { cause });
+    throw new AztpError(ErrorCodes.AUDIT_IO_FAILED, `cannot read audit log ${path}: ${(cause as Error).message}`, { cause });
   } finally {
     stream.destroy();
   }

@@ -63,7 +63,7 @@ export async function acquireLock(path: string): Promise<FileLock> {
       }
       const who = holder === null ? "an unreadable lock" : `pid ${holder.pid} on ${holder.host}`;
       const held = new AztpError(
-        ErrorCodes.AUDIT_IO,
+        ErrorCodes.AUDIT_IO_FAILED,
         `audit log is already open for writing (${who} holds ${path}); one writer per log file` +
           (holder !== null && holder.pid === process.pid ? " (this process: close the other AuditLog first)" : ""),
       );
@@ -106,5 +106,5 @@ function isStale(owner: LockOwner): boolean {
 }
 
 function ioError(message: string, cause: unknown): AztpError {
-  return new AztpError(ErrorCodes.AUDIT_IO, `${message}: ${(cause as Error).message}`, { cause });
+  return new AztpError(ErrorCodes.AUDIT_IO_FAILED, `${message}: ${(cause as Error).message}`, { cause });
 }

@@ -10,7 +10,7 @@
  * No input makes an entry unwritable: only programming errors are refused; hostile strings and
  * arguments are made storable and the entry says what was changed (`sanitized`, `argsOmitted`).
  *
- * After a failed write the log is not `writable` and refuses appends (ERR_AUDIT_IO) until
+ * After a failed write the log is not `writable` and refuses appends (ERR_AUDIT_IO_FAILED) until
  * `recover()` has reopened the file and reset the chain's head from what is on disk.
  *
  * Opening an existing log re-reads its tail: the last entry (its hash recomputed, its chain
@@ -218,7 +218,7 @@ export class AuditLog {
   #refusal(): AztpError | null {
     const failure = this.#sink.failure;
     if (failure !== null) return failure;
-    if (this.#recovering !== null) return new AztpError(ErrorCodes.AUDIT_IO, `audit log ${this.path} is recovering from a failed write`);
+    if (this.#recovering !== null) return new AztpError(ErrorCodes.AUDIT_IO_FAILED, `audit log ${this.path} is recovering from a failed write`);
     return null;
   }
 
@@ -279,8 +279,8 @@ export class AuditLog {
 
   /**
    * Chains and queues one entry; resolves with it once it is written (see `durability`).
-   * Rejects with ERR_INVALID_ARGUMENT for a programming error (a missing field, a wrong
-   * type; never for hostile content), ERR_AUDIT_CLOSED after `close()`, and ERR_AUDIT_IO
+   * Rejects with ERR_ARGUMENT_INVALID for a programming error (a missing field, a wrong
+   * type; never for hostile content), ERR_AUDIT_CLOSED after `close()`, and ERR_AUDIT_IO_FAILED
    * when the file could not be written (the log then refuses appends until `recover()`).
    */
   append(input: AuditEntryInput): Promise<AuditEntry> {
@@ -470,7 +470,7 @@ export class AuditLog {
 
   /** The first failed write is said once (per failure): the guard decides what it means for calls. */
   #reportFailure(cause: unknown): void {
-    if (this.#failureReported || !(cause instanceof AztpError) || cause.code !== ErrorCodes.AUDIT_IO) return;
+    if (this.#failureReported || !(cause instanceof AztpError) || cause.code !== ErrorCodes.AUDIT_IO_FAILED) return;
     this.#failureReported = true;
     this.#settings.onWarning({ code: "write-failed", message: `${cause.message}; call recover() once it can be written`, cause });
   }
@@ -629,5 +629,5 @@ function corrupt(message: string): AztpError {
 }
 
 function invalid(message: string): never {
-  throw new AztpError(ErrorCodes.INVALID_ARGUMENT, message);
+  throw new AztpError(ErrorCodes.ARGUMENT_INVALID, message);
 }

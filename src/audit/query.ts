@@ -185,5 +185,5 @@ function toMillis(value: Date | string | number, name: string): number {
 }
 
 function invalid(message: string): never {
-  throw new AztpError(ErrorCodes.INVALID_ARGUMENT, message);
+  throw new AztpError(ErrorCodes.ARGUMENT_INVALID, message);
 }

@@ -80,7 +80,7 @@ export function redact(value: unknown, fields: readonly string[]): JsonValue {
 }
 
 /**
- * As `redact`, and says what could not be kept. Throws ERR_INVALID_ARGUMENT only for a
+ * As `redact`, and says what could not be kept. Throws ERR_ARGUMENT_INVALID only for a
  * malformed field list (a programming error), never because of `value`.
  */
 export function redactArgs(value: unknown, fields: readonly string[]): RedactedArgs {
@@ -380,5 +380,5 @@ function copyJson(root: unknown, matcher: Matcher): RedactedArgs {
 }
 
 function invalid(message: string): never {
-  throw new AztpError(ErrorCodes.INVALID_ARGUMENT, message);
+  throw new AztpError(ErrorCodes.ARGUMENT_INVALID, message);
 }

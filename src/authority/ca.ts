@@ -147,13 +147,13 @@ export class CertificateAuthority {
    */
   async issueSvid(id: SpiffeId, csr: Buffer | string, options: { ttlSeconds?: number; notAfterCap?: Date; now?: Date; commonName?: string } = {}): Promise<IssuedSvid> {
     if (id.trustDomain !== this.trustDomain) {
-      throw new AztpError(ErrorCodes.INVALID_ARGUMENT, `this CA issues for ${this.trustDomain}, not ${id.trustDomain}`);
+      throw new AztpError(ErrorCodes.ARGUMENT_INVALID, `this CA issues for ${this.trustDomain}, not ${id.trustDomain}`);
     }
-    if (id.isTrustDomainId) throw new AztpError(ErrorCodes.INVALID_ARGUMENT, "an X.509-SVID needs a non-root path");
+    if (id.isTrustDomainId) throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "an X.509-SVID needs a non-root path");
     const { spki } = await verifyCsr(csr);
     const now = options.now ?? new Date();
     const ttl = options.ttlSeconds ?? DEFAULT_SVID_TTL_SECONDS;
-    if (!Number.isFinite(ttl) || ttl <= 0) throw new AztpError(ErrorCodes.INVALID_ARGUMENT, "ttl must be a positive number of seconds");
+    if (!Number.isFinite(ttl) || ttl <= 0) throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "ttl must be a positive number of seconds");
     let notAfter = new Date(now.getTime() + ttl * 1000);
     if (options.notAfterCap && options.notAfterCap < notAfter) notAfter = options.notAfterCap;
     if (this.intermediateNotAfter < notAfter) notAfter = this.intermediateNotAfter;

@@ -195,11 +195,11 @@ export function restore(state: RegistryState, id: string, now: Date): IdentityRe
 /** Adds or updates a link from `source` to `target`. A "parent" link makes target the parent of source. */
 export function link(state: RegistryState, source: string, target: string, type: LinkType, metadata: Record<string, unknown>, now: Date): IdentityLink {
   if (type !== "linked" && type !== "parent") {
-    throw new AztpError(ErrorCodes.INVALID_ARGUMENT, `link type must be "linked" or "parent", got ${JSON.stringify(type)}`);
+    throw new AztpError(ErrorCodes.ARGUMENT_INVALID, `link type must be "linked" or "parent", got ${JSON.stringify(type)}`);
   }
   const src = getRecord(state, source);
   const dst = getRecord(state, target);
-  if (src.spiffeId === dst.spiffeId) throw new AztpError(ErrorCodes.INVALID_ARGUMENT, "an identity cannot link to itself");
+  if (src.spiffeId === dst.spiffeId) throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "an identity cannot link to itself");
   if (type === "parent") {
     if (ancestors(state, dst.spiffeId).some((a) => a.spiffeId === src.spiffeId)) {
       throw new AztpError(ErrorCodes.PARENT_INVALID, `${dst.aztpId} descends from ${src.aztpId}: a parent link would make a cycle`);
@@ -235,7 +235,7 @@ export function connected(state: RegistryState, a: string, b: string): boolean {
 function checkSegment(what: string, value: unknown): string {
   if (typeof value !== "string" || !/^[A-Za-z0-9._-]+$/.test(value) || value === "." || value === "..") {
     throw new AztpError(
-      ErrorCodes.INVALID_ARGUMENT,
+      ErrorCodes.ARGUMENT_INVALID,
       `${what} must be a non-empty string of letters, digits, ".", "-" or "_" (it becomes a SPIFFE ID path segment), got ${JSON.stringify(value)?.slice(0, 80)}`,
     );
   }
@@ -246,7 +246,7 @@ export function workloadSpiffeId(trustDomain: string, environment: string, metho
   const id = SpiffeId.fromSegments(trustDomain, "workload", checkSegment("environment", environment), checkSegment("method", method), checkSegment("name", name));
   const bytes = Buffer.byteLength(id.toString());
   if (bytes > MAX_SPIFFE_ID_BYTES) {
-    throw new AztpError(ErrorCodes.INVALID_ARGUMENT, `the SPIFFE ID for this name would be ${bytes} bytes, over the ${MAX_SPIFFE_ID_BYTES} the SPIFFE ID spec allows: use a shorter name`);
+    throw new AztpError(ErrorCodes.ARGUMENT_INVALID, `the SPIFFE ID for this name would be ${bytes} bytes, over the ${MAX_SPIFFE_ID_BYTES} the SPIFFE ID spec allows: use a shorter name`);
   }
   return id;
 }
@@ -254,7 +254,7 @@ export function workloadSpiffeId(trustDomain: string, environment: string, metho
 /** Refuses metadata that is not a plain object (it is merged into the record's). */
 export function checkMetadata(metadata: unknown): void {
   if (metadata !== undefined && (metadata === null || typeof metadata !== "object" || Array.isArray(metadata))) {
-    throw new AztpError(ErrorCodes.INVALID_ARGUMENT, "metadata must be an object");
+    throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "metadata must be an object");
   }
 }
 
@@ -333,7 +333,7 @@ export function recordSvid(rec: IdentityRecord, svid: { serial: string; notAfter
  */
 export function jwtSvidTtl(state: RegistryState, rec: IdentityRecord, ttlSeconds: number | undefined, now: Date): number {
   if (ttlSeconds !== undefined && !(Number.isFinite(ttlSeconds) && ttlSeconds > 0 && ttlSeconds <= MAX_JWT_SVID_TTL_SECONDS)) {
-    throw new AztpError(ErrorCodes.INVALID_ARGUMENT, `a JWT-SVID lives more than 0 and at most ${MAX_JWT_SVID_TTL_SECONDS} s (24 h), got ${ttlSeconds}`);
+    throw new AztpError(ErrorCodes.ARGUMENT_INVALID, `a JWT-SVID lives more than 0 and at most ${MAX_JWT_SVID_TTL_SECONDS} s (24 h), got ${ttlSeconds}`);
   }
   let ttl = ttlSeconds ?? DEFAULT_JWT_SVID_TTL_SECONDS;
   const cap = lifetimeCap(state, rec);

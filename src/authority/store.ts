@@ -61,13 +61,13 @@ export class HomeStore {
     return existsSync(this.path(...parts));
   }
 
-  /** Creates a folder of the home (0700), or fails with ERR_AUTHORITY_STORE naming it and why. */
+  /** Creates a folder of the home (0700), or fails with ERR_AUTHORITY_STORE_FAILED naming it and why. */
   ensureDir(...parts: string[]): void {
     const dir = this.path(...parts);
     try {
       makeDirs(dir, 0o700);
     } catch (e) {
-      throw new AztpError(ErrorCodes.AUTHORITY_STORE, `cannot create the folder ${dir}: ${describeFsError(e)}`, { cause: e });
+      throw new AztpError(ErrorCodes.AUTHORITY_STORE_FAILED, `cannot create the folder ${dir}: ${describeFsError(e)}`, { cause: e });
     }
   }
 
@@ -95,7 +95,7 @@ export class HomeStore {
         retries: { retries: 400, factor: 1.2, minTimeout: 5, maxTimeout: 100, randomize: true },
       });
     } catch (e) {
-      throw new AztpError(ErrorCodes.AUTHORITY_STORE, `cannot lock the authority home ${this.home}: ${(e as Error).message}`, { cause: e });
+      throw new AztpError(ErrorCodes.AUTHORITY_STORE_FAILED, `cannot lock the authority home ${this.home}: ${(e as Error).message}`, { cause: e });
     }
     try {
       return await fn();
@@ -108,7 +108,7 @@ export class HomeStore {
     try {
       return readFileSync(this.path(...parts), "utf8");
     } catch (e) {
-      throw new AztpError(ErrorCodes.AUTHORITY_STORE, `cannot read ${this.path(...parts)}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { cause: e });
+      throw new AztpError(ErrorCodes.AUTHORITY_STORE_FAILED, `cannot read ${this.path(...parts)}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { cause: e });
     }
   }
 
@@ -117,7 +117,7 @@ export class HomeStore {
     try {
       return JSON.parse(text) as T;
     } catch (e) {
-      throw new AztpError(ErrorCodes.AUTHORITY_STORE, `${this.path(...parts)} is not valid JSON (corrupted?)`, { cause: e });
+      throw new AztpError(ErrorCodes.AUTHORITY_STORE_FAILED, `${this.path(...parts)} is not valid JSON (corrupted?)`, { cause: e });
     }
   }
 
@@ -151,7 +151,7 @@ export class HomeStore {
       } catch {
         // nothing was left, or it cannot be removed either; the error below says why
       }
-      throw new AztpError(ErrorCodes.AUTHORITY_STORE, `cannot write ${target}: ${describeFsError(e)}`, { cause: e });
+      throw new AztpError(ErrorCodes.AUTHORITY_STORE_FAILED, `cannot write ${target}: ${describeFsError(e)}`, { cause: e });
     }
     try {
       const dfd = openSync(dirname(target), "r");

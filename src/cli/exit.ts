@@ -23,13 +23,13 @@ export function exitCodeOf(e: unknown, json: boolean): number {
     const message = e.code === "commander.help" ? "a command is missing (see the usage above)" : e.message.replace(/^error: /, "");
     if (e.code === "aztp.usage") process.stderr.write(`error: ${e.message}\n`);
     // Scripts reading --json get the usage error on stdout too, in the same shape as others.
-    if (json) process.stdout.write(`${JSON.stringify({ error: { code: ErrorCodes.INVALID_ARGUMENT, message } }, null, 2)}\n`);
+    if (json) process.stdout.write(`${JSON.stringify({ error: { code: ErrorCodes.ARGUMENT_INVALID, message } }, null, 2)}\n`);
     return 2;
   }
   if (e instanceof Verdict) return 1; // the verdict was already printed
   // Usage errors were raised above, as CommanderErrors, by the argument checks themselves.
   // Whatever fails past them is the command failing (exit 1), with its code, whatever that
-  // code is: an ERR_INVALID_ARGUMENT from the library (a file, an upstream) is not a usage
+  // code is: an ERR_ARGUMENT_INVALID from the library (a file, an upstream) is not a usage
   // error of the command line, and used to exit 2 as if it were.
   const err = e instanceof AztpError ? e : new AztpError(ErrorCodes.UNEXPECTED, (e as Error)?.message ?? String(e));
   if (json) process.stdout.write(`${JSON.stringify({ error: { code: err.code, message: err.message } }, null, 2)}\n`);

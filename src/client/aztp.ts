@@ -109,7 +109,7 @@ export class Aztp {
   readonly #live = new Map<string, AgentIdentity>();
 
   constructor(config: AztpConfig = {}) {
-    if (config === null || typeof config !== "object") throw new AztpError(ErrorCodes.INVALID_ARGUMENT, "initialize() takes an options object");
+    if (config === null || typeof config !== "object") throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "initialize() takes an options object");
     // Normalised once ("Example.ORG" -> "example.org"): name lookups and discovery compare it
     // with the registry's (normalised) trust domains as a plain string.
     this.config = Object.freeze({ ...config, ...(config.trustDomain !== undefined ? { trustDomain: TrustDomain.parse(config.trustDomain).name } : {}) });
@@ -124,7 +124,7 @@ export class Aztp {
   authority(): Promise<EmbeddedAuthority> {
     if (this.config.baseUrl !== undefined) {
       return Promise.reject(
-        new AztpError(ErrorCodes.AUTHORITY_REMOTE, `remote authorities (baseUrl ${this.config.baseUrl}) are not supported by this version; omit baseUrl to use the embedded authority`),
+        new AztpError(ErrorCodes.AUTHORITY_REMOTE_UNAVAILABLE, `remote authorities (baseUrl ${this.config.baseUrl}) are not supported by this version; omit baseUrl to use the embedded authority`),
       );
     }
     this.#authority ??= EmbeddedAuthority.open(resolve(this.config.home ?? process.env.AZTP_HOME ?? ".aztp"), {
@@ -140,10 +140,10 @@ export class Aztp {
    */
   async secureConnect<T extends object>(agent: T, name: string, options: SecureConnectOptions = {}): Promise<SecuredAgent<T>> {
     if (agent === null || (typeof agent !== "object" && typeof agent !== "function")) {
-      throw new AztpError(ErrorCodes.INVALID_ARGUMENT, "secureConnect needs an agent object (use {} for none)");
+      throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "secureConnect needs an agent object (use {} for none)");
     }
     if (options === null || typeof options !== "object") {
-      throw new AztpError(ErrorCodes.INVALID_ARGUMENT, "secureConnect's options must be an object");
+      throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "secureConnect's options must be an object");
     }
     if (isLangChainAgent(agent)) {
       // An identity attached to an agent whose tool calls go out unsigned would be a lie.
@@ -154,7 +154,7 @@ export class Aztp {
     }
     const authority = await this.authority();
     const linkTo = options.linkTo ?? [];
-    if (!Array.isArray(linkTo)) throw new AztpError(ErrorCodes.INVALID_ARGUMENT, "linkTo must be an array of AZTP IDs");
+    if (!Array.isArray(linkTo)) throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "linkTo must be an array of AZTP IDs");
     const key = await generateWorkloadKey();
     const { record, svid } = await authority.issueIdentity(
       {
@@ -199,7 +199,7 @@ export class Aztp {
     if (typeof subject === "string") return SpiffeId.parse(subject).aztpId;
     if (subject instanceof AgentIdentity) return subject.aztpId;
     if (isSecured(subject)) return subject.identity.aztpId;
-    throw new AztpError(ErrorCodes.INVALID_ARGUMENT, `${what} must be a secured agent, an identity or an AZTP ID`);
+    throw new AztpError(ErrorCodes.ARGUMENT_INVALID, `${what} must be a secured agent, an identity or an AZTP ID`);
   }
 
   /**
@@ -327,7 +327,7 @@ export class Aztp {
     const authority = await this.authority();
     const id = this.idOf(aztpId, "aztpId");
     if (!Array.isArray(options?.actions) || options.actions.length === 0 || !options.actions.every((a) => typeof a === "string")) {
-      throw new AztpError(ErrorCodes.INVALID_ARGUMENT, "checkIdentityPolicyPermissions needs { actions: string[] }");
+      throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "checkIdentityPolicyPermissions needs { actions: string[] }");
     }
     const policies = authority.policiesOf(id, options.policyCode);
     const relations = authority.relations(id);

@@ -155,7 +155,7 @@ export class AgentIdentity extends EventEmitter<IdentityEvents> {
     const chain = Certificate.parsePem(chainPem);
     const leaf = chain[0];
     if (leaf === undefined || !leaf.uriSans.includes(this.spiffeId)) {
-      throw new AztpError(ErrorCodes.INVALID_ARGUMENT, `the new SVID is not for ${this.spiffeId}`);
+      throw new AztpError(ErrorCodes.ARGUMENT_INVALID, `the new SVID is not for ${this.spiffeId}`);
     }
     this.#key = key;
     this.#chain = chain;

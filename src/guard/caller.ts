@@ -79,7 +79,7 @@ export class CallerGuard {
     try {
       prepared = this.sign(call);
     } catch (e) {
-      throw await this.refuse(call, e instanceof AztpError ? e : new AztpError(ErrorCodes.INVALID_ARGUMENT, (e as Error)?.message ?? String(e)));
+      throw await this.refuse(call, e instanceof AztpError ? e : new AztpError(ErrorCodes.ARGUMENT_INVALID, (e as Error)?.message ?? String(e)));
     }
     if (this.mode === "enforce" && this.#o.trust.isRevoked(this.id, "")) {
       // A revoked caller (or one whose parent was revoked: the cascade) sends nothing: its

@@ -40,7 +40,7 @@ export type UnansweredReason = (typeof Unanswered)[keyof typeof Unanswered];
 export function checkMode(mode: unknown): GuardMode {
   if (mode === undefined) return "enforce";
   if (mode !== "enforce" && mode !== "audit") {
-    throw new AztpError(ErrorCodes.INVALID_ARGUMENT, `mode must be "enforce" or "audit", got ${JSON.stringify(mode)}`);
+    throw new AztpError(ErrorCodes.ARGUMENT_INVALID, `mode must be "enforce" or "audit", got ${JSON.stringify(mode)}`);
   }
   return mode;
 }

@@ -9,7 +9,7 @@
  * JSON text parses as Infinity), a non-JSON type, nesting deeper than MAX_JSON_DEPTH. The walk
  * keeps its own stack, so 100,000 levels of nesting are refused at level 65, never a
  * RangeError; the package recurses, but only over what the walk let through. A `__proto__`
- * member is refused too (ERR_JSON_PROTO_KEY): JSON.parse makes it an ordinary member, which
+ * member is refused too (ERR_JSON_PROTO_KEY_NOT_ALLOWED): JSON.parse makes it an ordinary member, which
  * this digest covers, but the MCP SDK's zod parse drops it, so the tool would run on other
  * arguments than were signed and checked (and a result reach the caller without it).
  */
@@ -57,7 +57,7 @@ function wellFormed(s: string): boolean {
   return (s as string & { isWellFormed(): boolean }).isWellFormed();
 }
 
-/** Throws ERR_JSON_UNREPRESENTABLE (or ERR_JSON_PROTO_KEY) naming the first place in `value` JCS cannot carry. */
+/** Throws ERR_JSON_UNREPRESENTABLE (or ERR_JSON_PROTO_KEY_NOT_ALLOWED) naming the first place in `value` JCS cannot carry. */
 export function assertRepresentable(value: unknown, what = "value"): void {
   const stack: Frame[] = [{ value, depth: 0, parent: undefined, key: undefined }];
   for (let frame = stack.pop(); frame !== undefined; frame = stack.pop()) {
@@ -100,7 +100,7 @@ export function assertRepresentable(value: unknown, what = "value"): void {
       const key = keys[i] as string;
       const item: unknown = (v as Record<string, unknown>)[key];
       if (key === "__proto__") {
-        fail({ value: item, depth: frame.depth + 1, parent: frame, key }, what, "is a __proto__ member, which the MCP SDK drops when it parses a message: what was signed would not be what is used", ErrorCodes.JSON_PROTO_KEY);
+        fail({ value: item, depth: frame.depth + 1, parent: frame, key }, what, "is a __proto__ member, which the MCP SDK drops when it parses a message: what was signed would not be what is used", ErrorCodes.JSON_PROTO_KEY_NOT_ALLOWED);
       }
       if (!wellFormed(key)) fail({ value: item, depth: frame.depth + 1, parent: frame, key }, what, "is a key with a lone surrogate, which JSON text (RFC 8785) cannot carry");
       if (item !== undefined) stack.push({ value: item, depth: frame.depth + 1, parent: frame, key });

@@ -66,7 +66,7 @@ function narrows(wide: readonly string[], narrow: readonly string[]): boolean {
 function checkPatterns(what: string, value: unknown): string[] {
   if (value === undefined) return ["*"];
   if (!Array.isArray(value) || value.length === 0 || !value.every((v) => typeof v === "string" && v.length > 0 && v.length <= 512)) {
-    throw new AztpError(ErrorCodes.INVALID_ARGUMENT, `delegation scope ${what} must be a non-empty list of patterns`);
+    throw new AztpError(ErrorCodes.ARGUMENT_INVALID, `delegation scope ${what} must be a non-empty list of patterns`);
   }
   return (value as string[]).map(normalizeId);
 }
@@ -80,10 +80,10 @@ export function delegate(parent: SignerLike, childAztpId: string, scope: Delegat
   const child = SpiffeId.parse(childAztpId).toString();
   const depth = scope.depth ?? 0;
   if (!Number.isSafeInteger(depth) || depth < 0 || depth >= MAX_DELEGATION_CHAIN) {
-    throw new AztpError(ErrorCodes.INVALID_ARGUMENT, `delegation depth must be a whole number from 0 to ${MAX_DELEGATION_CHAIN - 1}`);
+    throw new AztpError(ErrorCodes.ARGUMENT_INVALID, `delegation depth must be a whole number from 0 to ${MAX_DELEGATION_CHAIN - 1}`);
   }
   const ttl = scope.ttlSeconds ?? DEFAULT_DELEGATION_TTL_SECONDS;
-  if (!(ttl > 0)) throw new AztpError(ErrorCodes.INVALID_ARGUMENT, "delegation ttlSeconds must be positive");
+  if (!(ttl > 0)) throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "delegation ttlSeconds must be positive");
   const iat = Math.floor(Date.now() / 1000);
   const claims: DelegationClaims = {
     iss: signer.id.toString(),

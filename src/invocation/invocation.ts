@@ -83,12 +83,12 @@ export function signInvocation(identity: SignerLike, options: SignInvocationOpti
 export function createInvocation(identity: SignerLike, options: SignInvocationOptions): { token: string; claims: InvocationClaims } {
   const signer = signerOf(identity);
   if (typeof options.tool !== "string" || options.tool.length === 0) {
-    throw new AztpError(ErrorCodes.INVALID_ARGUMENT, "signInvocation needs a tool name");
+    throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "signInvocation needs a tool name");
   }
   const aud = SpiffeId.parse(options.audience).toString();
   const ttl = options.ttlSeconds ?? DEFAULT_INVOCATION_TTL_SECONDS;
   if (!(ttl > 0 && ttl <= MAX_INVOCATION_LIFETIME_SECONDS)) {
-    throw new AztpError(ErrorCodes.INVALID_ARGUMENT, `ttlSeconds must be in (0, ${MAX_INVOCATION_LIFETIME_SECONDS}]`);
+    throw new AztpError(ErrorCodes.ARGUMENT_INVALID, `ttlSeconds must be in (0, ${MAX_INVOCATION_LIFETIME_SECONDS}]`);
   }
   const iat = Math.floor((options.now?.getTime() ?? Date.now()) / 1000);
   const iss = signer.id.toString();
@@ -106,7 +106,7 @@ export function createInvocation(identity: SignerLike, options: SignInvocationOp
   if (options.traceId !== undefined) claims.trace = options.traceId;
   if (options.toolCallId !== undefined) {
     if (typeof options.toolCallId !== "string" || options.toolCallId.length === 0 || options.toolCallId.length > MAX_TOOL_CALL_ID_LENGTH) {
-      throw new AztpError(ErrorCodes.INVALID_ARGUMENT, `toolCallId must be a string of 1 to ${MAX_TOOL_CALL_ID_LENGTH} characters`);
+      throw new AztpError(ErrorCodes.ARGUMENT_INVALID, `toolCallId must be a string of 1 to ${MAX_TOOL_CALL_ID_LENGTH} characters`);
     }
     claims.tcid = options.toolCallId;
   }
@@ -156,7 +156,7 @@ function audienceOf(audience: string): string {
   try {
     return SpiffeId.parse(audience).toString();
   } catch (e) {
-    throw new AztpError(ErrorCodes.INVALID_ARGUMENT, "verifyInvocation: audience is not a valid SPIFFE/AZTP ID", { cause: e });
+    throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "verifyInvocation: audience is not a valid SPIFFE/AZTP ID", { cause: e });
   }
 }
 
@@ -207,8 +207,8 @@ export async function verifyInvocation(token: unknown, options: VerifyInvocation
   // The access token this call came with, when the token binds one (WIMSE `ath`): a token
   // lifted from one OAuth session cannot ride along with another.
   if (c.ath !== undefined) {
-    if (options.accessToken === undefined) reject(ErrorCodes.INVOCATION_ACCESS_TOKEN, "the token is bound to an access token (ath), but the call carried none", "access_token");
-    if (c.ath !== tokenHash(options.accessToken)) reject(ErrorCodes.INVOCATION_ACCESS_TOKEN, "the call's access token is not the one the token is bound to (ath)", "access_token");
+    if (options.accessToken === undefined) reject(ErrorCodes.INVOCATION_ACCESS_TOKEN_MISMATCH, "the token is bound to an access token (ath), but the call carried none", "access_token");
+    if (c.ath !== tokenHash(options.accessToken)) reject(ErrorCodes.INVOCATION_ACCESS_TOKEN_MISMATCH, "the call's access token is not the one the token is bound to (ath)", "access_token");
   }
 
   // Remember the token only once its signature, identity, binding and time checked out, so a

@@ -17,7 +17,7 @@ export { PROOF_TYP } from "./token-kinds.js";
 
 export function signPossessionProof(identity: SignerLike, options: { nonce: string; audience?: string }): string {
   if (typeof options.nonce !== "string" || options.nonce.length < 16 || options.nonce.length > 256) {
-    throw new AztpError(ErrorCodes.INVALID_ARGUMENT, "a possession proof needs a nonce of 16 to 256 characters");
+    throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "a possession proof needs a nonce of 16 to 256 characters");
   }
   const signer = signerOf(identity);
   const iat = Math.floor(Date.now() / 1000);

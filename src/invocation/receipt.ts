@@ -117,7 +117,7 @@ export function verifyReceipt(receipt: unknown, options: VerifyReceiptOptions): 
   // the caller's audit and the application disagree on what happened.
   const isError = options.isError ?? (typeof options.result === "object" && options.result !== null && (options.result as { isError?: unknown }).isError === true);
   if (isError !== (c.status !== "ok")) {
-    fail(ErrorCodes.RECEIPT_STATUS, `its status is "${c.status}", but the answer received is ${isError ? "an error" : "a success result"}`, "status");
+    fail(ErrorCodes.RECEIPT_STATUS_MISMATCH, `its status is "${c.status}", but the answer received is ${isError ? "an error" : "a success result"}`, "status");
   }
   return { claims: c as ReceiptClaims, signer: signer.spiffeId, serial: signer.serial };
 }

@@ -55,13 +55,13 @@ export const INVOCATION_KIND: TokenKind = {
   // Invocations keep one code per rule: integrations and their tests tell the failures apart by code.
   codes: oneCode(ErrorCodes.INVOCATION_MALFORMED, {
     missing: ErrorCodes.INVOCATION_MISSING,
-    alg: ErrorCodes.INVOCATION_ALG,
+    alg: ErrorCodes.INVOCATION_ALG_NOT_ALLOWED,
     chain: ErrorCodes.INVOCATION_UNTRUSTED,
-    signature: ErrorCodes.INVOCATION_SIGNATURE,
+    signature: ErrorCodes.INVOCATION_SIGNATURE_INVALID,
     issuer: ErrorCodes.INVOCATION_ISSUER_MISMATCH,
     revoked: ErrorCodes.INVOCATION_REVOKED,
-    audience: ErrorCodes.INVOCATION_AUDIENCE,
-    lifetime: ErrorCodes.INVOCATION_LIFETIME,
+    audience: ErrorCodes.INVOCATION_AUDIENCE_MISMATCH,
+    lifetime: ErrorCodes.INVOCATION_LIFETIME_TOO_LONG,
     expired: ErrorCodes.INVOCATION_EXPIRED,
     too_old: ErrorCodes.INVOCATION_EXPIRED,
     not_yet_valid: ErrorCodes.INVOCATION_NOT_YET_VALID,

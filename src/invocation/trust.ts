@@ -78,7 +78,7 @@ export class Trust {
    * path this replaces a 3 KB base64 decode, a JSON parse and the chain lookup by one map
    * lookup plus the checks that can change: the bundle is still the same object, and the
    * chain is inside its validity window. Throws the decoder's errors (ERR_JWT_*) for a bad
-   * header and the X.509 errors (ERR_X509SVID_*, ERR_CERT_PARSE, ...) for a bad chain; the
+   * header and the X.509 errors (ERR_X509SVID_*, ERR_CERT_MALFORMED, ...) for a bad chain; the
    * caller maps them to its own codes.
    */
   resolveHeader(segment: string, algorithms: readonly JwsAlgorithm[], time: Date): ResolvedHeader {

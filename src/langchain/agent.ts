@@ -89,12 +89,12 @@ export interface SubAgentSpec {
  */
 export function subAgent(spec: { name: string; description: string; scope?: SubAgentScope } & Omit<SecureAgentParams, "client" | "name">): SubAgentSpec {
   const { name, description, scope, ...params } = spec;
-  if (typeof name !== "string" || name.length === 0) throw new AztpError(ErrorCodes.INVALID_ARGUMENT, "subAgent needs a name");
-  if (typeof description !== "string") throw new AztpError(ErrorCodes.INVALID_ARGUMENT, "subAgent needs a description (the orchestrator's model reads it)");
+  if (typeof name !== "string" || name.length === 0) throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "subAgent needs a name");
+  if (typeof description !== "string") throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "subAgent needs a description (the orchestrator's model reads it)");
   const ttl = scope?.ttlSeconds;
   if (ttl !== undefined && !(typeof ttl === "number" && ttl >= MIN_SUB_AGENT_TTL_SECONDS)) {
     // A shorter link would be outlived by the tokens signed under it (every call refused).
-    throw new AztpError(ErrorCodes.INVALID_ARGUMENT, `subAgent scope.ttlSeconds must be at least ${MIN_SUB_AGENT_TTL_SECONDS}: a link is renewed a minute before it lapses, and must outlive each call's token (up to ${MAX_INVOCATION_LIFETIME_SECONDS} s)`);
+    throw new AztpError(ErrorCodes.ARGUMENT_INVALID, `subAgent scope.ttlSeconds must be at least ${MIN_SUB_AGENT_TTL_SECONDS}: a link is renewed a minute before it lapses, and must outlive each call's token (up to ${MAX_INVOCATION_LIFETIME_SECONDS} s)`);
   }
   return { [SPEC]: true, name, description, params, scope };
 }
@@ -163,10 +163,10 @@ interface Built {
 
 async function build(params: SecureAgentParams, parentId: string | undefined, level: number): Promise<Built> {
   const { client, name, identity: given, tools = [], mode, audit, middleware = [], ...rest } = params;
-  if (level >= MAX_DELEGATION_CHAIN) throw new AztpError(ErrorCodes.INVALID_ARGUMENT, `sub-agents nest at most ${MAX_DELEGATION_CHAIN - 1} levels deep`);
-  if (client === undefined || typeof client.secureConnect !== "function") throw new AztpError(ErrorCodes.INVALID_ARGUMENT, "createSecureAgent needs { client } (from aztp.initialize())");
-  if (!Array.isArray(tools)) throw new AztpError(ErrorCodes.INVALID_ARGUMENT, "tools must be an array");
-  if (given !== undefined && given.name !== name) throw new AztpError(ErrorCodes.INVALID_ARGUMENT, `the identity given is ${given.aztpId}, not one named ${JSON.stringify(name)}`);
+  if (level >= MAX_DELEGATION_CHAIN) throw new AztpError(ErrorCodes.ARGUMENT_INVALID, `sub-agents nest at most ${MAX_DELEGATION_CHAIN - 1} levels deep`);
+  if (client === undefined || typeof client.secureConnect !== "function") throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "createSecureAgent needs { client } (from aztp.initialize())");
+  if (!Array.isArray(tools)) throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "tools must be an array");
+  if (given !== undefined && given.name !== name) throw new AztpError(ErrorCodes.ARGUMENT_INVALID, `the identity given is ${given.aztpId}, not one named ${JSON.stringify(name)}`);
   const identity = given ?? (await client.secureConnect({}, name, parentId !== undefined ? { parentIdentity: parentId } : {})).identity;
   const node: Node = { identity, needs: { tools: new Set(), servers: new Set() }, explicit: undefined, children: [], delegation: ROOT };
   // The delegation is read per call, so the middleware can exist before it is signed.
@@ -237,7 +237,7 @@ async function subAgentTool(spec: SubAgentSpec, child: SecureReactAgent, parent:
  * `.identity`, `.aztpGuard` and `.subAgents`.
  */
 export async function createSecureAgent(params: SecureAgentParams): Promise<SecureReactAgent> {
-  if (params === null || typeof params !== "object") throw new AztpError(ErrorCodes.INVALID_ARGUMENT, "createSecureAgent takes { client, name, model, tools, ... }");
+  if (params === null || typeof params !== "object") throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "createSecureAgent takes { client, name, model, tools, ... }");
   const { agent, node } = await build(params, undefined, 0);
   for (const child of node.children) sign(child, node);
   return agent;

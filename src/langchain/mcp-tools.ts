@@ -41,7 +41,7 @@ function bindingOf(client: unknown): ServerBinding | undefined {
 export async function loadMcpTools(serverName: string, client: Client, options?: LoadMcpToolsOptions): Promise<StructuredToolInterface[]> {
   const binding = bindingOf(client);
   if (binding === undefined) {
-    throw new AztpError(ErrorCodes.INVALID_ARGUMENT, `loadMcpTools needs a client made with secureMcpClient (the client for ${serverName} is not): its tools' calls would go out unsigned`);
+    throw new AztpError(ErrorCodes.ARGUMENT_INVALID, `loadMcpTools needs a client made with secureMcpClient (the client for ${serverName} is not): its tools' calls would go out unsigned`);
   }
   const tools = await loadAdapterTools(serverName, client, options);
   return tools.map((t) => mark(t, binding));
@@ -107,11 +107,11 @@ export class SecureMultiServerMCPClient extends MultiServerMCPClient {
     const self = new SecureMultiServerMCPClient(config);
     let identity = options.identity;
     if (identity === undefined) {
-      if (options.client === undefined) throw new AztpError(ErrorCodes.INVALID_ARGUMENT, "SecureMultiServerMCPClient needs { client, name } or { identity, trust }");
+      if (options.client === undefined) throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "SecureMultiServerMCPClient needs { client, name } or { identity, trust }");
       identity = (await options.client.secureConnect({}, options.name ?? "langchain-mcp-client")).identity;
     }
     const trust = options.trust ?? (await options.client?.trust());
-    if (trust === undefined) throw new AztpError(ErrorCodes.INVALID_ARGUMENT, "SecureMultiServerMCPClient needs a trust (or a client to take it from)");
+    if (trust === undefined) throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "SecureMultiServerMCPClient needs a trust (or a client to take it from)");
     const audit = await auditFor(identity, options.audit, "SecureMultiServerMCPClient");
     const guard = new CallerGuard({ identity, trust, mode: options.mode ?? "enforce", ...(audit ? { audit } : {}) });
     const secureFor = (serverName: string): Secure => (client, transport) => {
@@ -124,7 +124,7 @@ export class SecureMultiServerMCPClient extends MultiServerMCPClient {
     for (const name of CONNECTING_METHODS) {
       const base = methods[name];
       if (typeof base !== "function") {
-        throw new AztpError(ErrorCodes.INVALID_ARGUMENT, `this version of @langchain/mcp-adapters has no ${name}, so its connections cannot be secured: use 1.1.x, or loadMcpTools with secureMcpClient`);
+        throw new AztpError(ErrorCodes.ARGUMENT_INVALID, `this version of @langchain/mcp-adapters has no ${name}, so its connections cannot be secured: use 1.1.x, or loadMcpTools with secureMcpClient`);
       }
       Object.defineProperty(self, name, {
         value: (serverName: string, ...rest: unknown[]) => securingScope.run(secureFor(serverName), () => (base as (...a: unknown[]) => unknown).call(self, serverName, ...rest)),

@@ -93,7 +93,7 @@ function sameAnswer(given: unknown, shown: ToolMessage): boolean {
 export async function createSecureMiddleware(options: SecureMiddlewareOptions): Promise<SecureMiddleware> {
   const { identity, client } = options;
   const trust = options.trust ?? (await client?.trust());
-  if (trust === undefined) throw new AztpError(ErrorCodes.INVALID_ARGUMENT, "the secure middleware needs a trust (or a client to take it from)");
+  if (trust === undefined) throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "the secure middleware needs a trust (or a client to take it from)");
   const audit = await auditFor(identity, options.audit, "secureAgent");
   const guard = new CallerGuard({ identity, trust, mode: options.mode ?? "enforce", ...(audit ? { audit } : {}) });
   const delegation: DelegationSource | undefined = Array.isArray(options.delegation)
@@ -142,7 +142,7 @@ export async function createSecureMiddleware(options: SecureMiddlewareOptions): 
     try {
       prepared = await sign(call, tool.identity.spiffeId);
     } catch (e) {
-      return refusal(call, tool.aztpId, asError(e, ErrorCodes.INVALID_ARGUMENT));
+      return refusal(call, tool.aztpId, asError(e, ErrorCodes.ARGUMENT_INVALID));
     }
     const acting: ActingCaller = { guard, toolCallId: call.id ?? "", local: { audience: tool.aztpId, token: prepared.token }, ...(prepared.claims.dlg ? { delegation: prepared.claims.dlg } : {}) };
     let answer: unknown;

@@ -230,16 +230,16 @@ export function isSecuredTool(value: unknown): value is SecuredTool {
  */
 export async function secureTool(tool: StructuredToolInterface, options: SecureToolOptions): Promise<SecuredTool> {
   if (tool === null || typeof tool !== "object" || typeof tool.invoke !== "function" || typeof tool.name !== "string") {
-    throw new AztpError(ErrorCodes.INVALID_ARGUMENT, "secureTool needs a LangChain tool (a StructuredTool, or what tool() returns)");
+    throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "secureTool needs a LangChain tool (a StructuredTool, or what tool() returns)");
   }
-  if (isSecuredTool(tool)) throw new AztpError(ErrorCodes.INVALID_ARGUMENT, `the tool ${tool.name} is already secured (as ${tool.aztpId})`);
+  if (isSecuredTool(tool)) throw new AztpError(ErrorCodes.ARGUMENT_INVALID, `the tool ${tool.name} is already secured (as ${tool.aztpId})`);
   let identity = options.identity;
   if (identity === undefined) {
-    if (options.client === undefined || options.name === undefined) throw new AztpError(ErrorCodes.INVALID_ARGUMENT, "secureTool needs { client, name } or { identity }");
+    if (options.client === undefined || options.name === undefined) throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "secureTool needs { client, name } or { identity }");
     identity = (await options.client.secureConnect({}, options.name, options.parentIdentity !== undefined ? { parentIdentity: options.parentIdentity } : {})).identity;
   }
   const trust = options.trust ?? (await options.client?.trust());
-  if (trust === undefined) throw new AztpError(ErrorCodes.INVALID_ARGUMENT, "secureTool needs a trust (or a client to take it from)");
+  if (trust === undefined) throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "secureTool needs a trust (or a client to take it from)");
   const guard = await servingGuard(identity, {
     trust,
     authority: options.client !== undefined ? await options.client.authority() : undefined,

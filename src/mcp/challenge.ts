@@ -4,7 +4,7 @@
  * audience. The server checks it the moment it arrives: a malformed one used to reach
  * signPossessionProof only when the answer was on its way out, where the throw left the
  * initialize unanswered and the client waiting for ever. Now it is answered at once, with
- * ERR_CHALLENGE_INVALID.
+ * ERR_MCP_CHALLENGE_INVALID.
  */
 import { randomBytes } from "node:crypto";
 import { AztpError, ErrorCodes } from "../errors.js";
@@ -27,10 +27,10 @@ export function newChallenge(client: string): Challenge {
 }
 
 function invalid(why: string): never {
-  throw new AztpError(ErrorCodes.CHALLENGE_INVALID, `the ${"io.aztp/challenge"} of this handshake ${why}: send { nonce: 16 to 256 base64url characters, client: your SPIFFE ID }`);
+  throw new AztpError(ErrorCodes.MCP_CHALLENGE_INVALID, `the ${"io.aztp/challenge"} of this handshake ${why}: send { nonce: 16 to 256 base64url characters, client: your SPIFFE ID }`);
 }
 
-/** The challenge `value` holds, or ERR_CHALLENGE_INVALID naming what is wrong with it. */
+/** The challenge `value` holds, or ERR_MCP_CHALLENGE_INVALID naming what is wrong with it. */
 export function parseChallenge(value: unknown): Challenge {
   if (!isObject(value)) invalid(`is ${value === null ? "null" : Array.isArray(value) ? "an array" : `a ${typeof value}`}, not an object`);
   const { nonce, client } = value;

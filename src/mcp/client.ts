@@ -74,12 +74,12 @@ export class ServerBinding {
 function sdkAnswer(id: RequestId, message: JSONRPCResultResponse | JSONRPCErrorResponse, what: string): { answer: JSONRPCMessage; invalid?: AztpError } {
   const answer = ("result" in message ? { jsonrpc: "2.0", id, result: message.result } : { jsonrpc: "2.0", id, error: message.error }) as JSONRPCMessage;
   if (sdkTakesAsResponse(answer)) return { answer };
-  const invalid = new AztpError(ErrorCodes.MESSAGE_INVALID, `the answer to ${what} is not one the MCP SDK reads as an answer (a result _meta or error it rejects), so it is refused`);
+  const invalid = new AztpError(ErrorCodes.MCP_MESSAGE_INVALID, `the answer to ${what} is not one the MCP SDK reads as an answer (a result _meta or error it rejects), so it is refused`);
   return { answer: errorResponse(id, invalid), invalid };
 }
 
 function ambiguous(what: string): AztpError {
-  return new AztpError(ErrorCodes.MESSAGE_INVALID, `the answer to ${what} carries both a result and an error, which JSON-RPC forbids and which could be read either way`);
+  return new AztpError(ErrorCodes.MCP_MESSAGE_INVALID, `the answer to ${what} carries both a result and an error, which JSON-RPC forbids and which could be read either way`);
 }
 
 /** The answer without the receipt in its result's `_meta` (and without a `_meta` left empty). */
@@ -215,7 +215,7 @@ export function clientHooks(
         if (isList || guard.mode === "audit") return message; // nothing to address a token to
         const refused = await guard.refuse(
           { tool: params.name as string, args: argumentsOf(params), ...(acting?.toolCallId !== undefined ? { toolCallId: acting.toolCallId } : {}) },
-          new AztpError(ErrorCodes.INVOCATION_AUDIENCE, "the server has not proven an AZTP identity, so there is no audience to sign for: connect to a secured server, or pass serverId"),
+          new AztpError(ErrorCodes.INVOCATION_AUDIENCE_MISMATCH, "the server has not proven an AZTP identity, so there is no audience to sign for: connect to a secured server, or pass serverId"),
         );
         // Recorded here: the agent's middleware must not record it again as never signed.
         if (acting !== undefined) acting.outcome = { audience: "unknown", tool: params.name as string, status: "denied", code: refused.code, message: refused.message };
@@ -281,7 +281,7 @@ export function clientHooks(
       // Handed on only once settled: receipt checked, entry written.
       settling.set(call.id, true);
       void callAnswer(call.id, call.value, message)
-        .catch((e: unknown) => errorResponse(call.id, e instanceof AztpError ? e : new AztpError(ErrorCodes.HOOK_FAILED, `settling the answer failed: ${(e as Error)?.message ?? String(e)}`)))
+        .catch((e: unknown) => errorResponse(call.id, e instanceof AztpError ? e : new AztpError(ErrorCodes.MCP_HOOK_FAILED, `settling the answer failed: ${(e as Error)?.message ?? String(e)}`)))
         .then((answer) => {
           settling.delete(call.id);
           deliver(answer);

@@ -83,7 +83,7 @@ async function readBody(req: IncomingMessage, limit: number): Promise<unknown> {
   let size = 0;
   for await (const chunk of req) {
     size += (chunk as Buffer).length;
-    if (size > limit) throw new AztpError(ErrorCodes.INVALID_ARGUMENT, `request body over ${limit} bytes`);
+    if (size > limit) throw new AztpError(ErrorCodes.ARGUMENT_INVALID, `request body over ${limit} bytes`);
     chunks.push(chunk as Buffer);
   }
   return JSON.parse(Buffer.concat(chunks).toString("utf8"));
@@ -101,14 +101,14 @@ function serve(transport: StreamableHTTPServerTransport, req: IncomingMessage, r
  */
 export async function serveMcpHttp(listen: URL | string, onSession: (transport: StreamableHTTPServerTransport) => Promise<void>, options: McpHttpOptions = {}): Promise<McpHttpServer> {
   const url = new URL(listen);
-  if (url.protocol !== "http:") throw new AztpError(ErrorCodes.INVALID_ARGUMENT, `listen URL must be http://host:port, got ${url.href}`);
+  if (url.protocol !== "http:") throw new AztpError(ErrorCodes.ARGUMENT_INVALID, `listen URL must be http://host:port, got ${url.href}`);
   const path = options.path ?? (url.pathname === "/" ? "/mcp" : url.pathname);
   const allowed = options.allowedHosts ?? defaultAllowedHosts(url);
   const limit = options.maxBodyBytes ?? 4 * 1024 * 1024;
   const idleMs = options.sessionIdleMs ?? DEFAULT_SESSION_IDLE_MS;
   const maxSessions = options.maxSessions ?? DEFAULT_MAX_SESSIONS;
   if (!(idleMs > 0) || !Number.isInteger(maxSessions) || maxSessions < 1) {
-    throw new AztpError(ErrorCodes.INVALID_ARGUMENT, "sessionIdleMs must be positive and maxSessions a whole number of at least 1");
+    throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "sessionIdleMs must be positive and maxSessions a whole number of at least 1");
   }
   const sessions = new Map<string, Session>();
   let starting = 0; // initialize requests admitted whose session is not in `sessions` yet

@@ -20,9 +20,9 @@ export async function identify<T extends object>(
   let secured: SecuredAgent<T>;
   if (options.identity) secured = attachIdentity(target, options.identity);
   else if (options.client && options.name) secured = await options.client.secureConnect(target, options.name);
-  else throw new AztpError(ErrorCodes.INVALID_ARGUMENT, `${what} needs { client, name } or { identity, trust }`);
+  else throw new AztpError(ErrorCodes.ARGUMENT_INVALID, `${what} needs { client, name } or { identity, trust }`);
   const trust = options.trust ?? (options.client ? await options.client.trust() : undefined);
-  if (!trust) throw new AztpError(ErrorCodes.INVALID_ARGUMENT, `${what} needs a trust (or a client to take it from)`);
+  if (!trust) throw new AztpError(ErrorCodes.ARGUMENT_INVALID, `${what} needs a trust (or a client to take it from)`);
   const authority = options.client ? await options.client.authority() : undefined;
   return { secured, trust, authority };
 }

@@ -17,14 +17,14 @@ function asError(error: unknown): Error {
 /**
  * The error answer for request `id` when a hook threw on its way: an AztpError keeps its code
  * (as every AZTP refusal carries it, in `data.code`); anything else is an internal error
- * marked ERR_HOOK_FAILED.
+ * marked ERR_MCP_HOOK_FAILED.
  */
 export function hookFailure(id: RequestId, error: unknown): JSONRPCMessage {
   if (error instanceof AztpError) {
     return { jsonrpc: "2.0", id, error: { code: AZTP_REFUSED, message: `AZTP refused [${error.code}]: ${error.message}`, data: { code: error.code, message: error.message } } };
   }
   const message = asError(error).message;
-  return { jsonrpc: "2.0", id, error: { code: -32603, message: `internal error in an AZTP hook: ${message}`, data: { code: ErrorCodes.HOOK_FAILED, message } } };
+  return { jsonrpc: "2.0", id, error: { code: -32603, message: `internal error in an AZTP hook: ${message}`, data: { code: ErrorCodes.MCP_HOOK_FAILED, message } } };
 }
 
 export interface MessageHooks {

@@ -14,7 +14,7 @@
  *   start, and it is the one the client talks to: it is not spawned a second time to be
  *   probed (that could have side effects, and costs a start-up). It is watched instead: if it
  *   exits while the client is still connected, at any time, the proxy stops and `closed`
- *   resolves with ERR_UPSTREAM_FAILED saying how it ended, whether it had answered initialize
+ *   resolves with ERR_MCP_UPSTREAM_FAILED saying how it ended, whether it had answered initialize
  *   yet, and the end of its stderr. No time window is involved.
  * - listening on HTTP, an upstream is made per session, so nothing would run until a client
  *   came: the proxy probes it at start (spawns it once, or reaches the URL, and completes an
@@ -72,7 +72,7 @@ export interface McpProxy {
   readonly url: URL | undefined;
   /**
    * Resolves when the proxy has stopped (stdio: when either side closes): with
-   * ERR_UPSTREAM_FAILED when its upstream ended it (exited while a stdio client was still
+   * ERR_MCP_UPSTREAM_FAILED when its upstream ended it (exited while a stdio client was still
    * connected), with undefined when the client left or close() was called.
    */
   readonly closed: Promise<AztpError | undefined>;
@@ -91,13 +91,13 @@ function upstreamTransport(upstream: Upstream, forwardStderr = true): Streamable
   });
 }
 
-/** How a spawned upstream ended, and what it printed last, for ERR_UPSTREAM_FAILED. */
+/** How a spawned upstream ended, and what it printed last, for ERR_MCP_UPSTREAM_FAILED. */
 function upstreamEnded(up: UpstreamProcessTransport, when: string): AztpError {
   const end = up.end;
   const how = end === undefined ? "closed its output" : end.signal ? `was killed by ${end.signal}` : `exited with code ${end.code}`;
   const tail = up.stderrTail().trimEnd();
   const printed = tail ? `; the end of its stderr:\n${tail}` : "; it wrote nothing to stderr";
-  return new AztpError(ErrorCodes.UPSTREAM_FAILED, `the upstream MCP server (${up.commandLine}) ${how} ${when}${printed}`);
+  return new AztpError(ErrorCodes.MCP_UPSTREAM_FAILED, `the upstream MCP server (${up.commandLine}) ${how} ${when}${printed}`);
 }
 
 /**
@@ -120,9 +120,9 @@ async function probeUpstream(upstream: Upstream, timeoutMs: number): Promise<voi
       if (transport.end === undefined) await Promise.race([transport.ended, new Promise((r) => setTimeout(r, 2_000).unref())]);
       if (transport.end !== undefined) throw upstreamEnded(transport, "at start, before it answered initialize");
       const tail = transport.stderrTail().trimEnd();
-      throw new AztpError(ErrorCodes.UPSTREAM_FAILED, `the upstream MCP server (${transport.commandLine}) failed at start: ${describeError(e)}${tail ? `; the end of its stderr:\n${tail}` : ""}`, { cause: e });
+      throw new AztpError(ErrorCodes.MCP_UPSTREAM_FAILED, `the upstream MCP server (${transport.commandLine}) failed at start: ${describeError(e)}${tail ? `; the end of its stderr:\n${tail}` : ""}`, { cause: e });
     }
-    throw new AztpError(ErrorCodes.UPSTREAM_FAILED, `the upstream MCP server at ${(upstream as { url: string }).url} cannot be reached: ${describeError(e)}`, { cause: e });
+    throw new AztpError(ErrorCodes.MCP_UPSTREAM_FAILED, `the upstream MCP server at ${(upstream as { url: string }).url} cannot be reached: ${describeError(e)}`, { cause: e });
   } finally {
     clearTimeout(timer);
     if (transport instanceof StreamableHTTPClientTransport) await transport.terminateSession().catch(() => undefined);
@@ -232,7 +232,7 @@ async function pump(downstream: Transport, upstream: Transport): Promise<Pumped>
 
 export async function startMcpProxy(options: McpProxyOptions): Promise<McpProxy> {
   if (!options.upstream || (!("url" in options.upstream) && !options.upstream.command)) {
-    throw new AztpError(ErrorCodes.INVALID_ARGUMENT, "the proxy needs an upstream: { command, args } or { url }");
+    throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "the proxy needs an upstream: { command, args } or { url }");
   }
   const listen = options.listen ?? "stdio";
   const stdio = listen === "stdio";

@@ -228,7 +228,7 @@ class ServerConnection implements MessageHooks {
     const params = isObject(message.params) ? message.params : {};
     const meta = isObject(params._meta) ? params._meta : {};
     if (this.#pending.has(id)) {
-      const error = new AztpError(ErrorCodes.REQUEST_ID_IN_USE, `request id ${describeClaim(id, 64)} is already in use by a request in flight on this connection`);
+      const error = new AztpError(ErrorCodes.MCP_REQUEST_ID_IN_USE, `request id ${describeClaim(id, 64)} is already in use by a request in flight on this connection`);
       // Not through #answer(): the request in flight under this id is still waiting for its own.
       if (message.method === "tools/call" && typeof params.name === "string") {
         void guard
@@ -278,7 +278,7 @@ class ServerConnection implements MessageHooks {
     // not be admitted: its token would be used up, the call audited as allowed and left
     // unanswered, its caller waiting. It is refused at once instead.
     if (!sdkTakesAsRequest(message)) {
-      const error = new AztpError(ErrorCodes.MESSAGE_INVALID, "this tools/call has members the MCP SDK rejects (an unknown member, or a _meta its schema does not accept), so the server would never run or answer it");
+      const error = new AztpError(ErrorCodes.MCP_MESSAGE_INVALID, "this tools/call has members the MCP SDK rejects (an unknown member, or a _meta its schema does not accept), so the server would never run or answer it");
       void guard
         .refuse({ tool: params.name, args: argumentsOf(params), token: meta[INVOCATION_META_KEY] }, error)
         .then((settled) => this.#answer(reply, settledRefusal(id, error, settled)))

@@ -97,7 +97,7 @@ export class UpstreamProcessTransport implements Transport {
       });
       child.on("error", (e: NodeJS.ErrnoException) => {
         if (!spawned) {
-          reject(new AztpError(ErrorCodes.UPSTREAM_FAILED, `cannot start the upstream ${this.commandLine}: ${e.code ?? e.message}`, { cause: e }));
+          reject(new AztpError(ErrorCodes.MCP_UPSTREAM_FAILED, `cannot start the upstream ${this.commandLine}: ${e.code ?? e.message}`, { cause: e }));
         } else this.onerror?.(e);
       });
       child.once("exit", (code, signal) => {

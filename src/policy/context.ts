@@ -97,11 +97,11 @@ export function buildPolicyContext(input: PolicyContextInput): Record<string, un
   const caller = asId(input.caller);
   const time = input.time === undefined ? new Date() : new Date(input.time);
   if (Number.isNaN(time.getTime())) {
-    throw new AztpError(ErrorCodes.INVALID_ARGUMENT, "policy context: time is not a valid date");
+    throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "policy context: time is not a valid date");
   }
   const depth = input.delegationDepth ?? 0;
   if (!Number.isSafeInteger(depth) || depth < 0) {
-    throw new AztpError(ErrorCodes.INVALID_ARGUMENT, "policy context: delegationDepth must be a whole number >= 0");
+    throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "policy context: delegationDepth must be a whole number >= 0");
   }
   const ctx: Record<string, unknown> = {
     "aztp:caller": caller.toString(),

@@ -137,7 +137,7 @@ export class CompiledPolicies {
   evaluate(request: PolicyRequest): PolicyDecision {
     const { principal, action, resource } = request;
     if (typeof principal !== "string" || typeof action !== "string" || typeof resource !== "string") {
-      throw new AztpError(ErrorCodes.INVALID_ARGUMENT, "policy request needs string principal, action and resource");
+      throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "policy request needs string principal, action and resource");
     }
     const p = normalizeId(principal);
     const a = action.toLowerCase();
@@ -161,7 +161,7 @@ export class CompiledPolicies {
  */
 export function compilePolicies(policies: readonly PolicyDocument[]): CompiledPolicies {
   if (!Array.isArray(policies)) {
-    throw new AztpError(ErrorCodes.INVALID_ARGUMENT, "compilePolicies expects a list of policy documents");
+    throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "compilePolicies expects a list of policy documents");
   }
   return new CompiledPolicies(policies);
 }

@@ -266,7 +266,7 @@ function inferTrustDomain(authorities: readonly Certificate[]): string {
   const [only] = found;
   if (only === undefined) {
     throw new AztpError(
-      ErrorCodes.INVALID_ARGUMENT,
+      ErrorCodes.ARGUMENT_INVALID,
       "cannot infer the bundle's trust domain: no authority has a spiffe:// URI SAN; give the trust domain explicitly",
     );
   }
@@ -281,7 +281,7 @@ function parsePemAuthorities(pem: string | Buffer): Certificate[] {
   const certs = blocks.filter((b) => b.type === "CERTIFICATE");
   if (certs.length === 0) {
     const types = [...new Set(blocks.map((b) => b.type))].join(", ");
-    throw new AztpError(ErrorCodes.PEM_NO_BLOCKS, `no CERTIFICATE PEM blocks found (found ${types})`);
+    throw new AztpError(ErrorCodes.PEM_BLOCKS_MISSING, `no CERTIFICATE PEM blocks found (found ${types})`);
   }
   return certs.map((b) => Certificate.fromDer(b.der));
 }
@@ -300,7 +300,7 @@ function readJwks(json: string | object): { keys: SpiffeBundleKey[]; spiffe_sequ
   }
   const record = doc as Record<string, unknown>;
   if (!("keys" in record) || record.keys === undefined || record.keys === null) {
-    throw new AztpError(ErrorCodes.BUNDLE_NO_KEYS, "bundle has no `keys` member");
+    throw new AztpError(ErrorCodes.BUNDLE_KEYS_MISSING, "bundle has no `keys` member");
   }
   if (!Array.isArray(record.keys)) throw new AztpError(ErrorCodes.BUNDLE_MALFORMED, "bundle `keys` must be an array");
   record.keys.forEach((entry: unknown, i) => {
@@ -315,25 +315,25 @@ function x509Entry(entry: SpiffeBundleKey, i: number): Certificate {
   const x5c = entry.x5c;
   if (!Array.isArray(x5c) || x5c.length !== 1 || typeof x5c[0] !== "string") {
     const n = Array.isArray(x5c) ? x5c.length : 0;
-    throw new AztpError(ErrorCodes.BUNDLE_X509_ENTRY, `bundle key ${i} (x509-svid) must hold exactly one certificate in x5c; got ${n}`);
+    throw new AztpError(ErrorCodes.BUNDLE_X509_ENTRY_INVALID, `bundle key ${i} (x509-svid) must hold exactly one certificate in x5c; got ${n}`);
   }
   const der = Buffer.from(x5c[0], "base64");
   // x5c is standard base64 (RFC 7517 §4.7); refuse sloppy spellings instead of guessing.
   if (der.toString("base64") !== x5c[0]) {
-    throw new AztpError(ErrorCodes.BUNDLE_X509_ENTRY, `bundle key ${i} (x509-svid): x5c is not canonical base64`);
+    throw new AztpError(ErrorCodes.BUNDLE_X509_ENTRY_INVALID, `bundle key ${i} (x509-svid): x5c is not canonical base64`);
   }
   const cert = Certificate.fromDer(der);
   // The JWK members and the certificate must describe one key, or two readers of one bundle
   // (one trusting the JWK, one the certificate) would trust different things.
   if (!samePublicKey(importJwk(entry, i), cert.publicKey)) {
-    throw new AztpError(ErrorCodes.BUNDLE_X509_ENTRY, `bundle key ${i} (x509-svid): JWK does not match its certificate's public key`);
+    throw new AztpError(ErrorCodes.BUNDLE_X509_ENTRY_INVALID, `bundle key ${i} (x509-svid): JWK does not match its certificate's public key`);
   }
   return cert;
 }
 
 function jwtEntry(entry: SpiffeBundleKey, i: number): [string, KeyObject] {
   if (typeof entry.kid !== "string" || entry.kid === "") {
-    throw new AztpError(ErrorCodes.BUNDLE_MISSING_KID, `bundle key ${i} (jwt-svid) has no kid`);
+    throw new AztpError(ErrorCodes.BUNDLE_KID_MISSING, `bundle key ${i} (jwt-svid) has no kid`);
   }
   return [entry.kid, importJwk(entry, i)];
 }

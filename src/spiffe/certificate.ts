@@ -100,7 +100,7 @@ export class Certificate {
       this.#node = new NodeX509Certificate(der);
       parsed = new x509.X509Certificate(new Uint8Array(der));
     } catch (e) {
-      throw new AztpError(ErrorCodes.CERT_PARSE, `cannot parse certificate: ${(e as Error).message}`, { cause: e });
+      throw new AztpError(ErrorCodes.CERT_MALFORMED, `cannot parse certificate: ${(e as Error).message}`, { cause: e });
     }
     const tbs = readTbsFields(der);
     this.serialNumber = tbs.serialNumber;
@@ -116,7 +116,7 @@ export class Certificate {
     try {
       extensions = parsed.extensions;
     } catch (e) {
-      throw new AztpError(ErrorCodes.CERT_PARSE, `cannot parse certificate extensions: ${(e as Error).message}`, { cause: e });
+      throw new AztpError(ErrorCodes.CERT_MALFORMED, `cannot parse certificate extensions: ${(e as Error).message}`, { cause: e });
     }
     const seen = new Set<string>();
     const unknownCritical: string[] = [];
@@ -126,7 +126,7 @@ export class Certificate {
     for (const ext of extensions) {
       // RFC 5280 §4.2: an extension MUST NOT appear more than once; two BasicConstraints
       // would let two readers of one certificate disagree about whether it is a CA.
-      if (seen.has(ext.type)) throw new AztpError(ErrorCodes.CERT_PARSE, `cannot parse certificate: duplicate extension ${ext.type}`);
+      if (seen.has(ext.type)) throw new AztpError(ErrorCodes.CERT_MALFORMED, `cannot parse certificate: duplicate extension ${ext.type}`);
       seen.add(ext.type);
       if (ext.critical && !RECOGNISED.has(ext.type)) unknownCritical.push(ext.type);
       if (ext.type === ExtensionOids.basicConstraints) bc = ext as x509.BasicConstraintsExtension;
@@ -252,7 +252,7 @@ function keyUsageOf(ext: x509.KeyUsagesExtension | undefined): KeyUsage {
  */
 function readTbsFields(der: Buffer): { serialNumber: string; issuer: Buffer; subject: Buffer } {
   const bad = (why: string): never => {
-    throw new AztpError(ErrorCodes.CERT_PARSE, `cannot parse certificate: ${why}`);
+    throw new AztpError(ErrorCodes.CERT_MALFORMED, `cannot parse certificate: ${why}`);
   };
   const cert = readTlv(der, 0) ?? bad("not a DER SEQUENCE");
   // Both parsers above ignore bytes after the certificate; Go (and we) call that malformed,

@@ -21,7 +21,7 @@ export const DEFAULT_LEEWAY_SECONDS = 60;
 const JWT_SVID_WINDOW: TimeWindow = { leewaySeconds: DEFAULT_LEEWAY_SECONDS, expRequired: true, iatRequired: false, nbfChecked: true, integerDates: false };
 
 const TIME_CODES: Readonly<Record<TimeWindowRule, ErrorCode>> = {
-  claim_missing: ErrorCodes.JWT_MISSING_CLAIM,
+  claim_missing: ErrorCodes.JWT_CLAIM_MISSING,
   claim_invalid: ErrorCodes.JWT_MALFORMED,
   lifetime: ErrorCodes.JWT_EXPIRED,
   expired: ErrorCodes.JWT_EXPIRED,
@@ -45,11 +45,11 @@ export function mintJwtSvid(options: MintJwtSvidOptions): string {
   const sub = typeof options.subject === "string" ? SpiffeId.parse(options.subject) : options.subject;
   const aud = typeof options.audience === "string" ? [options.audience] : [...options.audience];
   if (aud.length === 0 || aud.some((a) => typeof a !== "string" || a.length === 0)) {
-    throw new AztpError(ErrorCodes.INVALID_ARGUMENT, "a JWT-SVID needs at least one non-empty audience");
+    throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "a JWT-SVID needs at least one non-empty audience");
   }
-  if (!options.kid) throw new AztpError(ErrorCodes.INVALID_ARGUMENT, "a JWT-SVID needs a kid");
+  if (!options.kid) throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "a JWT-SVID needs a kid");
   const ttl = options.ttlSeconds ?? DEFAULT_JWT_SVID_TTL_SECONDS;
-  if (!Number.isFinite(ttl) || ttl <= 0) throw new AztpError(ErrorCodes.INVALID_ARGUMENT, "ttlSeconds must be positive");
+  if (!Number.isFinite(ttl) || ttl <= 0) throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "ttlSeconds must be positive");
   const iat = Math.floor((options.now ?? new Date()).getTime() / 1000);
   return signCompact(
     { typ: "JWT", kid: options.kid },
@@ -83,29 +83,29 @@ function jwtError(code: ErrorCode, message: string, rule?: string): never {
 export function validateJwtSvid(token: string, source: BundleSource, options: ValidateJwtSvidOptions): JwtSvid {
   const expected = typeof options.audience === "string" ? [options.audience] : [...(options.audience ?? [])];
   if (expected.length === 0) {
-    throw new AztpError(ErrorCodes.INVALID_ARGUMENT, "validateJwtSvid needs a non-empty list of expected audiences");
+    throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "validateJwtSvid needs a non-empty list of expected audiences");
   }
   const decoded = decodeCompact(token, options.algorithms ?? DEFAULT_ALGORITHMS);
   const { header, payload } = decoded;
   if (header.typ !== undefined && header.typ !== "JWT" && header.typ !== "JOSE") {
-    jwtError(ErrorCodes.JWT_BAD_TYP, `typ must be JWT or JOSE, got ${JSON.stringify(header.typ).slice(0, 40)}`);
+    jwtError(ErrorCodes.JWT_TYP_INVALID, `typ must be JWT or JOSE, got ${JSON.stringify(header.typ).slice(0, 40)}`);
   }
-  if (typeof header.kid !== "string" || header.kid.length === 0) jwtError(ErrorCodes.JWT_MISSING_KID, "token header has no kid");
+  if (typeof header.kid !== "string" || header.kid.length === 0) jwtError(ErrorCodes.JWT_KID_MISSING, "token header has no kid");
 
-  if (payload.sub === undefined) jwtError(ErrorCodes.JWT_MISSING_CLAIM, "token has no sub claim");
+  if (payload.sub === undefined) jwtError(ErrorCodes.JWT_CLAIM_MISSING, "token has no sub claim");
   let id: SpiffeId;
   try {
     if (typeof payload.sub !== "string") throw new Error("not a string");
     id = SpiffeId.parse(payload.sub);
   } catch {
-    jwtError(ErrorCodes.JWT_INVALID_SUBJECT, "sub is not a valid SPIFFE ID");
+    jwtError(ErrorCodes.JWT_SUBJECT_INVALID, "sub is not a valid SPIFFE ID");
   }
 
   const bundle = source.getBundleForTrustDomain(id.trustDomain);
-  if (bundle === undefined) jwtError(ErrorCodes.JWT_NO_BUNDLE, `no bundle for trust domain ${id.trustDomain}`);
+  if (bundle === undefined) jwtError(ErrorCodes.JWT_BUNDLE_MISSING, `no bundle for trust domain ${id.trustDomain}`);
   const key = bundle.jwtAuthorities.get(header.kid);
-  if (key === undefined) jwtError(ErrorCodes.JWT_UNKNOWN_KID, `no JWT authority with kid ${JSON.stringify(header.kid).slice(0, 80)} in trust domain ${id.trustDomain}`);
-  if (!verifyDecoded(decoded, key)) jwtError(ErrorCodes.JWT_SIGNATURE, "signature does not verify with the bundle's key");
+  if (key === undefined) jwtError(ErrorCodes.JWT_KID_UNKNOWN, `no JWT authority with kid ${JSON.stringify(header.kid).slice(0, 80)} in trust domain ${id.trustDomain}`);
+  if (!verifyDecoded(decoded, key)) jwtError(ErrorCodes.JWT_SIGNATURE_INVALID, "signature does not verify with the bundle's key");
 
   const now = (options.time ?? new Date()).getTime() / 1000;
   const window = options.leewaySeconds === undefined ? JWT_SVID_WINDOW : { ...JWT_SVID_WINDOW, leewaySeconds: options.leewaySeconds };
@@ -114,9 +114,9 @@ export function validateJwtSvid(token: string, source: BundleSource, options: Va
 
   const aud = payload.aud;
   const audiences = typeof aud === "string" ? [aud] : Array.isArray(aud) && aud.every((a) => typeof a === "string") ? (aud as string[]) : undefined;
-  if (audiences === undefined || audiences.length === 0) jwtError(ErrorCodes.JWT_MISSING_CLAIM, "token has no aud claim");
+  if (audiences === undefined || audiences.length === 0) jwtError(ErrorCodes.JWT_CLAIM_MISSING, "token has no aud claim");
   if (!audiences.some((a) => expected.includes(a))) {
-    jwtError(ErrorCodes.JWT_AUDIENCE, `audience ${JSON.stringify(audiences).slice(0, 200)} does not include any of the expected ${JSON.stringify(expected).slice(0, 200)}`);
+    jwtError(ErrorCodes.JWT_AUDIENCE_MISMATCH, `audience ${JSON.stringify(audiences).slice(0, 200)} does not include any of the expected ${JSON.stringify(expected).slice(0, 200)}`);
   }
 
   return {

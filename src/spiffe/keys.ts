@@ -102,7 +102,7 @@ export function importPrivateKey(input: string | Buffer): KeyObject {
     if (typeof input === "string" || input.includes("-----BEGIN")) return createPrivateKey({ key: input, format: "pem" });
     return createPrivateKey({ key: input, format: "der", type: "pkcs8" });
   } catch (e) {
-    throw new AztpError(ErrorCodes.KEY_PARSE, `cannot parse private key: ${(e as Error).message}`, { cause: e });
+    throw new AztpError(ErrorCodes.KEY_MALFORMED, `cannot parse private key: ${(e as Error).message}`, { cause: e });
   }
 }
 

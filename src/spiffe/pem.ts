@@ -22,7 +22,7 @@ export function decodePem(text: string | Buffer): PemBlock[] {
     }
     out.push({ type: m[1] ?? "", der: Buffer.from(body, "base64") });
   }
-  if (out.length === 0) throw new AztpError(ErrorCodes.PEM_NO_BLOCKS, "no PEM blocks found");
+  if (out.length === 0) throw new AztpError(ErrorCodes.PEM_BLOCKS_MISSING, "no PEM blocks found");
   return out;
 }
 

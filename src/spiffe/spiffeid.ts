@@ -48,7 +48,7 @@ function checkTrustDomain(raw: string, input: string): string {
   for (let i = 0; i < td.length; i++) {
     if (!isTrustDomainChar(td.charCodeAt(i))) {
       fail(
-        ErrorCodes.SPIFFEID_TRUST_DOMAIN_CHAR,
+        ErrorCodes.SPIFFEID_TRUST_DOMAIN_CHAR_INVALID,
         "trust domain characters are limited to lowercase letters, numbers, dots, dashes, and underscores",
         input,
       );
@@ -61,7 +61,7 @@ function checkTrustDomain(raw: string, input: string): string {
 function checkPath(path: string, input: string): void {
   if (path === "") return;
   if (path.charCodeAt(0) !== 0x2f) {
-    fail(ErrorCodes.SPIFFEID_PATH_NO_LEADING_SLASH, "path must have a leading slash", input);
+    fail(ErrorCodes.SPIFFEID_PATH_LEADING_SLASH_MISSING, "path must have a leading slash", input);
   }
   let start = 0;
   let end = 0;
@@ -69,22 +69,22 @@ function checkPath(path: string, input: string): void {
     const c = path.charCodeAt(end);
     if (c === 0x2f) {
       const seg = path.slice(start, end);
-      if (seg === "/") fail(ErrorCodes.SPIFFEID_PATH_EMPTY_SEGMENT, "path cannot contain empty segments", input);
-      if (seg === "/." || seg === "/..") fail(ErrorCodes.SPIFFEID_PATH_DOT_SEGMENT, "path cannot contain dot segments", input);
+      if (seg === "/") fail(ErrorCodes.SPIFFEID_PATH_SEGMENT_EMPTY, "path cannot contain empty segments", input);
+      if (seg === "/." || seg === "/..") fail(ErrorCodes.SPIFFEID_PATH_DOT_SEGMENT_NOT_ALLOWED, "path cannot contain dot segments", input);
       start = end;
       continue;
     }
     if (!isPathChar(c)) {
       fail(
-        ErrorCodes.SPIFFEID_PATH_CHAR,
+        ErrorCodes.SPIFFEID_PATH_CHAR_INVALID,
         "path segment characters are limited to letters, numbers, dots, dashes, and underscores",
         input,
       );
     }
   }
   const last = path.slice(start, end);
-  if (last === "/") fail(ErrorCodes.SPIFFEID_PATH_TRAILING_SLASH, "path cannot have a trailing slash", input);
-  if (last === "/." || last === "/..") fail(ErrorCodes.SPIFFEID_PATH_DOT_SEGMENT, "path cannot contain dot segments", input);
+  if (last === "/") fail(ErrorCodes.SPIFFEID_PATH_TRAILING_SLASH_NOT_ALLOWED, "path cannot have a trailing slash", input);
+  if (last === "/." || last === "/..") fail(ErrorCodes.SPIFFEID_PATH_DOT_SEGMENT_NOT_ALLOWED, "path cannot contain dot segments", input);
 }
 
 const PARSED_MAX = 4096;
@@ -160,7 +160,7 @@ export class SpiffeId {
     if (input.length === 0) fail(ErrorCodes.SPIFFEID_EMPTY, "cannot be empty", input);
     const head = input.slice(0, 9).toLowerCase();
     const prefix = PREFIXES.find((p) => head.startsWith(p));
-    if (prefix === undefined) fail(ErrorCodes.SPIFFEID_SCHEME, "scheme is missing or invalid", input);
+    if (prefix === undefined) fail(ErrorCodes.SPIFFEID_SCHEME_INVALID, "scheme is missing or invalid", input);
     const rest = input.slice(prefix.length);
     const slash = rest.indexOf("/");
     const rawTd = slash === -1 ? rest : rest.slice(0, slash);
@@ -179,9 +179,9 @@ export class SpiffeId {
     // more segments, and "" is an empty segment (go-spiffe's ValidatePathSegment rules).
     for (const s of segments) {
       if (typeof s !== "string" || s.includes("/")) {
-        fail(ErrorCodes.SPIFFEID_PATH_CHAR, "path segment characters are limited to letters, numbers, dots, dashes, and underscores", input);
+        fail(ErrorCodes.SPIFFEID_PATH_CHAR_INVALID, "path segment characters are limited to letters, numbers, dots, dashes, and underscores", input);
       }
-      if (s === "") fail(ErrorCodes.SPIFFEID_PATH_EMPTY_SEGMENT, "path cannot contain empty segments", input);
+      if (s === "") fail(ErrorCodes.SPIFFEID_PATH_SEGMENT_EMPTY, "path cannot contain empty segments", input);
     }
     checkPath(path, input);
     return new SpiffeId(td, path);

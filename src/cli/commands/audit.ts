@@ -38,7 +38,7 @@ export function register(program: Command, ctx: CliContext): void {
       // No verdict without a key: signatures are checked against a bundle or an authority,
       // or the user says explicitly that they are not to be.
       const trust = o.signatures ? await auditTrustSource(path, witnessPath, o.bundle, ctx) : null;
-      if (!existsSync(path)) throw new AztpError(ErrorCodes.AUDIT_IO, `no audit log at ${path}`);
+      if (!existsSync(path)) throw new AztpError(ErrorCodes.AUDIT_IO_FAILED, `no audit log at ${path}`);
       const result = await verifyAuditLog(path, {
         ...(trust ? { verifier: trust.verifier, verifierSource: trust.source } : {}),
         ...(witnessPath !== undefined ? { witnessPath } : {}),
