@@ -31,13 +31,13 @@ import type { Aztp } from "../client/aztp.js";
 import { auditFor, type AuditOption } from "../client/home-audit.js";
 import type { AgentIdentity } from "../client/identity.js";
 import { AztpError, ErrorCodes } from "../errors.js";
-import { CalleeGuard, type GuardMode } from "../guard/callee.js";
+import type { CalleeGuard, GuardMode } from "../guard/callee.js";
 import type { AuditWriter } from "../guard/recorder.js";
 import type { PolicyDocument } from "../policy/policy.js";
 import { serveMcpHttp, type McpHttpServer } from "./http.js";
 import { InterceptingTransport } from "./intercept.js";
 import { isNotification, isRequest, isResponse, isResultResponse, PendingRequests } from "./message.js";
-import { sayIfOpen, serverHooks } from "./server.js";
+import { serverHooks, servingGuard } from "./server.js";
 import { UpstreamProcessTransport } from "./upstream-process.js";
 
 export type Upstream = { command: string; args?: string[]; env?: Record<string, string>; cwd?: string } | { url: string };
@@ -240,21 +240,16 @@ export async function startMcpProxy(options: McpProxyOptions): Promise<McpProxy>
   if (!stdio || "url" in options.upstream) await probeUpstream(options.upstream, options.upstreamStartTimeoutMs ?? 60_000);
   const secured = await options.client.secureConnect({ proxy: options.name }, options.name);
   const identity = secured.identity;
-  const authority = await options.client.authority();
+  // Resolved here (not by servingGuard) because the proxy hands its log to whoever started it.
   const audit = await auditFor(identity, options.audit, "aztp mcp proxy");
-  const attached = (): readonly PolicyDocument[] | undefined => {
-    const docs = authority.policiesOf(identity.spiffeId);
-    return docs.length > 0 ? docs : undefined;
-  };
-  if (options.policy === undefined) sayIfOpen(identity, attached() === undefined);
-  const guard = new CalleeGuard({
-    identity,
+  const guard = await servingGuard(identity, {
     trust: await options.client.trust(),
-    mode: options.mode ?? "enforce",
+    authority: await options.client.authority(),
+    policy: options.policy,
+    mode: options.mode,
+    audit: audit ?? false,
     side: "proxy",
-    ...(audit ? { audit } : {}),
-    policy: options.policy ?? attached,
-    relations: (id) => authority.relations(id),
+    what: "aztp mcp proxy",
   });
   const guarded = (t: Transport): Transport => new InterceptingTransport(t, serverHooks(guard, identity, { filterToolsByPolicy: options.filterToolsByPolicy, served: t }));
 

@@ -385,7 +385,7 @@ export interface SecuredMcpServerExtras {
  */
 export async function servingGuard(
   identity: AgentIdentity,
-  options: { trust: Trust; authority: EmbeddedAuthority | undefined; policy?: SecureMcpServerOptions["policy"]; mode?: GuardMode; audit?: AuditOption; what: string },
+  options: { trust: Trust; authority: EmbeddedAuthority | undefined; policy?: SecureMcpServerOptions["policy"] | undefined; mode?: GuardMode | undefined; audit?: AuditOption | undefined; side?: "callee" | "proxy"; what: string },
 ): Promise<CalleeGuard> {
   const { authority } = options;
   const attached = (): readonly PolicyDocument[] | undefined => {
@@ -399,6 +399,7 @@ export async function servingGuard(
     trust: options.trust,
     replay: replayCacheOf(identity),
     mode: options.mode ?? "enforce",
+    ...(options.side ? { side: options.side } : {}),
     ...(audit ? { audit } : {}),
     policy: options.policy ?? attached,
     ...(authority ? { relations: (id: string) => authority.relations(id) } : {}),
@@ -413,14 +414,7 @@ export async function servingGuard(
 export async function secureMcpServer<S extends McpServer | Server>(server: S, options: SecureMcpServerOptions): Promise<SecuredAgent<S> & SecuredMcpServerExtras> {
   const { secured, trust, authority } = await identify(server, options, "secureMcpServer");
   const identity = secured.identity;
-  const guard = await servingGuard(identity, {
-    trust,
-    authority,
-    ...(options.policy !== undefined ? { policy: options.policy } : {}),
-    ...(options.mode !== undefined ? { mode: options.mode } : {}),
-    ...(options.audit !== undefined ? { audit: options.audit } : {}),
-    what: "secureMcpServer",
-  });
+  const guard = await servingGuard(identity, { trust, authority, policy: options.policy, mode: options.mode, audit: options.audit, what: "secureMcpServer" });
   const low: Server = "server" in server && typeof (server as McpServer).server?.connect === "function" ? (server as McpServer).server : (server as Server);
   guardConnect(low, (t) => new InterceptingTransport(t, serverHooks(guard, identity, { filterToolsByPolicy: options.filterToolsByPolicy, served: t })));
   return Object.assign(secured, { aztpGuard: guard }) as SecuredAgent<S> & SecuredMcpServerExtras;
