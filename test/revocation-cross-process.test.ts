@@ -1,6 +1,6 @@
 // A revocation made by another process sharing the authority's home is applied by a running
 // verifier at its very next check: no restart, no refresh interval, no window.
-import { test } from "node:test";
+import { test, type TestContext } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -13,13 +13,19 @@ import { MemoryReplayCache, signInvocation, verifyInvocation } from "../src/invo
 
 const cli = fileURLToPath(new URL("../src/cli/main.ts", import.meta.url));
 
-test("a revocation by another process is refused at the next verification", async (t) => {
-  const home = mkdtempSync(join(tmpdir(), "aztp-xrev-"));
+/** A client on a fresh home, both gone when the test ends. */
+function fixture(t: TestContext, prefix: string) {
+  const home = mkdtempSync(join(tmpdir(), prefix));
   const client = aztp.initialize({ home });
   t.after(() => {
     client.close();
     rmSync(home, { recursive: true, force: true });
   });
+  return { home, client };
+}
+
+test("a revocation by another process is refused at the next verification", async (t) => {
+  const { home, client } = fixture(t, "aztp-xrev-");
   const caller = await client.secureConnect({}, "xrev-caller");
   const child = await client.secureConnect({}, "xrev-child", { parentIdentity: caller.identity.aztpId });
   const server = await client.secureConnect({}, "xrev-server");
@@ -44,12 +50,7 @@ test("a revocation by another process is refused at the next verification", asyn
 });
 
 test("checks share a stat only within one run: a revocation acknowledged after a check is seen by the next one", async (t) => {
-  const home = mkdtempSync(join(tmpdir(), "aztp-xrev-run-"));
-  const client = aztp.initialize({ home });
-  t.after(() => {
-    client.close();
-    rmSync(home, { recursive: true, force: true });
-  });
+  const { home, client } = fixture(t, "aztp-xrev-run-");
   const agent = await client.secureConnect({}, "xrev-run-agent");
   const id = agent.identity.aztpId;
   // Two authorities over one home, as two processes would hold them: `reader` checks, `writer` revokes.

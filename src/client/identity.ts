@@ -14,7 +14,7 @@ import type { SvidSigner } from "../spiffe/signer.js";
 import { SpiffeId } from "../spiffe/spiffeid.js";
 import { verifyX509Svid } from "../spiffe/x509svid.js";
 
-/** What the invocation layer needs to sign: never the key itself. */
+/** @deprecated The same type as SvidSigner (its one name); kept so code naming it still compiles. */
 export type IdentitySigner = SvidSigner;
 
 export interface IdentityEvents {
@@ -41,7 +41,7 @@ export class AgentIdentity extends EventEmitter<IdentityEvents> {
   #timer: NodeJS.Timeout | undefined;
   #ttlSeconds: number | undefined;
   #closed = false;
-  #signer: IdentitySigner;
+  #signer: SvidSigner;
   /** When the current SVID arrived: its notBefore is back-dated, so half-life counts from here. */
   #installedAt = Date.now();
 
@@ -64,7 +64,7 @@ export class AgentIdentity extends EventEmitter<IdentityEvents> {
     this.#schedule();
   }
 
-  #makeSigner(): IdentitySigner {
+  #makeSigner(): SvidSigner {
     const key = this.#key;
     const alg = algorithmForKey(key);
     return Object.freeze({
@@ -120,7 +120,7 @@ export class AgentIdentity extends EventEmitter<IdentityEvents> {
   }
 
   /** What invocation signing needs, with the key kept inside. Changes on rotation. */
-  get signer(): IdentitySigner {
+  get signer(): SvidSigner {
     return this.#signer;
   }
 

@@ -45,11 +45,7 @@ export interface SignReceiptOptions {
   now?: Date;
 }
 
-export function signReceipt(callee: SignerLike, options: SignReceiptOptions): string {
-  return createReceipt(callee, options).receipt;
-}
-
-/** Like signReceipt, also returning the claims signed (the result digest, for audit records). */
+/** Signs a receipt, returning it with the claims signed (the result digest, for audit records). */
 export function createReceipt(callee: SignerLike, options: SignReceiptOptions): { receipt: string; claims: ReceiptClaims } {
   const signer = signerOf(callee);
   const claims: ReceiptClaims = {
@@ -65,6 +61,11 @@ export function createReceipt(callee: SignerLike, options: SignReceiptOptions): 
   if (options.invocationJti !== undefined) claims.inv = options.invocationJti;
   if (options.code !== undefined) claims.code = options.code;
   return { receipt: signWithHeader(signer, RECEIPT_TYP, claims), claims };
+}
+
+/** Signs the callee's receipt for one call. Returns the compact token. */
+export function signReceipt(callee: SignerLike, options: SignReceiptOptions): string {
+  return createReceipt(callee, options).receipt;
 }
 
 export interface VerifyReceiptOptions {
