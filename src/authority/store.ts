@@ -5,7 +5,8 @@
  * Writes go to a temporary file that is fsync'ed and renamed over the target, then the folder
  * is fsync'ed: a crash leaves either the old or the new file, never a torn one.
  */
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, statSync, writeSync, existsSync, chmodSync } from "node:fs";
+import { closeSync, fsyncSync, fstatSync, openSync, readFileSync, renameSync, rmSync, writeSync, existsSync, chmodSync } from "node:fs";
+import { LRUCache } from "lru-cache";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { randomBytes } from "node:crypto";
@@ -123,12 +124,7 @@ export class HomeStore {
 
   /** Identity of the file's current version: changes whenever another process replaces it. */
   version(...parts: string[]): string | undefined {
-    try {
-      const st = statSync(this.path(...parts));
-      return `${st.ino}:${st.mtimeMs}:${st.size}`;
-    } catch {
-      return undefined;
-    }
+    return fileVersion(this.path(...parts));
   }
 
   writeText(parts: string[], text: string, mode = 0o644): void {
@@ -180,4 +176,49 @@ function describeFsError(e: unknown): string {
   const code = (e as NodeJS.ErrnoException)?.code;
   const message = (e as Error)?.message ?? String(e);
   return code && !message.startsWith(code) ? `${code}: ${message}` : message;
+}
+
+/**
+ * Open descriptors of the files whose version is asked for, one per path per process. An
+ * fstat of a held descriptor costs about half a stat of the path here (no path walk), and the
+ * registry's version is read on every revocation check. Writers replace a file by rename, so
+ * the held inode's link count drops to 0 the moment another version takes its place: then
+ * the path is opened afresh. A change made in place (an editor) moves mtime or size. Bounded,
+ * so a process that opens many homes holds at most this many descriptors.
+ */
+const held = new LRUCache<string, number>({ max: 64, dispose: (fd) => closeQuietly(fd) });
+
+function closeQuietly(fd: number): void {
+  try {
+    closeSync(fd);
+  } catch {
+    // already closed: nothing held
+  }
+}
+
+function fileVersion(path: string): string | undefined {
+  const fd = held.get(path);
+  if (fd !== undefined) {
+    try {
+      const st = fstatSync(fd);
+      if (st.nlink > 0) return `${st.ino}:${st.mtimeMs}:${st.size}`;
+    } catch {
+      // fall through to a fresh open
+    }
+    held.delete(path);
+  }
+  let opened: number;
+  try {
+    opened = openSync(path, "r");
+  } catch {
+    return undefined; // no such file (yet): no version
+  }
+  try {
+    const st = fstatSync(opened);
+    held.set(path, opened);
+    return `${st.ino}:${st.mtimeMs}:${st.size}`;
+  } catch {
+    closeQuietly(opened);
+    return undefined;
+  }
 }
