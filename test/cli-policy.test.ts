@@ -6,10 +6,8 @@
  * replaced, and trying is a usage error rather than silently ignored.
  */
 import assert from "node:assert/strict";
-import { writeFileSync } from "node:fs";
-import { join } from "node:path";
 import { describe, it } from "node:test";
-import { aztpCli, assertExit, tempDir, type CliResult } from "./helpers/authority-util.js";
+import { aztpCli, assertExit, cliHomeWithPolicy, type CliResult } from "./helpers/authority-util.js";
 
 const POLICY = {
   Version: "2012-10-17",
@@ -22,11 +20,7 @@ const POLICY = {
 
 describe("aztp policy check with the one request builder", () => {
   it("--context simulates aztp:sourceIp and the application's keys, --time the decision time; a key the request builds cannot be set (exit 2)", async (t) => {
-    const home = join(tempDir(t), "home");
-    assertExit(await aztpCli(home, ["init", "--trust-domain", "example.org"]), 0, "init");
-    assertExit(await aztpCli(home, ["issue", "srv", "--out", join(home, "out")]), 0, "issue");
-    const file = join(tempDir(t, "policy"), "policy.json");
-    writeFileSync(file, JSON.stringify(POLICY));
+    const { home, file } = await cliHomeWithPolicy(t, POLICY);
     assertExit(await aztpCli(home, ["policy", "attach", "srv", file]), 0, "attach");
     const check = (resource: string, ...more: string[]): Promise<CliResult> => aztpCli(home, ["policy", "check", "srv", "--action", "tool:call", "--resource", resource, ...more]);
     const runs: Array<[string, ...string[]]> = [

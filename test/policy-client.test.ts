@@ -11,7 +11,7 @@ import aztp from "aztp-client";
 import { AuditLog } from "../src/audit/index.js";
 import { ErrorCodes } from "../src/errors.js";
 import { svidCheckpointSigner } from "../src/invocation/index.js";
-import { aztpCli, assertExit, rejectsWithCode, tempDir } from "./helpers/authority-util.js";
+import { aztpCli, assertExit, cliHomeWithPolicy, rejectsWithCode, tempDir } from "./helpers/authority-util.js";
 
 const POLICY = {
   Version: "2025-01-01",
@@ -83,11 +83,7 @@ describe("policy through the client API", () => {
 
 describe("aztp policy and aztp audit", () => {
   it("policy attach | get | check, with exit 1 on a denial", async (t) => {
-    const home = join(tempDir(t), "home");
-    assertExit(await aztpCli(home, ["init", "--trust-domain", "example.org"]), 0, "init");
-    assertExit(await aztpCli(home, ["issue", "srv", "--out", join(home, "out")]), 0, "issue");
-    const file = join(tempDir(t, "policy"), "policy.json");
-    writeFileSync(file, JSON.stringify(POLICY));
+    const { home, file } = await cliHomeWithPolicy(t, POLICY);
     const attached = await aztpCli(home, ["policy", "attach", "srv", file, "--name", "p1"]);
     assertExit(attached, 0, "attach");
     assert.match(attached.json.code, /^policy:[0-9a-f]{12}$/);

@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { execFile, spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import type { TestContext } from "node:test";
@@ -137,4 +137,17 @@ export function openssl(args: string[], cwd?: string): Promise<{ code: number; s
       resolvePromise({ code, stdout, stderr });
     });
   });
+}
+
+/**
+ * A fresh home made with the CLI (`init`, then `issue srv`) and `policy` written to a file:
+ * the start of every `aztp policy` test. Returns the home and the policy file's path.
+ */
+export async function cliHomeWithPolicy(t: TestContext, policy: unknown): Promise<{ home: string; file: string }> {
+  const home = join(tempDir(t), "home");
+  assertExit(await aztpCli(home, ["init", "--trust-domain", "example.org"]), 0, "init");
+  assertExit(await aztpCli(home, ["issue", "srv", "--out", join(home, "out")]), 0, "issue");
+  const file = join(tempDir(t, "policy"), "policy.json");
+  writeFileSync(file, JSON.stringify(policy));
+  return { home, file };
 }
