@@ -12,7 +12,6 @@ import { hash } from "node:crypto";
 import { after, before, describe, it, type TestContext } from "node:test";
 import canonicalize from "canonicalize";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
-import { InMemoryTransport } from "@modelcontextprotocol/sdk/inMemory.js";
 import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { z } from "zod";
 import type { Aztp } from "../src/client/aztp.js";
@@ -22,7 +21,7 @@ import { MAX_JSON_DEPTH } from "../src/invocation/canonical.js";
 import { secureMcpClient, secureMcpServer, startMcpProxy } from "../src/mcp/index.js";
 import { INVOCATION_META_KEY } from "../src/mcp/meta.js";
 import { baseClaims, newWorld, resign, type World } from "./helpers/invocation-fixtures.js";
-import { fixture, httpServerOf, rejectsWithData, startHarness, STDIO_SERVER, withTimeout } from "./helpers/mcp-util.js";
+import { fixture, httpServerOf, linkInMemory, rejectsWithData, startHarness, STDIO_SERVER, withTimeout } from "./helpers/mcp-util.js";
 import { ROOT } from "./helpers/authority-util.js";
 import { toolAnswer } from "./helpers/mcp-tool-server.js";
 import { SpiffeId } from "../src/spiffe/spiffeid.js";
@@ -195,13 +194,7 @@ async function memoryServers(t: TestContext, c: Aztp) {
       return { content: [{ type: "text", text: "taken" }] };
     });
     const secured = await secureMcpServer(server, { identity, trust });
-    const [mine, theirs] = InMemoryTransport.createLinkedPair();
-    await secured.connect(theirs);
-    await client.connect(mine);
-    t.after(async () => {
-      await client.close().catch(() => undefined);
-      await secured.close().catch(() => undefined);
-    });
+    await linkInMemory(t, secured, client);
   };
   return { serverId: identity.spiffeId, runs, connect };
 }

@@ -9,7 +9,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
-import { InMemoryTransport } from "@modelcontextprotocol/sdk/inMemory.js";
 import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { z } from "zod";
 import { secureMcpClient, secureMcpServer } from "../src/mcp/index.js";
@@ -23,7 +22,7 @@ import { loadMcpTools, SecureMultiServerMCPClient } from "../src/langchain/mcp.j
 import type { PolicyDocument } from "../src/policy/policy.js";
 import { assertExit, aztpCli, rejectsWithCode, ROOT } from "./helpers/authority-util.js";
 import { answerTo, assertReceipted, assertRefused, auditOf, aztpIdOf, forCall, logOf, oneFor, pollFor, shownTo, spiffeOf, textOf } from "./helpers/langchain-util.js";
-import { fixture, STDIO_SERVER } from "./helpers/mcp-util.js";
+import { fixture, linkInMemory, STDIO_SERVER } from "./helpers/mcp-util.js";
 import { docs } from "./helpers/langchain-docs.js";
 
 const ask = (content: string) => ({ messages: [{ role: "user", content }] });
@@ -233,13 +232,7 @@ describe("MCP tools from loadMcpTools", () => {
       return { content: [{ type: "text", text: `front: ${found.content[0]?.text}` }] };
     });
     const frontClient = await secureMcpClient(new Client({ name: "front-client", version: "1.0.0" }), { client: aztp, name: "front-client" });
-    const [c, s] = InMemoryTransport.createLinkedPair();
-    await front.connect(s);
-    await frontClient.connect(c);
-    t.after(async () => {
-      await frontClient.close().catch(() => undefined);
-      await front.close().catch(() => undefined);
-    });
+    await linkInMemory(t, front, frontClient);
     const model = fakeModel().respondWithTools([{ name: "lookup", args: { q: "spiffe" }, id: "f1" }]).respond(new AIMessage("done"));
     const agent = await createSecureAgent({ client: aztp, name: "alice", model, tools: await loadMcpTools("front", frontClient) });
     const result = await agent.invoke(ask("go"));

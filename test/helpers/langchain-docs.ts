@@ -7,13 +7,13 @@
 import type { TestContext } from "node:test";
 import type { StructuredToolInterface } from "@langchain/core/tools";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
-import { InMemoryTransport } from "@modelcontextprotocol/sdk/inMemory.js";
 import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { z } from "zod";
 import type { Aztp } from "../../src/client/aztp.js";
 import { loadMcpTools } from "../../src/langchain/mcp.js";
 import { secureMcpClient, secureMcpServer } from "../../src/mcp/index.js";
 import type { PolicyDocument } from "../../src/policy/policy.js";
+import { linkInMemory } from "./mcp-util.js";
 
 export interface Docs {
   readonly runs: { search: string[]; delete_doc: string[]; slow: string[]; fails: string[] };
@@ -54,12 +54,6 @@ export async function docs(t: TestContext, aztp: Aztp, policy?: PolicyDocument[]
   });
   const secured = await secureMcpServer(server, { client: aztp, name: "docs-server", ...(policy ? { policy } : {}) });
   const client = await secureMcpClient(new Client({ name: "mcp-client", version: "1.0.0" }), { client: aztp, name: "mcp-client" });
-  const [clientSide, serverSide] = InMemoryTransport.createLinkedPair();
-  await secured.connect(serverSide);
-  await client.connect(clientSide);
-  t.after(async () => {
-    await client.close().catch(() => undefined);
-    await secured.close().catch(() => undefined);
-  });
+  await linkInMemory(t, secured, client);
   return { runs, server: secured, client, tools: await loadMcpTools("docs", client), flush: async () => void (await Promise.all([secured.aztpGuard.flush(), client.aztpGuard.flush()])) };
 }

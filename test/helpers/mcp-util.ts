@@ -185,6 +185,21 @@ async function inProcessServers(c: Aztp, options: HarnessOptions): Promise<{ mak
   return { make, live, flush, audit };
 }
 
+/** Connects `client` to `server` over a linked in-memory pair; both are closed when the test ends. */
+export async function linkInMemory(
+  t: TestContext,
+  server: { connect(transport: Transport): Promise<void>; close(): Promise<void> },
+  client: { connect(transport: Transport): Promise<void>; close(): Promise<void> },
+): Promise<void> {
+  const [clientSide, serverSide] = InMemoryTransport.createLinkedPair();
+  await server.connect(serverSide);
+  await client.connect(clientSide);
+  t.after(async () => {
+    await client.close().catch(() => undefined);
+    await server.close().catch(() => undefined);
+  });
+}
+
 export async function startHarness(t: TestContext, kind: TransportKind, c: Aztp, home: string, options: HarnessOptions): Promise<Harness> {
   const h = kind === "stdio" ? stdioHarness(home, options) : kind === "memory" ? await memoryHarness(c, options) : await httpHarness(c, options);
   t.after(() => h.close());
