@@ -1,0 +1,87 @@
+/**
+ * What a client and its wrappers need from an authority, whichever one it is: the embedded
+ * authority (a home folder or PostgreSQL, in this process) or a remote `aztp serve` reached
+ * over HTTPS (client/remote-authority.ts). The wrappers (MCP, LangChain) type against this
+ * and never against a class, so they work unchanged on either.
+ *
+ * Two kinds of member:
+ * - management calls (issue, revoke, link, policies, reads of records) may go over the
+ *   network, so they return promises (or values, which `await` takes as well);
+ * - the checks on a tool call's path (isRevoked, policiesOf, relations, the bundles) are
+ *   synchronous and answer from state this process already holds: the registry itself for the
+ *   embedded authority, verified feeds (the SPIFFE bundle endpoint and the signed, sequenced
+ *   revocation list) for a remote one. Verification stays local.
+ */
+import type { BundleSet, BundleSource, TrustBundle } from "../spiffe/bundle.js";
+import type { PolicyDocument } from "../policy/policy.js";
+import type { IssuedSvid } from "./ca.js";
+import type { IdentityLink, IdentityRecord, LinkType, PolicyEntry, RegisterRequest } from "./registry.js";
+
+export interface IssueOptions {
+  ttlSeconds?: number | undefined;
+  now?: Date | undefined;
+}
+
+export interface IssueResult {
+  record: IdentityRecord;
+  svid: IssuedSvid;
+}
+
+export interface IdentityFilter {
+  trustDomain?: string | undefined;
+  status?: "active" | "revoked" | undefined;
+}
+
+/** Parent and links of an identity, for policy conditions (aztp:callerParent, aztp:callerLinks). */
+export interface AuthorityRelations {
+  parent?: string;
+  links: string[];
+}
+
+export interface Authority extends BundleSource {
+  /**
+   * A folder of this process's own: where the default audit logs of identities issued through
+   * this authority live. The embedded authority's home; for a remote one, the client's home.
+   */
+  readonly home: string;
+  readonly defaultTrustDomain: string;
+  readonly trustDomains: readonly string[];
+
+  /** Registers `req.name` (or updates it) and issues an X.509-SVID over the key in `csr`. */
+  issueIdentity(req: RegisterRequest, csr: Buffer | string, options?: IssueOptions): Promise<IssueResult>;
+  /** Rotation: a new SVID for an existing, active identity over a new key. */
+  renewSvid(id: string, csr: Buffer | string, options?: IssueOptions): Promise<IssueResult>;
+  /** A JWT-SVID for an active identity. */
+  mintJwtSvid(id: string, audience: string | string[], ttlSeconds?: number): string | Promise<string>;
+
+  get(id: string): IdentityRecord | Promise<IdentityRecord>;
+  find(id: string): IdentityRecord | undefined | Promise<IdentityRecord | undefined>;
+  findByName(name: string, trustDomain?: string): IdentityRecord | undefined | Promise<IdentityRecord | undefined>;
+  list(filter?: IdentityFilter): IdentityRecord[] | Promise<IdentityRecord[]>;
+  connected(a: string, b: string): boolean | Promise<boolean>;
+
+  revoke(id: string, reason: string): Promise<string[]>;
+  reissue(id: string): Promise<IdentityRecord>;
+  link(source: string, target: string, type: LinkType, metadata?: Record<string, unknown>): Promise<IdentityLink>;
+  attachPolicy(id: string, document: unknown, policyName?: string): Promise<PolicyEntry>;
+  detachPolicy(id: string, code: string): Promise<boolean>;
+
+  // ---- the tool call's path: synchronous, from state held here ----
+
+  /** The identity, an ancestor, or the SVID `serial` is revoked. Throws (fails closed) when the state it answers from is too old to trust. */
+  isRevoked(id: string, serial?: string): boolean;
+  /**
+   * The policies attached to `id` (only `code`'s, if given): from held state, or a promise when
+   * this process has never seen `id` (a remote authority fetches it once, then holds it).
+   */
+  policiesOf(id: string, code?: string): readonly PolicyDocument[] | Promise<readonly PolicyDocument[]>;
+  /** Parent and links of `id`; a promise when this process has never seen `id` (as for policiesOf). */
+  relations(id: string): AuthorityRelations | undefined | Promise<AuthorityRelations | undefined>;
+  /** The trust bundle of `trustDomain` (default: the default trust domain). */
+  bundle(trustDomain?: string): TrustBundle;
+  /** Bundles for every trust domain: what a local verifier trusts. */
+  bundleSet(): BundleSet;
+
+  /** Releases connections and timers (a no-op for a home folder). */
+  close?(): Promise<void>;
+}
