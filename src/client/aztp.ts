@@ -10,6 +10,7 @@
  */
 import { resolve } from "node:path";
 import { EmbeddedAuthority, DEFAULT_ENVIRONMENT, DEFAULT_METHOD } from "../authority/authority.js";
+import type { Authority } from "../authority/authority-api.js";
 import type { IdentityLink, IdentityRecord, LinkType, PolicyEntry } from "../authority/registry.js";
 import type { PolicyDecision } from "../policy/evaluate.js";
 import { CONNECT_ACTION, decidePolicy } from "../policy/request.js";
@@ -104,7 +105,7 @@ export function attachIdentity<T extends object>(agent: T, identity: AgentIdenti
 
 export class Aztp {
   readonly config: Readonly<AztpConfig>;
-  #authority: Promise<EmbeddedAuthority> | undefined;
+  #authority: Promise<Authority> | undefined;
   #trust: Promise<Trust> | undefined;
   readonly #live = new Map<string, AgentIdentity>();
 
@@ -120,8 +121,8 @@ export class Aztp {
     return new Aztp(config);
   }
 
-  /** The embedded authority this client issues from (opened, and created if need be, once). */
-  authority(): Promise<EmbeddedAuthority> {
+  /** The authority this client issues from: the embedded one (opened, and created if need be, once), or the remote one at `baseUrl`. */
+  authority(): Promise<Authority> {
     if (this.config.baseUrl !== undefined) {
       return Promise.reject(
         new AztpError(ErrorCodes.AUTHORITY_REMOTE_UNAVAILABLE, `remote authorities (baseUrl ${this.config.baseUrl}) are not supported by this version; omit baseUrl to use the embedded authority`),
@@ -213,7 +214,7 @@ export class Aztp {
     const id = this.idOf(subject, "verifyIdentity's argument");
     const live = this.#live.get(id);
     if (live) return live.verify();
-    const rec = authority.find(id);
+    const rec = await authority.find(id);
     if (!rec || rec.status !== "active" || authority.isRevoked(rec.spiffeId)) return false;
     return rec.notAfter !== undefined && Date.parse(rec.notAfter) > Date.now();
   }
@@ -230,15 +231,15 @@ export class Aztp {
     const a = this.idOf(from, "from");
     const b = this.idOf(to, "to");
     if (!(await this.verifyIdentity(a)) || !(await this.verifyIdentity(b))) return false;
-    if (!authority.connected(a, b)) return false;
-    const policies = authority.policiesOf(b, policyCode);
+    if (!(await authority.connected(a, b))) return false;
+    const policies = await authority.policiesOf(b, policyCode);
     if (policies.length === 0) return policyCode === undefined;
     const decision = decidePolicy(policies, {
       principal: a,
       action: CONNECT_ACTION,
       resource: SpiffeId.parse(b).toString(),
       callee: b,
-      relations: authority.relations(a),
+      relations: await authority.relations(a),
     });
     return decision.decision === "allow";
   }
@@ -247,7 +248,7 @@ export class Aztp {
   async getIdentity(subject: SecuredAgent<object> | string): Promise<IdentityRecord> {
     const authority = await this.authority();
     if (typeof subject === "string" && !subject.includes("://")) {
-      const rec = authority.findByName(subject, this.config.trustDomain);
+      const rec = await authority.findByName(subject, this.config.trustDomain);
       if (!rec) throw new AztpError(ErrorCodes.IDENTITY_NOT_FOUND, `no identity named ${JSON.stringify(subject)}`);
       return rec;
     }
@@ -263,7 +264,7 @@ export class Aztp {
     if (options.requestorIdentity !== undefined && !(await this.verifyIdentity(options.requestorIdentity))) {
       throw new AztpError(ErrorCodes.IDENTITY_REVOKED, `requestor ${options.requestorIdentity} is not a valid identity`);
     }
-    const active = authority.list({ status: "active" });
+    const active = await authority.list({ status: "active" });
     if (options.trustDomain !== undefined) {
       const td = TrustDomain.parse(options.trustDomain).name;
       return active.filter((r) => r.trustDomain === td);
@@ -301,7 +302,7 @@ export class Aztp {
   /** The identity's policies, in the astha.ai client's shape: `{ data: [{ code, policyName, policyStatement }] }`. */
   async getPolicy(aztpId: string): Promise<{ data: Array<{ code: string; policyName: string; policyStatement: PolicyDocument }> }> {
     const authority = await this.authority();
-    const rec = authority.get(this.idOf(aztpId, "aztpId"));
+    const rec = await authority.get(this.idOf(aztpId, "aztpId"));
     return { data: rec.policies.map((p) => ({ code: p.code, policyName: p.policyName, policyStatement: p.policyStatement as PolicyDocument })) };
   }
 
@@ -329,8 +330,8 @@ export class Aztp {
     if (!Array.isArray(options?.actions) || options.actions.length === 0 || !options.actions.every((a) => typeof a === "string")) {
       throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "checkIdentityPolicyPermissions needs { actions: string[] }");
     }
-    const policies = authority.policiesOf(id, options.policyCode);
-    const relations = authority.relations(id);
+    const policies = await authority.policiesOf(id, options.policyCode);
+    const relations = await authority.relations(id);
     const now = new Date(); // one instant for every action asked about
     const actions: Record<string, PolicyDecision> = {};
     for (const action of options.actions) {
