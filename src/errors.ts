@@ -78,6 +78,10 @@ export const ErrorCodes = {
   AUTHORITY_CSR_INVALID: "ERR_AUTHORITY_CSR_INVALID",
   AUTHORITY_STORE_FAILED: "ERR_AUTHORITY_STORE_FAILED",
   AUTHORITY_REMOTE_UNAVAILABLE: "ERR_AUTHORITY_REMOTE_UNAVAILABLE",
+  /** A PostgreSQL store was opened without the key-encryption key that seals its CA keys. */
+  AUTHORITY_KEK_MISSING: "ERR_AUTHORITY_KEK_MISSING",
+  /** The key-encryption key is malformed (not 32 bytes), or is not the one the stored CA keys were sealed under. */
+  AUTHORITY_KEK_INVALID: "ERR_AUTHORITY_KEK_INVALID",
   /** A signed revocation list is malformed or does not verify against the trust bundle (typ, issuer, kid, signature). */
   REVOCATION_LIST_INVALID: "ERR_REVOCATION_LIST_INVALID",
   IDENTITY_NOT_FOUND: "ERR_IDENTITY_NOT_FOUND",
