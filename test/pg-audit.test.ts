@@ -73,6 +73,10 @@ describe("PostgreSQL audit log", () => {
         return seqs;
       }),
     );
+    const columns = createPool(url);
+    t.after(() => columns.pool.end());
+    const mismatched = await columns.pool.query("SELECT count(*)::int AS n FROM aztp_audit WHERE entry::json->>'hash' <> hash OR entry::json->>'prev' <> prev OR (entry::json->>'seq')::bigint <> seq");
+    assert.equal(mismatched.rows[0].n, 0, "the seq, hash and prev columns are the entry's own");
     const all = acked.flat().sort((a, b) => a - b);
     assert.deepEqual(all, Array.from({ length: 900 }, (_, i) => i + 1), "every acknowledged entry has its own seq, 1..900");
     await Promise.all(logs.map((l) => l.close()));

@@ -30,10 +30,11 @@ import { once } from "node:events";
 import type { Writable } from "node:stream";
 import { GENESIS, nextCheckpoint, nextLink, type ChainHead } from "../../audit/chain.js";
 import { checkpointLine, signCheckpoint, type Checkpoint, type CheckpointSigner } from "../../audit/checkpoint.js";
+import { canonicalJson } from "../../audit/canonical.js";
 import {
   AUDIT_ENTRY_VERSION,
   ENTRY_TEXT_LIMITS,
-  sealEntry,
+  sha256Hex,
   storableText,
   validateEntryInput,
   type AuditEntry,
@@ -45,7 +46,7 @@ import { OmissionNotes, redact, redactArgs, type RedactedArgs } from "../../audi
 import { writeWitness } from "../../audit/witness.js";
 import type { AuditWriter } from "../../guard/recorder.js";
 import { AztpError, ErrorCodes } from "../../errors.js";
-import { LOCKS, query, transaction, type PgConnection } from "./pool.js";
+import { LOCKS, query, transaction, withClient, type PgConnection } from "./pool.js";
 import type pg from "pg";
 
 export interface PgAuditLogOptions {
@@ -63,8 +64,19 @@ export interface PgAuditLogOptions {
   readonly recoverIntervalMs?: number | undefined;
 }
 
-/** An entry as appended, made storable, waiting for its place in the chain. */
-type Prepared = Omit<UnsealedEntry, "seq" | "prev">;
+/** An entry's fields as appended, made storable, without its place in the chain. */
+type Fields = Omit<UnsealedEntry, "seq" | "prev">;
+
+/**
+ * An entry waiting for its place in the chain, with its canonical JSON made already, in three
+ * runs of members: those sorting before "prev", between "prev" and "seq", and after "seq".
+ * Under the chain's lock only seq and prev are spliced in and the result hashed: the costly
+ * part (canonical form of every field) is done before, outside the lock, by each writer.
+ */
+interface Prepared {
+  readonly fields: Fields;
+  readonly runs: readonly [string, string, string];
+}
 
 interface Pending {
   readonly prepared: Prepared;
@@ -264,34 +276,38 @@ export class PgAuditLog implements AuditWriter {
 
   /** One batch: lock, read the head, chain, insert, checkpoint if due, commit. */
   #commit(batch: readonly Prepared[]): Promise<AuditEntry[]> {
-    return transaction(this.#conn, "append to the audit log", async (client) => {
-      await this.#lock(client);
-      let head = await this.#head(client);
-      const entries: AuditEntry[] = [];
-      const seqs: number[] = [];
-      const lines: string[] = [];
-      const hashes: string[] = [];
-      const prevs: string[] = [];
-      for (const prepared of batch) {
-        const link = nextLink(head);
-        const { entry, line } = sealEntry(linked(prepared, link.seq, link.prev));
-        entries.push(entry);
-        seqs.push(entry.seq);
-        lines.push(line);
-        hashes.push(entry.hash);
-        prevs.push(entry.prev);
-        head = { seq: entry.seq, hash: entry.hash };
+    return withClient(this.#conn, "append to the audit log", async (client) => {
+      const what = "append to the audit log";
+      // BEGIN, the lock and the head in one round trip; the lock is held until COMMIT.
+      const started = (await query(client, this.#conn.location, what, `BEGIN; SELECT pg_advisory_xact_lock(${LOCKS.audit.toString()}); ${HEAD_QUERY}`)) as unknown as pg.QueryResult<HeadRow>[];
+      try {
+        const entries = await this.#chain(client, batch, headOf(started[2]?.rows[0]));
+        await query(client, this.#conn.location, `${what} (commit)`, "COMMIT");
+        return entries;
+      } catch (cause) {
+        await client.query("ROLLBACK").catch(() => undefined);
+        throw cause;
       }
-      await query(
-        client,
-        this.#conn.location,
-        "append to the audit log",
-        "INSERT INTO aztp_audit (seq, entry, hash, prev) SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[])",
-        [seqs, lines, hashes, prevs],
-      );
-      await this.#checkpointIfDue(client, head, false);
-      return entries;
     });
+  }
+
+  /** Under the lock: chains `batch` after `head`, inserts it, checkpoints if due. */
+  async #chain(client: pg.PoolClient, batch: readonly Prepared[], start: ChainHead): Promise<AuditEntry[]> {
+    let head = start;
+    const entries: AuditEntry[] = [];
+    let lines = "";
+    for (const prepared of batch) {
+      const link = nextLink(head);
+      const { entry, line } = seal(prepared, link.seq, link.prev);
+      entries.push(entry);
+      lines += lines === "" ? line : `\n${line}`;
+      head = { seq: entry.seq, hash: entry.hash };
+    }
+    // One text parameter, lines split by newline (canonical JSON has none inside a line): no
+    // array literal to escape and parse. Each line ends with its hash; prev is the hash before.
+    await query(client, this.#conn.location, "append to the audit log", INSERT_BATCH, [lines, start.seq + 1, start.hash]);
+    await this.#checkpointIfDue(client, head, false);
+    return entries;
   }
 
   async #lock(client: pg.PoolClient): Promise<void> {
@@ -299,9 +315,7 @@ export class PgAuditLog implements AuditWriter {
   }
 
   async #head(client: pg.PoolClient): Promise<ChainHead> {
-    const { rows } = await query<{ seq: string; hash: string }>(client, this.#conn.location, "read the audit head", "SELECT seq, hash FROM aztp_audit ORDER BY seq DESC LIMIT 1");
-    const row = rows[0];
-    return row === undefined ? GENESIS : { seq: Number(row.seq), hash: row.hash };
+    return headOf((await query<HeadRow>(client, this.#conn.location, "read the audit head", HEAD_QUERY)).rows[0]);
   }
 
   /** Under the lock: cuts a checkpoint at `head` when due (or, `force`, when anything is uncovered). */
@@ -326,6 +340,16 @@ export class PgAuditLog implements AuditWriter {
    * Kept field for field the same, so an entry means the same whichever log wrote it.
    */
   #prepare(input: AuditEntryInput): Prepared {
+    const fields = this.#fields(input);
+    const runs: [Record<string, unknown>, Record<string, unknown>, Record<string, unknown>] = [{}, {}, {}];
+    for (const [key, value] of Object.entries(fields)) {
+      // RFC 8785 orders members by UTF-16 code units, as JavaScript compares strings.
+      (runs[key < "prev" ? 0 : key < "seq" ? 1 : 2] as Record<string, unknown>)[key] = value;
+    }
+    return { fields, runs: [members(runs[0]), members(runs[1]), members(runs[2])] };
+  }
+
+  #fields(input: AuditEntryInput): Fields {
     const notes = new OmissionNotes();
     const text = (name: string, value: string, max: number = ENTRY_TEXT_LIMITS.text): string => storableText(name, value, max, notes);
     const optional = (name: string, value: string | undefined, max?: number): string | undefined => (value === undefined ? undefined : text(name, value, max));
@@ -350,7 +374,7 @@ export class PgAuditLog implements AuditWriter {
     const traceId = optional("traceId", input.traceId);
     const toolCallId = optional("toolCallId", input.toolCallId);
     const sanitized = notes.list();
-    const e: { -readonly [K in keyof Prepared]?: Prepared[K] } = {};
+    const e: { -readonly [K in keyof Fields]?: Fields[K] } = {};
     if (args !== undefined) e.args = args.value;
     e.argsDigest = argsDigest;
     if (args !== undefined && args.omitted.length > 0) e.argsOmitted = args.omitted;
@@ -373,13 +397,55 @@ export class PgAuditLog implements AuditWriter {
     if (toolCallId !== undefined) e.toolCallId = toolCallId;
     if (traceId !== undefined) e.traceId = traceId;
     e.v = AUDIT_ENTRY_VERSION;
-    return e as Prepared;
+    return e as Fields;
   }
 }
 
-/** `prepared` with its place in the chain (canonical JSON sorts members, so order is only for speed). */
-function linked(prepared: Prepared, seq: number, prev: string): UnsealedEntry {
-  return { ...prepared, prev, seq } as UnsealedEntry;
+interface HeadRow {
+  seq: string;
+  hash: string;
+}
+
+/** The chain's head: the entry with the highest seq (the primary key's index answers it). */
+const HEAD_QUERY = "SELECT seq, hash FROM aztp_audit ORDER BY seq DESC LIMIT 1";
+
+/** $1 the batch's lines, $2 the first one's seq, $3 the hash before it. */
+const INSERT_BATCH = `
+  INSERT INTO aztp_audit (seq, entry, hash, prev)
+  SELECT $2::bigint + ord - 1, line, hash, coalesce(lag(hash) OVER (ORDER BY ord), $3::text)
+  FROM (SELECT line, ord, substr(line, length(line) - 65, 64) AS hash
+        FROM unnest(string_to_array($1::text, E'\\n')) WITH ORDINALITY AS t(line, ord)) AS batch`;
+
+function headOf(row: HeadRow | undefined): ChainHead {
+  return row === undefined ? GENESIS : { seq: Number(row.seq), hash: row.hash };
+}
+
+/** The members of `object`'s canonical JSON, without the braces ("" for none). */
+function members(object: Record<string, unknown>): string {
+  let json: string;
+  try {
+    json = canonicalJson(object);
+  } catch (cause) {
+    throw new AztpError(ErrorCodes.ARGUMENT_INVALID, `audit entry cannot be canonicalised: ${(cause as Error).message}`, { cause });
+  }
+  return json.slice(1, -1);
+}
+
+/**
+ * What sealEntry (audit/entry.ts) makes of the entry at `seq` after `prev`, from its prepared
+ * runs: the same canonical JSON, hash and line (the file log's test pins them byte for byte).
+ */
+function seal(prepared: Prepared, seq: number, prev: string): { entry: AuditEntry; line: string } {
+  const [before, between, after] = prepared.runs;
+  let body = "{";
+  if (before !== "") body += `${before},`;
+  body += `"prev":${JSON.stringify(prev)}`;
+  if (between !== "") body += `,${between}`;
+  body += `,"seq":${seq}`;
+  if (after !== "") body += `,${after}`;
+  body += "}";
+  const hash = sha256Hex(body);
+  return { entry: { ...prepared.fields, prev, seq, hash } as AuditEntry, line: `${body.slice(0, -1)},"hash":"${hash}"}` };
 }
 
 function positiveInt(value: number | undefined, name: string, fallback: number): number {
