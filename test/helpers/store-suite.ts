@@ -201,6 +201,11 @@ export function storeSuite(factory: StoreFactory): void {
       assert.equal(gens[1]?.retireAfter, retire.toISOString());
       assert.deepEqual(gens[0]?.material, m2);
       assert.deepEqual(await b.ca.loadCa(TD), gens);
+      assert.equal((await b.ca.readConfig())?.rotations?.[TD], 1, "the configuration counts the rotation, so other processes reload");
+      const again = await b.ca.rotate(TD, m1, new Date("2026-12-03T12:00:00.000Z"));
+      assert.deepEqual(again.map((g) => g.generation), [3, 2, 1]);
+      assert.equal(again[1]?.retireAfter, "2026-12-03T12:00:00.000Z");
+      assert.equal(again[2]?.retireAfter, retire.toISOString(), "an older generation keeps its own retireAfter");
     });
 
     it("replay cache: 100 concurrent checks of one key from 2 instances, exactly one accepted", async (t) => {

@@ -113,7 +113,10 @@ export class PgCaStore implements CaStore {
         [trustDomain, newest, retireAfter.toISOString()],
       );
       await this.#insertGeneration(client, material, newest + 1, new Date().toISOString(), null);
-      await query(client, this.location, what, "UPDATE aztp_authority SET version = version + 1 WHERE id = 1");
+      // The count of rotations is in the configuration, as the home folder keeps it: an
+      // authority that sees it change reloads its CAs.
+      const next: AuthorityConfig = { ...config, rotations: { ...config.rotations, [trustDomain]: newest } };
+      await query(client, this.location, what, "UPDATE aztp_authority SET config = $1, version = version + 1 WHERE id = 1", [JSON.stringify(next)]);
     });
     return this.loadCa(trustDomain);
   }
