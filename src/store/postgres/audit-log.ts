@@ -278,36 +278,35 @@ export class PgAuditLog implements AuditWriter {
   #commit(batch: readonly Prepared[]): Promise<AuditEntry[]> {
     return withClient(this.#conn, "append to the audit log", async (client) => {
       const what = "append to the audit log";
-      // BEGIN, the lock and the head in one round trip; the lock is held until COMMIT.
-      const started = (await query(client, this.#conn.location, what, `BEGIN; SELECT pg_advisory_xact_lock(${LOCKS.audit.toString()}); ${HEAD_QUERY}`)) as unknown as pg.QueryResult<HeadRow>[];
+      // Two round trips per batch. The first: BEGIN, the lock (held until COMMIT), the head,
+      // and (with a signer) the newest checkpoint.
+      const first = `BEGIN; SELECT pg_advisory_xact_lock(${LOCKS.audit.toString()}); ${HEAD_QUERY}${this.#signer === undefined ? "" : `; ${NEWEST_CHECKPOINT_QUERY}`}`;
+      const started = (await query(client, this.#conn.location, what, first)) as unknown as pg.QueryResult[];
       try {
-        const entries = await this.#chain(client, batch, headOf(started[2]?.rows[0]));
-        await query(client, this.#conn.location, `${what} (commit)`, "COMMIT");
+        const start = headOf(started[2]?.rows[0] as HeadRow | undefined);
+        let head = start;
+        const entries: AuditEntry[] = [];
+        let lines = "";
+        for (const prepared of batch) {
+          const link = nextLink(head);
+          const { entry, line } = seal(prepared, link.seq, link.prev);
+          entries.push(entry);
+          lines += lines === "" ? line : `\n${line}`;
+          head = { seq: entry.seq, hash: entry.hash };
+        }
+        // The second: the entries, a checkpoint if one is due, COMMIT. Values are inlined as
+        // literals (a multi-statement query takes no parameters): numbers and hex we made,
+        // and text through escapeLiteral.
+        let second = insertBatch(client, lines, start);
+        const checkpoint = this.#dueCheckpoint(parseCheckpointRow(started[3]?.rows[0] as CheckpointRow | undefined), head, false);
+        if (checkpoint !== null) second += `; ${insertCheckpoint(client, checkpoint)}`;
+        await query(client, this.#conn.location, what, `${second}; COMMIT`);
         return entries;
       } catch (cause) {
         await client.query("ROLLBACK").catch(() => undefined);
         throw cause;
       }
     });
-  }
-
-  /** Under the lock: chains `batch` after `head`, inserts it, checkpoints if due. */
-  async #chain(client: pg.PoolClient, batch: readonly Prepared[], start: ChainHead): Promise<AuditEntry[]> {
-    let head = start;
-    const entries: AuditEntry[] = [];
-    let lines = "";
-    for (const prepared of batch) {
-      const link = nextLink(head);
-      const { entry, line } = seal(prepared, link.seq, link.prev);
-      entries.push(entry);
-      lines += lines === "" ? line : `\n${line}`;
-      head = { seq: entry.seq, hash: entry.hash };
-    }
-    // One text parameter, lines split by newline (canonical JSON has none inside a line): no
-    // array literal to escape and parse. Each line ends with its hash; prev is the hash before.
-    await query(client, this.#conn.location, "append to the audit log", INSERT_BATCH, [lines, start.seq + 1, start.hash]);
-    await this.#checkpointIfDue(client, head, false);
-    return entries;
   }
 
   async #lock(client: pg.PoolClient): Promise<void> {
@@ -320,18 +319,19 @@ export class PgAuditLog implements AuditWriter {
 
   /** Under the lock: cuts a checkpoint at `head` when due (or, `force`, when anything is uncovered). */
   async #checkpointIfDue(client: pg.PoolClient, head: ChainHead, force: boolean): Promise<void> {
+    if (this.#signer === undefined) return;
+    const { rows } = await query<CheckpointRow>(client, this.#conn.location, "read the newest checkpoint", NEWEST_CHECKPOINT_QUERY);
+    const checkpoint = this.#dueCheckpoint(parseCheckpointRow(rows[0]), head, force);
+    if (checkpoint !== null) await query(client, this.#conn.location, "write a checkpoint", insertCheckpoint(client, checkpoint));
+  }
+
+  /** The checkpoint to cut after `previous` at `head`, signed, or null when none is due (or no signer). */
+  #dueCheckpoint(previous: Checkpoint | null, head: ChainHead, force: boolean): Checkpoint | null {
     const signer = this.#signer;
-    if (signer === undefined || head.seq === 0) return;
-    const { rows } = await query<{ record: string }>(client, this.#conn.location, "read the newest checkpoint", "SELECT record FROM aztp_audit_checkpoints ORDER BY seq DESC LIMIT 1");
-    const previous = rows[0] === undefined ? null : (JSON.parse(rows[0].record) as Checkpoint);
+    if (signer === undefined || head.seq === 0) return null;
     const covered = previous?.upTo ?? 0;
-    if (head.seq === covered || (!force && head.seq - covered < this.#checkpointEvery)) return;
-    const checkpoint = signCheckpoint({ type: "checkpoint", ...nextCheckpoint(previous, head), time: new Date().toISOString(), signer: signer.id }, signer);
-    await query(client, this.#conn.location, "write a checkpoint", "INSERT INTO aztp_audit_checkpoints (seq, up_to, record) VALUES ($1, $2, $3)", [
-      checkpoint.seq,
-      checkpoint.upTo,
-      checkpointLine(checkpoint),
-    ]);
+    if (head.seq === covered || (!force && head.seq - covered < this.#checkpointEvery)) return null;
+    return signCheckpoint({ type: "checkpoint", ...nextCheckpoint(previous, head), time: new Date().toISOString(), signer: signer.id }, signer);
   }
 
   /**
@@ -409,12 +409,37 @@ interface HeadRow {
 /** The chain's head: the entry with the highest seq (the primary key's index answers it). */
 const HEAD_QUERY = "SELECT seq, hash FROM aztp_audit ORDER BY seq DESC LIMIT 1";
 
-/** $1 the batch's lines, $2 the first one's seq, $3 the hash before it. */
-const INSERT_BATCH = `
-  INSERT INTO aztp_audit (seq, entry, hash, prev)
-  SELECT $2::bigint + ord - 1, line, hash, coalesce(lag(hash) OVER (ORDER BY ord), $3::text)
-  FROM (SELECT line, ord, substr(line, length(line) - 65, 64) AS hash
-        FROM unnest(string_to_array($1::text, E'\\n')) WITH ORDINALITY AS t(line, ord)) AS batch`;
+/**
+ * The batch's INSERT: one text literal of its lines split by newline (canonical JSON has none
+ * inside a line), so there is no array literal to escape and parse. Each line ends with its
+ * hash (`,"hash":"<64 hex>"}`); each prev is the hash of the line before, the first's the head's.
+ */
+function insertBatch(client: pg.PoolClient, lines: string, start: ChainHead): string {
+  return `INSERT INTO aztp_audit (seq, entry, hash, prev)
+    SELECT ${start.seq + 1} + ord - 1, line, hash, coalesce(lag(hash) OVER (ORDER BY ord), '${hex64(start.hash)}')
+    FROM (SELECT line, ord, substr(line, length(line) - 65, 64) AS hash
+          FROM unnest(string_to_array(${client.escapeLiteral(lines)}, E'\\n')) WITH ORDINALITY AS t(line, ord)) AS batch`;
+}
+
+function insertCheckpoint(client: pg.PoolClient, c: Checkpoint): string {
+  return `INSERT INTO aztp_audit_checkpoints (seq, up_to, record) VALUES (${c.seq}, ${c.upTo}, ${client.escapeLiteral(checkpointLine(c))})`;
+}
+
+/** A hash about to be inlined in SQL: only ever 64 hex digits. */
+function hex64(hash: string): string {
+  if (!/^[0-9a-f]{64}$/.test(hash)) throw new AztpError(ErrorCodes.AUDIT_CORRUPT, `the audit chain's head hash is not 64 hex digits`);
+  return hash;
+}
+
+const NEWEST_CHECKPOINT_QUERY = "SELECT record FROM aztp_audit_checkpoints ORDER BY seq DESC LIMIT 1";
+
+interface CheckpointRow {
+  record: string;
+}
+
+function parseCheckpointRow(row: CheckpointRow | undefined): Checkpoint | null {
+  return row === undefined ? null : (JSON.parse(row.record) as Checkpoint);
+}
 
 function headOf(row: HeadRow | undefined): ChainHead {
   return row === undefined ? GENESIS : { seq: Number(row.seq), hash: row.hash };
