@@ -131,6 +131,37 @@ export function storeSuite(factory: StoreFactory): void {
       assert.equal(Object.keys((await b.registry.fresh()).state.identities).length, 2);
     });
 
+    it("concurrent mutations where some throw: only those are lost, each gets its own error, the rest are written", async (t) => {
+      const s = await two(t);
+      if (s === undefined) return;
+      const [a, b] = s;
+      const results = await Promise.allSettled(
+        Array.from({ length: 30 }, (_, i) =>
+          (i % 2 === 0 ? a : b).registry.mutate(async (state) => {
+            const rec = addIdentity(state, `m${i}`);
+            if (i % 7 === 0) {
+              // A whole new map, as a rule could write it: still one change among the others.
+              state.identities = { ...state.identities };
+            }
+            await new Promise((r) => setTimeout(r, i % 3));
+            if (i % 3 === 0) {
+              state.revocations.sequence += 100;
+              throw new Error(`refused ${i}`);
+            }
+            return rec.name;
+          }),
+        ),
+      );
+      results.forEach((r, i) => {
+        if (i % 3 === 0) assert.equal(r.status === "rejected" && (r.reason as Error).message, `refused ${i}`);
+        else assert.equal(r.status === "fulfilled" && r.value, `m${i}`);
+      });
+      const snap = await a.registry.fresh();
+      const names = Object.values(snap.state.identities).map((r) => r.name).sort();
+      assert.deepEqual(names, Array.from({ length: 30 }, (_, i) => i).filter((i) => i % 3 !== 0).map((i) => `m${i}`).sort());
+      assert.equal(snap.state.revocations.sequence, 0, "no thrown mutation's change to the revocations was kept");
+    });
+
     it("a revocation is seen by the other instance: current() within the refresh interval, fresh() at once", async (t) => {
       const s = await two(t);
       if (s === undefined) return;

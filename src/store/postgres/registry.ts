@@ -38,6 +38,70 @@ interface IdentityRow {
   record: IdentityRecord | null;
 }
 
+/** Mutations per transaction at most: the lock is held while they run (each may sign an SVID). */
+const MAX_BATCH = 64;
+
+interface Job {
+  readonly fn: (state: RegistryState) => unknown;
+  readonly resolve: (value: unknown) => void;
+  readonly reject: (cause: unknown) => void;
+}
+
+/**
+ * A view of the identities for one mutation: records are cloned when first read (so the
+ * frozen snapshot is never touched), and only those it read, set or deleted are compared
+ * afterwards: a mutation costs what it touches, not the registry's size. Iterating the view
+ * (Object.values: a revocation's cascade) clones every record, as it must.
+ */
+function copyOnWrite(
+  read: (key: string) => IdentityRecord | undefined,
+  keys: () => string[],
+): { identities: Record<string, IdentityRecord>; touched: Map<string, { value: IdentityRecord | undefined; original: IdentityRecord | undefined }> } {
+  const touched = new Map<string, { value: IdentityRecord | undefined; original: IdentityRecord | undefined }>();
+  const get = (key: string): IdentityRecord | undefined => {
+    const t = touched.get(key);
+    if (t !== undefined) return t.value;
+    const original = read(key);
+    if (original === undefined) return undefined;
+    const value = structuredClone(original) as IdentityRecord;
+    touched.set(key, { value, original });
+    return value;
+  };
+  const put = (key: string, value: IdentityRecord | undefined): void => {
+    const t = touched.get(key);
+    touched.set(key, { value, original: t !== undefined ? t.original : read(key) });
+  };
+  const identities = new Proxy({} as Record<string, IdentityRecord>, {
+    get: (_t, key) => (typeof key === "string" ? get(key) : undefined),
+    has: (_t, key) => typeof key === "string" && get(key) !== undefined,
+    set: (_t, key, value) => {
+      if (typeof key !== "string") return false;
+      put(key, value as IdentityRecord);
+      return true;
+    },
+    defineProperty: (_t, key, desc) => {
+      if (typeof key !== "string" || !("value" in desc)) return false;
+      put(key, desc.value as IdentityRecord);
+      return true;
+    },
+    deleteProperty: (_t, key) => {
+      if (typeof key === "string") put(key, undefined);
+      return true;
+    },
+    ownKeys: () => {
+      const out = keys().filter((k) => touched.get(k)?.value !== undefined || !touched.has(k));
+      for (const [k, t] of touched) if (t.value !== undefined && !out.includes(k)) out.push(k);
+      return out;
+    },
+    getOwnPropertyDescriptor: (_t, key) => {
+      if (typeof key !== "string") return undefined;
+      const value = get(key);
+      return value === undefined ? undefined : { value, writable: true, enumerable: true, configurable: true };
+    },
+  });
+  return { identities, touched };
+}
+
 export interface PgRegistryStoreOptions {
   /** The safety-net poll (ms); default 1000, 0 turns it off (tests of the notification path). */
   readonly pollMs?: number | undefined;
@@ -55,6 +119,8 @@ export class PgRegistryStore implements RegistryStore {
   #reconnectTimer: NodeJS.Timeout | null = null;
   #poll: NodeJS.Timeout | null = null;
   #closed = false;
+  #jobs: Job[] = [];
+  #draining: Promise<void> | null = null;
 
   private constructor(conn: PgConnection, snapshot: RegistrySnapshot, version: number) {
     this.#conn = conn;
@@ -95,54 +161,110 @@ export class PgRegistryStore implements RegistryStore {
     return this.#snapshot;
   }
 
-  async mutate<T>(fn: (state: RegistryState) => T | Promise<T>): Promise<T> {
+  /**
+   * Group commit: mutations that arrive while a batch is in flight run in the next batch, one
+   * after another in one transaction, so the lock, the catch-up and the commit (its fsync) are
+   * paid once per batch. Each runs on its own copy-on-write view of the state as the mutations
+   * before it in the batch left it; one that throws leaves no trace, and the others are written.
+   */
+  mutate<T>(fn: (state: RegistryState) => T | Promise<T>): Promise<T> {
+    if (this.#closed) return Promise.reject(storeFailed(this.location, "update the registry", new Error("the store is closed")));
+    return new Promise<T>((resolve, reject) => {
+      this.#jobs.push({ fn, resolve: resolve as (value: unknown) => void, reject });
+      this.#draining ??= this.#drain();
+    });
+  }
+
+  async #drain(): Promise<void> {
+    await Promise.resolve(); // never finish before mutate has stored this promise as #draining
+    while (this.#jobs.length > 0) await this.#runBatch(this.#jobs.splice(0, MAX_BATCH));
+    this.#draining = null;
+  }
+
+  /** One batch in one transaction; settles every job (never throws). */
+  async #runBatch(jobs: readonly Job[]): Promise<void> {
+    const outcomes: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }> = [];
     let next: { version: number; changed: IdentityRow[]; revocations: Revocations | null } | null = null;
-    const result = await transaction(this.#conn, "update the registry", async (client) => {
-      const what = "update the registry";
-      await query(client, this.location, `${what} (lock)`, "SELECT pg_advisory_xact_lock($1)", [LOCKS.registry.toString()]);
-      // Under the lock nobody else commits: this is the newest state, and stays so until COMMIT.
-      await this.#catchUpWith(client);
-      const before = this.#snapshot.state;
-      const version = this.#version;
-      const working = structuredClone(before) as RegistryState;
-      const value = await fn(working);
-      const changed: IdentityRow[] = [];
-      for (const [key, record] of Object.entries(working.identities)) {
-        const old = before.identities[key];
-        if (old === undefined || JSON.stringify(old) !== JSON.stringify(record)) changed.push({ key, record });
-      }
-      for (const key of Object.keys(before.identities)) if (!Object.hasOwn(working.identities, key)) changed.push({ key, record: null });
-      const revocations = JSON.stringify(before.revocations) === JSON.stringify(working.revocations) ? null : working.revocations;
-      if (changed.length === 0 && revocations === null) return value;
-      const v = version + 1;
-      if (changed.length > 0) {
+    try {
+      await transaction(this.#conn, "update the registry", async (client) => {
+        const what = "update the registry";
+        await query(client, this.location, `${what} (lock)`, "SELECT pg_advisory_xact_lock($1)", [LOCKS.registry.toString()]);
+        // Under the lock nobody else commits: this is the newest state, and stays so until COMMIT.
+        await this.#catchUpWith(client);
+        const base = this.#snapshot.state;
+        const version = this.#version;
+        // What the batch changed so far (null: removed), over `base`.
+        const changed = new Map<string, IdentityRecord | null>();
+        let revocations: Revocations | null = null;
+        const read = (key: string): IdentityRecord | undefined =>
+          changed.has(key) ? (changed.get(key) ?? undefined) : Object.hasOwn(base.identities, key) ? base.identities[key] : undefined;
+        const keys = (): string[] => {
+          const out = Object.keys(base.identities).filter((k) => !changed.has(k) || changed.get(k) !== null);
+          for (const [k, v] of changed) if (v !== null && !Object.hasOwn(base.identities, k)) out.push(k);
+          return out;
+        };
+        for (const job of jobs) {
+          const view = copyOnWrite(read, keys);
+          const revBefore = revocations ?? base.revocations;
+          const state: RegistryState = { version: 1, identities: view.identities, revocations: structuredClone(revBefore) as Revocations };
+          try {
+            const value = await job.fn(state);
+            if (state.identities !== view.identities) {
+              // fn replaced the whole map: compare every record.
+              const all = new Set([...keys(), ...Object.keys(state.identities)]);
+              for (const key of all) {
+                const now = Object.hasOwn(state.identities, key) ? state.identities[key] : undefined;
+                if (JSON.stringify(now) !== JSON.stringify(read(key))) changed.set(key, now === undefined ? null : structuredClone(now));
+              }
+            } else {
+              for (const [key, t] of view.touched) if (JSON.stringify(t.value) !== JSON.stringify(t.original)) changed.set(key, t.value ?? null);
+            }
+            if (JSON.stringify(state.revocations) !== JSON.stringify(revBefore)) revocations = state.revocations;
+            outcomes.push({ ok: true, value });
+          } catch (error) {
+            outcomes.push({ ok: false, error }); // its view is dropped: nothing of it is written
+          }
+        }
+        if (changed.size === 0 && revocations === null) return;
+        const rows: IdentityRow[] = [...changed].map(([key, record]) => ({ key, record }));
+        const v = version + 1;
+        if (rows.length > 0) {
+          await query(
+            client,
+            this.location,
+            `${what} (identities)`,
+            `INSERT INTO aztp_registry_identities (key, record, changed_at_version)
+               SELECT k, r, $3 FROM unnest($1::text[], $2::jsonb[]) AS t(k, r)
+             ON CONFLICT (key) DO UPDATE SET record = EXCLUDED.record, changed_at_version = EXCLUDED.changed_at_version`,
+            [rows.map((c) => c.key), rows.map((c) => (c.record === null ? null : JSON.stringify(c.record))), v],
+          );
+        }
         await query(
           client,
           this.location,
-          `${what} (identities)`,
-          `INSERT INTO aztp_registry_identities (key, record, changed_at_version)
-             SELECT k, r, $3 FROM unnest($1::text[], $2::jsonb[]) AS t(k, r)
-           ON CONFLICT (key) DO UPDATE SET record = EXCLUDED.record, changed_at_version = EXCLUDED.changed_at_version`,
-          [changed.map((c) => c.key), changed.map((c) => (c.record === null ? null : JSON.stringify(c.record))), v],
+          `${what} (version)`,
+          `${revocations === null ? "UPDATE aztp_registry_meta SET version = $1::bigint WHERE id = 1" : "UPDATE aztp_registry_meta SET version = $1::bigint, revocations = $3, revocations_changed_at = $1::bigint WHERE id = 1"}
+           RETURNING pg_notify($2, $1::bigint::text)`,
+          revocations === null ? [v, CHANNEL] : [v, CHANNEL, JSON.stringify(revocations)],
         );
-      }
-      await query(
-        client,
-        this.location,
-        `${what} (version)`,
-        revocations === null
-          ? "UPDATE aztp_registry_meta SET version = $1 WHERE id = 1"
-          : "UPDATE aztp_registry_meta SET version = $1, revocations = $2, revocations_changed_at = $1 WHERE id = 1",
-        revocations === null ? [v] : [v, JSON.stringify(revocations)],
-      );
-      // Delivered at COMMIT, to every replica listening (this one included, which then finds nothing new).
-      await query(client, this.location, `${what} (notify)`, "SELECT pg_notify($1, $2)", [CHANNEL, String(v)]);
-      next = { version: v, changed, revocations };
-      return value;
-    });
-    // Committed: the new state becomes the snapshot, so this process sees its own write at once.
+        // The notification is delivered at COMMIT, to every replica listening (this one too, which then finds nothing new).
+        next = { version: v, changed: rows, revocations };
+      });
+    } catch (cause) {
+      // Not committed: no job's change was written. A job that threw itself keeps its own error.
+      jobs.forEach((job, i) => {
+        const o = outcomes[i];
+        job.reject(o !== undefined && !o.ok ? o.error : cause);
+      });
+      return;
+    }
+    // Committed: the new state becomes the snapshot before any job resolves, so each caller sees its write.
     if (next !== null) this.#apply(next);
-    return result;
+    jobs.forEach((job, i) => {
+      const o = outcomes[i] as (typeof outcomes)[number];
+      if (o.ok) job.resolve(o.value);
+      else job.reject(o.error);
+    });
   }
 
   async close(): Promise<void> {
