@@ -5,7 +5,9 @@
  * issuance over the rate.
  */
 import assert from "node:assert/strict";
+import { renameSync } from "node:fs";
 import { connect } from "node:net";
+import { join } from "node:path";
 import { describe, it } from "node:test";
 import { verifyRevocationList } from "../src/authority/revocation-list.js";
 import { BundleSet, TrustBundle } from "../src/spiffe/bundle.js";
@@ -52,6 +54,20 @@ describe("aztp serve routes", () => {
     assert.equal(unknownTd.json.error.code, "ERR_SERVE_ROUTE_NOT_FOUND");
     const auth = await call("/v1/authority");
     assert.deepEqual(auth.json, { defaultTrustDomain: s.trustDomain, trustDomains: [s.trustDomain], refreshHintSeconds: 30 });
+  });
+
+  it("readyz is 503 with why while the store is unusable, and ready again once it is back; healthz stays 200", async (t) => {
+    const s = await startServe(t);
+    const call = client(s);
+    const file = join(s.home, "authority.json");
+    renameSync(file, `${file}.away`);
+    const down = await call("/readyz");
+    assert.equal(down.status, 503);
+    assert.equal(down.json.status, "not-ready");
+    assert.match(down.json.why, /ERR_AUTHORITY_NOT_INITIALIZED/);
+    assert.equal((await call("/healthz")).status, 200);
+    renameSync(`${file}.away`, file);
+    assert.equal((await call("/readyz")).status, 200);
   });
 
   it("issue, renew, get, find by name, list, verify (by id and chain), jwt-svid, link, connected, policies, revoke, reissue, revocations", async (t) => {
