@@ -242,6 +242,13 @@ describe("aztp serve routes", () => {
     // Audit: a scoped key reads only entries naming its identities.
     await call("/v1/audit", { body: { entries: [entry(a.record.spiffeId, b.record.spiffeId, 1), entry(b.record.spiffeId, b.record.spiffeId, 2)] } });
     assert.deepEqual((await call("/v1/audit", { key: k })).json.entries.map((e: any) => e.argsDigest), ["d1"]);
+    // Paging past entries it may not see: the page is filled from further reads, and nextAfterSeq moves on.
+    await call("/v1/audit", { body: { entries: [1, 2, 3, 4].map((i) => entry(b.record.spiffeId, b.record.spiffeId, 10 + i)).concat([entry(a.record.spiffeId, a.record.spiffeId, 99)]) } });
+    const page = await call("/v1/audit?afterSeq=1&limit=1", { key: k });
+    assert.deepEqual(page.json.entries.map((e: any) => e.argsDigest), ["d99"]);
+    assert.equal(page.json.nextAfterSeq, 7);
+    const end = await call("/v1/audit?afterSeq=7&limit=1", { key: k });
+    assert.deepEqual(end.json.entries, []);
   });
 
   it("issuance is rate-limited per key: 429 with Retry-After past the burst, other keys unaffected", async (t) => {
@@ -267,6 +274,8 @@ describe("aztp serve routes", () => {
       ["malformed JSON", "/v1/identities", { raw: "{nope" }, 400, "ERR_ARGUMENT_INVALID"],
       ["empty body", "/v1/identities", { raw: "", method: "POST" }, 400, "ERR_ARGUMENT_INVALID"],
       ["array body", "/v1/identities", { raw: "[]" }, 400, "ERR_ARGUMENT_INVALID"],
+      ["deep nesting", "/v1/identities", { raw: `{"a":${"[".repeat(1000)}${"]".repeat(1000)}}` }, 400, "ERR_ARGUMENT_INVALID"],
+      ["__proto__ member", "/v1/identities", { raw: '{"request":{"name":"a","metadata":{"\\u005f_proto__":{"x":1}}},"csr":"y"}' }, 400, "ERR_JSON_PROTO_KEY_NOT_ALLOWED"],
       ["invalid UTF-8", "/v1/identities", { raw: Buffer.from([0x7b, 0xff, 0x7d]) }, 400, "ERR_ARGUMENT_INVALID"],
       ["request not an object", "/v1/identities", { body: { request: "x", csr: "y" } }, 400, "ERR_ARGUMENT_INVALID"],
       ["name a number", "/v1/identities", { body: { request: { name: 5 }, csr: "y" } }, 400, "ERR_ARGUMENT_INVALID"],

@@ -55,14 +55,46 @@ export async function readJsonObject(req: IncomingMessage, limit: number): Promi
     throw invalid("request body is not valid UTF-8");
   }
   if (text.length === 0) throw invalid("request body is empty: expected a JSON object");
+  if (nestingDepth(text) > MAX_DEPTH) throw invalid(`request body nests deeper than ${MAX_DEPTH} levels`);
   let value: unknown;
   try {
-    value = JSON.parse(text);
+    value = JSON.parse(text, refuseProto);
   } catch (e) {
+    if (e instanceof AztpError) throw e;
     throw invalid(`request body is not valid JSON: ${(e as Error).message.slice(0, 200)}`);
   }
   if (value === null || typeof value !== "object" || Array.isArray(value)) throw invalid("request body must be a JSON object");
   return value as JsonObject;
+}
+
+/** Deeper than this is no request of this API, and stored JSON is later walked recursively. */
+const MAX_DEPTH = 64;
+
+/** The deepest nesting of arrays and objects in JSON text (brackets inside strings skipped). */
+function nestingDepth(text: string): number {
+  let depth = 0;
+  let max = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i++; // backslash: skip the escaped character
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x7b || c === 0x5b) {
+      if (++depth > max) max = depth;
+    } else if (c === 0x7d || c === 0x5d) depth--;
+  }
+  return max;
+}
+
+/**
+ * A `__proto__` member (however it is escaped: the reviver sees the decoded key) is refused:
+ * copied with Object.assign somewhere downstream it would replace a prototype.
+ */
+function refuseProto(this: unknown, key: string, value: unknown): unknown {
+  if (key === "__proto__") throw new AztpError(ErrorCodes.JSON_PROTO_KEY_NOT_ALLOWED, "request body has a __proto__ member");
+  return value;
 }
 
 function drain(req: IncomingMessage, limit: number): void {

@@ -4,7 +4,17 @@
  * only the ServeBackend interface.
  *
  * Today: a home folder (EmbeddedAuthority.open). PostgreSQL (`postgres://…`) comes through
- * src/store/open-stores.ts and EmbeddedAuthority.fromStores (the lead wires it here).
+ * src/store/open-stores.ts and EmbeddedAuthority.fromStores (the lead wires it here). For the
+ * lead, what a store-backed backend needs (nothing else in serve/ changes):
+ *   const stores = await openStores(location, { kek: options.kek });
+ *   authority:  EmbeddedAuthority.fromStores(stores)  (with refresh(): the routes call it)
+ *   apiKeys:    stores.apiKeys                         (ApiKeyStore, api-key-store.ts)
+ *   audit:      new WriterAuditStore(pgAuditLog, (q) => pgAuditLog.query(q))  (audit-store.ts)
+ *   issueServiceSvid: CertificateAuthority.load((await stores.ca.loadCa(td))[0].material)
+ *               .issueSvid(SpiffeId.fromSegments(td, "aztp", "serve"), csr, { ttlSeconds })
+ *   ready:      a round trip to the store (stores.registry.fresh(), say) + the CA loaded
+ *   close:      audit.close(), then stores.close()
+ * and openApiKeyStore below: stores.apiKeys, closing the stores with it.
  */
 import { resolve } from "node:path";
 import { EmbeddedAuthority } from "../authority/authority.js";

@@ -463,8 +463,21 @@ export function buildRoutes(s: RouteSettings): Route[] {
         const q = c.url.searchParams;
         const afterSeq = queryInt(q, "afterSeq", 0, Number.MAX_SAFE_INTEGER, 0);
         const limit = queryInt(q, "limit", 1, MAX_AUDIT_PAGE, 100);
-        const entries: StoredAuditEntry[] = await s.backend.audit.query({ afterSeq, limit });
-        return ok({ entries: entries.filter((e) => auditInScope(c.key, [e.caller, e.callee])) });
+        // A scoped key's page is filled from further pages (at most 20 reads), and
+        // `nextAfterSeq` says where to go on: an empty filtered page is not the end of the log.
+        const out: StoredAuditEntry[] = [];
+        let cursor = afterSeq;
+        for (let reads = 0; reads < 20 && out.length < limit; reads++) {
+          const page = await s.backend.audit.query({ afterSeq: cursor, limit });
+          for (const e of page) {
+            cursor = e.seq;
+            if (!auditInScope(c.key, [e.caller, e.callee])) continue;
+            out.push(e);
+            if (out.length >= limit) break;
+          }
+          if (page.length < limit) break;
+        }
+        return ok({ entries: out, nextAfterSeq: cursor });
       },
     },
   ];

@@ -24,6 +24,8 @@ export interface ServiceCredential {
   serial: string;
   notAfter: Date;
   notBefore: Date;
+  /** When it was issued (notBefore is back-dated for clock skew; half-life counts from here). */
+  issuedAt: Date;
 }
 
 export function serviceId(trustDomain: string): string {
@@ -31,6 +33,7 @@ export function serviceId(trustDomain: string): string {
 }
 
 export async function issueServiceCredential(backend: ServeBackend, ttlSeconds: number): Promise<ServiceCredential> {
+  const issuedAt = new Date();
   const key = await generateWorkloadKey();
   const svid = await backend.issueServiceSvid(key.csr, ttlSeconds);
   return {
@@ -40,6 +43,7 @@ export async function issueServiceCredential(backend: ServeBackend, ttlSeconds: 
     serial: svid.serial,
     notAfter: svid.notAfter,
     notBefore: svid.notBefore,
+    issuedAt,
   };
 }
 
@@ -60,7 +64,7 @@ export function rotateAtHalfLife(
     timer = setTimeout(run, Math.max(1000, ms));
     timer.unref();
   };
-  const halfLife = (c: ServiceCredential): number => (c.notAfter.getTime() - c.notBefore.getTime()) / 2 - (Date.now() - c.notBefore.getTime());
+  const halfLife = (c: ServiceCredential): number => (c.notAfter.getTime() - c.issuedAt.getTime()) / 2 - (Date.now() - c.issuedAt.getTime());
   const run = (): void => {
     issueServiceCredential(backend, ttlSeconds).then(
       (next) => {
