@@ -10,8 +10,7 @@
  *   authority:  EmbeddedAuthority.fromStores(stores)  (with refresh(): the routes call it)
  *   apiKeys:    stores.apiKeys                         (ApiKeyStore, api-key-store.ts)
  *   audit:      new WriterAuditStore(pgAuditLog, (q) => pgAuditLog.query(q))  (audit-store.ts)
- *   issueServiceSvid: CertificateAuthority.load((await stores.ca.loadCa(td))[0].material)
- *               .issueSvid(SpiffeId.fromSegments(td, "aztp", "serve"), csr, { ttlSeconds })
+ *   issueServiceSvid: serviceSvidIssuer(stores.ca, () => authority.defaultTrustDomain)
  *   ready:      a round trip to the store (stores.registry.fresh(), say) + the CA loaded
  *   close:      audit.close(), then stores.close()
  * and openApiKeyStore below: stores.apiKeys, closing the stores with it.
@@ -19,7 +18,9 @@
 import { resolve } from "node:path";
 import { EmbeddedAuthority } from "../authority/authority.js";
 import type { Authority } from "../authority/authority-api.js";
-import { CertificateAuthority, type CaKeyMaterial, type IssuedSvid } from "../authority/ca.js";
+import { CertificateAuthority, type IssuedSvid } from "../authority/ca.js";
+import type { CaStore } from "../authority/ca-store.js";
+import { FileCaStore } from "../authority/file-ca-store.js";
 import { HomeStore } from "../authority/store.js";
 import { AztpError, ErrorCodes } from "../errors.js";
 import { SpiffeId } from "../spiffe/spiffeid.js";
@@ -106,17 +107,13 @@ async function openHomeBackend(home: string): Promise<ServeBackend> {
     throw e;
   }
   const store = new HomeStore(home);
-  let ca: { td: string; ca: CertificateAuthority } | undefined;
+  const issueServiceSvid = serviceSvidIssuer(new FileCaStore(store), () => authority.defaultTrustDomain);
   return {
     location: home,
     authority,
     apiKeys,
     audit,
-    async issueServiceSvid(csr, ttlSeconds) {
-      const td = authority.defaultTrustDomain;
-      if (ca?.td !== td) ca = { td, ca: await CertificateAuthority.load(readCaMaterial(store, td)) };
-      return ca.ca.issueSvid(SpiffeId.fromSegments(td, "aztp", "serve"), csr, { ttlSeconds, commonName: "aztp-serve" });
-    },
+    issueServiceSvid,
     async ready() {
       if (!store.exists("authority.json")) throw new AztpError(ErrorCodes.AUTHORITY_NOT_INITIALIZED, `no authority in ${home}`);
       store.readJson("authority.json");
@@ -129,17 +126,17 @@ async function openHomeBackend(home: string): Promise<ServeBackend> {
   };
 }
 
-/** The CA files of a home (authority.ts's layout). */
-function readCaMaterial(store: HomeStore, td: string): CaKeyMaterial {
-  const dir = ["trust-domains", td];
-  return {
-    trustDomain: td,
-    rootCertPem: store.readText(...dir, "root.pem"),
-    rootKeyPem: store.readText(...dir, "root-key.pem"),
-    intermediateCertPem: store.readText(...dir, "intermediate.pem"),
-    intermediateKeyPem: store.readText(...dir, "intermediate-key.pem"),
-    jwtKeyPem: store.readText(...dir, "jwt-key.pem"),
-    jwtKid: store.readJson<{ kid: string }>(...dir, "jwt.json").kid,
+/**
+ * Issues the service's SVID with the newest CA generation of the default trust domain, read
+ * afresh from the CA store at each issuance (every half-life), so a rotated CA is picked up.
+ */
+export function serviceSvidIssuer(caStore: CaStore, trustDomain: () => string): (csr: Buffer, ttlSeconds: number) => Promise<IssuedSvid> {
+  return async (csr, ttlSeconds) => {
+    const td = trustDomain();
+    const newest = (await caStore.loadCa(td))[0];
+    if (newest === undefined) throw new AztpError(ErrorCodes.AUTHORITY_STORE_FAILED, `${caStore.location} has no CA for ${td}`);
+    const ca = await CertificateAuthority.load(newest.material);
+    return ca.issueSvid(SpiffeId.fromSegments(td, "aztp", "serve"), csr, { ttlSeconds, commonName: "aztp-serve" });
   };
 }
 
