@@ -3,17 +3,13 @@
  * store, the audit store, and how it issues its own TLS SVID. Everything else in serve/ sees
  * only the ServeBackend interface.
  *
- * Today: a home folder (EmbeddedAuthority.open). PostgreSQL (`postgres://…`) comes through
+ * Today: a home folder (its file stores, through backendFromStores). PostgreSQL (`postgres://…`) comes through
  * src/store/open-stores.ts and EmbeddedAuthority.fromStores (the lead wires it here). For the
- * lead, what a store-backed backend needs (nothing else in serve/ changes):
- *   const stores = await openStores(location, { kek: options.kek });
- *   authority:  EmbeddedAuthority.fromStores(stores)  (with refresh(): the routes call it)
- *   apiKeys:    stores.apiKeys                         (ApiKeyStore, api-key-store.ts)
- *   audit:      new WriterAuditStore(pgAuditLog, (q) => pgAuditLog.query(q))  (audit-store.ts)
- *   issueServiceSvid: serviceSvidIssuer(stores.ca, () => authority.defaultTrustDomain)
- *   ready:      a round trip to the store (stores.registry.fresh(), say) + the CA loaded
- *   close:      audit.close(), then stores.close()
- * and openApiKeyStore below: stores.apiKeys, closing the stores with it.
+ * lead, PostgreSQL is then (nothing else in serve/ changes):
+ *   const s = await openStores(location, { kek: options.kek });
+ *   return backendFromStores({ ...s, audit: new WriterAuditStore(s.audit, (q) => s.audit.query(q)) });
+ * (WriterAuditStore in audit-store.ts takes any AuditWriter, PgAuditLog included, and a reader),
+ * and openApiKeyStore below: s.apiKeys, closing the stores with it.
  */
 import { resolve } from "node:path";
 import { EmbeddedAuthority } from "../authority/authority.js";
@@ -21,6 +17,8 @@ import type { Authority } from "../authority/authority-api.js";
 import { CertificateAuthority, type IssuedSvid } from "../authority/ca.js";
 import type { CaStore } from "../authority/ca-store.js";
 import { FileCaStore } from "../authority/file-ca-store.js";
+import { FileRegistryStore } from "../authority/file-registry-store.js";
+import type { RegistryStore } from "../authority/registry-store.js";
 import { HomeStore } from "../authority/store.js";
 import { AztpError, ErrorCodes } from "../errors.js";
 import { SpiffeId } from "../spiffe/spiffeid.js";
@@ -96,34 +94,68 @@ export async function openServeBackend(location: string, options: OpenBackendOpt
   return openHomeBackend(resolve(location));
 }
 
-async function openHomeBackend(home: string): Promise<ServeBackend> {
-  const authority = await EmbeddedAuthority.open(home);
-  const apiKeys = new FileApiKeyStore(home);
-  let audit: ServeAuditStore;
+/**
+ * What a backend is made of: the store set `openStores` gives (src/store/open-stores.ts), with
+ * the audit log as a ServeAuditStore. `close` closes the stores themselves.
+ */
+export interface ServeStores {
+  location: string;
+  registry: RegistryStore;
+  ca: CaStore;
+  apiKeys: ApiKeyStore;
+  audit: ServeAuditStore;
+  /** This process's own folder (EmbeddedAuthority's `home`); the home folder itself for a file store. */
+  home?: string | undefined;
+  close(): Promise<void>;
+}
+
+/** The backend on a store set: the authority from its registry and CA stores, the rest as given. */
+export async function backendFromStores(stores: ServeStores): Promise<ServeBackend> {
+  let authority: EmbeddedAuthority;
   try {
-    audit = await openFileAuditStore(home);
+    authority = await EmbeddedAuthority.fromStores({ registry: stores.registry, ca: stores.ca }, stores.home !== undefined ? { home: stores.home } : {});
   } catch (e) {
-    await apiKeys.close();
+    await Promise.allSettled([stores.audit.close(), stores.apiKeys.close()]);
+    await stores.close().catch(() => undefined);
     throw e;
   }
-  const store = new HomeStore(home);
-  const issueServiceSvid = serviceSvidIssuer(new FileCaStore(store), () => authority.defaultTrustDomain);
   return {
-    location: home,
+    location: stores.location,
     authority,
-    apiKeys,
-    audit,
-    issueServiceSvid,
+    apiKeys: stores.apiKeys,
+    audit: stores.audit,
+    issueServiceSvid: serviceSvidIssuer(stores.ca, () => authority.defaultTrustDomain),
     async ready() {
-      if (!store.exists("authority.json")) throw new AztpError(ErrorCodes.AUTHORITY_NOT_INITIALIZED, `no authority in ${home}`);
-      store.readJson("authority.json");
+      // A round trip to each store: the configuration (and so the CA) and the committed registry.
+      const config = await stores.ca.readConfig();
+      if (config === undefined) throw new AztpError(ErrorCodes.AUTHORITY_NOT_INITIALIZED, `no authority in ${stores.location}`);
+      await stores.registry.fresh();
       authority.bundle();
-      if (!audit.writable) throw new AztpError(ErrorCodes.AUDIT_UNAVAILABLE, "the audit log cannot be written");
+      if (!stores.audit.writable) throw new AztpError(ErrorCodes.AUDIT_UNAVAILABLE, "the audit log cannot be written");
     },
     async close() {
-      await Promise.allSettled([audit.close(), apiKeys.close()]);
+      await Promise.allSettled([stores.audit.close(), stores.apiKeys.close()]);
+      await stores.close();
     },
   };
+}
+
+async function openHomeBackend(home: string): Promise<ServeBackend> {
+  const store = new HomeStore(home);
+  if (!store.exists("authority.json")) {
+    throw new AztpError(ErrorCodes.AUTHORITY_NOT_INITIALIZED, `no authority in ${home}: run \`aztp init --trust-domain TD --home ${home}\``);
+  }
+  const registry = new FileRegistryStore(store);
+  const audit = await openFileAuditStore(home);
+  return backendFromStores({
+    location: home,
+    home,
+    registry,
+    ca: new FileCaStore(store),
+    apiKeys: new FileApiKeyStore(home),
+    audit,
+    close: () => registry.close(),
+  });
 }
 
 /**
