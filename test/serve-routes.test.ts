@@ -192,6 +192,8 @@ describe("aztp serve routes", () => {
     assert.equal((await serveRequest(s.url, `/v1/revocations/${s.trustDomain}`, { ca: s.bundlePem })).status, 200);
     const line = s.logs.find((l) => l.msg === "request" && l.status === 200 && l.path === "/v1/authority");
     assert.equal(line?.keyId, extra.keyId, "the request log names the key");
+    const logText = JSON.stringify(s.logs);
+    for (const k of [s.apiKey, extra.key]) assert.ok(!logText.includes(k.slice(22)), "no secret in the logs");
     assert.equal(typeof line?.ms, "number");
   });
 

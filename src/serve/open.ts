@@ -7,7 +7,7 @@
  * src/store/open-stores.ts and EmbeddedAuthority.fromStores (the lead wires it here). For the
  * lead, PostgreSQL is then (nothing else in serve/ changes):
  *   const s = await openStores(location, { kek: options.kek });
- *   return backendFromStores({ ...s, audit: new WriterAuditStore(s.audit, (q) => s.audit.query(q)) });
+ *   return backendFromStores({ ...s, audit: new WriterAuditStore(s.audit, (q) => s.audit.query(q.afterSeq, q.limit)) });
  * (WriterAuditStore in audit-store.ts takes any AuditWriter, PgAuditLog included, and a reader),
  * and openApiKeyStore below: s.apiKeys, closing the stores with it.
  */
