@@ -47,6 +47,8 @@ export async function readJsonObject(req: IncomingMessage, limit: number): Promi
     req.on("data", onData);
     req.on("end", onEnd);
     req.on("error", (e) => reject(invalid(`request body could not be read: ${e.message}`)));
+    // A client gone before the end of its body: settle, so nothing waits on it forever.
+    req.on("close", () => reject(invalid("the request was closed before its body ended")));
   });
   let text: string;
   try {
