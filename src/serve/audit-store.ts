@@ -4,6 +4,7 @@
  * (fsync'ed: acknowledged means on disk); PostgreSQL's (helper "pg", PgAuditLog) is wired by
  * the lead in open.ts.
  */
+import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { AuditLog } from "../audit/log.js";
 import { queryAuditLog } from "../audit/query.js";
@@ -53,7 +54,6 @@ export class WriterAuditStore implements ServeAuditStore {
 /** `<home>/audit/serve.jsonl`, fsync'ed; one writer per file, so one service per home folder. */
 export async function openFileAuditStore(home: string): Promise<ServeAuditStore> {
   const path = join(home, "audit", "serve.jsonl");
-  const { mkdirSync } = await import("node:fs");
   mkdirSync(join(home, "audit"), { recursive: true, mode: 0o700 });
   const log = await AuditLog.open(path, { durability: "fsync" });
   // The file is scanned on each query: fine for the single-machine store (PostgreSQL's has an index on seq).
