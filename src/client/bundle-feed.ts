@@ -63,6 +63,8 @@ export interface BundleFeedOptions {
   initial?: Iterable<TrustBundle>;
   /** Used when a bundle carries no spiffe_refresh_hint. */
   refreshHintSeconds?: number;
+  /** The hint set by the caller: wins over the bundles' own. */
+  fixedRefreshHintSeconds?: number | undefined;
   onWarning?: FeedWarning;
 }
 
@@ -72,6 +74,7 @@ export class BundleFeed implements BundleSource {
   readonly #trustDomains = new Set<string>();
   readonly #warn: FeedWarning;
   #fallbackHint: number;
+  readonly #fixedHint: number | undefined;
   readonly #loop: RefreshLoop;
 
   constructor(http: AuthorityHttp, options: BundleFeedOptions = {}) {
@@ -81,6 +84,7 @@ export class BundleFeed implements BundleSource {
       this.#trustDomains.add(b.trustDomain);
     }
     this.#fallbackHint = options.refreshHintSeconds ?? DEFAULT_REFRESH_HINT_SECONDS;
+    this.#fixedHint = options.fixedRefreshHintSeconds;
     this.#warn = options.onWarning ?? defaultWarning;
     this.#loop = new RefreshLoop(
       () => this.refreshHintSeconds,
@@ -103,6 +107,7 @@ export class BundleFeed implements BundleSource {
 
   /** The shortest hint any held bundle asks for (else the fallback): how often the loop runs. */
   get refreshHintSeconds(): number {
+    if (this.#fixedHint !== undefined) return this.#fixedHint;
     let hint: number | undefined;
     for (const b of this.#set) if (b.refreshHint !== undefined && b.refreshHint > 0) hint = Math.min(hint ?? Infinity, b.refreshHint);
     return hint ?? this.#fallbackHint;

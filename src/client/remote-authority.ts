@@ -138,7 +138,7 @@ export class RemoteAuthority implements Authority {
       const defaultTrustDomain = info?.defaultTrustDomain ?? bootstrap.trustDomain;
       const trustDomains = info?.trustDomains ?? [defaultTrustDomain];
       const hint = positive(options.refreshHintSeconds) ?? positive(info?.refreshHintSeconds) ?? positive(bootstrap.refreshHint) ?? DEFAULT_REFRESH_HINT_SECONDS;
-      feed = new BundleFeed(http, { initial: [bootstrap], refreshHintSeconds: hint, onWarning: warn });
+      feed = new BundleFeed(http, { initial: [bootstrap], refreshHintSeconds: hint, fixedRefreshHintSeconds: positive(options.refreshHintSeconds), onWarning: warn });
       for (const td of trustDomains) feed.addTrustDomain(td);
       await feed.refreshAll();
       const revocations = new RevocationFeed(http, feed, {
