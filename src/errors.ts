@@ -178,6 +178,26 @@ export const ErrorCodes = {
   /** A command would overwrite an existing file (such as a key.pem); it does only with --force. */
   FILE_EXISTS: "ERR_FILE_EXISTS",
 
+  // The HTTP service, aztp serve (serve/)
+  /** A request to an `aztp serve` /v1 route without a Bearer API key, or with one that is unknown, malformed or revoked (HTTP 401). */
+  SERVE_API_KEY_INVALID: "ERR_SERVE_API_KEY_INVALID",
+  /** The API key is valid but its scope (trust domain, ID prefix) does not cover the identity the request names (HTTP 403). */
+  SERVE_API_KEY_SCOPE_DENIED: "ERR_SERVE_API_KEY_SCOPE_DENIED",
+  /** The API key issued faster than its rate allows on this replica; the Retry-After header says when to try again (HTTP 429). */
+  SERVE_RATE_LIMITED: "ERR_SERVE_RATE_LIMITED",
+  /** The service cannot answer now: it is shutting down, or its store or CA is not ready (HTTP 503). */
+  SERVE_UNAVAILABLE: "ERR_SERVE_UNAVAILABLE",
+  /** A request failed for a reason the service has no code for (a bug); the log has the detail, the answer does not (HTTP 500). */
+  SERVE_INTERNAL_FAILED: "ERR_SERVE_INTERNAL_FAILED",
+  /** No route of the service has this path (HTTP 404). */
+  SERVE_ROUTE_NOT_FOUND: "ERR_SERVE_ROUTE_NOT_FOUND",
+  /** The route exists but not for this method; the Allow header lists those it takes (HTTP 405). */
+  SERVE_METHOD_NOT_ALLOWED: "ERR_SERVE_METHOD_NOT_ALLOWED",
+  /** A request body over the service's size limit (HTTP 413). */
+  SERVE_BODY_TOO_LONG: "ERR_SERVE_BODY_TOO_LONG",
+  /** `aztp serve --insecure-http` on an address that is not loopback, without --allow-insecure-non-loopback. */
+  SERVE_INSECURE_HTTP_NOT_ALLOWED: "ERR_SERVE_INSECURE_HTTP_NOT_ALLOWED",
+
   // Any layer
   /** An argument to a function or an option is not what it must be; the message names it and the rule. */
   ARGUMENT_INVALID: "ERR_ARGUMENT_INVALID",

@@ -13,7 +13,7 @@ import { AztpError, canonicalCode, ErrorCodes, RENAMED_CODES } from "../src/erro
 const AREAS = [
   "REVOCATION_LIST", "TRUST_DOMAIN", "INVOCATION", "DELEGATION", "AUTHORITY", "X509SVID", "SPIFFEID", "IDENTITY",
   "ARGUMENT", "RECEIPT", "BUNDLE", "CALLEE", "PARENT", "POLICY", "AGENT", "AUDIT", "PROOF", "CERT", "FILE", "JSON",
-  "PEER", "TOOL", "JWT", "KEY", "MCP", "PEM",
+  "PEER", "TOOL", "JWT", "KEY", "MCP", "PEM", "SERVE",
 ].sort((a, b) => b.length - a.length);
 
 /** What is wrong with the thing checked: the last word(s) of every code. */
@@ -21,7 +21,7 @@ const STATES = [
   "MISSING", "EMPTY", "MALFORMED", "INVALID", "MISMATCH", "NOT_ALLOWED", "NOT_AUTHORIZED", "UNTRUSTED", "EXPIRED",
   "NOT_YET_VALID", "REVOKED", "REPLAYED", "TOO_LONG", "TOO_MANY", "EXCEEDED", "EXISTS", "NOT_FOUND", "FAILED",
   "UNAVAILABLE", "CLOSED", "CORRUPT", "IN_USE", "DENIED", "UNSUPPORTED", "UNKNOWN", "NOT_CRITICAL", "NOT_INITIALIZED",
-  "UNREPRESENTABLE", "UNSECURED", "UNUSABLE", "SET",
+  "UNREPRESENTABLE", "UNSECURED", "UNUSABLE", "SET", "LIMITED",
 ];
 
 /** Every rename, old name to new: pinned here so an alias cannot be dropped or repointed unnoticed. */
