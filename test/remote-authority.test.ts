@@ -147,7 +147,7 @@ describe("RemoteAuthority over aztp serve", () => {
     assert.ok(seenAfter <= 2_500, `seen after ${seenAfter} ms`);
   });
 
-  it("the server's errors come back with its code: a wrong API key is ERR_SERVE_API_KEY_INVALID, bad input ERR_ARGUMENT_INVALID", async (t) => {
+  it("the server's errors come back with its code: a wrong API key is ERR_SERVE_API_KEY_INVALID, a bad CSR ERR_AUTHORITY_CSR_INVALID, an unknown ID ERR_IDENTITY_NOT_FOUND", async (t) => {
     const s = await serve(t);
     await assert.rejects(
       () => RemoteAuthority.connect({ baseUrl: s.url, apiKey: "aztp_nokey_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", trustBundle: s.bundlePem, home: tempDir(t, "c") }),

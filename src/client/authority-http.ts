@@ -12,8 +12,9 @@
  *   an AztpError with the server's code and rule, so callers switch on the same codes as with
  *   the embedded authority. A connection that fails (refused, reset, timed out) is
  *   ERR_AUTHORITY_REMOTE_UNAVAILABLE naming the URL and the cause.
- * - Idempotent GETs are retried once on a connection failure (a keep-alive socket the server
- *   closed meanwhile is the usual cause); POSTs never are, since the first may have landed.
+ * - Idempotent GETs are retried once on a connection failure other than a timeout (a
+ *   keep-alive socket the server closed meanwhile is the usual cause); POSTs never are, since
+ *   the first may have landed.
  */
 import http from "node:http";
 import https from "node:https";
@@ -108,7 +109,10 @@ export class AuthorityHttp {
     try {
       return await this.#once<T>("GET", path, undefined, options);
     } catch (e) {
-      if (e instanceof AztpError && e.code === ErrorCodes.AUTHORITY_REMOTE_UNAVAILABLE) return this.#once<T>("GET", path, undefined, options);
+      // A dropped or refused connection is worth one more try (a keep-alive socket the server
+      // closed meanwhile); a timeout is not: it would only double the wait.
+      const cause = e instanceof AztpError ? (e.cause as NodeJS.ErrnoException | undefined) : undefined;
+      if (e instanceof AztpError && e.code === ErrorCodes.AUTHORITY_REMOTE_UNAVAILABLE && cause?.code !== "ETIMEDOUT") return this.#once<T>("GET", path, undefined, options);
       throw e;
     }
   }
