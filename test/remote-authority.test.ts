@@ -116,6 +116,20 @@ describe("RemoteAuthority over aztp serve", () => {
     assert.equal(r.isRevoked(peer.record.spiffeId), false);
   });
 
+  it("issuing into a trust domain the service adds on the way: the feeds take it up, its SVID verifies and its revocations are answered", async (t) => {
+    const s = await serve(t);
+    const r = await client(t, s);
+    const key = await generateWorkloadKey();
+    const { record, svid } = await r.issueIdentity({ name: "far", trustDomain: "second.test" }, key.csr);
+    assert.equal(record.trustDomain, "second.test");
+    assert.ok(r.trustDomains.includes("second.test"));
+    assert.equal(verifyX509Svid(Certificate.parsePem(svid.chainPem), r.bundleSet()).id.toString(), record.spiffeId);
+    assert.equal(r.isRevoked(record.spiffeId, svid.serial), false);
+    await r.revoke(record.aztpId, "x");
+    assert.equal(r.isRevoked(record.spiffeId), true);
+    assert.equal(r.heldRecord(record.aztpId)?.status, "revoked", "the held record is re-read after the revoke");
+  });
+
   it("an identity this client never saw: policiesOf and relations fetch once, then answer from the cache", async (t) => {
     const s = await serve(t);
     const writer = await client(t, s);

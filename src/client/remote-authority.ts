@@ -207,6 +207,9 @@ export class RemoteAuthority implements Authority {
   async #issued(answer: { record?: unknown; svid?: unknown }, where: string): Promise<IssueResult> {
     const record = recordOf(answer.record, where);
     const svid = svidOf(answer.svid, where);
+    // A trust domain the service added for this request (issuing into a new one creates it):
+    // the feeds fetch it now, so the SVID can be checked and its revocations answered.
+    if (!this.#trustDomains.includes(record.trustDomain)) await this.#addTrustDomain(record.trustDomain);
     const chain = Certificate.parsePem(svid.chainPem);
     const check = (): void => {
       const verified = verifyX509Svid(chain, this.#bundles);
@@ -228,6 +231,26 @@ export class RemoteAuthority implements Authority {
     }
     this.#hold(record);
     return { record: structuredClone(record), svid };
+  }
+
+  async #addTrustDomain(trustDomain: string): Promise<void> {
+    const td = TrustDomain.parse(trustDomain).name;
+    this.#bundles.addTrustDomain(td);
+    this.#revocations.addTrustDomain(td);
+    await this.#bundles.refresh(td);
+    await this.#revocations.refresh(td);
+    if (!this.#trustDomains.includes(td)) this.#trustDomains = [...this.#trustDomains, td];
+  }
+
+  /**
+   * The record of `id` as this client holds it (issued through it, or read once), without a
+   * request: undefined for one it has never seen. For synchronous readers such as an
+   * identity's status.
+   */
+  heldRecord(id: string): IdentityRecord | undefined {
+    const parsed = this.#parseId(id);
+    const held = parsed === undefined ? undefined : this.#records.get(parsed.key);
+    return held === undefined ? undefined : structuredClone(held.record);
   }
 
   async mintJwtSvid(id: string, audience: string | string[], ttlSeconds?: number): Promise<string> {
@@ -358,28 +381,40 @@ export class RemoteAuthority implements Authority {
    * serial. Throws ERR_REVOCATION_LIST_EXPIRED once the held list is too old (fails closed).
    */
   isRevoked(id: string, serial?: string): boolean {
-    if (this.#revocations.isRevoked(id, serial)) return true;
-    let key: string;
-    try {
-      key = SpiffeId.parse(id).toString();
-    } catch {
-      return true;
-    }
-    const seen = new Set<string>([key]);
-    let parent = this.#records.peek(key)?.record.parentIdentity ?? null;
+    const parsed = this.#parseId(id);
+    if (parsed === undefined) return true; // not an ID at all: never "not revoked"
+    if (this.#revocations.isRevokedParsed(parsed.key, parsed.td, serial)) return true;
+    let parent = this.#records.peek(parsed.key)?.record.parentIdentity ?? null;
+    if (parent === null) return false;
+    const seen = new Set<string>([parsed.key]);
     while (parent !== null) {
-      let p: string;
-      try {
-        p = SpiffeId.parse(parent).toString();
-      } catch {
-        return true; // a parent that is not an ID names no one trustworthy
-      }
-      if (seen.has(p) || seen.size > MAX_ANCESTRY) return true;
-      seen.add(p);
-      if (this.#revocations.isRevoked(p)) return true;
-      parent = this.#records.peek(p)?.record.parentIdentity ?? null;
+      const p = this.#parseId(parent);
+      if (p === undefined) return true; // a parent that is not an ID names no one trustworthy
+      if (seen.has(p.key) || seen.size > MAX_ANCESTRY) return true;
+      seen.add(p.key);
+      if (this.#revocations.isRevokedParsed(p.key, p.td, undefined)) return true;
+      parent = this.#records.peek(p.key)?.record.parentIdentity ?? null;
     }
     return false;
+  }
+
+  /** IDs as they come (AZTP or SPIFFE, any case), parsed once: the revocation check is on every call. */
+  readonly #ids = new Map<string, { key: string; td: string }>();
+
+  #parseId(id: string): { key: string; td: string } | undefined {
+    const hit = this.#ids.get(id);
+    if (hit !== undefined) return hit;
+    let parsed: SpiffeId;
+    try {
+      parsed = SpiffeId.parse(id);
+    } catch {
+      return undefined;
+    }
+    // Bounded: a flood of distinct IDs costs a re-parse, never memory.
+    if (this.#ids.size >= MAX_CACHED_RECORDS) this.#ids.clear();
+    const entry = { key: parsed.toString(), td: parsed.trustDomain };
+    this.#ids.set(id, entry);
+    return entry;
   }
 
   policiesOf(id: string, code?: string): readonly PolicyDocument[] | Promise<readonly PolicyDocument[]> {
