@@ -6,28 +6,19 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { describe, it, type TestContext } from "node:test";
-import { EmbeddedAuthority } from "../src/authority/authority.js";
 import { RemoteAuthority, type RemoteAuthorityOptions } from "../src/client/remote-authority.js";
 import { AztpError, ErrorCodes } from "../src/errors.js";
 import { generateWorkloadKey } from "../src/spiffe/csr.js";
 import { Certificate } from "../src/spiffe/certificate.js";
 import { verifyX509Svid } from "../src/spiffe/x509svid.js";
-import { FileApiKeyStore } from "../src/serve/api-key-store.js";
-import { startServe } from "../src/serve/server.js";
 import { rejectsWithCode, tempDir } from "./helpers/authority-util.js";
+import { startServe } from "./helpers/serve-util.js";
 
 const TD = "remote.test";
 
-/** A home with an authority and an API key, and `aztp serve` over it on loopback HTTPS. */
-async function serve(t: TestContext, options: { refreshHintSeconds?: number } = {}) {
-  const home = tempDir(t, "serve");
-  await EmbeddedAuthority.init(home, TD);
-  const keys = new FileApiKeyStore(home);
-  const { key: apiKey } = await keys.create({ name: "test" });
-  await keys.close();
-  const running = await startServe({ store: home, port: 0, refreshHintSeconds: options.refreshHintSeconds ?? 1, logLevel: "error" });
-  t.after(() => running.stop());
-  return { home, apiKey, url: running.url, bundlePem: running.bundlePem(), running };
+/** `aztp serve` on loopback HTTPS over a fresh authority of TD, with an API key (test/helpers/serve-util.ts). */
+function serve(t: TestContext, options: { refreshHintSeconds?: number } = {}) {
+  return startServe(t, { trustDomain: TD, refreshHintSeconds: options.refreshHintSeconds ?? 1, logLevel: "error" });
 }
 
 async function client(t: TestContext, s: { url: string; apiKey: string; bundlePem: string }, extra: Partial<RemoteAuthorityOptions> = {}): Promise<RemoteAuthority> {

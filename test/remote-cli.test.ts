@@ -7,26 +7,19 @@ import assert from "node:assert/strict";
 import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
-import { EmbeddedAuthority } from "../src/authority/authority.js";
 import { RemoteAuthority } from "../src/client/remote-authority.js";
 import { generateWorkloadKey } from "../src/spiffe/csr.js";
-import { FileApiKeyStore } from "../src/serve/api-key-store.js";
-import { startServe } from "../src/serve/server.js";
 import { aztpCli, assertExit, tempDir } from "./helpers/authority-util.js";
+import { startServe } from "./helpers/serve-util.js";
 
 const TD = "cli-remote.test";
 
 describe("aztp --server", () => {
   it("list, policy attach/get/check, link, revoke, reissue and discover go to the service; https without a bundle exits 1 saying what to pass", async (t) => {
-    const serveHome = tempDir(t, "serve");
-    await EmbeddedAuthority.init(serveHome, TD);
-    const keys = new FileApiKeyStore(serveHome);
-    const { key: apiKey } = await keys.create({ name: "cli" });
-    await keys.close();
-    const s = await startServe({ store: serveHome, port: 0, refreshHintSeconds: 1, logLevel: "error" });
-    t.after(() => s.stop());
+    const s = await startServe(t, { trustDomain: TD, refreshHintSeconds: 1, logLevel: "error" });
+    const { apiKey } = s;
     const bundleFile = join(tempDir(t, "bundle"), "bundle.pem");
-    writeFileSync(bundleFile, s.bundlePem());
+    writeFileSync(bundleFile, s.bundlePem);
 
     const admin = await RemoteAuthority.connect({ baseUrl: s.url, apiKey, trustBundle: bundleFile, home: tempDir(t, "admin"), onWarning: () => undefined });
     t.after(() => admin.close());

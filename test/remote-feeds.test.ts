@@ -17,25 +17,14 @@ import { EmbeddedAuthority } from "../src/authority/authority.js";
 import { RemoteAuthority, type RemoteAuthorityOptions } from "../src/client/remote-authority.js";
 import { AztpError, ErrorCodes } from "../src/errors.js";
 import { generateWorkloadKey } from "../src/spiffe/csr.js";
-import { FileApiKeyStore } from "../src/serve/api-key-store.js";
-import { startServe, type RunningServe } from "../src/serve/server.js";
 import { rejectsWithCode, tempDir } from "./helpers/authority-util.js";
+import { startServe, type StartedServe } from "./helpers/serve-util.js";
 
 const TD = "feeds.test";
 
-async function serveHome(t: TestContext): Promise<{ home: string; apiKey: string }> {
-  const home = tempDir(t, "serve");
-  await EmbeddedAuthority.init(home, TD);
-  const keys = new FileApiKeyStore(home);
-  const { key: apiKey } = await keys.create({ name: "test" });
-  await keys.close();
-  return { home, apiKey };
-}
-
-async function serveOn(t: TestContext, home: string, port = 0): Promise<RunningServe> {
-  const running = await startServe({ store: home, port, refreshHintSeconds: 1, logLevel: "error" });
-  t.after(() => running.stop());
-  return running;
+/** `aztp serve` on loopback HTTPS (test/helpers/serve-util.ts): a fresh authority of TD, or the one in `store` again (on `port`). */
+async function serveOn(t: TestContext, options: { store?: string; port?: number } = {}): Promise<StartedServe> {
+  return startServe(t, { trustDomain: TD, refreshHintSeconds: 1, logLevel: "error", ...options });
 }
 
 async function client(t: TestContext, options: RemoteAuthorityOptions): Promise<RemoteAuthority> {
@@ -49,9 +38,9 @@ async function client(t: TestContext, options: RemoteAuthorityOptions): Promise<
  * paths in `replace`, which it answers with the body given (what an attacker in the path, or a
  * stale cache, would serve).
  */
-async function proxy(t: TestContext, target: RunningServe): Promise<{ url: string; replace: Map<string, string> }> {
+async function proxy(t: TestContext, target: { url: string; bundlePem: string }): Promise<{ url: string; replace: Map<string, string> }> {
   const replace = new Map<string, string>();
-  const agent = new https.Agent({ ca: target.bundlePem(), checkServerIdentity: () => undefined });
+  const agent = new https.Agent({ ca: target.bundlePem, checkServerIdentity: () => undefined });
   const server = http.createServer((req, res) => {
     const canned = replace.get(req.url ?? "");
     if (canned !== undefined) {
@@ -86,19 +75,19 @@ async function fetchText(url: string, ca: string): Promise<string> {
 
 describe("revocation and bundle feeds", () => {
   it("an old signed list replayed is refused (ERR_REVOCATION_LIST_REPLAYED) and the newer one kept; an equal one is kept as is", async (t) => {
-    const { home, apiKey } = await serveHome(t);
-    const s = await serveOn(t, home);
-    const admin = await client(t, { baseUrl: s.url, apiKey, trustBundle: s.bundlePem(), home: tempDir(t, "admin"), onWarning: () => undefined });
+    const s = await serveOn(t);
+    const { apiKey } = s;
+    const admin = await client(t, { baseUrl: s.url, apiKey, trustBundle: s.bundlePem, home: tempDir(t, "admin"), onWarning: () => undefined });
     const a = await admin.issueIdentity({ name: "a" }, (await generateWorkloadKey()).csr);
     const b = await admin.issueIdentity({ name: "b" }, (await generateWorkloadKey()).csr);
     await admin.revoke(a.record.aztpId, "first");
     // Capture the list as it is now (sequence n, a revoked), then revoke b (sequence n+1).
-    const old = await fetchText(`${s.url}/v1/revocations/${TD}`, s.bundlePem());
+    const old = await fetchText(`${s.url}/v1/revocations/${TD}`, s.bundlePem);
     await admin.revoke(b.record.aztpId, "second");
 
     const p = await proxy(t, s);
     const warnings: AztpError[] = [];
-    const verifier = await client(t, { baseUrl: p.url, apiKey, trustBundle: s.bundlePem(), home: tempDir(t, "v"), onWarning: (e) => warnings.push(e) });
+    const verifier = await client(t, { baseUrl: p.url, apiKey, trustBundle: s.bundlePem, home: tempDir(t, "v"), onWarning: (e) => warnings.push(e) });
     assert.equal(verifier.isRevoked(b.record.spiffeId), true);
     const held = verifier.revocationSequence();
 
@@ -121,9 +110,9 @@ describe("revocation and bundle feeds", () => {
   });
 
   it("a list signed by another authority of the same trust domain name is refused (ERR_REVOCATION_LIST_INVALID), whatever its sequence", async (t) => {
-    const { home, apiKey } = await serveHome(t);
-    const s = await serveOn(t, home);
-    const admin = await client(t, { baseUrl: s.url, apiKey, trustBundle: s.bundlePem(), home: tempDir(t, "admin"), onWarning: () => undefined });
+    const s = await serveOn(t);
+    const { apiKey } = s;
+    const admin = await client(t, { baseUrl: s.url, apiKey, trustBundle: s.bundlePem, home: tempDir(t, "admin"), onWarning: () => undefined });
     const victim = await admin.issueIdentity({ name: "victim" }, (await generateWorkloadKey()).csr);
     await admin.revoke(victim.record.aztpId, "revoked for real");
 
@@ -137,7 +126,7 @@ describe("revocation and bundle feeds", () => {
     const forged = JSON.stringify({ list: impostor.signedRevocationList(TD) });
 
     const p = await proxy(t, s);
-    const verifier = await client(t, { baseUrl: p.url, apiKey, trustBundle: s.bundlePem(), home: tempDir(t, "v"), onWarning: () => undefined });
+    const verifier = await client(t, { baseUrl: p.url, apiKey, trustBundle: s.bundlePem, home: tempDir(t, "v"), onWarning: () => undefined });
     const held = verifier.revocationSequence();
     p.replace.set(`/v1/revocations/${TD}`, forged);
     await rejectsWithCode(() => verifier.revocationFeed.refresh(TD), ErrorCodes.REVOCATION_LIST_INVALID);
@@ -153,14 +142,14 @@ describe("revocation and bundle feeds", () => {
   });
 
   it("a bundle with a lower spiffe_sequence is refused (ERR_BUNDLE_REPLAYED); the held bundle stays", async (t) => {
-    const { home, apiKey } = await serveHome(t);
-    const s = await serveOn(t, home);
+    const s = await serveOn(t);
+    const { apiKey } = s;
     const p = await proxy(t, s);
-    const verifier = await client(t, { baseUrl: p.url, apiKey, trustBundle: s.bundlePem(), home: tempDir(t, "v"), onWarning: () => undefined });
+    const verifier = await client(t, { baseUrl: p.url, apiKey, trustBundle: s.bundlePem, home: tempDir(t, "v"), onWarning: () => undefined });
     const held = verifier.bundle();
     const version = verifier.version;
     assert.ok(held.sequence !== undefined && held.sequence >= 1);
-    const doc = JSON.parse(await fetchText(`${s.url}/.well-known/spiffe/bundle/${TD}`, s.bundlePem())) as { spiffe_sequence: number };
+    const doc = JSON.parse(await fetchText(`${s.url}/.well-known/spiffe/bundle/${TD}`, s.bundlePem)) as { spiffe_sequence: number };
     p.replace.set(`/.well-known/spiffe/bundle/${TD}`, JSON.stringify({ ...doc, spiffe_sequence: held.sequence - 1 }));
     await rejectsWithCode(() => verifier.bundleFeed.refresh(TD), ErrorCodes.BUNDLE_REPLAYED);
     assert.strictEqual(verifier.bundle(), held);
@@ -171,11 +160,11 @@ describe("revocation and bundle feeds", () => {
   });
 
   it("outage: verification answers from held state, issuing fails clearly, past maxStaleness revocation checks fail closed, and a restart on the same port recovers by itself", async (t) => {
-    const { home, apiKey } = await serveHome(t);
-    let s = await serveOn(t, home);
-    const port = s.port;
+    let s = await serveOn(t);
+    const { apiKey, home } = s;
+    const port = s.running.port;
     const warnings: AztpError[] = [];
-    const r = await client(t, { baseUrl: s.url, apiKey, trustBundle: s.bundlePem(), home: tempDir(t, "c"), refreshHintSeconds: 1, maxStalenessSeconds: 3, onWarning: (e) => warnings.push(e), timeoutMs: 2_000 });
+    const r = await client(t, { baseUrl: s.url, apiKey, trustBundle: s.bundlePem, home: tempDir(t, "c"), refreshHintSeconds: 1, maxStalenessSeconds: 3, onWarning: (e) => warnings.push(e), timeoutMs: 2_000 });
     const alive = await r.issueIdentity({ name: "alive" }, (await generateWorkloadKey()).csr);
     const dead = await r.issueIdentity({ name: "dead" }, (await generateWorkloadKey()).csr);
     await r.revoke(dead.record.aztpId, "x");
@@ -199,7 +188,7 @@ describe("revocation and bundle feeds", () => {
     assert.ok(r.bundle().x509Authorities.length >= 1, "the bundle is still held");
 
     // Back on the same port: the next refresh (within the hint) recovers without being asked.
-    s = await serveOn(t, home, port);
+    s = await serveOn(t, { store: home, port });
     const upAt = Date.now();
     for (;;) {
       try {

@@ -11,21 +11,14 @@ import { describe, it, type TestContext } from "node:test";
 import { EmbeddedAuthority } from "../src/authority/authority.js";
 import { RemoteAuthority } from "../src/client/remote-authority.js";
 import { ErrorCodes } from "../src/errors.js";
-import { FileApiKeyStore } from "../src/serve/api-key-store.js";
-import { startServe, type RunningServe } from "../src/serve/server.js";
 import { rejectsWithCode, tempDir } from "./helpers/authority-util.js";
+import { startServe, type StartedServe } from "./helpers/serve-util.js";
 
 const TD = "tls.test";
 
-async function serve(t: TestContext, options: { insecureHttp?: boolean } = {}): Promise<{ s: RunningServe; apiKey: string }> {
-  const home = tempDir(t, "serve");
-  await EmbeddedAuthority.init(home, TD);
-  const keys = new FileApiKeyStore(home);
-  const { key: apiKey } = await keys.create({ name: "test" });
-  await keys.close();
-  const s = await startServe({ store: home, port: 0, refreshHintSeconds: 1, logLevel: "error", ...(options.insecureHttp ? { insecureHttp: true } : {}) });
-  t.after(() => s.stop());
-  return { s, apiKey };
+async function serve(t: TestContext, options: { insecureHttp?: boolean } = {}): Promise<{ s: StartedServe["running"]; apiKey: string }> {
+  const started = await startServe(t, { trustDomain: TD, refreshHintSeconds: 1, logLevel: "error", ...(options.insecureHttp ? { insecureHttp: true } : {}) });
+  return { s: started.running, apiKey: started.apiKey };
 }
 
 /** Runs `fn` with AZTP_TRUST_BUNDLE set to `value` (or unset), restoring it after. */
