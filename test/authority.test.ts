@@ -48,7 +48,7 @@ describe("aztp init", () => {
 
     const td = join(home, "trust-domains", "example.org");
     for (const f of ["authority.json", "registry.json"]) assert.ok(existsSync(join(home, f)), f);
-    assert.deepEqual(readdirSync(td).sort(), ["intermediate-key.pem", "intermediate.pem", "jwt-key.pem", "jwt.json", "root-key.pem", "root.pem"]);
+    assert.deepEqual(readdirSync(td).sort(), ["generation.json", "intermediate-key.pem", "intermediate.pem", "jwt-key.pem", "jwt.json", "root-key.pem", "root.pem"]);
     for (const key of ["root-key.pem", "intermediate-key.pem", "jwt-key.pem"]) {
       assert.equal(statSync(join(td, key)).mode & 0o777, 0o600, `${key} must be readable by its owner only`);
       assert.match(readFileSync(join(td, key), "utf8"), /^-----BEGIN PRIVATE KEY-----/);

@@ -1,69 +1,90 @@
 /**
- * The embedded authority: CA, issuance, registry and revocation for one or more trust
- * domains, with its state in a home folder. No server, no account, no network.
+ * The authority in this process: CA, issuance, registry and revocation for one or more trust
+ * domains, on a store. The embedded default keeps its state in a home folder (no server, no
+ * account, no network); `aztp serve` runs the same authority on PostgreSQL, shared by its
+ * replicas (store/open-stores.ts picks the store from a location).
  *
- * Layout of a home:
+ * Layout of a home (file-ca-store.ts, file-registry-store.ts):
  *   authority.json                      { version, defaultTrustDomain, trustDomains }
  *   registry.json                       identities, links, policies, revocations (RegistryState)
  *   trust-domains/<td>/root.pem         root CA certificate (the X.509 bundle)
  *   trust-domains/<td>/intermediate.pem intermediate CA certificate (signs SVIDs)
  *   trust-domains/<td>/jwt.json         { kid } of the JWT-SVID signing key
+ *   trust-domains/<td>/generation.json  { generation, createdAt } of this CA (rotation adds one)
  *   trust-domains/<td>/*-key.pem        private keys, mode 0600
+ *   trust-domains/<td>/generations/<n>/ an older CA generation, until it retires (rotation)
  *
- * Every change happens under the home's lock after re-reading registry.json, so two
- * processes issuing from one home at once neither corrupt it nor lose each other's writes;
- * serials are 128 random bits, unique without coordination.
+ * Every change is a read-modify-write of the newest committed registry, serialised across
+ * processes by the store, so two processes issuing at once neither corrupt it nor lose each
+ * other's writes; serials are 128 random bits, unique without coordination.
  */
-import { createPublicKey } from "node:crypto";
+import { createPublicKey, type KeyObject } from "node:crypto";
 import { resolve } from "node:path";
 import { AztpError, ErrorCodes } from "../errors.js";
 import { BundleSet, TrustBundle, type BundleSource } from "../spiffe/bundle.js";
 import { mintJwtSvid } from "../spiffe/jwtsvid.js";
 import { SpiffeId, TrustDomain } from "../spiffe/spiffeid.js";
 import { parsePolicy, policyCode, type PolicyDocument } from "../policy/policy.js";
-import { CertificateAuthority, createCaKeyMaterial, type CaKeyMaterial, type IssuedSvid } from "./ca.js";
+import type { Authority, AuthorityRelations, IdentityFilter, IssueOptions, IssueResult } from "./authority-api.js";
+import { CertificateAuthority, createCaKeyMaterial, type IssuedSvid } from "./ca.js";
+import type { AuthorityConfig, CaGeneration, CaStore } from "./ca-store.js";
+import { FileCaStore } from "./file-ca-store.js";
+import { FileRegistryStore } from "./file-registry-store.js";
 import * as registry from "./registry.js";
 import type { IdentityRecord, LinkType, RegisterRequest, RegistryState } from "./registry.js";
+import type { RegistryStore } from "./registry-store.js";
 import { signRevocationList } from "./revocation-list.js";
-import { RegistrySnapshot } from "./snapshot.js";
+import type { RegistrySnapshot } from "./snapshot.js";
 import { HomeStore } from "./store.js";
 
 export const DEFAULT_TRUST_DOMAIN = "aztp.local";
 export { DEFAULT_ENVIRONMENT, DEFAULT_METHOD, MAX_JWT_SVID_TTL_SECONDS, MAX_SPIFFE_ID_BYTES, workloadSpiffeId } from "./registry.js";
 export type { RegisterRequest } from "./registry.js";
+export type { IssueOptions, IssueResult } from "./authority-api.js";
 
-export interface IssueOptions {
-  ttlSeconds?: number;
-  now?: Date;
+/** The stores an authority runs on: a home folder's, or PostgreSQL's (store/open-stores.ts). */
+export interface AuthorityStores {
+  registry: RegistryStore;
+  ca: CaStore;
 }
 
-export interface IssueResult {
-  record: IdentityRecord;
-  svid: IssuedSvid;
+export interface OpenOptions {
+  trustDomain?: string | undefined;
+  /** Create the authority when there is none yet. */
+  create?: boolean | undefined;
+  /** With `create`: finding one already there (even one created concurrently) is ERR_AUTHORITY_EXISTS. */
+  exclusive?: boolean | undefined;
 }
 
-interface AuthorityConfig {
-  version: 1;
-  defaultTrustDomain: string;
-  trustDomains: string[];
-  createdAt: string;
+/** A trust domain's CAs: the newest signs; older generations stay in the bundle until they retire. */
+interface LoadedTrustDomain {
+  ca: CertificateAuthority;
+  generations: CaGeneration[];
+  /** JWT keys of the generations still in the bundle. */
+  jwtKeys: Array<[string, KeyObject]>;
 }
 
-export class EmbeddedAuthority implements BundleSource {
+export class EmbeddedAuthority implements Authority, BundleSource {
+  /** Where this process keeps its own files (the home folder; for PostgreSQL, the folder given). */
   readonly home: string;
-  private readonly store: HomeStore;
+  /** Where the state lives, for messages: the home folder or the PostgreSQL URL (no password). */
+  readonly location: string;
+  readonly #registry: RegistryStore;
+  readonly #caStore: CaStore;
   private config: AuthorityConfig;
-  private readonly cas = new Map<string, CertificateAuthority>();
-  /** The registry as last read (or written) by this process; null until the first read. */
-  #snapshot: RegistrySnapshot | null = null;
+  readonly #tds = new Map<string, LoadedTrustDomain>();
 
   private bundles: BundleSet | undefined;
   private bundlesVersion = 0;
   private configVersion: string | undefined;
+  /** When the bundle next changes on its own: an older CA generation retiring. */
+  #bundleValidUntil = Infinity;
 
-  private constructor(home: string, config: AuthorityConfig) {
+  private constructor(home: string, stores: AuthorityStores, config: AuthorityConfig) {
     this.home = home;
-    this.store = new HomeStore(home);
+    this.location = stores.registry.location;
+    this.#registry = stores.registry;
+    this.#caStore = stores.ca;
     this.config = config;
   }
 
@@ -72,26 +93,33 @@ export class EmbeddedAuthority implements BundleSource {
    * AZTP_TRUST_DOMAIN, else aztp.local) when `create` is true and none exists yet. With
    * `exclusive`, finding one already there (even one created concurrently) is ERR_AUTHORITY_EXISTS.
    */
-  static async open(home: string, options: { trustDomain?: string | undefined; create?: boolean | undefined; exclusive?: boolean | undefined } = {}): Promise<EmbeddedAuthority> {
+  static async open(home: string, options: OpenOptions = {}): Promise<EmbeddedAuthority> {
     const store = new HomeStore(resolve(home));
-    if (!store.exists("authority.json")) {
+    if (!store.exists("authority.json") && !options.create) {
+      throw new AztpError(ErrorCodes.AUTHORITY_NOT_INITIALIZED, `no authority in ${store.home}: run \`aztp init --trust-domain TD --home ${store.home}\``);
+    }
+    return EmbeddedAuthority.fromStores({ registry: new FileRegistryStore(store), ca: new FileCaStore(store) }, { ...options, home: store.home });
+  }
+
+  /**
+   * The authority on `stores` (a home folder's or PostgreSQL's), created there with `create`.
+   * `home` is this process's own folder (default ./.aztp), for files that are never shared.
+   */
+  static async fromStores(stores: AuthorityStores, options: OpenOptions & { home?: string | undefined } = {}): Promise<EmbeddedAuthority> {
+    let config = await stores.ca.readConfig();
+    if (config === undefined) {
       if (!options.create) {
-        throw new AztpError(ErrorCodes.AUTHORITY_NOT_INITIALIZED, `no authority in ${store.home}: run \`aztp init --trust-domain TD --home ${store.home}\``);
+        throw new AztpError(ErrorCodes.AUTHORITY_NOT_INITIALIZED, `no authority in ${stores.ca.location}: run \`aztp init --trust-domain TD\` there first`);
       }
       const td = TrustDomain.parse(options.trustDomain ?? process.env.AZTP_TRUST_DOMAIN ?? DEFAULT_TRUST_DOMAIN).name;
-      await store.withLock(async () => {
-        if (store.exists("authority.json")) {
-          // Another process won the race. `init` (exclusive) must not report a creation it did not make.
-          if (options.exclusive) throw new AztpError(ErrorCodes.AUTHORITY_EXISTS, `${store.home} already holds an authority (created concurrently)`);
-          return;
-        }
-        await EmbeddedAuthority.createTrustDomainFiles(store, td);
-        const config: AuthorityConfig = { version: 1, defaultTrustDomain: td, trustDomains: [td], createdAt: new Date().toISOString() };
-        store.writeJson(["registry.json"], registry.emptyRegistry());
-        store.writeJson(["authority.json"], config);
-      });
+      const created = await stores.ca.create({ version: 1, defaultTrustDomain: td, trustDomains: [td], createdAt: new Date().toISOString() }, await createCaKeyMaterial(td));
+      // Another process won the race. `init` (exclusive) must not report a creation it did not make.
+      if (!created && options.exclusive) throw new AztpError(ErrorCodes.AUTHORITY_EXISTS, `${stores.ca.location} already holds an authority (created concurrently)`);
+      config = await stores.ca.readConfig();
+      if (config === undefined) throw new AztpError(ErrorCodes.AUTHORITY_STORE_FAILED, `${stores.ca.location}: the authority just created cannot be read back`);
     }
-    const authority = new EmbeddedAuthority(store.home, store.readJson<AuthorityConfig>("authority.json"));
+    const authority = new EmbeddedAuthority(resolve(options.home ?? ".aztp"), stores, config);
+    authority.configVersion = await stores.ca.configVersion();
     await authority.loadCas();
     return authority;
   }
@@ -114,114 +142,94 @@ export class EmbeddedAuthority implements BundleSource {
     return [...this.config.trustDomains];
   }
 
-  private static async createTrustDomainFiles(store: HomeStore, td: string): Promise<void> {
-    const m = await createCaKeyMaterial(td);
-    const dir = ["trust-domains", td];
-    store.writeText([...dir, "root.pem"], m.rootCertPem);
-    store.writeText([...dir, "intermediate.pem"], m.intermediateCertPem);
-    store.writeSecret([...dir, "root-key.pem"], m.rootKeyPem);
-    store.writeSecret([...dir, "intermediate-key.pem"], m.intermediateKeyPem);
-    store.writeSecret([...dir, "jwt-key.pem"], m.jwtKeyPem);
-    store.writeJson([...dir, "jwt.json"], { kid: m.jwtKid });
-  }
-
-  private async loadCas(): Promise<void> {
+  /** Loads the CAs of every trust domain not loaded yet (all of them with `reload`, after a rotation). */
+  private async loadCas(reload = false): Promise<void> {
     for (const td of this.config.trustDomains) {
-      if (this.cas.has(td)) continue;
-      const dir = ["trust-domains", td];
-      const m: CaKeyMaterial = {
-        trustDomain: td,
-        rootCertPem: this.store.readText(...dir, "root.pem"),
-        rootKeyPem: this.store.readText(...dir, "root-key.pem"),
-        intermediateCertPem: this.store.readText(...dir, "intermediate.pem"),
-        intermediateKeyPem: this.store.readText(...dir, "intermediate-key.pem"),
-        jwtKeyPem: this.store.readText(...dir, "jwt-key.pem"),
-        jwtKid: this.store.readJson<{ kid: string }>(...dir, "jwt.json").kid,
-      };
-      this.cas.set(td, await CertificateAuthority.load(m));
+      if (this.#tds.has(td) && !reload) continue;
+      const generations = await this.#caStore.loadCa(td);
+      const newest = generations[0];
+      if (newest === undefined) throw new AztpError(ErrorCodes.AUTHORITY_STORE_FAILED, `${this.#caStore.location} lists trust domain ${td} but holds no CA for it`);
+      const loaded = this.#tds.get(td);
+      const ca = loaded !== undefined && loaded.generations[0]?.generation === newest.generation ? loaded.ca : await CertificateAuthority.load(newest.material);
+      this.#tds.set(td, { ca, generations, jwtKeys: [] });
     }
     this.bundles = undefined;
   }
 
-  /** Re-reads authority.json if another process added a trust domain. */
+  /** Re-reads the configuration if another process added a trust domain or rotated a CA. */
   private async refreshConfig(): Promise<void> {
-    this.configVersion = this.store.version("authority.json");
-    const config = this.store.readJson<AuthorityConfig>("authority.json");
-    if (config.trustDomains.length !== this.config.trustDomains.length) {
-      this.config = config;
-      await this.loadCas();
-    }
+    const version = await this.#caStore.configVersion();
+    if (version === this.configVersion) return;
+    this.configVersion = version;
+    const config = await this.#caStore.readConfig();
+    if (config === undefined) return;
+    const rotated = JSON.stringify(config.rotations ?? {}) !== JSON.stringify(this.config.rotations ?? {});
+    this.config = config;
+    await this.loadCas(rotated);
+  }
+
+  /**
+   * For a replica that must answer from the committed state (`aztp serve` before each request
+   * that depends on it): the newest registry, trust domains and CA generations.
+   */
+  async refresh(): Promise<void> {
+    await this.#registry.fresh();
+    await this.refreshConfig();
   }
 
   /** Adds a trust domain to this authority (the embedded authority accepts any valid name). */
   async ensureTrustDomain(trustDomain: string): Promise<string> {
     const td = TrustDomain.parse(trustDomain).name;
-    if (this.cas.has(td)) return td;
-    await this.store.withLock(async () => {
-      const config = this.store.readJson<AuthorityConfig>("authority.json");
-      if (!config.trustDomains.includes(td)) {
-        await EmbeddedAuthority.createTrustDomainFiles(this.store, td);
-        config.trustDomains.push(td);
-        this.store.writeJson(["authority.json"], config);
-      }
-      this.config = config;
-    });
+    if (this.#tds.has(td)) return td;
+    this.config = await this.#caStore.addTrustDomain(td, () => createCaKeyMaterial(td));
+    this.configVersion = await this.#caStore.configVersion();
     await this.loadCas();
     return td;
   }
 
+  /**
+   * CA rotation: a new intermediate under the same root, and a new JWT key. New SVIDs and
+   * JWT-SVIDs come from the new generation at once. The old one stays in the bundle (its JWT
+   * key next to the new one) until everything it signed has expired: the latest SVID expiry
+   * in the registry, or the longest JWT-SVID lifetime from now, whichever is later. Live SVIDs
+   * keep verifying throughout: their chains still end at the same root.
+   */
+  async rotateCa(trustDomain = this.defaultTrustDomain, now = new Date()): Promise<CaGeneration[]> {
+    const td = TrustDomain.parse(trustDomain).name;
+    const newest = this.#loaded(td).generations[0];
+    if (newest === undefined) throw new AztpError(ErrorCodes.AUTHORITY_STORE_FAILED, `no CA loaded for ${td}`);
+    const { state } = await this.#registry.fresh();
+    let retireAfter = now.getTime() + registry.MAX_JWT_SVID_TTL_SECONDS * 1000;
+    for (const rec of Object.values(state.identities)) {
+      if (rec.trustDomain === td && rec.notAfter !== undefined) retireAfter = Math.max(retireAfter, Date.parse(rec.notAfter));
+    }
+    const generations = await this.#caStore.rotate(td, await createCaKeyMaterial(td, now, newest.material), new Date(retireAfter));
+    this.configVersion = undefined;
+    await this.refreshConfig();
+    return generations;
+  }
+
+  #loaded(td: string): LoadedTrustDomain {
+    const loaded = this.#tds.get(td);
+    if (loaded === undefined) throw new AztpError(ErrorCodes.TRUST_DOMAIN_NOT_ALLOWED, `this authority has no CA for trust domain ${td}`);
+    return loaded;
+  }
+
   private ca(td: string): CertificateAuthority {
-    const ca = this.cas.get(td);
-    if (ca === undefined) throw new AztpError(ErrorCodes.TRUST_DOMAIN_NOT_ALLOWED, `this authority has no CA for trust domain ${td}`);
-    return ca;
+    return this.#loaded(td).ca;
   }
 
-  /** The registry as on disk now: the current snapshot, replaced only when the file changed (cheap stat otherwise). */
+  /** The registry as committed: the store's current snapshot (cheap; see RegistryStore.current). */
   private current(): RegistrySnapshot {
-    // One stat per synchronous run (~2 µs in a tight loop, ~8 to 17 µs on an MCP call's path
-    // here): a revocation committed by another process is seen by every check that starts in a
-    // later turn of the event loop, so by every call that arrives after it, with no window
-    // beyond the run in progress. Checks made back to back in one run (a caller checking
-    // itself and its callee, a token's signer and its delegation links) share the stat: they
-    // are microseconds apart, and a revocation landing between them is concurrent with the
-    // call either way. Every write replaces the file (new inode), so the version changes
-    // reliably. A folder watch would save the stat but could lag behind the event loop.
-    const snapshot = this.#snapshot;
-    if (this.#statedThisRun && snapshot !== null) return snapshot;
-    const v = this.store.version("registry.json");
-    this.#statedThisRun = true;
-    // Cleared by a microtask, so the stat never outlives the microtasks queued so far: a write
-    // by this process acknowledged after it is seen (its continuation queues behind the clear),
-    // and news from another process comes as I/O, which the event loop takes only once every
-    // microtask has run.
-    queueMicrotask(this.#endRun);
-    if (snapshot !== null && snapshot.version === v) return snapshot;
-    return (this.#snapshot = new RegistrySnapshot(this.readState(), v));
-  }
-
-  #statedThisRun = false;
-  readonly #endRun = (): void => {
-    this.#statedThisRun = false;
-  };
-
-  /** A fresh, mutable copy of registry.json (the empty registry when there is none). */
-  private readState(): RegistryState {
-    return this.store.exists("registry.json") ? this.store.readJson<RegistryState>("registry.json") : registry.emptyRegistry();
+    return this.#registry.current();
   }
 
   /**
-   * Read-modify-write of the registry under the home lock, on a fresh read of the file (never
-   * the current snapshot, which stays frozen). Once written, the new state becomes the
-   * snapshot; if `fn` fails, nothing was written and the snapshot stands.
+   * Read-modify-write of the newest committed registry (never the current snapshot, which
+   * stays frozen); if `fn` fails, nothing is written.
    */
-  private async mutate<T>(fn: (state: RegistryState) => Promise<T> | T): Promise<T> {
-    return this.store.withLock(async () => {
-      const state = this.readState();
-      const result = await fn(state);
-      this.store.writeJson(["registry.json"], state);
-      this.#snapshot = new RegistrySnapshot(state, this.store.version("registry.json"));
-      return result;
-    });
+  private mutate<T>(fn: (state: RegistryState) => Promise<T> | T): Promise<T> {
+    return this.#registry.mutate(fn);
   }
 
   /**
@@ -288,7 +296,7 @@ export class EmbeddedAuthority implements BundleSource {
     return pick ? structuredClone(pick) : undefined;
   }
 
-  list(filter: { trustDomain?: string; status?: "active" | "revoked" } = {}): IdentityRecord[] {
+  list(filter: IdentityFilter = {}): IdentityRecord[] {
     return Object.values(this.current().state.identities)
       .filter((r) => (!filter.trustDomain || r.trustDomain === filter.trustDomain) && (!filter.status || r.status === filter.status))
       .map((r) => structuredClone(r));
@@ -333,7 +341,7 @@ export class EmbeddedAuthority implements BundleSource {
   }
 
   /** Parent and links of an identity, for policy conditions (aztp:callerParent, aztp:callerLinks). */
-  relations(id: string): { parent?: string; links: string[] } | undefined {
+  relations(id: string): AuthorityRelations | undefined {
     const rec = registry.findRecord(this.current().state, id);
     if (!rec) return undefined;
     return { ...(rec.parentIdentity ? { parent: rec.parentIdentity } : {}), links: rec.links.filter((l) => l.type === "linked").map((l) => l.target) };
@@ -380,7 +388,7 @@ export class EmbeddedAuthority implements BundleSource {
    * (by this or another process) without being rebuilt.
    */
   getBundleForTrustDomain(trustDomain: string): TrustBundle | undefined {
-    if (!this.cas.has(trustDomain) && this.store.version("authority.json") !== this.configVersion) {
+    if (!this.#tds.has(trustDomain)) {
       // Another process may have added it: load its CA (async), so later calls find it.
       void this.refreshConfig().catch(() => undefined);
     }
@@ -392,21 +400,33 @@ export class EmbeddedAuthority implements BundleSource {
     return this.bundlesVersion;
   }
 
-  /** Bundles for every trust domain of this authority: what a local verifier trusts. */
-  bundleSet(): BundleSet {
-    if (this.bundles && this.bundles.size === this.cas.size) return this.bundles;
+  /**
+   * Bundles for every trust domain of this authority: what a local verifier trusts. Each holds
+   * the root and the JWT key of every CA generation not yet retired; its spiffe_sequence grows
+   * with every rotation and every retirement.
+   */
+  bundleSet(now = Date.now()): BundleSet {
+    if (this.bundles && now < this.#bundleValidUntil) return this.bundles;
     const set = new BundleSet();
-    for (const [td, ca] of this.cas) {
+    let validUntil = Infinity;
+    for (const [td, loaded] of this.#tds) {
+      const live = loaded.generations.filter((g, i) => i === 0 || g.retireAfter === undefined || Date.parse(g.retireAfter) > now);
+      for (const g of live) if (g.retireAfter !== undefined) validUntil = Math.min(validUntil, Date.parse(g.retireAfter));
+      const roots = new Map<string, string>();
+      for (const g of live) roots.set(g.material.rootCertPem.trim(), g.material.rootCertPem);
+      const retired = loaded.generations.length - live.length;
+      loaded.jwtKeys = live.map((g) => [g.material.jwtKid, createPublicKey(g.material.jwtKeyPem)] as [string, KeyObject]);
       set.add(
         new TrustBundle({
           trustDomain: td,
-          x509Authorities: TrustBundle.fromPem(td, ca.rootCertPem).x509Authorities,
-          jwtAuthorities: [[ca.jwtKid, createPublicKey(ca.jwtKey)]],
-          sequence: 1,
+          x509Authorities: [...roots.values()].flatMap((pem) => TrustBundle.fromPem(td, pem).x509Authorities),
+          jwtAuthorities: loaded.jwtKeys,
+          sequence: (loaded.generations[0]?.generation ?? 1) + retired,
         }),
       );
     }
     this.bundles = set;
+    this.#bundleValidUntil = validUntil;
     this.bundlesVersion++;
     return set;
   }

@@ -15,6 +15,8 @@ export interface AuthorityConfig {
   defaultTrustDomain: string;
   trustDomains: string[];
   createdAt: string;
+  /** CA rotations so far, by trust domain: a change other processes see as a new config version. */
+  rotations?: Record<string, number> | undefined;
 }
 
 export interface CaGeneration {

@@ -55,10 +55,17 @@ async function exportPkcs8Pem(key: webcrypto.CryptoKey): Promise<string> {
   return encodePem("PRIVATE KEY", new Uint8Array(await subtle.exportKey("pkcs8", key)));
 }
 
-/** Creates a fresh root, intermediate and JWT key for `trustDomain`. */
-export async function createCaKeyMaterial(trustDomain: string, now = new Date()): Promise<CaKeyMaterial> {
+/**
+ * Creates a fresh root, intermediate and JWT key for `trustDomain`; or, given the current
+ * material (`rotateFrom`), a new intermediate under the same root and a new JWT key: CA
+ * rotation that leaves every live SVID valid, since its chain still ends at the same root.
+ */
+export async function createCaKeyMaterial(trustDomain: string, now = new Date(), rotateFrom?: CaKeyMaterial): Promise<CaKeyMaterial> {
   const tdId = SpiffeId.parse(`spiffe://${trustDomain}`);
-  const root = (await subtle.generateKey(EC_P256, true, ["sign", "verify"])) as webcrypto.CryptoKeyPair;
+  if (rotateFrom !== undefined && rotateFrom.trustDomain !== trustDomain) {
+    throw new AztpError(ErrorCodes.ARGUMENT_INVALID, `cannot rotate the CA of ${rotateFrom.trustDomain} into ${trustDomain}`);
+  }
+  const root = rotateFrom !== undefined ? await importKeyPair(rotateFrom.rootKeyPem) : ((await subtle.generateKey(EC_P256, true, ["sign", "verify"])) as webcrypto.CryptoKeyPair);
   const inter = (await subtle.generateKey(EC_P256, true, ["sign", "verify"])) as webcrypto.CryptoKeyPair;
   const jwt = (await subtle.generateKey(EC_P256, true, ["sign", "verify"])) as webcrypto.CryptoKeyPair;
   const notBefore = new Date(now.getTime() - BACKDATE_MS);
@@ -86,12 +93,15 @@ export async function createCaKeyMaterial(trustDomain: string, now = new Date())
         ...(c.signer.publicKey === c.key ? [] : [await x509.AuthorityKeyIdentifierExtension.create(c.signer.publicKey)]),
       ],
     });
-  const rootCert = await caCertificate({ subject: rootName, issuer: rootName, ttlSeconds: ROOT_TTL_SECONDS, key: root.publicKey, signer: root, pathLength: 1 });
+  const rootCert =
+    rotateFrom !== undefined
+      ? new x509.X509Certificate(rotateFrom.rootCertPem)
+      : await caCertificate({ subject: rootName, issuer: rootName, ttlSeconds: ROOT_TTL_SECONDS, key: root.publicKey, signer: root, pathLength: 1 });
   const interCert = await caCertificate({ subject: interName, issuer: rootCert.subjectName, ttlSeconds: INTERMEDIATE_TTL_SECONDS, key: inter.publicKey, signer: root, pathLength: 0 });
   return {
     trustDomain,
-    rootCertPem: rootCert.toString("pem") + "\n",
-    rootKeyPem: await exportPkcs8Pem(root.privateKey),
+    rootCertPem: rotateFrom?.rootCertPem ?? rootCert.toString("pem") + "\n",
+    rootKeyPem: rotateFrom?.rootKeyPem ?? (await exportPkcs8Pem(root.privateKey)),
     intermediateCertPem: interCert.toString("pem") + "\n",
     intermediateKeyPem: await exportPkcs8Pem(inter.privateKey),
     jwtKeyPem: await exportPkcs8Pem(jwt.privateKey),
