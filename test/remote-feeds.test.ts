@@ -16,7 +16,9 @@ import { describe, it, type TestContext } from "node:test";
 import { EmbeddedAuthority } from "../src/authority/authority.js";
 import { RemoteAuthority, type RemoteAuthorityOptions } from "../src/client/remote-authority.js";
 import { AztpError, ErrorCodes } from "../src/errors.js";
+import { Certificate } from "../src/spiffe/certificate.js";
 import { generateWorkloadKey } from "../src/spiffe/csr.js";
+import { verifyX509Svid } from "../src/spiffe/x509svid.js";
 import { rejectsWithCode, tempDir } from "./helpers/authority-util.js";
 import { startServe, type StartedServe } from "./helpers/serve-util.js";
 
@@ -157,6 +159,31 @@ describe("revocation and bundle feeds", () => {
     p.replace.delete(`/.well-known/spiffe/bundle/${TD}`);
     assert.equal(await verifier.bundleFeed.refresh(TD), false);
     assert.equal(verifier.version, version);
+  });
+
+  it("CA rotation on the service: the feed takes the new bundle (higher sequence, both JWT keys), old and new SVIDs verify, a list signed with the new key is accepted at once", async (t) => {
+    const s = await serveOn(t);
+    const r = await client(t, { baseUrl: s.url, apiKey: s.apiKey, trustBundle: s.bundlePem, home: tempDir(t, "c"), onWarning: () => undefined });
+    const old = await r.issueIdentity({ name: "old" }, (await generateWorkloadKey()).csr);
+    const before = r.bundle();
+    const operator = await EmbeddedAuthority.open(s.home);
+    await operator.rotateCa(TD);
+
+    // Issued from the new intermediate: it chains to the same root, so it verifies at once.
+    const fresh = await r.issueIdentity({ name: "fresh" }, (await generateWorkloadKey()).csr);
+    // The list is now signed with the new JWT key; revoke() must still see its own revocation
+    // at once (the feed refreshes the bundle when a list names a key it does not hold yet).
+    await r.revoke(fresh.record.aztpId, "after rotation");
+    assert.equal(r.isRevoked(fresh.record.spiffeId), true);
+    assert.equal(r.isRevoked(old.record.spiffeId, old.svid.serial), false);
+
+    await r.bundleFeed.refresh(TD);
+    const after = r.bundle();
+    assert.ok((after.sequence ?? 0) > (before.sequence ?? 0), `spiffe_sequence ${before.sequence} -> ${after.sequence}`);
+    assert.equal(after.jwtAuthorities.size, before.jwtAuthorities.size + 1, "old and new JWT keys overlap");
+    for (const kid of before.jwtAuthorities.keys()) assert.ok(after.jwtAuthorities.has(kid), "the old JWT key stays while what it signed lives");
+    assert.equal(verifyX509Svid(Certificate.parsePem(old.svid.chainPem), r.bundleSet()).id.toString(), old.record.spiffeId, "an SVID of the old generation still verifies");
+    assert.equal(verifyX509Svid(Certificate.parsePem(fresh.svid.chainPem), r.bundleSet()).id.toString(), fresh.record.spiffeId);
   });
 
   it("outage: verification answers from held state, issuing fails clearly, past maxStaleness revocation checks fail closed, and a restart on the same port recovers by itself", async (t) => {

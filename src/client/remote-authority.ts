@@ -146,6 +146,7 @@ export class RemoteAuthority implements Authority {
         refreshHintSeconds: hint,
         ...(options.maxStalenessSeconds !== undefined ? { maxStalenessSeconds: options.maxStalenessSeconds } : {}),
         onWarning: warn,
+        refreshBundle: (td) => (feed as BundleFeed).refresh(td),
       });
       await revocations.refreshAll();
       const authority = new RemoteAuthority({ home: resolve(options.home), http, bundles: feed, revocations, defaultTrustDomain, trustDomains, hint, warn });

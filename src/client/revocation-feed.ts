@@ -29,6 +29,12 @@ export interface RevocationFeedOptions {
   /** How long a list may go unrefreshed before isRevoked fails closed (default 10 refresh hints). */
   maxStalenessSeconds?: number;
   onWarning?: FeedWarning;
+  /**
+   * Called when a list does not verify against the bundle held (after a CA rotation it is
+   * signed with a JWT key the held bundle may not have yet): refreshes the bundle, and the
+   * list is checked once more against it.
+   */
+  refreshBundle?: (trustDomain: string) => Promise<unknown>;
 }
 
 interface Held {
@@ -46,6 +52,7 @@ export class RevocationFeed implements RevocationChecker {
   readonly #loop: RefreshLoop;
   #hint: number;
   readonly #maxStaleness: number | undefined;
+  readonly #refreshBundle: ((trustDomain: string) => Promise<unknown>) | undefined;
   /** One fetch per trust domain at a time: a revoke's refresh and the loop's share it. */
   readonly #inflight = new Map<string, Promise<RevocationList>>();
 
@@ -56,6 +63,7 @@ export class RevocationFeed implements RevocationChecker {
     this.#hint = options.refreshHintSeconds ?? DEFAULT_REFRESH_HINT_SECONDS;
     this.#maxStaleness = options.maxStalenessSeconds;
     this.#warn = options.onWarning ?? defaultWarning;
+    this.#refreshBundle = options.refreshBundle;
     this.#loop = new RefreshLoop(
       () => this.#hint,
       () => this.refreshAll().catch(() => undefined),
@@ -121,7 +129,16 @@ export class RevocationFeed implements RevocationChecker {
     if (typeof answer.list !== "string") {
       throw new AztpError(ErrorCodes.AUTHORITY_REMOTE_ANSWER_INVALID, `GET /v1/revocations/${td}: the answer has no "list" string`, { rule: "shape" });
     }
-    const list = verifyRevocationList(answer.list, this.#bundles, { trustDomain: td });
+    let list: RevocationList;
+    try {
+      list = verifyRevocationList(answer.list, this.#bundles, { trustDomain: td });
+    } catch (e) {
+      if (this.#refreshBundle === undefined || !(e instanceof AztpError) || e.code !== ErrorCodes.REVOCATION_LIST_INVALID) throw e;
+      // The bundle comes over the authenticated channel (or the loopback one), so fetching it
+      // anew cannot be steered by the list; a forged list still fails the second check.
+      await this.#refreshBundle(td).catch(() => undefined);
+      list = verifyRevocationList(answer.list, this.#bundles, { trustDomain: td });
+    }
     return this.offer(list, startedAt);
   }
 
