@@ -23,6 +23,31 @@ export function defaultWarning(error: AztpError): void {
   process.emitWarning(error.message, { type: "AztpFeedWarning", code: error.code });
 }
 
+/**
+ * Warns about a trust domain's failed refreshes once per kind of failure, not once per hint:
+ * an outage of an hour at a 1 s hint is one warning, and a success makes the next failure
+ * worth saying again.
+ */
+export class FailureWarnings {
+  readonly #warn: FeedWarning;
+  readonly #last = new Map<string, string>();
+
+  constructor(warn: FeedWarning) {
+    this.#warn = warn;
+  }
+
+  failed(trustDomain: string, e: unknown, what: string): void {
+    const error = e instanceof AztpError ? e : new AztpError(ErrorCodes.UNEXPECTED, `${what} of ${trustDomain}: ${(e as Error)?.message ?? String(e)}`, { cause: e });
+    if (this.#last.get(trustDomain) === error.code) return;
+    this.#last.set(trustDomain, error.code);
+    this.#warn(error);
+  }
+
+  succeeded(trustDomain: string): void {
+    this.#last.delete(trustDomain);
+  }
+}
+
 /** A timer loop that runs `tick` every `seconds()` (never overlapping itself), unref'd. */
 export class RefreshLoop {
   #timer: NodeJS.Timeout | undefined;
@@ -72,7 +97,7 @@ export class BundleFeed implements BundleSource {
   readonly #http: AuthorityHttp;
   readonly #set = new BundleSet();
   readonly #trustDomains = new Set<string>();
-  readonly #warn: FeedWarning;
+  readonly #warnings: FailureWarnings;
   #fallbackHint: number;
   readonly #fixedHint: number | undefined;
   readonly #loop: RefreshLoop;
@@ -85,7 +110,7 @@ export class BundleFeed implements BundleSource {
     }
     this.#fallbackHint = options.refreshHintSeconds ?? DEFAULT_REFRESH_HINT_SECONDS;
     this.#fixedHint = options.fixedRefreshHintSeconds;
-    this.#warn = options.onWarning ?? defaultWarning;
+    this.#warnings = new FailureWarnings(options.onWarning ?? defaultWarning);
     this.#loop = new RefreshLoop(
       () => this.refreshHintSeconds,
       () => this.refreshAll().catch(() => undefined),
@@ -165,9 +190,10 @@ export class BundleFeed implements BundleSource {
     for (const td of this.#trustDomains) {
       try {
         await this.refresh(td);
+        this.#warnings.succeeded(td);
       } catch (e) {
         first ??= e;
-        this.#warn(e instanceof AztpError ? e : new AztpError(ErrorCodes.UNEXPECTED, `bundle refresh of ${td}: ${(e as Error).message}`, { cause: e }));
+        this.#warnings.failed(td, e, "bundle refresh");
       }
     }
     if (first !== undefined) throw first;

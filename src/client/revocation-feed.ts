@@ -21,7 +21,7 @@ import type { RevocationChecker } from "../invocation/trust.js";
 import type { BundleSource } from "../spiffe/bundle.js";
 import { SpiffeId, TrustDomain } from "../spiffe/spiffeid.js";
 import type { AuthorityHttp } from "./authority-http.js";
-import { DEFAULT_REFRESH_HINT_SECONDS, defaultWarning, RefreshLoop, type FeedWarning } from "./bundle-feed.js";
+import { DEFAULT_REFRESH_HINT_SECONDS, defaultWarning, FailureWarnings, RefreshLoop, type FeedWarning } from "./bundle-feed.js";
 
 export interface RevocationFeedOptions {
   trustDomains: Iterable<string>;
@@ -48,7 +48,7 @@ export class RevocationFeed implements RevocationChecker {
   readonly #bundles: BundleSource;
   readonly #trustDomains = new Set<string>();
   readonly #held = new Map<string, Held>();
-  readonly #warn: FeedWarning;
+  readonly #warnings: FailureWarnings;
   readonly #loop: RefreshLoop;
   #hint: number;
   readonly #maxStaleness: number | undefined;
@@ -62,7 +62,7 @@ export class RevocationFeed implements RevocationChecker {
     for (const td of options.trustDomains) this.#trustDomains.add(TrustDomain.parse(td).name);
     this.#hint = options.refreshHintSeconds ?? DEFAULT_REFRESH_HINT_SECONDS;
     this.#maxStaleness = options.maxStalenessSeconds;
-    this.#warn = options.onWarning ?? defaultWarning;
+    this.#warnings = new FailureWarnings(options.onWarning ?? defaultWarning);
     this.#refreshBundle = options.refreshBundle;
     this.#loop = new RefreshLoop(
       () => this.#hint,
@@ -165,9 +165,10 @@ export class RevocationFeed implements RevocationChecker {
       [...this.#trustDomains].map(async (td) => {
         try {
           await this.refresh(td);
+          this.#warnings.succeeded(td);
         } catch (e) {
           first ??= e;
-          this.#warn(e instanceof AztpError ? e : new AztpError(ErrorCodes.UNEXPECTED, `revocation refresh of ${td}: ${(e as Error).message}`, { cause: e }));
+          this.#warnings.failed(td, e, "revocation refresh");
         }
       }),
     );
