@@ -83,9 +83,15 @@ describe("remote client TLS and transport rules", () => {
       const e = await rejectsWithCode(() => RemoteAuthority.connect({ baseUrl, apiKey: "k", home: tempDir(t, "c"), ...quiet }), ErrorCodes.AUTHORITY_REMOTE_HTTP_NOT_ALLOWED, baseUrl);
       assert.match(e.message, /allowInsecureHttp/);
     }
-    // Allowed explicitly, it goes as far as the network (a name that cannot resolve).
+    // Allowed explicitly, it still needs a bundle: one taken from the wire would be anyone's.
     await rejectsWithCode(
       () => RemoteAuthority.connect({ baseUrl: "http://aztp.invalid:8443", allowInsecureHttp: true, home: tempDir(t, "c"), ...quiet }),
+      ErrorCodes.AUTHORITY_REMOTE_TRUST_BUNDLE_MISSING,
+    );
+    // With one, it goes as far as the network (a name that cannot resolve).
+    const bundle = (await EmbeddedAuthority.init(tempDir(t, "a"), TD)).bundle();
+    await rejectsWithCode(
+      () => RemoteAuthority.connect({ baseUrl: "http://aztp.invalid:8443", allowInsecureHttp: true, trustBundle: bundle, home: tempDir(t, "c"), ...quiet }),
       ErrorCodes.AUTHORITY_REMOTE_UNAVAILABLE,
     );
     await rejectsWithCode(() => RemoteAuthority.connect({ baseUrl: "ftp://127.0.0.1/", home: tempDir(t, "c"), ...quiet }), ErrorCodes.ARGUMENT_INVALID);
@@ -98,6 +104,14 @@ describe("remote client TLS and transport rules", () => {
     t.after(() => r.close());
     assert.equal(r.defaultTrustDomain, TD);
     assert.ok(r.bundle().jwtAuthorities.size >= 1);
+  });
+
+  it("a SPIFFE bundle (JSON) as the trust bundle, its trust domain given by serverId", async (t) => {
+    const { s, apiKey } = await serve(t);
+    const json = JSON.stringify((await EmbeddedAuthority.open(s.backend.location)).bundle().toSpiffe());
+    const r = await RemoteAuthority.connect({ baseUrl: s.url, apiKey, trustBundle: json, serverId: `spiffe://${TD}/aztp/serve`, home: tempDir(t, "c"), ...quiet });
+    t.after(() => r.close());
+    assert.equal(r.defaultTrustDomain, TD);
   });
 
   it("nothing listening: ERR_AUTHORITY_REMOTE_UNAVAILABLE naming the URL and the cause", async (t) => {

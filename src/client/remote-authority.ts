@@ -26,7 +26,7 @@ import { Certificate } from "../spiffe/certificate.js";
 import { encodePem } from "../spiffe/pem.js";
 import { SpiffeId, TrustDomain } from "../spiffe/spiffeid.js";
 import { verifyX509Svid } from "../spiffe/x509svid.js";
-import { AuthorityHttp } from "./authority-http.js";
+import { AuthorityHttp, isLoopbackHost } from "./authority-http.js";
 import { BundleFeed, DEFAULT_REFRESH_HINT_SECONDS, defaultWarning, RefreshLoop, type FeedWarning } from "./bundle-feed.js";
 import { RevocationFeed } from "./revocation-feed.js";
 
@@ -106,7 +106,9 @@ export class RemoteAuthority implements Authority {
     }
     if (typeof options.home !== "string" || options.home === "") throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "RemoteAuthority.connect needs a home folder (for the default audit logs)");
     const warn = options.onWarning ?? defaultWarning;
-    const initial = readTrustBundle(options.trustBundle ?? process.env.AZTP_TRUST_BUNDLE);
+    // A bundle file names no trust domain; a serverId given says which one it is for.
+    const serverIdTd = options.serverId === undefined ? undefined : SpiffeId.parse(options.serverId).trustDomain;
+    const initial = readTrustBundle(options.trustBundle ?? process.env.AZTP_TRUST_BUNDLE, serverIdTd);
     // The feed is built after the transport, which asks it for roots per connection.
     let feed: BundleFeed | undefined;
     let serverTd = initial?.trustDomain;
@@ -123,6 +125,14 @@ export class RemoteAuthority implements Authority {
       throw new AztpError(
         ErrorCodes.AUTHORITY_REMOTE_TRUST_BUNDLE_MISSING,
         `${http.baseUrl.origin} is https, but there is no trust bundle to check it against: pass trustBundle (a PEM or SPIFFE bundle file of the service's trust domain), --trust-bundle FILE, or set AZTP_TRUST_BUNDLE`,
+      );
+    }
+    if (!http.secure && initial === undefined && !isLoopbackHost(http.baseUrl.hostname)) {
+      // Taking the bundle from the endpoint is safe only when no other machine is on the path.
+      http.close();
+      throw new AztpError(
+        ErrorCodes.AUTHORITY_REMOTE_TRUST_BUNDLE_MISSING,
+        `${http.baseUrl.origin} is plain http to another machine: its bundle cannot be taken from the wire. Pass trustBundle (the service's bundle file), --trust-bundle FILE, or set AZTP_TRUST_BUNDLE`,
       );
     }
     try {
@@ -555,19 +565,19 @@ async function authorityInfo(http: AuthorityHttp): Promise<{ defaultTrustDomain:
 }
 
 /** trustBundle as given: a TrustBundle, PEM or SPIFFE JSON text, or the path of a file holding either. */
-function readTrustBundle(value: string | TrustBundle | undefined): TrustBundle | undefined {
+function readTrustBundle(value: string | TrustBundle | undefined, trustDomain: string | undefined): TrustBundle | undefined {
   if (value === undefined || value === "") return undefined;
   if (value instanceof TrustBundle) return value;
   if (typeof value !== "string") throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "trustBundle must be a file path, PEM or SPIFFE bundle text, or a TrustBundle");
   const trimmed = value.trimStart();
-  if (trimmed.startsWith("-----BEGIN") || trimmed.startsWith("{")) return loadBundleFile(value);
+  if (trimmed.startsWith("-----BEGIN") || trimmed.startsWith("{")) return loadBundleFile(value, trustDomain);
   let text: string;
   try {
     text = readFileSync(value, "utf8");
   } catch (e) {
     throw new AztpError(ErrorCodes.FILE_UNUSABLE, `trust bundle ${value}: ${(e as Error).message}`, { cause: e });
   }
-  return loadBundleFile(text);
+  return loadBundleFile(text, trustDomain);
 }
 
 function csrPem(csr: Buffer | string): string {
