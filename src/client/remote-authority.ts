@@ -28,6 +28,7 @@ import { SpiffeId, TrustDomain } from "../spiffe/spiffeid.js";
 import { verifyX509Svid } from "../spiffe/x509svid.js";
 import { AuthorityHttp, isLoopbackHost } from "./authority-http.js";
 import { BundleFeed, DEFAULT_REFRESH_HINT_SECONDS, defaultWarning, RefreshLoop, type FeedWarning } from "./bundle-feed.js";
+import { RemoteAuditLog } from "./remote-audit.js";
 import { RevocationFeed } from "./revocation-feed.js";
 
 export interface RemoteAuthorityOptions {
@@ -487,7 +488,19 @@ export class RemoteAuthority implements Authority {
     await this.refreshRecords();
   }
 
+  /**
+   * The service's shared audit log, as an AuditWriter for a wrapper's `audit` option: the calls
+   * of every machine in one chain. One per authority.
+   */
+  auditLog(): RemoteAuditLog {
+    this.#auditLog ??= new RemoteAuditLog(this.#http);
+    return this.#auditLog;
+  }
+
+  #auditLog: RemoteAuditLog | undefined;
+
   async close(): Promise<void> {
+    await this.#auditLog?.close();
     if (this.#closed) return;
     this.#closed = true;
     this.#bundles.stop();
