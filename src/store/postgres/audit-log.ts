@@ -7,7 +7,9 @@
  * the chain's head in memory, since another writer may have moved it. Instead each batch is
  * one transaction that
  *   1. takes the transaction advisory lock LOCKS.audit (writers queue here, across replicas),
- *   2. reads the head from the table (the row with the highest seq; genesis when empty),
+ *   2. reads the head from the table (the row with the highest seq; genesis when empty), or,
+ *      when this writer wrote the last batch it knows of, checks in the INSERT itself that
+ *      the head is still that one (inserting nothing otherwise, and then reading it),
  *   3. chains its entries after it (nextLink, sealEntry: the file log's exact bytes),
  *   4. inserts them in one multi-row INSERT (seq is the primary key: a writer that broke the
  *      rule would fail, never fork the chain), and, with a signer, a checkpoint when due,
