@@ -13,6 +13,8 @@ import { register as audit } from "./commands/audit.js";
 import { register as mcp } from "./commands/mcp.js";
 import { register as policy } from "./commands/policy.js";
 import { register as registry } from "./commands/registry.js";
+import { register as serve } from "./commands/serve.js";
+import { register as apikey } from "./commands/apikey.js";
 import { register as verify } from "./commands/verify.js";
 import { cliContext } from "./context.js";
 import { exitCodeOf } from "./exit.js";
@@ -36,7 +38,7 @@ export function buildProgram(): Command {
     .showHelpAfterError()
     .exitOverride();
   const ctx = cliContext(program);
-  for (const group of [authority, verify, registry, policy, audit, mcp]) group(program, ctx);
+  for (const group of [authority, verify, registry, policy, audit, mcp, serve, apikey]) group(program, ctx);
   return program;
 }
 

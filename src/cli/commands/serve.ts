@@ -1,0 +1,122 @@
+/**
+ * `aztp serve --store S --listen HOST:PORT`: the authority as an HTTPS service (docs/serve.md).
+ * Runs until SIGTERM or SIGINT: the first stops accepting and lets requests in flight finish
+ * (exit 0), a second exits at once (exit 1).
+ */
+import { readFileSync } from "node:fs";
+import { resolve } from "node:path";
+import { Option, type Command } from "commander";
+import { AztpError, ErrorCodes } from "../../errors.js";
+import { isLogLevel, jsonLogger, LOG_LEVELS } from "../../serve/log.js";
+import { DEFAULTS, parseListen, startServe } from "../../serve/server.js";
+import type { CliContext } from "../context.js";
+import { usage } from "../exit.js";
+
+/** --store, else the global --home / AZTP_HOME / ./.aztp. */
+export function storeOf(store: string | undefined, ctx: CliContext): string {
+  return store ?? ctx.home();
+}
+
+/** The key-encryption key: the file's bytes (a 32-byte key, raw or as 64 hex / base64 characters). */
+export function readKekFile(path: string | undefined): Buffer | undefined {
+  if (path === undefined) return undefined;
+  let raw: Buffer;
+  try {
+    raw = readFileSync(resolve(path));
+  } catch (e) {
+    throw new AztpError(ErrorCodes.FILE_UNUSABLE, `cannot read --kek-file ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  const text = raw.toString("utf8").trim();
+  if (/^[0-9a-fA-F]{64}$/.test(text)) return Buffer.from(text, "hex");
+  if (/^[A-Za-z0-9+/_-]{43}=?$/.test(text)) return Buffer.from(text, "base64");
+  return raw;
+}
+
+function number(option: string, text: string, integer: boolean): number {
+  const n = Number(text);
+  if (text.trim() === "" || !Number.isFinite(n) || n <= 0 || (integer && !Number.isInteger(n))) throw usage(`${option} must be a positive ${integer ? "integer" : "number"}, got ${JSON.stringify(text)}`);
+  return n;
+}
+
+interface ServeCliOptions {
+  store?: string;
+  listen: string;
+  kekFile?: string;
+  trustDomain?: string;
+  insecureHttp?: boolean;
+  tls?: boolean;
+  allowInsecureNonLoopback?: boolean;
+  refreshHint: string;
+  issueRate: string;
+  issueBurst: string;
+  maxBody: string;
+  shutdownTimeout: string;
+  svidTtl?: string;
+  logLevel: string;
+}
+
+export function register(program: Command, ctx: CliContext): void {
+  program
+    .command("serve")
+    .description("serve the authority over HTTPS (API keys, feeds, audit); see docs/serve.md")
+    .option("--store <location>", "a home folder or postgres:// URL (default: --home)")
+    .option("--listen <host:port>", "address to listen on", `${DEFAULTS.host}:${DEFAULTS.port}`)
+    .option("--kek-file <file>", "key-encryption key of the CA keys in a PostgreSQL store")
+    .option("--trust-domain <td>", "create the authority with this trust domain when the store holds none (replicas starting together agree on one)")
+    .option("--tls", "serve HTTPS with the service's own SVID (the default)")
+    .option("--insecure-http", "serve plain HTTP (loopback only, unless --allow-insecure-non-loopback)")
+    .option("--allow-insecure-non-loopback", "allow --insecure-http on a non-loopback address (behind a TLS-terminating proxy)")
+    .option("--refresh-hint <seconds>", "spiffe_refresh_hint of the bundle, and the feeds' refresh interval", String(DEFAULTS.refreshHintSeconds))
+    .option("--issue-rate <per-second>", "issuance (and renewal) rate per API key, per replica", String(DEFAULTS.issueRate))
+    .option("--issue-burst <n>", "issuance burst per API key", String(DEFAULTS.issueBurst))
+    .option("--max-body <bytes>", "largest request body", String(DEFAULTS.maxBodyBytes))
+    .option("--shutdown-timeout <ms>", "how long requests in flight may take after SIGTERM", String(DEFAULTS.shutdownTimeoutMs))
+    .addOption(new Option("--svid-ttl <seconds>", "lifetime of the service's TLS SVID (rotated at half-life)").hideHelp())
+    .addOption(new Option("--log-level <level>", "lowest level logged").choices([...LOG_LEVELS]).default("info"))
+    .action(async (o: ServeCliOptions) => {
+      if (o.tls && o.insecureHttp) throw usage("give --tls or --insecure-http, not both");
+      const listen = (() => {
+        try {
+          return parseListen(o.listen);
+        } catch (e) {
+          throw usage((e as Error).message);
+        }
+      })();
+      if (!isLogLevel(o.logLevel)) throw usage(`--log-level must be one of ${LOG_LEVELS.join(", ")}`);
+      const logger = jsonLogger(o.logLevel);
+      const running = await startServe({
+        store: storeOf(o.store, ctx),
+        kek: readKekFile(o.kekFile),
+        createTrustDomain: o.trustDomain,
+        host: listen.host,
+        port: listen.port,
+        insecureHttp: o.insecureHttp === true,
+        allowInsecureNonLoopback: o.allowInsecureNonLoopback === true,
+        refreshHintSeconds: number("--refresh-hint", o.refreshHint, true),
+        issueRate: number("--issue-rate", o.issueRate, false),
+        issueBurst: number("--issue-burst", o.issueBurst, true),
+        maxBodyBytes: number("--max-body", o.maxBody, true),
+        shutdownTimeoutMs: number("--shutdown-timeout", o.shutdownTimeout, true),
+        ...(o.svidTtl !== undefined ? { svidTtlSeconds: number("--svid-ttl", o.svidTtl, true) } : {}),
+        logger,
+      });
+      if (!running.tls) process.stderr.write(`aztp serve: WARNING: serving PLAIN HTTP on ${running.url}: no TLS\n`);
+      await new Promise<void>((done) => {
+        let signalled = false;
+        const onSignal = (signal: NodeJS.Signals): void => {
+          if (signalled) {
+            logger.log("warn", "second signal: exiting now", { signal });
+            process.exit(1);
+          }
+          signalled = true;
+          logger.log("info", "signal", { signal });
+          running.stop().then(done, (e: unknown) => {
+            logger.log("error", "stop failed", { error: (e as Error)?.message });
+            done();
+          });
+        };
+        process.on("SIGTERM", onSignal);
+        process.on("SIGINT", onSignal);
+      });
+    });
+}

@@ -1,0 +1,70 @@
+/**
+ * What the service's audit routes need of an audit log: append a batch (durable before the
+ * answer), and read entries after a sequence number. The home folder's is a file AuditLog
+ * (fsync'ed: acknowledged means on disk); PostgreSQL's (helper "pg", PgAuditLog) is wired by
+ * the lead in open.ts.
+ */
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { AuditLog } from "../audit/log.js";
+import { queryAuditLog } from "../audit/query.js";
+import type { AuditEntryInput, StoredAuditEntry } from "../audit/entry.js";
+import type { AuditWriter } from "../guard/recorder.js";
+
+export interface ServeAuditStore {
+  /** Appends in order; resolves once every entry is durable. */
+  appendBatch(entries: readonly AuditEntryInput[]): Promise<number>;
+  /** Entries with seq > afterSeq, oldest first, at most `limit`. */
+  query(q: { afterSeq: number; limit: number }): Promise<StoredAuditEntry[]>;
+  /** Whether appends can be made now (for /readyz). */
+  readonly writable: boolean;
+  close(): Promise<void>;
+}
+
+/** An AuditWriter (src/guard/recorder.ts) as a ServeAuditStore, reading back with `read`. */
+export class WriterAuditStore implements ServeAuditStore {
+  readonly #writer: AuditWriter;
+  readonly #read: (q: { afterSeq: number; limit: number }) => Promise<StoredAuditEntry[]>;
+
+  constructor(writer: AuditWriter, read: (q: { afterSeq: number; limit: number }) => Promise<StoredAuditEntry[]>) {
+    this.#writer = writer;
+    this.#read = read;
+  }
+
+  get writable(): boolean {
+    return this.#writer.writable ?? true;
+  }
+
+  async appendBatch(entries: readonly AuditEntryInput[]): Promise<number> {
+    if (this.#writer.writable === false) await this.#writer.recover?.();
+    await Promise.all(entries.map((e) => this.#writer.append(e)));
+    return entries.length;
+  }
+
+  query(q: { afterSeq: number; limit: number }): Promise<StoredAuditEntry[]> {
+    return this.#read(q);
+  }
+
+  async close(): Promise<void> {
+    await this.#writer.flush().catch(() => undefined);
+    await this.#writer.close?.();
+  }
+}
+
+/** `<home>/audit/serve.jsonl`, fsync'ed; one writer per file, so one service per home folder. */
+export async function openFileAuditStore(home: string): Promise<ServeAuditStore> {
+  const path = join(home, "audit", "serve.jsonl");
+  mkdirSync(join(home, "audit"), { recursive: true, mode: 0o700 });
+  const log = await AuditLog.open(path, { durability: "fsync" });
+  // The file is scanned on each query: fine for the single-machine store (PostgreSQL's has an index on seq).
+  const read = async (q: { afterSeq: number; limit: number }): Promise<StoredAuditEntry[]> => {
+    const out: StoredAuditEntry[] = [];
+    for (const e of await queryAuditLog(path)) {
+      if (e.seq <= q.afterSeq) continue;
+      out.push(e);
+      if (out.length >= q.limit) break;
+    }
+    return out;
+  };
+  return new WriterAuditStore(log, read);
+}

@@ -1,0 +1,193 @@
+/**
+ * Reading requests and writing answers, strictly: a body over the limit is refused (413) as
+ * soon as its size is known, bodies must be UTF-8 JSON objects, fields are checked by type
+ * before anything uses them, and every answer is JSON with `Cache-Control` set.
+ */
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { AztpError, ErrorCodes } from "../errors.js";
+
+export type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
+export type JsonObject = { [k: string]: unknown };
+
+function invalid(message: string): AztpError {
+  return new AztpError(ErrorCodes.ARGUMENT_INVALID, message);
+}
+
+function tooLong(limit: number): AztpError {
+  return new AztpError(ErrorCodes.SERVE_BODY_TOO_LONG, `request body is over the limit of ${limit} bytes`);
+}
+
+/**
+ * The body as a JSON object. A declared Content-Length over `limit` is refused before reading;
+ * a body that grows past it while streaming is refused at that point. What is left of an
+ * oversize body is drained (up to 16 × limit, then the connection is cut) so the client reads
+ * the 413 instead of a reset.
+ */
+export async function readJsonObject(req: IncomingMessage, limit: number): Promise<JsonObject> {
+  const declared = req.headers["content-length"];
+  if (declared !== undefined && Number(declared) > limit) {
+    drain(req, limit);
+    throw tooLong(limit);
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  await new Promise<void>((resolve, reject) => {
+    const onData = (chunk: Buffer): void => {
+      size += chunk.length;
+      if (size > limit) {
+        req.off("data", onData);
+        req.off("end", onEnd);
+        drain(req, limit);
+        reject(tooLong(limit));
+        return;
+      }
+      chunks.push(chunk);
+    };
+    const onEnd = (): void => resolve();
+    req.on("data", onData);
+    req.on("end", onEnd);
+    req.on("error", (e) => reject(invalid(`request body could not be read: ${e.message}`)));
+    // A client gone before the end of its body: settle, so nothing waits on it forever.
+    req.on("close", () => reject(invalid("the request was closed before its body ended")));
+  });
+  let text: string;
+  try {
+    text = new TextDecoder("utf-8", { fatal: true }).decode(Buffer.concat(chunks));
+  } catch {
+    throw invalid("request body is not valid UTF-8");
+  }
+  if (text.length === 0) throw invalid("request body is empty: expected a JSON object");
+  if (nestingDepth(text) > MAX_DEPTH) throw invalid(`request body nests deeper than ${MAX_DEPTH} levels`);
+  let value: unknown;
+  try {
+    value = JSON.parse(text, refuseProto);
+  } catch (e) {
+    if (e instanceof AztpError) throw e;
+    throw invalid(`request body is not valid JSON: ${(e as Error).message.slice(0, 200)}`);
+  }
+  if (value === null || typeof value !== "object" || Array.isArray(value)) throw invalid("request body must be a JSON object");
+  return value as JsonObject;
+}
+
+/** Deeper than this is no request of this API, and stored JSON is later walked recursively. */
+const MAX_DEPTH = 64;
+
+/** The deepest nesting of arrays and objects in JSON text (brackets inside strings skipped). */
+function nestingDepth(text: string): number {
+  let depth = 0;
+  let max = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i++; // backslash: skip the escaped character
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x7b || c === 0x5b) {
+      if (++depth > max) max = depth;
+    } else if (c === 0x7d || c === 0x5d) depth--;
+  }
+  return max;
+}
+
+/**
+ * A `__proto__` member (however it is escaped: the reviver sees the decoded key) is refused:
+ * copied with Object.assign somewhere downstream it would replace a prototype.
+ */
+function refuseProto(this: unknown, key: string, value: unknown): unknown {
+  if (key === "__proto__") throw new AztpError(ErrorCodes.JSON_PROTO_KEY_NOT_ALLOWED, "request body has a __proto__ member");
+  return value;
+}
+
+function drain(req: IncomingMessage, limit: number): void {
+  let more = 0;
+  req.on("data", (chunk: Buffer) => {
+    more += chunk.length;
+    if (more > 16 * limit) req.socket.destroy();
+  });
+  req.resume();
+}
+
+/** Writes a JSON answer. `cache` is the Cache-Control value (default: no-store). */
+export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  if (res.headersSent) {
+    res.end();
+    return;
+  }
+  const text = JSON.stringify(body);
+  res.writeHead(status, {
+    "content-type": "application/json; charset=utf-8",
+    "content-length": Buffer.byteLength(text),
+    "cache-control": "no-store",
+    "x-content-type-options": "nosniff",
+    ...headers,
+  });
+  res.end(text);
+}
+
+// ---- field checks: each names the field and the rule, as ERR_ARGUMENT_INVALID ----
+
+export function reqString(body: JsonObject, field: string, max = 64 * 1024): string {
+  const v = body[field];
+  if (typeof v !== "string" || v.length === 0) throw invalid(`${field} must be a non-empty string`);
+  if (v.length > max) throw invalid(`${field} is longer than ${max} characters`);
+  return v;
+}
+
+export function optString(body: JsonObject, field: string, max = 64 * 1024): string | undefined {
+  if (body[field] === undefined || body[field] === null) return undefined;
+  return reqString(body, field, max);
+}
+
+/** A string that may be empty (a revocation reason). */
+export function optText(body: JsonObject, field: string, max = 2048): string | undefined {
+  const v = body[field];
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== "string") throw invalid(`${field} must be a string`);
+  if (v.length > max) throw invalid(`${field} is longer than ${max} characters`);
+  return v;
+}
+
+export function optPositiveInt(body: JsonObject, field: string, max = 10 * 365 * 24 * 3600): number | undefined {
+  const v = body[field];
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== "number" || !Number.isSafeInteger(v) || v <= 0 || v > max) throw invalid(`${field} must be a positive integer of at most ${max}`);
+  return v;
+}
+
+export function reqObject(body: JsonObject, field: string): JsonObject {
+  const v = body[field];
+  if (v === null || typeof v !== "object" || Array.isArray(v)) throw invalid(`${field} must be a JSON object`);
+  return v as JsonObject;
+}
+
+export function optObject(body: JsonObject, field: string): JsonObject | undefined {
+  if (body[field] === undefined || body[field] === null) return undefined;
+  return reqObject(body, field);
+}
+
+export function optStringArray(body: JsonObject, field: string, maxItems = 256): string[] | undefined {
+  const v = body[field];
+  if (v === undefined || v === null) return undefined;
+  if (!Array.isArray(v) || v.length > maxItems || !v.every((s) => typeof s === "string" && s.length > 0 && s.length <= 4096)) {
+    throw invalid(`${field} must be an array of at most ${maxItems} non-empty strings`);
+  }
+  return v as string[];
+}
+
+/** A query parameter given at most once. */
+export function queryParam(params: URLSearchParams, name: string): string | undefined {
+  const all = params.getAll(name);
+  if (all.length > 1) throw invalid(`query parameter ${name} is given more than once`);
+  const v = all[0];
+  return v === undefined || v === "" ? undefined : v;
+}
+
+export function queryInt(params: URLSearchParams, name: string, min: number, max: number, fallback: number): number {
+  const v = queryParam(params, name);
+  if (v === undefined) return fallback;
+  if (!/^\d{1,15}$/.test(v)) throw invalid(`query parameter ${name} must be an integer from ${min} to ${max}`);
+  const n = Number(v);
+  if (n < min || n > max) throw invalid(`query parameter ${name} must be an integer from ${min} to ${max}`);
+  return n;
+}

@@ -1,0 +1,210 @@
+/**
+ * The ONE place the service builds what it runs on from `--store`: the authority, the API key
+ * store, the audit store, and how it issues its own TLS SVID. Everything else in serve/ sees
+ * only the ServeBackend interface.
+ *
+ * Two kinds of store, one path: a home folder (its file stores, a file audit log in the folder)
+ * or PostgreSQL (`postgres://…`: every store from store/open-stores.ts, the many-writer
+ * PgAuditLog as the audit store), both through backendFromStores and EmbeddedAuthority.fromStores.
+ */
+import { resolve } from "node:path";
+import { EmbeddedAuthority } from "../authority/authority.js";
+import type { Authority } from "../authority/authority-api.js";
+import { CertificateAuthority, type IssuedSvid } from "../authority/ca.js";
+import type { CaStore } from "../authority/ca-store.js";
+import { FileCaStore } from "../authority/file-ca-store.js";
+import { FileRegistryStore } from "../authority/file-registry-store.js";
+import type { RegistryStore } from "../authority/registry-store.js";
+import { HomeStore } from "../authority/store.js";
+import { AztpError, ErrorCodes } from "../errors.js";
+import { SpiffeId } from "../spiffe/spiffeid.js";
+import { FileApiKeyStore, type ApiKeyStore } from "./api-key-store.js";
+import { openFileAuditStore, WriterAuditStore, type ServeAuditStore } from "./audit-store.js";
+import { isPostgresUrl, openStores } from "../store/open-stores.js";
+
+/** What the routes call: the client API of an authority, plus the feeds. */
+export type ServeAuthority = Pick<
+  Authority,
+  | "defaultTrustDomain"
+  | "trustDomains"
+  | "issueIdentity"
+  | "renewSvid"
+  | "mintJwtSvid"
+  | "get"
+  | "find"
+  | "findByName"
+  | "list"
+  | "connected"
+  | "revoke"
+  | "reissue"
+  | "link"
+  | "attachPolicy"
+  | "detachPolicy"
+  | "isRevoked"
+  | "bundle"
+  | "bundleSet"
+> & {
+  /** The signed, sequenced revocation list of `trustDomain` (compact JWS). */
+  signedRevocationList(trustDomain?: string): string | Promise<string>;
+  /**
+   * Brings this replica's view up to the committed state of the store (a store-backed authority
+   * caches); called before every answer that depends on registry or revocation state.
+   */
+  refresh?(): Promise<void>;
+  close?(): Promise<void>;
+};
+
+export interface ServeBackend {
+  /** For messages: a folder or a URL without password. */
+  readonly location: string;
+  readonly authority: ServeAuthority;
+  readonly apiKeys: ApiKeyStore;
+  readonly audit: ServeAuditStore;
+  /**
+   * The service's own X.509-SVID (spiffe://<defaultTD>/aztp/serve), signed by the CA directly
+   * and not registered: the registry holds workloads only, and a serve SVID lives for an hour
+   * and is replaced at half-life.
+   */
+  issueServiceSvid(csr: Buffer, ttlSeconds: number): Promise<IssuedSvid>;
+  /** Resolves when the store answers and the CA is loaded; rejects saying why not. */
+  ready(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface OpenBackendOptions {
+  /** The key-encryption key of the CA keys in PostgreSQL (--kek-file); else AZTP_KEK or AZTP_KEK_FILE. */
+  kek?: Buffer | undefined;
+  /**
+   * Create the authority, with this default trust domain, when the store holds none yet
+   * (`--trust-domain`). Replicas starting together on one empty store agree on one CA.
+   */
+  createTrustDomain?: string | undefined;
+}
+
+export { isPostgresUrl };
+
+export async function openServeBackend(location: string, options: OpenBackendOptions = {}): Promise<ServeBackend> {
+  if (isPostgresUrl(location)) return openPostgresBackend(location, options);
+  return openHomeBackend(resolve(location), options);
+}
+
+/** PostgreSQL: every store from openStores, the many-writer audit log as the audit store. */
+async function openPostgresBackend(location: string, options: OpenBackendOptions): Promise<ServeBackend> {
+  const s = await openStores(location, { kek: options.kek });
+  const audit = s.audit;
+  if (audit === undefined) {
+    await s.close();
+    throw new AztpError(ErrorCodes.AUTHORITY_STORE_FAILED, `${s.location} has no audit log`);
+  }
+  return backendFromStores({
+    location: s.location,
+    registry: s.registry,
+    ca: s.ca,
+    apiKeys: s.apiKeys,
+    audit: new WriterAuditStore(audit, (q) => audit.query(q.afterSeq, q.limit)),
+    createTrustDomain: options.createTrustDomain,
+    close: () => s.close(),
+  });
+}
+
+/**
+ * What a backend is made of: the store set `openStores` gives (src/store/open-stores.ts), with
+ * the audit log as a ServeAuditStore. `close` closes the stores themselves.
+ */
+export interface ServeStores {
+  location: string;
+  registry: RegistryStore;
+  ca: CaStore;
+  apiKeys: ApiKeyStore;
+  audit: ServeAuditStore;
+  /** This process's own folder (EmbeddedAuthority's `home`); the home folder itself for a file store. */
+  home?: string | undefined;
+  /** Create the authority with this trust domain when the store holds none. */
+  createTrustDomain?: string | undefined;
+  close(): Promise<void>;
+}
+
+/** The backend on a store set: the authority from its registry and CA stores, the rest as given. */
+export async function backendFromStores(stores: ServeStores): Promise<ServeBackend> {
+  let authority: EmbeddedAuthority;
+  try {
+    authority = await EmbeddedAuthority.fromStores(
+      { registry: stores.registry, ca: stores.ca },
+      {
+        ...(stores.home !== undefined ? { home: stores.home } : {}),
+        ...(stores.createTrustDomain !== undefined ? { create: true, trustDomain: stores.createTrustDomain } : {}),
+      },
+    );
+  } catch (e) {
+    await Promise.allSettled([stores.audit.close(), stores.apiKeys.close()]);
+    await stores.close().catch(() => undefined);
+    throw e;
+  }
+  return {
+    location: stores.location,
+    authority,
+    apiKeys: stores.apiKeys,
+    audit: stores.audit,
+    issueServiceSvid: serviceSvidIssuer(stores.ca, () => authority.defaultTrustDomain),
+    async ready() {
+      // A round trip to each store: the configuration (and so the CA) and the committed registry.
+      const config = await stores.ca.readConfig();
+      if (config === undefined) throw new AztpError(ErrorCodes.AUTHORITY_NOT_INITIALIZED, `no authority in ${stores.location}`);
+      await stores.registry.fresh();
+      authority.bundle();
+      if (!stores.audit.writable) throw new AztpError(ErrorCodes.AUDIT_UNAVAILABLE, "the audit log cannot be written");
+    },
+    async close() {
+      await Promise.allSettled([stores.audit.close(), stores.apiKeys.close()]);
+      await stores.close();
+    },
+  };
+}
+
+async function openHomeBackend(home: string, options: OpenBackendOptions): Promise<ServeBackend> {
+  const store = new HomeStore(home);
+  if (options.createTrustDomain !== undefined) await EmbeddedAuthority.open(home, { create: true, trustDomain: options.createTrustDomain });
+  if (!store.exists("authority.json")) {
+    throw new AztpError(ErrorCodes.AUTHORITY_NOT_INITIALIZED, `no authority in ${home}: run \`aztp init --trust-domain TD --home ${home}\``);
+  }
+  const registry = new FileRegistryStore(store);
+  const audit = await openFileAuditStore(home);
+  return backendFromStores({
+    location: home,
+    home,
+    registry,
+    ca: new FileCaStore(store),
+    apiKeys: new FileApiKeyStore(home),
+    audit,
+    close: () => registry.close(),
+  });
+}
+
+/**
+ * Issues the service's SVID with the newest CA generation of the default trust domain, read
+ * afresh from the CA store at each issuance (every half-life), so a rotated CA is picked up.
+ */
+export function serviceSvidIssuer(caStore: CaStore, trustDomain: () => string): (csr: Buffer, ttlSeconds: number) => Promise<IssuedSvid> {
+  return async (csr, ttlSeconds) => {
+    const td = trustDomain();
+    const newest = (await caStore.loadCa(td))[0];
+    if (newest === undefined) throw new AztpError(ErrorCodes.AUTHORITY_STORE_FAILED, `${caStore.location} has no CA for ${td}`);
+    const ca = await CertificateAuthority.load(newest.material);
+    return ca.issueSvid(SpiffeId.fromSegments(td, "aztp", "serve"), csr, { ttlSeconds, commonName: "aztp-serve" });
+  };
+}
+
+/** The API key store alone (`aztp apikey`), on the same store location `aztp serve --store` takes. */
+export async function openApiKeyStore(location: string, options: OpenBackendOptions = {}): Promise<ApiKeyStore> {
+  if (isPostgresUrl(location)) {
+    // The API keys alone; the other stores close with them.
+    const s = await openStores(location, { kek: options.kek });
+    const keys = s.apiKeys;
+    return { create: (o) => keys.create(o), list: () => keys.list(), revoke: (id) => keys.revoke(id), authenticate: (k) => keys.authenticate(k), close: () => s.close() };
+  }
+  const home = resolve(location);
+  if (!new HomeStore(home).exists("authority.json")) {
+    throw new AztpError(ErrorCodes.AUTHORITY_NOT_INITIALIZED, `no authority in ${home}: run \`aztp init --trust-domain TD --home ${home}\` first`);
+  }
+  return new FileApiKeyStore(home);
+}

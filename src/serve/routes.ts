@@ -1,0 +1,493 @@
+/**
+ * The routes of `aztp serve` (docs/serve.md lists them with their bodies): each checks its
+ * input by type, checks the API key's scope on every identity it names, and calls the
+ * authority exactly as the embedded client would, so answers and error codes are the library's.
+ */
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { RegisterRequest } from "../authority/registry.js";
+import { workloadSpiffeId, DEFAULT_ENVIRONMENT, DEFAULT_METHOD } from "../authority/registry.js";
+import type { IssueResult } from "../authority/authority-api.js";
+import { validateEntryInput, type AuditEntryInput, type StoredAuditEntry } from "../audit/entry.js";
+import { AztpError, ErrorCodes } from "../errors.js";
+import { TrustBundle } from "../spiffe/bundle.js";
+import { Certificate } from "../spiffe/certificate.js";
+import { SpiffeId, TrustDomain } from "../spiffe/spiffeid.js";
+import { verifyX509Svid } from "../spiffe/x509svid.js";
+import { scopeCovers, scopeCoversTrustDomain, type ApiKeyRecord } from "./api-key-store.js";
+import {
+  optObject,
+  optPositiveInt,
+  optString,
+  optStringArray,
+  optText,
+  queryInt,
+  queryParam,
+  readJsonObject,
+  reqObject,
+  reqString,
+  type JsonObject,
+} from "./http-io.js";
+import type { ServeBackend } from "./open.js";
+import type { TokenBuckets } from "./rate-limit.js";
+
+export interface RouteContext {
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+  readonly url: URL;
+  readonly params: readonly string[];
+  /** The authenticated key (routes with `auth`). */
+  readonly key: ApiKeyRecord;
+  body(): Promise<JsonObject>;
+}
+
+export interface RouteAnswer {
+  status: number;
+  body: unknown;
+  headers?: Record<string, string>;
+}
+
+export interface Route {
+  method: "GET" | "POST";
+  /** Matched against the whole path; groups become `params`. */
+  path: RegExp;
+  /** Needs a Bearer API key. */
+  auth: boolean;
+  /** Counts against the key's issuance bucket. */
+  rateLimited?: boolean;
+  handle(ctx: RouteContext): Promise<RouteAnswer>;
+}
+
+export interface RouteSettings {
+  backend: ServeBackend;
+  refreshHintSeconds: number;
+  issueBuckets: TokenBuckets;
+  maxBodyBytes: number;
+  /** Not ready: shutting down, or the store is down (readyz answers 503). */
+  readiness(): Promise<{ ready: true } | { ready: false; why: string }>;
+}
+
+const MAX_AUDIT_BATCH = 1000;
+const MAX_AUDIT_PAGE = 1000;
+const MAX_JWT_TTL = 24 * 3600;
+
+function scopeDenied(key: ApiKeyRecord, what: string): AztpError {
+  const parts = [key.scope.trustDomain ? `trust domain ${key.scope.trustDomain}` : "", key.scope.idPrefix ? `ID prefix ${key.scope.idPrefix}` : ""].filter(Boolean);
+  return new AztpError(ErrorCodes.SERVE_API_KEY_SCOPE_DENIED, `API key ${key.keyId} is limited to ${parts.join(" and ")}: ${what} is outside it`);
+}
+
+/** Parses `id` (any ID form; its own error codes when invalid) and refuses it when out of the key's scope. */
+function inScope(key: ApiKeyRecord, id: string, field = "id"): SpiffeId {
+  const parsed = SpiffeId.parse(id);
+  if (!scopeCovers(key.scope, parsed)) throw scopeDenied(key, `${field} ${parsed.toString()}`);
+  return parsed;
+}
+
+function ok(body: unknown, status = 200, headers?: Record<string, string>): RouteAnswer {
+  return headers === undefined ? { status, body } : { status, body, headers };
+}
+
+function svidJson(r: IssueResult): unknown {
+  return {
+    record: r.record,
+    svid: { serial: r.svid.serial, notBefore: r.svid.notBefore.toISOString(), notAfter: r.svid.notAfter.toISOString(), chainPem: r.svid.chainPem },
+  };
+}
+
+function registerRequest(o: JsonObject): RegisterRequest {
+  const req: RegisterRequest = { name: reqString(o, "name", 1024) };
+  const td = optString(o, "trustDomain", 255);
+  if (td !== undefined) req.trustDomain = td;
+  const env = optString(o, "environment", 255);
+  if (env !== undefined) req.environment = env;
+  const method = optString(o, "method", 255);
+  if (method !== undefined) req.method = method;
+  if (o.parentIdentity !== undefined) {
+    if (o.parentIdentity !== null && typeof o.parentIdentity !== "string") throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "request.parentIdentity must be a string or null");
+    req.parentIdentity = o.parentIdentity as string | null;
+  }
+  const linkTo = optStringArray(o, "linkTo");
+  if (linkTo !== undefined) req.linkTo = linkTo;
+  const metadata = optObject(o, "metadata");
+  if (metadata !== undefined) req.metadata = metadata;
+  if (o.isGlobalIdentity !== undefined) {
+    if (typeof o.isGlobalIdentity !== "boolean") throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "request.isGlobalIdentity must be a boolean");
+    req.isGlobalIdentity = o.isGlobalIdentity;
+  }
+  const known = new Set(["name", "trustDomain", "environment", "method", "parentIdentity", "linkTo", "metadata", "isGlobalIdentity"]);
+  const extra = Object.keys(o).filter((k) => !known.has(k));
+  if (extra.length > 0) throw new AztpError(ErrorCodes.ARGUMENT_INVALID, `request has unknown member(s): ${extra.slice(0, 5).join(", ")}`);
+  return req;
+}
+
+function rateLimited(s: RouteSettings, key: ApiKeyRecord): void {
+  const wait = s.issueBuckets.take(key.keyId);
+  if (wait > 0) {
+    const e = new AztpError(ErrorCodes.SERVE_RATE_LIMITED, `API key ${key.keyId} issues faster than ${s.issueBuckets.rate}/s (burst ${s.issueBuckets.burst}) on this replica: retry in ${wait} s`);
+    (e as AztpError & { retryAfter?: number }).retryAfter = wait;
+    throw e;
+  }
+}
+
+/** The Retry-After of a rate-limit error (set by rateLimited). */
+export function retryAfterOf(e: AztpError): number | undefined {
+  return (e as AztpError & { retryAfter?: number }).retryAfter;
+}
+
+function trustDomainParam(raw: string): string {
+  let decoded: string;
+  try {
+    decoded = decodeURIComponent(raw);
+  } catch {
+    throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "trust domain in the path is not valid percent-encoding");
+  }
+  return TrustDomain.parse(decoded).name;
+}
+
+function knownTrustDomain(s: RouteSettings, td: string): void {
+  if (!s.backend.authority.trustDomains.includes(td)) {
+    throw new AztpError(ErrorCodes.SERVE_ROUTE_NOT_FOUND, `this authority has no trust domain ${td}`);
+  }
+}
+
+function auditEntryNames(e: AuditEntryInput): string[] {
+  return [e.caller, e.callee].filter((v): v is string => typeof v === "string");
+}
+
+/** Whether a scoped key may see or write the entry: its caller or callee is in scope. */
+function auditInScope(key: ApiKeyRecord, names: readonly string[]): boolean {
+  if (key.scope.trustDomain === undefined && key.scope.idPrefix === undefined) return true;
+  return names.some((n) => {
+    try {
+      return scopeCovers(key.scope, SpiffeId.parse(n));
+    } catch {
+      return false;
+    }
+  });
+}
+
+export function buildRoutes(s: RouteSettings): Route[] {
+  const a = s.backend.authority;
+  const fresh = async (): Promise<void> => {
+    await a.refresh?.();
+  };
+
+  const bundleAnswer = async (tdRaw: string | undefined): Promise<RouteAnswer> => {
+    await fresh();
+    const td = tdRaw === undefined ? a.defaultTrustDomain : trustDomainParam(tdRaw);
+    knownTrustDomain(s, td);
+    const b = a.bundle(td);
+    const published = new TrustBundle({
+      trustDomain: b.trustDomain,
+      x509Authorities: b.x509Authorities,
+      jwtAuthorities: b.jwtAuthorities,
+      sequence: b.sequence ?? 1,
+      refreshHint: s.refreshHintSeconds,
+    });
+    // Caches may hold it for half the hint: a consumer refreshing on the hint still sees a change within it.
+    return ok(published.toSpiffe(), 200, { "cache-control": `public, max-age=${Math.floor(s.refreshHintSeconds / 2)}` });
+  };
+
+  return [
+    {
+      method: "GET",
+      path: /^\/healthz$/,
+      auth: false,
+      handle: async () => ok({ status: "ok" }),
+    },
+    {
+      method: "GET",
+      path: /^\/readyz$/,
+      auth: false,
+      handle: async () => {
+        const r = await s.readiness();
+        return r.ready ? ok({ status: "ready" }) : ok({ status: "not-ready", why: r.why }, 503);
+      },
+    },
+    { method: "GET", path: /^\/\.well-known\/spiffe\/bundle$/, auth: false, handle: () => bundleAnswer(undefined) },
+    { method: "GET", path: /^\/\.well-known\/spiffe\/bundle\/([^/]+)$/, auth: false, handle: (c) => bundleAnswer(c.params[0]) },
+    {
+      method: "GET",
+      path: /^\/v1\/revocations\/([^/]+)$/,
+      auth: false,
+      handle: async (c) => {
+        await fresh();
+        const td = trustDomainParam(c.params[0] ?? "");
+        knownTrustDomain(s, td);
+        const list = await a.signedRevocationList(td);
+        // Fresh on every fetch: the list is signed and sequenced, and the verifier's refresh is what bounds staleness.
+        return ok({ list }, 200, { "cache-control": "no-cache" });
+      },
+    },
+    {
+      method: "GET",
+      path: /^\/v1\/authority$/,
+      auth: true,
+      handle: async () => {
+        await fresh();
+        return ok({ defaultTrustDomain: a.defaultTrustDomain, trustDomains: [...a.trustDomains], refreshHintSeconds: s.refreshHintSeconds });
+      },
+    },
+    {
+      method: "POST",
+      path: /^\/v1\/identities$/,
+      auth: true,
+      rateLimited: true,
+      handle: async (c) => {
+        const body = await c.body();
+        const req = registerRequest(reqObject(body, "request"));
+        const csr = reqString(body, "csr");
+        const ttlSeconds = optPositiveInt(body, "ttlSeconds");
+        // The ID this request will register, checked against the scope before anything is written.
+        const id = workloadSpiffeId(
+          TrustDomain.parse(req.trustDomain ?? a.defaultTrustDomain).name,
+          req.environment ?? DEFAULT_ENVIRONMENT,
+          req.method ?? DEFAULT_METHOD,
+          req.name,
+        );
+        inScope(c.key, id.toString());
+        if (typeof req.parentIdentity === "string") inScope(c.key, req.parentIdentity, "parentIdentity");
+        for (const l of req.linkTo ?? []) inScope(c.key, l, "linkTo");
+        rateLimited(s, c.key);
+        await fresh();
+        const r = await a.issueIdentity(req, csr, ttlSeconds === undefined ? {} : { ttlSeconds });
+        return ok(svidJson(r), 201);
+      },
+    },
+    {
+      method: "POST",
+      path: /^\/v1\/identities\/renew$/,
+      auth: true,
+      rateLimited: true,
+      handle: async (c) => {
+        const body = await c.body();
+        const id = inScope(c.key, reqString(body, "id", 4096));
+        const csr = reqString(body, "csr");
+        const ttlSeconds = optPositiveInt(body, "ttlSeconds");
+        rateLimited(s, c.key);
+        await fresh();
+        const r = await a.renewSvid(id.toString(), csr, ttlSeconds === undefined ? {} : { ttlSeconds });
+        return ok(svidJson(r));
+      },
+    },
+    {
+      method: "GET",
+      path: /^\/v1\/identities$/,
+      auth: true,
+      handle: async (c) => {
+        const q = c.url.searchParams;
+        const id = queryParam(q, "id");
+        const name = queryParam(q, "name");
+        const trustDomain = queryParam(q, "trustDomain");
+        const status = queryParam(q, "status");
+        await fresh();
+        if (id !== undefined) {
+          if (name !== undefined || status !== undefined) throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "id cannot be combined with name or status");
+          const parsed = inScope(c.key, id);
+          return ok({ record: await a.get(parsed.toString()) });
+        }
+        const td = trustDomain === undefined ? undefined : TrustDomain.parse(trustDomain).name;
+        if (name !== undefined) {
+          if (status !== undefined) throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "name cannot be combined with status");
+          const rec = await a.findByName(name, td);
+          if (rec === undefined) throw new AztpError(ErrorCodes.IDENTITY_NOT_FOUND, `no identity named ${JSON.stringify(name.slice(0, 200))}${td ? ` in ${td}` : ""}`);
+          inScope(c.key, rec.spiffeId);
+          return ok({ record: rec });
+        }
+        if (status !== undefined && status !== "active" && status !== "revoked") throw new AztpError(ErrorCodes.ARGUMENT_INVALID, 'status must be "active" or "revoked"');
+        if (td !== undefined && !scopeCoversTrustDomain(c.key.scope, td)) throw scopeDenied(c.key, `trust domain ${td}`);
+        const all = await a.list({ ...(td !== undefined ? { trustDomain: td } : {}), ...(status !== undefined ? { status } : {}) });
+        return ok({ identities: all.filter((r) => scopeCovers(c.key.scope, r.spiffeId)) });
+      },
+    },
+    {
+      method: "POST",
+      path: /^\/v1\/verify$/,
+      auth: true,
+      handle: async (c) => {
+        const body = await c.body();
+        const idText = optString(body, "id", 4096);
+        const chainPem = optString(body, "chainPem", 256 * 1024);
+        if ((idText === undefined) === (chainPem === undefined)) throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "give exactly one of id and chainPem");
+        await fresh();
+        if (idText !== undefined) {
+          const id = inScope(c.key, idText);
+          const rec = await a.find(id.toString());
+          if (rec === undefined) return ok({ valid: false, id: id.toString(), reason: ErrorCodes.IDENTITY_NOT_FOUND });
+          if (rec.status !== "active" || a.isRevoked(rec.spiffeId)) return ok({ valid: false, id: rec.spiffeId, reason: ErrorCodes.IDENTITY_REVOKED });
+          return ok({ valid: true, id: rec.spiffeId });
+        }
+        const chain = Certificate.parsePem(chainPem ?? "");
+        let verified: ReturnType<typeof verifyX509Svid>;
+        try {
+          verified = verifyX509Svid(chain, a.bundleSet());
+        } catch (e) {
+          if (e instanceof AztpError) {
+            const leafId = leafIdOf(chain);
+            return ok({ valid: false, ...(leafId !== undefined ? { id: leafId } : {}), reason: e.code });
+          }
+          throw e;
+        }
+        const id = inScope(c.key, verified.id.toString());
+        const serial = (chain[0] as Certificate).serialNumber;
+        if (a.isRevoked(id.toString(), serial)) return ok({ valid: false, id: id.toString(), reason: ErrorCodes.X509SVID_REVOKED });
+        return ok({ valid: true, id: id.toString() });
+      },
+    },
+    {
+      method: "POST",
+      path: /^\/v1\/identities\/revoke$/,
+      auth: true,
+      handle: async (c) => {
+        const body = await c.body();
+        const id = inScope(c.key, reqString(body, "id", 4096));
+        const reason = optText(body, "reason") ?? "unspecified";
+        await fresh();
+        return ok({ revoked: await a.revoke(id.toString(), reason) });
+      },
+    },
+    {
+      method: "POST",
+      path: /^\/v1\/identities\/reissue$/,
+      auth: true,
+      handle: async (c) => {
+        const body = await c.body();
+        const id = inScope(c.key, reqString(body, "id", 4096));
+        await fresh();
+        return ok({ record: await a.reissue(id.toString()) });
+      },
+    },
+    {
+      method: "POST",
+      path: /^\/v1\/identities\/jwt-svid$/,
+      auth: true,
+      handle: async (c) => {
+        const body = await c.body();
+        const id = inScope(c.key, reqString(body, "id", 4096));
+        const aud = body.audience;
+        let audience: string | string[];
+        if (typeof aud === "string" && aud.length > 0 && aud.length <= 4096) audience = aud;
+        else {
+          const list = optStringArray(body, "audience", 32);
+          if (list === undefined || list.length === 0) throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "audience must be a non-empty string or array of strings");
+          audience = list;
+        }
+        const ttlSeconds = optPositiveInt(body, "ttlSeconds", MAX_JWT_TTL);
+        await fresh();
+        return ok({ token: await a.mintJwtSvid(id.toString(), audience, ttlSeconds) });
+      },
+    },
+    {
+      method: "POST",
+      path: /^\/v1\/links$/,
+      auth: true,
+      handle: async (c) => {
+        const body = await c.body();
+        const source = inScope(c.key, reqString(body, "source", 4096), "source");
+        const target = inScope(c.key, reqString(body, "target", 4096), "target");
+        const type = reqString(body, "type", 32);
+        if (type !== "linked" && type !== "parent") throw new AztpError(ErrorCodes.ARGUMENT_INVALID, 'type must be "linked" or "parent"');
+        const metadata = optObject(body, "metadata");
+        await fresh();
+        return ok({ link: await a.link(source.toString(), target.toString(), type, metadata ?? {}) });
+      },
+    },
+    {
+      method: "GET",
+      path: /^\/v1\/connected$/,
+      auth: true,
+      handle: async (c) => {
+        const q = c.url.searchParams;
+        const aId = queryParam(q, "a");
+        const bId = queryParam(q, "b");
+        if (aId === undefined || bId === undefined) throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "query parameters a and b are both required");
+        const pa = inScope(c.key, aId, "a");
+        const pb = inScope(c.key, bId, "b");
+        await fresh();
+        return ok({ connected: await a.connected(pa.toString(), pb.toString()) });
+      },
+    },
+    {
+      method: "POST",
+      path: /^\/v1\/policies$/,
+      auth: true,
+      handle: async (c) => {
+        const body = await c.body();
+        const id = inScope(c.key, reqString(body, "id", 4096));
+        if (body.document === undefined) throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "document is required (a policy document)");
+        const policyName = optString(body, "policyName", 1024);
+        await fresh();
+        return ok({ policy: await a.attachPolicy(id.toString(), body.document, policyName) });
+      },
+    },
+    {
+      method: "POST",
+      path: /^\/v1\/policies\/detach$/,
+      auth: true,
+      handle: async (c) => {
+        const body = await c.body();
+        const id = inScope(c.key, reqString(body, "id", 4096));
+        const code = reqString(body, "code", 1024);
+        await fresh();
+        return ok({ detached: await a.detachPolicy(id.toString(), code) });
+      },
+    },
+    {
+      method: "POST",
+      path: /^\/v1\/audit$/,
+      auth: true,
+      handle: async (c) => {
+        const body = await c.body();
+        const entries = body.entries;
+        if (!Array.isArray(entries) || entries.length === 0 || entries.length > MAX_AUDIT_BATCH) {
+          throw new AztpError(ErrorCodes.ARGUMENT_INVALID, `entries must be an array of 1 to ${MAX_AUDIT_BATCH} audit entries`);
+        }
+        // All checked before any is appended: a bad batch writes nothing.
+        entries.forEach((e: unknown, i) => {
+          try {
+            validateEntryInput(e);
+          } catch (cause) {
+            const msg = cause instanceof Error ? cause.message : String(cause);
+            throw new AztpError(ErrorCodes.ARGUMENT_INVALID, `entries[${i}]: ${msg}`, { cause });
+          }
+          if (!auditInScope(c.key, auditEntryNames(e as AuditEntryInput))) throw scopeDenied(c.key, `entries[${i}] (neither its caller nor its callee)`);
+        });
+        const n = await s.backend.audit.appendBatch(entries as AuditEntryInput[]);
+        return ok({ appended: n });
+      },
+    },
+    {
+      method: "GET",
+      path: /^\/v1\/audit$/,
+      auth: true,
+      handle: async (c) => {
+        const q = c.url.searchParams;
+        const afterSeq = queryInt(q, "afterSeq", 0, Number.MAX_SAFE_INTEGER, 0);
+        const limit = queryInt(q, "limit", 1, MAX_AUDIT_PAGE, 100);
+        // A scoped key's page is filled from further pages (at most 20 reads), and
+        // `nextAfterSeq` says where to go on: an empty filtered page is not the end of the log.
+        const out: StoredAuditEntry[] = [];
+        let cursor = afterSeq;
+        for (let reads = 0; reads < 20 && out.length < limit; reads++) {
+          const page = await s.backend.audit.query({ afterSeq: cursor, limit });
+          for (const e of page) {
+            cursor = e.seq;
+            if (!auditInScope(c.key, [e.caller, e.callee])) continue;
+            out.push(e);
+            if (out.length >= limit) break;
+          }
+          if (page.length < limit) break;
+        }
+        return ok({ entries: out, nextAfterSeq: cursor });
+      },
+    },
+  ];
+}
+
+function leafIdOf(chain: readonly Certificate[]): string | undefined {
+  try {
+    const uri = (chain[0] as Certificate | undefined)?.uriSans?.[0];
+    return uri === undefined ? undefined : SpiffeId.parse(uri).toString();
+  } catch {
+    return undefined;
+  }
+}

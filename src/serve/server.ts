@@ -1,0 +1,333 @@
+/**
+ * `aztp serve`: the HTTP(S) service over one authority (routes.ts), stateless but for the
+ * issuance buckets and the TLS credential, so any number of replicas can run on one store.
+ *
+ * Every request ends in a JSON answer and one log line; nothing a client sends can crash the
+ * process or leave a request hanging: bodies are bounded, headers and requests time out, a
+ * malformed request line gets a 400, and an unexpected failure a 500 without detail.
+ *
+ * stop(): stops accepting, answers requests in flight (with `Connection: close`), waits for them
+ * up to `shutdownTimeoutMs`, then cuts what is left and closes the stores.
+ */
+import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { createServer as createHttpsServer, type Server as HttpsServer } from "node:https";
+import { isIP } from "node:net";
+import { AztpError, ErrorCodes } from "../errors.js";
+import { invalidApiKey, type ApiKeyRecord } from "./api-key-store.js";
+import { errorBody, statusOf, toServeError } from "./errors.js";
+import { readJsonObject, sendJson, type JsonObject } from "./http-io.js";
+import { jsonLogger, type Logger, type LogLevel } from "./log.js";
+import { openServeBackend, type ServeBackend } from "./open.js";
+import { TokenBuckets } from "./rate-limit.js";
+import { buildRoutes, retryAfterOf, type Route } from "./routes.js";
+import { issueServiceCredential, rotateAtHalfLife, SERVE_SVID_TTL_SECONDS, type ServiceCredential } from "./tls.js";
+
+export interface ServeOptions {
+  /** A home folder or a postgres:// URL (ignored when `backend` is given). */
+  store?: string;
+  /** An already opened backend (tests, embedding); closed by stop() all the same. */
+  backend?: ServeBackend;
+  kek?: Buffer | undefined;
+  /** Create the authority with this trust domain when the store holds none (`--trust-domain`). */
+  createTrustDomain?: string | undefined;
+  host?: string;
+  /** 0: any free port. */
+  port?: number;
+  /** Serve plain HTTP instead of HTTPS. */
+  insecureHttp?: boolean;
+  /** Allow insecureHttp on an address that is not loopback (behind a TLS-terminating proxy). */
+  allowInsecureNonLoopback?: boolean;
+  refreshHintSeconds?: number;
+  issueRate?: number;
+  issueBurst?: number;
+  maxBodyBytes?: number;
+  shutdownTimeoutMs?: number;
+  svidTtlSeconds?: number;
+  logLevel?: LogLevel;
+  logger?: Logger;
+}
+
+export interface RunningServe {
+  readonly url: string;
+  readonly host: string;
+  readonly port: number;
+  readonly tls: boolean;
+  readonly backend: ServeBackend;
+  /** The SPIFFE ID of the service's TLS SVID (HTTPS only). */
+  readonly serverId: string | undefined;
+  /** The current TLS credential (HTTPS only). */
+  credential(): ServiceCredential | undefined;
+  /** PEM roots of the default trust domain: what an HTTPS client trusts. */
+  bundlePem(): string;
+  /** Graceful stop (idempotent). */
+  stop(): Promise<void>;
+  /** Requests being answered now. */
+  readonly inFlight: number;
+}
+
+export const DEFAULTS = {
+  host: "127.0.0.1",
+  port: 8443,
+  refreshHintSeconds: 30,
+  issueRate: 50,
+  issueBurst: 100,
+  maxBodyBytes: 1024 * 1024,
+  shutdownTimeoutMs: 10_000,
+} as const;
+
+/** 127.0.0.0/8, ::1, localhost (and ::ffff:127.x): addresses no other machine can reach. */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, "").toLowerCase();
+  if (h === "localhost" || h === "::1") return true;
+  const v4 = h.startsWith("::ffff:") ? h.slice(7) : h;
+  return isIP(v4) === 4 && v4.startsWith("127.");
+}
+
+/** "HOST:PORT", "[::1]:PORT" or ":PORT"/"PORT" (loopback). */
+export function parseListen(text: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(text) ?? /^()()(\d{1,5})$/.exec(text);
+  const port = m ? Number(m[3]) : NaN;
+  if (m === null || !Number.isInteger(port) || port > 65535) {
+    throw new AztpError(ErrorCodes.ARGUMENT_INVALID, `--listen must be HOST:PORT (such as 127.0.0.1:8443 or [::1]:8443), got ${JSON.stringify(text)}`);
+  }
+  const host = m[1] ?? m[2] ?? "";
+  return { host: host === "" ? DEFAULTS.host : host, port };
+}
+
+function positive(name: string, v: number | undefined, fallback: number, integer = false): number {
+  if (v === undefined) return fallback;
+  if (typeof v !== "number" || !Number.isFinite(v) || v <= 0 || (integer && !Number.isInteger(v))) {
+    throw new AztpError(ErrorCodes.ARGUMENT_INVALID, `${name} must be a positive ${integer ? "integer" : "number"}, got ${String(v)}`);
+  }
+  return v;
+}
+
+export async function startServe(options: ServeOptions): Promise<RunningServe> {
+  const logger = options.logger ?? jsonLogger(options.logLevel ?? "info");
+  const host = options.host ?? DEFAULTS.host;
+  const port = options.port ?? DEFAULTS.port;
+  const tls = options.insecureHttp !== true;
+  if (!tls && !isLoopbackHost(host) && options.allowInsecureNonLoopback !== true) {
+    throw new AztpError(
+      ErrorCodes.SERVE_INSECURE_HTTP_NOT_ALLOWED,
+      `refusing plain HTTP on ${host}, which is not a loopback address: API keys and SVIDs would cross the network in clear. ` +
+        "Serve HTTPS (drop --insecure-http), listen on 127.0.0.1, or pass --allow-insecure-non-loopback behind a TLS-terminating proxy",
+    );
+  }
+  const refreshHintSeconds = positive("refreshHintSeconds", options.refreshHintSeconds, DEFAULTS.refreshHintSeconds, true);
+  const issueBuckets = new TokenBuckets({
+    rate: positive("issueRate", options.issueRate, DEFAULTS.issueRate),
+    burst: positive("issueBurst", options.issueBurst, DEFAULTS.issueBurst, true),
+  });
+  const maxBodyBytes = positive("maxBodyBytes", options.maxBodyBytes, DEFAULTS.maxBodyBytes, true);
+  const shutdownTimeoutMs = positive("shutdownTimeoutMs", options.shutdownTimeoutMs, DEFAULTS.shutdownTimeoutMs, true);
+  const svidTtlSeconds = positive("svidTtlSeconds", options.svidTtlSeconds, SERVE_SVID_TTL_SECONDS, true);
+
+  let backend: ServeBackend;
+  if (options.backend !== undefined) backend = options.backend;
+  else {
+    if (options.store === undefined) throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "--store is required: a home folder or a postgres:// URL");
+    backend = await openServeBackend(options.store, { kek: options.kek, createTrustDomain: options.createTrustDomain });
+  }
+
+  let stopping: Promise<void> | undefined;
+  let inFlight = 0;
+  const idle: Array<() => void> = [];
+
+  const readiness = async (): Promise<{ ready: true } | { ready: false; why: string }> => {
+    if (stopping !== undefined) return { ready: false, why: "shutting down" };
+    try {
+      await withTimeout(backend.ready(), 2000, "the store did not answer within 2 s");
+      return { ready: true };
+    } catch (e) {
+      return { ready: false, why: `${(e as AztpError).code ?? "error"}: ${(e as Error).message}` };
+    }
+  };
+
+  const routes = buildRoutes({ backend, refreshHintSeconds, issueBuckets, maxBodyBytes, readiness });
+
+  const handler = (req: IncomingMessage, res: ServerResponse): void => {
+    inFlight++;
+    const started = performance.now();
+    const fields: { method: string; path: string; keyId?: string; code?: string } = { method: String(req.method), path: "" };
+    res.on("close", () => {
+      const ms = Math.round((performance.now() - started) * 100) / 100;
+      logger.log(res.statusCode >= 500 ? "error" : "info", "request", { ...fields, status: res.statusCode, ms });
+      if (--inFlight === 0) for (const f of idle.splice(0)) f();
+    });
+    if (stopping !== undefined) res.setHeader("connection", "close");
+    handle(req, res, fields).catch((e: unknown) => {
+      // handle() answers its own errors; this is the last line, for a failure while answering.
+      logger.log("error", "request handler failed", { error: (e as Error)?.stack ?? String(e) });
+      if (!res.headersSent) sendJson(res, 500, errorBody(toServeError(e)));
+      else res.destroy();
+    });
+  };
+
+  const handle = async (req: IncomingMessage, res: ServerResponse, fields: { path: string; keyId?: string; code?: string }): Promise<void> => {
+    try {
+      let url: URL;
+      try {
+        url = new URL(req.url ?? "/", "http://serve.invalid");
+      } catch {
+        throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "the request target is not a valid path");
+      }
+      fields.path = url.pathname.slice(0, 512);
+      const { route, params, allowed } = match(routes, String(req.method), url.pathname);
+      if (route === undefined) {
+        if (allowed.length > 0) {
+          const e = new AztpError(ErrorCodes.SERVE_METHOD_NOT_ALLOWED, `${String(req.method).slice(0, 16)} is not allowed on ${fields.path}: use ${allowed.join(", ")}`);
+          fields.code = e.code;
+          sendJson(res, 405, errorBody(e), { allow: allowed.join(", ") });
+          return;
+        }
+        throw new AztpError(ErrorCodes.SERVE_ROUTE_NOT_FOUND, `no route ${fields.path}`);
+      }
+      let key: ApiKeyRecord = { keyId: "", name: "", scope: {}, createdAt: "" };
+      if (route.auth) {
+        key = await authenticate(backend, req);
+        fields.keyId = key.keyId;
+      }
+      let body: Promise<JsonObject> | undefined;
+      const answer = await route.handle({
+        req,
+        res,
+        url,
+        params,
+        key,
+        body: () => (body ??= readJsonObject(req, maxBodyBytes)),
+      });
+      sendJson(res, answer.status, answer.body, answer.headers);
+    } catch (e) {
+      const err = toServeError(e);
+      fields.code = err.code;
+      const status = statusOf(err.code);
+      if (status >= 500 && err.code === ErrorCodes.SERVE_INTERNAL_FAILED) {
+        logger.log("error", "internal failure", { path: fields.path, error: (err.cause as Error)?.stack ?? String(err.cause) });
+      }
+      const headers: Record<string, string> = {};
+      const retry = retryAfterOf(err);
+      if (retry !== undefined) headers["retry-after"] = String(retry);
+      if (status === 413) headers.connection = "close";
+      if (status === 503) headers["retry-after"] = "1";
+      sendJson(res, status, errorBody(err), headers);
+    }
+  };
+
+  let credential: ServiceCredential | undefined;
+  let rotation: { stop(): void } | undefined;
+  let server: Server | HttpsServer;
+  try {
+    if (tls) {
+      credential = await issueServiceCredential(backend, svidTtlSeconds);
+      const https = createHttpsServer({ key: credential.keyPem, cert: credential.chainPem, minVersion: "TLSv1.2" }, handler);
+      rotation = rotateAtHalfLife(https, backend, credential, svidTtlSeconds, logger, (c) => (credential = c));
+      server = https;
+    } else {
+      server = createHttpServer(handler);
+    }
+    server.headersTimeout = 10_000;
+    server.requestTimeout = 30_000;
+    server.keepAliveTimeout = 5_000;
+    server.on("clientError", (err: NodeJS.ErrnoException, socket) => {
+      // A malformed request (or a TLS handshake that failed): a 400 if the socket still takes one.
+      if (socket.writable && err.code !== "ECONNRESET") {
+        const text = JSON.stringify(errorBody(new AztpError(ErrorCodes.ARGUMENT_INVALID, "malformed HTTP request")));
+        socket.end(`HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\n\r\n${text}`);
+      } else socket.destroy();
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(port, host, () => {
+        server.off("error", reject);
+        resolve();
+      });
+    });
+    server.on("error", (e) => logger.log("error", "server error", { error: e.message }));
+  } catch (e) {
+    rotation?.stop();
+    await backend.close().catch(() => undefined);
+    throw e instanceof AztpError ? e : new AztpError(ErrorCodes.ARGUMENT_INVALID, `cannot listen on ${host}:${port}: ${(e as Error).message}`, { cause: e });
+  }
+
+  const address = server.address();
+  const boundPort = typeof address === "object" && address !== null ? address.port : port;
+  const urlHost = host.includes(":") ? `[${host}]` : host;
+  const url = `${tls ? "https" : "http"}://${urlHost}:${boundPort}`;
+  logger.log(tls ? "info" : "warn", "started", {
+    url,
+    store: backend.location,
+    tls,
+    ...(tls ? { serverId: credential?.id, svidNotAfter: credential?.notAfter.toISOString() } : { warning: "PLAIN HTTP: no TLS; API keys and SVIDs travel in clear" }),
+    defaultTrustDomain: backend.authority.defaultTrustDomain,
+    issueRate: issueBuckets.rate,
+    issueBurst: issueBuckets.burst,
+    pid: process.pid,
+  });
+
+  const stop = (): Promise<void> =>
+    (stopping ??= (async () => {
+      logger.log("info", "stopping", { inFlight });
+      rotation?.stop();
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      if (inFlight > 0) {
+        const drained = new Promise<void>((resolve) => idle.push(resolve));
+        const timedOut = await Promise.race([drained.then(() => false), sleep(shutdownTimeoutMs).then(() => true)]);
+        if (timedOut) logger.log("warn", "shutdown timeout: cutting requests still in flight", { inFlight });
+      }
+      server.closeAllConnections();
+      await closed;
+      await backend.close().catch((e: unknown) => logger.log("error", "closing the stores failed", { error: (e as Error)?.message }));
+      await backend.authority.close?.().catch(() => undefined);
+      logger.log("info", "stopped", {});
+    })());
+
+  return {
+    url,
+    host,
+    port: boundPort,
+    tls,
+    backend,
+    serverId: credential?.id,
+    credential: () => credential,
+    bundlePem: () => backend.authority.bundle().toPem(),
+    stop,
+    get inFlight() {
+      return inFlight;
+    },
+  };
+}
+
+async function authenticate(backend: ServeBackend, req: IncomingMessage): Promise<ApiKeyRecord> {
+  const header = req.headers.authorization;
+  const m = typeof header === "string" ? /^Bearer +(\S+) *$/i.exec(header) : null;
+  if (m === null) throw invalidApiKey();
+  return backend.apiKeys.authenticate(m[1] as string);
+}
+
+function match(routes: readonly Route[], method: string, path: string): { route?: Route; params: string[]; allowed: string[] } {
+  const allowed: string[] = [];
+  for (const r of routes) {
+    const m = r.path.exec(path);
+    if (m === null) continue;
+    if (r.method === method) return { route: r, params: m.slice(1).map((p) => p ?? ""), allowed };
+    allowed.push(r.method);
+  }
+  return { params: [], allowed };
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    p.finally(() => clearTimeout(timer)),
+    new Promise<T>((_, reject) => {
+      timer = setTimeout(() => reject(new AztpError(ErrorCodes.SERVE_UNAVAILABLE, message)), ms);
+      timer.unref();
+    }),
+  ]);
+}

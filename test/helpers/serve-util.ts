@@ -1,0 +1,140 @@
+/**
+ * `aztp serve` in the test process, on loopback, with a real authority in a throw-away home
+ * and an API key: `startServe(t, …)` gives its URL, the bundle's PEM roots and a key, and stops
+ * it when the test ends. `serveRequest` speaks to it the way a careful client does: over HTTPS
+ * it trusts only the bundle's roots and checks the URI SAN (spiffe://<td>/aztp/serve).
+ */
+import { request as httpRequest } from "node:http";
+import { request as httpsRequest, type RequestOptions } from "node:https";
+import type { PeerCertificate } from "node:tls";
+import type { TestContext } from "node:test";
+import { EmbeddedAuthority } from "../../src/authority/authority.js";
+import type { ApiKeyScope } from "../../src/serve/api-key-store.js";
+import { jsonLogger } from "../../src/serve/log.js";
+import { openServeBackend } from "../../src/serve/open.js";
+import { startServe as start, type RunningServe, type ServeOptions } from "../../src/serve/server.js";
+import { tempDir } from "./authority-util.js";
+
+export interface StartedServe {
+  url: string;
+  bundlePem: string;
+  /** An unscoped key. */
+  apiKey: string;
+  home: string;
+  trustDomain: string;
+  running: RunningServe;
+  /** Log lines as parsed objects. */
+  logs: Array<Record<string, unknown>>;
+  /** Makes another key on the same store. */
+  newKey(scope?: ApiKeyScope, name?: string): Promise<{ key: string; keyId: string }>;
+  stop(): Promise<void>;
+}
+
+export interface StartServeTestOptions extends Omit<ServeOptions, "store" | "backend" | "logger"> {
+  /** A home folder with an authority; default: a fresh one (trust domain `trustDomain`). */
+  store?: string;
+  trustDomain?: string;
+}
+
+export async function startServe(t: TestContext, options: StartServeTestOptions = {}): Promise<StartedServe> {
+  const trustDomain = options.trustDomain ?? "serve.test";
+  let home = options.store;
+  if (home === undefined) {
+    home = tempDir(t, "serve");
+    await EmbeddedAuthority.init(home, trustDomain);
+  }
+  const logs: Array<Record<string, unknown>> = [];
+  const logger = jsonLogger(options.logLevel ?? "debug", (line) => void logs.push(JSON.parse(line) as Record<string, unknown>));
+  const backend = await openServeBackend(home);
+  const { store: _s, trustDomain: _td, ...rest } = options;
+  const running = await start({ host: "127.0.0.1", port: 0, ...rest, backend, logger });
+  let stopped = false;
+  const stop = async (): Promise<void> => {
+    if (stopped) return;
+    stopped = true;
+    await running.stop();
+  };
+  t.after(stop);
+  const newKey = async (scope: ApiKeyScope = {}, name = "test"): Promise<{ key: string; keyId: string }> => {
+    const { key, record } = await backend.apiKeys.create({ name, scope });
+    return { key, keyId: record.keyId };
+  };
+  const { key } = await newKey({}, "default");
+  return { url: running.url, bundlePem: running.bundlePem(), apiKey: key, home, trustDomain: backend.authority.defaultTrustDomain, running, logs, newKey, stop };
+}
+
+export interface ServeAnswer {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  text: string;
+  /** The body parsed as JSON (undefined when it is not JSON). */
+  json: any;
+}
+
+export interface ServeRequestOptions {
+  method?: string;
+  /** A value to send as JSON, or a raw string/Buffer. */
+  body?: unknown;
+  raw?: string | Buffer;
+  key?: string;
+  headers?: Record<string, string>;
+  /** PEM roots to trust (HTTPS); default: none given means the request fails verification. */
+  ca?: string;
+  /** The SPIFFE ID the server must present (HTTPS); default spiffe://<any>/aztp/serve. */
+  serverId?: string;
+  timeoutMs?: number;
+}
+
+/** Checks the server's URI SAN instead of a host name (SVIDs have no DNS SAN). */
+export function spiffeServerCheck(expected: string | undefined): (host: string, cert: PeerCertificate) => Error | undefined {
+  return (_host, cert) => {
+    const sans = (cert.subjectaltname ?? "").split(", ").filter((s) => s.startsWith("URI:")).map((s) => s.slice(4));
+    if (sans.length !== 1) return new Error(`server certificate has ${sans.length} URI SANs`);
+    const id = sans[0] as string;
+    if (expected !== undefined ? id !== expected : !/^spiffe:\/\/[^/]+\/aztp\/serve$/.test(id)) return new Error(`server is ${id}, not ${expected ?? "spiffe://<td>/aztp/serve"}`);
+    return undefined;
+  };
+}
+
+export function serveRequest(base: string, path: string, o: ServeRequestOptions = {}): Promise<ServeAnswer> {
+  const url = new URL(path, base);
+  const payload = o.raw ?? (o.body === undefined ? undefined : JSON.stringify(o.body));
+  const headers: Record<string, string> = { ...(o.headers ?? {}) };
+  if (o.key !== undefined) headers.authorization = `Bearer ${o.key}`;
+  if (payload !== undefined) {
+    headers["content-type"] ??= "application/json";
+    if (headers["transfer-encoding"] === undefined) headers["content-length"] ??= String(Buffer.byteLength(payload));
+  }
+  const method = o.method ?? (payload === undefined ? "GET" : "POST");
+  const common: RequestOptions = { method, headers, agent: false, timeout: o.timeoutMs ?? 20_000 };
+  return new Promise((resolve, reject) => {
+    const req =
+      url.protocol === "https:"
+        ? httpsRequest(url, { ...common, ...(o.ca !== undefined ? { ca: o.ca } : {}), checkServerIdentity: spiffeServerCheck(o.serverId) })
+        : httpRequest(url, common);
+    req.on("timeout", () => req.destroy(new Error(`request ${method} ${path} timed out`)));
+    req.on("error", reject);
+    req.on("response", (res) => {
+      const chunks: Buffer[] = [];
+      res.on("data", (c: Buffer) => chunks.push(c));
+      res.on("end", () => {
+        const text = Buffer.concat(chunks).toString("utf8");
+        let json: unknown;
+        try {
+          json = JSON.parse(text);
+        } catch {
+          json = undefined;
+        }
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, text, json });
+      });
+      res.on("error", reject);
+    });
+    if (payload !== undefined) req.end(payload);
+    else req.end();
+  });
+}
+
+/** serveRequest bound to a started service, trusting its bundle and sending its default key. */
+export function client(s: StartedServe): (path: string, o?: ServeRequestOptions) => Promise<ServeAnswer> {
+  return (path, o = {}) => serveRequest(s.url, path, { ca: s.bundlePem, key: s.apiKey, ...o });
+}
