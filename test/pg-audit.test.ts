@@ -93,6 +93,21 @@ describe("PostgreSQL audit log", () => {
     assert.ok(signers.size >= 2, `checkpoints by several writers: ${[...signers].join(", ")}`);
   });
 
+  it("a writer whose known head went stale (another wrote in between) chains on the new head, never forks", async (t) => {
+    if (skipWithoutPg(t)) return;
+    const url = (await pgDatabase(t)) as string;
+    const [a, b] = [new PgAuditLog(await connect(t, url)), new PgAuditLog(await connect(t, url))];
+    const order = [a, a, b, a, b, b, a, a, b, a];
+    const seqs: number[] = [];
+    for (const [i, w] of order.entries()) seqs.push((await w.append(sample(i))).seq);
+    assert.deepEqual(seqs, Array.from({ length: order.length }, (_, i) => i + 1));
+    const file = join(tempDir(t), "export.jsonl");
+    await a.exportJsonl(file);
+    const result = await verifyAuditLog(file);
+    assert.equal(result.ok, true, JSON.stringify(result.firstBad));
+    assert.equal(result.entries, order.length);
+  });
+
   it("a tampered export fails verification, naming the entry", async (t) => {
     if (skipWithoutPg(t)) return;
     const url = (await pgDatabase(t)) as string;

@@ -160,6 +160,24 @@ describe("PostgreSQL stores", () => {
     assert.equal(await writer.replay.checkAndRemember("k", Date.now() + 10_000), true);
   });
 
+  it("a connection cut in the middle of a mutation: that one fails with ERR_AUTHORITY_STORE_FAILED, the process lives on, the next one is written", async (t) => {
+    const url = await fresh(t);
+    if (url === undefined) return;
+    const s = await open(t, url, randomBytes(32), { registry: { pollMs: 0 } });
+    const add = (name: string) => (st: registry.RegistryState) => registry.register(st, registry.workloadSpiffeId(TD, "production", "node", name), TD, { name }, NOW);
+    const cut = s.registry.mutate(async (st) => {
+      add("lost")(st);
+      // The transaction's connection is idle between two queries now: cut it, and give the
+      // client time to hear of it (an 'error' event on a checked-out client).
+      await sql(url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()");
+      await new Promise((r) => setTimeout(r, 300));
+    });
+    await rejectsWithCode(() => cut, "ERR_AUTHORITY_STORE_FAILED");
+    await s.registry.mutate(add("kept"));
+    const names = Object.values((await s.registry.fresh()).state.identities).map((r) => r.name);
+    assert.deepEqual(names, ["kept"]);
+  });
+
   it("a store that cannot be reached fails at open with ERR_AUTHORITY_STORE_FAILED, without the password", async () => {
     const url = "postgres://aztp:s3cret@127.0.0.1:1/none";
     const e = await rejectsWithCode(() => openPostgresStores(url, { kek: randomBytes(32), pool: { connectionTimeoutMillis: 2000 } }), "ERR_AUTHORITY_STORE_FAILED");

@@ -7,7 +7,9 @@
  * the chain's head in memory, since another writer may have moved it. Instead each batch is
  * one transaction that
  *   1. takes the transaction advisory lock LOCKS.audit (writers queue here, across replicas),
- *   2. reads the head from the table (the row with the highest seq; genesis when empty),
+ *   2. reads the head from the table (the row with the highest seq; genesis when empty), or,
+ *      when this writer wrote the last batch it knows of, checks in the INSERT itself that
+ *      the head is still that one (inserting nothing otherwise, and then reading it),
  *   3. chains its entries after it (nextLink, sealEntry: the file log's exact bytes),
  *   4. inserts them in one multi-row INSERT (seq is the primary key: a writer that broke the
  *      rule would fail, never fork the chain), and, with a signer, a checkpoint when due,
@@ -106,6 +108,9 @@ export class PgAuditLog implements AuditWriter {
   #lastRecoverAttempt = -Infinity;
   #closed = false;
   #idle: Array<() => void> = [];
+  /** The head this writer's last batch committed (and the newest checkpoint it knew of); null: unknown. */
+  #knownHead: { head: ChainHead; checkpointUpTo: number } | null = null;
+  #skipFastPath = 0;
 
   constructor(conn: PgConnection, options: PgAuditLogOptions = {}) {
     this.#conn = conn;
@@ -275,15 +280,63 @@ export class PgAuditLog implements AuditWriter {
   }
 
   /** One batch: lock, read the head, chain, insert, checkpoint if due, commit. */
-  #commit(batch: readonly Prepared[]): Promise<AuditEntry[]> {
+  /**
+   * One batch. When this writer wrote the last batch it knows (`#knownHead`), it first tries
+   * the fast path: one round trip that chains on that head and inserts only if the table's
+   * head is still it (checked under the lock, in the INSERT). If another writer appended in
+   * between, nothing was inserted, and the slow path reads the head under the lock first.
+   */
+  async #commit(batch: readonly Prepared[]): Promise<AuditEntry[]> {
+    const known = this.#skipFastPath > 0 ? null : this.#knownHead;
+    if (this.#skipFastPath > 0) this.#skipFastPath--;
+    this.#knownHead = null; // until this batch commits
+    try {
+      if (known !== null && !this.#checkpointMaybeDue(known.head.seq + batch.length, known.checkpointUpTo)) {
+        const fast = await this.#commitOn(batch, known.head, true);
+        if (fast !== null) {
+          this.#knownHead = { head: fast.head, checkpointUpTo: known.checkpointUpTo };
+          return fast.entries;
+        }
+        this.#skipFastPath = 4; // writers are interleaving: the next few batches go the slow way
+      }
+      const slow = (await this.#commitOn(batch, null, false)) as { entries: AuditEntry[]; head: ChainHead; checkpointUpTo: number };
+      this.#knownHead = { head: slow.head, checkpointUpTo: slow.checkpointUpTo };
+      return slow.entries;
+    } catch (cause) {
+      this.#knownHead = null;
+      throw cause;
+    }
+  }
+
+  /** Whether a checkpoint may be due at `seq`, as far as this writer knows (the slow path then decides). */
+  #checkpointMaybeDue(seq: number, checkpointUpTo: number): boolean {
+    return this.#signer !== undefined && seq - checkpointUpTo >= this.#checkpointEvery;
+  }
+
+  /**
+   * Fast (`on` given): BEGIN, lock, guarded INSERT, COMMIT in one round trip; null when the
+   * guard found another head. Slow: BEGIN, lock, head and newest checkpoint; then INSERT, the
+   * checkpoint if due, COMMIT. Values are inlined as literals (a multi-statement query takes
+   * no parameters): numbers and hex this writer made, text through escapeLiteral.
+   */
+  #commitOn(
+    batch: readonly Prepared[],
+    on: ChainHead | null,
+    fast: boolean,
+  ): Promise<{ entries: AuditEntry[]; head: ChainHead; checkpointUpTo: number } | null> {
     return withClient(this.#conn, "append to the audit log", async (client) => {
       const what = "append to the audit log";
-      // Two round trips per batch. The first: BEGIN, the lock (held until COMMIT), the head,
-      // and (with a signer) the newest checkpoint.
-      const first = `BEGIN; SELECT pg_advisory_xact_lock(${LOCKS.audit.toString()}); ${HEAD_QUERY}${this.#signer === undefined ? "" : `; ${NEWEST_CHECKPOINT_QUERY}`}`;
-      const started = (await query(client, this.#conn.location, what, first)) as unknown as pg.QueryResult[];
+      const lock = `BEGIN; SELECT pg_advisory_xact_lock(${LOCKS.audit.toString()})`;
       try {
-        const start = headOf(started[2]?.rows[0] as HeadRow | undefined);
+        let start: ChainHead;
+        let previous: Checkpoint | null = null;
+        if (fast && on !== null) {
+          start = on;
+        } else {
+          const started = (await query(client, this.#conn.location, what, `${lock}; ${HEAD_QUERY}${this.#signer === undefined ? "" : `; ${NEWEST_CHECKPOINT_QUERY}`}`)) as unknown as pg.QueryResult[];
+          start = headOf(started[2]?.rows[0] as HeadRow | undefined);
+          previous = parseCheckpointRow(started[3]?.rows[0] as CheckpointRow | undefined);
+        }
         let head = start;
         const entries: AuditEntry[] = [];
         let lines = "";
@@ -294,14 +347,18 @@ export class PgAuditLog implements AuditWriter {
           lines += lines === "" ? line : `\n${line}`;
           head = { seq: entry.seq, hash: entry.hash };
         }
-        // The second: the entries, a checkpoint if one is due, COMMIT. Values are inlined as
-        // literals (a multi-statement query takes no parameters): numbers and hex we made,
-        // and text through escapeLiteral.
-        let second = insertBatch(client, lines, start);
-        const checkpoint = this.#dueCheckpoint(parseCheckpointRow(started[3]?.rows[0] as CheckpointRow | undefined), head, false);
+        if (fast) {
+          const results = (await query(client, this.#conn.location, what, `${lock}; ${insertBatch(client, lines, start, true)}; COMMIT`)) as unknown as pg.QueryResult[];
+          const inserted = results[2]?.rowCount ?? 0;
+          if (inserted === batch.length) return { entries, head, checkpointUpTo: 0 };
+          if (inserted !== 0) throw new AztpError(ErrorCodes.AUDIT_CORRUPT, `audit log ${this.path}: ${inserted} of ${batch.length} entries inserted`);
+          return null; // nothing inserted, and the empty transaction is committed
+        }
+        let second = insertBatch(client, lines, start, false);
+        const checkpoint = this.#dueCheckpoint(previous, head, false);
         if (checkpoint !== null) second += `; ${insertCheckpoint(client, checkpoint)}`;
         await query(client, this.#conn.location, what, `${second}; COMMIT`);
-        return entries;
+        return { entries, head, checkpointUpTo: checkpoint?.upTo ?? previous?.upTo ?? 0 };
       } catch (cause) {
         await client.query("ROLLBACK").catch(() => undefined);
         throw cause;
@@ -414,11 +471,13 @@ const HEAD_QUERY = "SELECT seq, hash FROM aztp_audit ORDER BY seq DESC LIMIT 1";
  * inside a line), so there is no array literal to escape and parse. Each line ends with its
  * hash (`,"hash":"<64 hex>"}`); each prev is the hash of the line before, the first's the head's.
  */
-function insertBatch(client: pg.PoolClient, lines: string, start: ChainHead): string {
+function insertBatch(client: pg.PoolClient, lines: string, start: ChainHead, guarded: boolean): string {
+  // Guarded: only if the table's head is still `start` (rows are never changed, so its seq says it).
+  const guard = guarded ? `WHERE coalesce((SELECT max(seq) FROM aztp_audit), 0) = ${start.seq}` : "";
   return `INSERT INTO aztp_audit (seq, entry, hash, prev)
     SELECT ${start.seq + 1} + ord - 1, line, hash, coalesce(lag(hash) OVER (ORDER BY ord), '${hex64(start.hash)}')
     FROM (SELECT line, ord, substr(line, length(line) - 65, 64) AS hash
-          FROM unnest(string_to_array(${client.escapeLiteral(lines)}, E'\\n')) WITH ORDINALITY AS t(line, ord)) AS batch`;
+          FROM unnest(string_to_array(${client.escapeLiteral(lines)}, E'\\n')) WITH ORDINALITY AS t(line, ord)) AS batch ${guard}`;
 }
 
 function insertCheckpoint(client: pg.PoolClient, c: Checkpoint): string {

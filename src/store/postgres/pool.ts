@@ -68,12 +68,20 @@ export async function withClient<T>(conn: PgConnection, what: string, fn: (clien
     throw storeFailed(conn.location, `${what} (no connection)`, cause);
   }
   let broken = false;
+  // A connection that breaks while checked out between two queries (PostgreSQL restarted, the
+  // backend terminated) emits 'error' on the client, which the pool only listens for while it
+  // is idle: unheard, it would crash the process. Heard, the next query fails and says so.
+  const onError = (): void => {
+    broken = true;
+  };
+  client.on("error", onError);
   try {
     return await fn(client);
   } catch (cause) {
-    broken = isConnectionError(cause);
+    broken ||= isConnectionError(cause);
     throw cause;
   } finally {
+    client.off("error", onError);
     client.release(broken); // a broken connection is discarded, not handed to the next caller
   }
 }
