@@ -16,26 +16,19 @@
  * PostgreSQL is not restarted). Prints a JSON summary, writes bench/results/replicas.json,
  * and exits 1 if a check failed.
  */
-import { spawn, type ChildProcess } from "node:child_process";
-import { createHash, randomBytes } from "node:crypto";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { createHash } from "node:crypto";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import pg from "pg";
 import aztp, { type Aztp } from "../src/index.js";
-import { EmbeddedAuthority } from "../src/authority/authority.js";
 import { verifyAuditLog } from "../src/audit/verify.js";
 import type { AuditEntryInput } from "../src/audit/entry.js";
-import { RemoteAuthority } from "../src/client/remote-authority.js";
+import type { RemoteAuthority } from "../src/client/remote-authority.js";
 import { AztpError } from "../src/errors.js";
-import { openPostgresStores } from "../src/store/postgres/index.js";
-import { throwawayPg } from "./helpers/throwaway-pg.js";
+import { startReplicas, type Replica } from "./helpers/serve-replicas.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
-const root = join(here, "..");
 const { values: opts } = parseArgs({
   options: {
     connects: { type: "string", default: "500" },
@@ -54,78 +47,13 @@ const CLIENTS_PER_REPLICA = 5;
 const log = (msg: string): void => void process.stderr.write(`[replicas] ${msg}\n`);
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-// ---- the world: PostgreSQL, a database, a KEK, two replicas ----
+// ---- the world: PostgreSQL, a database, a KEK, two replicas started at once ----
 
-const server = await throwawayPg();
-// However this run ends, the servers it started end with it.
-const children = new Set<ChildProcess>();
-process.on("exit", () => {
-  for (const c of children) c.kill("SIGKILL");
-  server.stop();
-});
+const world = await startReplicas({ count: 2, trustDomain: TD, refreshHintSeconds: HINT_S });
+const { server, replicas, stores, apiKey, bundleFile, work } = world;
 process.on("SIGINT", () => process.exit(130));
 process.on("SIGTERM", () => process.exit(143));
-const dbName = `aztp_replicas_${randomBytes(4).toString("hex")}`;
-{
-  const admin = new pg.Client({ connectionString: server.url });
-  await admin.connect();
-  await admin.query(`CREATE DATABASE ${dbName}`);
-  await admin.end();
-}
-const storeUrl = server.url.replace(/\/[^/]*$/, `/${dbName}`);
-const work = mkdtempSync(join(tmpdir(), "aztp-replicas-"));
-const kekFile = join(work, "kek");
-writeFileSync(kekFile, randomBytes(32), { mode: 0o600 });
-
-interface Replica {
-  name: string;
-  port: number;
-  url: string;
-  child: ChildProcess | undefined;
-}
-
-async function startReplica(r: Replica): Promise<void> {
-  const child = spawn(
-    process.execPath,
-    ["--import", "tsx", join(root, "src/cli/main.ts"), "serve", "--store", storeUrl, "--kek-file", kekFile, "--trust-domain", TD, "--listen", `127.0.0.1:${r.port}`, "--refresh-hint", String(HINT_S), "--issue-rate", "5000", "--issue-burst", "5000"],
-    { cwd: root, stdio: ["ignore", "pipe", "pipe"] },
-  );
-  r.child = child;
-  children.add(child);
-  child.stderr?.on("data", () => undefined);
-  const lines = createInterface({ input: child.stdout! });
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${r.name} did not start within 60 s`)), 60_000);
-    child.once("exit", (code) => reject(new Error(`${r.name} exited with ${code} at start`)));
-    lines.on("line", (line) => {
-      try {
-        const l = JSON.parse(line) as { msg?: string; url?: string };
-        if (l.msg === "started") {
-          clearTimeout(timer);
-          r.url = l.url ?? r.url;
-          resolve();
-        }
-      } catch {
-        // not a log line
-      }
-    });
-  });
-  child.removeAllListeners("exit");
-}
-
-const replicas: Replica[] = [
-  { name: "A", port: 20000 + Math.floor(Math.random() * 20000), url: "", child: undefined },
-  { name: "B", port: 0, url: "", child: undefined },
-];
-replicas[1]!.port = replicas[0]!.port + 1;
-// Both at once on an empty store: migrations and the CA's creation must not race.
-await Promise.all(replicas.map(startReplica));
 log(`replicas up: ${replicas.map((r) => r.url).join(", ")}`);
-
-const stores = await openPostgresStores(storeUrl, { kekFile });
-const { key: apiKey } = await stores.apiKeys.create({ name: "replicas" });
-const bundleFile = join(work, "bundle.pem");
-writeFileSync(bundleFile, (await EmbeddedAuthority.fromStores(stores)).bundle(TD).toPem());
 
 interface Client {
   replica: Replica;
@@ -178,7 +106,7 @@ async function faults(): Promise<void> {
   replicaKilledAt = Date.now();
   b.child?.kill("SIGKILL");
   await sleep(1500);
-  await startReplica(b);
+  await world.start(b);
   log(`replica B back after ${Date.now() - replicaKilledAt} ms`);
   await sleep(500);
   phase = "normal";
@@ -269,7 +197,6 @@ if (Object.keys(otherDuringKill).length > 0) failures.push(`clients of replica A
 if (unclear.length > 0) failures.push(`errors that are not AztpError: ${unclear.slice(0, 3).join("; ")}`);
 
 async function readJtis(file: string): Promise<Map<string, number>> {
-  const { readFileSync } = await import("node:fs");
   const out = new Map<string, number>();
   for (const line of readFileSync(file, "utf8").split("\n")) {
     if (!line.includes('"jti"')) continue;
@@ -303,9 +230,5 @@ mkdirSync(join(here, "results"), { recursive: true });
 writeFileSync(join(here, "results", "replicas.json"), `${JSON.stringify({ ...summary, measured_at: Date.now() }, null, 2)}\n`);
 
 for (const c of clients) await c.client.close();
-await stores.close();
-for (const r of replicas) r.child?.kill("SIGTERM");
-await sleep(500);
-server.stop();
-rmSync(work, { recursive: true, force: true });
+await world.stop();
 process.exit(failures.length > 0 ? 1 : 0);
