@@ -5,6 +5,8 @@
  *
  * With no `baseUrl` the client runs on the embedded authority in `home` (option, else
  * AZTP_HOME, else ./.aztp), creating it on first use: no account, no server, no network.
+ * With a `baseUrl` it runs on a remote `aztp serve` (client/remote-authority.ts), over HTTPS
+ * checked against the trust bundle, and verifies locally from the service's signed feeds.
  * An `apiKey` only authenticates to a remote authority, so a program written for the
  * astha.ai client runs unchanged here with or without one.
  */
@@ -22,12 +24,26 @@ import { SpiffeId, TrustDomain } from "../spiffe/spiffeid.js";
 import { AgentIdentity } from "./identity.js";
 import { closeHomeAudits } from "./home-audit.js";
 import { Trust } from "../invocation/trust.js";
+import { RemoteAuthority } from "./remote-authority.js";
+import type { TrustBundle } from "../spiffe/bundle.js";
 
 export interface AztpConfig {
   /** Authenticates to a remote authority (`baseUrl`); unused by the embedded one. */
   apiKey?: string | undefined;
-  /** A remote `aztp serve` authority. Absent: the embedded authority. */
+  /** A remote `aztp serve` authority, e.g. https://aztp.internal:8443. Absent: the embedded authority. */
   baseUrl?: string | undefined;
+  /**
+   * With `baseUrl`: what the service's certificate is checked against, a bundle file (PEM or
+   * SPIFFE bundle JSON), its text, or a TrustBundle; else AZTP_TRUST_BUNDLE. Required over
+   * https; over plain http to loopback the service's bundle endpoint is read instead.
+   */
+  trustBundle?: string | TrustBundle | undefined;
+  /** With `baseUrl`: allow plain http to a host that is not loopback (only behind a TLS-terminating proxy you trust). */
+  allowInsecureHttp?: boolean | undefined;
+  /** With `baseUrl`: the URI SAN the service's certificate must carry (default spiffe://TD/aztp/serve). */
+  serverId?: string | undefined;
+  /** With `baseUrl`: how often the bundle and revocation feeds are refreshed (default: the service's hint). */
+  refreshHintSeconds?: number | undefined;
   /** Default trust domain (else AZTP_TRUST_DOMAIN, else the home's, else aztp.local). */
   trustDomain?: string | undefined;
   /** Path segment after `workload/` (default "production"). */
@@ -123,12 +139,23 @@ export class Aztp {
 
   /** The authority this client issues from: the embedded one (opened, and created if need be, once), or the remote one at `baseUrl`. */
   authority(): Promise<Authority> {
+    const home = resolve(this.config.home ?? process.env.AZTP_HOME ?? ".aztp");
     if (this.config.baseUrl !== undefined) {
-      return Promise.reject(
-        new AztpError(ErrorCodes.AUTHORITY_REMOTE_UNAVAILABLE, `remote authorities (baseUrl ${this.config.baseUrl}) are not supported by this version; omit baseUrl to use the embedded authority`),
-      );
+      const c = this.config;
+      this.#authority ??= RemoteAuthority.connect({
+        baseUrl: c.baseUrl as string,
+        home,
+        apiKey: c.apiKey,
+        trustBundle: c.trustBundle,
+        allowInsecureHttp: c.allowInsecureHttp,
+        serverId: c.serverId,
+        refreshHintSeconds: c.refreshHintSeconds,
+      });
+      // A failed connect is not kept: the next call tries again (the service may be back).
+      this.#authority.catch(() => (this.#authority = undefined));
+      return this.#authority;
     }
-    this.#authority ??= EmbeddedAuthority.open(resolve(this.config.home ?? process.env.AZTP_HOME ?? ".aztp"), {
+    this.#authority ??= EmbeddedAuthority.open(home, {
       create: true,
       ...(this.config.trustDomain ?? process.env.AZTP_TRUST_DOMAIN ? { trustDomain: this.config.trustDomain ?? process.env.AZTP_TRUST_DOMAIN } : {}),
     });
@@ -348,6 +375,10 @@ export class Aztp {
   close(): Promise<void> {
     for (const identity of this.#live.values()) identity.close();
     this.#live.clear();
-    return this.#authority === undefined ? Promise.resolve() : this.#authority.then((a) => closeHomeAudits(a.home), () => undefined);
+    // A remote authority also stops its feeds' timers and its connections.
+    return this.#authority === undefined ? Promise.resolve() : this.#authority.then(async (a) => {
+      await closeHomeAudits(a.home);
+      await a.close?.();
+    }, () => undefined);
   }
 }
