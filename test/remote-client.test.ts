@@ -2,15 +2,12 @@
  * The seed API over a remote authority: `aztp.initialize({ apiKey, baseUrl, trustBundle })`
  * against the real `aztp serve` gives the same client, and a secured MCP server and client
  * built on it work unchanged (their calls verified on the feeds, no request per call).
- *
- * Skipped, saying so, while src/client/aztp.ts does not yet open a RemoteAuthority for
- * `baseUrl` (the lead wires it).
  */
 import assert from "node:assert/strict";
 import { describe, it, type TestContext } from "node:test";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { InMemoryTransport } from "@modelcontextprotocol/sdk/inMemory.js";
-import { Aztp, type AztpConfig } from "../src/client/aztp.js";
+import { Aztp } from "../src/client/aztp.js";
 import { ErrorCodes } from "../src/errors.js";
 import { secureMcpClient } from "../src/mcp/index.js";
 import { tempDir } from "./helpers/authority-util.js";
@@ -19,29 +16,16 @@ import { startServe } from "./helpers/serve-util.js";
 
 const TD = "client-remote.test";
 
-/** The client config for the service (trustBundle etc. are the options the lead adds to AztpConfig). */
 function remoteClient(t: TestContext, s: { url: string; apiKey: string; bundlePem: string }): Aztp {
-  const config: Record<string, unknown> = { apiKey: s.apiKey, baseUrl: s.url, trustBundle: s.bundlePem, home: tempDir(t, "client") };
-  const c = Aztp.initialize(config as AztpConfig);
+  const c = Aztp.initialize({ apiKey: s.apiKey, baseUrl: s.url, trustBundle: s.bundlePem, home: tempDir(t, "client") });
   t.after(() => c.close());
   return c;
-}
-
-/** Whether aztp.ts opens a RemoteAuthority for baseUrl yet. */
-async function wired(c: Aztp): Promise<boolean> {
-  try {
-    await c.authority();
-    return true;
-  } catch (e) {
-    return !/not supported by this version/.test(String((e as Error).message));
-  }
 }
 
 describe("aztp.initialize({ apiKey, baseUrl }) on aztp serve", () => {
   it("secureConnect, verify, get, discover, revoke: the seed calls, with a revocation seen by another client within the hint", async (t) => {
     const s = await startServe(t, { trustDomain: TD, refreshHintSeconds: 1, logLevel: "error" });
     const c = remoteClient(t, s);
-    if (!(await wired(c))) return t.skip("src/client/aztp.ts does not open a RemoteAuthority for baseUrl yet (the lead wires it)");
     const other = remoteClient(t, s);
 
     const agent = await c.secureConnect({ role: "planner" }, "seed-agent");
@@ -64,7 +48,6 @@ describe("aztp.initialize({ apiKey, baseUrl }) on aztp serve", () => {
   it("a secured MCP server and client on the remote authority: a call is signed, verified and receipted as on the embedded one", async (t) => {
     const s = await startServe(t, { trustDomain: TD, refreshHintSeconds: 1, logLevel: "error" });
     const c = remoteClient(t, s);
-    if (!(await wired(c))) return t.skip("src/client/aztp.ts does not open a RemoteAuthority for baseUrl yet (the lead wires it)");
     const counter = { runs: 0 };
     const server = await securedToolServer(counter, { client: c, name: "tools" });
     const client = await secureMcpClient(new Client({ name: "agent", version: "1.0.0" }), { client: c, name: "agent" });
