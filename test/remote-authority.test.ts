@@ -152,6 +152,20 @@ describe("RemoteAuthority over aztp serve", () => {
     assert.ok(seenAfter <= 2_500, `seen after ${seenAfter} ms`);
   });
 
+  it("a policy attached through another client reaches this client's held record within the hint", async (t) => {
+    const s = await serve(t, { refreshHintSeconds: 1 });
+    const holder = await client(t, s, { refreshHintSeconds: 1 });
+    const admin = await client(t, s);
+    const { record } = await issue(holder, "callee");
+    assert.deepEqual(holder.policiesOf(record.spiffeId), []);
+    await admin.attachPolicy(record.aztpId, { Version: "2012-10-17", Statement: [{ Effect: "Deny", Action: ["*"], Resource: ["*"] }] });
+    const at = Date.now();
+    while ((holder.policiesOf(record.spiffeId) as readonly unknown[]).length === 0) {
+      assert.ok(Date.now() - at < 3_000, "not seen within the hint plus slack");
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  });
+
   it("the server's errors come back with its code: a wrong API key is ERR_SERVE_API_KEY_INVALID, a bad CSR ERR_AUTHORITY_CSR_INVALID, an unknown ID ERR_IDENTITY_NOT_FOUND", async (t) => {
     const s = await serve(t);
     await assert.rejects(

@@ -66,6 +66,8 @@ interface CachedRecord {
 
 /** Records held at most (the least recently used go first); identities a process issues are few. */
 const MAX_CACHED_RECORDS = 10_000;
+/** Records re-read per refresh round (see refreshRecords). */
+const MAX_REFRESH_PER_ROUND = 256;
 /** Parent chains are short; a longer one is a cycle or an attack. */
 const MAX_ANCESTRY = 64;
 
@@ -467,9 +469,21 @@ export class RemoteAuthority implements Authority {
     return this.#bundles.version;
   }
 
-  /** Re-reads every record held (the loop does this on the hint); one gone from the service is dropped. */
+  /** Where the next refreshRecords() round starts among the records held (they are taken in turn). */
+  #refreshCursor = 0;
+
+  /**
+   * Re-reads records held (the loop does this on the hint), at most MAX_REFRESH_PER_ROUND per
+   * round, taking them in turn: a client holding many records asks for a bounded number per
+   * hint, and each record is re-read within ceil(held / MAX_REFRESH_PER_ROUND) hints. One gone
+   * from the service is dropped.
+   */
   async refreshRecords(): Promise<void> {
-    const keys = [...this.#records.keys()];
+    const all = [...this.#records.keys()].sort();
+    if (all.length === 0) return;
+    const start = this.#refreshCursor % all.length;
+    const keys = [...all.slice(start), ...all.slice(0, start)].slice(0, MAX_REFRESH_PER_ROUND);
+    this.#refreshCursor = start + keys.length;
     for (let i = 0; i < keys.length; i += 8) {
       await Promise.all(
         keys.slice(i, i + 8).map((k) =>

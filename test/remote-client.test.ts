@@ -1,0 +1,68 @@
+/**
+ * The seed API over a remote authority: `aztp.initialize({ apiKey, baseUrl, trustBundle })`
+ * against the real `aztp serve` gives the same client, and a secured MCP server and client
+ * built on it work unchanged (their calls verified on the feeds, no request per call).
+ */
+import assert from "node:assert/strict";
+import { describe, it, type TestContext } from "node:test";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { InMemoryTransport } from "@modelcontextprotocol/sdk/inMemory.js";
+import { Aztp } from "../src/client/aztp.js";
+import { ErrorCodes } from "../src/errors.js";
+import { secureMcpClient } from "../src/mcp/index.js";
+import { tempDir } from "./helpers/authority-util.js";
+import { securedToolServer, toolAnswer } from "./helpers/mcp-tool-server.js";
+import { startServe } from "./helpers/serve-util.js";
+
+const TD = "client-remote.test";
+
+function remoteClient(t: TestContext, s: { url: string; apiKey: string; bundlePem: string }): Aztp {
+  const c = Aztp.initialize({ apiKey: s.apiKey, baseUrl: s.url, trustBundle: s.bundlePem, home: tempDir(t, "client") });
+  t.after(() => c.close());
+  return c;
+}
+
+describe("aztp.initialize({ apiKey, baseUrl }) on aztp serve", () => {
+  it("secureConnect, verify, get, discover, revoke: the seed calls, with a revocation seen by another client within the hint", async (t) => {
+    const s = await startServe(t, { trustDomain: TD, refreshHintSeconds: 1, logLevel: "error" });
+    const c = remoteClient(t, s);
+    const other = remoteClient(t, s);
+
+    const agent = await c.secureConnect({ role: "planner" }, "seed-agent");
+    assert.equal(agent.identity.trustDomain, TD);
+    assert.equal(await c.verifyIdentity(agent), true);
+    assert.equal((await c.getIdentity(agent)).status, "active");
+    assert.equal((await c.getIdentity("seed-agent")).aztpId, agent.identity.aztpId);
+    assert.ok((await c.discoverIdentity()).some((r) => r.aztpId === agent.identity.aztpId));
+    assert.equal(await other.verifyIdentity(agent.identity.aztpId), true);
+
+    await c.revokeIdentity(agent.identity.aztpId, "test");
+    assert.equal(await c.verifyIdentity(agent), false, "this client sees its own revocation at once");
+    const at = Date.now();
+    while (await other.verifyIdentity(agent.identity.aztpId)) {
+      assert.ok(Date.now() - at < 3_000, "the other client did not see the revocation within the hint plus slack");
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  });
+
+  it("a secured MCP server and client on the remote authority: a call is signed, verified and receipted as on the embedded one", async (t) => {
+    const s = await startServe(t, { trustDomain: TD, refreshHintSeconds: 1, logLevel: "error" });
+    const c = remoteClient(t, s);
+    const counter = { runs: 0 };
+    const server = await securedToolServer(counter, { client: c, name: "tools" });
+    const client = await secureMcpClient(new Client({ name: "agent", version: "1.0.0" }), { client: c, name: "agent" });
+    const [mine, theirs] = InMemoryTransport.createLinkedPair();
+    await server.connect(theirs);
+    await client.connect(mine);
+    t.after(async () => {
+      await client.close().catch(() => undefined);
+      await server.close().catch(() => undefined);
+    });
+    assert.deepEqual(toolAnswer(await client.callTool({ name: "echo", arguments: { text: "hi" } })), { tool: "echo", value: "hi", runs: 1 });
+
+    // With the service stopped, calls still verify: the path needs no request.
+    await s.stop();
+    assert.deepEqual(toolAnswer(await client.callTool({ name: "echo", arguments: { text: "again" } })), { tool: "echo", value: "again", runs: 2 });
+    await assert.rejects(c.secureConnect({}, "new-one"), (e: unknown) => (e as { code?: string }).code === ErrorCodes.AUTHORITY_REMOTE_UNAVAILABLE);
+  });
+});
