@@ -68,6 +68,8 @@ export async function startReplicas(options: { count: number; trustDomain: strin
     const child = spawn(
       process.execPath,
       [
+        // e.g. AZTP_BENCH_REPLICA_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" to profile the replicas
+        ...(process.env.AZTP_BENCH_REPLICA_NODE_ARGS ?? "").split(" ").filter(Boolean),
         "--import", "tsx", join(root, "src/cli/main.ts"), "serve",
         "--store", storeUrl, "--kek-file", kekFile, "--trust-domain", options.trustDomain,
         "--listen", `127.0.0.1:${r.port}`, "--refresh-hint", String(options.refreshHintSeconds),

@@ -241,9 +241,10 @@ export class EmbeddedAuthority implements Authority, BundleSource {
     const id = registry.workloadSpiffeId(td, req.environment ?? registry.DEFAULT_ENVIRONMENT, req.method ?? registry.DEFAULT_METHOD, req.name);
     const now = options.now ?? new Date();
     registry.checkMetadata(req.metadata);
+    const early = await this.#signEarly(id, req.parentIdentity ?? null, req.name, csr, options.ttlSeconds, now);
     return this.mutate(async (state) => {
       const rec = registry.register(state, id, td, req, now);
-      const svid = await this.signFor(state, rec, csr, options.ttlSeconds, now);
+      const svid = await this.signFor(state, rec, csr, options.ttlSeconds, now, early);
       return { record: structuredClone(rec), svid };
     });
   }
@@ -251,23 +252,55 @@ export class EmbeddedAuthority implements Authority, BundleSource {
   /** Rotation: a new SVID for an existing, active identity over a new key. */
   async renewSvid(id: string, csr: Buffer | string, options: IssueOptions = {}): Promise<IssueResult> {
     const now = options.now ?? new Date();
+    const known = this.find(id);
+    const early = known === undefined ? undefined : await this.#signEarly(SpiffeId.parse(known.spiffeId), null, known.name, csr, options.ttlSeconds, now);
     return this.mutate(async (state) => {
       const rec = registry.getRecord(state, id);
-      const svid = await this.signFor(state, rec, csr, options.ttlSeconds, now);
+      const svid = await this.signFor(state, rec, csr, options.ttlSeconds, now, early);
       return { record: structuredClone(rec), svid };
     });
   }
 
-  /** Issues under the registry's rules (registry.lifetimeCap) and records the SVID. */
-  private async signFor(state: RegistryState, rec: IdentityRecord, csr: Buffer | string, ttlSeconds: number | undefined, now: Date): Promise<IssuedSvid> {
-    const cap = registry.lifetimeCap(state, rec);
+  /**
+   * Signing takes milliseconds, and writers of the registry are serialised (across replicas, on
+   * PostgreSQL): so an SVID is signed before the write, under the lifetime cap that the
+   * registry as held now gives, and the write only checks that the cap it finds under its lock
+   * still covers it (else it signs again there). An SVID signed early and not kept is never
+   * handed out; one that would have failed fails again, with its error, in the write.
+   */
+  async #signEarly(id: SpiffeId, parentIdentity: string | null, name: string, csr: Buffer | string, ttlSeconds: number | undefined, now: Date): Promise<IssuedSvid | undefined> {
     await this.refreshConfig();
-    const svid = await this.ca(rec.trustDomain).issueSvid(SpiffeId.parse(rec.spiffeId), csr, {
-      ...(ttlSeconds !== undefined ? { ttlSeconds } : {}),
-      ...(cap ? { notAfterCap: cap } : {}),
-      now,
-      commonName: rec.name,
-    });
+    const { state } = this.current();
+    const parentId = parentIdentity ?? registry.findRecord(state, id.toString())?.parentIdentity ?? null;
+    let cap: Date | undefined;
+    if (parentId !== null) {
+      const parent = registry.findRecord(state, parentId);
+      if (parent === undefined) return undefined;
+      for (const a of [parent, ...registry.ancestors(state, parent.spiffeId)]) {
+        if (a.notAfter === undefined) return undefined;
+        const na = new Date(a.notAfter);
+        if (cap === undefined || na < cap) cap = na;
+      }
+    }
+    try {
+      return await this.ca(id.trustDomain).issueSvid(id, csr, { ...(ttlSeconds !== undefined ? { ttlSeconds } : {}), ...(cap ? { notAfterCap: cap } : {}), now, commonName: name });
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Issues under the registry's rules (registry.lifetimeCap) and records the SVID; `early`, when its lifetime is within the cap. */
+  private async signFor(state: RegistryState, rec: IdentityRecord, csr: Buffer | string, ttlSeconds: number | undefined, now: Date, early?: IssuedSvid): Promise<IssuedSvid> {
+    const cap = registry.lifetimeCap(state, rec);
+    const svid =
+      early !== undefined && (cap === undefined || early.notAfter <= cap)
+        ? early
+        : await this.ca(rec.trustDomain).issueSvid(SpiffeId.parse(rec.spiffeId), csr, {
+            ...(ttlSeconds !== undefined ? { ttlSeconds } : {}),
+            ...(cap ? { notAfterCap: cap } : {}),
+            now,
+            commonName: rec.name,
+          });
     registry.recordSvid(rec, svid, now);
     return svid;
   }
