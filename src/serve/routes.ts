@@ -174,7 +174,12 @@ function auditInScope(key: ApiKeyRecord, names: readonly string[]): boolean {
 export function buildRoutes(s: RouteSettings): Route[] {
   const a = s.backend.authority;
   const bundleAnswer = async (c: RouteContext, tdRaw: string | undefined): Promise<RouteAnswer> => {
-    await c.fresh();
+    // The bundle changes only when a CA does: while the store is unreachable, the bundle this
+    // replica holds is still the right one to hand out (verifiers keep verifying). Not so the
+    // revocation list, which is signed "as of now" and so is refused (503) instead.
+    await c.fresh().catch((e: unknown) => {
+      if (!(e instanceof AztpError && e.code === ErrorCodes.AUTHORITY_STORE_FAILED)) throw e;
+    });
     const td = tdRaw === undefined ? a.defaultTrustDomain : trustDomainParam(tdRaw);
     knownTrustDomain(s, td);
     const b = a.bundle(td);
