@@ -78,8 +78,29 @@ export const ErrorCodes = {
   AUTHORITY_CSR_INVALID: "ERR_AUTHORITY_CSR_INVALID",
   AUTHORITY_STORE_FAILED: "ERR_AUTHORITY_STORE_FAILED",
   AUTHORITY_REMOTE_UNAVAILABLE: "ERR_AUTHORITY_REMOTE_UNAVAILABLE",
+  /** A PostgreSQL store was opened without the key-encryption key that seals its CA keys. */
+  AUTHORITY_KEK_MISSING: "ERR_AUTHORITY_KEK_MISSING",
+  /** The key-encryption key is malformed (not 32 bytes), or is not the one the stored CA keys were sealed under. */
+  AUTHORITY_KEK_INVALID: "ERR_AUTHORITY_KEK_INVALID",
   /** A signed revocation list is malformed or does not verify against the trust bundle (typ, issuer, kid, signature). */
   REVOCATION_LIST_INVALID: "ERR_REVOCATION_LIST_INVALID",
+  // The remote authority client and its feeds (client/remote-authority.ts, authority-http.ts, bundle-feed.ts, revocation-feed.ts)
+  /** The server's TLS certificate does not chain to the trust bundle, or its URI SAN is not the expected server ID. */
+  AUTHORITY_REMOTE_UNTRUSTED: "ERR_AUTHORITY_REMOTE_UNTRUSTED",
+  /** A plain-http baseUrl whose host is not loopback, without allowInsecureHttp: the API key and every answer would travel unprotected. */
+  AUTHORITY_REMOTE_HTTP_NOT_ALLOWED: "ERR_AUTHORITY_REMOTE_HTTP_NOT_ALLOWED",
+  /** An https baseUrl with no trust bundle to check the server against (no trustBundle option, no AZTP_TRUST_BUNDLE). */
+  AUTHORITY_REMOTE_TRUST_BUNDLE_MISSING: "ERR_AUTHORITY_REMOTE_TRUST_BUNDLE_MISSING",
+  /** The remote authority answered with something that is not the API's JSON (not JSON, too large, a member missing). */
+  AUTHORITY_REMOTE_ANSWER_INVALID: "ERR_AUTHORITY_REMOTE_ANSWER_INVALID",
+  /** The held revocation list was not refreshed within its maximum staleness: revocation checks fail closed until it is. */
+  REVOCATION_LIST_EXPIRED: "ERR_REVOCATION_LIST_EXPIRED",
+  /** A fetched revocation list has a lower sequence than the one held (an old list replayed): refused, the held one kept. */
+  REVOCATION_LIST_REPLAYED: "ERR_REVOCATION_LIST_REPLAYED",
+  /** No revocation list is held for the trust domain an identity belongs to, so its revocation cannot be checked. */
+  REVOCATION_LIST_MISSING: "ERR_REVOCATION_LIST_MISSING",
+  /** A fetched trust bundle has a lower spiffe_sequence than the one held (an old bundle replayed): refused, the held one kept. */
+  BUNDLE_REPLAYED: "ERR_BUNDLE_REPLAYED",
   IDENTITY_NOT_FOUND: "ERR_IDENTITY_NOT_FOUND",
   IDENTITY_REVOKED: "ERR_IDENTITY_REVOKED",
   IDENTITY_EXISTS: "ERR_IDENTITY_EXISTS",

@@ -298,7 +298,7 @@ describe("secureConnect: the secured agent", () => {
     assert.notEqual(s2.identity.serial, serial1, "a fresh SVID");
     assert.equal(s1.identity.serial, s2.identity.serial, "the earlier secured agent is not left with a stale SVID");
     assert.equal(await c.verifyIdentity(s1), true);
-    assert.equal((await c.authority()).list().length, 3, "no duplicate identity");
+    assert.equal((await (await c.authority()).list()).length, 3, "no duplicate identity");
   });
 });
 
@@ -471,7 +471,7 @@ describe("bad inputs throw AztpError with a stable code, never a TypeError", () 
     }
     // A failed call leaves nothing behind: no half-registered "x".
     await rejectsWithCode(() => c.getIdentity("x"), ErrorCodes.IDENTITY_NOT_FOUND, "nothing registered by failed calls");
-    assert.deepEqual((await c.authority()).list(), []);
+    assert.deepEqual(await (await c.authority()).list(), []);
   });
   it("initialize with bad options", async () => {
     await rejectsWithCode(() => aztp.initialize(null as never), ErrorCodes.ARGUMENT_INVALID, "initialize(null)");

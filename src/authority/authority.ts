@@ -290,6 +290,11 @@ export class EmbeddedAuthority implements Authority, BundleSource {
     return rec ? structuredClone(rec) : undefined;
   }
 
+  /** The registry is in this process: the record as committed. */
+  heldRecord(id: string): IdentityRecord | undefined {
+    return this.find(id);
+  }
+
   findByName(name: string, trustDomain?: string): IdentityRecord | undefined {
     const recs = Object.values(this.current().state.identities).filter((r) => r.name === name && (!trustDomain || r.trustDomain === trustDomain));
     const pick = recs.find((r) => r.trustDomain === (trustDomain ?? this.defaultTrustDomain)) ?? recs[0];

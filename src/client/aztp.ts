@@ -5,11 +5,14 @@
  *
  * With no `baseUrl` the client runs on the embedded authority in `home` (option, else
  * AZTP_HOME, else ./.aztp), creating it on first use: no account, no server, no network.
+ * With a `baseUrl` it runs on a remote `aztp serve` (client/remote-authority.ts), over HTTPS
+ * checked against the trust bundle, and verifies locally from the service's signed feeds.
  * An `apiKey` only authenticates to a remote authority, so a program written for the
  * astha.ai client runs unchanged here with or without one.
  */
 import { resolve } from "node:path";
 import { EmbeddedAuthority, DEFAULT_ENVIRONMENT, DEFAULT_METHOD } from "../authority/authority.js";
+import type { Authority } from "../authority/authority-api.js";
 import type { IdentityLink, IdentityRecord, LinkType, PolicyEntry } from "../authority/registry.js";
 import type { PolicyDecision } from "../policy/evaluate.js";
 import { CONNECT_ACTION, decidePolicy } from "../policy/request.js";
@@ -21,12 +24,26 @@ import { SpiffeId, TrustDomain } from "../spiffe/spiffeid.js";
 import { AgentIdentity } from "./identity.js";
 import { closeHomeAudits } from "./home-audit.js";
 import { Trust } from "../invocation/trust.js";
+import { RemoteAuthority } from "./remote-authority.js";
+import type { TrustBundle } from "../spiffe/bundle.js";
 
 export interface AztpConfig {
   /** Authenticates to a remote authority (`baseUrl`); unused by the embedded one. */
   apiKey?: string | undefined;
-  /** A remote `aztp serve` authority. Absent: the embedded authority. */
+  /** A remote `aztp serve` authority, e.g. https://aztp.internal:8443. Absent: the embedded authority. */
   baseUrl?: string | undefined;
+  /**
+   * With `baseUrl`: what the service's certificate is checked against, a bundle file (PEM or
+   * SPIFFE bundle JSON), its text, or a TrustBundle; else AZTP_TRUST_BUNDLE. Required over
+   * https; over plain http to loopback the service's bundle endpoint is read instead.
+   */
+  trustBundle?: string | TrustBundle | undefined;
+  /** With `baseUrl`: allow plain http to a host that is not loopback (only behind a TLS-terminating proxy you trust). */
+  allowInsecureHttp?: boolean | undefined;
+  /** With `baseUrl`: the URI SAN the service's certificate must carry (default spiffe://TD/aztp/serve). */
+  serverId?: string | undefined;
+  /** With `baseUrl`: how often the bundle and revocation feeds are refreshed (default: the service's hint). */
+  refreshHintSeconds?: number | undefined;
   /** Default trust domain (else AZTP_TRUST_DOMAIN, else the home's, else aztp.local). */
   trustDomain?: string | undefined;
   /** Path segment after `workload/` (default "production"). */
@@ -104,7 +121,7 @@ export function attachIdentity<T extends object>(agent: T, identity: AgentIdenti
 
 export class Aztp {
   readonly config: Readonly<AztpConfig>;
-  #authority: Promise<EmbeddedAuthority> | undefined;
+  #authority: Promise<Authority> | undefined;
   #trust: Promise<Trust> | undefined;
   readonly #live = new Map<string, AgentIdentity>();
 
@@ -120,14 +137,25 @@ export class Aztp {
     return new Aztp(config);
   }
 
-  /** The embedded authority this client issues from (opened, and created if need be, once). */
-  authority(): Promise<EmbeddedAuthority> {
+  /** The authority this client issues from: the embedded one (opened, and created if need be, once), or the remote one at `baseUrl`. */
+  authority(): Promise<Authority> {
+    const home = resolve(this.config.home ?? process.env.AZTP_HOME ?? ".aztp");
     if (this.config.baseUrl !== undefined) {
-      return Promise.reject(
-        new AztpError(ErrorCodes.AUTHORITY_REMOTE_UNAVAILABLE, `remote authorities (baseUrl ${this.config.baseUrl}) are not supported by this version; omit baseUrl to use the embedded authority`),
-      );
+      const c = this.config;
+      this.#authority ??= RemoteAuthority.connect({
+        baseUrl: c.baseUrl as string,
+        home,
+        apiKey: c.apiKey,
+        trustBundle: c.trustBundle,
+        allowInsecureHttp: c.allowInsecureHttp,
+        serverId: c.serverId,
+        refreshHintSeconds: c.refreshHintSeconds,
+      });
+      // A failed connect is not kept: the next call tries again (the service may be back).
+      this.#authority.catch(() => (this.#authority = undefined));
+      return this.#authority;
     }
-    this.#authority ??= EmbeddedAuthority.open(resolve(this.config.home ?? process.env.AZTP_HOME ?? ".aztp"), {
+    this.#authority ??= EmbeddedAuthority.open(home, {
       create: true,
       ...(this.config.trustDomain ?? process.env.AZTP_TRUST_DOMAIN ? { trustDomain: this.config.trustDomain ?? process.env.AZTP_TRUST_DOMAIN } : {}),
     });
@@ -213,7 +241,7 @@ export class Aztp {
     const id = this.idOf(subject, "verifyIdentity's argument");
     const live = this.#live.get(id);
     if (live) return live.verify();
-    const rec = authority.find(id);
+    const rec = await authority.find(id);
     if (!rec || rec.status !== "active" || authority.isRevoked(rec.spiffeId)) return false;
     return rec.notAfter !== undefined && Date.parse(rec.notAfter) > Date.now();
   }
@@ -230,15 +258,15 @@ export class Aztp {
     const a = this.idOf(from, "from");
     const b = this.idOf(to, "to");
     if (!(await this.verifyIdentity(a)) || !(await this.verifyIdentity(b))) return false;
-    if (!authority.connected(a, b)) return false;
-    const policies = authority.policiesOf(b, policyCode);
+    if (!(await authority.connected(a, b))) return false;
+    const policies = await authority.policiesOf(b, policyCode);
     if (policies.length === 0) return policyCode === undefined;
     const decision = decidePolicy(policies, {
       principal: a,
       action: CONNECT_ACTION,
       resource: SpiffeId.parse(b).toString(),
       callee: b,
-      relations: authority.relations(a),
+      relations: await authority.relations(a),
     });
     return decision.decision === "allow";
   }
@@ -247,7 +275,7 @@ export class Aztp {
   async getIdentity(subject: SecuredAgent<object> | string): Promise<IdentityRecord> {
     const authority = await this.authority();
     if (typeof subject === "string" && !subject.includes("://")) {
-      const rec = authority.findByName(subject, this.config.trustDomain);
+      const rec = await authority.findByName(subject, this.config.trustDomain);
       if (!rec) throw new AztpError(ErrorCodes.IDENTITY_NOT_FOUND, `no identity named ${JSON.stringify(subject)}`);
       return rec;
     }
@@ -263,7 +291,7 @@ export class Aztp {
     if (options.requestorIdentity !== undefined && !(await this.verifyIdentity(options.requestorIdentity))) {
       throw new AztpError(ErrorCodes.IDENTITY_REVOKED, `requestor ${options.requestorIdentity} is not a valid identity`);
     }
-    const active = authority.list({ status: "active" });
+    const active = await authority.list({ status: "active" });
     if (options.trustDomain !== undefined) {
       const td = TrustDomain.parse(options.trustDomain).name;
       return active.filter((r) => r.trustDomain === td);
@@ -301,7 +329,7 @@ export class Aztp {
   /** The identity's policies, in the astha.ai client's shape: `{ data: [{ code, policyName, policyStatement }] }`. */
   async getPolicy(aztpId: string): Promise<{ data: Array<{ code: string; policyName: string; policyStatement: PolicyDocument }> }> {
     const authority = await this.authority();
-    const rec = authority.get(this.idOf(aztpId, "aztpId"));
+    const rec = await authority.get(this.idOf(aztpId, "aztpId"));
     return { data: rec.policies.map((p) => ({ code: p.code, policyName: p.policyName, policyStatement: p.policyStatement as PolicyDocument })) };
   }
 
@@ -329,8 +357,8 @@ export class Aztp {
     if (!Array.isArray(options?.actions) || options.actions.length === 0 || !options.actions.every((a) => typeof a === "string")) {
       throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "checkIdentityPolicyPermissions needs { actions: string[] }");
     }
-    const policies = authority.policiesOf(id, options.policyCode);
-    const relations = authority.relations(id);
+    const policies = await authority.policiesOf(id, options.policyCode);
+    const relations = await authority.relations(id);
     const now = new Date(); // one instant for every action asked about
     const actions: Record<string, PolicyDecision> = {};
     for (const action of options.actions) {
@@ -347,6 +375,10 @@ export class Aztp {
   close(): Promise<void> {
     for (const identity of this.#live.values()) identity.close();
     this.#live.clear();
-    return this.#authority === undefined ? Promise.resolve() : this.#authority.then((a) => closeHomeAudits(a.home), () => undefined);
+    // A remote authority also stops its feeds' timers and its connections.
+    return this.#authority === undefined ? Promise.resolve() : this.#authority.then(async (a) => {
+      await closeHomeAudits(a.home);
+      await a.close?.();
+    }, () => undefined);
   }
 }

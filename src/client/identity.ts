@@ -5,7 +5,7 @@
 import { EventEmitter } from "node:events";
 import type { KeyObject } from "node:crypto";
 import { AztpError, ErrorCodes } from "../errors.js";
-import type { EmbeddedAuthority } from "../authority/authority.js";
+import type { Authority } from "../authority/authority-api.js";
 import type { IdentityRecord } from "../authority/registry.js";
 import { Certificate } from "../spiffe/certificate.js";
 import { generateWorkloadKey } from "../spiffe/csr.js";
@@ -33,7 +33,8 @@ export class AgentIdentity extends EventEmitter<IdentityEvents> {
   readonly trustDomain: string;
   readonly id: SpiffeId;
 
-  #authority: EmbeddedAuthority;
+  #authority: Authority;
+  readonly #parentIdentity: string | null;
   #key: KeyObject;
   #chain: Certificate[];
   #chainPem: string;
@@ -46,9 +47,10 @@ export class AgentIdentity extends EventEmitter<IdentityEvents> {
   #installedAt = Date.now();
 
   /** @internal created by the client after issuance. */
-  constructor(authority: EmbeddedAuthority, record: IdentityRecord, key: KeyObject, chainPem: string, ttlSeconds?: number) {
+  constructor(authority: Authority, record: IdentityRecord, key: KeyObject, chainPem: string, ttlSeconds?: number) {
     super();
     this.#authority = authority;
+    this.#parentIdentity = record.parentIdentity;
     this.aztpId = record.aztpId;
     this.spiffeId = record.spiffeId;
     this.workloadId = record.workloadId;
@@ -80,17 +82,18 @@ export class AgentIdentity extends EventEmitter<IdentityEvents> {
     return this.#authority.home;
   }
 
-  private get record(): IdentityRecord {
-    return this.#authority.get(this.spiffeId);
-  }
-
-  /** "active" or "revoked", as the authority says now. */
+  /**
+   * "active" or "revoked", as the authority's revocations say now (this identity or an
+   * ancestor): the registry itself for the embedded authority, the verified revocation feed
+   * for a remote one.
+   */
   get status(): "active" | "revoked" {
-    return this.record.status;
+    return this.#authority.isRevoked(this.spiffeId) ? "revoked" : "active";
   }
 
+  /** Its parent, as the authority says now (a link of type "parent" can set one later). */
   get parentIdentity(): string | null {
-    return this.record.parentIdentity;
+    return this.#authority.heldRecord(this.spiffeId)?.parentIdentity ?? this.#parentIdentity;
   }
 
   /** The current SVID's expiry. */

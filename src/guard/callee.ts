@@ -26,14 +26,22 @@ import type { PolicyDocument } from "../policy/policy.js";
 
 export type { GuardMode } from "./recorder.js";
 
+/** Policy as a guard takes it: compiled, or documents it compiles. */
+export type GuardPolicy = CompiledPolicies | readonly PolicyDocument[];
+
 export interface CalleeGuardOptions {
   /** The callee's identity (an AgentIdentity or anything with a `signer`). */
   identity: SignerLike;
   trust: Trust;
   replay?: ReplayCache;
   /** Who may call which tool; a function is asked per call (so attached policies can change). */
-  policy?: CompiledPolicies | readonly PolicyDocument[] | (() => CompiledPolicies | readonly PolicyDocument[] | undefined);
-  relations?: (spiffeId: string) => IdentityRelations | undefined;
+  policy?: CompiledPolicies | readonly PolicyDocument[] | (() => GuardPolicy | undefined | Promise<GuardPolicy | undefined>);
+  /**
+   * Parent and links of a caller, for policy conditions. May answer with a promise (a remote
+   * authority that has not seen the caller yet fetches it once); the guard awaits it before
+   * deciding.
+   */
+  relations?: (spiffeId: string) => IdentityRelations | undefined | Promise<IdentityRelations | undefined>;
   /** enforce (default): refuse what fails. audit: let it through, record why. */
   mode?: GuardMode;
   /** Where each call is recorded before it is answered. Without it this guard keeps no audit log. */
@@ -118,7 +126,9 @@ export class CalleeGuard {
   async admit(call: { tool: string; args: unknown; token: unknown; accessToken?: string; sourceIp?: string | undefined }): Promise<Admission> {
     const startedAt = performance.now();
     const token = typeof call.token === "string" ? call.token : undefined;
-    const policy = typeof this.#o.policy === "function" ? this.#o.policy() : this.#o.policy;
+    const asked = typeof this.#o.policy === "function" ? this.#o.policy() : this.#o.policy;
+    // A failure is read below when it matters; an early return must not leave it unhandled.
+    if (asked instanceof Promise) asked.catch(() => undefined);
     // Fail closed first: a call that cannot be recorded is not run (nor its token's jti burnt).
     const down = this.#audit.unavailable();
     const unavailable = down === undefined ? undefined : await down;
@@ -140,10 +150,24 @@ export class CalleeGuard {
       return { allowed: this.mode === "audit", tool: call.tool, args: call.args, token, verified: undefined, error, caller: claimedCaller(call.token), callerVerified: false, startedAt };
     }
     const caller = verified.caller.toString();
+    let policy: GuardPolicy | undefined;
+    let relations: ((id: string) => IdentityRelations | undefined) | undefined;
+    try {
+      // Awaited only when a source answers with a promise: the embedded authority never does.
+      policy = asked instanceof Promise ? await asked : asked;
+      if (policy !== undefined && this.#o.relations !== undefined) {
+        const rel = this.#o.relations(caller);
+        const held = rel instanceof Promise ? await rel : rel;
+        relations = (id) => (id === caller ? held : undefined);
+      }
+    } catch (e) {
+      // Policy that cannot be read is not "no policy": the call is refused (fail closed).
+      return { allowed: this.mode === "audit", tool: call.tool, args: call.args, token, verified, error: asAztpError(e), caller, callerVerified: true, startedAt };
+    }
     if (policy !== undefined) {
       // Policy last, separately: a denied caller is still a verified one, and is audited as such.
       try {
-        verified.policy = decideInvocation(verified, { policy, args: call.args, relations: this.#o.relations, sourceIp: call.sourceIp });
+        verified.policy = decideInvocation(verified, { policy, args: call.args, relations, sourceIp: call.sourceIp });
       } catch (e) {
         return { allowed: this.mode === "audit", tool: call.tool, args: call.args, token, verified, error: asAztpError(e), caller, callerVerified: true, startedAt };
       }
@@ -290,8 +314,21 @@ export class CalleeGuard {
    */
   toolVisible(caller: string, tool: string, peer: { sourceIp?: string | undefined } = {}): boolean {
     const policy = typeof this.#o.policy === "function" ? this.#o.policy() : this.#o.policy;
+    // Not known yet (a remote authority fetching it): hidden, the safe answer for a listing;
+    // a call is still decided by admit(), which waits for the answer.
+    if (policy instanceof Promise) {
+      policy.catch(() => undefined);
+      return false;
+    }
     if (policy === undefined) return true;
-    return decideToolCall(policy, { caller, callee: this.id, tool, relations: this.#o.relations, sourceIp: peer.sourceIp }).decision === "allow";
+    const source = this.#o.relations;
+    const relations = source === undefined ? undefined : (id: string) => {
+      const rel = source(id);
+      if (!(rel instanceof Promise)) return rel;
+      rel.catch(() => undefined);
+      return undefined;
+    };
+    return decideToolCall(policy, { caller, callee: this.id, tool, relations, sourceIp: peer.sourceIp }).decision === "allow";
   }
 
 

@@ -2,7 +2,7 @@
  * How a wrapper gets its identity: issued now from `{ client, name }`, or given as
  * `{ identity, trust }` (a server that serves many sessions under one identity).
  */
-import type { EmbeddedAuthority } from "../authority/authority.js";
+import type { Authority } from "../authority/authority-api.js";
 import { attachIdentity, type Aztp, type SecuredAgent } from "../client/aztp.js";
 import type { AgentIdentity } from "../client/identity.js";
 import { AztpError, ErrorCodes } from "../errors.js";
@@ -16,7 +16,7 @@ export async function identify<T extends object>(
   target: T,
   options: { client?: Aztp; name?: string; identity?: AgentIdentity; trust?: Trust },
   what: string,
-): Promise<{ secured: SecuredAgent<T>; trust: Trust; authority: EmbeddedAuthority | undefined }> {
+): Promise<{ secured: SecuredAgent<T>; trust: Trust; authority: Authority | undefined }> {
   let secured: SecuredAgent<T>;
   if (options.identity) secured = attachIdentity(target, options.identity);
   else if (options.client && options.name) secured = await options.client.secureConnect(target, options.name);

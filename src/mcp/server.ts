@@ -19,7 +19,7 @@ import { describeClaim } from "../invocation/invocation.js";
 import { signPossessionProof } from "../invocation/proof.js";
 import { MemoryReplayCache, type ReplayCache } from "../invocation/replay.js";
 import type { Trust } from "../invocation/trust.js";
-import type { EmbeddedAuthority } from "../authority/authority.js";
+import type { Authority } from "../authority/authority-api.js";
 import type { CompiledPolicies } from "../policy/evaluate.js";
 import type { PolicyDocument } from "../policy/policy.js";
 import { parseChallenge, type Challenge } from "./challenge.js";
@@ -385,15 +385,18 @@ export interface SecuredMcpServerExtras {
  */
 export async function servingGuard(
   identity: AgentIdentity,
-  options: { trust: Trust; authority: EmbeddedAuthority | undefined; policy?: SecureMcpServerOptions["policy"] | undefined; mode?: GuardMode | undefined; audit?: AuditOption | undefined; side?: "callee" | "proxy"; what: string },
+  options: { trust: Trust; authority: Authority | undefined; policy?: SecureMcpServerOptions["policy"] | undefined; mode?: GuardMode | undefined; audit?: AuditOption | undefined; side?: "callee" | "proxy"; what: string },
 ): Promise<CalleeGuard> {
   const { authority } = options;
-  const attached = (): readonly PolicyDocument[] | undefined => {
+  const some = (docs: readonly PolicyDocument[]): readonly PolicyDocument[] | undefined => (docs.length > 0 ? docs : undefined);
+  // Synchronous from the embedded authority; a remote one answers from the records it holds,
+  // and with a promise only for an identity it has never seen.
+  const attached = (): readonly PolicyDocument[] | undefined | Promise<readonly PolicyDocument[] | undefined> => {
     const docs = authority?.policiesOf(identity.spiffeId) ?? [];
-    return docs.length > 0 ? docs : undefined;
+    return docs instanceof Promise ? docs.then(some) : some(docs);
   };
   const audit = await auditFor(identity, options.audit, options.what);
-  if (options.policy === undefined) sayIfOpen(identity, attached() === undefined);
+  if (options.policy === undefined) sayIfOpen(identity, (await attached()) === undefined);
   return new CalleeGuard({
     identity,
     trust: options.trust,

@@ -3,13 +3,9 @@
  * store, the audit store, and how it issues its own TLS SVID. Everything else in serve/ sees
  * only the ServeBackend interface.
  *
- * Today: a home folder (its file stores, through backendFromStores). PostgreSQL (`postgres://…`) comes through
- * src/store/open-stores.ts and EmbeddedAuthority.fromStores (the lead wires it here). For the
- * lead, PostgreSQL is then (nothing else in serve/ changes):
- *   const s = await openStores(location, { kek: options.kek });
- *   return backendFromStores({ ...s, audit: new WriterAuditStore(s.audit, (q) => s.audit.query(q.afterSeq, q.limit)) });
- * (WriterAuditStore in audit-store.ts takes any AuditWriter, PgAuditLog included, and a reader),
- * and openApiKeyStore below: s.apiKeys, closing the stores with it.
+ * Two kinds of store, one path: a home folder (its file stores, a file audit log in the folder)
+ * or PostgreSQL (`postgres://…`: every store from store/open-stores.ts, the many-writer
+ * PgAuditLog as the audit store), both through backendFromStores and EmbeddedAuthority.fromStores.
  */
 import { resolve } from "node:path";
 import { EmbeddedAuthority } from "../authority/authority.js";
@@ -23,7 +19,8 @@ import { HomeStore } from "../authority/store.js";
 import { AztpError, ErrorCodes } from "../errors.js";
 import { SpiffeId } from "../spiffe/spiffeid.js";
 import { FileApiKeyStore, type ApiKeyStore } from "./api-key-store.js";
-import { openFileAuditStore, type ServeAuditStore } from "./audit-store.js";
+import { openFileAuditStore, WriterAuditStore, type ServeAuditStore } from "./audit-store.js";
+import { isPostgresUrl, openStores } from "../store/open-stores.js";
 
 /** What the routes call: the client API of an authority, plus the feeds. */
 export type ServeAuthority = Pick<
@@ -75,23 +72,39 @@ export interface ServeBackend {
 }
 
 export interface OpenBackendOptions {
-  /** The key-encryption key of the CA keys in PostgreSQL (--kek-file). */
+  /** The key-encryption key of the CA keys in PostgreSQL (--kek-file); else AZTP_KEK or AZTP_KEK_FILE. */
   kek?: Buffer | undefined;
+  /**
+   * Create the authority, with this default trust domain, when the store holds none yet
+   * (`--trust-domain`). Replicas starting together on one empty store agree on one CA.
+   */
+  createTrustDomain?: string | undefined;
 }
 
-export function isPostgresUrl(location: string): boolean {
-  return /^postgres(ql)?:\/\//i.test(location);
-}
+export { isPostgresUrl };
 
 export async function openServeBackend(location: string, options: OpenBackendOptions = {}): Promise<ServeBackend> {
-  if (isPostgresUrl(location)) {
-    void options.kek;
-    throw new AztpError(
-      ErrorCodes.ARGUMENT_INVALID,
-      "PostgreSQL stores are not wired into aztp serve on this build yet (src/serve/open.ts, via src/store/open-stores.ts); pass a home folder",
-    );
+  if (isPostgresUrl(location)) return openPostgresBackend(location, options);
+  return openHomeBackend(resolve(location), options);
+}
+
+/** PostgreSQL: every store from openStores, the many-writer audit log as the audit store. */
+async function openPostgresBackend(location: string, options: OpenBackendOptions): Promise<ServeBackend> {
+  const s = await openStores(location, { kek: options.kek });
+  const audit = s.audit;
+  if (audit === undefined) {
+    await s.close();
+    throw new AztpError(ErrorCodes.AUTHORITY_STORE_FAILED, `${s.location} has no audit log`);
   }
-  return openHomeBackend(resolve(location));
+  return backendFromStores({
+    location: s.location,
+    registry: s.registry,
+    ca: s.ca,
+    apiKeys: s.apiKeys,
+    audit: new WriterAuditStore(audit, (q) => audit.query(q.afterSeq, q.limit)),
+    createTrustDomain: options.createTrustDomain,
+    close: () => s.close(),
+  });
 }
 
 /**
@@ -106,6 +119,8 @@ export interface ServeStores {
   audit: ServeAuditStore;
   /** This process's own folder (EmbeddedAuthority's `home`); the home folder itself for a file store. */
   home?: string | undefined;
+  /** Create the authority with this trust domain when the store holds none. */
+  createTrustDomain?: string | undefined;
   close(): Promise<void>;
 }
 
@@ -113,7 +128,13 @@ export interface ServeStores {
 export async function backendFromStores(stores: ServeStores): Promise<ServeBackend> {
   let authority: EmbeddedAuthority;
   try {
-    authority = await EmbeddedAuthority.fromStores({ registry: stores.registry, ca: stores.ca }, stores.home !== undefined ? { home: stores.home } : {});
+    authority = await EmbeddedAuthority.fromStores(
+      { registry: stores.registry, ca: stores.ca },
+      {
+        ...(stores.home !== undefined ? { home: stores.home } : {}),
+        ...(stores.createTrustDomain !== undefined ? { create: true, trustDomain: stores.createTrustDomain } : {}),
+      },
+    );
   } catch (e) {
     await Promise.allSettled([stores.audit.close(), stores.apiKeys.close()]);
     await stores.close().catch(() => undefined);
@@ -140,8 +161,9 @@ export async function backendFromStores(stores: ServeStores): Promise<ServeBacke
   };
 }
 
-async function openHomeBackend(home: string): Promise<ServeBackend> {
+async function openHomeBackend(home: string, options: OpenBackendOptions): Promise<ServeBackend> {
   const store = new HomeStore(home);
+  if (options.createTrustDomain !== undefined) await EmbeddedAuthority.open(home, { create: true, trustDomain: options.createTrustDomain });
   if (!store.exists("authority.json")) {
     throw new AztpError(ErrorCodes.AUTHORITY_NOT_INITIALIZED, `no authority in ${home}: run \`aztp init --trust-domain TD --home ${home}\``);
   }
@@ -175,8 +197,10 @@ export function serviceSvidIssuer(caStore: CaStore, trustDomain: () => string): 
 /** The API key store alone (`aztp apikey`), on the same store location `aztp serve --store` takes. */
 export async function openApiKeyStore(location: string, options: OpenBackendOptions = {}): Promise<ApiKeyStore> {
   if (isPostgresUrl(location)) {
-    void options.kek;
-    throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "PostgreSQL API keys are not wired into aztp apikey on this build yet (src/serve/open.ts); pass a home folder");
+    // The API keys alone; the other stores close with them.
+    const s = await openStores(location, { kek: options.kek });
+    const keys = s.apiKeys;
+    return { create: (o) => keys.create(o), list: () => keys.list(), revoke: (id) => keys.revoke(id), authenticate: (k) => keys.authenticate(k), close: () => s.close() };
   }
   const home = resolve(location);
   if (!new HomeStore(home).exists("authority.json")) {

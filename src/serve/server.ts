@@ -28,6 +28,8 @@ export interface ServeOptions {
   /** An already opened backend (tests, embedding); closed by stop() all the same. */
   backend?: ServeBackend;
   kek?: Buffer | undefined;
+  /** Create the authority with this trust domain when the store holds none (`--trust-domain`). */
+  createTrustDomain?: string | undefined;
   host?: string;
   /** 0: any free port. */
   port?: number;
@@ -125,7 +127,7 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
   if (options.backend !== undefined) backend = options.backend;
   else {
     if (options.store === undefined) throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "--store is required: a home folder or a postgres:// URL");
-    backend = await openServeBackend(options.store, { kek: options.kek });
+    backend = await openServeBackend(options.store, { kek: options.kek, createTrustDomain: options.createTrustDomain });
   }
 
   let stopping: Promise<void> | undefined;

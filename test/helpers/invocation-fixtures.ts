@@ -39,7 +39,7 @@ export interface Domain {
 export async function newDomain(trustDomain?: string): Promise<Domain> {
   const home = mkdtempSync(join(tmpdir(), "aztp-inv-"));
   const client = aztp.initialize(trustDomain === undefined ? { home } : { home, trustDomain });
-  const authority = await client.authority();
+  const authority = (await client.authority()) as EmbeddedAuthority; // a home folder: the embedded authority
   return {
     client,
     authority,

@@ -1,6 +1,6 @@
 /**
- * `aztp audit verify | query | tail | stats`: reading audit logs, and checking their chain,
- * checkpoint signatures and witness.
+ * `aztp audit verify | query | tail | stats | export`: reading audit logs, checking their chain,
+ * checkpoint signatures and witness, and exporting a shared (PostgreSQL) log to JSON Lines.
  */
 import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
@@ -51,6 +51,26 @@ export function register(program: Command, ctx: CliContext): void {
         return `BAD: line ${bad?.line}${bad?.seq !== null && bad?.seq !== undefined ? ` (${bad.kind} seq ${bad.seq})` : ""}: ${bad?.reason}: ${bad?.message}\n${head}`;
       });
       if (!result.ok) throw new Verdict("audit log does not verify");
+    });
+  audit
+    .command("export")
+    .description("write the audit log of a PostgreSQL store as JSON Lines (the file log's format, with its checkpoints and <out>.witness), for `aztp audit verify`")
+    .requiredOption("--store <url>", "the store: postgres://user@host:port/db (default: AZTP_STORE)", process.env.AZTP_STORE)
+    .requiredOption("--out <file>", "where to write it (replaced)")
+    .action(async (o: { store: string; out: string }) => {
+      // Loaded here: every other command starts without pg.
+      const { PgAuditLog } = await import("../../store/postgres/audit-log.js");
+      const { createPool, isPostgresUrl } = await import("../../store/postgres/pool.js");
+      if (!isPostgresUrl(o.store)) throw usage("--store must be a postgres:// URL (a home's audit log is JSON Lines already: verify it as it is)");
+      const out = resolve(o.out);
+      const conn = createPool(o.store, { max: 1 });
+      try {
+        // A consistent snapshot of the chain, read as writers go on appending.
+        const result = await new PgAuditLog(conn).exportJsonl(out);
+        ctx.out({ ...result, out, store: conn.location }, () => `exported ${result.entries} entries and ${result.checkpoints} checkpoints from ${conn.location} to ${out} (up to seq ${result.lastSeq})`);
+      } finally {
+        await conn.pool.end();
+      }
     });
   const auditFilters = (c: Command): Command =>
     c

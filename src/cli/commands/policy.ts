@@ -1,16 +1,16 @@
 /**
  * `aztp policy attach | get | check`: the policies attached to an identity, and a decision
- * against them, its request built as the verifier builds one (policy/request.ts).
+ * against them, its request built as the verifier builds one (policy/request.ts); on the
+ * home's authority, or a remote `aztp serve`'s with --server.
  */
 import type { Command } from "commander";
-import { EmbeddedAuthority } from "../../authority/authority.js";
 import { evaluatePolicies } from "../../policy/evaluate.js";
 import { policyRequest } from "../../policy/request.js";
 import { SpiffeId } from "../../spiffe/spiffeid.js";
-import type { CliContext } from "../context.js";
+import { resolveRecord, type CliContext } from "../context.js";
 import { usage, Verdict } from "../exit.js";
 import { readInput } from "../files.js";
-import { jsonObjectOption, parseTime, resolveIdentity } from "../options.js";
+import { jsonObjectOption, parseTime } from "../options.js";
 
 export function register(program: Command, ctx: CliContext): void {
   const policy = program.command("policy").description("attach, show and check AZTP policies");
@@ -19,16 +19,15 @@ export function register(program: Command, ctx: CliContext): void {
     .description("attach the policy document in FILE (JSON) to identity ID")
     .option("--name <name>", "a name for the policy")
     .action(async (id: string, file: string, o: { name?: string }) => {
-      const a = await EmbeddedAuthority.open(ctx.home());
-      const entry = await a.attachPolicy(resolveIdentity(a, id).spiffeId, await readInput(file), o.name);
+      const document = await readInput(file);
+      const entry = await ctx.withAuthority(async (a) => a.attachPolicy((await resolveRecord(a, id)).spiffeId, document, o.name));
       ctx.out({ code: entry.code, policyName: entry.policyName }, () => `attached ${entry.code} (${entry.policyName})`);
     });
   policy
     .command("get <id>")
     .description("show the policies attached to ID")
     .action(async (id: string) => {
-      const a = await EmbeddedAuthority.open(ctx.home());
-      const rec = resolveIdentity(a, id);
+      const rec = await ctx.withAuthority(async (a) => resolveRecord(a, id));
       const data = rec.policies.map((p) => ({ code: p.code, policyName: p.policyName, policyStatement: p.policyStatement }));
       ctx.out({ data }, () => data.map((p) => `${p.code} ${p.policyName}\n${JSON.stringify(p.policyStatement, null, 2)}`).join("\n") || "(no policies)");
     });
@@ -44,17 +43,20 @@ export function register(program: Command, ctx: CliContext): void {
     .action(async (id: string, o: { action: string; resource: string; principal?: string; code?: string; context: string; time?: string }) => {
       const extra = jsonObjectOption("--context", o.context);
       const now = parseTime(o.time);
-      const a = await EmbeddedAuthority.open(ctx.home());
-      const rec = resolveIdentity(a, id);
-      const principal = o.principal ? SpiffeId.parse(o.principal).toString() : rec.spiffeId;
-      // The request as the verifier builds it for a direct call of tool RESOURCE on ID.
-      const request = policyRequest({ principal, action: o.action, resource: o.resource, callee: rec.spiffeId, tool: o.resource, relations: (p) => a.relations(p), now, extra });
-      // A key the request builds is never replaced by --context (the builder's rule): said, not
-      // silently ignored, so nobody reads a decision as one about a context they did not get.
-      for (const [k, v] of Object.entries(extra)) {
-        if (request.context?.[k] !== v) throw usage(`--context cannot set ${k}: the request builds it (from ID, --principal, --resource, --time and the registry)`);
-      }
-      const decision = evaluatePolicies(a.policiesOf(rec.spiffeId, o.code), request);
+      const decision = await ctx.withAuthority(async (a) => {
+        const rec = await resolveRecord(a, id);
+        const principal = o.principal ? SpiffeId.parse(o.principal).toString() : rec.spiffeId;
+        // The principal's relations as held (a remote authority fetches them once first).
+        const relations = await a.relations(principal);
+        // The request as the verifier builds it for a direct call of tool RESOURCE on ID.
+        const request = policyRequest({ principal, action: o.action, resource: o.resource, callee: rec.spiffeId, tool: o.resource, relations, now, extra });
+        // A key the request builds is never replaced by --context (the builder's rule): said, not
+        // silently ignored, so nobody reads a decision as one about a context they did not get.
+        for (const [k, v] of Object.entries(extra)) {
+          if (request.context?.[k] !== v) throw usage(`--context cannot set ${k}: the request builds it (from ID, --principal, --resource, --time and the registry)`);
+        }
+        return evaluatePolicies(await a.policiesOf(rec.spiffeId, o.code), request);
+      });
       ctx.out(decision, () => `${decision.decision} (${decision.reason}${decision.statement !== undefined ? `, statement ${decision.statement}` : ""})`);
       if (decision.decision !== "allow") throw new Verdict("denied");
     });

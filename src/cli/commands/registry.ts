@@ -1,13 +1,12 @@
 /**
  * `aztp list | revoke | reissue | link | discover`: the authority's registry of identities,
- * their status and their relations.
+ * their status and their relations; the home's, or a remote `aztp serve`'s with --server.
  */
 import { Option, type Command } from "commander";
-import { EmbeddedAuthority } from "../../authority/authority.js";
 import type { IdentityRecord } from "../../authority/registry.js";
 import { TrustDomain } from "../../spiffe/spiffeid.js";
-import type { CliContext } from "../context.js";
-import { jsonObjectOption, resolveIdentity } from "../options.js";
+import { resolveRecord, type CliContext } from "../context.js";
+import { jsonObjectOption } from "../options.js";
 
 function summary(r: IdentityRecord): Record<string, unknown> {
   return {
@@ -31,8 +30,9 @@ export function register(program: Command, ctx: CliContext): void {
     .option("--trust-domain <td>")
     .addOption(new Option("--status <status>").choices(["active", "revoked"]))
     .action(async (o: { trustDomain?: string; status?: "active" | "revoked" }) => {
-      const a = await EmbeddedAuthority.open(ctx.home());
-      const recs = a.list({ ...o, ...(o.trustDomain !== undefined ? { trustDomain: TrustDomain.parse(o.trustDomain).name } : {}) }).map(summary);
+      const recs = await ctx.withAuthority(async (a) =>
+        (await a.list({ ...o, ...(o.trustDomain !== undefined ? { trustDomain: TrustDomain.parse(o.trustDomain).name } : {}) })).map(summary),
+      );
       ctx.out(recs, () => recs.map((r) => `${String(r.status).padEnd(8)} ${String(r.aztpId)}`).join("\n") || "(no identities)");
     });
 
@@ -41,17 +41,19 @@ export function register(program: Command, ctx: CliContext): void {
     .description("revoke an identity and every descendant")
     .option("--reason <text>", "why", "unspecified")
     .action(async (id: string, o: { reason: string }) => {
-      const a = await EmbeddedAuthority.open(ctx.home());
-      const revoked = await a.revoke(resolveIdentity(a, id).spiffeId, o.reason);
-      ctx.out({ revoked, sequence: a.revocationSequence() }, () => revoked.map((r) => `revoked ${r}`).join("\n") || "already revoked");
+      const { revoked, sequence } = await ctx.withAuthority(async (a) => {
+        const rec = await resolveRecord(a, id);
+        const revoked = await a.revoke(rec.spiffeId, o.reason);
+        return { revoked, sequence: a.revocationSequence(rec.trustDomain) ?? null };
+      });
+      ctx.out({ revoked, sequence }, () => revoked.map((r) => `revoked ${r}`).join("\n") || "already revoked");
     });
 
   program
     .command("reissue <id>")
     .description("restore a revoked identity (its holder then renews its SVID)")
     .action(async (id: string) => {
-      const a = await EmbeddedAuthority.open(ctx.home());
-      const rec = await a.reissue(resolveIdentity(a, id).spiffeId);
+      const rec = await ctx.withAuthority(async (a) => a.reissue((await resolveRecord(a, id)).spiffeId));
       ctx.out(summary(rec), () => `restored ${rec.aztpId}`);
     });
 
@@ -62,8 +64,7 @@ export function register(program: Command, ctx: CliContext): void {
     .option("--metadata <json>", "JSON object stored on the link", "{}")
     .action(async (source: string, target: string, o: { type: "linked" | "parent"; metadata: string }) => {
       const metadata = jsonObjectOption("--metadata", o.metadata);
-      const a = await EmbeddedAuthority.open(ctx.home());
-      const l = await a.link(resolveIdentity(a, source).spiffeId, resolveIdentity(a, target).spiffeId, o.type, metadata);
+      const l = await ctx.withAuthority(async (a) => a.link((await resolveRecord(a, source)).spiffeId, (await resolveRecord(a, target)).spiffeId, o.type, metadata));
       ctx.out(l, () => `${source} -[${l.type}]-> ${l.target}`);
     });
 
@@ -72,9 +73,10 @@ export function register(program: Command, ctx: CliContext): void {
     .description("list active, discoverable identities")
     .option("--trust-domain <td>")
     .action(async (o: { trustDomain?: string }) => {
-      const a = await EmbeddedAuthority.open(ctx.home());
       const td = o.trustDomain === undefined ? undefined : TrustDomain.parse(o.trustDomain).name;
-      const recs = a.list({ status: "active" }).filter((r) => (td ? r.trustDomain === td : r.isGlobalIdentity || r.trustDomain === a.defaultTrustDomain)).map(summary);
+      const recs = await ctx.withAuthority(async (a) =>
+        (await a.list({ status: "active" })).filter((r) => (td ? r.trustDomain === td : r.isGlobalIdentity || r.trustDomain === a.defaultTrustDomain)).map(summary),
+      );
       ctx.out(recs, () => recs.map((r) => String(r.aztpId)).join("\n") || "(none)");
     });
 }

@@ -42,6 +42,7 @@ interface ServeCliOptions {
   store?: string;
   listen: string;
   kekFile?: string;
+  trustDomain?: string;
   insecureHttp?: boolean;
   tls?: boolean;
   allowInsecureNonLoopback?: boolean;
@@ -61,6 +62,7 @@ export function register(program: Command, ctx: CliContext): void {
     .option("--store <location>", "a home folder or postgres:// URL (default: --home)")
     .option("--listen <host:port>", "address to listen on", `${DEFAULTS.host}:${DEFAULTS.port}`)
     .option("--kek-file <file>", "key-encryption key of the CA keys in a PostgreSQL store")
+    .option("--trust-domain <td>", "create the authority with this trust domain when the store holds none (replicas starting together agree on one)")
     .option("--tls", "serve HTTPS with the service's own SVID (the default)")
     .option("--insecure-http", "serve plain HTTP (loopback only, unless --allow-insecure-non-loopback)")
     .option("--allow-insecure-non-loopback", "allow --insecure-http on a non-loopback address (behind a TLS-terminating proxy)")
@@ -85,6 +87,7 @@ export function register(program: Command, ctx: CliContext): void {
       const running = await startServe({
         store: storeOf(o.store, ctx),
         kek: readKekFile(o.kekFile),
+        createTrustDomain: o.trustDomain,
         host: listen.host,
         port: listen.port,
         insecureHttp: o.insecureHttp === true,
