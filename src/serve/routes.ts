@@ -255,7 +255,7 @@ export function buildRoutes(s: RouteSettings): Route[] {
         if (typeof req.parentIdentity === "string") inScope(c.key, req.parentIdentity, "parentIdentity");
         for (const l of req.linkTo ?? []) inScope(c.key, l, "linkTo");
         rateLimited(s, c.key);
-        await c.fresh();
+        // A mutation reads the committed state under the store's lock itself: no refresh first.
         const r = await a.issueIdentity(req, csr, ttlSeconds === undefined ? {} : { ttlSeconds });
         return ok(svidJson(r), 201);
       },
@@ -271,7 +271,7 @@ export function buildRoutes(s: RouteSettings): Route[] {
         const csr = reqString(body, "csr");
         const ttlSeconds = optPositiveInt(body, "ttlSeconds");
         rateLimited(s, c.key);
-        await c.fresh();
+        // A mutation reads the committed state under the store's lock itself: no refresh first.
         const r = await a.renewSvid(id.toString(), csr, ttlSeconds === undefined ? {} : { ttlSeconds });
         return ok(svidJson(r));
       },
@@ -348,7 +348,7 @@ export function buildRoutes(s: RouteSettings): Route[] {
         const body = await c.body();
         const id = inScope(c.key, reqString(body, "id", 4096));
         const reason = optText(body, "reason") ?? "unspecified";
-        await c.fresh();
+        // A mutation reads the committed state under the store's lock itself: no refresh first.
         return ok({ revoked: await a.revoke(id.toString(), reason) });
       },
     },
@@ -359,7 +359,7 @@ export function buildRoutes(s: RouteSettings): Route[] {
       handle: async (c) => {
         const body = await c.body();
         const id = inScope(c.key, reqString(body, "id", 4096));
-        await c.fresh();
+        // A mutation reads the committed state under the store's lock itself: no refresh first.
         return ok({ record: await a.reissue(id.toString()) });
       },
     },
@@ -394,7 +394,7 @@ export function buildRoutes(s: RouteSettings): Route[] {
         const type = reqString(body, "type", 32);
         if (type !== "linked" && type !== "parent") throw new AztpError(ErrorCodes.ARGUMENT_INVALID, 'type must be "linked" or "parent"');
         const metadata = optObject(body, "metadata");
-        await c.fresh();
+        // A mutation reads the committed state under the store's lock itself: no refresh first.
         return ok({ link: await a.link(source.toString(), target.toString(), type, metadata ?? {}) });
       },
     },
@@ -422,7 +422,7 @@ export function buildRoutes(s: RouteSettings): Route[] {
         const id = inScope(c.key, reqString(body, "id", 4096));
         if (body.document === undefined) throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "document is required (a policy document)");
         const policyName = optString(body, "policyName", 1024);
-        await c.fresh();
+        // A mutation reads the committed state under the store's lock itself: no refresh first.
         return ok({ policy: await a.attachPolicy(id.toString(), body.document, policyName) });
       },
     },
@@ -434,7 +434,7 @@ export function buildRoutes(s: RouteSettings): Route[] {
         const body = await c.body();
         const id = inScope(c.key, reqString(body, "id", 4096));
         const code = reqString(body, "code", 1024);
-        await c.fresh();
+        // A mutation reads the committed state under the store's lock itself: no refresh first.
         return ok({ detached: await a.detachPolicy(id.toString(), code) });
       },
     },
