@@ -53,6 +53,8 @@ describe("aztp serve under failures", () => {
     assert.equal(r.json.error.code, "ERR_AUTHORITY_STORE_FAILED");
     assert.equal(r.headers["retry-after"], "1");
     assert.equal((await call("/readyz")).status, 503);
+    assert.equal((await call("/.well-known/spiffe/bundle")).status, 200, "the bundle held is still handed out");
+    assert.equal((await call(`/v1/revocations/${s.trustDomain}`)).status, 503, "a revocation list is not signed from stale state");
     writeFileSync(file, good);
     assert.equal((await call("/v1/identities")).status, 200);
     assert.equal((await call("/readyz")).status, 200);

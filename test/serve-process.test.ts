@@ -155,6 +155,16 @@ describe("aztp serve, the process", () => {
     }
   });
 
+  it("--trust-domain creates the authority in an empty store, and the service serves its SVID from it", async (t) => {
+    const home = tempDir(t, "serve-create");
+    const p = await spawnServe(t, ["--store", home, "--trust-domain", "made.test", "--listen", "127.0.0.1:0"]);
+    assert.equal(p.lines.find((l) => l.msg === "started")?.serverId, "spiffe://made.test/aztp/serve");
+    const bundlePem = (await EmbeddedAuthority.open(home)).bundle().toPem();
+    assert.equal((await serveRequest(p.url, "/readyz", { ca: bundlePem, serverId: "spiffe://made.test/aztp/serve" })).status, 200);
+    p.child.kill("SIGTERM");
+    assert.equal((await p.exited).code, 0);
+  });
+
   it("aztp apikey create | list | revoke: the key is printed once, listed without its secret, refused once revoked", async (t) => {
     const { home, key, bundlePem } = await homeWithKey(t);
     const scoped = await aztpCli(undefined, ["apikey", "create", "--store", home, "--name", "team a", "--id-prefix", "aztp://proc.test/workload/production/team-a"]);

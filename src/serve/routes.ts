@@ -38,6 +38,12 @@ export interface RouteContext {
   /** The authenticated key (routes with `auth`). */
   readonly key: ApiKeyRecord;
   body(): Promise<JsonObject>;
+  /**
+   * The authority brought up to the store's committed state (authority.refresh), at most once
+   * per request. (Started alongside the key check it was slower on PostgreSQL here, 2.9 ms
+   * against 1.9 ms for the two in turn, so it runs after it.)
+   */
+  fresh(): Promise<void>;
 }
 
 export interface RouteAnswer {
@@ -167,12 +173,13 @@ function auditInScope(key: ApiKeyRecord, names: readonly string[]): boolean {
 
 export function buildRoutes(s: RouteSettings): Route[] {
   const a = s.backend.authority;
-  const fresh = async (): Promise<void> => {
-    await a.refresh?.();
-  };
-
-  const bundleAnswer = async (tdRaw: string | undefined): Promise<RouteAnswer> => {
-    await fresh();
+  const bundleAnswer = async (c: RouteContext, tdRaw: string | undefined): Promise<RouteAnswer> => {
+    // The bundle changes only when a CA does: while the store is unreachable, the bundle this
+    // replica holds is still the right one to hand out (verifiers keep verifying). Not so the
+    // revocation list, which is signed "as of now" and so is refused (503) instead.
+    await c.fresh().catch((e: unknown) => {
+      if (!(e instanceof AztpError && e.code === ErrorCodes.AUTHORITY_STORE_FAILED)) throw e;
+    });
     const td = tdRaw === undefined ? a.defaultTrustDomain : trustDomainParam(tdRaw);
     knownTrustDomain(s, td);
     const b = a.bundle(td);
@@ -203,14 +210,14 @@ export function buildRoutes(s: RouteSettings): Route[] {
         return r.ready ? ok({ status: "ready" }) : ok({ status: "not-ready", why: r.why }, 503);
       },
     },
-    { method: "GET", path: /^\/\.well-known\/spiffe\/bundle$/, auth: false, handle: () => bundleAnswer(undefined) },
-    { method: "GET", path: /^\/\.well-known\/spiffe\/bundle\/([^/]+)$/, auth: false, handle: (c) => bundleAnswer(c.params[0]) },
+    { method: "GET", path: /^\/\.well-known\/spiffe\/bundle$/, auth: false, handle: (c) => bundleAnswer(c, undefined) },
+    { method: "GET", path: /^\/\.well-known\/spiffe\/bundle\/([^/]+)$/, auth: false, handle: (c) => bundleAnswer(c, c.params[0]) },
     {
       method: "GET",
       path: /^\/v1\/revocations\/([^/]+)$/,
       auth: false,
       handle: async (c) => {
-        await fresh();
+        await c.fresh();
         const td = trustDomainParam(c.params[0] ?? "");
         knownTrustDomain(s, td);
         const list = await a.signedRevocationList(td);
@@ -222,8 +229,8 @@ export function buildRoutes(s: RouteSettings): Route[] {
       method: "GET",
       path: /^\/v1\/authority$/,
       auth: true,
-      handle: async () => {
-        await fresh();
+      handle: async (c) => {
+        await c.fresh();
         return ok({ defaultTrustDomain: a.defaultTrustDomain, trustDomains: [...a.trustDomains], refreshHintSeconds: s.refreshHintSeconds });
       },
     },
@@ -248,7 +255,7 @@ export function buildRoutes(s: RouteSettings): Route[] {
         if (typeof req.parentIdentity === "string") inScope(c.key, req.parentIdentity, "parentIdentity");
         for (const l of req.linkTo ?? []) inScope(c.key, l, "linkTo");
         rateLimited(s, c.key);
-        await fresh();
+        // A mutation reads the committed state under the store's lock itself: no refresh first.
         const r = await a.issueIdentity(req, csr, ttlSeconds === undefined ? {} : { ttlSeconds });
         return ok(svidJson(r), 201);
       },
@@ -264,7 +271,7 @@ export function buildRoutes(s: RouteSettings): Route[] {
         const csr = reqString(body, "csr");
         const ttlSeconds = optPositiveInt(body, "ttlSeconds");
         rateLimited(s, c.key);
-        await fresh();
+        // A mutation reads the committed state under the store's lock itself: no refresh first.
         const r = await a.renewSvid(id.toString(), csr, ttlSeconds === undefined ? {} : { ttlSeconds });
         return ok(svidJson(r));
       },
@@ -279,7 +286,7 @@ export function buildRoutes(s: RouteSettings): Route[] {
         const name = queryParam(q, "name");
         const trustDomain = queryParam(q, "trustDomain");
         const status = queryParam(q, "status");
-        await fresh();
+        await c.fresh();
         if (id !== undefined) {
           if (name !== undefined || status !== undefined) throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "id cannot be combined with name or status");
           const parsed = inScope(c.key, id);
@@ -308,7 +315,7 @@ export function buildRoutes(s: RouteSettings): Route[] {
         const idText = optString(body, "id", 4096);
         const chainPem = optString(body, "chainPem", 256 * 1024);
         if ((idText === undefined) === (chainPem === undefined)) throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "give exactly one of id and chainPem");
-        await fresh();
+        await c.fresh();
         if (idText !== undefined) {
           const id = inScope(c.key, idText);
           const rec = await a.find(id.toString());
@@ -341,7 +348,7 @@ export function buildRoutes(s: RouteSettings): Route[] {
         const body = await c.body();
         const id = inScope(c.key, reqString(body, "id", 4096));
         const reason = optText(body, "reason") ?? "unspecified";
-        await fresh();
+        // A mutation reads the committed state under the store's lock itself: no refresh first.
         return ok({ revoked: await a.revoke(id.toString(), reason) });
       },
     },
@@ -352,7 +359,7 @@ export function buildRoutes(s: RouteSettings): Route[] {
       handle: async (c) => {
         const body = await c.body();
         const id = inScope(c.key, reqString(body, "id", 4096));
-        await fresh();
+        // A mutation reads the committed state under the store's lock itself: no refresh first.
         return ok({ record: await a.reissue(id.toString()) });
       },
     },
@@ -372,7 +379,7 @@ export function buildRoutes(s: RouteSettings): Route[] {
           audience = list;
         }
         const ttlSeconds = optPositiveInt(body, "ttlSeconds", MAX_JWT_TTL);
-        await fresh();
+        await c.fresh();
         return ok({ token: await a.mintJwtSvid(id.toString(), audience, ttlSeconds) });
       },
     },
@@ -387,7 +394,7 @@ export function buildRoutes(s: RouteSettings): Route[] {
         const type = reqString(body, "type", 32);
         if (type !== "linked" && type !== "parent") throw new AztpError(ErrorCodes.ARGUMENT_INVALID, 'type must be "linked" or "parent"');
         const metadata = optObject(body, "metadata");
-        await fresh();
+        // A mutation reads the committed state under the store's lock itself: no refresh first.
         return ok({ link: await a.link(source.toString(), target.toString(), type, metadata ?? {}) });
       },
     },
@@ -402,7 +409,7 @@ export function buildRoutes(s: RouteSettings): Route[] {
         if (aId === undefined || bId === undefined) throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "query parameters a and b are both required");
         const pa = inScope(c.key, aId, "a");
         const pb = inScope(c.key, bId, "b");
-        await fresh();
+        await c.fresh();
         return ok({ connected: await a.connected(pa.toString(), pb.toString()) });
       },
     },
@@ -415,7 +422,7 @@ export function buildRoutes(s: RouteSettings): Route[] {
         const id = inScope(c.key, reqString(body, "id", 4096));
         if (body.document === undefined) throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "document is required (a policy document)");
         const policyName = optString(body, "policyName", 1024);
-        await fresh();
+        // A mutation reads the committed state under the store's lock itself: no refresh first.
         return ok({ policy: await a.attachPolicy(id.toString(), body.document, policyName) });
       },
     },
@@ -427,7 +434,7 @@ export function buildRoutes(s: RouteSettings): Route[] {
         const body = await c.body();
         const id = inScope(c.key, reqString(body, "id", 4096));
         const code = reqString(body, "code", 1024);
-        await fresh();
+        // A mutation reads the committed state under the store's lock itself: no refresh first.
         return ok({ detached: await a.detachPolicy(id.toString(), code) });
       },
     },

@@ -183,6 +183,8 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
         }
         throw new AztpError(ErrorCodes.SERVE_ROUTE_NOT_FOUND, `no route ${fields.path}`);
       }
+      let refreshed: Promise<void> | undefined;
+      const fresh = (): Promise<void> => (refreshed ??= Promise.resolve(backend.authority.refresh?.()));
       let key: ApiKeyRecord = { keyId: "", name: "", scope: {}, createdAt: "" };
       if (route.auth) {
         key = await authenticate(backend, req);
@@ -196,6 +198,7 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
         params,
         key,
         body: () => (body ??= readJsonObject(req, maxBodyBytes)),
+        fresh,
       });
       sendJson(res, answer.status, answer.body, answer.headers);
     } catch (e) {
