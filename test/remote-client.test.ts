@@ -12,7 +12,7 @@ import { ErrorCodes } from "../src/errors.js";
 import { secureMcpClient } from "../src/mcp/index.js";
 import { tempDir } from "./helpers/authority-util.js";
 import { securedToolServer, toolAnswer } from "./helpers/mcp-tool-server.js";
-import { startServe } from "./helpers/serve-util.js";
+import { client as serveClient, startServe } from "./helpers/serve-util.js";
 
 const TD = "client-remote.test";
 
@@ -64,5 +64,35 @@ describe("aztp.initialize({ apiKey, baseUrl }) on aztp serve", () => {
     await s.stop();
     assert.deepEqual(toolAnswer(await client.callTool({ name: "echo", arguments: { text: "again" } })), { tool: "echo", value: "again", runs: 2 });
     await assert.rejects(c.secureConnect({}, "new-one"), (e: unknown) => (e as { code?: string }).code === ErrorCodes.AUTHORITY_REMOTE_UNAVAILABLE);
+  });
+});
+
+describe("the shared audit log of aztp serve", () => {
+  it("a wrapper given sharedAuditLog() writes both sides of a call to the service's one log before the call is answered", async (t) => {
+    const s = await startServe(t, { trustDomain: TD, refreshHintSeconds: 1, logLevel: "error" });
+    const c = remoteClient(t, s);
+    const audit = await c.sharedAuditLog();
+    const server = await securedToolServer({ runs: 0 }, { client: c, name: "tools", audit });
+    const client = await secureMcpClient(new Client({ name: "agent", version: "1.0.0" }), { client: c, name: "agent", audit });
+    const [mine, theirs] = InMemoryTransport.createLinkedPair();
+    await server.connect(theirs);
+    await client.connect(mine);
+    t.after(async () => {
+      await client.close().catch(() => undefined);
+      await server.close().catch(() => undefined);
+    });
+    await client.callTool({ name: "echo", arguments: { text: "hi" } });
+    // No flush: the answer came after both entries were acknowledged by the service.
+    const page = await serveClient(s)("/v1/audit?afterSeq=0&limit=100");
+    assert.equal(page.status, 200);
+    const entries = (page.json as { entries: Array<{ side: string; tool: string; decision: string }> }).entries.filter((e) => e.tool === "echo");
+    assert.deepEqual(entries.map((e) => e.side).sort(), ["callee", "caller"]);
+    assert.ok(entries.every((e) => e.decision === "allow"));
+  });
+
+  it("the embedded authority has no shared log, and says so", async (t) => {
+    const c = Aztp.initialize({ home: tempDir(t, "embedded") });
+    t.after(() => c.close());
+    await assert.rejects(c.sharedAuditLog(), (e: unknown) => (e as { code?: string }).code === ErrorCodes.ARGUMENT_INVALID);
   });
 });

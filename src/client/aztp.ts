@@ -25,6 +25,7 @@ import { AgentIdentity } from "./identity.js";
 import { closeHomeAudits } from "./home-audit.js";
 import { Trust } from "../invocation/trust.js";
 import { RemoteAuthority } from "./remote-authority.js";
+import type { AuditWriter } from "../guard/recorder.js";
 import type { TrustBundle } from "../spiffe/bundle.js";
 
 export interface AztpConfig {
@@ -216,6 +217,19 @@ export class Aztp {
   trust(): Promise<Trust> {
     this.#trust ??= this.authority().then((a) => new Trust(a, { revocation: a }));
     return this.#trust;
+  }
+
+  /**
+   * The remote authority's shared audit log (`aztp serve`; on PostgreSQL, one chain that every
+   * replica and machine writes to), as an AuditWriter for a wrapper's `audit` option. The
+   * embedded authority has none: its wrappers keep one log per identity in the home.
+   */
+  async sharedAuditLog(): Promise<AuditWriter> {
+    const authority = await this.authority();
+    if (!(authority instanceof RemoteAuthority)) {
+      throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "sharedAuditLog() needs a remote authority (baseUrl): the embedded authority keeps one audit log per identity in its home");
+    }
+    return authority.auditLog();
   }
 
   /** The identity this client holds for `aztpId`, if any. */
