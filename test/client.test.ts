@@ -83,9 +83,17 @@ describe("initialize", () => {
     assert.equal((await c.secureConnect({}, "x")).identity.aztpId, id("x", "corp.example"));
   });
 
-  it("a baseUrl (remote authority) is refused with ERR_AUTHORITY_REMOTE_UNAVAILABLE, not silently ignored", async (t) => {
-    const c = client(t, { baseUrl: "https://aztp.example.invalid", apiKey: "k" });
-    await rejectsWithCode(() => c.secureConnect({}, "x"), ErrorCodes.AUTHORITY_REMOTE_UNAVAILABLE);
+  it("a baseUrl is never silently ignored: no trust bundle over https, plain http off loopback, and nothing listening are each refused with their code", async (t) => {
+    delete process.env.AZTP_TRUST_BUNDLE;
+    const cases: Array<[string, AztpConfig, string]> = [
+      ["https without a bundle", { baseUrl: "https://aztp.example.invalid", apiKey: "k" }, ErrorCodes.AUTHORITY_REMOTE_TRUST_BUNDLE_MISSING],
+      ["plain http to another host", { baseUrl: "http://aztp.example.invalid", apiKey: "k" }, ErrorCodes.AUTHORITY_REMOTE_HTTP_NOT_ALLOWED],
+      ["nothing listening on loopback", { baseUrl: "http://127.0.0.1:1", apiKey: "k" }, ErrorCodes.AUTHORITY_REMOTE_UNAVAILABLE],
+    ];
+    for (const [what, config, code] of cases) {
+      const c = client(t, config);
+      await rejectsWithCode(() => c.secureConnect({}, "x"), code, what);
+    }
   });
 });
 

@@ -1,6 +1,7 @@
 /**
- * `aztp init | issue | jwt | bundle | revocations export`: the authority's own operations: its
- * trust domain, the SVIDs and JWT-SVIDs it issues, its bundle, and its signed revocation list
+ * `aztp init | issue | jwt | bundle | revocations export | ca rotate`: the authority's own
+ * operations: its trust domain, the SVIDs and JWT-SVIDs it issues, its bundle, its signed
+ * revocation list, and CA rotation
  * (which `aztp verify x509 --revocations` consumes: the list is made here, by the authority
  * that signs it; it is checked by verification).
  */
@@ -13,6 +14,8 @@ import type { CliContext } from "../context.js";
 import { usage } from "../exit.js";
 import { outputDir, refuseOverwrite, writeNewFiles } from "../files.js";
 import { durationOption, resolveIdentity } from "../options.js";
+import { openStores } from "../../store/open-stores.js";
+import { readKekFile, storeOf } from "./serve.js";
 
 export function register(program: Command, ctx: CliContext): void {
   program
@@ -90,6 +93,31 @@ export function register(program: Command, ctx: CliContext): void {
       const b = a.bundle(o.trustDomain ?? a.defaultTrustDomain);
       if (o.format === "pem") process.stdout.write(b.toPem());
       else process.stdout.write(`${JSON.stringify(b.toSpiffe(), null, 2)}\n`);
+    });
+
+  program
+    .command("ca")
+    .description("the authority's CAs")
+    .command("rotate")
+    .description("rotate a trust domain's CA: a new intermediate and JWT key under the same root; the old JWT key stays in the bundle until everything it signed has expired")
+    .option("--trust-domain <td>", "trust domain (default: the authority's)")
+    .option("--store <location>", "a home folder or postgres:// URL (default: --home)")
+    .option("--kek-file <file>", "key-encryption key of the CA keys in a PostgreSQL store")
+    .action(async (o: { trustDomain?: string; store?: string; kekFile?: string }) => {
+      const stores = await openStores(storeOf(o.store, ctx), { kek: readKekFile(o.kekFile) });
+      try {
+        const a = await EmbeddedAuthority.fromStores(stores, { home: ctx.home() });
+        const td = o.trustDomain === undefined ? a.defaultTrustDomain : TrustDomain.parse(o.trustDomain).name;
+        const generations = await a.rotateCa(td);
+        const [now, previous] = generations;
+        const sequence = a.bundle(td).sequence;
+        ctx.out(
+          { trustDomain: td, generation: now?.generation, previousRetiresAfter: previous?.retireAfter, bundleSequence: sequence },
+          () => `rotated the CA of ${td} to generation ${now?.generation}; generation ${previous?.generation} stays in the bundle until ${previous?.retireAfter} (bundle sequence ${sequence})`,
+        );
+      } finally {
+        await stores.close();
+      }
     });
 
   const revocations = program.command("revocations").description("the authority's signed revocation list, for verifiers that hold only the bundle");
