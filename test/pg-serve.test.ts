@@ -1,0 +1,83 @@
+/**
+ * `aztp serve` on PostgreSQL, end to end: two replicas (each its own pool, LISTEN connection and
+ * caches) created at once on an empty database agree on one CA; remote clients of each issue,
+ * a revocation through one reaches the other's verified feed within the hint, and the calls a
+ * secured MCP pair makes land in the one shared audit chain, whose export verifies.
+ */
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { join } from "node:path";
+import { describe, it, type TestContext } from "node:test";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { InMemoryTransport } from "@modelcontextprotocol/sdk/inMemory.js";
+import { verifyAuditLog } from "../src/audit/verify.js";
+import { Aztp } from "../src/client/aztp.js";
+import { secureMcpClient } from "../src/mcp/index.js";
+import { jsonLogger } from "../src/serve/log.js";
+import { openServeBackend } from "../src/serve/open.js";
+import { startServe, type RunningServe } from "../src/serve/server.js";
+import { openPostgresStores } from "../src/store/postgres/index.js";
+import { tempDir } from "./helpers/authority-util.js";
+import { securedToolServer } from "./helpers/mcp-tool-server.js";
+import { pgDatabase, skipWithoutPg } from "./helpers/pg.js";
+
+const TD = "pg-serve.test";
+
+async function replica(t: TestContext, url: string, kek: Buffer): Promise<RunningServe> {
+  const backend = await openServeBackend(url, { kek, createTrustDomain: TD });
+  const running = await startServe({ backend, host: "127.0.0.1", port: 0, refreshHintSeconds: 1, logger: jsonLogger("error", () => undefined) });
+  t.after(() => running.stop());
+  return running;
+}
+
+describe("aztp serve on PostgreSQL", () => {
+  it("two replicas, one CA; a revocation through B reaches A's clients within the hint; both sides of a call in the shared chain, which verifies once exported", async (t) => {
+    if (skipWithoutPg(t)) return;
+    const url = (await pgDatabase(t)) as string;
+    const kek = randomBytes(32);
+    const [a, b] = await Promise.all([replica(t, url, kek), replica(t, url, kek)]);
+    assert.equal(a.bundlePem(), b.bundlePem(), "replicas started together on an empty store agree on one CA");
+    const stores = await openPostgresStores(url, { kek });
+    t.after(() => stores.close());
+    const { key: apiKey } = await stores.apiKeys.create({ name: "test" });
+    const clientOf = (r: RunningServe, name: string): Aztp => {
+      const c = Aztp.initialize({ apiKey, baseUrl: r.url, trustBundle: r.bundlePem(), home: tempDir(t, name), refreshHintSeconds: 1 });
+      t.after(() => c.close());
+      return c;
+    };
+    const onA = clientOf(a, "a");
+    const onB = clientOf(b, "b");
+
+    const agent = await onA.secureConnect({}, "agent");
+    const victim = await onB.secureConnect({}, "victim");
+    assert.equal(await onA.verifyIdentity(victim.identity.aztpId), true);
+    assert.notEqual(agent.identity.serial, victim.identity.serial);
+
+    await onB.revokeIdentity(victim.identity.aztpId, "test");
+    const remoteA = await onA.authority();
+    const at = Date.now();
+    while (!remoteA.isRevoked(victim.identity.spiffeId)) {
+      assert.ok(Date.now() - at < 5_000, "A's client did not see B's revocation within the hint plus slack");
+      await new Promise((r) => setTimeout(r, 50));
+    }
+
+    const audit = await onA.sharedAuditLog();
+    const server = await securedToolServer({ runs: 0 }, { client: onB, name: "tools", audit: await onB.sharedAuditLog() });
+    const client = await secureMcpClient(new Client({ name: "agent", version: "1.0.0" }), { client: onA, name: "agent", audit });
+    const [mine, theirs] = InMemoryTransport.createLinkedPair();
+    await server.connect(theirs);
+    await client.connect(mine);
+    t.after(async () => {
+      await client.close().catch(() => undefined);
+      await server.close().catch(() => undefined);
+    });
+    for (let i = 0; i < 5; i++) await client.callTool({ name: "echo", arguments: { text: `hi ${i}` } });
+
+    const out = join(tempDir(t, "export"), "audit.jsonl");
+    const exported = await stores.audit.exportJsonl(out);
+    assert.equal(exported.entries, 10, "five calls, each with a caller and a callee entry, written through two replicas");
+    const verified = await verifyAuditLog(out, { witnessPath: false });
+    assert.equal(verified.ok, true);
+    assert.equal(verified.entries, 10);
+  });
+});
