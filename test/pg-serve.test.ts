@@ -9,7 +9,6 @@ import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { describe, it, type TestContext } from "node:test";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
-import { InMemoryTransport } from "@modelcontextprotocol/sdk/inMemory.js";
 import { verifyAuditLog } from "../src/audit/verify.js";
 import { Aztp } from "../src/client/aztp.js";
 import { secureMcpClient } from "../src/mcp/index.js";
@@ -18,6 +17,7 @@ import { openServeBackend } from "../src/serve/open.js";
 import { startServe, type RunningServe } from "../src/serve/server.js";
 import { openPostgresStores } from "../src/store/postgres/index.js";
 import { tempDir } from "./helpers/authority-util.js";
+import { linkInMemory } from "./helpers/mcp-util.js";
 import { securedToolServer } from "./helpers/mcp-tool-server.js";
 import { pgDatabase, skipWithoutPg } from "./helpers/pg.js";
 
@@ -64,13 +64,7 @@ describe("aztp serve on PostgreSQL", () => {
     const audit = await onA.sharedAuditLog();
     const server = await securedToolServer({ runs: 0 }, { client: onB, name: "tools", audit: await onB.sharedAuditLog() });
     const client = await secureMcpClient(new Client({ name: "agent", version: "1.0.0" }), { client: onA, name: "agent", audit });
-    const [mine, theirs] = InMemoryTransport.createLinkedPair();
-    await server.connect(theirs);
-    await client.connect(mine);
-    t.after(async () => {
-      await client.close().catch(() => undefined);
-      await server.close().catch(() => undefined);
-    });
+    await linkInMemory(t, server, client);
     for (let i = 0; i < 5; i++) await client.callTool({ name: "echo", arguments: { text: `hi ${i}` } });
 
     const out = join(tempDir(t, "export"), "audit.jsonl");

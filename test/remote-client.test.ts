@@ -6,11 +6,11 @@
 import assert from "node:assert/strict";
 import { describe, it, type TestContext } from "node:test";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
-import { InMemoryTransport } from "@modelcontextprotocol/sdk/inMemory.js";
 import { Aztp } from "../src/client/aztp.js";
 import { ErrorCodes } from "../src/errors.js";
 import { secureMcpClient } from "../src/mcp/index.js";
 import { tempDir } from "./helpers/authority-util.js";
+import { linkInMemory } from "./helpers/mcp-util.js";
 import { securedToolServer, toolAnswer } from "./helpers/mcp-tool-server.js";
 import { client as serveClient, startServe } from "./helpers/serve-util.js";
 
@@ -51,13 +51,7 @@ describe("aztp.initialize({ apiKey, baseUrl }) on aztp serve", () => {
     const counter = { runs: 0 };
     const server = await securedToolServer(counter, { client: c, name: "tools" });
     const client = await secureMcpClient(new Client({ name: "agent", version: "1.0.0" }), { client: c, name: "agent" });
-    const [mine, theirs] = InMemoryTransport.createLinkedPair();
-    await server.connect(theirs);
-    await client.connect(mine);
-    t.after(async () => {
-      await client.close().catch(() => undefined);
-      await server.close().catch(() => undefined);
-    });
+    await linkInMemory(t, server, client);
     assert.deepEqual(toolAnswer(await client.callTool({ name: "echo", arguments: { text: "hi" } })), { tool: "echo", value: "hi", runs: 1 });
 
     // With the service stopped, calls still verify: the path needs no request.
@@ -74,13 +68,7 @@ describe("the shared audit log of aztp serve", () => {
     const audit = await c.sharedAuditLog();
     const server = await securedToolServer({ runs: 0 }, { client: c, name: "tools", audit });
     const client = await secureMcpClient(new Client({ name: "agent", version: "1.0.0" }), { client: c, name: "agent", audit });
-    const [mine, theirs] = InMemoryTransport.createLinkedPair();
-    await server.connect(theirs);
-    await client.connect(mine);
-    t.after(async () => {
-      await client.close().catch(() => undefined);
-      await server.close().catch(() => undefined);
-    });
+    await linkInMemory(t, server, client);
     await client.callTool({ name: "echo", arguments: { text: "hi" } });
     // No flush: the answer came after both entries were acknowledged by the service.
     const page = await serveClient(s)("/v1/audit?afterSeq=0&limit=100");

@@ -26,7 +26,7 @@
 import * as crypto from "node:crypto";
 import { AztpError, ErrorCodes } from "../errors.js";
 import { canonicalJson, canonicalObject } from "./canonical.js";
-import { replaceLoneSurrogates, truncateText, type JsonValue, type OmissionNotes } from "./redact.js";
+import { OmissionNotes, redactArgs, replaceLoneSurrogates, truncateText, type JsonValue, type RedactedArgs } from "./redact.js";
 
 /** The version the writer writes. */
 export const AUDIT_ENTRY_VERSION = 2;
@@ -332,4 +332,74 @@ export function parseStoredEntry(value: unknown): StoredAuditEntry {
   const problem = entryProblem(value);
   if (problem !== null) throw new AztpError(ErrorCodes.AUDIT_CORRUPT, `malformed audit entry: ${problem}`);
   return value as StoredAuditEntry;
+}
+
+/** What an entry records of the arguments: their digest always, the (redacted) values only when asked. */
+export interface EntryArgsOptions {
+  readonly includeArgs: boolean;
+  readonly redactFields: readonly string[];
+}
+
+/**
+ * The entry every log stores for `input` (the file log, and PostgreSQL's many-writer log, so
+ * an entry means the same whichever wrote it). Copied field by field: only known fields reach
+ * the log, and nothing the caller mutates later. Every caller-supplied string is made storable
+ * first (a lone surrogate has no canonical form, 10 MB do not belong in one line), and what was
+ * changed is recorded in `sanitized`. With `link`, its place in the chain (`prev`, `seq`) is
+ * set too; without it, the writer sets them once it holds the chain's head. Members are added
+ * in RFC 8785 order, which lets the hash take its fast path.
+ */
+export function entryFields(input: AuditEntryInput, options: EntryArgsOptions, link: { prev: string; seq: number }): UnsealedEntry;
+export function entryFields(input: AuditEntryInput, options: EntryArgsOptions): Omit<UnsealedEntry, "seq" | "prev">;
+export function entryFields(input: AuditEntryInput, options: EntryArgsOptions, link?: { prev: string; seq: number }): Omit<UnsealedEntry, "seq" | "prev"> {
+  const notes = new OmissionNotes();
+  const text = (name: string, value: string, max: number = ENTRY_TEXT_LIMITS.text): string => storableText(name, value, max, notes);
+  const optional = (name: string, value: string | undefined, max?: number): string | undefined => (value === undefined ? undefined : text(name, value, max));
+  let args: RedactedArgs | undefined;
+  if (options.includeArgs && input.args !== undefined) args = redactArgs(input.args, options.redactFields);
+  const argsDigest = text("argsDigest", input.argsDigest);
+  const callee = text("callee", input.callee);
+  const caller = text("caller", input.caller);
+  let delegation: string[] | undefined;
+  if (input.delegation !== undefined) {
+    const all = input.delegation;
+    const max = ENTRY_TEXT_LIMITS.delegation;
+    if (all.length > max) notes.add("delegation", `${all.length} IDs, the first ${max} kept`);
+    delegation = all.slice(0, max).map((id, i) => text(`delegation[${i}]`, id));
+  }
+  const jti = optional("jti", input.jti);
+  const reason = optional("reason", input.reason);
+  const receipt = optional("receipt", input.receipt, ENTRY_TEXT_LIMITS.token);
+  const resultDigest = optional("resultDigest", input.resultDigest);
+  const token = optional("token", input.token, ENTRY_TEXT_LIMITS.token);
+  const tool = text("tool", input.tool);
+  const traceId = optional("traceId", input.traceId);
+  const toolCallId = optional("toolCallId", input.toolCallId);
+  const sanitized = notes.list();
+  const e: { -readonly [K in keyof UnsealedEntry]?: UnsealedEntry[K] } = {};
+  if (args !== undefined) e.args = args.value;
+  e.argsDigest = argsDigest;
+  if (args !== undefined && args.omitted.length > 0) e.argsOmitted = args.omitted;
+  e.callee = callee;
+  e.caller = caller;
+  e.callerVerified = input.callerVerified;
+  e.decision = input.decision;
+  if (delegation !== undefined) e.delegation = delegation;
+  if (input.durationMs !== undefined) e.durationMs = input.durationMs;
+  if (jti !== undefined) e.jti = jti;
+  if (input.outcome !== undefined) e.outcome = input.outcome;
+  if (link !== undefined) e.prev = link.prev;
+  if (reason !== undefined) e.reason = reason;
+  if (receipt !== undefined) e.receipt = receipt;
+  if (resultDigest !== undefined) e.resultDigest = resultDigest;
+  if (sanitized.length > 0) e.sanitized = sanitized;
+  if (link !== undefined) e.seq = link.seq;
+  e.side = input.side;
+  e.time = input.time ?? new Date().toISOString();
+  if (token !== undefined) e.token = token;
+  e.tool = tool;
+  if (toolCallId !== undefined) e.toolCallId = toolCallId;
+  if (traceId !== undefined) e.traceId = traceId;
+  e.v = AUDIT_ENTRY_VERSION;
+  return e as UnsealedEntry;
 }

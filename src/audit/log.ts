@@ -21,11 +21,9 @@
  */
 import { AztpError, ErrorCodes } from "../errors.js";
 import {
-  AUDIT_ENTRY_VERSION,
-  ENTRY_TEXT_LIMITS,
+  entryFields,
   parseStoredEntry,
   sealEntry,
-  storableText,
   validateEntryInput,
   type AuditEntry,
   type AuditEntryInput,
@@ -43,7 +41,7 @@ import {
   type CheckpointSigner,
 } from "./checkpoint.js";
 import { JsonlSink, type AuditDurability } from "./jsonl-sink.js";
-import { OmissionNotes, redact, redactArgs, type RedactedArgs } from "./redact.js";
+import { redact } from "./redact.js";
 import { defaultWitnessPath, readWitness, writeWitness } from "./witness.js";
 
 export interface AuditLogOptions {
@@ -370,63 +368,7 @@ export class AuditLog {
   }
 
   #unsealed(input: AuditEntryInput): UnsealedEntry {
-    // Copy field by field: only known fields reach the log, and nothing the caller mutates
-    // later. Every caller-supplied string is made storable first (a lone surrogate has no
-    // canonical form, 10 MB do not belong in one line), and what was changed is recorded.
-    const notes = new OmissionNotes();
-    const text = (name: string, value: string, max: number = ENTRY_TEXT_LIMITS.text): string => storableText(name, value, max, notes);
-    const optional = (name: string, value: string | undefined, max?: number): string | undefined =>
-      value === undefined ? undefined : text(name, value, max);
-    let args: RedactedArgs | undefined;
-    if (this.#settings.includeArgs && input.args !== undefined) args = redactArgs(input.args, this.#settings.redactFields);
-    const argsDigest = text("argsDigest", input.argsDigest);
-    const callee = text("callee", input.callee);
-    const caller = text("caller", input.caller);
-    let delegation: string[] | undefined;
-    if (input.delegation !== undefined) {
-      const all = input.delegation;
-      const max = ENTRY_TEXT_LIMITS.delegation;
-      if (all.length > max) notes.add("delegation", `${all.length} IDs, the first ${max} kept`);
-      delegation = all.slice(0, max).map((id, i) => text(`delegation[${i}]`, id));
-    }
-    const jti = optional("jti", input.jti);
-    const reason = optional("reason", input.reason);
-    const receipt = optional("receipt", input.receipt, ENTRY_TEXT_LIMITS.token);
-    const resultDigest = optional("resultDigest", input.resultDigest);
-    const token = optional("token", input.token, ENTRY_TEXT_LIMITS.token);
-    const tool = text("tool", input.tool);
-    const traceId = optional("traceId", input.traceId);
-    const toolCallId = optional("toolCallId", input.toolCallId);
-    const sanitized = notes.list();
-
-    const link = nextLink({ seq: this.#seq, hash: this.#head });
-    // Members are added in RFC 8785 order, which lets the hash take its fast path.
-    const e: { -readonly [K in keyof UnsealedEntry]?: UnsealedEntry[K] } = {};
-    if (args !== undefined) e.args = args.value;
-    e.argsDigest = argsDigest;
-    if (args !== undefined && args.omitted.length > 0) e.argsOmitted = args.omitted;
-    e.callee = callee;
-    e.caller = caller;
-    e.callerVerified = input.callerVerified;
-    e.decision = input.decision;
-    if (delegation !== undefined) e.delegation = delegation;
-    if (input.durationMs !== undefined) e.durationMs = input.durationMs;
-    if (jti !== undefined) e.jti = jti;
-    if (input.outcome !== undefined) e.outcome = input.outcome;
-    e.prev = link.prev;
-    if (reason !== undefined) e.reason = reason;
-    if (receipt !== undefined) e.receipt = receipt;
-    if (resultDigest !== undefined) e.resultDigest = resultDigest;
-    if (sanitized.length > 0) e.sanitized = sanitized;
-    e.seq = link.seq;
-    e.side = input.side;
-    e.time = input.time ?? new Date().toISOString();
-    if (token !== undefined) e.token = token;
-    e.tool = tool;
-    if (toolCallId !== undefined) e.toolCallId = toolCallId;
-    if (traceId !== undefined) e.traceId = traceId;
-    e.v = AUDIT_ENTRY_VERSION;
-    return e as UnsealedEntry;
+    return entryFields(input, this.#settings, nextLink({ seq: this.#seq, hash: this.#head }));
   }
 
   /**

@@ -22,7 +22,6 @@ import {
   optText,
   queryInt,
   queryParam,
-  readJsonObject,
   reqObject,
   reqString,
   type JsonObject,

@@ -34,17 +34,15 @@ import { GENESIS, nextCheckpoint, nextLink, type ChainHead } from "../../audit/c
 import { checkpointLine, signCheckpoint, type Checkpoint, type CheckpointSigner } from "../../audit/checkpoint.js";
 import { canonicalJson } from "../../audit/canonical.js";
 import {
-  AUDIT_ENTRY_VERSION,
-  ENTRY_TEXT_LIMITS,
+  entryFields,
   sha256Hex,
-  storableText,
   validateEntryInput,
   type AuditEntry,
   type AuditEntryInput,
   type StoredAuditEntry,
   type UnsealedEntry,
 } from "../../audit/entry.js";
-import { OmissionNotes, redact, redactArgs, type RedactedArgs } from "../../audit/redact.js";
+import { redact } from "../../audit/redact.js";
 import { writeWitness } from "../../audit/witness.js";
 import type { AuditWriter } from "../../guard/recorder.js";
 import { AztpError, ErrorCodes } from "../../errors.js";
@@ -392,9 +390,8 @@ export class PgAuditLog implements AuditWriter {
   }
 
   /**
-   * The entry as the file log builds it (AuditLog's #unsealed in audit/log.ts): only known
-   * fields, every caller-supplied string made storable, what was changed noted in `sanitized`.
-   * Kept field for field the same, so an entry means the same whichever log wrote it.
+   * The entry as the file log builds it (entryFields in audit/entry.ts, which both use), split
+   * in the three runs of members around `prev` and `seq`, which are spliced in under the lock.
    */
   #prepare(input: AuditEntryInput): Prepared {
     const fields = this.#fields(input);
@@ -407,54 +404,7 @@ export class PgAuditLog implements AuditWriter {
   }
 
   #fields(input: AuditEntryInput): Fields {
-    const notes = new OmissionNotes();
-    const text = (name: string, value: string, max: number = ENTRY_TEXT_LIMITS.text): string => storableText(name, value, max, notes);
-    const optional = (name: string, value: string | undefined, max?: number): string | undefined => (value === undefined ? undefined : text(name, value, max));
-    let args: RedactedArgs | undefined;
-    if (this.#includeArgs && input.args !== undefined) args = redactArgs(input.args, this.#redactFields);
-    const argsDigest = text("argsDigest", input.argsDigest);
-    const callee = text("callee", input.callee);
-    const caller = text("caller", input.caller);
-    let delegation: string[] | undefined;
-    if (input.delegation !== undefined) {
-      const all = input.delegation;
-      const max = ENTRY_TEXT_LIMITS.delegation;
-      if (all.length > max) notes.add("delegation", `${all.length} IDs, the first ${max} kept`);
-      delegation = all.slice(0, max).map((id, i) => text(`delegation[${i}]`, id));
-    }
-    const jti = optional("jti", input.jti);
-    const reason = optional("reason", input.reason);
-    const receipt = optional("receipt", input.receipt, ENTRY_TEXT_LIMITS.token);
-    const resultDigest = optional("resultDigest", input.resultDigest);
-    const token = optional("token", input.token, ENTRY_TEXT_LIMITS.token);
-    const tool = text("tool", input.tool);
-    const traceId = optional("traceId", input.traceId);
-    const toolCallId = optional("toolCallId", input.toolCallId);
-    const sanitized = notes.list();
-    const e: { -readonly [K in keyof Fields]?: Fields[K] } = {};
-    if (args !== undefined) e.args = args.value;
-    e.argsDigest = argsDigest;
-    if (args !== undefined && args.omitted.length > 0) e.argsOmitted = args.omitted;
-    e.callee = callee;
-    e.caller = caller;
-    e.callerVerified = input.callerVerified;
-    e.decision = input.decision;
-    if (delegation !== undefined) e.delegation = delegation;
-    if (input.durationMs !== undefined) e.durationMs = input.durationMs;
-    if (jti !== undefined) e.jti = jti;
-    if (input.outcome !== undefined) e.outcome = input.outcome;
-    if (reason !== undefined) e.reason = reason;
-    if (receipt !== undefined) e.receipt = receipt;
-    if (resultDigest !== undefined) e.resultDigest = resultDigest;
-    if (sanitized.length > 0) e.sanitized = sanitized;
-    e.side = input.side;
-    e.time = input.time ?? new Date().toISOString();
-    if (token !== undefined) e.token = token;
-    e.tool = tool;
-    if (toolCallId !== undefined) e.toolCallId = toolCallId;
-    if (traceId !== undefined) e.traceId = traceId;
-    e.v = AUDIT_ENTRY_VERSION;
-    return e as Fields;
+    return entryFields(input, { includeArgs: this.#includeArgs, redactFields: this.#redactFields });
   }
 }
 
