@@ -5,9 +5,14 @@
  */
 import assert from "node:assert/strict";
 import { describe, it, type TestContext } from "node:test";
+import { ToolMessage } from "@langchain/core/messages";
+import { tool } from "@langchain/core/tools";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { AIMessage, fakeModel } from "langchain";
+import { z } from "zod";
 import { Aztp } from "../src/client/aztp.js";
 import { ErrorCodes } from "../src/errors.js";
+import { createSecureAgent, receiptOf, secureTool } from "../src/langchain/index.js";
 import { secureMcpClient } from "../src/mcp/index.js";
 import { tempDir } from "./helpers/authority-util.js";
 import { linkInMemory } from "./helpers/mcp-util.js";
@@ -82,5 +87,33 @@ describe("the shared audit log of aztp serve", () => {
     const c = Aztp.initialize({ home: tempDir(t, "embedded") });
     t.after(() => c.close());
     await assert.rejects(c.sharedAuditLog(), (e: unknown) => (e as { code?: string }).code === ErrorCodes.ARGUMENT_INVALID);
+  });
+});
+
+describe("LangChain on the remote authority", () => {
+  it("createSecureAgent and a secureTool with a policy, identities from aztp serve: the admitted call is signed, verified and receipted, the other refused before the tool runs", async (t) => {
+    const s = await startServe(t, { trustDomain: TD, refreshHintSeconds: 1, logLevel: "error" });
+    const c = remoteClient(t, s);
+    const runs: string[] = [];
+    const vault = tool(async ({ key }: { key: string }) => {
+      runs.push(key);
+      return `secret of ${key}`;
+    }, { name: "vault", description: "reads a secret", schema: z.object({ key: z.string() }) });
+    const alice = `aztp://${TD}/workload/production/node/alice`;
+    const secured = await secureTool(vault, {
+      client: c,
+      name: "vault",
+      policy: [{ Version: "2012-10-17", Statement: [{ Effect: "Allow", Principal: alice, Action: "tool:call", Resource: "vault" }] }],
+    });
+    const agent = (name: string, id: string) =>
+      createSecureAgent({ client: c, name, model: fakeModel().respondWithTools([{ name: "vault", args: { key: "k1" }, id }]).respond(new AIMessage("done")), tools: [secured] });
+    const ask = { messages: [{ role: "user", content: "open it" }] };
+
+    const allowed = (await (await agent("alice", "a1")).invoke(ask)).messages.find((m: unknown) => ToolMessage.isInstance(m) && m.tool_call_id === "a1") as ToolMessage;
+    assert.equal(allowed.content, "secret of k1");
+    assert.equal(receiptOf(allowed)?.status, "ok", "the answer carries the callee's signed receipt");
+    const refused = (await (await agent("mallory", "m1")).invoke(ask)).messages.find((m: unknown) => ToolMessage.isInstance(m) && m.tool_call_id === "m1") as ToolMessage;
+    assert.match(String(refused.content), /ERR_POLICY_DENIED/);
+    assert.deepEqual(runs, ["k1"], "the refused call never reached the tool");
   });
 });
