@@ -10,7 +10,9 @@ import { tool } from "@langchain/core/tools";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { AIMessage, fakeModel } from "langchain";
 import { z } from "zod";
+import { EmbeddedAuthority } from "../src/authority/authority.js";
 import { Aztp } from "../src/client/aztp.js";
+import { FileApiKeyStore } from "../src/serve/api-key-store.js";
 import { ErrorCodes } from "../src/errors.js";
 import { createSecureAgent, receiptOf, secureTool } from "../src/langchain/index.js";
 import { secureMcpClient } from "../src/mcp/index.js";
@@ -115,5 +117,30 @@ describe("LangChain on the remote authority", () => {
     const refused = (await (await agent("mallory", "m1")).invoke(ask)).messages.find((m: unknown) => ToolMessage.isInstance(m) && m.tool_call_id === "m1") as ToolMessage;
     assert.match(String(refused.content), /ERR_POLICY_DENIED/);
     assert.deepEqual(runs, ["k1"], "the refused call never reached the tool");
+  });
+});
+
+describe("a client whose service is not up yet", () => {
+  it("fails with ERR_AUTHORITY_REMOTE_UNAVAILABLE, keeps nothing of the failure, and works once the service is up", async (t) => {
+    const { createServer } = await import("node:net");
+    const port = await new Promise<number>((resolve) => {
+      const probe = createServer().listen(0, "127.0.0.1", () => {
+        const p = (probe.address() as { port: number }).port;
+        probe.close(() => resolve(p));
+      });
+    });
+    const home = tempDir(t, "store");
+    await EmbeddedAuthority.init(home, TD);
+    const { key } = await new FileApiKeyStore(home).create({ name: "early" });
+    const c = Aztp.initialize({ apiKey: key, baseUrl: `http://127.0.0.1:${port}`, home: tempDir(t, "early") });
+    t.after(() => c.close());
+    const down = (e: unknown): boolean => (e as { code?: string }).code === ErrorCodes.AUTHORITY_REMOTE_UNAVAILABLE;
+    await assert.rejects(c.secureConnect({}, "early"), down);
+    await assert.rejects(c.trust(), down);
+
+    await startServe(t, { store: home, port, insecureHttp: true, logLevel: "error" });
+    // The same client, retried: the failed connect was not kept.
+    assert.equal((await c.secureConnect({}, "early")).identity.trustDomain, TD);
+    assert.ok((await c.trust()).bundles.getBundleForTrustDomain(TD), "its trust is built afresh from the service's feeds");
   });
 });

@@ -142,8 +142,9 @@ export class Aztp {
   authority(): Promise<Authority> {
     const home = resolve(this.config.home ?? process.env.AZTP_HOME ?? ".aztp");
     if (this.config.baseUrl !== undefined) {
+      if (this.#authority !== undefined) return this.#authority;
       const c = this.config;
-      this.#authority ??= RemoteAuthority.connect({
+      const connecting = RemoteAuthority.connect({
         baseUrl: c.baseUrl as string,
         home,
         apiKey: c.apiKey,
@@ -152,9 +153,16 @@ export class Aztp {
         serverId: c.serverId,
         refreshHintSeconds: c.refreshHintSeconds,
       });
-      // A failed connect is not kept: the next call tries again (the service may be back).
-      this.#authority.catch(() => (this.#authority = undefined));
-      return this.#authority;
+      // A failed connect is not kept (nor the trust built on it): the next call tries again,
+      // the service may be back.
+      connecting.catch(() => {
+        if (this.#authority === connecting) {
+          this.#authority = undefined;
+          this.#trust = undefined;
+        }
+      });
+      this.#authority = connecting;
+      return connecting;
     }
     this.#authority ??= EmbeddedAuthority.open(home, {
       create: true,
