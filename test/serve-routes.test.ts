@@ -56,6 +56,16 @@ describe("aztp serve routes", () => {
     assert.deepEqual(auth.json, { defaultTrustDomain: s.trustDomain, trustDomains: [s.trustDomain], refreshHintSeconds: 30 });
   });
 
+  it("POST /v1/verify by ID follows the client's rule: an identity whose SVID has expired is not valid (ERR_X509SVID_EXPIRED)", async (t) => {
+    const s = await startServe(t);
+    const call = client(s);
+    const short = await issue(s, "short-lived", {});
+    const renewed = await call("/v1/identities/renew", { body: { id: short.record.spiffeId, csr: await csrPem(), ttlSeconds: 1 } });
+    assert.equal(renewed.status, 200);
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.deepEqual((await call("/v1/verify", { body: { id: short.record.spiffeId } })).json, { valid: false, id: short.record.spiffeId, reason: "ERR_X509SVID_EXPIRED" });
+  });
+
   it("readyz is 503 with why while the store is unusable, and ready again once it is back; healthz stays 200", async (t) => {
     const s = await startServe(t);
     const call = client(s);

@@ -361,3 +361,14 @@ export function detachPolicy(state: RegistryState, id: string, code: string): bo
   rec.policies = rec.policies.filter((p) => p.code !== code);
   return rec.policies.length !== before;
 }
+
+/**
+ * Why `rec` is not valid now, or undefined when it is: the one rule behind the client's
+ * verifyIdentity(id) and the service's POST /v1/verify. Active, not revoked (itself or an
+ * ancestor: `isRevoked`), and holding an SVID that has not expired.
+ */
+export function recordInvalidity(rec: IdentityRecord, isRevoked: (spiffeId: string) => boolean, now = Date.now()): string | undefined {
+  if (rec.status !== "active" || isRevoked(rec.spiffeId)) return ErrorCodes.IDENTITY_REVOKED;
+  if (rec.notAfter === undefined || Date.parse(rec.notAfter) <= now) return ErrorCodes.X509SVID_EXPIRED;
+  return undefined;
+}

@@ -13,7 +13,7 @@
 import { resolve } from "node:path";
 import { EmbeddedAuthority, DEFAULT_ENVIRONMENT, DEFAULT_METHOD } from "../authority/authority.js";
 import type { Authority } from "../authority/authority-api.js";
-import type { IdentityLink, IdentityRecord, LinkType, PolicyEntry } from "../authority/registry.js";
+import { recordInvalidity, type IdentityLink, type IdentityRecord, type LinkType, type PolicyEntry } from "../authority/registry.js";
 import type { PolicyDecision } from "../policy/evaluate.js";
 import { CONNECT_ACTION, decidePolicy } from "../policy/request.js";
 import { getPolicyValue, isActionAllowed, type PolicyRecord } from "../policy/helpers.js";
@@ -264,8 +264,7 @@ export class Aztp {
     const live = this.#live.get(id);
     if (live) return live.verify();
     const rec = await authority.find(id);
-    if (!rec || rec.status !== "active" || authority.isRevoked(rec.spiffeId)) return false;
-    return rec.notAfter !== undefined && Date.parse(rec.notAfter) > Date.now();
+    return rec !== undefined && recordInvalidity(rec, (sid) => authority.isRevoked(sid)) === undefined;
   }
 
   /**

@@ -5,7 +5,7 @@
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { RegisterRequest } from "../authority/registry.js";
-import { workloadSpiffeId, DEFAULT_ENVIRONMENT, DEFAULT_METHOD } from "../authority/registry.js";
+import { recordInvalidity, workloadSpiffeId, DEFAULT_ENVIRONMENT, DEFAULT_METHOD } from "../authority/registry.js";
 import type { IssueResult } from "../authority/authority-api.js";
 import { validateEntryInput, type AuditEntryInput, type StoredAuditEntry } from "../audit/entry.js";
 import { AztpError, ErrorCodes } from "../errors.js";
@@ -319,8 +319,8 @@ export function buildRoutes(s: RouteSettings): Route[] {
           const id = inScope(c.key, idText);
           const rec = await a.find(id.toString());
           if (rec === undefined) return ok({ valid: false, id: id.toString(), reason: ErrorCodes.IDENTITY_NOT_FOUND });
-          if (rec.status !== "active" || a.isRevoked(rec.spiffeId)) return ok({ valid: false, id: rec.spiffeId, reason: ErrorCodes.IDENTITY_REVOKED });
-          return ok({ valid: true, id: rec.spiffeId });
+          const reason = recordInvalidity(rec, (sid) => a.isRevoked(sid));
+          return ok(reason === undefined ? { valid: true, id: rec.spiffeId } : { valid: false, id: rec.spiffeId, reason });
         }
         const chain = Certificate.parsePem(chainPem ?? "");
         let verified: ReturnType<typeof verifyX509Svid>;
