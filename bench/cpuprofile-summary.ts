@@ -27,7 +27,10 @@ const parent = new Map<number, number>();
 for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
 
 const label = (n: Node): string => {
-  const url = n.callFrame.url.replace(/^file:\/\//, "").replace(/.*\/(node_modules\/)/, "$1").replace(/.*\/(src|bench|test)\//, "$1/");
+  const url = n.callFrame.url
+    .replace(/^file:\/\//, "")
+    .replace(/.*\/(node_modules\/)/, "$1")
+    .replace(/.*\/(src|bench|test)\//, "$1/");
   return `${n.callFrame.functionName || "(anonymous)"} ${url ? `${url}:${n.callFrame.lineNumber + 1}` : ""}`.trim();
 };
 

@@ -42,7 +42,12 @@ export function round(value: number, digits = 2): number {
  * stretches, whichever came second after a switch from other work measured slower (here, an
  * 8% "cost" of one variant over the other became a 6% gain when the order was swapped).
  */
-export async function pairedMedianMicros(a: () => unknown, b: () => unknown, samples = 1000, warmup = 100): Promise<[number, number]> {
+export async function pairedMedianMicros(
+  a: () => unknown,
+  b: () => unknown,
+  samples = 1000,
+  warmup = 100,
+): Promise<[number, number]> {
   for (let i = 0; i < warmup; i++) {
     await a();
     await b();
@@ -67,7 +72,11 @@ export async function pairedMedianMicros(a: () => unknown, b: () => unknown, sam
  * `warmup` of each: pairedMedianMicros for more than two variants, so each is compared with
  * the others under the same load.
  */
-export async function interleavedMedianMicros(fns: ReadonlyArray<() => unknown>, samples = 1000, warmup = 100): Promise<number[]> {
+export async function interleavedMedianMicros(
+  fns: ReadonlyArray<() => unknown>,
+  samples = 1000,
+  warmup = 100,
+): Promise<number[]> {
   for (let i = 0; i < warmup; i++) for (const fn of fns) await fn();
   const times = fns.map(() => new Float64Array(samples));
   for (let i = 0; i < samples; i++) {

@@ -36,7 +36,8 @@ type Call = () => Promise<unknown>;
 async function measure(calls: Record<string, Call>): Promise<Record<string, number>> {
   for (const call of Object.values(calls)) await warm(call, 2500);
   const samples: Record<string, number[]> = {};
-  for (let r = 0; r < ROUNDS; r++) for (const [name, call] of Object.entries(calls)) (samples[name] ??= []).push(await medianMicros(call, 150, 15));
+  for (let r = 0; r < ROUNDS; r++)
+    for (const [name, call] of Object.entries(calls)) (samples[name] ??= []).push(await medianMicros(call, 150, 15));
   return Object.fromEntries(Object.entries(samples).map(([name, v]) => [name, median(v)]));
 }
 
@@ -50,7 +51,10 @@ async function run(): Promise<Record<string, number>> {
     const trust = await aztp.trust();
     const connect = async (kind: "plain" | "padded" | "secured"): Promise<Client> => {
       const server = await startHttpServer(kind, home, preload);
-      const client = kind === "secured" ? await secureMcpClient(new Client({ name: kind, version: "1" }), { identity, trust }) : new Client({ name: kind, version: "1" });
+      const client =
+        kind === "secured"
+          ? await secureMcpClient(new Client({ name: kind, version: "1" }), { identity, trust })
+          : new Client({ name: kind, version: "1" });
       await client.connect(new StreamableHTTPClientTransport(server.url));
       closers.push(() => client.close(), server.close);
       return client;
@@ -63,7 +67,8 @@ async function run(): Promise<Record<string, number>> {
     };
     if (!stubbed) {
       const padded = await connect("padded");
-      calls.padded = () => padded.callTool({ name: "search", arguments: SEARCH_ARGS, _meta: { "io.aztp/padding": PADDING } });
+      calls.padded = () =>
+        padded.callTool({ name: "search", arguments: SEARCH_ARGS, _meta: { "io.aztp/padding": PADDING } });
     }
     return await measure(calls);
   } finally {
@@ -77,14 +82,39 @@ async function run(): Promise<Record<string, number>> {
 async function rawFour(): Promise<number> {
   const data = Buffer.alloc(2400, 0x61);
   const { privateKey, publicKey } = generateKeyPairSync("ec", { namedCurve: "prime256v1" });
-  return 2 * (await medianMicros(() => verify("sha256", data, { key: publicKey, dsaEncoding: "ieee-p1363" }, sign("sha256", data, { key: privateKey, dsaEncoding: "ieee-p1363" })), 2000, 200));
+  return (
+    2 *
+    (await medianMicros(
+      () =>
+        verify(
+          "sha256",
+          data,
+          { key: publicKey, dsaEncoding: "ieee-p1363" },
+          sign("sha256", data, { key: privateKey, dsaEncoding: "ieee-p1363" }),
+        ),
+      2000,
+      200,
+    ))
+  );
 }
 
 if (stubbed) {
   process.stdout.write(`${JSON.stringify(await run())}\n`);
 } else {
   const real = await run();
-  const child = spawnSync(process.execPath, ["--disable-warning=MaxListenersExceededWarning", "--import", "tsx", "--import", STUB, fileURLToPath(import.meta.url), "--stubbed"], { cwd: BENCH_ROOT, encoding: "utf8", stdio: ["ignore", "pipe", "inherit"] });
+  const child = spawnSync(
+    process.execPath,
+    [
+      "--disable-warning=MaxListenersExceededWarning",
+      "--import",
+      "tsx",
+      "--import",
+      STUB,
+      fileURLToPath(import.meta.url),
+      "--stubbed",
+    ],
+    { cwd: BENCH_ROOT, encoding: "utf8", stdio: ["ignore", "pipe", "inherit"] },
+  );
   const stub = JSON.parse(child.stdout.trim().split("\n").pop() ?? "{}") as Record<string, number>;
   const four = await rawFour();
   const ms = (us: number | undefined): string => ((us ?? Number.NaN) / 1000).toFixed(3);

@@ -26,7 +26,10 @@ export default async function identityBench(): Promise<Figures> {
   const home = mkdtempSync(join(tmpdir(), "aztp-bench-"));
   const authority = await EmbeddedAuthority.open(home, { trustDomain: "bench.test", create: true });
   let n = 0;
-  const registered = await opsPerSecond(() => authority.issueIdentity({ name: `agent-${n++}` }, (csrs[n % csrs.length] as { csr: Buffer }).csr), 1500);
+  const registered = await opsPerSecond(
+    () => authority.issueIdentity({ name: `agent-${n++}` }, (csrs[n % csrs.length] as { csr: Buffer }).csr),
+    1500,
+  );
   rmSync(home, { recursive: true, force: true });
 
   const svid = await ca.issueSvid(id, (csrs[0] as { csr: Buffer }).csr);

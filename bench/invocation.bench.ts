@@ -19,7 +19,14 @@ import { rmSync } from "node:fs";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { newJti } from "../src/invocation/nonce.js";
-import { MemoryReplayCache, signInvocation, signReceipt, Trust, verifyInvocation, verifyReceipt } from "../src/invocation/index.js";
+import {
+  MemoryReplayCache,
+  signInvocation,
+  signReceipt,
+  Trust,
+  verifyInvocation,
+  verifyReceipt,
+} from "../src/invocation/index.js";
 import { newDomain } from "../test/helpers/invocation-fixtures.js";
 import { medianMicros, opsPerSecond, round } from "./harness.js";
 
@@ -81,7 +88,8 @@ export default async (): Promise<Record<string, number>> => {
     const publicKey = createPublicKey(pair.publicKey.export({ format: "pem", type: "spki" }));
     const raw = () => {
       const sig = sign("sha256", data, { key: privateKey, dsaEncoding: "ieee-p1363" });
-      if (!verify("sha256", data, { key: publicKey, dsaEncoding: "ieee-p1363" }, sig)) throw new Error("raw verify failed");
+      if (!verify("sha256", data, { key: publicKey, dsaEncoding: "ieee-p1363" }, sig))
+        throw new Error("raw verify failed");
     };
 
     const invocation = async () => {
@@ -91,12 +99,27 @@ export default async (): Promise<Record<string, number>> => {
     const mutual = async () => {
       const token = signInvocation(caller, { audience, tool: TOOL, args: ARGS });
       const v = await verifyInvocation(token, { audience, tool: TOOL, args: ARGS, trust, replay });
-      const receipt = signReceipt(server, { caller: v.claims.iss, tool: TOOL, invocationToken: token, invocationJti: v.claims.jti, result: RESULT, status: "ok" });
-      verifyReceipt(receipt, { invocationToken: token, result: RESULT, callee: audience, caller: caller.spiffeId, trust });
+      const receipt = signReceipt(server, {
+        caller: v.claims.iss,
+        tool: TOOL,
+        invocationToken: token,
+        invocationJti: v.claims.jti,
+        result: RESULT,
+        status: "ok",
+      });
+      verifyReceipt(receipt, {
+        invocationToken: token,
+        result: RESULT,
+        callee: audience,
+        caller: caller.spiffeId,
+        trust,
+      });
     };
     await mutual(); // fails loudly if anything is wired wrong
 
-    const raws: number[] = [], invs: number[] = [], muts: number[] = [];
+    const raws: number[] = [],
+      invs: number[] = [],
+      muts: number[] = [];
     for (let r = 0; r < ROUNDS; r++) {
       raws.push(await medianMicros(raw, 1000, 100));
       invs.push(await medianMicros(invocation, 1000, 100));

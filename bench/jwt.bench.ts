@@ -43,7 +43,8 @@ export default async (): Promise<{ jwt_svid_validate_per_s: number }> => {
     claims: { iss: "https://spire.example.org", jti: randomBytes(16).toString("hex") },
   });
   const options = { audience: AUDIENCE };
-  if (validateJwtSvid(token, bundles, options).id.toString() !== SUBJECT) throw new Error("bench token does not validate");
+  if (validateJwtSvid(token, bundles, options).id.toString() !== SUBJECT)
+    throw new Error("bench token does not validate");
 
   const perSecond = await opsPerSecond(() => validateJwtSvid(token, bundles, options), 1500);
   return { jwt_svid_validate_per_s: round(perSecond, 0) };

@@ -47,14 +47,33 @@ const ROUNDS = 7;
 const SAMPLES = 8;
 const ARGS = { query: "quarterly revenue by region", limit: 10 };
 
-const VARIANTS = ["plain", "floor", "secured", "secured, signatures stubbed", "secured, hollow guards", "audit: false", "audit: false, signatures stubbed"] as const;
+const VARIANTS = [
+  "plain",
+  "floor",
+  "secured",
+  "secured, signatures stubbed",
+  "secured, hollow guards",
+  "audit: false",
+  "audit: false, signatures stubbed",
+] as const;
 type Variant = (typeof VARIANTS)[number];
-const STEPS = ["raw pairs (in the tool)", "CallerGuard.prepare", "CalleeGuard.admit", "CalleeGuard.settle", "CallerGuard.settle", "AuditLog.append", "Trust.isRevoked", "fs.statSync"] as const;
+const STEPS = [
+  "raw pairs (in the tool)",
+  "CallerGuard.prepare",
+  "CalleeGuard.admit",
+  "CalleeGuard.settle",
+  "CallerGuard.settle",
+  "AuditLog.append",
+  "Trust.isRevoked",
+  "fs.statSync",
+] as const;
 type Step = (typeof STEPS)[number];
 
 let current: Variant = "plain";
 const mode = { stubSignatures: false, hollow: false };
-const spent = Object.fromEntries(VARIANTS.map((v) => [v, Object.fromEntries(STEPS.map((s) => [s, { ms: 0, n: 0 }]))])) as Record<Variant, Record<Step, { ms: number; n: number }>>;
+const spent = Object.fromEntries(
+  VARIANTS.map((v) => [v, Object.fromEntries(STEPS.map((s) => [s, { ms: 0, n: 0 }]))]),
+) as Record<Variant, Record<Step, { ms: number; n: number }>>;
 
 function add(step: Step, since: number): void {
   const s = spent[current][step];
@@ -80,9 +99,26 @@ function timed(holder: Record<string, unknown>, name: string, step: Step, hollow
   };
 }
 type Call = { audience: string; tool: string; args: unknown; token?: unknown };
-timed(CallerGuard.prototype as never, "prepare", "CallerGuard.prepare", async (call: Call) => ({ audience: call.audience, tool: call.tool, args: call.args, token: "t", claims: { jti: "j" }, startedAt: 0 }));
+timed(CallerGuard.prototype as never, "prepare", "CallerGuard.prepare", async (call: Call) => ({
+  audience: call.audience,
+  tool: call.tool,
+  args: call.args,
+  token: "t",
+  claims: { jti: "j" },
+  startedAt: 0,
+}));
 timed(CallerGuard.prototype as never, "settle", "CallerGuard.settle", async () => undefined);
-timed(CalleeGuard.prototype as never, "admit", "CalleeGuard.admit", async (call: Call) => ({ allowed: true, tool: call.tool, args: call.args, token: call.token, verified: undefined, error: undefined, caller: "c", callerVerified: true, startedAt: 0 }));
+timed(CalleeGuard.prototype as never, "admit", "CalleeGuard.admit", async (call: Call) => ({
+  allowed: true,
+  tool: call.tool,
+  args: call.args,
+  token: call.token,
+  verified: undefined,
+  error: undefined,
+  caller: "c",
+  callerVerified: true,
+  startedAt: 0,
+}));
 timed(CalleeGuard.prototype as never, "settle", "CalleeGuard.settle", async () => ({ receipt: "r" }));
 timed(AuditLog.prototype as never, "append", "AuditLog.append");
 timed(Trust.prototype as never, "isRevoked", "Trust.isRevoked");
@@ -91,7 +127,10 @@ timed(Trust.prototype as never, "isRevoked", "Trust.isRevoked");
 // counted, and the signature operations are stubbed for the runs that ask it.
 const require = createRequire(import.meta.url);
 timed(require("node:fs") as never, "statSync", "fs.statSync");
-const nodeCrypto = require("node:crypto") as { sign: (...a: unknown[]) => unknown; verify: (...a: unknown[]) => unknown };
+const nodeCrypto = require("node:crypto") as {
+  sign: (...a: unknown[]) => unknown;
+  verify: (...a: unknown[]) => unknown;
+};
 const realSign = nodeCrypto.sign;
 const realVerify = nodeCrypto.verify;
 const fixedSignature = Buffer.alloc(64, 1);
@@ -141,30 +180,54 @@ try {
   };
   const plain = createAgent({ model: agents.plain.model, tools: [searchTool()] }) as unknown as Invocable;
   const floor = createAgent({ model: agents.floor.model, tools: [searchTool(rawPairs())] }) as unknown as Invocable;
-  const secured = (await createSecureAgent({ client: aztp, name: "breakdown", model: agents.secured.model, tools: [searchTool()] })) as unknown as Invocable;
-  const bare = (await createSecureAgent({ client: aztp, name: "breakdown-no-audit", model: agents.bare.model, tools: [searchTool()], audit: false })) as unknown as Invocable;
-  const runner = (variant: Variant, agent: Invocable, script: { rewind: () => void }, flags: { stubSignatures?: boolean; hollow?: boolean } = {}) => async () => {
-    script.rewind();
-    current = variant;
-    mode.stubSignatures = flags.stubSignatures === true;
-    mode.hollow = flags.hollow === true;
-    try {
-      const out = await agent.invoke({ messages: [new HumanMessage("revenue?")] }, { recursionLimit: 100 });
-      const ok = out.messages.filter((m) => String((m as { content?: unknown }).content).includes("results for")).length;
-      if (ok !== CALLS) throw new Error(`${variant}: ${ok} of ${CALLS} calls answered`);
-    } finally {
-      mode.stubSignatures = false;
-      mode.hollow = false;
-    }
-  };
+  const secured = (await createSecureAgent({
+    client: aztp,
+    name: "breakdown",
+    model: agents.secured.model,
+    tools: [searchTool()],
+  })) as unknown as Invocable;
+  const bare = (await createSecureAgent({
+    client: aztp,
+    name: "breakdown-no-audit",
+    model: agents.bare.model,
+    tools: [searchTool()],
+    audit: false,
+  })) as unknown as Invocable;
+  const runner =
+    (
+      variant: Variant,
+      agent: Invocable,
+      script: { rewind: () => void },
+      flags: { stubSignatures?: boolean; hollow?: boolean } = {},
+    ) =>
+    async () => {
+      script.rewind();
+      current = variant;
+      mode.stubSignatures = flags.stubSignatures === true;
+      mode.hollow = flags.hollow === true;
+      try {
+        const out = await agent.invoke({ messages: [new HumanMessage("revenue?")] }, { recursionLimit: 100 });
+        const ok = out.messages.filter((m) =>
+          String((m as { content?: unknown }).content).includes("results for"),
+        ).length;
+        if (ok !== CALLS) throw new Error(`${variant}: ${ok} of ${CALLS} calls answered`);
+      } finally {
+        mode.stubSignatures = false;
+        mode.hollow = false;
+      }
+    };
   const runners: Record<Variant, () => Promise<void>> = {
     plain: runner("plain", plain, agents.plain),
     floor: runner("floor", floor, agents.floor),
     secured: runner("secured", secured, agents.secured),
-    "secured, signatures stubbed": runner("secured, signatures stubbed", secured, agents.secured, { stubSignatures: true }),
+    "secured, signatures stubbed": runner("secured, signatures stubbed", secured, agents.secured, {
+      stubSignatures: true,
+    }),
     "secured, hollow guards": runner("secured, hollow guards", secured, agents.secured, { hollow: true }),
     "audit: false": runner("audit: false", bare, agents.bare),
-    "audit: false, signatures stubbed": runner("audit: false, signatures stubbed", bare, agents.bare, { stubSignatures: true }),
+    "audit: false, signatures stubbed": runner("audit: false, signatures stubbed", bare, agents.bare, {
+      stubSignatures: true,
+    }),
   };
   const fns = VARIANTS.map((v) => runners[v]);
   for (let i = 0; i < 3; i++) for (const fn of fns) await fn();
@@ -182,9 +245,13 @@ try {
   const f = (x: number) => x.toFixed(0).padStart(6);
   const addedUs = (v: Variant) => median(added[v]);
   const step = (v: Variant, s: Step) => ({ us: (spent[v][s].ms * 1000) / calls, n: spent[v][s].n / calls });
-  process.stdout.write(`µs per tool call, added over a plain createAgent run (${CALLS} steps of one call), medians of ${ROUNDS} rounds:\n\n`);
+  process.stdout.write(
+    `µs per tool call, added over a plain createAgent run (${CALLS} steps of one call), medians of ${ROUNDS} rounds:\n\n`,
+  );
   const inTool = step("floor", "raw pairs (in the tool)").us;
-  process.stdout.write(`floor (two raw pairs in a plain agent's tool)  ${f(addedUs("floor"))}   the pairs timed in the tool: ${inTool.toFixed(0)}; in a tight loop: ${tight.toFixed(0)}\n`);
+  process.stdout.write(
+    `floor (two raw pairs in a plain agent's tool)  ${f(addedUs("floor"))}   the pairs timed in the tool: ${inTool.toFixed(0)}; in a tight loop: ${tight.toFixed(0)}\n`,
+  );
   for (const v of VARIANTS.slice(2)) {
     process.stdout.write(`\n${v.padEnd(46)} ${f(addedUs(v))}\n`);
     let inGuards = 0;
@@ -193,7 +260,9 @@ try {
       if (n === 0 || s === "raw pairs (in the tool)") continue;
       const top = s.startsWith("CallerGuard") || s.startsWith("CalleeGuard");
       if (top) inGuards += us;
-      process.stdout.write(`  ${top ? "" : "  of which "}${s.padEnd(top ? 44 : 34)} ${f(us)}   (${n.toFixed(1)} a call)\n`);
+      process.stdout.write(
+        `  ${top ? "" : "  of which "}${s.padEnd(top ? 44 : 34)} ${f(us)}   (${n.toFixed(1)} a call)\n`,
+      );
     }
     process.stdout.write(`  outside the guard steps${" ".repeat(21)} ${f(addedUs(v) - inGuards)}\n`);
   }

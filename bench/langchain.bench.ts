@@ -53,7 +53,6 @@ const ROUNDS = 7;
 const SAMPLES = 12;
 const ARGS = { query: "quarterly revenue by region", limit: 10 };
 
-
 function searchTool(): StructuredToolInterface {
   return tool(async ({ query, limit }) => `${limit} results for ${query}`, {
     name: "search",
@@ -64,9 +63,13 @@ function searchTool(): StructuredToolInterface {
 
 function toolServer(): McpServer {
   const s = new McpServer({ name: "bench", version: "1.0.0" });
-  s.registerTool("search", { description: "searches the reports", inputSchema: { query: z.string(), limit: z.number() } }, async ({ query, limit }) => ({
-    content: [{ type: "text", text: `${limit} results for ${query}` }],
-  }));
+  s.registerTool(
+    "search",
+    { description: "searches the reports", inputSchema: { query: z.string(), limit: z.number() } },
+    async ({ query, limit }) => ({
+      content: [{ type: "text", text: `${limit} results for ${query}` }],
+    }),
+  );
   return s;
 }
 
@@ -112,7 +115,9 @@ function expectCalls(messages: unknown[]): void {
   const answers = messages.filter((m) => (m as { getType?: () => string }).getType?.() === "tool");
   const ok = answers.filter((m) => String((m as { content: unknown }).content).includes("results for"));
   if (answers.length !== CALLS || ok.length !== CALLS) {
-    throw new Error(`expected ${CALLS} answered tool calls, got ${ok.length} of ${answers.length}: ${String((answers[0] as { content?: unknown })?.content)}`);
+    throw new Error(
+      `expected ${CALLS} answered tool calls, got ${ok.length} of ${answers.length}: ${String((answers[0] as { content?: unknown })?.content)}`,
+    );
   }
 }
 
@@ -125,7 +130,12 @@ export default async function langchainBench(): Promise<Figures> {
     const serverIdentity = (await aztp.secureConnect({}, "lc-bench-server")).identity;
     const clientIdentity = (await aztp.secureConnect({}, "lc-bench-client")).identity;
     // The raw pair signs as much as a token does (its signing input), as in mcp.bench.ts.
-    const token = signInvocation(clientIdentity, { audience: serverIdentity.spiffeId, tool: "search", args: ARGS, toolCallId: "call_0_0_0" });
+    const token = signInvocation(clientIdentity, {
+      audience: serverIdentity.spiffeId,
+      tool: "search",
+      args: ARGS,
+      toolCallId: "call_0_0_0",
+    });
     const pair = rawPair(token.lastIndexOf("."));
     const rawPairRound = () => medianMicros(pair, 300, 30);
 
@@ -135,8 +145,19 @@ export default async function langchainBench(): Promise<Figures> {
       const securedScript = scriptedModel("search", steps, perStep, ARGS);
       const bareScript = scriptedModel("search", steps, perStep, ARGS);
       const plain = createAgent({ model: plainScript.model, tools: [searchTool()] });
-      const secured = await createSecureAgent({ client: aztp, name: `lc-${tag}`, model: securedScript.model, tools: [searchTool()] });
-      const bare = await createSecureAgent({ client: aztp, name: `lc-${tag}-no-audit`, model: bareScript.model, tools: [searchTool()], audit: false });
+      const secured = await createSecureAgent({
+        client: aztp,
+        name: `lc-${tag}`,
+        model: securedScript.model,
+        tools: [searchTool()],
+      });
+      const bare = await createSecureAgent({
+        client: aztp,
+        name: `lc-${tag}-no-audit`,
+        model: bareScript.model,
+        tools: [searchTool()],
+        audit: false,
+      });
       return {
         plain: runner(plain as unknown as Invocable, plainScript.rewind, expectCalls),
         secured: runner(secured as unknown as Invocable, securedScript.rewind, expectCalls),
@@ -153,25 +174,59 @@ export default async function langchainBench(): Promise<Figures> {
     await mcpPlainClient.connect(pc);
     closers.push(() => mcpPlainClient.close());
     const mcpSecured = async (tag: string, audit: false | undefined) => {
-      const c = await secureMcpClient(new Client({ name: `secured-${tag}`, version: "1" }), { identity: clientIdentity, trust, ...(audit === false ? { audit } : {}) });
+      const c = await secureMcpClient(new Client({ name: `secured-${tag}`, version: "1" }), {
+        identity: clientIdentity,
+        trust,
+        ...(audit === false ? { audit } : {}),
+      });
       const [ct, st] = InMemoryTransport.createLinkedPair();
-      await (await secureMcpServer(toolServer(), { identity: serverIdentity, trust, ...(audit === false ? { audit } : {}) })).connect(st);
+      await (
+        await secureMcpServer(toolServer(), { identity: serverIdentity, trust, ...(audit === false ? { audit } : {}) })
+      ).connect(st);
       await c.connect(ct);
       closers.push(() => c.close());
       const script = scriptedModel("search", CALLS, 1, ARGS);
-      const agent = await createSecureAgent({ client: aztp, name: `lc-mcp-${tag}`, model: script.model, tools: await loadMcpTools("bench", c), ...(audit === false ? { audit } : {}) });
+      const agent = await createSecureAgent({
+        client: aztp,
+        name: `lc-mcp-${tag}`,
+        model: script.model,
+        tools: await loadMcpTools("bench", c),
+        ...(audit === false ? { audit } : {}),
+      });
       return runner(agent as unknown as Invocable, script.rewind, expectCalls);
     };
     const mcpPlainScript = scriptedModel("search", CALLS, 1, ARGS);
-    const mcpPlain = runner(createAgent({ model: mcpPlainScript.model, tools: await loadAdapterTools("bench", mcpPlainClient) }) as unknown as Invocable, mcpPlainScript.rewind, expectCalls);
+    const mcpPlain = runner(
+      createAgent({
+        model: mcpPlainScript.model,
+        tools: await loadAdapterTools("bench", mcpPlainClient),
+      }) as unknown as Invocable,
+      mcpPlainScript.rewind,
+      expectCalls,
+    );
     const mcpSecuredRun = await mcpSecured("audited", undefined);
     const mcpBare = await mcpSecured("no-audit", false);
 
     const floorScript = scriptedModel("search", CALLS, 1, ARGS);
-    const floor = runner(createAgent({ model: floorScript.model, tools: [rawPairsTool(pair)] }) as unknown as Invocable, floorScript.rewind, expectCalls);
+    const floor = runner(
+      createAgent({ model: floorScript.model, tools: [rawPairsTool(pair)] }) as unknown as Invocable,
+      floorScript.rewind,
+      expectCalls,
+    );
 
     // Warm-up: every variant runs (and is checked) before anything is timed.
-    for (const run of [floor, serial.plain, serial.secured, serial.bare, parallel.plain, parallel.secured, parallel.bare, mcpPlain, mcpSecuredRun, mcpBare]) {
+    for (const run of [
+      floor,
+      serial.plain,
+      serial.secured,
+      serial.bare,
+      parallel.plain,
+      parallel.secured,
+      parallel.bare,
+      mcpPlain,
+      mcpSecuredRun,
+      mcpBare,
+    ]) {
       for (let i = 0; i < 3; i++) await run();
     }
 
@@ -196,9 +251,17 @@ export default async function langchainBench(): Promise<Figures> {
     const BARE = 2;
     const FLOOR = 3;
     const of = (rounds: Round[], f: (r: Round) => number) => median(rounds.map(f));
-    const ratio = (rounds: Round[], k: number) => round(of(rounds, (r) => r.runs[k]! / r.runs[PLAIN]!), 3);
+    const ratio = (rounds: Round[], k: number) =>
+      round(
+        of(rounds, (r) => r.runs[k]! / r.runs[PLAIN]!),
+        3,
+      );
     const addedUs = (rounds: Round[], k: number) => of(rounds, (r) => (r.runs[k]! - r.runs[PLAIN]!) / CALLS);
-    const perCallVsRaw = (rounds: Round[], k: number) => round(of(rounds, (r) => (r.runs[k]! - r.runs[PLAIN]!) / CALLS / (2 * r.raw)), 3);
+    const perCallVsRaw = (rounds: Round[], k: number) =>
+      round(
+        of(rounds, (r) => (r.runs[k]! - r.runs[PLAIN]!) / CALLS / (2 * r.raw)),
+        3,
+      );
     const ms = (rounds: Round[], k: number) => round(of(rounds, (r) => r.runs[k]!) / 1000, 2);
     const all = [...serialRounds, ...parallelRounds, ...mcpRounds];
     return {
@@ -208,7 +271,10 @@ export default async function langchainBench(): Promise<Figures> {
       langchain_agent_ratio_no_audit: ratio(serialRounds, BARE),
       langchain_tool_call_added_us: round(addedUs(serialRounds, SECURED), 1),
       langchain_tool_call_added_us_no_audit: round(addedUs(serialRounds, BARE), 1),
-      langchain_raw_pair_us: round(of(all, (r) => r.raw), 1),
+      langchain_raw_pair_us: round(
+        of(all, (r) => r.raw),
+        1,
+      ),
       langchain_tool_call_added_vs_raw_ratio: perCallVsRaw(serialRounds, SECURED),
       langchain_tool_call_added_vs_raw_ratio_no_audit: perCallVsRaw(serialRounds, BARE),
       langchain_agent_crypto_floor_ratio: ratio(serialRounds, FLOOR),

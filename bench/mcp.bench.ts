@@ -68,10 +68,14 @@ function rawPairTimer(bytes: number): () => Promise<number> {
   const privateKey = createPrivateKey(pair.privateKey.export({ format: "pem", type: "pkcs8" }));
   const publicKey = createPublicKey(pair.publicKey.export({ format: "pem", type: "spki" }));
   return () =>
-    medianMicros(() => {
-      const sig = sign("sha256", data, { key: privateKey, dsaEncoding: "ieee-p1363" });
-      verify("sha256", data, { key: publicKey, dsaEncoding: "ieee-p1363" }, sig);
-    }, 300, 30);
+    medianMicros(
+      () => {
+        const sig = sign("sha256", data, { key: privateKey, dsaEncoding: "ieee-p1363" });
+        verify("sha256", data, { key: publicKey, dsaEncoding: "ieee-p1363" }, sig);
+      },
+      300,
+      30,
+    );
 }
 
 /** A log of its own for `identity`, in `dir`, with the given durability. */
@@ -109,27 +113,41 @@ export default async function mcpBench(): Promise<Figures> {
     const [pc, ps] = InMemoryTransport.createLinkedPair();
     await toolServer().connect(ps);
     await plain.connect(pc);
-    const secured = await secureMcpClient(new Client({ name: "secured", version: "1" }), { identity: clientIdentity, trust });
+    const secured = await secureMcpClient(new Client({ name: "secured", version: "1" }), {
+      identity: clientIdentity,
+      trust,
+    });
     const [sc, ss] = InMemoryTransport.createLinkedPair();
     await (await secureMcpServer(toolServer(), { identity: serverIdentity, trust })).connect(ss);
     await secured.connect(sc);
-    closers.push(() => plain.close(), () => secured.close());
+    closers.push(
+      () => plain.close(),
+      () => secured.close(),
+    );
     const callPlain = () => plain.callTool({ name: "search", arguments: ARGS });
     const callSecured = () => secured.callTool({ name: "search", arguments: ARGS });
     await callSecured();
 
     // The same pair with logs that answer first, and with fsync'ed logs.
     const securedPair = async (tag: string, audit: (identity: AgentIdentity) => Promise<AuditWriter | false>) => {
-      const c = await secureMcpClient(new Client({ name: `secured-${tag}`, version: "1" }), { identity: clientIdentity, trust, audit: await audit(clientIdentity) });
+      const c = await secureMcpClient(new Client({ name: `secured-${tag}`, version: "1" }), {
+        identity: clientIdentity,
+        trust,
+        audit: await audit(clientIdentity),
+      });
       const [ct, st] = InMemoryTransport.createLinkedPair();
-      await (await secureMcpServer(toolServer(), { identity: serverIdentity, trust, audit: await audit(serverIdentity) })).connect(st);
+      await (
+        await secureMcpServer(toolServer(), { identity: serverIdentity, trust, audit: await audit(serverIdentity) })
+      ).connect(st);
       await c.connect(ct);
       closers.push(() => c.close());
       const call = () => c.callTool({ name: "search", arguments: ARGS });
       await call();
       return call;
     };
-    const callAnswerFirst = await securedPair("answer-first", async (identity) => answerFirst(await ownLog(home, identity, "answer-first", "write")));
+    const callAnswerFirst = await securedPair("answer-first", async (identity) =>
+      answerFirst(await ownLog(home, identity, "answer-first", "write")),
+    );
     const callFsync = await securedPair("fsync", (identity) => ownLog(home, identity, "fsync", "fsync"));
     const callNoAudit = await securedPair("no-audit", async () => false);
 
@@ -178,9 +196,15 @@ export default async function mcpBench(): Promise<Figures> {
     closers.push(plainHttp.close, securedHttp.close);
     const plainHttpClient = new Client({ name: "plain-http", version: "1" });
     await plainHttpClient.connect(new StreamableHTTPClientTransport(plainHttp.url));
-    const securedHttpClient = await secureMcpClient(new Client({ name: "secured-http", version: "1" }), { identity: clientIdentity, trust });
+    const securedHttpClient = await secureMcpClient(new Client({ name: "secured-http", version: "1" }), {
+      identity: clientIdentity,
+      trust,
+    });
     await securedHttpClient.connect(new StreamableHTTPClientTransport(securedHttp.url));
-    closers.unshift(() => plainHttpClient.close(), () => securedHttpClient.close());
+    closers.unshift(
+      () => plainHttpClient.close(),
+      () => securedHttpClient.close(),
+    );
     // HTTP stacks (undici, node:http, the SDK's transports) take a few thousand calls to warm
     // up: measured here, a plain call's p50 fell from 2.4 ms to 0.7 ms over the first 1,000.
     await warm(() => plainHttpClient.callTool({ name: "search", arguments: ARGS }), 2500);
@@ -196,17 +220,37 @@ export default async function mcpBench(): Promise<Figures> {
 
     // The proxy (a real `aztp mcp proxy` process over stdio) against server-everything direct.
     const direct = new Client({ name: "direct", version: "1" });
-    await direct.connect(new StdioClientTransport({ command: process.execPath, args: [everything, "stdio"], stderr: "ignore" }));
-    const viaProxy = await secureMcpClient(new Client({ name: "via-proxy", version: "1" }), { identity: clientIdentity, trust });
+    await direct.connect(
+      new StdioClientTransport({ command: process.execPath, args: [everything, "stdio"], stderr: "ignore" }),
+    );
+    const viaProxy = await secureMcpClient(new Client({ name: "via-proxy", version: "1" }), {
+      identity: clientIdentity,
+      trust,
+    });
     await viaProxy.connect(
       new StdioClientTransport({
         command: process.execPath,
-        args: ["--import", "tsx", join(root, "src/cli/main.ts"), "--home", home, "mcp", "proxy", "--name", "bench-proxy", "--upstream-command", `${process.execPath} ${everything} stdio`],
+        args: [
+          "--import",
+          "tsx",
+          join(root, "src/cli/main.ts"),
+          "--home",
+          home,
+          "mcp",
+          "proxy",
+          "--name",
+          "bench-proxy",
+          "--upstream-command",
+          `${process.execPath} ${everything} stdio`,
+        ],
         stderr: "ignore",
         cwd: root,
       }),
     );
-    closers.unshift(() => direct.close(), () => viaProxy.close());
+    closers.unshift(
+      () => direct.close(),
+      () => viaProxy.close(),
+    );
     const echo = { name: "echo", arguments: { message: "hello" } };
     await warm(() => direct.callTool(echo), 2500);
     await warm(() => viaProxy.callTool(echo), 2500);

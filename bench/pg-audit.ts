@@ -37,7 +37,10 @@ function entry(i: number): AuditEntryInput {
   };
 }
 
-export async function benchPgAudit(url: string, options: PgAuditBenchOptions = {}): Promise<{ pg_audit_append_per_s: number }> {
+export async function benchPgAudit(
+  url: string,
+  options: PgAuditBenchOptions = {},
+): Promise<{ pg_audit_append_per_s: number }> {
   const entries = options.entries ?? 20_000;
   const appenders = options.appenders ?? 64;
   const db = `aztp_bench_${randomBytes(5).toString("hex")}`;
@@ -49,7 +52,11 @@ export async function benchPgAudit(url: string, options: PgAuditBenchOptions = {
   const conn = createPool(target.toString());
   try {
     await migrate(conn);
-    const fsync = (await conn.pool.query<{ fsync: string; synchronous_commit: string }>("SELECT current_setting('fsync') AS fsync, current_setting('synchronous_commit') AS synchronous_commit")).rows[0];
+    const fsync = (
+      await conn.pool.query<{ fsync: string; synchronous_commit: string }>(
+        "SELECT current_setting('fsync') AS fsync, current_setting('synchronous_commit') AS synchronous_commit",
+      )
+    ).rows[0];
     const log = new PgAuditLog(conn);
     // Warm-up: connections, plans, JIT.
     await Promise.all(Array.from({ length: 500 }, (_, i) => log.append(entry(i))));

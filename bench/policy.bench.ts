@@ -16,7 +16,9 @@ function realisticPolicy(): PolicyDocument {
     statements.push({
       Sid: `AllowTeam${i}`,
       Effect: "Allow",
-      Principal: { AZTP: [`aztp://${TD}/workload/production/node/team${i}-*`, `spiffe://${TD}/workload/staging/node/team${i}-?`] },
+      Principal: {
+        AZTP: [`aztp://${TD}/workload/production/node/team${i}-*`, `spiffe://${TD}/workload/staging/node/team${i}-?`],
+      },
       Action: ["tool:call", "tools/call"],
       Resource: [`${SERVER}/tool/team${i}_*`, `read_${i}`],
       Condition: {

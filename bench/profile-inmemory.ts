@@ -34,9 +34,13 @@ try {
   const server = (await aztp.secureConnect({}, "bench-server")).identity;
   const client = (await aztp.secureConnect({}, "bench-client")).identity;
   const trust = await aztp.trust();
-  const c = plainOnly ? new Client({ name: "plain", version: "1" }) : await secureMcpClient(new Client({ name: "secured", version: "1" }), { identity: client, trust, audit: false });
+  const c = plainOnly
+    ? new Client({ name: "plain", version: "1" })
+    : await secureMcpClient(new Client({ name: "secured", version: "1" }), { identity: client, trust, audit: false });
   const [ct, st] = InMemoryTransport.createLinkedPair();
-  await (plainOnly ? toolServer() : await secureMcpServer(toolServer(), { identity: server, trust, audit: false })).connect(st);
+  await (
+    plainOnly ? toolServer() : await secureMcpServer(toolServer(), { identity: server, trust, audit: false })
+  ).connect(st);
   await c.connect(ct);
   const call = () => c.callTool({ name: "search", arguments: SEARCH_ARGS });
   for (let i = 0; i < 2000; i++) await call();

@@ -63,7 +63,13 @@ interface Client {
 const clients: Client[] = [];
 for (const replica of replicas) {
   for (let i = 0; i < CLIENTS_PER_REPLICA; i++) {
-    const client = aztp.initialize({ apiKey, baseUrl: `https://127.0.0.1:${replica.port}`, trustBundle: bundleFile, home: join(work, `home-${replica.name}-${i}`), refreshHintSeconds: HINT_S });
+    const client = aztp.initialize({
+      apiKey,
+      baseUrl: `https://127.0.0.1:${replica.port}`,
+      trustBundle: bundleFile,
+      home: join(work, `home-${replica.name}-${i}`),
+      refreshHintSeconds: HINT_S,
+    });
     clients.push({ replica, client, remote: (await client.authority()) as RemoteAuthority });
   }
 }
@@ -72,7 +78,10 @@ for (const replica of replicas) {
 
 type Phase = "normal" | "replica-down" | "pg-restart";
 let phase: Phase = "normal";
-const errors: Record<string, Record<Phase, Record<string, number>>> = { A: { normal: {}, "replica-down": {}, "pg-restart": {} }, B: { normal: {}, "replica-down": {}, "pg-restart": {} } };
+const errors: Record<string, Record<Phase, Record<string, number>>> = {
+  A: { normal: {}, "replica-down": {}, "pg-restart": {} },
+  B: { normal: {}, "replica-down": {}, "pg-restart": {} },
+};
 const unclear: string[] = [];
 
 async function withRetry<T>(c: Client, what: string, fn: () => Promise<T>): Promise<T> {
@@ -134,7 +143,13 @@ await Promise.all(
   Array.from({ length: CONNECTS }, async (_, i) => {
     const c = clients[i % clients.length]!;
     const secured = await withRetry(c, `secureConnect ${i}`, () => c.client.secureConnect({}, `agent-${i}`));
-    acknowledged.push({ i, aztpId: secured.identity.aztpId, spiffeId: secured.identity.spiffeId, serial: secured.identity.serial, client: c });
+    acknowledged.push({
+      i,
+      aztpId: secured.identity.aztpId,
+      spiffeId: secured.identity.spiffeId,
+      serial: secured.identity.serial,
+      client: c,
+    });
     const entry: AuditEntryInput = {
       side: "caller",
       caller: secured.identity.spiffeId,
@@ -170,7 +185,8 @@ await Promise.all(
     await Promise.all(
       watchers.map(async (w) => {
         while (!w.remote.isRevoked(t.spiffeId)) {
-          if (Date.now() - ackedAt > 30_000) throw new Error(`revocation of ${t.aztpId} not visible through replica ${w.replica.name} after 30 s`);
+          if (Date.now() - ackedAt > 30_000)
+            throw new Error(`revocation of ${t.aztpId} not visible through replica ${w.replica.name} after 30 s`);
           await sleep(20);
         }
         visibleAfterMs.push(Date.now() - ackedAt);
@@ -184,13 +200,16 @@ await Promise.all(
 const failures: string[] = [];
 const { state } = await stores.registry.fresh();
 const allSerials: string[] = Object.values(state.identities).flatMap((r) => r.serials);
-if (new Set(allSerials).size !== allSerials.length) failures.push(`duplicated serials: ${allSerials.length - new Set(allSerials).size}`);
+if (new Set(allSerials).size !== allSerials.length)
+  failures.push(`duplicated serials: ${allSerials.length - new Set(allSerials).size}`);
 for (const a of acknowledged) {
   const rec = Object.values(state.identities).find((r) => r.spiffeId === a.spiffeId);
   if (rec === undefined) failures.push(`acknowledged identity ${a.aztpId} missing`);
   else if (!rec.serials.includes(a.serial)) failures.push(`acknowledged serial ${a.serial} of ${a.aztpId} missing`);
 }
-for (const id of revokedAcked) if (state.revocations.identities[id] === undefined) failures.push(`acknowledged revocation of ${id} missing from the registry`);
+for (const id of revokedAcked)
+  if (state.revocations.identities[id] === undefined)
+    failures.push(`acknowledged revocation of ${id} missing from the registry`);
 const exportFile = join(work, "audit.jsonl");
 await stores.audit.exportJsonl(exportFile);
 const verified = await verifyAuditLog(exportFile);
@@ -199,9 +218,12 @@ const logged = await readJtis(exportFile);
 for (const jti of auditAcked) if (!logged.has(jti)) failures.push(`acknowledged audit entry ${jti} missing`);
 if (acknowledged.length !== CONNECTS) failures.push(`${CONNECTS - acknowledged.length} connects never succeeded`);
 const otherDuringKill = errors.A!["replica-down"]!;
-if (Object.keys(otherDuringKill).length > 0) failures.push(`clients of replica A saw errors while B was down: ${JSON.stringify(otherDuringKill)}`);
-if (FAULTS && !(ackedAtKill < CONNECTS)) failures.push("the replica was killed after every connect and its audit entry were done: not mid-run");
-if (FAULTS && pgRestarted && !(ackedAtPgRestart < CONNECTS)) failures.push("PostgreSQL was restarted after every connect and its audit entry were done: not mid-run");
+if (Object.keys(otherDuringKill).length > 0)
+  failures.push(`clients of replica A saw errors while B was down: ${JSON.stringify(otherDuringKill)}`);
+if (FAULTS && !(ackedAtKill < CONNECTS))
+  failures.push("the replica was killed after every connect and its audit entry were done: not mid-run");
+if (FAULTS && pgRestarted && !(ackedAtPgRestart < CONNECTS))
+  failures.push("PostgreSQL was restarted after every connect and its audit entry were done: not mid-run");
 if (unclear.length > 0) failures.push(`errors that are not AztpError: ${unclear.slice(0, 3).join("; ")}`);
 
 async function readJtis(file: string): Promise<Map<string, number>> {
@@ -230,13 +252,18 @@ const summary = {
   audit_retried_duplicates: [...logged.values()].filter((n) => n > 1).length,
   audit_chain_verifies: verified.ok,
   // How many connects (with their audit entries) were done when each fault struck.
-  faults: FAULTS ? { replica_killed_after_done: ackedAtKill, postgres_restarted_after_done: pgRestarted ? ackedAtPgRestart : null } : "off",
+  faults: FAULTS
+    ? { replica_killed_after_done: ackedAtKill, postgres_restarted_after_done: pgRestarted ? ackedAtPgRestart : null }
+    : "off",
   errors_seen_by_clients: errors,
   failures,
 };
 process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
 mkdirSync(join(here, "results"), { recursive: true });
-writeFileSync(join(here, "results", "replicas.json"), `${JSON.stringify({ ...summary, measured_at: Date.now() }, null, 2)}\n`);
+writeFileSync(
+  join(here, "results", "replicas.json"),
+  `${JSON.stringify({ ...summary, measured_at: Date.now() }, null, 2)}\n`,
+);
 
 for (const c of clients) await c.client.close();
 await world.stop();

@@ -33,7 +33,11 @@ for (const file of files) {
   // The SDK's Streamable HTTP client passes one AbortSignal to every fetch, and undici adds a
   // listener to it per request (dropped only when the request is collected): past 1,500 a
   // warning per call floods stderr, for the plain client as much as the secured one.
-  const r = spawnSync(process.execPath, ["--disable-warning=MaxListenersExceededWarning", "--import", "tsx", fileURLToPath(import.meta.url), "--one", file], { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"], maxBuffer: 16 * 1024 * 1024 });
+  const r = spawnSync(
+    process.execPath,
+    ["--disable-warning=MaxListenersExceededWarning", "--import", "tsx", fileURLToPath(import.meta.url), "--one", file],
+    { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"], maxBuffer: 16 * 1024 * 1024 },
+  );
   const last = r.stdout.trim().split("\n").pop() ?? "";
   let figures: Figures;
   try {
@@ -52,6 +56,9 @@ mkdirSync(join(here, "results"), { recursive: true });
 const file = join(here, "results", "latest.json");
 // A filtered run updates its own figures and keeps the others.
 const previous: Figures = only && existsSync(file) ? (JSON.parse(readFileSync(file, "utf8")) as Figures) : {};
-writeFileSync(file, `${JSON.stringify({ ...previous, ...all, measured_at: Date.now(), node: Number(process.versions.node.split(".")[0]) }, null, 2)}\n`);
+writeFileSync(
+  file,
+  `${JSON.stringify({ ...previous, ...all, measured_at: Date.now(), node: Number(process.versions.node.split(".")[0]) }, null, 2)}\n`,
+);
 process.stdout.write(`\nwrote bench/results/latest.json (${Object.keys(all).length} figures)\n`);
 process.exitCode = failed ? 1 : 0;

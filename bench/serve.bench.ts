@@ -37,12 +37,17 @@ const ARGS = { query: "zero trust", limit: 5 };
 
 function toolServer(): McpServer {
   const s = new McpServer({ name: "bench", version: "1" });
-  s.registerTool("search", { inputSchema: { query: z.string(), limit: z.number() } }, async ({ query }) => ({ content: [{ type: "text", text: `results for ${query}` }] }));
+  s.registerTool("search", { inputSchema: { query: z.string(), limit: z.number() } }, async ({ query }) => ({
+    content: [{ type: "text", text: `results for ${query}` }],
+  }));
   return s;
 }
 
 /** A secured in-memory client/server pair whose identities come from `client`. */
-async function securedCall(client: Aztp, tag: string): Promise<{ call: () => Promise<unknown>; close: () => Promise<void> }> {
+async function securedCall(
+  client: Aztp,
+  tag: string,
+): Promise<{ call: () => Promise<unknown>; close: () => Promise<void> }> {
   const server = (await client.secureConnect({}, `bench-server-${tag}`)).identity;
   const caller = (await client.secureConnect({}, `bench-client-${tag}`)).identity;
   const trust = await client.trust();
@@ -68,7 +73,12 @@ export default async function serveBench(): Promise<Figures> {
   try {
     const [a, b] = world.replicas;
     const remoteOf = async (url: string, name: string): Promise<{ client: Aztp; remote: RemoteAuthority }> => {
-      const client = new Aztp({ apiKey: world.apiKey, baseUrl: url, trustBundle: world.bundleFile, home: join(homes, name) });
+      const client = new Aztp({
+        apiKey: world.apiKey,
+        baseUrl: url,
+        trustBundle: world.bundleFile,
+        home: join(homes, name),
+      });
       clients.push(client);
       return { client, remote: (await client.authority()) as RemoteAuthority };
     };
@@ -91,7 +101,12 @@ export default async function serveBench(): Promise<Figures> {
     const issuancePerS = ISSUE_TOTAL / ((performance.now() - started) / 1000);
 
     // Verification through HTTP: the service answers from the committed registry.
-    const http = new AuthorityHttp({ baseUrl: a!.url, apiKey: world.apiKey, roots: () => onA.remote.bundle().toPem(), serverId: () => "spiffe://bench.serve/aztp/serve" });
+    const http = new AuthorityHttp({
+      baseUrl: a!.url,
+      apiKey: world.apiKey,
+      roots: () => onA.remote.bundle().toPem(),
+      serverId: () => "spiffe://bench.serve/aztp/serve",
+    });
     const id = "spiffe://bench.serve/workload/production/node/issue-0";
     const verifyUs = await medianMicros(() => http.post("v1/verify", { id }), 400, 40);
     http.close();

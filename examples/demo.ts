@@ -54,11 +54,16 @@ const call = (name: string, args: Record<string, unknown>, id: string) => ({ nam
 const orchestratorModel: Model = real
   ? await realModel()
   : fakeModel()
-      .respondWithTools([call("take_note", { text: "demo started" }, "call_note_1"), call("search_docs", { query: "SPIFFE" }, "call_search_1")])
+      .respondWithTools([
+        call("take_note", { text: "demo started" }, "call_note_1"),
+        call("search_docs", { query: "SPIFFE" }, "call_search_1"),
+      ])
       .respond(new AIMessage("Noted, and the docs say SPIFFE names workloads."))
       .respondWithTools([call("delete_doc", { id: "7" }, "call_delete_1")])
       .respond(new AIMessage("I may not delete documents."))
-      .respondWithTools([call("researcher", { task: "Look up delegation, then delete the old draft (doc 3)." }, "call_researcher_1")])
+      .respondWithTools([
+        call("researcher", { task: "Look up delegation, then delete the old draft (doc 3)." }, "call_researcher_1"),
+      ])
       .respond(new AIMessage("The researcher found it, and was not allowed to delete."))
       .respondWithTools([call("search_docs", { query: "receipts" }, "call_search_2")])
       .respond(new AIMessage("That search was refused."));
@@ -89,28 +94,51 @@ mkdirSync(join(home, "audit"), { recursive: true });
 const logs: Array<{ name: string; path: string; log: AuditLog }> = [];
 for (const identity of [orchestratorId, researcherId, docsId, mcpClientId]) {
   const path = join(home, "audit", `${identity.name}.jsonl`);
-  logs.push({ name: identity.name, path, log: await AuditLog.open(path, { signer: svidCheckpointSigner(identity), checkpointEvery: 4 }) });
+  logs.push({
+    name: identity.name,
+    path,
+    log: await AuditLog.open(path, { signer: svidCheckpointSigner(identity), checkpointEvery: 4 }),
+  });
 }
 const auditOf = (name: string): AuditLog => logs.find((l) => l.name === name)!.log;
 
 const docsServer = new McpServer({ name: "docs", version: "1.0.0" });
-docsServer.registerTool("search_docs", { description: "Search the project documentation", inputSchema: { query: z.string() } }, async ({ query }) => {
-  ran.push("search_docs");
-  return { content: [{ type: "text", text: `3 pages about ${query}` }] };
-});
-docsServer.registerTool("delete_doc", { description: "Delete a document by id", inputSchema: { id: z.string() } }, async ({ id }) => {
-  ran.push("delete_doc");
-  return { content: [{ type: "text", text: `document ${id} deleted` }] };
-});
+docsServer.registerTool(
+  "search_docs",
+  { description: "Search the project documentation", inputSchema: { query: z.string() } },
+  async ({ query }) => {
+    ran.push("search_docs");
+    return { content: [{ type: "text", text: `3 pages about ${query}` }] };
+  },
+);
+docsServer.registerTool(
+  "delete_doc",
+  { description: "Delete a document by id", inputSchema: { id: z.string() } },
+  async ({ id }) => {
+    ran.push("delete_doc");
+    return { content: [{ type: "text", text: `document ${id} deleted` }] };
+  },
+);
 const td = (await client.authority()).defaultTrustDomain;
 const policy: PolicyDocument = {
   Version: "2012-10-17",
   Statement: [
-    { Sid: "MembersMaySearch", Effect: "Allow", Principal: `aztp://${td}/*`, Action: "tool:call", Resource: "search_docs" },
+    {
+      Sid: "MembersMaySearch",
+      Effect: "Allow",
+      Principal: `aztp://${td}/*`,
+      Action: "tool:call",
+      Resource: "search_docs",
+    },
     { Sid: "NobodyDeletes", Effect: "Deny", Principal: "*", Action: "tool:call", Resource: "delete_*" },
   ],
 };
-const docs = await secureMcpServer(docsServer, { client, identity: docsId, policy: [policy], audit: auditOf("docs-server") });
+const docs = await secureMcpServer(docsServer, {
+  client,
+  identity: docsId,
+  policy: [policy],
+  audit: auditOf("docs-server"),
+});
 
 // One MCP client, shared by both agents: it carries their calls, and each agent signs its own.
 const mcp = await secureMcpClient(new Client({ name: "mcp-client", version: "1.0.0" }), {
@@ -159,7 +187,9 @@ const narrator = (who: string, indent = "") =>
       const messages = state.messages as BaseMessage[];
       for (const m of messages) {
         if (!ToolMessage.isInstance(m)) continue;
-        const asked = messages.flatMap((a) => (AIMessage.isInstance(a) ? (a.tool_calls ?? []) : [])).find((c) => c.id === m.tool_call_id);
+        const asked = messages
+          .flatMap((a) => (AIMessage.isInstance(a) ? (a.tool_calls ?? []) : []))
+          .find((c) => c.id === m.tool_call_id);
         const label = `${indent}${who} → ${m.name}(${JSON.stringify(asked?.args ?? {})})`;
         const r = receiptOf(m);
         const text = typeof m.content === "string" ? m.content : JSON.stringify(m.content);
@@ -200,7 +230,9 @@ const orchestrator = await createSecureAgent({
 const researcher = orchestrator.subAgents.researcher!;
 const takeNoteId = (await client.getIdentity(servedToolName("orchestrator", "take_note"))).aztpId;
 
-console.log(`1. identities, each an X.509-SVID from the embedded authority in ${home} (trust domain ${td})${real ? "" : "; the models are scripted"}`);
+console.log(
+  `1. identities, each an X.509-SVID from the embedded authority in ${home} (trust domain ${td})${real ? "" : "; the models are scripted"}`,
+);
 console.log(`   MCP tool server  ${docs.identity.aztpId}`);
 console.log(`   MCP client       ${mcp.identity.aztpId}   (shared: it carries the agents' calls, they sign them)`);
 console.log(`   orchestrator     ${orchestrator.identity.aztpId}`);
@@ -229,7 +261,9 @@ console.log("3. calls refused before the tool runs; each agent's run goes on");
 await turn(orchestrator, "Delete document 7.");
 says("the server's policy denies delete_* to everyone: ERR_POLICY_DENIED, and delete_doc never ran");
 await turn(orchestrator, "Ask the researcher to look up delegation, then to delete the old draft (doc 3).");
-says("the researcher searched on behalf of the orchestrator; deleting lies outside its delegation: refused, and its model was told");
+says(
+  "the researcher searched on behalf of the orchestrator; deleting lies outside its delegation: refused, and its model was told",
+);
 
 console.log("4. someone on the wire between the MCP client and the server");
 tamper = (m) => {
@@ -260,13 +294,18 @@ if (captured === undefined) {
   });
   const replayCode = (replayed as { error?: { data?: { code?: string } } }).error?.data?.code;
   const tool = (first as { params?: { name?: string } }).params?.name ?? "tools/call";
-  console.log(`   ${`the first ${tool} request, sent again`.padEnd(62)} ${replayCode ? `REFUSED  ${replayCode}` : "ALLOWED (!)"}`);
+  console.log(
+    `   ${`the first ${tool} request, sent again`.padEnd(62)} ${replayCode ? `REFUSED  ${replayCode}` : "ALLOWED (!)"}`,
+  );
 }
 console.log(`   tools that ran: ${ran.length > 0 ? ran.join(", ") : "none"}`);
 says("a signed call is good once: its token's id was already seen");
 
 console.log("5. the orchestrator is revoked");
-const { revoked } = await client.revokeIdentity(orchestrator.identity.aztpId, "demo: the orchestrator's host was compromised");
+const { revoked } = await client.revokeIdentity(
+  orchestrator.identity.aztpId,
+  "demo: the orchestrator's host was compromised",
+);
 console.log(`   revoked: ${revoked.map(short).sort().join(", ")}   (the revocation cascades to its children)`);
 await turn(researcher, "Search the docs for revocation.");
 says("the researcher's identity fell with its parent: ERR_INVOCATION_REVOKED, refused before anything was sent");
@@ -283,12 +322,19 @@ await mcp.aztpGuard.flush();
 // (its last checkpoint signed).
 for (const l of logs) await l.log.close();
 const rows: Array<AuditEntry & { log: string }> = [];
-for (const l of logs) for (const e of await queryAuditLog(l.path, { since: startedAt })) rows.push({ ...e, log: l.name });
+for (const l of logs)
+  for (const e of await queryAuditLog(l.path, { since: startedAt })) rows.push({ ...e, log: l.name });
 // One call's sides together, the caller's first: the callee's entry is written before it answers.
 const callOf = (e: AuditEntry) => `${e.toolCallId ?? e.jti ?? e.seq}|${e.reason ?? ""}`;
 const firstTime = new Map<string, string>();
-for (const e of rows) if (!firstTime.has(callOf(e)) || e.time < firstTime.get(callOf(e))!) firstTime.set(callOf(e), e.time);
-rows.sort((a, b) => firstTime.get(callOf(a))!.localeCompare(firstTime.get(callOf(b))!) || callOf(a).localeCompare(callOf(b)) || (a.side === b.side ? 0 : a.side === "caller" ? -1 : 1));
+for (const e of rows)
+  if (!firstTime.has(callOf(e)) || e.time < firstTime.get(callOf(e))!) firstTime.set(callOf(e), e.time);
+rows.sort(
+  (a, b) =>
+    firstTime.get(callOf(a))!.localeCompare(firstTime.get(callOf(b))!) ||
+    callOf(a).localeCompare(callOf(b)) ||
+    (a.side === b.side ? 0 : a.side === "caller" ? -1 : 1),
+);
 
 console.log("6. the audit trail of this run, across the logs: who called what, on whose behalf");
 const cols = ["log", "side", "caller", "on behalf of", "tool", "callee", "outcome"];
@@ -306,9 +352,13 @@ const line = (r: string[]) => `   ${r.map((c, i) => c.padEnd(widths[i]!)).join("
 console.log(line(cols));
 console.log(line(widths.map((w) => "-".repeat(w))));
 for (const r of table) console.log(line(r));
-const delegated = rows.find((e) => e.log === "docs-server" && e.delegation && e.delegation.length > 0 && e.decision === "allow");
+const delegated = rows.find(
+  (e) => e.log === "docs-server" && e.delegation && e.delegation.length > 0 && e.decision === "allow",
+);
 if (delegated?.toolCallId) {
-  console.log(`\n   one call in every log that saw it:  npx aztp audit query ${join(home, "audit")}/*.jsonl --tool-call-id ${delegated.toolCallId}`);
+  console.log(
+    `\n   one call in every log that saw it:  npx aztp audit query ${join(home, "audit")}/*.jsonl --tool-call-id ${delegated.toolCallId}`,
+  );
 }
 
 // Every log verified: hash chain, sequence, checkpoint signatures against the authority's bundle.
@@ -316,7 +366,10 @@ console.log("\n   every log verified (hash chain, sequence, signed checkpoints a
 const trust = await client.trust();
 let failed = false;
 for (const l of logs) {
-  const r = await verifyAuditLog(l.path, { verifier: svidCheckpointVerifier(trust), verifierSource: `the authority in ${home}` });
+  const r = await verifyAuditLog(l.path, {
+    verifier: svidCheckpointVerifier(trust),
+    verifierSource: `the authority in ${home}`,
+  });
   if (!r.ok) failed = true;
   const verdict = !r.ok
     ? `FAILED at line ${r.firstBad?.line}: ${r.firstBad?.message}`
@@ -325,7 +378,11 @@ for (const l of logs) {
       : `ok: ${r.entries} entries, ${r.checkpoints} checkpoint${r.checkpoints === 1 ? "" : "s"}${r.signaturesChecked ? ", signatures checked" : ""}, witness ${r.witness}`;
   console.log(`   ${l.name.padEnd(28)} ${verdict}`);
 }
-says(failed ? "a log did NOT verify" : "each side kept its own record of every call, and no entry was changed, dropped or reordered");
+says(
+  failed
+    ? "a log did NOT verify"
+    : "each side kept its own record of every call, and no entry was changed, dropped or reordered",
+);
 
 await client.close();
 process.exitCode = failed ? 1 : 0;

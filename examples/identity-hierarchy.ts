@@ -37,7 +37,12 @@ for (const [a, b] of [
   [rootAgain, support],
 ] as const) {
   await check(`${a.identity.name} -> ${b.identity.name}`, a.identity.aztpId, b.identity.aztpId, true);
-  await check(`${b.identity.name} -> ${a.identity.aztpId.split("/").pop()}`, b.identity.aztpId, a.identity.aztpId, true);
+  await check(
+    `${b.identity.name} -> ${a.identity.aztpId.split("/").pop()}`,
+    b.identity.aztpId,
+    a.identity.aztpId,
+    true,
+  );
 }
 // The two children were never linked to each other.
 await check("sales-agent -> support-agent", sales.identity.aztpId, support.identity.aztpId, false);

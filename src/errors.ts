@@ -402,7 +402,9 @@ export class AztpError extends Error {
   }
 
   toJSON(): { code: ErrorCode; message: string; rule?: string } {
-    return this.rule === undefined ? { code: this.code, message: this.message } : { code: this.code, message: this.message, rule: this.rule };
+    return this.rule === undefined
+      ? { code: this.code, message: this.message }
+      : { code: this.code, message: this.message, rule: this.rule };
   }
 }
 

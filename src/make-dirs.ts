@@ -30,7 +30,12 @@ export function makeDirs(dir: string, mode = 0o777): void {
       level = parent;
       continue;
     }
-    if (!isDirectory) throw Object.assign(new Error(`ENOTDIR: not a directory, mkdir '${level}'`), { code: "ENOTDIR", path: level, syscall: "mkdir" });
+    if (!isDirectory)
+      throw Object.assign(new Error(`ENOTDIR: not a directory, mkdir '${level}'`), {
+        code: "ENOTDIR",
+        path: level,
+        syscall: "mkdir",
+      });
     break;
   }
   for (const d of missing.reverse()) {

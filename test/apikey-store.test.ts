@@ -25,14 +25,31 @@ describe("API key format and hashing", () => {
     assert.deepEqual(parseApiKey(k.key), { keyId: k.keyId, secret: k.secret });
     assert.equal(k.secretHash, hashApiKeySecret(k.secret));
     assert.ok(verifyApiKeySecret(k.secret, k.secretHash));
-    assert.ok(!verifyApiKeySecret(`${k.secret.slice(0, -1)}A` === k.secret ? `${k.secret.slice(0, -1)}B` : `${k.secret.slice(0, -1)}A`, k.secretHash));
+    assert.ok(
+      !verifyApiKeySecret(
+        `${k.secret.slice(0, -1)}A` === k.secret ? `${k.secret.slice(0, -1)}B` : `${k.secret.slice(0, -1)}A`,
+        k.secretHash,
+      ),
+    );
     assert.ok(!verifyApiKeySecret(k.secret, "abcd"), "a corrupt stored hash refuses");
     assert.ok(!k.secretHash.includes(k.secret));
   });
 
   it("malformed keys do not parse", () => {
     const good = generateApiKey();
-    for (const bad of ["", "aztp_", "aztp__x", `AZTP_${good.key.slice(5)}`, `aztp_${good.keyId.toUpperCase()}_${good.secret}`, `aztp_${good.keyId}_${good.secret}x`, `aztp_${good.keyId}_${good.secret.slice(1)}`, `${good.key} `, "x".repeat(1000), 5, null]) {
+    for (const bad of [
+      "",
+      "aztp_",
+      "aztp__x",
+      `AZTP_${good.key.slice(5)}`,
+      `aztp_${good.keyId.toUpperCase()}_${good.secret}`,
+      `aztp_${good.keyId}_${good.secret}x`,
+      `aztp_${good.keyId}_${good.secret.slice(1)}`,
+      `${good.key} `,
+      "x".repeat(1000),
+      5,
+      null,
+    ]) {
       assert.equal(parseApiKey(bad), undefined, String(bad));
     }
   });
@@ -51,7 +68,10 @@ describe("API key format and hashing", () => {
       const n = normaliseCreateOptions({ scope: scope ?? {} }).scope;
       assert.equal(scopeCovers(n, id), want, `${JSON.stringify(scope)} ${id}`);
     }
-    assert.throws(() => normaliseCreateOptions({ scope: { trustDomain: "a.test", idPrefix: "spiffe://b.test/" } }), /outside its trustDomain/);
+    assert.throws(
+      () => normaliseCreateOptions({ scope: { trustDomain: "a.test", idPrefix: "spiffe://b.test/" } }),
+      /outside its trustDomain/,
+    );
     assert.throws(() => normaliseCreateOptions({ scope: { idPrefix: "http://a.test/" } }), /must start with spiffe/);
     assert.throws(() => normaliseCreateOptions({ name: "a\nb" }), /control characters/);
     assert.equal(scopeCoversTrustDomain({ idPrefix: "spiffe://a.test/x" }, "a.test"), true);
@@ -74,7 +94,10 @@ describe("FileApiKeyStore", () => {
     const secret = parseApiKey(key)?.secret as string;
     assert.ok(!text.includes(secret), "the secret is not stored");
     assert.ok(text.includes(hashApiKeySecret(secret)));
-    await rejectsWithCode(() => store.authenticate(key.replace(/.$/, (c) => (c === "A" ? "B" : "A"))), "ERR_SERVE_API_KEY_INVALID");
+    await rejectsWithCode(
+      () => store.authenticate(key.replace(/.$/, (c) => (c === "A" ? "B" : "A"))),
+      "ERR_SERVE_API_KEY_INVALID",
+    );
     assert.equal(await store.revoke(record.keyId), true);
     assert.equal(await store.revoke(record.keyId), false);
     assert.equal(await store.revoke("nope"), false);
@@ -100,6 +123,9 @@ describe("FileApiKeyStore", () => {
     writeFileSync(join(home, "api-keys.json"), "{not json");
     await rejectsWithCode(() => new FileApiKeyStore(home).list(), "ERR_AUTHORITY_STORE_FAILED");
     writeFileSync(join(home, "api-keys.json"), JSON.stringify({ version: 9, keys: [] }));
-    await rejectsWithCode(() => new FileApiKeyStore(home).authenticate(generateApiKey().key), "ERR_AUTHORITY_STORE_FAILED");
+    await rejectsWithCode(
+      () => new FileApiKeyStore(home).authenticate(generateApiKey().key),
+      "ERR_AUTHORITY_STORE_FAILED",
+    );
   });
 });

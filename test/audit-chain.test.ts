@@ -9,7 +9,15 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
-import { GENESIS, linkFault, nextLink, sealFault, stepFault, type ChainFault, type ChainHead } from "../src/audit/chain.js";
+import {
+  GENESIS,
+  linkFault,
+  nextLink,
+  sealFault,
+  stepFault,
+  type ChainFault,
+  type ChainHead,
+} from "../src/audit/chain.js";
 import { sealEntry, type AuditEntry, type UnsealedEntry } from "../src/audit/entry.js";
 import { AuditLog, GENESIS_HASH, verifyAuditLog, type AuditFault, type AuditLogOptions } from "../src/audit/index.js";
 import { ErrorCodes } from "../src/errors.js";
@@ -25,7 +33,15 @@ async function writeLog(entries: number, options: AuditLogOptions = {}): Promise
   const path = join(dir, `log-${++n}.jsonl`);
   const log = await AuditLog.open(path, { ...quiet, ...options });
   for (let i = 1; i <= entries; i++) {
-    await log.append({ side: "callee", caller: `spiffe://example.org/c${i}`, callerVerified: true, callee: "spiffe://example.org/s", tool: "t", argsDigest: `d${i}`, decision: "allow" });
+    await log.append({
+      side: "callee",
+      caller: `spiffe://example.org/c${i}`,
+      callerVerified: true,
+      callee: "spiffe://example.org/s",
+      tool: "t",
+      argsDigest: `d${i}`,
+      decision: "allow",
+    });
   }
   await log.close();
   return path;
@@ -53,7 +69,11 @@ function ruleVerdict(path: string): ChainFault | null {
 }
 
 /** A log of `entries` entries, then `change` done to its lines. */
-function damaged(entries: number, change: (ls: string[]) => string[] | void, options: AuditLogOptions = {}): () => Promise<string> {
+function damaged(
+  entries: number,
+  change: (ls: string[]) => string[] | void,
+  options: AuditLogOptions = {},
+): () => Promise<string> {
   return async () => {
     const path = await writeLog(entries, options);
     const ls = lines(path);
@@ -74,11 +94,36 @@ const signed: AuditLogOptions = { signer: testSigner(keys), checkpointEvery: 2, 
 // name, the damage, what the rule says of the entries left, what verify reports.
 const cases: Case[] = [
   { name: "an intact log", build: () => writeLog(4), rule: null, verify: null },
-  { name: "an edited entry (its hash kept)", build: damaged(4, (ls) => void (ls[2] = JSON.stringify({ ...entryAt(ls, 2), tool: "edited" }))), rule: "hash-mismatch", verify: "hash-mismatch" },
-  { name: "a broken link (prev of another entry, re-hashed)", build: damaged(4, (ls) => void (ls[3] = reseal(entryAt(ls, 3), { prev: entryAt(ls, 1).hash }))), rule: "chain", verify: "chain" },
-  { name: "a wrong sequence (an entry deleted)", build: damaged(4, (ls) => void ls.splice(1, 1)), rule: "sequence", verify: "sequence" },
-  { name: "a wrong sequence (renumbered, re-hashed, still chained)", build: damaged(4, (ls) => void (ls[3] = reseal(entryAt(ls, 3), { seq: 7 }))), rule: "sequence", verify: "sequence" },
-  { name: "a first entry not after the genesis value", build: damaged(1, (ls) => void (ls[0] = reseal(entryAt(ls, 0), { prev: "f".repeat(64) }))), rule: "chain", verify: "chain" },
+  {
+    name: "an edited entry (its hash kept)",
+    build: damaged(4, (ls) => void (ls[2] = JSON.stringify({ ...entryAt(ls, 2), tool: "edited" }))),
+    rule: "hash-mismatch",
+    verify: "hash-mismatch",
+  },
+  {
+    name: "a broken link (prev of another entry, re-hashed)",
+    build: damaged(4, (ls) => void (ls[3] = reseal(entryAt(ls, 3), { prev: entryAt(ls, 1).hash }))),
+    rule: "chain",
+    verify: "chain",
+  },
+  {
+    name: "a wrong sequence (an entry deleted)",
+    build: damaged(4, (ls) => void ls.splice(1, 1)),
+    rule: "sequence",
+    verify: "sequence",
+  },
+  {
+    name: "a wrong sequence (renumbered, re-hashed, still chained)",
+    build: damaged(4, (ls) => void (ls[3] = reseal(entryAt(ls, 3), { seq: 7 }))),
+    rule: "sequence",
+    verify: "sequence",
+  },
+  {
+    name: "a first entry not after the genesis value",
+    build: damaged(1, (ls) => void (ls[0] = reseal(entryAt(ls, 0), { prev: "f".repeat(64) }))),
+    rule: "chain",
+    verify: "chain",
+  },
   // Entries 1, 2 and checkpoint #1 left; the witness holds #2. What is left is a well-formed
   // chain: only the witness shows the cut, to both.
   { name: "a cut tail", build: damaged(4, (ls) => ls.slice(0, 3), signed), rule: null, verify: "truncated" },
@@ -101,11 +146,20 @@ describe("the audit chain rule", () => {
       const verified = await verifyAuditLog(path, { verifier: testVerifier(keys) });
       assert.equal(verified.firstBad?.reason ?? null, c.verify, verified.firstBad?.message);
       // Recovery with a signer reads the tail back to the newest checkpoint (here: to the start).
-      const reopened = AuditLog.open(path, { signer: testSigner(keys), checkpointEvery: 0, checkpointIntervalMs: 0, ...quiet });
+      const reopened = AuditLog.open(path, {
+        signer: testSigner(keys),
+        checkpointEvery: 0,
+        checkpointIntervalMs: 0,
+        ...quiet,
+      });
       if (c.verify === null) {
         await (await reopened).close();
       } else {
-        await assert.rejects(reopened, { code: ErrorCodes.AUDIT_CORRUPT }, "recovery refuses to continue what verify refuses");
+        await assert.rejects(
+          reopened,
+          { code: ErrorCodes.AUDIT_CORRUPT },
+          "recovery refuses to continue what verify refuses",
+        );
       }
     });
   }

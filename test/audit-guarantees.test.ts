@@ -50,7 +50,10 @@ describe("audit is on by default", () => {
     const { home, aztp } = fixture(t);
     const counter: RunCounter = { runs: 0 };
     const server = await secureMcpServer(newToolServer(counter), { client: aztp, name: "default-server" });
-    const client = await secureMcpClient(new Client({ name: "c", version: "1" }), { client: aztp, name: "default-client" });
+    const client = await secureMcpClient(new Client({ name: "c", version: "1" }), {
+      client: aztp,
+      name: "default-client",
+    });
     const [c, s] = InMemoryTransport.createLinkedPair();
     await server.connect(s);
     await client.connect(c);
@@ -59,8 +62,14 @@ describe("audit is on by default", () => {
     // No flush: the answer left only once both entries were written.
     const callee = await queryAuditLog(join(home, "audit", "default-server.jsonl"));
     const caller = await queryAuditLog(join(home, "audit", "default-client.jsonl"));
-    assert.deepEqual(callee.map((e) => [e.side, e.tool, e.decision, e.outcome]), [["callee", "echo", "allow", "ok"]]);
-    assert.deepEqual(caller.map((e) => [e.side, e.tool, e.decision, e.outcome]), [["caller", "echo", "allow", "ok"]]);
+    assert.deepEqual(
+      callee.map((e) => [e.side, e.tool, e.decision, e.outcome]),
+      [["callee", "echo", "allow", "ok"]],
+    );
+    assert.deepEqual(
+      caller.map((e) => [e.side, e.tool, e.decision, e.outcome]),
+      [["caller", "echo", "allow", "ok"]],
+    );
     assert.equal(callee[0]?.jti, caller[0]?.jti, "both sides recorded the same call");
   });
 
@@ -68,8 +77,16 @@ describe("audit is on by default", () => {
     const { home, aztp } = fixture(t);
     const counter: RunCounter = { runs: 0 };
     const said = await warningsDuring("AZTP_AUDIT_OFF", async () => {
-      const server = await secureMcpServer(newToolServer(counter), { client: aztp, name: "quiet-server", audit: false });
-      const client = await secureMcpClient(new Client({ name: "c", version: "1" }), { client: aztp, name: "quiet-client", audit: false });
+      const server = await secureMcpServer(newToolServer(counter), {
+        client: aztp,
+        name: "quiet-server",
+        audit: false,
+      });
+      const client = await secureMcpClient(new Client({ name: "c", version: "1" }), {
+        client: aztp,
+        name: "quiet-client",
+        audit: false,
+      });
       const [c, s] = InMemoryTransport.createLinkedPair();
       await server.connect(s);
       await client.connect(c);
@@ -86,7 +103,24 @@ describe("audit is on by default", () => {
   it("aztp mcp proxy --no-audit says at start that it keeps none", async (t) => {
     const { home } = fixture(t);
     const upstream = `${process.execPath} --import tsx ${STDIO_SERVER} --home ${home} --name upstream --unsecured`;
-    const child = spawnNode(t, ["--import", "tsx", CLI, "--home", home, "mcp", "proxy", "--name", "silent-proxy", "--no-audit", "--upstream-command", upstream], { env: getDefaultEnvironment() });
+    const child = spawnNode(
+      t,
+      [
+        "--import",
+        "tsx",
+        CLI,
+        "--home",
+        home,
+        "mcp",
+        "proxy",
+        "--name",
+        "silent-proxy",
+        "--no-audit",
+        "--upstream-command",
+        upstream,
+      ],
+      { env: getDefaultEnvironment() },
+    );
     await child.waitFor(/no audit log \(--no-audit\): calls are not recorded/);
     assert.equal(existsSync(join(home, "audit", "silent-proxy.jsonl")), false);
   });
@@ -102,7 +136,11 @@ describe("the audit entry is written before the answer", () => {
   for (const durability of ["write", "fsync"] as const) {
     it(`callee (${durability}): a server SIGKILLed the moment its answer arrives has its entry`, async (t) => {
       const { home, aztp } = fixture(t);
-      const client = await secureMcpClient(new Client({ name: "c", version: "1" }), { client: aztp, name: "killer", audit: false });
+      const client = await secureMcpClient(new Client({ name: "c", version: "1" }), {
+        client: aztp,
+        name: "killer",
+        audit: false,
+      });
       for (let round = 0; round < 3; round++) {
         const transport = new StdioClientTransport({
           command: process.execPath,
@@ -122,7 +160,11 @@ describe("the audit entry is written before the answer", () => {
             return m;
           },
           incoming: (m: JSONRPCMessage) => {
-            if ("result" in m && (m.result as { _meta?: Record<string, unknown> })._meta?.[RECEIPT_META_KEY] !== undefined && !killed) {
+            if (
+              "result" in m &&
+              (m.result as { _meta?: Record<string, unknown> })._meta?.[RECEIPT_META_KEY] !== undefined &&
+              !killed
+            ) {
               killed = true;
               process.kill(transport.pid as number, "SIGKILL");
             }
@@ -141,7 +183,15 @@ describe("the audit entry is written before the answer", () => {
     it(`caller (${durability}): a client SIGKILLed the moment the application has the result has its entry`, async (t) => {
       const { home } = fixture(t);
       for (let round = 0; round < 3; round++) {
-        const child = spawnNode(t, ["--import", "tsx", join(ROOT, "test", "helpers", "audit-kill-caller.ts"), "--home", home, "--durability", durability]);
+        const child = spawnNode(t, [
+          "--import",
+          "tsx",
+          join(ROOT, "test", "helpers", "audit-kill-caller.ts"),
+          "--home",
+          home,
+          "--durability",
+          durability,
+        ]);
         const m = await child.waitFor(/RESULT (\S+)\n/);
         child.process.kill("SIGKILL");
         await child.exit;
@@ -158,8 +208,18 @@ async function pairLoggingTo(t: TestContext, side: "server" | "client", path: st
   const log = await AuditLog.open(path, { onWarning: () => undefined });
   t.after(() => log.close().catch(() => undefined));
   const counter: RunCounter = { runs: 0 };
-  const server = await secureMcpServer(newToolServer(counter), { client: aztp, name: `full-${side}-server`, mode, audit: side === "server" ? log : false });
-  const client = await secureMcpClient(new Client({ name: "c", version: "1" }), { client: aztp, name: `full-${side}-client`, mode, audit: side === "client" ? log : false });
+  const server = await secureMcpServer(newToolServer(counter), {
+    client: aztp,
+    name: `full-${side}-server`,
+    mode,
+    audit: side === "server" ? log : false,
+  });
+  const client = await secureMcpClient(new Client({ name: "c", version: "1" }), {
+    client: aztp,
+    name: `full-${side}-client`,
+    mode,
+    audit: side === "client" ? log : false,
+  });
   const [c, s] = InMemoryTransport.createLinkedPair();
   await server.connect(s);
   await client.connect(c);
@@ -178,46 +238,57 @@ describe("fail closed: a log that cannot be written stops the calls, and they re
   const disk = tinyDisk();
   after(disk.unmount);
   for (const side of ["server", "client"] as const) {
-    it(`enforce, ${side} log on a disk that fills mid-run: ERR_AUDIT_UNAVAILABLE, no tool runs unaudited; recovers when space is freed`, { skip: disk.skip, timeout: 60_000 }, async (t) => {
-      const { log, counter, call } = await pairLoggingTo(t, side, join(disk.dir, `${side}-enforce.jsonl`), "enforce");
-      await call(0);
-      const filler = fillDisk(disk.dir);
-      let failed: unknown;
-      for (let i = 1; i < 200 && failed === undefined; i++) await call(i).catch((e: unknown) => (failed = e));
-      assert.equal(codeOf(failed), "ERR_AUDIT_UNAVAILABLE", `the answer was withheld: ${String(failed)}`);
-      assert.equal(log.writable, false);
-      const runs = counter.runs;
-      const entries = (await queryAuditLog(log.path)).length;
-      // The calls that follow are refused before the tool runs (server) or before they are sent (client).
-      for (let i = 0; i < 3; i++) await assert.rejects(call(1000 + i), (e) => codeOf(e) === "ERR_AUDIT_UNAVAILABLE");
-      assert.equal(counter.runs, runs, "no tool ran while the log could not be written");
-      rmSync(filler);
-      const deadline = Date.now() + 15_000;
-      for (;;) {
-        const ok = await call(2000).then(() => true, () => false);
-        if (ok) break;
-        assert.ok(Date.now() < deadline, "calls resume within 15 s of freeing the disk");
-        await new Promise((r) => setTimeout(r, 100));
-      }
-      assert.equal(counter.runs, runs + 1);
-      const after = await queryAuditLog(log.path);
-      assert.equal(after.length, entries + 1, "the resumed call is on record, and nothing in between claims to be");
-      assert.equal((await verifyAuditLog(log.path)).ok, true, "the chain verifies across the outage");
-    });
+    it(
+      `enforce, ${side} log on a disk that fills mid-run: ERR_AUDIT_UNAVAILABLE, no tool runs unaudited; recovers when space is freed`,
+      { skip: disk.skip, timeout: 60_000 },
+      async (t) => {
+        const { log, counter, call } = await pairLoggingTo(t, side, join(disk.dir, `${side}-enforce.jsonl`), "enforce");
+        await call(0);
+        const filler = fillDisk(disk.dir);
+        let failed: unknown;
+        for (let i = 1; i < 200 && failed === undefined; i++) await call(i).catch((e: unknown) => (failed = e));
+        assert.equal(codeOf(failed), "ERR_AUDIT_UNAVAILABLE", `the answer was withheld: ${String(failed)}`);
+        assert.equal(log.writable, false);
+        const runs = counter.runs;
+        const entries = (await queryAuditLog(log.path)).length;
+        // The calls that follow are refused before the tool runs (server) or before they are sent (client).
+        for (let i = 0; i < 3; i++) await assert.rejects(call(1000 + i), (e) => codeOf(e) === "ERR_AUDIT_UNAVAILABLE");
+        assert.equal(counter.runs, runs, "no tool ran while the log could not be written");
+        rmSync(filler);
+        const deadline = Date.now() + 15_000;
+        for (;;) {
+          const ok = await call(2000).then(
+            () => true,
+            () => false,
+          );
+          if (ok) break;
+          assert.ok(Date.now() < deadline, "calls resume within 15 s of freeing the disk");
+          await new Promise((r) => setTimeout(r, 100));
+        }
+        assert.equal(counter.runs, runs + 1);
+        const after = await queryAuditLog(log.path);
+        assert.equal(after.length, entries + 1, "the resumed call is on record, and nothing in between claims to be");
+        assert.equal((await verifyAuditLog(log.path)).ok, true, "the chain verifies across the outage");
+      },
+    );
   }
 
-  it("audit mode: calls go on through a full disk, and it is said once", { skip: disk.skip, timeout: 60_000 }, async (t) => {
-    const { log, counter, call } = await pairLoggingTo(t, "server", join(disk.dir, "server-audit.jsonl"), "audit");
-    await call(0);
-    const filler = fillDisk(disk.dir);
-    t.after(() => rmSync(filler, { force: true }));
-    const said = await warningsDuring("AZTP_AUDIT_UNAVAILABLE", async () => {
-      for (let i = 1; i <= 30; i++) await call(i);
-    });
-    assert.equal(log.writable, false, "the disk did fill");
-    assert.equal(counter.runs, 31, "every call ran");
-    assert.equal(said.length, 1, `said once, not per call: ${JSON.stringify(said)}`);
-  });
+  it(
+    "audit mode: calls go on through a full disk, and it is said once",
+    { skip: disk.skip, timeout: 60_000 },
+    async (t) => {
+      const { log, counter, call } = await pairLoggingTo(t, "server", join(disk.dir, "server-audit.jsonl"), "audit");
+      await call(0);
+      const filler = fillDisk(disk.dir);
+      t.after(() => rmSync(filler, { force: true }));
+      const said = await warningsDuring("AZTP_AUDIT_UNAVAILABLE", async () => {
+        for (let i = 1; i <= 30; i++) await call(i);
+      });
+      assert.equal(log.writable, false, "the disk did fill");
+      assert.equal(counter.runs, 31, "every call ran");
+      assert.equal(said.length, 1, `said once, not per call: ${JSON.stringify(said)}`);
+    },
+  );
 });
 
 describe("no input leaves a call unaudited", () => {
@@ -225,7 +296,10 @@ describe("no input leaves a call unaudited", () => {
     const { home, aztp } = fixture(t);
     const counter: RunCounter = { runs: 0 };
     const server = await secureMcpServer(newToolServer(counter), { client: aztp, name: "clean-server" });
-    const client = await secureMcpClient(new Client({ name: "c", version: "1" }), { client: aztp, name: "hostile-client" });
+    const client = await secureMcpClient(new Client({ name: "c", version: "1" }), {
+      client: aztp,
+      name: "hostile-client",
+    });
     const [c, s] = InMemoryTransport.createLinkedPair();
     await server.connect(s);
     await client.connect(c);
@@ -233,7 +307,10 @@ describe("no input leaves a call unaudited", () => {
     await assert.rejects(client.callTool({ name: "echo", arguments: { text: "\udc00 alone" } }), (e) => isAztpError(e));
     assert.equal(counter.runs, 0);
     const [entry] = await queryAuditLog(join(home, "audit", "hostile-client.jsonl"));
-    assert.deepEqual([entry?.side, entry?.tool, entry?.decision, entry?.argsDigest], ["caller", "echo", "deny", "unencodable"]);
+    assert.deepEqual(
+      [entry?.side, entry?.tool, entry?.decision, entry?.argsDigest],
+      ["caller", "echo", "deny", "unencodable"],
+    );
     assert.ok(typeof entry?.reason === "string" && entry.reason.startsWith("ERR_"));
   });
 });
@@ -246,7 +323,10 @@ describe("honest outcomes", () => {
       throw new Error("disk on fire");
     });
     const secured = await secureMcpServer(server, { client: aztp, name: "failing-server" });
-    const client = await secureMcpClient(new Client({ name: "c", version: "1" }), { client: aztp, name: "failing-client" });
+    const client = await secureMcpClient(new Client({ name: "c", version: "1" }), {
+      client: aztp,
+      name: "failing-client",
+    });
     const [c, s] = InMemoryTransport.createLinkedPair();
     await secured.connect(s);
     await client.connect(c);
@@ -256,7 +336,11 @@ describe("honest outcomes", () => {
     const [callee] = await queryAuditLog(join(home, "audit", "failing-server.jsonl"));
     const [caller] = await queryAuditLog(join(home, "audit", "failing-client.jsonl"));
     assert.deepEqual([callee?.decision, callee?.outcome, callee?.reason], ["allow", "error", "ERR_TOOL_FAILED"]);
-    assert.deepEqual([caller?.decision, caller?.outcome, caller?.reason], ["allow", "error", "ERR_TOOL_FAILED"], "the verified receipt says why");
+    assert.deepEqual(
+      [caller?.decision, caller?.outcome, caller?.reason],
+      ["allow", "error", "ERR_TOOL_FAILED"],
+      "the verified receipt says why",
+    );
   });
 
   it("a result RFC 8785 cannot represent (a lone surrogate) comes back as an error with a receipt that says why, not as a missing receipt", async (t) => {
@@ -282,7 +366,11 @@ describe("honest outcomes", () => {
     const code = error.data?.code;
     assert.ok(code !== undefined && code !== "ERR_RECEIPT_MISSING", `a code of its own, got ${code}`);
     assert.equal(typeof error.data?.[RECEIPT_META_KEY], "string", "the error carries the receipt that says why");
-    assert.equal(received.some((m) => JSON.stringify(m).includes("half a pair")), false, "the result never left the server");
+    assert.equal(
+      received.some((m) => JSON.stringify(m).includes("half a pair")),
+      false,
+      "the result never left the server",
+    );
     const [callee] = await queryAuditLog(join(home, "audit", "odd-server.jsonl"));
     const [caller] = await queryAuditLog(join(home, "audit", "odd-client.jsonl"));
     assert.deepEqual([callee?.decision, callee?.outcome, callee?.reason], ["allow", "error", code]);
@@ -297,7 +385,11 @@ describe("honest outcomes", () => {
     const log = await AuditLog.open(join(home, "run.jsonl"));
     t.after(() => log.close());
     const guard = new CalleeGuard({ identity: callee, trust, audit: log });
-    const { token } = await new CallerGuard({ identity: caller, trust }).prepare({ audience: callee.spiffeId, tool: "t", args: {} });
+    const { token } = await new CallerGuard({ identity: caller, trust }).prepare({
+      audience: callee.spiffeId,
+      tool: "t",
+      args: {},
+    });
     await assert.rejects(
       guard.run({ tool: "t", args: {}, token }, () => {
         throw new Error("nope");

@@ -76,7 +76,9 @@ function sample(i: number, overrides: Partial<AuditEntryInput> = {}): AuditEntry
   };
 }
 
-const quiet = (warnings: AuditWarning[] = []): Pick<AuditLogOptions, "onWarning"> => ({ onWarning: (w) => warnings.push(w) });
+const quiet = (warnings: AuditWarning[] = []): Pick<AuditLogOptions, "onWarning"> => ({
+  onWarning: (w) => warnings.push(w),
+});
 
 /** Writes `n` entries with checkpoints every 5 and closes (which checkpoints the rest). */
 async function writeLog(n: number, options: AuditLogOptions = {}): Promise<string> {
@@ -104,7 +106,11 @@ const lineOfSeq = (lines: string[], seq: number): number =>
   }) + 1;
 const isCheckpointLine = (line: string): boolean => (JSON.parse(line) as { type?: string }).type === "checkpoint";
 
-async function expectBad(path: string, expected: { line: number; seq: number | null; reason: AuditFault }, witnessPath?: string | false) {
+async function expectBad(
+  path: string,
+  expected: { line: number; seq: number | null; reason: AuditFault },
+  witnessPath?: string | false,
+) {
   const result = await verifyAuditLog(path, { verifier, ...(witnessPath === undefined ? {} : { witnessPath }) });
   assert.equal(result.ok, false, "verification should fail");
   assert.ok(result.firstBad);
@@ -151,7 +157,12 @@ describe("audit entry", () => {
       }),
       { numRuns: 300 },
     );
-    for (const tricky of [{ b: 1, a: 2, "10": 3, "9": 4 }, { "\u00e9": 1, e: 2, E: 3 }, [1e21, -0, 0.1, 1e-7], { s: "\\ud800" }]) {
+    for (const tricky of [
+      { b: 1, a: 2, "10": 3, "9": 4 },
+      { "\u00e9": 1, e: 2, E: 3 },
+      [1e21, -0, 0.1, 1e-7],
+      { s: "\\ud800" },
+    ]) {
       assert.equal(canonicalJson(tricky), canonicalize(tricky));
     }
     assert.throws(() => canonicalJson({ s: "\ud800" }), /lone surrogate/);
@@ -178,7 +189,11 @@ describe("audit entry", () => {
       ["a field only the log assigns", { ...sample(1), argsOmitted: [] }],
     ];
     for (const [name, input] of bad) {
-      await assert.rejects(log.append(input as unknown as AuditEntryInput), (e) => isAztpError(e, "ERR_ARGUMENT_INVALID"), name);
+      await assert.rejects(
+        log.append(input as unknown as AuditEntryInput),
+        (e) => isAztpError(e, "ERR_ARGUMENT_INVALID"),
+        name,
+      );
     }
     const ok = await log.append(sample(1, { reason: undefined }));
     assert.equal(ok.seq, 1, "nothing refused was assigned a seq");
@@ -191,7 +206,10 @@ describe("audit entry", () => {
 describe("redaction", () => {
   const args = {
     user: { name: "ada", password: "p1", credentials: { token: "t1", kind: "bearer" } },
-    items: [{ secret: "s1", keep: 1 }, { secret: "s2", keep: 2 }],
+    items: [
+      { secret: "s1", keep: 1 },
+      { secret: "s2", keep: 2 },
+    ],
     password: "p0",
     nested: [[{ password: "p2" }]],
     apiKey: "k",
@@ -203,7 +221,10 @@ describe("redaction", () => {
       ["password"],
       {
         user: { name: "ada", password: "[REDACTED]", credentials: { token: "t1", kind: "bearer" } },
-        items: [{ secret: "s1", keep: 1 }, { secret: "s2", keep: 2 }],
+        items: [
+          { secret: "s1", keep: 1 },
+          { secret: "s2", keep: 2 },
+        ],
         password: "[REDACTED]",
         nested: [[{ password: "[REDACTED]" }]],
         apiKey: "k",
@@ -214,9 +235,33 @@ describe("redaction", () => {
       ["user.credentials.token"],
       { ...args, user: { ...args.user, credentials: { token: "[REDACTED]", kind: "bearer" } } },
     ],
-    ["arrays on a path are transparent", ["items.secret"], { ...args, items: [{ secret: "[REDACTED]", keep: 1 }, { secret: "[REDACTED]", keep: 2 }] }],
-    ["a numeric segment selects one element", ["items.1.secret"], { ...args, items: [{ secret: "s1", keep: 1 }, { secret: "[REDACTED]", keep: 2 }] }],
-    ["a whole subtree can be redacted", ["user.credentials"], { ...args, user: { ...args.user, credentials: "[REDACTED]" } }],
+    [
+      "arrays on a path are transparent",
+      ["items.secret"],
+      {
+        ...args,
+        items: [
+          { secret: "[REDACTED]", keep: 1 },
+          { secret: "[REDACTED]", keep: 2 },
+        ],
+      },
+    ],
+    [
+      "a numeric segment selects one element",
+      ["items.1.secret"],
+      {
+        ...args,
+        items: [
+          { secret: "s1", keep: 1 },
+          { secret: "[REDACTED]", keep: 2 },
+        ],
+      },
+    ],
+    [
+      "a whole subtree can be redacted",
+      ["user.credentials"],
+      { ...args, user: { ...args.user, credentials: "[REDACTED]" } },
+    ],
     ["a path that does not match changes nothing", ["user.password.deeper", "nope"], args],
   ];
   for (const [name, fields, expected] of cases) {
@@ -229,13 +274,20 @@ describe("redaction", () => {
 
   test("refuses malformed field names (a programming error)", () => {
     for (const fields of [[""], ["a..b"], [".a"], [3], "password"] as unknown as string[][]) {
-      assert.throws(() => redact({}, fields), (e) => isAztpError(e, "ERR_ARGUMENT_INVALID"));
+      assert.throws(
+        () => redact({}, fields),
+        (e) => isAztpError(e, "ERR_ARGUMENT_INVALID"),
+      );
     }
   });
 
   test("arguments reach the log only with includeArgs, and redacted", async () => {
     const withArgs = newPath();
-    let log = await AuditLog.open(withArgs, { includeArgs: true, redactFields: ["password", "user.credentials"], ...quiet() });
+    let log = await AuditLog.open(withArgs, {
+      includeArgs: true,
+      redactFields: ["password", "user.credentials"],
+      ...quiet(),
+    });
     const entry = await log.append(sample(1, { args }));
     await log.close();
     assert.deepEqual(entry.args, redact(args, ["password", "user.credentials"]));
@@ -297,16 +349,45 @@ function hostileArgs(): [string, unknown, RegExp | null][] {
     ["a lone surrogate in a value", { s: "a\ud800b" }, /^args\.s: 1 lone surrogate\(s\) replaced with U\+FFFD$/],
     ["a lone surrogate in a key", { "k\udc00": 1 }, /lone surrogate\(s\) in the key replaced with U\+FFFD$/],
     ["keys equal once made storable", { "\ud800": 1, "\ufffd": 2 }, /dropped: its key equals another key/],
-    ["a 10 MB string", { big: "x".repeat(10 * 1024 * 1024) }, /^args\.big: a string of 10485760 characters, cut to 8192$/],
+    [
+      "a 10 MB string",
+      { big: "x".repeat(10 * 1024 * 1024) },
+      /^args\.big: a string of 10485760 characters, cut to 8192$/,
+    ],
     ["a 1 MB key", { ["k".repeat(1 << 20)]: 1 }, /a key of 1048576 characters, cut to 256$/],
-    ["5000 array items", { list: Array.from({ length: 5000 }, (_, i) => i) }, /^args\.list: 4000 of 5000 items not kept \(over 1000 items\)$/],
-    ["a sparse array of length 2^32-1", { holes: new Array(2 ** 32 - 1) }, /^args\.holes: 4294966295 of 4294967295 items not kept/],
+    [
+      "5000 array items",
+      { list: Array.from({ length: 5000 }, (_, i) => i) },
+      /^args\.list: 4000 of 5000 items not kept \(over 1000 items\)$/,
+    ],
+    [
+      "a sparse array of length 2^32-1",
+      { holes: new Array(2 ** 32 - 1) },
+      /^args\.holes: 4294966295 of 4294967295 items not kept/,
+    ],
     ["5000 object members", { wide: manyKeys }, /^args\.wide: 4000 of 5000 members not kept \(over 1000 members\)$/],
-    ["over the total budget", { parts: Array.from({ length: 100 }, () => "y".repeat(8000)) }, /^args\.parts: \d+ of 100 items not kept \(over the size budget/],
-    ["a Date, a Map, a class instance, bytes", { d: new Date(0), m: new Map([[1, 2]]), w: new Widget(), b: new Uint8Array(2) }, /^args\.b: a Uint8Array, not a plain JSON object$/],
+    [
+      "over the total budget",
+      { parts: Array.from({ length: 100 }, () => "y".repeat(8000)) },
+      /^args\.parts: \d+ of 100 items not kept \(over the size budget/,
+    ],
+    [
+      "a Date, a Map, a class instance, bytes",
+      { d: new Date(0), m: new Map([[1, 2]]), w: new Widget(), b: new Uint8Array(2) },
+      /^args\.b: a Uint8Array, not a plain JSON object$/,
+    ],
     ["a cycle", cyclic, /^args\.self: a circular reference$/],
     ["a function, a symbol, a bigint", { f: () => 1, s: Symbol("s"), n: 10n }, /^args\.f: a function is not JSON$/],
-    ["a throwing getter", { get bad(): never { throw new Error("no") }, ok: 1 }, /^args\.bad: could not be read \(Error thrown\)$/],
+    [
+      "a throwing getter",
+      {
+        get bad(): never {
+          throw new Error("no");
+        },
+        ok: 1,
+      },
+      /^args\.bad: could not be read \(Error thrown\)$/,
+    ],
     ["a revoked Proxy", { p: revoked }, /^args\.p: could not be read \(TypeError thrown\)$/],
     ["__proto__ as a key", JSON.parse('{"__proto__":{"polluted":true},"a":1}'), null],
     ["the same object twice (no cycle)", { a: shared, b: shared }, null],
@@ -322,7 +403,11 @@ describe("hostile arguments and fields are still audited", () => {
       assert.ok(JSON.stringify(kept).length < 600 * 1024, `${name}: ${JSON.stringify(kept).length} characters kept`);
       assert.ok(omitted.length <= 33 && omitted.every((n) => n.length <= 240), `${name}: bounded notes`);
       if (note === null) assert.deepEqual(omitted, [], name);
-      else assert.ok(omitted.some((n) => note.test(n)), `${name}: ${JSON.stringify(omitted)}`);
+      else
+        assert.ok(
+          omitted.some((n) => note.test(n)),
+          `${name}: ${JSON.stringify(omitted)}`,
+        );
     }
     assert.equal(({} as Record<string, unknown>).polluted, undefined, "no prototype was polluted");
   });
@@ -353,7 +438,11 @@ describe("hostile arguments and fields are still audited", () => {
     for (const [name, value, note] of cases) {
       const entry = await log.append(sample(1, { args: value }));
       if (note === null) assert.equal(entry.argsOmitted, undefined, name);
-      else assert.ok(entry.argsOmitted?.some((n) => note.test(n)), `${name}: ${JSON.stringify(entry.argsOmitted)}`);
+      else
+        assert.ok(
+          entry.argsOmitted?.some((n) => note.test(n)),
+          `${name}: ${JSON.stringify(entry.argsOmitted)}`,
+        );
     }
     await log.close();
     const lines = readLines(path);
@@ -371,22 +460,47 @@ describe("hostile arguments and fields are still audited", () => {
     const log = await AuditLog.open(path, quiet());
     const huge = "t".repeat(10 * 1024 * 1024);
     const cases: [string, Partial<AuditEntryInput>, RegExp][] = [
-      ["a lone surrogate in the tool name", { tool: "se\ud800arch" }, /^tool: 1 lone surrogate\(s\) replaced with U\+FFFD$/],
+      [
+        "a lone surrogate in the tool name",
+        { tool: "se\ud800arch" },
+        /^tool: 1 lone surrogate\(s\) replaced with U\+FFFD$/,
+      ],
       ["a 10 MB tool name", { tool: huge }, /^tool: 10485760 characters, cut to 2048$/],
-      ["a lone surrogate in the claimed caller", { caller: "spiffe://example.org/\udc00", callerVerified: false }, /^caller: 1 lone surrogate/],
+      [
+        "a lone surrogate in the claimed caller",
+        { caller: "spiffe://example.org/\udc00", callerVerified: false },
+        /^caller: 1 lone surrogate/,
+      ],
       ["a lone surrogate in the reason", { reason: "ERR_\ud800" }, /^reason: 1 lone surrogate/],
       ["a 10 MB token", { token: huge }, /^token: 10485760 characters, cut to 65536$/],
-      ["a lone surrogate in the delegation", { delegation: ["spiffe://example.org/\ud800"] }, /^delegation\[0\]: 1 lone surrogate/],
-      ["100 delegators", { delegation: Array.from({ length: 100 }, (_, i) => `spiffe://example.org/d${i}`) }, /^delegation: 100 IDs, the first 64 kept$/],
-      ["lone surrogates in every digest", { argsDigest: "\ud800", resultDigest: "\ud800", jti: "\ud800", traceId: "\ud800", receipt: "\ud800" }, /^traceId: /],
+      [
+        "a lone surrogate in the delegation",
+        { delegation: ["spiffe://example.org/\ud800"] },
+        /^delegation\[0\]: 1 lone surrogate/,
+      ],
+      [
+        "100 delegators",
+        { delegation: Array.from({ length: 100 }, (_, i) => `spiffe://example.org/d${i}`) },
+        /^delegation: 100 IDs, the first 64 kept$/,
+      ],
+      [
+        "lone surrogates in every digest",
+        { argsDigest: "\ud800", resultDigest: "\ud800", jti: "\ud800", traceId: "\ud800", receipt: "\ud800" },
+        /^traceId: /,
+      ],
     ];
     for (const [name, overrides, note] of cases) {
       const entry = await log.append(sample(1, overrides));
-      assert.ok(entry.sanitized?.some((n) => note.test(n)), `${name}: ${JSON.stringify(entry.sanitized)}`);
+      assert.ok(
+        entry.sanitized?.some((n) => note.test(n)),
+        `${name}: ${JSON.stringify(entry.sanitized)}`,
+      );
       assert.doesNotMatch(JSON.stringify(entry), /\\ud[89a-f]/i, `${name}: no lone surrogate is stored`);
     }
     // Hostile content that needs no change is stored as it came.
-    const empty = await log.append(sample(1, { tool: "", reason: "", argsDigest: "unencodable", caller: "unknown", callerVerified: false }));
+    const empty = await log.append(
+      sample(1, { tool: "", reason: "", argsDigest: "unencodable", caller: "unknown", callerVerified: false }),
+    );
     assert.deepEqual([empty.tool, empty.reason, empty.argsDigest, empty.sanitized], ["", "", "unencodable", undefined]);
     await log.close();
     for (const line of readLines(path)) assert.ok(line.length < 200 * 1024, `a line of ${line.length} characters`);
@@ -435,7 +549,10 @@ describe("hostile arguments and fields are still audited", () => {
     const result = await verifyAuditLog(path);
     assert.deepEqual([result.ok, result.firstBad?.reason, result.firstBad?.seq], [false, "malformed", 3]);
     assert.match(result.firstBad!.message, /nested deeper than 512 levels/);
-    await assert.rejects(AuditLog.open(path, quiet()), (e) => isAztpError(e, "ERR_AUDIT_CORRUPT") && /nested deeper/.test((e as Error).message));
+    await assert.rejects(
+      AuditLog.open(path, quiet()),
+      (e) => isAztpError(e, "ERR_AUDIT_CORRUPT") && /nested deeper/.test((e as Error).message),
+    );
   });
 });
 
@@ -494,8 +611,15 @@ describe("verifyAuditLog", () => {
         const copy = newPath("edited");
         const entry = JSON.parse(lines[line - 1]!) as Record<string, unknown>;
         edit(entry);
-        writeLines(copy, lines.map((l, i) => (i === line - 1 ? JSON.stringify(entry) : l)));
-        await expectBad(copy, { line, seq: reason === "malformed" && field.startsWith("v") ? 8 : (entry.seq as number), reason }, false);
+        writeLines(
+          copy,
+          lines.map((l, i) => (i === line - 1 ? JSON.stringify(entry) : l)),
+        );
+        await expectBad(
+          copy,
+          { line, seq: reason === "malformed" && field.startsWith("v") ? 8 : (entry.seq as number), reason },
+          false,
+        );
       });
     }
   });
@@ -591,7 +715,10 @@ describe("verifyAuditLog", () => {
     const line = lines.findIndex(isCheckpointLine) + 1;
     const cp = JSON.parse(lines[line - 1]!) as Record<string, unknown>;
     const forgeries: [string, (c: Record<string, unknown>) => void][] = [
-      ["signed by an untrusted key", (c) => (c.sig = testSigner({ ...mallory, id: writerKeys.id }).sign(Buffer.from("x")))],
+      [
+        "signed by an untrusted key",
+        (c) => (c.sig = testSigner({ ...mallory, id: writerKeys.id }).sign(Buffer.from("x"))),
+      ],
       [
         "re-signed by an untrusted key over its real payload",
         (c) => {
@@ -608,7 +735,10 @@ describe("verifyAuditLog", () => {
         const copy = newPath("forged");
         const forged = { ...cp };
         forge(forged);
-        writeLines(copy, lines.map((l, i) => (i === line - 1 ? JSON.stringify(forged) : l)));
+        writeLines(
+          copy,
+          lines.map((l, i) => (i === line - 1 ? JSON.stringify(forged) : l)),
+        );
         await expectBad(copy, { line, seq: 1, reason: "checkpoint-signature" }, `${path}.witness`);
       });
     }
@@ -715,11 +845,20 @@ describe("AuditLog writer", () => {
 
   test("time-based checkpoints", async () => {
     const path = newPath();
-    const log = await AuditLog.open(path, { signer: testSigner(writerKeys), checkpointEvery: 0, checkpointIntervalMs: 30, ...quiet() });
+    const log = await AuditLog.open(path, {
+      signer: testSigner(writerKeys),
+      checkpointEvery: 0,
+      checkpointIntervalMs: 30,
+      ...quiet(),
+    });
     await log.append(sample(1));
     // Poll: on a busy machine the tick, the write and the witness's rename take a while.
-    const witnessUpTo = () => (existsSync(`${path}.witness`) ? (JSON.parse(readFileSync(`${path}.witness`, "utf8")) as { upTo: number }).upTo : 0);
-    for (let waited = 0; witnessUpTo() !== 1 && waited < 5_000; waited += 20) await new Promise((r) => setTimeout(r, 20));
+    const witnessUpTo = () =>
+      existsSync(`${path}.witness`)
+        ? (JSON.parse(readFileSync(`${path}.witness`, "utf8")) as { upTo: number }).upTo
+        : 0;
+    for (let waited = 0; witnessUpTo() !== 1 && waited < 5_000; waited += 20)
+      await new Promise((r) => setTimeout(r, 20));
     assert.equal(log.lastCheckpoint?.upTo, 1);
     assert.equal(witnessUpTo(), 1);
     await log.close();
@@ -728,7 +867,12 @@ describe("AuditLog writer", () => {
   test("a failing signer does not stop auditing; it is reported", async () => {
     const path = newPath();
     const warnings: AuditWarning[] = [];
-    const signer = { id: "broken", sign: (): string => { throw new Error("key unavailable"); } };
+    const signer = {
+      id: "broken",
+      sign: (): string => {
+        throw new Error("key unavailable");
+      },
+    };
     const log = await AuditLog.open(path, { signer, checkpointEvery: 2, ...quiet(warnings) });
     for (let i = 1; i <= 3; i++) await log.append(sample(i));
     await log.close();
@@ -739,7 +883,10 @@ describe("AuditLog writer", () => {
   test("one writer per file: a second open fails, a stale lock of a dead process is broken", async () => {
     const path = newPath();
     const log = await AuditLog.open(path, quiet());
-    await assert.rejects(AuditLog.open(path, quiet()), (e) => isAztpError(e, "ERR_AUDIT_IO_FAILED") && /already open/.test((e as Error).message));
+    await assert.rejects(
+      AuditLog.open(path, quiet()),
+      (e) => isAztpError(e, "ERR_AUDIT_IO_FAILED") && /already open/.test((e as Error).message),
+    );
     await log.close();
     const dead = spawnSync(process.execPath, ["-e", ""]).pid!;
     writeFileSync(`${path}.lock`, JSON.stringify({ pid: dead, host: hostname(), nonce: "stale" }));
@@ -756,9 +903,18 @@ describe("AuditLog writer", () => {
     const log = await AuditLog.open(path, { signer: testSigner(writerKeys), ...quiet(warnings) });
     assert.deepEqual(
       { ...log.recovered, discarded: log.recovered?.discarded.toString() },
-      { tornBytes: 40, tornOffset: intact.length, discarded: '{"argsDigest":"x","callee":"spiffe://exa', lastSeq: 6, lastHash: log.head },
+      {
+        tornBytes: 40,
+        tornOffset: intact.length,
+        discarded: '{"argsDigest":"x","callee":"spiffe://exa',
+        lastSeq: 6,
+        lastHash: log.head,
+      },
     );
-    assert.deepEqual(warnings.map((w) => w.code), ["torn-tail"]);
+    assert.deepEqual(
+      warnings.map((w) => w.code),
+      ["torn-tail"],
+    );
     assert.deepEqual(readFileSync(path), intact);
     const e = await log.append(sample(7));
     assert.equal(e.seq, 7);
@@ -770,7 +926,12 @@ describe("AuditLog writer", () => {
     const path = newPath();
     const lines = ["{}", "é".repeat(9), "", "x", "€😀€".repeat(5), "last"];
     writeFileSync(path, lines.map((l) => `${l}\n`).join(""));
-    const sink = await JsonlSink.open(path, { durability: "fsync", batchWindowMs: 1, maxBatchEntries: 10, maxBatchBytes: 1000 });
+    const sink = await JsonlSink.open(path, {
+      durability: "fsync",
+      batchWindowMs: 1,
+      maxBatchEntries: 10,
+      maxBatchBytes: 1000,
+    });
     try {
       for (const chunkSize of [1, 2, 3, 5, 7, 64, 1 << 16]) {
         const seen = [...sink.linesBackward(chunkSize)];
@@ -780,7 +941,15 @@ describe("AuditLog writer", () => {
           `chunk size ${chunkSize}`,
         );
         assert.equal(seen.at(-1)!.offset, 0);
-        assert.equal(seen[0]!.offset, Buffer.byteLength(lines.slice(0, -1).map((l) => `${l}\n`).join("")));
+        assert.equal(
+          seen[0]!.offset,
+          Buffer.byteLength(
+            lines
+              .slice(0, -1)
+              .map((l) => `${l}\n`)
+              .join(""),
+          ),
+        );
       }
     } finally {
       await sink.close();
@@ -801,7 +970,10 @@ describe("AuditLog writer", () => {
     log = await AuditLog.open(path, { signer: testSigner(writerKeys), checkpointEvery: 10, ...quiet(warnings) });
     assert.equal(log.lastSeq, 39);
     assert.deepEqual([log.lastCheckpoint?.seq, log.lastCheckpoint?.upTo], [3, 30]);
-    assert.deepEqual(warnings.map((w) => w.code), ["witness-missing"]);
+    assert.deepEqual(
+      warnings.map((w) => w.code),
+      ["witness-missing"],
+    );
     for (let i = 40; i <= 41; i++) await log.append(big(i));
     await log.close();
     const result = await verifyAuditLog(path, { verifier });
@@ -813,10 +985,20 @@ describe("AuditLog writer", () => {
     const path = await writeLog(12);
     const lines = readLines(path);
     writeLines(path, lines.slice(0, -4));
-    await assert.rejects(AuditLog.open(path, quiet()), (e) => isAztpError(e, "ERR_AUDIT_CORRUPT") && /behind its witness/.test((e as Error).message));
+    await assert.rejects(
+      AuditLog.open(path, quiet()),
+      (e) => isAztpError(e, "ERR_AUDIT_CORRUPT") && /behind its witness/.test((e as Error).message),
+    );
     const edited = await writeLog(3, { signer: undefined });
     const l = readLines(edited);
-    writeLines(edited, [...l.slice(0, -1), l.at(-1)!.replace('"decision":"allow"', '"decision":"deny"').replace('"decision":"deny"', '"decision":"allow"').replace("jti-3", "jti-4")]);
+    writeLines(edited, [
+      ...l.slice(0, -1),
+      l
+        .at(-1)!
+        .replace('"decision":"allow"', '"decision":"deny"')
+        .replace('"decision":"deny"', '"decision":"allow"')
+        .replace("jti-3", "jti-4"),
+    ]);
     await assert.rejects(AuditLog.open(edited, quiet()), (e) => isAztpError(e, "ERR_AUDIT_CORRUPT"));
     assert.equal(existsSync(`${edited}.lock`), false, "the lock is released after a failed open");
   });
@@ -825,7 +1007,12 @@ describe("AuditLog writer", () => {
 describe("durability modes and group commit", () => {
   test('"write" (the default): appends of one synchronous run share one write(), none waits for fdatasync; checkpoints and close do sync', async () => {
     const path = newPath();
-    const sink = await JsonlSink.open(path, { durability: "write", batchWindowMs: 0, maxBatchEntries: 1024, maxBatchBytes: 1 << 20 });
+    const sink = await JsonlSink.open(path, {
+      durability: "write",
+      batchWindowMs: 0,
+      maxBatchEntries: 1024,
+      maxBatchBytes: 1 << 20,
+    });
     try {
       await Promise.all(Array.from({ length: 10 }, (_, i) => sink.append(`{"n":${i}}`)));
       assert.deepEqual(sink.stats, { writes: 1, syncs: 0 });
@@ -843,7 +1030,12 @@ describe("durability modes and group commit", () => {
 
   test('"fsync": each write is fdatasync\'ed, and appends arriving while one is in flight share the next', async () => {
     const path = newPath();
-    const sink = await JsonlSink.open(path, { durability: "fsync", batchWindowMs: 0, maxBatchEntries: 1024, maxBatchBytes: 1 << 20 });
+    const sink = await JsonlSink.open(path, {
+      durability: "fsync",
+      batchWindowMs: 0,
+      maxBatchEntries: 1024,
+      maxBatchBytes: 1 << 20,
+    });
     try {
       const first = sink.append('{"n":0}');
       await Promise.resolve(); // the writer took the first batch: its write is in flight now
@@ -851,7 +1043,10 @@ describe("durability modes and group commit", () => {
       await first;
       await Promise.all(rest);
       assert.deepEqual(sink.stats, { writes: 2, syncs: 2 });
-      assert.deepEqual(readLines(path).map((l) => (JSON.parse(l) as { n: number }).n), Array.from({ length: 21 }, (_, i) => i));
+      assert.deepEqual(
+        readLines(path).map((l) => (JSON.parse(l) as { n: number }).n),
+        Array.from({ length: 21 }, (_, i) => i),
+      );
     } finally {
       await sink.close();
     }
@@ -861,14 +1056,24 @@ describe("durability modes and group commit", () => {
   test("AuditLog takes durability and refuses an unknown one", async () => {
     for (const durability of ["write", "fsync"] as const) {
       const path = newPath();
-      const log = await AuditLog.open(path, { durability, signer: testSigner(writerKeys), checkpointEvery: 3, ...quiet() });
+      const log = await AuditLog.open(path, {
+        durability,
+        signer: testSigner(writerKeys),
+        checkpointEvery: 3,
+        ...quiet(),
+      });
       const entries = await Promise.all(Array.from({ length: 7 }, (_, i) => log.append(sample(i))));
-      assert.deepEqual(entries.map((e) => e.seq), [1, 2, 3, 4, 5, 6, 7]);
+      assert.deepEqual(
+        entries.map((e) => e.seq),
+        [1, 2, 3, 4, 5, 6, 7],
+      );
       await log.close();
       const result = await verifyAuditLog(path, { verifier });
       assert.equal(result.ok, true, result.firstBad?.message);
     }
-    await assert.rejects(AuditLog.open(newPath(), { durability: "sometimes" as "write" }), (e) => isAztpError(e, "ERR_ARGUMENT_INVALID"));
+    await assert.rejects(AuditLog.open(newPath(), { durability: "sometimes" as "write" }), (e) =>
+      isAztpError(e, "ERR_ARGUMENT_INVALID"),
+    );
   });
 });
 
@@ -885,61 +1090,81 @@ describe("failure and recovery", () => {
   for (const durability of ["write", "fsync"] as const) {
     const disk = tinyDisk();
     after(disk.unmount);
-    test(`a full disk (ENOSPC) mid-run: appends reject, writable is false, recover() brings it back once space is freed, and the chain verifies end to end (durability "${durability}")`, { skip: disk.skip, timeout: 30_000 }, async () => {
-      const path = join(disk.dir, "audit.jsonl");
-      const warnings: AuditWarning[] = [];
-      const log = await AuditLog.open(path, { durability, signer: testSigner(writerKeys), checkpointEvery: 4, ...quiet(warnings) });
-      const acknowledged: number[] = [];
-      const big = (i: number) => sample(i, { token: `${i}.`.padEnd(2000, "t") });
-      for (let i = 1; i <= 6; i++) acknowledged.push((await log.append(big(i))).seq);
+    test(
+      `a full disk (ENOSPC) mid-run: appends reject, writable is false, recover() brings it back once space is freed, and the chain verifies end to end (durability "${durability}")`,
+      { skip: disk.skip, timeout: 30_000 },
+      async () => {
+        const path = join(disk.dir, "audit.jsonl");
+        const warnings: AuditWarning[] = [];
+        const log = await AuditLog.open(path, {
+          durability,
+          signer: testSigner(writerKeys),
+          checkpointEvery: 4,
+          ...quiet(warnings),
+        });
+        const acknowledged: number[] = [];
+        const big = (i: number) => sample(i, { token: `${i}.`.padEnd(2000, "t") });
+        for (let i = 1; i <= 6; i++) acknowledged.push((await log.append(big(i))).seq);
 
-      const filler = fillDisk(disk.dir);
-      let failure: unknown;
-      for (let i = 0; i < 200 && failure === undefined; i++) {
-        // Sequential: the page the log ends in may still take a line or two.
-        await log.append(big(i)).then(
-          (e) => acknowledged.push(e.seq),
-          (e: unknown) => (failure = e),
+        const filler = fillDisk(disk.dir);
+        let failure: unknown;
+        for (let i = 0; i < 200 && failure === undefined; i++) {
+          // Sequential: the page the log ends in may still take a line or two.
+          await log.append(big(i)).then(
+            (e) => acknowledged.push(e.seq),
+            (e: unknown) => (failure = e),
+          );
+        }
+        assert.ok(
+          isAztpError(failure, "ERR_AUDIT_IO_FAILED"),
+          `the write failed with ERR_AUDIT_IO_FAILED: ${String(failure)}`,
         );
-      }
-      assert.ok(isAztpError(failure, "ERR_AUDIT_IO_FAILED"), `the write failed with ERR_AUDIT_IO_FAILED: ${String(failure)}`);
-      assert.match((failure as Error).message, /ENOSPC/);
-      assert.equal(log.writable, false);
-      const seqBefore = log.lastSeq;
-      await assert.rejects(log.append(big(0)), (e) => isAztpError(e, "ERR_AUDIT_IO_FAILED"), "a failed log refuses appends");
-      assert.equal(log.lastSeq, seqBefore, "a refused append is assigned no seq");
-      assert.ok(warnings.some((w) => w.code === "write-failed"));
+        assert.match((failure as Error).message, /ENOSPC/);
+        assert.equal(log.writable, false);
+        const seqBefore = log.lastSeq;
+        await assert.rejects(
+          log.append(big(0)),
+          (e) => isAztpError(e, "ERR_AUDIT_IO_FAILED"),
+          "a failed log refuses appends",
+        );
+        assert.equal(log.lastSeq, seqBefore, "a refused append is assigned no seq");
+        assert.ok(warnings.some((w) => w.code === "write-failed"));
 
-      // Still full: one real attempt, shared by concurrent callers; another right after is not made.
-      const first = log.recover();
-      assert.equal(log.recover(), first, "concurrent callers share one attempt");
-      assert.equal(await first, false);
-      assert.equal(await log.recover(), false);
-      assert.equal(warnings.filter((w) => w.code === "recover-failed").length, 1, "at most one attempt per interval");
-      assert.match(warnings.find((w) => w.code === "recover-failed")!.message, /ENOSPC/);
-      assert.equal(log.writable, false);
+        // Still full: one real attempt, shared by concurrent callers; another right after is not made.
+        const first = log.recover();
+        assert.equal(log.recover(), first, "concurrent callers share one attempt");
+        assert.equal(await first, false);
+        assert.equal(await log.recover(), false);
+        assert.equal(warnings.filter((w) => w.code === "recover-failed").length, 1, "at most one attempt per interval");
+        assert.match(warnings.find((w) => w.code === "recover-failed")!.message, /ENOSPC/);
+        assert.equal(log.writable, false);
 
-      rmSync(filler);
-      const deadline = Date.now() + 10_000;
-      while (!(await log.recover())) {
-        assert.ok(Date.now() < deadline, "recover() within 10 s of freeing the disk");
-        await new Promise((r) => setTimeout(r, 50));
-      }
-      assert.equal(log.writable, true);
-      assert.ok(warnings.some((w) => w.code === "recovered"));
-      assert.equal(log.lastSeq, acknowledged.at(-1), "the chain continues after the last acknowledged entry");
-      for (let i = 1; i <= 5; i++) acknowledged.push((await log.append(big(i))).seq);
-      await log.close();
+        rmSync(filler);
+        const deadline = Date.now() + 10_000;
+        while (!(await log.recover())) {
+          assert.ok(Date.now() < deadline, "recover() within 10 s of freeing the disk");
+          await new Promise((r) => setTimeout(r, 50));
+        }
+        assert.equal(log.writable, true);
+        assert.ok(warnings.some((w) => w.code === "recovered"));
+        assert.equal(log.lastSeq, acknowledged.at(-1), "the chain continues after the last acknowledged entry");
+        for (let i = 1; i <= 5; i++) acknowledged.push((await log.append(big(i))).seq);
+        await log.close();
 
-      assert.deepEqual(acknowledged, Array.from({ length: acknowledged.length }, (_, i) => i + 1), "acknowledged entries are numbered without gaps");
-      const result = await verifyAuditLog(path, { verifier });
-      assert.equal(result.ok, true, result.firstBad?.message);
-      assert.equal(result.entries, acknowledged.length, "exactly the acknowledged entries are in the log");
-      assert.equal(result.uncovered, 0);
-      const reopened = await AuditLog.open(path, quiet());
-      assert.equal(reopened.recovered, null, "no torn line was left behind");
-      await reopened.close();
-    });
+        assert.deepEqual(
+          acknowledged,
+          Array.from({ length: acknowledged.length }, (_, i) => i + 1),
+          "acknowledged entries are numbered without gaps",
+        );
+        const result = await verifyAuditLog(path, { verifier });
+        assert.equal(result.ok, true, result.firstBad?.message);
+        assert.equal(result.entries, acknowledged.length, "exactly the acknowledged entries are in the log");
+        assert.equal(result.uncovered, 0);
+        const reopened = await AuditLog.open(path, quiet());
+        assert.equal(reopened.recovered, null, "no torn line was left behind");
+        await reopened.close();
+      },
+    );
   }
 });
 
@@ -953,10 +1178,23 @@ describe("query and stats", () => {
     const seqs = (entries: AuditEntry[]) => entries.map((e) => e.seq);
     assert.deepEqual(seqs(await queryAuditLog(path, { tool: "search" })), [2, 4, 6, 8, 10, 12]);
     assert.deepEqual(seqs(await queryAuditLog(path, { decision: "deny" })), [3, 7, 11]);
-    assert.deepEqual(seqs(await queryAuditLog(path, { caller: "spiffe://example.org/workload/production/node/agent-1", decision: "allow" })), [1, 5, 9]);
+    assert.deepEqual(
+      seqs(
+        await queryAuditLog(path, {
+          caller: "spiffe://example.org/workload/production/node/agent-1",
+          decision: "allow",
+        }),
+      ),
+      [1, 5, 9],
+    );
     assert.deepEqual(seqs(await queryAuditLog(path, { callee: "nobody" })), []);
     assert.deepEqual(
-      seqs(await queryAuditLog(path, { since: new Date(base + 3 * 60_000), until: new Date(base + 6 * 60_000).toISOString() })),
+      seqs(
+        await queryAuditLog(path, {
+          since: new Date(base + 3 * 60_000),
+          until: new Date(base + 6 * 60_000).toISOString(),
+        }),
+      ),
       [3, 4, 5],
     );
     assert.deepEqual(seqs(await queryAuditLog(path, { tool: "fetch", limit: 2 })), [1, 3]);
@@ -986,11 +1224,34 @@ describe("query and stats", () => {
     const rows: Partial<AuditEntryInput>[] = [
       { caller: ada, callerVerified: true, decision: "allow", outcome: "ok" },
       { caller: ada, callerVerified: true, decision: "deny", outcome: "denied", reason: "ERR_POLICY_DENIED" },
-      { caller: ada, callerVerified: false, decision: "deny", outcome: "denied", reason: "ERR_INVOCATION_ARGS_MISMATCH" },
+      {
+        caller: ada,
+        callerVerified: false,
+        decision: "deny",
+        outcome: "denied",
+        reason: "ERR_INVOCATION_ARGS_MISMATCH",
+      },
       // A forged token may name the ID in its other form: still a claim to be that ID.
-      { caller: ada.replace("spiffe://", "aztp://"), callerVerified: false, decision: "deny", outcome: "denied", reason: "ERR_INVOCATION_REPLAYED" },
-      { caller: "unknown", callerVerified: false, decision: "deny", outcome: "denied", reason: "ERR_INVOCATION_MISSING" },
-      { caller: "spiffe://example.org/workload/production/node/bob", callerVerified: true, decision: "allow", outcome: "ok" },
+      {
+        caller: ada.replace("spiffe://", "aztp://"),
+        callerVerified: false,
+        decision: "deny",
+        outcome: "denied",
+        reason: "ERR_INVOCATION_REPLAYED",
+      },
+      {
+        caller: "unknown",
+        callerVerified: false,
+        decision: "deny",
+        outcome: "denied",
+        reason: "ERR_INVOCATION_MISSING",
+      },
+      {
+        caller: "spiffe://example.org/workload/production/node/bob",
+        callerVerified: true,
+        decision: "allow",
+        outcome: "ok",
+      },
     ];
     for (const row of rows) await log.append(sample(2, { ...row, tool: "search" }));
     await log.close();
@@ -1000,11 +1261,18 @@ describe("query and stats", () => {
     assert.deepEqual(seqs(await queryAuditLog(path, { caller: ada, callerVerified: true })), [1, 2]);
     assert.deepEqual(seqs(await queryAuditLog(path, { caller: ada, callerVerified: false })), [3, 4]);
     assert.deepEqual(seqs(await queryAuditLog(path, { caller: "unknown" })), [5]);
-    await assert.rejects(queryAuditLog(path, { callerVerified: "yes" as unknown as boolean }), (e) => isAztpError(e, "ERR_ARGUMENT_INVALID"));
+    await assert.rejects(queryAuditLog(path, { callerVerified: "yes" as unknown as boolean }), (e) =>
+      isAztpError(e, "ERR_ARGUMENT_INVALID"),
+    );
     const stats = await auditStats(path);
     assert.deepEqual(stats.callers, { verified: 3, claimed: 3 });
     assert.deepEqual(
-      stats.calls.map((c) => [c.caller.replace("/workload/production/node", ""), c.callerVerified, c.total, c.decisions.deny]),
+      stats.calls.map((c) => [
+        c.caller.replace("/workload/production/node", ""),
+        c.callerVerified,
+        c.total,
+        c.decisions.deny,
+      ]),
       [
         ["spiffe://example.org/ada", true, 2, 1],
         ["aztp://example.org/ada", false, 1, 1], // as claimed
@@ -1015,7 +1283,7 @@ describe("query and stats", () => {
     );
   });
 
-  test("a version 1 log is still read and verified: an \"unverified:X\" caller reads as caller X, not verified", async () => {
+  test('a version 1 log is still read and verified: an "unverified:X" caller reads as caller X, not verified', async () => {
     const path = newPath("v1");
     const ada = "spiffe://example.org/workload/production/node/ada";
     const v1 = [
@@ -1026,7 +1294,15 @@ describe("query and stats", () => {
     let prev = GENESIS_HASH;
     const lines = v1.map((fields, i) => {
       const entry: Record<string, unknown> = {
-        v: 1, seq: i + 1, time: "2026-01-01T00:00:00.000Z", side: "callee", callee: "spiffe://example.org/tools", tool: "search", argsDigest: "d", prev, ...fields,
+        v: 1,
+        seq: i + 1,
+        time: "2026-01-01T00:00:00.000Z",
+        side: "callee",
+        callee: "spiffe://example.org/tools",
+        tool: "search",
+        argsDigest: "d",
+        prev,
+        ...fields,
       };
       const hash = createHash("sha256").update(canonicalize(entry)!, "utf8").digest("hex");
       prev = hash;
@@ -1036,9 +1312,18 @@ describe("query and stats", () => {
     const verified = await verifyAuditLog(path);
     assert.equal(verified.ok, true, verified.firstBad?.message);
     const entries = await queryAuditLog(path, { caller: ada });
-    assert.deepEqual(entries.map((e) => [e.seq, e.v, e.caller, e.callerVerified]), [[1, 1, ada, true], [2, 1, ada, false]]);
+    assert.deepEqual(
+      entries.map((e) => [e.seq, e.v, e.caller, e.callerVerified]),
+      [
+        [1, 1, ada, true],
+        [2, 1, ada, false],
+      ],
+    );
     assert.equal(entries[1]!.hash, JSON.parse(lines[1]!).hash, "the stored hash, of the stored record");
-    assert.deepEqual((await queryAuditLog(path, { caller: "unknown" })).map((e) => e.callerVerified), [false]);
+    assert.deepEqual(
+      (await queryAuditLog(path, { caller: "unknown" })).map((e) => e.callerVerified),
+      [false],
+    );
     assert.deepEqual((await auditStats(path)).callers, { verified: 1, claimed: 2 });
     // The writer continues a version 1 log with version 2 entries; the whole chain verifies.
     const log = await AuditLog.open(path, quiet());
@@ -1179,52 +1464,59 @@ describe("OpenTelemetry export", () => {
 });
 
 describe("crash safety", () => {
-  for (const durability of ["write", "fsync"] as const) test(`after SIGKILL under load, every acknowledged entry is present and the log verifies (durability "${durability}")`, { timeout: 30_000 }, async () => {
-    const path = newPath("crash");
-    const helper = fileURLToPath(new URL("./helpers/audit-crash-writer.ts", import.meta.url));
-    const child = spawn(process.execPath, ["--import", "tsx", helper, path], {
-      env: {
-        ...process.env,
-        AUDIT_DURABILITY: durability,
-        AUDIT_SIGNER_ID: writerKeys.id,
-        AUDIT_SIGNER_KEY: writerKeys.privateKey.export({ type: "pkcs8", format: "pem" }) as string,
+  for (const durability of ["write", "fsync"] as const)
+    test(
+      `after SIGKILL under load, every acknowledged entry is present and the log verifies (durability "${durability}")`,
+      { timeout: 30_000 },
+      async () => {
+        const path = newPath("crash");
+        const helper = fileURLToPath(new URL("./helpers/audit-crash-writer.ts", import.meta.url));
+        const child = spawn(process.execPath, ["--import", "tsx", helper, path], {
+          env: {
+            ...process.env,
+            AUDIT_DURABILITY: durability,
+            AUDIT_SIGNER_ID: writerKeys.id,
+            AUDIT_SIGNER_KEY: writerKeys.privateKey.export({ type: "pkcs8", format: "pem" }) as string,
+          },
+          stdio: ["ignore", "pipe", "pipe"],
+        });
+        let out = "";
+        let err = "";
+        child.stderr.on("data", (d: Buffer) => (err += d.toString()));
+        const exited = new Promise<NodeJS.Signals | null>((resolve) =>
+          child.on("exit", (_code, signal) => resolve(signal)),
+        );
+        // Killed in the middle of the load: once a few hundred entries were acknowledged.
+        await new Promise<void>((resolve, reject) => {
+          child.stdout.on("data", (d: Buffer) => {
+            out += d.toString();
+            if (out.startsWith("ready\n") && out.split("\n").length > 400) resolve();
+          });
+          void exited.then(() => reject(new Error(`writer exited early: ${err}`)));
+        });
+        child.kill("SIGKILL");
+        assert.equal(await exited, "SIGKILL");
+
+        const printed = out.split("\n");
+        printed.pop(); // a line being printed when the kill came is not a claim
+        const acknowledged = printed.slice(1).map(Number);
+        assert.ok(acknowledged.length > 100, `only ${acknowledged.length} acknowledged entries`);
+
+        const raw = readFileSync(path);
+        const tornBefore = raw.length > 0 && raw[raw.length - 1] !== 10;
+        const warnings: AuditWarning[] = [];
+        const log = await AuditLog.open(path, { signer: testSigner(writerKeys), ...quiet(warnings) });
+        assert.equal(log.recovered !== null, tornBefore, "a torn line is reported exactly when there was one");
+        if (tornBefore) assert.ok(warnings.some((w) => w.code === "torn-tail"));
+        const present = new Set((await queryAuditLog(path)).map((e) => e.seq));
+        const lost = acknowledged.filter((seq) => !present.has(seq));
+        assert.deepEqual(lost, [], "acknowledged entries lost");
+        assert.ok(log.lastSeq >= Math.max(...acknowledged));
+        await log.append(sample(1));
+        await log.close();
+        const result = await verifyAuditLog(path, { verifier });
+        assert.equal(result.ok, true, result.firstBad?.message);
+        assert.equal(result.entries, log.lastSeq);
       },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let out = "";
-    let err = "";
-    child.stderr.on("data", (d: Buffer) => (err += d.toString()));
-    const exited = new Promise<NodeJS.Signals | null>((resolve) => child.on("exit", (_code, signal) => resolve(signal)));
-    // Killed in the middle of the load: once a few hundred entries were acknowledged.
-    await new Promise<void>((resolve, reject) => {
-      child.stdout.on("data", (d: Buffer) => {
-        out += d.toString();
-        if (out.startsWith("ready\n") && out.split("\n").length > 400) resolve();
-      });
-      void exited.then(() => reject(new Error(`writer exited early: ${err}`)));
-    });
-    child.kill("SIGKILL");
-    assert.equal(await exited, "SIGKILL");
-
-    const printed = out.split("\n");
-    printed.pop(); // a line being printed when the kill came is not a claim
-    const acknowledged = printed.slice(1).map(Number);
-    assert.ok(acknowledged.length > 100, `only ${acknowledged.length} acknowledged entries`);
-
-    const raw = readFileSync(path);
-    const tornBefore = raw.length > 0 && raw[raw.length - 1] !== 10;
-    const warnings: AuditWarning[] = [];
-    const log = await AuditLog.open(path, { signer: testSigner(writerKeys), ...quiet(warnings) });
-    assert.equal(log.recovered !== null, tornBefore, "a torn line is reported exactly when there was one");
-    if (tornBefore) assert.ok(warnings.some((w) => w.code === "torn-tail"));
-    const present = new Set((await queryAuditLog(path)).map((e) => e.seq));
-    const lost = acknowledged.filter((seq) => !present.has(seq));
-    assert.deepEqual(lost, [], "acknowledged entries lost");
-    assert.ok(log.lastSeq >= Math.max(...acknowledged));
-    await log.append(sample(1));
-    await log.close();
-    const result = await verifyAuditLog(path, { verifier });
-    assert.equal(result.ok, true, result.firstBad?.message);
-    assert.equal(result.entries, log.lastSeq);
-  });
+    );
 });

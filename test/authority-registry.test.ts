@@ -10,9 +10,19 @@ import { ErrorCodes } from "../src/errors.js";
 
 const NOW = new Date("2030-01-01T00:00:00Z");
 
-function withFamily(): { state: registry.RegistryState; parent: registry.IdentityRecord; child: registry.IdentityRecord } {
+function withFamily(): {
+  state: registry.RegistryState;
+  parent: registry.IdentityRecord;
+  child: registry.IdentityRecord;
+} {
   const state = registry.emptyRegistry();
-  const parent = registry.register(state, registry.workloadSpiffeId("example.org", "production", "node", "parent"), "example.org", { name: "parent" }, NOW);
+  const parent = registry.register(
+    state,
+    registry.workloadSpiffeId("example.org", "production", "node", "parent"),
+    "example.org",
+    { name: "parent" },
+    NOW,
+  );
   const child = registry.register(
     state,
     registry.workloadSpiffeId("example.org", "production", "node", "child"),
@@ -28,7 +38,13 @@ describe("registry rules (no CA)", () => {
     const { state, child } = withFamily();
     assert.equal(child.status, "active");
     assert.equal(child.parentIdentity, "aztp://example.org/workload/production/node/parent");
-    const again = registry.register(state, registry.workloadSpiffeId("example.org", "production", "node", "child"), "example.org", { name: "child", metadata: { b: 2 } }, NOW);
+    const again = registry.register(
+      state,
+      registry.workloadSpiffeId("example.org", "production", "node", "child"),
+      "example.org",
+      { name: "child", metadata: { b: 2 } },
+      NOW,
+    );
     assert.equal(again, child);
     assert.deepEqual(again.metadata, { a: 1, b: 2 });
     assert.equal(Object.keys(state.identities).length, 2);
@@ -36,19 +52,37 @@ describe("registry rules (no CA)", () => {
 
   it("refuses to update a revoked record, and caps a child by its ancestor's SVID", () => {
     const { state, parent, child } = withFamily();
-    assert.throws(() => registry.lifetimeCap(state, child), { code: ErrorCodes.PARENT_INVALID }, "an ancestor without an SVID");
+    assert.throws(
+      () => registry.lifetimeCap(state, child),
+      { code: ErrorCodes.PARENT_INVALID },
+      "an ancestor without an SVID",
+    );
     registry.recordSvid(parent, { serial: "10aa", notAfter: new Date(NOW.getTime() + 600_000) }, NOW);
     assert.deepEqual(registry.lifetimeCap(state, child), new Date(NOW.getTime() + 600_000));
     assert.equal(registry.lifetimeCap(state, parent), undefined);
     assert.equal(registry.jwtSvidTtl(state, child, 3600, NOW), 600, "a child's JWT-SVID ends with its parent's SVID");
     assert.equal(registry.jwtSvidTtl(state, parent, undefined, NOW), 300);
-    assert.throws(() => registry.jwtSvidTtl(state, parent, registry.MAX_JWT_SVID_TTL_SECONDS + 1, NOW), { code: ErrorCodes.ARGUMENT_INVALID });
-    assert.throws(() => registry.jwtSvidTtl(state, child, 60, new Date(NOW.getTime() + 600_000)), { code: ErrorCodes.PARENT_INVALID });
+    assert.throws(() => registry.jwtSvidTtl(state, parent, registry.MAX_JWT_SVID_TTL_SECONDS + 1, NOW), {
+      code: ErrorCodes.ARGUMENT_INVALID,
+    });
+    assert.throws(() => registry.jwtSvidTtl(state, child, 60, new Date(NOW.getTime() + 600_000)), {
+      code: ErrorCodes.PARENT_INVALID,
+    });
     registry.revoke(state, parent.spiffeId, "test", NOW);
     assert.throws(() => registry.lifetimeCap(state, child), { code: ErrorCodes.IDENTITY_REVOKED });
-    assert.throws(() => registry.register(state, registry.workloadSpiffeId("example.org", "production", "node", "child"), "example.org", { name: "child" }, NOW), {
-      code: ErrorCodes.IDENTITY_REVOKED,
-    });
+    assert.throws(
+      () =>
+        registry.register(
+          state,
+          registry.workloadSpiffeId("example.org", "production", "node", "child"),
+          "example.org",
+          { name: "child" },
+          NOW,
+        ),
+      {
+        code: ErrorCodes.IDENTITY_REVOKED,
+      },
+    );
   });
 });
 

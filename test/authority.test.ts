@@ -8,7 +8,13 @@ import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from "
 import { join } from "node:path";
 import { describe, it, type TestContext } from "node:test";
 import { compactVerify, decodeProtectedHeader } from "jose";
-import { EmbeddedAuthority, MAX_JWT_SVID_TTL_SECONDS, MAX_SPIFFE_ID_BYTES, type IssueResult, type RegisterRequest } from "../src/authority/authority.js";
+import {
+  EmbeddedAuthority,
+  MAX_JWT_SVID_TTL_SECONDS,
+  MAX_SPIFFE_ID_BYTES,
+  type IssueResult,
+  type RegisterRequest,
+} from "../src/authority/authority.js";
 import type { RegistryState } from "../src/authority/registry.js";
 import { ErrorCodes } from "../src/errors.js";
 import { Certificate } from "../src/spiffe/certificate.js";
@@ -16,7 +22,16 @@ import { generateWorkloadKey } from "../src/spiffe/csr.js";
 import { samePublicKey } from "../src/spiffe/keys.js";
 import { x509 } from "../src/spiffe/x509lib.js";
 import { verifyX509Svid } from "../src/spiffe/x509svid.js";
-import { aztpCli, assertExit, openssl, rejectsWithCode, ROOT, runTs, tempDir, type RunResult } from "./helpers/authority-util.js";
+import {
+  aztpCli,
+  assertExit,
+  openssl,
+  rejectsWithCode,
+  ROOT,
+  runTs,
+  tempDir,
+  type RunResult,
+} from "./helpers/authority-util.js";
 
 const ISSUE_MANY = join(ROOT, "test", "helpers", "authority-issue-many.ts");
 const SERVER_AUTH = "1.3.6.1.5.5.7.3.1";
@@ -27,7 +42,11 @@ async function newAuthority(t: TestContext, trustDomain = "example.org"): Promis
 }
 
 /** Issues `name` the way a workload does: its own key, only the CSR goes to the authority. */
-async function issue(a: EmbeddedAuthority, req: RegisterRequest | string, opts: { ttlSeconds?: number; now?: Date } = {}): Promise<IssueResult & { chain: Certificate[] }> {
+async function issue(
+  a: EmbeddedAuthority,
+  req: RegisterRequest | string,
+  opts: { ttlSeconds?: number; now?: Date } = {},
+): Promise<IssueResult & { chain: Certificate[] }> {
   const key = await generateWorkloadKey();
   const r = await a.issueIdentity(typeof req === "string" ? { name: req } : req, key.csr, opts);
   const chain = Certificate.parsePem(r.svid.chainPem);
@@ -48,16 +67,29 @@ describe("aztp init", () => {
 
     const td = join(home, "trust-domains", "example.org");
     for (const f of ["authority.json", "registry.json"]) assert.ok(existsSync(join(home, f)), f);
-    assert.deepEqual(readdirSync(td).sort(), ["generation.json", "intermediate-key.pem", "intermediate.pem", "jwt-key.pem", "jwt.json", "root-key.pem", "root.pem"]);
+    assert.deepEqual(readdirSync(td).sort(), [
+      "generation.json",
+      "intermediate-key.pem",
+      "intermediate.pem",
+      "jwt-key.pem",
+      "jwt.json",
+      "root-key.pem",
+      "root.pem",
+    ]);
     for (const key of ["root-key.pem", "intermediate-key.pem", "jwt-key.pem"]) {
       assert.equal(statSync(join(td, key)).mode & 0o777, 0o600, `${key} must be readable by its owner only`);
       assert.match(readFileSync(join(td, key), "utf8"), /^-----BEGIN PRIVATE KEY-----/);
     }
     // Nothing secret anywhere else, and no key is left group/world readable.
-    for (const f of ["authority.json", "registry.json"]) assert.doesNotMatch(readFileSync(join(home, f), "utf8"), /PRIVATE KEY/);
-    for (const f of ["root.pem", "intermediate.pem", "jwt.json"]) assert.doesNotMatch(readFileSync(join(td, f), "utf8"), /PRIVATE KEY/);
+    for (const f of ["authority.json", "registry.json"])
+      assert.doesNotMatch(readFileSync(join(home, f), "utf8"), /PRIVATE KEY/);
+    for (const f of ["root.pem", "intermediate.pem", "jwt.json"])
+      assert.doesNotMatch(readFileSync(join(td, f), "utf8"), /PRIVATE KEY/);
 
-    const config = JSON.parse(readFileSync(join(home, "authority.json"), "utf8")) as { defaultTrustDomain: string; trustDomains: string[] };
+    const config = JSON.parse(readFileSync(join(home, "authority.json"), "utf8")) as {
+      defaultTrustDomain: string;
+      trustDomains: string[];
+    };
     assert.equal(config.defaultTrustDomain, "example.org");
     assert.deepEqual(config.trustDomains, ["example.org"]);
     const reg = registryOf(home);
@@ -67,8 +99,14 @@ describe("aztp init", () => {
     const [root] = Certificate.parsePem(readFileSync(join(td, "root.pem")));
     const [inter] = Certificate.parsePem(readFileSync(join(td, "intermediate.pem")));
     assert.ok(root && inter);
-    assert.ok(root.isCA && root.keyUsage.keyCertSign && root.isSelfIssued && root.verifySignedBy(root), "root is a self-signed CA");
-    assert.ok(inter.isCA && inter.keyUsage.keyCertSign && inter.verifySignedBy(root), "intermediate is a CA signed by the root");
+    assert.ok(
+      root.isCA && root.keyUsage.keyCertSign && root.isSelfIssued && root.verifySignedBy(root),
+      "root is a self-signed CA",
+    );
+    assert.ok(
+      inter.isCA && inter.keyUsage.keyCertSign && inter.verifySignedBy(root),
+      "intermediate is a CA signed by the root",
+    );
     assert.equal(inter.pathLenConstraint, 0, "the intermediate signs leaves only");
     assert.deepEqual(root.uriSans, ["spiffe://example.org"]);
   });
@@ -83,7 +121,10 @@ describe("aztp init", () => {
     }
     assert.equal(readFileSync(join(home, "trust-domains", "example.org", "root.pem"), "utf8"), rootBefore);
     assert.ok(!existsSync(join(home, "trust-domains", "other.org")));
-    assert.equal((await EmbeddedAuthority.open(home)).get("aztp://example.org/workload/production/node/survivor").status, "active");
+    assert.equal(
+      (await EmbeddedAuthority.open(home)).get("aztp://example.org/workload/production/node/survivor").status,
+      "active",
+    );
   });
 
   it("open() without create on an empty folder says how to initialise (ERR_AUTHORITY_NOT_INITIALIZED)", async (t) => {
@@ -95,8 +136,16 @@ describe("aztp init", () => {
 });
 
 describe("X.509-SVID issuance", () => {
-  const cases: Array<{ label: string; make: (a: EmbeddedAuthority) => Promise<IssueResult & { chain: Certificate[] }>; spiffeId: string }> = [
-    { label: "default path", make: (a) => issue(a, "agent-1"), spiffeId: "spiffe://example.org/workload/production/node/agent-1" },
+  const cases: Array<{
+    label: string;
+    make: (a: EmbeddedAuthority) => Promise<IssueResult & { chain: Certificate[] }>;
+    spiffeId: string;
+  }> = [
+    {
+      label: "default path",
+      make: (a) => issue(a, "agent-1"),
+      spiffeId: "spiffe://example.org/workload/production/node/agent-1",
+    },
     {
       label: "environment and method",
       make: (a) => issue(a, { name: "tool.v2", environment: "staging", method: "k8s" }),
@@ -131,7 +180,10 @@ describe("X.509-SVID issuance", () => {
       assert.equal(v.code, 0, v.stderr + v.stdout);
       assert.match(v.stdout, /svid\.pem: OK/);
       for (const purpose of ["sslserver", "sslclient"]) {
-        const p = await openssl(["verify", "-purpose", purpose, "-CAfile", "bundle.pem", "-untrusted", "svid.pem", "svid.pem"], dir);
+        const p = await openssl(
+          ["verify", "-purpose", purpose, "-CAfile", "bundle.pem", "-untrusted", "svid.pem", "svid.pem"],
+          dir,
+        );
         assert.equal(p.code, 0, `usable for ${purpose}: ${p.stderr}${p.stdout}`);
       }
       const san = await openssl(["x509", "-in", "svid.pem", "-noout", "-ext", "subjectAltName"], dir);
@@ -208,7 +260,11 @@ describe("X.509-SVID issuance", () => {
     const keyAt = good.csr.indexOf(spki(good));
     assert.ok(keyAt > 0, "the CSR carries the public key");
     // Someone asking for a certificate over a key they cannot sign with.
-    const swapped = Buffer.concat([good.csr.subarray(0, keyAt), spki(other), good.csr.subarray(keyAt + spki(good).length)]);
+    const swapped = Buffer.concat([
+      good.csr.subarray(0, keyAt),
+      spki(other),
+      good.csr.subarray(keyAt + spki(good).length),
+    ]);
     const cases: Array<[string, Buffer | string]> = [
       ["signature bit flipped", flipLast],
       ["public key swapped for another's", swapped],
@@ -219,7 +275,11 @@ describe("X.509-SVID issuance", () => {
     ];
     for (const [label, csr] of cases) {
       await rejectsWithCode(() => a.issueIdentity({ name: "victim" }, csr), ErrorCodes.AUTHORITY_CSR_INVALID, label);
-      assert.equal(a.find("aztp://example.org/workload/production/node/victim"), undefined, `${label}: nothing registered in this process`);
+      assert.equal(
+        a.find("aztp://example.org/workload/production/node/victim"),
+        undefined,
+        `${label}: nothing registered in this process`,
+      );
     }
     assert.deepEqual(registryOf(a.home).identities, {}, "nothing registered on disk");
     // The untouched CSR works, in PEM as well as DER.
@@ -228,7 +288,10 @@ describe("X.509-SVID issuance", () => {
     assert.ok(samePublicKey(Certificate.parsePem(ok.svid.chainPem)[0]!.publicKey, good.publicKey));
     // No workload key ever reaches the home.
     const workloadKeyPem = good.privateKey.export({ format: "pem", type: "pkcs8" }).toString();
-    const files = (dir: string): string[] => readdirSync(dir, { withFileTypes: true }).flatMap((d) => (d.isDirectory() ? files(join(dir, d.name)) : [join(dir, d.name)]));
+    const files = (dir: string): string[] =>
+      readdirSync(dir, { withFileTypes: true }).flatMap((d) =>
+        d.isDirectory() ? files(join(dir, d.name)) : [join(dir, d.name)],
+      );
     for (const f of files(a.home)) assert.ok(!readFileSync(f, "utf8").includes(workloadKeyPem.split("\n")[1]!), f);
   });
 
@@ -236,10 +299,21 @@ describe("X.509-SVID issuance", () => {
     const a = await newAuthority(t);
     const { csr } = await generateWorkloadKey();
     for (const name of ["with space", "a/b", "", ".", "..", "émoji", undefined, 42]) {
-      await rejectsWithCode(() => a.issueIdentity({ name: name as string }, csr), ErrorCodes.ARGUMENT_INVALID, JSON.stringify(name));
+      await rejectsWithCode(
+        () => a.issueIdentity({ name: name as string }, csr),
+        ErrorCodes.ARGUMENT_INVALID,
+        JSON.stringify(name),
+      );
     }
-    await rejectsWithCode(() => a.issueIdentity({ name: "ok", trustDomain: "Bad Domain" }, csr), ErrorCodes.SPIFFEID_TRUST_DOMAIN_CHAR_INVALID);
-    await rejectsWithCode(() => a.issueIdentity({ name: "ok" }, csr, { ttlSeconds: -5 }), ErrorCodes.ARGUMENT_INVALID, "negative ttl");
+    await rejectsWithCode(
+      () => a.issueIdentity({ name: "ok", trustDomain: "Bad Domain" }, csr),
+      ErrorCodes.SPIFFEID_TRUST_DOMAIN_CHAR_INVALID,
+    );
+    await rejectsWithCode(
+      () => a.issueIdentity({ name: "ok" }, csr, { ttlSeconds: -5 }),
+      ErrorCodes.ARGUMENT_INVALID,
+      "negative ttl",
+    );
     assert.deepEqual(a.list(), []);
   });
 
@@ -250,14 +324,23 @@ describe("X.509-SVID issuance", () => {
     const longest = "n".repeat(MAX_SPIFFE_ID_BYTES - prefix);
     const issued = await a.issueIdentity({ name: longest }, csr);
     assert.equal(issued.record.spiffeId.length, MAX_SPIFFE_ID_BYTES);
-    assert.equal(verifyX509Svid(Certificate.parsePem(issued.svid.chainPem), a.bundleSet()).id.toString(), issued.record.spiffeId, "its SVID verifies");
-    await rejectsWithCode(() => a.issueIdentity({ name: `${longest}n` }, csr), ErrorCodes.ARGUMENT_INVALID, "2049 bytes");
+    assert.equal(
+      verifyX509Svid(Certificate.parsePem(issued.svid.chainPem), a.bundleSet()).id.toString(),
+      issued.record.spiffeId,
+      "its SVID verifies",
+    );
+    await rejectsWithCode(
+      () => a.issueIdentity({ name: `${longest}n` }, csr),
+      ErrorCodes.ARGUMENT_INVALID,
+      "2049 bytes",
+    );
     assert.equal(a.list().length, 2, "the refused name registered nothing");
   });
 });
 
 describe("JWT-SVID lifetime", () => {
-  const lifetime = (token: string): { iat: number; exp: number } => JSON.parse(Buffer.from(token.split(".")[1]!, "base64url").toString("utf8"));
+  const lifetime = (token: string): { iat: number; exp: number } =>
+    JSON.parse(Buffer.from(token.split(".")[1]!, "base64url").toString("utf8"));
 
   it("is 5 minutes by default, at most 24 h, and never past an ancestor's SVID", async (t) => {
     const a = await newAuthority(t);
@@ -271,7 +354,11 @@ describe("JWT-SVID lifetime", () => {
     const longest = lifetime(a.mintJwtSvid(standalone.record.aztpId, "svc", MAX_JWT_SVID_TTL_SECONDS, now));
     assert.equal(longest.exp - longest.iat, 24 * 3600);
     for (const ttl of [MAX_JWT_SVID_TTL_SECONDS + 1, 86_400_000_000, 0, -1, Number.NaN, Infinity]) {
-      await rejectsWithCode(() => a.mintJwtSvid(standalone.record.aztpId, "svc", ttl, now), ErrorCodes.ARGUMENT_INVALID, `ttl ${ttl}`);
+      await rejectsWithCode(
+        () => a.mintJwtSvid(standalone.record.aztpId, "svc", ttl, now),
+        ErrorCodes.ARGUMENT_INVALID,
+        `ttl ${ttl}`,
+      );
     }
 
     // The parent's SVID ends in 600 s: the child's JWT-SVID ends then too, however long it asks for.
@@ -279,7 +366,11 @@ describe("JWT-SVID lifetime", () => {
     assert.equal(capped.exp, Math.floor(parent.svid.notAfter.getTime() / 1000));
     const short = lifetime(a.mintJwtSvid(child.record.aztpId, "svc", 60, now));
     assert.equal(short.exp - short.iat, 60, "a lifetime inside the parent's is left alone");
-    await rejectsWithCode(() => a.mintJwtSvid(child.record.aztpId, "svc", 60, new Date(parent.svid.notAfter.getTime() + 1000)), ErrorCodes.PARENT_INVALID, "the parent's SVID has expired");
+    await rejectsWithCode(
+      () => a.mintJwtSvid(child.record.aztpId, "svc", 60, new Date(parent.svid.notAfter.getTime() + 1000)),
+      ErrorCodes.PARENT_INVALID,
+      "the parent's SVID has expired",
+    );
   });
 
   it("aztp jwt refuses a lifetime over 24 h (exit 2)", async (t) => {
@@ -309,9 +400,17 @@ describe("revocation", () => {
       assert.equal(a.isRevoked(x.record.aztpId), true, `${x.record.name} by ID`);
       assert.equal(a.isRevoked(x.record.spiffeId, x.svid.serial), true, `${x.record.name} by serial`);
       assert.equal(a.get(x.record.aztpId).status, "revoked");
-      await rejectsWithCode(() => a.mintJwtSvid(x.record.aztpId, "svc"), ErrorCodes.IDENTITY_REVOKED, `no JWT-SVID for ${x.record.name}`);
+      await rejectsWithCode(
+        () => a.mintJwtSvid(x.record.aztpId, "svc"),
+        ErrorCodes.IDENTITY_REVOKED,
+        `no JWT-SVID for ${x.record.name}`,
+      );
       const { csr } = await generateWorkloadKey();
-      await rejectsWithCode(() => a.renewSvid(x.record.aztpId, csr), ErrorCodes.IDENTITY_REVOKED, `no renewal for ${x.record.name}`);
+      await rejectsWithCode(
+        () => a.renewSvid(x.record.aztpId, csr),
+        ErrorCodes.IDENTITY_REVOKED,
+        `no renewal for ${x.record.name}`,
+      );
     }
     assert.match(a.get(grandchild.record.aztpId).revokeReason ?? "", /parent revoked: compromised/);
     assert.equal(a.isRevoked(unrelated.record.aztpId, unrelated.svid.serial), false);
@@ -327,10 +426,18 @@ describe("revocation", () => {
     const key = a.bundle().jwtAuthorities.get(String(header.kid));
     assert.ok(key, "the list's kid is the trust domain's JWT key in its bundle");
     const { payload } = await compactVerify(jws, key);
-    const list = JSON.parse(new TextDecoder().decode(payload)) as { iss: string; sequence: number; identities: string[]; serials: string[] };
+    const list = JSON.parse(new TextDecoder().decode(payload)) as {
+      iss: string;
+      sequence: number;
+      identities: string[];
+      serials: string[];
+    };
     assert.equal(list.iss, "spiffe://example.org");
     assert.equal(list.sequence, a.revocationSequence());
-    assert.deepEqual(new Set(list.identities), new Set([root, child, grandchild, sibling].map((x) => x.record.spiffeId)));
+    assert.deepEqual(
+      new Set(list.identities),
+      new Set([root, child, grandchild, sibling].map((x) => x.record.spiffeId)),
+    );
     assert.deepEqual(new Set(list.serials), new Set([root, child, grandchild, sibling].map((x) => x.svid.serial)));
     assert.ok(!list.serials.includes(unrelated.svid.serial));
 
@@ -365,7 +472,10 @@ describe("revocation", () => {
     assert.equal(a.isRevoked(id, svid.serial), false);
     assert.equal(verifyX509Svid(chain, a.bundleSet()).id.toString(), first.record.spiffeId);
     assert.deepEqual(a.get(id).serials, [first.svid.serial, svid.serial]);
-    const list = JSON.parse(Buffer.from(a.signedRevocationList().split(".")[1]!, "base64url").toString()) as { identities: string[]; serials: string[] };
+    const list = JSON.parse(Buffer.from(a.signedRevocationList().split(".")[1]!, "base64url").toString()) as {
+      identities: string[];
+      serials: string[];
+    };
     assert.deepEqual(list.identities, []);
     assert.deepEqual(list.serials, [first.svid.serial]);
     assert.ok(a.mintJwtSvid(id, "svc").split(".").length === 3, "JWT-SVIDs again");
@@ -378,7 +488,11 @@ describe("revocation", () => {
     const g = await issue(a, { name: "g", parentIdentity: c.record.aztpId });
     await a.revoke(p.record.aztpId, "test");
     for (const x of [c, g]) {
-      const e = await rejectsWithCode(() => a.reissue(x.record.aztpId), ErrorCodes.IDENTITY_REVOKED, `reissue ${x.record.name}`);
+      const e = await rejectsWithCode(
+        () => a.reissue(x.record.aztpId),
+        ErrorCodes.IDENTITY_REVOKED,
+        `reissue ${x.record.name}`,
+      );
       assert.match(e.message, /ancestor/);
       assert.equal(a.get(x.record.aztpId).status, "revoked");
     }
@@ -397,8 +511,14 @@ describe("revocation", () => {
 
   it("unknown identities: revoke/reissue say ERR_IDENTITY_NOT_FOUND, isRevoked treats garbage as revoked", async (t) => {
     const a = await newAuthority(t);
-    await rejectsWithCode(() => a.revoke("aztp://example.org/workload/production/node/ghost", "x"), ErrorCodes.IDENTITY_NOT_FOUND);
-    await rejectsWithCode(() => a.reissue("aztp://example.org/workload/production/node/ghost"), ErrorCodes.IDENTITY_NOT_FOUND);
+    await rejectsWithCode(
+      () => a.revoke("aztp://example.org/workload/production/node/ghost", "x"),
+      ErrorCodes.IDENTITY_NOT_FOUND,
+    );
+    await rejectsWithCode(
+      () => a.reissue("aztp://example.org/workload/production/node/ghost"),
+      ErrorCodes.IDENTITY_NOT_FOUND,
+    );
     assert.equal(a.isRevoked("not an id"), true);
   });
 });
@@ -414,15 +534,26 @@ describe("parent lifetime cap", () => {
     it(`parent ttl ${c.parentTtl}s, child asks ${c.childTtl ?? "default"}: child notAfter ≤ parent's`, async (t) => {
       const a = await newAuthority(t);
       const p = await issue(a, "p", { ttlSeconds: c.parentTtl });
-      const ch = await issue(a, { name: "c", parentIdentity: p.record.aztpId }, c.childTtl !== undefined ? { ttlSeconds: c.childTtl } : {});
+      const ch = await issue(
+        a,
+        { name: "c", parentIdentity: p.record.aztpId },
+        c.childTtl !== undefined ? { ttlSeconds: c.childTtl } : {},
+      );
       const g = await issue(a, { name: "g", parentIdentity: ch.record.aztpId }, { ttlSeconds: 86400 });
       const pNa = p.chain[0]!.notAfter.getTime();
       const cNa = ch.chain[0]!.notAfter.getTime();
       const gNa = g.chain[0]!.notAfter.getTime();
-      assert.ok(cNa <= pNa, `child ${new Date(cNa).toISOString()} must not outlive parent ${new Date(pNa).toISOString()}`);
+      assert.ok(
+        cNa <= pNa,
+        `child ${new Date(cNa).toISOString()} must not outlive parent ${new Date(pNa).toISOString()}`,
+      );
       assert.ok(gNa <= cNa, "grandchild must not outlive child");
       if (c.expectCapped) assert.equal(cNa, pNa, "capped at exactly the parent's expiry");
-      else assert.ok(cNa < pNa && Math.abs(cNa - (Date.now() + (c.childTtl ?? 0) * 1000)) < 5000, "the shorter ttl asked for is kept");
+      else
+        assert.ok(
+          cNa < pNa && Math.abs(cNa - (Date.now() + (c.childTtl ?? 0) * 1000)) < 5000,
+          "the shorter ttl asked for is kept",
+        );
       assert.equal(a.get(ch.record.aztpId).parentIdentity, p.record.aztpId);
     });
   }
@@ -434,7 +565,10 @@ describe("parent lifetime cap", () => {
     const later = new Date(p.svid.notAfter.getTime() + 1000);
     const { csr } = await generateWorkloadKey();
     await rejectsWithCode(() => a.renewSvid(c.record.aztpId, csr, { now: later }), ErrorCodes.PARENT_INVALID);
-    await rejectsWithCode(() => issue(a, { name: "late", parentIdentity: p.record.aztpId }, { now: later }), ErrorCodes.PARENT_INVALID);
+    await rejectsWithCode(
+      () => issue(a, { name: "late", parentIdentity: p.record.aztpId }, { now: later }),
+      ErrorCodes.PARENT_INVALID,
+    );
     assert.equal(a.find("aztp://example.org/workload/production/node/late"), undefined);
   });
 });
@@ -446,13 +580,19 @@ describe("links", () => {
     assert.ok(x && y && z && w);
     await a.link(y, x, "parent"); // x is y's parent
     await a.link(z, y, "parent"); // y is z's parent
-    assert.deepEqual(a.ancestors(z).map((r) => r.aztpId), [y, x]);
+    assert.deepEqual(
+      a.ancestors(z).map((r) => r.aztpId),
+      [y, x],
+    );
     await rejectsWithCode(() => a.link(x, z, "parent"), ErrorCodes.PARENT_INVALID, "x under its grandchild");
     await rejectsWithCode(() => a.link(x, y, "parent"), ErrorCodes.PARENT_INVALID, "x under its child");
     await rejectsWithCode(() => a.link(x, x, "parent"), ErrorCodes.ARGUMENT_INVALID, "x under itself");
     await rejectsWithCode(() => a.link(x, x, "linked"), ErrorCodes.ARGUMENT_INVALID, "x linked to itself");
     await rejectsWithCode(() => a.link(z, w, "parent"), ErrorCodes.PARENT_INVALID, "a second parent");
-    await rejectsWithCode(() => a.link(x, "aztp://example.org/workload/production/node/nobody", "linked"), ErrorCodes.IDENTITY_NOT_FOUND);
+    await rejectsWithCode(
+      () => a.link(x, "aztp://example.org/workload/production/node/nobody", "linked"),
+      ErrorCodes.IDENTITY_NOT_FOUND,
+    );
     await rejectsWithCode(() => a.link(x, w, "friend" as "linked"), ErrorCodes.ARGUMENT_INVALID, "unknown link type");
     assert.equal(a.get(x).parentIdentity, null, "refused links change nothing");
 
@@ -503,8 +643,13 @@ function lastJson<T>(r: RunResult): T {
 describe("several processes sharing one home", () => {
   it("4 processes × 15 issuances at once: registry intact, 60 identities, unique serials, every SVID verifies", async (t) => {
     const a = await newAuthority(t);
-    const results = await race(t, ["p0", "p1", "p2", "p3"].map((prefix) => [a.home, prefix, "15"]));
-    const issued = results.flatMap((r) => lastJson<Array<{ name: string; aztpId: string; serial: string; chainPem: string }>>(r));
+    const results = await race(
+      t,
+      ["p0", "p1", "p2", "p3"].map((prefix) => [a.home, prefix, "15"]),
+    );
+    const issued = results.flatMap((r) =>
+      lastJson<Array<{ name: string; aztpId: string; serial: string; chainPem: string }>>(r),
+    );
     assert.equal(issued.length, 60);
 
     const reg = registryOf(a.home); // parses: not torn
@@ -524,7 +669,11 @@ describe("several processes sharing one home", () => {
       assert.equal(fresh.get(i.aztpId).currentSerial, i.serial);
       assert.equal(fresh.isRevoked(i.aztpId, i.serial), false);
     }
-    assert.deepEqual(readdirSync(a.home).filter((f) => f.endsWith(".tmp") || f === ".lock"), [], "no temp files or stale lock left");
+    assert.deepEqual(
+      readdirSync(a.home).filter((f) => f.endsWith(".tmp") || f === ".lock"),
+      [],
+      "no temp files or stale lock left",
+    );
   });
 
   it("two processes creating one fresh home at once end up with one root CA, and both issue under it", async (t) => {
@@ -541,18 +690,25 @@ describe("several processes sharing one home", () => {
     const roots = Certificate.parsePem(readFileSync(join(home, "trust-domains", "example.org", "root.pem")));
     assert.equal(roots.length, 1);
     const authority = await EmbeddedAuthority.open(home);
-    for (const i of issued) assert.equal(verifyX509Svid(Certificate.parsePem(i.chainPem), authority.bundleSet()).id.aztpId, i.aztpId);
+    for (const i of issued)
+      assert.equal(verifyX509Svid(Certificate.parsePem(i.chainPem), authority.bundleSet()).id.aztpId, i.aztpId);
     assert.equal(authority.list().length, 6);
   });
 
   it("several `init`s racing on one fresh home: exactly one wins, the rest get ERR_AUTHORITY_EXISTS", async (t) => {
     const home = join(tempDir(t), "fresh");
     const tds = ["one.example", "two.example", "three.example"];
-    const results = await race(t, tds.map((td) => [home, "@init", "0", td]));
+    const results = await race(
+      t,
+      tds.map((td) => [home, "@init", "0", td]),
+    );
     const outcomes = results.map((r) => lastJson<{ trustDomain?: string; error?: string }>(r));
     const winners = outcomes.filter((o) => o.trustDomain !== undefined);
     assert.equal(winners.length, 1, JSON.stringify(outcomes));
-    assert.deepEqual(outcomes.filter((o) => o.error !== undefined).map((o) => o.error), [ErrorCodes.AUTHORITY_EXISTS, ErrorCodes.AUTHORITY_EXISTS]);
+    assert.deepEqual(
+      outcomes.filter((o) => o.error !== undefined).map((o) => o.error),
+      [ErrorCodes.AUTHORITY_EXISTS, ErrorCodes.AUTHORITY_EXISTS],
+    );
     const config = JSON.parse(readFileSync(join(home, "authority.json"), "utf8")) as { trustDomains: string[] };
     assert.deepEqual(config.trustDomains, [winners[0]!.trustDomain]);
     assert.deepEqual(readdirSync(join(home, "trust-domains")), [winners[0]!.trustDomain]);

@@ -15,7 +15,10 @@ import { aztpCli, assertExit, tempDir } from "./helpers/authority-util.js";
 
 const TD = "rotate.test";
 
-async function issue(a: EmbeddedAuthority, name: string): Promise<{ chainPem: string; issuerKeyId: string | undefined /* the intermediate's fingerprint */ }> {
+async function issue(
+  a: EmbeddedAuthority,
+  name: string,
+): Promise<{ chainPem: string; issuerKeyId: string | undefined /* the intermediate's fingerprint */ }> {
   const key = await generateWorkloadKey();
   const { svid } = await a.issueIdentity({ name }, key.csr);
   const chain = Certificate.parsePem(svid.chainPem);
@@ -47,7 +50,9 @@ describe("aztp ca rotate", () => {
     const fresh = await issue(after, "new");
     assert.notEqual(fresh.issuerKeyId, old.issuerKeyId, "a new intermediate signs");
     verifyX509Svid(Certificate.parsePem(fresh.chainPem), after.bundleSet());
-    validateJwtSvid(after.mintJwtSvid(`spiffe://${TD}/workload/production/node/new`, "svc"), after, { audience: "svc" });
+    validateJwtSvid(after.mintJwtSvid(`spiffe://${TD}/workload/production/node/new`, "svc"), after, {
+      audience: "svc",
+    });
 
     // Past the old generation's retirement it leaves the bundle, and the sequence grows again.
     const later = Date.parse(out.previousRetiresAfter) + 1000;

@@ -11,13 +11,22 @@ import aztp from "aztp-client";
 import { AuditLog } from "../src/audit/index.js";
 import { ErrorCodes } from "../src/errors.js";
 import { svidCheckpointSigner } from "../src/invocation/index.js";
-import { aztpCli as aztpCliAt, assertExit, ROOT, runTs as runTsAt, tempDir, type CliResult, type RunOptions } from "./helpers/authority-util.js";
+import {
+  aztpCli as aztpCliAt,
+  assertExit,
+  ROOT,
+  runTs as runTsAt,
+  tempDir,
+  type CliResult,
+  type RunOptions,
+} from "./helpers/authority-util.js";
 
 // Several CLIs run side by side here, each a tsx start-up: on a busy machine one can take well
 // over the helpers' default 30 s, which is a kill, not a verdict.
 const SLOW = { timeoutMs: 180_000 };
 const aztpCli = (home: string | undefined, args: string[]) => aztpCliAt(home, args, SLOW);
-const runTs = (script: string, args: string[] = [], options: RunOptions = {}) => runTsAt(script, args, { ...SLOW, ...options });
+const runTs = (script: string, args: string[] = [], options: RunOptions = {}) =>
+  runTsAt(script, args, { ...SLOW, ...options });
 
 interface EntryJson {
   seq: number;
@@ -31,7 +40,10 @@ interface EntryJson {
 describe("aztp audit on the demo's log", () => {
   it("--caller … --decision deny finds every denied call of that caller, verified or claimed; --verified-only narrows it; stats keep them apart", async (t) => {
     const home = tempDir(t);
-    const demo = await runTs(join(ROOT, "examples/demo.ts"), [], { env: { AZTP_HOME: home, AZTP_API_KEY: undefined, AZTP_TRUST_DOMAIN: undefined }, timeoutMs: 300_000 });
+    const demo = await runTs(join(ROOT, "examples/demo.ts"), [], {
+      env: { AZTP_HOME: home, AZTP_API_KEY: undefined, AZTP_TRUST_DOMAIN: undefined },
+      timeoutMs: 300_000,
+    });
     assert.equal(demo.code, 0, `${demo.stdout}\n${demo.stderr}`);
     const server = join(home, "audit", "docs-server.jsonl");
     const agent = "aztp://aztp.local/workload/production/node/orchestrator";
@@ -39,7 +51,17 @@ describe("aztp audit on the demo's log", () => {
       aztpCli(home, ["audit", "query", server, "--caller", agent, "--decision", "deny"]),
       aztpCli(home, ["audit", "query", server, "--caller", agent, "--decision", "deny", "--verified-only"]),
       aztpCli(home, ["audit", "stats", server]),
-      runTs(join(ROOT, "src/cli/main.ts"), ["--home", home, "audit", "query", server, "--caller", agent, "--decision", "deny"]),
+      runTs(join(ROOT, "src/cli/main.ts"), [
+        "--home",
+        home,
+        "audit",
+        "query",
+        server,
+        "--caller",
+        agent,
+        "--decision",
+        "deny",
+      ]),
     ]);
     assertExit(denied, 0, "query");
     assert.deepEqual(
@@ -50,12 +72,18 @@ describe("aztp audit on the demo's log", () => {
         ["search_docs", "ERR_INVOCATION_REPLAYED", false],
       ],
     );
-    for (const e of denied.json as EntryJson[]) assert.equal(e.caller, "spiffe://aztp.local/workload/production/node/orchestrator", "the ID, without a prefix");
+    for (const e of denied.json as EntryJson[])
+      assert.equal(e.caller, "spiffe://aztp.local/workload/production/node/orchestrator", "the ID, without a prefix");
     assertExit(verifiedOnly, 0, "query --verified-only");
-    assert.deepEqual((verifiedOnly.json as EntryJson[]).map((e) => e.tool), ["delete_doc"]);
+    assert.deepEqual(
+      (verifiedOnly.json as EntryJson[]).map((e) => e.tool),
+      ["delete_doc"],
+    );
     assertExit(stats, 0, "stats");
     assert.deepEqual(stats.json.callers, { verified: 3, claimed: 3 });
-    const rows = (stats.json.calls as { caller: string; callerVerified: boolean; tool: string; total: number }[]).map((c) => [c.tool, c.callerVerified, c.total]);
+    const rows = (stats.json.calls as { caller: string; callerVerified: boolean; tool: string; total: number }[]).map(
+      (c) => [c.tool, c.callerVerified, c.total],
+    );
     // The orchestrator's and the researcher's calls; the refused tokens' callers only claimed.
     assert.deepEqual(rows.sort(), [
       ["delete_doc", false, 1],
@@ -70,16 +98,30 @@ describe("aztp audit on the demo's log", () => {
 });
 
 /** A log signed by a writer of the authority in `home`, with its bundle exported as JSON and PEM. */
-async function signedLog(t: TestContext): Promise<{ home: string; log: string; bundleJson: string; bundlePem: string; dir: string }> {
+async function signedLog(
+  t: TestContext,
+): Promise<{ home: string; log: string; bundleJson: string; bundlePem: string; dir: string }> {
   const home = tempDir(t);
   const dir = tempDir(t, "audit");
   const client = aztp.initialize({ home });
   t.after(() => client.close());
   const writer = await client.secureConnect({}, "writer");
   const log = join(dir, "audit.jsonl");
-  const audit = await AuditLog.open(log, { signer: svidCheckpointSigner(writer.identity), checkpointEvery: 3, onWarning: () => undefined });
+  const audit = await AuditLog.open(log, {
+    signer: svidCheckpointSigner(writer.identity),
+    checkpointEvery: 3,
+    onWarning: () => undefined,
+  });
   for (const decision of ["allow", "deny", "allow", "allow"] as const) {
-    await audit.append({ side: "callee", caller: "spiffe://aztp.local/workload/production/node/caller", callerVerified: true, callee: writer.identity.spiffeId, tool: "search", argsDigest: "d", decision });
+    await audit.append({
+      side: "callee",
+      caller: "spiffe://aztp.local/workload/production/node/caller",
+      callerVerified: true,
+      callee: writer.identity.spiffeId,
+      tool: "search",
+      argsDigest: "d",
+      decision,
+    });
   }
   await audit.close();
   const [json, pem] = await Promise.all([aztpCli(home, ["bundle"]), aztpCli(home, ["bundle", "--format", "pem"])]);
@@ -118,12 +160,24 @@ describe("aztp audit verify needs a key", () => {
       aztpCli(home, ["audit", "verify", log]),
       runTs(join(ROOT, "src/cli/main.ts"), ["--home", empty, "audit", "verify", log, "--bundle", bundleJson]),
     ]);
-    for (const [r, source] of [[byJson, `bundle ${bundleJson}`], [byPem, `bundle ${bundlePem}`], [byHome, `the authority in ${home}`]] as const) {
+    for (const [r, source] of [
+      [byJson, `bundle ${bundleJson}`],
+      [byPem, `bundle ${bundlePem}`],
+      [byHome, `the authority in ${home}`],
+    ] as const) {
       assertExit(r, 0, `verify against ${source}`);
-      assert.deepEqual([r.json.ok, r.json.signaturesChecked, r.json.signatures, r.json.trustSource, r.json.checkpoints], [true, true, "checked", source, 2]);
+      assert.deepEqual(
+        [r.json.ok, r.json.signaturesChecked, r.json.signatures, r.json.trustSource, r.json.checkpoints],
+        [true, true, "checked", source, 2],
+      );
     }
     assertExit(human, 0, "verify (for people)");
-    assert.ok(human.stdout.startsWith(`ok: 4 entries, 2 checkpoints, signatures checked, witness checked; keys from bundle ${bundleJson}`), human.stdout);
+    assert.ok(
+      human.stdout.startsWith(
+        `ok: 4 entries, 2 checkpoints, signatures checked, witness checked; keys from bundle ${bundleJson}`,
+      ),
+      human.stdout,
+    );
   });
 
   it("with neither --bundle nor an authority in --home it exits 2 and says what to pass; --no-signatures verifies the chain and says signatures were not checked", async (t) => {
@@ -141,7 +195,10 @@ describe("aztp audit verify needs a key", () => {
     assert.match(neither.stderr, /--home DIR/);
     assert.match(neither.stderr, /--no-signatures/);
     assertExit(skipped, 0, "verify --no-signatures");
-    assert.deepEqual([skipped.json.ok, skipped.json.signaturesChecked, skipped.json.signatures, skipped.json.trustSource], [true, false, "skipped", null]);
+    assert.deepEqual(
+      [skipped.json.ok, skipped.json.signaturesChecked, skipped.json.signatures, skipped.json.trustSource],
+      [true, false, "skipped", null],
+    );
     assertExit(skippedHuman, 0, "verify --no-signatures (for people)");
     assert.match(skippedHuman.stdout, /^ok: 4 entries, 2 checkpoints, signatures NOT checked \(--no-signatures\)/);
     assertExit(both, 2, "--bundle with --no-signatures");
@@ -150,8 +207,14 @@ describe("aztp audit verify needs a key", () => {
   it("a signature that does not verify is reported naming the bundle or the home it was checked against", async (t) => {
     const { log, dir } = await signedLog(t);
     const other = await otherAuthority(t, dir);
-    const [byBundle, byHome] = await Promise.all([aztpCli(other.home, ["audit", "verify", log, "--bundle", other.bundle]), aztpCli(other.home, ["audit", "verify", log])]);
-    for (const [r, source] of [[byBundle, `bundle ${other.bundle}`], [byHome, `the authority in ${other.home}`]] as const) {
+    const [byBundle, byHome] = await Promise.all([
+      aztpCli(other.home, ["audit", "verify", log, "--bundle", other.bundle]),
+      aztpCli(other.home, ["audit", "verify", log]),
+    ]);
+    for (const [r, source] of [
+      [byBundle, `bundle ${other.bundle}`],
+      [byHome, `the authority in ${other.home}`],
+    ] as const) {
       assertExit(r, 1, `verify against ${source}`);
       assert.equal(r.json.ok, false);
       assert.equal(r.json.firstBad.reason, "checkpoint-signature");

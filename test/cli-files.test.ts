@@ -10,7 +10,16 @@
 import assert from "node:assert/strict";
 import { execFileSync, spawn } from "node:child_process";
 import { open } from "node:fs/promises";
-import { chmodSync, lstatSync, mkdirSync, readFileSync, readlinkSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  lstatSync,
+  mkdirSync,
+  readFileSync,
+  readlinkSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { join } from "node:path";
 import { describe, it, type TestContext } from "node:test";
 import { writeNewFiles } from "../src/cli/files.js";
@@ -33,7 +42,10 @@ function assertError(r: CliResult, code: string, names: string, what: string): v
   assert.equal(r.signal, null, `${what}: ended by itself, not killed at the deadline (stderr: ${r.stderr})`);
   assertExit(r, 1, what);
   assert.equal(r.json?.error?.code, code, `${what}: ${JSON.stringify(r.json)}`);
-  assert.ok(String(r.json.error.message).includes(names), `${what}: the message names ${names}: ${r.json.error.message}`);
+  assert.ok(
+    String(r.json.error.message).includes(names),
+    `${what}: the message names ${names}: ${r.json.error.message}`,
+  );
 }
 
 /** The tsx loader by absolute path, so the CLI can run from any folder. */
@@ -46,7 +58,12 @@ function cliIn(args: string[], options: { cwd: string; uid?: number }): Promise<
     const env: NodeJS.ProcessEnv = { ...process.env };
     delete env.NODE_TEST_CONTEXT;
     const ids = options.uid !== undefined ? { uid: options.uid, gid: options.uid } : {};
-    const child = spawn(process.execPath, ["--import", TSX, CLI, "--json", ...args], { cwd: options.cwd, env, ...ids, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(process.execPath, ["--import", TSX, CLI, "--json", ...args], {
+      cwd: options.cwd,
+      env,
+      ...ids,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
     let stdout = "";
     let stderr = "";
     child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
@@ -110,25 +127,93 @@ describe("aztp on unusable paths", () => {
     // [label, home, args, code, what the message must name]
     const cases: Array<[string, string, string[], string, string]> = [
       ["issue --out under /proc", home, ["issue", "a", "--out", "/proc/nope"], ErrorCodes.FILE_UNUSABLE, "/proc/nope"],
-      ["issue --out deep under /proc", home, ["issue", "b", "--out", "/proc/nope/deeper/still"], ErrorCodes.FILE_UNUSABLE, "/proc/nope"],
+      [
+        "issue --out deep under /proc",
+        home,
+        ["issue", "b", "--out", "/proc/nope/deeper/still"],
+        ErrorCodes.FILE_UNUSABLE,
+        "/proc/nope",
+      ],
       ["issue --out a file", home, ["issue", "c", "--out", aFile], ErrorCodes.FILE_UNUSABLE, aFile],
       ["issue --out below a file", home, ["issue", "d", "--out", join(aFile, "sub")], ErrorCodes.FILE_UNUSABLE, aFile],
-      ["init --home under /proc", "/proc/nope", ["init", "--trust-domain", TD], ErrorCodes.AUTHORITY_STORE_FAILED, "/proc/nope"],
+      [
+        "init --home under /proc",
+        "/proc/nope",
+        ["init", "--trust-domain", TD],
+        ErrorCodes.AUTHORITY_STORE_FAILED,
+        "/proc/nope",
+      ],
       ["init --home a file", aFile, ["init", "--trust-domain", TD], ErrorCodes.AUTHORITY_STORE_FAILED, aFile],
       ["list --home under /proc", "/proc/nope", ["list"], ErrorCodes.AUTHORITY_NOT_INITIALIZED, "/proc/nope"],
-      ["list, authority.json a folder", brokenHome, ["list"], ErrorCodes.AUTHORITY_STORE_FAILED, join(brokenHome, "authority.json")],
-      ["policy attach, file under /proc", home, ["policy", "attach", "worker", "/proc/nope/policy.json"], ErrorCodes.FILE_UNUSABLE, "/proc/nope/policy.json"],
+      [
+        "list, authority.json a folder",
+        brokenHome,
+        ["list"],
+        ErrorCodes.AUTHORITY_STORE_FAILED,
+        join(brokenHome, "authority.json"),
+      ],
+      [
+        "policy attach, file under /proc",
+        home,
+        ["policy", "attach", "worker", "/proc/nope/policy.json"],
+        ErrorCodes.FILE_UNUSABLE,
+        "/proc/nope/policy.json",
+      ],
       ["policy attach, a folder", home, ["policy", "attach", "worker", aFolder], ErrorCodes.FILE_UNUSABLE, aFolder],
-      ["verify x509, cert under /proc", home, ["verify", "x509", "/proc/nope/svid.pem", "--bundle", bundle], ErrorCodes.FILE_UNUSABLE, "/proc/nope/svid.pem"],
-      ["verify x509, --bundle a folder", home, ["verify", "x509", cert, "--bundle", aFolder], ErrorCodes.FILE_UNUSABLE, aFolder],
-      ["verify x509, --bundle endless", home, ["verify", "x509", cert, "--bundle", "/dev/zero"], ErrorCodes.FILE_UNUSABLE, "/dev/zero"],
-      ["verify jwt, --bundle under /proc", home, ["verify", "jwt", "t.t.t", "--bundle", "/proc/nope", "--audience", "a"], ErrorCodes.FILE_UNUSABLE, "/proc/nope"],
-      ["mcp proxy --policy under /proc", home, ["mcp", "proxy", "--name", "p", ...exit0, "--policy", "/proc/nope/p.json"], ErrorCodes.FILE_UNUSABLE, "/proc/nope/p.json"],
-      ["mcp proxy --policy a folder", home, ["mcp", "proxy", "--name", "p", ...exit0, "--policy", aFolder], ErrorCodes.FILE_UNUSABLE, aFolder],
-      ["mcp proxy --audit-log under /proc", home, ["mcp", "proxy", "--name", "p", ...exit0, "--audit-log", "/proc/nope/audit.jsonl"], ErrorCodes.FILE_UNUSABLE, "/proc/nope"],
+      [
+        "verify x509, cert under /proc",
+        home,
+        ["verify", "x509", "/proc/nope/svid.pem", "--bundle", bundle],
+        ErrorCodes.FILE_UNUSABLE,
+        "/proc/nope/svid.pem",
+      ],
+      [
+        "verify x509, --bundle a folder",
+        home,
+        ["verify", "x509", cert, "--bundle", aFolder],
+        ErrorCodes.FILE_UNUSABLE,
+        aFolder,
+      ],
+      [
+        "verify x509, --bundle endless",
+        home,
+        ["verify", "x509", cert, "--bundle", "/dev/zero"],
+        ErrorCodes.FILE_UNUSABLE,
+        "/dev/zero",
+      ],
+      [
+        "verify jwt, --bundle under /proc",
+        home,
+        ["verify", "jwt", "t.t.t", "--bundle", "/proc/nope", "--audience", "a"],
+        ErrorCodes.FILE_UNUSABLE,
+        "/proc/nope",
+      ],
+      [
+        "mcp proxy --policy under /proc",
+        home,
+        ["mcp", "proxy", "--name", "p", ...exit0, "--policy", "/proc/nope/p.json"],
+        ErrorCodes.FILE_UNUSABLE,
+        "/proc/nope/p.json",
+      ],
+      [
+        "mcp proxy --policy a folder",
+        home,
+        ["mcp", "proxy", "--name", "p", ...exit0, "--policy", aFolder],
+        ErrorCodes.FILE_UNUSABLE,
+        aFolder,
+      ],
+      [
+        "mcp proxy --audit-log under /proc",
+        home,
+        ["mcp", "proxy", "--name", "p", ...exit0, "--audit-log", "/proc/nope/audit.jsonl"],
+        ErrorCodes.FILE_UNUSABLE,
+        "/proc/nope",
+      ],
     ];
     const results = await inBatches(cases, 4, ([, h, args]) => aztpCli(h, args, { timeoutMs: DEADLINE_MS }));
-    cases.forEach(([label, , args, code, names], i) => assertError(results[i]!, code, names, `${label}: aztp ${args.join(" ")}`));
+    cases.forEach(([label, , args, code, names], i) =>
+      assertError(results[i]!, code, names, `${label}: aztp ${args.join(" ")}`),
+    );
   });
 
   it("without permission: exit 1 naming the path (run as nobody, so root's bypass does not hide it)", async (t) => {
@@ -142,8 +227,18 @@ describe("aztp on unusable paths", () => {
     const secret = join(scratch, "secret.pem");
     writeFileSync(secret, "x", { mode: 0o600 });
     const cases: Array<[string, string[], string, string]> = [
-      ["init in a folder nobody may write", ["--home", join(scratch, "home"), "init", "--trust-domain", TD], ErrorCodes.AUTHORITY_STORE_FAILED, join(scratch, "home")],
-      ["verify x509 of an unreadable file", ["--home", home, "verify", "x509", secret, "--bundle", secret], ErrorCodes.FILE_UNUSABLE, secret],
+      [
+        "init in a folder nobody may write",
+        ["--home", join(scratch, "home"), "init", "--trust-domain", TD],
+        ErrorCodes.AUTHORITY_STORE_FAILED,
+        join(scratch, "home"),
+      ],
+      [
+        "verify x509 of an unreadable file",
+        ["--home", home, "verify", "x509", secret, "--bundle", secret],
+        ErrorCodes.FILE_UNUSABLE,
+        secret,
+      ],
     ];
     for (const [label, args, code, names] of cases) {
       const r = await cliIn(args, { cwd: scratch, uid: 65534 });
@@ -167,10 +262,28 @@ describe("aztp reads stdin that arrives late", () => {
     // cat copies from a named pipe that this test writes to once the CLI waits.
     const fifo = join(tempDir(t, "fifo"), "stdin");
     execFileSync("mkfifo", [fifo]);
-    const cli = ["--import", TSX, CLI, "--home", home, "--json", "verify", "jwt", "-", "--bundle", join(out, "bundle.json"), "--audience", "svc"];
+    const cli = [
+      "--import",
+      TSX,
+      CLI,
+      "--home",
+      home,
+      "--json",
+      "verify",
+      "jwt",
+      "-",
+      "--bundle",
+      join(out, "bundle.json"),
+      "--audience",
+      "svc",
+    ];
     const env: NodeJS.ProcessEnv = { ...process.env, FIFO: fifo };
     delete env.NODE_TEST_CONTEXT;
-    const shell = spawn("sh", ["-c", 'cat "$FIFO" | "$0" "$@"', process.execPath, ...cli], { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
+    const shell = spawn("sh", ["-c", 'cat "$FIFO" | "$0" "$@"', process.execPath, ...cli], {
+      cwd: ROOT,
+      env,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
     let stdout = "";
     let stderr = "";
     shell.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
@@ -178,7 +291,11 @@ describe("aztp reads stdin that arrives late", () => {
     const ended = new Promise<number | null>((resolve) => shell.once("close", (code) => resolve(code)));
     t.after(() => shell.kill("SIGKILL"));
     let cliPid: number | undefined;
-    await until(() => (cliPid = childrenOf(shell.pid).find((pid) => commOf(pid) === "node")) !== undefined, "the CLI process started", 30_000);
+    await until(
+      () => (cliPid = childrenOf(shell.pid).find((pid) => commOf(pid) === "node")) !== undefined,
+      "the CLI process started",
+      30_000,
+    );
     const writer = await open(fifo, "w");
     await waitingForInput(cliPid, "verify jwt - on a pipe");
     await writer.write(`${token}\n`);
@@ -202,7 +319,11 @@ describe("aztp issue never overwrites without --force", () => {
     assert.match(again.json.error.message, /--force/);
     for (const f of FILES) assert.equal(readFileSync(join(dir, f), "utf8"), before[f], `${f} untouched`);
     const listed = await aztpCli(home, ["list"]);
-    assert.deepEqual(listed.json.map((r: { name: string }) => r.name), ["first"], "the refused identity was not issued");
+    assert.deepEqual(
+      listed.json.map((r: { name: string }) => r.name),
+      ["first"],
+      "the refused identity was not issued",
+    );
 
     const forced = await aztpCli(home, ["issue", "second", "--out", dir, "--force"]);
     assertExit(forced, 0, "issue --force");
@@ -222,8 +343,14 @@ describe("aztp issue never overwrites without --force", () => {
       const r = await cliIn(["--home", home, "issue", `only-${name}-${kind}`.replace(/\W/g, "-")], { cwd });
       assertError(r, ErrorCodes.FILE_EXISTS, join(cwd, name), `${name} (${kind}) exists`);
       if (kind === "file") assert.equal(readFileSync(join(cwd, name), "utf8"), "precious\n");
-      else assert.equal(readlinkSync(join(cwd, name)), target, "the symlink is left as it was, and nothing written through it");
-      for (const other of FILES.filter((f) => f !== name)) assert.throws(() => lstatSync(join(cwd, other)), `${other} not written`);
+      else
+        assert.equal(
+          readlinkSync(join(cwd, name)),
+          target,
+          "the symlink is left as it was, and nothing written through it",
+        );
+      for (const other of FILES.filter((f) => f !== name))
+        assert.throws(() => lstatSync(join(cwd, other)), `${other} not written`);
     });
   });
 
@@ -240,7 +367,9 @@ describe("aztp issue never overwrites without --force", () => {
           ],
           false,
         ),
-      (e: unknown) => (e as { code?: string }).code === ErrorCodes.FILE_EXISTS && String((e as Error).message).includes(join(dir, "svid.pem")),
+      (e: unknown) =>
+        (e as { code?: string }).code === ErrorCodes.FILE_EXISTS &&
+        String((e as Error).message).includes(join(dir, "svid.pem")),
     );
     assert.equal(readFileSync(join(dir, "svid.pem"), "utf8"), "someone else's\n");
     assert.throws(() => lstatSync(join(dir, "key.pem")), "the key.pem this call created was removed again");

@@ -12,9 +12,27 @@ import { aztpCli, assertExit, cliHomeWithPolicy, type CliResult } from "./helper
 const POLICY = {
   Version: "2012-10-17",
   Statement: [
-    { Sid: "FromTheOffice", Effect: "Allow", Action: "tool:call", Resource: "search", Condition: { IpAddress: { "aztp:sourceIp": "10.0.0.0/8" } } },
-    { Sid: "BeforeTheCutoff", Effect: "Allow", Action: "tool:call", Resource: "legacy", Condition: { DateLessThan: { "aztp:currentTime": "2020-01-01T00:00:00Z" } } },
-    { Sid: "GoldTier", Effect: "Allow", Action: "tool:call", Resource: "premium", Condition: { StringEquals: { "app:tier": "gold" } } },
+    {
+      Sid: "FromTheOffice",
+      Effect: "Allow",
+      Action: "tool:call",
+      Resource: "search",
+      Condition: { IpAddress: { "aztp:sourceIp": "10.0.0.0/8" } },
+    },
+    {
+      Sid: "BeforeTheCutoff",
+      Effect: "Allow",
+      Action: "tool:call",
+      Resource: "legacy",
+      Condition: { DateLessThan: { "aztp:currentTime": "2020-01-01T00:00:00Z" } },
+    },
+    {
+      Sid: "GoldTier",
+      Effect: "Allow",
+      Action: "tool:call",
+      Resource: "premium",
+      Condition: { StringEquals: { "app:tier": "gold" } },
+    },
   ],
 };
 
@@ -22,7 +40,8 @@ describe("aztp policy check with the one request builder", () => {
   it("--context simulates aztp:sourceIp and the application's keys, --time the decision time; a key the request builds cannot be set (exit 2)", async (t) => {
     const { home, file } = await cliHomeWithPolicy(t, POLICY);
     assertExit(await aztpCli(home, ["policy", "attach", "srv", file]), 0, "attach");
-    const check = (resource: string, ...more: string[]): Promise<CliResult> => aztpCli(home, ["policy", "check", "srv", "--action", "tool:call", "--resource", resource, ...more]);
+    const check = (resource: string, ...more: string[]): Promise<CliResult> =>
+      aztpCli(home, ["policy", "check", "srv", "--action", "tool:call", "--resource", resource, ...more]);
     const runs: Array<[string, ...string[]]> = [
       ["search"],
       ["search", "--context", '{"aztp:sourceIp":"10.1.2.3"}'],
@@ -36,8 +55,19 @@ describe("aztp policy check with the one request builder", () => {
     ];
     // A few at a time: each is a process start.
     const results = [];
-    for (let i = 0; i < runs.length; i += 3) results.push(...(await Promise.all(runs.slice(i, i + 3).map((r) => check(...r)))));
-    const [noAddress, office, home192, old, now, gold, silver, caller, currentTime] = results as [CliResult, CliResult, CliResult, CliResult, CliResult, CliResult, CliResult, CliResult, CliResult];
+    for (let i = 0; i < runs.length; i += 3)
+      results.push(...(await Promise.all(runs.slice(i, i + 3).map((r) => check(...r)))));
+    const [noAddress, office, home192, old, now, gold, silver, caller, currentTime] = results as [
+      CliResult,
+      CliResult,
+      CliResult,
+      CliResult,
+      CliResult,
+      CliResult,
+      CliResult,
+      CliResult,
+      CliResult,
+    ];
     assertExit(noAddress, 1, "no source address: the key is absent, IpAddress does not match");
     assert.equal(noAddress.json.decision, "deny");
     assertExit(office, 0, "a simulated source address inside 10.0.0.0/8");

@@ -24,7 +24,11 @@ const SIGNALS = ["SIGTERM", "SIGINT"] as const;
 const PROMPT_MS = 15_000;
 
 /** Sends `signal` and waits for the child to end; fails (after SIGKILL) if it is still there after PROMPT_MS. */
-async function endsOn(child: Child, signal: NodeJS.Signals, what: string): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+async function endsOn(
+  child: Child,
+  signal: NodeJS.Signals,
+  what: string,
+): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
   child.process.kill(signal);
   let timer: NodeJS.Timeout | undefined;
   const late = new Promise<"late">((resolve) => (timer = setTimeout(() => resolve("late"), PROMPT_MS)));
@@ -76,7 +80,10 @@ describe("aztp ends on SIGINT and SIGTERM", () => {
 
   // Commands waiting for their input on stdin (the parent never closes it).
   const stdinReaders: Array<[string, (home: string) => string[]]> = [
-    ["verify jwt -", (home) => ["verify", "jwt", "-", "--bundle", join(home, "worker", "bundle.json"), "--audience", "svc"]],
+    [
+      "verify jwt -",
+      (home) => ["verify", "jwt", "-", "--bundle", join(home, "worker", "bundle.json"), "--audience", "svc"],
+    ],
     ["verify x509 -", (home) => ["verify", "x509", "-", "--bundle", join(home, "worker", "bundle.json")]],
     ["policy attach ID -", () => ["policy", "attach", "worker", "-"]],
   ];
@@ -99,12 +106,35 @@ describe("aztp ends on SIGINT and SIGTERM", () => {
         const pidFile = join(tempDir(t, "pid"), "upstream.pid");
         // The upstream writes its pid, then becomes server-everything (exec keeps the pid).
         const upstream = `sh -c 'echo $$ > "${pidFile}"; exec "${process.execPath}" "${EVERYTHING}" stdio'`;
-        const child = spawnNode(t, ["--import", "tsx", CLI, "--home", home, "mcp", "proxy", "--name", "sig-proxy", "--listen", listen, "--upstream-command", upstream]);
+        const child = spawnNode(t, [
+          "--import",
+          "tsx",
+          CLI,
+          "--home",
+          home,
+          "mcp",
+          "proxy",
+          "--name",
+          "sig-proxy",
+          "--listen",
+          listen,
+          "--upstream-command",
+          upstream,
+        ]);
         await child.waitFor(listen === "stdio" ? /on stdio/ : /listening on/, 60_000);
-        if (listen === "stdio") await until(() => existsSync(pidFile) && readFileSync(pidFile, "utf8").trim() !== "", "the upstream wrote its pid", 30_000);
+        if (listen === "stdio")
+          await until(
+            () => existsSync(pidFile) && readFileSync(pidFile, "utf8").trim() !== "",
+            "the upstream wrote its pid",
+            30_000,
+          );
         const pid = existsSync(pidFile) ? Number(readFileSync(pidFile, "utf8").trim()) : undefined;
         const end = await endsOn(child, signal, `proxy on ${listen}`);
-        assert.deepEqual(end, { code: 0, signal: null }, `a stop asked for is a clean exit (stderr: ${child.stderr()})`);
+        assert.deepEqual(
+          end,
+          { code: 0, signal: null },
+          `a stop asked for is a clean exit (stderr: ${child.stderr()})`,
+        );
         if (pid !== undefined) {
           const alive = (): boolean => {
             try {

@@ -48,7 +48,10 @@ describe("aztp init", () => {
 
   it("commands on a home with no authority fail with ERR_AUTHORITY_NOT_INITIALIZED (exit 1)", async (t) => {
     const home = tempDir(t);
-    const [issue, list] = await Promise.all([aztpCli(home, ["issue", "x", "--out", join(home, "o")]), aztpCli(home, ["list"])]);
+    const [issue, list] = await Promise.all([
+      aztpCli(home, ["issue", "x", "--out", join(home, "o")]),
+      aztpCli(home, ["list"]),
+    ]);
     assertError(issue, 1, ErrorCodes.AUTHORITY_NOT_INITIALIZED, "issue");
     assertError(list, 1, ErrorCodes.AUTHORITY_NOT_INITIALIZED, "list");
   });
@@ -81,7 +84,10 @@ describe("aztp issue, verify x509, bundle", () => {
     const roots = Certificate.parsePem(readFileSync(join(out, "bundle.pem")));
     assert.equal(roots.length, 1);
     assert.ok(roots[0]!.isCA && inter.verifySignedBy(roots[0]!));
-    const doc = JSON.parse(readFileSync(join(out, "bundle.json"), "utf8")) as { keys: Array<Record<string, unknown>>; spiffe_sequence?: number };
+    const doc = JSON.parse(readFileSync(join(out, "bundle.json"), "utf8")) as {
+      keys: Array<Record<string, unknown>>;
+      spiffe_sequence?: number;
+    };
     assert.deepEqual(doc.keys.map((k) => k.use).sort(), ["jwt-svid", "x509-svid"]);
     const x509Key = doc.keys.find((k) => k.use === "x509-svid")!;
     assert.deepEqual(x509Key.x5c, [roots[0]!.der.toString("base64")]);
@@ -98,20 +104,41 @@ describe("aztp issue, verify x509, bundle", () => {
       aztpCli(home, ["bundle", "--format", "pem"]),
       aztpCli(home, ["verify", "x509", join(out, "svid.pem"), "--bundle", join(out, "bundle.json")]),
       aztpCli(home, ["verify", "x509", join(out, "svid.pem"), "--bundle", join(out, "bundle.pem")]),
-      aztpCli(home, ["verify", "x509", join(out, "svid.pem"), "--bundle", join(out, "bundle.json"), "--time", new Date(Date.now() + 3600_000).toISOString()]),
-      aztpCli(home, ["verify", "x509", join(out, "svid.pem"), "--bundle", join(out, "bundle.json"), "--time", "2001-01-01T00:00:00Z"]),
+      aztpCli(home, [
+        "verify",
+        "x509",
+        join(out, "svid.pem"),
+        "--bundle",
+        join(out, "bundle.json"),
+        "--time",
+        new Date(Date.now() + 3600_000).toISOString(),
+      ]),
+      aztpCli(home, [
+        "verify",
+        "x509",
+        join(out, "svid.pem"),
+        "--bundle",
+        join(out, "bundle.json"),
+        "--time",
+        "2001-01-01T00:00:00Z",
+      ]),
     ]);
     // A child asking for 2 h gets at most its parent's 10 min.
     assertExit(child, 0, "issue --parent");
     assert.ok(Date.parse(child.json.expiresAt) <= expires, "child capped at the parent's expiry");
-    assert.ok(Certificate.parsePem(readFileSync(join(childOut, "svid.pem")))[0]!.notAfter.getTime() <= leaf.notAfter.getTime());
+    assert.ok(
+      Certificate.parsePem(readFileSync(join(childOut, "svid.pem")))[0]!.notAfter.getTime() <= leaf.notAfter.getTime(),
+    );
 
     assertExit(spiffeBundle, 0, "bundle --format spiffe");
     assert.deepEqual(spiffeBundle.json, doc, "bundle prints what issue wrote");
     assertExit(pemBundle, 0, "bundle --format pem");
     assert.equal(pemBundle.stdout, readFileSync(join(out, "bundle.pem"), "utf8"));
 
-    for (const [label, r] of [["SPIFFE bundle", viaJson], ["PEM bundle", viaPem]] as const) {
+    for (const [label, r] of [
+      ["SPIFFE bundle", viaJson],
+      ["PEM bundle", viaPem],
+    ] as const) {
       assertExit(r, 0, `verify x509 with ${label}`);
       assert.equal(r.json.valid, true);
       assert.equal(r.json.spiffeId, issued.json.spiffeId);
@@ -145,7 +172,10 @@ describe("aztp issue, verify x509, bundle", () => {
       aztpCli(home, ["verify", "x509", join(out, "nope.pem"), "--bundle", join(out, "bundle.pem")]),
     ]);
     // Same trust domain, same CA names, different keys: found by name, refused by signature.
-    for (const [label, r] of [["another home's PEM bundle", wrongPem], ["another home's SPIFFE bundle", wrongJson]] as const) {
+    for (const [label, r] of [
+      ["another home's PEM bundle", wrongPem],
+      ["another home's SPIFFE bundle", wrongJson],
+    ] as const) {
       assertExit(r, 1, label);
       assert.match(r.json.error.code, /^ERR_X509SVID_(UNTRUSTED|SIGNATURE_INVALID)$/, label);
     }
@@ -162,27 +192,43 @@ describe("aztp verify x509 and revocations", () => {
   it("offline it says it did not check revocation (a revoked SVID is valid there); --home and an exported --revocations list refuse it with ERR_X509SVID_REVOKED", async (t) => {
     const [home, otherHome] = await Promise.all([initHome(t), initHome(t, "other.org")]);
     const out = tempDir(t, "out");
-    for (const name of ["bad", "good"]) assertExit(await aztpCli(home, ["issue", name, "--out", join(out, name)]), 0, `issue ${name}`);
+    for (const name of ["bad", "good"])
+      assertExit(await aztpCli(home, ["issue", name, "--out", join(out, name)]), 0, `issue ${name}`);
     const before = await aztpCli(home, ["revocations", "export"]);
     assertExit(await aztpCli(home, ["revoke", "bad", "--reason", "key lost"]), 0, "revoke");
     const exported = await aztpCli(home, ["revocations", "export"]);
     assertExit(exported, 0, "revocations export");
     assert.equal(exported.json.trustDomain, TD);
     assert.ok(exported.json.sequence > before.json.sequence, "the sequence grew");
-    const lists = { now: join(out, "revocations.jws"), before: join(out, "before.jws"), other: join(out, "other.jws"), forged: join(out, "forged.jws") };
+    const lists = {
+      now: join(out, "revocations.jws"),
+      before: join(out, "before.jws"),
+      other: join(out, "other.jws"),
+      forged: join(out, "forged.jws"),
+    };
     writeFileSync(lists.now, `${exported.json.revocations}\n`);
     writeFileSync(lists.before, before.json.revocations);
     writeFileSync(lists.other, (await aztpCli(otherHome, ["revocations", "export"])).json.revocations);
     const [h, p, sig] = (exported.json.revocations as string).split(".") as [string, string, string];
     const emptied = { ...JSON.parse(Buffer.from(p, "base64url").toString()), identities: [], serials: [] };
     writeFileSync(lists.forged, `${h}.${Buffer.from(JSON.stringify(emptied)).toString("base64url")}.${sig}`);
-    const verify = (who: string, ...extra: string[]): string[] => ["verify", "x509", join(out, who, "svid.pem"), "--bundle", join(out, who, "bundle.json"), ...extra];
+    const verify = (who: string, ...extra: string[]): string[] => [
+      "verify",
+      "x509",
+      join(out, who, "svid.pem"),
+      "--bundle",
+      join(out, who, "bundle.json"),
+      ...extra,
+    ];
 
     // Offline, the bundle alone: valid, and it says revocation was not checked (JSON and text), and help says why.
     const offline = await aztpCli(undefined, verify("bad"));
     assertExit(offline, 0, "offline");
     assert.equal(offline.json.valid, true);
-    assert.deepEqual(offline.json.revocation, { checked: false, why: "offline: pass --home DIR or --revocations FILE" });
+    assert.deepEqual(offline.json.revocation, {
+      checked: false,
+      why: "offline: pass --home DIR or --revocations FILE",
+    });
     const text = await runTs(CLI, verify("bad"));
     assert.match(text.stdout, /^valid: .*revocation NOT checked \(offline: pass --home DIR or --revocations FILE\)$/m);
     assert.match((await aztpCli(undefined, ["verify", "x509", "--help"])).stdout, /cannot see revocations/);
@@ -200,8 +246,21 @@ describe("aztp verify x509 and revocations", () => {
       [otherHome, verify("bad")],
     ];
     const results: CliResult[] = [];
-    for (let i = 0; i < runs.length; i += 3) results.push(...(await Promise.all(runs.slice(i, i + 3).map(([h, args]) => aztpCli(h, args, { timeoutMs: 90_000 })))));
-    const [byHome, goodByHome, byList, goodByList, oldList, both, forged, otherList, otherHomeRun] = results as [CliResult, CliResult, CliResult, CliResult, CliResult, CliResult, CliResult, CliResult, CliResult];
+    for (let i = 0; i < runs.length; i += 3)
+      results.push(
+        ...(await Promise.all(runs.slice(i, i + 3).map(([h, args]) => aztpCli(h, args, { timeoutMs: 90_000 })))),
+      );
+    const [byHome, goodByHome, byList, goodByList, oldList, both, forged, otherList, otherHomeRun] = results as [
+      CliResult,
+      CliResult,
+      CliResult,
+      CliResult,
+      CliResult,
+      CliResult,
+      CliResult,
+      CliResult,
+      CliResult,
+    ];
     assertError(byHome, 1, ErrorCodes.X509SVID_REVOKED, "revoked, --home");
     assert.match(byHome.json.error.message, new RegExp(`according to the authority in ${home}`));
     assertExit(goodByHome, 0, "not revoked, --home");
@@ -240,12 +299,21 @@ describe("aztp jwt, verify jwt", () => {
     const token = jwt.json.token as string;
     assert.equal(jwt.json.spiffeId, `spiffe://${TD}/workload/production/node/caller`);
     assert.match(token, /^[\w-]+\.[\w-]+\.[\w-]+$/);
-    const header = JSON.parse(Buffer.from(token.split(".")[0]!, "base64url").toString()) as { kid?: string; typ?: string; alg?: string };
+    const header = JSON.parse(Buffer.from(token.split(".")[0]!, "base64url").toString()) as {
+      kid?: string;
+      typ?: string;
+      alg?: string;
+    };
     assert.deepEqual([header.alg, header.typ], ["ES256", "JWT"]);
-    const bundle = JSON.parse(readFileSync(join(out, "bundle.json"), "utf8")) as { keys: Array<{ use: string; kid?: string }> };
+    const bundle = JSON.parse(readFileSync(join(out, "bundle.json"), "utf8")) as {
+      keys: Array<{ use: string; kid?: string }>;
+    };
     assert.equal(header.kid, bundle.keys.find((k) => k.use === "jwt-svid")?.kid, "kid is the bundle's JWT key");
     assertExit(byId, 0, "jwt by AZTP ID");
-    const claims = JSON.parse(Buffer.from((byId.json.token as string).split(".")[1]!, "base64url").toString()) as { exp: number; iat: number };
+    const claims = JSON.parse(Buffer.from((byId.json.token as string).split(".")[1]!, "base64url").toString()) as {
+      exp: number;
+      iat: number;
+    };
     assert.equal(claims.exp - claims.iat, 30, "--ttl honoured");
 
     writeFileSync(join(out, "other.json"), otherBundle.stdout);
@@ -261,11 +329,25 @@ describe("aztp jwt, verify jwt", () => {
       aztpCli(home, ["verify", "jwt", token, "--bundle", b, "--audience", "spiffe://example.org/someone-else"]),
       aztpCli(home, ["verify", "jwt", forged, "--bundle", b, "--audience", "other-aud"]),
       aztpCli(home, ["verify", "jwt", sigFlipped, "--bundle", b, "--audience", "other-aud"]),
-      aztpCli(home, ["verify", "jwt", token, "--bundle", b, "--audience", "other-aud", "--time", new Date(Date.now() + 3600_000).toISOString()]),
+      aztpCli(home, [
+        "verify",
+        "jwt",
+        token,
+        "--bundle",
+        b,
+        "--audience",
+        "other-aud",
+        "--time",
+        new Date(Date.now() + 3600_000).toISOString(),
+      ]),
       aztpCli(home, ["verify", "jwt", token, "--bundle", join(out, "other.json"), "--audience", "other-aud"]),
       aztpCli(home, ["verify", "jwt", "hello", "--bundle", b, "--audience", "other-aud"]),
     ]);
-    for (const [label, r] of [["valid", valid], ["any-of audience", anyOf], ["token on stdin", viaStdin]] as const) {
+    for (const [label, r] of [
+      ["valid", valid],
+      ["any-of audience", anyOf],
+      ["token on stdin", viaStdin],
+    ] as const) {
       assertExit(r, 0, label);
       assert.equal(r.json.valid, true);
       assert.equal(r.json.spiffeId, `spiffe://${TD}/workload/production/node/caller`);
@@ -292,7 +374,12 @@ describe("aztp id", () => {
       aztpCli(undefined, ["id", "spiffe://exa mple.org/x"]),
     ]);
     assertExit(upper, 0, "id");
-    assert.deepEqual(upper.json, { spiffeId: "spiffe://example.org/x", aztpId: "aztp://example.org/x", trustDomain: "example.org", path: "/x" });
+    assert.deepEqual(upper.json, {
+      spiffeId: "spiffe://example.org/x",
+      aztpId: "aztp://example.org/x",
+      trustDomain: "example.org",
+      path: "/x",
+    });
     assertExit(aztpForm, 0, "id aztp://");
     assert.equal(aztpForm.json.spiffeId, "spiffe://example.org/workload/Prod/node/A");
     assertError(bad, 1, ErrorCodes.SPIFFEID_SCHEME_INVALID, "https scheme");
@@ -320,12 +407,16 @@ describe("aztp list, revoke, reissue, link, discover", () => {
       aztpCli(home, ["list"]),
     ]);
     assertExit(link, 0, "link");
-    assert.deepEqual({ target: link.json.target, type: link.json.type, metadata: link.json.metadata }, { target: idOf("boss"), type: "linked", metadata: { why: "reports" } });
+    assert.deepEqual(
+      { target: link.json.target, type: link.json.type, metadata: link.json.metadata },
+      { target: idOf("boss"), type: "linked", metadata: { why: "reports" } },
+    );
     assertError(cycle, 1, ErrorCodes.PARENT_INVALID, "parent link making a cycle");
     assertExit(badMeta, 2, "--metadata not an object");
     assertExit(badType, 2, "--type not a choice");
     assertExit(list1, 0, "list");
-    const byName = (recs: Array<{ name: string }>) => Object.fromEntries(recs.map((r) => [r.name, r])) as Record<string, any>;
+    const byName = (recs: Array<{ name: string }>) =>
+      Object.fromEntries(recs.map((r) => [r.name, r])) as Record<string, any>;
     const l1 = byName(list1.json);
     assert.deepEqual(Object.keys(l1).sort(), ["boss", "peer", "worker"]);
     assert.equal(l1.worker.parentIdentity, idOf("boss"));
@@ -348,7 +439,11 @@ describe("aztp list, revoke, reissue, link, discover", () => {
     assert.deepEqual(revokedList.json.map((r: { name: string }) => r.name).sort(), ["boss", "worker"]);
     assert.equal(byName(revokedList.json).boss.revokeReason, "rotated out");
     assertExit(discover1, 0, "discover");
-    assert.deepEqual(discover1.json.map((r: { aztpId: string }) => r.aztpId), [idOf("peer")], "only active identities are discoverable");
+    assert.deepEqual(
+      discover1.json.map((r: { aztpId: string }) => r.aztpId),
+      [idOf("peer")],
+      "only active identities are discoverable",
+    );
     assertError(reissueChild, 1, ErrorCodes.IDENTITY_REVOKED, "reissue a child while its parent is revoked");
     assertError(jwtRevoked, 1, ErrorCodes.IDENTITY_REVOKED, "jwt for a revoked identity");
     assertError(revokeGhost, 1, ErrorCodes.IDENTITY_NOT_FOUND, "revoke an unknown name");
@@ -379,27 +474,92 @@ describe("a command that fails for any reason but usage exits 1 with its code", 
   type Row = [string, (dir: string) => string[], string, ("fresh" | "home")?];
   const rows: Row[] = [
     ["init on an existing authority", () => ["init", "--trust-domain", "other.org"], ErrorCodes.AUTHORITY_EXISTS],
-    ["issue --parent unknown", (d) => ["issue", "kid", "--parent", "spiffe://example.org/nobody", "--out", join(d, "kid")], ErrorCodes.IDENTITY_NOT_FOUND],
-    ["issue a name too long for a SPIFFE ID (was 2)", (d) => ["issue", "n".repeat(2100), "--out", join(d, "long")], ErrorCodes.ARGUMENT_INVALID],
+    [
+      "issue --parent unknown",
+      (d) => ["issue", "kid", "--parent", "spiffe://example.org/nobody", "--out", join(d, "kid")],
+      ErrorCodes.IDENTITY_NOT_FOUND,
+    ],
+    [
+      "issue a name too long for a SPIFFE ID (was 2)",
+      (d) => ["issue", "n".repeat(2100), "--out", join(d, "long")],
+      ErrorCodes.ARGUMENT_INVALID,
+    ],
     ["issue over existing files", (d) => ["issue", "again", "--out", join(d, "worker")], ErrorCodes.FILE_EXISTS],
     ["jwt for nobody", () => ["jwt", "nobody", "--audience", "svc"], ErrorCodes.IDENTITY_NOT_FOUND],
-    ["bundle of a trust domain it does not have", () => ["bundle", "--trust-domain", "other.org"], ErrorCodes.TRUST_DOMAIN_NOT_ALLOWED],
-    ["verify x509 of a missing file (was 2)", (d) => ["verify", "x509", join(d, "nope.pem"), "--bundle", join(d, "worker", "bundle.json")], ErrorCodes.FILE_UNUSABLE],
-    ["verify jwt of a malformed token", (d) => ["verify", "jwt", "not-a-token", "--bundle", join(d, "worker", "bundle.json"), "--audience", "svc"], ErrorCodes.JWT_MALFORMED],
-    ["verify jwt with a missing bundle (was 2)", (d) => ["verify", "jwt", "a.b.c", "--bundle", join(d, "nope.json"), "--audience", "svc"], ErrorCodes.FILE_UNUSABLE],
+    [
+      "bundle of a trust domain it does not have",
+      () => ["bundle", "--trust-domain", "other.org"],
+      ErrorCodes.TRUST_DOMAIN_NOT_ALLOWED,
+    ],
+    [
+      "verify x509 of a missing file (was 2)",
+      (d) => ["verify", "x509", join(d, "nope.pem"), "--bundle", join(d, "worker", "bundle.json")],
+      ErrorCodes.FILE_UNUSABLE,
+    ],
+    [
+      "verify jwt of a malformed token",
+      (d) => ["verify", "jwt", "not-a-token", "--bundle", join(d, "worker", "bundle.json"), "--audience", "svc"],
+      ErrorCodes.JWT_MALFORMED,
+    ],
+    [
+      "verify jwt with a missing bundle (was 2)",
+      (d) => ["verify", "jwt", "a.b.c", "--bundle", join(d, "nope.json"), "--audience", "svc"],
+      ErrorCodes.FILE_UNUSABLE,
+    ],
     ["id of a non-ID", () => ["id", "bogus"], ErrorCodes.SPIFFEID_SCHEME_INVALID],
-    ["revocations export of a trust domain it does not have", () => ["revocations", "export", "--trust-domain", "other.org"], ErrorCodes.TRUST_DOMAIN_NOT_ALLOWED],
-    ["verify x509 with --revocations not a list", (d) => ["verify", "x509", join(d, "worker", "svid.pem"), "--bundle", join(d, "worker", "bundle.json"), "--revocations", join(d, "worker", "svid.pem")], ErrorCodes.REVOCATION_LIST_INVALID],
+    [
+      "revocations export of a trust domain it does not have",
+      () => ["revocations", "export", "--trust-domain", "other.org"],
+      ErrorCodes.TRUST_DOMAIN_NOT_ALLOWED,
+    ],
+    [
+      "verify x509 with --revocations not a list",
+      (d) => [
+        "verify",
+        "x509",
+        join(d, "worker", "svid.pem"),
+        "--bundle",
+        join(d, "worker", "bundle.json"),
+        "--revocations",
+        join(d, "worker", "svid.pem"),
+      ],
+      ErrorCodes.REVOCATION_LIST_INVALID,
+    ],
     ["list without an authority", () => ["list"], ErrorCodes.AUTHORITY_NOT_INITIALIZED, "fresh"],
     ["revoke nobody", () => ["revoke", "nobody"], ErrorCodes.IDENTITY_NOT_FOUND],
     ["reissue nobody", () => ["reissue", "nobody"], ErrorCodes.IDENTITY_NOT_FOUND],
     ["link an identity to itself (was 2)", () => ["link", "worker", "worker"], ErrorCodes.ARGUMENT_INVALID],
     ["discover without an authority", () => ["discover"], ErrorCodes.AUTHORITY_NOT_INITIALIZED, "fresh"],
-    ["policy attach of an invalid policy", (d) => ["policy", "attach", "worker", join(d, "bad-policy.json")], ErrorCodes.POLICY_INVALID],
-    ["policy attach of a missing file (was 2)", (d) => ["policy", "attach", "worker", join(d, "nope.json")], ErrorCodes.FILE_UNUSABLE],
+    [
+      "policy attach of an invalid policy",
+      (d) => ["policy", "attach", "worker", join(d, "bad-policy.json")],
+      ErrorCodes.POLICY_INVALID,
+    ],
+    [
+      "policy attach of a missing file (was 2)",
+      (d) => ["policy", "attach", "worker", join(d, "nope.json")],
+      ErrorCodes.FILE_UNUSABLE,
+    ],
     ["policy get nobody", () => ["policy", "get", "nobody"], ErrorCodes.IDENTITY_NOT_FOUND],
-    ["mcp proxy with an invalid --policy", (d) => ["mcp", "proxy", "--name", "p", "--upstream-command", "sh -c 'exit 0'", "--policy", join(d, "bad-policy.json")], ErrorCodes.POLICY_INVALID],
-    ["mcp proxy whose upstream exits at start", () => ["mcp", "proxy", "--name", "p", "--upstream-command", "sh -c 'exit 3'", "--listen", "http://127.0.0.1:0"], ErrorCodes.MCP_UPSTREAM_FAILED],
+    [
+      "mcp proxy with an invalid --policy",
+      (d) => [
+        "mcp",
+        "proxy",
+        "--name",
+        "p",
+        "--upstream-command",
+        "sh -c 'exit 0'",
+        "--policy",
+        join(d, "bad-policy.json"),
+      ],
+      ErrorCodes.POLICY_INVALID,
+    ],
+    [
+      "mcp proxy whose upstream exits at start",
+      () => ["mcp", "proxy", "--name", "p", "--upstream-command", "sh -c 'exit 3'", "--listen", "http://127.0.0.1:0"],
+      ErrorCodes.MCP_UPSTREAM_FAILED,
+    ],
   ];
 
   it("table", async (t) => {
@@ -410,7 +570,13 @@ describe("a command that fails for any reason but usage exits 1 with its code", 
     writeFileSync(join(dir, "bad-policy.json"), JSON.stringify({ Version: "2025-01-01", Statement: "everything" }));
     const results: CliResult[] = [];
     for (let i = 0; i < rows.length; i += 4) {
-      results.push(...(await Promise.all(rows.slice(i, i + 4).map(([, args, , where]) => aztpCli(where === "fresh" ? fresh : home, args(dir), { timeoutMs: 60_000 })))));
+      results.push(
+        ...(await Promise.all(
+          rows
+            .slice(i, i + 4)
+            .map(([, args, , where]) => aztpCli(where === "fresh" ? fresh : home, args(dir), { timeoutMs: 60_000 })),
+        )),
+      );
     }
     rows.forEach(([label, , code], i) => assertError(results[i]!, 1, code, label));
   });
@@ -436,7 +602,11 @@ describe("usage errors exit 2", () => {
     ["verify jwt without --audience", ["verify", "jwt", "t", "--bundle", "b.json"]],
     ["verify without a kind", ["verify", "x509"]],
     ["bad --ttl", ["issue", "x", "--ttl", "forever"]],
-    ["jwt --ttl over 24 h", ["jwt", "someone", "--audience", "svc", "--ttl", "48h"], /--ttl: a JWT-SVID lives at most 86400 s/],
+    [
+      "jwt --ttl over 24 h",
+      ["jwt", "someone", "--audience", "svc", "--ttl", "48h"],
+      /--ttl: a JWT-SVID lives at most 86400 s/,
+    ],
     ["negative --ttl", ["issue", "x", "--ttl", "-5m"]],
     ["bad --time (x509)", ["verify", "x509", "svid.pem", "--bundle", "b.pem", "--time", "yesterday"]],
     ["bad --time (jwt)", ["verify", "jwt", "t", "--bundle", "b.json", "--audience", "a", "--time", "2026-13-45"]],
@@ -447,16 +617,51 @@ describe("usage errors exit 2", () => {
     ["mcp without a subcommand", ["mcp"]],
     ["audit without a subcommand", ["audit"]],
     ["bad --since", ["audit", "query", "log.jsonl", "--since", "yesterday"], /--since must be an ISO 8601 date/],
-    ["--allowed-host with stdio", ["mcp", "proxy", "--name", "p", "--upstream-url", "http://127.0.0.1:1/mcp", "--allowed-host", "tools.example"], /applies to --listen http/],
-    ["--allowed-host with a port", ["mcp", "proxy", "--name", "p", "--upstream-url", "http://127.0.0.1:1/mcp", "--listen", "http://127.0.0.1:0", "--allowed-host", "tools.example:80"], /takes a host name/],
-    ["--allowed-host with a scheme", ["mcp", "proxy", "--name", "p", "--upstream-url", "http://127.0.0.1:1/mcp", "--listen", "http://127.0.0.1:0", "--allowed-host", "http://tools.example"], /takes a host name/],
+    [
+      "--allowed-host with stdio",
+      ["mcp", "proxy", "--name", "p", "--upstream-url", "http://127.0.0.1:1/mcp", "--allowed-host", "tools.example"],
+      /applies to --listen http/,
+    ],
+    [
+      "--allowed-host with a port",
+      [
+        "mcp",
+        "proxy",
+        "--name",
+        "p",
+        "--upstream-url",
+        "http://127.0.0.1:1/mcp",
+        "--listen",
+        "http://127.0.0.1:0",
+        "--allowed-host",
+        "tools.example:80",
+      ],
+      /takes a host name/,
+    ],
+    [
+      "--allowed-host with a scheme",
+      [
+        "mcp",
+        "proxy",
+        "--name",
+        "p",
+        "--upstream-url",
+        "http://127.0.0.1:1/mcp",
+        "--listen",
+        "http://127.0.0.1:0",
+        "--allowed-host",
+        "http://tools.example",
+      ],
+      /takes a host name/,
+    ],
     ["bad --until", ["audit", "query", "log.jsonl", "--until", "2026-13-45"], /--until must be an ISO 8601 date/],
   ];
   it("table", async (t) => {
     const home = tempDir(t);
     // A few at a time: two dozen CLI processes at once took over 30 s each on a loaded machine.
     const results: CliResult[] = [];
-    for (let i = 0; i < cases.length; i += 4) results.push(...(await Promise.all(cases.slice(i, i + 4).map(([, args]) => aztpCli(home, args)))));
+    for (let i = 0; i < cases.length; i += 4)
+      results.push(...(await Promise.all(cases.slice(i, i + 4).map(([, args]) => aztpCli(home, args)))));
     cases.forEach(([label, args, names], i) => {
       const r = results[i]!;
       assertExit(r, 2, `${label}: aztp ${args.join(" ")}`);

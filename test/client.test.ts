@@ -55,7 +55,9 @@ describe("initialize", () => {
       assert.ok(c instanceof Aztp);
       const s = await c.secureConnect({}, "offline-agent");
       assert.equal(s.identity.aztpId, id("offline-agent"));
-      assert.ok(existsSync(join(home, "authority.json")) && existsSync(join(home, "trust-domains", "aztp.local", "root.pem")));
+      assert.ok(
+        existsSync(join(home, "authority.json")) && existsSync(join(home, "trust-domains", "aztp.local", "root.pem")),
+      );
       assert.equal(await c.verifyIdentity(s), true);
     }
     // The named class works the same as the default export's initialize.
@@ -86,9 +88,21 @@ describe("initialize", () => {
   it("a baseUrl is never silently ignored: no trust bundle over https, plain http off loopback, and nothing listening are each refused with their code", async (t) => {
     delete process.env.AZTP_TRUST_BUNDLE;
     const cases: Array<[string, AztpConfig, string]> = [
-      ["https without a bundle", { baseUrl: "https://aztp.example.invalid", apiKey: "k" }, ErrorCodes.AUTHORITY_REMOTE_TRUST_BUNDLE_MISSING],
-      ["plain http to another host", { baseUrl: "http://aztp.example.invalid", apiKey: "k" }, ErrorCodes.AUTHORITY_REMOTE_HTTP_NOT_ALLOWED],
-      ["nothing listening on loopback", { baseUrl: "http://127.0.0.1:1", apiKey: "k" }, ErrorCodes.AUTHORITY_REMOTE_UNAVAILABLE],
+      [
+        "https without a bundle",
+        { baseUrl: "https://aztp.example.invalid", apiKey: "k" },
+        ErrorCodes.AUTHORITY_REMOTE_TRUST_BUNDLE_MISSING,
+      ],
+      [
+        "plain http to another host",
+        { baseUrl: "http://aztp.example.invalid", apiKey: "k" },
+        ErrorCodes.AUTHORITY_REMOTE_HTTP_NOT_ALLOWED,
+      ],
+      [
+        "nothing listening on loopback",
+        { baseUrl: "http://127.0.0.1:1", apiKey: "k" },
+        ErrorCodes.AUTHORITY_REMOTE_UNAVAILABLE,
+      ],
     ];
     for (const [what, config, code] of cases) {
       const c = client(t, config);
@@ -129,7 +143,13 @@ describe("secureConnect: the secured agent", () => {
     counter.label = "back";
     assert.equal(sc.label, "back", "reads see the agent's current state");
 
-    const plain = { name: "Ada", greet(this: { name: string }, greeting: string) { return `${greeting}, ${this.name}`; }, nested: { x: 1 } };
+    const plain = {
+      name: "Ada",
+      greet(this: { name: string }, greeting: string) {
+        return `${greeting}, ${this.name}`;
+      },
+      nested: { x: 1 },
+    };
     const sp = await c.secureConnect(plain, "plain");
     assert.equal(sp.greet("hi"), "hi, Ada");
     assert.equal(sp.nested, plain.nested, "same nested objects, not copies");
@@ -204,7 +224,10 @@ describe("secureConnect: the secured agent", () => {
     assert.ok(v.expiry.getTime() > Date.now());
     const multi = await s.identity.jwtSvid(["a", "b"]);
     assert.deepEqual(validateJwtSvid(multi, bundles, { audience: ["b"] }).audience, ["a", "b"]);
-    await rejectsWithCode(() => validateJwtSvid(token, bundles, { audience: "someone-else" }), ErrorCodes.JWT_AUDIENCE_MISMATCH);
+    await rejectsWithCode(
+      () => validateJwtSvid(token, bundles, { audience: "someone-else" }),
+      ErrorCodes.JWT_AUDIENCE_MISMATCH,
+    );
     await rejectsWithCode(() => s.identity.jwtSvid([]), ErrorCodes.ARGUMENT_INVALID, "no audience");
   });
 
@@ -255,13 +278,43 @@ describe("secureConnect: the secured agent", () => {
     assert.ok(sig.length > 0);
   });
 
-  const naming: Array<{ label: string; config: AztpConfig; options: Parameters<Aztp["secureConnect"]>[2]; expected: string }> = [
+  const naming: Array<{
+    label: string;
+    config: AztpConfig;
+    options: Parameters<Aztp["secureConnect"]>[2];
+    expected: string;
+  }> = [
     { label: "defaults", config: {}, options: {}, expected: id("n") },
-    { label: "trustDomain option of initialize", config: { trustDomain: "example.org" }, options: {}, expected: id("n", "example.org") },
-    { label: "trustDomain option of secureConnect", config: {}, options: { trustDomain: "vcagents.ai" }, expected: id("n", "vcagents.ai") },
-    { label: "secureConnect's trustDomain wins", config: { trustDomain: "example.org" }, options: { trustDomain: "gptapps.ai" }, expected: id("n", "gptapps.ai") },
-    { label: "environment option", config: { environment: "staging" }, options: {}, expected: id("n", "aztp.local", "staging") },
-    { label: "trust domain case normalised", config: { trustDomain: "Example.ORG" }, options: {}, expected: id("n", "example.org") },
+    {
+      label: "trustDomain option of initialize",
+      config: { trustDomain: "example.org" },
+      options: {},
+      expected: id("n", "example.org"),
+    },
+    {
+      label: "trustDomain option of secureConnect",
+      config: {},
+      options: { trustDomain: "vcagents.ai" },
+      expected: id("n", "vcagents.ai"),
+    },
+    {
+      label: "secureConnect's trustDomain wins",
+      config: { trustDomain: "example.org" },
+      options: { trustDomain: "gptapps.ai" },
+      expected: id("n", "gptapps.ai"),
+    },
+    {
+      label: "environment option",
+      config: { environment: "staging" },
+      options: {},
+      expected: id("n", "aztp.local", "staging"),
+    },
+    {
+      label: "trust domain case normalised",
+      config: { trustDomain: "Example.ORG" },
+      options: {},
+      expected: id("n", "example.org"),
+    },
   ];
   for (const c of naming) {
     it(`names the identity: ${c.label} -> ${c.expected}`, async (t) => {
@@ -276,7 +329,10 @@ describe("secureConnect: the secured agent", () => {
       assert.equal((await cl.getIdentity(c.expected)).name, "n");
       if (c.options?.trustDomain === undefined) {
         assert.equal((await cl.getIdentity("n")).aztpId, c.expected);
-        assert.deepEqual((await cl.discoverIdentity()).map((r) => r.aztpId), [c.expected]);
+        assert.deepEqual(
+          (await cl.discoverIdentity()).map((r) => r.aztpId),
+          [c.expected],
+        );
       }
     });
   }
@@ -302,7 +358,10 @@ describe("secureConnect: the secured agent", () => {
     assert.equal(s1.v, 1);
     const rec = await c.getIdentity("svc");
     assert.deepEqual(rec.metadata, { owner: "ops", team: "growth" });
-    assert.deepEqual(rec.links.map((l) => `${l.type}:${l.target}`).sort(), [`linked:${a.identity.aztpId}`, `linked:${b.identity.aztpId}`]);
+    assert.deepEqual(rec.links.map((l) => `${l.type}:${l.target}`).sort(), [
+      `linked:${a.identity.aztpId}`,
+      `linked:${b.identity.aztpId}`,
+    ]);
     assert.notEqual(s2.identity.serial, serial1, "a fresh SVID");
     assert.equal(s1.identity.serial, s2.identity.serial, "the earlier secured agent is not left with a stale SVID");
     assert.equal(await c.verifyIdentity(s1), true);
@@ -328,7 +387,11 @@ describe("verify, revoke, reissue, link, get, discover", () => {
     assert.equal(s.identity.status, "revoked");
     assert.equal((await c.getIdentity(s)).revokeReason, "key compromised");
     await rejectsWithCode(() => s.identity.jwtSvid("x"), ErrorCodes.IDENTITY_REVOKED);
-    await rejectsWithCode(() => c.secureConnect({}, "lifecycle"), ErrorCodes.IDENTITY_REVOKED, "cannot re-secure a revoked name");
+    await rejectsWithCode(
+      () => c.secureConnect({}, "lifecycle"),
+      ErrorCodes.IDENTITY_REVOKED,
+      "cannot re-secure a revoked name",
+    );
 
     const oldSerial = s.identity.serial;
     const rec = await c.reissueIdentity(s.identity.aztpId);
@@ -351,7 +414,11 @@ describe("verify, revoke, reissue, link, get, discover", () => {
     assert.deepEqual(new Set(revoked), new Set([root, kid, grandkid].map((s) => s.identity.aztpId)));
     for (const s of [root, kid, grandkid]) assert.equal(await c.verifyIdentity(s), false, s.identity.name);
     assert.equal(await c.verifyIdentity(bystander), true, "a linked identity is not a descendant");
-    await rejectsWithCode(() => c.reissueIdentity(kid.identity.aztpId), ErrorCodes.IDENTITY_REVOKED, "child before parent");
+    await rejectsWithCode(
+      () => c.reissueIdentity(kid.identity.aztpId),
+      ErrorCodes.IDENTITY_REVOKED,
+      "child before parent",
+    );
   });
 
   it("verifyIdentityConnection: linked (either direction) or parent/child; false for unrelated or revoked", async (t) => {
@@ -362,11 +429,20 @@ describe("verify, revoke, reissue, link, get, discover", () => {
     const loner = await c.secureConnect({}, "loner");
     const later = await c.secureConnect({}, "later");
     const link = await c.linkIdentities(later.identity.aztpId, loner.identity.aztpId, "linked", { purpose: "test" });
-    assert.deepEqual({ target: link.target, type: link.type, metadata: link.metadata }, { target: loner.identity.aztpId, type: "linked", metadata: { purpose: "test" } });
+    assert.deepEqual(
+      { target: link.target, type: link.type, metadata: link.metadata },
+      { target: loner.identity.aztpId, type: "linked", metadata: { purpose: "test" } },
+    );
 
-    const check = async (cases: Array<[string, { identity: AgentIdentity }, { identity: AgentIdentity }, boolean]>): Promise<void> => {
+    const check = async (
+      cases: Array<[string, { identity: AgentIdentity }, { identity: AgentIdentity }, boolean]>,
+    ): Promise<void> => {
       for (const [label, a, b, expected] of cases) {
-        assert.equal(await c.verifyIdentityConnection(a.identity.aztpId, b.identity.aztpId), expected, `${label} (IDs)`);
+        assert.equal(
+          await c.verifyIdentityConnection(a.identity.aztpId, b.identity.aztpId),
+          expected,
+          `${label} (IDs)`,
+        );
         assert.equal(await c.verifyIdentityConnection(a as never, b as never), expected, `${label} (secured agents)`);
       }
     };
@@ -393,7 +469,11 @@ describe("verify, revoke, reissue, link, get, discover", () => {
     await check([["hub reissued, kid still revoked", hub, kid, false]]);
     await c.reissueIdentity(kid.identity.aztpId);
     await check([["both reissued", kid, hub, true]]);
-    assert.equal(await c.verifyIdentityConnection(hub.identity.aztpId, "aztp://aztp.local/workload/production/node/ghost"), false, "unknown peer");
+    assert.equal(
+      await c.verifyIdentityConnection(hub.identity.aztpId, "aztp://aztp.local/workload/production/node/ghost"),
+      false,
+      "unknown peer",
+    );
   });
 
   it("linkIdentities: 'parent' makes a parent, cycles are refused", async (t) => {
@@ -402,9 +482,15 @@ describe("verify, revoke, reissue, link, get, discover", () => {
     const k = await c.secureConnect({}, "k");
     await c.linkIdentities(k.identity.aztpId, p.identity.aztpId, "parent");
     assert.equal(k.identity.parentIdentity, p.identity.aztpId);
-    await rejectsWithCode(() => c.linkIdentities(p.identity.aztpId, k.identity.aztpId, "parent"), ErrorCodes.PARENT_INVALID);
+    await rejectsWithCode(
+      () => c.linkIdentities(p.identity.aztpId, k.identity.aztpId, "parent"),
+      ErrorCodes.PARENT_INVALID,
+    );
     await rejectsWithCode(() => c.linkIdentities(p.identity.aztpId, p.identity.aztpId), ErrorCodes.ARGUMENT_INVALID);
-    await rejectsWithCode(() => c.linkIdentities(p.identity.aztpId, k.identity.aztpId, "sibling" as "linked"), ErrorCodes.ARGUMENT_INVALID);
+    await rejectsWithCode(
+      () => c.linkIdentities(p.identity.aztpId, k.identity.aztpId, "sibling" as "linked"),
+      ErrorCodes.ARGUMENT_INVALID,
+    );
   });
 
   it("getIdentity by secured agent, AZTP ID, SPIFFE ID and name; unknown -> ERR_IDENTITY_NOT_FOUND", async (t) => {
@@ -416,7 +502,12 @@ describe("verify, revoke, reissue, link, get, discover", () => {
     assert.equal(byAgent.name, "findme");
     assert.deepEqual(byAgent.metadata, { k: "v" });
     assert.equal(byAgent.status, "active");
-    for (const ref of [s.identity.aztpId, s.identity.spiffeId, "findme", "SPIFFE://AZTP.local/workload/production/node/findme"]) {
+    for (const ref of [
+      s.identity.aztpId,
+      s.identity.spiffeId,
+      "findme",
+      "SPIFFE://AZTP.local/workload/production/node/findme",
+    ]) {
       const r = await c.getIdentity(ref);
       assert.equal(r.workloadId, byAgent.workloadId, ref);
     }
@@ -434,10 +525,23 @@ describe("verify, revoke, reissue, link, get, discover", () => {
     const names = (recs: Array<{ aztpId: string }>): string[] => recs.map((r) => r.aztpId).sort();
 
     assert.deepEqual(names(await c.discoverIdentity()), [global.identity.aztpId, local.identity.aztpId].sort());
-    assert.deepEqual(names(await c.discoverIdentity({ trustDomain: "partner.example" })), [global.identity.aztpId, hidden.identity.aztpId].sort());
-    assert.deepEqual(names(await c.discoverIdentity({ requestorIdentity: local.identity.aztpId })), names(await c.discoverIdentity()));
-    await rejectsWithCode(() => c.discoverIdentity({ requestorIdentity: gone.identity.aztpId }), ErrorCodes.IDENTITY_REVOKED, "revoked requestor");
-    await rejectsWithCode(() => c.discoverIdentity({ trustDomain: "Not A Domain" }), ErrorCodes.SPIFFEID_TRUST_DOMAIN_CHAR_INVALID);
+    assert.deepEqual(
+      names(await c.discoverIdentity({ trustDomain: "partner.example" })),
+      [global.identity.aztpId, hidden.identity.aztpId].sort(),
+    );
+    assert.deepEqual(
+      names(await c.discoverIdentity({ requestorIdentity: local.identity.aztpId })),
+      names(await c.discoverIdentity()),
+    );
+    await rejectsWithCode(
+      () => c.discoverIdentity({ requestorIdentity: gone.identity.aztpId }),
+      ErrorCodes.IDENTITY_REVOKED,
+      "revoked requestor",
+    );
+    await rejectsWithCode(
+      () => c.discoverIdentity({ trustDomain: "Not A Domain" }),
+      ErrorCodes.SPIFFEID_TRUST_DOMAIN_CHAR_INVALID,
+    );
   });
 });
 
@@ -455,16 +559,40 @@ describe("bad inputs throw AztpError with a stable code, never a TypeError", () 
     ["missing name", (c) => c.secureConnect({}, undefined as never), ErrorCodes.ARGUMENT_INVALID],
     ["numeric name", (c) => c.secureConnect({}, 7 as never), ErrorCodes.ARGUMENT_INVALID],
     ["options null", (c) => c.secureConnect({}, "x", null as never), ErrorCodes.ARGUMENT_INVALID],
-    ["invalid trust domain", (c) => c.secureConnect({}, "x", { trustDomain: "Bad Domain!" }), ErrorCodes.SPIFFEID_TRUST_DOMAIN_CHAR_INVALID],
+    [
+      "invalid trust domain",
+      (c) => c.secureConnect({}, "x", { trustDomain: "Bad Domain!" }),
+      ErrorCodes.SPIFFEID_TRUST_DOMAIN_CHAR_INVALID,
+    ],
     ["linkTo not an array", (c) => c.secureConnect({}, "x", { linkTo: unknown as never }), ErrorCodes.ARGUMENT_INVALID],
     ["linkTo with a non-string", (c) => c.secureConnect({}, "x", { linkTo: [42 as never] }), ErrorCodes.SPIFFEID_EMPTY],
-    ["linkTo an unknown identity", (c) => c.secureConnect({}, "x", { linkTo: [unknown] }), ErrorCodes.IDENTITY_NOT_FOUND],
-    ["parentIdentity not an ID", (c) => c.secureConnect({}, "x", { parentIdentity: "my-parent" }), ErrorCodes.SPIFFEID_SCHEME_INVALID],
-    ["parentIdentity unknown", (c) => c.secureConnect({}, "x", { parentIdentity: unknown }), ErrorCodes.IDENTITY_NOT_FOUND],
-    ["metadata not an object", (c) => c.secureConnect({}, "x", { metadata: "v" as never }), ErrorCodes.ARGUMENT_INVALID],
+    [
+      "linkTo an unknown identity",
+      (c) => c.secureConnect({}, "x", { linkTo: [unknown] }),
+      ErrorCodes.IDENTITY_NOT_FOUND,
+    ],
+    [
+      "parentIdentity not an ID",
+      (c) => c.secureConnect({}, "x", { parentIdentity: "my-parent" }),
+      ErrorCodes.SPIFFEID_SCHEME_INVALID,
+    ],
+    [
+      "parentIdentity unknown",
+      (c) => c.secureConnect({}, "x", { parentIdentity: unknown }),
+      ErrorCodes.IDENTITY_NOT_FOUND,
+    ],
+    [
+      "metadata not an object",
+      (c) => c.secureConnect({}, "x", { metadata: "v" as never }),
+      ErrorCodes.ARGUMENT_INVALID,
+    ],
     ["verifyIdentity(null)", (c) => c.verifyIdentity(null as never), ErrorCodes.ARGUMENT_INVALID],
     ["verifyIdentity(not an ID)", (c) => c.verifyIdentity("hello"), ErrorCodes.SPIFFEID_SCHEME_INVALID],
-    ["verifyIdentityConnection(null, id)", (c) => c.verifyIdentityConnection(null as never, unknown), ErrorCodes.ARGUMENT_INVALID],
+    [
+      "verifyIdentityConnection(null, id)",
+      (c) => c.verifyIdentityConnection(null as never, unknown),
+      ErrorCodes.ARGUMENT_INVALID,
+    ],
     ["getIdentity(42)", (c) => c.getIdentity(42 as never), ErrorCodes.ARGUMENT_INVALID],
     ["revokeIdentity(unknown)", (c) => c.revokeIdentity(unknown, "r"), ErrorCodes.IDENTITY_NOT_FOUND],
     ["revokeIdentity(undefined)", (c) => c.revokeIdentity(undefined as never), ErrorCodes.ARGUMENT_INVALID],
@@ -478,12 +606,20 @@ describe("bad inputs throw AztpError with a stable code, never a TypeError", () 
       assert.ok(e.message.length > 0 && !/PRIVATE KEY/.test(e.message), label);
     }
     // A failed call leaves nothing behind: no half-registered "x".
-    await rejectsWithCode(() => c.getIdentity("x"), ErrorCodes.IDENTITY_NOT_FOUND, "nothing registered by failed calls");
+    await rejectsWithCode(
+      () => c.getIdentity("x"),
+      ErrorCodes.IDENTITY_NOT_FOUND,
+      "nothing registered by failed calls",
+    );
     assert.deepEqual(await (await c.authority()).list(), []);
   });
   it("initialize with bad options", async () => {
     await rejectsWithCode(() => aztp.initialize(null as never), ErrorCodes.ARGUMENT_INVALID, "initialize(null)");
-    await rejectsWithCode(() => aztp.initialize({ trustDomain: "bad domain" }), ErrorCodes.SPIFFEID_TRUST_DOMAIN_CHAR_INVALID, "bad trustDomain");
+    await rejectsWithCode(
+      () => aztp.initialize({ trustDomain: "bad domain" }),
+      ErrorCodes.SPIFFEID_TRUST_DOMAIN_CHAR_INVALID,
+      "bad trustDomain",
+    );
   });
 });
 
@@ -527,7 +663,12 @@ describe("rotation", () => {
 
   it("rotation timers do not keep the process alive", async (t) => {
     const runs = await Promise.all(
-      ["4", "3600"].map((ttl) => runTs(join(ROOT, "test", "helpers", "authority-secure-and-exit.ts"), [], { env: { AZTP_HOME: tempDir(t), AZTP_TEST_TTL: ttl, AZTP_TRUST_DOMAIN: undefined }, timeoutMs: 15_000 })),
+      ["4", "3600"].map((ttl) =>
+        runTs(join(ROOT, "test", "helpers", "authority-secure-and-exit.ts"), [], {
+          env: { AZTP_HOME: tempDir(t), AZTP_TEST_TTL: ttl, AZTP_TRUST_DOMAIN: undefined },
+          timeoutMs: 15_000,
+        }),
+      ),
     );
     for (const r of runs) {
       assert.equal(r.signal, null, `had to be killed after ${r.ms} ms`);
@@ -555,15 +696,24 @@ describe("rotation", () => {
 
 describe("examples run as processes", () => {
   it("seed-quickstart, identity-hierarchy and identity-lifecycle exit 0 and print aztp:// IDs", async (t) => {
-    const env = (home: string): Record<string, string | undefined> => ({ AZTP_HOME: home, AZTP_API_KEY: undefined, AZTP_TRUST_DOMAIN: undefined });
+    const env = (home: string): Record<string, string | undefined> => ({
+      AZTP_HOME: home,
+      AZTP_API_KEY: undefined,
+      AZTP_TRUST_DOMAIN: undefined,
+    });
     const quickHome = tempDir(t);
-    const run = (file: string, home: string) => runTs(join(ROOT, "examples", file), [], { env: env(home), timeoutMs: 30_000 });
+    const run = (file: string, home: string) =>
+      runTs(join(ROOT, "examples", file), [], { env: env(home), timeoutMs: 30_000 });
     const [quick, hierarchy, lifecycle] = await Promise.all([
       run("seed-quickstart.ts", quickHome),
       run("identity-hierarchy.ts", tempDir(t)),
       run("identity-lifecycle.ts", tempDir(t)),
     ]);
-    for (const [name, r] of [["seed-quickstart", quick], ["identity-hierarchy", hierarchy], ["identity-lifecycle", lifecycle]] as const) {
+    for (const [name, r] of [
+      ["seed-quickstart", quick],
+      ["identity-hierarchy", hierarchy],
+      ["identity-lifecycle", lifecycle],
+    ] as const) {
       assert.equal(r.code, 0, `${name} exited ${r.code}\n${r.stdout}\n${r.stderr}`);
       assert.match(r.stdout, /aztp:\/\/[a-z0-9.-]+\/\S+/, name);
       assert.doesNotMatch(r.stdout, /FAIL/, name);

@@ -11,17 +11,69 @@ import { AztpError, canonicalCode, ErrorCodes, RENAMED_CODES } from "../src/erro
 
 /** Areas, longest first so `TRUST_DOMAIN` wins over a shorter prefix. */
 const AREAS = [
-  "REVOCATION_LIST", "TRUST_DOMAIN", "INVOCATION", "DELEGATION", "AUTHORITY", "X509SVID", "SPIFFEID", "IDENTITY",
-  "ARGUMENT", "RECEIPT", "BUNDLE", "CALLEE", "PARENT", "POLICY", "AGENT", "AUDIT", "PROOF", "CERT", "FILE", "JSON",
-  "PEER", "TOOL", "JWT", "KEY", "MCP", "PEM", "SERVE",
+  "REVOCATION_LIST",
+  "TRUST_DOMAIN",
+  "INVOCATION",
+  "DELEGATION",
+  "AUTHORITY",
+  "X509SVID",
+  "SPIFFEID",
+  "IDENTITY",
+  "ARGUMENT",
+  "RECEIPT",
+  "BUNDLE",
+  "CALLEE",
+  "PARENT",
+  "POLICY",
+  "AGENT",
+  "AUDIT",
+  "PROOF",
+  "CERT",
+  "FILE",
+  "JSON",
+  "PEER",
+  "TOOL",
+  "JWT",
+  "KEY",
+  "MCP",
+  "PEM",
+  "SERVE",
 ].sort((a, b) => b.length - a.length);
 
 /** What is wrong with the thing checked: the last word(s) of every code. */
 const STATES = [
-  "MISSING", "EMPTY", "MALFORMED", "INVALID", "MISMATCH", "NOT_ALLOWED", "NOT_AUTHORIZED", "UNTRUSTED", "EXPIRED",
-  "NOT_YET_VALID", "REVOKED", "REPLAYED", "TOO_LONG", "TOO_MANY", "EXCEEDED", "EXISTS", "NOT_FOUND", "FAILED",
-  "UNAVAILABLE", "CLOSED", "CORRUPT", "IN_USE", "DENIED", "UNSUPPORTED", "UNKNOWN", "NOT_CRITICAL", "NOT_INITIALIZED",
-  "UNREPRESENTABLE", "UNSECURED", "UNUSABLE", "SET", "LIMITED",
+  "MISSING",
+  "EMPTY",
+  "MALFORMED",
+  "INVALID",
+  "MISMATCH",
+  "NOT_ALLOWED",
+  "NOT_AUTHORIZED",
+  "UNTRUSTED",
+  "EXPIRED",
+  "NOT_YET_VALID",
+  "REVOKED",
+  "REPLAYED",
+  "TOO_LONG",
+  "TOO_MANY",
+  "EXCEEDED",
+  "EXISTS",
+  "NOT_FOUND",
+  "FAILED",
+  "UNAVAILABLE",
+  "CLOSED",
+  "CORRUPT",
+  "IN_USE",
+  "DENIED",
+  "UNSUPPORTED",
+  "UNKNOWN",
+  "NOT_CRITICAL",
+  "NOT_INITIALIZED",
+  "UNREPRESENTABLE",
+  "UNSECURED",
+  "UNUSABLE",
+  "SET",
+  "LIMITED",
 ];
 
 /** Every rename, old name to new: pinned here so an alias cannot be dropped or repointed unnoticed. */
@@ -96,8 +148,15 @@ describe("error codes: one naming scheme", () => {
       const area = AREAS.find((a) => name === a || name.startsWith(`${a}_`));
       assert.ok(area !== undefined, `${name} starts with no known area (${AREAS.join(", ")})`);
       const rest = name.slice(area.length + 1);
-      assert.ok(STATES.some((s) => rest === s || rest.endsWith(`_${s}`)), `${name} does not end with a state word (${STATES.join(", ")})`);
-      assert.doesNotMatch(rest, /^(NO|BAD|MISSING|INVALID|UNKNOWN|MULTIPLE)_/, `${name} puts its state first: name the thing, then the state`);
+      assert.ok(
+        STATES.some((s) => rest === s || rest.endsWith(`_${s}`)),
+        `${name} does not end with a state word (${STATES.join(", ")})`,
+      );
+      assert.doesNotMatch(
+        rest,
+        /^(NO|BAD|MISSING|INVALID|UNKNOWN|MULTIPLE)_/,
+        `${name} puts its state first: name the thing, then the state`,
+      );
     });
   }
 
@@ -124,13 +183,17 @@ describe("error codes: deprecated names", () => {
   });
 
   it("ErrorCodes has no alias that is not pinned", () => {
-    const aliases = Object.entries(ErrorCodes).filter(([name, value]) => value !== `ERR_${name}`).map(([name]) => name);
+    const aliases = Object.entries(ErrorCodes)
+      .filter(([name, value]) => value !== `ERR_${name}`)
+      .map(([name]) => name);
     assert.deepEqual(aliases.sort(), [...deprecated].sort());
   });
 
   it("the library itself uses no deprecated name", () => {
     const src = join(import.meta.dirname, "..", "src");
-    const files = (readdirSync(src, { recursive: true }) as string[]).filter((f) => f.endsWith(".ts") && f !== "errors.ts");
+    const files = (readdirSync(src, { recursive: true }) as string[]).filter(
+      (f) => f.endsWith(".ts") && f !== "errors.ts",
+    );
     const uses: string[] = [];
     for (const f of files) {
       const text = readFileSync(join(src, f), "utf8");
@@ -159,7 +222,11 @@ describe("AztpError.rule", () => {
   it("is carried and serialised when given, absent otherwise", () => {
     const e = new AztpError(ErrorCodes.DELEGATION_INVALID, "delegation: link 0 expired", { rule: "expired" });
     assert.equal(e.rule, "expired");
-    assert.deepEqual(e.toJSON(), { code: "ERR_DELEGATION_INVALID", message: "delegation: link 0 expired", rule: "expired" });
+    assert.deepEqual(e.toJSON(), {
+      code: "ERR_DELEGATION_INVALID",
+      message: "delegation: link 0 expired",
+      rule: "expired",
+    });
     const plain = new AztpError(ErrorCodes.POLICY_DENIED, "no");
     assert.equal(plain.rule, undefined);
     assert.deepEqual(Object.keys(plain.toJSON()), ["code", "message"]);

@@ -19,7 +19,12 @@ function tableRows(): string[][] {
   for (const line of lines.slice(start + 2)) {
     if (!line.startsWith("|")) break;
     assert.ok(line.endsWith("|"), `a table row does not end with |: ${line}`);
-    rows.push(line.slice(1, -1).split("|").map((c) => c.trim()));
+    rows.push(
+      line
+        .slice(1, -1)
+        .split("|")
+        .map((c) => c.trim()),
+    );
   }
   return rows;
 }

@@ -8,24 +8,41 @@ import { describe, it } from "node:test";
 import { ROOT, runTs, tempDir } from "./helpers/authority-util.js";
 
 const run = (t: Parameters<typeof tempDir>[0], script: string) =>
-  runTs(join(ROOT, script), [], { env: { AZTP_HOME: tempDir(t), AZTP_API_KEY: undefined, AZTP_TRUST_DOMAIN: undefined, OPENAI_API_KEY: undefined }, timeoutMs: 90_000 });
+  runTs(join(ROOT, script), [], {
+    env: { AZTP_HOME: tempDir(t), AZTP_API_KEY: undefined, AZTP_TRUST_DOMAIN: undefined, OPENAI_API_KEY: undefined },
+    timeoutMs: 90_000,
+  });
 
 describe("examples", () => {
   it("npm start's demo: identities, allowed calls to a local tool and MCP tools, policy and delegation denials, tampered and replayed calls, the revoked orchestrator's child refused, the audit trail, every log verified", async (t) => {
     const r = await run(t, "examples/demo.ts");
     assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
     const out = r.stdout;
-    const id = (name: string) => new RegExp(`aztp://aztp\\.local/workload/production/node/${name.replace(/\./g, "\\.")}\\b`);
-    for (const name of ["docs-server", "mcp-client", "orchestrator", "researcher", "orchestrator.tools.take_note"]) assert.match(out, id(name), name);
+    const id = (name: string) =>
+      new RegExp(`aztp://aztp\\.local/workload/production/node/${name.replace(/\./g, "\\.")}\\b`);
+    for (const name of ["docs-server", "mcp-client", "orchestrator", "researcher", "orchestrator.tools.take_note"])
+      assert.match(out, id(name), name);
     assert.match(out, /sub-agent\s+aztp:\S+\/researcher\s+\(parent: orchestrator\)/);
     // Allowed: the local tool and an MCP tool, each with its callee's receipt, and the tools ran.
-    assert.match(out, /orchestrator → take_note\(.*ALLOWED\s+"noted: demo started"\s+\(receipt from orchestrator\.tools\.take_note verified\)/);
-    assert.match(out, /orchestrator → search_docs\(\{"query":"SPIFFE"\}\).*ALLOWED\s+"3 pages about SPIFFE"\s+\(receipt from docs-server verified\)/);
+    assert.match(
+      out,
+      /orchestrator → take_note\(.*ALLOWED\s+"noted: demo started"\s+\(receipt from orchestrator\.tools\.take_note verified\)/,
+    );
+    assert.match(
+      out,
+      /orchestrator → search_docs\(\{"query":"SPIFFE"\}\).*ALLOWED\s+"3 pages about SPIFFE"\s+\(receipt from docs-server verified\)/,
+    );
     assert.match(out, /tools that ran: take_note, search_docs\n/);
     assert.match(out, /researcher → search_docs\(\{"query":"delegation"\}\).*ALLOWED/);
     // Refused, with the code the model is told; the refused tool never ran.
-    assert.match(out, /orchestrator → delete_doc\(\{"id":"7"\}\)\s+REFUSED\s+ERR_POLICY_DENIED\n\s+the model is told: Error \[ERR_POLICY_DENIED\]/);
-    assert.match(out, /researcher → delete_doc\(\{"id":"3"\}\)\s+REFUSED\s+ERR_DELEGATION_INVALID\n\s+the model is told: Error \[ERR_DELEGATION_INVALID\]/);
+    assert.match(
+      out,
+      /orchestrator → delete_doc\(\{"id":"7"\}\)\s+REFUSED\s+ERR_POLICY_DENIED\n\s+the model is told: Error \[ERR_POLICY_DENIED\]/,
+    );
+    assert.match(
+      out,
+      /researcher → delete_doc\(\{"id":"3"\}\)\s+REFUSED\s+ERR_DELEGATION_INVALID\n\s+the model is told: Error \[ERR_DELEGATION_INVALID\]/,
+    );
     assert.match(out, /orchestrator → search_docs\(\{"query":"receipts"\}\)\s+REFUSED\s+ERR_INVOCATION_ARGS_MISMATCH/);
     assert.match(out, /sent again\s+REFUSED\s+ERR_INVOCATION_REPLAYED/);
     assert.match(out, /revoked: orchestrator, orchestrator\.tools\.take_note, researcher/);
@@ -35,12 +52,22 @@ describe("examples", () => {
     // The audit trail: both sides of the delegated call, on behalf of the orchestrator.
     assert.match(out, /researcher\s+caller\s+researcher\s+orchestrator\s+search_docs\s+docs-server\s+ok/);
     assert.match(out, /docs-server\s+callee\s+researcher\s+orchestrator\s+search_docs\s+docs-server\s+ok/);
-    assert.match(out, /docs-server\s+callee\s+orchestrator \(claimed\)\s+-\s+search_docs\s+docs-server\s+denied ERR_INVOCATION_REPLAYED/);
-    assert.match(out, /researcher\s+caller\s+researcher\s+orchestrator\s+search_docs\s+docs-server\s+denied ERR_INVOCATION_REVOKED/);
+    assert.match(
+      out,
+      /docs-server\s+callee\s+orchestrator \(claimed\)\s+-\s+search_docs\s+docs-server\s+denied ERR_INVOCATION_REPLAYED/,
+    );
+    assert.match(
+      out,
+      /researcher\s+caller\s+researcher\s+orchestrator\s+search_docs\s+docs-server\s+denied ERR_INVOCATION_REVOKED/,
+    );
     assert.match(out, /--tool-call-id call_r_search_1_[0-9a-f]{6}/);
     // Every log verifies, with signed checkpoints.
     for (const log of ["orchestrator", "researcher", "docs-server"]) {
-      assert.match(out, new RegExp(`${log}\\s+ok: \\d+ entries, \\d+ checkpoints?, signatures checked, witness checked`), log);
+      assert.match(
+        out,
+        new RegExp(`${log}\\s+ok: \\d+ entries, \\d+ checkpoints?, signatures checked, witness checked`),
+        log,
+      );
     }
     assert.match(out, /mcp-client\s+ok: empty/);
     assert.doesNotMatch(out, /FAILED|did NOT verify/);
@@ -73,8 +100,14 @@ describe("examples", () => {
     const r = await run(t, "examples/langchain/agent.ts");
     assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
     assert.match(r.stdout, /agent identity: aztp:\/\/aztp\.local\/workload\/production\/node\/assistant\n/);
-    assert.match(r.stdout, /add\s+ALLOWED\s+"5"\s+receipt from aztp:\/\/aztp\.local\/workload\/production\/node\/assistant\.tools\.add \(signed\)/);
-    assert.match(r.stdout, /weather\s+ALLOWED\s+"Lisbon: sunny, 24 °C"\s+receipt from \S+\/assistant\.tools\.weather \(signed\)/);
+    assert.match(
+      r.stdout,
+      /add\s+ALLOWED\s+"5"\s+receipt from aztp:\/\/aztp\.local\/workload\/production\/node\/assistant\.tools\.add \(signed\)/,
+    );
+    assert.match(
+      r.stdout,
+      /weather\s+ALLOWED\s+"Lisbon: sunny, 24 °C"\s+receipt from \S+\/assistant\.tools\.weather \(signed\)/,
+    );
     assert.match(r.stdout, /send_email REFUSED\s+ERR_TOOL_UNKNOWN/);
     assert.match(r.stdout, /audit assistant\.jsonl: caller add ok \(tool-call id call_add\)/);
     assert.match(r.stdout, /audit assistant\.tools\.add\.jsonl: callee add ok \(tool-call id call_add\)/);
@@ -85,7 +118,10 @@ describe("examples", () => {
   it("LangChain secureTool shared by two agents (createSecureAgent, and the middleware on createAgent): each verified by the tool; an agent outside its policy and an unsigned call refused", async (t) => {
     const r = await run(t, "examples/langchain/secure-tool.ts");
     assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
-    assert.match(r.stdout, /support-agent\s+→ lookup_customer: ALLOWED "ACME: premium plan, 2 open tickets" \(receipt signed by \S+\/crm-tool\)/);
+    assert.match(
+      r.stdout,
+      /support-agent\s+→ lookup_customer: ALLOWED "ACME: premium plan, 2 open tickets" \(receipt signed by \S+\/crm-tool\)/,
+    );
     assert.match(r.stdout, /billing-agent\s+→ lookup_customer: ALLOWED .*\/crm-tool\)/);
     assert.match(r.stdout, /intern-agent\s+→ lookup_customer: REFUSED ERR_POLICY_DENIED/);
     assert.match(r.stdout, /\(no agent\)\s+→ lookup_customer: REFUSED ERR_INVOCATION_MISSING/);
@@ -104,9 +140,18 @@ describe("examples", () => {
     assert.match(r.stdout, /kb-server's log: planner called lookup \(verified\), allow/);
     assert.match(r.stdout, /kb-server's log: writer called lookup \(verified\), allow/);
     assert.doesNotMatch(r.stdout, /kb-server's log: shared-mcp-client/);
-    assert.match(r.stdout, /traveller → forecast: "Lisbon: sunny for 3 day\(s\)" \(receipt from weather-server verified\)/);
-    assert.match(r.stdout, /traveller\.jsonl\s+caller traveller → weather-server forecast allow ok \[call call_forecast_1\]/);
-    assert.match(r.stdout, /weather-server\.jsonl\s+callee traveller → weather-server forecast allow ok \[call call_forecast_1\]/);
+    assert.match(
+      r.stdout,
+      /traveller → forecast: "Lisbon: sunny for 3 day\(s\)" \(receipt from weather-server verified\)/,
+    );
+    assert.match(
+      r.stdout,
+      /traveller\.jsonl\s+caller traveller → weather-server forecast allow ok \[call call_forecast_1\]/,
+    );
+    assert.match(
+      r.stdout,
+      /weather-server\.jsonl\s+callee traveller → weather-server forecast allow ok \[call call_forecast_1\]/,
+    );
   });
 
   it("LangChain sub-agents two levels deep: child identities, the delegation chain in every log, a call outside the grandchild's scope denied", async (t) => {
@@ -114,10 +159,22 @@ describe("examples", () => {
     assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
     assert.match(r.stdout, /analyst\s+aztp:\S+\/analyst\s+\(parent: lead-agent\)/);
     assert.match(r.stdout, /fetcher\s+aztp:\S+\/fetcher\s+\(parent: analyst\)/);
-    assert.match(r.stdout, /fetcher\.tools\.fetch_page\.jsonl\s+callee fetcher, on behalf of lead-agent → analyst: fetch_page → ok/);
-    assert.match(r.stdout, /fetcher\.jsonl\s+caller fetcher, on behalf of lead-agent → analyst: summarise → denied ERR_DELEGATION_INVALID/);
-    assert.match(r.stdout, /fetcher\.tools\.summarise\.jsonl\s+callee fetcher: summarise → denied ERR_DELEGATION_INVALID/);
-    assert.match(r.stdout, /analyst\.tools\.summarise\.jsonl\s+callee analyst, on behalf of lead-agent: summarise → ok/);
+    assert.match(
+      r.stdout,
+      /fetcher\.tools\.fetch_page\.jsonl\s+callee fetcher, on behalf of lead-agent → analyst: fetch_page → ok/,
+    );
+    assert.match(
+      r.stdout,
+      /fetcher\.jsonl\s+caller fetcher, on behalf of lead-agent → analyst: summarise → denied ERR_DELEGATION_INVALID/,
+    );
+    assert.match(
+      r.stdout,
+      /fetcher\.tools\.summarise\.jsonl\s+callee fetcher: summarise → denied ERR_DELEGATION_INVALID/,
+    );
+    assert.match(
+      r.stdout,
+      /analyst\.tools\.summarise\.jsonl\s+callee analyst, on behalf of lead-agent: summarise → ok/,
+    );
     assert.match(r.stdout, /orchestrator's answer: The analyst summarised example\.org\./);
   });
 });

@@ -16,12 +16,28 @@ import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { z } from "zod";
 import type { Aztp } from "../src/client/aztp.js";
 import { AztpError, ErrorCodes, type ErrorCode } from "../src/errors.js";
-import { canonicalDigest, canonicalJson, MemoryReplayCache, signInvocation, signReceipt, verifyInvocation, verifyReceipt } from "../src/invocation/index.js";
+import {
+  canonicalDigest,
+  canonicalJson,
+  MemoryReplayCache,
+  signInvocation,
+  signReceipt,
+  verifyInvocation,
+  verifyReceipt,
+} from "../src/invocation/index.js";
 import { MAX_JSON_DEPTH } from "../src/invocation/canonical.js";
 import { secureMcpClient, secureMcpServer, startMcpProxy } from "../src/mcp/index.js";
 import { INVOCATION_META_KEY } from "../src/mcp/meta.js";
 import { baseClaims, newWorld, resign, type World } from "./helpers/invocation-fixtures.js";
-import { fixture, httpServerOf, linkInMemory, rejectsWithData, startHarness, STDIO_SERVER, withTimeout } from "./helpers/mcp-util.js";
+import {
+  fixture,
+  httpServerOf,
+  linkInMemory,
+  rejectsWithData,
+  startHarness,
+  STDIO_SERVER,
+  withTimeout,
+} from "./helpers/mcp-util.js";
 import { ROOT } from "./helpers/authority-util.js";
 import { toolAnswer } from "./helpers/mcp-tool-server.js";
 import { SpiffeId } from "../src/spiffe/spiffeid.js";
@@ -82,8 +98,18 @@ const HOSTILE: Array<[string, () => unknown, ErrorCode, RegExp]> = [
     U,
     /has a toJSON that threw: nope/,
   ],
-  ["a __proto__ member (as JSON.parse makes one)", () => JSON.parse('{"__proto__":{"admin":true},"q":"x"}'), P, /__proto__ member/],
-  ["a nested __proto__ member", () => JSON.parse('{"q":{"r":[{"__proto__":{}}]}}'), P, /args\.q\.r\[0\]\.__proto__ is a __proto__ member/],
+  [
+    "a __proto__ member (as JSON.parse makes one)",
+    () => JSON.parse('{"__proto__":{"admin":true},"q":"x"}'),
+    P,
+    /__proto__ member/,
+  ],
+  [
+    "a nested __proto__ member",
+    () => JSON.parse('{"q":{"r":[{"__proto__":{}}]}}'),
+    P,
+    /args\.q\.r\[0\]\.__proto__ is a __proto__ member/,
+  ],
 ];
 
 /** Values right at the edge that JCS carries: each must verify. */
@@ -124,7 +150,10 @@ async function expectCodeAsync(p: Promise<unknown>, code: ErrorCode, what: strin
 
 /** A token over `args` as a signer that skips our checks would make it (digest by the canonicalize package alone). */
 function rawToken(args: unknown, tool = TOOL, audience = w.serverA): string {
-  const claims = { ...baseClaims(w.caller, audience, tool, {}), args_sha256: hash("sha256", canonicalize(args) as string, "base64url") };
+  const claims = {
+    ...baseClaims(w.caller, audience, tool, {}),
+    args_sha256: hash("sha256", canonicalize(args) as string, "base64url"),
+  };
   return resign(w.caller.signer, claims);
 }
 
@@ -133,35 +162,101 @@ describe("hostile JSON through the signer and the verifier", () => {
     it(`${name}: ${code} from canonicalJson, signInvocation, verifyInvocation, signReceipt and verifyReceipt`, async () => {
       expectCode(() => canonicalJson(make(), "args"), code, message, "canonicalJson");
       expectCode(() => canonicalDigest(make(), "args"), code, message, "canonicalDigest");
-      expectCode(() => signInvocation(w.caller, { audience: w.serverA.spiffeId, tool: TOOL, args: make() }), code, message, "signInvocation");
+      expectCode(
+        () => signInvocation(w.caller, { audience: w.serverA.spiffeId, tool: TOOL, args: make() }),
+        code,
+        message,
+        "signInvocation",
+      );
       // The verifier gets the hostile arguments with a token signed for others: the canonical
       // code, not ERR_INVOCATION_ARGS_MISMATCH (they could never have been signed).
       const token = signInvocation(w.caller, { audience: w.serverA.spiffeId, tool: TOOL, args: { q: "x" } });
-      await expectCodeAsync(verifyInvocation(token, { audience: w.serverA.spiffeId, tool: TOOL, args: make(), trust: w.trust, replay: new MemoryReplayCache() }), code, "verifyInvocation");
-      expectCode(() => signReceipt(w.serverA, { caller: w.caller.spiffeId, tool: TOOL, invocationToken: token, result: make(), status: "ok" }), code, undefined, "signReceipt");
-      const receipt = signReceipt(w.serverA, { caller: w.caller.spiffeId, tool: TOOL, invocationToken: token, result: { ok: 1 }, status: "ok" });
-      expectCode(() => verifyReceipt(receipt, { invocationToken: token, result: make(), callee: w.serverA.spiffeId, caller: w.caller.spiffeId, trust: w.trust, isError: false }), code, undefined, "verifyReceipt");
+      await expectCodeAsync(
+        verifyInvocation(token, {
+          audience: w.serverA.spiffeId,
+          tool: TOOL,
+          args: make(),
+          trust: w.trust,
+          replay: new MemoryReplayCache(),
+        }),
+        code,
+        "verifyInvocation",
+      );
+      expectCode(
+        () =>
+          signReceipt(w.serverA, {
+            caller: w.caller.spiffeId,
+            tool: TOOL,
+            invocationToken: token,
+            result: make(),
+            status: "ok",
+          }),
+        code,
+        undefined,
+        "signReceipt",
+      );
+      const receipt = signReceipt(w.serverA, {
+        caller: w.caller.spiffeId,
+        tool: TOOL,
+        invocationToken: token,
+        result: { ok: 1 },
+        status: "ok",
+      });
+      expectCode(
+        () =>
+          verifyReceipt(receipt, {
+            invocationToken: token,
+            result: make(),
+            callee: w.serverA.spiffeId,
+            caller: w.caller.spiffeId,
+            trust: w.trust,
+            isError: false,
+          }),
+        code,
+        undefined,
+        "verifyReceipt",
+      );
     });
   }
 
   for (const [name, make] of TWINS) {
     it(`twin: ${name} signs and verifies`, async () => {
       const token = signInvocation(w.caller, { audience: w.serverA.spiffeId, tool: TOOL, args: make() });
-      const v = await verifyInvocation(token, { audience: w.serverA.spiffeId, tool: TOOL, args: make(), trust: w.trust, replay: new MemoryReplayCache() });
+      const v = await verifyInvocation(token, {
+        audience: w.serverA.spiffeId,
+        tool: TOOL,
+        args: make(),
+        trust: w.trust,
+        replay: new MemoryReplayCache(),
+      });
       assert.equal(v.claims.tool, TOOL);
     });
   }
 
   it("a __proto__ member signed by a signer that skips our checks is still refused by the verifier (the SDK would hand the tool the arguments without it)", async () => {
     const args = JSON.parse('{"__proto__":{"path":"/etc/shadow"},"path":"/tmp/x"}');
-    await expectCodeAsync(verifyInvocation(rawToken(args), { audience: w.serverA.spiffeId, tool: TOOL, args, trust: w.trust, replay: new MemoryReplayCache() }), P, "hand-signed __proto__");
+    await expectCodeAsync(
+      verifyInvocation(rawToken(args), {
+        audience: w.serverA.spiffeId,
+        tool: TOOL,
+        args,
+        trust: w.trust,
+        replay: new MemoryReplayCache(),
+      }),
+      P,
+      "hand-signed __proto__",
+    );
   });
 
   it("duplicate keys: JSON.parse keeps the last, for the verifier and the SDK alike, so a token for the first is refused and one for the last verifies", async () => {
     const args = JSON.parse('{"q":"first","q":"last"}');
     const replay = new MemoryReplayCache();
     const forFirst = signInvocation(w.caller, { audience: w.serverA.spiffeId, tool: TOOL, args: { q: "first" } });
-    await expectCodeAsync(verifyInvocation(forFirst, { audience: w.serverA.spiffeId, tool: TOOL, args, trust: w.trust, replay }), ErrorCodes.INVOCATION_ARGS_MISMATCH, "token for the first");
+    await expectCodeAsync(
+      verifyInvocation(forFirst, { audience: w.serverA.spiffeId, tool: TOOL, args, trust: w.trust, replay }),
+      ErrorCodes.INVOCATION_ARGS_MISMATCH,
+      "token for the first",
+    );
     const forLast = signInvocation(w.caller, { audience: w.serverA.spiffeId, tool: TOOL, args: { q: "last" } });
     await verifyInvocation(forLast, { audience: w.serverA.spiffeId, tool: TOOL, args, trust: w.trust, replay });
   });
@@ -171,11 +266,22 @@ describe("hostile JSON through the signer and the verifier", () => {
     const t0 = performance.now();
     const token = signInvocation(w.caller, { audience: w.serverA.spiffeId, tool: TOOL, args: big });
     const t1 = performance.now();
-    await verifyInvocation(token, { audience: w.serverA.spiffeId, tool: TOOL, args: big, trust: w.trust, replay: new MemoryReplayCache() });
+    await verifyInvocation(token, {
+      audience: w.serverA.spiffeId,
+      tool: TOOL,
+      args: big,
+      trust: w.trust,
+      replay: new MemoryReplayCache(),
+    });
     const t2 = performance.now();
     process.stdout.write(`# 10 MB string: sign ${(t1 - t0).toFixed(1)} ms, verify ${(t2 - t1).toFixed(1)} ms\n`);
     // And one lone surrogate at its very end is still found.
-    expectCode(() => canonicalDigest({ blob: `${big.blob}\ud800` }, "args"), U, /args\.blob holds a lone surrogate/, "10 MB with a lone surrogate at the end");
+    expectCode(
+      () => canonicalDigest({ blob: `${big.blob}\ud800` }, "args"),
+      U,
+      /args\.blob holds a lone surrogate/,
+      "10 MB with a lone surrogate at the end",
+    );
   });
 });
 
@@ -208,13 +314,32 @@ describe("hostile JSON through a secured MCP server and client (in-memory)", () 
       await s.connect(plain);
       const caller = (await c.secureConnect({}, "raw-caller")).identity;
       const token = signInvocation(caller, { audience: s.serverId, tool: "take", args: { v: 1 } });
-      await rejectsWithData(plain.callTool({ name: "take", arguments: make() as Record<string, unknown>, _meta: { [INVOCATION_META_KEY]: token } }), code, `${name} at the server`);
+      await rejectsWithData(
+        plain.callTool({
+          name: "take",
+          arguments: make() as Record<string, unknown>,
+          _meta: { [INVOCATION_META_KEY]: token },
+        }),
+        code,
+        `${name} at the server`,
+      );
       assert.equal(s.runs.n, 0, "the tool never ran");
 
       // The same arguments from a secured client: refused before anything is sent.
-      const client = await secureMcpClient(new Client({ name: "agent", version: "1.0.0" }), { client: c, name: "agent" });
+      const client = await secureMcpClient(new Client({ name: "agent", version: "1.0.0" }), {
+        client: c,
+        name: "agent",
+      });
       await s.connect(client);
-      await expectCodeAsync(withTimeout(client.callTool({ name: "take", arguments: make() as Record<string, unknown> }), 10_000, "secured call"), code, `${name} at the signer`);
+      await expectCodeAsync(
+        withTimeout(
+          client.callTool({ name: "take", arguments: make() as Record<string, unknown> }),
+          10_000,
+          "secured call",
+        ),
+        code,
+        `${name} at the signer`,
+      );
       assert.equal(s.runs.n, 0);
       await client.callTool({ name: "take", arguments: { v: 1 } });
       assert.equal(s.runs.n, 1, "twin: an honest call runs the tool");
@@ -229,7 +354,15 @@ describe("hostile JSON through a secured MCP server and client (in-memory)", () 
     const caller = (await c.secureConnect({}, "raw-caller")).identity;
     const forEmpty = () => signInvocation(caller, { audience: s.serverId, tool: "take", args: {} });
     for (const args of [null, []]) {
-      await rejectsWithData(plain.callTool({ name: "take", arguments: args as unknown as Record<string, unknown>, _meta: { [INVOCATION_META_KEY]: forEmpty() } }), ErrorCodes.INVOCATION_ARGS_MISMATCH, JSON.stringify(args));
+      await rejectsWithData(
+        plain.callTool({
+          name: "take",
+          arguments: args as unknown as Record<string, unknown>,
+          _meta: { [INVOCATION_META_KEY]: forEmpty() },
+        }),
+        ErrorCodes.INVOCATION_ARGS_MISMATCH,
+        JSON.stringify(args),
+      );
     }
     assert.equal(s.runs.n, 0);
     await plain.callTool({ name: "take", arguments: {}, _meta: { [INVOCATION_META_KEY]: forEmpty() } });
@@ -243,14 +376,19 @@ describe("hostile JSON through a secured MCP server and client (in-memory)", () 
     await s.connect(client);
     const started = performance.now();
     await client.callTool({ name: "take", arguments: { v: "y".repeat(10 * 1024 * 1024) } });
-    process.stdout.write(`# 10 MB argument, in-memory secured round trip: ${(performance.now() - started).toFixed(0)} ms\n`);
+    process.stdout.write(
+      `# 10 MB argument, in-memory secured round trip: ${(performance.now() - started).toFixed(0)} ms\n`,
+    );
     assert.equal(s.runs.n, 1);
   });
 });
 
 /** One raw MCP session over HTTP: every body is sent as the JSON text given, not re-encoded. */
 async function rawHttpSession(url: URL) {
-  const headers: Record<string, string> = { "content-type": "application/json", accept: "application/json, text/event-stream" };
+  const headers: Record<string, string> = {
+    "content-type": "application/json",
+    accept: "application/json, text/event-stream",
+  };
   const post = async (text: string): Promise<{ status: number; messages: Array<Record<string, unknown>> }> => {
     const res = await fetch(url, { method: "POST", headers, body: text, signal: AbortSignal.timeout(20_000) });
     const sid = res.headers.get("mcp-session-id");
@@ -267,7 +405,14 @@ async function rawHttpSession(url: URL) {
         : [];
     return { status: res.status, messages };
   };
-  const init = await post(JSON.stringify({ jsonrpc: "2.0", id: 0, method: "initialize", params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "raw-http", version: "1" } } }));
+  const init = await post(
+    JSON.stringify({
+      jsonrpc: "2.0",
+      id: 0,
+      method: "initialize",
+      params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "raw-http", version: "1" } },
+    }),
+  );
   assert.equal(init.status, 200, JSON.stringify(init.messages));
   headers["mcp-protocol-version"] = "2025-06-18";
   await post(JSON.stringify({ jsonrpc: "2.0", method: "notifications/initialized" }));
@@ -285,7 +430,8 @@ async function rawHttpSession(url: URL) {
   };
 }
 
-const codeOf = (answer: Record<string, unknown>): unknown => (answer.error as { data?: { code?: unknown } } | undefined)?.data?.code;
+const codeOf = (answer: Record<string, unknown>): unknown =>
+  (answer.error as { data?: { code?: unknown } } | undefined)?.data?.code;
 
 /** Raw JSON texts for `late` (n: number) and `echo` (text: string), each with the arguments a token is signed over. */
 const RAW: Array<[string, string, string, unknown, ErrorCode | "ok"]> = [
@@ -294,9 +440,27 @@ const RAW: Array<[string, string, string, unknown, ErrorCode | "ok"]> = [
   ["twin: 1e2 is 100 (JCS)", "late", '{"n":1e2}', { n: 100 }, "ok"],
   ["a lone surrogate escape", "echo", '{"text":"\\ud800"}', { text: "x" }, U],
   ["twin: an escaped surrogate pair", "echo", '{"text":"\\ud83d\\ude00"}', { text: "\ud83d\ude00" }, "ok"],
-  ["100,000-deep nesting", "echo", `{"text":"x","deep":${"[".repeat(100_000)}${"]".repeat(100_000)}}`, { text: "x" }, U],
-  ["duplicate keys, the token for the first", "echo", '{"text":"signed","text":"evil"}', { text: "signed" }, ErrorCodes.INVOCATION_ARGS_MISMATCH],
-  ["twin: duplicate keys, the token for the last (what the tool gets)", "echo", '{"text":"signed","text":"evil"}', { text: "evil" }, "ok"],
+  [
+    "100,000-deep nesting",
+    "echo",
+    `{"text":"x","deep":${"[".repeat(100_000)}${"]".repeat(100_000)}}`,
+    { text: "x" },
+    U,
+  ],
+  [
+    "duplicate keys, the token for the first",
+    "echo",
+    '{"text":"signed","text":"evil"}',
+    { text: "signed" },
+    ErrorCodes.INVOCATION_ARGS_MISMATCH,
+  ],
+  [
+    "twin: duplicate keys, the token for the last (what the tool gets)",
+    "echo",
+    '{"text":"signed","text":"evil"}',
+    { text: "evil" },
+    "ok",
+  ],
   ["a __proto__ member", "echo", '{"__proto__":{"text":"evil"},"text":"ok"}', { text: "ok" }, P],
 ];
 
@@ -318,7 +482,11 @@ describe("hostile JSON as raw text over Streamable HTTP on 127.0.0.1", () => {
       }
     }
     // The tool never ran for a refused call: the next honest call is run number runs + 1.
-    const last = await session.call("echo", '{"text":"last"}', signInvocation(caller, { audience: serverId, tool: "echo", args: { text: "last" } }));
+    const last = await session.call(
+      "echo",
+      '{"text":"last"}',
+      signInvocation(caller, { audience: serverId, tool: "echo", args: { text: "last" } }),
+    );
     assert.equal(toolAnswer(last.result).runs, runs + 1);
   });
 
@@ -327,7 +495,11 @@ describe("hostile JSON as raw text over Streamable HTTP on 127.0.0.1", () => {
     const proxy = await startMcpProxy({
       client: c,
       name: "hostile-proxy",
-      upstream: { command: process.execPath, args: ["--import", "tsx", STDIO_SERVER, "--home", home, "--name", "upstream", "--unsecured"], cwd: ROOT },
+      upstream: {
+        command: process.execPath,
+        args: ["--import", "tsx", STDIO_SERVER, "--home", home, "--name", "upstream", "--unsecured"],
+        cwd: ROOT,
+      },
       listen: "http://127.0.0.1:0",
     });
     t.after(() => proxy.close());
@@ -335,7 +507,11 @@ describe("hostile JSON as raw text over Streamable HTTP on 127.0.0.1", () => {
     const caller = (await c.secureConnect({}, "raw-caller")).identity;
     let runs = 0;
     for (const [name, tool, text, signed, expected] of RAW) {
-      const answer = await session.call(tool, text, signInvocation(caller, { audience: proxy.identity.spiffeId, tool, args: signed }));
+      const answer = await session.call(
+        tool,
+        text,
+        signInvocation(caller, { audience: proxy.identity.spiffeId, tool, args: signed }),
+      );
       if (expected === "ok") {
         runs++;
         assert.equal(toolAnswer(answer.result).runs, runs, `${name}: forwarded and run`);
@@ -343,7 +519,11 @@ describe("hostile JSON as raw text over Streamable HTTP on 127.0.0.1", () => {
         assert.equal(codeOf(answer), expected, `${name}: ${JSON.stringify(answer).slice(0, 300)}`);
       }
     }
-    const last = await session.call("echo", '{"text":"last"}', signInvocation(caller, { audience: proxy.identity.spiffeId, tool: "echo", args: { text: "last" } }));
+    const last = await session.call(
+      "echo",
+      '{"text":"last"}',
+      signInvocation(caller, { audience: proxy.identity.spiffeId, tool: "echo", args: { text: "last" } }),
+    );
     assert.equal(toolAnswer(last.result).runs, runs + 1, "the upstream ran only the admitted calls");
   });
 
@@ -353,13 +533,20 @@ describe("hostile JSON as raw text over Streamable HTTP on 127.0.0.1", () => {
     const client = await secureMcpClient(new Client({ name: "agent", version: "1.0.0" }), { client: c, name: "agent" });
     t.after(() => client.close().catch(() => undefined));
     await h.connect(client);
-    const failed = await withTimeout(client.callTool({ name: "echo", arguments: { text: "z".repeat(10 * 1024 * 1024) } }), 20_000, "10 MB call").then(
+    const failed = await withTimeout(
+      client.callTool({ name: "echo", arguments: { text: "z".repeat(10 * 1024 * 1024) } }),
+      20_000,
+      "10 MB call",
+    ).then(
       () => undefined,
       (e: unknown) => e,
     );
     assert.ok(failed instanceof Error, `an error: ${String(failed)}`);
     assert.match(String((failed as Error).message), /413|over 4194304 bytes/);
-    assert.equal(toolAnswer(await client.callTool({ name: "echo", arguments: { text: "small" } })).runs, 1, "the big call never ran the tool");
+    assert.equal(
+      toolAnswer(await client.callTool({ name: "echo", arguments: { text: "small" } })).runs,
+      1,
+      "the big call never ran the tool",
+    );
   });
 });
-

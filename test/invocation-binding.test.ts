@@ -17,9 +17,21 @@ test("ath binds an invocation to the access token it travels with", async (t) =>
   const trust = new Trust(d.authority, { revocation: d.authority });
   const args = { q: 1 };
   const sign = (accessToken?: string) =>
-    signInvocation(caller, { audience: server.spiffeId, tool: "t", args, ...(accessToken ? { accessTokenHash: tokenHash(accessToken) } : {}) });
+    signInvocation(caller, {
+      audience: server.spiffeId,
+      tool: "t",
+      args,
+      ...(accessToken ? { accessTokenHash: tokenHash(accessToken) } : {}),
+    });
   const verify = (token: string, accessToken?: string) =>
-    verifyInvocation(token, { audience: server.spiffeId, tool: "t", args, trust, replay: new MemoryReplayCache(), ...(accessToken ? { accessToken } : {}) });
+    verifyInvocation(token, {
+      audience: server.spiffeId,
+      tool: "t",
+      args,
+      trust,
+      replay: new MemoryReplayCache(),
+      ...(accessToken ? { accessToken } : {}),
+    });
 
   const cases: Array<[string, string | undefined, string | undefined, string | null]> = [
     ["bound, same access token", "at-1", "at-1", null],

@@ -27,7 +27,16 @@ import {
   type VerifyInvocationOptions,
   type VerifyReceiptOptions,
 } from "../src/invocation/index.js";
-import { attempt, baseClaims, forge, newWorld, resign, segments, verifierFor, type World } from "./helpers/invocation-fixtures.js";
+import {
+  attempt,
+  baseClaims,
+  forge,
+  newWorld,
+  resign,
+  segments,
+  verifierFor,
+  type World,
+} from "./helpers/invocation-fixtures.js";
 
 const TOOL = "search";
 const ARGS = { query: "weather", limit: 5, filters: { region: "eu" } };
@@ -48,7 +57,8 @@ function hasProtoKey(v: unknown): boolean {
  * JSON values that can be signed: a `__proto__` member is refused by design (ERR_JSON_PROTO_KEY_NOT_ALLOWED,
  * tested on its own below), so the properties about everything else leave it out.
  */
-const signableJson = (constraints: Parameters<typeof fc.jsonValue>[0]) => fc.jsonValue(constraints).filter((v) => !hasProtoKey(v));
+const signableJson = (constraints: Parameters<typeof fc.jsonValue>[0]) =>
+  fc.jsonValue(constraints).filter((v) => !hasProtoKey(v));
 
 let w: World;
 let caller2: AgentIdentity;
@@ -72,11 +82,16 @@ async function assertRefused(token: unknown, extra: Partial<VerifyInvocationOpti
   return r.code;
 }
 
-const run = <Ts extends [unknown, ...unknown[]]>(property: fc.IAsyncProperty<Ts>, numRuns: number) => fc.assert(property, settings(numRuns));
+const run = <Ts extends [unknown, ...unknown[]]>(property: fc.IAsyncProperty<Ts>, numRuns: number) =>
+  fc.assert(property, settings(numRuns));
 
 type Op = { kind: "flip" | "insert"; pos: number; ch: string } | { kind: "delete"; pos: number };
 const opArb: fc.Arbitrary<Op> = fc.oneof(
-  fc.record({ kind: fc.constantFrom("flip" as const, "insert" as const), pos: fc.nat(), ch: fc.constantFrom(...CHARS) }),
+  fc.record({
+    kind: fc.constantFrom("flip" as const, "insert" as const),
+    pos: fc.nat(),
+    ch: fc.constantFrom(...CHARS),
+  }),
   fc.record({ kind: fc.constant("delete" as const), pos: fc.nat() }),
 );
 
@@ -101,18 +116,26 @@ function mutateToken(token: string, part: number, ops: readonly Op[]): string {
 
 describe("mutated invocation tokens are never accepted", () => {
   it("characters flipped, inserted or deleted in any segment", async () => {
-    const tokens = [signInvocation(w.caller, { audience: w.serverA.spiffeId, tool: TOOL, args: ARGS }), signInvocation(caller2, { audience: w.serverA.spiffeId, tool: TOOL, args: ARGS })];
+    const tokens = [
+      signInvocation(w.caller, { audience: w.serverA.spiffeId, tool: TOOL, args: ARGS }),
+      signInvocation(caller2, { audience: w.serverA.spiffeId, tool: TOOL, args: ARGS }),
+    ];
     // The unmutated tokens pass: the property below is about the mutations only.
     for (const t of tokens) assert.equal((await attempt(t, options())).code, "ok");
     const codes = new Map<string, number>();
     await run(
-      fc.asyncProperty(fc.nat(1), fc.nat(3), fc.array(opArb, { minLength: 1, maxLength: 4 }), async (which, part, ops) => {
-        const original = tokens[which] as string;
-        const mutated = mutateToken(original, part, ops);
-        fc.pre(mutated !== original);
-        const code = await assertRefused(mutated);
-        codes.set(code, (codes.get(code) ?? 0) + 1);
-      }),
+      fc.asyncProperty(
+        fc.nat(1),
+        fc.nat(3),
+        fc.array(opArb, { minLength: 1, maxLength: 4 }),
+        async (which, part, ops) => {
+          const original = tokens[which] as string;
+          const mutated = mutateToken(original, part, ops);
+          fc.pre(mutated !== original);
+          const code = await assertRefused(mutated);
+          codes.set(code, (codes.get(code) ?? 0) + 1);
+        },
+      ),
       400,
     );
     assert.ok(codes.size >= 3, `the mutations reached several checks: ${[...codes.keys()].join(", ")}`);
@@ -127,9 +150,18 @@ describe("mutated invocation tokens are never accepted", () => {
         fc.tuple(signableJson({ maxDepth: 2 }), signableJson({ maxDepth: 2 })),
         fc.tuple(fc.nat(1), fc.nat(1), fc.nat(1)),
         async ([i, j], [toolA, toolB], [argsA, argsB], pick) => {
-          const a = signInvocation(signers()[i] as AgentIdentity, { audience: w.serverA.spiffeId, tool: toolA, args: argsA });
-          const b = signInvocation(signers()[j] as AgentIdentity, { audience: w.serverA.spiffeId, tool: toolB, args: argsB });
-          const sa = a.split("."), sb = b.split(".");
+          const a = signInvocation(signers()[i] as AgentIdentity, {
+            audience: w.serverA.spiffeId,
+            tool: toolA,
+            args: argsA,
+          });
+          const b = signInvocation(signers()[j] as AgentIdentity, {
+            audience: w.serverA.spiffeId,
+            tool: toolB,
+            args: argsB,
+          });
+          const sa = a.split("."),
+            sb = b.split(".");
           const mixed = pick.map((from, k) => (from === 0 ? sa : sb)[k]).join(".");
           fc.pre(mixed !== a && mixed !== b);
           // Verify against each original call: the mixed token must fit neither.
@@ -141,12 +173,34 @@ describe("mutated invocation tokens are never accepted", () => {
     );
   });
 
-  const claimKeys = ["iss", "sub", "aud", "iat", "exp", "jti", "tool", "args_sha256", "trace", "ath", "dlg", "nbf", "x"];
+  const claimKeys = [
+    "iss",
+    "sub",
+    "aud",
+    "iat",
+    "exp",
+    "jti",
+    "tool",
+    "args_sha256",
+    "trace",
+    "ath",
+    "dlg",
+    "nbf",
+    "x",
+  ];
   const headerKeys = ["alg", "typ", "x5c", "kid", "crit", "b64", "jwk", "x5u"];
-  type Edit = { kind: "set"; key: string; value: unknown } | { kind: "delete"; key: string } | { kind: "spacing"; indent: number } | { kind: "reorder" };
+  type Edit =
+    | { kind: "set"; key: string; value: unknown }
+    | { kind: "delete"; key: string }
+    | { kind: "spacing"; indent: number }
+    | { kind: "reorder" };
   const editArb = (keys: string[]): fc.Arbitrary<Edit> =>
     fc.oneof(
-      fc.record({ kind: fc.constant("set" as const), key: fc.oneof(fc.constantFrom(...keys), fc.string({ maxLength: 6 })), value: fc.jsonValue({ maxDepth: 2 }) }),
+      fc.record({
+        kind: fc.constant("set" as const),
+        key: fc.oneof(fc.constantFrom(...keys), fc.string({ maxLength: 6 })),
+        value: fc.jsonValue({ maxDepth: 2 }),
+      }),
       fc.record({ kind: fc.constant("delete" as const), key: fc.constantFrom(...keys) }),
       fc.record({ kind: fc.constant("spacing" as const), indent: fc.integer({ min: 1, max: 4 }) }),
       fc.record({ kind: fc.constant("reorder" as const) }),
@@ -166,13 +220,18 @@ describe("mutated invocation tokens are never accepted", () => {
   it("header or payload JSON re-encoded with random changes, old signature kept", async () => {
     const codes = new Set<string>();
     await run(
-      fc.asyncProperty(fc.boolean(), fc.array(editArb(claimKeys), { minLength: 1, maxLength: 3 }), fc.array(editArb(headerKeys), { minLength: 1, maxLength: 3 }), async (inHeader, pEdits, hEdits) => {
-        const token = signInvocation(w.caller, { audience: w.serverA.spiffeId, tool: TOOL, args: ARGS });
-        const { h, p, s, header, payload } = segments(token);
-        const mutated = inHeader ? `${reencode(header, hEdits)}.${p}.${s}` : `${h}.${reencode(payload, pEdits)}.${s}`;
-        fc.pre(mutated !== token);
-        codes.add(await assertRefused(mutated));
-      }),
+      fc.asyncProperty(
+        fc.boolean(),
+        fc.array(editArb(claimKeys), { minLength: 1, maxLength: 3 }),
+        fc.array(editArb(headerKeys), { minLength: 1, maxLength: 3 }),
+        async (inHeader, pEdits, hEdits) => {
+          const token = signInvocation(w.caller, { audience: w.serverA.spiffeId, tool: TOOL, args: ARGS });
+          const { h, p, s, header, payload } = segments(token);
+          const mutated = inHeader ? `${reencode(header, hEdits)}.${p}.${s}` : `${h}.${reencode(payload, pEdits)}.${s}`;
+          fc.pre(mutated !== token);
+          codes.add(await assertRefused(mutated));
+        },
+      ),
       300,
     );
     assert.ok(codes.has(ErrorCodes.INVOCATION_SIGNATURE_INVALID), [...codes].join(", "));
@@ -182,15 +241,21 @@ describe("mutated invocation tokens are never accepted", () => {
     const [root, leaf] = [await w.identity("p-root"), await w.identity("p-leaf")];
     const chain = delegate(root, w.caller.spiffeId, { depth: 1, tools: ["*"] });
     const full = delegate(w.caller, leaf.spiffeId, { tools: [TOOL] }, chain);
-    const by = (links: string[]) => signInvocation(leaf, { audience: w.serverA.spiffeId, tool: TOOL, args: ARGS, delegation: links });
+    const by = (links: string[]) =>
+      signInvocation(leaf, { audience: w.serverA.spiffeId, tool: TOOL, args: ARGS, delegation: links });
     assert.equal((await attempt(by(full), options())).code, "ok");
     await run(
-      fc.asyncProperty(fc.nat(1), fc.nat(2), fc.array(opArb, { minLength: 1, maxLength: 3 }), async (link, part, ops) => {
-        const links = [...full];
-        links[link] = mutateToken(full[link] as string, part, ops);
-        fc.pre(links[link] !== full[link]);
-        assert.equal(await assertRefused(by(links)), ErrorCodes.DELEGATION_INVALID);
-      }),
+      fc.asyncProperty(
+        fc.nat(1),
+        fc.nat(2),
+        fc.array(opArb, { minLength: 1, maxLength: 3 }),
+        async (link, part, ops) => {
+          const links = [...full];
+          links[link] = mutateToken(full[link] as string, part, ops);
+          fc.pre(links[link] !== full[link]);
+          assert.equal(await assertRefused(by(links)), ErrorCodes.DELEGATION_INVALID);
+        },
+      ),
       150,
     );
   });
@@ -208,15 +273,39 @@ describe("claims re-signed with the caller's real key: accepted exactly when val
     );
     /** For each claim, what a mutation may put there (`undefined` removes the claim). */
     const values: Record<string, fc.Arbitrary<unknown>> = {
-      iss: fc.oneof(fc.constantFrom(w.caller.spiffeId, w.caller.aztpId, w.third.spiffeId, w.caller.spiffeId.toUpperCase(), undefined), anyJson),
+      iss: fc.oneof(
+        fc.constantFrom(
+          w.caller.spiffeId,
+          w.caller.aztpId,
+          w.third.spiffeId,
+          w.caller.spiffeId.toUpperCase(),
+          undefined,
+        ),
+        anyJson,
+      ),
       sub: fc.oneof(fc.constantFrom(undefined, w.caller.spiffeId, w.third.spiffeId), anyJson),
-      aud: fc.oneof(fc.constantFrom(w.serverA.spiffeId, w.serverA.aztpId, w.serverB.spiffeId, [w.serverA.spiffeId], undefined), anyJson),
+      aud: fc.oneof(
+        fc.constantFrom(w.serverA.spiffeId, w.serverA.aztpId, w.serverB.spiffeId, [w.serverA.spiffeId], undefined),
+        anyJson,
+      ),
       iat: fc.oneof(time, fc.constant(undefined)),
       // exp relative to iat (lifetime around the 60 s limit), or anything.
-      exp: fc.oneof(fc.integer({ min: -5, max: 90 }).map((d) => ({ lifetime: d })), time, fc.constant(undefined)),
-      jti: fc.oneof(fc.string({ minLength: 20, maxLength: 24 }), fc.string({ minLength: 125, maxLength: 130 }), anyJson, fc.constant(undefined)),
+      exp: fc.oneof(
+        fc.integer({ min: -5, max: 90 }).map((d) => ({ lifetime: d })),
+        time,
+        fc.constant(undefined),
+      ),
+      jti: fc.oneof(
+        fc.string({ minLength: 20, maxLength: 24 }),
+        fc.string({ minLength: 125, maxLength: 130 }),
+        anyJson,
+        fc.constant(undefined),
+      ),
       tool: fc.oneof(fc.constantFrom(TOOL, "Search", "fetch", ` ${TOOL}`, undefined), anyJson),
-      args_sha256: fc.oneof(fc.constantFrom(digest, canonicalDigest({ ...ARGS, limit: 6 }), digest.toUpperCase(), undefined), anyJson),
+      args_sha256: fc.oneof(
+        fc.constantFrom(digest, canonicalDigest({ ...ARGS, limit: 6 }), digest.toUpperCase(), undefined),
+        anyJson,
+      ),
       trace: anyJson,
       ath: anyJson,
       dlg: fc.oneof(fc.constant([]), fc.array(fc.string(), { maxLength: 2 }), anyJson),
@@ -224,7 +313,13 @@ describe("claims re-signed with the caller's real key: accepted exactly when val
       // Not a claim: moves iat and exp together, across the edges of the time window.
       shift: fc.integer({ min: -150, max: 150 }),
     };
-    const changes = fc.subarray(Object.keys(values), { maxLength: 3 }).chain((keys) => fc.tuple(...keys.map((k) => values[k] as fc.Arbitrary<unknown>)).map((vs) => keys.map((k, i) => [k, vs[i]] as const)));
+    const changes = fc
+      .subarray(Object.keys(values), { maxLength: 3 })
+      .chain((keys) =>
+        fc
+          .tuple(...keys.map((k) => values[k] as fc.Arbitrary<unknown>))
+          .map((vs) => keys.map((k, i) => [k, vs[i]] as const)),
+      );
     const isDate = (v: unknown): v is number => typeof v === "number" && Number.isSafeInteger(v) && v >= 0;
     const codes = new Map<string, number>();
     await run(
@@ -234,7 +329,11 @@ describe("claims re-signed with the caller's real key: accepted exactly when val
           if (k === "shift") {
             claims.iat = (claims.iat as number) + (v as number);
             claims.exp = (claims.exp as number) + (v as number);
-          } else claims[k] = k === "exp" && v !== null && typeof v === "object" && "lifetime" in v ? (typeof claims.iat === "number" ? claims.iat : NOW) + (v as { lifetime: number }).lifetime : v;
+          } else
+            claims[k] =
+              k === "exp" && v !== null && typeof v === "object" && "lifetime" in v
+                ? (typeof claims.iat === "number" ? claims.iat : NOW) + (v as { lifetime: number }).lifetime
+                : v;
         }
         const token = resign(w.caller.signer, claims);
         const c = JSON.parse(JSON.stringify(claims)) as Record<string, unknown>; // what the verifier sees
@@ -257,9 +356,16 @@ describe("claims re-signed with the caller's real key: accepted exactly when val
           // A token bound to an access token (ath) is refused when the call carries none, as here.
           c.ath === undefined &&
           c.dlg === undefined;
-        const r = await attempt(token, options({ now: new Date(NOW * 1000), replay: new MemoryReplayCache({ now: () => NOW * 1000 }) }));
+        const r = await attempt(
+          token,
+          options({ now: new Date(NOW * 1000), replay: new MemoryReplayCache({ now: () => NOW * 1000 }) }),
+        );
         assert.ok(r.code === "ok" || r.error instanceof AztpError, r.code);
-        assert.equal(r.code === "ok", valid, `model says ${valid ? "valid" : "invalid"}, verifier said ${r.code}: ${JSON.stringify(c)}`);
+        assert.equal(
+          r.code === "ok",
+          valid,
+          `model says ${valid ? "valid" : "invalid"}, verifier said ${r.code}: ${JSON.stringify(c)}`,
+        );
         assert.equal(r.ran, r.code === "ok" ? 1 : 0);
         codes.set(r.code, (codes.get(r.code) ?? 0) + 1);
       }),
@@ -281,8 +387,10 @@ describe("canonical arguments", () => {
       if (seed & 1) order.reverse();
       return `{${order.map((k, i) => `${JSON.stringify(k)}:${shuffledJson((value as Record<string, unknown>)[k], seed * 31 + i)}`).join(",")}}`;
     }
-    if (typeof value === "number" && Number.isInteger(value) && Math.abs(value) < 1e15 && seed % 3 === 0) return `${value}.0`; // another spelling
-    if (typeof value === "number" && Number.isInteger(value) && Math.abs(value) < 1e15 && seed % 3 === 1) return `${value}e0`;
+    if (typeof value === "number" && Number.isInteger(value) && Math.abs(value) < 1e15 && seed % 3 === 0)
+      return `${value}.0`; // another spelling
+    if (typeof value === "number" && Number.isInteger(value) && Math.abs(value) < 1e15 && seed % 3 === 1)
+      return `${value}e0`;
     return JSON.stringify(value);
   }
 
@@ -302,10 +410,20 @@ describe("canonical arguments", () => {
       const entries = Object.entries(value);
       if (step !== undefined && rest.length > 0 && entries.length > 0) {
         const i = step % entries.length;
-        return JSON.parse(`{${entries.map(([k, v], n) => `${JSON.stringify(k)}:${JSON.stringify(n === i ? mutateJson(v, rest, op, replacement, key) : v)}`).join(",")}}`);
+        return JSON.parse(
+          `{${entries.map(([k, v], n) => `${JSON.stringify(k)}:${JSON.stringify(n === i ? mutateJson(v, rest, op, replacement, key) : v)}`).join(",")}}`,
+        );
       }
-      if (op % 3 === 1 && entries.length > 0) return JSON.parse(`{${entries.slice(1).map(([k, v]) => `${JSON.stringify(k)}:${JSON.stringify(v)}`).join(",")}}`);
-      return JSON.parse(`{${[...entries, [key, replacement] as const].map(([k, v]) => `${JSON.stringify(k)}:${JSON.stringify(v)}`).join(",")}}`);
+      if (op % 3 === 1 && entries.length > 0)
+        return JSON.parse(
+          `{${entries
+            .slice(1)
+            .map(([k, v]) => `${JSON.stringify(k)}:${JSON.stringify(v)}`)
+            .join(",")}}`,
+        );
+      return JSON.parse(
+        `{${[...entries, [key, replacement] as const].map(([k, v]) => `${JSON.stringify(k)}:${JSON.stringify(v)}`).join(",")}}`,
+      );
     }
     return replacement;
   }
@@ -317,47 +435,67 @@ describe("canonical arguments", () => {
 
   it("the same JSON value in another key order or number spelling passes; any other value is refused", async () => {
     await run(
-      fc.asyncProperty(argsArb, fc.nat(), fc.array(fc.nat(), { maxLength: 4 }), fc.nat(), signableJson({ maxDepth: 1 }), fc.string({ maxLength: 4 }), async (args, seed, path, op, replacement, key) => {
-        const token = signInvocation(w.caller, { audience: w.serverA.spiffeId, tool: TOOL, args });
-        // Received as the wire delivers it, in another key order and number spelling: passes.
-        const same = JSON.parse(shuffledJson(args, seed)) as unknown;
-        assert.equal((await attempt(token, options({ args: same }))).code, "ok");
-        // Received changed at random: passes only if it is still the same JSON value.
-        const changed = mutateJson(args, path, op, replacement, key);
-        const r = await attempt(token, options({ args: changed }));
-        const equal = canonicalJson(changed) === canonicalJson(args);
-        assert.equal(r.code, equal ? "ok" : ErrorCodes.INVOCATION_ARGS_MISMATCH, JSON.stringify({ args, changed }));
-        assert.equal(r.ran, equal ? 1 : 0);
-      }),
+      fc.asyncProperty(
+        argsArb,
+        fc.nat(),
+        fc.array(fc.nat(), { maxLength: 4 }),
+        fc.nat(),
+        signableJson({ maxDepth: 1 }),
+        fc.string({ maxLength: 4 }),
+        async (args, seed, path, op, replacement, key) => {
+          const token = signInvocation(w.caller, { audience: w.serverA.spiffeId, tool: TOOL, args });
+          // Received as the wire delivers it, in another key order and number spelling: passes.
+          const same = JSON.parse(shuffledJson(args, seed)) as unknown;
+          assert.equal((await attempt(token, options({ args: same }))).code, "ok");
+          // Received changed at random: passes only if it is still the same JSON value.
+          const changed = mutateJson(args, path, op, replacement, key);
+          const r = await attempt(token, options({ args: changed }));
+          const equal = canonicalJson(changed) === canonicalJson(args);
+          assert.equal(r.code, equal ? "ok" : ErrorCodes.INVOCATION_ARGS_MISMATCH, JSON.stringify({ args, changed }));
+          assert.equal(r.ran, equal ? 1 : 0);
+        },
+      ),
       250,
     );
   });
 
   it("a __proto__ member put anywhere in signable arguments is refused by the signer and the verifier (ERR_JSON_PROTO_KEY_NOT_ALLOWED), never digested", async () => {
     await run(
-      fc.asyncProperty(argsArb, fc.array(fc.nat(), { maxLength: 4 }), signableJson({ maxDepth: 1 }), async (args, path, value) => {
-        // Put the member in at a random object (JSON.parse makes it an ordinary own member).
-        const put = (v: unknown, at: readonly number[]): unknown => {
-          const [step, ...rest] = at;
-          if (Array.isArray(v) && v.length > 0 && step !== undefined) return v.map((x, k) => (k === step % v.length ? put(x, rest) : x));
-          if (v !== null && typeof v === "object" && !Array.isArray(v)) {
-            const entries = Object.entries(v);
-            if (step !== undefined && rest.length > 0 && entries.length > 0) {
-              const i = step % entries.length;
-              return JSON.parse(`{${entries.map(([k, x], n) => `${JSON.stringify(k)}:${JSON.stringify(n === i ? put(x, rest) : x)}`).join(",")}}`);
+      fc.asyncProperty(
+        argsArb,
+        fc.array(fc.nat(), { maxLength: 4 }),
+        signableJson({ maxDepth: 1 }),
+        async (args, path, value) => {
+          // Put the member in at a random object (JSON.parse makes it an ordinary own member).
+          const put = (v: unknown, at: readonly number[]): unknown => {
+            const [step, ...rest] = at;
+            if (Array.isArray(v) && v.length > 0 && step !== undefined)
+              return v.map((x, k) => (k === step % v.length ? put(x, rest) : x));
+            if (v !== null && typeof v === "object" && !Array.isArray(v)) {
+              const entries = Object.entries(v);
+              if (step !== undefined && rest.length > 0 && entries.length > 0) {
+                const i = step % entries.length;
+                return JSON.parse(
+                  `{${entries.map(([k, x], n) => `${JSON.stringify(k)}:${JSON.stringify(n === i ? put(x, rest) : x)}`).join(",")}}`,
+                );
+              }
+              return JSON.parse(
+                `{"__proto__":${JSON.stringify(value)}${entries.map(([k, x]) => `,${JSON.stringify(k)}:${JSON.stringify(x)}`).join("")}}`,
+              );
             }
-            return JSON.parse(`{"__proto__":${JSON.stringify(value)}${entries.map(([k, x]) => `,${JSON.stringify(k)}:${JSON.stringify(x)}`).join("")}}`);
-          }
-          return JSON.parse(`{"__proto__":${JSON.stringify(value)},"v":${JSON.stringify(v)}}`);
-        };
-        const hostile = put(args, path);
-        fc.pre(hasProtoKey(hostile));
-        assert.throws(() => signInvocation(w.caller, { audience: w.serverA.spiffeId, tool: TOOL, args: hostile }), { code: ErrorCodes.JSON_PROTO_KEY_NOT_ALLOWED });
-        const token = signInvocation(w.caller, { audience: w.serverA.spiffeId, tool: TOOL, args });
-        const r = await attempt(token, options({ args: hostile }));
-        assert.equal(r.code, ErrorCodes.JSON_PROTO_KEY_NOT_ALLOWED);
-        assert.equal(r.ran, 0);
-      }),
+            return JSON.parse(`{"__proto__":${JSON.stringify(value)},"v":${JSON.stringify(v)}}`);
+          };
+          const hostile = put(args, path);
+          fc.pre(hasProtoKey(hostile));
+          assert.throws(() => signInvocation(w.caller, { audience: w.serverA.spiffeId, tool: TOOL, args: hostile }), {
+            code: ErrorCodes.JSON_PROTO_KEY_NOT_ALLOWED,
+          });
+          const token = signInvocation(w.caller, { audience: w.serverA.spiffeId, tool: TOOL, args });
+          const r = await attempt(token, options({ args: hostile }));
+          assert.equal(r.code, ErrorCodes.JSON_PROTO_KEY_NOT_ALLOWED);
+          assert.equal(r.ran, 0);
+        },
+      ),
       150,
     );
   });
@@ -367,7 +505,11 @@ describe("canonical arguments", () => {
       fc.property(argsArb, fc.nat(), (args, seed) => {
         const text = canonicalJson(args);
         assert.equal(canonicalJson(JSON.parse(shuffledJson(args, seed))), text);
-        assert.deepEqual(JSON.parse(text), JSON.parse(JSON.stringify(args)), "the canonical text is the same JSON value");
+        assert.deepEqual(
+          JSON.parse(text),
+          JSON.parse(JSON.stringify(args)),
+          "the canonical text is the same JSON value",
+        );
       }),
       settings(300),
     );
@@ -378,8 +520,20 @@ describe("receipts", () => {
   it("a mutated receipt, or a receipt checked against a changed result, is refused", async () => {
     const result = { answer: "sunny", temperature: 21, tags: ["a", "b"] };
     const token = signInvocation(w.caller, { audience: w.serverA.spiffeId, tool: TOOL, args: ARGS });
-    const receipt = signReceipt(w.serverA, { caller: w.caller.spiffeId, tool: TOOL, invocationToken: token, result, status: "ok" });
-    const opts: VerifyReceiptOptions = { invocationToken: token, result, callee: w.serverA.spiffeId, caller: w.caller.spiffeId, trust: w.trust };
+    const receipt = signReceipt(w.serverA, {
+      caller: w.caller.spiffeId,
+      tool: TOOL,
+      invocationToken: token,
+      result,
+      status: "ok",
+    });
+    const opts: VerifyReceiptOptions = {
+      invocationToken: token,
+      result,
+      callee: w.serverA.spiffeId,
+      caller: w.caller.spiffeId,
+      trust: w.trust,
+    };
     verifyReceipt(receipt, opts);
     const refused = (r: unknown, o = opts) => {
       try {
@@ -409,13 +563,29 @@ describe("receipts", () => {
 
   it("a receipt forged over an honest one's claims by any other trusted key is refused", () => {
     const token = signInvocation(w.caller, { audience: w.serverA.spiffeId, tool: TOOL, args: ARGS });
-    const receipt = signReceipt(w.serverA, { caller: w.caller.spiffeId, tool: TOOL, invocationToken: token, result: 1, status: "ok" });
+    const receipt = signReceipt(w.serverA, {
+      caller: w.caller.spiffeId,
+      tool: TOOL,
+      invocationToken: token,
+      result: 1,
+      status: "ok",
+    });
     const { payload } = segments(receipt);
-    const opts = { invocationToken: token, result: 1, callee: w.serverA.spiffeId, caller: w.caller.spiffeId, trust: w.trust };
+    const opts = {
+      invocationToken: token,
+      result: 1,
+      callee: w.serverA.spiffeId,
+      caller: w.caller.spiffeId,
+      trust: w.trust,
+    };
     for (const who of [w.caller, w.serverB, w.third, caller2]) {
-      assert.throws(() => verifyReceipt(resign(who.signer, payload, {}, "aztp-receipt+jwt"), opts), { code: ErrorCodes.RECEIPT_INVALID });
+      assert.throws(() => verifyReceipt(resign(who.signer, payload, {}, "aztp-receipt+jwt"), opts), {
+        code: ErrorCodes.RECEIPT_INVALID,
+      });
       // The callee's x5c with another key's signature.
-      const forged = forge({ alg: "ES256", typ: "aztp-receipt+jwt", x5c: w.serverA.signer.x5c }, payload, (i) => who.signer.sign(i));
+      const forged = forge({ alg: "ES256", typ: "aztp-receipt+jwt", x5c: w.serverA.signer.x5c }, payload, (i) =>
+        who.signer.sign(i),
+      );
       assert.throws(() => verifyReceipt(forged, opts), { code: ErrorCodes.RECEIPT_INVALID });
     }
   });

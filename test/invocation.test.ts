@@ -45,7 +45,12 @@ import {
 import { TestCA } from "./helpers/testca.js";
 
 const TOOL = "search";
-const ARGS = { query: "weather in Paris", limit: 5, strict: true, filters: { region: "eu", tags: ["news", "maps"], since: null } };
+const ARGS = {
+  query: "weather in Paris",
+  limit: 5,
+  strict: true,
+  filters: { region: "eu", tags: ["news", "maps"], since: null },
+};
 const C = ErrorCodes;
 
 let w: World;
@@ -80,7 +85,10 @@ async function expectRefused(token: unknown, options: VerifyInvocationOptions, c
   assert.equal(r.ran, 0, "the tool body must not run");
 }
 
-async function expectAccepted(token: unknown, options: VerifyInvocationOptions): Promise<NonNullable<Awaited<ReturnType<typeof attempt>>["verified"]>> {
+async function expectAccepted(
+  token: unknown,
+  options: VerifyInvocationOptions,
+): Promise<NonNullable<Awaited<ReturnType<typeof attempt>>["verified"]>> {
   const r = await attempt(token, options);
   assert.equal(r.code, "ok", r.error instanceof Error ? r.error.message : "");
   assert.equal(r.ran, 1);
@@ -92,7 +100,9 @@ interface Case {
   name: string;
   code: ErrorCode | "ok";
   /** The token and, if the case needs them, changes to server A's honest verifier options. */
-  build: () => Promise<{ token: unknown; options?: Partial<VerifyInvocationOptions> }> | { token: unknown; options?: Partial<VerifyInvocationOptions> };
+  build: () =>
+    | Promise<{ token: unknown; options?: Partial<VerifyInvocationOptions> }>
+    | { token: unknown; options?: Partial<VerifyInvocationOptions> };
 }
 
 async function runCases(cases: Case[]): Promise<void> {
@@ -136,7 +146,11 @@ describe("the honest call", () => {
 describe("forged and malformed tokens", async () => {
   const hs256 = (secret: string | Buffer) => () => {
     const claims = baseClaims(w.caller, w.serverA, TOOL, ARGS);
-    return { token: forge({ alg: "HS256", typ: "aztp-invocation+jwt", x5c: w.caller.signer.x5c }, claims, (input) => createHmac("sha256", secret).update(input).digest()) };
+    return {
+      token: forge({ alg: "HS256", typ: "aztp-invocation+jwt", x5c: w.caller.signer.x5c }, claims, (input) =>
+        createHmac("sha256", secret).update(input).digest(),
+      ),
+    };
   };
   const leafKey = () => new X509Certificate(Buffer.from(w.caller.signer.x5c[0] ?? "", "base64")).publicKey;
   await runCases([
@@ -145,10 +159,22 @@ describe("forged and malformed tokens", async () => {
     { name: "no token (empty string)", code: C.INVOCATION_MISSING, build: () => ({ token: "" }) },
     { name: "garbage: one word", code: C.INVOCATION_MALFORMED, build: () => ({ token: "garbage" }) },
     { name: "garbage: a.b.c", code: C.INVOCATION_MALFORMED, build: () => ({ token: "a.b.c" }) },
-    { name: "garbage: four segments", code: C.INVOCATION_MALFORMED, build: () => ({ token: `${sign(w.caller)}.AAAA` }) },
+    {
+      name: "garbage: four segments",
+      code: C.INVOCATION_MALFORMED,
+      build: () => ({ token: `${sign(w.caller)}.AAAA` }),
+    },
     { name: "garbage: a number", code: C.INVOCATION_MALFORMED, build: () => ({ token: 42 }) },
-    { name: "garbage: header is not JSON", code: C.INVOCATION_MALFORMED, build: () => ({ token: `${Buffer.from("{alg").toString("base64url")}.e30.AAAA` }) },
-    { name: "garbage: 70 KB token", code: C.INVOCATION_MALFORMED, build: () => ({ token: `${"A".repeat(70_000)}.e30.AAAA` }) },
+    {
+      name: "garbage: header is not JSON",
+      code: C.INVOCATION_MALFORMED,
+      build: () => ({ token: `${Buffer.from("{alg").toString("base64url")}.e30.AAAA` }),
+    },
+    {
+      name: "garbage: 70 KB token",
+      code: C.INVOCATION_MALFORMED,
+      build: () => ({ token: `${"A".repeat(70_000)}.e30.AAAA` }),
+    },
     {
       name: "a JWT-SVID is not an invocation token (no x5c, wrong typ)",
       code: C.INVOCATION_MALFORMED,
@@ -157,12 +183,20 @@ describe("forged and malformed tokens", async () => {
     {
       name: "a receipt is not an invocation token (typ)",
       code: C.INVOCATION_MALFORMED,
-      build: () => ({ token: signReceipt(w.caller, { caller: w.serverA.spiffeId, tool: TOOL, result: {}, status: "ok" }) }),
+      build: () => ({
+        token: signReceipt(w.caller, { caller: w.serverA.spiffeId, tool: TOOL, result: {}, status: "ok" }),
+      }),
     },
     {
       name: "alg: none, empty signature",
       code: C.INVOCATION_ALG_NOT_ALLOWED,
-      build: () => ({ token: forge({ alg: "none", typ: "aztp-invocation+jwt", x5c: w.caller.signer.x5c }, baseClaims(w.caller, w.serverA, TOOL, ARGS), () => "") }),
+      build: () => ({
+        token: forge(
+          { alg: "none", typ: "aztp-invocation+jwt", x5c: w.caller.signer.x5c },
+          baseClaims(w.caller, w.serverA, TOOL, ARGS),
+          () => "",
+        ),
+      }),
     },
     {
       name: "alg: NoNe, the caller's real signature",
@@ -189,7 +223,13 @@ describe("forged and malformed tokens", async () => {
       code: C.INVOCATION_ALG_NOT_ALLOWED,
       build: () => {
         const { privateKey } = generateKeyPairSync("ed25519");
-        return { token: forge({ alg: "EdDSA", typ: "aztp-invocation+jwt", x5c: w.caller.signer.x5c }, baseClaims(w.caller, w.serverA, TOOL, ARGS), (input) => cryptoSign(null, input, privateKey)) };
+        return {
+          token: forge(
+            { alg: "EdDSA", typ: "aztp-invocation+jwt", x5c: w.caller.signer.x5c },
+            baseClaims(w.caller, w.serverA, TOOL, ARGS),
+            (input) => cryptoSign(null, input, privateKey),
+          ),
+        };
       },
     },
     {
@@ -197,7 +237,13 @@ describe("forged and malformed tokens", async () => {
       code: C.INVOCATION_ALG_NOT_ALLOWED,
       build: () => {
         const { privateKey } = generateKeyPairSync("ec", { namedCurve: "secp521r1" });
-        return { token: forge({ alg: "ES512", typ: "aztp-invocation+jwt", x5c: w.caller.signer.x5c }, baseClaims(w.caller, w.serverA, TOOL, ARGS), (input) => signRaw("ES512", privateKey, input)) };
+        return {
+          token: forge(
+            { alg: "ES512", typ: "aztp-invocation+jwt", x5c: w.caller.signer.x5c },
+            baseClaims(w.caller, w.serverA, TOOL, ARGS),
+            (input) => signRaw("ES512", privateKey, input),
+          ),
+        };
       },
     },
     {
@@ -205,7 +251,13 @@ describe("forged and malformed tokens", async () => {
       code: C.INVOCATION_SIGNATURE_INVALID,
       build: () => {
         const { privateKey } = generateKeyPairSync("ec", { namedCurve: "secp384r1" });
-        return { token: forge({ alg: "ES384", typ: "aztp-invocation+jwt", x5c: w.caller.signer.x5c }, baseClaims(w.caller, w.serverA, TOOL, ARGS), (input) => signRaw("ES384", privateKey, input)) };
+        return {
+          token: forge(
+            { alg: "ES384", typ: "aztp-invocation+jwt", x5c: w.caller.signer.x5c },
+            baseClaims(w.caller, w.serverA, TOOL, ARGS),
+            (input) => signRaw("ES384", privateKey, input),
+          ),
+        };
       },
     },
     {
@@ -213,13 +265,25 @@ describe("forged and malformed tokens", async () => {
       code: C.INVOCATION_SIGNATURE_INVALID,
       build: () => {
         const { privateKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
-        return { token: forge({ alg: "RS256", typ: "aztp-invocation+jwt", x5c: w.caller.signer.x5c }, baseClaims(w.caller, w.serverA, TOOL, ARGS), (input) => signRaw("RS256", privateKey, input)) };
+        return {
+          token: forge(
+            { alg: "RS256", typ: "aztp-invocation+jwt", x5c: w.caller.signer.x5c },
+            baseClaims(w.caller, w.serverA, TOOL, ARGS),
+            (input) => signRaw("RS256", privateKey, input),
+          ),
+        };
       },
     },
     {
       name: "signed by another trusted identity's key under the caller's x5c",
       code: C.INVOCATION_SIGNATURE_INVALID,
-      build: () => ({ token: forge({ alg: "ES256", typ: "aztp-invocation+jwt", x5c: w.caller.signer.x5c }, baseClaims(w.caller, w.serverA, TOOL, ARGS), (input) => w.third.signer.sign(input)) }),
+      build: () => ({
+        token: forge(
+          { alg: "ES256", typ: "aztp-invocation+jwt", x5c: w.caller.signer.x5c },
+          baseClaims(w.caller, w.serverA, TOOL, ARGS),
+          (input) => w.third.signer.sign(input),
+        ),
+      }),
     },
     {
       name: "header with crit",
@@ -229,12 +293,18 @@ describe("forged and malformed tokens", async () => {
     {
       name: "no x5c at all",
       code: C.INVOCATION_UNTRUSTED,
-      build: () => ({ token: resign(w.caller.signer, baseClaims(w.caller, w.serverA, TOOL, ARGS), { x5c: undefined }) }),
+      build: () => ({
+        token: resign(w.caller.signer, baseClaims(w.caller, w.serverA, TOOL, ARGS), { x5c: undefined }),
+      }),
     },
     {
       name: "x5c without the intermediate",
       code: C.INVOCATION_UNTRUSTED,
-      build: () => ({ token: resign(w.caller.signer, baseClaims(w.caller, w.serverA, TOOL, ARGS), { x5c: w.caller.signer.x5c.slice(0, 1) }) }),
+      build: () => ({
+        token: resign(w.caller.signer, baseClaims(w.caller, w.serverA, TOOL, ARGS), {
+          x5c: w.caller.signer.x5c.slice(0, 1),
+        }),
+      }),
     },
   ]);
 });
@@ -277,11 +347,18 @@ describe("chains that do not lead to the verifier's bundle", async () => {
         const svid = await inter.createX509Svid("spiffe://b.test/workload/caller");
         const trust = new Trust(new BundleSet([caA.bundle(), caB.bundle()]));
         const signer = { alg: "ES256", x5c: svid.x5c, sign: (d: Uint8Array) => signRaw("ES256", svid.privateKey, d) };
-        const claims = { ...baseClaims(w.caller, w.serverA, TOOL, ARGS), iss: "spiffe://b.test/workload/caller", sub: "spiffe://b.test/workload/caller" };
+        const claims = {
+          ...baseClaims(w.caller, w.serverA, TOOL, ARGS),
+          iss: "spiffe://b.test/workload/caller",
+          sub: "spiffe://b.test/workload/caller",
+        };
         // Control: the same CA's leaf for its own trust domain is accepted by that trust.
         const own = await inter.createX509Svid("spiffe://a.test/workload/caller");
         const ownClaims = { ...claims, iss: "spiffe://a.test/workload/caller", sub: "spiffe://a.test/workload/caller" };
-        await expectAccepted(resign({ alg: "ES256", x5c: own.x5c, sign: (d) => signRaw("ES256", own.privateKey, d) }, ownClaims), atA({ trust }));
+        await expectAccepted(
+          resign({ alg: "ES256", x5c: own.x5c, sign: (d) => signRaw("ES256", own.privateKey, d) }, ownClaims),
+          atA({ trust }),
+        );
         return { token: resign(signer, claims), options: { trust } };
       },
     },
@@ -290,21 +367,54 @@ describe("chains that do not lead to the verifier's bundle", async () => {
 
 describe("claims that do not match the SVID or the call", async () => {
   const now = () => Math.floor(Date.now() / 1000);
-  const claims = (change: Record<string, unknown>) => () => ({ token: resign(w.caller.signer, { ...baseClaims(w.caller, w.serverA, TOOL, ARGS), ...change }) });
+  const claims = (change: Record<string, unknown>) => () => ({
+    token: resign(w.caller.signer, { ...baseClaims(w.caller, w.serverA, TOOL, ARGS), ...change }),
+  });
   /** `claim` set to a list nested 15,000 deep: JSON.parse takes it, JSON.stringify overflows the stack on it. */
   const deep = (claim: string) => () => {
-    const text = JSON.stringify({ ...baseClaims(w.caller, w.serverA, TOOL, ARGS), [claim]: "DEEP" }).replace('"DEEP"', `${"[".repeat(15_000)}${"]".repeat(15_000)}`);
+    const text = JSON.stringify({ ...baseClaims(w.caller, w.serverA, TOOL, ARGS), [claim]: "DEEP" }).replace(
+      '"DEEP"',
+      `${"[".repeat(15_000)}${"]".repeat(15_000)}`,
+    );
     return { token: resignText(w.caller.signer, text) };
   };
   await runCases([
-    { name: "iss is another identity (signed with the caller's real key)", code: C.INVOCATION_ISSUER_MISMATCH, build: () => claims({ iss: w.third.spiffeId, sub: w.third.spiffeId })() },
-    { name: "iss is the callee", code: C.INVOCATION_ISSUER_MISMATCH, build: () => claims({ iss: w.serverA.spiffeId })() },
+    {
+      name: "iss is another identity (signed with the caller's real key)",
+      code: C.INVOCATION_ISSUER_MISMATCH,
+      build: () => claims({ iss: w.third.spiffeId, sub: w.third.spiffeId })(),
+    },
+    {
+      name: "iss is the callee",
+      code: C.INVOCATION_ISSUER_MISMATCH,
+      build: () => claims({ iss: w.serverA.spiffeId })(),
+    },
     { name: "iss is missing", code: C.INVOCATION_ISSUER_MISMATCH, build: () => claims({ iss: undefined })() },
-    { name: "iss is the caller in aztp:// spelling (one spelling only: spiffe://)", code: C.INVOCATION_ISSUER_MISMATCH, build: () => claims({ iss: w.caller.aztpId })() },
-    { name: "sub differs from iss", code: C.INVOCATION_ISSUER_MISMATCH, build: () => claims({ sub: w.third.spiffeId })() },
-    { name: "exp - iat is 61 s (over the 60 s maximum)", code: C.INVOCATION_LIFETIME_TOO_LONG, build: () => claims({ iat: now(), exp: now() + 61 })() },
-    { name: "exp - iat is 1 h", code: C.INVOCATION_LIFETIME_TOO_LONG, build: () => claims({ iat: now() - 60, exp: now() + 3540 })() },
-    { name: "exp before iat", code: C.INVOCATION_LIFETIME_TOO_LONG, build: () => claims({ iat: now(), exp: now() - 1 })() },
+    {
+      name: "iss is the caller in aztp:// spelling (one spelling only: spiffe://)",
+      code: C.INVOCATION_ISSUER_MISMATCH,
+      build: () => claims({ iss: w.caller.aztpId })(),
+    },
+    {
+      name: "sub differs from iss",
+      code: C.INVOCATION_ISSUER_MISMATCH,
+      build: () => claims({ sub: w.third.spiffeId })(),
+    },
+    {
+      name: "exp - iat is 61 s (over the 60 s maximum)",
+      code: C.INVOCATION_LIFETIME_TOO_LONG,
+      build: () => claims({ iat: now(), exp: now() + 61 })(),
+    },
+    {
+      name: "exp - iat is 1 h",
+      code: C.INVOCATION_LIFETIME_TOO_LONG,
+      build: () => claims({ iat: now() - 60, exp: now() + 3540 })(),
+    },
+    {
+      name: "exp before iat",
+      code: C.INVOCATION_LIFETIME_TOO_LONG,
+      build: () => claims({ iat: now(), exp: now() - 1 })(),
+    },
     { name: "exp - iat is exactly 60 s", code: "ok", build: () => claims({ iat: now(), exp: now() + 60 })() },
     { name: "iat as a string", code: C.INVOCATION_MALFORMED, build: () => claims({ iat: String(now()) })() },
     { name: "exp as a fraction", code: C.INVOCATION_MALFORMED, build: () => claims({ exp: now() + 10.5 })() },
@@ -312,9 +422,21 @@ describe("claims that do not match the SVID or the call", async () => {
     { name: "jti of 64 bits", code: C.INVOCATION_MALFORMED, build: () => claims({ jti: "AAAAAAAAAAA" })() },
     { name: "no jti", code: C.INVOCATION_MALFORMED, build: () => claims({ jti: undefined })() },
     { name: "trace not a string", code: C.INVOCATION_MALFORMED, build: () => claims({ trace: 7 })() },
-    { name: "iss nested 15,000 lists deep: a coded refusal, not a RangeError", code: C.INVOCATION_ISSUER_MISMATCH, build: deep("iss") },
-    { name: "aud nested 15,000 lists deep: a coded refusal, not a RangeError", code: C.INVOCATION_AUDIENCE_MISMATCH, build: deep("aud") },
-    { name: "tool nested 15,000 lists deep: a coded refusal, not a RangeError", code: C.INVOCATION_TOOL_MISMATCH, build: deep("tool") },
+    {
+      name: "iss nested 15,000 lists deep: a coded refusal, not a RangeError",
+      code: C.INVOCATION_ISSUER_MISMATCH,
+      build: deep("iss"),
+    },
+    {
+      name: "aud nested 15,000 lists deep: a coded refusal, not a RangeError",
+      code: C.INVOCATION_AUDIENCE_MISMATCH,
+      build: deep("aud"),
+    },
+    {
+      name: "tool nested 15,000 lists deep: a coded refusal, not a RangeError",
+      code: C.INVOCATION_TOOL_MISMATCH,
+      build: deep("tool"),
+    },
     {
       name: "iat far in the future (max safe integer): a coded refusal, not a RangeError",
       code: C.INVOCATION_NOT_YET_VALID,
@@ -326,19 +448,28 @@ describe("claims that do not match the SVID or the call", async () => {
 describe("revocation", () => {
   /** Who calls, and whose revocation must stop it. */
   const revocations: Array<[string, () => Promise<{ caller: AgentIdentity; revoked: AgentIdentity }>]> = [
-    ["a revoked caller", async () => {
-      const caller = await w.identity("soon-revoked");
-      return { caller, revoked: caller };
-    }],
-    ["a caller whose parent is revoked", async () => {
-      const parent = await w.identity("boss");
-      return { caller: await w.identity("worker", { parentIdentity: parent.aztpId }), revoked: parent };
-    }],
-    ["a caller whose grandparent is revoked", async () => {
-      const top = await w.identity("top");
-      const mid = await w.identity("mid", { parentIdentity: top.aztpId });
-      return { caller: await w.identity("leaf", { parentIdentity: mid.aztpId }), revoked: top };
-    }],
+    [
+      "a revoked caller",
+      async () => {
+        const caller = await w.identity("soon-revoked");
+        return { caller, revoked: caller };
+      },
+    ],
+    [
+      "a caller whose parent is revoked",
+      async () => {
+        const parent = await w.identity("boss");
+        return { caller: await w.identity("worker", { parentIdentity: parent.aztpId }), revoked: parent };
+      },
+    ],
+    [
+      "a caller whose grandparent is revoked",
+      async () => {
+        const top = await w.identity("top");
+        const mid = await w.identity("mid", { parentIdentity: top.aztpId });
+        return { caller: await w.identity("leaf", { parentIdentity: mid.aztpId }), revoked: top };
+      },
+    ],
   ];
   for (const [name, setup] of revocations) {
     it(`${name} is refused (the same token passed before the revocation)`, async () => {
@@ -357,16 +488,26 @@ describe("revocation", () => {
     await w.client.reissueIdentity(id.aztpId);
     await id.rotate();
     assert.notDeepEqual(id.signer.x5c, oldSigner.x5c);
-    await expectRefused(signInvocation(oldSigner, { audience: w.serverA.spiffeId, tool: TOOL, args: ARGS }), atA(), C.INVOCATION_REVOKED);
+    await expectRefused(
+      signInvocation(oldSigner, { audience: w.serverA.spiffeId, tool: TOOL, args: ARGS }),
+      atA(),
+      C.INVOCATION_REVOKED,
+    );
     await expectAccepted(sign(id), atA());
   });
 });
 
 describe("time window", async () => {
   const ago = (s: number) => new Date(Date.now() - s * 1000);
-  const at = (token: string, offset: number): Partial<VerifyInvocationOptions> => ({ now: new Date((segments(token).payload.iat as number) * 1000 + offset * 1000) });
+  const at = (token: string, offset: number): Partial<VerifyInvocationOptions> => ({
+    now: new Date((segments(token).payload.iat as number) * 1000 + offset * 1000),
+  });
   await runCases([
-    { name: "expired: issued 120 s ago with a 30 s ttl", code: C.INVOCATION_EXPIRED, build: () => ({ token: sign(w.caller, { now: ago(120) }) }) },
+    {
+      name: "expired: issued 120 s ago with a 30 s ttl",
+      code: C.INVOCATION_EXPIRED,
+      build: () => ({ token: sign(w.caller, { now: ago(120) }) }),
+    },
     {
       name: "expired: verified at exp + leeway",
       code: C.INVOCATION_EXPIRED,
@@ -391,8 +532,16 @@ describe("time window", async () => {
         return { token, options: { ...at(token, 30), leewaySeconds: 0 } };
       },
     },
-    { name: "from the future beyond the leeway: iat = now + 120 s", code: C.INVOCATION_NOT_YET_VALID, build: () => ({ token: sign(w.caller, { now: ago(-120) }) }) },
-    { name: "from the future within the leeway: iat = now + 20 s", code: "ok", build: () => ({ token: sign(w.caller, { now: ago(-20) }) }) },
+    {
+      name: "from the future beyond the leeway: iat = now + 120 s",
+      code: C.INVOCATION_NOT_YET_VALID,
+      build: () => ({ token: sign(w.caller, { now: ago(-120) }) }),
+    },
+    {
+      name: "from the future within the leeway: iat = now + 20 s",
+      code: "ok",
+      build: () => ({ token: sign(w.caller, { now: ago(-20) }) }),
+    },
     {
       name: "verified before the caller's SVID was valid",
       code: C.INVOCATION_UNTRUSTED,
@@ -411,40 +560,91 @@ describe("time window", async () => {
 
 describe("audience and tool", async () => {
   await runCases([
-    { name: "a token for server A presented to server B", code: C.INVOCATION_AUDIENCE_MISMATCH, build: () => ({ token: sign(w.caller), options: { audience: w.serverB.spiffeId } }) },
+    {
+      name: "a token for server A presented to server B",
+      code: C.INVOCATION_AUDIENCE_MISMATCH,
+      build: () => ({ token: sign(w.caller), options: { audience: w.serverB.spiffeId } }),
+    },
     {
       name: "aud as a list naming both servers",
       code: C.INVOCATION_AUDIENCE_MISMATCH,
-      build: () => ({ token: resign(w.caller.signer, { ...baseClaims(w.caller, w.serverA, TOOL, ARGS), aud: [w.serverA.spiffeId, w.serverB.spiffeId] }) }),
+      build: () => ({
+        token: resign(w.caller.signer, {
+          ...baseClaims(w.caller, w.serverA, TOOL, ARGS),
+          aud: [w.serverA.spiffeId, w.serverB.spiffeId],
+        }),
+      }),
     },
-    { name: "tool name swapped (signed for search, delete called)", code: C.INVOCATION_TOOL_MISMATCH, build: () => ({ token: sign(w.caller), options: { tool: "delete" } }) },
-    { name: "tool name differs only in case", code: C.INVOCATION_TOOL_MISMATCH, build: () => ({ token: sign(w.caller), options: { tool: "Search" } }) },
+    {
+      name: "tool name swapped (signed for search, delete called)",
+      code: C.INVOCATION_TOOL_MISMATCH,
+      build: () => ({ token: sign(w.caller), options: { tool: "delete" } }),
+    },
+    {
+      name: "tool name differs only in case",
+      code: C.INVOCATION_TOOL_MISMATCH,
+      build: () => ({ token: sign(w.caller), options: { tool: "Search" } }),
+    },
     {
       name: "several defects: the first in verification order is reported (audience before time)",
       code: C.INVOCATION_AUDIENCE_MISMATCH,
-      build: () => ({ token: sign(w.caller, { now: new Date(Date.now() - 600_000) }), options: { audience: w.serverB.spiffeId } }),
+      build: () => ({
+        token: sign(w.caller, { now: new Date(Date.now() - 600_000) }),
+        options: { audience: w.serverB.spiffeId },
+      }),
     },
   ]);
 });
 
 describe("arguments: the digest is over what is actually received", async () => {
-  const received = (args: unknown, expect: ErrorCode | "ok", name: string): Case => ({ name, code: expect, build: () => ({ token: sign(w.caller), options: { args } }) });
+  const received = (args: unknown, expect: ErrorCode | "ok", name: string): Case => ({
+    name,
+    code: expect,
+    build: () => ({ token: sign(w.caller), options: { args } }),
+  });
   const { filters, ...withoutFilters } = ARGS;
   await runCases([
     received({ ...ARGS, query: "weather in Rome" }, C.INVOCATION_ARGS_MISMATCH, "one argument changed (string)"),
     received({ ...ARGS, limit: 6 }, C.INVOCATION_ARGS_MISMATCH, "one argument changed (number)"),
-    received({ ...ARGS, limit: "5" }, C.INVOCATION_ARGS_MISMATCH, "one argument changed type (5 to \"5\")"),
+    received({ ...ARGS, limit: "5" }, C.INVOCATION_ARGS_MISMATCH, 'one argument changed type (5 to "5")'),
     received({ ...ARGS, strict: 1 }, C.INVOCATION_ARGS_MISMATCH, "one argument changed type (true to 1)"),
     received({ ...ARGS, admin: true }, C.INVOCATION_ARGS_MISMATCH, "one argument added"),
     received(withoutFilters, C.INVOCATION_ARGS_MISMATCH, "one argument removed"),
-    received({ ...ARGS, filters: { ...filters, region: "us" } }, C.INVOCATION_ARGS_MISMATCH, "a nested argument changed"),
+    received(
+      { ...ARGS, filters: { ...filters, region: "us" } },
+      C.INVOCATION_ARGS_MISMATCH,
+      "a nested argument changed",
+    ),
     received({ ...ARGS, filters: { ...filters, extra: 1 } }, C.INVOCATION_ARGS_MISMATCH, "a nested argument added"),
-    received({ ...ARGS, filters: { region: "eu", tags: ["news", "maps"] } }, C.INVOCATION_ARGS_MISMATCH, "a nested null removed"),
-    received({ ...ARGS, filters: { ...filters, tags: ["maps", "news"] } }, C.INVOCATION_ARGS_MISMATCH, "array order changed (arrays are ordered)"),
-    received({ ...ARGS, filters: { ...filters, tags: ["news", "maps", "x"] } }, C.INVOCATION_ARGS_MISMATCH, "array element added"),
+    received(
+      { ...ARGS, filters: { region: "eu", tags: ["news", "maps"] } },
+      C.INVOCATION_ARGS_MISMATCH,
+      "a nested null removed",
+    ),
+    received(
+      { ...ARGS, filters: { ...filters, tags: ["maps", "news"] } },
+      C.INVOCATION_ARGS_MISMATCH,
+      "array order changed (arrays are ordered)",
+    ),
+    received(
+      { ...ARGS, filters: { ...filters, tags: ["news", "maps", "x"] } },
+      C.INVOCATION_ARGS_MISMATCH,
+      "array element added",
+    ),
     received({ ...ARGS, query: "weather in Pa\u0072is " }, C.INVOCATION_ARGS_MISMATCH, "trailing space"),
-    received(JSON.parse(`{"__proto__":{"admin":true},${JSON.stringify(ARGS).slice(1)}`), C.JSON_PROTO_KEY_NOT_ALLOWED, "a __proto__ key added (as JSON.parse makes it; the SDK's parse would drop it)"),
-    received({ ...ARGS, filters: JSON.parse(`{"__proto__":{"region":"us"},"region":"eu","tags":["news","maps"],"since":null}`) }, C.JSON_PROTO_KEY_NOT_ALLOWED, "a nested __proto__ key"),
+    received(
+      JSON.parse(`{"__proto__":{"admin":true},${JSON.stringify(ARGS).slice(1)}`),
+      C.JSON_PROTO_KEY_NOT_ALLOWED,
+      "a __proto__ key added (as JSON.parse makes it; the SDK's parse would drop it)",
+    ),
+    received(
+      {
+        ...ARGS,
+        filters: JSON.parse(`{"__proto__":{"region":"us"},"region":"eu","tags":["news","maps"],"since":null}`),
+      },
+      C.JSON_PROTO_KEY_NOT_ALLOWED,
+      "a nested __proto__ key",
+    ),
     received({ ...ARGS, query: "weather in \ud800Paris" }, C.JSON_UNREPRESENTABLE, "a lone surrogate in a string"),
     received({ ...ARGS, ["\udc00"]: 1 }, C.JSON_UNREPRESENTABLE, "a lone surrogate in a key"),
     received({ ...ARGS, limit: Infinity }, C.JSON_UNREPRESENTABLE, "Infinity (what 1e400 in JSON text parses as)"),
@@ -458,12 +658,25 @@ describe("arguments: the digest is over what is actually received", async () => 
       "argument key order changed (passes: canonical form)",
     ),
     received(
-      { filters: { since: null, tags: ["news", "maps"], region: "eu" }, strict: true, limit: 5, query: "weather in Paris" },
+      {
+        filters: { since: null, tags: ["news", "maps"], region: "eu" },
+        strict: true,
+        limit: 5,
+        query: "weather in Paris",
+      },
       "ok",
       "nested key order changed (passes: canonical form)",
     ),
-    received(JSON.parse(JSON.stringify(ARGS).replace('"limit":5', '"limit":5.0')), "ok", "number spelled 5.0 instead of 5 (passes: JCS)"),
-    received(JSON.parse(JSON.stringify(ARGS).replace('"limit":5', '"limit":50e-1')), "ok", "number spelled 50e-1 (passes: JCS)"),
+    received(
+      JSON.parse(JSON.stringify(ARGS).replace('"limit":5', '"limit":5.0')),
+      "ok",
+      "number spelled 5.0 instead of 5 (passes: JCS)",
+    ),
+    received(
+      JSON.parse(JSON.stringify(ARGS).replace('"limit":5', '"limit":50e-1')),
+      "ok",
+      "number spelled 50e-1 (passes: JCS)",
+    ),
   ]);
 
   it("unicode is not normalised: precomposed é and e + combining acute differ", async () => {
@@ -506,8 +719,18 @@ describe("replay", () => {
       afterUse: C.INVOCATION_MALFORMED,
       fresh: C.INVOCATION_MALFORMED,
     },
-    { name: "a trailing newline", make: (t) => `${t}\n`, afterUse: C.INVOCATION_MALFORMED, fresh: C.INVOCATION_MALFORMED },
-    { name: "a trailing CRLF", make: (t) => `${t}\r\n`, afterUse: C.INVOCATION_MALFORMED, fresh: C.INVOCATION_MALFORMED },
+    {
+      name: "a trailing newline",
+      make: (t) => `${t}\n`,
+      afterUse: C.INVOCATION_MALFORMED,
+      fresh: C.INVOCATION_MALFORMED,
+    },
+    {
+      name: "a trailing CRLF",
+      make: (t) => `${t}\r\n`,
+      afterUse: C.INVOCATION_MALFORMED,
+      fresh: C.INVOCATION_MALFORMED,
+    },
   ];
   for (const v of variants) {
     it(`re-encoded replay: ${v.name} (jose accepts it; we refuse it)`, async () => {
@@ -516,7 +739,11 @@ describe("replay", () => {
       assert.notEqual(variant, token);
       const key = await jose.importX509(leafPem(w.caller.signer.x5c), "ES256");
       const { payload } = await jose.compactVerify(variant, key);
-      assert.deepEqual(JSON.parse(Buffer.from(payload).toString("utf8")), segments(token).payload, "jose accepts the re-encoded form as the same token");
+      assert.deepEqual(
+        JSON.parse(Buffer.from(payload).toString("utf8")),
+        segments(token).payload,
+        "jose accepts the re-encoded form as the same token",
+      );
 
       const replay = new MemoryReplayCache();
       await expectAccepted(token, atA({ replay }));
@@ -563,7 +790,11 @@ describe("MemoryReplayCache", () => {
     t += 1;
     assert.equal(cache.checkAndRemember("b", t + 60_000), true);
     assert.equal(cache.size, 1, "the expired entry was swept on the next insert");
-    assert.equal(cache.checkAndRemember("a", t + 60_000), true, "an expired key may be seen again (the verifier refuses its token as expired)");
+    assert.equal(
+      cache.checkAndRemember("a", t + 60_000),
+      true,
+      "an expired key may be seen again (the verifier refuses its token as expired)",
+    );
   });
 
   it("when full of live entries it fails closed: refuses new tokens, forgets none", () => {
@@ -597,10 +828,22 @@ describe("delegation", () => {
   const A = () => w.serverA.spiffeId;
   /** root -> mid (depth 1, search*, server A) -> leaf (depth 0, search, server A), or with changes. */
   const chain = (first: Parameters<typeof delegate>[2] = {}, second: Parameters<typeof delegate>[2] = {}) => {
-    const one = delegate(root, mid.spiffeId, { tools: ["search*"], servers: [A()], depth: 1, ttlSeconds: 600, ...first });
-    return delegate(mid, leaf.spiffeId, { tools: ["search"], servers: [A()], depth: 0, ttlSeconds: 300, ...second }, one);
+    const one = delegate(root, mid.spiffeId, {
+      tools: ["search*"],
+      servers: [A()],
+      depth: 1,
+      ttlSeconds: 600,
+      ...first,
+    });
+    return delegate(
+      mid,
+      leaf.spiffeId,
+      { tools: ["search"], servers: [A()], depth: 0, ttlSeconds: 300, ...second },
+      one,
+    );
   };
-  const by = (signer: AgentIdentity, delegation: string[], extra: Partial<SignInvocationOptions> = {}) => sign(signer, { delegation, ...extra });
+  const by = (signer: AgentIdentity, delegation: string[], extra: Partial<SignInvocationOptions> = {}) =>
+    sign(signer, { delegation, ...extra });
 
   it("a valid 2-link chain passes, and comes back verified", async () => {
     const v = await expectAccepted(by(leaf, chain()), atA());
@@ -614,13 +857,19 @@ describe("delegation", () => {
   });
 
   it("a valid 1-link chain passes (aztp:// server pattern and wildcard tool)", async () => {
-    await expectAccepted(by(leaf, delegate(root, leaf.aztpId, { tools: ["sea*"], servers: [w.serverA.aztpId] })), atA());
+    await expectAccepted(
+      by(leaf, delegate(root, leaf.aztpId, { tools: ["sea*"], servers: [w.serverA.aztpId] })),
+      atA(),
+    );
   });
 
   const refused: Array<[string, () => Promise<string> | string, (() => Partial<VerifyInvocationOptions>)?]> = [
     ["the child widens the tools (search* to *)", () => by(leaf, chain({}, { tools: ["*"] }))],
     ["the child widens the tools (adds delete)", () => by(leaf, chain({}, { tools: ["search", "delete"] }))],
-    ["the child widens the tools (? covers more than a letter)", () => by(leaf, chain({ tools: ["search?"] }, { tools: ["search*"] }))],
+    [
+      "the child widens the tools (? covers more than a letter)",
+      () => by(leaf, chain({ tools: ["search?"] }, { tools: ["search*"] })),
+    ],
     ["the child widens the servers (A to *)", () => by(leaf, chain({}, { servers: ["*"] }))],
     ["the child widens the servers (A to B)", () => by(leaf, chain({}, { servers: [w.serverB.spiffeId] }))],
     ["the child keeps the depth (1 to 1)", () => by(leaf, chain({}, { depth: 1 }))],
@@ -628,9 +877,20 @@ describe("delegation", () => {
     ["the child outlives the parent (expiry widened)", () => by(leaf, chain({ ttlSeconds: 60 }, { ttlSeconds: 3600 }))],
     ["the last delegate is not the signer (mid signs with leaf's chain)", () => by(mid, chain())],
     ["the last delegate is not the signer (a third identity)", () => by(w.third, chain())],
-    ["the call is outside the delegated tools", () => by(leaf, chain(), { tool: "search_all" }), () => ({ tool: "search_all" })],
-    ["the call is to a server outside the delegated servers", () => signInvocation(leaf, { audience: w.serverB.spiffeId, tool: TOOL, args: ARGS, delegation: chain() }), () => ({ audience: w.serverB.spiffeId })],
-    ["the invocation outlives its delegation", () => by(leaf, delegate(root, leaf.spiffeId, { ttlSeconds: 10 }), { ttlSeconds: 30 })],
+    [
+      "the call is outside the delegated tools",
+      () => by(leaf, chain(), { tool: "search_all" }),
+      () => ({ tool: "search_all" }),
+    ],
+    [
+      "the call is to a server outside the delegated servers",
+      () => signInvocation(leaf, { audience: w.serverB.spiffeId, tool: TOOL, args: ARGS, delegation: chain() }),
+      () => ({ audience: w.serverB.spiffeId }),
+    ],
+    [
+      "the invocation outlives its delegation",
+      () => by(leaf, delegate(root, leaf.spiffeId, { ttlSeconds: 10 }), { ttlSeconds: 30 }),
+    ],
     [
       "links from two different chains (the second is not bound to the first)",
       () => {
@@ -644,7 +904,10 @@ describe("delegation", () => {
       "an empty chain, hand-signed into the claims",
       () => resign(leaf.signer, { ...baseClaims(leaf, w.serverA, TOOL, ARGS), dlg: [] }),
     ],
-    ["a chain that is not a list", () => resign(leaf.signer, { ...baseClaims(leaf, w.serverA, TOOL, ARGS), dlg: "x.y.z" })],
+    [
+      "a chain that is not a list",
+      () => resign(leaf.signer, { ...baseClaims(leaf, w.serverA, TOOL, ARGS), dlg: "x.y.z" }),
+    ],
     ["a link that is garbage", () => by(leaf, ["garbage"])],
     ["an invocation token used as a link", () => by(leaf, [sign(root)])],
     [
@@ -652,7 +915,14 @@ describe("delegation", () => {
       () => {
         const [link] = delegate(root, leaf.spiffeId, { tools: ["search"] });
         const { payload } = segments(link as string);
-        return by(leaf, [resign(leaf.signer, { ...payload, scope: { tools: ["*"], servers: ["*"], depth: 0 } }, {}, "aztp-delegation+jwt")]);
+        return by(leaf, [
+          resign(
+            leaf.signer,
+            { ...payload, scope: { tools: ["*"], servers: ["*"], depth: 0 } },
+            {},
+            "aztp-delegation+jwt",
+          ),
+        ]);
       },
     ],
     [
@@ -660,7 +930,9 @@ describe("delegation", () => {
       () => {
         const [link] = delegate(root, leaf.spiffeId);
         const { payload } = segments(link as string);
-        return by(leaf, [resign(root.signer, { ...payload, exp: -Number.MAX_SAFE_INTEGER }, {}, "aztp-delegation+jwt")]);
+        return by(leaf, [
+          resign(root.signer, { ...payload, exp: -Number.MAX_SAFE_INTEGER }, {}, "aztp-delegation+jwt"),
+        ]);
       },
     ],
     [
@@ -701,7 +973,13 @@ describe("policy", () => {
       parsePolicy({
         Version: "2012-10-17",
         Statement: [
-          { Sid: "CallerMayCall", Effect: "Allow", Principal: { AZTP: w.caller.aztpId }, Action: "tool:call", Resource: ["search", "delete_*"] },
+          {
+            Sid: "CallerMayCall",
+            Effect: "Allow",
+            Principal: { AZTP: w.caller.aztpId },
+            Action: "tool:call",
+            Resource: ["search", "delete_*"],
+          },
           { Sid: "NeverDelete", Effect: "Deny", Action: "tool:call", Resource: "delete_*" },
         ],
       }),
@@ -717,7 +995,9 @@ describe("policy", () => {
     for (const [name, who, tool, code] of cases) {
       it(`${name} (${compiled ? "compiled" : "document list"})`, async () => {
         const token = signInvocation(who(), { audience: w.serverA.spiffeId, tool, args: ARGS });
-        const options = verifierFor(w, w.serverA, tool, ARGS, { policy: compiled ? compilePolicies(policies) : policies });
+        const options = verifierFor(w, w.serverA, tool, ARGS, {
+          policy: compiled ? compilePolicies(policies) : policies,
+        });
         if (code === "ok") {
           const v = await expectAccepted(token, options);
           assert.equal(v.policy?.decision, "allow");
@@ -738,10 +1018,22 @@ describe("receipts", () => {
   async function call(server = w.serverA, result: unknown = RESULT): Promise<Call> {
     const token = signInvocation(w.caller, { audience: server.spiffeId, tool: TOOL, args: ARGS });
     const v = await expectAccepted(token, verifierFor(w, server, TOOL, ARGS));
-    const receipt = signReceipt(server, { caller: v.caller.toString(), tool: TOOL, invocationToken: token, invocationJti: v.claims.jti, result, status: "ok" });
-    return { token, receipt, options: { invocationToken: token, result, callee: server.spiffeId, caller: w.caller.spiffeId, trust: w.trust } };
+    const receipt = signReceipt(server, {
+      caller: v.caller.toString(),
+      tool: TOOL,
+      invocationToken: token,
+      invocationJti: v.claims.jti,
+      result,
+      status: "ok",
+    });
+    return {
+      token,
+      receipt,
+      options: { invocationToken: token, result, callee: server.spiffeId, caller: w.caller.spiffeId, trust: w.trust },
+    };
   }
-  const expectReceipt = (receipt: unknown, options: VerifyReceiptOptions, code: ErrorCode) => assert.throws(() => verifyReceipt(receipt, options), { code });
+  const expectReceipt = (receipt: unknown, options: VerifyReceiptOptions, code: ErrorCode) =>
+    assert.throws(() => verifyReceipt(receipt, options), { code });
 
   it("an honest receipt verifies, bound to the call", async () => {
     const c = await call();
@@ -753,29 +1045,75 @@ describe("receipts", () => {
     verifyReceipt(c.receipt, { ...c.options, result: { temperature: 21, answer: "sunny" } });
   });
 
-  const attacks: Array<[string, ErrorCode, (c: Call) => Promise<[unknown, VerifyReceiptOptions]> | [unknown, VerifyReceiptOptions]]> = [
+  const attacks: Array<
+    [string, ErrorCode, (c: Call) => Promise<[unknown, VerifyReceiptOptions]> | [unknown, VerifyReceiptOptions]]
+  > = [
     ["a receipt for another call", C.RECEIPT_MISMATCH, async (c) => [(await call()).receipt, c.options]],
-    ["a changed result", C.RECEIPT_MISMATCH, (c) => [c.receipt, { ...c.options, result: { ...RESULT, answer: "rain" } }]],
-    ["a result with one field more", C.RECEIPT_MISMATCH, (c) => [c.receipt, { ...c.options, result: { ...RESULT, extra: 1 } }]],
+    [
+      "a changed result",
+      C.RECEIPT_MISMATCH,
+      (c) => [c.receipt, { ...c.options, result: { ...RESULT, answer: "rain" } }],
+    ],
+    [
+      "a result with one field more",
+      C.RECEIPT_MISMATCH,
+      (c) => [c.receipt, { ...c.options, result: { ...RESULT, extra: 1 } }],
+    ],
     [
       "wrong signer: a third trusted identity signs it",
       C.RECEIPT_INVALID,
-      (c) => [signReceipt(w.third, { caller: w.caller.spiffeId, tool: TOOL, invocationToken: c.token, result: RESULT, status: "ok" }), c.options],
+      (c) => [
+        signReceipt(w.third, {
+          caller: w.caller.spiffeId,
+          tool: TOOL,
+          invocationToken: c.token,
+          result: RESULT,
+          status: "ok",
+        }),
+        c.options,
+      ],
     ],
     [
       "wrong signer: the caller signs its own receipt",
       C.RECEIPT_INVALID,
-      (c) => [signReceipt(w.caller, { caller: w.caller.spiffeId, tool: TOOL, invocationToken: c.token, result: RESULT, status: "ok" }), c.options],
+      (c) => [
+        signReceipt(w.caller, {
+          caller: w.caller.spiffeId,
+          tool: TOOL,
+          invocationToken: c.token,
+          result: RESULT,
+          status: "ok",
+        }),
+        c.options,
+      ],
     ],
     [
       "wrong signer: an untrusted authority's identity with the callee's SPIFFE ID",
       C.RECEIPT_INVALID,
-      async (c) => [signReceipt(await lookalike.identity("server-a"), { caller: w.caller.spiffeId, tool: TOOL, invocationToken: c.token, result: RESULT, status: "ok" }), c.options],
+      async (c) => [
+        signReceipt(await lookalike.identity("server-a"), {
+          caller: w.caller.spiffeId,
+          tool: TOOL,
+          invocationToken: c.token,
+          result: RESULT,
+          status: "ok",
+        }),
+        c.options,
+      ],
     ],
     [
       "addressed to another caller",
       C.RECEIPT_MISMATCH,
-      (c) => [signReceipt(w.serverA, { caller: w.third.spiffeId, tool: TOOL, invocationToken: c.token, result: RESULT, status: "ok" }), c.options],
+      (c) => [
+        signReceipt(w.serverA, {
+          caller: w.third.spiffeId,
+          tool: TOOL,
+          invocationToken: c.token,
+          result: RESULT,
+          status: "ok",
+        }),
+        c.options,
+      ],
     ],
     ["missing (undefined)", C.RECEIPT_MISSING, (c) => [undefined, c.options]],
     ["missing (empty string)", C.RECEIPT_MISSING, (c) => ["", c.options]],
@@ -792,11 +1130,18 @@ describe("receipts", () => {
       C.RECEIPT_INVALID,
       (c) => {
         const { h, payload, s } = segments(c.receipt);
-        return [`${h}.${Buffer.from(JSON.stringify({ ...payload, status: "error" })).toString("base64url")}.${s}`, c.options];
+        return [
+          `${h}.${Buffer.from(JSON.stringify({ ...payload, status: "error" })).toString("base64url")}.${s}`,
+          c.options,
+        ];
       },
     ],
     ["the invocation token presented as its receipt", C.RECEIPT_INVALID, (c) => [c.token, c.options]],
-    ["a receipt older than maxAgeSeconds", C.RECEIPT_INVALID, (c) => [c.receipt, { ...c.options, now: new Date(Date.now() + 301_000) }]],
+    [
+      "a receipt older than maxAgeSeconds",
+      C.RECEIPT_INVALID,
+      (c) => [c.receipt, { ...c.options, now: new Date(Date.now() + 301_000) }],
+    ],
     [
       "an unknown status, signed by the callee",
       C.RECEIPT_INVALID,
@@ -828,7 +1173,14 @@ describe("receipts", () => {
     /** A receipt with `status` over `result`, verified as an answer that is (or is not) an error. */
     const receiptFor = async (status: "ok" | "error" | "denied", result: unknown): Promise<Call> => {
       const c = await call(w.serverA, result);
-      const receipt = signReceipt(w.serverA, { caller: w.caller.spiffeId, tool: TOOL, invocationToken: c.token, result, status, ...(status !== "ok" ? { code: C.POLICY_DENIED } : {}) });
+      const receipt = signReceipt(w.serverA, {
+        caller: w.caller.spiffeId,
+        tool: TOOL,
+        invocationToken: c.token,
+        result,
+        status,
+        ...(status !== "ok" ? { code: C.POLICY_DENIED } : {}),
+      });
       return { ...c, receipt };
     };
     const cases: Array<[string, "ok" | "error" | "denied", unknown, boolean | undefined, ErrorCode | "ok"]> = [
@@ -840,9 +1192,21 @@ describe("receipts", () => {
       ["error on a JSON-RPC error", "error", REFUSAL, true, "ok"],
       ["denied on a success result", "denied", RESULT, false, C.RECEIPT_STATUS_MISMATCH],
       ["error on a success result", "error", RESULT, false, C.RECEIPT_STATUS_MISMATCH],
-      ["denied on a success result (isError read from the result)", "denied", RESULT, undefined, C.RECEIPT_STATUS_MISMATCH],
+      [
+        "denied on a success result (isError read from the result)",
+        "denied",
+        RESULT,
+        undefined,
+        C.RECEIPT_STATUS_MISMATCH,
+      ],
       ["ok on an isError result", "ok", ERROR_RESULT, true, C.RECEIPT_STATUS_MISMATCH],
-      ["ok on an isError result (isError read from the result)", "ok", ERROR_RESULT, undefined, C.RECEIPT_STATUS_MISMATCH],
+      [
+        "ok on an isError result (isError read from the result)",
+        "ok",
+        ERROR_RESULT,
+        undefined,
+        C.RECEIPT_STATUS_MISMATCH,
+      ],
       ["ok on a JSON-RPC error", "ok", REFUSAL, true, C.RECEIPT_STATUS_MISMATCH],
     ];
     for (const [name, status, result, isError, expected] of cases) {
@@ -853,11 +1217,18 @@ describe("receipts", () => {
           assert.equal(verifyReceipt(c.receipt, options).claims.status, status);
           return;
         }
-        assert.throws(() => verifyReceipt(c.receipt, options), (e: unknown) => {
-          assert.ok(e instanceof Error && "code" in e && e.code === expected, String(e));
-          assert.match((e as Error).message, new RegExp(`"${status}".*${status === "ok" ? "an error" : "a success result"}`), "the message names both");
-          return true;
-        });
+        assert.throws(
+          () => verifyReceipt(c.receipt, options),
+          (e: unknown) => {
+            assert.ok(e instanceof Error && "code" in e && e.code === expected, String(e));
+            assert.match(
+              (e as Error).message,
+              new RegExp(`"${status}".*${status === "ok" ? "an error" : "a success result"}`),
+              "the message names both",
+            );
+            return true;
+          },
+        );
       });
     }
   });

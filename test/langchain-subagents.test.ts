@@ -12,8 +12,28 @@ import type { StructuredToolInterface } from "@langchain/core/tools";
 import { AIMessage, fakeModel } from "langchain";
 import type { AuditEntry } from "../src/audit/entry.js";
 import { canonicalDigest } from "../src/invocation/canonical.js";
-import { createSecureAgent, secureTool, subAgent, type SecuredTool, type SecureReactAgent } from "../src/langchain/index.js";
-import { answerTo, assertReceipted, assertRefused, auditsOf, aztpIdOf, counted, forCall, oneFor, pollFor, seenByModel, shownTo, spiffeOf, textOf } from "./helpers/langchain-util.js";
+import {
+  createSecureAgent,
+  secureTool,
+  subAgent,
+  type SecuredTool,
+  type SecureReactAgent,
+} from "../src/langchain/index.js";
+import {
+  answerTo,
+  assertReceipted,
+  assertRefused,
+  auditsOf,
+  aztpIdOf,
+  counted,
+  forCall,
+  oneFor,
+  pollFor,
+  seenByModel,
+  shownTo,
+  spiffeOf,
+  textOf,
+} from "./helpers/langchain-util.js";
 import { rejectsWithCode } from "./helpers/authority-util.js";
 import { fixture } from "./helpers/mcp-util.js";
 import { docs, THE_TEAM } from "./helpers/langchain-docs.js";
@@ -22,7 +42,9 @@ const ask = (content: string) => ({ messages: [{ role: "user", content }] });
 
 /** The tool an agent calls its sub-agent (or any tool) through. */
 function toolOf(agent: SecureReactAgent, name: string): SecuredTool {
-  const found = (agent as unknown as { options: { tools: StructuredToolInterface[] } }).options.tools.find((t) => t.name === name);
+  const found = (agent as unknown as { options: { tools: StructuredToolInterface[] } }).options.tools.find(
+    (t) => t.name === name,
+  );
   assert.ok(found, `no tool ${name}`);
   return found as SecuredTool;
 }
@@ -30,7 +52,8 @@ function toolOf(agent: SecureReactAgent, name: string): SecuredTool {
 /** Flushes every guard of an agent tree: each agent's and each tool it serves. */
 async function flushTree(agent: SecureReactAgent): Promise<void> {
   await agent.aztpGuard.flush();
-  for (const t of (agent as unknown as { options: { tools: StructuredToolInterface[] } }).options.tools) await (t as Partial<SecuredTool>).aztpGuard?.flush();
+  for (const t of (agent as unknown as { options: { tools: StructuredToolInterface[] } }).options.tools)
+    await (t as Partial<SecuredTool>).aztpGuard?.flush();
   for (const child of Object.values(agent.subAgents)) await flushTree(child);
 }
 
@@ -44,7 +67,20 @@ describe("sub-agents", () => {
     const securedLedger = await secureTool(ledger.tool, {
       client: aztp,
       name: "ledger",
-      policy: [{ Version: "2012-10-17", Statement: [{ Sid: "grandchild", Effect: "Allow", Principal: spiffeOf("grandchild"), Action: "tool:call", Resource: "ledger" }] }],
+      policy: [
+        {
+          Version: "2012-10-17",
+          Statement: [
+            {
+              Sid: "grandchild",
+              Effect: "Allow",
+              Principal: spiffeOf("grandchild"),
+              Action: "tool:call",
+              Resource: "ledger",
+            },
+          ],
+        },
+      ],
     });
     const grandModel = fakeModel()
       .respondWithTools([
@@ -52,8 +88,12 @@ describe("sub-agents", () => {
         { name: "ledger", args: { n: 1 }, id: "g2" },
       ])
       .respond(new AIMessage("grandchild done"));
-    const childModel = fakeModel().respondWithTools([{ name: "grandchild", args: { task: "dig deeper" }, id: "c1" }]).respond(new AIMessage("child done"));
-    const orchModel = fakeModel().respondWithTools([{ name: "child", args: { task: "dig" }, id: "o1" }]).respond(new AIMessage("orchestrator done"));
+    const childModel = fakeModel()
+      .respondWithTools([{ name: "grandchild", args: { task: "dig deeper" }, id: "c1" }])
+      .respond(new AIMessage("child done"));
+    const orchModel = fakeModel()
+      .respondWithTools([{ name: "child", args: { task: "dig" }, id: "o1" }])
+      .respond(new AIMessage("orchestrator done"));
     const orch = await createSecureAgent({
       client: aztp,
       name: "orch",
@@ -63,7 +103,14 @@ describe("sub-agents", () => {
           name: "child",
           description: "delegates to its own sub-agent",
           model: childModel,
-          tools: [subAgent({ name: "grandchild", description: "searches and books", model: grandModel, tools: [...d.tools, securedLedger] })],
+          tools: [
+            subAgent({
+              name: "grandchild",
+              description: "searches and books",
+              model: grandModel,
+              tools: [...d.tools, securedLedger],
+            }),
+          ],
         }),
       ],
     });
@@ -74,8 +121,16 @@ describe("sub-agents", () => {
 
     const result = await orch.invoke(ask("go"));
     const grandSaw = seenByModel(grandModel);
-    assert.deepEqual(d.runs.search, ["deep"], `the grandchild was told: ${JSON.stringify(grandSaw.get("g1")?.content)}`);
-    assert.deepEqual(ledger.runs, [{ n: 1 }], `the grandchild was told: ${JSON.stringify(grandSaw.get("g2")?.content)}`);
+    assert.deepEqual(
+      d.runs.search,
+      ["deep"],
+      `the grandchild was told: ${JSON.stringify(grandSaw.get("g1")?.content)}`,
+    );
+    assert.deepEqual(
+      ledger.runs,
+      [{ n: 1 }],
+      `the grandchild was told: ${JSON.stringify(grandSaw.get("g2")?.content)}`,
+    );
     const o1 = answerTo(result, "o1");
     assert.equal(o1.content, "child done", "the orchestrator gets the child's final answer");
     assertReceipted(o1, aztpIdOf("child"));
@@ -85,9 +140,19 @@ describe("sub-agents", () => {
     assert.equal((result.messages.at(-1) as AIMessage).text, "orchestrator done");
 
     await Promise.all([flushTree(orch), d.flush(), securedLedger.aztpGuard.flush()]);
-    const [orchLog, childLog, grandLog, serverLog, ledgerLog] = await auditsOf(home, "orch", "child", "grandchild", "docs-server", "ledger");
+    const [orchLog, childLog, grandLog, serverLog, ledgerLog] = await auditsOf(
+      home,
+      "orch",
+      "child",
+      "grandchild",
+      "docs-server",
+      "ledger",
+    );
     const chain = [spiffeOf("orch"), spiffeOf("child")];
-    for (const [id, log, callee, tool] of [["g1", serverLog, "docs-server", "search"], ["g2", ledgerLog, "ledger", "ledger"]] as const) {
+    for (const [id, log, callee, tool] of [
+      ["g1", serverLog, "docs-server", "search"],
+      ["g2", ledgerLog, "ledger", "ledger"],
+    ] as const) {
       const server = oneFor(log, id, `${callee}'s log`);
       const caller = oneFor(grandLog, id, "the grandchild's log");
       for (const e of [server, caller]) {
@@ -130,8 +195,18 @@ describe("sub-agents", () => {
     const orch = await createSecureAgent({
       client: aztp,
       name: "orch",
-      model: fakeModel().respondWithTools([{ name: "researcher", args: { task: "research" }, id: "o1" }]).respond(new AIMessage("done")),
-      tools: [subAgent({ name: "researcher", description: "researches", model: childModel, tools: [...d.tools, note.tool], scope: { tools: ["search"] } })],
+      model: fakeModel()
+        .respondWithTools([{ name: "researcher", args: { task: "research" }, id: "o1" }])
+        .respond(new AIMessage("done")),
+      tools: [
+        subAgent({
+          name: "researcher",
+          description: "researches",
+          model: childModel,
+          tools: [...d.tools, note.tool],
+          scope: { tools: ["search"] },
+        }),
+      ],
     });
     const result = await orch.invoke(ask("go"));
     assert.equal(answerTo(result, "o1").content, "child done");
@@ -148,10 +223,21 @@ describe("sub-agents", () => {
 
     await Promise.all([flushTree(orch), d.flush()]);
     const [childLog, serverLog, noteLog] = await auditsOf(home, "researcher", "docs-server", "researcher.tools.note");
-    for (const [id, log] of [["c2", serverLog], ["c3", noteLog]] as const) {
+    for (const [id, log] of [
+      ["c2", serverLog],
+      ["c3", noteLog],
+    ] as const) {
       const callee = oneFor(log, id, "the callee's log");
-      assert.deepEqual([callee.caller, callee.decision, callee.reason], [spiffeOf("researcher"), "deny", "ERR_DELEGATION_INVALID"], id);
-      const caller = oneFor(childLog.filter((e) => e.side === "caller"), id, "the child's log");
+      assert.deepEqual(
+        [callee.caller, callee.decision, callee.reason],
+        [spiffeOf("researcher"), "deny", "ERR_DELEGATION_INVALID"],
+        id,
+      );
+      const caller = oneFor(
+        childLog.filter((e) => e.side === "caller"),
+        id,
+        "the child's log",
+      );
       assert.equal(caller.reason, "ERR_DELEGATION_INVALID", id);
       assert.deepEqual(delegationOf(caller), [spiffeOf("orch")], `${id}: the child said on whose behalf it called`);
     }
@@ -172,7 +258,12 @@ describe("sub-agents", () => {
       .respond(new AIMessage("orchestrator done"))
       .respondWithTools([{ name: "child", args: { task: "search again" }, id: "o2" }])
       .respond(new AIMessage("orchestrator done again"));
-    const orch = await createSecureAgent({ client: aztp, name: "orch", model: orchModel, tools: [subAgent({ name: "child", description: "searches", model: childModel, tools: d.tools })] });
+    const orch = await createSecureAgent({
+      client: aztp,
+      name: "orch",
+      model: orchModel,
+      tools: [subAgent({ name: "child", description: "searches", model: childModel, tools: d.tools })],
+    });
     const before = await orch.invoke(ask("go"));
     assert.equal(answerTo(before, "o1").content, "first done");
     assert.deepEqual(d.runs.search, ["before"]);
@@ -183,11 +274,19 @@ describe("sub-agents", () => {
     const after = await child.invoke(ask("search again"));
     assert.deepEqual(d.runs.search, ["before"], "nothing ran after the revocation");
     assertRefused(answerTo(after, "c2"), "ERR_INVOCATION_REVOKED");
-    assert.equal(seenByModel(childModel).get("c2")?.content, answerTo(after, "c2").content, "the child's model was told");
+    assert.equal(
+      seenByModel(childModel).get("c2")?.content,
+      answerTo(after, "c2").content,
+      "the child's model was told",
+    );
     // The orchestrator itself is stopped too.
     const orchAfter = await orch.invoke(ask("go again"));
     assertRefused(answerTo(orchAfter, "o2"), "ERR_INVOCATION_REVOKED");
-    assert.equal(childModel.callCount, 4, "the orchestrator's refused call never started the child (two model calls per run of the child)");
+    assert.equal(
+      childModel.callCount,
+      4,
+      "the orchestrator's refused call never started the child (two model calls per run of the child)",
+    );
 
     await Promise.all([flushTree(orch), d.flush()]);
     const [orchLog, childLog, serverLog] = await auditsOf(home, "orch", "child", "docs-server");
@@ -216,8 +315,12 @@ describe("sub-agents", () => {
     const orch = await createSecureAgent({
       client: aztp,
       name: "orch",
-      model: fakeModel().respondWithTools([{ name: "child", args: { task: "go" }, id: "o1" }]).respond(new AIMessage("orchestrator done")),
-      tools: [subAgent({ name: "child", description: "searches", model: childModel, tools: [...d.tools, revoker.tool] })],
+      model: fakeModel()
+        .respondWithTools([{ name: "child", args: { task: "go" }, id: "o1" }])
+        .respond(new AIMessage("orchestrator done")),
+      tools: [
+        subAgent({ name: "child", description: "searches", model: childModel, tools: [...d.tools, revoker.tool] }),
+      ],
     });
     orchId = orch.identity.aztpId;
     const result = await orch.invoke(ask("go"));
@@ -241,14 +344,24 @@ describe("sub-agents", () => {
     assert.equal(oneFor(serverLog, "c1", "the server's log").decision, "allow");
     assert.equal(forCall(serverLog, "c3").length, 0, "nothing was sent after the revocation");
     const refused = oneFor(childLog, "c3", "the child's log");
-    assert.deepEqual([refused.decision, refused.reason, delegationOf(refused)], ["deny", "ERR_INVOCATION_REVOKED", [spiffeOf("orch")]]);
+    assert.deepEqual(
+      [refused.decision, refused.reason, delegationOf(refused)],
+      ["deny", "ERR_INVOCATION_REVOKED", [spiffeOf("orch")]],
+    );
   });
 
   it("two sub-agents called in one step run at once, each recorded by the server as itself, on behalf of the orchestrator", async (t) => {
     const { home, aztp } = fixture(t);
     const d = await docs(t, aztp, [THE_TEAM]);
     const child = (name: string) =>
-      subAgent({ name, description: `researcher ${name}`, model: fakeModel().respondWithTools([{ name: "search", args: { q: `${name}-q` }, id: `${name}-1` }]).respond(new AIMessage(`${name} done`)), tools: d.tools });
+      subAgent({
+        name,
+        description: `researcher ${name}`,
+        model: fakeModel()
+          .respondWithTools([{ name: "search", args: { q: `${name}-q` }, id: `${name}-1` }])
+          .respond(new AIMessage(`${name} done`)),
+        tools: d.tools,
+      });
     const orch = await createSecureAgent({
       client: aztp,
       name: "orch",
@@ -268,19 +381,34 @@ describe("sub-agents", () => {
     const [serverLog] = await auditsOf(home, "docs-server");
     for (const name of ["left", "right"]) {
       const e = oneFor(serverLog, `${name}-1`, "the server's log");
-      assert.deepEqual([e.caller, e.callerVerified, delegationOf(e), e.argsDigest], [spiffeOf(name), true, [spiffeOf("orch")], canonicalDigest({ q: `${name}-q` })]);
+      assert.deepEqual(
+        [e.caller, e.callerVerified, delegationOf(e), e.argsDigest],
+        [spiffeOf(name), true, [spiffeOf("orch")], canonicalDigest({ q: `${name}-q` })],
+      );
     }
   });
 
   it("revoking the child stops the grandchild (ERR_INVOCATION_REVOKED) but not the orchestrator's own calls", async (t) => {
     const { home, aztp } = fixture(t);
     const d = await docs(t, aztp, [THE_TEAM]);
-    const grandModel = fakeModel().respondWithTools([{ name: "search", args: { q: "grand" }, id: "g1" }]).respond(new AIMessage("grandchild done"));
+    const grandModel = fakeModel()
+      .respondWithTools([{ name: "search", args: { q: "grand" }, id: "g1" }])
+      .respond(new AIMessage("grandchild done"));
     const orch = await createSecureAgent({
       client: aztp,
       name: "orch",
-      model: fakeModel().respondWithTools([{ name: "search", args: { q: "orch" }, id: "o1" }]).respond(new AIMessage("done")),
-      tools: [...d.tools, subAgent({ name: "child", description: "has a sub-agent", model: fakeModel(), tools: [subAgent({ name: "grandchild", description: "searches", model: grandModel, tools: d.tools })] })],
+      model: fakeModel()
+        .respondWithTools([{ name: "search", args: { q: "orch" }, id: "o1" }])
+        .respond(new AIMessage("done")),
+      tools: [
+        ...d.tools,
+        subAgent({
+          name: "child",
+          description: "has a sub-agent",
+          model: fakeModel(),
+          tools: [subAgent({ name: "grandchild", description: "searches", model: grandModel, tools: d.tools })],
+        }),
+      ],
     });
     const { revoked } = await aztp.revokeIdentity(aztpIdOf("child"), "compromised");
     assert.ok(revoked.includes(aztpIdOf("grandchild")) && !revoked.includes(aztpIdOf("orch")), revoked.join(", "));
@@ -292,7 +420,10 @@ describe("sub-agents", () => {
     assert.deepEqual(d.runs.search, ["orch"]);
     await Promise.all([flushTree(orch), d.flush()]);
     const [grandLog, serverLog] = await auditsOf(home, "grandchild", "docs-server");
-    assert.deepEqual([oneFor(grandLog, "g1", "grandchild").reason, forCall(serverLog, "g1").length], ["ERR_INVOCATION_REVOKED", 0]);
+    assert.deepEqual(
+      [oneFor(grandLog, "g1", "grandchild").reason, forCall(serverLog, "g1").length],
+      ["ERR_INVOCATION_REVOKED", 0],
+    );
     assert.equal(oneFor(serverLog, "o1", "server").caller, spiffeOf("orch"));
   });
 
@@ -302,17 +433,29 @@ describe("sub-agents", () => {
     const orch = await createSecureAgent({
       client: aztp,
       name: "orch",
-      model: fakeModel().respondWithTools([{ name: "helper", args: { task: "help" }, id: "o1" }]).respond(new AIMessage("done")),
+      model: fakeModel()
+        .respondWithTools([{ name: "helper", args: { task: "help" }, id: "o1" }])
+        .respond(new AIMessage("done")),
       tools: [subAgent({ name: "helper", description: "helps", model: childModel, tools: [] })],
     });
     assert.equal(answerTo(await orch.invoke(ask("go")), "o1").content, "child done");
-    const eve = await createSecureAgent({ client: aztp, name: "eve", model: fakeModel().respondWithTools([{ name: "helper", args: { task: "help me" }, id: "e1" }]).respond(new AIMessage("done")), tools: [toolOf(orch, "helper")] });
+    const eve = await createSecureAgent({
+      client: aztp,
+      name: "eve",
+      model: fakeModel()
+        .respondWithTools([{ name: "helper", args: { task: "help me" }, id: "e1" }])
+        .respond(new AIMessage("done")),
+      tools: [toolOf(orch, "helper")],
+    });
     assertRefused(answerTo(await eve.invoke(ask("go")), "e1"), "ERR_POLICY_DENIED");
     assert.equal(childModel.callCount, 1, "the child ran for its parent only");
     await Promise.all([flushTree(orch), eve.aztpGuard.flush()]);
     const [helperLog] = await auditsOf(home, "helper");
     const denied = oneFor(helperLog, "e1", "the sub-agent's log");
-    assert.deepEqual([denied.side, denied.caller, denied.decision, denied.reason], ["callee", spiffeOf("eve"), "deny", "ERR_POLICY_DENIED"]);
+    assert.deepEqual(
+      [denied.side, denied.caller, denied.decision, denied.reason],
+      ["callee", spiffeOf("eve"), "deny", "ERR_POLICY_DENIED"],
+    );
   });
 
   it("an orchestrator's run aborted while its child's MCP call is in flight: every call is on record once per side, with its outcome", async (t) => {
@@ -326,7 +469,9 @@ describe("sub-agents", () => {
     const orch = await createSecureAgent({
       client: aztp,
       name: "orch",
-      model: fakeModel().respondWithTools([{ name: "child", args: { task: "go" }, id: "o1" }]).respond(new AIMessage("never reached")),
+      model: fakeModel()
+        .respondWithTools([{ name: "child", args: { task: "go" }, id: "o1" }])
+        .respond(new AIMessage("never reached")),
       tools: [subAgent({ name: "child", description: "searches", model: childModel, tools: d.tools })],
     });
     const run = orch.invoke(ask("go"), { signal: controller.signal });
@@ -339,19 +484,34 @@ describe("sub-agents", () => {
       await Promise.all([flushTree(orch), d.flush()]);
       return auditsOf(home, "orch", "child", "docs-server");
     };
-    const done = ([orchLog, childLog, serverLog]: AuditEntry[][]) => forCall(orchLog ?? [], "o1").length >= 1 && forCall(childLog ?? [], "c2").length >= 1 && forCall(childLog ?? [], "o1").length >= 1 && forCall(serverLog ?? [], "c2").length >= 1;
+    const done = ([orchLog, childLog, serverLog]: AuditEntry[][]) =>
+      forCall(orchLog ?? [], "o1").length >= 1 &&
+      forCall(childLog ?? [], "c2").length >= 1 &&
+      forCall(childLog ?? [], "o1").length >= 1 &&
+      forCall(serverLog ?? [], "c2").length >= 1;
     await pollFor(read, done);
     await new Promise((r) => setTimeout(r, 200)); // and nothing more comes
     const [orchLog, childLog, serverLog] = await read();
-    const rows = (entries: AuditEntry[], id: string) => forCall(entries, id).map((e) => [e.side, e.decision, e.outcome, e.reason ?? null]);
+    const rows = (entries: AuditEntry[], id: string) =>
+      forCall(entries, id).map((e) => [e.side, e.decision, e.outcome, e.reason ?? null]);
     assert.deepEqual(rows(childLog, "c1"), [["caller", "allow", "ok", null]]);
     assert.deepEqual(rows(serverLog, "c1"), [["callee", "allow", "ok", null]]);
-    assert.deepEqual(rows(childLog, "c2"), [["caller", "allow", "error", "cancelled"]], "the child's call in flight: once, cancelled");
+    assert.deepEqual(
+      rows(childLog, "c2"),
+      [["caller", "allow", "error", "cancelled"]],
+      "the child's call in flight: once, cancelled",
+    );
     assert.equal(forCall(serverLog, "c2").length, 1);
     assert.deepEqual(delegationOf(oneFor(serverLog, "c2", "server")), [spiffeOf("orch")]);
     // The orchestrator's call of the child ended when the child's run did: a failure, once per side.
-    assert.deepEqual(forCall(childLog, "o1").map((e) => [e.side, e.outcome]), [["callee", "error"]]);
-    assert.deepEqual(forCall(orchLog, "o1").map((e) => [e.side, e.outcome]), [["caller", "error"]]);
+    assert.deepEqual(
+      forCall(childLog, "o1").map((e) => [e.side, e.outcome]),
+      [["callee", "error"]],
+    );
+    assert.deepEqual(
+      forCall(orchLog, "o1").map((e) => [e.side, e.outcome]),
+      [["caller", "error"]],
+    );
   });
 
   it("a grandchild's delegation signed seconds after its parent's is accepted: no link outlives the one above it", async (t) => {
@@ -362,7 +522,9 @@ describe("sub-agents", () => {
       await new Promise((r) => setTimeout(r, ms));
       return "waited";
     });
-    const grandModel = fakeModel().respondWithTools([{ name: "search", args: { q: "later" }, id: "g1" }]).respond(new AIMessage("grandchild done"));
+    const grandModel = fakeModel()
+      .respondWithTools([{ name: "search", args: { q: "later" }, id: "g1" }])
+      .respond(new AIMessage("grandchild done"));
     const childModel = fakeModel()
       .respondWithTools([{ name: "wait", args: { ms: 1_100 }, id: "c1" }])
       .respondWithTools([{ name: "grandchild", args: { task: "search" }, id: "c2" }])
@@ -370,8 +532,20 @@ describe("sub-agents", () => {
     const orch = await createSecureAgent({
       client: aztp,
       name: "orch",
-      model: fakeModel().respondWithTools([{ name: "child", args: { task: "go" }, id: "o1" }]).respond(new AIMessage("done")),
-      tools: [subAgent({ name: "child", description: "waits, then delegates", model: childModel, tools: [wait.tool, subAgent({ name: "grandchild", description: "searches", model: grandModel, tools: d.tools })] })],
+      model: fakeModel()
+        .respondWithTools([{ name: "child", args: { task: "go" }, id: "o1" }])
+        .respond(new AIMessage("done")),
+      tools: [
+        subAgent({
+          name: "child",
+          description: "waits, then delegates",
+          model: childModel,
+          tools: [
+            wait.tool,
+            subAgent({ name: "grandchild", description: "searches", model: grandModel, tools: d.tools }),
+          ],
+        }),
+      ],
     });
     const result = await orch.invoke(ask("go"));
     assert.equal(answerTo(result, "o1").content, "child done");
@@ -379,23 +553,49 @@ describe("sub-agents", () => {
     await Promise.all([flushTree(orch), d.flush()]);
     const [serverLog] = await auditsOf(home, "docs-server");
     const e = oneFor(serverLog, "g1", "the server's log");
-    assert.deepEqual([e.caller, e.decision, delegationOf(e)], [spiffeOf("grandchild"), "allow", [spiffeOf("orch"), spiffeOf("child")]]);
+    assert.deepEqual(
+      [e.caller, e.decision, delegationOf(e)],
+      [spiffeOf("grandchild"), "allow", [spiffeOf("orch"), spiffeOf("child")]],
+    );
   });
 
   it("a delegation TTL too short to outlive a call's token is refused at creation (ERR_ARGUMENT_INVALID); the shortest accepted one serves the child's calls", async (t) => {
     const { home, aztp } = fixture(t);
-    const add = counted<{ a: number; b: number }>("add", { a: { type: "number" }, b: { type: "number" } }, ({ a, b }) => String(a + b));
-    await rejectsWithCode(() => subAgent({ name: "kid", description: "adds", model: fakeModel(), tools: [add.tool], scope: { ttlSeconds: 10 } }), "ERR_ARGUMENT_INVALID", "ttlSeconds: 10");
-    const childModel = fakeModel().respondWithTools([{ name: "add", args: { a: 1, b: 2 }, id: "c1" }]).respond(new AIMessage("child done"));
+    const add = counted<{ a: number; b: number }>("add", { a: { type: "number" }, b: { type: "number" } }, ({ a, b }) =>
+      String(a + b),
+    );
+    await rejectsWithCode(
+      () =>
+        subAgent({
+          name: "kid",
+          description: "adds",
+          model: fakeModel(),
+          tools: [add.tool],
+          scope: { ttlSeconds: 10 },
+        }),
+      "ERR_ARGUMENT_INVALID",
+      "ttlSeconds: 10",
+    );
+    const childModel = fakeModel()
+      .respondWithTools([{ name: "add", args: { a: 1, b: 2 }, id: "c1" }])
+      .respond(new AIMessage("child done"));
     const orch = await createSecureAgent({
       client: aztp,
       name: "orch",
-      model: fakeModel().respondWithTools([{ name: "kid", args: { task: "add" }, id: "o1" }]).respond(new AIMessage("done")),
-      tools: [subAgent({ name: "kid", description: "adds", model: childModel, tools: [add.tool], scope: { ttlSeconds: 60 } })],
+      model: fakeModel()
+        .respondWithTools([{ name: "kid", args: { task: "add" }, id: "o1" }])
+        .respond(new AIMessage("done")),
+      tools: [
+        subAgent({ name: "kid", description: "adds", model: childModel, tools: [add.tool], scope: { ttlSeconds: 60 } }),
+      ],
     });
     const result = await orch.invoke(ask("go"));
     assert.equal(answerTo(result, "o1").content, "child done");
-    assert.equal(seenByModel(childModel).get("c1")?.content, "3", `the child was told: ${textOf(shownTo(childModel, "c1"))}`);
+    assert.equal(
+      seenByModel(childModel).get("c1")?.content,
+      "3",
+      `the child was told: ${textOf(shownTo(childModel, "c1"))}`,
+    );
     assert.deepEqual(add.runs, [{ a: 1, b: 2 }]);
     await flushTree(orch);
     const [kidTool] = await auditsOf(home, "kid.tools.add");

@@ -23,7 +23,16 @@ import { join } from "node:path";
 import { describe, it, type TestContext } from "node:test";
 import { getDefaultEnvironment } from "@modelcontextprotocol/sdk/client/stdio.js";
 import { ROOT, tempDir } from "./helpers/authority-util.js";
-import { CLI, EVERYTHING, fixture, runCommand, spawnNode, startEverythingHttp, STDIO_SERVER, type CommandResult } from "./helpers/mcp-util.js";
+import {
+  CLI,
+  EVERYTHING,
+  fixture,
+  runCommand,
+  spawnNode,
+  startEverythingHttp,
+  STDIO_SERVER,
+  type CommandResult,
+} from "./helpers/mcp-util.js";
 
 const INSPECTOR = join(ROOT, "node_modules", "@modelcontextprotocol", "inspector", "cli", "build", "cli.js");
 /** The conformance suite's version, pinned: a new release may add scenarios or change checks. */
@@ -32,16 +41,52 @@ const everythingCommand = `"${process.execPath}" "${EVERYTHING}" stdio`;
 
 /** `mcp-inspector --cli <target...> <method args...>`, as a person would run it. */
 function inspector(target: string[], method: string[]): Promise<CommandResult> {
-  return runCommand(process.execPath, [INSPECTOR, "--cli", ...target, ...method], { env: { ...getDefaultEnvironment() }, timeoutMs: 60_000 });
+  return runCommand(process.execPath, [INSPECTOR, "--cli", ...target, ...method], {
+    env: { ...getDefaultEnvironment() },
+    timeoutMs: 60_000,
+  });
 }
 
 const LIST = ["--method", "tools/list"];
-const callEcho = (key: string): string[] => ["--method", "tools/call", "--tool-name", "echo", "--tool-arg", `${key}=hello inspector`];
+const callEcho = (key: string): string[] => [
+  "--method",
+  "tools/call",
+  "--tool-name",
+  "echo",
+  "--tool-arg",
+  `${key}=hello inspector`,
+];
 
 /** The proxy command line, for the Inspector to spawn over stdio. */
-const proxyTarget = (home: string, mode: "enforce" | "audit"): string[] => [process.execPath, "--import", "tsx", CLI, "--home", home, "mcp", "proxy", "--name", "inspected-proxy", "--mode", mode, "--upstream-command", everythingCommand];
+const proxyTarget = (home: string, mode: "enforce" | "audit"): string[] => [
+  process.execPath,
+  "--import",
+  "tsx",
+  CLI,
+  "--home",
+  home,
+  "mcp",
+  "proxy",
+  "--name",
+  "inspected-proxy",
+  "--mode",
+  mode,
+  "--upstream-command",
+  everythingCommand,
+];
 /** The secured test server's command line (test/helpers/mcp-stdio-server.ts). */
-const serverTarget = (home: string, mode: "enforce" | "audit"): string[] => [process.execPath, "--import", "tsx", STDIO_SERVER, "--home", home, "--name", "inspected-server", "--mode", mode];
+const serverTarget = (home: string, mode: "enforce" | "audit"): string[] => [
+  process.execPath,
+  "--import",
+  "tsx",
+  STDIO_SERVER,
+  "--home",
+  home,
+  "--name",
+  "inspected-server",
+  "--mode",
+  mode,
+];
 
 function toolNames(r: CommandResult): string[] {
   assert.equal(r.code, 0, `inspector tools/list failed: ${r.stderr}`);
@@ -55,7 +100,9 @@ function assertRefusedUnsigned(r: CommandResult): void {
   assert.match(out, /sign each tools\/call with an AZTP invocation token in params\._meta\["io\.aztp\/invocation"\]/);
 }
 
-const inspectorMissing = existsSync(INSPECTOR) ? false : "@modelcontextprotocol/inspector is not installed (npm ci installs it as a devDependency)";
+const inspectorMissing = existsSync(INSPECTOR)
+  ? false
+  : "@modelcontextprotocol/inspector is not installed (npm ci installs it as a devDependency)";
 
 describe("the MCP Inspector CLI", { skip: inspectorMissing }, () => {
   it("against the proxy (stdio, in front of server-everything): initialises and lists tools; enforce refuses tools/call saying how to sign; audit lets it through", async (t) => {
@@ -68,12 +115,33 @@ describe("the MCP Inspector CLI", { skip: inspectorMissing }, () => {
     assert.ok(toolNames(list).includes("echo"));
     assertRefusedUnsigned(refused);
     assert.equal(audited.code, 0, audited.stderr);
-    assert.match((JSON.parse(audited.stdout) as { content: Array<{ text: string }> }).content[0]?.text ?? "", /hello inspector/);
+    assert.match(
+      (JSON.parse(audited.stdout) as { content: Array<{ text: string }> }).content[0]?.text ?? "",
+      /hello inspector/,
+    );
   });
 
   it("against a secured server over stdio and the proxy over HTTP: the same", async (t) => {
     const { home } = fixture(t);
-    const http = spawnNode(t, ["--import", "tsx", CLI, "--home", home, "mcp", "proxy", "--name", "inspected-http-proxy", "--listen", "http://127.0.0.1:0", "--upstream-command", everythingCommand], { env: getDefaultEnvironment() });
+    const http = spawnNode(
+      t,
+      [
+        "--import",
+        "tsx",
+        CLI,
+        "--home",
+        home,
+        "mcp",
+        "proxy",
+        "--name",
+        "inspected-http-proxy",
+        "--listen",
+        "http://127.0.0.1:0",
+        "--upstream-command",
+        everythingCommand,
+      ],
+      { env: getDefaultEnvironment() },
+    );
     const url = (await http.waitFor(/listening on (http:\/\/\S+)/))[1] as string;
     const [list, refused, audited, httpList, httpRefused] = await Promise.all([
       inspector(serverTarget(home, "enforce"), LIST),
@@ -85,7 +153,9 @@ describe("the MCP Inspector CLI", { skip: inspectorMissing }, () => {
     assert.deepEqual(toolNames(list).sort(), ["echo", "late"]);
     assertRefusedUnsigned(refused);
     assert.equal(audited.code, 0, audited.stderr);
-    const answer = JSON.parse((JSON.parse(audited.stdout) as { content: Array<{ text: string }> }).content[0]?.text ?? "{}") as Record<string, unknown>;
+    const answer = JSON.parse(
+      (JSON.parse(audited.stdout) as { content: Array<{ text: string }> }).content[0]?.text ?? "{}",
+    ) as Record<string, unknown>;
     assert.deepEqual(answer, { tool: "echo", value: "hello inspector", runs: 1 });
     assert.ok(toolNames(httpList).includes("echo"));
     assertRefusedUnsigned(httpRefused);
@@ -101,8 +171,23 @@ interface ConformanceRuntime {
 /** Node 22 and the pinned conformance CLI, or why they could not be had. */
 async function conformanceRuntime(): Promise<ConformanceRuntime | { missing: string }> {
   // npx puts both packages' bins first on PATH: `node` is Node 22, `conformance` the suite's CLI.
-  const report = "const { existsSync, realpathSync } = require('node:fs'); const { delimiter, join } = require('node:path'); const bin = process.env.PATH.split(delimiter).map((d) => join(d, 'conformance')).find(existsSync); process.stdout.write(JSON.stringify({ node: process.execPath, version: process.version, cli: bin && realpathSync(bin) }))";
-  const r = await runCommand("npx", ["--yes", "--package", "node@22", "--package", `@modelcontextprotocol/conformance@${CONFORMANCE_VERSION}`, "--", "node", "-e", report], { timeoutMs: 180_000 });
+  const report =
+    "const { existsSync, realpathSync } = require('node:fs'); const { delimiter, join } = require('node:path'); const bin = process.env.PATH.split(delimiter).map((d) => join(d, 'conformance')).find(existsSync); process.stdout.write(JSON.stringify({ node: process.execPath, version: process.version, cli: bin && realpathSync(bin) }))";
+  const r = await runCommand(
+    "npx",
+    [
+      "--yes",
+      "--package",
+      "node@22",
+      "--package",
+      `@modelcontextprotocol/conformance@${CONFORMANCE_VERSION}`,
+      "--",
+      "node",
+      "-e",
+      report,
+    ],
+    { timeoutMs: 180_000 },
+  );
   let found: { node?: string; version?: string; cli?: string } = {};
   try {
     found = JSON.parse(r.stdout.trim()) as typeof found;
@@ -110,9 +195,13 @@ async function conformanceRuntime(): Promise<ConformanceRuntime | { missing: str
     // reported below, with what npx printed
   }
   if (r.code !== 0 || !found.node || !found.cli || !found.version?.startsWith("v22.")) {
-    return { missing: `node@22 and @modelcontextprotocol/conformance@${CONFORMANCE_VERSION} could not be had from the npm registry (npx exited ${r.code ?? r.signal}): ${r.stdout.trim().slice(-400)} ${r.stderr.trim().slice(-400)}` };
+    return {
+      missing: `node@22 and @modelcontextprotocol/conformance@${CONFORMANCE_VERSION} could not be had from the npm registry (npx exited ${r.code ?? r.signal}): ${r.stdout.trim().slice(-400)} ${r.stderr.trim().slice(-400)}`,
+    };
   }
-  const version = (JSON.parse(readFileSync(join(found.cli, "..", "..", "package.json"), "utf8")) as { version?: string }).version;
+  const version = (
+    JSON.parse(readFileSync(join(found.cli, "..", "..", "package.json"), "utf8")) as { version?: string }
+  ).version;
   assert.equal(version, CONFORMANCE_VERSION, `npx ran ${found.cli}, version ${version}, not the pinned one`);
   return { node: found.node, cli: found.cli };
 }
@@ -125,56 +214,108 @@ interface Check {
 /** Runs the suite's server scenarios against `url`; returns each scenario's checks by ID. */
 async function conformance(t: TestContext, runtime: ConformanceRuntime, url: string): Promise<Map<string, Check[]>> {
   const out = tempDir(t, "conformance");
-  const r = await runCommand(runtime.node, [runtime.cli, "server", "--url", url, "-o", out], { env: getDefaultEnvironment(), timeoutMs: 90_000 });
+  const r = await runCommand(runtime.node, [runtime.cli, "server", "--url", url, "-o", out], {
+    env: getDefaultEnvironment(),
+    timeoutMs: 90_000,
+  });
   assert.notEqual(r.signal, "SIGKILL", `the conformance suite did not finish in 90 s: ${r.stdout.slice(-2000)}`);
   const results = new Map<string, Check[]>();
   for (const dir of readdirSync(out)) {
     const scenario = /^server-(.+)-\d{4}-\d\d-\d\dT[\d-]+Z$/.exec(dir)?.[1];
     if (!scenario || !existsSync(join(out, dir, "checks.json"))) continue;
-    const checks = (JSON.parse(readFileSync(join(out, dir, "checks.json"), "utf8")) as Check[]).map(({ id, status }) => ({ id, status }));
-    results.set(scenario, checks.sort((a, b) => a.id.localeCompare(b.id)));
+    const checks = (JSON.parse(readFileSync(join(out, dir, "checks.json"), "utf8")) as Check[]).map(
+      ({ id, status }) => ({ id, status }),
+    );
+    results.set(
+      scenario,
+      checks.sort((a, b) => a.id.localeCompare(b.id)),
+    );
   }
   assert.ok(results.size > 0, `no scenario results: ${r.stdout.slice(-2000)} ${r.stderr.slice(-2000)}`);
   return results;
 }
 
-const tally = (checks: Check[] = []): string => `${checks.filter((c) => c.status === "SUCCESS").length}/${checks.length}`;
+const tally = (checks: Check[] = []): string =>
+  `${checks.filter((c) => c.status === "SUCCESS").length}/${checks.length}`;
 
 describe("the MCP conformance suite", () => {
-  it(`(${CONFORMANCE_VERSION}, on Node 22) gives the same results per scenario against server-everything directly and behind the proxy in audit mode`, { timeout: 360_000 }, async (t) => {
-    const runtime = await conformanceRuntime();
-    if ("missing" in runtime) {
-      assert.ok(!process.env.CI, `under CI the registry is reachable and the conformance suite must run: ${runtime.missing}`);
-      t.skip(runtime.missing);
-      return;
-    }
-    const { home } = fixture(t);
-    const upstream = await startEverythingHttp(t);
-    const proxy = spawnNode(t, ["--import", "tsx", CLI, "--home", home, "mcp", "proxy", "--name", "conformance-proxy", "--mode", "audit", "--listen", "http://127.0.0.1:0", "--upstream-url", upstream.url], {
-      env: getDefaultEnvironment(),
-    });
-    const proxyUrl = (await proxy.waitFor(/listening on (http:\/\/\S+)/))[1] as string;
-
-    const direct = await conformance(t, runtime, upstream.url);
-    const proxied = await conformance(t, runtime, proxyUrl);
-
-    const lines = [...direct.keys()].sort().map((s) => `${s}: direct ${tally(direct.get(s))}, proxy ${tally(proxied.get(s))}`);
-    t.diagnostic("conformance checks passed per scenario (direct vs proxy):");
-    for (const line of lines) t.diagnostic(line);
-    assert.deepEqual([...proxied.keys()].sort(), [...direct.keys()].sort(), "the same scenarios ran");
-    for (const [scenario, checks] of direct) {
-      if (scenario === "dns-rebinding-protection") {
-        // The one intended difference: server-everything accepts a foreign Host / Origin; the
-        // proxy's listener refuses them, so it passes every check of this scenario.
-        assert.ok(proxied.get(scenario)?.every((c) => c.status === "SUCCESS"), `proxy: ${JSON.stringify(proxied.get(scenario))}`);
-        continue;
+  it(
+    `(${CONFORMANCE_VERSION}, on Node 22) gives the same results per scenario against server-everything directly and behind the proxy in audit mode`,
+    { timeout: 360_000 },
+    async (t) => {
+      const runtime = await conformanceRuntime();
+      if ("missing" in runtime) {
+        assert.ok(
+          !process.env.CI,
+          `under CI the registry is reachable and the conformance suite must run: ${runtime.missing}`,
+        );
+        t.skip(runtime.missing);
+        return;
       }
-      assert.deepEqual(proxied.get(scenario), checks, `${scenario}: the proxy changed the outcome`);
-    }
-    // It really talked MCP to both: the basic scenarios pass either way.
-    for (const scenario of ["server-initialize", "ping", "tools-list", "tools-call-simple-text", "tools-call-error", "resources-list", "prompts-list"]) {
-      assert.equal(tally(direct.get(scenario)), tally(proxied.get(scenario)));
-      assert.ok(direct.get(scenario)?.every((c) => c.status === "SUCCESS"), `${scenario} directly: ${JSON.stringify(direct.get(scenario))}`);
-    }
-  });
+      const { home } = fixture(t);
+      const upstream = await startEverythingHttp(t);
+      const proxy = spawnNode(
+        t,
+        [
+          "--import",
+          "tsx",
+          CLI,
+          "--home",
+          home,
+          "mcp",
+          "proxy",
+          "--name",
+          "conformance-proxy",
+          "--mode",
+          "audit",
+          "--listen",
+          "http://127.0.0.1:0",
+          "--upstream-url",
+          upstream.url,
+        ],
+        {
+          env: getDefaultEnvironment(),
+        },
+      );
+      const proxyUrl = (await proxy.waitFor(/listening on (http:\/\/\S+)/))[1] as string;
+
+      const direct = await conformance(t, runtime, upstream.url);
+      const proxied = await conformance(t, runtime, proxyUrl);
+
+      const lines = [...direct.keys()]
+        .sort()
+        .map((s) => `${s}: direct ${tally(direct.get(s))}, proxy ${tally(proxied.get(s))}`);
+      t.diagnostic("conformance checks passed per scenario (direct vs proxy):");
+      for (const line of lines) t.diagnostic(line);
+      assert.deepEqual([...proxied.keys()].sort(), [...direct.keys()].sort(), "the same scenarios ran");
+      for (const [scenario, checks] of direct) {
+        if (scenario === "dns-rebinding-protection") {
+          // The one intended difference: server-everything accepts a foreign Host / Origin; the
+          // proxy's listener refuses them, so it passes every check of this scenario.
+          assert.ok(
+            proxied.get(scenario)?.every((c) => c.status === "SUCCESS"),
+            `proxy: ${JSON.stringify(proxied.get(scenario))}`,
+          );
+          continue;
+        }
+        assert.deepEqual(proxied.get(scenario), checks, `${scenario}: the proxy changed the outcome`);
+      }
+      // It really talked MCP to both: the basic scenarios pass either way.
+      for (const scenario of [
+        "server-initialize",
+        "ping",
+        "tools-list",
+        "tools-call-simple-text",
+        "tools-call-error",
+        "resources-list",
+        "prompts-list",
+      ]) {
+        assert.equal(tally(direct.get(scenario)), tally(proxied.get(scenario)));
+        assert.ok(
+          direct.get(scenario)?.every((c) => c.status === "SUCCESS"),
+          `${scenario} directly: ${JSON.stringify(direct.get(scenario))}`,
+        );
+      }
+    },
+  );
 });

@@ -17,13 +17,18 @@ import { until, withTimeout } from "./helpers/mcp-util.js";
 
 const HEADERS = { "content-type": "application/json", accept: "application/json, text/event-stream" };
 
-async function serve(t: TestContext, options: McpHttpOptions): Promise<{ http: McpHttpServer; closedServers: () => number }> {
+async function serve(
+  t: TestContext,
+  options: McpHttpOptions,
+): Promise<{ http: McpHttpServer; closedServers: () => number }> {
   let closed = 0;
   const http = await serveMcpHttp(
     "http://127.0.0.1:0",
     async (transport) => {
       const server = new McpServer({ name: "sessions", version: "1.0.0" });
-      server.registerTool("echo", { inputSchema: { text: z.string() } }, async ({ text }) => ({ content: [{ type: "text", text }] }));
+      server.registerTool("echo", { inputSchema: { text: z.string() } }, async ({ text }) => ({
+        content: [{ type: "text", text }],
+      }));
       server.server.onclose = () => void closed++;
       await server.connect(transport);
     },
@@ -42,7 +47,12 @@ async function postJson(url: URL, body: unknown, headers: Record<string, string>
 
 /** An initialize request over plain HTTP. */
 function initialize(url: URL, name = "raw"): Promise<Response> {
-  return postJson(url, { jsonrpc: "2.0", id: 1, method: "initialize", params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name, version: "1" } } });
+  return postJson(url, {
+    jsonrpc: "2.0",
+    id: 1,
+    method: "initialize",
+    params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name, version: "1" } },
+  });
 }
 
 /** A client that initialises over plain HTTP and then goes quiet (opens no stream). */
@@ -51,7 +61,8 @@ async function rawSession(url: URL): Promise<{ id: string; post: (body: unknown)
   assert.equal(init.status, 200, await init.clone().text());
   const id = init.headers.get("mcp-session-id");
   assert.ok(id, "the server gave a session id");
-  const post = (body: unknown): Promise<Response> => postJson(url, body, { "mcp-session-id": id, "mcp-protocol-version": "2025-06-18" });
+  const post = (body: unknown): Promise<Response> =>
+    postJson(url, body, { "mcp-session-id": id, "mcp-protocol-version": "2025-06-18" });
   const initialized = await post({ jsonrpc: "2.0", method: "notifications/initialized" });
   assert.equal(initialized.status, 202);
   return { id, post };
@@ -126,16 +137,32 @@ describe("serveMcpHttp sessions", () => {
   it("concurrent initializes never overshoot maxSessions, and each gets a session or a 503", async (t) => {
     const { http } = await serve(t, { maxSessions: 3 });
     const statuses = await Promise.all(Array.from({ length: 12 }, () => initialize(http.url).then((r) => r.status)));
-    assert.ok(statuses.every((s) => s === 200 || s === 503), `statuses: ${statuses.join(",")}`);
-    assert.ok(statuses.filter((s) => s === 200).length >= 3, `at least the first 3 get a session: ${statuses.join(",")}`);
+    assert.ok(
+      statuses.every((s) => s === 200 || s === 503),
+      `statuses: ${statuses.join(",")}`,
+    );
+    assert.ok(
+      statuses.filter((s) => s === 200).length >= 3,
+      `at least the first 3 get a session: ${statuses.join(",")}`,
+    );
     // Sessions only ever leave to make room for a new one (or when idle for 30 min), so an
     // overshoot would still show here.
     assert.equal(http.sessions, 3);
   });
 
   it("refuses nonsense limits", async () => {
-    for (const options of [{ sessionIdleMs: 0 }, { sessionIdleMs: -1 }, { maxSessions: 0 }, { maxSessions: 1.5 }, { sessionIdleMs: Number.NaN }]) {
-      await assert.rejects(serveMcpHttp("http://127.0.0.1:0", async () => undefined, options), (e: { code?: string }) => e.code === ErrorCodes.ARGUMENT_INVALID, JSON.stringify(options));
+    for (const options of [
+      { sessionIdleMs: 0 },
+      { sessionIdleMs: -1 },
+      { maxSessions: 0 },
+      { maxSessions: 1.5 },
+      { sessionIdleMs: Number.NaN },
+    ]) {
+      await assert.rejects(
+        serveMcpHttp("http://127.0.0.1:0", async () => undefined, options),
+        (e: { code?: string }) => e.code === ErrorCodes.ARGUMENT_INVALID,
+        JSON.stringify(options),
+      );
     }
   });
 });

@@ -33,7 +33,16 @@ import {
 import { CalleeGuard } from "../src/guard/callee.js";
 import { CallerGuard } from "../src/guard/caller.js";
 import { clientHooks, ServerBinding } from "../src/mcp/client.js";
-import { isErrorResponse, isNotification, isRequest, isResponse, isResultResponse, PendingRequests, sdkResponseKey, sdkTakesAsResponse } from "../src/mcp/message.js";
+import {
+  isErrorResponse,
+  isNotification,
+  isRequest,
+  isResponse,
+  isResultResponse,
+  PendingRequests,
+  sdkResponseKey,
+  sdkTakesAsResponse,
+} from "../src/mcp/message.js";
 import { INVOCATION_META_KEY } from "../src/mcp/meta.js";
 import { serverHooks } from "../src/mcp/server.js";
 import { newWorld, type World } from "./helpers/invocation-fixtures.js";
@@ -45,25 +54,48 @@ type Kinds = { request: boolean; notification: boolean; result: boolean; error: 
 
 function ours(m: unknown): Kinds {
   const msg = m as JSONRPCMessage;
-  return { request: isRequest(msg), notification: isNotification(msg), result: isResultResponse(msg), error: isErrorResponse(msg) };
+  return {
+    request: isRequest(msg),
+    notification: isNotification(msg),
+    result: isResultResponse(msg),
+    error: isErrorResponse(msg),
+  };
 }
 
 function sdks(m: unknown): Kinds {
-  return { request: isJSONRPCRequest(m), notification: isJSONRPCNotification(m), result: isJSONRPCResultResponse(m), error: isJSONRPCErrorResponse(m) };
+  return {
+    request: isJSONRPCRequest(m),
+    notification: isJSONRPCNotification(m),
+    result: isJSONRPCResultResponse(m),
+    error: isJSONRPCErrorResponse(m),
+  };
 }
 
 /** The 2.x SDK's guards (@modelcontextprotocol/client), which a 2.x client behind the hooks uses. */
 function sdks2(m: unknown): Kinds {
-  return { request: isRequestV2(m), notification: isNotificationV2(m), result: isResultResponseV2(m), error: isErrorResponseV2(m) };
+  return {
+    request: isRequestV2(m),
+    notification: isNotificationV2(m),
+    result: isResultResponseV2(m),
+    error: isErrorResponseV2(m),
+  };
 }
 
 describe("JSON-RPC message kinds: the same answers as the SDK", () => {
   const table: Array<[string, unknown, keyof Kinds]> = [
-    ["request with params", { jsonrpc: "2.0", id: 1, method: "tools/call", params: { name: "x", arguments: {} } }, "request"],
+    [
+      "request with params",
+      { jsonrpc: "2.0", id: 1, method: "tools/call", params: { name: "x", arguments: {} } },
+      "request",
+    ],
     ["request without params", { jsonrpc: "2.0", id: "a", method: "tools/list" }, "request"],
     ["request with id 0", { jsonrpc: "2.0", id: 0, method: "ping" }, "request"],
     ["notification", { jsonrpc: "2.0", method: "notifications/initialized" }, "notification"],
-    ["notification with params", { jsonrpc: "2.0", method: "notifications/progress", params: { progressToken: 1, progress: 0.5 } }, "notification"],
+    [
+      "notification with params",
+      { jsonrpc: "2.0", method: "notifications/progress", params: { progressToken: 1, progress: 0.5 } },
+      "notification",
+    ],
     ["result", { jsonrpc: "2.0", id: 1, result: { content: [] } }, "result"],
     ["empty result", { jsonrpc: "2.0", id: "x", result: {} }, "result"],
     ["error", { jsonrpc: "2.0", id: 1, error: { code: -32001, message: "refused", data: { code: "ERR_X" } } }, "error"],
@@ -84,24 +116,62 @@ describe("JSON-RPC message kinds: the same answers as the SDK", () => {
   // result it did not recognise would reach the caller without its receipt checked. The other
   // way (the guard looks at something the SDK then drops) costs nothing.
   it("random messages: same kind as the SDK's guards on all it accepts, at least its kinds on the rest, never a throw", () => {
-    const id = fc.oneof(fc.integer({ min: -5, max: 5 }), fc.string({ maxLength: 4 }), fc.constant(null), fc.double(), fc.boolean());
+    const id = fc.oneof(
+      fc.integer({ min: -5, max: 5 }),
+      fc.string({ maxLength: 4 }),
+      fc.constant(null),
+      fc.double(),
+      fc.boolean(),
+    );
     const value = fc.oneof(
       fc.constant(null),
       fc.string({ maxLength: 4 }),
       fc.integer(),
       fc.array(fc.integer(), { maxLength: 2 }),
-      fc.dictionary(fc.constantFrom("name", "code", "message", "_meta", "content"), fc.oneof(fc.string({ maxLength: 3 }), fc.integer(), fc.constant(null)), { maxKeys: 3 }),
+      fc.dictionary(
+        fc.constantFrom("name", "code", "message", "_meta", "content"),
+        fc.oneof(fc.string({ maxLength: 3 }), fc.integer(), fc.constant(null)),
+        { maxKeys: 3 },
+      ),
     );
-    const obj = fc.dictionary(fc.constantFrom("name", "arguments", "_meta", "content", "progressToken"), fc.oneof(fc.string({ maxLength: 3 }), fc.integer(), fc.constant(null)), { maxKeys: 3 });
+    const obj = fc.dictionary(
+      fc.constantFrom("name", "arguments", "_meta", "content", "progressToken"),
+      fc.oneof(fc.string({ maxLength: 3 }), fc.integer(), fc.constant(null)),
+      { maxKeys: 3 },
+    );
     // A well-formed message of each kind, then up to two edits (a key removed, or set to any
     // value): most stay valid, the rest are the near misses that matter.
     const base = fc.oneof(
-      fc.record({ jsonrpc: fc.constant("2.0"), id: fc.oneof(fc.integer(), fc.string({ maxLength: 4 })), method: fc.string({ maxLength: 12 }), params: obj }, { requiredKeys: ["jsonrpc", "id", "method"] }),
-      fc.record({ jsonrpc: fc.constant("2.0"), method: fc.string({ maxLength: 12 }), params: obj }, { requiredKeys: ["jsonrpc", "method"] }),
+      fc.record(
+        {
+          jsonrpc: fc.constant("2.0"),
+          id: fc.oneof(fc.integer(), fc.string({ maxLength: 4 })),
+          method: fc.string({ maxLength: 12 }),
+          params: obj,
+        },
+        { requiredKeys: ["jsonrpc", "id", "method"] },
+      ),
+      fc.record(
+        { jsonrpc: fc.constant("2.0"), method: fc.string({ maxLength: 12 }), params: obj },
+        { requiredKeys: ["jsonrpc", "method"] },
+      ),
       fc.record({ jsonrpc: fc.constant("2.0"), id: fc.oneof(fc.integer(), fc.string({ maxLength: 4 })), result: obj }),
-      fc.record({ jsonrpc: fc.constant("2.0"), id: fc.oneof(fc.integer(), fc.string({ maxLength: 4 })), error: fc.record({ code: fc.integer(), message: fc.string({ maxLength: 4 }), data: value }, { requiredKeys: ["code", "message"] }) }, { requiredKeys: ["jsonrpc", "error"] }),
+      fc.record(
+        {
+          jsonrpc: fc.constant("2.0"),
+          id: fc.oneof(fc.integer(), fc.string({ maxLength: 4 })),
+          error: fc.record(
+            { code: fc.integer(), message: fc.string({ maxLength: 4 }), data: value },
+            { requiredKeys: ["code", "message"] },
+          ),
+        },
+        { requiredKeys: ["jsonrpc", "error"] },
+      ),
     );
-    const edit = fc.tuple(fc.constantFrom("jsonrpc", "id", "method", "params", "result", "error"), fc.option(fc.oneof(value, id), { nil: undefined }));
+    const edit = fc.tuple(
+      fc.constantFrom("jsonrpc", "id", "method", "params", "result", "error"),
+      fc.option(fc.oneof(value, id), { nil: undefined }),
+    );
     const message = fc.tuple(base, fc.array(edit, { maxLength: 2 })).map(([m, edits]) => {
       const out: Record<string, unknown> = { ...m };
       for (const [key, v] of edits) {
@@ -118,10 +188,12 @@ describe("JSON-RPC message kinds: the same answers as the SDK", () => {
         const theirs2 = sdks2(m);
         for (const kind of ["request", "notification", "result", "error"] as const) {
           if (theirs[kind]) assert.ok(mine[kind], `the SDK sees a ${kind}, the guard does not: ${JSON.stringify(m)}`);
-          if (theirs2[kind]) assert.ok(mine[kind], `the 2.x SDK sees a ${kind}, the guard does not: ${JSON.stringify(m)}`);
+          if (theirs2[kind])
+            assert.ok(mine[kind], `the 2.x SDK sees a ${kind}, the guard does not: ${JSON.stringify(m)}`);
         }
         // What the hooks pass on as an answer (checked with sdkTakesAsResponse) both SDKs take.
-        if (sdkTakesAsResponse(m as JSONRPCMessage)) assert.ok(theirs2.result || theirs2.error, `1.x takes it as an answer, 2.x does not: ${JSON.stringify(m)}`);
+        if (sdkTakesAsResponse(m as JSONRPCMessage))
+          assert.ok(theirs2.result || theirs2.error, `1.x takes it as an answer, 2.x does not: ${JSON.stringify(m)}`);
         if (!JSONRPCMessageSchema.safeParse(m).success) return;
         accepted++;
         assert.deepEqual(mine, theirs, JSON.stringify(m));
@@ -140,12 +212,25 @@ describe("JSON-RPC message kinds: the same answers as the SDK", () => {
  * so one setImmediate after an answer is enough to see what it settled.
  */
 async function sdkMatcher(sdk: "1.x" | "2.x") {
-  const [mine, theirs]: [Transport, Transport] = sdk === "1.x" ? InMemoryTransport.createLinkedPair() : (InMemoryTransportV2.createLinkedPair() as unknown as [Transport, Transport]);
+  const [mine, theirs]: [Transport, Transport] =
+    sdk === "1.x"
+      ? InMemoryTransport.createLinkedPair()
+      : (InMemoryTransportV2.createLinkedPair() as unknown as [Transport, Transport]);
   const pings: RequestId[] = [];
   theirs.onmessage = (m: JSONRPCMessage) => {
     const o = m as { id?: RequestId; method?: string; params?: { protocolVersion?: string } };
-    if (o.method === "initialize") void theirs.send({ jsonrpc: "2.0", id: o.id as RequestId, result: { protocolVersion: o.params?.protocolVersion ?? "2025-06-18", capabilities: {}, serverInfo: { name: "peer", version: "1" } } });
-    else if (o.method === "server/discover") void theirs.send({ jsonrpc: "2.0", id: o.id as RequestId, error: { code: -32601, message: "Method not found" } });
+    if (o.method === "initialize")
+      void theirs.send({
+        jsonrpc: "2.0",
+        id: o.id as RequestId,
+        result: {
+          protocolVersion: o.params?.protocolVersion ?? "2025-06-18",
+          capabilities: {},
+          serverInfo: { name: "peer", version: "1" },
+        },
+      });
+    else if (o.method === "server/discover")
+      void theirs.send({ jsonrpc: "2.0", id: o.id as RequestId, error: { code: -32601, message: "Method not found" } });
     else if (o.method === "ping") pings.push(o.id as RequestId);
   };
   await theirs.start();
@@ -184,7 +269,9 @@ async function sdkMatcher(sdk: "1.x" | "2.x") {
 
 describe("answers are matched to requests as the SDK matches them (PendingRequests)", () => {
   // Ids an attacker on the wire might answer with: every spelling Number() reads, and more.
-  const numberish = fc.stringMatching(/^[ \t\n]{0,2}[+-]?(0x|0b|0o)?[0-9a-fA-F]{0,3}(\.[0-9]{0,2})?([eE][+-]?[0-9])?[ \t\n]{0,2}$/);
+  const numberish = fc.stringMatching(
+    /^[ \t\n]{0,2}[+-]?(0x|0b|0o)?[0-9a-fA-F]{0,3}(\.[0-9]{0,2})?([eE][+-]?[0-9])?[ \t\n]{0,2}$/,
+  );
   const anyId = fc.oneof(
     fc.integer({ min: -2, max: 12 }),
     numberish,
@@ -208,7 +295,10 @@ describe("answers are matched to requests as the SDK matches them (PendingReques
     (n) => `${n}x`,
     (n) => [n],
   ];
-  const answerId = fc.oneof(anyId.map((id) => ({ id })), fc.tuple(fc.nat(5), fc.nat(spellings.length - 1)).map(([pick, form]) => ({ pick, form })));
+  const answerId = fc.oneof(
+    anyId.map((id) => ({ id })),
+    fc.tuple(fc.nat(5), fc.nat(spellings.length - 1)).map(([pick, form]) => ({ pick, form })),
+  );
   for (const sdk of ["1.x", "2.x"] as const) {
     it(`${sdk}: on 1,500 random answer ids, take() picks exactly the request the SDK's Client settles (or none)`, async () => {
       const oracle = await sdkMatcher(sdk);
@@ -222,10 +312,15 @@ describe("answers are matched to requests as the SDK matches them (PendingReques
         }
         let matched = 0;
         for (const a of fc.sample(answerId, { numRuns: 1_500, seed: SEED })) {
-          const id = "id" in a ? a.id : spellings[a.form]!(inFlight[a.pick % inFlight.length]! + (a.pick >= 4 ? -1 : 0));
+          const id =
+            "id" in a ? a.id : spellings[a.form]!(inFlight[a.pick % inFlight.length]! + (a.pick >= 4 ? -1 : 0));
           const theirs = await oracle.answer(id);
           const mine = model.take(id)?.id;
-          assert.equal(mine, theirs, `answer id ${JSON.stringify(id)}: the SDK settled ${String(theirs)}, take() picked ${String(mine)}`);
+          assert.equal(
+            mine,
+            theirs,
+            `answer id ${JSON.stringify(id)}: the SDK settled ${String(theirs)}, take() picked ${String(mine)}`,
+          );
           if (theirs !== undefined) {
             matched++;
             inFlight.splice(inFlight.indexOf(theirs as number), 1);
@@ -268,7 +363,11 @@ describe("answers are matched to requests as the SDK matches them (PendingReques
     pending.set("1", "string one");
     assert.equal(pending.take("server-discover-probe-1")?.value, "probe");
     assert.equal(pending.take("server-discover-probe-1"), undefined, "taken once");
-    assert.equal(pending.take("1")?.value, "string one", "an exact string match first, as the 2.x listen and probe windows do");
+    assert.equal(
+      pending.take("1")?.value,
+      "string one",
+      "an exact string match first, as the 2.x listen and probe windows do",
+    );
     assert.equal(pending.take(" 1")?.value, "call", "then Number(id), as Protocol does");
     assert.equal(pending.take(1), undefined);
   });
@@ -296,10 +395,21 @@ describe("hooks pass odd messages on untouched", () => {
       const guard = new CallerGuard({ identity: w.caller, trust: w.trust });
       const hooks = clientHooks(guard, new ServerBinding(w.serverA.spiffeId), { trust: w.trust });
       // A signed call with id 1 is pending, so a response with id 1 is looked at closely.
-      const sent = await hooks.outgoing({ jsonrpc: "2.0", id: 1, method: "tools/call", params: { name: "search", arguments: {} } }, undefined);
-      assert.equal(typeof (sent as { params: { _meta: Record<string, unknown> } }).params._meta[INVOCATION_META_KEY], "string");
+      const sent = await hooks.outgoing(
+        { jsonrpc: "2.0", id: 1, method: "tools/call", params: { name: "search", arguments: {} } },
+        undefined,
+      );
+      assert.equal(
+        typeof (sent as { params: { _meta: Record<string, unknown> } }).params._meta[INVOCATION_META_KEY],
+        "string",
+      );
       const delivered: unknown[] = [];
-      hooks.incoming(message as JSONRPCMessage, undefined, (m) => delivered.push(m), async () => undefined);
+      hooks.incoming(
+        message as JSONRPCMessage,
+        undefined,
+        (m) => delivered.push(m),
+        async () => undefined,
+      );
       assert.deepEqual(delivered, [message]);
       assert.equal(delivered[0], message, "the same object, unchanged");
     });
@@ -309,7 +419,12 @@ describe("hooks pass odd messages on untouched", () => {
       const hooks = serverHooks(guard, w.serverA);
       const delivered: unknown[] = [];
       const replies: unknown[] = [];
-      hooks.incoming(message as JSONRPCMessage, undefined, (m) => delivered.push(m), async (m) => void replies.push(m));
+      hooks.incoming(
+        message as JSONRPCMessage,
+        undefined,
+        (m) => delivered.push(m),
+        async (m) => void replies.push(m),
+      );
       await new Promise((r) => setImmediate(r));
       assert.deepEqual(replies, [], "no refusal: not a tools/call");
       assert.equal(delivered[0], message);

@@ -25,16 +25,31 @@ import { AuditLog, queryAuditLog } from "../src/audit/index.js";
 import type { AuditEntry } from "../src/audit/entry.js";
 import type { Aztp } from "../src/client/aztp.js";
 import { AztpError, ErrorCodes, type ErrorCode } from "../src/errors.js";
-import { InterceptingTransport, secureMcpClient, type MessageHooks, type SecureMcpClientOptions } from "../src/mcp/index.js";
+import {
+  InterceptingTransport,
+  secureMcpClient,
+  type MessageHooks,
+  type SecureMcpClientOptions,
+} from "../src/mcp/index.js";
 import { CHALLENGE_META_KEY, IDENTITY_META_KEY, RECEIPT_META_KEY } from "../src/mcp/meta.js";
 import { SpiffeId } from "../src/spiffe/spiffeid.js";
-import { fixture, idOf, onWire, securedClient, rejectsWithData, startHarness, tap, withTimeout, type Harness, type TransportKind, type Wrap } from "./helpers/mcp-util.js";
+import {
+  fixture,
+  idOf,
+  onWire,
+  securedClient,
+  rejectsWithData,
+  startHarness,
+  tap,
+  withTimeout,
+  type Harness,
+  type TransportKind,
+  type Wrap,
+} from "./helpers/mcp-util.js";
 import { securedToolServer, toolAnswer } from "./helpers/mcp-tool-server.js";
 import { Client as ClientV2, ProtocolError } from "@modelcontextprotocol/client";
 
-
 type Message = Record<string, unknown>;
-
 
 /**
  * The man in the middle: sees each message going out (and may replace it) and each coming in,
@@ -46,12 +61,17 @@ interface Mitm {
   /** Ids (as sent on the wire) of the tools/call requests that went out. */
   callIds: Set<unknown>;
 }
-function mitm(edit: { outgoing?: (m: Message) => Message; incoming?: (m: Message, deliver: (m: unknown) => void, isCallAnswer: boolean) => void }): Mitm {
+function mitm(edit: {
+  outgoing?: (m: Message) => Message;
+  incoming?: (m: Message, deliver: (m: unknown) => void, isCallAnswer: boolean) => void;
+}): Mitm {
   const callIds = new Set<unknown>();
   const wrap: Wrap = (inner) =>
     new InterceptingTransport(inner, {
       outgoing(message) {
-        const out = edit.outgoing ? (edit.outgoing(message as unknown as Message) as unknown as JSONRPCMessage) : message;
+        const out = edit.outgoing
+          ? (edit.outgoing(message as unknown as Message) as unknown as JSONRPCMessage)
+          : message;
         const o = out as unknown as Message;
         if (o.method === "tools/call") callIds.add(o.id);
         return out;
@@ -73,7 +93,8 @@ function suite(kind: TransportKind): void {
     startHarness(t, kind, c, home, { name: "tools", ...(audit ? { audit: join(home, "server-audit.jsonl") } : {}) });
 
   /** An honest call's answer: its tool ran, and this is how many runs there have been. */
-  const runsNow = async (client: Client): Promise<number> => toolAnswer(await client.callTool({ name: "echo", arguments: { text: "count" } })).runs;
+  const runsNow = async (client: Client): Promise<number> =>
+    toolAnswer(await client.callTool({ name: "echo", arguments: { text: "count" } })).runs;
 
   describe("ids", () => {
     // Each is a string the SDK's Number(id) reads as the number of the request it answers.
@@ -98,14 +119,25 @@ function suite(kind: TransportKind): void {
         });
         const { client, audit } = await securedClient(t, c, home, "agent");
         await h.connect(client, wire.wrap);
-        await rejectsWithData(client.callTool({ name: "echo", arguments: { text: "real" } }), ErrorCodes.RECEIPT_MISSING, "forged answer");
+        await rejectsWithData(
+          client.callTool({ name: "echo", arguments: { text: "real" } }),
+          ErrorCodes.RECEIPT_MISSING,
+          "forged answer",
+        );
         forge = false;
         const genuine = await client.callTool({ name: "echo", arguments: { text: "real" } });
-        assert.deepEqual(toolAnswer(genuine), { tool: "echo", value: "real", runs: 2 }, "the genuine answer under the re-spelled id, its receipt checked");
-        assert.deepEqual((await audit()).map((e) => [e.decision, e.reason ?? null]), [
-          ["deny", ErrorCodes.RECEIPT_MISSING],
-          ["allow", null],
-        ]);
+        assert.deepEqual(
+          toolAnswer(genuine),
+          { tool: "echo", value: "real", runs: 2 },
+          "the genuine answer under the re-spelled id, its receipt checked",
+        );
+        assert.deepEqual(
+          (await audit()).map((e) => [e.decision, e.reason ?? null]),
+          [
+            ["deny", ErrorCodes.RECEIPT_MISSING],
+            ["allow", null],
+          ],
+        );
       });
     }
 
@@ -120,13 +152,21 @@ function suite(kind: TransportKind): void {
       };
       const bad = mitm({ incoming: (m, deliver) => deliver(m.id === 0 && "result" in m ? strip(m) : m) });
       const { client } = await securedClient(t, c, home, "agent");
-      await rejectsWithData(withTimeout(h.connect(client, bad.wrap), 10_000, "connect"), ErrorCodes.PROOF_INVALID, "initialize without proof");
+      await rejectsWithData(
+        withTimeout(h.connect(client, bad.wrap), 10_000, "connect"),
+        ErrorCodes.PROOF_INVALID,
+        "initialize without proof",
+      );
       assert.equal(client.aztpServer.serverId, undefined, "nothing pinned");
 
       const twin = await securedClient(t, c, home, "agent-2");
       const respelled = mitm({ incoming: (m, deliver) => deliver(m.id === 0 && "result" in m ? { ...m, id: "" } : m) });
       await h.connect(twin.client, respelled.wrap);
-      assert.equal(twin.client.aztpServer.serverId?.toString(), idOf("tools"), "the genuine proof under the re-spelled id is checked and pins the server");
+      assert.equal(
+        twin.client.aztpServer.serverId?.toString(),
+        idOf("tools"),
+        "the genuine proof under the re-spelled id is checked and pins the server",
+      );
     });
 
     it('a request re-spelled on the way out ("1" for 1) is answered under that spelling: its answer is still checked, and without its receipt refused', async (t) => {
@@ -143,10 +183,21 @@ function suite(kind: TransportKind): void {
       });
       const { client } = await securedClient(t, c, home, "agent");
       await h.connect(client, wire.wrap);
-      await rejectsWithData(client.callTool({ name: "echo", arguments: { text: "x" } }), ErrorCodes.RECEIPT_MISSING, "receipt stripped");
+      await rejectsWithData(
+        client.callTool({ name: "echo", arguments: { text: "x" } }),
+        ErrorCodes.RECEIPT_MISSING,
+        "receipt stripped",
+      );
       strip = false;
-      assert.equal(toolAnswer(await client.callTool({ name: "echo", arguments: { text: "y" } })).runs, 2, "twin: the answer to the re-spelled request passes with its receipt");
-      assert.ok([...wire.callIds].every((id) => typeof id === "string"), "the requests did go out re-spelled");
+      assert.equal(
+        toolAnswer(await client.callTool({ name: "echo", arguments: { text: "y" } })).runs,
+        2,
+        "twin: the answer to the re-spelled request passes with its receipt",
+      );
+      assert.ok(
+        [...wire.callIds].every((id) => typeof id === "string"),
+        "the requests did go out re-spelled",
+      );
     });
   });
 
@@ -155,12 +206,44 @@ function suite(kind: TransportKind): void {
     // same id. The hooks once checked the first and let the SDK drop it, so the forgery was
     // the one the SDK took, unchecked.
     const firsts: Array<[string, (m: Message) => Message, ErrorCode | "genuine"]> = [
-      ["both result and error", (m) => ({ ...m, error: { code: -32603, message: "and an error" } }), ErrorCodes.MCP_MESSAGE_INVALID],
+      [
+        "both result and error",
+        (m) => ({ ...m, error: { code: -32603, message: "and an error" } }),
+        ErrorCodes.MCP_MESSAGE_INVALID,
+      ],
       ["a member too many", (m) => ({ ...m, extra: true }), "genuine"],
-      ["a result _meta the SDK rejects (progressToken 1.5)", (m) => ({ ...m, result: { ...(m.result as Message), _meta: { ...((m.result as Message)._meta as Message), progressToken: 1.5 } } }), ErrorCodes.MCP_MESSAGE_INVALID],
-      ["_meta a list", (m) => ({ ...m, result: { ...(m.result as Message), _meta: [(m.result as { _meta: Message })._meta[RECEIPT_META_KEY]] } }), ErrorCodes.MCP_MESSAGE_INVALID],
-      ["_meta a string", (m) => ({ ...m, result: { ...(m.result as Message), _meta: (m.result as { _meta: Message })._meta[RECEIPT_META_KEY] } }), ErrorCodes.MCP_MESSAGE_INVALID],
-      ["_meta null", (m) => ({ ...m, result: { ...(m.result as Message), _meta: null } }), ErrorCodes.MCP_MESSAGE_INVALID],
+      [
+        "a result _meta the SDK rejects (progressToken 1.5)",
+        (m) => ({
+          ...m,
+          result: {
+            ...(m.result as Message),
+            _meta: { ...((m.result as Message)._meta as Message), progressToken: 1.5 },
+          },
+        }),
+        ErrorCodes.MCP_MESSAGE_INVALID,
+      ],
+      [
+        "_meta a list",
+        (m) => ({
+          ...m,
+          result: { ...(m.result as Message), _meta: [(m.result as { _meta: Message })._meta[RECEIPT_META_KEY]] },
+        }),
+        ErrorCodes.MCP_MESSAGE_INVALID,
+      ],
+      [
+        "_meta a string",
+        (m) => ({
+          ...m,
+          result: { ...(m.result as Message), _meta: (m.result as { _meta: Message })._meta[RECEIPT_META_KEY] },
+        }),
+        ErrorCodes.MCP_MESSAGE_INVALID,
+      ],
+      [
+        "_meta null",
+        (m) => ({ ...m, result: { ...(m.result as Message), _meta: null } }),
+        ErrorCodes.MCP_MESSAGE_INVALID,
+      ],
     ];
     for (const [name, edit, outcome] of firsts) {
       it(`${name}, then a forged answer under the same id: the application gets ${outcome === "genuine" ? "the genuine result" : outcome}, never the forgery`, async (t) => {
@@ -177,7 +260,12 @@ function suite(kind: TransportKind): void {
         const { client } = await securedClient(t, c, home, "agent");
         await h.connect(client, wire.wrap);
         const call = client.callTool({ name: "echo", arguments: { text: "real" } });
-        if (outcome === "genuine") assert.deepEqual(toolAnswer(await withTimeout(call, 10_000, "call")), { tool: "echo", value: "real", runs: 1 });
+        if (outcome === "genuine")
+          assert.deepEqual(toolAnswer(await withTimeout(call, 10_000, "call")), {
+            tool: "echo",
+            value: "real",
+            runs: 1,
+          });
         else await rejectsWithData(call, outcome, name);
         attack = false;
         assert.equal(await runsNow(client), 2, "the tool ran once per call");
@@ -196,22 +284,65 @@ function suite(kind: TransportKind): void {
       });
       const { client } = await securedClient(t, c, home, "agent");
       await h.connect(client, wire.wrap);
-      await rejectsWithData(client.callTool({ name: "echo", arguments: { text: "real" } }), ErrorCodes.RECEIPT_MISSING, "forgery after a method-bearing answer");
+      await rejectsWithData(
+        client.callTool({ name: "echo", arguments: { text: "real" } }),
+        ErrorCodes.RECEIPT_MISSING,
+        "forgery after a method-bearing answer",
+      );
     });
   });
 
   describe("results and receipts", () => {
     const edits: Array<[string, (m: Message, earlier: string | undefined) => Message, ErrorCode | "an MCP error"]> = [
-      ["the receipt removed", (m) => ({ ...m, result: { ...(m.result as Message), _meta: {} } }), ErrorCodes.RECEIPT_MISSING],
-      ["the receipt replaced by an earlier call's", (m, earlier) => ({ ...m, result: { ...(m.result as Message), _meta: { [RECEIPT_META_KEY]: earlier } } }), ErrorCodes.RECEIPT_MISMATCH],
-      ["the receipt replaced by garbage", (m) => ({ ...m, result: { ...(m.result as Message), _meta: { [RECEIPT_META_KEY]: "a.b.c" } } }), ErrorCodes.RECEIPT_INVALID],
-      ["the content changed", (m) => ({ ...m, result: { ...(m.result as Message), content: FORGED.content } }), ErrorCodes.RECEIPT_MISMATCH],
-      ["isError set", (m) => ({ ...m, result: { ...(m.result as Message), isError: true } }), ErrorCodes.RECEIPT_MISMATCH],
-      ["the whole answer replaced by an error", (m) => ({ jsonrpc: "2.0", id: m.id, error: { code: -32603, message: "forged failure" } }), "an MCP error"],
+      [
+        "the receipt removed",
+        (m) => ({ ...m, result: { ...(m.result as Message), _meta: {} } }),
+        ErrorCodes.RECEIPT_MISSING,
+      ],
+      [
+        "the receipt replaced by an earlier call's",
+        (m, earlier) => ({ ...m, result: { ...(m.result as Message), _meta: { [RECEIPT_META_KEY]: earlier } } }),
+        ErrorCodes.RECEIPT_MISMATCH,
+      ],
+      [
+        "the receipt replaced by garbage",
+        (m) => ({ ...m, result: { ...(m.result as Message), _meta: { [RECEIPT_META_KEY]: "a.b.c" } } }),
+        ErrorCodes.RECEIPT_INVALID,
+      ],
+      [
+        "the content changed",
+        (m) => ({ ...m, result: { ...(m.result as Message), content: FORGED.content } }),
+        ErrorCodes.RECEIPT_MISMATCH,
+      ],
+      [
+        "isError set",
+        (m) => ({ ...m, result: { ...(m.result as Message), isError: true } }),
+        ErrorCodes.RECEIPT_MISMATCH,
+      ],
+      [
+        "the whole answer replaced by an error",
+        (m) => ({ jsonrpc: "2.0", id: m.id, error: { code: -32603, message: "forged failure" } }),
+        "an MCP error",
+      ],
       // Hostile JSON on the way back (what JSON.parse makes of `\ud800`, `1e400`, a __proto__ member).
-      ["a lone surrogate put in the content", (m) => ({ ...m, result: { ...(m.result as Message), content: [{ type: "text", text: "\ud800" }] } }), ErrorCodes.JSON_UNREPRESENTABLE],
-      ["a non-finite number added", (m) => ({ ...m, result: { ...(m.result as Message), score: JSON.parse("1e400") as number } }), ErrorCodes.JSON_UNREPRESENTABLE],
-      ["a __proto__ member added", (m) => ({ ...m, result: Object.assign(JSON.parse('{"__proto__":{"isError":true}}') as Message, m.result as Message) }), ErrorCodes.JSON_PROTO_KEY_NOT_ALLOWED],
+      [
+        "a lone surrogate put in the content",
+        (m) => ({ ...m, result: { ...(m.result as Message), content: [{ type: "text", text: "\ud800" }] } }),
+        ErrorCodes.JSON_UNREPRESENTABLE,
+      ],
+      [
+        "a non-finite number added",
+        (m) => ({ ...m, result: { ...(m.result as Message), score: JSON.parse("1e400") as number } }),
+        ErrorCodes.JSON_UNREPRESENTABLE,
+      ],
+      [
+        "a __proto__ member added",
+        (m) => ({
+          ...m,
+          result: Object.assign(JSON.parse('{"__proto__":{"isError":true}}') as Message, m.result as Message),
+        }),
+        ErrorCodes.JSON_PROTO_KEY_NOT_ALLOWED,
+      ],
     ];
     for (const [name, edit, expected] of edits) {
       it(`${name}: refused (${expected}), the tool having run once`, async (t) => {
@@ -235,7 +366,10 @@ function suite(kind: TransportKind): void {
         attack = true;
         const attacked = client.callTool({ name: "echo", arguments: { text: "x" } });
         if (expected === "an MCP error") {
-          await assert.rejects(withTimeout(attacked, 10_000, name), (e: unknown) => e instanceof McpError && e.code === -32603);
+          await assert.rejects(
+            withTimeout(attacked, 10_000, name),
+            (e: unknown) => e instanceof McpError && e.code === -32603,
+          );
         } else {
           await rejectsWithData(attacked, expected, name);
         }
@@ -254,7 +388,11 @@ function suite(kind: TransportKind): void {
         const wire = mitm({ outgoing: (m) => (rename && m.method === "tools/call" ? { ...m, method } : m) });
         const { client } = await securedClient(t, c, home, "agent");
         await h.connect(client, wire.wrap);
-        const failed = await withTimeout(client.callTool({ name: "echo", arguments: { text: "x" } }), 10_000, "renamed call").then(
+        const failed = await withTimeout(
+          client.callTool({ name: "echo", arguments: { text: "x" } }),
+          10_000,
+          "renamed call",
+        ).then(
           () => undefined,
           (e: unknown) => e,
         );
@@ -283,7 +421,10 @@ function suite(kind: TransportKind): void {
       });
       const { client } = await securedClient(t, c, home, "agent");
       await h.connect(client, wire.wrap);
-      const calls = [client.callTool({ name: "echo", arguments: { text: "A" } }), client.callTool({ name: "echo", arguments: { text: "B" } })];
+      const calls = [
+        client.callTool({ name: "echo", arguments: { text: "A" } }),
+        client.callTool({ name: "echo", arguments: { text: "B" } }),
+      ];
       await rejectsWithData(calls[0]!, ErrorCodes.RECEIPT_MISMATCH, "A got B's answer");
       await rejectsWithData(calls[1]!, ErrorCodes.RECEIPT_MISMATCH, "B got A's answer");
       attack = false;
@@ -302,7 +443,10 @@ function suite(kind: TransportKind): void {
             const m = message as unknown as Message;
             if (!attack || m.method !== "tools/call") return message;
             held.push(m);
-            if (held.length === 1) return new Promise<JSONRPCMessage>((resolve) => (release = (x) => resolve(x as unknown as JSONRPCMessage)));
+            if (held.length === 1)
+              return new Promise<JSONRPCMessage>(
+                (resolve) => (release = (x) => resolve(x as unknown as JSONRPCMessage)),
+              );
             const [a, b] = held as [Message, Message];
             release({ ...a, id: b.id });
             return { ...b, id: a.id } as unknown as JSONRPCMessage;
@@ -313,7 +457,10 @@ function suite(kind: TransportKind): void {
       };
       const { client } = await securedClient(t, c, home, "agent");
       await h.connect(client, wrap);
-      const calls = [client.callTool({ name: "echo", arguments: { text: "A" } }), client.callTool({ name: "echo", arguments: { text: "B" } })];
+      const calls = [
+        client.callTool({ name: "echo", arguments: { text: "A" } }),
+        client.callTool({ name: "echo", arguments: { text: "B" } }),
+      ];
       await rejectsWithData(calls[0]!, ErrorCodes.RECEIPT_MISMATCH, "A");
       await rejectsWithData(calls[1]!, ErrorCodes.RECEIPT_MISMATCH, "B");
       attack = false;
@@ -345,10 +492,17 @@ function suite(kind: TransportKind): void {
             const o = m as unknown as Message;
             if (o.method !== "initialize") return m;
             const params = o.params as Message;
-            return { ...o, params: { ...params, _meta: { [CHALLENGE_META_KEY]: challenge } } } as unknown as JSONRPCMessage;
+            return {
+              ...o,
+              params: { ...params, _meta: { [CHALLENGE_META_KEY]: challenge } },
+            } as unknown as JSONRPCMessage;
           },
         });
-        await rejectsWithData(withTimeout(h.connect(client, inject), 10_000, "initialize with a malformed challenge"), ErrorCodes.MCP_CHALLENGE_INVALID, name);
+        await rejectsWithData(
+          withTimeout(h.connect(client, inject), 10_000, "initialize with a malformed challenge"),
+          ErrorCodes.MCP_CHALLENGE_INVALID,
+          name,
+        );
       });
     }
 
@@ -364,7 +518,11 @@ function suite(kind: TransportKind): void {
         },
       });
       const { client } = await securedClient(t, c, home, "agent");
-      await rejectsWithData(withTimeout(h.connect(client, cut), 10_000, "connect"), ErrorCodes.MCP_CHALLENGE_INVALID, "short nonce");
+      await rejectsWithData(
+        withTimeout(h.connect(client, cut), 10_000, "connect"),
+        ErrorCodes.MCP_CHALLENGE_INVALID,
+        "short nonce",
+      );
       const twin = await securedClient(t, c, home, "agent-2");
       await h.connect(twin.client);
       assert.equal(twin.client.aztpServer.serverId?.toString(), idOf("tools"));
@@ -380,11 +538,15 @@ function suite(kind: TransportKind): void {
         outgoing: (m) => {
           const o = m as unknown as Message;
           if (o.method !== "initialize") return m;
-          return { ...o, params: { ...(o.params as Message), _meta: { [CHALLENGE_META_KEY]: { nonce: "b".repeat(22) } } } } as unknown as JSONRPCMessage;
+          return {
+            ...o,
+            params: { ...(o.params as Message), _meta: { [CHALLENGE_META_KEY]: { nonce: "b".repeat(22) } } },
+          } as unknown as JSONRPCMessage;
         },
       });
       await h.connect(client, (inner) => inject(wire.wrap(inner)));
-      const init = wire.received.find((m) => "result" in m) as { result: { _meta: Record<string, unknown> } } | undefined;
+      const init = wire.received.find((m) => "result" in m) as
+        { result: { _meta: Record<string, unknown> } } | undefined;
       assert.equal(typeof init?.result._meta[IDENTITY_META_KEY], "string", "a signed proof");
     });
   });
@@ -398,17 +560,31 @@ function suite(kind: TransportKind): void {
       await h.connect(client, wire.wrap);
       assert.equal(await runsNow(client), 1);
       await c.revokeIdentity(idOf("tools"), "compromised");
-      const failed = await withTimeout(client.callTool({ name: "echo", arguments: { text: "after" } }), 10_000, "call to a revoked server").then(
+      const failed = await withTimeout(
+        client.callTool({ name: "echo", arguments: { text: "after" } }),
+        10_000,
+        "call to a revoked server",
+      ).then(
         () => undefined,
         (e: unknown) => e,
       );
-      assert.ok(failed instanceof AztpError && failed.code === ErrorCodes.CALLEE_REVOKED, `refused with ERR_CALLEE_REVOKED: ${String(failed)}`);
-      assert.equal(wire.sent.filter((m) => (m as Message).method === "tools/call").length, 1, "the second call never went out");
+      assert.ok(
+        failed instanceof AztpError && failed.code === ErrorCodes.CALLEE_REVOKED,
+        `refused with ERR_CALLEE_REVOKED: ${String(failed)}`,
+      );
+      assert.equal(
+        wire.sent.filter((m) => (m as Message).method === "tools/call").length,
+        1,
+        "the second call never went out",
+      );
       assert.equal((await h.serverAudit(1)).length, 1, "the server saw one call");
-      assert.deepEqual((await audit()).map((e) => [e.decision, e.reason ?? null]), [
-        ["allow", null],
-        ["deny", ErrorCodes.CALLEE_REVOKED],
-      ]);
+      assert.deepEqual(
+        (await audit()).map((e) => [e.decision, e.reason ?? null]),
+        [
+          ["allow", null],
+          ["deny", ErrorCodes.CALLEE_REVOKED],
+        ],
+      );
     });
 
     it("in audit mode the call to a revoked server goes, and the revocation is recorded from its receipt", async (t) => {
@@ -419,10 +595,13 @@ function suite(kind: TransportKind): void {
       assert.equal(await runsNow(client), 1);
       await c.revokeIdentity(idOf("tools"), "compromised");
       assert.equal(await runsNow(client), 2, "audit mode lets it through");
-      assert.deepEqual((await audit()).map((e) => [e.decision, e.reason ?? null]), [
-        ["allow", null],
-        ["audit-only", ErrorCodes.CALLEE_REVOKED],
-      ]);
+      assert.deepEqual(
+        (await audit()).map((e) => [e.decision, e.reason ?? null]),
+        [
+          ["allow", null],
+          ["audit-only", ErrorCodes.CALLEE_REVOKED],
+        ],
+      );
     });
   });
 }
@@ -451,7 +630,12 @@ describe("man in the middle: the 2.x SDK's Client (which also matches by Number(
     const secured = await secureMcpClient(client as unknown as Client, { client: c, name: "agent-2x" });
     await withTimeout(client.connect(wire.wrap(mine) as never), 10_000, "2.x connect");
     assert.equal(secured.aztpServer.serverId?.toString(), idOf("tools"), "the server proved itself to the 2.x client");
-    await rejectsWithData(client.callTool({ name: "echo", arguments: { text: "real" } }), ErrorCodes.RECEIPT_MISSING, "forged", ProtocolError);
+    await rejectsWithData(
+      client.callTool({ name: "echo", arguments: { text: "real" } }),
+      ErrorCodes.RECEIPT_MISSING,
+      "forged",
+      ProtocolError,
+    );
     forge = false;
     const genuine = await client.callTool({ name: "echo", arguments: { text: "real" } });
     assert.deepEqual(toolAnswer(genuine), { tool: "echo", value: "real", runs: 2 });
@@ -498,7 +682,10 @@ describe("no silence: a hook that throws ends in an error answer", () => {
     const e = await rejectsWithData(call(client), ErrorCodes.MCP_HOOK_FAILED, "incoming throws");
     assert.match(e.message, /boom in incoming/);
     assert.equal(runs.n, 0);
-    assert.ok(errors.some((x) => /boom in incoming/.test(x.message)), "and it is reported on onerror too");
+    assert.ok(
+      errors.some((x) => /boom in incoming/.test(x.message)),
+      "and it is reported on onerror too",
+    );
   });
 
   it("an AztpError thrown by a hook keeps its code in the answer", async (t) => {
@@ -514,7 +701,8 @@ describe("no silence: a hook that throws ends in an error answer", () => {
   it("the server's outgoing hook throws on a response: an error answer goes out for that id instead", async (t) => {
     const { client, runs } = await pair(t, {
       outgoing(m) {
-        if ("result" in m && Array.isArray((m.result as { content?: unknown }).content)) throw new Error("boom in outgoing");
+        if ("result" in m && Array.isArray((m.result as { content?: unknown }).content))
+          throw new Error("boom in outgoing");
         return m;
       },
     });
@@ -528,7 +716,8 @@ describe("no silence: a hook that throws ends in an error answer", () => {
       {},
       {
         incoming(m, _e, deliver) {
-          if ("result" in m && Array.isArray((m.result as { content?: unknown }).content)) throw new Error("boom on the way back");
+          if ("result" in m && Array.isArray((m.result as { content?: unknown }).content))
+            throw new Error("boom on the way back");
           deliver(m);
         },
       },

@@ -57,7 +57,14 @@ async function slowServer(t: TestContext, home: string, c: ReturnType<typeof fix
  * A secured client named `name` with its own audit log, connected in memory to `server`
  * (through `wrap`, if given, below its AZTP layer), closed when the test ends.
  */
-async function auditedClient(t: TestContext, c: ReturnType<typeof fixture>["aztp"], home: string, name: string, server: McpServer, wrap?: (t: Transport) => Transport) {
+async function auditedClient(
+  t: TestContext,
+  c: ReturnType<typeof fixture>["aztp"],
+  home: string,
+  name: string,
+  server: McpServer,
+  wrap?: (t: Transport) => Transport,
+) {
   const path = join(home, `${name}-audit.jsonl`);
   const audit = await AuditLog.open(path, { batchWindowMs: 0 });
   const client = await secureMcpClient(new Client({ name, version: "1.0.0" }), { client: c, name, audit });
@@ -77,13 +84,24 @@ async function auditedClient(t: TestContext, c: ReturnType<typeof fixture>["aztp
 }
 
 /** A raw client side of an in-memory link, initialised, collecting what the server sends. */
-async function rawPeer(server: McpServer): Promise<{ send: (m: JSONRPCMessage) => Promise<void>; got: JSONRPCMessage[]; answer: (id: number | string, n?: number) => Promise<JSONRPCMessage[]> }> {
+async function rawPeer(
+  server: McpServer,
+): Promise<{
+  send: (m: JSONRPCMessage) => Promise<void>;
+  got: JSONRPCMessage[];
+  answer: (id: number | string, n?: number) => Promise<JSONRPCMessage[]>;
+}> {
   const [mine, theirs] = InMemoryTransport.createLinkedPair();
   await server.connect(theirs);
   const got: JSONRPCMessage[] = [];
   mine.onmessage = (m) => got.push(m);
   await mine.start();
-  await mine.send({ jsonrpc: "2.0", id: 0, method: "initialize", params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "raw", version: "1" } } });
+  await mine.send({
+    jsonrpc: "2.0",
+    id: 0,
+    method: "initialize",
+    params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "raw", version: "1" } },
+  });
   await mine.send({ jsonrpc: "2.0", method: "notifications/initialized" });
   const answer = async (id: number | string, n = 1): Promise<JSONRPCMessage[]> => {
     const deadline = Date.now() + 5_000;
@@ -105,7 +123,15 @@ describe("MCP request ids and cancellation", () => {
     const call = (text: string) => {
       const args = { text };
       const token = signInvocation(caller, { audience: s.server.identity.spiffeId, tool: "slow", args });
-      return { token, message: { jsonrpc: "2.0" as const, id: 7, method: "tools/call", params: { name: "slow", arguments: args, _meta: { [INVOCATION_META_KEY]: token } } } };
+      return {
+        token,
+        message: {
+          jsonrpc: "2.0" as const,
+          id: 7,
+          method: "tools/call",
+          params: { name: "slow", arguments: args, _meta: { [INVOCATION_META_KEY]: token } },
+        },
+      };
     };
     const a = call("A");
     const b = call("B");
@@ -119,7 +145,14 @@ describe("MCP request ids and cancellation", () => {
     // B's refusal carries a receipt bound to B's token, so its caller can prove it was refused.
     const bReceipt = (refused.error.data as Record<string, unknown>)[RECEIPT_META_KEY] as string;
     const data = refused.error.data as { code: string; message: string };
-    const bClaims = verifyReceipt(bReceipt, { invocationToken: b.token, result: { code: data.code, message: data.message }, isError: true, callee: s.server.identity.spiffeId, caller: caller.spiffeId, trust: await c.trust() });
+    const bClaims = verifyReceipt(bReceipt, {
+      invocationToken: b.token,
+      result: { code: data.code, message: data.message },
+      isError: true,
+      callee: s.server.identity.spiffeId,
+      caller: caller.spiffeId,
+      trust: await c.trust(),
+    });
     assert.equal(bClaims.claims.status, "denied");
 
     s.release();
@@ -154,7 +187,12 @@ describe("MCP request ids and cancellation", () => {
     for (const text of ["one", "two"]) {
       const args = { text };
       const token = signInvocation(caller, { audience: s.server.identity.spiffeId, tool: "echo", args });
-      await peer.send({ jsonrpc: "2.0", id: 9, method: "tools/call", params: { name: "echo", arguments: args, _meta: { [INVOCATION_META_KEY]: token } } });
+      await peer.send({
+        jsonrpc: "2.0",
+        id: 9,
+        method: "tools/call",
+        params: { name: "echo", arguments: args, _meta: { [INVOCATION_META_KEY]: token } },
+      });
       await until(() => s.runs.includes(`echo:${text}`), `echo ${text}`);
     }
     const answers = await peer.answer(9, 2);
@@ -168,23 +206,54 @@ describe("MCP request ids and cancellation", () => {
     const hooks = serverHooks(new CalleeGuard({ identity: callee, trust: await c.trust() }), callee);
     const delivered: JSONRPCMessage[] = [];
     const replies: JSONRPCMessage[] = [];
-    const incoming = (m: JSONRPCMessage) => hooks.incoming(m, undefined, (x) => delivered.push(x), async (x) => void replies.push(x));
+    const incoming = (m: JSONRPCMessage) =>
+      hooks.incoming(
+        m,
+        undefined,
+        (x) => delivered.push(x),
+        async (x) => void replies.push(x),
+      );
     const call = (text: string): JSONRPCMessage => {
       const args = { text };
-      return { jsonrpc: "2.0", id: 3, method: "tools/call", params: { name: "echo", arguments: args, _meta: { [INVOCATION_META_KEY]: signInvocation(caller, { audience: callee.spiffeId, tool: "echo", args }) } } };
+      return {
+        jsonrpc: "2.0",
+        id: 3,
+        method: "tools/call",
+        params: {
+          name: "echo",
+          arguments: args,
+          _meta: { [INVOCATION_META_KEY]: signInvocation(caller, { audience: callee.spiffeId, tool: "echo", args }) },
+        },
+      };
     };
     // All three arrive before A's verification (a promise) can finish.
     incoming(call("A"));
-    incoming({ jsonrpc: "2.0", method: "notifications/cancelled", params: { requestId: 3, reason: "changed my mind" } });
+    incoming({
+      jsonrpc: "2.0",
+      method: "notifications/cancelled",
+      params: { requestId: 3, reason: "changed my mind" },
+    });
     incoming(call("B"));
     // B's refusal and A's delivery both wait on a verification: wait for both, then a little
     // longer so a wrong second reply or delivery would show.
-    await until(() => replies.length > 0 && delivered.some((m) => "method" in m && m.method === "tools/call"), "B refused and A delivered");
+    await until(
+      () => replies.length > 0 && delivered.some((m) => "method" in m && m.method === "tools/call"),
+      "B refused and A delivered",
+    );
     await new Promise((r) => setTimeout(r, 50));
     assert.equal(replies.length, 1, JSON.stringify(replies));
-    assert.equal(((replies[0] as { error: { data: { code: string } } }).error.data.code), ErrorCodes.MCP_REQUEST_ID_IN_USE);
-    const calls = delivered.filter((m) => "method" in m && m.method === "tools/call") as unknown as Array<{ params: { arguments: { text: string } } }>;
-    assert.deepEqual(calls.map((m) => m.params.arguments.text), ["A"], "only A reaches the server");
+    assert.equal(
+      (replies[0] as { error: { data: { code: string } } }).error.data.code,
+      ErrorCodes.MCP_REQUEST_ID_IN_USE,
+    );
+    const calls = delivered.filter((m) => "method" in m && m.method === "tools/call") as unknown as Array<{
+      params: { arguments: { text: string } };
+    }>;
+    assert.deepEqual(
+      calls.map((m) => m.params.arguments.text),
+      ["A"],
+      "only A reaches the server",
+    );
   });
 
   it("a call whose connection closes while it is being verified never reaches the server, and is audited as connection-closed", async (t) => {
@@ -199,13 +268,26 @@ describe("MCP request ids and cancellation", () => {
     const delivered: JSONRPCMessage[] = [];
     const args = { text: "too late" };
     const token = signInvocation(caller, { audience: callee.spiffeId, tool: "echo", args });
-    hooks.incoming({ jsonrpc: "2.0", id: 5, method: "tools/call", params: { name: "echo", arguments: args, _meta: { [INVOCATION_META_KEY]: token } } }, undefined, (m) => delivered.push(m), async () => undefined);
+    hooks.incoming(
+      {
+        jsonrpc: "2.0",
+        id: 5,
+        method: "tools/call",
+        params: { name: "echo", arguments: args, _meta: { [INVOCATION_META_KEY]: token } },
+      },
+      undefined,
+      (m) => delivered.push(m),
+      async () => undefined,
+    );
     hooks.closed?.(); // before the verification (a promise) can finish
     // The audit entry is written once the verification has finished: only then is "not
     // delivered" a finding rather than a race.
     const entries = await readAudits([path], 1);
     assert.deepEqual(delivered, [], "the call did not reach the server");
-    assert.deepEqual(entries.map((e) => [e.decision, e.outcome, e.reason, e.token === token]), [["allow", "error", "connection-closed", true]]);
+    assert.deepEqual(
+      entries.map((e) => [e.decision, e.outcome, e.reason, e.token === token]),
+      [["allow", "error", "connection-closed", true]],
+    );
   });
 
   it("a call whose connection closes before its answer is audited on both sides as connection-closed", async (t) => {
@@ -217,8 +299,14 @@ describe("MCP request ids and cancellation", () => {
     await client.close();
     await assert.rejects(pending);
     const serverEntries = await s.entries(1);
-    assert.deepEqual(serverEntries.map((e) => [e.decision, e.outcome, e.reason, e.tool]), [["allow", "error", "connection-closed", "slow"]]);
-    assert.deepEqual((await entries()).map((e) => [e.outcome, e.reason, e.tool]), [["error", "connection-closed", "slow"]]);
+    assert.deepEqual(
+      serverEntries.map((e) => [e.decision, e.outcome, e.reason, e.tool]),
+      [["allow", "error", "connection-closed", "slow"]],
+    );
+    assert.deepEqual(
+      (await entries()).map((e) => [e.outcome, e.reason, e.tool]),
+      [["error", "connection-closed", "slow"]],
+    );
   });
 
   it("a call the transport fails to send is audited by its caller as send-failed", async (t) => {
@@ -233,7 +321,10 @@ describe("MCP request ids and cancellation", () => {
     const { client, entries } = await auditedClient(t, c, home, "unsent", s.server, cut);
     await assert.rejects(client.callTool({ name: "echo", arguments: { text: "lost" } }), /the wire is cut/);
     assert.deepEqual(s.runs, []);
-    assert.deepEqual((await entries()).map((e) => [e.outcome, e.reason, e.tool]), [["error", "send-failed", "echo"]]);
+    assert.deepEqual(
+      (await entries()).map((e) => [e.outcome, e.reason, e.tool]),
+      [["error", "send-failed", "echo"]],
+    );
   });
 
   it("a call the caller cancels is audited on both sides as cancelled, and the client goes on working", async (t) => {
@@ -242,7 +333,9 @@ describe("MCP request ids and cancellation", () => {
     const { client, entries } = await auditedClient(t, c, home, "canceller", s.server);
 
     const abort = new AbortController();
-    const pending = client.callTool({ name: "slow", arguments: { text: "never" } }, undefined, { signal: abort.signal });
+    const pending = client.callTool({ name: "slow", arguments: { text: "never" } }, undefined, {
+      signal: abort.signal,
+    });
     await until(() => s.runs.length > 0, "slow to start");
     abort.abort("the user gave up");
     await assert.rejects(pending);
@@ -254,7 +347,10 @@ describe("MCP request ids and cancellation", () => {
     assert.equal(serverEntries[0]?.reason, "cancelled");
 
     const clientEntries = await entries();
-    assert.deepEqual(clientEntries.map((e) => [e.tool, e.outcome, e.reason]), [["slow", "error", "cancelled"]]);
+    assert.deepEqual(
+      clientEntries.map((e) => [e.tool, e.outcome, e.reason]),
+      [["slow", "error", "cancelled"]],
+    );
 
     // The tool finishing later sends nothing and records nothing more; the next call works.
     s.release();
@@ -263,7 +359,7 @@ describe("MCP request ids and cancellation", () => {
     assert.equal((await s.entries(2)).length, 2);
   });
 
-  it("a cancellation the SDK ignores (of request 0, of request \"\", with a reason that is not a string) does not end the call: its answer carries its receipt and it is audited as answered", async (t) => {
+  it('a cancellation the SDK ignores (of request 0, of request "", with a reason that is not a string) does not end the call: its answer carries its receipt and it is audited as answered', async (t) => {
     const { home, aztp: c } = fixture(t);
     const caller = (await c.secureConnect({}, "ignored-canceller")).identity;
     const cases: Array<[string, number | string, Record<string, unknown>]> = [
@@ -278,15 +374,35 @@ describe("MCP request ids and cancellation", () => {
       const before = (await peer.answer(0)).length;
       const args = { text: name };
       const token = signInvocation(caller, { audience: s.server.identity.spiffeId, tool: "slow", args });
-      await peer.send({ jsonrpc: "2.0", id, method: "tools/call", params: { name: "slow", arguments: args, _meta: { [INVOCATION_META_KEY]: token } } });
+      await peer.send({
+        jsonrpc: "2.0",
+        id,
+        method: "tools/call",
+        params: { name: "slow", arguments: args, _meta: { [INVOCATION_META_KEY]: token } },
+      });
       await until(() => s.runs.length > 0, `${name}: slow to start`);
-      await peer.send({ jsonrpc: "2.0", method: "notifications/cancelled", params: { requestId: id, ...extra } } as JSONRPCMessage);
+      await peer.send({
+        jsonrpc: "2.0",
+        method: "notifications/cancelled",
+        params: { requestId: id, ...extra },
+      } as JSONRPCMessage);
       s.release();
       const answered = (await peer.answer(id, id === 0 ? before + 1 : 1)).at(-1);
-      assert.ok(answered && "result" in answered && "content" in answered.result, `${name}: the server answered the call it did not cancel`);
-      assert.equal(typeof (answered.result._meta as Record<string, unknown> | undefined)?.[RECEIPT_META_KEY], "string", `${name}: with its receipt`);
+      assert.ok(
+        answered && "result" in answered && "content" in answered.result,
+        `${name}: the server answered the call it did not cancel`,
+      );
+      assert.equal(
+        typeof (answered.result._meta as Record<string, unknown> | undefined)?.[RECEIPT_META_KEY],
+        "string",
+        `${name}: with its receipt`,
+      );
       const entries = await s.entries(1);
-      assert.deepEqual(entries.map((e) => [e.decision, e.outcome, e.reason ?? null]), [["allow", "ok", null]], name);
+      assert.deepEqual(
+        entries.map((e) => [e.decision, e.outcome, e.reason ?? null]),
+        [["allow", "ok", null]],
+        name,
+      );
     }
   });
 
@@ -295,14 +411,29 @@ describe("MCP request ids and cancellation", () => {
     const caller = (await c.secureConnect({}, "odd-caller")).identity;
     const s = await slowServer(t, home, c);
     const peer = await rawPeer(s.server);
-    const call = (id: number, text: string, edit: (m: Record<string, unknown>) => Record<string, unknown>): JSONRPCMessage => {
+    const call = (
+      id: number,
+      text: string,
+      edit: (m: Record<string, unknown>) => Record<string, unknown>,
+    ): JSONRPCMessage => {
       const args = { text };
       const token = signInvocation(caller, { audience: s.server.identity.spiffeId, tool: "echo", args });
-      return edit({ jsonrpc: "2.0", id, method: "tools/call", params: { name: "echo", arguments: args, _meta: { [INVOCATION_META_KEY]: token } } }) as unknown as JSONRPCMessage;
+      return edit({
+        jsonrpc: "2.0",
+        id,
+        method: "tools/call",
+        params: { name: "echo", arguments: args, _meta: { [INVOCATION_META_KEY]: token } },
+      }) as unknown as JSONRPCMessage;
     };
     const odd: Array<[string, (m: Record<string, unknown>) => Record<string, unknown>]> = [
       ["a member too many", (m) => ({ ...m, extra: true })],
-      ["a progressToken that is not an integer", (m) => ({ ...m, params: { ...(m.params as object), _meta: { ...((m.params as { _meta: object })._meta), progressToken: 1.5 } } })],
+      [
+        "a progressToken that is not an integer",
+        (m) => ({
+          ...m,
+          params: { ...(m.params as object), _meta: { ...(m.params as { _meta: object })._meta, progressToken: 1.5 } },
+        }),
+      ],
       ["a jsonrpc version other than 2.0", (m) => ({ ...m, jsonrpc: "1.0" })],
     ];
     let id = 20;
@@ -318,6 +449,9 @@ describe("MCP request ids and cancellation", () => {
     assert.ok(ok && "result" in ok);
     assert.deepEqual(s.runs, ["echo:twin"]);
     const entries = await s.entries(odd.length + 1);
-    assert.deepEqual(entries.map((e) => [e.decision, e.reason ?? null]), [...odd.map(() => ["deny", ErrorCodes.MCP_MESSAGE_INVALID]), ["allow", null]]);
+    assert.deepEqual(
+      entries.map((e) => [e.decision, e.reason ?? null]),
+      [...odd.map(() => ["deny", ErrorCodes.MCP_MESSAGE_INVALID]), ["allow", null]],
+    );
   });
 });

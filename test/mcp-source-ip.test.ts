@@ -18,7 +18,14 @@ import type { Aztp } from "../src/client/aztp.js";
 import { ErrorCodes } from "../src/errors.js";
 import { secureMcpClient, secureMcpServer, serveMcpHttp, startMcpProxy } from "../src/mcp/index.js";
 import type { PolicyDocument } from "../src/policy/policy.js";
-import { fixture, rejectsWithData, securedClient, startHarness, withTimeout, type TransportKind } from "./helpers/mcp-util.js";
+import {
+  fixture,
+  rejectsWithData,
+  securedClient,
+  startHarness,
+  withTimeout,
+  type TransportKind,
+} from "./helpers/mcp-util.js";
 import { newToolServer, registerLate, toolAnswer, type RunCounter } from "./helpers/mcp-tool-server.js";
 
 const LOOPBACK = "127.0.0.0/8";
@@ -29,7 +36,12 @@ function echoOnlyFrom(range: string): PolicyDocument[] {
     {
       Version: "2012-10-17",
       Statement: [
-        { Effect: "Allow", Action: "tool:call", Resource: "echo", Condition: { IpAddress: { "aztp:sourceIp": range } } },
+        {
+          Effect: "Allow",
+          Action: "tool:call",
+          Resource: "echo",
+          Condition: { IpAddress: { "aztp:sourceIp": range } },
+        },
         { Effect: "Allow", Action: "tool:call", Resource: "late" },
       ],
     },
@@ -53,25 +65,61 @@ async function proxyClient(t: TestContext, c: Aztp, range: string) {
     await server.connect(transport);
   });
   t.after(() => upstream.close());
-  const proxy = await startMcpProxy({ client: c, name: "ip-proxy", upstream: { url: upstream.url.href }, listen: "http://127.0.0.1:0", policy: echoOnlyFrom(range), audit: false, filterToolsByPolicy: true });
+  const proxy = await startMcpProxy({
+    client: c,
+    name: "ip-proxy",
+    upstream: { url: upstream.url.href },
+    listen: "http://127.0.0.1:0",
+    policy: echoOnlyFrom(range),
+    audit: false,
+    filterToolsByPolicy: true,
+  });
   t.after(() => proxy.close());
-  const client = await secureMcpClient(new Client({ name: "agent", version: "1.0.0" }), { client: c, name: "agent", audit: false });
+  const client = await secureMcpClient(new Client({ name: "agent", version: "1.0.0" }), {
+    client: c,
+    name: "agent",
+    audit: false,
+  });
   t.after(() => client.close().catch(() => undefined));
-  await withTimeout(client.connect(new StreamableHTTPClientTransport(proxy.url as URL)), 20_000, "connect to the proxy");
+  await withTimeout(
+    client.connect(new StreamableHTTPClientTransport(proxy.url as URL)),
+    20_000,
+    "connect to the proxy",
+  );
   return client;
 }
 
 type Connected = Awaited<ReturnType<typeof harnessClient>>;
 
 async function allowedFromLoopback(client: Connected): Promise<void> {
-  assert.deepEqual((await client.listTools()).tools.map((x) => x.name).sort(), ["echo", "late"], "echo listed: its policy names this address");
-  assert.deepEqual(toolAnswer(await client.callTool({ name: "echo", arguments: { text: "hi" } })), { tool: "echo", value: "hi", runs: 1 });
+  assert.deepEqual(
+    (await client.listTools()).tools.map((x) => x.name).sort(),
+    ["echo", "late"],
+    "echo listed: its policy names this address",
+  );
+  assert.deepEqual(toolAnswer(await client.callTool({ name: "echo", arguments: { text: "hi" } })), {
+    tool: "echo",
+    value: "hi",
+    runs: 1,
+  });
 }
 
 async function refused(client: Connected, what: string): Promise<void> {
-  assert.deepEqual((await client.listTools()).tools.map((x) => x.name), ["late"], `echo hidden: ${what}`);
-  await rejectsWithData(client.callTool({ name: "echo", arguments: { text: "hi" } }), ErrorCodes.POLICY_DENIED, `echo ${what}`);
-  assert.equal(toolAnswer(await client.callTool({ name: "late", arguments: { n: 1 } })).runs, 1, "the refused echo never ran");
+  assert.deepEqual(
+    (await client.listTools()).tools.map((x) => x.name),
+    ["late"],
+    `echo hidden: ${what}`,
+  );
+  await rejectsWithData(
+    client.callTool({ name: "echo", arguments: { text: "hi" } }),
+    ErrorCodes.POLICY_DENIED,
+    `echo ${what}`,
+  );
+  assert.equal(
+    toolAnswer(await client.callTool({ name: "late", arguments: { n: 1 } })).runs,
+    1,
+    "the refused echo never ran",
+  );
 }
 
 describe("aztp:sourceIp", () => {
@@ -100,15 +148,36 @@ describe("aztp:sourceIp", () => {
     const { aztp: c } = fixture(t);
     const counter: RunCounter = { runs: 0 };
     // The inner server allows echo only from loopback; its caller (the outer handler) has no address.
-    const inner = await secureMcpServer(newToolServer(counter), { client: c, name: "inner", policy: echoOnlyFrom(LOOPBACK), audit: false });
+    const inner = await secureMcpServer(newToolServer(counter), {
+      client: c,
+      name: "inner",
+      policy: echoOnlyFrom(LOOPBACK),
+      audit: false,
+    });
     registerLate(inner, counter);
-    const relay = await secureMcpClient(new Client({ name: "relay", version: "1.0.0" }), { client: c, name: "relay", audit: false });
+    const relay = await secureMcpClient(new Client({ name: "relay", version: "1.0.0" }), {
+      client: c,
+      name: "relay",
+      audit: false,
+    });
     const [a, b] = InMemoryTransport.createLinkedPair();
     await inner.connect(b);
     await relay.connect(a);
     t.after(() => relay.close().catch(() => undefined));
     // One session, so one outer server: relay allowed only from loopback, which this client is.
-    const outerPolicy: PolicyDocument[] = [{ Version: "2012-10-17", Statement: [{ Effect: "Allow", Action: "tool:call", Resource: "relay", Condition: { IpAddress: { "aztp:sourceIp": LOOPBACK } } }] }];
+    const outerPolicy: PolicyDocument[] = [
+      {
+        Version: "2012-10-17",
+        Statement: [
+          {
+            Effect: "Allow",
+            Action: "tool:call",
+            Resource: "relay",
+            Condition: { IpAddress: { "aztp:sourceIp": LOOPBACK } },
+          },
+        ],
+      },
+    ];
     const outer = await serveMcpHttp("http://127.0.0.1:0", async (transport) => {
       const server = new McpServer({ name: "outer", version: "1.0.0" });
       server.registerTool("relay", { description: "calls inner's echo" }, async () => {
@@ -118,14 +187,24 @@ describe("aztp:sourceIp", () => {
         );
         return { content: [{ type: "text", text: r }] };
       });
-      await (await secureMcpServer(server, { client: c, name: "outer", audit: false, policy: outerPolicy })).connect(transport);
+      await (
+        await secureMcpServer(server, { client: c, name: "outer", audit: false, policy: outerPolicy })
+      ).connect(transport);
     });
     t.after(() => outer.close());
-    const client = await secureMcpClient(new Client({ name: "agent", version: "1.0.0" }), { client: c, name: "agent", audit: false });
+    const client = await secureMcpClient(new Client({ name: "agent", version: "1.0.0" }), {
+      client: c,
+      name: "agent",
+      audit: false,
+    });
     t.after(() => client.close().catch(() => undefined));
     await withTimeout(client.connect(new StreamableHTTPClientTransport(outer.url)), 20_000, "connect to outer");
     const answer = (await client.callTool({ name: "relay", arguments: {} })) as CallToolResult;
-    assert.equal((answer.content[0] as { text: string }).text, ErrorCodes.POLICY_DENIED, "the outer call was allowed from loopback; the inner one, with no address, was not");
+    assert.equal(
+      (answer.content[0] as { text: string }).text,
+      ErrorCodes.POLICY_DENIED,
+      "the outer call was allowed from loopback; the inner one, with no address, was not",
+    );
     assert.equal(counter.runs, 0);
   });
 });

@@ -14,7 +14,13 @@ import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { describe, it, type TestContext } from "node:test";
-import { Client as ClientV2, InMemoryTransport, ProtocolError, StreamableHTTPClientTransport as HttpClientTransportV2, type Transport as TransportV2 } from "@modelcontextprotocol/client";
+import {
+  Client as ClientV2,
+  InMemoryTransport,
+  ProtocolError,
+  StreamableHTTPClientTransport as HttpClientTransportV2,
+  type Transport as TransportV2,
+} from "@modelcontextprotocol/client";
 import { createMcpHandler, McpServer as McpServerV2 } from "@modelcontextprotocol/server";
 import { serveStdio } from "@modelcontextprotocol/server/stdio";
 import { Client as ClientV1 } from "@modelcontextprotocol/sdk/client/index.js";
@@ -31,7 +37,16 @@ import { CalleeGuard } from "../src/guard/callee.js";
 import { CallerGuard } from "../src/guard/caller.js";
 import { signInvocation, verifyReceipt } from "../src/invocation/index.js";
 import type { Trust } from "../src/invocation/trust.js";
-import { clientHooks, InterceptingTransport, secureMcpClient, secureMcpServer, serverHooks, ServerBinding, type SecureMcpClientOptions, type SecureMcpServerOptions } from "../src/mcp/index.js";
+import {
+  clientHooks,
+  InterceptingTransport,
+  secureMcpClient,
+  secureMcpServer,
+  serverHooks,
+  ServerBinding,
+  type SecureMcpClientOptions,
+  type SecureMcpServerOptions,
+} from "../src/mcp/index.js";
 import { INVOCATION_META_KEY, RECEIPT_META_KEY, resultForDigest } from "../src/mcp/meta.js";
 import { fixture, onWire, rejectsWithData, tap, withTimeout } from "./helpers/mcp-util.js";
 
@@ -53,7 +68,10 @@ async function secureV2(server: McpServerV2, options: SecureMcpServerOptions): P
 }
 
 /** secureMcpClient, typed for the 1.x Client, on a 2.x Client: it too only patches `connect`. */
-async function secureV2Client(client: ClientV2, options: Omit<SecureMcpClientOptions, "client"> & { client: Aztp }): Promise<ClientV2> {
+async function secureV2Client(
+  client: ClientV2,
+  options: Omit<SecureMcpClientOptions, "client"> & { client: Aztp },
+): Promise<ClientV2> {
   await secureMcpClient(client as unknown as ClientV1, options);
   return client;
 }
@@ -72,7 +90,8 @@ interface Answer {
   runs: number;
   aborted?: boolean;
 }
-const answerOf = (r: unknown): Answer => JSON.parse((r as { content: Array<{ text: string }> }).content[0]!.text) as Answer;
+const answerOf = (r: unknown): Answer =>
+  JSON.parse((r as { content: Array<{ text: string }> }).content[0]!.text) as Answer;
 const receiptOf = (r: unknown): unknown => (r as { _meta?: Record<string, unknown> })._meta?.[RECEIPT_META_KEY];
 
 /** A fresh 2.x McpServer with `echo` and `slow` (which stops early when its request is cancelled). */
@@ -82,17 +101,25 @@ function toolServer(state: { runs: number; log: string[] }): McpServerV2 {
     state.runs += 1;
     return { content: [{ type: "text" as const, text: JSON.stringify({ tool, value, runs: state.runs, ...extra }) }] };
   };
-  server.registerTool("echo", { description: "echoes text", inputSchema: z.object({ text: z.string() }) }, async ({ text }) => answer("echo", text));
-  server.registerTool("slow", { description: "waits ms, or until cancelled", inputSchema: z.object({ ms: z.number() }) }, async ({ ms }, ctx) => {
-    const started = Date.now();
-    const signal = ctx.mcpReq.signal;
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, ms);
-      signal.addEventListener("abort", () => (clearTimeout(timer), resolve()), { once: true });
-    });
-    state.log.push(`slow ran ${Date.now() - started} ms, aborted=${signal.aborted}`);
-    return answer("slow", ms, { aborted: signal.aborted });
-  });
+  server.registerTool(
+    "echo",
+    { description: "echoes text", inputSchema: z.object({ text: z.string() }) },
+    async ({ text }) => answer("echo", text),
+  );
+  server.registerTool(
+    "slow",
+    { description: "waits ms, or until cancelled", inputSchema: z.object({ ms: z.number() }) },
+    async ({ ms }, ctx) => {
+      const started = Date.now();
+      const signal = ctx.mcpReq.signal;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, ms);
+        signal.addEventListener("abort", () => (clearTimeout(timer), resolve()), { once: true });
+      });
+      state.log.push(`slow ran ${Date.now() - started} ms, aborted=${signal.aborted}`);
+      return answer("slow", ms, { aborted: signal.aborted });
+    },
+  );
   return server;
 }
 
@@ -160,11 +187,17 @@ async function statelessServer(t: TestContext, c: Aztp, home: string): Promise<S
       const seen: Seen = { method: req.method ?? "", headers, body, rpc, responseSession: null };
       requests.push(seen);
       const response = await handler.fetch(
-        new Request(`http://127.0.0.1${req.url ?? "/"}`, { method: req.method ?? "GET", headers, signal: abort.signal, ...(body.length > 0 ? { body } : {}) }),
+        new Request(`http://127.0.0.1${req.url ?? "/"}`, {
+          method: req.method ?? "GET",
+          headers,
+          signal: abort.signal,
+          ...(body.length > 0 ? { body } : {}),
+        }),
       );
       seen.responseSession = response.headers.get("mcp-session-id");
       res.writeHead(response.status, Object.fromEntries(response.headers));
-      if (response.body) for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) res.write(chunk);
+      if (response.body)
+        for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) res.write(chunk);
       res.end();
     })().catch(() => {
       if (!res.headersSent) res.writeHead(500);
@@ -207,12 +240,25 @@ async function refusedWith(p: Promise<unknown>, code: string, what: string): Pro
 }
 
 /** A secured 2.x client: clientHooks with a CallerGuard, the server's ID given (there is no initialize to prove it at). */
-async function hookedClient(t: TestContext, c: Aztp, s: { serverId: string; trust: Trust }, transport: TransportV2, options: { name?: string; wrap?: (inner: TransportV1) => TransportV1; audit?: AuditLog } = {}) {
+async function hookedClient(
+  t: TestContext,
+  c: Aztp,
+  s: { serverId: string; trust: Trust },
+  transport: TransportV2,
+  options: { name?: string; wrap?: (inner: TransportV1) => TransportV1; audit?: AuditLog } = {},
+) {
   const { identity } = await c.secureConnect({}, options.name ?? "agent");
   const guard = new CallerGuard({ identity, trust: s.trust, ...(options.audit ? { audit: options.audit } : {}) });
   const client = modernClient(t, options.name);
   const below = options.wrap ? options.wrap(v1(transport)) : v1(transport);
-  await client.connect(v2(new InterceptingTransport(below, clientHooks(guard, new ServerBinding(s.serverId), { trust: s.trust, serverId: s.serverId }))));
+  await client.connect(
+    v2(
+      new InterceptingTransport(
+        below,
+        clientHooks(guard, new ServerBinding(s.serverId), { trust: s.trust, serverId: s.serverId }),
+      ),
+    ),
+  );
   return { client, identity, guard };
 }
 
@@ -226,7 +272,11 @@ describe("MCP 2026-07-28 with the SDK's 2.x packages (stateless)", () => {
     const one = await client.callTool({ name: "echo", arguments: { text: "one" } });
     assert.deepEqual(answerOf(one), { tool: "echo", value: "one", runs: 1 });
     assert.equal(typeof receiptOf(one), "string", "the receipt reaches the caller in result._meta");
-    const many = await withTimeout(Promise.all(Array.from({ length: 8 }, (_, i) => client.callTool({ name: "echo", arguments: { text: `m${i}` } }))), 10_000, "8 calls in flight");
+    const many = await withTimeout(
+      Promise.all(Array.from({ length: 8 }, (_, i) => client.callTool({ name: "echo", arguments: { text: `m${i}` } }))),
+      10_000,
+      "8 calls in flight",
+    );
     many.forEach((r, i) => assert.equal(answerOf(r).value, `m${i}`));
     assert.equal(new Set(many.map(receiptOf)).size, 8);
     assert.equal(s.runs(), 9);
@@ -234,18 +284,32 @@ describe("MCP 2026-07-28 with the SDK's 2.x packages (stateless)", () => {
     // The protocol the 2.x packages spoke: no initialize, no session, every request its own instance.
     assert.deepEqual([...new Set(s.requests.map((r) => r.rpc))].sort(), ["server/discover", "tools/call"]);
     assert.ok(s.requests.every((r) => r.method === "POST" && r.headers["mcp-protocol-version"] === MODERN));
-    assert.ok(s.requests.every((r) => r.headers["mcp-session-id"] === undefined && r.responseSession === null), "no session anywhere");
+    assert.ok(
+      s.requests.every((r) => r.headers["mcp-session-id"] === undefined && r.responseSession === null),
+      "no session anywhere",
+    );
     assert.equal(s.instances(), s.requests.length, "a fresh McpServer served each request");
 
     // Each receipt checks out on its own against the token that went on the wire.
-    const calls = wire.sent.filter((m) => (m as { method?: string }).method === "tools/call") as unknown as Array<{ id: unknown; params: { name: string; _meta: Record<string, unknown> } }>;
+    const calls = wire.sent.filter((m) => (m as { method?: string }).method === "tools/call") as unknown as Array<{
+      id: unknown;
+      params: { name: string; _meta: Record<string, unknown> };
+    }>;
     assert.equal(calls.length, 9);
     for (const call of calls) {
       const token = call.params._meta[INVOCATION_META_KEY];
       assert.ok(typeof token === "string" && token.split(".").length === 3, "the call carried a token");
-      const response = wire.received.find((m) => (m as { id?: unknown }).id === call.id) as { result: Record<string, unknown> };
+      const response = wire.received.find((m) => (m as { id?: unknown }).id === call.id) as {
+        result: Record<string, unknown>;
+      };
       const receipt = (response.result._meta as Record<string, unknown>)[RECEIPT_META_KEY];
-      const v = verifyReceipt(receipt, { invocationToken: token, result: resultForDigest(response.result), callee: s.serverId, caller: identity.spiffeId, trust: s.trust });
+      const v = verifyReceipt(receipt, {
+        invocationToken: token,
+        result: resultForDigest(response.result),
+        callee: s.serverId,
+        caller: identity.spiffeId,
+        trust: s.trust,
+      });
       assert.equal(v.claims.status, "ok");
       assert.equal(v.claims.tool, "echo");
     }
@@ -255,11 +319,17 @@ describe("MCP 2026-07-28 with the SDK's 2.x packages (stateless)", () => {
     const { home, aztp: c } = fixture(t);
     const s = await statelessServer(t, c, home);
     const { identity: caller } = await c.secureConnect({}, "raw-caller");
-    const sign = (tool: string, args: unknown, audience = s.serverId): string => signInvocation(caller, { audience, tool, args });
+    const sign = (tool: string, args: unknown, audience = s.serverId): string =>
+      signInvocation(caller, { audience, tool, args });
     // An unmodified 2.x Client that puts tokens in params._meta itself.
     const raw = modernClient(t, "raw");
     await raw.connect(new HttpClientTransportV2(s.url));
-    const call = (name: string, args: Record<string, unknown>, token?: string) => raw.callTool({ name, arguments: args, ...(token !== undefined ? { _meta: { [INVOCATION_META_KEY]: token } } : {}) });
+    const call = (name: string, args: Record<string, unknown>, token?: string) =>
+      raw.callTool({
+        name,
+        arguments: args,
+        ...(token !== undefined ? { _meta: { [INVOCATION_META_KEY]: token } } : {}),
+      });
 
     const token = sign("echo", { text: "a" });
     const ok = await call("echo", { text: "a" }, token);
@@ -267,15 +337,39 @@ describe("MCP 2026-07-28 with the SDK's 2.x packages (stateless)", () => {
     assert.equal(typeof receiptOf(ok), "string");
 
     await refusedWith(call("echo", { text: "x" }), ErrorCodes.INVOCATION_MISSING, "unsigned");
-    const args = await refusedWith(call("echo", { text: "b" }, sign("echo", { text: "a" })), ErrorCodes.INVOCATION_ARGS_MISMATCH, "other arguments");
-    assert.equal(typeof (args.data as Record<string, unknown>)[RECEIPT_META_KEY], "string", "a refused signed call gets a 'denied' receipt");
-    await refusedWith(call("slow", { ms: 1 }, sign("echo", { ms: 1 })), ErrorCodes.INVOCATION_TOOL_MISMATCH, "other tool");
-    await refusedWith(call("echo", { text: "c" }, sign("echo", { text: "c" }, "spiffe://aztp.local/workload/production/node/another-server")), ErrorCodes.INVOCATION_AUDIENCE_MISMATCH, "other server");
+    const args = await refusedWith(
+      call("echo", { text: "b" }, sign("echo", { text: "a" })),
+      ErrorCodes.INVOCATION_ARGS_MISMATCH,
+      "other arguments",
+    );
+    assert.equal(
+      typeof (args.data as Record<string, unknown>)[RECEIPT_META_KEY],
+      "string",
+      "a refused signed call gets a 'denied' receipt",
+    );
+    await refusedWith(
+      call("slow", { ms: 1 }, sign("echo", { ms: 1 })),
+      ErrorCodes.INVOCATION_TOOL_MISMATCH,
+      "other tool",
+    );
+    await refusedWith(
+      call(
+        "echo",
+        { text: "c" },
+        sign("echo", { text: "c" }, "spiffe://aztp.local/workload/production/node/another-server"),
+      ),
+      ErrorCodes.INVOCATION_AUDIENCE_MISMATCH,
+      "other server",
+    );
     await refusedWith(call("echo", { text: "d" }, "not.a.token"), ErrorCodes.INVOCATION_MALFORMED, "garbage");
     // The same token again, from another client: another discover, other requests, other instances.
     const other = modernClient(t, "raw-2");
     await other.connect(new HttpClientTransportV2(s.url));
-    await refusedWith(other.callTool({ name: "echo", arguments: { text: "a" }, _meta: { [INVOCATION_META_KEY]: token } }), ErrorCodes.INVOCATION_REPLAYED, "replay from another client");
+    await refusedWith(
+      other.callTool({ name: "echo", arguments: { text: "a" }, _meta: { [INVOCATION_META_KEY]: token } }),
+      ErrorCodes.INVOCATION_REPLAYED,
+      "replay from another client",
+    );
 
     // Tampered on the wire below a secured client (arguments changed after signing).
     const mitm = onWire({
@@ -285,8 +379,15 @@ describe("MCP 2026-07-28 with the SDK's 2.x packages (stateless)", () => {
         return { ...m, params: { ...req.params, arguments: { text: "tampered" } } } as JSONRPCMessage;
       },
     });
-    const { client: victim } = await hookedClient(t, c, s, new HttpClientTransportV2(s.url), { name: "victim", wrap: mitm });
-    await refusedWith(victim.callTool({ name: "echo", arguments: { text: "meant" } }), ErrorCodes.INVOCATION_ARGS_MISMATCH, "tampered in transit");
+    const { client: victim } = await hookedClient(t, c, s, new HttpClientTransportV2(s.url), {
+      name: "victim",
+      wrap: mitm,
+    });
+    await refusedWith(
+      victim.callTool({ name: "echo", arguments: { text: "meant" } }),
+      ErrorCodes.INVOCATION_ARGS_MISMATCH,
+      "tampered in transit",
+    );
     assert.equal(s.runs(), 1, "no refused call reached a handler");
 
     // Statelessness: a tools/call request recorded off the wire is a whole call on its own. Sent
@@ -298,7 +399,13 @@ describe("MCP 2026-07-28 with the SDK's 2.x packages (stateless)", () => {
     const body = recorded.body.replace(token, fresh);
     type Answered = { result?: Record<string, unknown>; error?: { code: number; data?: { code?: string } } };
     const post = async (): Promise<{ status: number; message: Answered }> => {
-      const headers = { "content-type": "application/json", accept: "application/json, text/event-stream", "mcp-protocol-version": MODERN, "mcp-method": "tools/call", "mcp-name": "echo" };
+      const headers = {
+        "content-type": "application/json",
+        accept: "application/json, text/event-stream",
+        "mcp-protocol-version": MODERN,
+        "mcp-method": "tools/call",
+        "mcp-name": "echo",
+      };
       const res = await fetch(s.url, { method: "POST", headers, body });
       return { status: res.status, message: (await res.json()) as Answered };
     };
@@ -306,7 +413,13 @@ describe("MCP 2026-07-28 with the SDK's 2.x packages (stateless)", () => {
     assert.equal(first.status, 200);
     assert.equal(JSON.parse((first.message.result!.content as Array<{ text: string }>)[0]!.text).runs, 2);
     const receipt = (first.message.result!._meta as Record<string, unknown>)[RECEIPT_META_KEY];
-    verifyReceipt(receipt, { invocationToken: fresh, result: resultForDigest(first.message.result), callee: s.serverId, caller: caller.spiffeId, trust: s.trust });
+    verifyReceipt(receipt, {
+      invocationToken: fresh,
+      result: resultForDigest(first.message.result),
+      callee: s.serverId,
+      caller: caller.spiffeId,
+      trust: s.trust,
+    });
     const again = await post();
     assert.equal(again.message.error?.code, -32001);
     assert.equal(again.message.error?.data?.code, ErrorCodes.INVOCATION_REPLAYED);
@@ -348,8 +461,16 @@ describe("MCP 2026-07-28 with the SDK's 2.x packages (stateless)", () => {
       },
     });
     const { client } = await hookedClient(t, c, s, new HttpClientTransportV2(s.url), { wrap: receipts });
-    await refusedWith(client.callTool({ name: "echo", arguments: { text: "1" } }), ErrorCodes.RECEIPT_MISSING, "receipt stripped");
-    await refusedWith(client.callTool({ name: "echo", arguments: { text: "2" } }), ErrorCodes.RECEIPT_MISMATCH, "another call's receipt");
+    await refusedWith(
+      client.callTool({ name: "echo", arguments: { text: "1" } }),
+      ErrorCodes.RECEIPT_MISSING,
+      "receipt stripped",
+    );
+    await refusedWith(
+      client.callTool({ name: "echo", arguments: { text: "2" } }),
+      ErrorCodes.RECEIPT_MISMATCH,
+      "another call's receipt",
+    );
 
     // secureMcpClient on a 2.x Client without serverId: it challenges the server in
     // server/discover (2026-07-28 has no initialize) and pins the ID the server proved.
@@ -373,10 +494,20 @@ describe("MCP 2026-07-28 with the SDK's 2.x packages (stateless)", () => {
     // refusal, ERR_PROOF_INVALID, is what made it fail: with the proof intact, the same kind of
     // client connected above).
     await assert.rejects(withTimeout(connecting, 10_000, "blind connect"), /server\/discover/);
-    assert.ok(s.requests.slice(before).every((r) => r.rpc !== "tools/call"), "no call left the client");
+    assert.ok(
+      s.requests.slice(before).every((r) => r.rpc !== "tools/call"),
+      "no call left the client",
+    );
     // With a wrong serverId, the server's proof names someone else: the client will not connect.
-    const wrong = await secureV2Client(modernClient(t, "wrong"), { client: c, name: "wrong", serverId: "spiffe://aztp.local/workload/production/node/someone-else" });
-    await assert.rejects(withTimeout(wrong.connect(new HttpClientTransportV2(s.url)), 10_000, "wrong connect"), /server\/discover/);
+    const wrong = await secureV2Client(modernClient(t, "wrong"), {
+      client: c,
+      name: "wrong",
+      serverId: "spiffe://aztp.local/workload/production/node/someone-else",
+    });
+    await assert.rejects(
+      withTimeout(wrong.connect(new HttpClientTransportV2(s.url)), 10_000, "wrong connect"),
+      /server\/discover/,
+    );
     // And with the right one, secureMcpClient works on the 2.x Client as clientHooks do.
     const right = await secureV2Client(modernClient(t, "right"), { client: c, name: "right", serverId: s.serverId });
     await right.connect(new HttpClientTransportV2(s.url));
@@ -404,10 +535,16 @@ describe("MCP 2026-07-28 with the SDK's 2.x packages (stateless)", () => {
     assert.ok(!s.requests.some((r) => r.rpc === "notifications/cancelled"));
     // Still, both sides have the call on record as one that got no answer.
     await guard.flush();
-    assert.deepEqual((await queryAuditLog(clientAuditPath)).map((e) => [e.tool, e.outcome, e.reason]), [["slow", "error", "cancelled"]]);
+    assert.deepEqual(
+      (await queryAuditLog(clientAuditPath)).map((e) => [e.tool, e.outcome, e.reason]),
+      [["slow", "error", "cancelled"]],
+    );
     // The server instance learns it as its request's stream closing under the call.
     const serverEntries = await s.audit(1);
-    assert.deepEqual(serverEntries.map((e) => [e.tool, e.decision, e.outcome, e.reason]), [["slow", "allow", "error", "connection-closed"]]);
+    assert.deepEqual(
+      serverEntries.map((e) => [e.tool, e.decision, e.outcome, e.reason]),
+      [["slow", "allow", "error", "connection-closed"]],
+    );
   });
 
   it("connection-oriented 2026-07-28 (serveStdio over an in-memory pipe): serverHooks with one CalleeGuard at the entry's transport guard every connection", async (t) => {
@@ -418,7 +555,9 @@ describe("MCP 2026-07-28 with the SDK's 2.x packages (stateless)", () => {
     const state = { runs: 0, log: [] as string[] };
     const serve = (): TransportV2 => {
       const [clientSide, serverSide] = InMemoryTransport.createLinkedPair();
-      const handle = serveStdio(() => toolServer(state), { transport: v2(new InterceptingTransport(v1(serverSide), serverHooks(guard, identity))) });
+      const handle = serveStdio(() => toolServer(state), {
+        transport: v2(new InterceptingTransport(v1(serverSide), serverHooks(guard, identity))),
+      });
       t.after(() => handle.close());
       return clientSide;
     };
@@ -429,20 +568,35 @@ describe("MCP 2026-07-28 with the SDK's 2.x packages (stateless)", () => {
     assert.equal(answerOf(r).value, "piped");
     assert.equal(typeof receiptOf(r), "string");
     assert.ok(!wire.sent.some((m) => (m as { method?: string }).method === "initialize"), "no initialize");
-    const token = (wire.sent.find((m) => (m as { method?: string }).method === "tools/call") as { params: { _meta: Record<string, string> } }).params._meta[INVOCATION_META_KEY]!;
+    const token = (
+      wire.sent.find((m) => (m as { method?: string }).method === "tools/call") as {
+        params: { _meta: Record<string, string> };
+      }
+    ).params._meta[INVOCATION_META_KEY]!;
 
     // A plain 2.x client on another connection: unsigned is refused, the first call's token replayed is refused.
     const plain = modernClient(t, "plain");
     await plain.connect(serve());
-    await refusedWith(plain.callTool({ name: "echo", arguments: { text: "x" } }), ErrorCodes.INVOCATION_MISSING, "unsigned");
-    await refusedWith(plain.callTool({ name: "echo", arguments: { text: "piped" }, _meta: { [INVOCATION_META_KEY]: token } }), ErrorCodes.INVOCATION_REPLAYED, "replay on another connection");
+    await refusedWith(
+      plain.callTool({ name: "echo", arguments: { text: "x" } }),
+      ErrorCodes.INVOCATION_MISSING,
+      "unsigned",
+    );
+    await refusedWith(
+      plain.callTool({ name: "echo", arguments: { text: "piped" }, _meta: { [INVOCATION_META_KEY]: token } }),
+      ErrorCodes.INVOCATION_REPLAYED,
+      "replay on another connection",
+    );
     assert.equal(state.runs, 1);
   });
 
   it("the 1.x SDK's secured Client against the same 2.x server (its stateless 2025 fallback): proof at initialize from a throwaway instance, then signed calls on fresh ones", async (t) => {
     const { home, aztp: c } = fixture(t);
     const s = await statelessServer(t, c, home);
-    const proven = await secureMcpClient(new ClientV1({ name: "v1-agent", version: "1.0.0" }), { client: c, name: "v1-agent" });
+    const proven = await secureMcpClient(new ClientV1({ name: "v1-agent", version: "1.0.0" }), {
+      client: c,
+      name: "v1-agent",
+    });
     t.after(() => proven.close().catch(() => undefined));
     await proven.connect(new HttpClientTransportV1(s.url));
     assert.equal(proven.aztpServer.serverId?.toString(), s.serverId, "the server proved its identity at initialize");
@@ -450,7 +604,11 @@ describe("MCP 2026-07-28 with the SDK's 2.x packages (stateless)", () => {
     assert.equal(answerOf(r).value, "v1");
     assert.equal(typeof receiptOf(r), "string");
 
-    const told = await secureMcpClient(new ClientV1({ name: "v1-told", version: "1.0.0" }), { client: c, name: "v1-told", serverId: s.serverId });
+    const told = await secureMcpClient(new ClientV1({ name: "v1-told", version: "1.0.0" }), {
+      client: c,
+      name: "v1-told",
+      serverId: s.serverId,
+    });
     t.after(() => told.close().catch(() => undefined));
     await told.connect(new HttpClientTransportV1(s.url));
     assert.equal(answerOf(await told.callTool({ name: "echo", arguments: { text: "told" } })).value, "told");
@@ -458,11 +616,21 @@ describe("MCP 2026-07-28 with the SDK's 2.x packages (stateless)", () => {
     const plain = new ClientV1({ name: "v1-plain", version: "1.0.0" });
     t.after(() => plain.close().catch(() => undefined));
     await plain.connect(new HttpClientTransportV1(s.url));
-    await rejectsWithData(plain.callTool({ name: "echo", arguments: { text: "x" } }), ErrorCodes.INVOCATION_MISSING, "unsigned 1.x call");
+    await rejectsWithData(
+      plain.callTool({ name: "echo", arguments: { text: "x" } }),
+      ErrorCodes.INVOCATION_MISSING,
+      "unsigned 1.x call",
+    );
 
     assert.equal(s.runs(), 2);
-    assert.ok(s.requests.some((r) => r.rpc === "initialize"), "the 1.x client spoke 2025 (initialize)");
-    assert.ok(s.requests.every((r) => r.responseSession === null), "served without sessions");
+    assert.ok(
+      s.requests.some((r) => r.rpc === "initialize"),
+      "the 1.x client spoke 2025 (initialize)",
+    );
+    assert.ok(
+      s.requests.every((r) => r.responseSession === null),
+      "served without sessions",
+    );
     assert.equal(s.instances(), s.requests.filter((r) => r.method === "POST").length, "a fresh instance per POST");
   });
 });

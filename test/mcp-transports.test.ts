@@ -41,8 +41,6 @@ import { toolAnswer } from "./helpers/mcp-tool-server.js";
 
 /** The SPIFFE ID the home's authority gives the identity named `name`. */
 
-
-
 /** An unmodified SDK Client, closed when the test ends. */
 function plainClient(t: TestContext, name = "plain"): Client {
   const client = new Client({ name, version: "1.0.0" });
@@ -50,15 +48,20 @@ function plainClient(t: TestContext, name = "plain"): Client {
   return client;
 }
 
-const receiptOf = (r: unknown): string | undefined => (r as CallToolResult)._meta?.[RECEIPT_META_KEY] as string | undefined;
+const receiptOf = (r: unknown): string | undefined =>
+  (r as CallToolResult)._meta?.[RECEIPT_META_KEY] as string | undefined;
 
 /** The raw tools/call request and response with JSON-RPC id `id` seen on a tap. */
-function exchange(wire: ReturnType<typeof tap>, tool: string): Array<{ token: string; response: { result: Record<string, unknown> } }> {
+function exchange(
+  wire: ReturnType<typeof tap>,
+  tool: string,
+): Array<{ token: string; response: { result: Record<string, unknown> } }> {
   const out: Array<{ token: string; response: { result: Record<string, unknown> } }> = [];
   for (const m of wire.sent) {
     const req = m as { id?: unknown; method?: string; params?: { name?: string; _meta?: Record<string, unknown> } };
     if (req.method !== "tools/call" || req.params?.name !== tool) continue;
-    const response = wire.received.find((r) => (r as { id?: unknown }).id === req.id && "result" in r) as { result: Record<string, unknown> } | undefined;
+    const response = wire.received.find((r) => (r as { id?: unknown }).id === req.id && "result" in r) as
+      { result: Record<string, unknown> } | undefined;
     if (response) out.push({ token: req.params._meta?.[INVOCATION_META_KEY] as string, response });
   }
   return out;
@@ -89,7 +92,13 @@ function suite(kind: TransportKind): void {
       assert.ok(x, `a ${tool} exchange on the wire`);
       assert.ok(typeof x.token === "string" && x.token.split(".").length === 3, "the call carried a token");
       const receipt = (x.response.result._meta as Record<string, unknown>)[RECEIPT_META_KEY];
-      const v = verifyReceipt(receipt, { invocationToken: x.token, result: resultForDigest(x.response.result), callee: idOf("tools"), caller: client.identity.spiffeId, trust });
+      const v = verifyReceipt(receipt, {
+        invocationToken: x.token,
+        result: resultForDigest(x.response.result),
+        callee: idOf("tools"),
+        caller: client.identity.spiffeId,
+        trust,
+      });
       assert.equal(v.claims.status, "ok");
       assert.equal(v.claims.tool, tool);
     }
@@ -97,10 +106,13 @@ function suite(kind: TransportKind): void {
 
     // One entry per call on each side, both "allow".
     const mine = await audit();
-    assert.deepEqual(mine.map((e) => [e.side, e.tool, e.decision, e.outcome, e.callee]), [
-      ["caller", "echo", "allow", "ok", idOf("tools")],
-      ["caller", "late", "allow", "ok", idOf("tools")],
-    ]);
+    assert.deepEqual(
+      mine.map((e) => [e.side, e.tool, e.decision, e.outcome, e.callee]),
+      [
+        ["caller", "echo", "allow", "ok", idOf("tools")],
+        ["caller", "late", "allow", "ok", idOf("tools")],
+      ],
+    );
     const theirs = await h.serverAudit(2);
     assert.deepEqual(
       theirs.map((e) => [e.side, e.tool, e.decision, e.outcome, e.caller]),
@@ -109,7 +121,9 @@ function suite(kind: TransportKind): void {
         ["callee", "late", "allow", "ok", client.identity.spiffeId],
       ],
     );
-    assert.ok(theirs.every((e) => typeof e.receipt === "string" && typeof e.jti === "string" && e.reason === undefined));
+    assert.ok(
+      theirs.every((e) => typeof e.receipt === "string" && typeof e.jti === "string" && e.reason === undefined),
+    );
   });
 
   it("32 calls in flight at once all succeed with distinct receipts", async (t) => {
@@ -118,13 +132,22 @@ function suite(kind: TransportKind): void {
     const { client } = await securedClient(t, c, home, "agent");
     await h.connect(client);
     const results = await withTimeout(
-      Promise.all(Array.from({ length: 32 }, (_, i) => (i % 2 === 0 ? client.callTool({ name: "echo", arguments: { text: `m${i}` } }) : client.callTool({ name: "late", arguments: { n: i } })))),
+      Promise.all(
+        Array.from({ length: 32 }, (_, i) =>
+          i % 2 === 0
+            ? client.callTool({ name: "echo", arguments: { text: `m${i}` } })
+            : client.callTool({ name: "late", arguments: { n: i } }),
+        ),
+      ),
       20_000,
       "32 concurrent calls",
     );
     const answers = results.map(toolAnswer);
     answers.forEach((a, i) => assert.deepEqual(a.value, i % 2 === 0 ? `m${i}` : i * 2));
-    assert.deepEqual(answers.map((a) => a.runs).sort((a, b) => a - b), Array.from({ length: 32 }, (_, i) => i + 1));
+    assert.deepEqual(
+      answers.map((a) => a.runs).sort((a, b) => a - b),
+      Array.from({ length: 32 }, (_, i) => i + 1),
+    );
     assert.equal(new Set(results.map(receiptOf)).size, 32);
     assert.ok(results.every((r) => typeof receiptOf(r) === "string"));
   });
@@ -139,21 +162,45 @@ function suite(kind: TransportKind): void {
     const serverId = servedIdentity(wire.received);
     assert.equal(serverId, idOf("tools"), "an unchallenged client is still told the server's ID");
     const caller = (await c.secureConnect({}, "raw-caller")).identity;
-    const sign = (tool: string, args: unknown, audience = idOf("tools")): string => signInvocation(caller, { audience, tool, args });
+    const sign = (tool: string, args: unknown, audience = idOf("tools")): string =>
+      signInvocation(caller, { audience, tool, args });
     const call = (name: string, args: Record<string, unknown>, token?: string) =>
-      raw.callTool({ name, arguments: args, ...(token !== undefined ? { _meta: { [INVOCATION_META_KEY]: token } } : {}) });
+      raw.callTool({
+        name,
+        arguments: args,
+        ...(token !== undefined ? { _meta: { [INVOCATION_META_KEY]: token } } : {}),
+      });
 
     const token = sign("echo", { text: "a" });
     const ok = await call("echo", { text: "a" }, token);
     assert.equal(toolAnswer(ok).runs, 1);
     assert.ok(receiptOf(ok));
 
-    const replayed = await rejectsWithData(call("echo", { text: "a" }, token), ErrorCodes.INVOCATION_REPLAYED, "replay");
+    const replayed = await rejectsWithData(
+      call("echo", { text: "a" }, token),
+      ErrorCodes.INVOCATION_REPLAYED,
+      "replay",
+    );
     assert.equal(replayed.code, -32001);
-    const args = await rejectsWithData(call("echo", { text: "b" }, sign("echo", { text: "a" })), ErrorCodes.INVOCATION_ARGS_MISMATCH, "other args");
-    assert.ok(typeof (args.data as Record<string, unknown>)[RECEIPT_META_KEY] === "string", "a refused signed call gets a 'denied' receipt");
-    await rejectsWithData(call("late", { n: 1 }, sign("echo", { n: 1 })), ErrorCodes.INVOCATION_TOOL_MISMATCH, "other tool");
-    await rejectsWithData(call("late", { n: 1 }, sign("late", { n: 1 }, idOf("another-server"))), ErrorCodes.INVOCATION_AUDIENCE_MISMATCH, "other server");
+    const args = await rejectsWithData(
+      call("echo", { text: "b" }, sign("echo", { text: "a" })),
+      ErrorCodes.INVOCATION_ARGS_MISMATCH,
+      "other args",
+    );
+    assert.ok(
+      typeof (args.data as Record<string, unknown>)[RECEIPT_META_KEY] === "string",
+      "a refused signed call gets a 'denied' receipt",
+    );
+    await rejectsWithData(
+      call("late", { n: 1 }, sign("echo", { n: 1 })),
+      ErrorCodes.INVOCATION_TOOL_MISMATCH,
+      "other tool",
+    );
+    await rejectsWithData(
+      call("late", { n: 1 }, sign("late", { n: 1 }, idOf("another-server"))),
+      ErrorCodes.INVOCATION_AUDIENCE_MISMATCH,
+      "other server",
+    );
     await rejectsWithData(call("late", { n: 1 }), ErrorCodes.INVOCATION_MISSING, "unsigned");
     await rejectsWithData(call("late", { n: 1 }, "not.a.token"), ErrorCodes.INVOCATION_MALFORMED, "garbage");
 
@@ -165,7 +212,11 @@ function suite(kind: TransportKind): void {
       // refused too: the replay cache belongs to the server identity, not to one connection.
       const other = plainClient(t, "raw-2");
       await h.connect(other);
-      await rejectsWithData(other.callTool({ name: "echo", arguments: { text: "a" }, _meta: { [INVOCATION_META_KEY]: token } }), ErrorCodes.INVOCATION_REPLAYED, "replay on another connection");
+      await rejectsWithData(
+        other.callTool({ name: "echo", arguments: { text: "a" }, _meta: { [INVOCATION_META_KEY]: token } }),
+        ErrorCodes.INVOCATION_REPLAYED,
+        "replay on another connection",
+      );
     }
 
     const entries = await h.serverAudit(8);
@@ -222,7 +273,11 @@ function suite(kind: TransportKind): void {
     const entries = await audit();
     assert.deepEqual(
       entries.filter((e) => e.outcome === "ok").map((e) => [e.decision, e.tool]),
-      [["allow", "echo"], ["allow", "echo"], ["allow", "echo"]],
+      [
+        ["allow", "echo"],
+        ["allow", "echo"],
+        ["allow", "echo"],
+      ],
     );
     // The call after the restart is on record when it reached the transport: over HTTP its
     // request failed (send-failed); in memory and over stdio the SDK refused it first (not connected).
@@ -251,7 +306,9 @@ function suite(kind: TransportKind): void {
       return true;
     });
 
-    const { client: d } = await securedClient(t, c, home, "agent-d", { expectedServer: [idOf("someone-else"), idOf("tools")] });
+    const { client: d } = await securedClient(t, c, home, "agent-d", {
+      expectedServer: [idOf("someone-else"), idOf("tools")],
+    });
     await h.connect(d);
     assert.equal(toolAnswer(await d.callTool({ name: "echo", arguments: { text: "ok" } })).value, "ok");
   });
@@ -270,9 +327,13 @@ function suite(kind: TransportKind): void {
         const receipt = meta[RECEIPT_META_KEY] as string;
         if (edit === "none") saved = receipt;
         if (edit === "strip") delete meta[RECEIPT_META_KEY];
-        if (edit === "forge") meta[RECEIPT_META_KEY] = receipt.slice(0, -4) + (receipt.endsWith("AAAA") ? "BBBB" : "AAAA");
+        if (edit === "forge")
+          meta[RECEIPT_META_KEY] = receipt.slice(0, -4) + (receipt.endsWith("AAAA") ? "BBBB" : "AAAA");
         if (edit === "reuse") meta[RECEIPT_META_KEY] = saved;
-        const content = edit === "result" ? [{ type: "text", text: JSON.stringify({ tool: "echo", value: "forged", runs: 0 }) }] : res.result.content;
+        const content =
+          edit === "result"
+            ? [{ type: "text", text: JSON.stringify({ tool: "echo", value: "forged", runs: 0 }) }]
+            : res.result.content;
         return { ...m, result: { ...res.result, content, _meta: meta } } as JSONRPCMessage;
       },
     });
@@ -333,13 +394,20 @@ function suite(kind: TransportKind): void {
     assert.equal(toolAnswer(r).value, "stateless");
     assert.ok(receiptOf(r));
     assert.equal(exchange(wire, "echo").length, 1, "the call went out signed");
-    assert.deepEqual((await audit()).map((e) => [e.decision, e.callee]), [["allow", idOf("tools")]]);
+    assert.deepEqual(
+      (await audit()).map((e) => [e.decision, e.callee]),
+      [["allow", idOf("tools")]],
+    );
 
     // serverId is a pin: tokens addressed to another server are refused by this one, and a
     // server that does prove an identity must prove that one.
     const { client: wrong } = await securedClient(t, c, home, "stateless-wrong", { serverId: idOf("someone-else") });
     await h.connect(wrong, stripProof);
-    await rejectsWithData(wrong.callTool({ name: "echo", arguments: { text: "x" } }), ErrorCodes.INVOCATION_AUDIENCE_MISMATCH, "token for another server");
+    await rejectsWithData(
+      wrong.callTool({ name: "echo", arguments: { text: "x" } }),
+      ErrorCodes.INVOCATION_AUDIENCE_MISMATCH,
+      "token for another server",
+    );
     const { client: pinned } = await securedClient(t, c, home, "stateless-pinned", { serverId: idOf("someone-else") });
     await assert.rejects(withTimeout(h.connect(pinned), 20_000, "connect"), /ERR_PEER_NOT_AUTHORIZED/);
 
@@ -355,10 +423,17 @@ function suite(kind: TransportKind): void {
     const a = plainClient(t);
     await enforce.connect(a);
     assert.deepEqual((await a.listTools()).tools.map((x) => x.name).sort(), ["echo", "late"]);
-    const refused = await rejectsWithData(a.callTool({ name: "echo", arguments: { text: "x" } }), ErrorCodes.INVOCATION_MISSING, "unsigned call");
+    const refused = await rejectsWithData(
+      a.callTool({ name: "echo", arguments: { text: "x" } }),
+      ErrorCodes.INVOCATION_MISSING,
+      "unsigned call",
+    );
     assert.equal(refused.code, -32001);
     assert.match(refused.message, /ERR_INVOCATION_MISSING/);
-    assert.match(refused.message, /sign each tools\/call with an AZTP invocation token in params\._meta\["io\.aztp\/invocation"\]/);
+    assert.match(
+      refused.message,
+      /sign each tools\/call with an AZTP invocation token in params\._meta\["io\.aztp\/invocation"\]/,
+    );
     assert.match(refused.message, /secureMcpClient/);
 
     const audit = await harness(t, c, home, { name: "tools-audit", mode: "audit", audit: serverAudit });
@@ -377,13 +452,22 @@ function suite(kind: TransportKind): void {
 
   it("filterToolsByPolicy shows a signed caller only the tools its policy allows", async (t) => {
     const { home, aztp: c } = fixture(t);
-    const policy = [{ Version: "2012-10-17", Statement: [{ Effect: "Allow" as const, Action: "tool:call", Resource: "echo" }] }];
+    const policy = [
+      { Version: "2012-10-17", Statement: [{ Effect: "Allow" as const, Action: "tool:call", Resource: "echo" }] },
+    ];
     const h = await harness(t, c, home, { policy, filter: true });
     const { client } = await securedClient(t, c, home, "agent");
     await h.connect(client);
-    assert.deepEqual((await client.listTools()).tools.map((x) => x.name), ["echo"]);
+    assert.deepEqual(
+      (await client.listTools()).tools.map((x) => x.name),
+      ["echo"],
+    );
     assert.equal(toolAnswer(await client.callTool({ name: "echo", arguments: { text: "seen" } })).value, "seen");
-    await rejectsWithData(client.callTool({ name: "late", arguments: { n: 1 } }), ErrorCodes.POLICY_DENIED, "hidden tool");
+    await rejectsWithData(
+      client.callTool({ name: "late", arguments: { n: 1 } }),
+      ErrorCodes.POLICY_DENIED,
+      "hidden tool",
+    );
     // An unauthenticated caller is not filtered (it cannot call anything in enforce mode anyway).
     const plain = plainClient(t);
     await h.connect(plain);
@@ -392,4 +476,5 @@ function suite(kind: TransportKind): void {
 }
 
 // The stdio tests mostly wait on server processes starting: run them a few at a time.
-for (const kind of TRANSPORTS) describe(`secured MCP over ${kind}`, { concurrency: kind === "stdio" ? 3 : 1 }, () => suite(kind));
+for (const kind of TRANSPORTS)
+  describe(`secured MCP over ${kind}`, { concurrency: kind === "stdio" ? 3 : 1 }, () => suite(kind));

@@ -15,7 +15,18 @@
  */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, relative, resolve, sep } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -69,7 +80,11 @@ function userEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
 }
 
 function assertRan(r: CommandResult, what: string): void {
-  assert.equal(r.code, 0, `${what} exited ${r.code ?? r.signal}\nstdout: ${r.stdout.slice(-3000)}\nstderr: ${r.stderr.slice(-3000)}`);
+  assert.equal(
+    r.code,
+    0,
+    `${what} exited ${r.code ?? r.signal}\nstdout: ${r.stdout.slice(-3000)}\nstderr: ${r.stderr.slice(-3000)}`,
+  );
 }
 
 /** Checkout entries that are not source: build output, installs, local state. */
@@ -102,9 +117,15 @@ function folderInProject(name: string): string {
  * continues on the next). Each command must exit 0, or N when its comment says `exit N`.
  */
 async function runSession(block: string, cwd: string): Promise<CommandResult> {
-  const lines = block.replace(/\\\n\s*/g, "").split("\n").filter((l) => l.trim() !== "" && !l.trim().startsWith("#"));
+  const lines = block
+    .replace(/\\\n\s*/g, "")
+    .split("\n")
+    .filter((l) => l.trim() !== "" && !l.trim().startsWith("#"));
   const quote = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
-  const script = ["set -u", 'check() { if [ "$1" != "$2" ]; then echo "README command exited $1, expected $2: $3" >&2; exit 99; fi; }'];
+  const script = [
+    "set -u",
+    'check() { if [ "$1" != "$2" ]; then echo "README command exited $1, expected $2: $3" >&2; exit 99; fi; }',
+  ];
   for (const line of lines) {
     const expected = /#.*\bexit (\d+)\b/.exec(line)?.[1] ?? "0";
     script.push(line, `check $? ${expected} ${quote(line)}`);
@@ -127,7 +148,11 @@ describe("the package as users get it (npm pack, installed into an empty project
         },
       });
       symlinkSync(join(ROOT, "node_modules"), join(checkout, "node_modules"), "dir");
-      const packed = await runCommand("npm", ["pack", "--pack-destination", work], { cwd: checkout, env: userEnv(), timeoutMs: 300_000 });
+      const packed = await runCommand("npm", ["pack", "--pack-destination", work], {
+        cwd: checkout,
+        env: userEnv(),
+        timeoutMs: 300_000,
+      });
       assertRan(packed, "npm pack");
       const tarball = readdirSync(work).find((f) => f.endsWith(".tgz"));
       assert.ok(tarball, `npm pack wrote no tarball: ${packed.stdout}`);
@@ -139,13 +164,28 @@ describe("the package as users get it (npm pack, installed into an empty project
 
       project = join(work, "project");
       mkdirSync(project);
-      writeFileSync(join(project, "package.json"), JSON.stringify({ name: "readme-user", version: "1.0.0", private: true }, null, 2));
+      writeFileSync(
+        join(project, "package.json"),
+        JSON.stringify({ name: "readme-user", version: "1.0.0", private: true }, null, 2),
+      );
       // The README's `npm install aztp-client` and `npm install @modelcontextprotocol/sdk zod`, in one go.
-      const installed = await runCommand("npm", ["install", "--prefer-offline", "--no-audit", "--no-fund", join(work, tarball), "@modelcontextprotocol/sdk", "zod"], {
-        cwd: project,
-        env: userEnv(),
-        timeoutMs: 300_000,
-      });
+      const installed = await runCommand(
+        "npm",
+        [
+          "install",
+          "--prefer-offline",
+          "--no-audit",
+          "--no-fund",
+          join(work, tarball),
+          "@modelcontextprotocol/sdk",
+          "zod",
+        ],
+        {
+          cwd: project,
+          env: userEnv(),
+          timeoutMs: 300_000,
+        },
+      );
       assertRan(installed, "npm install of the packed tarball");
       installOutput = installed.stdout + installed.stderr;
     },
@@ -159,13 +199,19 @@ describe("the package as users get it (npm pack, installed into an empty project
   it("ships the Apache-2.0 LICENSE verbatim, with our copyright line in its appendix", () => {
     const license = readFileSync(join(pkg, "LICENSE"), "utf8");
     assert.equal(license, readFileSync(join(ROOT, "LICENSE"), "utf8"));
-    assert.equal((JSON.parse(readFileSync(join(pkg, "package.json"), "utf8")) as { license?: string }).license, "Apache-2.0");
+    assert.equal(
+      (JSON.parse(readFileSync(join(pkg, "package.json"), "utf8")) as { license?: string }).license,
+      "Apache-2.0",
+    );
     const copyright = /^ {3}Copyright (\d{4}) (.+)$/m.exec(license);
     assert.ok(copyright && copyright[2] !== "[name of copyright owner]", "the appendix names the copyright holder");
     // With the appendix's placeholder put back, the text is apache.org's LICENSE-2.0.txt byte for
     // byte (which starts with a blank line); this is that file's well-known SHA-256.
     const canonical = "\n" + license.replace(copyright[0], "   Copyright [yyyy] [name of copyright owner]");
-    assert.equal(createHash("sha256").update(canonical).digest("hex"), "cfc7749b96f63bd31c3c42b5c471bf756814053e847c10f3eb003417bc523d30");
+    assert.equal(
+      createHash("sha256").update(canonical).digest("hex"),
+      "cfc7749b96f63bd31c3c42b5c471bf756814053e847c10f3eb003417bc523d30",
+    );
   });
 
   it("holds every file its manifest names: main, types, each export, and the bin (executable)", () => {
@@ -176,9 +222,11 @@ describe("the package as users get it (npm pack, installed into an empty project
       exports: Record<string, string | Record<string, string>>;
     };
     const named = [manifest.main, manifest.types, ...Object.values(manifest.bin)];
-    for (const target of Object.values(manifest.exports)) named.push(...(typeof target === "string" ? [target] : Object.values(target)));
+    for (const target of Object.values(manifest.exports))
+      named.push(...(typeof target === "string" ? [target] : Object.values(target)));
     for (const file of named) assert.ok(existsSync(join(pkg, file)), `${file} is not in the package`);
-    for (const bin of Object.values(manifest.bin)) assert.ok((statSync(join(pkg, bin)).mode & 0o111) !== 0, `${bin} is not executable`);
+    for (const bin of Object.values(manifest.bin))
+      assert.ok((statSync(join(pkg, bin)).mode & 0o111) !== 0, `${bin} is not executable`);
   });
 
   it("every source map carries its sources (inlined), and they are this checkout's src/", () => {
@@ -193,7 +241,11 @@ describe("the package as users get it (npm pack, installed into an empty project
     const maps = files.filter((f) => f.endsWith(".map"));
     assert.ok(maps.length >= scripts.length);
     for (const mapFile of maps) {
-      const map = JSON.parse(readFileSync(join(pkg, mapFile), "utf8")) as { sources: string[]; sourceRoot?: string; sourcesContent?: Array<string | null> };
+      const map = JSON.parse(readFileSync(join(pkg, mapFile), "utf8")) as {
+        sources: string[];
+        sourceRoot?: string;
+        sourcesContent?: Array<string | null>;
+      };
       assert.ok(map.sources.length > 0, `${mapFile} names no sources`);
       map.sources.forEach((source, i) => {
         const at = resolve(join(pkg, dirname(mapFile)), map.sourceRoot ?? "", source);
@@ -201,20 +253,33 @@ describe("the package as users get it (npm pack, installed into an empty project
         const content = map.sourcesContent?.[i];
         assert.equal(typeof content, "string", `${mapFile}: source ${source} is neither in the package nor inlined`);
         // The same relative place in the checkout is the file it was built from.
-        assert.equal(content, readFileSync(join(ROOT, relative(pkg, at)), "utf8"), `${mapFile}: the inlined ${source} is not the checkout's`);
+        assert.equal(
+          content,
+          readFileSync(join(ROOT, relative(pkg, at)), "utf8"),
+          `${mapFile}: the inlined ${source} is not the checkout's`,
+        );
       });
     }
   });
 
   it("a stack trace through the installed package points at the TypeScript line that threw", async () => {
-    const program = "import { SpiffeId } from 'aztp-client/spiffe'; try { SpiffeId.parse('not an id'); } catch (e) { console.log(e.stack); }";
-    const r = await runCommand(process.execPath, ["--enable-source-maps", "--input-type=module", "-e", program], { cwd: project, env: userEnv() });
+    const program =
+      "import { SpiffeId } from 'aztp-client/spiffe'; try { SpiffeId.parse('not an id'); } catch (e) { console.log(e.stack); }";
+    const r = await runCommand(process.execPath, ["--enable-source-maps", "--input-type=module", "-e", program], {
+      cwd: project,
+      env: userEnv(),
+    });
     assertRan(r, "node --enable-source-maps");
     const frame = /\((\S+\/node_modules\/aztp-client\/(src\/spiffe\/spiffeid\.ts)):(\d+):(\d+)\)/.exec(r.stdout);
     assert.ok(frame, `the first frame is not in src/spiffe/spiffeid.ts: ${r.stdout}`);
-    const map = JSON.parse(readFileSync(join(pkg, "dist", "spiffe", "spiffeid.js.map"), "utf8")) as { sourcesContent: string[] };
+    const map = JSON.parse(readFileSync(join(pkg, "dist", "spiffe", "spiffeid.js.map"), "utf8")) as {
+      sourcesContent: string[];
+    };
     const line = map.sourcesContent[0]?.split("\n")[Number(frame[3]) - 1] ?? "";
-    assert.ok(line.slice(Number(frame[4]) - 1).startsWith("new AztpError("), `the mapped position is not the throw: ${JSON.stringify(line)}`);
+    assert.ok(
+      line.slice(Number(frame[4]) - 1).startsWith("new AztpError("),
+      `the mapped position is not the throw: ${JSON.stringify(line)}`,
+    );
   });
 
   it("every relative link in its Markdown resolves to a file in the package (and each #anchor to a heading)", () => {
@@ -224,12 +289,18 @@ describe("the package as users get it (npm pack, installed into an empty project
     let checked = 0;
     for (const doc of docs) {
       const text = readFileSync(join(pkg, doc), "utf8").replace(/^```[\s\S]*?^```$/gm, "");
-      const targets = [...text.matchAll(/\]\(([^)\s]+)(?:\s+"[^"]*")?\)/g), ...text.matchAll(/^\[[^\]]+\]:\s*(\S+)/gm)].map((m) => m[1] as string);
+      const targets = [
+        ...text.matchAll(/\]\(([^)\s]+)(?:\s+"[^"]*")?\)/g),
+        ...text.matchAll(/^\[[^\]]+\]:\s*(\S+)/gm),
+      ].map((m) => m[1] as string);
       for (const target of targets) {
         if (/^[a-z][a-z0-9+.-]*:/i.test(target)) continue; // https:, mailto: ...
         const [path = "", anchor] = target.split("#");
         const file = path === "" ? join(pkg, doc) : resolve(join(pkg, dirname(doc)), decodeURIComponent(path));
-        assert.ok(file.startsWith(pkg + sep) && existsSync(file) && statSync(file).isFile(), `${doc}: ${target} is not a file in the package`);
+        assert.ok(
+          file.startsWith(pkg + sep) && existsSync(file) && statSync(file).isFile(),
+          `${doc}: ${target} is not a file in the package`,
+        );
         if (anchor !== undefined) {
           const headings = [...readFileSync(file, "utf8").matchAll(/^#{1,6} (.+)$/gm)].map((m) => slug(m[1] as string));
           assert.ok(headings.includes(anchor), `${doc}: ${target}: no heading has the anchor #${anchor}`);
@@ -250,7 +321,15 @@ describe("the package as users get it (npm pack, installed into an empty project
     }
     assert.doesNotMatch(installOutput, /peer|ERESOLVE/i);
     // The MCP entry points load without it; only aztp-client/langchain needs it, and says so.
-    const r = await runCommand(process.execPath, ["--input-type=module", "-e", "await import('aztp-client'); await import('aztp-client/mcp'); try { await import('aztp-client/langchain'); } catch (e) { console.log(e.code, e.message); }"], { cwd: folderInProject("no-langchain"), env: userEnv() });
+    const r = await runCommand(
+      process.execPath,
+      [
+        "--input-type=module",
+        "-e",
+        "await import('aztp-client'); await import('aztp-client/mcp'); try { await import('aztp-client/langchain'); } catch (e) { console.log(e.code, e.message); }",
+      ],
+      { cwd: folderInProject("no-langchain"), env: userEnv() },
+    );
     assertRan(r, "importing without LangChain");
     assert.match(r.stdout, /ERR_MODULE_NOT_FOUND .*'@langchain\/core|ERR_MODULE_NOT_FOUND .*'langchain/);
   });
@@ -267,22 +346,38 @@ describe("the package as users get it (npm pack, installed into an empty project
     const dir = folderInProject("mcp-types");
     writeFileSync(join(dir, "weather.mjs"), onlyFence("MCP: secured servers, clients and a proxy", "js"));
     const tsc = join(ROOT, "node_modules", "typescript", "bin", "tsc");
-    const options = ["--noEmit", "--allowJs", "--checkJs", "--strict", "--module", "nodenext", "--moduleResolution", "nodenext", "--target", "es2022", "--skipLibCheck"];
-    const r = await runCommand(process.execPath, [tsc, ...options, "--typeRoots", join(ROOT, "node_modules", "@types"), "--types", "node", "weather.mjs"], { cwd: dir, env: userEnv(), timeoutMs: 120_000 });
+    const options = [
+      "--noEmit",
+      "--allowJs",
+      "--checkJs",
+      "--strict",
+      "--module",
+      "nodenext",
+      "--moduleResolution",
+      "nodenext",
+      "--target",
+      "es2022",
+      "--skipLibCheck",
+    ];
+    const r = await runCommand(
+      process.execPath,
+      [tsc, ...options, "--typeRoots", join(ROOT, "node_modules", "@types"), "--types", "node", "weather.mjs"],
+      { cwd: dir, env: userEnv(), timeoutMs: 120_000 },
+    );
     assertRan(r, "tsc --checkJs weather.mjs");
   });
 
-  it(
-    "the README's audit commands run as printed after its MCP program",
-    async () => {
-      const dir = folderInProject("audit");
-      writeFileSync(join(dir, "weather.mjs"), onlyFence("MCP: secured servers, clients and a proxy", "js"));
-      assertRan(await runCommand(process.execPath, ["weather.mjs"], { cwd: dir, env: userEnv(), timeoutMs: 60_000 }), "node weather.mjs");
-      const r = await runSession(onlyFence("The audit log", "sh"), dir);
-      assertRan(r, "the audit section's commands");
-      assert.match(r.stdout, /ERR_POLICY_DENIED/, "query --decision deny finds the refused 30-day call");
-    },
-  );
+  it("the README's audit commands run as printed after its MCP program", async () => {
+    const dir = folderInProject("audit");
+    writeFileSync(join(dir, "weather.mjs"), onlyFence("MCP: secured servers, clients and a proxy", "js"));
+    assertRan(
+      await runCommand(process.execPath, ["weather.mjs"], { cwd: dir, env: userEnv(), timeoutMs: 60_000 }),
+      "node weather.mjs",
+    );
+    const r = await runSession(onlyFence("The audit log", "sh"), dir);
+    assertRan(r, "the audit section's commands");
+    assert.match(r.stdout, /ERR_POLICY_DENIED/, "query --decision deny finds the refused 30-day call");
+  });
 
   it("the README's CLI session runs as printed (npx aztp in the installed project), each command with the exit it states", async () => {
     assert.ok(existsSync(join(project, "node_modules", ".bin", "aztp")), "npm linked the aztp command");
@@ -300,10 +395,18 @@ describe("the lockfile", () => {
     try {
       for (const f of ["package.json", "package-lock.json"]) cpSync(join(ROOT, f), join(dir, f));
       // What `npm install` on a fresh clone does to the lockfile, without installing anything.
-      const r = await runCommand("npm", ["install", "--package-lock-only", "--ignore-scripts", "--prefer-offline", "--no-audit", "--no-fund"], { cwd: dir, env: userEnv(), timeoutMs: 120_000 });
+      const r = await runCommand(
+        "npm",
+        ["install", "--package-lock-only", "--ignore-scripts", "--prefer-offline", "--no-audit", "--no-fund"],
+        { cwd: dir, env: userEnv(), timeoutMs: 120_000 },
+      );
       assertRan(r, "npm install --package-lock-only");
       assert.doesNotMatch(r.stdout + r.stderr, /EBADENGINE/);
-      assert.equal(readFileSync(join(dir, "package-lock.json"), "utf8"), readFileSync(join(ROOT, "package-lock.json"), "utf8"), "npm install would rewrite package-lock.json: run npm install and commit it");
+      assert.equal(
+        readFileSync(join(dir, "package-lock.json"), "utf8"),
+        readFileSync(join(ROOT, "package-lock.json"), "utf8"),
+        "npm install would rewrite package-lock.json: run npm install and commit it",
+      );
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -314,21 +417,46 @@ describe("the README's policy document", () => {
   const policy = parsePolicy(JSON.parse(onlyFence("Policies", "json")));
   const agent = "aztp://example.org/workload/production/node/my-agent";
   const decide = (caller: string, tool: string, args: unknown) =>
-    evaluatePolicies([policy], { principal: caller, action: "tool:call", resource: tool, context: buildPolicyContext({ caller, tool, args, callee: "aztp://example.org/workload/production/node/weather-tool" }) });
+    evaluatePolicies([policy], {
+      principal: caller,
+      action: "tool:call",
+      resource: tool,
+      context: buildPolicyContext({
+        caller,
+        tool,
+        args,
+        callee: "aztp://example.org/workload/production/node/weather-tool",
+      }),
+    });
 
   it("is valid, and decides as the README says: production agents of any domain may forecast up to 7 days; nobody may delete_*; nothing else", () => {
-    assert.deepEqual(decide(agent, "forecast", { city: "Lisbon", days: 3 }), { decision: "allow", reason: "allow", statement: "AgentsMayForecastAWeekAhead", policy: 0 });
+    assert.deepEqual(decide(agent, "forecast", { city: "Lisbon", days: 3 }), {
+      decision: "allow",
+      reason: "allow",
+      statement: "AgentsMayForecastAWeekAhead",
+      policy: 0,
+    });
     assert.equal(decide("aztp://aztp.local/workload/production/node/agent", "forecast", { days: 7 }).decision, "allow");
     assert.deepEqual(decide(agent, "forecast", { days: 8 }), { decision: "deny", reason: "implicit_deny" });
     assert.deepEqual(decide(agent, "forecast", {}), { decision: "deny", reason: "implicit_deny" });
-    assert.deepEqual(decide("aztp://example.org/workload/staging/node/my-agent", "forecast", { days: 1 }), { decision: "deny", reason: "implicit_deny" });
-    assert.deepEqual(decide(agent, "delete_index", {}), { decision: "deny", reason: "explicit_deny", statement: "NobodyDeletes", policy: 0 });
+    assert.deepEqual(decide("aztp://example.org/workload/staging/node/my-agent", "forecast", { days: 1 }), {
+      decision: "deny",
+      reason: "implicit_deny",
+    });
+    assert.deepEqual(decide(agent, "delete_index", {}), {
+      decision: "deny",
+      reason: "explicit_deny",
+      statement: "NobodyDeletes",
+      policy: 0,
+    });
     assert.deepEqual(decide(agent, "search", {}), { decision: "deny", reason: "implicit_deny" });
   });
 
   it("the README's table names every aztp: context key, and only real ones", () => {
     const table = section("Policies");
-    const named = new Set([...table.matchAll(/`(aztp:[\w.<>]+)`/g)].map((m) => (m[1] as string).replace("<path>", "field")));
+    const named = new Set(
+      [...table.matchAll(/`(aztp:[\w.<>]+)`/g)].map((m) => (m[1] as string).replace("<path>", "field")),
+    );
     for (const key of named) assert.equal(unknownContextKeyReason(key), undefined, `the README names ${key}`);
     for (const key of POLICY_CONTEXT_KEYS) assert.ok(named.has(key), `the README's table leaves out ${key}`);
   });

@@ -60,7 +60,9 @@ describe("PostgreSQL audit log", () => {
     if (skipWithoutPg(t)) return;
     const url = (await pgDatabase(t)) as string;
     const keys = [1, 2, 3].map((n) => newTestKeys(`spiffe://example.org/replica-${n}`));
-    const logs = await Promise.all(keys.map(async (k) => new PgAuditLog(await connect(t, url), { signer: testSigner(k), checkpointEvery: 100 })));
+    const logs = await Promise.all(
+      keys.map(async (k) => new PgAuditLog(await connect(t, url), { signer: testSigner(k), checkpointEvery: 100 })),
+    );
     const acked = await Promise.all(
       logs.map(async (log, w) => {
         const seqs: number[] = [];
@@ -75,21 +77,35 @@ describe("PostgreSQL audit log", () => {
     );
     const columns = createPool(url);
     t.after(() => columns.pool.end());
-    const mismatched = await columns.pool.query("SELECT count(*)::int AS n FROM aztp_audit WHERE entry::json->>'hash' <> hash OR entry::json->>'prev' <> prev OR (entry::json->>'seq')::bigint <> seq");
+    const mismatched = await columns.pool.query(
+      "SELECT count(*)::int AS n FROM aztp_audit WHERE entry::json->>'hash' <> hash OR entry::json->>'prev' <> prev OR (entry::json->>'seq')::bigint <> seq",
+    );
     assert.equal(mismatched.rows[0].n, 0, "the seq, hash and prev columns are the entry's own");
     const all = acked.flat().sort((a, b) => a - b);
-    assert.deepEqual(all, Array.from({ length: 900 }, (_, i) => i + 1), "every acknowledged entry has its own seq, 1..900");
+    assert.deepEqual(
+      all,
+      Array.from({ length: 900 }, (_, i) => i + 1),
+      "every acknowledged entry has its own seq, 1..900",
+    );
     await Promise.all(logs.map((l) => l.close()));
     const file = join(tempDir(t), "export.jsonl");
     const exported = await (logs[0] as PgAuditLog).exportJsonl(file);
     assert.equal(exported.entries, 900);
-    assert.ok(exported.checkpoints >= 8, `a checkpoint once 100 entries are uncovered (batches overshoot), and one at close: ${exported.checkpoints}`);
+    assert.ok(
+      exported.checkpoints >= 8,
+      `a checkpoint once 100 entries are uncovered (batches overshoot), and one at close: ${exported.checkpoints}`,
+    );
     const result = await verifyAuditLog(file, { verifier: testVerifier(...keys) });
     assert.equal(result.ok, true, JSON.stringify(result.firstBad));
     assert.equal(result.entries, 900);
     assert.equal(result.uncovered, 0, "close() checkpointed the rest");
     assert.equal(result.witness, "checked");
-    const signers = new Set(readFileSync(file, "utf8").split("\n").filter((l) => l.includes('"checkpoint"')).map((l) => (JSON.parse(l) as { signer: string }).signer));
+    const signers = new Set(
+      readFileSync(file, "utf8")
+        .split("\n")
+        .filter((l) => l.includes('"checkpoint"'))
+        .map((l) => (JSON.parse(l) as { signer: string }).signer),
+    );
     assert.ok(signers.size >= 2, `checkpoints by several writers: ${[...signers].join(", ")}`);
   });
 
@@ -100,7 +116,10 @@ describe("PostgreSQL audit log", () => {
     const order = [a, a, b, a, b, b, a, a, b, a];
     const seqs: number[] = [];
     for (const [i, w] of order.entries()) seqs.push((await w.append(sample(i))).seq);
-    assert.deepEqual(seqs, Array.from({ length: order.length }, (_, i) => i + 1));
+    assert.deepEqual(
+      seqs,
+      Array.from({ length: order.length }, (_, i) => i + 1),
+    );
     const file = join(tempDir(t), "export.jsonl");
     await a.exportJsonl(file);
     const result = await verifyAuditLog(file);
@@ -117,7 +136,9 @@ describe("PostgreSQL audit log", () => {
     await log.exportJsonl(file);
     assert.equal((await verifyAuditLog(file)).ok, true);
     const lines = readFileSync(file, "utf8").split("\n");
-    lines[6] = (lines[6] as string).replace('"decision":"allow"', '"decision":"deny"').replace('"decision":"deny"', '"decision":"audit-only"');
+    lines[6] = (lines[6] as string)
+      .replace('"decision":"allow"', '"decision":"deny"')
+      .replace('"decision":"deny"', '"decision":"audit-only"');
     writeFileSync(file, lines.join("\n"));
     const bad = await verifyAuditLog(file);
     assert.equal(bad.ok, false);
@@ -135,9 +156,26 @@ describe("PostgreSQL audit log", () => {
     const time = "2026-12-01T12:00:00.000Z";
     const inputs: AuditEntryInput[] = [
       sample(1, { time }),
-      sample(2, { time, tool: "\ud800lone", caller: "x".repeat(5000), delegation: Array.from({ length: 70 }, (_, i) => `spiffe://d/${i}`) }),
-      sample(3, { time, args: { deep: { password: "p", list: [1, 2, { password: "q" }] }, huge: "y".repeat(100_000) } }),
-      { side: "callee", caller: "unknown", callerVerified: false, callee: "c", tool: "t", argsDigest: "unencodable", decision: "deny", time },
+      sample(2, {
+        time,
+        tool: "\ud800lone",
+        caller: "x".repeat(5000),
+        delegation: Array.from({ length: 70 }, (_, i) => `spiffe://d/${i}`),
+      }),
+      sample(3, {
+        time,
+        args: { deep: { password: "p", list: [1, 2, { password: "q" }] }, huge: "y".repeat(100_000) },
+      }),
+      {
+        side: "callee",
+        caller: "unknown",
+        callerVerified: false,
+        callee: "c",
+        tool: "t",
+        argsDigest: "unencodable",
+        decision: "deny",
+        time,
+      },
     ];
     for (const input of inputs) {
       const [a, b] = await Promise.all([fileLog.append(input), pgLog.append(input)]);
@@ -153,8 +191,14 @@ describe("PostgreSQL audit log", () => {
     if (skipWithoutPg(t)) return;
     const log = new PgAuditLog(await connect(t, (await pgDatabase(t)) as string));
     await Promise.all(Array.from({ length: 10 }, (_, i) => log.append(sample(i))));
-    assert.deepEqual((await log.query(3, 4)).map((e) => e.seq), [4, 5, 6, 7]);
-    assert.deepEqual((await log.query(8)).map((e) => e.seq), [9, 10]);
+    assert.deepEqual(
+      (await log.query(3, 4)).map((e) => e.seq),
+      [4, 5, 6, 7],
+    );
+    assert.deepEqual(
+      (await log.query(8)).map((e) => e.seq),
+      [9, 10],
+    );
     assert.equal((await log.head()).seq, 10);
   });
 
@@ -162,7 +206,10 @@ describe("PostgreSQL audit log", () => {
     const conn = createPool("postgres://postgres@127.0.0.1:1/nowhere", { connectionTimeoutMillis: 2000 });
     t.after(() => conn.pool.end());
     const log = new PgAuditLog(conn, { recoverIntervalMs: 0 });
-    await assert.rejects(log.append(sample(1)), (e) => isAztpError(e) && e.code === "ERR_AUDIT_IO_FAILED" && /127\.0\.0\.1:1/.test(e.message));
+    await assert.rejects(
+      log.append(sample(1)),
+      (e) => isAztpError(e) && e.code === "ERR_AUDIT_IO_FAILED" && /127\.0\.0\.1:1/.test(e.message),
+    );
     assert.equal(log.writable, false);
     await assert.rejects(log.append(sample(2)), (e) => isAztpError(e) && e.code === "ERR_AUDIT_IO_FAILED");
     assert.equal(await log.recover(), false);

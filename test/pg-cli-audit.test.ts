@@ -32,7 +32,10 @@ describe("aztp audit export", () => {
     const conn = createPool(url);
     t.after(() => conn.pool.end());
     await migrate(conn);
-    const writers = [new PgAuditLog(conn, { signer: testSigner(newTestKeys("spiffe://example.org/r1")), checkpointEvery: 10 }), new PgAuditLog(conn)];
+    const writers = [
+      new PgAuditLog(conn, { signer: testSigner(newTestKeys("spiffe://example.org/r1")), checkpointEvery: 10 }),
+      new PgAuditLog(conn),
+    ];
     await Promise.all(Array.from({ length: 60 }, (_, i) => (writers[i % 2] as PgAuditLog).append(entry(i))));
     await Promise.all(writers.map((w) => w.close()));
     const dir = tempDir(t, "export");
@@ -64,7 +67,14 @@ describe("aztp audit export", () => {
     const notPg = await aztpCli(dir, ["audit", "export", "--store", dir, "--out", join(dir, "x.jsonl")]);
     assert.notEqual(notPg.code, 0);
     assert.match(notPg.stderr, /postgres:\/\//);
-    const down = await aztpCli(dir, ["audit", "export", "--store", "postgres://u:s3cret@127.0.0.1:1/db", "--out", join(dir, "x.jsonl")]);
+    const down = await aztpCli(dir, [
+      "audit",
+      "export",
+      "--store",
+      "postgres://u:s3cret@127.0.0.1:1/db",
+      "--out",
+      join(dir, "x.jsonl"),
+    ]);
     assert.notEqual(down.code, 0);
     assert.match(down.stdout, /ERR_AUTHORITY_STORE_FAILED/);
     assert.ok(!`${down.stdout}${down.stderr}`.includes("s3cret"), `the password is never printed: ${down.stderr}`);

@@ -25,7 +25,13 @@ const TD = "pg-serve.test";
 
 async function replica(t: TestContext, url: string, kek: Buffer): Promise<RunningServe> {
   const backend = await openServeBackend(url, { kek, createTrustDomain: TD });
-  const running = await startServe({ backend, host: "127.0.0.1", port: 0, refreshHintSeconds: 1, logger: jsonLogger("error", () => undefined) });
+  const running = await startServe({
+    backend,
+    host: "127.0.0.1",
+    port: 0,
+    refreshHintSeconds: 1,
+    logger: jsonLogger("error", () => undefined),
+  });
   t.after(() => running.stop());
   return running;
 }
@@ -41,7 +47,13 @@ describe("aztp serve on PostgreSQL", () => {
     t.after(() => stores.close());
     const { key: apiKey } = await stores.apiKeys.create({ name: "test" });
     const clientOf = (r: RunningServe, name: string): Aztp => {
-      const c = Aztp.initialize({ apiKey, baseUrl: r.url, trustBundle: r.bundlePem(), home: tempDir(t, name), refreshHintSeconds: 1 });
+      const c = Aztp.initialize({
+        apiKey,
+        baseUrl: r.url,
+        trustBundle: r.bundlePem(),
+        home: tempDir(t, name),
+        refreshHintSeconds: 1,
+      });
       t.after(() => c.close());
       return c;
     };
@@ -62,14 +74,25 @@ describe("aztp serve on PostgreSQL", () => {
     }
 
     const audit = await onA.sharedAuditLog();
-    const server = await securedToolServer({ runs: 0 }, { client: onB, name: "tools", audit: await onB.sharedAuditLog() });
-    const client = await secureMcpClient(new Client({ name: "agent", version: "1.0.0" }), { client: onA, name: "agent", audit });
+    const server = await securedToolServer(
+      { runs: 0 },
+      { client: onB, name: "tools", audit: await onB.sharedAuditLog() },
+    );
+    const client = await secureMcpClient(new Client({ name: "agent", version: "1.0.0" }), {
+      client: onA,
+      name: "agent",
+      audit,
+    });
     await linkInMemory(t, server, client);
     for (let i = 0; i < 5; i++) await client.callTool({ name: "echo", arguments: { text: `hi ${i}` } });
 
     const out = join(tempDir(t, "export"), "audit.jsonl");
     const exported = await stores.audit.exportJsonl(out);
-    assert.equal(exported.entries, 10, "five calls, each with a caller and a callee entry, written through two replicas");
+    assert.equal(
+      exported.entries,
+      10,
+      "five calls, each with a caller and a callee entry, written through two replicas",
+    );
     const verified = await verifyAuditLog(out, { witnessPath: false });
     assert.equal(verified.ok, true);
     assert.equal(verified.entries, 10);

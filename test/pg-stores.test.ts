@@ -26,7 +26,12 @@ async function fresh(t: TestContext): Promise<string | undefined> {
   return skipWithoutPg(t) ? undefined : pgDatabase(t);
 }
 
-async function open(t: TestContext, url: string, kek: Buffer, options: Parameters<typeof openPostgresStores>[1] = {}): Promise<PostgresStores> {
+async function open(
+  t: TestContext,
+  url: string,
+  kek: Buffer,
+  options: Parameters<typeof openPostgresStores>[1] = {},
+): Promise<PostgresStores> {
   const s = await openPostgresStores(url, { kek, ...options });
   t.after(() => s.close());
   return s;
@@ -42,7 +47,12 @@ async function sql<R extends pg.QueryResultRow>(url: string, text: string, value
   }
 }
 
-const config = () => ({ version: 1 as const, defaultTrustDomain: TD, trustDomains: [TD], createdAt: NOW.toISOString() });
+const config = () => ({
+  version: 1 as const,
+  defaultTrustDomain: TD,
+  trustDomains: [TD],
+  createdAt: NOW.toISOString(),
+});
 
 describe("PostgreSQL stores", () => {
   it("4 replicas migrating one fresh database at once: one applies, none fails, the schema is whole", async (t) => {
@@ -51,9 +61,15 @@ describe("PostgreSQL stores", () => {
     const conns = Array.from({ length: 4 }, () => createPool(url));
     t.after(() => Promise.all(conns.map((c) => c.pool.end())));
     const versions = await Promise.all(conns.map((c) => migrate(c)));
-    assert.deepEqual(versions, [1, 1, 1, 1].map(() => MIGRATIONS.length));
+    assert.deepEqual(
+      versions,
+      [1, 1, 1, 1].map(() => MIGRATIONS.length),
+    );
     const applied = await sql<{ version: number }>(url, "SELECT version FROM aztp_schema_migrations ORDER BY version");
-    assert.deepEqual(applied.map((r) => r.version), MIGRATIONS.map((m) => m.version));
+    assert.deepEqual(
+      applied.map((r) => r.version),
+      MIGRATIONS.map((m) => m.version),
+    );
     // And openPostgresStores on it, 4 at once too.
     const kek = randomBytes(32);
     await Promise.all(Array.from({ length: 4 }, () => open(t, url, kek)));
@@ -100,7 +116,10 @@ describe("PostgreSQL stores", () => {
     const dump = JSON.stringify(await sql(url, "SELECT * FROM aztp_ca_generations"));
     assert.ok(!dump.includes("PRIVATE KEY"), "no PEM private key in any column");
     for (const pem of [m.rootKeyPem, m.intermediateKeyPem, m.jwtKeyPem]) {
-      const body = pem.split("\n").filter((l) => !l.startsWith("-----")).join("");
+      const body = pem
+        .split("\n")
+        .filter((l) => !l.startsWith("-----"))
+        .join("");
       assert.ok(!dump.includes(body.slice(0, 40)), "no base64 of a private key either");
     }
     assert.ok(dump.includes("BEGIN CERTIFICATE"), "certificates are public and stored as they are");
@@ -111,17 +130,25 @@ describe("PostgreSQL stores", () => {
     assert.match(wrong.message, new RegExp(s.kek.id), "it names the KEK the keys were sealed under");
 
     // An attacker with write access to the table moves generation 1's sealed intermediate key into generation 2.
-    await sql(url, "UPDATE aztp_ca_generations SET intermediate_key_sealed = (SELECT intermediate_key_sealed FROM aztp_ca_generations WHERE generation = 1) WHERE generation = 2");
+    await sql(
+      url,
+      "UPDATE aztp_ca_generations SET intermediate_key_sealed = (SELECT intermediate_key_sealed FROM aztp_ca_generations WHERE generation = 1) WHERE generation = 2",
+    );
     const moved = await rejectsWithCode(() => s.ca.loadCa(TD), "ERR_AUTHORITY_KEK_INVALID");
     assert.match(moved.message, /intermediate key of trust domain pg\.example \(CA generation 2\)/);
     // And a flipped byte in a sealed key.
-    const [row] = await sql<{ jwt_key_sealed: string }>(url, "SELECT jwt_key_sealed FROM aztp_ca_generations WHERE generation = 1");
+    const [row] = await sql<{ jwt_key_sealed: string }>(
+      url,
+      "SELECT jwt_key_sealed FROM aztp_ca_generations WHERE generation = 1",
+    );
     const parts = (row?.jwt_key_sealed as string).split(".");
     const ct = Buffer.from(parts[4] as string, "base64url");
     ct[0] = (ct[0] as number) ^ 1;
     parts[4] = ct.toString("base64url");
     await sql(url, "UPDATE aztp_ca_generations SET jwt_key_sealed = $1 WHERE generation = 1", [parts.join(".")]);
-    await sql(url, "UPDATE aztp_ca_generations SET intermediate_key_sealed = $1 WHERE generation = 2", [s.kek.seal(m.intermediateKeyPem, { trustDomain: TD, generation: 2, role: "intermediate" })]);
+    await sql(url, "UPDATE aztp_ca_generations SET intermediate_key_sealed = $1 WHERE generation = 2", [
+      s.kek.seal(m.intermediateKeyPem, { trustDomain: TD, generation: 2, role: "intermediate" }),
+    ]);
     await rejectsWithCode(() => s.ca.loadCa(TD), "ERR_AUTHORITY_KEK_INVALID");
   });
 
@@ -131,10 +158,20 @@ describe("PostgreSQL stores", () => {
     const sealed = kek.seal("secret pem", ctx);
     assert.equal(kek.unseal(sealed, ctx), "secret pem");
     assert.notEqual(kek.seal("secret pem", ctx), sealed, "a fresh nonce per seal");
-    for (const other of [{ ...ctx, trustDomain: "evil.example" }, { ...ctx, generation: 2 }, { ...ctx, role: "root" as const }]) {
-      assert.throws(() => kek.unseal(sealed, other), (e: Error & { code?: string }) => e.code === "ERR_AUTHORITY_KEK_INVALID");
+    for (const other of [
+      { ...ctx, trustDomain: "evil.example" },
+      { ...ctx, generation: 2 },
+      { ...ctx, role: "root" as const },
+    ]) {
+      assert.throws(
+        () => kek.unseal(sealed, other),
+        (e: Error & { code?: string }) => e.code === "ERR_AUTHORITY_KEK_INVALID",
+      );
     }
-    assert.throws(() => kek.unseal("aztp-sealed.v9.x.y.z.w", ctx), (e: Error & { code?: string }) => e.code === "ERR_AUTHORITY_KEK_INVALID");
+    assert.throws(
+      () => kek.unseal("aztp-sealed.v9.x.y.z.w", ctx),
+      (e: Error & { code?: string }) => e.code === "ERR_AUTHORITY_KEK_INVALID",
+    );
   });
 
   it("a dropped LISTEN connection: news still arrives (reconnect, and the poll), and nothing crashes", async (t) => {
@@ -144,17 +181,29 @@ describe("PostgreSQL stores", () => {
     const writer = await open(t, url, kek);
     // No poll: only the notification path (and its reconnect) can tell the reader.
     const reader = await open(t, url, kek, { registry: { pollMs: 0 } });
-    const rec = await writer.registry.mutate((s) => registry.register(s, registry.workloadSpiffeId(TD, "production", "node", "a"), TD, { name: "a" }, NOW));
+    const rec = await writer.registry.mutate((s) =>
+      registry.register(s, registry.workloadSpiffeId(TD, "production", "node", "a"), TD, { name: "a" }, NOW),
+    );
     await until(2000, () => reader.registry.current().state.identities[rec.spiffeId] !== undefined);
-    await sql(url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%' AND pid <> pg_backend_pid()");
+    await sql(
+      url,
+      "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%' AND pid <> pg_backend_pid()",
+    );
     await new Promise((r) => setTimeout(r, 100));
     await writer.registry.mutate((s) => registry.revoke(s, rec.spiffeId, "gone", NOW));
     // Missed while disconnected: the reconnect (after ~1 s) catches up.
     await until(4000, () => reader.registry.current().isRevoked(rec.spiffeId));
     // Every connection of the database cut: the next calls reconnect.
-    await sql(url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()");
+    await sql(
+      url,
+      "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    );
     await new Promise((r) => setTimeout(r, 100));
-    await writer.registry.mutate((s) => registry.register(s, registry.workloadSpiffeId(TD, "production", "node", "b"), TD, { name: "b" }, NOW)).catch(() => undefined);
+    await writer.registry
+      .mutate((s) =>
+        registry.register(s, registry.workloadSpiffeId(TD, "production", "node", "b"), TD, { name: "b" }, NOW),
+      )
+      .catch(() => undefined);
     const after = await writer.registry.mutate((s) => Object.keys(s.identities).length);
     assert.ok(after >= 1);
     assert.equal(await writer.replay.checkAndRemember("k", Date.now() + 10_000), true);
@@ -164,12 +213,16 @@ describe("PostgreSQL stores", () => {
     const url = await fresh(t);
     if (url === undefined) return;
     const s = await open(t, url, randomBytes(32), { registry: { pollMs: 0 } });
-    const add = (name: string) => (st: registry.RegistryState) => registry.register(st, registry.workloadSpiffeId(TD, "production", "node", name), TD, { name }, NOW);
+    const add = (name: string) => (st: registry.RegistryState) =>
+      registry.register(st, registry.workloadSpiffeId(TD, "production", "node", name), TD, { name }, NOW);
     const cut = s.registry.mutate(async (st) => {
       add("lost")(st);
       // The transaction's connection is idle between two queries now: cut it, and give the
       // client time to hear of it (an 'error' event on a checked-out client).
-      await sql(url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()");
+      await sql(
+        url,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()",
+      );
       await new Promise((r) => setTimeout(r, 300));
     });
     await rejectsWithCode(() => cut, "ERR_AUTHORITY_STORE_FAILED");
@@ -180,7 +233,10 @@ describe("PostgreSQL stores", () => {
 
   it("a store that cannot be reached fails at open with ERR_AUTHORITY_STORE_FAILED, without the password", async () => {
     const url = "postgres://aztp:s3cret@127.0.0.1:1/none";
-    const e = await rejectsWithCode(() => openPostgresStores(url, { kek: randomBytes(32), pool: { connectionTimeoutMillis: 2000 } }), "ERR_AUTHORITY_STORE_FAILED");
+    const e = await rejectsWithCode(
+      () => openPostgresStores(url, { kek: randomBytes(32), pool: { connectionTimeoutMillis: 2000 } }),
+      "ERR_AUTHORITY_STORE_FAILED",
+    );
     assert.ok(!e.message.includes("s3cret"), e.message);
     assert.match(e.message, /127\.0\.0\.1:1/);
     assert.equal(redactUrl("postgres://u:pw@h:5/d?password=pw"), "postgres://u:***@h:5/d");
@@ -192,7 +248,9 @@ describe("PostgreSQL stores", () => {
     const kek = randomBytes(32);
     const [s1, s2] = await Promise.all([open(t, url, kek), open(t, url, kek)]);
     const [a1, a2] = await Promise.all(
-      [s1, s2].map((s) => EmbeddedAuthority.fromStores({ registry: s.registry, ca: s.ca }, { create: true, trustDomain: TD })),
+      [s1, s2].map((s) =>
+        EmbeddedAuthority.fromStores({ registry: s.registry, ca: s.ca }, { create: true, trustDomain: TD }),
+      ),
     );
     assert.deepEqual((a1 as EmbeddedAuthority).trustDomains, (a2 as EmbeddedAuthority).trustDomains);
     const key = await generateWorkloadKey();

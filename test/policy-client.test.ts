@@ -18,7 +18,14 @@ const POLICY = {
   Statement: [
     { Sid: "ReadAnything", Effect: "Allow", Principal: "*", Action: ["read:*", "identity:connect"], Resource: "*" },
     { Sid: "NoDeletes", Effect: "Deny", Principal: "*", Action: "delete:*", Resource: "*" },
-    { Sid: "WritesByParentOnly", Effect: "Allow", Principal: "*", Action: "write:docs", Resource: "*", Condition: { StringLike: { "aztp:callerParent": "spiffe://*/workload/production/node/boss" } } },
+    {
+      Sid: "WritesByParentOnly",
+      Effect: "Allow",
+      Principal: "*",
+      Action: "write:docs",
+      Resource: "*",
+      Condition: { StringLike: { "aztp:callerParent": "spiffe://*/workload/production/node/boss" } },
+    },
   ],
 };
 
@@ -46,14 +53,23 @@ describe("policy through the client API", () => {
     assert.equal(deny?.Effect, "Deny");
     assert.equal(client.getPolicyValue(policies.data, "Sid", "nope"), null);
     assert.equal(client.isActionAllowed(deny!, "delete:docs"), false, "a Deny statement allows nothing");
-    assert.equal(client.isActionAllowed(client.getPolicyValue(policies, "Sid", "ReadAnything")!, "read:docs"), true, "wildcard");
+    assert.equal(
+      client.isActionAllowed(client.getPolicyValue(policies, "Sid", "ReadAnything")!, "read:docs"),
+      true,
+      "wildcard",
+    );
 
-    const check = await client.checkIdentityPolicyPermissions(worker.identity.aztpId, { actions: ["read:docs", "delete:docs", "write:docs"] });
+    const check = await client.checkIdentityPolicyPermissions(worker.identity.aztpId, {
+      actions: ["read:docs", "delete:docs", "write:docs"],
+    });
     assert.equal(check.actions["read:docs"]?.decision, "allow");
     assert.equal(check.actions["delete:docs"]?.reason, "explicit_deny");
     assert.equal(check.actions["write:docs"]?.decision, "allow", "its parent is boss: the condition holds");
     assert.equal(check.allowed, false, "not every action is allowed");
-    const other = await client.checkIdentityPolicyPermissions(worker.identity.aztpId, { actions: ["read:docs"], policyCode: "policy:000000000000" });
+    const other = await client.checkIdentityPolicyPermissions(worker.identity.aztpId, {
+      actions: ["read:docs"],
+      policyCode: "policy:000000000000",
+    });
     assert.equal(other.actions["read:docs"]?.reason, "implicit_deny", "an unknown policy code grants nothing");
 
     // The same policy on an identity without that parent: the condition fails.
@@ -61,8 +77,15 @@ describe("policy through the client API", () => {
     const lonely = await client.checkIdentityPolicyPermissions(loner.identity.aztpId, { actions: ["write:docs"] });
     assert.equal(lonely.actions["write:docs"]?.decision, "deny");
 
-    await rejectsWithCode(() => client.attachPolicy(worker.identity.aztpId, { Version: "1", Statement: [{ Effect: "Maybe", Action: "x" }] }), ErrorCodes.POLICY_INVALID);
-    await rejectsWithCode(() => client.checkIdentityPolicyPermissions(worker.identity.aztpId, { actions: [] }), ErrorCodes.ARGUMENT_INVALID);
+    await rejectsWithCode(
+      () =>
+        client.attachPolicy(worker.identity.aztpId, { Version: "1", Statement: [{ Effect: "Maybe", Action: "x" }] }),
+      ErrorCodes.POLICY_INVALID,
+    );
+    await rejectsWithCode(
+      () => client.checkIdentityPolicyPermissions(worker.identity.aztpId, { actions: [] }),
+      ErrorCodes.ARGUMENT_INVALID,
+    );
   });
 
   it("verifyIdentityConnection consults the target's policies", async (t) => {
@@ -72,12 +95,22 @@ describe("policy through the client API", () => {
     const b = await client.secureConnect({}, "b", { linkTo: [a.identity.aztpId] });
     assert.equal(await client.verifyIdentityConnection(a, b), true, "linked, no policy: links decide");
 
-    const denyA = { Version: "1", Statement: [{ Sid: "NotA", Effect: "Deny", Principal: a.identity.aztpId, Action: "identity:connect", Resource: "*" }, { Effect: "Allow", Principal: "*", Action: "identity:connect", Resource: "*" }] };
+    const denyA = {
+      Version: "1",
+      Statement: [
+        { Sid: "NotA", Effect: "Deny", Principal: a.identity.aztpId, Action: "identity:connect", Resource: "*" },
+        { Effect: "Allow", Principal: "*", Action: "identity:connect", Resource: "*" },
+      ],
+    };
     const { code } = await client.attachPolicy(b.identity.aztpId, denyA);
     assert.equal(await client.verifyIdentityConnection(a, b), false, "b's policy denies a");
     assert.equal(await client.verifyIdentityConnection(b, a), true, "a has no policy: b may connect to a");
     assert.equal(await client.verifyIdentityConnection(a, b, code), false);
-    assert.equal(await client.verifyIdentityConnection(b, a, code), false, "a policy code that names no policy of the target");
+    assert.equal(
+      await client.verifyIdentityConnection(b, a, code),
+      false,
+      "a policy code that names no policy of the target",
+    );
   });
 });
 
@@ -114,8 +147,22 @@ describe("aztp policy and aztp audit", () => {
     const path = join(tempDir(t, "audit"), "audit.jsonl");
     const log = await AuditLog.open(path, { signer: svidCheckpointSigner(writer.identity), checkpointEvery: 3 });
     const caller = "spiffe://aztp.local/workload/production/node/caller";
-    for (const [tool, decision] of [["search", "allow"], ["delete", "deny"], ["search", "allow"], ["search", "allow"]] as const) {
-      await log.append({ side: "callee", caller, callerVerified: true, callee: writer.identity.spiffeId, tool, argsDigest: "d", decision, outcome: decision === "allow" ? "ok" : "denied" });
+    for (const [tool, decision] of [
+      ["search", "allow"],
+      ["delete", "deny"],
+      ["search", "allow"],
+      ["search", "allow"],
+    ] as const) {
+      await log.append({
+        side: "callee",
+        caller,
+        callerVerified: true,
+        callee: writer.identity.spiffeId,
+        tool,
+        argsDigest: "d",
+        decision,
+        outcome: decision === "allow" ? "ok" : "denied",
+      });
     }
     await log.close();
 
@@ -129,8 +176,14 @@ describe("aztp policy and aztp audit", () => {
       aztpCli(home, ["audit", "stats", path]),
     ]);
     assertExit(query, 0, "query");
-    assert.deepEqual(query.json.map((e: { tool: string }) => e.tool), ["delete"]);
-    assert.deepEqual(tail.json.map((e: { seq: number }) => e.seq), [3, 4]);
+    assert.deepEqual(
+      query.json.map((e: { tool: string }) => e.tool),
+      ["delete"],
+    );
+    assert.deepEqual(
+      tail.json.map((e: { seq: number }) => e.seq),
+      [3, 4],
+    );
     assert.equal(stats.json.entries, 4);
     assert.equal(stats.json.decisions.deny, 1);
 

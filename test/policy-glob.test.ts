@@ -28,13 +28,18 @@ function referenceCovers(wide: string, narrow: string): boolean {
 // Few distinct characters, so that random patterns and values often nearly match; with regex
 // syntax, a newline and characters outside the BMP, where code units and code points differ.
 const ALPHABET = ["a", "b", ".", "/", "\n", "é", "😀", "(", "\\"];
-const text = (extra: string[]) => fc.array(fc.constantFrom(...ALPHABET, ...extra), { maxLength: 12 }).map((a) => a.join(""));
+const text = (extra: string[]) =>
+  fc.array(fc.constantFrom(...ALPHABET, ...extra), { maxLength: 12 }).map((a) => a.join(""));
 
 describe("glob matching", () => {
   it("answers as the RegExp translation does (fast-check, 20,000 cases)", () => {
     fc.assert(
       fc.property(text(["*", "?", "*", "?"]), text([]), (pattern, value) => {
-        assert.equal(globMatch(pattern, value), referenceMatch(pattern, value), `${JSON.stringify(pattern)} vs ${JSON.stringify(value)}`);
+        assert.equal(
+          globMatch(pattern, value),
+          referenceMatch(pattern, value),
+          `${JSON.stringify(pattern)} vs ${JSON.stringify(value)}`,
+        );
       }),
       { numRuns: 20_000 },
     );
@@ -45,7 +50,11 @@ describe("glob matching", () => {
       fc.property(text(["*", "?", "*", "?"]), text(["*", "?"]), text([]), (wide, narrow, value) => {
         const covers = globCovers(wide, narrow);
         assert.equal(covers, referenceCovers(wide, narrow), `${JSON.stringify(wide)} covers ${JSON.stringify(narrow)}`);
-        if (covers && globMatch(narrow, value)) assert.ok(globMatch(wide, value), `${JSON.stringify(wide)} ⊇ ${JSON.stringify(narrow)} but misses ${JSON.stringify(value)}`);
+        if (covers && globMatch(narrow, value))
+          assert.ok(
+            globMatch(wide, value),
+            `${JSON.stringify(wide)} ⊇ ${JSON.stringify(narrow)} but misses ${JSON.stringify(value)}`,
+          );
       }),
       { numRuns: 20_000 },
     );

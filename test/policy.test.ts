@@ -34,66 +34,67 @@ function request(overrides: Partial<PolicyRequest> = {}): PolicyRequest {
 const allowAll: Statement = { Sid: "AllowAll", Effect: "Allow", Action: "*" };
 
 describe("policy: Deny wins, then Allow, else deny", () => {
-  const cases: Array<{ name: string; policies: PolicyDocument[]; req?: Partial<PolicyRequest>; want: PolicyDecision }> = [
-    {
-      name: "allow alone allows",
-      policies: [doc(allowAll)],
-      want: { decision: "allow", reason: "allow", statement: "AllowAll", policy: 0 },
-    },
-    {
-      name: "deny listed before allow",
-      policies: [doc({ Sid: "No", Effect: "Deny", Action: "tool:call" }, allowAll)],
-      want: { decision: "deny", reason: "explicit_deny", statement: "No", policy: 0 },
-    },
-    {
-      name: "deny listed after allow",
-      policies: [doc(allowAll, { Sid: "No", Effect: "Deny", Action: "tool:call" })],
-      want: { decision: "deny", reason: "explicit_deny", statement: "No", policy: 0 },
-    },
-    {
-      name: "deny in a later document beats allow in an earlier one",
-      policies: [doc(allowAll), doc({ Effect: "Deny", Action: "*", Resource: "search" })],
-      want: { decision: "deny", reason: "explicit_deny", statement: 0, policy: 1 },
-    },
-    {
-      name: "deny that does not match leaves the allow",
-      policies: [doc({ Effect: "Deny", Action: "tool:call", Resource: "delete" }, allowAll)],
-      want: { decision: "allow", reason: "allow", statement: "AllowAll", policy: 0 },
-    },
-    {
-      name: "deny whose condition fails leaves the allow",
-      policies: [doc({ Effect: "Deny", Action: "*", Condition: { Bool: { "aztp:delegated": true } } }, allowAll)],
-      req: { context: { "aztp:delegated": false } },
-      want: { decision: "allow", reason: "allow", statement: "AllowAll", policy: 0 },
-    },
-    {
-      name: "only non-matching denies: implicit deny",
-      policies: [doc({ Effect: "Deny", Action: "admin:*" })],
-      want: { decision: "deny", reason: "implicit_deny" },
-    },
-    {
-      name: "allow for another action: implicit deny",
-      policies: [doc({ Effect: "Allow", Action: "tool:list" })],
-      want: { decision: "deny", reason: "implicit_deny" },
-    },
-    { name: "no statements: implicit deny", policies: [doc()], want: { decision: "deny", reason: "implicit_deny" } },
-    { name: "no policies: implicit deny", policies: [], want: { decision: "deny", reason: "implicit_deny" } },
-    {
-      name: "statement without Sid is named by its index",
-      policies: [doc({ Effect: "Allow", Action: "x" }, { Effect: "Allow", Action: "tool:call" })],
-      want: { decision: "allow", reason: "allow", statement: 1, policy: 0 },
-    },
-    {
-      name: "single-statement form",
-      policies: [{ Version: "2012-10-17", Statement: { Sid: "One", Effect: "Allow", Action: "tool:call" } }],
-      want: { decision: "allow", reason: "allow", statement: "One", policy: 0 },
-    },
-    {
-      name: "first matching allow is reported",
-      policies: [doc({ Sid: "A", Effect: "Allow", Action: "tool:*" }, { Sid: "B", Effect: "Allow", Action: "*" })],
-      want: { decision: "allow", reason: "allow", statement: "A", policy: 0 },
-    },
-  ];
+  const cases: Array<{ name: string; policies: PolicyDocument[]; req?: Partial<PolicyRequest>; want: PolicyDecision }> =
+    [
+      {
+        name: "allow alone allows",
+        policies: [doc(allowAll)],
+        want: { decision: "allow", reason: "allow", statement: "AllowAll", policy: 0 },
+      },
+      {
+        name: "deny listed before allow",
+        policies: [doc({ Sid: "No", Effect: "Deny", Action: "tool:call" }, allowAll)],
+        want: { decision: "deny", reason: "explicit_deny", statement: "No", policy: 0 },
+      },
+      {
+        name: "deny listed after allow",
+        policies: [doc(allowAll, { Sid: "No", Effect: "Deny", Action: "tool:call" })],
+        want: { decision: "deny", reason: "explicit_deny", statement: "No", policy: 0 },
+      },
+      {
+        name: "deny in a later document beats allow in an earlier one",
+        policies: [doc(allowAll), doc({ Effect: "Deny", Action: "*", Resource: "search" })],
+        want: { decision: "deny", reason: "explicit_deny", statement: 0, policy: 1 },
+      },
+      {
+        name: "deny that does not match leaves the allow",
+        policies: [doc({ Effect: "Deny", Action: "tool:call", Resource: "delete" }, allowAll)],
+        want: { decision: "allow", reason: "allow", statement: "AllowAll", policy: 0 },
+      },
+      {
+        name: "deny whose condition fails leaves the allow",
+        policies: [doc({ Effect: "Deny", Action: "*", Condition: { Bool: { "aztp:delegated": true } } }, allowAll)],
+        req: { context: { "aztp:delegated": false } },
+        want: { decision: "allow", reason: "allow", statement: "AllowAll", policy: 0 },
+      },
+      {
+        name: "only non-matching denies: implicit deny",
+        policies: [doc({ Effect: "Deny", Action: "admin:*" })],
+        want: { decision: "deny", reason: "implicit_deny" },
+      },
+      {
+        name: "allow for another action: implicit deny",
+        policies: [doc({ Effect: "Allow", Action: "tool:list" })],
+        want: { decision: "deny", reason: "implicit_deny" },
+      },
+      { name: "no statements: implicit deny", policies: [doc()], want: { decision: "deny", reason: "implicit_deny" } },
+      { name: "no policies: implicit deny", policies: [], want: { decision: "deny", reason: "implicit_deny" } },
+      {
+        name: "statement without Sid is named by its index",
+        policies: [doc({ Effect: "Allow", Action: "x" }, { Effect: "Allow", Action: "tool:call" })],
+        want: { decision: "allow", reason: "allow", statement: 1, policy: 0 },
+      },
+      {
+        name: "single-statement form",
+        policies: [{ Version: "2012-10-17", Statement: { Sid: "One", Effect: "Allow", Action: "tool:call" } }],
+        want: { decision: "allow", reason: "allow", statement: "One", policy: 0 },
+      },
+      {
+        name: "first matching allow is reported",
+        policies: [doc({ Sid: "A", Effect: "Allow", Action: "tool:*" }, { Sid: "B", Effect: "Allow", Action: "*" })],
+        want: { decision: "allow", reason: "allow", statement: "A", policy: 0 },
+      },
+    ];
   for (const c of cases) {
     it(c.name, () => {
       assert.deepEqual({ ...evaluatePolicies(c.policies, request(c.req)) }, c.want);
@@ -128,8 +129,14 @@ type PatternCase = [pattern: string | string[], value: string, want: boolean];
 function patternCases(field: "Resource" | "Action", cases: PatternCase[]): void {
   for (const [pattern, value, want] of cases) {
     it(`${field} ${JSON.stringify(pattern)} ${want ? "matches" : "does not match"} ${JSON.stringify(value)}`, () => {
-      const statement: Statement = field === "Resource" ? { Effect: "Allow", Action: "*", Resource: pattern } : { Effect: "Allow", Action: pattern };
-      const d = evaluatePolicies([doc(statement)], request(field === "Resource" ? { resource: value } : { action: value }));
+      const statement: Statement =
+        field === "Resource"
+          ? { Effect: "Allow", Action: "*", Resource: pattern }
+          : { Effect: "Allow", Action: pattern };
+      const d = evaluatePolicies(
+        [doc(statement)],
+        request(field === "Resource" ? { resource: value } : { action: value }),
+      );
       assert.equal(d.decision, want ? "allow" : "deny");
     });
   }
@@ -206,7 +213,12 @@ describe("policy: wildcards in Resource (case-sensitive) and Action (case-insens
 
 describe("policy: principals, IDs in both schemes, and the Not* fields", () => {
   const cases: Array<{ name: string; statement: Statement; req: Partial<PolicyRequest>; want: boolean }> = [
-    { name: "aztp:// principal, spiffe:// caller", statement: { Effect: "Allow", Action: "*", Principal: AGENT_AZTP }, req: {}, want: true },
+    {
+      name: "aztp:// principal, spiffe:// caller",
+      statement: { Effect: "Allow", Action: "*", Principal: AGENT_AZTP },
+      req: {},
+      want: true,
+    },
     {
       name: "spiffe:// principal, aztp:// caller",
       statement: { Effect: "Allow", Action: "*", Principal: AGENT },
@@ -251,9 +263,24 @@ describe("policy: principals, IDs in both schemes, and the Not* fields", () => {
       req: {},
       want: false,
     },
-    { name: "NotPrincipal admits others", statement: { Effect: "Allow", Action: "*", NotPrincipal: SERVER }, req: {}, want: true },
-    { name: "NotAction excludes the action", statement: { Effect: "Allow", NotAction: "tool:*" }, req: {}, want: false },
-    { name: "NotAction admits other actions", statement: { Effect: "Allow", NotAction: "admin:*" }, req: {}, want: true },
+    {
+      name: "NotPrincipal admits others",
+      statement: { Effect: "Allow", Action: "*", NotPrincipal: SERVER },
+      req: {},
+      want: true,
+    },
+    {
+      name: "NotAction excludes the action",
+      statement: { Effect: "Allow", NotAction: "tool:*" },
+      req: {},
+      want: false,
+    },
+    {
+      name: "NotAction admits other actions",
+      statement: { Effect: "Allow", NotAction: "admin:*" },
+      req: {},
+      want: true,
+    },
     {
       name: "NotResource excludes the resource",
       statement: { Effect: "Allow", Action: "*", NotResource: ["delete", "sea*"] },
@@ -327,9 +354,24 @@ const conditionCases: ConditionCase[] = [
     { "aztp:tool": "search", "aztp:delegated": false },
     true,
   ],
-  ["StringEquals reads a number as its text", { StringEquals: { "aztp:args.n": "5" } }, { "aztp:args": { n: 5 } }, true],
-  ["StringEquals never matches an object", { StringEquals: { "aztp:args.n": "[object Object]" } }, { "aztp:args": { n: {} } }, false],
-  ["StringEquals on a list: any element", { StringEquals: { "aztp:callerLinks": AGENT } }, { "aztp:callerLinks": [SERVER, AGENT] }, true],
+  [
+    "StringEquals reads a number as its text",
+    { StringEquals: { "aztp:args.n": "5" } },
+    { "aztp:args": { n: 5 } },
+    true,
+  ],
+  [
+    "StringEquals never matches an object",
+    { StringEquals: { "aztp:args.n": "[object Object]" } },
+    { "aztp:args": { n: {} } },
+    false,
+  ],
+  [
+    "StringEquals on a list: any element",
+    { StringEquals: { "aztp:callerLinks": AGENT } },
+    { "aztp:callerLinks": [SERVER, AGENT] },
+    true,
+  ],
   ["StringEquals IDs across schemes", { StringEquals: { "aztp:caller": AGENT_AZTP } }, { "aztp:caller": AGENT }, true],
   [
     "StringEquals IDs, trust domain case",
@@ -338,12 +380,37 @@ const conditionCases: ConditionCase[] = [
     true,
   ],
   // StringNotEquals
-  ["StringNotEquals differs", { StringNotEquals: { "aztp:callerTrustDomain": TD } }, { "aztp:callerTrustDomain": "evil.org" }, true],
-  ["StringNotEquals equal", { StringNotEquals: { "aztp:callerTrustDomain": TD } }, { "aztp:callerTrustDomain": TD }, false],
-  ["StringNotEquals equal to one of the values", { StringNotEquals: { "aztp:tool": ["a", "b"] } }, { "aztp:tool": "b" }, false],
+  [
+    "StringNotEquals differs",
+    { StringNotEquals: { "aztp:callerTrustDomain": TD } },
+    { "aztp:callerTrustDomain": "evil.org" },
+    true,
+  ],
+  [
+    "StringNotEquals equal",
+    { StringNotEquals: { "aztp:callerTrustDomain": TD } },
+    { "aztp:callerTrustDomain": TD },
+    false,
+  ],
+  [
+    "StringNotEquals equal to one of the values",
+    { StringNotEquals: { "aztp:tool": ["a", "b"] } },
+    { "aztp:tool": "b" },
+    false,
+  ],
   ["StringNotEquals missing key holds (IAM)", { StringNotEquals: { "aztp:callerTrustDomain": TD } }, {}, true],
-  ["StringNotEquals unreadable value", { StringNotEquals: { "aztp:args.x": "a" } }, { "aztp:args": { x: { y: 1 } } }, false],
-  ["StringNotEquals on a list: no element", { StringNotEquals: { "aztp:callerLinks": AGENT } }, { "aztp:callerLinks": [SERVER] }, true],
+  [
+    "StringNotEquals unreadable value",
+    { StringNotEquals: { "aztp:args.x": "a" } },
+    { "aztp:args": { x: { y: 1 } } },
+    false,
+  ],
+  [
+    "StringNotEquals on a list: no element",
+    { StringNotEquals: { "aztp:callerLinks": AGENT } },
+    { "aztp:callerLinks": [SERVER] },
+    true,
+  ],
   [
     "StringNotEquals on a list: an element equals",
     { StringNotEquals: { "aztp:callerLinks": AGENT } },
@@ -352,49 +419,134 @@ const conditionCases: ConditionCase[] = [
   ],
   // IgnoreCase
   ["StringEqualsIgnoreCase", { StringEqualsIgnoreCase: { "aztp:tool": "SEARCH" } }, { "aztp:tool": "Search" }, true],
-  ["StringEqualsIgnoreCase mismatch", { StringEqualsIgnoreCase: { "aztp:tool": "SEARCH" } }, { "aztp:tool": "find" }, false],
+  [
+    "StringEqualsIgnoreCase mismatch",
+    { StringEqualsIgnoreCase: { "aztp:tool": "SEARCH" } },
+    { "aztp:tool": "find" },
+    false,
+  ],
   ["StringEqualsIgnoreCase missing", { StringEqualsIgnoreCase: { "aztp:tool": "SEARCH" } }, {}, false],
-  ["StringNotEqualsIgnoreCase equal", { StringNotEqualsIgnoreCase: { "aztp:tool": "SEARCH" } }, { "aztp:tool": "search" }, false],
-  ["StringNotEqualsIgnoreCase differs", { StringNotEqualsIgnoreCase: { "aztp:tool": "SEARCH" } }, { "aztp:tool": "find" }, true],
+  [
+    "StringNotEqualsIgnoreCase equal",
+    { StringNotEqualsIgnoreCase: { "aztp:tool": "SEARCH" } },
+    { "aztp:tool": "search" },
+    false,
+  ],
+  [
+    "StringNotEqualsIgnoreCase differs",
+    { StringNotEqualsIgnoreCase: { "aztp:tool": "SEARCH" } },
+    { "aztp:tool": "find" },
+    true,
+  ],
   // StringLike / StringNotLike
   ["StringLike *", { StringLike: { "aztp:tool": "sea*" } }, { "aztp:tool": "search" }, true],
   ["StringLike ?", { StringLike: { "aztp:tool": "s?arch" } }, { "aztp:tool": "search" }, true],
   ["StringLike mismatch", { StringLike: { "aztp:tool": "s?rch" } }, { "aztp:tool": "search" }, false],
-  ["StringLike dot is literal", { StringLike: { "aztp:args.file": "*.txt" } }, { "aztp:args": { file: "a_txt" } }, false],
+  [
+    "StringLike dot is literal",
+    { StringLike: { "aztp:args.file": "*.txt" } },
+    { "aztp:args": { file: "a_txt" } },
+    false,
+  ],
   ["StringLike missing", { StringLike: { "aztp:tool": "*" } }, {}, false],
-  ["StringLike IDs across schemes", { StringLike: { "aztp:caller": `aztp://${TD}/workload/*` } }, { "aztp:caller": AGENT }, true],
+  [
+    "StringLike IDs across schemes",
+    { StringLike: { "aztp:caller": `aztp://${TD}/workload/*` } },
+    { "aztp:caller": AGENT },
+    true,
+  ],
   ["StringNotLike match", { StringNotLike: { "aztp:tool": "sea*" } }, { "aztp:tool": "search" }, false],
   ["StringNotLike mismatch", { StringNotLike: { "aztp:tool": "sea*" } }, { "aztp:tool": "find" }, true],
   ["StringNotLike missing holds (IAM)", { StringNotLike: { "aztp:tool": "sea*" } }, {}, true],
   // Numeric
   ["NumericEquals", { NumericEquals: { "aztp:args.n": 5 } }, { "aztp:args": { n: 5 } }, true],
-  ["NumericEquals numeric-string policy value", { NumericEquals: { "aztp:args.n": "5.0" } }, { "aztp:args": { n: 5 } }, true],
+  [
+    "NumericEquals numeric-string policy value",
+    { NumericEquals: { "aztp:args.n": "5.0" } },
+    { "aztp:args": { n: 5 } },
+    true,
+  ],
   ["NumericEquals mismatch", { NumericEquals: { "aztp:args.n": 5 } }, { "aztp:args": { n: 6 } }, false],
   ["NumericEquals numeric-string context", { NumericEquals: { "aztp:args.n": 5 } }, { "aztp:args": { n: "5" } }, true],
   ["NumericEquals non-numeric context", { NumericEquals: { "aztp:args.n": 5 } }, { "aztp:args": { n: "five" } }, false],
   ["NumericEquals missing", { NumericEquals: { "aztp:args.n": 5 } }, {}, false],
   ["NumericNotEquals differs", { NumericNotEquals: { "aztp:args.n": 5 } }, { "aztp:args": { n: 6 } }, true],
   ["NumericNotEquals equal", { NumericNotEquals: { "aztp:args.n": 5 } }, { "aztp:args": { n: 5 } }, false],
-  ["NumericNotEquals non-numeric context", { NumericNotEquals: { "aztp:args.n": 5 } }, { "aztp:args": { n: "x" } }, false],
+  [
+    "NumericNotEquals non-numeric context",
+    { NumericNotEquals: { "aztp:args.n": 5 } },
+    { "aztp:args": { n: "x" } },
+    false,
+  ],
   ["NumericLessThan", { NumericLessThan: { "aztp:args.n": 10 } }, { "aztp:args": { n: 9.5 } }, true],
   ["NumericLessThan at bound", { NumericLessThan: { "aztp:args.n": 10 } }, { "aztp:args": { n: 10 } }, false],
   ["NumericLessThan missing", { NumericLessThan: { "aztp:args.n": 10 } }, {}, false],
-  ["NumericLessThanEquals at bound", { NumericLessThanEquals: { "aztp:args.n": 10 } }, { "aztp:args": { n: 10 } }, true],
+  [
+    "NumericLessThanEquals at bound",
+    { NumericLessThanEquals: { "aztp:args.n": 10 } },
+    { "aztp:args": { n: 10 } },
+    true,
+  ],
   ["NumericLessThanEquals above", { NumericLessThanEquals: { "aztp:args.n": 10 } }, { "aztp:args": { n: 11 } }, false],
   ["NumericGreaterThan", { NumericGreaterThan: { "aztp:args.n": 10 } }, { "aztp:args": { n: 11 } }, true],
   ["NumericGreaterThan at bound", { NumericGreaterThan: { "aztp:args.n": 10 } }, { "aztp:args": { n: 10 } }, false],
-  ["NumericGreaterThanEquals at bound", { NumericGreaterThanEquals: { "aztp:args.n": 10 } }, { "aztp:args": { n: 10 } }, true],
-  ["NumericGreaterThanEquals below", { NumericGreaterThanEquals: { "aztp:args.n": 10 } }, { "aztp:args": { n: -1 } }, false],
-  ["Numeric on epoch time", { NumericLessThan: { "aztp:epochTime": 2000000000 } }, { "aztp:epochTime": 1790000000 }, true],
+  [
+    "NumericGreaterThanEquals at bound",
+    { NumericGreaterThanEquals: { "aztp:args.n": 10 } },
+    { "aztp:args": { n: 10 } },
+    true,
+  ],
+  [
+    "NumericGreaterThanEquals below",
+    { NumericGreaterThanEquals: { "aztp:args.n": 10 } },
+    { "aztp:args": { n: -1 } },
+    false,
+  ],
+  [
+    "Numeric on epoch time",
+    { NumericLessThan: { "aztp:epochTime": 2000000000 } },
+    { "aztp:epochTime": 1790000000 },
+    true,
+  ],
   // Date
-  ["DateLessThan", { DateLessThan: { "aztp:currentTime": "2030-01-01T00:00:00Z" } }, { "aztp:currentTime": T2026 }, true],
+  [
+    "DateLessThan",
+    { DateLessThan: { "aztp:currentTime": "2030-01-01T00:00:00Z" } },
+    { "aztp:currentTime": T2026 },
+    true,
+  ],
   ["DateLessThan after", { DateLessThan: { "aztp:currentTime": "2026-01-01" } }, { "aztp:currentTime": T2026 }, false],
   ["DateLessThan missing", { DateLessThan: { "aztp:currentTime": "2030-01-01" } }, {}, false],
-  ["DateLessThan garbage context", { DateLessThan: { "aztp:currentTime": "2030-01-01" } }, { "aztp:currentTime": "soon" }, false],
-  ["DateLessThanEquals at bound", { DateLessThanEquals: { "aztp:currentTime": T2026 } }, { "aztp:currentTime": T2026 }, true],
-  ["DateGreaterThan", { DateGreaterThan: { "aztp:currentTime": "2026-01-01T00:00:00+02:00" } }, { "aztp:currentTime": T2026 }, true],
-  ["DateGreaterThan before", { DateGreaterThan: { "aztp:currentTime": "2027-01-01" } }, { "aztp:currentTime": T2026 }, false],
-  ["DateGreaterThanEquals at bound", { DateGreaterThanEquals: { "aztp:currentTime": T2026 } }, { "aztp:currentTime": T2026 }, true],
+  [
+    "DateLessThan garbage context",
+    { DateLessThan: { "aztp:currentTime": "2030-01-01" } },
+    { "aztp:currentTime": "soon" },
+    false,
+  ],
+  [
+    "DateLessThanEquals at bound",
+    { DateLessThanEquals: { "aztp:currentTime": T2026 } },
+    { "aztp:currentTime": T2026 },
+    true,
+  ],
+  [
+    "DateGreaterThan",
+    { DateGreaterThan: { "aztp:currentTime": "2026-01-01T00:00:00+02:00" } },
+    { "aztp:currentTime": T2026 },
+    true,
+  ],
+  [
+    "DateGreaterThan before",
+    { DateGreaterThan: { "aztp:currentTime": "2027-01-01" } },
+    { "aztp:currentTime": T2026 },
+    false,
+  ],
+  [
+    "DateGreaterThanEquals at bound",
+    { DateGreaterThanEquals: { "aztp:currentTime": T2026 } },
+    { "aztp:currentTime": T2026 },
+    true,
+  ],
   [
     "DateEquals across zones",
     { DateEquals: { "aztp:currentTime": "2026-06-01T14:00:00+02:00" } },
@@ -402,10 +554,25 @@ const conditionCases: ConditionCase[] = [
     true,
   ],
   ["DateEquals mismatch", { DateEquals: { "aztp:currentTime": "2026-06-01" } }, { "aztp:currentTime": T2026 }, false],
-  ["DateNotEquals differs", { DateNotEquals: { "aztp:currentTime": "2026-06-01" } }, { "aztp:currentTime": T2026 }, true],
+  [
+    "DateNotEquals differs",
+    { DateNotEquals: { "aztp:currentTime": "2026-06-01" } },
+    { "aztp:currentTime": T2026 },
+    true,
+  ],
   ["DateNotEquals equal", { DateNotEquals: { "aztp:currentTime": T2026 } }, { "aztp:currentTime": T2026 }, false],
-  ["Date epoch seconds in the policy", { DateLessThan: { "aztp:currentTime": 1893456000 } }, { "aztp:currentTime": T2026 }, true],
-  ["Date context as a Date object", { DateLessThan: { "aztp:currentTime": "2030-01-01" } }, { "aztp:currentTime": new Date(T2026) }, true],
+  [
+    "Date epoch seconds in the policy",
+    { DateLessThan: { "aztp:currentTime": 1893456000 } },
+    { "aztp:currentTime": T2026 },
+    true,
+  ],
+  [
+    "Date context as a Date object",
+    { DateLessThan: { "aztp:currentTime": "2030-01-01" } },
+    { "aztp:currentTime": new Date(T2026) },
+    true,
+  ],
   // Bool
   ["Bool true", { Bool: { "aztp:delegated": true } }, { "aztp:delegated": true }, true],
   ['Bool "false" string', { Bool: { "aztp:delegated": "false" } }, { "aztp:delegated": false }, true],
@@ -421,10 +588,25 @@ const conditionCases: ConditionCase[] = [
   ["Null true, value null", { Null: { "aztp:callerParent": true } }, { "aztp:callerParent": null }, true],
   // IfExists
   ["StringEqualsIfExists absent", { StringEqualsIfExists: { "aztp:callerParent": AGENT } }, {}, true],
-  ["StringEqualsIfExists present, equal", { StringEqualsIfExists: { "aztp:callerParent": AGENT } }, { "aztp:callerParent": AGENT }, true],
-  ["StringEqualsIfExists present, differs", { StringEqualsIfExists: { "aztp:callerParent": AGENT } }, { "aztp:callerParent": SERVER }, false],
+  [
+    "StringEqualsIfExists present, equal",
+    { StringEqualsIfExists: { "aztp:callerParent": AGENT } },
+    { "aztp:callerParent": AGENT },
+    true,
+  ],
+  [
+    "StringEqualsIfExists present, differs",
+    { StringEqualsIfExists: { "aztp:callerParent": AGENT } },
+    { "aztp:callerParent": SERVER },
+    false,
+  ],
   ["NumericLessThanIfExists absent", { NumericLessThanIfExists: { "aztp:args.limit": 10 } }, { "aztp:args": {} }, true],
-  ["NumericLessThanIfExists present, too big", { NumericLessThanIfExists: { "aztp:args.limit": 10 } }, { "aztp:args": { limit: 50 } }, false],
+  [
+    "NumericLessThanIfExists present, too big",
+    { NumericLessThanIfExists: { "aztp:args.limit": 10 } },
+    { "aztp:args": { limit: 50 } },
+    false,
+  ],
   ["BoolIfExists absent", { BoolIfExists: { "aztp:delegated": false } }, {}, true],
   // ForAnyValue / ForAllValues on links
   [
@@ -439,10 +621,20 @@ const conditionCases: ConditionCase[] = [
     { "aztp:callerLinks": [AGENT] },
     false,
   ],
-  ["ForAnyValue: empty list", { "ForAnyValue:StringEquals": { "aztp:callerLinks": AGENT } }, { "aztp:callerLinks": [] }, false],
+  [
+    "ForAnyValue: empty list",
+    { "ForAnyValue:StringEquals": { "aztp:callerLinks": AGENT } },
+    { "aztp:callerLinks": [] },
+    false,
+  ],
   ["ForAnyValue: missing", { "ForAnyValue:StringEquals": { "aztp:callerLinks": AGENT } }, {}, false],
   ["ForAnyValue:...IfExists: missing", { "ForAnyValue:StringEqualsIfExists": { "aztp:callerLinks": AGENT } }, {}, true],
-  ["ForAnyValue: scalar is a one-element set", { "ForAnyValue:StringEquals": { "aztp:callerLinks": AGENT } }, { "aztp:callerLinks": AGENT }, true],
+  [
+    "ForAnyValue: scalar is a one-element set",
+    { "ForAnyValue:StringEquals": { "aztp:callerLinks": AGENT } },
+    { "aztp:callerLinks": AGENT },
+    true,
+  ],
   [
     "ForAnyValue:StringNotEquals: one link differs",
     { "ForAnyValue:StringNotEquals": { "aztp:callerLinks": AGENT } },
@@ -461,8 +653,18 @@ const conditionCases: ConditionCase[] = [
     { "aztp:callerLinks": [AGENT, "spiffe://evil.org/x"] },
     false,
   ],
-  ["ForAllValues: empty list holds (IAM)", { "ForAllValues:StringLike": { "aztp:callerLinks": `aztp://${TD}/*` } }, { "aztp:callerLinks": [] }, true],
-  ["ForAllValues: missing holds (IAM)", { "ForAllValues:StringLike": { "aztp:callerLinks": `aztp://${TD}/*` } }, {}, true],
+  [
+    "ForAllValues: empty list holds (IAM)",
+    { "ForAllValues:StringLike": { "aztp:callerLinks": `aztp://${TD}/*` } },
+    { "aztp:callerLinks": [] },
+    true,
+  ],
+  [
+    "ForAllValues: missing holds (IAM)",
+    { "ForAllValues:StringLike": { "aztp:callerLinks": `aztp://${TD}/*` } },
+    {},
+    true,
+  ],
   [
     "ForAllValues with Null false requires the key",
     { "ForAllValues:StringLike": { "aztp:callerLinks": `aztp://${TD}/*` }, Null: { "aztp:callerLinks": false } },
@@ -477,21 +679,46 @@ const conditionCases: ConditionCase[] = [
   ],
   // IpAddress
   ["IpAddress in range", { IpAddress: { "aztp:sourceIp": "10.0.0.0/8" } }, { "aztp:sourceIp": "10.1.2.3" }, true],
-  ["IpAddress out of range", { IpAddress: { "aztp:sourceIp": "10.0.0.0/8" } }, { "aztp:sourceIp": "192.168.1.1" }, false],
+  [
+    "IpAddress out of range",
+    { IpAddress: { "aztp:sourceIp": "10.0.0.0/8" } },
+    { "aztp:sourceIp": "192.168.1.1" },
+    false,
+  ],
   ["IpAddress single address", { IpAddress: { "aztp:sourceIp": "127.0.0.1" } }, { "aztp:sourceIp": "127.0.0.1" }, true],
   ["IpAddress IPv6", { IpAddress: { "aztp:sourceIp": "2001:db8::/32" } }, { "aztp:sourceIp": "2001:db8::1" }, true],
   ["IpAddress not an address", { IpAddress: { "aztp:sourceIp": "10.0.0.0/8" } }, { "aztp:sourceIp": "ten" }, false],
   ["IpAddress missing", { IpAddress: { "aztp:sourceIp": "10.0.0.0/8" } }, {}, false],
-  ["NotIpAddress outside", { NotIpAddress: { "aztp:sourceIp": "10.0.0.0/8" } }, { "aztp:sourceIp": "192.168.1.1" }, true],
+  [
+    "NotIpAddress outside",
+    { NotIpAddress: { "aztp:sourceIp": "10.0.0.0/8" } },
+    { "aztp:sourceIp": "192.168.1.1" },
+    true,
+  ],
   ["NotIpAddress inside", { NotIpAddress: { "aztp:sourceIp": "10.0.0.0/8" } }, { "aztp:sourceIp": "10.9.9.9" }, false],
   // Argument fields
-  ["args nested path", { NumericLessThanEquals: { "aztp:args.filter.limit": 100 } }, { "aztp:args": { filter: { limit: 100 } } }, true],
-  ["args nested path, too big", { NumericLessThanEquals: { "aztp:args.filter.limit": 100 } }, { "aztp:args": { filter: { limit: 101 } } }, false],
+  [
+    "args nested path",
+    { NumericLessThanEquals: { "aztp:args.filter.limit": 100 } },
+    { "aztp:args": { filter: { limit: 100 } } },
+    true,
+  ],
+  [
+    "args nested path, too big",
+    { NumericLessThanEquals: { "aztp:args.filter.limit": 100 } },
+    { "aztp:args": { filter: { limit: 101 } } },
+    false,
+  ],
   ["args array index", { StringEquals: { "aztp:args.items.1": "b" } }, { "aztp:args": { items: ["a", "b"] } }, true],
   ["args path through a scalar", { StringEquals: { "aztp:args.q.x": "a" } }, { "aztp:args": { q: "a" } }, false],
   ["args field flattened into the context", { StringEquals: { "aztp:args.q": "a" } }, { "aztp:args.q": "a" }, true],
   ["args never reads the prototype", { Null: { "aztp:args.constructor": true } }, { "aztp:args": {} }, true],
-  ["args array field with StringLike", { StringLike: { "aztp:args.tags": "prod-*" } }, { "aztp:args": { tags: ["dev", "prod-eu"] } }, true],
+  [
+    "args array field with StringLike",
+    { StringLike: { "aztp:args.tags": "prod-*" } },
+    { "aztp:args": { tags: ["dev", "prod-eu"] } },
+    true,
+  ],
   ["custom context keys pass through", { StringEquals: { "app:tenant": "acme" } }, { "app:tenant": "acme" }, true],
 ];
 
@@ -504,7 +731,10 @@ describe("policy: condition operators", () => {
 });
 
 describe("policy: parsePolicy rejects invalid documents, naming the field", () => {
-  const st = (extra: Record<string, unknown>) => ({ Version: "2012-10-17", Statement: [{ Effect: "Allow", Action: "x", ...extra }] });
+  const st = (extra: Record<string, unknown>) => ({
+    Version: "2012-10-17",
+    Statement: [{ Effect: "Allow", Action: "x", ...extra }],
+  });
   const cases: Array<[input: unknown, path: string]> = [
     [42, "(document)"],
     [[], "(document)"],
@@ -516,12 +746,34 @@ describe("policy: parsePolicy rejects invalid documents, naming the field", () =
     [{ Version: "1" }, "Statement"],
     [{ Version: "1", Statement: "Allow" }, "Statement"],
     [{ Version: "1", Statement: [{ Effect: "Allow", Action: "x" }, "nope"] }, "Statement[1]"],
-    [{ Version: "1", Statement: [{ Effect: "Allow", Action: "x" }, {}, { Effect: "allow", Action: "x" }] }, "Statement[1].Effect"],
-    [{ Version: "1", Statement: [{ Effect: "Allow", Action: "x" }, { Effect: "Allow", Action: "x" }, { Effect: "allow", Action: "x" }] }, "Statement[2].Effect"],
+    [
+      { Version: "1", Statement: [{ Effect: "Allow", Action: "x" }, {}, { Effect: "allow", Action: "x" }] },
+      "Statement[1].Effect",
+    ],
+    [
+      {
+        Version: "1",
+        Statement: [
+          { Effect: "Allow", Action: "x" },
+          { Effect: "Allow", Action: "x" },
+          { Effect: "allow", Action: "x" },
+        ],
+      },
+      "Statement[2].Effect",
+    ],
     [{ Version: "1", Statement: { Effect: "Permit", Action: "x" } }, "Statement.Effect"],
     [st({ Actions: "x" }), "Statement[0].Actions"],
     [st({ Sid: 1 }), "Statement[0].Sid"],
-    [{ Version: "1", Statement: [{ Sid: "a", Effect: "Allow", Action: "x" }, { Sid: "a", Effect: "Deny", Action: "x" }] }, "Statement[1].Sid"],
+    [
+      {
+        Version: "1",
+        Statement: [
+          { Sid: "a", Effect: "Allow", Action: "x" },
+          { Sid: "a", Effect: "Deny", Action: "x" },
+        ],
+      },
+      "Statement[1].Sid",
+    ],
     [{ Version: "1", Statement: [{ Effect: "Allow" }] }, "Statement[0].Action"],
     [st({ Action: [] }), "Statement[0].Action"],
     [st({ Action: ["x", 1] }), "Statement[0].Action[1]"],
@@ -537,21 +789,45 @@ describe("policy: parsePolicy rejects invalid documents, naming the field", () =
     [st({ Principal: { AZTP: [AGENT_AZTP, 3] } }), "Statement[0].Principal.AZTP[1]"],
     [st({ Condition: "x" }), "Statement[0].Condition"],
     [st({ Condition: { StringEqualz: { "aztp:tool": "a" } } }), "Statement[0].Condition.StringEqualz"],
-    [st({ Condition: { "ForSomeValues:StringEquals": { "aztp:tool": "a" } } }), 'Statement[0].Condition["ForSomeValues:StringEquals"]'],
+    [
+      st({ Condition: { "ForSomeValues:StringEquals": { "aztp:tool": "a" } } }),
+      'Statement[0].Condition["ForSomeValues:StringEquals"]',
+    ],
     [st({ Condition: { NullIfExists: { "aztp:tool": true } } }), "Statement[0].Condition.NullIfExists"],
     [st({ Condition: { "ForAnyValue:Null": { "aztp:tool": true } } }), 'Statement[0].Condition["ForAnyValue:Null"]'],
     [st({ Condition: { StringEquals: "x" } }), "Statement[0].Condition.StringEquals"],
     [st({ Condition: { StringEquals: {} } }), "Statement[0].Condition.StringEquals"],
-    [st({ Condition: { StringEquals: { "aztp:calller": "a" } } }), 'Statement[0].Condition.StringEquals["aztp:calller"]'],
-    [st({ Condition: { StringEquals: { "aztp:args.a..b": "a" } } }), 'Statement[0].Condition.StringEquals["aztp:args.a..b"]'],
+    [
+      st({ Condition: { StringEquals: { "aztp:calller": "a" } } }),
+      'Statement[0].Condition.StringEquals["aztp:calller"]',
+    ],
+    [
+      st({ Condition: { StringEquals: { "aztp:args.a..b": "a" } } }),
+      'Statement[0].Condition.StringEquals["aztp:args.a..b"]',
+    ],
     [st({ Condition: { StringEquals: { "aztp:tool": [] } } }), 'Statement[0].Condition.StringEquals["aztp:tool"]'],
-    [st({ Condition: { StringEquals: { "aztp:tool": ["a", { b: 1 }] } } }), 'Statement[0].Condition.StringEquals["aztp:tool"][1]'],
+    [
+      st({ Condition: { StringEquals: { "aztp:tool": ["a", { b: 1 }] } } }),
+      'Statement[0].Condition.StringEquals["aztp:tool"][1]',
+    ],
     [st({ Condition: { StringEquals: { "aztp:tool": 5 } } }), 'Statement[0].Condition.StringEquals["aztp:tool"]'],
-    [st({ Condition: { NumericLessThan: { "aztp:args.n": "ten" } } }), 'Statement[0].Condition.NumericLessThan["aztp:args.n"]'],
-    [st({ Condition: { DateLessThan: { "aztp:currentTime": "tomorrow" } } }), 'Statement[0].Condition.DateLessThan["aztp:currentTime"]'],
-    [st({ Condition: { DateLessThan: { "aztp:currentTime": "2030-01-01T00:00:00" } } }), 'Statement[0].Condition.DateLessThan["aztp:currentTime"]'],
+    [
+      st({ Condition: { NumericLessThan: { "aztp:args.n": "ten" } } }),
+      'Statement[0].Condition.NumericLessThan["aztp:args.n"]',
+    ],
+    [
+      st({ Condition: { DateLessThan: { "aztp:currentTime": "tomorrow" } } }),
+      'Statement[0].Condition.DateLessThan["aztp:currentTime"]',
+    ],
+    [
+      st({ Condition: { DateLessThan: { "aztp:currentTime": "2030-01-01T00:00:00" } } }),
+      'Statement[0].Condition.DateLessThan["aztp:currentTime"]',
+    ],
     [st({ Condition: { Bool: { "aztp:delegated": "yes" } } }), 'Statement[0].Condition.Bool["aztp:delegated"]'],
-    [st({ Condition: { IpAddress: { "aztp:sourceIp": "10.0.0.0/33" } } }), 'Statement[0].Condition.IpAddress["aztp:sourceIp"]'],
+    [
+      st({ Condition: { IpAddress: { "aztp:sourceIp": "10.0.0.0/33" } } }),
+      'Statement[0].Condition.IpAddress["aztp:sourceIp"]',
+    ],
   ];
   for (const [input, path] of cases) {
     it(`rejects at ${path}`, () => {
@@ -559,7 +835,10 @@ describe("policy: parsePolicy rejects invalid documents, naming the field", () =
         () => parsePolicy(input),
         (err: unknown) => {
           assert.ok(isAztpError(err, ErrorCodes.POLICY_INVALID), `wrong error: ${String(err)}`);
-          assert.ok(err.message.includes(`${path} `) || err.message.endsWith(path), `message "${err.message}" should name ${path}`);
+          assert.ok(
+            err.message.includes(`${path} `) || err.message.endsWith(path),
+            `message "${err.message}" should name ${path}`,
+          );
           return true;
         },
       );
@@ -568,8 +847,14 @@ describe("policy: parsePolicy rejects invalid documents, naming the field", () =
 
   it("evaluatePolicies and compilePolicies reject an invalid document too", () => {
     const bad = { Version: "1", Statement: [{ Effect: "Maybe", Action: "x" }] } as unknown as PolicyDocument;
-    assert.throws(() => evaluatePolicies([bad], request()), (e: unknown) => isAztpError(e, ErrorCodes.POLICY_INVALID));
-    assert.throws(() => compilePolicies([bad]), (e: unknown) => isAztpError(e, ErrorCodes.POLICY_INVALID));
+    assert.throws(
+      () => evaluatePolicies([bad], request()),
+      (e: unknown) => isAztpError(e, ErrorCodes.POLICY_INVALID),
+    );
+    assert.throws(
+      () => compilePolicies([bad]),
+      (e: unknown) => isAztpError(e, ErrorCodes.POLICY_INVALID),
+    );
   });
 
   it("accepts valid documents, JSON text included, and returns a frozen copy of the same shape", () => {
@@ -582,7 +867,10 @@ describe("policy: parsePolicy rejects invalid documents, naming the field", () =
         Principal: { AZTP: [AGENT_AZTP, `aztp://${TD}/workload/*`] },
         Action: ["tool:call"],
         Resource: "search",
-        Condition: { "ForAllValues:StringLikeIfExists": { "aztp:callerLinks": ["aztp://*"] }, Null: { "app:x": "false" } },
+        Condition: {
+          "ForAllValues:StringLikeIfExists": { "aztp:callerLinks": ["aztp://*"] },
+          Null: { "app:x": "false" },
+        },
       },
     };
     const parsed = parsePolicy(JSON.stringify(input));
@@ -603,7 +891,14 @@ describe("policy: parsePolicy rejects invalid documents, naming the field", () =
 describe("policy: policyCode", () => {
   const a: PolicyDocument = {
     Version: "2012-10-17",
-    Statement: [{ Sid: "S", Effect: "Allow", Action: ["tool:call"], Condition: { StringEquals: { "aztp:tool": "search", "aztp:callee": SERVER } } }],
+    Statement: [
+      {
+        Sid: "S",
+        Effect: "Allow",
+        Action: ["tool:call"],
+        Condition: { StringEquals: { "aztp:tool": "search", "aztp:callee": SERVER } },
+      },
+    ],
   };
   const reordered = JSON.parse(
     `{"Statement":[{"Condition":{"StringEquals":{"aztp:callee":"${SERVER}","aztp:tool":"search"}},"Action":["tool:call"],"Effect":"Allow","Sid":"S"}],"Version":"2012-10-17"}`,
@@ -628,7 +923,10 @@ describe("policy: policyCode", () => {
   });
 
   it("rejects an invalid document", () => {
-    assert.throws(() => policyCode({ Version: "1" } as unknown as PolicyDocument), (e: unknown) => isAztpError(e, ErrorCodes.POLICY_INVALID));
+    assert.throws(
+      () => policyCode({ Version: "1" } as unknown as PolicyDocument),
+      (e: unknown) => isAztpError(e, ErrorCodes.POLICY_INVALID),
+    );
   });
 });
 
@@ -676,7 +974,12 @@ describe("policy: buildPolicyContext feeds the documented keys", () => {
           DateLessThan: { "aztp:currentTime": "2027-01-01T00:00:00Z" },
         },
       },
-      { Sid: "NoDeepDelegation", Effect: "Deny", Action: "*", Condition: { NumericGreaterThan: { "aztp:delegationDepth": 2 } } },
+      {
+        Sid: "NoDeepDelegation",
+        Effect: "Deny",
+        Action: "*",
+        Condition: { NumericGreaterThan: { "aztp:delegationDepth": 2 } },
+      },
     );
     assert.equal(evaluatePolicies([policy], request({ principal: AGENT_AZTP, context: ctx })).statement, "TeamTools");
     const deeper = { ...ctx, "aztp:delegationDepth": 3 };
@@ -696,9 +999,18 @@ describe("policy: buildPolicyContext feeds the documented keys", () => {
   });
 
   it("rejects an invalid caller, time or depth", () => {
-    assert.throws(() => buildPolicyContext({ caller: "not-an-id" }), (e: unknown) => isAztpError(e, ErrorCodes.SPIFFEID_SCHEME_INVALID));
-    assert.throws(() => buildPolicyContext({ caller: AGENT, time: Number.NaN }), (e: unknown) => isAztpError(e, ErrorCodes.ARGUMENT_INVALID));
-    assert.throws(() => buildPolicyContext({ caller: AGENT, delegationDepth: -1 }), (e: unknown) => isAztpError(e, ErrorCodes.ARGUMENT_INVALID));
+    assert.throws(
+      () => buildPolicyContext({ caller: "not-an-id" }),
+      (e: unknown) => isAztpError(e, ErrorCodes.SPIFFEID_SCHEME_INVALID),
+    );
+    assert.throws(
+      () => buildPolicyContext({ caller: AGENT, time: Number.NaN }),
+      (e: unknown) => isAztpError(e, ErrorCodes.ARGUMENT_INVALID),
+    );
+    assert.throws(
+      () => buildPolicyContext({ caller: AGENT, delegationDepth: -1 }),
+      (e: unknown) => isAztpError(e, ErrorCodes.ARGUMENT_INVALID),
+    );
   });
 });
 
@@ -723,7 +1035,10 @@ describe("policy: compiled forms and caching", () => {
 
   it("rejects a request without string fields", () => {
     const bad = { principal: AGENT, action: 5, resource: "x" } as unknown as PolicyRequest;
-    assert.throws(() => evaluatePolicies([doc(allowAll)], bad), (e: unknown) => isAztpError(e, ErrorCodes.ARGUMENT_INVALID));
+    assert.throws(
+      () => evaluatePolicies([doc(allowAll)], bad),
+      (e: unknown) => isAztpError(e, ErrorCodes.ARGUMENT_INVALID),
+    );
   });
 
   it("works without a context", () => {

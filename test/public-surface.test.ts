@@ -6,10 +6,31 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 
-const ENTRIES = ["index", "spiffe/index", "invocation/index", "policy/index", "audit/index", "authority/index", "mcp/index", "guard/index"] as const;
+const ENTRIES = [
+  "index",
+  "spiffe/index",
+  "invocation/index",
+  "policy/index",
+  "audit/index",
+  "authority/index",
+  "mcp/index",
+  "guard/index",
+] as const;
 
 /** Names that are plumbing: never part of any public entry. */
-const PLUMBING = ["AuditRecorder", "checkMode", "sayIfAuditMode", "clearCertificateCache", "assertIdentity", "stepFault", "sealFault", "linkFault", "nextLink", "RegistrySnapshot", "newSerial"];
+const PLUMBING = [
+  "AuditRecorder",
+  "checkMode",
+  "sayIfAuditMode",
+  "clearCertificateCache",
+  "assertIdentity",
+  "stepFault",
+  "sealFault",
+  "linkFault",
+  "nextLink",
+  "RegistrySnapshot",
+  "newSerial",
+];
 
 async function load(entry: string): Promise<Record<string, unknown>> {
   return (await import(`../src/${entry}.js`)) as Record<string, unknown>;
@@ -30,9 +51,11 @@ describe("public surface", () => {
     const main = await load("index");
     assert.equal(main.CONNECT_ACTION, "identity:connect");
     const policy = await load("policy/index");
-    for (const name of ["CONNECT_ACTION", "TOOL_CALL_ACTION", "decidePolicy", "policyRequest", "normalizeSourceIp"]) assert.ok(name in policy, `aztp-client/policy exports ${name}`);
+    for (const name of ["CONNECT_ACTION", "TOOL_CALL_ACTION", "decidePolicy", "policyRequest", "normalizeSourceIp"])
+      assert.ok(name in policy, `aztp-client/policy exports ${name}`);
     const audit = await load("audit/index");
-    for (const name of ["parseCheckpoint", "checkpointPayload", "GENESIS_HASH", "verifyAuditLog"]) assert.ok(name in audit, `aztp-client/audit exports ${name}`);
+    for (const name of ["parseCheckpoint", "checkpointPayload", "GENESIS_HASH", "verifyAuditLog"])
+      assert.ok(name in audit, `aztp-client/audit exports ${name}`);
     const client = await import("../src/client/aztp.js");
     assert.equal(client.CONNECT_ACTION, main.CONNECT_ACTION, "one CONNECT_ACTION");
   });

@@ -21,8 +21,19 @@ function serve(t: TestContext, options: { refreshHintSeconds?: number } = {}) {
   return startServe(t, { trustDomain: TD, refreshHintSeconds: options.refreshHintSeconds ?? 1, logLevel: "error" });
 }
 
-async function client(t: TestContext, s: { url: string; apiKey: string; bundlePem: string }, extra: Partial<RemoteAuthorityOptions> = {}): Promise<RemoteAuthority> {
-  const r = await RemoteAuthority.connect({ baseUrl: s.url, apiKey: s.apiKey, trustBundle: s.bundlePem, home: tempDir(t, "client"), onWarning: () => undefined, ...extra });
+async function client(
+  t: TestContext,
+  s: { url: string; apiKey: string; bundlePem: string },
+  extra: Partial<RemoteAuthorityOptions> = {},
+): Promise<RemoteAuthority> {
+  const r = await RemoteAuthority.connect({
+    baseUrl: s.url,
+    apiKey: s.apiKey,
+    trustBundle: s.bundlePem,
+    home: tempDir(t, "client"),
+    onWarning: () => undefined,
+    ...extra,
+  });
   t.after(() => r.close());
   return r;
 }
@@ -52,7 +63,10 @@ describe("RemoteAuthority over aztp serve", () => {
     assert.equal(await r.find(`aztp://${TD}/workload/production/node/nobody`), undefined);
     assert.equal(await r.findByName("nobody"), undefined);
     await rejectsWithCode(() => r.get(`aztp://${TD}/workload/production/node/nobody`), ErrorCodes.IDENTITY_NOT_FOUND);
-    assert.deepEqual((await r.list()).map((x) => x.name), ["alice"]);
+    assert.deepEqual(
+      (await r.list()).map((x) => x.name),
+      ["alice"],
+    );
 
     const renewed = await r.renewSvid(record.spiffeId, (await generateWorkloadKey()).csr, { ttlSeconds: 300 });
     assert.notEqual(renewed.svid.serial, svid.serial);
@@ -68,7 +82,11 @@ describe("RemoteAuthority over aztp serve", () => {
     assert.deepEqual(revoked, [record.aztpId]);
     // Its own revocation is seen at once: revoke() fetched the list before returning.
     assert.equal(r.isRevoked(record.spiffeId), true);
-    assert.equal(r.isRevoked(`spiffe://${TD}/workload/production/node/bob`, renewed.svid.serial), true, "the serial alone is revoked");
+    assert.equal(
+      r.isRevoked(`spiffe://${TD}/workload/production/node/bob`, renewed.svid.serial),
+      true,
+      "the serial alone is revoked",
+    );
     assert.ok((r.revocationSequence() ?? 0) >= 1);
     assert.equal((await r.get(record.spiffeId)).status, "revoked");
     await rejectsWithCode(() => r.renewSvid(record.spiffeId, "not a csr"), ErrorCodes.IDENTITY_REVOKED);
@@ -92,12 +110,19 @@ describe("RemoteAuthority over aztp serve", () => {
     assert.equal(await r.connected(peer.record.aztpId, parent.record.aztpId), true);
     assert.equal(await r.connected(peer.record.aztpId, child.record.aztpId), false);
 
-    const doc = { Version: "2012-10-17", Statement: [{ Sid: "calls", Effect: "Allow", Action: ["tool:call"], Resource: ["*"] }] };
+    const doc = {
+      Version: "2012-10-17",
+      Statement: [{ Sid: "calls", Effect: "Allow", Action: ["tool:call"], Resource: ["*"] }],
+    };
     const entry = await r.attachPolicy(parent.record.aztpId, doc, "calls");
     const held = r.policiesOf(parent.record.spiffeId);
     assert.ok(Array.isArray(held), "synchronous for a held record");
     assert.equal(held.length, 1);
-    assert.strictEqual(r.policiesOf(parent.record.spiffeId), held, "the same parsed array again, so evaluation caches hit");
+    assert.strictEqual(
+      r.policiesOf(parent.record.spiffeId),
+      held,
+      "the same parsed array again, so evaluation caches hit",
+    );
     assert.equal((r.policiesOf(parent.record.spiffeId, entry.code) as readonly unknown[]).length, 1);
     assert.equal(await r.detachPolicy(parent.record.aztpId, entry.code), true);
     assert.deepEqual(r.policiesOf(parent.record.spiffeId), []);
@@ -126,14 +151,20 @@ describe("RemoteAuthority over aztp serve", () => {
     const writer = await client(t, s);
     const reader = await client(t, s);
     const { record } = await issue(writer, "tool");
-    await writer.attachPolicy(record.aztpId, { Version: "2012-10-17", Statement: [{ Effect: "Deny", Action: ["*"], Resource: ["*"] }] });
+    await writer.attachPolicy(record.aztpId, {
+      Version: "2012-10-17",
+      Statement: [{ Effect: "Deny", Action: ["*"], Resource: ["*"] }],
+    });
 
     const first = reader.policiesOf(record.spiffeId);
     assert.ok(first instanceof Promise, "a promise the first time");
     assert.equal((await first).length, 1);
     assert.equal((reader.policiesOf(record.spiffeId) as readonly unknown[]).length, 1, "synchronous afterwards");
     assert.equal(await reader.relations(`spiffe://${TD}/workload/production/node/ghost`), undefined);
-    await rejectsWithCode(async () => reader.policiesOf(`spiffe://${TD}/workload/production/node/ghost`), ErrorCodes.IDENTITY_NOT_FOUND);
+    await rejectsWithCode(
+      async () => reader.policiesOf(`spiffe://${TD}/workload/production/node/ghost`),
+      ErrorCodes.IDENTITY_NOT_FOUND,
+    );
   });
 
   it("a revocation made through another client is seen here within the refresh hint (1 s)", async (t) => {
@@ -158,7 +189,10 @@ describe("RemoteAuthority over aztp serve", () => {
     const admin = await client(t, s);
     const { record } = await issue(holder, "callee");
     assert.deepEqual(holder.policiesOf(record.spiffeId), []);
-    await admin.attachPolicy(record.aztpId, { Version: "2012-10-17", Statement: [{ Effect: "Deny", Action: ["*"], Resource: ["*"] }] });
+    await admin.attachPolicy(record.aztpId, {
+      Version: "2012-10-17",
+      Statement: [{ Effect: "Deny", Action: ["*"], Resource: ["*"] }],
+    });
     const at = Date.now();
     while ((holder.policiesOf(record.spiffeId) as readonly unknown[]).length === 0) {
       assert.ok(Date.now() - at < 3_000, "not seen within the hint plus slack");
@@ -169,12 +203,28 @@ describe("RemoteAuthority over aztp serve", () => {
   it("the server's errors come back with its code: a wrong API key is ERR_SERVE_API_KEY_INVALID, a bad CSR ERR_AUTHORITY_CSR_INVALID, an unknown ID ERR_IDENTITY_NOT_FOUND", async (t) => {
     const s = await serve(t);
     await assert.rejects(
-      () => RemoteAuthority.connect({ baseUrl: s.url, apiKey: "aztp_nokey_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", trustBundle: s.bundlePem, home: tempDir(t, "c") }),
+      () =>
+        RemoteAuthority.connect({
+          baseUrl: s.url,
+          apiKey: "aztp_nokey_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+          trustBundle: s.bundlePem,
+          home: tempDir(t, "c"),
+        }),
       (e: unknown) => e instanceof AztpError && e.code === "ERR_SERVE_API_KEY_INVALID",
     );
     const r = await client(t, s);
-    await rejectsWithCode(() => r.issueIdentity({ name: "x" }, "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n"), ErrorCodes.AUTHORITY_CSR_INVALID);
-    await rejectsWithCode(() => r.attachPolicy(`aztp://${TD}/workload/production/node/nobody`, { Version: "2012-10-17", Statement: [] }), ErrorCodes.IDENTITY_NOT_FOUND);
+    await rejectsWithCode(
+      () =>
+        r.issueIdentity(
+          { name: "x" },
+          "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n",
+        ),
+      ErrorCodes.AUTHORITY_CSR_INVALID,
+    );
+    await rejectsWithCode(
+      () => r.attachPolicy(`aztp://${TD}/workload/production/node/nobody`, { Version: "2012-10-17", Statement: [] }),
+      ErrorCodes.IDENTITY_NOT_FOUND,
+    );
   });
 
   it("the feeds alone, without an API key: bundles and revocations are public, signed and sequenced", async (t) => {
@@ -182,11 +232,19 @@ describe("RemoteAuthority over aztp serve", () => {
     const admin = await client(t, s);
     const { record } = await issue(admin, "pub");
     await admin.revoke(record.aztpId, "x");
-    const verifier = await RemoteAuthority.connect({ baseUrl: s.url, trustBundle: s.bundlePem, home: join(tempDir(t, "v"), "home"), onWarning: () => undefined });
+    const verifier = await RemoteAuthority.connect({
+      baseUrl: s.url,
+      trustBundle: s.bundlePem,
+      home: join(tempDir(t, "v"), "home"),
+      onWarning: () => undefined,
+    });
     t.after(() => verifier.close());
     assert.equal(verifier.defaultTrustDomain, TD);
     assert.equal(verifier.isRevoked(record.spiffeId), true);
-    assert.ok(verifier.bundle().jwtAuthorities.size >= 1, "the JWT keys come from the endpoint (the PEM given has only roots)");
+    assert.ok(
+      verifier.bundle().jwtAuthorities.size >= 1,
+      "the JWT keys come from the endpoint (the PEM given has only roots)",
+    );
     await rejectsWithCode(() => verifier.list(), "ERR_SERVE_API_KEY_INVALID");
   });
 });

@@ -21,7 +21,13 @@ describe("aztp --server", () => {
     const bundleFile = join(tempDir(t, "bundle"), "bundle.pem");
     writeFileSync(bundleFile, s.bundlePem);
 
-    const admin = await RemoteAuthority.connect({ baseUrl: s.url, apiKey, trustBundle: bundleFile, home: tempDir(t, "admin"), onWarning: () => undefined });
+    const admin = await RemoteAuthority.connect({
+      baseUrl: s.url,
+      apiKey,
+      trustBundle: bundleFile,
+      home: tempDir(t, "admin"),
+      onWarning: () => undefined,
+    });
     t.after(() => admin.close());
     const a = await admin.issueIdentity({ name: "agent-a" }, (await generateWorkloadKey()).csr);
     const b = await admin.issueIdentity({ name: "agent-b" }, (await generateWorkloadKey()).csr);
@@ -29,14 +35,21 @@ describe("aztp --server", () => {
     // A home the CLI is pointed at but must not use (nor create) in remote mode.
     const localHome = join(tempDir(t, "local"), "never");
     const env = { AZTP_API_KEY: apiKey, AZTP_SERVER: undefined, AZTP_TRUST_BUNDLE: undefined };
-    const cli = (args: string[], extraEnv: Record<string, string | undefined> = {}) => aztpCli(localHome, ["--server", s.url, "--trust-bundle", bundleFile, ...args], { env: { ...env, ...extraEnv } });
+    const cli = (args: string[], extraEnv: Record<string, string | undefined> = {}) =>
+      aztpCli(localHome, ["--server", s.url, "--trust-bundle", bundleFile, ...args], { env: { ...env, ...extraEnv } });
 
     const list = await cli(["list"]);
     assertExit(list, 0, "list");
     assert.deepEqual((list.json as Array<{ name: string }>).map((r) => r.name).sort(), ["agent-a", "agent-b"]);
 
     const policyFile = join(tempDir(t, "policy"), "p.json");
-    writeFileSync(policyFile, JSON.stringify({ Version: "2012-10-17", Statement: [{ Sid: "calls", Effect: "Allow", Action: ["tool:call"], Resource: ["search"] }] }));
+    writeFileSync(
+      policyFile,
+      JSON.stringify({
+        Version: "2012-10-17",
+        Statement: [{ Sid: "calls", Effect: "Allow", Action: ["tool:call"], Resource: ["search"] }],
+      }),
+    );
     const attach = await cli(["policy", "attach", "agent-a", policyFile, "--name", "calls"]);
     assertExit(attach, 0, "policy attach");
     const got = await cli(["policy", "get", a.record.aztpId]);
@@ -52,7 +65,9 @@ describe("aztp --server", () => {
     assert.equal(await admin.connected(a.record.aztpId, b.record.aztpId), true);
 
     // The key from the environment only, the server from AZTP_SERVER.
-    const revoke = await aztpCli(localHome, ["--trust-bundle", bundleFile, "revoke", "agent-b", "--reason", "test"], { env: { ...env, AZTP_SERVER: s.url } });
+    const revoke = await aztpCli(localHome, ["--trust-bundle", bundleFile, "revoke", "agent-b", "--reason", "test"], {
+      env: { ...env, AZTP_SERVER: s.url },
+    });
     assertExit(revoke, 0, "revoke");
     assert.deepEqual(revoke.json.revoked, [b.record.aztpId]);
     assert.ok(revoke.json.sequence >= 1);
@@ -61,7 +76,10 @@ describe("aztp --server", () => {
 
     const discover = await cli(["discover"]);
     assertExit(discover, 0, "discover");
-    assert.deepEqual((discover.json as Array<{ name: string }>).map((r) => r.name), ["agent-a"]);
+    assert.deepEqual(
+      (discover.json as Array<{ name: string }>).map((r) => r.name),
+      ["agent-a"],
+    );
     const reissue = await cli(["reissue", b.record.aztpId]);
     assertExit(reissue, 0, "reissue");
     assert.equal(reissue.json.status, "active");
@@ -73,6 +91,9 @@ describe("aztp --server", () => {
     assert.match(noBundle.stderr + noBundle.stdout, /ERR_AUTHORITY_REMOTE_TRUST_BUNDLE_MISSING/);
     assert.match(noBundle.stderr + noBundle.stdout, /--trust-bundle/);
     const secret = apiKey.slice(-32);
-    assert.ok(!(noBundle.stderr + noBundle.stdout + list.stdout + list.stderr).includes(secret), "the API key's secret is never printed");
+    assert.ok(
+      !(noBundle.stderr + noBundle.stdout + list.stdout + list.stderr).includes(secret),
+      "the API key's secret is never printed",
+    );
   });
 });

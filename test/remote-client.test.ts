@@ -59,12 +59,23 @@ describe("aztp.initialize({ apiKey, baseUrl }) on aztp serve", () => {
     const server = await securedToolServer(counter, { client: c, name: "tools" });
     const client = await secureMcpClient(new Client({ name: "agent", version: "1.0.0" }), { client: c, name: "agent" });
     await linkInMemory(t, server, client);
-    assert.deepEqual(toolAnswer(await client.callTool({ name: "echo", arguments: { text: "hi" } })), { tool: "echo", value: "hi", runs: 1 });
+    assert.deepEqual(toolAnswer(await client.callTool({ name: "echo", arguments: { text: "hi" } })), {
+      tool: "echo",
+      value: "hi",
+      runs: 1,
+    });
 
     // With the service stopped, calls still verify: the path needs no request.
     await s.stop();
-    assert.deepEqual(toolAnswer(await client.callTool({ name: "echo", arguments: { text: "again" } })), { tool: "echo", value: "again", runs: 2 });
-    await assert.rejects(c.secureConnect({}, "new-one"), (e: unknown) => (e as { code?: string }).code === ErrorCodes.AUTHORITY_REMOTE_UNAVAILABLE);
+    assert.deepEqual(toolAnswer(await client.callTool({ name: "echo", arguments: { text: "again" } })), {
+      tool: "echo",
+      value: "again",
+      runs: 2,
+    });
+    await assert.rejects(
+      c.secureConnect({}, "new-one"),
+      (e: unknown) => (e as { code?: string }).code === ErrorCodes.AUTHORITY_REMOTE_UNAVAILABLE,
+    );
   });
 });
 
@@ -74,13 +85,19 @@ describe("the shared audit log of aztp serve", () => {
     const c = remoteClient(t, s);
     const audit = await c.sharedAuditLog();
     const server = await securedToolServer({ runs: 0 }, { client: c, name: "tools", audit });
-    const client = await secureMcpClient(new Client({ name: "agent", version: "1.0.0" }), { client: c, name: "agent", audit });
+    const client = await secureMcpClient(new Client({ name: "agent", version: "1.0.0" }), {
+      client: c,
+      name: "agent",
+      audit,
+    });
     await linkInMemory(t, server, client);
     await client.callTool({ name: "echo", arguments: { text: "hi" } });
     // No flush: the answer came after both entries were acknowledged by the service.
     const page = await serveClient(s)("/v1/audit?afterSeq=0&limit=100");
     assert.equal(page.status, 200);
-    const entries = (page.json as { entries: Array<{ side: string; tool: string; decision: string }> }).entries.filter((e) => e.tool === "echo");
+    const entries = (page.json as { entries: Array<{ side: string; tool: string; decision: string }> }).entries.filter(
+      (e) => e.tool === "echo",
+    );
     assert.deepEqual(entries.map((e) => e.side).sort(), ["callee", "caller"]);
     assert.ok(entries.every((e) => e.decision === "allow"));
   });
@@ -88,7 +105,10 @@ describe("the shared audit log of aztp serve", () => {
   it("the embedded authority has no shared log, and says so", async (t) => {
     const c = Aztp.initialize({ home: tempDir(t, "embedded") });
     t.after(() => c.close());
-    await assert.rejects(c.sharedAuditLog(), (e: unknown) => (e as { code?: string }).code === ErrorCodes.ARGUMENT_INVALID);
+    await assert.rejects(
+      c.sharedAuditLog(),
+      (e: unknown) => (e as { code?: string }).code === ErrorCodes.ARGUMENT_INVALID,
+    );
   });
 });
 
@@ -97,24 +117,43 @@ describe("LangChain on the remote authority", () => {
     const s = await startServe(t, { trustDomain: TD, refreshHintSeconds: 1, logLevel: "error" });
     const c = remoteClient(t, s);
     const runs: string[] = [];
-    const vault = tool(async ({ key }: { key: string }) => {
-      runs.push(key);
-      return `secret of ${key}`;
-    }, { name: "vault", description: "reads a secret", schema: z.object({ key: z.string() }) });
+    const vault = tool(
+      async ({ key }: { key: string }) => {
+        runs.push(key);
+        return `secret of ${key}`;
+      },
+      { name: "vault", description: "reads a secret", schema: z.object({ key: z.string() }) },
+    );
     const alice = `aztp://${TD}/workload/production/node/alice`;
     const secured = await secureTool(vault, {
       client: c,
       name: "vault",
-      policy: [{ Version: "2012-10-17", Statement: [{ Effect: "Allow", Principal: alice, Action: "tool:call", Resource: "vault" }] }],
+      policy: [
+        {
+          Version: "2012-10-17",
+          Statement: [{ Effect: "Allow", Principal: alice, Action: "tool:call", Resource: "vault" }],
+        },
+      ],
     });
     const agent = (name: string, id: string) =>
-      createSecureAgent({ client: c, name, model: fakeModel().respondWithTools([{ name: "vault", args: { key: "k1" }, id }]).respond(new AIMessage("done")), tools: [secured] });
+      createSecureAgent({
+        client: c,
+        name,
+        model: fakeModel()
+          .respondWithTools([{ name: "vault", args: { key: "k1" }, id }])
+          .respond(new AIMessage("done")),
+        tools: [secured],
+      });
     const ask = { messages: [{ role: "user", content: "open it" }] };
 
-    const allowed = (await (await agent("alice", "a1")).invoke(ask)).messages.find((m: unknown) => ToolMessage.isInstance(m) && m.tool_call_id === "a1") as ToolMessage;
+    const allowed = (await (await agent("alice", "a1")).invoke(ask)).messages.find(
+      (m: unknown) => ToolMessage.isInstance(m) && m.tool_call_id === "a1",
+    ) as ToolMessage;
     assert.equal(allowed.content, "secret of k1");
     assert.equal(receiptOf(allowed)?.status, "ok", "the answer carries the callee's signed receipt");
-    const refused = (await (await agent("mallory", "m1")).invoke(ask)).messages.find((m: unknown) => ToolMessage.isInstance(m) && m.tool_call_id === "m1") as ToolMessage;
+    const refused = (await (await agent("mallory", "m1")).invoke(ask)).messages.find(
+      (m: unknown) => ToolMessage.isInstance(m) && m.tool_call_id === "m1",
+    ) as ToolMessage;
     assert.match(String(refused.content), /ERR_POLICY_DENIED/);
     assert.deepEqual(runs, ["k1"], "the refused call never reached the tool");
   });
@@ -141,6 +180,9 @@ describe("a client whose service is not up yet", () => {
     await startServe(t, { store: home, port, insecureHttp: true, logLevel: "error" });
     // The same client, retried: the failed connect was not kept.
     assert.equal((await c.secureConnect({}, "early")).identity.trustDomain, TD);
-    assert.ok((await c.trust()).bundles.getBundleForTrustDomain(TD), "its trust is built afresh from the service's feeds");
+    assert.ok(
+      (await c.trust()).bundles.getBundleForTrustDomain(TD),
+      "its trust is built afresh from the service's feeds",
+    );
   });
 });

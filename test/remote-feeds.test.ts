@@ -40,7 +40,10 @@ async function client(t: TestContext, options: RemoteAuthorityOptions): Promise<
  * paths in `replace`, which it answers with the body given (what an attacker in the path, or a
  * stale cache, would serve).
  */
-async function proxy(t: TestContext, target: { url: string; bundlePem: string }): Promise<{ url: string; replace: Map<string, string> }> {
+async function proxy(
+  t: TestContext,
+  target: { url: string; bundlePem: string },
+): Promise<{ url: string; replace: Map<string, string> }> {
   const replace = new Map<string, string>();
   const agent = new https.Agent({ ca: target.bundlePem, checkServerIdentity: () => undefined });
   const server = http.createServer((req, res) => {
@@ -49,29 +52,38 @@ async function proxy(t: TestContext, target: { url: string; bundlePem: string })
       res.writeHead(200, { "content-type": "application/json" }).end(canned);
       return;
     }
-    const up = https.request(new URL(req.url ?? "/", target.url), { method: req.method, headers: { ...req.headers, host: new URL(target.url).host }, agent }, (upRes) => {
-      res.writeHead(upRes.statusCode ?? 502, upRes.headers);
-      upRes.pipe(res);
-    });
+    const up = https.request(
+      new URL(req.url ?? "/", target.url),
+      { method: req.method, headers: { ...req.headers, host: new URL(target.url).host }, agent },
+      (upRes) => {
+        res.writeHead(upRes.statusCode ?? 502, upRes.headers);
+        upRes.pipe(res);
+      },
+    );
     up.on("error", () => res.writeHead(502).end());
     req.pipe(up);
   });
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  t.after(() => new Promise<void>((r) => {
-    server.closeAllConnections();
-    server.close(() => r());
-    agent.destroy();
-  }));
+  t.after(
+    () =>
+      new Promise<void>((r) => {
+        server.closeAllConnections();
+        server.close(() => r());
+        agent.destroy();
+      }),
+  );
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, replace };
 }
 
 async function fetchText(url: string, ca: string): Promise<string> {
   return new Promise((resolve, reject) => {
-    https.get(url, { ca, checkServerIdentity: () => undefined }, (res) => {
-      let body = "";
-      res.on("data", (c: Buffer) => (body += c.toString("utf8")));
-      res.on("end", () => resolve(body));
-    }).on("error", reject);
+    https
+      .get(url, { ca, checkServerIdentity: () => undefined }, (res) => {
+        let body = "";
+        res.on("data", (c: Buffer) => (body += c.toString("utf8")));
+        res.on("end", () => resolve(body));
+      })
+      .on("error", reject);
   });
 }
 
@@ -79,7 +91,13 @@ describe("revocation and bundle feeds", () => {
   it("an old signed list replayed is refused (ERR_REVOCATION_LIST_REPLAYED) and the newer one kept; an equal one is kept as is", async (t) => {
     const s = await serveOn(t);
     const { apiKey } = s;
-    const admin = await client(t, { baseUrl: s.url, apiKey, trustBundle: s.bundlePem, home: tempDir(t, "admin"), onWarning: () => undefined });
+    const admin = await client(t, {
+      baseUrl: s.url,
+      apiKey,
+      trustBundle: s.bundlePem,
+      home: tempDir(t, "admin"),
+      onWarning: () => undefined,
+    });
     const a = await admin.issueIdentity({ name: "a" }, (await generateWorkloadKey()).csr);
     const b = await admin.issueIdentity({ name: "b" }, (await generateWorkloadKey()).csr);
     await admin.revoke(a.record.aztpId, "first");
@@ -89,14 +107,24 @@ describe("revocation and bundle feeds", () => {
 
     const p = await proxy(t, s);
     const warnings: AztpError[] = [];
-    const verifier = await client(t, { baseUrl: p.url, apiKey, trustBundle: s.bundlePem, home: tempDir(t, "v"), onWarning: (e) => warnings.push(e) });
+    const verifier = await client(t, {
+      baseUrl: p.url,
+      apiKey,
+      trustBundle: s.bundlePem,
+      home: tempDir(t, "v"),
+      onWarning: (e) => warnings.push(e),
+    });
     assert.equal(verifier.isRevoked(b.record.spiffeId), true);
     const held = verifier.revocationSequence();
 
     p.replace.set(`/v1/revocations/${TD}`, old);
     await rejectsWithCode(() => verifier.revocationFeed.refresh(TD), ErrorCodes.REVOCATION_LIST_REPLAYED);
     assert.equal(verifier.revocationSequence(), held, "the newer list stays");
-    assert.equal(verifier.isRevoked(b.record.spiffeId), true, "b's revocation cannot be un-seen by replaying the older list");
+    assert.equal(
+      verifier.isRevoked(b.record.spiffeId),
+      true,
+      "b's revocation cannot be un-seen by replaying the older list",
+    );
     // The background loop meets the same replay within the hint and warns about it.
     const deadline = Date.now() + 3_000;
     while (!warnings.some((w) => w.code === ErrorCodes.REVOCATION_LIST_REPLAYED)) {
@@ -114,7 +142,13 @@ describe("revocation and bundle feeds", () => {
   it("a list signed by another authority of the same trust domain name is refused (ERR_REVOCATION_LIST_INVALID), whatever its sequence", async (t) => {
     const s = await serveOn(t);
     const { apiKey } = s;
-    const admin = await client(t, { baseUrl: s.url, apiKey, trustBundle: s.bundlePem, home: tempDir(t, "admin"), onWarning: () => undefined });
+    const admin = await client(t, {
+      baseUrl: s.url,
+      apiKey,
+      trustBundle: s.bundlePem,
+      home: tempDir(t, "admin"),
+      onWarning: () => undefined,
+    });
     const victim = await admin.issueIdentity({ name: "victim" }, (await generateWorkloadKey()).csr);
     await admin.revoke(victim.record.aztpId, "revoked for real");
 
@@ -128,7 +162,13 @@ describe("revocation and bundle feeds", () => {
     const forged = JSON.stringify({ list: impostor.signedRevocationList(TD) });
 
     const p = await proxy(t, s);
-    const verifier = await client(t, { baseUrl: p.url, apiKey, trustBundle: s.bundlePem, home: tempDir(t, "v"), onWarning: () => undefined });
+    const verifier = await client(t, {
+      baseUrl: p.url,
+      apiKey,
+      trustBundle: s.bundlePem,
+      home: tempDir(t, "v"),
+      onWarning: () => undefined,
+    });
     const held = verifier.revocationSequence();
     p.replace.set(`/v1/revocations/${TD}`, forged);
     await rejectsWithCode(() => verifier.revocationFeed.refresh(TD), ErrorCodes.REVOCATION_LIST_INVALID);
@@ -147,11 +187,19 @@ describe("revocation and bundle feeds", () => {
     const s = await serveOn(t);
     const { apiKey } = s;
     const p = await proxy(t, s);
-    const verifier = await client(t, { baseUrl: p.url, apiKey, trustBundle: s.bundlePem, home: tempDir(t, "v"), onWarning: () => undefined });
+    const verifier = await client(t, {
+      baseUrl: p.url,
+      apiKey,
+      trustBundle: s.bundlePem,
+      home: tempDir(t, "v"),
+      onWarning: () => undefined,
+    });
     const held = verifier.bundle();
     const version = verifier.version;
     assert.ok(held.sequence !== undefined && held.sequence >= 1);
-    const doc = JSON.parse(await fetchText(`${s.url}/.well-known/spiffe/bundle/${TD}`, s.bundlePem)) as { spiffe_sequence: number };
+    const doc = JSON.parse(await fetchText(`${s.url}/.well-known/spiffe/bundle/${TD}`, s.bundlePem)) as {
+      spiffe_sequence: number;
+    };
     p.replace.set(`/.well-known/spiffe/bundle/${TD}`, JSON.stringify({ ...doc, spiffe_sequence: held.sequence - 1 }));
     await rejectsWithCode(() => verifier.bundleFeed.refresh(TD), ErrorCodes.BUNDLE_REPLAYED);
     assert.strictEqual(verifier.bundle(), held);
@@ -163,7 +211,13 @@ describe("revocation and bundle feeds", () => {
 
   it("CA rotation on the service: the feed takes the new bundle (higher sequence, both JWT keys), old and new SVIDs verify, a list signed with the new key is accepted at once", async (t) => {
     const s = await serveOn(t);
-    const r = await client(t, { baseUrl: s.url, apiKey: s.apiKey, trustBundle: s.bundlePem, home: tempDir(t, "c"), onWarning: () => undefined });
+    const r = await client(t, {
+      baseUrl: s.url,
+      apiKey: s.apiKey,
+      trustBundle: s.bundlePem,
+      home: tempDir(t, "c"),
+      onWarning: () => undefined,
+    });
     const old = await r.issueIdentity({ name: "old" }, (await generateWorkloadKey()).csr);
     const before = r.bundle();
     const operator = await EmbeddedAuthority.open(s.home);
@@ -179,11 +233,22 @@ describe("revocation and bundle feeds", () => {
 
     await r.bundleFeed.refresh(TD);
     const after = r.bundle();
-    assert.ok((after.sequence ?? 0) > (before.sequence ?? 0), `spiffe_sequence ${before.sequence} -> ${after.sequence}`);
+    assert.ok(
+      (after.sequence ?? 0) > (before.sequence ?? 0),
+      `spiffe_sequence ${before.sequence} -> ${after.sequence}`,
+    );
     assert.equal(after.jwtAuthorities.size, before.jwtAuthorities.size + 1, "old and new JWT keys overlap");
-    for (const kid of before.jwtAuthorities.keys()) assert.ok(after.jwtAuthorities.has(kid), "the old JWT key stays while what it signed lives");
-    assert.equal(verifyX509Svid(Certificate.parsePem(old.svid.chainPem), r.bundleSet()).id.toString(), old.record.spiffeId, "an SVID of the old generation still verifies");
-    assert.equal(verifyX509Svid(Certificate.parsePem(fresh.svid.chainPem), r.bundleSet()).id.toString(), fresh.record.spiffeId);
+    for (const kid of before.jwtAuthorities.keys())
+      assert.ok(after.jwtAuthorities.has(kid), "the old JWT key stays while what it signed lives");
+    assert.equal(
+      verifyX509Svid(Certificate.parsePem(old.svid.chainPem), r.bundleSet()).id.toString(),
+      old.record.spiffeId,
+      "an SVID of the old generation still verifies",
+    );
+    assert.equal(
+      verifyX509Svid(Certificate.parsePem(fresh.svid.chainPem), r.bundleSet()).id.toString(),
+      fresh.record.spiffeId,
+    );
   });
 
   it("outage: verification answers from held state, issuing fails clearly, past maxStaleness revocation checks fail closed, and a restart on the same port recovers by itself", async (t) => {
@@ -191,7 +256,16 @@ describe("revocation and bundle feeds", () => {
     const { apiKey, home } = s;
     const port = s.running.port;
     const warnings: AztpError[] = [];
-    const r = await client(t, { baseUrl: s.url, apiKey, trustBundle: s.bundlePem, home: tempDir(t, "c"), refreshHintSeconds: 1, maxStalenessSeconds: 3, onWarning: (e) => warnings.push(e), timeoutMs: 2_000 });
+    const r = await client(t, {
+      baseUrl: s.url,
+      apiKey,
+      trustBundle: s.bundlePem,
+      home: tempDir(t, "c"),
+      refreshHintSeconds: 1,
+      maxStalenessSeconds: 3,
+      onWarning: (e) => warnings.push(e),
+      timeoutMs: 2_000,
+    });
     const alive = await r.issueIdentity({ name: "alive" }, (await generateWorkloadKey()).csr);
     const dead = await r.issueIdentity({ name: "dead" }, (await generateWorkloadKey()).csr);
     await r.revoke(dead.record.aztpId, "x");
@@ -204,7 +278,10 @@ describe("revocation and bundle feeds", () => {
     assert.ok(r.bundle().x509Authorities.length >= 1);
     assert.deepEqual(r.policiesOf(alive.record.spiffeId), []);
     // Issuing fails, saying the service cannot be reached and where.
-    const e = await rejectsWithCode(() => r.issueIdentity({ name: "new" }, "csr"), ErrorCodes.AUTHORITY_REMOTE_UNAVAILABLE);
+    const e = await rejectsWithCode(
+      () => r.issueIdentity({ name: "new" }, "csr"),
+      ErrorCodes.AUTHORITY_REMOTE_UNAVAILABLE,
+    );
     assert.match(e.message, new RegExp(`127\\.0\\.0\\.1:${port}`));
     await rejectsWithCode(() => r.get(alive.record.spiffeId), ErrorCodes.AUTHORITY_REMOTE_UNAVAILABLE);
 
@@ -213,7 +290,10 @@ describe("revocation and bundle feeds", () => {
     await rejectsWithCode(() => r.isRevoked(alive.record.spiffeId), ErrorCodes.REVOCATION_LIST_EXPIRED);
     const outageWarnings = warnings.filter((w) => w.code === ErrorCodes.AUTHORITY_REMOTE_UNAVAILABLE).length;
     assert.ok(outageWarnings >= 1, "the refresh loop warned about the outage");
-    assert.ok(outageWarnings <= 2, `one warning per feed for the whole outage, not one per hint (got ${outageWarnings})`);
+    assert.ok(
+      outageWarnings <= 2,
+      `one warning per feed for the whole outage, not one per hint (got ${outageWarnings})`,
+    );
     assert.ok(r.bundle().x509Authorities.length >= 1, "the bundle is still held");
 
     // Back on the same port: the next refresh (within the hint) recovers without being asked.

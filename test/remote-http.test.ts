@@ -24,25 +24,61 @@ async function stub(t: TestContext, handler: http.RequestListener): Promise<stri
   return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 }
 
-function transport(t: TestContext, baseUrl: string, extra: { timeoutMs?: number; maxAnswerBytes?: number } = {}): AuthorityHttp {
-  const h = new AuthorityHttp({ baseUrl, apiKey: "aztp_k_s", roots: () => undefined, serverId: () => "spiffe://x/aztp/serve", ...extra });
+function transport(
+  t: TestContext,
+  baseUrl: string,
+  extra: { timeoutMs?: number; maxAnswerBytes?: number } = {},
+): AuthorityHttp {
+  const h = new AuthorityHttp({
+    baseUrl,
+    apiKey: "aztp_k_s",
+    roots: () => undefined,
+    serverId: () => "spiffe://x/aztp/serve",
+    ...extra,
+  });
   t.after(() => h.close());
   return h;
 }
 
 describe("remote transport", () => {
   const errors: Array<[string, number, unknown, string, string | undefined]> = [
-    ["a library code with a rule", 403, { error: { code: "ERR_DELEGATION_INVALID", message: "no", rule: "scope.tools" } }, "ERR_DELEGATION_INVALID", "scope.tools"],
-    ["a serve code", 429, { error: { code: "ERR_SERVE_RATE_LIMITED", message: "slow down" } }, "ERR_SERVE_RATE_LIMITED", undefined],
-    ["a code this version does not know", 409, { error: { code: "ERR_FUTURE_THING_INVALID", message: "new" } }, "ERR_FUTURE_THING_INVALID", undefined],
+    [
+      "a library code with a rule",
+      403,
+      { error: { code: "ERR_DELEGATION_INVALID", message: "no", rule: "scope.tools" } },
+      "ERR_DELEGATION_INVALID",
+      "scope.tools",
+    ],
+    [
+      "a serve code",
+      429,
+      { error: { code: "ERR_SERVE_RATE_LIMITED", message: "slow down" } },
+      "ERR_SERVE_RATE_LIMITED",
+      undefined,
+    ],
+    [
+      "a code this version does not know",
+      409,
+      { error: { code: "ERR_FUTURE_THING_INVALID", message: "new" } },
+      "ERR_FUTURE_THING_INVALID",
+      undefined,
+    ],
     ["a 503 without a JSON body", 503, "down", ErrorCodes.AUTHORITY_REMOTE_UNAVAILABLE, undefined],
     ["a 500 without a JSON body", 500, "<html>", ErrorCodes.AUTHORITY_REMOTE_ANSWER_INVALID, "status"],
-    ["a code that is not one", 400, { error: { code: "drop table", message: "x" } }, ErrorCodes.AUTHORITY_REMOTE_ANSWER_INVALID, "status"],
+    [
+      "a code that is not one",
+      400,
+      { error: { code: "drop table", message: "x" } },
+      ErrorCodes.AUTHORITY_REMOTE_ANSWER_INVALID,
+      "status",
+    ],
   ];
   for (const [what, status, body, code, rule] of errors) {
     it(`an error answer: ${what} -> ${code}`, async (t) => {
       const url = await stub(t, (_req, res) => {
-        res.writeHead(status, { "content-type": "application/json", "retry-after": "2" }).end(typeof body === "string" ? body : JSON.stringify(body));
+        res
+          .writeHead(status, { "content-type": "application/json", "retry-after": "2" })
+          .end(typeof body === "string" ? body : JSON.stringify(body));
       });
       const e = await rejectsWithCode(() => transport(t, url).post("v1/x", {}), code);
       assert.equal(e.rule, rule);
@@ -66,7 +102,10 @@ describe("remote transport", () => {
       res.writeHead(200, { "content-type": "application/json" });
       res.end(`{"x":"${"a".repeat(64 * 1024)}"}`);
     });
-    const e = await rejectsWithCode(() => transport(t, url, { maxAnswerBytes: 1024 }).get("v1/x"), ErrorCodes.AUTHORITY_REMOTE_ANSWER_INVALID);
+    const e = await rejectsWithCode(
+      () => transport(t, url, { maxAnswerBytes: 1024 }).get("v1/x"),
+      ErrorCodes.AUTHORITY_REMOTE_ANSWER_INVALID,
+    );
     assert.equal(e.rule, "too-large");
   });
 
@@ -109,13 +148,31 @@ describe("remote transport", () => {
 
   it("loopback is 127.0.0.0/8, ::1 and localhost, nothing that merely looks like it", () => {
     const table: Array<[string, boolean]> = [
-      ["127.0.0.1", true], ["127.1.2.3", true], ["[::1]", true], ["localhost", true], ["LOCALHOST", true],
-      ["127.0.0.1.nip.io", false], ["evil.localhost", false], ["10.0.0.1", false], ["0.0.0.0", false], ["[::]", false], ["localhost.example.com", false],
+      ["127.0.0.1", true],
+      ["127.1.2.3", true],
+      ["[::1]", true],
+      ["localhost", true],
+      ["LOCALHOST", true],
+      ["127.0.0.1.nip.io", false],
+      ["evil.localhost", false],
+      ["10.0.0.1", false],
+      ["0.0.0.0", false],
+      ["[::]", false],
+      ["localhost.example.com", false],
     ];
     for (const [host, loopback] of table) assert.equal(isLoopbackHost(host), loopback, host);
   });
 
   it("an apiKey with a line break is refused (it would split the header)", () => {
-    assert.throws(() => new AuthorityHttp({ baseUrl: "http://127.0.0.1:1", apiKey: "a\r\nX-Evil: 1", roots: () => undefined, serverId: () => "x" }), (e: unknown) => (e as { code?: string }).code === ErrorCodes.ARGUMENT_INVALID);
+    assert.throws(
+      () =>
+        new AuthorityHttp({
+          baseUrl: "http://127.0.0.1:1",
+          apiKey: "a\r\nX-Evil: 1",
+          roots: () => undefined,
+          serverId: () => "x",
+        }),
+      (e: unknown) => (e as { code?: string }).code === ErrorCodes.ARGUMENT_INVALID,
+    );
   });
 });

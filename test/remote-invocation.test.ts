@@ -26,11 +26,30 @@ async function identity(r: RemoteAuthority, name: string): Promise<{ spiffeId: s
   const { record, svid } = await r.issueIdentity({ name }, key.csr, { ttlSeconds: 600 });
   const alg = algorithmForKey(key.privateKey);
   const x5c = Certificate.parsePem(svid.chainPem).map((c) => c.der.toString("base64"));
-  return { spiffeId: record.spiffeId, signer: { id: SpiffeId.parse(record.spiffeId), alg, x5c, sign: (data: Uint8Array) => signRaw(alg, key.privateKey, data) } };
+  return {
+    spiffeId: record.spiffeId,
+    signer: {
+      id: SpiffeId.parse(record.spiffeId),
+      alg,
+      x5c,
+      sign: (data: Uint8Array) => signRaw(alg, key.privateKey, data),
+    },
+  };
 }
 
-async function connect(t: TestContext, s: { url: string; apiKey: string; bundlePem: string }): Promise<RemoteAuthority> {
-  const r = await RemoteAuthority.connect({ baseUrl: s.url, apiKey: s.apiKey, trustBundle: s.bundlePem, home: tempDir(t, "c"), refreshHintSeconds: 1, maxStalenessSeconds: 30, onWarning: () => undefined });
+async function connect(
+  t: TestContext,
+  s: { url: string; apiKey: string; bundlePem: string },
+): Promise<RemoteAuthority> {
+  const r = await RemoteAuthority.connect({
+    baseUrl: s.url,
+    apiKey: s.apiKey,
+    trustBundle: s.bundlePem,
+    home: tempDir(t, "c"),
+    refreshHintSeconds: 1,
+    maxStalenessSeconds: 30,
+    onWarning: () => undefined,
+  });
   t.after(() => r.close());
   return r;
 }
@@ -46,7 +65,13 @@ describe("a tool call verified on a remote authority's feeds", () => {
     const trust = new Trust(verifier, { revocation: verifier });
     const replay = new MemoryReplayCache();
     const call = (who: { signer: SvidSigner }) =>
-      verifyInvocation(signInvocation(who.signer, { audience: callee.spiffeId, tool: "search", args: { q: "x" } }), { audience: callee.spiffeId, tool: "search", args: { q: "x" }, trust, replay });
+      verifyInvocation(signInvocation(who.signer, { audience: callee.spiffeId, tool: "search", args: { q: "x" } }), {
+        audience: callee.spiffeId,
+        tool: "search",
+        args: { q: "x" },
+        trust,
+        replay,
+      });
 
     const ok = await call(caller);
     assert.equal(ok.caller.toString(), caller.spiffeId);
@@ -68,6 +93,9 @@ describe("a tool call verified on a remote authority's feeds", () => {
     // No request on a call's path: with the service gone, calls are still verified.
     await s.stop();
     assert.equal((await call(other)).caller.toString(), other.spiffeId);
-    await assert.rejects(call(caller), (e: unknown) => e instanceof AztpError && e.code === ErrorCodes.INVOCATION_REVOKED);
+    await assert.rejects(
+      call(caller),
+      (e: unknown) => e instanceof AztpError && e.code === ErrorCodes.INVOCATION_REVOKED,
+    );
   });
 });

@@ -43,9 +43,17 @@ test("a revocation by another process is refused at the next verification", asyn
   await call(caller);
   await call(child);
   // Another process (the CLI) revokes the parent; this process has verified both moments ago.
-  execFileSync(process.execPath, ["--import", "tsx", cli, "--home", home, "revoke", caller.identity.aztpId, "--reason", "test"], { stdio: "pipe" });
+  execFileSync(
+    process.execPath,
+    ["--import", "tsx", cli, "--home", home, "revoke", caller.identity.aztpId, "--reason", "test"],
+    { stdio: "pipe" },
+  );
   await assert.rejects(call(caller), (e: { code?: string }) => e.code === "ERR_INVOCATION_REVOKED");
-  await assert.rejects(call(child), (e: { code?: string }) => e.code === "ERR_INVOCATION_REVOKED", "the child goes with its parent");
+  await assert.rejects(
+    call(child),
+    (e: { code?: string }) => e.code === "ERR_INVOCATION_REVOKED",
+    "the child goes with its parent",
+  );
   await call(server); // everyone else is unaffected
 });
 
@@ -64,7 +72,11 @@ test("checks share a stat only within one run: a revocation acknowledged after a
   const other = await client.secureConnect({}, "xrev-run-other");
   assert.equal(reader.isRevoked(other.identity.aztpId), false);
   await new Promise((r) => setImmediate(r));
-  execFileSync(process.execPath, ["--import", "tsx", cli, "--home", home, "revoke", other.identity.aztpId, "--reason", "test"], { stdio: "pipe" });
+  execFileSync(
+    process.execPath,
+    ["--import", "tsx", cli, "--home", home, "revoke", other.identity.aztpId, "--reason", "test"],
+    { stdio: "pipe" },
+  );
   await Promise.resolve();
   assert.equal(reader.isRevoked(other.identity.aztpId), true);
 });

@@ -21,12 +21,15 @@ function b64uJson(part: string): Record<string, unknown> {
 }
 
 function refused(token: string, source: EmbeddedAuthority, rule: RegExp, options: { trustDomain?: string } = {}): void {
-  assert.throws(() => verifyRevocationList(token, source, options), (e: unknown) => {
-    const err = e as { code?: string; message?: string };
-    assert.equal(err.code, ErrorCodes.REVOCATION_LIST_INVALID);
-    assert.match(err.message ?? "", rule);
-    return true;
-  });
+  assert.throws(
+    () => verifyRevocationList(token, source, options),
+    (e: unknown) => {
+      const err = e as { code?: string; message?: string };
+      assert.equal(err.code, ErrorCodes.REVOCATION_LIST_INVALID);
+      assert.match(err.message ?? "", rule);
+      return true;
+    },
+  );
 }
 
 describe("signed revocation list", () => {
@@ -34,7 +37,8 @@ describe("signed revocation list", () => {
     const home = tempDir(t);
     const a = await EmbeddedAuthority.init(home, "example.org");
     const ids: string[] = [];
-    for (const name of ["bad", "good"]) ids.push((await a.issueIdentity({ name }, (await generateWorkloadKey()).csr)).record.spiffeId);
+    for (const name of ["bad", "good"])
+      ids.push((await a.issueIdentity({ name }, (await generateWorkloadKey()).csr)).record.spiffeId);
     await a.revoke(ids[0] as string, "compromised");
 
     const token = a.signedRevocationList();
@@ -62,9 +66,21 @@ describe("signed revocation list", () => {
 
     // The right key, the right payload, another typ (a JWT-SVID's, say): not a revocation list.
     const key = createPrivateKey(readFileSync(join(home, "trust-domains", "example.org", "jwt-key.pem"), "utf8"));
-    const kid = (JSON.parse(readFileSync(join(home, "trust-domains", "example.org", "jwt.json"), "utf8")) as { kid: string }).kid;
-    refused(signCompact({ typ: "JWT", kid }, payload, key), a, new RegExp(`typ must be ${REVOCATION_LIST_TYP.replace("+", "\\+")}`));
+    const kid = (
+      JSON.parse(readFileSync(join(home, "trust-domains", "example.org", "jwt.json"), "utf8")) as { kid: string }
+    ).kid;
+    refused(
+      signCompact({ typ: "JWT", kid }, payload, key),
+      a,
+      new RegExp(`typ must be ${REVOCATION_LIST_TYP.replace("+", "\\+")}`),
+    );
     // ... and the same signer, through the list's own signing function, is accepted.
-    assert.equal(verifyRevocationList(signRevocationList({ sequence: 7, identities: {}, serials: {} }, { trustDomain: "example.org", kid, key }), a).sequence, 7);
+    assert.equal(
+      verifyRevocationList(
+        signRevocationList({ sequence: 7, identities: {}, serials: {} }, { trustDomain: "example.org", kid, key }),
+        a,
+      ).sequence,
+      7,
+    );
   });
 });

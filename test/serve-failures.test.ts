@@ -28,9 +28,20 @@ describe("aztp serve under failures", () => {
         return typeof v === "function" ? (v as (...a: unknown[]) => unknown).bind(target) : v;
       },
     });
-    const backend: ServeBackend = { ...real, authority, ready: () => real.ready(), close: () => real.close(), issueServiceSvid: (c, s) => real.issueServiceSvid(c, s) };
+    const backend: ServeBackend = {
+      ...real,
+      authority,
+      ready: () => real.ready(),
+      close: () => real.close(),
+      issueServiceSvid: (c, s) => real.issueServiceSvid(c, s),
+    };
     const logs: Array<Record<string, unknown>> = [];
-    const running = await start({ backend, host: "127.0.0.1", port: 0, logger: jsonLogger("debug", (l) => void logs.push(JSON.parse(l) as Record<string, unknown>)) });
+    const running = await start({
+      backend,
+      host: "127.0.0.1",
+      port: 0,
+      logger: jsonLogger("debug", (l) => void logs.push(JSON.parse(l) as Record<string, unknown>)),
+    });
     t.after(() => running.stop());
     const { key } = await real.apiKeys.create({});
     const r = await serveRequest(running.url, "/v1/identities", { ca: running.bundlePem(), key });
@@ -39,7 +50,11 @@ describe("aztp serve under failures", () => {
     assert.doesNotMatch(r.text, /secret internal detail/);
     assert.ok(logs.some((l) => l.msg === "internal failure" && String(l.error).includes("secret internal detail")));
     assert.ok(logs.some((l) => l.msg === "request" && l.status === 500 && l.level === "error"));
-    assert.equal((await serveRequest(running.url, "/healthz", { ca: running.bundlePem() })).status, 200, "still serving");
+    assert.equal(
+      (await serveRequest(running.url, "/healthz", { ca: running.bundlePem() })).status,
+      200,
+      "still serving",
+    );
   });
 
   it("a registry that cannot be read is 503 ERR_AUTHORITY_STORE_FAILED with Retry-After; fixed, it answers again", async (t) => {
@@ -54,7 +69,11 @@ describe("aztp serve under failures", () => {
     assert.equal(r.headers["retry-after"], "1");
     assert.equal((await call("/readyz")).status, 503);
     assert.equal((await call("/.well-known/spiffe/bundle")).status, 200, "the bundle held is still handed out");
-    assert.equal((await call(`/v1/revocations/${s.trustDomain}`)).status, 503, "a revocation list is not signed from stale state");
+    assert.equal(
+      (await call(`/v1/revocations/${s.trustDomain}`)).status,
+      503,
+      "a revocation list is not signed from stale state",
+    );
     writeFileSync(file, good);
     assert.equal((await call("/v1/identities")).status, 200);
     assert.equal((await call("/readyz")).status, 200);
@@ -64,7 +83,9 @@ describe("aztp serve under failures", () => {
     const s = await startServe(t);
     const call = client(s);
     const csr = encodePem("CERTIFICATE REQUEST", (await generateWorkloadKey()).csr);
-    const answers = await Promise.all(Array.from({ length: 30 }, (_, i) => call("/v1/identities", { body: { request: { name: `c${i}` }, csr } })));
+    const answers = await Promise.all(
+      Array.from({ length: 30 }, (_, i) => call("/v1/identities", { body: { request: { name: `c${i}` }, csr } })),
+    );
     assert.deepEqual([...new Set(answers.map((a) => a.status))], [201]);
     assert.equal(new Set(answers.map((a) => a.json.svid.serial)).size, 30);
     assert.equal((await call("/v1/identities")).json.identities.length, 30);

@@ -31,11 +31,17 @@ async function homeWithKey(t: TestContext): Promise<{ home: string; key: string;
 function spawnServe(t: TestContext, args: string[]): Promise<ServeProcess> {
   const env = { ...process.env };
   delete env.NODE_TEST_CONTEXT;
-  const child = spawn(process.execPath, ["--import", "tsx", CLI, "serve", ...args], { cwd: ROOT, env, stdio: ["pipe", "pipe", "pipe"] });
+  const child = spawn(process.execPath, ["--import", "tsx", CLI, "serve", ...args], {
+    cwd: ROOT,
+    env,
+    stdio: ["pipe", "pipe", "pipe"],
+  });
   const lines: Array<Record<string, unknown>> = [];
   let stderr = "";
   let buffered = "";
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on("close", (code, signal) => resolve({ code, signal })));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.on("close", (code, signal) => resolve({ code, signal })),
+  );
   t.after(() => {
     if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
   });
@@ -72,8 +78,24 @@ function sleep(ms: number): Promise<void> {
 }
 
 /** A POST /v1/audit whose body is sent in two halves, `gapMs` apart: a request in flight. */
-function slowAuditPost(url: string, key: string, bundlePem: string): { sendRest(): void; answer: Promise<{ status: number; body: string }> } {
-  const body = JSON.stringify({ entries: [{ side: "callee", caller: "spiffe://proc.test/a", callerVerified: true, callee: "spiffe://proc.test/b", tool: "t", argsDigest: "slow", decision: "allow" }] });
+function slowAuditPost(
+  url: string,
+  key: string,
+  bundlePem: string,
+): { sendRest(): void; answer: Promise<{ status: number; body: string }> } {
+  const body = JSON.stringify({
+    entries: [
+      {
+        side: "callee",
+        caller: "spiffe://proc.test/a",
+        callerVerified: true,
+        callee: "spiffe://proc.test/b",
+        tool: "t",
+        argsDigest: "slow",
+        decision: "allow",
+      },
+    ],
+  });
   const cut = Math.floor(body.length / 2);
   const u = new URL("/v1/audit", url);
   const req = httpsRequest(u, {
@@ -81,7 +103,11 @@ function slowAuditPost(url: string, key: string, bundlePem: string): { sendRest(
     ca: bundlePem,
     checkServerIdentity: spiffeServerCheck("spiffe://proc.test/aztp/serve"),
     agent: false,
-    headers: { authorization: `Bearer ${key}`, "content-type": "application/json", "content-length": String(Buffer.byteLength(body)) },
+    headers: {
+      authorization: `Bearer ${key}`,
+      "content-type": "application/json",
+      "content-length": String(Buffer.byteLength(body)),
+    },
   });
   const answer = new Promise<{ status: number; body: string }>((resolve, reject) => {
     req.on("response", (res) => {
@@ -106,7 +132,10 @@ describe("aztp serve, the process", () => {
     await sleep(500); // the server has the headers and half the body
     p.child.kill("SIGTERM");
     await sleep(500);
-    await assert.rejects(serveRequest(p.url, "/healthz", { ca: bundlePem, timeoutMs: 3000 }), "no new connections once stopping");
+    await assert.rejects(
+      serveRequest(p.url, "/healthz", { ca: bundlePem, timeoutMs: 3000 }),
+      "no new connections once stopping",
+    );
     slow.sendRest();
     const answer = await slow.answer;
     assert.equal(answer.status, 200, answer.body);
@@ -160,14 +189,26 @@ describe("aztp serve, the process", () => {
     const p = await spawnServe(t, ["--store", home, "--trust-domain", "made.test", "--listen", "127.0.0.1:0"]);
     assert.equal(p.lines.find((l) => l.msg === "started")?.serverId, "spiffe://made.test/aztp/serve");
     const bundlePem = (await EmbeddedAuthority.open(home)).bundle().toPem();
-    assert.equal((await serveRequest(p.url, "/readyz", { ca: bundlePem, serverId: "spiffe://made.test/aztp/serve" })).status, 200);
+    assert.equal(
+      (await serveRequest(p.url, "/readyz", { ca: bundlePem, serverId: "spiffe://made.test/aztp/serve" })).status,
+      200,
+    );
     p.child.kill("SIGTERM");
     assert.equal((await p.exited).code, 0);
   });
 
   it("aztp apikey create | list | revoke: the key is printed once, listed without its secret, refused once revoked", async (t) => {
     const { home, key, bundlePem } = await homeWithKey(t);
-    const scoped = await aztpCli(undefined, ["apikey", "create", "--store", home, "--name", "team a", "--id-prefix", "aztp://proc.test/workload/production/team-a"]);
+    const scoped = await aztpCli(undefined, [
+      "apikey",
+      "create",
+      "--store",
+      home,
+      "--name",
+      "team a",
+      "--id-prefix",
+      "aztp://proc.test/workload/production/team-a",
+    ]);
     assertExit(scoped, 0, "create scoped");
     assert.equal(scoped.json.record.scope.idPrefix, "spiffe://proc.test/workload/production/team-a");
     const human = await aztpCli(undefined, ["apikey", "create", "--store", home], {});
@@ -183,9 +224,13 @@ describe("aztp serve, the process", () => {
 
     const p = await spawnServe(t, ["--store", home, "--listen", "127.0.0.1:0"]);
     assert.equal((await serveRequest(p.url, "/v1/authority", { ca: bundlePem, key })).status, 200);
-    const keyId = (key.split("_")[1] as string);
+    const keyId = key.split("_")[1] as string;
     assertExit(await aztpCli(undefined, ["apikey", "revoke", keyId, "--store", home]), 0, "revoke");
-    assert.equal((await serveRequest(p.url, "/v1/authority", { ca: bundlePem, key })).status, 401, "a running service refuses it on the next request");
+    assert.equal(
+      (await serveRequest(p.url, "/v1/authority", { ca: bundlePem, key })).status,
+      401,
+      "a running service refuses it on the next request",
+    );
     const again = await aztpCli(undefined, ["apikey", "revoke", keyId, "--store", home]);
     assert.equal(again.code, 1, "revoking twice is a negative verdict");
     assert.equal(again.json.revoked, false);

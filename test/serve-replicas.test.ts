@@ -33,7 +33,12 @@ describe("aztp serve replicas on one store", () => {
         audit: await openFileAuditStore(join(tempDir(t, `audit${n}`))),
         close: async () => undefined,
       });
-      const running = await startServe({ backend, host: "127.0.0.1", port: 0, logger: jsonLogger("error", () => undefined) });
+      const running = await startServe({
+        backend,
+        host: "127.0.0.1",
+        port: 0,
+        logger: jsonLogger("error", () => undefined),
+      });
       t.after(() => running.stop());
       return running;
     };
@@ -41,10 +46,13 @@ describe("aztp serve replicas on one store", () => {
     const ca = a.bundlePem();
     assert.equal(ca, b.bundlePem(), "one CA");
     const { key, record } = await new FileApiKeyStore(home).create({ name: "both" });
-    const call = (r: typeof a, path: string, body?: unknown) => serveRequest(r.url, path, { ca, key, ...(body !== undefined ? { body } : {}) });
+    const call = (r: typeof a, path: string, body?: unknown) =>
+      serveRequest(r.url, path, { ca, key, ...(body !== undefined ? { body } : {}) });
     const csr = encodePem("CERTIFICATE REQUEST", (await generateWorkloadKey()).csr);
 
-    const issued = await Promise.all(Array.from({ length: 10 }, (_, i) => call(i % 2 ? a : b, "/v1/identities", { request: { name: `r${i}` }, csr })));
+    const issued = await Promise.all(
+      Array.from({ length: 10 }, (_, i) => call(i % 2 ? a : b, "/v1/identities", { request: { name: `r${i}` }, csr })),
+    );
     assert.deepEqual([...new Set(issued.map((r) => r.status))], [201]);
     assert.equal(new Set(issued.map((r) => r.json.svid.serial)).size, 10);
     assert.equal((await call(a, "/v1/identities")).json.identities.length, 10, "A lists what B issued");
@@ -53,7 +61,10 @@ describe("aztp serve replicas on one store", () => {
     assert.equal((await call(b, "/v1/identities/revoke", { id: victim.record.spiffeId, reason: "test" })).status, 200);
     assert.deepEqual((await call(a, "/v1/verify", { chainPem: victim.svid.chainPem })).json.valid, false);
     assert.equal((await call(a, "/v1/identities/renew", { id: victim.record.spiffeId, csr })).status, 409);
-    assert.equal((await call(a, "/v1/identities/jwt-svid", { id: victim.record.spiffeId, audience: "x" })).json.error.code, "ERR_IDENTITY_REVOKED");
+    assert.equal(
+      (await call(a, "/v1/identities/jwt-svid", { id: victim.record.spiffeId, audience: "x" })).json.error.code,
+      "ERR_IDENTITY_REVOKED",
+    );
 
     assert.equal(await b.backend.apiKeys.revoke(record.keyId), true);
     assert.equal((await call(a, "/v1/authority")).status, 401, "A refuses a key revoked through B");

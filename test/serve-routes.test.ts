@@ -22,7 +22,10 @@ async function csrPem(): Promise<string> {
   return encodePem("CERTIFICATE REQUEST", (await generateWorkloadKey()).csr);
 }
 
-const POLICY = { Version: "2012-10-17", Statement: [{ Sid: "All", Effect: "Allow", Action: "tool:call", Resource: "*" }] };
+const POLICY = {
+  Version: "2012-10-17",
+  Statement: [{ Sid: "All", Effect: "Allow", Action: "tool:call", Resource: "*" }],
+};
 
 function entry(caller: string, callee: string, i = 0): Record<string, unknown> {
   return { side: "callee", caller, callerVerified: true, callee, tool: "t", argsDigest: `d${i}`, decision: "allow" };
@@ -48,22 +51,35 @@ describe("aztp serve routes", () => {
     const bundle = TrustBundle.parseSpiffe(b.json, s.trustDomain);
     assert.equal(bundle.x509Authorities.length, 1);
     assert.equal(bundle.jwtAuthorities.size, 1);
-    assert.equal((await serveRequest(s.url, `/.well-known/spiffe/bundle/${s.trustDomain}`, { ca: s.bundlePem })).status, 200);
+    assert.equal(
+      (await serveRequest(s.url, `/.well-known/spiffe/bundle/${s.trustDomain}`, { ca: s.bundlePem })).status,
+      200,
+    );
     const unknownTd = await serveRequest(s.url, "/.well-known/spiffe/bundle/nope.example", { ca: s.bundlePem });
     assert.equal(unknownTd.status, 404);
     assert.equal(unknownTd.json.error.code, "ERR_SERVE_ROUTE_NOT_FOUND");
     const auth = await call("/v1/authority");
-    assert.deepEqual(auth.json, { defaultTrustDomain: s.trustDomain, trustDomains: [s.trustDomain], refreshHintSeconds: 30 });
+    assert.deepEqual(auth.json, {
+      defaultTrustDomain: s.trustDomain,
+      trustDomains: [s.trustDomain],
+      refreshHintSeconds: 30,
+    });
   });
 
   it("POST /v1/verify by ID follows the client's rule: an identity whose SVID has expired is not valid (ERR_X509SVID_EXPIRED)", async (t) => {
     const s = await startServe(t);
     const call = client(s);
     const short = await issue(s, "short-lived", {});
-    const renewed = await call("/v1/identities/renew", { body: { id: short.record.spiffeId, csr: await csrPem(), ttlSeconds: 1 } });
+    const renewed = await call("/v1/identities/renew", {
+      body: { id: short.record.spiffeId, csr: await csrPem(), ttlSeconds: 1 },
+    });
     assert.equal(renewed.status, 200);
     await new Promise((r) => setTimeout(r, 1500));
-    assert.deepEqual((await call("/v1/verify", { body: { id: short.record.spiffeId } })).json, { valid: false, id: short.record.spiffeId, reason: "ERR_X509SVID_EXPIRED" });
+    assert.deepEqual((await call("/v1/verify", { body: { id: short.record.spiffeId } })).json, {
+      valid: false,
+      id: short.record.spiffeId,
+      reason: "ERR_X509SVID_EXPIRED",
+    });
   });
 
   it("readyz is 503 with why while the store is unusable, and ready again once it is back; healthz stays 200", async (t) => {
@@ -92,7 +108,9 @@ describe("aztp serve routes", () => {
     const child = await issue(s, "worker", { parentIdentity: parent.record.aztpId });
     assert.equal(child.record.parentIdentity, parent.record.aztpId);
 
-    const renewed = await call("/v1/identities/renew", { body: { id: child.record.aztpId, csr: await csrPem(), ttlSeconds: 600 } });
+    const renewed = await call("/v1/identities/renew", {
+      body: { id: child.record.aztpId, csr: await csrPem(), ttlSeconds: 600 },
+    });
     assert.equal(renewed.status, 200, renewed.text);
     assert.notEqual(renewed.json.svid.serial, child.svid.serial);
 
@@ -106,19 +124,39 @@ describe("aztp serve routes", () => {
     assert.equal(missing.status, 404);
     assert.equal(missing.json.error.code, "ERR_IDENTITY_NOT_FOUND");
 
-    assert.deepEqual((await call("/v1/verify", { body: { id: child.record.spiffeId } })).json, { valid: true, id: child.record.spiffeId });
-    assert.deepEqual((await call("/v1/verify", { body: { chainPem: renewed.json.svid.chainPem } })).json, { valid: true, id: child.record.spiffeId });
+    assert.deepEqual((await call("/v1/verify", { body: { id: child.record.spiffeId } })).json, {
+      valid: true,
+      id: child.record.spiffeId,
+    });
+    assert.deepEqual((await call("/v1/verify", { body: { chainPem: renewed.json.svid.chainPem } })).json, {
+      valid: true,
+      id: child.record.spiffeId,
+    });
 
-    const jwt = await call("/v1/identities/jwt-svid", { body: { id: child.record.spiffeId, audience: "spiffe://serve.test/tool" } });
+    const jwt = await call("/v1/identities/jwt-svid", {
+      body: { id: child.record.spiffeId, audience: "spiffe://serve.test/tool" },
+    });
     assert.equal(jwt.status, 200, jwt.text);
-    const bundle = TrustBundle.parseSpiffe((await serveRequest(s.url, "/.well-known/spiffe/bundle", { ca: s.bundlePem })).json, s.trustDomain);
-    assert.equal(validateJwtSvid(jwt.json.token, new BundleSet([bundle]), { audience: ["spiffe://serve.test/tool"] }).id.toString(), child.record.spiffeId);
+    const bundle = TrustBundle.parseSpiffe(
+      (await serveRequest(s.url, "/.well-known/spiffe/bundle", { ca: s.bundlePem })).json,
+      s.trustDomain,
+    );
+    assert.equal(
+      validateJwtSvid(jwt.json.token, new BundleSet([bundle]), {
+        audience: ["spiffe://serve.test/tool"],
+      }).id.toString(),
+      child.record.spiffeId,
+    );
 
     const tool = await issue(s, "tool");
-    const link = await call("/v1/links", { body: { source: child.record.spiffeId, target: tool.record.spiffeId, type: "linked" } });
+    const link = await call("/v1/links", {
+      body: { source: child.record.spiffeId, target: tool.record.spiffeId, type: "linked" },
+    });
     assert.equal(link.status, 200, link.text);
     assert.equal(link.json.link.type, "linked");
-    const connected = await call(`/v1/connected?a=${encodeURIComponent(child.record.spiffeId)}&b=${encodeURIComponent(tool.record.spiffeId)}`);
+    const connected = await call(
+      `/v1/connected?a=${encodeURIComponent(child.record.spiffeId)}&b=${encodeURIComponent(tool.record.spiffeId)}`,
+    );
     assert.deepEqual(connected.json, { connected: true });
 
     const pol = await call("/v1/policies", { body: { id: tool.record.spiffeId, document: POLICY, policyName: "all" } });
@@ -127,15 +165,29 @@ describe("aztp serve routes", () => {
     const badPol = await call("/v1/policies", { body: { id: tool.record.spiffeId, document: { Version: 3 } } });
     assert.equal(badPol.status, 400);
     assert.equal(badPol.json.error.code, "ERR_POLICY_INVALID");
-    const detached = await call("/v1/policies/detach", { body: { id: tool.record.spiffeId, code: pol.json.policy.code } });
+    const detached = await call("/v1/policies/detach", {
+      body: { id: tool.record.spiffeId, code: pol.json.policy.code },
+    });
     assert.deepEqual(detached.json, { detached: true });
 
-    const revoked = await call("/v1/identities/revoke", { body: { id: parent.record.spiffeId, reason: "compromised" } });
+    const revoked = await call("/v1/identities/revoke", {
+      body: { id: parent.record.spiffeId, reason: "compromised" },
+    });
     assert.equal(revoked.status, 200, revoked.text);
     assert.deepEqual([...revoked.json.revoked].sort(), [parent.record.aztpId, child.record.aztpId].sort());
-    assert.deepEqual((await call("/v1/verify", { body: { id: child.record.spiffeId } })).json, { valid: false, id: child.record.spiffeId, reason: "ERR_IDENTITY_REVOKED" });
-    assert.deepEqual((await call("/v1/verify", { body: { chainPem: renewed.json.svid.chainPem } })).json, { valid: false, id: child.record.spiffeId, reason: "ERR_X509SVID_REVOKED" });
-    const renewRevoked = await call("/v1/identities/renew", { body: { id: child.record.spiffeId, csr: await csrPem() } });
+    assert.deepEqual((await call("/v1/verify", { body: { id: child.record.spiffeId } })).json, {
+      valid: false,
+      id: child.record.spiffeId,
+      reason: "ERR_IDENTITY_REVOKED",
+    });
+    assert.deepEqual((await call("/v1/verify", { body: { chainPem: renewed.json.svid.chainPem } })).json, {
+      valid: false,
+      id: child.record.spiffeId,
+      reason: "ERR_X509SVID_REVOKED",
+    });
+    const renewRevoked = await call("/v1/identities/renew", {
+      body: { id: child.record.spiffeId, csr: await csrPem() },
+    });
     assert.equal(renewRevoked.status, 409, renewRevoked.text);
     assert.equal(renewRevoked.json.error.code, "ERR_IDENTITY_REVOKED");
     assert.deepEqual((await call("/v1/identities?status=revoked")).json.identities.length, 2);
@@ -149,7 +201,10 @@ describe("aztp serve routes", () => {
     const reissued = await call("/v1/identities/reissue", { body: { id: parent.record.spiffeId } });
     assert.equal(reissued.status, 200, reissued.text);
     assert.equal(reissued.json.record.status, "active");
-    const later = verifyRevocationList((await serveRequest(s.url, `/v1/revocations/${s.trustDomain}`, { ca: s.bundlePem })).json.list, new BundleSet([bundle]));
+    const later = verifyRevocationList(
+      (await serveRequest(s.url, `/v1/revocations/${s.trustDomain}`, { ca: s.bundlePem })).json.list,
+      new BundleSet([bundle]),
+    );
     assert.ok(later.sequence > verified.sequence, "the list's sequence grows");
   });
 
@@ -158,13 +213,21 @@ describe("aztp serve routes", () => {
     const call = client(s);
     const caller = `spiffe://${s.trustDomain}/a`;
     const callee = `spiffe://${s.trustDomain}/b`;
-    const r = await call("/v1/audit", { body: { entries: [entry(caller, callee, 1), entry(caller, callee, 2), entry(caller, callee, 3)] } });
+    const r = await call("/v1/audit", {
+      body: { entries: [entry(caller, callee, 1), entry(caller, callee, 2), entry(caller, callee, 3)] },
+    });
     assert.equal(r.status, 200, r.text);
     assert.deepEqual(r.json, { appended: 3 });
     const all = await call("/v1/audit?afterSeq=0&limit=10");
-    assert.deepEqual(all.json.entries.map((e: any) => e.seq), [1, 2, 3]);
+    assert.deepEqual(
+      all.json.entries.map((e: any) => e.seq),
+      [1, 2, 3],
+    );
     const after = await call("/v1/audit?afterSeq=1&limit=1");
-    assert.deepEqual(after.json.entries.map((e: any) => e.argsDigest), ["d2"]);
+    assert.deepEqual(
+      after.json.entries.map((e: any) => e.argsDigest),
+      ["d2"],
+    );
     const bad = await call("/v1/audit", { body: { entries: [entry(caller, callee, 4), { side: "callee" }] } });
     assert.equal(bad.status, 400);
     assert.equal(bad.json.error.code, "ERR_ARGUMENT_INVALID");
@@ -219,14 +282,23 @@ describe("aztp serve routes", () => {
     // In scope.
     assert.equal((await call(`/v1/identities?id=${encodeURIComponent(a.record.spiffeId)}`, { key: k })).status, 200);
     const mine = await call("/v1/identities", { key: k });
-    assert.deepEqual(mine.json.identities.map((r: any) => r.name), ["team-a-bot"]);
-    assert.equal((await call("/v1/identities", { key: k, body: { request: { name: "team-a-two" }, csr: await csrPem() } })).status, 201);
+    assert.deepEqual(
+      mine.json.identities.map((r: any) => r.name),
+      ["team-a-bot"],
+    );
+    assert.equal(
+      (await call("/v1/identities", { key: k, body: { request: { name: "team-a-two" }, csr: await csrPem() } })).status,
+      201,
+    );
     // Out of scope, route by route.
     const denied: Array<[string, Parameters<ReturnType<typeof client>>[1]]> = [
       [`/v1/identities?id=${encodeURIComponent(b.record.spiffeId)}`, {}],
       ["/v1/identities?name=other-bot", {}],
       ["/v1/identities", { body: { request: { name: "intruder" }, csr: await csrPem() } }],
-      ["/v1/identities", { body: { request: { name: "team-a-three", parentIdentity: b.record.aztpId }, csr: await csrPem() } }],
+      [
+        "/v1/identities",
+        { body: { request: { name: "team-a-three", parentIdentity: b.record.aztpId }, csr: await csrPem() } },
+      ],
       ["/v1/identities/renew", { body: { id: b.record.spiffeId, csr: await csrPem() } }],
       ["/v1/identities/revoke", { body: { id: b.record.spiffeId, reason: "x" } }],
       ["/v1/identities/reissue", { body: { id: b.record.spiffeId } }],
@@ -246,18 +318,40 @@ describe("aztp serve routes", () => {
       assert.equal(r.json.error.code, "ERR_SERVE_API_KEY_SCOPE_DENIED");
     }
     // Nothing out of scope was written.
-    assert.equal((await call(`/v1/identities?id=${encodeURIComponent(b.record.spiffeId)}`)).json.record.status, "active");
+    assert.equal(
+      (await call(`/v1/identities?id=${encodeURIComponent(b.record.spiffeId)}`)).json.record.status,
+      "active",
+    );
     assert.equal((await call("/v1/identities?name=intruder")).status, 404);
     // A trust-domain key sees nothing of this one.
     assert.deepEqual((await call("/v1/identities", { key: otherTd.key })).json.identities, []);
-    assert.equal((await call(`/v1/identities?id=${encodeURIComponent(a.record.spiffeId)}`, { key: otherTd.key })).status, 403);
+    assert.equal(
+      (await call(`/v1/identities?id=${encodeURIComponent(a.record.spiffeId)}`, { key: otherTd.key })).status,
+      403,
+    );
     // Audit: a scoped key reads only entries naming its identities.
-    await call("/v1/audit", { body: { entries: [entry(a.record.spiffeId, b.record.spiffeId, 1), entry(b.record.spiffeId, b.record.spiffeId, 2)] } });
-    assert.deepEqual((await call("/v1/audit", { key: k })).json.entries.map((e: any) => e.argsDigest), ["d1"]);
+    await call("/v1/audit", {
+      body: {
+        entries: [entry(a.record.spiffeId, b.record.spiffeId, 1), entry(b.record.spiffeId, b.record.spiffeId, 2)],
+      },
+    });
+    assert.deepEqual(
+      (await call("/v1/audit", { key: k })).json.entries.map((e: any) => e.argsDigest),
+      ["d1"],
+    );
     // Paging past entries it may not see: the page is filled from further reads, and nextAfterSeq moves on.
-    await call("/v1/audit", { body: { entries: [1, 2, 3, 4].map((i) => entry(b.record.spiffeId, b.record.spiffeId, 10 + i)).concat([entry(a.record.spiffeId, a.record.spiffeId, 99)]) } });
+    await call("/v1/audit", {
+      body: {
+        entries: [1, 2, 3, 4]
+          .map((i) => entry(b.record.spiffeId, b.record.spiffeId, 10 + i))
+          .concat([entry(a.record.spiffeId, a.record.spiffeId, 99)]),
+      },
+    });
     const page = await call("/v1/audit?afterSeq=1&limit=1", { key: k });
-    assert.deepEqual(page.json.entries.map((e: any) => e.argsDigest), ["d99"]);
+    assert.deepEqual(
+      page.json.entries.map((e: any) => e.argsDigest),
+      ["d99"],
+    );
     assert.equal(page.json.nextAfterSeq, 7);
     const end = await call("/v1/audit?afterSeq=7&limit=1", { key: k });
     assert.deepEqual(end.json.entries, []);
@@ -269,7 +363,8 @@ describe("aztp serve routes", () => {
     const other = await s.newKey();
     const csr = await csrPem();
     const codes: number[] = [];
-    for (let i = 0; i < 3; i++) codes.push((await call("/v1/identities", { body: { request: { name: `r${i}` }, csr } })).status);
+    for (let i = 0; i < 3; i++)
+      codes.push((await call("/v1/identities", { body: { request: { name: `r${i}` }, csr } })).status);
     assert.deepEqual(codes, [201, 201, 429]);
     const r = await call("/v1/identities/renew", { body: { id: `spiffe://${s.trustDomain}/x`, csr } });
     assert.equal(r.status, 429);
@@ -286,27 +381,105 @@ describe("aztp serve routes", () => {
       ["malformed JSON", "/v1/identities", { raw: "{nope" }, 400, "ERR_ARGUMENT_INVALID"],
       ["empty body", "/v1/identities", { raw: "", method: "POST" }, 400, "ERR_ARGUMENT_INVALID"],
       ["array body", "/v1/identities", { raw: "[]" }, 400, "ERR_ARGUMENT_INVALID"],
-      ["deep nesting", "/v1/identities", { raw: `{"a":${"[".repeat(1000)}${"]".repeat(1000)}}` }, 400, "ERR_ARGUMENT_INVALID"],
-      ["__proto__ member", "/v1/identities", { raw: '{"request":{"name":"a","metadata":{"\\u005f_proto__":{"x":1}}},"csr":"y"}' }, 400, "ERR_JSON_PROTO_KEY_NOT_ALLOWED"],
+      [
+        "deep nesting",
+        "/v1/identities",
+        { raw: `{"a":${"[".repeat(1000)}${"]".repeat(1000)}}` },
+        400,
+        "ERR_ARGUMENT_INVALID",
+      ],
+      [
+        "__proto__ member",
+        "/v1/identities",
+        { raw: '{"request":{"name":"a","metadata":{"\\u005f_proto__":{"x":1}}},"csr":"y"}' },
+        400,
+        "ERR_JSON_PROTO_KEY_NOT_ALLOWED",
+      ],
       ["invalid UTF-8", "/v1/identities", { raw: Buffer.from([0x7b, 0xff, 0x7d]) }, 400, "ERR_ARGUMENT_INVALID"],
       ["request not an object", "/v1/identities", { body: { request: "x", csr: "y" } }, 400, "ERR_ARGUMENT_INVALID"],
       ["name a number", "/v1/identities", { body: { request: { name: 5 }, csr: "y" } }, 400, "ERR_ARGUMENT_INVALID"],
-      ["unknown request member", "/v1/identities", { body: { request: { name: "a", evil: 1 }, csr: "y" } }, 400, "ERR_ARGUMENT_INVALID"],
-      ["ttl a string", "/v1/identities", { body: { request: { name: "a" }, csr: "y", ttlSeconds: "60" } }, 400, "ERR_ARGUMENT_INVALID"],
-      ["ttl negative", "/v1/identities", { body: { request: { name: "a" }, csr: "y", ttlSeconds: -1 } }, 400, "ERR_ARGUMENT_INVALID"],
-      ["csr garbage", "/v1/identities", { body: { request: { name: "a" }, csr: "not a csr" } }, 400, "ERR_AUTHORITY_CSR_INVALID"],
+      [
+        "unknown request member",
+        "/v1/identities",
+        { body: { request: { name: "a", evil: 1 }, csr: "y" } },
+        400,
+        "ERR_ARGUMENT_INVALID",
+      ],
+      [
+        "ttl a string",
+        "/v1/identities",
+        { body: { request: { name: "a" }, csr: "y", ttlSeconds: "60" } },
+        400,
+        "ERR_ARGUMENT_INVALID",
+      ],
+      [
+        "ttl negative",
+        "/v1/identities",
+        { body: { request: { name: "a" }, csr: "y", ttlSeconds: -1 } },
+        400,
+        "ERR_ARGUMENT_INVALID",
+      ],
+      [
+        "csr garbage",
+        "/v1/identities",
+        { body: { request: { name: "a" }, csr: "not a csr" } },
+        400,
+        "ERR_AUTHORITY_CSR_INVALID",
+      ],
       ["bad name", "/v1/identities", { body: { request: { name: "a/b" }, csr: "y" } }, 400, "ERR_ARGUMENT_INVALID"],
-      ["bad trust domain", "/v1/identities", { body: { request: { name: "a", trustDomain: "Bad Domain" }, csr: "y" } }, 400, "ERR_SPIFFEID_TRUST_DOMAIN_CHAR_INVALID"],
+      [
+        "bad trust domain",
+        "/v1/identities",
+        { body: { request: { name: "a", trustDomain: "Bad Domain" }, csr: "y" } },
+        400,
+        "ERR_SPIFFEID_TRUST_DOMAIN_CHAR_INVALID",
+      ],
       ["id not an ID", "/v1/identities/revoke", { body: { id: "http://x/y" } }, 400, "ERR_SPIFFEID_SCHEME_INVALID"],
-      ["verify both", "/v1/verify", { body: { id: "spiffe://serve.test/a", chainPem: "x" } }, 400, "ERR_ARGUMENT_INVALID"],
-      ["link type", "/v1/links", { body: { source: "spiffe://serve.test/a", target: "spiffe://serve.test/b", type: "friend" } }, 400, "ERR_ARGUMENT_INVALID"],
-      ["audience missing", "/v1/identities/jwt-svid", { body: { id: "spiffe://serve.test/a" } }, 400, "ERR_ARGUMENT_INVALID"],
+      [
+        "verify both",
+        "/v1/verify",
+        { body: { id: "spiffe://serve.test/a", chainPem: "x" } },
+        400,
+        "ERR_ARGUMENT_INVALID",
+      ],
+      [
+        "link type",
+        "/v1/links",
+        { body: { source: "spiffe://serve.test/a", target: "spiffe://serve.test/b", type: "friend" } },
+        400,
+        "ERR_ARGUMENT_INVALID",
+      ],
+      [
+        "audience missing",
+        "/v1/identities/jwt-svid",
+        { body: { id: "spiffe://serve.test/a" } },
+        400,
+        "ERR_ARGUMENT_INVALID",
+      ],
       ["entries not an array", "/v1/audit", { body: { entries: {} } }, 400, "ERR_ARGUMENT_INVALID"],
-      ["oversize body", "/v1/audit", { body: { entries: [], pad: "x".repeat(10_000) } }, 413, "ERR_SERVE_BODY_TOO_LONG"],
-      ["oversize, no length", "/v1/audit", { raw: "x".repeat(10_000), headers: { "transfer-encoding": "chunked" } }, 413, "ERR_SERVE_BODY_TOO_LONG"],
+      [
+        "oversize body",
+        "/v1/audit",
+        { body: { entries: [], pad: "x".repeat(10_000) } },
+        413,
+        "ERR_SERVE_BODY_TOO_LONG",
+      ],
+      [
+        "oversize, no length",
+        "/v1/audit",
+        { raw: "x".repeat(10_000), headers: { "transfer-encoding": "chunked" } },
+        413,
+        "ERR_SERVE_BODY_TOO_LONG",
+      ],
       ["unknown route", "/v2/nothing", {}, 404, "ERR_SERVE_ROUTE_NOT_FOUND"],
       ["wrong method", "/v1/identities/revoke", { method: "GET" }, 405, "ERR_SERVE_METHOD_NOT_ALLOWED"],
-      ["wrong method on feed", "/.well-known/spiffe/bundle", { method: "PUT", raw: "{}" }, 405, "ERR_SERVE_METHOD_NOT_ALLOWED"],
+      [
+        "wrong method on feed",
+        "/.well-known/spiffe/bundle",
+        { method: "PUT", raw: "{}" },
+        405,
+        "ERR_SERVE_METHOD_NOT_ALLOWED",
+      ],
       ["bad td in path", "/v1/revocations/%ZZ", {}, 400, "ERR_ARGUMENT_INVALID"],
       ["query twice", "/v1/identities?id=a&id=b", {}, 400, "ERR_ARGUMENT_INVALID"],
     ];

@@ -47,19 +47,31 @@ describe("aztp serve TLS", () => {
     const chain = await presentedChain(s.url);
     const leaf = chain[0] as Certificate;
     assert.deepEqual(leaf.uriSans, [expectedId]);
-    const verified = verifyX509Svid(chain.slice(0, 2), new BundleSet([TrustBundle.fromPem(s.trustDomain, s.bundlePem)]));
+    const verified = verifyX509Svid(
+      chain.slice(0, 2),
+      new BundleSet([TrustBundle.fromPem(s.trustDomain, s.bundlePem)]),
+    );
     assert.equal(verified.id.toString(), expectedId);
 
     const otherHome = tempDir(t, "other");
     const other = await EmbeddedAuthority.init(otherHome, s.trustDomain);
-    await assert.rejects(serveRequest(s.url, "/healthz", { ca: other.bundle().toPem() }), (e: NodeJS.ErrnoException) => {
-      assert.match(String(e.code ?? e.message), /UNABLE_TO_VERIFY|SELF_SIGNED|CERT|verify/i);
-      return true;
-    });
+    await assert.rejects(
+      serveRequest(s.url, "/healthz", { ca: other.bundle().toPem() }),
+      (e: NodeJS.ErrnoException) => {
+        assert.match(String(e.code ?? e.message), /UNABLE_TO_VERIFY|SELF_SIGNED|CERT|verify/i);
+        return true;
+      },
+    );
     await assert.rejects(serveRequest(s.url, "/healthz", {}), "no roots given: the system store does not hold this CA");
-    await assert.rejects(serveRequest(s.url, "/healthz", { ca: s.bundlePem, serverId: `spiffe://${s.trustDomain}/someone-else` }), /not spiffe:\/\/.*someone-else/);
+    await assert.rejects(
+      serveRequest(s.url, "/healthz", { ca: s.bundlePem, serverId: `spiffe://${s.trustDomain}/someone-else` }),
+      /not spiffe:\/\/.*someone-else/,
+    );
     // The service's SVID is not in the registry: it is the service's, not a workload's.
-    assert.deepEqual((await serveRequest(s.url, "/v1/identities", { ca: s.bundlePem, key: s.apiKey })).json.identities, []);
+    assert.deepEqual(
+      (await serveRequest(s.url, "/v1/identities", { ca: s.bundlePem, key: s.apiKey })).json.identities,
+      [],
+    );
   });
 
   it("rotates its SVID at half-life: new connections get a new serial, and still verify", async (t) => {
@@ -69,7 +81,10 @@ describe("aztp serve TLS", () => {
     await new Promise((r) => setTimeout(r, 2500));
     const second = (await presentedChain(s.url))[0] as Certificate;
     assert.notEqual(second.serialNumber, first.serialNumber);
-    assert.ok(s.logs.some((l) => l.msg === "tls svid rotated"), "rotation is logged");
+    assert.ok(
+      s.logs.some((l) => l.msg === "tls svid rotated"),
+      "rotation is logged",
+    );
     assert.equal((await serveRequest(s.url, "/healthz", { ca: s.bundlePem })).status, 200);
   });
 
@@ -82,7 +97,11 @@ describe("aztp serve TLS", () => {
     assert.match(String(started?.warning), /PLAIN HTTP/);
 
     for (const host of ["0.0.0.0", "::", "10.1.2.3"]) {
-      await rejectsWithCode(() => startServe(t, { insecureHttp: true, host }), "ERR_SERVE_INSECURE_HTTP_NOT_ALLOWED", host);
+      await rejectsWithCode(
+        () => startServe(t, { insecureHttp: true, host }),
+        "ERR_SERVE_INSECURE_HTTP_NOT_ALLOWED",
+        host,
+      );
     }
     const allowed = await startServe(t, { insecureHttp: true, host: "0.0.0.0", allowInsecureNonLoopback: true });
     assert.equal((await serveRequest(`http://127.0.0.1:${allowed.running.port}`, "/healthz")).status, 200);
@@ -90,13 +109,24 @@ describe("aztp serve TLS", () => {
 
   it("loopback and --listen parsing", () => {
     const loop: Array<[string, boolean]> = [
-      ["127.0.0.1", true], ["127.9.9.9", true], ["::1", true], ["[::1]", true], ["localhost", true], ["::ffff:127.0.0.1", true],
-      ["0.0.0.0", false], ["::", false], ["10.0.0.1", false], ["128.0.0.1", false], ["localhost.evil.com", false], ["127.0.0.1.nip.io", false],
+      ["127.0.0.1", true],
+      ["127.9.9.9", true],
+      ["::1", true],
+      ["[::1]", true],
+      ["localhost", true],
+      ["::ffff:127.0.0.1", true],
+      ["0.0.0.0", false],
+      ["::", false],
+      ["10.0.0.1", false],
+      ["128.0.0.1", false],
+      ["localhost.evil.com", false],
+      ["127.0.0.1.nip.io", false],
     ];
     for (const [h, want] of loop) assert.equal(isLoopbackHost(h), want, h);
     assert.deepEqual(parseListen("127.0.0.1:8443"), { host: "127.0.0.1", port: 8443 });
     assert.deepEqual(parseListen("[::1]:0"), { host: "::1", port: 0 });
     assert.deepEqual(parseListen("9000"), { host: "127.0.0.1", port: 9000 });
-    for (const bad of ["", "host", "1.2.3.4:", "1.2.3.4:99999", "::1:80", "a:b"]) assert.throws(() => parseListen(bad), /--listen/, bad);
+    for (const bad of ["", "host", "1.2.3.4:", "1.2.3.4:99999", "::1:80", "a:b"])
+      assert.throws(() => parseListen(bad), /--listen/, bad);
   });
 });

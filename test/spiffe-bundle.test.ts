@@ -53,7 +53,10 @@ describe("TrustBundle.parseSpiffe: go-spiffe spiffebundle fixtures", () => {
       for (const [kid, key] of bundle.jwtAuthorities) {
         assert.ok(again.jwtAuthorities.get(kid)?.equals(key), `key ${kid} survives the round trip`);
       }
-      assert.deepEqual(again.x509Authorities.map((c) => c.fingerprint), bundle.x509Authorities.map((c) => c.fingerprint));
+      assert.deepEqual(
+        again.x509Authorities.map((c) => c.fingerprint),
+        bundle.x509Authorities.map((c) => c.fingerprint),
+      );
       assert.equal(again.sequence, 1);
       assert.equal(again.refreshHint, 60);
     }
@@ -63,7 +66,10 @@ describe("TrustBundle.parseSpiffe: go-spiffe spiffebundle fixtures", () => {
   });
 
   const jwk = (): Record<string, unknown> =>
-    generateKeyPairSync("ec", { namedCurve: "prime256v1" }).publicKey.export({ format: "jwk" }) as Record<string, unknown>;
+    generateKeyPairSync("ec", { namedCurve: "prime256v1" }).publicKey.export({ format: "jwk" }) as Record<
+      string,
+      unknown
+    >;
   const invalid: Array<{ name: string; doc: unknown; code: ErrorCode }> = [
     { name: "not JSON", doc: "{keys:", code: ErrorCodes.BUNDLE_MALFORMED },
     { name: "a JSON array", doc: "[]", code: ErrorCodes.BUNDLE_MALFORMED },
@@ -71,19 +77,44 @@ describe("TrustBundle.parseSpiffe: go-spiffe spiffebundle fixtures", () => {
     { name: "a key is not an object", doc: { keys: ["x"] }, code: ErrorCodes.BUNDLE_MALFORMED },
     { name: "negative spiffe_sequence", doc: { keys: [], spiffe_sequence: -1 }, code: ErrorCodes.BUNDLE_MALFORMED },
     { name: "string refresh hint", doc: { keys: [], spiffe_refresh_hint: "60" }, code: ErrorCodes.BUNDLE_MALFORMED },
-    { name: "jwt-svid with empty kid", doc: { keys: [{ use: "jwt-svid", kid: "", ...jwk() }] }, code: ErrorCodes.BUNDLE_KID_MISSING },
+    {
+      name: "jwt-svid with empty kid",
+      doc: { keys: [{ use: "jwt-svid", kid: "", ...jwk() }] },
+      code: ErrorCodes.BUNDLE_KID_MISSING,
+    },
     {
       name: "two jwt-svid keys with one kid",
-      doc: { keys: [{ use: "jwt-svid", kid: "a", ...jwk() }, { use: "jwt-svid", kid: "a", ...jwk() }] },
+      doc: {
+        keys: [
+          { use: "jwt-svid", kid: "a", ...jwk() },
+          { use: "jwt-svid", kid: "a", ...jwk() },
+        ],
+      },
       code: ErrorCodes.BUNDLE_MALFORMED,
     },
     {
       name: "private key material in a jwt-svid entry",
-      doc: { keys: [{ use: "jwt-svid", kid: "a", ...(generateKeyPairSync("ec", { namedCurve: "prime256v1" }).privateKey.export({ format: "jwk" }) as object) }] },
+      doc: {
+        keys: [
+          {
+            use: "jwt-svid",
+            kid: "a",
+            ...(generateKeyPairSync("ec", { namedCurve: "prime256v1" }).privateKey.export({ format: "jwk" }) as object),
+          },
+        ],
+      },
       code: ErrorCodes.BUNDLE_MALFORMED,
     },
-    { name: "jwt-svid with broken key", doc: { keys: [{ use: "jwt-svid", kid: "a", kty: "EC", crv: "P-256", x: "AA", y: "AA" }] }, code: ErrorCodes.BUNDLE_MALFORMED },
-    { name: "x509-svid without x5c", doc: { keys: [{ use: "x509-svid", ...jwk() }] }, code: ErrorCodes.BUNDLE_X509_ENTRY_INVALID },
+    {
+      name: "jwt-svid with broken key",
+      doc: { keys: [{ use: "jwt-svid", kid: "a", kty: "EC", crv: "P-256", x: "AA", y: "AA" }] },
+      code: ErrorCodes.BUNDLE_MALFORMED,
+    },
+    {
+      name: "x509-svid without x5c",
+      doc: { keys: [{ use: "x509-svid", ...jwk() }] },
+      code: ErrorCodes.BUNDLE_X509_ENTRY_INVALID,
+    },
   ];
   for (const c of invalid) {
     it(`rejects ${c.name}`, () => {
@@ -112,7 +143,10 @@ describe("TrustBundle.parseSpiffe: go-spiffe spiffebundle fixtures", () => {
   });
 
   it("an invalid trust domain is a SPIFFE ID error", () => {
-    expectCode(() => TrustBundle.parseSpiffe({ keys: [] }, "exa mple.org"), ErrorCodes.SPIFFEID_TRUST_DOMAIN_CHAR_INVALID);
+    expectCode(
+      () => TrustBundle.parseSpiffe({ keys: [] }, "exa mple.org"),
+      ErrorCodes.SPIFFEID_TRUST_DOMAIN_CHAR_INVALID,
+    );
   });
 });
 
@@ -126,8 +160,14 @@ describe("TrustBundle.parseJwks: go-spiffe jwtbundle fixtures", () => {
 
   it("jwks_valid_2 keeps both kids with their keys", () => {
     const bundle = TrustBundle.parseJwks(conformance("bundle/jwtbundle/jwks_valid_2.json"), "example.org");
-    assert.deepEqual([...bundle.jwtAuthorities.keys()].sort(), ["C6vs25welZOx6WksNYfbMfiw9l96pMnD", "gHTCunJbefYtnZnTctd84xeRWyMrEsWD"]);
-    assert.equal(bundle.jwtAuthorities.get("C6vs25welZOx6WksNYfbMfiw9l96pMnD")?.asymmetricKeyDetails?.namedCurve, "prime256v1");
+    assert.deepEqual([...bundle.jwtAuthorities.keys()].sort(), [
+      "C6vs25welZOx6WksNYfbMfiw9l96pMnD",
+      "gHTCunJbefYtnZnTctd84xeRWyMrEsWD",
+    ]);
+    assert.equal(
+      bundle.jwtAuthorities.get("C6vs25welZOx6WksNYfbMfiw9l96pMnD")?.asymmetricKeyDetails?.namedCurve,
+      "prime256v1",
+    );
   });
 
   it("a JWKS without keys is ERR_BUNDLE_KEYS_MISSING", () => {
@@ -151,7 +191,10 @@ describe("TrustBundle.fromPem: go-spiffe x509bundle fixtures", () => {
     for (const file of ["certs.pem", "cert.pem", "empty.pem"]) {
       const bundle = TrustBundle.fromPem("example.org", conformance(`bundle/x509bundle/${file}`));
       const again = TrustBundle.fromPem("example.org", bundle.toPem());
-      assert.deepEqual(again.x509Authorities.map((a) => a.fingerprint), bundle.x509Authorities.map((a) => a.fingerprint));
+      assert.deepEqual(
+        again.x509Authorities.map((a) => a.fingerprint),
+        bundle.x509Authorities.map((a) => a.fingerprint),
+      );
     }
   });
 
@@ -160,7 +203,13 @@ describe("TrustBundle.fromPem: go-spiffe x509bundle fixtures", () => {
     const [a, b] = bundle.x509Authorities;
     assert.ok(a && b && a.fingerprint !== b.fingerprint);
     assert.ok(bundle.hasX509Authority(a) && bundle.hasX509Authority(b));
-    assert.deepEqual(bundle.x509AuthoritiesNamed(a.rawSubject).map((c) => c.fingerprint).includes(a.fingerprint), true);
+    assert.deepEqual(
+      bundle
+        .x509AuthoritiesNamed(a.rawSubject)
+        .map((c) => c.fingerprint)
+        .includes(a.fingerprint),
+      true,
+    );
   });
 
   it("the same root listed twice is one authority", () => {
@@ -193,7 +242,11 @@ describe("loadBundleFile", () => {
 
   it("requires a trust domain when no authority names one", () => {
     expectCode(() => loadBundleFile(conformance("x509/rust-spiffe-rustls/ca.pem")), ErrorCodes.ARGUMENT_INVALID);
-    expectCode(() => loadBundleFile(conformance("bundle/jwtbundle/jwks_valid_1.json").replace('"kty"', '"use":"jwt-svid","kty"')), ErrorCodes.ARGUMENT_INVALID);
+    expectCode(
+      () =>
+        loadBundleFile(conformance("bundle/jwtbundle/jwks_valid_1.json").replace('"kty"', '"use":"jwt-svid","kty"')),
+      ErrorCodes.ARGUMENT_INVALID,
+    );
   });
 
   it("refuses authorities naming different trust domains", async () => {
@@ -203,8 +256,14 @@ describe("loadBundleFile", () => {
   });
 
   it("passes format errors through with their own codes", () => {
-    expectCode(() => loadBundleFile(conformance("bundle/x509bundle/not-pem.pem"), "example.org"), ErrorCodes.PEM_BLOCKS_MISSING);
-    expectCode(() => loadBundleFile(conformance("bundle/spiffebundle/spiffebundle_no_keys.json"), "example.org"), ErrorCodes.BUNDLE_KEYS_MISSING);
+    expectCode(
+      () => loadBundleFile(conformance("bundle/x509bundle/not-pem.pem"), "example.org"),
+      ErrorCodes.PEM_BLOCKS_MISSING,
+    );
+    expectCode(
+      () => loadBundleFile(conformance("bundle/spiffebundle/spiffebundle_no_keys.json"), "example.org"),
+      ErrorCodes.BUNDLE_KEYS_MISSING,
+    );
   });
 });
 

@@ -85,7 +85,10 @@ describe("SpiffeId: go-spiffe vectors (TestFromString, TestFromURI, TestTrustDom
     for (const [input, goMessage] of goErrors.invalid_with_go_spiffe_error) {
       if (UPPER_TD.test(input) || input === "Spiffe://") continue;
       const e = thrown(() => SpiffeId.parse(input));
-      assert.ok(e.message.endsWith(`: ${goMessage}`), `${JSON.stringify(input)}: got ${JSON.stringify(e.message)}, want ...${goMessage}`);
+      assert.ok(
+        e.message.endsWith(`: ${goMessage}`),
+        `${JSON.stringify(input)}: got ${JSON.stringify(e.message)}, want ...${goMessage}`,
+      );
       assert.equal(e.code.startsWith("ERR_SPIFFEID_"), true);
       // Messages quote the input escaped: no raw control characters reach logs.
       assert.doesNotMatch(e.message, /[\u0000-\u001f]/);
@@ -168,7 +171,12 @@ describe("SpiffeId: error codes", () => {
   });
 
   it("keeps dot-prefixed names that are not dot segments", () => {
-    for (const input of ["spiffe://example.org/.a", "spiffe://example.org/..a", "spiffe://example.org/a./...", "spiffe://example.org/a.b"]) {
+    for (const input of [
+      "spiffe://example.org/.a",
+      "spiffe://example.org/..a",
+      "spiffe://example.org/a./...",
+      "spiffe://example.org/a.b",
+    ]) {
       assert.equal(SpiffeId.parse(input).toString(), input);
     }
   });

@@ -11,7 +11,12 @@ import { AztpError, ErrorCodes, type ErrorCode } from "../src/errors.js";
 import { b64uDecode, b64uEncode } from "../src/spiffe/base64url.js";
 import { BundleSet, TrustBundle, type BundleSource } from "../src/spiffe/bundle.js";
 import { decodeCompact, MAX_TOKEN_LENGTH, signCompact, type JwsHeader } from "../src/spiffe/jws.js";
-import { DEFAULT_LEEWAY_SECONDS, mintJwtSvid, validateJwtSvid, type ValidateJwtSvidOptions } from "../src/spiffe/jwtsvid.js";
+import {
+  DEFAULT_LEEWAY_SECONDS,
+  mintJwtSvid,
+  validateJwtSvid,
+  type ValidateJwtSvidOptions,
+} from "../src/spiffe/jwtsvid.js";
 import { DEFAULT_ALGORITHMS, type JwsAlgorithm } from "../src/spiffe/keys.js";
 import { SpiffeId } from "../src/spiffe/spiffeid.js";
 
@@ -128,12 +133,26 @@ const success: Case[] = [
   { name: "typ JOSE", token: () => sign({ typ: "JOSE" }, claims()), expect: "ok" },
   { name: "typ absent", token: () => signCompact({ kid: "p256" }, claims(), p256.privateKey), expect: "ok" },
   { name: "no iat", token: () => sign({}, without(claims(), "iat")), expect: "ok" },
-  { name: "aud list, any-of match", token: () => sign({}, claims({ aud: ["other", AUD] })), options: { audience: ["x", AUD] }, expect: "ok" },
-  { name: "expected audience list, any-of", token: () => good, options: { audience: ["spiffe://example.org/other", AUD] }, expect: "ok" },
+  {
+    name: "aud list, any-of match",
+    token: () => sign({}, claims({ aud: ["other", AUD] })),
+    options: { audience: ["x", AUD] },
+    expect: "ok",
+  },
+  {
+    name: "expected audience list, any-of",
+    token: () => good,
+    options: { audience: ["spiffe://example.org/other", AUD] },
+    expect: "ok",
+  },
   { name: "expired, but within the 60 s leeway", token: () => sign({}, claims({ exp: NOW_S - 59 })), expect: "ok" },
   { name: "nbf in the future, within leeway", token: () => sign({}, claims({ nbf: NOW_S + 59 })), expect: "ok" },
   { name: "iat in the future, within leeway", token: () => sign({}, claims({ iat: NOW_S + 59 })), expect: "ok" },
-  { name: "upper-case trust domain in sub", token: () => sign({}, claims({ sub: "spiffe://EXAMPLE.org/agent/alpha" })), expect: "ok" },
+  {
+    name: "upper-case trust domain in sub",
+    token: () => sign({}, claims({ sub: "spiffe://EXAMPLE.org/agent/alpha" })),
+    expect: "ok",
+  },
 ];
 
 const malformed: Case[] = [
@@ -144,25 +163,77 @@ const malformed: Case[] = [
   { name: "4 parts", token: () => `${good}.${goodS}`, expect: ErrorCodes.JWT_MALFORMED },
   { name: "JWE-like 5 parts", token: () => `${goodH}..${goodP}.${goodS}.x`, expect: ErrorCodes.JWT_MALFORMED },
   { name: "empty signature", token: () => `${goodH}.${goodP}.`, expect: ErrorCodes.JWT_MALFORMED },
-  { name: "bad base64url in header (std alphabet +)", token: () => `${goodH.slice(0, -1)}+.${goodP}.${goodS}`, expect: ErrorCodes.JWT_MALFORMED },
-  { name: "bad base64url in payload (*)", token: () => `${goodH}.*${goodP}.${goodS}`, expect: ErrorCodes.JWT_MALFORMED },
+  {
+    name: "bad base64url in header (std alphabet +)",
+    token: () => `${goodH.slice(0, -1)}+.${goodP}.${goodS}`,
+    expect: ErrorCodes.JWT_MALFORMED,
+  },
+  {
+    name: "bad base64url in payload (*)",
+    token: () => `${goodH}.*${goodP}.${goodS}`,
+    expect: ErrorCodes.JWT_MALFORMED,
+  },
   { name: "padding added to the signature", token: () => `${good}==`, expect: ErrorCodes.JWT_MALFORMED },
   { name: "padding added to the header", token: () => `${goodH}=.${goodP}.${goodS}`, expect: ErrorCodes.JWT_MALFORMED },
   { name: "trailing newline", token: () => `${good}\n`, expect: ErrorCodes.JWT_MALFORMED },
   { name: "leading space", token: () => ` ${good}`, expect: ErrorCodes.JWT_MALFORMED },
-  { name: "signature with non-canonical trailing bits", token: () => `${goodH}.${goodP}.${nonCanonical(goodS)}`, expect: ErrorCodes.JWT_MALFORMED },
-  { name: "non-JSON header", token: () => `${b64uEncode("not json")}.${goodP}.${goodS}`, expect: ErrorCodes.JWT_MALFORMED },
-  { name: "header is a JSON array", token: () => `${b64uEncode('["ES256"]')}.${goodP}.${goodS}`, expect: ErrorCodes.JWT_MALFORMED },
-  { name: "header is JSON null", token: () => `${b64uEncode("null")}.${goodP}.${goodS}`, expect: ErrorCodes.JWT_MALFORMED },
-  { name: "payload is a JSON array (properly signed)", token: () => sign({}, [SUB, AUD]), expect: ErrorCodes.JWT_MALFORMED },
-  { name: "payload is not JSON", token: () => `${goodH}.${b64uEncode("{sub:")}.${goodS}`, expect: ErrorCodes.JWT_MALFORMED },
-  { name: "header without alg", token: () => raw({ typ: "JWT", kid: "p256" }, claims()), expect: ErrorCodes.JWT_MALFORMED },
+  {
+    name: "signature with non-canonical trailing bits",
+    token: () => `${goodH}.${goodP}.${nonCanonical(goodS)}`,
+    expect: ErrorCodes.JWT_MALFORMED,
+  },
+  {
+    name: "non-JSON header",
+    token: () => `${b64uEncode("not json")}.${goodP}.${goodS}`,
+    expect: ErrorCodes.JWT_MALFORMED,
+  },
+  {
+    name: "header is a JSON array",
+    token: () => `${b64uEncode('["ES256"]')}.${goodP}.${goodS}`,
+    expect: ErrorCodes.JWT_MALFORMED,
+  },
+  {
+    name: "header is JSON null",
+    token: () => `${b64uEncode("null")}.${goodP}.${goodS}`,
+    expect: ErrorCodes.JWT_MALFORMED,
+  },
+  {
+    name: "payload is a JSON array (properly signed)",
+    token: () => sign({}, [SUB, AUD]),
+    expect: ErrorCodes.JWT_MALFORMED,
+  },
+  {
+    name: "payload is not JSON",
+    token: () => `${goodH}.${b64uEncode("{sub:")}.${goodS}`,
+    expect: ErrorCodes.JWT_MALFORMED,
+  },
+  {
+    name: "header without alg",
+    token: () => raw({ typ: "JWT", kid: "p256" }, claims()),
+    expect: ErrorCodes.JWT_MALFORMED,
+  },
   { name: "kid not a string", token: () => sign({ kid: 7 }, claims()), expect: ErrorCodes.JWT_MALFORMED },
   { name: "typ not a string", token: () => sign({ typ: ["JWT"] }, claims()), expect: ErrorCodes.JWT_MALFORMED },
-  { name: "crit header refused", token: () => sign({ crit: ["exp"], exp: NOW_S + 60 }, claims()), expect: ErrorCodes.JWT_MALFORMED },
-  { name: "b64 header refused", token: () => sign({ b64: false, crit: ["b64"] }, claims()), expect: ErrorCodes.JWT_MALFORMED },
-  { name: "exp not a number (properly signed)", token: () => sign({}, claims({ exp: String(NOW_S + 300) })), expect: ErrorCodes.JWT_MALFORMED },
-  { name: "nbf not a number (properly signed)", token: () => sign({}, claims({ nbf: "now" })), expect: ErrorCodes.JWT_MALFORMED },
+  {
+    name: "crit header refused",
+    token: () => sign({ crit: ["exp"], exp: NOW_S + 60 }, claims()),
+    expect: ErrorCodes.JWT_MALFORMED,
+  },
+  {
+    name: "b64 header refused",
+    token: () => sign({ b64: false, crit: ["b64"] }, claims()),
+    expect: ErrorCodes.JWT_MALFORMED,
+  },
+  {
+    name: "exp not a number (properly signed)",
+    token: () => sign({}, claims({ exp: String(NOW_S + 300) })),
+    expect: ErrorCodes.JWT_MALFORMED,
+  },
+  {
+    name: "nbf not a number (properly signed)",
+    token: () => sign({}, claims({ nbf: "now" })),
+    expect: ErrorCodes.JWT_MALFORMED,
+  },
   {
     name: `longer than ${MAX_TOKEN_LENGTH} characters`,
     token: () => sign({}, claims({ pad: "x".repeat(MAX_TOKEN_LENGTH) })),
@@ -181,24 +252,73 @@ const edDsa = await new SignJWT(claims())
   .sign(ed25519.privateKey);
 
 const algorithms: Case[] = [
-  { name: "alg none, empty signature", token: () => raw({ alg: "none", typ: "JWT", kid: "p256" }, claims(), ""), expect: ErrorCodes.JWT_ALG_NOT_ALLOWED },
-  { name: "alg none, junk signature", token: () => raw({ alg: "none", typ: "JWT", kid: "p256" }, claims()), expect: ErrorCodes.JWT_ALG_NOT_ALLOWED },
-  { name: "alg None", token: () => raw({ alg: "None", kid: "p256" }, claims()), expect: ErrorCodes.JWT_ALG_NOT_ALLOWED },
+  {
+    name: "alg none, empty signature",
+    token: () => raw({ alg: "none", typ: "JWT", kid: "p256" }, claims(), ""),
+    expect: ErrorCodes.JWT_ALG_NOT_ALLOWED,
+  },
+  {
+    name: "alg none, junk signature",
+    token: () => raw({ alg: "none", typ: "JWT", kid: "p256" }, claims()),
+    expect: ErrorCodes.JWT_ALG_NOT_ALLOWED,
+  },
+  {
+    name: "alg None",
+    token: () => raw({ alg: "None", kid: "p256" }, claims()),
+    expect: ErrorCodes.JWT_ALG_NOT_ALLOWED,
+  },
   { name: "alg HS256 keyed with the public key", token: hs256, expect: ErrorCodes.JWT_ALG_NOT_ALLOWED },
   { name: "alg EdDSA (signed by jose with Ed25519)", token: () => edDsa, expect: ErrorCodes.JWT_ALG_NOT_ALLOWED },
-  { name: "alg Ed25519", token: () => raw({ alg: "Ed25519", kid: "p256" }, claims()), expect: ErrorCodes.JWT_ALG_NOT_ALLOWED },
-  { name: "alg es256 (case matters)", token: () => raw({ alg: "es256", kid: "p256" }, claims()), expect: ErrorCodes.JWT_ALG_NOT_ALLOWED },
+  {
+    name: "alg Ed25519",
+    token: () => raw({ alg: "Ed25519", kid: "p256" }, claims()),
+    expect: ErrorCodes.JWT_ALG_NOT_ALLOWED,
+  },
+  {
+    name: "alg es256 (case matters)",
+    token: () => raw({ alg: "es256", kid: "p256" }, claims()),
+    expect: ErrorCodes.JWT_ALG_NOT_ALLOWED,
+  },
   { name: "alg not a string", token: () => raw({ alg: 256, kid: "p256" }, claims()), expect: ErrorCodes.JWT_MALFORMED },
-  { name: "alg outside a caller's allow-list", token: () => good, options: { algorithms: ["RS256"] }, expect: ErrorCodes.JWT_ALG_NOT_ALLOWED },
+  {
+    name: "alg outside a caller's allow-list",
+    token: () => good,
+    options: { algorithms: ["RS256"] },
+    expect: ErrorCodes.JWT_ALG_NOT_ALLOWED,
+  },
 ];
 
 const confusion: Case[] = [
-  { name: "header ES384, kid names a P-256 key", token: () => sign({ alg: "ES384" }, claims()), expect: ErrorCodes.JWT_SIGNATURE_INVALID },
-  { name: "header ES256, kid names a P-384 key", token: () => sign({ alg: "ES256", kid: "p384" }, claims(), p384.privateKey), expect: ErrorCodes.JWT_SIGNATURE_INVALID },
-  { name: "header RS256, kid names an EC key", token: () => sign({ alg: "RS256" }, claims(), rsa.privateKey), expect: ErrorCodes.JWT_SIGNATURE_INVALID },
-  { name: "header PS256, kid names an EC key", token: () => sign({ alg: "PS256" }, claims(), rsa.privateKey), expect: ErrorCodes.JWT_SIGNATURE_INVALID },
-  { name: "header ES256, kid names an RSA key", token: () => sign({ kid: "rsa" }, claims()), expect: ErrorCodes.JWT_SIGNATURE_INVALID },
-  { name: "header RS256, kid names an RSA-PSS key", token: () => sign({ alg: "RS256", kid: "rsa-pss" }, claims(), rsa.privateKey), expect: ErrorCodes.JWT_SIGNATURE_INVALID },
+  {
+    name: "header ES384, kid names a P-256 key",
+    token: () => sign({ alg: "ES384" }, claims()),
+    expect: ErrorCodes.JWT_SIGNATURE_INVALID,
+  },
+  {
+    name: "header ES256, kid names a P-384 key",
+    token: () => sign({ alg: "ES256", kid: "p384" }, claims(), p384.privateKey),
+    expect: ErrorCodes.JWT_SIGNATURE_INVALID,
+  },
+  {
+    name: "header RS256, kid names an EC key",
+    token: () => sign({ alg: "RS256" }, claims(), rsa.privateKey),
+    expect: ErrorCodes.JWT_SIGNATURE_INVALID,
+  },
+  {
+    name: "header PS256, kid names an EC key",
+    token: () => sign({ alg: "PS256" }, claims(), rsa.privateKey),
+    expect: ErrorCodes.JWT_SIGNATURE_INVALID,
+  },
+  {
+    name: "header ES256, kid names an RSA key",
+    token: () => sign({ kid: "rsa" }, claims()),
+    expect: ErrorCodes.JWT_SIGNATURE_INVALID,
+  },
+  {
+    name: "header RS256, kid names an RSA-PSS key",
+    token: () => sign({ alg: "RS256", kid: "rsa-pss" }, claims(), rsa.privateKey),
+    expect: ErrorCodes.JWT_SIGNATURE_INVALID,
+  },
 ];
 
 const validation: Case[] = [
@@ -206,26 +326,95 @@ const validation: Case[] = [
   { name: "missing exp", token: () => sign({}, without(claims(), "exp")), expect: ErrorCodes.JWT_CLAIM_MISSING },
   { name: "missing aud", token: () => sign({}, without(claims(), "aud")), expect: ErrorCodes.JWT_CLAIM_MISSING },
   { name: "empty aud list", token: () => sign({}, claims({ aud: [] })), expect: ErrorCodes.JWT_CLAIM_MISSING },
-  { name: "aud list with a non-string", token: () => sign({}, claims({ aud: [AUD, 1] })), expect: ErrorCodes.JWT_CLAIM_MISSING },
-  { name: "expired beyond the 60 s leeway", token: () => sign({}, claims({ exp: NOW_S - 61 })), expect: ErrorCodes.JWT_EXPIRED },
-  { name: "expired exactly at the leeway", token: () => sign({}, claims({ exp: NOW_S - DEFAULT_LEEWAY_SECONDS })), expect: ErrorCodes.JWT_EXPIRED },
-  { name: "expired with leeway 0", token: () => sign({}, claims({ exp: NOW_S - 1 })), options: { leewaySeconds: 0 }, expect: ErrorCodes.JWT_EXPIRED },
-  { name: "nbf in the future beyond leeway", token: () => sign({}, claims({ nbf: NOW_S + 61 })), expect: ErrorCodes.JWT_NOT_YET_VALID },
-  { name: "iat in the future beyond leeway", token: () => sign({}, claims({ iat: NOW_S + 61 })), expect: ErrorCodes.JWT_NOT_YET_VALID },
-  { name: "wrong audience", token: () => good, options: { audience: "spiffe://example.org/someone-else" }, expect: ErrorCodes.JWT_AUDIENCE_MISMATCH },
-  { name: "wrong audience (list)", token: () => sign({}, claims({ aud: ["a", "b"] })), options: { audience: ["c", "d"] }, expect: ErrorCodes.JWT_AUDIENCE_MISMATCH },
-  { name: "empty expected audience list", token: () => good, options: { audience: [] }, expect: ErrorCodes.ARGUMENT_INVALID },
-  { name: "empty expected audience list, garbage token", token: () => "garbage", options: { audience: [] }, expect: ErrorCodes.ARGUMENT_INVALID },
-  { name: "invalid sub: not a SPIFFE ID", token: () => sign({}, claims({ sub: "https://example.org/agent" })), expect: ErrorCodes.JWT_SUBJECT_INVALID },
-  { name: "invalid sub: trailing slash", token: () => sign({}, claims({ sub: "spiffe://example.org/agent/" })), expect: ErrorCodes.JWT_SUBJECT_INVALID },
+  {
+    name: "aud list with a non-string",
+    token: () => sign({}, claims({ aud: [AUD, 1] })),
+    expect: ErrorCodes.JWT_CLAIM_MISSING,
+  },
+  {
+    name: "expired beyond the 60 s leeway",
+    token: () => sign({}, claims({ exp: NOW_S - 61 })),
+    expect: ErrorCodes.JWT_EXPIRED,
+  },
+  {
+    name: "expired exactly at the leeway",
+    token: () => sign({}, claims({ exp: NOW_S - DEFAULT_LEEWAY_SECONDS })),
+    expect: ErrorCodes.JWT_EXPIRED,
+  },
+  {
+    name: "expired with leeway 0",
+    token: () => sign({}, claims({ exp: NOW_S - 1 })),
+    options: { leewaySeconds: 0 },
+    expect: ErrorCodes.JWT_EXPIRED,
+  },
+  {
+    name: "nbf in the future beyond leeway",
+    token: () => sign({}, claims({ nbf: NOW_S + 61 })),
+    expect: ErrorCodes.JWT_NOT_YET_VALID,
+  },
+  {
+    name: "iat in the future beyond leeway",
+    token: () => sign({}, claims({ iat: NOW_S + 61 })),
+    expect: ErrorCodes.JWT_NOT_YET_VALID,
+  },
+  {
+    name: "wrong audience",
+    token: () => good,
+    options: { audience: "spiffe://example.org/someone-else" },
+    expect: ErrorCodes.JWT_AUDIENCE_MISMATCH,
+  },
+  {
+    name: "wrong audience (list)",
+    token: () => sign({}, claims({ aud: ["a", "b"] })),
+    options: { audience: ["c", "d"] },
+    expect: ErrorCodes.JWT_AUDIENCE_MISMATCH,
+  },
+  {
+    name: "empty expected audience list",
+    token: () => good,
+    options: { audience: [] },
+    expect: ErrorCodes.ARGUMENT_INVALID,
+  },
+  {
+    name: "empty expected audience list, garbage token",
+    token: () => "garbage",
+    options: { audience: [] },
+    expect: ErrorCodes.ARGUMENT_INVALID,
+  },
+  {
+    name: "invalid sub: not a SPIFFE ID",
+    token: () => sign({}, claims({ sub: "https://example.org/agent" })),
+    expect: ErrorCodes.JWT_SUBJECT_INVALID,
+  },
+  {
+    name: "invalid sub: trailing slash",
+    token: () => sign({}, claims({ sub: "spiffe://example.org/agent/" })),
+    expect: ErrorCodes.JWT_SUBJECT_INVALID,
+  },
   { name: "invalid sub: empty", token: () => sign({}, claims({ sub: "" })), expect: ErrorCodes.JWT_SUBJECT_INVALID },
   { name: "invalid sub: a number", token: () => sign({}, claims({ sub: 42 })), expect: ErrorCodes.JWT_SUBJECT_INVALID },
-  { name: "missing kid", token: () => signCompact({ typ: "JWT" }, claims(), p256.privateKey), expect: ErrorCodes.JWT_KID_MISSING },
+  {
+    name: "missing kid",
+    token: () => signCompact({ typ: "JWT" }, claims(), p256.privateKey),
+    expect: ErrorCodes.JWT_KID_MISSING,
+  },
   { name: "empty kid", token: () => sign({ kid: "" }, claims()), expect: ErrorCodes.JWT_KID_MISSING },
-  { name: "no bundle for the trust domain", token: () => sign({}, claims({ sub: "spiffe://other.org/agent" })), expect: ErrorCodes.JWT_BUNDLE_MISSING },
-  { name: "no authority for the kid", token: () => sign({ kid: "unknown" }, claims()), expect: ErrorCodes.JWT_KID_UNKNOWN },
+  {
+    name: "no bundle for the trust domain",
+    token: () => sign({}, claims({ sub: "spiffe://other.org/agent" })),
+    expect: ErrorCodes.JWT_BUNDLE_MISSING,
+  },
+  {
+    name: "no authority for the kid",
+    token: () => sign({ kid: "unknown" }, claims()),
+    expect: ErrorCodes.JWT_KID_UNKNOWN,
+  },
   { name: "kid __proto__", token: () => sign({ kid: "__proto__" }, claims()), expect: ErrorCodes.JWT_KID_UNKNOWN },
-  { name: "signed by another key", token: () => sign({}, claims(), stranger.privateKey), expect: ErrorCodes.JWT_SIGNATURE_INVALID },
+  {
+    name: "signed by another key",
+    token: () => sign({}, claims(), stranger.privateKey),
+    expect: ErrorCodes.JWT_SIGNATURE_INVALID,
+  },
   {
     name: "payload swapped under a valid signature",
     token: () => `${goodH}.${b64uEncode(JSON.stringify(claims({ sub: "spiffe://example.org/agent/root" })))}.${goodS}`,
@@ -233,12 +422,21 @@ const validation: Case[] = [
   },
   {
     name: "ECDSA signature DER-encoded instead of r||s",
-    token: () => `${goodH}.${goodP}.${cryptoSign("sha256", Buffer.from(`${goodH}.${goodP}`), p256.privateKey).toString("base64url")}`,
+    token: () =>
+      `${goodH}.${goodP}.${cryptoSign("sha256", Buffer.from(`${goodH}.${goodP}`), p256.privateKey).toString("base64url")}`,
     expect: ErrorCodes.JWT_SIGNATURE_INVALID,
   },
-  { name: "signature truncated", token: () => `${goodH}.${goodP}.${goodS.slice(0, 84)}`, expect: ErrorCodes.JWT_SIGNATURE_INVALID },
+  {
+    name: "signature truncated",
+    token: () => `${goodH}.${goodP}.${goodS.slice(0, 84)}`,
+    expect: ErrorCodes.JWT_SIGNATURE_INVALID,
+  },
   { name: "bad typ: JWS", token: () => sign({ typ: "JWS" }, claims()), expect: ErrorCodes.JWT_TYP_INVALID },
-  { name: "bad typ: jwt (case matters)", token: () => sign({ typ: "jwt" }, claims()), expect: ErrorCodes.JWT_TYP_INVALID },
+  {
+    name: "bad typ: jwt (case matters)",
+    token: () => sign({ typ: "jwt" }, claims()),
+    expect: ErrorCodes.JWT_TYP_INVALID,
+  },
   { name: "bad typ: at+jwt", token: () => sign({ typ: "at+jwt" }, claims()), expect: ErrorCodes.JWT_TYP_INVALID },
   { name: "bad typ: empty", token: () => sign({ typ: "" }, claims()), expect: ErrorCodes.JWT_TYP_INVALID },
 ];
@@ -302,7 +500,10 @@ describe("validateJwtSvid: success (go-spiffe ParseAndValidate)", () => {
   it("uses the wall clock when no time is given", () => {
     const token = mintJwtSvid({ subject: SUB, audience: AUD, key: p256.privateKey, kid: "p256" });
     assert.equal(validateJwtSvid(token, bundles, { audience: AUD }).id.toString(), SUB);
-    expectCode(() => validateJwtSvid(good, bundles, { audience: AUD, time: new Date((NOW_S + 361) * 1000) }), ErrorCodes.JWT_EXPIRED);
+    expectCode(
+      () => validateJwtSvid(good, bundles, { audience: AUD, time: new Date((NOW_S + 361) * 1000) }),
+      ErrorCodes.JWT_EXPIRED,
+    );
   });
 });
 
@@ -322,7 +523,17 @@ describe("validateJwtSvid: unsupported algorithms", () => {
   });
 
   it("the default allow-list is RS/ES/PS only", () => {
-    assert.deepEqual([...DEFAULT_ALGORITHMS].sort(), ["ES256", "ES384", "ES512", "PS256", "PS384", "PS512", "RS256", "RS384", "RS512"]);
+    assert.deepEqual([...DEFAULT_ALGORITHMS].sort(), [
+      "ES256",
+      "ES384",
+      "ES512",
+      "PS256",
+      "PS384",
+      "PS512",
+      "RS256",
+      "RS384",
+      "RS512",
+    ]);
   });
 });
 
@@ -345,13 +556,17 @@ describe("mintJwtSvid: arguments", () => {
   ];
   for (const [name, override, code] of table) {
     it(`${name} -> ${code}`, () => {
-      expectCode(() => mintJwtSvid({ subject: SUB, audience: AUD, key: p256.privateKey, kid: "p256", now: NOW, ...override }), code);
+      expectCode(
+        () => mintJwtSvid({ subject: SUB, audience: AUD, key: p256.privateKey, kid: "p256", now: NOW, ...override }),
+        code,
+      );
     });
   }
 });
 
 describe("JWT-SVIDs cross-checked with jose", () => {
-  const mint = (key: KeyObject, kid: string) => (): string => mintJwtSvid({ subject: SUB, audience: AUD, key, kid, now: NOW });
+  const mint = (key: KeyObject, kid: string) => (): string =>
+    mintJwtSvid({ subject: SUB, audience: AUD, key, kid, now: NOW });
   // jose cannot import an "rsa-pss" KeyObject, so PS256 is checked through signCompact with an RSA key.
   const ours: Array<[string, () => string, KeyObject, string]> = [
     ["ES256", mint(p256.privateKey, "p256"), p256.publicKey, "p256"],
@@ -395,8 +610,12 @@ describe("JWT-SVIDs cross-checked with jose", () => {
       assert.deepEqual(svid.audience, [AUD, "spiffe://example.org/other"]);
       assert.equal(svid.claims.scope, "tools");
       // And one jose signed with a key the bundle does not hold is refused.
-      const forged = await new SignJWT({}).setProtectedHeader({ alg: "ES256", kid: "p256", typ: "JWT" })
-        .setSubject(SUB).setAudience(AUD).setExpirationTime(NOW_S + 300).sign(stranger.privateKey);
+      const forged = await new SignJWT({})
+        .setProtectedHeader({ alg: "ES256", kid: "p256", typ: "JWT" })
+        .setSubject(SUB)
+        .setAudience(AUD)
+        .setExpirationTime(NOW_S + 300)
+        .sign(stranger.privateKey);
       expectCode(() => validate(forged), ErrorCodes.JWT_SIGNATURE_INVALID);
     });
   }

@@ -20,9 +20,17 @@ export async function warm(fn: () => Promise<unknown>, calls: number): Promise<v
  * Starts bench/helpers/mcp-http-server.ts (`kind`: plain, padded or secured) in a child
  * process, with `preload` modules imported first, and waits for its URL.
  */
-export async function startHttpServer(kind: "plain" | "padded" | "secured", home: string, preload: string[] = []): Promise<{ url: URL; close: () => Promise<void> }> {
+export async function startHttpServer(
+  kind: "plain" | "padded" | "secured",
+  home: string,
+  preload: string[] = [],
+): Promise<{ url: URL; close: () => Promise<void> }> {
   const imports = ["tsx", ...preload].flatMap((m) => ["--import", m]);
-  const child = spawn(process.execPath, [...imports, join(BENCH_ROOT, "bench/helpers/mcp-http-server.ts"), kind, home], { cwd: BENCH_ROOT, stdio: ["pipe", "pipe", "inherit"] });
+  const child = spawn(
+    process.execPath,
+    [...imports, join(BENCH_ROOT, "bench/helpers/mcp-http-server.ts"), kind, home],
+    { cwd: BENCH_ROOT, stdio: ["pipe", "pipe", "inherit"] },
+  );
   const url = await new Promise<URL>((resolve, reject) => {
     let text = "";
     child.stdout.on("data", (chunk: Buffer) => {

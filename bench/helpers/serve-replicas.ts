@@ -40,7 +40,11 @@ export interface ReplicaSet {
   stop(): Promise<void>;
 }
 
-export async function startReplicas(options: { count: number; trustDomain: string; refreshHintSeconds: number }): Promise<ReplicaSet> {
+export async function startReplicas(options: {
+  count: number;
+  trustDomain: string;
+  refreshHintSeconds: number;
+}): Promise<ReplicaSet> {
   const server = await throwawayPg();
   const children = new Set<ChildProcess>();
   const work = mkdtempSync(join(tmpdir(), "aztp-replicas-"));
@@ -70,11 +74,25 @@ export async function startReplicas(options: { count: number; trustDomain: strin
       [
         // e.g. AZTP_BENCH_REPLICA_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" to profile the replicas
         ...(process.env.AZTP_BENCH_REPLICA_NODE_ARGS ?? "").split(" ").filter(Boolean),
-        "--import", "tsx", join(root, "src/cli/main.ts"), "serve",
-        "--store", storeUrl, "--kek-file", kekFile, "--trust-domain", options.trustDomain,
-        "--listen", `127.0.0.1:${r.port}`, "--refresh-hint", String(options.refreshHintSeconds),
+        "--import",
+        "tsx",
+        join(root, "src/cli/main.ts"),
+        "serve",
+        "--store",
+        storeUrl,
+        "--kek-file",
+        kekFile,
+        "--trust-domain",
+        options.trustDomain,
+        "--listen",
+        `127.0.0.1:${r.port}`,
+        "--refresh-hint",
+        String(options.refreshHintSeconds),
         // The benchmarks measure the service, not its per-key limit.
-        "--issue-rate", "100000", "--issue-burst", "100000",
+        "--issue-rate",
+        "100000",
+        "--issue-burst",
+        "100000",
       ],
       { cwd: root, stdio: ["ignore", "pipe", "pipe"] },
     );
@@ -98,7 +116,12 @@ export async function startReplicas(options: { count: number; trustDomain: strin
   };
 
   const base = 20000 + Math.floor(Math.random() * 20000);
-  const replicas: Replica[] = Array.from({ length: options.count }, (_, i) => ({ name: String.fromCharCode(65 + i), port: base + i, url: "", child: undefined }));
+  const replicas: Replica[] = Array.from({ length: options.count }, (_, i) => ({
+    name: String.fromCharCode(65 + i),
+    port: base + i,
+    url: "",
+    child: undefined,
+  }));
   await Promise.all(replicas.map(start));
   const stores = await openPostgresStores(storeUrl, { kekFile });
   const { key: apiKey } = await stores.apiKeys.create({ name: "bench" });

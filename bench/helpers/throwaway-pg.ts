@@ -49,18 +49,45 @@ export async function throwawayPg(): Promise<ThrowawayPg> {
   if (given) return { url: given, stop: () => undefined };
   const initdb = findBin("initdb");
   const pgCtl = findBin("pg_ctl");
-  if (!initdb || !pgCtl) throw new Error("PostgreSQL is not installed (initdb, pg_ctl): `apt-get install postgresql`, or set AZTP_BENCH_PG_URL");
+  if (!initdb || !pgCtl)
+    throw new Error(
+      "PostgreSQL is not installed (initdb, pg_ctl): `apt-get install postgresql`, or set AZTP_BENCH_PG_URL",
+    );
   const root = process.getuid?.() === 0;
   const dir = mkdtempSync(join(tmpdir(), "aztp-bench-pg-"));
-  if (root) chownSync(dir, Number(execFileSync("id", ["-u", "postgres"], { encoding: "utf8" }).trim()), Number(execFileSync("id", ["-g", "postgres"], { encoding: "utf8" }).trim()));
+  if (root)
+    chownSync(
+      dir,
+      Number(execFileSync("id", ["-u", "postgres"], { encoding: "utf8" }).trim()),
+      Number(execFileSync("id", ["-g", "postgres"], { encoding: "utf8" }).trim()),
+    );
   const run = (args: string[]): void => {
-    const r = root ? spawnSync("su", ["postgres", "-s", "/bin/sh", "-c", args.map((a) => `'${a.replace(/'/g, "'\\''")}'`).join(" ")], { encoding: "utf8" }) : spawnSync(args[0] as string, args.slice(1), { encoding: "utf8" });
+    const r = root
+      ? spawnSync(
+          "su",
+          ["postgres", "-s", "/bin/sh", "-c", args.map((a) => `'${a.replace(/'/g, "'\\''")}'`).join(" ")],
+          { encoding: "utf8" },
+        )
+      : spawnSync(args[0] as string, args.slice(1), { encoding: "utf8" });
     if (r.status !== 0) throw new Error(`${args.join(" ")} failed: ${r.stderr || r.stdout}`);
   };
   const port = await freePort();
   const data = join(dir, "data");
   run([initdb, "-D", data, "-A", "trust", "-U", "postgres", "--no-sync"]);
-  const start = (): void => run([pgCtl, "-D", data, "-l", join(dir, "postgres.log"), "-w", "-t", "60", "-o", `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c max_connections=300`, "start"]);
+  const start = (): void =>
+    run([
+      pgCtl,
+      "-D",
+      data,
+      "-l",
+      join(dir, "postgres.log"),
+      "-w",
+      "-t",
+      "60",
+      "-o",
+      `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c max_connections=300`,
+      "start",
+    ]);
   start();
   let stopped = false;
   return {

@@ -36,12 +36,19 @@ const model = fakeModel()
 // The one line: createAgent's parameters, plus { client, name }.
 const agent = await createSecureAgent({ client, name: "assistant", model, tools: [add, weather] });
 console.log(`agent identity: ${agent.identity.aztpId}`);
-console.log(`its tools are served as: ${servedToolName("assistant", "add")}, ${servedToolName("assistant", "weather")}\n`);
+console.log(
+  `its tools are served as: ${servedToolName("assistant", "add")}, ${servedToolName("assistant", "weather")}\n`,
+);
 
-const out = (await agent.invoke({ messages: [{ role: "user", content: "What is 2 + 3, and the weather in Lisbon?" }] })) as { messages: BaseMessage[] };
+const out = (await agent.invoke({
+  messages: [{ role: "user", content: "What is 2 + 3, and the weather in Lisbon?" }],
+})) as { messages: BaseMessage[] };
 for (const m of out.messages.filter((x) => ToolMessage.isInstance(x))) {
   const r = receiptOf(m);
-  const verdict = m.status === "error" ? `REFUSED  ${r?.code}` : `ALLOWED  "${m.content}"  receipt from ${r?.callee} (${r?.receipt ? "signed" : "none"})`;
+  const verdict =
+    m.status === "error"
+      ? `REFUSED  ${r?.code}`
+      : `ALLOWED  "${m.content}"  receipt from ${r?.callee} (${r?.receipt ? "signed" : "none"})`;
   console.log(`${String(m.name).padEnd(10)} ${verdict}`);
 }
 console.log(`model's answer: ${out.messages[out.messages.length - 1]?.text}\n`);
@@ -51,11 +58,15 @@ await agent.aztpGuard.flush();
 const logOf = (name: string) => join(agent.identity.home, "audit", `${name}.jsonl`); // <home>/audit/<identity name>.jsonl
 for (const name of ["assistant", servedToolName("assistant", "add")]) {
   for (const e of await queryAuditLog(logOf(name), { toolCallId: "call_add", since: startedAt })) {
-    console.log(`audit ${name}.jsonl: ${e.side} ${e.tool} ${e.reason ? `denied ${e.reason}` : e.outcome} (tool-call id ${e.toolCallId})`);
+    console.log(
+      `audit ${name}.jsonl: ${e.side} ${e.tool} ${e.reason ? `denied ${e.reason}` : e.outcome} (tool-call id ${e.toolCallId})`,
+    );
   }
 }
 const [unknown] = await queryAuditLog(logOf("assistant"), { toolCallId: "call_email", since: startedAt });
-console.log(`audit assistant.jsonl: caller ${unknown?.tool} denied ${unknown?.reason} (the unknown tool: nothing ran, the call is still recorded)\n`);
+console.log(
+  `audit assistant.jsonl: caller ${unknown?.tool} denied ${unknown?.reason} (the unknown tool: nothing ran, the call is still recorded)\n`,
+);
 
 // An agent made by plain createAgent cannot be secured after the fact: its calls would go unsigned.
 try {

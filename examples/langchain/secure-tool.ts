@@ -31,7 +31,15 @@ const crm = await secureTool(lookup, {
   policy: [
     {
       Version: "2012-10-17",
-      Statement: [{ Sid: "SupportAndBilling", Effect: "Allow", Principal: [agentId("support-agent"), agentId("billing-agent")], Action: "tool:call", Resource: "lookup_customer" }],
+      Statement: [
+        {
+          Sid: "SupportAndBilling",
+          Effect: "Allow",
+          Principal: [agentId("support-agent"), agentId("billing-agent")],
+          Action: "tool:call",
+          Resource: "lookup_customer",
+        },
+      ],
     },
   ],
 });
@@ -44,13 +52,20 @@ const asks = (customer: string, id: string) =>
 const show = (who: string, out: { messages: BaseMessage[] }) => {
   for (const m of out.messages.filter((x) => ToolMessage.isInstance(x))) {
     const r = receiptOf(m);
-    console.log(`${who.padEnd(14)} → ${m.name}: ${m.status === "error" ? `REFUSED ${r?.code}` : `ALLOWED "${m.content}" (receipt signed by ${r?.callee})`}`);
+    console.log(
+      `${who.padEnd(14)} → ${m.name}: ${m.status === "error" ? `REFUSED ${r?.code}` : `ALLOWED "${m.content}" (receipt signed by ${r?.callee})`}`,
+    );
   }
 };
 const ask = { messages: [{ role: "user", content: "How is ACME doing?" }] };
 
 // 1. createSecureAgent: one line.
-const support = await createSecureAgent({ client, name: "support-agent", model: asks("ACME", "call_support_1"), tools: [crm] });
+const support = await createSecureAgent({
+  client,
+  name: "support-agent",
+  model: asks("ACME", "call_support_1"),
+  tools: [crm],
+});
 show("support-agent", (await support.invoke(ask)) as { messages: BaseMessage[] });
 
 // 2. A plain createAgent, secured by the middleware (first in the list: it wraps all the others).
@@ -60,7 +75,12 @@ const billing = createAgent({ model: asks("ACME", "call_billing_1"), tools: [crm
 show("billing-agent", (await billing.invoke(ask)) as { messages: BaseMessage[] });
 
 // 3. A third secured agent the tool's policy does not name.
-const intern = await createSecureAgent({ client, name: "intern-agent", model: asks("ACME", "call_intern_1"), tools: [crm] });
+const intern = await createSecureAgent({
+  client,
+  name: "intern-agent",
+  model: asks("ACME", "call_intern_1"),
+  tools: [crm],
+});
 show("intern-agent", (await intern.invoke(ask)) as { messages: BaseMessage[] });
 
 // 4. Called directly, by no agent at all: an unsigned call.
@@ -73,6 +93,8 @@ console.log(`\nthe tool ran ${runs} times (the two allowed calls only)\n`);
 
 // The tool's own log: each caller, verified or not, and the decision.
 for (const e of await queryAuditLog(join(crm.identity.home, "audit", "crm-tool.jsonl"), { since: startedAt })) {
-  console.log(`crm-tool.jsonl: ${e.caller.slice(e.caller.lastIndexOf("/") + 1).padEnd(14)} ${e.callerVerified ? "verified" : "unverified"}  ${e.reason ? `denied ${e.reason}` : e.outcome}`);
+  console.log(
+    `crm-tool.jsonl: ${e.caller.slice(e.caller.lastIndexOf("/") + 1).padEnd(14)} ${e.callerVerified ? "verified" : "unverified"}  ${e.reason ? `denied ${e.reason}` : e.outcome}`,
+  );
 }
 await client.close();

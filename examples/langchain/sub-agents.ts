@@ -52,14 +52,24 @@ const orchestrator = await createSecureAgent({
         summarise,
         // By default a sub-agent's delegation allows what its tools need; the scope narrows it
         // further: the fetcher has summarise too, but may call fetch_page alone.
-        subAgent({ name: "fetcher", description: "Fetches web pages", model: fetcherModel, tools: [fetchPage, summarise], scope: { tools: ["fetch_page"] } }),
+        subAgent({
+          name: "fetcher",
+          description: "Fetches web pages",
+          model: fetcherModel,
+          tools: [fetchPage, summarise],
+          scope: { tools: ["fetch_page"] },
+        }),
       ],
     }),
   ],
 });
 const analyst = orchestrator.subAgents.analyst!;
 const fetcher = analyst.subAgents.fetcher!;
-for (const [who, agent] of [["orchestrator", orchestrator], ["analyst", analyst], ["fetcher", fetcher]] as const) {
+for (const [who, agent] of [
+  ["orchestrator", orchestrator],
+  ["analyst", analyst],
+  ["fetcher", fetcher],
+] as const) {
   const parent = (await client.getIdentity(agent.identity.aztpId)).parentIdentity;
   console.log(`${who.padEnd(12)} ${agent.identity.aztpId}${parent ? `   (parent: ${short(parent)})` : ""}`);
 }
@@ -69,12 +79,22 @@ console.log(`\norchestrator's answer: ${out.messages[out.messages.length - 1]?.t
 
 // Where each call was recorded, and on whose behalf it was made.
 const home = orchestrator.identity.home;
-const logs = ["lead-agent", "analyst", "fetcher", servedToolName("analyst", "summarise"), servedToolName("fetcher", "fetch_page"), servedToolName("fetcher", "summarise")];
+const logs = [
+  "lead-agent",
+  "analyst",
+  "fetcher",
+  servedToolName("analyst", "summarise"),
+  servedToolName("fetcher", "fetch_page"),
+  servedToolName("fetcher", "summarise"),
+];
 for (const name of logs) {
   for (const e of await queryAuditLog(join(home, "audit", `${name}.jsonl`), { since: startedAt })) {
-    const behalf = e.delegation && e.delegation.length > 0 ? `, on behalf of ${e.delegation.map(short).join(" → ")}` : "";
+    const behalf =
+      e.delegation && e.delegation.length > 0 ? `, on behalf of ${e.delegation.map(short).join(" → ")}` : "";
     const verdict = e.reason ? `denied ${e.reason}` : e.outcome;
-    console.log(`${`${name}.jsonl`.padEnd(31)} ${e.side.padEnd(6)} ${short(e.caller)}${behalf}: ${e.tool} → ${verdict}`);
+    console.log(
+      `${`${name}.jsonl`.padEnd(31)} ${e.side.padEnd(6)} ${short(e.caller)}${behalf}: ${e.tool} → ${verdict}`,
+    );
   }
 }
 await client.close();

@@ -13,9 +13,13 @@ const client = aztp.initialize({ apiKey: process.env.AZTP_API_KEY });
 
 function weatherServer(): McpServer {
   const server = new McpServer({ name: "weather", version: "1.0.0" });
-  server.registerTool("forecast", { inputSchema: { city: z.string(), days: z.number().int() } }, async ({ city, days }) => ({
-    content: [{ type: "text", text: `${city}: sunny for ${days} day(s)` }],
-  }));
+  server.registerTool(
+    "forecast",
+    { inputSchema: { city: z.string(), days: z.number().int() } },
+    async ({ city, days }) => ({
+      content: [{ type: "text", text: `${city}: sunny for ${days} day(s)` }],
+    }),
+  );
   return server;
 }
 
@@ -27,7 +31,11 @@ const http = await serveMcpHttp(process.env.MCP_LISTEN ?? "http://127.0.0.1:0", 
 });
 console.log("server", identity.aztpId, "at", http.url.href);
 
-const mcp = await secureMcpClient(new Client({ name: "travel-agent", version: "1.0.0" }), { client, name: "travel-agent", expectedServer: identity.aztpId });
+const mcp = await secureMcpClient(new Client({ name: "travel-agent", version: "1.0.0" }), {
+  client,
+  name: "travel-agent",
+  expectedServer: identity.aztpId,
+});
 await mcp.connect(new StreamableHTTPClientTransport(http.url));
 const result = await mcp.callTool({ name: "forecast", arguments: { city: "Porto", days: 2 } });
 console.log("result:", JSON.stringify(result.content), "(receipt verified)");

@@ -22,8 +22,20 @@ writeFileSync(
   JSON.stringify({
     Version: "2025-01-01",
     Statement: [
-      { Sid: "ReadOnly", Effect: "Allow", Principal: "*", Action: "tool:call", Resource: ["read_*", "list_*", "get_*", "search_files", "directory_tree"] },
-      { Sid: "NoWrites", Effect: "Deny", Principal: "*", Action: "tool:call", Resource: ["write_file", "edit_file", "create_directory", "move_file"] },
+      {
+        Sid: "ReadOnly",
+        Effect: "Allow",
+        Principal: "*",
+        Action: "tool:call",
+        Resource: ["read_*", "list_*", "get_*", "search_files", "directory_tree"],
+      },
+      {
+        Sid: "NoWrites",
+        Effect: "Deny",
+        Principal: "*",
+        Action: "tool:call",
+        Resource: ["write_file", "edit_file", "create_directory", "move_file"],
+      },
     ],
   }),
 );
@@ -34,8 +46,21 @@ const filesystem = join(root, "node_modules/@modelcontextprotocol/server-filesys
 await mcp.connect(
   new StdioClientTransport({
     command: process.execPath,
-    args: ["--import", "tsx", join(root, "src/cli/main.ts"), "--home", home, "mcp", "proxy", "--name", "files-proxy",
-      "--upstream-command", `${process.execPath} ${filesystem} ${data}`, "--policy", policy],
+    args: [
+      "--import",
+      "tsx",
+      join(root, "src/cli/main.ts"),
+      "--home",
+      home,
+      "mcp",
+      "proxy",
+      "--name",
+      "files-proxy",
+      "--upstream-command",
+      `${process.execPath} ${filesystem} ${data}`,
+      "--policy",
+      policy,
+    ],
     cwd: root,
     stderr: "inherit",
   }),

@@ -14,7 +14,14 @@ const mcp = await secureMcpClient(new Client({ name: "travel-agent", version: "1
   expectedServer: `aztp://${(await client.authority()).defaultTrustDomain}/workload/production/node/weather-server`,
 });
 const server = fileURLToPath(new URL("stdio-server.ts", import.meta.url));
-await mcp.connect(new StdioClientTransport({ command: process.execPath, args: ["--import", "tsx", server], env: { ...process.env } as Record<string, string>, stderr: "inherit" }));
+await mcp.connect(
+  new StdioClientTransport({
+    command: process.execPath,
+    args: ["--import", "tsx", server],
+    env: { ...process.env } as Record<string, string>,
+    stderr: "inherit",
+  }),
+);
 
 console.log("client:", mcp.identity.aztpId);
 console.log("server proved:", mcp.aztpServer.serverId?.toString());

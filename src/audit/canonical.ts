@@ -112,7 +112,8 @@ function exactCanonicalJson(value: unknown, depth: number): string {
     case "object":
       if (value === null) return "null";
       if (depth >= MAX_CANONICAL_DEPTH) throw new TypeError(`nested deeper than ${MAX_CANONICAL_DEPTH} levels`);
-      if (Array.isArray(value)) return `[${value.map((item) => (item === undefined ? "null" : exactCanonicalJson(item, depth + 1))).join(",")}]`;
+      if (Array.isArray(value))
+        return `[${value.map((item) => (item === undefined ? "null" : exactCanonicalJson(item, depth + 1))).join(",")}]`;
       return exactObject(value as Record<string, unknown>, undefined, depth);
     default:
       throw new TypeError(`a ${typeof value} is not JSON`);

@@ -44,7 +44,10 @@ export function sealFault(entry: StoredAuditEntry): "hash-mismatch" | null {
 }
 
 /** Whether `entry` follows `head`: "sequence" if its seq is not the next, "chain" if its prev is not head's hash. */
-export function linkFault(head: ChainHead, entry: { readonly seq: number; readonly prev: string }): "sequence" | "chain" | null {
+export function linkFault(
+  head: ChainHead,
+  entry: { readonly seq: number; readonly prev: string },
+): "sequence" | "chain" | null {
   if (entry.seq !== head.seq + 1) return "sequence";
   if (entry.prev !== head.hash) return "chain";
   return null;
@@ -65,5 +68,10 @@ export function nextCheckpoint(
   previous: { readonly seq: number; readonly upTo: number } | null,
   head: ChainHead,
 ): { seq: number; upTo: number; head: string; count: number } {
-  return { seq: (previous?.seq ?? 0) + 1, upTo: head.seq, head: head.hash, count: head.seq - (previous?.upTo ?? GENESIS.seq) };
+  return {
+    seq: (previous?.seq ?? 0) + 1,
+    upTo: head.seq,
+    head: head.hash,
+    count: head.seq - (previous?.upTo ?? GENESIS.seq),
+  };
 }

@@ -26,7 +26,14 @@
 import * as crypto from "node:crypto";
 import { AztpError, ErrorCodes } from "../errors.js";
 import { canonicalJson, canonicalObject } from "./canonical.js";
-import { OmissionNotes, redactArgs, replaceLoneSurrogates, truncateText, type JsonValue, type RedactedArgs } from "./redact.js";
+import {
+  OmissionNotes,
+  redactArgs,
+  replaceLoneSurrogates,
+  truncateText,
+  type JsonValue,
+  type RedactedArgs,
+} from "./redact.js";
 
 /** The version the writer writes. */
 export const AUDIT_ENTRY_VERSION = 2;
@@ -90,7 +97,10 @@ export interface AuditEntry {
  * What a caller supplies to `AuditLog.append`; the log assigns `v`, `seq`, `prev` and `hash`,
  * and `argsOmitted` and `sanitized` when it could not keep everything as given.
  */
-export interface AuditEntryInput extends Omit<AuditEntry, "v" | "seq" | "prev" | "hash" | "time" | "args" | "argsOmitted" | "sanitized" | "reason"> {
+export interface AuditEntryInput extends Omit<
+  AuditEntry,
+  "v" | "seq" | "prev" | "hash" | "time" | "args" | "argsOmitted" | "sanitized" | "reason"
+> {
   /** An error code, or why the decision was made; absent (or undefined) for none. */
   readonly reason?: string | undefined;
   /** Defaults to the time of the append. */
@@ -132,9 +142,13 @@ function canonical(serialise: () => string): string {
     return serialise();
   } catch (cause) {
     // Lone surrogates, NaN and the like: the value cannot be hashed stably.
-    throw new AztpError(ErrorCodes.ARGUMENT_INVALID, `audit entry cannot be canonicalised: ${(cause as Error).message}`, {
-      cause,
-    });
+    throw new AztpError(
+      ErrorCodes.ARGUMENT_INVALID,
+      `audit entry cannot be canonicalised: ${(cause as Error).message}`,
+      {
+        cause,
+      },
+    );
   }
 }
 
@@ -175,10 +189,12 @@ type Check = (value: unknown) => string | null; // null when valid, else what wa
 const nonEmptyString: Check = (v) => (typeof v === "string" && v.length > 0 ? null : "a non-empty string");
 // Caller-supplied text: any string, as hostile content must still be recorded.
 const anyString: Check = (v) => (typeof v === "string" ? null : "a string");
-const stringArray = (nonEmpty: boolean): Check => (v) =>
-  Array.isArray(v) && v.every((s) => typeof s === "string" && (!nonEmpty || s.length > 0))
-    ? null
-    : `an array of ${nonEmpty ? "non-empty " : ""}strings`;
+const stringArray =
+  (nonEmpty: boolean): Check =>
+  (v) =>
+    Array.isArray(v) && v.every((s) => typeof s === "string" && (!nonEmpty || s.length > 0))
+      ? null
+      : `an array of ${nonEmpty ? "non-empty " : ""}strings`;
 const oneOf =
   (set: ReadonlySet<string>): Check =>
   (v) =>
@@ -224,7 +240,8 @@ const field = (required: boolean, check: Check): FieldSpec => ({ required, check
  * recorded, never refused.
  */
 /** Text fields: any string (see above). */
-const text = (required: boolean, ...keys: string[]): Array<readonly [string, FieldSpec]> => keys.map((key) => [key, field(required, anyString)] as const);
+const text = (required: boolean, ...keys: string[]): Array<readonly [string, FieldSpec]> =>
+  keys.map((key) => [key, field(required, anyString)] as const);
 const INPUT_FIELDS: readonly (readonly [string, FieldSpec])[] = [
   ["time", field(false, isoTime)],
   ["side", field(true, oneOf(SIDES))],
@@ -318,7 +335,8 @@ export function entryProblem(value: unknown): string | null {
 export function readableEntry(stored: StoredAuditEntry): AuditEntry {
   if (stored.v !== 1) return stored as AuditEntry;
   const caller = stored.caller;
-  if (caller.startsWith(V1_UNVERIFIED_PREFIX)) return { ...stored, caller: caller.slice(V1_UNVERIFIED_PREFIX.length), callerVerified: false };
+  if (caller.startsWith(V1_UNVERIFIED_PREFIX))
+    return { ...stored, caller: caller.slice(V1_UNVERIFIED_PREFIX.length), callerVerified: false };
   return { ...stored, callerVerified: caller !== "unknown" };
 }
 
@@ -349,12 +367,22 @@ export interface EntryArgsOptions {
  * set too; without it, the writer sets them once it holds the chain's head. Members are added
  * in RFC 8785 order, which lets the hash take its fast path.
  */
-export function entryFields(input: AuditEntryInput, options: EntryArgsOptions, link: { prev: string; seq: number }): UnsealedEntry;
+export function entryFields(
+  input: AuditEntryInput,
+  options: EntryArgsOptions,
+  link: { prev: string; seq: number },
+): UnsealedEntry;
 export function entryFields(input: AuditEntryInput, options: EntryArgsOptions): Omit<UnsealedEntry, "seq" | "prev">;
-export function entryFields(input: AuditEntryInput, options: EntryArgsOptions, link?: { prev: string; seq: number }): Omit<UnsealedEntry, "seq" | "prev"> {
+export function entryFields(
+  input: AuditEntryInput,
+  options: EntryArgsOptions,
+  link?: { prev: string; seq: number },
+): Omit<UnsealedEntry, "seq" | "prev"> {
   const notes = new OmissionNotes();
-  const text = (name: string, value: string, max: number = ENTRY_TEXT_LIMITS.text): string => storableText(name, value, max, notes);
-  const optional = (name: string, value: string | undefined, max?: number): string | undefined => (value === undefined ? undefined : text(name, value, max));
+  const text = (name: string, value: string, max: number = ENTRY_TEXT_LIMITS.text): string =>
+    storableText(name, value, max, notes);
+  const optional = (name: string, value: string | undefined, max?: number): string | undefined =>
+    value === undefined ? undefined : text(name, value, max);
   let args: RedactedArgs | undefined;
   if (options.includeArgs && input.args !== undefined) args = redactArgs(input.args, options.redactFields);
   const argsDigest = text("argsDigest", input.argsDigest);

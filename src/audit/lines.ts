@@ -16,7 +16,10 @@ export interface LineScan {
 }
 
 /** Calls `onLine` for each complete line (1-based numbers); returning false stops the scan. */
-export async function scanLines(path: string, onLine: (line: string, lineNo: number) => boolean | void): Promise<LineScan> {
+export async function scanLines(
+  path: string,
+  onLine: (line: string, lineNo: number) => boolean | void,
+): Promise<LineScan> {
   const stream = createReadStream(path, { encoding: "utf8", highWaterMark: 1 << 20 });
   let lineNo = 0;
   let carry = "";
@@ -39,7 +42,9 @@ export async function scanLines(path: string, onLine: (line: string, lineNo: num
     }
   } catch (cause) {
     if (cause instanceof AztpError) throw cause; // from onLine: already says what is wrong
-    throw new AztpError(ErrorCodes.AUDIT_IO_FAILED, `cannot read audit log ${path}: ${(cause as Error).message}`, { cause });
+    throw new AztpError(ErrorCodes.AUDIT_IO_FAILED, `cannot read audit log ${path}: ${(cause as Error).message}`, {
+      cause,
+    });
   } finally {
     stream.destroy();
   }

@@ -85,7 +85,14 @@ export interface AuditLogOptions {
 }
 
 export interface AuditWarning {
-  readonly code: "torn-tail" | "witness-missing" | "witness-behind" | "checkpoint-failed" | "write-failed" | "recovered" | "recover-failed";
+  readonly code:
+    | "torn-tail"
+    | "witness-missing"
+    | "witness-behind"
+    | "checkpoint-failed"
+    | "write-failed"
+    | "recovered"
+    | "recover-failed";
   readonly message: string;
   readonly cause?: unknown;
 }
@@ -150,7 +157,13 @@ export class AuditLog {
     this.recovered =
       torn === null
         ? null
-        : { tornBytes: torn.bytes, tornOffset: torn.offset, discarded: torn.data, lastSeq: this.#seq, lastHash: this.#head };
+        : {
+            tornBytes: torn.bytes,
+            tornOffset: torn.offset,
+            discarded: torn.data,
+            lastSeq: this.#seq,
+            lastHash: this.#head,
+          };
   }
 
   /** Opens (creating if needed) the log at `path` for appending; one writer per file. */
@@ -159,7 +172,8 @@ export class AuditLog {
     const settings = resolveSettings(path, options);
     if (options.otel === true) settings.otel = await import("./otel.js");
     const durability = options.durability ?? "write";
-    if (durability !== "write" && durability !== "fsync") invalid(`durability must be "write" or "fsync", got ${JSON.stringify(durability)}`);
+    if (durability !== "write" && durability !== "fsync")
+      invalid(`durability must be "write" or "fsync", got ${JSON.stringify(durability)}`);
     const sink = await JsonlSink.open(path, {
       durability,
       batchWindowMs: intOption(options.batchWindowMs, "batchWindowMs", 0, 0, 10_000),
@@ -216,7 +230,8 @@ export class AuditLog {
   #refusal(): AztpError | null {
     const failure = this.#sink.failure;
     if (failure !== null) return failure;
-    if (this.#recovering !== null) return new AztpError(ErrorCodes.AUDIT_IO_FAILED, `audit log ${this.path} is recovering from a failed write`);
+    if (this.#recovering !== null)
+      return new AztpError(ErrorCodes.AUDIT_IO_FAILED, `audit log ${this.path} is recovering from a failed write`);
     return null;
   }
 
@@ -282,7 +297,8 @@ export class AuditLog {
    * when the file could not be written (the log then refuses appends until `recover()`).
    */
   append(input: AuditEntryInput): Promise<AuditEntry> {
-    if (this.#closing !== null) return Promise.reject(new AztpError(ErrorCodes.AUDIT_CLOSED, `audit log ${this.path} is closed`));
+    if (this.#closing !== null)
+      return Promise.reject(new AztpError(ErrorCodes.AUDIT_CLOSED, `audit log ${this.path} is closed`));
     // Refused before a seq is assigned: the chain only ever holds what could be written.
     const refusal = this.#refusal();
     if (refusal !== null) return Promise.reject(refusal);
@@ -414,7 +430,11 @@ export class AuditLog {
   #reportFailure(cause: unknown): void {
     if (this.#failureReported || !(cause instanceof AztpError) || cause.code !== ErrorCodes.AUDIT_IO_FAILED) return;
     this.#failureReported = true;
-    this.#settings.onWarning({ code: "write-failed", message: `${cause.message}; call recover() once it can be written`, cause });
+    this.#settings.onWarning({
+      code: "write-failed",
+      message: `${cause.message}; call recover() once it can be written`,
+      cause,
+    });
   }
 
   #warnCheckpoint(cause: unknown): void {
@@ -427,7 +447,9 @@ export class AuditLog {
 
   /** Witness writes are serialised, so it only ever moves forward. */
   #updateWitness(checkpoint: Checkpoint): Promise<void> {
-    const next = this.#witnessChain.catch(() => undefined).then(() => writeWitness(this.#settings.witnessPath, checkpoint));
+    const next = this.#witnessChain
+      .catch(() => undefined)
+      .then(() => writeWitness(this.#settings.witnessPath, checkpoint));
     this.#witnessChain = next;
     return next;
   }
@@ -445,7 +467,9 @@ export class AuditLog {
       }
       if (witness.seq === newest.seq) {
         if (!sameCheckpoint(witness, newest)) {
-          throw corrupt(`audit log ${this.path}: checkpoint #${newest.seq} differs from the one in the witness ${where}`);
+          throw corrupt(
+            `audit log ${this.path}: checkpoint #${newest.seq} differs from the one in the witness ${where}`,
+          );
         }
         return;
       }
@@ -494,15 +518,21 @@ function recoverTail(sink: JsonlSink, wantCheckpoint: boolean): Tail {
     if (isCheckpointRecord(value)) {
       if (lastCheckpoint === null) {
         lastCheckpoint = withContext(where, () => parseCheckpoint(value));
-        if (newer !== null && linkFault({ seq: lastCheckpoint.upTo, hash: lastCheckpoint.head }, newer) === "sequence") {
-          throw corrupt(`${where}: checkpoint #${lastCheckpoint.seq} covers up to ${lastCheckpoint.upTo} but entry ${newer.seq} follows it`);
+        if (
+          newer !== null &&
+          linkFault({ seq: lastCheckpoint.upTo, hash: lastCheckpoint.head }, newer) === "sequence"
+        ) {
+          throw corrupt(
+            `${where}: checkpoint #${lastCheckpoint.seq} covers up to ${lastCheckpoint.upTo} but entry ${newer.seq} follows it`,
+          );
         }
         checkpointAwaitsEntry = true;
       }
       continue;
     }
     const entry = withContext(where, () => parseStoredEntry(value));
-    if (withContext(where, () => sealFault(entry)) !== null) throw corrupt(`${where}: entry ${entry.seq} does not match its hash`);
+    if (withContext(where, () => sealFault(entry)) !== null)
+      throw corrupt(`${where}: entry ${entry.seq} does not match its hash`);
     if (newer !== null && linkFault(entry, newer) !== null) {
       throw corrupt(`${where}: entry ${newer.seq} does not follow entry ${entry.seq} (broken chain)`);
     }
@@ -519,7 +549,8 @@ function recoverTail(sink: JsonlSink, wantCheckpoint: boolean): Tail {
       break;
     }
   }
-  if (checkpointAwaitsEntry) throw corrupt(`audit log ${sink.path}: checkpoint #${lastCheckpoint?.seq} has no entry before it`);
+  if (checkpointAwaitsEntry)
+    throw corrupt(`audit log ${sink.path}: checkpoint #${lastCheckpoint?.seq} has no entry before it`);
   if (reachedStart && newer !== null && linkFault(GENESIS, newer) !== null) {
     throw corrupt(`audit log ${sink.path}: the first entry is seq ${newer.seq}, not 1 after the genesis value`);
   }
@@ -531,12 +562,19 @@ function resolveSettings(path: string, options: AuditLogOptions): Settings {
   const redactFields = options.redactFields ?? [];
   redact(null, redactFields); // rejects malformed field names now rather than at the first append
   const signer = options.signer;
-  if (signer !== undefined && (typeof signer.id !== "string" || signer.id.length === 0 || typeof signer.sign !== "function")) {
+  if (
+    signer !== undefined &&
+    (typeof signer.id !== "string" || signer.id.length === 0 || typeof signer.sign !== "function")
+  ) {
     invalid("signer must have a non-empty `id` and a `sign(payload)` function");
   }
   const onWarning =
     options.onWarning ??
-    ((w: AuditWarning) => process.emitWarning(w.message, { type: "AztpAuditWarning", code: `AZTP_AUDIT_${w.code.toUpperCase().replace(/-/g, "_")}` }));
+    ((w: AuditWarning) =>
+      process.emitWarning(w.message, {
+        type: "AztpAuditWarning",
+        code: `AZTP_AUDIT_${w.code.toUpperCase().replace(/-/g, "_")}`,
+      }));
   return {
     includeArgs: options.includeArgs === true,
     redactFields: [...redactFields],

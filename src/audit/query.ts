@@ -11,7 +11,14 @@
  * the same way (`readableEntry`).
  */
 import { AztpError, ErrorCodes } from "../errors.js";
-import { entryProblem, readableEntry, type AuditDecision, type AuditEntry, type AuditOutcome, type StoredAuditEntry } from "./entry.js";
+import {
+  entryProblem,
+  readableEntry,
+  type AuditDecision,
+  type AuditEntry,
+  type AuditOutcome,
+  type StoredAuditEntry,
+} from "./entry.js";
 import { isCheckpointRecord } from "./checkpoint.js";
 import { scanLines } from "./lines.js";
 import { SpiffeId } from "../spiffe/spiffeid.js";
@@ -43,7 +50,8 @@ export async function queryAuditLog(path: string, query: AuditQuery = {}): Promi
   const until = query.until === undefined ? Infinity : toMillis(query.until, "until");
   const limit = query.limit ?? Infinity;
   if (limit !== Infinity && (!Number.isInteger(limit) || limit < 0)) invalid("limit must be a non-negative integer");
-  if (query.callerVerified !== undefined && typeof query.callerVerified !== "boolean") invalid("callerVerified must be true or false");
+  if (query.callerVerified !== undefined && typeof query.callerVerified !== "boolean")
+    invalid("callerVerified must be true or false");
   const out: AuditEntry[] = [];
   if (limit === 0) return out;
   const normal = idNormaliser();
@@ -93,7 +101,14 @@ export async function auditStats(path: string): Promise<AuditStats> {
   const decisions = { allow: 0, deny: 0, "audit-only": 0 };
   const outcomes = { ok: 0, error: 0, denied: 0, none: 0 };
   const callers = { verified: 0, claimed: 0 };
-  type Row = { caller: string; callerVerified: boolean; callee: string; tool: string; total: number; decisions: Record<AuditDecision, number> };
+  type Row = {
+    caller: string;
+    callerVerified: boolean;
+    callee: string;
+    tool: string;
+    total: number;
+    decisions: Record<AuditDecision, number>;
+  };
   const calls = new Map<string, Row>();
   let entries = 0;
   let firstTime: string | null = null;
@@ -142,7 +157,10 @@ async function forEachEntry(path: string, onEntry: (entry: AuditEntry) => boolea
     try {
       value = JSON.parse(line);
     } catch {
-      throw new AztpError(ErrorCodes.AUDIT_CORRUPT, `audit log ${path}: line ${lineNo} is not JSON (run \`aztp audit verify\`)`);
+      throw new AztpError(
+        ErrorCodes.AUDIT_CORRUPT,
+        `audit log ${path}: line ${lineNo} is not JSON (run \`aztp audit verify\`)`,
+      );
     }
     if (isCheckpointRecord(value)) {
       checkpoints++;

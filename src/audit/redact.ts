@@ -190,7 +190,9 @@ function describeType(value: unknown): string {
 function errorName(cause: unknown): string {
   try {
     // Even inspecting what was thrown may throw (a Proxy's traps).
-    return cause instanceof Error && typeof cause.name === "string" && cause.name.length <= 64 ? wellFormed(cause.name) : "a value";
+    return cause instanceof Error && typeof cause.name === "string" && cause.name.length <= 64
+      ? wellFormed(cause.name)
+      : "a value";
   } catch {
     return "a value";
   }
@@ -217,7 +219,11 @@ function copyJson(root: unknown, matcher: Matcher): RedactedArgs {
     const cut = truncateText(value, limit);
     if (cut !== null) notes.add(where, `a ${what} of ${value.length} characters, cut to ${limit}`);
     const fixed = replaceLoneSurrogates(cut ?? value);
-    if (fixed.replaced > 0) notes.add(where, `${fixed.replaced} lone surrogate(s)${what === "key" ? " in the key" : ""} replaced with U+FFFD`);
+    if (fixed.replaced > 0)
+      notes.add(
+        where,
+        `${fixed.replaced} lone surrogate(s)${what === "key" ? " in the key" : ""} replaced with U+FFFD`,
+      );
     return fixed.text;
   };
 
@@ -271,7 +277,12 @@ function copyJson(root: unknown, matcher: Matcher): RedactedArgs {
     }
   };
 
-  const array = (value: readonly unknown[], active: readonly (readonly string[])[], where: string, depth: number): JsonValue[] => {
+  const array = (
+    value: readonly unknown[],
+    active: readonly (readonly string[])[],
+    where: string,
+    depth: number,
+  ): JsonValue[] => {
     const items: JsonValue[] = [];
     const length = value.length;
     const kept = Math.min(length, ARGS_LIMITS.members);
@@ -299,7 +310,8 @@ function copyJson(root: unknown, matcher: Matcher): RedactedArgs {
       items.push(redacted ? REDACTED : walk(item, next, `${where}[${i}]`, depth + 1));
     }
     if (i < length) {
-      const why = i < ARGS_LIMITS.members ? "over the size budget of the arguments" : `over ${ARGS_LIMITS.members} items`;
+      const why =
+        i < ARGS_LIMITS.members ? "over the size budget of the arguments" : `over ${ARGS_LIMITS.members} items`;
       notes.add(where, `${length - i} of ${length} items not kept (${why})`);
       items.push(marker(`${length - i} more items, ${why}`));
     }
@@ -364,10 +376,12 @@ function copyJson(root: unknown, matcher: Matcher): RedactedArgs {
     }
     // Keys in RFC 8785 order (sanitised keys may sort differently), so that the entry's hash
     // can take its fast path.
-    if (out.some(([k], i) => i > 0 && !((out[i - 1] as [string, JsonValue])[0] < k))) out.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    if (out.some(([k], i) => i > 0 && !((out[i - 1] as [string, JsonValue])[0] < k)))
+      out.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
     for (const [key, copy] of out) {
       // A plain assignment to "__proto__" would set the prototype instead of a key.
-      if (key === "__proto__") Object.defineProperty(obj, key, { value: copy, enumerable: true, writable: true, configurable: true });
+      if (key === "__proto__")
+        Object.defineProperty(obj, key, { value: copy, enumerable: true, writable: true, configurable: true });
       else obj[key] = copy;
     }
     return obj;

@@ -111,7 +111,13 @@ export async function verifyAuditLog(path: string, options: AuditVerifyOptions =
     if (witness !== null && verifier !== undefined) {
       const problem = checkpointSignatureProblem(witness, verifier);
       if (problem !== null) {
-        witnessFault = finding(0, witness.seq, "witness", "witness-signature", `witness ${witnessPath}: ${problem}${against}`);
+        witnessFault = finding(
+          0,
+          witness.seq,
+          "witness",
+          "witness-signature",
+          `witness ${witnessPath}: ${problem}${against}`,
+        );
         witness = null;
       }
     }
@@ -157,18 +163,42 @@ export async function verifyAuditLog(path: string, options: AuditVerifyOptions =
       fault = stepFault(chain, entry);
     } catch (cause) {
       // A string with a lone surrogate (a \ud800 escape) has no canonical form.
-      return finding(lineNo, entry.seq, "entry", "malformed", `line ${lineNo}: entry ${entry.seq}: ${(cause as Error).message}`);
+      return finding(
+        lineNo,
+        entry.seq,
+        "entry",
+        "malformed",
+        `line ${lineNo}: entry ${entry.seq}: ${(cause as Error).message}`,
+      );
     }
     if (fault === "hash-mismatch") {
-      return finding(lineNo, entry.seq, "entry", "hash-mismatch", `line ${lineNo}: entry ${entry.seq} does not match its hash (edited)`);
+      return finding(
+        lineNo,
+        entry.seq,
+        "entry",
+        "hash-mismatch",
+        `line ${lineNo}: entry ${entry.seq} does not match its hash (edited)`,
+      );
     }
     if (fault === "sequence") {
       const expected = chain.seq + 1;
       const how = entry.seq > expected ? "entries are missing or out of order" : "an entry is repeated or out of order";
-      return finding(lineNo, entry.seq, "entry", "sequence", `line ${lineNo}: expected entry ${expected}, found ${entry.seq} (${how})`);
+      return finding(
+        lineNo,
+        entry.seq,
+        "entry",
+        "sequence",
+        `line ${lineNo}: expected entry ${expected}, found ${entry.seq} (${how})`,
+      );
     }
     if (fault === "chain") {
-      return finding(lineNo, entry.seq, "entry", "chain", `line ${lineNo}: entry ${entry.seq} does not chain to the entry before it`);
+      return finding(
+        lineNo,
+        entry.seq,
+        "entry",
+        "chain",
+        `line ${lineNo}: entry ${entry.seq} does not chain to the entry before it`,
+      );
     }
     if (witness !== null && entry.seq === witness.upTo && entry.hash !== witness.head) {
       return finding(
@@ -185,23 +215,33 @@ export async function verifyAuditLog(path: string, options: AuditVerifyOptions =
 
   function checkCheckpoint(value: unknown, lineNo: number): AuditFinding | undefined {
     const problem = checkpointProblem(value);
-    if (problem !== null) return finding(lineNo, null, "checkpoint", "malformed", `line ${lineNo}: malformed checkpoint: ${problem}`);
+    if (problem !== null)
+      return finding(lineNo, null, "checkpoint", "malformed", `line ${lineNo}: malformed checkpoint: ${problem}`);
     const cp = value as Checkpoint;
     const expected = nextCheckpoint(lastCheckpoint, chain);
-    const bad = (reason: AuditFault, message: string) => finding(lineNo, cp.seq, "checkpoint", reason, `line ${lineNo}: ${message}`);
+    const bad = (reason: AuditFault, message: string) =>
+      finding(lineNo, cp.seq, "checkpoint", reason, `line ${lineNo}: ${message}`);
     if (cp.seq !== expected.seq) {
-      return bad("checkpoint-sequence", `expected checkpoint #${expected.seq}, found #${cp.seq} (a checkpoint is missing or out of order)`);
+      return bad(
+        "checkpoint-sequence",
+        `expected checkpoint #${expected.seq}, found #${cp.seq} (a checkpoint is missing or out of order)`,
+      );
     }
     if (!namesHead(cp, chain)) {
-      return bad("checkpoint-head", `checkpoint #${cp.seq} covers entry ${cp.upTo}, but the entry before it is ${chain.seq} or differs`);
+      return bad(
+        "checkpoint-head",
+        `checkpoint #${cp.seq} covers entry ${cp.upTo}, but the entry before it is ${chain.seq} or differs`,
+      );
     }
-    if (cp.count !== expected.count) return bad("checkpoint-count", `checkpoint #${cp.seq} counts ${cp.count} entries, the log has ${expected.count}`);
+    if (cp.count !== expected.count)
+      return bad("checkpoint-count", `checkpoint #${cp.seq} counts ${cp.count} entries, the log has ${expected.count}`);
     if (verifier !== undefined) {
       const sigProblem = checkpointSignatureProblem(cp, verifier);
       if (sigProblem !== null) return bad("checkpoint-signature", `checkpoint #${cp.seq}: ${sigProblem}${against}`);
     }
     if (witness !== null && cp.seq === witness.seq) {
-      if (!sameCheckpoint(cp, witness)) return bad("witness-mismatch", `checkpoint #${cp.seq} differs from the witness's`);
+      if (!sameCheckpoint(cp, witness))
+        return bad("witness-mismatch", `checkpoint #${cp.seq} differs from the witness's`);
       witnessSeen = true;
     }
     lastCheckpoint = cp;
@@ -231,7 +271,13 @@ export async function verifyAuditLog(path: string, options: AuditVerifyOptions =
   }
   if (firstBad === undefined && witnessPath !== null && witness === null && witnessFault === undefined) {
     if (checkpoints > 0 || explicitWitness) {
-      firstBad = finding(0, null, "witness", "witness-missing", `the witness ${witnessPath} is missing, so a cut tail cannot be ruled out`);
+      firstBad = finding(
+        0,
+        null,
+        "witness",
+        "witness-missing",
+        `the witness ${witnessPath} is missing, so a cut tail cannot be ruled out`,
+      );
     }
   }
 
@@ -249,6 +295,12 @@ export async function verifyAuditLog(path: string, options: AuditVerifyOptions =
   return firstBad === undefined ? result : { ...result, firstBad };
 }
 
-function finding(line: number, seq: number | null, kind: AuditFinding["kind"], reason: AuditFault, message: string): AuditFinding {
+function finding(
+  line: number,
+  seq: number | null,
+  kind: AuditFinding["kind"],
+  reason: AuditFault,
+  message: string,
+): AuditFinding {
   return { line, seq, kind, reason, message };
 }

@@ -23,7 +23,9 @@ export async function readWitness(path: string): Promise<Checkpoint | null> {
     text = await readFile(path, "utf8");
   } catch (cause) {
     if ((cause as NodeJS.ErrnoException).code === "ENOENT") return null;
-    throw new AztpError(ErrorCodes.AUDIT_IO_FAILED, `cannot read audit witness ${path}: ${(cause as Error).message}`, { cause });
+    throw new AztpError(ErrorCodes.AUDIT_IO_FAILED, `cannot read audit witness ${path}: ${(cause as Error).message}`, {
+      cause,
+    });
   }
   let value: unknown;
   try {
@@ -54,7 +56,9 @@ export async function writeWitness(path: string, checkpoint: Checkpoint): Promis
     await syncDirectory(dir);
   } catch (cause) {
     await unlink(tmp).catch(() => undefined);
-    throw new AztpError(ErrorCodes.AUDIT_IO_FAILED, `cannot write audit witness ${path}: ${(cause as Error).message}`, { cause });
+    throw new AztpError(ErrorCodes.AUDIT_IO_FAILED, `cannot write audit witness ${path}: ${(cause as Error).message}`, {
+      cause,
+    });
   }
 }
 

@@ -38,7 +38,13 @@ import type { RegistrySnapshot } from "./snapshot.js";
 import { HomeStore } from "./store.js";
 
 export const DEFAULT_TRUST_DOMAIN = "aztp.local";
-export { DEFAULT_ENVIRONMENT, DEFAULT_METHOD, MAX_JWT_SVID_TTL_SECONDS, MAX_SPIFFE_ID_BYTES, workloadSpiffeId } from "./registry.js";
+export {
+  DEFAULT_ENVIRONMENT,
+  DEFAULT_METHOD,
+  MAX_JWT_SVID_TTL_SECONDS,
+  MAX_SPIFFE_ID_BYTES,
+  workloadSpiffeId,
+} from "./registry.js";
 export type { RegisterRequest } from "./registry.js";
 export type { IssueOptions, IssueResult } from "./authority-api.js";
 
@@ -96,27 +102,50 @@ export class EmbeddedAuthority implements Authority, BundleSource {
   static async open(home: string, options: OpenOptions = {}): Promise<EmbeddedAuthority> {
     const store = new HomeStore(resolve(home));
     if (!store.exists("authority.json") && !options.create) {
-      throw new AztpError(ErrorCodes.AUTHORITY_NOT_INITIALIZED, `no authority in ${store.home}: run \`aztp init --trust-domain TD --home ${store.home}\``);
+      throw new AztpError(
+        ErrorCodes.AUTHORITY_NOT_INITIALIZED,
+        `no authority in ${store.home}: run \`aztp init --trust-domain TD --home ${store.home}\``,
+      );
     }
-    return EmbeddedAuthority.fromStores({ registry: new FileRegistryStore(store), ca: new FileCaStore(store) }, { ...options, home: store.home });
+    return EmbeddedAuthority.fromStores(
+      { registry: new FileRegistryStore(store), ca: new FileCaStore(store) },
+      { ...options, home: store.home },
+    );
   }
 
   /**
    * The authority on `stores` (a home folder's or PostgreSQL's), created there with `create`.
    * `home` is this process's own folder (default ./.aztp), for files that are never shared.
    */
-  static async fromStores(stores: AuthorityStores, options: OpenOptions & { home?: string | undefined } = {}): Promise<EmbeddedAuthority> {
+  static async fromStores(
+    stores: AuthorityStores,
+    options: OpenOptions & { home?: string | undefined } = {},
+  ): Promise<EmbeddedAuthority> {
     let config = await stores.ca.readConfig();
     if (config === undefined) {
       if (!options.create) {
-        throw new AztpError(ErrorCodes.AUTHORITY_NOT_INITIALIZED, `no authority in ${stores.ca.location}: run \`aztp init --trust-domain TD\` there first`);
+        throw new AztpError(
+          ErrorCodes.AUTHORITY_NOT_INITIALIZED,
+          `no authority in ${stores.ca.location}: run \`aztp init --trust-domain TD\` there first`,
+        );
       }
       const td = TrustDomain.parse(options.trustDomain ?? process.env.AZTP_TRUST_DOMAIN ?? DEFAULT_TRUST_DOMAIN).name;
-      const created = await stores.ca.create({ version: 1, defaultTrustDomain: td, trustDomains: [td], createdAt: new Date().toISOString() }, await createCaKeyMaterial(td));
+      const created = await stores.ca.create(
+        { version: 1, defaultTrustDomain: td, trustDomains: [td], createdAt: new Date().toISOString() },
+        await createCaKeyMaterial(td),
+      );
       // Another process won the race. `init` (exclusive) must not report a creation it did not make.
-      if (!created && options.exclusive) throw new AztpError(ErrorCodes.AUTHORITY_EXISTS, `${stores.ca.location} already holds an authority (created concurrently)`);
+      if (!created && options.exclusive)
+        throw new AztpError(
+          ErrorCodes.AUTHORITY_EXISTS,
+          `${stores.ca.location} already holds an authority (created concurrently)`,
+        );
       config = await stores.ca.readConfig();
-      if (config === undefined) throw new AztpError(ErrorCodes.AUTHORITY_STORE_FAILED, `${stores.ca.location}: the authority just created cannot be read back`);
+      if (config === undefined)
+        throw new AztpError(
+          ErrorCodes.AUTHORITY_STORE_FAILED,
+          `${stores.ca.location}: the authority just created cannot be read back`,
+        );
     }
     const authority = new EmbeddedAuthority(resolve(options.home ?? ".aztp"), stores, config);
     authority.configVersion = await stores.ca.configVersion();
@@ -129,7 +158,10 @@ export class EmbeddedAuthority implements Authority, BundleSource {
     const store = new HomeStore(resolve(home));
     if (store.exists("authority.json")) {
       const existing = store.readJson<AuthorityConfig>("authority.json");
-      throw new AztpError(ErrorCodes.AUTHORITY_EXISTS, `${store.home} already holds an authority for ${existing.defaultTrustDomain}`);
+      throw new AztpError(
+        ErrorCodes.AUTHORITY_EXISTS,
+        `${store.home} already holds an authority for ${existing.defaultTrustDomain}`,
+      );
     }
     return EmbeddedAuthority.open(home, { trustDomain, create: true, exclusive: true });
   }
@@ -148,9 +180,16 @@ export class EmbeddedAuthority implements Authority, BundleSource {
       if (this.#tds.has(td) && !reload) continue;
       const generations = await this.#caStore.loadCa(td);
       const newest = generations[0];
-      if (newest === undefined) throw new AztpError(ErrorCodes.AUTHORITY_STORE_FAILED, `${this.#caStore.location} lists trust domain ${td} but holds no CA for it`);
+      if (newest === undefined)
+        throw new AztpError(
+          ErrorCodes.AUTHORITY_STORE_FAILED,
+          `${this.#caStore.location} lists trust domain ${td} but holds no CA for it`,
+        );
       const loaded = this.#tds.get(td);
-      const ca = loaded !== undefined && loaded.generations[0]?.generation === newest.generation ? loaded.ca : await CertificateAuthority.load(newest.material);
+      const ca =
+        loaded !== undefined && loaded.generations[0]?.generation === newest.generation
+          ? loaded.ca
+          : await CertificateAuthority.load(newest.material);
       this.#tds.set(td, { ca, generations, jwtKeys: [] });
     }
     this.bundles = undefined;
@@ -201,9 +240,14 @@ export class EmbeddedAuthority implements Authority, BundleSource {
     const { state } = await this.#registry.fresh();
     let retireAfter = now.getTime() + registry.MAX_JWT_SVID_TTL_SECONDS * 1000;
     for (const rec of Object.values(state.identities)) {
-      if (rec.trustDomain === td && rec.notAfter !== undefined) retireAfter = Math.max(retireAfter, Date.parse(rec.notAfter));
+      if (rec.trustDomain === td && rec.notAfter !== undefined)
+        retireAfter = Math.max(retireAfter, Date.parse(rec.notAfter));
     }
-    const generations = await this.#caStore.rotate(td, await createCaKeyMaterial(td, now, newest.material), new Date(retireAfter));
+    const generations = await this.#caStore.rotate(
+      td,
+      await createCaKeyMaterial(td, now, newest.material),
+      new Date(retireAfter),
+    );
     this.configVersion = undefined;
     await this.refreshConfig();
     return generations;
@@ -211,7 +255,8 @@ export class EmbeddedAuthority implements Authority, BundleSource {
 
   #loaded(td: string): LoadedTrustDomain {
     const loaded = this.#tds.get(td);
-    if (loaded === undefined) throw new AztpError(ErrorCodes.TRUST_DOMAIN_NOT_ALLOWED, `this authority has no CA for trust domain ${td}`);
+    if (loaded === undefined)
+      throw new AztpError(ErrorCodes.TRUST_DOMAIN_NOT_ALLOWED, `this authority has no CA for trust domain ${td}`);
     return loaded;
   }
 
@@ -238,7 +283,12 @@ export class EmbeddedAuthority implements Authority, BundleSource {
    */
   async issueIdentity(req: RegisterRequest, csr: Buffer | string, options: IssueOptions = {}): Promise<IssueResult> {
     const td = await this.ensureTrustDomain(req.trustDomain ?? this.defaultTrustDomain);
-    const id = registry.workloadSpiffeId(td, req.environment ?? registry.DEFAULT_ENVIRONMENT, req.method ?? registry.DEFAULT_METHOD, req.name);
+    const id = registry.workloadSpiffeId(
+      td,
+      req.environment ?? registry.DEFAULT_ENVIRONMENT,
+      req.method ?? registry.DEFAULT_METHOD,
+      req.name,
+    );
     const now = options.now ?? new Date();
     registry.checkMetadata(req.metadata);
     const early = await this.#signEarly(id, req.parentIdentity ?? null, req.name, csr, options.ttlSeconds, now);
@@ -253,7 +303,10 @@ export class EmbeddedAuthority implements Authority, BundleSource {
   async renewSvid(id: string, csr: Buffer | string, options: IssueOptions = {}): Promise<IssueResult> {
     const now = options.now ?? new Date();
     const known = this.find(id);
-    const early = known === undefined ? undefined : await this.#signEarly(SpiffeId.parse(known.spiffeId), null, known.name, csr, options.ttlSeconds, now);
+    const early =
+      known === undefined
+        ? undefined
+        : await this.#signEarly(SpiffeId.parse(known.spiffeId), null, known.name, csr, options.ttlSeconds, now);
     return this.mutate(async (state) => {
       const rec = registry.getRecord(state, id);
       const svid = await this.signFor(state, rec, csr, options.ttlSeconds, now, early);
@@ -268,7 +321,14 @@ export class EmbeddedAuthority implements Authority, BundleSource {
    * still covers it (else it signs again there). An SVID signed early and not kept is never
    * handed out; one that would have failed fails again, with its error, in the write.
    */
-  async #signEarly(id: SpiffeId, parentIdentity: string | null, name: string, csr: Buffer | string, ttlSeconds: number | undefined, now: Date): Promise<IssuedSvid | undefined> {
+  async #signEarly(
+    id: SpiffeId,
+    parentIdentity: string | null,
+    name: string,
+    csr: Buffer | string,
+    ttlSeconds: number | undefined,
+    now: Date,
+  ): Promise<IssuedSvid | undefined> {
     await this.refreshConfig();
     const { state } = this.current();
     const parentId = parentIdentity ?? registry.findRecord(state, id.toString())?.parentIdentity ?? null;
@@ -283,14 +343,26 @@ export class EmbeddedAuthority implements Authority, BundleSource {
       }
     }
     try {
-      return await this.ca(id.trustDomain).issueSvid(id, csr, { ...(ttlSeconds !== undefined ? { ttlSeconds } : {}), ...(cap ? { notAfterCap: cap } : {}), now, commonName: name });
+      return await this.ca(id.trustDomain).issueSvid(id, csr, {
+        ...(ttlSeconds !== undefined ? { ttlSeconds } : {}),
+        ...(cap ? { notAfterCap: cap } : {}),
+        now,
+        commonName: name,
+      });
     } catch {
       return undefined;
     }
   }
 
   /** Issues under the registry's rules (registry.lifetimeCap) and records the SVID; `early`, when its lifetime is within the cap. */
-  private async signFor(state: RegistryState, rec: IdentityRecord, csr: Buffer | string, ttlSeconds: number | undefined, now: Date, early?: IssuedSvid): Promise<IssuedSvid> {
+  private async signFor(
+    state: RegistryState,
+    rec: IdentityRecord,
+    csr: Buffer | string,
+    ttlSeconds: number | undefined,
+    now: Date,
+    early?: IssuedSvid,
+  ): Promise<IssuedSvid> {
     const cap = registry.lifetimeCap(state, rec);
     const svid =
       early !== undefined && (cap === undefined || early.notAfter <= cap)
@@ -329,14 +401,20 @@ export class EmbeddedAuthority implements Authority, BundleSource {
   }
 
   findByName(name: string, trustDomain?: string): IdentityRecord | undefined {
-    const recs = Object.values(this.current().state.identities).filter((r) => r.name === name && (!trustDomain || r.trustDomain === trustDomain));
+    const recs = Object.values(this.current().state.identities).filter(
+      (r) => r.name === name && (!trustDomain || r.trustDomain === trustDomain),
+    );
     const pick = recs.find((r) => r.trustDomain === (trustDomain ?? this.defaultTrustDomain)) ?? recs[0];
     return pick ? structuredClone(pick) : undefined;
   }
 
   list(filter: IdentityFilter = {}): IdentityRecord[] {
     return Object.values(this.current().state.identities)
-      .filter((r) => (!filter.trustDomain || r.trustDomain === filter.trustDomain) && (!filter.status || r.status === filter.status))
+      .filter(
+        (r) =>
+          (!filter.trustDomain || r.trustDomain === filter.trustDomain) &&
+          (!filter.status || r.status === filter.status),
+      )
       .map((r) => structuredClone(r));
   }
 
@@ -349,7 +427,12 @@ export class EmbeddedAuthority implements Authority, BundleSource {
     return this.mutate((state) => structuredClone(registry.restore(state, id, new Date())));
   }
 
-  async link(source: string, target: string, type: LinkType, metadata: Record<string, unknown> = {}): Promise<registry.IdentityLink> {
+  async link(
+    source: string,
+    target: string,
+    type: LinkType,
+    metadata: Record<string, unknown> = {},
+  ): Promise<registry.IdentityLink> {
     return this.mutate((state) => structuredClone(registry.link(state, source, target, type, metadata, new Date())));
   }
 
@@ -361,7 +444,14 @@ export class EmbeddedAuthority implements Authority, BundleSource {
     const doc = parsePolicy(document);
     const code = policyCode(doc);
     return this.mutate((state) =>
-      structuredClone(registry.attachPolicy(state, id, { code, policyName: policyName ?? code, policyStatement: doc, attachedAt: new Date().toISOString() })),
+      structuredClone(
+        registry.attachPolicy(state, id, {
+          code,
+          policyName: policyName ?? code,
+          policyStatement: doc,
+          attachedAt: new Date().toISOString(),
+        }),
+      ),
     );
   }
 
@@ -382,7 +472,10 @@ export class EmbeddedAuthority implements Authority, BundleSource {
   relations(id: string): AuthorityRelations | undefined {
     const rec = registry.findRecord(this.current().state, id);
     if (!rec) return undefined;
-    return { ...(rec.parentIdentity ? { parent: rec.parentIdentity } : {}), links: rec.links.filter((l) => l.type === "linked").map((l) => l.target) };
+    return {
+      ...(rec.parentIdentity ? { parent: rec.parentIdentity } : {}),
+      links: rec.links.filter((l) => l.type === "linked").map((l) => l.target),
+    };
   }
 
   connected(a: string, b: string): boolean {
@@ -417,7 +510,8 @@ export class EmbeddedAuthority implements Authority, BundleSource {
   /** The trust bundle of `trustDomain` (X.509 root + JWT key). */
   bundle(trustDomain = this.defaultTrustDomain): TrustBundle {
     const b = this.bundleSet().getBundleForTrustDomain(TrustDomain.parse(trustDomain).name);
-    if (b === undefined) throw new AztpError(ErrorCodes.TRUST_DOMAIN_NOT_ALLOWED, `this authority has no trust domain ${trustDomain}`);
+    if (b === undefined)
+      throw new AztpError(ErrorCodes.TRUST_DOMAIN_NOT_ALLOWED, `this authority has no trust domain ${trustDomain}`);
     return b;
   }
 
@@ -448,12 +542,17 @@ export class EmbeddedAuthority implements Authority, BundleSource {
     const set = new BundleSet();
     let validUntil = Infinity;
     for (const [td, loaded] of this.#tds) {
-      const live = loaded.generations.filter((g, i) => i === 0 || g.retireAfter === undefined || Date.parse(g.retireAfter) > now);
-      for (const g of live) if (g.retireAfter !== undefined) validUntil = Math.min(validUntil, Date.parse(g.retireAfter));
+      const live = loaded.generations.filter(
+        (g, i) => i === 0 || g.retireAfter === undefined || Date.parse(g.retireAfter) > now,
+      );
+      for (const g of live)
+        if (g.retireAfter !== undefined) validUntil = Math.min(validUntil, Date.parse(g.retireAfter));
       const roots = new Map<string, string>();
       for (const g of live) roots.set(g.material.rootCertPem.trim(), g.material.rootCertPem);
       const retired = loaded.generations.length - live.length;
-      loaded.jwtKeys = live.map((g) => [g.material.jwtKid, createPublicKey(g.material.jwtKeyPem)] as [string, KeyObject]);
+      loaded.jwtKeys = live.map(
+        (g) => [g.material.jwtKid, createPublicKey(g.material.jwtKeyPem)] as [string, KeyObject],
+      );
       set.add(
         new TrustBundle({
           trustDomain: td,

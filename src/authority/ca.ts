@@ -31,7 +31,7 @@ export interface CaKeyMaterial {
 /** A positive, random 128-bit serial (RFC 5280 §4.1.2.2 wants ≥ 64 random bits): unique without coordination. */
 function newSerial(): string {
   const b = randomBytes(16);
-  b[0] = (b[0] ?? 0) & 0x7f | 0x10; // positive, and never a leading zero byte
+  b[0] = ((b[0] ?? 0) & 0x7f) | 0x10; // positive, and never a leading zero byte
   return b.toString("hex");
 }
 
@@ -43,11 +43,21 @@ function distinguishedName(commonName: string): x509.JsonName {
 }
 
 /** Imports an intermediate key once, as WebCrypto keys (what @peculiar/x509 signs with). */
-async function importKeyPair(pkcs8Pem: string): Promise<{ privateKey: webcrypto.CryptoKey; publicKey: webcrypto.CryptoKey }> {
+async function importKeyPair(
+  pkcs8Pem: string,
+): Promise<{ privateKey: webcrypto.CryptoKey; publicKey: webcrypto.CryptoKey }> {
   const node = createPrivateKey(pkcs8Pem);
   return {
-    privateKey: await subtle.importKey("pkcs8", node.export({ format: "der", type: "pkcs8" }), EC_P256, false, ["sign"]),
-    publicKey: await subtle.importKey("spki", createPublicKey(node).export({ format: "der", type: "spki" }), EC_P256, true, ["verify"]),
+    privateKey: await subtle.importKey("pkcs8", node.export({ format: "der", type: "pkcs8" }), EC_P256, false, [
+      "sign",
+    ]),
+    publicKey: await subtle.importKey(
+      "spki",
+      createPublicKey(node).export({ format: "der", type: "spki" }),
+      EC_P256,
+      true,
+      ["verify"],
+    ),
   };
 }
 
@@ -60,12 +70,22 @@ async function exportPkcs8Pem(key: webcrypto.CryptoKey): Promise<string> {
  * material (`rotateFrom`), a new intermediate under the same root and a new JWT key: CA
  * rotation that leaves every live SVID valid, since its chain still ends at the same root.
  */
-export async function createCaKeyMaterial(trustDomain: string, now = new Date(), rotateFrom?: CaKeyMaterial): Promise<CaKeyMaterial> {
+export async function createCaKeyMaterial(
+  trustDomain: string,
+  now = new Date(),
+  rotateFrom?: CaKeyMaterial,
+): Promise<CaKeyMaterial> {
   const tdId = SpiffeId.parse(`spiffe://${trustDomain}`);
   if (rotateFrom !== undefined && rotateFrom.trustDomain !== trustDomain) {
-    throw new AztpError(ErrorCodes.ARGUMENT_INVALID, `cannot rotate the CA of ${rotateFrom.trustDomain} into ${trustDomain}`);
+    throw new AztpError(
+      ErrorCodes.ARGUMENT_INVALID,
+      `cannot rotate the CA of ${rotateFrom.trustDomain} into ${trustDomain}`,
+    );
   }
-  const root = rotateFrom !== undefined ? await importKeyPair(rotateFrom.rootKeyPem) : ((await subtle.generateKey(EC_P256, true, ["sign", "verify"])) as webcrypto.CryptoKeyPair);
+  const root =
+    rotateFrom !== undefined
+      ? await importKeyPair(rotateFrom.rootKeyPem)
+      : ((await subtle.generateKey(EC_P256, true, ["sign", "verify"])) as webcrypto.CryptoKeyPair);
   const inter = (await subtle.generateKey(EC_P256, true, ["sign", "verify"])) as webcrypto.CryptoKeyPair;
   const jwt = (await subtle.generateKey(EC_P256, true, ["sign", "verify"])) as webcrypto.CryptoKeyPair;
   const notBefore = new Date(now.getTime() - BACKDATE_MS);
@@ -74,7 +94,14 @@ export async function createCaKeyMaterial(trustDomain: string, now = new Date(),
   const caSan = new x509.SubjectAlternativeNameExtension([{ type: "url", value: tdId.toString() }], false);
   // Root (path length 1) and intermediate (0): CA certificates that differ only in who they
   // are, who signs them, how long they live and how many CAs may follow them.
-  const caCertificate = async (c: { subject: CertName; issuer: CertName; ttlSeconds: number; key: webcrypto.CryptoKey; signer: webcrypto.CryptoKeyPair; pathLength: number }) =>
+  const caCertificate = async (c: {
+    subject: CertName;
+    issuer: CertName;
+    ttlSeconds: number;
+    key: webcrypto.CryptoKey;
+    signer: webcrypto.CryptoKeyPair;
+    pathLength: number;
+  }) =>
     x509.X509CertificateGenerator.create({
       serialNumber: newSerial(),
       subject: c.subject,
@@ -90,14 +117,30 @@ export async function createCaKeyMaterial(trustDomain: string, now = new Date(),
         caSan,
         await x509.SubjectKeyIdentifierExtension.create(c.key),
         // A self-signed root needs no authority key identifier; the intermediate names the root's.
-        ...(c.signer.publicKey === c.key ? [] : [await x509.AuthorityKeyIdentifierExtension.create(c.signer.publicKey)]),
+        ...(c.signer.publicKey === c.key
+          ? []
+          : [await x509.AuthorityKeyIdentifierExtension.create(c.signer.publicKey)]),
       ],
     });
   const rootCert =
     rotateFrom !== undefined
       ? new x509.X509Certificate(rotateFrom.rootCertPem)
-      : await caCertificate({ subject: rootName, issuer: rootName, ttlSeconds: ROOT_TTL_SECONDS, key: root.publicKey, signer: root, pathLength: 1 });
-  const interCert = await caCertificate({ subject: interName, issuer: rootCert.subjectName, ttlSeconds: INTERMEDIATE_TTL_SECONDS, key: inter.publicKey, signer: root, pathLength: 0 });
+      : await caCertificate({
+          subject: rootName,
+          issuer: rootName,
+          ttlSeconds: ROOT_TTL_SECONDS,
+          key: root.publicKey,
+          signer: root,
+          pathLength: 1,
+        });
+  const interCert = await caCertificate({
+    subject: interName,
+    issuer: rootCert.subjectName,
+    ttlSeconds: INTERMEDIATE_TTL_SECONDS,
+    key: inter.publicKey,
+    signer: root,
+    pathLength: 0,
+  });
   return {
     trustDomain,
     rootCertPem: rotateFrom?.rootCertPem ?? rootCert.toString("pem") + "\n",
@@ -132,7 +175,11 @@ export class CertificateAuthority {
   private readonly intermediateKeys: { privateKey: webcrypto.CryptoKey; publicKey: webcrypto.CryptoKey };
   private readonly authorityKeyId: x509.AuthorityKeyIdentifierExtension;
 
-  private constructor(m: CaKeyMaterial, keys: { privateKey: webcrypto.CryptoKey; publicKey: webcrypto.CryptoKey }, aki: x509.AuthorityKeyIdentifierExtension) {
+  private constructor(
+    m: CaKeyMaterial,
+    keys: { privateKey: webcrypto.CryptoKey; publicKey: webcrypto.CryptoKey },
+    aki: x509.AuthorityKeyIdentifierExtension,
+  ) {
     this.trustDomain = m.trustDomain;
     this.rootCertPem = m.rootCertPem;
     this.intermediateCertPem = m.intermediateCertPem;
@@ -155,7 +202,11 @@ export class CertificateAuthority {
    * self-signature. `notAfter` is capped by the intermediate's own expiry (and by the
    * caller's cap, e.g. a parent's SVID expiry).
    */
-  async issueSvid(id: SpiffeId, csr: Buffer | string, options: { ttlSeconds?: number; notAfterCap?: Date; now?: Date; commonName?: string } = {}): Promise<IssuedSvid> {
+  async issueSvid(
+    id: SpiffeId,
+    csr: Buffer | string,
+    options: { ttlSeconds?: number; notAfterCap?: Date; now?: Date; commonName?: string } = {},
+  ): Promise<IssuedSvid> {
     if (id.trustDomain !== this.trustDomain) {
       throw new AztpError(ErrorCodes.ARGUMENT_INVALID, `this CA issues for ${this.trustDomain}, not ${id.trustDomain}`);
     }
@@ -163,11 +214,13 @@ export class CertificateAuthority {
     const { spki } = await verifyCsr(csr);
     const now = options.now ?? new Date();
     const ttl = options.ttlSeconds ?? DEFAULT_SVID_TTL_SECONDS;
-    if (!Number.isFinite(ttl) || ttl <= 0) throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "ttl must be a positive number of seconds");
+    if (!Number.isFinite(ttl) || ttl <= 0)
+      throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "ttl must be a positive number of seconds");
     let notAfter = new Date(now.getTime() + ttl * 1000);
     if (options.notAfterCap && options.notAfterCap < notAfter) notAfter = options.notAfterCap;
     if (this.intermediateNotAfter < notAfter) notAfter = this.intermediateNotAfter;
-    if (notAfter <= now) throw new AztpError(ErrorCodes.PARENT_INVALID, "the capped lifetime has already ended (parent or CA expired)");
+    if (notAfter <= now)
+      throw new AztpError(ErrorCodes.PARENT_INVALID, "the capped lifetime has already ended (parent or CA expired)");
     const notBefore = new Date(now.getTime() - BACKDATE_MS);
     const serial = newSerial();
     const cert = await x509.X509CertificateGenerator.create({

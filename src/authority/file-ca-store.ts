@@ -49,7 +49,10 @@ export class FileCaStore implements CaStore {
     return this.#store.withLock(async () => {
       const config = this.#store.readJson<AuthorityConfig>("authority.json");
       if (!config.trustDomains.includes(trustDomain)) {
-        this.#writeMaterial(["trust-domains", trustDomain], await material(), { generation: 1, createdAt: new Date().toISOString() });
+        this.#writeMaterial(["trust-domains", trustDomain], await material(), {
+          generation: 1,
+          createdAt: new Date().toISOString(),
+        });
         config.trustDomains.push(trustDomain);
         this.#store.writeJson(["authority.json"], config);
       }
@@ -104,7 +107,9 @@ export class FileCaStore implements CaStore {
 
   /** A home made before rotation existed has no generation.json: its one CA is generation 1. */
   #readGeneration(dir: string[], trustDomain: string, fallback: number): CaGeneration {
-    const g = this.#store.exists(...dir, "generation.json") ? this.#store.readJson<GenerationFile>(...dir, "generation.json") : { generation: fallback, createdAt: new Date(0).toISOString() };
+    const g = this.#store.exists(...dir, "generation.json")
+      ? this.#store.readJson<GenerationFile>(...dir, "generation.json")
+      : { generation: fallback, createdAt: new Date(0).toISOString() };
     return {
       generation: g.generation,
       createdAt: g.createdAt,

@@ -75,6 +75,8 @@ export class FileRegistryStore implements RegistryStore {
 
   /** A fresh, mutable copy of registry.json (the empty registry when there is none). */
   #readState(): RegistryState {
-    return this.#store.exists("registry.json") ? this.#store.readJson<RegistryState>("registry.json") : registry.emptyRegistry();
+    return this.#store.exists("registry.json")
+      ? this.#store.readJson<RegistryState>("registry.json")
+      : registry.emptyRegistry();
   }
 }

@@ -181,7 +181,10 @@ export function restore(state: RegistryState, id: string, now: Date): IdentityRe
   const rec = getRecord(state, id);
   const revokedAncestor = ancestors(state, rec.spiffeId).find((a) => a.status === "revoked");
   if (revokedAncestor) {
-    throw new AztpError(ErrorCodes.IDENTITY_REVOKED, `cannot reissue ${rec.aztpId}: its ancestor ${revokedAncestor.aztpId} is revoked`);
+    throw new AztpError(
+      ErrorCodes.IDENTITY_REVOKED,
+      `cannot reissue ${rec.aztpId}: its ancestor ${revokedAncestor.aztpId} is revoked`,
+    );
   }
   delete state.revocations.identities[rec.spiffeId];
   rec.status = "active";
@@ -193,16 +196,30 @@ export function restore(state: RegistryState, id: string, now: Date): IdentityRe
 }
 
 /** Adds or updates a link from `source` to `target`. A "parent" link makes target the parent of source. */
-export function link(state: RegistryState, source: string, target: string, type: LinkType, metadata: Record<string, unknown>, now: Date): IdentityLink {
+export function link(
+  state: RegistryState,
+  source: string,
+  target: string,
+  type: LinkType,
+  metadata: Record<string, unknown>,
+  now: Date,
+): IdentityLink {
   if (type !== "linked" && type !== "parent") {
-    throw new AztpError(ErrorCodes.ARGUMENT_INVALID, `link type must be "linked" or "parent", got ${JSON.stringify(type)}`);
+    throw new AztpError(
+      ErrorCodes.ARGUMENT_INVALID,
+      `link type must be "linked" or "parent", got ${JSON.stringify(type)}`,
+    );
   }
   const src = getRecord(state, source);
   const dst = getRecord(state, target);
-  if (src.spiffeId === dst.spiffeId) throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "an identity cannot link to itself");
+  if (src.spiffeId === dst.spiffeId)
+    throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "an identity cannot link to itself");
   if (type === "parent") {
     if (ancestors(state, dst.spiffeId).some((a) => a.spiffeId === src.spiffeId)) {
-      throw new AztpError(ErrorCodes.PARENT_INVALID, `${dst.aztpId} descends from ${src.aztpId}: a parent link would make a cycle`);
+      throw new AztpError(
+        ErrorCodes.PARENT_INVALID,
+        `${dst.aztpId} descends from ${src.aztpId}: a parent link would make a cycle`,
+      );
     }
     if (src.parentIdentity !== null && src.parentIdentity !== dst.aztpId) {
       throw new AztpError(ErrorCodes.PARENT_INVALID, `${src.aztpId} already has the parent ${src.parentIdentity}`);
@@ -243,10 +260,19 @@ function checkSegment(what: string, value: unknown): string {
 }
 
 export function workloadSpiffeId(trustDomain: string, environment: string, method: string, name: string): SpiffeId {
-  const id = SpiffeId.fromSegments(trustDomain, "workload", checkSegment("environment", environment), checkSegment("method", method), checkSegment("name", name));
+  const id = SpiffeId.fromSegments(
+    trustDomain,
+    "workload",
+    checkSegment("environment", environment),
+    checkSegment("method", method),
+    checkSegment("name", name),
+  );
   const bytes = Buffer.byteLength(id.toString());
   if (bytes > MAX_SPIFFE_ID_BYTES) {
-    throw new AztpError(ErrorCodes.ARGUMENT_INVALID, `the SPIFFE ID for this name would be ${bytes} bytes, over the ${MAX_SPIFFE_ID_BYTES} the SPIFFE ID spec allows: use a shorter name`);
+    throw new AztpError(
+      ErrorCodes.ARGUMENT_INVALID,
+      `the SPIFFE ID for this name would be ${bytes} bytes, over the ${MAX_SPIFFE_ID_BYTES} the SPIFFE ID spec allows: use a shorter name`,
+    );
   }
   return id;
 }
@@ -263,7 +289,13 @@ export function checkMetadata(metadata: unknown): void {
  * same AZTP ID and workload ID, metadata merged, a revoked record refused (it is reissued
  * first). Then applies its parent and links. Returns the record, in `state`.
  */
-export function register(state: RegistryState, id: SpiffeId, trustDomain: string, req: RegisterRequest, now: Date): IdentityRecord {
+export function register(
+  state: RegistryState,
+  id: SpiffeId,
+  trustDomain: string,
+  req: RegisterRequest,
+  now: Date,
+): IdentityRecord {
   const at = now.toISOString();
   let rec = state.identities[id.toString()];
   const parentId = req.parentIdentity ? SpiffeId.parse(req.parentIdentity).aztpId : null;
@@ -289,7 +321,10 @@ export function register(state: RegistryState, id: SpiffeId, trustDomain: string
     state.identities[rec.spiffeId] = rec;
   } else {
     if (rec.status === "revoked") {
-      throw new AztpError(ErrorCodes.IDENTITY_REVOKED, `${rec.aztpId} is revoked (${rec.revokeReason ?? "no reason"}): reissue it first`);
+      throw new AztpError(
+        ErrorCodes.IDENTITY_REVOKED,
+        `${rec.aztpId} is revoked (${rec.revokeReason ?? "no reason"}): reissue it first`,
+      );
     }
     rec.metadata = { ...rec.metadata, ...req.metadata };
     if (req.isGlobalIdentity !== undefined) rec.isGlobalIdentity = req.isGlobalIdentity;
@@ -309,8 +344,10 @@ export function lifetimeCap(state: RegistryState, rec: IdentityRecord): Date | u
   if (rec.status !== "active") throw new AztpError(ErrorCodes.IDENTITY_REVOKED, `${rec.aztpId} is revoked`);
   let cap: Date | undefined;
   for (const a of ancestors(state, rec.spiffeId)) {
-    if (a.status !== "active") throw new AztpError(ErrorCodes.PARENT_INVALID, `ancestor ${a.aztpId} of ${rec.aztpId} is revoked`);
-    if (a.notAfter === undefined) throw new AztpError(ErrorCodes.PARENT_INVALID, `ancestor ${a.aztpId} holds no SVID yet`);
+    if (a.status !== "active")
+      throw new AztpError(ErrorCodes.PARENT_INVALID, `ancestor ${a.aztpId} of ${rec.aztpId} is revoked`);
+    if (a.notAfter === undefined)
+      throw new AztpError(ErrorCodes.PARENT_INVALID, `ancestor ${a.aztpId} holds no SVID yet`);
     const na = new Date(a.notAfter);
     if (cap === undefined || na < cap) cap = na;
   }
@@ -331,16 +368,31 @@ export function recordSvid(rec: IdentityRecord, svid: { serial: string; notAfter
  * cannot be recalled once handed out (a verifier holding only the bundle accepts it until
  * `exp`), so its lifetime is bounded here rather than left to the caller.
  */
-export function jwtSvidTtl(state: RegistryState, rec: IdentityRecord, ttlSeconds: number | undefined, now: Date): number {
-  if (ttlSeconds !== undefined && !(Number.isFinite(ttlSeconds) && ttlSeconds > 0 && ttlSeconds <= MAX_JWT_SVID_TTL_SECONDS)) {
-    throw new AztpError(ErrorCodes.ARGUMENT_INVALID, `a JWT-SVID lives more than 0 and at most ${MAX_JWT_SVID_TTL_SECONDS} s (24 h), got ${ttlSeconds}`);
+export function jwtSvidTtl(
+  state: RegistryState,
+  rec: IdentityRecord,
+  ttlSeconds: number | undefined,
+  now: Date,
+): number {
+  if (
+    ttlSeconds !== undefined &&
+    !(Number.isFinite(ttlSeconds) && ttlSeconds > 0 && ttlSeconds <= MAX_JWT_SVID_TTL_SECONDS)
+  ) {
+    throw new AztpError(
+      ErrorCodes.ARGUMENT_INVALID,
+      `a JWT-SVID lives more than 0 and at most ${MAX_JWT_SVID_TTL_SECONDS} s (24 h), got ${ttlSeconds}`,
+    );
   }
   let ttl = ttlSeconds ?? DEFAULT_JWT_SVID_TTL_SECONDS;
   const cap = lifetimeCap(state, rec);
   if (cap !== undefined) {
     // In whole seconds as the token counts them (iat and exp are floors), so exp lands on the cap.
     const left = Math.floor(cap.getTime() / 1000) - Math.floor(now.getTime() / 1000);
-    if (left <= 0) throw new AztpError(ErrorCodes.PARENT_INVALID, `an ancestor's SVID of ${rec.aztpId} has expired (${cap.toISOString()}): no JWT-SVID can be minted under it`);
+    if (left <= 0)
+      throw new AztpError(
+        ErrorCodes.PARENT_INVALID,
+        `an ancestor's SVID of ${rec.aztpId} has expired (${cap.toISOString()}): no JWT-SVID can be minted under it`,
+      );
     ttl = Math.min(ttl, left);
   }
   return ttl;
@@ -367,7 +419,11 @@ export function detachPolicy(state: RegistryState, id: string, code: string): bo
  * verifyIdentity(id) and the service's POST /v1/verify. Active, not revoked (itself or an
  * ancestor: `isRevoked`), and holding an SVID that has not expired.
  */
-export function recordInvalidity(rec: IdentityRecord, isRevoked: (spiffeId: string) => boolean, now = Date.now()): string | undefined {
+export function recordInvalidity(
+  rec: IdentityRecord,
+  isRevoked: (spiffeId: string) => boolean,
+  now = Date.now(),
+): string | undefined {
   if (rec.status !== "active" || isRevoked(rec.spiffeId)) return ErrorCodes.IDENTITY_REVOKED;
   if (rec.notAfter === undefined || Date.parse(rec.notAfter) <= now) return ErrorCodes.X509SVID_EXPIRED;
   return undefined;

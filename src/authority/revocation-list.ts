@@ -59,7 +59,9 @@ export function signRevocationList(
       iat: Math.floor((signing.now ?? new Date()).getTime() / 1000),
       sequence: revocations.sequence,
       identities: Object.keys(revocations.identities).filter(inTd),
-      serials: Object.entries(revocations.serials).filter(([, e]) => inTd(e.spiffeId)).map(([s]) => s),
+      serials: Object.entries(revocations.serials)
+        .filter(([, e]) => inTd(e.spiffeId))
+        .map(([s]) => s),
     },
     signing.key,
   );
@@ -79,11 +81,17 @@ function stringList(value: unknown, name: string): string[] {
  * `trustDomain`, the list must be that trust domain's. Any defect (shape, typ, issuer, a kid
  * the bundle does not hold, the signature) is ERR_REVOCATION_LIST_INVALID.
  */
-export function verifyRevocationList(token: string, source: BundleSource, options: { trustDomain?: string } = {}): RevocationList {
+export function verifyRevocationList(
+  token: string,
+  source: BundleSource,
+  options: { trustDomain?: string } = {},
+): RevocationList {
   const text = token.trim();
-  if (text.length === 0 || text.length > MAX_LIST_LENGTH) invalid(`expected a compact JWS of 1 to ${MAX_LIST_LENGTH} characters`);
+  if (text.length === 0 || text.length > MAX_LIST_LENGTH)
+    invalid(`expected a compact JWS of 1 to ${MAX_LIST_LENGTH} characters`);
   const parts = text.split(".");
-  if (parts.length !== 3) invalid("expected three dot-separated parts (a compact JWS, as `aztp revocations export` prints it)");
+  if (parts.length !== 3)
+    invalid("expected three dot-separated parts (a compact JWS, as `aztp revocations export` prints it)");
   const [h, p, s] = parts as [string, string, string];
   let decoded;
   try {
@@ -92,7 +100,8 @@ export function verifyRevocationList(token: string, source: BundleSource, option
     invalid((e as Error).message);
   }
   const { header, payload } = decoded;
-  if (header.typ !== REVOCATION_LIST_TYP) invalid(`typ must be ${REVOCATION_LIST_TYP}, got ${JSON.stringify(header.typ ?? null).slice(0, 60)}`);
+  if (header.typ !== REVOCATION_LIST_TYP)
+    invalid(`typ must be ${REVOCATION_LIST_TYP}, got ${JSON.stringify(header.typ ?? null).slice(0, 60)}`);
   if (typeof header.kid !== "string" || header.kid.length === 0) invalid("the header has no kid");
   let issuer: SpiffeId;
   try {
@@ -102,14 +111,17 @@ export function verifyRevocationList(token: string, source: BundleSource, option
   }
   if (!issuer.isTrustDomainId) invalid(`iss must be a trust domain ID, got ${issuer.toString()}`);
   const trustDomain = issuer.trustDomain;
-  if (options.trustDomain !== undefined && options.trustDomain !== trustDomain) invalid(`it is the list of ${trustDomain}, not of ${options.trustDomain}`);
+  if (options.trustDomain !== undefined && options.trustDomain !== trustDomain)
+    invalid(`it is the list of ${trustDomain}, not of ${options.trustDomain}`);
   const bundle = source.getBundleForTrustDomain(trustDomain);
   if (bundle === undefined) invalid(`no bundle for trust domain ${trustDomain} to check it against`);
   const key = bundle.jwtAuthorities.get(header.kid);
-  if (key === undefined) invalid(`the bundle of ${trustDomain} holds no JWT key with kid ${JSON.stringify(header.kid).slice(0, 80)}`);
+  if (key === undefined)
+    invalid(`the bundle of ${trustDomain} holds no JWT key with kid ${JSON.stringify(header.kid).slice(0, 80)}`);
   if (!verifyDecoded(decoded, key)) invalid(`its signature does not verify with ${trustDomain}'s key`);
   const { sequence, iat } = payload;
-  if (typeof sequence !== "number" || !Number.isSafeInteger(sequence) || sequence < 0) invalid("sequence is not a whole number");
+  if (typeof sequence !== "number" || !Number.isSafeInteger(sequence) || sequence < 0)
+    invalid("sequence is not a whole number");
   if (typeof iat !== "number" || !Number.isFinite(iat)) invalid("iat is not a number");
   const identities = new Set(stringList(payload.identities, "identities"));
   const serials = new Set(stringList(payload.serials, "serials"));

@@ -46,10 +46,18 @@ export class KeyEncryptionKey {
 
   constructor(key: Buffer | Uint8Array) {
     if (!(key instanceof Uint8Array) || key.length !== KEK_BYTES) {
-      throw new AztpError(ErrorCodes.AUTHORITY_KEK_INVALID, `the key-encryption key must be ${KEK_BYTES} bytes, got ${key instanceof Uint8Array ? key.length : typeof key}`);
+      throw new AztpError(
+        ErrorCodes.AUTHORITY_KEK_INVALID,
+        `the key-encryption key must be ${KEK_BYTES} bytes, got ${key instanceof Uint8Array ? key.length : typeof key}`,
+      );
     }
     this.#key = Buffer.from(key); // a copy: the caller may zero or reuse its buffer
-    this.id = createHash("sha256").update("aztp kek id\n").update(this.#key).digest().subarray(0, 8).toString("base64url");
+    this.id = createHash("sha256")
+      .update("aztp kek id\n")
+      .update(this.#key)
+      .digest()
+      .subarray(0, 8)
+      .toString("base64url");
   }
 
   /** A fresh random KEK (for tests and `aztp serve` setup). */
@@ -62,7 +70,13 @@ export class KeyEncryptionKey {
     const cipher = createCipheriv("aes-256-gcm", this.#key, nonce, { authTagLength: TAG_BYTES });
     cipher.setAAD(additionalData(context));
     const ct = Buffer.concat([cipher.update(plaintext, "utf8"), cipher.final()]);
-    return [PREFIX, this.id, nonce.toString("base64url"), ct.toString("base64url"), cipher.getAuthTag().toString("base64url")].join(".");
+    return [
+      PREFIX,
+      this.id,
+      nonce.toString("base64url"),
+      ct.toString("base64url"),
+      cipher.getAuthTag().toString("base64url"),
+    ].join(".");
   }
 
   /** Opens a sealed key; ERR_AUTHORITY_KEK_INVALID (naming the trust domain) when it does not open. */
@@ -70,7 +84,10 @@ export class KeyEncryptionKey {
     const what = `the ${context.role} key of trust domain ${context.trustDomain} (CA generation ${context.generation})`;
     const parts = typeof sealed === "string" ? sealed.split(".") : [];
     if (parts.length !== 6 || `${parts[0]}.${parts[1]}` !== PREFIX) {
-      throw new AztpError(ErrorCodes.AUTHORITY_KEK_INVALID, `${what} is not a sealed key of a known format (expected ${PREFIX})`);
+      throw new AztpError(
+        ErrorCodes.AUTHORITY_KEK_INVALID,
+        `${what} is not a sealed key of a known format (expected ${PREFIX})`,
+      );
     }
     const [, , kekId, nonceText, ctText, tagText] = parts as [string, string, string, string, string, string];
     if (kekId !== this.id) {
@@ -120,13 +137,18 @@ export function resolveKek(source: KekSource, where: string): KeyEncryptionKey {
   if (source.kek !== undefined) return new KeyEncryptionKey(source.kek);
   const env = source.env ?? process.env;
   const file = source.kekFile ?? env.AZTP_KEK_FILE;
-  if (source.kekFile === undefined && env.AZTP_KEK !== undefined && env.AZTP_KEK !== "") return new KeyEncryptionKey(decodeKekText(env.AZTP_KEK, "AZTP_KEK"));
+  if (source.kekFile === undefined && env.AZTP_KEK !== undefined && env.AZTP_KEK !== "")
+    return new KeyEncryptionKey(decodeKekText(env.AZTP_KEK, "AZTP_KEK"));
   if (file !== undefined && file !== "") {
     let raw: Buffer;
     try {
       raw = readFileSync(file);
     } catch (cause) {
-      throw new AztpError(ErrorCodes.AUTHORITY_KEK_MISSING, `cannot read the key-encryption key file ${file}: ${(cause as NodeJS.ErrnoException).code ?? (cause as Error).message}`, { cause });
+      throw new AztpError(
+        ErrorCodes.AUTHORITY_KEK_MISSING,
+        `cannot read the key-encryption key file ${file}: ${(cause as NodeJS.ErrnoException).code ?? (cause as Error).message}`,
+        { cause },
+      );
     }
     return new KeyEncryptionKey(raw.length === KEK_BYTES ? raw : decodeKekText(raw.toString("utf8"), file));
   }
@@ -141,7 +163,10 @@ function decodeKekText(text: string, from: string): Buffer {
   const t = text.trim();
   const bytes = Buffer.from(t, /[-_]/.test(t) ? "base64url" : "base64");
   if (bytes.length !== KEK_BYTES || !/^[A-Za-z0-9+/_-]+={0,2}$/.test(t)) {
-    throw new AztpError(ErrorCodes.AUTHORITY_KEK_INVALID, `${from} must hold ${KEK_BYTES} bytes as base64 (got ${bytes.length} bytes)`);
+    throw new AztpError(
+      ErrorCodes.AUTHORITY_KEK_INVALID,
+      `${from} must hold ${KEK_BYTES} bytes as base64 (got ${bytes.length} bytes)`,
+    );
   }
   return bytes;
 }

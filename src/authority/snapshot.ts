@@ -51,7 +51,9 @@ export class RegistrySnapshot {
     let docs = this.#policies.get(key);
     if (docs === undefined) {
       const rec = registry.getRecord(this.state, id);
-      docs = Object.freeze(rec.policies.filter((p) => code === undefined || p.code === code).map((p) => parsePolicy(p.policyStatement)));
+      docs = Object.freeze(
+        rec.policies.filter((p) => code === undefined || p.code === code).map((p) => parsePolicy(p.policyStatement)),
+      );
       this.#policies.set(key, docs);
     }
     return docs;

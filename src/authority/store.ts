@@ -5,7 +5,18 @@
  * Writes go to a temporary file that is fsync'ed and renamed over the target, then the folder
  * is fsync'ed: a crash leaves either the old or the new file, never a torn one.
  */
-import { closeSync, fsyncSync, fstatSync, openSync, readFileSync, renameSync, rmSync, writeSync, existsSync, chmodSync } from "node:fs";
+import {
+  closeSync,
+  fsyncSync,
+  fstatSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeSync,
+  existsSync,
+  chmodSync,
+} from "node:fs";
 import { LRUCache } from "lru-cache";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
@@ -38,7 +49,9 @@ const lockExitHook = ((): { load(): void; unload(): void } | undefined => {
   try {
     const fromLockfile = createRequire(createRequire(import.meta.url).resolve("proper-lockfile"));
     const hook = fromLockfile("signal-exit") as { load?: unknown; unload?: unknown };
-    return typeof hook.load === "function" && typeof hook.unload === "function" ? (hook as { load(): void; unload(): void }) : undefined;
+    return typeof hook.load === "function" && typeof hook.unload === "function"
+      ? (hook as { load(): void; unload(): void })
+      : undefined;
   } catch {
     return undefined;
   }
@@ -68,7 +81,9 @@ export class HomeStore {
     try {
       makeDirs(dir, 0o700);
     } catch (e) {
-      throw new AztpError(ErrorCodes.AUTHORITY_STORE_FAILED, `cannot create the folder ${dir}: ${describeFsError(e)}`, { cause: e });
+      throw new AztpError(ErrorCodes.AUTHORITY_STORE_FAILED, `cannot create the folder ${dir}: ${describeFsError(e)}`, {
+        cause: e,
+      });
     }
   }
 
@@ -96,7 +111,11 @@ export class HomeStore {
         retries: { retries: 400, factor: 1.2, minTimeout: 5, maxTimeout: 100, randomize: true },
       });
     } catch (e) {
-      throw new AztpError(ErrorCodes.AUTHORITY_STORE_FAILED, `cannot lock the authority home ${this.home}: ${(e as Error).message}`, { cause: e });
+      throw new AztpError(
+        ErrorCodes.AUTHORITY_STORE_FAILED,
+        `cannot lock the authority home ${this.home}: ${(e as Error).message}`,
+        { cause: e },
+      );
     }
     try {
       return await fn();
@@ -109,7 +128,11 @@ export class HomeStore {
     try {
       return readFileSync(this.path(...parts), "utf8");
     } catch (e) {
-      throw new AztpError(ErrorCodes.AUTHORITY_STORE_FAILED, `cannot read ${this.path(...parts)}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { cause: e });
+      throw new AztpError(
+        ErrorCodes.AUTHORITY_STORE_FAILED,
+        `cannot read ${this.path(...parts)}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+        { cause: e },
+      );
     }
   }
 
@@ -118,7 +141,9 @@ export class HomeStore {
     try {
       return JSON.parse(text) as T;
     } catch (e) {
-      throw new AztpError(ErrorCodes.AUTHORITY_STORE_FAILED, `${this.path(...parts)} is not valid JSON (corrupted?)`, { cause: e });
+      throw new AztpError(ErrorCodes.AUTHORITY_STORE_FAILED, `${this.path(...parts)} is not valid JSON (corrupted?)`, {
+        cause: e,
+      });
     }
   }
 
@@ -147,7 +172,9 @@ export class HomeStore {
       } catch {
         // nothing was left, or it cannot be removed either; the error below says why
       }
-      throw new AztpError(ErrorCodes.AUTHORITY_STORE_FAILED, `cannot write ${target}: ${describeFsError(e)}`, { cause: e });
+      throw new AztpError(ErrorCodes.AUTHORITY_STORE_FAILED, `cannot write ${target}: ${describeFsError(e)}`, {
+        cause: e,
+      });
     }
     try {
       const dfd = openSync(dirname(target), "r");

@@ -56,9 +56,18 @@ export async function resolveRecord(authority: CliAuthority, ref: string): Promi
  */
 export function cliContext(program: Command): CliContext {
   program
-    .option("--server <url>", "a remote `aztp serve` (else AZTP_SERVER): list, revoke, reissue, link, discover and policy go to it")
-    .option("--api-key <key>", "the API key for --server (else AZTP_API_KEY; prefer the variable: options show in process lists)")
-    .option("--trust-bundle <file>", "the bundle (PEM or SPIFFE JSON) --server's certificate is checked against (else AZTP_TRUST_BUNDLE)");
+    .option(
+      "--server <url>",
+      "a remote `aztp serve` (else AZTP_SERVER): list, revoke, reissue, link, discover and policy go to it",
+    )
+    .option(
+      "--api-key <key>",
+      "the API key for --server (else AZTP_API_KEY; prefer the variable: options show in process lists)",
+    )
+    .option(
+      "--trust-bundle <file>",
+      "the bundle (PEM or SPIFFE JSON) --server's certificate is checked against (else AZTP_TRUST_BUNDLE)",
+    );
   const options = (): GlobalOptions => program.opts<GlobalOptions>();
   const server = (): string | undefined => {
     const s = options().server ?? process.env.AZTP_SERVER;

@@ -20,10 +20,12 @@ export function exitCodeOf(e: unknown, json: boolean): number {
     // Help the user asked for exits 0; help shown because a (sub)command is missing went to
     // stderr with exit code 1 from commander, and is a usage error here like any other.
     if (e.code === "commander.help" && e.exitCode === 0) return 0;
-    const message = e.code === "commander.help" ? "a command is missing (see the usage above)" : e.message.replace(/^error: /, "");
+    const message =
+      e.code === "commander.help" ? "a command is missing (see the usage above)" : e.message.replace(/^error: /, "");
     if (e.code === "aztp.usage") process.stderr.write(`error: ${e.message}\n`);
     // Scripts reading --json get the usage error on stdout too, in the same shape as others.
-    if (json) process.stdout.write(`${JSON.stringify({ error: { code: ErrorCodes.ARGUMENT_INVALID, message } }, null, 2)}\n`);
+    if (json)
+      process.stdout.write(`${JSON.stringify({ error: { code: ErrorCodes.ARGUMENT_INVALID, message } }, null, 2)}\n`);
     return 2;
   }
   if (e instanceof Verdict) return 1; // the verdict was already printed

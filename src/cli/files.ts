@@ -45,7 +45,8 @@ export async function readInput(pathOrDash: string): Promise<string> {
     throw unusable("read", label, e);
   }
   try {
-    if (fstatSync(fd).isDirectory()) throw Object.assign(new Error("it is a folder, a file was expected"), { code: "EISDIR" });
+    if (fstatSync(fd).isDirectory())
+      throw Object.assign(new Error("it is a folder, a file was expected"), { code: "EISDIR" });
     const chunks: Buffer[] = [];
     let total = 0;
     for (;;) {
@@ -65,7 +66,9 @@ export async function readInput(pathOrDash: string): Promise<string> {
 }
 
 function tooLarge(): Error {
-  return new Error(`larger than ${MAX_INPUT_BYTES / 1024 / 1024} MiB, which no certificate, bundle, token or policy is`);
+  return new Error(
+    `larger than ${MAX_INPUT_BYTES / 1024 / 1024} MiB, which no certificate, bundle, token or policy is`,
+  );
 }
 
 function readStdin(): Promise<string> {
@@ -122,7 +125,11 @@ export function refuseOverwrite(dir: string, names: readonly string[], force: bo
  * the new key, even for a moment). If any write fails, the files this call created are removed
  * again, so a failed `issue` leaves nothing half-written behind.
  */
-export function writeNewFiles(dir: string, files: ReadonlyArray<{ name: string; text: string; mode?: number }>, force: boolean): void {
+export function writeNewFiles(
+  dir: string,
+  files: ReadonlyArray<{ name: string; text: string; mode?: number }>,
+  force: boolean,
+): void {
   const created: string[] = [];
   try {
     for (const f of files) {
@@ -139,7 +146,10 @@ export function writeNewFiles(dir: string, files: ReadonlyArray<{ name: string; 
       try {
         fd = openSync(path, "wx", mode);
       } catch (e) {
-        if ((e as NodeJS.ErrnoException).code === "EEXIST") throw new AztpError(ErrorCodes.FILE_EXISTS, `${path} already exists: pass --force to overwrite it`, { cause: e });
+        if ((e as NodeJS.ErrnoException).code === "EEXIST")
+          throw new AztpError(ErrorCodes.FILE_EXISTS, `${path} already exists: pass --force to overwrite it`, {
+            cause: e,
+          });
         throw unusable("create", path, e);
       }
       created.push(path);

@@ -52,13 +52,36 @@ export function isLoopbackHost(hostname: string): boolean {
 }
 
 /** Connection-level failures: the service is not there (or went away mid-request). */
-const UNAVAILABLE_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE", "EHOSTUNREACH", "ENETUNREACH", "EAI_AGAIN", "ENOTFOUND", "ECONNABORTED", "UND_ERR_SOCKET"]);
+const UNAVAILABLE_CODES = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ETIMEDOUT",
+  "EPIPE",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "EAI_AGAIN",
+  "ENOTFOUND",
+  "ECONNABORTED",
+  "UND_ERR_SOCKET",
+]);
 
 /** OpenSSL's chain-verification failures, as Node names them: the server is not one the bundle vouches for. */
 const TLS_TRUST_CODES = new Set([
-  "UNABLE_TO_VERIFY_LEAF_SIGNATURE", "UNABLE_TO_GET_ISSUER_CERT", "UNABLE_TO_GET_ISSUER_CERT_LOCALLY", "SELF_SIGNED_CERT_IN_CHAIN",
-  "DEPTH_ZERO_SELF_SIGNED_CERT", "CERT_SIGNATURE_FAILURE", "CERT_NOT_YET_VALID", "CERT_HAS_EXPIRED", "CERT_UNTRUSTED", "CERT_REJECTED",
-  "INVALID_CA", "INVALID_PURPOSE", "ERR_TLS_CERT_ALTNAME_INVALID", "HOSTNAME_MISMATCH", "ERR_AZTP_SERVER_ID",
+  "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+  "UNABLE_TO_GET_ISSUER_CERT",
+  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
+  "SELF_SIGNED_CERT_IN_CHAIN",
+  "DEPTH_ZERO_SELF_SIGNED_CERT",
+  "CERT_SIGNATURE_FAILURE",
+  "CERT_NOT_YET_VALID",
+  "CERT_HAS_EXPIRED",
+  "CERT_UNTRUSTED",
+  "CERT_REJECTED",
+  "INVALID_CA",
+  "INVALID_PURPOSE",
+  "ERR_TLS_CERT_ALTNAME_INVALID",
+  "HOSTNAME_MISMATCH",
+  "ERR_AZTP_SERVER_ID",
 ]);
 
 export class AuthorityHttp {
@@ -75,10 +98,16 @@ export class AuthorityHttp {
     try {
       url = new URL(options.baseUrl);
     } catch {
-      throw new AztpError(ErrorCodes.ARGUMENT_INVALID, `baseUrl ${JSON.stringify(options.baseUrl)} is not a URL (expected https://HOST:PORT)`);
+      throw new AztpError(
+        ErrorCodes.ARGUMENT_INVALID,
+        `baseUrl ${JSON.stringify(options.baseUrl)} is not a URL (expected https://HOST:PORT)`,
+      );
     }
     if (url.protocol !== "https:" && url.protocol !== "http:") {
-      throw new AztpError(ErrorCodes.ARGUMENT_INVALID, `baseUrl ${url.origin} must be https:// (or http:// to loopback)`);
+      throw new AztpError(
+        ErrorCodes.ARGUMENT_INVALID,
+        `baseUrl ${url.origin} must be https:// (or http:// to loopback)`,
+      );
     }
     if (url.protocol === "http:" && !isLoopbackHost(url.hostname) && options.allowInsecureHttp !== true) {
       throw new AztpError(
@@ -97,7 +126,9 @@ export class AuthorityHttp {
     this.#options = options;
     this.#timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.#maxAnswer = options.maxAnswerBytes ?? DEFAULT_MAX_ANSWER_BYTES;
-    this.#agent = this.#secure ? new https.Agent({ keepAlive: true, maxSockets: 64 }) : new http.Agent({ keepAlive: true, maxSockets: 64 });
+    this.#agent = this.#secure
+      ? new https.Agent({ keepAlive: true, maxSockets: 64 })
+      : new http.Agent({ keepAlive: true, maxSockets: 64 });
   }
 
   get secure(): boolean {
@@ -112,7 +143,8 @@ export class AuthorityHttp {
       // A dropped or refused connection is worth one more try (a keep-alive socket the server
       // closed meanwhile); a timeout is not: it would only double the wait.
       const cause = e instanceof AztpError ? (e.cause as NodeJS.ErrnoException | undefined) : undefined;
-      if (e instanceof AztpError && e.code === ErrorCodes.AUTHORITY_REMOTE_UNAVAILABLE && cause?.code !== "ETIMEDOUT") return this.#once<T>("GET", path, undefined, options);
+      if (e instanceof AztpError && e.code === ErrorCodes.AUTHORITY_REMOTE_UNAVAILABLE && cause?.code !== "ETIMEDOUT")
+        return this.#once<T>("GET", path, undefined, options);
       throw e;
     }
   }
@@ -151,7 +183,12 @@ export class AuthorityHttp {
       if (this.#secure) {
         const roots = this.#options.roots();
         if (roots === undefined || roots.trim() === "") {
-          fail(new AztpError(ErrorCodes.AUTHORITY_REMOTE_TRUST_BUNDLE_MISSING, `no trust bundle to check ${url.origin} against: pass trustBundle (a PEM or SPIFFE bundle file), --trust-bundle FILE, or AZTP_TRUST_BUNDLE`));
+          fail(
+            new AztpError(
+              ErrorCodes.AUTHORITY_REMOTE_TRUST_BUNDLE_MISSING,
+              `no trust bundle to check ${url.origin} against: pass trustBundle (a PEM or SPIFFE bundle file), --trust-bundle FILE, or AZTP_TRUST_BUNDLE`,
+            ),
+          );
           return;
         }
         const expected = this.#options.serverId();
@@ -170,7 +207,9 @@ export class AuthorityHttp {
         req.destroy(Object.assign(new Error(`no answer within ${timeoutMs} ms`), { code: "ETIMEDOUT" }));
       }, timeoutMs);
       deadline.unref();
-      req.on("timeout", () => req.destroy(Object.assign(new Error(`socket idle for ${timeoutMs} ms`), { code: "ETIMEDOUT" })));
+      req.on("timeout", () =>
+        req.destroy(Object.assign(new Error(`socket idle for ${timeoutMs} ms`), { code: "ETIMEDOUT" })),
+      );
       req.on("error", (e: NodeJS.ErrnoException) => {
         clearTimeout(deadline);
         fail(transportError(e, where));
@@ -182,7 +221,13 @@ export class AuthorityHttp {
           size += chunk.length;
           if (size > this.#maxAnswer) {
             clearTimeout(deadline);
-            fail(new AztpError(ErrorCodes.AUTHORITY_REMOTE_ANSWER_INVALID, `${where}: the answer is over ${this.#maxAnswer} bytes`, { rule: "too-large" }));
+            fail(
+              new AztpError(
+                ErrorCodes.AUTHORITY_REMOTE_ANSWER_INVALID,
+                `${where}: the answer is over ${this.#maxAnswer} bytes`,
+                { rule: "too-large" },
+              ),
+            );
             res.destroy();
             return;
           }
@@ -205,7 +250,13 @@ export class AuthorityHttp {
           }
           if (status >= 200 && status < 300) {
             if (parsed === undefined || typeof parsed !== "object" || parsed === null) {
-              fail(new AztpError(ErrorCodes.AUTHORITY_REMOTE_ANSWER_INVALID, `${where}: HTTP ${status} with a body that is not a JSON object`, { rule: "not-json" }));
+              fail(
+                new AztpError(
+                  ErrorCodes.AUTHORITY_REMOTE_ANSWER_INVALID,
+                  `${where}: HTTP ${status} with a body that is not a JSON object`,
+                  { rule: "not-json" },
+                ),
+              );
               return;
             }
             settled = true;
@@ -227,7 +278,9 @@ function checkServerId(cert: PeerCertificate, expected: string): Error | undefin
     .filter((s) => s.startsWith("URI:"))
     .map((s) => s.slice(4));
   if (uris.length === 1 && uris[0] === expected) return undefined;
-  const e = new Error(`the server's certificate names ${uris.length === 0 ? "no SPIFFE ID" : uris.join(", ")}, not ${expected}`);
+  const e = new Error(
+    `the server's certificate names ${uris.length === 0 ? "no SPIFFE ID" : uris.join(", ")}, not ${expected}`,
+  );
   return Object.assign(e, { code: "ERR_AZTP_SERVER_ID" });
 }
 
@@ -242,10 +295,18 @@ function transportError(e: NodeJS.ErrnoException, where: string): AztpError {
     );
   }
   if (UNAVAILABLE_CODES.has(code) || /socket hang up|ECONNRESET/i.test(e.message)) {
-    return new AztpError(ErrorCodes.AUTHORITY_REMOTE_UNAVAILABLE, `${where}: the remote authority cannot be reached (${code || "error"}: ${e.message})`, { cause: e });
+    return new AztpError(
+      ErrorCodes.AUTHORITY_REMOTE_UNAVAILABLE,
+      `${where}: the remote authority cannot be reached (${code || "error"}: ${e.message})`,
+      { cause: e },
+    );
   }
   // Anything else on the wire (a TLS alert, a protocol error) is as good as no service.
-  return new AztpError(ErrorCodes.AUTHORITY_REMOTE_UNAVAILABLE, `${where}: the request failed (${code || "error"}: ${e.message})`, { cause: e });
+  return new AztpError(
+    ErrorCodes.AUTHORITY_REMOTE_UNAVAILABLE,
+    `${where}: the request failed (${code || "error"}: ${e.message})`,
+    { cause: e },
+  );
 }
 
 /** The server's `{ error: { code, message, rule? } }` as the AztpError it was on the server. */
@@ -261,7 +322,14 @@ function errorFromAnswer(status: number, parsed: unknown, where: string, retryAf
     }
   }
   if (status === 502 || status === 503 || status === 504) {
-    return new AztpError(ErrorCodes.AUTHORITY_REMOTE_UNAVAILABLE, `${where}: HTTP ${status} from the remote authority (or a proxy in front of it)`);
+    return new AztpError(
+      ErrorCodes.AUTHORITY_REMOTE_UNAVAILABLE,
+      `${where}: HTTP ${status} from the remote authority (or a proxy in front of it)`,
+    );
   }
-  return new AztpError(ErrorCodes.AUTHORITY_REMOTE_ANSWER_INVALID, `${where}: HTTP ${status} without the API's JSON error body`, { rule: "status" });
+  return new AztpError(
+    ErrorCodes.AUTHORITY_REMOTE_ANSWER_INVALID,
+    `${where}: HTTP ${status} without the API's JSON error body`,
+    { rule: "status" },
+  );
 }

@@ -13,7 +13,13 @@
 import { resolve } from "node:path";
 import { EmbeddedAuthority, DEFAULT_ENVIRONMENT, DEFAULT_METHOD } from "../authority/authority.js";
 import type { Authority } from "../authority/authority-api.js";
-import { recordInvalidity, type IdentityLink, type IdentityRecord, type LinkType, type PolicyEntry } from "../authority/registry.js";
+import {
+  recordInvalidity,
+  type IdentityLink,
+  type IdentityRecord,
+  type LinkType,
+  type PolicyEntry,
+} from "../authority/registry.js";
 import type { PolicyDecision } from "../policy/evaluate.js";
 import { CONNECT_ACTION, decidePolicy } from "../policy/request.js";
 import { getPolicyValue, isActionAllowed, type PolicyRecord } from "../policy/helpers.js";
@@ -84,14 +90,29 @@ export { CONNECT_ACTION };
  * tools run inside it, out of reach of a proxy around the object.
  */
 function isLangChainAgent(value: object): boolean {
-  const v = value as { constructor?: { name?: unknown }; options?: unknown; graph?: unknown; invoke?: unknown; lc_namespace?: unknown; nodes?: unknown };
+  const v = value as {
+    constructor?: { name?: unknown };
+    options?: unknown;
+    graph?: unknown;
+    invoke?: unknown;
+    lc_namespace?: unknown;
+    nodes?: unknown;
+  };
   if (typeof v.invoke !== "function") return false;
   const ctor = typeof v.constructor?.name === "string" ? v.constructor.name : "";
-  return ctor === "ReactAgent" || ctor === "CompiledStateGraph" || (typeof v.options === "object" && v.options !== null && "graph" in value && "middleware" in (v.options as object));
+  return (
+    ctor === "ReactAgent" ||
+    ctor === "CompiledStateGraph" ||
+    (typeof v.options === "object" && v.options !== null && "graph" in value && "middleware" in (v.options as object))
+  );
 }
 
 function isSecured(value: unknown): value is SecuredAgent<object> {
-  return typeof value === "object" && value !== null && (value as { [IDENTITY]?: unknown })[IDENTITY] instanceof AgentIdentity;
+  return (
+    typeof value === "object" &&
+    value !== null &&
+    (value as { [IDENTITY]?: unknown })[IDENTITY] instanceof AgentIdentity
+  );
 }
 
 /** Wraps `agent` so everything passes through to it, plus a read-only `identity`. */
@@ -127,10 +148,14 @@ export class Aztp {
   readonly #live = new Map<string, AgentIdentity>();
 
   constructor(config: AztpConfig = {}) {
-    if (config === null || typeof config !== "object") throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "initialize() takes an options object");
+    if (config === null || typeof config !== "object")
+      throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "initialize() takes an options object");
     // Normalised once ("Example.ORG" -> "example.org"): name lookups and discovery compare it
     // with the registry's (normalised) trust domains as a plain string.
-    this.config = Object.freeze({ ...config, ...(config.trustDomain !== undefined ? { trustDomain: TrustDomain.parse(config.trustDomain).name } : {}) });
+    this.config = Object.freeze({
+      ...config,
+      ...(config.trustDomain !== undefined ? { trustDomain: TrustDomain.parse(config.trustDomain).name } : {}),
+    });
   }
 
   /** The seed's entry point; synchronous, the authority opens on first use. */
@@ -166,7 +191,9 @@ export class Aztp {
     }
     this.#authority ??= EmbeddedAuthority.open(home, {
       create: true,
-      ...(this.config.trustDomain ?? process.env.AZTP_TRUST_DOMAIN ? { trustDomain: this.config.trustDomain ?? process.env.AZTP_TRUST_DOMAIN } : {}),
+      ...((this.config.trustDomain ?? process.env.AZTP_TRUST_DOMAIN)
+        ? { trustDomain: this.config.trustDomain ?? process.env.AZTP_TRUST_DOMAIN }
+        : {}),
     });
     return this.#authority;
   }
@@ -175,7 +202,11 @@ export class Aztp {
    * Gives `agent` an identity named `name` and returns it secured. Calling again with the same
    * name returns the same AZTP ID (links and metadata updated, a fresh SVID issued).
    */
-  async secureConnect<T extends object>(agent: T, name: string, options: SecureConnectOptions = {}): Promise<SecuredAgent<T>> {
+  async secureConnect<T extends object>(
+    agent: T,
+    name: string,
+    options: SecureConnectOptions = {},
+  ): Promise<SecuredAgent<T>> {
     if (agent === null || (typeof agent !== "object" && typeof agent !== "function")) {
       throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "secureConnect needs an agent object (use {} for none)");
     }
@@ -235,7 +266,10 @@ export class Aztp {
   async sharedAuditLog(): Promise<AuditWriter> {
     const authority = await this.authority();
     if (!(authority instanceof RemoteAuthority)) {
-      throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "sharedAuditLog() needs a remote authority (baseUrl): the embedded authority keeps one audit log per identity in its home");
+      throw new AztpError(
+        ErrorCodes.ARGUMENT_INVALID,
+        "sharedAuditLog() needs a remote authority (baseUrl): the embedded authority keeps one audit log per identity in its home",
+      );
     }
     return authority.auditLog();
   }
@@ -274,7 +308,11 @@ export class Aztp {
    * `to` (and no policyCode) links alone decide; with a policyCode that names no policy of
    * `to`, the answer is false.
    */
-  async verifyIdentityConnection(from: SecuredAgent<object> | string, to: SecuredAgent<object> | string, policyCode?: string): Promise<boolean> {
+  async verifyIdentityConnection(
+    from: SecuredAgent<object> | string,
+    to: SecuredAgent<object> | string,
+    policyCode?: string,
+  ): Promise<boolean> {
     const authority = await this.authority();
     const a = this.idOf(from, "from");
     const b = this.idOf(to, "to");
@@ -307,10 +345,15 @@ export class Aztp {
    * Active identities others may discover: those of `trustDomain` if given, else global ones
    * and those of the client's trust domain. A `requestorIdentity` must itself be valid.
    */
-  async discoverIdentity(options: { trustDomain?: string; requestorIdentity?: string } = {}): Promise<IdentityRecord[]> {
+  async discoverIdentity(
+    options: { trustDomain?: string; requestorIdentity?: string } = {},
+  ): Promise<IdentityRecord[]> {
     const authority = await this.authority();
     if (options.requestorIdentity !== undefined && !(await this.verifyIdentity(options.requestorIdentity))) {
-      throw new AztpError(ErrorCodes.IDENTITY_REVOKED, `requestor ${options.requestorIdentity} is not a valid identity`);
+      throw new AztpError(
+        ErrorCodes.IDENTITY_REVOKED,
+        `requestor ${options.requestorIdentity} is not a valid identity`,
+      );
     }
     const active = await authority.list({ status: "active" });
     if (options.trustDomain !== undefined) {
@@ -336,7 +379,12 @@ export class Aztp {
     return authority.get(id);
   }
 
-  async linkIdentities(source: string, target: string, relation: LinkType = "linked", metadata: Record<string, unknown> = {}): Promise<IdentityLink> {
+  async linkIdentities(
+    source: string,
+    target: string,
+    relation: LinkType = "linked",
+    metadata: Record<string, unknown> = {},
+  ): Promise<IdentityLink> {
     const authority = await this.authority();
     return authority.link(this.idOf(source, "source"), this.idOf(target, "target"), relation, metadata);
   }
@@ -348,15 +396,31 @@ export class Aztp {
   }
 
   /** The identity's policies, in the astha.ai client's shape: `{ data: [{ code, policyName, policyStatement }] }`. */
-  async getPolicy(aztpId: string): Promise<{ data: Array<{ code: string; policyName: string; policyStatement: PolicyDocument }> }> {
+  async getPolicy(
+    aztpId: string,
+  ): Promise<{ data: Array<{ code: string; policyName: string; policyStatement: PolicyDocument }> }> {
     const authority = await this.authority();
     const rec = await authority.get(this.idOf(aztpId, "aztpId"));
-    return { data: rec.policies.map((p) => ({ code: p.code, policyName: p.policyName, policyStatement: p.policyStatement as PolicyDocument })) };
+    return {
+      data: rec.policies.map((p) => ({
+        code: p.code,
+        policyName: p.policyName,
+        policyStatement: p.policyStatement as PolicyDocument,
+      })),
+    };
   }
 
   /** The first statement whose field `key` (e.g. "Sid") equals `value`, across `getPolicy()`'s result or its `data`. */
-  getPolicyValue(policies: { data: PolicyRecord[] } | readonly PolicyRecord[], key: string, value: string): Statement | null {
-    return getPolicyValue(Array.isArray(policies) ? policies : (policies as { data: PolicyRecord[] }).data ?? [], key, value);
+  getPolicyValue(
+    policies: { data: PolicyRecord[] } | readonly PolicyRecord[],
+    key: string,
+    value: string,
+  ): Statement | null {
+    return getPolicyValue(
+      Array.isArray(policies) ? policies : ((policies as { data: PolicyRecord[] }).data ?? []),
+      key,
+      value,
+    );
   }
 
   /** Whether one statement allows `action` (honours Deny, wildcards and NotAction, unlike astha.ai's). */
@@ -375,7 +439,11 @@ export class Aztp {
   ): Promise<{ allowed: boolean; actions: Record<string, PolicyDecision> }> {
     const authority = await this.authority();
     const id = this.idOf(aztpId, "aztpId");
-    if (!Array.isArray(options?.actions) || options.actions.length === 0 || !options.actions.every((a) => typeof a === "string")) {
+    if (
+      !Array.isArray(options?.actions) ||
+      options.actions.length === 0 ||
+      !options.actions.every((a) => typeof a === "string")
+    ) {
       throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "checkIdentityPolicyPermissions needs { actions: string[] }");
     }
     const policies = await authority.policiesOf(id, options.policyCode);
@@ -383,7 +451,13 @@ export class Aztp {
     const now = new Date(); // one instant for every action asked about
     const actions: Record<string, PolicyDecision> = {};
     for (const action of options.actions) {
-      actions[action] = decidePolicy(policies, { principal: id, action, resource: options.resource ?? "*", relations, now });
+      actions[action] = decidePolicy(policies, {
+        principal: id,
+        action,
+        resource: options.resource ?? "*",
+        relations,
+        now,
+      });
     }
     return { allowed: Object.values(actions).every((d) => d.decision === "allow"), actions };
   }
@@ -397,9 +471,14 @@ export class Aztp {
     for (const identity of this.#live.values()) identity.close();
     this.#live.clear();
     // A remote authority also stops its feeds' timers and its connections.
-    return this.#authority === undefined ? Promise.resolve() : this.#authority.then(async (a) => {
-      await closeHomeAudits(a.home);
-      await a.close?.();
-    }, () => undefined);
+    return this.#authority === undefined
+      ? Promise.resolve()
+      : this.#authority.then(
+          async (a) => {
+            await closeHomeAudits(a.home);
+            await a.close?.();
+          },
+          () => undefined,
+        );
   }
 }

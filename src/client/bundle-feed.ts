@@ -37,7 +37,12 @@ export class FailureWarnings {
   }
 
   failed(trustDomain: string, e: unknown, what: string): void {
-    const error = e instanceof AztpError ? e : new AztpError(ErrorCodes.UNEXPECTED, `${what} of ${trustDomain}: ${(e as Error)?.message ?? String(e)}`, { cause: e });
+    const error =
+      e instanceof AztpError
+        ? e
+        : new AztpError(ErrorCodes.UNEXPECTED, `${what} of ${trustDomain}: ${(e as Error)?.message ?? String(e)}`, {
+            cause: e,
+          });
     if (this.#last.get(trustDomain) === error.code) return;
     this.#last.set(trustDomain, error.code);
     this.#warn(error);
@@ -75,9 +80,12 @@ export class RefreshLoop {
   #arm(): void {
     if (this.#stopped) return;
     // At least a second apart whatever the hint says: a hint of 0 must not become a busy loop.
-    this.#timer = setTimeout(() => {
-      this.#tick().finally(() => this.#arm());
-    }, Math.max(1, this.#seconds()) * 1000);
+    this.#timer = setTimeout(
+      () => {
+        this.#tick().finally(() => this.#arm());
+      },
+      Math.max(1, this.#seconds()) * 1000,
+    );
     // A verifier's refresh must never keep a process alive that would otherwise exit.
     this.#timer.unref();
   }
@@ -134,7 +142,8 @@ export class BundleFeed implements BundleSource {
   get refreshHintSeconds(): number {
     if (this.#fixedHint !== undefined) return this.#fixedHint;
     let hint: number | undefined;
-    for (const b of this.#set) if (b.refreshHint !== undefined && b.refreshHint > 0) hint = Math.min(hint ?? Infinity, b.refreshHint);
+    for (const b of this.#set)
+      if (b.refreshHint !== undefined && b.refreshHint > 0) hint = Math.min(hint ?? Infinity, b.refreshHint);
     return hint ?? this.#fallbackHint;
   }
 
@@ -158,7 +167,9 @@ export class BundleFeed implements BundleSource {
    */
   async refresh(trustDomain: string): Promise<boolean> {
     const td = TrustDomain.parse(trustDomain).name;
-    const doc = await this.#http.get<SpiffeBundleDocument>(`.well-known/spiffe/bundle/${encodeURIComponent(td)}`, { auth: false });
+    const doc = await this.#http.get<SpiffeBundleDocument>(`.well-known/spiffe/bundle/${encodeURIComponent(td)}`, {
+      auth: false,
+    });
     const fetched = TrustBundle.parseSpiffe(doc, td);
     return this.offer(fetched);
   }
@@ -210,7 +221,11 @@ export class BundleFeed implements BundleSource {
 
 function sameBundle(a: TrustBundle, b: TrustBundle): boolean {
   const keys = (t: TrustBundle): string =>
-    JSON.stringify({ x: t.x509Authorities.map((c) => c.fingerprint).sort(), j: [...t.jwtAuthorities.keys()].sort(), h: t.refreshHint ?? null });
+    JSON.stringify({
+      x: t.x509Authorities.map((c) => c.fingerprint).sort(),
+      j: [...t.jwtAuthorities.keys()].sort(),
+      h: t.refreshHint ?? null,
+    });
   // JWT keys are compared by kid and by key: a kid reused for another key is a change.
   if (keys(a) !== keys(b)) return false;
   for (const [kid, key] of a.jwtAuthorities) {

@@ -47,7 +47,11 @@ async function openFirstFree(identity: AgentIdentity, options: AuditLogOptions):
   for (let sibling = 1; ; sibling++) {
     try {
       const log = await AuditLog.open(homeAuditPath(identity, sibling), options);
-      if (sibling > 1) process.emitWarning(`aztp: ${homeAuditPath(identity)} is open in another process; ${identity.aztpId} records into ${log.path}`, { code: "AZTP_AUDIT_SIBLING" });
+      if (sibling > 1)
+        process.emitWarning(
+          `aztp: ${homeAuditPath(identity)} is open in another process; ${identity.aztpId} records into ${log.path}`,
+          { code: "AZTP_AUDIT_SIBLING" },
+        );
       return log;
     } catch (e) {
       if (!isLockHeld(e) || sibling === MAX_SIBLINGS) throw e;
@@ -63,12 +67,19 @@ function isWriter(option: AuditOption): option is AuditWriter {
  * The log a wrapper named `what` (e.g. "secureMcpServer") records into: the one given, none
  * (`false`, said once per identity and wrapper), or the identity's default log, opened once.
  */
-export async function auditFor(identity: AgentIdentity, option: AuditOption | undefined, what: string): Promise<AuditWriter | undefined> {
+export async function auditFor(
+  identity: AgentIdentity,
+  option: AuditOption | undefined,
+  what: string,
+): Promise<AuditWriter | undefined> {
   if (option === false) {
     const key = `${what} ${identity.aztpId}`;
     if (!saidOff.has(key)) {
       saidOff.add(key);
-      process.emitWarning(`aztp: ${what} ${identity.aztpId} keeps no audit log (audit: false): its calls are not recorded`, { code: "AZTP_AUDIT_OFF" });
+      process.emitWarning(
+        `aztp: ${what} ${identity.aztpId} keeps no audit log (audit: false): its calls are not recorded`,
+        { code: "AZTP_AUDIT_OFF" },
+      );
     }
     return undefined;
   }
@@ -96,7 +107,12 @@ export async function closeHomeAudits(home: string): Promise<void> {
   for (const [path, log] of open) {
     if (!path.startsWith(prefix)) continue;
     open.delete(path);
-    closing.push(log.then((l) => l.close(), () => undefined));
+    closing.push(
+      log.then(
+        (l) => l.close(),
+        () => undefined,
+      ),
+    );
   }
   await Promise.all(closing);
 }

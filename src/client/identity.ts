@@ -149,7 +149,11 @@ export class AgentIdentity extends EventEmitter<IdentityEvents> {
   /** Gets a new key and SVID now (rotation does this at half-life on its own). */
   async rotate(): Promise<void> {
     const wk = await generateWorkloadKey();
-    const { svid } = await this.#authority.renewSvid(this.spiffeId, wk.csr, this.#ttlSeconds !== undefined ? { ttlSeconds: this.#ttlSeconds } : {});
+    const { svid } = await this.#authority.renewSvid(
+      this.spiffeId,
+      wk.csr,
+      this.#ttlSeconds !== undefined ? { ttlSeconds: this.#ttlSeconds } : {},
+    );
     this.installSvid(wk.privateKey, svid.chainPem);
   }
 
@@ -181,16 +185,22 @@ export class AgentIdentity extends EventEmitter<IdentityEvents> {
     const start = Math.max(leaf.notBefore.getTime(), this.#installedAt);
     const half = start + (leaf.notAfter.getTime() - start) / 2;
     const delay = Math.max(1000, half - Date.now());
-    this.#timer = setTimeout(() => {
-      if (Date.now() + 1000 < half) return this.#schedule(); // re-armed after a clamp
-      this.rotate().catch((error: unknown) => {
-        this.emit("rotation-failed", { aztpId: this.aztpId, error: error instanceof Error ? error : new Error(String(error)) });
-        // Try again later, but never in a tight loop.
-        clearTimeout(this.#timer);
-        this.#timer = setTimeout(() => this.#schedule(), 30_000);
-        this.#timer.unref();
-      });
-    }, Math.min(delay, MAX_TIMER_MS));
+    this.#timer = setTimeout(
+      () => {
+        if (Date.now() + 1000 < half) return this.#schedule(); // re-armed after a clamp
+        this.rotate().catch((error: unknown) => {
+          this.emit("rotation-failed", {
+            aztpId: this.aztpId,
+            error: error instanceof Error ? error : new Error(String(error)),
+          });
+          // Try again later, but never in a tight loop.
+          clearTimeout(this.#timer);
+          this.#timer = setTimeout(() => this.#schedule(), 30_000);
+          this.#timer.unref();
+        });
+      },
+      Math.min(delay, MAX_TIMER_MS),
+    );
     // Rotation must never keep a process alive that would otherwise exit.
     this.#timer.unref();
   }

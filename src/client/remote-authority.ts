@@ -16,7 +16,13 @@
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { LRUCache } from "lru-cache";
-import type { Authority, AuthorityRelations, IdentityFilter, IssueOptions, IssueResult } from "../authority/authority-api.js";
+import type {
+  Authority,
+  AuthorityRelations,
+  IdentityFilter,
+  IssueOptions,
+  IssueResult,
+} from "../authority/authority-api.js";
 import type { IssuedSvid } from "../authority/ca.js";
 import type { IdentityLink, IdentityRecord, LinkType, PolicyEntry, RegisterRequest } from "../authority/registry.js";
 import { AztpError, ErrorCodes } from "../errors.js";
@@ -27,7 +33,13 @@ import { encodePem } from "../spiffe/pem.js";
 import { SpiffeId, TrustDomain } from "../spiffe/spiffeid.js";
 import { verifyX509Svid } from "../spiffe/x509svid.js";
 import { AuthorityHttp, isLoopbackHost } from "./authority-http.js";
-import { BundleFeed, DEFAULT_REFRESH_HINT_SECONDS, defaultWarning, RefreshLoop, type FeedWarning } from "./bundle-feed.js";
+import {
+  BundleFeed,
+  DEFAULT_REFRESH_HINT_SECONDS,
+  defaultWarning,
+  RefreshLoop,
+  type FeedWarning,
+} from "./bundle-feed.js";
 import { RemoteAuditLog } from "./remote-audit.js";
 import { RevocationFeed } from "./revocation-feed.js";
 
@@ -83,7 +95,16 @@ export class RemoteAuthority implements Authority {
   #closed = false;
   readonly #warn: FeedWarning;
 
-  private constructor(init: { home: string; http: AuthorityHttp; bundles: BundleFeed; revocations: RevocationFeed; defaultTrustDomain: string; trustDomains: string[]; hint: number; warn: FeedWarning }) {
+  private constructor(init: {
+    home: string;
+    http: AuthorityHttp;
+    bundles: BundleFeed;
+    revocations: RevocationFeed;
+    defaultTrustDomain: string;
+    trustDomains: string[];
+    hint: number;
+    warn: FeedWarning;
+  }) {
     this.home = init.home;
     this.#warn = init.warn;
     this.#http = init.http;
@@ -107,7 +128,11 @@ export class RemoteAuthority implements Authority {
     if (options === null || typeof options !== "object" || typeof options.baseUrl !== "string") {
       throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "RemoteAuthority.connect needs { baseUrl, home }");
     }
-    if (typeof options.home !== "string" || options.home === "") throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "RemoteAuthority.connect needs a home folder (for the default audit logs)");
+    if (typeof options.home !== "string" || options.home === "")
+      throw new AztpError(
+        ErrorCodes.ARGUMENT_INVALID,
+        "RemoteAuthority.connect needs a home folder (for the default audit logs)",
+      );
     const warn = options.onWarning ?? defaultWarning;
     // A bundle file names no trust domain; a serverId given says which one it is for.
     const serverIdTd = options.serverId === undefined ? undefined : SpiffeId.parse(options.serverId).trustDomain;
@@ -150,8 +175,17 @@ export class RemoteAuthority implements Authority {
       const info = options.apiKey !== undefined ? await authorityInfo(http) : undefined;
       const defaultTrustDomain = info?.defaultTrustDomain ?? bootstrap.trustDomain;
       const trustDomains = info?.trustDomains ?? [defaultTrustDomain];
-      const hint = positive(options.refreshHintSeconds) ?? positive(info?.refreshHintSeconds) ?? positive(bootstrap.refreshHint) ?? DEFAULT_REFRESH_HINT_SECONDS;
-      feed = new BundleFeed(http, { initial: [bootstrap], refreshHintSeconds: hint, fixedRefreshHintSeconds: positive(options.refreshHintSeconds), onWarning: warn });
+      const hint =
+        positive(options.refreshHintSeconds) ??
+        positive(info?.refreshHintSeconds) ??
+        positive(bootstrap.refreshHint) ??
+        DEFAULT_REFRESH_HINT_SECONDS;
+      feed = new BundleFeed(http, {
+        initial: [bootstrap],
+        refreshHintSeconds: hint,
+        fixedRefreshHintSeconds: positive(options.refreshHintSeconds),
+        onWarning: warn,
+      });
       for (const td of trustDomains) feed.addTrustDomain(td);
       await feed.refreshAll();
       const revocations = new RevocationFeed(http, feed, {
@@ -162,7 +196,16 @@ export class RemoteAuthority implements Authority {
         refreshBundle: (td) => (feed as BundleFeed).refresh(td),
       });
       await revocations.refreshAll();
-      const authority = new RemoteAuthority({ home: resolve(options.home), http, bundles: feed, revocations, defaultTrustDomain, trustDomains, hint, warn });
+      const authority = new RemoteAuthority({
+        home: resolve(options.home),
+        http,
+        bundles: feed,
+        revocations,
+        defaultTrustDomain,
+        trustDomains,
+        hint,
+        warn,
+      });
       feed.start();
       revocations.start();
       authority.#recordLoop.start();
@@ -228,7 +271,11 @@ export class RemoteAuthority implements Authority {
     const check = (): void => {
       const verified = verifyX509Svid(chain, this.#bundles);
       if (verified.id.toString() !== record.spiffeId) {
-        throw new AztpError(ErrorCodes.AUTHORITY_REMOTE_UNTRUSTED, `${where}: the SVID issued is for ${verified.id.toString()}, not ${record.spiffeId}`, { rule: "svid" });
+        throw new AztpError(
+          ErrorCodes.AUTHORITY_REMOTE_UNTRUSTED,
+          `${where}: the SVID issued is for ${verified.id.toString()}, not ${record.spiffeId}`,
+          { rule: "svid" },
+        );
       }
     };
     try {
@@ -240,7 +287,11 @@ export class RemoteAuthority implements Authority {
       try {
         check();
       } catch (again) {
-        throw new AztpError(ErrorCodes.AUTHORITY_REMOTE_UNTRUSTED, `${where}: the SVID issued does not verify against the trust bundle held (${(again as Error).message})`, { cause: again, rule: "svid" });
+        throw new AztpError(
+          ErrorCodes.AUTHORITY_REMOTE_UNTRUSTED,
+          `${where}: the SVID issued does not verify against the trust bundle held (${(again as Error).message})`,
+          { cause: again, rule: "svid" },
+        );
       }
     }
     this.#hold(record);
@@ -334,7 +385,8 @@ export class RemoteAuthority implements Authority {
   async revoke(id: string, reason: string): Promise<string[]> {
     const key = SpiffeId.parse(id).toString();
     const answer = await this.#http.post<{ revoked?: unknown }>("v1/identities/revoke", { id: key, reason });
-    if (!Array.isArray(answer.revoked) || !answer.revoked.every((r) => typeof r === "string")) throw answerInvalid("POST /v1/identities/revoke", "revoked");
+    if (!Array.isArray(answer.revoked) || !answer.revoked.every((r) => typeof r === "string"))
+      throw answerInvalid("POST /v1/identities/revoke", "revoked");
     const revoked = answer.revoked as string[];
     await this.#afterWrite(SpiffeId.parse(key).trustDomain, [key, ...revoked]);
     return revoked;
@@ -349,21 +401,34 @@ export class RemoteAuthority implements Authority {
     return structuredClone(record);
   }
 
-  async link(source: string, target: string, type: LinkType, metadata: Record<string, unknown> = {}): Promise<IdentityLink> {
+  async link(
+    source: string,
+    target: string,
+    type: LinkType,
+    metadata: Record<string, unknown> = {},
+  ): Promise<IdentityLink> {
     const s = SpiffeId.parse(source).toString();
     const t = SpiffeId.parse(target).toString();
     const answer = await this.#http.post<{ link?: unknown }>("v1/links", { source: s, target: t, type, metadata });
     if (typeof answer.link !== "object" || answer.link === null) throw answerInvalid("POST /v1/links", "link");
     // relations(source) must answer with the new link at once: re-read both ends.
-    await Promise.all([this.#fetchRecord(s).catch(() => undefined), this.#records.has(t) ? this.#fetchRecord(t).catch(() => undefined) : undefined]);
+    await Promise.all([
+      this.#fetchRecord(s).catch(() => undefined),
+      this.#records.has(t) ? this.#fetchRecord(t).catch(() => undefined) : undefined,
+    ]);
     return answer.link as IdentityLink;
   }
 
   async attachPolicy(id: string, document: unknown, policyName?: string): Promise<PolicyEntry> {
     const key = SpiffeId.parse(id).toString();
-    const answer = await this.#http.post<{ policy?: unknown }>("v1/policies", { id: key, document, ...(policyName !== undefined ? { policyName } : {}) });
+    const answer = await this.#http.post<{ policy?: unknown }>("v1/policies", {
+      id: key,
+      document,
+      ...(policyName !== undefined ? { policyName } : {}),
+    });
     const entry = answer.policy as PolicyEntry | undefined;
-    if (typeof entry !== "object" || entry === null || typeof entry.code !== "string") throw answerInvalid("POST /v1/policies", "policy");
+    if (typeof entry !== "object" || entry === null || typeof entry.code !== "string")
+      throw answerInvalid("POST /v1/policies", "policy");
     // The cache changes at once, so the next call to this identity is judged by the new policy.
     const held = this.#records.get(key);
     if (held !== undefined) {
@@ -453,7 +518,11 @@ export class RemoteAuthority implements Authority {
 
   bundle(trustDomain = this.#defaultTrustDomain): TrustBundle {
     const b = this.#bundles.getBundleForTrustDomain(TrustDomain.parse(trustDomain).name);
-    if (b === undefined) throw new AztpError(ErrorCodes.TRUST_DOMAIN_NOT_ALLOWED, `the remote authority serves no trust domain ${trustDomain} (it serves ${this.#trustDomains.join(", ")})`);
+    if (b === undefined)
+      throw new AztpError(
+        ErrorCodes.TRUST_DOMAIN_NOT_ALLOWED,
+        `the remote authority serves no trust domain ${trustDomain} (it serves ${this.#trustDomains.join(", ")})`,
+      );
     return b;
   }
 
@@ -550,7 +619,11 @@ export class RemoteAuthority implements Authority {
       // The write is done either way; a list that cannot be fetched now is warned about and
       // the loop fetches it on the hint.
       this.#revocations.refreshAfterWrite(trustDomain).catch((e: unknown) => {
-        this.#warn(e instanceof AztpError ? e : new AztpError(ErrorCodes.UNEXPECTED, String((e as Error)?.message ?? e), { cause: e }));
+        this.#warn(
+          e instanceof AztpError
+            ? e
+            : new AztpError(ErrorCodes.UNEXPECTED, String((e as Error)?.message ?? e), { cause: e }),
+        );
       }),
     ];
     for (const id of new Set(touched)) {
@@ -570,32 +643,58 @@ function docsOf(held: CachedRecord, code: string | undefined): readonly PolicyDo
   const k = code ?? "";
   let docs = held.policies.get(k);
   if (docs === undefined) {
-    docs = Object.freeze(held.record.policies.filter((p) => code === undefined || p.code === code).map((p) => parsePolicy(p.policyStatement)));
+    docs = Object.freeze(
+      held.record.policies
+        .filter((p) => code === undefined || p.code === code)
+        .map((p) => parsePolicy(p.policyStatement)),
+    );
     held.policies.set(k, docs);
   }
   return docs;
 }
 
 function relationsOf(rec: IdentityRecord): AuthorityRelations {
-  return { ...(rec.parentIdentity ? { parent: rec.parentIdentity } : {}), links: rec.links.filter((l) => l.type === "linked").map((l) => l.target) };
+  return {
+    ...(rec.parentIdentity ? { parent: rec.parentIdentity } : {}),
+    links: rec.links.filter((l) => l.type === "linked").map((l) => l.target),
+  };
 }
 
-async function authorityInfo(http: AuthorityHttp): Promise<{ defaultTrustDomain: string; trustDomains: string[]; refreshHintSeconds?: number }> {
-  const a = await http.get<{ defaultTrustDomain?: unknown; trustDomains?: unknown; refreshHintSeconds?: unknown }>("v1/authority");
-  if (typeof a.defaultTrustDomain !== "string" || !Array.isArray(a.trustDomains) || !a.trustDomains.every((t) => typeof t === "string")) {
+async function authorityInfo(
+  http: AuthorityHttp,
+): Promise<{ defaultTrustDomain: string; trustDomains: string[]; refreshHintSeconds?: number }> {
+  const a = await http.get<{ defaultTrustDomain?: unknown; trustDomains?: unknown; refreshHintSeconds?: unknown }>(
+    "v1/authority",
+  );
+  if (
+    typeof a.defaultTrustDomain !== "string" ||
+    !Array.isArray(a.trustDomains) ||
+    !a.trustDomains.every((t) => typeof t === "string")
+  ) {
     throw answerInvalid("GET /v1/authority", "defaultTrustDomain/trustDomains");
   }
   const trustDomains = (a.trustDomains as string[]).map((t) => TrustDomain.parse(t).name);
   const defaultTrustDomain = TrustDomain.parse(a.defaultTrustDomain).name;
   if (!trustDomains.includes(defaultTrustDomain)) trustDomains.unshift(defaultTrustDomain);
-  return { defaultTrustDomain, trustDomains, ...(typeof a.refreshHintSeconds === "number" ? { refreshHintSeconds: a.refreshHintSeconds } : {}) };
+  return {
+    defaultTrustDomain,
+    trustDomains,
+    ...(typeof a.refreshHintSeconds === "number" ? { refreshHintSeconds: a.refreshHintSeconds } : {}),
+  };
 }
 
 /** trustBundle as given: a TrustBundle, PEM or SPIFFE JSON text, or the path of a file holding either. */
-function readTrustBundle(value: string | TrustBundle | undefined, trustDomain: string | undefined): TrustBundle | undefined {
+function readTrustBundle(
+  value: string | TrustBundle | undefined,
+  trustDomain: string | undefined,
+): TrustBundle | undefined {
   if (value === undefined || value === "") return undefined;
   if (value instanceof TrustBundle) return value;
-  if (typeof value !== "string") throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "trustBundle must be a file path, PEM or SPIFFE bundle text, or a TrustBundle");
+  if (typeof value !== "string")
+    throw new AztpError(
+      ErrorCodes.ARGUMENT_INVALID,
+      "trustBundle must be a file path, PEM or SPIFFE bundle text, or a TrustBundle",
+    );
   const trimmed = value.trimStart();
   if (trimmed.startsWith("-----BEGIN") || trimmed.startsWith("{")) return loadBundleFile(value, trustDomain);
   let text: string;
@@ -616,15 +715,26 @@ function positive(n: number | undefined): number | undefined {
 }
 
 function answerInvalid(where: string, member: string): AztpError {
-  return new AztpError(ErrorCodes.AUTHORITY_REMOTE_ANSWER_INVALID, `${where}: the answer's "${member}" is missing or of the wrong type`, { rule: "shape" });
+  return new AztpError(
+    ErrorCodes.AUTHORITY_REMOTE_ANSWER_INVALID,
+    `${where}: the answer's "${member}" is missing or of the wrong type`,
+    { rule: "shape" },
+  );
 }
 
 function recordOf(value: unknown, where: string): IdentityRecord {
   const r = value as Partial<IdentityRecord> | null | undefined;
   if (
-    typeof r !== "object" || r === null ||
-    typeof r.spiffeId !== "string" || typeof r.aztpId !== "string" || typeof r.name !== "string" || typeof r.trustDomain !== "string" ||
-    (r.status !== "active" && r.status !== "revoked") || !Array.isArray(r.policies) || !Array.isArray(r.links) || !Array.isArray(r.serials)
+    typeof r !== "object" ||
+    r === null ||
+    typeof r.spiffeId !== "string" ||
+    typeof r.aztpId !== "string" ||
+    typeof r.name !== "string" ||
+    typeof r.trustDomain !== "string" ||
+    (r.status !== "active" && r.status !== "revoked") ||
+    !Array.isArray(r.policies) ||
+    !Array.isArray(r.links) ||
+    !Array.isArray(r.serials)
   ) {
     throw answerInvalid(where, "record");
   }
@@ -634,11 +744,14 @@ function recordOf(value: unknown, where: string): IdentityRecord {
 }
 
 function svidOf(value: unknown, where: string): IssuedSvid {
-  const s = value as { serial?: unknown; notBefore?: unknown; notAfter?: unknown; chainPem?: unknown } | null | undefined;
-  if (typeof s !== "object" || s === null || typeof s.serial !== "string" || typeof s.chainPem !== "string") throw answerInvalid(where, "svid");
+  const s = value as
+    { serial?: unknown; notBefore?: unknown; notAfter?: unknown; chainPem?: unknown } | null | undefined;
+  if (typeof s !== "object" || s === null || typeof s.serial !== "string" || typeof s.chainPem !== "string")
+    throw answerInvalid(where, "svid");
   const notBefore = new Date(String(s.notBefore));
   const notAfter = new Date(String(s.notAfter));
-  if (Number.isNaN(notBefore.getTime()) || Number.isNaN(notAfter.getTime())) throw answerInvalid(where, "svid.notBefore/notAfter");
+  if (Number.isNaN(notBefore.getTime()) || Number.isNaN(notAfter.getTime()))
+    throw answerInvalid(where, "svid.notBefore/notAfter");
   return { serial: s.serial, notBefore, notAfter, chainPem: s.chainPem };
 }
 

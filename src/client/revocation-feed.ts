@@ -21,7 +21,13 @@ import type { RevocationChecker } from "../invocation/trust.js";
 import type { BundleSource } from "../spiffe/bundle.js";
 import { SpiffeId, TrustDomain } from "../spiffe/spiffeid.js";
 import type { AuthorityHttp } from "./authority-http.js";
-import { DEFAULT_REFRESH_HINT_SECONDS, defaultWarning, FailureWarnings, RefreshLoop, type FeedWarning } from "./bundle-feed.js";
+import {
+  DEFAULT_REFRESH_HINT_SECONDS,
+  defaultWarning,
+  FailureWarnings,
+  RefreshLoop,
+  type FeedWarning,
+} from "./bundle-feed.js";
 
 export interface RevocationFeedOptions {
   trustDomains: Iterable<string>;
@@ -125,15 +131,26 @@ export class RevocationFeed implements RevocationChecker {
 
   async #fetch(td: string): Promise<RevocationList> {
     const startedAt = Date.now();
-    const answer = await this.#http.get<{ list?: unknown }>(`v1/revocations/${encodeURIComponent(td)}`, { auth: false });
+    const answer = await this.#http.get<{ list?: unknown }>(`v1/revocations/${encodeURIComponent(td)}`, {
+      auth: false,
+    });
     if (typeof answer.list !== "string") {
-      throw new AztpError(ErrorCodes.AUTHORITY_REMOTE_ANSWER_INVALID, `GET /v1/revocations/${td}: the answer has no "list" string`, { rule: "shape" });
+      throw new AztpError(
+        ErrorCodes.AUTHORITY_REMOTE_ANSWER_INVALID,
+        `GET /v1/revocations/${td}: the answer has no "list" string`,
+        { rule: "shape" },
+      );
     }
     let list: RevocationList;
     try {
       list = verifyRevocationList(answer.list, this.#bundles, { trustDomain: td });
     } catch (e) {
-      if (this.#refreshBundle === undefined || !(e instanceof AztpError) || e.code !== ErrorCodes.REVOCATION_LIST_INVALID) throw e;
+      if (
+        this.#refreshBundle === undefined ||
+        !(e instanceof AztpError) ||
+        e.code !== ErrorCodes.REVOCATION_LIST_INVALID
+      )
+        throw e;
       // The bundle comes over the authenticated channel (or the loopback one), so fetching it
       // anew cannot be steered by the list; a forged list still fails the second check.
       await this.#refreshBundle(td).catch(() => undefined);
@@ -198,7 +215,10 @@ export class RevocationFeed implements RevocationChecker {
     const id = key;
     const held = this.#held.get(td);
     if (held === undefined) {
-      throw new AztpError(ErrorCodes.REVOCATION_LIST_MISSING, `no revocation list is held for trust domain ${td}, so ${id} cannot be checked (the remote authority serves ${[...this.#trustDomains].join(", ") || "none"})`);
+      throw new AztpError(
+        ErrorCodes.REVOCATION_LIST_MISSING,
+        `no revocation list is held for trust domain ${td}, so ${id} cannot be checked (the remote authority serves ${[...this.#trustDomains].join(", ") || "none"})`,
+      );
     }
     const age = (Date.now() - held.refreshedAt) / 1000;
     if (age > this.maxStalenessSeconds) {

@@ -16,10 +16,22 @@ import { canonicalDigest } from "../invocation/canonical.js";
 import { peekClaims } from "../spiffe/jws.js";
 import { signerOf, type SignerLike } from "../invocation/codec.js";
 import { decideInvocation, decideToolCall } from "../invocation/decide.js";
-import { MAX_TOOL_CALL_ID_LENGTH, verifyInvocation, type IdentityRelations, type VerifiedInvocation } from "../invocation/invocation.js";
+import {
+  MAX_TOOL_CALL_ID_LENGTH,
+  verifyInvocation,
+  type IdentityRelations,
+  type VerifiedInvocation,
+} from "../invocation/invocation.js";
 import { createReceipt, type ReceiptStatus } from "../invocation/receipt.js";
 import { MemoryReplayCache, type ReplayCache } from "../invocation/replay.js";
-import { AuditRecorder, checkMode, sayIfAuditMode, type AuditWriter, type GuardMode, type UnansweredReason } from "./recorder.js";
+import {
+  AuditRecorder,
+  checkMode,
+  sayIfAuditMode,
+  type AuditWriter,
+  type GuardMode,
+  type UnansweredReason,
+} from "./recorder.js";
 import type { Trust } from "../invocation/trust.js";
 import type { CompiledPolicies } from "../policy/evaluate.js";
 import type { PolicyDocument } from "../policy/policy.js";
@@ -35,7 +47,8 @@ export interface CalleeGuardOptions {
   trust: Trust;
   replay?: ReplayCache;
   /** Who may call which tool; a function is asked per call (so attached policies can change). */
-  policy?: CompiledPolicies | readonly PolicyDocument[] | (() => GuardPolicy | undefined | Promise<GuardPolicy | undefined>);
+  policy?:
+    CompiledPolicies | readonly PolicyDocument[] | (() => GuardPolicy | undefined | Promise<GuardPolicy | undefined>);
   /**
    * Parent and links of a caller, for policy conditions. May answer with a promise (a remote
    * authority that has not seen the caller yet fetches it once); the guard awaits it before
@@ -80,7 +93,10 @@ export interface Settlement {
   error?: AztpError;
 }
 
-function asAztpError(e: unknown, code: (typeof ErrorCodes)[keyof typeof ErrorCodes] = ErrorCodes.INVOCATION_MALFORMED): AztpError {
+function asAztpError(
+  e: unknown,
+  code: (typeof ErrorCodes)[keyof typeof ErrorCodes] = ErrorCodes.INVOCATION_MALFORMED,
+): AztpError {
   return e instanceof AztpError ? e : new AztpError(code, (e as Error)?.message ?? String(e), { cause: e });
 }
 
@@ -123,7 +139,13 @@ export class CalleeGuard {
 
   /** Verifies the call. Never throws for a bad token: the decision is in the result. */
   /** `sourceIp`: the peer's address when the transport knows it (policy key `aztp:sourceIp`). */
-  async admit(call: { tool: string; args: unknown; token: unknown; accessToken?: string; sourceIp?: string | undefined }): Promise<Admission> {
+  async admit(call: {
+    tool: string;
+    args: unknown;
+    token: unknown;
+    accessToken?: string;
+    sourceIp?: string | undefined;
+  }): Promise<Admission> {
     const startedAt = performance.now();
     const token = typeof call.token === "string" ? call.token : undefined;
     const asked = typeof this.#o.policy === "function" ? this.#o.policy() : this.#o.policy;
@@ -133,7 +155,17 @@ export class CalleeGuard {
     const down = this.#audit.unavailable();
     const unavailable = down === undefined ? undefined : await down;
     if (unavailable !== undefined) {
-      return { allowed: false, tool: call.tool, args: call.args, token, verified: undefined, error: unavailable, caller: claimedCaller(call.token), callerVerified: false, startedAt };
+      return {
+        allowed: false,
+        tool: call.tool,
+        args: call.args,
+        token,
+        verified: undefined,
+        error: unavailable,
+        caller: claimedCaller(call.token),
+        callerVerified: false,
+        startedAt,
+      };
     }
     let verified: VerifiedInvocation;
     try {
@@ -147,7 +179,17 @@ export class CalleeGuard {
       });
     } catch (e) {
       const error = asAztpError(e);
-      return { allowed: this.mode === "audit", tool: call.tool, args: call.args, token, verified: undefined, error, caller: claimedCaller(call.token), callerVerified: false, startedAt };
+      return {
+        allowed: this.mode === "audit",
+        tool: call.tool,
+        args: call.args,
+        token,
+        verified: undefined,
+        error,
+        caller: claimedCaller(call.token),
+        callerVerified: false,
+        startedAt,
+      };
     }
     const caller = verified.caller.toString();
     let policy: GuardPolicy | undefined;
@@ -162,17 +204,47 @@ export class CalleeGuard {
       }
     } catch (e) {
       // Policy that cannot be read is not "no policy": the call is refused (fail closed).
-      return { allowed: this.mode === "audit", tool: call.tool, args: call.args, token, verified, error: asAztpError(e), caller, callerVerified: true, startedAt };
+      return {
+        allowed: this.mode === "audit",
+        tool: call.tool,
+        args: call.args,
+        token,
+        verified,
+        error: asAztpError(e),
+        caller,
+        callerVerified: true,
+        startedAt,
+      };
     }
     if (policy !== undefined) {
       // Policy last, separately: a denied caller is still a verified one, and is audited as such.
       try {
         verified.policy = decideInvocation(verified, { policy, args: call.args, relations, sourceIp: call.sourceIp });
       } catch (e) {
-        return { allowed: this.mode === "audit", tool: call.tool, args: call.args, token, verified, error: asAztpError(e), caller, callerVerified: true, startedAt };
+        return {
+          allowed: this.mode === "audit",
+          tool: call.tool,
+          args: call.args,
+          token,
+          verified,
+          error: asAztpError(e),
+          caller,
+          callerVerified: true,
+          startedAt,
+        };
       }
     }
-    return { allowed: true, tool: call.tool, args: call.args, token, verified, error: undefined, caller, callerVerified: true, startedAt };
+    return {
+      allowed: true,
+      tool: call.tool,
+      args: call.args,
+      token,
+      verified,
+      error: undefined,
+      caller,
+      callerVerified: true,
+      startedAt,
+    };
   }
 
   /**
@@ -181,7 +253,17 @@ export class CalleeGuard {
    */
   refuse(call: { tool: string; args: unknown; token: unknown }, error: AztpError): Promise<Settlement> {
     const token = typeof call.token === "string" ? call.token : undefined;
-    return this.settleRefusal({ allowed: false, tool: call.tool, args: call.args, token, verified: undefined, error, caller: claimedCaller(call.token), callerVerified: false, startedAt: performance.now() });
+    return this.settleRefusal({
+      allowed: false,
+      tool: call.tool,
+      args: call.args,
+      token,
+      verified: undefined,
+      error,
+      caller: claimedCaller(call.token),
+      callerVerified: false,
+      startedAt: performance.now(),
+    });
   }
 
   /** Settles a refused admission: status denied, the error (code and message) as its result. */
@@ -204,7 +286,10 @@ export class CalleeGuard {
    * the token and the result, and writes the audit entry; resolves once it is written. For a
    * refused call, `result` is the error object sent back.
    */
-  async settle(admission: Admission, outcome: { status: ReceiptStatus; result: unknown; code?: string }): Promise<Settlement> {
+  async settle(
+    admission: Admission,
+    outcome: { status: ReceiptStatus; result: unknown; code?: string },
+  ): Promise<Settlement> {
     const v = admission.verified;
     let receipt: string | undefined;
     let resultDigest: string | undefined;
@@ -214,7 +299,10 @@ export class CalleeGuard {
     const addressee = v ? v.caller.toString() : admission.caller !== UNKNOWN_CALLER ? admission.caller : undefined;
     if (addressee !== undefined) {
       const sign = (o: { status: ReceiptStatus; result: unknown; code?: string }): void => {
-        ({ receipt, claims: { result_sha256: resultDigest } } = createReceipt(this.#o.identity, {
+        ({
+          receipt,
+          claims: { result_sha256: resultDigest },
+        } = createReceipt(this.#o.identity, {
           caller: addressee,
           tool: admission.tool,
           ...(admission.token !== undefined ? { invocationToken: admission.token } : {}),
@@ -244,7 +332,10 @@ export class CalleeGuard {
   }
 
   /** Admits, runs `fn` if allowed, settles. Throws the AztpError of a refused call. */
-  async run<T>(call: { tool: string; args: unknown; token: unknown }, fn: () => Promise<T> | T): Promise<{ result: T; receipt: string | undefined; admission: Admission }> {
+  async run<T>(
+    call: { tool: string; args: unknown; token: unknown },
+    fn: () => Promise<T> | T,
+  ): Promise<{ result: T; receipt: string | undefined; admission: Admission }> {
     const admission = await this.admit(call);
     if (!admission.allowed) {
       const settled = await this.settleRefusal(admission);
@@ -258,7 +349,11 @@ export class CalleeGuard {
       // no verification failure, even when what the tool threw was an AztpError of its own.
       const inner = e instanceof AztpError ? `[${e.code}] ${e.message}` : ((e as Error)?.message ?? String(e));
       const err = new AztpError(ErrorCodes.TOOL_FAILED, `the tool ${admission.tool} failed: ${inner}`, { cause: e });
-      const settled = await this.settle(admission, { status: "error", result: { code: err.code, message: err.message }, code: err.code });
+      const settled = await this.settle(admission, {
+        status: "error",
+        result: { code: err.code, message: err.message },
+        code: err.code,
+      });
       if (settled.error !== undefined) throw Object.assign(settled.error, { receipt: settled.receipt });
       throw e;
     }
@@ -267,7 +362,12 @@ export class CalleeGuard {
     return { result, receipt: settled.receipt, admission };
   }
 
-  #record(admission: Admission, outcome: { status: ReceiptStatus; result: unknown; code?: string }, receipt: string | undefined, signedDigest: string | undefined): Promise<AztpError | undefined> {
+  #record(
+    admission: Admission,
+    outcome: { status: ReceiptStatus; result: unknown; code?: string },
+    receipt: string | undefined,
+    signedDigest: string | undefined,
+  ): Promise<AztpError | undefined> {
     if (!this.#audit.enabled) return Promise.resolve(undefined);
     const v = admission.verified;
     let argsDigest: string;
@@ -322,15 +422,19 @@ export class CalleeGuard {
     }
     if (policy === undefined) return true;
     const source = this.#o.relations;
-    const relations = source === undefined ? undefined : (id: string) => {
-      const rel = source(id);
-      if (!(rel instanceof Promise)) return rel;
-      rel.catch(() => undefined);
-      return undefined;
-    };
-    return decideToolCall(policy, { caller, callee: this.id, tool, relations, sourceIp: peer.sourceIp }).decision === "allow";
+    const relations =
+      source === undefined
+        ? undefined
+        : (id: string) => {
+            const rel = source(id);
+            if (!(rel instanceof Promise)) return rel;
+            rel.catch(() => undefined);
+            return undefined;
+          };
+    return (
+      decideToolCall(policy, { caller, callee: this.id, tool, relations, sourceIp: peer.sourceIp }).decision === "allow"
+    );
   }
-
 
   /** Waits until every audit entry written so far is durable (or failed). */
   async flush(): Promise<void> {

@@ -12,7 +12,14 @@ import { signerOf, type SignerLike } from "../invocation/codec.js";
 import { createInvocation, MAX_TOOL_CALL_ID_LENGTH, type InvocationClaims } from "../invocation/invocation.js";
 import { verifyReceipt, type VerifiedReceipt } from "../invocation/receipt.js";
 import type { Trust } from "../invocation/trust.js";
-import { AuditRecorder, checkMode, sayIfAuditMode, type AuditWriter, type GuardMode, type UnansweredReason } from "./recorder.js";
+import {
+  AuditRecorder,
+  checkMode,
+  sayIfAuditMode,
+  type AuditWriter,
+  type GuardMode,
+  type UnansweredReason,
+} from "./recorder.js";
 
 export interface CallerGuardOptions {
   identity: SignerLike;
@@ -79,17 +86,26 @@ export class CallerGuard {
     try {
       prepared = this.sign(call);
     } catch (e) {
-      throw await this.refuse(call, e instanceof AztpError ? e : new AztpError(ErrorCodes.ARGUMENT_INVALID, (e as Error)?.message ?? String(e)));
+      throw await this.refuse(
+        call,
+        e instanceof AztpError ? e : new AztpError(ErrorCodes.ARGUMENT_INVALID, (e as Error)?.message ?? String(e)),
+      );
     }
     if (this.mode === "enforce" && this.#o.trust.isRevoked(this.id, "")) {
       // A revoked caller (or one whose parent was revoked: the cascade) sends nothing: its
       // callee would refuse the token anyway, but the refusal is known here, at once.
-      const error = new AztpError(ErrorCodes.INVOCATION_REVOKED, `the caller ${this.id} (or an ancestor) is revoked: the call of ${call.tool} is not sent`);
+      const error = new AztpError(
+        ErrorCodes.INVOCATION_REVOKED,
+        `the caller ${this.id} (or an ancestor) is revoked: the call of ${call.tool} is not sent`,
+      );
       const unrecorded = await this.fail(prepared, error);
       throw unrecorded ?? error;
     }
     if (this.mode === "enforce" && this.#o.trust.isRevoked(call.audience, call.calleeSerial ?? "")) {
-      const error = new AztpError(ErrorCodes.CALLEE_REVOKED, `the callee ${call.audience} (or an ancestor, or its SVID) is revoked: the call of ${call.tool} is not sent`);
+      const error = new AztpError(
+        ErrorCodes.CALLEE_REVOKED,
+        `the callee ${call.audience} (or an ancestor, or its SVID) is revoked: the call of ${call.tool} is not sent`,
+      );
       const unrecorded = await this.fail(prepared, error);
       throw unrecorded ?? error;
     }
@@ -101,7 +117,10 @@ export class CallerGuard {
    * audience to address it to) and returns the error to throw: `error`, or ERR_AUDIT_UNAVAILABLE
    * when even the refusal could not be recorded (enforce mode).
    */
-  async refuse(call: { audience?: string; tool: string; args: unknown; toolCallId?: string }, error: AztpError): Promise<AztpError> {
+  async refuse(
+    call: { audience?: string; tool: string; args: unknown; toolCallId?: string },
+    error: AztpError,
+  ): Promise<AztpError> {
     if (!this.#audit.enabled) return error;
     let argsDigest = "unencodable";
     try {
@@ -120,7 +139,11 @@ export class CallerGuard {
       decision: "deny",
       outcome: "denied",
       reason: error.code,
-      ...(typeof call.toolCallId === "string" && call.toolCallId.length > 0 && call.toolCallId.length <= MAX_TOOL_CALL_ID_LENGTH ? { toolCallId: call.toolCallId } : {}),
+      ...(typeof call.toolCallId === "string" &&
+      call.toolCallId.length > 0 &&
+      call.toolCallId.length <= MAX_TOOL_CALL_ID_LENGTH
+        ? { toolCallId: call.toolCallId }
+        : {}),
     });
     return unrecorded ?? error;
   }
@@ -144,12 +167,18 @@ export class CallerGuard {
    * does an entry that could not be written (ERR_AUDIT_UNAVAILABLE); in audit mode both are
    * recorded or warned about and the result stands.
    */
-  async settle(prepared: PreparedCall, answer: { result: unknown; receipt: unknown; isError?: boolean }): Promise<VerifiedReceipt | undefined> {
+  async settle(
+    prepared: PreparedCall,
+    answer: { result: unknown; receipt: unknown; isError?: boolean },
+  ): Promise<VerifiedReceipt | undefined> {
     let verified: VerifiedReceipt | undefined;
     let error: AztpError | undefined;
     try {
       if (answer.receipt === undefined || answer.receipt === null || answer.receipt === "") {
-        throw new AztpError(ErrorCodes.RECEIPT_MISSING, `the callee ${prepared.audience} sent no receipt for ${prepared.tool}`);
+        throw new AztpError(
+          ErrorCodes.RECEIPT_MISSING,
+          `the callee ${prepared.audience} sent no receipt for ${prepared.tool}`,
+        );
       }
       verified = verifyReceipt(answer.receipt, {
         invocationToken: prepared.token,
@@ -160,7 +189,8 @@ export class CallerGuard {
         isError: answer.isError === true,
       });
     } catch (e) {
-      error = e instanceof AztpError ? e : new AztpError(ErrorCodes.RECEIPT_INVALID, (e as Error)?.message ?? String(e));
+      error =
+        e instanceof AztpError ? e : new AztpError(ErrorCodes.RECEIPT_INVALID, (e as Error)?.message ?? String(e));
     }
     const unrecorded = await this.#record(prepared, answer, verified, error);
     if (error && this.mode === "enforce") throw error;
@@ -173,16 +203,31 @@ export class CallerGuard {
    * resolves once written, with the ERR_AUDIT_UNAVAILABLE error if it could not be (enforce).
    */
   fail(prepared: PreparedCall, error: unknown): Promise<AztpError | undefined> {
-    const err = error instanceof AztpError ? error : new AztpError(ErrorCodes.RECEIPT_MISSING, (error as Error)?.message ?? String(error));
+    const err =
+      error instanceof AztpError
+        ? error
+        : new AztpError(ErrorCodes.RECEIPT_MISSING, (error as Error)?.message ?? String(error));
     return this.#record(prepared, { result: undefined, receipt: undefined, isError: true }, undefined, err);
   }
 
   /** Records a call no answer will come for (cancelled, connection closed, send failed): nothing to check, nothing used. */
   unanswered(prepared: PreparedCall, reason: UnansweredReason): Promise<AztpError | undefined> {
-    return this.#record(prepared, { result: undefined, receipt: undefined, isError: true }, undefined, undefined, reason);
+    return this.#record(
+      prepared,
+      { result: undefined, receipt: undefined, isError: true },
+      undefined,
+      undefined,
+      reason,
+    );
   }
 
-  #record(prepared: PreparedCall, answer: { result: unknown; receipt: unknown; isError?: boolean }, verified: VerifiedReceipt | undefined, error: AztpError | undefined, reason?: string): Promise<AztpError | undefined> {
+  #record(
+    prepared: PreparedCall,
+    answer: { result: unknown; receipt: unknown; isError?: boolean },
+    verified: VerifiedReceipt | undefined,
+    error: AztpError | undefined,
+    reason?: string,
+  ): Promise<AztpError | undefined> {
     if (!this.#audit.enabled) return Promise.resolve(undefined);
     // A verified receipt holds the digest of this very result; compute it only otherwise.
     let resultDigest = verified?.claims.result_sha256;
@@ -203,13 +248,27 @@ export class CallerGuard {
       argsDigest: prepared.claims.args_sha256,
       args: prepared.args,
       // A receipt that says the callee refused is a refusal on this side too, as an MCP error answer is.
-      decision: error ? (this.mode === "audit" ? "audit-only" : "deny") : verified?.claims.status === "denied" ? "deny" : "allow",
+      decision: error
+        ? this.mode === "audit"
+          ? "audit-only"
+          : "deny"
+        : verified?.claims.status === "denied"
+          ? "deny"
+          : "allow",
       outcome: status,
       durationMs: Math.round((performance.now() - prepared.startedAt) * 1000) / 1000,
-      ...(error ? { reason: error.code } : verified?.claims.code ? { reason: verified.claims.code } : reason ? { reason } : {}),
+      ...(error
+        ? { reason: error.code }
+        : verified?.claims.code
+          ? { reason: verified.claims.code }
+          : reason
+            ? { reason }
+            : {}),
       ...(resultDigest ? { resultDigest } : {}),
       jti: prepared.claims.jti,
-      ...(prepared.claims.dlg ? { delegation: prepared.claims.dlg.map((link) => String(peekClaims(link)?.iss ?? "unknown")) } : {}),
+      ...(prepared.claims.dlg
+        ? { delegation: prepared.claims.dlg.map((link) => String(peekClaims(link)?.iss ?? "unknown")) }
+        : {}),
       ...(prepared.claims.trace ? { traceId: prepared.claims.trace } : {}),
       ...(prepared.claims.tcid ? { toolCallId: prepared.claims.tcid } : {}),
       token: prepared.token,

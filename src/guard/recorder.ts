@@ -53,11 +53,16 @@ const saidAuditMode = new Set<string>();
 export function sayIfAuditMode(mode: GuardMode, id: string, side: string): void {
   if (mode !== "audit" || saidAuditMode.has(`${side} ${id}`)) return;
   saidAuditMode.add(`${side} ${id}`);
-  process.emitWarning(`aztp: ${id} runs in audit mode (${side}): calls that fail verification, policy or receipt checks are recorded and let through, not refused`, { code: "AZTP_AUDIT_MODE" });
+  process.emitWarning(
+    `aztp: ${id} runs in audit mode (${side}): calls that fail verification, policy or receipt checks are recorded and let through, not refused`,
+    { code: "AZTP_AUDIT_MODE" },
+  );
 }
 
 export function defaultAuditError(error: unknown): void {
-  process.emitWarning(`aztp: audit append failed: ${(error as Error)?.message ?? String(error)}`, { code: "AZTP_AUDIT" });
+  process.emitWarning(`aztp: audit append failed: ${(error as Error)?.message ?? String(error)}`, {
+    code: "AZTP_AUDIT",
+  });
 }
 
 export class AuditRecorder {
@@ -95,7 +100,12 @@ export class AuditRecorder {
       this.#warned = false;
       return undefined;
     }
-    return this.#failed(new AztpError(ErrorCodes.AUDIT_UNAVAILABLE, `the audit log ${log.path} cannot be written, so no call is run unaudited; calls resume once it can be written again`));
+    return this.#failed(
+      new AztpError(
+        ErrorCodes.AUDIT_UNAVAILABLE,
+        `the audit log ${log.path} cannot be written, so no call is run unaudited; calls resume once it can be written again`,
+      ),
+    );
   }
 
   /** Writes the entry; resolves once it is written, with the error to answer with if it could not be (see the file comment). */
@@ -107,7 +117,11 @@ export class AuditRecorder {
       (cause: unknown) => {
         this.#onError(cause);
         return this.#failed(
-          new AztpError(ErrorCodes.AUDIT_UNAVAILABLE, `the call's audit entry could not be written to ${log.path}, so its answer is withheld: ${(cause as Error)?.message ?? String(cause)}`, { cause }),
+          new AztpError(
+            ErrorCodes.AUDIT_UNAVAILABLE,
+            `the call's audit entry could not be written to ${log.path}, so its answer is withheld: ${(cause as Error)?.message ?? String(cause)}`,
+            { cause },
+          ),
         );
       },
     );
@@ -120,7 +134,9 @@ export class AuditRecorder {
     if (this.#mode === "enforce") return error;
     if (!this.#warned) {
       this.#warned = true;
-      process.emitWarning(`aztp: ${error.message} (audit mode: calls go on unaudited)`, { code: "AZTP_AUDIT_UNAVAILABLE" });
+      process.emitWarning(`aztp: ${error.message} (audit mode: calls go on unaudited)`, {
+        code: "AZTP_AUDIT_UNAVAILABLE",
+      });
     }
     return undefined;
   }

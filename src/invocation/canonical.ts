@@ -94,15 +94,26 @@ export function assertRepresentable(value: unknown, what = "value"): void {
       continue;
     }
     const proto = Object.getPrototypeOf(v) as unknown;
-    if (proto !== Object.prototype && proto !== null) fail(frame, what, `is a ${(v as object).constructor?.name ?? "non-plain object"}, not plain JSON`);
+    if (proto !== Object.prototype && proto !== null)
+      fail(frame, what, `is a ${(v as object).constructor?.name ?? "non-plain object"}, not plain JSON`);
     const keys = Object.keys(v);
     for (let i = keys.length - 1; i >= 0; i--) {
       const key = keys[i] as string;
       const item: unknown = (v as Record<string, unknown>)[key];
       if (key === "__proto__") {
-        fail({ value: item, depth: frame.depth + 1, parent: frame, key }, what, "is a __proto__ member, which the MCP SDK drops when it parses a message: what was signed would not be what is used", ErrorCodes.JSON_PROTO_KEY_NOT_ALLOWED);
+        fail(
+          { value: item, depth: frame.depth + 1, parent: frame, key },
+          what,
+          "is a __proto__ member, which the MCP SDK drops when it parses a message: what was signed would not be what is used",
+          ErrorCodes.JSON_PROTO_KEY_NOT_ALLOWED,
+        );
       }
-      if (!wellFormed(key)) fail({ value: item, depth: frame.depth + 1, parent: frame, key }, what, "is a key with a lone surrogate, which JSON text (RFC 8785) cannot carry");
+      if (!wellFormed(key))
+        fail(
+          { value: item, depth: frame.depth + 1, parent: frame, key },
+          what,
+          "is a key with a lone surrogate, which JSON text (RFC 8785) cannot carry",
+        );
       if (item !== undefined) stack.push({ value: item, depth: frame.depth + 1, parent: frame, key });
     }
   }
@@ -117,7 +128,11 @@ export function canonicalJson(value: unknown, what = "value"): string {
     text = canonicalize(value);
   } catch (e) {
     // Only a toJSON that answers differently the second time gets here (the walk called it once).
-    throw new AztpError(ErrorCodes.JSON_UNREPRESENTABLE, `${what} cannot be canonicalised: ${(e as Error)?.message ?? String(e)}`, { cause: e });
+    throw new AztpError(
+      ErrorCodes.JSON_UNREPRESENTABLE,
+      `${what} cannot be canonicalised: ${(e as Error)?.message ?? String(e)}`,
+      { cause: e },
+    );
   }
   if (text === undefined) throw new AztpError(ErrorCodes.JSON_UNREPRESENTABLE, `${what} cannot be canonicalised`);
   return text;

@@ -39,7 +39,11 @@ export function svidCheckpointSigner(identity: SignerLike): SvidCheckpointSigner
     },
     sign(payload: Buffer): string {
       const signer = signerOf(identity);
-      return signWithHeader(signer, CHECKPOINT_TYP, { iss: signer.id.toString(), iat: Math.floor(Date.now() / 1000), cp: digest(payload) });
+      return signWithHeader(signer, CHECKPOINT_TYP, {
+        iss: signer.id.toString(),
+        iat: Math.floor(Date.now() / 1000),
+        cp: digest(payload),
+      });
     },
   };
 }
@@ -49,14 +53,22 @@ export function svidCheckpointSigner(identity: SignerLike): SvidCheckpointSigner
  * at the checkpoint's own time (`iat`), so an old log still verifies after its SVIDs expired.
  * `signers`, if given, limits which SPIFFE IDs may sign.
  */
-export function svidCheckpointVerifier(trust: Trust, options: { signers?: readonly string[] } = {}): SvidCheckpointVerifier {
+export function svidCheckpointVerifier(
+  trust: Trust,
+  options: { signers?: readonly string[] } = {},
+): SvidCheckpointVerifier {
   return {
     verify(sig: string, payload: Buffer): { signer: string } {
       // The kind checks the chain as of the checkpoint's own iat, and no revocation (token-kinds.ts says why).
       const { claims, signer } = validateToken(sig, CHECKPOINT_KIND, trust);
-      if (claims.cp !== digest(payload)) throw new AztpError(ErrorCodes.AUDIT_CORRUPT, "checkpoint signature covers other contents", { rule: "digest" });
+      if (claims.cp !== digest(payload))
+        throw new AztpError(ErrorCodes.AUDIT_CORRUPT, "checkpoint signature covers other contents", { rule: "digest" });
       if (options.signers && !options.signers.includes(signer.spiffeId)) {
-        throw new AztpError(ErrorCodes.AUDIT_CORRUPT, `checkpoint signed by ${signer.spiffeId}, which is not an accepted signer`, { rule: "signer" });
+        throw new AztpError(
+          ErrorCodes.AUDIT_CORRUPT,
+          `checkpoint signed by ${signer.spiffeId}, which is not an accepted signer`,
+          { rule: "signer" },
+        );
       }
       return { signer: signer.spiffeId };
     },

@@ -17,7 +17,13 @@ import type { VerifiedInvocation } from "./invocation.js";
  */
 export function decideInvocation(
   verified: VerifiedInvocation,
-  options: { policy: CompiledPolicies | readonly PolicyDocument[]; args?: unknown; relations?: ((spiffeId: string) => IdentityRelations | undefined) | undefined; sourceIp?: string | undefined; now?: Date | undefined },
+  options: {
+    policy: CompiledPolicies | readonly PolicyDocument[];
+    args?: unknown;
+    relations?: ((spiffeId: string) => IdentityRelations | undefined) | undefined;
+    sourceIp?: string | undefined;
+    now?: Date | undefined;
+  },
 ): PolicyDecision {
   const caller = verified.caller.toString();
   const decision = decideToolCall(options.policy, {

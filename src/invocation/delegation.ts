@@ -52,7 +52,11 @@ export interface VerifiedDelegation {
 }
 
 function invalid(rule: string, message: string, cause?: unknown): never {
-  throw new AztpError(ErrorCodes.DELEGATION_INVALID, `delegation: ${message}`, cause === undefined ? { rule } : { cause, rule });
+  throw new AztpError(
+    ErrorCodes.DELEGATION_INVALID,
+    `delegation: ${message}`,
+    cause === undefined ? { rule } : { cause, rule },
+  );
 }
 
 function matchesAny(patterns: readonly string[], value: string): boolean {
@@ -65,7 +69,11 @@ function narrows(wide: readonly string[], narrow: readonly string[]): boolean {
 
 function checkPatterns(what: string, value: unknown): string[] {
   if (value === undefined) return ["*"];
-  if (!Array.isArray(value) || value.length === 0 || !value.every((v) => typeof v === "string" && v.length > 0 && v.length <= 512)) {
+  if (
+    !Array.isArray(value) ||
+    value.length === 0 ||
+    !value.every((v) => typeof v === "string" && v.length > 0 && v.length <= 512)
+  ) {
     throw new AztpError(ErrorCodes.ARGUMENT_INVALID, `delegation scope ${what} must be a non-empty list of patterns`);
   }
   return (value as string[]).map(normalizeId);
@@ -75,12 +83,20 @@ function checkPatterns(what: string, value: unknown): string[] {
  * `parent` delegates to `childAztpId` within `scope`. If the parent acts under a delegation
  * itself, pass its chain as `parentChain`; the result is the full chain the child presents.
  */
-export function delegate(parent: SignerLike, childAztpId: string, scope: DelegationScope = {}, parentChain: readonly string[] = []): string[] {
+export function delegate(
+  parent: SignerLike,
+  childAztpId: string,
+  scope: DelegationScope = {},
+  parentChain: readonly string[] = [],
+): string[] {
   const signer = signerOf(parent);
   const child = SpiffeId.parse(childAztpId).toString();
   const depth = scope.depth ?? 0;
   if (!Number.isSafeInteger(depth) || depth < 0 || depth >= MAX_DELEGATION_CHAIN) {
-    throw new AztpError(ErrorCodes.ARGUMENT_INVALID, `delegation depth must be a whole number from 0 to ${MAX_DELEGATION_CHAIN - 1}`);
+    throw new AztpError(
+      ErrorCodes.ARGUMENT_INVALID,
+      `delegation depth must be a whole number from 0 to ${MAX_DELEGATION_CHAIN - 1}`,
+    );
   }
   const ttl = scope.ttlSeconds ?? DEFAULT_DELEGATION_TTL_SECONDS;
   if (!(ttl > 0)) throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "delegation ttlSeconds must be positive");
@@ -130,7 +146,12 @@ export interface VerifyDelegationOptions {
 }
 
 export function verifyDelegationChain(chain: unknown, options: VerifyDelegationOptions): VerifiedDelegation[] {
-  if (!Array.isArray(chain) || chain.length === 0 || chain.length > MAX_DELEGATION_CHAIN || !chain.every((t) => typeof t === "string")) {
+  if (
+    !Array.isArray(chain) ||
+    chain.length === 0 ||
+    chain.length > MAX_DELEGATION_CHAIN ||
+    !chain.every((t) => typeof t === "string")
+  ) {
     invalid("links", `the chain must be a list of 1 to ${MAX_DELEGATION_CHAIN} tokens`);
   }
   const out: VerifiedDelegation[] = [];
@@ -138,17 +159,24 @@ export function verifyDelegationChain(chain: unknown, options: VerifyDelegationO
   (chain as string[]).forEach((token, i) => {
     // Chain, signature, iss, revocation and the time window: the one validator, whose rules
     // (chain, signature, revoked, expired, not_yet_valid, ...) these links' errors carry.
-    const { claims } = validateToken(token, DELEGATION_KIND, options.trust, { now: options.now, what: `delegation link ${i}` });
+    const { claims } = validateToken(token, DELEGATION_KIND, options.trust, {
+      now: options.now,
+      what: `delegation link ${i}`,
+    });
     const c = readClaims(claims, i);
     if (prev === undefined) {
       if (c.prev !== undefined) invalid("binding", "the first link must not reference a previous one");
     } else {
-      if (c.iss !== prev.sub) invalid("delegator", `link ${i} is signed by ${c.iss}, but link ${i - 1} delegated to ${prev.sub}`);
-      if (c.prev !== tokenHash((chain as string[])[i - 1] as string)) invalid("binding", `link ${i} is not bound to link ${i - 1}`);
+      if (c.iss !== prev.sub)
+        invalid("delegator", `link ${i} is signed by ${c.iss}, but link ${i - 1} delegated to ${prev.sub}`);
+      if (c.prev !== tokenHash((chain as string[])[i - 1] as string))
+        invalid("binding", `link ${i} is not bound to link ${i - 1}`);
       if (prev.scope.depth < 1) invalid("depth", `link ${i - 1} allows no further delegation`);
       if (c.scope.depth >= prev.scope.depth) invalid("depth", `link ${i} does not reduce the remaining depth`);
-      if (!narrows(prev.scope.tools, c.scope.tools)) invalid("scope.tools", `link ${i} widens the tools of link ${i - 1}`);
-      if (!narrows(prev.scope.servers.map(normalizeId), c.scope.servers.map(normalizeId))) invalid("scope.servers", `link ${i} widens the servers of link ${i - 1}`);
+      if (!narrows(prev.scope.tools, c.scope.tools))
+        invalid("scope.tools", `link ${i} widens the tools of link ${i - 1}`);
+      if (!narrows(prev.scope.servers.map(normalizeId), c.scope.servers.map(normalizeId)))
+        invalid("scope.servers", `link ${i} widens the servers of link ${i - 1}`);
       if (c.exp > prev.exp) invalid("outlives", `link ${i} outlives link ${i - 1}`);
     }
     out.push({ delegator: c.iss, delegate: c.sub, scope: c.scope, exp: c.exp });
@@ -161,9 +189,12 @@ export function verifyDelegationChain(chain: unknown, options: VerifyDelegationO
   } catch (e) {
     invalid("delegate", "the last delegate is not a valid SPIFFE ID", e);
   }
-  if (delegate !== options.signer) invalid("delegate", `the last delegate ${delegate} is not the signer ${options.signer}`);
-  if (!matchesAny(last.scope.tools, options.tool)) invalid("tool", `tool ${options.tool} is outside the delegated tools`);
-  if (!matchesAny(last.scope.servers.map(normalizeId), normalizeId(options.audience))) invalid("server", `server ${options.audience} is outside the delegated servers`);
+  if (delegate !== options.signer)
+    invalid("delegate", `the last delegate ${delegate} is not the signer ${options.signer}`);
+  if (!matchesAny(last.scope.tools, options.tool))
+    invalid("tool", `tool ${options.tool} is outside the delegated tools`);
+  if (!matchesAny(last.scope.servers.map(normalizeId), normalizeId(options.audience)))
+    invalid("server", `server ${options.audience} is outside the delegated servers`);
   if (options.exp > last.exp) invalid("invocation_outlives", "the invocation outlives its delegation");
   return out;
 }

@@ -11,7 +11,13 @@ export {
   DEFAULT_INVOCATION_LEEWAY_SECONDS,
   TOOL_CALL_ACTION,
 } from "./invocation.js";
-export type { InvocationClaims, SignInvocationOptions, VerifyInvocationOptions, VerifiedInvocation, IdentityRelations } from "./invocation.js";
+export type {
+  InvocationClaims,
+  SignInvocationOptions,
+  VerifyInvocationOptions,
+  VerifiedInvocation,
+  IdentityRelations,
+} from "./invocation.js";
 export type { SignerLike } from "./codec.js";
 export type { SvidSigner } from "../spiffe/signer.js";
 export { validateToken, TOKEN_ALGORITHMS } from "./validate.js";
@@ -19,7 +25,13 @@ export type { TokenKind, TokenRule, ValidateTokenOptions, ValidatedToken } from 
 export { INVOCATION_KIND, RECEIPT_KIND, DELEGATION_KIND, PROOF_KIND, CHECKPOINT_KIND } from "./token-kinds.js";
 export type { TimeWindow, TimeWindowRule } from "../spiffe/time-window.js";
 export { signReceipt, createReceipt, verifyReceipt, RECEIPT_TYP } from "./receipt.js";
-export type { ReceiptClaims, ReceiptStatus, SignReceiptOptions, VerifyReceiptOptions, VerifiedReceipt } from "./receipt.js";
+export type {
+  ReceiptClaims,
+  ReceiptStatus,
+  SignReceiptOptions,
+  VerifyReceiptOptions,
+  VerifiedReceipt,
+} from "./receipt.js";
 export { delegate, verifyDelegationChain, DELEGATION_TYP } from "./delegation.js";
 export type { DelegationScope, DelegationClaims, VerifiedDelegation, VerifyDelegationOptions } from "./delegation.js";
 export { MemoryReplayCache } from "./replay.js";

@@ -21,7 +21,12 @@ import { decideInvocation } from "./decide.js";
 import { describeClaim } from "./describe.js";
 import { verifyDelegationChain, type VerifiedDelegation } from "./delegation.js";
 import type { ReplayCache } from "./replay.js";
-import { DEFAULT_INVOCATION_LEEWAY_SECONDS, INVOCATION_KIND, INVOCATION_TYP, MAX_INVOCATION_LIFETIME_SECONDS } from "./token-kinds.js";
+import {
+  DEFAULT_INVOCATION_LEEWAY_SECONDS,
+  INVOCATION_KIND,
+  INVOCATION_TYP,
+  MAX_INVOCATION_LIFETIME_SECONDS,
+} from "./token-kinds.js";
 import type { Trust } from "./trust.js";
 import { TOKEN_ALGORITHMS, validateToken } from "./validate.js";
 
@@ -80,7 +85,10 @@ export function signInvocation(identity: SignerLike, options: SignInvocationOpti
 }
 
 /** Like signInvocation, also returning the claims signed (for audit records). */
-export function createInvocation(identity: SignerLike, options: SignInvocationOptions): { token: string; claims: InvocationClaims } {
+export function createInvocation(
+  identity: SignerLike,
+  options: SignInvocationOptions,
+): { token: string; claims: InvocationClaims } {
   const signer = signerOf(identity);
   if (typeof options.tool !== "string" || options.tool.length === 0) {
     throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "signInvocation needs a tool name");
@@ -105,8 +113,15 @@ export function createInvocation(identity: SignerLike, options: SignInvocationOp
   if (options.accessTokenHash !== undefined) claims.ath = options.accessTokenHash;
   if (options.traceId !== undefined) claims.trace = options.traceId;
   if (options.toolCallId !== undefined) {
-    if (typeof options.toolCallId !== "string" || options.toolCallId.length === 0 || options.toolCallId.length > MAX_TOOL_CALL_ID_LENGTH) {
-      throw new AztpError(ErrorCodes.ARGUMENT_INVALID, `toolCallId must be a string of 1 to ${MAX_TOOL_CALL_ID_LENGTH} characters`);
+    if (
+      typeof options.toolCallId !== "string" ||
+      options.toolCallId.length === 0 ||
+      options.toolCallId.length > MAX_TOOL_CALL_ID_LENGTH
+    ) {
+      throw new AztpError(
+        ErrorCodes.ARGUMENT_INVALID,
+        `toolCallId must be a string of 1 to ${MAX_TOOL_CALL_ID_LENGTH} characters`,
+      );
     }
     claims.tcid = options.toolCallId;
   }
@@ -156,7 +171,9 @@ function audienceOf(audience: string): string {
   try {
     return SpiffeId.parse(audience).toString();
   } catch (e) {
-    throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "verifyInvocation: audience is not a valid SPIFFE/AZTP ID", { cause: e });
+    throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "verifyInvocation: audience is not a valid SPIFFE/AZTP ID", {
+      cause: e,
+    });
   }
 }
 
@@ -177,10 +194,15 @@ export async function verifyInvocation(token: unknown, options: VerifyInvocation
   });
   // The validator checked the dates; the rest of the claims are this kind's own.
   const c = payload as Partial<InvocationClaims> & { iat: number; exp: number };
-  if (c.sub !== undefined && c.sub !== c.iss) reject(ErrorCodes.INVOCATION_ISSUER_MISMATCH, "invocation token: sub differs from iss", "sub");
+  if (c.sub !== undefined && c.sub !== c.iss)
+    reject(ErrorCodes.INVOCATION_ISSUER_MISMATCH, "invocation token: sub differs from iss", "sub");
 
   if (typeof c.tool !== "string" || c.tool !== options.tool) {
-    reject(ErrorCodes.INVOCATION_TOOL_MISMATCH, `invocation token was signed for tool ${describeClaim(c.tool, 80)}, but ${describeClaim(options.tool, 80)} is being called`, "tool");
+    reject(
+      ErrorCodes.INVOCATION_TOOL_MISMATCH,
+      `invocation token was signed for tool ${describeClaim(c.tool, 80)}, but ${describeClaim(options.tool, 80)} is being called`,
+      "tool",
+    );
   }
   let digest: string;
   try {
@@ -189,26 +211,54 @@ export async function verifyInvocation(token: unknown, options: VerifyInvocation
     // Arguments JCS cannot represent (a lone surrogate, `1e400` parsed as Infinity, nesting
     // past the limit, a __proto__ member) keep the canonical code: they were never signable.
     if (e instanceof AztpError) throw e;
-    reject(ErrorCodes.JSON_UNREPRESENTABLE, `the received arguments cannot be canonicalised: ${(e as Error)?.message ?? String(e)}`, "args", e);
+    reject(
+      ErrorCodes.JSON_UNREPRESENTABLE,
+      `the received arguments cannot be canonicalised: ${(e as Error)?.message ?? String(e)}`,
+      "args",
+      e,
+    );
   }
   if (c.args_sha256 !== digest) {
-    reject(ErrorCodes.INVOCATION_ARGS_MISMATCH, "the arguments received are not the arguments the caller signed", "args");
+    reject(
+      ErrorCodes.INVOCATION_ARGS_MISMATCH,
+      "the arguments received are not the arguments the caller signed",
+      "args",
+    );
   }
 
   if (typeof c.jti !== "string" || c.jti.length < 22 || c.jti.length > 128) {
     reject(ErrorCodes.INVOCATION_MALFORMED, "invocation token needs a jti of at least 128 bits", "jti");
   }
-  if (c.trace !== undefined && typeof c.trace !== "string") reject(ErrorCodes.INVOCATION_MALFORMED, "trace must be a string", "trace");
-  if (c.tcid !== undefined && (typeof c.tcid !== "string" || c.tcid.length === 0 || c.tcid.length > MAX_TOOL_CALL_ID_LENGTH)) {
-    reject(ErrorCodes.INVOCATION_MALFORMED, `tcid must be a string of 1 to ${MAX_TOOL_CALL_ID_LENGTH} characters`, "tcid");
+  if (c.trace !== undefined && typeof c.trace !== "string")
+    reject(ErrorCodes.INVOCATION_MALFORMED, "trace must be a string", "trace");
+  if (
+    c.tcid !== undefined &&
+    (typeof c.tcid !== "string" || c.tcid.length === 0 || c.tcid.length > MAX_TOOL_CALL_ID_LENGTH)
+  ) {
+    reject(
+      ErrorCodes.INVOCATION_MALFORMED,
+      `tcid must be a string of 1 to ${MAX_TOOL_CALL_ID_LENGTH} characters`,
+      "tcid",
+    );
   }
-  if (c.ath !== undefined && typeof c.ath !== "string") reject(ErrorCodes.INVOCATION_MALFORMED, "ath must be a string", "ath");
+  if (c.ath !== undefined && typeof c.ath !== "string")
+    reject(ErrorCodes.INVOCATION_MALFORMED, "ath must be a string", "ath");
 
   // The access token this call came with, when the token binds one (WIMSE `ath`): a token
   // lifted from one OAuth session cannot ride along with another.
   if (c.ath !== undefined) {
-    if (options.accessToken === undefined) reject(ErrorCodes.INVOCATION_ACCESS_TOKEN_MISMATCH, "the token is bound to an access token (ath), but the call carried none", "access_token");
-    if (c.ath !== tokenHash(options.accessToken)) reject(ErrorCodes.INVOCATION_ACCESS_TOKEN_MISMATCH, "the call's access token is not the one the token is bound to (ath)", "access_token");
+    if (options.accessToken === undefined)
+      reject(
+        ErrorCodes.INVOCATION_ACCESS_TOKEN_MISMATCH,
+        "the token is bound to an access token (ath), but the call carried none",
+        "access_token",
+      );
+    if (c.ath !== tokenHash(options.accessToken))
+      reject(
+        ErrorCodes.INVOCATION_ACCESS_TOKEN_MISMATCH,
+        "the call's access token is not the one the token is bound to (ath)",
+        "access_token",
+      );
   }
 
   // Remember the token only once its signature, identity, binding and time checked out, so a
@@ -222,13 +272,32 @@ export async function verifyInvocation(token: unknown, options: VerifyInvocation
 
   let delegation: VerifiedDelegation[] = [];
   if (c.dlg !== undefined) {
-    delegation = verifyDelegationChain(c.dlg, { signer: signer.spiffeId, audience: me, tool: c.tool, exp: c.exp, trust: options.trust, now });
+    delegation = verifyDelegationChain(c.dlg, {
+      signer: signer.spiffeId,
+      audience: me,
+      tool: c.tool,
+      exp: c.exp,
+      trust: options.trust,
+      now,
+    });
   }
 
   const claims = c as InvocationClaims;
-  const result: VerifiedInvocation = { caller: signer.svid.id, serial: signer.serial, claims, delegation, token: token as string };
+  const result: VerifiedInvocation = {
+    caller: signer.svid.id,
+    serial: signer.serial,
+    claims,
+    delegation,
+    token: token as string,
+  };
   if (options.policy !== undefined) {
-    result.policy = decideInvocation(result, { policy: options.policy, args: options.args, now, relations: options.relations, sourceIp: options.sourceIp });
+    result.policy = decideInvocation(result, {
+      policy: options.policy,
+      args: options.args,
+      now,
+      relations: options.relations,
+      sourceIp: options.sourceIp,
+    });
   }
   return result;
 }

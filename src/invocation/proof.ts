@@ -51,10 +51,14 @@ export interface VerifyPossessionProofOptions {
 }
 
 /** Like verifyPossessionProof, also returning the serial of the SVID that proved it (for later revocation checks). */
-export function verifyPossessionProofSigner(token: unknown, options: VerifyPossessionProofOptions): { id: SpiffeId; serial: string } {
+export function verifyPossessionProofSigner(
+  token: unknown,
+  options: VerifyPossessionProofOptions,
+): { id: SpiffeId; serial: string } {
   const { claims: c, signer } = validateToken(token, PROOF_KIND, options.trust, { now: options.now });
   if (c.nonce !== options.nonce) invalid("it answers another challenge (nonce differs)", "nonce");
-  if (options.audience !== undefined && c.aud !== undefined && c.aud !== SpiffeId.parse(options.audience).toString()) invalid("made for another peer", "audience");
+  if (options.audience !== undefined && c.aud !== undefined && c.aud !== SpiffeId.parse(options.audience).toString())
+    invalid("made for another peer", "audience");
   // The verified leaf's ID object: no second parse of the string it was printed from.
   const id = signer.svid.id;
   // The authorizer throws its own code (ERR_PEER_NOT_AUTHORIZED), which callers act on.

@@ -46,7 +46,10 @@ export interface SignReceiptOptions {
 }
 
 /** Signs a receipt, returning it with the claims signed (the result digest, for audit records). */
-export function createReceipt(callee: SignerLike, options: SignReceiptOptions): { receipt: string; claims: ReceiptClaims } {
+export function createReceipt(
+  callee: SignerLike,
+  options: SignReceiptOptions,
+): { receipt: string; claims: ReceiptClaims } {
   const signer = signerOf(callee);
   const claims: ReceiptClaims = {
     iss: signer.id.toString(),
@@ -110,15 +113,26 @@ export function verifyReceipt(receipt: unknown, options: VerifyReceiptOptions): 
     audience: SpiffeId.parse(options.caller).toString(),
   });
   const c = claims as Partial<ReceiptClaims>;
-  if (c.ith !== tokenHash(options.invocationToken)) fail(ErrorCodes.RECEIPT_MISMATCH, "it answers another call (invocation token hash differs)", "ith");
-  if (c.result_sha256 !== canonicalDigest(options.result, "result")) fail(ErrorCodes.RECEIPT_MISMATCH, "the result received is not the result the callee signed", "result");
-  if (c.status !== "ok" && c.status !== "error" && c.status !== "denied") fail(ErrorCodes.RECEIPT_INVALID, "unknown status", "status");
+  if (c.ith !== tokenHash(options.invocationToken))
+    fail(ErrorCodes.RECEIPT_MISMATCH, "it answers another call (invocation token hash differs)", "ith");
+  if (c.result_sha256 !== canonicalDigest(options.result, "result"))
+    fail(ErrorCodes.RECEIPT_MISMATCH, "the result received is not the result the callee signed", "result");
+  if (c.status !== "ok" && c.status !== "error" && c.status !== "denied")
+    fail(ErrorCodes.RECEIPT_INVALID, "unknown status", "status");
   // The digest binds the result, not what the caller makes of it: a callee (or a replayed
   // receipt of one) saying "denied" over a success result, or "ok" over an error, would have
   // the caller's audit and the application disagree on what happened.
-  const isError = options.isError ?? (typeof options.result === "object" && options.result !== null && (options.result as { isError?: unknown }).isError === true);
+  const isError =
+    options.isError ??
+    (typeof options.result === "object" &&
+      options.result !== null &&
+      (options.result as { isError?: unknown }).isError === true);
   if (isError !== (c.status !== "ok")) {
-    fail(ErrorCodes.RECEIPT_STATUS_MISMATCH, `its status is "${c.status}", but the answer received is ${isError ? "an error" : "a success result"}`, "status");
+    fail(
+      ErrorCodes.RECEIPT_STATUS_MISMATCH,
+      `its status is "${c.status}", but the answer received is ${isError ? "an error" : "a success result"}`,
+      "status",
+    );
   }
   return { claims: c as ReceiptClaims, signer: signer.spiffeId, serial: signer.serial };
 }

@@ -49,7 +49,10 @@ export class MemoryReplayCache implements ReplayCache {
     }
     if (this.#seen.size >= this.#max) {
       // Fail closed: forgetting a live entry would let its token be replayed.
-      throw new AztpError(ErrorCodes.INVOCATION_REPLAYED, `replay cache is full (${this.#max} live tokens): refusing new tokens until some expire`);
+      throw new AztpError(
+        ErrorCodes.INVOCATION_REPLAYED,
+        `replay cache is full (${this.#max} live tokens): refusing new tokens until some expire`,
+      );
     }
     this.#seen.set(key, expiresAtMs);
     // Opportunistic sweep of the oldest few, so the map does not grow with dead entries.

@@ -22,7 +22,10 @@ export const PROOF_TTL_SECONDS = 60;
 export const DEFAULT_RECEIPT_MAX_AGE_SECONDS = 300;
 
 /** Every rule to `code`, but for `except`: the kinds whose callers tell failures apart by rule, not by code. */
-function oneCode(code: ErrorCode, except: Partial<Record<TokenRule, ErrorCode>> = {}): Readonly<Record<TokenRule, ErrorCode>> {
+function oneCode(
+  code: ErrorCode,
+  except: Partial<Record<TokenRule, ErrorCode>> = {},
+): Readonly<Record<TokenRule, ErrorCode>> {
   return {
     missing: code,
     malformed: code,
@@ -50,7 +53,14 @@ const LIVE = { revocation: true, chainAt: "now" } as const;
 export const INVOCATION_KIND: TokenKind = {
   typ: INVOCATION_TYP,
   what: "invocation token",
-  window: { leewaySeconds: DEFAULT_INVOCATION_LEEWAY_SECONDS, maxLifetimeSeconds: MAX_INVOCATION_LIFETIME_SECONDS, expRequired: true, iatRequired: true, nbfChecked: false, integerDates: true },
+  window: {
+    leewaySeconds: DEFAULT_INVOCATION_LEEWAY_SECONDS,
+    maxLifetimeSeconds: MAX_INVOCATION_LIFETIME_SECONDS,
+    expRequired: true,
+    iatRequired: true,
+    nbfChecked: false,
+    integerDates: true,
+  },
   ...LIVE,
   // Invocations keep one code per rule: integrations and their tests tell the failures apart by code.
   codes: oneCode(ErrorCodes.INVOCATION_MALFORMED, {
@@ -72,9 +82,20 @@ export const RECEIPT_KIND: TokenKind = {
   typ: RECEIPT_TYP,
   what: "receipt",
   // No exp: a receipt is checked once, as it arrives, so its age bounds it.
-  window: { leewaySeconds: 60, maxAgeSeconds: DEFAULT_RECEIPT_MAX_AGE_SECONDS, expRequired: false, iatRequired: true, nbfChecked: false, integerDates: true },
+  window: {
+    leewaySeconds: 60,
+    maxAgeSeconds: DEFAULT_RECEIPT_MAX_AGE_SECONDS,
+    expRequired: false,
+    iatRequired: true,
+    nbfChecked: false,
+    integerDates: true,
+  },
   ...LIVE,
-  codes: oneCode(ErrorCodes.RECEIPT_INVALID, { missing: ErrorCodes.RECEIPT_MISSING, revoked: ErrorCodes.CALLEE_REVOKED, audience: ErrorCodes.RECEIPT_MISMATCH }),
+  codes: oneCode(ErrorCodes.RECEIPT_INVALID, {
+    missing: ErrorCodes.RECEIPT_MISSING,
+    revoked: ErrorCodes.CALLEE_REVOKED,
+    audience: ErrorCodes.RECEIPT_MISMATCH,
+  }),
 };
 
 export const DELEGATION_KIND: TokenKind = {
@@ -83,7 +104,13 @@ export const DELEGATION_KIND: TokenKind = {
   // The leeway of the invocation the link rides in: a link is not stricter about the clock than
   // its token (before, a link had none on exp and 60 s on iat). No lifetime bound: the
   // delegator chooses it, and each later link and the invocation may only shorten it.
-  window: { leewaySeconds: DEFAULT_INVOCATION_LEEWAY_SECONDS, expRequired: true, iatRequired: true, nbfChecked: false, integerDates: true },
+  window: {
+    leewaySeconds: DEFAULT_INVOCATION_LEEWAY_SECONDS,
+    expRequired: true,
+    iatRequired: true,
+    nbfChecked: false,
+    integerDates: true,
+  },
   ...LIVE,
   codes: oneCode(ErrorCodes.DELEGATION_INVALID),
 };
@@ -91,7 +118,14 @@ export const DELEGATION_KIND: TokenKind = {
 export const PROOF_KIND: TokenKind = {
   typ: PROOF_TYP,
   what: "possession proof",
-  window: { leewaySeconds: DEFAULT_INVOCATION_LEEWAY_SECONDS, maxLifetimeSeconds: PROOF_TTL_SECONDS, expRequired: true, iatRequired: true, nbfChecked: false, integerDates: true },
+  window: {
+    leewaySeconds: DEFAULT_INVOCATION_LEEWAY_SECONDS,
+    maxLifetimeSeconds: PROOF_TTL_SECONDS,
+    expRequired: true,
+    iatRequired: true,
+    nbfChecked: false,
+    integerDates: true,
+  },
   ...LIVE,
   codes: oneCode(ErrorCodes.PROOF_INVALID),
 };
@@ -101,7 +135,14 @@ export const CHECKPOINT_KIND: TokenKind = {
   what: "checkpoint signature",
   // A checkpoint is read long after it was signed (`aztp audit verify` of last year's log):
   // only its iat's form is checked, never the clock, and its chain is checked as of that iat.
-  window: { leewaySeconds: 0, expRequired: false, iatRequired: true, nbfChecked: false, integerDates: true, dateOnly: true },
+  window: {
+    leewaySeconds: 0,
+    expRequired: false,
+    iatRequired: true,
+    nbfChecked: false,
+    integerDates: true,
+    dateOnly: true,
+  },
   // Not revocation either: revoking a writer (say, its host was decommissioned, or its key
   // retired) must not turn every log it wrote into a corrupt one. A revocation says "trust
   // nothing this key signs from now on"; the log's hash chain and the checkpoints' chain

@@ -38,7 +38,9 @@ export interface VerifiedSigner {
 }
 
 /** A decoded header and its verified signer, or (when the x5c chain failed) why it failed. */
-export type ResolvedHeader = { header: JwsHeader; signer: VerifiedSigner; chainError?: undefined } | { header: JwsHeader; signer?: undefined; chainError: unknown };
+export type ResolvedHeader =
+  | { header: JwsHeader; signer: VerifiedSigner; chainError?: undefined }
+  | { header: JwsHeader; signer?: undefined; chainError: unknown };
 
 interface CachedHeader {
   /** The full header text: a hit must match it exactly (the map key is only a short digest). */
@@ -86,7 +88,11 @@ export class Trust {
     const hit = this.#byHeader.get(key);
     if (hit !== undefined && hit.segment === segment && algorithms.includes(hit.header.alg)) {
       const { signer } = hit;
-      if (this.bundles.getBundleForTrustDomain(signer.svid.id.trustDomain) === signer.bundle && time >= signer.svid.notBefore && time <= signer.svid.notAfter) {
+      if (
+        this.bundles.getBundleForTrustDomain(signer.svid.id.trustDomain) === signer.bundle &&
+        time >= signer.svid.notBefore &&
+        time <= signer.svid.notAfter
+      ) {
         return hit;
       }
     }
@@ -108,7 +114,10 @@ export class Trust {
    */
   verifyChain(x5c: unknown, time: Date): VerifiedSigner {
     if (!Array.isArray(x5c) || x5c.length === 0 || x5c.length > 8 || !x5c.every((c) => typeof c === "string")) {
-      throw new AztpError(ErrorCodes.INVOCATION_UNTRUSTED, "x5c must be a non-empty array of at most 8 base64 certificates");
+      throw new AztpError(
+        ErrorCodes.INVOCATION_UNTRUSTED,
+        "x5c must be a non-empty array of at most 8 base64 certificates",
+      );
     }
     const key = (x5c as string[]).join(".");
     const svid = this.#x509.verify(x5c as string[], { time });

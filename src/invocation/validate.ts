@@ -25,7 +25,18 @@ import type { ResolvedHeader, Trust, VerifiedSigner } from "./trust.js";
 export const TOKEN_ALGORITHMS: readonly JwsAlgorithm[] = ["ES256", "ES384", "RS256", "PS256"];
 
 /** The rules of the validator, in the order they are checked. Stable: errors carry them as `rule`. */
-export type TokenRule = "missing" | "malformed" | "alg" | "typ" | "chain" | "signature" | "issuer" | "signer" | "revoked" | "audience" | TimeWindowRule;
+export type TokenRule =
+  | "missing"
+  | "malformed"
+  | "alg"
+  | "typ"
+  | "chain"
+  | "signature"
+  | "issuer"
+  | "signer"
+  | "revoked"
+  | "audience"
+  | TimeWindowRule;
 
 /** One kind of token, as data. */
 export interface TokenKind {
@@ -77,7 +88,12 @@ function chainTime(kind: TokenKind, what: string, claims: Record<string, unknown
  * Validates `token` as a token of `kind`, with `trust`'s bundle and revocation source. Throws
  * AztpError (code from the kind, `rule` from TokenRule) at the first failure.
  */
-export function validateToken(token: unknown, kind: TokenKind, trust: Trust, options: ValidateTokenOptions = {}): ValidatedToken {
+export function validateToken(
+  token: unknown,
+  kind: TokenKind,
+  trust: Trust,
+  options: ValidateTokenOptions = {},
+): ValidatedToken {
   const what = options.what ?? kind.what;
   if (token === undefined || token === null || token === "") refuse(kind, "missing", what, "none was presented");
   const now = options.now ?? new Date();
@@ -98,7 +114,8 @@ export function validateToken(token: unknown, kind: TokenKind, trust: Trust, opt
     signature = decodeSignature(s);
   } catch (e) {
     if (e instanceof AztpError && e.rule !== undefined) throw e; // chainTime's own refusal
-    if (e instanceof AztpError && e.code === ErrorCodes.JWT_ALG_NOT_ALLOWED) refuse(kind, "alg", what, `${e.message} (allowed: ${TOKEN_ALGORITHMS.join(", ")})`, e);
+    if (e instanceof AztpError && e.code === ErrorCodes.JWT_ALG_NOT_ALLOWED)
+      refuse(kind, "alg", what, `${e.message} (allowed: ${TOKEN_ALGORITHMS.join(", ")})`, e);
     refuse(kind, "malformed", what, (e as Error).message, e);
   }
   const header = resolved.header;
@@ -106,19 +123,35 @@ export function validateToken(token: unknown, kind: TokenKind, trust: Trust, opt
   const signer = resolved.signer;
   if (signer === undefined) {
     const why = resolved.chainError;
-    refuse(kind, "chain", what, `the signer's certificate chain is not trusted: ${why instanceof Error ? why.message : String(why)}`, why);
+    refuse(
+      kind,
+      "chain",
+      what,
+      `the signer's certificate chain is not trusted: ${why instanceof Error ? why.message : String(why)}`,
+      why,
+    );
   }
   // The signing input is the token's own prefix: sliced, not rebuilt from its parts.
-  if (!verifyRaw(header.alg, signer.key, Buffer.from((token as string).slice(0, h.length + 1 + p.length), "latin1"), signature)) {
+  if (
+    !verifyRaw(
+      header.alg,
+      signer.key,
+      Buffer.from((token as string).slice(0, h.length + 1 + p.length), "latin1"),
+      signature,
+    )
+  ) {
     refuse(kind, "signature", what, "signature does not verify with the key of the presented SVID");
   }
   const iss = claims.iss;
-  if (typeof iss !== "string" || iss !== signer.spiffeId) refuse(kind, "issuer", what, `iss ${describeClaim(iss)} is not the SVID's SPIFFE ID ${signer.spiffeId}`);
-  if (options.signer !== undefined && signer.spiffeId !== options.signer) refuse(kind, "signer", what, `signed by ${signer.spiffeId}, not by ${options.signer}`);
+  if (typeof iss !== "string" || iss !== signer.spiffeId)
+    refuse(kind, "issuer", what, `iss ${describeClaim(iss)} is not the SVID's SPIFFE ID ${signer.spiffeId}`);
+  if (options.signer !== undefined && signer.spiffeId !== options.signer)
+    refuse(kind, "signer", what, `signed by ${signer.spiffeId}, not by ${options.signer}`);
   if (kind.revocation && trust.isRevoked(signer.spiffeId, signer.serial)) {
     refuse(kind, "revoked", what, `signer ${signer.spiffeId} (or an ancestor, or this SVID) is revoked`);
   }
-  if (options.audience !== undefined && claims.aud !== options.audience) refuse(kind, "audience", what, `is for ${describeClaim(claims.aud)}, not for ${options.audience}`);
+  if (options.audience !== undefined && claims.aud !== options.audience)
+    refuse(kind, "audience", what, `is for ${describeClaim(claims.aud)}, not for ${options.audience}`);
   const window = options.window === undefined ? kind.window : { ...kind.window, ...options.window };
   const late = checkTimeWindow(claims, now.getTime() / 1000, window);
   if (late !== undefined) refuse(kind, late.rule, what, late.message);

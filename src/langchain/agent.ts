@@ -87,14 +87,24 @@ export interface SubAgentSpec {
  * as its parent, called through a tool named `name` that takes `{ task }` and answers with the
  * child's final message.
  */
-export function subAgent(spec: { name: string; description: string; scope?: SubAgentScope } & Omit<SecureAgentParams, "client" | "name">): SubAgentSpec {
+export function subAgent(
+  spec: { name: string; description: string; scope?: SubAgentScope } & Omit<SecureAgentParams, "client" | "name">,
+): SubAgentSpec {
   const { name, description, scope, ...params } = spec;
-  if (typeof name !== "string" || name.length === 0) throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "subAgent needs a name");
-  if (typeof description !== "string") throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "subAgent needs a description (the orchestrator's model reads it)");
+  if (typeof name !== "string" || name.length === 0)
+    throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "subAgent needs a name");
+  if (typeof description !== "string")
+    throw new AztpError(
+      ErrorCodes.ARGUMENT_INVALID,
+      "subAgent needs a description (the orchestrator's model reads it)",
+    );
   const ttl = scope?.ttlSeconds;
   if (ttl !== undefined && !(typeof ttl === "number" && ttl >= MIN_SUB_AGENT_TTL_SECONDS)) {
     // A shorter link would be outlived by the tokens signed under it (every call refused).
-    throw new AztpError(ErrorCodes.ARGUMENT_INVALID, `subAgent scope.ttlSeconds must be at least ${MIN_SUB_AGENT_TTL_SECONDS}: a link is renewed a minute before it lapses, and must outlive each call's token (up to ${MAX_INVOCATION_LIFETIME_SECONDS} s)`);
+    throw new AztpError(
+      ErrorCodes.ARGUMENT_INVALID,
+      `subAgent scope.ttlSeconds must be at least ${MIN_SUB_AGENT_TTL_SECONDS}: a link is renewed a minute before it lapses, and must outlive each call's token (up to ${MAX_INVOCATION_LIFETIME_SECONDS} s)`,
+    );
   }
   return { [SPEC]: true, name, description, params, scope };
 }
@@ -144,7 +154,12 @@ function sign(node: Node, parent: { identity: AgentIdentity; delegation: Delegat
         // second or more after its parent's would, with the same TTL. So it is capped at what
         // remains of the parent's link, less a second for the clock to tick before it is signed.
         const remaining = above.length > 0 ? lastLinkExp(above) - Math.floor(Date.now() / 1000) - 1 : Infinity;
-        chain = delegate(parent.identity, node.identity.aztpId, { ...scope, ttlSeconds: Math.min(scope.ttlSeconds, remaining) }, above);
+        chain = delegate(
+          parent.identity,
+          node.identity.aztpId,
+          { ...scope, ttlSeconds: Math.min(scope.ttlSeconds, remaining) },
+          above,
+        );
         parentChain = above;
       }
       return chain;
@@ -163,20 +178,44 @@ interface Built {
 
 async function build(params: SecureAgentParams, parentId: string | undefined, level: number): Promise<Built> {
   const { client, name, identity: given, tools = [], mode, audit, middleware = [], ...rest } = params;
-  if (level >= MAX_DELEGATION_CHAIN) throw new AztpError(ErrorCodes.ARGUMENT_INVALID, `sub-agents nest at most ${MAX_DELEGATION_CHAIN - 1} levels deep`);
-  if (client === undefined || typeof client.secureConnect !== "function") throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "createSecureAgent needs { client } (from aztp.initialize())");
+  if (level >= MAX_DELEGATION_CHAIN)
+    throw new AztpError(ErrorCodes.ARGUMENT_INVALID, `sub-agents nest at most ${MAX_DELEGATION_CHAIN - 1} levels deep`);
+  if (client === undefined || typeof client.secureConnect !== "function")
+    throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "createSecureAgent needs { client } (from aztp.initialize())");
   if (!Array.isArray(tools)) throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "tools must be an array");
-  if (given !== undefined && given.name !== name) throw new AztpError(ErrorCodes.ARGUMENT_INVALID, `the identity given is ${given.aztpId}, not one named ${JSON.stringify(name)}`);
-  const identity = given ?? (await client.secureConnect({}, name, parentId !== undefined ? { parentIdentity: parentId } : {})).identity;
-  const node: Node = { identity, needs: { tools: new Set(), servers: new Set() }, explicit: undefined, children: [], delegation: ROOT };
+  if (given !== undefined && given.name !== name)
+    throw new AztpError(
+      ErrorCodes.ARGUMENT_INVALID,
+      `the identity given is ${given.aztpId}, not one named ${JSON.stringify(name)}`,
+    );
+  const identity =
+    given ??
+    (await client.secureConnect({}, name, parentId !== undefined ? { parentIdentity: parentId } : {})).identity;
+  const node: Node = {
+    identity,
+    needs: { tools: new Set(), servers: new Set() },
+    explicit: undefined,
+    children: [],
+    delegation: ROOT,
+  };
   // The delegation is read per call, so the middleware can exist before it is signed.
   const delegation: DelegationSource = { chain: () => node.delegation.chain() };
-  const secure = await createSecureMiddleware({ identity, client, ...(mode ? { mode } : {}), ...(audit !== undefined ? { audit } : {}), delegation });
+  const secure = await createSecureMiddleware({
+    identity,
+    client,
+    ...(mode ? { mode } : {}),
+    ...(audit !== undefined ? { audit } : {}),
+    delegation,
+  });
   const served: StructuredToolInterface[] = [];
   const subAgents: Record<string, SecureReactAgent> = {};
   for (const t of tools) {
     if (isSpec(t)) {
-      const child = await build({ ...t.params, client, name: t.name, ...(mode && t.params.mode === undefined ? { mode } : {}) }, identity.aztpId, level + 1);
+      const child = await build(
+        { ...t.params, client, name: t.name, ...(mode && t.params.mode === undefined ? { mode } : {}) },
+        identity.aztpId,
+        level + 1,
+      );
       (child.node as { explicit: SubAgentScope | undefined }).explicit = t.scope;
       node.children.push(child.node);
       subAgents[t.name] = child.agent;
@@ -202,31 +241,70 @@ async function build(params: SecureAgentParams, parentId: string | undefined, le
     }
     node.needs.tools.add(t.name);
   }
-  const agent = createAgent({ ...rest, name, tools: served, middleware: [secure.middleware, ...middleware] } as Parameters<typeof createAgent>[0]);
-  const secured = Object.assign(attachIdentity(agent, identity), { aztpGuard: secure.guard, subAgents }) as SecureReactAgent;
+  const agent = createAgent({
+    ...rest,
+    name,
+    tools: served,
+    middleware: [secure.middleware, ...middleware],
+  } as Parameters<typeof createAgent>[0]);
+  const secured = Object.assign(attachIdentity(agent, identity), {
+    aztpGuard: secure.guard,
+    subAgents,
+  }) as SecureReactAgent;
   return { agent: secured, node };
 }
 
 /** The tool an orchestrator calls its sub-agent through: served under the child's identity, callable by the parent alone. */
-async function subAgentTool(spec: SubAgentSpec, child: SecureReactAgent, parent: AgentIdentity, client: Aztp, mode: GuardMode | undefined): Promise<SecuredTool> {
+async function subAgentTool(
+  spec: SubAgentSpec,
+  child: SecureReactAgent,
+  parent: AgentIdentity,
+  client: Aztp,
+  mode: GuardMode | undefined,
+): Promise<SecuredTool> {
   // A JSON-schema tool is always structured; the cast picks that member of tool()'s union
   // (its other member's zod types do not satisfy exactOptionalPropertyTypes).
   const run = makeTool(
     async (input: { task: string }, config) => {
-      const result = (await child.invoke({ messages: [{ role: "user", content: input.task }] }, { ...(config?.signal ? { signal: config.signal } : {}) })) as { messages?: unknown[] };
+      const result = (await child.invoke(
+        { messages: [{ role: "user", content: input.task }] },
+        { ...(config?.signal ? { signal: config.signal } : {}) },
+      )) as { messages?: unknown[] };
       const last = result.messages?.[result.messages.length - 1];
-      return AIMessage.isInstance(last) ? last.text : typeof last === "object" && last !== null && "content" in last ? String((last as { content: unknown }).content) : "";
+      return AIMessage.isInstance(last)
+        ? last.text
+        : typeof last === "object" && last !== null && "content" in last
+          ? String((last as { content: unknown }).content)
+          : "";
     },
     {
       name: spec.name,
       description: spec.description,
-      schema: { type: "object", properties: { task: { type: "string", description: "what the sub-agent should do" } }, required: ["task"], additionalProperties: false },
+      schema: {
+        type: "object",
+        properties: { task: { type: "string", description: "what the sub-agent should do" } },
+        required: ["task"],
+        additionalProperties: false,
+      },
     },
   ) as DynamicStructuredTool;
   return secureTool(run, {
     client,
     identity: child.identity,
-    policy: [{ Version: "2012-10-17", Statement: [{ Sid: "called-by-its-parent", Effect: "Allow", Principal: parent.spiffeId, Action: "tool:call", Resource: spec.name }] }],
+    policy: [
+      {
+        Version: "2012-10-17",
+        Statement: [
+          {
+            Sid: "called-by-its-parent",
+            Effect: "Allow",
+            Principal: parent.spiffeId,
+            Action: "tool:call",
+            Resource: spec.name,
+          },
+        ],
+      },
+    ],
     ...(mode ? { mode } : {}),
     ...(spec.params.audit !== undefined ? { audit: spec.params.audit } : {}),
   });
@@ -237,7 +315,8 @@ async function subAgentTool(spec: SubAgentSpec, child: SecureReactAgent, parent:
  * `.identity`, `.aztpGuard` and `.subAgents`.
  */
 export async function createSecureAgent(params: SecureAgentParams): Promise<SecureReactAgent> {
-  if (params === null || typeof params !== "object") throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "createSecureAgent takes { client, name, model, tools, ... }");
+  if (params === null || typeof params !== "object")
+    throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "createSecureAgent takes { client, name, model, tools, ... }");
   const { agent, node } = await build(params, undefined, 0);
   for (const child of node.children) sign(child, node);
   return agent;

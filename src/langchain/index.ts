@@ -2,7 +2,31 @@
  * aztp-client/langchain: secured LangChain.js agents, tools, MCP tools and sub-agents.
  * LangChain is an optional peer dependency: only this entry point imports it.
  */
-export { createSecureAgent, subAgent, type SecureAgentParams, type SecureAgentOptions, type SecureAgentTool, type SecureReactAgent, type SecuredAgentExtras, type SubAgentScope, type SubAgentSpec } from "./agent.js";
-export { createSecureMiddleware, servedToolName, type SecureMiddleware, type SecureMiddlewareOptions, type DelegationSource } from "./middleware.js";
-export { secureTool, SecuredTool, isSecuredTool, receiptOf, RECEIPT_ARTIFACT, type ReceiptArtifact, type SecureToolOptions } from "./tool.js";
+export {
+  createSecureAgent,
+  subAgent,
+  type SecureAgentParams,
+  type SecureAgentOptions,
+  type SecureAgentTool,
+  type SecureReactAgent,
+  type SecuredAgentExtras,
+  type SubAgentScope,
+  type SubAgentSpec,
+} from "./agent.js";
+export {
+  createSecureMiddleware,
+  servedToolName,
+  type SecureMiddleware,
+  type SecureMiddlewareOptions,
+  type DelegationSource,
+} from "./middleware.js";
+export {
+  secureTool,
+  SecuredTool,
+  isSecuredTool,
+  receiptOf,
+  RECEIPT_ARTIFACT,
+  type ReceiptArtifact,
+  type SecureToolOptions,
+} from "./tool.js";
 export { isMcpTool, mcpServerOf } from "./mcp-mark.js";

@@ -56,4 +56,3 @@ export function mcpServerOf(tool: unknown): string | undefined {
   const m = typeof tool === "object" && tool !== null ? (tool as { [MCP_TOOL]?: McpToolMark })[MCP_TOOL] : undefined;
   return m?.server.serverId?.toString();
 }
-

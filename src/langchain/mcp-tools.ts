@@ -14,7 +14,12 @@
  */
 import { AsyncLocalStorage } from "node:async_hooks";
 import type { StructuredToolInterface } from "@langchain/core/tools";
-import { loadMcpTools as loadAdapterTools, MultiServerMCPClient, type ClientConfig, type LoadMcpToolsOptions } from "@langchain/mcp-adapters";
+import {
+  loadMcpTools as loadAdapterTools,
+  MultiServerMCPClient,
+  type ClientConfig,
+  type LoadMcpToolsOptions,
+} from "@langchain/mcp-adapters";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import type { Transport } from "@modelcontextprotocol/sdk/shared/transport.js";
 import type { Aztp } from "../client/aztp.js";
@@ -38,10 +43,17 @@ function bindingOf(client: unknown): ServerBinding | undefined {
  * The adapters' `loadMcpTools` over a client secured with `secureMcpClient` (refused otherwise:
  * its calls would go out unsigned). Call it after `connect`.
  */
-export async function loadMcpTools(serverName: string, client: Client, options?: LoadMcpToolsOptions): Promise<StructuredToolInterface[]> {
+export async function loadMcpTools(
+  serverName: string,
+  client: Client,
+  options?: LoadMcpToolsOptions,
+): Promise<StructuredToolInterface[]> {
   const binding = bindingOf(client);
   if (binding === undefined) {
-    throw new AztpError(ErrorCodes.ARGUMENT_INVALID, `loadMcpTools needs a client made with secureMcpClient (the client for ${serverName} is not): its tools' calls would go out unsigned`);
+    throw new AztpError(
+      ErrorCodes.ARGUMENT_INVALID,
+      `loadMcpTools needs a client made with secureMcpClient (the client for ${serverName} is not): its tools' calls would go out unsigned`,
+    );
   }
   const tools = await loadAdapterTools(serverName, client, options);
   return tools.map((t) => mark(t, binding));
@@ -73,7 +85,11 @@ function installConnectHook(): void {
  * Where MultiServerMCPClient (1.1.x) connects a server, at start and on every reconnect or
  * restart; each takes the server's name first. A version without them is refused, not trusted.
  */
-const CONNECTING_METHODS = ["_initializeStdioConnection", "_initializeStreamableHTTPConnection", "_initializeSSEConnection"] as const;
+const CONNECTING_METHODS = [
+  "_initializeStdioConnection",
+  "_initializeStreamableHTTPConnection",
+  "_initializeSSEConnection",
+] as const;
 
 export interface SecureMultiServerOptions {
   /** Issues the MCP client's own identity (used for what no agent asks: tools/list) under `name`... */
@@ -102,32 +118,54 @@ export class SecureMultiServerMCPClient extends MultiServerMCPClient {
   }
 
   /** `config` is exactly what MultiServerMCPClient takes. */
-  static async create(config: ClientConfig, options: SecureMultiServerOptions): Promise<SecureMultiServerMCPClient & { readonly identity: AgentIdentity }> {
+  static async create(
+    config: ClientConfig,
+    options: SecureMultiServerOptions,
+  ): Promise<SecureMultiServerMCPClient & { readonly identity: AgentIdentity }> {
     installConnectHook();
     const self = new SecureMultiServerMCPClient(config);
     let identity = options.identity;
     if (identity === undefined) {
-      if (options.client === undefined) throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "SecureMultiServerMCPClient needs { client, name } or { identity, trust }");
+      if (options.client === undefined)
+        throw new AztpError(
+          ErrorCodes.ARGUMENT_INVALID,
+          "SecureMultiServerMCPClient needs { client, name } or { identity, trust }",
+        );
       identity = (await options.client.secureConnect({}, options.name ?? "langchain-mcp-client")).identity;
     }
     const trust = options.trust ?? (await options.client?.trust());
-    if (trust === undefined) throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "SecureMultiServerMCPClient needs a trust (or a client to take it from)");
+    if (trust === undefined)
+      throw new AztpError(
+        ErrorCodes.ARGUMENT_INVALID,
+        "SecureMultiServerMCPClient needs a trust (or a client to take it from)",
+      );
     const audit = await auditFor(identity, options.audit, "SecureMultiServerMCPClient");
     const guard = new CallerGuard({ identity, trust, mode: options.mode ?? "enforce", ...(audit ? { audit } : {}) });
-    const secureFor = (serverName: string): Secure => (client, transport) => {
-      const binding = new ServerBinding();
-      Object.defineProperty(client, SECURED_CLIENT, { value: binding, configurable: true });
-      const expectedServer = options.expectedServers?.[serverName];
-      return new InterceptingTransport(transport, clientHooks(guard, binding, { trust, ...(expectedServer !== undefined ? { expectedServer } : {}) }));
-    };
+    const secureFor =
+      (serverName: string): Secure =>
+      (client, transport) => {
+        const binding = new ServerBinding();
+        Object.defineProperty(client, SECURED_CLIENT, { value: binding, configurable: true });
+        const expectedServer = options.expectedServers?.[serverName];
+        return new InterceptingTransport(
+          transport,
+          clientHooks(guard, binding, { trust, ...(expectedServer !== undefined ? { expectedServer } : {}) }),
+        );
+      };
     const methods = self as unknown as Record<string, unknown>;
     for (const name of CONNECTING_METHODS) {
       const base = methods[name];
       if (typeof base !== "function") {
-        throw new AztpError(ErrorCodes.ARGUMENT_INVALID, `this version of @langchain/mcp-adapters has no ${name}, so its connections cannot be secured: use 1.1.x, or loadMcpTools with secureMcpClient`);
+        throw new AztpError(
+          ErrorCodes.ARGUMENT_INVALID,
+          `this version of @langchain/mcp-adapters has no ${name}, so its connections cannot be secured: use 1.1.x, or loadMcpTools with secureMcpClient`,
+        );
       }
       Object.defineProperty(self, name, {
-        value: (serverName: string, ...rest: unknown[]) => securingScope.run(secureFor(serverName), () => (base as (...a: unknown[]) => unknown).call(self, serverName, ...rest)),
+        value: (serverName: string, ...rest: unknown[]) =>
+          securingScope.run(secureFor(serverName), () =>
+            (base as (...a: unknown[]) => unknown).call(self, serverName, ...rest),
+          ),
       });
     }
     return Object.assign(self, { identity }) as SecureMultiServerMCPClient & { readonly identity: AgentIdentity };
@@ -135,14 +173,19 @@ export class SecureMultiServerMCPClient extends MultiServerMCPClient {
 
   /** The tools of every server (or the ones named), each marked for the agent's middleware; a server whose client is not secured is refused. */
   override async getTools(...args: unknown[]): Promise<Awaited<ReturnType<MultiServerMCPClient["getTools"]>>> {
-    const names = args.length === 0 ? this.#servers : Array.isArray(args[0]) ? (args[0] as string[]) : (args as string[]);
+    const names =
+      args.length === 0 ? this.#servers : Array.isArray(args[0]) ? (args[0] as string[]) : (args as string[]);
     const out: Awaited<ReturnType<MultiServerMCPClient["getTools"]>> = [];
     for (const name of names) {
       const tools = await super.getTools(name);
       const client = await super.getClient(name);
-      const binding = client === undefined ? undefined : (client as unknown as { [SECURED_CLIENT]?: ServerBinding })[SECURED_CLIENT];
+      const binding =
+        client === undefined ? undefined : (client as unknown as { [SECURED_CLIENT]?: ServerBinding })[SECURED_CLIENT];
       if (binding === undefined) {
-        throw new AztpError(ErrorCodes.TOOL_UNSECURED, `the MCP client for ${name} was not secured when it connected, so its tools are not handed out`);
+        throw new AztpError(
+          ErrorCodes.TOOL_UNSECURED,
+          `the MCP client for ${name} was not secured when it connected, so its tools are not handed out`,
+        );
       }
       for (const tool of tools) out.push(mark(tool, binding));
     }

@@ -30,7 +30,16 @@ import type { GuardMode } from "../guard/recorder.js";
 import { canonicalDigest } from "../invocation/canonical.js";
 import type { Trust } from "../invocation/trust.js";
 import { isMcpTool, mcpServerOf } from "./mcp-mark.js";
-import { isSecuredTool, receiptOf, RECEIPT_ARTIFACT, refusalText, secureTool, withReceipt, type ReceiptArtifact, type SecuredTool } from "./tool.js";
+import {
+  isSecuredTool,
+  receiptOf,
+  RECEIPT_ARTIFACT,
+  refusalText,
+  secureTool,
+  withReceipt,
+  type ReceiptArtifact,
+  type SecuredTool,
+} from "./tool.js";
 
 /** How a tool that has no identity of its own is named when the middleware serves it under one. */
 export function servedToolName(agentName: string, toolName: string): string {
@@ -65,12 +74,29 @@ export interface SecureMiddleware {
   serve(tool: StructuredToolInterface): Promise<SecuredTool>;
 }
 
-function toolMessage(call: ToolCall, content: ToolMessage["content"], entry: ReceiptArtifact, artifact?: unknown): ToolMessage {
-  return new ToolMessage({ content, tool_call_id: call.id ?? "", name: call.name, status: entry.status === "ok" ? "success" : "error", artifact: withReceipt(artifact, entry) });
+function toolMessage(
+  call: ToolCall,
+  content: ToolMessage["content"],
+  entry: ReceiptArtifact,
+  artifact?: unknown,
+): ToolMessage {
+  return new ToolMessage({
+    content,
+    tool_call_id: call.id ?? "",
+    name: call.name,
+    status: entry.status === "ok" ? "success" : "error",
+    artifact: withReceipt(artifact, entry),
+  });
 }
 
 function refusal(call: ToolCall, callee: string, error: AztpError, receipt?: string): ToolMessage {
-  return toolMessage(call, refusalText(error.code, error.message), { type: RECEIPT_ARTIFACT, callee, status: "denied", code: error.code, ...(receipt !== undefined ? { receipt } : {}) });
+  return toolMessage(call, refusalText(error.code, error.message), {
+    type: RECEIPT_ARTIFACT,
+    callee,
+    status: "denied",
+    code: error.code,
+    ...(receipt !== undefined ? { receipt } : {}),
+  });
 }
 
 function asError(e: unknown, code: ErrorCode): AztpError {
@@ -93,7 +119,11 @@ function sameAnswer(given: unknown, shown: ToolMessage): boolean {
 export async function createSecureMiddleware(options: SecureMiddlewareOptions): Promise<SecureMiddleware> {
   const { identity, client } = options;
   const trust = options.trust ?? (await client?.trust());
-  if (trust === undefined) throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "the secure middleware needs a trust (or a client to take it from)");
+  if (trust === undefined)
+    throw new AztpError(
+      ErrorCodes.ARGUMENT_INVALID,
+      "the secure middleware needs a trust (or a client to take it from)",
+    );
   const audit = await auditFor(identity, options.audit, "secureAgent");
   const guard = new CallerGuard({ identity, trust, mode: options.mode ?? "enforce", ...(audit ? { audit } : {}) });
   const delegation: DelegationSource | undefined = Array.isArray(options.delegation)
@@ -104,7 +134,12 @@ export async function createSecureMiddleware(options: SecureMiddlewareOptions): 
   const served = new WeakMap<object, Promise<SecuredTool>>();
   const serve = (tool: StructuredToolInterface): Promise<SecuredTool> => {
     if (client === undefined) {
-      return Promise.reject(new AztpError(ErrorCodes.TOOL_UNSECURED, `the tool ${tool.name} has no AZTP identity and this middleware has no client to give it one: wrap it with secureTool, or use createSecureAgent`));
+      return Promise.reject(
+        new AztpError(
+          ErrorCodes.TOOL_UNSECURED,
+          `the tool ${tool.name} has no AZTP identity and this middleware has no client to give it one: wrap it with secureTool, or use createSecureAgent`,
+        ),
+      );
     }
     let p = served.get(tool);
     if (p === undefined) {
@@ -114,7 +149,20 @@ export async function createSecureMiddleware(options: SecureMiddlewareOptions): 
         name: servedToolName(identity.name, tool.name),
         parentIdentity: identity.aztpId,
         // Served for this agent alone: no other caller is admitted.
-        policy: [{ Version: "2012-10-17", Statement: [{ Sid: "served-for-its-agent", Effect: "Allow", Principal: identity.spiffeId, Action: "tool:call", Resource: "*" }] }],
+        policy: [
+          {
+            Version: "2012-10-17",
+            Statement: [
+              {
+                Sid: "served-for-its-agent",
+                Effect: "Allow",
+                Principal: identity.spiffeId,
+                Action: "tool:call",
+                Resource: "*",
+              },
+            ],
+          },
+        ],
         mode: options.mode ?? "enforce",
         ...(options.audit !== undefined ? { audit: options.audit } : {}),
       });
@@ -137,14 +185,23 @@ export async function createSecureMiddleware(options: SecureMiddlewareOptions): 
   };
 
   /** A local secured tool: sign for it, run it with the token in context, check its receipt. */
-  const callLocal = async (call: ToolCall, tool: SecuredTool, run: (tool: SecuredTool) => Promise<unknown>): Promise<ToolMessage> => {
+  const callLocal = async (
+    call: ToolCall,
+    tool: SecuredTool,
+    run: (tool: SecuredTool) => Promise<unknown>,
+  ): Promise<ToolMessage> => {
     let prepared: PreparedCall;
     try {
       prepared = await sign(call, tool.identity.spiffeId);
     } catch (e) {
       return refusal(call, tool.aztpId, asError(e, ErrorCodes.ARGUMENT_INVALID));
     }
-    const acting: ActingCaller = { guard, toolCallId: call.id ?? "", local: { audience: tool.aztpId, token: prepared.token }, ...(prepared.claims.dlg ? { delegation: prepared.claims.dlg } : {}) };
+    const acting: ActingCaller = {
+      guard,
+      toolCallId: call.id ?? "",
+      local: { audience: tool.aztpId, token: prepared.token },
+      ...(prepared.claims.dlg ? { delegation: prepared.claims.dlg } : {}),
+    };
     let answer: unknown;
     try {
       answer = await actAs(acting, () => run(tool));
@@ -154,19 +211,34 @@ export async function createSecureMiddleware(options: SecureMiddlewareOptions): 
       return refusal(call, tool.aztpId, unrecorded ?? error);
     }
     if (!ToolMessage.isInstance(answer)) {
-      const error = new AztpError(ErrorCodes.RECEIPT_MISSING, `the tool ${call.name} answered with no ToolMessage, so no receipt came back (a middleware inside replaced its answer?)`);
+      const error = new AztpError(
+        ErrorCodes.RECEIPT_MISSING,
+        `the tool ${call.name} answered with no ToolMessage, so no receipt came back (a middleware inside replaced its answer?)`,
+      );
       const unrecorded = await guard.fail(prepared, error);
       return refusal(call, tool.aztpId, unrecorded ?? error);
     }
     const entry = receiptOf(answer);
-    if (entry?.receipt === undefined && entry?.code !== undefined && KNOWN_CODES.has(entry.code) && guard.mode === "enforce") {
+    if (
+      entry?.receipt === undefined &&
+      entry?.code !== undefined &&
+      KNOWN_CODES.has(entry.code) &&
+      guard.mode === "enforce"
+    ) {
       // The callee answered with an error it could not receipt (its log failed): record that code.
-      const error = new AztpError(entry.code as ErrorCode, typeof answer.content === "string" ? answer.content : `the callee refused with ${entry.code}`);
+      const error = new AztpError(
+        entry.code as ErrorCode,
+        typeof answer.content === "string" ? answer.content : `the callee refused with ${entry.code}`,
+      );
       const unrecorded = await guard.fail(prepared, error);
       return refusal(call, tool.aztpId, unrecorded ?? error);
     }
     try {
-      await guard.settle(prepared, { result: answer.content, receipt: entry?.receipt, isError: answer.status === "error" });
+      await guard.settle(prepared, {
+        result: answer.content,
+        receipt: entry?.receipt,
+        isError: answer.status === "error",
+      });
     } catch (e) {
       return refusal(call, tool.aztpId, asError(e, ErrorCodes.RECEIPT_INVALID));
     }
@@ -174,7 +246,11 @@ export async function createSecureMiddleware(options: SecureMiddlewareOptions): 
   };
 
   /** An MCP tool: the secured MCP client signs as this agent from the context and checks the receipt. */
-  const callMcp = async (call: ToolCall, server: string | undefined, run: () => Promise<unknown>): Promise<ToolMessage> => {
+  const callMcp = async (
+    call: ToolCall,
+    server: string | undefined,
+    run: () => Promise<unknown>,
+  ): Promise<ToolMessage> => {
     const chain = delegation?.chain();
     let argsDigest: string | undefined;
     try {
@@ -182,7 +258,12 @@ export async function createSecureMiddleware(options: SecureMiddlewareOptions): 
     } catch {
       argsDigest = undefined; // the client's signer refuses such arguments, and records it
     }
-    const acting: ActingCaller = { guard, toolCallId: call.id ?? "", ...(argsDigest !== undefined ? { argsDigest } : {}), ...(chain && chain.length > 0 ? { delegation: chain } : {}) };
+    const acting: ActingCaller = {
+      guard,
+      toolCallId: call.id ?? "",
+      ...(argsDigest !== undefined ? { argsDigest } : {}),
+      ...(chain && chain.length > 0 ? { delegation: chain } : {}),
+    };
     let answer: unknown;
     let thrown: unknown;
     try {
@@ -198,9 +279,27 @@ export async function createSecureMiddleware(options: SecureMiddlewareOptions): 
       // signed went through a client that is not a secured one: ERR_TOOL_UNSECURED.
       const error =
         thrown !== undefined
-          ? new AztpError(ErrorCodes.TOOL_FAILED, `the MCP tool ${call.name} failed before sending its call: ${(thrown as Error)?.message ?? String(thrown)}`)
-          : new AztpError(ErrorCodes.TOOL_UNSECURED, `the MCP tool ${call.name} sent no signed call (its client is not a secured MCP client)`);
-      return refusal(call, server ?? "unknown", await guard.refuse({ ...(server !== undefined ? { audience: server } : {}), tool: call.name, args: call.args, ...(call.id ? { toolCallId: call.id } : {}) }, error));
+          ? new AztpError(
+              ErrorCodes.TOOL_FAILED,
+              `the MCP tool ${call.name} failed before sending its call: ${(thrown as Error)?.message ?? String(thrown)}`,
+            )
+          : new AztpError(
+              ErrorCodes.TOOL_UNSECURED,
+              `the MCP tool ${call.name} sent no signed call (its client is not a secured MCP client)`,
+            );
+      return refusal(
+        call,
+        server ?? "unknown",
+        await guard.refuse(
+          {
+            ...(server !== undefined ? { audience: server } : {}),
+            tool: call.name,
+            args: call.args,
+            ...(call.id ? { toolCallId: call.id } : {}),
+          },
+          error,
+        ),
+      );
     }
     const entry = (status: ReceiptArtifact["status"], code?: string): ReceiptArtifact => ({
       type: RECEIPT_ARTIFACT,
@@ -211,18 +310,36 @@ export async function createSecureMiddleware(options: SecureMiddlewareOptions): 
     });
     if (thrown !== undefined || !ToolMessage.isInstance(answer)) {
       const code = outcome.code ?? ErrorCodes.TOOL_FAILED;
-      const text = thrown !== undefined ? ((thrown as Error)?.message ?? String(thrown)) : `the MCP tool ${call.name} gave no ToolMessage`;
-      return toolMessage(call, refusalText(code, outcome.message ?? text), entry(outcome.status === "ok" ? "error" : outcome.status, code));
+      const text =
+        thrown !== undefined
+          ? ((thrown as Error)?.message ?? String(thrown))
+          : `the MCP tool ${call.name} gave no ToolMessage`;
+      return toolMessage(
+        call,
+        refusalText(code, outcome.message ?? text),
+        entry(outcome.status === "ok" ? "error" : outcome.status, code),
+      );
     }
     if (guard.mode === "enforce" && !sameAnswer(acting.answered, answer)) {
       // The server's receipt was checked against its result, which the tool turned into the
       // answer it gave; this is not that answer (a middleware inside this one changed it).
       // (In audit mode the answer stands, as it does after any failed check there.)
-      const error = new AztpError(ErrorCodes.RECEIPT_MISMATCH, `the answer of the MCP tool ${call.name} is not the one the tool gave (changed on its way back by a middleware inside the secure one?): its receipt does not cover it`);
-      const recorded = await guard.refuse({ audience: outcome.audience, tool: call.name, args: call.args, ...(call.id ? { toolCallId: call.id } : {}) }, error);
+      const error = new AztpError(
+        ErrorCodes.RECEIPT_MISMATCH,
+        `the answer of the MCP tool ${call.name} is not the one the tool gave (changed on its way back by a middleware inside the secure one?): its receipt does not cover it`,
+      );
+      const recorded = await guard.refuse(
+        { audience: outcome.audience, tool: call.name, args: call.args, ...(call.id ? { toolCallId: call.id } : {}) },
+        error,
+      );
       return refusal(call, outcome.audience, recorded);
     }
-    return toolMessage(call, answer.content, entry(answer.status === "error" ? "error" : outcome.status, outcome.code), answer.artifact);
+    return toolMessage(
+      call,
+      answer.content,
+      entry(answer.status === "error" ? "error" : outcome.status, outcome.code),
+      answer.artifact,
+    );
   };
 
   const middleware = createMiddleware({
@@ -233,7 +350,11 @@ export async function createSecureMiddleware(options: SecureMiddlewareOptions): 
       if (tool === undefined) {
         // Nothing to address a token to: recorded as refused, and the model is told.
         const error = new AztpError(ErrorCodes.TOOL_UNKNOWN, `there is no tool named ${JSON.stringify(call.name)}`);
-        return refusal(call, "unknown", await guard.refuse({ tool: call.name, args: call.args, ...(call.id ? { toolCallId: call.id } : {}) }, error));
+        return refusal(
+          call,
+          "unknown",
+          await guard.refuse({ tool: call.name, args: call.args, ...(call.id ? { toolCallId: call.id } : {}) }, error),
+        );
       }
       if (isSecuredTool(tool)) return callLocal(call, tool, async () => handler(request));
       if (isMcpTool(tool)) return callMcp(call, mcpServerOf(tool), async () => handler(request));
@@ -242,7 +363,11 @@ export async function createSecureMiddleware(options: SecureMiddlewareOptions): 
         securedTool = await serve(tool);
       } catch (e) {
         const error = asError(e, ErrorCodes.TOOL_UNSECURED);
-        return refusal(call, "unknown", await guard.refuse({ tool: call.name, args: call.args, ...(call.id ? { toolCallId: call.id } : {}) }, error));
+        return refusal(
+          call,
+          "unknown",
+          await guard.refuse({ tool: call.name, args: call.args, ...(call.id ? { toolCallId: call.id } : {}) }, error),
+        );
       }
       return callLocal(call, securedTool, async (t) => handler({ ...request, tool: t }));
     },

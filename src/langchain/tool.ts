@@ -71,15 +71,25 @@ export function refusalText(code: string, message: string): string {
 
 /** A LangChain ToolCall as tools receive it (`{ ..., type: "tool_call" }`). */
 function isToolCall(value: unknown): value is ToolCall {
-  return typeof value === "object" && value !== null && (value as { type?: unknown }).type === "tool_call" && "args" in value;
+  return (
+    typeof value === "object" && value !== null && (value as { type?: unknown }).type === "tool_call" && "args" in value
+  );
 }
 
 /** What ToolNode makes of a tool's output when the tool returned no ToolMessage. */
-function contentOf(output: unknown): { content: ToolMessage["content"]; artifact?: unknown; status?: "success" | "error" } {
+function contentOf(output: unknown): {
+  content: ToolMessage["content"];
+  artifact?: unknown;
+  status?: "success" | "error";
+} {
   if (ToolMessage.isInstance(output)) {
-    return { content: output.content, ...(output.artifact !== undefined ? { artifact: output.artifact } : {}), ...(output.status ? { status: output.status } : {}) };
+    return {
+      content: output.content,
+      ...(output.artifact !== undefined ? { artifact: output.artifact } : {}),
+      ...(output.status ? { status: output.status } : {}),
+    };
   }
-  return { content: typeof output === "string" ? output : JSON.stringify(output) ?? "" };
+  return { content: typeof output === "string" ? output : (JSON.stringify(output) ?? "") };
 }
 
 /** What a tool's own failure tells the model: under ERR_TOOL_FAILED, as an MCP tool's failure reads, with the tool's message (the model may fix its arguments from it). */
@@ -153,7 +163,12 @@ export class SecuredTool extends StructuredTool {
     const acting = actingCaller();
     // Only a token addressed to this tool, for this very tool call, is this call's token.
     const local = acting?.local;
-    const token = local !== undefined && local.audience === this.aztpId && (toolCall?.id === undefined || acting?.toolCallId === toolCall.id) ? local.token : undefined;
+    const token =
+      local !== undefined &&
+      local.audience === this.aztpId &&
+      (toolCall?.id === undefined || acting?.toolCallId === toolCall.id)
+        ? local.token
+        : undefined;
     const admission = await this.aztpGuard.admit({ tool: this.name, args, token });
     if (!admission.allowed) return this.#refuse(admission, toolCall);
 
@@ -166,8 +181,18 @@ export class SecuredTool extends StructuredTool {
     }
     if (output !== null && typeof output === "object" && (output as { lg_name?: unknown }).lg_name === "Command") {
       // A Command changes the agent's state, which no receipt covers: refused, not passed on unreceipted.
-      const error = new AztpError(ErrorCodes.TOOL_FAILED, `the tool ${this.name} returned a Command, which a secured tool cannot: its state update would be unreceipted`);
-      return this.#answer(admission, toolCall, { content: refusalText(error.code, error.message), status: "error" }, "error", error.code, error);
+      const error = new AztpError(
+        ErrorCodes.TOOL_FAILED,
+        `the tool ${this.name} returned a Command, which a secured tool cannot: its state update would be unreceipted`,
+      );
+      return this.#answer(
+        admission,
+        toolCall,
+        { content: refusalText(error.code, error.message), status: "error" },
+        "error",
+        error.code,
+        error,
+      );
     }
     const out = contentOf(output);
     const failed = out.status === "error";
@@ -176,7 +201,14 @@ export class SecuredTool extends StructuredTool {
 
   async #refuse(admission: Admission, toolCall: ToolCall | undefined): Promise<unknown> {
     const error = admission.error as AztpError;
-    return this.#answer(admission, toolCall, { content: refusalText(error.code, error.message), status: "error" }, "denied", error.code, error);
+    return this.#answer(
+      admission,
+      toolCall,
+      { content: refusalText(error.code, error.message), status: "error" },
+      "denied",
+      error.code,
+      error,
+    );
   }
 
   /** Receipts and records the answer, then gives it in the shape the caller asked in. */
@@ -188,7 +220,11 @@ export class SecuredTool extends StructuredTool {
     code: string | undefined,
     thrown?: unknown,
   ): Promise<unknown> {
-    const settled = await this.aztpGuard.settle(admission, { status, result: out.content, ...(code !== undefined ? { code } : {}) });
+    const settled = await this.aztpGuard.settle(admission, {
+      status,
+      result: out.content,
+      ...(code !== undefined ? { code } : {}),
+    });
     let content = out.content;
     let finalStatus = status;
     let finalCode = code;
@@ -215,7 +251,15 @@ export class SecuredTool extends StructuredTool {
       });
     }
     if (finalStatus === "ok") return content;
-    const error = settled.error ?? (thrown instanceof AztpError ? thrown : new AztpError((finalCode as AztpError["code"]) ?? ErrorCodes.TOOL_FAILED, typeof content === "string" ? content : "the tool failed", { cause: thrown }));
+    const error =
+      settled.error ??
+      (thrown instanceof AztpError
+        ? thrown
+        : new AztpError(
+            (finalCode as AztpError["code"]) ?? ErrorCodes.TOOL_FAILED,
+            typeof content === "string" ? content : "the tool failed",
+            { cause: thrown },
+          ));
     throw Object.assign(error, { receipt: settled.receipt });
   }
 }
@@ -230,16 +274,28 @@ export function isSecuredTool(value: unknown): value is SecuredTool {
  */
 export async function secureTool(tool: StructuredToolInterface, options: SecureToolOptions): Promise<SecuredTool> {
   if (tool === null || typeof tool !== "object" || typeof tool.invoke !== "function" || typeof tool.name !== "string") {
-    throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "secureTool needs a LangChain tool (a StructuredTool, or what tool() returns)");
+    throw new AztpError(
+      ErrorCodes.ARGUMENT_INVALID,
+      "secureTool needs a LangChain tool (a StructuredTool, or what tool() returns)",
+    );
   }
-  if (isSecuredTool(tool)) throw new AztpError(ErrorCodes.ARGUMENT_INVALID, `the tool ${tool.name} is already secured (as ${tool.aztpId})`);
+  if (isSecuredTool(tool))
+    throw new AztpError(ErrorCodes.ARGUMENT_INVALID, `the tool ${tool.name} is already secured (as ${tool.aztpId})`);
   let identity = options.identity;
   if (identity === undefined) {
-    if (options.client === undefined || options.name === undefined) throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "secureTool needs { client, name } or { identity }");
-    identity = (await options.client.secureConnect({}, options.name, options.parentIdentity !== undefined ? { parentIdentity: options.parentIdentity } : {})).identity;
+    if (options.client === undefined || options.name === undefined)
+      throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "secureTool needs { client, name } or { identity }");
+    identity = (
+      await options.client.secureConnect(
+        {},
+        options.name,
+        options.parentIdentity !== undefined ? { parentIdentity: options.parentIdentity } : {},
+      )
+    ).identity;
   }
   const trust = options.trust ?? (await options.client?.trust());
-  if (trust === undefined) throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "secureTool needs a trust (or a client to take it from)");
+  if (trust === undefined)
+    throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "secureTool needs a trust (or a client to take it from)");
   const guard = await servingGuard(identity, {
     trust,
     authority: options.client !== undefined ? await options.client.authority() : undefined,

@@ -27,18 +27,24 @@ export function newChallenge(client: string): Challenge {
 }
 
 function invalid(why: string): never {
-  throw new AztpError(ErrorCodes.MCP_CHALLENGE_INVALID, `the ${"io.aztp/challenge"} of this handshake ${why}: send { nonce: 16 to 256 base64url characters, client: your SPIFFE ID }`);
+  throw new AztpError(
+    ErrorCodes.MCP_CHALLENGE_INVALID,
+    `the ${"io.aztp/challenge"} of this handshake ${why}: send { nonce: 16 to 256 base64url characters, client: your SPIFFE ID }`,
+  );
 }
 
 /** The challenge `value` holds, or ERR_MCP_CHALLENGE_INVALID naming what is wrong with it. */
 export function parseChallenge(value: unknown): Challenge {
-  if (!isObject(value)) invalid(`is ${value === null ? "null" : Array.isArray(value) ? "an array" : `a ${typeof value}`}, not an object`);
+  if (!isObject(value))
+    invalid(`is ${value === null ? "null" : Array.isArray(value) ? "an array" : `a ${typeof value}`}, not an object`);
   const { nonce, client } = value;
-  if (typeof nonce !== "string") invalid(`has ${nonce === undefined ? "no nonce" : `a nonce that is a ${typeof nonce}, not a string`}`);
+  if (typeof nonce !== "string")
+    invalid(`has ${nonce === undefined ? "no nonce" : `a nonce that is a ${typeof nonce}, not a string`}`);
   if (nonce.length < 16 || nonce.length > 256) invalid(`has a nonce of ${nonce.length} characters`);
   if (!NONCE.test(nonce)) invalid("has a nonce that is not base64url");
   if (client === undefined) return { nonce };
-  if (typeof client !== "string") invalid(`has a client that is a ${client === null ? "null" : typeof client}, not a string`);
+  if (typeof client !== "string")
+    invalid(`has a client that is a ${client === null ? "null" : typeof client}, not a string`);
   try {
     SpiffeId.parse(client);
   } catch (e) {

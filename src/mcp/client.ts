@@ -8,7 +8,12 @@
  */
 import type { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import type { Transport } from "@modelcontextprotocol/sdk/shared/transport.js";
-import type { JSONRPCErrorResponse, JSONRPCMessage, JSONRPCResultResponse, RequestId } from "@modelcontextprotocol/sdk/types.js";
+import type {
+  JSONRPCErrorResponse,
+  JSONRPCMessage,
+  JSONRPCResultResponse,
+  RequestId,
+} from "@modelcontextprotocol/sdk/types.js";
 import type { Aztp, SecuredAgent } from "../client/aztp.js";
 import { auditFor, type AuditOption } from "../client/home-audit.js";
 import type { AgentIdentity } from "../client/identity.js";
@@ -24,8 +29,27 @@ import type { Authorizer } from "../spiffe/authorizer.js";
 import { SpiffeId } from "../spiffe/spiffeid.js";
 import { InterceptingTransport, type MessageHooks } from "./intercept.js";
 import { newChallenge } from "./challenge.js";
-import { answerKind, isErrorResponse, isNotification, isRequest, isResponse, isResultResponse, PendingRequests, sdkTakesAsResponse } from "./message.js";
-import { argumentsOf, AZTP_REFUSED, CHALLENGE_META_KEY, IDENTITY_META_KEY, INVOCATION_META_KEY, isObject, RECEIPT_META_KEY, resultForDigest, withMeta } from "./meta.js";
+import {
+  answerKind,
+  isErrorResponse,
+  isNotification,
+  isRequest,
+  isResponse,
+  isResultResponse,
+  PendingRequests,
+  sdkTakesAsResponse,
+} from "./message.js";
+import {
+  argumentsOf,
+  AZTP_REFUSED,
+  CHALLENGE_META_KEY,
+  IDENTITY_META_KEY,
+  INVOCATION_META_KEY,
+  isObject,
+  RECEIPT_META_KEY,
+  resultForDigest,
+  withMeta,
+} from "./meta.js";
 import { identify } from "./identify.js";
 import { HANDSHAKES } from "./server.js";
 
@@ -51,7 +75,15 @@ export interface SecureMcpClientOptions {
 const KNOWN_CODES = new Set<string>(Object.values(ErrorCodes));
 
 function errorResponse(id: RequestId, error: AztpError): JSONRPCMessage {
-  return { jsonrpc: "2.0", id, error: { code: AZTP_REFUSED, message: `[${error.code}] ${error.message}`, data: { code: error.code, message: error.message } } };
+  return {
+    jsonrpc: "2.0",
+    id,
+    error: {
+      code: AZTP_REFUSED,
+      message: `[${error.code}] ${error.message}`,
+      data: { code: error.code, message: error.message },
+    },
+  };
 }
 
 /** The state a secured client keeps across connections: the server it proved. */
@@ -71,15 +103,27 @@ export class ServerBinding {
  * with that id. So an answer is passed on rebuilt under the request's own id, and one the SDK
  * would not read becomes an error the caller sees.
  */
-function sdkAnswer(id: RequestId, message: JSONRPCResultResponse | JSONRPCErrorResponse, what: string): { answer: JSONRPCMessage; invalid?: AztpError } {
-  const answer = ("result" in message ? { jsonrpc: "2.0", id, result: message.result } : { jsonrpc: "2.0", id, error: message.error }) as JSONRPCMessage;
+function sdkAnswer(
+  id: RequestId,
+  message: JSONRPCResultResponse | JSONRPCErrorResponse,
+  what: string,
+): { answer: JSONRPCMessage; invalid?: AztpError } {
+  const answer = (
+    "result" in message ? { jsonrpc: "2.0", id, result: message.result } : { jsonrpc: "2.0", id, error: message.error }
+  ) as JSONRPCMessage;
   if (sdkTakesAsResponse(answer)) return { answer };
-  const invalid = new AztpError(ErrorCodes.MCP_MESSAGE_INVALID, `the answer to ${what} is not one the MCP SDK reads as an answer (a result _meta or error it rejects), so it is refused`);
+  const invalid = new AztpError(
+    ErrorCodes.MCP_MESSAGE_INVALID,
+    `the answer to ${what} is not one the MCP SDK reads as an answer (a result _meta or error it rejects), so it is refused`,
+  );
   return { answer: errorResponse(id, invalid), invalid };
 }
 
 function ambiguous(what: string): AztpError {
-  return new AztpError(ErrorCodes.MCP_MESSAGE_INVALID, `the answer to ${what} carries both a result and an error, which JSON-RPC forbids and which could be read either way`);
+  return new AztpError(
+    ErrorCodes.MCP_MESSAGE_INVALID,
+    `the answer to ${what} carries both a result and an error, which JSON-RPC forbids and which could be read either way`,
+  );
 }
 
 /** The answer without the receipt in its result's `_meta` (and without a `_meta` left empty). */
@@ -100,7 +144,12 @@ interface SignedCall {
 export function clientHooks(
   ownGuard: CallerGuard,
   binding: ServerBinding,
-  options: { trust: Trust; expectedServer?: SecureMcpClientOptions["expectedServer"]; serverId?: string; signToolsList?: boolean },
+  options: {
+    trust: Trust;
+    expectedServer?: SecureMcpClientOptions["expectedServer"];
+    serverId?: string;
+    signToolsList?: boolean;
+  },
 ): MessageHooks {
   // Handshakes (the nonce each challenged) and calls still waiting for their answer, matched to
   // answers exactly as the SDK matches them (message.ts): an answer the SDK would take for one
@@ -118,7 +167,11 @@ export function clientHooks(
   };
 
   /** What to pass on for the answer to the handshake that challenged with `nonce`. */
-  const handshakeAnswer = (id: RequestId, nonce: string, message: JSONRPCResultResponse | JSONRPCErrorResponse): JSONRPCMessage => {
+  const handshakeAnswer = (
+    id: RequestId,
+    nonce: string,
+    message: JSONRPCResultResponse | JSONRPCErrorResponse,
+  ): JSONRPCMessage => {
     if (answerKind(message) === "ambiguous") return errorResponse(id, ambiguous("initialize"));
     const { answer, invalid } = sdkAnswer(id, message, "initialize");
     if (invalid !== undefined || !isResultResponse(message)) return answer;
@@ -139,7 +192,11 @@ export function clientHooks(
       binding.serial = proven.serial;
     } catch (e) {
       const error = e instanceof AztpError ? e : new AztpError(ErrorCodes.PROOF_INVALID, String(e));
-      if (ownGuard.mode === "enforce") return errorResponse(id, new AztpError(error.code, `server identity not proven at initialize: ${error.message}`));
+      if (ownGuard.mode === "enforce")
+        return errorResponse(
+          id,
+          new AztpError(error.code, `server identity not proven at initialize: ${error.message}`),
+        );
     }
     return answer;
   };
@@ -149,12 +206,23 @@ export function clientHooks(
    * (enforce mode), and whatever it is only once the call is on record (an answer whose entry
    * could not be written becomes ERR_AUDIT_UNAVAILABLE).
    */
-  const callAnswer = async (id: RequestId, call: SignedCall, message: JSONRPCResultResponse | JSONRPCErrorResponse): Promise<JSONRPCMessage> => {
+  const callAnswer = async (
+    id: RequestId,
+    call: SignedCall,
+    message: JSONRPCResultResponse | JSONRPCErrorResponse,
+  ): Promise<JSONRPCMessage> => {
     const { prepared, guard, acting } = call;
     const what = `the call of ${prepared.tool}`;
     const tell = (status: ReceiptStatus, code: string | undefined, receipt: unknown, message?: string): void => {
       if (acting !== undefined) {
-        acting.outcome = { audience: prepared.audience, tool: prepared.tool, status, ...(typeof receipt === "string" ? { receipt } : {}), ...(code !== undefined ? { code } : {}), ...(message !== undefined ? { message } : {}) };
+        acting.outcome = {
+          audience: prepared.audience,
+          tool: prepared.tool,
+          status,
+          ...(typeof receipt === "string" ? { receipt } : {}),
+          ...(code !== undefined ? { code } : {}),
+          ...(message !== undefined ? { message } : {}),
+        };
       }
     };
     const failed = async (error: AztpError, answer: JSONRPCMessage): Promise<JSONRPCMessage> => {
@@ -172,14 +240,25 @@ export function clientHooks(
       // A refusal names its rule in data.code: audit it under that code, not as a lost receipt.
       const data = isObject(message.error.data) ? message.error.data : {};
       const code = KNOWN_CODES.has(data.code as string) ? (data.code as ErrorCode) : ErrorCodes.RECEIPT_MISSING;
-      return failed(new AztpError(code, `the server answered with error ${message.error.code}: ${message.error.message}`), answer);
+      return failed(
+        new AztpError(code, `the server answered with error ${message.error.code}: ${message.error.message}`),
+        answer,
+      );
     }
     const result = message.result as Record<string, unknown>;
     const meta = isObject(result._meta) ? result._meta : {};
     try {
-      const verified = await guard.settle(prepared, { result: resultForDigest(result), receipt: meta[RECEIPT_META_KEY], isError: result.isError === true });
+      const verified = await guard.settle(prepared, {
+        result: resultForDigest(result),
+        receipt: meta[RECEIPT_META_KEY],
+        isError: result.isError === true,
+      });
       if (verified !== undefined) binding.serial = verified.serial;
-      tell(verified?.claims.status ?? (result.isError === true ? "error" : "ok"), verified?.claims.code, meta[RECEIPT_META_KEY]);
+      tell(
+        verified?.claims.status ?? (result.isError === true ? "error" : "ok"),
+        verified?.claims.code,
+        meta[RECEIPT_META_KEY],
+      );
       // An agent's call: the agent holds the receipt now (acting.outcome). Left in the result it
       // would reach the model, since the MCP adapters copy a result's _meta into its content.
       if (acting !== undefined) return withoutReceipt(answer);
@@ -214,11 +293,25 @@ export function clientHooks(
       if (binding.serverId === undefined) {
         if (isList || guard.mode === "audit") return message; // nothing to address a token to
         const refused = await guard.refuse(
-          { tool: params.name as string, args: argumentsOf(params), ...(acting?.toolCallId !== undefined ? { toolCallId: acting.toolCallId } : {}) },
-          new AztpError(ErrorCodes.INVOCATION_AUDIENCE_MISMATCH, "the server has not proven an AZTP identity, so there is no audience to sign for: connect to a secured server, or pass serverId"),
+          {
+            tool: params.name as string,
+            args: argumentsOf(params),
+            ...(acting?.toolCallId !== undefined ? { toolCallId: acting.toolCallId } : {}),
+          },
+          new AztpError(
+            ErrorCodes.INVOCATION_AUDIENCE_MISMATCH,
+            "the server has not proven an AZTP identity, so there is no audience to sign for: connect to a secured server, or pass serverId",
+          ),
         );
         // Recorded here: the agent's middleware must not record it again as never signed.
-        if (acting !== undefined) acting.outcome = { audience: "unknown", tool: params.name as string, status: "denied", code: refused.code, message: refused.message };
+        if (acting !== undefined)
+          acting.outcome = {
+            audience: "unknown",
+            tool: params.name as string,
+            status: "denied",
+            code: refused.code,
+            message: refused.message,
+          };
         throw refused;
       }
       const audience = binding.serverId.toString();
@@ -232,16 +325,43 @@ export function clientHooks(
       let prepared: PreparedCall;
       try {
         prepared = isCall
-          ? await guard.prepare({ audience, tool: params.name as string, args: argumentsOf(params), ...alongside, ...(binding.serial !== undefined ? { calleeSerial: binding.serial } : {}) })
-          : guard.sign({ audience, tool: "tools/list", args: {}, ...(acting?.delegation !== undefined ? { delegation: acting.delegation } : {}) });
+          ? await guard.prepare({
+              audience,
+              tool: params.name as string,
+              args: argumentsOf(params),
+              ...alongside,
+              ...(binding.serial !== undefined ? { calleeSerial: binding.serial } : {}),
+            })
+          : guard.sign({
+              audience,
+              tool: "tools/list",
+              args: {},
+              ...(acting?.delegation !== undefined ? { delegation: acting.delegation } : {}),
+            });
       } catch (e) {
-        if (isCall && acting !== undefined && e instanceof AztpError) acting.outcome = { audience, tool: params.name as string, status: "denied", code: e.code, message: e.message };
+        if (isCall && acting !== undefined && e instanceof AztpError)
+          acting.outcome = {
+            audience,
+            tool: params.name as string,
+            status: "denied",
+            code: e.code,
+            message: e.message,
+          };
         throw e;
       }
       if (isCall && acting?.argsDigest !== undefined && prepared.claims.args_sha256 !== acting.argsDigest) {
-        const error = new AztpError(ErrorCodes.INVOCATION_ARGS_MISMATCH, `the arguments of ${prepared.tool} are not the ones the model asked for (changed inside the agent, after its secure middleware): the call is not sent`);
+        const error = new AztpError(
+          ErrorCodes.INVOCATION_ARGS_MISMATCH,
+          `the arguments of ${prepared.tool} are not the ones the model asked for (changed inside the agent, after its secure middleware): the call is not sent`,
+        );
         const unrecorded = await guard.fail(prepared, error);
-        acting.outcome = { audience, tool: prepared.tool, status: "denied", code: (unrecorded ?? error).code, message: (unrecorded ?? error).message };
+        acting.outcome = {
+          audience,
+          tool: prepared.tool,
+          status: "denied",
+          code: (unrecorded ?? error).code,
+          message: (unrecorded ?? error).message,
+        };
         throw unrecorded ?? error;
       }
       if (isCall) {
@@ -281,7 +401,17 @@ export function clientHooks(
       // Handed on only once settled: receipt checked, entry written.
       settling.set(call.id, true);
       void callAnswer(call.id, call.value, message)
-        .catch((e: unknown) => errorResponse(call.id, e instanceof AztpError ? e : new AztpError(ErrorCodes.MCP_HOOK_FAILED, `settling the answer failed: ${(e as Error)?.message ?? String(e)}`)))
+        .catch((e: unknown) =>
+          errorResponse(
+            call.id,
+            e instanceof AztpError
+              ? e
+              : new AztpError(
+                  ErrorCodes.MCP_HOOK_FAILED,
+                  `settling the answer failed: ${(e as Error)?.message ?? String(e)}`,
+                ),
+          ),
+        )
         .then((answer) => {
           settling.delete(call.id);
           deliver(answer);
@@ -300,10 +430,18 @@ export interface SecuredMcpClientExtras {
  * Gives `client` an identity and secures every connection it makes. Call before `connect`.
  * Returns the client, passed through, with `.identity`.
  */
-export async function secureMcpClient<C extends Client>(client: C, options: SecureMcpClientOptions): Promise<SecuredAgent<C> & SecuredMcpClientExtras> {
+export async function secureMcpClient<C extends Client>(
+  client: C,
+  options: SecureMcpClientOptions,
+): Promise<SecuredAgent<C> & SecuredMcpClientExtras> {
   const { secured, trust } = await identify(client, options, "secureMcpClient");
   const audit = await auditFor(secured.identity, options.audit, "secureMcpClient");
-  const guard = new CallerGuard({ identity: secured.identity, trust, mode: options.mode ?? "enforce", ...(audit ? { audit } : {}) });
+  const guard = new CallerGuard({
+    identity: secured.identity,
+    trust,
+    mode: options.mode ?? "enforce",
+    ...(audit ? { audit } : {}),
+  });
   const binding = new ServerBinding(options.serverId);
   const connect = client.connect.bind(client);
   client.connect = (transport: Transport, requestOptions?: Parameters<Client["connect"]>[1]) =>

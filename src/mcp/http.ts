@@ -63,7 +63,9 @@ export function defaultAllowedHosts(listen: URL | string): string[] {
 
 function send(res: ServerResponse, status: number, message: string): void {
   if (res.headersSent) return;
-  res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify({ jsonrpc: "2.0", error: { code: -32000, message }, id: null }));
+  res
+    .writeHead(status, { "content-type": "application/json" })
+    .end(JSON.stringify({ jsonrpc: "2.0", error: { code: -32000, message }, id: null }));
 }
 
 function hostAllowed(value: string | undefined, allowed: readonly string[], withScheme: boolean): boolean {
@@ -90,7 +92,12 @@ async function readBody(req: IncomingMessage, limit: number): Promise<unknown> {
 }
 
 /** `transport` handles one request, whose messages its hooks see as from the request's peer (peer.ts). */
-function serve(transport: StreamableHTTPServerTransport, req: IncomingMessage, res: ServerResponse, body?: unknown): Promise<void> {
+function serve(
+  transport: StreamableHTTPServerTransport,
+  req: IncomingMessage,
+  res: ServerResponse,
+  body?: unknown,
+): Promise<void> {
   return servingRequest(transport, req.socket.remoteAddress, () => transport.handleRequest(req, res, body));
 }
 
@@ -99,16 +106,24 @@ function serve(transport: StreamableHTTPServerTransport, req: IncomingMessage, r
  * session, gives `onSession` a fresh server transport to connect (a secured McpServer, or the
  * proxy's pump). Sessions end when their transport closes.
  */
-export async function serveMcpHttp(listen: URL | string, onSession: (transport: StreamableHTTPServerTransport) => Promise<void>, options: McpHttpOptions = {}): Promise<McpHttpServer> {
+export async function serveMcpHttp(
+  listen: URL | string,
+  onSession: (transport: StreamableHTTPServerTransport) => Promise<void>,
+  options: McpHttpOptions = {},
+): Promise<McpHttpServer> {
   const url = new URL(listen);
-  if (url.protocol !== "http:") throw new AztpError(ErrorCodes.ARGUMENT_INVALID, `listen URL must be http://host:port, got ${url.href}`);
+  if (url.protocol !== "http:")
+    throw new AztpError(ErrorCodes.ARGUMENT_INVALID, `listen URL must be http://host:port, got ${url.href}`);
   const path = options.path ?? (url.pathname === "/" ? "/mcp" : url.pathname);
   const allowed = options.allowedHosts ?? defaultAllowedHosts(url);
   const limit = options.maxBodyBytes ?? 4 * 1024 * 1024;
   const idleMs = options.sessionIdleMs ?? DEFAULT_SESSION_IDLE_MS;
   const maxSessions = options.maxSessions ?? DEFAULT_MAX_SESSIONS;
   if (!(idleMs > 0) || !Number.isInteger(maxSessions) || maxSessions < 1) {
-    throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "sessionIdleMs must be positive and maxSessions a whole number of at least 1");
+    throw new AztpError(
+      ErrorCodes.ARGUMENT_INVALID,
+      "sessionIdleMs must be positive and maxSessions a whole number of at least 1",
+    );
   }
   const sessions = new Map<string, Session>();
   let starting = 0; // initialize requests admitted whose session is not in `sessions` yet
@@ -134,7 +149,8 @@ export async function serveMcpHttp(listen: URL | string, onSession: (transport: 
       return true;
     }
     let victim: Session | undefined;
-    for (const s of sessions.values()) if (s.open === 0 && (victim === undefined || s.lastSeen < victim.lastSeen)) victim = s;
+    for (const s of sessions.values())
+      if (s.open === 0 && (victim === undefined || s.lastSeen < victim.lastSeen)) victim = s;
     if (victim === undefined) return false;
     starting++;
     if (victim.transport.sessionId) sessions.delete(victim.transport.sessionId);
@@ -144,32 +160,45 @@ export async function serveMcpHttp(listen: URL | string, onSession: (transport: 
 
   const sweep = (): void => {
     const now = Date.now();
-    for (const s of [...sessions.values()]) if (s.open === 0 && now - s.lastSeen >= idleMs) void s.transport.close().catch(() => undefined);
+    for (const s of [...sessions.values()])
+      if (s.open === 0 && now - s.lastSeen >= idleMs) void s.transport.close().catch(() => undefined);
   };
   // Unref'd: an idle sweep must not keep a process alive that has nothing else to do.
   const sweeper = setInterval(sweep, Math.max(10, Math.min(idleMs / 2, 60_000)));
   sweeper.unref();
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
-    if (!hostAllowed(req.headers.host, allowed, false)) return send(res, 403, `Invalid Host: ${String(req.headers.host)}`);
-    if (!hostAllowed(req.headers.origin, allowed, true)) return send(res, 403, `Invalid Origin: ${String(req.headers.origin)}`);
+    if (!hostAllowed(req.headers.host, allowed, false))
+      return send(res, 403, `Invalid Host: ${String(req.headers.host)}`);
+    if (!hostAllowed(req.headers.origin, allowed, true))
+      return send(res, 403, `Invalid Origin: ${String(req.headers.origin)}`);
     if (new URL(req.url ?? "/", "http://x").pathname !== path) return send(res, 404, "Not found");
     const sid = req.headers["mcp-session-id"];
     const existing = typeof sid === "string" ? sessions.get(sid) : undefined;
     if (existing) track(existing, res); // from the start, so the body upload counts as activity
     if (req.method !== "POST") {
-      if (!existing) return send(res, typeof sid === "string" ? 404 : 400, typeof sid === "string" ? "Session not found" : "Missing session ID");
+      if (!existing)
+        return send(
+          res,
+          typeof sid === "string" ? 404 : 400,
+          typeof sid === "string" ? "Session not found" : "Missing session ID",
+        );
       return serve(existing.transport, req, res);
     }
     let body: unknown;
     try {
       body = await readBody(req, limit);
     } catch (e) {
-      return send(res, e instanceof AztpError ? 413 : 400, e instanceof AztpError ? e.message : "Parse error: body is not JSON");
+      return send(
+        res,
+        e instanceof AztpError ? 413 : 400,
+        e instanceof AztpError ? e.message : "Parse error: body is not JSON",
+      );
     }
     if (existing) return serve(existing.transport, req, res, body);
     if (typeof sid === "string") return send(res, 404, "Session not found");
-    if (!isInitializeRequest(body)) return send(res, 400, "Bad Request: no valid session ID, and not an initialize request");
+    if (!isInitializeRequest(body))
+      return send(res, 400, "Bad Request: no valid session ID, and not an initialize request");
     if (!(await reserve())) {
       res.setHeader("retry-after", "5");
       return send(res, 503, `Too many sessions: all ${maxSessions} are in use`);

@@ -1,6 +1,19 @@
 export { secureMcpServer, serverHooks, type SecureMcpServerOptions, type SecuredMcpServerExtras } from "./server.js";
-export { secureMcpClient, clientHooks, ServerBinding, type SecureMcpClientOptions, type SecuredMcpClientExtras } from "./client.js";
+export {
+  secureMcpClient,
+  clientHooks,
+  ServerBinding,
+  type SecureMcpClientOptions,
+  type SecuredMcpClientExtras,
+} from "./client.js";
 export { InterceptingTransport, type MessageHooks } from "./intercept.js";
-export { INVOCATION_META_KEY, RECEIPT_META_KEY, CHALLENGE_META_KEY, IDENTITY_META_KEY, AZTP_REFUSED, resultForDigest } from "./meta.js";
+export {
+  INVOCATION_META_KEY,
+  RECEIPT_META_KEY,
+  CHALLENGE_META_KEY,
+  IDENTITY_META_KEY,
+  AZTP_REFUSED,
+  resultForDigest,
+} from "./meta.js";
 export { startMcpProxy, type McpProxy, type McpProxyOptions, type Upstream } from "./proxy.js";
 export { serveMcpHttp, type McpHttpServer, type McpHttpOptions } from "./http.js";

@@ -21,10 +21,26 @@ function asError(error: unknown): Error {
  */
 export function hookFailure(id: RequestId, error: unknown): JSONRPCMessage {
   if (error instanceof AztpError) {
-    return { jsonrpc: "2.0", id, error: { code: AZTP_REFUSED, message: `AZTP refused [${error.code}]: ${error.message}`, data: { code: error.code, message: error.message } } };
+    return {
+      jsonrpc: "2.0",
+      id,
+      error: {
+        code: AZTP_REFUSED,
+        message: `AZTP refused [${error.code}]: ${error.message}`,
+        data: { code: error.code, message: error.message },
+      },
+    };
   }
   const message = asError(error).message;
-  return { jsonrpc: "2.0", id, error: { code: -32603, message: `internal error in an AZTP hook: ${message}`, data: { code: ErrorCodes.MCP_HOOK_FAILED, message } } };
+  return {
+    jsonrpc: "2.0",
+    id,
+    error: {
+      code: -32603,
+      message: `internal error in an AZTP hook: ${message}`,
+      data: { code: ErrorCodes.MCP_HOOK_FAILED, message },
+    },
+  };
 }
 
 export interface MessageHooks {
@@ -32,9 +48,17 @@ export interface MessageHooks {
    * An incoming message. Call `deliver(message)` to pass it on (possibly changed, possibly
    * later), or `reply(message)` to answer the peer directly without passing it on.
    */
-  incoming(message: JSONRPCMessage, extra: MessageExtraInfo | undefined, deliver: (m: JSONRPCMessage) => void, reply: (m: JSONRPCMessage) => Promise<void>): void;
+  incoming(
+    message: JSONRPCMessage,
+    extra: MessageExtraInfo | undefined,
+    deliver: (m: JSONRPCMessage) => void,
+    reply: (m: JSONRPCMessage) => Promise<void>,
+  ): void;
   /** An outgoing message; returns what to send instead (may be the same object). */
-  outgoing(message: JSONRPCMessage, options: TransportSendOptions | undefined): JSONRPCMessage | Promise<JSONRPCMessage>;
+  outgoing(
+    message: JSONRPCMessage,
+    options: TransportSendOptions | undefined,
+  ): JSONRPCMessage | Promise<JSONRPCMessage>;
   /** The connection closed: requests still unanswered never will be. */
   closed?(): void;
   /** `message` (as `outgoing` returned it) could not be sent: the transport threw. */
@@ -67,7 +91,11 @@ export class InterceptingTransport implements Transport {
           message,
           extra,
           (m) => this.onmessage?.(m, extra),
-          (m) => this.inner.send(m, "id" in message && message.id !== undefined ? { relatedRequestId: message.id } : undefined),
+          (m) =>
+            this.inner.send(
+              m,
+              "id" in message && message.id !== undefined ? { relatedRequestId: message.id } : undefined,
+            ),
         );
       } catch (error) {
         // A throw must end in an answer, never only in a log line: the peer's request, or the
@@ -100,7 +128,9 @@ export class InterceptingTransport implements Transport {
   }
 
   setSupportedProtocolVersions(versions: string[]): void {
-    (this.inner as { setSupportedProtocolVersions?: (versions: string[]) => void }).setSupportedProtocolVersions?.(versions);
+    (this.inner as { setSupportedProtocolVersions?: (versions: string[]) => void }).setSupportedProtocolVersions?.(
+      versions,
+    );
   }
 
   start(): Promise<void> {

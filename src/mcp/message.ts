@@ -62,7 +62,12 @@ export function isResultResponse(m: JSONRPCMessage): m is JSONRPCResultResponse 
 /** An error response: an error object with a numeric code (id may be absent for a parse error). */
 export function isErrorResponse(m: JSONRPCMessage): m is JSONRPCErrorResponse {
   const o = m as Members;
-  return isPlainObject(o.error) && typeof o.error.code === "number" && typeof o.error.message === "string" && !("method" in o);
+  return (
+    isPlainObject(o.error) &&
+    typeof o.error.code === "number" &&
+    typeof o.error.message === "string" &&
+    !("method" in o)
+  );
 }
 
 /** A response of either kind (what answers a request by its id). */

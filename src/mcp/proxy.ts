@@ -40,7 +40,8 @@ import { isNotification, isRequest, isResponse, isResultResponse, PendingRequest
 import { serverHooks, servingGuard } from "./server.js";
 import { UpstreamProcessTransport } from "./upstream-process.js";
 
-export type Upstream = { command: string; args?: string[]; env?: Record<string, string>; cwd?: string } | { url: string };
+export type Upstream =
+  { command: string; args?: string[]; env?: Record<string, string>; cwd?: string } | { url: string };
 
 export interface McpProxyOptions {
   client: Aztp;
@@ -80,7 +81,10 @@ export interface McpProxy {
 }
 
 /** A connection to the upstream; a spawned one's stderr goes on to ours unless it is a probe's. */
-function upstreamTransport(upstream: Upstream, forwardStderr = true): StreamableHTTPClientTransport | UpstreamProcessTransport {
+function upstreamTransport(
+  upstream: Upstream,
+  forwardStderr = true,
+): StreamableHTTPClientTransport | UpstreamProcessTransport {
   if ("url" in upstream) return new StreamableHTTPClientTransport(new URL(upstream.url));
   return new UpstreamProcessTransport({
     command: upstream.command,
@@ -94,10 +98,18 @@ function upstreamTransport(upstream: Upstream, forwardStderr = true): Streamable
 /** How a spawned upstream ended, and what it printed last, for ERR_MCP_UPSTREAM_FAILED. */
 function upstreamEnded(up: UpstreamProcessTransport, when: string): AztpError {
   const end = up.end;
-  const how = end === undefined ? "closed its output" : end.signal ? `was killed by ${end.signal}` : `exited with code ${end.code}`;
+  const how =
+    end === undefined
+      ? "closed its output"
+      : end.signal
+        ? `was killed by ${end.signal}`
+        : `exited with code ${end.code}`;
   const tail = up.stderrTail().trimEnd();
   const printed = tail ? `; the end of its stderr:\n${tail}` : "; it wrote nothing to stderr";
-  return new AztpError(ErrorCodes.MCP_UPSTREAM_FAILED, `the upstream MCP server (${up.commandLine}) ${how} ${when}${printed}`);
+  return new AztpError(
+    ErrorCodes.MCP_UPSTREAM_FAILED,
+    `the upstream MCP server (${up.commandLine}) ${how} ${when}${printed}`,
+  );
 }
 
 /**
@@ -117,12 +129,21 @@ async function probeUpstream(upstream: Upstream, timeoutMs: number): Promise<voi
   } catch (e) {
     if (e instanceof AztpError) throw e; // cannot be spawned: already says so
     if (transport instanceof UpstreamProcessTransport) {
-      if (transport.end === undefined) await Promise.race([transport.ended, new Promise((r) => setTimeout(r, 2_000).unref())]);
+      if (transport.end === undefined)
+        await Promise.race([transport.ended, new Promise((r) => setTimeout(r, 2_000).unref())]);
       if (transport.end !== undefined) throw upstreamEnded(transport, "at start, before it answered initialize");
       const tail = transport.stderrTail().trimEnd();
-      throw new AztpError(ErrorCodes.MCP_UPSTREAM_FAILED, `the upstream MCP server (${transport.commandLine}) failed at start: ${describeError(e)}${tail ? `; the end of its stderr:\n${tail}` : ""}`, { cause: e });
+      throw new AztpError(
+        ErrorCodes.MCP_UPSTREAM_FAILED,
+        `the upstream MCP server (${transport.commandLine}) failed at start: ${describeError(e)}${tail ? `; the end of its stderr:\n${tail}` : ""}`,
+        { cause: e },
+      );
     }
-    throw new AztpError(ErrorCodes.MCP_UPSTREAM_FAILED, `the upstream MCP server at ${(upstream as { url: string }).url} cannot be reached: ${describeError(e)}`, { cause: e });
+    throw new AztpError(
+      ErrorCodes.MCP_UPSTREAM_FAILED,
+      `the upstream MCP server at ${(upstream as { url: string }).url} cannot be reached: ${describeError(e)}`,
+      { cause: e },
+    );
   } finally {
     clearTimeout(timer);
     if (transport instanceof StreamableHTTPClientTransport) await transport.terminateSession().catch(() => undefined);
@@ -134,7 +155,8 @@ async function probeUpstream(upstream: Upstream, timeoutMs: number): Promise<voi
 function describeError(e: unknown): string {
   const message = (e as Error)?.message ?? String(e);
   const cause = (e as { cause?: { code?: unknown; message?: unknown } })?.cause;
-  const detail = typeof cause?.code === "string" ? cause.code : typeof cause?.message === "string" ? cause.message : undefined;
+  const detail =
+    typeof cause?.code === "string" ? cause.code : typeof cause?.message === "string" ? cause.message : undefined;
   return detail && !message.includes(detail) ? `${message} (${detail})` : message;
 }
 
@@ -165,12 +187,16 @@ async function pump(downstream: Transport, upstream: Transport): Promise<Pumped>
    */
   const pending = new PendingRequests<true>();
   const fail = (id: RequestId, why: string): Promise<void> =>
-    downstream.send({ jsonrpc: "2.0", id, error: { code: -32603, message: `upstream unavailable: ${why}` } }).catch(() => undefined);
+    downstream
+      .send({ jsonrpc: "2.0", id, error: { code: -32603, message: `upstream unavailable: ${why}` } })
+      .catch(() => undefined);
   let closing = false;
   const closeBoth = (upstreamGone: boolean): void => {
     if (closing) return;
     closing = true;
-    const answered = upstreamGone ? Promise.allSettled([...pending.values()].map(({ id }) => fail(id, "it closed before answering"))) : Promise.resolve();
+    const answered = upstreamGone
+      ? Promise.allSettled([...pending.values()].map(({ id }) => fail(id, "it closed before answering")))
+      : Promise.resolve();
     pending.clear();
     void answered.then(() => Promise.allSettled([downstream.close(), upstream.close()])).then(() => done());
   };
@@ -204,10 +230,12 @@ async function pump(downstream: Transport, upstream: Transport): Promise<Pumped>
     let message = received;
     if (isResponse(message)) {
       const request = pending.take(message.id);
-      if (request !== undefined && request.id !== message.id) message = { ...message, id: request.id } as JSONRPCMessage;
+      if (request !== undefined && request.id !== message.id)
+        message = { ...message, id: request.id } as JSONRPCMessage;
     }
     let related: RequestId | undefined;
-    if (isNotification(message) && message.method === "notifications/progress") related = progress.get(message.params?.progressToken as ProgressToken);
+    if (isNotification(message) && message.method === "notifications/progress")
+      related = progress.get(message.params?.progressToken as ProgressToken);
     if (isResultResponse(message) && inits.delete(message.id) && typeof message.result.protocolVersion === "string") {
       initialized = true;
       upstream.setProtocolVersion?.(message.result.protocolVersion);
@@ -237,7 +265,8 @@ export async function startMcpProxy(options: McpProxyOptions): Promise<McpProxy>
   const listen = options.listen ?? "stdio";
   const stdio = listen === "stdio";
   // See the top of this file: a spawned upstream on stdio is watched, everything else probed.
-  if (!stdio || "url" in options.upstream) await probeUpstream(options.upstream, options.upstreamStartTimeoutMs ?? 60_000);
+  if (!stdio || "url" in options.upstream)
+    await probeUpstream(options.upstream, options.upstreamStartTimeoutMs ?? 60_000);
   const secured = await options.client.secureConnect({ proxy: options.name }, options.name);
   const identity = secured.identity;
   // Resolved here (not by servingGuard) because the proxy hands its log to whoever started it.
@@ -251,7 +280,11 @@ export async function startMcpProxy(options: McpProxyOptions): Promise<McpProxy>
     side: "proxy",
     what: "aztp mcp proxy",
   });
-  const guarded = (t: Transport): Transport => new InterceptingTransport(t, serverHooks(guard, identity, { filterToolsByPolicy: options.filterToolsByPolicy, served: t }));
+  const guarded = (t: Transport): Transport =>
+    new InterceptingTransport(
+      t,
+      serverHooks(guard, identity, { filterToolsByPolicy: options.filterToolsByPolicy, served: t }),
+    );
 
   if (stdio) {
     const up = upstreamTransport(options.upstream);
@@ -267,8 +300,12 @@ export async function startMcpProxy(options: McpProxyOptions): Promise<McpProxy>
       // when the client left), or exited with an error code when it was closed: a client that
       // leaves at once (stdin at its end) must not hide an upstream that could not start.
       // Ended by our SIGTERM or SIGKILL after the grace time is not its failure.
-      if (!(up instanceof UpstreamProcessTransport) || !(up.exitedOnItsOwn || (up.end?.code ?? 0) !== 0)) return undefined;
-      return upstreamEnded(up, joined.initialized() ? "while serving its client" : "before it answered initialize (at start)");
+      if (!(up instanceof UpstreamProcessTransport) || !(up.exitedOnItsOwn || (up.end?.code ?? 0) !== 0))
+        return undefined;
+      return upstreamEnded(
+        up,
+        joined.initialized() ? "while serving its client" : "before it answered initialize (at start)",
+      );
     });
     return {
       identity,

@@ -8,7 +8,12 @@
 import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import type { Server } from "@modelcontextprotocol/sdk/server/index.js";
 import type { Transport } from "@modelcontextprotocol/sdk/shared/transport.js";
-import { CancelledNotificationSchema, type JSONRPCMessage, type MessageExtraInfo, type RequestId } from "@modelcontextprotocol/sdk/types.js";
+import {
+  CancelledNotificationSchema,
+  type JSONRPCMessage,
+  type MessageExtraInfo,
+  type RequestId,
+} from "@modelcontextprotocol/sdk/types.js";
 import type { Aztp, SecuredAgent } from "../client/aztp.js";
 import { auditFor, type AuditOption } from "../client/home-audit.js";
 import type { AgentIdentity } from "../client/identity.js";
@@ -25,7 +30,14 @@ import type { PolicyDocument } from "../policy/policy.js";
 import { parseChallenge, type Challenge } from "./challenge.js";
 import { identify } from "./identify.js";
 import { hookFailure, InterceptingTransport, type MessageHooks } from "./intercept.js";
-import { isErrorResponse, isNotification, isRequest, isResponse, isResultResponse, sdkTakesAsRequest } from "./message.js";
+import {
+  isErrorResponse,
+  isNotification,
+  isRequest,
+  isResponse,
+  isResultResponse,
+  sdkTakesAsRequest,
+} from "./message.js";
 import { outsideActing } from "../guard/acting-caller.js";
 import { requestSourceIp } from "./peer.js";
 import {
@@ -47,7 +59,8 @@ export interface SecureMcpServerOptions {
   name?: string;
   identity?: AgentIdentity;
   /** Who may call which tool. Default: the policies attached to the server's identity. */
-  policy?: CompiledPolicies | readonly PolicyDocument[] | (() => CompiledPolicies | readonly PolicyDocument[] | undefined);
+  policy?:
+    CompiledPolicies | readonly PolicyDocument[] | (() => CompiledPolicies | readonly PolicyDocument[] | undefined);
   mode?: GuardMode;
   /**
    * Where each call (admitted, refused or unanswered) is recorded before it is answered.
@@ -80,7 +93,15 @@ function refusal(id: RequestId, error: AztpError, receipt: string | undefined): 
 
 /** The answer to a handshake whose challenge is malformed: at once, never silence. */
 function handshakeRefusal(id: RequestId, method: string, error: AztpError): JSONRPCMessage & { id: RequestId } {
-  return { jsonrpc: "2.0", id, error: { code: AZTP_REFUSED, message: `AZTP cannot answer this ${method} [${error.code}]: ${error.message}`, data: { code: error.code, message: error.message } } };
+  return {
+    jsonrpc: "2.0",
+    id,
+    error: {
+      code: AZTP_REFUSED,
+      message: `AZTP cannot answer this ${method} [${error.code}]: ${error.message}`,
+      data: { code: error.code, message: error.message },
+    },
+  };
 }
 
 /**
@@ -154,7 +175,12 @@ class ServerConnection implements MessageHooks {
     this.#options = options;
   }
 
-  incoming(message: JSONRPCMessage, extra: MessageExtraInfo | undefined, deliver: (m: JSONRPCMessage) => void, reply: (m: JSONRPCMessage) => Promise<void>): void {
+  incoming(
+    message: JSONRPCMessage,
+    extra: MessageExtraInfo | undefined,
+    deliver: (m: JSONRPCMessage) => void,
+    reply: (m: JSONRPCMessage) => Promise<void>,
+  ): void {
     // A throw on a request still ends in an answer, and frees its id on this connection.
     try {
       // The server's work for this message (its hooks, the SDK, the tool's handler) is its
@@ -173,7 +199,12 @@ class ServerConnection implements MessageHooks {
     // an answer that goes out after all.
     for (const [id, p] of this.#pending) {
       if (p.kind === "handshake" || p.kind === "list") continue;
-      if (p.kind === "call" && p.delivered && p.admission !== undefined) void this.#guard.unanswered(p.admission, Unanswered.CONNECTION_CLOSED, "the connection closed before the call was answered");
+      if (p.kind === "call" && p.delivered && p.admission !== undefined)
+        void this.#guard.unanswered(
+          p.admission,
+          Unanswered.CONNECTION_CLOSED,
+          "the connection closed before the call was answered",
+        );
       this.#pending.delete(id);
     }
   }
@@ -189,15 +220,24 @@ class ServerConnection implements MessageHooks {
       case "handshake": {
         if (!isResultResponse(message)) return message;
         const ch = p.challenge;
-        const value = ch ? signPossessionProof(this.#identity, { nonce: ch.nonce, ...(ch.client ? { audience: ch.client } : {}) }) : { id: this.#identity.signer.id.toString() };
+        const value = ch
+          ? signPossessionProof(this.#identity, { nonce: ch.nonce, ...(ch.client ? { audience: ch.client } : {}) })
+          : { id: this.#identity.signer.id.toString() };
         return { ...message, result: withMeta(message.result, IDENTITY_META_KEY, value) } as JSONRPCMessage;
       }
       case "call":
         return p.admission === undefined ? message : answerCall(this.#guard, p.admission, id, message);
       case "list": {
         const caller = p.caller;
-        if (caller !== undefined && isResultResponse(message) && isObject(message.result) && Array.isArray(message.result.tools)) {
-          const tools = (message.result.tools as Array<{ name?: unknown }>).filter((t) => typeof t.name === "string" && this.#guard.toolVisible(caller, t.name, p));
+        if (
+          caller !== undefined &&
+          isResultResponse(message) &&
+          isObject(message.result) &&
+          Array.isArray(message.result.tools)
+        ) {
+          const tools = (message.result.tools as Array<{ name?: unknown }>).filter(
+            (t) => typeof t.name === "string" && this.#guard.toolVisible(caller, t.name, p),
+          );
           return { ...message, result: { ...message.result, tools } } as JSONRPCMessage;
         }
         return message;
@@ -207,7 +247,12 @@ class ServerConnection implements MessageHooks {
     }
   }
 
-  #incoming(message: JSONRPCMessage, extra: MessageExtraInfo | undefined, deliver: (m: JSONRPCMessage) => void, reply: (m: JSONRPCMessage) => Promise<void>): void {
+  #incoming(
+    message: JSONRPCMessage,
+    extra: MessageExtraInfo | undefined,
+    deliver: (m: JSONRPCMessage) => void,
+    reply: (m: JSONRPCMessage) => Promise<void>,
+  ): void {
     const guard = this.#guard;
     if (isNotification(message) && message.method === "notifications/cancelled") {
       // The server sends no answer to a request it has and is told is cancelled, so
@@ -219,7 +264,12 @@ class ServerConnection implements MessageHooks {
       const p = rid === undefined ? undefined : this.#pending.get(rid);
       if (p !== undefined && p.delivered) {
         this.#pending.delete(rid as RequestId);
-        if (p.kind === "call" && p.admission !== undefined) void guard.unanswered(p.admission, Unanswered.CANCELLED, typeof message.params?.reason === "string" ? message.params.reason : "cancelled by the caller");
+        if (p.kind === "call" && p.admission !== undefined)
+          void guard.unanswered(
+            p.admission,
+            Unanswered.CANCELLED,
+            typeof message.params?.reason === "string" ? message.params.reason : "cancelled by the caller",
+          );
       }
       return deliver(message);
     }
@@ -228,7 +278,10 @@ class ServerConnection implements MessageHooks {
     const params = isObject(message.params) ? message.params : {};
     const meta = isObject(params._meta) ? params._meta : {};
     if (this.#pending.has(id)) {
-      const error = new AztpError(ErrorCodes.MCP_REQUEST_ID_IN_USE, `request id ${describeClaim(id, 64)} is already in use by a request in flight on this connection`);
+      const error = new AztpError(
+        ErrorCodes.MCP_REQUEST_ID_IN_USE,
+        `request id ${describeClaim(id, 64)} is already in use by a request in flight on this connection`,
+      );
       // Not through #answer(): the request in flight under this id is still waiting for its own.
       if (message.method === "tools/call" && typeof params.name === "string") {
         void guard
@@ -254,8 +307,17 @@ class ServerConnection implements MessageHooks {
       this.#pending.set(id, { kind: "handshake", delivered: true, challenge });
       return deliver(message);
     }
-    if (message.method === "tools/list" && this.#options.filterToolsByPolicy && meta[INVOCATION_META_KEY] !== undefined) {
-      const list: Pending & { kind: "list" } = { kind: "list", delivered: false, caller: undefined, sourceIp: requestSourceIp(this.#options.served) };
+    if (
+      message.method === "tools/list" &&
+      this.#options.filterToolsByPolicy &&
+      meta[INVOCATION_META_KEY] !== undefined
+    ) {
+      const list: Pending & { kind: "list" } = {
+        kind: "list",
+        delivered: false,
+        caller: undefined,
+        sourceIp: requestSourceIp(this.#options.served),
+      };
       this.#pending.set(id, list);
       void guard
         .admit({ tool: "tools/list", args: {}, token: meta[INVOCATION_META_KEY], sourceIp: list.sourceIp })
@@ -278,7 +340,10 @@ class ServerConnection implements MessageHooks {
     // not be admitted: its token would be used up, the call audited as allowed and left
     // unanswered, its caller waiting. It is refused at once instead.
     if (!sdkTakesAsRequest(message)) {
-      const error = new AztpError(ErrorCodes.MCP_MESSAGE_INVALID, "this tools/call has members the MCP SDK rejects (an unknown member, or a _meta its schema does not accept), so the server would never run or answer it");
+      const error = new AztpError(
+        ErrorCodes.MCP_MESSAGE_INVALID,
+        "this tools/call has members the MCP SDK rejects (an unknown member, or a _meta its schema does not accept), so the server would never run or answer it",
+      );
       void guard
         .refuse({ tool: params.name, args: argumentsOf(params), token: meta[INVOCATION_META_KEY] }, error)
         .then((settled) => this.#answer(reply, settledRefusal(id, error, settled)))
@@ -288,20 +353,33 @@ class ServerConnection implements MessageHooks {
     // The MCP access token (Authorization bearer), which a token's `ath` may bind.
     const accessToken = extra?.authInfo?.token;
     const sourceIp = requestSourceIp(this.#options.served);
-    void guard.admit({ tool: params.name, args: argumentsOf(params), token: meta[INVOCATION_META_KEY], sourceIp, ...(accessToken ? { accessToken } : {}) }).then(async (admission) => {
-      if (!admission.allowed) {
-        // The refusal leaves once it is on record, as every answer does.
-        this.#answer(reply, settledRefusal(id, admission.error as AztpError, await guard.settleRefusal(admission)));
-        return;
-      }
-      if (!this.#open) {
-        void guard.unanswered(admission, Unanswered.CONNECTION_CLOSED, "the connection closed while the call was being verified");
-        return;
-      }
-      call.admission = admission;
-      call.delivered = true;
-      deliver(message);
-    }).catch((e: unknown) => this.#internalError(reply, id, e));
+    void guard
+      .admit({
+        tool: params.name,
+        args: argumentsOf(params),
+        token: meta[INVOCATION_META_KEY],
+        sourceIp,
+        ...(accessToken ? { accessToken } : {}),
+      })
+      .then(async (admission) => {
+        if (!admission.allowed) {
+          // The refusal leaves once it is on record, as every answer does.
+          this.#answer(reply, settledRefusal(id, admission.error as AztpError, await guard.settleRefusal(admission)));
+          return;
+        }
+        if (!this.#open) {
+          void guard.unanswered(
+            admission,
+            Unanswered.CONNECTION_CLOSED,
+            "the connection closed while the call was being verified",
+          );
+          return;
+        }
+        call.admission = admission;
+        call.delivered = true;
+        deliver(message);
+      })
+      .catch((e: unknown) => this.#internalError(reply, id, e));
   }
 
   /** Answers sent directly (a refusal, an internal error) bypass `outgoing`: they end the request here. */
@@ -317,7 +395,11 @@ class ServerConnection implements MessageHooks {
 }
 
 /** The message hooks of a secured server side (also used by the proxy): one per connection. */
-export function serverHooks(guard: CalleeGuard, identity: { signer: AgentIdentity["signer"] }, options: ServerHooksOptions = {}): MessageHooks {
+export function serverHooks(
+  guard: CalleeGuard,
+  identity: { signer: AgentIdentity["signer"] },
+  options: ServerHooksOptions = {},
+): MessageHooks {
   return new ServerConnection(guard, identity, options);
 }
 
@@ -326,19 +408,39 @@ export function serverHooks(guard: CalleeGuard, identity: { signer: AgentIdentit
  * written (a process killed right after answering has lost no entry). When the entry cannot be
  * written, or the result cannot be receipted, the caller gets that error instead of the result.
  */
-async function answerCall(guard: CalleeGuard, admission: Admission, id: RequestId, message: JSONRPCMessage): Promise<JSONRPCMessage> {
+async function answerCall(
+  guard: CalleeGuard,
+  admission: Admission,
+  id: RequestId,
+  message: JSONRPCMessage,
+): Promise<JSONRPCMessage> {
   if (isResultResponse(message)) {
     const result = message.result as Record<string, unknown>;
     const failed = result.isError === true;
-    const settled = await guard.settle(admission, { status: failed ? "error" : "ok", result: resultForDigest(result), ...(failed ? { code: ErrorCodes.TOOL_FAILED } : {}) });
+    const settled = await guard.settle(admission, {
+      status: failed ? "error" : "ok",
+      result: resultForDigest(result),
+      ...(failed ? { code: ErrorCodes.TOOL_FAILED } : {}),
+    });
     if (settled.error !== undefined) return refusal(id, settled.error, settled.receipt);
-    return settled.receipt ? ({ ...message, result: withMeta(result, RECEIPT_META_KEY, settled.receipt) } as JSONRPCMessage) : message;
+    return settled.receipt
+      ? ({ ...message, result: withMeta(result, RECEIPT_META_KEY, settled.receipt) } as JSONRPCMessage)
+      : message;
   }
   if (!isErrorResponse(message)) return message;
   const err = message.error;
-  const settled = await guard.settle(admission, { status: "error", result: { code: err.code, message: err.message }, code: String(err.code) });
+  const settled = await guard.settle(admission, {
+    status: "error",
+    result: { code: err.code, message: err.message },
+    code: String(err.code),
+  });
   if (settled.error !== undefined) return refusal(id, settled.error, settled.receipt);
-  return settled.receipt ? ({ ...message, error: { ...err, data: { ...(isObject(err.data) ? err.data : {}), [RECEIPT_META_KEY]: settled.receipt } } } as JSONRPCMessage) : message;
+  return settled.receipt
+    ? ({
+        ...message,
+        error: { ...err, data: { ...(isObject(err.data) ? err.data : {}), [RECEIPT_META_KEY]: settled.receipt } },
+      } as JSONRPCMessage)
+    : message;
 }
 
 /**
@@ -385,10 +487,19 @@ export interface SecuredMcpServerExtras {
  */
 export async function servingGuard(
   identity: AgentIdentity,
-  options: { trust: Trust; authority: Authority | undefined; policy?: SecureMcpServerOptions["policy"] | undefined; mode?: GuardMode | undefined; audit?: AuditOption | undefined; side?: "callee" | "proxy"; what: string },
+  options: {
+    trust: Trust;
+    authority: Authority | undefined;
+    policy?: SecureMcpServerOptions["policy"] | undefined;
+    mode?: GuardMode | undefined;
+    audit?: AuditOption | undefined;
+    side?: "callee" | "proxy";
+    what: string;
+  },
 ): Promise<CalleeGuard> {
   const { authority } = options;
-  const some = (docs: readonly PolicyDocument[]): readonly PolicyDocument[] | undefined => (docs.length > 0 ? docs : undefined);
+  const some = (docs: readonly PolicyDocument[]): readonly PolicyDocument[] | undefined =>
+    docs.length > 0 ? docs : undefined;
   // Synchronous from the embedded authority; a remote one answers from the records it holds,
   // and with a promise only for an identity it has never seen.
   const attached = (): readonly PolicyDocument[] | undefined | Promise<readonly PolicyDocument[] | undefined> => {
@@ -414,12 +525,31 @@ export async function servingGuard(
  * tools/call it will serve. Call before `connect`. Returns the server, passed through, with
  * `.identity` (and `.aztpGuard` for flushing audit entries).
  */
-export async function secureMcpServer<S extends McpServer | Server>(server: S, options: SecureMcpServerOptions): Promise<SecuredAgent<S> & SecuredMcpServerExtras> {
+export async function secureMcpServer<S extends McpServer | Server>(
+  server: S,
+  options: SecureMcpServerOptions,
+): Promise<SecuredAgent<S> & SecuredMcpServerExtras> {
   const { secured, trust, authority } = await identify(server, options, "secureMcpServer");
   const identity = secured.identity;
-  const guard = await servingGuard(identity, { trust, authority, policy: options.policy, mode: options.mode, audit: options.audit, what: "secureMcpServer" });
-  const low: Server = "server" in server && typeof (server as McpServer).server?.connect === "function" ? (server as McpServer).server : (server as Server);
-  guardConnect(low, (t) => new InterceptingTransport(t, serverHooks(guard, identity, { filterToolsByPolicy: options.filterToolsByPolicy, served: t })));
+  const guard = await servingGuard(identity, {
+    trust,
+    authority,
+    policy: options.policy,
+    mode: options.mode,
+    audit: options.audit,
+    what: "secureMcpServer",
+  });
+  const low: Server =
+    "server" in server && typeof (server as McpServer).server?.connect === "function"
+      ? (server as McpServer).server
+      : (server as Server);
+  guardConnect(
+    low,
+    (t) =>
+      new InterceptingTransport(
+        t,
+        serverHooks(guard, identity, { filterToolsByPolicy: options.filterToolsByPolicy, served: t }),
+      ),
+  );
   return Object.assign(secured, { aztpGuard: guard }) as SecuredAgent<S> & SecuredMcpServerExtras;
 }
-

@@ -56,7 +56,9 @@ export class UpstreamProcessTransport implements Transport {
 
   /** The command line, for messages. */
   get commandLine(): string {
-    return [this.#options.command, ...(this.#options.args ?? [])].map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : JSON.stringify(a))).join(" ");
+    return [this.#options.command, ...(this.#options.args ?? [])]
+      .map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : JSON.stringify(a)))
+      .join(" ");
   }
 
   /** Resolves when the child has exited (with its code or signal). */
@@ -97,7 +99,13 @@ export class UpstreamProcessTransport implements Transport {
       });
       child.on("error", (e: NodeJS.ErrnoException) => {
         if (!spawned) {
-          reject(new AztpError(ErrorCodes.MCP_UPSTREAM_FAILED, `cannot start the upstream ${this.commandLine}: ${e.code ?? e.message}`, { cause: e }));
+          reject(
+            new AztpError(
+              ErrorCodes.MCP_UPSTREAM_FAILED,
+              `cannot start the upstream ${this.commandLine}: ${e.code ?? e.message}`,
+              { cause: e },
+            ),
+          );
         } else this.onerror?.(e);
       });
       child.once("exit", (code, signal) => {
@@ -118,7 +126,8 @@ export class UpstreamProcessTransport implements Transport {
       child.stdout?.on("data", (chunk: Buffer) => {
         try {
           this.#readBuffer.append(chunk);
-          for (let m = this.#readBuffer.readMessage(); m !== null; m = this.#readBuffer.readMessage()) this.onmessage?.(m);
+          for (let m = this.#readBuffer.readMessage(); m !== null; m = this.#readBuffer.readMessage())
+            this.onmessage?.(m);
         } catch (e) {
           this.onerror?.(e as Error);
         }
@@ -148,7 +157,8 @@ export class UpstreamProcessTransport implements Transport {
     const child = this.#child;
     this.#readBuffer.clear();
     if (!child || this.#end) return;
-    const gone = (ms: number): Promise<unknown> => Promise.race([this.#ended, new Promise((r) => setTimeout(r, ms).unref())]);
+    const gone = (ms: number): Promise<unknown> =>
+      Promise.race([this.#ended, new Promise((r) => setTimeout(r, ms).unref())]);
     try {
       child.stdin?.end();
     } catch {

@@ -226,10 +226,14 @@ export function parseConditionBlock(raw: unknown, path: string): Readonly<Condit
       if (values.length === 0) invalid(keyPath, "must have at least one value");
       values.forEach((v, i) => {
         const at = Array.isArray(value) ? `${keyPath}[${i}]` : keyPath;
-        const ok = (typeof v === "string" || typeof v === "number" || typeof v === "boolean") && policyValue(base.family, v) !== undefined;
+        const ok =
+          (typeof v === "string" || typeof v === "number" || typeof v === "boolean") &&
+          policyValue(base.family, v) !== undefined;
         if (!ok) invalid(at, `must be ${EXPECTED[base.family]}, got ${shown(v)}`);
       });
-      copy[key] = Array.isArray(value) ? Object.freeze([...(value as ConditionValue[])]) as ConditionValue[] : (value as ConditionValue);
+      copy[key] = Array.isArray(value)
+        ? (Object.freeze([...(value as ConditionValue[])]) as ConditionValue[])
+        : (value as ConditionValue);
     }
     out[name] = Object.freeze(copy);
   }

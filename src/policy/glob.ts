@@ -91,7 +91,11 @@ export class Glob {
     this.pattern = pattern;
     const parts = pattern.split("*");
     this.starred = parts.length > 1;
-    this.segments = parts.map((text) => ({ text, anyChar: text.includes("?"), tail: text.length === 0 || text.endsWith("?") ? -1 : text.charCodeAt(text.length - 1) }));
+    this.segments = parts.map((text) => ({
+      text,
+      anyChar: text.includes("?"),
+      tail: text.length === 0 || text.endsWith("?") ? -1 : text.charCodeAt(text.length - 1),
+    }));
     this.minLength = parts.reduce((n, t) => n + t.length, 0);
     this.anyChar = pattern.includes("?");
     this.units = !SURROGATE.test(pattern);

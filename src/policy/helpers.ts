@@ -52,7 +52,8 @@ export function isActionAllowed(statement: Statement, action: string): boolean {
   if (compiled === undefined) {
     const patterns = statement.NotAction ?? statement.Action;
     // Records from a remote API are not validated documents: refuse what is not strings.
-    const ok = typeof patterns === "string" || (Array.isArray(patterns) && patterns.every((a) => typeof a === "string"));
+    const ok =
+      typeof patterns === "string" || (Array.isArray(patterns) && patterns.every((a) => typeof a === "string"));
     if (!ok) return false;
     compiled = { matcher: actionMatcher(patterns), not: statement.NotAction !== undefined };
     matcherCache.set(statement, compiled);

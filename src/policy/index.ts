@@ -17,12 +17,7 @@ export {
   type PolicyDecisionReason,
   type PolicyRequest,
 } from "./evaluate.js";
-export {
-  buildPolicyContext,
-  POLICY_CONTEXT_KEYS,
-  type PolicyContextInput,
-  type PolicyContextKey,
-} from "./context.js";
+export { buildPolicyContext, POLICY_CONTEXT_KEYS, type PolicyContextInput, type PolicyContextKey } from "./context.js";
 export {
   CONNECT_ACTION,
   decidePolicy,

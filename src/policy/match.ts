@@ -51,7 +51,12 @@ export class Matcher {
 export function normalizeId(value: string): string {
   const c = value.charCodeAt(0) | 0x20;
   let start: number;
-  if (c === 0x61 /* a */ && value.length > 7 && value.startsWith("://", 4) && value.slice(0, 4).toLowerCase() === "aztp") {
+  if (
+    c === 0x61 /* a */ &&
+    value.length > 7 &&
+    value.startsWith("://", 4) &&
+    value.slice(0, 4).toLowerCase() === "aztp"
+  ) {
     start = 7;
   } else if (
     c === 0x73 /* s */ &&

@@ -138,7 +138,8 @@ function parseStatement(raw: unknown, path: string): Statement {
   exclusive(raw, "Principal", "NotPrincipal", path);
   exclusive(raw, "Action", "NotAction", path);
   exclusive(raw, "Resource", "NotResource", path);
-  if (raw.Action === undefined && raw.NotAction === undefined) invalid(fieldPath(path, "Action"), "is required (or NotAction)");
+  if (raw.Action === undefined && raw.NotAction === undefined)
+    invalid(fieldPath(path, "Action"), "is required (or NotAction)");
 
   const out: Statement = { Effect: raw.Effect };
   if (raw.Sid !== undefined) {

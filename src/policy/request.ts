@@ -68,7 +68,10 @@ export function policyRequest(input: PolicyRequestInput): PolicyRequest {
 }
 
 /** Decides `input` against `policies` (never throws for a deny). A plain list is compiled once and cached. */
-export function decidePolicy(policies: CompiledPolicies | readonly PolicyDocument[], input: PolicyRequestInput): PolicyDecision {
+export function decidePolicy(
+  policies: CompiledPolicies | readonly PolicyDocument[],
+  input: PolicyRequestInput,
+): PolicyDecision {
   const request = policyRequest(input);
   return policies instanceof CompiledPolicies ? policies.evaluate(request) : evaluatePolicies(policies, request);
 }

@@ -66,7 +66,8 @@ export function generateApiKey(): { keyId: string; secret: string; key: string; 
 
 /** Splits a presented key, or undefined when it is not of the format (no detail: it may be a secret). */
 export function parseApiKey(presented: unknown): { keyId: string; secret: string } | undefined {
-  if (typeof presented !== "string" || presented.length > 200 || !presented.startsWith(API_KEY_PREFIX)) return undefined;
+  if (typeof presented !== "string" || presented.length > 200 || !presented.startsWith(API_KEY_PREFIX))
+    return undefined;
   const rest = presented.slice(API_KEY_PREFIX.length);
   const cut = rest.indexOf("_");
   if (cut < 0) return undefined;
@@ -96,19 +97,27 @@ export function verifyApiKeySecret(secret: string, storedHash: string): boolean 
 
 /** The error every failed authentication throws: one message, so it tells nothing about which check failed. */
 export function invalidApiKey(): AztpError {
-  return new AztpError(ErrorCodes.SERVE_API_KEY_INVALID, "API key missing, malformed, unknown or revoked (send Authorization: Bearer aztp_<keyId>_<secret>)");
+  return new AztpError(
+    ErrorCodes.SERVE_API_KEY_INVALID,
+    "API key missing, malformed, unknown or revoked (send Authorization: Bearer aztp_<keyId>_<secret>)",
+  );
 }
 
 /** Validates and normalises a scope and name given to create (ERR_ARGUMENT_INVALID or the ID codes). */
 export function normaliseCreateOptions(opts: CreateApiKeyOptions): { name: string; scope: ApiKeyScope } {
-  if (opts === null || typeof opts !== "object") throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "api key options must be an object");
+  if (opts === null || typeof opts !== "object")
+    throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "api key options must be an object");
   const name = opts.name ?? "";
   if (typeof name !== "string" || name.length > NAME_MAX || /[\u0000-\u001f\u007f]/.test(name)) {
-    throw new AztpError(ErrorCodes.ARGUMENT_INVALID, `api key name must be a string of at most ${NAME_MAX} characters without control characters`);
+    throw new AztpError(
+      ErrorCodes.ARGUMENT_INVALID,
+      `api key name must be a string of at most ${NAME_MAX} characters without control characters`,
+    );
   }
   const scope: ApiKeyScope = {};
   const given = opts.scope ?? {};
-  if (given === null || typeof given !== "object") throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "api key scope must be an object");
+  if (given === null || typeof given !== "object")
+    throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "api key scope must be an object");
   if (given.trustDomain !== undefined) scope.trustDomain = TrustDomain.parse(given.trustDomain).name;
   if (given.idPrefix !== undefined) {
     if (typeof given.idPrefix !== "string" || given.idPrefix.length === 0) {
@@ -117,7 +126,10 @@ export function normaliseCreateOptions(opts: CreateApiKeyOptions): { name: strin
     scope.idPrefix = normaliseIdPrefix(given.idPrefix);
     const td = prefixTrustDomain(scope.idPrefix);
     if (scope.trustDomain !== undefined && scope.trustDomain !== td) {
-      throw new AztpError(ErrorCodes.ARGUMENT_INVALID, `api key idPrefix ${scope.idPrefix} is outside its trustDomain ${scope.trustDomain}`);
+      throw new AztpError(
+        ErrorCodes.ARGUMENT_INVALID,
+        `api key idPrefix ${scope.idPrefix} is outside its trustDomain ${scope.trustDomain}`,
+      );
     }
   }
   return { name, scope };
@@ -130,7 +142,11 @@ export function normaliseCreateOptions(opts: CreateApiKeyOptions): { name: strin
  */
 export function normaliseIdPrefix(prefix: string): string {
   const m = /^(spiffe|aztp):\/\/([^/]*)(\/.*)?$/i.exec(prefix);
-  if (m === null) throw new AztpError(ErrorCodes.ARGUMENT_INVALID, `api key idPrefix must start with spiffe://<trust domain>: ${prefix.slice(0, 100)}`);
+  if (m === null)
+    throw new AztpError(
+      ErrorCodes.ARGUMENT_INVALID,
+      `api key idPrefix must start with spiffe://<trust domain>: ${prefix.slice(0, 100)}`,
+    );
   const td = TrustDomain.parse(m[2] ?? "").name;
   return `spiffe://${td}${m[3] ?? ""}`;
 }
@@ -163,7 +179,12 @@ export interface StoredApiKey extends ApiKeyRecord {
 }
 
 export function toRecord(stored: StoredApiKey): ApiKeyRecord {
-  const record: ApiKeyRecord = { keyId: stored.keyId, name: stored.name, scope: { ...stored.scope }, createdAt: stored.createdAt };
+  const record: ApiKeyRecord = {
+    keyId: stored.keyId,
+    name: stored.name,
+    scope: { ...stored.scope },
+    createdAt: stored.createdAt,
+  };
   if (stored.revokedAt !== undefined) record.revokedAt = stored.revokedAt;
   return record;
 }
@@ -193,7 +214,13 @@ export class FileApiKeyStore implements ApiKeyStore {
     this.open();
     const { name, scope } = normaliseCreateOptions(opts);
     const made = generateApiKey();
-    const stored: StoredApiKey = { keyId: made.keyId, name, scope, createdAt: new Date().toISOString(), secretHash: made.secretHash };
+    const stored: StoredApiKey = {
+      keyId: made.keyId,
+      name,
+      scope,
+      createdAt: new Date().toISOString(),
+      secretHash: made.secretHash,
+    };
     await this.store.withLock(() => {
       const file = this.readFile();
       file.keys.push(stored);
@@ -252,7 +279,10 @@ export class FileApiKeyStore implements ApiKeyStore {
     if (!this.store.exists(FILE)) return { version: 1, keys: [] };
     const file = this.store.readJson<ApiKeysFile>(FILE);
     if (file === null || typeof file !== "object" || file.version !== 1 || !Array.isArray(file.keys)) {
-      throw new AztpError(ErrorCodes.AUTHORITY_STORE_FAILED, `${this.store.path(FILE)} is not an API key file of version 1 (corrupted?)`);
+      throw new AztpError(
+        ErrorCodes.AUTHORITY_STORE_FAILED,
+        `${this.store.path(FILE)} is not an API key file of version 1 (corrupted?)`,
+      );
     }
     return file;
   }

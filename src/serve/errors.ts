@@ -45,7 +45,9 @@ export interface ErrorBody {
 /** The error as answered: an AztpError as it is, anything else as ERR_SERVE_INTERNAL_FAILED. */
 export function toServeError(e: unknown): AztpError {
   if (e instanceof AztpError) return e;
-  return new AztpError(ErrorCodes.SERVE_INTERNAL_FAILED, "the service failed to answer this request (see its log)", { cause: e });
+  return new AztpError(ErrorCodes.SERVE_INTERNAL_FAILED, "the service failed to answer this request (see its log)", {
+    cause: e,
+  });
 }
 
 export function errorBody(e: AztpError): ErrorBody {

@@ -65,7 +65,8 @@ export async function readJsonObject(req: IncomingMessage, limit: number): Promi
     if (e instanceof AztpError) throw e;
     throw invalid(`request body is not valid JSON: ${(e as Error).message.slice(0, 200)}`);
   }
-  if (value === null || typeof value !== "object" || Array.isArray(value)) throw invalid("request body must be a JSON object");
+  if (value === null || typeof value !== "object" || Array.isArray(value))
+    throw invalid("request body must be a JSON object");
   return value as JsonObject;
 }
 
@@ -80,7 +81,8 @@ function nestingDepth(text: string): number {
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
     if (inString) {
-      if (c === 0x5c) i++; // backslash: skip the escaped character
+      if (c === 0x5c)
+        i++; // backslash: skip the escaped character
       else if (c === 0x22) inString = false;
     } else if (c === 0x22) inString = true;
     else if (c === 0x7b || c === 0x5b) {
@@ -95,7 +97,8 @@ function nestingDepth(text: string): number {
  * copied with Object.assign somewhere downstream it would replace a prototype.
  */
 function refuseProto(this: unknown, key: string, value: unknown): unknown {
-  if (key === "__proto__") throw new AztpError(ErrorCodes.JSON_PROTO_KEY_NOT_ALLOWED, "request body has a __proto__ member");
+  if (key === "__proto__")
+    throw new AztpError(ErrorCodes.JSON_PROTO_KEY_NOT_ALLOWED, "request body has a __proto__ member");
   return value;
 }
 
@@ -109,7 +112,12 @@ function drain(req: IncomingMessage, limit: number): void {
 }
 
 /** Writes a JSON answer. `cache` is the Cache-Control value (default: no-store). */
-export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+export function sendJson(
+  res: ServerResponse,
+  status: number,
+  body: unknown,
+  headers: Record<string, string> = {},
+): void {
   if (res.headersSent) {
     res.end();
     return;
@@ -151,7 +159,8 @@ export function optText(body: JsonObject, field: string, max = 2048): string | u
 export function optPositiveInt(body: JsonObject, field: string, max = 10 * 365 * 24 * 3600): number | undefined {
   const v = body[field];
   if (v === undefined || v === null) return undefined;
-  if (typeof v !== "number" || !Number.isSafeInteger(v) || v <= 0 || v > max) throw invalid(`${field} must be a positive integer of at most ${max}`);
+  if (typeof v !== "number" || !Number.isSafeInteger(v) || v <= 0 || v > max)
+    throw invalid(`${field} must be a positive integer of at most ${max}`);
   return v;
 }
 
@@ -169,7 +178,11 @@ export function optObject(body: JsonObject, field: string): JsonObject | undefin
 export function optStringArray(body: JsonObject, field: string, maxItems = 256): string[] | undefined {
   const v = body[field];
   if (v === undefined || v === null) return undefined;
-  if (!Array.isArray(v) || v.length > maxItems || !v.every((s) => typeof s === "string" && s.length > 0 && s.length <= 4096)) {
+  if (
+    !Array.isArray(v) ||
+    v.length > maxItems ||
+    !v.every((s) => typeof s === "string" && s.length > 0 && s.length <= 4096)
+  ) {
     throw invalid(`${field} must be an array of at most ${maxItems} non-empty strings`);
   }
   return v as string[];

@@ -15,7 +15,10 @@ export function isLogLevel(v: unknown): v is LogLevel {
   return typeof v === "string" && v in RANK;
 }
 
-export function jsonLogger(level: LogLevel = "info", write: (line: string) => void = (line) => void process.stdout.write(line)): Logger {
+export function jsonLogger(
+  level: LogLevel = "info",
+  write: (line: string) => void = (line) => void process.stdout.write(line),
+): Logger {
   const min = RANK[level];
   return {
     log(l, msg, fields = {}) {

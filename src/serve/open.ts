@@ -149,7 +149,8 @@ export async function backendFromStores(stores: ServeStores): Promise<ServeBacke
     async ready() {
       // A round trip to each store: the configuration (and so the CA) and the committed registry.
       const config = await stores.ca.readConfig();
-      if (config === undefined) throw new AztpError(ErrorCodes.AUTHORITY_NOT_INITIALIZED, `no authority in ${stores.location}`);
+      if (config === undefined)
+        throw new AztpError(ErrorCodes.AUTHORITY_NOT_INITIALIZED, `no authority in ${stores.location}`);
       await stores.registry.fresh();
       authority.bundle();
       if (!stores.audit.writable) throw new AztpError(ErrorCodes.AUDIT_UNAVAILABLE, "the audit log cannot be written");
@@ -163,9 +164,13 @@ export async function backendFromStores(stores: ServeStores): Promise<ServeBacke
 
 async function openHomeBackend(home: string, options: OpenBackendOptions): Promise<ServeBackend> {
   const store = new HomeStore(home);
-  if (options.createTrustDomain !== undefined) await EmbeddedAuthority.open(home, { create: true, trustDomain: options.createTrustDomain });
+  if (options.createTrustDomain !== undefined)
+    await EmbeddedAuthority.open(home, { create: true, trustDomain: options.createTrustDomain });
   if (!store.exists("authority.json")) {
-    throw new AztpError(ErrorCodes.AUTHORITY_NOT_INITIALIZED, `no authority in ${home}: run \`aztp init --trust-domain TD --home ${home}\``);
+    throw new AztpError(
+      ErrorCodes.AUTHORITY_NOT_INITIALIZED,
+      `no authority in ${home}: run \`aztp init --trust-domain TD --home ${home}\``,
+    );
   }
   const registry = new FileRegistryStore(store);
   const audit = await openFileAuditStore(home);
@@ -184,11 +189,15 @@ async function openHomeBackend(home: string, options: OpenBackendOptions): Promi
  * Issues the service's SVID with the newest CA generation of the default trust domain, read
  * afresh from the CA store at each issuance (every half-life), so a rotated CA is picked up.
  */
-export function serviceSvidIssuer(caStore: CaStore, trustDomain: () => string): (csr: Buffer, ttlSeconds: number) => Promise<IssuedSvid> {
+export function serviceSvidIssuer(
+  caStore: CaStore,
+  trustDomain: () => string,
+): (csr: Buffer, ttlSeconds: number) => Promise<IssuedSvid> {
   return async (csr, ttlSeconds) => {
     const td = trustDomain();
     const newest = (await caStore.loadCa(td))[0];
-    if (newest === undefined) throw new AztpError(ErrorCodes.AUTHORITY_STORE_FAILED, `${caStore.location} has no CA for ${td}`);
+    if (newest === undefined)
+      throw new AztpError(ErrorCodes.AUTHORITY_STORE_FAILED, `${caStore.location} has no CA for ${td}`);
     const ca = await CertificateAuthority.load(newest.material);
     return ca.issueSvid(SpiffeId.fromSegments(td, "aztp", "serve"), csr, { ttlSeconds, commonName: "aztp-serve" });
   };
@@ -200,11 +209,20 @@ export async function openApiKeyStore(location: string, options: OpenBackendOpti
     // The API keys alone; the other stores close with them.
     const s = await openStores(location, { kek: options.kek });
     const keys = s.apiKeys;
-    return { create: (o) => keys.create(o), list: () => keys.list(), revoke: (id) => keys.revoke(id), authenticate: (k) => keys.authenticate(k), close: () => s.close() };
+    return {
+      create: (o) => keys.create(o),
+      list: () => keys.list(),
+      revoke: (id) => keys.revoke(id),
+      authenticate: (k) => keys.authenticate(k),
+      close: () => s.close(),
+    };
   }
   const home = resolve(location);
   if (!new HomeStore(home).exists("authority.json")) {
-    throw new AztpError(ErrorCodes.AUTHORITY_NOT_INITIALIZED, `no authority in ${home}: run \`aztp init --trust-domain TD --home ${home}\` first`);
+    throw new AztpError(
+      ErrorCodes.AUTHORITY_NOT_INITIALIZED,
+      `no authority in ${home}: run \`aztp init --trust-domain TD --home ${home}\` first`,
+    );
   }
   return new FileApiKeyStore(home);
 }

@@ -76,8 +76,14 @@ const MAX_AUDIT_PAGE = 1000;
 const MAX_JWT_TTL = 24 * 3600;
 
 function scopeDenied(key: ApiKeyRecord, what: string): AztpError {
-  const parts = [key.scope.trustDomain ? `trust domain ${key.scope.trustDomain}` : "", key.scope.idPrefix ? `ID prefix ${key.scope.idPrefix}` : ""].filter(Boolean);
-  return new AztpError(ErrorCodes.SERVE_API_KEY_SCOPE_DENIED, `API key ${key.keyId} is limited to ${parts.join(" and ")}: ${what} is outside it`);
+  const parts = [
+    key.scope.trustDomain ? `trust domain ${key.scope.trustDomain}` : "",
+    key.scope.idPrefix ? `ID prefix ${key.scope.idPrefix}` : "",
+  ].filter(Boolean);
+  return new AztpError(
+    ErrorCodes.SERVE_API_KEY_SCOPE_DENIED,
+    `API key ${key.keyId} is limited to ${parts.join(" and ")}: ${what} is outside it`,
+  );
 }
 
 /** Parses `id` (any ID form; its own error codes when invalid) and refuses it when out of the key's scope. */
@@ -94,7 +100,12 @@ function ok(body: unknown, status = 200, headers?: Record<string, string>): Rout
 function svidJson(r: IssueResult): unknown {
   return {
     record: r.record,
-    svid: { serial: r.svid.serial, notBefore: r.svid.notBefore.toISOString(), notAfter: r.svid.notAfter.toISOString(), chainPem: r.svid.chainPem },
+    svid: {
+      serial: r.svid.serial,
+      notBefore: r.svid.notBefore.toISOString(),
+      notAfter: r.svid.notAfter.toISOString(),
+      chainPem: r.svid.chainPem,
+    },
   };
 }
 
@@ -107,7 +118,8 @@ function registerRequest(o: JsonObject): RegisterRequest {
   const method = optString(o, "method", 255);
   if (method !== undefined) req.method = method;
   if (o.parentIdentity !== undefined) {
-    if (o.parentIdentity !== null && typeof o.parentIdentity !== "string") throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "request.parentIdentity must be a string or null");
+    if (o.parentIdentity !== null && typeof o.parentIdentity !== "string")
+      throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "request.parentIdentity must be a string or null");
     req.parentIdentity = o.parentIdentity as string | null;
   }
   const linkTo = optStringArray(o, "linkTo");
@@ -115,19 +127,33 @@ function registerRequest(o: JsonObject): RegisterRequest {
   const metadata = optObject(o, "metadata");
   if (metadata !== undefined) req.metadata = metadata;
   if (o.isGlobalIdentity !== undefined) {
-    if (typeof o.isGlobalIdentity !== "boolean") throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "request.isGlobalIdentity must be a boolean");
+    if (typeof o.isGlobalIdentity !== "boolean")
+      throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "request.isGlobalIdentity must be a boolean");
     req.isGlobalIdentity = o.isGlobalIdentity;
   }
-  const known = new Set(["name", "trustDomain", "environment", "method", "parentIdentity", "linkTo", "metadata", "isGlobalIdentity"]);
+  const known = new Set([
+    "name",
+    "trustDomain",
+    "environment",
+    "method",
+    "parentIdentity",
+    "linkTo",
+    "metadata",
+    "isGlobalIdentity",
+  ]);
   const extra = Object.keys(o).filter((k) => !known.has(k));
-  if (extra.length > 0) throw new AztpError(ErrorCodes.ARGUMENT_INVALID, `request has unknown member(s): ${extra.slice(0, 5).join(", ")}`);
+  if (extra.length > 0)
+    throw new AztpError(ErrorCodes.ARGUMENT_INVALID, `request has unknown member(s): ${extra.slice(0, 5).join(", ")}`);
   return req;
 }
 
 function rateLimited(s: RouteSettings, key: ApiKeyRecord): void {
   const wait = s.issueBuckets.take(key.keyId);
   if (wait > 0) {
-    const e = new AztpError(ErrorCodes.SERVE_RATE_LIMITED, `API key ${key.keyId} issues faster than ${s.issueBuckets.rate}/s (burst ${s.issueBuckets.burst}) on this replica: retry in ${wait} s`);
+    const e = new AztpError(
+      ErrorCodes.SERVE_RATE_LIMITED,
+      `API key ${key.keyId} issues faster than ${s.issueBuckets.rate}/s (burst ${s.issueBuckets.burst}) on this replica: retry in ${wait} s`,
+    );
     (e as AztpError & { retryAfter?: number }).retryAfter = wait;
     throw e;
   }
@@ -190,7 +216,9 @@ export function buildRoutes(s: RouteSettings): Route[] {
       refreshHint: s.refreshHintSeconds,
     });
     // Caches may hold it for half the hint: a consumer refreshing on the hint still sees a change within it.
-    return ok(published.toSpiffe(), 200, { "cache-control": `public, max-age=${Math.floor(s.refreshHintSeconds / 2)}` });
+    return ok(published.toSpiffe(), 200, {
+      "cache-control": `public, max-age=${Math.floor(s.refreshHintSeconds / 2)}`,
+    });
   };
 
   return [
@@ -210,7 +238,12 @@ export function buildRoutes(s: RouteSettings): Route[] {
       },
     },
     { method: "GET", path: /^\/\.well-known\/spiffe\/bundle$/, auth: false, handle: (c) => bundleAnswer(c, undefined) },
-    { method: "GET", path: /^\/\.well-known\/spiffe\/bundle\/([^/]+)$/, auth: false, handle: (c) => bundleAnswer(c, c.params[0]) },
+    {
+      method: "GET",
+      path: /^\/\.well-known\/spiffe\/bundle\/([^/]+)$/,
+      auth: false,
+      handle: (c) => bundleAnswer(c, c.params[0]),
+    },
     {
       method: "GET",
       path: /^\/v1\/revocations\/([^/]+)$/,
@@ -230,7 +263,11 @@ export function buildRoutes(s: RouteSettings): Route[] {
       auth: true,
       handle: async (c) => {
         await c.fresh();
-        return ok({ defaultTrustDomain: a.defaultTrustDomain, trustDomains: [...a.trustDomains], refreshHintSeconds: s.refreshHintSeconds });
+        return ok({
+          defaultTrustDomain: a.defaultTrustDomain,
+          trustDomains: [...a.trustDomains],
+          refreshHintSeconds: s.refreshHintSeconds,
+        });
       },
     },
     {
@@ -287,21 +324,32 @@ export function buildRoutes(s: RouteSettings): Route[] {
         const status = queryParam(q, "status");
         await c.fresh();
         if (id !== undefined) {
-          if (name !== undefined || status !== undefined) throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "id cannot be combined with name or status");
+          if (name !== undefined || status !== undefined)
+            throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "id cannot be combined with name or status");
           const parsed = inScope(c.key, id);
           return ok({ record: await a.get(parsed.toString()) });
         }
         const td = trustDomain === undefined ? undefined : TrustDomain.parse(trustDomain).name;
         if (name !== undefined) {
-          if (status !== undefined) throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "name cannot be combined with status");
+          if (status !== undefined)
+            throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "name cannot be combined with status");
           const rec = await a.findByName(name, td);
-          if (rec === undefined) throw new AztpError(ErrorCodes.IDENTITY_NOT_FOUND, `no identity named ${JSON.stringify(name.slice(0, 200))}${td ? ` in ${td}` : ""}`);
+          if (rec === undefined)
+            throw new AztpError(
+              ErrorCodes.IDENTITY_NOT_FOUND,
+              `no identity named ${JSON.stringify(name.slice(0, 200))}${td ? ` in ${td}` : ""}`,
+            );
           inScope(c.key, rec.spiffeId);
           return ok({ record: rec });
         }
-        if (status !== undefined && status !== "active" && status !== "revoked") throw new AztpError(ErrorCodes.ARGUMENT_INVALID, 'status must be "active" or "revoked"');
-        if (td !== undefined && !scopeCoversTrustDomain(c.key.scope, td)) throw scopeDenied(c.key, `trust domain ${td}`);
-        const all = await a.list({ ...(td !== undefined ? { trustDomain: td } : {}), ...(status !== undefined ? { status } : {}) });
+        if (status !== undefined && status !== "active" && status !== "revoked")
+          throw new AztpError(ErrorCodes.ARGUMENT_INVALID, 'status must be "active" or "revoked"');
+        if (td !== undefined && !scopeCoversTrustDomain(c.key.scope, td))
+          throw scopeDenied(c.key, `trust domain ${td}`);
+        const all = await a.list({
+          ...(td !== undefined ? { trustDomain: td } : {}),
+          ...(status !== undefined ? { status } : {}),
+        });
         return ok({ identities: all.filter((r) => scopeCovers(c.key.scope, r.spiffeId)) });
       },
     },
@@ -313,14 +361,17 @@ export function buildRoutes(s: RouteSettings): Route[] {
         const body = await c.body();
         const idText = optString(body, "id", 4096);
         const chainPem = optString(body, "chainPem", 256 * 1024);
-        if ((idText === undefined) === (chainPem === undefined)) throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "give exactly one of id and chainPem");
+        if ((idText === undefined) === (chainPem === undefined))
+          throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "give exactly one of id and chainPem");
         await c.fresh();
         if (idText !== undefined) {
           const id = inScope(c.key, idText);
           const rec = await a.find(id.toString());
           if (rec === undefined) return ok({ valid: false, id: id.toString(), reason: ErrorCodes.IDENTITY_NOT_FOUND });
           const reason = recordInvalidity(rec, (sid) => a.isRevoked(sid));
-          return ok(reason === undefined ? { valid: true, id: rec.spiffeId } : { valid: false, id: rec.spiffeId, reason });
+          return ok(
+            reason === undefined ? { valid: true, id: rec.spiffeId } : { valid: false, id: rec.spiffeId, reason },
+          );
         }
         const chain = Certificate.parsePem(chainPem ?? "");
         let verified: ReturnType<typeof verifyX509Svid>;
@@ -335,7 +386,8 @@ export function buildRoutes(s: RouteSettings): Route[] {
         }
         const id = inScope(c.key, verified.id.toString());
         const serial = (chain[0] as Certificate).serialNumber;
-        if (a.isRevoked(id.toString(), serial)) return ok({ valid: false, id: id.toString(), reason: ErrorCodes.X509SVID_REVOKED });
+        if (a.isRevoked(id.toString(), serial))
+          return ok({ valid: false, id: id.toString(), reason: ErrorCodes.X509SVID_REVOKED });
         return ok({ valid: true, id: id.toString() });
       },
     },
@@ -374,7 +426,8 @@ export function buildRoutes(s: RouteSettings): Route[] {
         if (typeof aud === "string" && aud.length > 0 && aud.length <= 4096) audience = aud;
         else {
           const list = optStringArray(body, "audience", 32);
-          if (list === undefined || list.length === 0) throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "audience must be a non-empty string or array of strings");
+          if (list === undefined || list.length === 0)
+            throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "audience must be a non-empty string or array of strings");
           audience = list;
         }
         const ttlSeconds = optPositiveInt(body, "ttlSeconds", MAX_JWT_TTL);
@@ -391,7 +444,8 @@ export function buildRoutes(s: RouteSettings): Route[] {
         const source = inScope(c.key, reqString(body, "source", 4096), "source");
         const target = inScope(c.key, reqString(body, "target", 4096), "target");
         const type = reqString(body, "type", 32);
-        if (type !== "linked" && type !== "parent") throw new AztpError(ErrorCodes.ARGUMENT_INVALID, 'type must be "linked" or "parent"');
+        if (type !== "linked" && type !== "parent")
+          throw new AztpError(ErrorCodes.ARGUMENT_INVALID, 'type must be "linked" or "parent"');
         const metadata = optObject(body, "metadata");
         // A mutation reads the committed state under the store's lock itself: no refresh first.
         return ok({ link: await a.link(source.toString(), target.toString(), type, metadata ?? {}) });
@@ -405,7 +459,8 @@ export function buildRoutes(s: RouteSettings): Route[] {
         const q = c.url.searchParams;
         const aId = queryParam(q, "a");
         const bId = queryParam(q, "b");
-        if (aId === undefined || bId === undefined) throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "query parameters a and b are both required");
+        if (aId === undefined || bId === undefined)
+          throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "query parameters a and b are both required");
         const pa = inScope(c.key, aId, "a");
         const pb = inScope(c.key, bId, "b");
         await c.fresh();
@@ -419,7 +474,8 @@ export function buildRoutes(s: RouteSettings): Route[] {
       handle: async (c) => {
         const body = await c.body();
         const id = inScope(c.key, reqString(body, "id", 4096));
-        if (body.document === undefined) throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "document is required (a policy document)");
+        if (body.document === undefined)
+          throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "document is required (a policy document)");
         const policyName = optString(body, "policyName", 1024);
         // A mutation reads the committed state under the store's lock itself: no refresh first.
         return ok({ policy: await a.attachPolicy(id.toString(), body.document, policyName) });
@@ -445,7 +501,10 @@ export function buildRoutes(s: RouteSettings): Route[] {
         const body = await c.body();
         const entries = body.entries;
         if (!Array.isArray(entries) || entries.length === 0 || entries.length > MAX_AUDIT_BATCH) {
-          throw new AztpError(ErrorCodes.ARGUMENT_INVALID, `entries must be an array of 1 to ${MAX_AUDIT_BATCH} audit entries`);
+          throw new AztpError(
+            ErrorCodes.ARGUMENT_INVALID,
+            `entries must be an array of 1 to ${MAX_AUDIT_BATCH} audit entries`,
+          );
         }
         // All checked before any is appended: a bad batch writes nothing.
         entries.forEach((e: unknown, i) => {
@@ -455,7 +514,8 @@ export function buildRoutes(s: RouteSettings): Route[] {
             const msg = cause instanceof Error ? cause.message : String(cause);
             throw new AztpError(ErrorCodes.ARGUMENT_INVALID, `entries[${i}]: ${msg}`, { cause });
           }
-          if (!auditInScope(c.key, auditEntryNames(e as AuditEntryInput))) throw scopeDenied(c.key, `entries[${i}] (neither its caller nor its callee)`);
+          if (!auditInScope(c.key, auditEntryNames(e as AuditEntryInput)))
+            throw scopeDenied(c.key, `entries[${i}] (neither its caller nor its callee)`);
         });
         const n = await s.backend.audit.appendBatch(entries as AuditEntryInput[]);
         return ok({ appended: n });

@@ -88,7 +88,10 @@ export function parseListen(text: string): { host: string; port: number } {
   const m = /^(?:\[([^\]]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(text) ?? /^()()(\d{1,5})$/.exec(text);
   const port = m ? Number(m[3]) : NaN;
   if (m === null || !Number.isInteger(port) || port > 65535) {
-    throw new AztpError(ErrorCodes.ARGUMENT_INVALID, `--listen must be HOST:PORT (such as 127.0.0.1:8443 or [::1]:8443), got ${JSON.stringify(text)}`);
+    throw new AztpError(
+      ErrorCodes.ARGUMENT_INVALID,
+      `--listen must be HOST:PORT (such as 127.0.0.1:8443 or [::1]:8443), got ${JSON.stringify(text)}`,
+    );
   }
   const host = m[1] ?? m[2] ?? "";
   return { host: host === "" ? DEFAULTS.host : host, port };
@@ -97,7 +100,10 @@ export function parseListen(text: string): { host: string; port: number } {
 function positive(name: string, v: number | undefined, fallback: number, integer = false): number {
   if (v === undefined) return fallback;
   if (typeof v !== "number" || !Number.isFinite(v) || v <= 0 || (integer && !Number.isInteger(v))) {
-    throw new AztpError(ErrorCodes.ARGUMENT_INVALID, `${name} must be a positive ${integer ? "integer" : "number"}, got ${String(v)}`);
+    throw new AztpError(
+      ErrorCodes.ARGUMENT_INVALID,
+      `${name} must be a positive ${integer ? "integer" : "number"}, got ${String(v)}`,
+    );
   }
   return v;
 }
@@ -114,7 +120,12 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
         "Serve HTTPS (drop --insecure-http), listen on 127.0.0.1, or pass --allow-insecure-non-loopback behind a TLS-terminating proxy",
     );
   }
-  const refreshHintSeconds = positive("refreshHintSeconds", options.refreshHintSeconds, DEFAULTS.refreshHintSeconds, true);
+  const refreshHintSeconds = positive(
+    "refreshHintSeconds",
+    options.refreshHintSeconds,
+    DEFAULTS.refreshHintSeconds,
+    true,
+  );
   const issueBuckets = new TokenBuckets({
     rate: positive("issueRate", options.issueRate, DEFAULTS.issueRate),
     burst: positive("issueBurst", options.issueBurst, DEFAULTS.issueBurst, true),
@@ -126,7 +137,8 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
   let backend: ServeBackend;
   if (options.backend !== undefined) backend = options.backend;
   else {
-    if (options.store === undefined) throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "--store is required: a home folder or a postgres:// URL");
+    if (options.store === undefined)
+      throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "--store is required: a home folder or a postgres:// URL");
     backend = await openServeBackend(options.store, { kek: options.kek, createTrustDomain: options.createTrustDomain });
   }
 
@@ -149,7 +161,10 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
   const handler = (req: IncomingMessage, res: ServerResponse): void => {
     inFlight++;
     const started = performance.now();
-    const fields: { method: string; path: string; keyId?: string; code?: string } = { method: String(req.method), path: "" };
+    const fields: { method: string; path: string; keyId?: string; code?: string } = {
+      method: String(req.method),
+      path: "",
+    };
     res.on("close", () => {
       const ms = Math.round((performance.now() - started) * 100) / 100;
       logger.log(res.statusCode >= 500 ? "error" : "info", "request", { ...fields, status: res.statusCode, ms });
@@ -164,7 +179,11 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
     });
   };
 
-  const handle = async (req: IncomingMessage, res: ServerResponse, fields: { path: string; keyId?: string; code?: string }): Promise<void> => {
+  const handle = async (
+    req: IncomingMessage,
+    res: ServerResponse,
+    fields: { path: string; keyId?: string; code?: string },
+  ): Promise<void> => {
     try {
       let url: URL;
       try {
@@ -176,7 +195,10 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
       const { route, params, allowed } = match(routes, String(req.method), url.pathname);
       if (route === undefined) {
         if (allowed.length > 0) {
-          const e = new AztpError(ErrorCodes.SERVE_METHOD_NOT_ALLOWED, `${String(req.method).slice(0, 16)} is not allowed on ${fields.path}: use ${allowed.join(", ")}`);
+          const e = new AztpError(
+            ErrorCodes.SERVE_METHOD_NOT_ALLOWED,
+            `${String(req.method).slice(0, 16)} is not allowed on ${fields.path}: use ${allowed.join(", ")}`,
+          );
           fields.code = e.code;
           sendJson(res, 405, errorBody(e), { allow: allowed.join(", ") });
           return;
@@ -206,7 +228,10 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
       fields.code = err.code;
       const status = statusOf(err.code);
       if (status >= 500 && err.code === ErrorCodes.SERVE_INTERNAL_FAILED) {
-        logger.log("error", "internal failure", { path: fields.path, error: (err.cause as Error)?.stack ?? String(err.cause) });
+        logger.log("error", "internal failure", {
+          path: fields.path,
+          error: (err.cause as Error)?.stack ?? String(err.cause),
+        });
       }
       const headers: Record<string, string> = {};
       const retry = retryAfterOf(err);
@@ -223,7 +248,10 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
   try {
     if (tls) {
       credential = await issueServiceCredential(backend, svidTtlSeconds);
-      const https = createHttpsServer({ key: credential.keyPem, cert: credential.chainPem, minVersion: "TLSv1.2" }, handler);
+      const https = createHttpsServer(
+        { key: credential.keyPem, cert: credential.chainPem, minVersion: "TLSv1.2" },
+        handler,
+      );
       rotation = rotateAtHalfLife(https, backend, credential, svidTtlSeconds, logger, (c) => (credential = c));
       server = https;
     } else {
@@ -236,7 +264,9 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
       // A malformed request (or a TLS handshake that failed): a 400 if the socket still takes one.
       if (socket.writable && err.code !== "ECONNRESET") {
         const text = JSON.stringify(errorBody(new AztpError(ErrorCodes.ARGUMENT_INVALID, "malformed HTTP request")));
-        socket.end(`HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\n\r\n${text}`);
+        socket.end(
+          `HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\n\r\n${text}`,
+        );
       } else socket.destroy();
     });
     await new Promise<void>((resolve, reject) => {
@@ -250,7 +280,11 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
   } catch (e) {
     rotation?.stop();
     await backend.close().catch(() => undefined);
-    throw e instanceof AztpError ? e : new AztpError(ErrorCodes.ARGUMENT_INVALID, `cannot listen on ${host}:${port}: ${(e as Error).message}`, { cause: e });
+    throw e instanceof AztpError
+      ? e
+      : new AztpError(ErrorCodes.ARGUMENT_INVALID, `cannot listen on ${host}:${port}: ${(e as Error).message}`, {
+          cause: e,
+        });
   }
 
   const address = server.address();
@@ -261,7 +295,9 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
     url,
     store: backend.location,
     tls,
-    ...(tls ? { serverId: credential?.id, svidNotAfter: credential?.notAfter.toISOString() } : { warning: "PLAIN HTTP: no TLS; API keys and SVIDs travel in clear" }),
+    ...(tls
+      ? { serverId: credential?.id, svidNotAfter: credential?.notAfter.toISOString() }
+      : { warning: "PLAIN HTTP: no TLS; API keys and SVIDs travel in clear" }),
     defaultTrustDomain: backend.authority.defaultTrustDomain,
     issueRate: issueBuckets.rate,
     issueBurst: issueBuckets.burst,
@@ -281,7 +317,9 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
       }
       server.closeAllConnections();
       await closed;
-      await backend.close().catch((e: unknown) => logger.log("error", "closing the stores failed", { error: (e as Error)?.message }));
+      await backend
+        .close()
+        .catch((e: unknown) => logger.log("error", "closing the stores failed", { error: (e as Error)?.message }));
       await backend.authority.close?.().catch(() => undefined);
       logger.log("info", "stopped", {});
     })());
@@ -309,7 +347,11 @@ async function authenticate(backend: ServeBackend, req: IncomingMessage): Promis
   return backend.apiKeys.authenticate(m[1] as string);
 }
 
-function match(routes: readonly Route[], method: string, path: string): { route?: Route; params: string[]; allowed: string[] } {
+function match(
+  routes: readonly Route[],
+  method: string,
+  path: string,
+): { route?: Route; params: string[]; allowed: string[] } {
   const allowed: string[] = [];
   for (const r of routes) {
     const m = r.path.exec(path);

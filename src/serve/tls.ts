@@ -64,7 +64,8 @@ export function rotateAtHalfLife(
     timer = setTimeout(run, Math.max(1000, ms));
     timer.unref();
   };
-  const halfLife = (c: ServiceCredential): number => (c.notAfter.getTime() - c.issuedAt.getTime()) / 2 - (Date.now() - c.issuedAt.getTime());
+  const halfLife = (c: ServiceCredential): number =>
+    (c.notAfter.getTime() - c.issuedAt.getTime()) / 2 - (Date.now() - c.issuedAt.getTime());
   const run = (): void => {
     issueServiceCredential(backend, ttlSeconds).then(
       (next) => {
@@ -72,11 +73,19 @@ export function rotateAtHalfLife(
         server.setSecureContext({ key: next.keyPem, cert: next.chainPem });
         current = next;
         onRotate(next);
-        logger.log("info", "tls svid rotated", { id: next.id, serial: next.serial, notAfter: next.notAfter.toISOString() });
+        logger.log("info", "tls svid rotated", {
+          id: next.id,
+          serial: next.serial,
+          notAfter: next.notAfter.toISOString(),
+        });
         schedule(halfLife(next));
       },
       (e: unknown) => {
-        logger.log("error", "tls svid rotation failed", { error: (e as Error)?.message ?? String(e), code: (e as { code?: string })?.code, currentNotAfter: current.notAfter.toISOString() });
+        logger.log("error", "tls svid rotation failed", {
+          error: (e as Error)?.message ?? String(e),
+          code: (e as { code?: string })?.code,
+          currentNotAfter: current.notAfter.toISOString(),
+        });
         schedule(RETRY_MS);
       },
     );

@@ -38,7 +38,9 @@ export function authorizeMemberOf(trustDomain: string | TrustDomain): Authorizer
 }
 
 /** Builds an authorizer from the short forms options accept: an ID, a list of IDs, or a function. */
-export function toAuthorizer(spec: string | SpiffeId | ReadonlyArray<string | SpiffeId> | Authorizer | undefined): Authorizer {
+export function toAuthorizer(
+  spec: string | SpiffeId | ReadonlyArray<string | SpiffeId> | Authorizer | undefined,
+): Authorizer {
   if (spec === undefined) return authorizeAny();
   if (typeof spec === "function") return spec;
   if (Array.isArray(spec)) return authorizeOneOf(spec);

@@ -79,7 +79,8 @@ export class TrustBundle {
   readonly #fingerprints = new Set<string>();
 
   constructor(init: TrustBundleInit) {
-    this.trustDomain = typeof init.trustDomain === "string" ? TrustDomain.parse(init.trustDomain).name : init.trustDomain.name;
+    this.trustDomain =
+      typeof init.trustDomain === "string" ? TrustDomain.parse(init.trustDomain).name : init.trustDomain.name;
     // Drop exact duplicates: a bundle listing one root twice is the same bundle.
     const roots: Certificate[] = [];
     for (const cert of init.x509Authorities ?? []) {
@@ -94,7 +95,8 @@ export class TrustBundle {
     this.x509Authorities = Object.freeze(roots);
     this.jwtAuthorities = new Map(init.jwtAuthorities ?? []);
     if (init.sequence !== undefined) this.sequence = checkNonNegativeInteger(init.sequence, "spiffe_sequence");
-    if (init.refreshHint !== undefined) this.refreshHint = checkNonNegativeInteger(init.refreshHint, "spiffe_refresh_hint");
+    if (init.refreshHint !== undefined)
+      this.refreshHint = checkNonNegativeInteger(init.refreshHint, "spiffe_refresh_hint");
   }
 
   /**
@@ -234,7 +236,9 @@ export function loadBundleFile(text: string | Buffer, trustDomain?: string | Tru
     return isJson ? TrustBundle.parseSpiffe(s, trustDomain) : TrustBundle.fromPem(trustDomain, s);
   }
   // Parse under a placeholder domain first: the data is the only place the real one can come from.
-  const probe = isJson ? TrustBundle.parseSpiffe(s, "placeholder.invalid") : TrustBundle.fromPem("placeholder.invalid", s);
+  const probe = isJson
+    ? TrustBundle.parseSpiffe(s, "placeholder.invalid")
+    : TrustBundle.fromPem("placeholder.invalid", s);
   const inferred = inferTrustDomain(probe.x509Authorities);
   return new TrustBundle({
     trustDomain: inferred,
@@ -286,13 +290,19 @@ function parsePemAuthorities(pem: string | Buffer): Certificate[] {
   return certs.map((b) => Certificate.fromDer(b.der));
 }
 
-function readJwks(json: string | object): { keys: SpiffeBundleKey[]; spiffe_sequence?: unknown; spiffe_refresh_hint?: unknown } {
+function readJwks(json: string | object): {
+  keys: SpiffeBundleKey[];
+  spiffe_sequence?: unknown;
+  spiffe_refresh_hint?: unknown;
+} {
   let doc: unknown = json;
   if (typeof json === "string") {
     try {
       doc = JSON.parse(json);
     } catch (e) {
-      throw new AztpError(ErrorCodes.BUNDLE_MALFORMED, `bundle is not valid JSON: ${(e as Error).message}`, { cause: e });
+      throw new AztpError(ErrorCodes.BUNDLE_MALFORMED, `bundle is not valid JSON: ${(e as Error).message}`, {
+        cause: e,
+      });
     }
   }
   if (typeof doc !== "object" || doc === null || Array.isArray(doc)) {
@@ -315,18 +325,27 @@ function x509Entry(entry: SpiffeBundleKey, i: number): Certificate {
   const x5c = entry.x5c;
   if (!Array.isArray(x5c) || x5c.length !== 1 || typeof x5c[0] !== "string") {
     const n = Array.isArray(x5c) ? x5c.length : 0;
-    throw new AztpError(ErrorCodes.BUNDLE_X509_ENTRY_INVALID, `bundle key ${i} (x509-svid) must hold exactly one certificate in x5c; got ${n}`);
+    throw new AztpError(
+      ErrorCodes.BUNDLE_X509_ENTRY_INVALID,
+      `bundle key ${i} (x509-svid) must hold exactly one certificate in x5c; got ${n}`,
+    );
   }
   const der = Buffer.from(x5c[0], "base64");
   // x5c is standard base64 (RFC 7517 §4.7); refuse sloppy spellings instead of guessing.
   if (der.toString("base64") !== x5c[0]) {
-    throw new AztpError(ErrorCodes.BUNDLE_X509_ENTRY_INVALID, `bundle key ${i} (x509-svid): x5c is not canonical base64`);
+    throw new AztpError(
+      ErrorCodes.BUNDLE_X509_ENTRY_INVALID,
+      `bundle key ${i} (x509-svid): x5c is not canonical base64`,
+    );
   }
   const cert = Certificate.fromDer(der);
   // The JWK members and the certificate must describe one key, or two readers of one bundle
   // (one trusting the JWK, one the certificate) would trust different things.
   if (!samePublicKey(importJwk(entry, i), cert.publicKey)) {
-    throw new AztpError(ErrorCodes.BUNDLE_X509_ENTRY_INVALID, `bundle key ${i} (x509-svid): JWK does not match its certificate's public key`);
+    throw new AztpError(
+      ErrorCodes.BUNDLE_X509_ENTRY_INVALID,
+      `bundle key ${i} (x509-svid): JWK does not match its certificate's public key`,
+    );
   }
   return cert;
 }
@@ -345,7 +364,11 @@ function jwtEntry(entry: SpiffeBundleKey, i: number): [string, KeyObject] {
 function uniqueKids(entries: Array<[string, KeyObject]>): Array<[string, KeyObject]> {
   const seen = new Set<string>();
   for (const [kid] of entries) {
-    if (seen.has(kid)) throw new AztpError(ErrorCodes.BUNDLE_MALFORMED, `bundle has two JWT authorities with kid ${JSON.stringify(kid)}`);
+    if (seen.has(kid))
+      throw new AztpError(
+        ErrorCodes.BUNDLE_MALFORMED,
+        `bundle has two JWT authorities with kid ${JSON.stringify(kid)}`,
+      );
     seen.add(kid);
   }
   return entries;
@@ -359,7 +382,11 @@ function importJwk(entry: SpiffeBundleKey, i: number): KeyObject {
   try {
     return createPublicKey({ key: entry as JsonWebKey, format: "jwk" });
   } catch (e) {
-    throw new AztpError(ErrorCodes.BUNDLE_MALFORMED, `bundle key ${i} is not a valid public JWK: ${(e as Error).message}`, { cause: e });
+    throw new AztpError(
+      ErrorCodes.BUNDLE_MALFORMED,
+      `bundle key ${i} is not a valid public JWK: ${(e as Error).message}`,
+      { cause: e },
+    );
   }
 }
 

@@ -116,7 +116,9 @@ export class Certificate {
     try {
       extensions = parsed.extensions;
     } catch (e) {
-      throw new AztpError(ErrorCodes.CERT_MALFORMED, `cannot parse certificate extensions: ${(e as Error).message}`, { cause: e });
+      throw new AztpError(ErrorCodes.CERT_MALFORMED, `cannot parse certificate extensions: ${(e as Error).message}`, {
+        cause: e,
+      });
     }
     const seen = new Set<string>();
     const unknownCritical: string[] = [];
@@ -126,7 +128,8 @@ export class Certificate {
     for (const ext of extensions) {
       // RFC 5280 §4.2: an extension MUST NOT appear more than once; two BasicConstraints
       // would let two readers of one certificate disagree about whether it is a CA.
-      if (seen.has(ext.type)) throw new AztpError(ErrorCodes.CERT_MALFORMED, `cannot parse certificate: duplicate extension ${ext.type}`);
+      if (seen.has(ext.type))
+        throw new AztpError(ErrorCodes.CERT_MALFORMED, `cannot parse certificate: duplicate extension ${ext.type}`);
       seen.add(ext.type);
       if (ext.critical && !RECOGNISED.has(ext.type)) unknownCritical.push(ext.type);
       if (ext.type === ExtensionOids.basicConstraints) bc = ext as x509.BasicConstraintsExtension;

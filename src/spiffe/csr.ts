@@ -45,8 +45,14 @@ export async function verifyCsr(csr: Buffer | string): Promise<{ spki: Buffer }>
   try {
     ok = await req.verify();
   } catch (e) {
-    throw new AztpError(ErrorCodes.AUTHORITY_CSR_INVALID, "the CSR's key or signature algorithm is not supported", { cause: e });
+    throw new AztpError(ErrorCodes.AUTHORITY_CSR_INVALID, "the CSR's key or signature algorithm is not supported", {
+      cause: e,
+    });
   }
-  if (!ok) throw new AztpError(ErrorCodes.AUTHORITY_CSR_INVALID, "the CSR's signature does not verify: no proof of possession");
+  if (!ok)
+    throw new AztpError(
+      ErrorCodes.AUTHORITY_CSR_INVALID,
+      "the CSR's signature does not verify: no proof of possession",
+    );
   return { spki: Buffer.from(req.publicKey.rawData) };
 }

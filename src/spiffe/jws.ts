@@ -49,7 +49,11 @@ function parseJsonObject(part: string, what: string): Record<string, unknown> {
 }
 
 /** Signs `payload` (an object, serialised as JSON) with `key`. `alg` defaults to the key's. */
-export function signCompact(header: Omit<JwsHeader, "alg"> & { alg?: JwsAlgorithm }, payload: object, key: KeyObject): string {
+export function signCompact(
+  header: Omit<JwsHeader, "alg"> & { alg?: JwsAlgorithm },
+  payload: object,
+  key: KeyObject,
+): string {
   const alg = header.alg ?? algorithmForKey(key);
   const h = b64uEncode(JSON.stringify({ ...header, alg }));
   const p = b64uEncode(JSON.stringify(payload));
@@ -96,7 +100,12 @@ export function decodeSignature(segment: string): Buffer {
 }
 
 /** Decodes the payload and signature segments of a token whose header is already decoded. */
-export function decodeRest<P = Record<string, unknown>>(header: JwsHeader, h: string, p: string, s: string): DecodedJws<P> {
+export function decodeRest<P = Record<string, unknown>>(
+  header: JwsHeader,
+  h: string,
+  p: string,
+  s: string,
+): DecodedJws<P> {
   const payload = decodePayload(p) as P;
   return { header, payload, signingInput: `${h}.${p}`, signature: decodeSignature(s) };
 }
@@ -105,7 +114,10 @@ export function decodeRest<P = Record<string, unknown>>(header: JwsHeader, h: st
  * Splits and decodes a compact JWS without verifying it. Throws ERR_JWT_MALFORMED for any
  * structural defect and ERR_JWT_ALG_NOT_ALLOWED when `alg` is not in `algorithms`.
  */
-export function decodeCompact<P = Record<string, unknown>>(token: unknown, algorithms: readonly JwsAlgorithm[]): DecodedJws<P> {
+export function decodeCompact<P = Record<string, unknown>>(
+  token: unknown,
+  algorithms: readonly JwsAlgorithm[],
+): DecodedJws<P> {
   const [h, p, s] = splitCompact(token);
   return decodeRest<P>(decodeHeader(h, algorithms), h, p, s);
 }
@@ -126,7 +138,9 @@ export function peekClaims(token: unknown): Record<string, unknown> | undefined 
   if (parts.length !== 3) return undefined;
   try {
     const value: unknown = JSON.parse(Buffer.from(parts[1] ?? "", "base64url").toString("utf8"));
-    return value !== null && typeof value === "object" && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
+    return value !== null && typeof value === "object" && !Array.isArray(value)
+      ? (value as Record<string, unknown>)
+      : undefined;
   } catch {
     return undefined;
   }

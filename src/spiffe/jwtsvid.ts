@@ -18,7 +18,13 @@ export const DEFAULT_JWT_SVID_TTL_SECONDS = 300;
 export const DEFAULT_LEEWAY_SECONDS = 60;
 
 /** The JWT-SVID standard's time rules: exp required, no lifetime bound of its own, any NumericDate. */
-const JWT_SVID_WINDOW: TimeWindow = { leewaySeconds: DEFAULT_LEEWAY_SECONDS, expRequired: true, iatRequired: false, nbfChecked: true, integerDates: false };
+const JWT_SVID_WINDOW: TimeWindow = {
+  leewaySeconds: DEFAULT_LEEWAY_SECONDS,
+  expRequired: true,
+  iatRequired: false,
+  nbfChecked: true,
+  integerDates: false,
+};
 
 const TIME_CODES: Readonly<Record<TimeWindowRule, ErrorCode>> = {
   claim_missing: ErrorCodes.JWT_CLAIM_MISSING,
@@ -49,7 +55,8 @@ export function mintJwtSvid(options: MintJwtSvidOptions): string {
   }
   if (!options.kid) throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "a JWT-SVID needs a kid");
   const ttl = options.ttlSeconds ?? DEFAULT_JWT_SVID_TTL_SECONDS;
-  if (!Number.isFinite(ttl) || ttl <= 0) throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "ttlSeconds must be positive");
+  if (!Number.isFinite(ttl) || ttl <= 0)
+    throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "ttlSeconds must be positive");
   const iat = Math.floor((options.now ?? new Date()).getTime() / 1000);
   return signCompact(
     { typ: "JWT", kid: options.kid },
@@ -90,7 +97,8 @@ export function validateJwtSvid(token: string, source: BundleSource, options: Va
   if (header.typ !== undefined && header.typ !== "JWT" && header.typ !== "JOSE") {
     jwtError(ErrorCodes.JWT_TYP_INVALID, `typ must be JWT or JOSE, got ${JSON.stringify(header.typ).slice(0, 40)}`);
   }
-  if (typeof header.kid !== "string" || header.kid.length === 0) jwtError(ErrorCodes.JWT_KID_MISSING, "token header has no kid");
+  if (typeof header.kid !== "string" || header.kid.length === 0)
+    jwtError(ErrorCodes.JWT_KID_MISSING, "token header has no kid");
 
   if (payload.sub === undefined) jwtError(ErrorCodes.JWT_CLAIM_MISSING, "token has no sub claim");
   let id: SpiffeId;
@@ -104,19 +112,36 @@ export function validateJwtSvid(token: string, source: BundleSource, options: Va
   const bundle = source.getBundleForTrustDomain(id.trustDomain);
   if (bundle === undefined) jwtError(ErrorCodes.JWT_BUNDLE_MISSING, `no bundle for trust domain ${id.trustDomain}`);
   const key = bundle.jwtAuthorities.get(header.kid);
-  if (key === undefined) jwtError(ErrorCodes.JWT_KID_UNKNOWN, `no JWT authority with kid ${JSON.stringify(header.kid).slice(0, 80)} in trust domain ${id.trustDomain}`);
-  if (!verifyDecoded(decoded, key)) jwtError(ErrorCodes.JWT_SIGNATURE_INVALID, "signature does not verify with the bundle's key");
+  if (key === undefined)
+    jwtError(
+      ErrorCodes.JWT_KID_UNKNOWN,
+      `no JWT authority with kid ${JSON.stringify(header.kid).slice(0, 80)} in trust domain ${id.trustDomain}`,
+    );
+  if (!verifyDecoded(decoded, key))
+    jwtError(ErrorCodes.JWT_SIGNATURE_INVALID, "signature does not verify with the bundle's key");
 
   const now = (options.time ?? new Date()).getTime() / 1000;
-  const window = options.leewaySeconds === undefined ? JWT_SVID_WINDOW : { ...JWT_SVID_WINDOW, leewaySeconds: options.leewaySeconds };
+  const window =
+    options.leewaySeconds === undefined
+      ? JWT_SVID_WINDOW
+      : { ...JWT_SVID_WINDOW, leewaySeconds: options.leewaySeconds };
   const late = checkTimeWindow(payload, now, window);
   if (late !== undefined) jwtError(TIME_CODES[late.rule], `token ${late.message}`, late.rule);
 
   const aud = payload.aud;
-  const audiences = typeof aud === "string" ? [aud] : Array.isArray(aud) && aud.every((a) => typeof a === "string") ? (aud as string[]) : undefined;
-  if (audiences === undefined || audiences.length === 0) jwtError(ErrorCodes.JWT_CLAIM_MISSING, "token has no aud claim");
+  const audiences =
+    typeof aud === "string"
+      ? [aud]
+      : Array.isArray(aud) && aud.every((a) => typeof a === "string")
+        ? (aud as string[])
+        : undefined;
+  if (audiences === undefined || audiences.length === 0)
+    jwtError(ErrorCodes.JWT_CLAIM_MISSING, "token has no aud claim");
   if (!audiences.some((a) => expected.includes(a))) {
-    jwtError(ErrorCodes.JWT_AUDIENCE_MISMATCH, `audience ${JSON.stringify(audiences).slice(0, 200)} does not include any of the expected ${JSON.stringify(expected).slice(0, 200)}`);
+    jwtError(
+      ErrorCodes.JWT_AUDIENCE_MISMATCH,
+      `audience ${JSON.stringify(audiences).slice(0, 200)} does not include any of the expected ${JSON.stringify(expected).slice(0, 200)}`,
+    );
   }
 
   return {

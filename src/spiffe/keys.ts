@@ -19,7 +19,15 @@ import { AztpError, ErrorCodes } from "../errors.js";
 export type JwsAlgorithm = "ES256" | "ES384" | "ES512" | "RS256" | "RS384" | "RS512" | "PS256" | "PS384" | "PS512";
 
 export const DEFAULT_ALGORITHMS: readonly JwsAlgorithm[] = [
-  "ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
+  "ES256",
+  "ES384",
+  "ES512",
+  "RS256",
+  "RS384",
+  "RS512",
+  "PS256",
+  "PS384",
+  "PS512",
 ];
 
 interface AlgSpec {
@@ -72,7 +80,11 @@ export function signRaw(alg: JwsAlgorithm, key: KeyObject, data: Uint8Array): Bu
   const spec = ALGS[alg];
   if (spec.kind === "ec") return cryptoSign(spec.hash, data, { key, dsaEncoding: "ieee-p1363" });
   if (spec.kind === "rsa-pss") {
-    return cryptoSign(spec.hash, data, { key, padding: 6 /* RSA_PKCS1_PSS_PADDING */, saltLength: hashLength(spec.hash) });
+    return cryptoSign(spec.hash, data, {
+      key,
+      padding: 6 /* RSA_PKCS1_PSS_PADDING */,
+      saltLength: hashLength(spec.hash),
+    });
   }
   return cryptoSign(spec.hash, data, key);
 }
@@ -99,7 +111,8 @@ function hashLength(hash: AlgSpec["hash"]): number {
 /** Imports a private key from PEM (PKCS#8, SEC1 or PKCS#1) or DER PKCS#8. */
 export function importPrivateKey(input: string | Buffer): KeyObject {
   try {
-    if (typeof input === "string" || input.includes("-----BEGIN")) return createPrivateKey({ key: input, format: "pem" });
+    if (typeof input === "string" || input.includes("-----BEGIN"))
+      return createPrivateKey({ key: input, format: "pem" });
     return createPrivateKey({ key: input, format: "der", type: "pkcs8" });
   } catch (e) {
     throw new AztpError(ErrorCodes.KEY_MALFORMED, `cannot parse private key: ${(e as Error).message}`, { cause: e });

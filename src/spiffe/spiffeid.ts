@@ -27,7 +27,9 @@ function isTrustDomainChar(c: number): boolean {
   return (
     (c >= 0x61 && c <= 0x7a) || // a-z
     (c >= 0x30 && c <= 0x39) || // 0-9
-    c === 0x2e || c === 0x2d || c === 0x5f // . - _
+    c === 0x2e ||
+    c === 0x2d ||
+    c === 0x5f // . - _
   );
 }
 
@@ -36,7 +38,9 @@ function isPathChar(c: number): boolean {
     (c >= 0x61 && c <= 0x7a) ||
     (c >= 0x41 && c <= 0x5a) || // A-Z
     (c >= 0x30 && c <= 0x39) ||
-    c === 0x2e || c === 0x2d || c === 0x5f
+    c === 0x2e ||
+    c === 0x2d ||
+    c === 0x5f
   );
 }
 
@@ -70,7 +74,8 @@ function checkPath(path: string, input: string): void {
     if (c === 0x2f) {
       const seg = path.slice(start, end);
       if (seg === "/") fail(ErrorCodes.SPIFFEID_PATH_SEGMENT_EMPTY, "path cannot contain empty segments", input);
-      if (seg === "/." || seg === "/..") fail(ErrorCodes.SPIFFEID_PATH_DOT_SEGMENT_NOT_ALLOWED, "path cannot contain dot segments", input);
+      if (seg === "/." || seg === "/..")
+        fail(ErrorCodes.SPIFFEID_PATH_DOT_SEGMENT_NOT_ALLOWED, "path cannot contain dot segments", input);
       start = end;
       continue;
     }
@@ -83,8 +88,10 @@ function checkPath(path: string, input: string): void {
     }
   }
   const last = path.slice(start, end);
-  if (last === "/") fail(ErrorCodes.SPIFFEID_PATH_TRAILING_SLASH_NOT_ALLOWED, "path cannot have a trailing slash", input);
-  if (last === "/." || last === "/..") fail(ErrorCodes.SPIFFEID_PATH_DOT_SEGMENT_NOT_ALLOWED, "path cannot contain dot segments", input);
+  if (last === "/")
+    fail(ErrorCodes.SPIFFEID_PATH_TRAILING_SLASH_NOT_ALLOWED, "path cannot have a trailing slash", input);
+  if (last === "/." || last === "/..")
+    fail(ErrorCodes.SPIFFEID_PATH_DOT_SEGMENT_NOT_ALLOWED, "path cannot contain dot segments", input);
 }
 
 const PARSED_MAX = 4096;
@@ -179,7 +186,11 @@ export class SpiffeId {
     // more segments, and "" is an empty segment (go-spiffe's ValidatePathSegment rules).
     for (const s of segments) {
       if (typeof s !== "string" || s.includes("/")) {
-        fail(ErrorCodes.SPIFFEID_PATH_CHAR_INVALID, "path segment characters are limited to letters, numbers, dots, dashes, and underscores", input);
+        fail(
+          ErrorCodes.SPIFFEID_PATH_CHAR_INVALID,
+          "path segment characters are limited to letters, numbers, dots, dashes, and underscores",
+          input,
+        );
       }
       if (s === "") fail(ErrorCodes.SPIFFEID_PATH_SEGMENT_EMPTY, "path cannot contain empty segments", input);
     }

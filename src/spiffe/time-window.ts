@@ -63,16 +63,22 @@ function fail(rule: TimeWindowRule, claim: TimeWindowFailure["claim"], message: 
  * Checks `claims` (iat, exp, nbf) against `window` at `nowSeconds`. Returns the first failure,
  * or undefined: nothing is allocated when the token is in its window (the per-call path).
  */
-export function checkTimeWindow(claims: Readonly<Record<string, unknown>>, nowSeconds: number, window: TimeWindow): TimeWindowFailure | undefined {
+export function checkTimeWindow(
+  claims: Readonly<Record<string, unknown>>,
+  nowSeconds: number,
+  window: TimeWindow,
+): TimeWindowFailure | undefined {
   const { iat, exp } = claims;
   const nbf = window.nbfChecked ? claims.nbf : undefined;
   const integer = window.integerDates;
   if (exp === undefined) {
     if (window.expRequired) return fail("claim_missing", "exp", "has no exp");
-  } else if (!isDate(exp, integer)) return fail("claim_invalid", "exp", integer ? "exp is not a whole number of seconds" : "exp is not a number");
+  } else if (!isDate(exp, integer))
+    return fail("claim_invalid", "exp", integer ? "exp is not a whole number of seconds" : "exp is not a number");
   if (iat === undefined) {
     if (window.iatRequired) return fail("claim_missing", "iat", "has no iat");
-  } else if (!isDate(iat, integer)) return fail("claim_invalid", "iat", integer ? "iat is not a whole number of seconds" : "iat is not a number");
+  } else if (!isDate(iat, integer))
+    return fail("claim_invalid", "iat", integer ? "iat is not a whole number of seconds" : "iat is not a number");
   if (nbf !== undefined && !isDate(nbf, integer)) return fail("claim_invalid", "nbf", "nbf is not a number");
   const max = window.maxLifetimeSeconds;
   if (max !== undefined && exp !== undefined && iat !== undefined && (exp - iat > max || exp < iat)) {
@@ -81,8 +87,10 @@ export function checkTimeWindow(claims: Readonly<Record<string, unknown>>, nowSe
   if (window.dateOnly === true) return undefined;
   const leeway = window.leewaySeconds;
   if (exp !== undefined && nowSeconds - leeway >= exp) return fail("expired", "exp", `expired at ${describeTime(exp)}`);
-  if (nbf !== undefined && nbf > nowSeconds + leeway) return fail("not_yet_valid", "nbf", `is not valid before ${describeTime(nbf)} (nbf)`);
-  if (iat !== undefined && iat > nowSeconds + leeway) return fail("not_yet_valid", "iat", `was issued in the future (${describeTime(iat)})`);
+  if (nbf !== undefined && nbf > nowSeconds + leeway)
+    return fail("not_yet_valid", "nbf", `is not valid before ${describeTime(nbf)} (nbf)`);
+  if (iat !== undefined && iat > nowSeconds + leeway)
+    return fail("not_yet_valid", "iat", `was issued in the future (${describeTime(iat)})`);
   if (window.maxAgeSeconds !== undefined && iat !== undefined && nowSeconds - iat > window.maxAgeSeconds) {
     return fail("too_old", "iat", `was issued at ${describeTime(iat)}, more than ${window.maxAgeSeconds} s ago`);
   }

@@ -86,13 +86,21 @@ function parsePrivateKeyPem(pem: string | Buffer): KeyObject | undefined {
 /** Parse's certificate rules: non-empty, a valid SVID leaf, then CA+keyCertSign on every signer. */
 function validateX509SvidChainStructure(certificates: readonly Certificate[]): SpiffeId {
   const leaf = certificates[0];
-  if (leaf === undefined) fail(ErrorCodes.X509SVID_CERTIFICATES_MISSING, "certificate validation failed: no certificates found");
+  if (leaf === undefined)
+    fail(ErrorCodes.X509SVID_CERTIFICATES_MISSING, "certificate validation failed: no certificates found");
   const id = validateX509SvidLeaf(leaf);
   for (const signer of certificates.slice(1)) {
-    if (!signer.isCA) fail(ErrorCodes.X509SVID_SIGNER_CA_FLAG_MISSING, "certificate validation failed: signing certificate must have CA flag set to true");
+    if (!signer.isCA)
+      fail(
+        ErrorCodes.X509SVID_SIGNER_CA_FLAG_MISSING,
+        "certificate validation failed: signing certificate must have CA flag set to true",
+      );
     // As in go-spiffe's Parse, a signer without a key usage extension has no keyCertSign.
     if (!signer.keyUsage.keyCertSign) {
-      fail(ErrorCodes.X509SVID_SIGNER_KEY_CERT_SIGN_MISSING, "certificate validation failed: signing certificate must have 'keyCertSign' set as key usage");
+      fail(
+        ErrorCodes.X509SVID_SIGNER_KEY_CERT_SIGN_MISSING,
+        "certificate validation failed: signing certificate must have 'keyCertSign' set as key usage",
+      );
     }
   }
   return id;
@@ -107,33 +115,66 @@ function validateX509SvidChainStructure(certificates: readonly Certificate[]): S
 export function validateX509SvidLeaf(leaf: Certificate): SpiffeId {
   const prefix = "certificate validation failed";
   if (leaf.uriSans.length === 0) {
-    fail(ErrorCodes.X509SVID_URI_SAN_MISSING, `${prefix}: cannot get leaf certificate SPIFFE ID: certificate contains no URI SAN`);
+    fail(
+      ErrorCodes.X509SVID_URI_SAN_MISSING,
+      `${prefix}: cannot get leaf certificate SPIFFE ID: certificate contains no URI SAN`,
+    );
   }
   if (leaf.uriSans.length > 1) {
-    fail(ErrorCodes.X509SVID_URI_SANS_TOO_MANY, `${prefix}: cannot get leaf certificate SPIFFE ID: certificate contains more than one URI SAN`);
+    fail(
+      ErrorCodes.X509SVID_URI_SANS_TOO_MANY,
+      `${prefix}: cannot get leaf certificate SPIFFE ID: certificate contains more than one URI SAN`,
+    );
   }
   const uri = leaf.uriSans[0]!;
   if (!/^spiffe:\/\//i.test(uri)) {
-    fail(ErrorCodes.X509SVID_SPIFFEID_INVALID, `${prefix}: leaf certificate URI SAN ${JSON.stringify(uri.slice(0, 120))} is not a spiffe:// ID`);
+    fail(
+      ErrorCodes.X509SVID_SPIFFEID_INVALID,
+      `${prefix}: leaf certificate URI SAN ${JSON.stringify(uri.slice(0, 120))} is not a spiffe:// ID`,
+    );
   }
   let id: SpiffeId;
   try {
     id = SpiffeId.parse(uri);
   } catch (e) {
-    fail(ErrorCodes.X509SVID_SPIFFEID_INVALID, `${prefix}: leaf certificate URI SAN is not a valid SPIFFE ID: ${(e as Error).message}`);
+    fail(
+      ErrorCodes.X509SVID_SPIFFEID_INVALID,
+      `${prefix}: leaf certificate URI SAN is not a valid SPIFFE ID: ${(e as Error).message}`,
+    );
   }
-  if (id.isTrustDomainId) fail(ErrorCodes.X509SVID_ROOT_PATH_NOT_ALLOWED, `${prefix}: leaf certificate SPIFFE ID ${id} has no path (the trust domain's own ID)`);
+  if (id.isTrustDomainId)
+    fail(
+      ErrorCodes.X509SVID_ROOT_PATH_NOT_ALLOWED,
+      `${prefix}: leaf certificate SPIFFE ID ${id} has no path (the trust domain's own ID)`,
+    );
   if (leaf.hasEmptySubject && !leaf.sanCritical) {
-    fail(ErrorCodes.X509SVID_SAN_NOT_CRITICAL, `${prefix}: leaf certificate has an empty subject, so its URI SAN must be critical`);
+    fail(
+      ErrorCodes.X509SVID_SAN_NOT_CRITICAL,
+      `${prefix}: leaf certificate has an empty subject, so its URI SAN must be critical`,
+    );
   }
-  if (leaf.isCA) fail(ErrorCodes.X509SVID_LEAF_CA_FLAG_SET, `${prefix}: leaf certificate must not have CA flag set to true`);
-  if (!leaf.keyUsage.present) fail(ErrorCodes.X509SVID_LEAF_KEY_USAGE_MISSING, `${prefix}: leaf certificate key usage extension is missing`);
-  if (!leaf.keyUsage.critical) fail(ErrorCodes.X509SVID_LEAF_KEY_USAGE_NOT_CRITICAL, `${prefix}: leaf certificate key usage extension must be critical`);
+  if (leaf.isCA)
+    fail(ErrorCodes.X509SVID_LEAF_CA_FLAG_SET, `${prefix}: leaf certificate must not have CA flag set to true`);
+  if (!leaf.keyUsage.present)
+    fail(ErrorCodes.X509SVID_LEAF_KEY_USAGE_MISSING, `${prefix}: leaf certificate key usage extension is missing`);
+  if (!leaf.keyUsage.critical)
+    fail(
+      ErrorCodes.X509SVID_LEAF_KEY_USAGE_NOT_CRITICAL,
+      `${prefix}: leaf certificate key usage extension must be critical`,
+    );
   if (!leaf.keyUsage.digitalSignature) {
-    fail(ErrorCodes.X509SVID_LEAF_DIGITAL_SIGNATURE_MISSING, `${prefix}: leaf certificate must have 'digitalSignature' set as key usage`);
+    fail(
+      ErrorCodes.X509SVID_LEAF_DIGITAL_SIGNATURE_MISSING,
+      `${prefix}: leaf certificate must have 'digitalSignature' set as key usage`,
+    );
   }
-  if (leaf.keyUsage.keyCertSign) fail(ErrorCodes.X509SVID_LEAF_KEY_CERT_SIGN_SET, `${prefix}: leaf certificate must not have 'keyCertSign' set as key usage`);
-  if (leaf.keyUsage.cRLSign) fail(ErrorCodes.X509SVID_LEAF_CRL_SIGN_SET, `${prefix}: leaf certificate must not have 'cRLSign' set as key usage`);
+  if (leaf.keyUsage.keyCertSign)
+    fail(
+      ErrorCodes.X509SVID_LEAF_KEY_CERT_SIGN_SET,
+      `${prefix}: leaf certificate must not have 'keyCertSign' set as key usage`,
+    );
+  if (leaf.keyUsage.cRLSign)
+    fail(ErrorCodes.X509SVID_LEAF_CRL_SIGN_SET, `${prefix}: leaf certificate must not have 'cRLSign' set as key usage`);
   return id;
 }
 
@@ -169,7 +210,10 @@ export function verifyX509Svid(
   return result;
 }
 
-function verifyPath(chain: readonly Certificate[], source: BundleSource): { result: VerifiedX509Svid; bundle: TrustBundle } {
+function verifyPath(
+  chain: readonly Certificate[],
+  source: BundleSource,
+): { result: VerifiedX509Svid; bundle: TrustBundle } {
   if (source === null || typeof source !== "object" || typeof source.getBundleForTrustDomain !== "function") {
     throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "x509svid: a bundle source is required");
   }
@@ -177,7 +221,11 @@ function verifyPath(chain: readonly Certificate[], source: BundleSource): { resu
   if (leaf === undefined) fail(ErrorCodes.X509SVID_CERTIFICATES_MISSING, "empty certificates chain");
   const id = validateX509SvidLeaf(leaf);
   const bundle = source.getBundleForTrustDomain(id.trustDomain);
-  if (bundle === undefined) fail(ErrorCodes.X509SVID_BUNDLE_MISSING, `could not get X509 bundle: no bundle for trust domain "${id.trustDomain}"`);
+  if (bundle === undefined)
+    fail(
+      ErrorCodes.X509SVID_BUNDLE_MISSING,
+      `could not get X509 bundle: no bundle for trust domain "${id.trustDomain}"`,
+    );
   if (bundle.trustDomain !== id.trustDomain) {
     throw new AztpError(
       ErrorCodes.BUNDLE_TRUST_DOMAIN_MISMATCH,
@@ -185,7 +233,10 @@ function verifyPath(chain: readonly Certificate[], source: BundleSource): { resu
     );
   }
   if (bundle.x509Authorities.length === 0) {
-    fail(ErrorCodes.X509SVID_UNTRUSTED, `could not verify leaf certificate: bundle for "${id.trustDomain}" has no X.509 authorities`);
+    fail(
+      ErrorCodes.X509SVID_UNTRUSTED,
+      `could not verify leaf certificate: bundle for "${id.trustDomain}" has no X.509 authorities`,
+    );
   }
 
   const path: Certificate[] = [leaf];
@@ -193,7 +244,10 @@ function verifyPath(chain: readonly Certificate[], source: BundleSource): { resu
   for (let next = 1; ; next++) {
     const authority = findAuthority(bundle, current);
     if (authority === "bad-signature" && next >= chain.length) {
-      fail(ErrorCodes.X509SVID_SIGNATURE_INVALID, `${describe(current, path.length - 1)} names a bundle authority as issuer, but no authority's key verifies its signature`);
+      fail(
+        ErrorCodes.X509SVID_SIGNATURE_INVALID,
+        `${describe(current, path.length - 1)} names a bundle authority as issuer, but no authority's key verifies its signature`,
+      );
     }
     if (authority instanceof Certificate) {
       path.push(authority);
@@ -201,13 +255,22 @@ function verifyPath(chain: readonly Certificate[], source: BundleSource): { resu
     }
     const issuer = chain[next];
     if (issuer === undefined) {
-      fail(ErrorCodes.X509SVID_UNTRUSTED, `could not verify leaf certificate: certificate signed by unknown authority (${describe(current, path.length - 1)}, issuer "${current.issuer}")`);
+      fail(
+        ErrorCodes.X509SVID_UNTRUSTED,
+        `could not verify leaf certificate: certificate signed by unknown authority (${describe(current, path.length - 1)}, issuer "${current.issuer}")`,
+      );
     }
     if (!issuer.rawSubject.equals(current.rawIssuer)) {
-      fail(ErrorCodes.X509SVID_UNTRUSTED, `${describe(current, path.length - 1)} has issuer "${current.issuer}" but the next certificate given is "${issuer.subject}" (chain out of order or incomplete)`);
+      fail(
+        ErrorCodes.X509SVID_UNTRUSTED,
+        `${describe(current, path.length - 1)} has issuer "${current.issuer}" but the next certificate given is "${issuer.subject}" (chain out of order or incomplete)`,
+      );
     }
     if (!current.verifySignedBy(issuer)) {
-      fail(ErrorCodes.X509SVID_SIGNATURE_INVALID, `${describe(current, path.length - 1)} is not signed by the key of the next certificate ("${issuer.subject}")`);
+      fail(
+        ErrorCodes.X509SVID_SIGNATURE_INVALID,
+        `${describe(current, path.length - 1)} is not signed by the key of the next certificate ("${issuer.subject}")`,
+      );
     }
     path.push(issuer);
     current = issuer;
@@ -254,19 +317,32 @@ function findAuthority(bundle: TrustBundle, cert: Certificate): Certificate | "b
 function checkPathConstraints(path: readonly Certificate[]): void {
   path.forEach((cert, i) => {
     if (cert.unknownCriticalExtensions.length > 0) {
-      fail(ErrorCodes.X509SVID_CRITICAL_EXTENSION_UNKNOWN, `${describe(cert, i)} has unhandled critical extension(s) ${cert.unknownCriticalExtensions.join(", ")}`);
+      fail(
+        ErrorCodes.X509SVID_CRITICAL_EXTENSION_UNKNOWN,
+        `${describe(cert, i)} has unhandled critical extension(s) ${cert.unknownCriticalExtensions.join(", ")}`,
+      );
     }
     if (i === 0) return;
-    if (!cert.isCA) fail(ErrorCodes.X509SVID_SIGNER_CA_FLAG_MISSING, `${describe(cert, i)} signs certificates but is not a CA (basicConstraints cA=TRUE missing)`);
+    if (!cert.isCA)
+      fail(
+        ErrorCodes.X509SVID_SIGNER_CA_FLAG_MISSING,
+        `${describe(cert, i)} signs certificates but is not a CA (basicConstraints cA=TRUE missing)`,
+      );
     if (cert.keyUsage.present && !cert.keyUsage.keyCertSign) {
-      fail(ErrorCodes.X509SVID_SIGNER_KEY_CERT_SIGN_MISSING, `${describe(cert, i)} signs certificates but its key usage lacks keyCertSign`);
+      fail(
+        ErrorCodes.X509SVID_SIGNER_KEY_CERT_SIGN_MISSING,
+        `${describe(cert, i)} signs certificates but its key usage lacks keyCertSign`,
+      );
     }
     if (cert.pathLenConstraint !== undefined) {
       // Intermediates strictly between this signer and the leaf; self-issued ones (key
       // rollover certificates) do not count (RFC 5280 §4.2.1.9).
       const below = path.slice(1, i).filter((c) => !c.isSelfIssued).length;
       if (below > cert.pathLenConstraint) {
-        fail(ErrorCodes.X509SVID_PATH_LENGTH_EXCEEDED, `${describe(cert, i)} allows ${cert.pathLenConstraint} intermediate(s) below it; the path has ${below}`);
+        fail(
+          ErrorCodes.X509SVID_PATH_LENGTH_EXCEEDED,
+          `${describe(cert, i)} allows ${cert.pathLenConstraint} intermediate(s) below it; the path has ${below}`,
+        );
       }
     }
   });
@@ -275,10 +351,16 @@ function checkPathConstraints(path: readonly Certificate[]): void {
 function checkTime(path: readonly Certificate[], time: Date): void {
   path.forEach((cert, i) => {
     if (time < cert.notBefore) {
-      fail(ErrorCodes.X509SVID_NOT_YET_VALID, `${describe(cert, i)} is not valid yet: current time ${time.toISOString()} is before ${cert.notBefore.toISOString()}`);
+      fail(
+        ErrorCodes.X509SVID_NOT_YET_VALID,
+        `${describe(cert, i)} is not valid yet: current time ${time.toISOString()} is before ${cert.notBefore.toISOString()}`,
+      );
     }
     if (time > cert.notAfter) {
-      fail(ErrorCodes.X509SVID_EXPIRED, `${describe(cert, i)} has expired: current time ${time.toISOString()} is after ${cert.notAfter.toISOString()}`);
+      fail(
+        ErrorCodes.X509SVID_EXPIRED,
+        `${describe(cert, i)} has expired: current time ${time.toISOString()} is after ${cert.notAfter.toISOString()}`,
+      );
     }
   });
 }
@@ -336,8 +418,13 @@ export class X509SvidVerifier {
     const key = `${this.#source.version ?? ""}|${ders.map(sha256Hex).join(",")}`;
     const hit = this.#cache.get(key);
     if (hit !== undefined && this.#source.getBundleForTrustDomain(hit.result.id.trustDomain) === hit.bundle) {
-      if (time < hit.result.notBefore) fail(ErrorCodes.X509SVID_NOT_YET_VALID, `certificate chain is not valid until ${hit.result.notBefore.toISOString()}`);
-      if (time > hit.result.notAfter) fail(ErrorCodes.X509SVID_EXPIRED, `certificate chain expired at ${hit.result.notAfter.toISOString()}`);
+      if (time < hit.result.notBefore)
+        fail(
+          ErrorCodes.X509SVID_NOT_YET_VALID,
+          `certificate chain is not valid until ${hit.result.notBefore.toISOString()}`,
+        );
+      if (time > hit.result.notAfter)
+        fail(ErrorCodes.X509SVID_EXPIRED, `certificate chain expired at ${hit.result.notAfter.toISOString()}`);
       return hit.result;
     }
     const certs = ders.map((der) => Certificate.fromDer(der));

@@ -42,7 +42,16 @@ export { isPostgresUrl };
 export async function openStores(location: string, options: OpenStoresOptions = {}): Promise<Stores> {
   if (isPostgresUrl(location)) {
     const pg = await openPostgresStores(location, { kek: options.kek, kekFile: options.kekFile });
-    return { location: pg.location, kind: "postgres", registry: pg.registry, ca: pg.ca, apiKeys: pg.apiKeys, replay: pg.replay, audit: pg.audit, close: () => pg.close() };
+    return {
+      location: pg.location,
+      kind: "postgres",
+      registry: pg.registry,
+      ca: pg.ca,
+      apiKeys: pg.apiKeys,
+      replay: pg.replay,
+      audit: pg.audit,
+      close: () => pg.close(),
+    };
   }
   const home = new HomeStore(resolve(location));
   return {

@@ -18,7 +18,11 @@ if (path === undefined || id === undefined || pem === undefined) {
 }
 
 const durability = process.env.AUDIT_DURABILITY === "fsync" ? "fsync" : "write";
-const log = await AuditLog.open(path, { signer: testSigner(testKeysFromPem(id, pem)), checkpointEvery: 100, durability });
+const log = await AuditLog.open(path, {
+  signer: testSigner(testKeysFromPem(id, pem)),
+  checkpointEvery: 100,
+  durability,
+});
 process.stdout.write("ready\n");
 
 async function worker(w: number): Promise<never> {

@@ -30,7 +30,10 @@ export function testSigner(keys: TestKeys): CheckpointSigner {
     id: keys.id,
     sign(payload: Buffer): string {
       const header = b64u(JSON.stringify({ alg: "ES256", kid: keys.id }));
-      const sig = sign("sha256", Buffer.from(`${header}.${b64u(payload)}`), { key: keys.privateKey, dsaEncoding: "ieee-p1363" });
+      const sig = sign("sha256", Buffer.from(`${header}.${b64u(payload)}`), {
+        key: keys.privateKey,
+        dsaEncoding: "ieee-p1363",
+      });
       return `${header}..${b64u(sig)}`;
     },
   };
@@ -42,12 +45,18 @@ export function testVerifier(...trusted: TestKeys[]): CheckpointVerifier {
   return {
     verify(jws: string, payload: Buffer): { signer: string } {
       const [header, body, sig, ...rest] = jws.split(".");
-      if (header === undefined || body !== "" || sig === undefined || rest.length > 0) throw new Error("not a detached compact JWS");
+      if (header === undefined || body !== "" || sig === undefined || rest.length > 0)
+        throw new Error("not a detached compact JWS");
       const h = JSON.parse(Buffer.from(header, "base64url").toString("utf8")) as { alg?: unknown; kid?: unknown };
       if (h.alg !== "ES256") throw new Error("algorithm not allowed");
       const key = typeof h.kid === "string" ? byId.get(h.kid) : undefined;
       if (key === undefined) throw new Error("unknown signer");
-      const ok = verify("sha256", Buffer.from(`${header}.${b64u(payload)}`), { key, dsaEncoding: "ieee-p1363" }, Buffer.from(sig, "base64url"));
+      const ok = verify(
+        "sha256",
+        Buffer.from(`${header}.${b64u(payload)}`),
+        { key, dsaEncoding: "ieee-p1363" },
+        Buffer.from(sig, "base64url"),
+      );
       if (!ok) throw new Error("bad signature");
       return { signer: h.kid as string };
     },

@@ -75,7 +75,11 @@ function spawnTs(script: string, args: string[], options: RunOptions): Promise<R
     for (const [k, v] of Object.entries(options.env ?? {})) if (v === undefined) delete env[k];
     // The child must not think it is part of this test run.
     delete env.NODE_TEST_CONTEXT;
-    const child = spawn(process.execPath, ["--import", "tsx", script, ...args], { cwd: ROOT, env, stdio: ["pipe", "pipe", "pipe"] });
+    const child = spawn(process.execPath, ["--import", "tsx", script, ...args], {
+      cwd: ROOT,
+      env,
+      stdio: ["pipe", "pipe", "pipe"],
+    });
     let stdout = "";
     let stderr = "";
     child.stdout.setEncoding("utf8").on("data", (c: string) => {
@@ -100,7 +104,10 @@ export interface CliResult extends RunResult {
 
 /** Runs the real `aztp` CLI with `--home home --json`. */
 export async function aztpCli(home: string | undefined, args: string[], options: RunOptions = {}): Promise<CliResult> {
-  const r = await runTs(CLI, [...(home !== undefined ? ["--home", home] : []), "--json", ...args], { timeoutMs: 30_000, ...options });
+  const r = await runTs(CLI, [...(home !== undefined ? ["--home", home] : []), "--json", ...args], {
+    timeoutMs: 30_000,
+    ...options,
+  });
   let json: unknown;
   try {
     json = JSON.parse(r.stdout);

@@ -18,10 +18,15 @@ const COLONS = ":".repeat(50_000);
 const PATTERN = "*:*:*:*.txt";
 const out: Record<string, string> = {};
 
-const policy = (statement: Record<string, unknown>): PolicyDocument[] => [{ Version: "2012-10-17", Statement: [{ Effect: "Allow", Action: "tool:call", ...statement }] } as PolicyDocument];
+const policy = (statement: Record<string, unknown>): PolicyDocument[] => [
+  { Version: "2012-10-17", Statement: [{ Effect: "Allow", Action: "tool:call", ...statement }] } as PolicyDocument,
+];
 const request = { principal: "spiffe://example.org/agent", action: "tool:call" };
 out.resource = evaluatePolicies(policy({ Resource: PATTERN }), { ...request, resource: `${COLONS}x` }).decision;
-out.resourceMatch = evaluatePolicies(policy({ Resource: PATTERN }), { ...request, resource: `${COLONS}a.txt` }).decision;
+out.resourceMatch = evaluatePolicies(policy({ Resource: PATTERN }), {
+  ...request,
+  resource: `${COLONS}a.txt`,
+}).decision;
 out.condition = evaluatePolicies(policy({ Resource: "*", Condition: { StringLike: { "aztp:args.file": PATTERN } } }), {
   ...request,
   resource: "read",
@@ -31,17 +36,30 @@ out.condition = evaluatePolicies(policy({ Resource: "*", Condition: { StringLike
 const home = mkdtempSync(join(tmpdir(), "aztp-glob-"));
 const client = new Aztp({ home });
 try {
-  const [root, leaf, server] = [(await client.secureConnect({}, "root")).identity, (await client.secureConnect({}, "leaf")).identity, (await client.secureConnect({}, "server")).identity];
+  const [root, leaf, server] = [
+    (await client.secureConnect({}, "root")).identity,
+    (await client.secureConnect({}, "leaf")).identity,
+    (await client.secureConnect({}, "server")).identity,
+  ];
   const trust = await client.trust();
   const verify = (tool: string, chain: string[]): Promise<string> => {
     const token = signInvocation(leaf, { audience: server.spiffeId, tool, args: {}, delegation: chain });
-    return verifyInvocation(token, { audience: server.spiffeId, tool, args: {}, trust, replay: new MemoryReplayCache() }).then(
+    return verifyInvocation(token, {
+      audience: server.spiffeId,
+      tool,
+      args: {},
+      trust,
+      replay: new MemoryReplayCache(),
+    }).then(
       () => "accepted",
       (e: { code?: string }) => e.code ?? "error",
     );
   };
   out.delegatedTool = await verify(`${":".repeat(5_000)}x`, delegate(root, leaf.spiffeId, { tools: [PATTERN] }));
-  out.delegatedToolMatch = await verify(`${":".repeat(5_000)}a.txt`, delegate(root, leaf.spiffeId, { tools: [PATTERN] }));
+  out.delegatedToolMatch = await verify(
+    `${":".repeat(5_000)}a.txt`,
+    delegate(root, leaf.spiffeId, { tools: [PATTERN] }),
+  );
   // Widening check: the second link's pattern (512 characters, the most a scope allows) must be
   // covered by the first's, which has as many stars as fit.
   const mid = (await client.secureConnect({}, "mid")).identity;

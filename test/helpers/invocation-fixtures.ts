@@ -61,7 +61,12 @@ export interface World extends Domain {
 
 export async function newWorld(): Promise<World> {
   const d = await newDomain();
-  const [caller, serverA, serverB, third] = [await d.identity("caller"), await d.identity("server-a"), await d.identity("server-b"), await d.identity("third")];
+  const [caller, serverA, serverB, third] = [
+    await d.identity("caller"),
+    await d.identity("server-a"),
+    await d.identity("server-b"),
+    await d.identity("third"),
+  ];
   return {
     ...d,
     caller,
@@ -93,7 +98,12 @@ export function forge(header: object, payload: object, sign: (input: Buffer) => 
 }
 
 /** A token signed by `signer`'s real key, with its usual header (overridable) and `claims` as given. */
-export function resign(signer: RawSigner, claims: object, header: Record<string, unknown> = {}, typ = "aztp-invocation+jwt"): string {
+export function resign(
+  signer: RawSigner,
+  claims: object,
+  header: Record<string, unknown> = {},
+  typ = "aztp-invocation+jwt",
+): string {
   return forge({ alg: signer.alg, typ, x5c: signer.x5c, ...header }, claims, (input) => signer.sign(input));
 }
 
@@ -104,7 +114,13 @@ export function resignText(signer: RawSigner, payloadJson: string, typ = "aztp-i
 }
 
 /** Claims exactly as signInvocation makes them, to be altered by a test and re-signed. */
-export function baseClaims(caller: AgentIdentity, audience: AgentIdentity, tool: string, args: unknown, nowSec = Math.floor(Date.now() / 1000)): InvocationClaims {
+export function baseClaims(
+  caller: AgentIdentity,
+  audience: AgentIdentity,
+  tool: string,
+  args: unknown,
+  nowSec = Math.floor(Date.now() / 1000),
+): InvocationClaims {
   return {
     iss: caller.spiffeId,
     sub: caller.spiffeId,
@@ -117,7 +133,13 @@ export function baseClaims(caller: AgentIdentity, audience: AgentIdentity, tool:
   };
 }
 
-export function segments(token: string): { h: string; p: string; s: string; header: Record<string, unknown>; payload: Record<string, unknown> } {
+export function segments(token: string): {
+  h: string;
+  p: string;
+  s: string;
+  header: Record<string, unknown>;
+  payload: Record<string, unknown>;
+} {
   const [h = "", p = "", s = ""] = token.split(".");
   return {
     h,
@@ -162,7 +184,10 @@ export class GuardedTool {
     this.#body = body;
   }
 
-  async call(token: unknown, options: VerifyInvocationOptions): Promise<{ verified: VerifiedInvocation; result: unknown }> {
+  async call(
+    token: unknown,
+    options: VerifyInvocationOptions,
+  ): Promise<{ verified: VerifiedInvocation; result: unknown }> {
     const verified = await verifyInvocation(token, options);
     this.calls++;
     return { verified, result: this.#body(options.args) };
@@ -170,17 +195,30 @@ export class GuardedTool {
 }
 
 /** Outcome of one guarded call: the AztpError code (or "ok"), and whether the body ran. */
-export async function attempt(token: unknown, options: VerifyInvocationOptions): Promise<{ code: string; ran: number; error?: unknown; verified?: VerifiedInvocation }> {
+export async function attempt(
+  token: unknown,
+  options: VerifyInvocationOptions,
+): Promise<{ code: string; ran: number; error?: unknown; verified?: VerifiedInvocation }> {
   const tool = new GuardedTool();
   try {
     const { verified } = await tool.call(token, options);
     return { code: "ok", ran: tool.calls, verified };
   } catch (error) {
-    return { code: error instanceof AztpError ? error.code : `not an AztpError: ${String(error)}`, ran: tool.calls, error };
+    return {
+      code: error instanceof AztpError ? error.code : `not an AztpError: ${String(error)}`,
+      ran: tool.calls,
+      error,
+    };
   }
 }
 
 /** Fresh verifier options: `audience` is the server, a new replay cache unless one is given. */
-export function verifierFor(world: { trust: Trust }, server: AgentIdentity, tool: string, args: unknown, extra: Partial<VerifyInvocationOptions> = {}): VerifyInvocationOptions {
+export function verifierFor(
+  world: { trust: Trust },
+  server: AgentIdentity,
+  tool: string,
+  args: unknown,
+  extra: Partial<VerifyInvocationOptions> = {},
+): VerifyInvocationOptions {
   return { audience: server.spiffeId, tool, args, trust: world.trust, replay: new MemoryReplayCache(), ...extra };
 }

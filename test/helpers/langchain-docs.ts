@@ -26,7 +26,15 @@ export interface Docs {
 /** The policy most tests run the server under: any verified caller of the trust domain. */
 export const THE_TEAM: PolicyDocument = {
   Version: "2012-10-17",
-  Statement: [{ Sid: "the-team", Effect: "Allow", Principal: "spiffe://aztp.local/workload/production/node/*", Action: "tool:call", Resource: "*" }],
+  Statement: [
+    {
+      Sid: "the-team",
+      Effect: "Allow",
+      Principal: "spiffe://aztp.local/workload/production/node/*",
+      Action: "tool:call",
+      Resource: "*",
+    },
+  ],
 };
 
 export async function docs(t: TestContext, aztp: Aztp, policy?: PolicyDocument[]): Promise<Docs> {
@@ -36,24 +44,47 @@ export async function docs(t: TestContext, aztp: Aztp, policy?: PolicyDocument[]
     runs.search.push(q);
     return { content: [{ type: "text", text: `found ${q}` }] };
   });
-  server.registerTool("delete_doc", { description: "deletes a doc", inputSchema: { id: z.string() } }, async ({ id }) => {
-    runs.delete_doc.push(id);
-    return { content: [{ type: "text", text: `deleted ${id}` }] };
-  });
-  server.registerTool("fails", { description: "answers with an error result", inputSchema: { id: z.string() } }, async ({ id }) => {
-    runs.fails.push(id);
-    return { isError: true, content: [{ type: "text", text: `no doc ${id}` }] };
-  });
+  server.registerTool(
+    "delete_doc",
+    { description: "deletes a doc", inputSchema: { id: z.string() } },
+    async ({ id }) => {
+      runs.delete_doc.push(id);
+      return { content: [{ type: "text", text: `deleted ${id}` }] };
+    },
+  );
+  server.registerTool(
+    "fails",
+    { description: "answers with an error result", inputSchema: { id: z.string() } },
+    async ({ id }) => {
+      runs.fails.push(id);
+      return { isError: true, content: [{ type: "text", text: `no doc ${id}` }] };
+    },
+  );
   // Answers after 3 s, or stops at once when the call is cancelled.
-  server.registerTool("slow", { description: "takes its time", inputSchema: { q: z.string() } }, async ({ q }, extra) => {
-    runs.slow.push(q);
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => resolve({ content: [{ type: "text", text: `slow ${q}` }] }), 3_000);
-      extra.signal.addEventListener("abort", () => (clearTimeout(timer), reject(new Error("cancelled"))), { once: true });
-    });
-  });
+  server.registerTool(
+    "slow",
+    { description: "takes its time", inputSchema: { q: z.string() } },
+    async ({ q }, extra) => {
+      runs.slow.push(q);
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => resolve({ content: [{ type: "text", text: `slow ${q}` }] }), 3_000);
+        extra.signal.addEventListener("abort", () => (clearTimeout(timer), reject(new Error("cancelled"))), {
+          once: true,
+        });
+      });
+    },
+  );
   const secured = await secureMcpServer(server, { client: aztp, name: "docs-server", ...(policy ? { policy } : {}) });
-  const client = await secureMcpClient(new Client({ name: "mcp-client", version: "1.0.0" }), { client: aztp, name: "mcp-client" });
+  const client = await secureMcpClient(new Client({ name: "mcp-client", version: "1.0.0" }), {
+    client: aztp,
+    name: "mcp-client",
+  });
   await linkInMemory(t, secured, client);
-  return { runs, server: secured, client, tools: await loadMcpTools("docs", client), flush: async () => void (await Promise.all([secured.aztpGuard.flush(), client.aztpGuard.flush()])) };
+  return {
+    runs,
+    server: secured,
+    client,
+    tools: await loadMcpTools("docs", client),
+    flush: async () => void (await Promise.all([secured.aztpGuard.flush(), client.aztpGuard.flush()])),
+  };
 }

@@ -45,12 +45,14 @@ export function counted<A extends Record<string, unknown>>(
 }
 
 /** `add({a, b})` answering with the sum as text. */
-export const adder = (name = "add"): Counted<{ a: number; b: number }> => counted(name, { a: { type: "number" }, b: { type: "number" } }, ({ a, b }) => String(a + b));
+export const adder = (name = "add"): Counted<{ a: number; b: number }> =>
+  counted(name, { a: { type: "number" }, b: { type: "number" } }, ({ a, b }) => String(a + b));
 
 /** The ToolMessages of an agent run's result, by tool-call id. */
 export function toolMessages(result: { messages?: BaseMessage[] } | unknown): Map<string, ToolMessage> {
   const out = new Map<string, ToolMessage>();
-  for (const m of (result as { messages?: BaseMessage[] }).messages ?? []) if (ToolMessage.isInstance(m)) out.set(m.tool_call_id, m);
+  for (const m of (result as { messages?: BaseMessage[] }).messages ?? [])
+    if (ToolMessage.isInstance(m)) out.set(m.tool_call_id, m);
   return out;
 }
 
@@ -64,11 +66,13 @@ export function answerTo(result: unknown, id: string): ToolMessage {
 /** The ToolMessages a fake model was shown, over all its invocations, by tool-call id (the last one seen). */
 export function seenByModel(model: { calls: ReadonlyArray<{ messages: BaseMessage[] }> }): Map<string, ToolMessage> {
   const out = new Map<string, ToolMessage>();
-  for (const call of model.calls) for (const m of call.messages) if (ToolMessage.isInstance(m)) out.set(m.tool_call_id, m);
+  for (const call of model.calls)
+    for (const m of call.messages) if (ToolMessage.isInstance(m)) out.set(m.tool_call_id, m);
   return out;
 }
 
-export const textOf = (m: ToolMessage): string => (typeof m.content === "string" ? m.content : JSON.stringify(m.content));
+export const textOf = (m: ToolMessage): string =>
+  typeof m.content === "string" ? m.content : JSON.stringify(m.content);
 
 /** The default audit log of the identity `name` in `home`. */
 export const logOf = (home: string, name: string): string => join(home, "audit", `${name}.jsonl`);
@@ -80,12 +84,17 @@ export async function auditOf(home: string, name: string): Promise<AuditEntry[]>
 }
 
 /** The entries of `entries` for one tool call. */
-export const forCall = (entries: readonly AuditEntry[], toolCallId: string): AuditEntry[] => entries.filter((e) => e.toolCallId === toolCallId);
+export const forCall = (entries: readonly AuditEntry[], toolCallId: string): AuditEntry[] =>
+  entries.filter((e) => e.toolCallId === toolCallId);
 
 /** The one entry of `entries` for `toolCallId` (asserting there is exactly one). */
 export function oneFor(entries: readonly AuditEntry[], toolCallId: string, what: string): AuditEntry {
   const found = forCall(entries, toolCallId);
-  assert.equal(found.length, 1, `${what}: expected one entry for ${toolCallId}, got ${found.length}: ${JSON.stringify(found.map((e) => [e.side, e.decision, e.reason]))}`);
+  assert.equal(
+    found.length,
+    1,
+    `${what}: expected one entry for ${toolCallId}, got ${found.length}: ${JSON.stringify(found.map((e) => [e.side, e.decision, e.reason]))}`,
+  );
   return found[0] as AuditEntry;
 }
 
@@ -103,14 +112,22 @@ export async function pollFor<T>(read: () => Promise<T>, done: (value: T) => boo
  * A receipted answer as the model must get it: the receipt entry in the artifact, from
  * `callee`, and the receipt itself nowhere in the content. Returns the entry.
  */
-export function assertReceipted(m: ToolMessage, callee: string, status: "ok" | "error" | "denied" = "ok"): NonNullable<ReturnType<typeof receiptOf>> {
+export function assertReceipted(
+  m: ToolMessage,
+  callee: string,
+  status: "ok" | "error" | "denied" = "ok",
+): NonNullable<ReturnType<typeof receiptOf>> {
   const entry = receiptOf(m);
   assert.ok(entry, `${m.tool_call_id}: no receipt entry in the artifact (${JSON.stringify(m.artifact)})`);
   assert.equal(entry.callee, callee, `${m.tool_call_id}: receipt from another callee`);
   assert.equal(entry.status, status, `${m.tool_call_id}: receipt status (content: ${textOf(m)})`);
   if (status !== "denied") assert.equal(typeof entry.receipt, "string", `${m.tool_call_id}: no receipt`);
-  if (entry.receipt !== undefined) assert.ok(!textOf(m).includes(entry.receipt), `${m.tool_call_id}: the receipt is in the content the model reads`);
-  assert.ok(!/aztp_receipt|eyJhbGciOi/.test(textOf(m)), `${m.tool_call_id}: a token or receipt is in the content: ${textOf(m)}`);
+  if (entry.receipt !== undefined)
+    assert.ok(!textOf(m).includes(entry.receipt), `${m.tool_call_id}: the receipt is in the content the model reads`);
+  assert.ok(
+    !/aztp_receipt|eyJhbGciOi/.test(textOf(m)),
+    `${m.tool_call_id}: a token or receipt is in the content: ${textOf(m)}`,
+  );
   return entry;
 }
 
@@ -122,7 +139,10 @@ export function assertRefused(m: ToolMessage, code: string): void {
 }
 
 /** The default logs of several identities, in order (a tuple: `const [a, b] = await auditsOf(home, "a", "b")`). */
-export async function auditsOf<const N extends readonly string[]>(home: string, ...names: N): Promise<{ -readonly [K in keyof N]: AuditEntry[] }> {
+export async function auditsOf<const N extends readonly string[]>(
+  home: string,
+  ...names: N
+): Promise<{ -readonly [K in keyof N]: AuditEntry[] }> {
   return (await Promise.all(names.map((n) => auditOf(home, n)))) as { -readonly [K in keyof N]: AuditEntry[] };
 }
 

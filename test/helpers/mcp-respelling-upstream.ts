@@ -9,11 +9,15 @@ import type { JSONRPCMessage } from "@modelcontextprotocol/sdk/types.js";
 import { z } from "zod";
 
 const server = new McpServer({ name: "respelling-upstream", version: "1.0.0" });
-server.registerTool("echo", { inputSchema: { text: z.string() } }, async ({ text }) => ({ content: [{ type: "text", text }] }));
+server.registerTool("echo", { inputSchema: { text: z.string() } }, async ({ text }) => ({
+  content: [{ type: "text", text }],
+}));
 const transport = new StdioServerTransport();
 const send = transport.send.bind(transport);
 transport.send = (message: JSONRPCMessage) => {
   const id = (message as { id?: unknown }).id;
-  return send(typeof id === "number" && !("method" in message) ? ({ ...message, id: String(id) } as JSONRPCMessage) : message);
+  return send(
+    typeof id === "number" && !("method" in message) ? ({ ...message, id: String(id) } as JSONRPCMessage) : message,
+  );
 };
 await server.connect(transport);

@@ -30,19 +30,28 @@ function answer(counter: RunCounter, tool: ToolAnswer["tool"], value: string | n
 /** Registers `echo`; the caller registers `late` with registerLate after wrapping. */
 export function newToolServer(counter: RunCounter): McpServer {
   const server = new McpServer({ name: "aztp-test-tools", version: "1.0.0" });
-  server.registerTool("echo", { description: "echoes text", inputSchema: { text: z.string() } }, async ({ text }) => answer(counter, "echo", text));
+  server.registerTool("echo", { description: "echoes text", inputSchema: { text: z.string() } }, async ({ text }) =>
+    answer(counter, "echo", text),
+  );
   return server;
 }
 
 export function registerLate(server: McpServer, counter: RunCounter): void {
-  server.registerTool("late", { description: "doubles n (registered after wrapping)", inputSchema: { n: z.number() } }, async ({ n }) => answer(counter, "late", n * 2));
+  server.registerTool(
+    "late",
+    { description: "doubles n (registered after wrapping)", inputSchema: { n: z.number() } },
+    async ({ n }) => answer(counter, "late", n * 2),
+  );
 }
 
 /**
  * A secured tool server: echo registered before wrapping, late after. With `unsecured`, the
  * same server without AZTP (for the client's refusal to talk to an unproven server).
  */
-export async function securedToolServer(counter: RunCounter, options: SecureMcpServerOptions & { unsecured?: boolean }): Promise<McpServer> {
+export async function securedToolServer(
+  counter: RunCounter,
+  options: SecureMcpServerOptions & { unsecured?: boolean },
+): Promise<McpServer> {
   const server = newToolServer(counter);
   if (options.unsecured) {
     registerLate(server, counter);

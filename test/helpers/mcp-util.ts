@@ -20,7 +20,13 @@ import { AuditLog, queryAuditLog } from "../../src/audit/index.js";
 import type { AuditEntry } from "../../src/audit/entry.js";
 import type { AgentIdentity } from "../../src/client/identity.js";
 import type { GuardMode } from "../../src/guard/callee.js";
-import { InterceptingTransport, secureMcpClient, serveMcpHttp, type McpHttpServer, type SecureMcpClientOptions } from "../../src/mcp/index.js";
+import {
+  InterceptingTransport,
+  secureMcpClient,
+  serveMcpHttp,
+  type McpHttpServer,
+  type SecureMcpClientOptions,
+} from "../../src/mcp/index.js";
 import { SpiffeId } from "../../src/spiffe/spiffeid.js";
 import { IDENTITY_META_KEY } from "../../src/mcp/meta.js";
 import type { PolicyDocument } from "../../src/policy/policy.js";
@@ -70,7 +76,10 @@ export async function rejectsWithData<E extends Error & { data?: unknown } = Mcp
     caught = e;
   }
   assert.ok(caught !== undefined, `${what}: expected ${code}, but it succeeded`);
-  assert.ok(caught instanceof errorClass, `${what}: expected an ${errorClass.name} carrying ${code}, got ${String(caught)}`);
+  assert.ok(
+    caught instanceof errorClass,
+    `${what}: expected an ${errorClass.name} carrying ${code}, got ${String(caught)}`,
+  );
   assert.equal((caught.data as { code?: unknown } | undefined)?.code, code, `${what}: ${caught.message}`);
   return caught;
 }
@@ -156,7 +165,15 @@ export async function readAudits(paths: string[], atLeast: number): Promise<Audi
 }
 
 /** In-process server side shared by memory and http: one identity, a new McpServer per connection. */
-async function inProcessServers(c: Aztp, options: HarnessOptions): Promise<{ make: () => Promise<McpServer>; live: Set<McpServer>; flush: () => Promise<void>; audit: AuditLog | undefined }> {
+async function inProcessServers(
+  c: Aztp,
+  options: HarnessOptions,
+): Promise<{
+  make: () => Promise<McpServer>;
+  live: Set<McpServer>;
+  flush: () => Promise<void>;
+  audit: AuditLog | undefined;
+}> {
   const audit = options.audit ? await AuditLog.open(options.audit, { batchWindowMs: 0 }) : undefined;
   const counter: RunCounter = { runs: 0 };
   const live = new Set<McpServer>();
@@ -172,7 +189,9 @@ async function inProcessServers(c: Aztp, options: HarnessOptions): Promise<{ mak
   } as const;
   const make = async (): Promise<McpServer> => {
     // The first server is issued its identity by the client; the others reuse it with { identity, trust }.
-    const server = identity ? await securedToolServer(counter, { identity, trust, ...common }) : await securedToolServer(counter, { client: c, name: options.name, ...common });
+    const server = identity
+      ? await securedToolServer(counter, { identity, trust, ...common })
+      : await securedToolServer(counter, { client: c, name: options.name, ...common });
     if (!options.unsecured) identity ??= (server as McpServer & { identity: AgentIdentity }).identity;
     live.add(server);
     all.push(server);
@@ -200,8 +219,19 @@ export async function linkInMemory(
   });
 }
 
-export async function startHarness(t: TestContext, kind: TransportKind, c: Aztp, home: string, options: HarnessOptions): Promise<Harness> {
-  const h = kind === "stdio" ? stdioHarness(home, options) : kind === "memory" ? await memoryHarness(c, options) : await httpHarness(c, options);
+export async function startHarness(
+  t: TestContext,
+  kind: TransportKind,
+  c: Aztp,
+  home: string,
+  options: HarnessOptions,
+): Promise<Harness> {
+  const h =
+    kind === "stdio"
+      ? stdioHarness(home, options)
+      : kind === "memory"
+        ? await memoryHarness(c, options)
+        : await httpHarness(c, options);
   t.after(() => h.close());
   return h;
 }
@@ -243,7 +273,14 @@ async function httpHarness(c: Aztp, options: HarnessOptions): Promise<Harness> {
       return http;
     },
     async connect(client, wrap) {
-      const transport = new StreamableHTTPClientTransport(url, { reconnectionOptions: { maxReconnectionDelay: 200, initialReconnectionDelay: 50, reconnectionDelayGrowFactor: 1, maxRetries: 1 } });
+      const transport = new StreamableHTTPClientTransport(url, {
+        reconnectionOptions: {
+          maxReconnectionDelay: 200,
+          initialReconnectionDelay: 50,
+          reconnectionDelayGrowFactor: 1,
+          maxRetries: 1,
+        },
+      });
       await client.connect(wrap ? wrap(transport) : transport);
     },
     async restart() {
@@ -271,7 +308,17 @@ function stdioHarness(home: string, options: HarnessOptions): Harness {
   const transports: StdioClientTransport[] = [];
   const audits: string[] = [];
   const args = (): string[] => {
-    const a = ["--import", "tsx", STDIO_SERVER, "--home", home, "--name", options.name, "--mode", options.mode ?? "enforce"];
+    const a = [
+      "--import",
+      "tsx",
+      STDIO_SERVER,
+      "--home",
+      home,
+      "--name",
+      options.name,
+      "--mode",
+      options.mode ?? "enforce",
+    ];
     if (options.audit) {
       const path = `${options.audit}.${audits.length}`;
       audits.push(path);
@@ -285,7 +332,13 @@ function stdioHarness(home: string, options: HarnessOptions): Harness {
   return {
     kind: "stdio",
     async connect(client, wrap) {
-      const transport = new StdioClientTransport({ command: process.execPath, args: args(), cwd: ROOT, env: getDefaultEnvironment(), stderr: "pipe" });
+      const transport = new StdioClientTransport({
+        command: process.execPath,
+        args: args(),
+        cwd: ROOT,
+        env: getDefaultEnvironment(),
+        stderr: "pipe",
+      });
       let stderr = "";
       transport.stderr?.on("data", (d: Buffer) => (stderr += d.toString("utf8")));
       transports.push(transport);
@@ -336,7 +389,11 @@ export interface Child {
   readonly exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-export function spawnNode(t: TestContext, args: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): Child {
+export function spawnNode(
+  t: TestContext,
+  args: string[],
+  options: { env?: NodeJS.ProcessEnv; cwd?: string } = {},
+): Child {
   const env: NodeJS.ProcessEnv = { ...(options.env ?? process.env) };
   delete env.NODE_TEST_CONTEXT;
   const child = spawn(process.execPath, args, { cwd: options.cwd ?? ROOT, env, stdio: ["pipe", "pipe", "pipe"] });
@@ -346,7 +403,9 @@ export function spawnNode(t: TestContext, args: string[], options: { env?: NodeJ
   const poke = (): void => waiters.forEach((w) => w());
   child.stdout.setEncoding("utf8").on("data", (d: string) => ((out += d), poke()));
   child.stderr.setEncoding("utf8").on("data", (d: string) => ((err += d), poke()));
-  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once("exit", (code, signal) => (poke(), resolve({ code, signal }))));
+  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once("exit", (code, signal) => (poke(), resolve({ code, signal }))),
+  );
   const exited = exit.then(() => undefined);
   const stop = async (): Promise<void> => {
     if (child.exitCode === null && child.signalCode === null) {
@@ -408,7 +467,9 @@ net.Server.prototype.listen = function (...args) {
 
 /** server-everything over Streamable HTTP on a free loopback port; resolves with its /mcp URL. */
 export async function startEverythingHttp(t: TestContext): Promise<{ url: string; child: Child }> {
-  const child = spawnNode(t, ["--import", LOOPBACK_LISTEN, EVERYTHING, "streamableHttp"], { env: { ...getDefaultEnvironment(), PORT: "0" } });
+  const child = spawnNode(t, ["--import", LOOPBACK_LISTEN, EVERYTHING, "streamableHttp"], {
+    env: { ...getDefaultEnvironment(), PORT: "0" },
+  });
   const m = await child.waitFor(/LISTENING (\d+)/);
   return { url: `http://127.0.0.1:${m[1]}/mcp`, child };
 }
@@ -426,12 +487,21 @@ export interface CommandResult {
  * group, which is SIGKILLed after `timeoutMs` and once the command has exited (so nothing it
  * started, such as a server it spawned, outlives it).
  */
-export function runCommand(command: string, args: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number } = {}): Promise<CommandResult> {
+export function runCommand(
+  command: string,
+  args: string[],
+  options: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number } = {},
+): Promise<CommandResult> {
   const started = Date.now();
   const env: NodeJS.ProcessEnv = { ...(options.env ?? process.env) };
   delete env.NODE_TEST_CONTEXT;
   return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { cwd: options.cwd ?? ROOT, env, stdio: ["ignore", "pipe", "pipe"], detached: true });
+    const child = spawn(command, args, {
+      cwd: options.cwd ?? ROOT,
+      env,
+      stdio: ["ignore", "pipe", "pipe"],
+      detached: true,
+    });
     const killGroup = (): void => {
       try {
         if (child.pid !== undefined) process.kill(-child.pid, "SIGKILL");
@@ -454,15 +524,27 @@ export function runCommand(command: string, args: string[], options: { env?: Nod
 }
 
 /** The SPIFFE ID the tests' client gives `name` (default trust domain, environment and method). */
-export const idOf = (name: string): string => SpiffeId.parse(`aztp://aztp.local/workload/production/node/${name}`).toString();
+export const idOf = (name: string): string =>
+  SpiffeId.parse(`aztp://aztp.local/workload/production/node/${name}`).toString();
 
 export type Secured = Awaited<ReturnType<typeof secureMcpClient<Client>>>;
 
 /** A secured SDK Client named `name`, closed when the test ends, with its own audit log. */
-export async function securedClient(t: TestContext, c: Aztp, home: string, name: string, options: Partial<SecureMcpClientOptions> = {}): Promise<{ client: Secured; audit: () => Promise<AuditEntry[]> }> {
+export async function securedClient(
+  t: TestContext,
+  c: Aztp,
+  home: string,
+  name: string,
+  options: Partial<SecureMcpClientOptions> = {},
+): Promise<{ client: Secured; audit: () => Promise<AuditEntry[]> }> {
   const path = join(home, `${name}-audit.jsonl`);
   const log = await AuditLog.open(path, { batchWindowMs: 0 });
-  const client = await secureMcpClient(new ClientClass({ name, version: "1.0.0" }), { client: c, name, audit: log, ...options });
+  const client = await secureMcpClient(new ClientClass({ name, version: "1.0.0" }), {
+    client: c,
+    name,
+    audit: log,
+    ...options,
+  });
   t.after(async () => {
     await client.close().catch(() => undefined);
     await client.aztpGuard.flush();

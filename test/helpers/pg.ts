@@ -7,7 +7,8 @@ import { randomBytes } from "node:crypto";
 import type { TestContext } from "node:test";
 import pg from "pg";
 
-export const PG_URL: string | undefined = process.env.AZTP_TEST_PG_URL === "" ? undefined : process.env.AZTP_TEST_PG_URL;
+export const PG_URL: string | undefined =
+  process.env.AZTP_TEST_PG_URL === "" ? undefined : process.env.AZTP_TEST_PG_URL;
 export const NO_PG = "no PostgreSQL: set AZTP_TEST_PG_URL (.ci/run does)";
 
 const skipped: string[] = [];
@@ -22,7 +23,9 @@ export function skipWithoutPg(t: TestContext): boolean {
     summaryRegistered = true;
     // At exit, once the file's every test has run (or skipped): one line naming them all.
     process.once("exit", () => {
-      process.stderr.write(`skipped ${skipped.length} PostgreSQL test(s) (${NO_PG}):\n${skipped.map((n) => `  ${n}`).join("\n")}\n`);
+      process.stderr.write(
+        `skipped ${skipped.length} PostgreSQL test(s) (${NO_PG}):\n${skipped.map((n) => `  ${n}`).join("\n")}\n`,
+      );
     });
   }
   return true;

@@ -27,7 +27,10 @@ function waitsForStdin(pid: number, readNr: string): boolean {
   }
   return fds.some((fd) => {
     try {
-      return readlinkSync(`/proc/${pid}/fd/${fd}`) === "anon_inode:[eventpoll]" && /^tfd:\s+0\s/m.test(read(`/proc/${pid}/fdinfo/${fd}`));
+      return (
+        readlinkSync(`/proc/${pid}/fd/${fd}`) === "anon_inode:[eventpoll]" &&
+        /^tfd:\s+0\s/m.test(read(`/proc/${pid}/fdinfo/${fd}`))
+      );
     } catch {
       return false;
     }

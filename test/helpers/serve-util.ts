@@ -44,7 +44,10 @@ export async function startServe(t: TestContext, options: StartServeTestOptions 
     await EmbeddedAuthority.init(home, trustDomain);
   }
   const logs: Array<Record<string, unknown>> = [];
-  const logger = jsonLogger(options.logLevel ?? "debug", (line) => void logs.push(JSON.parse(line) as Record<string, unknown>));
+  const logger = jsonLogger(
+    options.logLevel ?? "debug",
+    (line) => void logs.push(JSON.parse(line) as Record<string, unknown>),
+  );
   const backend = await openServeBackend(home);
   const { store: _s, trustDomain: _td, ...rest } = options;
   const running = await start({ host: "127.0.0.1", port: 0, ...rest, backend, logger });
@@ -60,7 +63,17 @@ export async function startServe(t: TestContext, options: StartServeTestOptions 
     return { key, keyId: record.keyId };
   };
   const { key } = await newKey({}, "default");
-  return { url: running.url, bundlePem: running.bundlePem(), apiKey: key, home, trustDomain: backend.authority.defaultTrustDomain, running, logs, newKey, stop };
+  return {
+    url: running.url,
+    bundlePem: running.bundlePem(),
+    apiKey: key,
+    home,
+    trustDomain: backend.authority.defaultTrustDomain,
+    running,
+    logs,
+    newKey,
+    stop,
+  };
 }
 
 export interface ServeAnswer {
@@ -86,12 +99,18 @@ export interface ServeRequestOptions {
 }
 
 /** Checks the server's URI SAN instead of a host name (SVIDs have no DNS SAN). */
-export function spiffeServerCheck(expected: string | undefined): (host: string, cert: PeerCertificate) => Error | undefined {
+export function spiffeServerCheck(
+  expected: string | undefined,
+): (host: string, cert: PeerCertificate) => Error | undefined {
   return (_host, cert) => {
-    const sans = (cert.subjectaltname ?? "").split(", ").filter((s) => s.startsWith("URI:")).map((s) => s.slice(4));
+    const sans = (cert.subjectaltname ?? "")
+      .split(", ")
+      .filter((s) => s.startsWith("URI:"))
+      .map((s) => s.slice(4));
     if (sans.length !== 1) return new Error(`server certificate has ${sans.length} URI SANs`);
     const id = sans[0] as string;
-    if (expected !== undefined ? id !== expected : !/^spiffe:\/\/[^/]+\/aztp\/serve$/.test(id)) return new Error(`server is ${id}, not ${expected ?? "spiffe://<td>/aztp/serve"}`);
+    if (expected !== undefined ? id !== expected : !/^spiffe:\/\/[^/]+\/aztp\/serve$/.test(id))
+      return new Error(`server is ${id}, not ${expected ?? "spiffe://<td>/aztp/serve"}`);
     return undefined;
   };
 }
@@ -110,7 +129,11 @@ export function serveRequest(base: string, path: string, o: ServeRequestOptions 
   return new Promise((resolve, reject) => {
     const req =
       url.protocol === "https:"
-        ? httpsRequest(url, { ...common, ...(o.ca !== undefined ? { ca: o.ca } : {}), checkServerIdentity: spiffeServerCheck(o.serverId) })
+        ? httpsRequest(url, {
+            ...common,
+            ...(o.ca !== undefined ? { ca: o.ca } : {}),
+            checkServerIdentity: spiffeServerCheck(o.serverId),
+          })
         : httpRequest(url, common);
     req.on("timeout", () => req.destroy(new Error(`request ${method} ${path} timed out`)));
     req.on("error", reject);

@@ -40,7 +40,13 @@ function config(): AuthorityConfig {
 }
 
 function addIdentity(state: registry.RegistryState, name: string, td = TD): registry.IdentityRecord {
-  return registry.register(state, registry.workloadSpiffeId(td, registry.DEFAULT_ENVIRONMENT, registry.DEFAULT_METHOD, name), td, { name }, NOW);
+  return registry.register(
+    state,
+    registry.workloadSpiffeId(td, registry.DEFAULT_ENVIRONMENT, registry.DEFAULT_METHOD, name),
+    td,
+    { name },
+    NOW,
+  );
 }
 
 async function within(ms: number, what: string, check: () => boolean): Promise<number> {
@@ -55,7 +61,12 @@ async function within(ms: number, what: string, check: () => boolean): Promise<n
 let materials: Promise<CaKeyMaterial[]> | null = null;
 /** CA material is slow to make: four sets, made once per file and shared by the tests that need them. */
 function someMaterial(): Promise<CaKeyMaterial[]> {
-  materials ??= Promise.all([createCaKeyMaterial(TD), createCaKeyMaterial(TD), createCaKeyMaterial("other.example"), createCaKeyMaterial("other.example")]);
+  materials ??= Promise.all([
+    createCaKeyMaterial(TD),
+    createCaKeyMaterial(TD),
+    createCaKeyMaterial("other.example"),
+    createCaKeyMaterial("other.example"),
+  ]);
   return materials;
 }
 
@@ -82,7 +93,11 @@ export function storeSuite(factory: StoreFactory): void {
       const rec = await a.registry.mutate((state) => addIdentity(state, "alpha"));
       assert.equal(a.registry.current().state.identities[rec.spiffeId]?.name, "alpha");
       assert.notEqual(a.registry.current().version, before.version);
-      assert.throws(() => ((a.registry.current().state.identities as Record<string, unknown>).x = 1), TypeError, "snapshots are frozen");
+      assert.throws(
+        () => ((a.registry.current().state.identities as Record<string, unknown>).x = 1),
+        TypeError,
+        "snapshots are frozen",
+      );
       const seen = await b.registry.fresh();
       assert.equal(seen.state.identities[rec.spiffeId]?.name, "alpha");
       assert.equal(seen.version, a.registry.current().version, "both instances name the committed version alike");
@@ -92,7 +107,11 @@ export function storeSuite(factory: StoreFactory): void {
       const s = await two(t);
       if (s === undefined) return;
       const [a, b] = s;
-      await Promise.all(Array.from({ length: 50 }, (_, i) => (i % 2 === 0 ? a : b).registry.mutate((state) => addIdentity(state, `w${i}`))));
+      await Promise.all(
+        Array.from({ length: 50 }, (_, i) =>
+          (i % 2 === 0 ? a : b).registry.mutate((state) => addIdentity(state, `w${i}`)),
+        ),
+      );
       for (const inst of [a, b]) {
         const snap = await inst.registry.fresh();
         assert.equal(Object.keys(snap.state.identities).length, 50);
@@ -124,7 +143,10 @@ export function storeSuite(factory: StoreFactory): void {
         (e) => e === boom,
       );
       const other = await b.registry.fresh();
-      assert.deepEqual(Object.values(other.state.identities).map((r) => r.name), ["kept"]);
+      assert.deepEqual(
+        Object.values(other.state.identities).map((r) => r.name),
+        ["kept"],
+      );
       assert.equal(other.state.revocations.sequence, before.state.revocations.sequence);
       // And the store is still writable afterwards (the lock was released).
       await a.registry.mutate((state) => addIdentity(state, "after"));
@@ -157,8 +179,16 @@ export function storeSuite(factory: StoreFactory): void {
         else assert.equal(r.status === "fulfilled" && r.value, `m${i}`);
       });
       const snap = await a.registry.fresh();
-      const names = Object.values(snap.state.identities).map((r) => r.name).sort();
-      assert.deepEqual(names, Array.from({ length: 30 }, (_, i) => i).filter((i) => i % 3 !== 0).map((i) => `m${i}`).sort());
+      const names = Object.values(snap.state.identities)
+        .map((r) => r.name)
+        .sort();
+      assert.deepEqual(
+        names,
+        Array.from({ length: 30 }, (_, i) => i)
+          .filter((i) => i % 3 !== 0)
+          .map((i) => `m${i}`)
+          .sort(),
+      );
       assert.equal(snap.state.revocations.sequence, 0, "no thrown mutation's change to the revocations was kept");
     });
 
@@ -173,9 +203,15 @@ export function storeSuite(factory: StoreFactory): void {
       assert.equal((await b.registry.fresh()).isRevoked(rec.spiffeId), true, "fresh() sees the commit at once");
       // Without fresh(): only the store's own news (a notification, a poll, a file's version) can tell b.
       const rec2 = await a.registry.mutate((state) => addIdentity(state, "victim2"));
-      await within(factory.propagationMs, "the new identity reaches b.current()", () => b.registry.current().state.identities[rec2.spiffeId] !== undefined);
+      await within(
+        factory.propagationMs,
+        "the new identity reaches b.current()",
+        () => b.registry.current().state.identities[rec2.spiffeId] !== undefined,
+      );
       await a.registry.mutate((state) => registry.revoke(state, rec2.spiffeId, "compromised", NOW));
-      const took = await within(factory.propagationMs, "the revocation reaches b.current()", () => b.registry.current().isRevoked(rec2.spiffeId));
+      const took = await within(factory.propagationMs, "the revocation reaches b.current()", () =>
+        b.registry.current().isRevoked(rec2.spiffeId),
+      );
       t.diagnostic(`${factory.name}: revocation seen by the other instance's current() after ${took.toFixed(0)} ms`);
     });
 
@@ -204,7 +240,10 @@ export function storeSuite(factory: StoreFactory): void {
       const [m1, , o1, o2] = (await someMaterial()) as [CaKeyMaterial, CaKeyMaterial, CaKeyMaterial, CaKeyMaterial];
       assert.equal(await a.ca.create(config(), m1), true);
       const v0 = await a.ca.configVersion();
-      const [ca, cb] = await Promise.all([a.ca.addTrustDomain("other.example", async () => o1), b.ca.addTrustDomain("other.example", async () => o2)]);
+      const [ca, cb] = await Promise.all([
+        a.ca.addTrustDomain("other.example", async () => o1),
+        b.ca.addTrustDomain("other.example", async () => o2),
+      ]);
       assert.deepEqual(ca.trustDomains, [TD, "other.example"]);
       assert.deepEqual(cb.trustDomains, [TD, "other.example"]);
       const [ga, gb] = await Promise.all([a.ca.loadCa("other.example"), b.ca.loadCa("other.example")]);
@@ -227,14 +266,24 @@ export function storeSuite(factory: StoreFactory): void {
       await a.ca.create(config(), m1);
       const retire = new Date("2026-12-02T12:00:00.000Z");
       const gens = await a.ca.rotate(TD, m2, retire);
-      assert.deepEqual(gens.map((g) => g.generation), [2, 1]);
+      assert.deepEqual(
+        gens.map((g) => g.generation),
+        [2, 1],
+      );
       assert.equal(gens[0]?.retireAfter, undefined);
       assert.equal(gens[1]?.retireAfter, retire.toISOString());
       assert.deepEqual(gens[0]?.material, m2);
       assert.deepEqual(await b.ca.loadCa(TD), gens);
-      assert.equal((await b.ca.readConfig())?.rotations?.[TD], 1, "the configuration counts the rotation, so other processes reload");
+      assert.equal(
+        (await b.ca.readConfig())?.rotations?.[TD],
+        1,
+        "the configuration counts the rotation, so other processes reload",
+      );
       const again = await b.ca.rotate(TD, m1, new Date("2026-12-03T12:00:00.000Z"));
-      assert.deepEqual(again.map((g) => g.generation), [3, 2, 1]);
+      assert.deepEqual(
+        again.map((g) => g.generation),
+        [3, 2, 1],
+      );
       assert.equal(again[1]?.retireAfter, "2026-12-03T12:00:00.000Z");
       assert.equal(again[2]?.retireAfter, retire.toISOString(), "an older generation keeps its own retireAfter");
     });
@@ -244,7 +293,9 @@ export function storeSuite(factory: StoreFactory): void {
       if (s === undefined) return;
       const [a, b] = s;
       const exp = Date.now() + 60_000;
-      const results = await Promise.all(Array.from({ length: 100 }, (_, i) => (i % 2 === 0 ? a : b).replay.checkAndRemember("iss\njti-1", exp)));
+      const results = await Promise.all(
+        Array.from({ length: 100 }, (_, i) => (i % 2 === 0 ? a : b).replay.checkAndRemember("iss\njti-1", exp)),
+      );
       assert.equal(results.filter((r) => r === true).length, 1);
       assert.equal(await b.replay.checkAndRemember("iss\njti-2", exp), true, "another key is its own");
     });
@@ -271,10 +322,16 @@ export function storeSuite(factory: StoreFactory): void {
       const secret = made.key.slice(made.key.lastIndexOf("_", made.key.length - 44) + 1);
       assert.ok(!JSON.stringify(await b.apiKeys.list()).includes(secret), "list never shows the secret");
       const forged = `${made.key.slice(0, -1)}${made.key.endsWith("A") ? "B" : "A"}`;
-      await assert.rejects(a.apiKeys.authenticate(forged), (e) => isAztpError(e) && e.code === "ERR_SERVE_API_KEY_INVALID");
+      await assert.rejects(
+        a.apiKeys.authenticate(forged),
+        (e) => isAztpError(e) && e.code === "ERR_SERVE_API_KEY_INVALID",
+      );
       assert.equal(await b.apiKeys.revoke(made.record.keyId), true);
       assert.equal(await a.apiKeys.revoke(made.record.keyId), false, "revoked once");
-      await assert.rejects(a.apiKeys.authenticate(made.key), (e) => isAztpError(e) && e.code === "ERR_SERVE_API_KEY_INVALID");
+      await assert.rejects(
+        a.apiKeys.authenticate(made.key),
+        (e) => isAztpError(e) && e.code === "ERR_SERVE_API_KEY_INVALID",
+      );
       const listed = await a.apiKeys.list();
       assert.equal(listed.length, 1);
       assert.ok(listed[0]?.revokedAt !== undefined);

@@ -22,9 +22,11 @@ export function tinyDisk(size = "256k"): TinyDisk {
     spawnSync("umount", [dir]);
     rmSync(dir, { recursive: true, force: true });
   };
-  if (process.getuid?.() !== 0) return { dir, skip: "needs root to mount a tmpfs (a real full disk); run as root to include it", unmount };
+  if (process.getuid?.() !== 0)
+    return { dir, skip: "needs root to mount a tmpfs (a real full disk); run as root to include it", unmount };
   const r = spawnSync("mount", ["-t", "tmpfs", "-o", `size=${size}`, "tmpfs", dir], { encoding: "utf8" });
-  if (r.status !== 0) return { dir, skip: `mount -t tmpfs was refused: ${(r.stderr || r.error?.message || "").trim()}`, unmount };
+  if (r.status !== 0)
+    return { dir, skip: `mount -t tmpfs was refused: ${(r.stderr || r.error?.message || "").trim()}`, unmount };
   return { dir, skip: false, unmount };
 }
 

@@ -15,14 +15,22 @@ interface StoreOptions {
 }
 
 function describe(r: ApiKeyRecord): string {
-  const scope = [r.scope.trustDomain ? `trust domain ${r.scope.trustDomain}` : "", r.scope.idPrefix ? `prefix ${r.scope.idPrefix}` : ""].filter(Boolean).join(", ") || "unscoped";
+  const scope =
+    [
+      r.scope.trustDomain ? `trust domain ${r.scope.trustDomain}` : "",
+      r.scope.idPrefix ? `prefix ${r.scope.idPrefix}` : "",
+    ]
+      .filter(Boolean)
+      .join(", ") || "unscoped";
   return `${r.keyId}  ${r.revokedAt ? `REVOKED ${r.revokedAt}` : "active"}  ${scope}  ${r.name ? JSON.stringify(r.name) : ""}  created ${r.createdAt}`;
 }
 
 export function register(program: Command, ctx: CliContext): void {
   const apikey = program.command("apikey").description("API keys of aztp serve (only a hash of each is stored)");
   const withStore = (c: Command): Command =>
-    c.option("--store <location>", "a home folder or postgres:// URL (default: --home)").option("--kek-file <file>", "key-encryption key of a PostgreSQL store");
+    c
+      .option("--store <location>", "a home folder or postgres:// URL (default: --home)")
+      .option("--kek-file <file>", "key-encryption key of a PostgreSQL store");
 
   withStore(apikey.command("create").description("make a key; it is printed once"))
     .option("--name <name>", "a label for people")
@@ -31,7 +39,10 @@ export function register(program: Command, ctx: CliContext): void {
     .action(async (o: StoreOptions & { name?: string; trustDomain?: string; idPrefix?: string }) => {
       const store = await openApiKeyStore(storeOf(o.store, ctx), { kek: readKekFile(o.kekFile) });
       try {
-        const scope = { ...(o.trustDomain !== undefined ? { trustDomain: o.trustDomain } : {}), ...(o.idPrefix !== undefined ? { idPrefix: o.idPrefix } : {}) };
+        const scope = {
+          ...(o.trustDomain !== undefined ? { trustDomain: o.trustDomain } : {}),
+          ...(o.idPrefix !== undefined ? { idPrefix: o.idPrefix } : {}),
+        };
         const { key, record } = await store.create({ ...(o.name !== undefined ? { name: o.name } : {}), scope });
         ctx.out({ key, record }, () => `${key}\n(shown once: store it now) ${describe(record)}`);
       } finally {
@@ -39,17 +50,21 @@ export function register(program: Command, ctx: CliContext): void {
       }
     });
 
-  withStore(apikey.command("list").description("every key, revoked ones included (never their secrets)")).action(async (o: StoreOptions) => {
-    const store = await openApiKeyStore(storeOf(o.store, ctx), { kek: readKekFile(o.kekFile) });
-    try {
-      const keys = await store.list();
-      ctx.out({ keys }, () => (keys.length === 0 ? "no API keys" : keys.map(describe).join("\n")));
-    } finally {
-      await store.close();
-    }
-  });
+  withStore(apikey.command("list").description("every key, revoked ones included (never their secrets)")).action(
+    async (o: StoreOptions) => {
+      const store = await openApiKeyStore(storeOf(o.store, ctx), { kek: readKekFile(o.kekFile) });
+      try {
+        const keys = await store.list();
+        ctx.out({ keys }, () => (keys.length === 0 ? "no API keys" : keys.map(describe).join("\n")));
+      } finally {
+        await store.close();
+      }
+    },
+  );
 
-  withStore(apikey.command("revoke <keyId>").description("refuse the key from now on (every replica, on its next request)")).action(async (keyId: string, o: StoreOptions) => {
+  withStore(
+    apikey.command("revoke <keyId>").description("refuse the key from now on (every replica, on its next request)"),
+  ).action(async (keyId: string, o: StoreOptions) => {
     const store = await openApiKeyStore(storeOf(o.store, ctx), { kek: readKekFile(o.kekFile) });
     try {
       const revoked = await store.revoke(keyId);

@@ -27,8 +27,14 @@ export function register(program: Command, ctx: CliContext): void {
   audit
     .command("verify <file>")
     .description("check the hash chain, checkpoint signatures and the witness; exit 1 naming the first bad entry")
-    .option("--bundle <file>", "check checkpoint signatures against this trust bundle (SPIFFE bundle JSON or PEM roots, as `aztp verify` takes them)")
-    .option("--no-signatures", "do not check who signed the checkpoints (the chain and the witness are still checked); the verdict says so")
+    .option(
+      "--bundle <file>",
+      "check checkpoint signatures against this trust bundle (SPIFFE bundle JSON or PEM roots, as `aztp verify` takes them)",
+    )
+    .option(
+      "--no-signatures",
+      "do not check who signed the checkpoints (the chain and the witness are still checked); the verdict says so",
+    )
     .option("--witness <file>", "the witness file (default: <file>.witness)")
     .option("--no-witness", "verify the log alone")
     .action(async (file: string, o: { bundle?: string; signatures: boolean; witness?: string | false }) => {
@@ -46,7 +52,8 @@ export function register(program: Command, ctx: CliContext): void {
       const signatures = trust ? "checked" : "NOT checked (--no-signatures)";
       ctx.out({ ...result, signatures: trust ? "checked" : "skipped", trustSource: trust?.source ?? null }, () => {
         const head = `${result.entries} entries, ${result.checkpoints} checkpoints, signatures ${signatures}, witness ${result.witness}${trust ? `; keys from ${trust.source}` : ""}`;
-        if (result.ok) return `ok: ${head}${result.uncovered > 0 ? `; ${result.uncovered} entries after the last checkpoint` : ""}`;
+        if (result.ok)
+          return `ok: ${head}${result.uncovered > 0 ? `; ${result.uncovered} entries after the last checkpoint` : ""}`;
         const bad = result.firstBad;
         return `BAD: line ${bad?.line}${bad?.seq !== null && bad?.seq !== undefined ? ` (${bad.kind} seq ${bad.seq})` : ""}: ${bad?.reason}: ${bad?.message}\n${head}`;
       });
@@ -54,20 +61,31 @@ export function register(program: Command, ctx: CliContext): void {
     });
   audit
     .command("export")
-    .description("write the audit log of a PostgreSQL store as JSON Lines (the file log's format, with its checkpoints and <out>.witness), for `aztp audit verify`")
-    .requiredOption("--store <url>", "the store: postgres://user@host:port/db (default: AZTP_STORE)", process.env.AZTP_STORE)
+    .description(
+      "write the audit log of a PostgreSQL store as JSON Lines (the file log's format, with its checkpoints and <out>.witness), for `aztp audit verify`",
+    )
+    .requiredOption(
+      "--store <url>",
+      "the store: postgres://user@host:port/db (default: AZTP_STORE)",
+      process.env.AZTP_STORE,
+    )
     .requiredOption("--out <file>", "where to write it (replaced)")
     .action(async (o: { store: string; out: string }) => {
       // Loaded here: every other command starts without pg.
       const { PgAuditLog } = await import("../../store/postgres/audit-log.js");
       const { createPool, isPostgresUrl } = await import("../../store/postgres/pool.js");
-      if (!isPostgresUrl(o.store)) throw usage("--store must be a postgres:// URL (a home's audit log is JSON Lines already: verify it as it is)");
+      if (!isPostgresUrl(o.store))
+        throw usage("--store must be a postgres:// URL (a home's audit log is JSON Lines already: verify it as it is)");
       const out = resolve(o.out);
       const conn = createPool(o.store, { max: 1 });
       try {
         // A consistent snapshot of the chain, read as writers go on appending.
         const result = await new PgAuditLog(conn).exportJsonl(out);
-        ctx.out({ ...result, out, store: conn.location }, () => `exported ${result.entries} entries and ${result.checkpoints} checkpoints from ${conn.location} to ${out} (up to seq ${result.lastSeq})`);
+        ctx.out(
+          { ...result, out, store: conn.location },
+          () =>
+            `exported ${result.entries} entries and ${result.checkpoints} checkpoints from ${conn.location} to ${out} (up to seq ${result.lastSeq})`,
+        );
       } finally {
         await conn.pool.end();
       }
@@ -98,33 +116,59 @@ export function register(program: Command, ctx: CliContext): void {
       return id;
     }
   };
-  auditFilters(audit.command("query <files...>").description("entries matching every filter, oldest first; with several logs, each entry says which file it is from"))
-    .option("--tool-call-id <id>", "one tool call, by its framework id (a LangChain tool-call id), in the caller's log and the callee's")
+  auditFilters(
+    audit
+      .command("query <files...>")
+      .description(
+        "entries matching every filter, oldest first; with several logs, each entry says which file it is from",
+      ),
+  )
+    .option(
+      "--tool-call-id <id>",
+      "one tool call, by its framework id (a LangChain tool-call id), in the caller's log and the callee's",
+    )
     .option("--limit <n>", "at most this many per log")
-    .action(async (files: string[], o: { caller?: string; verifiedOnly?: boolean; callee?: string; tool?: string; toolCallId?: string; decision?: "allow" | "deny" | "audit-only"; since?: string; until?: string; limit?: string }) => {
-      const limit = o.limit === undefined ? undefined : Number(o.limit);
-      if (limit !== undefined && (!Number.isInteger(limit) || limit < 0)) throw usage("--limit must be a whole number");
-      const query = {
-        ...(o.caller ? { caller: callerFilter(o.caller) } : {}),
-        ...(o.verifiedOnly ? { callerVerified: true } : {}),
-        ...(o.callee ? { callee: normaliseId(o.callee, "--callee") as string } : {}),
-        ...(o.tool ? { tool: o.tool } : {}),
-        ...(o.toolCallId ? { toolCallId: o.toolCallId } : {}),
-        ...(o.decision ? { decision: o.decision } : {}),
-        ...(o.since ? { since: parseTime(o.since, "--since") as Date } : {}),
-        ...(o.until ? { until: parseTime(o.until, "--until") as Date } : {}),
-        ...(limit !== undefined ? { limit } : {}),
-      };
-      if (files.length === 1) {
-        const entries = await queryAuditLog(resolve(files[0] as string), query);
-        ctx.out(entries, () => entries.map(describeEntry).join("\n") || "(no entries)");
-        return;
-      }
-      // Several logs (a caller's and a callee's): each entry names its file.
-      const found: Array<AuditEntry & { file: string }> = [];
-      for (const file of files) for (const entry of await queryAuditLog(resolve(file), query)) found.push({ ...entry, file });
-      ctx.out(found, () => found.map((e) => `${e.file}: ${describeEntry(e)}`).join("\n") || "(no entries)");
-    });
+    .action(
+      async (
+        files: string[],
+        o: {
+          caller?: string;
+          verifiedOnly?: boolean;
+          callee?: string;
+          tool?: string;
+          toolCallId?: string;
+          decision?: "allow" | "deny" | "audit-only";
+          since?: string;
+          until?: string;
+          limit?: string;
+        },
+      ) => {
+        const limit = o.limit === undefined ? undefined : Number(o.limit);
+        if (limit !== undefined && (!Number.isInteger(limit) || limit < 0))
+          throw usage("--limit must be a whole number");
+        const query = {
+          ...(o.caller ? { caller: callerFilter(o.caller) } : {}),
+          ...(o.verifiedOnly ? { callerVerified: true } : {}),
+          ...(o.callee ? { callee: normaliseId(o.callee, "--callee") as string } : {}),
+          ...(o.tool ? { tool: o.tool } : {}),
+          ...(o.toolCallId ? { toolCallId: o.toolCallId } : {}),
+          ...(o.decision ? { decision: o.decision } : {}),
+          ...(o.since ? { since: parseTime(o.since, "--since") as Date } : {}),
+          ...(o.until ? { until: parseTime(o.until, "--until") as Date } : {}),
+          ...(limit !== undefined ? { limit } : {}),
+        };
+        if (files.length === 1) {
+          const entries = await queryAuditLog(resolve(files[0] as string), query);
+          ctx.out(entries, () => entries.map(describeEntry).join("\n") || "(no entries)");
+          return;
+        }
+        // Several logs (a caller's and a callee's): each entry names its file.
+        const found: Array<AuditEntry & { file: string }> = [];
+        for (const file of files)
+          for (const entry of await queryAuditLog(resolve(file), query)) found.push({ ...entry, file });
+        ctx.out(found, () => found.map((e) => `${e.file}: ${describeEntry(e)}`).join("\n") || "(no entries)");
+      },
+    );
   audit
     .command("tail <file>")
     .description("the last entries")
@@ -156,7 +200,10 @@ export function register(program: Command, ctx: CliContext): void {
 }
 
 function describeEntry(e: AuditEntry): string {
-  const onBehalf = e.delegation && e.delegation.length > 0 ? ` on behalf of ${[...e.delegation].reverse().join(" on behalf of ")}` : "";
+  const onBehalf =
+    e.delegation && e.delegation.length > 0
+      ? ` on behalf of ${[...e.delegation].reverse().join(" on behalf of ")}`
+      : "";
   const call = e.toolCallId ? ` [call ${e.toolCallId}]` : "";
   return `${e.seq} ${e.time} ${e.side} ${e.decision}${e.reason ? `(${e.reason})` : ""} ${callerText(e)}${onBehalf} -> ${e.callee} ${e.tool} ${e.outcome ?? ""}${call}`.trimEnd();
 }
@@ -183,12 +230,18 @@ async function auditTrustSource(
     const file = resolve(bundleFile);
     const td = existsSync(path) ? await checkpointTrustDomain(path, witnessPath) : undefined;
     const bundle = loadBundleFile(await readInput(bundleFile), td);
-    return { verifier: svidCheckpointVerifier(new Trust(new BundleSet([bundle]), { revocation })), source: `bundle ${file}` };
+    return {
+      verifier: svidCheckpointVerifier(new Trust(new BundleSet([bundle]), { revocation })),
+      source: `bundle ${file}`,
+    };
   }
   const home = ctx.home();
   if (existsSync(join(home, "authority.json"))) {
     const authority = await EmbeddedAuthority.open(home);
-    return { verifier: svidCheckpointVerifier(new Trust(authority, { revocation })), source: `the authority in ${home}` };
+    return {
+      verifier: svidCheckpointVerifier(new Trust(authority, { revocation })),
+      source: `the authority in ${home}`,
+    };
   }
   throw usage(
     `no trust source to check checkpoint signatures against (no authority in ${home}): pass --bundle FILE (a SPIFFE bundle JSON or PEM roots), ` +
@@ -197,9 +250,13 @@ async function auditTrustSource(
 }
 
 /** The trust domain the log's checkpoints are signed in: from its witness, else its first checkpoint. */
-async function checkpointTrustDomain(path: string, witnessPath: string | false | undefined): Promise<string | undefined> {
+async function checkpointTrustDomain(
+  path: string,
+  witnessPath: string | false | undefined,
+): Promise<string | undefined> {
   let signer: string | undefined;
-  if (witnessPath !== false) signer = (await readWitness(witnessPath ?? defaultWitnessPath(path)).catch(() => null))?.signer;
+  if (witnessPath !== false)
+    signer = (await readWitness(witnessPath ?? defaultWitnessPath(path)).catch(() => null))?.signer;
   if (signer === undefined) {
     await scanLines(path, (line) => {
       if (!line.includes('"checkpoint"')) return true;

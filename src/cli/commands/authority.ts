@@ -6,7 +6,12 @@
  * that signs it; it is checked by verification).
  */
 import { Option, type Command } from "commander";
-import { EmbeddedAuthority, DEFAULT_ENVIRONMENT, DEFAULT_METHOD, MAX_JWT_SVID_TTL_SECONDS } from "../../authority/authority.js";
+import {
+  EmbeddedAuthority,
+  DEFAULT_ENVIRONMENT,
+  DEFAULT_METHOD,
+  MAX_JWT_SVID_TTL_SECONDS,
+} from "../../authority/authority.js";
 import { generateWorkloadKey } from "../../spiffe/csr.js";
 import { exportPrivateKeyPem } from "../../spiffe/keys.js";
 import { TrustDomain } from "../../spiffe/spiffeid.js";
@@ -24,12 +29,17 @@ export function register(program: Command, ctx: CliContext): void {
     .requiredOption("--trust-domain <td>", "the trust domain, e.g. example.org")
     .action(async (o: { trustDomain: string }) => {
       const a = await EmbeddedAuthority.init(ctx.home(), o.trustDomain);
-      ctx.out({ home: a.home, trustDomain: a.defaultTrustDomain }, () => `initialised trust domain ${a.defaultTrustDomain} in ${a.home}`);
+      ctx.out(
+        { home: a.home, trustDomain: a.defaultTrustDomain },
+        () => `initialised trust domain ${a.defaultTrustDomain} in ${a.home}`,
+      );
     });
 
   program
     .command("issue <name>")
-    .description("issue an X.509-SVID for NAME; writes svid.pem, key.pem, bundle.pem, bundle.json (never over existing ones without --force)")
+    .description(
+      "issue an X.509-SVID for NAME; writes svid.pem, key.pem, bundle.pem, bundle.json (never over existing ones without --force)",
+    )
     .option("--parent <id>", "parent identity (AZTP or SPIFFE ID)")
     .option("--ttl <duration>", "SVID lifetime, e.g. 1h", "1h")
     .option("--out <dir>", "where to write the files", ".")
@@ -37,36 +47,62 @@ export function register(program: Command, ctx: CliContext): void {
     .option("--trust-domain <td>", "trust domain (default: the authority's)")
     .option("--environment <env>", "path segment after workload/", DEFAULT_ENVIRONMENT)
     .option("--method <method>", "path segment after the environment", DEFAULT_METHOD)
-    .action(async (name: string, o: { parent?: string; ttl: string; out: string; force?: boolean; trustDomain?: string; environment: string; method: string }) => {
-      const ttlSeconds = durationOption("--ttl", o.ttl);
-      // The folder and the files are checked before anything is issued: a refusal leaves the
-      // registry as it was. writeNewFiles checks again, atomically, as it creates each file.
-      const a = await EmbeddedAuthority.open(ctx.home());
-      const dir = outputDir(o.out);
-      refuseOverwrite(dir, ["key.pem", "svid.pem", "bundle.pem", "bundle.json"], o.force === true);
-      const key = await generateWorkloadKey();
-      const { record, svid } = await a.issueIdentity(
-        { name, environment: o.environment, method: o.method, ...(o.trustDomain ? { trustDomain: o.trustDomain } : {}), ...(o.parent ? { parentIdentity: o.parent } : {}) },
-        key.csr,
-        { ttlSeconds },
-      );
-      const bundle = a.bundle(record.trustDomain);
-      writeNewFiles(
-        dir,
-        [
-          // The key first: if it cannot be created (it appeared meanwhile), nothing else is written.
-          { name: "key.pem", text: exportPrivateKeyPem(key.privateKey), mode: 0o600 },
-          { name: "svid.pem", text: svid.chainPem },
-          { name: "bundle.pem", text: bundle.toPem() },
-          { name: "bundle.json", text: `${JSON.stringify(bundle.toSpiffe(), null, 2)}\n` },
-        ],
-        o.force === true,
-      );
-      ctx.out(
-        { aztpId: record.aztpId, spiffeId: record.spiffeId, serial: svid.serial, expiresAt: svid.notAfter.toISOString(), dir },
-        () => `${record.aztpId}\n${record.spiffeId}\nserial ${svid.serial}, expires ${svid.notAfter.toISOString()}\nwrote svid.pem key.pem bundle.pem bundle.json to ${dir}`,
-      );
-    });
+    .action(
+      async (
+        name: string,
+        o: {
+          parent?: string;
+          ttl: string;
+          out: string;
+          force?: boolean;
+          trustDomain?: string;
+          environment: string;
+          method: string;
+        },
+      ) => {
+        const ttlSeconds = durationOption("--ttl", o.ttl);
+        // The folder and the files are checked before anything is issued: a refusal leaves the
+        // registry as it was. writeNewFiles checks again, atomically, as it creates each file.
+        const a = await EmbeddedAuthority.open(ctx.home());
+        const dir = outputDir(o.out);
+        refuseOverwrite(dir, ["key.pem", "svid.pem", "bundle.pem", "bundle.json"], o.force === true);
+        const key = await generateWorkloadKey();
+        const { record, svid } = await a.issueIdentity(
+          {
+            name,
+            environment: o.environment,
+            method: o.method,
+            ...(o.trustDomain ? { trustDomain: o.trustDomain } : {}),
+            ...(o.parent ? { parentIdentity: o.parent } : {}),
+          },
+          key.csr,
+          { ttlSeconds },
+        );
+        const bundle = a.bundle(record.trustDomain);
+        writeNewFiles(
+          dir,
+          [
+            // The key first: if it cannot be created (it appeared meanwhile), nothing else is written.
+            { name: "key.pem", text: exportPrivateKeyPem(key.privateKey), mode: 0o600 },
+            { name: "svid.pem", text: svid.chainPem },
+            { name: "bundle.pem", text: bundle.toPem() },
+            { name: "bundle.json", text: `${JSON.stringify(bundle.toSpiffe(), null, 2)}\n` },
+          ],
+          o.force === true,
+        );
+        ctx.out(
+          {
+            aztpId: record.aztpId,
+            spiffeId: record.spiffeId,
+            serial: svid.serial,
+            expiresAt: svid.notAfter.toISOString(),
+            dir,
+          },
+          () =>
+            `${record.aztpId}\n${record.spiffeId}\nserial ${svid.serial}, expires ${svid.notAfter.toISOString()}\nwrote svid.pem key.pem bundle.pem bundle.json to ${dir}`,
+        );
+      },
+    );
 
   program
     .command("jwt <name>")
@@ -76,7 +112,8 @@ export function register(program: Command, ctx: CliContext): void {
     .action(async (name: string, o: { audience: string[]; ttl: string }) => {
       const ttl = durationOption("--ttl", o.ttl);
       // The option's range, checked as one: a usage error like any malformed --ttl.
-      if (ttl > MAX_JWT_SVID_TTL_SECONDS) throw usage(`--ttl: a JWT-SVID lives at most ${MAX_JWT_SVID_TTL_SECONDS} s (24 h), got ${ttl} s`);
+      if (ttl > MAX_JWT_SVID_TTL_SECONDS)
+        throw usage(`--ttl: a JWT-SVID lives at most ${MAX_JWT_SVID_TTL_SECONDS} s (24 h), got ${ttl} s`);
       const a = await EmbeddedAuthority.open(ctx.home());
       const rec = resolveIdentity(a, name);
       const token = a.mintJwtSvid(rec.spiffeId, o.audience, ttl);
@@ -99,7 +136,9 @@ export function register(program: Command, ctx: CliContext): void {
     .command("ca")
     .description("the authority's CAs")
     .command("rotate")
-    .description("rotate a trust domain's CA: a new intermediate and JWT key under the same root; the old JWT key stays in the bundle until everything it signed has expired")
+    .description(
+      "rotate a trust domain's CA: a new intermediate and JWT key under the same root; the old JWT key stays in the bundle until everything it signed has expired",
+    )
     .option("--trust-domain <td>", "trust domain (default: the authority's)")
     .option("--store <location>", "a home folder or postgres:// URL (default: --home)")
     .option("--kek-file <file>", "key-encryption key of the CA keys in a PostgreSQL store")
@@ -112,18 +151,28 @@ export function register(program: Command, ctx: CliContext): void {
         const [now, previous] = generations;
         const sequence = a.bundle(td).sequence;
         ctx.out(
-          { trustDomain: td, generation: now?.generation, previousRetiresAfter: previous?.retireAfter, bundleSequence: sequence },
-          () => `rotated the CA of ${td} to generation ${now?.generation}; generation ${previous?.generation} stays in the bundle until ${previous?.retireAfter} (bundle sequence ${sequence})`,
+          {
+            trustDomain: td,
+            generation: now?.generation,
+            previousRetiresAfter: previous?.retireAfter,
+            bundleSequence: sequence,
+          },
+          () =>
+            `rotated the CA of ${td} to generation ${now?.generation}; generation ${previous?.generation} stays in the bundle until ${previous?.retireAfter} (bundle sequence ${sequence})`,
         );
       } finally {
         await stores.close();
       }
     });
 
-  const revocations = program.command("revocations").description("the authority's signed revocation list, for verifiers that hold only the bundle");
+  const revocations = program
+    .command("revocations")
+    .description("the authority's signed revocation list, for verifiers that hold only the bundle");
   revocations
     .command("export")
-    .description("print the signed revocation list (a compact JWS, signed with the trust domain's JWT key); aztp verify x509 --revocations FILE applies it")
+    .description(
+      "print the signed revocation list (a compact JWS, signed with the trust domain's JWT key); aztp verify x509 --revocations FILE applies it",
+    )
     .option("--trust-domain <td>", "trust domain (default: the authority's)")
     .action(async (o: { trustDomain?: string }) => {
       const a = await EmbeddedAuthority.open(ctx.home());

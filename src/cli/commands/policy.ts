@@ -20,7 +20,9 @@ export function register(program: Command, ctx: CliContext): void {
     .option("--name <name>", "a name for the policy")
     .action(async (id: string, file: string, o: { name?: string }) => {
       const document = await readInput(file);
-      const entry = await ctx.withAuthority(async (a) => a.attachPolicy((await resolveRecord(a, id)).spiffeId, document, o.name));
+      const entry = await ctx.withAuthority(async (a) =>
+        a.attachPolicy((await resolveRecord(a, id)).spiffeId, document, o.name),
+      );
       ctx.out({ code: entry.code, policyName: entry.policyName }, () => `attached ${entry.code} (${entry.policyName})`);
     });
   policy
@@ -28,8 +30,17 @@ export function register(program: Command, ctx: CliContext): void {
     .description("show the policies attached to ID")
     .action(async (id: string) => {
       const rec = await ctx.withAuthority(async (a) => resolveRecord(a, id));
-      const data = rec.policies.map((p) => ({ code: p.code, policyName: p.policyName, policyStatement: p.policyStatement }));
-      ctx.out({ data }, () => data.map((p) => `${p.code} ${p.policyName}\n${JSON.stringify(p.policyStatement, null, 2)}`).join("\n") || "(no policies)");
+      const data = rec.policies.map((p) => ({
+        code: p.code,
+        policyName: p.policyName,
+        policyStatement: p.policyStatement,
+      }));
+      ctx.out(
+        { data },
+        () =>
+          data.map((p) => `${p.code} ${p.policyName}\n${JSON.stringify(p.policyStatement, null, 2)}`).join("\n") ||
+          "(no policies)",
+      );
     });
   policy
     .command("check <id>")
@@ -38,26 +49,51 @@ export function register(program: Command, ctx: CliContext): void {
     .option("--resource <resource>", "e.g. a tool name", "*")
     .option("--principal <id>", "the caller (default: ID itself)")
     .option("--code <code>", "only the policy with this code")
-    .option("--context <json>", 'more condition keys, as a JSON object: the application\'s own, or one to simulate, e.g. {"aztp:sourceIp":"10.1.2.3"}', "{}")
+    .option(
+      "--context <json>",
+      'more condition keys, as a JSON object: the application\'s own, or one to simulate, e.g. {"aztp:sourceIp":"10.1.2.3"}',
+      "{}",
+    )
     .option("--time <iso8601>", "decide as of this time (aztp:currentTime, aztp:epochTime)")
-    .action(async (id: string, o: { action: string; resource: string; principal?: string; code?: string; context: string; time?: string }) => {
-      const extra = jsonObjectOption("--context", o.context);
-      const now = parseTime(o.time);
-      const decision = await ctx.withAuthority(async (a) => {
-        const rec = await resolveRecord(a, id);
-        const principal = o.principal ? SpiffeId.parse(o.principal).toString() : rec.spiffeId;
-        // The principal's relations as held (a remote authority fetches them once first).
-        const relations = await a.relations(principal);
-        // The request as the verifier builds it for a direct call of tool RESOURCE on ID.
-        const request = policyRequest({ principal, action: o.action, resource: o.resource, callee: rec.spiffeId, tool: o.resource, relations, now, extra });
-        // A key the request builds is never replaced by --context (the builder's rule): said, not
-        // silently ignored, so nobody reads a decision as one about a context they did not get.
-        for (const [k, v] of Object.entries(extra)) {
-          if (request.context?.[k] !== v) throw usage(`--context cannot set ${k}: the request builds it (from ID, --principal, --resource, --time and the registry)`);
-        }
-        return evaluatePolicies(await a.policiesOf(rec.spiffeId, o.code), request);
-      });
-      ctx.out(decision, () => `${decision.decision} (${decision.reason}${decision.statement !== undefined ? `, statement ${decision.statement}` : ""})`);
-      if (decision.decision !== "allow") throw new Verdict("denied");
-    });
+    .action(
+      async (
+        id: string,
+        o: { action: string; resource: string; principal?: string; code?: string; context: string; time?: string },
+      ) => {
+        const extra = jsonObjectOption("--context", o.context);
+        const now = parseTime(o.time);
+        const decision = await ctx.withAuthority(async (a) => {
+          const rec = await resolveRecord(a, id);
+          const principal = o.principal ? SpiffeId.parse(o.principal).toString() : rec.spiffeId;
+          // The principal's relations as held (a remote authority fetches them once first).
+          const relations = await a.relations(principal);
+          // The request as the verifier builds it for a direct call of tool RESOURCE on ID.
+          const request = policyRequest({
+            principal,
+            action: o.action,
+            resource: o.resource,
+            callee: rec.spiffeId,
+            tool: o.resource,
+            relations,
+            now,
+            extra,
+          });
+          // A key the request builds is never replaced by --context (the builder's rule): said, not
+          // silently ignored, so nobody reads a decision as one about a context they did not get.
+          for (const [k, v] of Object.entries(extra)) {
+            if (request.context?.[k] !== v)
+              throw usage(
+                `--context cannot set ${k}: the request builds it (from ID, --principal, --resource, --time and the registry)`,
+              );
+          }
+          return evaluatePolicies(await a.policiesOf(rec.spiffeId, o.code), request);
+        });
+        ctx.out(
+          decision,
+          () =>
+            `${decision.decision} (${decision.reason}${decision.statement !== undefined ? `, statement ${decision.statement}` : ""})`,
+        );
+        if (decision.decision !== "allow") throw new Verdict("denied");
+      },
+    );
 }

@@ -31,9 +31,17 @@ export function register(program: Command, ctx: CliContext): void {
     .addOption(new Option("--status <status>").choices(["active", "revoked"]))
     .action(async (o: { trustDomain?: string; status?: "active" | "revoked" }) => {
       const recs = await ctx.withAuthority(async (a) =>
-        (await a.list({ ...o, ...(o.trustDomain !== undefined ? { trustDomain: TrustDomain.parse(o.trustDomain).name } : {}) })).map(summary),
+        (
+          await a.list({
+            ...o,
+            ...(o.trustDomain !== undefined ? { trustDomain: TrustDomain.parse(o.trustDomain).name } : {}),
+          })
+        ).map(summary),
       );
-      ctx.out(recs, () => recs.map((r) => `${String(r.status).padEnd(8)} ${String(r.aztpId)}`).join("\n") || "(no identities)");
+      ctx.out(
+        recs,
+        () => recs.map((r) => `${String(r.status).padEnd(8)} ${String(r.aztpId)}`).join("\n") || "(no identities)",
+      );
     });
 
   program
@@ -64,7 +72,9 @@ export function register(program: Command, ctx: CliContext): void {
     .option("--metadata <json>", "JSON object stored on the link", "{}")
     .action(async (source: string, target: string, o: { type: "linked" | "parent"; metadata: string }) => {
       const metadata = jsonObjectOption("--metadata", o.metadata);
-      const l = await ctx.withAuthority(async (a) => a.link((await resolveRecord(a, source)).spiffeId, (await resolveRecord(a, target)).spiffeId, o.type, metadata));
+      const l = await ctx.withAuthority(async (a) =>
+        a.link((await resolveRecord(a, source)).spiffeId, (await resolveRecord(a, target)).spiffeId, o.type, metadata),
+      );
       ctx.out(l, () => `${source} -[${l.type}]-> ${l.target}`);
     });
 
@@ -75,7 +85,9 @@ export function register(program: Command, ctx: CliContext): void {
     .action(async (o: { trustDomain?: string }) => {
       const td = o.trustDomain === undefined ? undefined : TrustDomain.parse(o.trustDomain).name;
       const recs = await ctx.withAuthority(async (a) =>
-        (await a.list({ status: "active" })).filter((r) => (td ? r.trustDomain === td : r.isGlobalIdentity || r.trustDomain === a.defaultTrustDomain)).map(summary),
+        (await a.list({ status: "active" }))
+          .filter((r) => (td ? r.trustDomain === td : r.isGlobalIdentity || r.trustDomain === a.defaultTrustDomain))
+          .map(summary),
       );
       ctx.out(recs, () => recs.map((r) => String(r.aztpId)).join("\n") || "(none)");
     });

@@ -24,7 +24,10 @@ export function readKekFile(path: string | undefined): Buffer | undefined {
   try {
     raw = readFileSync(resolve(path));
   } catch (e) {
-    throw new AztpError(ErrorCodes.FILE_UNUSABLE, `cannot read --kek-file ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    throw new AztpError(
+      ErrorCodes.FILE_UNUSABLE,
+      `cannot read --kek-file ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+    );
   }
   const text = raw.toString("utf8").trim();
   if (/^[0-9a-fA-F]{64}$/.test(text)) return Buffer.from(text, "hex");
@@ -34,7 +37,8 @@ export function readKekFile(path: string | undefined): Buffer | undefined {
 
 function number(option: string, text: string, integer: boolean): number {
   const n = Number(text);
-  if (text.trim() === "" || !Number.isFinite(n) || n <= 0 || (integer && !Number.isInteger(n))) throw usage(`${option} must be a positive ${integer ? "integer" : "number"}, got ${JSON.stringify(text)}`);
+  if (text.trim() === "" || !Number.isFinite(n) || n <= 0 || (integer && !Number.isInteger(n)))
+    throw usage(`${option} must be a positive ${integer ? "integer" : "number"}, got ${JSON.stringify(text)}`);
   return n;
 }
 
@@ -62,16 +66,36 @@ export function register(program: Command, ctx: CliContext): void {
     .option("--store <location>", "a home folder or postgres:// URL (default: --home)")
     .option("--listen <host:port>", "address to listen on", `${DEFAULTS.host}:${DEFAULTS.port}`)
     .option("--kek-file <file>", "key-encryption key of the CA keys in a PostgreSQL store")
-    .option("--trust-domain <td>", "create the authority with this trust domain when the store holds none (replicas starting together agree on one)")
+    .option(
+      "--trust-domain <td>",
+      "create the authority with this trust domain when the store holds none (replicas starting together agree on one)",
+    )
     .option("--tls", "serve HTTPS with the service's own SVID (the default)")
     .option("--insecure-http", "serve plain HTTP (loopback only, unless --allow-insecure-non-loopback)")
-    .option("--allow-insecure-non-loopback", "allow --insecure-http on a non-loopback address (behind a TLS-terminating proxy)")
-    .option("--refresh-hint <seconds>", "spiffe_refresh_hint of the bundle, and the feeds' refresh interval", String(DEFAULTS.refreshHintSeconds))
-    .option("--issue-rate <per-second>", "issuance (and renewal) rate per API key, per replica", String(DEFAULTS.issueRate))
+    .option(
+      "--allow-insecure-non-loopback",
+      "allow --insecure-http on a non-loopback address (behind a TLS-terminating proxy)",
+    )
+    .option(
+      "--refresh-hint <seconds>",
+      "spiffe_refresh_hint of the bundle, and the feeds' refresh interval",
+      String(DEFAULTS.refreshHintSeconds),
+    )
+    .option(
+      "--issue-rate <per-second>",
+      "issuance (and renewal) rate per API key, per replica",
+      String(DEFAULTS.issueRate),
+    )
     .option("--issue-burst <n>", "issuance burst per API key", String(DEFAULTS.issueBurst))
     .option("--max-body <bytes>", "largest request body", String(DEFAULTS.maxBodyBytes))
-    .option("--shutdown-timeout <ms>", "how long requests in flight may take after SIGTERM", String(DEFAULTS.shutdownTimeoutMs))
-    .addOption(new Option("--svid-ttl <seconds>", "lifetime of the service's TLS SVID (rotated at half-life)").hideHelp())
+    .option(
+      "--shutdown-timeout <ms>",
+      "how long requests in flight may take after SIGTERM",
+      String(DEFAULTS.shutdownTimeoutMs),
+    )
+    .addOption(
+      new Option("--svid-ttl <seconds>", "lifetime of the service's TLS SVID (rotated at half-life)").hideHelp(),
+    )
     .addOption(new Option("--log-level <level>", "lowest level logged").choices([...LOG_LEVELS]).default("info"))
     .action(async (o: ServeCliOptions) => {
       if (o.tls && o.insecureHttp) throw usage("give --tls or --insecure-http, not both");

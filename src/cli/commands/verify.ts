@@ -25,7 +25,10 @@ export function register(program: Command, ctx: CliContext): void {
         "--home DIR checks them against that authority, --revocations FILE against its signed list (aztp revocations export)",
     )
     .requiredOption("--bundle <file>", "SPIFFE bundle JSON or PEM roots")
-    .option("--revocations <file>", "the authority's signed revocation list (aztp revocations export), checked against --bundle")
+    .option(
+      "--revocations <file>",
+      "the authority's signed revocation list (aztp revocations export), checked against --bundle",
+    )
     .option("--time <iso8601>", "validate as of this time")
     .action(async (cert: string, o: { bundle: string; revocations?: string; time?: string }) => {
       const time = parseTime(o.time);
@@ -36,8 +39,23 @@ export function register(program: Command, ctx: CliContext): void {
       const serial = (chain[0] as Certificate).serialNumber;
       // --home given on the command line (not AZTP_HOME or ./.aztp): verifying needs no home,
       // so one found by default would be a guess at which authority's revocations apply.
-      const revocation = await checkRevocation({ ...(ctx.options().home !== undefined ? { home: ctx.home() } : {}), ...(o.revocations ? { list: o.revocations } : {}) }, source, result.id, serial);
-      const value = { valid: true, spiffeId: result.id.toString(), aztpId: result.id.aztpId, serial, expiresAt: result.notAfter.toISOString(), revocation };
+      const revocation = await checkRevocation(
+        {
+          ...(ctx.options().home !== undefined ? { home: ctx.home() } : {}),
+          ...(o.revocations ? { list: o.revocations } : {}),
+        },
+        source,
+        result.id,
+        serial,
+      );
+      const value = {
+        valid: true,
+        spiffeId: result.id.toString(),
+        aztpId: result.id.aztpId,
+        serial,
+        expiresAt: result.notAfter.toISOString(),
+        revocation,
+      };
       ctx.out(value, () => `valid: ${value.spiffeId} (until ${value.expiresAt}); ${describeRevocation(revocation)}`);
     });
   verify
@@ -51,7 +69,13 @@ export function register(program: Command, ctx: CliContext): void {
       const text = (token === "-" ? await readInput("-") : token).trim();
       const source = new BundleSet([loadBundleFile(await readInput(o.bundle))]);
       const svid = validateJwtSvid(text, source, { audience: o.audience, ...(time ? { time } : {}) });
-      const value = { valid: true, spiffeId: svid.id.toString(), aztpId: svid.id.aztpId, audience: svid.audience, expiresAt: svid.expiry.toISOString() };
+      const value = {
+        valid: true,
+        spiffeId: svid.id.toString(),
+        aztpId: svid.id.aztpId,
+        audience: svid.audience,
+        expiresAt: svid.expiry.toISOString(),
+      };
       ctx.out(value, () => `valid: ${value.spiffeId} for ${value.audience.join(", ")} (until ${value.expiresAt})`);
     });
 
@@ -60,11 +84,15 @@ export function register(program: Command, ctx: CliContext): void {
     .description("parse a SPIFFE or AZTP ID and print its normalised forms")
     .action((s: string) => {
       const id = SpiffeId.parse(s);
-      ctx.out({ spiffeId: id.toString(), aztpId: id.aztpId, trustDomain: id.trustDomain, path: id.path }, () => `${id.toString()}\n${id.aztpId}`);
+      ctx.out(
+        { spiffeId: id.toString(), aztpId: id.aztpId, trustDomain: id.trustDomain, path: id.path },
+        () => `${id.toString()}\n${id.aztpId}`,
+      );
     });
 }
 
-type RevocationCheck = { checked: false; why: string } | { checked: true; against: string; sequence: number; listIssuedAt?: string };
+type RevocationCheck =
+  { checked: false; why: string } | { checked: true; against: string; sequence: number; listIssuedAt?: string };
 
 /**
  * Whether `id` (SVID serial `serial`) is revoked, per the authority in `home` and/or the
@@ -72,8 +100,14 @@ type RevocationCheck = { checked: false; why: string } | { checked: true; agains
  * With neither, nothing is checked and the result says so: an offline verifier holding only
  * the bundle cannot know about revocations, and must not let "valid" suggest it does.
  */
-async function checkRevocation(from: { home?: string; list?: string }, bundles: BundleSet, id: SpiffeId, serial: string): Promise<RevocationCheck> {
-  if (from.home === undefined && from.list === undefined) return { checked: false, why: "offline: pass --home DIR or --revocations FILE" };
+async function checkRevocation(
+  from: { home?: string; list?: string },
+  bundles: BundleSet,
+  id: SpiffeId,
+  serial: string,
+): Promise<RevocationCheck> {
+  if (from.home === undefined && from.list === undefined)
+    return { checked: false, why: "offline: pass --home DIR or --revocations FILE" };
   const revoked = (why: string, against: string): never => {
     throw new AztpError(ErrorCodes.X509SVID_REVOKED, `${id.toString()} is revoked (${why}) according to ${against}`);
   };
@@ -81,18 +115,28 @@ async function checkRevocation(from: { home?: string; list?: string }, bundles: 
   if (from.home !== undefined) {
     const a = await EmbeddedAuthority.open(from.home);
     if (!a.trustDomains.includes(id.trustDomain)) {
-      throw new AztpError(ErrorCodes.TRUST_DOMAIN_NOT_ALLOWED, `cannot check revocations in ${from.home}: its authority has no trust domain ${id.trustDomain}`);
+      throw new AztpError(
+        ErrorCodes.TRUST_DOMAIN_NOT_ALLOWED,
+        `cannot check revocations in ${from.home}: its authority has no trust domain ${id.trustDomain}`,
+      );
     }
     const against = `the authority in ${from.home}`;
-    if (a.isRevoked(id.toString(), serial)) revoked(a.isRevoked(id.toString()) ? "its identity, or an ancestor's" : `its serial ${serial}`, against);
+    if (a.isRevoked(id.toString(), serial))
+      revoked(a.isRevoked(id.toString()) ? "its identity, or an ancestor's" : `its serial ${serial}`, against);
     result = { checked: true, against, sequence: a.revocationSequence() };
   }
   if (from.list !== undefined) {
     const list = verifyRevocationList(await readInput(from.list), bundles, { trustDomain: id.trustDomain });
     const against = `the revocation list of ${list.trustDomain} in ${resolve(from.list)} (sequence ${list.sequence}, signed ${list.issuedAt.toISOString()})`;
     const why = list.revoked(id.toString(), serial);
-    if (why !== undefined) revoked(why === "serial" ? `its serial ${serial}` : "its identity, or an ancestor's", against);
-    result = { checked: true, against: result?.checked ? `${result.against} and ${against}` : against, sequence: list.sequence, listIssuedAt: list.issuedAt.toISOString() };
+    if (why !== undefined)
+      revoked(why === "serial" ? `its serial ${serial}` : "its identity, or an ancestor's", against);
+    result = {
+      checked: true,
+      against: result?.checked ? `${result.against} and ${against}` : against,
+      sequence: list.sequence,
+      listIssuedAt: list.issuedAt.toISOString(),
+    };
   }
   return result as RevocationCheck;
 }

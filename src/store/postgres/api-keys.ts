@@ -38,7 +38,13 @@ export class PgApiKeyStore implements ApiKeyStore {
   async create(opts: CreateApiKeyOptions): Promise<{ key: string; record: ApiKeyRecord }> {
     const { name, scope } = normaliseCreateOptions(opts);
     const made = generateApiKey();
-    const stored: StoredApiKey = { keyId: made.keyId, name, scope, createdAt: new Date().toISOString(), secretHash: made.secretHash };
+    const stored: StoredApiKey = {
+      keyId: made.keyId,
+      name,
+      scope,
+      createdAt: new Date().toISOString(),
+      secretHash: made.secretHash,
+    };
     await query(
       this.#conn.pool,
       this.#conn.location,
@@ -50,7 +56,12 @@ export class PgApiKeyStore implements ApiKeyStore {
   }
 
   async list(): Promise<ApiKeyRecord[]> {
-    const { rows } = await query<ApiKeyRow>(this.#conn.pool, this.#conn.location, "list API keys", "SELECT * FROM aztp_api_keys ORDER BY created_at, key_id");
+    const { rows } = await query<ApiKeyRow>(
+      this.#conn.pool,
+      this.#conn.location,
+      "list API keys",
+      "SELECT * FROM aztp_api_keys ORDER BY created_at, key_id",
+    );
     return rows.map((r) => toRecord(fromRow(r)));
   }
 
@@ -69,7 +80,13 @@ export class PgApiKeyStore implements ApiKeyStore {
   async authenticate(presented: string): Promise<ApiKeyRecord> {
     const parsed = parseApiKey(presented);
     if (parsed === undefined) throw invalidApiKey();
-    const { rows } = await query<ApiKeyRow>(this.#conn.pool, this.#conn.location, "look up an API key", "SELECT * FROM aztp_api_keys WHERE key_id = $1", [parsed.keyId]);
+    const { rows } = await query<ApiKeyRow>(
+      this.#conn.pool,
+      this.#conn.location,
+      "look up an API key",
+      "SELECT * FROM aztp_api_keys WHERE key_id = $1",
+      [parsed.keyId],
+    );
     const row = rows[0];
     // Hash even when the id is unknown, so timing does not tell ids apart.
     const ok = verifyApiKeySecret(parsed.secret, row?.secret_hash ?? "0".repeat(64));
@@ -84,7 +101,13 @@ export class PgApiKeyStore implements ApiKeyStore {
 }
 
 function fromRow(r: ApiKeyRow): StoredApiKey {
-  const stored: StoredApiKey = { keyId: r.key_id, name: r.name, scope: r.scope, createdAt: r.created_at, secretHash: r.secret_hash };
+  const stored: StoredApiKey = {
+    keyId: r.key_id,
+    name: r.name,
+    scope: r.scope,
+    createdAt: r.created_at,
+    secretHash: r.secret_hash,
+  };
   if (r.revoked_at !== null) stored.revokedAt = r.revoked_at;
   return stored;
 }

@@ -214,7 +214,14 @@ export class PgAuditLog implements AuditWriter {
       this.#conn,
       "export the audit log",
       async (client) => {
-        const checkpoints = (await query<{ up_to: string; record: string }>(client, this.#conn.location, "export the audit log", "SELECT up_to, record FROM aztp_audit_checkpoints ORDER BY seq")).rows;
+        const checkpoints = (
+          await query<{ up_to: string; record: string }>(
+            client,
+            this.#conn.location,
+            "export the audit log",
+            "SELECT up_to, record FROM aztp_audit_checkpoints ORDER BY seq",
+          )
+        ).rows;
         let c = 0;
         let after = 0;
         let head: ChainHead = GENESIS;
@@ -233,13 +240,17 @@ export class PgAuditLog implements AuditWriter {
             await write(row.entry);
             entries++;
             head = { seq, hash: row.hash };
-            while (c < checkpoints.length && Number(checkpoints[c]?.up_to) === seq) await write(checkpoints[c++]?.record as string);
+            while (c < checkpoints.length && Number(checkpoints[c]?.up_to) === seq)
+              await write(checkpoints[c++]?.record as string);
           }
           after = head.seq;
         }
         // Checkpoints that name no exported entry would be reported by verify: they are written anyway, at the end.
         while (c < checkpoints.length) await write(checkpoints[c++]?.record as string);
-        const newest = checkpoints.length === 0 ? null : (JSON.parse(checkpoints[checkpoints.length - 1]?.record as string) as Checkpoint);
+        const newest =
+          checkpoints.length === 0
+            ? null
+            : (JSON.parse(checkpoints[checkpoints.length - 1]?.record as string) as Checkpoint);
         return { entries, checkpoints: checkpoints.length, lastSeq: head.seq, head: head.hash, newest };
       },
       "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
@@ -268,7 +279,11 @@ export class PgAuditLog implements AuditWriter {
         const failure =
           cause instanceof AztpError && cause.code === ErrorCodes.AUDIT_IO_FAILED
             ? cause
-            : new AztpError(ErrorCodes.AUDIT_IO_FAILED, `audit log ${this.path}: a batch of ${batch.length} entries was not written: ${(cause as Error).message}`, { cause });
+            : new AztpError(
+                ErrorCodes.AUDIT_IO_FAILED,
+                `audit log ${this.path}: a batch of ${batch.length} entries was not written: ${(cause as Error).message}`,
+                { cause },
+              );
         this.#failure = failure;
         for (const p of batch) p.reject(failure);
       }
@@ -297,7 +312,11 @@ export class PgAuditLog implements AuditWriter {
         }
         this.#skipFastPath = 4; // writers are interleaving: the next few batches go the slow way
       }
-      const slow = (await this.#commitOn(batch, null, false)) as { entries: AuditEntry[]; head: ChainHead; checkpointUpTo: number };
+      const slow = (await this.#commitOn(batch, null, false)) as {
+        entries: AuditEntry[];
+        head: ChainHead;
+        checkpointUpTo: number;
+      };
       this.#knownHead = { head: slow.head, checkpointUpTo: slow.checkpointUpTo };
       return slow.entries;
     } catch (cause) {
@@ -331,7 +350,12 @@ export class PgAuditLog implements AuditWriter {
         if (fast && on !== null) {
           start = on;
         } else {
-          const started = (await query(client, this.#conn.location, what, `${lock}; ${HEAD_QUERY}${this.#signer === undefined ? "" : `; ${NEWEST_CHECKPOINT_QUERY}`}`)) as unknown as pg.QueryResult[];
+          const started = (await query(
+            client,
+            this.#conn.location,
+            what,
+            `${lock}; ${HEAD_QUERY}${this.#signer === undefined ? "" : `; ${NEWEST_CHECKPOINT_QUERY}`}`,
+          )) as unknown as pg.QueryResult[];
           start = headOf(started[2]?.rows[0] as HeadRow | undefined);
           previous = parseCheckpointRow(started[3]?.rows[0] as CheckpointRow | undefined);
         }
@@ -346,10 +370,19 @@ export class PgAuditLog implements AuditWriter {
           head = { seq: entry.seq, hash: entry.hash };
         }
         if (fast) {
-          const results = (await query(client, this.#conn.location, what, `${lock}; ${insertBatch(client, lines, start, true)}; COMMIT`)) as unknown as pg.QueryResult[];
+          const results = (await query(
+            client,
+            this.#conn.location,
+            what,
+            `${lock}; ${insertBatch(client, lines, start, true)}; COMMIT`,
+          )) as unknown as pg.QueryResult[];
           const inserted = results[2]?.rowCount ?? 0;
           if (inserted === batch.length) return { entries, head, checkpointUpTo: 0 };
-          if (inserted !== 0) throw new AztpError(ErrorCodes.AUDIT_CORRUPT, `audit log ${this.path}: ${inserted} of ${batch.length} entries inserted`);
+          if (inserted !== 0)
+            throw new AztpError(
+              ErrorCodes.AUDIT_CORRUPT,
+              `audit log ${this.path}: ${inserted} of ${batch.length} entries inserted`,
+            );
           return null; // nothing inserted, and the empty transaction is committed
         }
         let second = insertBatch(client, lines, start, false);
@@ -365,7 +398,9 @@ export class PgAuditLog implements AuditWriter {
   }
 
   async #lock(client: pg.PoolClient): Promise<void> {
-    await query(client, this.#conn.location, "lock the audit chain", "SELECT pg_advisory_xact_lock($1)", [LOCKS.audit.toString()]);
+    await query(client, this.#conn.location, "lock the audit chain", "SELECT pg_advisory_xact_lock($1)", [
+      LOCKS.audit.toString(),
+    ]);
   }
 
   async #head(client: pg.PoolClient): Promise<ChainHead> {
@@ -375,9 +410,15 @@ export class PgAuditLog implements AuditWriter {
   /** Under the lock: cuts a checkpoint at `head` when due (or, `force`, when anything is uncovered). */
   async #checkpointIfDue(client: pg.PoolClient, head: ChainHead, force: boolean): Promise<void> {
     if (this.#signer === undefined) return;
-    const { rows } = await query<CheckpointRow>(client, this.#conn.location, "read the newest checkpoint", NEWEST_CHECKPOINT_QUERY);
+    const { rows } = await query<CheckpointRow>(
+      client,
+      this.#conn.location,
+      "read the newest checkpoint",
+      NEWEST_CHECKPOINT_QUERY,
+    );
     const checkpoint = this.#dueCheckpoint(parseCheckpointRow(rows[0]), head, force);
-    if (checkpoint !== null) await query(client, this.#conn.location, "write a checkpoint", insertCheckpoint(client, checkpoint));
+    if (checkpoint !== null)
+      await query(client, this.#conn.location, "write a checkpoint", insertCheckpoint(client, checkpoint));
   }
 
   /** The checkpoint to cut after `previous` at `head`, signed, or null when none is due (or no signer). */
@@ -386,7 +427,10 @@ export class PgAuditLog implements AuditWriter {
     if (signer === undefined || head.seq === 0) return null;
     const covered = previous?.upTo ?? 0;
     if (head.seq === covered || (!force && head.seq - covered < this.#checkpointEvery)) return null;
-    return signCheckpoint({ type: "checkpoint", ...nextCheckpoint(previous, head), time: new Date().toISOString(), signer: signer.id }, signer);
+    return signCheckpoint(
+      { type: "checkpoint", ...nextCheckpoint(previous, head), time: new Date().toISOString(), signer: signer.id },
+      signer,
+    );
   }
 
   /**
@@ -436,7 +480,8 @@ function insertCheckpoint(client: pg.PoolClient, c: Checkpoint): string {
 
 /** A hash about to be inlined in SQL: only ever 64 hex digits. */
 function hex64(hash: string): string {
-  if (!/^[0-9a-f]{64}$/.test(hash)) throw new AztpError(ErrorCodes.AUDIT_CORRUPT, `the audit chain's head hash is not 64 hex digits`);
+  if (!/^[0-9a-f]{64}$/.test(hash))
+    throw new AztpError(ErrorCodes.AUDIT_CORRUPT, `the audit chain's head hash is not 64 hex digits`);
   return hash;
 }
 
@@ -460,7 +505,11 @@ function members(object: Record<string, unknown>): string {
   try {
     json = canonicalJson(object);
   } catch (cause) {
-    throw new AztpError(ErrorCodes.ARGUMENT_INVALID, `audit entry cannot be canonicalised: ${(cause as Error).message}`, { cause });
+    throw new AztpError(
+      ErrorCodes.ARGUMENT_INVALID,
+      `audit entry cannot be canonicalised: ${(cause as Error).message}`,
+      { cause },
+    );
   }
   return json.slice(1, -1);
 }
@@ -479,11 +528,15 @@ function seal(prepared: Prepared, seq: number, prev: string): { entry: AuditEntr
   if (after !== "") body += `,${after}`;
   body += "}";
   const hash = sha256Hex(body);
-  return { entry: { ...prepared.fields, prev, seq, hash } as AuditEntry, line: `${body.slice(0, -1)},"hash":"${hash}"}` };
+  return {
+    entry: { ...prepared.fields, prev, seq, hash } as AuditEntry,
+    line: `${body.slice(0, -1)},"hash":"${hash}"}`,
+  };
 }
 
 function positiveInt(value: number | undefined, name: string, fallback: number): number {
   if (value === undefined) return fallback;
-  if (!Number.isSafeInteger(value) || value < 1) throw new AztpError(ErrorCodes.ARGUMENT_INVALID, `${name} must be a whole number >= 1`);
+  if (!Number.isSafeInteger(value) || value < 1)
+    throw new AztpError(ErrorCodes.ARGUMENT_INVALID, `${name} must be a whole number >= 1`);
   return value;
 }

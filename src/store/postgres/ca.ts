@@ -42,12 +42,22 @@ export class PgCaStore implements CaStore {
   }
 
   async readConfig(): Promise<AuthorityConfig | undefined> {
-    const { rows } = await query<{ config: AuthorityConfig }>(this.#conn.pool, this.location, "read the authority configuration", "SELECT config FROM aztp_authority WHERE id = 1");
+    const { rows } = await query<{ config: AuthorityConfig }>(
+      this.#conn.pool,
+      this.location,
+      "read the authority configuration",
+      "SELECT config FROM aztp_authority WHERE id = 1",
+    );
     return rows[0]?.config;
   }
 
   async configVersion(): Promise<string | undefined> {
-    const { rows } = await query<{ version: string }>(this.#conn.pool, this.location, "read the authority version", "SELECT version FROM aztp_authority WHERE id = 1");
+    const { rows } = await query<{ version: string }>(
+      this.#conn.pool,
+      this.location,
+      "read the authority version",
+      "SELECT version FROM aztp_authority WHERE id = 1",
+    );
     return rows[0]?.version;
   }
 
@@ -73,13 +83,20 @@ export class PgCaStore implements CaStore {
     // Keys are made outside the transaction (they take a while); if another replica adds the
     // trust domain meanwhile, these are dropped and its CA is the one.
     const made = await material();
-    if (made.trustDomain !== trustDomain) throw new AztpError(ErrorCodes.ARGUMENT_INVALID, `CA material is for ${made.trustDomain}, not ${trustDomain}`);
+    if (made.trustDomain !== trustDomain)
+      throw new AztpError(ErrorCodes.ARGUMENT_INVALID, `CA material is for ${made.trustDomain}, not ${trustDomain}`);
     return transaction(this.#conn, `add trust domain ${trustDomain}`, async (client) => {
       const locked = await this.#lockConfig(client);
       if (locked.trustDomains.includes(trustDomain)) return locked;
       const next: AuthorityConfig = { ...locked, trustDomains: [...locked.trustDomains, trustDomain] };
       await this.#insertGeneration(client, made, 1, new Date().toISOString(), null);
-      await query(client, this.location, `add trust domain ${trustDomain}`, "UPDATE aztp_authority SET config = $1, version = version + 1 WHERE id = 1", [JSON.stringify(next)]);
+      await query(
+        client,
+        this.location,
+        `add trust domain ${trustDomain}`,
+        "UPDATE aztp_authority SET config = $1, version = version + 1 WHERE id = 1",
+        [JSON.stringify(next)],
+      );
       return next;
     });
   }
@@ -96,14 +113,27 @@ export class PgCaStore implements CaStore {
   }
 
   async rotate(trustDomain: string, material: CaKeyMaterial, retireAfter: Date): Promise<CaGeneration[]> {
-    if (material.trustDomain !== trustDomain) throw new AztpError(ErrorCodes.ARGUMENT_INVALID, `CA material is for ${material.trustDomain}, not ${trustDomain}`);
+    if (material.trustDomain !== trustDomain)
+      throw new AztpError(
+        ErrorCodes.ARGUMENT_INVALID,
+        `CA material is for ${material.trustDomain}, not ${trustDomain}`,
+      );
     const what = `rotate the CA of ${trustDomain}`;
     await transaction(this.#conn, what, async (client) => {
       const config = await this.#lockConfig(client);
       if (!config.trustDomains.includes(trustDomain)) {
-        throw new AztpError(ErrorCodes.TRUST_DOMAIN_NOT_ALLOWED, `the authority at ${this.location} has no CA for trust domain ${trustDomain}`);
+        throw new AztpError(
+          ErrorCodes.TRUST_DOMAIN_NOT_ALLOWED,
+          `the authority at ${this.location} has no CA for trust domain ${trustDomain}`,
+        );
       }
-      const { rows } = await query<{ generation: number }>(client, this.location, what, "SELECT max(generation) AS generation FROM aztp_ca_generations WHERE trust_domain = $1", [trustDomain]);
+      const { rows } = await query<{ generation: number }>(
+        client,
+        this.location,
+        what,
+        "SELECT max(generation) AS generation FROM aztp_ca_generations WHERE trust_domain = $1",
+        [trustDomain],
+      );
       const newest = rows[0]?.generation ?? 0;
       await query(
         client,
@@ -116,7 +146,13 @@ export class PgCaStore implements CaStore {
       // The count of rotations is in the configuration, as the home folder keeps it: an
       // authority that sees it change reloads its CAs.
       const next: AuthorityConfig = { ...config, rotations: { ...config.rotations, [trustDomain]: newest } };
-      await query(client, this.location, what, "UPDATE aztp_authority SET config = $1, version = version + 1 WHERE id = 1", [JSON.stringify(next)]);
+      await query(
+        client,
+        this.location,
+        what,
+        "UPDATE aztp_authority SET config = $1, version = version + 1 WHERE id = 1",
+        [JSON.stringify(next)],
+      );
     });
     return this.loadCa(trustDomain);
   }
@@ -127,14 +163,26 @@ export class PgCaStore implements CaStore {
   }
 
   async #lockConfig(client: pg.PoolClient): Promise<AuthorityConfig> {
-    const { rows } = await query<{ config: AuthorityConfig }>(client, this.location, "lock the authority configuration", "SELECT config FROM aztp_authority WHERE id = 1 FOR UPDATE");
+    const { rows } = await query<{ config: AuthorityConfig }>(
+      client,
+      this.location,
+      "lock the authority configuration",
+      "SELECT config FROM aztp_authority WHERE id = 1 FOR UPDATE",
+    );
     const config = rows[0]?.config;
     if (config === undefined) throw notInitialized(this.location);
     return config;
   }
 
-  async #insertGeneration(client: pg.PoolClient, m: CaKeyMaterial, generation: number, createdAt: string, retireAfter: string | null): Promise<void> {
-    const seal = (pem: string, role: SealedKeyRole): string => this.#kek.seal(pem, { trustDomain: m.trustDomain, generation, role });
+  async #insertGeneration(
+    client: pg.PoolClient,
+    m: CaKeyMaterial,
+    generation: number,
+    createdAt: string,
+    retireAfter: string | null,
+  ): Promise<void> {
+    const seal = (pem: string, role: SealedKeyRole): string =>
+      this.#kek.seal(pem, { trustDomain: m.trustDomain, generation, role });
     await query(
       client,
       this.location,
@@ -174,5 +222,8 @@ export class PgCaStore implements CaStore {
 }
 
 function notInitialized(location: string): AztpError {
-  return new AztpError(ErrorCodes.AUTHORITY_NOT_INITIALIZED, `no authority in the PostgreSQL store ${location} yet: create it first (aztp init --store URL)`);
+  return new AztpError(
+    ErrorCodes.AUTHORITY_NOT_INITIALIZED,
+    `no authority in the PostgreSQL store ${location} yet: create it first (aztp init --store URL)`,
+  );
 }

@@ -48,7 +48,10 @@ export interface PostgresStores {
 export async function openPostgresStores(url: string, options: PostgresStoreOptions = {}): Promise<PostgresStores> {
   const connection = createPool(url, options.pool);
   try {
-    const kek = resolveKek({ kek: options.kek, kekFile: options.kekFile }, `the PostgreSQL store ${connection.location}`);
+    const kek = resolveKek(
+      { kek: options.kek, kekFile: options.kekFile },
+      `the PostgreSQL store ${connection.location}`,
+    );
     await migrate(connection);
     const registry = await PgRegistryStore.open(connection, options.registry);
     const ca = new PgCaStore(connection, kek);

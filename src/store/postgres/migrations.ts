@@ -105,7 +105,9 @@ export async function migrate(conn: PgConnection, migrations: readonly Migration
         "CREATE TABLE IF NOT EXISTS aztp_schema_migrations (version int PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())",
       );
       const applied = new Set(
-        (await query<{ version: number }>(client, conn.location, what, "SELECT version FROM aztp_schema_migrations")).rows.map((r) => r.version),
+        (
+          await query<{ version: number }>(client, conn.location, what, "SELECT version FROM aztp_schema_migrations")
+        ).rows.map((r) => r.version),
       );
       const known = new Set(migrations.map((m) => m.version));
       const unknown = [...applied].filter((v) => !known.has(v)).sort((a, b) => a - b);
@@ -121,7 +123,13 @@ export async function migrate(conn: PgConnection, migrations: readonly Migration
         await query(client, conn.location, step, "BEGIN");
         try {
           await query(client, conn.location, step, m.sql);
-          await query(client, conn.location, step, "INSERT INTO aztp_schema_migrations (version, name) VALUES ($1, $2)", [m.version, m.name]);
+          await query(
+            client,
+            conn.location,
+            step,
+            "INSERT INTO aztp_schema_migrations (version, name) VALUES ($1, $2)",
+            [m.version, m.name],
+          );
           await query(client, conn.location, step, "COMMIT");
         } catch (cause) {
           await client.query("ROLLBACK").catch(() => undefined);

@@ -42,7 +42,11 @@ export function redactUrl(url: string): string {
 export function createPool(url: string, options: PgPoolOptions = {}): PgConnection {
   const location = redactUrl(url);
   if (!isPostgresUrl(url)) throw new AztpError(ErrorCodes.ARGUMENT_INVALID, `not a PostgreSQL URL: ${location}`);
-  const config: pg.ClientConfig = { connectionString: url, connectionTimeoutMillis: options.connectionTimeoutMillis ?? 10_000, application_name: "aztp" };
+  const config: pg.ClientConfig = {
+    connectionString: url,
+    connectionTimeoutMillis: options.connectionTimeoutMillis ?? 10_000,
+    application_name: "aztp",
+  };
   const pool = new pg.Pool({ ...config, max: options.max ?? 10, idleTimeoutMillis: 30_000 });
   // An idle connection that breaks (PostgreSQL restarted, the network dropped) is reported
   // here; without a listener it would crash the process. The pool has already discarded it,
@@ -55,12 +59,21 @@ export function createPool(url: string, options: PgPoolOptions = {}): PgConnecti
 export function storeFailed(location: string, what: string, cause: unknown): AztpError {
   if (cause instanceof AztpError) return cause;
   const e = cause as { message?: string; code?: string };
-  const reason = e?.code !== undefined && e.code !== "" ? `${e.message ?? String(cause)} (${e.code})` : (e?.message ?? String(cause));
-  return new AztpError(ErrorCodes.AUTHORITY_STORE_FAILED, `PostgreSQL store ${location}: cannot ${what}: ${reason}`, { cause });
+  const reason =
+    e?.code !== undefined && e.code !== ""
+      ? `${e.message ?? String(cause)} (${e.code})`
+      : (e?.message ?? String(cause));
+  return new AztpError(ErrorCodes.AUTHORITY_STORE_FAILED, `PostgreSQL store ${location}: cannot ${what}: ${reason}`, {
+    cause,
+  });
 }
 
 /** Runs `fn` on a connection of its own, mapping failures of PostgreSQL (not of `fn`'s own logic) to storeFailed. */
-export async function withClient<T>(conn: PgConnection, what: string, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+export async function withClient<T>(
+  conn: PgConnection,
+  what: string,
+  fn: (client: pg.PoolClient) => Promise<T>,
+): Promise<T> {
   let client: pg.PoolClient;
   try {
     client = await conn.pool.connect();
@@ -90,7 +103,12 @@ export async function withClient<T>(conn: PgConnection, what: string, fn: (clien
  * Runs `fn` in a transaction (BEGIN ... COMMIT), rolling back when it throws. Errors from
  * PostgreSQL become storeFailed; errors `fn` throws itself (a registry rule) pass unchanged.
  */
-export async function transaction<T>(conn: PgConnection, what: string, fn: (client: pg.PoolClient) => Promise<T>, begin = "BEGIN"): Promise<T> {
+export async function transaction<T>(
+  conn: PgConnection,
+  what: string,
+  fn: (client: pg.PoolClient) => Promise<T>,
+  begin = "BEGIN",
+): Promise<T> {
   return withClient(conn, what, async (client) => {
     await query(client, conn.location, what, begin);
     try {

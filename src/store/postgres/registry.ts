@@ -56,7 +56,10 @@ interface Job {
 function copyOnWrite(
   read: (key: string) => IdentityRecord | undefined,
   keys: () => string[],
-): { identities: Record<string, IdentityRecord>; touched: Map<string, { value: IdentityRecord | undefined; original: IdentityRecord | undefined }> } {
+): {
+  identities: Record<string, IdentityRecord>;
+  touched: Map<string, { value: IdentityRecord | undefined; original: IdentityRecord | undefined }>;
+} {
   const touched = new Map<string, { value: IdentityRecord | undefined; original: IdentityRecord | undefined }>();
   const get = (key: string): IdentityRecord | undefined => {
     const t = touched.get(key);
@@ -156,7 +159,12 @@ export class PgRegistryStore implements RegistryStore {
 
   /** One query of the committed version; catches up first if this replica is behind. */
   async fresh(): Promise<RegistrySnapshot> {
-    const { rows } = await query<{ version: string }>(this.#conn.pool, this.location, "read the registry version", "SELECT version FROM aztp_registry_meta WHERE id = 1");
+    const { rows } = await query<{ version: string }>(
+      this.#conn.pool,
+      this.location,
+      "read the registry version",
+      "SELECT version FROM aztp_registry_meta WHERE id = 1",
+    );
     if (Number(rows[0]?.version ?? 0) > this.#version) await this.#refresh();
     return this.#snapshot;
   }
@@ -168,7 +176,8 @@ export class PgRegistryStore implements RegistryStore {
    * before it in the batch left it; one that throws leaves no trace, and the others are written.
    */
   mutate<T>(fn: (state: RegistryState) => T | Promise<T>): Promise<T> {
-    if (this.#closed) return Promise.reject(storeFailed(this.location, "update the registry", new Error("the store is closed")));
+    if (this.#closed)
+      return Promise.reject(storeFailed(this.location, "update the registry", new Error("the store is closed")));
     return new Promise<T>((resolve, reject) => {
       this.#jobs.push({ fn, resolve: resolve as (value: unknown) => void, reject });
       this.#draining ??= this.#drain();
@@ -188,7 +197,9 @@ export class PgRegistryStore implements RegistryStore {
     try {
       await transaction(this.#conn, "update the registry", async (client) => {
         const what = "update the registry";
-        await query(client, this.location, `${what} (lock)`, "SELECT pg_advisory_xact_lock($1)", [LOCKS.registry.toString()]);
+        await query(client, this.location, `${what} (lock)`, "SELECT pg_advisory_xact_lock($1)", [
+          LOCKS.registry.toString(),
+        ]);
         // Under the lock nobody else commits: this is the newest state, and stays so until COMMIT.
         await this.#catchUpWith(client);
         const base = this.#snapshot.state;
@@ -197,7 +208,11 @@ export class PgRegistryStore implements RegistryStore {
         const changed = new Map<string, IdentityRecord | null>();
         let revocations: Revocations | null = null;
         const read = (key: string): IdentityRecord | undefined =>
-          changed.has(key) ? (changed.get(key) ?? undefined) : Object.hasOwn(base.identities, key) ? base.identities[key] : undefined;
+          changed.has(key)
+            ? (changed.get(key) ?? undefined)
+            : Object.hasOwn(base.identities, key)
+              ? base.identities[key]
+              : undefined;
         const keys = (): string[] => {
           const out = Object.keys(base.identities).filter((k) => !changed.has(k) || changed.get(k) !== null);
           for (const [k, v] of changed) if (v !== null && !Object.hasOwn(base.identities, k)) out.push(k);
@@ -206,7 +221,11 @@ export class PgRegistryStore implements RegistryStore {
         for (const job of jobs) {
           const view = copyOnWrite(read, keys);
           const revBefore = revocations ?? base.revocations;
-          const state: RegistryState = { version: 1, identities: view.identities, revocations: structuredClone(revBefore) as Revocations };
+          const state: RegistryState = {
+            version: 1,
+            identities: view.identities,
+            revocations: structuredClone(revBefore) as Revocations,
+          };
           try {
             const value = await job.fn(state);
             if (state.identities !== view.identities) {
@@ -214,10 +233,12 @@ export class PgRegistryStore implements RegistryStore {
               const all = new Set([...keys(), ...Object.keys(state.identities)]);
               for (const key of all) {
                 const now = Object.hasOwn(state.identities, key) ? state.identities[key] : undefined;
-                if (JSON.stringify(now) !== JSON.stringify(read(key))) changed.set(key, now === undefined ? null : structuredClone(now));
+                if (JSON.stringify(now) !== JSON.stringify(read(key)))
+                  changed.set(key, now === undefined ? null : structuredClone(now));
               }
             } else {
-              for (const [key, t] of view.touched) if (JSON.stringify(t.value) !== JSON.stringify(t.original)) changed.set(key, t.value ?? null);
+              for (const [key, t] of view.touched)
+                if (JSON.stringify(t.value) !== JSON.stringify(t.original)) changed.set(key, t.value ?? null);
             }
             if (JSON.stringify(state.revocations) !== JSON.stringify(revBefore)) revocations = state.revocations;
             outcomes.push({ ok: true, value });
@@ -299,18 +320,41 @@ export class PgRegistryStore implements RegistryStore {
 
   /** Reads the meta row and the changed rows in one consistent (repeatable read) snapshot. */
   #catchUp(): Promise<void> {
-    return transaction(this.#conn, "read the registry", (client) => this.#catchUpWith(client), "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+    return transaction(
+      this.#conn,
+      "read the registry",
+      (client) => this.#catchUpWith(client),
+      "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+    );
   }
 
   async #catchUpWith(client: pg.PoolClient): Promise<void> {
     const what = "read the registry";
     const since = this.#version;
-    const meta = (await query<MetaRow>(client, this.location, what, "SELECT version, revocations, revocations_changed_at FROM aztp_registry_meta WHERE id = 1")).rows[0];
-    if (meta === undefined) throw storeFailed(this.location, what, new Error("the registry meta row is missing (schema not migrated?)"));
+    const meta = (
+      await query<MetaRow>(
+        client,
+        this.location,
+        what,
+        "SELECT version, revocations, revocations_changed_at FROM aztp_registry_meta WHERE id = 1",
+      )
+    ).rows[0];
+    if (meta === undefined)
+      throw storeFailed(this.location, what, new Error("the registry meta row is missing (schema not migrated?)"));
     const version = Number(meta.version);
     if (version <= since) return;
-    const { rows } = await query<IdentityRow>(client, this.location, what, "SELECT key, record FROM aztp_registry_identities WHERE changed_at_version > $1", [since]);
-    this.#apply({ version, changed: rows, revocations: Number(meta.revocations_changed_at) > since ? meta.revocations : null });
+    const { rows } = await query<IdentityRow>(
+      client,
+      this.location,
+      what,
+      "SELECT key, record FROM aztp_registry_identities WHERE changed_at_version > $1",
+      [since],
+    );
+    this.#apply({
+      version,
+      changed: rows,
+      revocations: Number(meta.revocations_changed_at) > since ? meta.revocations : null,
+    });
   }
 
   /**
@@ -356,7 +400,8 @@ export class PgRegistryStore implements RegistryStore {
       client.on("error", () => undefined);
       await client.end().catch(() => undefined);
       // At open, a store that cannot listen is a store that cannot be reached: say so.
-      if (this.#listener === null && this.#reconnectTimer === null && !this.#everListened) throw storeFailed(this.location, "listen for registry changes", cause);
+      if (this.#listener === null && this.#reconnectTimer === null && !this.#everListened)
+        throw storeFailed(this.location, "listen for registry changes", cause);
       this.#scheduleReconnect();
       return;
     }

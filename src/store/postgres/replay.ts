@@ -55,7 +55,13 @@ export class PgReplayCache implements ReplayCache {
 
   /** Deletes every expired row. */
   async sweep(now = this.#now()): Promise<void> {
-    await query(this.#conn.pool, this.#conn.location, "sweep the replay cache", "DELETE FROM aztp_replay WHERE expires_at <= $1", [now]);
+    await query(
+      this.#conn.pool,
+      this.#conn.location,
+      "sweep the replay cache",
+      "DELETE FROM aztp_replay WHERE expires_at <= $1",
+      [now],
+    );
   }
 
   /** Waits for a sweep in flight; the pool is closed by its owner. */
