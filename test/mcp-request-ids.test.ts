@@ -84,9 +84,7 @@ async function auditedClient(
 }
 
 /** A raw client side of an in-memory link, initialised, collecting what the server sends. */
-async function rawPeer(
-  server: McpServer,
-): Promise<{
+async function rawPeer(server: McpServer): Promise<{
   send: (m: JSONRPCMessage) => Promise<void>;
   got: JSONRPCMessage[];
   answer: (id: number | string, n?: number) => Promise<JSONRPCMessage[]>;
