@@ -11,7 +11,6 @@ import { Aztp, whiteListTrustDomains, type AztpConfig } from "./client/aztp.js";
 export { Aztp, whiteListTrustDomains } from "./client/aztp.js";
 export type { AztpConfig, SecureConnectOptions, SecuredAgent } from "./client/aztp.js";
 export { AgentIdentity } from "./client/identity.js";
-export type { IdentitySigner } from "./client/identity.js";
 export type { SvidSigner } from "./spiffe/signer.js";
 export { AztpError, ErrorCodes, isAztpError } from "./errors.js";
 export type { ErrorCode } from "./errors.js";

@@ -1169,6 +1169,20 @@ describe("failure and recovery", () => {
 });
 
 describe("query and stats", () => {
+  test("an entry stored under a code's old name reads with today's code, its bytes and chain unchanged", async () => {
+    const path = newPath();
+    const log = await AuditLog.open(path, quiet());
+    await log.append(sample(1, { decision: "deny", reason: "ERR_INVOCATION_AUDIENCE" }));
+    await log.append(sample(2, { decision: "deny", reason: "ERR_POLICY_DENIED" }));
+    await log.close();
+    assert.match(readFileSync(path, "utf8"), /"reason":"ERR_INVOCATION_AUDIENCE"/);
+    assert.deepEqual(
+      (await queryAuditLog(path)).map((e) => e.reason),
+      ["ERR_INVOCATION_AUDIENCE_MISMATCH", "ERR_POLICY_DENIED"],
+    );
+    assert.equal((await verifyAuditLog(path)).ok, true);
+  });
+
   test("filters by caller, callee, tool, decision and time, with a limit", async () => {
     const path = newPath();
     const log = await AuditLog.open(path, quiet());

@@ -1,13 +1,14 @@
 /**
- * The error codes' one naming scheme, and the deprecated names pinned: a code renamed to fit
- * the scheme keeps its old name in ErrorCodes (with the new value) and its old value in
- * RENAMED_CODES, so code and stored entries written against 0.1.0 keep working.
+ * The error codes' one naming scheme, and the renamed codes pinned: ErrorCodes has today's
+ * names only, and the old values live in one legacy module (audit/legacy-codes.ts), so an audit
+ * log written before the renaming still reads with today's codes.
  */
 import assert from "node:assert/strict";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
-import { AztpError, canonicalCode, ErrorCodes, RENAMED_CODES } from "../src/errors.js";
+import { AztpError, ErrorCodes } from "../src/errors.js";
+import { currentCode, LEGACY_CODES } from "../src/audit/legacy-codes.js";
 
 /** Areas, longest first so `TRUST_DOMAIN` wins over a shorter prefix. */
 const AREAS = [
@@ -76,7 +77,7 @@ const STATES = [
   "LIMITED",
 ];
 
-/** Every rename, old name to new: pinned here so an alias cannot be dropped or repointed unnoticed. */
+/** Every rename, old name to new: pinned here so the legacy map cannot lose or repoint one unnoticed. */
 const PINNED: ReadonlyArray<readonly [string, string]> = [
   ["SPIFFEID_SCHEME", "SPIFFEID_SCHEME_INVALID"],
   ["SPIFFEID_TRUST_DOMAIN_CHAR", "SPIFFEID_TRUST_DOMAIN_CHAR_INVALID"],
@@ -133,8 +134,7 @@ const PINNED: ReadonlyArray<readonly [string, string]> = [
   ["UPSTREAM_FAILED", "MCP_UPSTREAM_FAILED"],
 ];
 
-const deprecated = new Set(PINNED.map(([old]) => old));
-const current = Object.entries(ErrorCodes).filter(([name]) => !deprecated.has(name));
+const current = Object.entries(ErrorCodes);
 
 describe("error codes: one naming scheme", () => {
   it("every current code is ERR_ + its name", () => {
@@ -160,39 +160,32 @@ describe("error codes: one naming scheme", () => {
     });
   }
 
-  it("no two names share a value, aliases apart", () => {
+  it("no two names share a value", () => {
     const values = current.map(([, v]) => v);
     assert.equal(new Set(values).size, values.length);
   });
 });
 
-describe("error codes: deprecated names", () => {
-  it("every pinned old name is in ErrorCodes with the new value", () => {
-    for (const [old, now] of PINNED) {
-      const codes = ErrorCodes as Readonly<Record<string, string>>;
-      assert.equal(codes[old], `ERR_${now}`, `ErrorCodes.${old}`);
-      assert.equal(codes[now], `ERR_${now}`, `ErrorCodes.${now}`);
-    }
+describe("error codes: renamed codes", () => {
+  it("ErrorCodes has no old name and no alias: every name is its value", () => {
+    const codes = ErrorCodes as Readonly<Record<string, string>>;
+    for (const [old] of PINNED) assert.equal(codes[old], undefined, `ErrorCodes.${old}`);
+    const aliases = Object.entries(ErrorCodes).filter(([name, value]) => value !== `ERR_${name}`);
+    assert.deepEqual(aliases, []);
   });
 
-  it("RENAMED_CODES maps exactly the pinned old values to the new ones", () => {
+  it("LEGACY_CODES maps exactly the pinned old values to today's codes", () => {
     assert.deepEqual(
-      Object.entries(RENAMED_CODES).sort(),
+      Object.entries(LEGACY_CODES).sort(),
       PINNED.map(([old, now]) => [`ERR_${old}`, `ERR_${now}`]).sort(),
     );
+    for (const [, now] of PINNED) assert.ok(Object.values(ErrorCodes).includes(`ERR_${now}` as never), now);
   });
 
-  it("ErrorCodes has no alias that is not pinned", () => {
-    const aliases = Object.entries(ErrorCodes)
-      .filter(([name, value]) => value !== `ERR_${name}`)
-      .map(([name]) => name);
-    assert.deepEqual(aliases.sort(), [...deprecated].sort());
-  });
-
-  it("the library itself uses no deprecated name", () => {
+  it("the library uses no old code outside the legacy module", () => {
     const src = join(import.meta.dirname, "..", "src");
     const files = (readdirSync(src, { recursive: true }) as string[]).filter(
-      (f) => f.endsWith(".ts") && f !== "errors.ts",
+      (f) => f.endsWith(".ts") && f !== join("audit", "legacy-codes.ts"),
     );
     const uses: string[] = [];
     for (const f of files) {
@@ -204,17 +197,13 @@ describe("error codes: deprecated names", () => {
     assert.deepEqual(uses, []);
   });
 
-  it("canonicalCode maps an old value to the new and leaves others alone", () => {
-    assert.equal(canonicalCode("ERR_INVOCATION_AUDIENCE"), ErrorCodes.INVOCATION_AUDIENCE_MISMATCH);
-    assert.equal(canonicalCode("ERR_REQUEST_ID_IN_USE"), "ERR_MCP_REQUEST_ID_IN_USE");
-    assert.equal(canonicalCode(ErrorCodes.POLICY_DENIED), "ERR_POLICY_DENIED");
-    assert.equal(canonicalCode("ERR_SOMETHING_ELSE"), "ERR_SOMETHING_ELSE");
-  });
-
-  it("an error thrown with an old name carries the new code", () => {
-    // eslint-disable-next-line @typescript-eslint/no-deprecated -- the alias is what is tested
-    const e = new AztpError(ErrorCodes.INVOCATION_AUDIENCE, "x");
-    assert.equal(e.code, "ERR_INVOCATION_AUDIENCE_MISMATCH");
+  it("currentCode maps an old value to today's and leaves others alone", () => {
+    assert.equal(currentCode("ERR_INVOCATION_AUDIENCE"), ErrorCodes.INVOCATION_AUDIENCE_MISMATCH);
+    assert.equal(currentCode("ERR_REQUEST_ID_IN_USE"), "ERR_MCP_REQUEST_ID_IN_USE");
+    assert.equal(currentCode(ErrorCodes.POLICY_DENIED), "ERR_POLICY_DENIED");
+    assert.equal(currentCode("ERR_SOMETHING_ELSE"), "ERR_SOMETHING_ELSE");
+    assert.equal(currentCode("toString"), "toString");
+    assert.equal(currentCode("__proto__"), "__proto__");
   });
 });
 

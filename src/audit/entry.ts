@@ -26,6 +26,7 @@
 import * as crypto from "node:crypto";
 import { AztpError, ErrorCodes } from "../errors.js";
 import { canonicalJson, canonicalObject } from "./canonical.js";
+import { currentCode } from "./legacy-codes.js";
 import {
   OmissionNotes,
   redactArgs,
@@ -329,11 +330,18 @@ export function entryProblem(value: unknown): string | null {
 
 /**
  * A stored entry as readers see it: a version 2 entry as it is; a version 1 entry with its
- * caller as data ("unverified:X" reads as caller X, not verified; "unknown" as not verified).
+ * caller as data ("unverified:X" reads as caller X, not verified; "unknown" as not verified);
+ * a `reason` written under a code's old name reads as its name today (legacy-codes.ts).
  * Hash checks use the stored record, never this view.
  */
 export function readableEntry(stored: StoredAuditEntry): AuditEntry {
-  if (stored.v !== 1) return stored as AuditEntry;
+  const entry = stored.v === 1 ? readableV1(stored) : (stored as AuditEntry);
+  if (entry.reason === undefined) return entry;
+  const reason = currentCode(entry.reason);
+  return reason === entry.reason ? entry : { ...entry, reason };
+}
+
+function readableV1(stored: StoredAuditEntry): AuditEntry {
   const caller = stored.caller;
   if (caller.startsWith(V1_UNVERIFIED_PREFIX))
     return { ...stored, caller: caller.slice(V1_UNVERIFIED_PREFIX.length), callerVerified: false };

@@ -14,9 +14,6 @@ import type { SvidSigner } from "../spiffe/signer.js";
 import { SpiffeId } from "../spiffe/spiffeid.js";
 import { verifyX509Svid } from "../spiffe/x509svid.js";
 
-/** @deprecated The same type as SvidSigner (its one name); kept so code naming it still compiles. */
-export type IdentitySigner = SvidSigner;
-
 export interface IdentityEvents {
   rotated: [{ aztpId: string; serial: string; expiresAt: Date }];
   "rotation-failed": [{ aztpId: string; error: AztpError | Error }];
