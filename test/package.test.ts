@@ -461,3 +461,26 @@ describe("the README's policy document", () => {
     for (const key of POLICY_CONTEXT_KEYS) assert.ok(named.has(key), `the README's table leaves out ${key}`);
   });
 });
+
+describe("the README's client API", () => {
+  it("names every option of aztp.initialize (AztpConfig), and only those", () => {
+    const src = readFileSync(join(ROOT, "src", "client", "aztp.ts"), "utf8");
+    const body = /export interface AztpConfig \{([\s\S]*?)\n\}/.exec(src)?.[1] ?? "";
+    const fields = [...body.matchAll(/^ {2}(\w+)\?:/gm)].map((m) => m[1]).sort();
+    assert.ok(fields.length > 5, "AztpConfig's fields were read from src/client/aztp.ts");
+    const listed = /`aztp\.initialize\(\{ ([^}]*) \}\)`/.exec(section("The client API"))?.[1] ?? "";
+    assert.deepEqual(
+      listed
+        .split(",")
+        .map((f) => f.trim().replace(/\?$/, ""))
+        .sort(),
+      fields,
+    );
+  });
+
+  it("says a baseUrl works (a shared authority), never that it fails", () => {
+    const text = section("The client API");
+    assert.doesNotMatch(text, /not part of this version|fails with `ERR_AUTHORITY_REMOTE_UNAVAILABLE`/);
+    assert.match(text, /With `baseUrl`/);
+  });
+});
