@@ -184,6 +184,23 @@ const attacks: Attack[] = [
     expect: (k) => windowed(k, "not_yet_valid"),
   },
   {
+    // An AZTP token need not carry nbf, but one that does is honoured (jose's rule), with the
+    // kind's leeway: ignoring it would let a token signed for later be spent now.
+    name: "nbf 10 minutes in the future",
+    build: (k, who) => signAs(who, k, { nbf: nowS() + 600 }),
+    expect: (k) => windowed(k, "not_yet_valid"),
+  },
+  {
+    name: "nbf a few seconds ahead, within the leeway",
+    build: (k, who) => signAs(who, k, { nbf: nowS() + Math.min(5, k.kind.window.leewaySeconds) }),
+    expect: () => "ok",
+  },
+  {
+    name: "nbf not a whole number of seconds",
+    build: (k, who) => signAs(who, k, { nbf: nowS() - 0.5 }),
+    expect: () => ({ rule: "claim_invalid" }),
+  },
+  {
     name: "a lifetime over the kind's maximum",
     build: (k, who) => signAs(who, k, { iat: nowS(), exp: nowS() + (k.kind.window.maxLifetimeSeconds ?? 0) + 1 }),
     expect: (k) => (k.kind.window.maxLifetimeSeconds === undefined ? undefined : { rule: "lifetime" }),

@@ -22,7 +22,6 @@ const JWT_SVID_WINDOW: TimeWindow = {
   leewaySeconds: DEFAULT_LEEWAY_SECONDS,
   expRequired: true,
   iatRequired: false,
-  nbfChecked: true,
   integerDates: false,
 };
 

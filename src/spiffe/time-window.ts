@@ -5,8 +5,8 @@
  * order are the same for all of them. The numbers of each kind are in docs/protocol.md.
  *
  * Order: the dates are well-formed (present when required, NumericDates) → exp - iat within
- * the maximum lifetime → not expired (now - leeway < exp) → not before nbf or iat (each at
- * most now + leeway) → not older than the maximum age (tokens without exp: receipts).
+ * the maximum lifetime → not expired (now - leeway < exp) → not before nbf (when present, in
+ * every kind) or iat (each at most now + leeway) → not older than the maximum age (tokens without exp: receipts).
  */
 
 export interface TimeWindow {
@@ -21,8 +21,6 @@ export interface TimeWindow {
    * is itself the tolerance, and a receipt is checked as it arrives.
    */
   readonly maxAgeSeconds?: number | undefined;
-  /** Whether `nbf` is read (JWT-SVIDs); AZTP's tokens define no nbf, so theirs is ignored like any unknown claim. */
-  readonly nbfChecked: boolean;
   /** NumericDates must be whole seconds (AZTP signs them so); JWT-SVIDs take any finite number, as RFC 7519 allows. */
   readonly integerDates: boolean;
   /**
@@ -68,8 +66,9 @@ export function checkTimeWindow(
   nowSeconds: number,
   window: TimeWindow,
 ): TimeWindowFailure | undefined {
-  const { iat, exp } = claims;
-  const nbf = window.nbfChecked ? claims.nbf : undefined;
+  // nbf is honoured whenever a token carries one, as jose does: AZTP's signers never set it,
+  // but a verifier that ignored it would let a token signed for later be spent now.
+  const { iat, exp, nbf } = claims;
   const integer = window.integerDates;
   if (exp === undefined) {
     if (window.expRequired) return fail("claim_missing", "exp", "has no exp");
@@ -79,7 +78,8 @@ export function checkTimeWindow(
     if (window.iatRequired) return fail("claim_missing", "iat", "has no iat");
   } else if (!isDate(iat, integer))
     return fail("claim_invalid", "iat", integer ? "iat is not a whole number of seconds" : "iat is not a number");
-  if (nbf !== undefined && !isDate(nbf, integer)) return fail("claim_invalid", "nbf", "nbf is not a number");
+  if (nbf !== undefined && !isDate(nbf, integer))
+    return fail("claim_invalid", "nbf", integer ? "nbf is not a whole number of seconds" : "nbf is not a number");
   const max = window.maxLifetimeSeconds;
   if (max !== undefined && exp !== undefined && iat !== undefined && (exp - iat > max || exp < iat)) {
     return fail("lifetime", "exp", `lives ${exp - iat} s; at most ${max} s is accepted`);
