@@ -444,14 +444,17 @@ async function answerCall(
 }
 
 /**
- * One replay cache per server identity, shared by every server secured with it (a Streamable
- * HTTP server builds one McpServer per session): a token is addressed to the identity, so a
- * token used on one connection must be refused on every other, not only on its own.
+ * One replay cache per SPIFFE ID per process, shared by every server and tool secured with it
+ * (a Streamable HTTP server builds one McpServer per session; two `Aztp` clients of one process
+ * may each hold the identity): a token is addressed to the ID, so a token used on one must be
+ * refused on every other. Keyed by the ID, not by the AgentIdentity object, which each client
+ * makes its own. The caches live as long as the process: each is bounded and holds only tokens
+ * not yet expired, so an ID no longer served costs an empty map.
  */
-const replayCaches = new WeakMap<AgentIdentity, ReplayCache>();
+const replayCaches = new Map<string, ReplayCache>();
 function replayCacheOf(identity: AgentIdentity): ReplayCache {
-  let cache = replayCaches.get(identity);
-  if (cache === undefined) replayCaches.set(identity, (cache = new MemoryReplayCache()));
+  let cache = replayCaches.get(identity.spiffeId);
+  if (cache === undefined) replayCaches.set(identity.spiffeId, (cache = new MemoryReplayCache()));
   return cache;
 }
 
