@@ -309,7 +309,8 @@ describe("claims re-signed with the caller's real key: accepted exactly when val
       trace: anyJson,
       ath: anyJson,
       dlg: fc.oneof(fc.constant([]), fc.array(fc.string(), { maxLength: 2 }), anyJson),
-      nbf: anyJson,
+      // nbf is honoured when present (whole seconds, at most now + leeway): around that edge, or anything.
+      nbf: fc.oneof(time, anyJson),
       // Not a claim: moves iat and exp together, across the edges of the time window.
       shift: fc.integer({ min: -150, max: 150 }),
     };
@@ -349,6 +350,7 @@ describe("claims re-signed with the caller's real key: accepted exactly when val
           c.exp - c.iat <= 60 &&
           NOW - 30 < c.exp &&
           c.iat <= NOW + 30 &&
+          (c.nbf === undefined || (isDate(c.nbf) && c.nbf <= NOW + 30)) &&
           typeof c.jti === "string" &&
           c.jti.length >= 22 &&
           c.jti.length <= 128 &&
