@@ -93,8 +93,12 @@ export const ErrorCodes = {
   AUTHORITY_REMOTE_TRUST_BUNDLE_MISSING: "ERR_AUTHORITY_REMOTE_TRUST_BUNDLE_MISSING",
   /** The remote authority answered with something that is not the API's JSON (not JSON, too large, a member missing). */
   AUTHORITY_REMOTE_ANSWER_INVALID: "ERR_AUTHORITY_REMOTE_ANSWER_INVALID",
-  /** The held revocation list was not refreshed within its maximum staleness: revocation checks fail closed until it is. */
+  /** A revocation list is past its signed nextUpdate (exp, plus the clock tolerance): revocation checks fail closed until a list signed since arrives. */
   REVOCATION_LIST_EXPIRED: "ERR_REVOCATION_LIST_EXPIRED",
+  /** A revocation list was signed without a validity window (iat and exp): nothing says it is current, so it is refused. */
+  REVOCATION_LIST_WINDOW_MISSING: "ERR_REVOCATION_LIST_WINDOW_MISSING",
+  /** A revocation list's thisUpdate (iat) is later than now plus the clock tolerance: the signer's clock or this one is wrong. */
+  REVOCATION_LIST_NOT_YET_VALID: "ERR_REVOCATION_LIST_NOT_YET_VALID",
   /** A fetched revocation list has a lower sequence than the one held (an old list replayed): refused, the held one kept. */
   REVOCATION_LIST_REPLAYED: "ERR_REVOCATION_LIST_REPLAYED",
   /** No revocation list is held for the trust domain an identity belongs to, so its revocation cannot be checked. */

@@ -4,12 +4,14 @@
  * Spawns cost ~0.5 s each, so independent ones run side by side.
  */
 import assert from "node:assert/strict";
+import { createPrivateKey } from "node:crypto";
 import { readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it, type TestContext } from "node:test";
 import { ErrorCodes } from "../src/errors.js";
 import { TrustBundle } from "../src/spiffe/bundle.js";
 import { Certificate } from "../src/spiffe/certificate.js";
+import { signCompact } from "../src/spiffe/jws.js";
 import { importPrivateKey, publicKeyOf, samePublicKey } from "../src/spiffe/keys.js";
 import { aztpCli, assertExit, CLI, ROOT, runTs, tempDir, type CliResult } from "./helpers/authority-util.js";
 import { runCommand } from "./helpers/mcp-util.js";
@@ -205,7 +207,29 @@ describe("aztp verify x509 and revocations", () => {
       before: join(out, "before.jws"),
       other: join(out, "other.jws"),
       forged: join(out, "forged.jws"),
+      short: join(out, "short.jws"),
+      unwindowed: join(out, "unwindowed.jws"),
     };
+    // Every list carries its signed window: a day unless asked; --valid-for 60s for one that ends soon.
+    assert.equal(Date.parse(exported.json.nextUpdate) - Date.parse(exported.json.thisUpdate), 86_400_000);
+    const short = await aztpCli(home, ["revocations", "export", "--valid-for", "60s"]);
+    assertExit(short, 0, "revocations export --valid-for 60s");
+    assert.equal(Date.parse(short.json.nextUpdate) - Date.parse(short.json.thisUpdate), 60_000);
+    writeFileSync(lists.short, short.json.revocations);
+    const shortAt = (seconds: number): string =>
+      new Date(Date.parse(short.json.thisUpdate) + seconds * 1000).toISOString();
+    // The list as it was signed before it had a window (iat, no exp), with the authority's own key.
+    const tdDir = join(home, "trust-domains", TD);
+    const unwindowed = JSON.parse(Buffer.from(exported.json.revocations.split(".")[1], "base64url").toString());
+    delete unwindowed.exp;
+    writeFileSync(
+      lists.unwindowed,
+      signCompact(
+        { typ: "aztp-revocations+jwt", kid: JSON.parse(readFileSync(join(tdDir, "jwt.json"), "utf8")).kid },
+        unwindowed,
+        createPrivateKey(readFileSync(join(tdDir, "jwt-key.pem"), "utf8")),
+      ),
+    );
     writeFileSync(lists.now, `${exported.json.revocations}\n`);
     writeFileSync(lists.before, before.json.revocations);
     writeFileSync(lists.other, (await aztpCli(otherHome, ["revocations", "export"])).json.revocations);
@@ -244,13 +268,34 @@ describe("aztp verify x509 and revocations", () => {
       [undefined, verify("bad", "--revocations", lists.forged)],
       [undefined, verify("bad", "--revocations", lists.other)],
       [otherHome, verify("bad")],
+      // Ten minutes on, the 60 s list is past its window (and the 30 s tolerance): refused, not "not revoked".
+      [undefined, verify("good", "--revocations", lists.short, "--time", shortAt(600))],
+      // ... and checked as of a time within it, on purpose, it applies.
+      [undefined, verify("bad", "--revocations", lists.short, "--time", shortAt(30))],
+      [undefined, verify("good", "--revocations", lists.unwindowed)],
     ];
     const results: CliResult[] = [];
     for (let i = 0; i < runs.length; i += 3)
       results.push(
         ...(await Promise.all(runs.slice(i, i + 3).map(([h, args]) => aztpCli(h, args, { timeoutMs: 90_000 })))),
       );
-    const [byHome, goodByHome, byList, goodByList, oldList, both, forged, otherList, otherHomeRun] = results as [
+    const [
+      byHome,
+      goodByHome,
+      byList,
+      goodByList,
+      oldList,
+      both,
+      forged,
+      otherList,
+      otherHomeRun,
+      expiredList,
+      shortInWindow,
+      unwindowedList,
+    ] = results as CliResult[] as [
+      CliResult,
+      CliResult,
+      CliResult,
       CliResult,
       CliResult,
       CliResult,
@@ -282,6 +327,13 @@ describe("aztp verify x509 and revocations", () => {
     assertError(otherList, 1, ErrorCodes.REVOCATION_LIST_INVALID, "another trust domain's list");
     // A home whose authority is not the SVID's cannot vouch for its revocation.
     assertError(otherHomeRun, 1, ErrorCodes.TRUST_DOMAIN_NOT_ALLOWED, "another authority's home");
+    // Past its window a list is refused however it got here, and the message says what to do.
+    assertError(expiredList, 1, ErrorCodes.REVOCATION_LIST_EXPIRED, "a list past its window");
+    assert.match(expiredList.json.error.message, /aztp revocations export.*--time within its window/);
+    assertError(shortInWindow, 1, ErrorCodes.X509SVID_REVOKED, "the same list, as of a time within its window");
+    assert.equal(typeof oldList.json.revocation.listValidUntil, "string");
+    // A list signed without a window is not silently taken as current.
+    assertError(unwindowedList, 1, ErrorCodes.REVOCATION_LIST_WINDOW_MISSING, "a list without a window");
   });
 });
 
@@ -602,6 +654,11 @@ describe("usage errors exit 2", () => {
     ["verify jwt without --audience", ["verify", "jwt", "t", "--bundle", "b.json"]],
     ["verify without a kind", ["verify", "x509"]],
     ["bad --ttl", ["issue", "x", "--ttl", "forever"]],
+    [
+      "revocations export --valid-for over 31 days",
+      ["revocations", "export", "--valid-for", "32d"],
+      /--valid-for is 1s to 31d/,
+    ],
     [
       "jwt --ttl over 24 h",
       ["jwt", "someone", "--audience", "svc", "--ttl", "48h"],

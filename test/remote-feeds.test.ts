@@ -1,11 +1,14 @@
 /**
  * The feeds a remote verifier checks, under attack and through an outage, against the real
  * `aztp serve`:
+ * - the first list replayed forever by a man in the middle (or a cache) fails closed once its
+ *   signed window has passed (ERR_REVOCATION_LIST_EXPIRED), while without the replay the
+ *   service renews the window and nothing fails;
  * - an old signed revocation list replayed (by a proxy in the path) is refused, the newer kept;
  * - a list signed by another authority (same trust domain name, other keys) is refused;
  * - a bundle with a lower spiffe_sequence is refused;
- * - with the service down, verification answers from held state until maxStaleness, then
- *   fails closed; issuing fails with ERR_AUTHORITY_REMOTE_UNAVAILABLE; the service restarted on
+ * - with the service down, verification answers from held state until the list's window (or
+ *   the client's maxStaleness, from its signed thisUpdate) ends, then fails closed; issuing fails with ERR_AUTHORITY_REMOTE_UNAVAILABLE; the service restarted on
  *   the same port, everything recovers by itself.
  */
 import assert from "node:assert/strict";
@@ -25,7 +28,10 @@ import { startServe, type StartedServe } from "./helpers/serve-util.js";
 const TD = "feeds.test";
 
 /** `aztp serve` on loopback HTTPS (test/helpers/serve-util.ts): a fresh authority of TD, or the one in `store` again (on `port`). */
-async function serveOn(t: TestContext, options: { store?: string; port?: number } = {}): Promise<StartedServe> {
+async function serveOn(
+  t: TestContext,
+  options: { store?: string; port?: number; revocationWindowSeconds?: number } = {},
+): Promise<StartedServe> {
   return startServe(t, { trustDomain: TD, refreshHintSeconds: 1, logLevel: "error", ...options });
 }
 
@@ -38,26 +44,44 @@ async function client(t: TestContext, options: RemoteAuthorityOptions): Promise<
 /**
  * A plain-http proxy on loopback in front of the service: forwards every request, except the
  * paths in `replace`, which it answers with the body given (what an attacker in the path, or a
- * stale cache, would serve).
+ * stale cache, would serve), and the paths in `freeze`, whose first 200 answer it keeps and
+ * replays forever after (a man in the middle, or a cache that never revalidates); `replayed`
+ * counts those replays.
  */
 async function proxy(
   t: TestContext,
   target: { url: string; bundlePem: string },
-): Promise<{ url: string; replace: Map<string, string> }> {
+): Promise<{ url: string; replace: Map<string, string>; freeze: Set<string>; replayed: Map<string, number> }> {
   const replace = new Map<string, string>();
+  const freeze = new Set<string>();
+  const frozen = new Map<string, string>();
+  const replayed = new Map<string, number>();
   const agent = new https.Agent({ ca: target.bundlePem, checkServerIdentity: () => undefined });
   const server = http.createServer((req, res) => {
-    const canned = replace.get(req.url ?? "");
+    const path = req.url ?? "";
+    const replay = freeze.has(path) ? frozen.get(path) : undefined;
+    const canned = replace.get(path) ?? replay;
     if (canned !== undefined) {
+      if (replay !== undefined) replayed.set(path, (replayed.get(path) ?? 0) + 1);
       res.writeHead(200, { "content-type": "application/json" }).end(canned);
       return;
     }
     const up = https.request(
-      new URL(req.url ?? "/", target.url),
+      new URL(path || "/", target.url),
       { method: req.method, headers: { ...req.headers, host: new URL(target.url).host }, agent },
       (upRes) => {
-        res.writeHead(upRes.statusCode ?? 502, upRes.headers);
-        upRes.pipe(res);
+        if (!freeze.has(path)) {
+          res.writeHead(upRes.statusCode ?? 502, upRes.headers);
+          upRes.pipe(res);
+          return;
+        }
+        const chunks: Buffer[] = [];
+        upRes.on("data", (c: Buffer) => chunks.push(c));
+        upRes.on("end", () => {
+          const body = Buffer.concat(chunks).toString("utf8");
+          if (upRes.statusCode === 200 && !frozen.has(path)) frozen.set(path, body);
+          res.writeHead(upRes.statusCode ?? 502, { "content-type": "application/json" }).end(body);
+        });
       },
     );
     up.on("error", () => res.writeHead(502).end());
@@ -72,7 +96,7 @@ async function proxy(
         agent.destroy();
       }),
   );
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, replace };
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, replace, freeze, replayed };
 }
 
 async function fetchText(url: string, ca: string): Promise<string> {
@@ -87,7 +111,140 @@ async function fetchText(url: string, ca: string): Promise<string> {
   });
 }
 
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
 describe("revocation and bundle feeds", () => {
+  // The service signs each list valid for 3 s (thisUpdate + 3 s) and renews it every 1 s hint;
+  // the verifier tolerates 1 s of clock skew. So a list frozen by someone in the path is dead
+  // 4 s after it was signed, however often it is fetched again.
+  const WINDOW = 3;
+  const TOLERANCE = 1;
+
+  it("a man in the middle replaying the first list forever: an identity revoked after the freeze fails closed (ERR_REVOCATION_LIST_EXPIRED) once the list's signed window has passed", async (t) => {
+    const s = await serveOn(t, { revocationWindowSeconds: WINDOW });
+    const admin = await client(t, {
+      baseUrl: s.url,
+      apiKey: s.apiKey,
+      trustBundle: s.bundlePem,
+      home: tempDir(t, "admin"),
+      onWarning: () => undefined,
+    });
+    const victim = await admin.issueIdentity({ name: "victim" }, (await generateWorkloadKey()).csr);
+    const bystander = await admin.issueIdentity({ name: "bystander" }, (await generateWorkloadKey()).csr);
+
+    const p = await proxy(t, s);
+    p.freeze.add(`/v1/revocations/${TD}`);
+    const warnings: AztpError[] = [];
+    const verifier = await client(t, {
+      baseUrl: p.url,
+      apiKey: s.apiKey,
+      trustBundle: s.bundlePem,
+      home: tempDir(t, "v"),
+      refreshHintSeconds: 1,
+      clockToleranceSeconds: TOLERANCE,
+      onWarning: (e) => warnings.push(e),
+    });
+    assert.equal(verifier.isRevoked(victim.record.spiffeId), false);
+    // Revoked after the freeze, through the service itself: the verifier is fed the old list.
+    await admin.revoke(victim.record.aztpId, "compromised");
+    const revokedAt = Date.now();
+    while (Date.now() - revokedAt < (WINDOW + TOLERANCE + 2) * 1000) await sleep(100);
+    assert.ok(
+      (p.replayed.get(`/v1/revocations/${TD}`) ?? 0) >= 3,
+      "the proxy replayed the frozen list on every refresh",
+    );
+
+    // Six hints later, the victim must not verify: every revocation check fails closed.
+    let answer: unknown;
+    try {
+      answer = verifier.isRevoked(victim.record.spiffeId);
+    } catch (e) {
+      answer = e;
+    }
+    assert.ok(
+      answer instanceof AztpError && answer.code === ErrorCodes.REVOCATION_LIST_EXPIRED,
+      `the revoked identity was checked against the frozen list and answered ${String(answer)} (isRevoked)`,
+    );
+    assert.throws(
+      () => verifier.isRevoked(bystander.record.spiffeId, bystander.svid.serial),
+      (e: unknown) => e instanceof AztpError && e.code === ErrorCodes.REVOCATION_LIST_EXPIRED,
+    );
+    // Fetching the frozen list again does not make it fresh: the fetch itself is refused.
+    await rejectsWithCode(() => verifier.revocationFeed.refresh(TD), ErrorCodes.REVOCATION_LIST_EXPIRED);
+    assert.throws(
+      () => verifier.isRevoked(victim.record.spiffeId),
+      (e: unknown) => e instanceof AztpError && e.code === ErrorCodes.REVOCATION_LIST_EXPIRED,
+    );
+    assert.ok(
+      warnings.some((w) => w.code === ErrorCodes.REVOCATION_LIST_EXPIRED),
+      "the refresh loop warned that the list it is fed is expired",
+    );
+
+    // The man in the middle gone, the next refresh recovers, and the revocation is seen.
+    p.freeze.clear();
+    const deadline = Date.now() + 4_000;
+    for (;;) {
+      try {
+        assert.equal(verifier.isRevoked(victim.record.spiffeId), true);
+        break;
+      } catch (e) {
+        assert.ok(e instanceof AztpError && e.code === ErrorCodes.REVOCATION_LIST_EXPIRED, String(e));
+        assert.ok(Date.now() < deadline, "did not recover within the hint plus slack");
+        await sleep(100);
+      }
+    }
+    assert.equal(verifier.isRevoked(bystander.record.spiffeId, bystander.svid.serial), false);
+  });
+
+  it("the passing twin, the same path without the replay: the service renews the window while nothing changes, so nothing fails closed past it, and a revocation is seen within the hint", async (t) => {
+    const s = await serveOn(t, { revocationWindowSeconds: WINDOW });
+    const admin = await client(t, {
+      baseUrl: s.url,
+      apiKey: s.apiKey,
+      trustBundle: s.bundlePem,
+      home: tempDir(t, "admin"),
+      onWarning: () => undefined,
+    });
+    const victim = await admin.issueIdentity({ name: "victim" }, (await generateWorkloadKey()).csr);
+    const bystander = await admin.issueIdentity({ name: "bystander" }, (await generateWorkloadKey()).csr);
+
+    const p = await proxy(t, s);
+    const warnings: AztpError[] = [];
+    const verifier = await client(t, {
+      baseUrl: p.url,
+      apiKey: s.apiKey,
+      trustBundle: s.bundlePem,
+      home: tempDir(t, "v"),
+      refreshHintSeconds: 1,
+      clockToleranceSeconds: TOLERANCE,
+      onWarning: (e) => warnings.push(e),
+    });
+    const first = verifier.revocationFeed.list(TD);
+    assert.ok(first !== undefined);
+    assert.equal(first.nextUpdate.getTime() - first.thisUpdate.getTime(), WINDOW * 1000, "the signed window");
+    const startedAt = Date.now();
+    while (Date.now() - startedAt < (WINDOW + TOLERANCE + 2) * 1000) await sleep(100);
+
+    // Nothing was revoked meanwhile, yet the list held is a newer signature of the same sequence.
+    assert.equal(verifier.isRevoked(bystander.record.spiffeId, bystander.svid.serial), false);
+    const renewed = verifier.revocationFeed.list(TD);
+    assert.ok(renewed !== undefined);
+    assert.equal(renewed.sequence, first.sequence, "no change in the revocations");
+    assert.ok(renewed.thisUpdate > first.thisUpdate, "the service re-signed the unchanged list");
+    assert.deepEqual(
+      warnings.map((w) => w.code),
+      [],
+    );
+
+    await admin.revoke(victim.record.aztpId, "compromised");
+    const revokedAt = Date.now();
+    while (!verifier.isRevoked(victim.record.spiffeId)) {
+      assert.ok(Date.now() - revokedAt < 2_500, "the revocation was not seen within the hint plus slack");
+      await sleep(50);
+    }
+    assert.equal(verifier.isRevoked(bystander.record.spiffeId, bystander.svid.serial), false);
+  });
+
   it("an old signed list replayed is refused (ERR_REVOCATION_LIST_REPLAYED) and the newer one kept; an equal one is kept as is", async (t) => {
     const s = await serveOn(t);
     const { apiKey } = s;
@@ -251,7 +408,7 @@ describe("revocation and bundle feeds", () => {
     );
   });
 
-  it("outage: verification answers from held state, issuing fails clearly, past maxStaleness revocation checks fail closed, and a restart on the same port recovers by itself", async (t) => {
+  it("outage: verification answers from held state, issuing fails clearly, past maxStaleness (from the list's signed thisUpdate) revocation checks fail closed, and a restart on the same port recovers by itself", async (t) => {
     let s = await serveOn(t);
     const { apiKey, home } = s;
     const port = s.running.port;
@@ -262,7 +419,9 @@ describe("revocation and bundle feeds", () => {
       trustBundle: s.bundlePem,
       home: tempDir(t, "c"),
       refreshHintSeconds: 1,
+      // Tighter than the service's window (5 hints): a client's own bound, from the signed thisUpdate.
       maxStalenessSeconds: 3,
+      clockToleranceSeconds: 0,
       onWarning: (e) => warnings.push(e),
       timeoutMs: 2_000,
     });
@@ -285,9 +444,10 @@ describe("revocation and bundle feeds", () => {
     assert.match(e.message, new RegExp(`127\\.0\\.0\\.1:${port}`));
     await rejectsWithCode(() => r.get(alive.record.spiffeId), ErrorCodes.AUTHORITY_REMOTE_UNAVAILABLE);
 
-    // Past maxStaleness (3 s without a refresh), revocation checks throw: fail closed.
+    // The list held was signed before the outage: 3 s (maxStaleness) later, revocation checks throw: fail closed.
     while (Date.now() - downAt < 3_500) await new Promise((res) => setTimeout(res, 100));
-    await rejectsWithCode(() => r.isRevoked(alive.record.spiffeId), ErrorCodes.REVOCATION_LIST_EXPIRED);
+    const expired = await rejectsWithCode(() => r.isRevoked(alive.record.spiffeId), ErrorCodes.REVOCATION_LIST_EXPIRED);
+    assert.match(expired.message, /maxStalenessSeconds/);
     const outageWarnings = warnings.filter((w) => w.code === ErrorCodes.AUTHORITY_REMOTE_UNAVAILABLE).length;
     assert.ok(outageWarnings >= 1, "the refresh loop warned about the outage");
     assert.ok(

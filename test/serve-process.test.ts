@@ -168,7 +168,7 @@ describe("aztp serve, the process", () => {
     assert.ok(Date.now() - t0 < 5000, "at once, not after the shutdown timeout");
   });
 
-  it("failures at start exit non-zero and say why: no authority, plain HTTP off loopback, a bad --listen", async (t) => {
+  it("failures at start exit non-zero and say why: no authority, plain HTTP off loopback, a bad --listen, a revocation window shorter than two hints", async (t) => {
     const empty = tempDir(t, "empty");
     const cases: Array<[string[], number, RegExp]> = [
       [["--store", empty, "--listen", "127.0.0.1:0"], 1, /ERR_AUTHORITY_NOT_INITIALIZED/],
@@ -176,6 +176,11 @@ describe("aztp serve, the process", () => {
       [["--store", empty, "--listen", "nonsense"], 2, /--listen/],
       [["--store", empty, "--issue-rate", "-1"], 2, /--issue-rate/],
       [["--store", empty, "--tls", "--insecure-http"], 2, /not both/],
+      [
+        ["--store", empty, "--refresh-hint", "30", "--revocation-window", "40"],
+        1,
+        /--revocation-window\) must be at least two refresh hints/,
+      ],
     ];
     for (const [args, code, why] of cases) {
       const r = await aztpCli(undefined, ["serve", ...args], { timeoutMs: 30_000 });

@@ -33,7 +33,7 @@ import { FileRegistryStore } from "./file-registry-store.js";
 import * as registry from "./registry.js";
 import type { IdentityRecord, LinkType, RegisterRequest, RegistryState } from "./registry.js";
 import type { RegistryStore } from "./registry-store.js";
-import { signRevocationList } from "./revocation-list.js";
+import { DEFAULT_REVOCATION_LIST_VALIDITY_SECONDS, signRevocationList } from "./revocation-list.js";
 import type { RegistrySnapshot } from "./snapshot.js";
 import { HomeStore } from "./store.js";
 
@@ -500,11 +500,22 @@ export class EmbeddedAuthority implements Authority, BundleSource {
 
   /**
    * The revocation list of `trustDomain` as a signed, sequenced JWS (signed with the trust
-   * domain's JWT key, so any holder of the bundle can check it).
+   * domain's JWT key, so any holder of the bundle can check it), valid from `now` for
+   * `validitySeconds` (default a day: what `aztp revocations export` signs; the service signs
+   * a few refresh hints and renews it every hint).
    */
-  signedRevocationList(trustDomain = this.defaultTrustDomain): string {
+  signedRevocationList(
+    trustDomain = this.defaultTrustDomain,
+    options: { validitySeconds?: number; now?: Date } = {},
+  ): string {
     const ca = this.ca(trustDomain);
-    return signRevocationList(this.current().state.revocations, { trustDomain, kid: ca.jwtKid, key: ca.jwtKey });
+    return signRevocationList(this.current().state.revocations, {
+      trustDomain,
+      kid: ca.jwtKid,
+      key: ca.jwtKey,
+      validitySeconds: options.validitySeconds ?? DEFAULT_REVOCATION_LIST_VALIDITY_SECONDS,
+      ...(options.now !== undefined ? { now: options.now } : {}),
+    });
   }
 
   /** The trust bundle of `trustDomain` (X.509 root + JWT key). */

@@ -4,7 +4,7 @@
  *
  * - bundles from the SPIFFE bundle endpoint (bundle-feed.ts), sequence-checked;
  * - revocations from the signed, sequenced list (revocation-feed.ts), verified against those
- *   bundles, failing closed once too old;
+ *   bundles, failing closed once past the window its signer gave it;
  * - policies and relations from a cache of the records this client has seen: those it issued
  *   (from the issue answer), those asked for once, refreshed on the hint, and changed at once
  *   by the writes made through this client.
@@ -62,8 +62,13 @@ export interface RemoteAuthorityOptions {
   serverId?: string | undefined;
   /** How often the feeds and cached records are refreshed (default: what the service says, else 30 s). */
   refreshHintSeconds?: number | undefined;
-  /** How long a revocation list answers unrefreshed before checks fail closed (default 10 refresh hints). */
+  /**
+   * A revocation list answers until its signed nextUpdate (the service renews it every hint);
+   * this bounds its age further, counted from when it was signed (default: the window alone).
+   */
   maxStalenessSeconds?: number | undefined;
+  /** Clock skew tolerated between the service and this process on either side of a revocation list's signed window (default 30 s). */
+  clockToleranceSeconds?: number | undefined;
   /** Per-request timeout (default 10 s). */
   timeoutMs?: number | undefined;
   /** Where the feeds report refused or failed refreshes (default: process.emitWarning). */
@@ -191,7 +196,8 @@ export class RemoteAuthority implements Authority {
       const revocations = new RevocationFeed(http, feed, {
         trustDomains,
         refreshHintSeconds: hint,
-        ...(options.maxStalenessSeconds !== undefined ? { maxStalenessSeconds: options.maxStalenessSeconds } : {}),
+        maxStalenessSeconds: options.maxStalenessSeconds,
+        clockToleranceSeconds: options.clockToleranceSeconds,
         onWarning: warn,
         refreshBundle: (td) => (feed as BundleFeed).refresh(td),
       });
@@ -457,7 +463,7 @@ export class RemoteAuthority implements Authority {
   /**
    * From the revocation feed: the identity, an ancestor this client knows of (the list names a
    * revoked identity's descendants already; the walk covers a child it issued later), or the
-   * serial. Throws ERR_REVOCATION_LIST_EXPIRED once the held list is too old (fails closed).
+   * serial. Throws ERR_REVOCATION_LIST_EXPIRED once the held list is past its signed window (fails closed).
    */
   isRevoked(id: string, serial?: string): boolean {
     const parsed = this.#parseId(id);

@@ -3,20 +3,27 @@
  * GET /v1/revocations/TD gives the signed, sequenced list (authority/revocation-list.ts),
  * verified against the bundle feed's bundle of TD before it is believed.
  *
- * - Sequence: a list replaces the held one only with a higher sequence. An equal one is the
- *   same list (kept, and it counts as a refresh); a lower one is an old list replayed, refused
- *   with ERR_REVOCATION_LIST_REPLAYED while the held one stays, so a revocation once seen can
- *   never be un-seen by serving an older list.
- * - Staleness: while the service is down the held list goes on answering, until it has not
- *   been refreshed for `maxStalenessSeconds` (default 10 refresh hints); then isRevoked throws
- *   ERR_REVOCATION_LIST_EXPIRED (fails closed: a revocation made meanwhile would be missed).
- *   The next refresh that gets through recovers by itself.
- * - Freshness counts from when this process last fetched and verified a list (its own clock),
- *   not from the list's iat: a server whose clock is off, or that signs a list once per
- *   sequence, cannot make a fresh list look stale or a stale one fresh.
+ * - Freshness comes from the signer, never from the fetch: a list is current only within its
+ *   signed window (thisUpdate to nextUpdate, plus the clock tolerance), which the service
+ *   renews every refresh hint even when nothing changed. Past it, isRevoked throws
+ *   ERR_REVOCATION_LIST_EXPIRED (fails closed) however often a list is fetched: a cache or a
+ *   man in the middle that keeps serving the list it saw first can delay a revocation by at
+ *   most the window, never hide it. The first current list that gets through recovers by itself.
+ * - Newer: a list replaces the held one only if it has a higher sequence, or the same sequence
+ *   signed later (a renewal). A lower sequence is an old list replayed, refused with
+ *   ERR_REVOCATION_LIST_REPLAYED while the held one stays, so a revocation once seen can never
+ *   be un-seen; the same sequence signed no later is not taken either (no rollback in time),
+ *   but quietly: replicas renew each on its own, so one may hand out an older signature of the
+ *   same list, and that renews nothing.
+ * - maxStalenessSeconds is the client's own bound, tighter than the window: a list signed
+ *   (thisUpdate) longer ago than that is expired too. It also counts from the signed time.
  */
 import { AztpError, ErrorCodes } from "../errors.js";
-import { verifyRevocationList, type RevocationList } from "../authority/revocation-list.js";
+import {
+  DEFAULT_REVOCATION_LIST_LEEWAY_SECONDS,
+  verifyRevocationList,
+  type RevocationList,
+} from "../authority/revocation-list.js";
 import type { RevocationChecker } from "../invocation/trust.js";
 import type { BundleSource } from "../spiffe/bundle.js";
 import { SpiffeId, TrustDomain } from "../spiffe/spiffeid.js";
@@ -32,8 +39,13 @@ import {
 export interface RevocationFeedOptions {
   trustDomains: Iterable<string>;
   refreshHintSeconds?: number;
-  /** How long a list may go unrefreshed before isRevoked fails closed (default 10 refresh hints). */
-  maxStalenessSeconds?: number;
+  /**
+   * A bound of this client's, tighter than the lists' signed window: a list signed (its
+   * thisUpdate) longer ago than this is expired too. Default: none, the window alone.
+   */
+  maxStalenessSeconds?: number | undefined;
+  /** Clock skew tolerated between the service and this process, on either side of a list's window (default 30 s). */
+  clockToleranceSeconds?: number | undefined;
   onWarning?: FeedWarning;
   /**
    * Called when a list does not verify against the bundle held (after a CA rotation it is
@@ -45,8 +57,8 @@ export interface RevocationFeedOptions {
 
 interface Held {
   list: RevocationList;
-  /** Date.now() when a list of at least this sequence was last fetched and verified. */
-  refreshedAt: number;
+  /** Date.now() from which the list answers nothing: its nextUpdate (or thisUpdate + maxStaleness) plus the tolerance. */
+  deadAt: number;
 }
 
 export class RevocationFeed implements RevocationChecker {
@@ -58,6 +70,7 @@ export class RevocationFeed implements RevocationChecker {
   readonly #loop: RefreshLoop;
   #hint: number;
   readonly #maxStaleness: number | undefined;
+  readonly #leeway: number;
   readonly #refreshBundle: ((trustDomain: string) => Promise<unknown>) | undefined;
   /** One fetch per trust domain at a time: a revoke's refresh and the loop's share it. */
   readonly #inflight = new Map<string, Promise<RevocationList>>();
@@ -67,13 +80,29 @@ export class RevocationFeed implements RevocationChecker {
     this.#bundles = bundles;
     for (const td of options.trustDomains) this.#trustDomains.add(TrustDomain.parse(td).name);
     this.#hint = options.refreshHintSeconds ?? DEFAULT_REFRESH_HINT_SECONDS;
-    this.#maxStaleness = options.maxStalenessSeconds;
+    this.#maxStaleness = nonNegative("maxStalenessSeconds", options.maxStalenessSeconds);
+    this.#leeway =
+      nonNegative("clockToleranceSeconds", options.clockToleranceSeconds) ?? DEFAULT_REVOCATION_LIST_LEEWAY_SECONDS;
     this.#warnings = new FailureWarnings(options.onWarning ?? defaultWarning);
     this.#refreshBundle = options.refreshBundle;
     this.#loop = new RefreshLoop(
-      () => this.#hint,
+      () => this.#interval(),
       () => this.refreshAll().catch(() => undefined),
     );
+  }
+
+  /**
+   * The hint, or half the time a held list has left if that is sooner: a client whose hint is
+   * longer than the service's window still renews its lists before they end.
+   */
+  #interval(): number {
+    let seconds = this.#hint;
+    const now = Date.now();
+    for (const h of this.#held.values()) {
+      const left = (h.deadAt - now) / 1000;
+      if (left > 0) seconds = Math.min(seconds, left / 2);
+    }
+    return seconds;
   }
 
   get refreshHintSeconds(): number {
@@ -84,9 +113,14 @@ export class RevocationFeed implements RevocationChecker {
     this.#hint = seconds;
   }
 
-  /** How long a held list answers without a refresh. */
-  get maxStalenessSeconds(): number {
-    return this.#maxStaleness ?? 10 * Math.max(1, this.#hint);
+  /** The client's own bound on a list's age (by its signed thisUpdate), if it set one. */
+  get maxStalenessSeconds(): number | undefined {
+    return this.#maxStaleness;
+  }
+
+  /** Clock skew tolerated on either side of a list's window. */
+  get clockToleranceSeconds(): number {
+    return this.#leeway;
   }
 
   get trustDomains(): string[] {
@@ -109,9 +143,11 @@ export class RevocationFeed implements RevocationChecker {
 
   /**
    * Fetches, verifies and (if newer) holds `trustDomain`'s list; returns the list now held.
-   * Rejects with ERR_REVOCATION_LIST_INVALID (signature, issuer, shape), ERR_REVOCATION_LIST_REPLAYED
-   * (lower sequence) or the transport's errors; in every such case the held list stays and
-   * its age goes on growing.
+   * Rejects with ERR_REVOCATION_LIST_INVALID (signature, issuer, shape),
+   * ERR_REVOCATION_LIST_EXPIRED (past its window: a stale list served again),
+   * ERR_REVOCATION_LIST_NOT_YET_VALID, ERR_REVOCATION_LIST_WINDOW_MISSING,
+   * ERR_REVOCATION_LIST_REPLAYED (lower sequence) or the transport's errors; in every such
+   * case the held list stays, and so does the end of its window.
    */
   refresh(trustDomain: string): Promise<RevocationList> {
     const td = TrustDomain.parse(trustDomain).name;
@@ -130,7 +166,6 @@ export class RevocationFeed implements RevocationChecker {
   }
 
   async #fetch(td: string): Promise<RevocationList> {
-    const startedAt = Date.now();
     const answer = await this.#http.get<{ list?: unknown }>(`v1/revocations/${encodeURIComponent(td)}`, {
       auth: false,
     });
@@ -141,9 +176,10 @@ export class RevocationFeed implements RevocationChecker {
         { rule: "shape" },
       );
     }
+    const options = { trustDomain: td, leewaySeconds: this.#leeway };
     let list: RevocationList;
     try {
-      list = verifyRevocationList(answer.list, this.#bundles, { trustDomain: td });
+      list = verifyRevocationList(answer.list, this.#bundles, options);
     } catch (e) {
       if (
         this.#refreshBundle === undefined ||
@@ -154,25 +190,57 @@ export class RevocationFeed implements RevocationChecker {
       // The bundle comes over the authenticated channel (or the loopback one), so fetching it
       // anew cannot be steered by the list; a forged list still fails the second check.
       await this.#refreshBundle(td).catch(() => undefined);
-      list = verifyRevocationList(answer.list, this.#bundles, { trustDomain: td });
+      list = verifyRevocationList(answer.list, this.#bundles, options);
     }
-    return this.offer(list, startedAt);
+    return this.offer(list);
   }
 
-  /** Holds a verified `list` under the sequence rule; `fetchedAt` is when its fetch began. */
-  offer(list: RevocationList, fetchedAt = Date.now()): RevocationList {
+  /**
+   * Holds a verified `list` if it is current and newer than the one held (see the module's
+   * comment); returns the list now held. ERR_REVOCATION_LIST_EXPIRED for a list past its
+   * window (or past maxStalenessSeconds), ERR_REVOCATION_LIST_REPLAYED for a lower sequence.
+   */
+  offer(list: RevocationList): RevocationList {
+    const deadAt = this.#deadAt(list);
+    if (Date.now() >= deadAt) throw this.#expired(list, deadAt);
     const held = this.#held.get(list.trustDomain);
-    if (held !== undefined && list.sequence < held.list.sequence) {
-      throw new AztpError(
-        ErrorCodes.REVOCATION_LIST_REPLAYED,
-        `the revocation list of ${list.trustDomain} fetched has sequence ${list.sequence}, lower than the ${held.list.sequence} held: an old list replayed, refused (the held one stays)`,
-      );
+    if (held !== undefined) {
+      if (list.sequence < held.list.sequence) {
+        throw new AztpError(
+          ErrorCodes.REVOCATION_LIST_REPLAYED,
+          `the revocation list of ${list.trustDomain} fetched has sequence ${list.sequence}, lower than the ${held.list.sequence} held: an old list replayed, refused (the held one stays)`,
+        );
+      }
+      // The same list signed no later renews nothing (and is what a frozen feed serves).
+      if (list.sequence === held.list.sequence && list.thisUpdate.getTime() <= held.list.thisUpdate.getTime())
+        return held.list;
     }
-    // Equal: the same list; only its freshness moves (never backwards, with fetches racing).
-    const keep = held !== undefined && list.sequence === held.list.sequence ? held.list : list;
-    this.#held.set(list.trustDomain, { list: keep, refreshedAt: Math.max(fetchedAt, held?.refreshedAt ?? 0) });
+    // A higher sequence is taken even if signed earlier (replicas' clocks differ by a little):
+    // it is the newer state, and its own window still bounds it.
+    this.#held.set(list.trustDomain, { list, deadAt });
     this.#trustDomains.add(list.trustDomain);
-    return keep;
+    return list;
+  }
+
+  #deadAt(list: RevocationList): number {
+    const leeway = this.#leeway * 1000;
+    const end = list.nextUpdate.getTime() + leeway;
+    return this.#maxStaleness === undefined
+      ? end
+      : Math.min(end, list.thisUpdate.getTime() + this.#maxStaleness * 1000 + leeway);
+  }
+
+  #expired(list: RevocationList, deadAt: number): AztpError {
+    const bound =
+      deadAt < list.nextUpdate.getTime() + this.#leeway * 1000
+        ? `it was signed at ${list.thisUpdate.toISOString()}, longer ago than the ${this.#maxStaleness} s this client allows (maxStalenessSeconds)`
+        : `it was valid from ${list.thisUpdate.toISOString()} until ${list.nextUpdate.toISOString()} (its signed window)`;
+    return new AztpError(
+      ErrorCodes.REVOCATION_LIST_EXPIRED,
+      `the revocation list of ${list.trustDomain} (sequence ${list.sequence}) is expired: ${bound}, with ${this.#leeway} s of clock tolerance. ` +
+        "Revocation checks fail closed until a list the authority signed since arrives; fetching this one again does not make it fresh",
+      { rule: "expired" },
+    );
   }
 
   /** Refreshes every trust domain's list; failures are warned about and the first rethrown. */
@@ -195,7 +263,7 @@ export class RevocationFeed implements RevocationChecker {
   /**
    * The identity `id` or the SVID `serial` is on its trust domain's list (a revoked
    * identity's descendants are on it too). Throws ERR_REVOCATION_LIST_MISSING when no list is
-   * held for the trust domain, ERR_REVOCATION_LIST_EXPIRED when the held one is too old.
+   * held for the trust domain, ERR_REVOCATION_LIST_EXPIRED when the held one is past its window.
    */
   isRevoked(id: string, serial?: string): boolean {
     let parsed: SpiffeId;
@@ -220,13 +288,7 @@ export class RevocationFeed implements RevocationChecker {
         `no revocation list is held for trust domain ${td}, so ${id} cannot be checked (the remote authority serves ${[...this.#trustDomains].join(", ") || "none"})`,
       );
     }
-    const age = (Date.now() - held.refreshedAt) / 1000;
-    if (age > this.maxStalenessSeconds) {
-      throw new AztpError(
-        ErrorCodes.REVOCATION_LIST_EXPIRED,
-        `the revocation list of ${td} (sequence ${held.list.sequence}) was last refreshed ${Math.round(age)} s ago, over the ${this.maxStalenessSeconds} s allowed: revocation checks fail closed until the remote authority answers again`,
-      );
-    }
+    if (Date.now() >= held.deadAt) throw this.#expired(held.list, held.deadAt);
     return (serial !== undefined && held.list.serials.has(serial)) || held.list.identities.has(key);
   }
 
@@ -237,4 +299,14 @@ export class RevocationFeed implements RevocationChecker {
   stop(): void {
     this.#loop.stop();
   }
+}
+
+function nonNegative(name: string, v: number | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v !== "number" || !Number.isFinite(v) || v < 0)
+    throw new AztpError(
+      ErrorCodes.ARGUMENT_INVALID,
+      `${name} must be a number of seconds, 0 or more, got ${String(v)}`,
+    );
+  return v;
 }

@@ -44,8 +44,13 @@ export type ServeAuthority = Pick<
   | "bundle"
   | "bundleSet"
 > & {
-  /** The signed, sequenced revocation list of `trustDomain` (compact JWS). */
-  signedRevocationList(trustDomain?: string): string | Promise<string>;
+  /** The signed, sequenced revocation list of `trustDomain` (compact JWS), valid from `now` for `validitySeconds`. */
+  signedRevocationList(
+    trustDomain?: string,
+    options?: { validitySeconds?: number; now?: Date },
+  ): string | Promise<string>;
+  /** Grows with every revocation or reissue (any trust domain's): a signed list is as of one. */
+  revocationSequence(): number;
   /**
    * Brings this replica's view up to the committed state of the store (a store-backed authority
    * caches); called before every answer that depends on registry or revocation state.

@@ -28,6 +28,7 @@ import {
 } from "./http-io.js";
 import type { ServeBackend } from "./open.js";
 import type { TokenBuckets } from "./rate-limit.js";
+import { RevocationListCache } from "./revocation-list-cache.js";
 
 export interface RouteContext {
   readonly req: IncomingMessage;
@@ -65,6 +66,8 @@ export interface Route {
 export interface RouteSettings {
   backend: ServeBackend;
   refreshHintSeconds: number;
+  /** The signed window of a revocation list (renewed every refresh hint). */
+  revocationWindowSeconds: number;
   issueBuckets: TokenBuckets;
   maxBodyBytes: number;
   /** Not ready: shutting down, or the store is down (readyz answers 503). */
@@ -198,6 +201,10 @@ function auditInScope(key: ApiKeyRecord, names: readonly string[]): boolean {
 
 export function buildRoutes(s: RouteSettings): Route[] {
   const a = s.backend.authority;
+  const revocationLists = new RevocationListCache(a, {
+    renewEverySeconds: s.refreshHintSeconds,
+    validitySeconds: s.revocationWindowSeconds,
+  });
   const bundleAnswer = async (c: RouteContext, tdRaw: string | undefined): Promise<RouteAnswer> => {
     // The bundle changes only when a CA does: while the store is unreachable, the bundle this
     // replica holds is still the right one to hand out (verifiers keep verifying). Not so the
@@ -252,8 +259,10 @@ export function buildRoutes(s: RouteSettings): Route[] {
         await c.fresh();
         const td = trustDomainParam(c.params[0] ?? "");
         knownTrustDomain(s, td);
-        const list = await a.signedRevocationList(td);
-        // Fresh on every fetch: the list is signed and sequenced, and the verifier's refresh is what bounds staleness.
+        const list = await revocationLists.get(td);
+        // A verifier judges freshness by the list's signed window, not by this header: a cache
+        // that ignores it can delay a revocation by at most the window. no-cache keeps honest
+        // caches from adding even that.
         return ok({ list }, 200, { "cache-control": "no-cache" });
       },
     },

@@ -12,6 +12,7 @@
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { createServer as createHttpsServer, type Server as HttpsServer } from "node:https";
 import { isIP } from "node:net";
+import { MAX_REVOCATION_LIST_VALIDITY_SECONDS } from "../authority/revocation-list.js";
 import { AztpError, ErrorCodes } from "../errors.js";
 import { invalidApiKey, type ApiKeyRecord } from "./api-key-store.js";
 import { errorBody, statusOf, toServeError } from "./errors.js";
@@ -19,6 +20,7 @@ import { readJsonObject, sendJson, type JsonObject } from "./http-io.js";
 import { jsonLogger, type Logger, type LogLevel } from "./log.js";
 import { openServeBackend, type ServeBackend } from "./open.js";
 import { TokenBuckets } from "./rate-limit.js";
+import { REVOCATION_WINDOW_HINTS } from "./revocation-list-cache.js";
 import { buildRoutes, retryAfterOf, type Route } from "./routes.js";
 import { issueServiceCredential, rotateAtHalfLife, SERVE_SVID_TTL_SECONDS, type ServiceCredential } from "./tls.js";
 
@@ -38,6 +40,12 @@ export interface ServeOptions {
   /** Allow insecureHttp on an address that is not loopback (behind a TLS-terminating proxy). */
   allowInsecureNonLoopback?: boolean;
   refreshHintSeconds?: number;
+  /**
+   * How long a signed revocation list is valid (nextUpdate - thisUpdate): how long verifiers go
+   * on through an outage, and the most a list replayed to them can delay a revocation. At least
+   * two refresh hints; default REVOCATION_WINDOW_HINTS hints.
+   */
+  revocationWindowSeconds?: number;
   issueRate?: number;
   issueBurst?: number;
   maxBodyBytes?: number;
@@ -126,6 +134,23 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
     DEFAULTS.refreshHintSeconds,
     true,
   );
+  const revocationWindowSeconds = positive(
+    "revocationWindowSeconds",
+    options.revocationWindowSeconds,
+    Math.min(REVOCATION_WINDOW_HINTS * refreshHintSeconds, MAX_REVOCATION_LIST_VALIDITY_SECONDS),
+    true,
+  );
+  if (
+    revocationWindowSeconds < 2 * refreshHintSeconds ||
+    revocationWindowSeconds > MAX_REVOCATION_LIST_VALIDITY_SECONDS
+  ) {
+    // The service renews a list every hint and clients fetch every hint: a window shorter than
+    // two would expire lists between a renewal and the next fetch.
+    throw new AztpError(
+      ErrorCodes.ARGUMENT_INVALID,
+      `revocationWindowSeconds (--revocation-window) must be at least two refresh hints (2 × ${refreshHintSeconds} s) and at most ${MAX_REVOCATION_LIST_VALIDITY_SECONDS} s, got ${revocationWindowSeconds}`,
+    );
+  }
   const issueBuckets = new TokenBuckets({
     rate: positive("issueRate", options.issueRate, DEFAULTS.issueRate),
     burst: positive("issueBurst", options.issueBurst, DEFAULTS.issueBurst, true),
@@ -156,7 +181,14 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
     }
   };
 
-  const routes = buildRoutes({ backend, refreshHintSeconds, issueBuckets, maxBodyBytes, readiness });
+  const routes = buildRoutes({
+    backend,
+    refreshHintSeconds,
+    revocationWindowSeconds,
+    issueBuckets,
+    maxBodyBytes,
+    readiness,
+  });
 
   const handler = (req: IncomingMessage, res: ServerResponse): void => {
     inFlight++;

@@ -12,6 +12,7 @@ import {
   DEFAULT_METHOD,
   MAX_JWT_SVID_TTL_SECONDS,
 } from "../../authority/authority.js";
+import { MAX_REVOCATION_LIST_VALIDITY_SECONDS } from "../../authority/revocation-list.js";
 import { generateWorkloadKey } from "../../spiffe/csr.js";
 import { exportPrivateKeyPem } from "../../spiffe/keys.js";
 import { TrustDomain } from "../../spiffe/spiffeid.js";
@@ -174,11 +175,30 @@ export function register(program: Command, ctx: CliContext): void {
       "print the signed revocation list (a compact JWS, signed with the trust domain's JWT key); aztp verify x509 --revocations FILE applies it",
     )
     .option("--trust-domain <td>", "trust domain (default: the authority's)")
-    .action(async (o: { trustDomain?: string }) => {
+    .option(
+      "--valid-for <duration>",
+      "its signed validity window (90s, 15m, 1h, 7d; at most 31d): verifiers refuse it after that, so export again before",
+      "1d",
+    )
+    .action(async (o: { trustDomain?: string; validFor: string }) => {
+      const validitySeconds = durationOption("--valid-for", o.validFor);
+      if (validitySeconds < 1 || validitySeconds > MAX_REVOCATION_LIST_VALIDITY_SECONDS)
+        throw usage(`--valid-for is 1s to ${MAX_REVOCATION_LIST_VALIDITY_SECONDS / 86400}d, got ${o.validFor}`);
       const a = await EmbeddedAuthority.open(ctx.home());
       const td = o.trustDomain === undefined ? a.defaultTrustDomain : TrustDomain.parse(o.trustDomain).name;
       a.bundle(td); // ERR_TRUST_DOMAIN_NOT_ALLOWED for a trust domain this authority does not have
-      const list = a.signedRevocationList(td);
-      ctx.out({ trustDomain: td, sequence: a.revocationSequence(), revocations: list }, () => list);
+      const now = new Date();
+      const list = a.signedRevocationList(td, { validitySeconds, now });
+      const thisUpdate = new Date(Math.floor(now.getTime() / 1000) * 1000);
+      ctx.out(
+        {
+          trustDomain: td,
+          sequence: a.revocationSequence(),
+          thisUpdate: thisUpdate.toISOString(),
+          nextUpdate: new Date(thisUpdate.getTime() + validitySeconds * 1000).toISOString(),
+          revocations: list,
+        },
+        () => list,
+      );
     });
 }

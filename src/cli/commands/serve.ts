@@ -51,6 +51,7 @@ interface ServeCliOptions {
   tls?: boolean;
   allowInsecureNonLoopback?: boolean;
   refreshHint: string;
+  revocationWindow?: string;
   issueRate: string;
   issueBurst: string;
   maxBody: string;
@@ -80,6 +81,10 @@ export function register(program: Command, ctx: CliContext): void {
       "--refresh-hint <seconds>",
       "spiffe_refresh_hint of the bundle, and the feeds' refresh interval",
       String(DEFAULTS.refreshHintSeconds),
+    )
+    .option(
+      "--revocation-window <seconds>",
+      "how long a signed revocation list is valid (renewed every hint): how long verifiers go on through an outage, and the most a replayed list can delay a revocation (default: 5 refresh hints)",
     )
     .option(
       "--issue-rate <per-second>",
@@ -117,6 +122,9 @@ export function register(program: Command, ctx: CliContext): void {
         insecureHttp: o.insecureHttp === true,
         allowInsecureNonLoopback: o.allowInsecureNonLoopback === true,
         refreshHintSeconds: number("--refresh-hint", o.refreshHint, true),
+        ...(o.revocationWindow !== undefined
+          ? { revocationWindowSeconds: number("--revocation-window", o.revocationWindow, true) }
+          : {}),
         issueRate: number("--issue-rate", o.issueRate, false),
         issueBurst: number("--issue-burst", o.issueBurst, true),
         maxBodyBytes: number("--max-body", o.maxBody, true),

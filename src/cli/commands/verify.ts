@@ -5,7 +5,7 @@
 import { resolve } from "node:path";
 import type { Command } from "commander";
 import { EmbeddedAuthority } from "../../authority/authority.js";
-import { verifyRevocationList } from "../../authority/revocation-list.js";
+import { verifyRevocationList, type RevocationList } from "../../authority/revocation-list.js";
 import { AztpError, ErrorCodes } from "../../errors.js";
 import { BundleSet, loadBundleFile } from "../../spiffe/bundle.js";
 import { Certificate } from "../../spiffe/certificate.js";
@@ -27,9 +27,9 @@ export function register(program: Command, ctx: CliContext): void {
     .requiredOption("--bundle <file>", "SPIFFE bundle JSON or PEM roots")
     .option(
       "--revocations <file>",
-      "the authority's signed revocation list (aztp revocations export), checked against --bundle",
+      "the authority's signed revocation list (aztp revocations export), checked against --bundle and refused past its signed window",
     )
-    .option("--time <iso8601>", "validate as of this time")
+    .option("--time <iso8601>", "validate as of this time (the SVID, and the revocation list's window)")
     .action(async (cert: string, o: { bundle: string; revocations?: string; time?: string }) => {
       const time = parseTime(o.time);
       const chain = Certificate.parsePem(await readInput(cert));
@@ -47,6 +47,7 @@ export function register(program: Command, ctx: CliContext): void {
         source,
         result.id,
         serial,
+        time,
       );
       const value = {
         valid: true,
@@ -92,11 +93,13 @@ export function register(program: Command, ctx: CliContext): void {
 }
 
 type RevocationCheck =
-  { checked: false; why: string } | { checked: true; against: string; sequence: number; listIssuedAt?: string };
+  | { checked: false; why: string }
+  | { checked: true; against: string; sequence: number; listIssuedAt?: string; listValidUntil?: string };
 
 /**
  * Whether `id` (SVID serial `serial`) is revoked, per the authority in `home` and/or the
- * signed list in file `list` (verified against `bundles`). Revoked is ERR_X509SVID_REVOKED.
+ * signed list in file `list` (verified against `bundles`, its window at `time`, else now).
+ * Revoked is ERR_X509SVID_REVOKED; a list past its window is ERR_REVOCATION_LIST_EXPIRED.
  * With neither, nothing is checked and the result says so: an offline verifier holding only
  * the bundle cannot know about revocations, and must not let "valid" suggest it does.
  */
@@ -105,6 +108,7 @@ async function checkRevocation(
   bundles: BundleSet,
   id: SpiffeId,
   serial: string,
+  time: Date | undefined,
 ): Promise<RevocationCheck> {
   if (from.home === undefined && from.list === undefined)
     return { checked: false, why: "offline: pass --home DIR or --revocations FILE" };
@@ -126,8 +130,20 @@ async function checkRevocation(
     result = { checked: true, against, sequence: a.revocationSequence() };
   }
   if (from.list !== undefined) {
-    const list = verifyRevocationList(await readInput(from.list), bundles, { trustDomain: id.trustDomain });
-    const against = `the revocation list of ${list.trustDomain} in ${resolve(from.list)} (sequence ${list.sequence}, signed ${list.issuedAt.toISOString()})`;
+    let list: RevocationList;
+    try {
+      list = verifyRevocationList(await readInput(from.list), bundles, { trustDomain: id.trustDomain, now: time });
+    } catch (e) {
+      // An old list checked on purpose: the SVID and the list as of a time within its window.
+      if (e instanceof AztpError && e.code === ErrorCodes.REVOCATION_LIST_EXPIRED)
+        throw new AztpError(
+          e.code,
+          `${from.list}: ${e.message}. Export a current one (aztp revocations export), or pass --time within its window to check as of then`,
+          { cause: e, rule: e.rule ?? "expired" },
+        );
+      throw e;
+    }
+    const against = `the revocation list of ${list.trustDomain} in ${resolve(from.list)} (sequence ${list.sequence}, signed ${list.thisUpdate.toISOString()}, valid until ${list.nextUpdate.toISOString()})`;
     const why = list.revoked(id.toString(), serial);
     if (why !== undefined)
       revoked(why === "serial" ? `its serial ${serial}` : "its identity, or an ancestor's", against);
@@ -135,7 +151,8 @@ async function checkRevocation(
       checked: true,
       against: result?.checked ? `${result.against} and ${against}` : against,
       sequence: list.sequence,
-      listIssuedAt: list.issuedAt.toISOString(),
+      listIssuedAt: list.thisUpdate.toISOString(),
+      listValidUntil: list.nextUpdate.toISOString(),
     };
   }
   return result as RevocationCheck;
