@@ -47,7 +47,6 @@ const WINDOW: TimeWindow = {
   maxLifetimeSeconds: MAX_REVOCATION_LIST_VALIDITY_SECONDS,
   expRequired: true,
   iatRequired: true,
-  nbfChecked: false,
   integerDates: true,
 };
 
