@@ -1221,7 +1221,7 @@ describe("query and stats", () => {
     assert.equal(stats.entries, 8);
     assert.equal(stats.checkpoints, 2);
     assert.deepEqual(stats.decisions, { allow: 6, deny: 2, "audit-only": 0 });
-    assert.deepEqual(stats.outcomes, { ok: 6, error: 0, denied: 2, none: 0 });
+    assert.deepEqual(stats.outcomes, { ok: 6, error: 0, denied: 2, interrupted: 0, none: 0 });
     assert.deepEqual(
       stats.calls.map((c) => [c.caller.slice(-7), c.tool, c.total, c.decisions.deny]),
       [
@@ -1295,6 +1295,66 @@ describe("query and stats", () => {
         ["unknown", false, 1, 1],
       ],
     );
+  });
+
+  test("an interrupted call is an outcome of its own: written, verified, found by outcome, counted apart; a version 1 entry cannot claim it", async () => {
+    const path = newPath();
+    const log = await AuditLog.open(path, quiet());
+    // Paused before it gave a result: no result digest, no receipt.
+    const {
+      receipt: _receipt,
+      resultDigest: _digest,
+      ...paused
+    } = sample(2, {
+      outcome: "interrupted",
+      reason: "GraphInterrupt",
+    });
+    await log.append(sample(1));
+    await log.append(paused);
+    await log.append(sample(4));
+    await assert.rejects(
+      log.append(sample(5, { outcome: "paused" as never })),
+      (e) => isAztpError(e, "ERR_ARGUMENT_INVALID"),
+      "an outcome the log does not know is refused",
+    );
+    await log.close();
+    const verified = await verifyAuditLog(path);
+    assert.deepEqual([verified.ok, verified.entries], [true, 3], verified.firstBad?.message);
+    const found = await queryAuditLog(path, { outcome: "interrupted" });
+    assert.deepEqual(
+      found.map((e) => [e.seq, e.outcome, e.reason, e.receipt, e.resultDigest]),
+      [[2, "interrupted", "GraphInterrupt", undefined, undefined]],
+    );
+    assert.deepEqual(
+      (await queryAuditLog(path, { outcome: "ok" })).map((e) => e.seq),
+      [1, 3],
+    );
+    assert.deepEqual((await auditStats(path)).outcomes, { ok: 2, error: 0, denied: 0, interrupted: 1, none: 0 });
+    // Version 1 writers knew no interrupted calls: such an entry is malformed, not read.
+    const v1: Record<string, unknown> = {
+      v: 1,
+      seq: 1,
+      time: "2026-01-01T00:00:00.000Z",
+      side: "callee",
+      caller: "spiffe://example.org/ada",
+      callee: "spiffe://example.org/tools",
+      tool: "search",
+      argsDigest: "d",
+      decision: "allow",
+      prev: GENESIS_HASH,
+    };
+    const v1Path = newPath("v1");
+    for (const [outcome, ok] of [
+      ["ok", true],
+      ["interrupted", false],
+    ] as const) {
+      const entry = { ...v1, outcome };
+      const hash = createHash("sha256").update(canonicalize(entry)!, "utf8").digest("hex");
+      writeLines(v1Path, [JSON.stringify({ ...entry, hash })]);
+      const r = await verifyAuditLog(v1Path);
+      assert.equal(r.ok, ok, `a version 1 entry with outcome ${outcome}`);
+      if (!ok) assert.equal(r.firstBad?.reason, "malformed");
+    }
   });
 
   test('a version 1 log is still read and verified: an "unverified:X" caller reads as caller X, not verified', async () => {

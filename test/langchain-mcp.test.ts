@@ -69,7 +69,7 @@ describe("MCP tools from loadMcpTools", () => {
     const m = answerTo(result, "a1");
     assert.equal(m.status, "success");
     assert.match(textOf(m), /found spiffe/);
-    const entry = assertReceipted(m, spiffeOf("docs-server"));
+    const entry = assertReceipted(m, aztpIdOf("docs-server"));
     assert.ok(!textOf(m).includes("aztp"), `no AZTP metadata in what the model reads: ${textOf(m)}`);
     assert.equal(textOf(shownTo(model, "a1")), textOf(m), "the model was shown the server's answer");
 
@@ -221,7 +221,7 @@ describe("MCP tools from loadMcpTools", () => {
       for (const { id, args } of calls(name)) {
         const m = answerTo(results[i], id);
         assert.match(textOf(m), new RegExp(`found ${id}\\b`), `${id}: its own answer`);
-        receipts.add(assertReceipted(m, spiffeOf("docs-server")).receipt as string);
+        receipts.add(assertReceipted(m, aztpIdOf("docs-server")).receipt as string);
         const both = agentAndServer(own, serverLog, id);
         for (const e of [both.agent, both.server]) {
           assert.equal(e.caller, spiffeOf(name), `${id} ${e.side}: signed by its own agent`);
@@ -269,7 +269,7 @@ describe("MCP tools from loadMcpTools", () => {
     assert.doesNotMatch(textOf(x1), /altered/);
     assert.equal(textOf(shownTo(model, "x1")), textOf(x1), "the model was shown the refusal");
     assert.match(textOf(answerTo(result, "x2")), /found two/);
-    assertReceipted(answerTo(result, "x2"), spiffeOf("docs-server"));
+    assertReceipted(answerTo(result, "x2"), aztpIdOf("docs-server"));
     assert.match(textOf(answerTo(result, "x3")), /found three/);
 
     await Promise.all([agent.aztpGuard.flush(), d.flush()]);
@@ -440,7 +440,7 @@ describe("MCP tools from loadMcpTools", () => {
     const f1 = answerTo(result, "f1");
     assertRefused(f1, "ERR_TOOL_FAILED");
     assert.match(textOf(f1), /no doc 7/, "the model is told the server's error");
-    assertReceipted(f1, spiffeOf("docs-server"), "error");
+    assertReceipted(f1, aztpIdOf("docs-server"), "error");
     const bad = answerTo(result, "bad");
     assertRefused(bad, "ERR_TOOL_FAILED");
     assert.match(textOf(bad), /did not match expected schema/);
@@ -536,7 +536,7 @@ describe("SecureMultiServerMCPClient", () => {
     const result = await agent.invoke(ask("go"));
     assert.match(textOf(answerTo(result, "e1")), /"value":"hi"/);
     assert.match(textOf(answerTo(result, "l1")), /"value":42/);
-    for (const id of ["e1", "l1"]) assertReceipted(answerTo(result, id), spiffeOf("stdio-server"));
+    for (const id of ["e1", "l1"]) assertReceipted(answerTo(result, id), aztpIdOf("stdio-server"));
     // Each answer says how many handler runs the server process had made: one each, no more.
     const runs = ["e1", "l1"].map((id) => Number(/"runs":(\d+)/.exec(textOf(answerTo(result, id)))?.[1]));
     assert.deepEqual(runs.sort(), [1, 2]);

@@ -316,7 +316,13 @@ describe("the package as users get it (npm pack, installed into an empty project
   });
 
   it("a user of MCP alone gets no LangChain: the optional peers are neither installed nor warned about", async () => {
-    for (const peer of ["langchain", "@langchain/core", "@langchain/mcp-adapters", "@langchain/openai"]) {
+    for (const peer of [
+      "langchain",
+      "@langchain/core",
+      "@langchain/langgraph",
+      "@langchain/mcp-adapters",
+      "@langchain/openai",
+    ]) {
       assert.ok(!existsSync(join(project, "node_modules", peer)), `${peer} was installed`);
     }
     assert.doesNotMatch(installOutput, /peer|ERESOLVE/i);

@@ -44,7 +44,13 @@ const V1_UNVERIFIED_PREFIX = "unverified:";
 
 export type AuditSide = "caller" | "callee" | "proxy";
 export type AuditDecision = "allow" | "deny" | "audit-only";
-export type AuditOutcome = "ok" | "error" | "denied";
+/**
+ * What came of a call: `ok`, `error` (the tool failed, or no answer came), `denied` (refused),
+ * or `interrupted`: the framework's control flow (a LangGraph `interrupt()`, a handoff to a
+ * parent graph) left the call before it gave a result, so there is none and no receipt; a
+ * resumed call is a new call with entries of its own.
+ */
+export type AuditOutcome = "ok" | "error" | "denied" | "interrupted";
 
 export interface AuditEntry {
   /** 2; an entry read from a version 1 log keeps 1 (its other fields are shown as in 2). */
@@ -183,7 +189,9 @@ const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{
 
 const SIDES: ReadonlySet<string> = new Set<AuditSide>(["caller", "callee", "proxy"]);
 const DECISIONS: ReadonlySet<string> = new Set<AuditDecision>(["allow", "deny", "audit-only"]);
-const OUTCOMES: ReadonlySet<string> = new Set<AuditOutcome>(["ok", "error", "denied"]);
+const OUTCOMES: ReadonlySet<string> = new Set<AuditOutcome>(["ok", "error", "denied", "interrupted"]);
+/** Version 1 writers knew no interrupted calls. */
+const V1_OUTCOMES: ReadonlySet<string> = new Set<AuditOutcome>(["ok", "error", "denied"]);
 
 type Check = (value: unknown) => string | null; // null when valid, else what was expected
 
@@ -286,6 +294,7 @@ const STORED_V1 = fieldTable([
   ["time", field(true, isoTime)],
   ...INPUT_FIELDS.filter(([key]) => !V1_UNKNOWN.has(key)).map(([key, spec]): readonly [string, FieldSpec] => {
     if (key === "delegation") return [key, field(false, stringArray(true))];
+    if (key === "outcome") return [key, field(false, oneOf(V1_OUTCOMES))];
     return [key, spec.check === anyString ? field(spec.required, nonEmptyString) : spec];
   }),
   ["prev", field(true, hex64)],

@@ -34,6 +34,8 @@ export interface AuditQuery {
   readonly callee?: string;
   readonly tool?: string;
   readonly decision?: AuditDecision;
+  /** What came of the call (`interrupted`: paused by the framework's control flow, no result). */
+  readonly outcome?: AuditOutcome;
   /** The framework's tool-call id (a LangChain ToolCall id): finds one call in the caller's log and in the callee's. */
   readonly toolCallId?: string;
   /** Entries at or after this time (a Date, an ISO string or epoch milliseconds). */
@@ -62,6 +64,7 @@ export async function queryAuditLog(path: string, query: AuditQuery = {}): Promi
     if (query.callee !== undefined && entry.callee !== query.callee) return true;
     if (query.tool !== undefined && entry.tool !== query.tool) return true;
     if (query.decision !== undefined && entry.decision !== query.decision) return true;
+    if (query.outcome !== undefined && entry.outcome !== query.outcome) return true;
     if (query.toolCallId !== undefined && entry.toolCallId !== query.toolCallId) return true;
     if (since !== -Infinity || until !== Infinity) {
       const t = Date.parse(entry.time);
@@ -99,7 +102,7 @@ export interface AuditStats {
 /** Counts by decision and outcome, and by caller (verified apart from claimed) → callee / tool. */
 export async function auditStats(path: string): Promise<AuditStats> {
   const decisions = { allow: 0, deny: 0, "audit-only": 0 };
-  const outcomes = { ok: 0, error: 0, denied: 0, none: 0 };
+  const outcomes = { ok: 0, error: 0, denied: 0, interrupted: 0, none: 0 };
   const callers = { verified: 0, claimed: 0 };
   type Row = {
     caller: string;

@@ -10,7 +10,7 @@
  * when it is set (the entry could not be written, or the result cannot be receipted).
  */
 import { performance } from "node:perf_hooks";
-import type { AuditEntryInput } from "../audit/entry.js";
+import type { AuditEntryInput, AuditOutcome } from "../audit/entry.js";
 import { AztpError, ErrorCodes } from "../errors.js";
 import { canonicalDigest } from "../invocation/canonical.js";
 import { peekClaims } from "../spiffe/jws.js";
@@ -288,7 +288,13 @@ export class CalleeGuard {
    */
   async settle(
     admission: Admission,
-    outcome: { status: ReceiptStatus; result: unknown; code?: string },
+    outcome: {
+      status: ReceiptStatus;
+      result: unknown;
+      code?: string;
+      /** For the audit entry alone, when there is no code: what kind of result it was (`langgraph-command`). */
+      reason?: string;
+    },
   ): Promise<Settlement> {
     const v = admission.verified;
     let receipt: string | undefined;
@@ -331,6 +337,17 @@ export class CalleeGuard {
     return error !== undefined ? { receipt: unrecorded !== undefined ? undefined : receipt, error } : { receipt };
   }
 
+  /**
+   * Records an admitted call that the framework's control flow left before it gave a result (a
+   * LangGraph `interrupt()` in the tool: the run pauses, and its resume calls the tool again
+   * with a token of its own): outcome interrupted, `reason` naming the signal. There is no
+   * result, so no receipt. Resolves once written, with ERR_AUDIT_UNAVAILABLE when it could not
+   * be (enforce mode): then the binding answers with that error instead of letting the signal on.
+   */
+  async interrupted(admission: Admission, reason: string): Promise<AztpError | undefined> {
+    return this.#record(admission, { status: "interrupted", result: undefined, code: reason }, undefined, undefined);
+  }
+
   /** Admits, runs `fn` if allowed, settles. Throws the AztpError of a refused call. */
   async run<T>(
     call: { tool: string; args: unknown; token: unknown },
@@ -364,7 +381,7 @@ export class CalleeGuard {
 
   #record(
     admission: Admission,
-    outcome: { status: ReceiptStatus; result: unknown; code?: string },
+    outcome: { status: AuditOutcome; result: unknown; code?: string; reason?: string },
     receipt: string | undefined,
     signedDigest: string | undefined,
   ): Promise<AztpError | undefined> {
@@ -378,7 +395,7 @@ export class CalleeGuard {
     }
     // The receipt already holds the result's digest; compute it only for an unsigned call.
     let resultDigest = signedDigest;
-    if (resultDigest === undefined) {
+    if (resultDigest === undefined && outcome.result !== undefined) {
       try {
         resultDigest = canonicalDigest(outcome.result, "result");
       } catch {
@@ -396,7 +413,13 @@ export class CalleeGuard {
       decision: admission.error === undefined ? "allow" : admission.allowed ? "audit-only" : "deny",
       outcome: outcome.status,
       durationMs: Math.round((performance.now() - admission.startedAt) * 1000) / 1000,
-      ...(admission.error ? { reason: admission.error.code } : outcome.code ? { reason: outcome.code } : {}),
+      ...(admission.error
+        ? { reason: admission.error.code }
+        : outcome.code
+          ? { reason: outcome.code }
+          : outcome.reason
+            ? { reason: outcome.reason }
+            : {}),
       ...(resultDigest ? { resultDigest } : {}),
       ...(v ? { jti: v.claims.jti } : {}),
       ...(v?.claims.trace ? { traceId: v.claims.trace } : {}),

@@ -5,6 +5,7 @@
  * result is handed to the application.
  */
 import { performance } from "node:perf_hooks";
+import type { AuditDecision, AuditOutcome } from "../audit/entry.js";
 import { AztpError, ErrorCodes } from "../errors.js";
 import { canonicalDigest } from "../invocation/canonical.js";
 import { peekClaims } from "../spiffe/jws.js";
@@ -39,6 +40,14 @@ export interface CallToSign {
   delegation?: readonly string[];
   traceId?: string;
   /** The framework's tool-call id (LangChain's), signed so both audit entries carry it. */
+  toolCallId?: string;
+}
+
+/** A call as it was asked for, when nothing was signed for it (refused, or left before). */
+export interface UnsignedCall {
+  audience?: string;
+  tool: string;
+  args: unknown;
   toolCallId?: string;
 }
 
@@ -117,18 +126,37 @@ export class CallerGuard {
    * audience to address it to) and returns the error to throw: `error`, or ERR_AUDIT_UNAVAILABLE
    * when even the refusal could not be recorded (enforce mode).
    */
-  async refuse(
-    call: { audience?: string; tool: string; args: unknown; toolCallId?: string },
-    error: AztpError,
-  ): Promise<AztpError> {
+  async refuse(call: UnsignedCall, error: AztpError): Promise<AztpError> {
     if (!this.#audit.enabled) return error;
+    return (await this.#recordUnsigned(call, { decision: "deny", outcome: "denied", reason: error.code })) ?? error;
+  }
+
+  /**
+   * Records a call that the framework's control flow left before any answer (a LangGraph
+   * `interrupt()` in the tool, or in a middleware before it ran: the run pauses, and its resume
+   * calls the tool again as a new signed call): outcome interrupted, `reason` naming the signal,
+   * no result and so no receipt. `call` is the prepared call, or for one left before it was
+   * signed what it would have been. Resolves once written, with ERR_AUDIT_UNAVAILABLE when it
+   * could not be (enforce mode).
+   */
+  interrupted(call: PreparedCall | UnsignedCall, reason: string): Promise<AztpError | undefined> {
+    if ("token" in call)
+      return this.#record(call, { result: undefined, receipt: undefined }, undefined, undefined, reason, "interrupted");
+    return this.#recordUnsigned(call, { decision: "allow", outcome: "interrupted", reason });
+  }
+
+  #recordUnsigned(
+    call: UnsignedCall,
+    what: { decision: AuditDecision; outcome: AuditOutcome; reason: string },
+  ): Promise<AztpError | undefined> {
+    if (!this.#audit.enabled) return Promise.resolve(undefined);
     let argsDigest = "unencodable";
     try {
       argsDigest = canonicalDigest(call.args, "args");
     } catch {
       // the usual reason for the refusal: the digest of what cannot be represented is no digest
     }
-    const unrecorded = await this.#audit.record({
+    return this.#audit.record({
       side: "caller",
       caller: this.id,
       callerVerified: true, // the writer's own identity
@@ -136,16 +164,15 @@ export class CallerGuard {
       tool: call.tool,
       argsDigest,
       args: call.args,
-      decision: "deny",
-      outcome: "denied",
-      reason: error.code,
+      decision: what.decision,
+      outcome: what.outcome,
+      reason: what.reason,
       ...(typeof call.toolCallId === "string" &&
       call.toolCallId.length > 0 &&
       call.toolCallId.length <= MAX_TOOL_CALL_ID_LENGTH
         ? { toolCallId: call.toolCallId }
         : {}),
     });
-    return unrecorded ?? error;
   }
 
   /** Signs a request that is not itself a tool call (tools/list, to be shown the callable tools): not audited. */
@@ -169,7 +196,7 @@ export class CallerGuard {
    */
   async settle(
     prepared: PreparedCall,
-    answer: { result: unknown; receipt: unknown; isError?: boolean },
+    answer: { result: unknown; receipt: unknown; isError?: boolean; reason?: string },
   ): Promise<VerifiedReceipt | undefined> {
     let verified: VerifiedReceipt | undefined;
     let error: AztpError | undefined;
@@ -192,7 +219,7 @@ export class CallerGuard {
       error =
         e instanceof AztpError ? e : new AztpError(ErrorCodes.RECEIPT_INVALID, (e as Error)?.message ?? String(e));
     }
-    const unrecorded = await this.#record(prepared, answer, verified, error);
+    const unrecorded = await this.#record(prepared, answer, verified, error, answer.reason);
     if (error && this.mode === "enforce") throw error;
     if (unrecorded !== undefined) throw unrecorded;
     return verified;
@@ -227,6 +254,7 @@ export class CallerGuard {
     verified: VerifiedReceipt | undefined,
     error: AztpError | undefined,
     reason?: string,
+    outcome?: AuditOutcome,
   ): Promise<AztpError | undefined> {
     if (!this.#audit.enabled) return Promise.resolve(undefined);
     // A verified receipt holds the digest of this very result; compute it only otherwise.
@@ -238,7 +266,7 @@ export class CallerGuard {
         resultDigest = undefined;
       }
     }
-    const status = verified?.claims.status ?? (answer.isError ? "error" : error ? "error" : "ok");
+    const status = outcome ?? verified?.claims.status ?? (answer.isError ? "error" : error ? "error" : "ok");
     return this.#audit.record({
       side: "caller",
       caller: this.id,

@@ -14,6 +14,7 @@
  *     the tools and servers the child (and its own sub-agents) need.
  */
 import { AIMessage } from "@langchain/core/messages";
+import type { StateDefinitionInit } from "@langchain/langgraph";
 import { tool as makeTool, type DynamicStructuredTool, type StructuredToolInterface } from "@langchain/core/tools";
 import { createAgent, type CreateAgentParams } from "langchain";
 import { attachIdentity, type Aztp, type SecuredAgent } from "../client/aztp.js";
@@ -29,8 +30,16 @@ import { isMcpTool, mcpServerOf } from "./mcp-mark.js";
 import { createSecureMiddleware, type DelegationSource } from "./middleware.js";
 import { isSecuredTool, secureTool, type SecuredTool } from "./tool.js";
 
-/** createAgent's parameters, any response format (or none). */
-type AgentParams = Omit<CreateAgentParams, "responseFormat"> & { responseFormat?: CreateAgentParams["responseFormat"] };
+/**
+ * createAgent's parameters, any response format (or none), and any state schema: a tool that
+ * returns a Command may update state keys of the agent's own (`stateSchema`).
+ */
+type AgentParams = Omit<
+  CreateAgentParams<Record<string, unknown>, StateDefinitionInit | undefined>,
+  "responseFormat"
+> & {
+  responseFormat?: CreateAgentParams["responseFormat"];
+};
 type Agent = ReturnType<typeof createAgent>;
 
 /** What a tool list for createSecureAgent may hold: tools, and sub-agents to create under this one. */

@@ -20,13 +20,6 @@ export {
   type SecureMiddlewareOptions,
   type DelegationSource,
 } from "./middleware.js";
-export {
-  secureTool,
-  SecuredTool,
-  isSecuredTool,
-  receiptOf,
-  RECEIPT_ARTIFACT,
-  type ReceiptArtifact,
-  type SecureToolOptions,
-} from "./tool.js";
+export { secureTool, SecuredTool, isSecuredTool, type SecureToolOptions } from "./tool.js";
+export { receiptOf, RECEIPT_ARTIFACT, type ReceiptArtifact } from "./receipt-artifact.js";
 export { isMcpTool, mcpServerOf } from "./mcp-mark.js";

@@ -13,7 +13,9 @@
  *     call before the model sees anything.
  *
  * A call that is refused anywhere comes back to the model as an error ToolMessage that starts
- * with the code, and the run goes on: throwing from wrapToolCall would end the whole run.
+ * with the code, and the run goes on: throwing from wrapToolCall would end the whole run. What
+ * is let through is LangGraph's control flow (an `interrupt()`, a handoff to a parent graph),
+ * recorded as interrupted, so a secured agent pauses where a plain one pauses.
  * Nothing is re-checked here that invocation/ owns: this file only moves tokens and receipts.
  */
 import { ToolMessage } from "@langchain/core/messages";
@@ -29,17 +31,11 @@ import { CallerGuard, type PreparedCall } from "../guard/caller.js";
 import type { GuardMode } from "../guard/recorder.js";
 import { canonicalDigest } from "../invocation/canonical.js";
 import type { Trust } from "../invocation/trust.js";
+import { commandIsError, commandReceipt, commandResult, COMMAND_REASON, isCommand, type Command } from "./command.js";
+import { controlFlowName, isControlFlow } from "./control-flow.js";
 import { isMcpTool, mcpServerOf } from "./mcp-mark.js";
-import {
-  isSecuredTool,
-  receiptOf,
-  RECEIPT_ARTIFACT,
-  refusalText,
-  secureTool,
-  withReceipt,
-  type ReceiptArtifact,
-  type SecuredTool,
-} from "./tool.js";
+import { receiptEntry, receiptOf, withReceipt, type ReceiptArtifact } from "./receipt-artifact.js";
+import { isSecuredTool, refusalText, secureTool, type SecuredTool } from "./tool.js";
 
 /** How a tool that has no identity of its own is named when the middleware serves it under one. */
 export function servedToolName(agentName: string, toolName: string): string {
@@ -90,13 +86,11 @@ function toolMessage(
 }
 
 function refusal(call: ToolCall, callee: string, error: AztpError, receipt?: string): ToolMessage {
-  return toolMessage(call, refusalText(error.code, error.message), {
-    type: RECEIPT_ARTIFACT,
-    callee,
-    status: "denied",
-    code: error.code,
-    ...(receipt !== undefined ? { receipt } : {}),
-  });
+  return toolMessage(
+    call,
+    refusalText(error.code, error.message),
+    receiptEntry(callee, { status: "denied", code: error.code, receipt }),
+  );
 }
 
 function asError(e: unknown, code: ErrorCode): AztpError {
@@ -184,12 +178,16 @@ export async function createSecureMiddleware(options: SecureMiddlewareOptions): 
     });
   };
 
-  /** A local secured tool: sign for it, run it with the token in context, check its receipt. */
+  /**
+   * A local secured tool: sign for it, run it with the token in context, check its receipt. A
+   * Command it returns is checked as one (command.ts) and given on; LangGraph's control flow
+   * (an interrupt in the tool or in a middleware inside this one) is recorded and let through.
+   */
   const callLocal = async (
     call: ToolCall,
     tool: SecuredTool,
     run: (tool: SecuredTool) => Promise<unknown>,
-  ): Promise<ToolMessage> => {
+  ): Promise<ToolMessage | Command> => {
     let prepared: PreparedCall;
     try {
       prepared = await sign(call, tool.identity.spiffeId);
@@ -206,9 +204,29 @@ export async function createSecureMiddleware(options: SecureMiddlewareOptions): 
     try {
       answer = await actAs(acting, () => run(tool));
     } catch (e) {
+      if (isControlFlow(e)) {
+        // The run pauses (or is rerouted) here, as in a plain agent; a resume signs the call anew.
+        const unrecorded = await guard.interrupted(prepared, controlFlowName(e));
+        if (unrecorded === undefined) throw e;
+        return refusal(call, tool.aztpId, unrecorded);
+      }
       const error = asError(e, ErrorCodes.TOOL_FAILED);
       const unrecorded = await guard.fail(prepared, error);
       return refusal(call, tool.aztpId, unrecorded ?? error);
+    }
+    if (isCommand(answer)) {
+      // Checked against what the Command carries now: one changed after its receipt was signed is refused.
+      try {
+        await guard.settle(prepared, {
+          result: commandResult(answer),
+          receipt: commandReceipt(answer, call.id)?.receipt,
+          isError: commandIsError(answer, call.id),
+          reason: COMMAND_REASON,
+        });
+      } catch (e) {
+        return refusal(call, tool.aztpId, asError(e, ErrorCodes.RECEIPT_INVALID));
+      }
+      return answer;
     }
     if (!ToolMessage.isInstance(answer)) {
       const error = new AztpError(
@@ -272,6 +290,23 @@ export async function createSecureMiddleware(options: SecureMiddlewareOptions): 
       thrown = e;
     }
     const outcome = acting.outcome;
+    if (thrown !== undefined && isControlFlow(thrown)) {
+      // LangGraph's control flow (an interrupt in a middleware inside this one) is let through. A
+      // call already sent is on record as what came of it; one left before it was signed is
+      // recorded here as interrupted.
+      if (outcome !== undefined) throw thrown;
+      const unrecorded = await guard.interrupted(
+        {
+          ...(server !== undefined ? { audience: server } : {}),
+          tool: call.name,
+          args: call.args,
+          ...(call.id ? { toolCallId: call.id } : {}),
+        },
+        controlFlowName(thrown),
+      );
+      if (unrecorded === undefined) throw thrown;
+      return refusal(call, server ?? "unknown", unrecorded);
+    }
     if (outcome === undefined) {
       // Nothing was signed for this call: it is still recorded, as refused, and its answer is not
       // used. A tool that threw failed before sending (arguments its schema refuses, a closed
@@ -301,13 +336,8 @@ export async function createSecureMiddleware(options: SecureMiddlewareOptions): 
         ),
       );
     }
-    const entry = (status: ReceiptArtifact["status"], code?: string): ReceiptArtifact => ({
-      type: RECEIPT_ARTIFACT,
-      callee: outcome.audience,
-      ...(outcome.receipt !== undefined ? { receipt: outcome.receipt } : {}),
-      status,
-      ...(code !== undefined ? { code } : {}),
-    });
+    const entry = (status: ReceiptArtifact["status"], code?: string): ReceiptArtifact =>
+      receiptEntry(outcome.audience, { receipt: outcome.receipt, status, code });
     if (thrown !== undefined || !ToolMessage.isInstance(answer)) {
       const code = outcome.code ?? ErrorCodes.TOOL_FAILED;
       const text =

@@ -10,8 +10,13 @@
  * with no token addressed to this tool is an unsigned call: refused in enforce mode, run and
  * recorded as such in audit mode, as an MCP server does.
  *
- * What the receipt covers is the ToolMessage's `content`, exactly as the model will see it; the
- * receipt travels in the `artifact`, which the model is not shown (see `ReceiptArtifact`).
+ * What the receipt covers is the ToolMessage's `content`, exactly as the model will see it, or
+ * for a tool that returns a LangGraph Command what the Command carries (command.ts); the receipt
+ * travels in the `artifact`, which the model is not shown (receipt-artifact.ts).
+ *
+ * LangGraph's control flow is let through, never answered as a failure: a tool that calls
+ * `interrupt()` pauses the run as it would in a plain agent, and is recorded as interrupted
+ * (control-flow.ts).
  */
 import { ToolMessage } from "@langchain/core/messages";
 import type { ToolCall } from "@langchain/core/messages/tool";
@@ -22,47 +27,24 @@ import type { AuditOption } from "../client/home-audit.js";
 import type { AgentIdentity } from "../client/identity.js";
 import { AztpError, ErrorCodes } from "../errors.js";
 import { actingCaller } from "../guard/acting-caller.js";
-import { CalleeGuard, type Admission } from "../guard/callee.js";
+import { CalleeGuard, type Admission, type Settlement } from "../guard/callee.js";
 import type { GuardMode } from "../guard/recorder.js";
 import type { ReceiptStatus } from "../invocation/receipt.js";
 import type { Trust } from "../invocation/trust.js";
 import { servingGuard } from "../mcp/server.js";
 import type { CompiledPolicies } from "../policy/evaluate.js";
 import type { PolicyDocument } from "../policy/policy.js";
-
-/** The artifact entry that carries a call's receipt, beside whatever artifact the tool itself returned. */
-export const RECEIPT_ARTIFACT = "aztp_receipt";
-
-export interface ReceiptArtifact {
-  readonly type: typeof RECEIPT_ARTIFACT;
-  /** The callee's ID (the tool's, an MCP server's, a sub-agent's). */
-  readonly callee: string;
-  /** The compact receipt the callee signed; absent when none could be made. */
-  readonly receipt?: string;
-  readonly status: ReceiptStatus;
-  /** The stable code of a refusal or failure. */
-  readonly code?: string;
-}
-
-/**
- * The artifact of a secured tool call is a list of typed entries, as @langchain/mcp-adapters
- * makes them: the tool's own artifact (spread when it is a list, else one `{ type: "artifact",
- * data }` entry), then the receipt entry.
- */
-export function withReceipt(artifact: unknown, entry: ReceiptArtifact): unknown[] {
-  const own = artifact === undefined ? [] : Array.isArray(artifact) ? artifact : [{ type: "artifact", data: artifact }];
-  return [...own.filter((a) => !isReceiptArtifact(a)), entry];
-}
-
-function isReceiptArtifact(value: unknown): value is ReceiptArtifact {
-  return typeof value === "object" && value !== null && (value as { type?: unknown }).type === RECEIPT_ARTIFACT;
-}
-
-/** The receipt entry of a ToolMessage from a secured call, if it has one. */
-export function receiptOf(message: { artifact?: unknown }): ReceiptArtifact | undefined {
-  const a = message.artifact;
-  return Array.isArray(a) ? a.find(isReceiptArtifact) : isReceiptArtifact(a) ? a : undefined;
-}
+import {
+  commandAnswer,
+  commandIsError,
+  commandResult,
+  COMMAND_REASON,
+  isCommand,
+  receiptedCommand,
+  type Command,
+} from "./command.js";
+import { controlFlowName, isControlFlow } from "./control-flow.js";
+import { receiptEntry, withReceipt } from "./receipt-artifact.js";
 
 /** What a refused or failed call tells the model: the code first, so a model (and a person) can act on it. */
 export function refusalText(code: string, message: string): string {
@@ -176,24 +158,16 @@ export class SecuredTool extends StructuredTool {
     try {
       output = await this.#inner.invoke((toolCall ? { ...toolCall, args } : args) as never, config);
     } catch (e) {
+      if (isControlFlow(e)) {
+        // LangGraph pauses (or reroutes) the run here: no result, so no receipt; recorded, then let through.
+        const unrecorded = await this.aztpGuard.interrupted(admission, controlFlowName(e));
+        if (unrecorded === undefined) throw e;
+        return this.#give(toolCall, { content: "" }, "error", undefined, { receipt: undefined, error: unrecorded });
+      }
       const text = errorText(this.name, e);
       return this.#answer(admission, toolCall, { content: text, status: "error" }, "error", ErrorCodes.TOOL_FAILED, e);
     }
-    if (output !== null && typeof output === "object" && (output as { lg_name?: unknown }).lg_name === "Command") {
-      // A Command changes the agent's state, which no receipt covers: refused, not passed on unreceipted.
-      const error = new AztpError(
-        ErrorCodes.TOOL_FAILED,
-        `the tool ${this.name} returned a Command, which a secured tool cannot: its state update would be unreceipted`,
-      );
-      return this.#answer(
-        admission,
-        toolCall,
-        { content: refusalText(error.code, error.message), status: "error" },
-        "error",
-        error.code,
-        error,
-      );
-    }
+    if (isCommand(output)) return this.#command(admission, toolCall, output);
     const out = contentOf(output);
     const failed = out.status === "error";
     return this.#answer(admission, toolCall, out, failed ? "error" : "ok", failed ? ErrorCodes.TOOL_FAILED : undefined);
@@ -211,6 +185,37 @@ export class SecuredTool extends StructuredTool {
     );
   }
 
+  /**
+   * A Command: receipted over what it carries (command.ts), recorded as one, and given with the
+   * receipt in its ToolMessage for the call. One no receipt can cover (a value JSON cannot
+   * carry) is not given: the caller gets the error instead, as for any such result.
+   */
+  async #command(admission: Admission, toolCall: ToolCall | undefined, command: Command): Promise<unknown> {
+    const failed = commandIsError(command, toolCall?.id);
+    const settled = await this.aztpGuard.settle(admission, {
+      status: failed ? "error" : "ok",
+      result: commandResult(command),
+      ...(failed ? { code: ErrorCodes.TOOL_FAILED } : {}),
+      reason: COMMAND_REASON,
+    });
+    if (settled.error !== undefined) {
+      const own = commandAnswer(command, toolCall?.id);
+      return this.#give(
+        toolCall,
+        { content: "", ...(own ? { artifact: own.artifact } : {}) },
+        "error",
+        undefined,
+        settled,
+      );
+    }
+    const entry = receiptEntry(this.aztpId, {
+      receipt: settled.receipt,
+      status: failed ? "error" : "ok",
+      code: failed ? ErrorCodes.TOOL_FAILED : undefined,
+    });
+    return receiptedCommand(command, toolCall?.id, entry);
+  }
+
   /** Receipts and records the answer, then gives it in the shape the caller asked in. */
   async #answer(
     admission: Admission,
@@ -225,6 +230,18 @@ export class SecuredTool extends StructuredTool {
       result: out.content,
       ...(code !== undefined ? { code } : {}),
     });
+    return this.#give(toolCall, out, status, code, settled, thrown);
+  }
+
+  /** Gives a settled answer in the shape the caller asked in: `settled.error`, when set, instead of the result. */
+  #give(
+    toolCall: ToolCall | undefined,
+    out: { content: ToolMessage["content"]; artifact?: unknown; status?: "success" | "error" },
+    status: ReceiptStatus,
+    code: string | undefined,
+    settled: Settlement,
+    thrown?: unknown,
+  ): unknown {
     let content = out.content;
     let finalStatus = status;
     let finalCode = code;
@@ -234,13 +251,7 @@ export class SecuredTool extends StructuredTool {
       finalStatus = "error";
       finalCode = settled.error.code;
     }
-    const entry: ReceiptArtifact = {
-      type: RECEIPT_ARTIFACT,
-      callee: this.aztpId,
-      ...(settled.receipt !== undefined ? { receipt: settled.receipt } : {}),
-      status: finalStatus,
-      ...(finalCode !== undefined ? { code: finalCode } : {}),
-    };
+    const entry = receiptEntry(this.aztpId, { receipt: settled.receipt, status: finalStatus, code: finalCode });
     if (toolCall !== undefined) {
       return new ToolMessage({
         content,

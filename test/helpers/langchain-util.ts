@@ -110,7 +110,7 @@ export async function pollFor<T>(read: () => Promise<T>, done: (value: T) => boo
 
 /**
  * A receipted answer as the model must get it: the receipt entry in the artifact, from
- * `callee`, and the receipt itself nowhere in the content. Returns the entry.
+ * `callee` (its aztp:// form, the spiffe:// one beside it), and the receipt itself nowhere in the content. Returns the entry.
  */
 export function assertReceipted(
   m: ToolMessage,
@@ -120,6 +120,11 @@ export function assertReceipted(
   const entry = receiptOf(m);
   assert.ok(entry, `${m.tool_call_id}: no receipt entry in the artifact (${JSON.stringify(m.artifact)})`);
   assert.equal(entry.callee, callee, `${m.tool_call_id}: receipt from another callee`);
+  assert.equal(
+    entry.calleeSpiffeId,
+    SpiffeId.parse(callee).toString(),
+    `${m.tool_call_id}: the callee's spiffe:// form`,
+  );
   assert.equal(entry.status, status, `${m.tool_call_id}: receipt status (content: ${textOf(m)})`);
   if (status !== "denied") assert.equal(typeof entry.receipt, "string", `${m.tool_call_id}: no receipt`);
   if (entry.receipt !== undefined)

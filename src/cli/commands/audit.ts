@@ -6,7 +6,7 @@ import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { Option, type Command } from "commander";
 import type { CheckpointVerifier } from "../../audit/checkpoint.js";
-import type { AuditEntry } from "../../audit/entry.js";
+import type { AuditEntry, AuditOutcome } from "../../audit/entry.js";
 import { scanLines } from "../../audit/lines.js";
 import { auditStats, queryAuditLog } from "../../audit/query.js";
 import { verifyAuditLog } from "../../audit/verify.js";
@@ -97,6 +97,12 @@ export function register(program: Command, ctx: CliContext): void {
       .option("--callee <id>")
       .option("--tool <name>")
       .addOption(new Option("--decision <decision>").choices(["allow", "deny", "audit-only"]))
+      .addOption(
+        new Option(
+          "--outcome <outcome>",
+          "interrupted: paused by the framework (a LangGraph interrupt), no result",
+        ).choices(["ok", "error", "denied", "interrupted"]),
+      )
       .option("--since <time>", "ISO 8601")
       .option("--until <time>", "ISO 8601");
   const normaliseId = (id: string | undefined, option: string): string | undefined => {
@@ -138,6 +144,7 @@ export function register(program: Command, ctx: CliContext): void {
           tool?: string;
           toolCallId?: string;
           decision?: "allow" | "deny" | "audit-only";
+          outcome?: AuditOutcome;
           since?: string;
           until?: string;
           limit?: string;
@@ -153,6 +160,7 @@ export function register(program: Command, ctx: CliContext): void {
           ...(o.tool ? { tool: o.tool } : {}),
           ...(o.toolCallId ? { toolCallId: o.toolCallId } : {}),
           ...(o.decision ? { decision: o.decision } : {}),
+          ...(o.outcome ? { outcome: o.outcome } : {}),
           ...(o.since ? { since: parseTime(o.since, "--since") as Date } : {}),
           ...(o.until ? { until: parseTime(o.until, "--until") as Date } : {}),
           ...(limit !== undefined ? { limit } : {}),
@@ -189,6 +197,7 @@ export function register(program: Command, ctx: CliContext): void {
         [
           `${stats.entries} entries, ${stats.checkpoints} checkpoints, ${stats.firstTime ?? "-"} .. ${stats.lastTime ?? "-"}`,
           `decisions: allow ${stats.decisions.allow}, deny ${stats.decisions.deny}, audit-only ${stats.decisions["audit-only"]}`,
+          `outcomes: ok ${stats.outcomes.ok}, error ${stats.outcomes.error}, denied ${stats.outcomes.denied}, interrupted ${stats.outcomes.interrupted}, none ${stats.outcomes.none}`,
           `callers: ${stats.callers.verified} verified, ${stats.callers.claimed} claimed only (not verified)`,
           ...stats.calls.map(
             (c) =>
