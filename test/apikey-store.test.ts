@@ -6,16 +6,15 @@ import assert from "node:assert/strict";
 import { readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
+import { scopeCovers, scopeCoversTrustDomain } from "../src/store/api-key-scope.js";
 import {
   FileApiKeyStore,
   generateApiKey,
   hashApiKeySecret,
   normaliseCreateOptions,
   parseApiKey,
-  scopeCovers,
-  scopeCoversTrustDomain,
   verifyApiKeySecret,
-} from "../src/serve/api-key-store.js";
+} from "../src/store/api-keys.js";
 import { rejectsWithCode, tempDir } from "./helpers/authority-util.js";
 
 describe("API key format and hashing", () => {

@@ -13,7 +13,8 @@ import { TrustBundle } from "../spiffe/bundle.js";
 import { Certificate } from "../spiffe/certificate.js";
 import { SpiffeId, TrustDomain } from "../spiffe/spiffeid.js";
 import { verifyX509Svid } from "../spiffe/x509svid.js";
-import { scopeCovers, scopeCoversTrustDomain, type ApiKeyRecord } from "./api-key-store.js";
+import { scopeCovers, scopeCoversTrustDomain } from "../store/api-key-scope.js";
+import type { ApiKeyRecord } from "../store/api-keys.js";
 import {
   optObject,
   optPositiveInt,

@@ -13,7 +13,7 @@ import { createServer as createHttpServer, type IncomingMessage, type Server, ty
 import { createServer as createHttpsServer, type Server as HttpsServer } from "node:https";
 import { isIP } from "node:net";
 import { AztpError, ErrorCodes } from "../errors.js";
-import { invalidApiKey, type ApiKeyRecord } from "./api-key-store.js";
+import { invalidApiKey, type ApiKeyRecord } from "../store/api-keys.js";
 import { errorBody, statusOf, toServeError } from "./errors.js";
 import { readJsonObject, sendJson, type JsonObject } from "./http-io.js";
 import { jsonLogger, type Logger, type LogLevel } from "./log.js";

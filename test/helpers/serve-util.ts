@@ -9,7 +9,7 @@ import { request as httpsRequest, type RequestOptions } from "node:https";
 import type { PeerCertificate } from "node:tls";
 import type { TestContext } from "node:test";
 import { EmbeddedAuthority } from "../../src/authority/authority.js";
-import type { ApiKeyScope } from "../../src/serve/api-key-store.js";
+import type { ApiKeyScope } from "../../src/store/api-key-scope.js";
 import { jsonLogger } from "../../src/serve/log.js";
 import { openServeBackend } from "../../src/serve/open.js";
 import { startServe as start, type RunningServe, type ServeOptions } from "../../src/serve/server.js";

@@ -3,7 +3,7 @@
  * printed once, by create; the store keeps only a hash of its secret.
  */
 import type { Command } from "commander";
-import type { ApiKeyRecord } from "../../serve/api-key-store.js";
+import type { ApiKeyRecord } from "../../store/api-keys.js";
 import { openApiKeyStore } from "../../serve/open.js";
 import type { CliContext } from "../context.js";
 import { Verdict } from "../exit.js";
