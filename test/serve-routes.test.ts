@@ -275,8 +275,9 @@ describe("aztp serve routes", () => {
     const call = client(s);
     const a = await issue(s, "team-a-bot");
     const b = await issue(s, "other-bot");
+    // A partial last segment, asked for explicitly: `.../team-a` covers `team-a-bot` and `team-a-two`.
     const prefix = a.record.spiffeId.replace(/team-a-bot$/, "team-a");
-    const scoped = await s.newKey({ idPrefix: prefix });
+    const scoped = await s.newKey({ idPrefix: prefix, partialSegment: true });
     const otherTd = await s.newKey({ trustDomain: "elsewhere.test" });
     const k = scoped.key;
     // In scope.
