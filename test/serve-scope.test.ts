@@ -352,7 +352,13 @@ describe("aztp serve: API-key scopes", () => {
         const other = await call(`/v1/identities?trustDomain=${encodeURIComponent(td)}`, { key });
         assert.equal(other.status, 403, `${k.label} lists ${td}: ${other.text}`);
         assert.equal(other.json.error.code, DENIED);
+        // A name that does not exist there is refused the same way: no 404 tells what exists outside the scope.
+        const ghost = await call(`/v1/identities?name=ghost&trustDomain=${encodeURIComponent(td)}`, { key });
+        assert.equal(ghost.status, 403, `${k.label} looks up a ghost in ${td}: ${ghost.text}`);
+        assert.equal(ghost.json.error.code, DENIED);
       }
+      const ghost = await call(`/v1/identities?name=ghost&trustDomain=${TD}`, { key });
+      assert.equal(ghost.status, 404, `${k.label}: a ghost in its own trust domain is not found`);
       const read = await call("/v1/audit?limit=1000", { key });
       assert.deepEqual(
         read.json.entries.map((e: { argsDigest: string }) => e.argsDigest).sort(),

@@ -309,6 +309,8 @@ export function buildRoutes(s: RouteSettings): Route[] {
           return ok({ record: await a.get(parsed.toString()) });
         }
         const td = trustDomain === undefined ? undefined : TrustDomain.parse(trustDomain).name;
+        // Before any lookup, so a 404 cannot tell a key what exists outside its scope.
+        if (td !== undefined) requireTrustDomainInScope(c.key, td);
         if (name !== undefined) {
           if (status !== undefined)
             throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "name cannot be combined with status");
@@ -323,7 +325,6 @@ export function buildRoutes(s: RouteSettings): Route[] {
         }
         if (status !== undefined && status !== "active" && status !== "revoked")
           throw new AztpError(ErrorCodes.ARGUMENT_INVALID, 'status must be "active" or "revoked"');
-        if (td !== undefined) requireTrustDomainInScope(c.key, td);
         const all = await a.list({
           ...(td !== undefined ? { trustDomain: td } : {}),
           ...(status !== undefined ? { status } : {}),
