@@ -203,6 +203,8 @@ export const ErrorCodes = {
   SERVE_METHOD_NOT_ALLOWED: "ERR_SERVE_METHOD_NOT_ALLOWED",
   /** A request body over the service's size limit (HTTP 413). */
   SERVE_BODY_TOO_LONG: "ERR_SERVE_BODY_TOO_LONG",
+  /** A JSON route was sent a body that is not `application/json` (UTF-8, uncompressed), or none at all (HTTP 415). */
+  SERVE_CONTENT_TYPE_UNSUPPORTED: "ERR_SERVE_CONTENT_TYPE_UNSUPPORTED",
   /** `aztp serve --insecure-http` on an address that is not loopback, without --allow-insecure-non-loopback. */
   SERVE_INSECURE_HTTP_NOT_ALLOWED: "ERR_SERVE_INSECURE_HTTP_NOT_ALLOWED",
 

@@ -20,6 +20,11 @@ import { tempDir } from "./helpers/authority-util.js";
 import { linkInMemory } from "./helpers/mcp-util.js";
 import { securedToolServer } from "./helpers/mcp-tool-server.js";
 import { pgDatabase, skipWithoutPg } from "./helpers/pg.js";
+import { serveRequest } from "./helpers/serve-util.js";
+import { generateWorkloadKey } from "../src/spiffe/csr.js";
+import { encodePem } from "../src/spiffe/pem.js";
+import { generateApiKey } from "../src/store/api-keys.js";
+import pg from "pg";
 
 const TD = "pg-serve.test";
 
@@ -96,5 +101,37 @@ describe("aztp serve on PostgreSQL", () => {
     const verified = await verifyAuditLog(out, { witnessPath: false });
     assert.equal(verified.ok, true);
     assert.equal(verified.entries, 10);
+  });
+
+  it("a key row stored before segment-boundary scopes keeps working with the strict meaning: its prefix without a path covers its trust domain, not pg-serve.test.evil", async (t) => {
+    if (skipWithoutPg(t)) return;
+    const url = (await pgDatabase(t)) as string;
+    const kek = randomBytes(32);
+    const a = await replica(t, url, kek);
+    // The row as every earlier version wrote it for `--id-prefix spiffe://pg-serve.test`.
+    const made = generateApiKey();
+    const db = new pg.Client({ connectionString: url });
+    await db.connect();
+    try {
+      await db.query(
+        "INSERT INTO aztp_api_keys (key_id, secret_hash, name, scope, created_at) VALUES ($1, $2, $3, $4, $5)",
+        [made.keyId, made.secretHash, "old", JSON.stringify({ idPrefix: `spiffe://${TD}` }), new Date(0).toISOString()],
+      );
+    } finally {
+      await db.end();
+    }
+    const csr = async (): Promise<string> => encodePem("CERTIFICATE REQUEST", (await generateWorkloadKey()).csr);
+    const call = (path: string, body?: unknown) =>
+      serveRequest(a.url, path, { ca: a.bundlePem(), key: made.key, ...(body !== undefined ? { body } : {}) });
+    const escaped = await call("/v1/identities", {
+      request: { name: "escaped", trustDomain: `${TD}.evil` },
+      csr: await csr(),
+    });
+    assert.equal(escaped.status, 403, escaped.text);
+    assert.equal(escaped.json.error.code, "ERR_SERVE_API_KEY_SCOPE_DENIED");
+    assert.deepEqual((await call("/v1/authority")).json.trustDomains, [TD], "no CA for the trust domain out of scope");
+    const twin = await call("/v1/identities", { request: { name: "ok" }, csr: await csr() });
+    assert.equal(twin.status, 201, twin.text);
+    assert.equal((await call(`/v1/identities?trustDomain=${TD}`)).json.identities.length, 1);
   });
 });

@@ -12,7 +12,7 @@ import { AIMessage, fakeModel } from "langchain";
 import { z } from "zod";
 import { EmbeddedAuthority } from "../src/authority/authority.js";
 import { Aztp } from "../src/client/aztp.js";
-import { FileApiKeyStore } from "../src/serve/api-key-store.js";
+import { FileApiKeyStore } from "../src/store/api-keys.js";
 import { ErrorCodes } from "../src/errors.js";
 import { createSecureAgent, receiptOf, secureTool } from "../src/langchain/index.js";
 import { secureMcpClient } from "../src/mcp/index.js";

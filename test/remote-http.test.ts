@@ -97,6 +97,22 @@ describe("remote transport", () => {
     assert.deepEqual(seen, ["Bearer aztp_k_s", undefined]);
   });
 
+  it("a POST body goes as Content-Type: application/json, which aztp serve requires (415 otherwise)", async (t) => {
+    const seen: Array<[string | undefined, string | undefined]> = [];
+    const url = await stub(t, (req, res) => {
+      seen.push([req.method, req.headers["content-type"]]);
+      req.resume();
+      req.on("end", () => res.writeHead(200).end("{}"));
+    });
+    const h = transport(t, url);
+    await h.post("v1/identities/revoke", { id: "spiffe://x/a", reason: "r" });
+    await h.get("v1/authority");
+    assert.deepEqual(seen, [
+      ["POST", "application/json"],
+      ["GET", undefined],
+    ]);
+  });
+
   it("an answer over the size limit is refused (ERR_AUTHORITY_REMOTE_ANSWER_INVALID), not buffered", async (t) => {
     const url = await stub(t, (_req, res) => {
       res.writeHead(200, { "content-type": "application/json" });

@@ -9,7 +9,7 @@ import { describe, it } from "node:test";
 import { EmbeddedAuthority } from "../src/authority/authority.js";
 import { FileCaStore } from "../src/authority/file-ca-store.js";
 import { FileRegistryStore } from "../src/authority/file-registry-store.js";
-import { FileApiKeyStore } from "../src/serve/api-key-store.js";
+import { FileApiKeyStore } from "../src/store/api-keys.js";
 import { openFileAuditStore } from "../src/serve/audit-store.js";
 import { jsonLogger } from "../src/serve/log.js";
 import { backendFromStores } from "../src/serve/open.js";

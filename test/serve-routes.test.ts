@@ -275,8 +275,9 @@ describe("aztp serve routes", () => {
     const call = client(s);
     const a = await issue(s, "team-a-bot");
     const b = await issue(s, "other-bot");
+    // A partial last segment, asked for explicitly: `.../team-a` covers `team-a-bot` and `team-a-two`.
     const prefix = a.record.spiffeId.replace(/team-a-bot$/, "team-a");
-    const scoped = await s.newKey({ idPrefix: prefix });
+    const scoped = await s.newKey({ idPrefix: prefix, partialSegment: true });
     const otherTd = await s.newKey({ trustDomain: "elsewhere.test" });
     const k = scoped.key;
     // In scope.
@@ -372,6 +373,72 @@ describe("aztp serve routes", () => {
     assert.ok(Number(r.headers["retry-after"]) >= 1, String(r.headers["retry-after"]));
     assert.equal((await call("/v1/identities", { key: other.key, body: { request: { name: "o" }, csr } })).status, 201);
     assert.equal((await call("/v1/identities?status=active")).status, 200, "reads are not limited");
+  });
+
+  it("content type: a JSON route given anything but application/json (utf-8) answers 415 ERR_SERVE_CONTENT_TYPE_UNSUPPORTED without reading the body", async (t) => {
+    const s = await startServe(t, { insecureHttp: true });
+    const call = client(s);
+    const a = await issue(s, "ct");
+    const body = JSON.stringify({ id: a.record.spiffeId });
+    const refused: Array<[string, Record<string, string>, boolean?]> = [
+      ["text/plain (a browser's simple request)", { "content-type": "text/plain" }],
+      ["text/plain with utf-8", { "content-type": "text/plain;charset=UTF-8" }],
+      ["a form", { "content-type": "application/x-www-form-urlencoded" }],
+      ["multipart", { "content-type": "multipart/form-data; boundary=x" }],
+      ["no Content-Type", {}, true],
+      ["an empty Content-Type", { "content-type": "" }],
+      ["text/json", { "content-type": "text/json" }],
+      ["application/jsonp", { "content-type": "application/jsonp" }],
+      ["a +json type", { "content-type": "application/vnd.api+json" }],
+      ["application/json-seq", { "content-type": "application/json-seq" }],
+      ["a list of types", { "content-type": "application/json, text/plain" }],
+      ["another charset", { "content-type": "application/json; charset=iso-8859-1" }],
+      ["compressed", { "content-type": "application/json", "content-encoding": "gzip" }],
+    ];
+    for (const [label, headers, omit] of refused) {
+      const r = await call("/v1/verify", { raw: body, headers, ...(omit ? { noContentType: true } : {}) });
+      assert.equal(r.status, 415, `${label}: ${r.text}`);
+      assert.equal(r.json?.error?.code, "ERR_SERVE_CONTENT_TYPE_UNSUPPORTED", label);
+      assert.equal(typeof r.json.error.message, "string", label);
+    }
+    // Every JSON route, not only verify.
+    for (const path of [
+      "/v1/identities",
+      "/v1/identities/renew",
+      "/v1/identities/revoke",
+      "/v1/identities/reissue",
+      "/v1/identities/jwt-svid",
+      "/v1/links",
+      "/v1/policies",
+      "/v1/policies/detach",
+      "/v1/audit",
+    ]) {
+      const r = await call(path, { raw: "{}", headers: { "content-type": "text/plain" } });
+      assert.equal(r.status, 415, `${path}: ${r.text}`);
+      assert.equal(r.json?.error?.code, "ERR_SERVE_CONTENT_TYPE_UNSUPPORTED", path);
+    }
+    // Authorise first: without a key the answer is 401, whatever the body.
+    const noKey = await serveRequest(s.url, "/v1/verify", { raw: body, headers: { "content-type": "text/plain" } });
+    assert.equal(noKey.status, 401);
+    // The twins: application/json in any case, with or without a UTF-8 charset, quoted or not.
+    for (const type of [
+      "application/json",
+      "Application/JSON",
+      "application/json; charset=utf-8",
+      "application/json;charset=UTF-8",
+      'application/json ; charset="utf-8"',
+    ]) {
+      const r = await call("/v1/verify", { raw: body, headers: { "content-type": type } });
+      assert.equal(r.status, 200, `${type}: ${r.text}`);
+      assert.deepEqual(r.json, { valid: true, id: a.record.spiffeId }, type);
+    }
+    const identity = await call("/v1/identities", {
+      raw: JSON.stringify({ request: { name: "ct2" }, csr: await csrPem() }),
+      headers: { "content-type": "application/json; charset=utf-8" },
+    });
+    assert.equal(identity.status, 201, identity.text);
+    // Still serving on the same connection pool after the refusals.
+    assert.equal((await call("/healthz")).status, 200);
   });
 
   it("bad input: malformed JSON, wrong types, oversize bodies, unknown routes and methods, raw garbage: each a JSON error, never a hang", async (t) => {

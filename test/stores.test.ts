@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { FileCaStore } from "../src/authority/file-ca-store.js";
 import { FileRegistryStore } from "../src/authority/file-registry-store.js";
 import { MemoryReplayCache } from "../src/invocation/replay.js";
-import { FileApiKeyStore } from "../src/serve/api-key-store.js";
+import { FileApiKeyStore } from "../src/store/api-keys.js";
 import { openPostgresStores } from "../src/store/postgres/index.js";
 import { pgDatabase, skipWithoutPg } from "./helpers/pg.js";
 import { storeSuite, type StoreInstance } from "./helpers/store-suite.js";

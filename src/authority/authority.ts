@@ -22,11 +22,12 @@ import { createPublicKey, type KeyObject } from "node:crypto";
 import { resolve } from "node:path";
 import { AztpError, ErrorCodes } from "../errors.js";
 import { BundleSet, TrustBundle, type BundleSource } from "../spiffe/bundle.js";
+import { verifyCsr } from "../spiffe/csr.js";
 import { mintJwtSvid } from "../spiffe/jwtsvid.js";
 import { SpiffeId, TrustDomain } from "../spiffe/spiffeid.js";
 import { parsePolicy, policyCode, type PolicyDocument } from "../policy/policy.js";
 import type { Authority, AuthorityRelations, IdentityFilter, IssueOptions, IssueResult } from "./authority-api.js";
-import { CertificateAuthority, createCaKeyMaterial, type IssuedSvid } from "./ca.js";
+import { CertificateAuthority, checkSvidTtl, createCaKeyMaterial, lifetimeEnded, type IssuedSvid } from "./ca.js";
 import type { AuthorityConfig, CaGeneration, CaStore } from "./ca-store.js";
 import { FileCaStore } from "./file-ca-store.js";
 import { FileRegistryStore } from "./file-registry-store.js";
@@ -282,7 +283,9 @@ export class EmbeddedAuthority implements Authority, BundleSource {
    * and issues an X.509-SVID over the key in `csr`.
    */
   async issueIdentity(req: RegisterRequest, csr: Buffer | string, options: IssueOptions = {}): Promise<IssueResult> {
-    const td = await this.ensureTrustDomain(req.trustDomain ?? this.defaultTrustDomain);
+    // Validate, then write: everything that can refuse the request runs before its first write,
+    // the CA of a trust domain this authority does not have yet included.
+    const td = TrustDomain.parse(req.trustDomain ?? this.defaultTrustDomain).name;
     const id = registry.workloadSpiffeId(
       td,
       req.environment ?? registry.DEFAULT_ENVIRONMENT,
@@ -291,12 +294,44 @@ export class EmbeddedAuthority implements Authority, BundleSource {
     );
     const now = options.now ?? new Date();
     registry.checkMetadata(req.metadata);
+    if (!this.#tds.has(td)) {
+      await this.refreshConfig(); // another process may have added it
+      if (!this.#tds.has(td)) {
+        await this.#checkIssuance(id, td, req, csr, options.ttlSeconds, now);
+        await this.ensureTrustDomain(td);
+      }
+    }
     const early = await this.#signEarly(id, req.parentIdentity ?? null, req.name, csr, options.ttlSeconds, now);
     return this.mutate(async (state) => {
       const rec = registry.register(state, id, td, req, now);
       const svid = await this.signFor(state, rec, csr, options.ttlSeconds, now, early);
       return { record: structuredClone(rec), svid };
     });
+  }
+
+  /**
+   * Everything that could refuse an issuance into the new trust domain of `id`, run before its
+   * CA is made: the CSR and its proof of possession, the lifetime, and the registry's rules
+   * (parent, links, the parent's lifetime cap) applied to a copy of the registry as committed
+   * now. A writer that changes the registry between this check and the write (revoking the
+   * parent, say) can still have the write refused after the CA exists; the CA then stands for a
+   * trust domain the caller was authorised to create, with no identity in it.
+   */
+  async #checkIssuance(
+    id: SpiffeId,
+    td: string,
+    req: RegisterRequest,
+    csr: Buffer | string,
+    ttlSeconds: number | undefined,
+    now: Date,
+  ): Promise<void> {
+    await verifyCsr(csr);
+    checkSvidTtl(ttlSeconds);
+    const { state } = await this.#registry.fresh();
+    const draft = structuredClone(state);
+    const rec = registry.register(draft, id, td, req, now);
+    const cap = registry.lifetimeCap(draft, rec);
+    if (cap !== undefined && cap <= now) throw lifetimeEnded();
   }
 
   /** Rotation: a new SVID for an existing, active identity over a new key. */

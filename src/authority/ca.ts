@@ -153,6 +153,19 @@ export async function createCaKeyMaterial(
   };
 }
 
+/** The lifetime an X.509-SVID asked for `ttlSeconds` gets before any cap (ERR_ARGUMENT_INVALID when not a positive number). */
+export function checkSvidTtl(ttlSeconds: number | undefined): number {
+  const ttl = ttlSeconds ?? DEFAULT_SVID_TTL_SECONDS;
+  if (typeof ttl !== "number" || !Number.isFinite(ttl) || ttl <= 0)
+    throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "ttl must be a positive number of seconds");
+  return ttl;
+}
+
+/** An SVID whose capped lifetime (a parent's SVID, the CA) ends before it would start. */
+export function lifetimeEnded(): AztpError {
+  return new AztpError(ErrorCodes.PARENT_INVALID, "the capped lifetime has already ended (parent or CA expired)");
+}
+
 export interface IssuedSvid {
   serial: string;
   notBefore: Date;
@@ -213,14 +226,11 @@ export class CertificateAuthority {
     if (id.isTrustDomainId) throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "an X.509-SVID needs a non-root path");
     const { spki } = await verifyCsr(csr);
     const now = options.now ?? new Date();
-    const ttl = options.ttlSeconds ?? DEFAULT_SVID_TTL_SECONDS;
-    if (!Number.isFinite(ttl) || ttl <= 0)
-      throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "ttl must be a positive number of seconds");
+    const ttl = checkSvidTtl(options.ttlSeconds);
     let notAfter = new Date(now.getTime() + ttl * 1000);
     if (options.notAfterCap && options.notAfterCap < notAfter) notAfter = options.notAfterCap;
     if (this.intermediateNotAfter < notAfter) notAfter = this.intermediateNotAfter;
-    if (notAfter <= now)
-      throw new AztpError(ErrorCodes.PARENT_INVALID, "the capped lifetime has already ended (parent or CA expired)");
+    if (notAfter <= now) throw lifetimeEnded();
     const notBefore = new Date(now.getTime() - BACKDATE_MS);
     const serial = newSerial();
     const cert = await x509.X509CertificateGenerator.create({

@@ -18,6 +18,7 @@ const STATUS: ReadonlyMap<string, number> = new Map<ErrorCode, number>([
   [ErrorCodes.IDENTITY_REVOKED, 409],
   [ErrorCodes.AUTHORITY_EXISTS, 409],
   [ErrorCodes.SERVE_BODY_TOO_LONG, 413],
+  [ErrorCodes.SERVE_CONTENT_TYPE_UNSUPPORTED, 415],
   [ErrorCodes.SERVE_RATE_LIMITED, 429],
   [ErrorCodes.SERVE_INTERNAL_FAILED, 500],
   [ErrorCodes.UNEXPECTED, 500],

@@ -1,6 +1,7 @@
 /**
- * Reading requests and writing answers, strictly: a body over the limit is refused (413) as
- * soon as its size is known, bodies must be UTF-8 JSON objects, fields are checked by type
+ * Reading requests and writing answers, strictly: a body not sent as application/json is refused
+ * (415) unread, a body over the limit is refused (413) as soon as its size is known, bodies must
+ * be UTF-8 JSON objects, fields are checked by type
  * before anything uses them, and every answer is JSON with `Cache-Control` set.
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
@@ -17,13 +18,70 @@ function tooLong(limit: number): AztpError {
   return new AztpError(ErrorCodes.SERVE_BODY_TOO_LONG, `request body is over the limit of ${limit} bytes`);
 }
 
+function unsupportedType(message: string): AztpError {
+  return new AztpError(ErrorCodes.SERVE_CONTENT_TYPE_UNSUPPORTED, message);
+}
+
 /**
- * The body as a JSON object. A declared Content-Length over `limit` is refused before reading;
+ * Whether a Content-Type names JSON as this API reads it: `application/json` in any case, with
+ * no charset or `utf-8` (quoted or not). Other parameters are ignored (application/json defines
+ * none); anything else, `+json` types and lists included, is not.
+ */
+export function isJsonContentType(value: string | undefined): boolean {
+  if (value === undefined) return false;
+  const [type, ...params] = value.split(";");
+  if ((type ?? "").trim().toLowerCase() !== "application/json") return false;
+  for (const p of params) {
+    const eq = p.indexOf("=");
+    if (eq < 0) {
+      if (p.trim() === "") continue;
+      return false;
+    }
+    if (p.slice(0, eq).trim().toLowerCase() !== "charset") continue;
+    let charset = p.slice(eq + 1).trim();
+    if (charset.length >= 2 && charset.startsWith('"') && charset.endsWith('"')) charset = charset.slice(1, -1);
+    if (charset.toLowerCase() !== "utf-8") return false;
+  }
+  return true;
+}
+
+/**
+ * Refuses (415) a body that is not JSON by its headers, before a byte of it is read. A missing
+ * Content-Type is refused too: the requests a browser may send cross-origin without asking
+ * first (text/plain, forms, multipart) cannot carry application/json, so a page elsewhere can
+ * never get a body past this.
+ */
+function checkJsonHeaders(req: IncomingMessage): void {
+  const type = req.headers["content-type"];
+  if (!isJsonContentType(type)) {
+    throw unsupportedType(
+      type === undefined
+        ? "request body has no Content-Type: send it as application/json"
+        : `request body is ${JSON.stringify(type.slice(0, 100))}: send it as application/json (UTF-8)`,
+    );
+  }
+  const encoding = req.headers["content-encoding"];
+  if (encoding !== undefined && encoding.trim().toLowerCase() !== "identity") {
+    throw unsupportedType(
+      `request body has Content-Encoding ${JSON.stringify(encoding.slice(0, 100))}: send it uncompressed`,
+    );
+  }
+}
+
+/**
+ * The body as a JSON object. Its headers must say application/json (else 415, unread); a
+ * declared Content-Length over `limit` is refused before reading;
  * a body that grows past it while streaming is refused at that point. What is left of an
  * oversize body is drained (up to 16 × limit, then the connection is cut) so the client reads
  * the 413 instead of a reset.
  */
 export async function readJsonObject(req: IncomingMessage, limit: number): Promise<JsonObject> {
+  try {
+    checkJsonHeaders(req);
+  } catch (e) {
+    drain(req, limit);
+    throw e;
+  }
   const declared = req.headers["content-length"];
   if (declared !== undefined && Number(declared) > limit) {
     drain(req, limit);

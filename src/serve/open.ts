@@ -18,7 +18,7 @@ import type { RegistryStore } from "../authority/registry-store.js";
 import { HomeStore } from "../authority/store.js";
 import { AztpError, ErrorCodes } from "../errors.js";
 import { SpiffeId } from "../spiffe/spiffeid.js";
-import { FileApiKeyStore, type ApiKeyStore } from "./api-key-store.js";
+import { FileApiKeyStore, type ApiKeyStore } from "../store/api-keys.js";
 import { openFileAuditStore, WriterAuditStore, type ServeAuditStore } from "./audit-store.js";
 import { isPostgresUrl, openStores } from "../store/open-stores.js";
 

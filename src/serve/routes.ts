@@ -1,7 +1,8 @@
 /**
- * The routes of `aztp serve` (docs/serve.md lists them with their bodies): each checks its
- * input by type, checks the API key's scope on every identity it names, and calls the
- * authority exactly as the embedded client would, so answers and error codes are the library's.
+ * The routes of `aztp serve` (docs/serve.md lists them with their bodies): each checks the API
+ * key's scope on every identity it names (requireInScope, store/api-key-scope.ts: the one
+ * predicate), checks its input by type, and calls the authority exactly as the embedded client
+ * would, so answers and error codes are the library's.
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { RegisterRequest } from "../authority/registry.js";
@@ -13,7 +14,15 @@ import { TrustBundle } from "../spiffe/bundle.js";
 import { Certificate } from "../spiffe/certificate.js";
 import { SpiffeId, TrustDomain } from "../spiffe/spiffeid.js";
 import { verifyX509Svid } from "../spiffe/x509svid.js";
-import { scopeCovers, scopeCoversTrustDomain, type ApiKeyRecord } from "./api-key-store.js";
+import {
+  anyInScope,
+  isScoped,
+  requireAnyInScope,
+  requireInScope,
+  requireTrustDomainInScope,
+  scopeCovers,
+} from "../store/api-key-scope.js";
+import type { ApiKeyRecord } from "../store/api-keys.js";
 import {
   optObject,
   optPositiveInt,
@@ -77,24 +86,6 @@ export interface RouteSettings {
 const MAX_AUDIT_BATCH = 1000;
 const MAX_AUDIT_PAGE = 1000;
 const MAX_JWT_TTL = 24 * 3600;
-
-function scopeDenied(key: ApiKeyRecord, what: string): AztpError {
-  const parts = [
-    key.scope.trustDomain ? `trust domain ${key.scope.trustDomain}` : "",
-    key.scope.idPrefix ? `ID prefix ${key.scope.idPrefix}` : "",
-  ].filter(Boolean);
-  return new AztpError(
-    ErrorCodes.SERVE_API_KEY_SCOPE_DENIED,
-    `API key ${key.keyId} is limited to ${parts.join(" and ")}: ${what} is outside it`,
-  );
-}
-
-/** Parses `id` (any ID form; its own error codes when invalid) and refuses it when out of the key's scope. */
-function inScope(key: ApiKeyRecord, id: string, field = "id"): SpiffeId {
-  const parsed = SpiffeId.parse(id);
-  if (!scopeCovers(key.scope, parsed)) throw scopeDenied(key, `${field} ${parsed.toString()}`);
-  return parsed;
-}
 
 function ok(body: unknown, status = 200, headers?: Record<string, string>): RouteAnswer {
   return headers === undefined ? { status, body } : { status, body, headers };
@@ -185,18 +176,6 @@ function knownTrustDomain(s: RouteSettings, td: string): void {
 
 function auditEntryNames(e: AuditEntryInput): string[] {
   return [e.caller, e.callee].filter((v): v is string => typeof v === "string");
-}
-
-/** Whether a scoped key may see or write the entry: its caller or callee is in scope. */
-function auditInScope(key: ApiKeyRecord, names: readonly string[]): boolean {
-  if (key.scope.trustDomain === undefined && key.scope.idPrefix === undefined) return true;
-  return names.some((n) => {
-    try {
-      return scopeCovers(key.scope, SpiffeId.parse(n));
-    } catch {
-      return false;
-    }
-  });
 }
 
 export function buildRoutes(s: RouteSettings): Route[] {
@@ -296,9 +275,9 @@ export function buildRoutes(s: RouteSettings): Route[] {
           req.method ?? DEFAULT_METHOD,
           req.name,
         );
-        inScope(c.key, id.toString());
-        if (typeof req.parentIdentity === "string") inScope(c.key, req.parentIdentity, "parentIdentity");
-        for (const l of req.linkTo ?? []) inScope(c.key, l, "linkTo");
+        requireInScope(c.key, id.toString());
+        if (typeof req.parentIdentity === "string") requireInScope(c.key, req.parentIdentity, "parentIdentity");
+        for (const l of req.linkTo ?? []) requireInScope(c.key, l, "linkTo");
         rateLimited(s, c.key);
         // A mutation reads the committed state under the store's lock itself: no refresh first.
         const r = await a.issueIdentity(req, csr, ttlSeconds === undefined ? {} : { ttlSeconds });
@@ -312,7 +291,7 @@ export function buildRoutes(s: RouteSettings): Route[] {
       rateLimited: true,
       handle: async (c) => {
         const body = await c.body();
-        const id = inScope(c.key, reqString(body, "id", 4096));
+        const id = requireInScope(c.key, reqString(body, "id", 4096));
         const csr = reqString(body, "csr");
         const ttlSeconds = optPositiveInt(body, "ttlSeconds");
         rateLimited(s, c.key);
@@ -335,10 +314,12 @@ export function buildRoutes(s: RouteSettings): Route[] {
         if (id !== undefined) {
           if (name !== undefined || status !== undefined)
             throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "id cannot be combined with name or status");
-          const parsed = inScope(c.key, id);
+          const parsed = requireInScope(c.key, id);
           return ok({ record: await a.get(parsed.toString()) });
         }
         const td = trustDomain === undefined ? undefined : TrustDomain.parse(trustDomain).name;
+        // Before any lookup, so a 404 cannot tell a key what exists outside its scope.
+        if (td !== undefined) requireTrustDomainInScope(c.key, td);
         if (name !== undefined) {
           if (status !== undefined)
             throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "name cannot be combined with status");
@@ -348,13 +329,11 @@ export function buildRoutes(s: RouteSettings): Route[] {
               ErrorCodes.IDENTITY_NOT_FOUND,
               `no identity named ${JSON.stringify(name.slice(0, 200))}${td ? ` in ${td}` : ""}`,
             );
-          inScope(c.key, rec.spiffeId);
+          requireInScope(c.key, rec.spiffeId);
           return ok({ record: rec });
         }
         if (status !== undefined && status !== "active" && status !== "revoked")
           throw new AztpError(ErrorCodes.ARGUMENT_INVALID, 'status must be "active" or "revoked"');
-        if (td !== undefined && !scopeCoversTrustDomain(c.key.scope, td))
-          throw scopeDenied(c.key, `trust domain ${td}`);
         const all = await a.list({
           ...(td !== undefined ? { trustDomain: td } : {}),
           ...(status !== undefined ? { status } : {}),
@@ -374,7 +353,7 @@ export function buildRoutes(s: RouteSettings): Route[] {
           throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "give exactly one of id and chainPem");
         await c.fresh();
         if (idText !== undefined) {
-          const id = inScope(c.key, idText);
+          const id = requireInScope(c.key, idText);
           const rec = await a.find(id.toString());
           if (rec === undefined) return ok({ valid: false, id: id.toString(), reason: ErrorCodes.IDENTITY_NOT_FOUND });
           const reason = recordInvalidity(rec, (sid) => a.isRevoked(sid));
@@ -393,7 +372,7 @@ export function buildRoutes(s: RouteSettings): Route[] {
           }
           throw e;
         }
-        const id = inScope(c.key, verified.id.toString());
+        const id = requireInScope(c.key, verified.id.toString());
         const serial = (chain[0] as Certificate).serialNumber;
         if (a.isRevoked(id.toString(), serial))
           return ok({ valid: false, id: id.toString(), reason: ErrorCodes.X509SVID_REVOKED });
@@ -406,7 +385,7 @@ export function buildRoutes(s: RouteSettings): Route[] {
       auth: true,
       handle: async (c) => {
         const body = await c.body();
-        const id = inScope(c.key, reqString(body, "id", 4096));
+        const id = requireInScope(c.key, reqString(body, "id", 4096));
         const reason = optText(body, "reason") ?? "unspecified";
         // A mutation reads the committed state under the store's lock itself: no refresh first.
         return ok({ revoked: await a.revoke(id.toString(), reason) });
@@ -418,7 +397,7 @@ export function buildRoutes(s: RouteSettings): Route[] {
       auth: true,
       handle: async (c) => {
         const body = await c.body();
-        const id = inScope(c.key, reqString(body, "id", 4096));
+        const id = requireInScope(c.key, reqString(body, "id", 4096));
         // A mutation reads the committed state under the store's lock itself: no refresh first.
         return ok({ record: await a.reissue(id.toString()) });
       },
@@ -429,7 +408,7 @@ export function buildRoutes(s: RouteSettings): Route[] {
       auth: true,
       handle: async (c) => {
         const body = await c.body();
-        const id = inScope(c.key, reqString(body, "id", 4096));
+        const id = requireInScope(c.key, reqString(body, "id", 4096));
         const aud = body.audience;
         let audience: string | string[];
         if (typeof aud === "string" && aud.length > 0 && aud.length <= 4096) audience = aud;
@@ -450,8 +429,8 @@ export function buildRoutes(s: RouteSettings): Route[] {
       auth: true,
       handle: async (c) => {
         const body = await c.body();
-        const source = inScope(c.key, reqString(body, "source", 4096), "source");
-        const target = inScope(c.key, reqString(body, "target", 4096), "target");
+        const source = requireInScope(c.key, reqString(body, "source", 4096), "source");
+        const target = requireInScope(c.key, reqString(body, "target", 4096), "target");
         const type = reqString(body, "type", 32);
         if (type !== "linked" && type !== "parent")
           throw new AztpError(ErrorCodes.ARGUMENT_INVALID, 'type must be "linked" or "parent"');
@@ -470,8 +449,8 @@ export function buildRoutes(s: RouteSettings): Route[] {
         const bId = queryParam(q, "b");
         if (aId === undefined || bId === undefined)
           throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "query parameters a and b are both required");
-        const pa = inScope(c.key, aId, "a");
-        const pb = inScope(c.key, bId, "b");
+        const pa = requireInScope(c.key, aId, "a");
+        const pb = requireInScope(c.key, bId, "b");
         await c.fresh();
         return ok({ connected: await a.connected(pa.toString(), pb.toString()) });
       },
@@ -482,7 +461,7 @@ export function buildRoutes(s: RouteSettings): Route[] {
       auth: true,
       handle: async (c) => {
         const body = await c.body();
-        const id = inScope(c.key, reqString(body, "id", 4096));
+        const id = requireInScope(c.key, reqString(body, "id", 4096));
         if (body.document === undefined)
           throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "document is required (a policy document)");
         const policyName = optString(body, "policyName", 1024);
@@ -496,7 +475,7 @@ export function buildRoutes(s: RouteSettings): Route[] {
       auth: true,
       handle: async (c) => {
         const body = await c.body();
-        const id = inScope(c.key, reqString(body, "id", 4096));
+        const id = requireInScope(c.key, reqString(body, "id", 4096));
         const code = reqString(body, "code", 1024);
         // A mutation reads the committed state under the store's lock itself: no refresh first.
         return ok({ detached: await a.detachPolicy(id.toString(), code) });
@@ -523,8 +502,12 @@ export function buildRoutes(s: RouteSettings): Route[] {
             const msg = cause instanceof Error ? cause.message : String(cause);
             throw new AztpError(ErrorCodes.ARGUMENT_INVALID, `entries[${i}]: ${msg}`, { cause });
           }
-          if (!auditInScope(c.key, auditEntryNames(e as AuditEntryInput)))
-            throw scopeDenied(c.key, `entries[${i}] (neither its caller nor its callee)`);
+          if (isScoped(c.key.scope))
+            requireAnyInScope(
+              c.key,
+              auditEntryNames(e as AuditEntryInput),
+              `entries[${i}] (neither its caller nor its callee)`,
+            );
         });
         const n = await s.backend.audit.appendBatch(entries as AuditEntryInput[]);
         return ok({ appended: n });
@@ -541,12 +524,13 @@ export function buildRoutes(s: RouteSettings): Route[] {
         // A scoped key's page is filled from further pages (at most 20 reads), and
         // `nextAfterSeq` says where to go on: an empty filtered page is not the end of the log.
         const out: StoredAuditEntry[] = [];
+        const scoped = isScoped(c.key.scope);
         let cursor = afterSeq;
         for (let reads = 0; reads < 20 && out.length < limit; reads++) {
           const page = await s.backend.audit.query({ afterSeq: cursor, limit });
           for (const e of page) {
             cursor = e.seq;
-            if (!auditInScope(c.key, [e.caller, e.callee])) continue;
+            if (scoped && !anyInScope(c.key.scope, [e.caller, e.callee])) continue;
             out.push(e);
             if (out.length >= limit) break;
           }

@@ -14,7 +14,7 @@ import { createServer as createHttpsServer, type Server as HttpsServer } from "n
 import { isIP } from "node:net";
 import { MAX_REVOCATION_LIST_VALIDITY_SECONDS } from "../authority/revocation-list.js";
 import { AztpError, ErrorCodes } from "../errors.js";
-import { invalidApiKey, type ApiKeyRecord } from "./api-key-store.js";
+import { invalidApiKey, type ApiKeyRecord } from "../store/api-keys.js";
 import { errorBody, statusOf, toServeError } from "./errors.js";
 import { readJsonObject, sendJson, type JsonObject } from "./http-io.js";
 import { jsonLogger, type Logger, type LogLevel } from "./log.js";

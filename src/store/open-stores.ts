@@ -11,7 +11,7 @@ import { FileRegistryStore } from "../authority/file-registry-store.js";
 import type { RegistryStore } from "../authority/registry-store.js";
 import { HomeStore } from "../authority/store.js";
 import { MemoryReplayCache, type ReplayCache } from "../invocation/replay.js";
-import { FileApiKeyStore, type ApiKeyStore } from "../serve/api-key-store.js";
+import { FileApiKeyStore, type ApiKeyStore } from "./api-keys.js";
 import { isPostgresUrl, openPostgresStores, type PgAuditLog } from "./postgres/index.js";
 
 export interface Stores {

@@ -9,7 +9,7 @@ import { request as httpsRequest, type RequestOptions } from "node:https";
 import type { PeerCertificate } from "node:tls";
 import type { TestContext } from "node:test";
 import { EmbeddedAuthority } from "../../src/authority/authority.js";
-import type { ApiKeyScope } from "../../src/serve/api-key-store.js";
+import type { ApiKeyScope } from "../../src/store/api-key-scope.js";
 import { jsonLogger } from "../../src/serve/log.js";
 import { openServeBackend } from "../../src/serve/open.js";
 import { startServe as start, type RunningServe, type ServeOptions } from "../../src/serve/server.js";
@@ -91,6 +91,8 @@ export interface ServeRequestOptions {
   raw?: string | Buffer;
   key?: string;
   headers?: Record<string, string>;
+  /** Send the body without a Content-Type (by default a body is sent as application/json). */
+  noContentType?: boolean;
   /** PEM roots to trust (HTTPS); default: none given means the request fails verification. */
   ca?: string;
   /** The SPIFFE ID the server must present (HTTPS); default spiffe://<any>/aztp/serve. */
@@ -121,7 +123,7 @@ export function serveRequest(base: string, path: string, o: ServeRequestOptions 
   const headers: Record<string, string> = { ...(o.headers ?? {}) };
   if (o.key !== undefined) headers.authorization = `Bearer ${o.key}`;
   if (payload !== undefined) {
-    headers["content-type"] ??= "application/json";
+    if (o.noContentType !== true) headers["content-type"] ??= "application/json";
     if (headers["transfer-encoding"] === undefined) headers["content-length"] ??= String(Buffer.byteLength(payload));
   }
   const method = o.method ?? (payload === undefined ? "GET" : "POST");

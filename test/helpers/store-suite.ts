@@ -11,7 +11,7 @@ import type { AuthorityConfig, CaStore } from "../../src/authority/ca-store.js";
 import * as registry from "../../src/authority/registry.js";
 import type { RegistryStore } from "../../src/authority/registry-store.js";
 import type { ReplayCache } from "../../src/invocation/replay.js";
-import type { ApiKeyStore } from "../../src/serve/api-key-store.js";
+import type { ApiKeyStore } from "../../src/store/api-keys.js";
 import { isAztpError } from "../../src/errors.js";
 
 /** What one store instance (one process, one replica) opens on a location. */

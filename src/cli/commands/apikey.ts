@@ -3,7 +3,8 @@
  * printed once, by create; the store keeps only a hash of its secret.
  */
 import type { Command } from "commander";
-import type { ApiKeyRecord } from "../../serve/api-key-store.js";
+import { describeScope } from "../../store/api-key-scope.js";
+import type { ApiKeyRecord } from "../../store/api-keys.js";
 import { openApiKeyStore } from "../../serve/open.js";
 import type { CliContext } from "../context.js";
 import { Verdict } from "../exit.js";
@@ -15,14 +16,7 @@ interface StoreOptions {
 }
 
 function describe(r: ApiKeyRecord): string {
-  const scope =
-    [
-      r.scope.trustDomain ? `trust domain ${r.scope.trustDomain}` : "",
-      r.scope.idPrefix ? `prefix ${r.scope.idPrefix}` : "",
-    ]
-      .filter(Boolean)
-      .join(", ") || "unscoped";
-  return `${r.keyId}  ${r.revokedAt ? `REVOKED ${r.revokedAt}` : "active"}  ${scope}  ${r.name ? JSON.stringify(r.name) : ""}  created ${r.createdAt}`;
+  return `${r.keyId}  ${r.revokedAt ? `REVOKED ${r.revokedAt}` : "active"}  ${describeScope(r.scope)}  ${r.name ? JSON.stringify(r.name) : ""}  created ${r.createdAt}`;
 }
 
 export function register(program: Command, ctx: CliContext): void {
@@ -35,20 +29,32 @@ export function register(program: Command, ctx: CliContext): void {
   withStore(apikey.command("create").description("make a key; it is printed once"))
     .option("--name <name>", "a label for people")
     .option("--trust-domain <td>", "limit the key to identities of this trust domain")
-    .option("--id-prefix <prefix>", "limit the key to IDs starting with this spiffe:// prefix")
-    .action(async (o: StoreOptions & { name?: string; trustDomain?: string; idPrefix?: string }) => {
-      const store = await openApiKeyStore(storeOf(o.store, ctx), { kek: readKekFile(o.kekFile) });
-      try {
-        const scope = {
-          ...(o.trustDomain !== undefined ? { trustDomain: o.trustDomain } : {}),
-          ...(o.idPrefix !== undefined ? { idPrefix: o.idPrefix } : {}),
-        };
-        const { key, record } = await store.create({ ...(o.name !== undefined ? { name: o.name } : {}), scope });
-        ctx.out({ key, record }, () => `${key}\n(shown once: store it now) ${describe(record)}`);
-      } finally {
-        await store.close();
-      }
-    });
+    .option(
+      "--id-prefix <prefix>",
+      "limit the key to this spiffe:// ID and the IDs below it (the trust domain exactly, the path on segment boundaries)",
+    )
+    .option(
+      "--partial-segment",
+      "with --id-prefix: its last path segment also matches longer ones (spiffe://td/w/team covers .../team-a)",
+    )
+    .action(
+      async (
+        o: StoreOptions & { name?: string; trustDomain?: string; idPrefix?: string; partialSegment?: boolean },
+      ) => {
+        const store = await openApiKeyStore(storeOf(o.store, ctx), { kek: readKekFile(o.kekFile) });
+        try {
+          const scope = {
+            ...(o.trustDomain !== undefined ? { trustDomain: o.trustDomain } : {}),
+            ...(o.idPrefix !== undefined ? { idPrefix: o.idPrefix } : {}),
+            ...(o.partialSegment === true ? { partialSegment: true } : {}),
+          };
+          const { key, record } = await store.create({ ...(o.name !== undefined ? { name: o.name } : {}), scope });
+          ctx.out({ key, record }, () => `${key}\n(shown once: store it now) ${describe(record)}`);
+        } finally {
+          await store.close();
+        }
+      },
+    );
 
   withStore(apikey.command("list").description("every key, revoked ones included (never their secrets)")).action(
     async (o: StoreOptions) => {

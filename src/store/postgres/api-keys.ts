@@ -1,6 +1,6 @@
 /**
  * API keys of `aztp serve` on PostgreSQL, with the format, hashing and checks of
- * serve/api-key-store.ts, so every store accepts exactly the same keys. Only sha256 of each
+ * store/api-keys.ts, so every store accepts exactly the same keys. Only sha256 of each
  * secret is stored. Every authentication reads the row, so a key revoked through one replica
  * is refused by all of them on their next request.
  */
@@ -12,11 +12,11 @@ import {
   toRecord,
   verifyApiKeySecret,
   type ApiKeyRecord,
-  type ApiKeyScope,
   type ApiKeyStore,
   type CreateApiKeyOptions,
   type StoredApiKey,
-} from "../../serve/api-key-store.js";
+} from "../api-keys.js";
+import type { ApiKeyScope } from "../api-key-scope.js";
 import { query, type PgConnection } from "./pool.js";
 
 interface ApiKeyRow {
