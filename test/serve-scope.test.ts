@@ -359,6 +359,20 @@ describe("aztp serve: API-key scopes", () => {
       }
       const ghost = await call(`/v1/identities?name=ghost&trustDomain=${TD}`, { key });
       assert.equal(ghost.status, 404, `${k.label}: a ghost in its own trust domain is not found`);
+      // By name alone, a key finds only what it may see: td's "team" or "other" when the key
+      // covers it, and otherwise not found, answered as a ghost is (a 403 would say it exists).
+      const anyGhost = await call(`/v1/identities?name=ghost`, { key });
+      assert.equal(anyGhost.status, 404, `${k.label}: a ghost by name alone`);
+      for (const name of ["team", "other"]) {
+        const found = await call(`/v1/identities?name=${name}`, { key });
+        if (k.covers.includes(`td/${name}`)) {
+          assert.equal(found.status, 200, `${k.label}: ${name} by name alone: ${found.text}`);
+          assert.equal(found.json.record.spiffeId, wid(TD, name));
+        } else {
+          assert.equal(found.status, 404, `${k.label}: ${name} (outside its scope) by name alone: ${found.text}`);
+          assert.equal(found.json.error.code, anyGhost.json.error.code);
+        }
+      }
       const read = await call("/v1/audit?limit=1000", { key });
       assert.deepEqual(
         read.json.entries.map((e: { argsDigest: string }) => e.argsDigest).sort(),

@@ -439,7 +439,7 @@ export class EmbeddedAuthority implements Authority, BundleSource {
     const recs = Object.values(this.current().state.identities).filter(
       (r) => r.name === name && (!trustDomain || r.trustDomain === trustDomain),
     );
-    const pick = recs.find((r) => r.trustDomain === (trustDomain ?? this.defaultTrustDomain)) ?? recs[0];
+    const pick = registry.pickByName(recs, trustDomain ?? this.defaultTrustDomain);
     return pick ? structuredClone(pick) : undefined;
   }
 

@@ -428,3 +428,11 @@ export function recordInvalidity(
   if (rec.notAfter === undefined || Date.parse(rec.notAfter) <= now) return ErrorCodes.X509SVID_EXPIRED;
   return undefined;
 }
+
+/**
+ * The identity a name means among `records` (each named so): the one in `defaultTrustDomain`,
+ * else the first. One rule for a lookup by name, whoever narrows the records first.
+ */
+export function pickByName(records: readonly IdentityRecord[], defaultTrustDomain: string): IdentityRecord | undefined {
+  return records.find((r) => r.trustDomain === defaultTrustDomain) ?? records[0];
+}

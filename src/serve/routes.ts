@@ -6,7 +6,13 @@
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { RegisterRequest } from "../authority/registry.js";
-import { recordInvalidity, workloadSpiffeId, DEFAULT_ENVIRONMENT, DEFAULT_METHOD } from "../authority/registry.js";
+import {
+  pickByName,
+  recordInvalidity,
+  workloadSpiffeId,
+  DEFAULT_ENVIRONMENT,
+  DEFAULT_METHOD,
+} from "../authority/registry.js";
 import type { IssueResult } from "../authority/authority-api.js";
 import { validateEntryInput, type AuditEntryInput, type StoredAuditEntry } from "../audit/entry.js";
 import { AztpError, ErrorCodes } from "../errors.js";
@@ -323,7 +329,16 @@ export function buildRoutes(s: RouteSettings): Route[] {
         if (name !== undefined) {
           if (status !== undefined)
             throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "name cannot be combined with status");
-          const rec = await a.findByName(name, td);
+          // A scoped key without a trust domain looks only among what it may see (the default
+          // trust domain's first, as findByName does): a 404 against a 403 would otherwise tell it
+          // whether a name exists elsewhere.
+          const rec =
+            td === undefined && isScoped(c.key.scope)
+              ? pickByName(
+                  (await a.list({})).filter((r) => r.name === name && scopeCovers(c.key.scope, r.spiffeId)),
+                  a.defaultTrustDomain,
+                )
+              : await a.findByName(name, td);
           if (rec === undefined)
             throw new AztpError(
               ErrorCodes.IDENTITY_NOT_FOUND,
