@@ -14,7 +14,8 @@ export {
   type StoredAuditEntry,
 } from "./entry.js";
 export { GENESIS_HASH } from "./chain.js";
-export { ARGS_LIMITS, redact, redactArgs, REDACTED, type JsonValue, type RedactedArgs } from "./redact.js";
+export { ARGS_LIMITS, redact, redactArgs, REDACTED, type RedactedArgs } from "./redact.js";
+export type { JsonValue } from "../json/value.js";
 export {
   checkpointPayload,
   parseCheckpoint,

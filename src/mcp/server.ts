@@ -18,6 +18,7 @@ import type { Aztp, SecuredAgent } from "../client/aztp.js";
 import { auditFor, type AuditOption } from "../client/home-audit.js";
 import type { AgentIdentity } from "../client/identity.js";
 import { AztpError, ErrorCodes } from "../errors.js";
+import { isJsonObject } from "../json/value.js";
 import { CalleeGuard, type Admission, type GuardMode, type Settlement } from "../guard/callee.js";
 import { Unanswered } from "../guard/recorder.js";
 import { describeClaim } from "../invocation/invocation.js";
@@ -47,7 +48,6 @@ import {
   HOW_TO_SIGN,
   IDENTITY_META_KEY,
   INVOCATION_META_KEY,
-  isObject,
   RECEIPT_META_KEY,
   resultForDigest,
   withMeta,
@@ -232,7 +232,7 @@ class ServerConnection implements MessageHooks {
         if (
           caller !== undefined &&
           isResultResponse(message) &&
-          isObject(message.result) &&
+          isJsonObject(message.result) &&
           Array.isArray(message.result.tools)
         ) {
           const tools = (message.result.tools as Array<{ name?: unknown }>).filter(
@@ -275,8 +275,8 @@ class ServerConnection implements MessageHooks {
     }
     if (!isRequest(message)) return deliver(message);
     const id = message.id;
-    const params = isObject(message.params) ? message.params : {};
-    const meta = isObject(params._meta) ? params._meta : {};
+    const params = isJsonObject(message.params) ? message.params : {};
+    const meta = isJsonObject(params._meta) ? params._meta : {};
     if (this.#pending.has(id)) {
       const error = new AztpError(
         ErrorCodes.MCP_REQUEST_ID_IN_USE,
@@ -438,7 +438,7 @@ async function answerCall(
   return settled.receipt
     ? ({
         ...message,
-        error: { ...err, data: { ...(isObject(err.data) ? err.data : {}), [RECEIPT_META_KEY]: settled.receipt } },
+        error: { ...err, data: { ...(isJsonObject(err.data) ? err.data : {}), [RECEIPT_META_KEY]: settled.receipt } },
       } as JSONRPCMessage)
     : message;
 }

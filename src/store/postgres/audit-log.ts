@@ -32,10 +32,8 @@ import { once } from "node:events";
 import type { Writable } from "node:stream";
 import { GENESIS, nextCheckpoint, nextLink, type ChainHead } from "../../audit/chain.js";
 import { checkpointLine, signCheckpoint, type Checkpoint, type CheckpointSigner } from "../../audit/checkpoint.js";
-import { canonicalJson } from "../../audit/canonical.js";
 import {
   entryFields,
-  sha256Hex,
   validateEntryInput,
   type AuditEntry,
   type AuditEntryInput,
@@ -46,6 +44,8 @@ import { redact } from "../../audit/redact.js";
 import { writeWitness } from "../../audit/witness.js";
 import type { AuditWriter } from "../../guard/recorder.js";
 import { AztpError, ErrorCodes } from "../../errors.js";
+import { canonicalJson } from "../../json/canonical.js";
+import { sha256Hex } from "../../sha256.js";
 import { LOCKS, query, transaction, withClient, type PgConnection } from "./pool.js";
 import type pg from "pg";
 
