@@ -30,6 +30,7 @@ import {
   type StoredAuditEntry,
   type UnsealedEntry,
 } from "./entry.js";
+import type { AuditWriter } from "./writer.js";
 import { GENESIS, linkFault, namesHead, nextCheckpoint, nextLink, sealFault } from "./chain.js";
 import {
   checkpointLine,
@@ -128,7 +129,7 @@ interface Tail {
   lastCheckpoint: Checkpoint | null;
 }
 
-export class AuditLog {
+export class AuditLog implements AuditWriter {
   readonly path: string;
   /** Set when opening repaired an unfinished last line; null when the file was clean. */
   readonly recovered: AuditRecovery | null;

@@ -14,7 +14,7 @@ import { join, sep } from "node:path";
 import { isLockHeld } from "../audit/lock.js";
 import { AuditLog, type AuditLogOptions } from "../audit/log.js";
 import { svidCheckpointSigner } from "../invocation/checkpoint.js";
-import type { AuditWriter } from "../guard/recorder.js";
+import type { AuditWriter } from "../audit/writer.js";
 import type { AgentIdentity } from "./identity.js";
 
 /** How the default log is opened; the first wrapper to open a name decides for that process. */

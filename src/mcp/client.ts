@@ -50,7 +50,7 @@ import {
   resultForDigest,
   withMeta,
 } from "./meta.js";
-import { identify } from "./identify.js";
+import { identify } from "../guard/identify.js";
 import { HANDSHAKES } from "./server.js";
 
 export interface SecureMcpClientOptions {

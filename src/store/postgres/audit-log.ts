@@ -42,7 +42,7 @@ import {
 } from "../../audit/entry.js";
 import { redact } from "../../audit/redact.js";
 import { writeWitness } from "../../audit/witness.js";
-import type { AuditWriter } from "../../guard/recorder.js";
+import type { AuditWriter } from "../../audit/writer.js";
 import { AztpError, ErrorCodes } from "../../errors.js";
 import { canonicalJson } from "../../json/canonical.js";
 import { sha256Hex } from "../../sha256.js";
