@@ -1,6 +1,6 @@
 /** The tamper-evident audit log: writer, entry and checkpoint formats, verification and reading. */
 export { AuditLog, type AuditLogOptions, type AuditRecovery, type AuditWarning } from "./log.js";
-export type { AuditWriter } from "./writer.js";
+export type { AuditWriter, AuditWriterOptions } from "./writer.js";
 export {
   AUDIT_ENTRY_VERSION,
   ENTRY_TEXT_LIMITS,
