@@ -41,7 +41,7 @@ import { z } from "zod";
 import { AuditLog } from "../src/audit/log.js";
 import { Aztp } from "../src/client/aztp.js";
 import type { AgentIdentity } from "../src/client/identity.js";
-import type { AuditWriter } from "../src/guard/recorder.js";
+import type { AuditWriter } from "../src/audit/writer.js";
 import { svidCheckpointSigner } from "../src/invocation/checkpoint.js";
 import { signInvocation } from "../src/invocation/invocation.js";
 import { secureMcpClient, secureMcpServer } from "../src/mcp/index.js";

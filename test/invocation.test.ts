@@ -15,11 +15,13 @@ import { signRaw } from "../src/spiffe/keys.js";
 import type { AgentIdentity } from "../src/client/identity.js";
 import { compilePolicies, parsePolicy, type PolicyDocument } from "../src/policy/index.js";
 import {
+  decideInvocation,
   delegate,
   MemoryReplayCache,
   signInvocation,
   signReceipt,
   Trust,
+  verifyInvocation,
   verifyReceipt,
   type ReplayCache,
   type SignInvocationOptions,
@@ -994,14 +996,13 @@ describe("policy", () => {
   for (const compiled of [false, true]) {
     for (const [name, who, tool, code] of cases) {
       it(`${name} (${compiled ? "compiled" : "document list"})`, async () => {
+        // The policy step runs after verification, as CalleeGuard.admit runs it: a caller it
+        // refuses has still verified, and is audited as such.
         const token = signInvocation(who(), { audience: w.serverA.spiffeId, tool, args: ARGS });
-        const options = verifierFor(w, w.serverA, tool, ARGS, {
-          policy: compiled ? compilePolicies(policies) : policies,
-        });
-        if (code === "ok") {
-          const v = await expectAccepted(token, options);
-          assert.equal(v.policy?.decision, "allow");
-        } else await expectRefused(token, options, code);
+        const v = await verifyInvocation(token, verifierFor(w, w.serverA, tool, ARGS));
+        const policy = compiled ? compilePolicies(policies) : policies;
+        if (code === "ok") assert.equal(decideInvocation(v, { policy, args: ARGS }).decision, "allow");
+        else assert.throws(() => decideInvocation(v, { policy, args: ARGS }), { code });
       });
     }
   }

@@ -12,7 +12,8 @@ import { AuditLog } from "../src/audit/log.js";
 import type { AuditEntryInput } from "../src/audit/entry.js";
 import { verifyAuditLog } from "../src/audit/verify.js";
 import { isAztpError } from "../src/errors.js";
-import { PgAuditLog, type PgAuditLogOptions } from "../src/store/postgres/audit-log.js";
+import type { AuditWriterOptions } from "../src/audit/writer.js";
+import { PgAuditLog } from "../src/store/postgres/audit-log.js";
 import { migrate } from "../src/store/postgres/migrations.js";
 import { createPool, type PgConnection } from "../src/store/postgres/pool.js";
 import { newTestKeys, testSigner, testVerifier } from "./helpers/audit-signer.js";
@@ -150,7 +151,7 @@ describe("PostgreSQL audit log", () => {
     if (skipWithoutPg(t)) return;
     const url = (await pgDatabase(t)) as string;
     const dir = tempDir(t);
-    const options = { includeArgs: true, redactFields: ["password"] } satisfies PgAuditLogOptions;
+    const options = { includeArgs: true, redactFields: ["password"] } satisfies AuditWriterOptions;
     const fileLog = await AuditLog.open(join(dir, "file.jsonl"), options);
     const pgLog = new PgAuditLog(await connect(t, url), options);
     const time = "2026-12-01T12:00:00.000Z";

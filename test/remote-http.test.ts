@@ -7,7 +7,8 @@ import assert from "node:assert/strict";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { describe, it, type TestContext } from "node:test";
-import { AuthorityHttp, isLoopbackHost } from "../src/client/authority-http.js";
+import { AuthorityHttp } from "../src/client/authority-http.js";
+import { isLoopbackHost } from "../src/net/loopback.js";
 import { ErrorCodes } from "../src/errors.js";
 import { rejectsWithCode } from "./helpers/authority-util.js";
 

@@ -11,7 +11,8 @@ import { EmbeddedAuthority } from "../src/authority/authority.js";
 import { BundleSet, TrustBundle } from "../src/spiffe/bundle.js";
 import { Certificate } from "../src/spiffe/certificate.js";
 import { verifyX509Svid } from "../src/spiffe/x509svid.js";
-import { isLoopbackHost, parseListen } from "../src/serve/server.js";
+import { isLoopbackHost } from "../src/net/loopback.js";
+import { parseListen } from "../src/serve/server.js";
 import { rejectsWithCode, tempDir } from "./helpers/authority-util.js";
 import { serveRequest, startServe } from "./helpers/serve-util.js";
 

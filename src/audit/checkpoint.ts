@@ -41,7 +41,7 @@
  * - checkpoint signatures, when no verifier is given: the structure is still checked.
  */
 import { AztpError, ErrorCodes } from "../errors.js";
-import { canonicalJson, canonicalObject } from "./canonical.js";
+import { canonicalJson, canonicalObject } from "../json/canonical.js";
 import { isHex64, isIsoTime, isPositiveSafeInteger } from "./entry.js";
 
 export interface Checkpoint {

@@ -23,18 +23,12 @@
  * string storable (`storableText`: lone surrogates replaced, length capped), saying so in
  * `sanitized`.
  */
-import * as crypto from "node:crypto";
 import { AztpError, ErrorCodes } from "../errors.js";
-import { canonicalJson, canonicalObject } from "./canonical.js";
+import { canonicalJson, canonicalObject } from "../json/canonical.js";
+import type { JsonValue } from "../json/value.js";
+import { sha256Hex } from "../sha256.js";
 import { currentCode } from "./legacy-codes.js";
-import {
-  OmissionNotes,
-  redactArgs,
-  replaceLoneSurrogates,
-  truncateText,
-  type JsonValue,
-  type RedactedArgs,
-} from "./redact.js";
+import { OmissionNotes, redactArgs, replaceLoneSurrogates, truncateText, type RedactedArgs } from "./redact.js";
 
 /** The version the writer writes. */
 export const AUDIT_ENTRY_VERSION = 2;
@@ -136,13 +130,6 @@ export function sealEntry(entry: UnsealedEntry): { entry: AuditEntry; line: stri
   const hash = sha256Hex(body);
   return { entry: { ...entry, hash }, line: `${body.slice(0, -1)},"hash":"${hash}"}` };
 }
-
-/** SHA-256 of the UTF-8 of `text`, hex. */
-export const sha256Hex: (text: string) => string =
-  // The one-shot crypto.hash (Node 20.12+) skips a Hash object per call: every entry pays this.
-  typeof crypto.hash === "function"
-    ? (text) => crypto.hash("sha256", text, "hex")
-    : (text) => crypto.createHash("sha256").update(text, "utf8").digest("hex");
 
 function canonical(serialise: () => string): string {
   try {

@@ -1,5 +1,6 @@
 /** The tamper-evident audit log: writer, entry and checkpoint formats, verification and reading. */
 export { AuditLog, type AuditLogOptions, type AuditRecovery, type AuditWarning } from "./log.js";
+export type { AuditWriter, AuditWriterOptions } from "./writer.js";
 export {
   AUDIT_ENTRY_VERSION,
   ENTRY_TEXT_LIMITS,
@@ -14,7 +15,8 @@ export {
   type StoredAuditEntry,
 } from "./entry.js";
 export { GENESIS_HASH } from "./chain.js";
-export { ARGS_LIMITS, redact, redactArgs, REDACTED, type JsonValue, type RedactedArgs } from "./redact.js";
+export { ARGS_LIMITS, redact, redactArgs, REDACTED, type RedactedArgs } from "./redact.js";
+export type { JsonValue } from "../json/value.js";
 export {
   checkpointPayload,
   parseCheckpoint,

@@ -30,6 +30,7 @@ import {
   type StoredAuditEntry,
   type UnsealedEntry,
 } from "./entry.js";
+import type { AuditWriter, AuditWriterOptions } from "./writer.js";
 import { GENESIS, linkFault, namesHead, nextCheckpoint, nextLink, sealFault } from "./chain.js";
 import {
   checkpointLine,
@@ -44,15 +45,8 @@ import { JsonlSink, type AuditDurability } from "./jsonl-sink.js";
 import { redact } from "./redact.js";
 import { defaultWitnessPath, readWitness, writeWitness } from "./witness.js";
 
-export interface AuditLogOptions {
-  /** Store the (redacted) arguments in each entry. Default false: only their digest. */
-  readonly includeArgs?: boolean | undefined;
-  /** Field names (any depth) and dotted paths (from the root) replaced by "[REDACTED]". */
-  readonly redactFields?: readonly string[] | undefined;
-  /** Signs checkpoints; without one the log has none (and no protection against a cut tail). */
-  readonly signer?: CheckpointSigner | undefined;
-  /** Checkpoint after this many entries. Default 1000; 0 turns the count trigger off. */
-  readonly checkpointEvery?: number | undefined;
+/** A file log's options: those of every audit writer, and the file's own. */
+export interface AuditLogOptions extends AuditWriterOptions {
   /** Checkpoint this often (ms) when entries were added. Default 60000; 0 turns it off. */
   readonly checkpointIntervalMs?: number | undefined;
   /** Where the newest checkpoint is copied. Default `<path>.witness`. */
@@ -69,17 +63,10 @@ export interface AuditLogOptions {
    * written at once when the writer is idle (a caller's answer waits for its entry).
    */
   readonly batchWindowMs?: number | undefined;
-  /** Group commit: write a batch early at this many entries. Default 1024. */
-  readonly maxBatchEntries?: number | undefined;
   /** Group commit: write a batch early at about this many bytes. Default 1 MiB. */
   readonly maxBatchBytes?: number | undefined;
   /** Also export each durable entry through the global OpenTelemetry API. Default false. */
   readonly otel?: boolean | undefined;
-  /**
-   * After a failed write, `recover()` really tries to reopen the file at most this often
-   * (ms); calls in between return false at once. Default 500.
-   */
-  readonly recoverIntervalMs?: number | undefined;
   /** Receives what the log repaired or could not do; default: `process.emitWarning`. */
   readonly onWarning?: ((warning: AuditWarning) => void) | undefined;
 }
@@ -128,7 +115,7 @@ interface Tail {
   lastCheckpoint: Checkpoint | null;
 }
 
-export class AuditLog {
+export class AuditLog implements AuditWriter {
   readonly path: string;
   /** Set when opening repaired an unfinished last line; null when the file was clean. */
   readonly recovered: AuditRecovery | null;

@@ -36,10 +36,9 @@
  * The digest the entry carries (`argsDigest`) is still of the real arguments, so a holder of
  * them can prove what was called without the log holding all of them.
  */
-import * as crypto from "node:crypto";
 import { AztpError, ErrorCodes } from "../errors.js";
-
-export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
+import { isPlainObject, type JsonValue } from "../json/value.js";
+import { sha256Hex } from "../sha256.js";
 
 export const REDACTED = "[REDACTED]";
 
@@ -154,8 +153,7 @@ export function truncateText(text: string, max: number): string | null {
   const last = text.charCodeAt(keep - 1);
   if (keep > 0 && last >= 0xd800 && last <= 0xdbff) keep--; // a high surrogate whose low half is cut off
   // One-shot hash: the whole text is hashed, as the digest must identify all of it.
-  const digest = crypto.createHash("sha256").update(text, "utf8").digest("hex");
-  return `${text.slice(0, keep)}…[TRUNCATED: ${text.length} characters, sha256 ${digest}]`;
+  return `${text.slice(0, keep)}…[TRUNCATED: ${text.length} characters, sha256 ${sha256Hex(text)}]`;
 }
 
 /** A member whose reading threw (a getter, a Proxy trap): walked as the error it gave. */
@@ -319,8 +317,7 @@ function copyJson(root: unknown, matcher: Matcher): RedactedArgs {
   };
 
   const object = (value: object, active: readonly (readonly string[])[], where: string, depth: number): JsonValue => {
-    const proto: unknown = Object.getPrototypeOf(value);
-    if (proto !== Object.prototype && proto !== null) {
+    if (!isPlainObject(value)) {
       const why = `a ${constructorName(value)}, not a plain JSON object`;
       notes.add(where, why);
       return marker(why);

@@ -20,6 +20,7 @@ import http from "node:http";
 import https from "node:https";
 import type { PeerCertificate } from "node:tls";
 import { AztpError, ErrorCodes, type ErrorCode } from "../errors.js";
+import { isLoopbackHost } from "../net/loopback.js";
 
 export const DEFAULT_TIMEOUT_MS = 10_000;
 /** Answers are records, lists and bundles: 8 MiB holds a list of some 10,000 identities. */
@@ -43,12 +44,6 @@ export interface RequestOptions {
   auth?: boolean;
   /** Per-request timeout (default: the transport's). */
   timeoutMs?: number;
-}
-
-/** The host is this machine: 127.0.0.0/8, ::1, localhost. */
-export function isLoopbackHost(hostname: string): boolean {
-  const h = hostname.replace(/^\[|\]$/g, "").toLowerCase();
-  return h === "localhost" || h === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h) || h === "::ffff:127.0.0.1";
 }
 
 /** Connection-level failures: the service is not there (or went away mid-request). */

@@ -31,7 +31,7 @@ import { AgentIdentity } from "./identity.js";
 import { closeHomeAudits } from "./home-audit.js";
 import { Trust } from "../invocation/trust.js";
 import { RemoteAuthority } from "./remote-authority.js";
-import type { AuditWriter } from "../guard/recorder.js";
+import type { AuditWriter } from "../audit/writer.js";
 import type { TrustBundle } from "../spiffe/bundle.js";
 
 export interface AztpConfig {

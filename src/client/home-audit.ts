@@ -14,20 +14,14 @@ import { join, sep } from "node:path";
 import { isLockHeld } from "../audit/lock.js";
 import { AuditLog, type AuditLogOptions } from "../audit/log.js";
 import { svidCheckpointSigner } from "../invocation/checkpoint.js";
-import type { AuditWriter } from "../guard/recorder.js";
+import type { AuditWriter } from "../audit/writer.js";
 import type { AgentIdentity } from "./identity.js";
 
-/** How the default log is opened; the first wrapper to open a name decides for that process. */
-export interface HomeAuditOptions {
-  /**
-   * "write" (default): an answer leaves once its entry is written to the file, so a killed
-   * process has lost none. "fsync": once it is on disk, which survives a power loss too.
-   */
-  readonly durability?: "write" | "fsync";
-  /** Keep the (redacted) arguments in each entry, not only their digest. */
-  readonly includeArgs?: boolean;
-  readonly redactFields?: readonly string[];
-}
+/**
+ * How the default log is opened (the file log's own options, as `AuditLog` documents them);
+ * the first wrapper to open a name decides for that process.
+ */
+export type HomeAuditOptions = Pick<AuditLogOptions, "durability" | "includeArgs" | "redactFields">;
 
 /** A wrapper's `audit` option: a log of your own, `false` for none, or how to open the default one. */
 export type AuditOption = AuditWriter | false | HomeAuditOptions;

@@ -12,7 +12,7 @@
  * unaudited.
  */
 import type { AuditEntryInput } from "../audit/entry.js";
-import type { AuditWriter } from "../guard/recorder.js";
+import type { AuditWriter } from "../audit/writer.js";
 import type { AuthorityHttp } from "./authority-http.js";
 
 /** Per request: well under the service's limits (1000 entries, 1 MiB body by default; serve/routes.ts). */

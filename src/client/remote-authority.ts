@@ -32,7 +32,8 @@ import { Certificate } from "../spiffe/certificate.js";
 import { encodePem } from "../spiffe/pem.js";
 import { SpiffeId, TrustDomain } from "../spiffe/spiffeid.js";
 import { verifyX509Svid } from "../spiffe/x509svid.js";
-import { AuthorityHttp, isLoopbackHost } from "./authority-http.js";
+import { isLoopbackHost } from "../net/loopback.js";
+import { AuthorityHttp } from "./authority-http.js";
 import {
   BundleFeed,
   DEFAULT_REFRESH_HINT_SECONDS,

@@ -11,6 +11,7 @@
  */
 import { performance } from "node:perf_hooks";
 import type { AuditEntryInput, AuditOutcome } from "../audit/entry.js";
+import type { AuditWriter } from "../audit/writer.js";
 import { AztpError, ErrorCodes } from "../errors.js";
 import { canonicalDigest } from "../invocation/canonical.js";
 import { peekClaims } from "../spiffe/jws.js";
@@ -24,14 +25,7 @@ import {
 } from "../invocation/invocation.js";
 import { createReceipt, type ReceiptStatus } from "../invocation/receipt.js";
 import { MemoryReplayCache, type ReplayCache } from "../invocation/replay.js";
-import {
-  AuditRecorder,
-  checkMode,
-  sayIfAuditMode,
-  type AuditWriter,
-  type GuardMode,
-  type UnansweredReason,
-} from "./recorder.js";
+import { AuditRecorder, checkMode, sayIfAuditMode, type GuardMode, type UnansweredReason } from "./recorder.js";
 import type { Trust } from "../invocation/trust.js";
 import type { CompiledPolicies } from "../policy/evaluate.js";
 import type { PolicyDocument } from "../policy/policy.js";

@@ -7,20 +7,14 @@
 import { performance } from "node:perf_hooks";
 import type { AuditDecision, AuditOutcome } from "../audit/entry.js";
 import { AztpError, ErrorCodes } from "../errors.js";
+import type { AuditWriter } from "../audit/writer.js";
 import { canonicalDigest } from "../invocation/canonical.js";
 import { peekClaims } from "../spiffe/jws.js";
 import { signerOf, type SignerLike } from "../invocation/codec.js";
 import { createInvocation, MAX_TOOL_CALL_ID_LENGTH, type InvocationClaims } from "../invocation/invocation.js";
 import { verifyReceipt, type VerifiedReceipt } from "../invocation/receipt.js";
 import type { Trust } from "../invocation/trust.js";
-import {
-  AuditRecorder,
-  checkMode,
-  sayIfAuditMode,
-  type AuditWriter,
-  type GuardMode,
-  type UnansweredReason,
-} from "./recorder.js";
+import { AuditRecorder, checkMode, sayIfAuditMode, type GuardMode, type UnansweredReason } from "./recorder.js";
 
 export interface CallerGuardOptions {
   identity: SignerLike;

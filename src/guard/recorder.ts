@@ -8,22 +8,10 @@
  * instead of the result (enforce mode), or is warned about once and let through (audit mode).
  */
 import type { AuditEntryInput } from "../audit/entry.js";
+import type { AuditWriter } from "../audit/writer.js";
 import { AztpError, ErrorCodes } from "../errors.js";
 
 export type GuardMode = "enforce" | "audit";
-
-/**
- * What a guard needs of an audit log; `AuditLog` is one. `writable` turns false when a write
- * failed, and `recover()` tries to make it writable again (the log rate-limits the attempts).
- */
-export interface AuditWriter {
-  readonly path: string;
-  append(entry: AuditEntryInput): Promise<unknown>;
-  readonly writable?: boolean;
-  recover?(): Promise<boolean>;
-  flush(): Promise<void>;
-  close?(): Promise<void>;
-}
 
 /**
  * Audit reasons of a call that was never answered, so no answer will ever settle it: its

@@ -1,23 +1,27 @@
 /**
  * Digests of tool arguments and results over RFC 8785 (JCS) canonical JSON, so that the
- * same value hashes the same whatever its key order or number spelling. Uses the
- * `canonicalize` package (by the RFC's co-author) rather than a hand-written serialiser.
+ * same value hashes the same whatever its key order or number spelling. The canonical form is
+ * the one serialiser of `json/canonical.ts`; what this file adds is the protocol's rule of what
+ * a signed value may hold, checked on the signer's side and the verifier's alike before any
+ * digest is taken.
  *
- * Before the package sees a value, one walk checks that JCS can represent it at all, and
- * throws an AztpError naming the first place it cannot, on the signer's side and the
- * verifier's alike: a lone surrogate (in a string or a key), a non-finite number (`1e400` in
- * JSON text parses as Infinity), a non-JSON type, nesting deeper than MAX_JSON_DEPTH. The walk
- * keeps its own stack, so 100,000 levels of nesting are refused at level 65, never a
- * RangeError; the package recurses, but only over what the walk let through. A `__proto__`
- * member is refused too (ERR_JSON_PROTO_KEY_NOT_ALLOWED): JSON.parse makes it an ordinary member, which
- * this digest covers, but the MCP SDK's zod parse drops it, so the tool would run on other
- * arguments than were signed and checked (and a result reach the caller without it).
+ * One walk throws an AztpError naming the first place a value breaks that rule: a lone
+ * surrogate (in a string or a key), a non-finite number (`1e400` in JSON text parses as
+ * Infinity), a non-JSON type, nesting deeper than MAX_JSON_DEPTH. The walk keeps its own
+ * stack, so 100,000 levels of nesting are refused at level 65, never a RangeError.
+ *
+ * Two of these rules are stricter than the canonical form itself, on purpose. A `__proto__`
+ * member is refused (ERR_JSON_PROTO_KEY_NOT_ALLOWED): JSON.parse makes it an ordinary member,
+ * which the canonical form (and so the digest) covers, but the MCP SDK's zod parse drops it,
+ * so the tool would run on other arguments than were signed and checked (and a result reach
+ * the caller without it). And signed values nest at most 64 levels where the canonical form
+ * allows 512 (the audit log's bound): every verifier already deployed refuses deeper values, so
+ * a signer that allowed them would make calls that fail on the other side, and a verifier
+ * walks at most that deep for a token whatever it is sent.
  */
 import { hash } from "node:crypto";
-import canonicalize from "canonicalize";
 import { AztpError, ErrorCodes, type ErrorCode } from "../errors.js";
-
-export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
+import { canonicalJson as canonicalForm } from "../json/canonical.js";
 
 /** How deep a signed value may nest: arguments and results deeper than this are refused. */
 export const MAX_JSON_DEPTH = 64;
@@ -119,13 +123,12 @@ export function assertRepresentable(value: unknown, what = "value"): void {
   }
 }
 
-/** The RFC 8785 canonical form of `value`. `undefined` canonicalises as `{}` (no arguments). */
+/** The RFC 8785 canonical form of `value` as it is signed: the signing rule, then the form. `undefined` canonicalises as `{}` (no arguments). */
 export function canonicalJson(value: unknown, what = "value"): string {
   if (value === undefined) return "{}";
   assertRepresentable(value, what);
-  let text: string | undefined;
   try {
-    text = canonicalize(value);
+    return canonicalForm(value);
   } catch (e) {
     // Only a toJSON that answers differently the second time gets here (the walk called it once).
     throw new AztpError(
@@ -134,8 +137,6 @@ export function canonicalJson(value: unknown, what = "value"): string {
       { cause: e },
     );
   }
-  if (text === undefined) throw new AztpError(ErrorCodes.JSON_UNREPRESENTABLE, `${what} cannot be canonicalised`);
-  return text;
 }
 
 /** base64url(SHA-256(JCS(value))): the form carried in tokens and receipts. */

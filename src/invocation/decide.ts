@@ -10,10 +10,10 @@ import { decidePolicy, TOOL_CALL_ACTION, type IdentityRelations } from "../polic
 import type { VerifiedInvocation } from "./invocation.js";
 
 /**
- * The policy step of verification, for a token that passed every other check. Throws
- * ERR_POLICY_DENIED; returns the decision when allowed. Exported so an integration that must
- * tell "verified but denied" from "not verified" (to audit the caller it knows) can run the
- * same step itself after verifyInvocation without a policy.
+ * The policy step of a call, for a token verifyInvocation accepted. Throws ERR_POLICY_DENIED;
+ * returns the decision when allowed. A step of its own, after verification and never inside
+ * it, so an integration tells "verified but denied" from "not verified" and audits the caller
+ * it knows: `CalleeGuard.admit` runs it for every binding.
  */
 export function decideInvocation(
   verified: VerifiedInvocation,

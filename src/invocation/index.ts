@@ -2,8 +2,6 @@ export {
   signInvocation,
   createInvocation,
   verifyInvocation,
-  decideInvocation,
-  decideToolCall,
   INVOCATION_TYP,
   INVOCATION_ALGORITHMS,
   MAX_INVOCATION_LIFETIME_SECONDS,
@@ -11,6 +9,7 @@ export {
   DEFAULT_INVOCATION_LEEWAY_SECONDS,
   TOOL_CALL_ACTION,
 } from "./invocation.js";
+export { decideInvocation, decideToolCall } from "./decide.js";
 export type {
   InvocationClaims,
   SignInvocationOptions,

@@ -12,12 +12,9 @@
 import { newJti } from "./nonce.js";
 import { AztpError, ErrorCodes, type ErrorCode } from "../errors.js";
 import { SpiffeId } from "../spiffe/spiffeid.js";
-import type { CompiledPolicies, PolicyDecision } from "../policy/evaluate.js";
-import type { IdentityRelations } from "../policy/request.js";
-import type { PolicyDocument } from "../policy/policy.js";
+import type { PolicyDecision } from "../policy/evaluate.js";
 import { canonicalDigest, tokenHash } from "./canonical.js";
 import { signerOf, signWithHeader, type SignerLike } from "./codec.js";
-import { decideInvocation } from "./decide.js";
 import { describeClaim } from "./describe.js";
 import { verifyDelegationChain, type VerifiedDelegation } from "./delegation.js";
 import type { ReplayCache } from "./replay.js";
@@ -35,10 +32,10 @@ export const DEFAULT_INVOCATION_TTL_SECONDS = 30;
 /** What verifiers accept: P-256 by default, and the chains SPIRE may issue (ES384, RSA). */
 export const INVOCATION_ALGORITHMS = TOKEN_ALGORITHMS;
 export { TOOL_CALL_ACTION, type IdentityRelations } from "../policy/request.js";
-// The codec, the policy step and the message helpers have their own files; these names stay
-// importable from here, where they lived before.
+// The codec and the message helpers have their own files; these names stay importable from
+// here, where they lived before. The policy step (decide.ts) is not re-exported: it imports
+// this file's types, and this file must not import it back.
 export { encodedHeader, signerOf, signWithHeader, type SignerLike } from "./codec.js";
-export { decideInvocation, decideToolCall } from "./decide.js";
 export { describeClaim, describeTime } from "./describe.js";
 /** Tool-call ids are framework-made (the providers' run about 30 to 40 characters); this bounds what a token and an entry carry. */
 export const MAX_TOOL_CALL_ID_LENGTH = 1024;
@@ -137,17 +134,11 @@ export interface VerifyInvocationOptions {
   args?: unknown;
   trust: Trust;
   replay: ReplayCache;
-  /** Policies to decide the call (explicit Deny wins, default deny). Absent: no policy step. */
-  policy?: CompiledPolicies | readonly PolicyDocument[];
-  /** Parent and links of a caller, for policy conditions. */
-  relations?: (spiffeId: string) => IdentityRelations | undefined;
   /**
    * The OAuth access token that came with the call (MCP: the Authorization bearer). A token
    * that carries `ath` (the caller bound it) is accepted only with this exact access token.
    */
   accessToken?: string;
-  /** The peer's IP address, when the transport knows it: the policy step's `aztp:sourceIp`. */
-  sourceIp?: string | undefined;
   now?: Date;
   leewaySeconds?: number;
 }
@@ -158,6 +149,10 @@ export interface VerifiedInvocation {
   serial: string;
   claims: InvocationClaims;
   delegation: VerifiedDelegation[];
+  /**
+   * The policy step's decision, set by whoever runs it after verification (`CalleeGuard.admit`
+   * runs `decideInvocation`), so a caller refused by policy is still known as verified.
+   */
   policy?: PolicyDecision;
   /** The token exactly as received (receipts bind its hash). */
   token: string;
@@ -181,7 +176,8 @@ function audienceOf(audience: string): string {
  * Verifies an invocation token against the call actually being made. Stops at the first
  * failure, in this order: parse and algorithm → x5c chain to the bundle → iss is the SVID's
  * ID → not revoked → aud is me → tool → argument digest → time window → jti unseen →
- * delegation chain → policy. Throws AztpError; the tool must not run unless this resolves.
+ * delegation chain. Throws AztpError; the tool must not run unless this resolves, and then
+ * only after the policy step (`decideInvocation`, decide.ts), which `CalleeGuard.admit` runs.
  */
 export async function verifyInvocation(token: unknown, options: VerifyInvocationOptions): Promise<VerifiedInvocation> {
   const now = options.now ?? new Date();
@@ -282,22 +278,11 @@ export async function verifyInvocation(token: unknown, options: VerifyInvocation
     });
   }
 
-  const claims = c as InvocationClaims;
-  const result: VerifiedInvocation = {
+  return {
     caller: signer.svid.id,
     serial: signer.serial,
-    claims,
+    claims: c as InvocationClaims,
     delegation,
     token: token as string,
   };
-  if (options.policy !== undefined) {
-    result.policy = decideInvocation(result, {
-      policy: options.policy,
-      args: options.args,
-      now,
-      relations: options.relations,
-      sourceIp: options.sourceIp,
-    });
-  }
-  return result;
 }

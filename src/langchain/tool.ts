@@ -31,7 +31,7 @@ import { CalleeGuard, type Admission, type Settlement } from "../guard/callee.js
 import type { GuardMode } from "../guard/recorder.js";
 import type { ReceiptStatus } from "../invocation/receipt.js";
 import type { Trust } from "../invocation/trust.js";
-import { servingGuard } from "../mcp/server.js";
+import { servingGuard } from "../guard/serving-guard.js";
 import type { CompiledPolicies } from "../policy/evaluate.js";
 import type { PolicyDocument } from "../policy/policy.js";
 import {

@@ -8,8 +8,8 @@
  */
 import { randomBytes } from "node:crypto";
 import { AztpError, ErrorCodes } from "../errors.js";
+import { isJsonObject } from "../json/value.js";
 import { SpiffeId } from "../spiffe/spiffeid.js";
-import { isObject } from "./meta.js";
 
 export interface Challenge {
   /** 16 to 256 base64url characters (a possession proof's nonce). */
@@ -35,7 +35,7 @@ function invalid(why: string): never {
 
 /** The challenge `value` holds, or ERR_MCP_CHALLENGE_INVALID naming what is wrong with it. */
 export function parseChallenge(value: unknown): Challenge {
-  if (!isObject(value))
+  if (!isJsonObject(value))
     invalid(`is ${value === null ? "null" : Array.isArray(value) ? "an array" : `a ${typeof value}`}, not an object`);
   const { nonce, client } = value;
   if (typeof nonce !== "string")

@@ -18,6 +18,7 @@ import type { Aztp, SecuredAgent } from "../client/aztp.js";
 import { auditFor, type AuditOption } from "../client/home-audit.js";
 import type { AgentIdentity } from "../client/identity.js";
 import { AztpError, ErrorCodes, type ErrorCode } from "../errors.js";
+import { isJsonObject } from "../json/value.js";
 import type { GuardMode } from "../guard/callee.js";
 import { CallerGuard, type PreparedCall } from "../guard/caller.js";
 import { Unanswered, type UnansweredReason } from "../guard/recorder.js";
@@ -45,12 +46,11 @@ import {
   CHALLENGE_META_KEY,
   IDENTITY_META_KEY,
   INVOCATION_META_KEY,
-  isObject,
   RECEIPT_META_KEY,
   resultForDigest,
   withMeta,
 } from "./meta.js";
-import { identify } from "./identify.js";
+import { identify } from "../guard/identify.js";
 import { HANDSHAKES } from "./server.js";
 
 export interface SecureMcpClientOptions {
@@ -128,7 +128,7 @@ function ambiguous(what: string): AztpError {
 
 /** The answer without the receipt in its result's `_meta` (and without a `_meta` left empty). */
 function withoutReceipt(answer: JSONRPCMessage): JSONRPCMessage {
-  if (!("result" in answer) || !isObject(answer.result) || !isObject(answer.result._meta)) return answer;
+  if (!("result" in answer) || !isJsonObject(answer.result) || !isJsonObject(answer.result._meta)) return answer;
   const { [RECEIPT_META_KEY]: _receipt, ...meta } = answer.result._meta;
   const { _meta: _old, ...result } = answer.result;
   return { ...answer, result: Object.keys(meta).length > 0 ? { ...result, _meta: meta } : result } as JSONRPCMessage;
@@ -175,7 +175,7 @@ export function clientHooks(
     if (answerKind(message) === "ambiguous") return errorResponse(id, ambiguous("initialize"));
     const { answer, invalid } = sdkAnswer(id, message, "initialize");
     if (invalid !== undefined || !isResultResponse(message)) return answer;
-    const meta = isObject(message.result._meta) ? message.result._meta : {};
+    const meta = isJsonObject(message.result._meta) ? message.result._meta : {};
     // A server that offers no proof at all, with serverId given: every token is addressed
     // to serverId and every receipt must be signed by it, so nothing rests on the handshake.
     if (meta[IDENTITY_META_KEY] === undefined && options.serverId !== undefined) return answer;
@@ -238,7 +238,7 @@ export function clientHooks(
     if (invalid !== undefined) return failed(invalid, answer);
     if (isErrorResponse(message)) {
       // A refusal names its rule in data.code: audit it under that code, not as a lost receipt.
-      const data = isObject(message.error.data) ? message.error.data : {};
+      const data = isJsonObject(message.error.data) ? message.error.data : {};
       const code = KNOWN_CODES.has(data.code as string) ? (data.code as ErrorCode) : ErrorCodes.RECEIPT_MISSING;
       return failed(
         new AztpError(code, `the server answered with error ${message.error.code}: ${message.error.message}`),
@@ -246,7 +246,7 @@ export function clientHooks(
       );
     }
     const result = message.result as Record<string, unknown>;
-    const meta = isObject(result._meta) ? result._meta : {};
+    const meta = isJsonObject(result._meta) ? result._meta : {};
     try {
       const verified = await guard.settle(prepared, {
         result: resultForDigest(result),
@@ -273,11 +273,11 @@ export function clientHooks(
   return {
     async outgoing(message, sendOptions) {
       if (isNotification(message) && message.method === "notifications/cancelled") {
-        unanswered(isObject(message.params) ? message.params.requestId : undefined, Unanswered.CANCELLED);
+        unanswered(isJsonObject(message.params) ? message.params.requestId : undefined, Unanswered.CANCELLED);
         return message;
       }
       if (!isRequest(message)) return message;
-      const params = isObject(message.params) ? message.params : {};
+      const params = isJsonObject(message.params) ? message.params : {};
       if (HANDSHAKES.has(message.method)) {
         const challenge = newChallenge(ownGuard.id);
         inits.set(message.id, challenge.nonce);

@@ -54,6 +54,11 @@ export interface McpHttpServer {
   close(): Promise<void>;
 }
 
+/**
+ * The SDK's own default Host names (its createMcpExpressApp's): an allow-list compared by name,
+ * against DNS rebinding, and not the loopback predicate (net/loopback.ts), which decides where
+ * plain HTTP may go and reads every spelling of an address.
+ */
 const LOOPBACK = ["localhost", "127.0.0.1", "[::1]"];
 
 /** The host names accepted when none are given: the loopback names and the listen host. */

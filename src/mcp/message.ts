@@ -30,6 +30,7 @@ import {
   type JSONRPCResultResponse,
   type RequestId,
 } from "@modelcontextprotocol/sdk/types.js";
+import { isJsonObject } from "../json/value.js";
 
 type Members = { [key: string]: unknown };
 
@@ -37,36 +38,29 @@ function isId(v: unknown): boolean {
   return typeof v === "string" || (typeof v === "number" && Number.isFinite(v));
 }
 
-function isPlainObject(v: unknown): v is Members {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
-}
-
 /** A request: a method and an id (params, when present, an object). */
 export function isRequest(m: JSONRPCMessage): m is JSONRPCRequest {
   const o = m as Members;
-  return typeof o.method === "string" && isId(o.id) && (o.params === undefined || isPlainObject(o.params));
+  return typeof o.method === "string" && isId(o.id) && (o.params === undefined || isJsonObject(o.params));
 }
 
 /** A notification: a method and no id. */
 export function isNotification(m: JSONRPCMessage): m is JSONRPCNotification {
   const o = m as Members;
-  return typeof o.method === "string" && !("id" in o) && (o.params === undefined || isPlainObject(o.params));
+  return typeof o.method === "string" && !("id" in o) && (o.params === undefined || isJsonObject(o.params));
 }
 
 /** A successful response: an id and an object result. */
 export function isResultResponse(m: JSONRPCMessage): m is JSONRPCResultResponse {
   const o = m as Members;
-  return isId(o.id) && isPlainObject(o.result) && !("method" in o);
+  return isId(o.id) && isJsonObject(o.result) && !("method" in o);
 }
 
 /** An error response: an error object with a numeric code (id may be absent for a parse error). */
 export function isErrorResponse(m: JSONRPCMessage): m is JSONRPCErrorResponse {
   const o = m as Members;
   return (
-    isPlainObject(o.error) &&
-    typeof o.error.code === "number" &&
-    typeof o.error.message === "string" &&
-    !("method" in o)
+    isJsonObject(o.error) && typeof o.error.code === "number" && typeof o.error.message === "string" && !("method" in o)
   );
 }
 

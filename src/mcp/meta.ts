@@ -2,6 +2,8 @@
  * The MCP binding's names. MCP reserves `_meta` prefixes whose second label is
  * `modelcontextprotocol` or `mcp`; ours is `io.aztp/`.
  */
+import { isJsonObject, type JsonObject } from "../json/value.js";
+
 export const META_PREFIX = "io.aztp/";
 /** params._meta of tools/call (and tools/list): the caller's invocation token. */
 export const INVOCATION_META_KEY = "io.aztp/invocation";
@@ -15,19 +17,12 @@ export const IDENTITY_META_KEY = "io.aztp/identity";
 /** JSON-RPC error code of a call refused by AZTP; `error.data.code` holds the AztpError code. */
 export const AZTP_REFUSED = -32001;
 
-export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
-export type JsonObject = { [key: string]: unknown };
-
-export function isObject(v: unknown): v is JsonObject {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
-}
-
 /**
  * A result as the receipt's digest covers it: everything but our receipt key (a receipt cannot
  * cover itself); a `_meta` left empty by that is dropped. Both sides normalise the same way.
  */
 export function resultForDigest(result: unknown): unknown {
-  if (!isObject(result) || !isObject(result._meta) || !(RECEIPT_META_KEY in result._meta)) return result;
+  if (!isJsonObject(result) || !isJsonObject(result._meta) || !(RECEIPT_META_KEY in result._meta)) return result;
   const { [RECEIPT_META_KEY]: _receipt, ...meta } = result._meta;
   const { _meta: _old, ...rest } = result;
   return Object.keys(meta).length > 0 ? { ...rest, _meta: meta } : rest;
@@ -43,8 +38,8 @@ export function argumentsOf(params: JsonObject): unknown {
 }
 
 export function withMeta(value: unknown, key: string, entry: unknown): JsonObject {
-  const obj = isObject(value) ? value : {};
-  const meta = isObject(obj._meta) ? obj._meta : {};
+  const obj = isJsonObject(value) ? value : {};
+  const meta = isJsonObject(obj._meta) ? obj._meta : {};
   return { ...obj, _meta: { ...meta, [key]: entry } };
 }
 

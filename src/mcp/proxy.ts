@@ -32,12 +32,13 @@ import { auditFor, type AuditOption } from "../client/home-audit.js";
 import type { AgentIdentity } from "../client/identity.js";
 import { AztpError, ErrorCodes } from "../errors.js";
 import type { CalleeGuard, GuardMode } from "../guard/callee.js";
-import type { AuditWriter } from "../guard/recorder.js";
+import type { AuditWriter } from "../audit/writer.js";
 import type { PolicyDocument } from "../policy/policy.js";
 import { serveMcpHttp, type McpHttpServer } from "./http.js";
 import { InterceptingTransport } from "./intercept.js";
 import { isNotification, isRequest, isResponse, isResultResponse, PendingRequests } from "./message.js";
-import { serverHooks, servingGuard } from "./server.js";
+import { servingGuard } from "../guard/serving-guard.js";
+import { serverHooks } from "./server.js";
 import { UpstreamProcessTransport } from "./upstream-process.js";
 
 export type Upstream =

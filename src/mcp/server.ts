@@ -15,20 +15,20 @@ import {
   type RequestId,
 } from "@modelcontextprotocol/sdk/types.js";
 import type { Aztp, SecuredAgent } from "../client/aztp.js";
-import { auditFor, type AuditOption } from "../client/home-audit.js";
+import type { AuditOption } from "../client/home-audit.js";
 import type { AgentIdentity } from "../client/identity.js";
 import { AztpError, ErrorCodes } from "../errors.js";
+import { isJsonObject } from "../json/value.js";
 import { CalleeGuard, type Admission, type GuardMode, type Settlement } from "../guard/callee.js";
+import { identify } from "../guard/identify.js";
+import { servingGuard } from "../guard/serving-guard.js";
 import { Unanswered } from "../guard/recorder.js";
 import { describeClaim } from "../invocation/invocation.js";
 import { signPossessionProof } from "../invocation/proof.js";
-import { MemoryReplayCache, type ReplayCache } from "../invocation/replay.js";
 import type { Trust } from "../invocation/trust.js";
-import type { Authority } from "../authority/authority-api.js";
 import type { CompiledPolicies } from "../policy/evaluate.js";
 import type { PolicyDocument } from "../policy/policy.js";
 import { parseChallenge, type Challenge } from "./challenge.js";
-import { identify } from "./identify.js";
 import { hookFailure, InterceptingTransport, type MessageHooks } from "./intercept.js";
 import {
   isErrorResponse,
@@ -47,7 +47,6 @@ import {
   HOW_TO_SIGN,
   IDENTITY_META_KEY,
   INVOCATION_META_KEY,
-  isObject,
   RECEIPT_META_KEY,
   resultForDigest,
   withMeta,
@@ -232,7 +231,7 @@ class ServerConnection implements MessageHooks {
         if (
           caller !== undefined &&
           isResultResponse(message) &&
-          isObject(message.result) &&
+          isJsonObject(message.result) &&
           Array.isArray(message.result.tools)
         ) {
           const tools = (message.result.tools as Array<{ name?: unknown }>).filter(
@@ -275,8 +274,8 @@ class ServerConnection implements MessageHooks {
     }
     if (!isRequest(message)) return deliver(message);
     const id = message.id;
-    const params = isObject(message.params) ? message.params : {};
-    const meta = isObject(params._meta) ? params._meta : {};
+    const params = isJsonObject(message.params) ? message.params : {};
+    const meta = isJsonObject(params._meta) ? params._meta : {};
     if (this.#pending.has(id)) {
       const error = new AztpError(
         ErrorCodes.MCP_REQUEST_ID_IN_USE,
@@ -438,38 +437,9 @@ async function answerCall(
   return settled.receipt
     ? ({
         ...message,
-        error: { ...err, data: { ...(isObject(err.data) ? err.data : {}), [RECEIPT_META_KEY]: settled.receipt } },
+        error: { ...err, data: { ...(isJsonObject(err.data) ? err.data : {}), [RECEIPT_META_KEY]: settled.receipt } },
       } as JSONRPCMessage)
     : message;
-}
-
-/**
- * One replay cache per SPIFFE ID per process, shared by every server and tool secured with it
- * (a Streamable HTTP server builds one McpServer per session; two `Aztp` clients of one process
- * may each hold the identity): a token is addressed to the ID, so a token used on one must be
- * refused on every other. Keyed by the ID, not by the AgentIdentity object, which each client
- * makes its own. The caches live as long as the process: each is bounded and holds only tokens
- * not yet expired, so an ID no longer served costs an empty map.
- */
-const replayCaches = new Map<string, ReplayCache>();
-function replayCacheOf(identity: AgentIdentity): ReplayCache {
-  let cache = replayCaches.get(identity.spiffeId);
-  if (cache === undefined) replayCaches.set(identity.spiffeId, (cache = new MemoryReplayCache()));
-  return cache;
-}
-
-const saidOpen = new WeakSet<AgentIdentity>();
-/**
- * Said once per identity: with no policy, the guard admits any caller whose token verifies, from
- * any trusted domain, to every tool. Nobody should run that believing a policy is in force.
- */
-export function sayIfOpen(identity: AgentIdentity, open: boolean): void {
-  if (!open || saidOpen.has(identity)) return;
-  saidOpen.add(identity);
-  process.emitWarning(
-    `aztp: ${identity.aztpId} has no policy: any verified caller from a trusted domain may call every tool (attach one with client.attachPolicy, or pass policy)`,
-    { code: "AZTP_NO_POLICY" },
-  );
 }
 
 /** Wraps the server's `connect` so every transport it serves passes through the guard. */
@@ -480,47 +450,6 @@ function guardConnect(server: Server, wrap: (t: Transport) => Transport): void {
 
 export interface SecuredMcpServerExtras {
   readonly aztpGuard: CalleeGuard;
-}
-
-/**
- * The guard a callee serves under: the given policy, else the policies attached to its identity
- * (read per call; with none, any verified caller, said once), its default audit log, and one
- * replay cache per identity, shared by everything served under it (an MCP server and a LangChain
- * tool of one identity must not each accept the same token once).
- */
-export async function servingGuard(
-  identity: AgentIdentity,
-  options: {
-    trust: Trust;
-    authority: Authority | undefined;
-    policy?: SecureMcpServerOptions["policy"] | undefined;
-    mode?: GuardMode | undefined;
-    audit?: AuditOption | undefined;
-    side?: "callee" | "proxy";
-    what: string;
-  },
-): Promise<CalleeGuard> {
-  const { authority } = options;
-  const some = (docs: readonly PolicyDocument[]): readonly PolicyDocument[] | undefined =>
-    docs.length > 0 ? docs : undefined;
-  // Synchronous from the embedded authority; a remote one answers from the records it holds,
-  // and with a promise only for an identity it has never seen.
-  const attached = (): readonly PolicyDocument[] | undefined | Promise<readonly PolicyDocument[] | undefined> => {
-    const docs = authority?.policiesOf(identity.spiffeId) ?? [];
-    return docs instanceof Promise ? docs.then(some) : some(docs);
-  };
-  const audit = await auditFor(identity, options.audit, options.what);
-  if (options.policy === undefined) sayIfOpen(identity, (await attached()) === undefined);
-  return new CalleeGuard({
-    identity,
-    trust: options.trust,
-    replay: replayCacheOf(identity),
-    mode: options.mode ?? "enforce",
-    ...(options.side ? { side: options.side } : {}),
-    ...(audit ? { audit } : {}),
-    policy: options.policy ?? attached,
-    ...(authority ? { relations: (id: string) => authority.relations(id) } : {}),
-  });
 }
 
 /**

@@ -21,7 +21,8 @@
  */
 import { BlockList, isIP } from "node:net";
 import { ARGS_FIELD_PREFIX, ARGS_KEY, unknownContextKeyReason } from "./context.js";
-import { fieldPath, invalid, isPlainObject, shown } from "./invalid.js";
+import { isPlainObject } from "../json/value.js";
+import { fieldPath, invalid, shown } from "./invalid.js";
 import { Matcher, normalizeId } from "./match.js";
 
 export type ConditionValue = string | number | boolean;

@@ -12,12 +12,6 @@ export function fieldPath(base: string, key: string): string {
   return base === "" ? step.replace(/^\./, "") : `${base}${step}`;
 }
 
-export function isPlainObject(value: unknown): value is Record<string, unknown> {
-  if (value === null || typeof value !== "object" || Array.isArray(value)) return false;
-  const proto: unknown = Object.getPrototypeOf(value);
-  return proto === Object.prototype || proto === null;
-}
-
 /** Text for a value in an error message, clipped so a huge or hostile value stays readable. */
 export function shown(value: unknown): string {
   let text: string;

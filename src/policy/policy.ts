@@ -12,12 +12,13 @@
  * operator or `aztp:` context key, and contradictory pairs (Action with NotAction) are all
  * rejected with ERR_POLICY_INVALID and the path of the field, e.g. `Statement[2].Effect`.
  */
-import { createHash } from "node:crypto";
-import canonicalize from "canonicalize";
 import { AztpError, ErrorCodes } from "../errors.js";
+import { canonicalJson } from "../json/canonical.js";
+import { isPlainObject } from "../json/value.js";
+import { sha256Hex } from "../sha256.js";
 import { SpiffeId } from "../spiffe/spiffeid.js";
 import { type ConditionBlock, parseConditionBlock } from "./conditions.js";
-import { fieldPath, invalid, isPlainObject, shown } from "./invalid.js";
+import { fieldPath, invalid, shown } from "./invalid.js";
 import { hasWildcard } from "./match.js";
 
 export type Effect = "Allow" | "Deny";
@@ -204,7 +205,18 @@ export function statementsOf(document: PolicyDocument): readonly Statement[] {
  * any change of meaning does. The document is validated first.
  */
 export function policyCode(document: PolicyDocument): string {
-  const text = canonicalize(parsePolicy(document));
-  if (text === undefined) throw new AztpError(ErrorCodes.POLICY_INVALID, "invalid policy: cannot be canonicalised");
-  return `policy:${createHash("sha256").update(text).digest("hex").slice(0, 12)}`;
+  const parsed = parsePolicy(document);
+  let text: string;
+  try {
+    text = canonicalJson(parsed);
+  } catch (cause) {
+    throw new AztpError(
+      ErrorCodes.POLICY_INVALID,
+      `invalid policy: cannot be canonicalised: ${(cause as Error).message}`,
+      {
+        cause,
+      },
+    );
+  }
+  return `policy:${sha256Hex(text).slice(0, 12)}`;
 }

@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { AuditLog } from "../audit/log.js";
 import { queryAuditLog } from "../audit/query.js";
 import type { AuditEntryInput, StoredAuditEntry } from "../audit/entry.js";
-import type { AuditWriter } from "../guard/recorder.js";
+import type { AuditWriter } from "../audit/writer.js";
 
 export interface ServeAuditStore {
   /** Appends in order; resolves once every entry is durable. */
@@ -21,7 +21,7 @@ export interface ServeAuditStore {
   close(): Promise<void>;
 }
 
-/** An AuditWriter (src/guard/recorder.ts) as a ServeAuditStore, reading back with `read`. */
+/** An AuditWriter (src/audit/writer.ts) as a ServeAuditStore, reading back with `read`. */
 export class WriterAuditStore implements ServeAuditStore {
   readonly #writer: AuditWriter;
   readonly #read: (q: { afterSeq: number; limit: number }) => Promise<StoredAuditEntry[]>;

@@ -6,9 +6,9 @@
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { AztpError, ErrorCodes } from "../errors.js";
+import { isJsonObject, type JsonObject } from "../json/value.js";
 
-export type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
-export type JsonObject = { [k: string]: unknown };
+export type { JsonObject };
 
 function invalid(message: string): AztpError {
   return new AztpError(ErrorCodes.ARGUMENT_INVALID, message);
@@ -123,9 +123,8 @@ export async function readJsonObject(req: IncomingMessage, limit: number): Promi
     if (e instanceof AztpError) throw e;
     throw invalid(`request body is not valid JSON: ${(e as Error).message.slice(0, 200)}`);
   }
-  if (value === null || typeof value !== "object" || Array.isArray(value))
-    throw invalid("request body must be a JSON object");
-  return value as JsonObject;
+  if (!isJsonObject(value)) throw invalid("request body must be a JSON object");
+  return value;
 }
 
 /** Deeper than this is no request of this API, and stored JSON is later walked recursively. */
@@ -224,8 +223,8 @@ export function optPositiveInt(body: JsonObject, field: string, max = 10 * 365 *
 
 export function reqObject(body: JsonObject, field: string): JsonObject {
   const v = body[field];
-  if (v === null || typeof v !== "object" || Array.isArray(v)) throw invalid(`${field} must be a JSON object`);
-  return v as JsonObject;
+  if (!isJsonObject(v)) throw invalid(`${field} must be a JSON object`);
+  return v;
 }
 
 export function optObject(body: JsonObject, field: string): JsonObject | undefined {

@@ -11,9 +11,9 @@
  */
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { createServer as createHttpsServer, type Server as HttpsServer } from "node:https";
-import { isIP } from "node:net";
 import { MAX_REVOCATION_LIST_VALIDITY_SECONDS } from "../authority/revocation-list.js";
 import { AztpError, ErrorCodes } from "../errors.js";
+import { isLoopbackHost } from "../net/loopback.js";
 import { invalidApiKey, type ApiKeyRecord } from "../store/api-keys.js";
 import { errorBody, statusOf, toServeError } from "./errors.js";
 import { readJsonObject, sendJson, type JsonObject } from "./http-io.js";
@@ -82,14 +82,6 @@ export const DEFAULTS = {
   maxBodyBytes: 1024 * 1024,
   shutdownTimeoutMs: 10_000,
 } as const;
-
-/** 127.0.0.0/8, ::1, localhost (and ::ffff:127.x): addresses no other machine can reach. */
-export function isLoopbackHost(host: string): boolean {
-  const h = host.replace(/^\[|\]$/g, "").toLowerCase();
-  if (h === "localhost" || h === "::1") return true;
-  const v4 = h.startsWith("::ffff:") ? h.slice(7) : h;
-  return isIP(v4) === 4 && v4.startsWith("127.");
-}
 
 /** "HOST:PORT", "[::1]:PORT" or ":PORT"/"PORT" (loopback). */
 export function parseListen(text: string): { host: string; port: number } {

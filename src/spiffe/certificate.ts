@@ -11,9 +11,10 @@
  * Instances are immutable (fields are readonly, arrays frozen), which is what makes sharing
  * them through the cache safe.
  */
-import { createHash, X509Certificate as NodeX509Certificate, type KeyObject } from "node:crypto";
+import { X509Certificate as NodeX509Certificate, type KeyObject } from "node:crypto";
 import { LRUCache } from "lru-cache";
 import { AztpError, ErrorCodes } from "../errors.js";
+import { sha256Hex } from "../sha256.js";
 import { decodePem, encodePem } from "./pem.js";
 import { x509 } from "./x509lib.js";
 
@@ -221,10 +222,6 @@ export class Certificate {
  * 4,096 entries is far more than the distinct chains one process normally talks to.
  */
 const cache = new LRUCache<string, Certificate>({ max: 4096 });
-
-export function sha256Hex(data: Uint8Array): string {
-  return createHash("sha256").update(data).digest("hex");
-}
 
 function keyUsageOf(ext: x509.KeyUsagesExtension | undefined): KeyUsage {
   const bits = ext?.usages ?? 0;

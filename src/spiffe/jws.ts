@@ -9,6 +9,7 @@
  */
 import type { KeyObject } from "node:crypto";
 import { AztpError, ErrorCodes } from "../errors.js";
+import { isJsonObject } from "../json/value.js";
 import { b64uDecode, b64uEncode } from "./base64url.js";
 import { algorithmForKey, isJwsAlgorithm, signRaw, verifyRaw, type JwsAlgorithm } from "./keys.js";
 
@@ -44,8 +45,8 @@ function parseJsonObject(part: string, what: string): Record<string, unknown> {
   } catch {
     malformed(`${what} is not JSON`);
   }
-  if (value === null || typeof value !== "object" || Array.isArray(value)) malformed(`${what} is not a JSON object`);
-  return value as Record<string, unknown>;
+  if (!isJsonObject(value)) malformed(`${what} is not a JSON object`);
+  return value;
 }
 
 /** Signs `payload` (an object, serialised as JSON) with `key`. `alg` defaults to the key's. */
@@ -138,9 +139,7 @@ export function peekClaims(token: unknown): Record<string, unknown> | undefined 
   if (parts.length !== 3) return undefined;
   try {
     const value: unknown = JSON.parse(Buffer.from(parts[1] ?? "", "base64url").toString("utf8"));
-    return value !== null && typeof value === "object" && !Array.isArray(value)
-      ? (value as Record<string, unknown>)
-      : undefined;
+    return isJsonObject(value) ? value : undefined;
   } catch {
     return undefined;
   }

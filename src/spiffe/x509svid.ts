@@ -16,8 +16,9 @@
 import type { KeyObject } from "node:crypto";
 import { LRUCache } from "lru-cache";
 import { AztpError, ErrorCodes, type ErrorCode } from "../errors.js";
+import { sha256Hex } from "../sha256.js";
 import type { BundleSource, TrustBundle } from "./bundle.js";
-import { Certificate, sha256Hex } from "./certificate.js";
+import { Certificate } from "./certificate.js";
 import { importPrivateKey, samePublicKey } from "./keys.js";
 import { decodePem, encodePem, isPrivateKeyBlock } from "./pem.js";
 import { SpiffeId } from "./spiffeid.js";

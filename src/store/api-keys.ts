@@ -11,9 +11,10 @@
  * Other stores (PostgreSQL: postgres/api-keys.ts) implement ApiKeyStore with the
  * functions exported here, so every store accepts exactly the same keys.
  */
-import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
+import { randomBytes, timingSafeEqual } from "node:crypto";
 import { AztpError, ErrorCodes } from "../errors.js";
 import { HomeStore } from "../authority/store.js";
+import { sha256Hex } from "../sha256.js";
 import { normaliseApiKeyScope, type ApiKeyScope } from "./api-key-scope.js";
 
 /** A key as stores return it: never its hash, never its secret. */
@@ -71,7 +72,7 @@ export function parseApiKey(presented: unknown): { keyId: string; secret: string
 
 /** sha256 of the secret, hex. */
 export function hashApiKeySecret(secret: string): string {
-  return createHash("sha256").update(secret, "utf8").digest("hex");
+  return sha256Hex(secret);
 }
 
 /** Whether `secret` hashes to `storedHash`, compared in constant time. */

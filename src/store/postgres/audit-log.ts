@@ -32,10 +32,8 @@ import { once } from "node:events";
 import type { Writable } from "node:stream";
 import { GENESIS, nextCheckpoint, nextLink, type ChainHead } from "../../audit/chain.js";
 import { checkpointLine, signCheckpoint, type Checkpoint, type CheckpointSigner } from "../../audit/checkpoint.js";
-import { canonicalJson } from "../../audit/canonical.js";
 import {
   entryFields,
-  sha256Hex,
   validateEntryInput,
   type AuditEntry,
   type AuditEntryInput,
@@ -44,25 +42,12 @@ import {
 } from "../../audit/entry.js";
 import { redact } from "../../audit/redact.js";
 import { writeWitness } from "../../audit/witness.js";
-import type { AuditWriter } from "../../guard/recorder.js";
+import type { AuditWriter, AuditWriterOptions } from "../../audit/writer.js";
 import { AztpError, ErrorCodes } from "../../errors.js";
+import { canonicalJson } from "../../json/canonical.js";
+import { sha256Hex } from "../../sha256.js";
 import { LOCKS, query, transaction, withClient, type PgConnection } from "./pool.js";
 import type pg from "pg";
-
-export interface PgAuditLogOptions {
-  /** Store the (redacted) arguments in each entry. Default false: only their digest. */
-  readonly includeArgs?: boolean | undefined;
-  /** Field names (any depth) and dotted paths (from the root) replaced by "[REDACTED]". */
-  readonly redactFields?: readonly string[] | undefined;
-  /** Signs checkpoints (this writer's SVID); without one this writer cuts none. */
-  readonly signer?: CheckpointSigner | undefined;
-  /** Checkpoint when this many entries were added since the newest checkpoint. Default 1000. */
-  readonly checkpointEvery?: number | undefined;
-  /** Entries per batch at most (one transaction). Default 1000. */
-  readonly maxBatchEntries?: number | undefined;
-  /** recover() really tries at most this often (ms). Default 500. */
-  readonly recoverIntervalMs?: number | undefined;
-}
 
 /** An entry's fields as appended, made storable, without its place in the chain. */
 type Fields = Omit<UnsealedEntry, "seq" | "prev">;
@@ -110,7 +95,7 @@ export class PgAuditLog implements AuditWriter {
   #knownHead: { head: ChainHead; checkpointUpTo: number } | null = null;
   #skipFastPath = 0;
 
-  constructor(conn: PgConnection, options: PgAuditLogOptions = {}) {
+  constructor(conn: PgConnection, options: AuditWriterOptions = {}) {
     this.#conn = conn;
     this.path = `${conn.location} (audit)`;
     this.#includeArgs = options.includeArgs === true;

@@ -7,7 +7,8 @@
  */
 import { resolveKek, type KeyEncryptionKey } from "../../authority/sealed-key.js";
 import { PgApiKeyStore } from "./api-keys.js";
-import { PgAuditLog, type PgAuditLogOptions } from "./audit-log.js";
+import type { AuditWriterOptions } from "../../audit/writer.js";
+import { PgAuditLog } from "./audit-log.js";
 import { PgCaStore } from "./ca.js";
 import { migrate } from "./migrations.js";
 import { createPool, type PgConnection, type PgPoolOptions } from "./pool.js";
@@ -15,7 +16,7 @@ import { PgRegistryStore, type PgRegistryStoreOptions } from "./registry.js";
 import { PgReplayCache } from "./replay.js";
 
 export { PgApiKeyStore } from "./api-keys.js";
-export { PgAuditLog, type AuditExportResult, type PgAuditLogOptions } from "./audit-log.js";
+export { PgAuditLog, type AuditExportResult } from "./audit-log.js";
 export { PgCaStore } from "./ca.js";
 export { migrate, MIGRATIONS } from "./migrations.js";
 export { createPool, isPostgresUrl, redactUrl, type PgConnection } from "./pool.js";
@@ -28,7 +29,7 @@ export interface PostgresStoreOptions {
   readonly kekFile?: string | undefined;
   readonly pool?: PgPoolOptions | undefined;
   readonly registry?: PgRegistryStoreOptions | undefined;
-  readonly audit?: PgAuditLogOptions | undefined;
+  readonly audit?: AuditWriterOptions | undefined;
 }
 
 export interface PostgresStores {
