@@ -294,7 +294,6 @@ describe("aztp serve routes", () => {
     // Out of scope, route by route.
     const denied: Array<[string, Parameters<ReturnType<typeof client>>[1]]> = [
       [`/v1/identities?id=${encodeURIComponent(b.record.spiffeId)}`, {}],
-      ["/v1/identities?name=other-bot", {}],
       ["/v1/identities", { body: { request: { name: "intruder" }, csr: await csrPem() } }],
       [
         "/v1/identities",
@@ -318,6 +317,9 @@ describe("aztp serve routes", () => {
       assert.equal(r.status, 403, `${path} ${JSON.stringify(o?.body ?? {}).slice(0, 80)}: ${r.text}`);
       assert.equal(r.json.error.code, "ERR_SERVE_API_KEY_SCOPE_DENIED");
     }
+    // A name outside the scope is not found, as a name nobody has: a 403 would say it exists.
+    const byName = await call("/v1/identities?name=other-bot", { key: k });
+    assert.deepEqual([byName.status, byName.json.error.code], [404, "ERR_IDENTITY_NOT_FOUND"]);
     // Nothing out of scope was written.
     assert.equal(
       (await call(`/v1/identities?id=${encodeURIComponent(b.record.spiffeId)}`)).json.record.status,
