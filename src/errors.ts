@@ -48,7 +48,10 @@ export const ErrorCodes = {
   X509SVID_PATH_LENGTH_EXCEEDED: "ERR_X509SVID_PATH_LENGTH_EXCEEDED",
   X509SVID_SIGNATURE_INVALID: "ERR_X509SVID_SIGNATURE_INVALID",
   X509SVID_CRITICAL_EXTENSION_UNKNOWN: "ERR_X509SVID_CRITICAL_EXTENSION_UNKNOWN",
-  /** The SVID verified, but its identity (or an ancestor's) or its serial is revoked, per the authority or its signed revocation list. */
+  /**
+   * The SVID verified, but its identity (or an ancestor's) or its serial is revoked, per the
+   * authority or its signed revocation list.
+   */
   X509SVID_REVOKED: "ERR_X509SVID_REVOKED",
 
   // Trust bundles (spiffe/bundle.ts)
@@ -82,28 +85,56 @@ export const ErrorCodes = {
   AUTHORITY_KEK_MISSING: "ERR_AUTHORITY_KEK_MISSING",
   /** The key-encryption key is malformed (not 32 bytes), or is not the one the stored CA keys were sealed under. */
   AUTHORITY_KEK_INVALID: "ERR_AUTHORITY_KEK_INVALID",
-  /** A signed revocation list is malformed or does not verify against the trust bundle (typ, issuer, kid, signature). */
+  /**
+   * A signed revocation list is malformed or does not verify against the trust bundle (typ, issuer,
+   * kid, signature).
+   */
   REVOCATION_LIST_INVALID: "ERR_REVOCATION_LIST_INVALID",
-  // The remote authority client and its feeds (client/remote-authority.ts, authority-http.ts, bundle-feed.ts, revocation-feed.ts)
+  // The remote authority client and its feeds (client/remote-authority.ts, authority-http.ts,
+  // bundle-feed.ts, revocation-feed.ts)
   /** The server's TLS certificate does not chain to the trust bundle, or its URI SAN is not the expected server ID. */
   AUTHORITY_REMOTE_UNTRUSTED: "ERR_AUTHORITY_REMOTE_UNTRUSTED",
-  /** A plain-http baseUrl whose host is not loopback, without allowInsecureHttp: the API key and every answer would travel unprotected. */
+  /**
+   * A plain-http baseUrl whose host is not loopback, without allowInsecureHttp: the API key and
+   * every answer would travel unprotected.
+   */
   AUTHORITY_REMOTE_HTTP_NOT_ALLOWED: "ERR_AUTHORITY_REMOTE_HTTP_NOT_ALLOWED",
-  /** An https baseUrl with no trust bundle to check the server against (no trustBundle option, no AZTP_TRUST_BUNDLE). */
+  /**
+   * An https baseUrl with no trust bundle to check the server against (no trustBundle option, no
+   * AZTP_TRUST_BUNDLE).
+   */
   AUTHORITY_REMOTE_TRUST_BUNDLE_MISSING: "ERR_AUTHORITY_REMOTE_TRUST_BUNDLE_MISSING",
-  /** The remote authority answered with something that is not the API's JSON (not JSON, too large, a member missing). */
+  /**
+   * The remote authority answered with something that is not the API's JSON (not JSON, too large, a
+   * member missing).
+   */
   AUTHORITY_REMOTE_ANSWER_INVALID: "ERR_AUTHORITY_REMOTE_ANSWER_INVALID",
-  /** A revocation list is past its signed nextUpdate (exp, plus the clock tolerance): revocation checks fail closed until a list signed since arrives. */
+  /**
+   * A revocation list is past its signed nextUpdate (exp, plus the clock tolerance): revocation
+   * checks fail closed until a list signed since arrives.
+   */
   REVOCATION_LIST_EXPIRED: "ERR_REVOCATION_LIST_EXPIRED",
-  /** A revocation list was signed without a validity window (iat and exp): nothing says it is current, so it is refused. */
+  /**
+   * A revocation list was signed without a validity window (iat and exp): nothing says it is
+   * current, so it is refused.
+   */
   REVOCATION_LIST_WINDOW_MISSING: "ERR_REVOCATION_LIST_WINDOW_MISSING",
-  /** A revocation list's thisUpdate (iat) is later than now plus the clock tolerance: the signer's clock or this one is wrong. */
+  /**
+   * A revocation list's thisUpdate (iat) is later than now plus the clock tolerance: the signer's
+   * clock or this one is wrong.
+   */
   REVOCATION_LIST_NOT_YET_VALID: "ERR_REVOCATION_LIST_NOT_YET_VALID",
-  /** A fetched revocation list has a lower sequence than the one held (an old list replayed): refused, the held one kept. */
+  /**
+   * A fetched revocation list has a lower sequence than the one held (an old list replayed):
+   * refused, the held one kept.
+   */
   REVOCATION_LIST_REPLAYED: "ERR_REVOCATION_LIST_REPLAYED",
   /** No revocation list is held for the trust domain an identity belongs to, so its revocation cannot be checked. */
   REVOCATION_LIST_MISSING: "ERR_REVOCATION_LIST_MISSING",
-  /** A fetched trust bundle has a lower spiffe_sequence than the one held (an old bundle replayed): refused, the held one kept. */
+  /**
+   * A fetched trust bundle has a lower spiffe_sequence than the one held (an old bundle replayed):
+   * refused, the held one kept.
+   */
   BUNDLE_REPLAYED: "ERR_BUNDLE_REPLAYED",
   IDENTITY_NOT_FOUND: "ERR_IDENTITY_NOT_FOUND",
   IDENTITY_REVOKED: "ERR_IDENTITY_REVOKED",
@@ -145,15 +176,24 @@ export const ErrorCodes = {
   RECEIPT_STATUS_MISMATCH: "ERR_RECEIPT_STATUS_MISMATCH",
   /** The callee a call is addressed to is revoked (its identity, an ancestor, or the SVID that signed its receipt). */
   CALLEE_REVOKED: "ERR_CALLEE_REVOKED",
-  /** A value RFC 8785 (JCS) cannot represent: a lone surrogate, a non-finite number, a non-JSON type, or nesting too deep. */
+  /**
+   * A value RFC 8785 (JCS) cannot represent: a lone surrogate, a non-finite number, a non-JSON
+   * type, or nesting too deep.
+   */
   JSON_UNREPRESENTABLE: "ERR_JSON_UNREPRESENTABLE",
   /** A `__proto__` member in signed JSON: the MCP SDK's parse drops it, so what is signed would not be what is used. */
   JSON_PROTO_KEY_NOT_ALLOWED: "ERR_JSON_PROTO_KEY_NOT_ALLOWED",
 
   // LangChain wrappers (langchain/)
-  /** A LangChain agent made by createAgent was handed to secureConnect: its tool calls would go unsigned, so it is refused (use createSecureAgent). */
+  /**
+   * A LangChain agent made by createAgent was handed to secureConnect: its tool calls would go
+   * unsigned, so it is refused (use createSecureAgent).
+   */
   AGENT_UNSECURED: "ERR_AGENT_UNSECURED",
-  /** A tool the agent's middleware cannot sign for: it has no identity and the middleware has no client to give it one. */
+  /**
+   * A tool the agent's middleware cannot sign for: it has no identity and the middleware has no
+   * client to give it one.
+   */
   TOOL_UNSECURED: "ERR_TOOL_UNSECURED",
   /** The model asked for a tool the agent does not have. */
   TOOL_UNKNOWN: "ERR_TOOL_UNKNOWN",
@@ -171,13 +211,22 @@ export const ErrorCodes = {
   // The MCP binding and proxy (mcp/)
   /** An MCP request reused the id of a request still in flight on its connection. */
   MCP_REQUEST_ID_IN_USE: "ERR_MCP_REQUEST_ID_IN_USE",
-  /** An `io.aztp/challenge` at initialize that is not `{ nonce: 16 to 256 base64url characters, client?: a SPIFFE/AZTP ID }`. */
+  /**
+   * An `io.aztp/challenge` at initialize that is not `{ nonce: 16 to 256 base64url characters,
+   * client?: a SPIFFE/AZTP ID }`.
+   */
   MCP_CHALLENGE_INVALID: "ERR_MCP_CHALLENGE_INVALID",
-  /** An MCP message the binding and the MCP SDK could read differently: an answer with both `result` and `error`, or a request or answer with members the SDK's strict schemas drop. */
+  /**
+   * An MCP message the binding and the MCP SDK could read differently: an answer with both `result`
+   * and `error`, or a request or answer with members the SDK's strict schemas drop.
+   */
   MCP_MESSAGE_INVALID: "ERR_MCP_MESSAGE_INVALID",
   /** A hook of the MCP binding threw; the request was answered with this error instead of being left unanswered. */
   MCP_HOOK_FAILED: "ERR_MCP_HOOK_FAILED",
-  /** The proxy's upstream MCP server could not be started or reached, or exited while a stdio client was still connected; the message says how it ended and what it printed. */
+  /**
+   * The proxy's upstream MCP server could not be started or reached, or exited while a stdio client
+   * was still connected; the message says how it ended and what it printed.
+   */
   MCP_UPSTREAM_FAILED: "ERR_MCP_UPSTREAM_FAILED",
 
   // The aztp command line (cli/)
@@ -187,15 +236,27 @@ export const ErrorCodes = {
   FILE_EXISTS: "ERR_FILE_EXISTS",
 
   // The HTTP service, aztp serve (serve/)
-  /** A request to an `aztp serve` /v1 route without a Bearer API key, or with one that is unknown, malformed or revoked (HTTP 401). */
+  /**
+   * A request to an `aztp serve` /v1 route without a Bearer API key, or with one that is unknown,
+   * malformed or revoked (HTTP 401).
+   */
   SERVE_API_KEY_INVALID: "ERR_SERVE_API_KEY_INVALID",
-  /** The API key is valid but its scope (trust domain, ID prefix) does not cover the identity the request names (HTTP 403). */
+  /**
+   * The API key is valid but its scope (trust domain, ID prefix) does not cover the identity the
+   * request names (HTTP 403).
+   */
   SERVE_API_KEY_SCOPE_DENIED: "ERR_SERVE_API_KEY_SCOPE_DENIED",
-  /** The API key issued faster than its rate allows on this replica; the Retry-After header says when to try again (HTTP 429). */
+  /**
+   * The API key issued faster than its rate allows on this replica; the Retry-After header says
+   * when to try again (HTTP 429).
+   */
   SERVE_RATE_LIMITED: "ERR_SERVE_RATE_LIMITED",
   /** The service cannot answer now: it is shutting down, or its store or CA is not ready (HTTP 503). */
   SERVE_UNAVAILABLE: "ERR_SERVE_UNAVAILABLE",
-  /** A request failed for a reason the service has no code for (a bug); the log has the detail, the answer does not (HTTP 500). */
+  /**
+   * A request failed for a reason the service has no code for (a bug); the log has the detail, the
+   * answer does not (HTTP 500).
+   */
   SERVE_INTERNAL_FAILED: "ERR_SERVE_INTERNAL_FAILED",
   /** No route of the service has this path (HTTP 404). */
   SERVE_ROUTE_NOT_FOUND: "ERR_SERVE_ROUTE_NOT_FOUND",

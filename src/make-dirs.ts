@@ -13,7 +13,10 @@
 import { mkdirSync, statSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 
-/** Creates `dir` (and missing parents) with `mode`; throws the OS error (ENOENT, EACCES, ENOTDIR, ...) naming the level that failed. */
+/**
+ * Creates `dir` (and missing parents) with `mode`; throws the OS error (ENOENT, EACCES, ENOTDIR,
+ * ...) naming the level that failed.
+ */
 export function makeDirs(dir: string, mode = 0o777): void {
   const missing: string[] = [];
   let level = resolve(dir);

@@ -2,11 +2,11 @@
  * The audit entry: one record per decision on each side of a tool call, hash-chained to the
  * entry before it.
  *
- * `hash` is the SHA-256 (lower-case hex) of the RFC 8785 canonical JSON of the entry without
- * its `hash` member, and `prev` is the `hash` of the entry before it (`GENESIS_HASH` for the
- * first: the chain rule is chain.ts). Because `prev` is inside what is hashed, changing, removing or reordering any entry
- * breaks the chain at that point; signed checkpoints (checkpoint.ts) then pin the chain's head
- * so the chain cannot simply be rewritten from the edit onwards.
+ * `hash` is the SHA-256 (lower-case hex) of the RFC 8785 canonical JSON of the entry without its
+ * `hash` member, and `prev` is the `hash` of the entry before it (`GENESIS_HASH` for the first: the
+ * chain rule is chain.ts). Because `prev` is inside what is hashed, changing, removing or
+ * reordering any entry breaks the chain at that point; signed checkpoints (checkpoint.ts) then pin
+ * the chain's head so the chain cannot simply be rewritten from the edit onwards.
  *
  * On disk an entry is one line of JSON: its canonical form with `"hash"` appended as the last
  * member. Readers never rely on that layout: they parse the line and recompute the canonical
@@ -84,7 +84,10 @@ export interface AuditEntry {
   readonly durationMs?: number;
   readonly jti?: string;
   readonly traceId?: string;
-  /** The framework's tool-call id, as the invocation token signed it (`tcid`): the same in the caller's entry and the callee's. */
+  /**
+   * The framework's tool-call id, as the invocation token signed it (`tcid`): the same in the
+   * caller's entry and the callee's.
+   */
   readonly toolCallId?: string;
   /** The compact invocation token. */
   readonly token?: string;
@@ -344,7 +347,10 @@ function readableV1(stored: StoredAuditEntry): AuditEntry {
   return { ...stored, callerVerified: caller !== "unknown" };
 }
 
-/** Validates a parsed line as a stored entry (throwing ERR_AUDIT_CORRUPT if it is not one) and returns its readable view. */
+/**
+ * Validates a parsed line as a stored entry (throwing ERR_AUDIT_CORRUPT if it is not one) and
+ * returns its readable view.
+ */
 export function parseAuditEntry(value: unknown): AuditEntry {
   return readableEntry(parseStoredEntry(value));
 }

@@ -68,10 +68,16 @@ export interface Authority extends BundleSource {
 
   // ---- the tool call's path: synchronous, from state held here ----
 
-  /** The record of `id` as this process holds it now (the registry itself, or the copy a remote client keeps of an identity it holds). */
+  /**
+   * The record of `id` as this process holds it now (the registry itself, or the copy a remote
+   * client keeps of an identity it holds).
+   */
   heldRecord(id: string): IdentityRecord | undefined;
 
-  /** The identity, an ancestor, or the SVID `serial` is revoked. Throws (fails closed) when the state it answers from is too old to trust. */
+  /**
+   * The identity, an ancestor, or the SVID `serial` is revoked. Throws (fails closed) when the
+   * state it answers from is too old to trust.
+   */
   isRevoked(id: string, serial?: string): boolean;
   /**
    * The policies attached to `id` (only `code`'s, if given): from held state, or a promise when

@@ -389,7 +389,10 @@ export class EmbeddedAuthority implements Authority, BundleSource {
     }
   }
 
-  /** Issues under the registry's rules (registry.lifetimeCap) and records the SVID; `early`, when its lifetime is within the cap. */
+  /**
+   * Issues under the registry's rules (registry.lifetimeCap) and records the SVID; `early`, when
+   * its lifetime is within the cap.
+   */
   private async signFor(
     state: RegistryState,
     rec: IdentityRecord,
@@ -412,7 +415,10 @@ export class EmbeddedAuthority implements Authority, BundleSource {
     return svid;
   }
 
-  /** Mints a JWT-SVID for an active identity with the trust domain's JWT key, for as long as registry.jwtSvidTtl allows. */
+  /**
+   * Mints a JWT-SVID for an active identity with the trust domain's JWT key, for as long as
+   * registry.jwtSvidTtl allows.
+   */
   mintJwtSvid(id: string, audience: string | string[], ttlSeconds?: number, now = new Date()): string {
     const { state } = this.current();
     const rec = registry.getRecord(state, id);

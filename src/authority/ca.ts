@@ -153,7 +153,10 @@ export async function createCaKeyMaterial(
   };
 }
 
-/** The lifetime an X.509-SVID asked for `ttlSeconds` gets before any cap (ERR_ARGUMENT_INVALID when not a positive number). */
+/**
+ * The lifetime an X.509-SVID asked for `ttlSeconds` gets before any cap (ERR_ARGUMENT_INVALID when
+ * not a positive number).
+ */
 export function checkSvidTtl(ttlSeconds: number | undefined): number {
   const ttl = ttlSeconds ?? DEFAULT_SVID_TTL_SECONDS;
   if (typeof ttl !== "number" || !Number.isFinite(ttl) || ttl <= 0)

@@ -198,7 +198,10 @@ export class HomeStore {
   }
 }
 
-/** An OS error as Node words it ("ENOENT: no such file or directory, mkdir '/proc/nope'"), always starting with its code. */
+/**
+ * An OS error as Node words it ("ENOENT: no such file or directory, mkdir '/proc/nope'"), always
+ * starting with its code.
+ */
 function describeFsError(e: unknown): string {
   const code = (e as NodeJS.ErrnoException)?.code;
   const message = (e as Error)?.message ?? String(e);

@@ -15,7 +15,10 @@ import { makeDirs } from "../make-dirs.js";
  */
 export const MAX_INPUT_BYTES = 16 * 1024 * 1024;
 
-/** An OS error as Node words it ("ENOENT: no such file or directory, mkdir '/proc/nope'"), always starting with its code. */
+/**
+ * An OS error as Node words it ("ENOENT: no such file or directory, mkdir '/proc/nope'"), always
+ * starting with its code.
+ */
 export function describeFsError(e: unknown): string {
   const code = (e as NodeJS.ErrnoException)?.code;
   const message = (e as Error)?.message ?? String(e);

@@ -31,7 +31,10 @@ export interface AuthorityHttpOptions {
   apiKey?: string | undefined;
   /** Plain http to a host that is not loopback (behind a TLS-terminating proxy you trust). */
   allowInsecureHttp?: boolean | undefined;
-  /** The X.509 roots (PEM) the server's chain must reach, asked for on every new connection (the bundle feed may have replaced them). */
+  /**
+   * The X.509 roots (PEM) the server's chain must reach, asked for on every new connection (the
+   * bundle feed may have replaced them).
+   */
   roots: () => string | undefined;
   /** The URI SAN the server's leaf must carry, asked for on every new connection. */
   serverId: () => string;

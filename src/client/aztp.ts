@@ -45,7 +45,10 @@ export interface AztpConfig {
    * https; over plain http to loopback the service's bundle endpoint is read instead.
    */
   trustBundle?: string | TrustBundle | undefined;
-  /** With `baseUrl`: allow plain http to a host that is not loopback (only behind a TLS-terminating proxy you trust). */
+  /**
+   * With `baseUrl`: allow plain http to a host that is not loopback (only behind a TLS-terminating
+   * proxy you trust).
+   */
   allowInsecureHttp?: boolean | undefined;
   /** With `baseUrl`: the URI SAN the service's certificate must carry (default spiffe://TD/aztp/serve). */
   serverId?: string | undefined;
@@ -163,7 +166,10 @@ export class Aztp {
     return new Aztp(config);
   }
 
-  /** The authority this client issues from: the embedded one (opened, and created if need be, once), or the remote one at `baseUrl`. */
+  /**
+   * The authority this client issues from: the embedded one (opened, and created if need be, once),
+   * or the remote one at `baseUrl`.
+   */
   authority(): Promise<Authority> {
     const home = resolve(this.config.home ?? process.env.AZTP_HOME ?? ".aztp");
     if (this.config.baseUrl !== undefined) {

@@ -68,7 +68,10 @@ export interface RemoteAuthorityOptions {
    * this bounds its age further, counted from when it was signed (default: the window alone).
    */
   maxStalenessSeconds?: number | undefined;
-  /** Clock skew tolerated between the service and this process on either side of a revocation list's signed window (default 30 s). */
+  /**
+   * Clock skew tolerated between the service and this process on either side of a revocation list's
+   * signed window (default 30 s).
+   */
   clockToleranceSeconds?: number | undefined;
   /** Per-request timeout (default 10 s). */
   timeoutMs?: number | undefined;

@@ -57,7 +57,10 @@ export interface RevocationFeedOptions {
 
 interface Held {
   list: RevocationList;
-  /** Date.now() from which the list answers nothing: its nextUpdate (or thisUpdate + maxStaleness) plus the tolerance. */
+  /**
+   * Date.now() from which the list answers nothing: its nextUpdate (or thisUpdate + maxStaleness)
+   * plus the tolerance.
+   */
   deadAt: number;
 }
 

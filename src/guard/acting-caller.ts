@@ -44,12 +44,15 @@ export interface ActingCaller {
   /** A token already signed for a local callee (a secured LangChain tool), with its audience. */
   readonly local?: { readonly audience: string; readonly token: string };
   /**
-   * Set by a secured MCP client for each call it signs (or refuses) here: at once when it is
-   * sent (status error, no code: nothing came back yet), then what came of it. Set means that client has recorded (or will
-   * record) the call.
+   * Set by a secured MCP client for each call it signs (or refuses) here: at once when it is sent
+   * (status error, no code: nothing came back yet), then what came of it. Set means that client has
+   * recorded (or will record) the call.
    */
   outcome?: ActingOutcome;
-  /** Set by a tool loaded from a secured MCP client: the answer it gave, before any middleware inside the agent's saw it. */
+  /**
+   * Set by a tool loaded from a secured MCP client: the answer it gave, before any middleware
+   * inside the agent's saw it.
+   */
   answered?: unknown;
 }
 

@@ -55,7 +55,10 @@ export interface CalleeGuardOptions {
   audit?: AuditWriter;
   /** Recorded in audit entries: "callee" for a server, "proxy" for the MCP proxy. */
   side?: "callee" | "proxy";
-  /** Called when an audit append fails (default: process warning); the call's answer then fails closed in enforce mode. */
+  /**
+   * Called when an audit append fails (default: process warning); the call's answer then fails
+   * closed in enforce mode.
+   */
   onAuditError?: (error: unknown) => void;
 }
 
@@ -94,7 +97,10 @@ function asAztpError(
   return e instanceof AztpError ? e : new AztpError(code, (e as Error)?.message ?? String(e), { cause: e });
 }
 
-/** Who a token that did not verify claims to be, for the record only (never trusted); "unknown" when it claims nobody. */
+/**
+ * Who a token that did not verify claims to be, for the record only (never trusted); "unknown" when
+ * it claims nobody.
+ */
 function claimedCaller(token: unknown): string {
   const iss = peekClaims(token)?.iss;
   return typeof iss === "string" && iss.length > 0 && iss.length <= 2048 ? iss : UNKNOWN_CALLER;

@@ -231,7 +231,10 @@ export class CallerGuard {
     return this.#record(prepared, { result: undefined, receipt: undefined, isError: true }, undefined, err);
   }
 
-  /** Records a call no answer will come for (cancelled, connection closed, send failed): nothing to check, nothing used. */
+  /**
+   * Records a call no answer will come for (cancelled, connection closed, send failed): nothing to
+   * check, nothing used.
+   */
   unanswered(prepared: PreparedCall, reason: UnansweredReason): Promise<AztpError | undefined> {
     return this.#record(
       prepared,

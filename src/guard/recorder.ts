@@ -96,7 +96,10 @@ export class AuditRecorder {
     );
   }
 
-  /** Writes the entry; resolves once it is written, with the error to answer with if it could not be (see the file comment). */
+  /**
+   * Writes the entry; resolves once it is written, with the error to answer with if it could not be
+   * (see the file comment).
+   */
   record(entry: AuditEntryInput): Promise<AztpError | undefined> {
     const log = this.#log;
     if (log === undefined) return Promise.resolve(undefined);

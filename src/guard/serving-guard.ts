@@ -12,7 +12,10 @@ import type { PolicyDocument } from "../policy/policy.js";
 import { CalleeGuard } from "./callee.js";
 import type { GuardMode } from "./recorder.js";
 
-/** Who may call which tool: compiled, documents, or a function asked per call. Default: the policies attached to the identity. */
+/**
+ * Who may call which tool: compiled, documents, or a function asked per call. Default: the policies
+ * attached to the identity.
+ */
 export type ServedPolicy =
   CompiledPolicies | readonly PolicyDocument[] | (() => CompiledPolicies | readonly PolicyDocument[] | undefined);
 

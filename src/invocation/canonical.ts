@@ -61,7 +61,10 @@ function wellFormed(s: string): boolean {
   return (s as string & { isWellFormed(): boolean }).isWellFormed();
 }
 
-/** Throws ERR_JSON_UNREPRESENTABLE (or ERR_JSON_PROTO_KEY_NOT_ALLOWED) naming the first place in `value` JCS cannot carry. */
+/**
+ * Throws ERR_JSON_UNREPRESENTABLE (or ERR_JSON_PROTO_KEY_NOT_ALLOWED) naming the first place in
+ * `value` JCS cannot carry.
+ */
 export function assertRepresentable(value: unknown, what = "value"): void {
   const stack: Frame[] = [{ value, depth: 0, parent: undefined, key: undefined }];
   for (let frame = stack.pop(); frame !== undefined; frame = stack.pop()) {
@@ -123,7 +126,10 @@ export function assertRepresentable(value: unknown, what = "value"): void {
   }
 }
 
-/** The RFC 8785 canonical form of `value` as it is signed: the signing rule, then the form. `undefined` canonicalises as `{}` (no arguments). */
+/**
+ * The RFC 8785 canonical form of `value` as it is signed: the signing rule, then the form.
+ * `undefined` canonicalises as `{}` (no arguments).
+ */
 export function canonicalJson(value: unknown, what = "value"): string {
   if (value === undefined) return "{}";
   assertRepresentable(value, what);

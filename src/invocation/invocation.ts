@@ -37,7 +37,10 @@ export { TOOL_CALL_ACTION, type IdentityRelations } from "../policy/request.js";
 // this file's types, and this file must not import it back.
 export { encodedHeader, signerOf, signWithHeader, type SignerLike } from "./codec.js";
 export { describeClaim, describeTime } from "./describe.js";
-/** Tool-call ids are framework-made (the providers' run about 30 to 40 characters); this bounds what a token and an entry carry. */
+/**
+ * Tool-call ids are framework-made (the providers' run about 30 to 40 characters); this bounds what
+ * a token and an entry carry.
+ */
 export const MAX_TOOL_CALL_ID_LENGTH = 1024;
 
 export interface InvocationClaims {

@@ -82,7 +82,10 @@ export interface VerifyReceiptOptions {
   caller: string;
   trust: Trust;
   now?: Date;
-  /** How old a receipt may be (default 300 s, DEFAULT_RECEIPT_MAX_AGE_SECONDS): receipts are verified as they arrive. */
+  /**
+   * How old a receipt may be (default 300 s, DEFAULT_RECEIPT_MAX_AGE_SECONDS): receipts are
+   * verified as they arrive.
+   */
   maxAgeSeconds?: number;
   /**
    * Whether the answer received is an error (MCP: a result with `isError: true`, or a JSON-RPC

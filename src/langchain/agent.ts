@@ -53,7 +53,10 @@ export interface SecureAgentOptions {
   identity?: AgentIdentity;
   tools?: readonly SecureAgentTool[];
   mode?: GuardMode;
-  /** Where the agent's calls (and its served tools') are recorded. Default: its home's `audit/<name>.jsonl`; `false`: none (said at start). */
+  /**
+   * Where the agent's calls (and its served tools') are recorded. Default: its home's
+   * `audit/<name>.jsonl`; `false`: none (said at start).
+   */
   audit?: AuditOption;
 }
 
@@ -263,7 +266,10 @@ async function build(params: SecureAgentParams, parentId: string | undefined, le
   return { agent: secured, node };
 }
 
-/** The tool an orchestrator calls its sub-agent through: served under the child's identity, callable by the parent alone. */
+/**
+ * The tool an orchestrator calls its sub-agent through: served under the child's identity, callable
+ * by the parent alone.
+ */
 async function subAgentTool(
   spec: SubAgentSpec,
   child: SecureReactAgent,

@@ -97,7 +97,10 @@ export function commandAnswer(command: Command, toolCallId: string | undefined):
   return messagesOf(command)?.find((m): m is ToolMessage => ToolMessage.isInstance(m) && m.tool_call_id === toolCallId);
 }
 
-/** Whether the Command answers its call with an error (its ToolMessage for the call says so): the receipt's status must agree. */
+/**
+ * Whether the Command answers its call with an error (its ToolMessage for the call says so): the
+ * receipt's status must agree.
+ */
 export function commandIsError(command: Command, toolCallId: string | undefined): boolean {
   return commandAnswer(command, toolCallId)?.status === "error";
 }

@@ -171,7 +171,10 @@ export class SecureMultiServerMCPClient extends MultiServerMCPClient {
     return Object.assign(self, { identity }) as SecureMultiServerMCPClient & { readonly identity: AgentIdentity };
   }
 
-  /** The tools of every server (or the ones named), each marked for the agent's middleware; a server whose client is not secured is refused. */
+  /**
+   * The tools of every server (or the ones named), each marked for the agent's middleware; a server
+   * whose client is not secured is refused.
+   */
   override async getTools(...args: unknown[]): Promise<Awaited<ReturnType<MultiServerMCPClient["getTools"]>>> {
     const names =
       args.length === 0 ? this.#servers : Array.isArray(args[0]) ? (args[0] as string[]) : (args as string[]);

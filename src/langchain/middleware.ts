@@ -57,7 +57,10 @@ export interface SecureMiddlewareOptions {
   client?: Aztp;
   trust?: Trust;
   mode?: GuardMode;
-  /** Where the agent's side of each call is recorded. Default `<home>/audit/<agent>.jsonl`; `false` keeps none (said at start). */
+  /**
+   * Where the agent's side of each call is recorded. Default `<home>/audit/<agent>.jsonl`; `false`
+   * keeps none (said at start).
+   */
   audit?: AuditOption;
   /** The delegation chain the agent presents (a sub-agent's, from its parent). */
   delegation?: DelegationSource | readonly string[];

@@ -74,7 +74,10 @@ function contentOf(output: unknown): {
   return { content: typeof output === "string" ? output : (JSON.stringify(output) ?? "") };
 }
 
-/** What a tool's own failure tells the model: under ERR_TOOL_FAILED, as an MCP tool's failure reads, with the tool's message (the model may fix its arguments from it). */
+/**
+ * What a tool's own failure tells the model: under ERR_TOOL_FAILED, as an MCP tool's failure reads,
+ * with the tool's message (the model may fix its arguments from it).
+ */
 function errorText(tool: string, e: unknown): string {
   const inner = e instanceof AztpError ? `[${e.code}] ${e.message}` : `${(e as Error)?.message ?? String(e)}`;
   return refusalText(ErrorCodes.TOOL_FAILED, `the tool ${tool} failed: ${inner}`);

@@ -1,10 +1,10 @@
 /**
  * A secured MCP client: an identity at creation; at `initialize` (or `server/discover` on MCP
- * 2026-07-28) it challenges the server to prove possession of its SVID key (checked against the bundle and an optional expected ID,
- * as go-spiffe's authorizers allow) and pins the proven ID as the audience; every tools/call
- * is signed (token in `params._meta`); every receipt is verified, failing closed on a bad or
- * missing one in enforce mode. Each token and receipt stands alone, so a server that speaks
- * the stateless MCP 2026-07-28 (no initialize) works when `serverId` is given.
+ * 2026-07-28) it challenges the server to prove possession of its SVID key (checked against the
+ * bundle and an optional expected ID, as go-spiffe's authorizers allow) and pins the proven ID as
+ * the audience; every tools/call is signed (token in `params._meta`); every receipt is verified,
+ * failing closed on a bad or missing one in enforce mode. Each token and receipt stands alone, so a
+ * server that speaks the stateless MCP 2026-07-28 (no initialize) works when `serverId` is given.
  */
 import type { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import type { Transport } from "@modelcontextprotocol/sdk/shared/transport.js";

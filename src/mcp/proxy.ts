@@ -61,7 +61,10 @@ export interface McpProxyOptions {
   audit?: AuditOption;
   filterToolsByPolicy?: boolean;
   allowedHosts?: string[];
-  /** How long the start-up probe waits for the upstream to answer initialize (default 60 s: `npx -y` may download first). */
+  /**
+   * How long the start-up probe waits for the upstream to answer initialize (default 60 s: `npx -y`
+   * may download first).
+   */
   upstreamStartTimeoutMs?: number;
 }
 

@@ -5,8 +5,8 @@
  * A statement matches a request when its Principal (or NotPrincipal), Action (or NotAction),
  * Resource (or NotResource) and every Condition hold. Evaluation is pure and allocation-light:
  * policies are compiled once (patterns to Sets and RegExps, conditions to closures) and the
- * compiled forms are cached per document object (and per list, for `evaluatePolicies`), so documents must not be mutated once
- * evaluated (`parsePolicy` returns frozen ones).
+ * compiled forms are cached per document object (and per list, for `evaluatePolicies`), so
+ * documents must not be mutated once evaluated (`parsePolicy` returns frozen ones).
  */
 import { AztpError, ErrorCodes } from "../errors.js";
 import { type ConditionCheck, compileConditions, type PolicyContext } from "./conditions.js";

@@ -91,7 +91,10 @@ export function isScoped(scope: ApiKeyScope): boolean {
   return b === undefined || b.trustDomain !== undefined;
 }
 
-/** The scope in words, for `aztp apikey list` and refusals: `trust domain td`, `prefix spiffe://td/a* (partial last segment)`. */
+/**
+ * The scope in words, for `aztp apikey list` and refusals: `trust domain td`, `prefix
+ * spiffe://td/a* (partial last segment)`.
+ */
 export function describeScope(scope: ApiKeyScope): string {
   if (boundsOf(scope) === undefined) return `unreadable scope ${JSON.stringify(scope).slice(0, 200)} (covers nothing)`;
   const parts = [

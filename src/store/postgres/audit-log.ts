@@ -151,7 +151,10 @@ export class PgAuditLog implements AuditWriter {
     return new Promise((resolve) => this.#idle.push(resolve));
   }
 
-  /** Flushes, checkpoints what is not yet covered (with a signer), and refuses later appends. The pool is its owner's. */
+  /**
+   * Flushes, checkpoints what is not yet covered (with a signer), and refuses later appends. The
+   * pool is its owner's.
+   */
   async close(): Promise<void> {
     if (this.#closed) return;
     await this.flush();

@@ -268,7 +268,8 @@ export class PgRegistryStore implements RegistryStore {
            RETURNING pg_notify($2, $1::bigint::text)`,
           revocations === null ? [v, CHANNEL] : [v, CHANNEL, JSON.stringify(revocations)],
         );
-        // The notification is delivered at COMMIT, to every replica listening (this one too, which then finds nothing new).
+        // The notification is delivered at COMMIT, to every replica listening (this one too, which
+        // then finds nothing new).
         next = { version: v, changed: rows, revocations };
       });
     } catch (cause) {
