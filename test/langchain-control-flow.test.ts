@@ -444,26 +444,7 @@ describe("interrupt() in a middleware inside the secure one", () => {
       fakeModel()
         .respondWithTools([{ name: "add", args: { a: 2, b: 3 }, id: "c1" }])
         .respond(new AIMessage("done"));
-    const makeAdd = () => {
-      const runs: unknown[] = [];
-      const t2 = tool(
-        async (args: { a: number; b: number }) => {
-          runs.push(args);
-          return String(args.a + args.b);
-        },
-        {
-          name: "add",
-          description: "adds",
-          schema: {
-            type: "object",
-            properties: { a: { type: "number" }, b: { type: "number" } },
-            required: ["a", "b"],
-          },
-        },
-      );
-      return { tool: t2 as unknown as StructuredToolInterface, runs };
-    };
-    const oracle = makeAdd();
+    const oracle = adder();
     const plain = createAgent({
       name: "calc",
       model: script(),
@@ -474,7 +455,7 @@ describe("interrupt() in a middleware inside the secure one", () => {
     const p1 = await run(plain, ask("2+3"), thread("p"));
     const p2 = await run(plain, new Command({ resume: "yes" }), thread("p"));
 
-    const add = makeAdd();
+    const add = adder();
     const agent = await createSecureAgent({
       client,
       name: "calc",
@@ -559,25 +540,6 @@ describe("humanInTheLoopMiddleware with a secured agent", () => {
       (humanInTheLoopMiddleware as unknown as (o: { interruptOn: Record<string, boolean> }) => AgentMiddleware)({
         interruptOn: { add: true },
       });
-    const makeAdd = () => {
-      const runs: unknown[] = [];
-      const t2 = tool(
-        async (args: { a: number; b: number }) => {
-          runs.push(args);
-          return String(args.a + args.b);
-        },
-        {
-          name: "add",
-          description: "adds",
-          schema: {
-            type: "object",
-            properties: { a: { type: "number" }, b: { type: "number" } },
-            required: ["a", "b"],
-          },
-        },
-      );
-      return { tool: t2 as unknown as StructuredToolInterface, runs };
-    };
     const first = new Command({
       resume: {
         decisions: [{ type: "approve" }, { type: "edit", editedAction: { name: "add", args: { a: 30, b: 40 } } }],
@@ -585,7 +547,7 @@ describe("humanInTheLoopMiddleware with a secured agent", () => {
     });
     const second = new Command({ resume: { decisions: [{ type: "reject", message: "not that one" }] } });
 
-    const oracle = makeAdd();
+    const oracle = adder();
     const plain = createAgent({
       name: "reviewed",
       model: script(),
@@ -599,7 +561,7 @@ describe("humanInTheLoopMiddleware with a secured agent", () => {
       await run(plain, second, thread("p")),
     ];
 
-    const add = makeAdd();
+    const add = adder();
     const agent = await createSecureAgent({
       client,
       name: "reviewed",

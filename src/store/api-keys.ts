@@ -116,6 +116,19 @@ export interface StoredApiKey extends ApiKeyRecord {
   secretHash: string;
 }
 
+/**
+ * A new key from create's options (validated and normalised first): what every store keeps,
+ * and the key text, which is shown once and kept nowhere.
+ */
+export function newStoredApiKey(opts: CreateApiKeyOptions): { key: string; stored: StoredApiKey } {
+  const { name, scope } = normaliseCreateOptions(opts);
+  const made = generateApiKey();
+  return {
+    key: made.key,
+    stored: { keyId: made.keyId, name, scope, createdAt: new Date().toISOString(), secretHash: made.secretHash },
+  };
+}
+
 export function toRecord(stored: StoredApiKey): ApiKeyRecord {
   const record: ApiKeyRecord = {
     keyId: stored.keyId,
@@ -150,21 +163,13 @@ export class FileApiKeyStore implements ApiKeyStore {
 
   async create(opts: CreateApiKeyOptions): Promise<{ key: string; record: ApiKeyRecord }> {
     this.open();
-    const { name, scope } = normaliseCreateOptions(opts);
-    const made = generateApiKey();
-    const stored: StoredApiKey = {
-      keyId: made.keyId,
-      name,
-      scope,
-      createdAt: new Date().toISOString(),
-      secretHash: made.secretHash,
-    };
+    const { key, stored } = newStoredApiKey(opts);
     await this.store.withLock(() => {
       const file = this.readFile();
       file.keys.push(stored);
       this.writeFile(file);
     });
-    return { key: made.key, record: toRecord(stored) };
+    return { key, record: toRecord(stored) };
   }
 
   async list(): Promise<ApiKeyRecord[]> {

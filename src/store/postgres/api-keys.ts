@@ -5,9 +5,8 @@
  * is refused by all of them on their next request.
  */
 import {
-  generateApiKey,
   invalidApiKey,
-  normaliseCreateOptions,
+  newStoredApiKey,
   parseApiKey,
   toRecord,
   verifyApiKeySecret,
@@ -36,15 +35,7 @@ export class PgApiKeyStore implements ApiKeyStore {
   }
 
   async create(opts: CreateApiKeyOptions): Promise<{ key: string; record: ApiKeyRecord }> {
-    const { name, scope } = normaliseCreateOptions(opts);
-    const made = generateApiKey();
-    const stored: StoredApiKey = {
-      keyId: made.keyId,
-      name,
-      scope,
-      createdAt: new Date().toISOString(),
-      secretHash: made.secretHash,
-    };
+    const { key, stored } = newStoredApiKey(opts);
     await query(
       this.#conn.pool,
       this.#conn.location,
@@ -52,7 +43,7 @@ export class PgApiKeyStore implements ApiKeyStore {
       "INSERT INTO aztp_api_keys (key_id, secret_hash, name, scope, created_at) VALUES ($1, $2, $3, $4, $5)",
       [stored.keyId, stored.secretHash, stored.name, JSON.stringify(stored.scope), stored.createdAt],
     );
-    return { key: made.key, record: toRecord(stored) };
+    return { key, record: toRecord(stored) };
   }
 
   async list(): Promise<ApiKeyRecord[]> {
