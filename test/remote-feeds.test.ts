@@ -120,7 +120,12 @@ describe("revocation and bundle feeds", () => {
   const WINDOW = 3;
   const TOLERANCE = 1;
 
-  it("a man in the middle replaying the first list forever: an identity revoked after the freeze fails closed (ERR_REVOCATION_LIST_EXPIRED) once the list's signed window has passed", async (t) => {
+  /**
+   * aztp serve (signing each list for WINDOW seconds), an admin client, two identities, a
+   * loopback proxy in front of the service (replaying the first revocation list forever when
+   * `frozen`), and a verifier reading its feeds through that proxy on a 1 s hint.
+   */
+  async function feedThroughProxy(t: TestContext, frozen: boolean) {
     const s = await serveOn(t, { revocationWindowSeconds: WINDOW });
     const admin = await client(t, {
       baseUrl: s.url,
@@ -131,9 +136,8 @@ describe("revocation and bundle feeds", () => {
     });
     const victim = await admin.issueIdentity({ name: "victim" }, (await generateWorkloadKey()).csr);
     const bystander = await admin.issueIdentity({ name: "bystander" }, (await generateWorkloadKey()).csr);
-
     const p = await proxy(t, s);
-    p.freeze.add(`/v1/revocations/${TD}`);
+    if (frozen) p.freeze.add(`/v1/revocations/${TD}`);
     const warnings: AztpError[] = [];
     const verifier = await client(t, {
       baseUrl: p.url,
@@ -144,6 +148,11 @@ describe("revocation and bundle feeds", () => {
       clockToleranceSeconds: TOLERANCE,
       onWarning: (e) => warnings.push(e),
     });
+    return { admin, victim, bystander, p, warnings, verifier };
+  }
+
+  it("a man in the middle replaying the first list forever: an identity revoked after the freeze fails closed (ERR_REVOCATION_LIST_EXPIRED) once the list's signed window has passed", async (t) => {
+    const { admin, victim, bystander, p, warnings, verifier } = await feedThroughProxy(t, true);
     assert.equal(verifier.isRevoked(victim.record.spiffeId), false);
     // Revoked after the freeze, through the service itself: the verifier is fed the old list.
     await admin.revoke(victim.record.aztpId, "compromised");
@@ -197,28 +206,7 @@ describe("revocation and bundle feeds", () => {
   });
 
   it("the passing twin, the same path without the replay: the service renews the window while nothing changes, so nothing fails closed past it, and a revocation is seen within the hint", async (t) => {
-    const s = await serveOn(t, { revocationWindowSeconds: WINDOW });
-    const admin = await client(t, {
-      baseUrl: s.url,
-      apiKey: s.apiKey,
-      trustBundle: s.bundlePem,
-      home: tempDir(t, "admin"),
-      onWarning: () => undefined,
-    });
-    const victim = await admin.issueIdentity({ name: "victim" }, (await generateWorkloadKey()).csr);
-    const bystander = await admin.issueIdentity({ name: "bystander" }, (await generateWorkloadKey()).csr);
-
-    const p = await proxy(t, s);
-    const warnings: AztpError[] = [];
-    const verifier = await client(t, {
-      baseUrl: p.url,
-      apiKey: s.apiKey,
-      trustBundle: s.bundlePem,
-      home: tempDir(t, "v"),
-      refreshHintSeconds: 1,
-      clockToleranceSeconds: TOLERANCE,
-      onWarning: (e) => warnings.push(e),
-    });
+    const { admin, victim, bystander, warnings, verifier } = await feedThroughProxy(t, false);
     const first = verifier.revocationFeed.list(TD);
     assert.ok(first !== undefined);
     assert.equal(first.nextUpdate.getTime() - first.thisUpdate.getTime(), WINDOW * 1000, "the signed window");
