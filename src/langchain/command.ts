@@ -20,6 +20,7 @@
 import { ToolMessage, AIMessage, isBaseMessage, type BaseMessage } from "@langchain/core/messages";
 import { Command, isCommand as isLangGraphCommand } from "@langchain/langgraph";
 import { MAX_JSON_DEPTH } from "../invocation/canonical.js";
+import { isPlainObject } from "../json/value.js";
 import { receiptOf, withReceipt, type ReceiptArtifact } from "./receipt-artifact.js";
 
 export type { Command } from "@langchain/langgraph";
@@ -33,12 +34,6 @@ export function isCommand(value: unknown): value is Command {
 }
 
 const RECEIPT = Symbol.for("aztp.commandReceipt");
-
-function isPlainObject(value: unknown): value is Record<string, unknown> {
-  if (typeof value !== "object" || value === null) return false;
-  const proto = Object.getPrototypeOf(value);
-  return proto === Object.prototype || proto === null;
-}
 
 /** A value with every message and Send in it in the form above; anything else as it is (the digest judges it). */
 function project(value: unknown, depth: number): unknown {
