@@ -192,6 +192,18 @@ export class CalleeGuard {
       };
     }
     const caller = verified.caller.toString();
+    // A verified caller refused at the policy step: audited as verified, admitted only in audit mode.
+    const refusedByPolicy = (e: unknown): Admission => ({
+      allowed: this.mode === "audit",
+      tool: call.tool,
+      args: call.args,
+      token,
+      verified,
+      error: asAztpError(e),
+      caller,
+      callerVerified: true,
+      startedAt,
+    });
     let policy: GuardPolicy | undefined;
     let relations: ((id: string) => IdentityRelations | undefined) | undefined;
     try {
@@ -204,34 +216,14 @@ export class CalleeGuard {
       }
     } catch (e) {
       // Policy that cannot be read is not "no policy": the call is refused (fail closed).
-      return {
-        allowed: this.mode === "audit",
-        tool: call.tool,
-        args: call.args,
-        token,
-        verified,
-        error: asAztpError(e),
-        caller,
-        callerVerified: true,
-        startedAt,
-      };
+      return refusedByPolicy(e);
     }
     if (policy !== undefined) {
       // Policy last, separately: a denied caller is still a verified one, and is audited as such.
       try {
         verified.policy = decideInvocation(verified, { policy, args: call.args, relations, sourceIp: call.sourceIp });
       } catch (e) {
-        return {
-          allowed: this.mode === "audit",
-          tool: call.tool,
-          args: call.args,
-          token,
-          verified,
-          error: asAztpError(e),
-          caller,
-          callerVerified: true,
-          startedAt,
-        };
+        return refusedByPolicy(e);
       }
     }
     return {
