@@ -337,7 +337,7 @@ export class CalleeGuard {
    * be (enforce mode): then the binding answers with that error instead of letting the signal on.
    */
   async interrupted(admission: Admission, reason: string): Promise<AztpError | undefined> {
-    return this.#record(admission, { status: "interrupted", result: undefined, code: reason }, undefined, undefined);
+    return this.#record(admission, { status: "interrupted", result: undefined, reason }, undefined, undefined);
   }
 
   /** Admits, runs `fn` if allowed, settles. Throws the AztpError of a refused call. */

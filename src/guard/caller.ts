@@ -121,7 +121,6 @@ export class CallerGuard {
    * when even the refusal could not be recorded (enforce mode).
    */
   async refuse(call: UnsignedCall, error: AztpError): Promise<AztpError> {
-    if (!this.#audit.enabled) return error;
     return (await this.#recordUnsigned(call, { decision: "deny", outcome: "denied", reason: error.code })) ?? error;
   }
 
