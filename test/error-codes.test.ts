@@ -39,6 +39,7 @@ const AREAS = [
   "MCP",
   "PEM",
   "SERVE",
+  "OAUTH",
 ].sort((a, b) => b.length - a.length);
 
 /** What is wrong with the thing checked: the last word(s) of every code. */

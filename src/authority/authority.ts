@@ -24,6 +24,7 @@ import { AztpError, ErrorCodes } from "../errors.js";
 import { BundleSet, TrustBundle, type BundleSource } from "../spiffe/bundle.js";
 import { verifyCsr } from "../spiffe/csr.js";
 import { mintJwtSvid } from "../spiffe/jwtsvid.js";
+import { mintAccessToken } from "../oauth/access-token.js";
 import { SpiffeId, TrustDomain } from "../spiffe/spiffeid.js";
 import { parsePolicy, policyCode, type PolicyDocument } from "../policy/policy.js";
 import type { Authority, AuthorityRelations, IdentityFilter, IssueOptions, IssueResult } from "./authority-api.js";
@@ -425,6 +426,33 @@ export class EmbeddedAuthority implements Authority, BundleSource {
     const ttl = registry.jwtSvidTtl(state, rec, ttlSeconds, now);
     const ca = this.ca(rec.trustDomain);
     return mintJwtSvid({ subject: rec.spiffeId, audience, key: ca.jwtKey, kid: ca.jwtKid, ttlSeconds: ttl, now });
+  }
+
+  /**
+   * An OAuth access token (RFC 9068) for an active identity, signed with its trust domain's JWT
+   * key so any holder of the bundle verifies it offline: `sub` and `client_id` the SPIFFE ID,
+   * `aud` the resource. Never outlives an ancestor's SVID (the same cap as a JWT-SVID).
+   */
+  mintAccessToken(
+    id: string,
+    options: { issuer: string; resource: string; scopes?: readonly string[]; ttlSeconds?: number; now?: Date },
+  ): string {
+    const now = options.now ?? new Date();
+    const { state } = this.current();
+    const rec = registry.getRecord(state, id);
+    const cap = registry.lifetimeCap(state, rec);
+    const ca = this.ca(rec.trustDomain);
+    return mintAccessToken({
+      issuer: options.issuer,
+      subject: rec.spiffeId,
+      audience: options.resource,
+      scopes: options.scopes ?? [],
+      key: ca.jwtKey,
+      kid: ca.jwtKid,
+      ...(options.ttlSeconds !== undefined ? { ttlSeconds: options.ttlSeconds } : {}),
+      ...(cap !== undefined ? { notAfter: cap } : {}),
+      now,
+    });
   }
 
   get(id: string): IdentityRecord {
