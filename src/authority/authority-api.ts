@@ -45,6 +45,11 @@ export interface Authority extends BundleSource {
    */
   readonly home: string;
   readonly defaultTrustDomain: string;
+  /**
+   * The issuer identifier of the OAuth access tokens this authority mints (RFC 9068 `iss`): a
+   * resource server on this authority checks tokens of this issuer offline from the bundle.
+   */
+  readonly oauthIssuer: string;
   readonly trustDomains: readonly string[];
 
   /** Registers `req.name` (or updates it) and issues an X.509-SVID over the key in `csr`. */

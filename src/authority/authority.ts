@@ -81,6 +81,7 @@ export class EmbeddedAuthority implements Authority, BundleSource {
   readonly #caStore: CaStore;
   private config: AuthorityConfig;
   readonly #tds = new Map<string, LoadedTrustDomain>();
+  #oauthIssuer: string | undefined;
 
   private bundles: BundleSet | undefined;
   private bundlesVersion = 0;
@@ -166,6 +167,21 @@ export class EmbeddedAuthority implements Authority, BundleSource {
       );
     }
     return EmbeddedAuthority.open(home, { trustDomain, create: true, exclusive: true });
+  }
+
+  /**
+   * The issuer identifier (`iss`) of the access tokens this authority mints: the service's
+   * public URL under `aztp serve`, else the default trust domain as a URI (`spiffe://<td>`),
+   * which names no metadata to discover: in one process, resource servers check its tokens
+   * offline from the bundle.
+   */
+  get oauthIssuer(): string {
+    return this.#oauthIssuer ?? `spiffe://${this.defaultTrustDomain}`;
+  }
+
+  /** Sets the issuer identifier (`aztp serve` calls this with its public URL). */
+  setOAuthIssuer(issuer: string): void {
+    this.#oauthIssuer = issuer;
   }
 
   get defaultTrustDomain(): string {
@@ -435,7 +451,7 @@ export class EmbeddedAuthority implements Authority, BundleSource {
    */
   mintAccessToken(
     id: string,
-    options: { issuer: string; resource: string; scopes?: readonly string[]; ttlSeconds?: number; now?: Date },
+    options: { issuer?: string; resource: string; scopes?: readonly string[]; ttlSeconds?: number; now?: Date },
   ): string {
     const now = options.now ?? new Date();
     const { state } = this.current();
@@ -443,7 +459,7 @@ export class EmbeddedAuthority implements Authority, BundleSource {
     const cap = registry.lifetimeCap(state, rec);
     const ca = this.ca(rec.trustDomain);
     return mintAccessToken({
-      issuer: options.issuer,
+      issuer: options.issuer ?? this.oauthIssuer,
       subject: rec.spiffeId,
       audience: options.resource,
       scopes: options.scopes ?? [],

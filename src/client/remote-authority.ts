@@ -231,6 +231,11 @@ export class RemoteAuthority implements Authority {
     return this.#defaultTrustDomain;
   }
 
+  /** The service's OAuth issuer identifier: its base URL, as its RFC 8414 metadata names it. */
+  get oauthIssuer(): string {
+    return this.#http.baseUrl.href.replace(/\/+$/, "");
+  }
+
   get trustDomains(): readonly string[] {
     return [...this.#trustDomains];
   }
