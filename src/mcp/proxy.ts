@@ -35,6 +35,7 @@ import type { CalleeGuard, GuardMode } from "../guard/callee.js";
 import type { AuditWriter } from "../audit/writer.js";
 import type { PolicyDocument } from "../policy/policy.js";
 import { serveMcpHttp, type McpHttpServer } from "./http.js";
+import type { McpResourceServerOptions } from "./resource-gate.js";
 import { InterceptingTransport } from "./intercept.js";
 import { isNotification, isRequest, isResponse, isResultResponse, PendingRequests } from "./message.js";
 import { servingGuard } from "../guard/serving-guard.js";
@@ -44,7 +45,12 @@ import { UpstreamProcessTransport } from "./upstream-process.js";
 export type Upstream =
   { command: string; args?: string[]; env?: Record<string, string>; cwd?: string } | { url: string };
 
-export interface McpProxyOptions {
+/**
+ * Listening on HTTP, the proxy can be an OAuth 2.1 resource server too (resource-gate.ts):
+ * `authorizationServers`, `resource`, `scopes`, `openMethods`. Bearer tokens end at the proxy:
+ * the upstream never sees one (the MCP authorization spec: a server must not pass tokens on).
+ */
+export interface McpProxyOptions extends McpResourceServerOptions {
   client: Aztp;
   /** The proxy's identity name (the server its callers address). */
   name: string;
@@ -268,6 +274,14 @@ export async function startMcpProxy(options: McpProxyOptions): Promise<McpProxy>
   }
   const listen = options.listen ?? "stdio";
   const stdio = listen === "stdio";
+  if (
+    stdio &&
+    (options.authorizationServers !== undefined || options.resource !== undefined || options.scopes !== undefined)
+  )
+    throw new AztpError(
+      ErrorCodes.ARGUMENT_INVALID,
+      "bearer tokens (authorizationServers, resource, scopes) are for a proxy listening on HTTP: over stdio a client is a local process (the MCP authorization spec does not apply), so sign its calls",
+    );
   // See the top of this file: a spawned upstream on stdio is watched, everything else probed.
   if (!stdio || "url" in options.upstream)
     await probeUpstream(options.upstream, options.upstreamStartTimeoutMs ?? 60_000);
@@ -334,7 +348,14 @@ export async function startMcpProxy(options: McpProxyOptions): Promise<McpProxy>
       upstreams.add(up);
       void (await pump(guarded(transport), up)).closed.then(() => upstreams.delete(up));
     },
-    options.allowedHosts ? { allowedHosts: options.allowedHosts } : {},
+    {
+      ...(options.allowedHosts ? { allowedHosts: options.allowedHosts } : {}),
+      client: options.client,
+      authorizationServers: options.authorizationServers,
+      resource: options.resource,
+      scopes: options.scopes,
+      openMethods: options.openMethods,
+    },
   );
   return {
     identity,

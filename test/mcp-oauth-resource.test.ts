@@ -1,0 +1,532 @@
+/**
+ * A secured MCP server over Streamable HTTP as an OAuth 2.1 resource server (the MCP
+ * authorization spec, 2025-06-18 onward): its Protected Resource Metadata and challenges as the
+ * MCP SDK's own client reads them, bearer access tokens (this trust domain's, from the bundle;
+ * an external issuer's, through RFC 8414 discovery and its JWKS) admitted as the caller's
+ * authentication, with policy on `aztp:authMethod`, a receipt and an audit entry that records
+ * the token's jti but never the token. Real SDK clients, real tokens, real HTTP on loopback.
+ * Every refusal has a passing twin, and a refused call never reaches its tool.
+ */
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { join } from "node:path";
+import { describe, it, type TestContext } from "node:test";
+import { exportJWK, generateKeyPair, SignJWT, decodeJwt } from "jose";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import {
+  discoverOAuthProtectedResourceMetadata,
+  extractWWWAuthenticateParams,
+  selectResourceURL,
+} from "@modelcontextprotocol/sdk/client/auth.js";
+import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
+import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
+import { z } from "zod";
+import { AuditLog, queryAuditLog } from "../src/audit/index.js";
+import type { AuditEntry } from "../src/audit/entry.js";
+import type { EmbeddedAuthority } from "../src/authority/authority.js";
+import type { Aztp } from "../src/client/aztp.js";
+import { ErrorCodes } from "../src/errors.js";
+import type { CalleeGuard } from "../src/guard/callee.js";
+import { tokenHash } from "../src/invocation/canonical.js";
+import {
+  secureMcpClient,
+  secureMcpServer,
+  serveMcpHttp,
+  type McpHttpOptions,
+  type McpHttpServer,
+} from "../src/mcp/index.js";
+import { RECEIPT_META_KEY } from "../src/mcp/meta.js";
+import type { PolicyDocument } from "../src/policy/policy.js";
+import { fixture, idOf, rejectsWithData, securedClient, withTimeout } from "./helpers/mcp-util.js";
+
+const SCOPE = "mcp:tools";
+
+/** Tools that count their runs: echo, and delete_file (what a policy may keep from bearer callers). */
+function toolServer(runs: { n: number }): McpServer {
+  const server = new McpServer({ name: "oauth-tools", version: "1.0.0" });
+  const answer = (text: string): CallToolResult => {
+    runs.n += 1;
+    return { content: [{ type: "text", text }] };
+  };
+  server.registerTool("echo", { inputSchema: { text: z.string() } }, async ({ text }) => answer(text));
+  server.registerTool("delete_file", { inputSchema: { path: z.string() } }, async ({ path }) =>
+    answer(`deleted ${path}`),
+  );
+  return server;
+}
+
+interface BearerServer {
+  c: Aztp;
+  home: string;
+  http: McpHttpServer;
+  url: URL;
+  authority: EmbeddedAuthority;
+  runs: { n: number };
+  auditPath: string;
+  audit(atLeast: number): Promise<AuditEntry[]>;
+  /** An access token of this authority for `name`'s identity, for this server unless told otherwise. */
+  token(name: string, o?: Partial<Parameters<EmbeddedAuthority["mintAccessToken"]>[1]>): Promise<string>;
+}
+
+async function bearerServer(
+  t: TestContext,
+  options: Partial<McpHttpOptions> & { policy?: PolicyDocument[]; filter?: boolean } = {},
+): Promise<BearerServer> {
+  const { home, aztp: c } = fixture(t);
+  const { identity } = await c.secureConnect({}, "tools");
+  const auditPath = join(home, "server-audit.jsonl");
+  const log = await AuditLog.open(auditPath, { batchWindowMs: 0 });
+  const runs = { n: 0 };
+  const guards: CalleeGuard[] = [];
+  const { policy, filter, ...httpOptions } = options;
+  const http = await serveMcpHttp(
+    "http://127.0.0.1:0",
+    async (transport) => {
+      const server = await secureMcpServer(toolServer(runs), {
+        client: c,
+        identity,
+        audit: log,
+        ...(policy ? { policy } : {}),
+        ...(filter ? { filterToolsByPolicy: true } : {}),
+      });
+      guards.push(server.aztpGuard);
+      await server.connect(transport);
+    },
+    { client: c, authorizationServers: true, scopes: [SCOPE], ...httpOptions },
+  );
+  t.after(async () => {
+    await http.close();
+    for (const g of guards) await g.flush();
+    await log.close();
+  });
+  const authority = (await c.authority()) as EmbeddedAuthority;
+  const bs: BearerServer = {
+    c,
+    home,
+    http,
+    url: http.url,
+    authority,
+    runs,
+    auditPath,
+    async audit(atLeast) {
+      const deadline = Date.now() + 5_000;
+      for (;;) {
+        for (const g of guards) await g.flush();
+        const entries = await queryAuditLog(auditPath);
+        if (entries.length >= atLeast || Date.now() > deadline) return entries;
+        await new Promise((r) => setTimeout(r, 25));
+      }
+    },
+    async token(name, o = {}) {
+      await c.secureConnect({}, name);
+      return authority.mintAccessToken(idOf(name), { resource: http.url.href, scopes: [SCOPE], ...o });
+    },
+  };
+  return bs;
+}
+
+/** An unmodified SDK Client sending `Authorization: Bearer <token>` on every request. */
+async function bearerClient(t: TestContext, url: URL, token: string | undefined): Promise<Client> {
+  const client = new Client({ name: "oauth-host", version: "1.0.0" });
+  t.after(() => client.close().catch(() => undefined));
+  const transport = new StreamableHTTPClientTransport(url, {
+    ...(token !== undefined ? { requestInit: { headers: { Authorization: `Bearer ${token}` } } } : {}),
+  });
+  await withTimeout(client.connect(transport), 10_000, "connect");
+  return client;
+}
+
+const text = (r: unknown): string =>
+  (r as CallToolResult).content.map((c) => (c.type === "text" ? c.text : "")).join("");
+
+/** A raw JSON-RPC POST, as a host's first request would be. */
+function post(url: URL, body: unknown, headers: Record<string, string> = {}): Promise<Response> {
+  return fetch(url, {
+    method: "POST",
+    headers: { "content-type": "application/json", accept: "application/json, text/event-stream", ...headers },
+    body: JSON.stringify(body),
+  });
+}
+
+const INITIALIZE = {
+  jsonrpc: "2.0",
+  id: 1,
+  method: "initialize",
+  params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "raw", version: "1" } },
+};
+const CALL = { jsonrpc: "2.0", id: 2, method: "tools/call", params: { name: "echo", arguments: { text: "hi" } } };
+
+async function codeOf(res: Response): Promise<string | undefined> {
+  const body = (await res.json()) as { error?: { data?: { code?: string } } };
+  return body.error?.data?.code;
+}
+
+describe("a secured MCP server as an OAuth 2.1 resource server", () => {
+  it("serves RFC 9728 metadata at the path-inserted and the root well-known URLs, as the SDK's discovery reads it", async (t) => {
+    const s = await bearerServer(t);
+    const expected = {
+      resource: s.url.href,
+      authorization_servers: [s.authority.oauthIssuer],
+      scopes_supported: [SCOPE],
+      bearer_methods_supported: ["header"],
+    };
+    // The SDK builds the path-inserted URL itself (RFC 9728 §3.1) and checks `resource`.
+    const prm = await discoverOAuthProtectedResourceMetadata(s.url);
+    assert.deepEqual(prm, expected);
+    assert.equal(
+      (await selectResourceURL(s.url, {} as never, prm))?.href,
+      s.url.href,
+      "the SDK accepts the resource for this server URL",
+    );
+    for (const path of ["/.well-known/oauth-protected-resource/mcp", "/.well-known/oauth-protected-resource"]) {
+      const res = await fetch(new URL(path, s.url));
+      assert.equal(res.status, 200, path);
+      assert.equal(res.headers.get("content-type"), "application/json");
+      assert.deepEqual(await res.json(), expected, path);
+    }
+    // Not a metadata path: the MCP endpoint's 404s stay.
+    assert.equal((await fetch(new URL("/.well-known/oauth-protected-resource/other", s.url))).status, 404);
+  });
+
+  it("a request with no credential gets 401 and the challenge the SDK parses; an open method does not", async (t) => {
+    const s = await bearerServer(t);
+    const res = await post(s.url, CALL);
+    assert.equal(res.status, 401);
+    const header = res.headers.get("www-authenticate") ?? "";
+    assert.match(header, /^Bearer /);
+    assert.doesNotMatch(header, /error=/, "RFC 6750 §3.1: no error code when the request had no credential");
+    const params = extractWWWAuthenticateParams(res);
+    assert.equal(params.resourceMetadataUrl?.href, new URL("/.well-known/oauth-protected-resource/mcp", s.url).href);
+    assert.equal(params.scope, SCOPE);
+    assert.equal(params.error, undefined);
+    assert.equal(await codeOf(res), ErrorCodes.OAUTH_TOKEN_MISSING);
+    // The twin: initialize is open by default (what an enforcing server always answered).
+    const init = await post(s.url, INITIALIZE);
+    assert.equal(init.status, 200);
+    assert.ok(init.headers.get("mcp-session-id"));
+    await init.body?.cancel();
+    // An unmodified client connects, lists tools, and its call gets the 401.
+    const plain = await bearerClient(t, s.url, undefined);
+    assert.deepEqual((await plain.listTools()).tools.map((x) => x.name).sort(), ["delete_file", "echo"]);
+    await assert.rejects(plain.callTool({ name: "echo", arguments: { text: "hi" } }), /401|ERR_OAUTH_TOKEN_MISSING/);
+    assert.equal(s.runs.n, 0);
+  });
+
+  it("with openMethods: [] every request without a credential gets the 401, initialize included; a signing client still gets in", async (t) => {
+    const s = await bearerServer(t, { openMethods: [] });
+    const init = await post(s.url, INITIALIZE);
+    assert.equal(init.status, 401);
+    assert.equal(extractWWWAuthenticateParams(init).scope, SCOPE);
+    await init.body?.cancel();
+    // The twin: the same initialize carrying the AZTP challenge, and a signing client end to end.
+    const { client } = await securedClient(t, s.c, s.home, "agent");
+    await withTimeout(client.connect(new StreamableHTTPClientTransport(s.url)), 10_000, "connect");
+    assert.deepEqual((await client.listTools()).tools.map((x) => x.name).sort(), ["delete_file", "echo"]);
+    assert.equal(text(await client.callTool({ name: "echo", arguments: { text: "signed" } })), "signed");
+    const [entry] = await s.audit(1);
+    assert.equal(entry?.authMethod, "signed");
+    assert.equal(entry?.accessTokenJti, undefined);
+  });
+
+  it("an SDK Client with Authorization: Bearer calls a tool in enforce mode: receipt bound to the token, audit entry with its jti and never the token", async (t) => {
+    const s = await bearerServer(t);
+    const token = await s.token("host-agent");
+    const client = await bearerClient(t, s.url, token);
+    const result = await client.callTool({ name: "echo", arguments: { text: "via bearer" } });
+    assert.equal(text(result), "via bearer");
+    assert.equal(s.runs.n, 1);
+    const receipt = (result._meta as Record<string, unknown> | undefined)?.[RECEIPT_META_KEY];
+    assert.equal(typeof receipt, "string", "a bearer call is receipted too");
+    const claims = decodeJwt(receipt as string);
+    assert.equal(claims.aud, idOf("host-agent"));
+    assert.equal(claims.ath, tokenHash(token), "the receipt names the access token by its hash");
+    assert.equal(claims.ith, undefined);
+    assert.equal(claims.status, "ok");
+    const [entry] = await s.audit(1);
+    assert.equal(entry?.caller, idOf("host-agent"));
+    assert.equal(entry?.callerVerified, true);
+    assert.equal(entry?.authMethod, "bearer");
+    assert.equal(entry?.accessTokenJti, decodeJwt(token).jti);
+    assert.equal(entry?.decision, "allow");
+    assert.equal(entry?.outcome, "ok");
+    assert.equal(entry?.receipt, receipt);
+    assert.equal(entry?.token, undefined);
+    const log = readFileSync(s.auditPath, "utf8");
+    for (const part of token.split("."))
+      assert.ok(!log.includes(part), "no part of the access token is in the audit log");
+  });
+
+  it("a token lacking a required scope gets 403 insufficient_scope naming it; the tool does not run", async (t) => {
+    const s = await bearerServer(t);
+    const res = await post(s.url, INITIALIZE, { authorization: `Bearer ${await s.token("narrow", { scopes: [] })}` });
+    assert.equal(res.status, 403);
+    const params = extractWWWAuthenticateParams(res);
+    assert.equal(params.error, "insufficient_scope");
+    assert.equal(params.scope, SCOPE);
+    assert.equal(params.resourceMetadataUrl?.href, new URL("/.well-known/oauth-protected-resource/mcp", s.url).href);
+    assert.equal(await codeOf(res), ErrorCodes.OAUTH_TOKEN_SCOPE_MISSING);
+    // The twin: the scope granted.
+    const client = await bearerClient(t, s.url, await s.token("narrow", { scopes: [SCOPE, "other"] }));
+    assert.equal(text(await client.callTool({ name: "echo", arguments: { text: "ok" } })), "ok");
+  });
+
+  describe("attacks on the bearer token: 401 invalid_token with the code, the tool never runs", () => {
+    const attacks: Array<{ name: string; code: string; token: (s: BearerServer) => Promise<string> }> = [
+      {
+        name: "a token for another resource (aud, RFC 8707)",
+        code: ErrorCodes.OAUTH_TOKEN_AUDIENCE_MISMATCH,
+        token: (s) => s.token("agent", { resource: "http://127.0.0.1:1/mcp" }),
+      },
+      {
+        name: "an expired token",
+        code: ErrorCodes.OAUTH_TOKEN_EXPIRED,
+        token: (s) => s.token("agent", { now: new Date(Date.now() - 400_000) }),
+      },
+      {
+        name: "a token of another issuer",
+        code: ErrorCodes.OAUTH_TOKEN_ISSUER_UNTRUSTED,
+        token: (s) => s.token("agent", { issuer: "https://evil.example.test" }),
+      },
+      {
+        name: "alg none",
+        code: ErrorCodes.OAUTH_TOKEN_ALG_NOT_ALLOWED,
+        token: async (s) => {
+          const [, payload] = (await s.token("agent")).split(".");
+          return `${Buffer.from(JSON.stringify({ alg: "none", typ: "at+jwt" })).toString("base64url")}.${payload}.`;
+        },
+      },
+      {
+        name: "a JWT-SVID presented as a bearer token",
+        code: ErrorCodes.OAUTH_TOKEN_TYP_INVALID,
+        token: async (s) => {
+          await s.c.secureConnect({}, "agent");
+          return s.authority.mintJwtSvid(idOf("agent"), s.url.href);
+        },
+      },
+      {
+        name: "a token with its scope widened after signing",
+        code: ErrorCodes.OAUTH_TOKEN_SIGNATURE_INVALID,
+        token: async (s) => {
+          const [h, p, sig] = (await s.token("agent", { scopes: [] })).split(".");
+          const claims = JSON.parse(Buffer.from(p!, "base64url").toString()) as Record<string, unknown>;
+          claims.scope = SCOPE;
+          return `${h}.${Buffer.from(JSON.stringify(claims)).toString("base64url")}.${sig}`;
+        },
+      },
+    ];
+    for (const a of attacks) {
+      it(a.name, async (t) => {
+        const s = await bearerServer(t);
+        for (const body of [INITIALIZE, CALL]) {
+          const res = await post(s.url, body, { authorization: `Bearer ${await a.token(s)}` });
+          assert.equal(res.status, 401, `${a.name}: ${body.method}`);
+          const params = extractWWWAuthenticateParams(res);
+          assert.equal(params.error, "invalid_token");
+          assert.ok(params.resourceMetadataUrl);
+          assert.equal(await codeOf(res), a.code);
+        }
+        assert.equal(s.runs.n, 0);
+        // The twin: a good token of the same subject calls the tool.
+        const client = await bearerClient(t, s.url, await s.token("agent"));
+        assert.equal(text(await client.callTool({ name: "echo", arguments: { text: "twin" } })), "twin");
+        assert.equal(s.runs.n, 1);
+      });
+    }
+  });
+
+  it("a revoked subject's live token is refused once the revocation is known (ERR_OAUTH_TOKEN_REVOKED)", async (t) => {
+    const s = await bearerServer(t);
+    const token = await s.token("soon-revoked");
+    const client = await bearerClient(t, s.url, token);
+    assert.equal(text(await client.callTool({ name: "echo", arguments: { text: "before" } })), "before");
+    await s.authority.revoke(idOf("soon-revoked"), "test");
+    const err = await client.callTool({ name: "echo", arguments: { text: "after" } }).then(
+      () => undefined,
+      (e: unknown) => e as Error & { code?: unknown },
+    );
+    assert.equal(err?.code, 401, "the SDK's StreamableHTTPError carries the status");
+    assert.match(String(err?.message), new RegExp(ErrorCodes.OAUTH_TOKEN_REVOKED));
+    assert.equal(s.runs.n, 1, "the call after the revocation never ran");
+  });
+
+  it("a signing client with no token keeps working against the bearer-accepting server", async (t) => {
+    const s = await bearerServer(t);
+    const { client } = await securedClient(t, s.c, s.home, "signer");
+    await withTimeout(client.connect(new StreamableHTTPClientTransport(s.url)), 10_000, "connect");
+    assert.equal(text(await client.callTool({ name: "echo", arguments: { text: "signed" } })), "signed");
+    const [entry] = await s.audit(1);
+    assert.equal(entry?.caller, idOf("signer"));
+    assert.equal(entry?.authMethod, "signed");
+    assert.ok(entry?.jti);
+  });
+
+  it("a call both signed and carrying a bearer token must name one caller (ERR_OAUTH_TOKEN_SUBJECT_MISMATCH)", async (t) => {
+    const s = await bearerServer(t);
+    const other = await s.token("someone-else");
+    const { client } = await securedClient(t, s.c, s.home, "signer");
+    const transport = new StreamableHTTPClientTransport(s.url, {
+      requestInit: { headers: { Authorization: `Bearer ${other}` } },
+    });
+    await withTimeout(client.connect(transport), 10_000, "connect");
+    await rejectsWithData(
+      client.callTool({ name: "echo", arguments: { text: "two callers" } }),
+      ErrorCodes.OAUTH_TOKEN_SUBJECT_MISMATCH,
+    );
+    // A signed tools/list carrying the other's token is refused the same way.
+    await rejectsWithData(client.listTools(), ErrorCodes.OAUTH_TOKEN_SUBJECT_MISMATCH, "tools/list");
+    assert.equal(s.runs.n, 0);
+    const [refused] = await s.audit(1);
+    assert.equal(refused?.decision, "deny");
+    assert.equal(refused?.reason, ErrorCodes.OAUTH_TOKEN_SUBJECT_MISMATCH);
+    assert.equal(refused?.caller, idOf("signer"));
+    assert.equal(refused?.accessTokenJti, decodeJwt(other).jti);
+    // The twin: the signer's own token beside its signature.
+    const own = await s.token("signer");
+    const both = await secureMcpClient(new Client({ name: "signer-too", version: "1.0.0" }), {
+      client: s.c,
+      name: "signer",
+      audit: false,
+    });
+    t.after(() => both.close().catch(() => undefined));
+    await withTimeout(
+      both.connect(
+        new StreamableHTTPClientTransport(s.url, { requestInit: { headers: { Authorization: `Bearer ${own}` } } }),
+      ),
+      10_000,
+      "connect",
+    );
+    assert.equal(text(await both.callTool({ name: "echo", arguments: { text: "one caller" } })), "one caller");
+    const entries = await s.audit(2);
+    const ok = entries.find((e) => e.outcome === "ok");
+    assert.equal(ok?.authMethod, "signed", "signed and bearer: the signature is the stronger proof");
+    assert.equal(ok?.accessTokenJti, decodeJwt(own).jti);
+  });
+
+  it("policy can demand a signed call: a bearer call to delete_* is refused, a signed one allowed", async (t) => {
+    const policy: PolicyDocument[] = [
+      {
+        Version: "2012-10-17",
+        Statement: [
+          { Effect: "Allow", Action: "tool:call", Resource: "*" },
+          {
+            Effect: "Deny",
+            Action: "tool:call",
+            Resource: "delete_*",
+            Condition: { StringEquals: { "aztp:authMethod": "bearer" } },
+          },
+        ],
+      },
+    ];
+    const s = await bearerServer(t, { policy, filter: true });
+    const bearer = await bearerClient(t, s.url, await s.token("agent"));
+    await rejectsWithData(
+      bearer.callTool({ name: "delete_file", arguments: { path: "/tmp/x" } }),
+      ErrorCodes.POLICY_DENIED,
+      "bearer delete_file",
+    );
+    assert.equal(s.runs.n, 0, "the refused delete never ran");
+    assert.equal(text(await bearer.callTool({ name: "echo", arguments: { text: "fine" } })), "fine");
+    assert.deepEqual(
+      (await bearer.listTools()).tools.map((x) => x.name),
+      ["echo"],
+      "a bearer caller is not shown the tool it may not call",
+    );
+    const { client: signer } = await securedClient(t, s.c, s.home, "agent");
+    await withTimeout(signer.connect(new StreamableHTTPClientTransport(s.url)), 10_000, "connect");
+    assert.equal(text(await signer.callTool({ name: "delete_file", arguments: { path: "/tmp/x" } })), "deleted /tmp/x");
+    assert.deepEqual((await signer.listTools()).tools.map((x) => x.name).sort(), ["delete_file", "echo"]);
+    const entries = await s.audit(3);
+    const denied = entries.find((e) => e.decision === "deny");
+    assert.equal(denied?.authMethod, "bearer");
+    assert.equal(denied?.reason, ErrorCodes.POLICY_DENIED);
+    assert.equal(typeof denied?.receipt, "string", "a refused bearer call is receipted too");
+  });
+});
+
+/** A loopback authorization server of another organisation: RFC 8414 metadata and a JWKS. */
+async function externalIssuer(t: TestContext) {
+  const { publicKey, privateKey } = await generateKeyPair("ES256");
+  const jwk = { ...(await exportJWK(publicKey)), kid: "ext-1", use: "sig", alg: "ES256" };
+  let issuer = "";
+  const server: Server = createServer((req, res) => {
+    const path = new URL(req.url ?? "/", "http://x").pathname;
+    if (path === "/.well-known/oauth-authorization-server")
+      return res
+        .writeHead(200, { "content-type": "application/json" })
+        .end(JSON.stringify({ issuer, jwks_uri: `${issuer}/jwks`, token_endpoint: `${issuer}/token` }));
+    if (path === "/jwks")
+      return res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ keys: [jwk] }));
+    res.writeHead(404).end();
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  t.after(() => new Promise((resolve) => server.close(resolve)));
+  issuer = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const sign = (claims: Record<string, unknown>, key = privateKey, kid = "ext-1") =>
+    new SignJWT({ client_id: "ext-client", scope: SCOPE, jti: crypto.randomUUID(), ...claims })
+      .setProtectedHeader({ alg: "ES256", typ: "at+jwt", kid })
+      .setIssuer(issuer)
+      .setIssuedAt()
+      .setExpirationTime("5m")
+      .sign(key);
+  return { issuer: () => issuer, sign };
+}
+
+describe("tokens of an external issuer (RFC 8414 discovery and its JWKS)", () => {
+  it("a person's token is admitted as `<iss>#<sub>`; a spiffe:// subject it writes names no workload; a foreign key is refused", async (t) => {
+    const ext = await externalIssuer(t);
+    const s = await bearerServer(t, { authorizationServers: [ext.issuer()] });
+    const alice = await ext.sign({ sub: "alice", aud: s.url.href });
+    const client = await bearerClient(t, s.url, alice);
+    assert.equal(text(await client.callTool({ name: "echo", arguments: { text: "from alice" } })), "from alice");
+    // An issuer that is not this trust domain's cannot mint a workload's identity.
+    const posing = await ext.sign({ sub: idOf("tools"), aud: s.url.href });
+    const poser = await bearerClient(t, s.url, posing);
+    assert.equal(text(await poser.callTool({ name: "echo", arguments: { text: "posing" } })), "posing");
+    const entries = await s.audit(2);
+    assert.deepEqual(
+      entries.map((e) => [e.caller, e.authMethod]),
+      [
+        [`${ext.issuer()}#alice`, "bearer"],
+        [`${ext.issuer()}#${idOf("tools")}`, "bearer"],
+      ],
+    );
+    // Attacks: signed with a key the issuer's JWKS does not hold; the audience of another resource.
+    const { privateKey: stranger } = await generateKeyPair("ES256");
+    for (const [token, code] of [
+      [await ext.sign({ sub: "alice", aud: s.url.href }, stranger), ErrorCodes.OAUTH_TOKEN_SIGNATURE_INVALID],
+      [await ext.sign({ sub: "alice", aud: s.url.href }, stranger, "ext-2"), ErrorCodes.OAUTH_TOKEN_KID_UNKNOWN],
+      [
+        await ext.sign({ sub: "alice", aud: "https://other.example.test/mcp" }),
+        ErrorCodes.OAUTH_TOKEN_AUDIENCE_MISMATCH,
+      ],
+    ] as const) {
+      const res = await post(s.url, CALL, { authorization: `Bearer ${token}` });
+      assert.equal(res.status, 401);
+      assert.equal(await codeOf(res), code);
+    }
+    assert.equal(s.runs.n, 2);
+    // This trust domain's own tokens are not accepted when its issuer is not listed.
+    const own = await post(s.url, CALL, { authorization: `Bearer ${await s.token("agent")}` });
+    assert.equal(own.status, 401);
+    assert.equal(await codeOf(own), ErrorCodes.OAUTH_TOKEN_ISSUER_UNTRUSTED);
+  });
+
+  it("policy names the external caller as `<iss>#<sub>`", async (t) => {
+    const ext = await externalIssuer(t);
+    const policyFor = (issuer: string): PolicyDocument[] => [
+      {
+        Version: "2012-10-17",
+        Statement: [{ Effect: "Allow", Action: "tool:call", Resource: "*", Principal: `${issuer}#alice` }],
+      },
+    ];
+    const s = await bearerServer(t, { authorizationServers: [ext.issuer()], policy: policyFor(ext.issuer()) });
+    const alice = await bearerClient(t, s.url, await ext.sign({ sub: "alice", aud: s.url.href }));
+    assert.equal(text(await alice.callTool({ name: "echo", arguments: { text: "alice" } })), "alice");
+    const bob = await bearerClient(t, s.url, await ext.sign({ sub: "bob", aud: s.url.href }));
+    await rejectsWithData(bob.callTool({ name: "echo", arguments: { text: "bob" } }), ErrorCodes.POLICY_DENIED);
+    assert.equal(s.runs.n, 1);
+  });
+});
