@@ -31,16 +31,21 @@ import type { Aztp } from "../src/client/aztp.js";
 import { ErrorCodes } from "../src/errors.js";
 import type { CalleeGuard } from "../src/guard/callee.js";
 import { tokenHash } from "../src/invocation/canonical.js";
+import { createMcpHandler, McpServer as McpServerV2 } from "@modelcontextprotocol/server";
 import {
+  mcpResourceGate,
+  protectedResourceMetadataUrl,
   secureMcpClient,
   secureMcpServer,
   serveMcpHttp,
+  startMcpProxy,
   type McpHttpOptions,
   type McpHttpServer,
+  type McpResourceGate,
 } from "../src/mcp/index.js";
 import { RECEIPT_META_KEY } from "../src/mcp/meta.js";
 import type { PolicyDocument } from "../src/policy/policy.js";
-import { fixture, idOf, rejectsWithData, securedClient, withTimeout } from "./helpers/mcp-util.js";
+import { CLI, fixture, idOf, rejectsWithData, securedClient, spawnNode, withTimeout } from "./helpers/mcp-util.js";
 
 const SCOPE = "mcp:tools";
 
@@ -528,5 +533,248 @@ describe("tokens of an external issuer (RFC 8414 discovery and its JWKS)", () =>
     const bob = await bearerClient(t, s.url, await ext.sign({ sub: "bob", aud: s.url.href }));
     await rejectsWithData(bob.callTool({ name: "echo", arguments: { text: "bob" } }), ErrorCodes.POLICY_DENIED);
     assert.equal(s.runs.n, 1);
+  });
+});
+
+describe("a stateless server (SDK 2.x createMcpHandler) behind mcpResourceGate", () => {
+  it("tools/list is filtered on each request's own authentication (its bearer token, or its signature), with no session to remember it", async (t) => {
+    const { home, aztp: c } = fixture(t);
+    const { identity } = await c.secureConnect({}, "stateless-tools");
+    const trust = await c.trust();
+    const runs = { n: 0 };
+    let instances = 0;
+    const policy: PolicyDocument[] = [
+      {
+        Version: "2012-10-17",
+        Statement: [
+          { Effect: "Allow", Action: "tool:call", Resource: "*" },
+          {
+            Effect: "Deny",
+            Action: "tool:call",
+            Resource: "delete_*",
+            Condition: { StringEquals: { "aztp:authMethod": "bearer" } },
+          },
+        ],
+      },
+    ];
+    const handler = createMcpHandler(async () => {
+      instances += 1;
+      const server = new McpServerV2({ name: "stateless-oauth", version: "1.0.0" });
+      server.registerTool("echo", { inputSchema: z.object({ text: z.string() }) }, async ({ text: v }) => {
+        runs.n += 1;
+        return { content: [{ type: "text" as const, text: v }] };
+      });
+      server.registerTool("delete_file", { inputSchema: z.object({ path: z.string() }) }, async ({ path }) => {
+        runs.n += 1;
+        return { content: [{ type: "text" as const, text: `deleted ${path}` }] };
+      });
+      await secureMcpServer(server as unknown as McpServer, {
+        identity,
+        trust,
+        policy,
+        audit: false,
+        filterToolsByPolicy: true,
+      });
+      return server;
+    });
+    let gate: McpResourceGate | undefined;
+    const http = createServer((req, res) => {
+      void (async () => {
+        const chunks: Buffer[] = [];
+        for await (const chunk of req) chunks.push(chunk as Buffer);
+        const headers: Record<string, string> = {};
+        for (const [k, v] of Object.entries(req.headers)) if (typeof v === "string") headers[k] = v;
+        const body = Buffer.concat(chunks).toString("utf8");
+        const request = new Request(`http://127.0.0.1${req.url ?? "/"}`, {
+          method: req.method ?? "GET",
+          headers,
+          ...(body.length > 0 ? { body } : {}),
+        });
+        const gated = await (gate as McpResourceGate).handle(request);
+        const response =
+          gated instanceof Response
+            ? gated
+            : await handler.fetch(request, gated.authInfo ? { authInfo: gated.authInfo } : {});
+        res.writeHead(response.status, Object.fromEntries(response.headers));
+        if (response.body)
+          for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) res.write(chunk);
+        res.end();
+      })().catch(() => {
+        if (!res.headersSent) res.writeHead(500);
+        res.end();
+      });
+    });
+    await new Promise<void>((resolve) => http.listen(0, "127.0.0.1", resolve));
+    t.after(async () => {
+      http.closeAllConnections();
+      await new Promise((resolve) => http.close(resolve));
+      await handler.close();
+    });
+    const url = new URL(`http://127.0.0.1:${(http.address() as AddressInfo).port}/mcp`);
+    gate = await mcpResourceGate({ client: c, authorizationServers: true, resource: url.href, scopes: [SCOPE] });
+
+    assert.deepEqual((await discoverOAuthProtectedResourceMetadata(url)).resource, url.href);
+    const authority = (await c.authority()) as EmbeddedAuthority;
+    await c.secureConnect({}, "agent");
+    const token = authority.mintAccessToken(idOf("agent"), { resource: url.href, scopes: [SCOPE] });
+    const bearer = await bearerClient(t, url, token);
+    assert.deepEqual(
+      (await bearer.listTools()).tools.map((x) => x.name),
+      ["echo"],
+      "by the bearer token",
+    );
+    assert.equal(text(await bearer.callTool({ name: "echo", arguments: { text: "stateless" } })), "stateless");
+    await rejectsWithData(
+      bearer.callTool({ name: "delete_file", arguments: { path: "/x" } }),
+      ErrorCodes.POLICY_DENIED,
+      "bearer delete_file",
+    );
+    const signer = await secureMcpClient(new Client({ name: "agent", version: "1.0.0" }), {
+      client: c,
+      name: "agent",
+      audit: false,
+    });
+    t.after(() => signer.close().catch(() => undefined));
+    await signer.connect(new StreamableHTTPClientTransport(url));
+    assert.deepEqual(
+      (await signer.listTools()).tools.map((x) => x.name).sort(),
+      ["delete_file", "echo"],
+      "by the signature",
+    );
+    // The same client's next bearer list is filtered again: nothing was remembered in between.
+    assert.deepEqual(
+      (await bearer.listTools()).tools.map((x) => x.name),
+      ["echo"],
+    );
+    assert.equal(runs.n, 1);
+    assert.ok(instances >= 6, "a fresh server instance per request");
+    // No credential where one is needed: the gate's 401, before any instance is made.
+    const before = instances;
+    const res = await post(url, CALL);
+    assert.equal(res.status, 401);
+    assert.equal(extractWWWAuthenticateParams(res).resourceMetadataUrl?.href, protectedResourceMetadataUrl(url));
+    assert.equal(instances, before);
+  });
+});
+
+/** An unsecured upstream over HTTP whose echo reports the Authorization header it was sent (none, it must be). */
+async function recordingUpstream(t: TestContext) {
+  const seen: Array<string | undefined> = [];
+  const runs = { n: 0 };
+  const upstream = await serveMcpHttp("http://127.0.0.1:0", async (transport) => {
+    const server = new McpServer({ name: "upstream", version: "1.0.0" });
+    server.registerTool("echo", { inputSchema: { text: z.string() } }, async ({ text: v }, extra) => {
+      runs.n += 1;
+      seen.push(extra.requestInfo?.headers?.authorization as string | undefined);
+      return { content: [{ type: "text", text: v }] };
+    });
+    await server.connect(transport);
+  });
+  t.after(() => upstream.close());
+  return { url: upstream.url, seen, runs };
+}
+
+describe("the proxy as an OAuth 2.1 resource server", () => {
+  it("startMcpProxy with authorizationServers: bearer calls reach the upstream without the token, signed calls too; 401 and metadata as a server's", async (t) => {
+    const { home, aztp: c } = fixture(t);
+    const up = await recordingUpstream(t);
+    const auditPath = join(home, "proxy-audit.jsonl");
+    const audit = await AuditLog.open(auditPath, { batchWindowMs: 0 });
+    const proxy = await startMcpProxy({
+      client: c,
+      name: "oauth-proxy",
+      upstream: { url: up.url.href },
+      listen: "http://127.0.0.1:0",
+      audit,
+      authorizationServers: true,
+      scopes: [SCOPE],
+    });
+    t.after(async () => {
+      await proxy.close();
+      await audit.close();
+    });
+    const url = proxy.url as URL;
+    assert.equal(proxy.protectedResource?.resource, url.href);
+    assert.deepEqual((await discoverOAuthProtectedResourceMetadata(url)).authorization_servers, [
+      (await c.authority()).oauthIssuer,
+    ]);
+    const res = await post(url, CALL);
+    assert.equal(res.status, 401);
+    assert.equal(await codeOf(res), ErrorCodes.OAUTH_TOKEN_MISSING);
+
+    const authority = (await c.authority()) as EmbeddedAuthority;
+    await c.secureConnect({}, "host-agent");
+    const token = authority.mintAccessToken(idOf("host-agent"), { resource: url.href, scopes: [SCOPE] });
+    const bearer = await bearerClient(t, url, token);
+    assert.equal(text(await bearer.callTool({ name: "echo", arguments: { text: "through" } })), "through");
+    const bad = await post(url, CALL, { authorization: `Bearer ${token.slice(0, -4)}AAAA` });
+    assert.equal(bad.status, 401);
+    assert.equal(await codeOf(bad), ErrorCodes.OAUTH_TOKEN_SIGNATURE_INVALID);
+
+    const { client: signer } = await securedClient(t, c, home, "signer");
+    await withTimeout(signer.connect(new StreamableHTTPClientTransport(url)), 10_000, "connect");
+    assert.equal(text(await signer.callTool({ name: "echo", arguments: { text: "signed" } })), "signed");
+
+    assert.deepEqual(up.seen, [undefined, undefined], "the upstream never sees an access token");
+    await proxy.guard.flush();
+    const entries = await queryAuditLog(auditPath);
+    assert.deepEqual(
+      entries.map((e) => [e.side, e.caller, e.authMethod, e.accessTokenJti !== undefined]),
+      [
+        ["proxy", idOf("host-agent"), "bearer", true],
+        ["proxy", idOf("signer"), "signed", false],
+      ],
+    );
+    assert.ok(!readFileSync(auditPath, "utf8").includes(token.split(".")[2] as string));
+  });
+
+  it("bearer options on a proxy listening on stdio are refused (ERR_ARGUMENT_INVALID)", async (t) => {
+    const { aztp: c } = fixture(t);
+    await assert.rejects(
+      startMcpProxy({
+        client: c,
+        name: "stdio-proxy",
+        upstream: { url: "http://127.0.0.1:1/mcp" },
+        authorizationServers: true,
+      }),
+      (e: unknown) => (e as { code?: string }).code === ErrorCodes.ARGUMENT_INVALID,
+    );
+  });
+
+  it("aztp mcp proxy --authorization-server --scope: end to end with an SDK Client and a bearer token", async (t) => {
+    const { home, aztp: c } = fixture(t);
+    const up = await recordingUpstream(t);
+    const proxy = spawnNode(t, [
+      "--import",
+      "tsx",
+      CLI,
+      "--home",
+      home,
+      "mcp",
+      "proxy",
+      "--name",
+      "cli-oauth-proxy",
+      "--listen",
+      "http://127.0.0.1:0",
+      "--upstream-url",
+      up.url.href,
+      "--no-audit",
+      "--authorization-server",
+      "--scope",
+      SCOPE,
+      "--open-methods",
+      "",
+    ]);
+    const url = new URL((await proxy.waitFor(/listening on (http:\/\/\S+)/, 60_000))[1] as string);
+    await proxy.waitFor(/OAuth resource/);
+    const init = await post(url, INITIALIZE);
+    assert.equal(init.status, 401, "--open-methods '': even initialize needs a credential");
+    assert.equal(extractWWWAuthenticateParams(init).scope, SCOPE);
+    const authority = (await c.authority()) as EmbeddedAuthority;
+    await c.secureConnect({}, "cli-agent");
+    const token = authority.mintAccessToken(idOf("cli-agent"), { resource: url.href, scopes: [SCOPE] });
+    const client = await bearerClient(t, url, token);
+    assert.equal(text(await client.callTool({ name: "echo", arguments: { text: "cli" } })), "cli");
+    assert.deepEqual(up.seen, [undefined]);
   });
 });

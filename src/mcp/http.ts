@@ -27,6 +27,7 @@ import { StreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/
 import { isInitializeRequest } from "@modelcontextprotocol/sdk/types.js";
 import type { Aztp } from "../client/aztp.js";
 import { AztpError, ErrorCodes } from "../errors.js";
+import type { ProtectedResource } from "../oauth/protected-resource.js";
 import { servingRequest } from "./peer.js";
 import {
   authInfoOf,
@@ -72,6 +73,8 @@ const DEFAULT_MAX_SESSIONS = 1000;
 
 export interface McpHttpServer {
   readonly url: URL;
+  /** As an OAuth resource server (with `authorizationServers`): its resource and metadata. */
+  readonly protectedResource: ProtectedResource | undefined;
   readonly sessions: number;
   /** Sessions with no request or stream open: the ones closed when idle too long, or replaced. */
   readonly idleSessions: number;
@@ -311,6 +314,7 @@ export async function serveMcpHttp(
   if (gate !== undefined) metadataPaths = new Set(gate.protectedResource.metadataPaths(path));
   return {
     url: bound,
+    protectedResource: gate?.protectedResource,
     get sessions() {
       return sessions.size;
     },

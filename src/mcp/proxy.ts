@@ -36,6 +36,7 @@ import type { AuditWriter } from "../audit/writer.js";
 import type { PolicyDocument } from "../policy/policy.js";
 import { serveMcpHttp, type McpHttpServer } from "./http.js";
 import type { McpResourceServerOptions } from "./resource-gate.js";
+import type { ProtectedResource } from "../oauth/protected-resource.js";
 import { InterceptingTransport } from "./intercept.js";
 import { isNotification, isRequest, isResponse, isResultResponse, PendingRequests } from "./message.js";
 import { servingGuard } from "../guard/serving-guard.js";
@@ -81,6 +82,8 @@ export interface McpProxy {
   readonly audit: AuditWriter | undefined;
   /** The HTTP endpoint when listening on HTTP. */
   readonly url: URL | undefined;
+  /** As an OAuth resource server (listening on HTTP with `authorizationServers`): its metadata. */
+  readonly protectedResource: ProtectedResource | undefined;
   /**
    * Resolves when the proxy has stopped (stdio: when either side closes): with
    * ERR_MCP_UPSTREAM_FAILED when its upstream ended it (exited while a stdio client was still
@@ -330,6 +333,7 @@ export async function startMcpProxy(options: McpProxyOptions): Promise<McpProxy>
       guard,
       audit,
       url: undefined,
+      protectedResource: undefined,
       closed,
       async close() {
         joined.close();
@@ -362,6 +366,7 @@ export async function startMcpProxy(options: McpProxyOptions): Promise<McpProxy>
     guard,
     audit,
     url: http.url,
+    protectedResource: http.protectedResource,
     closed,
     async close() {
       await http.close();
