@@ -27,6 +27,7 @@ import {
   isScopeToken,
   missingScopes,
   verifyAccessToken,
+  VerifiedSignatures,
   type AccessToken,
   type TrustedIssuer,
 } from "./access-token.js";
@@ -137,6 +138,7 @@ export class ProtectedResource {
   readonly #issuers: readonly TrustedIssuer[];
   readonly #authority: ServingAuthority | undefined;
   readonly #metadata: JsonObject;
+  readonly #signatures = new VerifiedSignatures();
 
   constructor(options: ProtectedResourceOptions) {
     const resource = checkedUrl(options.resource, "the resource identifier");
@@ -223,6 +225,7 @@ export class ProtectedResource {
     const token = await verifyAccessToken(compact, {
       resource: this.resource,
       issuers: this.#issuers,
+      signatures: this.#signatures,
       ...(authority !== undefined ? { isRevoked: (id: string) => this.#revoked(authority, id) } : {}),
       ...(now !== undefined ? { time: now } : {}),
     });
