@@ -196,6 +196,19 @@ describe("a secured MCP server as an OAuth 2.1 resource server", () => {
     assert.equal((await fetch(new URL("/.well-known/oauth-protected-resource/other", s.url))).status, 404);
   });
 
+  it("refuses options it cannot serve: the authority's own issuer without the client, resource options without authorizationServers", async () => {
+    for (const options of [
+      { authorizationServers: true },
+      { resource: "http://127.0.0.1:1/mcp" },
+      { openMethods: [] },
+    ] as const)
+      await assert.rejects(
+        serveMcpHttp("http://127.0.0.1:0", async () => undefined, options),
+        (e: unknown) => (e as { code?: string }).code === ErrorCodes.ARGUMENT_INVALID,
+        JSON.stringify(options),
+      );
+  });
+
   it("a request with no credential gets 401 and the challenge the SDK parses; an open method does not", async (t) => {
     const s = await bearerServer(t);
     const res = await post(s.url, CALL);
