@@ -286,6 +286,8 @@ export const ErrorCodes = {
   OAUTH_TOKEN_REVOKED: "ERR_OAUTH_TOKEN_REVOKED",
   /** The token is valid but lacks a scope the resource requires (HTTP 403 insufficient_scope). */
   OAUTH_TOKEN_SCOPE_MISSING: "ERR_OAUTH_TOKEN_SCOPE_MISSING",
+  /** A call both signed and carrying an access token, whose signer and token subject are not the same caller. */
+  OAUTH_TOKEN_SUBJECT_MISMATCH: "ERR_OAUTH_TOKEN_SUBJECT_MISMATCH",
   OAUTH_ISSUER_UNAVAILABLE: "ERR_OAUTH_ISSUER_UNAVAILABLE",
   OAUTH_ISSUER_METADATA_INVALID: "ERR_OAUTH_ISSUER_METADATA_INVALID",
 

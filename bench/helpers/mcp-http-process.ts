@@ -17,11 +17,11 @@ export async function warm(fn: () => Promise<unknown>, calls: number): Promise<v
 }
 
 /**
- * Starts bench/helpers/mcp-http-server.ts (`kind`: plain, padded or secured) in a child
+ * Starts bench/helpers/mcp-http-server.ts (`kind`: plain, padded, secured or bearer) in a child
  * process, with `preload` modules imported first, and waits for its URL.
  */
 export async function startHttpServer(
-  kind: "plain" | "padded" | "secured",
+  kind: "plain" | "padded" | "secured" | "bearer",
   home: string,
   preload: string[] = [],
 ): Promise<{ url: URL; close: () => Promise<void> }> {

@@ -1,8 +1,10 @@
 /**
  * An MCP tool server over Streamable HTTP in its own process, for the HTTP benchmark:
- *   node --import tsx bench/helpers/mcp-http-server.ts <plain|padded|secured> <home>
+ *   node --import tsx bench/helpers/mcp-http-server.ts <plain|padded|secured|bearer> <home>
  * Prints its URL on stdout when listening; exits when stdin closes. `padded` is the plain
- * server answering with a receipt-sized string in `_meta` (bench/http-breakdown.ts).
+ * server answering with a receipt-sized string in `_meta` (bench/http-breakdown.ts); `bearer`
+ * is the secured server as an OAuth resource server accepting the home authority's access
+ * tokens (bench/mcp-bearer.bench.ts).
  */
 import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { z } from "zod";
@@ -22,11 +24,16 @@ function toolServer(): McpServer {
   return s;
 }
 const client = new Aztp({ home: home as string });
-const identity = kind === "secured" ? (await client.secureConnect({}, "bench-http-server")).identity : undefined;
-const http = await serveMcpHttp("http://127.0.0.1:0", async (t) => {
-  const server = identity ? await secureMcpServer(toolServer(), { client, identity }) : toolServer();
-  await server.connect(t);
-});
+const secured = kind === "secured" || kind === "bearer";
+const identity = secured ? (await client.secureConnect({}, "bench-http-server")).identity : undefined;
+const http = await serveMcpHttp(
+  "http://127.0.0.1:0",
+  async (t) => {
+    const server = identity ? await secureMcpServer(toolServer(), { client, identity }) : toolServer();
+    await server.connect(t);
+  },
+  kind === "bearer" ? { client, authorizationServers: true } : {},
+);
 process.stdout.write(`${http.url.href}\n`);
 process.stdin.resume();
 process.stdin.on("end", () => {

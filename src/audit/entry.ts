@@ -45,6 +45,12 @@ export type AuditDecision = "allow" | "deny" | "audit-only";
  * resumed call is a new call with entries of its own.
  */
 export type AuditOutcome = "ok" | "error" | "denied" | "interrupted";
+/**
+ * How the callee authenticated its caller: `signed` (an invocation token) or `bearer` (an OAuth
+ * access token, weaker: a stolen one works until it expires). Absent when the caller was not
+ * authenticated (a refused or unsigned call), and in entries of the caller's side.
+ */
+export type AuditAuthMethod = "signed" | "bearer";
 
 export interface AuditEntry {
   /** 2; an entry read from a version 1 log keeps 1 (its other fields are shown as in 2). */
@@ -61,6 +67,10 @@ export interface AuditEntry {
   readonly caller: string;
   /** True only when the caller's identity was verified (its token's signature and chain). */
   readonly callerVerified: boolean;
+  /** How the caller was authenticated (callee and proxy entries of a verified caller). */
+  readonly authMethod?: AuditAuthMethod;
+  /** The `jti` of the OAuth access token the call carried (never the token itself). */
+  readonly accessTokenJti?: string;
   readonly callee: string;
   readonly tool: string;
   /**
@@ -180,6 +190,7 @@ const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{
 const SIDES: ReadonlySet<string> = new Set<AuditSide>(["caller", "callee", "proxy"]);
 const DECISIONS: ReadonlySet<string> = new Set<AuditDecision>(["allow", "deny", "audit-only"]);
 const OUTCOMES: ReadonlySet<string> = new Set<AuditOutcome>(["ok", "error", "denied", "interrupted"]);
+const AUTH_METHODS: ReadonlySet<string> = new Set<AuditAuthMethod>(["signed", "bearer"]);
 /** Version 1 writers knew no interrupted calls. */
 const V1_OUTCOMES: ReadonlySet<string> = new Set<AuditOutcome>(["ok", "error", "denied"]);
 
@@ -246,6 +257,8 @@ const INPUT_FIELDS: readonly (readonly [string, FieldSpec])[] = [
   ["side", field(true, oneOf(SIDES))],
   ...text(true, "caller"),
   ["callerVerified", field(true, boolean)],
+  ["authMethod", field(false, oneOf(AUTH_METHODS))],
+  ...text(false, "accessTokenJti"),
   ...text(true, "callee", "tool", "argsDigest"),
   ["args", field(false, () => null)], // anything: made storable when it is kept
   ["delegation", field(false, stringArray(false))],
@@ -277,7 +290,7 @@ const STORED_V2 = fieldTable([
  * callerVerified, no toolCallId), with every text field non-empty and delegation checked
  * strictly, between the sequence and the chain fields.
  */
-const V1_UNKNOWN = new Set(["time", "callerVerified", "toolCallId"]);
+const V1_UNKNOWN = new Set(["time", "callerVerified", "toolCallId", "authMethod", "accessTokenJti"]);
 const STORED_V1 = fieldTable([
   ["v", field(true, (v) => (v === 1 ? null : "version 1"))],
   ["seq", field(true, (v) => (isPositiveSafeInteger(v) ? null : "a positive integer"))],
@@ -406,6 +419,7 @@ export function entryFields(
     delegation = all.slice(0, max).map((id, i) => text(`delegation[${i}]`, id));
   }
   const jti = optional("jti", input.jti);
+  const accessTokenJti = optional("accessTokenJti", input.accessTokenJti);
   const reason = optional("reason", input.reason);
   const receipt = optional("receipt", input.receipt, ENTRY_TEXT_LIMITS.token);
   const resultDigest = optional("resultDigest", input.resultDigest);
@@ -415,9 +429,11 @@ export function entryFields(
   const toolCallId = optional("toolCallId", input.toolCallId);
   const sanitized = notes.list();
   const e: { -readonly [K in keyof UnsealedEntry]?: UnsealedEntry[K] } = {};
+  if (accessTokenJti !== undefined) e.accessTokenJti = accessTokenJti;
   if (args !== undefined) e.args = args.value;
   e.argsDigest = argsDigest;
   if (args !== undefined && args.omitted.length > 0) e.argsOmitted = args.omitted;
+  if (input.authMethod !== undefined) e.authMethod = input.authMethod;
   e.callee = callee;
   e.caller = caller;
   e.callerVerified = input.callerVerified;

@@ -7,6 +7,7 @@ export {
   entryHash,
   parseAuditEntry,
   readableEntry,
+  type AuditAuthMethod,
   type AuditDecision,
   type AuditEntry,
   type AuditEntryInput,

@@ -62,6 +62,8 @@ function entryAttributes(entry: AuditEntry): Attributes {
   if (entry.resultDigest !== undefined) a["aztp.audit.result_digest"] = entry.resultDigest;
   if (entry.durationMs !== undefined) a["aztp.audit.duration_ms"] = entry.durationMs;
   if (entry.jti !== undefined) a["aztp.audit.jti"] = entry.jti;
+  if (entry.authMethod !== undefined) a["aztp.audit.auth_method"] = entry.authMethod;
+  if (entry.accessTokenJti !== undefined) a["aztp.audit.access_token_jti"] = entry.accessTokenJti;
   if (entry.traceId !== undefined) a["aztp.audit.trace_id"] = entry.traceId;
   if (entry.toolCallId !== undefined) a["aztp.audit.tool_call_id"] = entry.toolCallId;
   if (entry.delegation !== undefined) a["aztp.audit.delegation"] = [...entry.delegation];

@@ -16,7 +16,7 @@ import { AztpError, ErrorCodes } from "../errors.js";
 import { canonicalDigest } from "../invocation/canonical.js";
 import { peekClaims } from "../spiffe/jws.js";
 import { signerOf, type SignerLike } from "../invocation/codec.js";
-import { decideInvocation, decideToolCall } from "../invocation/decide.js";
+import { decideInvocation, decideToolCall, requireToolCallAllowed } from "../invocation/decide.js";
 import {
   MAX_TOOL_CALL_ID_LENGTH,
   verifyInvocation,
@@ -27,6 +27,8 @@ import { createReceipt, type ReceiptStatus } from "../invocation/receipt.js";
 import { MemoryReplayCache, type ReplayCache } from "../invocation/replay.js";
 import { AuditRecorder, checkMode, sayIfAuditMode, type GuardMode, type UnansweredReason } from "./recorder.js";
 import type { Trust } from "../invocation/trust.js";
+import type { BearerCaller } from "../oauth/protected-resource.js";
+import type { AuthMethod } from "../policy/context.js";
 import type { CompiledPolicies } from "../policy/evaluate.js";
 import type { PolicyDocument } from "../policy/policy.js";
 
@@ -76,6 +78,10 @@ export interface Admission {
   readonly caller: string;
   /** Whether `caller` was verified (false: only claimed). */
   readonly callerVerified: boolean;
+  /** How `caller` was verified: its signed invocation, or a bearer access token (absent: not verified). */
+  readonly authMethod?: AuthMethod | undefined;
+  /** The verified access token the call carried (alone, or beside its invocation token). */
+  readonly bearer?: BearerCaller | undefined;
   readonly startedAt: number;
 }
 
@@ -137,16 +143,25 @@ export class CalleeGuard {
     return signerOf(this.#o.identity).id.toString();
   }
 
-  /** Verifies the call. Never throws for a bad token: the decision is in the result. */
-  /** `sourceIp`: the peer's address when the transport knows it (policy key `aztp:sourceIp`). */
+  /**
+   * Verifies the call. Never throws for a bad token: the decision is in the result.
+   * `sourceIp`: the peer's address when the transport knows it (policy key `aztp:sourceIp`).
+   * `bearer`: the access token the request carried, verified by the resource server
+   * (oauth/protected-resource.ts): a signed call that carries one must name the same caller
+   * in both, or it is refused (ERR_OAUTH_TOKEN_SUBJECT_MISMATCH); its compact form is the
+   * access token an invocation's `ath` may bind.
+   */
   async admit(call: {
     tool: string;
     args: unknown;
     token: unknown;
     accessToken?: string;
+    bearer?: BearerCaller | undefined;
     sourceIp?: string | undefined;
   }): Promise<Admission> {
     const startedAt = performance.now();
+    const bearer = call.bearer;
+    const accessToken = bearer?.compact ?? call.accessToken;
     const token = typeof call.token === "string" ? call.token : undefined;
     const asked = typeof this.#o.policy === "function" ? this.#o.policy() : this.#o.policy;
     // A failure is read below when it matters; an early return must not leave it unhandled.
@@ -164,6 +179,7 @@ export class CalleeGuard {
         error: unavailable,
         caller: claimedCaller(call.token),
         callerVerified: false,
+        bearer,
         startedAt,
       };
     }
@@ -175,7 +191,7 @@ export class CalleeGuard {
         args: call.args,
         trust: this.#o.trust,
         replay: this.#replay,
-        ...(call.accessToken !== undefined ? { accessToken: call.accessToken } : {}),
+        ...(accessToken !== undefined ? { accessToken } : {}),
       });
     } catch (e) {
       const error = asAztpError(e);
@@ -188,6 +204,7 @@ export class CalleeGuard {
         error,
         caller: claimedCaller(call.token),
         callerVerified: false,
+        bearer,
         startedAt,
       };
     }
@@ -202,8 +219,20 @@ export class CalleeGuard {
       error: asAztpError(e),
       caller,
       callerVerified: true,
+      authMethod: "signed",
+      bearer,
       startedAt,
     });
+    // Two credentials, one caller: a request signed by one identity and carrying another's
+    // token would let each vouch for what the other cannot (the token's scopes for the
+    // signer's call), and leave audit with two answers to "who called".
+    if (bearer !== undefined && bearer.caller !== caller)
+      return refusedByPolicy(
+        new AztpError(
+          ErrorCodes.OAUTH_TOKEN_SUBJECT_MISMATCH,
+          `the call is signed by ${caller} but its access token speaks for ${bearer.caller}: a request names one caller`,
+        ),
+      );
     let policy: GuardPolicy | undefined;
     let relations: ((id: string) => IdentityRelations | undefined) | undefined;
     try {
@@ -235,8 +264,69 @@ export class CalleeGuard {
       error: undefined,
       caller,
       callerVerified: true,
+      authMethod: "signed",
+      bearer,
       startedAt,
     };
+  }
+
+  /**
+   * Admits a call authenticated by a bearer access token alone (no invocation token): the token
+   * was verified by the resource server with the one access-token verifier; its caller is
+   * decided by policy (`aztp:authMethod` = `bearer`, so a policy can require signed calls for
+   * some tools), and the call is receipted and audited like a signed one. Never throws.
+   */
+  async admitBearer(call: {
+    tool: string;
+    args: unknown;
+    bearer: BearerCaller;
+    sourceIp?: string | undefined;
+  }): Promise<Admission> {
+    const startedAt = performance.now();
+    const bearer = call.bearer;
+    const caller = bearer.caller;
+    const asked = typeof this.#o.policy === "function" ? this.#o.policy() : this.#o.policy;
+    if (asked instanceof Promise) asked.catch(() => undefined);
+    const admission = (error: AztpError | undefined): Admission => ({
+      allowed: error === undefined || this.mode === "audit",
+      tool: call.tool,
+      args: call.args,
+      token: undefined,
+      verified: undefined,
+      error,
+      caller,
+      callerVerified: true,
+      authMethod: "bearer",
+      bearer,
+      startedAt,
+    });
+    const down = this.#audit.unavailable();
+    const unavailable = down === undefined ? undefined : await down;
+    if (unavailable !== undefined) return admission(unavailable);
+    try {
+      const policy = asked instanceof Promise ? await asked : asked;
+      if (policy === undefined) return admission(undefined);
+      let relations: ((id: string) => IdentityRelations | undefined) | undefined;
+      // Relations are a workload's (parent, links in the registry); another issuer's subject has none.
+      if (this.#o.relations !== undefined && bearer.workload) {
+        const rel = this.#o.relations(caller);
+        const held = rel instanceof Promise ? await rel : rel;
+        relations = (id) => (id === caller ? held : undefined);
+      }
+      requireToolCallAllowed(policy, {
+        caller,
+        callee: this.id,
+        tool: call.tool,
+        args: call.args,
+        relations,
+        sourceIp: call.sourceIp,
+        authMethod: "bearer",
+      });
+      return admission(undefined);
+    } catch (e) {
+      // Policy that cannot be read is not "no policy": refused (fail closed), as admit does.
+      return admission(asAztpError(e, ErrorCodes.POLICY_DENIED));
+    }
   }
 
   /**
@@ -292,9 +382,18 @@ export class CalleeGuard {
     let receipt: string | undefined;
     let resultDigest: string | undefined;
     let replaced: AztpError | undefined;
-    // A receipt needs an addressee: the verified caller, or the claimed one of a refused token
-    // (it can only check the receipt if it really is that caller). Unsigned calls get none.
-    const addressee = v ? v.caller.toString() : admission.caller !== UNKNOWN_CALLER ? admission.caller : undefined;
+    // A receipt needs an addressee: the verified caller (by its signature or its bearer token),
+    // or the claimed one of a refused token (it can only check the receipt if it really is that
+    // caller). Calls with neither get none.
+    const bearerOnly = admission.authMethod === "bearer" ? admission.bearer : undefined;
+    const addressee = v
+      ? v.caller.toString()
+      : bearerOnly !== undefined
+        ? bearerOnly.caller
+        : admission.caller !== UNKNOWN_CALLER
+          ? admission.caller
+          : undefined;
+    const authenticated = v !== undefined || bearerOnly !== undefined;
     if (addressee !== undefined) {
       const sign = (o: { status: ReceiptStatus; result: unknown; code?: string }): void => {
         ({
@@ -305,6 +404,7 @@ export class CalleeGuard {
           tool: admission.tool,
           ...(admission.token !== undefined ? { invocationToken: admission.token } : {}),
           ...(v ? { invocationJti: v.claims.jti } : {}),
+          ...(bearerOnly !== undefined ? { accessToken: bearerOnly.compact } : {}),
           result: o.result,
           status: o.status,
           ...(o.code !== undefined ? { code: o.code } : {}),
@@ -314,7 +414,7 @@ export class CalleeGuard {
         sign(outcome);
       } catch (e) {
         receipt = undefined; // a claimed caller that is not a valid ID gets no receipt
-        if (v !== undefined) {
+        if (authenticated) {
           // The caller is verified, so the receipt failed on the result: one RFC 8785 cannot
           // represent (a lone surrogate, say). No receipt can cover it, so it is not sent:
           // the caller gets an error, with a receipt that says why, and the log records that.
@@ -398,6 +498,10 @@ export class CalleeGuard {
       side: this.#o.side ?? "callee",
       caller: admission.caller,
       callerVerified: admission.callerVerified,
+      ...(admission.authMethod !== undefined ? { authMethod: admission.authMethod } : {}),
+      // The access token's jti, never the token: a bearer token is a credential anyone who
+      // reads the log could replay until it expires.
+      ...(admission.bearer !== undefined ? { accessTokenJti: admission.bearer.token.jti } : {}),
       callee: this.id,
       tool: admission.tool,
       argsDigest,
@@ -427,7 +531,11 @@ export class CalleeGuard {
    * Whether policy lets a verified caller call `tool` (used to show a caller only the tools it
    * may call). Argument conditions cannot match without arguments, so such tools stay hidden.
    */
-  toolVisible(caller: string, tool: string, peer: { sourceIp?: string | undefined } = {}): boolean {
+  toolVisible(
+    caller: string,
+    tool: string,
+    peer: { sourceIp?: string | undefined; authMethod?: AuthMethod | undefined } = {},
+  ): boolean {
     const policy = typeof this.#o.policy === "function" ? this.#o.policy() : this.#o.policy;
     // Not known yet (a remote authority fetching it): hidden, the safe answer for a listing;
     // a call is still decided by admit(), which waits for the answer.
@@ -436,7 +544,8 @@ export class CalleeGuard {
       return false;
     }
     if (policy === undefined) return true;
-    const source = this.#o.relations;
+    // A bearer caller of another issuer (`<iss>#<sub>`) is in no registry: it has no relations.
+    const source = caller.startsWith("spiffe://") ? this.#o.relations : undefined;
     const relations =
       source === undefined
         ? undefined
@@ -447,7 +556,14 @@ export class CalleeGuard {
             return undefined;
           };
     return (
-      decideToolCall(policy, { caller, callee: this.id, tool, relations, sourceIp: peer.sourceIp }).decision === "allow"
+      decideToolCall(policy, {
+        caller,
+        callee: this.id,
+        tool,
+        relations,
+        sourceIp: peer.sourceIp,
+        authMethod: peer.authMethod,
+      }).decision === "allow"
     );
   }
 

@@ -4,6 +4,7 @@
  * policy/context.ts.
  */
 import { AztpError, ErrorCodes } from "../errors.js";
+import type { AuthMethod } from "../policy/context.js";
 import type { CompiledPolicies, PolicyDecision } from "../policy/evaluate.js";
 import type { PolicyDocument } from "../policy/policy.js";
 import { decidePolicy, TOOL_CALL_ACTION, type IdentityRelations } from "../policy/request.js";
@@ -25,9 +26,8 @@ export function decideInvocation(
     now?: Date | undefined;
   },
 ): PolicyDecision {
-  const caller = verified.caller.toString();
-  const decision = decideToolCall(options.policy, {
-    caller,
+  return requireToolCallAllowed(options.policy, {
+    caller: verified.caller.toString(),
     callee: verified.claims.aud,
     tool: verified.claims.tool,
     args: options.args ?? {},
@@ -35,11 +35,23 @@ export function decideInvocation(
     relations: options.relations,
     sourceIp: options.sourceIp,
     now: options.now,
+    authMethod: "signed",
   });
+}
+
+/**
+ * decideToolCall for a call about to run: throws ERR_POLICY_DENIED unless allowed. A call
+ * authenticated by a bearer token (no invocation to verify) is decided by this directly.
+ */
+export function requireToolCallAllowed(
+  policy: CompiledPolicies | readonly PolicyDocument[],
+  call: Parameters<typeof decideToolCall>[1],
+): PolicyDecision {
+  const decision = decideToolCall(policy, call);
   if (decision.decision !== "allow") {
     throw new AztpError(
       ErrorCodes.POLICY_DENIED,
-      `policy denies ${caller} calling ${verified.claims.tool} (${decision.reason}${decision.statement !== undefined ? `, statement ${decision.statement}` : ""})`,
+      `policy denies ${call.caller} calling ${call.tool}${call.authMethod === "bearer" ? " with a bearer token" : ""} (${decision.reason}${decision.statement !== undefined ? `, statement ${decision.statement}` : ""})`,
     );
   }
   return decision;
@@ -61,6 +73,8 @@ export function decideToolCall(
     sourceIp?: string | undefined;
     now?: Date | undefined;
     delegationDepth?: number;
+    /** How the caller was authenticated; absent for a listing decided without a call. */
+    authMethod?: AuthMethod | undefined;
   },
 ): PolicyDecision {
   return decidePolicy(policy, {
@@ -73,6 +87,7 @@ export function decideToolCall(
     relations: call.relations,
     delegationDepth: call.delegationDepth,
     sourceIp: call.sourceIp,
+    authMethod: call.authMethod,
     now: call.now,
   });
 }

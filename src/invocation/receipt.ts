@@ -25,6 +25,12 @@ export interface ReceiptClaims {
   ith?: string;
   /** The invocation's jti, for audit correlation. */
   inv?: string;
+  /**
+   * SHA-256 of the OAuth access token a call authenticated by a bearer token carried (base64url,
+   * as an invocation's `ath`): what binds the receipt to that call's credential when there is
+   * no invocation token for `ith` to hash.
+   */
+  ath?: string;
   tool: string;
   status: ReceiptStatus;
   /** For error and denied: the AztpError code. */
@@ -39,10 +45,28 @@ export interface SignReceiptOptions {
   /** The invocation token as received; absent for an unsigned call (audit mode). */
   invocationToken?: string;
   invocationJti?: string;
+  /** The access token of a call a bearer token authenticated (hashed into `ath`, never kept). */
+  accessToken?: string;
   result: unknown;
   status: ReceiptStatus;
   code?: string;
   now?: Date;
+}
+
+/**
+ * A receipt's audience: the caller's SPIFFE ID in its one form; for a caller only a verified
+ * bearer token names and who is no workload (another issuer's subject, `<iss>#<sub>`), that
+ * name as it is. Anything else that is not an ID throws, so a claimed caller of a token that
+ * did not verify gets no receipt.
+ */
+function receiptAudience(options: SignReceiptOptions): string {
+  if (
+    options.accessToken !== undefined &&
+    options.invocationToken === undefined &&
+    !/^(?:spiffe|aztp):/i.test(options.caller)
+  )
+    return options.caller;
+  return SpiffeId.parse(options.caller).toString();
 }
 
 /** Signs a receipt, returning it with the claims signed (the result digest, for audit records). */
@@ -53,7 +77,7 @@ export function createReceipt(
   const signer = signerOf(callee);
   const claims: ReceiptClaims = {
     iss: signer.id.toString(),
-    aud: SpiffeId.parse(options.caller).toString(),
+    aud: receiptAudience(options),
     iat: Math.floor((options.now?.getTime() ?? Date.now()) / 1000),
     jti: newJti(),
     tool: options.tool,
@@ -62,6 +86,7 @@ export function createReceipt(
   };
   if (options.invocationToken !== undefined) claims.ith = tokenHash(options.invocationToken);
   if (options.invocationJti !== undefined) claims.inv = options.invocationJti;
+  if (options.accessToken !== undefined) claims.ath = tokenHash(options.accessToken);
   if (options.code !== undefined) claims.code = options.code;
   return { receipt: signWithHeader(signer, RECEIPT_TYP, claims), claims };
 }

@@ -44,6 +44,7 @@ import {
   argumentsOf,
   AZTP_REFUSED,
   CHALLENGE_META_KEY,
+  HANDSHAKES,
   IDENTITY_META_KEY,
   INVOCATION_META_KEY,
   RECEIPT_META_KEY,
@@ -51,7 +52,6 @@ import {
   withMeta,
 } from "./meta.js";
 import { identify } from "../guard/identify.js";
-import { HANDSHAKES } from "./server.js";
 
 export interface SecureMcpClientOptions {
   client?: Aztp;

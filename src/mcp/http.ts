@@ -13,16 +13,41 @@
  *
  * Each request is handled in a scope that names its peer's address, which the secured server's
  * hooks (and the proxy's) put in the policy context as `aztp:sourceIp` (peer.ts).
+ *
+ * With `authorizationServers` it is an OAuth 2.1 resource server as well (resource-gate.ts): its
+ * Protected Resource Metadata at `/.well-known/oauth-protected-resource` plus the resource's
+ * path (and at the root), bearer access tokens checked on every request that carries one, and
+ * 401 with `WWW-Authenticate` for a request that needs a credential and carries none.
  */
 import { randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import type { AuthInfo } from "@modelcontextprotocol/sdk/server/auth/types.js";
 import { StreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/streamableHttp.js";
 import { isInitializeRequest } from "@modelcontextprotocol/sdk/types.js";
+import type { Aztp } from "../client/aztp.js";
 import { AztpError, ErrorCodes } from "../errors.js";
+import type { ProtectedResource } from "../oauth/protected-resource.js";
 import { servingRequest } from "./peer.js";
+import {
+  authInfoOf,
+  resourceGateFor,
+  type GateAnswer,
+  type McpResourceGate,
+  type McpResourceServerOptions,
+} from "./resource-gate.js";
 
-export interface McpHttpOptions {
+/**
+ * With `authorizationServers`, the server is also an OAuth 2.1 resource server (resource-gate.ts):
+ * it serves its Protected Resource Metadata, accepts bearer access tokens as its callers'
+ * authentication, and answers a request with no credential where one is needed with 401.
+ */
+export interface McpHttpOptions extends McpResourceServerOptions {
+  /**
+   * The aztp client whose authority's tokens are checked offline from its bundle, and whose
+   * revocations apply to their subjects (needed for `authorizationServers: true`).
+   */
+  client?: Aztp | undefined;
   /** Host names accepted in Host and Origin (default: localhost, 127.0.0.1, [::1] and the listen host). */
   allowedHosts?: string[];
   /** Path served (default /mcp). */
@@ -48,6 +73,8 @@ const DEFAULT_MAX_SESSIONS = 1000;
 
 export interface McpHttpServer {
   readonly url: URL;
+  /** As an OAuth resource server (with `authorizationServers`): its resource and metadata. */
+  readonly protectedResource: ProtectedResource | undefined;
   readonly sessions: number;
   /** Sessions with no request or stream open: the ones closed when idle too long, or replaced. */
   readonly idleSessions: number;
@@ -64,6 +91,11 @@ const LOOPBACK = ["localhost", "127.0.0.1", "[::1]"];
 /** The host names accepted when none are given: the loopback names and the listen host. */
 export function defaultAllowedHosts(listen: URL | string): string[] {
   return [...new Set([...LOOPBACK, new URL(listen).hostname])];
+}
+
+function write(res: ServerResponse, answer: GateAnswer): void {
+  if (res.headersSent) return;
+  res.writeHead(answer.status, answer.headers).end(answer.body);
 }
 
 function send(res: ServerResponse, status: number, message: string): void {
@@ -172,12 +204,35 @@ export async function serveMcpHttp(
   const sweeper = setInterval(sweep, Math.max(10, Math.min(idleMs / 2, 60_000)));
   sweeper.unref();
 
+  let gate: McpResourceGate | undefined;
+  let metadataPaths: ReadonlySet<string> = new Set();
+
+  /**
+   * Whether the request may go on as far as its credential goes (resource-gate.ts); if not, it
+   * has been answered. A verified bearer token goes to the transport as the request's `auth`,
+   * which the SDK hands to the hooks with each message (`extra.authInfo`).
+   */
+  const admitted = async (g: McpResourceGate, req: IncomingMessage, res: ServerResponse, body: unknown) => {
+    const decision = await g.check(req.headers.authorization, body);
+    if (!decision.pass) {
+      write(res, g.answer(decision.challenge));
+      return false;
+    }
+    if (decision.bearer !== undefined)
+      (req as IncomingMessage & { auth?: AuthInfo }).auth = authInfoOf(decision.bearer, g.protectedResource.resource);
+    return true;
+  };
+
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     if (!hostAllowed(req.headers.host, allowed, false))
       return send(res, 403, `Invalid Host: ${String(req.headers.host)}`);
+    const pathname = new URL(req.url ?? "/", "http://x").pathname;
+    // Public metadata, read by browser-based clients too: served whatever the Origin.
+    if (gate !== undefined && (req.method === "GET" || req.method === "HEAD") && metadataPaths.has(pathname))
+      return write(res, gate.metadataAnswer());
     if (!hostAllowed(req.headers.origin, allowed, true))
       return send(res, 403, `Invalid Origin: ${String(req.headers.origin)}`);
-    if (new URL(req.url ?? "/", "http://x").pathname !== path) return send(res, 404, "Not found");
+    if (pathname !== path) return send(res, 404, "Not found");
     const sid = req.headers["mcp-session-id"];
     const existing = typeof sid === "string" ? sessions.get(sid) : undefined;
     if (existing) track(existing, res); // from the start, so the body upload counts as activity
@@ -188,6 +243,7 @@ export async function serveMcpHttp(
           typeof sid === "string" ? 404 : 400,
           typeof sid === "string" ? "Session not found" : "Missing session ID",
         );
+      if (gate !== undefined && !(await admitted(gate, req, res, undefined))) return;
       return serve(existing.transport, req, res);
     }
     let body: unknown;
@@ -200,6 +256,7 @@ export async function serveMcpHttp(
         e instanceof AztpError ? e.message : "Parse error: body is not JSON",
       );
     }
+    if (gate !== undefined && !(await admitted(gate, req, res, body))) return;
     if (existing) return serve(existing.transport, req, res, body);
     if (typeof sid === "string") return send(res, 404, "Session not found");
     if (!isInitializeRequest(body))
@@ -246,8 +303,18 @@ export async function serveMcpHttp(
   });
   const port = (server.address() as AddressInfo).port;
   const bound = new URL(`http://${url.hostname}:${port}${path}`);
+  try {
+    // Built once the port is known: the resource is, by default, this endpoint's URL.
+    gate = await resourceGateFor(options, bound.href);
+  } catch (e) {
+    clearInterval(sweeper);
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    throw e;
+  }
+  if (gate !== undefined) metadataPaths = new Set(gate.protectedResource.metadataPaths(path));
   return {
     url: bound,
+    protectedResource: gate?.protectedResource,
     get sessions() {
       return sessions.size;
     },

@@ -17,3 +17,19 @@ export {
 } from "./meta.js";
 export { startMcpProxy, type McpProxy, type McpProxyOptions, type Upstream } from "./proxy.js";
 export { serveMcpHttp, type McpHttpServer, type McpHttpOptions } from "./http.js";
+export {
+  mcpResourceGate,
+  bearerOf,
+  BEARER_AUTH_KEY,
+  DEFAULT_OPEN_METHODS,
+  McpResourceGate,
+  type GateDecision,
+  type McpResourceServerOptions,
+} from "./resource-gate.js";
+export {
+  ProtectedResource,
+  PROTECTED_RESOURCE_WELL_KNOWN,
+  protectedResourceMetadataUrl,
+  type BearerCaller,
+  type ProtectedResourceOptions,
+} from "../oauth/protected-resource.js";

@@ -14,6 +14,12 @@ export const CHALLENGE_META_KEY = "io.aztp/challenge";
 /** result._meta of initialize: the server's possession proof, or { id } when not challenged. */
 export const IDENTITY_META_KEY = "io.aztp/identity";
 
+/**
+ * Where a server proves its identity: `initialize` (MCP up to 2025-11-25) and `server/discover`
+ * (MCP 2026-07-28, which has no initialize). Either may carry our challenge.
+ */
+export const HANDSHAKES: ReadonlySet<string> = new Set(["initialize", "server/discover"]);
+
 /** JSON-RPC error code of a call refused by AZTP; `error.data.code` holds the AztpError code. */
 export const AZTP_REFUSED = -32001;
 

@@ -35,6 +35,8 @@ import type { CalleeGuard, GuardMode } from "../guard/callee.js";
 import type { AuditWriter } from "../audit/writer.js";
 import type { PolicyDocument } from "../policy/policy.js";
 import { serveMcpHttp, type McpHttpServer } from "./http.js";
+import type { McpResourceServerOptions } from "./resource-gate.js";
+import type { ProtectedResource } from "../oauth/protected-resource.js";
 import { InterceptingTransport } from "./intercept.js";
 import { isNotification, isRequest, isResponse, isResultResponse, PendingRequests } from "./message.js";
 import { servingGuard } from "../guard/serving-guard.js";
@@ -44,7 +46,12 @@ import { UpstreamProcessTransport } from "./upstream-process.js";
 export type Upstream =
   { command: string; args?: string[]; env?: Record<string, string>; cwd?: string } | { url: string };
 
-export interface McpProxyOptions {
+/**
+ * Listening on HTTP, the proxy can be an OAuth 2.1 resource server too (resource-gate.ts):
+ * `authorizationServers`, `resource`, `scopes`, `openMethods`. Bearer tokens end at the proxy:
+ * the upstream never sees one (the MCP authorization spec: a server must not pass tokens on).
+ */
+export interface McpProxyOptions extends McpResourceServerOptions {
   client: Aztp;
   /** The proxy's identity name (the server its callers address). */
   name: string;
@@ -75,6 +82,8 @@ export interface McpProxy {
   readonly audit: AuditWriter | undefined;
   /** The HTTP endpoint when listening on HTTP. */
   readonly url: URL | undefined;
+  /** As an OAuth resource server (listening on HTTP with `authorizationServers`): its metadata. */
+  readonly protectedResource: ProtectedResource | undefined;
   /**
    * Resolves when the proxy has stopped (stdio: when either side closes): with
    * ERR_MCP_UPSTREAM_FAILED when its upstream ended it (exited while a stdio client was still
@@ -268,6 +277,14 @@ export async function startMcpProxy(options: McpProxyOptions): Promise<McpProxy>
   }
   const listen = options.listen ?? "stdio";
   const stdio = listen === "stdio";
+  if (
+    stdio &&
+    (options.authorizationServers !== undefined || options.resource !== undefined || options.scopes !== undefined)
+  )
+    throw new AztpError(
+      ErrorCodes.ARGUMENT_INVALID,
+      "bearer tokens (authorizationServers, resource, scopes) are for a proxy listening on HTTP: over stdio a client is a local process (the MCP authorization spec does not apply), so sign its calls",
+    );
   // See the top of this file: a spawned upstream on stdio is watched, everything else probed.
   if (!stdio || "url" in options.upstream)
     await probeUpstream(options.upstream, options.upstreamStartTimeoutMs ?? 60_000);
@@ -316,6 +333,7 @@ export async function startMcpProxy(options: McpProxyOptions): Promise<McpProxy>
       guard,
       audit,
       url: undefined,
+      protectedResource: undefined,
       closed,
       async close() {
         joined.close();
@@ -334,13 +352,21 @@ export async function startMcpProxy(options: McpProxyOptions): Promise<McpProxy>
       upstreams.add(up);
       void (await pump(guarded(transport), up)).closed.then(() => upstreams.delete(up));
     },
-    options.allowedHosts ? { allowedHosts: options.allowedHosts } : {},
+    {
+      ...(options.allowedHosts ? { allowedHosts: options.allowedHosts } : {}),
+      client: options.client,
+      authorizationServers: options.authorizationServers,
+      resource: options.resource,
+      scopes: options.scopes,
+      openMethods: options.openMethods,
+    },
   );
   return {
     identity,
     guard,
     audit,
     url: http.url,
+    protectedResource: http.protectedResource,
     closed,
     async close() {
       await http.close();

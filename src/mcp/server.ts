@@ -40,10 +40,13 @@ import {
 } from "./message.js";
 import { outsideActing } from "../guard/acting-caller.js";
 import { requestSourceIp } from "./peer.js";
+import { bearerOf } from "./resource-gate.js";
+import type { AuthMethod } from "../policy/context.js";
 import {
   argumentsOf,
   AZTP_REFUSED,
   CHALLENGE_META_KEY,
+  HANDSHAKES,
   HOW_TO_SIGN,
   IDENTITY_META_KEY,
   INVOCATION_META_KEY,
@@ -130,12 +133,6 @@ export interface ServerHooksOptions {
 }
 
 /**
- * Where a server proves its identity: `initialize` (MCP up to 2025-11-25) and `server/discover`
- * (MCP 2026-07-28, which has no initialize). Either may carry our challenge.
- */
-export const HANDSHAKES: ReadonlySet<string> = new Set(["initialize", "server/discover"]);
-
-/**
  * A request of one connection not answered yet, by what its answer needs. `delivered`: the
  * server has it (false while the guard is still verifying it); only then may an answer or a
  * cancellation settle it.
@@ -147,7 +144,13 @@ export const HANDSHAKES: ReadonlySet<string> = new Set(["initialize", "server/di
 type Pending =
   | { kind: "call"; delivered: boolean; admission: Admission | undefined }
   | { kind: "handshake"; delivered: true; challenge: Challenge | null }
-  | { kind: "list"; delivered: boolean; caller: string | undefined; sourceIp: string | undefined }
+  | {
+      kind: "list";
+      delivered: boolean;
+      caller: string | undefined;
+      sourceIp: string | undefined;
+      authMethod: AuthMethod | undefined;
+    }
   | { kind: "request"; delivered: true };
 
 /**
@@ -306,28 +309,48 @@ class ServerConnection implements MessageHooks {
       this.#pending.set(id, { kind: "handshake", delivered: true, challenge });
       return deliver(message);
     }
-    if (
-      message.method === "tools/list" &&
-      this.#options.filterToolsByPolicy &&
-      meta[INVOCATION_META_KEY] !== undefined
-    ) {
+    // The request's own authentication decides what a tools/list shows, never the session's
+    // (a stateless server has none): its signature, else its bearer token.
+    const bearer = bearerOf(extra?.authInfo);
+    if (message.method === "tools/list" && meta[INVOCATION_META_KEY] !== undefined) {
       const list: Pending & { kind: "list" } = {
         kind: "list",
         delivered: false,
         caller: undefined,
         sourceIp: requestSourceIp(this.#options.served),
+        authMethod: "signed",
       };
       this.#pending.set(id, list);
+      // Verified whether or not the list is filtered: a signed list is an AZTP proof (a
+      // resource server lets it in without a bearer token), so a signature that does not
+      // verify, or names another caller than the request's token, is refused in enforce mode.
+      // Policy on the tool "tools/list" is no part of it: what the caller may see is decided
+      // tool by tool.
       void guard
-        .admit({ tool: "tools/list", args: {}, token: meta[INVOCATION_META_KEY], sourceIp: list.sourceIp })
+        .admit({ tool: "tools/list", args: {}, token: meta[INVOCATION_META_KEY], sourceIp: list.sourceIp, bearer })
         .then((a) => {
           if (!this.#open) return;
-          if (a.verified) list.caller = a.caller;
+          const mismatch = a.error?.code === ErrorCodes.OAUTH_TOKEN_SUBJECT_MISMATCH;
+          if ((a.verified === undefined || mismatch) && guard.mode === "enforce" && a.error !== undefined) {
+            this.#answer(reply, refusal(id, a.error, undefined));
+            return;
+          }
+          if (a.verified !== undefined && !mismatch && this.#options.filterToolsByPolicy) list.caller = a.caller;
           list.delivered = true;
           deliver(message);
         })
         .catch((e: unknown) => this.#internalError(reply, id, e));
       return;
+    }
+    if (message.method === "tools/list" && bearer !== undefined && this.#options.filterToolsByPolicy) {
+      this.#pending.set(id, {
+        kind: "list",
+        delivered: true,
+        caller: bearer.caller,
+        sourceIp: requestSourceIp(this.#options.served),
+        authMethod: "bearer",
+      });
+      return deliver(message);
     }
     if (message.method !== "tools/call" || typeof params.name !== "string") {
       this.#pending.set(id, { kind: "request", delivered: true });
@@ -352,14 +375,20 @@ class ServerConnection implements MessageHooks {
     // The MCP access token (Authorization bearer), which a token's `ath` may bind.
     const accessToken = extra?.authInfo?.token;
     const sourceIp = requestSourceIp(this.#options.served);
-    void guard
-      .admit({
-        tool: params.name,
-        args: argumentsOf(params),
-        token: meta[INVOCATION_META_KEY],
-        sourceIp,
-        ...(accessToken ? { accessToken } : {}),
-      })
+    // A call with a bearer token and no signature is the token's caller's; one with both must
+    // name one caller (CalleeGuard.admit).
+    const admitted =
+      bearer !== undefined && meta[INVOCATION_META_KEY] === undefined
+        ? guard.admitBearer({ tool: params.name, args: argumentsOf(params), bearer, sourceIp })
+        : guard.admit({
+            tool: params.name,
+            args: argumentsOf(params),
+            token: meta[INVOCATION_META_KEY],
+            sourceIp,
+            bearer,
+            ...(accessToken ? { accessToken } : {}),
+          });
+    void admitted
       .then(async (admission) => {
         if (!admission.allowed) {
           // The refusal leaves once it is on record, as every answer does.

@@ -21,6 +21,13 @@
  * | `aztp:sourceIp`            | string           | the peer's IP address, when the transport knows it: set over    |
  * |                            |                  | Streamable HTTP (serveMcpHttp, the proxy listening on HTTP),    |
  * |                            |                  | absent over stdio and in-memory; IPv4-mapped IPv6 as IPv4       |
+ * | `aztp:authMethod`          | string           | how the caller was authenticated: `signed` (an invocation token |
+ * |                            |                  | it signed) or `bearer` (an OAuth access token, weaker: a stolen |
+ * |                            |                  | token works until it expires); absent outside a call's decision |
+ *
+ * `aztp:caller` is a SPIFFE ID, except for a bearer caller whose token an issuer other than
+ * this library's authority issued: then it is `<issuer>#<subject>` (oauth/protected-resource.ts),
+ * and `aztp:callerTrustDomain` and `aztp:callerPath` are absent.
  *
  * IDs are stored in `spiffe://` form, but conditions compare IDs in one normal form, so a
  * policy may name them as `aztp://` or `spiffe://` alike. Keys are matched exactly (unlike
@@ -51,7 +58,11 @@ export const POLICY_CONTEXT_KEYS = Object.freeze([
   "aztp:delegated",
   "aztp:delegationDepth",
   "aztp:sourceIp",
+  "aztp:authMethod",
 ] as const);
+
+/** How a caller was authenticated (`aztp:authMethod`). */
+export type AuthMethod = "signed" | "bearer";
 
 export type PolicyContextKey = (typeof POLICY_CONTEXT_KEYS)[number];
 
@@ -69,7 +80,7 @@ export function unknownContextKeyReason(key: string): string | undefined {
 }
 
 export interface PolicyContextInput {
-  /** The verified caller, `aztp://` or `spiffe://`. */
+  /** The verified caller, `aztp://` or `spiffe://`, or a bearer's `<issuer>#<subject>`. */
   caller: string | SpiffeId;
   callerParent?: string | SpiffeId | undefined;
   callerLinks?: ReadonlyArray<string | SpiffeId> | undefined;
@@ -82,6 +93,12 @@ export interface PolicyContextInput {
   /** Links in the delegation chain the call carries; 0 or absent for a direct call. */
   delegationDepth?: number | undefined;
   sourceIp?: string | undefined;
+  authMethod?: AuthMethod | undefined;
+}
+
+/** A caller that is no SPIFFE ID: a bearer token's subject qualified by its issuer (an https URL). */
+function isIssuerQualified(caller: string | SpiffeId): caller is string {
+  return typeof caller === "string" && /^https?:\/\/[^#]+#./i.test(caller);
 }
 
 function asId(value: string | SpiffeId): SpiffeId {
@@ -94,7 +111,7 @@ function asId(value: string | SpiffeId): SpiffeId {
  * identities, so a malformed one is a bug upstream, not something to evaluate around.
  */
 export function buildPolicyContext(input: PolicyContextInput): Record<string, unknown> {
-  const caller = asId(input.caller);
+  const caller = isIssuerQualified(input.caller) ? input.caller : asId(input.caller);
   const time = input.time === undefined ? new Date() : new Date(input.time);
   if (Number.isNaN(time.getTime())) {
     throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "policy context: time is not a valid date");
@@ -105,14 +122,16 @@ export function buildPolicyContext(input: PolicyContextInput): Record<string, un
   }
   const ctx: Record<string, unknown> = {
     "aztp:caller": caller.toString(),
-    "aztp:callerTrustDomain": caller.trustDomain,
-    "aztp:callerPath": caller.path,
     "aztp:callerLinks": (input.callerLinks ?? []).map((l) => asId(l).toString()),
     "aztp:currentTime": time.toISOString(),
     "aztp:epochTime": Math.floor(time.getTime() / 1000),
     "aztp:delegated": depth > 0,
     "aztp:delegationDepth": depth,
   };
+  if (typeof caller !== "string") {
+    ctx["aztp:callerTrustDomain"] = caller.trustDomain;
+    ctx["aztp:callerPath"] = caller.path;
+  }
   if (input.callerParent !== undefined) ctx["aztp:callerParent"] = asId(input.callerParent).toString();
   if (input.callee !== undefined) {
     const callee = asId(input.callee);
@@ -122,5 +141,6 @@ export function buildPolicyContext(input: PolicyContextInput): Record<string, un
   if (input.tool !== undefined) ctx["aztp:tool"] = input.tool;
   if (input.args !== undefined) ctx[ARGS_KEY] = input.args;
   if (input.sourceIp !== undefined) ctx["aztp:sourceIp"] = input.sourceIp;
+  if (input.authMethod !== undefined) ctx["aztp:authMethod"] = input.authMethod;
   return ctx;
 }

@@ -17,7 +17,13 @@ export {
   type PolicyDecisionReason,
   type PolicyRequest,
 } from "./evaluate.js";
-export { buildPolicyContext, POLICY_CONTEXT_KEYS, type PolicyContextInput, type PolicyContextKey } from "./context.js";
+export {
+  buildPolicyContext,
+  POLICY_CONTEXT_KEYS,
+  type AuthMethod,
+  type PolicyContextInput,
+  type PolicyContextKey,
+} from "./context.js";
 export {
   CONNECT_ACTION,
   decidePolicy,

@@ -100,13 +100,31 @@ function stringOrList(value: unknown, path: string, check?: (s: string, path: st
 }
 
 /**
- * A principal entry is `*`, or an ID (pattern) under `aztp://` or `spiffe://`. One without
- * wildcards must be a valid SPIFFE ID: a typo there would otherwise never match anyone.
+ * A principal entry is `*`, an ID (pattern) under `aztp://` or `spiffe://`, or the subject of
+ * another OAuth issuer as a bearer caller is named, `<issuer URL>#<sub>` (pattern). One without
+ * wildcards must be valid (a SPIFFE ID; an http(s) issuer with no query or fragment of its
+ * own): a typo there would otherwise never match anyone.
  */
 function checkPrincipalEntry(entry: string, path: string): void {
   if (entry === "*") return;
+  const hash = entry.indexOf("#");
+  if (/^https?:\/\//i.test(entry) && hash > 0 && hash < entry.length - 1) {
+    if (hasWildcard(entry)) return;
+    let issuer: URL | undefined;
+    try {
+      issuer = new URL(entry.slice(0, hash));
+    } catch {
+      issuer = undefined;
+    }
+    if (issuer === undefined || issuer.search !== "")
+      invalid(path, `is not <issuer URL>#<subject>: ${shown(entry.slice(0, hash))} is not an issuer identifier`);
+    return;
+  }
   if (!/^(?:aztp|spiffe):\/\//i.test(entry)) {
-    invalid(path, `must be "*" or an aztp:// or spiffe:// ID (pattern), got ${shown(entry)}`);
+    invalid(
+      path,
+      `must be "*", an aztp:// or spiffe:// ID (pattern), or an OAuth issuer's subject as <issuer URL>#<sub>, got ${shown(entry)}`,
+    );
   }
   if (hasWildcard(entry)) return;
   try {

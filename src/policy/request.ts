@@ -7,7 +7,7 @@
  * from what the caller of this function established (verified IDs, the registry's relations,
  * the transport's peer address).
  */
-import { buildPolicyContext } from "./context.js";
+import { buildPolicyContext, type AuthMethod } from "./context.js";
 import { CompiledPolicies, evaluatePolicies, type PolicyDecision, type PolicyRequest } from "./evaluate.js";
 import type { PolicyDocument } from "./policy.js";
 
@@ -38,6 +38,8 @@ export interface PolicyRequestInput {
   delegationDepth?: number | undefined;
   /** The peer's IP address as the transport saw it (`aztp:sourceIp`); see normalizeSourceIp. */
   sourceIp?: string | undefined;
+  /** How the caller was authenticated (`aztp:authMethod`), for a tool call's decision. */
+  authMethod?: AuthMethod | undefined;
   /** Decision time; defaults to now. */
   now?: Date | undefined;
   /**
@@ -60,6 +62,7 @@ export function policyRequest(input: PolicyRequestInput): PolicyRequest {
     time: input.now ?? new Date(),
     delegationDepth: input.delegationDepth ?? 0,
     sourceIp: input.sourceIp,
+    authMethod: input.authMethod,
   });
   if (input.extra !== undefined) {
     for (const [k, v] of Object.entries(input.extra)) if (!(k in context)) context[k] = v;

@@ -45,6 +45,19 @@ export function register(program: Command, ctx: CliContext): void {
       "--allowed-host <name...>",
       "with --listen http: also accept these host names in Host and Origin (default: loopback names and the --listen host)",
     )
+    .option(
+      "--authorization-server [url...]",
+      "with --listen http: accept OAuth bearer access tokens from this authorization server (issuer URL; repeatable); alone, this home's authority's own issuer",
+    )
+    .option(
+      "--resource <url>",
+      "the resource identifier tokens must name as aud (RFC 8707); default the --listen endpoint URL",
+    )
+    .option("--scope <scope...>", "a scope every bearer token must carry (repeatable)")
+    .option(
+      "--open-methods <list>",
+      'comma-separated JSON-RPC methods a client with no credential may call (default "initialize,server/discover,tools/list"; "" for none)',
+    )
     .action(
       async (o: {
         name: string;
@@ -59,6 +72,10 @@ export function register(program: Command, ctx: CliContext): void {
         auditDurability: "write" | "fsync";
         filterTools?: boolean;
         allowedHost?: string[];
+        authorizationServer?: string[] | true;
+        resource?: string;
+        scope?: string[];
+        openMethods?: string;
       }) => {
         if (o.auditLog !== undefined && !o.audit) throw usage("--audit-log and --no-audit exclude each other");
         if (!o.upstreamCommand === !o.upstreamUrl)
@@ -80,6 +97,18 @@ export function register(program: Command, ctx: CliContext): void {
               `--allowed-host takes a host name such as tools.example.com or [::1], got ${JSON.stringify(name)}`,
             );
         }
+        const bearer = o.authorizationServer !== undefined;
+        if (!bearer && (o.resource !== undefined || o.scope !== undefined || o.openMethods !== undefined))
+          throw usage("--resource, --scope and --open-methods go with --authorization-server");
+        if (bearer && o.listen === "stdio")
+          throw usage("--authorization-server applies to --listen http://HOST:PORT only (over stdio, sign the calls)");
+        const openMethods =
+          o.openMethods === undefined
+            ? undefined
+            : o.openMethods
+                .split(",")
+                .map((m) => m.trim())
+                .filter((m) => m.length > 0);
         const env: Record<string, string> = {};
         for (const kv of o.upstreamEnv ?? []) {
           const eq = kv.indexOf("=");
@@ -119,6 +148,10 @@ export function register(program: Command, ctx: CliContext): void {
           ...(o.allowedHost
             ? { allowedHosts: [...defaultAllowedHosts(o.listen), ...o.allowedHost.map((h) => h.toLowerCase())] }
             : {}),
+          ...(o.authorizationServer !== undefined ? { authorizationServers: o.authorizationServer } : {}),
+          ...(o.resource !== undefined ? { resource: o.resource } : {}),
+          ...(o.scope !== undefined ? { scopes: o.scope } : {}),
+          ...(openMethods !== undefined ? { openMethods } : {}),
         });
         // SIGINT and SIGTERM stop the proxy and its upstream; a stop asked for exits 0. Nothing
         // may keep the process once told to stop: a second signal has its default effect (the
@@ -140,6 +173,10 @@ export function register(program: Command, ctx: CliContext): void {
         process.stderr.write(
           `aztp mcp proxy ${proxy.identity.aztpId} (${o.mode}) ${proxy.url ? `listening on ${proxy.url.href}` : "on stdio"}\n`,
         );
+        if (proxy.protectedResource !== undefined)
+          process.stderr.write(
+            `aztp mcp proxy: OAuth resource ${proxy.protectedResource.resource}, bearer tokens from ${proxy.protectedResource.authorizationServers.join(", ")} (metadata ${proxy.protectedResource.metadataUrl})\n`,
+          );
         // Said at start, so nobody runs a proxy believing its calls are on record when they are not.
         process.stderr.write(
           proxy.audit
