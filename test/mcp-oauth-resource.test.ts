@@ -21,6 +21,7 @@ import {
   selectResourceURL,
 } from "@modelcontextprotocol/sdk/client/auth.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import { getDefaultEnvironment, StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 import { z } from "zod";
@@ -45,6 +46,7 @@ import {
 } from "../src/mcp/index.js";
 import { RECEIPT_META_KEY } from "../src/mcp/meta.js";
 import type { PolicyDocument } from "../src/policy/policy.js";
+import { ROOT, tempDir } from "./helpers/authority-util.js";
 import { CLI, fixture, idOf, rejectsWithData, securedClient, spawnNode, withTimeout } from "./helpers/mcp-util.js";
 
 const SCOPE = "mcp:tools";
@@ -789,5 +791,35 @@ describe("the proxy as an OAuth 2.1 resource server", () => {
     const client = await bearerClient(t, url, token);
     assert.equal(text(await client.callTool({ name: "echo", arguments: { text: "cli" } })), "cli");
     assert.deepEqual(up.seen, [undefined]);
+  });
+});
+
+describe("mcp-remote (npm), an unmodified stdio-to-HTTP bridge hosts use, with --header", () => {
+  const MCP_REMOTE = join(ROOT, "node_modules", "mcp-remote", "dist", "proxy.js");
+
+  it('reaches a secured server with `--header "Authorization: Bearer ..."`: the call runs, the server audits the workload as a bearer caller', async (t) => {
+    const s = await bearerServer(t);
+    const token = await s.token("remote-host");
+    const client = new Client({ name: "stdio-host", version: "1.0.0" });
+    t.after(() => client.close().catch(() => undefined));
+    // As mcp-remote's README writes it: the token in an environment variable, the header from it.
+    const transport = new StdioClientTransport({
+      command: process.execPath,
+      args: [MCP_REMOTE, s.url.href, "--transport", "http-only", "--header", "Authorization:Bearer ${AZTP_TOKEN}"],
+      env: { ...getDefaultEnvironment(), AZTP_TOKEN: token, MCP_REMOTE_CONFIG_DIR: tempDir(t, "mcp-remote") },
+      stderr: "pipe",
+    });
+    await withTimeout(client.connect(transport), 30_000, "mcp-remote connect");
+    assert.equal(
+      text(await client.callTool({ name: "echo", arguments: { text: "via mcp-remote" } })),
+      "via mcp-remote",
+    );
+    assert.equal(s.runs.n, 1);
+    const call = (await s.audit(1)).find((e) => e.tool === "echo");
+    assert.ok(call, "the server audited the call");
+    assert.equal(call.caller, idOf("remote-host"));
+    assert.equal(call.authMethod, "bearer");
+    assert.equal(call.accessTokenJti, decodeJwt(token).jti);
+    assert.ok(!readFileSync(s.auditPath, "utf8").includes(token), "the token itself is never written");
   });
 });
