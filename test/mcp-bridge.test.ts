@@ -1,0 +1,144 @@
+/**
+ * `aztp mcp bridge` as a real process, driven by unmodified MCP clients as a host would drive
+ * it (the MCP SDK's 1.x Client over stdio), in front of a secured Streamable HTTP server in
+ * enforce mode: calls signed as the bridge, receipts verified, both audit logs written,
+ * refusals as tool results the model reads, everything else passed through both ways.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { describe, it, type TestContext } from "node:test";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StdioClientTransport, getDefaultEnvironment } from "@modelcontextprotocol/sdk/client/stdio.js";
+import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
+import { AuditLog, queryAuditLog } from "../src/audit/index.js";
+import type { AuditEntry } from "../src/audit/entry.js";
+import { ErrorCodes } from "../src/errors.js";
+import { serveMcpHttp } from "../src/mcp/index.js";
+import { ROOT } from "./helpers/authority-util.js";
+import { BRIDGE_POLICY, bridgeToolServers } from "./helpers/mcp-bridge-server.js";
+import { CLI, fixture, idOf, readAudits, withTimeout } from "./helpers/mcp-util.js";
+
+type AztpClient = ReturnType<typeof fixture>["aztp"];
+
+/** A secured HTTP server (enforce mode, the tests' policy) in this process, with its own audit log. */
+async function securedHttpServer(t: TestContext, c: AztpClient, home: string, name = "tools") {
+  const auditPath = join(home, `${name}-server-audit.jsonl`);
+  const log = await AuditLog.open(auditPath, { batchWindowMs: 0 });
+  const servers = bridgeToolServers(c, name, { audit: log, policy: [BRIDGE_POLICY], mode: "enforce" });
+  const http = await serveMcpHttp("http://127.0.0.1:0", async (transport) => {
+    await (await servers.make()).connect(transport);
+  });
+  t.after(async () => {
+    await http.close();
+    await servers.flush();
+    await log.close();
+  });
+  return {
+    url: http.url.href,
+    id: idOf(name),
+    async audit(atLeast = 0): Promise<AuditEntry[]> {
+      await servers.flush();
+      return readAudits([auditPath], atLeast);
+    },
+  };
+}
+
+/** The bridge's command line: `node --import tsx src/cli/main.ts --home H mcp bridge --name N ...`. */
+function bridgeArgs(home: string, name: string, extra: string[]): string[] {
+  return ["--import", "tsx", CLI, "--home", home, "mcp", "bridge", "--name", name, ...extra];
+}
+
+/** An SDK Client (a host) connected to a new bridge process over stdio; its stderr kept. */
+async function hostThroughBridge(
+  t: TestContext,
+  home: string,
+  name: string,
+  extra: string[],
+  capabilities: ConstructorParameters<typeof Client>[1] = {},
+) {
+  const transport = new StdioClientTransport({
+    command: process.execPath,
+    args: bridgeArgs(home, name, extra),
+    cwd: ROOT,
+    env: getDefaultEnvironment(),
+    stderr: "pipe",
+  });
+  let stderr = "";
+  transport.stderr?.on("data", (d: Buffer) => (stderr += d.toString("utf8")));
+  const client = new Client({ name: "test-host", version: "1.0.0" }, capabilities);
+  t.after(() => client.close().catch(() => undefined));
+  try {
+    await withTimeout(client.connect(transport), 30_000, "connect through the bridge");
+  } catch (e) {
+    (e as Error).message += `\nbridge stderr: ${stderr}`;
+    throw e;
+  }
+  return { client, transport, stderr: () => stderr };
+}
+
+const textOf = (r: unknown): string => ((r as CallToolResult).content[0] as { text: string }).text;
+
+/** The bridge's own audit log (its default: <home>/audit/<name>.jsonl), once it holds `atLeast` entries. */
+function bridgeAudit(home: string, name: string, atLeast: number): Promise<AuditEntry[]> {
+  return readAudits([join(home, "audit", `${name}.jsonl`)], atLeast);
+}
+
+describe("aztp mcp bridge in front of a secured HTTP server", () => {
+  it("a host's call goes through signed as the bridge: the result and receipt come back, both sides audit it", async (t) => {
+    const { home, aztp: c } = fixture(t);
+    const server = await securedHttpServer(t, c, home);
+    const { client, stderr } = await hostThroughBridge(t, home, "desk", ["--url", server.url]);
+    const r = await client.callTool({ name: "echo", arguments: { text: "through the bridge" } });
+    assert.equal(textOf(r), "through the bridge");
+    assert.notEqual((r as CallToolResult).isError, true);
+    assert.equal(
+      typeof (r as CallToolResult)._meta?.["io.aztp/receipt"],
+      "string",
+      "the server's receipt reaches the host",
+    );
+    const served = await server.audit(1);
+    assert.deepEqual(
+      served.map((e) => [e.side, e.caller, e.callerVerified, e.tool, e.decision, e.outcome]),
+      [["callee", idOf("desk"), true, "echo", "allow", "ok"]],
+      "the server's entry names the bridge's identity as the verified caller",
+    );
+    const own = await bridgeAudit(home, "desk", 1);
+    assert.deepEqual(
+      own.map((e) => [e.side, e.caller, e.callee, e.tool, e.decision, e.outcome, e.jti === served[0]?.jti]),
+      [["caller", idOf("desk"), server.id, "echo", "allow", "ok", true]],
+      "the bridge's own entry, for the same signed call",
+    );
+    assert.ok(own[0]?.receipt, "the bridge recorded the receipt it verified");
+    assert.match(
+      stderr(),
+      new RegExp(`server ${server.id.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")} proven at first connect`),
+    );
+  });
+
+  it("a call the server's policy refuses comes back as a tool result with isError, its text naming the code; audited on both sides", async (t) => {
+    const { home, aztp: c } = fixture(t);
+    const server = await securedHttpServer(t, c, home);
+    const { client } = await hostThroughBridge(t, home, "desk", ["--url", server.url]);
+    const refused = (await client.callTool({ name: "secret", arguments: {} })) as CallToolResult;
+    assert.equal(refused.isError, true);
+    assert.match(textOf(refused), new RegExp(`^${ErrorCodes.POLICY_DENIED}: `));
+    // Its passing twin, on the same connection: the bridge refuses nothing by itself.
+    assert.equal(textOf(await client.callTool({ name: "echo", arguments: { text: "allowed" } })), "allowed");
+    const served = await server.audit(2);
+    assert.deepEqual(
+      served.map((e) => [e.tool, e.caller, e.decision, e.reason]),
+      [
+        ["secret", idOf("desk"), "deny", ErrorCodes.POLICY_DENIED],
+        ["echo", idOf("desk"), "allow", undefined],
+      ],
+    );
+    const own = await bridgeAudit(home, "desk", 2);
+    assert.deepEqual(
+      own.map((e) => [e.tool, e.decision, e.reason]),
+      [
+        ["secret", "deny", ErrorCodes.POLICY_DENIED],
+        ["echo", "allow", undefined],
+      ],
+    );
+  });
+});
