@@ -5,17 +5,25 @@
  * refusals as tool results the model reads, everything else passed through both ways.
  */
 import assert from "node:assert/strict";
+import { once } from "node:events";
 import { join } from "node:path";
 import { describe, it, type TestContext } from "node:test";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport, getDefaultEnvironment } from "@modelcontextprotocol/sdk/client/stdio.js";
-import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
+import {
+  CreateMessageRequestSchema,
+  ElicitRequestSchema,
+  ListRootsRequestSchema,
+  type CallToolResult,
+} from "@modelcontextprotocol/sdk/types.js";
 import { AuditLog, queryAuditLog } from "../src/audit/index.js";
 import type { AuditEntry } from "../src/audit/entry.js";
 import { ErrorCodes } from "../src/errors.js";
+import { Unanswered } from "../src/guard/recorder.js";
+import { createInvocation } from "../src/invocation/invocation.js";
 import { serveMcpHttp } from "../src/mcp/index.js";
 import { ROOT } from "./helpers/authority-util.js";
-import { BRIDGE_POLICY, bridgeToolServers } from "./helpers/mcp-bridge-server.js";
+import { BRIDGE_POLICY, bridgeToolServers, toolEvents } from "./helpers/mcp-bridge-server.js";
 import { CLI, fixture, idOf, readAudits, withTimeout } from "./helpers/mcp-util.js";
 
 type AztpClient = ReturnType<typeof fixture>["aztp"];
@@ -139,6 +147,144 @@ describe("aztp mcp bridge in front of a secured HTTP server", () => {
         ["secret", "deny", ErrorCodes.POLICY_DENIED],
         ["echo", "allow", undefined],
       ],
+    );
+  });
+});
+
+describe("aztp mcp bridge passes everything else through, both ways", () => {
+  it("tools/list, resources, resource templates, completions, prompts and ping reach the server and come back unchanged", async (t) => {
+    const { home, aztp: c } = fixture(t);
+    const server = await securedHttpServer(t, c, home);
+    const { client } = await hostThroughBridge(t, home, "desk", ["--url", server.url]);
+    const tools = (await client.listTools()).tools.map((x) => x.name).sort();
+    assert.deepEqual(tools, ["ask", "confirm", "count", "echo", "meta", "roots", "secret", "slow"]);
+    assert.deepEqual(
+      (await client.listResources()).resources.map((r) => r.uri),
+      ["test://readme"],
+    );
+    assert.deepEqual((await client.readResource({ uri: "test://readme" })).contents, [
+      { uri: "test://readme", text: "read me" },
+    ]);
+    assert.deepEqual(
+      (await client.listResourceTemplates()).resourceTemplates.map((r) => r.uriTemplate),
+      ["test://city/{name}"],
+    );
+    assert.equal(
+      ((await client.readResource({ uri: "test://city/Lisbon" })).contents[0] as { text: string }).text,
+      "city Lisbon",
+    );
+    const completed = await client.complete({
+      ref: { type: "ref/resource", uri: "test://city/{name}" },
+      argument: { name: "name", value: "L" },
+    });
+    assert.deepEqual(completed.completion.values, ["Lisbon", "London"]);
+    assert.deepEqual(
+      (await client.listPrompts()).prompts.map((p) => p.name),
+      ["greet"],
+    );
+    const prompt = await client.getPrompt({ name: "greet", arguments: { who: "bridge" } });
+    assert.deepEqual(prompt.messages, [{ role: "user", content: { type: "text", text: "hello bridge" } }]);
+    assert.deepEqual(await client.ping(), {});
+    assert.deepEqual(await server.audit(0), [], "none of these is a tool call: nothing audited");
+  });
+
+  it("the server's requests to the host (sampling, roots, elicitation) reach the host's handlers, and their answers go back", async (t) => {
+    const { home, aztp: c } = fixture(t);
+    const server = await securedHttpServer(t, c, home);
+    const { client } = await hostThroughBridge(t, home, "desk", ["--url", server.url], {
+      capabilities: { sampling: {}, roots: { listChanged: true }, elicitation: {} },
+    });
+    const asked: string[] = [];
+    client.setRequestHandler(CreateMessageRequestSchema, async (request) => {
+      asked.push((request.params.messages[0]?.content as { text: string }).text);
+      return { role: "assistant", content: { type: "text", text: "forty-two" }, model: "test-model" };
+    });
+    client.setRequestHandler(ListRootsRequestSchema, async () => ({
+      roots: [{ uri: "file:///work", name: "work" }],
+    }));
+    client.setRequestHandler(ElicitRequestSchema, async (request) => {
+      assert.equal(request.params.message, "proceed?");
+      return { action: "accept", content: { ok: true } };
+    });
+    assert.equal(
+      textOf(await client.callTool({ name: "ask", arguments: { question: "the answer?" } })),
+      "the model said: forty-two",
+    );
+    assert.deepEqual(asked, ["the answer?"]);
+    assert.equal(textOf(await client.callTool({ name: "roots", arguments: {} })), "roots: file:///work");
+    assert.equal(textOf(await client.callTool({ name: "confirm", arguments: {} })), 'the user: accept {"ok":true}');
+    const served = await server.audit(3);
+    assert.deepEqual(
+      served.map((e) => [e.tool, e.caller, e.outcome]),
+      [
+        ["ask", idOf("desk"), "ok"],
+        ["roots", idOf("desk"), "ok"],
+        ["confirm", idOf("desk"), "ok"],
+      ],
+    );
+  });
+
+  it("progress notifications reach the host's callback, in order, before the result", async (t) => {
+    const { home, aztp: c } = fixture(t);
+    const server = await securedHttpServer(t, c, home);
+    const { client } = await hostThroughBridge(t, home, "desk", ["--url", server.url]);
+    const seen: Array<[number, number | undefined]> = [];
+    const r = await client.callTool({ name: "count", arguments: { n: 3 } }, undefined, {
+      onprogress: (p) => seen.push([p.progress, p.total]),
+    });
+    assert.equal(textOf(r), "counted to 3");
+    assert.deepEqual(seen, [
+      [1, 3],
+      [2, 3],
+      [3, 3],
+    ]);
+  });
+
+  it("a call the host cancels is cancelled at the server and audited as cancelled by the bridge", async (t) => {
+    const { home, aztp: c } = fixture(t);
+    const server = await securedHttpServer(t, c, home);
+    const { client, stderr } = await hostThroughBridge(t, home, "desk", ["--url", server.url]);
+    const abort = new AbortController();
+    const started = once(toolEvents, "slow");
+    const call = client.callTool({ name: "slow", arguments: { ms: 30_000 } }, undefined, { signal: abort.signal });
+    await withTimeout(started, 10_000, "the slow tool to start");
+    abort.abort("the user changed their mind");
+    await assert.rejects(call, /AbortError|aborted|changed their mind/i);
+    const own = await bridgeAudit(home, "desk", 1);
+    assert.deepEqual(
+      own.map((e) => [e.tool, e.outcome, e.reason]),
+      [["slow", "error", Unanswered.CANCELLED]],
+      `bridge stderr: ${stderr()}`,
+    );
+    const served = await server.audit(1);
+    assert.deepEqual(
+      served.map((e) => [e.tool, e.caller, e.reason]),
+      [["slow", idOf("desk"), Unanswered.CANCELLED]],
+      "the server got the cancellation: its tool was stopped, and it audited the call as cancelled",
+    );
+  });
+});
+
+describe("aztp mcp bridge against a host that sends AZTP _meta of its own", () => {
+  it("an invocation token the host puts in a call is not forwarded: the server verifies the bridge's own, and sees the bridge as caller", async (t) => {
+    const { home, aztp: c } = fixture(t);
+    const server = await securedHttpServer(t, c, home);
+    const { client } = await hostThroughBridge(t, home, "desk", ["--url", server.url]);
+    const mallory = (await c.secureConnect({}, "mallory")).identity;
+    const smuggled = createInvocation(mallory, { audience: server.id, tool: "meta", args: {} });
+    const r = await client.callTool({
+      name: "meta",
+      arguments: {},
+      _meta: { "io.aztp/invocation": smuggled.token, "io.aztp/receipt": "forged", "example.com/kept": 1 },
+    });
+    assert.deepEqual(JSON.parse(textOf(r)), {
+      keys: ["example.com/kept", "io.aztp/invocation"],
+      iss: idOf("desk"),
+    });
+    const served = await server.audit(1);
+    assert.deepEqual(
+      served.map((e) => [e.tool, e.caller, e.jti === smuggled.claims.jti]),
+      [["meta", idOf("desk"), false]],
     );
   });
 });

@@ -3,7 +3,7 @@
  * host uses, so each can be seen to pass through. Tools: `echo`; `secret` (which the tests'
  * policy denies); `count` (progress notifications); `ask`, `roots` and `confirm` (requests
  * to the host: sampling, roots, elicitation, made from inside the call); `slow` (answers after
- * `ms`, announcing on stderr that it started); a resource, a resource template with completion,
+ * `ms`, announcing on stderr that it started); `meta` (what its request's `_meta` held); a resource, a resource template with completion,
  * and a prompt.
  *
  * In-process (`bridgeToolServer`, with serveMcpHttp) or as its own process, to be killed:
@@ -13,6 +13,7 @@
  *
  * On HTTP it prints `LISTENING <url>` on stderr; on both, `PID <pid>` first.
  */
+import { EventEmitter } from "node:events";
 import { parseArgs } from "node:util";
 import { McpServer, ResourceTemplate } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { StdioServerTransport } from "@modelcontextprotocol/sdk/server/stdio.js";
@@ -28,6 +29,11 @@ import { AuditLog } from "../../src/audit/index.js";
 import type { AgentIdentity } from "../../src/client/identity.js";
 import { secureMcpServer, serveMcpHttp, type SecureMcpServerOptions } from "../../src/mcp/index.js";
 import type { PolicyDocument } from "../../src/policy/policy.js";
+
+const invokedDirectly = process.argv[1]?.endsWith("mcp-bridge-server.ts") === true;
+
+/** In-process: `slow` emits "slow" here when it starts (as a process, it prints SLOW STARTED). */
+export const toolEvents = new EventEmitter();
 
 const text = (t: string): CallToolResult => ({ content: [{ type: "text", text: t }] });
 
@@ -89,12 +95,26 @@ export function newBridgeToolServer(): McpServer {
     "slow",
     { description: "answers after ms", inputSchema: { ms: z.number() } },
     async ({ ms }, extra) => {
-      process.stderr.write(`SLOW STARTED\n`);
+      if (invokedDirectly) process.stderr.write(`SLOW STARTED\n`);
+      toolEvents.emit("slow");
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, ms);
         extra.signal.addEventListener("abort", () => (clearTimeout(timer), resolve()), { once: true });
       });
       return text(`slept ${ms} ms`);
+    },
+  );
+  server.registerTool(
+    "meta",
+    { description: "what its request's _meta held: the keys, and who signed the invocation", inputSchema: {} },
+    async (_args, extra) => {
+      const meta = (extra._meta ?? {}) as Record<string, unknown>;
+      const token = meta["io.aztp/invocation"];
+      const iss =
+        typeof token === "string"
+          ? (JSON.parse(Buffer.from(token.split(".")[1] ?? "", "base64url").toString("utf8")) as { iss?: string }).iss
+          : undefined;
+      return text(JSON.stringify({ keys: Object.keys(meta).sort(), iss }));
     },
   );
   server.registerResource(
@@ -154,7 +174,6 @@ export function bridgeToolServers(
   };
 }
 
-const invokedDirectly = process.argv[1]?.endsWith("mcp-bridge-server.ts");
 if (invokedDirectly) {
   const { values } = parseArgs({
     options: {
