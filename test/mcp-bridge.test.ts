@@ -6,6 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { once } from "node:events";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it, type TestContext } from "node:test";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
@@ -24,7 +25,18 @@ import { createInvocation } from "../src/invocation/invocation.js";
 import { serveMcpHttp } from "../src/mcp/index.js";
 import { ROOT } from "./helpers/authority-util.js";
 import { BRIDGE_POLICY, bridgeToolServers, toolEvents } from "./helpers/mcp-bridge-server.js";
-import { CLI, fixture, idOf, readAudits, withTimeout } from "./helpers/mcp-util.js";
+import {
+  CLI,
+  fixture,
+  idOf,
+  readAudits,
+  runCommand,
+  spawnNode,
+  tap,
+  until,
+  withTimeout,
+  type Wrap,
+} from "./helpers/mcp-util.js";
 
 type AztpClient = ReturnType<typeof fixture>["aztp"];
 
@@ -62,7 +74,7 @@ async function hostThroughBridge(
   home: string,
   name: string,
   extra: string[],
-  capabilities: ConstructorParameters<typeof Client>[1] = {},
+  options: { capabilities?: ConstructorParameters<typeof Client>[1]; wrap?: Wrap } = {},
 ) {
   const transport = new StdioClientTransport({
     command: process.execPath,
@@ -73,10 +85,14 @@ async function hostThroughBridge(
   });
   let stderr = "";
   transport.stderr?.on("data", (d: Buffer) => (stderr += d.toString("utf8")));
-  const client = new Client({ name: "test-host", version: "1.0.0" }, capabilities);
+  const client = new Client({ name: "test-host", version: "1.0.0" }, options.capabilities ?? {});
   t.after(() => client.close().catch(() => undefined));
   try {
-    await withTimeout(client.connect(transport), 30_000, "connect through the bridge");
+    await withTimeout(
+      client.connect(options.wrap ? options.wrap(transport) : transport),
+      30_000,
+      "connect through the bridge",
+    );
   } catch (e) {
     (e as Error).message += `\nbridge stderr: ${stderr}`;
     throw e;
@@ -192,7 +208,7 @@ describe("aztp mcp bridge passes everything else through, both ways", () => {
     const { home, aztp: c } = fixture(t);
     const server = await securedHttpServer(t, c, home);
     const { client } = await hostThroughBridge(t, home, "desk", ["--url", server.url], {
-      capabilities: { sampling: {}, roots: { listChanged: true }, elicitation: {} },
+      capabilities: { capabilities: { sampling: {}, roots: { listChanged: true }, elicitation: {} } },
     });
     const asked: string[] = [];
     client.setRequestHandler(CreateMessageRequestSchema, async (request) => {
@@ -224,20 +240,41 @@ describe("aztp mcp bridge passes everything else through, both ways", () => {
     );
   });
 
-  it("progress notifications reach the host's callback, in order, before the result", async (t) => {
+  it("progress notifications reach the host in order, on the wire before the result", async (t) => {
     const { home, aztp: c } = fixture(t);
     const server = await securedHttpServer(t, c, home);
-    const { client } = await hostThroughBridge(t, home, "desk", ["--url", server.url]);
-    const seen: Array<[number, number | undefined]> = [];
-    const r = await client.callTool({ name: "count", arguments: { n: 3 } }, undefined, {
-      onprogress: (p) => seen.push([p.progress, p.total]),
-    });
+    const wire = tap();
+    const { client } = await hostThroughBridge(t, home, "desk", ["--url", server.url], { wrap: wire.wrap });
+    const r = await client.callTool({ name: "count", arguments: { n: 3 } }, undefined, { onprogress: () => undefined });
     assert.equal(textOf(r), "counted to 3");
-    assert.deepEqual(seen, [
-      [1, 3],
-      [2, 3],
-      [3, 3],
-    ]);
+    const call = wire.sent.find((m) => (m as { method?: string }).method === "tools/call") as {
+      id: number;
+      params: { _meta: { progressToken: number } };
+    };
+    // Read on the wire, not through onprogress: the 1.x SDK's Client drops a progress
+    // notification that it reads in the same chunk as the result (it runs notification handlers a
+    // microtask later, and forgets the call's progress handler at its result), which a host
+    // slow to read its pipe does, bridge or no bridge.
+    const after = wire.received.slice(
+      wire.received.findIndex((m) => (m as { method?: string }).method === "notifications/progress"),
+    );
+    assert.deepEqual(
+      after.map((m) =>
+        "method" in m
+          ? [
+              m.method,
+              (m.params as { progress: number }).progress,
+              (m.params as { progressToken: number }).progressToken,
+            ]
+          : ["answer", m.id],
+      ),
+      [
+        ["notifications/progress", 1, call.params._meta.progressToken],
+        ["notifications/progress", 2, call.params._meta.progressToken],
+        ["notifications/progress", 3, call.params._meta.progressToken],
+        ["answer", call.id],
+      ],
+    );
   });
 
   it("a call the host cancels is cancelled at the server and audited as cancelled by the bridge", async (t) => {
@@ -286,5 +323,190 @@ describe("aztp mcp bridge against a host that sends AZTP _meta of its own", () =
       served.map((e) => [e.tool, e.caller, e.jti === smuggled.claims.jti]),
       [["meta", idOf("desk"), false]],
     );
+  });
+});
+
+const BRIDGE_SERVER = join(ROOT, "test", "helpers", "mcp-bridge-server.ts");
+const escape = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+
+/** Runs a bridge to its end with nothing on its stdin (a host that sends nothing). */
+function bridgeRun(home: string, name: string, extra: string[]) {
+  return runCommand(process.execPath, bridgeArgs(home, name, extra), {
+    env: getDefaultEnvironment(),
+    timeoutMs: 30_000,
+  });
+}
+
+describe("aztp mcp bridge holds the server to its identity", () => {
+  it("--expected-server naming another ID: refused at start, exit 1, stderr naming the code; the right ID serves", async (t) => {
+    const { home, aztp: c } = fixture(t);
+    const server = await securedHttpServer(t, c, home);
+    const wrong = await bridgeRun(home, "desk", ["--url", server.url, "--expected-server", idOf("someone-else")]);
+    assert.equal(wrong.code, 1, wrong.stderr);
+    assert.match(wrong.stderr, new RegExp(`error \\[${ErrorCodes.PEER_NOT_AUTHORIZED}\\]`));
+    assert.match(wrong.stderr, new RegExp(`proved ${escape(server.id)}, not ${escape(idOf("someone-else"))}`));
+    const { client } = await hostThroughBridge(t, home, "desk", ["--url", server.url, "--expected-server", server.id]);
+    assert.equal(textOf(await client.callTool({ name: "echo", arguments: { text: "pinned" } })), "pinned");
+  });
+
+  it("with no --expected-server, the first server is pinned, and another one at the same URL is refused later; the first serves again", async (t) => {
+    const { home, aztp: c } = fixture(t);
+    // One URL, two secured servers of different identities behind it, switched by the test.
+    const logs: AuditLog[] = [];
+    const factories: Array<ReturnType<typeof bridgeToolServers>> = [];
+    for (const name of ["tools", "impostor"]) {
+      const log = await AuditLog.open(join(home, `${name}.jsonl`), { batchWindowMs: 0 });
+      logs.push(log);
+      factories.push(bridgeToolServers(c, name, { audit: log, policy: [BRIDGE_POLICY] }));
+    }
+    let serving = 0;
+    const http = await serveMcpHttp("http://127.0.0.1:0", async (transport) => {
+      await (await (factories[serving] as ReturnType<typeof bridgeToolServers>).make()).connect(transport);
+    });
+    t.after(async () => {
+      await http.close();
+      for (const log of logs) await log.close();
+    });
+    const first = await hostThroughBridge(t, home, "desk", ["--url", http.url.href]);
+    assert.equal(textOf(await first.client.callTool({ name: "echo", arguments: { text: "one" } })), "one");
+    await first.client.close();
+    const pins = JSON.parse(readFileSync(join(home, "bridge", "desk.json"), "utf8")) as {
+      version: number;
+      pins: Record<string, { server: string; learnedAt: string }>;
+    };
+    assert.equal(pins.version, 1);
+    assert.deepEqual(Object.keys(pins.pins), [http.url.href]);
+    assert.equal(pins.pins[http.url.href]?.server, idOf("tools"));
+
+    serving = 1;
+    const refused = await bridgeRun(home, "desk", ["--url", http.url.href]);
+    assert.equal(refused.code, 1, refused.stderr);
+    assert.match(refused.stderr, new RegExp(`error \\[${ErrorCodes.PEER_NOT_AUTHORIZED}\\]`));
+    assert.match(
+      refused.stderr,
+      new RegExp(`proved ${escape(idOf("impostor"))}, but ${escape(idOf("tools"))} is pinned`),
+    );
+    assert.match(refused.stderr, new RegExp(escape(join(home, "bridge", "desk.json"))));
+
+    serving = 0;
+    const again = await hostThroughBridge(t, home, "desk", ["--url", http.url.href]);
+    assert.equal(textOf(await again.client.callTool({ name: "echo", arguments: { text: "two" } })), "two");
+    assert.match(again.stderr(), /the server must prove .*tools, pinned for/);
+  });
+});
+
+describe("aztp mcp bridge when the server cannot serve", () => {
+  it("a server that cannot be reached at start: exit 1 at once, stderr naming it and the code", async (t) => {
+    const { home } = fixture(t);
+    // A port that was free a moment ago, closed now: connection refused.
+    const http = await serveMcpHttp("http://127.0.0.1:0", async () => undefined);
+    const url = http.url.href;
+    await http.close();
+    const r = await bridgeRun(home, "desk", ["--url", url]);
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(
+      r.stderr,
+      new RegExp(
+        `error \\[${ErrorCodes.MCP_UPSTREAM_FAILED}\\]: the upstream MCP server at ${escape(url)} cannot be reached`,
+      ),
+    );
+    assert.match(r.stderr, /ECONNREFUSED/);
+  });
+
+  it("a --command that cannot be started, or exits at start: exit 1, stderr saying how", async (t) => {
+    const { home } = fixture(t);
+    const [missing, exits] = await Promise.all([
+      bridgeRun(home, "desk", ["--command", "/nonexistent/aztp-test-server"]),
+      bridgeRun(home, "desk2", ["--command", `"${process.execPath}" -e "console.error('no config'); process.exit(3)"`]),
+    ]);
+    assert.equal(missing.code, 1, missing.stderr);
+    assert.match(
+      missing.stderr,
+      new RegExp(`${ErrorCodes.MCP_UPSTREAM_FAILED}.*cannot start the upstream /nonexistent/aztp-test-server: ENOENT`),
+    );
+    assert.equal(exits.code, 1, exits.stderr);
+    assert.match(exits.stderr, new RegExp(`${ErrorCodes.MCP_UPSTREAM_FAILED}.*exited with code 3`));
+    assert.match(exits.stderr, /no config/);
+  });
+
+  it("an HTTP server killed mid-call: the pending call is answered at once with an isError result, audited as unanswered", async (t) => {
+    const { home } = fixture(t);
+    const auditPath = join(home, "killed-server.jsonl");
+    const server = spawnNode(
+      t,
+      ["--import", "tsx", BRIDGE_SERVER, "--home", home, "--name", "tools", "--audit", auditPath],
+      {
+        env: getDefaultEnvironment(),
+      },
+    );
+    const url = (await server.waitFor(/LISTENING (\S+)/))[1] as string;
+    const { client } = await hostThroughBridge(t, home, "desk", ["--url", url]);
+    const call = client.callTool({ name: "slow", arguments: { ms: 60_000 } });
+    await server.waitFor(/SLOW STARTED/);
+    const killedAt = Date.now();
+    server.process.kill("SIGKILL");
+    const r = (await withTimeout(call, 10_000, "the call in flight")) as CallToolResult;
+    const took = Date.now() - killedAt;
+    assert.equal(r.isError, true);
+    // Two ends, by a race the server decides: its event stream for the call had begun (its
+    // headers sent), and broke; or the server had the call but had sent nothing back yet, and
+    // the POST itself failed. Either is answered at once and audited; the reason says which.
+    const broke = `^${ErrorCodes.MCP_UPSTREAM_FAILED}: the server at ${escape(url)} closed the stream`;
+    const failed = `^${ErrorCodes.MCP_UPSTREAM_FAILED}: the request to the server \\(${escape(url)}\\) failed`;
+    assert.match(textOf(r), new RegExp(`${broke}|${failed}`));
+    assert.ok(took < 3_000, `answered ${took} ms after the kill`);
+    const own = await bridgeAudit(home, "desk", 1);
+    assert.deepEqual(
+      own.map((e) => [e.tool, e.callee, e.outcome]),
+      [["slow", idOf("tools"), "error"]],
+    );
+    assert.equal(
+      own[0]?.reason,
+      new RegExp(broke).test(textOf(r)) ? Unanswered.CONNECTION_CLOSED : Unanswered.SEND_FAILED,
+    );
+    // The next call finds nobody there: answered at once too, and audited.
+    const next = (await withTimeout(
+      client.callTool({ name: "echo", arguments: { text: "anyone?" } }),
+      10_000,
+      "next call",
+    )) as CallToolResult;
+    assert.equal(next.isError, true);
+    assert.match(
+      textOf(next),
+      new RegExp(`^${ErrorCodes.MCP_UPSTREAM_FAILED}: the request to the server \\(${escape(url)}\\) failed`),
+    );
+    const after = await bridgeAudit(home, "desk", 2);
+    assert.deepEqual(after.map((e) => [e.tool, e.outcome, e.reason])[1], ["echo", "error", Unanswered.SEND_FAILED]);
+  });
+
+  it("a spawned server killed mid-call: the pending call is answered at once, audited, and the bridge ends with exit 1 saying so", async (t) => {
+    const { home } = fixture(t);
+    const command = `"${process.execPath}" --import tsx "${BRIDGE_SERVER}" --home "${home}" --name tools --listen stdio`;
+    const { client, transport, stderr } = await hostThroughBridge(t, home, "desk", ["--command", command]);
+    const pid = Number(/PID (\d+)/.exec(stderr())?.[1]);
+    assert.ok(pid > 0, `the spawned server's pid, from the bridge's stderr: ${stderr()}`);
+    const bridgePid = transport.pid;
+    const call = client.callTool({ name: "slow", arguments: { ms: 60_000 } });
+    await until(() => stderr().includes("SLOW STARTED"), "the slow tool to start", 10_000);
+    process.kill(pid, "SIGKILL");
+    const r = (await withTimeout(call, 10_000, "the call in flight")) as CallToolResult;
+    assert.equal(r.isError, true);
+    assert.match(
+      textOf(r),
+      new RegExp(`^${ErrorCodes.MCP_UPSTREAM_FAILED}: the server \\(.*\\) closed the connection before answering`),
+    );
+    const own = await bridgeAudit(home, "desk", 1);
+    assert.deepEqual(
+      own.map((e) => [e.tool, e.outcome, e.reason]),
+      [["slow", "error", Unanswered.CONNECTION_CLOSED]],
+    );
+    await until(() => transport.pid === null, "the bridge to exit", 10_000);
+    assert.match(
+      stderr(),
+      new RegExp(
+        `error \\[${ErrorCodes.MCP_UPSTREAM_FAILED}\\]: the upstream MCP server \\(.*\\) was killed by SIGKILL while serving its host`,
+      ),
+    );
+    assert.ok(bridgePid !== null);
   });
 });

@@ -335,8 +335,11 @@ export async function startMcpBridge(options: McpBridgeOptions): Promise<McpBrid
     return { joined, up };
   };
 
-  /** The answer to a host request the server will not answer (see the file comment). */
-  const unavailable = (request: ForwardedRequest, why: unknown): JSONRPCMessage => {
+  /**
+   * The answer to a host request the server will not answer (see the file comment); a call's,
+   * once its audit entry (unanswered, or refused before it left) is written.
+   */
+  const unavailable = async (request: ForwardedRequest, why: unknown): Promise<JSONRPCMessage> => {
     const error =
       why instanceof AztpError
         ? why
@@ -344,9 +347,12 @@ export async function startMcpBridge(options: McpBridgeOptions): Promise<McpBrid
             ErrorCodes.MCP_UPSTREAM_FAILED,
             why === UPSTREAM_CLOSED
               ? `the server (${where}) closed the connection before answering`
-              : `the server (${where}) cannot be reached: ${describeError(why)}`,
+              : `the request to the server (${where}) failed: ${describeError(why)}`,
           );
-    if (request.method === "tools/call") return toolError(request.id, error.code, error.message);
+    if (request.method === "tools/call") {
+      await guard.flush();
+      return toolError(request.id, error.code, error.message);
+    }
     return {
       jsonrpc: "2.0",
       id: request.id,

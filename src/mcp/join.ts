@@ -42,9 +42,10 @@ export interface JoinOptions {
   /**
    * The answer to `request` when the upstream will not give one: it could not be sent (`why` is
    * what the send threw), the upstream closed first (`why` is UPSTREAM_CLOSED), or the joined
-   * side's owner gave it up (`abandon`, with its own `why`).
+   * side's owner gave it up (`abandon`, with its own `why`). A promise when the answer must wait
+   * (for the call's audit entry to be written).
    */
-  unavailable(request: ForwardedRequest, why: unknown): JSONRPCMessage;
+  unavailable(request: ForwardedRequest, why: unknown): JSONRPCMessage | Promise<JSONRPCMessage>;
   /** An answer to an initialize went down (a result or an error). */
   initializeAnswered?(answer: JSONRPCMessage): void;
 }
@@ -93,8 +94,8 @@ export async function join(downstream: Transport, upstream: Transport, options: 
     }
     return downstream.send(message, { relatedRequestId: request.id }).catch(() => undefined);
   };
-  const answer = (request: ForwardedRequest, why: unknown): Promise<void> =>
-    answerDown(options.unavailable(request, why), request);
+  const answer = async (request: ForwardedRequest, why: unknown): Promise<void> =>
+    answerDown(await options.unavailable(request, why), request);
   let closing = false;
   const closeBoth = (upstreamGone: boolean): void => {
     if (closing) return;
