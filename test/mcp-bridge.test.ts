@@ -23,7 +23,7 @@ import { ErrorCodes } from "../src/errors.js";
 import { Unanswered } from "../src/guard/recorder.js";
 import { createInvocation } from "../src/invocation/invocation.js";
 import { serveMcpHttp } from "../src/mcp/index.js";
-import { ROOT } from "./helpers/authority-util.js";
+import { ROOT, tempDir } from "./helpers/authority-util.js";
 import { BRIDGE_POLICY, bridgeToolServers, toolEvents } from "./helpers/mcp-bridge-server.js";
 import {
   CLI,
@@ -508,5 +508,89 @@ describe("aztp mcp bridge when the server cannot serve", () => {
       ),
     );
     assert.ok(bridgePid !== null);
+  });
+});
+
+describe("aztp mcp bridge --print-config", () => {
+  const hosts = [
+    { host: "claude", entry: (c: Record<string, unknown>) => (c.mcpServers as Record<string, unknown>)?.desk },
+    { host: "vscode", entry: (c: Record<string, unknown>) => (c.servers as Record<string, unknown>)?.desk },
+    { host: "cursor", entry: (c: Record<string, unknown>) => (c.mcpServers as Record<string, unknown>)?.desk },
+  ];
+
+  it("prints each host's snippet, whose command really starts this bridge from another folder (an SDK client calls through it)", async (t) => {
+    const { home, aztp: c } = fixture(t);
+    const server = await securedHttpServer(t, c, home);
+    const elsewhere = tempDir(t, "host-cwd");
+    await Promise.all(
+      hosts.map(async ({ host, entry }) => {
+        const printed = await runCommand(
+          process.execPath,
+          bridgeArgs(home, "desk", ["--url", server.url, "--print-config", host, "--audit-log", "rel/desk.jsonl"]),
+          { env: getDefaultEnvironment(), timeoutMs: 30_000 },
+        );
+        assert.equal(printed.code, 0, printed.stderr);
+        const config = JSON.parse(printed.stdout) as Record<string, unknown>;
+        const e = entry(config) as { type?: string; command: string; args: string[] };
+        assert.ok(e, `${host}: no entry named desk in ${printed.stdout}`);
+        assert.deepEqual(Object.keys(config), [host === "vscode" ? "servers" : "mcpServers"]);
+        assert.equal(e.type, host === "vscode" ? "stdio" : undefined);
+        assert.equal(e.command, process.execPath);
+        const tail = e.args.slice(e.args.indexOf("--home"));
+        assert.deepEqual(tail, [
+          "--home",
+          home,
+          "mcp",
+          "bridge",
+          "--name",
+          "desk",
+          "--url",
+          server.url,
+          "--audit-log",
+          join(ROOT, "rel", "desk.jsonl"),
+        ]);
+        // The host starts it from a folder of its own, with an environment of its own.
+        const transport = new StdioClientTransport({
+          command: e.command,
+          args: [...e.args.slice(0, -2), "--audit-log", join(elsewhere, `${host}.jsonl`)],
+          cwd: elsewhere,
+          env: getDefaultEnvironment(),
+          stderr: "pipe",
+        });
+        const client = new Client({ name: `${host}-host`, version: "1.0.0" });
+        t.after(() => client.close().catch(() => undefined));
+        await withTimeout(client.connect(transport), 30_000, `${host}: connect`);
+        const r = await client.callTool({ name: "echo", arguments: { text: `from ${host}` } });
+        assert.equal(textOf(r), `from ${host}`);
+        await client.close();
+      }),
+    );
+    const served = await server.audit(3);
+    assert.deepEqual(
+      served.map((e) => [e.caller, e.tool]),
+      [
+        [idOf("desk"), "echo"],
+        [idOf("desk"), "echo"],
+        [idOf("desk"), "echo"],
+      ],
+    );
+  });
+
+  it("with --listen it is a usage error (a host given a URL needs no command)", async (t) => {
+    const { home } = fixture(t);
+    const r = await runCommand(
+      process.execPath,
+      bridgeArgs(home, "desk", [
+        "--url",
+        "http://127.0.0.1:1/mcp",
+        "--print-config",
+        "claude",
+        "--listen",
+        "http://127.0.0.1:0",
+      ]),
+      { env: getDefaultEnvironment(), timeoutMs: 30_000 },
+    );
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /--print-config writes a stdio host's configuration/);
   });
 });
