@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { once } from "node:events";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { describe, it, type TestContext } from "node:test";
+import { describe, it } from "node:test";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport, getDefaultEnvironment } from "@modelcontextprotocol/sdk/client/stdio.js";
 import {
@@ -17,95 +17,24 @@ import {
   ListRootsRequestSchema,
   type CallToolResult,
 } from "@modelcontextprotocol/sdk/types.js";
-import { AuditLog, queryAuditLog } from "../src/audit/index.js";
-import type { AuditEntry } from "../src/audit/entry.js";
+import { AuditLog } from "../src/audit/index.js";
 import { ErrorCodes } from "../src/errors.js";
 import { Unanswered } from "../src/guard/recorder.js";
 import { createInvocation } from "../src/invocation/invocation.js";
 import { serveMcpHttp } from "../src/mcp/index.js";
 import { ROOT, tempDir } from "./helpers/authority-util.js";
-import { BRIDGE_POLICY, bridgeToolServers, toolEvents } from "./helpers/mcp-bridge-server.js";
 import {
-  CLI,
-  fixture,
-  idOf,
-  readAudits,
-  runCommand,
-  spawnNode,
-  tap,
-  until,
-  withTimeout,
-  type Wrap,
-} from "./helpers/mcp-util.js";
-
-type AztpClient = ReturnType<typeof fixture>["aztp"];
-
-/** A secured HTTP server (enforce mode, the tests' policy) in this process, with its own audit log. */
-async function securedHttpServer(t: TestContext, c: AztpClient, home: string, name = "tools") {
-  const auditPath = join(home, `${name}-server-audit.jsonl`);
-  const log = await AuditLog.open(auditPath, { batchWindowMs: 0 });
-  const servers = bridgeToolServers(c, name, { audit: log, policy: [BRIDGE_POLICY], mode: "enforce" });
-  const http = await serveMcpHttp("http://127.0.0.1:0", async (transport) => {
-    await (await servers.make()).connect(transport);
-  });
-  t.after(async () => {
-    await http.close();
-    await servers.flush();
-    await log.close();
-  });
-  return {
-    url: http.url.href,
-    id: idOf(name),
-    async audit(atLeast = 0): Promise<AuditEntry[]> {
-      await servers.flush();
-      return readAudits([auditPath], atLeast);
-    },
-  };
-}
-
-/** The bridge's command line: `node --import tsx src/cli/main.ts --home H mcp bridge --name N ...`. */
-function bridgeArgs(home: string, name: string, extra: string[]): string[] {
-  return ["--import", "tsx", CLI, "--home", home, "mcp", "bridge", "--name", name, ...extra];
-}
-
-/** An SDK Client (a host) connected to a new bridge process over stdio; its stderr kept. */
-async function hostThroughBridge(
-  t: TestContext,
-  home: string,
-  name: string,
-  extra: string[],
-  options: { capabilities?: ConstructorParameters<typeof Client>[1]; wrap?: Wrap } = {},
-) {
-  const transport = new StdioClientTransport({
-    command: process.execPath,
-    args: bridgeArgs(home, name, extra),
-    cwd: ROOT,
-    env: getDefaultEnvironment(),
-    stderr: "pipe",
-  });
-  let stderr = "";
-  transport.stderr?.on("data", (d: Buffer) => (stderr += d.toString("utf8")));
-  const client = new Client({ name: "test-host", version: "1.0.0" }, options.capabilities ?? {});
-  t.after(() => client.close().catch(() => undefined));
-  try {
-    await withTimeout(
-      client.connect(options.wrap ? options.wrap(transport) : transport),
-      30_000,
-      "connect through the bridge",
-    );
-  } catch (e) {
-    (e as Error).message += `\nbridge stderr: ${stderr}`;
-    throw e;
-  }
-  return { client, transport, stderr: () => stderr };
-}
-
-const textOf = (r: unknown): string => ((r as CallToolResult).content[0] as { text: string }).text;
-
-/** The bridge's own audit log (its default: <home>/audit/<name>.jsonl), once it holds `atLeast` entries. */
-function bridgeAudit(home: string, name: string, atLeast: number): Promise<AuditEntry[]> {
-  return readAudits([join(home, "audit", `${name}.jsonl`)], atLeast);
-}
+  BRIDGE_SERVER,
+  bridgeArgs,
+  bridgeAudit,
+  bridgeRun,
+  escape,
+  hostThroughBridge,
+  securedHttpServer,
+  textOf,
+} from "./helpers/mcp-bridge-util.js";
+import { BRIDGE_POLICY, bridgeToolServers, toolEvents } from "./helpers/mcp-bridge-server.js";
+import { fixture, idOf, runCommand, spawnNode, tap, until, withTimeout } from "./helpers/mcp-util.js";
 
 describe("aztp mcp bridge in front of a secured HTTP server", () => {
   it("a host's call goes through signed as the bridge: the result and receipt come back, both sides audit it", async (t) => {
@@ -325,17 +254,6 @@ describe("aztp mcp bridge against a host that sends AZTP _meta of its own", () =
     );
   });
 });
-
-const BRIDGE_SERVER = join(ROOT, "test", "helpers", "mcp-bridge-server.ts");
-const escape = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
-
-/** Runs a bridge to its end with nothing on its stdin (a host that sends nothing). */
-function bridgeRun(home: string, name: string, extra: string[]) {
-  return runCommand(process.execPath, bridgeArgs(home, name, extra), {
-    env: getDefaultEnvironment(),
-    timeoutMs: 30_000,
-  });
-}
 
 describe("aztp mcp bridge holds the server to its identity", () => {
   it("--expected-server naming another ID: refused at start, exit 1, stderr naming the code; the right ID serves", async (t) => {

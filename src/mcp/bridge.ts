@@ -325,6 +325,7 @@ export async function startMcpBridge(options: McpBridgeOptions): Promise<McpBrid
         return request.method === "tools/call" ? callAnswer(answer, request.id) : answer;
       },
       unavailable: (request, why) => unavailable(request, why),
+      relateToPending: true,
       initializeAnswered: (answer) => {
         if (isResultResponse(answer)) return proven(binding);
         if (!isErrorResponse(answer)) return;

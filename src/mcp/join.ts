@@ -48,6 +48,15 @@ export interface JoinOptions {
   unavailable(request: ForwardedRequest, why: unknown): JSONRPCMessage | Promise<JSONRPCMessage>;
   /** An answer to an initialize went down (a result or an error). */
   initializeAnswered?(answer: JSONRPCMessage): void;
+  /**
+   * Send what the upstream sends of its own (its requests, its notifications) down related to
+   * the latest downstream request still waiting, when there is one. A Streamable HTTP server
+   * transport then puts it on that request's open stream; unrelated, it goes to the client's
+   * standalone stream, and is dropped when the client has not opened one (yet). The upstream's
+   * requests to the client come during a call (sampling, elicitation, roots), so that call's
+   * stream is where the specification wants them; no transport says which call it was.
+   */
+  relateToPending?: boolean;
 }
 
 export interface Joined {
@@ -157,6 +166,7 @@ export async function join(downstream: Transport, upstream: Transport, options: 
     let related: RequestId | undefined;
     if (isNotification(message) && message.method === "notifications/progress")
       related = progress.get(message.params?.progressToken as ProgressToken);
+    if (related === undefined && options.relateToPending) for (const { id } of pending.values()) related = id;
     downstream.send(message, related !== undefined ? { relatedRequestId: related } : undefined).catch(() => undefined);
   };
   downstream.onclose = () => closeBoth(false);

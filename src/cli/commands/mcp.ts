@@ -146,8 +146,9 @@ async function run(what: string, o: AuditFlags, client: Aztp, started: Running, 
   process.once("SIGINT", onSignal);
   process.once("SIGTERM", onSignal);
   process.stderr.write(
-    `${what} ${started.identity.aztpId} (${o.mode}) ${started.url ? `listening on ${started.url.href}` : "on stdio"}${detail}\n`,
+    `${what} ${started.identity.aztpId} (${o.mode}) ${started.url ? `listening on ${started.url.href}` : "on stdio"}\n`,
   );
+  if (detail) process.stderr.write(`${what}: ${detail}\n`);
   // Said at start, so nobody runs it believing its calls are on record when they are not.
   process.stderr.write(
     started.audit
@@ -309,7 +310,7 @@ export function register(program: Command, ctx: CliContext): void {
           o,
           client,
           started,
-          `, forwarding to ${"url" in upstream ? upstream.url : o.command}`,
+          `forwarding to ${"url" in upstream ? upstream.url : o.command}`,
         );
       },
     );
