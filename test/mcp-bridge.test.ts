@@ -34,7 +34,7 @@ import {
   textOf,
 } from "./helpers/mcp-bridge-util.js";
 import { BRIDGE_POLICY, bridgeToolServers, toolEvents } from "./helpers/mcp-bridge-server.js";
-import { fixture, idOf, runCommand, spawnNode, tap, until, withTimeout } from "./helpers/mcp-util.js";
+import { fixture, idOf, rejectsWithData, runCommand, spawnNode, tap, until, withTimeout } from "./helpers/mcp-util.js";
 
 describe("aztp mcp bridge in front of a secured HTTP server", () => {
   it("a host's call goes through signed as the bridge: the result and receipt come back, both sides audit it", async (t) => {
@@ -267,6 +267,33 @@ describe("aztp mcp bridge holds the server to its identity", () => {
     assert.equal(textOf(await client.callTool({ name: "echo", arguments: { text: "pinned" } })), "pinned");
   });
 
+  it("a --command server that proves another ID than --expected-server: the host's initialize gets the refusal, the bridge exits 1; the right ID serves", async (t) => {
+    const { home } = fixture(t);
+    const command = `"${process.execPath}" --import tsx "${BRIDGE_SERVER}" --home "${home}" --name tools --listen stdio`;
+    const transport = new StdioClientTransport({
+      command: process.execPath,
+      args: bridgeArgs(home, "desk", ["--command", command, "--expected-server", idOf("someone-else")]),
+      cwd: ROOT,
+      env: getDefaultEnvironment(),
+      stderr: "pipe",
+    });
+    let stderr = "";
+    transport.stderr?.on("data", (d: Buffer) => (stderr += d.toString("utf8")));
+    const client = new Client({ name: "test-host", version: "1.0.0" });
+    t.after(() => client.close().catch(() => undefined));
+    const refused = await rejectsWithData(client.connect(transport), ErrorCodes.PEER_NOT_AUTHORIZED, "initialize");
+    assert.match(refused.message, new RegExp(`proved ${escape(idOf("tools"))}, not ${escape(idOf("someone-else"))}`));
+    await until(() => stderr.includes("error ["), "the bridge to exit saying why", 10_000);
+    assert.match(
+      stderr,
+      new RegExp(
+        `error \\[${ErrorCodes.PEER_NOT_AUTHORIZED}\\]: the host's initialize was refused: server identity not proven`,
+      ),
+    );
+    const right = await hostThroughBridge(t, home, "desk", ["--command", command, "--expected-server", idOf("tools")]);
+    assert.equal(textOf(await right.client.callTool({ name: "echo", arguments: { text: "proven" } })), "proven");
+  });
+
   it("with no --expected-server, the first server is pinned, and another one at the same URL is refused later; the first serves again", async (t) => {
     const { home, aztp: c } = fixture(t);
     // One URL, two secured servers of different identities behind it, switched by the test.
@@ -400,10 +427,10 @@ describe("aztp mcp bridge when the server cannot serve", () => {
   it("a spawned server killed mid-call: the pending call is answered at once, audited, and the bridge ends with exit 1 saying so", async (t) => {
     const { home } = fixture(t);
     const command = `"${process.execPath}" --import tsx "${BRIDGE_SERVER}" --home "${home}" --name tools --listen stdio`;
-    const { client, transport, stderr } = await hostThroughBridge(t, home, "desk", ["--command", command]);
+    const { client, stderr } = await hostThroughBridge(t, home, "desk", ["--command", command]);
+    // The spawned server's pid, which it prints first, from the bridge's stderr (passed on).
+    await until(() => /PID \d+/.test(stderr()), "the spawned server's pid", 10_000);
     const pid = Number(/PID (\d+)/.exec(stderr())?.[1]);
-    assert.ok(pid > 0, `the spawned server's pid, from the bridge's stderr: ${stderr()}`);
-    const bridgePid = transport.pid;
     const call = client.callTool({ name: "slow", arguments: { ms: 60_000 } });
     await until(() => stderr().includes("SLOW STARTED"), "the slow tool to start", 10_000);
     process.kill(pid, "SIGKILL");
@@ -418,14 +445,13 @@ describe("aztp mcp bridge when the server cannot serve", () => {
       own.map((e) => [e.tool, e.outcome, e.reason]),
       [["slow", "error", Unanswered.CONNECTION_CLOSED]],
     );
-    await until(() => transport.pid === null, "the bridge to exit", 10_000);
+    await until(() => stderr().includes("error ["), "the bridge to exit saying why", 10_000);
     assert.match(
       stderr(),
       new RegExp(
         `error \\[${ErrorCodes.MCP_UPSTREAM_FAILED}\\]: the upstream MCP server \\(.*\\) was killed by SIGKILL while serving its host`,
       ),
     );
-    assert.ok(bridgePid !== null);
   });
 });
 

@@ -330,7 +330,9 @@ export async function startMcpBridge(options: McpBridgeOptions): Promise<McpBrid
         if (isResultResponse(answer)) return proven(binding);
         if (!isErrorResponse(answer)) return;
         const code = aztpCodeOf(answer.error.data) ?? ErrorCodes.MCP_UPSTREAM_FAILED;
-        failed(new AztpError(code, `the host's initialize was refused: ${answer.error.message}`));
+        const data = answer.error.data as { message?: unknown } | undefined;
+        const why = typeof data?.message === "string" ? data.message : answer.error.message;
+        failed(new AztpError(code, `the host's initialize was refused: ${why}`));
       },
     });
     return { joined, up };
