@@ -190,4 +190,18 @@ describe("aztp mcp bridge --listen http://127.0.0.1:PORT", () => {
     assert.equal(ok.status, 200, ok.body);
     assert.match(ok.body, /"protocolVersion"/);
   });
+
+  it("stops on SIGTERM with exit 0, its sessions and their upstream sessions closed", async (t) => {
+    const { home, aztp: c } = fixture(t);
+    const server = await securedHttpServer(t, c, home);
+    const bridge = await listeningBridge(t, home, "desk", ["--url", server.url]);
+    const client = await httpHost(t, bridge.url, "host");
+    assert.equal(textOf(await client.callTool({ name: "echo", arguments: { text: "up" } })), "up");
+    assert.equal(server.sessions(), 1);
+    bridge.child.process.kill("SIGTERM");
+    const exit = await withTimeout(bridge.child.exit, 15_000, "the bridge to stop");
+    assert.deepEqual(exit, { code: 0, signal: null }, bridge.child.stderr());
+    assert.match(bridge.child.stderr(), /aztp mcp bridge: SIGTERM, stopping/);
+    assert.equal(server.sessions(), 0, "its upstream session was ended (DELETE)");
+  });
 });

@@ -96,6 +96,32 @@ describe("aztp mcp bridge in front of a secured HTTP server", () => {
   });
 });
 
+describe("aztp mcp bridge refuses by itself what the server must not be sent", () => {
+  it("a server revoked after connect gets no more calls: the bridge answers ERR_CALLEE_REVOKED as an isError result, audited, and the tool never runs", async (t) => {
+    const { home, aztp: c } = fixture(t);
+    const server = await securedHttpServer(t, c, home);
+    const { client } = await hostThroughBridge(t, home, "desk", ["--url", server.url]);
+    assert.equal(textOf(await client.callTool({ name: "echo", arguments: { text: "before" } })), "before");
+    await c.revokeIdentity(server.id, "key-compromised");
+    const refused = (await client.callTool({ name: "echo", arguments: { text: "after" } })) as CallToolResult;
+    assert.equal(refused.isError, true);
+    assert.match(textOf(refused), new RegExp(`^${ErrorCodes.CALLEE_REVOKED}: the callee ${escape(server.id)}`));
+    const own = await bridgeAudit(home, "desk", 2);
+    assert.deepEqual(
+      own.map((e) => [e.tool, e.decision, e.reason]),
+      [
+        ["echo", "allow", undefined],
+        ["echo", "deny", ErrorCodes.CALLEE_REVOKED],
+      ],
+    );
+    assert.deepEqual(
+      (await server.audit(1)).map((e) => e.tool),
+      ["echo"],
+      "the refused call never reached the server",
+    );
+  });
+});
+
 describe("aztp mcp bridge passes everything else through, both ways", () => {
   it("tools/list, resources, resource templates, completions, prompts and ping reach the server and come back unchanged", async (t) => {
     const { home, aztp: c } = fixture(t);

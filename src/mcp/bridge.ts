@@ -260,7 +260,15 @@ export async function startMcpBridge(options: McpBridgeOptions): Promise<McpBrid
     const id = binding.serverId?.toString();
     if (id === undefined || pinned !== undefined) return;
     pinned = { server: id, learnedAt: new Date().toISOString() };
-    writePin(pinFile, pinDir, where, pinned);
+    try {
+      writePin(pinFile, pinDir, where, pinned);
+    } catch (e) {
+      // Held for this run all the same; said, so nobody believes the next run will hold it too.
+      log(
+        `server ${id} proven at first connect, but its pin cannot be kept (${describeError(e)}): it is held to it for this run only`,
+      );
+      return;
+    }
     log(`server ${id} proven at first connect; pinned in ${pinFile}: a different server at ${where} will be refused`);
   };
   const hooks = (binding: ServerBinding) => clientHooks(guard, binding, { trust, expectedServer: authorize });
