@@ -230,7 +230,7 @@ export const ErrorCodes = {
    */
   MCP_UPSTREAM_FAILED: "ERR_MCP_UPSTREAM_FAILED",
   /** `aztp mcp bridge --listen` on an address that is not loopback: the bridge signs as its identity for whoever reaches it. */
-  MCP_BRIDGE_LISTEN_NOT_LOOPBACK: "ERR_MCP_BRIDGE_LISTEN_NOT_LOOPBACK",
+  MCP_BRIDGE_LISTEN_NOT_ALLOWED: "ERR_MCP_BRIDGE_LISTEN_NOT_ALLOWED",
   /** The bridge's pin file (`<home>/bridge/<name>.json`) cannot be read or is not what the bridge writes. */
   MCP_BRIDGE_PIN_FILE_INVALID: "ERR_MCP_BRIDGE_PIN_FILE_INVALID",
 

@@ -168,7 +168,7 @@ describe("aztp mcp bridge --listen http://127.0.0.1:PORT", () => {
     for (const listen of ["http://0.0.0.0:0", "http://192.0.2.10:0", "http://[::]:0", "http://localhost.:0"]) {
       const r = await bridgeRun(home, "desk", ["--url", server.url, "--listen", listen]);
       assert.equal(r.code, 1, `${listen}: ${r.stderr}`);
-      assert.match(r.stderr, new RegExp(`error \\[${ErrorCodes.MCP_BRIDGE_LISTEN_NOT_LOOPBACK}\\]`), listen);
+      assert.match(r.stderr, new RegExp(`error \\[${ErrorCodes.MCP_BRIDGE_LISTEN_NOT_ALLOWED}\\]`), listen);
     }
     // The passing twin: a loopback spelling other than 127.0.0.1 listens.
     const bridge = await listeningBridge(t, home, "desk", ["--url", server.url, "--listen", "http://localhost:0"]);

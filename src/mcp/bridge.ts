@@ -219,7 +219,7 @@ function loopbackListen(listen: string): URL {
     throw new AztpError(ErrorCodes.ARGUMENT_INVALID, `listen must be stdio or http://127.0.0.1:PORT, got ${listen}`);
   if (!isLoopbackHost(url.hostname))
     throw new AztpError(
-      ErrorCodes.MCP_BRIDGE_LISTEN_NOT_LOOPBACK,
+      ErrorCodes.MCP_BRIDGE_LISTEN_NOT_ALLOWED,
       `the bridge listens on loopback only (127.0.0.1, [::1], localhost), not ${url.hostname}: whoever reaches it calls tools as its identity`,
     );
   return url;
