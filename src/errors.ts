@@ -224,10 +224,15 @@ export const ErrorCodes = {
   /** A hook of the MCP binding threw; the request was answered with this error instead of being left unanswered. */
   MCP_HOOK_FAILED: "ERR_MCP_HOOK_FAILED",
   /**
-   * The proxy's upstream MCP server could not be started or reached, or exited while a stdio client
-   * was still connected; the message says how it ended and what it printed.
+   * The MCP server a proxy or bridge forwards to could not be started or reached, exited while a
+   * stdio client was still connected, or went away before answering a request; the message says
+   * how it ended and what it printed.
    */
   MCP_UPSTREAM_FAILED: "ERR_MCP_UPSTREAM_FAILED",
+  /** `aztp mcp bridge --listen` on an address that is not loopback: the bridge signs as its identity for whoever reaches it. */
+  MCP_BRIDGE_LISTEN_NOT_ALLOWED: "ERR_MCP_BRIDGE_LISTEN_NOT_ALLOWED",
+  /** The bridge's pin file (`<home>/bridge/<name>.json`) cannot be read or is not what the bridge writes. */
+  MCP_BRIDGE_PIN_FILE_INVALID: "ERR_MCP_BRIDGE_PIN_FILE_INVALID",
 
   // The aztp command line (cli/)
   /** A path given to a command cannot be read, created or written: the message names the path and the OS's reason. */

@@ -56,6 +56,9 @@ describe("public surface", () => {
     const audit = await load("audit/index");
     for (const name of ["parseCheckpoint", "checkpointPayload", "GENESIS_HASH", "verifyAuditLog"])
       assert.ok(name in audit, `aztp-client/audit exports ${name}`);
+    const mcp = await load("mcp/index");
+    for (const name of ["startMcpProxy", "startMcpBridge", "serveMcpHttp", "secureMcpClient", "secureMcpServer"])
+      assert.ok(name in mcp, `aztp-client/mcp exports ${name}`);
     const client = await import("../src/client/aztp.js");
     assert.equal(client.CONNECT_ACTION, main.CONNECT_ACTION, "one CONNECT_ACTION");
   });

@@ -17,7 +17,7 @@ import type {
 import type { Aztp, SecuredAgent } from "../client/aztp.js";
 import { auditFor, type AuditOption } from "../client/home-audit.js";
 import type { AgentIdentity } from "../client/identity.js";
-import { AztpError, ErrorCodes, type ErrorCode } from "../errors.js";
+import { AztpError, ErrorCodes } from "../errors.js";
 import { isJsonObject } from "../json/value.js";
 import type { GuardMode } from "../guard/callee.js";
 import { CallerGuard, type PreparedCall } from "../guard/caller.js";
@@ -42,6 +42,7 @@ import {
 } from "./message.js";
 import {
   argumentsOf,
+  aztpCodeOf,
   AZTP_REFUSED,
   CHALLENGE_META_KEY,
   HANDSHAKES,
@@ -71,8 +72,6 @@ export interface SecureMcpClientOptions {
   /** Also sign tools/list, so a server can show only the tools this client may call. Default true. */
   signToolsList?: boolean;
 }
-
-const KNOWN_CODES = new Set<string>(Object.values(ErrorCodes));
 
 function errorResponse(id: RequestId, error: AztpError): JSONRPCMessage {
   return {
@@ -141,6 +140,16 @@ interface SignedCall {
   readonly acting: ActingCaller | undefined;
 }
 
+/** A secured client side's hooks, and how its owner ends a request that will get no answer. */
+export interface ClientHooks extends MessageHooks {
+  /**
+   * Request `id`, sent, will get no answer (the stream it was to come on closed first): a signed
+   * call is audited as unanswered for `reason`, now. False when its answer has already come and
+   * is being settled: that answer will still be handed on.
+   */
+  abandon(id: RequestId, reason: UnansweredReason): boolean;
+}
+
 export function clientHooks(
   ownGuard: CallerGuard,
   binding: ServerBinding,
@@ -150,7 +159,7 @@ export function clientHooks(
     serverId?: string;
     signToolsList?: boolean;
   },
-): MessageHooks {
+): ClientHooks {
   // Handshakes (the nonce each challenged) and calls still waiting for their answer, matched to
   // answers exactly as the SDK matches them (message.ts): an answer the SDK would take for one
   // of them must be the one the hooks check.
@@ -238,8 +247,7 @@ export function clientHooks(
     if (invalid !== undefined) return failed(invalid, answer);
     if (isErrorResponse(message)) {
       // A refusal names its rule in data.code: audit it under that code, not as a lost receipt.
-      const data = isJsonObject(message.error.data) ? message.error.data : {};
-      const code = KNOWN_CODES.has(data.code as string) ? (data.code as ErrorCode) : ErrorCodes.RECEIPT_MISSING;
+      const code = aztpCodeOf(message.error.data) ?? ErrorCodes.RECEIPT_MISSING;
       return failed(
         new AztpError(code, `the server answered with error ${message.error.code}: ${message.error.message}`),
         answer,
@@ -377,6 +385,12 @@ export function clientHooks(
         signal?.addEventListener("abort", () => unanswered(id, Unanswered.CANCELLED), { once: true });
       }
       return { ...message, params: withMeta(params, INVOCATION_META_KEY, prepared.token) } as JSONRPCMessage;
+    },
+    abandon(id, reason) {
+      if (settling.find(id) !== undefined) return false;
+      inits.delete(id);
+      unanswered(id, reason);
+      return true;
     },
     closed() {
       for (const { value } of calls.values()) void value.guard.unanswered(value.prepared, Unanswered.CONNECTION_CLOSED);

@@ -3,6 +3,7 @@ export {
   secureMcpClient,
   clientHooks,
   ServerBinding,
+  type ClientHooks,
   type SecureMcpClientOptions,
   type SecuredMcpClientExtras,
 } from "./client.js";
@@ -16,6 +17,7 @@ export {
   resultForDigest,
 } from "./meta.js";
 export { startMcpProxy, type McpProxy, type McpProxyOptions, type Upstream } from "./proxy.js";
+export { startMcpBridge, type McpBridge, type McpBridgeOptions } from "./bridge.js";
 export { serveMcpHttp, type McpHttpServer, type McpHttpOptions } from "./http.js";
 export {
   mcpResourceGate,

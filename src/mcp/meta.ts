@@ -2,6 +2,7 @@
  * The MCP binding's names. MCP reserves `_meta` prefixes whose second label is
  * `modelcontextprotocol` or `mcp`; ours is `io.aztp/`.
  */
+import { ErrorCodes, type ErrorCode } from "../errors.js";
 import { isJsonObject, type JsonObject } from "../json/value.js";
 
 export const META_PREFIX = "io.aztp/";
@@ -22,6 +23,18 @@ export const HANDSHAKES: ReadonlySet<string> = new Set(["initialize", "server/di
 
 /** JSON-RPC error code of a call refused by AZTP; `error.data.code` holds the AztpError code. */
 export const AZTP_REFUSED = -32001;
+
+const KNOWN_CODES: ReadonlySet<string> = new Set(Object.values(ErrorCodes));
+
+/**
+ * The AZTP code a JSON-RPC error's `data` names (`data.code`, as every AZTP refusal carries
+ * it), or undefined when it names none this library knows: another server's `data.code` is
+ * not taken for one of ours.
+ */
+export function aztpCodeOf(data: unknown): ErrorCode | undefined {
+  const code = isJsonObject(data) ? data.code : undefined;
+  return typeof code === "string" && KNOWN_CODES.has(code) ? (code as ErrorCode) : undefined;
+}
 
 /**
  * A result as the receipt's digest covers it: everything but our receipt key (a receipt cannot

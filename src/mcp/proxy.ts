@@ -22,11 +22,9 @@
  * - an --upstream-url is probed the same way at start on stdio too (HTTP reaches nothing until
  *   the first request).
  */
-import { Client } from "@modelcontextprotocol/sdk/client/index.js";
-import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { StdioServerTransport } from "@modelcontextprotocol/sdk/server/stdio.js";
 import type { Transport } from "@modelcontextprotocol/sdk/shared/transport.js";
-import type { JSONRPCMessage, ProgressToken, RequestId } from "@modelcontextprotocol/sdk/types.js";
+import type { JSONRPCMessage } from "@modelcontextprotocol/sdk/types.js";
 import type { Aztp } from "../client/aztp.js";
 import { auditFor, type AuditOption } from "../client/home-audit.js";
 import type { AgentIdentity } from "../client/identity.js";
@@ -38,13 +36,13 @@ import { serveMcpHttp, type McpHttpServer } from "./http.js";
 import type { McpResourceServerOptions } from "./resource-gate.js";
 import type { ProtectedResource } from "../oauth/protected-resource.js";
 import { InterceptingTransport } from "./intercept.js";
-import { isNotification, isRequest, isResponse, isResultResponse, PendingRequests } from "./message.js";
+import { join, reasonOf, type Joined } from "./join.js";
 import { servingGuard } from "../guard/serving-guard.js";
 import { serverHooks } from "./server.js";
+import { probeUpstream, upstreamEnded, upstreamTransport, type Upstream } from "./upstream.js";
 import { UpstreamProcessTransport } from "./upstream-process.js";
 
-export type Upstream =
-  { command: string; args?: string[]; env?: Record<string, string>; cwd?: string } | { url: string };
+export type { Upstream } from "./upstream.js";
 
 /**
  * Listening on HTTP, the proxy can be an OAuth 2.1 resource server too (resource-gate.ts):
@@ -93,182 +91,19 @@ export interface McpProxy {
   close(): Promise<void>;
 }
 
-/** A connection to the upstream; a spawned one's stderr goes on to ours unless it is a probe's. */
-function upstreamTransport(
-  upstream: Upstream,
-  forwardStderr = true,
-): StreamableHTTPClientTransport | UpstreamProcessTransport {
-  if ("url" in upstream) return new StreamableHTTPClientTransport(new URL(upstream.url));
-  return new UpstreamProcessTransport({
-    command: upstream.command,
-    args: upstream.args ?? [],
-    env: upstream.env ?? {},
-    ...(upstream.cwd ? { cwd: upstream.cwd } : {}),
-    forwardStderr,
-  });
-}
-
-/** How a spawned upstream ended, and what it printed last, for ERR_MCP_UPSTREAM_FAILED. */
-function upstreamEnded(up: UpstreamProcessTransport, when: string): AztpError {
-  const end = up.end;
-  const how =
-    end === undefined
-      ? "closed its output"
-      : end.signal
-        ? `was killed by ${end.signal}`
-        : `exited with code ${end.code}`;
-  const tail = up.stderrTail().trimEnd();
-  const printed = tail ? `; the end of its stderr:\n${tail}` : "; it wrote nothing to stderr";
-  return new AztpError(
-    ErrorCodes.MCP_UPSTREAM_FAILED,
-    `the upstream MCP server (${up.commandLine}) ${how} ${when}${printed}`,
-  );
-}
-
-/**
- * The start-up probe: connects to the upstream as an MCP client (initialize, initialized),
- * then closes that connection (for an HTTP upstream, its session too). Costs one start of a
- * spawned upstream, or one session on an HTTP one, once per proxy start.
- */
-async function probeUpstream(upstream: Upstream, timeoutMs: number): Promise<void> {
-  const transport = upstreamTransport(upstream, false);
-  const client = new Client({ name: "aztp-proxy-probe", version: "1.0.0" });
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`it did not answer initialize within ${timeoutMs / 1000} s`)), timeoutMs);
-  });
-  try {
-    await Promise.race([client.connect(transport), late]);
-  } catch (e) {
-    if (e instanceof AztpError) throw e; // cannot be spawned: already says so
-    if (transport instanceof UpstreamProcessTransport) {
-      if (transport.end === undefined)
-        await Promise.race([transport.ended, new Promise((r) => setTimeout(r, 2_000).unref())]);
-      if (transport.end !== undefined) throw upstreamEnded(transport, "at start, before it answered initialize");
-      const tail = transport.stderrTail().trimEnd();
-      throw new AztpError(
-        ErrorCodes.MCP_UPSTREAM_FAILED,
-        `the upstream MCP server (${transport.commandLine}) failed at start: ${describeError(e)}${tail ? `; the end of its stderr:\n${tail}` : ""}`,
-        { cause: e },
-      );
-    }
-    throw new AztpError(
-      ErrorCodes.MCP_UPSTREAM_FAILED,
-      `the upstream MCP server at ${(upstream as { url: string }).url} cannot be reached: ${describeError(e)}`,
-      { cause: e },
-    );
-  } finally {
-    clearTimeout(timer);
-    if (transport instanceof StreamableHTTPClientTransport) await transport.terminateSession().catch(() => undefined);
-    await client.close().catch(() => undefined);
-  }
-}
-
-/** An error's message with its cause's code (fetch says only "fetch failed"; the cause says ECONNREFUSED). */
-function describeError(e: unknown): string {
-  const message = (e as Error)?.message ?? String(e);
-  const cause = (e as { cause?: { code?: unknown; message?: unknown } })?.cause;
-  const detail =
-    typeof cause?.code === "string" ? cause.code : typeof cause?.message === "string" ? cause.message : undefined;
-  return detail && !message.includes(detail) ? `${message} (${detail})` : message;
-}
-
 /**
  * Joins a (guarded) downstream transport to an upstream one. A request the upstream cannot
- * take (it is gone) is answered with an error rather than left hanging, and so is every
- * request it had taken when it went away (it crashed mid-call, say): the caller gets a prompt
- * error with a receipt, and the audit log an error outcome, instead of a connection that just
- * closes (over HTTP, a client could wait out its whole request timeout for that).
+ * answer gets the JSON-RPC error `upstream unavailable: <why>`, which the downstream's hooks
+ * receipt and audit as an error outcome.
  */
-interface Pumped {
-  /** Resolves once both sides are closed. */
-  closed: Promise<void>;
-  close: () => void;
-  /** Whether the upstream has answered an initialize yet. */
-  initialized: () => boolean;
-}
-
-async function pump(downstream: Transport, upstream: Transport): Promise<Pumped> {
-  let done!: () => void;
-  const closed = new Promise<void>((resolve) => (done = resolve));
-  let initialized = false;
-  /**
-   * Requests forwarded upstream and not answered yet, matched to the upstream's answers as an
-   * SDK client matches them (an upstream that answers "1" for 1 answers 1), and passed down
-   * under the request's own id: the guard's hooks find the call by that id, so the answer gets
-   * its receipt and audit entry instead of going down bare.
-   */
-  const pending = new PendingRequests<true>();
-  const fail = (id: RequestId, why: string): Promise<void> =>
-    downstream
-      .send({ jsonrpc: "2.0", id, error: { code: -32603, message: `upstream unavailable: ${why}` } })
-      .catch(() => undefined);
-  let closing = false;
-  const closeBoth = (upstreamGone: boolean): void => {
-    if (closing) return;
-    closing = true;
-    const answered = upstreamGone
-      ? Promise.allSettled([...pending.values()].map(({ id }) => fail(id, "it closed before answering")))
-      : Promise.resolve();
-    pending.clear();
-    void answered.then(() => Promise.allSettled([downstream.close(), upstream.close()])).then(() => done());
-  };
-  // Progress notifications answer a request: sent with its ID, a Streamable HTTP listener puts
-  // them on that request's stream, in order before its result. Without it they went to the
-  // standalone stream, where the last could arrive after the result (and be dropped by the
-  // client), or nowhere if the client had no standalone stream open.
-  const progress = new Map<ProgressToken, RequestId>();
-  const tokenOf = new Map<RequestId, ProgressToken>();
-  // The proxy is the upstream's client: after initialize it must send the negotiated version
-  // (an HTTP upstream takes it from the MCP-Protocol-Version header), as the SDK's Client does.
-  const inits = new Set<RequestId>();
-  downstream.onmessage = (message: JSONRPCMessage) => {
-    if (isRequest(message)) {
-      if (message.method === "initialize") inits.add(message.id);
-      const token = message.params?._meta?.progressToken;
-      if (token !== undefined) {
-        progress.set(token, message.id);
-        tokenOf.set(message.id, token);
-      }
-      pending.set(message.id, true);
-    } else if (isNotification(message) && message.method === "notifications/cancelled") {
-      // A cancelled request may never be answered (the specification says not to): forget it.
-      pending.delete(message.params?.requestId as RequestId);
-    }
-    upstream.send(message).catch((e: unknown) => {
-      if (isRequest(message) && pending.delete(message.id)) void fail(message.id, (e as Error)?.message ?? String(e));
-    });
-  };
-  upstream.onmessage = (received: JSONRPCMessage) => {
-    let message = received;
-    if (isResponse(message)) {
-      const request = pending.take(message.id);
-      if (request !== undefined && request.id !== message.id)
-        message = { ...message, id: request.id } as JSONRPCMessage;
-    }
-    let related: RequestId | undefined;
-    if (isNotification(message) && message.method === "notifications/progress")
-      related = progress.get(message.params?.progressToken as ProgressToken);
-    if (isResultResponse(message) && inits.delete(message.id) && typeof message.result.protocolVersion === "string") {
-      initialized = true;
-      upstream.setProtocolVersion?.(message.result.protocolVersion);
-    }
-    if (isResponse(message)) {
-      const token = message.id === undefined ? undefined : tokenOf.get(message.id);
-      if (token !== undefined && message.id !== undefined) {
-        tokenOf.delete(message.id);
-        progress.delete(token);
-      }
-    }
-    downstream.send(message, related !== undefined ? { relatedRequestId: related } : undefined).catch(() => undefined);
-  };
-  downstream.onclose = () => closeBoth(false);
-  upstream.onclose = () => closeBoth(true);
-  downstream.onerror = () => undefined;
-  upstream.onerror = () => undefined;
-  await upstream.start();
-  await downstream.start();
-  return { closed, close: () => closeBoth(false), initialized: () => initialized };
+function pump(downstream: Transport, upstream: Transport): Promise<Joined> {
+  return join(downstream, upstream, {
+    unavailable: ({ id }, why): JSONRPCMessage => ({
+      jsonrpc: "2.0",
+      id,
+      error: { code: -32603, message: `upstream unavailable: ${reasonOf(why)}` },
+    }),
+  });
 }
 
 export async function startMcpProxy(options: McpProxyOptions): Promise<McpProxy> {

@@ -34,6 +34,11 @@ export interface UpstreamEnd {
 /** How much of the child's stderr is kept for error messages: its last lines are what explain a failure. */
 const STDERR_TAIL_BYTES = 4096;
 
+/** A command line as people read it: each word that is not plain, quoted. */
+export function commandLine(command: string, args: readonly string[] = []): string {
+  return [command, ...args].map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : JSON.stringify(a))).join(" ");
+}
+
 export class UpstreamProcessTransport implements Transport {
   onclose?: () => void;
   onerror?: (error: Error) => void;
@@ -56,9 +61,7 @@ export class UpstreamProcessTransport implements Transport {
 
   /** The command line, for messages. */
   get commandLine(): string {
-    return [this.#options.command, ...(this.#options.args ?? [])]
-      .map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : JSON.stringify(a)))
-      .join(" ");
+    return commandLine(this.#options.command, this.#options.args);
   }
 
   /** Resolves when the child has exited (with its code or signal). */

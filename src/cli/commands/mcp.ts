@@ -1,34 +1,52 @@
 /**
- * `aztp mcp proxy`: a secured MCP server in front of an unmodified upstream, run until told to
- * stop or until its upstream fails.
+ * `aztp mcp proxy`: a secured MCP server in front of an unmodified upstream, and `aztp mcp
+ * bridge`: an unmodified host's signing stand-in in front of a secured server. Each runs until
+ * told to stop or until its upstream fails. They share their options (the upstream command,
+ * the listener, the mode and the audit log) and how they run: the helpers below.
  */
 import { dirname, resolve } from "node:path";
 import { Option, type Command } from "commander";
 import { parseArgsStringToArgv } from "string-argv";
 import { AuditLog } from "../../audit/log.js";
 import { Aztp } from "../../client/aztp.js";
+import type { AuditOption } from "../../client/home-audit.js";
+import type { AztpError } from "../../errors.js";
 import { svidCheckpointSigner } from "../../invocation/checkpoint.js";
+import { startMcpBridge } from "../../mcp/bridge.js";
 import { defaultAllowedHosts } from "../../mcp/http.js";
-import { startMcpProxy, type Upstream } from "../../mcp/proxy.js";
+import { startMcpProxy } from "../../mcp/proxy.js";
+import type { Upstream } from "../../mcp/upstream.js";
 import { parsePolicy } from "../../policy/policy.js";
 import type { CliContext } from "../context.js";
 import { usage } from "../exit.js";
 import { outputDir, readInput } from "../files.js";
+import { selfCommand } from "../self.js";
 
-export function register(program: Command, ctx: CliContext): void {
-  const mcp = program.command("mcp").description("secure MCP servers");
-  mcp
-    .command("proxy")
-    .description("a secured MCP server in front of an unmodified upstream MCP server")
-    .requiredOption("--name <name>", "the proxy's identity name")
-    .option(
-      "--upstream-command <cmd>",
-      'spawn the upstream over stdio, e.g. "npx -y @modelcontextprotocol/server-filesystem /data"',
-    )
-    .option("--upstream-url <url>", "reach the upstream over Streamable HTTP")
-    .option("--upstream-env <KEY=VALUE...>", "environment for a spawned upstream (it gets nothing else of ours)")
+/** The options of the mode and the audit log, as both commands take them. */
+interface AuditFlags {
+  mode: "enforce" | "audit";
+  auditLog?: string;
+  audit: boolean;
+  auditDurability: "write" | "fsync";
+}
+
+/** The listener's options, as both commands take them. */
+interface ListenFlags {
+  listen: string;
+  allowedHost?: string[];
+}
+
+function addListenOptions(command: Command, who: string): Command {
+  return command
     .option("--listen <where>", "stdio, or http://127.0.0.1:PORT", "stdio")
-    .option("--policy <file>", "AZTP policy document (JSON) deciding who may call which tool")
+    .option(
+      "--allowed-host <name...>",
+      `with --listen http: also accept these host names in Host and Origin (default: loopback names and the --listen host)${who}`,
+    );
+}
+
+function addAuditOptions(command: Command): Command {
+  return command
     .addOption(new Option("--mode <mode>").choices(["enforce", "audit"]).default("enforce"))
     .option("--audit-log <file>", "append-only audit log (JSON Lines); default <home>/audit/<name>.jsonl")
     .option("--no-audit", "keep no audit log (said at start; calls are then not recorded)")
@@ -39,12 +57,145 @@ export function register(program: Command, ctx: CliContext): void {
       )
         .choices(["write", "fsync"])
         .default("write"),
-    )
-    .option("--filter-tools", "show each authenticated caller only the tools its policy allows")
+    );
+}
+
+/** The host names accepted in Host and Origin, or undefined for the default; usage errors for bad values. */
+function allowedHosts(o: ListenFlags): string[] | undefined {
+  if (o.listen !== "stdio" && !/^http:\/\/[^/]+(?::\d+)?(?:\/.*)?$/.test(o.listen))
+    throw usage("--listen must be stdio or http://HOST:PORT");
+  if (o.allowedHost && o.listen === "stdio") throw usage("--allowed-host applies to --listen http://HOST:PORT only");
+  for (const name of o.allowedHost ?? []) {
+    // A bare host name as it appears in Host (IPv6 in brackets), without scheme, port or path.
+    let parsed: string | undefined;
+    try {
+      parsed = new URL(`http://${name}`).hostname;
+    } catch {
+      parsed = undefined;
+    }
+    if (parsed !== name.toLowerCase())
+      throw usage(`--allowed-host takes a host name such as tools.example.com or [::1], got ${JSON.stringify(name)}`);
+  }
+  return o.allowedHost ? [...defaultAllowedHosts(o.listen), ...o.allowedHost.map((h) => h.toLowerCase())] : undefined;
+}
+
+/** A spawned upstream from its command line and `KEY=VALUE` environment, or a URL one. */
+function upstreamOf(
+  flags: { command: string; url: string; env: string },
+  command: string | undefined,
+  url: string | undefined,
+  envList: string[] | undefined,
+): Upstream {
+  if (!command === !url) throw usage(`give exactly one of ${flags.command} and ${flags.url}`);
+  const env: Record<string, string> = {};
+  for (const kv of envList ?? []) {
+    const eq = kv.indexOf("=");
+    if (eq < 1) throw usage(`${flags.env} takes KEY=VALUE, got ${JSON.stringify(kv)}`);
+    env[kv.slice(0, eq)] = kv.slice(eq + 1);
+  }
+  if (url !== undefined) {
+    if (envList !== undefined) throw usage(`${flags.env} applies to ${flags.command} only`);
+    return { url };
+  }
+  const [program, ...args] = parseArgsStringToArgv(command as string);
+  if (!program) throw usage(`${flags.command} is empty`);
+  return { command: program, args, env };
+}
+
+/** The `audit` option the library takes: none, a log of its own (checkpoints signed by `name`), or how to open the default one. */
+async function auditOption(o: AuditFlags, client: Aztp, name: string): Promise<AuditOption> {
+  const durability = { durability: o.auditDurability } as const;
+  if (!o.audit) return false;
+  if (!o.auditLog) return durability;
+  // The log's folder is made here, with a mkdir that cannot spin (make-dirs.ts), so that an
+  // unusable --audit-log fails at once naming it: the log's own recursive mkdir never settles
+  // on a path under /proc. The identity is issued first so checkpoints can be signed by it.
+  outputDir(dirname(resolve(o.auditLog)));
+  const identity = (await client.secureConnect({}, name)).identity;
+  return AuditLog.open(resolve(o.auditLog), { ...durability, signer: svidCheckpointSigner(identity) });
+}
+
+/** What `run` needs of a started proxy or bridge. */
+interface Running {
+  readonly identity: { aztpId: string };
+  readonly url: URL | undefined;
+  readonly audit: { path: string; close?: () => Promise<void> } | undefined;
+  readonly closed: Promise<AztpError | undefined>;
+  close(): Promise<void>;
+}
+
+/**
+ * Runs a started proxy or bridge until it stops: says what it is on stderr (stdout belongs to
+ * MCP in stdio mode), stops on SIGINT and SIGTERM (a stop asked for exits 0), and throws the
+ * failure that ended it (exit 1).
+ */
+async function run(what: string, o: AuditFlags, client: Aztp, started: Running, detail: string): Promise<void> {
+  // Nothing may keep the process once told to stop: a second signal has its default effect (the
+  // listener is gone), and a stop still running after 10 s (an upstream that ignores both its
+  // closed stdin and SIGTERM is SIGKILLed after 4 s) ends the process anyway.
+  const onSignal = (signal: NodeJS.Signals): void => {
+    process.stderr.write(`${what}: ${signal}, stopping\n`);
+    setTimeout(() => {
+      process.stderr.write(`${what}: not stopped within 10 s of the signal; exiting\n`);
+      process.exit(1);
+    }, 10_000).unref();
+    void started.close();
+  };
+  // Listening before the start is announced: whoever waits for the announcement to stop us must
+  // find the stop handled, not the default of a signal that kills.
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+  process.stderr.write(
+    `${what} ${started.identity.aztpId} (${o.mode}) ${started.url ? `listening on ${started.url.href}` : "on stdio"}\n`,
+  );
+  if (detail) process.stderr.write(`${what}: ${detail}\n`);
+  // Said at start, so nobody runs it believing its calls are on record when they are not.
+  process.stderr.write(
+    started.audit
+      ? `${what}: audit log ${started.audit.path}\n${what}: each answer waits for its audit entry (--audit-durability ${o.auditDurability})\n`
+      : `${what}: no audit log (--no-audit): calls are not recorded\n`,
+  );
+  const failure = await started.closed;
+  process.off("SIGINT", onSignal);
+  process.off("SIGTERM", onSignal);
+  await started.audit?.close?.().catch(() => undefined);
+  await client.close();
+  if (failure) throw failure;
+}
+
+/** The hosts `--print-config` writes for, and the shape of their configuration files. */
+const HOSTS = ["claude", "vscode", "cursor"] as const;
+type Host = (typeof HOSTS)[number];
+
+/**
+ * The snippet for `host`'s configuration file that starts this bridge: Claude Desktop's
+ * `claude_desktop_config.json` and Cursor's `~/.cursor/mcp.json` under `mcpServers`, VS Code's
+ * `.vscode/mcp.json` under `servers` with `type: "stdio"`.
+ */
+function hostConfig(host: Host, name: string, args: string[]): unknown {
+  const self = selfCommand();
+  const server = { command: self.command, args: [...self.args, ...args] };
+  if (host === "vscode") return { servers: { [name]: { type: "stdio", ...server } } };
+  return { mcpServers: { [name]: server } };
+}
+
+export function register(program: Command, ctx: CliContext): void {
+  const mcp = program.command("mcp").description("secure MCP servers, and let unmodified hosts call them");
+  const proxy = mcp
+    .command("proxy")
+    .description("a secured MCP server in front of an unmodified upstream MCP server")
+    .requiredOption("--name <name>", "the proxy's identity name")
     .option(
-      "--allowed-host <name...>",
-      "with --listen http: also accept these host names in Host and Origin (default: loopback names and the --listen host)",
+      "--upstream-command <cmd>",
+      'spawn the upstream over stdio, e.g. "npx -y @modelcontextprotocol/server-filesystem /data"',
     )
+    .option("--upstream-url <url>", "reach the upstream over Streamable HTTP")
+    .option("--upstream-env <KEY=VALUE...>", "environment for a spawned upstream (it gets nothing else of ours)");
+  addListenOptions(proxy, "");
+  proxy.option("--policy <file>", "AZTP policy document (JSON) deciding who may call which tool");
+  addAuditOptions(proxy);
+  proxy
+    .option("--filter-tools", "show each authenticated caller only the tools its policy allows")
     .option(
       "--authorization-server [url...]",
       "with --listen http: accept OAuth bearer access tokens from this authorization server (issuer URL; repeatable); alone, this home's authority's own issuer",
@@ -57,145 +208,154 @@ export function register(program: Command, ctx: CliContext): void {
     .option(
       "--open-methods <list>",
       'comma-separated JSON-RPC methods a client with no credential may call (default "initialize,server/discover,tools/list"; "" for none)',
+    );
+  proxy.action(
+    async (
+      o: AuditFlags &
+        ListenFlags & {
+          name: string;
+          upstreamCommand?: string;
+          upstreamUrl?: string;
+          upstreamEnv?: string[];
+          policy?: string;
+          filterTools?: boolean;
+          authorizationServer?: string[] | true;
+          resource?: string;
+          scope?: string[];
+          openMethods?: string;
+        },
+    ) => {
+      const upstream = upstreamOf(
+        { command: "--upstream-command", url: "--upstream-url", env: "--upstream-env" },
+        o.upstreamCommand,
+        o.upstreamUrl,
+        o.upstreamEnv,
+      );
+      // Checked here, before anything starts, as usage errors.
+      const hosts = allowedHosts(o);
+      if (o.auditLog !== undefined && !o.audit) throw usage("--audit-log and --no-audit exclude each other");
+      const bearer = o.authorizationServer !== undefined;
+      if (!bearer && (o.resource !== undefined || o.scope !== undefined || o.openMethods !== undefined))
+        throw usage("--resource, --scope and --open-methods go with --authorization-server");
+      if (bearer && o.listen === "stdio")
+        throw usage("--authorization-server applies to --listen http://HOST:PORT only (over stdio, sign the calls)");
+      const openMethods =
+        o.openMethods === undefined
+          ? undefined
+          : o.openMethods
+              .split(",")
+              .map((m) => m.trim())
+              .filter((m) => m.length > 0);
+      const policies = o.policy ? [parsePolicy(await readInput(o.policy))] : undefined;
+      const client = new Aztp({ home: ctx.home() });
+      const started = await startMcpProxy({
+        client,
+        name: o.name,
+        upstream,
+        listen: o.listen,
+        mode: o.mode,
+        ...(policies ? { policy: policies } : {}),
+        audit: await auditOption(o, client, o.name),
+        ...(o.filterTools ? { filterToolsByPolicy: true } : {}),
+        ...(hosts ? { allowedHosts: hosts } : {}),
+        ...(o.authorizationServer !== undefined ? { authorizationServers: o.authorizationServer } : {}),
+        ...(o.resource !== undefined ? { resource: o.resource } : {}),
+        ...(o.scope !== undefined ? { scopes: o.scope } : {}),
+        ...(openMethods !== undefined ? { openMethods } : {}),
+      });
+      // An upstream that exits while the client is still there (at start: a missing folder, a
+      // bad command) ends the proxy with its failure: said, with what it printed, and exit 1.
+      const oauth = started.protectedResource;
+      await run(
+        "aztp mcp proxy",
+        o,
+        client,
+        started,
+        oauth === undefined
+          ? ""
+          : `OAuth resource ${oauth.resource}, bearer tokens from ${oauth.authorizationServers.join(", ")} (metadata ${oauth.metadataUrl})`,
+      );
+    },
+  );
+
+  const bridge = mcp
+    .command("bridge")
+    .description(
+      "an unmodified MCP host's signing stand-in: a stdio MCP server that forwards to a secured MCP server, signing each call as NAME",
+    )
+    .requiredOption("--name <name>", "the bridge's identity name: the caller the server sees")
+    .option("--url <url>", "the secured MCP server, over Streamable HTTP")
+    .option("--command <cmd>", 'spawn the secured MCP server over stdio, e.g. "node /srv/tools/server.js"')
+    .option("--env <KEY=VALUE...>", "environment for --command (it gets nothing else of ours)")
+    .option(
+      "--expected-server <id>",
+      "the server's ID; default: the first server proven, pinned in <home>/bridge/<name>.json",
+    );
+  addListenOptions(bridge, "; --listen must be a loopback address");
+  addAuditOptions(bridge);
+  bridge
+    .addOption(
+      new Option(
+        "--print-config <host>",
+        "print the snippet for that host's configuration file that starts this bridge with these options, and exit",
+      ).choices([...HOSTS]),
     )
     .action(
-      async (o: {
-        name: string;
-        upstreamCommand?: string;
-        upstreamUrl?: string;
-        upstreamEnv?: string[];
-        listen: string;
-        policy?: string;
-        mode: "enforce" | "audit";
-        auditLog?: string;
-        audit: boolean;
-        auditDurability: "write" | "fsync";
-        filterTools?: boolean;
-        allowedHost?: string[];
-        authorizationServer?: string[] | true;
-        resource?: string;
-        scope?: string[];
-        openMethods?: string;
-      }) => {
+      async (
+        o: AuditFlags &
+          ListenFlags & {
+            name: string;
+            url?: string;
+            command?: string;
+            env?: string[];
+            expectedServer?: string;
+            printConfig?: Host;
+          },
+      ) => {
+        const upstream = upstreamOf({ command: "--command", url: "--url", env: "--env" }, o.command, o.url, o.env);
+        const hosts = allowedHosts(o);
         if (o.auditLog !== undefined && !o.audit) throw usage("--audit-log and --no-audit exclude each other");
-        if (!o.upstreamCommand === !o.upstreamUrl)
-          throw usage("give exactly one of --upstream-command and --upstream-url");
-        if (o.listen !== "stdio" && !/^http:\/\/[^/]+(?::\d+)?(?:\/.*)?$/.test(o.listen))
-          throw usage("--listen must be stdio or http://HOST:PORT");
-        if (o.allowedHost && o.listen === "stdio")
-          throw usage("--allowed-host applies to --listen http://HOST:PORT only");
-        for (const name of o.allowedHost ?? []) {
-          // A bare host name as it appears in Host (IPv6 in brackets), without scheme, port or path.
-          let parsed: string | undefined;
-          try {
-            parsed = new URL(`http://${name}`).hostname;
-          } catch {
-            parsed = undefined;
-          }
-          if (parsed !== name.toLowerCase())
-            throw usage(
-              `--allowed-host takes a host name such as tools.example.com or [::1], got ${JSON.stringify(name)}`,
-            );
+        if (o.printConfig !== undefined) {
+          if (o.listen !== "stdio")
+            throw usage("--print-config writes a stdio host's configuration; with --listen, give the host the URL");
+          // The same options, spelled out whole: a host starts it from a folder of its own.
+          const args = [
+            "--home",
+            ctx.home(),
+            "mcp",
+            "bridge",
+            "--name",
+            o.name,
+            ...(o.url !== undefined ? ["--url", o.url] : ["--command", o.command as string]),
+            ...(o.env ?? []).flatMap((kv) => ["--env", kv]),
+            ...(o.expectedServer !== undefined ? ["--expected-server", o.expectedServer] : []),
+            ...(o.mode !== "enforce" ? ["--mode", o.mode] : []),
+            ...(o.auditLog !== undefined ? ["--audit-log", resolve(o.auditLog)] : []),
+            ...(!o.audit ? ["--no-audit"] : []),
+            ...(o.auditDurability !== "write" ? ["--audit-durability", o.auditDurability] : []),
+          ];
+          process.stdout.write(`${JSON.stringify(hostConfig(o.printConfig, o.name, args), null, 2)}\n`);
+          return;
         }
-        const bearer = o.authorizationServer !== undefined;
-        if (!bearer && (o.resource !== undefined || o.scope !== undefined || o.openMethods !== undefined))
-          throw usage("--resource, --scope and --open-methods go with --authorization-server");
-        if (bearer && o.listen === "stdio")
-          throw usage("--authorization-server applies to --listen http://HOST:PORT only (over stdio, sign the calls)");
-        const openMethods =
-          o.openMethods === undefined
-            ? undefined
-            : o.openMethods
-                .split(",")
-                .map((m) => m.trim())
-                .filter((m) => m.length > 0);
-        const env: Record<string, string> = {};
-        for (const kv of o.upstreamEnv ?? []) {
-          const eq = kv.indexOf("=");
-          if (eq < 1) throw usage(`--upstream-env takes KEY=VALUE, got ${JSON.stringify(kv)}`);
-          env[kv.slice(0, eq)] = kv.slice(eq + 1);
-        }
-        let upstream: Upstream;
-        if (o.upstreamCommand) {
-          const [command, ...args] = parseArgsStringToArgv(o.upstreamCommand);
-          if (!command) throw usage("--upstream-command is empty");
-          upstream = { command, args, env };
-        } else upstream = { url: o.upstreamUrl as string };
-        const policies = o.policy ? [parsePolicy(await readInput(o.policy))] : undefined;
         const client = new Aztp({ home: ctx.home() });
-        // The log's folder is made here, with a mkdir that cannot spin (make-dirs.ts), so that an
-        // unusable --audit-log fails at once naming it: the log's own recursive mkdir never
-        // settles on a path under /proc.
-        if (o.auditLog) outputDir(dirname(resolve(o.auditLog)));
-        const durability = { durability: o.auditDurability } as const;
-        const audit = !o.audit
-          ? false
-          : o.auditLog
-            ? await AuditLog.open(resolve(o.auditLog), {
-                ...durability,
-                signer: svidCheckpointSigner(await proxyIdentity(client, o.name)),
-              })
-            : durability;
-        const proxy = await startMcpProxy({
+        const started = await startMcpBridge({
           client,
           name: o.name,
           upstream,
           listen: o.listen,
           mode: o.mode,
-          ...(policies ? { policy: policies } : {}),
-          audit,
-          ...(o.filterTools ? { filterToolsByPolicy: true } : {}),
-          ...(o.allowedHost
-            ? { allowedHosts: [...defaultAllowedHosts(o.listen), ...o.allowedHost.map((h) => h.toLowerCase())] }
-            : {}),
-          ...(o.authorizationServer !== undefined ? { authorizationServers: o.authorizationServer } : {}),
-          ...(o.resource !== undefined ? { resource: o.resource } : {}),
-          ...(o.scope !== undefined ? { scopes: o.scope } : {}),
-          ...(openMethods !== undefined ? { openMethods } : {}),
+          ...(o.expectedServer !== undefined ? { expectedServer: o.expectedServer } : {}),
+          audit: await auditOption(o, client, o.name),
+          ...(hosts ? { allowedHosts: hosts } : {}),
+          log: (line) => process.stderr.write(`aztp mcp bridge: ${line}\n`),
         });
-        // SIGINT and SIGTERM stop the proxy and its upstream; a stop asked for exits 0. Nothing
-        // may keep the process once told to stop: a second signal has its default effect (the
-        // listener is gone), and a stop still running after 10 s (an upstream that ignores both
-        // its closed stdin and SIGTERM is SIGKILLed after 4 s) ends the process anyway.
-        const onSignal = (signal: NodeJS.Signals): void => {
-          process.stderr.write(`aztp mcp proxy: ${signal}, stopping\n`);
-          setTimeout(() => {
-            process.stderr.write("aztp mcp proxy: not stopped within 10 s of the signal; exiting\n");
-            process.exit(1);
-          }, 10_000).unref();
-          void proxy.close();
-        };
-        // Listening before the start is announced: whoever waits for the announcement to stop us
-        // must find the stop handled, not the default of a signal that kills.
-        process.once("SIGINT", onSignal);
-        process.once("SIGTERM", onSignal);
-        // stdout belongs to MCP in stdio mode: everything for people goes to stderr.
-        process.stderr.write(
-          `aztp mcp proxy ${proxy.identity.aztpId} (${o.mode}) ${proxy.url ? `listening on ${proxy.url.href}` : "on stdio"}\n`,
+        await run(
+          "aztp mcp bridge",
+          o,
+          client,
+          started,
+          `forwarding to ${"url" in upstream ? upstream.url : o.command}`,
         );
-        if (proxy.protectedResource !== undefined)
-          process.stderr.write(
-            `aztp mcp proxy: OAuth resource ${proxy.protectedResource.resource}, bearer tokens from ${proxy.protectedResource.authorizationServers.join(", ")} (metadata ${proxy.protectedResource.metadataUrl})\n`,
-          );
-        // Said at start, so nobody runs a proxy believing its calls are on record when they are not.
-        process.stderr.write(
-          proxy.audit
-            ? `aztp mcp proxy: audit log ${proxy.audit.path}\naztp mcp proxy: each answer waits for its audit entry (--audit-durability ${o.auditDurability})\n`
-            : "aztp mcp proxy: no audit log (--no-audit): calls are not recorded\n",
-        );
-        // An upstream that exits while the client is still there (at start: a missing folder, a
-        // bad command) ends the proxy with its failure: said, with what it printed, and exit 1.
-        const failure = await proxy.closed;
-        process.off("SIGINT", onSignal);
-        process.off("SIGTERM", onSignal);
-        await proxy.audit?.close?.().catch(() => undefined);
-        await client.close();
-        if (failure) throw failure;
       },
     );
-}
-
-/** The proxy's identity, issued before the audit log opens so checkpoints can be signed by it. */
-async function proxyIdentity(client: Aztp, name: string) {
-  return (await client.secureConnect({}, name)).identity;
 }
