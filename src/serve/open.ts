@@ -43,7 +43,15 @@ export type ServeAuthority = Pick<
   | "isRevoked"
   | "bundle"
   | "bundleSet"
+  | "oauthIssuer"
 > & {
+  /** The issuer identifier of the access tokens it mints: the service's public URL, set at start. */
+  setOAuthIssuer(issuer: string): void;
+  /** An RFC 9068 access token for an active identity (EmbeddedAuthority.mintAccessToken). */
+  mintAccessToken(
+    id: string,
+    options: { issuer?: string; resource: string; scopes?: readonly string[]; ttlSeconds?: number; now?: Date },
+  ): string;
   /** The signed, sequenced revocation list of `trustDomain` (compact JWS), valid from `now` for `validitySeconds`. */
   signedRevocationList(
     trustDomain?: string,

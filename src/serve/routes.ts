@@ -53,6 +53,8 @@ export interface RouteContext {
   /** The authenticated key (routes with `auth`). */
   readonly key: ApiKeyRecord;
   body(): Promise<JsonObject>;
+  /** The body as an HTML form (the OAuth token endpoint's media type, readForm in http-io.ts). */
+  form(): Promise<Map<string, string>>;
   /**
    * The authority brought up to the store's committed state (authority.refresh), at most once
    * per request. (Started alongside the key check it was slower on PostgreSQL here, 2.9 ms
@@ -71,11 +73,16 @@ export interface Route {
   method: "GET" | "POST";
   /** Matched against the whole path; groups become `params`. */
   path: RegExp;
-  /** Needs a Bearer API key. */
-  auth: boolean;
+  /**
+   * Needs a Bearer API key; "optional": checked when one is sent (`key` is then the key, else a
+   * key with no ID and no scope).
+   */
+  auth: boolean | "optional";
   /** Counts against the key's issuance bucket. */
   rateLimited?: boolean;
   handle(ctx: RouteContext): Promise<RouteAnswer>;
+  /** This route's own error format (the OAuth routes answer RFC 6749 error JSON); default errorBody. */
+  errorAnswer?(e: AztpError): RouteAnswer;
 }
 
 export interface RouteSettings {

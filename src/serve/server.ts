@@ -14,10 +14,12 @@ import { createServer as createHttpsServer, type Server as HttpsServer } from "n
 import { MAX_REVOCATION_LIST_VALIDITY_SECONDS } from "../authority/revocation-list.js";
 import { AztpError, ErrorCodes } from "../errors.js";
 import { isLoopbackHost } from "../net/loopback.js";
+import { isScopeToken } from "../oauth/access-token.js";
 import { invalidApiKey, type ApiKeyRecord } from "../store/api-keys.js";
 import { errorBody, statusOf, toServeError } from "./errors.js";
-import { readJsonObject, sendJson, type JsonObject } from "./http-io.js";
+import { readForm, readJsonObject, sendJson, type JsonObject } from "./http-io.js";
 import { jsonLogger, type Logger, type LogLevel } from "./log.js";
+import { buildOAuthRoutes } from "./oauth-routes.js";
 import { openServeBackend, type ServeBackend } from "./open.js";
 import { TokenBuckets } from "./rate-limit.js";
 import { REVOCATION_WINDOW_HINTS } from "./revocation-list-cache.js";
@@ -53,6 +55,14 @@ export interface ServeOptions {
   svidTtlSeconds?: number;
   logLevel?: LogLevel;
   logger?: Logger;
+  /**
+   * The URL clients reach the service at, when it is not the listen address (behind a proxy that
+   * terminates TLS, or a load balancer): the OAuth issuer identifier and the base of every
+   * endpoint the metadata names. Default: the listen URL.
+   */
+  publicUrl?: string | undefined;
+  /** The OAuth metadata's scopes_supported: when given, no token carries another scope. */
+  scopesSupported?: readonly string[] | undefined;
 }
 
 export interface RunningServe {
@@ -72,6 +82,9 @@ export interface RunningServe {
   /** Requests being answered now. */
   readonly inFlight: number;
 }
+
+/** A token request is a few parameters and an assertion (an x5c chain of three P-256 certificates is ~3 KB). */
+const MAX_FORM_BYTES = 64 * 1024;
 
 export const DEFAULTS = {
   host: "127.0.0.1",
@@ -95,6 +108,38 @@ export function parseListen(text: string): { host: string; port: number } {
   }
   const host = m[1] ?? m[2] ?? "";
   return { host: host === "" ? DEFAULTS.host : host, port };
+}
+
+/**
+ * `--public-url`: an http(s) URL with no query, fragment or credentials (RFC 8414 §2's issuer),
+ * written without a trailing slash so the endpoints the metadata names are `<issuer>/oauth/...`.
+ */
+export function parsePublicUrl(text: string): string {
+  let u: URL;
+  try {
+    u = new URL(text);
+  } catch {
+    throw new AztpError(ErrorCodes.ARGUMENT_INVALID, `--public-url ${JSON.stringify(text)} is not a URL`);
+  }
+  if (
+    (u.protocol !== "https:" && u.protocol !== "http:") ||
+    u.search !== "" ||
+    u.hash !== "" ||
+    u.username !== "" ||
+    u.password !== ""
+  )
+    throw new AztpError(
+      ErrorCodes.ARGUMENT_INVALID,
+      `--public-url must be an https:// URL without query, fragment or credentials, got ${JSON.stringify(text)}`,
+    );
+  return u.href.replace(/\/+$/, "");
+}
+
+function scopeList(scopes: readonly string[]): string[] {
+  const bad = scopes.find((sc) => !isScopeToken(sc));
+  if (bad !== undefined)
+    throw new AztpError(ErrorCodes.ARGUMENT_INVALID, `--scope ${JSON.stringify(bad)} is not an OAuth scope token`);
+  return [...new Set(scopes)];
 }
 
 function positive(name: string, v: number | undefined, fallback: number, integer = false): number {
@@ -148,6 +193,8 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
     burst: positive("issueBurst", options.issueBurst, DEFAULTS.issueBurst, true),
   });
   const maxBodyBytes = positive("maxBodyBytes", options.maxBodyBytes, DEFAULTS.maxBodyBytes, true);
+  const publicUrl = options.publicUrl === undefined ? undefined : parsePublicUrl(options.publicUrl);
+  const scopesSupported = options.scopesSupported === undefined ? undefined : scopeList(options.scopesSupported);
   const shutdownTimeoutMs = positive("shutdownTimeoutMs", options.shutdownTimeoutMs, DEFAULTS.shutdownTimeoutMs, true);
   const svidTtlSeconds = positive("svidTtlSeconds", options.svidTtlSeconds, SERVE_SVID_TTL_SECONDS, true);
 
@@ -173,14 +220,15 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
     }
   };
 
-  const routes = buildRoutes({
+  const routeSettings = {
     backend,
     refreshHintSeconds,
     revocationWindowSeconds,
     issueBuckets,
     maxBodyBytes,
     readiness,
-  });
+  };
+  const routes = [...buildRoutes(routeSettings), ...buildOAuthRoutes(routeSettings, { scopesSupported })];
 
   const handler = (req: IncomingMessage, res: ServerResponse): void => {
     inFlight++;
@@ -208,6 +256,7 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
     res: ServerResponse,
     fields: { path: string; keyId?: string; code?: string },
   ): Promise<void> => {
+    let route: Route | undefined;
     try {
       let url: URL;
       try {
@@ -216,7 +265,9 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
         throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "the request target is not a valid path");
       }
       fields.path = url.pathname.slice(0, 512);
-      const { route, params, allowed } = match(routes, String(req.method), url.pathname);
+      const matched = match(routes, String(req.method), url.pathname);
+      const { params, allowed } = matched;
+      route = matched.route;
       if (route === undefined) {
         if (allowed.length > 0) {
           const e = new AztpError(
@@ -232,11 +283,12 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
       let refreshed: Promise<void> | undefined;
       const fresh = (): Promise<void> => (refreshed ??= Promise.resolve(backend.authority.refresh?.()));
       let key: ApiKeyRecord = { keyId: "", name: "", scope: {}, createdAt: "" };
-      if (route.auth) {
+      if (route.auth === true || (route.auth === "optional" && req.headers.authorization !== undefined)) {
         key = await authenticate(backend, req);
         fields.keyId = key.keyId;
       }
       let body: Promise<JsonObject> | undefined;
+      let form: Promise<Map<string, string>> | undefined;
       const answer = await route.handle({
         req,
         res,
@@ -244,6 +296,7 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
         params,
         key,
         body: () => (body ??= readJsonObject(req, maxBodyBytes)),
+        form: () => (form ??= readForm(req, Math.min(maxBodyBytes, MAX_FORM_BYTES))),
         fresh,
       });
       sendJson(res, answer.status, answer.body, answer.headers);
@@ -257,12 +310,14 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
           error: (err.cause as Error)?.stack ?? String(err.cause),
         });
       }
-      const headers: Record<string, string> = {};
+      const own = route?.errorAnswer?.(err);
+      const headers: Record<string, string> = { ...own?.headers };
       const retry = retryAfterOf(err);
       if (retry !== undefined) headers["retry-after"] = String(retry);
       if (status === 413) headers.connection = "close";
       if (status === 503) headers["retry-after"] = "1";
-      sendJson(res, status, errorBody(err), headers);
+      if (own !== undefined) sendJson(res, own.status, own.body, headers);
+      else sendJson(res, status, errorBody(err), headers);
     }
   };
 
@@ -315,8 +370,11 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
   const boundPort = typeof address === "object" && address !== null ? address.port : port;
   const urlHost = host.includes(":") ? `[${host}]` : host;
   const url = `${tls ? "https" : "http"}://${urlHost}:${boundPort}`;
+  const issuer = publicUrl ?? url;
+  backend.authority.setOAuthIssuer(issuer);
   logger.log(tls ? "info" : "warn", "started", {
     url,
+    ...(publicUrl !== undefined ? { publicUrl } : {}),
     store: backend.location,
     tls,
     ...(tls
