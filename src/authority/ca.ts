@@ -175,6 +175,11 @@ export interface IssuedSvid {
   notAfter: Date;
   /** PEM: the leaf, then the intermediate. */
   chainPem: string;
+  /**
+   * The leaf's public key as a JWK (RFC 7517): recorded with the identity (registry.recordSvid),
+   * where the token endpoint finds it for a `private_key_jwt` assertion that names no key.
+   */
+  publicKeyJwk?: Record<string, unknown>;
 }
 
 /**
@@ -253,6 +258,15 @@ export class CertificateAuthority {
         this.authorityKeyId,
       ],
     });
-    return { serial, notBefore, notAfter, chainPem: cert.toString("pem") + "\n" + this.intermediateCertPem };
+    return {
+      serial,
+      notBefore,
+      notAfter,
+      chainPem: cert.toString("pem") + "\n" + this.intermediateCertPem,
+      publicKeyJwk: createPublicKey({ key: spki, format: "der", type: "spki" }).export({ format: "jwk" }) as Record<
+        string,
+        unknown
+      >,
+    };
   }
 }
