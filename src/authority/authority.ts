@@ -18,7 +18,7 @@
  * processes by the store, so two processes issuing at once neither corrupt it nor lose each
  * other's writes; serials are 128 random bits, unique without coordination.
  */
-import { createPublicKey, type KeyObject } from "node:crypto";
+import { createPublicKey, randomUUID, type KeyObject } from "node:crypto";
 import { resolve } from "node:path";
 import { AztpError, ErrorCodes } from "../errors.js";
 import { BundleSet, TrustBundle, type BundleSource } from "../spiffe/bundle.js";
@@ -434,14 +434,23 @@ export class EmbeddedAuthority implements Authority, BundleSource {
 
   /**
    * Mints a JWT-SVID for an active identity with the trust domain's JWT key, for as long as
-   * registry.jwtSvidTtl allows.
+   * registry.jwtSvidTtl allows. It carries a `jti` (the JWT-SVID standard allows other claims), so
+   * it can serve once as a client assertion at a token endpoint, which spends assertions by jti.
    */
   mintJwtSvid(id: string, audience: string | string[], ttlSeconds?: number, now = new Date()): string {
     const { state } = this.current();
     const rec = registry.getRecord(state, id);
     const ttl = registry.jwtSvidTtl(state, rec, ttlSeconds, now);
     const ca = this.ca(rec.trustDomain);
-    return mintJwtSvid({ subject: rec.spiffeId, audience, key: ca.jwtKey, kid: ca.jwtKid, ttlSeconds: ttl, now });
+    return mintJwtSvid({
+      subject: rec.spiffeId,
+      audience,
+      key: ca.jwtKey,
+      kid: ca.jwtKid,
+      ttlSeconds: ttl,
+      now,
+      claims: { jti: randomUUID() },
+    });
   }
 
   /**
