@@ -24,8 +24,10 @@
  * refused request never burns an assertion.
  */
 import { createPublicKey, randomUUID, type JsonWebKeyInput, type KeyObject } from "node:crypto";
+import { LRUCache } from "lru-cache";
 import { AztpError, ErrorCodes, type ErrorCode } from "../errors.js";
 import type { ReplayCache } from "../invocation/replay.js";
+import { sha256Hex } from "../sha256.js";
 import type { BundleSource } from "../spiffe/bundle.js";
 import type { Certificate } from "../spiffe/certificate.js";
 import { decodeCompact, signCompact, verifyDecoded, type DecodedJws } from "../spiffe/jws.js";
@@ -130,20 +132,25 @@ const JWT_SVID_CODES: Readonly<Record<string, ErrorCode>> = {
 /** `typ` values an assertion may carry: none, a plain JWT, or RFC 7523bis' explicit type. */
 const ASSERTION_TYPS = new Set(["jwt", "jose", "client-authentication+jwt", "application/client-authentication+jwt"]);
 
-/** Public keys of recorded SVIDs, parsed once per record entry (records are immutable snapshots). */
-const recordedKeys = new WeakMap<object, KeyObject | null>();
+/**
+ * Public keys of recorded SVIDs, parsed once: keyed by the SVID's serial (128 random bits, one
+ * key for ever) and the key's own coordinates, so a record copied anew on every read still hits.
+ */
+const recordedKeys = new LRUCache<string, { key: KeyObject | null }>({ max: 10_000 });
 
-function recordedKey(jwk: object): KeyObject | undefined {
-  let key = recordedKeys.get(jwk);
-  if (key === undefined) {
+function recordedKey(serial: string, jwk: object): KeyObject | undefined {
+  const j = jwk as { x?: unknown; n?: unknown };
+  const id = `${serial}:${String(j.x ?? j.n)}`;
+  let hit = recordedKeys.get(id);
+  if (hit === undefined) {
     try {
-      key = createPublicKey({ key: jwk as JsonWebKeyInput["key"], format: "jwk" });
+      hit = { key: createPublicKey({ key: jwk as JsonWebKeyInput["key"], format: "jwk" }) };
     } catch {
-      key = null;
+      hit = { key: null };
     }
-    recordedKeys.set(jwk, key);
+    recordedKeys.set(id, hit);
   }
-  return key ?? undefined;
+  return hit.key ?? undefined;
 }
 
 export class ClientAssertionVerifier {
@@ -370,7 +377,7 @@ export class ClientAssertionVerifier {
         "key",
       );
     for (const k of live) {
-      const key = recordedKey(k.jwk);
+      const key = recordedKey(k.serial, k.jwk);
       if (key !== undefined && verifyDecoded(decoded, key)) return k.serial;
     }
     fail(
@@ -381,9 +388,14 @@ export class ClientAssertionVerifier {
   }
 }
 
-/** The replay cache key of an assertion: from its claims, never its text (an ECDSA signature has two spellings). */
+/**
+ * The replay cache key of an assertion: from its claims, never its text (an ECDSA signature has
+ * two spellings). The jti is hashed: it is the client's text, and a shared store keeps text (a
+ * NUL, which PostgreSQL refuses, must not turn a replay check into an outage). A SPIFFE ID has no
+ * space, so the two parts cannot run into each other.
+ */
 function replayKey(v: VerifiedClientAssertion): string {
-  return `oauth-assertion\u0000${v.clientId.toString()}\u0000${v.jti}`;
+  return `oauth-assertion ${v.clientId.toString()} ${sha256Hex(v.jti)}`;
 }
 
 /**

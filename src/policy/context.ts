@@ -21,6 +21,8 @@
  * | `aztp:sourceIp`            | string           | the peer's IP address, when the transport knows it: set over    |
  * |                            |                  | Streamable HTTP (serveMcpHttp, the proxy listening on HTTP),    |
  * |                            |                  | absent over stdio and in-memory; IPv4-mapped IPv6 as IPv4       |
+ * | `aztp:scope`               | string           | the OAuth scope asked about (action `oauth:token`); absent when |
+ * |                            |                  | the token request names none                                    |
  *
  * IDs are stored in `spiffe://` form, but conditions compare IDs in one normal form, so a
  * policy may name them as `aztp://` or `spiffe://` alike. Keys are matched exactly (unlike
@@ -51,6 +53,7 @@ export const POLICY_CONTEXT_KEYS = Object.freeze([
   "aztp:delegated",
   "aztp:delegationDepth",
   "aztp:sourceIp",
+  "aztp:scope",
 ] as const);
 
 export type PolicyContextKey = (typeof POLICY_CONTEXT_KEYS)[number];
@@ -82,6 +85,8 @@ export interface PolicyContextInput {
   /** Links in the delegation chain the call carries; 0 or absent for a direct call. */
   delegationDepth?: number | undefined;
   sourceIp?: string | undefined;
+  /** The OAuth scope a token request asks for (`aztp:scope`). */
+  scope?: string | undefined;
 }
 
 function asId(value: string | SpiffeId): SpiffeId {
@@ -122,5 +127,6 @@ export function buildPolicyContext(input: PolicyContextInput): Record<string, un
   if (input.tool !== undefined) ctx["aztp:tool"] = input.tool;
   if (input.args !== undefined) ctx[ARGS_KEY] = input.args;
   if (input.sourceIp !== undefined) ctx["aztp:sourceIp"] = input.sourceIp;
+  if (input.scope !== undefined) ctx["aztp:scope"] = input.scope;
   return ctx;
 }

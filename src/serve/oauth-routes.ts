@@ -9,9 +9,14 @@
  */
 import { createPublicKey, type KeyObject } from "node:crypto";
 import { AztpError, ErrorCodes } from "../errors.js";
+import { ClientAssertionVerifier, spendClientAssertion } from "../oauth/client-assertion.js";
+import { grantScopes, parseResource, parseScopeParam } from "../oauth/token-request.js";
+import { peekClaims } from "../spiffe/jws.js";
 import { DEFAULT_ALGORITHMS, algorithmForKey } from "../spiffe/keys.js";
+import { requireInScope } from "../store/api-key-scope.js";
 import { oauthErrorAnswer } from "./oauth-errors.js";
-import type { Route, RouteAnswer, RouteSettings } from "./routes.js";
+import type { TokenBuckets } from "./rate-limit.js";
+import { takeOrRefuse, type Route, type RouteAnswer, type RouteSettings } from "./routes.js";
 
 /** Where the OAuth routes live, relative to the issuer (the service's public URL). */
 export const OAUTH_PATHS = Object.freeze({
@@ -24,10 +29,25 @@ export const OAUTH_PATHS = Object.freeze({
 export interface OAuthRouteSettings {
   /** `scopes_supported`: when given, a scope outside it is never granted. */
   scopesSupported?: readonly string[] | undefined;
+  /** Token issuance per client (SPIFFE ID), per replica. */
+  tokenBuckets: TokenBuckets;
+  /** Lifetime of the access tokens minted (capped by the client's ancestors' SVIDs). */
+  accessTokenTtlSeconds?: number | undefined;
+}
+
+const GRANT_TYPE = "client_credentials";
+
+/** One form parameter: absent and empty are both "not given" (RFC 6749 §3.1). */
+function param(form: Map<string, string>, name: string): string | undefined {
+  const v = form.get(name);
+  return v === undefined || v === "" ? undefined : v;
 }
 
 /** The RFC 8414 document of the authorization server whose issuer identifier is `issuer`. */
-export function authorizationServerMetadata(issuer: string, options: OAuthRouteSettings = {}): Record<string, unknown> {
+export function authorizationServerMetadata(
+  issuer: string,
+  options: Pick<OAuthRouteSettings, "scopesSupported"> = {},
+): Record<string, unknown> {
   const doc: Record<string, unknown> = {
     issuer,
     token_endpoint: `${issuer}${OAUTH_PATHS.token}`,
@@ -56,10 +76,71 @@ function errorAnswer(e: AztpError): RouteAnswer {
   return { status: a.status, body: a.body, headers: a.headers };
 }
 
-export function buildOAuthRoutes(s: RouteSettings, o: OAuthRouteSettings = {}): Route[] {
+export function buildOAuthRoutes(s: RouteSettings, o: OAuthRouteSettings): Route[] {
   const a = s.backend.authority;
   const cacheable = { "cache-control": `public, max-age=${Math.floor(s.refreshHintSeconds / 2)}` };
+  const assertions = new ClientAssertionVerifier({
+    bundles: a,
+    trustDomains: () => a.trustDomains,
+    clients: { client: (id) => a.heldRecord(id), isRevoked: (id, serial) => a.isRevoked(id, serial) },
+    // RFC 7523bis asks for the issuer; RFC 7523 and the SPIFFE draft's example use the token endpoint.
+    audiences: () => [a.oauthIssuer, `${a.oauthIssuer}${OAUTH_PATHS.token}`],
+  });
   return [
+    {
+      method: "POST",
+      path: /^\/oauth\/token$/,
+      // An API key is optional: sent, it narrows which clients may obtain tokens through it.
+      auth: "optional",
+      errorAnswer,
+      handle: async (c) => {
+        const form = await c.form();
+        const grantType = param(form, "grant_type");
+        if (grantType === undefined)
+          throw new AztpError(ErrorCodes.OAUTH_REQUEST_INVALID, "grant_type is required", { rule: "grant_type" });
+        if (grantType !== GRANT_TYPE)
+          throw new AztpError(
+            ErrorCodes.OAUTH_GRANT_TYPE_UNSUPPORTED,
+            `grant_type ${JSON.stringify(grantType.slice(0, 100))} is not supported: workloads use ${GRANT_TYPE}`,
+          );
+        // Revocations, keys and policies as committed, whichever replica wrote them.
+        await c.fresh();
+        const client = assertions.verify({
+          assertionType: param(form, "client_assertion_type"),
+          assertion: param(form, "client_assertion"),
+          clientId: param(form, "client_id"),
+        });
+        const id = client.clientId.toString();
+        if (c.key.keyId !== "") requireInScope(c.key, id, "client_id");
+        const resource = parseResource(param(form, "resource"));
+        const scopes = grantScopes({
+          clientId: id,
+          resource,
+          scopes: parseScopeParam(param(form, "scope")),
+          policies: await a.policiesOf(id),
+          relations: await a.relations(id),
+          scopesSupported: o.scopesSupported,
+        });
+        takeOrRefuse(o.tokenBuckets, id, `client ${id} obtains tokens`);
+        // Last: a request refused for any other reason leaves its assertion unspent.
+        await spendClientAssertion(client, s.backend.replay);
+        const now = new Date();
+        const token = a.mintAccessToken(id, {
+          resource,
+          scopes,
+          now,
+          ...(o.accessTokenTtlSeconds !== undefined ? { ttlSeconds: o.accessTokenTtlSeconds } : {}),
+        });
+        const exp = peekClaims(token)?.exp as number;
+        const body: Record<string, unknown> = {
+          access_token: token,
+          token_type: "Bearer",
+          expires_in: Math.max(0, exp - Math.floor(now.getTime() / 1000)),
+        };
+        if (scopes.length > 0) body.scope = scopes.join(" ");
+        return { status: 200, body, headers: { pragma: "no-cache" } };
+      },
+    },
     {
       method: "GET",
       // RFC 8414 §3: for an issuer with a path, the path follows the well-known suffix.

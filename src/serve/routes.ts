@@ -155,11 +155,19 @@ function registerRequest(o: JsonObject): RegisterRequest {
 }
 
 function rateLimited(s: RouteSettings, key: ApiKeyRecord): void {
-  const wait = s.issueBuckets.take(key.keyId);
+  takeOrRefuse(s.issueBuckets, key.keyId, `API key ${key.keyId} issues`);
+}
+
+/**
+ * Takes a token from `bucket`'s bucket, or throws ERR_SERVE_RATE_LIMITED with the Retry-After
+ * the answer carries; `who` starts the message ("API key X issues").
+ */
+export function takeOrRefuse(buckets: TokenBuckets, bucket: string, who: string): void {
+  const wait = buckets.take(bucket);
   if (wait > 0) {
     const e = new AztpError(
       ErrorCodes.SERVE_RATE_LIMITED,
-      `API key ${key.keyId} issues faster than ${s.issueBuckets.rate}/s (burst ${s.issueBuckets.burst}) on this replica: retry in ${wait} s`,
+      `${who} faster than ${buckets.rate}/s (burst ${buckets.burst}) on this replica: retry in ${wait} s`,
     );
     (e as AztpError & { retryAfter?: number }).retryAfter = wait;
     throw e;

@@ -14,7 +14,7 @@ import { createServer as createHttpsServer, type Server as HttpsServer } from "n
 import { MAX_REVOCATION_LIST_VALIDITY_SECONDS } from "../authority/revocation-list.js";
 import { AztpError, ErrorCodes } from "../errors.js";
 import { isLoopbackHost } from "../net/loopback.js";
-import { isScopeToken } from "../oauth/access-token.js";
+import { DEFAULT_ACCESS_TOKEN_TTL_SECONDS, isScopeToken, MAX_ACCESS_TOKEN_TTL_SECONDS } from "../oauth/access-token.js";
 import { invalidApiKey, type ApiKeyRecord } from "../store/api-keys.js";
 import { errorBody, statusOf, toServeError } from "./errors.js";
 import { readForm, readJsonObject, sendJson, type JsonObject } from "./http-io.js";
@@ -63,6 +63,12 @@ export interface ServeOptions {
   publicUrl?: string | undefined;
   /** The OAuth metadata's scopes_supported: when given, no token carries another scope. */
   scopesSupported?: readonly string[] | undefined;
+  /** Access tokens per client (SPIFFE ID) per second, per replica. */
+  tokenRate?: number;
+  /** Token bucket size per client. */
+  tokenBurst?: number;
+  /** Lifetime of the access tokens the token endpoint mints (default 300 s, at most 3600). */
+  accessTokenTtlSeconds?: number;
 }
 
 export interface RunningServe {
@@ -92,6 +98,8 @@ export const DEFAULTS = {
   refreshHintSeconds: 30,
   issueRate: 50,
   issueBurst: 100,
+  tokenRate: 50,
+  tokenBurst: 100,
   maxBodyBytes: 1024 * 1024,
   shutdownTimeoutMs: 10_000,
 } as const;
@@ -228,7 +236,25 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
     maxBodyBytes,
     readiness,
   };
-  const routes = [...buildRoutes(routeSettings), ...buildOAuthRoutes(routeSettings, { scopesSupported })];
+  const tokenBuckets = new TokenBuckets({
+    rate: positive("tokenRate", options.tokenRate, DEFAULTS.tokenRate),
+    burst: positive("tokenBurst", options.tokenBurst, DEFAULTS.tokenBurst, true),
+  });
+  const accessTokenTtlSeconds = positive(
+    "accessTokenTtlSeconds",
+    options.accessTokenTtlSeconds,
+    DEFAULT_ACCESS_TOKEN_TTL_SECONDS,
+    true,
+  );
+  if (accessTokenTtlSeconds > MAX_ACCESS_TOKEN_TTL_SECONDS)
+    throw new AztpError(
+      ErrorCodes.ARGUMENT_INVALID,
+      `accessTokenTtlSeconds (--token-ttl) is at most ${MAX_ACCESS_TOKEN_TTL_SECONDS}, got ${accessTokenTtlSeconds}`,
+    );
+  const routes = [
+    ...buildRoutes(routeSettings),
+    ...buildOAuthRoutes(routeSettings, { scopesSupported, tokenBuckets, accessTokenTtlSeconds }),
+  ];
 
   const handler = (req: IncomingMessage, res: ServerResponse): void => {
     inFlight++;

@@ -8,7 +8,8 @@ import { resolve } from "node:path";
 import { Option, type Command } from "commander";
 import { AztpError, ErrorCodes } from "../../errors.js";
 import { isLogLevel, jsonLogger, LOG_LEVELS } from "../../serve/log.js";
-import { DEFAULTS, parseListen, startServe } from "../../serve/server.js";
+import { isScopeToken } from "../../oauth/access-token.js";
+import { DEFAULTS, parseListen, parsePublicUrl, startServe } from "../../serve/server.js";
 import type { CliContext } from "../context.js";
 import { usage } from "../exit.js";
 
@@ -58,6 +59,15 @@ interface ServeCliOptions {
   shutdownTimeout: string;
   svidTtl?: string;
   logLevel: string;
+  publicUrl?: string;
+  scope: string[];
+  tokenRate: string;
+  tokenBurst: string;
+  tokenTtl?: string;
+}
+
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
 }
 
 export function register(program: Command, ctx: CliContext): void {
@@ -102,6 +112,23 @@ export function register(program: Command, ctx: CliContext): void {
       new Option("--svid-ttl <seconds>", "lifetime of the service's TLS SVID (rotated at half-life)").hideHelp(),
     )
     .addOption(new Option("--log-level <level>", "lowest level logged").choices([...LOG_LEVELS]).default("info"))
+    .option(
+      "--public-url <url>",
+      "the URL clients reach the service at (behind a TLS-terminating proxy): the OAuth issuer and the base of the endpoints its metadata names",
+    )
+    .option(
+      "--scope <scope>",
+      "an OAuth scope the authorization server offers (scopes_supported; repeatable): no token carries another",
+      collect,
+      [],
+    )
+    .option(
+      "--token-rate <per-second>",
+      "access tokens per client (SPIFFE ID) per second, per replica",
+      String(DEFAULTS.tokenRate),
+    )
+    .option("--token-burst <n>", "access token burst per client", String(DEFAULTS.tokenBurst))
+    .option("--token-ttl <seconds>", "lifetime of the access tokens minted (default 300, at most 3600)")
     .action(async (o: ServeCliOptions) => {
       if (o.tls && o.insecureHttp) throw usage("give --tls or --insecure-http, not both");
       const listen = (() => {
@@ -112,6 +139,15 @@ export function register(program: Command, ctx: CliContext): void {
         }
       })();
       if (!isLogLevel(o.logLevel)) throw usage(`--log-level must be one of ${LOG_LEVELS.join(", ")}`);
+      if (o.publicUrl !== undefined) {
+        try {
+          parsePublicUrl(o.publicUrl);
+        } catch (e) {
+          throw usage((e as Error).message);
+        }
+      }
+      const badScope = o.scope.find((sc) => !isScopeToken(sc));
+      if (badScope !== undefined) throw usage(`--scope ${JSON.stringify(badScope)} is not an OAuth scope token`);
       const logger = jsonLogger(o.logLevel);
       const running = await startServe({
         store: storeOf(o.store, ctx),
@@ -130,6 +166,11 @@ export function register(program: Command, ctx: CliContext): void {
         maxBodyBytes: number("--max-body", o.maxBody, true),
         shutdownTimeoutMs: number("--shutdown-timeout", o.shutdownTimeout, true),
         ...(o.svidTtl !== undefined ? { svidTtlSeconds: number("--svid-ttl", o.svidTtl, true) } : {}),
+        ...(o.publicUrl !== undefined ? { publicUrl: o.publicUrl } : {}),
+        ...(o.scope.length > 0 ? { scopesSupported: o.scope } : {}),
+        tokenRate: number("--token-rate", o.tokenRate, false),
+        tokenBurst: number("--token-burst", o.tokenBurst, true),
+        ...(o.tokenTtl !== undefined ? { accessTokenTtlSeconds: number("--token-ttl", o.tokenTtl, true) } : {}),
         logger,
       });
       if (!running.tls) process.stderr.write(`aztp serve: WARNING: serving PLAIN HTTP on ${running.url}: no TLS\n`);
