@@ -89,7 +89,7 @@ export interface ServeBackend {
    * and not registered: the registry holds workloads only, and a serve SVID lives for an hour
    * and is replaced at half-life.
    */
-  issueServiceSvid(csr: Buffer, ttlSeconds: number): Promise<IssuedSvid>;
+  issueServiceSvid(csr: Buffer, ttlSeconds: number, hostNames?: readonly string[]): Promise<IssuedSvid>;
   /** Resolves when the store answers and the CA is loaded; rejects saying why not. */
   ready(): Promise<void>;
   close(): Promise<void>;
@@ -220,14 +220,18 @@ async function openHomeBackend(home: string, options: OpenBackendOptions): Promi
 export function serviceSvidIssuer(
   caStore: CaStore,
   trustDomain: () => string,
-): (csr: Buffer, ttlSeconds: number) => Promise<IssuedSvid> {
-  return async (csr, ttlSeconds) => {
+): (csr: Buffer, ttlSeconds: number, hostNames?: readonly string[]) => Promise<IssuedSvid> {
+  return async (csr, ttlSeconds, hostNames) => {
     const td = trustDomain();
     const newest = (await caStore.loadCa(td))[0];
     if (newest === undefined)
       throw new AztpError(ErrorCodes.AUTHORITY_STORE_FAILED, `${caStore.location} has no CA for ${td}`);
     const ca = await CertificateAuthority.load(newest.material);
-    return ca.issueSvid(SpiffeId.fromSegments(td, "aztp", "serve"), csr, { ttlSeconds, commonName: "aztp-serve" });
+    return ca.issueSvid(SpiffeId.fromSegments(td, "aztp", "serve"), csr, {
+      ttlSeconds,
+      commonName: "aztp-serve",
+      ...(hostNames !== undefined ? { hostNames } : {}),
+    });
   };
 }
 

@@ -9,6 +9,7 @@
  * stop(): stops accepting, answers requests in flight (with `Connection: close`), waits for them
  * up to `shutdownTimeoutMs`, then cuts what is left and closes the stores.
  */
+import { createPrivateKey, X509Certificate, type KeyObject } from "node:crypto";
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { createServer as createHttpsServer, type Server as HttpsServer } from "node:https";
 import { MAX_REVOCATION_LIST_VALIDITY_SECONDS } from "../authority/revocation-list.js";
@@ -24,7 +25,14 @@ import { openServeBackend, type ServeBackend } from "./open.js";
 import { TokenBuckets } from "./rate-limit.js";
 import { REVOCATION_WINDOW_HINTS } from "./revocation-list-cache.js";
 import { buildRoutes, retryAfterOf, type Route } from "./routes.js";
-import { issueServiceCredential, rotateAtHalfLife, SERVE_SVID_TTL_SECONDS, type ServiceCredential } from "./tls.js";
+import {
+  checkHostName,
+  defaultHostNames,
+  issueServiceCredential,
+  rotateAtHalfLife,
+  SERVE_SVID_TTL_SECONDS,
+  type ServiceCredential,
+} from "./tls.js";
 
 export interface ServeOptions {
   /** A home folder or a postgres:// URL (ignored when `backend` is given). */
@@ -69,6 +77,16 @@ export interface ServeOptions {
   tokenBurst?: number;
   /** Lifetime of the access tokens the token endpoint mints (default 300 s, at most 3600). */
   accessTokenTtlSeconds?: number;
+  /**
+   * DNS names and IP addresses the service is reached under, named in its SVID (`--tls-name`) for
+   * HTTPS clients that check host names. Default: the listen host, when it is one.
+   */
+  tlsNames?: readonly string[] | undefined;
+  /**
+   * A certificate (PEM chain) and its key from the organisation's own PKI (`--tls-cert`,
+   * `--tls-key`), served instead of the SVID: aztp serve does not rotate it.
+   */
+  tlsCertificate?: { certPem: string; keyPem: string } | undefined;
 }
 
 export interface RunningServe {
@@ -150,6 +168,27 @@ function scopeList(scopes: readonly string[]): string[] {
   return [...new Set(scopes)];
 }
 
+/**
+ * A certificate from the organisation's PKI must come with its own key, and be valid now: a
+ * mismatch or an expired certificate would otherwise surface only as every client's handshake
+ * failing.
+ */
+function checkOrganisationCertificate(certPem: string, keyPem: string): X509Certificate {
+  let cert: X509Certificate;
+  let key: KeyObject;
+  try {
+    cert = new X509Certificate(certPem);
+    key = createPrivateKey(keyPem);
+  } catch (e) {
+    throw new AztpError(ErrorCodes.ARGUMENT_INVALID, `--tls-cert / --tls-key: ${(e as Error).message}`, { cause: e });
+  }
+  if (!cert.checkPrivateKey(key))
+    throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "--tls-key is not the key of the certificate in --tls-cert");
+  if (Date.parse(cert.validTo) <= Date.now())
+    throw new AztpError(ErrorCodes.ARGUMENT_INVALID, `the certificate in --tls-cert expired on ${cert.validTo}`);
+  return cert;
+}
+
 function positive(name: string, v: number | undefined, fallback: number, integer = false): number {
   if (v === undefined) return fallback;
   if (typeof v !== "number" || !Number.isFinite(v) || v <= 0 || (integer && !Number.isInteger(v))) {
@@ -202,6 +241,21 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
   });
   const maxBodyBytes = positive("maxBodyBytes", options.maxBodyBytes, DEFAULTS.maxBodyBytes, true);
   const publicUrl = options.publicUrl === undefined ? undefined : parsePublicUrl(options.publicUrl);
+  const hostNames = [...new Set((options.tlsNames ?? defaultHostNames(host)).map(checkHostName))];
+  if (!tls && (options.tlsNames !== undefined || options.tlsCertificate !== undefined))
+    throw new AztpError(
+      ErrorCodes.ARGUMENT_INVALID,
+      "--tls-name, --tls-cert and --tls-key are for HTTPS, not --insecure-http",
+    );
+  if (options.tlsCertificate !== undefined && options.tlsNames !== undefined)
+    throw new AztpError(
+      ErrorCodes.ARGUMENT_INVALID,
+      "--tls-name names hosts in the service's own SVID; a certificate given with --tls-cert names its own",
+    );
+  const organisationCert =
+    tls && options.tlsCertificate !== undefined
+      ? checkOrganisationCertificate(options.tlsCertificate.certPem, options.tlsCertificate.keyPem)
+      : undefined;
   const scopesSupported = options.scopesSupported === undefined ? undefined : scopeList(options.scopesSupported);
   const shutdownTimeoutMs = positive("shutdownTimeoutMs", options.shutdownTimeoutMs, DEFAULTS.shutdownTimeoutMs, true);
   const svidTtlSeconds = positive("svidTtlSeconds", options.svidTtlSeconds, SERVE_SVID_TTL_SECONDS, true);
@@ -351,13 +405,24 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
   let rotation: { stop(): void } | undefined;
   let server: Server | HttpsServer;
   try {
-    if (tls) {
-      credential = await issueServiceCredential(backend, svidTtlSeconds);
+    if (tls && options.tlsCertificate !== undefined) {
+      const { certPem, keyPem } = options.tlsCertificate;
+      server = createHttpsServer({ key: keyPem, cert: certPem, minVersion: "TLSv1.2" }, handler);
+    } else if (tls) {
+      credential = await issueServiceCredential(backend, svidTtlSeconds, hostNames);
       const https = createHttpsServer(
         { key: credential.keyPem, cert: credential.chainPem, minVersion: "TLSv1.2" },
         handler,
       );
-      rotation = rotateAtHalfLife(https, backend, credential, svidTtlSeconds, logger, (c) => (credential = c));
+      rotation = rotateAtHalfLife(
+        https,
+        backend,
+        credential,
+        svidTtlSeconds,
+        logger,
+        (c) => (credential = c),
+        hostNames,
+      );
       server = https;
     } else {
       server = createHttpServer(handler);
@@ -396,7 +461,11 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
   const boundPort = typeof address === "object" && address !== null ? address.port : port;
   const urlHost = host.includes(":") ? `[${host}]` : host;
   const url = `${tls ? "https" : "http"}://${urlHost}:${boundPort}`;
-  const issuer = publicUrl ?? url;
+  // Standard clients check the host name: an explicit --tls-name is the name they reach it under.
+  const named = options.tlsNames?.[0];
+  const issuer =
+    publicUrl ??
+    (tls && named !== undefined ? `https://${named.includes(":") ? `[${named}]` : named}:${boundPort}` : url);
   backend.authority.setOAuthIssuer(issuer);
   logger.log(tls ? "info" : "warn", "started", {
     url,
@@ -404,7 +473,13 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
     store: backend.location,
     tls,
     ...(tls
-      ? { serverId: credential?.id, svidNotAfter: credential?.notAfter.toISOString() }
+      ? organisationCert !== undefined
+        ? {
+            certificate: "given (--tls-cert): not rotated by aztp serve",
+            subject: organisationCert.subject,
+            certNotAfter: new Date(organisationCert.validTo).toISOString(),
+          }
+        : { serverId: credential?.id, svidNotAfter: credential?.notAfter.toISOString(), tlsNames: hostNames }
       : { warning: "PLAIN HTTP: no TLS; API keys and SVIDs travel in clear" }),
     defaultTrustDomain: backend.authority.defaultTrustDomain,
     issueRate: issueBuckets.rate,

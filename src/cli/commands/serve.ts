@@ -10,6 +10,7 @@ import { AztpError, ErrorCodes } from "../../errors.js";
 import { isLogLevel, jsonLogger, LOG_LEVELS } from "../../serve/log.js";
 import { isScopeToken } from "../../oauth/access-token.js";
 import { DEFAULTS, parseListen, parsePublicUrl, startServe } from "../../serve/server.js";
+import { checkHostName } from "../../serve/tls.js";
 import type { CliContext } from "../context.js";
 import { usage } from "../exit.js";
 
@@ -34,6 +35,17 @@ export function readKekFile(path: string | undefined): Buffer | undefined {
   if (/^[0-9a-fA-F]{64}$/.test(text)) return Buffer.from(text, "hex");
   if (/^[A-Za-z0-9+/_-]{43}=?$/.test(text)) return Buffer.from(text, "base64");
   return raw;
+}
+
+function readText(option: string, path: string): string {
+  try {
+    return readFileSync(resolve(path), "utf8");
+  } catch (e) {
+    throw new AztpError(
+      ErrorCodes.FILE_UNUSABLE,
+      `cannot read ${option} ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+    );
+  }
 }
 
 function number(option: string, text: string, integer: boolean): number {
@@ -64,6 +76,9 @@ interface ServeCliOptions {
   tokenRate: string;
   tokenBurst: string;
   tokenTtl?: string;
+  tlsName: string[];
+  tlsCert?: string;
+  tlsKey?: string;
 }
 
 function collect(value: string, previous: string[]): string[] {
@@ -82,6 +97,17 @@ export function register(program: Command, ctx: CliContext): void {
       "create the authority with this trust domain when the store holds none (replicas starting together agree on one)",
     )
     .option("--tls", "serve HTTPS with the service's own SVID (the default)")
+    .option(
+      "--tls-name <host>",
+      "a DNS name or IP address the service is reached under, named in its SVID for clients that check host names (repeatable; default: the listen host)",
+      collect,
+      [],
+    )
+    .option(
+      "--tls-cert <file>",
+      "serve this certificate chain (PEM) from your own PKI instead of the SVID (not rotated)",
+    )
+    .option("--tls-key <file>", "the private key (PEM) of --tls-cert")
     .option("--insecure-http", "serve plain HTTP (loopback only, unless --allow-insecure-non-loopback)")
     .option(
       "--allow-insecure-non-loopback",
@@ -131,6 +157,11 @@ export function register(program: Command, ctx: CliContext): void {
     .option("--token-ttl <seconds>", "lifetime of the access tokens minted (default 300, at most 3600)")
     .action(async (o: ServeCliOptions) => {
       if (o.tls && o.insecureHttp) throw usage("give --tls or --insecure-http, not both");
+      if ((o.tlsCert === undefined) !== (o.tlsKey === undefined)) throw usage("give --tls-cert and --tls-key together");
+      if (o.insecureHttp && (o.tlsCert !== undefined || o.tlsName.length > 0))
+        throw usage("--tls-name, --tls-cert and --tls-key are for HTTPS, not --insecure-http");
+      if (o.tlsCert !== undefined && o.tlsName.length > 0)
+        throw usage("--tls-name names hosts in the service's own SVID; the certificate of --tls-cert names its own");
       const listen = (() => {
         try {
           return parseListen(o.listen);
@@ -142,6 +173,13 @@ export function register(program: Command, ctx: CliContext): void {
       if (o.publicUrl !== undefined) {
         try {
           parsePublicUrl(o.publicUrl);
+        } catch (e) {
+          throw usage((e as Error).message);
+        }
+      }
+      for (const n of o.tlsName) {
+        try {
+          checkHostName(n);
         } catch (e) {
           throw usage((e as Error).message);
         }
@@ -167,6 +205,10 @@ export function register(program: Command, ctx: CliContext): void {
         shutdownTimeoutMs: number("--shutdown-timeout", o.shutdownTimeout, true),
         ...(o.svidTtl !== undefined ? { svidTtlSeconds: number("--svid-ttl", o.svidTtl, true) } : {}),
         ...(o.publicUrl !== undefined ? { publicUrl: o.publicUrl } : {}),
+        ...(o.tlsName.length > 0 ? { tlsNames: o.tlsName } : {}),
+        ...(o.tlsCert !== undefined && o.tlsKey !== undefined
+          ? { tlsCertificate: { certPem: readText("--tls-cert", o.tlsCert), keyPem: readText("--tls-key", o.tlsKey) } }
+          : {}),
         ...(o.scope.length > 0 ? { scopesSupported: o.scope } : {}),
         tokenRate: number("--token-rate", o.tokenRate, false),
         tokenBurst: number("--token-burst", o.tokenBurst, true),
