@@ -24,10 +24,20 @@ import { AztpError, ErrorCodes } from "../errors.js";
 import { BundleSet, TrustBundle, type BundleSource } from "../spiffe/bundle.js";
 import { verifyCsr } from "../spiffe/csr.js";
 import { mintJwtSvid } from "../spiffe/jwtsvid.js";
-import { mintAccessToken } from "../oauth/access-token.js";
+import { isScopeToken, mintAccessToken } from "../oauth/access-token.js";
+import { grantScopes, parseResource } from "../oauth/token-request.js";
+import { peekClaims } from "../spiffe/jws.js";
 import { SpiffeId, TrustDomain } from "../spiffe/spiffeid.js";
 import { parsePolicy, policyCode, type PolicyDocument } from "../policy/policy.js";
-import type { Authority, AuthorityRelations, IdentityFilter, IssueOptions, IssueResult } from "./authority-api.js";
+import type {
+  AccessTokenRequest,
+  AccessTokenResult,
+  Authority,
+  AuthorityRelations,
+  IdentityFilter,
+  IssueOptions,
+  IssueResult,
+} from "./authority-api.js";
 import { CertificateAuthority, checkSvidTtl, createCaKeyMaterial, lifetimeEnded, type IssuedSvid } from "./ca.js";
 import type { AuthorityConfig, CaGeneration, CaStore } from "./ca-store.js";
 import { FileCaStore } from "./file-ca-store.js";
@@ -478,6 +488,45 @@ export class EmbeddedAuthority implements Authority, BundleSource {
       ...(cap !== undefined ? { notAfter: cap } : {}),
       now,
     });
+  }
+
+  /**
+   * An access token for `id`, in this process: the scopes its policies allow (grantScopes, the
+   * token endpoint's rule), minted as mintAccessToken does. The caller holds the identity (the
+   * client's `accessToken`), so no assertion is asked for: `aztp serve`'s token endpoint is where
+   * a client proves it.
+   */
+  async accessToken(id: string, request: AccessTokenRequest): Promise<AccessTokenResult> {
+    const resource = parseResource(request.resource);
+    const asked = request.scopes ?? [];
+    const bad = asked.find((sc) => !isScopeToken(sc));
+    if (bad !== undefined)
+      throw new AztpError(ErrorCodes.OAUTH_SCOPE_INVALID, `not a scope token: ${JSON.stringify(bad).slice(0, 60)}`);
+    const rec = registry.getRecord(this.current().state, id);
+    if (rec.status !== "active" || this.isRevoked(rec.spiffeId))
+      throw new AztpError(ErrorCodes.OAUTH_CLIENT_REVOKED, `${rec.spiffeId} is revoked: it gets no token`);
+    const scopes = grantScopes({
+      clientId: rec.spiffeId,
+      resource,
+      scopes: [...new Set(asked)],
+      policies: this.policiesOf(rec.spiffeId),
+      relations: this.relations(rec.spiffeId),
+    });
+    const now = new Date();
+    const accessToken = this.mintAccessToken(rec.spiffeId, {
+      resource,
+      scopes,
+      now,
+      ...(request.ttlSeconds !== undefined ? { ttlSeconds: request.ttlSeconds } : {}),
+    });
+    const exp = peekClaims(accessToken)?.exp as number;
+    return {
+      accessToken,
+      tokenType: "Bearer",
+      expiresIn: Math.max(0, exp - Math.floor(now.getTime() / 1000)),
+      expiresAt: new Date(exp * 1000),
+      scopes,
+    };
   }
 
   get(id: string): IdentityRecord {
