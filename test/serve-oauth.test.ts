@@ -7,6 +7,10 @@
 import assert from "node:assert/strict";
 import { createHmac, generateKeyPairSync, type KeyObject } from "node:crypto";
 import { randomBytes } from "node:crypto";
+import { execFile } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { join } from "node:path";
 import { describe, it, type TestContext } from "node:test";
 import { discoverAuthorizationServerMetadata, fetchToken } from "@modelcontextprotocol/sdk/client/auth.js";
 import {
@@ -31,6 +35,7 @@ import { generateWorkloadKey } from "../src/spiffe/csr.js";
 import { exportPrivateKeyPem } from "../src/spiffe/keys.js";
 import { encodePem } from "../src/spiffe/pem.js";
 import { openPostgresStores } from "../src/store/postgres/index.js";
+import { CLI, ROOT, tempDir } from "./helpers/authority-util.js";
 import { pgDatabase, skipWithoutPg } from "./helpers/pg.js";
 import { client, serveRequest, startServe, type ServeAnswer, type StartedServe } from "./helpers/serve-util.js";
 
@@ -430,6 +435,57 @@ describe("aztp serve: the token endpoint, driven by the MCP SDK's own client cod
   });
 });
 
+describe("the README's authorization server section", () => {
+  it("its curl sequence runs as printed (the port and the CLI substituted, and a wait for the service to listen)", async (t) => {
+    const readme = readFileSync(join(ROOT, "README.md"), "utf8");
+    const from = readme.indexOf("### The authorization server: `aztp serve`");
+    assert.ok(from > 0, "the README has the section");
+    const block = /```sh\n([\s\S]*?)```/.exec(readme.slice(from))?.[1];
+    assert.ok(block !== undefined, "the section has a sh block");
+    const dir = tempDir(t, "readme-oauth");
+    const port = await freePort();
+    const lines = block.replaceAll("8443", String(port)).split("\n");
+    const serveAt = lines.findIndex((l) => l.startsWith("aztp serve "));
+    assert.ok(serveAt >= 0 && lines[serveAt]?.trimEnd().endsWith("&"), "the service starts in the background");
+    lines.splice(
+      serveAt + 1,
+      0,
+      `until curl -s -o /dev/null --cacert root.pem https://localhost:${port}/healthz; do sleep 0.2; done`,
+    );
+    const script = [
+      "set -euo pipefail",
+      `aztp() { node --import ${JSON.stringify(import.meta.resolve("tsx"))} ${JSON.stringify(CLI)} "$@"; }`,
+      "trap 'kill $(jobs -p) 2>/dev/null; wait' EXIT",
+      ...lines,
+    ].join("\n");
+    const out = await new Promise<string>((resolve, reject) => {
+      const env: NodeJS.ProcessEnv = { ...process.env };
+      // The children are no part of this test run, and use the folders the script names.
+      for (const k of ["NODE_TEST_CONTEXT", "AZTP_HOME", "AZTP_SERVER", "AZTP_API_KEY", "AZTP_TRUST_BUNDLE"])
+        delete env[k];
+      execFile("bash", ["-c", script], { cwd: dir, env, timeout: 120_000 }, (error, stdout, stderr) =>
+        error ? reject(new Error(`${error.message}\n${stderr}\n${stdout}`)) : resolve(stdout),
+      );
+    });
+    const answer = /\{"access_token"[^}]*\}/.exec(out)?.[0];
+    assert.ok(answer !== undefined, out.slice(-2000));
+    const tokens = JSON.parse(answer) as {
+      access_token: string;
+      token_type: string;
+      expires_in: number;
+      scope: string;
+    };
+    assert.equal(tokens.token_type, "Bearer");
+    assert.equal(tokens.scope, "tools:read");
+    const authority = await EmbeddedAuthority.open(join(dir, "authority"));
+    const at = await verifyAccessToken(tokens.access_token, {
+      resource: "https://mcp.example.com/mcp",
+      issuers: [{ issuer: `https://localhost:${port}`, bundles: authority.bundleSet(), trustDomains: ["example.org"] }],
+    });
+    assert.equal(at.subject, "spiffe://example.org/workload/production/node/my-agent");
+  });
+});
+
 describe("aztp serve on PostgreSQL: the token endpoint across replicas", () => {
   const TD = "pg-oauth.test";
   async function replica(t: TestContext, url: string, kek: Buffer): Promise<RunningServe> {
@@ -560,5 +616,16 @@ async function verified(
   return verifyAccessToken(token, {
     resource: RESOURCE,
     issuers: [{ issuer, bundles: set, trustDomains: [s.trustDomain] }],
+  });
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolve(port));
+    });
   });
 }
