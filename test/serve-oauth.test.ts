@@ -139,6 +139,10 @@ describe("aztp serve: the token endpoint, driven by the MCP SDK's own client cod
     // Each fetch signs a fresh assertion (a new jti): a second token comes as easily.
     const again = await fetchToken(provider, s.url, { metadata, resource: new URL(RESOURCE) });
     assert.notEqual(again.access_token, tokens.access_token);
+    const logged = s.logs.filter((l) => l.msg === "request" && l.path === "/oauth/token");
+    assert.equal(logged.length, 2);
+    assert.ok(logged.every((l) => l.clientId === w.id && l.status === 200));
+    assert.ok(!JSON.stringify(s.logs).includes(tokens.access_token), "no token in the log");
   });
 
   it("StaticPrivateKeyJwtProvider given a JWT-SVID as its assertion: one token per JWT-SVID, a second use is a replay", async (t) => {

@@ -111,6 +111,7 @@ export function buildOAuthRoutes(s: RouteSettings, o: OAuthRouteSettings): Route
           clientId: param(form, "client_id"),
         });
         const id = client.clientId.toString();
+        c.authenticatedClient(id);
         if (c.key.keyId !== "") requireInScope(c.key, id, "client_id");
         const resource = parseResource(param(form, "resource"));
         const scopes = grantScopes({

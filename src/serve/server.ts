@@ -313,7 +313,7 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
   const handler = (req: IncomingMessage, res: ServerResponse): void => {
     inFlight++;
     const started = performance.now();
-    const fields: { method: string; path: string; keyId?: string; code?: string } = {
+    const fields: { method: string; path: string; keyId?: string; clientId?: string; code?: string } = {
       method: String(req.method),
       path: "",
     };
@@ -334,7 +334,7 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
   const handle = async (
     req: IncomingMessage,
     res: ServerResponse,
-    fields: { path: string; keyId?: string; code?: string },
+    fields: { path: string; keyId?: string; clientId?: string; code?: string },
   ): Promise<void> => {
     let route: Route | undefined;
     try {
@@ -378,6 +378,7 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
         body: () => (body ??= readJsonObject(req, maxBodyBytes)),
         form: () => (form ??= readForm(req, Math.min(maxBodyBytes, MAX_FORM_BYTES))),
         fresh,
+        authenticatedClient: (id) => (fields.clientId = id),
       });
       sendJson(res, answer.status, answer.body, answer.headers);
     } catch (e) {
