@@ -12,6 +12,12 @@ import { readFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { describe, it, type TestContext } from "node:test";
+import {
+  discoverAuthorizationServerMetadata as discoverAuthorizationServerMetadata2,
+  fetchToken as fetchToken2,
+  IssuerMismatchError,
+  PrivateKeyJwtProvider as PrivateKeyJwtProvider2,
+} from "@modelcontextprotocol/client";
 import { discoverAuthorizationServerMetadata, fetchToken } from "@modelcontextprotocol/sdk/client/auth.js";
 import {
   PrivateKeyJwtProvider,
@@ -143,6 +149,28 @@ describe("aztp serve: the token endpoint, driven by the MCP SDK's own client cod
     assert.equal(logged.length, 2);
     assert.ok(logged.every((l) => l.clientId === w.id && l.status === 200));
     assert.ok(!JSON.stringify(s.logs).includes(tokens.access_token), "no token in the log");
+  });
+
+  it("the MCP SDK 2.x (@modelcontextprotocol/client): its discovery checks the issuer echo (RFC 8414 §3.3), its PrivateKeyJwtProvider gets a token", async (t) => {
+    const s = await startServe(t, { insecureHttp: true });
+    const w = await workload(s.url, undefined, s.apiKey, "sdk2-client");
+    const metadata = await discoverAuthorizationServerMetadata2(s.url);
+    assert.ok(metadata !== undefined);
+    assert.equal(metadata.issuer, s.url);
+    const provider = new PrivateKeyJwtProvider2({
+      clientId: w.id,
+      privateKey: w.keyPem,
+      algorithm: "ES256",
+      expectedIssuer: s.url,
+      scope: "tools:read",
+    });
+    const tokens = await fetchToken2(provider, s.url, { metadata, resource: new URL(RESOURCE) });
+    const at = await verified(s, tokens.access_token);
+    assert.equal(at.subject, w.id);
+    assert.deepEqual(at.scopes, ["tools:read"]);
+    // Discovered at another spelling of the server, the metadata is refused by the SDK itself.
+    const other = s.url.replace("127.0.0.1", "localhost");
+    await assert.rejects(discoverAuthorizationServerMetadata2(other), IssuerMismatchError);
   });
 
   it("StaticPrivateKeyJwtProvider given a JWT-SVID as its assertion: one token per JWT-SVID, a second use is a replay", async (t) => {
