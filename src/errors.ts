@@ -296,6 +296,47 @@ export const ErrorCodes = {
   OAUTH_ISSUER_UNAVAILABLE: "ERR_OAUTH_ISSUER_UNAVAILABLE",
   OAUTH_ISSUER_METADATA_INVALID: "ERR_OAUTH_ISSUER_METADATA_INVALID",
 
+  // OAuth 2.1 authorization server (aztp serve's token endpoint, oauth/client-assertion.ts): each
+  // is answered as RFC 6749 error JSON (serve/oauth-errors.ts says which `error` and status)
+  /** The token request is malformed: not a form, a parameter repeated or missing (invalid_request). */
+  OAUTH_REQUEST_INVALID: "ERR_OAUTH_REQUEST_INVALID",
+  /** A grant_type other than client_credentials (unsupported_grant_type). */
+  OAUTH_GRANT_TYPE_UNSUPPORTED: "ERR_OAUTH_GRANT_TYPE_UNSUPPORTED",
+  /** The authorization endpoint: this server runs no interactive flow (unsupported_response_type). */
+  OAUTH_RESPONSE_TYPE_UNSUPPORTED: "ERR_OAUTH_RESPONSE_TYPE_UNSUPPORTED",
+  /** `resource` missing, repeated or not an absolute URI without a fragment (invalid_target, RFC 8707). */
+  OAUTH_RESOURCE_INVALID: "ERR_OAUTH_RESOURCE_INVALID",
+  /** The client's policies allow it no token for this resource (invalid_target). */
+  OAUTH_RESOURCE_DENIED: "ERR_OAUTH_RESOURCE_DENIED",
+  /** `scope` is not a space-separated list of scope tokens (invalid_scope). */
+  OAUTH_SCOPE_INVALID: "ERR_OAUTH_SCOPE_INVALID",
+  /** None of the scopes asked for is supported and allowed to this client (invalid_scope). */
+  OAUTH_SCOPE_DENIED: "ERR_OAUTH_SCOPE_DENIED",
+  /** The token request carries no client authentication: no client_assertion (invalid_client). */
+  OAUTH_CLIENT_AUTH_MISSING: "ERR_OAUTH_CLIENT_AUTH_MISSING",
+  /** A client_assertion_type other than jwt-bearer (RFC 7523) or jwt-spiffe (SPIFFE client auth). */
+  OAUTH_ASSERTION_TYPE_UNSUPPORTED: "ERR_OAUTH_ASSERTION_TYPE_UNSUPPORTED",
+  OAUTH_ASSERTION_MALFORMED: "ERR_OAUTH_ASSERTION_MALFORMED",
+  OAUTH_ASSERTION_ALG_NOT_ALLOWED: "ERR_OAUTH_ASSERTION_ALG_NOT_ALLOWED",
+  /** No key of the client verifies the assertion (`rule`: key, signature). */
+  OAUTH_ASSERTION_SIGNATURE_INVALID: "ERR_OAUTH_ASSERTION_SIGNATURE_INVALID",
+  /** The assertion's JWT-SVID or x5c chain is not one the trust bundles of this service vouch for. */
+  OAUTH_ASSERTION_UNTRUSTED: "ERR_OAUTH_ASSERTION_UNTRUSTED",
+  OAUTH_ASSERTION_CLAIM_MISSING: "ERR_OAUTH_ASSERTION_CLAIM_MISSING",
+  OAUTH_ASSERTION_CLAIM_INVALID: "ERR_OAUTH_ASSERTION_CLAIM_INVALID",
+  OAUTH_ASSERTION_AUDIENCE_MISMATCH: "ERR_OAUTH_ASSERTION_AUDIENCE_MISMATCH",
+  /** Past its exp, or (rule `lifetime`) living longer than an assertion may. */
+  OAUTH_ASSERTION_EXPIRED: "ERR_OAUTH_ASSERTION_EXPIRED",
+  OAUTH_ASSERTION_NOT_YET_VALID: "ERR_OAUTH_ASSERTION_NOT_YET_VALID",
+  /** The assertion's jti was already spent: assertions are single-use, across replicas. */
+  OAUTH_ASSERTION_REPLAYED: "ERR_OAUTH_ASSERTION_REPLAYED",
+  /** The client_id sent is not the assertion's subject. */
+  OAUTH_CLIENT_ID_MISMATCH: "ERR_OAUTH_CLIENT_ID_MISMATCH",
+  /** The assertion's subject is no identity of this authority. */
+  OAUTH_CLIENT_UNKNOWN: "ERR_OAUTH_CLIENT_UNKNOWN",
+  /** The client (or an ancestor, or the SVID that signed) is revoked. */
+  OAUTH_CLIENT_REVOKED: "ERR_OAUTH_CLIENT_REVOKED",
+
   // Any layer
   /** An argument to a function or an option is not what it must be; the message names it and the rule. */
   ARGUMENT_INVALID: "ERR_ARGUMENT_INVALID",

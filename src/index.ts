@@ -15,7 +15,8 @@ export type { SvidSigner } from "./spiffe/signer.js";
 export { AztpError, ErrorCodes, isAztpError } from "./errors.js";
 export type { ErrorCode } from "./errors.js";
 export { SpiffeId, TrustDomain } from "./spiffe/spiffeid.js";
-export { CONNECT_ACTION } from "./policy/request.js";
+export { CONNECT_ACTION, TOKEN_ACTION } from "./policy/request.js";
+export type { AccessTokenRequest, AccessTokenResult } from "./authority/authority-api.js";
 export { EmbeddedAuthority } from "./authority/authority.js";
 export type { IdentityRecord, IdentityLink, LinkType } from "./authority/registry.js";
 

@@ -86,6 +86,42 @@ describe("registry rules (no CA)", () => {
   });
 });
 
+describe("the keys of an identity's SVIDs", () => {
+  const jwk = (n: number): Record<string, unknown> => ({ kty: "EC", crv: "P-256", x: `x${n}`, y: `y${n}` });
+  const at = (s: number): Date => new Date(NOW.getTime() + s * 1000);
+
+  it("keeps the key of every unexpired SVID, newest first, and forgets the expired", () => {
+    const { parent } = withFamily();
+    registry.recordSvid(parent, { serial: "01", notAfter: at(3600), publicKeyJwk: jwk(1) }, NOW);
+    registry.recordSvid(parent, { serial: "02", notAfter: at(5400), publicKeyJwk: jwk(2) }, at(1800));
+    assert.deepEqual(
+      parent.svidKeys?.map((k) => [k.serial, k.jwk]),
+      [
+        ["02", jwk(2)],
+        ["01", jwk(1)],
+      ],
+      "a rotation at half-life keeps the previous key while its SVID lives",
+    );
+    registry.recordSvid(parent, { serial: "03", notAfter: at(7200), publicKeyJwk: jwk(3) }, at(3601));
+    assert.deepEqual(
+      parent.svidKeys?.map((k) => k.serial),
+      ["03", "02"],
+      "the first SVID has expired: its key is gone",
+    );
+    assert.equal(parent.svidKeys?.[0]?.notAfter, at(7200).toISOString());
+  });
+
+  it("keeps at most MAX_SVID_KEYS, and records none for an SVID given without its key", () => {
+    const { parent, child } = withFamily();
+    for (let i = 0; i < registry.MAX_SVID_KEYS + 3; i++)
+      registry.recordSvid(parent, { serial: `s${i}`, notAfter: at(3600), publicKeyJwk: jwk(i) }, NOW);
+    assert.equal(parent.svidKeys?.length, registry.MAX_SVID_KEYS);
+    assert.equal(parent.svidKeys?.[0]?.serial, `s${registry.MAX_SVID_KEYS + 2}`);
+    registry.recordSvid(child, { serial: "10", notAfter: at(3600) }, NOW);
+    assert.equal(child.svidKeys, undefined);
+  });
+});
+
 describe("registry snapshot", () => {
   it("is frozen, and indexes revoked identities with their descendants and serials", async () => {
     const { RegistrySnapshot } = await import("../src/authority/snapshot.js");

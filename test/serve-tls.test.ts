@@ -5,6 +5,9 @@
  * explicitly allowed.
  */
 import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { connect as tlsConnect } from "node:tls";
 import { describe, it } from "node:test";
 import { EmbeddedAuthority } from "../src/authority/authority.js";
@@ -12,8 +15,8 @@ import { BundleSet, TrustBundle } from "../src/spiffe/bundle.js";
 import { Certificate } from "../src/spiffe/certificate.js";
 import { verifyX509Svid } from "../src/spiffe/x509svid.js";
 import { isLoopbackHost } from "../src/net/loopback.js";
-import { parseListen } from "../src/serve/server.js";
-import { rejectsWithCode, tempDir } from "./helpers/authority-util.js";
+import { parseListen, startServe as startRunning } from "../src/serve/server.js";
+import { openssl, rejectsWithCode, tempDir } from "./helpers/authority-util.js";
 import { serveRequest, startServe } from "./helpers/serve-util.js";
 
 /** The certificate chain the server presents on a fresh connection (no verification). */
@@ -129,5 +132,140 @@ describe("aztp serve TLS", () => {
     assert.deepEqual(parseListen("9000"), { host: "127.0.0.1", port: 9000 });
     for (const bad of ["", "host", "1.2.3.4:", "1.2.3.4:99999", "::1:80", "a:b"])
       assert.throws(() => parseListen(bad), /--listen/, bad);
+  });
+});
+
+/**
+ * A plain `fetch` in a child process that trusts `caFile` through NODE_EXTRA_CA_CERTS, as an
+ * OAuth library or an MCP host does: the system's TLS check, host name included.
+ */
+function plainFetch(url: string, caFile: string): Promise<{ ok: boolean; out: string }> {
+  const script =
+    "fetch(process.argv[1]).then(r => r.json()).then(j => console.log(JSON.stringify(j)), e => { console.log(String(e.cause?.code ?? e.message)); process.exit(3); })";
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      ["-e", script, url],
+      { env: { ...process.env, NODE_EXTRA_CA_CERTS: caFile }, timeout: 20_000 },
+      (error, stdout) => resolve({ ok: error === null, out: stdout.trim() }),
+    );
+  });
+}
+
+describe("aztp serve TLS for standard HTTPS clients (host-name checks)", () => {
+  it("--tls-name localhost: a plain fetch trusting the trust domain's root reaches the metadata by that name; without it the host-name check fails", async (t) => {
+    const dir = tempDir(t, "tls-names");
+    const named = await startServe(t, { tlsNames: ["localhost"] });
+    const ca = join(dir, "root.pem");
+    writeFileSync(ca, named.bundlePem);
+    const port = new URL(named.url).port;
+    const ok = await plainFetch(`https://localhost:${port}/.well-known/oauth-authorization-server`, ca);
+    assert.ok(ok.ok, ok.out);
+    assert.equal(JSON.parse(ok.out).issuer, `https://localhost:${port}`, "the name given is the issuer");
+
+    const unnamed = await startServe(t);
+    const ca2 = join(dir, "root2.pem");
+    writeFileSync(ca2, unnamed.bundlePem);
+    const p2 = new URL(unnamed.url).port;
+    const refused = await plainFetch(`https://localhost:${p2}/.well-known/oauth-authorization-server`, ca2);
+    assert.equal(refused.ok, false);
+    assert.equal(refused.out, "ERR_TLS_CERT_ALTNAME_INVALID");
+    // The listen host is named by default: its IP address passes.
+    const byIp = await plainFetch(`https://127.0.0.1:${p2}/.well-known/oauth-authorization-server`, ca2);
+    assert.ok(byIp.ok, byIp.out);
+    // The library's own client still checks the SPIFFE ID, names or not.
+    const chain = await presentedChain(named.url);
+    assert.deepEqual(chain[0]?.uriSans, [`spiffe://${named.trustDomain}/aztp/serve`]);
+  });
+
+  it("--tls-cert/--tls-key: a certificate from the organisation's PKI, served as given (passing twin of the refusals: cert and key that match)", async (t) => {
+    const dir = tempDir(t, "org-pki");
+    const run = async (args: string[]): Promise<void> => {
+      const r = await openssl(args, dir);
+      assert.equal(r.code, 0, r.stderr);
+    };
+    writeFileSync(join(dir, "leaf.ext"), "subjectAltName=DNS:localhost\nbasicConstraints=critical,CA:FALSE\n");
+    await run([
+      "req",
+      "-x509",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:P-256",
+      "-nodes",
+      "-keyout",
+      "ca.key",
+      "-out",
+      "ca.pem",
+      "-subj",
+      "/CN=Org Test CA",
+      "-days",
+      "2",
+    ]);
+    await run([
+      "req",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:P-256",
+      "-nodes",
+      "-keyout",
+      "leaf.key",
+      "-out",
+      "leaf.csr",
+      "-subj",
+      "/CN=localhost",
+    ]);
+    await run([
+      "x509",
+      "-req",
+      "-in",
+      "leaf.csr",
+      "-CA",
+      "ca.pem",
+      "-CAkey",
+      "ca.key",
+      "-CAcreateserial",
+      "-out",
+      "leaf.pem",
+      "-days",
+      "2",
+      "-extfile",
+      "leaf.ext",
+    ]);
+    const certPem = readFileSync(join(dir, "leaf.pem"), "utf8");
+    const keyPem = readFileSync(join(dir, "leaf.key"), "utf8");
+    const s = await startServe(t, { tlsCertificate: { certPem, keyPem } });
+    const port = new URL(s.url).port;
+    const ok = await plainFetch(
+      `https://localhost:${port}/.well-known/oauth-authorization-server`,
+      join(dir, "ca.pem"),
+    );
+    assert.ok(ok.ok, ok.out);
+    assert.equal(s.running.serverId, undefined, "no SVID of its own");
+    const started = s.logs.find((l) => l.msg === "started");
+    assert.match(String(started?.certificate), /not rotated/);
+
+    const otherKey = readFileSync(join(dir, "ca.key"), "utf8");
+    await rejectsWithCode(
+      () => startRunning({ store: s.home, port: 0, tlsCertificate: { certPem, keyPem: otherKey } }),
+      "ERR_ARGUMENT_INVALID",
+      "a key of another certificate",
+    );
+    await rejectsWithCode(
+      () => startRunning({ store: s.home, port: 0, tlsNames: ["localhost"], tlsCertificate: { certPem, keyPem } }),
+      "ERR_ARGUMENT_INVALID",
+      "names for a given certificate",
+    );
+    await rejectsWithCode(
+      () => startRunning({ store: s.home, port: 0, insecureHttp: true, tlsNames: ["localhost"] }),
+      "ERR_ARGUMENT_INVALID",
+      "names over plain HTTP",
+    );
+    await rejectsWithCode(
+      () => startRunning({ store: s.home, port: 0, tlsNames: ["not a host"] }),
+      "ERR_ARGUMENT_INVALID",
+      "a name that is none",
+    );
   });
 });

@@ -88,10 +88,14 @@ export async function startReplicas(options: {
         `127.0.0.1:${r.port}`,
         "--refresh-hint",
         String(options.refreshHintSeconds),
-        // The benchmarks measure the service, not its per-key limit.
+        // The benchmarks measure the service, not its per-key and per-client limits.
         "--issue-rate",
         "100000",
         "--issue-burst",
+        "100000",
+        "--token-rate",
+        "100000",
+        "--token-burst",
         "100000",
       ],
       { cwd: root, stdio: ["ignore", "pipe", "pipe"] },

@@ -32,6 +32,27 @@ export interface IdentityFilter {
   status?: "active" | "revoked" | undefined;
 }
 
+/** What an identity asks of an authority's token endpoint (RFC 6749 §4.4, RFC 8707). */
+export interface AccessTokenRequest {
+  /** The resource server the token is for (RFC 8707): the token's `aud`. */
+  resource: string;
+  /** Scopes asked for; the token carries those the identity's policies allow. */
+  scopes?: readonly string[] | undefined;
+  /** Lifetime asked for (default 300 s; at most 3600, and never past an ancestor's SVID). */
+  ttlSeconds?: number | undefined;
+}
+
+export interface AccessTokenResult {
+  /** The RFC 9068 JWT, for `Authorization: Bearer`. */
+  accessToken: string;
+  tokenType: "Bearer";
+  /** Seconds from now, as the token endpoint says (RFC 6749 §5.1). */
+  expiresIn: number;
+  expiresAt: Date;
+  /** The scopes granted: those asked that the identity's policies allow. */
+  scopes: string[];
+}
+
 /** Parent and links of an identity, for policy conditions (aztp:callerParent, aztp:callerLinks). */
 export interface AuthorityRelations {
   parent?: string;
@@ -58,6 +79,17 @@ export interface Authority extends BundleSource {
   renewSvid(id: string, csr: Buffer | string, options?: IssueOptions): Promise<IssueResult>;
   /** A JWT-SVID for an active identity. */
   mintJwtSvid(id: string, audience: string | string[], ttlSeconds?: number): string | Promise<string>;
+  /**
+   * An OAuth access token (RFC 9068) for `id`, with the scopes its policies allow (the token
+   * endpoint's one rule, oauth/token-request.ts). `assertion` signs a client assertion for an
+   * audience with the identity's SVID key: a remote authority sends it to its token endpoint;
+   * the embedded authority, in this process, mints without one.
+   */
+  accessToken(
+    id: string,
+    request: AccessTokenRequest,
+    assertion: (audience: string) => string,
+  ): Promise<AccessTokenResult>;
 
   get(id: string): IdentityRecord | Promise<IdentityRecord>;
   find(id: string): IdentityRecord | undefined | Promise<IdentityRecord | undefined>;

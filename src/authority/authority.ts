@@ -18,16 +18,26 @@
  * processes by the store, so two processes issuing at once neither corrupt it nor lose each
  * other's writes; serials are 128 random bits, unique without coordination.
  */
-import { createPublicKey, type KeyObject } from "node:crypto";
+import { createPublicKey, randomUUID, type KeyObject } from "node:crypto";
 import { resolve } from "node:path";
 import { AztpError, ErrorCodes } from "../errors.js";
 import { BundleSet, TrustBundle, type BundleSource } from "../spiffe/bundle.js";
 import { verifyCsr } from "../spiffe/csr.js";
 import { mintJwtSvid } from "../spiffe/jwtsvid.js";
-import { mintAccessToken } from "../oauth/access-token.js";
+import { isScopeToken, mintAccessToken } from "../oauth/access-token.js";
+import { grantScopes, parseResource } from "../oauth/token-request.js";
+import { peekClaims } from "../spiffe/jws.js";
 import { SpiffeId, TrustDomain } from "../spiffe/spiffeid.js";
 import { parsePolicy, policyCode, type PolicyDocument } from "../policy/policy.js";
-import type { Authority, AuthorityRelations, IdentityFilter, IssueOptions, IssueResult } from "./authority-api.js";
+import type {
+  AccessTokenRequest,
+  AccessTokenResult,
+  Authority,
+  AuthorityRelations,
+  IdentityFilter,
+  IssueOptions,
+  IssueResult,
+} from "./authority-api.js";
 import { CertificateAuthority, checkSvidTtl, createCaKeyMaterial, lifetimeEnded, type IssuedSvid } from "./ca.js";
 import type { AuthorityConfig, CaGeneration, CaStore } from "./ca-store.js";
 import { FileCaStore } from "./file-ca-store.js";
@@ -434,14 +444,23 @@ export class EmbeddedAuthority implements Authority, BundleSource {
 
   /**
    * Mints a JWT-SVID for an active identity with the trust domain's JWT key, for as long as
-   * registry.jwtSvidTtl allows.
+   * registry.jwtSvidTtl allows. It carries a `jti` (the JWT-SVID standard allows other claims), so
+   * it can serve once as a client assertion at a token endpoint, which spends assertions by jti.
    */
   mintJwtSvid(id: string, audience: string | string[], ttlSeconds?: number, now = new Date()): string {
     const { state } = this.current();
     const rec = registry.getRecord(state, id);
     const ttl = registry.jwtSvidTtl(state, rec, ttlSeconds, now);
     const ca = this.ca(rec.trustDomain);
-    return mintJwtSvid({ subject: rec.spiffeId, audience, key: ca.jwtKey, kid: ca.jwtKid, ttlSeconds: ttl, now });
+    return mintJwtSvid({
+      subject: rec.spiffeId,
+      audience,
+      key: ca.jwtKey,
+      kid: ca.jwtKid,
+      ttlSeconds: ttl,
+      now,
+      claims: { jti: randomUUID() },
+    });
   }
 
   /**
@@ -469,6 +488,45 @@ export class EmbeddedAuthority implements Authority, BundleSource {
       ...(cap !== undefined ? { notAfter: cap } : {}),
       now,
     });
+  }
+
+  /**
+   * An access token for `id`, in this process: the scopes its policies allow (grantScopes, the
+   * token endpoint's rule), minted as mintAccessToken does. The caller holds the identity (the
+   * client's `accessToken`), so no assertion is asked for: `aztp serve`'s token endpoint is where
+   * a client proves it.
+   */
+  async accessToken(id: string, request: AccessTokenRequest): Promise<AccessTokenResult> {
+    const resource = parseResource(request.resource);
+    const asked = request.scopes ?? [];
+    const bad = asked.find((sc) => !isScopeToken(sc));
+    if (bad !== undefined)
+      throw new AztpError(ErrorCodes.OAUTH_SCOPE_INVALID, `not a scope token: ${JSON.stringify(bad).slice(0, 60)}`);
+    const rec = registry.getRecord(this.current().state, id);
+    if (rec.status !== "active" || this.isRevoked(rec.spiffeId))
+      throw new AztpError(ErrorCodes.OAUTH_CLIENT_REVOKED, `${rec.spiffeId} is revoked: it gets no token`);
+    const scopes = grantScopes({
+      clientId: rec.spiffeId,
+      resource,
+      scopes: [...new Set(asked)],
+      policies: this.policiesOf(rec.spiffeId),
+      relations: this.relations(rec.spiffeId),
+    });
+    const now = new Date();
+    const accessToken = this.mintAccessToken(rec.spiffeId, {
+      resource,
+      scopes,
+      now,
+      ...(request.ttlSeconds !== undefined ? { ttlSeconds: request.ttlSeconds } : {}),
+    });
+    const exp = peekClaims(accessToken)?.exp as number;
+    return {
+      accessToken,
+      tokenType: "Bearer",
+      expiresIn: Math.max(0, exp - Math.floor(now.getTime() / 1000)),
+      expiresAt: new Date(exp * 1000),
+      scopes,
+    };
   }
 
   get(id: string): IdentityRecord {

@@ -6,6 +6,7 @@
  */
 import { calculateJwkThumbprint } from "jose";
 import { createPrivateKey, createPublicKey, KeyObject, randomBytes, type webcrypto } from "node:crypto";
+import { isIP } from "node:net";
 import { AztpError, ErrorCodes } from "../errors.js";
 import { verifyCsr } from "../spiffe/csr.js";
 import { encodePem } from "../spiffe/pem.js";
@@ -175,6 +176,11 @@ export interface IssuedSvid {
   notAfter: Date;
   /** PEM: the leaf, then the intermediate. */
   chainPem: string;
+  /**
+   * The leaf's public key as a JWK (RFC 7517): recorded with the identity (registry.recordSvid),
+   * where the token endpoint finds it for a `private_key_jwt` assertion that names no key.
+   */
+  publicKeyJwk?: Record<string, unknown>;
 }
 
 /**
@@ -221,7 +227,17 @@ export class CertificateAuthority {
   async issueSvid(
     id: SpiffeId,
     csr: Buffer | string,
-    options: { ttlSeconds?: number; notAfterCap?: Date; now?: Date; commonName?: string } = {},
+    options: {
+      ttlSeconds?: number;
+      notAfterCap?: Date;
+      now?: Date;
+      commonName?: string;
+      /**
+       * DNS names and IP addresses besides the SPIFFE ID (the X509-SVID standard allows other SAN
+       * types): the names a service is reached under, for HTTPS clients that check host names.
+       */
+      hostNames?: readonly string[];
+    } = {},
   ): Promise<IssuedSvid> {
     if (id.trustDomain !== this.trustDomain) {
       throw new AztpError(ErrorCodes.ARGUMENT_INVALID, `this CA issues for ${this.trustDomain}, not ${id.trustDomain}`);
@@ -249,10 +265,28 @@ export class CertificateAuthority {
         new x509.BasicConstraintsExtension(false, undefined, true),
         new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
         new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth], false),
-        new x509.SubjectAlternativeNameExtension([{ type: "url", value: id.toString() }], false),
+        new x509.SubjectAlternativeNameExtension(
+          [
+            { type: "url", value: id.toString() },
+            ...(options.hostNames ?? []).map((h) => ({
+              type: isIP(h) === 0 ? ("dns" as const) : ("ip" as const),
+              value: h,
+            })),
+          ],
+          false,
+        ),
         this.authorityKeyId,
       ],
     });
-    return { serial, notBefore, notAfter, chainPem: cert.toString("pem") + "\n" + this.intermediateCertPem };
+    return {
+      serial,
+      notBefore,
+      notAfter,
+      chainPem: cert.toString("pem") + "\n" + this.intermediateCertPem,
+      publicKeyJwk: createPublicKey({ key: spki, format: "der", type: "spki" }).export({ format: "jwk" }) as Record<
+        string,
+        unknown
+      >,
+    };
   }
 }

@@ -1,5 +1,6 @@
 export { EmbeddedAuthority, DEFAULT_TRUST_DOMAIN } from "./authority.js";
 export type { IssueOptions, IssueResult } from "./authority.js";
+export type { AccessTokenRequest, AccessTokenResult } from "./authority-api.js";
 export {
   DEFAULT_ENVIRONMENT,
   DEFAULT_METHOD,

@@ -72,10 +72,31 @@ export interface IdentityRecord {
   currentSerial?: string;
   serials: string[];
   notAfter?: string;
+  /**
+   * The public keys of its X.509-SVIDs that had not expired when the newest was issued, newest
+   * first (at most MAX_SVID_KEYS): how the token endpoint finds the key of a `private_key_jwt`
+   * assertion, which names none (the MCP SDK's carries no kid and no x5c).
+   */
+  svidKeys?: SvidKey[];
   policies: PolicyEntry[];
   createdAt: string;
   updatedAt: string;
 }
+
+/** The public key of one X.509-SVID of an identity. */
+export interface SvidKey {
+  serial: string;
+  notAfter: string;
+  /** RFC 7517 public JWK (no private member). */
+  jwk: Record<string, unknown>;
+}
+
+/**
+ * Keys of unexpired SVIDs kept per identity. More than the current one: a rotation at half-life
+ * must not break a client mid-way, and processes holding one identity each hold their own key.
+ * Each of them is a key whose SVID an `x5c` header would be accepted with too.
+ */
+export const MAX_SVID_KEYS = 8;
 
 export interface RevocationEntry {
   reason: string;
@@ -354,12 +375,26 @@ export function lifetimeCap(state: RegistryState, rec: IdentityRecord): Date | u
   return cap;
 }
 
-/** Records an X.509-SVID issued to `rec`: its serial (current, and in the history) and expiry. */
-export function recordSvid(rec: IdentityRecord, svid: { serial: string; notAfter: Date }, now: Date): void {
+/**
+ * Records an X.509-SVID issued to `rec`: its serial (current, and in the history), expiry and
+ * public key (with those of its SVIDs still unexpired).
+ */
+export function recordSvid(
+  rec: IdentityRecord,
+  svid: { serial: string; notAfter: Date; publicKeyJwk?: Record<string, unknown> | undefined },
+  now: Date,
+): void {
   rec.currentSerial = svid.serial;
   rec.serials.push(svid.serial);
   rec.notAfter = svid.notAfter.toISOString();
   rec.updatedAt = now.toISOString();
+  if (svid.publicKeyJwk !== undefined) {
+    const live = (rec.svidKeys ?? []).filter((k) => Date.parse(k.notAfter) > now.getTime() && k.serial !== svid.serial);
+    rec.svidKeys = [{ serial: svid.serial, notAfter: rec.notAfter, jwk: svid.publicKeyJwk }, ...live].slice(
+      0,
+      MAX_SVID_KEYS,
+    );
+  }
 }
 
 /**

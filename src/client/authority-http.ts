@@ -149,7 +149,16 @@ export class AuthorityHttp {
 
   /** POST `body` as JSON; never retried here (it may have been applied): the caller decides. */
   post<T>(path: string, body: unknown, options: RequestOptions = {}): Promise<T> {
-    return this.#once<T>("POST", path, body, options);
+    return this.#once<T>("POST", path, { json: body }, options);
+  }
+
+  /**
+   * POST `params` as an HTML form (the OAuth token endpoint's media type); never retried. An
+   * OAuth error answer (`{ error, error_description, code }`) comes back as the AztpError of its
+   * `code`.
+   */
+  postForm<T>(path: string, params: Readonly<Record<string, string>>, options: RequestOptions = {}): Promise<T> {
+    return this.#once<T>("POST", path, { form: params }, options);
   }
 
   /** Closes idle keep-alive sockets and refuses none in flight (they end on their own). */
@@ -157,13 +166,22 @@ export class AuthorityHttp {
     this.#agent.destroy();
   }
 
-  #once<T>(method: "GET" | "POST", path: string, body: unknown, options: RequestOptions): Promise<T> {
+  #once<T>(
+    method: "GET" | "POST",
+    path: string,
+    body: { json: unknown } | { form: Readonly<Record<string, string>> } | undefined,
+    options: RequestOptions,
+  ): Promise<T> {
     const url = new URL(path.replace(/^\//, ""), this.baseUrl);
     const where = `${method} ${url.origin}${url.pathname}`;
-    const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body), "utf8");
+    const payload =
+      body === undefined
+        ? undefined
+        : Buffer.from("json" in body ? JSON.stringify(body.json) : new URLSearchParams(body.form).toString(), "utf8");
     const headers: Record<string, string> = { accept: "application/json" };
     if (payload !== undefined) {
-      headers["content-type"] = "application/json";
+      headers["content-type"] =
+        body !== undefined && "form" in body ? "application/x-www-form-urlencoded" : "application/json";
       headers["content-length"] = String(payload.length);
     }
     if (options.auth !== false && this.#apiKey !== undefined) headers.authorization = `Bearer ${this.#apiKey}`;
@@ -307,9 +325,16 @@ function transportError(e: NodeJS.ErrnoException, where: string): AztpError {
   );
 }
 
-/** The server's `{ error: { code, message, rule? } }` as the AztpError it was on the server. */
+/**
+ * The server's `{ error: { code, message, rule? } }` as the AztpError it was on the server; an
+ * OAuth route's RFC 6749 answer `{ error, error_description, code, rule? }` likewise.
+ */
 function errorFromAnswer(status: number, parsed: unknown, where: string, retryAfter: string | undefined): AztpError {
-  const body = typeof parsed === "object" && parsed !== null ? (parsed as { error?: unknown }).error : undefined;
+  const top = typeof parsed === "object" && parsed !== null ? (parsed as Record<string, unknown>) : undefined;
+  const body =
+    typeof top?.error === "string" && typeof top.code === "string"
+      ? { code: top.code, message: top.error_description ?? top.error, rule: top.rule }
+      : top?.error;
   if (typeof body === "object" && body !== null) {
     const { code, message, rule } = body as { code?: unknown; message?: unknown; rule?: unknown };
     if (typeof code === "string" && /^ERR_[A-Z0-9_]+$/.test(code)) {

@@ -12,7 +12,7 @@
  */
 import { resolve } from "node:path";
 import { EmbeddedAuthority, DEFAULT_ENVIRONMENT, DEFAULT_METHOD } from "../authority/authority.js";
-import type { Authority } from "../authority/authority-api.js";
+import type { AccessTokenRequest, AccessTokenResult, Authority } from "../authority/authority-api.js";
 import {
   recordInvalidity,
   type IdentityLink,
@@ -278,6 +278,55 @@ export class Aztp {
       );
     }
     return authority.auditLog();
+  }
+
+  /**
+   * An OAuth access token (RFC 9068) for `resource`, as one of this client's identities: with
+   * the scopes its policies allow (action `oauth:token`), signed with its trust domain's JWT key,
+   * verifiable offline from the bundle. On the embedded authority it is minted in this process;
+   * on a remote one (`baseUrl`) it comes from `aztp serve`'s token endpoint, the request signed
+   * with the identity's SVID key (private_key_jwt). `identity`: a secured agent, an identity, or
+   * the AZTP ID or name of one this client holds; it may be left out when the client holds
+   * exactly one.
+   */
+  async accessToken(
+    options: AccessTokenRequest & { identity?: SecuredAgent<object> | AgentIdentity | string | undefined },
+  ): Promise<AccessTokenResult> {
+    if (options === null || typeof options !== "object" || typeof options.resource !== "string")
+      throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "accessToken needs { resource, scopes?, identity? }");
+    const { identity: subject, ...request } = options;
+    return this.#heldIdentity(subject).accessToken(request);
+  }
+
+  /** The identity of `subject` this client holds (it signs with its key), or the only one it holds. */
+  #heldIdentity(subject: SecuredAgent<object> | AgentIdentity | string | undefined): AgentIdentity {
+    if (subject instanceof AgentIdentity) return subject;
+    if (isSecured(subject)) return subject.identity;
+    if (subject === undefined) {
+      const held = [...this.#live.values()];
+      if (held.length === 1) return held[0] as AgentIdentity;
+      throw new AztpError(
+        ErrorCodes.ARGUMENT_INVALID,
+        `this client holds ${held.length} identities: name the one the token is for ({ identity })`,
+      );
+    }
+    if (typeof subject !== "string")
+      throw new AztpError(
+        ErrorCodes.ARGUMENT_INVALID,
+        "identity must be a secured agent, an identity, an AZTP ID or a name",
+      );
+    const found = subject.includes("://")
+      ? this.#live.get(SpiffeId.parse(subject).aztpId)
+      : [...this.#live.values()].find(
+          (i) =>
+            i.name === subject && (this.config.trustDomain === undefined || i.trustDomain === this.config.trustDomain),
+        );
+    if (found === undefined)
+      throw new AztpError(
+        ErrorCodes.ARGUMENT_INVALID,
+        `this client holds no identity ${JSON.stringify(subject)}: secureConnect it first (the token request is signed with its key)`,
+      );
+    return found;
   }
 
   /** The identity this client holds for `aztpId`, if any. */

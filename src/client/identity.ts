@@ -5,7 +5,8 @@
 import { EventEmitter } from "node:events";
 import type { KeyObject } from "node:crypto";
 import { AztpError, ErrorCodes } from "../errors.js";
-import type { Authority } from "../authority/authority-api.js";
+import type { AccessTokenRequest, AccessTokenResult, Authority } from "../authority/authority-api.js";
+import { signClientAssertion } from "../oauth/client-assertion.js";
 import type { IdentityRecord } from "../authority/registry.js";
 import { Certificate } from "../spiffe/certificate.js";
 import { generateWorkloadKey } from "../spiffe/csr.js";
@@ -122,6 +123,19 @@ export class AgentIdentity extends EventEmitter<IdentityEvents> {
   /** What invocation signing needs, with the key kept inside. Changes on rotation. */
   get signer(): SvidSigner {
     return this.#signer;
+  }
+
+  /**
+   * An OAuth access token (RFC 9068) for `resource`, with the scopes this identity's policies
+   * allow: from `aztp serve`'s token endpoint, authenticated by a private_key_jwt signed with
+   * this identity's SVID key (a remote authority), or minted in this process by the same rule
+   * (the embedded authority).
+   */
+  async accessToken(request: AccessTokenRequest): Promise<AccessTokenResult> {
+    const key = this.#key;
+    return this.#authority.accessToken(this.spiffeId, request, (audience) =>
+      signClientAssertion({ clientId: this.spiffeId, audience, key }),
+    );
   }
 
   /** A JWT-SVID for `audience`, minted by the trust domain's authority. */

@@ -17,6 +17,8 @@ import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { LRUCache } from "lru-cache";
 import type {
+  AccessTokenRequest,
+  AccessTokenResult,
   Authority,
   AuthorityRelations,
   IdentityFilter,
@@ -103,8 +105,10 @@ export class RemoteAuthority implements Authority {
   #trustDomains: string[];
   #closed = false;
   readonly #warn: FeedWarning;
+  readonly #oauthIssuer: string;
 
   private constructor(init: {
+    oauthIssuer: string;
     home: string;
     http: AuthorityHttp;
     bundles: BundleFeed;
@@ -115,6 +119,7 @@ export class RemoteAuthority implements Authority {
     warn: FeedWarning;
   }) {
     this.home = init.home;
+    this.#oauthIssuer = init.oauthIssuer;
     this.#warn = init.warn;
     this.#http = init.http;
     this.#bundles = init.bundles;
@@ -206,7 +211,9 @@ export class RemoteAuthority implements Authority {
         refreshBundle: (td) => (feed as BundleFeed).refresh(td),
       });
       await revocations.refreshAll();
+      const oauthIssuer = await issuerOf(http);
       const authority = new RemoteAuthority({
+        oauthIssuer,
         home: resolve(options.home),
         http,
         bundles: feed,
@@ -231,9 +238,53 @@ export class RemoteAuthority implements Authority {
     return this.#defaultTrustDomain;
   }
 
-  /** The service's OAuth issuer identifier: its base URL, as its RFC 8414 metadata names it. */
+  /**
+   * The service's OAuth issuer identifier, as its RFC 8414 metadata names it (read at connect):
+   * its public URL, which is not the base URL behind a proxy (`aztp serve --public-url`). The
+   * base URL for a service without the metadata.
+   */
   get oauthIssuer(): string {
-    return this.#http.baseUrl.href.replace(/\/+$/, "");
+    return this.#oauthIssuer;
+  }
+
+  /**
+   * An access token for `id` from the service's token endpoint, the client authenticated by
+   * `assertion` (private_key_jwt signed with the identity's SVID key, addressed to the issuer).
+   * The API key, when this client has one, is sent too: the service holds the request to its
+   * scope.
+   */
+  async accessToken(
+    id: string,
+    request: AccessTokenRequest,
+    assertion: (audience: string) => string,
+  ): Promise<AccessTokenResult> {
+    const clientId = SpiffeId.parse(id).toString();
+    const params: Record<string, string> = {
+      grant_type: "client_credentials",
+      client_id: clientId,
+      client_assertion_type: "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+      client_assertion: assertion(this.#oauthIssuer),
+      resource: request.resource,
+    };
+    if (request.scopes !== undefined && request.scopes.length > 0) params.scope = request.scopes.join(" ");
+    const sent = Date.now();
+    const answer = await this.#http.postForm<Record<string, unknown>>("oauth/token", params);
+    const { access_token: accessToken, token_type: tokenType, expires_in: expiresIn, scope } = answer;
+    if (
+      typeof accessToken !== "string" ||
+      typeof tokenType !== "string" ||
+      tokenType.toLowerCase() !== "bearer" ||
+      typeof expiresIn !== "number" ||
+      (scope !== undefined && typeof scope !== "string")
+    )
+      throw answerInvalid("POST /oauth/token", "access_token/token_type/expires_in/scope");
+    return {
+      accessToken,
+      tokenType: "Bearer",
+      expiresIn,
+      expiresAt: new Date(sent + expiresIn * 1000),
+      scopes: typeof scope === "string" && scope !== "" ? scope.split(" ") : [],
+    };
   }
 
   get trustDomains(): readonly string[] {
@@ -673,6 +724,20 @@ function relationsOf(rec: IdentityRecord): AuthorityRelations {
     ...(rec.parentIdentity ? { parent: rec.parentIdentity } : {}),
     links: rec.links.filter((l) => l.type === "linked").map((l) => l.target),
   };
+}
+
+/**
+ * The issuer identifier in the service's RFC 8414 metadata; the base URL when the service has
+ * none (an older service) or it cannot be read now.
+ */
+async function issuerOf(http: AuthorityHttp): Promise<string> {
+  const base = http.baseUrl.href.replace(/\/+$/, "");
+  try {
+    const doc = await http.get<{ issuer?: unknown }>(".well-known/oauth-authorization-server", { auth: false });
+    return typeof doc.issuer === "string" && doc.issuer !== "" ? doc.issuer : base;
+  } catch {
+    return base;
+  }
 }
 
 async function authorityInfo(

@@ -28,6 +28,8 @@
  * `aztp:caller` is a SPIFFE ID, except for a bearer caller whose token an issuer other than
  * this library's authority issued: then it is `<issuer>#<subject>` (oauth/protected-resource.ts),
  * and `aztp:callerTrustDomain` and `aztp:callerPath` are absent.
+ * | `aztp:scope`               | string           | the OAuth scope asked about (action `oauth:token`); absent when |
+ * |                            |                  | the token request names none                                    |
  *
  * IDs are stored in `spiffe://` form, but conditions compare IDs in one normal form, so a
  * policy may name them as `aztp://` or `spiffe://` alike. Keys are matched exactly (unlike
@@ -59,6 +61,7 @@ export const POLICY_CONTEXT_KEYS = Object.freeze([
   "aztp:delegationDepth",
   "aztp:sourceIp",
   "aztp:authMethod",
+  "aztp:scope",
 ] as const);
 
 /** How a caller was authenticated (`aztp:authMethod`). */
@@ -94,6 +97,8 @@ export interface PolicyContextInput {
   delegationDepth?: number | undefined;
   sourceIp?: string | undefined;
   authMethod?: AuthMethod | undefined;
+  /** The OAuth scope a token request asks for (`aztp:scope`). */
+  scope?: string | undefined;
 }
 
 /** A caller that is no SPIFFE ID: a bearer token's subject qualified by its issuer (an https URL). */
@@ -142,5 +147,6 @@ export function buildPolicyContext(input: PolicyContextInput): Record<string, un
   if (input.args !== undefined) ctx[ARGS_KEY] = input.args;
   if (input.sourceIp !== undefined) ctx["aztp:sourceIp"] = input.sourceIp;
   if (input.authMethod !== undefined) ctx["aztp:authMethod"] = input.authMethod;
+  if (input.scope !== undefined) ctx["aztp:scope"] = input.scope;
   return ctx;
 }

@@ -29,6 +29,7 @@ export {
   decidePolicy,
   normalizeSourceIp,
   policyRequest,
+  TOKEN_ACTION,
   TOOL_CALL_ACTION,
   type IdentityRelations,
   type PolicyRequestInput,

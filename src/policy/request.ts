@@ -1,6 +1,7 @@
 /**
  * The one policy request: every decision the library makes (a tool call at the verifier, which
- * tools a caller may list, an identity connection, a permission check, `aztp policy check`) is
+ * tools a caller may list, an identity connection, the scopes of an OAuth token, a permission
+ * check, `aztp policy check`) is
  * built here, so a context key is set the same way everywhere or nowhere.
  *
  * Request: principal = the caller, action, resource, and the context keys of context.ts built
@@ -15,6 +16,12 @@ import type { PolicyDocument } from "./policy.js";
 export const TOOL_CALL_ACTION = "tool:call";
 /** The policy action of `verifyIdentityConnection`; Resource is the target's ID. */
 export const CONNECT_ACTION = "identity:connect";
+/**
+ * The policy action of an OAuth token request: may the principal (the client itself, whose
+ * policies are asked) obtain a token for Resource (the RFC 8707 resource), with the scope in
+ * `aztp:scope`? One request per scope asked (oauth/token-request.ts).
+ */
+export const TOKEN_ACTION = "oauth:token";
 
 /** Who the caller's identity relates to, for policy conditions (from a registry, if any). */
 export interface IdentityRelations {
@@ -40,6 +47,8 @@ export interface PolicyRequestInput {
   sourceIp?: string | undefined;
   /** How the caller was authenticated (`aztp:authMethod`), for a tool call's decision. */
   authMethod?: AuthMethod | undefined;
+  /** The OAuth scope a token request asks for (`aztp:scope`, action TOKEN_ACTION). */
+  scope?: string | undefined;
   /** Decision time; defaults to now. */
   now?: Date | undefined;
   /**
@@ -63,6 +72,7 @@ export function policyRequest(input: PolicyRequestInput): PolicyRequest {
     delegationDepth: input.delegationDepth ?? 0,
     sourceIp: input.sourceIp,
     authMethod: input.authMethod,
+    scope: input.scope,
   });
   if (input.extra !== undefined) {
     for (const [k, v] of Object.entries(input.extra)) if (!(k in context)) context[k] = v;

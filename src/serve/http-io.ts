@@ -1,6 +1,6 @@
 /**
  * Reading requests and writing answers, strictly: a body not sent as application/json is refused
- * (415) unread, a body over the limit is refused (413) as soon as its size is known, bodies must
+ * (415) unread (the OAuth token endpoint alone reads a form, as strictly: readForm), a body over the limit is refused (413) as soon as its size is known, bodies must
  * be UTF-8 JSON objects, fields are checked by type
  * before anything uses them, and every answer is JSON with `Cache-Control` set.
  */
@@ -60,6 +60,10 @@ function checkJsonHeaders(req: IncomingMessage): void {
         : `request body is ${JSON.stringify(type.slice(0, 100))}: send it as application/json (UTF-8)`,
     );
   }
+  checkIdentityEncoding(req);
+}
+
+function checkIdentityEncoding(req: IncomingMessage): void {
   const encoding = req.headers["content-encoding"];
   if (encoding !== undefined && encoding.trim().toLowerCase() !== "identity") {
     throw unsupportedType(
@@ -76,8 +80,99 @@ function checkJsonHeaders(req: IncomingMessage): void {
  * the 413 instead of a reset.
  */
 export async function readJsonObject(req: IncomingMessage, limit: number): Promise<JsonObject> {
+  const text = await readBody(req, limit, checkJsonHeaders);
+  if (text.length === 0) throw invalid("request body is empty: expected a JSON object");
+  if (nestingDepth(text) > MAX_DEPTH) throw invalid(`request body nests deeper than ${MAX_DEPTH} levels`);
+  let value: unknown;
   try {
-    checkJsonHeaders(req);
+    value = JSON.parse(text, refuseProto);
+  } catch (e) {
+    if (e instanceof AztpError) throw e;
+    throw invalid(`request body is not valid JSON: ${(e as Error).message.slice(0, 200)}`);
+  }
+  if (!isJsonObject(value)) throw invalid("request body must be a JSON object");
+  return value;
+}
+
+/** The media type of an OAuth token request (RFC 6749 §4.4.2). */
+export const FORM_CONTENT_TYPE = "application/x-www-form-urlencoded";
+
+/**
+ * Whether a Content-Type names an HTML form as the token endpoint reads it: the type in any
+ * case, with no charset or `utf-8`; anything else is not.
+ */
+export function isFormContentType(value: string | undefined): boolean {
+  if (value === undefined) return false;
+  const [type, ...params] = value.split(";");
+  if ((type ?? "").trim().toLowerCase() !== FORM_CONTENT_TYPE) return false;
+  return params.every((p) => {
+    const eq = p.indexOf("=");
+    if (eq < 0) return p.trim() === "";
+    if (p.slice(0, eq).trim().toLowerCase() !== "charset") return true;
+    let charset = p.slice(eq + 1).trim();
+    if (charset.length >= 2 && charset.startsWith('"') && charset.endsWith('"')) charset = charset.slice(1, -1);
+    return charset.toLowerCase() === "utf-8";
+  });
+}
+
+/**
+ * An `application/x-www-form-urlencoded` body (the OAuth token endpoint's, and only its), read
+ * strictly: the media type (415 otherwise, unread), bounded like a JSON body, UTF-8, every
+ * percent-escape well formed and decoding to valid UTF-8, and every parameter at most once
+ * (RFC 6749 §3.2: a repeated parameter is invalid_request, never "the first one wins"). A
+ * browser may send a form cross-origin without asking; the one route that reads forms is
+ * authenticated by what the form itself carries (a signed assertion), never by anything the
+ * browser adds, so such a post gains nothing.
+ */
+export async function readForm(req: IncomingMessage, limit: number): Promise<Map<string, string>> {
+  const text = await readBody(req, limit, checkFormHeaders);
+  const out = new Map<string, string>();
+  if (text.length === 0) return out;
+  for (const pair of text.split("&")) {
+    if (pair === "") continue;
+    const eq = pair.indexOf("=");
+    const name = formDecode(eq < 0 ? pair : pair.slice(0, eq));
+    const value = formDecode(eq < 0 ? "" : pair.slice(eq + 1));
+    if (name === "") throw invalid("request body has a parameter without a name");
+    if (out.has(name)) throw invalid(`parameter ${JSON.stringify(name.slice(0, 64))} is given more than once`);
+    out.set(name, value);
+  }
+  return out;
+}
+
+function formDecode(part: string): string {
+  if (/%(?![0-9A-Fa-f]{2})/.test(part)) throw invalid("request body has a malformed percent-escape");
+  try {
+    return decodeURIComponent(part.replace(/\+/g, " "));
+  } catch {
+    throw invalid("request body has a percent-escape that is not UTF-8");
+  }
+}
+
+function checkFormHeaders(req: IncomingMessage): void {
+  const type = req.headers["content-type"];
+  if (!isFormContentType(type)) {
+    throw unsupportedType(
+      type === undefined
+        ? `request body has no Content-Type: send it as ${FORM_CONTENT_TYPE}`
+        : `request body is ${JSON.stringify(type.slice(0, 100))}: send it as ${FORM_CONTENT_TYPE}`,
+    );
+  }
+  checkIdentityEncoding(req);
+}
+
+/**
+ * The body as UTF-8 text, once `checkHeaders` has accepted the request's headers (else the body
+ * is drained unread). Bounded: a declared Content-Length over `limit` is refused before reading,
+ * a body that grows past it while streaming at that point.
+ */
+async function readBody(
+  req: IncomingMessage,
+  limit: number,
+  checkHeaders: (req: IncomingMessage) => void,
+): Promise<string> {
+  try {
+    checkHeaders(req);
   } catch (e) {
     drain(req, limit);
     throw e;
@@ -108,23 +203,11 @@ export async function readJsonObject(req: IncomingMessage, limit: number): Promi
     // A client gone before the end of its body: settle, so nothing waits on it forever.
     req.on("close", () => reject(invalid("the request was closed before its body ended")));
   });
-  let text: string;
   try {
-    text = new TextDecoder("utf-8", { fatal: true }).decode(Buffer.concat(chunks));
+    return new TextDecoder("utf-8", { fatal: true }).decode(Buffer.concat(chunks));
   } catch {
     throw invalid("request body is not valid UTF-8");
   }
-  if (text.length === 0) throw invalid("request body is empty: expected a JSON object");
-  if (nestingDepth(text) > MAX_DEPTH) throw invalid(`request body nests deeper than ${MAX_DEPTH} levels`);
-  let value: unknown;
-  try {
-    value = JSON.parse(text, refuseProto);
-  } catch (e) {
-    if (e instanceof AztpError) throw e;
-    throw invalid(`request body is not valid JSON: ${(e as Error).message.slice(0, 200)}`);
-  }
-  if (!isJsonObject(value)) throw invalid("request body must be a JSON object");
-  return value;
 }
 
 /** Deeper than this is no request of this API, and stored JSON is later walked recursively. */

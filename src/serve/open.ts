@@ -17,6 +17,7 @@ import { FileRegistryStore } from "../authority/file-registry-store.js";
 import type { RegistryStore } from "../authority/registry-store.js";
 import { HomeStore } from "../authority/store.js";
 import { AztpError, ErrorCodes } from "../errors.js";
+import { MemoryReplayCache, type ReplayCache } from "../invocation/replay.js";
 import { SpiffeId } from "../spiffe/spiffeid.js";
 import { FileApiKeyStore, type ApiKeyStore } from "../store/api-keys.js";
 import { openFileAuditStore, WriterAuditStore, type ServeAuditStore } from "./audit-store.js";
@@ -43,7 +44,20 @@ export type ServeAuthority = Pick<
   | "isRevoked"
   | "bundle"
   | "bundleSet"
+  | "getBundleForTrustDomain"
+  | "version"
+  | "heldRecord"
+  | "policiesOf"
+  | "relations"
+  | "oauthIssuer"
 > & {
+  /** The issuer identifier of the access tokens it mints: the service's public URL, set at start. */
+  setOAuthIssuer(issuer: string): void;
+  /** An RFC 9068 access token for an active identity (EmbeddedAuthority.mintAccessToken). */
+  mintAccessToken(
+    id: string,
+    options: { issuer?: string; resource: string; scopes?: readonly string[]; ttlSeconds?: number; now?: Date },
+  ): string;
   /** The signed, sequenced revocation list of `trustDomain` (compact JWS), valid from `now` for `validitySeconds`. */
   signedRevocationList(
     trustDomain?: string,
@@ -66,11 +80,16 @@ export interface ServeBackend {
   readonly apiKeys: ApiKeyStore;
   readonly audit: ServeAuditStore;
   /**
+   * Client assertions spent at the token endpoint: shared by every replica on PostgreSQL; in
+   * memory for a home folder, which serves one replica.
+   */
+  readonly replay: ReplayCache;
+  /**
    * The service's own X.509-SVID (spiffe://<defaultTD>/aztp/serve), signed by the CA directly
    * and not registered: the registry holds workloads only, and a serve SVID lives for an hour
    * and is replaced at half-life.
    */
-  issueServiceSvid(csr: Buffer, ttlSeconds: number): Promise<IssuedSvid>;
+  issueServiceSvid(csr: Buffer, ttlSeconds: number, hostNames?: readonly string[]): Promise<IssuedSvid>;
   /** Resolves when the store answers and the CA is loaded; rejects saying why not. */
   ready(): Promise<void>;
   close(): Promise<void>;
@@ -107,6 +126,7 @@ async function openPostgresBackend(location: string, options: OpenBackendOptions
     ca: s.ca,
     apiKeys: s.apiKeys,
     audit: new WriterAuditStore(audit, (q) => audit.query(q.afterSeq, q.limit)),
+    replay: s.replay,
     createTrustDomain: options.createTrustDomain,
     close: () => s.close(),
   });
@@ -122,6 +142,8 @@ export interface ServeStores {
   ca: CaStore;
   apiKeys: ApiKeyStore;
   audit: ServeAuditStore;
+  /** Spent client assertions; default: in this process's memory (one replica). */
+  replay?: ReplayCache | undefined;
   /** This process's own folder (EmbeddedAuthority's `home`); the home folder itself for a file store. */
   home?: string | undefined;
   /** Create the authority with this trust domain when the store holds none. */
@@ -150,6 +172,7 @@ export async function backendFromStores(stores: ServeStores): Promise<ServeBacke
     authority,
     apiKeys: stores.apiKeys,
     audit: stores.audit,
+    replay: stores.replay ?? new MemoryReplayCache(),
     issueServiceSvid: serviceSvidIssuer(stores.ca, () => authority.defaultTrustDomain),
     async ready() {
       // A round trip to each store: the configuration (and so the CA) and the committed registry.
@@ -197,14 +220,18 @@ async function openHomeBackend(home: string, options: OpenBackendOptions): Promi
 export function serviceSvidIssuer(
   caStore: CaStore,
   trustDomain: () => string,
-): (csr: Buffer, ttlSeconds: number) => Promise<IssuedSvid> {
-  return async (csr, ttlSeconds) => {
+): (csr: Buffer, ttlSeconds: number, hostNames?: readonly string[]) => Promise<IssuedSvid> {
+  return async (csr, ttlSeconds, hostNames) => {
     const td = trustDomain();
     const newest = (await caStore.loadCa(td))[0];
     if (newest === undefined)
       throw new AztpError(ErrorCodes.AUTHORITY_STORE_FAILED, `${caStore.location} has no CA for ${td}`);
     const ca = await CertificateAuthority.load(newest.material);
-    return ca.issueSvid(SpiffeId.fromSegments(td, "aztp", "serve"), csr, { ttlSeconds, commonName: "aztp-serve" });
+    return ca.issueSvid(SpiffeId.fromSegments(td, "aztp", "serve"), csr, {
+      ttlSeconds,
+      commonName: "aztp-serve",
+      ...(hostNames !== undefined ? { hostNames } : {}),
+    });
   };
 }
 

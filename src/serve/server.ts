@@ -9,20 +9,30 @@
  * stop(): stops accepting, answers requests in flight (with `Connection: close`), waits for them
  * up to `shutdownTimeoutMs`, then cuts what is left and closes the stores.
  */
+import { createPrivateKey, X509Certificate, type KeyObject } from "node:crypto";
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { createServer as createHttpsServer, type Server as HttpsServer } from "node:https";
 import { MAX_REVOCATION_LIST_VALIDITY_SECONDS } from "../authority/revocation-list.js";
 import { AztpError, ErrorCodes } from "../errors.js";
 import { isLoopbackHost } from "../net/loopback.js";
+import { DEFAULT_ACCESS_TOKEN_TTL_SECONDS, isScopeToken, MAX_ACCESS_TOKEN_TTL_SECONDS } from "../oauth/access-token.js";
 import { invalidApiKey, type ApiKeyRecord } from "../store/api-keys.js";
 import { errorBody, statusOf, toServeError } from "./errors.js";
-import { readJsonObject, sendJson, type JsonObject } from "./http-io.js";
+import { readForm, readJsonObject, sendJson, type JsonObject } from "./http-io.js";
 import { jsonLogger, type Logger, type LogLevel } from "./log.js";
+import { buildOAuthRoutes } from "./oauth-routes.js";
 import { openServeBackend, type ServeBackend } from "./open.js";
 import { TokenBuckets } from "./rate-limit.js";
 import { REVOCATION_WINDOW_HINTS } from "./revocation-list-cache.js";
 import { buildRoutes, retryAfterOf, type Route } from "./routes.js";
-import { issueServiceCredential, rotateAtHalfLife, SERVE_SVID_TTL_SECONDS, type ServiceCredential } from "./tls.js";
+import {
+  checkHostName,
+  defaultHostNames,
+  issueServiceCredential,
+  rotateAtHalfLife,
+  SERVE_SVID_TTL_SECONDS,
+  type ServiceCredential,
+} from "./tls.js";
 
 export interface ServeOptions {
   /** A home folder or a postgres:// URL (ignored when `backend` is given). */
@@ -53,6 +63,30 @@ export interface ServeOptions {
   svidTtlSeconds?: number;
   logLevel?: LogLevel;
   logger?: Logger;
+  /**
+   * The URL clients reach the service at, when it is not the listen address (behind a proxy that
+   * terminates TLS, or a load balancer): the OAuth issuer identifier and the base of every
+   * endpoint the metadata names. Default: the listen URL.
+   */
+  publicUrl?: string | undefined;
+  /** The OAuth metadata's scopes_supported: when given, no token carries another scope. */
+  scopesSupported?: readonly string[] | undefined;
+  /** Access tokens per client (SPIFFE ID) per second, per replica. */
+  tokenRate?: number;
+  /** Token bucket size per client. */
+  tokenBurst?: number;
+  /** Lifetime of the access tokens the token endpoint mints (default 300 s, at most 3600). */
+  accessTokenTtlSeconds?: number;
+  /**
+   * DNS names and IP addresses the service is reached under, named in its SVID (`--tls-name`) for
+   * HTTPS clients that check host names. Default: the listen host, when it is one.
+   */
+  tlsNames?: readonly string[] | undefined;
+  /**
+   * A certificate (PEM chain) and its key from the organisation's own PKI (`--tls-cert`,
+   * `--tls-key`), served instead of the SVID: aztp serve does not rotate it.
+   */
+  tlsCertificate?: { certPem: string; keyPem: string } | undefined;
 }
 
 export interface RunningServe {
@@ -73,12 +107,17 @@ export interface RunningServe {
   readonly inFlight: number;
 }
 
+/** A token request is a few parameters and an assertion (an x5c chain of three P-256 certificates is ~3 KB). */
+const MAX_FORM_BYTES = 64 * 1024;
+
 export const DEFAULTS = {
   host: "127.0.0.1",
   port: 8443,
   refreshHintSeconds: 30,
   issueRate: 50,
   issueBurst: 100,
+  tokenRate: 50,
+  tokenBurst: 100,
   maxBodyBytes: 1024 * 1024,
   shutdownTimeoutMs: 10_000,
 } as const;
@@ -95,6 +134,59 @@ export function parseListen(text: string): { host: string; port: number } {
   }
   const host = m[1] ?? m[2] ?? "";
   return { host: host === "" ? DEFAULTS.host : host, port };
+}
+
+/**
+ * `--public-url`: an http(s) URL with no query, fragment or credentials (RFC 8414 §2's issuer),
+ * written without a trailing slash so the endpoints the metadata names are `<issuer>/oauth/...`.
+ */
+export function parsePublicUrl(text: string): string {
+  let u: URL;
+  try {
+    u = new URL(text);
+  } catch {
+    throw new AztpError(ErrorCodes.ARGUMENT_INVALID, `--public-url ${JSON.stringify(text)} is not a URL`);
+  }
+  if (
+    (u.protocol !== "https:" && u.protocol !== "http:") ||
+    u.search !== "" ||
+    u.hash !== "" ||
+    u.username !== "" ||
+    u.password !== ""
+  )
+    throw new AztpError(
+      ErrorCodes.ARGUMENT_INVALID,
+      `--public-url must be an https:// URL without query, fragment or credentials, got ${JSON.stringify(text)}`,
+    );
+  return u.href.replace(/\/+$/, "");
+}
+
+function scopeList(scopes: readonly string[]): string[] {
+  const bad = scopes.find((sc) => !isScopeToken(sc));
+  if (bad !== undefined)
+    throw new AztpError(ErrorCodes.ARGUMENT_INVALID, `--scope ${JSON.stringify(bad)} is not an OAuth scope token`);
+  return [...new Set(scopes)];
+}
+
+/**
+ * A certificate from the organisation's PKI must come with its own key, and be valid now: a
+ * mismatch or an expired certificate would otherwise surface only as every client's handshake
+ * failing.
+ */
+function checkOrganisationCertificate(certPem: string, keyPem: string): X509Certificate {
+  let cert: X509Certificate;
+  let key: KeyObject;
+  try {
+    cert = new X509Certificate(certPem);
+    key = createPrivateKey(keyPem);
+  } catch (e) {
+    throw new AztpError(ErrorCodes.ARGUMENT_INVALID, `--tls-cert / --tls-key: ${(e as Error).message}`, { cause: e });
+  }
+  if (!cert.checkPrivateKey(key))
+    throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "--tls-key is not the key of the certificate in --tls-cert");
+  if (Date.parse(cert.validTo) <= Date.now())
+    throw new AztpError(ErrorCodes.ARGUMENT_INVALID, `the certificate in --tls-cert expired on ${cert.validTo}`);
+  return cert;
 }
 
 function positive(name: string, v: number | undefined, fallback: number, integer = false): number {
@@ -148,6 +240,23 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
     burst: positive("issueBurst", options.issueBurst, DEFAULTS.issueBurst, true),
   });
   const maxBodyBytes = positive("maxBodyBytes", options.maxBodyBytes, DEFAULTS.maxBodyBytes, true);
+  const publicUrl = options.publicUrl === undefined ? undefined : parsePublicUrl(options.publicUrl);
+  const hostNames = [...new Set((options.tlsNames ?? defaultHostNames(host)).map(checkHostName))];
+  if (!tls && (options.tlsNames !== undefined || options.tlsCertificate !== undefined))
+    throw new AztpError(
+      ErrorCodes.ARGUMENT_INVALID,
+      "--tls-name, --tls-cert and --tls-key are for HTTPS, not --insecure-http",
+    );
+  if (options.tlsCertificate !== undefined && options.tlsNames !== undefined)
+    throw new AztpError(
+      ErrorCodes.ARGUMENT_INVALID,
+      "--tls-name names hosts in the service's own SVID; a certificate given with --tls-cert names its own",
+    );
+  const organisationCert =
+    tls && options.tlsCertificate !== undefined
+      ? checkOrganisationCertificate(options.tlsCertificate.certPem, options.tlsCertificate.keyPem)
+      : undefined;
+  const scopesSupported = options.scopesSupported === undefined ? undefined : scopeList(options.scopesSupported);
   const shutdownTimeoutMs = positive("shutdownTimeoutMs", options.shutdownTimeoutMs, DEFAULTS.shutdownTimeoutMs, true);
   const svidTtlSeconds = positive("svidTtlSeconds", options.svidTtlSeconds, SERVE_SVID_TTL_SECONDS, true);
 
@@ -173,19 +282,38 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
     }
   };
 
-  const routes = buildRoutes({
+  const routeSettings = {
     backend,
     refreshHintSeconds,
     revocationWindowSeconds,
     issueBuckets,
     maxBodyBytes,
     readiness,
+  };
+  const tokenBuckets = new TokenBuckets({
+    rate: positive("tokenRate", options.tokenRate, DEFAULTS.tokenRate),
+    burst: positive("tokenBurst", options.tokenBurst, DEFAULTS.tokenBurst, true),
   });
+  const accessTokenTtlSeconds = positive(
+    "accessTokenTtlSeconds",
+    options.accessTokenTtlSeconds,
+    DEFAULT_ACCESS_TOKEN_TTL_SECONDS,
+    true,
+  );
+  if (accessTokenTtlSeconds > MAX_ACCESS_TOKEN_TTL_SECONDS)
+    throw new AztpError(
+      ErrorCodes.ARGUMENT_INVALID,
+      `accessTokenTtlSeconds (--token-ttl) is at most ${MAX_ACCESS_TOKEN_TTL_SECONDS}, got ${accessTokenTtlSeconds}`,
+    );
+  const routes = [
+    ...buildRoutes(routeSettings),
+    ...buildOAuthRoutes(routeSettings, { scopesSupported, tokenBuckets, accessTokenTtlSeconds }),
+  ];
 
   const handler = (req: IncomingMessage, res: ServerResponse): void => {
     inFlight++;
     const started = performance.now();
-    const fields: { method: string; path: string; keyId?: string; code?: string } = {
+    const fields: { method: string; path: string; keyId?: string; clientId?: string; code?: string } = {
       method: String(req.method),
       path: "",
     };
@@ -206,8 +334,9 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
   const handle = async (
     req: IncomingMessage,
     res: ServerResponse,
-    fields: { path: string; keyId?: string; code?: string },
+    fields: { path: string; keyId?: string; clientId?: string; code?: string },
   ): Promise<void> => {
+    let route: Route | undefined;
     try {
       let url: URL;
       try {
@@ -216,7 +345,9 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
         throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "the request target is not a valid path");
       }
       fields.path = url.pathname.slice(0, 512);
-      const { route, params, allowed } = match(routes, String(req.method), url.pathname);
+      const matched = match(routes, String(req.method), url.pathname);
+      const { params, allowed } = matched;
+      route = matched.route;
       if (route === undefined) {
         if (allowed.length > 0) {
           const e = new AztpError(
@@ -232,11 +363,12 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
       let refreshed: Promise<void> | undefined;
       const fresh = (): Promise<void> => (refreshed ??= Promise.resolve(backend.authority.refresh?.()));
       let key: ApiKeyRecord = { keyId: "", name: "", scope: {}, createdAt: "" };
-      if (route.auth) {
+      if (route.auth === true || (route.auth === "optional" && req.headers.authorization !== undefined)) {
         key = await authenticate(backend, req);
         fields.keyId = key.keyId;
       }
       let body: Promise<JsonObject> | undefined;
+      let form: Promise<Map<string, string>> | undefined;
       const answer = await route.handle({
         req,
         res,
@@ -244,7 +376,9 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
         params,
         key,
         body: () => (body ??= readJsonObject(req, maxBodyBytes)),
+        form: () => (form ??= readForm(req, Math.min(maxBodyBytes, MAX_FORM_BYTES))),
         fresh,
+        authenticatedClient: (id) => (fields.clientId = id),
       });
       sendJson(res, answer.status, answer.body, answer.headers);
     } catch (e) {
@@ -257,12 +391,14 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
           error: (err.cause as Error)?.stack ?? String(err.cause),
         });
       }
-      const headers: Record<string, string> = {};
+      const own = route?.errorAnswer?.(err);
+      const headers: Record<string, string> = { ...own?.headers };
       const retry = retryAfterOf(err);
       if (retry !== undefined) headers["retry-after"] = String(retry);
       if (status === 413) headers.connection = "close";
       if (status === 503) headers["retry-after"] = "1";
-      sendJson(res, status, errorBody(err), headers);
+      if (own !== undefined) sendJson(res, own.status, own.body, headers);
+      else sendJson(res, status, errorBody(err), headers);
     }
   };
 
@@ -270,13 +406,24 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
   let rotation: { stop(): void } | undefined;
   let server: Server | HttpsServer;
   try {
-    if (tls) {
-      credential = await issueServiceCredential(backend, svidTtlSeconds);
+    if (tls && options.tlsCertificate !== undefined) {
+      const { certPem, keyPem } = options.tlsCertificate;
+      server = createHttpsServer({ key: keyPem, cert: certPem, minVersion: "TLSv1.2" }, handler);
+    } else if (tls) {
+      credential = await issueServiceCredential(backend, svidTtlSeconds, hostNames);
       const https = createHttpsServer(
         { key: credential.keyPem, cert: credential.chainPem, minVersion: "TLSv1.2" },
         handler,
       );
-      rotation = rotateAtHalfLife(https, backend, credential, svidTtlSeconds, logger, (c) => (credential = c));
+      rotation = rotateAtHalfLife(
+        https,
+        backend,
+        credential,
+        svidTtlSeconds,
+        logger,
+        (c) => (credential = c),
+        hostNames,
+      );
       server = https;
     } else {
       server = createHttpServer(handler);
@@ -315,12 +462,25 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
   const boundPort = typeof address === "object" && address !== null ? address.port : port;
   const urlHost = host.includes(":") ? `[${host}]` : host;
   const url = `${tls ? "https" : "http"}://${urlHost}:${boundPort}`;
+  // Standard clients check the host name: an explicit --tls-name is the name they reach it under.
+  const named = options.tlsNames?.[0];
+  const issuer =
+    publicUrl ??
+    (tls && named !== undefined ? `https://${named.includes(":") ? `[${named}]` : named}:${boundPort}` : url);
+  backend.authority.setOAuthIssuer(issuer);
   logger.log(tls ? "info" : "warn", "started", {
     url,
+    ...(publicUrl !== undefined ? { publicUrl } : {}),
     store: backend.location,
     tls,
     ...(tls
-      ? { serverId: credential?.id, svidNotAfter: credential?.notAfter.toISOString() }
+      ? organisationCert !== undefined
+        ? {
+            certificate: "given (--tls-cert): not rotated by aztp serve",
+            subject: organisationCert.subject,
+            certNotAfter: new Date(organisationCert.validTo).toISOString(),
+          }
+        : { serverId: credential?.id, svidNotAfter: credential?.notAfter.toISOString(), tlsNames: hostNames }
       : { warning: "PLAIN HTTP: no TLS; API keys and SVIDs travel in clear" }),
     defaultTrustDomain: backend.authority.defaultTrustDomain,
     issueRate: issueBuckets.rate,

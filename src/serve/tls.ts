@@ -1,7 +1,8 @@
 /**
  * The service's own X.509-SVID, spiffe://<default trust domain>/aztp/serve: what HTTPS clients
- * verify against the trust bundle (chain to a root, URI SAN; SVIDs carry no DNS name, so clients
- * check the SPIFFE ID instead of a host name).
+ * verify against the trust bundle (chain to a root, URI SAN). This library's clients check the
+ * SPIFFE ID; standard HTTPS clients (OAuth libraries, MCP hosts, curl) check a host name, so the
+ * SVID also names the hosts the service is reached under (`--tls-name`: DNS and IP SANs).
  *
  * Issued at start by the CA itself (ServeBackend.issueServiceSvid), over a key made here and
  * never written anywhere, and replaced at half its lifetime through setSecureContext: new
@@ -9,6 +10,8 @@
  * every 30 s while the current SVID is still valid.
  */
 import type { Server as HttpsServer } from "node:https";
+import { isIP } from "node:net";
+import { AztpError, ErrorCodes } from "../errors.js";
 import { generateWorkloadKey } from "../spiffe/csr.js";
 import { SpiffeId } from "../spiffe/spiffeid.js";
 import type { Logger } from "./log.js";
@@ -32,10 +35,38 @@ export function serviceId(trustDomain: string): string {
   return SpiffeId.fromSegments(trustDomain, "aztp", "serve").toString();
 }
 
-export async function issueServiceCredential(backend: ServeBackend, ttlSeconds: number): Promise<ServiceCredential> {
+/**
+ * The host names a certificate names by default: the listen host, when it is a name or an address
+ * a client can connect to (never the unspecified 0.0.0.0 or ::).
+ */
+export function defaultHostNames(listenHost: string): string[] {
+  const host = listenHost.replace(/^\[|\]$/g, "");
+  if (host === "" || host === "0.0.0.0" || host === "::" || /^0*:(0*:)*0*$/.test(host)) return [];
+  return [host];
+}
+
+/** A --tls-name: a DNS name (no wildcard: each name is given) or an IPv4/IPv6 address. */
+export function checkHostName(name: string): string {
+  const host = name.replace(/^\[|\]$/g, "");
+  if (isIP(host) !== 0) return host;
+  const lower = host.toLowerCase().replace(/\.$/, "");
+  const label = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/;
+  if (lower.length > 253 || lower === "" || !lower.split(".").every((l) => label.test(l)))
+    throw new AztpError(
+      ErrorCodes.ARGUMENT_INVALID,
+      `--tls-name ${JSON.stringify(name)} is neither a DNS name nor an IP address`,
+    );
+  return lower;
+}
+
+export async function issueServiceCredential(
+  backend: ServeBackend,
+  ttlSeconds: number,
+  hostNames: readonly string[] = [],
+): Promise<ServiceCredential> {
   const issuedAt = new Date();
   const key = await generateWorkloadKey();
-  const svid = await backend.issueServiceSvid(key.csr, ttlSeconds);
+  const svid = await backend.issueServiceSvid(key.csr, ttlSeconds, hostNames);
   return {
     id: serviceId(backend.authority.defaultTrustDomain),
     keyPem: key.privateKey.export({ type: "pkcs8", format: "pem" }).toString(),
@@ -55,6 +86,7 @@ export function rotateAtHalfLife(
   ttlSeconds: number,
   logger: Logger,
   onRotate: (c: ServiceCredential) => void,
+  hostNames: readonly string[] = [],
 ): { stop(): void } {
   let timer: NodeJS.Timeout | undefined;
   let stopped = false;
@@ -67,7 +99,7 @@ export function rotateAtHalfLife(
   const halfLife = (c: ServiceCredential): number =>
     (c.notAfter.getTime() - c.issuedAt.getTime()) / 2 - (Date.now() - c.issuedAt.getTime());
   const run = (): void => {
-    issueServiceCredential(backend, ttlSeconds).then(
+    issueServiceCredential(backend, ttlSeconds, hostNames).then(
       (next) => {
         if (stopped) return;
         server.setSecureContext({ key: next.keyPem, cert: next.chainPem });

@@ -8,7 +8,9 @@ import { resolve } from "node:path";
 import { Option, type Command } from "commander";
 import { AztpError, ErrorCodes } from "../../errors.js";
 import { isLogLevel, jsonLogger, LOG_LEVELS } from "../../serve/log.js";
-import { DEFAULTS, parseListen, startServe } from "../../serve/server.js";
+import { isScopeToken } from "../../oauth/access-token.js";
+import { DEFAULTS, parseListen, parsePublicUrl, startServe } from "../../serve/server.js";
+import { checkHostName } from "../../serve/tls.js";
 import type { CliContext } from "../context.js";
 import { usage } from "../exit.js";
 
@@ -35,6 +37,17 @@ export function readKekFile(path: string | undefined): Buffer | undefined {
   return raw;
 }
 
+function readText(option: string, path: string): string {
+  try {
+    return readFileSync(resolve(path), "utf8");
+  } catch (e) {
+    throw new AztpError(
+      ErrorCodes.FILE_UNUSABLE,
+      `cannot read ${option} ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+    );
+  }
+}
+
 function number(option: string, text: string, integer: boolean): number {
   const n = Number(text);
   if (text.trim() === "" || !Number.isFinite(n) || n <= 0 || (integer && !Number.isInteger(n)))
@@ -58,6 +71,18 @@ interface ServeCliOptions {
   shutdownTimeout: string;
   svidTtl?: string;
   logLevel: string;
+  publicUrl?: string;
+  scope: string[];
+  tokenRate: string;
+  tokenBurst: string;
+  tokenTtl?: string;
+  tlsName: string[];
+  tlsCert?: string;
+  tlsKey?: string;
+}
+
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
 }
 
 export function register(program: Command, ctx: CliContext): void {
@@ -72,6 +97,17 @@ export function register(program: Command, ctx: CliContext): void {
       "create the authority with this trust domain when the store holds none (replicas starting together agree on one)",
     )
     .option("--tls", "serve HTTPS with the service's own SVID (the default)")
+    .option(
+      "--tls-name <host>",
+      "a DNS name or IP address the service is reached under, named in its SVID for clients that check host names (repeatable; default: the listen host)",
+      collect,
+      [],
+    )
+    .option(
+      "--tls-cert <file>",
+      "serve this certificate chain (PEM) from your own PKI instead of the SVID (not rotated)",
+    )
+    .option("--tls-key <file>", "the private key (PEM) of --tls-cert")
     .option("--insecure-http", "serve plain HTTP (loopback only, unless --allow-insecure-non-loopback)")
     .option(
       "--allow-insecure-non-loopback",
@@ -102,8 +138,30 @@ export function register(program: Command, ctx: CliContext): void {
       new Option("--svid-ttl <seconds>", "lifetime of the service's TLS SVID (rotated at half-life)").hideHelp(),
     )
     .addOption(new Option("--log-level <level>", "lowest level logged").choices([...LOG_LEVELS]).default("info"))
+    .option(
+      "--public-url <url>",
+      "the URL clients reach the service at (behind a TLS-terminating proxy): the OAuth issuer and the base of the endpoints its metadata names",
+    )
+    .option(
+      "--scope <scope>",
+      "an OAuth scope the authorization server offers (scopes_supported; repeatable): no token carries another",
+      collect,
+      [],
+    )
+    .option(
+      "--token-rate <per-second>",
+      "access tokens per client (SPIFFE ID) per second, per replica",
+      String(DEFAULTS.tokenRate),
+    )
+    .option("--token-burst <n>", "access token burst per client", String(DEFAULTS.tokenBurst))
+    .option("--token-ttl <seconds>", "lifetime of the access tokens minted (default 300, at most 3600)")
     .action(async (o: ServeCliOptions) => {
       if (o.tls && o.insecureHttp) throw usage("give --tls or --insecure-http, not both");
+      if ((o.tlsCert === undefined) !== (o.tlsKey === undefined)) throw usage("give --tls-cert and --tls-key together");
+      if (o.insecureHttp && (o.tlsCert !== undefined || o.tlsName.length > 0))
+        throw usage("--tls-name, --tls-cert and --tls-key are for HTTPS, not --insecure-http");
+      if (o.tlsCert !== undefined && o.tlsName.length > 0)
+        throw usage("--tls-name names hosts in the service's own SVID; the certificate of --tls-cert names its own");
       const listen = (() => {
         try {
           return parseListen(o.listen);
@@ -112,6 +170,22 @@ export function register(program: Command, ctx: CliContext): void {
         }
       })();
       if (!isLogLevel(o.logLevel)) throw usage(`--log-level must be one of ${LOG_LEVELS.join(", ")}`);
+      if (o.publicUrl !== undefined) {
+        try {
+          parsePublicUrl(o.publicUrl);
+        } catch (e) {
+          throw usage((e as Error).message);
+        }
+      }
+      for (const n of o.tlsName) {
+        try {
+          checkHostName(n);
+        } catch (e) {
+          throw usage((e as Error).message);
+        }
+      }
+      const badScope = o.scope.find((sc) => !isScopeToken(sc));
+      if (badScope !== undefined) throw usage(`--scope ${JSON.stringify(badScope)} is not an OAuth scope token`);
       const logger = jsonLogger(o.logLevel);
       const running = await startServe({
         store: storeOf(o.store, ctx),
@@ -130,6 +204,15 @@ export function register(program: Command, ctx: CliContext): void {
         maxBodyBytes: number("--max-body", o.maxBody, true),
         shutdownTimeoutMs: number("--shutdown-timeout", o.shutdownTimeout, true),
         ...(o.svidTtl !== undefined ? { svidTtlSeconds: number("--svid-ttl", o.svidTtl, true) } : {}),
+        ...(o.publicUrl !== undefined ? { publicUrl: o.publicUrl } : {}),
+        ...(o.tlsName.length > 0 ? { tlsNames: o.tlsName } : {}),
+        ...(o.tlsCert !== undefined && o.tlsKey !== undefined
+          ? { tlsCertificate: { certPem: readText("--tls-cert", o.tlsCert), keyPem: readText("--tls-key", o.tlsKey) } }
+          : {}),
+        ...(o.scope.length > 0 ? { scopesSupported: o.scope } : {}),
+        tokenRate: number("--token-rate", o.tokenRate, false),
+        tokenBurst: number("--token-burst", o.tokenBurst, true),
+        ...(o.tokenTtl !== undefined ? { accessTokenTtlSeconds: number("--token-ttl", o.tokenTtl, true) } : {}),
         logger,
       });
       if (!running.tls) process.stderr.write(`aztp serve: WARNING: serving PLAIN HTTP on ${running.url}: no TLS\n`);
