@@ -1,8 +1,9 @@
 /**
  * Plays well with the ecosystem: the MCP Inspector CLI (an unmodified client we did not write)
  * against the proxy and against a secured server, and the MCP conformance suite's server
- * scenarios against server-everything directly and behind the proxy in audit mode, which must
- * come out the same (the proxy is transparent).
+ * scenarios against server-everything directly, behind the proxy in audit mode, and through the
+ * bridge (listening on HTTP) in front of the proxy in enforce mode, which must come out the same
+ * (both are transparent; the enforcing chain signs and verifies every call on the way).
  *
  * The Inspector is a devDependency: `@modelcontextprotocol/inspector` 0.15.0, the newest whose
  * engines allow Node 20 (later ones need Node 22); npm picks it on Node 20. The conformance
