@@ -28,7 +28,6 @@
  *
  * Plain and secured are sampled in alternating rounds so load from elsewhere hits both.
  */
-import { createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -46,7 +45,7 @@ import { svidCheckpointSigner } from "../src/invocation/checkpoint.js";
 import { signInvocation } from "../src/invocation/invocation.js";
 import { secureMcpClient, secureMcpServer } from "../src/mcp/index.js";
 import { medianMicros, pairedMedianMicros, round, type Figures } from "./harness.js";
-import { BENCH_ROOT, median, SEARCH_ARGS, startHttpServer, warm } from "./helpers/mcp-http-process.js";
+import { BENCH_ROOT, median, rawPairTimer, SEARCH_ARGS, startHttpServer, warm } from "./helpers/mcp-http-process.js";
 
 const ROUNDS = 5;
 const ARGS = SEARCH_ARGS;
@@ -59,23 +58,6 @@ function toolServer(): McpServer {
     content: [{ type: "text", text: `${limit} results for ${query}` }],
   }));
   return s;
-}
-
-/** A timer of one raw P-256 sign+verify pair over `bytes` bytes (keys imported once). */
-function rawPairTimer(bytes: number): () => Promise<number> {
-  const data = Buffer.alloc(bytes, 0x61);
-  const pair = generateKeyPairSync("ec", { namedCurve: "prime256v1" });
-  const privateKey = createPrivateKey(pair.privateKey.export({ format: "pem", type: "pkcs8" }));
-  const publicKey = createPublicKey(pair.publicKey.export({ format: "pem", type: "spki" }));
-  return () =>
-    medianMicros(
-      () => {
-        const sig = sign("sha256", data, { key: privateKey, dsaEncoding: "ieee-p1363" });
-        verify("sha256", data, { key: publicKey, dsaEncoding: "ieee-p1363" }, sig);
-      },
-      300,
-      30,
-    );
 }
 
 /** A log of its own for `identity`, in `dir`, with the given durability. */

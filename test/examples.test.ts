@@ -96,6 +96,29 @@ describe("examples", () => {
     assert.match(r.stdout, /hello from behind the proxy/);
     assert.match(r.stdout, /write_file: ERR_POLICY_DENIED/);
   });
+  it("the bridge: an unmodified SDK Client over stdio through aztp mcp bridge to a secured HTTP server; the server's audit names the bridge as the caller", async (t) => {
+    const r = await run(t, "examples/mcp/bridge.ts");
+    assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+    const bridge = "spiffe://aztp\\.local/workload/production/node/desktop-bridge";
+    assert.match(r.stdout, /host sees tools: forecast, reset\n/);
+    assert.match(r.stdout, /host calls forecast: Lisbon: sunny\n/);
+    assert.match(
+      r.stdout,
+      new RegExp(
+        `host calls reset: isError true, the model reads "ERR_POLICY_DENIED: policy denies ${bridge} calling reset`,
+      ),
+    );
+    assert.match(r.stdout, new RegExp(`server's audit: caller ${bridge} \\(verified, signed\\) → forecast allow\n`));
+    assert.match(
+      r.stdout,
+      new RegExp(`server's audit: caller ${bridge} \\(verified, signed\\) → reset deny ERR_POLICY_DENIED\n`),
+    );
+    assert.match(
+      r.stdout,
+      /the bridge pinned the server it proved: spiffe:\/\/aztp\.local\/workload\/production\/node\/weather-server\n/,
+    );
+    assert.ok(r.ms < 30_000, `the example took ${r.ms} ms`);
+  });
   it("LangChain createSecureAgent: local tools served as <agent>.tools.<tool>, receipts, an unknown tool refused and recorded, createAgent refused by secureConnect", async (t) => {
     const r = await run(t, "examples/langchain/agent.ts");
     assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);

@@ -1,8 +1,9 @@
 /**
  * Plays well with the ecosystem: the MCP Inspector CLI (an unmodified client we did not write)
  * against the proxy and against a secured server, and the MCP conformance suite's server
- * scenarios against server-everything directly and behind the proxy in audit mode, which must
- * come out the same (the proxy is transparent).
+ * scenarios against server-everything directly, behind the proxy in audit mode, and through the
+ * bridge (listening on HTTP) in front of the proxy in enforce mode, which must come out the same
+ * (both are transparent; the enforcing chain signs and verifies every call on the way).
  *
  * The Inspector is a devDependency: `@modelcontextprotocol/inspector` 0.15.0, the newest whose
  * engines allow Node 20 (later ones need Node 22); npm picks it on Node 20. The conformance
@@ -18,7 +19,7 @@
  * does), where it fails: there the registry is reachable and a skip would hide a regression.
  */
 import assert from "node:assert/strict";
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it, type TestContext } from "node:test";
 import { getDefaultEnvironment } from "@modelcontextprotocol/sdk/client/stdio.js";
@@ -27,6 +28,8 @@ import {
   CLI,
   EVERYTHING,
   fixture,
+  idOf,
+  readAudits,
   runCommand,
   spawnNode,
   startEverythingHttp,
@@ -238,20 +241,78 @@ async function conformance(t: TestContext, runtime: ConformanceRuntime, url: str
 const tally = (checks: Check[] = []): string =>
   `${checks.filter((c) => c.status === "SUCCESS").length}/${checks.length}`;
 
+/** The scenarios server-everything passes, run directly and through each intermediary: proof it really talked MCP. */
+const BASIC_SCENARIOS = [
+  "server-initialize",
+  "ping",
+  "tools-list",
+  "tools-call-simple-text",
+  "tools-call-error",
+  "resources-list",
+  "prompts-list",
+];
+
+/**
+ * Asserts that `through` (the suite run against an intermediary) lost nothing against `direct`:
+ * the same scenarios, and per scenario the same checks with the same outcomes. The one intended
+ * difference is dns-rebinding-protection: server-everything accepts a foreign Host / Origin,
+ * the proxy's and the bridge's listeners refuse them, so they must pass every check of it.
+ */
+function assertNothingLost(
+  t: TestContext,
+  what: string,
+  direct: Map<string, Check[]>,
+  through: Map<string, Check[]>,
+): void {
+  t.diagnostic(`conformance checks passed per scenario (direct vs ${what}):`);
+  for (const s of [...direct.keys()].sort())
+    t.diagnostic(`${s}: direct ${tally(direct.get(s))}, ${what} ${tally(through.get(s))}`);
+  assert.deepEqual([...through.keys()].sort(), [...direct.keys()].sort(), "the same scenarios ran");
+  for (const [scenario, checks] of direct) {
+    if (scenario === "dns-rebinding-protection") {
+      assert.ok(
+        through.get(scenario)?.every((c) => c.status === "SUCCESS"),
+        `${what}: ${JSON.stringify(through.get(scenario))}`,
+      );
+      continue;
+    }
+    assert.deepEqual(through.get(scenario), checks, `${scenario}: the ${what} changed the outcome`);
+  }
+  for (const scenario of BASIC_SCENARIOS) {
+    assert.equal(tally(direct.get(scenario)), tally(through.get(scenario)));
+    assert.ok(
+      direct.get(scenario)?.every((c) => c.status === "SUCCESS"),
+      `${scenario} directly: ${JSON.stringify(direct.get(scenario))}`,
+    );
+  }
+}
+
 describe("the MCP conformance suite", () => {
+  // Fetched once, and server-everything's own results computed once, for both tests (whichever
+  // runs first): the direct run is the baseline each intermediary is held to.
+  let runtimeOnce: Promise<ConformanceRuntime | { missing: string }> | undefined;
+  let directOnce: Promise<Map<string, Check[]>> | undefined;
+  /** The runtime, or undefined after skipping `t` (a failure under CI: see the file comment). */
+  const runtimeOr = async (t: TestContext): Promise<ConformanceRuntime | undefined> => {
+    const runtime = await (runtimeOnce ??= conformanceRuntime());
+    if (!("missing" in runtime)) return runtime;
+    assert.ok(
+      !process.env.CI,
+      `under CI the registry is reachable and the conformance suite must run: ${runtime.missing}`,
+    );
+    t.skip(runtime.missing);
+    return undefined;
+  };
+  /** server-everything's own results (against `url` the first time: any instance answers the same). */
+  const direct = (t: TestContext, runtime: ConformanceRuntime, url: string): Promise<Map<string, Check[]>> =>
+    (directOnce ??= conformance(t, runtime, url));
+
   it(
     `(${CONFORMANCE_VERSION}, on Node 22) gives the same results per scenario against server-everything directly and behind the proxy in audit mode`,
     { timeout: 360_000 },
     async (t) => {
-      const runtime = await conformanceRuntime();
-      if ("missing" in runtime) {
-        assert.ok(
-          !process.env.CI,
-          `under CI the registry is reachable and the conformance suite must run: ${runtime.missing}`,
-        );
-        t.skip(runtime.missing);
-        return;
-      }
+      const runtime = await runtimeOr(t);
+      if (runtime === undefined) return;
       const { home } = fixture(t);
       const upstream = await startEverythingHttp(t);
       const proxy = spawnNode(
@@ -279,43 +340,105 @@ describe("the MCP conformance suite", () => {
       );
       const proxyUrl = (await proxy.waitFor(/listening on (http:\/\/\S+)/))[1] as string;
 
-      const direct = await conformance(t, runtime, upstream.url);
+      const directly = await direct(t, runtime, upstream.url);
       const proxied = await conformance(t, runtime, proxyUrl);
+      assertNothingLost(t, "proxy", directly, proxied);
+    },
+  );
 
-      const lines = [...direct.keys()]
-        .sort()
-        .map((s) => `${s}: direct ${tally(direct.get(s))}, proxy ${tally(proxied.get(s))}`);
-      t.diagnostic("conformance checks passed per scenario (direct vs proxy):");
-      for (const line of lines) t.diagnostic(line);
-      assert.deepEqual([...proxied.keys()].sort(), [...direct.keys()].sort(), "the same scenarios ran");
-      for (const [scenario, checks] of direct) {
-        if (scenario === "dns-rebinding-protection") {
-          // The one intended difference: server-everything accepts a foreign Host / Origin; the
-          // proxy's listener refuses them, so it passes every check of this scenario.
-          assert.ok(
-            proxied.get(scenario)?.every((c) => c.status === "SUCCESS"),
-            `proxy: ${JSON.stringify(proxied.get(scenario))}`,
-          );
-          continue;
-        }
-        assert.deepEqual(proxied.get(scenario), checks, `${scenario}: the proxy changed the outcome`);
+  it(
+    `(${CONFORMANCE_VERSION}) loses nothing through the bridge listening on HTTP in front of the proxy in enforce mode in front of server-everything: every call signed by the bridge`,
+    { timeout: 360_000 },
+    async (t) => {
+      const runtime = await runtimeOr(t);
+      if (runtime === undefined) return;
+      const { home } = fixture(t);
+      const upstream = await startEverythingHttp(t);
+      // Enforce mode: only the bridge may call, so a call that reached server-everything was
+      // signed by the bridge and verified by the proxy.
+      const policy = join(home, "bridge-only.json");
+      writeFileSync(
+        policy,
+        JSON.stringify({
+          Version: "2012-10-17",
+          Statement: [{ Effect: "Allow", Principal: idOf("conformance-bridge"), Action: "tool:call", Resource: "*" }],
+        }),
+      );
+      const proxy = spawnNode(
+        t,
+        [
+          "--import",
+          "tsx",
+          CLI,
+          "--home",
+          home,
+          "mcp",
+          "proxy",
+          "--name",
+          "conformance-enforcing-proxy",
+          "--mode",
+          "enforce",
+          "--policy",
+          policy,
+          "--listen",
+          "http://127.0.0.1:0",
+          "--upstream-url",
+          upstream.url,
+        ],
+        { env: getDefaultEnvironment() },
+      );
+      const proxyUrl = (await proxy.waitFor(/listening on (http:\/\/\S+)/))[1] as string;
+      const bridge = spawnNode(
+        t,
+        [
+          "--import",
+          "tsx",
+          CLI,
+          "--home",
+          home,
+          "mcp",
+          "bridge",
+          "--name",
+          "conformance-bridge",
+          "--url",
+          proxyUrl,
+          "--expected-server",
+          idOf("conformance-enforcing-proxy"),
+          "--listen",
+          "http://127.0.0.1:0",
+        ],
+        { env: getDefaultEnvironment() },
+      );
+      const bridgeUrl = (await bridge.waitFor(/listening on (http:\/\/\S+)/))[1] as string;
+
+      // server-everything's own run first (unless the proxy's test made it), not side by side
+      // with the bridged one: on two cores, timing-sensitive scenarios must not race each other.
+      const directly = await direct(t, runtime, upstream.url);
+      const bridged = await conformance(t, runtime, bridgeUrl);
+      assertNothingLost(t, "bridge", directly, bridged);
+
+      // The chain really signed: the proxy recorded the suite's calls as the bridge's, verified
+      // signatures, admitted, and the bridge recorded the same calls with their receipts.
+      const calls = (await readAudits([join(home, "audit", "conformance-enforcing-proxy.jsonl")], 1)).filter(
+        (e) => e.decision === "allow",
+      );
+      assert.ok(calls.length > 0, "the proxy admitted calls");
+      t.diagnostic(`proxy admitted: ${calls.map((e) => `${e.tool} ${e.outcome}`).join(", ")}`);
+      for (const e of calls) {
+        assert.equal(e.caller, idOf("conformance-bridge"), JSON.stringify(e));
+        assert.equal(e.callerVerified, true);
+        assert.equal(e.authMethod, "signed");
+        assert.ok(e.token, "the invocation token is kept");
       }
-      // It really talked MCP to both: the basic scenarios pass either way.
-      for (const scenario of [
-        "server-initialize",
-        "ping",
-        "tools-list",
-        "tools-call-simple-text",
-        "tools-call-error",
-        "resources-list",
-        "prompts-list",
-      ]) {
-        assert.equal(tally(direct.get(scenario)), tally(proxied.get(scenario)));
-        assert.ok(
-          direct.get(scenario)?.every((c) => c.status === "SUCCESS"),
-          `${scenario} directly: ${JSON.stringify(direct.get(scenario))}`,
-        );
-      }
+      assert.ok(
+        calls.some((e) => e.tool === "echo" || e.tool.startsWith("test_")),
+        `the suite's tools/call scenarios went through: ${calls.map((e) => e.tool).join(", ")}`,
+      );
+      const own = await readAudits([join(home, "audit", "conformance-bridge.jsonl")], calls.length);
+      assert.ok(
+        own.filter((e) => e.decision === "allow").length >= calls.length,
+        "the bridge audited each call it signed",
+      );
     },
   );
 });

@@ -475,6 +475,73 @@ describe("aztp mcp proxy when its upstream crashes mid-call", () => {
   }
 });
 
+describe("aztp mcp proxy when its HTTP upstream dies mid-call", () => {
+  const crashing = join(ROOT, "test", "helpers", "mcp-crashing-upstream.ts");
+
+  for (const listen of ["stdio", "http"] as const) {
+    it(`listening on ${listen}: the call whose event stream breaks is answered at once with "upstream unavailable", and audited`, async (t) => {
+      const { home, aztp: c } = fixture(t);
+      const upstream = spawnNode(t, ["--import", "tsx", crashing, "--http"], { env: getDefaultEnvironment() });
+      const upstreamUrl = (await upstream.waitFor(/LISTENING (\S+)/))[1] as string;
+      const auditPath = join(home, `http-crash-${listen}.jsonl`);
+      const extra = ["--upstream-url", upstreamUrl, "--audit-log", auditPath];
+      const client = await securedClient(t, c, "agent");
+      if (listen === "stdio") {
+        const proxy = stdioProxy(home, "http-crash-proxy", extra);
+        await connect(t, client, proxy.transport, `proxy (stderr: ${proxy.stderr()})`);
+      } else {
+        const { url } = await httpProxy(t, home, "http-crash-proxy", extra);
+        await connect(t, client, new StreamableHTTPClientTransport(url), "secured client");
+      }
+      assert.equal(text(await client.callTool({ name: "echo", arguments: { text: "alive" } })), "alive");
+
+      // The upstream's event stream for the call has begun (a progress event came through) when
+      // it dies. Before: the SDK's client transport said nothing of a stream that ended without
+      // the answer, so the proxy kept the call pending and the client waited out its timeout.
+      const progress: number[] = [];
+      const started = Date.now();
+      await assert.rejects(
+        withTimeout(
+          client.callTool({ name: "exit", arguments: {} }, undefined, { onprogress: (p) => progress.push(p.progress) }),
+          10_000,
+          "the call to an upstream that dies",
+        ),
+        new RegExp(
+          `upstream unavailable: the upstream at ${upstreamUrl.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")} closed the stream of this request before answering it`,
+        ),
+      );
+      assert.ok(Date.now() - started < 5_000, `failed promptly (${Date.now() - started} ms)`);
+      assert.deepEqual(progress, [1], "the stream had begun");
+      // Nobody there any more: the next call fails at once too.
+      await assert.rejects(
+        withTimeout(client.callTool({ name: "echo", arguments: { text: "anyone?" } }), 10_000, "the next call"),
+        /upstream unavailable/,
+      );
+
+      const entries = await withTimeout(
+        (async () => {
+          for (;;) {
+            const all = await queryAuditLog(auditPath).catch(() => []);
+            if (all.length >= 3) return all;
+            await new Promise((r) => setTimeout(r, 50));
+          }
+        })(),
+        10_000,
+        "the proxy's audit entries",
+      );
+      // Answered errors, as a spawned upstream's crash is: the JSON-RPC code as reason, a signed receipt.
+      assert.deepEqual(
+        entries.map((e) => [e.tool, e.decision, e.outcome, e.reason, typeof e.receipt]),
+        [
+          ["echo", "allow", "ok", undefined, "string"],
+          ["exit", "allow", "error", "-32603", "string"],
+          ["echo", "allow", "error", "-32603", "string"],
+        ],
+      );
+    });
+  }
+});
+
 describe("aztp mcp proxy when its upstream cannot serve at start", () => {
   /** A loopback port nobody listens on (taken, then given back). */
   async function closedPort(): Promise<number> {

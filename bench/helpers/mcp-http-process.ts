@@ -1,11 +1,30 @@
-/** What the MCP benchmarks share: an MCP HTTP server in its own process, medians, warm-up. */
+/** What the MCP benchmarks share: an MCP HTTP server in its own process, the raw pair, medians, warm-up. */
 import { spawn } from "node:child_process";
+import { createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify } from "node:crypto";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { medianMicros } from "../harness.js";
 
 export const BENCH_ROOT = fileURLToPath(new URL("../..", import.meta.url));
 /** The arguments every MCP benchmark calls `search` with. */
 export const SEARCH_ARGS = { query: "quarterly revenue by region", limit: 10 };
+
+/** A timer of one raw P-256 sign+verify pair over `bytes` bytes (keys imported once): its median in µs. */
+export function rawPairTimer(bytes: number): () => Promise<number> {
+  const data = Buffer.alloc(bytes, 0x61);
+  const pair = generateKeyPairSync("ec", { namedCurve: "prime256v1" });
+  const privateKey = createPrivateKey(pair.privateKey.export({ format: "pem", type: "pkcs8" }));
+  const publicKey = createPublicKey(pair.publicKey.export({ format: "pem", type: "spki" }));
+  return () =>
+    medianMicros(
+      () => {
+        const sig = sign("sha256", data, { key: privateKey, dsaEncoding: "ieee-p1363" });
+        verify("sha256", data, { key: publicKey, dsaEncoding: "ieee-p1363" }, sig);
+      },
+      300,
+      30,
+    );
+}
 
 export function median(values: number[]): number {
   const s = [...values].sort((a, b) => a - b);

@@ -34,7 +34,7 @@
 import { readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join as joinPath } from "node:path";
 import { StdioServerTransport } from "@modelcontextprotocol/sdk/server/stdio.js";
-import type { Transport, TransportSendOptions } from "@modelcontextprotocol/sdk/shared/transport.js";
+import type { Transport } from "@modelcontextprotocol/sdk/shared/transport.js";
 import type {
   JSONRPCErrorResponse,
   JSONRPCMessage,
@@ -66,9 +66,9 @@ import {
   describeUpstream,
   probeUpstream,
   upstreamEnded,
-  upstreamTransport,
-  watchResponseStreams,
+  watchedUpstream,
   type Upstream,
+  type WatchedUpstream,
 } from "./upstream.js";
 import { UpstreamProcessTransport } from "./upstream-process.js";
 
@@ -299,37 +299,27 @@ export async function startMcpBridge(options: McpBridgeOptions): Promise<McpBrid
   const connect = async (
     host: Transport,
     failed: (error: AztpError) => void,
-  ): Promise<{ joined: Joined; up: ReturnType<typeof upstreamTransport> }> => {
+  ): Promise<{ joined: Joined; up: WatchedUpstream["transport"] }> => {
     const binding = new ServerBinding();
     const secured = hooks(binding);
-    // Requests whose event stream carries ids: the SDK resumes those itself.
-    const resumable = new Set<RequestId>();
     let joined: Joined | undefined;
-    const streamEnded = (ids: RequestId[]): void => {
-      for (const id of ids) {
-        if (resumable.delete(id) || joined === undefined || !joined.waiting(id)) continue;
-        if (!secured.abandon(id, Unanswered.CONNECTION_CLOSED)) continue; // its answer came, and is being checked
-        joined.abandon(
-          id,
-          new AztpError(
-            ErrorCodes.MCP_UPSTREAM_FAILED,
-            `the server at ${where} closed the stream of this request before answering it (it stopped, or the connection broke)`,
-          ),
-        );
-      }
-    };
-    const http = "url" in upstream;
-    const up = upstreamTransport(upstream, true, http ? { fetch: watchResponseStreams(streamEnded) } : {});
+    const watched = watchedUpstream(upstream, (id) => {
+      if (joined === undefined || !joined.waiting(id)) return;
+      if (!secured.abandon(id, Unanswered.CONNECTION_CLOSED)) return; // its answer came, and is being checked
+      joined.abandon(
+        id,
+        new AztpError(
+          ErrorCodes.MCP_UPSTREAM_FAILED,
+          `the server at ${where} closed the stream of this request before answering it (it stopped, or the connection broke)`,
+        ),
+      );
+    });
+    const up = watched.transport;
     joined = await join(host, new InterceptingTransport(up, secured), {
       toUpstream: withoutAztpMeta,
-      ...(http
-        ? {
-            sendOptions: (m: JSONRPCMessage): TransportSendOptions | undefined =>
-              isRequest(m) ? { onresumptiontoken: () => resumable.add(m.id) } : undefined,
-          }
-        : {}),
+      ...(watched.sendOptions ? { sendOptions: watched.sendOptions } : {}),
       toDownstream: (answer, request) => {
-        resumable.delete(request.id);
+        watched.answered(request.id);
         return request.method === "tools/call" ? callAnswer(answer, request.id) : answer;
       },
       unavailable: (request, why) => unavailable(request, why),

@@ -39,7 +39,14 @@ import { InterceptingTransport } from "./intercept.js";
 import { join, reasonOf, type Joined } from "./join.js";
 import { servingGuard } from "../guard/serving-guard.js";
 import { serverHooks } from "./server.js";
-import { probeUpstream, upstreamEnded, upstreamTransport, type Upstream } from "./upstream.js";
+import {
+  describeUpstream,
+  probeUpstream,
+  upstreamEnded,
+  watchedUpstream,
+  type Upstream,
+  type WatchedUpstream,
+} from "./upstream.js";
 import { UpstreamProcessTransport } from "./upstream-process.js";
 
 export type { Upstream } from "./upstream.js";
@@ -92,18 +99,37 @@ export interface McpProxy {
 }
 
 /**
- * Joins a (guarded) downstream transport to an upstream one. A request the upstream cannot
- * answer gets the JSON-RPC error `upstream unavailable: <why>`, which the downstream's hooks
- * receipt and audit as an error outcome.
+ * Joins a (guarded) downstream transport to a new connection to the upstream. A request the
+ * upstream cannot answer (it exited, its HTTP event stream for the request ended unanswered, the
+ * request could not be sent) gets the JSON-RPC error `upstream unavailable: <why>` at once,
+ * which the downstream's hooks receipt and audit as an error outcome.
  */
-function pump(downstream: Transport, upstream: Transport): Promise<Joined> {
-  return join(downstream, upstream, {
+async function pump(
+  downstream: Transport,
+  upstream: Upstream,
+): Promise<{ joined: Joined; up: WatchedUpstream["transport"] }> {
+  let joined: Joined | undefined;
+  // Without this, a call whose HTTP upstream died under its event stream waited for ever: the
+  // SDK's client transport says nothing when such a stream ends (join.ts answers only on close).
+  const watched = watchedUpstream(upstream, (id) =>
+    joined?.abandon(
+      id,
+      `the upstream at ${describeUpstream(upstream)} closed the stream of this request before answering it (it stopped, or the connection broke)`,
+    ),
+  );
+  joined = await join(downstream, watched.transport, {
+    ...(watched.sendOptions ? { sendOptions: watched.sendOptions } : {}),
+    toDownstream: (answer, request) => {
+      watched.answered(request.id);
+      return answer;
+    },
     unavailable: ({ id }, why): JSONRPCMessage => ({
       jsonrpc: "2.0",
       id,
       error: { code: -32603, message: `upstream unavailable: ${reasonOf(why)}` },
     }),
   });
+  return { joined, up: watched.transport };
 }
 
 export async function startMcpProxy(options: McpProxyOptions): Promise<McpProxy> {
@@ -143,8 +169,7 @@ export async function startMcpProxy(options: McpProxyOptions): Promise<McpProxy>
     );
 
   if (stdio) {
-    const up = upstreamTransport(options.upstream);
-    const joined = await pump(guarded(new StdioServerTransport()), up);
+    const { joined, up } = await pump(guarded(new StdioServerTransport()), options.upstream);
     // StdioServerTransport never notices its client leaving: stdin ending is that, and it must
     // stop the proxy and its upstream (else both run on until someone signals them).
     const clientGone = (): void => joined.close();
@@ -183,9 +208,9 @@ export async function startMcpProxy(options: McpProxyOptions): Promise<McpProxy>
   const http: McpHttpServer = await serveMcpHttp(
     listen,
     async (transport) => {
-      const up = upstreamTransport(options.upstream);
+      const { joined, up } = await pump(guarded(transport), options.upstream);
       upstreams.add(up);
-      void (await pump(guarded(transport), up)).closed.then(() => upstreams.delete(up));
+      void joined.closed.then(() => upstreams.delete(up));
     },
     {
       ...(options.allowedHosts ? { allowedHosts: options.allowedHosts } : {}),

@@ -8,9 +8,10 @@ import {
   StreamableHTTPClientTransport,
   type StreamableHTTPClientTransportOptions,
 } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
-import type { FetchLike, Transport } from "@modelcontextprotocol/sdk/shared/transport.js";
-import type { RequestId } from "@modelcontextprotocol/sdk/types.js";
+import type { FetchLike, Transport, TransportSendOptions } from "@modelcontextprotocol/sdk/shared/transport.js";
+import type { JSONRPCMessage, RequestId } from "@modelcontextprotocol/sdk/types.js";
 import { AztpError, ErrorCodes } from "../errors.js";
+import { isRequest } from "./message.js";
 import { aztpCodeOf } from "./meta.js";
 import { commandLine, UpstreamProcessTransport } from "./upstream-process.js";
 
@@ -115,6 +116,35 @@ export function watchResponseStreams(ended: (ids: RequestId[]) => void, base: Fe
       },
     });
     return new Response(body, { status: response.status, statusText: response.statusText, headers: response.headers });
+  };
+}
+
+/** A connection to the upstream whose requests are told of when their answer will never come (see `watchedUpstream`). */
+export interface WatchedUpstream {
+  readonly transport: UpstreamHttpTransport | UpstreamProcessTransport;
+  /** For join's `sendOptions`: an HTTP request whose events carry ids is resumed by the SDK, and not told of. */
+  readonly sendOptions?: (message: JSONRPCMessage) => TransportSendOptions | undefined;
+  /** Request `id` has its answer: forget it. */
+  answered(id: RequestId): void;
+}
+
+/**
+ * A connection to the upstream for a proxy or a bridge, on which no request waits for ever:
+ * a spawned upstream that exits closes the transport (join answers every pending request), and
+ * an HTTP one tells `lost` of each request whose event stream ended unanswered
+ * (`watchResponseStreams`), unless the SDK resumes that stream itself (its events had ids). The
+ * owner answers `lost` requests that are still waiting (join's `abandon`).
+ */
+export function watchedUpstream(upstream: Upstream, lost: (id: RequestId) => void): WatchedUpstream {
+  if (!("url" in upstream)) return { transport: upstreamTransport(upstream), answered: () => undefined };
+  const resumable = new Set<RequestId>();
+  const ended = (ids: RequestId[]): void => {
+    for (const id of ids) if (!resumable.delete(id)) lost(id);
+  };
+  return {
+    transport: upstreamTransport(upstream, true, { fetch: watchResponseStreams(ended) }),
+    sendOptions: (m) => (isRequest(m) ? { onresumptiontoken: () => resumable.add(m.id) } : undefined),
+    answered: (id) => resumable.delete(id),
   };
 }
 
