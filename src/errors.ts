@@ -229,6 +229,12 @@ export const ErrorCodes = {
    * how it ended and what it printed.
    */
   MCP_UPSTREAM_FAILED: "ERR_MCP_UPSTREAM_FAILED",
+  /**
+   * A server given `authorizationServers` (an OAuth resource server) without a guard to record the
+   * tools/call requests its gate refuses (the `guard` option): every refused call is audited, so
+   * it does not start without one.
+   */
+  MCP_RESOURCE_GUARD_MISSING: "ERR_MCP_RESOURCE_GUARD_MISSING",
   /** `aztp mcp bridge --listen` on an address that is not loopback: the bridge signs as its identity for whoever reaches it. */
   MCP_BRIDGE_LISTEN_NOT_ALLOWED: "ERR_MCP_BRIDGE_LISTEN_NOT_ALLOWED",
   /** The bridge's pin file (`<home>/bridge/<name>.json`) cannot be read or is not what the bridge writes. */

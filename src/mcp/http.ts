@@ -17,7 +17,9 @@
  * With `authorizationServers` it is an OAuth 2.1 resource server as well (resource-gate.ts): its
  * Protected Resource Metadata at `/.well-known/oauth-protected-resource` plus the resource's
  * path (and at the root), bearer access tokens checked on every request that carries one, and
- * 401 with `WWW-Authenticate` for a request that needs a credential and carries none.
+ * 401 with `WWW-Authenticate` for a request that needs a credential and carries none. Each
+ * tools/call it refuses so is recorded first by the serving identity's guard (`guard`), which it
+ * does not start without.
  */
 import { randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from "node:http";
@@ -35,6 +37,7 @@ import {
   type GateAnswer,
   type McpResourceGate,
   type McpResourceServerOptions,
+  type ResourceGuardOption,
 } from "./resource-gate.js";
 
 /**
@@ -48,6 +51,14 @@ export interface McpHttpOptions extends McpResourceServerOptions {
    * revocations apply to their subjects (needed for `authorizationServers: true`).
    */
   client?: Aztp | undefined;
+  /**
+   * With `authorizationServers`, required: who records the tools/call requests the gate refuses
+   * (401, 403) before any session sees them. `{ identity }`: the identity the sessions serve as,
+   * with `audit` (and `mode`) as its secured servers take them, so that the refusals are in the
+   * log their calls are; or that identity's `CalleeGuard`. Without it the server does not start
+   * (ERR_MCP_RESOURCE_GUARD_MISSING).
+   */
+  guard?: ResourceGuardOption | undefined;
   /** Host names accepted in Host and Origin (default: localhost, 127.0.0.1, [::1] and the listen host). */
   allowedHosts?: string[];
   /** Path served (default /mcp). */
@@ -209,13 +220,14 @@ export async function serveMcpHttp(
 
   /**
    * Whether the request may go on as far as its credential goes (resource-gate.ts); if not, it
-   * has been answered. A verified bearer token goes to the transport as the request's `auth`,
-   * which the SDK hands to the hooks with each message (`extra.authInfo`).
+   * has been answered, once the tools/call requests in it were recorded. A verified bearer token
+   * goes to the transport as the request's `auth`, which the SDK hands to the hooks with each
+   * message (`extra.authInfo`).
    */
   const admitted = async (g: McpResourceGate, req: IncomingMessage, res: ServerResponse, body: unknown) => {
     const decision = await g.check(req.headers.authorization, body);
     if (!decision.pass) {
-      write(res, g.answer(decision.challenge));
+      write(res, await g.refuse(decision, body));
       return false;
     }
     if (decision.bearer !== undefined)
@@ -305,7 +317,7 @@ export async function serveMcpHttp(
   const bound = new URL(`http://${url.hostname}:${port}${path}`);
   try {
     // Built once the port is known: the resource is, by default, this endpoint's URL.
-    gate = await resourceGateFor(options, bound.href);
+    gate = await resourceGateFor(options, bound.href, "serveMcpHttp");
   } catch (e) {
     clearInterval(sweeper);
     await new Promise<void>((resolve) => server.close(() => resolve()));
@@ -331,6 +343,7 @@ export async function serveMcpHttp(
         server.close(() => resolve());
         server.closeAllConnections();
       });
+      await gate?.guard.flush();
     },
   };
 }
