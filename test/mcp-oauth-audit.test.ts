@@ -619,3 +619,51 @@ describe("a stateless server behind mcpResourceGate audits what the gate refuses
     assert.equal(runs.n, 1);
   });
 });
+
+describe("the sessions behind a gate record as the gate does", () => {
+  const INITIALIZE = {
+    jsonrpc: "2.0",
+    id: 1,
+    method: "initialize",
+    params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "raw", version: "1" } },
+  };
+
+  it("a session secured as another identity, or into another log, fails at connect (ERR_MCP_RESOURCE_GUARD_MISMATCH); the same identity and log serve", async (t) => {
+    const { home, aztp: c } = fixture(t);
+    const { identity } = await c.secureConnect({}, "tools");
+    const { identity: other } = await c.secureConnect({}, "other-tools");
+    const gateLog = await AuditLog.open(join(home, "gate.jsonl"), { batchWindowMs: 0 });
+    const elsewhere = await AuditLog.open(join(home, "elsewhere.jsonl"), { batchWindowMs: 0 });
+    t.after(async () => {
+      await gateLog.close();
+      await elsewhere.close();
+    });
+    const runs = { n: 0 };
+    for (const [what, sessionIdentity, sessionLog, status] of [
+      ["another log", identity, elsewhere, 500],
+      ["another identity", other, gateLog, 500],
+      ["the same identity and log", identity, gateLog, 200],
+    ] as const) {
+      const http = await serveMcpHttp(
+        "http://127.0.0.1:0",
+        async (transport) => {
+          const server = await secureMcpServer(toolServer(runs), {
+            client: c,
+            identity: sessionIdentity,
+            audit: sessionLog,
+          });
+          await server.connect(transport);
+        },
+        { client: c, authorizationServers: true, guard: { identity, audit: gateLog } },
+      );
+      try {
+        const res = await post(http.url, INITIALIZE);
+        assert.equal(res.status, status, what);
+        const body = await res.text();
+        if (status === 500) assert.match(body, new RegExp(ErrorCodes.MCP_RESOURCE_GUARD_MISMATCH), what);
+      } finally {
+        await http.close();
+      }
+    }
+  });
+});

@@ -142,6 +142,11 @@ export class CalleeGuard {
     sayIfAuditMode(this.mode, this.id, "callee");
   }
 
+  /** The log this guard records into (undefined: it keeps none). */
+  get auditLog(): AuditWriter | undefined {
+    return this.#audit.log;
+  }
+
   /** My SPIFFE ID, as tokens must address it. */
   get id(): string {
     return signerOf(this.#o.identity).id.toString();

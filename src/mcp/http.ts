@@ -33,6 +33,7 @@ import type { ProtectedResource } from "../oauth/protected-resource.js";
 import { servingRequest } from "./peer.js";
 import {
   authInfoOf,
+  behindGate,
   resourceGateFor,
   type GateAnswer,
   type McpResourceGate,
@@ -291,6 +292,8 @@ export async function serveMcpHttp(
         track(session, res);
       },
     });
+    // A secured server that connects to it must record as the gate's guard does (resource-gate.ts).
+    if (gate !== undefined) behindGate(transport, gate.guard);
     try {
       await onSession(transport);
       // After onSession: connecting installs the transport's onclose (an InterceptingTransport
@@ -307,7 +310,15 @@ export async function serveMcpHttp(
   };
 
   const server: HttpServer = createServer((req, res) => {
-    handle(req, res).catch((e: unknown) => send(res, 500, `Internal error: ${(e as Error)?.message ?? String(e)}`));
+    handle(req, res).catch((e: unknown) =>
+      send(
+        res,
+        500,
+        e instanceof AztpError
+          ? `Internal error [${e.code}]: ${e.message}`
+          : `Internal error: ${(e as Error)?.message ?? String(e)}`,
+      ),
+    );
   });
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);

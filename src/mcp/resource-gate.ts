@@ -138,6 +138,31 @@ function messagesOf(body: unknown): unknown[] {
   return Array.isArray(body) ? body : [body];
 }
 
+// The transports serveMcpHttp hands to sessions behind a gate, each with the gate's guard.
+const gatedTransports = new WeakMap<object, CalleeGuard>();
+
+/** Marks `transport` as a session's behind a gate recording with `guard` (see checkServingGuard). */
+export function behindGate(transport: object, guard: CalleeGuard): void {
+  gatedTransports.set(transport, guard);
+}
+
+/**
+ * Throws ERR_MCP_RESOURCE_GUARD_MISMATCH when a secured server about to serve `transport` (a
+ * session behind a gate) records with a guard of another identity, or into another log, than
+ * the gate does: its refusals at the door would be recorded as someone else, or somewhere no one
+ * looks for that server's calls. Checked when the server connects, so a misconfigured server
+ * fails at its first session, loudly, instead of splitting its record.
+ */
+export function checkServingGuard(transport: object | undefined, guard: CalleeGuard): void {
+  const gate = transport === undefined ? undefined : gatedTransports.get(transport);
+  if (gate === undefined || gate === guard || (gate.id === guard.id && gate.auditLog === guard.auditLog)) return;
+  const where = (g: CalleeGuard): string => (g.auditLog === undefined ? "no log" : g.auditLog.path);
+  throw new AztpError(
+    ErrorCodes.MCP_RESOURCE_GUARD_MISMATCH,
+    `the resource gate records the calls it refuses as ${gate.id} into ${where(gate)}, but this session's secured server records its calls as ${guard.id} into ${where(guard)}: give serveMcpHttp's guard the identity and the audit option (the same log) its sessions are secured with`,
+  );
+}
+
 /** A tools/call request of a body, as the guard records it; undefined for any other message. */
 function toolCallOf(message: unknown): { tool: string; args: unknown; token: unknown } | undefined {
   if (!isJsonObject(message) || !isRequest(message as JSONRPCMessage) || message.method !== "tools/call")
