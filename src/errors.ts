@@ -229,6 +229,18 @@ export const ErrorCodes = {
    * how it ended and what it printed.
    */
   MCP_UPSTREAM_FAILED: "ERR_MCP_UPSTREAM_FAILED",
+  /**
+   * A server given `authorizationServers` (an OAuth resource server) without a guard to record the
+   * tools/call requests its gate refuses (the `guard` option): every refused call is audited, so
+   * it does not start without one.
+   */
+  MCP_RESOURCE_GUARD_MISSING: "ERR_MCP_RESOURCE_GUARD_MISSING",
+  /**
+   * A secured server connected to a session of a resource server whose gate records its refusals
+   * as another identity, or into another log, than the server records its calls: one identity's
+   * calls, admitted or refused at the door, belong in one log.
+   */
+  MCP_RESOURCE_GUARD_MISMATCH: "ERR_MCP_RESOURCE_GUARD_MISMATCH",
   /** `aztp mcp bridge --listen` on an address that is not loopback: the bridge signs as its identity for whoever reaches it. */
   MCP_BRIDGE_LISTEN_NOT_ALLOWED: "ERR_MCP_BRIDGE_LISTEN_NOT_ALLOWED",
   /** The bridge's pin file (`<home>/bridge/<name>.json`) cannot be read or is not what the bridge writes. */

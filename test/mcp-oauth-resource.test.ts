@@ -102,7 +102,7 @@ async function bearerServer(
       guards.push(server.aztpGuard);
       await server.connect(transport);
     },
-    { client: c, authorizationServers: true, scopes: [SCOPE], ...httpOptions },
+    { client: c, authorizationServers: true, scopes: [SCOPE], guard: { identity, audit: log }, ...httpOptions },
   );
   t.after(async () => {
     await http.close();
@@ -198,9 +198,11 @@ describe("a secured MCP server as an OAuth 2.1 resource server", () => {
     assert.equal((await fetch(new URL("/.well-known/oauth-protected-resource/other", s.url))).status, 404);
   });
 
-  it("refuses options it cannot serve: the authority's own issuer without the client, resource options without authorizationServers", async () => {
+  it("refuses options it cannot serve: the authority's own issuer without the client, resource options without authorizationServers", async (t) => {
+    const { aztp: c } = fixture(t);
+    const { identity } = await c.secureConnect({}, "tools");
     for (const options of [
-      { authorizationServers: true },
+      { authorizationServers: true, guard: { identity, audit: false } },
       { resource: "http://127.0.0.1:1/mcp" },
       { openMethods: [] },
     ] as const)
@@ -626,7 +628,13 @@ describe("a stateless server (SDK 2.x createMcpHandler) behind mcpResourceGate",
       await handler.close();
     });
     const url = new URL(`http://127.0.0.1:${(http.address() as AddressInfo).port}/mcp`);
-    gate = await mcpResourceGate({ client: c, authorizationServers: true, resource: url.href, scopes: [SCOPE] });
+    gate = await mcpResourceGate({
+      client: c,
+      authorizationServers: true,
+      resource: url.href,
+      scopes: [SCOPE],
+      guard: { identity, audit: false },
+    });
 
     assert.deepEqual((await discoverOAuthProtectedResourceMetadata(url)).resource, url.href);
     const authority = (await c.authority()) as EmbeddedAuthority;
@@ -734,10 +742,13 @@ describe("the proxy as an OAuth 2.1 resource server", () => {
     await proxy.guard.flush();
     const entries = await queryAuditLog(auditPath);
     assert.deepEqual(
-      entries.map((e) => [e.side, e.caller, e.authMethod, e.accessTokenJti !== undefined]),
+      entries.map((e) => [e.side, e.caller, e.authMethod, e.accessTokenJti !== undefined, e.decision]),
       [
-        ["proxy", idOf("host-agent"), "bearer", true],
-        ["proxy", idOf("signer"), "signed", false],
+        // The gate's refusals are the proxy's too (test/mcp-oauth-audit.test.ts).
+        ["proxy", "unknown", undefined, false, "deny"],
+        ["proxy", idOf("host-agent"), "bearer", true, "allow"],
+        ["proxy", idOf("host-agent"), "bearer", true, "deny"],
+        ["proxy", idOf("signer"), "signed", false, "allow"],
       ],
     );
     assert.ok(!readFileSync(auditPath, "utf8").includes(token.split(".")[2] as string));

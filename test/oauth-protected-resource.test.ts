@@ -124,6 +124,57 @@ describe("the protected resource's metadata and challenges", () => {
     assert.ok(isVerifiedBearer(bearer));
     assert.ok(!isVerifiedBearer({ ...bearer }), "a copy is not a verified bearer");
   });
+
+  it("a refused credential says whom its token names, for the record: verified only when a scope alone is short; another issuer's subject stays issuer-qualified", async () => {
+    const mint = (o: { scopes?: string[]; issuer?: string } = {}) =>
+      w.authority.mintAccessToken(w.caller.spiffeId, { resource: RESOURCE, scopes: ["mcp:tools", "mcp:read"], ...o });
+    const jtiOf = (token: string) =>
+      (JSON.parse(Buffer.from(token.split(".")[1] as string, "base64url").toString()) as { jti: string }).jti;
+    assert.deepEqual(await pr.credential(undefined), { bearer: undefined });
+    const expired = mint();
+    const short = mint({ scopes: ["mcp:tools"] });
+    const foreign = mint({ issuer: "https://idp.example.test" });
+    for (const [authorization, now, code, presented, token] of [
+      [
+        `Bearer ${expired}`,
+        new Date(Date.now() + 3_600_000),
+        ErrorCodes.OAUTH_TOKEN_EXPIRED,
+        { caller: w.caller.spiffeId, verified: false },
+        expired,
+      ],
+      [
+        `Bearer ${short}`,
+        undefined,
+        ErrorCodes.OAUTH_TOKEN_SCOPE_MISSING,
+        { caller: w.caller.spiffeId, verified: true },
+        short,
+      ],
+      [
+        `Bearer ${foreign}`,
+        undefined,
+        ErrorCodes.OAUTH_TOKEN_ISSUER_UNTRUSTED,
+        // Not a workload, even in the record: the subject of an issuer that does not speak for it.
+        { caller: `https://idp.example.test#${w.caller.spiffeId}`, verified: false },
+        foreign,
+      ],
+      [
+        "Bearer no-token-here",
+        undefined,
+        ErrorCodes.OAUTH_TOKEN_MALFORMED,
+        { caller: "unknown", verified: false },
+        undefined,
+      ],
+    ] as const) {
+      const checked = await pr.credential(authorization, now);
+      assert.equal(checked.bearer, undefined, code);
+      assert.equal(checked.error?.code, code);
+      assert.deepEqual(checked.presented, { ...presented, jti: token === undefined ? undefined : jtiOf(token) }, code);
+    }
+    // The twin: the full scope, in time.
+    const ok = await pr.credential(`Bearer ${mint()}`);
+    assert.equal(ok.error, undefined);
+    assert.ok(isVerifiedBearer(ok.bearer));
+  });
 });
 
 describe("remembered signatures", () => {

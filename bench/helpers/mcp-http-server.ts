@@ -32,7 +32,7 @@ const http = await serveMcpHttp(
     const server = identity ? await secureMcpServer(toolServer(), { client, identity }) : toolServer();
     await server.connect(t);
   },
-  kind === "bearer" ? { client, authorizationServers: true } : {},
+  kind === "bearer" && identity ? { client, authorizationServers: true, guard: { identity } } : {},
 );
 process.stdout.write(`${http.url.href}\n`);
 process.stdin.resume();

@@ -67,7 +67,11 @@ export interface AuditEntry {
   readonly caller: string;
   /** True only when the caller's identity was verified (its token's signature and chain). */
   readonly callerVerified: boolean;
-  /** How the caller was authenticated (callee and proxy entries of a verified caller). */
+  /**
+   * How the caller was authenticated (callee and proxy entries of a verified caller); also
+   * `bearer` on a call refused at an OAuth resource server's door for the token it presented,
+   * verified or not (`callerVerified` says which).
+   */
   readonly authMethod?: AuditAuthMethod;
   /** The `jti` of the OAuth access token the call carried (never the token itself). */
   readonly accessTokenJti?: string;

@@ -27,7 +27,7 @@ import { createReceipt, type ReceiptStatus } from "../invocation/receipt.js";
 import { MemoryReplayCache, type ReplayCache } from "../invocation/replay.js";
 import { AuditRecorder, checkMode, sayIfAuditMode, type GuardMode, type UnansweredReason } from "./recorder.js";
 import type { Trust } from "../invocation/trust.js";
-import type { BearerCaller } from "../oauth/protected-resource.js";
+import type { BearerCaller, PresentedCredential } from "../oauth/protected-resource.js";
 import type { AuthMethod } from "../policy/context.js";
 import type { CompiledPolicies } from "../policy/evaluate.js";
 import type { PolicyDocument } from "../policy/policy.js";
@@ -78,7 +78,11 @@ export interface Admission {
   readonly caller: string;
   /** Whether `caller` was verified (false: only claimed). */
   readonly callerVerified: boolean;
-  /** How `caller` was verified: its signed invocation, or a bearer access token (absent: not verified). */
+  /**
+   * How `caller` was verified: its signed invocation, or a bearer access token (absent: not
+   * verified). A call refused for its bearer token at the resource gate is recorded as `bearer`
+   * whether or not the token verified (refuseCredential).
+   */
   readonly authMethod?: AuthMethod | undefined;
   /** The verified access token the call carried (alone, or beside its invocation token). */
   readonly bearer?: BearerCaller | undefined;
@@ -136,6 +140,11 @@ export class CalleeGuard {
     this.#replay = options.replay ?? new MemoryReplayCache();
     this.#audit = new AuditRecorder(options.audit, this.mode, options.onAuditError);
     sayIfAuditMode(this.mode, this.id, "callee");
+  }
+
+  /** The log this guard records into (undefined: it keeps none). */
+  get auditLog(): AuditWriter | undefined {
+    return this.#audit.log;
   }
 
   /** My SPIFFE ID, as tokens must address it. */
@@ -348,6 +357,48 @@ export class CalleeGuard {
     });
   }
 
+  /**
+   * Records a call refused for its credential before it reached any session (the OAuth resource
+   * gate's 401 no credential or invalid token, 403 insufficient scope, 503 an issuer it cannot
+   * reach), so that it is on record like any other refused call: the refusal's code, the tool and
+   * the argument digest, and the bearer token it presented, if any: `authMethod: "bearer"`, the
+   * caller the token names (verified only when the token verified and lacked a scope) and its
+   * jti, never the token. No receipt: the refusal is an HTTP answer, with nowhere to carry one,
+   * and signing for requests that prove nothing would be work anyone could ask of the server.
+   *
+   * Resolves once the entry is written (the binding answers only then), with undefined, or with
+   * ERR_AUDIT_UNAVAILABLE when it could not be (enforce mode): then the answer is that error.
+   */
+  async refuseCredential(
+    call: { tool: string; args: unknown; token: unknown },
+    error: AztpError,
+    presented: PresentedCredential | undefined,
+  ): Promise<AztpError | undefined> {
+    const down = this.#audit.unavailable();
+    const unavailable = down === undefined ? undefined : await down;
+    if (unavailable !== undefined) return unavailable;
+    const token = typeof call.token === "string" ? call.token : undefined;
+    const admission: Admission = {
+      allowed: false,
+      tool: call.tool,
+      args: call.args,
+      token,
+      verified: undefined,
+      error,
+      caller: presented?.caller ?? claimedCaller(call.token),
+      callerVerified: presented?.verified ?? false,
+      ...(presented !== undefined ? { authMethod: "bearer" as const } : {}),
+      startedAt: performance.now(),
+    };
+    return this.#record(
+      admission,
+      { status: "denied", result: error.toJSON(), code: error.code },
+      undefined,
+      undefined,
+      presented?.jti,
+    );
+  }
+
   /** Settles a refused admission: status denied, the error (code and message) as its result. */
   settleRefusal(admission: Admission): Promise<Settlement> {
     const error = admission.error as AztpError;
@@ -476,8 +527,10 @@ export class CalleeGuard {
     outcome: { status: AuditOutcome; result: unknown; code?: string; reason?: string },
     receipt: string | undefined,
     signedDigest: string | undefined,
+    presentedJti?: string,
   ): Promise<AztpError | undefined> {
     if (!this.#audit.enabled) return Promise.resolve(undefined);
+    const accessTokenJti = admission.bearer?.token.jti ?? presentedJti;
     const v = admission.verified;
     let argsDigest: string;
     try {
@@ -501,7 +554,7 @@ export class CalleeGuard {
       ...(admission.authMethod !== undefined ? { authMethod: admission.authMethod } : {}),
       // The access token's jti, never the token: a bearer token is a credential anyone who
       // reads the log could replay until it expires.
-      ...(admission.bearer !== undefined ? { accessTokenJti: admission.bearer.token.jti } : {}),
+      ...(accessTokenJti !== undefined ? { accessTokenJti } : {}),
       callee: this.id,
       tool: admission.tool,
       argsDigest,

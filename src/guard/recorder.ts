@@ -71,6 +71,11 @@ export class AuditRecorder {
     return this.#log !== undefined;
   }
 
+  /** The log entries go to (undefined: none). */
+  get log(): AuditWriter | undefined {
+    return this.#log;
+  }
+
   /**
    * Whether a call may start: undefined when it may, else the ERR_AUDIT_UNAVAILABLE to refuse
    * it with. A log that failed is asked to recover first, so calls resume by themselves once

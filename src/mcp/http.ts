@@ -17,7 +17,9 @@
  * With `authorizationServers` it is an OAuth 2.1 resource server as well (resource-gate.ts): its
  * Protected Resource Metadata at `/.well-known/oauth-protected-resource` plus the resource's
  * path (and at the root), bearer access tokens checked on every request that carries one, and
- * 401 with `WWW-Authenticate` for a request that needs a credential and carries none.
+ * 401 with `WWW-Authenticate` for a request that needs a credential and carries none. Each
+ * tools/call it refuses so is recorded first by the serving identity's guard (`guard`), which it
+ * does not start without.
  */
 import { randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from "node:http";
@@ -31,10 +33,12 @@ import type { ProtectedResource } from "../oauth/protected-resource.js";
 import { servingRequest } from "./peer.js";
 import {
   authInfoOf,
+  behindGate,
   resourceGateFor,
   type GateAnswer,
   type McpResourceGate,
   type McpResourceServerOptions,
+  type ResourceGuardOption,
 } from "./resource-gate.js";
 
 /**
@@ -48,6 +52,14 @@ export interface McpHttpOptions extends McpResourceServerOptions {
    * revocations apply to their subjects (needed for `authorizationServers: true`).
    */
   client?: Aztp | undefined;
+  /**
+   * With `authorizationServers`, required: who records the tools/call requests the gate refuses
+   * (401, 403) before any session sees them. `{ identity }`: the identity the sessions serve as,
+   * with `audit` (and `mode`) as its secured servers take them, so that the refusals are in the
+   * log their calls are; or that identity's `CalleeGuard`. Without it the server does not start
+   * (ERR_MCP_RESOURCE_GUARD_MISSING).
+   */
+  guard?: ResourceGuardOption | undefined;
   /** Host names accepted in Host and Origin (default: localhost, 127.0.0.1, [::1] and the listen host). */
   allowedHosts?: string[];
   /** Path served (default /mcp). */
@@ -209,13 +221,14 @@ export async function serveMcpHttp(
 
   /**
    * Whether the request may go on as far as its credential goes (resource-gate.ts); if not, it
-   * has been answered. A verified bearer token goes to the transport as the request's `auth`,
-   * which the SDK hands to the hooks with each message (`extra.authInfo`).
+   * has been answered, once the tools/call requests in it were recorded. A verified bearer token
+   * goes to the transport as the request's `auth`, which the SDK hands to the hooks with each
+   * message (`extra.authInfo`).
    */
   const admitted = async (g: McpResourceGate, req: IncomingMessage, res: ServerResponse, body: unknown) => {
     const decision = await g.check(req.headers.authorization, body);
     if (!decision.pass) {
-      write(res, g.answer(decision.challenge));
+      write(res, await g.refuse(decision, body));
       return false;
     }
     if (decision.bearer !== undefined)
@@ -279,6 +292,8 @@ export async function serveMcpHttp(
         track(session, res);
       },
     });
+    // A secured server that connects to it must record as the gate's guard does (resource-gate.ts).
+    if (gate !== undefined) behindGate(transport, gate.guard);
     try {
       await onSession(transport);
       // After onSession: connecting installs the transport's onclose (an InterceptingTransport
@@ -295,7 +310,15 @@ export async function serveMcpHttp(
   };
 
   const server: HttpServer = createServer((req, res) => {
-    handle(req, res).catch((e: unknown) => send(res, 500, `Internal error: ${(e as Error)?.message ?? String(e)}`));
+    handle(req, res).catch((e: unknown) =>
+      send(
+        res,
+        500,
+        e instanceof AztpError
+          ? `Internal error [${e.code}]: ${e.message}`
+          : `Internal error: ${(e as Error)?.message ?? String(e)}`,
+      ),
+    );
   });
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
@@ -305,7 +328,7 @@ export async function serveMcpHttp(
   const bound = new URL(`http://${url.hostname}:${port}${path}`);
   try {
     // Built once the port is known: the resource is, by default, this endpoint's URL.
-    gate = await resourceGateFor(options, bound.href);
+    gate = await resourceGateFor(options, bound.href, "serveMcpHttp");
   } catch (e) {
     clearInterval(sweeper);
     await new Promise<void>((resolve) => server.close(() => resolve()));
@@ -331,6 +354,7 @@ export async function serveMcpHttp(
         server.close(() => resolve());
         server.closeAllConnections();
       });
+      await gate?.guard.flush();
     },
   };
 }

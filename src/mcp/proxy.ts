@@ -55,6 +55,7 @@ export type { Upstream } from "./upstream.js";
  * Listening on HTTP, the proxy can be an OAuth 2.1 resource server too (resource-gate.ts):
  * `authorizationServers`, `resource`, `scopes`, `openMethods`. Bearer tokens end at the proxy:
  * the upstream never sees one (the MCP authorization spec: a server must not pass tokens on).
+ * The tools/call requests its gate refuses are recorded by the proxy's own guard.
  */
 export interface McpProxyOptions extends McpResourceServerOptions {
   client: Aztp;
@@ -215,6 +216,8 @@ export async function startMcpProxy(options: McpProxyOptions): Promise<McpProxy>
     {
       ...(options.allowedHosts ? { allowedHosts: options.allowedHosts } : {}),
       client: options.client,
+      // Its gate's refusals are the proxy's: recorded by its guard, in its log, side "proxy".
+      guard,
       authorizationServers: options.authorizationServers,
       resource: options.resource,
       scopes: options.scopes,

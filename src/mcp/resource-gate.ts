@@ -21,21 +21,36 @@
  * bearer token is admitted by the guard (CalleeGuard.admitBearer: policy with
  * `aztp:authMethod` = `bearer`, a receipt, audit), and a signed one that also carries a token
  * must name the same caller in both.
+ *
+ * A tools/call the gate refuses is a refused call all the same (no input goes unaudited), though
+ * no session or guard of a session ever sees it: the gate holds the serving identity's guard,
+ * records each tools/call of a refused request with it (CalleeGuard.refuseCredential: the code,
+ * the tool, the argument digest, the bearer token's caller and jti, never the token), and
+ * answers only once those entries are written; when they cannot be (enforce mode), with 503
+ * ERR_AUDIT_UNAVAILABLE instead. A gate cannot be made without that guard. Other requests it
+ * refuses (initialize with `openMethods: []`, resources/read, GET, ...) are no tool calls, which
+ * is what the audit log records: they are answered and reach nothing.
  */
 import type { AuthInfo } from "@modelcontextprotocol/sdk/server/auth/types.js";
 import type { JSONRPCMessage } from "@modelcontextprotocol/sdk/types.js";
 import type { Aztp } from "../client/aztp.js";
+import type { AuditOption } from "../client/home-audit.js";
+import type { AgentIdentity } from "../client/identity.js";
 import { AztpError, ErrorCodes } from "../errors.js";
-import { isJsonObject } from "../json/value.js";
+import { CalleeGuard, type GuardMode } from "../guard/callee.js";
+import { servingGuard } from "../guard/serving-guard.js";
+import type { Trust } from "../invocation/trust.js";
+import { isJsonObject, type JsonObject } from "../json/value.js";
 import {
   isVerifiedBearer,
   ProtectedResource,
   type BearerCaller,
   type Challenge,
+  type PresentedCredential,
   type ProtectedResourceOptions,
 } from "../oauth/protected-resource.js";
 import { isRequest } from "./message.js";
-import { AZTP_REFUSED, CHALLENGE_META_KEY, HANDSHAKES, INVOCATION_META_KEY } from "./meta.js";
+import { argumentsOf, AZTP_REFUSED, CHALLENGE_META_KEY, HANDSHAKES, INVOCATION_META_KEY } from "./meta.js";
 
 /** The key of `AuthInfo.extra` under which the verified bearer caller reaches the server's hooks. */
 export const BEARER_AUTH_KEY = "io.aztp/bearer";
@@ -68,10 +83,31 @@ export interface McpResourceServerOptions {
   openMethods?: readonly string[] | undefined;
 }
 
+/**
+ * Who records the tools/call requests a resource gate refuses: the guard of the identity the
+ * server serves as (a `CalleeGuard`: the proxy passes its own), or that identity, whose serving
+ * guard is then made as a secured server makes its own: `audit` and `mode` as `secureMcpServer`
+ * takes them (give its sessions' own, so that the refusals land in the log their calls do;
+ * default the identity's log in its home), `trust` by default the client's.
+ */
+export type ResourceGuardOption =
+  | CalleeGuard
+  | {
+      identity: AgentIdentity;
+      audit?: AuditOption | undefined;
+      mode?: GuardMode | undefined;
+      trust?: Trust | undefined;
+    };
+
 /** What the gate made of a request: let it through (with its verified bearer), or answer it. */
 export type GateDecision =
   | { readonly pass: true; readonly bearer: BearerCaller | undefined }
-  | { readonly pass: false; readonly challenge: Challenge };
+  | {
+      readonly pass: false;
+      readonly challenge: Challenge;
+      /** The bearer token the request presented, as the refusal's entry records it; undefined when none. */
+      readonly presented: PresentedCredential | undefined;
+    };
 
 /** An HTTP answer to write. */
 export interface GateAnswer {
@@ -102,14 +138,65 @@ function messagesOf(body: unknown): unknown[] {
   return Array.isArray(body) ? body : [body];
 }
 
+// The transports serveMcpHttp hands to sessions behind a gate, each with the gate's guard.
+const gatedTransports = new WeakMap<object, CalleeGuard>();
+
+/** Marks `transport` as a session's behind a gate recording with `guard` (see checkServingGuard). */
+export function behindGate(transport: object, guard: CalleeGuard): void {
+  gatedTransports.set(transport, guard);
+}
+
+/**
+ * Throws ERR_MCP_RESOURCE_GUARD_MISMATCH when a secured server about to serve `transport` (a
+ * session behind a gate) records with a guard of another identity, or into another log, than
+ * the gate does: its refusals at the door would be recorded as someone else, or somewhere no one
+ * looks for that server's calls. Checked when the server connects, so a misconfigured server
+ * fails at its first session, loudly, instead of splitting its record.
+ */
+export function checkServingGuard(transport: object | undefined, guard: CalleeGuard): void {
+  const gate = transport === undefined ? undefined : gatedTransports.get(transport);
+  if (gate === undefined || gate === guard || (gate.id === guard.id && gate.auditLog === guard.auditLog)) return;
+  const where = (g: CalleeGuard): string => (g.auditLog === undefined ? "no log" : g.auditLog.path);
+  throw new AztpError(
+    ErrorCodes.MCP_RESOURCE_GUARD_MISMATCH,
+    `the resource gate records the calls it refuses as ${gate.id} into ${where(gate)}, but this session's secured server records its calls as ${guard.id} into ${where(guard)}: give serveMcpHttp's guard the identity and the audit option (the same log) its sessions are secured with`,
+  );
+}
+
+/** A tools/call request of a body, as the guard records it; undefined for any other message. */
+function toolCallOf(message: unknown): { tool: string; args: unknown; token: unknown } | undefined {
+  if (!isJsonObject(message) || !isRequest(message as JSONRPCMessage) || message.method !== "tools/call")
+    return undefined;
+  const params: JsonObject = isJsonObject(message.params) ? message.params : {};
+  const meta = isJsonObject(params._meta) ? params._meta : {};
+  // A name that is no string is recorded as "": the call is refused all the same.
+  return {
+    tool: typeof params.name === "string" ? params.name : "",
+    args: argumentsOf(params),
+    token: meta[INVOCATION_META_KEY],
+  };
+}
+
+const GUARD_MISSING =
+  "a server that accepts bearer tokens (authorizationServers) refuses tools/call requests at its gate, before any session sees them, and each refusal is recorded: pass guard: { identity } (the identity its sessions serve as, with the audit option they take) or that identity's CalleeGuard";
+
 export class McpResourceGate {
   readonly protectedResource: ProtectedResource;
   readonly openMethods: ReadonlySet<string>;
+  /** The serving identity's guard, which records each tools/call this gate refuses. */
+  readonly guard: CalleeGuard;
 
-  constructor(protectedResource: ProtectedResource, openMethods: readonly string[] = DEFAULT_OPEN_METHODS) {
+  constructor(
+    protectedResource: ProtectedResource,
+    options: { guard: CalleeGuard; openMethods?: readonly string[] | undefined },
+  ) {
+    if (!(options?.guard instanceof CalleeGuard))
+      throw new AztpError(ErrorCodes.MCP_RESOURCE_GUARD_MISSING, GUARD_MISSING);
+    const openMethods = options.openMethods ?? DEFAULT_OPEN_METHODS;
     if (!Array.isArray(openMethods) || !openMethods.every((m) => typeof m === "string"))
       throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "openMethods must be a list of JSON-RPC method names");
     this.protectedResource = protectedResource;
+    this.guard = options.guard;
     this.openMethods = new Set(openMethods);
   }
 
@@ -131,26 +218,34 @@ export class McpResourceGate {
    * (undefined for GET and DELETE, which carry none).
    */
   async check(authorization: string | undefined, body: unknown): Promise<GateDecision> {
-    let bearer: BearerCaller | undefined;
-    try {
-      bearer = await this.protectedResource.authenticate(authorization);
-    } catch (e) {
-      const error =
-        e instanceof AztpError
-          ? e
-          : new AztpError(
-              ErrorCodes.UNEXPECTED,
-              `the access token could not be checked: ${(e as Error)?.message ?? String(e)}`,
-              {
-                cause: e,
-              },
-            );
-      return { pass: false, challenge: this.protectedResource.challenge(error) };
-    }
+    const checked = await this.protectedResource.credential(authorization);
+    if (checked.error !== undefined)
+      return {
+        pass: false,
+        challenge: this.protectedResource.challenge(checked.error),
+        presented: checked.presented,
+      };
+    const bearer = checked.bearer;
     if (bearer !== undefined || body === undefined) return { pass: true, bearer };
     if (messagesOf(body).some((m) => this.needsCredential(m)))
-      return { pass: false, challenge: this.protectedResource.challenge() };
+      return { pass: false, challenge: this.protectedResource.challenge(), presented: undefined };
     return { pass: true, bearer: undefined };
+  }
+
+  /**
+   * The answer to a refused request (`body` its parsed JSON-RPC, undefined for GET and DELETE),
+   * once each tools/call in it is on record: the challenge; or, when an entry could not be
+   * written (enforce mode), 503 ERR_AUDIT_UNAVAILABLE, as the guard answers any call it cannot
+   * record.
+   */
+  async refuse(decision: GateDecision & { pass: false }, body: unknown): Promise<GateAnswer> {
+    const { challenge, presented } = decision;
+    const calls = body === undefined ? [] : messagesOf(body).flatMap((m) => toolCallOf(m) ?? []);
+    // Appended in the body's order, written together (group commit); answered once all are.
+    const unrecorded = (
+      await Promise.all(calls.map((call) => this.guard.refuseCredential(call, challenge.error, presented)))
+    ).find((e) => e !== undefined);
+    return this.answer(unrecorded === undefined ? challenge : { status: 503, header: undefined, error: unrecorded });
   }
 
   /** The HTTP answer to a refused request: the challenge, and a JSON-RPC error carrying the code. */
@@ -210,7 +305,7 @@ export class McpResourceGate {
     }
     const decision = await this.check(request.headers.get("authorization") ?? undefined, body);
     if (!decision.pass) {
-      const a = this.answer(decision.challenge);
+      const a = await this.refuse(decision, body);
       return new Response(a.body, { status: a.status, headers: a.headers });
     }
     return {
@@ -234,13 +329,37 @@ export function authorizationServersOf(
   return [authority.oauthIssuer];
 }
 
+/** The guard `option` names: the one given, or the serving guard of the identity given. */
+async function guardOf(
+  option: ResourceGuardOption,
+  client: Aztp | undefined,
+  authority: Awaited<ReturnType<Aztp["authority"]>> | undefined,
+  what: string,
+): Promise<CalleeGuard> {
+  if (option instanceof CalleeGuard) return option;
+  if (!isJsonObject(option) || option.identity === undefined)
+    throw new AztpError(ErrorCodes.MCP_RESOURCE_GUARD_MISSING, GUARD_MISSING);
+  const trust = option.trust ?? (client !== undefined ? await client.trust() : undefined);
+  if (trust === undefined)
+    throw new AztpError(ErrorCodes.ARGUMENT_INVALID, `${what}: guard: { identity } needs a trust (or the client)`);
+  return servingGuard(option.identity, {
+    trust,
+    authority,
+    audit: option.audit,
+    mode: option.mode,
+    what,
+  });
+}
+
 /**
  * The gate of a server with `options` (undefined when it accepts no bearer tokens), for the
- * resource `defaultResource` unless `options.resource` names another.
+ * resource `defaultResource` unless `options.resource` names another; `what` names the server
+ * in what its guard says at start.
  */
 export async function resourceGateFor(
-  options: McpResourceServerOptions & { client?: Aztp | undefined },
+  options: McpResourceServerOptions & { client?: Aztp | undefined; guard?: ResourceGuardOption | undefined },
   defaultResource: string,
+  what: string,
   extra: Pick<ProtectedResourceOptions, "issuerKeys" | "resourceName"> = {},
 ): Promise<McpResourceGate | undefined> {
   if (options.authorizationServers === undefined) {
@@ -251,6 +370,8 @@ export async function resourceGateFor(
       );
     return undefined;
   }
+  // Before anything is built: a resource server that could not record its refusals does not start.
+  if (options.guard === undefined) throw new AztpError(ErrorCodes.MCP_RESOURCE_GUARD_MISSING, GUARD_MISSING);
   const authority = options.client === undefined ? undefined : await options.client.authority();
   const resource = new ProtectedResource({
     resource: options.resource ?? defaultResource,
@@ -259,19 +380,22 @@ export async function resourceGateFor(
     scopes: options.scopes,
     ...extra,
   });
-  return new McpResourceGate(resource, options.openMethods ?? DEFAULT_OPEN_METHODS);
+  const guard = await guardOf(options.guard, options.client, authority, what);
+  return new McpResourceGate(resource, { guard, openMethods: options.openMethods });
 }
 
 /**
  * A resource-server gate for a fetch-style MCP handler (a stateless server on the SDK 2.x
- * `createMcpHandler`): `resource` is required here, as there is no listen URL to default to.
+ * `createMcpHandler`): `resource` is required here, as there is no listen URL to default to, and
+ * so is `guard`, which records the tools/call requests the gate refuses.
  */
 export function mcpResourceGate(
   options: McpResourceServerOptions & {
     authorizationServers: readonly string[] | true;
     resource: string;
+    guard: ResourceGuardOption;
     client?: Aztp | undefined;
   },
 ): Promise<McpResourceGate> {
-  return resourceGateFor(options, options.resource) as Promise<McpResourceGate>;
+  return resourceGateFor(options, options.resource, "mcpResourceGate") as Promise<McpResourceGate>;
 }

@@ -40,7 +40,7 @@ import {
 } from "./message.js";
 import { outsideActing } from "../guard/acting-caller.js";
 import { requestSourceIp } from "./peer.js";
-import { bearerOf } from "./resource-gate.js";
+import { bearerOf, checkServingGuard } from "./resource-gate.js";
 import type { AuthMethod } from "../policy/context.js";
 import {
   argumentsOf,
@@ -428,6 +428,7 @@ export function serverHooks(
   identity: { signer: AgentIdentity["signer"] },
   options: ServerHooksOptions = {},
 ): MessageHooks {
+  checkServingGuard(options.served, guard);
   return new ServerConnection(guard, identity, options);
 }
 

@@ -22,6 +22,7 @@
 import { AztpError, ErrorCodes } from "../errors.js";
 import type { JsonObject } from "../json/value.js";
 import type { BundleSource } from "../spiffe/bundle.js";
+import { peekClaims } from "../spiffe/jws.js";
 import { SpiffeId } from "../spiffe/spiffeid.js";
 import {
   isScopeToken,
@@ -77,6 +78,31 @@ export interface BearerCaller {
   /** The compact token, for an invocation's `ath` binding and the receipt's; never recorded. */
   readonly compact: string;
 }
+
+/**
+ * What the bearer credential of a refused request says of its caller, for the audit entry that
+ * records the refusal: never the token (whoever reads the log could replay it), only who it
+ * speaks for and its `jti`.
+ */
+export interface PresentedCredential {
+  /**
+   * The caller as a verified token would name it (a SPIFFE ID, or `<iss>#<sub>`): verified when
+   * the token verified and was refused only for a missing scope, else only claimed by it;
+   * "unknown" when it names nobody readable.
+   */
+  readonly caller: string;
+  readonly verified: boolean;
+  /** Its `jti` (verified, or only read from an unverified token); undefined when none could be read. */
+  readonly jti: string | undefined;
+}
+
+/**
+ * A request's bearer credential checked: none (`bearer` undefined), a verified caller, or the
+ * error that refuses it with what the token it presented said (`presented`).
+ */
+export type CredentialCheck =
+  | { readonly bearer: BearerCaller | undefined; readonly error?: undefined; readonly presented?: undefined }
+  | { readonly error: AztpError; readonly presented: PresentedCredential; readonly bearer?: undefined };
 
 /** What a request with a credential problem is answered with (RFC 6750 §3). */
 export interface Challenge {
@@ -212,38 +238,88 @@ export class ProtectedResource {
    * authority's own when its revocation state is too old to trust), which `challenge` answers.
    */
   async authenticate(authorization: string | undefined, now?: Date): Promise<BearerCaller | undefined> {
-    if (authorization === undefined) return undefined;
+    const checked = await this.credential(authorization, now);
+    if (checked.error !== undefined) throw checked.error;
+    return checked.bearer;
+  }
+
+  /**
+   * As `authenticate`, without throwing: a refusal comes with what the token it presented said
+   * of its caller (`presented`), so that the refusal can be recorded as a refused call's caller is.
+   */
+  async credential(authorization: string | undefined, now?: Date): Promise<CredentialCheck> {
+    if (authorization === undefined) return { bearer: undefined };
     const m = /^\s*([A-Za-z][A-Za-z0-9!#$%&'*+.^_`|~-]*)(?:\s+(.*))?$/.exec(authorization);
-    if (m === null || (m[1] as string).toLowerCase() !== "bearer") return undefined;
+    if (m === null || (m[1] as string).toLowerCase() !== "bearer") return { bearer: undefined };
     const compact = (m[2] ?? "").trim();
-    // RFC 6750 §2.1 b64token; a JWS uses only its URL-safe subset.
-    if (!/^[A-Za-z0-9\-._~+/]+=*$/.test(compact))
-      throw new AztpError(ErrorCodes.OAUTH_TOKEN_MALFORMED, "the Authorization header is not `Bearer <token>`", {
-        rule: "format",
+    let token: AccessToken;
+    try {
+      // RFC 6750 §2.1 b64token; a JWS uses only its URL-safe subset.
+      if (!/^[A-Za-z0-9\-._~+/]+=*$/.test(compact))
+        throw new AztpError(ErrorCodes.OAUTH_TOKEN_MALFORMED, "the Authorization header is not `Bearer <token>`", {
+          rule: "format",
+        });
+      const authority = this.#authority;
+      token = await verifyAccessToken(compact, {
+        resource: this.resource,
+        issuers: this.#issuers,
+        signatures: this.#signatures,
+        ...(authority !== undefined ? { isRevoked: (id: string) => this.#revoked(authority, id) } : {}),
+        ...(now !== undefined ? { time: now } : {}),
       });
-    const authority = this.#authority;
-    const token = await verifyAccessToken(compact, {
-      resource: this.resource,
-      issuers: this.#issuers,
-      signatures: this.#signatures,
-      ...(authority !== undefined ? { isRevoked: (id: string) => this.#revoked(authority, id) } : {}),
-      ...(now !== undefined ? { time: now } : {}),
-    });
-    const missing = missingScopes(token, this.scopes);
-    if (missing.length > 0)
-      throw new AztpError(
-        ErrorCodes.OAUTH_TOKEN_SCOPE_MISSING,
-        `access token: the token lacks the scope${missing.length > 1 ? "s" : ""} ${missing.join(" ")} this resource requires`,
-        { rule: "scope" },
-      );
-    const fromBundle = authority !== undefined && token.issuer === authority.oauthIssuer;
+    } catch (e) {
+      const error =
+        e instanceof AztpError
+          ? e
+          : new AztpError(
+              ErrorCodes.UNEXPECTED,
+              `the access token could not be checked: ${(e as Error)?.message ?? String(e)}`,
+              { cause: e },
+            );
+      return { error, presented: this.#claimed(compact) };
+    }
+    const fromBundle = this.#authority !== undefined && token.issuer === this.#authority.oauthIssuer;
     const workload = fromBundle && token.spiffeId !== undefined;
     const caller = workload
       ? (token.spiffeId as SpiffeId).toString()
       : issuerQualifiedSubject(token.issuer, token.subject);
+    const missing = missingScopes(token, this.scopes);
+    if (missing.length > 0)
+      return {
+        error: new AztpError(
+          ErrorCodes.OAUTH_TOKEN_SCOPE_MISSING,
+          `access token: the token lacks the scope${missing.length > 1 ? "s" : ""} ${missing.join(" ")} this resource requires`,
+          { rule: "scope" },
+        ),
+        // Verified, but no BearerCaller: one that lacks a scope must not pass for one that has it.
+        presented: { caller, verified: true, jti: token.jti },
+      };
     const bearer: BearerCaller = Object.freeze({ token, caller, workload, compact });
     verified.add(bearer);
-    return bearer;
+    return { bearer };
+  }
+
+  /**
+   * Who a token that did not verify claims to be, by the rule a verified one is named by (a
+   * SPIFFE ID only from the serving authority's issuer), and its jti: for the record only.
+   */
+  #claimed(compact: string): PresentedCredential {
+    const claims = peekClaims(compact);
+    const text = (v: unknown): string | undefined => (typeof v === "string" && v.length > 0 ? v : undefined);
+    const iss = text(claims?.iss);
+    const sub = text(claims?.sub);
+    let caller = "unknown";
+    if (iss !== undefined && sub !== undefined) {
+      caller = issuerQualifiedSubject(iss, sub);
+      if (this.#authority !== undefined && iss === this.#authority.oauthIssuer) {
+        try {
+          caller = SpiffeId.parse(sub).toString();
+        } catch {
+          // not a workload's subject: kept issuer-qualified
+        }
+      }
+    }
+    return { caller, verified: false, jti: text(claims?.jti) };
   }
 
   /** A subject of a trust domain the authority serves is checked against its revocations; others it knows nothing of. */
