@@ -295,6 +295,20 @@ export const ErrorCodes = {
   OAUTH_TOKEN_SUBJECT_MISMATCH: "ERR_OAUTH_TOKEN_SUBJECT_MISMATCH",
   OAUTH_ISSUER_UNAVAILABLE: "ERR_OAUTH_ISSUER_UNAVAILABLE",
   OAUTH_ISSUER_METADATA_INVALID: "ERR_OAUTH_ISSUER_METADATA_INVALID",
+  // The bridge as an OAuth client (mcp/oauth-client.ts)
+  /**
+   * The bridge could not get an access token the server accepts: the authorization server refused
+   * the token request (its `error` in the message), discovery failed, or the server refused a
+   * fresh token again.
+   */
+  OAUTH_AUTHORIZATION_FAILED: "ERR_OAUTH_AUTHORIZATION_FAILED",
+  /** The server names an authorization server other than the one the bridge's credentials are for (`--oauth-issuer`). */
+  OAUTH_ISSUER_MISMATCH: "ERR_OAUTH_ISSUER_MISMATCH",
+  /**
+   * An OAuth request (metadata, a token request, or a request carrying an access token) would go
+   * over plain http to a host that is not this machine; it was not sent.
+   */
+  OAUTH_INSECURE_HTTP_NOT_ALLOWED: "ERR_OAUTH_INSECURE_HTTP_NOT_ALLOWED",
 
   // Any layer
   /** An argument to a function or an option is not what it must be; the message names it and the rule. */
