@@ -7,6 +7,7 @@
  * loopback. Every refusal has a passing twin.
  */
 import assert from "node:assert/strict";
+import { generateKeyPairSync, randomUUID } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it, type TestContext } from "node:test";
@@ -102,5 +103,285 @@ describe("aztp mcp bridge in front of a third-party MCP server that asks for OAu
       "recorded as audit mode records a missing receipt: unsigned, the outcome as answered",
     );
     assert.ok(own.every((e) => typeof e.resultDigest === "string"));
+  });
+});
+
+describe("the bridge's tokens: cached, renewed before they expire, one fresh token after a 401, one step-up after a 403", () => {
+  it("a token about to expire is renewed before the request that needs it: no 401 on the way", async (t) => {
+    const { home, aztp: c } = fixture(t);
+    const as = await trustingAs(t, c, { expiresIn: 4 });
+    const rs = await startTestResourceServer(t, as);
+    const { client } = await hostThroughBridge(t, home, "desk", ["--url", rs.url, "--server-unsecured"]);
+    assert.equal(textOf(await client.callTool({ name: "echo", arguments: { text: "one" } })), "one");
+    const challenged = rs.challenges.length;
+    const issued = as.issued.length;
+    await sleep(2_300); // past half of its 4 s life
+    assert.equal(textOf(await client.callTool({ name: "echo", arguments: { text: "two" } })), "two");
+    assert.equal(rs.challenges.length, challenged, "renewed ahead of time, not after the server refused it");
+    assert.equal(as.issued.length, issued + 1, "one new token");
+    assert.notEqual(rs.tokensSeen.at(-1), rs.tokensSeen[0], "the call went with the new token");
+  });
+
+  it("a token the server stops accepting mid-session (401 invalid_token) gets one fresh token and the request is retried", async (t) => {
+    const { home, aztp: c } = fixture(t);
+    const as = await trustingAs(t, c);
+    const rs = await startTestResourceServer(t, as);
+    const { client } = await hostThroughBridge(t, home, "desk", ["--url", rs.url, "--server-unsecured"]);
+    assert.equal(textOf(await client.callTool({ name: "echo", arguments: { text: "before" } })), "before");
+    for (const jti of rs.tokensSeen) rs.revoked.add(jti);
+    const issued = as.issued.length;
+    const r = (await client.callTool({ name: "echo", arguments: { text: "after" } })) as CallToolResult;
+    assert.notEqual(r.isError, true, JSON.stringify(r));
+    assert.equal(textOf(r), "after");
+    assert.equal(
+      as.issued.length,
+      issued + 1,
+      JSON.stringify({ ch: rs.challenges, seen: rs.tokensSeen, calls: rs.calls }),
+    );
+    assert.match(rs.challenges.at(-1)?.header ?? "", /error="invalid_token"/);
+
+    // Its refusing twin: a server that refuses every token gets exactly one fresh one, then the
+    // call is answered as a refusal the model reads (no loop), and audited.
+    rs.rejectAll = true;
+    const before = as.issued.length;
+    const refused = (await client.callTool({ name: "echo", arguments: { text: "never" } })) as CallToolResult;
+    assert.equal(refused.isError, true);
+    assert.match(
+      textOf(refused),
+      new RegExp(`^${ErrorCodes.OAUTH_AUTHORIZATION_FAILED}: .*refused the bridge's fresh access token \\(HTTP 401\\)`),
+    );
+    assert.equal(as.issued.length, before + 1, `one fresh token, one retry: ${JSON.stringify(rs.challenges)}`);
+    assert.deepEqual(
+      rs.calls.map((x) => x.tool),
+      ["echo", "echo"],
+      "the refused call never ran",
+    );
+    const own = await bridgeAudit(home, "desk", 3);
+    assert.deepEqual(
+      own.map((e) => [e.tool, e.outcome, e.reason]),
+      [
+        ["echo", "ok", ErrorCodes.RECEIPT_MISSING],
+        ["echo", "ok", ErrorCodes.RECEIPT_MISSING],
+        ["echo", "error", "send-failed"],
+      ],
+    );
+  });
+
+  it("a 403 insufficient_scope gets a token with the scope it names, once: the call goes through; a scope never granted ends as a refusal after one try", async (t) => {
+    const { home, aztp: c } = fixture(t);
+    const as = await startTestAuthorizationServer(t, {
+      x509Roots: (await c.authority()).bundle().x509Authorities.map((cert) => cert.der),
+      grantable: ["mcp:basic", "mcp:tools"],
+    });
+    const rs = await startTestResourceServer(t, as, { scopes: ["mcp:basic"], callScopes: ["mcp:tools"] });
+    const { client } = await hostThroughBridge(t, home, "desk", ["--url", rs.url, "--server-unsecured"]);
+    assert.deepEqual(
+      as.issued.map((x) => x.scope),
+      ["mcp:basic"],
+      "the challenge's scope (SEP-835), not more",
+    );
+    assert.equal(textOf(await client.callTool({ name: "echo", arguments: { text: "up" } })), "up");
+    assert.equal(textOf(await client.callTool({ name: "echo", arguments: { text: "again" } })), "again");
+    assert.deepEqual(
+      as.issued.map((x) => x.scope),
+      ["mcp:basic", "mcp:basic mcp:tools"],
+      "stepped up once, for the scopes the 403 named; the next call has them",
+    );
+    assert.deepEqual(
+      rs.challenges.filter((ch) => ch.status === 403).map((ch) => /scope="([^"]*)"/.exec(ch.header ?? "")?.[1]),
+      ["mcp:basic mcp:tools"],
+    );
+
+    // Its refusing twin: a scope the authorization server never grants is asked for once.
+    const as2 = await startTestAuthorizationServer(t, {
+      x509Roots: (await c.authority()).bundle().x509Authorities.map((cert) => cert.der),
+      grantable: ["mcp:basic"],
+    });
+    const rs2 = await startTestResourceServer(t, as2, { scopes: ["mcp:basic"], callScopes: ["mcp:admin"] });
+    const { client: host2 } = await hostThroughBridge(t, home, "desk", ["--url", rs2.url, "--server-unsecured"]);
+    const refused = (await host2.callTool({ name: "echo", arguments: { text: "no" } })) as CallToolResult;
+    assert.equal(refused.isError, true);
+    assert.match(textOf(refused), new RegExp(`^${ErrorCodes.OAUTH_AUTHORIZATION_FAILED}: .*HTTP 403`));
+    assert.deepEqual(
+      as2.issued.map((x) => x.scope),
+      ["mcp:basic", "mcp:basic mcp:admin"],
+      "one step-up, no loop",
+    );
+    assert.deepEqual(rs2.calls, []);
+  });
+});
+
+describe("the bridge's credentials, each way an authorization server may know it", () => {
+  it("--oauth-assertion jwt-svid: its JWT-SVID for the authorization server's issuer is the assertion (draft-ietf-oauth-spiffe-client-auth)", async (t) => {
+    const { home, aztp: c } = fixture(t);
+    const as = await trustingAs(t, c);
+    const rs = await startTestResourceServer(t, as);
+    const { client, stderr } = await hostThroughBridge(t, home, "desk", [
+      "--url",
+      rs.url,
+      "--server-unsecured",
+      "--oauth-assertion",
+      "jwt-svid",
+    ]);
+    assert.equal(textOf(await client.callTool({ name: "whoami", arguments: {} })), idOf("desk"));
+    assert.deepEqual(
+      as.issued.map((x) => [x.method, x.clientId, x.claims?.aud]),
+      [["jwt-svid", idOf("desk"), as.url]],
+    );
+    assert.match(stderr(), /authenticated by its SVID \(its JWT-SVID as the assertion\)/);
+  });
+
+  it("--oauth-client-id with --oauth-private-key: private_key_jwt with the key the authorization server registered (a SEC1 EC key is read too)", async (t) => {
+    const { home } = fixture(t);
+    const { privateKey, publicKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
+    const keyFile = join(home, "registered.pem");
+    writeFileSync(keyFile, privateKey.export({ type: "sec1", format: "pem" }), { mode: 0o600 });
+    const as = await startTestAuthorizationServer(t, { registered: { clientId: "bridge-42", publicKey } });
+    const rs = await startTestResourceServer(t, as);
+    const { client } = await hostThroughBridge(t, home, "desk", [
+      "--url",
+      rs.url,
+      "--server-unsecured",
+      "--oauth-client-id",
+      "bridge-42",
+      "--oauth-private-key",
+      keyFile,
+    ]);
+    assert.equal(textOf(await client.callTool({ name: "whoami", arguments: {} })), "bridge-42");
+    assert.deepEqual(
+      as.issued.map((x) => [x.method, x.clientId, x.claims?.iss]),
+      [["registered-key", "bridge-42", "bridge-42"]],
+    );
+  });
+
+  it("--oauth-client-secret-file: the secret goes to --oauth-issuer only, never onto stderr, the audit log or a host's configuration", async (t) => {
+    const { home } = fixture(t);
+    const secret = `s3cr3t-${randomUUID()}`;
+    const secretFile = join(home, "client-secret");
+    writeFileSync(secretFile, `${secret}\n`, { mode: 0o600 });
+    const as = await startTestAuthorizationServer(t, { registered: { clientId: "bridge-7", secret } });
+    const rs = await startTestResourceServer(t, as);
+    const flags = [
+      "--url",
+      rs.url,
+      "--server-unsecured",
+      "--oauth-client-id",
+      "bridge-7",
+      "--oauth-client-secret-file",
+    ];
+    const { client, stderr } = await hostThroughBridge(t, home, "desk", [
+      ...flags,
+      secretFile,
+      "--oauth-issuer",
+      as.url,
+    ]);
+    assert.equal(textOf(await client.callTool({ name: "whoami", arguments: {} })), "bridge-7");
+    assert.deepEqual(
+      as.issued.map((x) => [x.method, x.clientId]),
+      [["client_secret_basic", "bridge-7"]],
+    );
+    await client.close();
+    const audit = readFileSync(join(home, "audit", "desk.jsonl"), "utf8");
+    assert.ok(audit.includes("whoami"));
+    assert.ok(!audit.includes(secret), "the audit log holds no secret");
+    assert.ok(!stderr().includes(secret), "stderr holds no secret");
+    const printed = await bridgeRun(home, "desk", [
+      ...flags,
+      secretFile,
+      "--oauth-issuer",
+      as.url,
+      "--print-config",
+      "claude",
+    ]);
+    assert.equal(printed.code, 0, printed.stderr);
+    assert.ok(
+      printed.stdout.includes(secretFile) && !printed.stdout.includes(secret),
+      "the configuration names the file",
+    );
+
+    // Its refusing twins. A wrong secret: the bridge stops at start with the server's error code,
+    // and still says nothing of the secret.
+    const wrongFile = join(home, "wrong-secret");
+    const wrong = `wrong-${randomUUID()}`;
+    writeFileSync(wrongFile, wrong, { mode: 0o600 });
+    const refused = await bridgeRun(home, "desk", [...flags, wrongFile, "--oauth-issuer", as.url]);
+    assert.equal(refused.code, 1, refused.stderr);
+    assert.match(refused.stderr, new RegExp(`${ErrorCodes.OAUTH_AUTHORIZATION_FAILED}.*invalid_client`));
+    assert.ok(!refused.stderr.includes(wrong) && !refused.stdout.includes(wrong));
+    // A server that names another authorization server than the one the secret is for: nothing goes there.
+    const other = await startTestAuthorizationServer(t, { registered: { clientId: "bridge-7", secret } });
+    const elsewhere = await startTestResourceServer(t, other);
+    const mismatch = await bridgeRun(home, "desk", [
+      "--url",
+      elsewhere.url,
+      "--server-unsecured",
+      "--oauth-client-id",
+      "bridge-7",
+      "--oauth-client-secret-file",
+      secretFile,
+      "--oauth-issuer",
+      as.url,
+    ]);
+    assert.equal(mismatch.code, 1, mismatch.stderr);
+    assert.match(mismatch.stderr, new RegExp(ErrorCodes.OAUTH_ISSUER_MISMATCH));
+    assert.ok(!other.requests.includes("POST /token"), "no token request, so no secret, went to the other server");
+    // Without --oauth-issuer a secret is not used at all (a usage error, exit 2).
+    const unpinned = await bridgeRun(home, "desk", [...flags, secretFile]);
+    assert.equal(unpinned.code, 2);
+    assert.match(unpinned.stderr, /--oauth-client-secret-file needs --oauth-issuer/);
+  });
+});
+
+describe("attacks on the bridge's OAuth client", () => {
+  it("an authorization server whose metadata names another issuer gets no assertion (RFC 8414 3.3); its honest twin gets one", async (t) => {
+    const { home, aztp: c } = fixture(t);
+    const as = await trustingAs(t, c);
+    as.metadataIssuer = "https://as.example.com";
+    const rs = await startTestResourceServer(t, as);
+    const r = await bridgeRun(home, "desk", ["--url", rs.url, "--server-unsecured"]);
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, new RegExp(`${ErrorCodes.OAUTH_ISSUER_METADATA_INVALID}.*https://as\\.example\\.com`));
+    assert.ok(!as.requests.includes("POST /token"), "no assertion was sent");
+    as.metadataIssuer = undefined;
+    const { client } = await hostThroughBridge(t, home, "desk", ["--url", rs.url, "--server-unsecured"]);
+    assert.equal(textOf(await client.callTool({ name: "whoami", arguments: {} })), idOf("desk"));
+  });
+
+  it("an authorization server over plain http on another host is refused before anything is sent; over loopback it is used", async (t) => {
+    const { home, aztp: c } = fixture(t);
+    const as = await trustingAs(t, c);
+    const rs = await startTestResourceServer(t, as, { authorizationServers: ["http://as.invalid:8080"] });
+    const r = await bridgeRun(home, "desk", ["--url", rs.url, "--server-unsecured"]);
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, new RegExp(`${ErrorCodes.OAUTH_INSECURE_HTTP_NOT_ALLOWED}.*http://as\\.invalid:8080`));
+    // The twin on loopback: the first test of this file.
+  });
+
+  it("a third-party server without --server-unsecured is refused at start, saying what to pass; with it, it is served", async (t) => {
+    const { home, aztp: c } = fixture(t);
+    const as = await trustingAs(t, c);
+    const rs = await startTestResourceServer(t, as);
+    const r = await bridgeRun(home, "desk", ["--url", rs.url]);
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, new RegExp(`${ErrorCodes.PROOF_INVALID}.*run the bridge with --server-unsecured`));
+    assert.deepEqual(rs.calls, []);
+    const { client } = await hostThroughBridge(t, home, "desk", ["--url", rs.url, "--server-unsecured"]);
+    assert.equal(textOf(await client.callTool({ name: "echo", arguments: { text: "ok" } })), "ok");
+  });
+
+  it("flags that contradict each other are usage errors (exit 2)", async (t) => {
+    const { home } = fixture(t);
+    for (const [args, said] of [
+      [["--url", "http://127.0.0.1:9/mcp", "--server-unsecured", "--expected-server", idOf("x")], /exclude each other/],
+      [["--command", "node x.js", "--oauth-assertion", "jwt-svid"], /OAuth applies to a server reached with --url/],
+      [["--url", "http://127.0.0.1:9/mcp", "--oauth-private-key", "k.pem"], /credentials of an --oauth-client-id/],
+      [["--url", "http://127.0.0.1:9/mcp", "--oauth-client-id", "a"], /exactly one of/],
+      [["--url", "http://127.0.0.1:9/mcp", "--no-oauth", "--oauth-issuer", "https://as"], /--no-oauth excludes/],
+      [["--url", "http://127.0.0.1:9/mcp", "--oauth-client-id", "a", "--oauth-private-key", "-"], /takes a file/],
+    ] as const) {
+      const r = await bridgeRun(home, "desk", [...args]);
+      assert.equal(r.code, 2, `${args.join(" ")}: ${r.stderr}`);
+      assert.match(r.stderr, said);
+    }
   });
 });

@@ -80,6 +80,8 @@ export interface TestAuthorizationServerOptions {
   registered?: { clientId: string; publicKey?: KeyObject; secret?: string };
   /** How long its tokens live (`expires_in`), in seconds. Default 300. */
   expiresIn?: number;
+  /** The scopes it grants (default: whatever is asked); a token gets those asked for of these. */
+  grantable?: readonly string[];
   /** The access token to issue (default: a JWT signed by this server's own key). */
   mint?: (request: TokenRequest) => string | Promise<string>;
 }
@@ -184,6 +186,9 @@ export async function startTestAuthorizationServer(
     }
     if (method !== "jwt-svid" && claims.iss !== claims.sub) return "iss is not the client";
     if (method === "registered-key" && claims.sub !== options.registered?.clientId) return "unknown client";
+    // Single use. A JWT-SVID need not carry a jti (the SPIFFE standard does not ask for one): it is
+    // then as replayable as its lifetime allows, which the bridge keeps to one minute.
+    if (claims.jti === undefined && method === "jwt-svid") return { clientId: claims.sub, method, claims };
     if (typeof claims.jti !== "string" || spent.has(claims.jti)) return "jti missing or replayed";
     spent.add(claims.jti);
     return { clientId: claims.sub, method, claims };
@@ -216,16 +221,24 @@ export async function startTestAuthorizationServer(
       return refuse(res, "unsupported_grant_type", "client_credentials only", body, authorization);
     const client = await authenticate(form, authorization);
     if (typeof client === "string") return refuse(res, "invalid_client", client, body, authorization);
+    const asked = form.get("scope") ?? undefined;
+    const granted =
+      asked === undefined || options.grantable === undefined
+        ? asked
+        : asked
+            .split(" ")
+            .filter((sc) => options.grantable?.includes(sc))
+            .join(" ");
     const request: TokenRequest = {
       ...client,
-      scope: form.get("scope") ?? undefined,
+      scope: asked,
       resource: form.get("resource") ?? undefined,
       body,
     };
     const token =
       options.mint !== undefined
         ? await options.mint(request)
-        : await new SignJWT({ client_id: client.clientId, ...(request.scope ? { scope: request.scope } : {}) })
+        : await new SignJWT({ client_id: client.clientId, ...(granted ? { scope: granted } : {}) })
             .setProtectedHeader({ alg: "ES256", typ: "at+jwt" })
             .setIssuer(url)
             .setSubject(client.clientId)
@@ -239,7 +252,7 @@ export async function startTestAuthorizationServer(
       access_token: token,
       token_type: "Bearer",
       expires_in: as.expiresIn,
-      ...(request.scope ? { scope: request.scope } : {}),
+      ...(granted ? { scope: granted } : {}),
     });
   });
   return Object.assign(as, { url, tokenEndpoint: `${url}/token` });
@@ -338,7 +351,12 @@ export async function startTestResourceServer(
       json(res, 404, { error: "not_found" });
       return;
     }
-    const raw = req.method === "POST" ? await readBody(req) : "";
+    if (req.method !== "POST") {
+      // Stateless: no standalone stream to open, no session to end (as the conformance suite's servers).
+      res.writeHead(405, { allow: "POST" }).end();
+      return;
+    }
+    const raw = await readBody(req);
     const body = raw === "" ? undefined : (JSON.parse(raw) as unknown);
     const isCall = (Array.isArray(body) ? body : [body]).some(
       (m) => (m as { method?: unknown } | undefined)?.method === "tools/call",
