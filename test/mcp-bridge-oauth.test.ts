@@ -11,6 +11,7 @@ import { generateKeyPairSync, randomUUID } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it, type TestContext } from "node:test";
+import { getDefaultEnvironment } from "@modelcontextprotocol/sdk/client/stdio.js";
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 import { ErrorCodes } from "../src/errors.js";
 import type { EmbeddedAuthority } from "../src/authority/authority.js";
@@ -19,8 +20,10 @@ import {
   startTestResourceServer,
   type TestAuthorizationServer,
 } from "./helpers/oauth-third-party.js";
+import { ROOT, tempDir } from "./helpers/authority-util.js";
+import { CONFORMANCE_VERSION, conformanceRuntimeOr, savedResults } from "./helpers/conformance.js";
 import { bridgeAudit, bridgeRun, hostThroughBridge, textOf } from "./helpers/mcp-bridge-util.js";
-import { fixture, idOf, withTimeout } from "./helpers/mcp-util.js";
+import { fixture, idOf, runCommand } from "./helpers/mcp-util.js";
 
 type AztpClient = ReturnType<typeof fixture>["aztp"];
 
@@ -35,6 +38,74 @@ async function trustingAs(t: TestContext, c: AztpClient, o: { expiresIn?: number
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** The command the conformance suite runs for a client scenario, with the server URL appended. */
+const CONFORMANCE_CLIENT = `${process.execPath} --import tsx ${join(ROOT, "test", "helpers", "conformance-bridge-client.ts")}`;
+
+describe("the MCP conformance suite's client-credentials scenarios, through the bridge", () => {
+  for (const scenario of ["auth/client-credentials-jwt", "auth/client-credentials-basic"]) {
+    it(
+      `${scenario} (${CONFORMANCE_VERSION}, on Node 22): an unmodified SDK Client through the bridge passes every check`,
+      { timeout: 240_000 },
+      async (t) => {
+        const runtime = await conformanceRuntimeOr(t);
+        if (runtime === undefined) return;
+        const out = tempDir(t, "conformance");
+        const r = await runCommand(
+          runtime.node,
+          [
+            runtime.cli,
+            "client",
+            "--command",
+            CONFORMANCE_CLIENT,
+            "--scenario",
+            scenario,
+            "--timeout",
+            "120000",
+            "-o",
+            out,
+          ],
+          { env: getDefaultEnvironment(), timeoutMs: 200_000 },
+        );
+        const [saved, ...more] = savedResults(out);
+        assert.ok(
+          saved !== undefined && more.length === 0,
+          `one result: ${r.stdout.slice(-2000)} ${r.stderr.slice(-2000)}`,
+        );
+        // INFO entries are the suite's log of the traffic; the checks are the rest, as its "Passed: x/y" counts them.
+        const checks = saved.checks.filter((c) => c.status !== "INFO");
+        t.diagnostic(
+          `${scenario}: ${checks.filter((c) => c.status === "SUCCESS").length}/${checks.length} checks passed`,
+        );
+        const failed = checks.filter((c) => c.status !== "SUCCESS");
+        assert.deepEqual(failed, [], `every check succeeds; the client said: ${saved.stdout} ${saved.stderr}`);
+        for (const id of [
+          scenario.endsWith("jwt") ? "client-credentials-jwt-verified" : "client-credentials-basic-auth",
+          "valid-bearer-token",
+        ])
+          assert.ok(
+            saved.checks.some((c) => c.id === id && c.status === "SUCCESS"),
+            `${id} checked and passed`,
+          );
+        assert.equal(r.code, 0, `the suite's verdict: ${r.stderr.slice(-1500)}`);
+        // What the client script saw: the tool called through the bridge, recorded with the receipt absent, no credential leaked.
+        const report = JSON.parse(saved.stdout.trim().split("\n").at(-1) ?? "{}") as {
+          called?: string;
+          isError?: boolean;
+          credentialLeaked?: boolean;
+          audited?: Array<{ tool: string; decision: string; reason: string; outcome: string }>;
+        };
+        assert.equal(report.called, "test-tool");
+        assert.equal(report.isError, false);
+        assert.equal(report.credentialLeaked, false);
+        assert.deepEqual(
+          report.audited?.map((e) => [e.tool, e.decision, e.reason, e.outcome]),
+          [["test-tool", "audit-only", ErrorCodes.RECEIPT_MISSING, "ok"]],
+        );
+      },
+    );
+  }
+});
 
 describe("aztp mcp bridge in front of a third-party MCP server that asks for OAuth", () => {
   it("gets a token with a private_key_jwt signed by its SVID key (client_id = its SPIFFE ID), sends it, and audits each call with the receipt absent", async (t) => {
