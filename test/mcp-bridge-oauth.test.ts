@@ -13,6 +13,7 @@ import { join } from "node:path";
 import { describe, it, type TestContext } from "node:test";
 import { getDefaultEnvironment } from "@modelcontextprotocol/sdk/client/stdio.js";
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
+import { decodeJwt } from "jose";
 import { ErrorCodes } from "../src/errors.js";
 import type { EmbeddedAuthority } from "../src/authority/authority.js";
 import {
@@ -22,7 +23,7 @@ import {
 } from "./helpers/oauth-third-party.js";
 import { ROOT, tempDir } from "./helpers/authority-util.js";
 import { CONFORMANCE_VERSION, conformanceRuntimeOr, savedResults } from "./helpers/conformance.js";
-import { bridgeAudit, bridgeRun, hostThroughBridge, textOf } from "./helpers/mcp-bridge-util.js";
+import { bridgeAudit, bridgeRun, hostThroughBridge, securedHttpServer, textOf } from "./helpers/mcp-bridge-util.js";
 import { fixture, idOf, runCommand } from "./helpers/mcp-util.js";
 
 type AztpClient = ReturnType<typeof fixture>["aztp"];
@@ -454,5 +455,66 @@ describe("attacks on the bridge's OAuth client", () => {
       assert.equal(r.code, 2, `${args.join(" ")}: ${r.stderr}`);
       assert.match(r.stderr, said);
     }
+  });
+});
+
+describe("aztp mcp bridge in front of a secured server that also asks for OAuth (a resource server with no open methods)", () => {
+  it("signs its calls and sends a bearer token naming the same caller: the server audits the bridge, authenticated by its signature, with the token's jti", async (t) => {
+    const { home, aztp: c } = fixture(t);
+    const authority = (await c.authority()) as EmbeddedAuthority;
+    const minted: string[] = [];
+    // A token endpoint the server trusts: it checks the bridge's assertion (jose, x5c to the
+    // bundle), then mints with this authority, as aztp serve's endpoint does.
+    const as = await startTestAuthorizationServer(t, {
+      x509Roots: authority.bundle().x509Authorities.map((cert) => cert.der),
+      mint: (request) => {
+        const token = authority.mintAccessToken(request.clientId, {
+          resource: request.resource as string,
+          scopes: request.scope?.split(" ") ?? [],
+        });
+        minted.push(decodeJwt(token).jti as string);
+        return token;
+      },
+    });
+    authority.setOAuthIssuer(as.url);
+    const server = await securedHttpServer(t, c, home, "tools", {
+      client: c,
+      authorizationServers: true,
+      openMethods: [],
+    });
+    const { client, stderr } = await hostThroughBridge(t, home, "desk", ["--url", server.url]);
+    // initialize carried the challenge, tools/list a signature: AZTP proofs pass the gate, no token yet.
+    assert.ok((await client.listTools()).tools.length > 0);
+    assert.equal(as.issued.length, 0, "no token while every request was signed");
+    // ping is neither signed nor open: the server's 401 sends the bridge to the authorization server.
+    assert.deepEqual(await client.ping(), {});
+    assert.deepEqual(
+      as.issued.map((x) => [x.method, x.clientId, x.resource]),
+      [["x5c", idOf("desk"), server.url]],
+    );
+    const r = (await client.callTool({ name: "echo", arguments: { text: "both" } })) as CallToolResult;
+    assert.equal(textOf(r), "both");
+    assert.equal(typeof r._meta?.["io.aztp/receipt"], "string", "a secured server's receipt, verified by the bridge");
+    const served = await server.audit(1);
+    assert.deepEqual(
+      served.map((e) => [e.tool, e.caller, e.callerVerified, e.authMethod, e.accessTokenJti, e.decision]),
+      [["echo", idOf("desk"), true, "signed", minted[0], "allow"]],
+      "one caller in both credentials; the signature authenticates, the token's jti is recorded",
+    );
+    const own = await bridgeAudit(home, "desk", 1);
+    assert.deepEqual(
+      own.map((e) => [e.tool, e.callee, e.decision, e.outcome, typeof e.receipt]),
+      [["echo", server.id, "allow", "ok", "string"]],
+    );
+    assert.doesNotMatch(stderr(), /unsecured/);
+
+    // Its twin without OAuth (--no-oauth): the same server refuses the unsigned ping, and still
+    // admits the signed call (a signature needs no token).
+    const { client: bare } = await hostThroughBridge(t, home, "desk2", ["--url", server.url, "--no-oauth"]);
+    await assert.rejects(bare.ping(), new RegExp(ErrorCodes.OAUTH_TOKEN_MISSING));
+    assert.equal(textOf(await bare.callTool({ name: "echo", arguments: { text: "signed only" } })), "signed only");
+    const last = (await server.audit(2)).at(-1);
+    assert.deepEqual([last?.caller, last?.authMethod, last?.accessTokenJti], [idOf("desk2"), "signed", undefined]);
+    assert.equal(as.issued.length, 1);
   });
 });
