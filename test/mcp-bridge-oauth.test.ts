@@ -11,9 +11,22 @@ import { generateKeyPairSync, randomUUID } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it, type TestContext } from "node:test";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { getDefaultEnvironment } from "@modelcontextprotocol/sdk/client/stdio.js";
-import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
+import { InMemoryTransport } from "@modelcontextprotocol/sdk/inMemory.js";
+import { Server } from "@modelcontextprotocol/sdk/server/index.js";
+import {
+  CallToolRequestSchema,
+  ErrorCode,
+  ListToolsRequestSchema,
+  McpError,
+  type CallToolResult,
+} from "@modelcontextprotocol/sdk/types.js";
 import { decodeJwt } from "jose";
+import type { AuditEntryInput } from "../src/audit/entry.js";
+import type { AuditWriter } from "../src/audit/writer.js";
+import { CallerGuard } from "../src/guard/caller.js";
+import { clientHooks, InterceptingTransport, ServerBinding } from "../src/mcp/index.js";
 import { ErrorCodes } from "../src/errors.js";
 import type { EmbeddedAuthority } from "../src/authority/authority.js";
 import {
@@ -516,5 +529,70 @@ describe("aztp mcp bridge in front of a secured server that also asks for OAuth 
     const last = (await server.audit(2)).at(-1);
     assert.deepEqual([last?.caller, last?.authMethod, last?.accessTokenJti], [idOf("desk2"), "signed", undefined]);
     assert.equal(as.issued.length, 1);
+  });
+});
+
+describe("an unsecured server's calls and the audit log (clientHooks with unsecuredServer, in process)", () => {
+  /** A third-party SDK server in memory, reached through a client with the bridge's unsecured hooks. */
+  async function unsecuredPair(t: TestContext, audit: AuditWriter) {
+    const { aztp: c } = fixture(t);
+    const { identity } = await c.secureConnect({}, "desk");
+    const guard = new CallerGuard({ identity, trust: await c.trust(), mode: "enforce", audit });
+    const runs: string[] = [];
+    // The low-level SDK Server, so an unknown tool is a JSON-RPC error (McpServer makes it a result).
+    const server = new Server({ name: "third-party", version: "1.0.0" }, { capabilities: { tools: {} } });
+    server.setRequestHandler(ListToolsRequestSchema, async () => ({
+      tools: [{ name: "echo", inputSchema: { type: "object" } }],
+    }));
+    server.setRequestHandler(CallToolRequestSchema, async (request) => {
+      if (request.params.name !== "echo")
+        throw new McpError(ErrorCode.InvalidParams, `unknown tool ${request.params.name}`);
+      const text = String(request.params.arguments?.text);
+      runs.push(text);
+      return { content: [{ type: "text", text }] };
+    });
+    const [clientSide, serverSide] = InMemoryTransport.createLinkedPair();
+    await server.connect(serverSide);
+    const client = new Client({ name: "host", version: "1.0.0" });
+    const hooks = clientHooks(guard, new ServerBinding(), {
+      trust: await c.trust(),
+      unsecuredServer: "memory://third-party",
+    });
+    await client.connect(new InterceptingTransport(clientSide, hooks));
+    t.after(() => client.close());
+    return { client, runs, guard };
+  }
+
+  it("a call leaves only once it can be recorded: an unwritable log refuses it (ERR_AUDIT_UNAVAILABLE) and the tool never runs; a writable one records it", async (t) => {
+    const down: AuditWriter = {
+      path: "/nowhere/audit.jsonl",
+      writable: false,
+      recover: async () => false,
+      append: async () => {
+        throw new Error("disk gone");
+      },
+      flush: async () => undefined,
+    };
+    const refused = await unsecuredPair(t, down);
+    await assert.rejects(refused.client.callTool({ name: "echo", arguments: { text: "unrecorded" } }), {
+      code: ErrorCodes.AUDIT_UNAVAILABLE,
+    });
+    assert.deepEqual(refused.runs, [], "nothing was sent");
+
+    const entries: AuditEntryInput[] = [];
+    const up: AuditWriter = { path: "memory", append: async (e) => entries.push(e), flush: async () => undefined };
+    const recorded = await unsecuredPair(t, up);
+    const r = (await recorded.client.callTool({ name: "echo", arguments: { text: "recorded" } })) as CallToolResult;
+    assert.equal(textOf(r), "recorded");
+    assert.deepEqual(
+      entries.map((e) => [e.callee, e.tool, e.decision, e.reason, e.outcome, e.token, e.jti]),
+      [["memory://third-party", "echo", "audit-only", ErrorCodes.RECEIPT_MISSING, "ok", undefined, undefined]],
+    );
+    // The server's own error answer is recorded as such, and reaches the host unchanged.
+    await assert.rejects(recorded.client.callTool({ name: "nope", arguments: {} }), /unknown tool nope/);
+    assert.deepEqual(
+      entries.slice(1).map((e) => [e.tool, e.decision, e.outcome]),
+      [["nope", "audit-only", "error"]],
+    );
   });
 });
