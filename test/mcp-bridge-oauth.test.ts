@@ -442,6 +442,16 @@ describe("attacks on the bridge's OAuth client", () => {
     // The twin on loopback: the first test of this file.
   });
 
+  it("resource metadata naming another resource than the URL dialled gets no token request (the SDK's RFC 8707 check, told as the bridge's code)", async (t) => {
+    const { home, aztp: c } = fixture(t);
+    const as = await trustingAs(t, c);
+    const rs = await startTestResourceServer(t, as, { resource: "https://evil.example.com/mcp" });
+    const r = await bridgeRun(home, "desk", ["--url", rs.url, "--server-unsecured"]);
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, new RegExp(`${ErrorCodes.OAUTH_AUTHORIZATION_FAILED}.*evil\\.example\\.com`));
+    assert.ok(!as.requests.includes("POST /token"));
+  });
+
   it("a third-party server without --server-unsecured is refused at start, saying what to pass; with it, it is served", async (t) => {
     const { home, aztp: c } = fixture(t);
     const as = await trustingAs(t, c);

@@ -265,6 +265,8 @@ export interface TestResourceServerOptions {
   scopes?: string[];
   /** What a tools/call needs on top (a 403 insufficient_scope names them all). */
   callScopes?: string[];
+  /** The `resource` its metadata names (default: its own URL): set to attack. */
+  resource?: string;
 }
 
 export interface TestResourceServer {
@@ -340,7 +342,7 @@ export async function startTestResourceServer(
     const path = new URL(req.url ?? "/", "http://x").pathname;
     if (req.method === "GET" && path === prmPath) {
       json(res, 200, {
-        resource: `${origin}/mcp`,
+        resource: options.resource ?? `${origin}/mcp`,
         authorization_servers: options.authorizationServers ?? [as.url],
         ...(options.scopes !== undefined ? { scopes_supported: options.scopes } : {}),
         bearer_methods_supported: ["header"],
