@@ -218,8 +218,8 @@ export class UpstreamOAuth implements OAuthClientProvider {
   readonly #issuer: string | undefined;
   readonly #scope: string | undefined;
   readonly #log: (line: string) => void;
-  /** The base fetch every OAuth request goes through (guarded): set by `guard`. */
-  #fetch: FetchLike = fetch;
+  /** What a renewal's requests go through: the global fetch, guarded. */
+  readonly #fetch: FetchLike;
   /** The authorization server the client information is bound to (the SDK's stamp). */
   #boundTo: string | undefined;
   #held: HeldToken | undefined;
@@ -241,6 +241,7 @@ export class UpstreamOAuth implements OAuthClientProvider {
     this.#issuer = options.issuer;
     this.#boundTo = options.issuer;
     this.#scope = options.scope;
+    this.#fetch = this.guard(fetch);
     const client = this.#client;
     this.clientId = client.kind === "svid" ? context.identity.spiffeId : client.clientId;
     this.method = client.kind === "secret" ? "client_secret_basic" : "private_key_jwt";
@@ -438,7 +439,6 @@ export class UpstreamOAuth implements OAuthClientProvider {
       }
       return response;
     };
-    this.#fetch = guarded;
     return guarded;
   }
 
