@@ -307,6 +307,20 @@ export const ErrorCodes = {
   OAUTH_TOKEN_SUBJECT_MISMATCH: "ERR_OAUTH_TOKEN_SUBJECT_MISMATCH",
   OAUTH_ISSUER_UNAVAILABLE: "ERR_OAUTH_ISSUER_UNAVAILABLE",
   OAUTH_ISSUER_METADATA_INVALID: "ERR_OAUTH_ISSUER_METADATA_INVALID",
+  // The bridge as an OAuth client (mcp/oauth-client.ts)
+  /**
+   * The bridge could not get an access token the server accepts: the authorization server refused
+   * the token request (its `error` in the message), discovery failed, or the server refused a
+   * fresh token again.
+   */
+  OAUTH_AUTHORIZATION_FAILED: "ERR_OAUTH_AUTHORIZATION_FAILED",
+  /** The server names an authorization server other than the one the bridge's credentials are for (`--oauth-issuer`). */
+  OAUTH_ISSUER_MISMATCH: "ERR_OAUTH_ISSUER_MISMATCH",
+  /**
+   * An OAuth request (metadata, a token request, or a request carrying an access token) would go
+   * over plain http to a host that is not this machine; it was not sent.
+   */
+  OAUTH_INSECURE_HTTP_NOT_ALLOWED: "ERR_OAUTH_INSECURE_HTTP_NOT_ALLOWED",
 
   // OAuth 2.1 authorization server (aztp serve's token endpoint, oauth/client-assertion.ts): each
   // is answered as RFC 6749 error JSON (serve/oauth-errors.ts says which `error` and status)

@@ -24,6 +24,7 @@ import { join } from "node:path";
 import { describe, it, type TestContext } from "node:test";
 import { getDefaultEnvironment } from "@modelcontextprotocol/sdk/client/stdio.js";
 import { ROOT, tempDir } from "./helpers/authority-util.js";
+import { CONFORMANCE_VERSION, conformanceRuntime, type Check, type ConformanceRuntime } from "./helpers/conformance.js";
 import {
   CLI,
   EVERYTHING,
@@ -38,8 +39,6 @@ import {
 } from "./helpers/mcp-util.js";
 
 const INSPECTOR = join(ROOT, "node_modules", "@modelcontextprotocol", "inspector", "cli", "build", "cli.js");
-/** The conformance suite's version, pinned: a new release may add scenarios or change checks. */
-const CONFORMANCE_VERSION = "0.1.16";
 const everythingCommand = `"${process.execPath}" "${EVERYTHING}" stdio`;
 
 /** `mcp-inspector --cli <target...> <method args...>`, as a person would run it. */
@@ -164,55 +163,6 @@ describe("the MCP Inspector CLI", { skip: inspectorMissing }, () => {
     assertRefusedUnsigned(httpRefused);
   });
 });
-
-/** A Node 22 binary and the conformance CLI, fetched from the npm registry through npx (cached after the first run). */
-interface ConformanceRuntime {
-  node: string;
-  cli: string;
-}
-
-/** Node 22 and the pinned conformance CLI, or why they could not be had. */
-async function conformanceRuntime(): Promise<ConformanceRuntime | { missing: string }> {
-  // npx puts both packages' bins first on PATH: `node` is Node 22, `conformance` the suite's CLI.
-  const report =
-    "const { existsSync, realpathSync } = require('node:fs'); const { delimiter, join } = require('node:path'); const bin = process.env.PATH.split(delimiter).map((d) => join(d, 'conformance')).find(existsSync); process.stdout.write(JSON.stringify({ node: process.execPath, version: process.version, cli: bin && realpathSync(bin) }))";
-  const r = await runCommand(
-    "npx",
-    [
-      "--yes",
-      "--package",
-      "node@22",
-      "--package",
-      `@modelcontextprotocol/conformance@${CONFORMANCE_VERSION}`,
-      "--",
-      "node",
-      "-e",
-      report,
-    ],
-    { timeoutMs: 180_000 },
-  );
-  let found: { node?: string; version?: string; cli?: string } = {};
-  try {
-    found = JSON.parse(r.stdout.trim()) as typeof found;
-  } catch {
-    // reported below, with what npx printed
-  }
-  if (r.code !== 0 || !found.node || !found.cli || !found.version?.startsWith("v22.")) {
-    return {
-      missing: `node@22 and @modelcontextprotocol/conformance@${CONFORMANCE_VERSION} could not be had from the npm registry (npx exited ${r.code ?? r.signal}): ${r.stdout.trim().slice(-400)} ${r.stderr.trim().slice(-400)}`,
-    };
-  }
-  const version = (
-    JSON.parse(readFileSync(join(found.cli, "..", "..", "package.json"), "utf8")) as { version?: string }
-  ).version;
-  assert.equal(version, CONFORMANCE_VERSION, `npx ran ${found.cli}, version ${version}, not the pinned one`);
-  return { node: found.node, cli: found.cli };
-}
-
-interface Check {
-  id: string;
-  status: string;
-}
 
 /** Runs the suite's server scenarios against `url`; returns each scenario's checks by ID. */
 async function conformance(t: TestContext, runtime: ConformanceRuntime, url: string): Promise<Map<string, Check[]>> {

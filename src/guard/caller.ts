@@ -54,6 +54,27 @@ export interface PreparedCall {
   readonly startedAt: number;
 }
 
+/**
+ * A call sent without a signature to a server that can check none and signs no receipt (a
+ * third-party MCP server that a bridge was told is unsecured): what its audit entry needs.
+ * `audience` names the server as well as it can be named (its URL, or its command line).
+ */
+export interface UnsignedSentCall {
+  readonly audience: string;
+  readonly tool: string;
+  readonly args: unknown;
+  /** The digest of the canonical arguments, or "unencodable". */
+  readonly argsDigest: string;
+  readonly startedAt: number;
+}
+
+/** A call that left: signed, or sent unsigned to an unsecured server. */
+export type SentCall = PreparedCall | UnsignedSentCall;
+
+function isSigned(call: SentCall): call is PreparedCall {
+  return "token" in call;
+}
+
 export class CallerGuard {
   readonly mode: GuardMode;
   readonly #o: CallerGuardOptions;
@@ -113,6 +134,27 @@ export class CallerGuard {
       throw unrecorded ?? error;
     }
     return prepared;
+  }
+
+  /**
+   * Prepares a call to a server that verifies no signature and signs no receipt (the bridge's
+   * `--server-unsecured`): nothing is signed (there is no identity to address a token to, and
+   * a token nobody checks proves nothing), but the call fails closed as a signed one does when
+   * the audit log cannot be written (ERR_AUDIT_UNAVAILABLE, enforce mode), so no call leaves
+   * that could not be recorded. Arguments RFC 8785 cannot represent are sent all the same (the
+   * server reads JSON, not a digest) and recorded as "unencodable".
+   */
+  async prepareUnsigned(call: { audience: string; tool: string; args: unknown }): Promise<UnsignedSentCall> {
+    const down = this.#audit.unavailable();
+    const unavailable = down === undefined ? undefined : await down;
+    if (unavailable !== undefined) throw unavailable;
+    let argsDigest = "unencodable";
+    try {
+      argsDigest = canonicalDigest(call.args, "args");
+    } catch {
+      // recorded as such: the call itself goes as the host sent it
+    }
+    return { audience: call.audience, tool: call.tool, args: call.args, argsDigest, startedAt: performance.now() };
   }
 
   /**
@@ -186,11 +228,26 @@ export class CallerGuard {
    * In enforce mode a missing or bad receipt rejects (the result must not be used), and so
    * does an entry that could not be written (ERR_AUDIT_UNAVAILABLE); in audit mode both are
    * recorded or warned about and the result stands.
+   *
+   * An unsigned call (`prepareUnsigned`) has no receipt to check, by configuration: it is
+   * recorded as audit mode records a call whose receipt is missing (decision `audit-only`,
+   * reason ERR_RECEIPT_MISSING, no receipt), with the outcome as the server answered it, and
+   * the result stands; only an entry that could not be written rejects (enforce mode).
    */
   async settle(
-    prepared: PreparedCall,
+    prepared: SentCall,
     answer: { result: unknown; receipt: unknown; isError?: boolean; reason?: string },
   ): Promise<VerifiedReceipt | undefined> {
+    if (!isSigned(prepared)) {
+      const missing = new AztpError(
+        ErrorCodes.RECEIPT_MISSING,
+        `${prepared.audience} is an unsecured server: it signs no receipt for ${prepared.tool}`,
+      );
+      const outcome = answer.isError === true ? "error" : "ok";
+      const unrecorded = await this.#record(prepared, answer, undefined, missing, undefined, outcome, "audit-only");
+      if (unrecorded !== undefined) throw unrecorded;
+      return undefined;
+    }
     let verified: VerifiedReceipt | undefined;
     let error: AztpError | undefined;
     try {
@@ -222,7 +279,7 @@ export class CallerGuard {
    * Records a call that failed before any answer (transport error, refused by the callee);
    * resolves once written, with the ERR_AUDIT_UNAVAILABLE error if it could not be (enforce).
    */
-  fail(prepared: PreparedCall, error: unknown): Promise<AztpError | undefined> {
+  fail(prepared: SentCall, error: unknown): Promise<AztpError | undefined> {
     const err =
       error instanceof AztpError
         ? error
@@ -234,7 +291,7 @@ export class CallerGuard {
    * Records a call no answer will come for (cancelled, connection closed, send failed): nothing to
    * check, nothing used.
    */
-  unanswered(prepared: PreparedCall, reason: UnansweredReason): Promise<AztpError | undefined> {
+  unanswered(prepared: SentCall, reason: UnansweredReason): Promise<AztpError | undefined> {
     return this.#record(
       prepared,
       { result: undefined, receipt: undefined, isError: true },
@@ -245,14 +302,16 @@ export class CallerGuard {
   }
 
   #record(
-    prepared: PreparedCall,
+    prepared: SentCall,
     answer: { result: unknown; receipt: unknown; isError?: boolean },
     verified: VerifiedReceipt | undefined,
     error: AztpError | undefined,
     reason?: string,
     outcome?: AuditOutcome,
+    decision?: AuditDecision,
   ): Promise<AztpError | undefined> {
     if (!this.#audit.enabled) return Promise.resolve(undefined);
+    const signed = isSigned(prepared) ? prepared : undefined;
     // A verified receipt holds the digest of this very result; compute it only otherwise.
     let resultDigest = verified?.claims.result_sha256;
     if (resultDigest === undefined && answer.result !== undefined) {
@@ -269,16 +328,18 @@ export class CallerGuard {
       callerVerified: true, // the writer's own identity
       callee: prepared.audience,
       tool: prepared.tool,
-      argsDigest: prepared.claims.args_sha256,
+      argsDigest: signed?.claims.args_sha256 ?? (prepared as UnsignedSentCall).argsDigest,
       args: prepared.args,
       // A receipt that says the callee refused is a refusal on this side too, as an MCP error answer is.
-      decision: error
-        ? this.mode === "audit"
-          ? "audit-only"
-          : "deny"
-        : verified?.claims.status === "denied"
-          ? "deny"
-          : "allow",
+      decision:
+        decision ??
+        (error
+          ? this.mode === "audit"
+            ? "audit-only"
+            : "deny"
+          : verified?.claims.status === "denied"
+            ? "deny"
+            : "allow"),
       outcome: status,
       durationMs: Math.round((performance.now() - prepared.startedAt) * 1000) / 1000,
       ...(error
@@ -289,13 +350,17 @@ export class CallerGuard {
             ? { reason }
             : {}),
       ...(resultDigest ? { resultDigest } : {}),
-      jti: prepared.claims.jti,
-      ...(prepared.claims.dlg
-        ? { delegation: prepared.claims.dlg.map((link) => String(peekClaims(link)?.iss ?? "unknown")) }
+      ...(signed
+        ? {
+            jti: signed.claims.jti,
+            ...(signed.claims.dlg
+              ? { delegation: signed.claims.dlg.map((link) => String(peekClaims(link)?.iss ?? "unknown")) }
+              : {}),
+            ...(signed.claims.trace ? { traceId: signed.claims.trace } : {}),
+            ...(signed.claims.tcid ? { toolCallId: signed.claims.tcid } : {}),
+            token: signed.token,
+          }
         : {}),
-      ...(prepared.claims.trace ? { traceId: prepared.claims.trace } : {}),
-      ...(prepared.claims.tcid ? { toolCallId: prepared.claims.tcid } : {}),
-      token: prepared.token,
       ...(typeof answer.receipt === "string" ? { receipt: answer.receipt } : {}),
     });
   }

@@ -30,6 +30,13 @@
  * session closed) before the host is read, so an unreachable or wrong server ends the bridge
  * with the reason; a spawned upstream is started once and watched (spawning it twice could have
  * side effects), and a proof it fails at the host's initialize ends the bridge the same way.
+ *
+ * A third-party server (one that does not speak AZTP: no proof at initialize, no receipts) is
+ * refused, unless the bridge is told it is one (`unsecuredServer`, `--server-unsecured`), which
+ * it says at start: then nothing is challenged or signed, no server is pinned, and every call is
+ * still recorded in the bridge's audit log, with the receipt absent (client.ts). A server over
+ * HTTP that asks for OAuth gets an access token (oauth-client.ts), secured or not: a secured one
+ * that also takes bearer tokens sees the bridge's SPIFFE ID in both its signature and its token.
  */
 import { readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join as joinPath } from "node:path";
@@ -71,6 +78,7 @@ import {
   type WatchedUpstream,
 } from "./upstream.js";
 import { UpstreamProcessTransport } from "./upstream-process.js";
+import { UpstreamOAuth, type UpstreamOAuthOptions } from "./oauth-client.js";
 
 export interface McpBridgeOptions {
   client: Aztp;
@@ -97,6 +105,18 @@ export interface McpBridgeOptions {
   upstreamStartTimeoutMs?: number;
   /** Lines for people (the server proven, a pin learned, why the bridge stops); the CLI prints them on stderr. */
   log?: (line: string) => void;
+  /**
+   * The upstream is a third-party MCP server that proves no identity and signs no receipts: send
+   * its calls unsigned and record them with the receipt absent (said at start). Without it, such
+   * a server is refused at its first initialize. Excludes `expectedServer`.
+   */
+  unsecuredServer?: boolean;
+  /**
+   * How to authorize when an HTTP upstream asks for OAuth (a 401 naming its resource metadata):
+   * by default with the bridge's SVID, its SPIFFE ID as client_id (oauth-client.ts); `false`:
+   * never (such a server then refuses the bridge).
+   */
+  oauth?: UpstreamOAuthOptions | false;
 }
 
 export interface McpBridge {
@@ -110,6 +130,8 @@ export interface McpBridge {
   readonly server: string | undefined;
   /** Where learned pins are kept. */
   readonly pinFile: string;
+  /** Whether the upstream was declared a third-party server that proves nothing (`unsecuredServer`). */
+  readonly unsecuredServer: boolean;
   /**
    * Resolves when the bridge has stopped (stdio: when either side closes): with the error that
    * ended it (a spawned upstream that exited, a server refused at the host's initialize), or
@@ -207,6 +229,16 @@ function withoutAztpMeta(message: JSONRPCMessage): JSONRPCMessage {
   } as JSONRPCMessage;
 }
 
+/** A failed proof, with what to do when the server is a third-party one that cannot give any. */
+function withUnsecuredHint(error: AztpError): AztpError {
+  if (error.code !== ErrorCodes.PROOF_INVALID) return error;
+  return new AztpError(
+    error.code,
+    `${error.message}; if this is a third-party MCP server that does not speak AZTP (it proves no identity and signs no receipts), run the bridge with --server-unsecured (unsecuredServer: true): its calls then go unsigned and are recorded with the receipt absent`,
+    { cause: error, ...(error.rule !== undefined ? { rule: error.rule } : {}) },
+  );
+}
+
 /** The listen URL, refused unless its host is this machine. */
 function loopbackListen(listen: string): URL {
   let url: URL;
@@ -233,6 +265,15 @@ export async function startMcpBridge(options: McpBridgeOptions): Promise<McpBrid
   const stdio = listen === "stdio";
   const listenUrl = stdio ? undefined : loopbackListen(listen);
   const expected = options.expectedServer === undefined ? undefined : SpiffeId.parse(options.expectedServer);
+  const unsecured = options.unsecuredServer === true;
+  if (unsecured && expected !== undefined)
+    throw new AztpError(
+      ErrorCodes.ARGUMENT_INVALID,
+      "expectedServer and unsecuredServer exclude each other: an unsecured server proves no identity to expect",
+    );
+  const overHttp = "url" in upstream;
+  if (!overHttp && options.oauth !== undefined && options.oauth !== false)
+    throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "oauth applies to an upstream reached over HTTP ({ url })");
   const log = options.log ?? ((): void => undefined);
   const where = describeUpstream(upstream);
 
@@ -241,11 +282,16 @@ export async function startMcpBridge(options: McpBridgeOptions): Promise<McpBrid
   const audit = await auditFor(identity, options.audit, "aztp mcp bridge");
   const guard = new CallerGuard({ identity, trust, mode: options.mode ?? "enforce", ...(audit ? { audit } : {}) });
 
-  // The pin: given, or the one this upstream has in the pin file, or none yet (learned below).
+  // The pin: given, or the one this upstream has in the pin file, or none yet (learned below);
+  // an unsecured server has none to hold.
   const pinDir = joinPath(identity.home, "bridge");
   const pinFile = joinPath(pinDir, `${identity.name}.json`);
   let pinned: Pin | undefined =
-    expected !== undefined ? { server: expected.toString(), learnedAt: "" } : readPins(pinFile).pins[where];
+    expected !== undefined
+      ? { server: expected.toString(), learnedAt: "" }
+      : unsecured
+        ? undefined
+        : readPins(pinFile).pins[where];
   const authorize: Authorizer = (id) => {
     if (pinned === undefined || id.equals(SpiffeId.parse(pinned.server))) return;
     throw new AztpError(
@@ -271,7 +317,18 @@ export async function startMcpBridge(options: McpBridgeOptions): Promise<McpBrid
     }
     log(`server ${id} proven at first connect; pinned in ${pinFile}: a different server at ${where} will be refused`);
   };
-  const hooks = (binding: ServerBinding) => clientHooks(guard, binding, { trust, expectedServer: authorize });
+  const hooks = (binding: ServerBinding) =>
+    clientHooks(guard, binding, { trust, expectedServer: authorize, ...(unsecured ? { unsecuredServer: where } : {}) });
+  const oauth =
+    "url" in upstream && options.oauth !== false
+      ? new UpstreamOAuth(options.oauth ?? {}, { identity, serverUrl: new URL(upstream.url), log })
+      : undefined;
+
+  if (unsecured)
+    log(
+      `the server at ${where} is unsecured (--server-unsecured): it proves no identity and signs no receipts, so calls go to it unsigned, nothing it answers is verified, and each call is recorded in the audit log with the receipt absent`,
+    );
+  if (oauth !== undefined && options.oauth !== undefined) log(oauth.describe());
 
   if (pinned !== undefined)
     log(
@@ -283,11 +340,16 @@ export async function startMcpBridge(options: McpBridgeOptions): Promise<McpBrid
   // the file comment): an unreachable or unproven server ends the start with its reason.
   if (!stdio || "url" in upstream) {
     const binding = new ServerBinding();
-    await probeUpstream(
-      upstream,
-      options.upstreamStartTimeoutMs ?? 60_000,
-      (t) => new InterceptingTransport(t, hooks(binding)),
-    );
+    try {
+      await probeUpstream(
+        upstream,
+        options.upstreamStartTimeoutMs ?? 60_000,
+        (t) => new InterceptingTransport(t, hooks(binding)),
+        { oauth },
+      );
+    } catch (e) {
+      throw e instanceof AztpError ? withUnsecuredHint(e) : e;
+    }
     proven(binding);
   }
 
@@ -313,7 +375,7 @@ export async function startMcpBridge(options: McpBridgeOptions): Promise<McpBrid
           `the server at ${where} closed the stream of this request before answering it (it stopped, or the connection broke)`,
         ),
       );
-    });
+    }, oauth);
     const up = watched.transport;
     joined = await join(host, new InterceptingTransport(up, secured), {
       toUpstream: withoutAztpMeta,
@@ -330,7 +392,7 @@ export async function startMcpBridge(options: McpBridgeOptions): Promise<McpBrid
         const code = aztpCodeOf(answer.error.data) ?? ErrorCodes.MCP_UPSTREAM_FAILED;
         const data = answer.error.data as { message?: unknown } | undefined;
         const why = typeof data?.message === "string" ? data.message : answer.error.message;
-        failed(new AztpError(code, `the host's initialize was refused: ${why}`));
+        failed(withUnsecuredHint(new AztpError(code, `the host's initialize was refused: ${why}`)));
       },
     });
     return { joined, up };
@@ -374,6 +436,7 @@ export async function startMcpBridge(options: McpBridgeOptions): Promise<McpBrid
     guard,
     audit,
     pinFile,
+    unsecuredServer: unsecured,
     url,
     get server() {
       return pinned?.server;

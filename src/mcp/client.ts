@@ -20,7 +20,7 @@ import type { AgentIdentity } from "../client/identity.js";
 import { AztpError, ErrorCodes } from "../errors.js";
 import { isJsonObject } from "../json/value.js";
 import type { GuardMode } from "../guard/callee.js";
-import { CallerGuard, type PreparedCall } from "../guard/caller.js";
+import { CallerGuard, type PreparedCall, type SentCall } from "../guard/caller.js";
 import { Unanswered, type UnansweredReason } from "../guard/recorder.js";
 import { actingCaller, type ActingCaller } from "../guard/acting-caller.js";
 import { verifyPossessionProofSigner } from "../invocation/proof.js";
@@ -133,9 +133,12 @@ function withoutReceipt(answer: JSONRPCMessage): JSONRPCMessage {
   return { ...answer, result: Object.keys(meta).length > 0 ? { ...result, _meta: meta } : result } as JSONRPCMessage;
 }
 
-/** A call this client signed, with the guard that signed it (the acting caller's, or its own). */
+/**
+ * A call this client sent, with the guard that signed it (the acting caller's, or its own): signed,
+ * or unsigned to a server told to be unsecured (`unsecuredServer`).
+ */
 interface SignedCall {
-  readonly prepared: PreparedCall;
+  readonly prepared: SentCall;
   readonly guard: CallerGuard;
   readonly acting: ActingCaller | undefined;
 }
@@ -158,8 +161,18 @@ export function clientHooks(
     expectedServer?: SecureMcpClientOptions["expectedServer"];
     serverId?: string;
     signToolsList?: boolean;
+    /**
+     * The server is a third-party MCP server that proves no identity and signs no receipts, and
+     * the owner said so (the bridge's `--server-unsecured`); the value names it in audit entries
+     * (its URL or command line). Nothing is challenged or signed; every tools/call is still
+     * recorded when its answer comes (CallerGuard.prepareUnsigned and settle: the receipt
+     * absent, as audit mode records a missing one), and refused before it leaves when the
+     * audit log cannot be written.
+     */
+    unsecuredServer?: string;
   },
 ): ClientHooks {
+  const unsecured = options.unsecuredServer;
   // Handshakes (the nonce each challenged) and calls still waiting for their answer, matched to
   // answers exactly as the SDK matches them (message.ts): an answer the SDK would take for one
   // of them must be the one the hooks check.
@@ -245,6 +258,24 @@ export function clientHooks(
     }
     const { answer, invalid } = sdkAnswer(id, message, what);
     if (invalid !== undefined) return failed(invalid, answer);
+    if (!("token" in prepared)) {
+      // An unsecured server's answer, a result or an error: recorded with the receipt absent, then
+      // passed on as it came (only an entry that cannot be written withholds it).
+      const result = isResultResponse(message) ? (message.result as Record<string, unknown>) : undefined;
+      try {
+        await guard.settle(prepared, {
+          result: result === undefined ? undefined : resultForDigest(result),
+          receipt: undefined,
+          isError: result === undefined || result.isError === true,
+        });
+      } catch (e) {
+        const error = e instanceof AztpError ? e : new AztpError(ErrorCodes.AUDIT_UNAVAILABLE, String(e));
+        tell("denied", error.code, undefined, error.message);
+        return errorResponse(id, error);
+      }
+      tell(result === undefined || result.isError === true ? "error" : "ok", undefined, undefined);
+      return answer;
+    }
     if (isErrorResponse(message)) {
       // A refusal names its rule in data.code: audit it under that code, not as a lost receipt.
       const code = aztpCodeOf(message.error.data) ?? ErrorCodes.RECEIPT_MISSING;
@@ -286,6 +317,21 @@ export function clientHooks(
       }
       if (!isRequest(message)) return message;
       const params = isJsonObject(message.params) ? message.params : {};
+      if (unsecured !== undefined) {
+        if (message.method !== "tools/call" || typeof params.name !== "string") return message;
+        const acting = actingCaller();
+        const guard = acting?.guard ?? ownGuard;
+        const prepared = await guard.prepareUnsigned({
+          audience: unsecured,
+          tool: params.name,
+          args: argumentsOf(params),
+        });
+        calls.set(message.id, { prepared, guard, acting });
+        const signal = (sendOptions as { requestSignal?: AbortSignal } | undefined)?.requestSignal;
+        const id = message.id;
+        signal?.addEventListener("abort", () => unanswered(id, Unanswered.CANCELLED), { once: true });
+        return message;
+      }
       if (HANDSHAKES.has(message.method)) {
         const challenge = newChallenge(ownGuard.id);
         inits.set(message.id, challenge.nonce);

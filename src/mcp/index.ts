@@ -18,6 +18,7 @@ export {
 } from "./meta.js";
 export { startMcpProxy, type McpProxy, type McpProxyOptions, type Upstream } from "./proxy.js";
 export { startMcpBridge, type McpBridge, type McpBridgeOptions } from "./bridge.js";
+export { type OAuthAssertion, type UpstreamOAuthOptions } from "./oauth-client.js";
 export { serveMcpHttp, type McpHttpServer, type McpHttpOptions } from "./http.js";
 export {
   mcpResourceGate,

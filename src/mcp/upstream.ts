@@ -13,6 +13,7 @@ import type { JSONRPCMessage, RequestId } from "@modelcontextprotocol/sdk/types.
 import { AztpError, ErrorCodes } from "../errors.js";
 import { isRequest } from "./message.js";
 import { aztpCodeOf } from "./meta.js";
+import type { UpstreamOAuth } from "./oauth-client.js";
 import { commandLine, UpstreamProcessTransport } from "./upstream-process.js";
 
 export type Upstream =
@@ -21,12 +22,42 @@ export type Upstream =
 /** How long closing an HTTP upstream waits for its session's DELETE before it lets go. */
 const TERMINATE_WAIT_MS = 2_000;
 
+/** How to reach an HTTP upstream: the SDK transport's options, and the bridge's OAuth client when it has one. */
+export interface UpstreamHttpOptions extends StreamableHTTPClientTransportOptions {
+  /** Authorize when the upstream asks for OAuth (oauth-client.ts): its provider, its guarded fetch. */
+  oauth?: UpstreamOAuth | undefined;
+}
+
 /**
  * A Streamable HTTP upstream that ends its session when it is closed (DELETE, as the
  * specification asks of a client that leaves): without it, every session a proxy or bridge
- * closed stayed open on the upstream until the upstream's own idle timeout.
+ * closed stayed open on the upstream until the upstream's own idle timeout. With `oauth`, the
+ * SDK's own authorization runs on that provider, and a send that fails for the authorization
+ * says so (ERR_OAUTH_*), not as a server that cannot be reached.
  */
 export class UpstreamHttpTransport extends StreamableHTTPClientTransport {
+  readonly #oauth: UpstreamOAuth | undefined;
+
+  constructor(url: URL, options: UpstreamHttpOptions = {}) {
+    const { oauth, ...rest } = options;
+    super(url, oauth === undefined ? rest : { ...rest, authProvider: oauth, fetch: oauth.guard(rest.fetch ?? fetch) });
+    this.#oauth = oauth;
+  }
+
+  override async send(
+    message: JSONRPCMessage | JSONRPCMessage[],
+    options?: Parameters<StreamableHTTPClientTransport["send"]>[1],
+  ): Promise<void> {
+    const oauth = this.#oauth;
+    if (oauth === undefined) return super.send(message, options);
+    const mark = oauth.mark();
+    try {
+      await super.send(message, options);
+    } catch (e) {
+      throw oauth.failure(e, mark);
+    }
+  }
+
   override async close(): Promise<void> {
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([
@@ -45,7 +76,7 @@ export class UpstreamHttpTransport extends StreamableHTTPClientTransport {
 export function upstreamTransport(
   upstream: Upstream,
   forwardStderr = true,
-  http: StreamableHTTPClientTransportOptions = {},
+  http: UpstreamHttpOptions = {},
 ): UpstreamHttpTransport | UpstreamProcessTransport {
   if ("url" in upstream) return new UpstreamHttpTransport(new URL(upstream.url), http);
   return new UpstreamProcessTransport({
@@ -135,14 +166,18 @@ export interface WatchedUpstream {
  * (`watchResponseStreams`), unless the SDK resumes that stream itself (its events had ids). The
  * owner answers `lost` requests that are still waiting (join's `abandon`).
  */
-export function watchedUpstream(upstream: Upstream, lost: (id: RequestId) => void): WatchedUpstream {
+export function watchedUpstream(
+  upstream: Upstream,
+  lost: (id: RequestId) => void,
+  oauth?: UpstreamOAuth,
+): WatchedUpstream {
   if (!("url" in upstream)) return { transport: upstreamTransport(upstream), answered: () => undefined };
   const resumable = new Set<RequestId>();
   const ended = (ids: RequestId[]): void => {
     for (const id of ids) if (!resumable.delete(id)) lost(id);
   };
   return {
-    transport: upstreamTransport(upstream, true, { fetch: watchResponseStreams(ended) }),
+    transport: upstreamTransport(upstream, true, { fetch: watchResponseStreams(ended), oauth }),
     sendOptions: (m) => (isRequest(m) ? { onresumptiontoken: () => resumable.add(m.id) } : undefined),
     answered: (id) => resumable.delete(id),
   };
@@ -191,8 +226,9 @@ export async function probeUpstream(
   upstream: Upstream,
   timeoutMs: number,
   wrap: (transport: Transport) => Transport = (t) => t,
+  http: UpstreamHttpOptions = {},
 ): Promise<void> {
-  const transport = upstreamTransport(upstream, false);
+  const transport = upstreamTransport(upstream, false, http);
   const client = new Client({ name: "aztp-upstream-probe", version: "1.0.0" });
   let timer: NodeJS.Timeout | undefined;
   const late = new Promise<never>((_, reject) => {

@@ -10,31 +10,47 @@ import { StdioClientTransport, getDefaultEnvironment } from "@modelcontextprotoc
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 import { AuditLog } from "../../src/audit/index.js";
 import type { AuditEntry } from "../../src/audit/entry.js";
-import { serveMcpHttp } from "../../src/mcp/index.js";
+import { serveMcpHttp, type McpHttpOptions } from "../../src/mcp/index.js";
 import { ROOT } from "./authority-util.js";
 import { BRIDGE_POLICY, bridgeToolServers } from "./mcp-bridge-server.js";
 import { CLI, fixture, idOf, readAudits, runCommand, withTimeout, type Wrap } from "./mcp-util.js";
 
 type AztpClient = ReturnType<typeof fixture>["aztp"];
 
-/** A secured HTTP server (enforce mode, the tests' policy) in this process, with its own audit log. */
-export async function securedHttpServer(t: TestContext, c: AztpClient, home: string, name = "tools") {
+/**
+ * A secured HTTP server (enforce mode, the tests' policy) in this process, with its own audit log;
+ * `http` adds options of its listener (an OAuth resource server's `authorizationServers`, ...).
+ */
+export async function securedHttpServer(
+  t: TestContext,
+  c: AztpClient,
+  home: string,
+  name = "tools",
+  http: McpHttpOptions = {},
+) {
   const auditPath = join(home, `${name}-server-audit.jsonl`);
   const log = await AuditLog.open(auditPath, { batchWindowMs: 0 });
   const servers = bridgeToolServers(c, name, { audit: log, policy: [BRIDGE_POLICY], mode: "enforce" });
-  const http = await serveMcpHttp("http://127.0.0.1:0", async (transport) => {
-    await (await servers.make()).connect(transport);
-  });
+  const server = await serveMcpHttp(
+    "http://127.0.0.1:0",
+    async (transport) => {
+      await (await servers.make()).connect(transport);
+    },
+    // A resource server's gate records the calls it refuses as the sessions' identity, in their log.
+    http.authorizationServers === undefined
+      ? http
+      : { guard: { identity: (await c.secureConnect({}, name)).identity, audit: log, mode: "enforce" }, ...http },
+  );
   t.after(async () => {
-    await http.close();
+    await server.close();
     await servers.flush();
     await log.close();
   });
   return {
-    url: http.url.href,
+    url: server.url.href,
     id: idOf(name),
     /** The server's open HTTP sessions. */
-    sessions: () => http.sessions,
+    sessions: () => server.sessions,
     async audit(atLeast = 0): Promise<AuditEntry[]> {
       await servers.flush();
       return readAudits([auditPath], atLeast);

@@ -15,6 +15,7 @@ import { svidCheckpointSigner } from "../../invocation/checkpoint.js";
 import { startMcpBridge } from "../../mcp/bridge.js";
 import { defaultAllowedHosts } from "../../mcp/http.js";
 import { startMcpProxy } from "../../mcp/proxy.js";
+import type { UpstreamOAuthOptions } from "../../mcp/oauth-client.js";
 import type { Upstream } from "../../mcp/upstream.js";
 import { parsePolicy } from "../../policy/policy.js";
 import type { CliContext } from "../context.js";
@@ -163,6 +164,76 @@ async function run(what: string, o: AuditFlags, client: Aztp, started: Running, 
   if (failure) throw failure;
 }
 
+/** The bridge's flags about the server it forwards to: what it proves, and how to authorize with it. */
+interface BridgeServerFlags {
+  serverUnsecured?: boolean;
+  oauth: boolean;
+  oauthAssertion?: "private-key-jwt" | "jwt-svid";
+  oauthClientId?: string;
+  oauthPrivateKey?: string;
+  oauthClientSecretFile?: string;
+  oauthIssuer?: string;
+  oauthScope?: string;
+}
+
+/** The bridge's OAuth flags as they are given, checked as usage errors (nothing read yet). */
+function checkOAuthFlags(o: BridgeServerFlags & { url?: string; expectedServer?: string }): void {
+  if (o.serverUnsecured && o.expectedServer !== undefined)
+    throw usage("--server-unsecured and --expected-server exclude each other: an unsecured server proves no identity");
+  const given = [
+    o.oauthAssertion !== undefined && "--oauth-assertion",
+    o.oauthClientId !== undefined && "--oauth-client-id",
+    o.oauthPrivateKey !== undefined && "--oauth-private-key",
+    o.oauthClientSecretFile !== undefined && "--oauth-client-secret-file",
+    o.oauthIssuer !== undefined && "--oauth-issuer",
+    o.oauthScope !== undefined && "--oauth-scope",
+  ].filter((f): f is string => f !== false);
+  if (given.length === 0) return;
+  if (o.url === undefined) throw usage(`${given.join(", ")}: OAuth applies to a server reached with --url`);
+  if (!o.oauth) throw usage(`--no-oauth excludes ${given.join(", ")}`);
+  for (const [flag, file] of [
+    ["--oauth-private-key", o.oauthPrivateKey],
+    ["--oauth-client-secret-file", o.oauthClientSecretFile],
+  ] as const)
+    if (file === "-") throw usage(`${flag} takes a file: the bridge's stdin is the host's MCP connection`);
+  if (o.oauthClientId === undefined) {
+    if (o.oauthPrivateKey !== undefined || o.oauthClientSecretFile !== undefined)
+      throw usage("--oauth-private-key and --oauth-client-secret-file are credentials of an --oauth-client-id");
+    return;
+  }
+  if (o.oauthAssertion !== undefined)
+    throw usage("--oauth-assertion chooses how the bridge's SVID authenticates; with --oauth-client-id it is not used");
+  if ((o.oauthPrivateKey === undefined) === (o.oauthClientSecretFile === undefined))
+    throw usage("--oauth-client-id takes exactly one of --oauth-private-key FILE and --oauth-client-secret-file FILE");
+  if (o.oauthClientSecretFile !== undefined && o.oauthIssuer === undefined)
+    throw usage(
+      "--oauth-client-secret-file needs --oauth-issuer URL: a secret is sent only to the authorization server it belongs to",
+    );
+}
+
+/** The library's `oauth` option from the flags: the files read now (their contents are never printed). */
+async function oauthOption(o: BridgeServerFlags): Promise<UpstreamOAuthOptions | false | undefined> {
+  if (!o.oauth) return false;
+  if (
+    o.oauthAssertion === undefined &&
+    o.oauthClientId === undefined &&
+    o.oauthIssuer === undefined &&
+    o.oauthScope === undefined
+  )
+    return undefined;
+  return {
+    ...(o.oauthAssertion !== undefined ? { assertion: o.oauthAssertion } : {}),
+    ...(o.oauthClientId !== undefined ? { clientId: o.oauthClientId } : {}),
+    ...(o.oauthPrivateKey !== undefined ? { privateKey: await readInput(o.oauthPrivateKey) } : {}),
+    // A secret file ends with a newline more often than not; the secret itself has none.
+    ...(o.oauthClientSecretFile !== undefined
+      ? { clientSecret: (await readInput(o.oauthClientSecretFile)).replace(/\r?\n$/, "") }
+      : {}),
+    ...(o.oauthIssuer !== undefined ? { issuer: o.oauthIssuer } : {}),
+    ...(o.oauthScope !== undefined ? { scope: o.oauthScope } : {}),
+  };
+}
+
 /** The hosts `--print-config` writes for, and the shape of their configuration files. */
 const HOSTS = ["claude", "vscode", "cursor"] as const;
 type Host = (typeof HOSTS)[number];
@@ -294,6 +365,37 @@ export function register(program: Command, ctx: CliContext): void {
   addListenOptions(bridge, "; --listen must be a loopback address");
   addAuditOptions(bridge);
   bridge
+    .option(
+      "--server-unsecured",
+      "the server is a third-party MCP server that proves no identity and signs no receipts: send its calls unsigned and record them with the receipt absent (said at start)",
+    )
+    .option("--no-oauth", "never authorize with OAuth, even when the --url server asks for it")
+    .addOption(
+      new Option(
+        "--oauth-assertion <kind>",
+        "when the server asks for OAuth, authenticate to its authorization server with a private_key_jwt signed by the SVID key (default) or the JWT-SVID",
+      ).choices(["private-key-jwt", "jwt-svid"]),
+    )
+    .option(
+      "--oauth-client-id <id>",
+      "a client ID the authorization server registered for the bridge, instead of its SPIFFE ID (with --oauth-private-key or --oauth-client-secret-file)",
+    )
+    .option(
+      "--oauth-private-key <file>",
+      "with --oauth-client-id: the private key registered for it (PEM), for private_key_jwt",
+    )
+    .option(
+      "--oauth-client-secret-file <file>",
+      "with --oauth-client-id: a file holding its client secret (never give a secret on the command line)",
+    )
+    .option(
+      "--oauth-issuer <url>",
+      "the authorization server the credentials are for: no other is sent them (required with --oauth-client-secret-file)",
+    )
+    .option(
+      "--oauth-scope <scope>",
+      "the scope to ask for when neither the server's challenge nor its metadata names one",
+    )
     .addOption(
       new Option(
         "--print-config <host>",
@@ -303,7 +405,8 @@ export function register(program: Command, ctx: CliContext): void {
     .action(
       async (
         o: AuditFlags &
-          ListenFlags & {
+          ListenFlags &
+          BridgeServerFlags & {
             name: string;
             url?: string;
             command?: string;
@@ -315,6 +418,7 @@ export function register(program: Command, ctx: CliContext): void {
         const upstream = upstreamOf({ command: "--command", url: "--url", env: "--env" }, o.command, o.url, o.env);
         const hosts = allowedHosts(o);
         if (o.auditLog !== undefined && !o.audit) throw usage("--audit-log and --no-audit exclude each other");
+        checkOAuthFlags(o);
         if (o.printConfig !== undefined) {
           if (o.listen !== "stdio")
             throw usage("--print-config writes a stdio host's configuration; with --listen, give the host the URL");
@@ -333,10 +437,22 @@ export function register(program: Command, ctx: CliContext): void {
             ...(o.auditLog !== undefined ? ["--audit-log", resolve(o.auditLog)] : []),
             ...(!o.audit ? ["--no-audit"] : []),
             ...(o.auditDurability !== "write" ? ["--audit-durability", o.auditDurability] : []),
+            ...(o.serverUnsecured ? ["--server-unsecured"] : []),
+            ...(!o.oauth ? ["--no-oauth"] : []),
+            ...(o.oauthAssertion !== undefined ? ["--oauth-assertion", o.oauthAssertion] : []),
+            ...(o.oauthClientId !== undefined ? ["--oauth-client-id", o.oauthClientId] : []),
+            // Files by absolute path, never their contents: the host's configuration holds no secret.
+            ...(o.oauthPrivateKey !== undefined ? ["--oauth-private-key", resolve(o.oauthPrivateKey)] : []),
+            ...(o.oauthClientSecretFile !== undefined
+              ? ["--oauth-client-secret-file", resolve(o.oauthClientSecretFile)]
+              : []),
+            ...(o.oauthIssuer !== undefined ? ["--oauth-issuer", o.oauthIssuer] : []),
+            ...(o.oauthScope !== undefined ? ["--oauth-scope", o.oauthScope] : []),
           ];
           process.stdout.write(`${JSON.stringify(hostConfig(o.printConfig, o.name, args), null, 2)}\n`);
           return;
         }
+        const oauth = await oauthOption(o);
         const client = new Aztp({ home: ctx.home() });
         const started = await startMcpBridge({
           client,
@@ -344,6 +460,8 @@ export function register(program: Command, ctx: CliContext): void {
           upstream,
           listen: o.listen,
           mode: o.mode,
+          ...(o.serverUnsecured ? { unsecuredServer: true } : {}),
+          ...(oauth !== undefined ? { oauth } : {}),
           ...(o.expectedServer !== undefined ? { expectedServer: o.expectedServer } : {}),
           audit: await auditOption(o, client, o.name),
           ...(hosts ? { allowedHosts: hosts } : {}),
