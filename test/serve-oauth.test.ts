@@ -5,7 +5,7 @@
  * JWKS, and raw form posts as the README shows them. Every refusal has its passing twin.
  */
 import assert from "node:assert/strict";
-import { createHmac, generateKeyPairSync, type KeyObject } from "node:crypto";
+import { createHmac, generateKeyPairSync } from "node:crypto";
 import { randomBytes } from "node:crypto";
 import { execFile } from "node:child_process";
 import { readFileSync } from "node:fs";
@@ -28,7 +28,7 @@ import {
   InvalidScopeError,
   InvalidTargetError,
 } from "@modelcontextprotocol/sdk/server/auth/errors.js";
-import { createRemoteJWKSet, jwtVerify, SignJWT } from "jose";
+import { createRemoteJWKSet, jwtVerify } from "jose";
 import { EmbeddedAuthority } from "../src/authority/authority.js";
 import { verifyAccessToken, type AccessToken } from "../src/oauth/access-token.js";
 import { JWT_BEARER_ASSERTION_TYPE, JWT_SPIFFE_ASSERTION_TYPE } from "../src/oauth/client-assertion.js";
@@ -36,14 +36,20 @@ import { jsonLogger } from "../src/serve/log.js";
 import { openServeBackend } from "../src/serve/open.js";
 import { startServe as startRunning, type RunningServe } from "../src/serve/server.js";
 import { BundleSet, TrustBundle } from "../src/spiffe/bundle.js";
-import { Certificate } from "../src/spiffe/certificate.js";
 import { generateWorkloadKey } from "../src/spiffe/csr.js";
-import { exportPrivateKeyPem } from "../src/spiffe/keys.js";
 import { encodePem } from "../src/spiffe/pem.js";
 import { openPostgresStores } from "../src/store/postgres/index.js";
 import { CLI, ROOT, tempDir } from "./helpers/authority-util.js";
 import { pgDatabase, skipWithoutPg } from "./helpers/pg.js";
-import { client, serveRequest, startServe, type ServeAnswer, type StartedServe } from "./helpers/serve-util.js";
+import {
+  client,
+  sdkAssertion,
+  serveRequest,
+  startServe,
+  tokenRequest,
+  workload,
+  type ServeAnswer,
+} from "./helpers/serve-util.js";
 
 const RESOURCE = "https://tools.example.test/mcp";
 
@@ -565,68 +571,6 @@ describe("aztp serve on PostgreSQL: the token endpoint across replicas", () => {
 
 async function csr(): Promise<string> {
   return encodePem("CERTIFICATE REQUEST", (await generateWorkloadKey()).csr);
-}
-
-interface Workload {
-  id: string;
-  key: KeyObject;
-  /** PKCS#8 PEM: what the MCP SDK's PrivateKeyJwtProvider takes. */
-  keyPem: string;
-  x5c: string[];
-}
-
-/** A workload issued through the service's API (CSR in, SVID out): its key stays here. */
-async function workload(base: string, ca: string | undefined, apiKey: string, name: string): Promise<Workload> {
-  const wk = await generateWorkloadKey();
-  const r = await serveRequest(base, "/v1/identities", {
-    body: { request: { name }, csr: encodePem("CERTIFICATE REQUEST", wk.csr) },
-    key: apiKey,
-    ...(ca !== undefined ? { ca } : {}),
-  });
-  assert.equal(r.status, 201, r.text);
-  return {
-    id: r.json.record.spiffeId,
-    key: wk.privateKey,
-    keyPem: exportPrivateKeyPem(wk.privateKey),
-    x5c: Certificate.parsePem(r.json.svid.chainPem).map((c) => c.der.toString("base64")),
-  };
-}
-
-/** What the MCP SDK's PrivateKeyJwtProvider signs ({alg, typ: "JWT"}, no kid), claims overridable. */
-async function sdkAssertion(
-  w: Workload,
-  aud: string,
-  claims: Record<string, unknown> = {},
-  header: Record<string, unknown> = {},
-): Promise<string> {
-  const now = Math.floor(Date.now() / 1000);
-  return new SignJWT({
-    iss: w.id,
-    sub: w.id,
-    aud,
-    iat: now,
-    exp: now + 300,
-    jti: randomBytes(8).toString("hex"),
-    ...claims,
-  })
-    .setProtectedHeader({ alg: "ES256", typ: "JWT", ...header })
-    .sign(w.key);
-}
-
-/** A raw token request: a form POST, as curl sends it. */
-function tokenRequest(
-  base: string,
-  params: Record<string, string | undefined>,
-  o: { key?: string; ca?: string; path?: string } = {},
-): Promise<ServeAnswer> {
-  const form = new URLSearchParams();
-  for (const [k, v] of Object.entries(params)) if (v !== undefined) form.set(k, v);
-  return serveRequest(base, o.path ?? "/oauth/token", {
-    raw: form.toString(),
-    headers: { "content-type": "application/x-www-form-urlencoded" },
-    ...(o.key !== undefined ? { key: o.key } : {}),
-    ...(o.ca !== undefined ? { ca: o.ca } : {}),
-  });
 }
 
 const bearerParams = (assertion: string, extra: Record<string, string | undefined> = {}) => ({
