@@ -402,6 +402,7 @@ describe("aztp serve: the token endpoint, driven by the MCP SDK's own client cod
     );
     assert.equal((await ask("tools:read nope")).json.scope, "tools:read", "scopes_supported bounds every client");
     assert.equal((await ask("nope")).json.code, "ERR_OAUTH_SCOPE_DENIED");
+    assert.equal((await ask(undefined)).json.scope, "tools:read tools:call admin", "none asked: all offered");
 
     const policy = {
       Version: "2012-10-17",
@@ -433,9 +434,13 @@ describe("aztp serve: the token endpoint, driven by the MCP SDK's own client cod
     assert.equal(denied.json.code, "ERR_OAUTH_SCOPE_DENIED");
     const elsewhere = await ask("tools:read", "https://billing.example.test/mcp");
     assert.equal(elsewhere.json.code, "ERR_OAUTH_SCOPE_DENIED", "the policy's Resource bounds the resource too");
+    // No scope asked (what the MCP SDK 1.x providers send): the offered scopes the policy allows.
     const unscoped = await ask(undefined);
-    assert.equal(unscoped.json.error, "invalid_target");
-    assert.equal(unscoped.json.code, "ERR_OAUTH_RESOURCE_DENIED");
+    assert.equal(unscoped.status, 200, unscoped.text);
+    assert.equal(unscoped.json.scope, "tools:read");
+    const unscopedElsewhere = await ask(undefined, "https://billing.example.test/mcp");
+    assert.equal(unscopedElsewhere.json.error, "invalid_target");
+    assert.equal(unscopedElsewhere.json.code, "ERR_OAUTH_RESOURCE_DENIED");
   });
 
   it("an API key, when sent, limits which SPIFFE IDs obtain tokens through it; a bad key is refused (passing twin: no key, or one in scope)", async (t) => {
