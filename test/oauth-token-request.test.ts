@@ -41,10 +41,15 @@ describe("the token request", () => {
       assert.throws(() => parseScopeParam(bad), { code: ErrorCodes.OAUTH_SCOPE_INVALID }, bad);
   });
 
-  it("scopes: as asked without a policy, bounded by scopes_supported; narrowed per scope and resource by the client's oauth:token policy", () => {
+  it("scopes: as asked without a policy, bounded by scopes_supported; none asked, what scopes_supported offers; narrowed per scope and resource by the client's oauth:token policy", () => {
     const none: PolicyDocument[] = [];
     assert.deepEqual(grantScopes({ clientId: CLIENT, resource: R, scopes: ["a", "b"], policies: none }), ["a", "b"]);
     assert.deepEqual(grantScopes({ clientId: CLIENT, resource: R, scopes: [], policies: none }), []);
+    assert.deepEqual(
+      grantScopes({ clientId: CLIENT, resource: R, scopes: [], policies: none, scopesSupported: ["a", "b"] }),
+      ["a", "b"],
+      "none asked: the default is what the server offers (the MCP SDK 1.x's client_credentials providers send no scope)",
+    );
     assert.deepEqual(
       grantScopes({ clientId: CLIENT, resource: R, scopes: ["a", "b"], policies: none, scopesSupported: ["b"] }),
       ["b"],
@@ -75,6 +80,15 @@ describe("the token request", () => {
     assert.throws(() => ask(["admin"]), { code: ErrorCodes.OAUTH_SCOPE_DENIED });
     assert.throws(() => ask(["read"], "https://billing.example.org/mcp"), { code: ErrorCodes.OAUTH_SCOPE_DENIED });
     assert.throws(() => ask([], "https://billing.example.org/mcp"), { code: ErrorCodes.OAUTH_RESOURCE_DENIED });
+    // A request naming no scope gets the default (RFC 6749 §3.3): the offered scopes the policy
+    // allows; none of them allowed, an unscoped token if the resource is, else invalid_target.
+    const offered = (resource = R) =>
+      grantScopes({ clientId: CLIENT, resource, scopes: [], policies: policy, scopesSupported: ["read", "admin:all"] });
+    assert.deepEqual(offered(), ["read"]);
+    assert.throws(() => offered("https://billing.example.org/mcp"), { code: ErrorCodes.OAUTH_RESOURCE_DENIED });
+    const adminOnly = (resource = R) =>
+      grantScopes({ clientId: CLIENT, resource, scopes: [], policies: policy, scopesSupported: ["admin:all"] });
+    assert.deepEqual(adminOnly(), [], "no offered scope allowed, the resource is: an unscoped token");
     // A policy about something else (who may call this identity) grants it no token.
     const callee = [
       parsePolicy({ Version: "2012-10-17", Statement: [{ Effect: "Allow", Action: "tool:call", Resource: "*" }] }),

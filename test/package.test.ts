@@ -348,6 +348,22 @@ describe("the package as users get it (npm pack, installed into an empty project
     assert.equal(r.stdout.trim(), onlyFence("MCP: secured servers, clients and a proxy", "text").trim());
   });
 
+  it("the README's OAuth resource-server program runs as printed: an unmodified client's bearer call, receipted", async () => {
+    const dir = folderInProject("oauth");
+    writeFileSync(join(dir, "oauth-server.mjs"), onlyFence("MCP authorization (OAuth 2.1)", "js"));
+    const r = await runCommand(process.execPath, ["oauth-server.mjs"], {
+      cwd: dir,
+      env: userEnv(),
+      timeoutMs: 60_000,
+    });
+    assertRan(r, "node oauth-server.mjs");
+    assert.match(
+      r.stdout,
+      /^resource http:\/\/127\.0\.0\.1:\d+\/mcp metadata http:\/\/127\.0\.0\.1:\d+\/\.well-known\/oauth-protected-resource\/mcp$/m,
+    );
+    assert.match(r.stdout, /^Porto: sunny receipt: string$/m);
+  });
+
   it("the README's MCP program type-checks, strict, against the installed package's declarations", async () => {
     const dir = folderInProject("mcp-types");
     writeFileSync(join(dir, "weather.mjs"), onlyFence("MCP: secured servers, clients and a proxy", "js"));

@@ -5,7 +5,7 @@
  * JWKS, and raw form posts as the README shows them. Every refusal has its passing twin.
  */
 import assert from "node:assert/strict";
-import { createHmac, generateKeyPairSync, type KeyObject } from "node:crypto";
+import { createHmac, generateKeyPairSync } from "node:crypto";
 import { randomBytes } from "node:crypto";
 import { execFile } from "node:child_process";
 import { readFileSync } from "node:fs";
@@ -28,7 +28,7 @@ import {
   InvalidScopeError,
   InvalidTargetError,
 } from "@modelcontextprotocol/sdk/server/auth/errors.js";
-import { createRemoteJWKSet, jwtVerify, SignJWT } from "jose";
+import { createRemoteJWKSet, jwtVerify } from "jose";
 import { EmbeddedAuthority } from "../src/authority/authority.js";
 import { verifyAccessToken, type AccessToken } from "../src/oauth/access-token.js";
 import { JWT_BEARER_ASSERTION_TYPE, JWT_SPIFFE_ASSERTION_TYPE } from "../src/oauth/client-assertion.js";
@@ -36,14 +36,20 @@ import { jsonLogger } from "../src/serve/log.js";
 import { openServeBackend } from "../src/serve/open.js";
 import { startServe as startRunning, type RunningServe } from "../src/serve/server.js";
 import { BundleSet, TrustBundle } from "../src/spiffe/bundle.js";
-import { Certificate } from "../src/spiffe/certificate.js";
 import { generateWorkloadKey } from "../src/spiffe/csr.js";
-import { exportPrivateKeyPem } from "../src/spiffe/keys.js";
 import { encodePem } from "../src/spiffe/pem.js";
 import { openPostgresStores } from "../src/store/postgres/index.js";
 import { CLI, ROOT, tempDir } from "./helpers/authority-util.js";
 import { pgDatabase, skipWithoutPg } from "./helpers/pg.js";
-import { client, serveRequest, startServe, type ServeAnswer, type StartedServe } from "./helpers/serve-util.js";
+import {
+  client,
+  sdkAssertion,
+  serveRequest,
+  startServe,
+  tokenRequest,
+  workload,
+  type ServeAnswer,
+} from "./helpers/serve-util.js";
 
 const RESOURCE = "https://tools.example.test/mcp";
 
@@ -396,6 +402,7 @@ describe("aztp serve: the token endpoint, driven by the MCP SDK's own client cod
     );
     assert.equal((await ask("tools:read nope")).json.scope, "tools:read", "scopes_supported bounds every client");
     assert.equal((await ask("nope")).json.code, "ERR_OAUTH_SCOPE_DENIED");
+    assert.equal((await ask(undefined)).json.scope, "tools:read tools:call admin", "none asked: all offered");
 
     const policy = {
       Version: "2012-10-17",
@@ -427,9 +434,13 @@ describe("aztp serve: the token endpoint, driven by the MCP SDK's own client cod
     assert.equal(denied.json.code, "ERR_OAUTH_SCOPE_DENIED");
     const elsewhere = await ask("tools:read", "https://billing.example.test/mcp");
     assert.equal(elsewhere.json.code, "ERR_OAUTH_SCOPE_DENIED", "the policy's Resource bounds the resource too");
+    // No scope asked (what the MCP SDK 1.x providers send): the offered scopes the policy allows.
     const unscoped = await ask(undefined);
-    assert.equal(unscoped.json.error, "invalid_target");
-    assert.equal(unscoped.json.code, "ERR_OAUTH_RESOURCE_DENIED");
+    assert.equal(unscoped.status, 200, unscoped.text);
+    assert.equal(unscoped.json.scope, "tools:read");
+    const unscopedElsewhere = await ask(undefined, "https://billing.example.test/mcp");
+    assert.equal(unscopedElsewhere.json.error, "invalid_target");
+    assert.equal(unscopedElsewhere.json.code, "ERR_OAUTH_RESOURCE_DENIED");
   });
 
   it("an API key, when sent, limits which SPIFFE IDs obtain tokens through it; a bad key is refused (passing twin: no key, or one in scope)", async (t) => {
@@ -565,68 +576,6 @@ describe("aztp serve on PostgreSQL: the token endpoint across replicas", () => {
 
 async function csr(): Promise<string> {
   return encodePem("CERTIFICATE REQUEST", (await generateWorkloadKey()).csr);
-}
-
-interface Workload {
-  id: string;
-  key: KeyObject;
-  /** PKCS#8 PEM: what the MCP SDK's PrivateKeyJwtProvider takes. */
-  keyPem: string;
-  x5c: string[];
-}
-
-/** A workload issued through the service's API (CSR in, SVID out): its key stays here. */
-async function workload(base: string, ca: string | undefined, apiKey: string, name: string): Promise<Workload> {
-  const wk = await generateWorkloadKey();
-  const r = await serveRequest(base, "/v1/identities", {
-    body: { request: { name }, csr: encodePem("CERTIFICATE REQUEST", wk.csr) },
-    key: apiKey,
-    ...(ca !== undefined ? { ca } : {}),
-  });
-  assert.equal(r.status, 201, r.text);
-  return {
-    id: r.json.record.spiffeId,
-    key: wk.privateKey,
-    keyPem: exportPrivateKeyPem(wk.privateKey),
-    x5c: Certificate.parsePem(r.json.svid.chainPem).map((c) => c.der.toString("base64")),
-  };
-}
-
-/** What the MCP SDK's PrivateKeyJwtProvider signs ({alg, typ: "JWT"}, no kid), claims overridable. */
-async function sdkAssertion(
-  w: Workload,
-  aud: string,
-  claims: Record<string, unknown> = {},
-  header: Record<string, unknown> = {},
-): Promise<string> {
-  const now = Math.floor(Date.now() / 1000);
-  return new SignJWT({
-    iss: w.id,
-    sub: w.id,
-    aud,
-    iat: now,
-    exp: now + 300,
-    jti: randomBytes(8).toString("hex"),
-    ...claims,
-  })
-    .setProtectedHeader({ alg: "ES256", typ: "JWT", ...header })
-    .sign(w.key);
-}
-
-/** A raw token request: a form POST, as curl sends it. */
-function tokenRequest(
-  base: string,
-  params: Record<string, string | undefined>,
-  o: { key?: string; ca?: string; path?: string } = {},
-): Promise<ServeAnswer> {
-  const form = new URLSearchParams();
-  for (const [k, v] of Object.entries(params)) if (v !== undefined) form.set(k, v);
-  return serveRequest(base, o.path ?? "/oauth/token", {
-    raw: form.toString(),
-    headers: { "content-type": "application/x-www-form-urlencoded" },
-    ...(o.key !== undefined ? { key: o.key } : {}),
-    ...(o.ca !== undefined ? { ca: o.ca } : {}),
-  });
 }
 
 const bearerParams = (assertion: string, extra: Record<string, string | undefined> = {}) => ({

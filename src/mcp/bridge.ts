@@ -365,17 +365,21 @@ export async function startMcpBridge(options: McpBridgeOptions): Promise<McpBrid
     const binding = new ServerBinding();
     const secured = hooks(binding);
     let joined: Joined | undefined;
-    const watched = watchedUpstream(upstream, (id) => {
-      if (joined === undefined || !joined.waiting(id)) return;
-      if (!secured.abandon(id, Unanswered.CONNECTION_CLOSED)) return; // its answer came, and is being checked
-      joined.abandon(
-        id,
-        new AztpError(
-          ErrorCodes.MCP_UPSTREAM_FAILED,
-          `the server at ${where} closed the stream of this request before answering it (it stopped, or the connection broke)`,
-        ),
-      );
-    }, oauth);
+    const watched = watchedUpstream(
+      upstream,
+      (id) => {
+        if (joined === undefined || !joined.waiting(id)) return;
+        if (!secured.abandon(id, Unanswered.CONNECTION_CLOSED)) return; // its answer came, and is being checked
+        joined.abandon(
+          id,
+          new AztpError(
+            ErrorCodes.MCP_UPSTREAM_FAILED,
+            `the server at ${where} closed the stream of this request before answering it (it stopped, or the connection broke)`,
+          ),
+        );
+      },
+      oauth,
+    );
     const up = watched.transport;
     joined = await join(host, new InterceptingTransport(up, secured), {
       toUpstream: withoutAztpMeta,

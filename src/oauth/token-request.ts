@@ -11,9 +11,11 @@
  *   attached obtains what it asks for: nothing narrows it, as nothing narrows who may connect
  *   to an identity without policy; the token still names one resource and lives minutes, and
  *   the resource server's own policy decides each call.
- * - A server configured with `scopes_supported` grants no other scope.
- * - A request whose every scope is refused is `invalid_scope`; one that names none and is
- *   refused is `invalid_target` (the client may obtain no token for that resource at all).
+ * - A server configured with `scopes_supported` grants no other scope, and a request naming no
+ *   scope is given those of them the client's policies allow (RFC 6749 §3.3's default).
+ * - A request whose every scope is refused is `invalid_scope`; one that names none, gets no
+ *   offered scope and is refused is `invalid_target` (the client may obtain no token for that
+ *   resource at all).
  *   Scopes partly refused are left out of the token and the answer's `scope` says which it got
  *   (RFC 6749 §3.3).
  */
@@ -76,7 +78,8 @@ export interface GrantScopesInput {
 }
 
 /**
- * The scopes the client obtains (a subset of those asked, in their order). Throws
+ * The scopes the client obtains (a subset of those asked, in their order; none asked, of those
+ * offered). Throws
  * ERR_OAUTH_SCOPE_DENIED when scopes were asked and none is granted, ERR_OAUTH_RESOURCE_DENIED
  * when none was asked and the client's policies allow it no token for the resource.
  */
@@ -96,6 +99,14 @@ export function grantScopes(input: GrantScopesInput): string[] {
     }).decision === "allow";
 
   if (input.scopes.length === 0) {
+    // RFC 6749 §3.3: a request naming no scope is given the server's default, the scopes it
+    // offers that the client may have. Hosts on the MCP SDK 1.x send none: its client
+    // credentials providers put only their own `scope` option in the token request, never the
+    // scope the resource server's challenge or metadata names (the 2.x SDK sends that one).
+    if (supported !== undefined && supported.length > 0) {
+      const offered = hasPolicy ? supported.filter((s) => allowed(s)) : [...supported];
+      if (offered.length > 0) return offered;
+    }
     if (hasPolicy && !allowed())
       throw new AztpError(
         ErrorCodes.OAUTH_RESOURCE_DENIED,

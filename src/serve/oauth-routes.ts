@@ -27,7 +27,7 @@ export const OAUTH_PATHS = Object.freeze({
 });
 
 export interface OAuthRouteSettings {
-  /** `scopes_supported`: when given, a scope outside it is never granted. */
+  /** `scopes_supported`: when given, a scope outside it is never granted, and it is the default of a request naming none. */
   scopesSupported?: readonly string[] | undefined;
   /** Token issuance per client (SPIFFE ID), per replica. */
   tokenBuckets: TokenBuckets;

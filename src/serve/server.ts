@@ -69,7 +69,10 @@ export interface ServeOptions {
    * endpoint the metadata names. Default: the listen URL.
    */
   publicUrl?: string | undefined;
-  /** The OAuth metadata's scopes_supported: when given, no token carries another scope. */
+  /**
+   * The OAuth metadata's scopes_supported: when given, no token carries another scope, and a
+   * token request naming no scope gets those the client's policies allow.
+   */
   scopesSupported?: readonly string[] | undefined;
   /** Access tokens per client (SPIFFE ID) per second, per replica. */
   tokenRate?: number;

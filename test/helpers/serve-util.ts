@@ -4,15 +4,23 @@
  * it when the test ends. `serveRequest` speaks to it the way a careful client does: over HTTPS
  * it trusts only the bundle's roots and checks the URI SAN (spiffe://<td>/aztp/serve).
  */
+import assert from "node:assert/strict";
+import { randomBytes, type KeyObject } from "node:crypto";
 import { request as httpRequest } from "node:http";
 import { request as httpsRequest, type RequestOptions } from "node:https";
 import type { PeerCertificate } from "node:tls";
 import type { TestContext } from "node:test";
+import { SignJWT } from "jose";
 import { EmbeddedAuthority } from "../../src/authority/authority.js";
 import type { ApiKeyScope } from "../../src/store/api-key-scope.js";
 import { jsonLogger } from "../../src/serve/log.js";
 import { openServeBackend } from "../../src/serve/open.js";
 import { startServe as start, type RunningServe, type ServeOptions } from "../../src/serve/server.js";
+import { Certificate } from "../../src/spiffe/certificate.js";
+import { generateWorkloadKey } from "../../src/spiffe/csr.js";
+import { exportPrivateKeyPem } from "../../src/spiffe/keys.js";
+import { encodePem } from "../../src/spiffe/pem.js";
+import { isPostgresUrl } from "../../src/store/open-stores.js";
 import { tempDir } from "./authority-util.js";
 
 export interface StartedServe {
@@ -20,6 +28,7 @@ export interface StartedServe {
   bundlePem: string;
   /** An unscoped key. */
   apiKey: string;
+  /** The home folder, or the PostgreSQL URL, it serves. */
   home: string;
   trustDomain: string;
   running: RunningServe;
@@ -31,9 +40,15 @@ export interface StartedServe {
 }
 
 export interface StartServeTestOptions extends Omit<ServeOptions, "store" | "backend" | "logger"> {
-  /** A home folder with an authority; default: a fresh one (trust domain `trustDomain`). */
+  /**
+   * A home folder with an authority; or a PostgreSQL URL (see helpers/pg.ts), where an
+   * authority of `trustDomain` is created when the database holds none; default: a fresh home
+   * folder (trust domain `trustDomain`).
+   */
   store?: string;
   trustDomain?: string;
+  /** The key-encryption key of a PostgreSQL store's CA keys (default: a random one). */
+  kek?: Buffer;
 }
 
 export async function startServe(t: TestContext, options: StartServeTestOptions = {}): Promise<StartedServe> {
@@ -48,8 +63,10 @@ export async function startServe(t: TestContext, options: StartServeTestOptions 
     options.logLevel ?? "debug",
     (line) => void logs.push(JSON.parse(line) as Record<string, unknown>),
   );
-  const backend = await openServeBackend(home);
-  const { store: _s, trustDomain: _td, ...rest } = options;
+  const backend = isPostgresUrl(home)
+    ? await openServeBackend(home, { kek: options.kek ?? randomBytes(32), createTrustDomain: trustDomain })
+    : await openServeBackend(home);
+  const { store: _s, trustDomain: _td, kek: _k, ...rest } = options;
   const running = await start({ host: "127.0.0.1", port: 0, ...rest, backend, logger });
   let stopped = false;
   const stop = async (): Promise<void> => {
@@ -162,4 +179,68 @@ export function serveRequest(base: string, path: string, o: ServeRequestOptions 
 /** serveRequest bound to a started service, trusting its bundle and sending its default key. */
 export function client(s: StartedServe): (path: string, o?: ServeRequestOptions) => Promise<ServeAnswer> {
   return (path, o = {}) => serveRequest(s.url, path, { ca: s.bundlePem, key: s.apiKey, ...o });
+}
+
+// ---- workloads and their token requests, as the OAuth tests make them ----
+
+export interface Workload {
+  id: string;
+  key: KeyObject;
+  /** PKCS#8 PEM: what the MCP SDK's PrivateKeyJwtProvider takes. */
+  keyPem: string;
+  x5c: string[];
+}
+
+/** A workload issued through the service's API (CSR in, SVID out): its key stays here. */
+export async function workload(base: string, ca: string | undefined, apiKey: string, name: string): Promise<Workload> {
+  const wk = await generateWorkloadKey();
+  const r = await serveRequest(base, "/v1/identities", {
+    body: { request: { name }, csr: encodePem("CERTIFICATE REQUEST", wk.csr) },
+    key: apiKey,
+    ...(ca !== undefined ? { ca } : {}),
+  });
+  assert.equal(r.status, 201, r.text);
+  return {
+    id: r.json.record.spiffeId,
+    key: wk.privateKey,
+    keyPem: exportPrivateKeyPem(wk.privateKey),
+    x5c: Certificate.parsePem(r.json.svid.chainPem).map((c) => c.der.toString("base64")),
+  };
+}
+
+/** What the MCP SDK's PrivateKeyJwtProvider signs ({alg, typ: "JWT"}, no kid), claims overridable. */
+export async function sdkAssertion(
+  w: Workload,
+  aud: string,
+  claims: Record<string, unknown> = {},
+  header: Record<string, unknown> = {},
+): Promise<string> {
+  const now = Math.floor(Date.now() / 1000);
+  return new SignJWT({
+    iss: w.id,
+    sub: w.id,
+    aud,
+    iat: now,
+    exp: now + 300,
+    jti: randomBytes(8).toString("hex"),
+    ...claims,
+  })
+    .setProtectedHeader({ alg: "ES256", typ: "JWT", ...header })
+    .sign(w.key);
+}
+
+/** A raw token request: a form POST, as curl sends it. */
+export function tokenRequest(
+  base: string,
+  params: Record<string, string | undefined>,
+  o: { key?: string; ca?: string; path?: string } = {},
+): Promise<ServeAnswer> {
+  const form = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) if (v !== undefined) form.set(k, v);
+  return serveRequest(base, o.path ?? "/oauth/token", {
+    raw: form.toString(),
+    headers: { "content-type": "application/x-www-form-urlencoded" },
+    ...(o.key !== undefined ? { key: o.key } : {}),
+    ...(o.ca !== undefined ? { ca: o.ca } : {}),
+  });
 }

@@ -144,7 +144,7 @@ export function register(program: Command, ctx: CliContext): void {
     )
     .option(
       "--scope <scope>",
-      "an OAuth scope the authorization server offers (scopes_supported; repeatable): no token carries another",
+      "an OAuth scope the authorization server offers (scopes_supported; repeatable): no token carries another, and a token request naming none gets those the client's policies allow",
       collect,
       [],
     )
