@@ -372,6 +372,50 @@ function suite(kind: TransportKind): void {
     );
   });
 
+  it("audit mode, a server that fails its proof at initialize: each call still goes, and is recorded audit-only with the proof's failure code before its answer is handed on", async (t) => {
+    const { home, aztp: c } = fixture(t);
+    const secured = await harness(t, c, home);
+    const plain = await harness(t, c, home, { name: "plain", unsecured: true, mode: "audit" });
+
+    // A secured server proving another ID than expected: the unsigned call reaches it and it
+    // refuses it (no token); the refusal is on record, with why nothing was signed.
+    const { client: wrong, audit: wrongAudit } = await securedClient(t, c, home, "wrong", {
+      mode: "audit",
+      expectedServer: idOf("someone-else"),
+    });
+    await withTimeout(secured.connect(wrong), 20_000, "connect");
+    await rejectsWithData(
+      wrong.callTool({ name: "echo", arguments: { text: "x" } }),
+      ErrorCodes.INVOCATION_MISSING,
+      "unsigned call",
+    );
+    assert.deepEqual(
+      (await wrongAudit()).map((e) => [e.tool, e.decision, e.reason, e.outcome, e.callee]),
+      [["echo", "audit-only", ErrorCodes.PEER_NOT_AUTHORIZED, "error", "unknown"]],
+    );
+
+    // A plain MCP server proving nothing: its answer is handed on, recorded as unproven.
+    const { client: blind, audit: blindAudit } = await securedClient(t, c, home, "blind", { mode: "audit" });
+    await withTimeout(plain.connect(blind), 20_000, "connect");
+    assert.equal(toolAnswer(await blind.callTool({ name: "echo", arguments: { text: "y" } })).value, "y");
+    assert.deepEqual(
+      (await blindAudit()).map((e) => [e.tool, e.decision, e.reason, e.outcome, e.callee, e.jti ?? null]),
+      [["echo", "audit-only", ErrorCodes.PROOF_INVALID, "ok", "unknown", null]],
+    );
+
+    // The passing twin: the right ID in audit mode is signed and allowed.
+    const { client: right, audit: rightAudit } = await securedClient(t, c, home, "right", {
+      mode: "audit",
+      expectedServer: idOf("tools"),
+    });
+    await secured.connect(right);
+    assert.equal(toolAnswer(await right.callTool({ name: "echo", arguments: { text: "z" } })).value, "z");
+    assert.deepEqual(
+      (await rightAudit()).map((e) => [e.decision, e.reason ?? null, e.callee]),
+      [["allow", null, idOf("tools")]],
+    );
+  });
+
   it("stateless use (MCP 2026-07-28): with serverId given, a server whose initialize carries no proof is still called with signed tokens and checked receipts", async (t) => {
     // MCP 2026-07-28 drops initialize and sessions, so a client there never gets the proof of
     // possession: it must be told the server's ID (serverId) and rely on each call's token

@@ -66,10 +66,21 @@ export interface UnsignedSentCall {
   /** The digest of the canonical arguments, or "unencodable". */
   readonly argsDigest: string;
   readonly startedAt: number;
+  /**
+   * Why a server expected to prove itself got the call unsigned (audit mode only: its proof
+   * failed at initialize, or it gave none and no serverId was given): recorded as the reason,
+   * the code enforce mode would have refused with.
+   */
+  readonly unproven?: AztpError;
+  readonly toolCallId?: string;
 }
 
 /** A call that left: signed, or sent unsigned to an unsecured server. */
 export type SentCall = PreparedCall | UnsignedSentCall;
+
+function validToolCallId(id: unknown): id is string {
+  return typeof id === "string" && id.length > 0 && id.length <= MAX_TOOL_CALL_ID_LENGTH;
+}
 
 function isSigned(call: SentCall): call is PreparedCall {
   return "token" in call;
@@ -144,7 +155,13 @@ export class CallerGuard {
    * that could not be recorded. Arguments RFC 8785 cannot represent are sent all the same (the
    * server reads JSON, not a digest) and recorded as "unencodable".
    */
-  async prepareUnsigned(call: { audience: string; tool: string; args: unknown }): Promise<UnsignedSentCall> {
+  async prepareUnsigned(call: {
+    audience: string;
+    tool: string;
+    args: unknown;
+    unproven?: AztpError;
+    toolCallId?: string;
+  }): Promise<UnsignedSentCall> {
     const down = this.#audit.unavailable();
     const unavailable = down === undefined ? undefined : await down;
     if (unavailable !== undefined) throw unavailable;
@@ -154,7 +171,15 @@ export class CallerGuard {
     } catch {
       // recorded as such: the call itself goes as the host sent it
     }
-    return { audience: call.audience, tool: call.tool, args: call.args, argsDigest, startedAt: performance.now() };
+    return {
+      audience: call.audience,
+      tool: call.tool,
+      args: call.args,
+      argsDigest,
+      startedAt: performance.now(),
+      ...(call.unproven !== undefined ? { unproven: call.unproven } : {}),
+      ...(validToolCallId(call.toolCallId) ? { toolCallId: call.toolCallId } : {}),
+    };
   }
 
   /**
@@ -202,11 +227,7 @@ export class CallerGuard {
       decision: what.decision,
       outcome: what.outcome,
       reason: what.reason,
-      ...(typeof call.toolCallId === "string" &&
-      call.toolCallId.length > 0 &&
-      call.toolCallId.length <= MAX_TOOL_CALL_ID_LENGTH
-        ? { toolCallId: call.toolCallId }
-        : {}),
+      ...(validToolCallId(call.toolCallId) ? { toolCallId: call.toolCallId } : {}),
     });
   }
 
@@ -232,17 +253,21 @@ export class CallerGuard {
    * An unsigned call (`prepareUnsigned`) has no receipt to check, by configuration: it is
    * recorded as audit mode records a call whose receipt is missing (decision `audit-only`,
    * reason ERR_RECEIPT_MISSING, no receipt), with the outcome as the server answered it, and
-   * the result stands; only an entry that could not be written rejects (enforce mode).
+   * the result stands; only an entry that could not be written rejects (enforce mode). One sent
+   * unsigned because the server failed its proof (audit mode, `unproven`) is recorded the same
+   * way, with the proof's failure code as the reason: what enforce mode would have refused.
    */
   async settle(
     prepared: SentCall,
     answer: { result: unknown; receipt: unknown; isError?: boolean; reason?: string },
   ): Promise<VerifiedReceipt | undefined> {
     if (!isSigned(prepared)) {
-      const missing = new AztpError(
-        ErrorCodes.RECEIPT_MISSING,
-        `${prepared.audience} is an unsecured server: it signs no receipt for ${prepared.tool}`,
-      );
+      const missing =
+        prepared.unproven ??
+        new AztpError(
+          ErrorCodes.RECEIPT_MISSING,
+          `${prepared.audience} is an unsecured server: it signs no receipt for ${prepared.tool}`,
+        );
       const outcome = answer.isError === true ? "error" : "ok";
       const unrecorded = await this.#record(prepared, answer, undefined, missing, undefined, outcome, "audit-only");
       if (unrecorded !== undefined) throw unrecorded;
@@ -312,6 +337,7 @@ export class CallerGuard {
   ): Promise<AztpError | undefined> {
     if (!this.#audit.enabled) return Promise.resolve(undefined);
     const signed = isSigned(prepared) ? prepared : undefined;
+    const unsignedToolCallId = signed === undefined ? (prepared as UnsignedSentCall).toolCallId : undefined;
     // A verified receipt holds the digest of this very result; compute it only otherwise.
     let resultDigest = verified?.claims.result_sha256;
     if (resultDigest === undefined && answer.result !== undefined) {
@@ -360,7 +386,9 @@ export class CallerGuard {
             ...(signed.claims.tcid ? { toolCallId: signed.claims.tcid } : {}),
             token: signed.token,
           }
-        : {}),
+        : unsignedToolCallId !== undefined
+          ? { toolCallId: unsignedToolCallId }
+          : {}),
       ...(typeof answer.receipt === "string" ? { receipt: answer.receipt } : {}),
     });
   }

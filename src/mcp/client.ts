@@ -90,6 +90,11 @@ export class ServerBinding {
   serverId: SpiffeId | undefined;
   /** The serial of the server's SVID last seen (its proof, then its receipts), for revocation checks. */
   serial: string | undefined;
+  /**
+   * Why the server's last handshake proved no identity (audit mode lets it through): each call
+   * then goes unsigned, and is recorded with this as the reason, as enforce mode would refuse it.
+   */
+  unproven: AztpError | undefined;
   constructor(serverId?: string) {
     this.serverId = serverId ? SpiffeId.parse(serverId) : undefined;
   }
@@ -212,13 +217,12 @@ export function clientHooks(
       });
       binding.serverId = proven.id;
       binding.serial = proven.serial;
+      binding.unproven = undefined;
     } catch (e) {
       const error = e instanceof AztpError ? e : new AztpError(ErrorCodes.PROOF_INVALID, String(e));
-      if (ownGuard.mode === "enforce")
-        return errorResponse(
-          id,
-          new AztpError(error.code, `server identity not proven at initialize: ${error.message}`),
-        );
+      const unproven = new AztpError(error.code, `server identity not proven at initialize: ${error.message}`);
+      if (ownGuard.mode === "enforce") return errorResponse(id, unproven);
+      binding.unproven = unproven;
     }
     return answer;
   };
@@ -309,6 +313,38 @@ export function clientHooks(
     return answer;
   };
 
+  /**
+   * Sends a tools/call unsigned, on record: to a server told to be unsecured, or (audit mode) to
+   * one that proved no identity to address a token to (`unproven`, the reason its entry gives).
+   * Recorded when its answer comes, as a signed call is (callAnswer, CallerGuard.settle), and
+   * refused before it leaves when the log cannot record it (enforce mode).
+   */
+  const sendUnsigned = async (
+    message: JSONRPCMessage & { id: RequestId },
+    params: Record<string, unknown>,
+    audience: string,
+    sendOptions: unknown,
+    unproven?: AztpError,
+  ): Promise<JSONRPCMessage> => {
+    const acting = actingCaller();
+    const guard = acting?.guard ?? ownGuard;
+    const prepared = await guard.prepareUnsigned({
+      audience,
+      tool: params.name as string,
+      args: argumentsOf(params),
+      ...(unproven !== undefined ? { unproven } : {}),
+      ...(acting?.toolCallId !== undefined ? { toolCallId: acting.toolCallId } : {}),
+    });
+    calls.set(message.id, { prepared, guard, acting });
+    // On its way, and this client records what comes of it: the agent's middleware must not
+    // record it again as never signed.
+    if (acting !== undefined) acting.outcome = { audience, tool: prepared.tool, status: "error" };
+    const signal = (sendOptions as { requestSignal?: AbortSignal } | undefined)?.requestSignal;
+    const id = message.id;
+    signal?.addEventListener("abort", () => unanswered(id, Unanswered.CANCELLED), { once: true });
+    return message;
+  };
+
   return {
     async outgoing(message, sendOptions) {
       if (isNotification(message) && message.method === "notifications/cancelled") {
@@ -319,18 +355,7 @@ export function clientHooks(
       const params = isJsonObject(message.params) ? message.params : {};
       if (unsecured !== undefined) {
         if (message.method !== "tools/call" || typeof params.name !== "string") return message;
-        const acting = actingCaller();
-        const guard = acting?.guard ?? ownGuard;
-        const prepared = await guard.prepareUnsigned({
-          audience: unsecured,
-          tool: params.name,
-          args: argumentsOf(params),
-        });
-        calls.set(message.id, { prepared, guard, acting });
-        const signal = (sendOptions as { requestSignal?: AbortSignal } | undefined)?.requestSignal;
-        const id = message.id;
-        signal?.addEventListener("abort", () => unanswered(id, Unanswered.CANCELLED), { once: true });
-        return message;
+        return sendUnsigned(message, params, unsecured, sendOptions);
       }
       if (HANDSHAKES.has(message.method)) {
         const challenge = newChallenge(ownGuard.id);
@@ -345,17 +370,23 @@ export function clientHooks(
       const acting = actingCaller();
       const guard = acting?.guard ?? ownGuard;
       if (binding.serverId === undefined) {
-        if (isList || guard.mode === "audit") return message; // nothing to address a token to
+        if (isList) return message; // nothing to address a token to
+        const unaddressed = new AztpError(
+          ErrorCodes.INVOCATION_AUDIENCE_MISMATCH,
+          "the server has not proven an AZTP identity, so there is no audience to sign for: connect to a secured server, or pass serverId",
+        );
+        // Audit mode lets the call go, unsigned (there is no audience to sign for), and records it
+        // with the reason enforce mode refuses for (the failed proof, else this): audit mode never
+        // records less.
+        if (guard.mode === "audit")
+          return sendUnsigned(message, params, "unknown", sendOptions, binding.unproven ?? unaddressed);
         const refused = await guard.refuse(
           {
             tool: params.name as string,
             args: argumentsOf(params),
             ...(acting?.toolCallId !== undefined ? { toolCallId: acting.toolCallId } : {}),
           },
-          new AztpError(
-            ErrorCodes.INVOCATION_AUDIENCE_MISMATCH,
-            "the server has not proven an AZTP identity, so there is no audience to sign for: connect to a secured server, or pass serverId",
-          ),
+          unaddressed,
         );
         // Recorded here: the agent's middleware must not record it again as never signed.
         if (acting !== undefined)
