@@ -320,6 +320,27 @@ describe("aztp mcp bridge holds the server to its identity", () => {
     assert.equal(textOf(await right.client.callTool({ name: "echo", arguments: { text: "proven" } })), "proven");
   });
 
+  it("--mode audit with a server that proves another ID than --expected-server: the call goes unsigned and is on record, audit-only with the proof's code, before the host has its answer", async (t) => {
+    const { home, aztp: c } = fixture(t);
+    const server = await securedHttpServer(t, c, home);
+    const { client } = await hostThroughBridge(t, home, "desk", [
+      "--url",
+      server.url,
+      "--expected-server",
+      idOf("someone-else"),
+      "--mode",
+      "audit",
+    ]);
+    const r = (await client.callTool({ name: "echo", arguments: { text: "unproven" } })) as CallToolResult;
+    assert.equal(r.isError, true, "the server refuses the unsigned call");
+    assert.match(textOf(r), new RegExp(ErrorCodes.INVOCATION_MISSING));
+    const own = await bridgeAudit(home, "desk", 1);
+    assert.deepEqual(
+      own.map((e) => [e.side, e.caller, e.callee, e.tool, e.decision, e.reason, e.outcome]),
+      [["caller", idOf("desk"), "unknown", "echo", "audit-only", ErrorCodes.PEER_NOT_AUTHORIZED, "error"]],
+    );
+  });
+
   it("with no --expected-server, the first server is pinned, and another one at the same URL is refused later; the first serves again", async (t) => {
     const { home, aztp: c } = fixture(t);
     // One URL, two secured servers of different identities behind it, switched by the test.
