@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { createHmac, generateKeyPairSync } from "node:crypto";
 import { randomBytes } from "node:crypto";
 import { execFile } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { describe, it, type TestContext } from "node:test";
@@ -495,14 +495,19 @@ describe("the README's authorization server section", () => {
       0,
       `until curl -s -o /dev/null --cacert root.pem https://localhost:${port}/healthz; do sleep 0.2; done`,
     );
-    const script = [
-      "set -euo pipefail",
-      `aztp() { node --import ${JSON.stringify(import.meta.resolve("tsx"))} ${JSON.stringify(CLI)} "$@"; }`,
-      "trap 'kill $(jobs -p) 2>/dev/null; wait' EXIT",
-      ...lines,
-    ].join("\n");
+    // `aztp` as an installed bin would be: an executable that execs node, so the background
+    // `aztp serve ... &` is the service's own process, which the trap's kill reaches (a shell
+    // function would put a subshell in between, and the service would outlive the test).
+    const bin = join(dir, "bin");
+    mkdirSync(bin);
+    writeFileSync(
+      join(bin, "aztp"),
+      `#!/bin/sh\nexec ${JSON.stringify(process.execPath)} --import ${JSON.stringify(import.meta.resolve("tsx"))} ${JSON.stringify(CLI)} "$@"\n`,
+      { mode: 0o755 },
+    );
+    const script = ["set -euo pipefail", "trap 'kill $(jobs -p) 2>/dev/null; wait' EXIT", ...lines].join("\n");
     const out = await new Promise<string>((resolve, reject) => {
-      const env: NodeJS.ProcessEnv = { ...process.env };
+      const env: NodeJS.ProcessEnv = { ...process.env, PATH: `${bin}:${process.env.PATH ?? ""}` };
       // The children are no part of this test run, and use the folders the script names.
       for (const k of ["NODE_TEST_CONTEXT", "AZTP_HOME", "AZTP_SERVER", "AZTP_API_KEY", "AZTP_TRUST_BUNDLE"])
         delete env[k];
