@@ -363,6 +363,20 @@ export const ErrorCodes = {
   /** The client (or an ancestor, or the SVID that signed) is revoked. */
   OAUTH_CLIENT_REVOKED: "ERR_OAUTH_CLIENT_REVOKED",
 
+  // People in the chain (invocation/on-behalf-of.ts, people/, DESIGN §13)
+  /** An on-behalf-of token does not verify (`rule`: signature, kid, expired, audience, binding, act, revoked, ...). */
+  ON_BEHALF_OF_INVALID: "ERR_ON_BEHALF_OF_INVALID",
+  /** A person's token comes from an OpenID Provider no trust domain here trusts. */
+  PERSON_ISSUER_UNTRUSTED: "ERR_PERSON_ISSUER_UNTRUSTED",
+  /** A person's token (an ID token or a JWT access token) does not verify (`rule`: signature, aud, azp, nonce, expired, ...). */
+  PERSON_TOKEN_INVALID: "ERR_PERSON_TOKEN_INVALID",
+  /** A token exchange names an actor that may not act for the subject token's holder (`rule` says why). */
+  TOKEN_EXCHANGE_ACTOR_NOT_ALLOWED: "ERR_TOKEN_EXCHANGE_ACTOR_NOT_ALLOWED",
+  /** Policy lets this call run only with a person's approval, and it carries none; `detail` is what must be approved. */
+  APPROVAL_REQUIRED: "ERR_APPROVAL_REQUIRED",
+  /** The approval the call carries does not hold for it (`rule`: another call, expired, approver, signature, replayed, ...). */
+  APPROVAL_INVALID: "ERR_APPROVAL_INVALID",
+
   // Any layer
   /** An argument to a function or an option is not what it must be; the message names it and the rule. */
   ARGUMENT_INVALID: "ERR_ARGUMENT_INVALID",
@@ -381,17 +395,30 @@ export class AztpError extends Error {
    * like the code; docs/protocol.md lists each token kind's rules.
    */
   readonly rule?: string;
+  /**
+   * What a caller needs to act on the refusal, as JSON: for ERR_APPROVAL_REQUIRED, the approval
+   * request (callee, tool, argument digest, reason). Never key material or whole tokens.
+   */
+  readonly detail?: Readonly<Record<string, unknown>>;
 
-  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; rule?: string }) {
+  constructor(
+    code: ErrorCode,
+    message: string,
+    options?: { cause?: unknown; rule?: string; detail?: Readonly<Record<string, unknown>> },
+  ) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
     if (options?.rule !== undefined) this.rule = options.rule;
+    if (options?.detail !== undefined) this.detail = options.detail;
   }
 
-  toJSON(): { code: ErrorCode; message: string; rule?: string } {
-    return this.rule === undefined
-      ? { code: this.code, message: this.message }
-      : { code: this.code, message: this.message, rule: this.rule };
+  toJSON(): { code: ErrorCode; message: string; rule?: string; detail?: Readonly<Record<string, unknown>> } {
+    return {
+      code: this.code,
+      message: this.message,
+      ...(this.rule !== undefined ? { rule: this.rule } : {}),
+      ...(this.detail !== undefined ? { detail: this.detail } : {}),
+    };
   }
 }
 

@@ -90,6 +90,20 @@ export interface AuditEntry {
   readonly sanitized?: readonly string[];
   /** SPIFFE IDs of the delegation chain, outermost delegator first. */
   readonly delegation?: readonly string[];
+  /**
+   * The person the call was made for, `<issuer>#<subject>` (their OpenID Provider and their
+   * `sub` there), as the on-behalf-of token the caller signed in said (verified on the callee's
+   * side when `callerVerified`).
+   */
+  readonly person?: string;
+  /** The person's e-mail, only when the log's configuration allows display claims. */
+  readonly personEmail?: string;
+  /** The agents that acted for the person, the first one first (the act chain). */
+  readonly actors?: readonly string[];
+  /** The person who approved this call (`<issuer>#<subject>`), when policy required an approval. */
+  readonly approvedBy?: string;
+  /** When they approved it (ISO 8601). */
+  readonly approvedAt?: string;
   readonly decision: AuditDecision;
   /** The error code behind a deny (or behind an audit-only acceptance). */
   readonly reason?: string;
@@ -266,6 +280,9 @@ const INPUT_FIELDS: readonly (readonly [string, FieldSpec])[] = [
   ...text(true, "callee", "tool", "argsDigest"),
   ["args", field(false, () => null)], // anything: made storable when it is kept
   ["delegation", field(false, stringArray(false))],
+  ...text(false, "person", "personEmail", "approvedBy"),
+  ["actors", field(false, stringArray(false))],
+  ["approvedAt", field(false, isoTime)],
   ["decision", field(true, oneOf(DECISIONS))],
   ...text(false, "reason"),
   ["outcome", field(false, oneOf(OUTCOMES))],
@@ -294,7 +311,18 @@ const STORED_V2 = fieldTable([
  * callerVerified, no toolCallId), with every text field non-empty and delegation checked
  * strictly, between the sequence and the chain fields.
  */
-const V1_UNKNOWN = new Set(["time", "callerVerified", "toolCallId", "authMethod", "accessTokenJti"]);
+const V1_UNKNOWN = new Set([
+  "time",
+  "callerVerified",
+  "toolCallId",
+  "authMethod",
+  "accessTokenJti",
+  "person",
+  "personEmail",
+  "actors",
+  "approvedBy",
+  "approvedAt",
+]);
 const STORED_V1 = fieldTable([
   ["v", field(true, (v) => (v === 1 ? null : "version 1"))],
   ["seq", field(true, (v) => (isPositiveSafeInteger(v) ? null : "a positive integer"))],
@@ -422,6 +450,16 @@ export function entryFields(
     if (all.length > max) notes.add("delegation", `${all.length} IDs, the first ${max} kept`);
     delegation = all.slice(0, max).map((id, i) => text(`delegation[${i}]`, id));
   }
+  let actors: string[] | undefined;
+  if (input.actors !== undefined) {
+    const all = input.actors;
+    const max = ENTRY_TEXT_LIMITS.delegation;
+    if (all.length > max) notes.add("actors", `${all.length} IDs, the first ${max} kept`);
+    actors = all.slice(0, max).map((id, i) => text(`actors[${i}]`, id));
+  }
+  const person = optional("person", input.person);
+  const personEmail = optional("personEmail", input.personEmail);
+  const approvedBy = optional("approvedBy", input.approvedBy);
   const jti = optional("jti", input.jti);
   const accessTokenJti = optional("accessTokenJti", input.accessTokenJti);
   const reason = optional("reason", input.reason);
@@ -434,6 +472,9 @@ export function entryFields(
   const sanitized = notes.list();
   const e: { -readonly [K in keyof UnsealedEntry]?: UnsealedEntry[K] } = {};
   if (accessTokenJti !== undefined) e.accessTokenJti = accessTokenJti;
+  if (actors !== undefined) e.actors = actors;
+  if (input.approvedAt !== undefined) e.approvedAt = input.approvedAt;
+  if (approvedBy !== undefined) e.approvedBy = approvedBy;
   if (args !== undefined) e.args = args.value;
   e.argsDigest = argsDigest;
   if (args !== undefined && args.omitted.length > 0) e.argsOmitted = args.omitted;
@@ -446,6 +487,8 @@ export function entryFields(
   if (input.durationMs !== undefined) e.durationMs = input.durationMs;
   if (jti !== undefined) e.jti = jti;
   if (input.outcome !== undefined) e.outcome = input.outcome;
+  if (person !== undefined) e.person = person;
+  if (personEmail !== undefined) e.personEmail = personEmail;
   if (link !== undefined) e.prev = link.prev;
   if (reason !== undefined) e.reason = reason;
   if (receipt !== undefined) e.receipt = receipt;

@@ -14,6 +14,9 @@
  */
 import type { BundleSet, BundleSource, TrustBundle } from "../spiffe/bundle.js";
 import type { PolicyDocument } from "../policy/policy.js";
+import type { KeyObject } from "node:crypto";
+import type { PersonIssuerConfig } from "../people/person-issuers.js";
+import type { TokenExchangeRequest, TokenExchangeResult } from "../people/token-exchange.js";
 import type { IssuedSvid } from "./ca.js";
 import type { IdentityLink, IdentityRecord, LinkType, PolicyEntry, RegisterRequest } from "./registry.js";
 
@@ -90,6 +93,23 @@ export interface Authority extends BundleSource {
     request: AccessTokenRequest,
     assertion: (audience: string) => string,
   ): Promise<AccessTokenResult>;
+
+  /**
+   * RFC 8693 token exchange (people/token-exchange.ts): a person's token (or an on-behalf-of
+   * token to extend to a sub-agent) for an on-behalf-of token bound to `id`'s SVID key
+   * `proof.key`. `proof.assertion` signs a client assertion with that key: a remote authority
+   * sends it to its token endpoint as the `actor_token`; the embedded one, in this process,
+   * checks the key against the identity's SVIDs instead.
+   */
+  exchangeToken(
+    id: string,
+    request: TokenExchangeRequest,
+    proof: { key: KeyObject; assertion: (audience: string) => string },
+  ): Promise<TokenExchangeResult>;
+  /** The OpenID Providers trusted to say who a person is, in `trustDomain` (default: the default one). */
+  personIssuers(trustDomain?: string): PersonIssuerConfig[] | Promise<PersonIssuerConfig[]>;
+  addPersonIssuer(config: PersonIssuerConfig, trustDomain?: string): Promise<PersonIssuerConfig>;
+  removePersonIssuer(issuer: string, trustDomain?: string): Promise<boolean>;
 
   get(id: string): IdentityRecord | Promise<IdentityRecord>;
   find(id: string): IdentityRecord | undefined | Promise<IdentityRecord | undefined>;

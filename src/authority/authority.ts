@@ -18,7 +18,7 @@
  * processes by the store, so two processes issuing at once neither corrupt it nor lose each
  * other's writes; serials are 128 random bits, unique without coordination.
  */
-import { createPublicKey, randomUUID, type KeyObject } from "node:crypto";
+import { createPublicKey, randomUUID, type JsonWebKey, type KeyObject } from "node:crypto";
 import { resolve } from "node:path";
 import { AztpError, ErrorCodes } from "../errors.js";
 import { BundleSet, TrustBundle, type BundleSource } from "../spiffe/bundle.js";
@@ -47,6 +47,15 @@ import type { IdentityRecord, LinkType, RegisterRequest, RegistryState } from ".
 import type { RegistryStore } from "./registry-store.js";
 import { DEFAULT_REVOCATION_LIST_VALIDITY_SECONDS, signRevocationList } from "./revocation-list.js";
 import type { RegistrySnapshot } from "./snapshot.js";
+import { checkPersonIssuerConfig, PersonIssuers, type PersonIssuerConfig } from "../people/person-issuers.js";
+import {
+  exchangeToken,
+  type TokenExchangeDeps,
+  type TokenExchangeRequest,
+  type TokenExchangeResult,
+} from "../people/token-exchange.js";
+import { keyThumbprint } from "../invocation/on-behalf-of.js";
+import { Trust } from "../invocation/trust.js";
 import { HomeStore } from "./store.js";
 
 export const DEFAULT_TRUST_DOMAIN = "aztp.local";
@@ -92,6 +101,9 @@ export class EmbeddedAuthority implements Authority, BundleSource {
   private config: AuthorityConfig;
   readonly #tds = new Map<string, LoadedTrustDomain>();
   #oauthIssuer: string | undefined;
+  /** Per trust domain: the providers' verifier, kept while its configuration is unchanged (its key caches with it). */
+  readonly #personIssuers = new Map<string, { json: string; issuers: PersonIssuers }>();
+  #trust: Trust | undefined;
 
   private bundles: BundleSet | undefined;
   private bundlesVersion = 0;
@@ -488,6 +500,114 @@ export class EmbeddedAuthority implements Authority, BundleSource {
       ...(cap !== undefined ? { notAfter: cap } : {}),
       now,
     });
+  }
+
+  /** The OpenID Providers trusted to say who a person is, in `trustDomain` (default: the default one). */
+  personIssuers(trustDomain?: string): PersonIssuerConfig[] {
+    const td = trustDomain === undefined ? this.defaultTrustDomain : TrustDomain.parse(trustDomain).name;
+    return structuredClone(this.config.personIssuers?.[td] ?? []);
+  }
+
+  /** Trusts `config`'s provider in `trustDomain` (replacing its earlier configuration, if any). */
+  async addPersonIssuer(config: PersonIssuerConfig, trustDomain?: string): Promise<PersonIssuerConfig> {
+    const checked = checkPersonIssuerConfig(config);
+    const td = trustDomain === undefined ? this.defaultTrustDomain : TrustDomain.parse(trustDomain).name;
+    if (!this.#tds.has(td))
+      throw new AztpError(ErrorCodes.TRUST_DOMAIN_NOT_ALLOWED, `this authority holds no trust domain ${td}`);
+    this.config = await this.#caStore.updateConfig((c) => {
+      const all = { ...(c.personIssuers ?? {}) };
+      all[td] = [...(all[td] ?? []).filter((i) => i.issuer !== checked.issuer), checked];
+      return { ...c, personIssuers: all };
+    });
+    this.configVersion = await this.#caStore.configVersion();
+    return structuredClone(checked);
+  }
+
+  /** Stops trusting `issuer` in `trustDomain`; false when it was not trusted there. */
+  async removePersonIssuer(issuer: string, trustDomain?: string): Promise<boolean> {
+    const td = trustDomain === undefined ? this.defaultTrustDomain : TrustDomain.parse(trustDomain).name;
+    let removed = false;
+    this.config = await this.#caStore.updateConfig((c) => {
+      const all = { ...(c.personIssuers ?? {}) };
+      const before = all[td] ?? [];
+      const after = before.filter((i) => i.issuer !== issuer);
+      removed = after.length !== before.length;
+      if (after.length === 0) delete all[td];
+      else all[td] = after;
+      return { ...c, personIssuers: all };
+    });
+    this.configVersion = await this.#caStore.configVersion();
+    return removed;
+  }
+
+  /** The verifier of `trustDomain`'s trusted providers (their keys cached while the configuration holds). */
+  personIssuerVerifier(trustDomain: string): PersonIssuers {
+    const configs = this.config.personIssuers?.[trustDomain] ?? [];
+    const json = JSON.stringify(configs);
+    const held = this.#personIssuers.get(trustDomain);
+    if (held !== undefined && held.json === json) return held.issuers;
+    const issuers = new PersonIssuers(configs);
+    this.#personIssuers.set(trustDomain, { json, issuers });
+    return issuers;
+  }
+
+  /** This authority's own bundles and revocations, as a verifier holds them. */
+  trust(): Trust {
+    this.#trust ??= new Trust(this, { revocation: { isRevoked: (id, serial) => this.isRevoked(id, serial) } });
+    return this.#trust;
+  }
+
+  /**
+   * RFC 8693 token exchange, in this process (people/token-exchange.ts, the rule `aztp serve`'s
+   * token endpoint runs): a person's token, or an on-behalf-of token to extend, for one bound to
+   * `id`'s key. `proof.key` must be the public key of one of `id`'s unexpired SVIDs: the caller
+   * holds the identity, so no assertion is asked for.
+   */
+  async exchangeToken(
+    id: string,
+    request: TokenExchangeRequest,
+    proof: { key: KeyObject },
+  ): Promise<TokenExchangeResult> {
+    const rec = registry.getRecord(this.current().state, id);
+    if (rec.status !== "active" || this.isRevoked(rec.spiffeId))
+      throw new AztpError(ErrorCodes.TOKEN_EXCHANGE_ACTOR_NOT_ALLOWED, `${rec.spiffeId} is revoked`, {
+        rule: "revoked",
+      });
+    const jkt = keyThumbprint(proof.key);
+    const now = Date.now();
+    const known = (rec.svidKeys ?? []).some((k) => {
+      if (Date.parse(k.notAfter) <= now) return false;
+      try {
+        return keyThumbprint(createPublicKey({ key: k.jwk as JsonWebKey, format: "jwk" })) === jkt;
+      } catch {
+        return false;
+      }
+    });
+    if (!known)
+      throw new AztpError(
+        ErrorCodes.TOKEN_EXCHANGE_ACTOR_NOT_ALLOWED,
+        `the key offered is not the key of an unexpired SVID of ${rec.spiffeId}`,
+        { rule: "key" },
+      );
+    return exchangeToken(request, { spiffeId: rec.spiffeId, key: proof.key }, this.exchangeDeps());
+  }
+
+  /** What the exchange rule needs of this authority (the token endpoint of `aztp serve` uses it too). */
+  exchangeDeps(): TokenExchangeDeps {
+    return {
+      issuers: (td) => this.personIssuerVerifier(td),
+      trust: this.trust(),
+      parentOf: (sid) => {
+        // Records name their parent by AZTP ID; the act chain speaks SPIFFE IDs.
+        const parent = registry.findRecord(this.current().state, sid)?.parentIdentity;
+        return parent == null ? undefined : SpiffeId.parse(parent).toString();
+      },
+      isRevoked: (sid) => this.isRevoked(sid),
+      signingKey: (td) => {
+        const ca = this.ca(td);
+        return { key: ca.jwtKey, kid: ca.jwtKid };
+      },
+    };
   }
 
   /**

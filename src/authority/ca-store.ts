@@ -8,6 +8,7 @@
  * key-encryption key each replica is given (store/postgres/ca.ts, authority/sealed-key.ts),
  * never in plaintext.
  */
+import type { PersonIssuerConfig } from "../people/person-issuers.js";
 import type { CaKeyMaterial } from "./ca.js";
 
 export interface AuthorityConfig {
@@ -17,6 +18,11 @@ export interface AuthorityConfig {
   createdAt: string;
   /** CA rotations so far, by trust domain: a change other processes see as a new config version. */
   rotations?: Record<string, number> | undefined;
+  /**
+   * The OpenID Providers each trust domain trusts to say who a person is (people/person-issuers.ts),
+   * by trust domain: configuration every replica must see, so it lives with the trust domains.
+   */
+  personIssuers?: Record<string, PersonIssuerConfig[]> | undefined;
 }
 
 export interface CaGeneration {
@@ -52,6 +58,11 @@ export interface CaStore {
    * with the configuration after the change.
    */
   addTrustDomain(trustDomain: string, material: () => Promise<CaKeyMaterial>): Promise<AuthorityConfig>;
+  /**
+   * Changes the configuration's settings (not its trust domains or CA generations) under the
+   * store's lock, so two processes changing it at once both land. Resolves with the new one.
+   */
+  updateConfig(change: (config: AuthorityConfig) => AuthorityConfig): Promise<AuthorityConfig>;
   /** The CA generations of `trustDomain`, newest first (empty when it has none). */
   loadCa(trustDomain: string): Promise<CaGeneration[]>;
   /**

@@ -60,6 +60,14 @@ export class FileCaStore implements CaStore {
     });
   }
 
+  async updateConfig(change: (config: AuthorityConfig) => AuthorityConfig): Promise<AuthorityConfig> {
+    return this.#store.withLock(async () => {
+      const config = change(this.#store.readJson<AuthorityConfig>("authority.json"));
+      this.#store.writeJson(["authority.json"], config);
+      return config;
+    });
+  }
+
   async loadCa(trustDomain: string): Promise<CaGeneration[]> {
     const dir = ["trust-domains", trustDomain];
     if (!this.#store.exists(...dir, "root.pem")) return [];

@@ -3,10 +3,11 @@
  * its current X.509-SVID, and rotation at half-life in the background.
  */
 import { EventEmitter } from "node:events";
-import type { KeyObject } from "node:crypto";
+import { createPublicKey, type KeyObject } from "node:crypto";
 import { AztpError, ErrorCodes } from "../errors.js";
 import type { AccessTokenRequest, AccessTokenResult, Authority } from "../authority/authority-api.js";
 import { signClientAssertion } from "../oauth/client-assertion.js";
+import { subjectTokenTypeOf, type TokenExchangeResult } from "../people/token-exchange.js";
 import type { IdentityRecord } from "../authority/registry.js";
 import { Certificate } from "../spiffe/certificate.js";
 import { generateWorkloadKey } from "../spiffe/csr.js";
@@ -135,6 +136,34 @@ export class AgentIdentity extends EventEmitter<IdentityEvents> {
     const key = this.#key;
     return this.#authority.accessToken(this.spiffeId, request, (audience) =>
       signClientAssertion({ clientId: this.spiffeId, audience, key }),
+    );
+  }
+
+  /**
+   * This agent acting for a person (DESIGN §13): exchanges the person's token (an ID token or a
+   * JWT access token of a provider its trust domain trusts), or a parent agent's on-behalf-of
+   * token to extend, for an on-behalf-of token bound to this identity's current SVID key (RFC
+   * 8693 with `act` and `cnf`). Sign calls with it (`onBehalfOf`); after a rotation, exchange
+   * again (the new key is another binding).
+   */
+  async actFor(
+    subjectToken: string,
+    options: { resources?: readonly string[]; scopes?: readonly string[]; ttlSeconds?: number } = {},
+  ): Promise<TokenExchangeResult> {
+    const key = this.#key;
+    return this.#authority.exchangeToken(
+      this.spiffeId,
+      {
+        subjectToken,
+        subjectTokenType: subjectTokenTypeOf(subjectToken),
+        ...(options.resources !== undefined ? { resources: options.resources } : {}),
+        ...(options.scopes !== undefined ? { scopes: options.scopes } : {}),
+        ...(options.ttlSeconds !== undefined ? { ttlSeconds: options.ttlSeconds } : {}),
+      },
+      {
+        key: createPublicKey(key),
+        assertion: (audience) => signClientAssertion({ clientId: this.spiffeId, audience, key }),
+      },
     );
   }
 

@@ -13,6 +13,9 @@
  * (ERR_AUTHORITY_REMOTE_UNAVAILABLE) but not verification, and the feeds recover by themselves
  * when it is back.
  */
+import type { KeyObject } from "node:crypto";
+import type { PersonIssuerConfig } from "../people/person-issuers.js";
+import type { TokenExchangeRequest, TokenExchangeResult } from "../people/token-exchange.js";
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { LRUCache } from "lru-cache";
@@ -285,6 +288,39 @@ export class RemoteAuthority implements Authority {
       expiresAt: new Date(sent + expiresIn * 1000),
       scopes: typeof scope === "string" && scope !== "" ? scope.split(" ") : [],
     };
+  }
+
+  /**
+   * RFC 8693 token exchange at the service's token endpoint: the actor authenticates with
+   * `actor_token`, a private_key_jwt signed by its SVID key (with `x5c`), whose key the token is
+   * then bound to.
+   */
+  async exchangeToken(
+    id: string,
+    request: TokenExchangeRequest,
+    proof: { key: KeyObject; assertion: (audience: string) => string },
+  ): Promise<TokenExchangeResult> {
+    void id;
+    void request;
+    void proof;
+    throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "token exchange through aztp serve: not wired yet");
+  }
+
+  async personIssuers(trustDomain?: string): Promise<PersonIssuerConfig[]> {
+    void trustDomain;
+    throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "person issuers through aztp serve: not wired yet");
+  }
+
+  async addPersonIssuer(config: PersonIssuerConfig, trustDomain?: string): Promise<PersonIssuerConfig> {
+    void config;
+    void trustDomain;
+    throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "person issuers through aztp serve: not wired yet");
+  }
+
+  async removePersonIssuer(issuer: string, trustDomain?: string): Promise<boolean> {
+    void issuer;
+    void trustDomain;
+    throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "person issuers through aztp serve: not wired yet");
   }
 
   get trustDomains(): readonly string[] {

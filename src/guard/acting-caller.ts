@@ -33,6 +33,11 @@ export interface ActingCaller {
   readonly guard: CallerGuard;
   /** The delegation chain the caller acts under, root first. */
   readonly delegation?: readonly string[];
+  /**
+   * The person the call is made for: an on-behalf-of token bound to this caller's key, with the
+   * act chain of the agents it came through (invocation/on-behalf-of.ts).
+   */
+  readonly onBehalfOf?: string;
   /** The framework's id for the call (LangChain's tool-call id), signed into every token. */
   readonly toolCallId?: string;
   /**

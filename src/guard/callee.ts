@@ -119,6 +119,21 @@ function claimedCaller(token: unknown): string {
 const UNKNOWN_CALLER = "unknown";
 
 /**
+ * The person a verified call was made for, for its entry: who (issuer-qualified subject), the
+ * agents that acted for them, and the e-mail only when the exchange let it travel (the
+ * provider's configuration allows recording it).
+ */
+function personOf(v: VerifiedInvocation | undefined): { person?: string; personEmail?: string; actors?: string[] } {
+  const obo = v?.onBehalfOf;
+  if (obo === undefined) return {};
+  return {
+    person: obo.person.id,
+    ...(obo.person.claims.email !== undefined ? { personEmail: obo.person.claims.email } : {}),
+    actors: obo.actors,
+  };
+}
+
+/**
  * The tool-call id for the entry: the signed one, or for a token that did not verify the one it
  * claims (like its caller, only claimed: the entry says callerVerified false), so a refused
  * call is found by its id on both sides too.
@@ -574,6 +589,7 @@ export class CalleeGuard {
       ...(v?.claims.trace ? { traceId: v.claims.trace } : {}),
       ...toolCallIdOf(v, admission.token),
       ...(v && v.delegation.length > 0 ? { delegation: v.delegation.map((d) => d.delegator) } : {}),
+      ...personOf(v),
       ...(admission.token ? { token: admission.token } : {}),
       ...(receipt ? { receipt } : {}),
     };

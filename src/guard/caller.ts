@@ -12,6 +12,7 @@ import { canonicalDigest } from "../invocation/canonical.js";
 import { peekClaims } from "../spiffe/jws.js";
 import { signerOf, type SignerLike } from "../invocation/codec.js";
 import { createInvocation, MAX_TOOL_CALL_ID_LENGTH, type InvocationClaims } from "../invocation/invocation.js";
+import { actorsOf, personId } from "../invocation/on-behalf-of.js";
 import { verifyReceipt, type VerifiedReceipt } from "../invocation/receipt.js";
 import type { Trust } from "../invocation/trust.js";
 import { AuditRecorder, checkMode, sayIfAuditMode, type GuardMode, type UnansweredReason } from "./recorder.js";
@@ -32,6 +33,8 @@ export interface CallToSign {
   args: unknown;
   /** The delegation chain the caller acts under (root first). */
   delegation?: readonly string[];
+  /** The on-behalf-of token of the person the call is made for (bound to this caller's key). */
+  onBehalfOf?: string;
   traceId?: string;
   /** The framework's tool-call id (LangChain's), signed so both audit entries carry it. */
   toolCallId?: string;
@@ -80,6 +83,23 @@ export type SentCall = PreparedCall | UnsignedSentCall;
 
 function validToolCallId(id: unknown): id is string {
   return typeof id === "string" && id.length > 0 && id.length <= MAX_TOOL_CALL_ID_LENGTH;
+}
+
+/**
+ * The person a signed call was made for, from the on-behalf-of token it carries (this caller's
+ * own, as the exchange returned it: read, not verified again), for the caller's entry.
+ */
+function personOf(obo: string | undefined): { person?: string; personEmail?: string; actors?: string[] } {
+  if (obo === undefined) return {};
+  const c = peekClaims(obo);
+  const subId = c?.sub_id as { iss?: unknown; sub?: unknown } | undefined;
+  if (c === undefined || typeof subId?.iss !== "string" || typeof c.sub !== "string") return {};
+  const actors = actorsOf(c.act);
+  return {
+    person: personId(subId.iss, c.sub),
+    ...(typeof c.email === "string" ? { personEmail: c.email } : {}),
+    ...(actors !== undefined ? { actors } : {}),
+  };
 }
 
 function isSigned(call: SentCall): call is PreparedCall {
@@ -238,6 +258,7 @@ export class CallerGuard {
       tool: call.tool,
       args: call.args,
       ...(call.delegation ? { delegation: call.delegation } : {}),
+      ...(call.onBehalfOf !== undefined ? { onBehalfOf: call.onBehalfOf } : {}),
       ...(call.traceId ? { traceId: call.traceId } : {}),
       ...(call.toolCallId !== undefined ? { toolCallId: call.toolCallId } : {}),
     });
@@ -382,6 +403,7 @@ export class CallerGuard {
             ...(signed.claims.dlg
               ? { delegation: signed.claims.dlg.map((link) => String(peekClaims(link)?.iss ?? "unknown")) }
               : {}),
+            ...personOf(signed.claims.obo),
             ...(signed.claims.trace ? { traceId: signed.claims.trace } : {}),
             ...(signed.claims.tcid ? { toolCallId: signed.claims.tcid } : {}),
             token: signed.token,

@@ -4,7 +4,7 @@
  * policy/context.ts.
  */
 import { AztpError, ErrorCodes } from "../errors.js";
-import type { AuthMethod } from "../policy/context.js";
+import type { AuthMethod, PersonContext } from "../policy/context.js";
 import type { CompiledPolicies, PolicyDecision } from "../policy/evaluate.js";
 import type { PolicyDocument } from "../policy/policy.js";
 import { decidePolicy, TOOL_CALL_ACTION, type IdentityRelations } from "../policy/request.js";
@@ -36,6 +36,9 @@ export function decideInvocation(
     sourceIp: options.sourceIp,
     now: options.now,
     authMethod: "signed",
+    ...(verified.onBehalfOf !== undefined
+      ? { person: verified.onBehalfOf.person, actors: verified.onBehalfOf.actors }
+      : {}),
   });
 }
 
@@ -75,6 +78,8 @@ export function decideToolCall(
     delegationDepth?: number;
     /** How the caller was authenticated; absent for a listing decided without a call. */
     authMethod?: AuthMethod | undefined;
+    person?: PersonContext | undefined;
+    actors?: readonly string[] | undefined;
   },
 ): PolicyDecision {
   return decidePolicy(policy, {
@@ -89,5 +94,7 @@ export function decideToolCall(
     sourceIp: call.sourceIp,
     authMethod: call.authMethod,
     now: call.now,
+    person: call.person,
+    actors: call.actors,
   });
 }

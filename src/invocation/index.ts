@@ -42,3 +42,27 @@ export { svidCheckpointSigner, svidCheckpointVerifier, CHECKPOINT_TYP } from "./
 export type { SvidCheckpointSigner, SvidCheckpointVerifier } from "./checkpoint.js";
 export { signPossessionProof, verifyPossessionProof, PROOF_TYP } from "./proof.js";
 export type { VerifyPossessionProofOptions } from "./proof.js";
+export {
+  mintOnBehalfOf,
+  verifyOnBehalfOf,
+  readOnBehalfOf,
+  audienceCovers,
+  keyThumbprint,
+  actClaimOf,
+  actorsOf,
+  personId,
+  personClaimsOf,
+  OBO_TYP,
+  MAX_OBO_TTL_SECONDS,
+  DEFAULT_OBO_TTL_SECONDS,
+  PERSON_CLAIMS,
+} from "./on-behalf-of.js";
+export type {
+  ActClaim,
+  MintOnBehalfOfOptions,
+  OnBehalfOfClaims,
+  Person,
+  PersonClaims,
+  VerifiedOnBehalfOf,
+  VerifyOnBehalfOfOptions,
+} from "./on-behalf-of.js";

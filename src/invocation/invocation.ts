@@ -17,6 +17,7 @@ import { canonicalDigest, tokenHash } from "./canonical.js";
 import { signerOf, signWithHeader, type SignerLike } from "./codec.js";
 import { describeClaim } from "./describe.js";
 import { verifyDelegationChain, type VerifiedDelegation } from "./delegation.js";
+import { verifyOnBehalfOf, type VerifiedOnBehalfOf } from "./on-behalf-of.js";
 import type { ReplayCache } from "./replay.js";
 import {
   DEFAULT_INVOCATION_LEEWAY_SECONDS,
@@ -63,6 +64,11 @@ export interface InvocationClaims {
   tcid?: string;
   /** Delegation chain, root first (compact JWS each). */
   dlg?: string[];
+  /**
+   * The person this call is made for: an on-behalf-of token (on-behalf-of.ts) bound to the
+   * signer's key, whose act chain is the path of agents the call came through.
+   */
+  obo?: string;
 }
 
 export interface SignInvocationOptions {
@@ -71,6 +77,8 @@ export interface SignInvocationOptions {
   tool: string;
   args?: unknown;
   delegation?: readonly string[];
+  /** The on-behalf-of token of the person the call is made for, signed in as `obo`. */
+  onBehalfOf?: string;
   traceId?: string;
   /** The framework's tool-call id (a LangChain ToolCall's `id`), signed as `tcid`. */
   toolCallId?: string;
@@ -126,6 +134,11 @@ export function createInvocation(
     claims.tcid = options.toolCallId;
   }
   if (options.delegation !== undefined && options.delegation.length > 0) claims.dlg = [...options.delegation];
+  if (options.onBehalfOf !== undefined) {
+    if (typeof options.onBehalfOf !== "string" || options.onBehalfOf.length === 0)
+      throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "onBehalfOf must be an on-behalf-of token");
+    claims.obo = options.onBehalfOf;
+  }
   return { token: signWithHeader(signer, INVOCATION_TYP, claims), claims };
 }
 
@@ -152,6 +165,8 @@ export interface VerifiedInvocation {
   serial: string;
   claims: InvocationClaims;
   delegation: VerifiedDelegation[];
+  /** The person the call is made for, and the agents that acted for them (verified). */
+  onBehalfOf?: VerifiedOnBehalfOf;
   /**
    * The policy step's decision, set by whoever runs it after verification (`CalleeGuard.admit`
    * runs `decideInvocation`), so a caller refused by policy is still known as verified.
@@ -281,11 +296,26 @@ export async function verifyInvocation(token: unknown, options: VerifyInvocation
     });
   }
 
+  // The person, last: their token rides in the signed claims, and is bound to the key that
+  // signed them, so it proves nothing until the signature, the caller and the delegation
+  // links it must match are known.
+  let onBehalfOf: VerifiedOnBehalfOf | undefined;
+  if (c.obo !== undefined) {
+    onBehalfOf = verifyOnBehalfOf(c.obo, {
+      trust: options.trust,
+      signer: { spiffeId: signer.spiffeId, key: signer.key },
+      delegation,
+      audience: me,
+      now,
+    });
+  }
+
   return {
     caller: signer.svid.id,
     serial: signer.serial,
     claims: c as InvocationClaims,
     delegation,
+    ...(onBehalfOf !== undefined ? { onBehalfOf } : {}),
     token: token as string,
   };
 }

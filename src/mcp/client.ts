@@ -405,6 +405,7 @@ export function clientHooks(
       // then its receipts; with none seen yet, the identity alone).
       const alongside = {
         ...(acting?.delegation !== undefined ? { delegation: acting.delegation } : {}),
+        ...(acting?.onBehalfOf !== undefined ? { onBehalfOf: acting.onBehalfOf } : {}),
         ...(acting?.toolCallId !== undefined ? { toolCallId: acting.toolCallId } : {}),
       };
       let prepared: PreparedCall;

@@ -30,6 +30,14 @@
  * and `aztp:callerTrustDomain` and `aztp:callerPath` are absent.
  * | `aztp:scope`               | string           | the OAuth scope asked about (action `oauth:token`); absent when |
  * |                            |                  | the token request names none                                    |
+ * | `aztp:person`              | string           | the person the call is made for, `<issuer>#<subject>` (their    |
+ * |                            |                  | OpenID Provider and their `sub` there); absent when the agent   |
+ * |                            |                  | acts for nobody (`Null` tells the two apart)                    |
+ * | `aztp:personIssuer`        | string           | that person's OpenID Provider (issuer identifier)               |
+ * | `aztp:person.<claim>`      | per claim        | a claim of the person, as their provider asserted it: `email`,  |
+ * |                            |                  | `email_verified` (boolean), `groups` (set), `acr`, `amr` (set)  |
+ * | `aztp:actors`              | string[]         | the agents acting for the person, the first one first (the act  |
+ * |                            |                  | chain); absent when the call is made for nobody                 |
  *
  * IDs are stored in `spiffe://` form, but conditions compare IDs in one normal form, so a
  * policy may name them as `aztp://` or `spiffe://` alike. Keys are matched exactly (unlike
@@ -62,7 +70,26 @@ export const POLICY_CONTEXT_KEYS = Object.freeze([
   "aztp:sourceIp",
   "aztp:authMethod",
   "aztp:scope",
+  "aztp:person",
+  "aztp:personIssuer",
+  "aztp:person.email",
+  "aztp:person.email_verified",
+  "aztp:person.groups",
+  "aztp:person.acr",
+  "aztp:person.amr",
+  "aztp:actors",
 ] as const);
+
+/** The claims of a person a policy may read as `aztp:person.<claim>`. */
+export const PERSON_POLICY_CLAIMS = ["email", "email_verified", "groups", "acr", "amr"] as const;
+
+/** The person a call is made for, as the verifier established them (invocation/on-behalf-of.ts). */
+export interface PersonContext {
+  /** `<issuer>#<subject>`. */
+  id: string;
+  issuer: string;
+  claims: Readonly<Partial<Record<(typeof PERSON_POLICY_CLAIMS)[number], unknown>>>;
+}
 
 /** How a caller was authenticated (`aztp:authMethod`). */
 export type AuthMethod = "signed" | "bearer";
@@ -99,6 +126,10 @@ export interface PolicyContextInput {
   authMethod?: AuthMethod | undefined;
   /** The OAuth scope a token request asks for (`aztp:scope`). */
   scope?: string | undefined;
+  /** The person the call is made for (`aztp:person`, `aztp:person.<claim>`), verified. */
+  person?: PersonContext | undefined;
+  /** The agents acting for the person, the first one first (`aztp:actors`). */
+  actors?: readonly string[] | undefined;
 }
 
 /** A caller that is no SPIFFE ID: a bearer token's subject qualified by its issuer (an https URL). */
@@ -148,5 +179,14 @@ export function buildPolicyContext(input: PolicyContextInput): Record<string, un
   if (input.sourceIp !== undefined) ctx["aztp:sourceIp"] = input.sourceIp;
   if (input.authMethod !== undefined) ctx["aztp:authMethod"] = input.authMethod;
   if (input.scope !== undefined) ctx["aztp:scope"] = input.scope;
+  if (input.person !== undefined) {
+    ctx["aztp:person"] = input.person.id;
+    ctx["aztp:personIssuer"] = input.person.issuer;
+    for (const claim of PERSON_POLICY_CLAIMS) {
+      const v = input.person.claims[claim];
+      if (v !== undefined) ctx[`aztp:person.${claim}`] = v;
+    }
+  }
+  if (input.actors !== undefined) ctx["aztp:actors"] = [...input.actors];
   return ctx;
 }

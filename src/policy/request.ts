@@ -8,7 +8,7 @@
  * from what the caller of this function established (verified IDs, the registry's relations,
  * the transport's peer address).
  */
-import { buildPolicyContext, type AuthMethod } from "./context.js";
+import { buildPolicyContext, type AuthMethod, type PersonContext } from "./context.js";
 import { CompiledPolicies, evaluatePolicies, type PolicyDecision, type PolicyRequest } from "./evaluate.js";
 import type { PolicyDocument } from "./policy.js";
 
@@ -49,6 +49,9 @@ export interface PolicyRequestInput {
   authMethod?: AuthMethod | undefined;
   /** The OAuth scope a token request asks for (`aztp:scope`, action TOKEN_ACTION). */
   scope?: string | undefined;
+  /** The person the call is made for (verified), and the agents acting for them. */
+  person?: PersonContext | undefined;
+  actors?: readonly string[] | undefined;
   /** Decision time; defaults to now. */
   now?: Date | undefined;
   /**
@@ -73,6 +76,8 @@ export function policyRequest(input: PolicyRequestInput): PolicyRequest {
     sourceIp: input.sourceIp,
     authMethod: input.authMethod,
     scope: input.scope,
+    person: input.person,
+    actors: input.actors,
   });
   if (input.extra !== undefined) {
     for (const [k, v] of Object.entries(input.extra)) if (!(k in context)) context[k] = v;

@@ -112,6 +112,20 @@ export class PgCaStore implements CaStore {
     return rows.map((r) => this.#generation(r));
   }
 
+  async updateConfig(change: (config: AuthorityConfig) => AuthorityConfig): Promise<AuthorityConfig> {
+    return transaction(this.#conn, "update the authority's configuration", async (client) => {
+      const next = change(await this.#lockConfig(client));
+      await query(
+        client,
+        this.location,
+        "update the authority's configuration",
+        "UPDATE aztp_authority SET config = $1, version = version + 1 WHERE id = 1",
+        [JSON.stringify(next)],
+      );
+      return next;
+    });
+  }
+
   async rotate(trustDomain: string, material: CaKeyMaterial, retireAfter: Date): Promise<CaGeneration[]> {
     if (material.trustDomain !== trustDomain)
       throw new AztpError(
