@@ -7,7 +7,16 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify, type JWTVerifyGetKey } from "jose";
+import { createHash, randomBytes } from "node:crypto";
+import {
+  createRemoteJWKSet,
+  decodeProtectedHeader,
+  exportJWK,
+  generateKeyPair,
+  jwtVerify,
+  SignJWT,
+  type JWTVerifyGetKey,
+} from "jose";
 import { ErrorCodes } from "../src/errors.js";
 import { verifyAccessToken } from "../src/oauth/access-token.js";
 import { IssuerKeys } from "../src/oauth/issuer-keys.js";
@@ -155,6 +164,61 @@ describe("local OpenID Provider (oidc-provider on loopback)", () => {
       op.authorize(auth.href.replace("rp-confidential", "rp-unknown"), { account: "alice" }),
       /expected a redirect|invalid_client/,
     );
+  });
+  it("a relying party authenticating with private_key_jwt (as aztp serve will) redeems its code with a signed assertion", async () => {
+    const { privateKey, publicKey } = await generateKeyPair("ES256");
+    const redirectUri = "http://127.0.0.1:9/oauth/callback";
+    await op.addClient({
+      client_id: "rp-pkjwt",
+      redirect_uris: [redirectUri],
+      token_endpoint_auth_method: "private_key_jwt",
+      token_endpoint_auth_signing_alg: "ES256",
+      jwks: { keys: [{ ...(await exportJWK(publicKey)), kid: "rp-1", alg: "ES256", use: "sig" }] },
+    });
+    const verifier = randomBytes(32).toString("base64url");
+    const auth = new URL("/auth", op.issuer);
+    auth.search = new URLSearchParams({
+      client_id: "rp-pkjwt",
+      redirect_uri: redirectUri,
+      response_type: "code",
+      scope: "openid email groups",
+      state: "s2",
+      nonce: "n2",
+      code_challenge: createHash("sha256").update(verifier).digest("base64url"),
+      code_challenge_method: "S256",
+    }).toString();
+    const back = await op.authorize(auth, { account: "alice", amr: ["pwd", "mfa"] });
+    const redeem = async (signedBy: Parameters<SignJWT["sign"]>[0]) =>
+      fetch(`${op.issuer}/token`, {
+        method: "POST",
+        headers: { "content-type": "application/x-www-form-urlencoded" },
+        body: new URLSearchParams({
+          grant_type: "authorization_code",
+          code: back.searchParams.get("code") ?? "",
+          redirect_uri: redirectUri,
+          code_verifier: verifier,
+          client_assertion_type: "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+          client_assertion: await new SignJWT({})
+            .setProtectedHeader({ alg: "ES256", kid: "rp-1" })
+            .setIssuer("rp-pkjwt")
+            .setSubject("rp-pkjwt")
+            .setAudience(op.issuer)
+            .setJti(randomBytes(8).toString("hex"))
+            .setIssuedAt()
+            .setExpirationTime("1m")
+            .sign(signedBy),
+        }),
+      });
+    // Another key's assertion is refused first (the code stays unused), then the client's own redeems it.
+    const refused = await redeem((await generateKeyPair("ES256")).privateKey);
+    assert.equal(refused.status, 401);
+    assert.equal(((await refused.json()) as { error: string }).error, "invalid_client");
+    const res = await redeem(privateKey);
+    assert.equal(res.status, 200);
+    const body = (await res.json()) as { id_token: string };
+    const { payload } = await jwtVerify(body.id_token, keysFrom(keys), { issuer: op.issuer, audience: "rp-pkjwt" });
+    assert.equal(payload.nonce, "n2");
+    assert.deepEqual(payload.amr, ["pwd", "mfa"]);
   });
 });
 
