@@ -351,6 +351,14 @@ class CookieJar {
   }
 }
 
+/** oidc-provider's errors keep the useful part in `error_description`. */
+function described(e: unknown): unknown {
+  const description = (e as { error_description?: unknown } | null)?.error_description;
+  return e instanceof Error && typeof description === "string"
+    ? new Error(`${e.message}: ${description}`, { cause: e })
+    : e;
+}
+
 const base64url = (b: Buffer): string => b.toString("base64url");
 
 function decodePayload(jwt: string): Record<string, unknown> {
@@ -400,7 +408,7 @@ export async function startLocalOpenIdProvider(options: LocalOpenIdProviderOptio
     ...(options.clients ?? []),
   ];
 
-  const provider = new Provider(issuer, {
+  const config = {
     adapter: adapterFor(store),
     clients: staticClients,
     clientDefaults: {
@@ -409,7 +417,6 @@ export async function startLocalOpenIdProvider(options: LocalOpenIdProviderOptio
       response_types: ["code"],
       token_endpoint_auth_method: "client_secret_basic",
     },
-    jwks: { keys: await signingKeys() },
     cookies: { keys: [randomBytes(32).toString("base64url")] },
     async findAccount(ctx: { oidc?: { client?: { clientId?: string } } }, sub: string) {
       const account = accounts.get(sub);
@@ -471,7 +478,17 @@ export async function startLocalOpenIdProvider(options: LocalOpenIdProviderOptio
       ctx.set("content-type", "application/json");
       ctx.body = JSON.stringify(out);
     },
-  });
+  };
+  let provider: Provider;
+  try {
+    provider = new Provider(issuer, { ...config, jwks: { keys: await signingKeys() } });
+    // oidc-provider checks configured clients on first use; a typo should fail here, not mid-login.
+    for (const client of staticClients) await provider.Client.validate(client);
+  } catch (e) {
+    // A configuration oidc-provider refuses leaves no listener behind.
+    server.close();
+    throw described(e);
+  }
   provider.use(interactionRoutes(provider, accounts));
   handler = provider.callback();
 
@@ -599,7 +616,9 @@ export async function startLocalOpenIdProvider(options: LocalOpenIdProviderOptio
   async function addClient(metadata: ClientMetadata): Promise<void> {
     if (clientMetadata.has(metadata.client_id) && staticClients.some((c) => c.client_id === metadata.client_id))
       throw new Error(`client ${metadata.client_id} was configured at start and cannot be replaced`);
-    await provider.Client.validate(metadata);
+    await provider.Client.validate(metadata).catch((e: unknown) => {
+      throw described(e);
+    });
     // Clients not configured at start are looked up in the adapter, as dynamically registered ones are.
     store.model("Client").set(metadata.client_id, { payload: structuredClone(metadata), expiresAt: Infinity });
     clientMetadata.set(metadata.client_id, metadata);

@@ -130,6 +130,11 @@ describe("local OpenID Provider (oidc-provider on loopback)", () => {
 
   it("a confidential client added at runtime, its ID tokens in RS256: authorize() returns its redirect, the code redeems with its secret", async () => {
     const redirectUri = "http://127.0.0.1:9/rp/callback";
+    // Metadata oidc-provider refuses is refused when added, not at the first login.
+    await assert.rejects(
+      op.addClient({ client_id: "rp-confidential", redirect_uris: [redirectUri] }),
+      /invalid_client_metadata: client_secret is mandatory/,
+    );
     await op.addClient({
       client_id: "rp-confidential",
       client_secret: "a-long-enough-client-secret-for-tests",
