@@ -28,11 +28,12 @@ import {
   writeFileSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
+import { pathToFileURL } from "node:url";
 import { dirname, join, relative, resolve, sep } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { buildPolicyContext, evaluatePolicies, parsePolicy, POLICY_CONTEXT_KEYS } from "../src/policy/index.js";
 import { unknownContextKeyReason } from "../src/policy/context.js";
-import { ROOT } from "./helpers/authority-util.js";
+import { CLI, ROOT } from "./helpers/authority-util.js";
 import { runCommand, type CommandResult } from "./helpers/mcp-util.js";
 
 // ---- the README, read as a user reads it ----------------------------------------------------
@@ -408,6 +409,25 @@ describe("the package as users get it (npm pack, installed into an empty project
     assert.match(r.stdout, /svid\/svid\.pem: OK/, "openssl verifies the issued SVID");
     assert.match(r.stdout, /^allow \(allow, statement AgentsMayForecastAWeekAhead\)$/m);
     assert.match(r.stdout, /^deny \(implicit_deny\)$/m);
+  });
+});
+
+describe("the README's people policy, as printed", () => {
+  it("decides as the README says: finance may transfer, deletes need mfa, for nobody only reads (aztp policy check --person)", async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), "aztp-people-"));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    writeFileSync(join(dir, "people-policy.json"), onlyFence("People in the chain", "json"));
+    // The session as printed, with `npx aztp` the CLI of this checkout (the installed one is the
+    // package test's; this one needs no install).
+    const tsx = pathToFileURL(join(ROOT, "node_modules", "tsx", "dist", "loader.mjs")).href;
+    const block = onlyFence("People in the chain", "sh").replace(/^npx aztp /gm, `node --import ${tsx} ${CLI} `);
+    const r = await runSession(block, dir);
+    assertRan(r, "the people section's session");
+    assert.match(r.stdout, /^allow \(allow, statement FinanceMayTransfer\)$/m);
+    assert.match(r.stdout, /^deny \(explicit_deny, statement DeletesNeedMfa\)$/m);
+    assert.match(r.stdout, /^deny \(explicit_deny, statement ForNobodyOnlyRead\)$/m);
+    assert.match(r.stdout, /^allow \(allow, statement ReadAndDelete\)$/m);
+    assert.match(r.stdout, /^deny \(implicit_deny\)$/m, "bob of support may not transfer");
   });
 });
 

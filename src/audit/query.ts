@@ -38,12 +38,27 @@ export interface AuditQuery {
   readonly outcome?: AuditOutcome;
   /** The framework's tool-call id (a LangChain ToolCall id): finds one call in the caller's log and in the callee's. */
   readonly toolCallId?: string;
+  /**
+   * Calls made for this person: `<issuer>#<subject>` exactly, or a subject alone, which matches
+   * that subject at any provider (a subject is unique only within its provider: the entries say
+   * which provider each one is from).
+   */
+  readonly person?: string;
   /** Entries at or after this time (a Date, an ISO string or epoch milliseconds). */
   readonly since?: Date | string | number;
   /** Entries strictly before this time. */
   readonly until?: Date | string | number;
   /** At most this many entries, the oldest first. */
   readonly limit?: number;
+}
+
+/** Whether an entry's person (`<issuer>#<subject>`) is `wanted`: the whole ID, or its subject. */
+export function personMatches(person: string | undefined, wanted: string): boolean {
+  if (person === undefined) return false;
+  if (person === wanted) return true;
+  // An issuer identifier has no fragment, so the first "#" ends it; a subject may hold more.
+  const hash = person.indexOf("#");
+  return !wanted.includes("://") && hash >= 0 && person.slice(hash + 1) === wanted;
 }
 
 /** Entries matching every given criterion, in log order. */
@@ -66,6 +81,7 @@ export async function queryAuditLog(path: string, query: AuditQuery = {}): Promi
     if (query.decision !== undefined && entry.decision !== query.decision) return true;
     if (query.outcome !== undefined && entry.outcome !== query.outcome) return true;
     if (query.toolCallId !== undefined && entry.toolCallId !== query.toolCallId) return true;
+    if (query.person !== undefined && !personMatches(entry.person, query.person)) return true;
     if (since !== -Infinity || until !== Infinity) {
       const t = Date.parse(entry.time);
       if (t < since || t >= until) return true;

@@ -129,6 +129,7 @@ export function register(program: Command, ctx: CliContext): void {
         "entries matching every filter, oldest first; with several logs, each entry says which file it is from",
       ),
   )
+    .option("--person <person>", "calls made for this person: ISSUER#SUBJECT, or a subject alone (at any provider)")
     .option(
       "--tool-call-id <id>",
       "one tool call, by its framework id (a LangChain tool-call id), in the caller's log and the callee's",
@@ -143,6 +144,7 @@ export function register(program: Command, ctx: CliContext): void {
           callee?: string;
           tool?: string;
           toolCallId?: string;
+          person?: string;
           decision?: "allow" | "deny" | "audit-only";
           outcome?: AuditOutcome;
           since?: string;
@@ -159,6 +161,7 @@ export function register(program: Command, ctx: CliContext): void {
           ...(o.callee ? { callee: normaliseId(o.callee, "--callee") as string } : {}),
           ...(o.tool ? { tool: o.tool } : {}),
           ...(o.toolCallId ? { toolCallId: o.toolCallId } : {}),
+          ...(o.person ? { person: o.person } : {}),
           ...(o.decision ? { decision: o.decision } : {}),
           ...(o.outcome ? { outcome: o.outcome } : {}),
           ...(o.since ? { since: parseTime(o.since, "--since") as Date } : {}),
@@ -214,7 +217,9 @@ function describeEntry(e: AuditEntry): string {
       ? ` on behalf of ${[...e.delegation].reverse().join(" on behalf of ")}`
       : "";
   const call = e.toolCallId ? ` [call ${e.toolCallId}]` : "";
-  return `${e.seq} ${e.time} ${e.side} ${e.decision}${e.reason ? `(${e.reason})` : ""} ${callerText(e)}${onBehalf} -> ${e.callee} ${e.tool} ${e.outcome ?? ""}${call}`.trimEnd();
+  const person = e.person !== undefined ? ` for ${e.person}` : "";
+  const approved = e.approvedBy !== undefined ? ` approved by ${e.approvedBy} at ${e.approvedAt ?? "?"}` : "";
+  return `${e.seq} ${e.time} ${e.side} ${e.decision}${e.reason ? `(${e.reason})` : ""} ${callerText(e)}${onBehalf}${person} -> ${e.callee} ${e.tool} ${e.outcome ?? ""}${call}${approved}`.trimEnd();
 }
 
 /** A caller for people: a claimed one is never shown as if it had been verified. */
