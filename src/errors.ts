@@ -363,6 +363,22 @@ export const ErrorCodes = {
   /** The client (or an ancestor, or the SVID that signed) is revoked. */
   OAUTH_CLIENT_REVOKED: "ERR_OAUTH_CLIENT_REVOKED",
 
+  // People at unmodified hosts: authorization code + PKCE, the login at an OpenID Provider (serve/authorization-code.ts)
+  /** An authorization request `aztp serve` cannot send back to the client (unknown client, redirect_uri not registered): shown, never redirected. */
+  OAUTH_AUTHORIZATION_REQUEST_INVALID: "ERR_OAUTH_AUTHORIZATION_REQUEST_INVALID",
+  /** An authorization code that is unknown, expired, already redeemed, or redeemed by another client, redirect_uri or resource (`invalid_grant`). */
+  OAUTH_CODE_INVALID: "ERR_OAUTH_CODE_INVALID",
+  /** The code_verifier is missing, malformed, or not the one the code_challenge was made from (`invalid_grant`). */
+  OAUTH_PKCE_INVALID: "ERR_OAUTH_PKCE_INVALID",
+  /** A client's metadata (a Client ID Metadata Document, or a registration request) is not acceptable (`rule` says why). */
+  OAUTH_CLIENT_METADATA_INVALID: "ERR_OAUTH_CLIENT_METADATA_INVALID",
+  /** A Client ID Metadata Document could not be fetched (unreachable, not 200, too big, too slow). */
+  OAUTH_CLIENT_METADATA_UNAVAILABLE: "ERR_OAUTH_CLIENT_METADATA_UNAVAILABLE",
+  /** The OpenID Provider's answer to the login cannot be matched to a login this server started (unknown or spent state, another browser). */
+  OAUTH_LOGIN_STATE_INVALID: "ERR_OAUTH_LOGIN_STATE_INVALID",
+  /** The login at the OpenID Provider failed: it answered an error, or its code could not be redeemed. */
+  OAUTH_LOGIN_FAILED: "ERR_OAUTH_LOGIN_FAILED",
+
   // People in the chain (invocation/on-behalf-of.ts, people/, DESIGN §13)
   /** An on-behalf-of token does not verify (`rule`: signature, kid, expired, audience, binding, act, revoked, ...). */
   ON_BEHALF_OF_INVALID: "ERR_ON_BEHALF_OF_INVALID",

@@ -123,9 +123,17 @@ const UNKNOWN_CALLER = "unknown";
  * agents that acted for them, and the e-mail only when the exchange let it travel (the
  * provider's configuration allows recording it).
  */
-function personOf(v: VerifiedInvocation | undefined): { person?: string; personEmail?: string; actors?: string[] } {
+function personOf(
+  v: VerifiedInvocation | undefined,
+  bearer?: BearerCaller | undefined,
+): { person?: string; personEmail?: string; actors?: string[] } {
   const obo = v?.onBehalfOf;
-  if (obo === undefined) return {};
+  if (obo === undefined) {
+    // A person signed in at a host (authorization code): they are the caller, no agent acts between.
+    const p = bearer?.person;
+    if (p === undefined) return {};
+    return { person: p.id, ...(p.claims.email !== undefined ? { personEmail: p.claims.email } : {}) };
+  }
   return {
     person: obo.person.id,
     ...(obo.person.claims.email !== undefined ? { personEmail: obo.person.claims.email } : {}),
@@ -345,6 +353,7 @@ export class CalleeGuard {
         relations,
         sourceIp: call.sourceIp,
         authMethod: "bearer",
+        ...(bearer.person !== undefined ? { person: bearer.person } : {}),
       });
       return admission(undefined);
     } catch (e) {
@@ -589,7 +598,7 @@ export class CalleeGuard {
       ...(v?.claims.trace ? { traceId: v.claims.trace } : {}),
       ...toolCallIdOf(v, admission.token),
       ...(v && v.delegation.length > 0 ? { delegation: v.delegation.map((d) => d.delegator) } : {}),
-      ...personOf(v),
+      ...personOf(v, admission.authMethod === "bearer" ? admission.bearer : undefined),
       ...(admission.token ? { token: admission.token } : {}),
       ...(receipt ? { receipt } : {}),
     };

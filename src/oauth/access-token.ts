@@ -23,6 +23,7 @@ import { decodeCompact, signCompact, verifyDecoded, type DecodedJws, type JwsHea
 import { DEFAULT_ALGORITHMS, type JwsAlgorithm } from "../spiffe/keys.js";
 import { SpiffeId } from "../spiffe/spiffeid.js";
 import { checkTimeWindow, type TimeWindow, type TimeWindowRule } from "../spiffe/time-window.js";
+import { personClaimsOf, personId, type Person, type PersonClaims } from "../invocation/on-behalf-of.js";
 
 /** RFC 9068 §2.1: the `typ` header of a JWT access token (`application/at+jwt`, short form). */
 export const ACCESS_TOKEN_TYP = "at+jwt";
@@ -63,12 +64,24 @@ export function parseScope(value: unknown): string[] | undefined {
   return parts.every(isScopeToken) ? [...new Set(parts)] : undefined;
 }
 
+/**
+ * A person a token is for (authorization code flow, the login delegated to their OpenID
+ * Provider): `sub` is their subject there and `sub_id` (RFC 9493 `iss_sub`) names that
+ * provider, as an on-behalf-of token does, so the subject is never read as this issuer's own.
+ */
+export interface PersonSubject {
+  issuer: string;
+  subject: string;
+  /** The claims policy reads (`aztp:person.<claim>`); `email` only when the provider's configuration lets it be recorded. */
+  claims?: PersonClaims;
+}
+
 export interface MintAccessTokenOptions {
   /** The authorization server's issuer identifier (its RFC 8414 `issuer`). */
   issuer: string;
-  /** Who the token is for: a SPIFFE ID (a workload). */
-  subject: SpiffeId | string;
-  /** RFC 9068 `client_id`; a workload's is its SPIFFE ID, the default. */
+  /** Who the token is for: a SPIFFE ID (a workload), or a person (then `clientId` names the host's client). */
+  subject: SpiffeId | string | PersonSubject;
+  /** RFC 9068 `client_id`; a workload's is its SPIFFE ID, the default; required for a person. */
   clientId?: string;
   /** The resource (RFC 8707) the token is good for: its `aud`. */
   audience: string;
@@ -84,7 +97,15 @@ export interface MintAccessTokenOptions {
 
 /** Signs an RFC 9068 access token. Throws ERR_ARGUMENT_INVALID on options no verifier would accept. */
 export function mintAccessToken(options: MintAccessTokenOptions): string {
-  const sub = typeof options.subject === "string" ? SpiffeId.parse(options.subject) : options.subject;
+  const person = isPersonSubject(options.subject) ? checkedPerson(options.subject) : undefined;
+  const sub =
+    person !== undefined
+      ? undefined
+      : typeof options.subject === "string"
+        ? SpiffeId.parse(options.subject)
+        : (options.subject as SpiffeId);
+  if (person !== undefined && (typeof options.clientId !== "string" || options.clientId.length === 0))
+    throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "a person's access token names the client it was issued to");
   if (typeof options.issuer !== "string" || options.issuer.length === 0)
     throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "an access token needs an issuer");
   if (typeof options.audience !== "string" || options.audience.length === 0)
@@ -103,17 +124,74 @@ export function mintAccessToken(options: MintAccessTokenOptions): string {
   let exp = iat + Math.floor(ttl);
   if (options.notAfter !== undefined) exp = Math.min(exp, Math.floor(options.notAfter.getTime() / 1000));
   if (exp <= iat) throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "the access token's lifetime cap has passed");
-  const claims: Record<string, unknown> = {
-    iss: options.issuer,
-    sub: sub.toString(),
-    client_id: options.clientId ?? sub.toString(),
-    aud: options.audience,
-    iat,
-    exp,
-    jti: randomUUID(),
-  };
+  const claims: Record<string, unknown> =
+    person !== undefined
+      ? {
+          iss: options.issuer,
+          sub: person.subject,
+          sub_id: { format: "iss_sub", iss: person.issuer, sub: person.subject },
+          client_id: options.clientId,
+          aud: options.audience,
+          iat,
+          exp,
+          jti: randomUUID(),
+          ...personClaimsOf({ ...(person.claims ?? {}) }),
+        }
+      : {
+          iss: options.issuer,
+          sub: (sub as SpiffeId).toString(),
+          client_id: options.clientId ?? (sub as SpiffeId).toString(),
+          aud: options.audience,
+          iat,
+          exp,
+          jti: randomUUID(),
+        };
   if (options.scopes.length > 0) claims.scope = [...new Set(options.scopes)].join(" ");
   return signCompact({ typ: ACCESS_TOKEN_TYP, kid: options.kid }, claims, options.key);
+}
+
+function isPersonSubject(v: unknown): v is PersonSubject {
+  return typeof v === "object" && v !== null && !(v instanceof SpiffeId) && "issuer" in v && "subject" in v;
+}
+
+/** A person's provider is an http(s) URL without `#` (their ID is `<iss>#<sub>`), never a SPIFFE ID. */
+function checkedPerson(p: PersonSubject): PersonSubject {
+  if (!isPersonIssuer(p.issuer))
+    throw new AztpError(
+      ErrorCodes.ARGUMENT_INVALID,
+      `not a person's provider: ${JSON.stringify(p.issuer).slice(0, 80)}`,
+    );
+  if (typeof p.subject !== "string" || p.subject.length === 0 || p.subject.length > 255)
+    throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "a person's subject is 1 to 255 characters");
+  return p;
+}
+
+function isPersonIssuer(v: unknown): v is string {
+  return typeof v === "string" && /^https?:\/\/[^#\s]+$/i.test(v) && v.length <= 2048;
+}
+
+/**
+ * The person an access token of this library's issuer names (`sub_id` in the `iss_sub` form,
+ * equal to `sub`), or undefined when it names none; throws when `sub_id` is there but malformed.
+ */
+function personOfClaims(payload: Record<string, unknown>): Person | undefined {
+  const subId = payload.sub_id;
+  if (subId === undefined) return undefined;
+  const s = subId as Record<string, unknown>;
+  if (
+    typeof subId !== "object" ||
+    subId === null ||
+    s.format !== "iss_sub" ||
+    !isPersonIssuer(s.iss) ||
+    typeof s.sub !== "string" ||
+    s.sub !== payload.sub
+  )
+    fail(
+      ErrorCodes.OAUTH_TOKEN_CLAIM_INVALID,
+      "sub_id must be { format: iss_sub, iss: <https URL>, sub: <sub> }",
+      "sub_id",
+    );
+  return { issuer: s.iss, subject: s.sub, id: personId(s.iss, s.sub), claims: personClaimsOf(payload) };
 }
 
 /** Where the keys of one trusted issuer come from. */
@@ -177,6 +255,11 @@ export interface AccessToken {
   subject: string;
   /** The subject as a SPIFFE ID, when it is one (a workload's token). */
   spiffeId?: SpiffeId;
+  /**
+   * The person a token of this library's issuer names (`sub_id`, iss_sub): someone signed in at
+   * their OpenID Provider through the authorization code flow, `clientId` the host's client.
+   */
+  person?: Person;
   clientId: string;
   audience: string[];
   scopes: string[];
@@ -205,8 +288,20 @@ async function keyOf(
   trusted: TrustedIssuer,
   decoded: DecodedJws,
   sub: unknown,
-): Promise<{ key: KeyObject | undefined; spiffeId?: SpiffeId }> {
+): Promise<{ key: KeyObject | undefined; spiffeId?: SpiffeId; person?: Person }> {
   const kid = decoded.header.kid;
+  if ("bundles" in trusted && decoded.payload.sub_id !== undefined) {
+    // A person signed in through this issuer: signed with the JWT key of one of the trust
+    // domains it serves (the one whose providers vouched for them).
+    const person = personOfClaims(decoded.payload);
+    if (typeof kid !== "string" || kid.length === 0)
+      fail(ErrorCodes.OAUTH_TOKEN_KID_UNKNOWN, "header has no kid", "kid");
+    for (const td of trusted.trustDomains) {
+      const key = trusted.bundles.getBundleForTrustDomain(td)?.jwtAuthorities.get(kid);
+      if (key !== undefined) return person === undefined ? { key } : { key, person };
+    }
+    return { key: undefined };
+  }
   if ("bundles" in trusted) {
     // A trust domain's JWT key speaks only for that trust domain's workloads, and only the
     // trust domains this issuer serves: a federated domain's key cannot mint for this issuer.
@@ -265,7 +360,7 @@ export async function verifyAccessToken(token: string, options: VerifyAccessToke
   if (trusted === undefined)
     fail(ErrorCodes.OAUTH_TOKEN_ISSUER_UNTRUSTED, `issuer ${quoted(iss)} is not trusted`, "iss");
 
-  const { key, spiffeId } = await keyOf(trusted, decoded, payload.sub);
+  const { key, spiffeId, person } = await keyOf(trusted, decoded, payload.sub);
   if (key === undefined)
     fail(ErrorCodes.OAUTH_TOKEN_KID_UNKNOWN, `issuer ${quoted(iss)} has no key ${quoted(header.kid)}`, "kid");
   const seen = options.signatures;
@@ -305,6 +400,7 @@ export async function verifyAccessToken(token: string, options: VerifyAccessToke
     issuer: iss,
     subject: sub,
     ...(spiffeId !== undefined ? { spiffeId } : {}),
+    ...(person !== undefined ? { person } : {}),
     clientId,
     audience,
     scopes,

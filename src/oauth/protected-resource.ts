@@ -33,6 +33,7 @@ import {
   type TrustedIssuer,
 } from "./access-token.js";
 import { IssuerKeys, type IssuerKeysOptions } from "./issuer-keys.js";
+import type { Person } from "../invocation/on-behalf-of.js";
 
 /** RFC 9728 §3: the well-known URI suffix of Protected Resource Metadata. */
 export const PROTECTED_RESOURCE_WELL_KNOWN = "/.well-known/oauth-protected-resource";
@@ -75,6 +76,12 @@ export interface BearerCaller {
   readonly caller: string;
   /** Whether `caller` is a SPIFFE ID (a workload the bundle vouches for). */
   readonly workload: boolean;
+  /**
+   * The person a token of the serving authority's issuer names (a person signed in through its
+   * authorization code flow): `caller` is then their `<provider>#<sub>`, and policy reads
+   * `aztp:person*` from it. Absent for workloads and for other issuers' subjects.
+   */
+  readonly person?: Person;
   /** The compact token, for an invocation's `ath` binding and the receipt's; never recorded. */
   readonly compact: string;
 }
@@ -279,10 +286,16 @@ export class ProtectedResource {
       return { error, presented: this.#claimed(compact) };
     }
     const fromBundle = this.#authority !== undefined && token.issuer === this.#authority.oauthIssuer;
-    const workload = fromBundle && token.spiffeId !== undefined;
-    const caller = workload
-      ? (token.spiffeId as SpiffeId).toString()
-      : issuerQualifiedSubject(token.issuer, token.subject);
+    // Only the serving authority's issuer may name a person by their own provider: it verified
+    // their ID token against the providers its trust domain trusts.
+    const person = fromBundle ? token.person : undefined;
+    const workload = fromBundle && person === undefined && token.spiffeId !== undefined;
+    const caller =
+      person !== undefined
+        ? person.id
+        : workload
+          ? (token.spiffeId as SpiffeId).toString()
+          : issuerQualifiedSubject(token.issuer, token.subject);
     const missing = missingScopes(token, this.scopes);
     if (missing.length > 0)
       return {
@@ -294,7 +307,13 @@ export class ProtectedResource {
         // Verified, but no BearerCaller: one that lacks a scope must not pass for one that has it.
         presented: { caller, verified: true, jti: token.jti },
       };
-    const bearer: BearerCaller = Object.freeze({ token, caller, workload, compact });
+    const bearer: BearerCaller = Object.freeze({
+      token,
+      caller,
+      workload,
+      compact,
+      ...(person !== undefined ? { person } : {}),
+    });
     verified.add(bearer);
     return { bearer };
   }
@@ -311,7 +330,10 @@ export class ProtectedResource {
     let caller = "unknown";
     if (iss !== undefined && sub !== undefined) {
       caller = issuerQualifiedSubject(iss, sub);
-      if (this.#authority !== undefined && iss === this.#authority.oauthIssuer) {
+      const subId = claims?.sub_id as Record<string, unknown> | undefined;
+      if (this.#authority !== undefined && iss === this.#authority.oauthIssuer && typeof subId?.iss === "string") {
+        caller = issuerQualifiedSubject(subId.iss, sub);
+      } else if (this.#authority !== undefined && iss === this.#authority.oauthIssuer) {
         try {
           caller = SpiffeId.parse(sub).toString();
         } catch {

@@ -51,6 +51,9 @@ const ERRORS: ReadonlyMap<string, OAuthError> = new Map<string, OAuthError>([
   ...CLIENT.map((c): [string, OAuthError] => [c, "invalid_client"]),
   [ErrorCodes.OAUTH_REQUEST_INVALID, "invalid_request"],
   [ErrorCodes.OAUTH_GRANT_TYPE_UNSUPPORTED, "unsupported_grant_type"],
+  // The authorization code grant (authorization-code.ts): the code or its PKCE proof does not hold.
+  [ErrorCodes.OAUTH_CODE_INVALID, "invalid_grant"],
+  [ErrorCodes.OAUTH_PKCE_INVALID, "invalid_grant"],
   [ErrorCodes.OAUTH_RESPONSE_TYPE_UNSUPPORTED, "unsupported_response_type"],
   [ErrorCodes.OAUTH_RESOURCE_INVALID, "invalid_target"],
   [ErrorCodes.OAUTH_RESOURCE_DENIED, "invalid_target"],

@@ -14,6 +14,8 @@ import { grantScopes, parseResource, parseScopeParam } from "../oauth/token-requ
 import { peekClaims } from "../spiffe/jws.js";
 import { DEFAULT_ALGORITHMS, algorithmForKey } from "../spiffe/keys.js";
 import { requireInScope } from "../store/api-key-scope.js";
+import { AUTHORIZATION_CODE_GRANT, type AuthorizationCodeFlow } from "./authorization-code.js";
+import { registrationErrorAnswer, type ClientRegistry } from "./client-registration.js";
 import { oauthErrorAnswer } from "./oauth-errors.js";
 import type { TokenBuckets } from "./rate-limit.js";
 import { takeOrRefuse, type Route, type RouteAnswer, type RouteSettings } from "./routes.js";
@@ -33,6 +35,8 @@ export interface OAuthRouteSettings {
   tokenBuckets: TokenBuckets;
   /** Lifetime of the access tokens minted (capped by the client's ancestors' SVIDs). */
   accessTokenTtlSeconds?: number | undefined;
+  /** People at hosts (authorization code, login at an OpenID Provider): authorization-code.ts. */
+  people?: { flow: AuthorizationCodeFlow; clients: ClientRegistry } | undefined;
 }
 
 const GRANT_TYPE = "client_credentials";
@@ -46,7 +50,7 @@ function param(form: Map<string, string>, name: string): string | undefined {
 /** The RFC 8414 document of the authorization server whose issuer identifier is `issuer`. */
 export function authorizationServerMetadata(
   issuer: string,
-  options: Pick<OAuthRouteSettings, "scopesSupported"> = {},
+  options: Pick<OAuthRouteSettings, "scopesSupported" | "people"> = {},
 ): Record<string, unknown> {
   const doc: Record<string, unknown> = {
     issuer,
@@ -62,6 +66,11 @@ export function authorizationServerMetadata(
     token_endpoint_auth_signing_alg_values_supported: [...DEFAULT_ALGORITHMS],
   };
   if (options.scopesSupported !== undefined) doc.scopes_supported = [...options.scopesSupported];
+  if (options.people !== undefined) {
+    Object.assign(doc, options.people.flow.metadata(issuer));
+    doc.grant_types_supported = [...(doc.grant_types_supported as string[]), AUTHORIZATION_CODE_GRANT];
+    doc.token_endpoint_auth_methods_supported = [...(doc.token_endpoint_auth_methods_supported as string[]), "none"];
+  }
   return doc;
 }
 
@@ -98,6 +107,7 @@ export function buildOAuthRoutes(s: RouteSettings, o: OAuthRouteSettings): Route
         const grantType = param(form, "grant_type");
         if (grantType === undefined)
           throw new AztpError(ErrorCodes.OAUTH_REQUEST_INVALID, "grant_type is required", { rule: "grant_type" });
+        if (grantType === AUTHORIZATION_CODE_GRANT && o.people !== undefined) return o.people.flow.redeem(form);
         if (grantType !== GRANT_TYPE)
           throw new AztpError(
             ErrorCodes.OAUTH_GRANT_TYPE_UNSUPPORTED,
@@ -173,6 +183,7 @@ export function buildOAuthRoutes(s: RouteSettings, o: OAuthRouteSettings): Route
         return { status: 200, body: { keys }, headers: cacheable };
       },
     },
+    ...(o.people !== undefined ? peopleRoutes(o.people) : []),
     {
       method: "GET",
       path: /^\/oauth\/authorize$/,
@@ -184,6 +195,22 @@ export function buildOAuthRoutes(s: RouteSettings, o: OAuthRouteSettings): Route
           "this authorization server runs no interactive flow: workloads obtain tokens at the token endpoint with grant_type=client_credentials",
         );
       },
+    },
+  ];
+}
+
+/** The routes of people's hosts: the authorization endpoint, the provider's callback, registration. */
+function peopleRoutes(p: { flow: AuthorizationCodeFlow; clients: ClientRegistry }): Route[] {
+  return [
+    // Errors before the redirect URI is known good are shown, as the service's JSON errors.
+    { method: "GET", path: /^\/oauth\/authorize$/, auth: false, handle: (c) => p.flow.authorize(c) },
+    { method: "GET", path: /^\/oauth\/callback$/, auth: false, handle: (c) => p.flow.callback(c) },
+    {
+      method: "POST",
+      path: /^\/oauth\/register$/,
+      auth: false,
+      errorAnswer: (e) => registrationErrorAnswer(e) ?? errorAnswer(e),
+      handle: async (c) => p.clients.register(await c.body()),
     },
   ];
 }

@@ -18,6 +18,7 @@ import type { RegistryStore } from "../authority/registry-store.js";
 import { HomeStore } from "../authority/store.js";
 import { AztpError, ErrorCodes } from "../errors.js";
 import { MemoryReplayCache, type ReplayCache } from "../invocation/replay.js";
+import type { TokenExchangeDeps } from "../people/token-exchange.js";
 import { SpiffeId } from "../spiffe/spiffeid.js";
 import { FileApiKeyStore, type ApiKeyStore } from "../store/api-keys.js";
 import { openFileAuditStore, WriterAuditStore, type ServeAuditStore } from "./audit-store.js";
@@ -58,6 +59,8 @@ export type ServeAuthority = Pick<
     id: string,
     options: { issuer?: string; resource: string; scopes?: readonly string[]; ttlSeconds?: number; now?: Date },
   ): string;
+  /** What the token exchange and the people's login need: the trusted OpenID Providers and the JWT keys of each trust domain. */
+  exchangeDeps(): TokenExchangeDeps;
   /** The signed, sequenced revocation list of `trustDomain` (compact JWS), valid from `now` for `validitySeconds`. */
   signedRevocationList(
     trustDomain?: string,

@@ -21,10 +21,14 @@ import { errorBody, statusOf, toServeError } from "./errors.js";
 import { readForm, readJsonObject, sendJson, type JsonObject } from "./http-io.js";
 import { jsonLogger, type Logger, type LogLevel } from "./log.js";
 import { buildOAuthRoutes } from "./oauth-routes.js";
+import { AuthorizationCodeFlow } from "./authorization-code.js";
+import { clientRegistry } from "./client-registration.js";
+import { PersonLogin, type PersonLoginOptions } from "./person-login.js";
+import { ClientMetadataDocuments, type ClientMetadataDocumentsOptions } from "../oauth/client-metadata-document.js";
 import { openServeBackend, type ServeBackend } from "./open.js";
 import { TokenBuckets } from "./rate-limit.js";
 import { REVOCATION_WINDOW_HINTS } from "./revocation-list-cache.js";
-import { buildRoutes, retryAfterOf, type Route } from "./routes.js";
+import { buildRoutes, retryAfterOf, takeOrRefuse, type Route } from "./routes.js";
 import {
   checkHostName,
   defaultHostNames,
@@ -90,6 +94,15 @@ export interface ServeOptions {
    * `--tls-key`), served instead of the SVID: aztp serve does not rotate it.
    */
   tlsCertificate?: { certPem: string; keyPem: string } | undefined;
+  /**
+   * People at hosts (Claude Desktop, VS Code, ... through OAuth): the authorization code flow,
+   * the login delegated to this OpenID Provider (`--login-issuer`, a trusted person issuer of the
+   * trust domain, with this server's client ID and its secret or key there). Without it the
+   * authorization endpoint runs no flow (workloads only).
+   */
+  login?: PersonLoginOptions | undefined;
+  /** How Client ID Metadata Documents are fetched (a fetch of your own; loopback http in tests). */
+  clientMetadataDocuments?: ClientMetadataDocumentsOptions | undefined;
 }
 
 export interface RunningServe {
@@ -308,9 +321,17 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
       ErrorCodes.ARGUMENT_INVALID,
       `accessTokenTtlSeconds (--token-ttl) is at most ${MAX_ACCESS_TOKEN_TTL_SECONDS}, got ${accessTokenTtlSeconds}`,
     );
+  const people =
+    options.login === undefined
+      ? undefined
+      : peopleFlow(backend, options, {
+          scopesSupported,
+          accessTokenTtlSeconds,
+          take: (clientId) => takeOrRefuse(tokenBuckets, clientId, `client ${clientId.slice(0, 100)} redeems codes`),
+        });
   const routes = [
     ...buildRoutes(routeSettings),
-    ...buildOAuthRoutes(routeSettings, { scopesSupported, tokenBuckets, accessTokenTtlSeconds }),
+    ...buildOAuthRoutes(routeSettings, { scopesSupported, tokenBuckets, accessTokenTtlSeconds, people }),
   ];
 
   const handler = (req: IncomingMessage, res: ServerResponse): void => {
@@ -525,6 +546,37 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
       return inFlight;
     },
   };
+}
+
+/** The authorization code flow for people, on this backend's authority (see authorization-code.ts). */
+function peopleFlow(
+  backend: ServeBackend,
+  options: ServeOptions,
+  o: { scopesSupported: readonly string[] | undefined; accessTokenTtlSeconds: number; take(clientId: string): void },
+): { flow: AuthorizationCodeFlow; clients: ReturnType<typeof clientRegistry> } {
+  const a = backend.authority;
+  const login = new PersonLogin(options.login as PersonLoginOptions, () => a.oauthIssuer);
+  const trustDomain = (): string => options.login?.trustDomain ?? a.defaultTrustDomain;
+  const signingKey = (td: string): { key: KeyObject; kid: string } => a.exchangeDeps().signingKey(td);
+  const clients = clientRegistry({
+    issuer: () => a.oauthIssuer,
+    trustDomain,
+    bundles: a,
+    signingKey,
+    documents: new ClientMetadataDocuments(options.clientMetadataDocuments ?? {}),
+  });
+  const flow = new AuthorizationCodeFlow({
+    login,
+    clients,
+    issuer: () => a.oauthIssuer,
+    trustDomain,
+    personIssuers: (td) => a.exchangeDeps().issuers(td),
+    signingKey,
+    scopesSupported: o.scopesSupported,
+    accessTokenTtlSeconds: o.accessTokenTtlSeconds,
+    take: o.take,
+  });
+  return { flow, clients };
 }
 
 async function authenticate(backend: ServeBackend, req: IncomingMessage): Promise<ApiKeyRecord> {

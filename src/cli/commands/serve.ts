@@ -79,6 +79,12 @@ interface ServeCliOptions {
   tlsName: string[];
   tlsCert?: string;
   tlsKey?: string;
+  loginIssuer?: string;
+  loginClientId?: string;
+  loginClientSecretFile?: string;
+  loginPrivateKey?: string;
+  loginRedirectUri?: string;
+  loginScope?: string;
 }
 
 function collect(value: string, previous: string[]): string[] {
@@ -155,6 +161,18 @@ export function register(program: Command, ctx: CliContext): void {
     )
     .option("--token-burst <n>", "access token burst per client", String(DEFAULTS.tokenBurst))
     .option("--token-ttl <seconds>", "lifetime of the access tokens minted (default 300, at most 3600)")
+    .option(
+      "--login-issuer <url>",
+      "people at hosts (authorization code flow): the OpenID Provider they sign in at, a trusted person issuer of the trust domain (aztp issuer add)",
+    )
+    .option("--login-client-id <id>", "this server's client ID at the --login-issuer provider")
+    .option("--login-client-secret-file <file>", "a file holding its client secret there (client_secret_basic)")
+    .option("--login-private-key <file>", "or its private key (PEM) registered there (private_key_jwt)")
+    .option(
+      "--login-redirect-uri <url>",
+      "the redirect URI registered at the provider (default <public URL>/oauth/callback)",
+    )
+    .option("--login-scope <scope>", 'the scope asked of the provider (default "openid email profile")')
     .action(async (o: ServeCliOptions) => {
       if (o.tls && o.insecureHttp) throw usage("give --tls or --insecure-http, not both");
       if ((o.tlsCert === undefined) !== (o.tlsKey === undefined)) throw usage("give --tls-cert and --tls-key together");
@@ -186,8 +204,38 @@ export function register(program: Command, ctx: CliContext): void {
       }
       const badScope = o.scope.find((sc) => !isScopeToken(sc));
       if (badScope !== undefined) throw usage(`--scope ${JSON.stringify(badScope)} is not an OAuth scope token`);
+      const loginGiven = [
+        o.loginClientId,
+        o.loginClientSecretFile,
+        o.loginPrivateKey,
+        o.loginRedirectUri,
+        o.loginScope,
+      ];
+      if (o.loginIssuer === undefined && loginGiven.some((v) => v !== undefined))
+        throw usage("the --login-* options need --login-issuer");
+      if (o.loginIssuer !== undefined) {
+        if (o.loginClientId === undefined) throw usage("--login-issuer needs --login-client-id");
+        if ((o.loginClientSecretFile === undefined) === (o.loginPrivateKey === undefined))
+          throw usage("--login-issuer needs one of --login-client-secret-file and --login-private-key");
+      }
+      const login =
+        o.loginIssuer === undefined
+          ? undefined
+          : {
+              issuer: o.loginIssuer,
+              clientId: o.loginClientId as string,
+              ...(o.loginClientSecretFile !== undefined
+                ? { clientSecret: readText("--login-client-secret-file", o.loginClientSecretFile).trim() }
+                : {}),
+              ...(o.loginPrivateKey !== undefined
+                ? { privateKey: readText("--login-private-key", o.loginPrivateKey) }
+                : {}),
+              ...(o.loginRedirectUri !== undefined ? { redirectUri: o.loginRedirectUri } : {}),
+              ...(o.loginScope !== undefined ? { scope: o.loginScope } : {}),
+            };
       const logger = jsonLogger(o.logLevel);
       const running = await startServe({
+        ...(login !== undefined ? { login } : {}),
         store: storeOf(o.store, ctx),
         kek: readKekFile(o.kekFile),
         createTrustDomain: o.trustDomain,
