@@ -40,6 +40,10 @@ const AREAS = [
   "PEM",
   "SERVE",
   "OAUTH",
+  "ON_BEHALF_OF",
+  "PERSON",
+  "TOKEN_EXCHANGE",
+  "APPROVAL",
 ].sort((a, b) => b.length - a.length);
 
 /** What is wrong with the thing checked: the last word(s) of every code. */
@@ -73,6 +77,8 @@ const STATES = [
   "NOT_INITIALIZED",
   "UNREPRESENTABLE",
   "UNSECURED",
+  // ERR_APPROVAL_REQUIRED (the issue names it): the call lacks what policy requires of it, a person's approval
+  "REQUIRED",
   "UNUSABLE",
   "SET",
   "LIMITED",
