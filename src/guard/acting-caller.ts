@@ -13,6 +13,7 @@
  */
 import { AsyncLocalStorage } from "node:async_hooks";
 import type { ReceiptStatus } from "../invocation/receipt.js";
+import type { Approval } from "../people/approval.js";
 import type { CallerGuard } from "./caller.js";
 
 /** What became of a call signed in a context, for the framework to tell its model. */
@@ -26,6 +27,8 @@ export interface ActingOutcome {
   /** The error code, when the call was refused or failed. */
   readonly code?: string;
   readonly message?: string;
+  /** What the refusal asks of the caller (ERR_APPROVAL_REQUIRED: the approval request). */
+  readonly detail?: Readonly<Record<string, unknown>>;
 }
 
 export interface ActingCaller {
@@ -38,6 +41,11 @@ export interface ActingCaller {
    * act chain of the agents it came through (invocation/on-behalf-of.ts).
    */
   readonly onBehalfOf?: string;
+  /**
+   * A person's approval of this call (people/approval.ts), for the call it fits alone (same
+   * tool and arguments): a secured MCP client signs it in as `apr`.
+   */
+  readonly approval?: Approval;
   /** The framework's id for the call (LangChain's tool-call id), signed into every token. */
   readonly toolCallId?: string;
   /**
