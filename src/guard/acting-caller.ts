@@ -27,8 +27,6 @@ export interface ActingOutcome {
   /** The error code, when the call was refused or failed. */
   readonly code?: string;
   readonly message?: string;
-  /** What the refusal asks of the caller (ERR_APPROVAL_REQUIRED: the approval request). */
-  readonly detail?: Readonly<Record<string, unknown>>;
 }
 
 export interface ActingCaller {
@@ -62,6 +60,11 @@ export interface ActingCaller {
    * recorded (or will record) the call.
    */
   outcome?: ActingOutcome;
+  /**
+   * Set by whoever was refused with ERR_APPROVAL_REQUIRED in this context (a secured MCP client,
+   * a secured tool): the approval request the refusal carried, for the agent to ask a person.
+   */
+  approvalRequest?: Readonly<Record<string, unknown>> | undefined;
   /**
    * Set by a tool loaded from a secured MCP client: the answer it gave, before any middleware
    * inside the agent's saw it.

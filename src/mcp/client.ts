@@ -281,9 +281,9 @@ export function clientHooks(
     const failed = async (error: AztpError, answer: JSONRPCMessage): Promise<JSONRPCMessage> => {
       const unrecorded = await guard.fail(prepared, error);
       tell("denied", (unrecorded ?? error).code, undefined, (unrecorded ?? error).message);
-      // What the refusal asks of the caller (an approval request) goes to the agent as it came.
-      if (unrecorded === undefined && error.detail !== undefined && acting?.outcome !== undefined)
-        acting.outcome = { ...acting.outcome, detail: error.detail };
+      // The approval request a refusal carries goes to the agent as it came (a person must see it).
+      if (acting !== undefined && unrecorded === undefined && error.code === ErrorCodes.APPROVAL_REQUIRED)
+        acting.approvalRequest = error.detail;
       return unrecorded !== undefined ? errorResponse(id, unrecorded) : answer;
     };
     if (answerKind(message) === "ambiguous") {
