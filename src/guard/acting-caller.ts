@@ -13,6 +13,7 @@
  */
 import { AsyncLocalStorage } from "node:async_hooks";
 import type { ReceiptStatus } from "../invocation/receipt.js";
+import type { Approval } from "../people/approval.js";
 import type { CallerGuard } from "./caller.js";
 
 /** What became of a call signed in a context, for the framework to tell its model. */
@@ -38,6 +39,11 @@ export interface ActingCaller {
    * act chain of the agents it came through (invocation/on-behalf-of.ts).
    */
   readonly onBehalfOf?: string;
+  /**
+   * A person's approval of this call (people/approval.ts), for the call it fits alone (same
+   * tool and arguments): a secured MCP client signs it in as `apr`.
+   */
+  readonly approval?: Approval;
   /** The framework's id for the call (LangChain's tool-call id), signed into every token. */
   readonly toolCallId?: string;
   /**
@@ -54,6 +60,11 @@ export interface ActingCaller {
    * recorded (or will record) the call.
    */
   outcome?: ActingOutcome;
+  /**
+   * Set by whoever was refused with ERR_APPROVAL_REQUIRED in this context (a secured MCP client,
+   * a secured tool): the approval request the refusal carried, for the agent to ask a person.
+   */
+  approvalRequest?: Readonly<Record<string, unknown>> | undefined;
   /**
    * Set by a tool loaded from a secured MCP client: the answer it gave, before any middleware
    * inside the agent's saw it.

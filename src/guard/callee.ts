@@ -31,6 +31,8 @@ import type { BearerCaller, PresentedCredential } from "../oauth/protected-resou
 import type { AuthMethod } from "../policy/context.js";
 import type { CompiledPolicies } from "../policy/evaluate.js";
 import type { PolicyDocument } from "../policy/policy.js";
+import { verifyApproval } from "../people/approval.js";
+import type { PersonIssuers } from "../people/person-issuers.js";
 
 export type { GuardMode } from "./recorder.js";
 
@@ -62,6 +64,13 @@ export interface CalleeGuardOptions {
    * closed in enforce mode.
    */
   onAuditError?: (error: unknown) => void;
+  /**
+   * The OpenID Providers this callee's trust domain trusts, asked only when policy requires an
+   * approval and a call carries one (people/approval.ts): the approver's ID token is verified
+   * with them. Without them no approval holds (ERR_APPROVAL_INVALID, rule issuer).
+   * `servingGuard` fills it from the authority.
+   */
+  personIssuers?: () => PersonIssuers | undefined | Promise<PersonIssuers | undefined>;
 }
 
 /** What admit() decided. */
@@ -286,6 +295,22 @@ export class CalleeGuard {
       } catch (e) {
         return refusedByPolicy(e);
       }
+      // An Allow that asks for a person's approval: of this very call, checked here, after the
+      // decision that says whose approval counts (people/approval.ts).
+      const required = verified.policy.approval;
+      if (required !== undefined && required.length > 0) {
+        try {
+          const issuers = verified.claims.apr === undefined ? undefined : await this.#o.personIssuers?.();
+          const approval = await verifyApproval(verified, required, { personIssuers: issuers, replay: this.#replay });
+          verified.approval = {
+            approvedBy: approval.approvedBy,
+            approvedAt: approval.approvedAt,
+            requestId: approval.requestId,
+          };
+        } catch (e) {
+          return refusedByPolicy(e);
+        }
+      }
     }
     return {
       allowed: true,
@@ -345,7 +370,7 @@ export class CalleeGuard {
         const held = rel instanceof Promise ? await rel : rel;
         relations = (id) => (id === caller ? held : undefined);
       }
-      requireToolCallAllowed(policy, {
+      const decision = requireToolCallAllowed(policy, {
         caller,
         callee: this.id,
         tool: call.tool,
@@ -355,6 +380,15 @@ export class CalleeGuard {
         authMethod: "bearer",
         ...(bearer.person !== undefined ? { person: bearer.person } : {}),
       });
+      // An approval rides in a signed invocation (apr), bound to it by the caller's signature; a
+      // bearer call has nothing to carry one in.
+      if (decision.approval !== undefined && decision.approval.length > 0)
+        return admission(
+          new AztpError(
+            ErrorCodes.APPROVAL_REQUIRED,
+            `${call.tool} needs a person's approval of the call, which only a signed call can carry: sign the call (aztp-client's secured MCP client, or the bridge)`,
+          ),
+        );
       return admission(undefined);
     } catch (e) {
       // Policy that cannot be read is not "no policy": refused (fail closed), as admit does.
@@ -599,6 +633,9 @@ export class CalleeGuard {
       ...toolCallIdOf(v, admission.token),
       ...(v && v.delegation.length > 0 ? { delegation: v.delegation.map((d) => d.delegator) } : {}),
       ...personOf(v, admission.authMethod === "bearer" ? admission.bearer : undefined),
+      ...(v?.approval !== undefined
+        ? { approvedBy: v.approval.approvedBy, approvedAt: v.approval.approvedAt.toISOString() }
+        : {}),
       ...(admission.token ? { token: admission.token } : {}),
       ...(receipt ? { receipt } : {}),
     };

@@ -15,6 +15,7 @@ import { createInvocation, MAX_TOOL_CALL_ID_LENGTH, type InvocationClaims } from
 import { actorsOf, personId } from "../invocation/on-behalf-of.js";
 import { verifyReceipt, type VerifiedReceipt } from "../invocation/receipt.js";
 import type { Trust } from "../invocation/trust.js";
+import { approvalClaim, type Approval } from "../people/approval.js";
 import { AuditRecorder, checkMode, sayIfAuditMode, type GuardMode, type UnansweredReason } from "./recorder.js";
 
 export interface CallerGuardOptions {
@@ -35,6 +36,8 @@ export interface CallToSign {
   delegation?: readonly string[];
   /** The on-behalf-of token of the person the call is made for (bound to this caller's key). */
   onBehalfOf?: string;
+  /** A person's approval of this call (people/approval.ts), signed in as `apr`. */
+  approval?: Approval;
   traceId?: string;
   /** The framework's tool-call id (LangChain's), signed so both audit entries carry it. */
   toolCallId?: string;
@@ -100,6 +103,18 @@ function personOf(obo: string | undefined): { person?: string; personEmail?: str
     ...(typeof c.email === "string" ? { personEmail: c.email } : {}),
     ...(actors !== undefined ? { actors } : {}),
   };
+}
+
+/**
+ * Who approved a call and when, from the approval it carries (its approver's ID token, read,
+ * not verified: the callee verified it, and its receipt says it admitted the call).
+ */
+function approvalOf(claims: InvocationClaims): { approvedBy?: string; approvedAt?: string } {
+  if (claims.apr === undefined) return {};
+  const c = peekClaims(claims.apr.idt);
+  if (typeof c?.iss !== "string" || typeof c.sub !== "string" || typeof c.iat !== "number") return {};
+  const at = new Date(c.iat * 1000);
+  return Number.isNaN(at.getTime()) ? {} : { approvedBy: personId(c.iss, c.sub), approvedAt: at.toISOString() };
 }
 
 function isSigned(call: SentCall): call is PreparedCall {
@@ -259,6 +274,7 @@ export class CallerGuard {
       args: call.args,
       ...(call.delegation ? { delegation: call.delegation } : {}),
       ...(call.onBehalfOf !== undefined ? { onBehalfOf: call.onBehalfOf } : {}),
+      ...(call.approval !== undefined ? { approval: approvalClaim(call.approval) } : {}),
       ...(call.traceId ? { traceId: call.traceId } : {}),
       ...(call.toolCallId !== undefined ? { toolCallId: call.toolCallId } : {}),
     });
@@ -369,6 +385,15 @@ export class CallerGuard {
       }
     }
     const status = outcome ?? verified?.claims.status ?? (answer.isError ? "error" : error ? "error" : "ok");
+    const entryDecision =
+      decision ??
+      (error
+        ? this.mode === "audit"
+          ? "audit-only"
+          : "deny"
+        : verified?.claims.status === "denied"
+          ? "deny"
+          : "allow");
     return this.#audit.record({
       side: "caller",
       caller: this.id,
@@ -378,15 +403,7 @@ export class CallerGuard {
       argsDigest: signed?.claims.args_sha256 ?? (prepared as UnsignedSentCall).argsDigest,
       args: prepared.args,
       // A receipt that says the callee refused is a refusal on this side too, as an MCP error answer is.
-      decision:
-        decision ??
-        (error
-          ? this.mode === "audit"
-            ? "audit-only"
-            : "deny"
-          : verified?.claims.status === "denied"
-            ? "deny"
-            : "allow"),
+      decision: entryDecision,
       outcome: status,
       durationMs: Math.round((performance.now() - prepared.startedAt) * 1000) / 1000,
       ...(error
@@ -404,6 +421,8 @@ export class CallerGuard {
               ? { delegation: signed.claims.dlg.map((link) => String(peekClaims(link)?.iss ?? "unknown")) }
               : {}),
             ...personOf(signed.claims.obo),
+            // Only on a call the callee admitted: a refused approval approved nothing.
+            ...(entryDecision === "allow" && verified !== undefined ? approvalOf(signed.claims) : {}),
             ...(signed.claims.trace ? { traceId: signed.claims.trace } : {}),
             ...(signed.claims.tcid ? { toolCallId: signed.claims.tcid } : {}),
             token: signed.token,

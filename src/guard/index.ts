@@ -8,3 +8,14 @@ export {
   type UnsignedCall,
   type UnsignedSentCall,
 } from "./caller.js";
+export {
+  approvalClaim,
+  approvalNonce,
+  approvalRequest,
+  verifyApproval,
+  type Approval,
+  type ApprovalRequest,
+  type ApprovalRequestDetail,
+  type VerifiedApproval,
+  type VerifyApprovalOptions,
+} from "../people/approval.js";

@@ -9,6 +9,7 @@ import { MemoryReplayCache, type ReplayCache } from "../invocation/replay.js";
 import type { Trust } from "../invocation/trust.js";
 import type { CompiledPolicies } from "../policy/evaluate.js";
 import type { PolicyDocument } from "../policy/policy.js";
+import { PersonIssuers, type PersonIssuerConfig } from "../people/person-issuers.js";
 import { CalleeGuard } from "./callee.js";
 import type { GuardMode } from "./recorder.js";
 
@@ -32,6 +33,22 @@ function replayCacheOf(identity: AgentIdentity): ReplayCache {
   let cache = replayCaches.get(identity.spiffeId);
   if (cache === undefined) replayCaches.set(identity.spiffeId, (cache = new MemoryReplayCache()));
   return cache;
+}
+
+/**
+ * One verifier per trusted-provider configuration per process, so an approver's provider keys
+ * are fetched once and kept while the configuration holds (a new one when it changes).
+ */
+const personIssuerCache = new Map<string, PersonIssuers>();
+function personIssuersOf(configs: readonly PersonIssuerConfig[]): PersonIssuers | undefined {
+  if (configs.length === 0) return undefined;
+  const key = JSON.stringify(configs);
+  let held = personIssuerCache.get(key);
+  if (held === undefined) {
+    if (personIssuerCache.size >= 64) personIssuerCache.clear();
+    personIssuerCache.set(key, (held = new PersonIssuers(configs)));
+  }
+  return held;
 }
 
 const saidOpen = new WeakSet<AgentIdentity>();
@@ -85,6 +102,12 @@ export async function servingGuard(
     ...(options.side ? { side: options.side } : {}),
     ...(audit ? { audit } : {}),
     policy: options.policy ?? attached,
-    ...(authority ? { relations: (id: string) => authority.relations(id) } : {}),
+    ...(authority
+      ? {
+          relations: (id: string) => authority.relations(id),
+          // The providers the callee's own trust domain trusts say who may approve its calls.
+          personIssuers: async () => personIssuersOf(await authority.personIssuers(identity.trustDomain)),
+        }
+      : {}),
   });
 }

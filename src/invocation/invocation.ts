@@ -69,6 +69,28 @@ export interface InvocationClaims {
    * signer's key, whose act chain is the path of agents the call came through.
    */
   obo?: string;
+  /**
+   * A person's approval of this very call: the approval request they approved (`req`) and the
+   * ID token they signed in with to approve it (`idt`), whose nonce is the request's digest.
+   * Signed with the rest, so it cannot be moved to another call; checked by the callee when its
+   * policy asks for an approval (people/approval.ts).
+   */
+  apr?: ApprovalClaim;
+}
+
+/** The `apr` claim: what was approved, and the proof of who approved it and when. */
+export interface ApprovalClaim {
+  req: Record<string, unknown>;
+  idt: string;
+}
+
+/** What the callee found of a verified approval, for its policy step's record. */
+export interface VerifiedApprovalSummary {
+  /** The approver, `<issuer>#<subject>`. */
+  approvedBy: string;
+  /** When the approver signed in to approve (their ID token's `iat`). */
+  approvedAt: Date;
+  requestId: string;
 }
 
 export interface SignInvocationOptions {
@@ -79,6 +101,8 @@ export interface SignInvocationOptions {
   delegation?: readonly string[];
   /** The on-behalf-of token of the person the call is made for, signed in as `obo`. */
   onBehalfOf?: string;
+  /** A person's approval of this call, signed in as `apr`. */
+  approval?: ApprovalClaim;
   traceId?: string;
   /** The framework's tool-call id (a LangChain ToolCall's `id`), signed as `tcid`. */
   toolCallId?: string;
@@ -139,6 +163,15 @@ export function createInvocation(
       throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "onBehalfOf must be an on-behalf-of token");
     claims.obo = options.onBehalfOf;
   }
+  if (options.approval !== undefined) {
+    const a = options.approval as Partial<ApprovalClaim>;
+    if (typeof a !== "object" || a === null || typeof a.idt !== "string" || typeof a.req !== "object" || a.req === null)
+      throw new AztpError(
+        ErrorCodes.ARGUMENT_INVALID,
+        "approval must be { req: the approval request, idt: an ID token }",
+      );
+    claims.apr = { req: a.req, idt: a.idt };
+  }
   return { token: signWithHeader(signer, INVOCATION_TYP, claims), claims };
 }
 
@@ -172,6 +205,8 @@ export interface VerifiedInvocation {
    * runs `decideInvocation`), so a caller refused by policy is still known as verified.
    */
   policy?: PolicyDecision;
+  /** The approval the policy step asked for and verified (set by `CalleeGuard.admit`). */
+  approval?: VerifiedApprovalSummary;
   /** The token exactly as received (receipts bind its hash). */
   token: string;
 }

@@ -23,3 +23,5 @@ export {
 export { secureTool, SecuredTool, isSecuredTool, type SecureToolOptions } from "./tool.js";
 export { receiptOf, RECEIPT_ARTIFACT, type ReceiptArtifact } from "./receipt-artifact.js";
 export { isMcpTool, mcpServerOf } from "./mcp-mark.js";
+export { APPROVAL_INTERRUPT, type ApprovalInterrupt, type ApprovalResume } from "./approval-interrupt.js";
+export type { Approval, ApprovalRequest, ApprovalRequestDetail } from "../people/approval.js";

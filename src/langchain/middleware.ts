@@ -32,6 +32,7 @@ import type { GuardMode } from "../guard/recorder.js";
 import { canonicalDigest } from "../invocation/canonical.js";
 import type { Trust } from "../invocation/trust.js";
 import { commandIsError, commandReceipt, commandResult, COMMAND_REASON, isCommand, type Command } from "./command.js";
+import { withApprovalInterrupt, type ApprovalAsk } from "./approval-interrupt.js";
 import { controlFlowName, isControlFlow } from "./control-flow.js";
 import { isMcpTool, mcpServerOf } from "./mcp-mark.js";
 import { receiptEntry, receiptOf, withReceipt, type ReceiptArtifact } from "./receipt-artifact.js";
@@ -169,12 +170,13 @@ export async function createSecureMiddleware(options: SecureMiddlewareOptions): 
     return p;
   };
 
-  const sign = (call: ToolCall, audience: string, calleeSerial?: string): Promise<PreparedCall> => {
+  const sign = (call: ToolCall, audience: string, calleeSerial?: string, ask?: ApprovalAsk): Promise<PreparedCall> => {
     const chain = delegation?.chain();
     return guard.prepare({
       audience,
       tool: call.name,
       args: call.args,
+      ...(ask?.approval !== undefined ? { approval: ask.approval } : {}),
       ...(call.id ? { toolCallId: call.id } : {}),
       ...(chain && chain.length > 0 ? { delegation: chain } : {}),
       ...(calleeSerial ? { calleeSerial } : {}),
@@ -190,10 +192,11 @@ export async function createSecureMiddleware(options: SecureMiddlewareOptions): 
     call: ToolCall,
     tool: SecuredTool,
     run: (tool: SecuredTool) => Promise<unknown>,
+    ask: ApprovalAsk,
   ): Promise<ToolMessage | Command> => {
     let prepared: PreparedCall;
     try {
-      prepared = await sign(call, tool.identity.spiffeId);
+      prepared = await sign(call, tool.identity.spiffeId, undefined, ask);
     } catch (e) {
       return refusal(call, tool.aztpId, asError(e, ErrorCodes.ARGUMENT_INVALID));
     }
@@ -206,6 +209,7 @@ export async function createSecureMiddleware(options: SecureMiddlewareOptions): 
     let answer: unknown;
     try {
       answer = await actAs(acting, () => run(tool));
+      ask.request = acting.approvalRequest;
     } catch (e) {
       if (isControlFlow(e)) {
         // The run pauses (or is rerouted) here, as in a plain agent; a resume signs the call anew.
@@ -271,6 +275,7 @@ export async function createSecureMiddleware(options: SecureMiddlewareOptions): 
     call: ToolCall,
     server: string | undefined,
     run: () => Promise<unknown>,
+    ask: ApprovalAsk,
   ): Promise<ToolMessage> => {
     const chain = delegation?.chain();
     let argsDigest: string | undefined;
@@ -284,6 +289,7 @@ export async function createSecureMiddleware(options: SecureMiddlewareOptions): 
       toolCallId: call.id ?? "",
       ...(argsDigest !== undefined ? { argsDigest } : {}),
       ...(chain && chain.length > 0 ? { delegation: chain } : {}),
+      ...(ask.approval !== undefined ? { approval: ask.approval } : {}),
     };
     let answer: unknown;
     let thrown: unknown;
@@ -292,6 +298,7 @@ export async function createSecureMiddleware(options: SecureMiddlewareOptions): 
     } catch (e) {
       thrown = e;
     }
+    ask.request = acting.approvalRequest;
     const outcome = acting.outcome;
     if (thrown !== undefined && isControlFlow(thrown)) {
       // LangGraph's control flow (an interrupt in a middleware inside this one) is let through. A
@@ -377,33 +384,50 @@ export async function createSecureMiddleware(options: SecureMiddlewareOptions): 
 
   const middleware = createMiddleware({
     name: "aztp",
-    wrapToolCall: async (request, handler) => {
-      const call = request.toolCall;
-      const tool = request.tool as StructuredToolInterface | undefined;
-      if (tool === undefined) {
-        // Nothing to address a token to: recorded as refused, and the model is told.
-        const error = new AztpError(ErrorCodes.TOOL_UNKNOWN, `there is no tool named ${JSON.stringify(call.name)}`);
-        return refusal(
-          call,
-          "unknown",
-          await guard.refuse({ tool: call.name, args: call.args, ...(call.id ? { toolCallId: call.id } : {}) }, error),
-        );
-      }
-      if (isSecuredTool(tool)) return callLocal(call, tool, async () => handler(request));
-      if (isMcpTool(tool)) return callMcp(call, mcpServerOf(tool), async () => handler(request));
-      let securedTool: SecuredTool;
-      try {
-        securedTool = await serve(tool);
-      } catch (e) {
-        const error = asError(e, ErrorCodes.TOOL_UNSECURED);
-        return refusal(
-          call,
-          "unknown",
-          await guard.refuse({ tool: call.name, args: call.args, ...(call.id ? { toolCallId: call.id } : {}) }, error),
-        );
-      }
-      return callLocal(call, securedTool, async (t) => handler({ ...request, tool: t }));
-    },
+    // A call the callee lets run only with a person's approval pauses the run (an interrupt) and
+    // is made again with the approval it resumes with (approval-interrupt.ts).
+    wrapToolCall: async (request, handler) =>
+      withApprovalInterrupt(
+        request.toolCall,
+        (ask) => dispatch(request, handler, ask),
+        async (error) => {
+          const call = request.toolCall;
+          const args = { tool: call.name, args: call.args, ...(call.id ? { toolCallId: call.id } : {}) };
+          return refusal(call, "unknown", await guard.refuse(args, error));
+        },
+      ),
   });
+
+  const dispatch = async (
+    request: Parameters<NonNullable<AgentMiddleware["wrapToolCall"]>>[0],
+    handler: Parameters<NonNullable<AgentMiddleware["wrapToolCall"]>>[1],
+    ask: ApprovalAsk,
+  ): Promise<ToolMessage | Command> => {
+    const call = request.toolCall;
+    const tool = request.tool as StructuredToolInterface | undefined;
+    if (tool === undefined) {
+      // Nothing to address a token to: recorded as refused, and the model is told.
+      const error = new AztpError(ErrorCodes.TOOL_UNKNOWN, `there is no tool named ${JSON.stringify(call.name)}`);
+      return refusal(
+        call,
+        "unknown",
+        await guard.refuse({ tool: call.name, args: call.args, ...(call.id ? { toolCallId: call.id } : {}) }, error),
+      );
+    }
+    if (isSecuredTool(tool)) return callLocal(call, tool, async () => handler(request), ask);
+    if (isMcpTool(tool)) return callMcp(call, mcpServerOf(tool), async () => handler(request), ask);
+    let securedTool: SecuredTool;
+    try {
+      securedTool = await serve(tool);
+    } catch (e) {
+      const error = asError(e, ErrorCodes.TOOL_UNSECURED);
+      return refusal(
+        call,
+        "unknown",
+        await guard.refuse({ tool: call.name, args: call.args, ...(call.id ? { toolCallId: call.id } : {}) }, error),
+      );
+    }
+    return callLocal(call, securedTool, async (t) => handler({ ...request, tool: t }), ask);
+  };
   return { middleware, guard, serve };
 }

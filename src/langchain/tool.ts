@@ -178,6 +178,10 @@ export class SecuredTool extends StructuredTool {
 
   async #refuse(admission: Admission, toolCall: ToolCall | undefined): Promise<unknown> {
     const error = admission.error as AztpError;
+    // The agent that signed this call asks a person for the approval (approval-interrupt.ts).
+    const acting = actingCaller();
+    if (error.code === ErrorCodes.APPROVAL_REQUIRED && acting?.local?.audience === this.aztpId)
+      acting.approvalRequest = error.detail;
     return this.#answer(
       admission,
       toolCall,

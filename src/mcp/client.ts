@@ -47,11 +47,15 @@ import {
   CHALLENGE_META_KEY,
   HANDSHAKES,
   IDENTITY_META_KEY,
+  APPROVAL_META_KEY,
   INVOCATION_META_KEY,
   RECEIPT_META_KEY,
   resultForDigest,
   withMeta,
+  withoutMeta,
 } from "./meta.js";
+import { canonicalDigest } from "../invocation/canonical.js";
+import { approvalFits, type Approval } from "../people/approval.js";
 import { identify } from "../guard/identify.js";
 
 export interface SecureMcpClientOptions {
@@ -128,6 +132,29 @@ function ambiguous(what: string): AztpError {
     ErrorCodes.MCP_MESSAGE_INVALID,
     `the answer to ${what} carries both a result and an error, which JSON-RPC forbids and which could be read either way`,
   );
+}
+
+/**
+ * The approval to sign into a tools/call: the one the application put in its `_meta` (checked
+ * when signed: prepare refuses and records one that is not `{ request, idToken }`), else the
+ * acting caller's, only for the call it was given for (same callee, tool and arguments).
+ */
+function approvalFor(
+  given: unknown,
+  acting: ActingCaller | undefined,
+  audience: string,
+  params: Record<string, unknown>,
+): Approval | undefined {
+  if (given !== undefined) return given as Approval;
+  const approval = acting?.approval;
+  if (approval === undefined) return undefined;
+  let argsDigest: string;
+  try {
+    argsDigest = canonicalDigest(argumentsOf(params), "args");
+  } catch {
+    return undefined;
+  }
+  return approvalFits(approval, { tool: params.name as string, argsDigest, audience }) ? approval : undefined;
 }
 
 /** The answer without the receipt in its result's `_meta` (and without a `_meta` left empty). */
@@ -254,6 +281,9 @@ export function clientHooks(
     const failed = async (error: AztpError, answer: JSONRPCMessage): Promise<JSONRPCMessage> => {
       const unrecorded = await guard.fail(prepared, error);
       tell("denied", (unrecorded ?? error).code, undefined, (unrecorded ?? error).message);
+      // The approval request a refusal carries goes to the agent as it came (a person must see it).
+      if (acting !== undefined && unrecorded === undefined && error.code === ErrorCodes.APPROVAL_REQUIRED)
+        acting.approvalRequest = error.detail;
       return unrecorded !== undefined ? errorResponse(id, unrecorded) : answer;
     };
     if (answerKind(message) === "ambiguous") {
@@ -283,8 +313,12 @@ export function clientHooks(
     if (isErrorResponse(message)) {
       // A refusal names its rule in data.code: audit it under that code, not as a lost receipt.
       const code = aztpCodeOf(message.error.data) ?? ErrorCodes.RECEIPT_MISSING;
+      const data = message.error.data;
+      const detail = isJsonObject(data) && isJsonObject(data.detail) ? data.detail : undefined;
       return failed(
-        new AztpError(code, `the server answered with error ${message.error.code}: ${message.error.message}`),
+        new AztpError(code, `the server answered with error ${message.error.code}: ${message.error.message}`, {
+          ...(detail !== undefined ? { detail } : {}),
+        }),
         answer,
       );
     }
@@ -352,7 +386,7 @@ export function clientHooks(
         return message;
       }
       if (!isRequest(message)) return message;
-      const params = isJsonObject(message.params) ? message.params : {};
+      let params = isJsonObject(message.params) ? message.params : {};
       if (unsecured !== undefined) {
         if (message.method !== "tools/call" || typeof params.name !== "string") return message;
         return sendUnsigned(message, params, unsecured, sendOptions);
@@ -362,6 +396,9 @@ export function clientHooks(
         inits.set(message.id, challenge.nonce);
         return { ...message, params: withMeta(params, CHALLENGE_META_KEY, challenge) } as JSONRPCMessage;
       }
+      // An approval the application gave for this call: signed into the invocation, never sent as is.
+      const given = isJsonObject(params._meta) ? params._meta[APPROVAL_META_KEY] : undefined;
+      if (given !== undefined) params = withoutMeta(params, APPROVAL_META_KEY);
       const isCall = message.method === "tools/call" && typeof params.name === "string";
       const isList = message.method === "tools/list" && options.signToolsList !== false;
       if (!isCall && !isList) return message;
@@ -403,10 +440,12 @@ export function clientHooks(
       // A call is refused before it leaves when the log cannot record it, or when the server has
       // been revoked since it proved itself (checked against the SVID it last showed: its proof,
       // then its receipts; with none seen yet, the identity alone).
+      const approval = isCall ? approvalFor(given, acting, audience, params) : undefined;
       const alongside = {
         ...(acting?.delegation !== undefined ? { delegation: acting.delegation } : {}),
         ...(acting?.onBehalfOf !== undefined ? { onBehalfOf: acting.onBehalfOf } : {}),
         ...(acting?.toolCallId !== undefined ? { toolCallId: acting.toolCallId } : {}),
+        ...(approval !== undefined ? { approval } : {}),
       };
       let prepared: PreparedCall;
       try {

@@ -10,6 +10,7 @@ export {
 export { InterceptingTransport, type MessageHooks } from "./intercept.js";
 export {
   INVOCATION_META_KEY,
+  APPROVAL_META_KEY,
   RECEIPT_META_KEY,
   CHALLENGE_META_KEY,
   IDENTITY_META_KEY,
@@ -36,3 +37,4 @@ export {
   type BearerCaller,
   type ProtectedResourceOptions,
 } from "../oauth/protected-resource.js";
+export { approvalNonce, type Approval, type ApprovalRequest, type ApprovalRequestDetail } from "../people/approval.js";

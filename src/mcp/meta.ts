@@ -10,6 +10,12 @@ export const META_PREFIX = "io.aztp/";
 export const INVOCATION_META_KEY = "io.aztp/invocation";
 /** result._meta of tools/call (or error.data of a refused call): the callee's receipt. */
 export const RECEIPT_META_KEY = "io.aztp/receipt";
+/**
+ * params._meta of tools/call as an application gives it to a secured client: a person's
+ * approval of this call, `{ request, idToken }` (people/approval.ts). The client signs it into
+ * the invocation (`apr`) and takes it out of `_meta` before the request leaves.
+ */
+export const APPROVAL_META_KEY = "io.aztp/approval";
 /** params._meta of initialize: { nonce, client } for the server to prove its identity on. */
 export const CHALLENGE_META_KEY = "io.aztp/challenge";
 /** result._meta of initialize: the server's possession proof, or { id } when not challenged. */
@@ -54,6 +60,14 @@ export function resultForDigest(result: unknown): unknown {
  */
 export function argumentsOf(params: JsonObject): unknown {
   return params.arguments === undefined ? {} : params.arguments;
+}
+
+/** `value` without `key` in its `_meta` (and without a `_meta` left empty). */
+export function withoutMeta(value: JsonObject, key: string): JsonObject {
+  if (!isJsonObject(value._meta) || !(key in value._meta)) return value;
+  const { [key]: _gone, ...meta } = value._meta;
+  const { _meta: _old, ...rest } = value;
+  return Object.keys(meta).length > 0 ? { ...rest, _meta: meta } : rest;
 }
 
 export function withMeta(value: unknown, key: string, entry: unknown): JsonObject {

@@ -88,7 +88,13 @@ function refusal(id: RequestId, error: AztpError, receipt: string | undefined): 
     error: {
       code: AZTP_REFUSED,
       message: `AZTP refused the call [${error.code}]: ${error.message}${hint}`,
-      data: { code: error.code, message: error.message, ...(receipt ? { [RECEIPT_META_KEY]: receipt } : {}) },
+      // `detail`: what the caller needs to act on it (ERR_APPROVAL_REQUIRED's approval request).
+      data: {
+        code: error.code,
+        message: error.message,
+        ...(error.detail !== undefined ? { detail: error.detail } : {}),
+        ...(receipt ? { [RECEIPT_META_KEY]: receipt } : {}),
+      },
     },
   };
 }

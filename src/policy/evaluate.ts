@@ -11,7 +11,16 @@
 import { AztpError, ErrorCodes } from "../errors.js";
 import { type ConditionCheck, compileConditions, type PolicyContext } from "./conditions.js";
 import { Matcher, normalizeId } from "./match.js";
-import { type PolicyDocument, type Principal, parsePolicy, type Statement, statementsOf } from "./policy.js";
+import {
+  APPROVER_PERSON,
+  type ApprovalBlock,
+  DEFAULT_APPROVAL_MAX_AGE_SECONDS,
+  type PolicyDocument,
+  type Principal,
+  parsePolicy,
+  type Statement,
+  statementsOf,
+} from "./policy.js";
 
 export interface PolicyRequest {
   /** The caller's ID, `aztp://` or `spiffe://`. */
@@ -33,6 +42,25 @@ export interface PolicyDecision {
   readonly statement?: string | number;
   /** Index, in the list evaluated, of the document holding that statement. */
   readonly policy?: number;
+  /**
+   * Set on an allow when a matching Allow statement has an `Approval` block: the call may run
+   * only with an approval that satisfies every one of these (people/approval.ts checks it).
+   * Another Allow without one matching too does not lift it: an author who wrote an approval
+   * for these calls meant it for them, whatever else also allows them.
+   */
+  readonly approval?: readonly ApprovalRequirement[];
+}
+
+/** One statement's `Approval` block, as a decision carries it. */
+export interface ApprovalRequirement {
+  /** The statement's Sid, or its index in its document. */
+  readonly statement: string | number;
+  /** Index of its document in the list evaluated. */
+  readonly policy: number;
+  readonly approvers: readonly string[];
+  readonly approverGroups?: readonly string[];
+  readonly maxAgeSeconds: number;
+  readonly reason: string;
 }
 
 const IMPLICIT_DENY: PolicyDecision = Object.freeze({ decision: "deny", reason: "implicit_deny" });
@@ -49,6 +77,8 @@ class CompiledStatement {
     private readonly resource: Matcher | undefined,
     private readonly notResource: boolean,
     private readonly conditions: readonly ConditionCheck[],
+    /** The statement's Approval block, with its document index filled in when decided. */
+    readonly approval: ApprovalBlock | undefined,
   ) {}
 
   /** Inputs are already normalised: principal and resource by normalizeId, action lower-cased. */
@@ -65,6 +95,8 @@ class CompiledStatement {
 interface CompiledDocument {
   readonly denies: readonly CompiledStatement[];
   readonly allows: readonly CompiledStatement[];
+  /** Whether an Allow of this document has an Approval block (else the first matching Allow decides). */
+  readonly approvals: boolean;
 }
 
 function list(value: string | string[]): readonly string[] {
@@ -94,7 +126,63 @@ function compileStatement(s: Statement, index: number): CompiledStatement {
     resource === undefined ? undefined : new Matcher(list(resource).map(normalizeId)),
     s.NotResource !== undefined,
     s.Condition === undefined ? [] : compileConditions(s.Condition),
+    s.Approval,
   );
+}
+
+function listOf(value: string | string[] | undefined): readonly string[] | undefined {
+  return value === undefined ? undefined : Object.freeze([...list(value)]);
+}
+
+const approverMatchers = new WeakMap<
+  ApprovalRequirement,
+  { approvers: Matcher; groups: ReadonlySet<string> | undefined }
+>();
+const requirements = new WeakMap<CompiledStatement, Map<number, ApprovalRequirement>>();
+
+/** The requirement of an approval statement in document `policy` (one frozen object per pair). */
+function requirementOf(s: CompiledStatement, policy: number): ApprovalRequirement {
+  let byPolicy = requirements.get(s);
+  if (byPolicy === undefined) requirements.set(s, (byPolicy = new Map()));
+  let r = byPolicy.get(policy);
+  if (r !== undefined) return r;
+  const a = s.approval as ApprovalBlock;
+  const groups = listOf(a.ApproverGroups);
+  r = Object.freeze({
+    statement: s.id,
+    policy,
+    approvers: listOf(a.Approvers) as readonly string[],
+    ...(groups !== undefined ? { approverGroups: groups } : {}),
+    maxAgeSeconds: a.MaxAgeSeconds ?? DEFAULT_APPROVAL_MAX_AGE_SECONDS,
+    reason: a.Reason ?? `policy statement ${String(s.id)} requires an approval`,
+  });
+  byPolicy.set(policy, r);
+  return r;
+}
+
+/**
+ * Whether `approver` (a person `<iss>#<sub>` and their groups) may approve under `requirement`
+ * for a call made for `person` (`$person` names them; a call for nobody has no `$person`).
+ */
+export function approverAllowed(
+  requirement: ApprovalRequirement,
+  approver: { id: string; groups?: readonly string[] | undefined },
+  person?: string,
+): boolean {
+  let m = approverMatchers.get(requirement);
+  if (m === undefined) {
+    m = {
+      approvers: new Matcher(requirement.approvers.filter((a) => a !== APPROVER_PERSON)),
+      groups: requirement.approverGroups === undefined ? undefined : new Set(requirement.approverGroups),
+    };
+    approverMatchers.set(requirement, m);
+  }
+  const named =
+    m.approvers.test(approver.id) ||
+    (person !== undefined && person === approver.id && requirement.approvers.includes(APPROVER_PERSON));
+  if (!named) return false;
+  if (m.groups === undefined) return true;
+  return (approver.groups ?? []).some((g) => m.groups!.has(g));
 }
 
 const documentCache = new WeakMap<object, CompiledDocument>();
@@ -106,7 +194,7 @@ function compileDocument(document: PolicyDocument): CompiledDocument {
   const denies: CompiledStatement[] = [];
   const allows: CompiledStatement[] = [];
   statementsOf(parsed).forEach((s, i) => (s.Effect === "Deny" ? denies : allows).push(compileStatement(s, i)));
-  const compiled = { denies, allows };
+  const compiled = { denies, allows, approvals: allows.some((s) => s.approval !== undefined) };
   documentCache.set(document, compiled);
   return compiled;
 }
@@ -123,11 +211,13 @@ export class CompiledPolicies {
   /** The documents compiled, in order (their identities, for the cache check). */
   readonly sources: readonly PolicyDocument[];
   private readonly documents: readonly CompiledDocument[];
+  readonly #approvals: boolean;
 
   /** @internal use `compilePolicies`. */
   constructor(policies: readonly PolicyDocument[]) {
     this.sources = Object.freeze([...policies]);
     this.documents = this.sources.map(compileDocument);
+    this.#approvals = this.documents.some((d) => d.approvals);
   }
 
   get statementCount(): number {
@@ -148,10 +238,27 @@ export class CompiledPolicies {
     for (let i = 0; i < docs.length; i++) {
       for (const s of docs[i]!.denies) if (s.matches(p, a, r, ctx)) return decided("explicit_deny", s, i);
     }
-    for (let i = 0; i < docs.length; i++) {
-      for (const s of docs[i]!.allows) if (s.matches(p, a, r, ctx)) return decided("allow", s, i);
+    if (!this.#approvals) {
+      for (let i = 0; i < docs.length; i++) {
+        for (const s of docs[i]!.allows) if (s.matches(p, a, r, ctx)) return decided("allow", s, i);
+      }
+      return IMPLICIT_DENY;
     }
-    return IMPLICIT_DENY;
+    // Some Allow asks for an approval: every matching Allow is looked at, so one without an
+    // approval can never lift another's (the order of statements never changes the outcome).
+    let first: PolicyDecision | undefined;
+    let approval: ApprovalRequirement[] | undefined;
+    for (let i = 0; i < docs.length; i++) {
+      for (const s of docs[i]!.allows) {
+        if (!s.matches(p, a, r, ctx)) continue;
+        if (s.approval !== undefined) {
+          if (approval === undefined) first = decided("allow", s, i);
+          (approval ??= []).push(requirementOf(s, i));
+        } else first ??= decided("allow", s, i);
+      }
+    }
+    if (first === undefined) return IMPLICIT_DENY;
+    return approval === undefined ? first : { ...first, approval: Object.freeze(approval) };
   }
 }
 

@@ -1,5 +1,7 @@
 /** AZTP policies: documents, strict parsing, IAM-style evaluation, and the request context. */
 export {
+  APPROVER_PERSON,
+  type ApprovalBlock,
   type Effect,
   type PolicyDocument,
   type Principal,
@@ -10,6 +12,8 @@ export {
 } from "./policy.js";
 export { CONDITION_OPERATORS, type ConditionBlock, type ConditionValue, type PolicyContext } from "./conditions.js";
 export {
+  approverAllowed,
+  type ApprovalRequirement,
   type CompiledPolicies,
   compilePolicies,
   evaluatePolicies,

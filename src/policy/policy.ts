@@ -43,7 +43,39 @@ export interface Statement {
   Resource?: string | string[];
   NotResource?: string | string[];
   Condition?: ConditionBlock;
+  /**
+   * Allow statements only: a call this statement allows runs only with a person's approval of
+   * that exact call (people/approval.ts). See `ApprovalBlock`.
+   */
+  Approval?: ApprovalBlock;
 }
+
+/**
+ * Who must approve a call an Allow statement matches, and for how long an approval holds:
+ *
+ *   "Approval": { "Approvers": ["https://login.example.com#*", "$person"],
+ *                 "ApproverGroups": ["finance-leads"], "MaxAgeSeconds": 300,
+ *                 "Reason": "transfers above 1000" }
+ *
+ * `Approvers`: who may approve, each `<issuer URL>#<subject>` (wildcards allowed: `#*` is anyone
+ * that provider signs in), `*` (any person of a provider the callee's trust domain trusts), or
+ * `$person` (the person the call is made for, when there is one). `ApproverGroups`: the approver
+ * must also be in one of these groups (their token's `groups`, through the provider's
+ * `claimsMap`). `MaxAgeSeconds` (1 to 3600, default 300): the person signed in at most this long
+ * before the call, and the approval request expires this long after it was made. `Reason` is
+ * shown to the approver and signed with the request.
+ */
+export interface ApprovalBlock {
+  Approvers: string | string[];
+  ApproverGroups?: string | string[];
+  MaxAgeSeconds?: number;
+  Reason?: string;
+}
+
+export const DEFAULT_APPROVAL_MAX_AGE_SECONDS = 300;
+export const MAX_APPROVAL_MAX_AGE_SECONDS = 3600;
+/** The approver `$person` stands for the person the call is made for. */
+export const APPROVER_PERSON = "$person";
 
 export interface PolicyDocument {
   Version: string;
@@ -63,7 +95,9 @@ const STATEMENT_KEYS: ReadonlySet<string> = new Set([
   "Resource",
   "NotResource",
   "Condition",
+  "Approval",
 ]);
+const APPROVAL_KEYS: ReadonlySet<string> = new Set(["Approvers", "ApproverGroups", "MaxAgeSeconds", "Reason"]);
 
 /** Object entries whose value is not undefined (JSON has no undefined; a typed literal may). */
 function definedEntries(value: Record<string, unknown>): Array<[string, unknown]> {
@@ -143,6 +177,49 @@ function parsePrincipal(value: unknown, path: string): Principal {
   return stringOrList(value, path, checkPrincipalEntry);
 }
 
+/** An approver: `$person`, `*`, or a person as `<issuer URL>#<subject>` (pattern). */
+function checkApproverEntry(entry: string, path: string): void {
+  if (entry === APPROVER_PERSON || entry === "*") return;
+  const hash = entry.indexOf("#");
+  if (!/^https?:\/\//i.test(entry) || hash <= 0 || hash === entry.length - 1)
+    invalid(path, `must be "$person", "*" or a person as <issuer URL>#<subject> (pattern), got ${shown(entry)}`);
+  if (hasWildcard(entry.slice(0, hash))) return;
+  let issuer: URL | undefined;
+  try {
+    issuer = new URL(entry.slice(0, hash));
+  } catch {
+    issuer = undefined;
+  }
+  if (issuer === undefined || issuer.search !== "")
+    invalid(path, `is not <issuer URL>#<subject>: ${shown(entry.slice(0, hash))} is not an issuer identifier`);
+}
+
+function parseApproval(raw: unknown, path: string): ApprovalBlock {
+  if (!isPlainObject(raw)) invalid(path, "must be an object");
+  checkKeys(raw, APPROVAL_KEYS, path);
+  if (raw.Approvers === undefined) invalid(fieldPath(path, "Approvers"), "is required: who may approve");
+  const out: ApprovalBlock = {
+    Approvers: stringOrList(raw.Approvers, fieldPath(path, "Approvers"), checkApproverEntry),
+  };
+  if (raw.ApproverGroups !== undefined)
+    out.ApproverGroups = stringOrList(raw.ApproverGroups, fieldPath(path, "ApproverGroups"));
+  if (raw.MaxAgeSeconds !== undefined) {
+    const m = raw.MaxAgeSeconds;
+    if (typeof m !== "number" || !Number.isInteger(m) || m < 1 || m > MAX_APPROVAL_MAX_AGE_SECONDS)
+      invalid(
+        fieldPath(path, "MaxAgeSeconds"),
+        `must be a whole number of seconds from 1 to ${MAX_APPROVAL_MAX_AGE_SECONDS}, got ${shown(m)}`,
+      );
+    out.MaxAgeSeconds = m;
+  }
+  if (raw.Reason !== undefined) {
+    if (typeof raw.Reason !== "string" || raw.Reason.length === 0 || raw.Reason.length > 512)
+      invalid(fieldPath(path, "Reason"), `must be a string of 1 to 512 characters, got ${shown(raw.Reason)}`);
+    out.Reason = raw.Reason;
+  }
+  return Object.freeze(out);
+}
+
 /** Rejects a statement holding both halves of a pair such as Action and NotAction. */
 function exclusive(raw: Record<string, unknown>, a: string, b: string, path: string): void {
   if (raw[a] !== undefined && raw[b] !== undefined) invalid(fieldPath(path, b), `cannot be used together with ${a}`);
@@ -172,6 +249,18 @@ function parseStatement(raw: unknown, path: string): Statement {
     if (raw[key] !== undefined) out[key] = stringOrList(raw[key], fieldPath(path, key));
   }
   if (raw.Condition !== undefined) out.Condition = parseConditionBlock(raw.Condition, fieldPath(path, "Condition"));
+  if (raw.Approval !== undefined) {
+    // An approval is of one tool call: a Deny needs none, and another action (a connection, a
+    // token's scopes) has no call an approver could sign, so it would allow without one.
+    if (out.Effect !== "Allow") invalid(fieldPath(path, "Approval"), "is only for Allow statements");
+    const actions = out.Action === undefined ? undefined : typeof out.Action === "string" ? [out.Action] : out.Action;
+    if (actions === undefined || !actions.every((a) => a.toLowerCase() === "tool:call"))
+      invalid(
+        fieldPath(path, "Approval"),
+        'needs the statement\'s Action to be "tool:call" alone (approvals are of tool calls)',
+      );
+    out.Approval = parseApproval(raw.Approval, fieldPath(path, "Approval"));
+  }
   return Object.freeze(out);
 }
 
