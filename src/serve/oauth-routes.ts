@@ -17,6 +17,7 @@ import { requireInScope } from "../store/api-key-scope.js";
 import { oauthErrorAnswer } from "./oauth-errors.js";
 import type { TokenBuckets } from "./rate-limit.js";
 import { takeOrRefuse, type Route, type RouteAnswer, type RouteSettings } from "./routes.js";
+import { TOKEN_EXCHANGE_GRANT, tokenExchangeGrant } from "./token-exchange-grant.js";
 
 /** Where the OAuth routes live, relative to the issuer (the service's public URL). */
 export const OAUTH_PATHS = Object.freeze({
@@ -38,7 +39,7 @@ export interface OAuthRouteSettings {
 const GRANT_TYPE = "client_credentials";
 
 /** One form parameter: absent and empty are both "not given" (RFC 6749 §3.1). */
-function param(form: Map<string, string>, name: string): string | undefined {
+function param(form: ReadonlyMap<string, string>, name: string): string | undefined {
   const v = form.get(name);
   return v === undefined || v === "" ? undefined : v;
 }
@@ -57,7 +58,7 @@ export function authorizationServerMetadata(
     // unsupported_response_type, and response_types_supported says no flow runs there.
     authorization_endpoint: `${issuer}${OAUTH_PATHS.authorize}`,
     response_types_supported: [],
-    grant_types_supported: ["client_credentials"],
+    grant_types_supported: ["client_credentials", TOKEN_EXCHANGE_GRANT],
     token_endpoint_auth_methods_supported: ["private_key_jwt"],
     token_endpoint_auth_signing_alg_values_supported: [...DEFAULT_ALGORITHMS],
   };
@@ -98,10 +99,12 @@ export function buildOAuthRoutes(s: RouteSettings, o: OAuthRouteSettings): Route
         const grantType = param(form, "grant_type");
         if (grantType === undefined)
           throw new AztpError(ErrorCodes.OAUTH_REQUEST_INVALID, "grant_type is required", { rule: "grant_type" });
+        if (grantType === TOKEN_EXCHANGE_GRANT)
+          return tokenExchangeGrant(c, form, { backend: s.backend, assertions, tokenBuckets: o.tokenBuckets });
         if (grantType !== GRANT_TYPE)
           throw new AztpError(
             ErrorCodes.OAUTH_GRANT_TYPE_UNSUPPORTED,
-            `grant_type ${JSON.stringify(grantType.slice(0, 100))} is not supported: workloads use ${GRANT_TYPE}`,
+            `grant_type ${JSON.stringify(grantType.slice(0, 100))} is not supported: workloads use ${GRANT_TYPE} (or ${TOKEN_EXCHANGE_GRANT} to act for a person)`,
           );
         // Revocations, keys and policies as committed, whichever replica wrote them.
         await c.fresh();

@@ -10,6 +10,7 @@
 import { resolve } from "node:path";
 import { EmbeddedAuthority } from "../authority/authority.js";
 import type { Authority } from "../authority/authority-api.js";
+import type { TokenExchangeDeps } from "../people/token-exchange.js";
 import { CertificateAuthority, type IssuedSvid } from "../authority/ca.js";
 import type { CaStore } from "../authority/ca-store.js";
 import { FileCaStore } from "../authority/file-ca-store.js";
@@ -50,7 +51,12 @@ export type ServeAuthority = Pick<
   | "policiesOf"
   | "relations"
   | "oauthIssuer"
+  | "personIssuers"
+  | "addPersonIssuer"
+  | "removePersonIssuer"
 > & {
+  /** What the token endpoint's RFC 8693 grant runs the exchange rule with (EmbeddedAuthority.exchangeDeps). */
+  exchangeDeps(): TokenExchangeDeps;
   /** The issuer identifier of the access tokens it mints: the service's public URL, set at start. */
   setOAuthIssuer(issuer: string): void;
   /** An RFC 9068 access token for an active identity (EmbeddedAuthority.mintAccessToken). */
