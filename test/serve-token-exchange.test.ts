@@ -193,6 +193,24 @@ describe("aztp serve: RFC 8693 token exchange at the token endpoint", () => {
     const viaSvid = granted(await exchange(undefined, { actor_token: svid.json.token }));
     assert.equal(viaSvid.cnf.jkt, keyThumbprint(publicKeyOf(wOrch)));
     assert.deepEqual(viaSvid.act, { sub: wOrch.id });
+
+    // After a renewal over a new key, a JWT-SVID's token is bound to the new SVID's key, not the old one's.
+    const rotating = await workload(s.url, s.bundlePem, s.apiKey, "w-rotating");
+    const next = await generateWorkloadKey();
+    const renewed = await serveRequest(s.url, "/v1/identities/renew", {
+      body: { id: rotating.id, csr: encodePem("CERTIFICATE REQUEST", next.csr) },
+      key: s.apiKey,
+      ca: s.bundlePem,
+    });
+    assert.equal(renewed.status, 200, renewed.text);
+    const svid2 = await serveRequest(s.url, "/v1/identities/jwt-svid", {
+      body: { id: rotating.id, audience: s.url },
+      key: s.apiKey,
+      ca: s.bundlePem,
+    });
+    const rebound = granted(await exchange(undefined, { actor_token: svid2.json.token }));
+    assert.equal(rebound.cnf.jkt, keyThumbprint(createPublicKey(next.privateKey)));
+    assert.notEqual(rebound.cnf.jkt, keyThumbprint(publicKeyOf(rotating)));
   });
 
   it("several resource parameters (RFC 8707) become the token's audience; a repeated other parameter is refused", async () => {
