@@ -416,6 +416,40 @@ describe("aztp serve: RFC 8693 token exchange at the token endpoint", () => {
   });
 });
 
+describe("aztp serve: the token exchange's rate limit", () => {
+  it("takes from the agent's own token bucket; past it temporarily_unavailable, and the actor token stays unspent", async (t) => {
+    const limited = await startServe(t, { trustDomain: TD, logLevel: "error", tokenRate: 1, tokenBurst: 1 });
+    const add = await serveRequest(limited.url, `/v1/trust-domains/${TD}/person-issuers`, {
+      body: { config: { issuer: op.issuer, audiences: ["local-app"] } },
+      key: limited.apiKey,
+      ca: limited.bundlePem,
+    });
+    assert.equal(add.status, 200, add.text);
+    const hasty = await workload(limited.url, limited.bundlePem, limited.apiKey, "hasty");
+    const patient = await workload(limited.url, limited.bundlePem, limited.apiKey, "patient");
+    const post = (actorToken: string) =>
+      tokenRequest(
+        limited.url,
+        {
+          grant_type: TOKEN_EXCHANGE_GRANT,
+          subject_token: alice.idToken,
+          subject_token_type: TOKEN_TYPE.idToken,
+          actor_token: actorToken,
+          actor_token_type: TOKEN_TYPE.jwt,
+        },
+        { ca: limited.bundlePem },
+      );
+    granted(await post(await sdkAssertion(hasty, limited.url)));
+    const held = await sdkAssertion(hasty, limited.url);
+    const refused = await post(held);
+    refusedWith(refused, 429, "temporarily_unavailable", ErrorCodes.SERVE_RATE_LIMITED);
+    assert.ok(Number(refused.headers["retry-after"]) >= 1);
+    granted(await post(await sdkAssertion(patient, limited.url)));
+    await new Promise((r) => setTimeout(r, 1100));
+    granted(await post(held));
+  });
+});
+
 describe("identity.actFor: through aztp serve and on a home, the same token", () => {
   it("the agent acts for alice, a call signed with it verifies at the callee with her in it; a sub-agent extends it", async (t) => {
     const orchestrator = await remote.secureConnect({}, "orchestrator");
