@@ -60,7 +60,10 @@ describe("aztp serve: OAuth authorization server metadata and keys", () => {
     assert.ok(metadata !== undefined);
     assert.equal(metadata.issuer, s.url);
     assert.equal(metadata.token_endpoint, `${s.url}/oauth/token`);
-    assert.deepEqual(metadata.grant_types_supported, ["client_credentials"]);
+    assert.deepEqual(metadata.grant_types_supported, [
+      "client_credentials",
+      "urn:ietf:params:oauth:grant-type:token-exchange",
+    ]);
     assert.deepEqual(metadata.token_endpoint_auth_methods_supported, ["private_key_jwt"]);
     assert.ok(metadata.token_endpoint_auth_signing_alg_values_supported?.includes("ES256"));
     assert.deepEqual(metadata.response_types_supported, []);

@@ -58,7 +58,7 @@ export function cliContext(program: Command): CliContext {
   program
     .option(
       "--server <url>",
-      "a remote `aztp serve` (else AZTP_SERVER): list, revoke, reissue, link, discover and policy go to it",
+      "a remote `aztp serve` (else AZTP_SERVER): list, revoke, reissue, link, discover, policy and issuer go to it",
     )
     .option(
       "--api-key <key>",

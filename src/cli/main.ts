@@ -10,6 +10,7 @@ import { readFileSync } from "node:fs";
 import { Command } from "commander";
 import { register as authority } from "./commands/authority.js";
 import { register as audit } from "./commands/audit.js";
+import { register as issuer } from "./commands/issuer.js";
 import { register as mcp } from "./commands/mcp.js";
 import { register as policy } from "./commands/policy.js";
 import { register as registry } from "./commands/registry.js";
@@ -40,7 +41,7 @@ export function buildProgram(): Command {
     .showHelpAfterError()
     .exitOverride();
   const ctx = cliContext(program);
-  for (const group of [authority, verify, registry, policy, audit, mcp, serve, apikey]) group(program, ctx);
+  for (const group of [authority, verify, registry, policy, issuer, audit, mcp, serve, apikey]) group(program, ctx);
   return program;
 }
 

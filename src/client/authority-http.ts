@@ -155,9 +155,9 @@ export class AuthorityHttp {
   /**
    * POST `params` as an HTML form (the OAuth token endpoint's media type); never retried. An
    * OAuth error answer (`{ error, error_description, code }`) comes back as the AztpError of its
-   * `code`.
+   * `code`. A list value sends its parameter once per value (RFC 8707's repeated `resource`).
    */
-  postForm<T>(path: string, params: Readonly<Record<string, string>>, options: RequestOptions = {}): Promise<T> {
+  postForm<T>(path: string, params: Readonly<Record<string, FormValue>>, options: RequestOptions = {}): Promise<T> {
     return this.#once<T>("POST", path, { form: params }, options);
   }
 
@@ -169,7 +169,7 @@ export class AuthorityHttp {
   #once<T>(
     method: "GET" | "POST",
     path: string,
-    body: { json: unknown } | { form: Readonly<Record<string, string>> } | undefined,
+    body: { json: unknown } | { form: Readonly<Record<string, FormValue>> } | undefined,
     options: RequestOptions,
   ): Promise<T> {
     const url = new URL(path.replace(/^\//, ""), this.baseUrl);
@@ -177,7 +177,7 @@ export class AuthorityHttp {
     const payload =
       body === undefined
         ? undefined
-        : Buffer.from("json" in body ? JSON.stringify(body.json) : new URLSearchParams(body.form).toString(), "utf8");
+        : Buffer.from("json" in body ? JSON.stringify(body.json) : formText(body.form), "utf8");
     const headers: Record<string, string> = { accept: "application/json" };
     if (payload !== undefined) {
       headers["content-type"] =
@@ -355,4 +355,16 @@ function errorFromAnswer(status: number, parsed: unknown, where: string, retryAf
     `${where}: HTTP ${status} without the API's JSON error body`,
     { rule: "status" },
   );
+}
+
+/** A form parameter's value: one, or a list sent as the parameter repeated. */
+export type FormValue = string | readonly string[];
+
+function formText(form: Readonly<Record<string, FormValue>>): string {
+  const out = new URLSearchParams();
+  for (const [name, value] of Object.entries(form)) {
+    if (typeof value === "string") out.append(name, value);
+    else for (const v of value) out.append(name, v);
+  }
+  return out.toString();
 }

@@ -14,8 +14,15 @@
  * when it is back.
  */
 import type { KeyObject } from "node:crypto";
-import type { PersonIssuerConfig } from "../people/person-issuers.js";
-import type { TokenExchangeRequest, TokenExchangeResult } from "../people/token-exchange.js";
+import { keyThumbprint, readOnBehalfOf, type VerifiedOnBehalfOf } from "../invocation/on-behalf-of.js";
+import { Trust } from "../invocation/trust.js";
+import { checkPersonIssuerConfig, type PersonIssuerConfig } from "../people/person-issuers.js";
+import {
+  TOKEN_EXCHANGE_GRANT,
+  TOKEN_TYPE,
+  type TokenExchangeRequest,
+  type TokenExchangeResult,
+} from "../people/token-exchange.js";
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { LRUCache } from "lru-cache";
@@ -38,7 +45,7 @@ import { encodePem } from "../spiffe/pem.js";
 import { SpiffeId, TrustDomain } from "../spiffe/spiffeid.js";
 import { verifyX509Svid } from "../spiffe/x509svid.js";
 import { isLoopbackHost } from "../net/loopback.js";
-import { AuthorityHttp } from "./authority-http.js";
+import { AuthorityHttp, type FormValue } from "./authority-http.js";
 import {
   BundleFeed,
   DEFAULT_REFRESH_HINT_SECONDS,
@@ -292,35 +299,100 @@ export class RemoteAuthority implements Authority {
 
   /**
    * RFC 8693 token exchange at the service's token endpoint: the actor authenticates with
-   * `actor_token`, a private_key_jwt signed by its SVID key (with `x5c`), whose key the token is
-   * then bound to.
+   * `actor_token`, a private_key_jwt signed by its SVID key (addressed to the issuer), whose key
+   * the token is then bound to. The answer is read as a callee reads it (signature against the
+   * bundle, act chain, binding to `proof.key`) before it is handed back. RFC 8693 has no lifetime
+   * parameter: `ttlSeconds` is not sent, and the service's default lifetime applies.
    */
   async exchangeToken(
     id: string,
     request: TokenExchangeRequest,
     proof: { key: KeyObject; assertion: (audience: string) => string },
   ): Promise<TokenExchangeResult> {
-    void id;
-    void request;
-    void proof;
-    throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "token exchange through aztp serve: not wired yet");
+    const actorId = SpiffeId.parse(id).toString();
+    const params: Record<string, FormValue> = {
+      grant_type: TOKEN_EXCHANGE_GRANT,
+      subject_token: request.subjectToken,
+      subject_token_type: request.subjectTokenType,
+      actor_token: proof.assertion(this.#oauthIssuer),
+      actor_token_type: TOKEN_TYPE.jwt,
+      requested_token_type: TOKEN_TYPE.jwt,
+    };
+    if (request.resources !== undefined && request.resources.length > 0) params.resource = [...request.resources];
+    if (request.scopes !== undefined && request.scopes.length > 0) params.scope = request.scopes.join(" ");
+    const answer = await this.#http.postForm<Record<string, unknown>>("oauth/token", params);
+    const { access_token: token, issued_token_type: issued, token_type: tokenType } = answer;
+    if (typeof token !== "string" || issued !== TOKEN_TYPE.jwt || tokenType !== "N_A")
+      throw answerInvalid("POST /oauth/token (token exchange)", "access_token/issued_token_type/token_type");
+    let read: VerifiedOnBehalfOf;
+    try {
+      read = readOnBehalfOf(token, { trust: this.#trust(), now: new Date() });
+    } catch (e) {
+      // A JWT key rotated in since the bundle was last fetched: fetch it once and read again.
+      if (!(e instanceof AztpError && e.rule === "kid")) throw e;
+      await this.#bundles.refreshAll();
+      read = readOnBehalfOf(token, { trust: this.#trust(), now: new Date() });
+    }
+    if (read.actors[read.actors.length - 1] !== actorId || read.claims.cnf.jkt !== keyThumbprint(proof.key))
+      throw new AztpError(
+        ErrorCodes.AUTHORITY_REMOTE_ANSWER_INVALID,
+        `POST /oauth/token (token exchange): the token is not bound to ${actorId}'s key`,
+        { rule: "binding" },
+      );
+    return {
+      token,
+      issuedTokenType: TOKEN_TYPE.jwt,
+      person: read.person,
+      actors: read.actors,
+      audience: read.audience,
+      scopes: read.scopes,
+      expiresAt: read.expiresAt,
+    };
   }
 
+  #trustHeld: Trust | undefined;
+
+  /** The service's bundles and revocations as verified here: what reads an on-behalf-of token. */
+  #trust(): Trust {
+    this.#trustHeld ??= new Trust(this, { revocation: { isRevoked: (id, serial) => this.isRevoked(id, serial) } });
+    return this.#trustHeld;
+  }
+
+  #personIssuersPath(trustDomain: string | undefined): string {
+    const td = trustDomain === undefined ? this.#defaultTrustDomain : TrustDomain.parse(trustDomain).name;
+    return `v1/trust-domains/${encodeURIComponent(td)}/person-issuers`;
+  }
+
+  /** The OpenID Providers the service's trust domain trusts (GET /v1/trust-domains/<td>/person-issuers). */
   async personIssuers(trustDomain?: string): Promise<PersonIssuerConfig[]> {
-    void trustDomain;
-    throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "person issuers through aztp serve: not wired yet");
+    const path = this.#personIssuersPath(trustDomain);
+    const answer = await this.#http.get<{ issuers?: unknown }>(path);
+    if (!Array.isArray(answer.issuers)) throw answerInvalid(`GET /${path}`, "issuers");
+    try {
+      return answer.issuers.map((c) => checkPersonIssuerConfig(c));
+    } catch {
+      throw answerInvalid(`GET /${path}`, "issuers");
+    }
   }
 
+  /** Trusts `config`'s provider in the service's trust domain (a key covering the whole trust domain). */
   async addPersonIssuer(config: PersonIssuerConfig, trustDomain?: string): Promise<PersonIssuerConfig> {
-    void config;
-    void trustDomain;
-    throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "person issuers through aztp serve: not wired yet");
+    const checked = checkPersonIssuerConfig(config);
+    const path = this.#personIssuersPath(trustDomain);
+    const answer = await this.#http.post<{ issuer?: unknown }>(path, { config: checked });
+    try {
+      return checkPersonIssuerConfig(answer.issuer);
+    } catch {
+      throw answerInvalid(`POST /${path}`, "issuer");
+    }
   }
 
+  /** Stops trusting `issuer` in the service's trust domain; false when it was not trusted there. */
   async removePersonIssuer(issuer: string, trustDomain?: string): Promise<boolean> {
-    void issuer;
-    void trustDomain;
-    throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "person issuers through aztp serve: not wired yet");
+    const path = `${this.#personIssuersPath(trustDomain)}/remove`;
+    const answer = await this.#http.post<{ removed?: unknown }>(path, { issuer });
+    if (typeof answer.removed !== "boolean") throw answerInvalid(`POST /${path}`, "removed");
+    return answer.removed;
   }
 
   get trustDomains(): readonly string[] {

@@ -94,6 +94,11 @@ export interface VerifiedClientAssertion {
   method: ClientAuthMethod;
   jti: string;
   expiresAt: Date;
+  /**
+   * The public key that signed (an x5c leaf's, or one of the client's recorded SVID keys): what
+   * a token exchange binds its token to. None for a JWT-SVID, which the trust domain signed.
+   */
+  key?: KeyObject;
 }
 
 function fail(code: ErrorCode, message: string, rule?: string): never {
@@ -229,17 +234,18 @@ export class ClientAssertionVerifier {
       (header.x5c === undefined && typeof header.kid === "string" && bundle?.jwtAuthorities.has(header.kid) === true);
     const record = this.#o.clients.client(id.toString());
     let method: ClientAuthMethod;
-    let serial: string | undefined;
+    let signed: { serial: string; key: KeyObject } | undefined;
     if (header.x5c !== undefined && !isJwtSvid) {
       method = "x5c";
-      serial = this.#verifyX5c(decoded, id, now);
+      signed = this.#verifyX5c(decoded, id, now);
     } else if (isJwtSvid) {
       method = "jwt_svid";
       this.#verifyJwtSvid(assertion, now);
     } else {
       method = "private_key_jwt";
-      serial = this.#verifyRecordedKey(decoded, id, record, now);
+      signed = this.#verifyRecordedKey(decoded, id, record, now);
     }
+    const serial = signed?.serial;
 
     // RFC 7523 §3: iss is the client. A JWT-SVID's iss, when it has one, names its issuer instead.
     if (method !== "jwt_svid") {
@@ -288,7 +294,13 @@ export class ClientAssertionVerifier {
         `jti must be a string of 1 to ${MAX_JTI_LENGTH} characters`,
         "jti",
       );
-    return { clientId: id, method, jti, expiresAt: new Date(exp * 1000) };
+    return {
+      clientId: id,
+      method,
+      jti,
+      expiresAt: new Date(exp * 1000),
+      ...(signed !== undefined ? { key: signed.key } : {}),
+    };
   }
 
   #subject(sub: unknown): SpiffeId {
@@ -334,8 +346,8 @@ export class ClientAssertionVerifier {
     }
   }
 
-  /** The x5c chain to the bundle; its leaf names the subject and its key signed. Returns the leaf's serial. */
-  #verifyX5c(decoded: DecodedJws, id: SpiffeId, now: Date): string {
+  /** The x5c chain to the bundle; its leaf names the subject and its key signed. Returns the leaf's serial and key. */
+  #verifyX5c(decoded: DecodedJws, id: SpiffeId, now: Date): { serial: string; key: KeyObject } {
     const x5c = decoded.header.x5c;
     if (!Array.isArray(x5c) || x5c.length === 0 || x5c.length > MAX_X5C || !x5c.every((c) => typeof c === "string"))
       fail(ErrorCodes.OAUTH_ASSERTION_MALFORMED, `x5c must be an array of 1 to ${MAX_X5C} base64 certificates`, "x5c");
@@ -359,14 +371,19 @@ export class ClientAssertionVerifier {
         "the x5c leaf's key does not verify the signature",
         "signature",
       );
-    return (svid.chain[0] as Certificate).serialNumber;
+    return { serial: (svid.chain[0] as Certificate).serialNumber, key: svid.leafKey };
   }
 
   /**
    * private_key_jwt without a key named: the keys of the client's unexpired SVIDs, as its record
-   * holds them. Returns the serial of the SVID whose key verified.
+   * holds them. Returns the serial and key of the SVID whose key verified.
    */
-  #verifyRecordedKey(decoded: DecodedJws, id: SpiffeId, record: ClientRecord | undefined, now: Date): string {
+  #verifyRecordedKey(
+    decoded: DecodedJws,
+    id: SpiffeId,
+    record: ClientRecord | undefined,
+    now: Date,
+  ): { serial: string; key: KeyObject } {
     if (record === undefined)
       fail(ErrorCodes.OAUTH_CLIENT_UNKNOWN, `${id.toString()} is no identity of this authority`, "sub");
     const live = (record.svidKeys ?? []).filter((k) => Date.parse(k.notAfter) > now.getTime());
@@ -378,7 +395,7 @@ export class ClientAssertionVerifier {
       );
     for (const k of live) {
       const key = recordedKey(k.serial, k.jwk);
-      if (key !== undefined && verifyDecoded(decoded, key)) return k.serial;
+      if (key !== undefined && verifyDecoded(decoded, key)) return { serial: k.serial, key };
     }
     fail(
       ErrorCodes.OAUTH_ASSERTION_SIGNATURE_INVALID,

@@ -116,17 +116,60 @@ export function isFormContentType(value: string | undefined): boolean {
 }
 
 /**
+ * Parameters a form may repeat: RFC 8707's `resource` (one per target service, as RFC 8693's
+ * token exchange sends them). Any other repeated parameter is refused as it always was.
+ */
+const REPEATABLE_FORM_PARAMS: ReadonlySet<string> = new Set(["resource"]);
+
+/**
+ * A token request's parameters. `get` reads a parameter given once; reading one that was
+ * repeated that way refuses the request (RFC 6749 §3.2: never "the first one wins"), so a grant
+ * that takes one `resource` still refuses two. `all` reads a repeatable one (`resource`).
+ */
+export class FormParams extends Map<string, string> {
+  readonly #repeated = new Map<string, string[]>();
+
+  /** Every value of `name`, in the order sent ([] when absent). */
+  all(name: string): string[] {
+    const many = this.#repeated.get(name);
+    if (many !== undefined) return [...many];
+    const one = super.get(name);
+    return one === undefined ? [] : [one];
+  }
+
+  override get(name: string): string | undefined {
+    if (this.#repeated.has(name))
+      throw invalid(`parameter ${JSON.stringify(name.slice(0, 64))} is given more than once`);
+    return super.get(name);
+  }
+
+  /** Adds one parameter as read from the body. */
+  add(name: string, value: string): void {
+    if (!super.has(name)) {
+      super.set(name, value);
+      return;
+    }
+    if (!REPEATABLE_FORM_PARAMS.has(name))
+      throw invalid(`parameter ${JSON.stringify(name.slice(0, 64))} is given more than once`);
+    const many = this.#repeated.get(name) ?? [super.get(name) as string];
+    many.push(value);
+    this.#repeated.set(name, many);
+  }
+}
+
+/**
  * An `application/x-www-form-urlencoded` body (the OAuth token endpoint's, and only its), read
  * strictly: the media type (415 otherwise, unread), bounded like a JSON body, UTF-8, every
  * percent-escape well formed and decoding to valid UTF-8, and every parameter at most once
- * (RFC 6749 §3.2: a repeated parameter is invalid_request, never "the first one wins"). A
+ * (RFC 6749 §3.2: a repeated parameter is invalid_request, never "the first one wins"), but for
+ * `resource` (FormParams). A
  * browser may send a form cross-origin without asking; the one route that reads forms is
  * authenticated by what the form itself carries (a signed assertion), never by anything the
  * browser adds, so such a post gains nothing.
  */
-export async function readForm(req: IncomingMessage, limit: number): Promise<Map<string, string>> {
+export async function readForm(req: IncomingMessage, limit: number): Promise<FormParams> {
   const text = await readBody(req, limit, checkFormHeaders);
-  const out = new Map<string, string>();
+  const out = new FormParams();
   if (text.length === 0) return out;
   for (const pair of text.split("&")) {
     if (pair === "") continue;
@@ -134,8 +177,7 @@ export async function readForm(req: IncomingMessage, limit: number): Promise<Map
     const name = formDecode(eq < 0 ? pair : pair.slice(0, eq));
     const value = formDecode(eq < 0 ? "" : pair.slice(eq + 1));
     if (name === "") throw invalid("request body has a parameter without a name");
-    if (out.has(name)) throw invalid(`parameter ${JSON.stringify(name.slice(0, 64))} is given more than once`);
-    out.set(name, value);
+    out.add(name, value);
   }
   return out;
 }

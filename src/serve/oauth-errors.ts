@@ -62,6 +62,21 @@ const ERRORS: ReadonlyMap<string, OAuthError> = new Map<string, OAuthError>([
   // The API key is valid but may not speak for this client (RFC 6749: not authorized to use this grant).
   [ErrorCodes.SERVE_API_KEY_SCOPE_DENIED, "unauthorized_client"],
   [ErrorCodes.SERVE_RATE_LIMITED, "temporarily_unavailable"],
+  // RFC 8693 §2.2.2: a subject token that is invalid, expired, from an untrusted provider, or
+  // that this actor may not extend, is an invalid grant.
+  [ErrorCodes.PERSON_TOKEN_INVALID, "invalid_grant"],
+  [ErrorCodes.PERSON_ISSUER_UNTRUSTED, "invalid_grant"],
+  [ErrorCodes.ON_BEHALF_OF_INVALID, "invalid_grant"],
+  [ErrorCodes.TOKEN_EXCHANGE_ACTOR_NOT_ALLOWED, "invalid_grant"],
+  // The person's provider could not be asked for its keys: try again, nothing was wrong with the request.
+  [ErrorCodes.OAUTH_ISSUER_UNAVAILABLE, "temporarily_unavailable"],
+]);
+
+/** Where one code covers checks that OAuth names differently: `<code>:<rule>`. */
+const RULE_ERRORS: ReadonlyMap<string, OAuthError> = new Map<string, OAuthError>([
+  // RFC 8693 §2.2.2: a resource the delegation does not reach is invalid_target; a scope it lacks, invalid_scope.
+  [`${ErrorCodes.TOKEN_EXCHANGE_ACTOR_NOT_ALLOWED}:audience`, "invalid_target"],
+  [`${ErrorCodes.TOKEN_EXCHANGE_ACTOR_NOT_ALLOWED}:scope`, "invalid_scope"],
 ]);
 
 export interface OAuthErrorAnswer {
@@ -84,7 +99,7 @@ function description(message: string): string {
 
 /** The RFC 6749 answer of an error on an OAuth route. */
 export function oauthErrorAnswer(e: AztpError): OAuthErrorAnswer {
-  const known = ERRORS.get(e.code);
+  const known = (e.rule !== undefined ? RULE_ERRORS.get(`${e.code}:${e.rule}`) : undefined) ?? ERRORS.get(e.code);
   let status = statusOf(e.code);
   let error: OAuthError;
   if (known !== undefined) {

@@ -19,6 +19,7 @@ import { registrationErrorAnswer, type ClientRegistry } from "./client-registrat
 import { oauthErrorAnswer } from "./oauth-errors.js";
 import type { TokenBuckets } from "./rate-limit.js";
 import { takeOrRefuse, type Route, type RouteAnswer, type RouteSettings } from "./routes.js";
+import { TOKEN_EXCHANGE_GRANT, tokenExchangeGrant } from "./token-exchange-grant.js";
 
 /** Where the OAuth routes live, relative to the issuer (the service's public URL). */
 export const OAUTH_PATHS = Object.freeze({
@@ -42,7 +43,7 @@ export interface OAuthRouteSettings {
 const GRANT_TYPE = "client_credentials";
 
 /** One form parameter: absent and empty are both "not given" (RFC 6749 §3.1). */
-function param(form: Map<string, string>, name: string): string | undefined {
+function param(form: ReadonlyMap<string, string>, name: string): string | undefined {
   const v = form.get(name);
   return v === undefined || v === "" ? undefined : v;
 }
@@ -61,7 +62,7 @@ export function authorizationServerMetadata(
     // unsupported_response_type, and response_types_supported says no flow runs there.
     authorization_endpoint: `${issuer}${OAUTH_PATHS.authorize}`,
     response_types_supported: [],
-    grant_types_supported: ["client_credentials"],
+    grant_types_supported: ["client_credentials", TOKEN_EXCHANGE_GRANT],
     token_endpoint_auth_methods_supported: ["private_key_jwt"],
     token_endpoint_auth_signing_alg_values_supported: [...DEFAULT_ALGORITHMS],
   };
@@ -108,10 +109,12 @@ export function buildOAuthRoutes(s: RouteSettings, o: OAuthRouteSettings): Route
         if (grantType === undefined)
           throw new AztpError(ErrorCodes.OAUTH_REQUEST_INVALID, "grant_type is required", { rule: "grant_type" });
         if (grantType === AUTHORIZATION_CODE_GRANT && o.people !== undefined) return o.people.flow.redeem(form);
+        if (grantType === TOKEN_EXCHANGE_GRANT)
+          return tokenExchangeGrant(c, form, { backend: s.backend, assertions, tokenBuckets: o.tokenBuckets });
         if (grantType !== GRANT_TYPE)
           throw new AztpError(
             ErrorCodes.OAUTH_GRANT_TYPE_UNSUPPORTED,
-            `grant_type ${JSON.stringify(grantType.slice(0, 100))} is not supported: workloads use ${GRANT_TYPE}`,
+            `grant_type ${JSON.stringify(grantType.slice(0, 100))} is not supported: workloads use ${GRANT_TYPE} (or ${TOKEN_EXCHANGE_GRANT} to act for a person)`,
           );
         // Revocations, keys and policies as committed, whichever replica wrote them.
         await c.fresh();

@@ -51,6 +51,9 @@ export type ServeAuthority = Pick<
   | "policiesOf"
   | "relations"
   | "oauthIssuer"
+  | "personIssuers"
+  | "addPersonIssuer"
+  | "removePersonIssuer"
 > & {
   /** The issuer identifier of the access tokens it mints: the service's public URL, set at start. */
   setOAuthIssuer(issuer: string): void;
@@ -59,7 +62,10 @@ export type ServeAuthority = Pick<
     id: string,
     options: { issuer?: string; resource: string; scopes?: readonly string[]; ttlSeconds?: number; now?: Date },
   ): string;
-  /** What the token exchange and the people's login need: the trusted OpenID Providers and the JWT keys of each trust domain. */
+  /**
+   * What the token endpoint's RFC 8693 grant and the people's login need (EmbeddedAuthority.exchangeDeps):
+   * the trusted OpenID Providers and the JWT keys of each trust domain.
+   */
   exchangeDeps(): TokenExchangeDeps;
   /** The signed, sequenced revocation list of `trustDomain` (compact JWS), valid from `now` for `validitySeconds`. */
   signedRevocationList(

@@ -39,6 +39,7 @@ import {
   queryParam,
   reqObject,
   reqString,
+  type FormParams,
   type JsonObject,
 } from "./http-io.js";
 import type { ServeBackend } from "./open.js";
@@ -54,7 +55,7 @@ export interface RouteContext {
   readonly key: ApiKeyRecord;
   body(): Promise<JsonObject>;
   /** The body as an HTML form (the OAuth token endpoint's media type, readForm in http-io.ts). */
-  form(): Promise<Map<string, string>>;
+  form(): Promise<FormParams>;
   /**
    * The authority brought up to the store's committed state (authority.refresh), at most once
    * per request. (Started alongside the key check it was slower on PostgreSQL here, 2.9 ms
@@ -181,7 +182,7 @@ export function retryAfterOf(e: AztpError): number | undefined {
   return (e as AztpError & { retryAfter?: number }).retryAfter;
 }
 
-function trustDomainParam(raw: string): string {
+export function trustDomainParam(raw: string): string {
   let decoded: string;
   try {
     decoded = decodeURIComponent(raw);
@@ -191,7 +192,7 @@ function trustDomainParam(raw: string): string {
   return TrustDomain.parse(decoded).name;
 }
 
-function knownTrustDomain(s: RouteSettings, td: string): void {
+export function knownTrustDomain(s: RouteSettings, td: string): void {
   if (!s.backend.authority.trustDomains.includes(td)) {
     throw new AztpError(ErrorCodes.SERVE_ROUTE_NOT_FOUND, `this authority has no trust domain ${td}`);
   }

@@ -18,8 +18,9 @@ import { isLoopbackHost } from "../net/loopback.js";
 import { DEFAULT_ACCESS_TOKEN_TTL_SECONDS, isScopeToken, MAX_ACCESS_TOKEN_TTL_SECONDS } from "../oauth/access-token.js";
 import { invalidApiKey, type ApiKeyRecord } from "../store/api-keys.js";
 import { errorBody, statusOf, toServeError } from "./errors.js";
-import { readForm, readJsonObject, sendJson, type JsonObject } from "./http-io.js";
+import { readForm, readJsonObject, sendJson, type FormParams, type JsonObject } from "./http-io.js";
 import { jsonLogger, type Logger, type LogLevel } from "./log.js";
+import { buildPersonIssuerRoutes } from "./person-issuer-routes.js";
 import { buildOAuthRoutes } from "./oauth-routes.js";
 import { AuthorizationCodeFlow } from "./authorization-code.js";
 import { clientRegistry } from "./client-registration.js";
@@ -331,6 +332,7 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
         });
   const routes = [
     ...buildRoutes(routeSettings),
+    ...buildPersonIssuerRoutes(routeSettings),
     ...buildOAuthRoutes(routeSettings, { scopesSupported, tokenBuckets, accessTokenTtlSeconds, people }),
   ];
 
@@ -392,7 +394,7 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
         fields.keyId = key.keyId;
       }
       let body: Promise<JsonObject> | undefined;
-      let form: Promise<Map<string, string>> | undefined;
+      let form: Promise<FormParams> | undefined;
       const answer = await route.handle({
         req,
         res,
