@@ -4,6 +4,7 @@
  * and `aztp policy check --person` refuses what does not describe a person.
  */
 import assert from "node:assert/strict";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { AuditLog, verifyAuditLog } from "../src/audit/index.js";
@@ -89,5 +90,29 @@ describe("aztp policy check --person", () => {
     const decided = await aztpCli(home, [...base, "--person", `${OP}#alice`, "--actor", id]);
     assertExit(decided, 1, "a well-formed person");
     assert.equal(decided.json.reason, "implicit_deny");
+    // A call that policy lets run only with an approval says so (exit 0: allowed, given one).
+    const policy = join(home, "..", "approval.json");
+    writeFileSync(
+      policy,
+      JSON.stringify({
+        Version: "2012-10-17",
+        Statement: [
+          {
+            Sid: "LargeTransfers",
+            Effect: "Allow",
+            Action: "tool:call",
+            Resource: "transfer",
+            Approval: { Approvers: ["$person"], Reason: "transfers above 1000" },
+          },
+        ],
+      }),
+    );
+    assertExit(await aztpCli(home, ["policy", "attach", id, policy]), 0, "attach");
+    const approval = await runTs(CLI, ["--home", home, ...base, "--person", `${OP}#alice`]);
+    assertExit(approval, 0, "allowed with an approval");
+    assert.match(
+      approval.stdout,
+      /^allow \(allow, statement LargeTransfers\), only with a person's approval: transfers above 1000$/m,
+    );
   });
 });

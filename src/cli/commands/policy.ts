@@ -126,7 +126,11 @@ export function register(program: Command, ctx: CliContext): void {
         ctx.out(
           decision,
           () =>
-            `${decision.decision} (${decision.reason}${decision.statement !== undefined ? `, statement ${decision.statement}` : ""})`,
+            `${decision.decision} (${decision.reason}${decision.statement !== undefined ? `, statement ${decision.statement}` : ""})${
+              decision.approval !== undefined && decision.approval.length > 0
+                ? `, only with a person's approval: ${decision.approval.map((a) => a.reason).join("; ")}`
+                : ""
+            }`,
         );
         if (decision.decision !== "allow") throw new Verdict("denied");
       },
