@@ -336,6 +336,37 @@ describe("people in the chain: LangChain", () => {
     assert.equal(oneFor(ledgerLog, "trusted-ledger", "the ledger").person, personOf(trusted, "alice"));
   });
 
+  it("the exchange is kept per person token and key: after the agent's key rotates, the next run exchanges again and its calls are admitted", async (t) => {
+    const { home, aztp } = fixture(t);
+    const op = await provider(t, aztp);
+    const { dave } = await logins(op, ["dave"]);
+    const ledger = counted<{ run: string }>("ledger", { run: { type: "string" } }, ({ run }) => `booked ${run}`);
+    const securedLedger = await secureTool(ledger.tool, {
+      client: aztp,
+      name: "ledger",
+      policy: [allowOnly("the-agent", spiffeOf("agent"), "ledger")],
+    });
+    const agent = await createSecureAgent({
+      client: aztp,
+      name: "agent",
+      model: perRun(3, (asked) => [{ name: "ledger", args: { run: asked }, id: `${asked}-ledger` }]),
+      tools: [securedLedger],
+    });
+    let exchanges = 0;
+    const actFor = agent.identity.actFor.bind(agent.identity);
+    agent.identity.actFor = (token, options) => (exchanges++, actFor(token, options));
+    for (const run of ["before-1", "before-2"]) await agent.invoke(...ask(run, dave));
+    assert.equal(exchanges, 1);
+    await agent.identity.rotate();
+    const after = await agent.invoke(...ask("after", dave));
+    assertReceipted(answerTo(after, "after-ledger"), securedLedger.aztpId);
+    assert.equal(exchanges, 2, "bound to the new key: exchanged again");
+    await securedLedger.aztpGuard.flush();
+    const [ledgerLog] = await auditsOf(home, "ledger");
+    for (const id of ["before-1", "before-2", "after"])
+      assert.equal(oneFor(ledgerLog, `${id}-ledger`, "the ledger").person, personOf(op, "dave"));
+  });
+
   it("a plain createAgent with the secure middleware takes the person per run the same way", async (t) => {
     const { home, aztp } = fixture(t);
     const op = await provider(t, aztp);
