@@ -75,17 +75,16 @@ export class OnBehalfOfTokens {
    * its callee checks that it is bound to the key that signs, and refuses it otherwise).
    */
   for(token: string): Promise<string> {
-    return isOnBehalfOfToken(token) ? Promise.resolve(token) : this.exchange(token);
+    // A person's token held already is not read again (its header parsed) on each call.
+    return this.#fresh(token) ?? (isOnBehalfOfToken(token) ? Promise.resolve(token) : this.exchange(token));
   }
 
   /** `subject` exchanged for a token bound to this identity's current key: kept until rotation or near expiry. */
   exchange(subject: string): Promise<string> {
+    const fresh = this.#fresh(subject);
+    if (fresh !== undefined) return fresh;
     const now = Date.now();
     const signer = this.#identity.signer;
-    const held = this.#held.get(subject);
-    if (held !== undefined && held.signer === signer && now < held.renewAt && now < held.expiresAt) {
-      return held.token;
-    }
     const token = this.#identity.actFor(subject).then((r) => {
       const entry = this.#held.get(subject);
       if (entry?.token === token) {
@@ -105,6 +104,13 @@ export class OnBehalfOfTokens {
     });
     if (this.#held.size > MAX_HELD) this.#evict(now);
     return token;
+  }
+
+  #fresh(subject: string): Promise<string> | undefined {
+    const held = this.#held.get(subject);
+    if (held === undefined || held.signer !== this.#identity.signer) return undefined;
+    const now = Date.now();
+    return now < held.renewAt && now < held.expiresAt ? held.token : undefined;
   }
 
   #evict(now: number): void {
