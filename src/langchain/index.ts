@@ -23,3 +23,4 @@ export {
 export { secureTool, SecuredTool, isSecuredTool, type SecureToolOptions } from "./tool.js";
 export { receiptOf, RECEIPT_ARTIFACT, type ReceiptArtifact } from "./receipt-artifact.js";
 export { isMcpTool, mcpServerOf } from "./mcp-mark.js";
+export type { AztpRunConfig } from "./run-person.js";
