@@ -166,6 +166,22 @@ describe("a call made for a person", () => {
     const otherKind = signCompact({ typ: "at+jwt", kid: header.kid }, claims, privateKey);
     await refused(call(orchestrator, otherKind), "typ");
   });
+
+  it("checks a token's signature once per key, and every other rule on every call: a checked token stays good for its own binding and path only, and a copy with another signature is checked afresh", async () => {
+    const good = obo([orchestrator]);
+    for (let i = 0; i < 3; i++) assert.ok((await call(orchestrator, good)).onBehalfOf);
+    // The same token, its signature known good: still bound to the orchestrator's key, still its path.
+    await refused(call(w.third, good), "binding");
+    const link = delegate(orchestrator, researcher.spiffeId, { tools: ["transfer"], servers: ["*"] });
+    await refused(call(researcher, good, link), "binding");
+    const researchers = obo([researcher]);
+    assert.ok((await call(researcher, researchers)).onBehalfOf, "good for a direct call by the researcher");
+    await refused(call(researcher, researchers, link), "act"); // not the path of a call under the link
+    // The same header and claims under another signature are not the checked token.
+    const [h, p, s] = good.split(".");
+    const flipped = `${(s as string)[0] === "A" ? "B" : "A"}${(s as string).slice(1)}`;
+    await refused(call(orchestrator, `${h}.${p}.${flipped}`), "signature");
+  });
 });
 
 describe("extending a delegation to a sub-agent (RFC 8693 with an on-behalf-of subject token)", () => {

@@ -88,12 +88,13 @@ function validToolCallId(id: unknown): id is string {
   return typeof id === "string" && id.length > 0 && id.length <= MAX_TOOL_CALL_ID_LENGTH;
 }
 
+type PersonFields = { person?: string; personEmail?: string; actors?: readonly string[] };
+
 /**
  * The person a signed call was made for, from the on-behalf-of token it carries (this caller's
  * own, as the exchange returned it: read, not verified again), for the caller's entry.
  */
-function personOf(obo: string | undefined): { person?: string; personEmail?: string; actors?: string[] } {
-  if (obo === undefined) return {};
+function personOf(obo: string): PersonFields {
   const c = peekClaims(obo);
   const subId = c?.sub_id as { iss?: unknown; sub?: unknown } | undefined;
   if (c === undefined || typeof subId?.iss !== "string" || typeof c.sub !== "string") return {};
@@ -125,6 +126,8 @@ export class CallerGuard {
   readonly mode: GuardMode;
   readonly #o: CallerGuardOptions;
   readonly #audit: AuditRecorder;
+  /** The last on-behalf-of token read for an entry: a run signs the same one into each of its calls. */
+  #person: { obo: string; fields: PersonFields } | undefined;
 
   constructor(options: CallerGuardOptions) {
     this.mode = checkMode(options.mode);
@@ -420,7 +423,7 @@ export class CallerGuard {
             ...(signed.claims.dlg
               ? { delegation: signed.claims.dlg.map((link) => String(peekClaims(link)?.iss ?? "unknown")) }
               : {}),
-            ...personOf(signed.claims.obo),
+            ...this.#personOf(signed.claims.obo),
             // Only on a call the callee admitted: a refused approval approved nothing.
             ...(entryDecision === "allow" && verified !== undefined ? approvalOf(signed.claims) : {}),
             ...(signed.claims.trace ? { traceId: signed.claims.trace } : {}),
@@ -432,6 +435,12 @@ export class CallerGuard {
           : {}),
       ...(typeof answer.receipt === "string" ? { receipt: answer.receipt } : {}),
     });
+  }
+
+  #personOf(obo: string | undefined): PersonFields {
+    if (obo === undefined) return {};
+    if (this.#person?.obo !== obo) this.#person = { obo, fields: personOf(obo) };
+    return this.#person.fields;
   }
 
   async flush(): Promise<void> {

@@ -28,6 +28,7 @@ import { AztpError, ErrorCodes } from "../errors.js";
 import { decodeCompact, signCompact, verifyDecoded, type DecodedJws } from "../spiffe/jws.js";
 import { SpiffeId } from "../spiffe/spiffeid.js";
 import { checkTimeWindow, type TimeWindow } from "../spiffe/time-window.js";
+import { VerifiedSignatures } from "../spiffe/verified-signatures.js";
 import { newJti } from "./nonce.js";
 import type { VerifiedDelegation } from "./delegation.js";
 import type { Trust } from "./trust.js";
@@ -106,6 +107,8 @@ function invalid(rule: string, message: string, cause?: unknown): never {
 }
 
 const thumbprints = new WeakMap<KeyObject, string>();
+/** On-behalf-of signatures already checked (spiffe/verified-signatures.ts): every other check runs per call. */
+const signatures = new VerifiedSignatures();
 
 /**
  * RFC 7638 JWK thumbprint (SHA-256, base64url) of a public key: the required members in
@@ -254,7 +257,11 @@ export function readOnBehalfOf(token: unknown, o: { trust: Trust; now: Date }): 
   const key = typeof header.kid === "string" ? bundle.jwtAuthorities.get(header.kid) : undefined;
   if (key === undefined)
     invalid("kid", `trust domain ${td} has no JWT key ${JSON.stringify(header.kid)?.slice(0, 80)}`);
-  if (!verifyDecoded(decoded, key)) invalid("signature", `signature does not verify with ${td}'s JWT key`);
+  // A run signs the same token into each of its calls: its signature is checked once per key.
+  if (!signatures.has(token as string, key)) {
+    if (!verifyDecoded(decoded, key)) invalid("signature", `signature does not verify with ${td}'s JWT key`);
+    signatures.add(token as string, key);
+  }
 
   const late = checkTimeWindow(c, o.now.getTime() / 1000, WINDOW);
   if (late !== undefined) invalid(late.rule, `token ${late.message}`);

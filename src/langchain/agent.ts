@@ -21,6 +21,7 @@ import { attachIdentity, type Aztp, type SecuredAgent } from "../client/aztp.js"
 import type { AuditOption } from "../client/home-audit.js";
 import type { AgentIdentity } from "../client/identity.js";
 import { AztpError, ErrorCodes } from "../errors.js";
+import { actingCaller } from "../guard/acting-caller.js";
 import type { CallerGuard } from "../guard/caller.js";
 import type { GuardMode } from "../guard/recorder.js";
 import { DEFAULT_DELEGATION_TTL_SECONDS, delegate, MAX_DELEGATION_CHAIN } from "../invocation/delegation.js";
@@ -28,6 +29,7 @@ import { MAX_INVOCATION_LIFETIME_SECONDS } from "../invocation/invocation.js";
 import { peekClaims } from "../spiffe/jws.js";
 import { isMcpTool, mcpServerOf } from "./mcp-mark.js";
 import { createSecureMiddleware, type DelegationSource } from "./middleware.js";
+import { asSubAgent } from "./run-person.js";
 import { isSecuredTool, secureTool, type SecuredTool } from "./tool.js";
 
 /**
@@ -281,9 +283,15 @@ async function subAgentTool(
   // (its other member's zod types do not satisfy exactOptionalPropertyTypes).
   const run = makeTool(
     async (input: { task: string }, config) => {
-      const result = (await child.invoke(
-        { messages: [{ role: "user", content: input.task }] },
-        { ...(config?.signal ? { signal: config.signal } : {}) },
+      // The child's run continues the parent's call that reached this tool: for that call's
+      // person (the token signed into it, extended to the child by its middleware), or for nobody.
+      const acting = actingCaller();
+      const onBehalfOf = acting?.local?.audience === child.identity.aztpId ? acting.onBehalfOf : undefined;
+      const result = (await asSubAgent(child.identity.spiffeId, onBehalfOf, () =>
+        child.invoke(
+          { messages: [{ role: "user", content: input.task }] },
+          { ...(config?.signal ? { signal: config.signal } : {}) },
+        ),
       )) as { messages?: unknown[] };
       const last = result.messages?.[result.messages.length - 1];
       return AIMessage.isInstance(last)

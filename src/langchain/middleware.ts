@@ -25,6 +25,7 @@ import { createMiddleware, type AgentMiddleware } from "langchain";
 import type { Aztp } from "../client/aztp.js";
 import { auditFor, type AuditOption } from "../client/home-audit.js";
 import type { AgentIdentity } from "../client/identity.js";
+import { OnBehalfOfTokens } from "../client/on-behalf-of-tokens.js";
 import { AztpError, ErrorCodes, type ErrorCode } from "../errors.js";
 import { actAs, type ActingCaller } from "../guard/acting-caller.js";
 import { CallerGuard, type PreparedCall } from "../guard/caller.js";
@@ -36,6 +37,7 @@ import { withApprovalInterrupt, type ApprovalAsk } from "./approval-interrupt.js
 import { controlFlowName, isControlFlow } from "./control-flow.js";
 import { isMcpTool, mcpServerOf } from "./mcp-mark.js";
 import { receiptEntry, receiptOf, withReceipt, type ReceiptArtifact } from "./receipt-artifact.js";
+import { onBehalfOfForCall } from "./run-person.js";
 import { isSecuredTool, refusalText, secureTool, type SecuredTool } from "./tool.js";
 
 /** How a tool that has no identity of its own is named when the middleware serves it under one. */
@@ -170,7 +172,15 @@ export async function createSecureMiddleware(options: SecureMiddlewareOptions): 
     return p;
   };
 
-  const sign = (call: ToolCall, audience: string, calleeSerial?: string, ask?: ApprovalAsk): Promise<PreparedCall> => {
+  // The people this agent acts for, each person's token exchanged once (run-person.ts).
+  const people = new OnBehalfOfTokens(identity);
+
+  const sign = (
+    call: ToolCall,
+    audience: string,
+    onBehalfOf: string | undefined,
+    ask?: ApprovalAsk,
+  ): Promise<PreparedCall> => {
     const chain = delegation?.chain();
     return guard.prepare({
       audience,
@@ -179,7 +189,7 @@ export async function createSecureMiddleware(options: SecureMiddlewareOptions): 
       ...(ask?.approval !== undefined ? { approval: ask.approval } : {}),
       ...(call.id ? { toolCallId: call.id } : {}),
       ...(chain && chain.length > 0 ? { delegation: chain } : {}),
-      ...(calleeSerial ? { calleeSerial } : {}),
+      ...(onBehalfOf !== undefined ? { onBehalfOf } : {}),
     });
   };
 
@@ -191,12 +201,13 @@ export async function createSecureMiddleware(options: SecureMiddlewareOptions): 
   const callLocal = async (
     call: ToolCall,
     tool: SecuredTool,
+    onBehalfOf: string | undefined,
     run: (tool: SecuredTool) => Promise<unknown>,
     ask: ApprovalAsk,
   ): Promise<ToolMessage | Command> => {
     let prepared: PreparedCall;
     try {
-      prepared = await sign(call, tool.identity.spiffeId, undefined, ask);
+      prepared = await sign(call, tool.identity.spiffeId, onBehalfOf, ask);
     } catch (e) {
       return refusal(call, tool.aztpId, asError(e, ErrorCodes.ARGUMENT_INVALID));
     }
@@ -205,6 +216,8 @@ export async function createSecureMiddleware(options: SecureMiddlewareOptions): 
       toolCallId: call.id ?? "",
       local: { audience: tool.aztpId, token: prepared.token },
       ...(prepared.claims.dlg ? { delegation: prepared.claims.dlg } : {}),
+      // A sub-agent served by this tool continues the call for this person (agent.ts, run-person.ts).
+      ...(onBehalfOf !== undefined ? { onBehalfOf } : {}),
     };
     let answer: unknown;
     try {
@@ -274,6 +287,7 @@ export async function createSecureMiddleware(options: SecureMiddlewareOptions): 
   const callMcp = async (
     call: ToolCall,
     server: string | undefined,
+    onBehalfOf: string | undefined,
     run: () => Promise<unknown>,
     ask: ApprovalAsk,
   ): Promise<ToolMessage> => {
@@ -290,6 +304,7 @@ export async function createSecureMiddleware(options: SecureMiddlewareOptions): 
       ...(argsDigest !== undefined ? { argsDigest } : {}),
       ...(chain && chain.length > 0 ? { delegation: chain } : {}),
       ...(ask.approval !== undefined ? { approval: ask.approval } : {}),
+      ...(onBehalfOf !== undefined ? { onBehalfOf } : {}),
     };
     let answer: unknown;
     let thrown: unknown;
@@ -414,8 +429,31 @@ export async function createSecureMiddleware(options: SecureMiddlewareOptions): 
         await guard.refuse({ tool: call.name, args: call.args, ...(call.id ? { toolCallId: call.id } : {}) }, error),
       );
     }
-    if (isSecuredTool(tool)) return callLocal(call, tool, async () => handler(request), ask);
-    if (isMcpTool(tool)) return callMcp(call, mcpServerOf(tool), async () => handler(request), ask);
+    // The person this run acts for, if any: exchanged (once per person token and key) before
+    // anything is signed. A token that cannot be exchanged (an untrusted provider, expired,
+    // forged) refuses the call, on record, and the model is told why.
+    let onBehalfOf: string | undefined;
+    try {
+      onBehalfOf = await onBehalfOfForCall(identity.spiffeId, people, request.runtime?.configurable);
+    } catch (e) {
+      const error = asError(e, ErrorCodes.ARGUMENT_INVALID);
+      const audience = isSecuredTool(tool) ? tool.aztpId : isMcpTool(tool) ? mcpServerOf(tool) : undefined;
+      return refusal(
+        call,
+        audience ?? "unknown",
+        await guard.refuse(
+          {
+            ...(audience !== undefined ? { audience } : {}),
+            tool: call.name,
+            args: call.args,
+            ...(call.id ? { toolCallId: call.id } : {}),
+          },
+          error,
+        ),
+      );
+    }
+    if (isSecuredTool(tool)) return callLocal(call, tool, onBehalfOf, async () => handler(request), ask);
+    if (isMcpTool(tool)) return callMcp(call, mcpServerOf(tool), onBehalfOf, async () => handler(request), ask);
     let securedTool: SecuredTool;
     try {
       securedTool = await serve(tool);
@@ -427,7 +465,7 @@ export async function createSecureMiddleware(options: SecureMiddlewareOptions): 
         await guard.refuse({ tool: call.name, args: call.args, ...(call.id ? { toolCallId: call.id } : {}) }, error),
       );
     }
-    return callLocal(call, securedTool, async (t) => handler({ ...request, tool: t }), ask);
+    return callLocal(call, securedTool, onBehalfOf, async (t) => handler({ ...request, tool: t }), ask);
   };
   return { middleware, guard, serve };
 }

@@ -6,6 +6,7 @@
  * failing closed on a bad or missing one in enforce mode. Each token and receipt stands alone, so a
  * server that speaks the stateless MCP 2026-07-28 (no initialize) works when `serverId` is given.
  */
+import { AsyncLocalStorage } from "node:async_hooks";
 import type { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import type { Transport } from "@modelcontextprotocol/sdk/shared/transport.js";
 import type {
@@ -17,6 +18,7 @@ import type {
 import type { Aztp, SecuredAgent } from "../client/aztp.js";
 import { auditFor, type AuditOption } from "../client/home-audit.js";
 import type { AgentIdentity } from "../client/identity.js";
+import { checkSubjectToken, OnBehalfOfTokens } from "../client/on-behalf-of-tokens.js";
 import { AztpError, ErrorCodes } from "../errors.js";
 import { isJsonObject } from "../json/value.js";
 import type { GuardMode } from "../guard/callee.js";
@@ -202,6 +204,11 @@ export function clientHooks(
      * audit log cannot be written.
      */
     unsecuredServer?: string;
+    /**
+     * The on-behalf-of token the calls made in the current scope carry when no agent's acting
+     * caller signs them (`actingFor` of a secured client): read per call.
+     */
+    onBehalfOf?: () => string | undefined;
   },
 ): ClientHooks {
   const unsecured = options.unsecuredServer;
@@ -437,13 +444,15 @@ export function clientHooks(
         throw refused;
       }
       const audience = binding.serverId.toString();
+      // The person: the acting agent's (its own token, bound to its key), else this client's scope's.
+      const onBehalfOf = acting !== undefined ? acting.onBehalfOf : isCall ? options.onBehalfOf?.() : undefined;
       // A call is refused before it leaves when the log cannot record it, or when the server has
       // been revoked since it proved itself (checked against the SVID it last showed: its proof,
       // then its receipts; with none seen yet, the identity alone).
       const approval = isCall ? approvalFor(given, acting, audience, params) : undefined;
       const alongside = {
         ...(acting?.delegation !== undefined ? { delegation: acting.delegation } : {}),
-        ...(acting?.onBehalfOf !== undefined ? { onBehalfOf: acting.onBehalfOf } : {}),
+        ...(onBehalfOf !== undefined ? { onBehalfOf } : {}),
         ...(acting?.toolCallId !== undefined ? { toolCallId: acting.toolCallId } : {}),
         ...(approval !== undefined ? { approval } : {}),
       };
@@ -555,6 +564,20 @@ export interface SecuredMcpClientExtras {
   readonly aztpGuard: CallerGuard;
   /** The server identity proven at initialize (or given as serverId). */
   readonly aztpServer: ServerBinding;
+  /**
+   * Runs `fn` with every tools/call this client signs in it made for a person (DESIGN §13):
+   * `token` is their ID token or JWT access token (exchanged once for an on-behalf-of token bound
+   * to this client's identity, kept until a key rotation or near expiry), or an on-behalf-of token
+   * already exchanged for this identity (used as it is). The scope follows `fn` through every
+   * await and nothing else, so concurrent scopes for different people never mix:
+   *
+   *   await client.actingFor(personToken, () => client.callTool({ name: "transfer", arguments }))
+   *
+   * Rejects, before `fn` runs, when the token cannot be exchanged (ERR_PERSON_ISSUER_UNTRUSTED,
+   * ERR_PERSON_TOKEN_INVALID, ...). Inside an agent's tool call the agent signs, for its run's
+   * person, and this scope is not read.
+   */
+  actingFor<T>(token: string, fn: () => T | Promise<T>): Promise<T>;
 }
 
 /**
@@ -574,8 +597,20 @@ export async function secureMcpClient<C extends Client>(
     ...(audit ? { audit } : {}),
   });
   const binding = new ServerBinding(options.serverId);
+  // Per client: a scope of another client (another identity) would carry a token bound to another key.
+  const people = new OnBehalfOfTokens(secured.identity);
+  const scope = new AsyncLocalStorage<string>();
+  const onBehalfOf = (): string | undefined => scope.getStore();
+  const actingFor = async <T>(token: string, fn: () => T | Promise<T>): Promise<T> => {
+    const obo = await people.for(checkSubjectToken(token, "actingFor's token"));
+    return scope.run(obo, fn);
+  };
   const connect = client.connect.bind(client);
   client.connect = (transport: Transport, requestOptions?: Parameters<Client["connect"]>[1]) =>
-    connect(new InterceptingTransport(transport, clientHooks(guard, binding, { trust, ...options })), requestOptions);
-  return Object.assign(secured, { aztpGuard: guard, aztpServer: binding }) as SecuredAgent<C> & SecuredMcpClientExtras;
+    connect(
+      new InterceptingTransport(transport, clientHooks(guard, binding, { trust, ...options, onBehalfOf })),
+      requestOptions,
+    );
+  return Object.assign(secured, { aztpGuard: guard, aztpServer: binding, actingFor }) as SecuredAgent<C> &
+    SecuredMcpClientExtras;
 }

@@ -16,7 +16,7 @@
  * verified with the keys its metadata names (oauth/issuer-keys.ts).
  */
 import { randomUUID, type KeyObject } from "node:crypto";
-import { LRUCache } from "lru-cache";
+import { VerifiedSignatures } from "../spiffe/verified-signatures.js";
 import { AztpError, ErrorCodes, type ErrorCode } from "../errors.js";
 import type { BundleSource } from "../spiffe/bundle.js";
 import { decodeCompact, signCompact, verifyDecoded, type DecodedJws, type JwsHeader } from "../spiffe/jws.js";
@@ -214,27 +214,8 @@ export interface AccessTokenKeySource {
   keyFor(kid: string | undefined, alg: JwsAlgorithm): Promise<KeyObject | undefined> | KeyObject | undefined;
 }
 
-/**
- * Signatures already checked: a client sends the same access token with every request for its
- * lifetime, and the signature is a pure function of the token's bytes and the key, so checking
- * it again proves nothing new (measured: about a sixth of a bearer call's added time over HTTP).
- * Keyed by the whole compact token (its signature included) and remembered with the exact key
- * object it verified under: a key rotated out, or another key for the same kid, is checked
- * afresh. Every other check (issuer, time window, audience, claims, revocation) runs on every
- * request; only tokens that verified get in, so nobody can fill it with forgeries.
- */
-export class VerifiedSignatures {
-  readonly #cache: LRUCache<string, KeyObject>;
-  constructor(max = 1024) {
-    this.#cache = new LRUCache({ max });
-  }
-  has(token: string, key: KeyObject): boolean {
-    return this.#cache.get(token) === key;
-  }
-  add(token: string, key: KeyObject): void {
-    this.#cache.set(token, key);
-  }
-}
+// The cache of checked signatures lives with the JWS code (spiffe/), which on-behalf-of tokens share.
+export { VerifiedSignatures };
 
 export interface VerifyAccessTokenOptions {
   /** This resource server's resource identifier: `aud` must name it (RFC 8707). */
