@@ -14,7 +14,7 @@ const run = (t: Parameters<typeof tempDir>[0], script: string) =>
   });
 
 describe("examples", () => {
-  it("npm start's demo: identities, allowed calls to a local tool and MCP tools, policy and delegation denials, tampered and replayed calls, the revoked orchestrator's child refused, the audit trail, every log verified", async (t) => {
+  it("npm start's demo: identities, allowed calls to a local tool and MCP tools, policy and delegation denials, tampered and replayed calls, a person in the chain (alice: her group decides, a large transfer waits for her approval), the revoked orchestrator's child refused, the audit trail naming alice on every row of her run, every log verified", async (t) => {
     const r = await run(t, "examples/demo.ts");
     assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
     const out = r.stdout;
@@ -45,6 +45,22 @@ describe("examples", () => {
     );
     assert.match(out, /orchestrator → search_docs\(\{"query":"receipts"\}\)\s+REFUSED\s+ERR_INVOCATION_ARGS_MISMATCH/);
     assert.match(out, /sent again\s+REFUSED\s+ERR_INVOCATION_REPLAYED/);
+    // A person in the chain: alice, signed in at the local OpenID Provider, for whom the
+    // orchestrator and its sub-agent act; her group decides, and a large transfer waits for her.
+    assert.match(
+      out,
+      /alice signed in at http:\/\/127\.0\.0\.1:\d+ \(the trust domain trusts it\): sub alice, groups \["finance"\]/,
+    );
+    assert.match(out, /researcher → search_docs\(\{"query":"refunds"\}\).*ALLOWED/);
+    assert.match(out, /orchestrator → export_ledger\(\{"month":"2026-11"\}\)\s+REFUSED\s+ERR_POLICY_DENIED/);
+    assert.match(out, /orchestrator → transfer\(\{"to":"acme","amount":250\}\)\s+ALLOWED\s+"paid 250 to acme"/);
+    assert.match(
+      out,
+      /orchestrator → transfer\(\{"to":"acme","amount":5000\}\)\s+WAITS\s+ERR_APPROVAL_REQUIRED: transfers above 1000\n.*approves it\n\s+orchestrator → transfer\(\{"to":"acme","amount":5000\}\)\s+ALLOWED\s+"paid 5000 to acme"/,
+    );
+    assert.match(out, /tools that ran: search_docs, transfer\n/);
+    assert.match(out, /tools that ran: transfer\n/);
+    assert.doesNotMatch(out, /tools that ran: .*export_ledger/);
     assert.match(out, /revoked: orchestrator, orchestrator\.tools\.take_note, researcher/);
     assert.match(out, /researcher → search_docs\(\{"query":"revocation"\}\)\s+REFUSED\s+ERR_INVOCATION_REVOKED/);
     assert.doesNotMatch(out, /tools that ran: .*delete_doc/);
@@ -61,8 +77,40 @@ describe("examples", () => {
       /researcher\s+caller\s+researcher\s+orchestrator\s+search_docs\s+docs-server\s+denied ERR_INVOCATION_REVOKED/,
     );
     assert.match(out, /--tool-call-id call_r_search_1_[0-9a-f]{6}/);
+    // Every row of alice's run names her, on every side: the researcher's search for her through
+    // the orchestrator, the sub-agent call, the refused export, both transfers, the approval.
+    const table = out.slice(out.indexOf("7. the audit trail"), out.indexOf("one call in every log"));
+    const lines = table.split("\n");
+    assert.equal(lines.filter((l) => l.includes("alice (person)")).length, 12, table);
+    for (const row of lines.filter((l) => /\b(export_ledger|transfer)\b/.test(l)))
+      assert.match(row, /alice \(person\)/, row);
+    assert.match(
+      table,
+      /researcher\s+caller\s+researcher\s+orchestrator → alice \(person\)\s+search_docs\s+docs-server\s+ok/,
+    );
+    assert.match(
+      table,
+      /docs-server\s+callee\s+researcher\s+orchestrator → alice \(person\)\s+search_docs\s+docs-server\s+ok/,
+    );
+    assert.match(
+      table,
+      /payments-server\s+callee\s+orchestrator\s+alice \(person\)\s+export_ledger\s+payments-server\s+denied ERR_POLICY_DENIED/,
+    );
+    assert.equal(
+      (table.match(/denied ERR_APPROVAL_REQUIRED/g) ?? []).length,
+      2,
+      "one refusal on each side before the approval",
+    );
+    assert.match(
+      table,
+      /payments-server\s+callee\s+orchestrator\s+alice \(person\)\s+transfer\s+payments-server\s+ok \(approved by alice\)/,
+    );
+    assert.match(
+      table,
+      /orchestrator\s+caller\s+orchestrator\s+alice \(person\)\s+transfer\s+payments-server\s+ok \(approved by alice\)/,
+    );
     // Every log verifies, with signed checkpoints.
-    for (const log of ["orchestrator", "researcher", "docs-server"]) {
+    for (const log of ["orchestrator", "researcher", "docs-server", "payments-server"]) {
       assert.match(
         out,
         new RegExp(`${log}\\s+ok: \\d+ entries, \\d+ checkpoints?, signatures checked, witness checked`),

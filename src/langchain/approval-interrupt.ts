@@ -11,15 +11,19 @@
  * and the call is signed again, this time carrying the approval (`apr`); or with
  * `{ resume: { rejected: "why" } }`, and the model gets an error ToolMessage saying so.
  *
- * LangGraph runs the paused node again on resume, so the first attempt runs again too and is
- * refused again (audited like the first): only then does `interrupt()` return the resume value.
- * That second refusal carries a new request, but an approval names its own (`req` in `apr`), so
- * the approval of the request the person saw is what the callee checks. A refused attempt never
- * runs the tool.
+ * LangGraph runs the paused node again on resume. The middleware remembers the calls it paused
+ * (`PendingApprovals`, per middleware, bounded): a call it paused is not attempted again before
+ * `interrupt()` gives the resume value, so the callee sees one refusal and then the approved call.
+ * A pause this process does not remember (the run resumed in another process, from a persistent
+ * checkpointer) attempts the call once more first, refused and audited like the first: an
+ * approval names its own request (`req` in `apr`), so the approval of the request the person
+ * saw is still what the callee checks. A refused attempt never runs the tool.
  */
 import type { ToolMessage } from "@langchain/core/messages";
 import type { ToolCall } from "@langchain/core/messages/tool";
 import { interrupt } from "@langchain/langgraph";
+import { LRUCache } from "lru-cache";
+import { canonicalDigest } from "../invocation/canonical.js";
 import { AztpError, ErrorCodes } from "../errors.js";
 import type { Approval, ApprovalRequestDetail } from "../people/approval.js";
 import type { Command } from "./command.js";
@@ -60,6 +64,39 @@ function resumeOf(value: unknown): ApprovalResume {
 }
 
 /**
+ * The calls a middleware paused for an approval, by tool-call id, tool and argument digest (a
+ * reused id with other arguments is another call): on resume, the paused call is not attempted
+ * again before the interrupt answers. Bounded: a run never resumed is forgotten in time.
+ */
+export class PendingApprovals {
+  readonly #paused = new LRUCache<string, ApprovalInterrupt>({ max: 1000 });
+
+  static keyOf(call: ToolCall): string | undefined {
+    if (call.id === undefined || call.id === "") return undefined;
+    try {
+      return `${call.id}\n${call.name}\n${canonicalDigest(call.args, "args")}`;
+    } catch {
+      return undefined; // arguments no token can carry: the attempt refuses them anyway
+    }
+  }
+
+  get(call: ToolCall): ApprovalInterrupt | undefined {
+    const key = PendingApprovals.keyOf(call);
+    return key === undefined ? undefined : this.#paused.get(key);
+  }
+
+  set(call: ToolCall, value: ApprovalInterrupt): void {
+    const key = PendingApprovals.keyOf(call);
+    if (key !== undefined) this.#paused.set(key, value);
+  }
+
+  delete(call: ToolCall): void {
+    const key = PendingApprovals.keyOf(call);
+    if (key !== undefined) this.#paused.delete(key);
+  }
+}
+
+/**
  * Runs `attempt`; when the callee asked for an approval, pauses the run for a person, then
  * either runs the call again with the approval or answers with `rejected(reason)`.
  */
@@ -67,23 +104,34 @@ export async function withApprovalInterrupt(
   call: ToolCall,
   attempt: (ask: ApprovalAsk) => Promise<ToolMessage | Command>,
   rejected: (error: AztpError) => Promise<ToolMessage>,
+  pending?: PendingApprovals,
 ): Promise<ToolMessage | Command> {
-  const first: ApprovalAsk = {};
-  const answer = await attempt(first);
-  if (first.request === undefined) return answer;
-  const value: ApprovalInterrupt = {
-    type: APPROVAL_INTERRUPT,
-    toolCallId: call.id ?? "",
-    tool: call.name,
-    request: first.request as unknown as ApprovalRequestDetail,
-  };
+  // A call this middleware paused: the interrupt answers first (with the resume value when the
+  // run is resuming, or by pausing again with the same request when it is not).
+  let value = pending?.get(call);
+  if (value === undefined) {
+    const first: ApprovalAsk = {};
+    const answer = await attempt(first);
+    if (first.request === undefined) return answer;
+    value = {
+      type: APPROVAL_INTERRUPT,
+      toolCallId: call.id ?? "",
+      tool: call.name,
+      request: first.request as unknown as ApprovalRequestDetail,
+    };
+    pending?.set(call, value);
+  }
   let resume: ApprovalResume;
   try {
     resume = resumeOf(interrupt(value));
   } catch (e) {
-    if (e instanceof AztpError) return rejected(e);
+    if (e instanceof AztpError) {
+      pending?.delete(call);
+      return rejected(e);
+    }
     throw e; // the pause itself (GraphInterrupt), or no checkpointer to pause with
   }
+  pending?.delete(call);
   if ("rejected" in resume)
     return rejected(
       new AztpError(ErrorCodes.APPROVAL_REQUIRED, `the approval of ${call.name} was refused: ${resume.rejected}`),

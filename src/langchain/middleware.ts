@@ -33,7 +33,7 @@ import type { GuardMode } from "../guard/recorder.js";
 import { canonicalDigest } from "../invocation/canonical.js";
 import type { Trust } from "../invocation/trust.js";
 import { commandIsError, commandReceipt, commandResult, COMMAND_REASON, isCommand, type Command } from "./command.js";
-import { withApprovalInterrupt, type ApprovalAsk } from "./approval-interrupt.js";
+import { PendingApprovals, withApprovalInterrupt, type ApprovalAsk } from "./approval-interrupt.js";
 import { controlFlowName, isControlFlow } from "./control-flow.js";
 import { isMcpTool, mcpServerOf } from "./mcp-mark.js";
 import { receiptEntry, receiptOf, withReceipt, type ReceiptArtifact } from "./receipt-artifact.js";
@@ -174,6 +174,8 @@ export async function createSecureMiddleware(options: SecureMiddlewareOptions): 
 
   // The people this agent acts for, each person's token exchanged once (run-person.ts).
   const people = new OnBehalfOfTokens(identity);
+  // The calls paused for a person's approval, so a resumed run makes the approved call only.
+  const pendingApprovals = new PendingApprovals();
 
   const sign = (
     call: ToolCall,
@@ -410,6 +412,7 @@ export async function createSecureMiddleware(options: SecureMiddlewareOptions): 
           const args = { tool: call.name, args: call.args, ...(call.id ? { toolCallId: call.id } : {}) };
           return refusal(call, "unknown", await guard.refuse(args, error));
         },
+        pendingApprovals,
       ),
   });
 
