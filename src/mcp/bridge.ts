@@ -328,6 +328,8 @@ export async function startMcpBridge(options: McpBridgeOptions): Promise<McpBrid
     log(
       `the server at ${where} is unsecured (--server-unsecured): it proves no identity and signs no receipts, so calls go to it unsigned, nothing it answers is verified, and each call is recorded in the audit log with the receipt absent`,
     );
+  // A person's authorization needs its loopback redirect URI before any request is made.
+  await oauth?.start();
   if (oauth !== undefined && options.oauth !== undefined) log(oauth.describe());
 
   if (pinned !== undefined)
@@ -348,6 +350,7 @@ export async function startMcpBridge(options: McpBridgeOptions): Promise<McpBrid
         { oauth },
       );
     } catch (e) {
+      await oauth?.close();
       throw e instanceof AztpError ? withUnsecuredHint(e) : e;
     }
     proven(binding);
@@ -466,6 +469,7 @@ export async function startMcpBridge(options: McpBridgeOptions): Promise<McpBrid
     const closed = j.closed.then(async () => {
       process.stdin.off("end", hostGone);
       await guard.flush();
+      await oauth?.close();
       if (failure !== undefined) return failure;
       // A spawned upstream failed if it exited before anyone closed it, or with an error code when
       // closed (see proxy.ts): the host must hear of an upstream that could not start.
@@ -500,6 +504,7 @@ export async function startMcpBridge(options: McpBridgeOptions): Promise<McpBrid
     for (const s of [...sessions]) s.close();
     await Promise.allSettled([...sessions].map((s) => s.closed));
     await guard.flush();
+    await oauth?.close();
     stop();
   });
 }
