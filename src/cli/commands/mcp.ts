@@ -208,6 +208,10 @@ function checkOAuthFlags(o: BridgeServerFlags & { url?: string; expectedServer?:
   ].filter((f): f is string => f !== false);
   if (!person && personal.length > 0)
     throw usage(`${personal.join(", ")}: for a person's sign-in, with --oauth-flow authorization-code`);
+  if (person && o.expectedServer !== undefined)
+    throw usage(
+      "--expected-server does not apply with --oauth-flow authorization-code: a person's calls go unsigned, by their access token, and the bridge checks no identity of the server",
+    );
   if (o.oauthOpenBrowser === true && o.oauthAuthorizeHeadless === true)
     throw usage("--oauth-open-browser and --oauth-authorize-headless exclude each other");
   if (o.oauthRedirectPort !== undefined && !/^\d{1,5}$/.test(o.oauthRedirectPort))
