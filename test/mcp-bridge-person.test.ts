@@ -169,6 +169,47 @@ describe("aztp mcp bridge --oauth-flow authorization-code: a person at a stdio h
     },
   );
 
+  for (const [what, iss] of [
+    ["another authorization server's name (a mix-up)", "http://127.0.0.1:9/"],
+    ["no iss, which aztp serve says it sends", undefined],
+  ] as const)
+    it(
+      `an authorization response with the right state but ${what} is refused (RFC 9207); the code is never redeemed (passing twin: alice above)`,
+      { timeout: 60_000 },
+      async (t) => {
+        const { s } = await scene(t);
+        const rs = await securedServer(t, s);
+        const { home } = fixture(t);
+        const { startMcpBridge } = await import("../src/mcp/bridge.js");
+        const c = Aztp.initialize({ home });
+        t.after(() => c.close());
+        const lines: string[] = [];
+        const started = startMcpBridge({
+          client: c,
+          name: "desk",
+          upstream: { url: rs.url.href },
+          listen: "http://127.0.0.1:0",
+          oauth: { flow: "authorization-code" },
+          log: (l) => lines.push(l),
+        });
+        started.catch(() => undefined);
+        await until(() => lines.some((l) => URL_LINE.test(l)), "the authorization URL", 30_000);
+        const url = new URL(
+          (URL_LINE.exec(lines.find((l) => URL_LINE.test(l)) as string) as RegExpExecArray)[1] as string,
+        );
+        const back = new URL(url.searchParams.get("redirect_uri") as string);
+        back.searchParams.set("state", url.searchParams.get("state") as string);
+        back.searchParams.set("code", "a-code-from-elsewhere");
+        if (iss !== undefined) back.searchParams.set("iss", iss);
+        assert.equal((await fetch(back)).status, 400);
+        await assert.rejects(
+          started,
+          (e: Error & { code?: string }) =>
+            e.code === ErrorCodes.OAUTH_AUTHORIZATION_FAILED && /RFC 9207/.test(e.message),
+        );
+      },
+    );
+
   it(
     "nobody signs in: the bridge gives up after its timeout and its start fails with the reason (passing twin above)",
     { timeout: 60_000 },

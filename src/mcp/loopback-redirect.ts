@@ -30,8 +30,15 @@ const CALLBACK_PATH = "/callback";
 const PAGE = (text: string): string =>
   `<!doctype html><meta charset="utf-8"><title>aztp mcp bridge</title><p>${text}</p>`;
 
+/** RFC 9207: the issuer the authorization response must name, and whether it must name one. */
+export interface ExpectedIssuer {
+  issuer: string | undefined;
+  required: boolean;
+}
+
 interface Waiting {
   state: string;
+  issuer: ExpectedIssuer;
   resolve: (code: string) => void;
   reject: (e: Error) => void;
 }
@@ -87,6 +94,24 @@ export class LoopbackRedirect {
     if (waiting === undefined || params.get("state") !== waiting.state)
       return { status: 400, text: "No authorization with this state is under way here. Nothing was done." };
     this.#waiting = undefined;
+    // RFC 9207: an answer naming another authorization server is a mix-up (the person was sent
+    // to one, the code would be redeemed at another): refused, the authorization fails.
+    const iss = params.get("iss");
+    const expected = waiting.issuer;
+    if ((iss === null && expected.required) || (iss !== null && !sameIssuer(iss, expected.issuer))) {
+      waiting.reject(
+        new AztpError(
+          ErrorCodes.OAUTH_AUTHORIZATION_FAILED,
+          iss === null
+            ? `the authorization response carries no iss, which ${expected.issuer ?? "the authorization server"} says it sends (RFC 9207): refused`
+            : `the authorization response names the issuer ${JSON.stringify(iss.slice(0, 200))}, not ${expected.issuer ?? "the authorization server asked"} (RFC 9207, a mix-up): the code was not redeemed`,
+        ),
+      );
+      return {
+        status: 400,
+        text: "The authorization came back from another server than the one asked. Nothing was done.",
+      };
+    }
     const error = params.get("error");
     const code = params.get("code");
     if (error !== null || code === null || code === "") {
@@ -108,7 +133,7 @@ export class LoopbackRedirect {
    * The code of the authorization whose request carried `state`, once the browser comes back
    * (within `timeoutMs`). One authorization at a time.
    */
-  expect(state: string, timeoutMs: number): Promise<string> {
+  expect(state: string, timeoutMs: number, issuer: ExpectedIssuer): Promise<string> {
     if (this.#waiting !== undefined)
       throw new AztpError(ErrorCodes.OAUTH_AUTHORIZATION_FAILED, "another authorization is already under way");
     return new Promise<string>((resolve, reject) => {
@@ -125,6 +150,7 @@ export class LoopbackRedirect {
       timer.unref();
       this.#waiting = {
         state,
+        issuer,
         resolve: (code) => (clearTimeout(timer), resolve(code)),
         reject: (e) => (clearTimeout(timer), reject(e)),
       };
@@ -174,6 +200,10 @@ export class LoopbackRedirect {
     this.#waiting = undefined;
     await new Promise<void>((resolve) => this.#server.close(() => resolve()));
   }
+}
+
+function sameIssuer(a: string, b: string | undefined): boolean {
+  return b !== undefined && a.replace(/\/$/, "") === b.replace(/\/$/, "");
 }
 
 /** Opens `url` with the platform's opener (no shell: the URL is one argument). */

@@ -593,7 +593,13 @@ export class UpstreamOAuth implements OAuthClientProvider {
     if (url.searchParams.get("state") !== pending.state)
       throw new AztpError(ErrorCodes.OAUTH_AUTHORIZATION_FAILED, "the authorization request does not carry its state");
     const run = async (): Promise<void> => {
-      const code = redirect.expect(pending.state, this.#authorizationTimeoutMs);
+      const metadata = this.#discovery?.authorizationServerMetadata;
+      const code = redirect.expect(pending.state, this.#authorizationTimeoutMs, {
+        issuer: metadata?.issuer ?? this.#discovery?.authorizationServerUrl,
+        required:
+          (metadata as { authorization_response_iss_parameter_supported?: unknown } | undefined)
+            ?.authorization_response_iss_parameter_supported === true,
+      });
       // The URL carries no secret (PKCE's challenge, not its verifier): it is for the person.
       this.#log(`sign in to authorize this bridge for ${this.#serverUrl.href}: open ${url.href}`);
       if (this.#authorizeVia === "open") openInBrowser(url.href, this.#log);
