@@ -594,6 +594,31 @@ describe("attacks on the bridge's OAuth client", () => {
       [["--url", "http://127.0.0.1:9/mcp", "--oauth-client-id", "a"], /exactly one of/],
       [["--url", "http://127.0.0.1:9/mcp", "--no-oauth", "--oauth-issuer", "https://as"], /--no-oauth excludes/],
       [["--url", "http://127.0.0.1:9/mcp", "--oauth-client-id", "a", "--oauth-private-key", "-"], /takes a file/],
+      [["--url", "http://127.0.0.1:9/mcp", "--oauth-authorize-headless"], /with --oauth-flow authorization-code/],
+      [["--url", "http://127.0.0.1:9/mcp", "--oauth-redirect-port", "8000"], /with --oauth-flow authorization-code/],
+      [
+        ["--url", "http://127.0.0.1:9/mcp", "--oauth-flow", "authorization-code", "--expected-server", idOf("x")],
+        /does not apply with --oauth-flow authorization-code/,
+      ],
+      [
+        ["--url", "http://127.0.0.1:9/mcp", "--oauth-flow", "authorization-code", "--oauth-assertion", "jwt-svid"],
+        /--oauth-assertion is how the bridge authenticates as itself/,
+      ],
+      [
+        [
+          "--url",
+          "http://127.0.0.1:9/mcp",
+          "--oauth-flow",
+          "authorization-code",
+          "--oauth-open-browser",
+          "--oauth-authorize-headless",
+        ],
+        /exclude each other/,
+      ],
+      [
+        ["--url", "http://127.0.0.1:9/mcp", "--oauth-flow", "authorization-code", "--oauth-redirect-port", "x"],
+        /takes a port number/,
+      ],
     ] as const) {
       const r = await bridgeRun(home, "desk", [...args]);
       assert.equal(r.code, 2, `${args.join(" ")}: ${r.stderr}`);

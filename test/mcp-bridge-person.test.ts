@@ -241,3 +241,46 @@ describe("aztp mcp bridge --oauth-flow authorization-code: a person at a stdio h
     },
   );
 });
+
+describe("UpstreamOAuth's authorization code options, checked before anything is sent", () => {
+  it("refuses what does not fit a person's authorization, and takes what does (passing twins)", async (t) => {
+    const { UpstreamOAuth } = await import("../src/mcp/oauth-client.js");
+    const { aztp: c } = fixture(t);
+    const { identity } = await c.secureConnect({}, "desk");
+    const context = { identity, serverUrl: new URL("http://127.0.0.1:9/mcp") };
+    for (const [options, said] of [
+      [{ flow: "authorization-code", assertion: "jwt-svid" }, /assertion is how the bridge authenticates as itself/],
+      [{ flow: "authorization-code", clientMetadataUrl: "http://example.com/client.json" }, /https URL with a path/],
+      [{ flow: "authorization-code", clientMetadataUrl: "https://example.com/" }, /https URL with a path/],
+      [{ flow: "authorization-code", clientSecret: "s" }, /give clientId too/],
+      [{ flow: "authorization-code", clientId: "a", clientSecret: "s" }, /give its issuer/],
+      [{ flow: "authorization-code", redirectPort: 70000 }, /port number/],
+      [{ flow: "device-code" }, /flow is "client-credentials" or "authorization-code"/],
+      [{ authorizeVia: "headless" }, /authorization code flow only/],
+    ] as const)
+      assert.throws(
+        () => new UpstreamOAuth(options as never, context),
+        (e: Error & { code?: string }) => e.code === ErrorCodes.ARGUMENT_INVALID && said.test(e.message),
+        JSON.stringify(options),
+      );
+    for (const [options, method, clientId] of [
+      [{ flow: "authorization-code" }, "as registered", ""],
+      [{ flow: "authorization-code", clientId: "pre" }, "none", "pre"],
+      [
+        { flow: "authorization-code", clientId: "pre", clientSecret: "s", issuer: "https://as.example" },
+        "client_secret_basic",
+        "pre",
+      ],
+      [{ flow: "authorization-code", clientMetadataUrl: "https://example.com/client.json" }, "as registered", ""],
+    ] as const) {
+      const o = new UpstreamOAuth(options, context);
+      await o.start();
+      t.after(() => o.close());
+      assert.equal(o.method, method);
+      assert.equal(o.clientId, clientId);
+      assert.match(o.redirectUrl as string, /^http:\/\/127\.0\.0\.1:\d+\/callback$/);
+      assert.deepEqual(o.clientMetadata.redirect_uris, [o.redirectUrl]);
+      assert.equal(o.prepareTokenRequest(), undefined, "the SDK's own authorization_code request");
+    }
+  });
+});
