@@ -265,7 +265,19 @@ export async function startMcpBridge(options: McpBridgeOptions): Promise<McpBrid
   const stdio = listen === "stdio";
   const listenUrl = stdio ? undefined : loopbackListen(listen);
   const expected = options.expectedServer === undefined ? undefined : SpiffeId.parse(options.expectedServer);
-  const unsecured = options.unsecuredServer === true;
+  const declaredUnsecured = options.unsecuredServer === true;
+  // For a person (authorization code), the caller the server sees is that person, by their
+  // access token: a request names one caller (the guard refuses a signature of another beside
+  // it, ERR_OAUTH_TOKEN_SUBJECT_MISMATCH), so the bridge sends their calls unsigned, as it
+  // does to an unsecured server, and checks no identity or receipt of the server.
+  const forPerson =
+    options.oauth !== undefined && options.oauth !== false && options.oauth.flow === "authorization-code";
+  if (forPerson && expected !== undefined)
+    throw new AztpError(
+      ErrorCodes.ARGUMENT_INVALID,
+      "expectedServer does not apply with the authorization code flow: the bridge sends a person's calls unsigned by their access token and checks no identity of the server",
+    );
+  const unsecured = declaredUnsecured || forPerson;
   if (unsecured && expected !== undefined)
     throw new AztpError(
       ErrorCodes.ARGUMENT_INVALID,
@@ -324,10 +336,16 @@ export async function startMcpBridge(options: McpBridgeOptions): Promise<McpBrid
       ? new UpstreamOAuth(options.oauth ?? {}, { identity, serverUrl: new URL(upstream.url), log })
       : undefined;
 
-  if (unsecured)
+  if (forPerson && !declaredUnsecured)
+    log(
+      `acting for a person (authorization code): the server at ${where} sees that person as the caller, by their access token; the bridge does not sign their calls (a request names one caller), checks no identity or receipt of the server, and records each call in its audit log with the receipt absent`,
+    );
+  else if (unsecured)
     log(
       `the server at ${where} is unsecured (--server-unsecured): it proves no identity and signs no receipts, so calls go to it unsigned, nothing it answers is verified, and each call is recorded in the audit log with the receipt absent`,
     );
+  // A person's authorization needs its loopback redirect URI before any request is made.
+  await oauth?.start();
   if (oauth !== undefined && options.oauth !== undefined) log(oauth.describe());
 
   if (pinned !== undefined)
@@ -348,6 +366,7 @@ export async function startMcpBridge(options: McpBridgeOptions): Promise<McpBrid
         { oauth },
       );
     } catch (e) {
+      await oauth?.close();
       throw e instanceof AztpError ? withUnsecuredHint(e) : e;
     }
     proven(binding);
@@ -440,7 +459,7 @@ export async function startMcpBridge(options: McpBridgeOptions): Promise<McpBrid
     guard,
     audit,
     pinFile,
-    unsecuredServer: unsecured,
+    unsecuredServer: declaredUnsecured,
     url,
     get server() {
       return pinned?.server;
@@ -466,6 +485,7 @@ export async function startMcpBridge(options: McpBridgeOptions): Promise<McpBrid
     const closed = j.closed.then(async () => {
       process.stdin.off("end", hostGone);
       await guard.flush();
+      await oauth?.close();
       if (failure !== undefined) return failure;
       // A spawned upstream failed if it exited before anyone closed it, or with an error code when
       // closed (see proxy.ts): the host must hear of an upstream that could not start.
@@ -500,6 +520,7 @@ export async function startMcpBridge(options: McpBridgeOptions): Promise<McpBrid
     for (const s of [...sessions]) s.close();
     await Promise.allSettled([...sessions].map((s) => s.closed));
     await guard.flush();
+    await oauth?.close();
     stop();
   });
 }

@@ -45,7 +45,7 @@
  * Secrets and tokens never go into a message, a log line or an audit entry: lines name the
  * client ID, the authorization server and the method, errors the server's `error` code.
  */
-import { createPrivateKey, randomUUID } from "node:crypto";
+import { createPrivateKey, randomBytes, randomUUID } from "node:crypto";
 import {
   auth,
   extractWWWAuthenticateParams,
@@ -68,6 +68,7 @@ import { AztpError, ErrorCodes } from "../errors.js";
 import { signWithHeader } from "../invocation/codec.js";
 import { isLoopbackHost } from "../net/loopback.js";
 import { algorithmForKey } from "../spiffe/keys.js";
+import { LoopbackRedirect, openInBrowser, type AuthorizeVia } from "./loopback-redirect.js";
 
 /** RFC 7523 §2.2: a JWT authenticates the client (the SDK's private_key_jwt sends this type too). */
 const JWT_BEARER_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -77,6 +78,12 @@ const JWT_SPIFFE_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:j
 const ASSERTION_TTL_SECONDS = 60;
 /** A token is renewed once this much of its life is left, or half of it, whichever is less. */
 const RENEW_BEFORE_MS = 60_000;
+
+/** How long a person has to complete an authorization, by default. */
+const AUTHORIZATION_TIMEOUT_MS = 10 * 60_000;
+
+/** The grant: the bridge as itself (client credentials), or for a person (authorization code with PKCE). */
+export type OAuthFlow = "client-credentials" | "authorization-code";
 
 /** How the bridge authenticates with its SVID: a JWT signed by its SVID key, or its JWT-SVID. */
 export type OAuthAssertion = "private-key-jwt" | "jwt-svid";
@@ -101,6 +108,26 @@ export interface UpstreamOAuthOptions {
   issuer?: string | undefined;
   /** The scope to ask for when neither the server's challenge nor its metadata names one. */
   scope?: string | undefined;
+  /**
+   * `"client-credentials"` (default): the bridge as itself. `"authorization-code"`: for a
+   * person, who signs in at the authorization server in their browser (PKCE, a loopback
+   * redirect URI); the client is `clientId` (registered, with `clientSecret`, `privateKey` or
+   * neither: a public client), else `clientMetadataUrl` where the server takes Client ID
+   * Metadata Documents, else one registered dynamically (RFC 7591).
+   */
+  flow?: OAuthFlow | undefined;
+  /** Authorization code: the https URL of the bridge's Client ID Metadata Document. */
+  clientMetadataUrl?: string | undefined;
+  /** Authorization code: the loopback port of the redirect URI (default: one the system picks). */
+  redirectPort?: number | undefined;
+  /**
+   * Authorization code: how the authorization URL reaches the person: printed (default), also
+   * opened in the browser (`"open"`), or, for tests and CI with an authorization server that asks
+   * nothing of a person, followed by the bridge itself (`"headless"`).
+   */
+  authorizeVia?: AuthorizeVia | undefined;
+  /** Authorization code: how long the person has to sign in (default 10 minutes). */
+  authorizationTimeoutMs?: number | undefined;
 }
 
 /** The authorization server identifiers `a` and `b` as the SDK compares them: one trailing `/` aside. */
@@ -130,11 +157,61 @@ function endpoint(url: URL): string {
 /** A client's credentials as the options give them, checked. */
 type Client =
   | { kind: "svid"; assertion: OAuthAssertion }
+  | { kind: "registered-dynamically" }
+  | { kind: "public"; clientId: string }
   | { kind: "key"; clientId: string; privateKeyPem: string; alg: string }
   | { kind: "secret"; clientId: string; clientSecret: string };
 
 function clientOf(o: UpstreamOAuthOptions): Client {
   const named = o.clientId !== undefined;
+  const person = o.flow === "authorization-code";
+  if (o.flow !== undefined && o.flow !== "client-credentials" && !person)
+    throw new AztpError(
+      ErrorCodes.ARGUMENT_INVALID,
+      `oauth: flow is "client-credentials" or "authorization-code", got ${JSON.stringify(o.flow)}`,
+    );
+  if (!person)
+    for (const [name, value] of [
+      ["clientMetadataUrl", o.clientMetadataUrl],
+      ["redirectPort", o.redirectPort],
+      ["authorizeVia", o.authorizeVia],
+      ["authorizationTimeoutMs", o.authorizationTimeoutMs],
+    ] as const)
+      if (value !== undefined)
+        throw new AztpError(ErrorCodes.ARGUMENT_INVALID, `oauth: ${name} applies to the authorization code flow only`);
+  if (person) {
+    if (o.assertion !== undefined)
+      throw new AztpError(
+        ErrorCodes.ARGUMENT_INVALID,
+        "oauth: assertion is how the bridge authenticates as itself (client credentials); a person's authorization uses a client registered for it",
+      );
+    if (o.clientMetadataUrl !== undefined) {
+      const url = checkedUrl(o.clientMetadataUrl, "oauth: clientMetadataUrl");
+      if (url.protocol !== "https:" || url.pathname === "/")
+        throw new AztpError(
+          ErrorCodes.ARGUMENT_INVALID,
+          "oauth: clientMetadataUrl must be an https URL with a path (a Client ID Metadata Document)",
+        );
+    }
+    if (
+      o.redirectPort !== undefined &&
+      (!Number.isInteger(o.redirectPort) || o.redirectPort < 0 || o.redirectPort > 65535)
+    )
+      throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "oauth: redirectPort is a port number (0: any)");
+    if (o.authorizeVia !== undefined && !["print", "open", "headless"].includes(o.authorizeVia))
+      throw new AztpError(ErrorCodes.ARGUMENT_INVALID, 'oauth: authorizeVia is "print", "open" or "headless"');
+    if (!named) {
+      if (o.privateKey !== undefined || o.clientSecret !== undefined)
+        throw new AztpError(
+          ErrorCodes.ARGUMENT_INVALID,
+          "oauth: privateKey and clientSecret are credentials of a clientId the authorization server registered: give clientId too",
+        );
+      return { kind: "registered-dynamically" };
+    }
+    if (typeof o.clientId !== "string" || o.clientId.length === 0)
+      throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "oauth: clientId must be a non-empty string");
+    if (o.privateKey === undefined && o.clientSecret === undefined) return { kind: "public", clientId: o.clientId };
+  }
   if (!named) {
     if (o.privateKey !== undefined || o.clientSecret !== undefined)
       throw new AztpError(
@@ -154,9 +231,14 @@ function clientOf(o: UpstreamOAuthOptions): Client {
       ErrorCodes.ARGUMENT_INVALID,
       "oauth: assertion applies to the bridge's SVID as its credential, not to a clientId registered otherwise",
     );
+  if (o.privateKey !== undefined && o.clientSecret !== undefined)
+    throw new AztpError(
+      ErrorCodes.ARGUMENT_INVALID,
+      "oauth: a clientId goes with one credential: privateKey (private_key_jwt) or clientSecret",
+    );
   if (typeof o.clientId !== "string" || o.clientId.length === 0)
     throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "oauth: clientId must be a non-empty string");
-  if ((o.privateKey === undefined) === (o.clientSecret === undefined))
+  if ((o.privateKey === undefined) === (o.clientSecret === undefined) && !person)
     throw new AztpError(
       ErrorCodes.ARGUMENT_INVALID,
       "oauth: a clientId goes with exactly one credential: privateKey (private_key_jwt) or clientSecret",
@@ -207,11 +289,13 @@ export interface UpstreamOAuthContext {
  * token obtained once serves them all. See the file comment.
  */
 export class UpstreamOAuth implements OAuthClientProvider {
-  /** The `client_id` the bridge uses: its SPIFFE ID, or the one given. */
-  readonly clientId: string;
+  /** The grant the bridge uses. */
+  readonly flow: OAuthFlow;
   /** How it authenticates at the token endpoint, as RFC 7591 names the methods. */
-  readonly method: "private_key_jwt" | "client_secret_basic";
+  readonly method: "private_key_jwt" | "client_secret_basic" | "none" | "as registered";
   readonly addClientAuthentication?: AddClientAuthentication;
+  /** Authorization code: the https URL of the bridge's Client ID Metadata Document, when given. */
+  readonly clientMetadataUrl?: string;
   readonly #client: Client;
   readonly #identity: AgentIdentity;
   readonly #serverUrl: URL;
@@ -231,6 +315,19 @@ export class UpstreamOAuth implements OAuthClientProvider {
   #challenges = 0;
   /** Authorization servers a token was obtained from, said once each. */
   readonly #said = new Set<string>();
+  /** The `client_id` given, or the bridge's SPIFFE ID (undefined: registered dynamically). */
+  readonly #givenClientId: string | undefined;
+  /** Authorization code: the client information the authorization server registered (RFC 7591), or the CIMD URL. */
+  #registered: OAuthClientInformationMixed | undefined;
+  readonly #clientMetadataUrl: string | undefined;
+  readonly #redirectPort: number;
+  readonly #authorizeVia: AuthorizeVia;
+  readonly #authorizationTimeoutMs: number;
+  #redirect: LoopbackRedirect | undefined;
+  /** The authorization under way: its state, its PKCE verifier, done when its code is exchanged. */
+  #authorization: { state: string; verifier: string | undefined; done: Promise<void> | undefined } | undefined;
+  /** Token sets saved so far: a request refused for authorization is retried once if one came meanwhile. */
+  #saved = 0;
 
   constructor(options: UpstreamOAuthOptions, context: UpstreamOAuthContext) {
     this.#client = clientOf(options);
@@ -243,8 +340,26 @@ export class UpstreamOAuth implements OAuthClientProvider {
     this.#scope = options.scope;
     this.#fetch = this.guard(fetch);
     const client = this.#client;
-    this.clientId = client.kind === "svid" ? context.identity.spiffeId : client.clientId;
-    this.method = client.kind === "secret" ? "client_secret_basic" : "private_key_jwt";
+    this.flow = options.flow ?? "client-credentials";
+    this.#clientMetadataUrl = options.clientMetadataUrl;
+    if (options.clientMetadataUrl !== undefined) this.clientMetadataUrl = options.clientMetadataUrl;
+    this.#redirectPort = options.redirectPort ?? 0;
+    this.#authorizeVia = options.authorizeVia ?? "print";
+    this.#authorizationTimeoutMs = options.authorizationTimeoutMs ?? AUTHORIZATION_TIMEOUT_MS;
+    this.#givenClientId =
+      client.kind === "svid"
+        ? context.identity.spiffeId
+        : client.kind === "registered-dynamically"
+          ? undefined
+          : client.clientId;
+    this.method =
+      client.kind === "secret"
+        ? "client_secret_basic"
+        : client.kind === "public"
+          ? "none"
+          : client.kind === "registered-dynamically"
+            ? "as registered"
+            : "private_key_jwt";
     if (client.kind === "key")
       this.addClientAuthentication = createPrivateKeyJwtAuth({
         issuer: client.clientId,
@@ -259,14 +374,48 @@ export class UpstreamOAuth implements OAuthClientProvider {
     // A client secret is applied by the SDK itself, by the method the server's metadata names.
   }
 
+  /** The `client_id` the bridge uses: its SPIFFE ID, the one given, or the one registered ("" before). */
+  get clientId(): string {
+    return this.#givenClientId ?? (this.#registered?.client_id as string | undefined) ?? "";
+  }
+
+  /**
+   * Authorization code: starts listening for the redirect (its URI must be known before any
+   * authorization request or registration). Nothing to do for client credentials.
+   */
+  async start(): Promise<void> {
+    if (this.flow === "authorization-code" && this.#redirect === undefined)
+      this.#redirect = await LoopbackRedirect.start(this.#redirectPort);
+  }
+
+  /** Stops listening for redirects. */
+  async close(): Promise<void> {
+    await this.#redirect?.close();
+  }
+
   /** What the bridge says at start about how it would authorize (never a secret). */
   describe(): string {
+    if (this.flow === "authorization-code") {
+      const client =
+        this.#givenClientId !== undefined
+          ? `as the client ${this.#givenClientId}${this.method === "none" ? " (public)" : ` (${this.method})`}`
+          : this.#clientMetadataUrl !== undefined
+            ? `as the client ${this.#clientMetadataUrl} where the authorization server takes Client ID Metadata Documents, else a client it registers`
+            : "as a client the authorization server registers (RFC 7591)";
+      const via =
+        this.#authorizeVia === "headless"
+          ? "followed by the bridge itself (--oauth-authorize-headless: only for an authorization server that asks nothing of a person)"
+          : `printed here${this.#authorizeVia === "open" ? " and opened in the browser" : ""}: open it and sign in`;
+      return `if the server asks for OAuth: a person signs in (authorization code with PKCE, ${client}); the authorization URL is ${via}; the redirect comes back to ${this.#redirect?.url ?? "a loopback port"}`;
+    }
     const how =
       this.#client.kind === "svid"
         ? `its SVID (${this.#client.assertion === "jwt-svid" ? "its JWT-SVID as the assertion" : "private_key_jwt signed by its SVID key"})`
         : this.#client.kind === "key"
           ? "private_key_jwt with the key given"
-          : "its client secret";
+          : this.#client.kind === "secret"
+            ? "its client secret"
+            : "no credential";
     const where =
       this.#issuer !== undefined
         ? `from ${this.#issuer} only`
@@ -295,12 +444,29 @@ export class UpstreamOAuth implements OAuthClientProvider {
     params.set("client_assertion", assertion);
   }
 
-  get redirectUrl(): undefined {
-    return undefined; // client credentials: nothing interactive
+  /** Client credentials: none (nothing interactive); authorization code: the loopback callback. */
+  get redirectUrl(): string | undefined {
+    if (this.flow === "client-credentials") return undefined;
+    if (this.#redirect === undefined)
+      throw new AztpError(
+        ErrorCodes.OAUTH_AUTHORIZATION_FAILED,
+        "the bridge's redirect listener is not started (UpstreamOAuth.start)",
+      );
+    return this.#redirect.url;
   }
 
   get clientMetadata(): OAuthClientMetadata {
     const scope = this.#challengeScope ?? this.#discovery?.resourceMetadata?.scopes_supported?.join(" ") ?? this.#scope;
+    if (this.flow === "authorization-code")
+      return {
+        client_name: "aztp mcp bridge",
+        redirect_uris: [this.redirectUrl as string],
+        grant_types: ["authorization_code", "refresh_token"],
+        response_types: ["code"],
+        // A native app keeps no secret it could protect (RFC 8252 §8.5); a server may still issue one.
+        token_endpoint_auth_method: "none",
+        ...(scope !== undefined && scope !== "" ? { scope } : {}),
+      };
     return {
       client_name: "aztp mcp bridge",
       redirect_uris: [],
@@ -310,7 +476,8 @@ export class UpstreamOAuth implements OAuthClientProvider {
     };
   }
 
-  clientInformation(): OAuthClientInformationMixed {
+  clientInformation(): OAuthClientInformationMixed | undefined {
+    if (this.#client.kind === "registered-dynamically") return this.#registered;
     return {
       client_id: this.clientId,
       ...(this.#client.kind === "secret" ? { client_secret: this.#client.clientSecret } : {}),
@@ -320,6 +487,15 @@ export class UpstreamOAuth implements OAuthClientProvider {
 
   /** The SDK binds unbound client information to the first authorization server that accepts it. */
   saveClientInformation(info: OAuthClientInformationMixed): void {
+    if (this.#client.kind === "registered-dynamically") {
+      // Stamped by the SDK with the authorization server that registered it: its secret, if it
+      // gave one, goes to no other.
+      this.#registered = info;
+      this.#log(
+        `registered at ${typeof info.issuer === "string" ? info.issuer : "the authorization server"} as the client ${info.client_id}`,
+      );
+      return;
+    }
     if (info.client_id === this.clientId && typeof info.issuer === "string") this.#boundTo = info.issuer;
   }
 
@@ -347,36 +523,106 @@ export class UpstreamOAuth implements OAuthClientProvider {
   saveTokens(tokens: OAuthTokens): void {
     const now = Date.now();
     const life = typeof tokens.expires_in === "number" && tokens.expires_in > 0 ? tokens.expires_in * 1000 : undefined;
+    this.#saved += 1;
+    // A person's token without a refresh token is not renewed ahead: that would ask them to
+    // sign in again while it still serves; it is used until the server refuses it.
+    const renewable = this.flow === "client-credentials" || tokens.refresh_token !== undefined;
     this.#held = {
       tokens,
-      renewAt: life === undefined ? undefined : now + life - Math.min(RENEW_BEFORE_MS, life / 2),
+      renewAt: life === undefined || !renewable ? undefined : now + life - Math.min(RENEW_BEFORE_MS, life / 2),
       expiresAt: life === undefined ? undefined : now + life,
     };
     const from = this.#discovery?.authorizationServerUrl ?? this.#boundTo ?? "the authorization server";
     if (!this.#said.has(from)) {
       this.#said.add(from);
       this.#log(
-        `access token from ${from} for ${this.#serverUrl.href} as ${this.clientId} (${this.method}${tokens.scope ? `, scope ${tokens.scope}` : ""}); renewed before it expires`,
+        this.flow === "authorization-code"
+          ? `access token from ${from} for ${this.#serverUrl.href}, for the person who signed in, as the client ${this.clientId}${tokens.scope ? ` (scope ${tokens.scope})` : ""}; ${tokens.refresh_token !== undefined ? "renewed with its refresh token before it expires" : "no refresh token: once it expires, a new sign-in is asked for"}`
+          : `access token from ${from} for ${this.#serverUrl.href} as ${this.clientId} (${this.method}${tokens.scope ? `, scope ${tokens.scope}` : ""}); renewed before it expires`,
       );
     }
   }
 
-  redirectToAuthorization(): never {
-    throw new AztpError(
-      ErrorCodes.OAUTH_AUTHORIZATION_FAILED,
-      "the bridge uses the client credentials grant only: it cannot send anyone to a login page",
-    );
+  /**
+   * Authorization code: a fresh `state` for an authorization request (checked on the redirect);
+   * while one is under way, its own (the SDK asking again waits for that one, below).
+   */
+  state(): string {
+    const pending = this.#authorization;
+    if (pending?.done !== undefined) return pending.state;
+    const state = randomBytes(32).toString("base64url");
+    this.#authorization = { state, verifier: undefined, done: undefined };
+    return state;
   }
 
-  saveCodeVerifier(): void {
-    // client credentials: no PKCE
+  /** The PKCE verifier of the authorization request being made (kept while one is under way). */
+  saveCodeVerifier(verifier: string): void {
+    const pending = this.#authorization;
+    if (this.flow === "client-credentials" || pending === undefined || pending.done !== undefined) return;
+    pending.verifier = verifier;
   }
 
-  codeVerifier(): never {
-    throw new AztpError(ErrorCodes.OAUTH_AUTHORIZATION_FAILED, "the bridge uses the client credentials grant only");
+  codeVerifier(): string {
+    const verifier = this.#authorization?.verifier;
+    if (this.flow === "client-credentials" || verifier === undefined)
+      throw new AztpError(ErrorCodes.OAUTH_AUTHORIZATION_FAILED, "no authorization code flow is under way");
+    return verifier;
   }
 
-  prepareTokenRequest(scope?: string): URLSearchParams {
+  /**
+   * Authorization code: the authorization URL to the person (see loopback-redirect.ts), the
+   * code from the redirect with its `state` checked, exchanged for tokens (the SDK's `auth()`
+   * with the code, the PKCE verifier and the client authentication as registered). Returns once
+   * the tokens are saved, or throws; one authorization at a time: asked again meanwhile, it
+   * waits for the one under way.
+   */
+  async redirectToAuthorization(url: URL): Promise<void> {
+    if (this.flow === "client-credentials")
+      throw new AztpError(
+        ErrorCodes.OAUTH_AUTHORIZATION_FAILED,
+        "the bridge uses the client credentials grant (--oauth-flow client-credentials): it cannot send anyone to a login page",
+      );
+    const pending = this.#authorization;
+    const redirect = this.#redirect;
+    if (pending === undefined || pending.verifier === undefined || redirect === undefined)
+      throw new AztpError(
+        ErrorCodes.OAUTH_AUTHORIZATION_FAILED,
+        "an authorization request without its state and PKCE verifier",
+      );
+    if (pending.done !== undefined) return pending.done;
+    if (url.searchParams.get("state") !== pending.state)
+      throw new AztpError(ErrorCodes.OAUTH_AUTHORIZATION_FAILED, "the authorization request does not carry its state");
+    const run = async (): Promise<void> => {
+      const metadata = this.#discovery?.authorizationServerMetadata;
+      const code = redirect.expect(pending.state, this.#authorizationTimeoutMs, {
+        issuer: metadata?.issuer ?? this.#discovery?.authorizationServerUrl,
+        required:
+          (metadata as { authorization_response_iss_parameter_supported?: unknown } | undefined)
+            ?.authorization_response_iss_parameter_supported === true,
+      });
+      // The URL carries no secret (PKCE's challenge, not its verifier): it is for the person.
+      this.#log(`sign in to authorize this bridge for ${this.#serverUrl.href}: open ${url.href}`);
+      if (this.#authorizeVia === "open") openInBrowser(url.href, this.#log);
+      if (this.#authorizeVia === "headless") await redirect.headless(url, this.#fetch);
+      const authorizationCode = await code;
+      const result = await auth(this, { serverUrl: this.#serverUrl, authorizationCode, fetchFn: this.#fetch });
+      if (result !== "AUTHORIZED")
+        throw new AztpError(ErrorCodes.OAUTH_AUTHORIZATION_FAILED, "the authorization code was not exchanged");
+    };
+    pending.done = run().finally(() => {
+      if (this.#authorization === pending) this.#authorization = undefined;
+    });
+    return pending.done;
+  }
+
+  /** Token sets saved so far (see `UpstreamHttpTransport`: a request is retried once after a new one). */
+  savedTokens(): number {
+    return this.#saved;
+  }
+
+  /** Client credentials: its grant; authorization code: the SDK's own request (undefined). */
+  prepareTokenRequest(scope?: string): URLSearchParams | undefined {
+    if (this.flow === "authorization-code") return undefined;
     const params = new URLSearchParams({ grant_type: "client_credentials" });
     if (scope) params.set("scope", scope);
     return params;

@@ -3,6 +3,7 @@
  * over Streamable HTTP. How a connection to it is made, how its failures are told, and the
  * start-up probe that finds an upstream that cannot serve before any client does.
  */
+import { UnauthorizedError } from "@modelcontextprotocol/sdk/client/auth.js";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import {
   StreamableHTTPClientTransport,
@@ -51,10 +52,19 @@ export class UpstreamHttpTransport extends StreamableHTTPClientTransport {
     const oauth = this.#oauth;
     if (oauth === undefined) return super.send(message, options);
     const mark = oauth.mark();
+    const saved = oauth.savedTokens();
     try {
       await super.send(message, options);
     } catch (e) {
-      throw oauth.failure(e, mark);
+      // A person's authorization (authorization code) completes inside the SDK's `auth()`, which
+      // still answers "REDIRECT", so the transport gives up on this request: sent once more with
+      // the token it now has.
+      if (!(e instanceof UnauthorizedError) || oauth.savedTokens() === saved) throw oauth.failure(e, mark);
+      try {
+        await super.send(message, options);
+      } catch (again) {
+        throw oauth.failure(again, mark);
+      }
     }
   }
 

@@ -12,6 +12,13 @@
  * A client secret needs `--oauth-issuer`: the authorization server it belongs to, which an
  * operator knows and this script reads from the server's RFC 9728 metadata, as written.
  *
+ * With `--authorization-code` before the URL (the scenarios of a person's authorization): the
+ * bridge runs `--oauth-flow authorization-code --oauth-authorize-headless` (the suite's
+ * authorization server redirects at once, asking nothing of a person), with the Client ID
+ * Metadata Document URL the suite expects (`https://conformance-test.local/client-metadata.json`,
+ * used where the server takes CIMD, else the bridge registers dynamically), and the
+ * pre-registered client when the context gives one.
+ *
  * It prints one JSON line on stdout (what it saw, and whether a credential reached the bridge's
  * stderr or audit log) and exits 0 only when everything went through.
  */
@@ -37,13 +44,25 @@ async function main(): Promise<number> {
   const url = process.argv.at(-1);
   if (url === undefined || !/^https?:\/\//.test(url)) throw new Error(`no server URL in ${process.argv.join(" ")}`);
   const context = JSON.parse(process.env.MCP_CONFORMANCE_CONTEXT ?? "{}") as Context;
-  if (context.client_id === undefined) throw new Error("MCP_CONFORMANCE_CONTEXT names no client_id");
+  const person = process.argv.includes("--authorization-code");
+  if (context.client_id === undefined && !person) throw new Error("MCP_CONFORMANCE_CONTEXT names no client_id");
   const home = mkdtempSync(join(tmpdir(), "aztp-conformance-bridge-"));
   const credential = context.private_key_pem ?? context.client_secret;
   const report: Record<string, unknown> = { scenario: process.env.MCP_CONFORMANCE_SCENARIO, url };
   try {
-    const flags = ["--url", url, "--server-unsecured", "--oauth-client-id", context.client_id];
-    if (context.private_key_pem !== undefined) {
+    const flags = ["--url", url, "--server-unsecured"];
+    if (person)
+      flags.push(
+        "--oauth-flow",
+        "authorization-code",
+        "--oauth-authorize-headless",
+        "--oauth-client-metadata-url",
+        "https://conformance-test.local/client-metadata.json",
+      );
+    if (context.client_id !== undefined) flags.push("--oauth-client-id", context.client_id);
+    if (context.client_id === undefined) {
+      // a person's authorization with a client registered on the way (CIMD or dynamic registration)
+    } else if (context.private_key_pem !== undefined) {
       const file = join(home, "client-key.pem");
       writeFileSync(file, context.private_key_pem, { mode: 0o600 });
       flags.push("--oauth-private-key", file);
@@ -54,7 +73,7 @@ async function main(): Promise<number> {
       const issuer = metadata.authorization_servers?.[0];
       if (issuer === undefined) throw new Error("the server's metadata names no authorization server");
       flags.push("--oauth-client-secret-file", file, "--oauth-issuer", issuer);
-    } else throw new Error("MCP_CONFORMANCE_CONTEXT has neither private_key_pem nor client_secret");
+    } else if (!person) throw new Error("MCP_CONFORMANCE_CONTEXT has neither private_key_pem nor client_secret");
 
     const transport = new StdioClientTransport({
       command: process.execPath,
@@ -76,6 +95,10 @@ async function main(): Promise<number> {
       report.called = name;
       report.isError = result.isError === true;
       report.text = (result.content[0] as { text?: string } | undefined)?.text;
+    } catch (e) {
+      // The bridge's own account of the failure, for whoever reads the suite's saved stderr.
+      process.stderr.write(`the bridge's stderr:\n${stderr}\n`);
+      throw e;
     } finally {
       await client.close().catch(() => undefined);
     }

@@ -174,6 +174,11 @@ interface BridgeServerFlags {
   oauthClientSecretFile?: string;
   oauthIssuer?: string;
   oauthScope?: string;
+  oauthFlow?: "client-credentials" | "authorization-code";
+  oauthClientMetadataUrl?: string;
+  oauthRedirectPort?: string;
+  oauthOpenBrowser?: boolean;
+  oauthAuthorizeHeadless?: boolean;
 }
 
 /** The bridge's OAuth flags as they are given, checked as usage errors (nothing read yet). */
@@ -187,8 +192,30 @@ function checkOAuthFlags(o: BridgeServerFlags & { url?: string; expectedServer?:
     o.oauthClientSecretFile !== undefined && "--oauth-client-secret-file",
     o.oauthIssuer !== undefined && "--oauth-issuer",
     o.oauthScope !== undefined && "--oauth-scope",
+    o.oauthFlow !== undefined && "--oauth-flow",
+    o.oauthClientMetadataUrl !== undefined && "--oauth-client-metadata-url",
+    o.oauthRedirectPort !== undefined && "--oauth-redirect-port",
+    o.oauthOpenBrowser === true && "--oauth-open-browser",
+    o.oauthAuthorizeHeadless === true && "--oauth-authorize-headless",
   ].filter((f): f is string => f !== false);
   if (given.length === 0) return;
+  const person = o.oauthFlow === "authorization-code";
+  const personal = [
+    o.oauthClientMetadataUrl !== undefined && "--oauth-client-metadata-url",
+    o.oauthRedirectPort !== undefined && "--oauth-redirect-port",
+    o.oauthOpenBrowser === true && "--oauth-open-browser",
+    o.oauthAuthorizeHeadless === true && "--oauth-authorize-headless",
+  ].filter((f): f is string => f !== false);
+  if (!person && personal.length > 0)
+    throw usage(`${personal.join(", ")}: for a person's sign-in, with --oauth-flow authorization-code`);
+  if (person && o.expectedServer !== undefined)
+    throw usage(
+      "--expected-server does not apply with --oauth-flow authorization-code: a person's calls go unsigned, by their access token, and the bridge checks no identity of the server",
+    );
+  if (o.oauthOpenBrowser === true && o.oauthAuthorizeHeadless === true)
+    throw usage("--oauth-open-browser and --oauth-authorize-headless exclude each other");
+  if (o.oauthRedirectPort !== undefined && !/^\d{1,5}$/.test(o.oauthRedirectPort))
+    throw usage("--oauth-redirect-port takes a port number (0: any)");
   if (o.url === undefined) throw usage(`${given.join(", ")}: OAuth applies to a server reached with --url`);
   if (!o.oauth) throw usage(`--no-oauth excludes ${given.join(", ")}`);
   for (const [flag, file] of [
@@ -199,11 +226,18 @@ function checkOAuthFlags(o: BridgeServerFlags & { url?: string; expectedServer?:
   if (o.oauthClientId === undefined) {
     if (o.oauthPrivateKey !== undefined || o.oauthClientSecretFile !== undefined)
       throw usage("--oauth-private-key and --oauth-client-secret-file are credentials of an --oauth-client-id");
+    if (person && o.oauthAssertion !== undefined)
+      throw usage(
+        "--oauth-assertion is how the bridge authenticates as itself; with --oauth-flow authorization-code it is not used",
+      );
     return;
   }
   if (o.oauthAssertion !== undefined)
     throw usage("--oauth-assertion chooses how the bridge's SVID authenticates; with --oauth-client-id it is not used");
-  if ((o.oauthPrivateKey === undefined) === (o.oauthClientSecretFile === undefined))
+  if (o.oauthPrivateKey !== undefined && o.oauthClientSecretFile !== undefined)
+    throw usage("--oauth-client-id takes one of --oauth-private-key FILE and --oauth-client-secret-file FILE");
+  // A person's client may be public (no credential); the bridge as itself needs one.
+  if (!person && o.oauthPrivateKey === undefined && o.oauthClientSecretFile === undefined)
     throw usage("--oauth-client-id takes exactly one of --oauth-private-key FILE and --oauth-client-secret-file FILE");
   if (o.oauthClientSecretFile !== undefined && o.oauthIssuer === undefined)
     throw usage(
@@ -218,7 +252,8 @@ async function oauthOption(o: BridgeServerFlags): Promise<UpstreamOAuthOptions |
     o.oauthAssertion === undefined &&
     o.oauthClientId === undefined &&
     o.oauthIssuer === undefined &&
-    o.oauthScope === undefined
+    o.oauthScope === undefined &&
+    o.oauthFlow === undefined
   )
     return undefined;
   return {
@@ -231,6 +266,11 @@ async function oauthOption(o: BridgeServerFlags): Promise<UpstreamOAuthOptions |
       : {}),
     ...(o.oauthIssuer !== undefined ? { issuer: o.oauthIssuer } : {}),
     ...(o.oauthScope !== undefined ? { scope: o.oauthScope } : {}),
+    ...(o.oauthFlow !== undefined ? { flow: o.oauthFlow } : {}),
+    ...(o.oauthClientMetadataUrl !== undefined ? { clientMetadataUrl: o.oauthClientMetadataUrl } : {}),
+    ...(o.oauthRedirectPort !== undefined ? { redirectPort: Number(o.oauthRedirectPort) } : {}),
+    ...(o.oauthOpenBrowser === true ? { authorizeVia: "open" as const } : {}),
+    ...(o.oauthAuthorizeHeadless === true ? { authorizeVia: "headless" as const } : {}),
   };
 }
 
@@ -398,6 +438,25 @@ export function register(program: Command, ctx: CliContext): void {
     )
     .addOption(
       new Option(
+        "--oauth-flow <flow>",
+        "client-credentials (default): the bridge as itself; authorization-code: for the person who signs in (PKCE; the authorization URL is printed on stderr, the redirect comes back to http://127.0.0.1:<port>/callback)",
+      ).choices(["client-credentials", "authorization-code"]),
+    )
+    .option(
+      "--oauth-client-metadata-url <url>",
+      "authorization code: the https URL of the bridge's Client ID Metadata Document, used as its client_id where the authorization server takes them (else it registers dynamically)",
+    )
+    .option(
+      "--oauth-redirect-port <port>",
+      "authorization code: the loopback port of the redirect URI (default: any free one)",
+    )
+    .option("--oauth-open-browser", "authorization code: also open the authorization URL with the platform's opener")
+    .option(
+      "--oauth-authorize-headless",
+      "tests and CI only: the bridge follows the authorization URL itself (no browser); works only with an authorization server that asks nothing of a person",
+    )
+    .addOption(
+      new Option(
         "--print-config <host>",
         "print the snippet for that host's configuration file that starts this bridge with these options, and exit",
       ).choices([...HOSTS]),
@@ -448,6 +507,13 @@ export function register(program: Command, ctx: CliContext): void {
               : []),
             ...(o.oauthIssuer !== undefined ? ["--oauth-issuer", o.oauthIssuer] : []),
             ...(o.oauthScope !== undefined ? ["--oauth-scope", o.oauthScope] : []),
+            ...(o.oauthFlow !== undefined ? ["--oauth-flow", o.oauthFlow] : []),
+            ...(o.oauthClientMetadataUrl !== undefined
+              ? ["--oauth-client-metadata-url", o.oauthClientMetadataUrl]
+              : []),
+            ...(o.oauthRedirectPort !== undefined ? ["--oauth-redirect-port", o.oauthRedirectPort] : []),
+            ...(o.oauthOpenBrowser === true ? ["--oauth-open-browser"] : []),
+            ...(o.oauthAuthorizeHeadless === true ? ["--oauth-authorize-headless"] : []),
           ];
           process.stdout.write(`${JSON.stringify(hostConfig(o.printConfig, o.name, args), null, 2)}\n`);
           return;
