@@ -39,6 +39,7 @@ import { ErrorCodes } from "../src/errors.js";
 import type { CalleeGuard } from "../src/guard/callee.js";
 import { secureMcpServer, serveMcpHttp } from "../src/mcp/index.js";
 import { newPkce } from "../src/oauth/pkce.js";
+import { parsePolicy, type PolicyDocument } from "../src/policy/index.js";
 import { tempDir } from "./helpers/authority-util.js";
 import { startServe, type StartedServe } from "./helpers/serve-util.js";
 
@@ -98,7 +99,7 @@ async function scene(t: TestContext): Promise<Scene> {
 }
 
 /** A secured MCP server taking aztp serve's tokens, on a remote client of it. */
-async function securedServer(t: TestContext, sc: Scene) {
+async function securedServer(t: TestContext, sc: Scene, policy?: PolicyDocument[]) {
   const home = tempDir(t, "rs");
   const c = Aztp.initialize({ baseUrl: sc.s.url, apiKey: sc.s.apiKey, trustBundle: sc.s.bundlePem, home });
   t.after(() => c.close());
@@ -118,7 +119,19 @@ async function securedServer(t: TestContext, sc: Scene) {
             content: [{ type: "text", text: `${account}: 42` }],
           }) satisfies CallToolResult,
       );
-      const secured = await secureMcpServer(server, { client: c, identity, audit: log, mode: "enforce" });
+      server.registerTool(
+        "transfer",
+        { inputSchema: { to: z.string(), amount: z.number() } },
+        async ({ to, amount }) =>
+          ({ content: [{ type: "text", text: `paid ${amount} to ${to}` }] }) satisfies CallToolResult,
+      );
+      const secured = await secureMcpServer(server, {
+        client: c,
+        identity,
+        audit: log,
+        mode: "enforce",
+        ...(policy !== undefined ? { policy } : {}),
+      });
       guards.push(secured.aztpGuard);
       await secured.connect(transport);
     },
@@ -318,6 +331,57 @@ describe("aztp serve: people at unmodified hosts (authorization code + PKCE, log
     assert.equal(e.personEmail, "alice@example.com", "recordEmail is on for this provider");
     assert.equal(e.authMethod, "bearer");
     assert.equal(e.decision, "allow");
+  });
+
+  it("a policy on the person decides for a person at a host: finance's alice may transfer, support's bob may not", async (t) => {
+    const sc = await scene(t);
+    const rs = await securedServer(t, sc, [
+      parsePolicy({
+        Version: "2012-10-17",
+        Statement: [
+          {
+            Sid: "FinanceMayTransfer",
+            Effect: "Allow",
+            Action: "tool:call",
+            Resource: "transfer",
+            Condition: { "ForAnyValue:StringEquals": { "aztp:person.groups": "finance" } },
+          },
+        ],
+      }),
+    ]);
+    const callAs = async (account: string) => {
+      const provider = new HostProvider(sc.op, account);
+      await assert.rejects(
+        new Client({ name: "host", version: "1.0.0" }).connect(
+          new StreamableHTTPClientTransport(rs.url, { authProvider: provider }),
+        ),
+        UnauthorizedError,
+      );
+      const transport = new StreamableHTTPClientTransport(rs.url, { authProvider: provider });
+      await transport.finishAuth(provider.code as string);
+      const host = new Client({ name: "host", version: "1.0.0" });
+      await host.connect(transport);
+      try {
+        return await host.callTool({ name: "transfer", arguments: { to: "acme", amount: 10 } });
+      } catch (e) {
+        return e as Error;
+      } finally {
+        await host.close();
+      }
+    };
+    const alice = (await callAs("alice")) as CallToolResult;
+    assert.deepEqual(alice.content, [{ type: "text", text: "paid 10 to acme" }]);
+    const bob = await callAs("bob");
+    const refused = bob instanceof Error ? bob.message : JSON.stringify(bob);
+    assert.match(refused, /ERR_POLICY_DENIED/);
+    const entries = (await rs.audit()).filter((e) => e.tool === "transfer");
+    assert.deepEqual(
+      entries.map((e) => [e.person, e.decision, e.reason ?? ""]),
+      [
+        [`${sc.op.issuer}#alice`, "allow", ""],
+        [`${sc.op.issuer}#bob`, "deny", ErrorCodes.POLICY_DENIED],
+      ],
+    );
   });
 
   it("a wrong code_verifier is refused (the code is then spent); the right one redeems a fresh code", async (t) => {
