@@ -8,94 +8,22 @@
  * bridge's loopback callback. Real bridge process, real SDK client, real HTTP on loopback.
  */
 import assert from "node:assert/strict";
-import { join } from "node:path";
 import { describe, it, type TestContext } from "node:test";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { getDefaultEnvironment, StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
-import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
-import { z } from "zod";
-import { startLocalOpenIdProvider, type LocalOpenIdProvider } from "../examples/local-openid-provider.js";
-import { AuditLog, queryAuditLog } from "../src/audit/index.js";
 import type { AuditEntry } from "../src/audit/entry.js";
-import type { EmbeddedAuthority } from "../src/authority/authority.js";
 import { Aztp } from "../src/client/aztp.js";
 import { ErrorCodes } from "../src/errors.js";
-import type { CalleeGuard } from "../src/guard/callee.js";
-import { secureMcpServer, serveMcpHttp } from "../src/mcp/index.js";
-import { ROOT, tempDir } from "./helpers/authority-util.js";
+import { ROOT } from "./helpers/authority-util.js";
 import { bridgeArgs, bridgeAudit, textOf } from "./helpers/mcp-bridge-util.js";
 import { fixture, until, withTimeout } from "./helpers/mcp-util.js";
-import { startServe, type StartedServe } from "./helpers/serve-util.js";
+import { ledgerServer, peopleAtHosts } from "./helpers/people-hosts.js";
+import type { StartedServe } from "./helpers/serve-util.js";
 
-const LOGIN_CLIENT = "aztp-serve";
-const LOGIN_SECRET = "a-secret-of-aztp-serve-at-the-provider-0123456789";
-
-async function scene(t: TestContext): Promise<{ op: LocalOpenIdProvider; s: StartedServe }> {
-  const op = await startLocalOpenIdProvider();
-  t.after(() => op.close());
-  const s = await startServe(t, {
-    insecureHttp: true,
-    trustDomain: "people.test",
-    scopesSupported: ["mcp:tools"],
-    login: {
-      issuer: op.issuer,
-      clientId: LOGIN_CLIENT,
-      clientSecret: LOGIN_SECRET,
-      scope: "openid email profile groups",
-    },
-  });
-  await (s.running.backend.authority as unknown as EmbeddedAuthority).addPersonIssuer({
-    issuer: op.issuer,
-    audiences: [LOGIN_CLIENT],
-    recordEmail: true,
-  });
-  await op.addClient({
-    client_id: LOGIN_CLIENT,
-    client_secret: LOGIN_SECRET,
-    redirect_uris: [`${s.url}/oauth/callback`],
-    grant_types: ["authorization_code"],
-    response_types: ["code"],
-    token_endpoint_auth_method: "client_secret_basic",
-  });
-  return { op, s };
-}
-
+const scene = (t: TestContext) => peopleAtHosts(t);
 /** A secured MCP server whose authorization server is aztp serve; every method needs a bearer token. */
-async function securedServer(t: TestContext, s: StartedServe) {
-  const home = tempDir(t, "rs");
-  const c = Aztp.initialize({ baseUrl: s.url, apiKey: s.apiKey, trustBundle: s.bundlePem, home });
-  t.after(() => c.close());
-  const { identity } = await c.secureConnect({}, "ledger");
-  const auditPath = join(tempDir(t, "rs-audit"), "audit.jsonl");
-  const log = await AuditLog.open(auditPath, { batchWindowMs: 0 });
-  const guards: CalleeGuard[] = [];
-  const http = await serveMcpHttp(
-    "http://127.0.0.1:0",
-    async (transport) => {
-      const server = new McpServer({ name: "ledger", version: "1.0.0" });
-      server.registerTool("balance", { inputSchema: { account: z.string() } }, async ({ account }) => ({
-        content: [{ type: "text", text: `${account}: 42` }],
-      }));
-      const secured = await secureMcpServer(server, { client: c, identity, audit: log, mode: "enforce" });
-      guards.push(secured.aztpGuard);
-      await secured.connect(transport);
-    },
-    { client: c, authorizationServers: true, scopes: ["mcp:tools"], openMethods: [], guard: { identity, audit: log } },
-  );
-  t.after(async () => {
-    await http.close();
-    for (const g of guards) await g.flush();
-    await log.close();
-  });
-  return {
-    url: http.url,
-    async audit(): Promise<AuditEntry[]> {
-      for (const g of guards) await g.flush();
-      return queryAuditLog(auditPath);
-    },
-  };
-}
+const securedServer = (t: TestContext, s: StartedServe) => ledgerServer(t, s);
 
 /** An unmodified SDK host starting the bridge over stdio; its connect waits for the bridge's start (and so the sign-in). */
 function hostStarting(t: TestContext, home: string, name: string, extra: string[]) {

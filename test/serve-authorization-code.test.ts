@@ -21,7 +21,6 @@ import { describe, it, type TestContext } from "node:test";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { UnauthorizedError, type OAuthClientProvider } from "@modelcontextprotocol/sdk/client/auth.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
-import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import type {
   OAuthClientInformationMixed,
   OAuthClientMetadata,
@@ -29,22 +28,14 @@ import type {
 } from "@modelcontextprotocol/sdk/shared/auth.js";
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 import { decodeJwt } from "jose";
-import { z } from "zod";
-import { startLocalOpenIdProvider, type LocalOpenIdProvider } from "../examples/local-openid-provider.js";
-import { AuditLog, queryAuditLog } from "../src/audit/index.js";
+import type { LocalOpenIdProvider } from "../examples/local-openid-provider.js";
 import type { AuditEntry } from "../src/audit/entry.js";
-import type { EmbeddedAuthority } from "../src/authority/authority.js";
-import { Aztp } from "../src/client/aztp.js";
 import { ErrorCodes } from "../src/errors.js";
-import type { CalleeGuard } from "../src/guard/callee.js";
-import { secureMcpServer, serveMcpHttp } from "../src/mcp/index.js";
 import { newPkce } from "../src/oauth/pkce.js";
 import { parsePolicy, type PolicyDocument } from "../src/policy/index.js";
-import { tempDir } from "./helpers/authority-util.js";
-import { startServe, type StartedServe } from "./helpers/serve-util.js";
+import { ledgerServer, peopleAtHosts } from "./helpers/people-hosts.js";
+import type { StartedServe } from "./helpers/serve-util.js";
 
-const LOGIN_CLIENT = "aztp-serve";
-const LOGIN_SECRET = "a-secret-of-aztp-serve-at-the-provider-0123456789";
 const HOST_REDIRECT = "http://127.0.0.1:9/callback";
 
 interface Scene {
@@ -57,8 +48,7 @@ interface Scene {
 }
 
 async function scene(t: TestContext): Promise<Scene> {
-  const op = await startLocalOpenIdProvider();
-  t.after(() => op.close());
+  const { op, s } = await peopleAtHosts(t, { clientMetadataDocuments: { allowLoopbackHttp: true } });
   const docs = new Map<string, unknown>();
   const docServer: Server = createServer((req, res) => {
     const doc = docs.get(req.url ?? "");
@@ -68,88 +58,11 @@ async function scene(t: TestContext): Promise<Scene> {
   await new Promise<void>((r) => docServer.listen(0, "127.0.0.1", r));
   t.after(() => new Promise<void>((r) => docServer.close(() => r())));
   const docsUrl = `http://127.0.0.1:${(docServer.address() as AddressInfo).port}`;
-  const s = await startServe(t, {
-    insecureHttp: true,
-    trustDomain: "people.test",
-    scopesSupported: ["mcp:tools"],
-    // "groups": the local provider puts them in the ID token under that scope (policy reads aztp:person.groups).
-    login: {
-      issuer: op.issuer,
-      clientId: LOGIN_CLIENT,
-      clientSecret: LOGIN_SECRET,
-      scope: "openid email profile groups",
-    },
-    clientMetadataDocuments: { allowLoopbackHttp: true },
-  });
-  // The trust domain trusts the provider for ID tokens issued to aztp serve.
-  await (s.running.backend.authority as unknown as EmbeddedAuthority).addPersonIssuer({
-    issuer: op.issuer,
-    audiences: [LOGIN_CLIENT],
-    recordEmail: true,
-  });
-  await op.addClient({
-    client_id: LOGIN_CLIENT,
-    client_secret: LOGIN_SECRET,
-    redirect_uris: [`${s.url}/oauth/callback`],
-    grant_types: ["authorization_code"],
-    response_types: ["code"],
-    token_endpoint_auth_method: "client_secret_basic",
-  });
   return { op, s, issuer: s.url, docs, docsUrl };
 }
 
-/** A secured MCP server taking aztp serve's tokens, on a remote client of it. */
-async function securedServer(t: TestContext, sc: Scene, policy?: PolicyDocument[]) {
-  const home = tempDir(t, "rs");
-  const c = Aztp.initialize({ baseUrl: sc.s.url, apiKey: sc.s.apiKey, trustBundle: sc.s.bundlePem, home });
-  t.after(() => c.close());
-  const { identity } = await c.secureConnect({}, "ledger");
-  const auditPath = join(tempDir(t, "rs-audit"), "audit.jsonl");
-  const log = await AuditLog.open(auditPath, { batchWindowMs: 0 });
-  const guards: CalleeGuard[] = [];
-  const http = await serveMcpHttp(
-    "http://127.0.0.1:0",
-    async (transport) => {
-      const server = new McpServer({ name: "ledger", version: "1.0.0" });
-      server.registerTool(
-        "balance",
-        { inputSchema: { account: z.string() } },
-        async ({ account }) =>
-          ({
-            content: [{ type: "text", text: `${account}: 42` }],
-          }) satisfies CallToolResult,
-      );
-      server.registerTool(
-        "transfer",
-        { inputSchema: { to: z.string(), amount: z.number() } },
-        async ({ to, amount }) =>
-          ({ content: [{ type: "text", text: `paid ${amount} to ${to}` }] }) satisfies CallToolResult,
-      );
-      const secured = await secureMcpServer(server, {
-        client: c,
-        identity,
-        audit: log,
-        mode: "enforce",
-        ...(policy !== undefined ? { policy } : {}),
-      });
-      guards.push(secured.aztpGuard);
-      await secured.connect(transport);
-    },
-    { client: c, authorizationServers: true, scopes: ["mcp:tools"], openMethods: [], guard: { identity, audit: log } },
-  );
-  t.after(async () => {
-    await http.close();
-    for (const g of guards) await g.flush();
-    await log.close();
-  });
-  return {
-    url: http.url,
-    async audit(): Promise<AuditEntry[]> {
-      for (const g of guards) await g.flush();
-      return queryAuditLog(auditPath);
-    },
-  };
-}
+/** A secured MCP server taking aztp serve's tokens (test/helpers/people-hosts.ts). */
+const securedServer = (t: TestContext, sc: Scene, policy?: PolicyDocument[]) => ledgerServer(t, sc.s, policy);
 
 /** The MCP SDK's OAuthClientProvider of a host, its browser the provider's headless one signing `account` in. */
 class HostProvider implements OAuthClientProvider {
