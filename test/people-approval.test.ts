@@ -136,7 +136,7 @@ async function requestFor(c: Call = {}): Promise<ApprovalRequestDetail> {
 async function approve(
   request: ApprovalRequestDetail,
   o: { account?: string; nonce?: string; provider?: LocalOpenIdProvider } = {},
-): Promise<Approval> {
+): Promise<Approval & { idToken: string }> {
   const login = await (o.provider ?? op).login({ account: o.account ?? "alice", nonce: o.nonce ?? request.nonce });
   return { request, idToken: login.idToken };
 }

@@ -13,6 +13,7 @@ import { after, before, describe, it } from "node:test";
 import type { AgentIdentity } from "../src/client/identity.js";
 import { AztpError, ErrorCodes, type ErrorCode } from "../src/errors.js";
 import {
+  APPROVAL_STATEMENT_KIND,
   CHECKPOINT_KIND,
   DELEGATION_KIND,
   INVOCATION_KIND,
@@ -24,6 +25,7 @@ import {
   verifyDelegationChain,
   verifyPossessionProof,
   verifyReceipt,
+  validateToken,
   type TokenKind,
 } from "../src/invocation/index.js";
 import { canonicalDigest, tokenHash } from "../src/invocation/canonical.js";
@@ -134,6 +136,21 @@ const kinds: KindUnderTest[] = [
       cp: createHash("sha256").update(checkpointPayload).digest("base64url"),
     }),
     verify: (token) => svidCheckpointVerifier(w.trust).verify(token, checkpointPayload),
+  },
+  {
+    // The validator's own rules, as the kind's data makes them (people/approval-statement.ts maps
+    // them onto the approval check's rules; test/people-approval-statement.test.ts attacks that).
+    kind: APPROVAL_STATEMENT_KIND,
+    claims: (who) => ({
+      iss: who.spiffeId,
+      iat: nowS(),
+      exp: nowS() + 60,
+      jti: newJti(),
+      nonce: "n".repeat(43),
+      sub_id: { format: "iss_sub", iss: "https://login.example.com", sub: "alice" },
+      auth_time: nowS(),
+    }),
+    verify: (token) => validateToken(token, APPROVAL_STATEMENT_KIND, w.trust),
   },
 ];
 
@@ -310,6 +327,7 @@ describe("each kind keeps its codes", () => {
       [DELEGATION_KIND, C.DELEGATION_INVALID],
       [PROOF_KIND, C.PROOF_INVALID],
       [CHECKPOINT_KIND, C.AUDIT_CORRUPT],
+      [APPROVAL_STATEMENT_KIND, C.APPROVAL_INVALID],
     ] as const) {
       assert.deepEqual(new Set(Object.values(kind.codes)), new Set([code]), kind.what);
     }

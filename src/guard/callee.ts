@@ -300,8 +300,12 @@ export class CalleeGuard {
       const required = verified.policy.approval;
       if (required !== undefined && required.length > 0) {
         try {
-          const issuers = verified.claims.apr === undefined ? undefined : await this.#o.personIssuers?.();
-          const approval = await verifyApproval(verified, required, { personIssuers: issuers, replay: this.#replay });
+          const issuers = verified.claims.apr?.idt === undefined ? undefined : await this.#o.personIssuers?.();
+          const approval = await verifyApproval(verified, required, {
+            personIssuers: issuers,
+            replay: this.#replay,
+            trust: this.#o.trust,
+          });
           verified.approval = {
             approvedBy: approval.approvedBy,
             approvedAt: approval.approvedAt,

@@ -107,15 +107,19 @@ function personOf(obo: string): PersonFields {
 }
 
 /**
- * Who approved a call and when, from the approval it carries (its approver's ID token, read,
- * not verified: the callee verified it, and its receipt says it admitted the call).
+ * Who approved a call and when, from the approval it carries (its approver's ID token, or the
+ * approval service's statement naming them in `sub_id`; read, not verified: the callee verified
+ * it, and its receipt says it admitted the call).
  */
 function approvalOf(claims: InvocationClaims): { approvedBy?: string; approvedAt?: string } {
   if (claims.apr === undefined) return {};
-  const c = peekClaims(claims.apr.idt);
-  if (typeof c?.iss !== "string" || typeof c.sub !== "string" || typeof c.iat !== "number") return {};
+  const c = peekClaims(claims.apr.idt ?? claims.apr.stm);
+  if (typeof c?.iat !== "number") return {};
+  const subId = c.sub_id as Record<string, unknown> | undefined;
+  const [iss, sub] = claims.apr.stm !== undefined ? [subId?.iss, subId?.sub] : [c.iss, c.sub];
+  if (typeof iss !== "string" || typeof sub !== "string") return {};
   const at = new Date(c.iat * 1000);
-  return Number.isNaN(at.getTime()) ? {} : { approvedBy: personId(c.iss, c.sub), approvedAt: at.toISOString() };
+  return Number.isNaN(at.getTime()) ? {} : { approvedBy: personId(iss, sub), approvedAt: at.toISOString() };
 }
 
 function isSigned(call: SentCall): call is PreparedCall {

@@ -12,10 +12,12 @@ export {
   approvalClaim,
   approvalNonce,
   approvalRequest,
+  signApprovalStatement,
   verifyApproval,
   type Approval,
   type ApprovalRequest,
   type ApprovalRequestDetail,
+  type SignApprovalStatementOptions,
   type VerifiedApproval,
   type VerifyApprovalOptions,
 } from "../people/approval.js";

@@ -21,7 +21,14 @@ export type { SignerLike } from "./codec.js";
 export type { SvidSigner } from "../spiffe/signer.js";
 export { validateToken, TOKEN_ALGORITHMS } from "./validate.js";
 export type { TokenKind, TokenRule, ValidateTokenOptions, ValidatedToken } from "./validate.js";
-export { INVOCATION_KIND, RECEIPT_KIND, DELEGATION_KIND, PROOF_KIND, CHECKPOINT_KIND } from "./token-kinds.js";
+export {
+  INVOCATION_KIND,
+  RECEIPT_KIND,
+  DELEGATION_KIND,
+  PROOF_KIND,
+  CHECKPOINT_KIND,
+  APPROVAL_STATEMENT_KIND,
+} from "./token-kinds.js";
 export type { TimeWindow, TimeWindowRule } from "../spiffe/time-window.js";
 export { signReceipt, createReceipt, verifyReceipt, RECEIPT_TYP } from "./receipt.js";
 export type {

@@ -70,8 +70,9 @@ export interface InvocationClaims {
    */
   obo?: string;
   /**
-   * A person's approval of this very call: the approval request they approved (`req`) and the
-   * ID token they signed in with to approve it (`idt`), whose nonce is the request's digest.
+   * A person's approval of this very call: the approval request they approved (`req`) and
+   * either the ID token they signed in with to approve it (`idt`) or an approval statement an
+   * approval service the policy names signed for them (`stm`), whose nonce is the request's digest.
    * Signed with the rest, so it cannot be moved to another call; checked by the callee when its
    * policy asks for an approval (people/approval.ts).
    */
@@ -79,16 +80,15 @@ export interface InvocationClaims {
 }
 
 /** The `apr` claim: what was approved, and the proof of who approved it and when. */
-export interface ApprovalClaim {
-  req: Record<string, unknown>;
-  idt: string;
-}
+export type ApprovalClaim =
+  | { req: Record<string, unknown>; idt: string; stm?: undefined }
+  | { req: Record<string, unknown>; stm: string; idt?: undefined };
 
 /** What the callee found of a verified approval, for its policy step's record. */
 export interface VerifiedApprovalSummary {
   /** The approver, `<issuer>#<subject>`. */
   approvedBy: string;
-  /** When the approver signed in to approve (their ID token's `iat`). */
+  /** When the approval was given (the ID token's `iat`, or the approval statement's). */
   approvedAt: Date;
   requestId: string;
 }
@@ -164,13 +164,22 @@ export function createInvocation(
     claims.obo = options.onBehalfOf;
   }
   if (options.approval !== undefined) {
-    const a = options.approval as Partial<ApprovalClaim>;
-    if (typeof a !== "object" || a === null || typeof a.idt !== "string" || typeof a.req !== "object" || a.req === null)
+    const a = options.approval as { req?: unknown; idt?: unknown; stm?: unknown } | null;
+    if (
+      typeof a !== "object" ||
+      a === null ||
+      typeof a.req !== "object" ||
+      a.req === null ||
+      (typeof a.idt === "string") === (typeof a.stm === "string") ||
+      (a.idt !== undefined && typeof a.idt !== "string") ||
+      (a.stm !== undefined && typeof a.stm !== "string")
+    )
       throw new AztpError(
         ErrorCodes.ARGUMENT_INVALID,
-        "approval must be { req: the approval request, idt: an ID token }",
+        "approval must be { req: the approval request, idt: an ID token } or { req, stm: an approval statement }",
       );
-    claims.apr = { req: a.req, idt: a.idt };
+    const req = a.req as Record<string, unknown>;
+    claims.apr = typeof a.idt === "string" ? { req, idt: a.idt } : { req, stm: a.stm as string };
   }
   return { token: signWithHeader(signer, INVOCATION_TYP, claims), claims };
 }

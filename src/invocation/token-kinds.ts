@@ -12,12 +12,19 @@ export const RECEIPT_TYP = "aztp-receipt+jwt";
 export const DELEGATION_TYP = "aztp-delegation+jwt";
 export const PROOF_TYP = "aztp-pop+jwt";
 export const CHECKPOINT_TYP = "aztp-checkpoint+jwt";
+export const APPROVAL_STATEMENT_TYP = "aztp-approval+jwt";
 
 /** The longest an invocation may live: a captured token is useless after this. */
 export const MAX_INVOCATION_LIFETIME_SECONDS = 60;
 export const DEFAULT_INVOCATION_LEEWAY_SECONDS = 30;
 /** A proof answers a fresh challenge: it lives as briefly as an invocation. */
 export const PROOF_TTL_SECONDS = 60;
+/**
+ * The longest an approval statement may live: it answers one approval request, which the person
+ * approves and the caller signs into its call at once, so minutes are plenty (and a stolen one
+ * is still single-use: the request id is remembered).
+ */
+export const MAX_APPROVAL_STATEMENT_LIFETIME_SECONDS = 300;
 /** How old a receipt may be by default: receipts are verified as they arrive. */
 export const DEFAULT_RECEIPT_MAX_AGE_SECONDS = 300;
 
@@ -145,4 +152,19 @@ export const CHECKPOINT_KIND: TokenKind = {
   revocation: false,
   chainAt: "iat",
   codes: oneCode(ErrorCodes.AUDIT_CORRUPT),
+};
+
+export const APPROVAL_STATEMENT_KIND: TokenKind = {
+  typ: APPROVAL_STATEMENT_TYP,
+  what: "approval statement",
+  window: {
+    leewaySeconds: DEFAULT_INVOCATION_LEEWAY_SECONDS,
+    maxLifetimeSeconds: MAX_APPROVAL_STATEMENT_LIFETIME_SECONDS,
+    expRequired: true,
+    iatRequired: true,
+    integerDates: true,
+  },
+  ...LIVE,
+  // One code: the approval check (people/approval.ts) maps the rule onto its own.
+  codes: oneCode(ErrorCodes.APPROVAL_INVALID),
 };

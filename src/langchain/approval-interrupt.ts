@@ -8,6 +8,8 @@
  *
  *   new Command({ resume: { approval: { request: interrupt.value.request, idToken } } })
  *
+ * (or `{ request, statement }`: an approval service the callee's policy names in
+ * `ApproverIdentities` authenticated the person and signed `signApprovalStatement` for them)
  * and the call is signed again, this time carrying the approval (`apr`); or with
  * `{ resume: { rejected: "why" } }`, and the model gets an error ToolMessage saying so.
  *
@@ -54,12 +56,17 @@ function resumeOf(value: unknown): ApprovalResume {
   if (typeof v === "object" && v !== null) {
     if (typeof v.rejected === "string") return { rejected: v.rejected };
     const a = v.approval as Record<string, unknown> | undefined;
-    if (typeof a === "object" && a !== null && typeof a.idToken === "string" && typeof a.request === "object")
+    if (
+      typeof a === "object" &&
+      a !== null &&
+      typeof a.request === "object" &&
+      (typeof a.idToken === "string") !== (typeof a.statement === "string")
+    )
       return { approval: a as unknown as Approval };
   }
   throw new AztpError(
     ErrorCodes.ARGUMENT_INVALID,
-    "resume an approval interrupt with { approval: { request, idToken } } or { rejected: reason }",
+    "resume an approval interrupt with { approval: { request, idToken } }, { approval: { request, statement } } or { rejected: reason }",
   );
 }
 

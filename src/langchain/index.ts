@@ -25,4 +25,5 @@ export { receiptOf, RECEIPT_ARTIFACT, type ReceiptArtifact } from "./receipt-art
 export { isMcpTool, mcpServerOf } from "./mcp-mark.js";
 export { APPROVAL_INTERRUPT, type ApprovalInterrupt, type ApprovalResume } from "./approval-interrupt.js";
 export type { Approval, ApprovalRequest, ApprovalRequestDetail } from "../people/approval.js";
+export { signApprovalStatement, type SignApprovalStatementOptions } from "../people/approval.js";
 export type { AztpRunConfig } from "./run-person.js";

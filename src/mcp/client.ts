@@ -138,7 +138,8 @@ function ambiguous(what: string): AztpError {
 
 /**
  * The approval to sign into a tools/call: the one the application put in its `_meta` (checked
- * when signed: prepare refuses and records one that is not `{ request, idToken }`), else the
+ * when signed: prepare refuses and records one that is not `{ request, idToken }` or
+ * `{ request, statement }`), else the
  * acting caller's, only for the call it was given for (same callee, tool and arguments).
  */
 function approvalFor(

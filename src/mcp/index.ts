@@ -37,4 +37,11 @@ export {
   type BearerCaller,
   type ProtectedResourceOptions,
 } from "../oauth/protected-resource.js";
-export { approvalNonce, type Approval, type ApprovalRequest, type ApprovalRequestDetail } from "../people/approval.js";
+export {
+  approvalNonce,
+  signApprovalStatement,
+  type Approval,
+  type ApprovalRequest,
+  type ApprovalRequestDetail,
+  type SignApprovalStatementOptions,
+} from "../people/approval.js";

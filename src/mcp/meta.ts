@@ -12,7 +12,7 @@ export const INVOCATION_META_KEY = "io.aztp/invocation";
 export const RECEIPT_META_KEY = "io.aztp/receipt";
 /**
  * params._meta of tools/call as an application gives it to a secured client: a person's
- * approval of this call, `{ request, idToken }` (people/approval.ts). The client signs it into
+ * approval of this call, `{ request, idToken }` or `{ request, statement }` (people/approval.ts). The client signs it into
  * the invocation (`apr`) and takes it out of `_meta` before the request leaves.
  */
 export const APPROVAL_META_KEY = "io.aztp/approval";

@@ -21,17 +21,39 @@
  * matching statement (`approver`) → the request id was never used (`replayed`: an approval is
  * single-use, remembered only once every other check passed, so a refused one burns nothing).
  *
+ * The second form (people/approval-statement.ts): `apr: { req, stm }`, where `stm` is an approval
+ * statement an approval service (a workload the policy names in `ApproverIdentities`) signed with
+ * its SVID: it authenticated the person itself and vouches that they approved the request whose
+ * digest is the statement's `nonce`. In place of the ID token step: the policy accepts statements
+ * at all (`approver_identity`) → the statement through the one validator: chain (`chain`),
+ * signature and iss (`signature`), the service not revoked (`revoked`), its short time window
+ * (`expired`), its claims (`malformed`) → the service is one every matching statement names
+ * (`approver_identity`) → its nonce is the request's digest (`nonce`) → the service authenticated
+ * the person at most MaxAgeSeconds ago (`auth_time`); then the approver and single-use steps
+ * as above, with the person and groups the statement names.
+ *
  * Everything an auditor needs is in the invocation token the audit entry keeps: the request,
- * the ID token (checked again with the provider's keys), and the call it is bound to.
+ * the ID token (checked again with the provider's keys) or the statement (with the bundle), and
+ * the call it is bound to.
  */
 import { createHash } from "node:crypto";
 import { AztpError, ErrorCodes } from "../errors.js";
 import { canonicalJson } from "../json/canonical.js";
 import { isPlainObject } from "../json/value.js";
+import type { SignerLike } from "../invocation/codec.js";
 import type { ApprovalClaim, VerifiedApprovalSummary, VerifiedInvocation } from "../invocation/invocation.js";
 import { newJti } from "../invocation/nonce.js";
 import type { ReplayCache } from "../invocation/replay.js";
-import { approverAllowed, type ApprovalRequirement } from "../policy/evaluate.js";
+import type { Trust } from "../invocation/trust.js";
+import { approverAllowed, approverIdentityAllowed, type ApprovalRequirement } from "../policy/evaluate.js";
+import {
+  MAX_APPROVAL_STATEMENT_LENGTH,
+  readApprovalStatement,
+  signApprovalStatementFor,
+  type ApprovalStatementClaims,
+  type ApprovingPerson,
+  type ReadApprovalStatement,
+} from "./approval-statement.js";
 import type { PersonIssuers, VerifiedPersonToken } from "./person-issuers.js";
 
 /** The clock tolerance of a request's expiry: an invocation's. */
@@ -58,6 +80,11 @@ export interface ApprovalRequest {
    */
   approvers: string[];
   approverGroups?: string[];
+  /**
+   * The approval services that may sign an approval statement instead of the person's ID token
+   * (every matching statement's `ApproverIdentities`); absent: only the ID token form holds.
+   */
+  approverIdentities?: string[];
   /** The approver signs in at most this long before the call; the request expires this long after it was made. */
   maxAgeSeconds: number;
   /** The Allow statements asking for the approval (Sid, or index in their document). */
@@ -74,16 +101,21 @@ export interface ApprovalRequestDetail extends ApprovalRequest {
   nonce: string;
 }
 
-/** An approval as a caller holds it: the request, and the approver's ID token for its nonce. */
-export interface Approval {
-  request: ApprovalRequest | ApprovalRequestDetail;
-  idToken: string;
-}
+/**
+ * An approval as a caller holds it: the request, and either the approver's ID token for its
+ * nonce or an approval statement an approval service signed for it (signApprovalStatement).
+ */
+export type Approval =
+  | { request: ApprovalRequest | ApprovalRequestDetail; idToken: string; statement?: undefined }
+  | { request: ApprovalRequest | ApprovalRequestDetail; statement: string; idToken?: undefined };
 
 /** What the callee verified: who approved, when, and what. */
 export interface VerifiedApproval extends VerifiedApprovalSummary {
   request: ApprovalRequest;
-  personToken: VerifiedPersonToken;
+  /** The approver's ID token, in the ID token form. */
+  personToken?: VerifiedPersonToken;
+  /** The approval statement, in the statement form (its `service` signed it). */
+  statement?: ReadApprovalStatement;
 }
 
 const REQUEST_KEYS = [
@@ -95,6 +127,7 @@ const REQUEST_KEYS = [
   "reason",
   "approvers",
   "approverGroups",
+  "approverIdentities",
   "maxAgeSeconds",
   "statements",
   "requestId",
@@ -142,6 +175,7 @@ export function approvalRequest(
     throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "an approval request needs the policy's approval requirements");
   const maxAgeSeconds = Math.min(...requirements.map((r) => r.maxAgeSeconds));
   const groups = requirements.flatMap((r) => r.approverGroups ?? []);
+  const identities = requirements.flatMap((r) => r.approverIdentities ?? []);
   const person = verified.onBehalfOf?.person.id;
   const nowSeconds = Math.floor((o.now ?? new Date()).getTime() / 1000);
   return {
@@ -153,6 +187,7 @@ export function approvalRequest(
     reason: unique(requirements.map((r) => r.reason)).join("; "),
     approvers: unique(requirements.flatMap((r) => r.approvers)),
     ...(groups.length > 0 ? { approverGroups: unique(groups) } : {}),
+    ...(identities.length > 0 ? { approverIdentities: unique(identities) } : {}),
     maxAgeSeconds,
     statements: requirements.map((r) => r.statement),
     requestId: o.requestId ?? newJti(),
@@ -179,14 +214,57 @@ export function approvalRequired(
   );
 }
 
-/** The `apr` claim a caller signs for `approval` (the request without its nonce, and the ID token). */
+/**
+ * The `apr` claim a caller signs for `approval`: the request without its nonce, and the ID token
+ * (`idt`) or the approval statement (`stm`), exactly one.
+ */
 export function approvalClaim(approval: Approval): ApprovalClaim {
-  if (!isPlainObject(approval) || !isPlainObject(approval.request) || typeof approval.idToken !== "string")
+  const a = approval as unknown;
+  if (
+    !isPlainObject(a) ||
+    !isPlainObject(a.request) ||
+    (typeof a.idToken === "string") === (typeof a.statement === "string") ||
+    (a.idToken !== undefined && typeof a.idToken !== "string") ||
+    (a.statement !== undefined && typeof a.statement !== "string")
+  )
     throw new AztpError(
       ErrorCodes.ARGUMENT_INVALID,
-      "an approval is { request: the ERR_APPROVAL_REQUIRED detail, idToken: the approver's ID token }",
+      "an approval is { request: the ERR_APPROVAL_REQUIRED detail, idToken: the approver's ID token } or { request, statement: an approval service's statement }",
     );
-  return { req: requestOnly(approval.request) as unknown as Record<string, unknown>, idt: approval.idToken };
+  const req = requestOnly(approval.request) as unknown as Record<string, unknown>;
+  return typeof approval.idToken === "string" ? { req, idt: approval.idToken } : { req, stm: approval.statement! };
+}
+
+export interface SignApprovalStatementOptions {
+  /** The request the person approved (the ERR_APPROVAL_REQUIRED detail). */
+  request: ApprovalRequest | ApprovalRequestDetail;
+  /** Who approved, as their provider names them. */
+  person: ApprovingPerson;
+  /** When the service authenticated them. */
+  authTime: Date;
+  /** What the service vouches for beyond who they are (groups, amr). */
+  claims?: ApprovalStatementClaims;
+  /** At most (and by default) 300 s. */
+  ttlSeconds?: number;
+  now?: Date;
+}
+
+/**
+ * Signs, as the approval service `identity` (a workload the callee's policy names in
+ * `ApproverIdentities`), that `person`, whom it authenticated at `authTime`, approved `request`.
+ * The caller carries it as `{ request, statement }`.
+ */
+export function signApprovalStatement(identity: SignerLike, o: SignApprovalStatementOptions): string {
+  if (!isPlainObject(o) || !isPlainObject(o.request))
+    throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "an approval statement needs the request the person approved");
+  return signApprovalStatementFor(identity, {
+    nonce: approvalNonce(o.request),
+    person: o.person,
+    authTime: o.authTime,
+    ...(o.claims !== undefined ? { claims: o.claims } : {}),
+    ...(o.ttlSeconds !== undefined ? { ttlSeconds: o.ttlSeconds } : {}),
+    ...(o.now !== undefined ? { now: o.now } : {}),
+  });
 }
 
 /** Whether `approval`'s request is for this call (a caller attaches an approval only to the call it is for). */
@@ -240,6 +318,8 @@ export interface VerifyApprovalOptions {
   personIssuers: PersonIssuers | undefined;
   /** The callee's replay cache: an approval's request id is remembered until it expires. */
   replay: ReplayCache;
+  /** The callee's trust (bundle, revocation): an approval statement is validated with it. */
+  trust?: Trust;
   now?: Date;
 }
 
@@ -256,12 +336,16 @@ export async function verifyApproval(
   const now = o.now ?? new Date();
   const apr = verified.claims.apr as unknown;
   if (apr === undefined) throw approvalRequired(verified, requirements, now);
-  if (!isPlainObject(apr) || Object.keys(apr).some((k) => k !== "req" && k !== "idt"))
-    invalid("malformed", "apr must be { req, idt }");
-  const { req, idt } = apr as Record<string, unknown>;
+  if (!isPlainObject(apr) || Object.keys(apr).some((k) => k !== "req" && k !== "idt" && k !== "stm"))
+    invalid("malformed", "apr must be { req, idt } or { req, stm }");
+  const { req, idt, stm } = apr as Record<string, unknown>;
   if (!isPlainObject(req)) invalid("malformed", "apr.req must be the approval request");
-  if (typeof idt !== "string" || idt.length === 0 || idt.length > MAX_ID_TOKEN_LENGTH)
+  if ((idt === undefined) === (stm === undefined))
+    invalid("malformed", "apr carries exactly one of idt (an ID token) and stm (an approval statement)");
+  if (idt !== undefined && (typeof idt !== "string" || idt.length === 0 || idt.length > MAX_ID_TOKEN_LENGTH))
     invalid("malformed", "apr.idt must be the approver's ID token");
+  if (stm !== undefined && (typeof stm !== "string" || stm.length === 0 || stm.length > MAX_APPROVAL_STATEMENT_LENGTH))
+    invalid("malformed", "apr.stm must be an approval statement");
   const { requestId, expiresAt } = req;
   if (typeof requestId !== "string" || !/^[A-Za-z0-9_-]{22,128}$/.test(requestId))
     invalid("malformed", "the request's requestId must be 22 to 128 base64url characters");
@@ -287,23 +371,32 @@ export async function verifyApproval(
   if (exp - nowSeconds > expected.maxAgeSeconds + APPROVAL_LEEWAY_SECONDS)
     invalid("expired", `the approval request holds until ${expiresAt}, longer than ${expected.maxAgeSeconds} s`);
 
-  if (o.personIssuers === undefined)
-    invalid("issuer", "this callee's trust domain trusts no OpenID Provider, so no person's approval can be checked");
-  let token: VerifiedPersonToken;
-  try {
-    token = await o.personIssuers.verify(idt, {
-      nonce: approvalNonce(expected),
-      maxAuthAgeSeconds: expected.maxAgeSeconds,
-      now,
-    });
-  } catch (e) {
-    if (!(e instanceof AztpError)) throw e;
-    invalid(personTokenRule(e), `the approver's ID token: ${e.message}`, e);
+  let proof: Pick<VerifiedApproval, "approvedAt" | "personToken" | "statement">;
+  let approver: { id: string; groups?: readonly string[] | undefined };
+  if (typeof stm === "string") {
+    const statement = approvalStatement(stm, expected, requirements, o.trust, now);
+    proof = { approvedAt: statement.issuedAt, statement };
+    approver = { id: statement.person.id, groups: statement.groups };
+  } else {
+    if (o.personIssuers === undefined)
+      invalid("issuer", "this callee's trust domain trusts no OpenID Provider, so no person's approval can be checked");
+    let token: VerifiedPersonToken;
+    try {
+      token = await o.personIssuers.verify(idt as string, {
+        nonce: approvalNonce(expected),
+        maxAuthAgeSeconds: expected.maxAgeSeconds,
+        now,
+      });
+    } catch (e) {
+      if (!(e instanceof AztpError)) throw e;
+      invalid(personTokenRule(e), `the approver's ID token: ${e.message}`, e);
+    }
+    if (token.kind !== "id_token")
+      invalid("person_token", "the approver's token must be an ID token (an access token carries no nonce)");
+    proof = { approvedAt: token.issuedAt, personToken: token };
+    approver = { id: token.person.id, groups: token.person.claims.groups };
   }
-  if (token.kind !== "id_token")
-    invalid("person_token", "the approver's token must be an ID token (an access token carries no nonce)");
 
-  const approver = { id: token.person.id, groups: token.person.claims.groups };
   const person = verified.onBehalfOf?.person.id;
   for (const r of requirements) {
     if (!approverAllowed(r, approver, person))
@@ -318,11 +411,41 @@ export async function verifyApproval(
   const fresh = typeof remembered === "boolean" ? remembered : await remembered;
   if (!fresh) invalid("replayed", `the approval ${requestId} was already used`);
 
-  return {
-    approvedBy: token.person.id,
-    approvedAt: token.issuedAt,
-    requestId,
-    request: expected,
-    personToken: token,
-  };
+  return { approvedBy: approver.id, requestId, request: expected, ...proof };
+}
+
+/**
+ * The statement form's checks (see the file comment): the policy accepts statements, the
+ * statement is valid, its service is named by every matching statement, it is for this request,
+ * and the person was authenticated recently enough.
+ */
+function approvalStatement(
+  stm: string,
+  expected: ApprovalRequest,
+  requirements: readonly ApprovalRequirement[],
+  trust: Trust | undefined,
+  now: Date,
+): ReadApprovalStatement {
+  if (requirements.some((r) => r.approverIdentities === undefined))
+    invalid(
+      "approver_identity",
+      "the policy names no approval service (ApproverIdentities) that may sign an approval statement: approve with the person's ID token",
+    );
+  if (trust === undefined) invalid("chain", "this callee has no trust to check an approval statement with");
+  const statement = readApprovalStatement(stm, { trust, now });
+  for (const r of requirements)
+    if (!approverIdentityAllowed(r, statement.service))
+      invalid(
+        "approver_identity",
+        `${statement.service} may not sign approvals under statement ${String(r.statement)} (approver identities: ${(r.approverIdentities ?? []).join(", ")})`,
+      );
+  if (statement.nonce !== approvalNonce(expected))
+    invalid("nonce", "the approval statement's nonce is not this request's digest: it approves another request");
+  const age = now.getTime() / 1000 - statement.authTime.getTime() / 1000;
+  if (age > expected.maxAgeSeconds + APPROVAL_LEEWAY_SECONDS)
+    invalid(
+      "auth_time",
+      `the approval service authenticated ${statement.person.id} ${Math.round(age)} s ago; at most ${expected.maxAgeSeconds} s`,
+    );
+  return statement;
 }

@@ -59,6 +59,8 @@ export interface ApprovalRequirement {
   readonly policy: number;
   readonly approvers: readonly string[];
   readonly approverGroups?: readonly string[];
+  /** The workloads that may sign an approval statement (SPIFFE ID patterns); absent: none may. */
+  readonly approverIdentities?: readonly string[];
   readonly maxAgeSeconds: number;
   readonly reason: string;
 }
@@ -148,11 +150,13 @@ function requirementOf(s: CompiledStatement, policy: number): ApprovalRequiremen
   if (r !== undefined) return r;
   const a = s.approval as ApprovalBlock;
   const groups = listOf(a.ApproverGroups);
+  const identities = listOf(a.ApproverIdentities);
   r = Object.freeze({
     statement: s.id,
     policy,
     approvers: listOf(a.Approvers) as readonly string[],
     ...(groups !== undefined ? { approverGroups: groups } : {}),
+    ...(identities !== undefined ? { approverIdentities: identities } : {}),
     maxAgeSeconds: a.MaxAgeSeconds ?? DEFAULT_APPROVAL_MAX_AGE_SECONDS,
     reason: a.Reason ?? `policy statement ${String(s.id)} requires an approval`,
   });
@@ -183,6 +187,22 @@ export function approverAllowed(
   if (!named) return false;
   if (m.groups === undefined) return true;
   return (approver.groups ?? []).some((g) => m.groups!.has(g));
+}
+
+const identityMatchers = new WeakMap<ApprovalRequirement, Matcher>();
+
+/**
+ * Whether the workload `spiffeId` may sign approval statements under `requirement` (its
+ * `ApproverIdentities`, compared as Principal patterns are: one normal form of an ID).
+ */
+export function approverIdentityAllowed(requirement: ApprovalRequirement, spiffeId: string): boolean {
+  if (requirement.approverIdentities === undefined) return false;
+  let m = identityMatchers.get(requirement);
+  if (m === undefined) {
+    m = new Matcher(requirement.approverIdentities.map(normalizeId));
+    identityMatchers.set(requirement, m);
+  }
+  return m.test(normalizeId(spiffeId));
 }
 
 const documentCache = new WeakMap<object, CompiledDocument>();

@@ -13,6 +13,7 @@ export {
 export { CONDITION_OPERATORS, type ConditionBlock, type ConditionValue, type PolicyContext } from "./conditions.js";
 export {
   approverAllowed,
+  approverIdentityAllowed,
   type ApprovalRequirement,
   type CompiledPolicies,
   compilePolicies,

@@ -63,11 +63,16 @@ export interface Statement {
  * must also be in one of these groups (their token's `groups`, through the provider's
  * `claimsMap`). `MaxAgeSeconds` (1 to 3600, default 300): the person signed in at most this long
  * before the call, and the approval request expires this long after it was made. `Reason` is
- * shown to the approver and signed with the request.
+ * shown to the approver and signed with the request. `ApproverIdentities`: the workloads (SPIFFE
+ * ID patterns, as in `Principal`) that may sign an approval statement instead of the person's ID
+ * token (people/approval-statement.ts: an approval service that authenticated the person
+ * itself); without it only the person's own ID token approves. The person in a statement must
+ * still be one `Approvers` (and `ApproverGroups`, from the statement's `groups`) allows.
  */
 export interface ApprovalBlock {
   Approvers: string | string[];
   ApproverGroups?: string | string[];
+  ApproverIdentities?: string | string[];
   MaxAgeSeconds?: number;
   Reason?: string;
 }
@@ -97,7 +102,13 @@ const STATEMENT_KEYS: ReadonlySet<string> = new Set([
   "Condition",
   "Approval",
 ]);
-const APPROVAL_KEYS: ReadonlySet<string> = new Set(["Approvers", "ApproverGroups", "MaxAgeSeconds", "Reason"]);
+const APPROVAL_KEYS: ReadonlySet<string> = new Set([
+  "Approvers",
+  "ApproverGroups",
+  "ApproverIdentities",
+  "MaxAgeSeconds",
+  "Reason",
+]);
 
 /** Object entries whose value is not undefined (JSON has no undefined; a typed literal may). */
 function definedEntries(value: Record<string, unknown>): Array<[string, unknown]> {
@@ -194,6 +205,21 @@ function checkApproverEntry(entry: string, path: string): void {
     invalid(path, `is not <issuer URL>#<subject>: ${shown(entry.slice(0, hash))} is not an issuer identifier`);
 }
 
+/** An approval service: a workload's aztp:// or spiffe:// ID (pattern); never `*` (any workload at all). */
+function checkApproverIdentityEntry(entry: string, path: string): void {
+  if (!/^(?:aztp|spiffe):\/\/[^*?]/i.test(entry))
+    invalid(
+      path,
+      `must be a workload's aztp:// or spiffe:// ID (pattern, trust domain spelled out), got ${shown(entry)}`,
+    );
+  if (hasWildcard(entry)) return;
+  try {
+    SpiffeId.parse(entry);
+  } catch (err) {
+    invalid(path, `is not a valid ID: ${err instanceof Error ? err.message : String(err)}`);
+  }
+}
+
 function parseApproval(raw: unknown, path: string): ApprovalBlock {
   if (!isPlainObject(raw)) invalid(path, "must be an object");
   checkKeys(raw, APPROVAL_KEYS, path);
@@ -203,6 +229,12 @@ function parseApproval(raw: unknown, path: string): ApprovalBlock {
   };
   if (raw.ApproverGroups !== undefined)
     out.ApproverGroups = stringOrList(raw.ApproverGroups, fieldPath(path, "ApproverGroups"));
+  if (raw.ApproverIdentities !== undefined)
+    out.ApproverIdentities = stringOrList(
+      raw.ApproverIdentities,
+      fieldPath(path, "ApproverIdentities"),
+      checkApproverIdentityEntry,
+    );
   if (raw.MaxAgeSeconds !== undefined) {
     const m = raw.MaxAgeSeconds;
     if (typeof m !== "number" || !Number.isInteger(m) || m < 1 || m > MAX_APPROVAL_MAX_AGE_SECONDS)
