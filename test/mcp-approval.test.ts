@@ -13,7 +13,7 @@ import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 import { z } from "zod";
 import { AuditLog, queryAuditLog } from "../src/audit/index.js";
 import { ErrorCodes } from "../src/errors.js";
-import { APPROVAL_META_KEY, secureMcpServer } from "../src/mcp/index.js";
+import { APPROVAL_META_KEY, secureMcpServer, signApprovalStatement } from "../src/mcp/index.js";
 import type { ApprovalRequestDetail } from "../src/people/approval.js";
 import { parsePolicy } from "../src/policy/index.js";
 import { startLocalOpenIdProvider, type LocalOpenIdProvider } from "../examples/local-openid-provider.js";
@@ -124,6 +124,78 @@ describe("approvals over MCP", () => {
       assert.ok(entries[0]?.approvedAt !== undefined);
     }
     assert.equal(onServer[0]?.jti, onClient[0]?.jti);
+    assert.equal(onServer[0]?.approvedAt, onClient[0]?.approvedAt);
+  });
+
+  it("runs the call approved by an approval service's statement, naming the person on both sides", async (t) => {
+    const { home, aztp: c } = fixture(t);
+    // The approval service: a workload with its own SVID that authenticated alice itself.
+    const approvals = (await c.secureConnect({}, "approvals")).identity;
+    let runs = 0;
+    const server = new McpServer({ name: "bank", version: "1.0.0" });
+    server.registerTool(
+      "transfer",
+      { description: "moves money", inputSchema: { to: z.string(), amount: z.number() } },
+      async ({ to, amount }): Promise<CallToolResult> => {
+        runs += 1;
+        return { content: [{ type: "text", text: `sent ${amount} to ${to}` }] };
+      },
+    );
+    const serverAuditPath = join(home, "bank-audit.jsonl");
+    const serverAudit = await AuditLog.open(serverAuditPath, { batchWindowMs: 0 });
+    t.after(() => serverAudit.close());
+    const secured = await secureMcpServer(server, {
+      client: c,
+      name: "bank",
+      audit: serverAudit,
+      policy: [
+        parsePolicy({
+          Version: "2012-10-17",
+          Statement: [
+            {
+              Effect: "Allow",
+              Action: "tool:call",
+              Resource: "transfer",
+              Approval: {
+                Approvers: ["https://login.example.com#alice"],
+                ApproverIdentities: [approvals.spiffeId],
+                Reason: "every transfer",
+              },
+            },
+          ],
+        }),
+      ],
+    });
+    const { client, audit } = await securedClient(t, c, home, "agent");
+    await linkInMemory(t, secured, client);
+    const args = { to: "acct-9", amount: 2500 };
+    const refused = await rejectsWithData(
+      client.callTool({ name: "transfer", arguments: args }),
+      ErrorCodes.APPROVAL_REQUIRED,
+    );
+    const detail = (refused.data as { detail?: ApprovalRequestDetail }).detail as ApprovalRequestDetail;
+    assert.deepEqual(detail.approverIdentities, [approvals.spiffeId]);
+
+    const statement = signApprovalStatement(approvals, {
+      request: detail,
+      person: { issuer: "https://login.example.com", subject: "alice" },
+      authTime: new Date(),
+    });
+    const result = (await client.callTool({
+      name: "transfer",
+      arguments: args,
+      _meta: { [APPROVAL_META_KEY]: { request: detail, statement } },
+    })) as CallToolResult;
+    assert.equal(result.isError, undefined);
+    assert.equal(runs, 1);
+
+    await serverAudit.flush();
+    const onServer = (await queryAuditLog(serverAuditPath)).filter((e) => e.approvedBy !== undefined);
+    const onClient = (await audit()).filter((e) => e.approvedBy !== undefined);
+    for (const entries of [onServer, onClient]) {
+      assert.equal(entries.length, 1, "one approved call on each side");
+      assert.equal(entries[0]?.approvedBy, "https://login.example.com#alice");
+    }
     assert.equal(onServer[0]?.approvedAt, onClient[0]?.approvedAt);
   });
 });
