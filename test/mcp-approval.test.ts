@@ -13,7 +13,16 @@ import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 import { z } from "zod";
 import { AuditLog, queryAuditLog } from "../src/audit/index.js";
 import { ErrorCodes } from "../src/errors.js";
-import { APPROVAL_META_KEY, secureMcpServer, signApprovalStatement } from "../src/mcp/index.js";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { UrlElicitationRequiredError } from "@modelcontextprotocol/sdk/types.js";
+import {
+  APPROVAL_META_KEY,
+  AZTP_REFUSED,
+  secureMcpClient,
+  secureMcpServer,
+  signApprovalStatement,
+  URL_ELICITATION_REQUIRED,
+} from "../src/mcp/index.js";
 import type { ApprovalRequestDetail } from "../src/people/approval.js";
 import { parsePolicy } from "../src/policy/index.js";
 import { startLocalOpenIdProvider, type LocalOpenIdProvider } from "../examples/local-openid-provider.js";
@@ -197,5 +206,88 @@ describe("approvals over MCP", () => {
       assert.equal(entries[0]?.approvedBy, "https://login.example.com#alice");
     }
     assert.equal(onServer[0]?.approvedAt, onClient[0]?.approvedAt);
+  });
+
+  it("asks a client that can show a URL to send its user to the approval page (URL mode elicitation, -32042); others get the refusal as before", async (t) => {
+    const { home, aztp: c } = fixture(t);
+    let runs = 0;
+    const pages: Array<Readonly<Record<string, unknown>>> = [];
+    // One secured server per connection (an McpServer serves one transport).
+    const bank = async () => {
+      const server = new McpServer({ name: "bank", version: "1.0.0" });
+      server.registerTool(
+        "transfer",
+        { description: "moves money", inputSchema: { to: z.string(), amount: z.number() } },
+        async ({ to, amount }): Promise<CallToolResult> => {
+          runs += 1;
+          return { content: [{ type: "text", text: `sent ${amount} to ${to}` }] };
+        },
+      );
+      return secureMcpServer(server, {
+        client: c,
+        name: "bank",
+        audit: false,
+        approvalUrl: (request) => {
+          pages.push(request);
+          return `https://approvals.example.com/approve/${String(request.requestId)}`;
+        },
+        policy: [
+          parsePolicy({
+            Version: "2012-10-17",
+            Statement: [
+              {
+                Effect: "Allow",
+                Action: "tool:call",
+                Resource: "transfer",
+                Approval: { Approvers: ["$person"], Reason: "every transfer" },
+              },
+            ],
+          }),
+        ],
+      });
+    };
+    const connect = async (name: string, capabilities: Record<string, unknown>) => {
+      const client = await secureMcpClient(new Client({ name, version: "1.0.0" }, { capabilities }), {
+        client: c,
+        name,
+        audit: await AuditLog.open(join(home, `${name}.jsonl`), { batchWindowMs: 0 }),
+      });
+      await linkInMemory(t, await bank(), client);
+      return client;
+    };
+    const args = { to: "acct-9", amount: 10 };
+    const able = await connect("url-able", { elicitation: { form: {}, url: {} } });
+    // The SDK hands a -32042 to the application as a UrlElicitationRequiredError, with the
+    // elicitations alone: the page the user is sent to is where the request is shown and approved
+    // (approvalUrl was given all of it, its nonce included).
+    const asked = await able.callTool({ name: "transfer", arguments: args }).then(
+      () => assert.fail("the call ran without an approval"),
+      (e: unknown) => e,
+    );
+    assert.ok(asked instanceof UrlElicitationRequiredError, String(asked));
+    assert.equal(asked.code, URL_ELICITATION_REQUIRED, "MCP's URL elicitation required");
+    assert.match(asked.message, /ERR_APPROVAL_REQUIRED/);
+    const request = pages.at(-1) as unknown as ApprovalRequestDetail;
+    assert.equal(request.tool, "transfer");
+    assert.equal(request.caller, able.identity.spiffeId);
+    assert.equal(typeof request.nonce, "string");
+    assert.deepEqual(asked.elicitations, [
+      {
+        mode: "url",
+        elicitationId: request.requestId,
+        url: `https://approvals.example.com/approve/${request.requestId}`,
+        message: `Approve transfer for ${able.identity.spiffeId}: every transfer`,
+      },
+    ]);
+    // A client that declared no URL mode gets the refusal with the request, as before.
+    const plain = await connect("form-only", { elicitation: { form: {} } });
+    const refused = await rejectsWithData(
+      plain.callTool({ name: "transfer", arguments: args }),
+      ErrorCodes.APPROVAL_REQUIRED,
+    );
+    assert.equal(refused.code, AZTP_REFUSED);
+    assert.equal((refused.data as { elicitations?: unknown }).elicitations, undefined);
+    assert.equal((refused.data as { detail: ApprovalRequestDetail }).detail.tool, "transfer");
+    assert.equal(runs, 0);
   });
 });

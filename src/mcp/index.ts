@@ -1,4 +1,11 @@
-export { secureMcpServer, serverHooks, type SecureMcpServerOptions, type SecuredMcpServerExtras } from "./server.js";
+export {
+  secureMcpServer,
+  serverHooks,
+  URL_ELICITATION_REQUIRED,
+  type ApprovalUrl,
+  type SecureMcpServerOptions,
+  type SecuredMcpServerExtras,
+} from "./server.js";
 export {
   secureMcpClient,
   clientHooks,

@@ -71,6 +71,16 @@ export interface SecureMcpServerOptions {
   audit?: AuditOption;
   /** Show an authenticated caller only the tools its policy allows. Default false. */
   filterToolsByPolicy?: boolean;
+  /**
+   * Where a person approves a call policy lets run only with an approval: the URL of your
+   * approval page for a request (ERR_APPROVAL_REQUIRED's `detail`). A client that declared URL
+   * mode elicitation (`capabilities.elicitation.url`) is then asked, by the MCP way for it
+   * (error -32042, URL elicitation required), to send its user there; others get the refusal
+   * with the request as before. The page signs the approver in with the request's `nonce` (or
+   * has an approval service sign a statement) and hands the approval to the caller's
+   * application, which calls again with it.
+   */
+  approvalUrl?: ApprovalUrl;
   /** Default: the client's trust (its authority's bundles and revocations). */
   trust?: Trust;
 }
@@ -128,8 +138,16 @@ function sdkCancels(message: JSONRPCMessage): RequestId | undefined {
   return rid ? rid : undefined;
 }
 
+/** The approval page of a request (see `SecureMcpServerOptions.approvalUrl`). */
+export type ApprovalUrl = (request: Readonly<Record<string, unknown>>) => string | URL;
+
+/** JSON-RPC error of MCP 2025-11-25: the request needs the user to complete a URL mode elicitation first. */
+export const URL_ELICITATION_REQUIRED = -32042;
+
 export interface ServerHooksOptions {
   filterToolsByPolicy?: boolean | undefined;
+  /** See SecureMcpServerOptions.approvalUrl. */
+  approvalUrl?: ApprovalUrl | undefined;
   /**
    * The transport these hooks wrap. When it serves HTTP (serveMcpHttp), the peer of the request
    * a message came in on is the caller's `aztp:sourceIp` (peer.ts); without it, or on any
@@ -177,10 +195,59 @@ class ServerConnection implements MessageHooks {
   // reach the server: it would run the tool with nowhere to send the answer, unaudited.
   #open = true;
 
+  /** Whether the client declared URL mode elicitation at initialize (MCP 2025-11-25). */
+  #urlElicitation = false;
+
   constructor(guard: CalleeGuard, identity: { signer: AgentIdentity["signer"] }, options: ServerHooksOptions) {
     this.#guard = guard;
     this.#identity = identity;
     this.#options = options;
+  }
+
+  /**
+   * A refused call's answer. ERR_APPROVAL_REQUIRED, to a client that can show a URL to its user
+   * (it declared URL mode elicitation) on a server that names its approval page, is asked as MCP
+   * asks for it: error -32042 with the elicitation (the request's id as its `elicitationId`), and
+   * the same data as every refusal (the code, the request in `detail`, the receipt).
+   */
+  #callRefusal(id: RequestId, error: AztpError, settled: Settlement): JSONRPCMessage & { id: RequestId } {
+    const answer = settledRefusal(id, error, settled);
+    const approvalUrl = this.#options.approvalUrl;
+    const detail = error.detail;
+    if (
+      settled.error !== undefined ||
+      error.code !== ErrorCodes.APPROVAL_REQUIRED ||
+      approvalUrl === undefined ||
+      !this.#urlElicitation ||
+      detail === undefined ||
+      !("error" in answer)
+    )
+      return answer;
+    let url: string;
+    try {
+      url = new URL(approvalUrl(detail)).href;
+    } catch {
+      return answer; // no page for it: the refusal with the request, as to any client
+    }
+    const reason = typeof detail.reason === "string" ? detail.reason : "this call needs a person's approval";
+    return {
+      ...answer,
+      error: {
+        code: URL_ELICITATION_REQUIRED,
+        message: `${answer.error.message} (approve it at the URL)`,
+        data: {
+          ...(answer.error.data as Record<string, unknown>),
+          elicitations: [
+            {
+              mode: "url",
+              elicitationId: String(detail.requestId ?? id),
+              url,
+              message: `Approve ${String(detail.tool)} for ${String(detail.caller)}: ${reason}`,
+            },
+          ],
+        },
+      },
+    };
   }
 
   incoming(
@@ -312,6 +379,11 @@ class ServerConnection implements MessageHooks {
         void reply(handshakeRefusal(id, message.method, e as AztpError)).catch(() => undefined);
         return;
       }
+      if (message.method === "initialize") {
+        const capabilities = isJsonObject(params.capabilities) ? params.capabilities : {};
+        const elicitation = isJsonObject(capabilities.elicitation) ? capabilities.elicitation : {};
+        this.#urlElicitation = isJsonObject(elicitation.url);
+      }
       this.#pending.set(id, { kind: "handshake", delivered: true, challenge });
       return deliver(message);
     }
@@ -398,7 +470,8 @@ class ServerConnection implements MessageHooks {
       .then(async (admission) => {
         if (!admission.allowed) {
           // The refusal leaves once it is on record, as every answer does.
-          this.#answer(reply, settledRefusal(id, admission.error as AztpError, await guard.settleRefusal(admission)));
+          const error = admission.error as AztpError;
+          this.#answer(reply, this.#callRefusal(id, error, await guard.settleRefusal(admission)));
           return;
         }
         if (!this.#open) {
@@ -516,7 +589,11 @@ export async function secureMcpServer<S extends McpServer | Server>(
     (t) =>
       new InterceptingTransport(
         t,
-        serverHooks(guard, identity, { filterToolsByPolicy: options.filterToolsByPolicy, served: t }),
+        serverHooks(guard, identity, {
+          filterToolsByPolicy: options.filterToolsByPolicy,
+          approvalUrl: options.approvalUrl,
+          served: t,
+        }),
       ),
   );
   return Object.assign(secured, { aztpGuard: guard }) as SecuredAgent<S> & SecuredMcpServerExtras;
