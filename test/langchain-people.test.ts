@@ -30,6 +30,7 @@ import {
   type SecureReactAgent,
 } from "../src/langchain/index.js";
 import { secureMcpClient, secureMcpServer } from "../src/mcp/index.js";
+import { parsePolicy } from "../src/policy/index.js";
 import type { PolicyDocument } from "../src/policy/policy.js";
 import { docs, THE_TEAM } from "./helpers/langchain-docs.js";
 import {
@@ -394,6 +395,46 @@ describe("people in the chain: LangChain", () => {
 });
 
 describe("people in the chain: a secured MCP client used directly", () => {
+  it("a listing made in a person's scope shows what that person's calls may reach (filterToolsByPolicy)", async (t) => {
+    const { aztp } = fixture(t);
+    const op = await provider(t, aztp);
+    const tokens = await logins(op, ["alice", "bob"]);
+    const server = new McpServer({ name: "bank", version: "1.0.0" });
+    for (const name of ["balance", "transfer"])
+      server.registerTool(name, { inputSchema: { n: z.number() } }, async ({ n }) => ({
+        content: [{ type: "text", text: `${name} ${n}` }],
+      }));
+    const financeTransfers = parsePolicy({
+      Version: "2012-10-17",
+      Statement: [
+        { Effect: "Allow", Action: "tool:call", Resource: "balance" },
+        {
+          Effect: "Allow",
+          Action: "tool:call",
+          Resource: "transfer",
+          Condition: { "ForAnyValue:StringEquals": { "aztp:person.groups": "finance" } },
+        },
+      ],
+    });
+    const secured = await secureMcpServer(server, {
+      client: aztp,
+      name: "bank",
+      policy: [financeTransfers],
+      filterToolsByPolicy: true,
+      audit: false,
+    });
+    const client = await secureMcpClient(new Client({ name: "teller", version: "1.0.0" }), {
+      client: aztp,
+      name: "teller",
+      audit: false,
+    });
+    await linkInMemory(t, secured, client);
+    const names = async () => (await client.listTools()).tools.map((tool) => tool.name).sort();
+    assert.deepEqual(await client.actingFor(tokens.alice as string, names), ["balance", "transfer"]);
+    assert.deepEqual(await client.actingFor(tokens.bob as string, names), ["balance"]);
+    assert.deepEqual(await names(), ["balance"], "a listing for nobody");
+  });
+
   it("actingFor(token, fn) signs every call in fn for that person; concurrent scopes never mix; outside one, a call acts for nobody; a token nobody trusts rejects before fn runs", async (t) => {
     const { home, aztp } = fixture(t);
     const op = await provider(t, aztp);

@@ -28,7 +28,7 @@ import { MemoryReplayCache, type ReplayCache } from "../invocation/replay.js";
 import { AuditRecorder, checkMode, sayIfAuditMode, type GuardMode, type UnansweredReason } from "./recorder.js";
 import type { Trust } from "../invocation/trust.js";
 import type { BearerCaller, PresentedCredential } from "../oauth/protected-resource.js";
-import type { AuthMethod } from "../policy/context.js";
+import type { AuthMethod, PersonContext } from "../policy/context.js";
 import type { CompiledPolicies } from "../policy/evaluate.js";
 import type { PolicyDocument } from "../policy/policy.js";
 import { verifyApproval } from "../people/approval.js";
@@ -653,7 +653,13 @@ export class CalleeGuard {
   toolVisible(
     caller: string,
     tool: string,
-    peer: { sourceIp?: string | undefined; authMethod?: AuthMethod | undefined } = {},
+    peer: {
+      sourceIp?: string | undefined;
+      authMethod?: AuthMethod | undefined;
+      /** The person the listing is for, and the agents acting for them (a listing made for a person). */
+      person?: PersonContext | undefined;
+      actors?: readonly string[] | undefined;
+    } = {},
   ): boolean {
     const policy = typeof this.#o.policy === "function" ? this.#o.policy() : this.#o.policy;
     // Not known yet (a remote authority fetching it): hidden, the safe answer for a listing;
@@ -682,6 +688,8 @@ export class CalleeGuard {
         relations,
         sourceIp: peer.sourceIp,
         authMethod: peer.authMethod,
+        person: peer.person,
+        actors: peer.actors,
       }).decision === "allow"
     );
   }

@@ -446,7 +446,9 @@ export function clientHooks(
       }
       const audience = binding.serverId.toString();
       // The person: the acting agent's (its own token, bound to its key), else this client's scope's.
-      const onBehalfOf = acting !== undefined ? acting.onBehalfOf : isCall ? options.onBehalfOf?.() : undefined;
+      // A listing made in a person's scope is signed for them too: a server filtering by policy
+      // shows what that person's calls may reach.
+      const onBehalfOf = acting !== undefined ? acting.onBehalfOf : options.onBehalfOf?.();
       // A call is refused before it leaves when the log cannot record it, or when the server has
       // been revoked since it proved itself (checked against the SVID it last showed: its proof,
       // then its receipts; with none seen yet, the identity alone).
@@ -472,6 +474,7 @@ export function clientHooks(
               tool: "tools/list",
               args: {},
               ...(acting?.delegation !== undefined ? { delegation: acting.delegation } : {}),
+              ...(onBehalfOf !== undefined ? { onBehalfOf } : {}),
             });
       } catch (e) {
         if (isCall && acting !== undefined && e instanceof AztpError)

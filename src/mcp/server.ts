@@ -41,7 +41,7 @@ import {
 import { outsideActing } from "../guard/acting-caller.js";
 import { requestSourceIp } from "./peer.js";
 import { bearerOf, checkServingGuard } from "./resource-gate.js";
-import type { AuthMethod } from "../policy/context.js";
+import type { AuthMethod, PersonContext } from "../policy/context.js";
 import {
   argumentsOf,
   AZTP_REFUSED,
@@ -174,6 +174,9 @@ type Pending =
       caller: string | undefined;
       sourceIp: string | undefined;
       authMethod: AuthMethod | undefined;
+      /** The person the listing is for (its signed on-behalf-of token, or the bearer's), if any. */
+      person?: PersonContext | undefined;
+      actors?: readonly string[] | undefined;
     }
   | { kind: "request"; delivered: true };
 
@@ -413,7 +416,12 @@ class ServerConnection implements MessageHooks {
             this.#answer(reply, refusal(id, a.error, undefined));
             return;
           }
-          if (a.verified !== undefined && !mismatch && this.#options.filterToolsByPolicy) list.caller = a.caller;
+          if (a.verified !== undefined && !mismatch && this.#options.filterToolsByPolicy) {
+            list.caller = a.caller;
+            // A listing made for a person shows what that person's calls may reach.
+            list.person = a.verified.onBehalfOf?.person;
+            list.actors = a.verified.onBehalfOf?.actors;
+          }
           list.delivered = true;
           deliver(message);
         })
@@ -427,6 +435,7 @@ class ServerConnection implements MessageHooks {
         caller: bearer.caller,
         sourceIp: requestSourceIp(this.#options.served),
         authMethod: "bearer",
+        person: bearer.person,
       });
       return deliver(message);
     }
