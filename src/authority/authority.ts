@@ -47,7 +47,12 @@ import type { IdentityRecord, LinkType, RegisterRequest, RegistryState } from ".
 import type { RegistryStore } from "./registry-store.js";
 import { DEFAULT_REVOCATION_LIST_VALIDITY_SECONDS, signRevocationList } from "./revocation-list.js";
 import type { RegistrySnapshot } from "./snapshot.js";
-import { checkPersonIssuerConfig, PersonIssuers, type PersonIssuerConfig } from "../people/person-issuers.js";
+import {
+  checkPersonIssuerConfig,
+  personIssuersFor,
+  type PersonIssuerConfig,
+  type PersonIssuers,
+} from "../people/person-issuers.js";
 import {
   exchangeToken,
   type TokenExchangeDeps,
@@ -101,8 +106,6 @@ export class EmbeddedAuthority implements Authority, BundleSource {
   private config: AuthorityConfig;
   readonly #tds = new Map<string, LoadedTrustDomain>();
   #oauthIssuer: string | undefined;
-  /** Per trust domain: the providers' verifier, kept while its configuration is unchanged (its key caches with it). */
-  readonly #personIssuers = new Map<string, { json: string; issuers: PersonIssuers }>();
   #trust: Trust | undefined;
 
   private bundles: BundleSet | undefined;
@@ -542,13 +545,7 @@ export class EmbeddedAuthority implements Authority, BundleSource {
 
   /** The verifier of `trustDomain`'s trusted providers (their keys cached while the configuration holds). */
   personIssuerVerifier(trustDomain: string): PersonIssuers {
-    const configs = this.config.personIssuers?.[trustDomain] ?? [];
-    const json = JSON.stringify(configs);
-    const held = this.#personIssuers.get(trustDomain);
-    if (held !== undefined && held.json === json) return held.issuers;
-    const issuers = new PersonIssuers(configs);
-    this.#personIssuers.set(trustDomain, { json, issuers });
-    return issuers;
+    return personIssuersFor(this.config.personIssuers?.[trustDomain] ?? []);
   }
 
   /** This authority's own bundles and revocations, as a verifier holds them. */

@@ -14,10 +14,9 @@
  * key of the cache is that token, so one run's person never answers another's ask.
  */
 import { AztpError, ErrorCodes } from "../errors.js";
-import { OBO_TYP } from "../invocation/on-behalf-of.js";
+import { isOnBehalfOfToken } from "../invocation/on-behalf-of.js";
 import type { TokenExchangeResult } from "../people/token-exchange.js";
-import { decodeHeader, peekClaims } from "../spiffe/jws.js";
-import { DEFAULT_ALGORITHMS } from "../spiffe/keys.js";
+import { peekClaims } from "../spiffe/jws.js";
 import type { SvidSigner } from "../spiffe/signer.js";
 
 /** What an identity needs to be for this: it exchanges, and its signer changes when its key does. */
@@ -38,17 +37,6 @@ interface Held {
   /** When to exchange again: a minute before expiry, or never (capped by the subject's own expiry). */
   renewAt: number;
   expiresAt: number;
-}
-
-/** Whether `token` is one of this library's on-behalf-of tokens (by its header's `typ`), not a person's own. */
-export function isOnBehalfOfToken(token: string): boolean {
-  const dot = token.indexOf(".");
-  if (dot <= 0) return false;
-  try {
-    return decodeHeader(token.slice(0, dot), DEFAULT_ALGORITHMS).typ === OBO_TYP;
-  } catch {
-    return false;
-  }
 }
 
 /** A token a caller passed for a person: a non-empty string, or a clear error naming where it came from. */

@@ -9,7 +9,7 @@ import { MemoryReplayCache, type ReplayCache } from "../invocation/replay.js";
 import type { Trust } from "../invocation/trust.js";
 import type { CompiledPolicies } from "../policy/evaluate.js";
 import type { PolicyDocument } from "../policy/policy.js";
-import { PersonIssuers, type PersonIssuerConfig } from "../people/person-issuers.js";
+import { personIssuersFor, type PersonIssuerConfig, type PersonIssuers } from "../people/person-issuers.js";
 import { CalleeGuard } from "./callee.js";
 import type { GuardMode } from "./recorder.js";
 
@@ -35,20 +35,9 @@ function replayCacheOf(identity: AgentIdentity): ReplayCache {
   return cache;
 }
 
-/**
- * One verifier per trusted-provider configuration per process, so an approver's provider keys
- * are fetched once and kept while the configuration holds (a new one when it changes).
- */
-const personIssuerCache = new Map<string, PersonIssuers>();
+/** The providers a trust domain trusts, as one shared verifier; none when it trusts none. */
 function personIssuersOf(configs: readonly PersonIssuerConfig[]): PersonIssuers | undefined {
-  if (configs.length === 0) return undefined;
-  const key = JSON.stringify(configs);
-  let held = personIssuerCache.get(key);
-  if (held === undefined) {
-    if (personIssuerCache.size >= 64) personIssuerCache.clear();
-    personIssuerCache.set(key, (held = new PersonIssuers(configs)));
-  }
-  return held;
+  return configs.length === 0 ? undefined : personIssuersFor(configs);
 }
 
 const saidOpen = new WeakSet<AgentIdentity>();

@@ -54,6 +54,7 @@ export {
   verifyOnBehalfOf,
   readOnBehalfOf,
   audienceCovers,
+  isOnBehalfOfToken,
   keyThumbprint,
   actClaimOf,
   actorsOf,

@@ -25,8 +25,8 @@
  */
 import { createHash, createPublicKey, type KeyObject } from "node:crypto";
 import { AztpError, ErrorCodes } from "../errors.js";
-import { decodeCompact, signCompact, verifyDecoded, type DecodedJws } from "../spiffe/jws.js";
-import { SpiffeId } from "../spiffe/spiffeid.js";
+import { decodeCompact, decodeHeader, signCompact, verifyDecoded, type DecodedJws } from "../spiffe/jws.js";
+import { SpiffeId, TrustDomain } from "../spiffe/spiffeid.js";
 import { checkTimeWindow, type TimeWindow } from "../spiffe/time-window.js";
 import { VerifiedSignatures } from "../spiffe/verified-signatures.js";
 import { newJti } from "./nonce.js";
@@ -194,11 +194,13 @@ export function mintOnBehalfOf(o: MintOnBehalfOfOptions): string {
   const iat = Math.floor((o.now ?? new Date()).getTime() / 1000);
   const exp = Math.min(iat + Math.floor(ttl), Math.floor(o.notAfter.getTime() / 1000));
   if (exp <= iat) throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "the person's token has expired");
+  // A workload's SPIFFE ID, or a trust domain's own (`spiffe://<td>`: every workload of it).
   const audience =
-    o.audience !== undefined && o.audience.length > 0 ? [...o.audience] : [`spiffe://${last.trustDomain}`];
-  for (const a of audience) SpiffeId.parse(a.replace(/^(spiffe:\/\/[^/]+)$/, "$1/x"));
+    o.audience !== undefined && o.audience.length > 0
+      ? o.audience.map((a) => SpiffeId.parse(a).toString())
+      : [TrustDomain.parse(last.trustDomain).id().toString()];
   const claims: OnBehalfOfClaims = {
-    iss: `spiffe://${SpiffeId.parse(`spiffe://${o.trustDomain}/x`).trustDomain}`,
+    iss: TrustDomain.parse(o.trustDomain).id().toString(),
     sub: o.person.subject,
     sub_id: { format: "iss_sub", iss: o.person.issuer, sub: o.person.subject },
     aud: audience,
@@ -247,8 +249,11 @@ export function readOnBehalfOf(token: unknown, o: { trust: Trust; now: Date }): 
   if (header.typ !== OBO_TYP) invalid("typ", `typ must be ${OBO_TYP}, got ${JSON.stringify(header.typ)?.slice(0, 40)}`);
   let td: string;
   try {
-    if (typeof c.iss !== "string" || !/^spiffe:\/\/[^/]+$/.test(c.iss)) throw new Error("not a trust domain ID");
-    td = SpiffeId.parse(`${c.iss}/x`).trustDomain;
+    if (typeof c.iss !== "string") throw new Error("not a string");
+    const iss = SpiffeId.parse(c.iss);
+    // Exactly a trust domain's ID, as the signer wrote it: no path, no other spelling.
+    if (iss.path !== "" || iss.toString() !== c.iss) throw new Error("not a trust domain ID");
+    td = iss.trustDomain;
   } catch {
     invalid("issuer", `iss ${JSON.stringify(c.iss)?.slice(0, 80)} is not a trust domain's ID (spiffe://<td>)`);
   }
@@ -308,11 +313,25 @@ export function readOnBehalfOf(token: unknown, o: { trust: Trust; now: Date }): 
   };
 }
 
-/** Whether a token with audience `aud` is good for `resource` (a SPIFFE ID, or a trust domain's ID). */
-export function audienceCovers(aud: readonly string[], resource: string): boolean {
-  if (aud.includes(resource)) return true;
-  const m = /^(spiffe:\/\/[^/]+)\//.exec(resource);
-  return m !== null && aud.includes(m[1] as string);
+/**
+ * Whether a token with audience `aud` is good for `resource`: named itself, or its trust domain's
+ * ID (`spiffe://<td>`, every workload of it). `resource` is a SPIFFE ID, or a trust domain's.
+ */
+export function audienceCovers(aud: readonly string[], resource: string | SpiffeId): boolean {
+  const id = typeof resource === "string" ? SpiffeId.parse(resource) : resource;
+  // A parsed ID's trust domain is already in its one spelling: its ID is spiffe://<td>.
+  return aud.includes(id.toString()) || aud.includes(`spiffe://${id.trustDomain}`);
+}
+
+/** Whether `token` is one of this library's on-behalf-of tokens (by its header's `typ`), not a person's own. */
+export function isOnBehalfOfToken(token: string): boolean {
+  const dot = token.indexOf(".");
+  if (dot <= 0) return false;
+  try {
+    return decodeHeader(token.slice(0, dot), TOKEN_ALGORITHMS).typ === OBO_TYP;
+  } catch {
+    return false;
+  }
 }
 
 export interface VerifyOnBehalfOfOptions {
@@ -333,9 +352,9 @@ export interface VerifyOnBehalfOfOptions {
  */
 export function verifyOnBehalfOf(token: unknown, o: VerifyOnBehalfOfOptions): VerifiedOnBehalfOf {
   const v = readOnBehalfOf(token, o);
-  const me = SpiffeId.parse(o.audience).toString();
+  const me = SpiffeId.parse(o.audience);
   if (!audienceCovers(v.audience, me))
-    invalid("audience", `aud ${JSON.stringify(v.audience).slice(0, 120)} does not name ${me}`);
+    invalid("audience", `aud ${JSON.stringify(v.audience).slice(0, 120)} does not name ${me.toString()}`);
   if (v.claims.cnf.jkt !== keyThumbprint(o.signer.key))
     invalid("binding", `the token is bound to another key than the one ${o.signer.spiffeId} signed the call with`);
   const path =

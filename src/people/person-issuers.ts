@@ -241,3 +241,19 @@ export class PersonIssuers {
     };
   }
 }
+
+/**
+ * One verifier per trusted-provider configuration per process, so a provider's keys are fetched
+ * once and kept while its configuration holds (a changed configuration gets a new one). Shared by
+ * the embedded authority's exchange and every serving guard's approvals.
+ */
+const verifiers = new Map<string, PersonIssuers>();
+export function personIssuersFor(configs: readonly PersonIssuerConfig[]): PersonIssuers {
+  const key = JSON.stringify(configs);
+  let held = verifiers.get(key);
+  if (held === undefined) {
+    if (verifiers.size >= 64) verifiers.clear();
+    verifiers.set(key, (held = new PersonIssuers(configs)));
+  }
+  return held;
+}

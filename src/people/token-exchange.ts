@@ -20,10 +20,10 @@ import { AztpError, ErrorCodes } from "../errors.js";
 import {
   audienceCovers,
   DEFAULT_OBO_TTL_SECONDS,
+  isOnBehalfOfToken,
   MAX_ACT_DEPTH,
   MAX_OBO_TTL_SECONDS,
   mintOnBehalfOf,
-  OBO_TYP,
   readOnBehalfOf,
   type Person,
 } from "../invocation/on-behalf-of.js";
@@ -94,7 +94,7 @@ function badRequest(message: string): never {
 
 /** The RFC 8693 token type of a subject token, read from its header: jwt (ours), access_token or id_token. */
 export function subjectTokenTypeOf(token: string): string {
-  if (isOnBehalfOf(token)) return TOKEN_TYPE.jwt;
+  if (isOnBehalfOfToken(token)) return TOKEN_TYPE.jwt;
   const dot = token.indexOf(".");
   try {
     const typ = decodeHeader(token.slice(0, Math.max(0, dot)), DEFAULT_ALGORITHMS).typ;
@@ -105,21 +105,8 @@ export function subjectTokenTypeOf(token: string): string {
   return TOKEN_TYPE.idToken;
 }
 
-function isOnBehalfOf(token: string): boolean {
-  const dot = token.indexOf(".");
-  if (dot <= 0) return false;
-  try {
-    return decodeHeader(token.slice(0, dot), DEFAULT_ALGORITHMS).typ === OBO_TYP;
-  } catch {
-    return false;
-  }
-}
-
+/** A resource the token is for: a workload's SPIFFE ID, or a trust domain's (`spiffe://<td>`). */
 function resourceOf(r: string): string {
-  if (/^spiffe:\/\/[^/]+$/.test(r)) {
-    SpiffeId.parse(`${r}/x`); // a trust domain's ID: checked as a name
-    return r.toLowerCase();
-  }
   try {
     return SpiffeId.parse(r).toString();
   } catch (e) {
@@ -157,7 +144,7 @@ export async function exchangeToken(
   let actors: string[];
   let notAfter: Date;
   let claims = {};
-  if (isOnBehalfOf(request.subjectToken)) {
+  if (isOnBehalfOfToken(request.subjectToken)) {
     // A further hop: only to a sub-agent of the agent holding the token, only narrowing.
     const parent = readOnBehalfOf(request.subjectToken, { trust: deps.trust, now });
     const current = parent.actors[parent.actors.length - 1] as string;
