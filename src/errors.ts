@@ -207,6 +207,13 @@ export const ErrorCodes = {
   AUDIT_CLOSED: "ERR_AUDIT_CLOSED",
   /** A call refused because its audit entry cannot be written (the log failed or is closed): nothing runs unaudited. */
   AUDIT_UNAVAILABLE: "ERR_AUDIT_UNAVAILABLE",
+  /**
+   * A C2SP signed note (a checkpoint of the log's Merkle tree, a cosignature, a verifier key) that
+   * breaks the format (`rule` names which part), or whose signature by a known key fails.
+   */
+  AUDIT_NOTE_INVALID: "ERR_AUDIT_NOTE_INVALID",
+  /** An inclusion or consistency proof that does not hold, or that is not a proof (`rule` says which). */
+  AUDIT_PROOF_INVALID: "ERR_AUDIT_PROOF_INVALID",
 
   // The MCP binding and proxy (mcp/)
   /** An MCP request reused the id of a request still in flight on its connection. */

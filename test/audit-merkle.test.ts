@@ -12,6 +12,9 @@ import {
   EMPTY_TREE_HASH,
   inclusionProof,
   leafHash,
+  leafHashOfText,
+  MerkleFrontier,
+  MerkleTree,
   treeRoot,
   verifyConsistency,
   verifyInclusion,
@@ -129,5 +132,29 @@ describe("the log's Merkle tree (RFC 6962)", () => {
       "nothing to prove from nothing",
     );
     assert.equal(verifyConsistency(5, 5, [], roots[5] as Buffer, roots[4] as Buffer), false, "same size, other roots");
+  });
+
+  it("a tree kept in memory and a writer's frontier give the same roots and proofs as the tree rebuilt from its leaves", () => {
+    const tree = new MerkleTree();
+    const frontier = MerkleFrontier.empty();
+    assert.deepEqual(tree.root(), EMPTY_TREE_HASH);
+    assert.deepEqual(frontier.root(), EMPTY_TREE_HASH);
+    for (let n = 1; n <= MAX; n++) {
+      tree.push(leaves[n - 1] as Buffer);
+      frontier.push(leaves[n - 1] as Buffer);
+      assert.deepEqual(frontier.root(), roots[n], `frontier root of ${n}`);
+      const again = MerkleFrontier.of(n, frontier.roots);
+      assert.deepEqual(again.root(), roots[n], "a frontier read back from a checkpoint");
+      assert.deepEqual(tree.frontier(n).roots, frontier.roots, `the tree's frontier of ${n}`);
+    }
+    for (let size = 0; size <= MAX; size++) {
+      assert.deepEqual(tree.root(size), roots[size], `root of ${size}`);
+      for (let i = 0; i < size; i++) assert.deepEqual(tree.inclusionProof(i, size), inclusionProof(leaves, i, size));
+      for (let from = 0; from <= size; from++)
+        assert.deepEqual(tree.consistencyProof(from, size), consistencyProof(leaves, from, size));
+    }
+    assert.throws(() => tree.root(MAX + 1), { code: ErrorCodes.ARGUMENT_INVALID });
+    assert.throws(() => MerkleFrontier.of(3, [leaves[0] as Buffer]), { code: ErrorCodes.ARGUMENT_INVALID });
+    assert.deepEqual(leafHashOfText("entry é"), leafHash(Buffer.from("entry é", "utf8")), "a line hashes as its UTF-8");
   });
 });

@@ -56,17 +56,51 @@ function split(n: number): number {
   return k;
 }
 
+/** Something that knows the root of any run of leaves: a list of leaf hashes, or a MerkleTree. */
+type SubtreeRoots = (start: number, n: number) => Buffer;
+
 /** The root of the tree over `leaves` (leaf hashes), from `start` for `n` leaves. */
-function subtreeRoot(leaves: readonly Uint8Array[], start: number, n: number): Buffer {
+function listSubtreeRoot(leaves: readonly Uint8Array[], start: number, n: number): Buffer {
   if (n === 0) return EMPTY_TREE_HASH;
   if (n === 1) return Buffer.from(leaves[start] as Uint8Array);
   const k = split(n);
-  return nodeHash(subtreeRoot(leaves, start, k), subtreeRoot(leaves, start + k, n - k));
+  return nodeHash(listSubtreeRoot(leaves, start, k), listSubtreeRoot(leaves, start + k, n - k));
 }
 
 /** The root hash of the tree whose leaf hashes are `leaves` (RFC 6962's MTH). */
 export function treeRoot(leaves: readonly Uint8Array[]): Buffer {
-  return subtreeRoot(leaves, 0, leaves.length);
+  return listSubtreeRoot(leaves, 0, leaves.length);
+}
+
+function checkInclusion(index: number, size: number, available: number): void {
+  checkSize(size, "size");
+  if (size > available) invalid(`a tree of ${size} leaves from ${available}`);
+  if (!Number.isSafeInteger(index) || index < 0 || index >= size) invalid(`leaf ${index} is not in a tree of ${size}`);
+}
+
+function checkConsistency(from: number, to: number, available: number): void {
+  checkSize(from, "from");
+  checkSize(to, "to");
+  if (to > available) invalid(`a tree of ${to} leaves from ${available}`);
+  if (from > to) invalid(`the older tree (${from}) is larger than the newer (${to})`);
+}
+
+/** RFC 6962's PATH(m, D[start:start+n]), the sibling hashes from the leaf up. */
+function path(roots: SubtreeRoots, m: number, start: number, n: number): Buffer[] {
+  if (n <= 1) return [];
+  const k = split(n);
+  return m < k
+    ? [...path(roots, m, start, k), roots(start + k, n - k)]
+    : [...path(roots, m - k, start + k, n - k), roots(start, k)];
+}
+
+/** RFC 6962's SUBPROOF(m, D[start:start+n], complete). */
+function subproof(roots: SubtreeRoots, m: number, start: number, n: number, complete: boolean): Buffer[] {
+  if (m === n) return complete ? [] : [roots(start, n)];
+  const k = split(n);
+  return m <= k
+    ? [...subproof(roots, m, start, k, complete), roots(start + k, n - k)]
+    : [...subproof(roots, m - k, start + k, n - k, false), roots(start, k)];
 }
 
 /**
@@ -74,17 +108,8 @@ export function treeRoot(leaves: readonly Uint8Array[]): Buffer {
  * PATH): the sibling hashes from the leaf up.
  */
 export function inclusionProof(leaves: readonly Uint8Array[], index: number, size = leaves.length): Buffer[] {
-  checkSize(size, "size");
-  if (size > leaves.length) invalid(`a tree of ${size} leaves from ${leaves.length}`);
-  if (!Number.isSafeInteger(index) || index < 0 || index >= size) invalid(`leaf ${index} is not in a tree of ${size}`);
-  const path = (m: number, start: number, n: number): Buffer[] => {
-    if (n <= 1) return [];
-    const k = split(n);
-    return m < k
-      ? [...path(m, start, k), subtreeRoot(leaves, start + k, n - k)]
-      : [...path(m - k, start + k, n - k), subtreeRoot(leaves, start, k)];
-  };
-  return path(index, 0, size);
+  checkInclusion(index, size, leaves.length);
+  return path((start, n) => listSubtreeRoot(leaves, start, n), index, 0, size);
 }
 
 /**
@@ -92,19 +117,199 @@ export function inclusionProof(leaves: readonly Uint8Array[], index: number, siz
  * (RFC 6962's PROOF): the hashes that let a holder of the older root compute the newer.
  */
 export function consistencyProof(leaves: readonly Uint8Array[], from: number, to = leaves.length): Buffer[] {
-  checkSize(from, "from");
-  checkSize(to, "to");
-  if (to > leaves.length) invalid(`a tree of ${to} leaves from ${leaves.length}`);
-  if (from > to) invalid(`the older tree (${from}) is larger than the newer (${to})`);
+  checkConsistency(from, to, leaves.length);
   if (from === 0 || from === to) return [];
-  const subproof = (m: number, start: number, n: number, complete: boolean): Buffer[] => {
-    if (m === n) return complete ? [] : [subtreeRoot(leaves, start, n)];
+  return subproof((start, n) => listSubtreeRoot(leaves, start, n), from, 0, to, true);
+}
+
+/**
+ * The tree's right edge (a "compact range" from 0): the roots of its complete subtrees, largest
+ * first, one per bit set in the size. It is all a writer needs to extend the tree and compute
+ * its root, in O(log n) memory; a checkpoint stores it so that a writer reopening a log continues
+ * without rereading the entries the checkpoint covers.
+ */
+export class MerkleFrontier {
+  #size: number;
+  readonly #roots: Buffer[];
+
+  private constructor(size: number, roots: Buffer[]) {
+    this.#size = size;
+    this.#roots = roots;
+  }
+
+  static empty(): MerkleFrontier {
+    return new MerkleFrontier(0, []);
+  }
+
+  /** Rebuilds a frontier from its size and roots; throws ERR_ARGUMENT_INVALID if they disagree. */
+  static of(size: number, roots: readonly Uint8Array[]): MerkleFrontier {
+    checkSize(size, "size");
+    if (roots.length !== popcount(size))
+      invalid(`a tree of ${size} leaves has ${popcount(size)} frontier hashes, not ${roots.length}`);
+    if (!hashes(roots)) invalid("frontier hashes must be 32 bytes each");
+    return new MerkleFrontier(
+      size,
+      roots.map((r) => Buffer.from(r)),
+    );
+  }
+
+  get size(): number {
+    return this.#size;
+  }
+
+  /** The complete subtrees' roots, largest (leftmost) first. */
+  get roots(): readonly Buffer[] {
+    return this.#roots;
+  }
+
+  /** Adds a leaf (its leaf hash): one node hash per trailing 1 bit of the old size. */
+  push(leaf: Uint8Array): void {
+    let h: Buffer = Buffer.from(leaf);
+    for (let n = this.#size; n % 2 === 1; n = Math.floor(n / 2)) h = nodeHash(this.#roots.pop() as Buffer, h);
+    this.#roots.push(h);
+    this.#size++;
+  }
+
+  /** The root of the tree (the empty hash for no leaves). */
+  root(): Buffer {
+    return foldRight(this.#roots);
+  }
+
+  clone(): MerkleFrontier {
+    return new MerkleFrontier(this.#size, [...this.#roots]);
+  }
+}
+
+function popcount(n: number): number {
+  let c = 0;
+  for (; n > 0; n = Math.floor(n / 2)) c += n % 2;
+  return c;
+}
+
+/** MTH from the complete subtrees of a size's binary decomposition: each joins the rest on its right. */
+function foldRight(roots: readonly Buffer[]): Buffer {
+  if (roots.length === 0) return EMPTY_TREE_HASH;
+  let h = roots[roots.length - 1] as Buffer;
+  for (let i = roots.length - 2; i >= 0; i--) h = nodeHash(roots[i] as Buffer, h);
+  return h;
+}
+
+/**
+ * A whole tree kept in memory: every level's complete-subtree hashes (2n hashes for n leaves,
+ * stored contiguously, 64 bytes a leaf), so that any root, inclusion proof or consistency proof
+ * of any prefix is O(log n) lookups, and a tile (C2SP tlog-tiles) is a slice of one level.
+ */
+export class MerkleTree {
+  /** levels[l] holds the roots of the complete subtrees of 2^l leaves, left to right. */
+  readonly #levels: { buf: Buffer; count: number }[] = [];
+
+  get size(): number {
+    return this.#levels[0]?.count ?? 0;
+  }
+
+  /** Adds a leaf hash; one node hash per completed subtree (amortized one). */
+  push(leaf: Uint8Array): void {
+    if (leaf.length !== MERKLE_HASH_SIZE) invalid("a leaf hash must be 32 bytes");
+    let h: Uint8Array = leaf;
+    for (let l = 0; ; l++) {
+      const level = this.#level(l);
+      this.#put(level, h);
+      if (level.count % 2 === 1) return;
+      h = nodeHash(this.#at(l, level.count - 2), this.#at(l, level.count - 1));
+    }
+  }
+
+  /** Adds the leaf whose bytes are `data` (hashed as a leaf). */
+  pushData(data: Uint8Array | string): void {
+    this.push(typeof data === "string" ? leafHashOfText(data) : leafHash(data));
+  }
+
+  /** The hash at `index` of level `level` (a complete subtree of 2^level leaves). */
+  hashAt(level: number, index: number): Buffer {
+    const l = this.#levels[level];
+    if (l === undefined || !Number.isSafeInteger(index) || index < 0 || index >= l.count)
+      invalid(`no complete subtree ${index} at level ${level} in a tree of ${this.size}`);
+    return this.#at(level, index);
+  }
+
+  /** How many complete subtrees level `level` holds. */
+  levelSize(level: number): number {
+    return this.#levels[level]?.count ?? 0;
+  }
+
+  /** The root of the first `size` leaves (default: all). */
+  root(size = this.size): Buffer {
+    checkSize(size, "size");
+    if (size > this.size) invalid(`a tree of ${size} leaves from ${this.size}`);
+    return this.#subtree(0, size);
+  }
+
+  inclusionProof(index: number, size = this.size): Buffer[] {
+    checkInclusion(index, size, this.size);
+    return path((start, n) => this.#subtree(start, n), index, 0, size);
+  }
+
+  consistencyProof(from: number, to = this.size): Buffer[] {
+    checkConsistency(from, to, this.size);
+    if (from === 0 || from === to) return [];
+    return subproof((start, n) => this.#subtree(start, n), from, 0, to, true);
+  }
+
+  /** The frontier of the first `size` leaves, for a checkpoint. */
+  frontier(size = this.size): MerkleFrontier {
+    checkSize(size, "size");
+    if (size > this.size) invalid(`a tree of ${size} leaves from ${this.size}`);
+    const roots: Buffer[] = [];
+    let start = 0;
+    for (let l = 52; l >= 0; l--) {
+      const n = 2 ** l;
+      if (Math.floor(size / n) % 2 === 1) {
+        roots.push(this.#at(l, start / n));
+        start += n;
+      }
+    }
+    return MerkleFrontier.of(size, roots);
+  }
+
+  #subtree(start: number, n: number): Buffer {
+    if (n === 0) return EMPTY_TREE_HASH;
+    if ((n & (n - 1)) === 0 && start % n === 0 && n <= 2 ** 30) {
+      const l = Math.log2(n);
+      if (start / n < this.levelSize(l)) return this.#at(l, start / n);
+    }
     const k = split(n);
-    return m <= k
-      ? [...subproof(m, start, k, complete), subtreeRoot(leaves, start + k, n - k)]
-      : [...subproof(m - k, start + k, n - k, false), subtreeRoot(leaves, start, k)];
-  };
-  return subproof(from, 0, to, true);
+    return nodeHash(this.#subtree(start, k), this.#subtree(start + k, n - k));
+  }
+
+  #level(l: number): { buf: Buffer; count: number } {
+    let level = this.#levels[l];
+    if (level === undefined) {
+      level = { buf: Buffer.allocUnsafe(MERKLE_HASH_SIZE * 64), count: 0 };
+      this.#levels[l] = level;
+    }
+    return level;
+  }
+
+  #put(level: { buf: Buffer; count: number }, h: Uint8Array): void {
+    const offset = level.count * MERKLE_HASH_SIZE;
+    if (offset + MERKLE_HASH_SIZE > level.buf.length) {
+      const grown = Buffer.allocUnsafe(level.buf.length * 2);
+      level.buf.copy(grown, 0, 0, offset);
+      level.buf = grown;
+    }
+    level.buf.set(h, offset);
+    level.count++;
+  }
+
+  #at(l: number, index: number): Buffer {
+    const level = this.#levels[l] as { buf: Buffer };
+    return Buffer.from(level.buf.subarray(index * MERKLE_HASH_SIZE, (index + 1) * MERKLE_HASH_SIZE));
+  }
+}
+
+/** The leaf hash of a line of text (its UTF-8 bytes), without copying it into a Buffer first. */
+export function leafHashOfText(text: string): Buffer {
+  return createHash("sha256").update(LEAF).update(text, "utf8").digest();
 }
 
 function sameHash(a: Uint8Array, b: Uint8Array): boolean {
