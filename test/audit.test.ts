@@ -540,7 +540,17 @@ describe("verifyAuditLog", () => {
       uncovered: 0,
       signaturesChecked: true,
       witness: "checked",
+      tree: {
+        state: "proven",
+        origin: result.tree.origin,
+        size: 23,
+        root: result.tree.root,
+        provenCheckpoints: 5,
+        predatingCheckpoints: 0,
+        notesChecked: true,
+      },
     });
+    assert.match(result.tree.origin ?? "", /^example\.org\/audit-writer\/audit\/audit-\d+$/);
     assert.ok(existsSync(`${path}.witness`));
   });
 

@@ -43,6 +43,16 @@
 import { AztpError, ErrorCodes } from "../errors.js";
 import { canonicalJson, canonicalObject } from "../json/canonical.js";
 import { isHex64, isIsoTime, isPositiveSafeInteger } from "./entry.js";
+import { MerkleFrontier } from "./merkle.js";
+import {
+  ecdsaVerifierKey,
+  formatSignedNote,
+  joseToDerSignature,
+  ecdsaKeyId,
+  parseSignedNote,
+  verifyNote,
+} from "./signed-note.js";
+import { formatCheckpointBody, isOrigin, parseCheckpointBody, type CheckpointBody } from "./tlog-checkpoint.js";
 
 export interface Checkpoint {
   readonly type: "checkpoint";
@@ -52,6 +62,14 @@ export interface Checkpoint {
   readonly count: number;
   readonly time: string;
   readonly signer: string;
+  /**
+   * The log's Merkle tree at `upTo` entries (RFC 6962, leaves the entry lines as stored) as a
+   * C2SP checkpoint in signed-note form, signed by the writer's SVID key (type 0x02). Absent in
+   * checkpoints written before the log kept a tree: such a log "predates proofs".
+   */
+  readonly note?: string;
+  /** The tree's frontier at `upTo` (base64 hashes, largest subtree first), so a writer reopening the log continues the tree. */
+  readonly frontier?: readonly string[];
   /** Compact JWS over `checkpointPayload` of the other members. */
   readonly sig: string;
 }
@@ -63,11 +81,118 @@ export interface CheckpointSigner {
   readonly id: string;
   /** Returns a compact JWS over `payload` (attached or detached, as the verifier expects). */
   sign(payload: Buffer): string;
+  /**
+   * Signs a C2SP checkpoint's note text with the same key: ECDSA P-256 over SHA-256, as JOSE
+   * writes it (r || s), and the key's DER SubjectPublicKeyInfo. Null (or absent) when the key is
+   * not P-256: its checkpoints then carry no note, and the log says it has no proofs.
+   */
+  signNote?(text: Buffer): { spki: Buffer; signature: Buffer } | null;
 }
 
 /** Checks checkpoint signatures; throws when `sig` is not a valid signature over `payload`. */
 export interface CheckpointVerifier {
-  verify(sig: string, payload: Buffer): { signer: string };
+  /** `publicKey`: the verified signer's DER SubjectPublicKeyInfo, which the checkpoint's note must be signed by. */
+  verify(sig: string, payload: Buffer): { signer: string; publicKey?: Buffer };
+}
+
+/**
+ * The origin of a log's checkpoints (their first line, and the note's key name): the signer's
+ * SPIFFE ID without its scheme, then `/audit/` and the log's name. A log keeps the origin of its
+ * first note whatever its writer is called later.
+ */
+export function defaultOrigin(signerId: string, logName: string): string {
+  const id = signerId.replace(/^[a-z]+:\/\//, "");
+  const name = logName.replace(/[^A-Za-z0-9._-]/g, "-") || "log";
+  const origin = `${id.replace(/[^A-Za-z0-9._/-]/g, "-")}/audit/${name}`;
+  return origin;
+}
+
+/** The frontier as a checkpoint stores it. */
+function frontierMember(tree: MerkleFrontier): string[] {
+  return tree.roots.map((h) => h.toString("base64"));
+}
+
+/** A checkpoint's frontier, read back; null when it has none or it is not one. */
+export function checkpointFrontier(checkpoint: Checkpoint): MerkleFrontier | null {
+  if (checkpoint.frontier === undefined) return null;
+  try {
+    return MerkleFrontier.of(
+      checkpoint.upTo,
+      checkpoint.frontier.map((h) => Buffer.from(h, "base64")),
+    );
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Signs a checkpoint of the chain head `unsigned` names and of the Merkle tree `tree` (of
+ * `unsigned.upTo` leaves) under `origin`: the note first (type 0x02, by the signer's key), then
+ * the JWS over every member, the note among them.
+ */
+export function makeCheckpoint(
+  unsigned: UnsignedCheckpoint,
+  tree: MerkleFrontier | null,
+  origin: string,
+  signer: CheckpointSigner,
+): Checkpoint {
+  if (tree === null || signer.signNote === undefined) return signCheckpoint(unsigned, signer);
+  if (tree.size !== unsigned.upTo)
+    throw new AztpError(
+      ErrorCodes.ARGUMENT_INVALID,
+      `checkpoint of ${unsigned.upTo} entries from a tree of ${tree.size}`,
+    );
+  if (!isOrigin(origin))
+    throw new AztpError(ErrorCodes.ARGUMENT_INVALID, `checkpoint origin "${origin}" must have no spaces or "+"`);
+  const text = formatCheckpointBody({ origin, size: tree.size, root: tree.root() });
+  const signed = signer.signNote(Buffer.from(text, "utf8"));
+  if (signed === null) return signCheckpoint(unsigned, signer);
+  const note = formatSignedNote({
+    text,
+    signatures: [{ name: origin, keyId: ecdsaKeyId(signed.spki), signature: joseToDerSignature(signed.signature) }],
+  });
+  return signCheckpoint({ ...unsigned, note, frontier: frontierMember(tree) }, signer);
+}
+
+/** The checkpoint body (origin, size, root) a checkpoint's note holds; null when it has none. Throws ERR_AUDIT_NOTE_INVALID for a malformed one. */
+export function checkpointBody(checkpoint: Checkpoint): CheckpointBody | null {
+  if (checkpoint.note === undefined) return null;
+  return parseCheckpointBody(parseSignedNote(checkpoint.note).text);
+}
+
+/**
+ * Why a checkpoint's tree is not the tree `tree` of the entries it covers, or null when it is:
+ * its frontier, its note's size and root, its origin (`origin`, when the log has one already),
+ * and, given the verified signer's key, the note's signature by that key under the origin.
+ */
+export function checkpointTreeProblem(
+  checkpoint: Checkpoint,
+  tree: MerkleFrontier,
+  options: { origin?: string | undefined; publicKey?: Buffer | undefined } = {},
+): string | null {
+  if (checkpoint.note === undefined) return "has no tree (note)";
+  let body: CheckpointBody;
+  try {
+    body = checkpointBody(checkpoint) as CheckpointBody;
+  } catch (cause) {
+    return (cause as Error).message;
+  }
+  if (options.origin !== undefined && body.origin !== options.origin)
+    return `is for origin "${body.origin}", the log's earlier checkpoints for "${options.origin}"`;
+  if (body.size !== checkpoint.upTo) return `note says ${body.size} entries, the checkpoint covers ${checkpoint.upTo}`;
+  if (!body.root.equals(tree.root())) return `note's root hash is not the Merkle root of entries 1..${checkpoint.upTo}`;
+  const frontier = checkpoint.frontier ?? [];
+  const expected = frontierMember(tree);
+  if (frontier.length !== expected.length || frontier.some((h, i) => h !== expected[i]))
+    return "frontier is not the tree's";
+  if (options.publicKey !== undefined) {
+    try {
+      verifyNote(parseSignedNote(checkpoint.note), [ecdsaVerifierKey(body.origin, options.publicKey)]);
+    } catch (cause) {
+      return `note is not signed by the checkpoint's signer: ${(cause as Error).message}`;
+    }
+  }
+  return null;
 }
 
 /** The bytes a checkpoint signature covers: the canonical JSON of all members but `sig`. */
@@ -92,7 +217,7 @@ export function isCheckpointRecord(value: unknown): boolean {
   return typeof value === "object" && value !== null && (value as { type?: unknown }).type === "checkpoint";
 }
 
-const CHECKPOINT_KEYS = ["type", "seq", "upTo", "head", "count", "time", "signer", "sig"] as const;
+const CHECKPOINT_KEYS = ["type", "seq", "upTo", "head", "count", "time", "signer", "note", "frontier", "sig"] as const;
 
 /** Returns why `value` is not a well-formed checkpoint, or null if it is one. */
 export function checkpointProblem(value: unknown): string | null {
@@ -109,6 +234,16 @@ export function checkpointProblem(value: unknown): string | null {
   if (!isIsoTime(c.time)) return `field "time" must be an ISO 8601 timestamp`;
   if (typeof c.signer !== "string" || c.signer.length === 0) return `field "signer" must be a non-empty string`;
   if (typeof c.sig !== "string" || c.sig.length === 0) return `field "sig" must be a non-empty string`;
+  if ((c.note === undefined) !== (c.frontier === undefined)) return `fields "note" and "frontier" come together`;
+  if (c.note !== undefined && (typeof c.note !== "string" || c.note.length === 0 || c.note.length > 65536))
+    return `field "note" must be a signed note`;
+  if (
+    c.frontier !== undefined &&
+    (!Array.isArray(c.frontier) ||
+      c.frontier.length > 64 ||
+      !c.frontier.every((h) => typeof h === "string" && /^[A-Za-z0-9+/]{43}=$/.test(h)))
+  )
+    return `field "frontier" must be a list of base64 SHA-256 hashes`;
   return null;
 }
 
@@ -124,14 +259,23 @@ export function parseCheckpoint(value: unknown): Checkpoint {
  * different signer than the record claims), or null when it does.
  */
 export function checkpointSignatureProblem(checkpoint: Checkpoint, verifier: CheckpointVerifier): string | null {
-  let signer: unknown;
+  return checkCheckpointSignature(checkpoint, verifier).problem;
+}
+
+/** As checkpointSignatureProblem, with the verified signer's key (to check the note by). */
+export function checkCheckpointSignature(
+  checkpoint: Checkpoint,
+  verifier: CheckpointVerifier,
+): { problem: string | null; publicKey?: Buffer } {
+  let verified: { signer: string; publicKey?: Buffer };
   try {
-    signer = verifier.verify(checkpoint.sig, checkpointPayload(checkpoint)).signer;
+    verified = verifier.verify(checkpoint.sig, checkpointPayload(checkpoint));
   } catch (cause) {
-    return `signature does not verify: ${cause instanceof Error ? cause.message : String(cause)}`;
+    return { problem: `signature does not verify: ${cause instanceof Error ? cause.message : String(cause)}` };
   }
-  if (signer !== checkpoint.signer) return `signed by "${String(signer)}", but the record names "${checkpoint.signer}"`;
-  return null;
+  if (verified.signer !== checkpoint.signer)
+    return { problem: `signed by "${String(verified.signer)}", but the record names "${checkpoint.signer}"` };
+  return verified.publicKey === undefined ? { problem: null } : { problem: null, publicKey: verified.publicKey };
 }
 
 /** True when two checkpoints are the same record (same members, same signature). */

@@ -19,6 +19,7 @@
  * and the writer refuses to append to it). An unfinished last line left by a crash is removed,
  * reported in `recovered` and through `onWarning`.
  */
+import { basename } from "node:path";
 import { AztpError, ErrorCodes } from "../errors.js";
 import {
   entryFields,
@@ -37,10 +38,15 @@ import {
   isCheckpointRecord,
   parseCheckpoint,
   sameCheckpoint,
-  signCheckpoint,
+  checkpointBody,
+  checkpointFrontier,
+  defaultOrigin,
+  makeCheckpoint,
   type Checkpoint,
   type CheckpointSigner,
 } from "./checkpoint.js";
+import { leafHashOfText, MerkleFrontier } from "./merkle.js";
+import { scanLines } from "./lines.js";
 import { JsonlSink, type AuditDurability } from "./jsonl-sink.js";
 import { redact } from "./redact.js";
 import { defaultWitnessPath, readWitness, writeWitness } from "./witness.js";
@@ -51,6 +57,12 @@ export interface AuditLogOptions extends AuditWriterOptions {
   readonly checkpointIntervalMs?: number | undefined;
   /** Where the newest checkpoint is copied. Default `<path>.witness`. */
   readonly witnessPath?: string | undefined;
+  /**
+   * The origin of the log's C2SP checkpoints (their first line and the note's key name). Default
+   * `<signer's SPIFFE ID without spiffe://>/audit/<file name without .jsonl>`; a log that has
+   * checkpoints with notes keeps the origin they name.
+   */
+  readonly origin?: string | undefined;
   /**
    * When `append` resolves. "write" (default): once the entry has been handed to the kernel
    * with write(); it then survives a crash or SIGKILL of the process, not a power loss.
@@ -104,6 +116,7 @@ interface Settings {
   checkpointEvery: number;
   checkpointIntervalMs: number;
   witnessPath: string;
+  origin: string | undefined;
   recoverIntervalMs: number;
   /** Loaded only when `otel` is set, so that logs without it never load the OpenTelemetry API. */
   otel: typeof import("./otel.js") | null;
@@ -113,6 +126,10 @@ interface Settings {
 interface Tail {
   lastEntry: StoredAuditEntry | null;
   lastCheckpoint: Checkpoint | null;
+  /** Leaf hashes of the entries after the newest checkpoint, newest first. */
+  after: Buffer[];
+  /** Whether the backward read reached the first line (every entry is in `after`). */
+  reachedStart: boolean;
 }
 
 export class AuditLog implements AuditWriter {
@@ -125,6 +142,8 @@ export class AuditLog implements AuditWriter {
   #head: string;
   #lastCheckpoint: Checkpoint | null;
   #nextCheckpointAt: number;
+  /** The Merkle tree's right edge over every entry, kept when there is a signer (checkpoints carry its root). */
+  #tree: MerkleFrontier | null = null;
   #witnessChain: Promise<void> = Promise.resolve();
   #interval: NodeJS.Timeout | null = null;
   #closing: Promise<void> | null = null;
@@ -171,6 +190,7 @@ export class AuditLog implements AuditWriter {
       const witness = await readWitness(settings.witnessPath);
       const tail = recoverTail(sink, settings.signer !== undefined || witness !== null);
       const log = new AuditLog(path, sink, settings, tail);
+      if (settings.signer !== undefined) log.#tree = await treeOf(path, tail);
       if (sink.torn !== null) {
         settings.onWarning({
           code: "torn-tail",
@@ -256,6 +276,7 @@ export class AuditLog implements AuditWriter {
         this.#head = tail.lastEntry?.hash ?? GENESIS.hash;
         this.#lastCheckpoint = tail.lastCheckpoint;
         this.#nextCheckpointAt = (tail.lastCheckpoint?.upTo ?? 0) + this.#settings.checkpointEvery;
+        if (this.#settings.signer !== undefined) this.#tree = await treeOf(this.path, tail);
         await this.#reconcileWitness(witness);
       } catch (cause) {
         this.#sink.markFailed(cause); // never append on top of a tail that does not check out
@@ -303,6 +324,7 @@ export class AuditLog implements AuditWriter {
     });
     this.#seq = entry.seq;
     this.#head = entry.hash;
+    this.#tree?.push(leafHashOfText(line));
     const s = this.#settings;
     if (s.signer !== undefined && s.checkpointEvery > 0 && entry.seq >= this.#nextCheckpointAt) this.#autoCheckpoint();
     const otel = s.otel;
@@ -385,13 +407,15 @@ export class AuditLog implements AuditWriter {
     const signer = this.#settings.signer;
     const covered = this.#lastCheckpoint?.upTo ?? GENESIS.seq;
     if (signer === undefined || this.#seq === covered) return null;
-    const checkpoint = signCheckpoint(
+    const checkpoint = makeCheckpoint(
       {
         type: "checkpoint",
         ...nextCheckpoint(this.#lastCheckpoint, { seq: this.#seq, hash: this.#head }),
         time: new Date().toISOString(),
         signer: signer.id,
       },
+      this.#tree,
+      this.#origin(signer),
       signer,
     );
     this.#lastCheckpoint = checkpoint;
@@ -400,6 +424,13 @@ export class AuditLog implements AuditWriter {
     const durable = this.#sink.append(checkpointLine(checkpoint), { sync: true });
     // Only a durable checkpoint may reach the witness: a witness ahead of the log reads as a cut.
     return durable.then(() => this.#updateWitness(checkpoint)).then(() => checkpoint);
+  }
+
+  /** The origin the log's notes already name, else the configured or default one. */
+  #origin(signer: CheckpointSigner): string {
+    const named = this.#lastCheckpoint === null ? null : checkpointBody(this.#lastCheckpoint);
+    if (named !== null) return named.origin;
+    return this.#settings.origin ?? defaultOrigin(signer.id, basename(this.path).replace(/\.jsonl$/, ""));
   }
 
   #autoCheckpoint(): void {
@@ -494,6 +525,7 @@ function recoverTail(sink: JsonlSink, wantCheckpoint: boolean): Tail {
   let newer: StoredAuditEntry | null = null; // the entry after the current line, in file order
   let checkpointAwaitsEntry = false;
   let reachedStart = true;
+  const after: Buffer[] = [];
   for (const { line, offset } of sink.linesBackward()) {
     const where = `audit log ${sink.path}, line at byte ${offset}`;
     let value: unknown;
@@ -518,6 +550,7 @@ function recoverTail(sink: JsonlSink, wantCheckpoint: boolean): Tail {
       continue;
     }
     const entry = withContext(where, () => parseStoredEntry(value));
+    if (lastCheckpoint === null) after.push(leafHashOfText(line));
     if (withContext(where, () => sealFault(entry)) !== null)
       throw corrupt(`${where}: entry ${entry.seq} does not match its hash`);
     if (newer !== null && linkFault(entry, newer) !== null) {
@@ -541,7 +574,31 @@ function recoverTail(sink: JsonlSink, wantCheckpoint: boolean): Tail {
   if (reachedStart && newer !== null && linkFault(GENESIS, newer) !== null) {
     throw corrupt(`audit log ${sink.path}: the first entry is seq ${newer.seq}, not 1 after the genesis value`);
   }
-  return { lastEntry, lastCheckpoint };
+  return { lastEntry, lastCheckpoint, after, reachedStart };
+}
+
+/**
+ * The Merkle tree's frontier over every entry of a log whose tail is `tail`: the newest
+ * checkpoint's frontier and the entries after it; for a log whose checkpoints predate trees, one
+ * forward pass over its entries (once: its next checkpoint carries the frontier).
+ */
+async function treeOf(path: string, tail: Tail): Promise<MerkleFrontier> {
+  const last = tail.lastCheckpoint;
+  let tree: MerkleFrontier | null = null;
+  if (last !== null) tree = checkpointFrontier(last);
+  else if (tail.reachedStart) tree = MerkleFrontier.empty();
+  if (tree !== null) {
+    for (let i = tail.after.length - 1; i >= 0; i--) tree.push(tail.after[i] as Buffer);
+    return tree;
+  }
+  const rebuilt = MerkleFrontier.empty();
+  const upTo = tail.lastEntry?.seq ?? 0;
+  await scanLines(path, (line) => {
+    if (rebuilt.size >= upTo) return false;
+    if (!isCheckpointRecord(JSON.parse(line))) rebuilt.push(leafHashOfText(line));
+    return true;
+  });
+  return rebuilt;
 }
 
 function resolveSettings(path: string, options: AuditLogOptions): Settings {
@@ -569,6 +626,7 @@ function resolveSettings(path: string, options: AuditLogOptions): Settings {
     checkpointEvery: intOption(options.checkpointEvery, "checkpointEvery", 1000, 0, Number.MAX_SAFE_INTEGER),
     checkpointIntervalMs: intOption(options.checkpointIntervalMs, "checkpointIntervalMs", 60_000, 0, 2 ** 31 - 1),
     witnessPath: options.witnessPath ?? defaultWitnessPath(path),
+    origin: options.origin,
     recoverIntervalMs: intOption(options.recoverIntervalMs, "recoverIntervalMs", 500, 0, 2 ** 31 - 1),
     otel: null,
     onWarning,

@@ -13,14 +13,18 @@ import { AztpError } from "../errors.js";
 import { GENESIS, namesHead, nextCheckpoint, stepFault, type ChainFault, type ChainHead } from "./chain.js";
 import { entryProblem, type AuditEntry } from "./entry.js";
 import {
+  checkCheckpointSignature,
+  checkpointBody,
   checkpointProblem,
   checkpointSignatureProblem,
+  checkpointTreeProblem,
   isCheckpointRecord,
   sameCheckpoint,
   type Checkpoint,
   type CheckpointVerifier,
 } from "./checkpoint.js";
 import { scanLines } from "./lines.js";
+import { leafHashOfText, MerkleFrontier } from "./merkle.js";
 import { defaultWitnessPath, readWitness } from "./witness.js";
 
 export type AuditFault =
@@ -40,6 +44,12 @@ export type AuditFault =
   | "checkpoint-count"
   /** A checkpoint's signature does not verify, or is by another signer than it names. */
   | "checkpoint-signature"
+  /**
+   * A checkpoint's Merkle tree (its C2SP note) is not the tree of the entries it covers, names
+   * another origin than the log's, is not signed by its signer, or is missing after checkpoints
+   * that had one.
+   */
+  | "checkpoint-tree"
   /** The log holds a different checkpoint, or entry, than the witness says it held. */
   | "witness-mismatch"
   /** The log ends before the checkpoint the witness holds: its tail was cut. */
@@ -87,7 +97,30 @@ export interface AuditVerifyResult {
   readonly signaturesChecked: boolean;
   /** "checked": compared with a witness; "none": no witness and none needed; "skipped": witnessPath false. */
   readonly witness: "checked" | "none" | "skipped";
+  /** The log's Merkle tree, as its checkpoints sign it (up to the first bad record). */
+  readonly tree: AuditTreeVerdict;
   readonly firstBad?: AuditFinding;
+}
+
+/**
+ * - "proven": the newest checkpoint signs the Merkle root of the entries it covers (a C2SP note):
+ *   inclusion and consistency proofs can be made against it;
+ * - "predates-proofs": the log has checkpoints, none with a tree: written before logs kept one
+ *   (or by a key that cannot sign notes); its chain and checkpoints still verify as before;
+ * - "none": no checkpoint yet.
+ */
+export interface AuditTreeVerdict {
+  readonly state: "proven" | "predates-proofs" | "none";
+  /** The origin of the log's checkpoints (their note's first line). */
+  readonly origin?: string;
+  /** The newest signed tree: its size and root (base64). */
+  readonly size?: number;
+  readonly root?: string;
+  /** Checkpoints with a tree, and those before them without one. */
+  readonly provenCheckpoints: number;
+  readonly predatingCheckpoints: number;
+  /** Whether each note's signature was checked against its checkpoint's verified signer. */
+  readonly notesChecked: boolean;
 }
 
 /** Verifies the log at `path`; resolves with the verdict (it throws only when the file cannot be read). */
@@ -128,6 +161,11 @@ export async function verifyAuditLog(path: string, options: AuditVerifyOptions =
   let chain: ChainHead = GENESIS;
   let lastCheckpoint: Checkpoint | null = null;
   let witnessSeen = false;
+  const tree = MerkleFrontier.empty();
+  let origin: string | undefined;
+  let proven: Checkpoint | null = null;
+  let provenCheckpoints = 0;
+  let predatingCheckpoints = 0;
   let firstBad: AuditFinding | undefined;
 
   const scan = await scanLines(path, (line, lineNo) => {
@@ -146,6 +184,7 @@ export async function verifyAuditLog(path: string, options: AuditVerifyOptions =
     }
     firstBad = checkEntry(value, lineNo);
     if (firstBad !== undefined) return false;
+    tree.push(leafHashOfText(line));
     entries++;
     return true;
   });
@@ -235,9 +274,26 @@ export async function verifyAuditLog(path: string, options: AuditVerifyOptions =
     }
     if (cp.count !== expected.count)
       return bad("checkpoint-count", `checkpoint #${cp.seq} counts ${cp.count} entries, the log has ${expected.count}`);
+    let publicKey: Buffer | undefined;
     if (verifier !== undefined) {
-      const sigProblem = checkpointSignatureProblem(cp, verifier);
-      if (sigProblem !== null) return bad("checkpoint-signature", `checkpoint #${cp.seq}: ${sigProblem}${against}`);
+      const checked = checkCheckpointSignature(cp, verifier);
+      if (checked.problem !== null)
+        return bad("checkpoint-signature", `checkpoint #${cp.seq}: ${checked.problem}${against}`);
+      publicKey = checked.publicKey;
+    }
+    if (cp.note === undefined) {
+      if (proven !== null)
+        return bad(
+          "checkpoint-tree",
+          `checkpoint #${cp.seq} has no Merkle tree, but checkpoint #${proven.seq} before it had one`,
+        );
+      predatingCheckpoints++;
+    } else {
+      const treeProblem = checkpointTreeProblem(cp, tree, { origin, publicKey });
+      if (treeProblem !== null) return bad("checkpoint-tree", `checkpoint #${cp.seq}: ${treeProblem}`);
+      origin ??= checkpointBody(cp)?.origin;
+      proven = cp;
+      provenCheckpoints++;
     }
     if (witness !== null && cp.seq === witness.seq) {
       if (!sameCheckpoint(cp, witness))
@@ -291,8 +347,27 @@ export async function verifyAuditLog(path: string, options: AuditVerifyOptions =
     uncovered: chain.seq - ((lastCheckpoint as Checkpoint | null)?.upTo ?? 0),
     signaturesChecked: verifier !== undefined,
     witness: witnessState,
+    tree: treeVerdict(),
   };
   return firstBad === undefined ? result : { ...result, firstBad };
+
+  function treeVerdict(): AuditTreeVerdict {
+    const counts = {
+      provenCheckpoints,
+      predatingCheckpoints,
+      notesChecked: verifier !== undefined && provenCheckpoints > 0,
+    };
+    const p = proven as Checkpoint | null;
+    if (p === null) return { state: checkpoints > 0 ? "predates-proofs" : "none", ...counts };
+    const body = checkpointBody(p);
+    return {
+      state: "proven",
+      ...(origin === undefined ? {} : { origin }),
+      size: p.upTo,
+      root: body?.root.toString("base64") ?? "",
+      ...counts,
+    };
+  }
 }
 
 function finding(

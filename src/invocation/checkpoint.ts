@@ -7,7 +7,7 @@
  * Token: header { alg, typ: "aztp-checkpoint+jwt", x5c }, claims { iss, iat, cp } where cp is
  * base64url(SHA-256(checkpoint payload bytes)).
  */
-import { createHash } from "node:crypto";
+import { createHash, X509Certificate } from "node:crypto";
 import { AztpError, ErrorCodes } from "../errors.js";
 import { signerOf, signWithHeader, type SignerLike } from "./codec.js";
 import { CHECKPOINT_KIND, CHECKPOINT_TYP } from "./token-kinds.js";
@@ -20,11 +20,24 @@ export { CHECKPOINT_TYP } from "./token-kinds.js";
 export interface SvidCheckpointSigner {
   readonly id: string;
   sign(payload: Buffer): string;
+  signNote(text: Buffer): { spki: Buffer; signature: Buffer } | null;
 }
 
 /** Matches audit's CheckpointVerifier. */
 export interface SvidCheckpointVerifier {
-  verify(sig: string, payload: Buffer): { signer: string };
+  verify(sig: string, payload: Buffer): { signer: string; publicKey: Buffer };
+}
+
+/** The SVID's public key (DER SubjectPublicKeyInfo), read once per signer from its leaf certificate. */
+const spkiCache = new WeakMap<object, Buffer>();
+function leafSpki(signer: { readonly x5c: readonly string[] }): Buffer {
+  let spki = spkiCache.get(signer);
+  if (spki === undefined) {
+    const leaf = new X509Certificate(Buffer.from(signer.x5c[0] ?? "", "base64"));
+    spki = leaf.publicKey.export({ type: "spki", format: "der" });
+    spkiCache.set(signer, spki);
+  }
+  return spki;
 }
 
 function digest(payload: Buffer): string {
@@ -45,6 +58,13 @@ export function svidCheckpointSigner(identity: SignerLike): SvidCheckpointSigner
         cp: digest(payload),
       });
     },
+    // A C2SP checkpoint note is signed by the same SVID key (type 0x02 is ECDSA over SHA-256),
+    // so only a P-256 SVID (ES256, the default) can sign one; SPIRE's ES384 or RSA SVIDs cannot.
+    signNote(text: Buffer): { spki: Buffer; signature: Buffer } | null {
+      const signer = signerOf(identity);
+      if (signer.alg !== "ES256") return null;
+      return { spki: leafSpki(signer), signature: signer.sign(text) };
+    },
   };
 }
 
@@ -58,7 +78,7 @@ export function svidCheckpointVerifier(
   options: { signers?: readonly string[] } = {},
 ): SvidCheckpointVerifier {
   return {
-    verify(sig: string, payload: Buffer): { signer: string } {
+    verify(sig: string, payload: Buffer): { signer: string; publicKey: Buffer } {
       // The kind checks the chain as of the checkpoint's own iat, and no revocation (token-kinds.ts says why).
       const { claims, signer } = validateToken(sig, CHECKPOINT_KIND, trust);
       if (claims.cp !== digest(payload))
@@ -70,7 +90,7 @@ export function svidCheckpointVerifier(
           { rule: "signer" },
         );
       }
-      return { signer: signer.spiffeId };
+      return { signer: signer.spiffeId, publicKey: signer.key.export({ type: "spki", format: "der" }) };
     },
   };
 }

@@ -25,9 +25,18 @@ export function testKeysFromPem(id: string, pem: string): TestKeys {
   return { id, privateKey, publicKey: createPublicKey(privateKey) };
 }
 
-export function testSigner(keys: TestKeys): CheckpointSigner {
+/**
+ * `legacy: true` makes a signer as they were before logs kept a Merkle tree (no `signNote`): its
+ * checkpoints carry no note, as in a log written before this change.
+ */
+export function testSigner(keys: TestKeys, options: { legacy?: boolean } = {}): CheckpointSigner {
+  const signNote = (text: Buffer) => ({
+    spki: keys.publicKey.export({ type: "spki", format: "der" }),
+    signature: sign("sha256", text, { key: keys.privateKey, dsaEncoding: "ieee-p1363" }),
+  });
   return {
     id: keys.id,
+    ...(options.legacy === true ? {} : { signNote }),
     sign(payload: Buffer): string {
       const header = b64u(JSON.stringify({ alg: "ES256", kid: keys.id }));
       const sig = sign("sha256", Buffer.from(`${header}.${b64u(payload)}`), {
@@ -43,7 +52,7 @@ export function testSigner(keys: TestKeys): CheckpointSigner {
 export function testVerifier(...trusted: TestKeys[]): CheckpointVerifier {
   const byId = new Map(trusted.map((k) => [k.id, k.publicKey]));
   return {
-    verify(jws: string, payload: Buffer): { signer: string } {
+    verify(jws: string, payload: Buffer): { signer: string; publicKey: Buffer } {
       const [header, body, sig, ...rest] = jws.split(".");
       if (header === undefined || body !== "" || sig === undefined || rest.length > 0)
         throw new Error("not a detached compact JWS");
@@ -58,7 +67,7 @@ export function testVerifier(...trusted: TestKeys[]): CheckpointVerifier {
         Buffer.from(sig, "base64url"),
       );
       if (!ok) throw new Error("bad signature");
-      return { signer: h.kid as string };
+      return { signer: h.kid as string, publicKey: key.export({ type: "spki", format: "der" }) };
     },
   };
 }
