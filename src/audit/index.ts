@@ -33,5 +33,20 @@ export {
   type AuditFinding,
   type AuditVerifyOptions,
   type AuditVerifyResult,
+  type AuditTreeVerdict,
 } from "./verify.js";
 export { auditStats, queryAuditLog, type AuditCallStats, type AuditQuery, type AuditStats } from "./query.js";
+export {
+  proveConsistency,
+  proveInclusion,
+  verifyProof,
+  parseKeptCheckpoint,
+  type AuditProof,
+  type ConsistencyProof,
+  type InclusionProof,
+  type ProofVerdict,
+} from "./proof.js";
+export { MerkleTree, MerkleFrontier, leafHash, leafHashOfText, verifyInclusion, verifyConsistency } from "./merkle.js";
+export { parseSignedNote, formatSignedNote, verifyNote, parseVerifierKey, ecdsaVkey } from "./signed-note.js";
+export { formatCheckpointBody, parseCheckpointBody, type CheckpointBody } from "./tlog-checkpoint.js";
+export { cosign, cosignerVerifierKey, parseCosignerVkey } from "./cosignature.js";

@@ -46,6 +46,7 @@ import {
   type CheckpointSigner,
 } from "./checkpoint.js";
 import { leafHashOfText, MerkleFrontier } from "./merkle.js";
+import { isOrigin } from "./tlog-checkpoint.js";
 import { scanLines } from "./lines.js";
 import { JsonlSink, type AuditDurability } from "./jsonl-sink.js";
 import { redact } from "./redact.js";
@@ -612,6 +613,8 @@ function resolveSettings(path: string, options: AuditLogOptions): Settings {
   ) {
     invalid("signer must have a non-empty `id` and a `sign(payload)` function");
   }
+  if (options.origin !== undefined && (typeof options.origin !== "string" || !isOrigin(options.origin)))
+    invalid('origin must be a non-empty string without spaces or "+" (a C2SP checkpoint\'s first line)');
   const onWarning =
     options.onWarning ??
     ((w: AuditWarning) =>

@@ -21,6 +21,7 @@ import type { CliContext } from "../context.js";
 import { usage, Verdict } from "../exit.js";
 import { readInput } from "../files.js";
 import { parseTime } from "../options.js";
+import { registerProofs } from "./audit-proof.js";
 
 export function register(program: Command, ctx: CliContext): void {
   const audit = program.command("audit").description("read and verify audit logs (JSON Lines)");
@@ -90,6 +91,7 @@ export function register(program: Command, ctx: CliContext): void {
         await conn.pool.end();
       }
     });
+  registerProofs(audit, ctx);
   const auditFilters = (c: Command): Command =>
     c
       .option("--caller <id>", "calls this ID made or claimed to make")
@@ -233,7 +235,7 @@ function callerText(e: { caller: string; callerVerified: boolean }): string {
  * signed in, when the log names one), else the authority in the home. With neither it is a
  * usage error that says what to pass: a verdict of "ok" must never rest on unchecked signatures.
  */
-async function auditTrustSource(
+export async function auditTrustSource(
   path: string,
   witnessPath: string | false | undefined,
   bundleFile: string | undefined,
@@ -260,6 +262,44 @@ async function auditTrustSource(
   throw usage(
     `no trust source to check checkpoint signatures against (no authority in ${home}): pass --bundle FILE (a SPIFFE bundle JSON or PEM roots), ` +
       "or --home DIR of the authority that issued the writer's SVID, or --no-signatures to check the chain without them",
+  );
+}
+
+/**
+ * The trust source a proof's checkpoints are checked against: `--bundle`, else the authority in
+ * the home; never none (a proof checked without a key proves nothing).
+ */
+export async function proofTrustSource(
+  proof: unknown,
+  bundleFile: string | undefined,
+  ctx: CliContext,
+): Promise<{ verifier: CheckpointVerifier; source: string }> {
+  const revocation = { isRevoked: () => false };
+  if (bundleFile !== undefined) {
+    const p = proof as { checkpoint?: { signer?: unknown }; to?: { signer?: unknown } } | null;
+    const signer = p?.checkpoint?.signer ?? p?.to?.signer;
+    let td: string | undefined;
+    try {
+      td = typeof signer === "string" ? SpiffeId.parse(signer).trustDomain.toString() : undefined;
+    } catch {
+      td = undefined;
+    }
+    const bundle = loadBundleFile(await readInput(bundleFile), td);
+    return {
+      verifier: svidCheckpointVerifier(new Trust(new BundleSet([bundle]), { revocation })),
+      source: `bundle ${resolve(bundleFile)}`,
+    };
+  }
+  const home = ctx.home();
+  if (existsSync(join(home, "authority.json"))) {
+    const authority = await EmbeddedAuthority.open(home);
+    return {
+      verifier: svidCheckpointVerifier(new Trust(authority, { revocation })),
+      source: `the authority in ${home}`,
+    };
+  }
+  throw usage(
+    `no trust source to check the proof's checkpoints against (no authority in ${home}): pass --bundle FILE (a SPIFFE bundle JSON or PEM roots) or --home DIR`,
   );
 }
 
