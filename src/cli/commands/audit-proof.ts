@@ -17,7 +17,7 @@ import { AztpError, ErrorCodes } from "../../errors.js";
 import type { CliContext } from "../context.js";
 import { usage, Verdict } from "../exit.js";
 import { readInput } from "../files.js";
-import { auditTrustSource, proofTrustSource } from "./audit.js";
+import { auditTrustSource, proofTrustSource } from "../audit-trust.js";
 
 function wholeNumber(text: string, option: string): number {
   if (!/^[1-9][0-9]*$/.test(text)) throw usage(`${option} must be a whole number >= 1, got "${text}"`);

@@ -3,25 +3,18 @@
  * checkpoint signatures and witness, and exporting a shared (PostgreSQL) log to JSON Lines.
  */
 import { existsSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { resolve } from "node:path";
 import { Option, type Command } from "commander";
-import type { CheckpointVerifier } from "../../audit/checkpoint.js";
 import type { AuditEntry, AuditOutcome } from "../../audit/entry.js";
-import { scanLines } from "../../audit/lines.js";
 import { auditStats, queryAuditLog } from "../../audit/query.js";
 import { verifyAuditLog } from "../../audit/verify.js";
-import { defaultWitnessPath, readWitness } from "../../audit/witness.js";
-import { EmbeddedAuthority } from "../../authority/authority.js";
 import { AztpError, ErrorCodes } from "../../errors.js";
-import { svidCheckpointVerifier } from "../../invocation/checkpoint.js";
-import { Trust } from "../../invocation/trust.js";
-import { BundleSet, loadBundleFile } from "../../spiffe/bundle.js";
 import { SpiffeId } from "../../spiffe/spiffeid.js";
 import type { CliContext } from "../context.js";
 import { usage, Verdict } from "../exit.js";
-import { readInput } from "../files.js";
 import { parseTime } from "../options.js";
 import { registerProofs } from "./audit-proof.js";
+import { auditTrustSource } from "../audit-trust.js";
 
 export function register(program: Command, ctx: CliContext): void {
   const audit = program.command("audit").description("read and verify audit logs (JSON Lines)");
@@ -227,105 +220,4 @@ function describeEntry(e: AuditEntry): string {
 /** A caller for people: a claimed one is never shown as if it had been verified. */
 function callerText(e: { caller: string; callerVerified: boolean }): string {
   return e.callerVerified ? e.caller : `${e.caller} (claimed, not verified)`;
-}
-
-/**
- * What `aztp audit verify` checks checkpoint signatures against: the bundle in `bundleFile`
- * (parsed as `aztp verify` parses it; its trust domain is the one the log's checkpoints are
- * signed in, when the log names one), else the authority in the home. With neither it is a
- * usage error that says what to pass: a verdict of "ok" must never rest on unchecked signatures.
- */
-export async function auditTrustSource(
-  path: string,
-  witnessPath: string | false | undefined,
-  bundleFile: string | undefined,
-  ctx: CliContext,
-): Promise<{ verifier: CheckpointVerifier; source: string }> {
-  const revocation = { isRevoked: () => false }; // a checkpoint stays valid after its signer is revoked
-  if (bundleFile !== undefined) {
-    const file = resolve(bundleFile);
-    const td = existsSync(path) ? await checkpointTrustDomain(path, witnessPath) : undefined;
-    const bundle = loadBundleFile(await readInput(bundleFile), td);
-    return {
-      verifier: svidCheckpointVerifier(new Trust(new BundleSet([bundle]), { revocation })),
-      source: `bundle ${file}`,
-    };
-  }
-  const home = ctx.home();
-  if (existsSync(join(home, "authority.json"))) {
-    const authority = await EmbeddedAuthority.open(home);
-    return {
-      verifier: svidCheckpointVerifier(new Trust(authority, { revocation })),
-      source: `the authority in ${home}`,
-    };
-  }
-  throw usage(
-    `no trust source to check checkpoint signatures against (no authority in ${home}): pass --bundle FILE (a SPIFFE bundle JSON or PEM roots), ` +
-      "or --home DIR of the authority that issued the writer's SVID, or --no-signatures to check the chain without them",
-  );
-}
-
-/**
- * The trust source a proof's checkpoints are checked against: `--bundle`, else the authority in
- * the home; never none (a proof checked without a key proves nothing).
- */
-export async function proofTrustSource(
-  proof: unknown,
-  bundleFile: string | undefined,
-  ctx: CliContext,
-): Promise<{ verifier: CheckpointVerifier; source: string }> {
-  const revocation = { isRevoked: () => false };
-  if (bundleFile !== undefined) {
-    const p = proof as { checkpoint?: { signer?: unknown }; to?: { signer?: unknown } } | null;
-    const signer = p?.checkpoint?.signer ?? p?.to?.signer;
-    let td: string | undefined;
-    try {
-      td = typeof signer === "string" ? SpiffeId.parse(signer).trustDomain.toString() : undefined;
-    } catch {
-      td = undefined;
-    }
-    const bundle = loadBundleFile(await readInput(bundleFile), td);
-    return {
-      verifier: svidCheckpointVerifier(new Trust(new BundleSet([bundle]), { revocation })),
-      source: `bundle ${resolve(bundleFile)}`,
-    };
-  }
-  const home = ctx.home();
-  if (existsSync(join(home, "authority.json"))) {
-    const authority = await EmbeddedAuthority.open(home);
-    return {
-      verifier: svidCheckpointVerifier(new Trust(authority, { revocation })),
-      source: `the authority in ${home}`,
-    };
-  }
-  throw usage(
-    `no trust source to check the proof's checkpoints against (no authority in ${home}): pass --bundle FILE (a SPIFFE bundle JSON or PEM roots) or --home DIR`,
-  );
-}
-
-/** The trust domain the log's checkpoints are signed in: from its witness, else its first checkpoint. */
-async function checkpointTrustDomain(
-  path: string,
-  witnessPath: string | false | undefined,
-): Promise<string | undefined> {
-  let signer: string | undefined;
-  if (witnessPath !== false)
-    signer = (await readWitness(witnessPath ?? defaultWitnessPath(path)).catch(() => null))?.signer;
-  if (signer === undefined) {
-    await scanLines(path, (line) => {
-      if (!line.includes('"checkpoint"')) return true;
-      try {
-        const value = JSON.parse(line) as { type?: unknown; signer?: unknown };
-        if (value.type === "checkpoint" && typeof value.signer === "string") signer = value.signer;
-      } catch {
-        // verification reports it
-      }
-      return signer === undefined;
-    }).catch(() => undefined);
-  }
-  try {
-    return signer === undefined ? undefined : SpiffeId.parse(signer).trustDomain;
-  } catch {
-    return undefined;
-  }
 }
