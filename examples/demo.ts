@@ -540,7 +540,7 @@ for (const l of logs) {
     ? `FAILED at line ${r.firstBad?.line}: ${r.firstBad?.message}`
     : r.entries === 0
       ? "ok: empty (no call went out signed as the MCP client: each agent signed its own)"
-      : `ok: ${r.entries} entries, ${r.checkpoints} checkpoint${r.checkpoints === 1 ? "" : "s"}${r.signaturesChecked ? ", signatures checked" : ""}, witness ${r.witness}`;
+      : `ok: ${r.entries} entries, ${r.checkpoints} checkpoint${r.checkpoints === 1 ? "" : "s"}${r.signaturesChecked ? ", signatures checked" : ""}, witness ${r.witness}${r.tree.state === "proven" ? `, Merkle tree of ${r.tree.size} entries signed` : ""}`;
   console.log(`   ${l.name.padEnd(28)} ${verdict}`);
 }
 says(

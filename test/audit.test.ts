@@ -42,6 +42,7 @@ import { canonicalJson } from "../src/json/canonical.js";
 import { JsonlSink } from "../src/audit/jsonl-sink.js";
 import { isAztpError } from "../src/errors.js";
 import { newTestKeys, testSigner, testVerifier, type TestKeys } from "./helpers/audit-signer.js";
+import { ecdsaKeyId, parseVerifierKey } from "../src/audit/signed-note.js";
 import { fillDisk, tinyDisk } from "./helpers/tiny-disk.js";
 
 const dir = mkdtempSync(join(tmpdir(), "aztp-audit-test-"));
@@ -548,8 +549,14 @@ describe("verifyAuditLog", () => {
         provenCheckpoints: 5,
         predatingCheckpoints: 0,
         notesChecked: true,
+        vkey: result.tree.vkey,
       },
     });
+    // The vkey transparency-log tools take: <origin>+<key ID>+base64(0x02 || SPKI), of the writer's key.
+    assert.equal(
+      parseVerifierKey(result.tree.vkey ?? "").keyId,
+      ecdsaKeyId(writerKeys.publicKey.export({ type: "spki", format: "der" })),
+    );
     assert.match(result.tree.origin ?? "", /^example\.org\/audit-writer\/audit\/audit-\d+$/);
     assert.ok(existsSync(`${path}.witness`));
   });

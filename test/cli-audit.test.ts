@@ -175,7 +175,7 @@ describe("aztp audit verify needs a key", () => {
     assertExit(human, 0, "verify (for people)");
     assert.ok(
       human.stdout.startsWith(
-        `ok: 4 entries, 2 checkpoints, signatures checked, witness checked; keys from bundle ${bundleJson}`,
+        `ok: 4 entries, 2 checkpoints, signatures checked, witness checked, Merkle tree of 4 entries signed (origin aztp.local/workload/production/node/writer/audit/audit); keys from bundle ${bundleJson}`,
       ),
       human.stdout,
     );

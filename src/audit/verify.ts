@@ -25,6 +25,7 @@ import {
 } from "./checkpoint.js";
 import { scanLines } from "./lines.js";
 import { leafHashOfText, MerkleFrontier } from "./merkle.js";
+import { ecdsaVkey } from "./signed-note.js";
 import { defaultWitnessPath, readWitness } from "./witness.js";
 
 export type AuditFault =
@@ -121,6 +122,11 @@ export interface AuditTreeVerdict {
   readonly predatingCheckpoints: number;
   /** Whether each note's signature was checked against its checkpoint's verified signer. */
   readonly notesChecked: boolean;
+  /**
+   * The newest checkpoint's note key as a C2SP verifier key (`<origin>+<key ID>+base64(0x02 ||
+   * SPKI)`), for transparency-log tools that take vkeys; only when its signature was checked.
+   */
+  readonly vkey?: string;
 }
 
 /** Verifies the log at `path`; resolves with the verdict (it throws only when the file cannot be read). */
@@ -165,6 +171,7 @@ export async function verifyAuditLog(path: string, options: AuditVerifyOptions =
   let origin: string | undefined;
   let proven: Checkpoint | null = null;
   let provenCheckpoints = 0;
+  let provenKey: Buffer | undefined;
   let predatingCheckpoints = 0;
   let firstBad: AuditFinding | undefined;
 
@@ -293,6 +300,7 @@ export async function verifyAuditLog(path: string, options: AuditVerifyOptions =
       if (treeProblem !== null) return bad("checkpoint-tree", `checkpoint #${cp.seq}: ${treeProblem}`);
       origin ??= checkpointBody(cp)?.origin;
       proven = cp;
+      provenKey = publicKey;
       provenCheckpoints++;
     }
     if (witness !== null && cp.seq === witness.seq) {
@@ -366,6 +374,7 @@ export async function verifyAuditLog(path: string, options: AuditVerifyOptions =
       size: p.upTo,
       root: body?.root.toString("base64") ?? "",
       ...counts,
+      ...(provenKey !== undefined && origin !== undefined ? { vkey: ecdsaVkey(origin, provenKey) } : {}),
     };
   }
 }

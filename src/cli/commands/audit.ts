@@ -45,7 +45,13 @@ export function register(program: Command, ctx: CliContext): void {
       });
       const signatures = trust ? "checked" : "NOT checked (--no-signatures)";
       ctx.out({ ...result, signatures: trust ? "checked" : "skipped", trustSource: trust?.source ?? null }, () => {
-        const head = `${result.entries} entries, ${result.checkpoints} checkpoints, signatures ${signatures}, witness ${result.witness}${trust ? `; keys from ${trust.source}` : ""}`;
+        const tree =
+          result.tree.state === "proven"
+            ? `Merkle tree of ${result.tree.size} entries signed (origin ${result.tree.origin}${result.tree.predatingCheckpoints > 0 ? `; ${result.tree.predatingCheckpoints} older checkpoint(s) predate proofs` : ""})`
+            : result.tree.state === "predates-proofs"
+              ? "no Merkle tree: the log predates proofs"
+              : "no checkpoint yet";
+        const head = `${result.entries} entries, ${result.checkpoints} checkpoints, signatures ${signatures}, witness ${result.witness}, ${tree}${trust ? `; keys from ${trust.source}` : ""}`;
         if (result.ok)
           return `ok: ${head}${result.uncovered > 0 ? `; ${result.uncovered} entries after the last checkpoint` : ""}`;
         const bad = result.firstBad;
