@@ -26,6 +26,9 @@ import {
 import { ErrorCodes } from "../src/errors.js";
 import { svidCheckpointSigner } from "../src/invocation/index.js";
 import { newTestKeys, testSigner, testVerifier } from "./helpers/audit-signer.js";
+import { checkCosignatures, cosignaturesPath, cosignLog } from "../src/audit/cosigner.js";
+import { cosignerVerifierKey } from "../src/audit/cosignature.js";
+import { generateKeyPairSync } from "node:crypto";
 import { aztpCli as aztpCliAt, assertExit, tempDir } from "./helpers/authority-util.js";
 
 const writer = newTestKeys("spiffe://example.org/audit-writer");
@@ -283,6 +286,49 @@ describe("inclusion and consistency proofs", () => {
   });
 });
 
+describe("a witness (C2SP tlog-cosignature)", () => {
+  it("cosigns a log only while it extends what the witness cosigned before, and an auditor checks the cosignatures", async (t) => {
+    const dir = tempDir(t, "audit");
+    const path = join(dir, "a.jsonl");
+    const w = generateKeyPairSync("ed25519");
+    const other = generateKeyPairSync("ed25519");
+    const statePath = join(dir, "witness.state.json");
+    const witness = { name: "witness.example/w1", key: w.privateKey, statePath, verifier };
+    const wkey = cosignerVerifierKey("witness.example/w1", w.publicKey);
+    await writeLog(path, 1, 6);
+    const first = await cosignLog(path, { ...witness, now: () => 1_765_000_000 });
+    assert.equal(first.previousSize, null);
+    await writeLog(path, 7, 11);
+    const second = await cosignLog(path, witness);
+    assert.deepEqual([second.previousSize, second.checkpoint.upTo], [6, 11]);
+    const good = await checkCosignatures(path, [wkey]);
+    assert.deepEqual(good, {
+      ok: true,
+      witnesses: [{ name: "witness.example/w1", size: 11, time: good.witnesses[0]?.time }],
+    });
+    // A witness the auditor trusts that never cosigned: not ok.
+    const absent = await checkCosignatures(path, [wkey, cosignerVerifierKey("witness.example/w2", other.publicKey)]);
+    assert.equal(absent.ok, false);
+    assert.match(absent.problem ?? "", /witness\.example\/w2 cosigned no checkpoint/);
+    // A cosignature line edited to cosign another tree: refused.
+    const saved = readFileSync(cosignaturesPath(path), "utf8");
+    writeFileSync(cosignaturesPath(path), saved.replace("\\n11\\n", "\\n12\\n"));
+    assert.equal((await checkCosignatures(path, [wkey])).ok, false);
+    writeFileSync(cosignaturesPath(path), saved);
+
+    // The writer rewrites entry 2 and re-signs: the witness refuses to cosign the new history.
+    const rewritten = join(dir, "rewritten.jsonl");
+    const origin = (await verifyAuditLog(path)).tree.origin;
+    const log = await AuditLog.open(rewritten, { signer: testSigner(writer), checkpointEvery: 4, origin, ...quiet });
+    for (let i = 1; i <= 12; i++) await log.append(i === 2 ? { ...entry(2), tool: "other" } : entry(i));
+    await log.close();
+    await assert.rejects(cosignLog(rewritten, witness), { code: ErrorCodes.AUDIT_PROOF_INVALID, rule: "consistency" });
+    const cut = join(dir, "cut.jsonl");
+    await writeLog(cut, 1, 8, { origin });
+    await assert.rejects(cosignLog(cut, witness), { code: ErrorCodes.AUDIT_PROOF_INVALID, rule: "truncated" });
+  });
+});
+
 describe("aztp audit prove | consistency | verify-proof", () => {
   const SLOW = { timeoutMs: 180_000 };
   const cli = (home: string | undefined, args: string[]) => aztpCliAt(home, args, SLOW);
@@ -358,5 +404,34 @@ describe("aztp audit prove | consistency | verify-proof", () => {
     const cut = await cli(home, ["audit", "consistency", cutLog, "--from", kept]);
     assertExit(cut, 1, "consistency after a cut");
     assert.equal(cut.json.rule, "truncated");
+
+    // A witness: its key, a cosignature, and an auditor's verify --cosigner.
+    const wkeyFile = join(dir, "witness.pem");
+    const made = await cli(empty, ["audit", "witness-key", "--name", "witness.example/w1", "--out", wkeyFile]);
+    assertExit(made, 0, "witness-key");
+    const cosigned = await cli(home, ["audit", "cosign", log, "--key", wkeyFile, "--name", "witness.example/w1"]);
+    assertExit(cosigned, 0, "cosign");
+    assert.equal(cosigned.json.size, 12);
+    const [withWitness, wrongWitness] = await Promise.all([
+      cli(empty, ["audit", "verify", log, "--bundle", bundle, "--cosigner", made.json.vkey]),
+      cli(empty, [
+        "audit",
+        "verify",
+        log,
+        "--bundle",
+        bundle,
+        "--cosigner",
+        made.json.vkey.replace("witness.example/w1", "witness.example/w9"),
+      ]),
+    ]);
+    assertExit(withWitness, 0, "verify --cosigner");
+    assert.deepEqual(
+      withWitness.json.cosignatures.witnesses.map((w: { size: number }) => w.size),
+      [12],
+    );
+    assertExit(wrongWitness, 2, "a vkey whose name does not match its key ID is a usage error");
+    const refused = await cli(home, ["audit", "cosign", cutLog, "--key", wkeyFile, "--name", "witness.example/w1"]);
+    assertExit(refused, 1, "cosign a cut log");
+    assert.equal(refused.json.rule, "truncated");
   });
 });

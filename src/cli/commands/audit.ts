@@ -14,6 +14,9 @@ import type { CliContext } from "../context.js";
 import { usage, Verdict } from "../exit.js";
 import { parseTime } from "../options.js";
 import { registerProofs } from "./audit-proof.js";
+import { registerWitness } from "./audit-witness.js";
+import { checkCosignatures } from "../../audit/cosigner.js";
+import { parseCosignerVkey } from "../../audit/cosignature.js";
 import { auditTrustSource } from "../audit-trust.js";
 
 export function register(program: Command, ctx: CliContext): void {
@@ -31,34 +34,68 @@ export function register(program: Command, ctx: CliContext): void {
     )
     .option("--witness <file>", "the witness file (default: <file>.witness)")
     .option("--no-witness", "verify the log alone")
-    .action(async (file: string, o: { bundle?: string; signatures: boolean; witness?: string | false }) => {
-      if (o.bundle !== undefined && !o.signatures) throw usage("give --bundle or --no-signatures, not both");
-      const path = resolve(file);
-      const witnessPath = o.witness === false ? false : o.witness ? resolve(o.witness) : undefined;
-      // No verdict without a key: signatures are checked against a bundle or an authority,
-      // or the user says explicitly that they are not to be.
-      const trust = o.signatures ? await auditTrustSource(path, witnessPath, o.bundle, ctx) : null;
-      if (!existsSync(path)) throw new AztpError(ErrorCodes.AUDIT_IO_FAILED, `no audit log at ${path}`);
-      const result = await verifyAuditLog(path, {
-        ...(trust ? { verifier: trust.verifier, verifierSource: trust.source } : {}),
-        ...(witnessPath !== undefined ? { witnessPath } : {}),
-      });
-      const signatures = trust ? "checked" : "NOT checked (--no-signatures)";
-      ctx.out({ ...result, signatures: trust ? "checked" : "skipped", trustSource: trust?.source ?? null }, () => {
-        const tree =
-          result.tree.state === "proven"
-            ? `Merkle tree of ${result.tree.size} entries signed (origin ${result.tree.origin}${result.tree.predatingCheckpoints > 0 ? `; ${result.tree.predatingCheckpoints} older checkpoint(s) predate proofs` : ""})`
-            : result.tree.state === "predates-proofs"
-              ? "no Merkle tree: the log predates proofs"
-              : "no checkpoint yet";
-        const head = `${result.entries} entries, ${result.checkpoints} checkpoints, signatures ${signatures}, witness ${result.witness}, ${tree}${trust ? `; keys from ${trust.source}` : ""}`;
-        if (result.ok)
-          return `ok: ${head}${result.uncovered > 0 ? `; ${result.uncovered} entries after the last checkpoint` : ""}`;
-        const bad = result.firstBad;
-        return `BAD: line ${bad?.line}${bad?.seq !== null && bad?.seq !== undefined ? ` (${bad.kind} seq ${bad.seq})` : ""}: ${bad?.reason}: ${bad?.message}\n${head}`;
-      });
-      if (!result.ok) throw new Verdict("audit log does not verify");
-    });
+    .option(
+      "--cosigner <vkey...>",
+      "a witness whose cosignatures (in <file>.cosignatures) must be there and verify (its C2SP vkey, from `aztp audit witness-key`)",
+    )
+    .action(
+      async (
+        file: string,
+        o: { bundle?: string; signatures: boolean; witness?: string | false; cosigner?: string[] },
+      ) => {
+        if (o.bundle !== undefined && !o.signatures) throw usage("give --bundle or --no-signatures, not both");
+        const cosigners = (o.cosigner ?? []).map((vkey) => {
+          try {
+            return parseCosignerVkey(vkey);
+          } catch (e) {
+            throw usage(`--cosigner: ${(e as Error).message}`);
+          }
+        });
+        const path = resolve(file);
+        const witnessPath = o.witness === false ? false : o.witness ? resolve(o.witness) : undefined;
+        // No verdict without a key: signatures are checked against a bundle or an authority,
+        // or the user says explicitly that they are not to be.
+        const trust = o.signatures ? await auditTrustSource(path, witnessPath, o.bundle, ctx) : null;
+        if (!existsSync(path)) throw new AztpError(ErrorCodes.AUDIT_IO_FAILED, `no audit log at ${path}`);
+        const result = await verifyAuditLog(path, {
+          ...(trust ? { verifier: trust.verifier, verifierSource: trust.source } : {}),
+          ...(witnessPath !== undefined ? { witnessPath } : {}),
+        });
+        const signatures = trust ? "checked" : "NOT checked (--no-signatures)";
+        const cosigned = cosigners.length > 0 ? await checkCosignatures(path, cosigners) : null;
+        const ok = result.ok && (cosigned === null || cosigned.ok);
+        const witnessText =
+          cosigned === null
+            ? ""
+            : cosigned.ok
+              ? `; cosigned by ${cosigned.witnesses.map((w) => `${w.name} (up to ${w.size} entries)`).join(", ")}`
+              : `\nBAD cosignatures: ${cosigned.problem}`;
+        ctx.out(
+          {
+            ...result,
+            ok,
+            signatures: trust ? "checked" : "skipped",
+            trustSource: trust?.source ?? null,
+            ...(cosigned === null ? {} : { cosignatures: cosigned }),
+          },
+          () => {
+            const tree =
+              result.tree.state === "proven"
+                ? `Merkle tree of ${result.tree.size} entries signed (origin ${result.tree.origin}${result.tree.predatingCheckpoints > 0 ? `; ${result.tree.predatingCheckpoints} older checkpoint(s) predate proofs` : ""})`
+                : result.tree.state === "predates-proofs"
+                  ? "no Merkle tree: the log predates proofs"
+                  : "no checkpoint yet";
+            const head = `${result.entries} entries, ${result.checkpoints} checkpoints, signatures ${signatures}, witness ${result.witness}, ${tree}${trust ? `; keys from ${trust.source}` : ""}`;
+            if (result.ok && ok)
+              return `ok: ${head}${result.uncovered > 0 ? `; ${result.uncovered} entries after the last checkpoint` : ""}${witnessText}`;
+            if (result.ok) return `BAD: ${head}${witnessText}`;
+            const bad = result.firstBad;
+            return `BAD: line ${bad?.line}${bad?.seq !== null && bad?.seq !== undefined ? ` (${bad.kind} seq ${bad.seq})` : ""}: ${bad?.reason}: ${bad?.message}\n${head}`;
+          },
+        );
+        if (!ok) throw new Verdict("audit log does not verify");
+      },
+    );
   audit
     .command("export")
     .description(
@@ -91,6 +128,7 @@ export function register(program: Command, ctx: CliContext): void {
       }
     });
   registerProofs(audit, ctx);
+  registerWitness(audit, ctx);
   const auditFilters = (c: Command): Command =>
     c
       .option("--caller <id>", "calls this ID made or claimed to make")
