@@ -40,10 +40,19 @@ import {
   startSpan,
 } from "../src/invocation/trace-context.js";
 import { createSecureAgent } from "../src/langchain/index.js";
-import { serveMcpHttp, startMcpBridge, startMcpProxy } from "../src/mcp/index.js";
+import { secureMcpClient, secureMcpServer, serveMcpHttp, startMcpBridge, startMcpProxy } from "../src/mcp/index.js";
 import { aztpIdOf, adder, auditOf } from "./helpers/langchain-util.js";
 import { securedHttpServer } from "./helpers/mcp-bridge-util.js";
-import { fixture, idOf, onWire, securedClient, startHarness, tap, withTimeout } from "./helpers/mcp-util.js";
+import {
+  fixture,
+  idOf,
+  linkInMemory,
+  onWire,
+  securedClient,
+  startHarness,
+  tap,
+  withTimeout,
+} from "./helpers/mcp-util.js";
 import { aztpCli, assertExit, CLI, rejectsWithCode, runTs } from "./helpers/authority-util.js";
 
 const T = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -394,6 +403,57 @@ for (const kind of ["memory", "http"] as const) {
     });
   });
 }
+
+describe("a server whose tool calls another server", () => {
+  it("front's handler calls back's tool with a secured client: three entries on one trace, each under the span it was made in", async (t) => {
+    const { home, aztp: c } = fixture(t);
+    const logs = new Map<string, string>();
+    const open = async (name: string): Promise<AuditLog> => {
+      const path = join(home, `${name}.jsonl`);
+      logs.set(name, path);
+      const log = await AuditLog.open(path, { batchWindowMs: 0 });
+      t.after(() => log.close());
+      return log;
+    };
+    const back = await secureMcpServer(new McpServer({ name: "back", version: "1.0.0" }), {
+      client: c,
+      name: "back",
+      audit: await open("back"),
+    });
+    back.registerTool("leaf", { description: "leaf", inputSchema: {} }, async () => ({
+      content: [{ type: "text", text: "leaf" }],
+    }));
+    // front's handler calls back through a secured client of its own identity.
+    const onward = await secureMcpClient(new Client({ name: "front-client", version: "1.0.0" }), {
+      client: c,
+      name: "front-client",
+      audit: await open("front-client"),
+    });
+    await linkInMemory(t, back, onward);
+    const front = await secureMcpServer(new McpServer({ name: "front", version: "1.0.0" }), {
+      client: c,
+      name: "front",
+      audit: await open("front"),
+    });
+    front.registerTool("relay", { description: "relay", inputSchema: {} }, async () => {
+      const r = await onward.callTool({ name: "leaf", arguments: {} });
+      return { content: [{ type: "text", text: `relayed ${JSON.stringify(r.content)}` }] };
+    });
+    const { client, audit } = await securedClient(t, c, home, "agent");
+    await linkInMemory(t, front, client);
+    await client.callTool({ name: "relay", arguments: {} });
+    for (const s of [front, back]) await s.aztpGuard.flush();
+    await onward.aztpGuard.flush();
+    const [agent] = await audit();
+    const [atFront] = await queryAuditLog(logs.get("front")!);
+    const [relayed] = await queryAuditLog(logs.get("front-client")!);
+    const [atBack] = await queryAuditLog(logs.get("back")!);
+    assertOneCall(agent!, atFront!);
+    assertOneCall(relayed!, atBack!);
+    assert.equal(relayed!.traceId, agent!.traceId, "the onward call is in the agent's trace");
+    assert.equal(relayed!.parentSpanId, atFront!.spanId, "made inside front's span of the call it serves");
+  });
+});
 
 describe("through the proxy: the trace continues, a new span per hop", () => {
   it("client → proxy → upstream: the proxy's entry is in the client's trace under its span, and the upstream is told the proxy's span", async (t) => {
