@@ -164,6 +164,11 @@ export const ErrorCodes = {
   INVOCATION_LIFETIME_TOO_LONG: "ERR_INVOCATION_LIFETIME_TOO_LONG",
   INVOCATION_REPLAYED: "ERR_INVOCATION_REPLAYED",
   INVOCATION_ACCESS_TOKEN_MISMATCH: "ERR_INVOCATION_ACCESS_TOKEN_MISMATCH",
+  /**
+   * A W3C `traceparent` handed over is not well formed (invocation/trace-context.ts); `rule` says
+   * which part. One that comes with a call never fails it: the call starts a new trace, noted.
+   */
+  TRACE_CONTEXT_INVALID: "ERR_TRACE_CONTEXT_INVALID",
   DELEGATION_INVALID: "ERR_DELEGATION_INVALID",
   POLICY_DENIED: "ERR_POLICY_DENIED",
   POLICY_INVALID: "ERR_POLICY_INVALID",

@@ -44,6 +44,7 @@ const AREAS = [
   "PERSON",
   "TOKEN_EXCHANGE",
   "APPROVAL",
+  "TRACE",
 ].sort((a, b) => b.length - a.length);
 
 /** What is wrong with the thing checked: the last word(s) of every code. */

@@ -306,7 +306,11 @@ describe("claims re-signed with the caller's real key: accepted exactly when val
         fc.constantFrom(digest, canonicalDigest({ ...ARGS, limit: 6 }), digest.toUpperCase(), undefined),
         anyJson,
       ),
-      trace: anyJson,
+      trace: fc.oneof(
+        fc.constantFrom("4bf92f3577b34da6a3ce929d0e0e4736", "0".repeat(32), "4BF92F3577B34DA6A3CE929D0E0E4736"),
+        anyJson,
+      ),
+      span: fc.oneof(fc.constantFrom("00f067aa0ba902b7", "0".repeat(16)), anyJson),
       ath: anyJson,
       dlg: fc.oneof(fc.constant([]), fc.array(fc.string(), { maxLength: 2 }), anyJson),
       // nbf is honoured when present (whole seconds, at most now + leeway): around that edge, or anything.
@@ -355,7 +359,14 @@ describe("claims re-signed with the caller's real key: accepted exactly when val
           typeof c.jti === "string" &&
           c.jti.length >= 22 &&
           c.jti.length <= 128 &&
-          (c.trace === undefined || typeof c.trace === "string") &&
+          // W3C trace context IDs: lower-case hex of their length, not all zero.
+          (c.trace === undefined ||
+            (typeof c.trace === "string" && /^[0-9a-f]{32}$/.test(c.trace) && /[^0]/.test(c.trace))) &&
+          (c.span === undefined ||
+            (c.trace !== undefined &&
+              typeof c.span === "string" &&
+              /^[0-9a-f]{16}$/.test(c.span) &&
+              /[^0]/.test(c.span))) &&
           // A token bound to an access token (ath) is refused when the call carries none, as here.
           c.ath === undefined &&
           c.dlg === undefined;

@@ -119,12 +119,13 @@ async function runCases(cases: Case[]): Promise<void> {
 
 describe("the honest call", () => {
   it("is accepted once, and the verified caller, claims and token come back", async () => {
-    const token = sign(w.caller, { traceId: "trace-1" });
+    const token = sign(w.caller, { traceId: "4bf92f3577b34da6a3ce929d0e0e4736", spanId: "00f067aa0ba902b7" });
     const v = await expectAccepted(token, atA());
     assert.equal(v.caller.toString(), w.caller.spiffeId);
     assert.equal(v.claims.aud, w.serverA.spiffeId);
     assert.equal(v.claims.tool, TOOL);
-    assert.equal(v.claims.trace, "trace-1");
+    assert.equal(v.claims.trace, "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert.equal(v.claims.span, "00f067aa0ba902b7");
     assert.equal(v.claims.exp - v.claims.iat, 30);
     assert.ok(v.claims.jti.length >= 22, "jti carries at least 128 bits");
     assert.equal(v.token, token);
@@ -424,6 +425,35 @@ describe("claims that do not match the SVID or the call", async () => {
     { name: "jti of 64 bits", code: C.INVOCATION_MALFORMED, build: () => claims({ jti: "AAAAAAAAAAA" })() },
     { name: "no jti", code: C.INVOCATION_MALFORMED, build: () => claims({ jti: undefined })() },
     { name: "trace not a string", code: C.INVOCATION_MALFORMED, build: () => claims({ trace: 7 })() },
+    // trace and span are W3C trace context IDs (lower-case hex, not all zero), the span only with a trace.
+    { name: "trace a W3C trace-id", code: "ok", build: () => claims({ trace: "4bf92f3577b34da6a3ce929d0e0e4736" })() },
+    {
+      name: "trace and span",
+      code: "ok",
+      build: () => claims({ trace: "4bf92f3577b34da6a3ce929d0e0e4736", span: "00f067aa0ba902b7" })(),
+    },
+    { name: "trace not hex", code: C.INVOCATION_MALFORMED, build: () => claims({ trace: "trace-1" })() },
+    {
+      name: "trace in upper case",
+      code: C.INVOCATION_MALFORMED,
+      build: () => claims({ trace: "4BF92F3577B34DA6A3CE929D0E0E4736" })(),
+    },
+    {
+      name: "trace all zero",
+      code: C.INVOCATION_MALFORMED,
+      build: () => claims({ trace: "00000000000000000000000000000000" })(),
+    },
+    { name: "span without a trace", code: C.INVOCATION_MALFORMED, build: () => claims({ span: "00f067aa0ba902b7" })() },
+    {
+      name: "span of 15 digits",
+      code: C.INVOCATION_MALFORMED,
+      build: () => claims({ trace: "4bf92f3577b34da6a3ce929d0e0e4736", span: "00f067aa0ba902b" })(),
+    },
+    {
+      name: "span all zero",
+      code: C.INVOCATION_MALFORMED,
+      build: () => claims({ trace: "4bf92f3577b34da6a3ce929d0e0e4736", span: "0000000000000000" })(),
+    },
     {
       name: "iss nested 15,000 lists deep: a coded refusal, not a RangeError",
       code: C.INVOCATION_ISSUER_MISMATCH,

@@ -179,6 +179,30 @@ describe("sub-agents", () => {
         assert.deepEqual([e.decision, e.outcome], ["allow", "ok"]);
       }
     }
+    // One trace for the whole tree (DESIGN §14): each sub-agent's run continues the call that
+    // reached it, and every call is a span of its own under the one it was made in.
+    const all = [...orchLog, ...childLog, ...grandLog, ...serverLog, ...ledgerLog];
+    assert.deepEqual(
+      [...new Set(all.map((e) => e.traceId))].length,
+      1,
+      `one trace: ${JSON.stringify(all.map((e) => [e.side, e.toolCallId, e.traceId]))}`,
+    );
+    assert.equal(new Set(all.map((e) => e.spanId)).size, all.length, "a span per entry");
+    const span = (log: readonly AuditEntry[], id: string, side: AuditEntry["side"]): AuditEntry => {
+      const e = forCall(log, id).find((x) => x.side === side);
+      assert.ok(e, `${id}: a ${side} entry`);
+      return e;
+    };
+    for (const [what, child, parent] of [
+      ["the orchestrator's call, under nothing", span(orchLog, "o1", "caller"), undefined],
+      ["the child's side of it", span(childLog, "o1", "callee"), span(orchLog, "o1", "caller")],
+      ["the child's run, inside it", span(childLog, "c1", "caller"), span(childLog, "o1", "callee")],
+      ["the grandchild's side of that", span(grandLog, "c1", "callee"), span(childLog, "c1", "caller")],
+      ["the grandchild's run, inside it", span(grandLog, "g1", "caller"), span(grandLog, "c1", "callee")],
+      ["the MCP server's side of its call", span(serverLog, "g1", "callee"), span(grandLog, "g1", "caller")],
+      ["the ledger's side of the other", span(ledgerLog, "g2", "callee"), span(grandLog, "g2", "caller")],
+    ] as const)
+      assert.equal(child.parentSpanId, parent?.spanId, what);
   });
 
   it("a child given an explicit scope is refused what lies outside it (ERR_DELEGATION_INVALID, never run, its model told), on an MCP server and on its own tool; inside it it is served", async (t) => {

@@ -269,8 +269,9 @@ describe("aztp mcp bridge against a host that sends AZTP _meta of its own", () =
       arguments: {},
       _meta: { "io.aztp/invocation": smuggled.token, "io.aztp/receipt": "forged", "example.com/kept": 1 },
     });
+    // The server's handler also sees the call's trace context (its own span of it: trace-context.ts).
     assert.deepEqual(JSON.parse(textOf(r)), {
-      keys: ["example.com/kept", "io.aztp/invocation"],
+      keys: ["example.com/kept", "io.aztp/invocation", "traceparent"],
       iss: idOf("desk"),
     });
     const served = await server.audit(1);

@@ -111,7 +111,22 @@ export interface AuditEntry {
   readonly resultDigest?: string;
   readonly durationMs?: number;
   readonly jti?: string;
+  /**
+   * The W3C trace ID of the trace the call belongs to (32 lower-case hex digits): the same in
+   * every entry of one call, on every side (caller, proxy, callee, bridge), and in every call of
+   * one agent run. Logs written before trace context may hold other text here.
+   */
   readonly traceId?: string;
+  /** This side's span of the call (W3C span ID, 16 lower-case hex digits): its own, per side and hop. */
+  readonly spanId?: string;
+  /** The span this one continues: for a callee, the caller's `spanId`; for a caller, its run's or its application's span. */
+  readonly parentSpanId?: string;
+  /**
+   * What was refused or overruled of the trace context the call came with: a malformed
+   * `traceparent` (a new trace was started), or one that disagrees with the trace the caller
+   * signed (the signed one is recorded).
+   */
+  readonly traceNote?: string;
   /**
    * The framework's tool-call id, as the invocation token signed it (`tcid`): the same in the
    * caller's entry and the callee's.
@@ -288,7 +303,7 @@ const INPUT_FIELDS: readonly (readonly [string, FieldSpec])[] = [
   ["outcome", field(false, oneOf(OUTCOMES))],
   ...text(false, "resultDigest"),
   ["durationMs", field(false, duration)],
-  ...text(false, "jti", "traceId", "toolCallId", "token", "receipt"),
+  ...text(false, "jti", "traceId", "spanId", "parentSpanId", "traceNote", "toolCallId", "token", "receipt"),
 ];
 
 const INPUT_TABLE = fieldTable(INPUT_FIELDS);
@@ -322,6 +337,9 @@ const V1_UNKNOWN = new Set([
   "actors",
   "approvedBy",
   "approvedAt",
+  "spanId",
+  "parentSpanId",
+  "traceNote",
 ]);
 const STORED_V1 = fieldTable([
   ["v", field(true, (v) => (v === 1 ? null : "version 1"))],
@@ -468,6 +486,9 @@ export function entryFields(
   const token = optional("token", input.token, ENTRY_TEXT_LIMITS.token);
   const tool = text("tool", input.tool);
   const traceId = optional("traceId", input.traceId);
+  const spanId = optional("spanId", input.spanId);
+  const parentSpanId = optional("parentSpanId", input.parentSpanId);
+  const traceNote = optional("traceNote", input.traceNote);
   const toolCallId = optional("toolCallId", input.toolCallId);
   const sanitized = notes.list();
   const e: { -readonly [K in keyof UnsealedEntry]?: UnsealedEntry[K] } = {};
@@ -487,6 +508,7 @@ export function entryFields(
   if (input.durationMs !== undefined) e.durationMs = input.durationMs;
   if (jti !== undefined) e.jti = jti;
   if (input.outcome !== undefined) e.outcome = input.outcome;
+  if (parentSpanId !== undefined) e.parentSpanId = parentSpanId;
   if (person !== undefined) e.person = person;
   if (personEmail !== undefined) e.personEmail = personEmail;
   if (link !== undefined) e.prev = link.prev;
@@ -496,11 +518,13 @@ export function entryFields(
   if (sanitized.length > 0) e.sanitized = sanitized;
   if (link !== undefined) e.seq = link.seq;
   e.side = input.side;
+  if (spanId !== undefined) e.spanId = spanId;
   e.time = input.time ?? new Date().toISOString();
   if (token !== undefined) e.token = token;
   e.tool = tool;
   if (toolCallId !== undefined) e.toolCallId = toolCallId;
   if (traceId !== undefined) e.traceId = traceId;
+  if (traceNote !== undefined) e.traceNote = traceNote;
   e.v = AUDIT_ENTRY_VERSION;
   return e as UnsealedEntry;
 }

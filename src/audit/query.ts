@@ -39,6 +39,12 @@ export interface AuditQuery {
   /** The framework's tool-call id (a LangChain ToolCall id): finds one call in the caller's log and in the callee's. */
   readonly toolCallId?: string;
   /**
+   * The W3C trace ID of a call (or of an agent's run): every entry of it in this log, whichever
+   * side wrote it; queried over several logs (the caller's, the proxy's, the callee's), the
+   * call's whole path.
+   */
+  readonly traceId?: string;
+  /**
    * Calls made for this person: `<issuer>#<subject>` exactly, or a subject alone, which matches
    * that subject at any provider (a subject is unique only within its provider: the entries say
    * which provider each one is from).
@@ -81,6 +87,7 @@ export async function queryAuditLog(path: string, query: AuditQuery = {}): Promi
     if (query.decision !== undefined && entry.decision !== query.decision) return true;
     if (query.outcome !== undefined && entry.outcome !== query.outcome) return true;
     if (query.toolCallId !== undefined && entry.toolCallId !== query.toolCallId) return true;
+    if (query.traceId !== undefined && entry.traceId !== query.traceId) return true;
     if (query.person !== undefined && !personMatches(entry.person, query.person)) return true;
     if (since !== -Infinity || until !== Infinity) {
       const t = Date.parse(entry.time);

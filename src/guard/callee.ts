@@ -25,7 +25,16 @@ import {
 } from "../invocation/invocation.js";
 import { createReceipt, type ReceiptStatus } from "../invocation/receipt.js";
 import { MemoryReplayCache, type ReplayCache } from "../invocation/replay.js";
-import { AuditRecorder, checkMode, sayIfAuditMode, type GuardMode, type UnansweredReason } from "./recorder.js";
+import {
+  AuditRecorder,
+  checkMode,
+  sayIfAuditMode,
+  traceFields,
+  type GuardMode,
+  type UnansweredReason,
+} from "./recorder.js";
+import { withTrace } from "./trace-scope.js";
+import { calleeSpan, contextOf, type CallSpan } from "../invocation/trace-context.js";
 import type { Trust } from "../invocation/trust.js";
 import type { BearerCaller, PresentedCredential } from "../oauth/protected-resource.js";
 import type { AuthMethod, PersonContext } from "../policy/context.js";
@@ -95,6 +104,11 @@ export interface Admission {
   readonly authMethod?: AuthMethod | undefined;
   /** The verified access token the call carried (alone, or beside its invocation token). */
   readonly bearer?: BearerCaller | undefined;
+  /**
+   * The callee's span of the call: in the trace the caller signed (or, with nothing signed, the
+   * one its `traceparent` carried, else a new one), its parent the caller's span.
+   */
+  readonly trace: CallSpan;
   readonly startedAt: number;
 }
 
@@ -126,6 +140,22 @@ function claimedCaller(token: unknown): string {
 }
 
 const UNKNOWN_CALLER = "unknown";
+
+/** The W3C trace context a call carried beside its token (MCP: `traceparent`, `tracestate` of `_meta`). Unsigned. */
+export interface CarriedTrace {
+  traceparent?: unknown;
+  tracestate?: unknown;
+}
+
+/**
+ * The callee's span of a call: the trace its token signed (a verified token's, or the one a token
+ * that did not verify claims, as its caller is only claimed), checked against what it carried
+ * (invocation/trace-context.ts decides; the unsigned copy never overrules the signed one).
+ */
+function spanOf(v: VerifiedInvocation | undefined, token: unknown, carried: CarriedTrace): CallSpan {
+  const claims = v !== undefined ? v.claims : peekClaims(token);
+  return calleeSpan(claims === undefined ? undefined : { trace: claims.trace, span: claims.span }, carried);
+}
 
 /**
  * The person a verified call was made for, for its entry: who (issuer-qualified subject), the
@@ -192,14 +222,16 @@ export class CalleeGuard {
    * in both, or it is refused (ERR_OAUTH_TOKEN_SUBJECT_MISMATCH); its compact form is the
    * access token an invocation's `ath` may bind.
    */
-  async admit(call: {
-    tool: string;
-    args: unknown;
-    token: unknown;
-    accessToken?: string;
-    bearer?: BearerCaller | undefined;
-    sourceIp?: string | undefined;
-  }): Promise<Admission> {
+  async admit(
+    call: {
+      tool: string;
+      args: unknown;
+      token: unknown;
+      accessToken?: string;
+      bearer?: BearerCaller | undefined;
+      sourceIp?: string | undefined;
+    } & CarriedTrace,
+  ): Promise<Admission> {
     const startedAt = performance.now();
     const bearer = call.bearer;
     const accessToken = bearer?.compact ?? call.accessToken;
@@ -221,6 +253,7 @@ export class CalleeGuard {
         caller: claimedCaller(call.token),
         callerVerified: false,
         bearer,
+        trace: spanOf(undefined, call.token, call),
         startedAt,
       };
     }
@@ -246,10 +279,12 @@ export class CalleeGuard {
         caller: claimedCaller(call.token),
         callerVerified: false,
         bearer,
+        trace: spanOf(undefined, call.token, call),
         startedAt,
       };
     }
     const caller = verified.caller.toString();
+    const trace = spanOf(verified, undefined, call);
     // A verified caller refused at the policy step: audited as verified, admitted only in audit mode.
     const refusedByPolicy = (e: unknown): Admission => ({
       allowed: this.mode === "audit",
@@ -262,6 +297,7 @@ export class CalleeGuard {
       callerVerified: true,
       authMethod: "signed",
       bearer,
+      trace,
       startedAt,
     });
     // Two credentials, one caller: a request signed by one identity and carrying another's
@@ -327,6 +363,7 @@ export class CalleeGuard {
       callerVerified: true,
       authMethod: "signed",
       bearer,
+      trace,
       startedAt,
     };
   }
@@ -337,13 +374,17 @@ export class CalleeGuard {
    * decided by policy (`aztp:authMethod` = `bearer`, so a policy can require signed calls for
    * some tools), and the call is receipted and audited like a signed one. Never throws.
    */
-  async admitBearer(call: {
-    tool: string;
-    args: unknown;
-    bearer: BearerCaller;
-    sourceIp?: string | undefined;
-  }): Promise<Admission> {
+  async admitBearer(
+    call: {
+      tool: string;
+      args: unknown;
+      bearer: BearerCaller;
+      sourceIp?: string | undefined;
+    } & CarriedTrace,
+  ): Promise<Admission> {
     const startedAt = performance.now();
+    // Nothing is signed: the traceparent the request carried is all there is.
+    const trace = spanOf(undefined, undefined, call);
     const bearer = call.bearer;
     const caller = bearer.caller;
     const asked = typeof this.#o.policy === "function" ? this.#o.policy() : this.#o.policy;
@@ -359,6 +400,7 @@ export class CalleeGuard {
       callerVerified: true,
       authMethod: "bearer",
       bearer,
+      trace,
       startedAt,
     });
     const down = this.#audit.unavailable();
@@ -404,7 +446,7 @@ export class CalleeGuard {
    * Refuses a call before verification (the transport binding does, e.g. for a request id
    * already in use): answered with a receipt and audited like any other refusal.
    */
-  refuse(call: { tool: string; args: unknown; token: unknown }, error: AztpError): Promise<Settlement> {
+  refuse(call: { tool: string; args: unknown; token: unknown } & CarriedTrace, error: AztpError): Promise<Settlement> {
     const token = typeof call.token === "string" ? call.token : undefined;
     return this.settleRefusal({
       allowed: false,
@@ -415,6 +457,7 @@ export class CalleeGuard {
       error,
       caller: claimedCaller(call.token),
       callerVerified: false,
+      trace: spanOf(undefined, call.token, call),
       startedAt: performance.now(),
     });
   }
@@ -432,7 +475,7 @@ export class CalleeGuard {
    * ERR_AUDIT_UNAVAILABLE when it could not be (enforce mode): then the answer is that error.
    */
   async refuseCredential(
-    call: { tool: string; args: unknown; token: unknown },
+    call: { tool: string; args: unknown; token: unknown } & CarriedTrace,
     error: AztpError,
     presented: PresentedCredential | undefined,
   ): Promise<AztpError | undefined> {
@@ -450,6 +493,7 @@ export class CalleeGuard {
       caller: presented?.caller ?? claimedCaller(call.token),
       callerVerified: presented?.verified ?? false,
       ...(presented !== undefined ? { authMethod: "bearer" as const } : {}),
+      trace: spanOf(undefined, call.token, call),
       startedAt: performance.now(),
     };
     return this.#record(
@@ -555,7 +599,7 @@ export class CalleeGuard {
 
   /** Admits, runs `fn` if allowed, settles. Throws the AztpError of a refused call. */
   async run<T>(
-    call: { tool: string; args: unknown; token: unknown },
+    call: { tool: string; args: unknown; token: unknown } & CarriedTrace,
     fn: () => Promise<T> | T,
   ): Promise<{ result: T; receipt: string | undefined; admission: Admission }> {
     const admission = await this.admit(call);
@@ -565,7 +609,8 @@ export class CalleeGuard {
     }
     let result: T;
     try {
-      result = await fn();
+      // Whatever the tool calls continues this call's trace, under the callee's span.
+      result = await withTrace(contextOf(admission.trace), fn);
     } catch (e) {
       // The tool's own failure, under its own code: the call was admitted and ran, so this is
       // no verification failure, even when what the tool threw was an AztpError of its own.
@@ -633,7 +678,7 @@ export class CalleeGuard {
             : {}),
       ...(resultDigest ? { resultDigest } : {}),
       ...(v ? { jti: v.claims.jti } : {}),
-      ...(v?.claims.trace ? { traceId: v.claims.trace } : {}),
+      ...traceFields(admission.trace),
       ...toolCallIdOf(v, admission.token),
       ...(v && v.delegation.length > 0 ? { delegation: v.delegation.map((d) => d.delegator) } : {}),
       ...personOf(v, admission.authMethod === "bearer" ? admission.bearer : undefined),

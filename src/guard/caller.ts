@@ -15,8 +15,17 @@ import { createInvocation, MAX_TOOL_CALL_ID_LENGTH, type InvocationClaims } from
 import { actorsOf, personId } from "../invocation/on-behalf-of.js";
 import { verifyReceipt, type VerifiedReceipt } from "../invocation/receipt.js";
 import type { Trust } from "../invocation/trust.js";
+import { startSpan, type CallSpan, type TraceOrigin } from "../invocation/trace-context.js";
 import { approvalClaim, type Approval } from "../people/approval.js";
-import { AuditRecorder, checkMode, sayIfAuditMode, type GuardMode, type UnansweredReason } from "./recorder.js";
+import {
+  AuditRecorder,
+  checkMode,
+  sayIfAuditMode,
+  traceFields,
+  type GuardMode,
+  type UnansweredReason,
+} from "./recorder.js";
+import { currentTrace } from "./trace-scope.js";
 
 export interface CallerGuardOptions {
   identity: SignerLike;
@@ -38,7 +47,12 @@ export interface CallToSign {
   onBehalfOf?: string;
   /** A person's approval of this call (people/approval.ts), signed in as `apr`. */
   approval?: Approval;
-  traceId?: string;
+  /**
+   * The trace the call continues (W3C trace context: a traceparent the request carried, an
+   * agent's run): the call gets a span of its own in it, signed as `trace` and `span`. Default:
+   * the current trace (trace-scope.ts), else a new one.
+   */
+  trace?: TraceOrigin;
   /** The framework's tool-call id (LangChain's), signed so both audit entries carry it. */
   toolCallId?: string;
 }
@@ -49,6 +63,8 @@ export interface UnsignedCall {
   tool: string;
   args: unknown;
   toolCallId?: string;
+  /** The trace it would have continued (default: the current one). */
+  trace?: TraceOrigin;
 }
 
 export interface PreparedCall {
@@ -57,6 +73,8 @@ export interface PreparedCall {
   readonly args: unknown;
   readonly token: string;
   readonly claims: InvocationClaims;
+  /** The caller's span of the call (its trace and span IDs are signed in `claims`). */
+  readonly trace: CallSpan;
   readonly startedAt: number;
 }
 
@@ -79,6 +97,8 @@ export interface UnsignedSentCall {
    */
   readonly unproven?: AztpError;
   readonly toolCallId?: string;
+  /** The caller's span of the call (nothing is signed: the traceparent it carries is all). */
+  readonly trace: CallSpan;
 }
 
 /** A call that left: signed, or sent unsigned to an unsecured server. */
@@ -203,6 +223,7 @@ export class CallerGuard {
     args: unknown;
     unproven?: AztpError;
     toolCallId?: string;
+    trace?: TraceOrigin;
   }): Promise<UnsignedSentCall> {
     const down = this.#audit.unavailable();
     const unavailable = down === undefined ? undefined : await down;
@@ -218,6 +239,7 @@ export class CallerGuard {
       tool: call.tool,
       args: call.args,
       argsDigest,
+      trace: startSpan(call.trace ?? currentTrace()),
       startedAt: performance.now(),
       ...(call.unproven !== undefined ? { unproven: call.unproven } : {}),
       ...(validToolCallId(call.toolCallId) ? { toolCallId: call.toolCallId } : {}),
@@ -269,12 +291,14 @@ export class CallerGuard {
       decision: what.decision,
       outcome: what.outcome,
       reason: what.reason,
+      ...traceFields(startSpan(call.trace ?? currentTrace())),
       ...(validToolCallId(call.toolCallId) ? { toolCallId: call.toolCallId } : {}),
     });
   }
 
   /** Signs a request that is not itself a tool call (tools/list, to be shown the callable tools): not audited. */
   sign(call: CallToSign): PreparedCall {
+    const trace = startSpan(call.trace ?? currentTrace());
     const { token, claims } = createInvocation(this.#o.identity, {
       audience: call.audience,
       tool: call.tool,
@@ -282,10 +306,19 @@ export class CallerGuard {
       ...(call.delegation ? { delegation: call.delegation } : {}),
       ...(call.onBehalfOf !== undefined ? { onBehalfOf: call.onBehalfOf } : {}),
       ...(call.approval !== undefined ? { approval: approvalClaim(call.approval) } : {}),
-      ...(call.traceId ? { traceId: call.traceId } : {}),
+      traceId: trace.traceId,
+      spanId: trace.spanId,
       ...(call.toolCallId !== undefined ? { toolCallId: call.toolCallId } : {}),
     });
-    return { audience: call.audience, tool: call.tool, args: call.args, token, claims, startedAt: performance.now() };
+    return {
+      audience: call.audience,
+      tool: call.tool,
+      args: call.args,
+      token,
+      claims,
+      trace,
+      startedAt: performance.now(),
+    };
   }
 
   /**
@@ -421,6 +454,7 @@ export class CallerGuard {
             ? { reason }
             : {}),
       ...(resultDigest ? { resultDigest } : {}),
+      ...traceFields(prepared.trace),
       ...(signed
         ? {
             jti: signed.claims.jti,
@@ -430,7 +464,6 @@ export class CallerGuard {
             ...this.#personOf(signed.claims.obo),
             // Only on a call the callee admitted: a refused approval approved nothing.
             ...(entryDecision === "allow" && verified !== undefined ? approvalOf(signed.claims) : {}),
-            ...(signed.claims.trace ? { traceId: signed.claims.trace } : {}),
             ...(signed.claims.tcid ? { toolCallId: signed.claims.tcid } : {}),
             token: signed.token,
           }

@@ -21,3 +21,4 @@ export {
   type VerifiedApproval,
   type VerifyApprovalOptions,
 } from "../people/approval.js";
+export { withTrace, currentTrace } from "./trace-scope.js";

@@ -10,6 +10,7 @@
 import type { AuditEntryInput } from "../audit/entry.js";
 import type { AuditWriter } from "../audit/writer.js";
 import { AztpError, ErrorCodes } from "../errors.js";
+import type { CallSpan } from "../invocation/trace-context.js";
 
 export type GuardMode = "enforce" | "audit";
 
@@ -24,6 +25,21 @@ export const Unanswered = {
   SEND_FAILED: "send-failed",
 } as const;
 export type UnansweredReason = (typeof Unanswered)[keyof typeof Unanswered];
+
+/** What an entry records of a call's span (the caller's and the callee's entries alike). */
+export function traceFields(span: CallSpan): {
+  traceId: string;
+  spanId: string;
+  parentSpanId?: string;
+  traceNote?: string;
+} {
+  return {
+    traceId: span.traceId,
+    spanId: span.spanId,
+    ...(span.parentSpanId !== undefined ? { parentSpanId: span.parentSpanId } : {}),
+    ...(span.note !== undefined ? { traceNote: span.note } : {}),
+  };
+}
 
 export function checkMode(mode: unknown): GuardMode {
   if (mode === undefined) return "enforce";

@@ -74,3 +74,17 @@ export type {
   VerifiedOnBehalfOf,
   VerifyOnBehalfOfOptions,
 } from "./on-behalf-of.js";
+export {
+  parseTraceparent,
+  formatTraceparent,
+  carriedTrace,
+  calleeSpan,
+  startSpan,
+  contextOf,
+  isTraceId,
+  isSpanId,
+  newTraceId,
+  newSpanId,
+  TRACE_FLAG_SAMPLED,
+} from "./trace-context.js";
+export type { TraceContext, TraceOrigin, CallSpan } from "./trace-context.js";

@@ -3,7 +3,7 @@
  *
  * Token: compact JWS, header { alg, typ: "aztp-invocation+jwt", x5c: caller's SVID chain },
  * claims { iss = sub = caller SPIFFE ID, aud = callee SPIFFE ID, iat, exp (≤ 60 s after iat),
- * jti (128 random bits), tool, args_sha256 = b64url(SHA-256(JCS(args))), [ath], [trace],
+ * jti (128 random bits), tool, args_sha256 = b64url(SHA-256(JCS(args))), [ath], [trace, span],
  * [dlg: delegation chain] }. See docs/protocol.md.
  *
  * One verifier for every integration (LangChain, MCP server, client, proxy): none of them
@@ -18,6 +18,7 @@ import { signerOf, signWithHeader, type SignerLike } from "./codec.js";
 import { describeClaim } from "./describe.js";
 import { verifyDelegationChain, type VerifiedDelegation } from "./delegation.js";
 import { verifyOnBehalfOf, type VerifiedOnBehalfOf } from "./on-behalf-of.js";
+import { isSpanId, isTraceId } from "./trace-context.js";
 import type { ReplayCache } from "./replay.js";
 import {
   DEFAULT_INVOCATION_LEEWAY_SECONDS,
@@ -55,7 +56,14 @@ export interface InvocationClaims {
   args_sha256: string;
   /** SHA-256 of an access token sent with the call (WIMSE `ath`). */
   ath?: string;
+  /**
+   * The W3C trace ID of the trace the call belongs to (trace-context.ts): signed, so that nobody on
+   * the transport can move the call into another trace; the `traceparent` in the request's
+   * `_meta` is only its copy on the wire.
+   */
   trace?: string;
+  /** The caller's span of this call (a W3C span ID, with `trace`): the parent of the callee's. */
+  span?: string;
   /**
    * The framework's id for this tool call (a LangChain tool-call id): signed, so both sides'
    * audit entries carry the same id and one query finds the call in the caller's log and the
@@ -103,7 +111,10 @@ export interface SignInvocationOptions {
   onBehalfOf?: string;
   /** A person's approval of this call, signed in as `apr`. */
   approval?: ApprovalClaim;
+  /** The W3C trace ID the call belongs to (32 lower-case hex digits), signed as `trace`. */
   traceId?: string;
+  /** The caller's span of the call (16 lower-case hex digits), signed as `span`; needs `traceId`. */
+  spanId?: string;
   /** The framework's tool-call id (a LangChain ToolCall's `id`), signed as `tcid`. */
   toolCallId?: string;
   accessTokenHash?: string;
@@ -143,7 +154,22 @@ export function createInvocation(
     args_sha256: canonicalDigest(options.args, "args"),
   };
   if (options.accessTokenHash !== undefined) claims.ath = options.accessTokenHash;
-  if (options.traceId !== undefined) claims.trace = options.traceId;
+  if (options.traceId !== undefined) {
+    if (!isTraceId(options.traceId))
+      throw new AztpError(
+        ErrorCodes.ARGUMENT_INVALID,
+        "traceId must be a W3C trace-id: 32 lower-case hex digits, not all zero",
+      );
+    claims.trace = options.traceId;
+  }
+  if (options.spanId !== undefined) {
+    if (options.traceId === undefined || !isSpanId(options.spanId))
+      throw new AztpError(
+        ErrorCodes.ARGUMENT_INVALID,
+        "spanId must be a W3C span ID (16 lower-case hex digits, not all zero), with a traceId",
+      );
+    claims.span = options.spanId;
+  }
   if (options.toolCallId !== undefined) {
     if (
       typeof options.toolCallId !== "string" ||
@@ -287,8 +313,18 @@ export async function verifyInvocation(token: unknown, options: VerifyInvocation
   if (typeof c.jti !== "string" || c.jti.length < 22 || c.jti.length > 128) {
     reject(ErrorCodes.INVOCATION_MALFORMED, "invocation token needs a jti of at least 128 bits", "jti");
   }
-  if (c.trace !== undefined && typeof c.trace !== "string")
-    reject(ErrorCodes.INVOCATION_MALFORMED, "trace must be a string", "trace");
+  if (c.trace !== undefined && !isTraceId(c.trace))
+    reject(
+      ErrorCodes.INVOCATION_MALFORMED,
+      "trace must be a W3C trace-id (32 lower-case hex digits, not all zero)",
+      "trace",
+    );
+  if (c.span !== undefined && (c.trace === undefined || !isSpanId(c.span)))
+    reject(
+      ErrorCodes.INVOCATION_MALFORMED,
+      "span must be a W3C span ID (16 lower-case hex digits, not all zero), with a trace",
+      "span",
+    );
   if (
     c.tcid !== undefined &&
     (typeof c.tcid !== "string" || c.tcid.length === 0 || c.tcid.length > MAX_TOOL_CALL_ID_LENGTH)

@@ -30,6 +30,7 @@ import { AztpError, ErrorCodes, type ErrorCode } from "../errors.js";
 import { actAs, type ActingCaller } from "../guard/acting-caller.js";
 import { CallerGuard, type PreparedCall } from "../guard/caller.js";
 import type { GuardMode } from "../guard/recorder.js";
+import { withTrace } from "../guard/trace-scope.js";
 import { canonicalDigest } from "../invocation/canonical.js";
 import type { Trust } from "../invocation/trust.js";
 import { commandIsError, commandReceipt, commandResult, COMMAND_REASON, isCommand, type Command } from "./command.js";
@@ -38,6 +39,7 @@ import { controlFlowName, isControlFlow } from "./control-flow.js";
 import { isMcpTool, mcpServerOf } from "./mcp-mark.js";
 import { receiptEntry, receiptOf, withReceipt, type ReceiptArtifact } from "./receipt-artifact.js";
 import { onBehalfOfForCall } from "./run-person.js";
+import { runTrace } from "./run-trace.js";
 import { isSecuredTool, refusalText, secureTool, type SecuredTool } from "./tool.js";
 
 /** How a tool that has no identity of its own is named when the middleware serves it under one. */
@@ -403,16 +405,20 @@ export async function createSecureMiddleware(options: SecureMiddlewareOptions): 
     name: "aztp",
     // A call the callee lets run only with a person's approval pauses the run (an interrupt) and
     // is made again with the approval it resumes with (approval-interrupt.ts).
+    // Each call is a span in its run's trace (run-trace.ts): signed here for a local tool, by the
+    // secured MCP client for an MCP tool, both reading it from the trace scope.
     wrapToolCall: async (request, handler) =>
-      withApprovalInterrupt(
-        request.toolCall,
-        (ask) => dispatch(request, handler, ask),
-        async (error) => {
-          const call = request.toolCall;
-          const args = { tool: call.name, args: call.args, ...(call.id ? { toolCallId: call.id } : {}) };
-          return refusal(call, "unknown", await guard.refuse(args, error));
-        },
-        pendingApprovals,
+      withTrace(runTrace(request.runtime?.configurable, (request.state as { messages?: unknown }).messages), () =>
+        withApprovalInterrupt(
+          request.toolCall,
+          (ask) => dispatch(request, handler, ask),
+          async (error) => {
+            const call = request.toolCall;
+            const args = { tool: call.name, args: call.args, ...(call.id ? { toolCallId: call.id } : {}) };
+            return refusal(call, "unknown", await guard.refuse(args, error));
+          },
+          pendingApprovals,
+        ),
       ),
   });
 

@@ -32,6 +32,12 @@ export interface AztpRunConfig {
    * acts for nobody.
    */
   onBehalfOf?: string;
+  /**
+   * The W3C trace context the run's tool calls join (run-trace.ts): the application's
+   * `traceparent`, and its `tracestate` if any. Absent: the run has a trace of its own.
+   */
+  traceparent?: string;
+  tracestate?: string;
 }
 
 /** A sub-agent's run inside its parent's call: the child it is for, and the parent's token for the person. */
@@ -52,8 +58,11 @@ export function runConfigOf(configurable: unknown): AztpRunConfig | undefined {
   const aztp = isJsonObject(configurable) ? configurable.aztp : undefined;
   if (aztp === undefined || aztp === null) return undefined;
   if (!isJsonObject(aztp))
-    throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "configurable.aztp must be an object ({ onBehalfOf })");
-  const known = new Set(["onBehalfOf"]);
+    throw new AztpError(
+      ErrorCodes.ARGUMENT_INVALID,
+      "configurable.aztp must be an object ({ onBehalfOf, traceparent })",
+    );
+  const known = new Set(["onBehalfOf", "traceparent", "tracestate"]);
   const unknown = Object.keys(aztp).find((k) => !known.has(k));
   if (unknown !== undefined)
     throw new AztpError(

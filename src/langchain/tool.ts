@@ -27,6 +27,8 @@ import type { AuditOption } from "../client/home-audit.js";
 import type { AgentIdentity } from "../client/identity.js";
 import { AztpError, ErrorCodes } from "../errors.js";
 import { actingCaller } from "../guard/acting-caller.js";
+import { withTrace } from "../guard/trace-scope.js";
+import { contextOf } from "../invocation/trace-context.js";
 import { CalleeGuard, type Admission, type Settlement } from "../guard/callee.js";
 import type { GuardMode } from "../guard/recorder.js";
 import type { ReceiptStatus } from "../invocation/receipt.js";
@@ -159,7 +161,10 @@ export class SecuredTool extends StructuredTool {
 
     let output: unknown;
     try {
-      output = await this.#inner.invoke((toolCall ? { ...toolCall, args } : args) as never, config);
+      // What the tool calls (a sub-agent's run, an MCP server) continues this call's trace, under its span.
+      output = await withTrace(contextOf(admission.trace), () =>
+        this.#inner.invoke((toolCall ? { ...toolCall, args } : args) as never, config),
+      );
     } catch (e) {
       if (isControlFlow(e)) {
         // LangGraph pauses (or reroutes) the run here: no result, so no receipt; recorded, then let through.

@@ -25,6 +25,8 @@ import type { GuardMode } from "../guard/callee.js";
 import { CallerGuard, type PreparedCall, type SentCall } from "../guard/caller.js";
 import { Unanswered, type UnansweredReason } from "../guard/recorder.js";
 import { actingCaller, type ActingCaller } from "../guard/acting-caller.js";
+import { currentTrace } from "../guard/trace-scope.js";
+import { carriedTrace, continuing, type TraceOrigin } from "../invocation/trace-context.js";
 import { verifyPossessionProofSigner } from "../invocation/proof.js";
 import type { ReceiptStatus } from "../invocation/receipt.js";
 import type { Trust } from "../invocation/trust.js";
@@ -53,8 +55,11 @@ import {
   INVOCATION_META_KEY,
   RECEIPT_META_KEY,
   resultForDigest,
+  TRACEPARENT_META_KEY,
+  TRACESTATE_META_KEY,
   withMeta,
   withoutMeta,
+  withTraceMeta,
 } from "./meta.js";
 import { canonicalDigest } from "../invocation/canonical.js";
 import { approvalFits, type Approval } from "../people/approval.js";
@@ -158,6 +163,17 @@ function approvalFor(
     return undefined;
   }
   return approvalFits(approval, { tool: params.name as string, argsDigest, audience }) ? approval : undefined;
+}
+
+/**
+ * The trace a tools/call continues: the `traceparent` its request carries (an application's, or the
+ * host's through the bridge), else the trace the caller works in (an agent's run, the call a
+ * server is serving, an active OpenTelemetry span), else none (a new trace). One that is malformed
+ * is refused, noted in the entry, and never breaks the call.
+ */
+function traceOriginOf(params: Record<string, unknown>): TraceOrigin | undefined {
+  const meta = isJsonObject(params._meta) ? params._meta : {};
+  return continuing(carriedTrace(meta[TRACEPARENT_META_KEY], meta[TRACESTATE_META_KEY]), currentTrace());
 }
 
 /** The answer without the receipt in its result's `_meta` (and without a `_meta` left empty). */
@@ -370,10 +386,12 @@ export function clientHooks(
   ): Promise<JSONRPCMessage> => {
     const acting = actingCaller();
     const guard = acting?.guard ?? ownGuard;
+    const trace = traceOriginOf(params);
     const prepared = await guard.prepareUnsigned({
       audience,
       tool: params.name as string,
       args: argumentsOf(params),
+      ...(trace !== undefined ? { trace } : {}),
       ...(unproven !== undefined ? { unproven } : {}),
       ...(acting?.toolCallId !== undefined ? { toolCallId: acting.toolCallId } : {}),
     });
@@ -384,7 +402,8 @@ export function clientHooks(
     const signal = (sendOptions as { requestSignal?: AbortSignal } | undefined)?.requestSignal;
     const id = message.id;
     signal?.addEventListener("abort", () => unanswered(id, Unanswered.CANCELLED), { once: true });
-    return message;
+    // Unsigned, but traced: the server's work can still join the call's trace.
+    return { ...message, params: withTraceMeta(params, prepared.trace) } as JSONRPCMessage;
   };
 
   return {
@@ -414,6 +433,7 @@ export function clientHooks(
       // under its delegation and with its tool-call id; any other call as this client.
       const acting = actingCaller();
       const guard = acting?.guard ?? ownGuard;
+      const trace = isCall ? traceOriginOf(params) : undefined;
       if (binding.serverId === undefined) {
         if (isList) return message; // nothing to address a token to
         const unaddressed = new AztpError(
@@ -430,6 +450,7 @@ export function clientHooks(
             tool: params.name as string,
             args: argumentsOf(params),
             ...(acting?.toolCallId !== undefined ? { toolCallId: acting.toolCallId } : {}),
+            ...(trace !== undefined ? { trace } : {}),
           },
           unaddressed,
         );
@@ -458,6 +479,7 @@ export function clientHooks(
         ...(onBehalfOf !== undefined ? { onBehalfOf } : {}),
         ...(acting?.toolCallId !== undefined ? { toolCallId: acting.toolCallId } : {}),
         ...(approval !== undefined ? { approval } : {}),
+        ...(trace !== undefined ? { trace } : {}),
       };
       let prepared: PreparedCall;
       try {
@@ -514,7 +536,9 @@ export function clientHooks(
         const id = message.id;
         signal?.addEventListener("abort", () => unanswered(id, Unanswered.CANCELLED), { once: true });
       }
-      return { ...message, params: withMeta(params, INVOCATION_META_KEY, prepared.token) } as JSONRPCMessage;
+      // A call names its span as the parent of the server's work, beside the token that signs it.
+      const sent = isCall ? withTraceMeta(params, prepared.trace) : params;
+      return { ...message, params: withMeta(sent, INVOCATION_META_KEY, prepared.token) } as JSONRPCMessage;
     },
     abandon(id, reason) {
       if (settling.find(id) !== undefined) return false;

@@ -3,6 +3,7 @@
  * `modelcontextprotocol` or `mcp`; ours is `io.aztp/`.
  */
 import { ErrorCodes, type ErrorCode } from "../errors.js";
+import { formatTraceparent } from "../invocation/trace-context.js";
 import { isJsonObject, type JsonObject } from "../json/value.js";
 
 export const META_PREFIX = "io.aztp/";
@@ -16,6 +17,18 @@ export const RECEIPT_META_KEY = "io.aztp/receipt";
  * the invocation (`apr`) and takes it out of `_meta` before the request leaves.
  */
 export const APPROVAL_META_KEY = "io.aztp/approval";
+/**
+ * params._meta of a request: W3C trace context (`traceparent`, `tracestate`). MCP 2026-07-28
+ * reserves these unprefixed keys for OpenTelemetry trace context, an exception to its prefix
+ * rule (basic/index.mdx, "General fields: _meta", from SEP-414, "Document OpenTelemetry Trace
+ * Context Propagation Conventions"); their values follow W3C Trace Context. A secured client
+ * sets them to its span of each call, a secured server (and the proxy) passes on its own span
+ * of the call to what serves it; the trace ID they carry is also signed in the invocation
+ * (invocation/trace-context.ts), and only the signed one is believed.
+ */
+export const TRACEPARENT_META_KEY = "traceparent";
+export const TRACESTATE_META_KEY = "tracestate";
+
 /** params._meta of initialize: { nonce, client } for the server to prove its identity on. */
 export const CHALLENGE_META_KEY = "io.aztp/challenge";
 /** result._meta of initialize: the server's possession proof, or { id } when not challenged. */
@@ -74,6 +87,35 @@ export function withMeta(value: unknown, key: string, entry: unknown): JsonObjec
   const obj = isJsonObject(value) ? value : {};
   const meta = isJsonObject(obj._meta) ? obj._meta : {};
   return { ...obj, _meta: { ...meta, [key]: entry } };
+}
+
+/** The trace context a request's `_meta` carries (unsigned: checked against the invocation's). */
+export function carriedTraceOf(meta: JsonObject): { traceparent?: unknown; tracestate?: unknown } {
+  return {
+    ...(meta[TRACEPARENT_META_KEY] !== undefined ? { traceparent: meta[TRACEPARENT_META_KEY] } : {}),
+    ...(meta[TRACESTATE_META_KEY] !== undefined ? { tracestate: meta[TRACESTATE_META_KEY] } : {}),
+  };
+}
+
+/**
+ * `params` sending the trace context that names `span` as the parent of what serves the request:
+ * its `traceparent`, and its `tracestate` (or none: a tracestate that came with a refused or
+ * overruled context is not passed on).
+ */
+export function withTraceMeta(
+  params: JsonObject,
+  span: { traceId: string; spanId: string; flags: number; tracestate?: string | undefined },
+): JsonObject {
+  const meta = isJsonObject(params._meta) ? params._meta : {};
+  const { [TRACESTATE_META_KEY]: _state, ...rest } = meta;
+  return {
+    ...params,
+    _meta: {
+      ...rest,
+      [TRACEPARENT_META_KEY]: formatTraceparent(span),
+      ...(span.tracestate !== undefined ? { [TRACESTATE_META_KEY]: span.tracestate } : {}),
+    },
+  };
 }
 
 /** How to sign, for the error a signing-unaware client gets from an enforcing server. */

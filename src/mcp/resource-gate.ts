@@ -50,7 +50,14 @@ import {
   type ProtectedResourceOptions,
 } from "../oauth/protected-resource.js";
 import { isRequest } from "./message.js";
-import { argumentsOf, AZTP_REFUSED, CHALLENGE_META_KEY, HANDSHAKES, INVOCATION_META_KEY } from "./meta.js";
+import {
+  argumentsOf,
+  AZTP_REFUSED,
+  carriedTraceOf,
+  CHALLENGE_META_KEY,
+  HANDSHAKES,
+  INVOCATION_META_KEY,
+} from "./meta.js";
 
 /** The key of `AuthInfo.extra` under which the verified bearer caller reaches the server's hooks. */
 export const BEARER_AUTH_KEY = "io.aztp/bearer";
@@ -164,7 +171,9 @@ export function checkServingGuard(transport: object | undefined, guard: CalleeGu
 }
 
 /** A tools/call request of a body, as the guard records it; undefined for any other message. */
-function toolCallOf(message: unknown): { tool: string; args: unknown; token: unknown } | undefined {
+function toolCallOf(
+  message: unknown,
+): ({ tool: string; args: unknown; token: unknown } & ReturnType<typeof carriedTraceOf>) | undefined {
   if (!isJsonObject(message) || !isRequest(message as JSONRPCMessage) || message.method !== "tools/call")
     return undefined;
   const params: JsonObject = isJsonObject(message.params) ? message.params : {};
@@ -174,6 +183,7 @@ function toolCallOf(message: unknown): { tool: string; args: unknown; token: unk
     tool: typeof params.name === "string" ? params.name : "",
     args: argumentsOf(params),
     token: meta[INVOCATION_META_KEY],
+    ...carriedTraceOf(meta),
   };
 }
 

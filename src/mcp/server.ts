@@ -39,12 +39,15 @@ import {
   sdkTakesAsRequest,
 } from "./message.js";
 import { outsideActing } from "../guard/acting-caller.js";
+import { outsideTrace, withTrace } from "../guard/trace-scope.js";
+import { contextOf } from "../invocation/trace-context.js";
 import { requestSourceIp } from "./peer.js";
 import { bearerOf, checkServingGuard } from "./resource-gate.js";
 import type { AuthMethod, PersonContext } from "../policy/context.js";
 import {
   argumentsOf,
   AZTP_REFUSED,
+  carriedTraceOf,
   CHALLENGE_META_KEY,
   HANDSHAKES,
   HOW_TO_SIGN,
@@ -53,6 +56,7 @@ import {
   RECEIPT_META_KEY,
   resultForDigest,
   withMeta,
+  withTraceMeta,
 } from "./meta.js";
 
 export interface SecureMcpServerOptions {
@@ -263,7 +267,8 @@ class ServerConnection implements MessageHooks {
     try {
       // The server's work for this message (its hooks, the SDK, the tool's handler) is its
       // own, whichever agent's context an in-memory transport carried it in with.
-      outsideActing(() => this.#incoming(message, extra, deliver, reply));
+      // Nor its trace: a call it admits runs in the span it starts for it.
+      outsideActing(() => outsideTrace(() => this.#incoming(message, extra, deliver, reply)));
     } catch (e) {
       if (!isRequest(message)) throw e;
       this.#internalError(reply, message.id, e);
@@ -355,6 +360,7 @@ class ServerConnection implements MessageHooks {
     const id = message.id;
     const params = isJsonObject(message.params) ? message.params : {};
     const meta = isJsonObject(params._meta) ? params._meta : {};
+    const carried = carriedTraceOf(meta);
     if (this.#pending.has(id)) {
       const error = new AztpError(
         ErrorCodes.MCP_REQUEST_ID_IN_USE,
@@ -363,7 +369,7 @@ class ServerConnection implements MessageHooks {
       // Not through #answer(): the request in flight under this id is still waiting for its own.
       if (message.method === "tools/call" && typeof params.name === "string") {
         void guard
-          .refuse({ tool: params.name, args: argumentsOf(params), token: meta[INVOCATION_META_KEY] }, error)
+          .refuse({ tool: params.name, args: argumentsOf(params), token: meta[INVOCATION_META_KEY], ...carried }, error)
           .then((settled) => reply(settledRefusal(id, error, settled)))
           .catch(() => undefined);
       } else {
@@ -454,7 +460,7 @@ class ServerConnection implements MessageHooks {
         "this tools/call has members the MCP SDK rejects (an unknown member, or a _meta its schema does not accept), so the server would never run or answer it",
       );
       void guard
-        .refuse({ tool: params.name, args: argumentsOf(params), token: meta[INVOCATION_META_KEY] }, error)
+        .refuse({ tool: params.name, args: argumentsOf(params), token: meta[INVOCATION_META_KEY], ...carried }, error)
         .then((settled) => this.#answer(reply, settledRefusal(id, error, settled)))
         .catch((e: unknown) => this.#internalError(reply, id, e));
       return;
@@ -466,13 +472,14 @@ class ServerConnection implements MessageHooks {
     // name one caller (CalleeGuard.admit).
     const admitted =
       bearer !== undefined && meta[INVOCATION_META_KEY] === undefined
-        ? guard.admitBearer({ tool: params.name, args: argumentsOf(params), bearer, sourceIp })
+        ? guard.admitBearer({ tool: params.name, args: argumentsOf(params), bearer, sourceIp, ...carried })
         : guard.admit({
             tool: params.name,
             args: argumentsOf(params),
             token: meta[INVOCATION_META_KEY],
             sourceIp,
             bearer,
+            ...carried,
             ...(accessToken ? { accessToken } : {}),
           });
     void admitted
@@ -493,7 +500,11 @@ class ServerConnection implements MessageHooks {
         }
         call.admission = admission;
         call.delivered = true;
-        deliver(message);
+        // What serves the call (the tool's handler; the proxy's upstream) continues its trace
+        // under this side's span: told so in the request's _meta, and for a handler in this
+        // process by the trace scope its calls are signed in.
+        const traced = { ...message, params: withTraceMeta(params, admission.trace) } as JSONRPCMessage;
+        withTrace(contextOf(admission.trace), () => deliver(traced));
       })
       .catch((e: unknown) => this.#internalError(reply, id, e));
   }

@@ -173,6 +173,10 @@ export function register(program: Command, ctx: CliContext): void {
       "--tool-call-id <id>",
       "one tool call, by its framework id (a LangChain tool-call id), in the caller's log and the callee's",
     )
+    .option(
+      "--trace-id <id>",
+      "one call, or one agent run, by its W3C trace ID (32 hex digits): its entries in every log given",
+    )
     .option("--limit <n>", "at most this many per log")
     .action(
       async (
@@ -183,6 +187,7 @@ export function register(program: Command, ctx: CliContext): void {
           callee?: string;
           tool?: string;
           toolCallId?: string;
+          traceId?: string;
           person?: string;
           decision?: "allow" | "deny" | "audit-only";
           outcome?: AuditOutcome;
@@ -200,6 +205,7 @@ export function register(program: Command, ctx: CliContext): void {
           ...(o.callee ? { callee: normaliseId(o.callee, "--callee") as string } : {}),
           ...(o.tool ? { tool: o.tool } : {}),
           ...(o.toolCallId ? { toolCallId: o.toolCallId } : {}),
+          ...(o.traceId ? { traceId: traceIdOption(o.traceId) } : {}),
           ...(o.person ? { person: o.person } : {}),
           ...(o.decision ? { decision: o.decision } : {}),
           ...(o.outcome ? { outcome: o.outcome } : {}),
@@ -250,15 +256,23 @@ export function register(program: Command, ctx: CliContext): void {
     });
 }
 
+/** A trace ID as entries record it: W3C's 32 lower-case hex digits (given in either case). */
+function traceIdOption(id: string): string {
+  const lower = id.toLowerCase();
+  if (!/^[0-9a-f]{32}$/.test(lower)) throw usage("--trace-id must be a W3C trace ID: 32 hex digits");
+  return lower;
+}
+
 function describeEntry(e: AuditEntry): string {
   const onBehalf =
     e.delegation && e.delegation.length > 0
       ? ` on behalf of ${[...e.delegation].reverse().join(" on behalf of ")}`
       : "";
   const call = e.toolCallId ? ` [call ${e.toolCallId}]` : "";
+  const span = e.traceId !== undefined && e.spanId !== undefined ? ` [trace ${e.traceId} span ${e.spanId}]` : "";
   const person = e.person !== undefined ? ` for ${e.person}` : "";
   const approved = e.approvedBy !== undefined ? ` approved by ${e.approvedBy} at ${e.approvedAt ?? "?"}` : "";
-  return `${e.seq} ${e.time} ${e.side} ${e.decision}${e.reason ? `(${e.reason})` : ""} ${callerText(e)}${onBehalf}${person} -> ${e.callee} ${e.tool} ${e.outcome ?? ""}${call}${approved}`.trimEnd();
+  return `${e.seq} ${e.time} ${e.side} ${e.decision}${e.reason ? `(${e.reason})` : ""} ${callerText(e)}${onBehalf}${person} -> ${e.callee} ${e.tool} ${e.outcome ?? ""}${call}${span}${approved}`.trimEnd();
 }
 
 /** A caller for people: a claimed one is never shown as if it had been verified. */
