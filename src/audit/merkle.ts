@@ -39,8 +39,14 @@ export function leafHash(data: Uint8Array): Buffer {
 
 /** RFC 6962's interior node hash. */
 export function nodeHash(left: Uint8Array, right: Uint8Array): Buffer {
-  return sha256(NODE, left, right);
+  if (left.length !== MERKLE_HASH_SIZE || right.length !== MERKLE_HASH_SIZE) return sha256(NODE, left, right);
+  // 0x01 || left || right assembled in one reused buffer: no allocation per node.
+  NODE_INPUT.set(left, 1);
+  NODE_INPUT.set(right, 1 + MERKLE_HASH_SIZE);
+  return sha256(NODE_INPUT);
 }
+
+const NODE_INPUT = Buffer.alloc(1 + 2 * MERKLE_HASH_SIZE, 0x01);
 
 /** The hash of the tree of no leaves: SHA-256 of the empty string. */
 export const EMPTY_TREE_HASH: Buffer = sha256(new Uint8Array(0));
@@ -313,9 +319,15 @@ export class MerkleTree {
 
 /** The leaf hash of a line of text (its UTF-8 bytes), without copying it into a Buffer first. */
 export function leafHashOfText(text: string): Buffer {
-  // "\u0000" is the one byte 0x00 in UTF-8: the leaf prefix, without a Hash object.
-  return hash("sha256", `\u0000${text}`, "buffer") as unknown as Buffer;
+  // 0x00 || UTF-8(text), encoded into one reused buffer: no string concatenation to flatten and
+  // no allocation per leaf (a UTF-16 unit takes at most 3 bytes in UTF-8).
+  const max = 1 + text.length * 3;
+  if (max > leafInput.length) leafInput = Buffer.alloc(Math.max(max, leafInput.length * 2));
+  const n = leafInput.write(text, 1, "utf8");
+  return sha256(leafInput.subarray(0, 1 + n));
 }
+
+let leafInput = Buffer.alloc(16 * 1024); // byte 0 stays 0x00, the leaf prefix
 
 function sameHash(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && Buffer.compare(Buffer.from(a), Buffer.from(b)) === 0;
