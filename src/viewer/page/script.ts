@@ -17,14 +17,14 @@ export const PAGE_SCRIPT = String.raw`"use strict";
   var STATE_TEXT = {
     signed: "\u2713 signed",
     checkpointed: "\u2713 chained",
-    uncovered: "chained, not yet signed",
+    uncovered: "chained only",
     bad: "\u2717 FIRST BAD ENTRY",
     unverified: "\u26A0 UNVERIFIED"
   };
   var STATE_TITLE = {
     signed: "the hash chain holds and a checkpoint whose signature was checked covers this entry",
     checkpointed: "the hash chain holds and a checkpoint covers this entry; checkpoint signatures were NOT checked (--no-signatures)",
-    uncovered: "the hash chain holds up to this entry, but no signed checkpoint covers it yet: anyone able to write the file could have appended it",
+    uncovered: "the hash chain holds up to this entry, but no checkpoint whose signature was checked covers it (it is after the newest one, or after a bad line): anyone able to write the file could have written it",
     bad: "verification failed here: this is the first bad entry of its log",
     unverified: "this entry comes after its log's first bad entry: nothing about it is verified"
   };
@@ -65,6 +65,7 @@ export const PAGE_SCRIPT = String.raw`"use strict";
     return d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate()) + "T" + pad(d.getHours()) + ":" + pad(d.getMinutes()) + ":" + pad(d.getSeconds());
   }
   function num(n) { return Number(n).toLocaleString("en"); }
+  function count(n, one, many) { return num(n) + " " + (Number(n) === 1 ? one : many || one + "s"); }
   function text(v) { return typeof v === "string" ? v : JSON.stringify(v); }
 
   function api(path, params) {
@@ -160,9 +161,9 @@ export const PAGE_SCRIPT = String.raw`"use strict";
       if (log.error) add(card, el("p", "first-bad", log.error));
       if (log.readError) add(card, el("p", "first-bad", "cannot read: " + log.readError));
       if (v) {
-        add(card, el("p", null, num(v.entries) + " entries verified, " + num(v.checkpoints) + " checkpoints, witness " + v.witness));
+        add(card, el("p", null, count(v.entries, "entry", "entries") + " verified, " + count(v.checkpoints, "checkpoint") + ", witness " + v.witness));
         add(card, el("p", null, log.signatures === "checked" ? "checkpoint signatures checked against " + (log.trustSource || "the trust source") : "checkpoint signatures NOT checked (--no-signatures): the chain and its structure only"));
-        if (v.uncovered > 0) add(card, el("p", null, num(v.uncovered) + " entries after the last checkpoint: no signature covers them yet"));
+        if (v.uncovered > 0) add(card, el("p", null, count(v.uncovered, "entry", "entries") + " after the last checkpoint: no signature covers " + (v.uncovered === 1 ? "it" : "them") + " yet"));
         if (v.firstBad) {
           var fb = v.firstBad;
           var where = fb.line > 0 ? "line " + fb.line + (fb.seq !== null ? " (" + fb.kind + " " + fb.seq + ")" : "") : "the witness";
@@ -171,7 +172,7 @@ export const PAGE_SCRIPT = String.raw`"use strict";
         }
         var live = log.live;
         if (live.entries > 0 || live.checkpoints > 0 || live.fault) {
-          add(card, el("p", null, "since: " + num(live.entries) + " appended entries and " + num(live.checkpoints) + " checkpoints checked as they arrived"));
+          add(card, el("p", null, "since: " + count(live.entries, "appended entry", "appended entries") + " and " + count(live.checkpoints, "checkpoint") + " checked as they arrived"));
           if (live.fault) {
             add(card, el("p", "first-bad", "First bad (appended): line " + live.fault.line + ": " + live.fault.reason));
             add(card, el("p", null, live.fault.message));
