@@ -29,7 +29,7 @@ export interface Call {
   jti: string | undefined;
   toolCallId: string | undefined;
   /** `<log id>:<side>` of each entry: a call holds one entry per log and side. */
-  readonly slots: Set<string>;
+  readonly slots: string[];
   /** Lower-case text of every field the free-text search reads, built when first searched. */
   haystack: string | undefined;
 }
@@ -191,11 +191,11 @@ export class CallIndex {
     const slot = `${e.log.id}:${e.side}`;
     let call: Call | undefined;
     if (e.malformed === null) {
-      if (e.jti !== undefined) call = this.#byJti.get(e.jti)?.find((c) => !c.slots.has(slot));
+      if (e.jti !== undefined) call = this.#byJti.get(e.jti)?.find((c) => !c.slots.includes(slot));
       if (call === undefined && e.toolCallId !== undefined)
         call = this.#byToolCallId
           .get(e.toolCallId)
-          ?.find((c) => !c.slots.has(slot) && (c.jti === undefined || e.jti === undefined || c.jti === e.jti));
+          ?.find((c) => !c.slots.includes(slot) && (c.jti === undefined || e.jti === undefined || c.jti === e.jti));
     }
     if (call === undefined) {
       call = {
@@ -204,14 +204,14 @@ export class CallIndex {
         timeMs: t,
         jti: undefined,
         toolCallId: undefined,
-        slots: new Set(),
+        slots: [],
         haystack: undefined,
       };
       this.#calls.push(call);
       this.#byId.set(call.id, call);
     }
     call.entries.push(e);
-    call.slots.add(slot);
+    call.slots.push(slot);
     call.haystack = undefined;
     if (t < call.timeMs) {
       call.timeMs = t;

@@ -179,6 +179,14 @@ export async function startAuditViewer(options: AuditViewerOptions): Promise<Run
     return refuse(res, 404, "not found");
   }
 
+  // The filters' values, counted once per change of the logs (every call is read).
+  let facetsOf: { version: number; facets: ReturnType<LogWatcher["index"]["facets"]> } | null = null;
+  function facets(): ReturnType<LogWatcher["index"]["facets"]> {
+    if (facetsOf === null || facetsOf.version !== watcher.version)
+      facetsOf = { version: watcher.version, facets: watcher.index.facets() };
+    return facetsOf.facets;
+  }
+
   function state(): unknown {
     return {
       ready: watcher.ready,
@@ -205,7 +213,7 @@ export async function startAuditViewer(options: AuditViewerOptions): Promise<Run
           ...(readError !== undefined ? { readError } : {}),
         };
       }),
-      facets: watcher.ready ? watcher.index.facets() : null,
+      facets: watcher.ready ? facets() : null,
     };
   }
 

@@ -348,7 +348,7 @@ export const PAGE_SCRIPT = String.raw`"use strict";
       if (k > 0 && i === all[k - 1]) return;
       var b = c.buckets[i];
       var label = svg("text", { x: left + i * bw + bw / 2, y: H - 6, "text-anchor": k === 0 ? "start" : k === 2 ? "end" : "middle" });
-      label.textContent = localTime(new Date(b.start).toISOString()).slice(5, 19);
+      label.textContent = localTime(new Date(b.start).toISOString()).slice(5, c.bucketMs < 1000 ? 23 : 19);
       s.appendChild(label);
     });
     box.appendChild(s);
@@ -474,7 +474,9 @@ export const PAGE_SCRIPT = String.raw`"use strict";
     if (view.busy) { view.again = true; return; }
     view.busy = true;
     var state = api("/api/state");
-    var wantRows = view.ready && (rowsToo || view.offset === 0);
+    // Asked together with the state: the first rows need not wait for the verdicts' answer (the
+    // server answers 503 until every log is verified, and the rows are then asked again).
+    var wantRows = rowsToo || view.offset === 0;
     var rows = wantRows ? api("/api/calls", filterParams({ offset: view.offset, limit: view.limit })) : null;
     state.then(function (s) {
       if (s.status !== 200 || !s.body) { showStatus("The server refused: open the link aztp audit view printed.", true); return null; }
@@ -492,7 +494,8 @@ export const PAGE_SCRIPT = String.raw`"use strict";
       $("charts").hidden = false;
       $("calls").hidden = false;
       if (first) fillInputs();
-      var got = rows || api("/api/calls", filterParams({ offset: view.offset, limit: view.limit }));
+      var again = function () { return api("/api/calls", filterParams({ offset: view.offset, limit: view.limit })); };
+      var got = rows ? rows.then(function (r) { return r.status === 503 ? again() : r; }) : again();
       return got.then(function (r) {
         if (r.status === 200) { renderRows(r.body); view.shownVersion = st.version; $("fresh").hidden = true; }
         else if (r.body && r.body.error) showStatus(r.body.error.message, true);
