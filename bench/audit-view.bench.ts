@@ -13,41 +13,20 @@
  * the server (a tool and a reason code, over every call), `audit_view_charts_ms` the charts of
  * all calls. Target: `audit_view_first_paint_ms` ≤ 1,000.
  */
-import { generateKeyPairSync, randomBytes, sign, verify } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
-import { AuditLog, type AuditEntryInput, type CheckpointSigner, type CheckpointVerifier } from "../src/audit/index.js";
+import { AuditLog, type AuditEntryInput } from "../src/audit/index.js";
 import { startAuditViewer } from "../src/viewer/server.js";
+import { newTestKeys, testSigner, testVerifier } from "../test/helpers/audit-signer.js";
 import { launchChromium } from "../test/helpers/chromium.js";
 import { round, type Figures } from "./harness.js";
 
 const ENTRIES = 100_000;
 const DAY_MS = 86_400_000;
 const REASONS = ["ERR_POLICY_DENIED", "ERR_INVOCATION_REPLAYED", "ERR_DELEGATION_INVALID", "ERR_APPROVAL_REQUIRED"];
-
-/** A checkpoint signer and its verifier: one P-256 key, compact JWS over the payload (as the SVID's would be). */
-function keys(): { signer: CheckpointSigner; verifier: CheckpointVerifier } {
-  const { privateKey, publicKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
-  const header = Buffer.from(JSON.stringify({ alg: "ES256", kid: "bench" })).toString("base64url");
-  const input = (payload: Buffer): Buffer => Buffer.from(`${header}.${payload.toString("base64url")}`);
-  return {
-    signer: {
-      id: "spiffe://example.org/tool-server",
-      sign: (payload) =>
-        `${header}..${sign("sha256", input(payload), { key: privateKey, dsaEncoding: "ieee-p1363" }).toString("base64url")}`,
-    },
-    verifier: {
-      verify(sig, payload) {
-        const signature = Buffer.from(sig.slice(sig.lastIndexOf(".") + 1), "base64url");
-        if (!verify("sha256", input(payload), { key: publicKey, dsaEncoding: "ieee-p1363" }, signature))
-          throw new Error("signature does not verify");
-        return { signer: "spiffe://example.org/tool-server" };
-      },
-    },
-  };
-}
 
 function entry(i: number, start: number): AuditEntryInput {
   const b64 = (n: number): string => randomBytes(n).toString("base64url");
@@ -75,7 +54,9 @@ function entry(i: number, start: number): AuditEntryInput {
 
 export default async function auditViewBench(): Promise<Figures> {
   const dir = mkdtempSync(join(tmpdir(), "aztp-view-bench-"));
-  const { signer, verifier } = keys();
+  const keys = newTestKeys("spiffe://example.org/workload/production/node/tool-server");
+  const signer = testSigner(keys);
+  const verifier = testVerifier(keys);
   try {
     const path = join(dir, "tool-server.jsonl");
     const log = await AuditLog.open(path, { signer, checkpointEvery: 1000 });
