@@ -98,7 +98,8 @@ export class LogWatcher {
   async start(): Promise<void> {
     const paths = [...this.#options.files];
     for (const folder of this.#options.folders ?? []) paths.push(...(await logsIn(folder)));
-    for (const path of paths) await this.#add(path, true);
+    // A file given both alone and in its folder is one log (joined twice, it would pair with itself).
+    for (const path of new Set(paths)) await this.#add(path, true);
     this.index.rebuild(this.#allEntries());
     this.#ready = true;
     this.#changed({ kind: "loaded" });
