@@ -398,7 +398,7 @@ describe("aztp audit view, in Chromium", { skip: skipWithoutChromium(), timeout:
     assert.deepEqual((page as Page & { errors?: string[] }).errors, []);
   });
 
-  it("fails at start, before any URL, on a missing log, a non-loopback host, a bad port or no trust source (exit 2 saying what to pass); --no-signatures and --bundle start, and the page says which; SIGTERM ends it with 0", async (t) => {
+  it("fails at start, before any URL, on a missing log, a non-loopback host, a bad port or no trust source (exit 2 saying what to pass); --no-signatures and --bundle start, and the page says which; SIGINT and SIGTERM end it with 0", async (t) => {
     const empty = tempDir(t, "empty-home");
     const logs = join(home, "audit");
     const [missing, wide, port, noTrust, both] = await Promise.all([
@@ -441,10 +441,13 @@ describe("aztp audit view, in Chromium", { skip: skipWithoutChromium(), timeout:
     const signedCards = await signedPage.innerText("#verdicts");
     assert.match(signedCards, new RegExp(`checked against bundle ${bundle.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}`));
     assert.doesNotMatch(signedCards, /NOT CHECKED|FAILS/);
-    for (const v of [unsigned, byBundle]) {
-      v.child.process.kill("SIGTERM");
+    for (const [v, signal] of [
+      [unsigned, "SIGINT"],
+      [byBundle, "SIGTERM"],
+    ] as const) {
+      v.child.process.kill(signal);
       const end = await v.child.exit;
-      assert.deepEqual(end, { code: 0, signal: null }, "SIGTERM ends it with exit 0");
+      assert.deepEqual(end, { code: 0, signal: null }, `${signal} ends it with exit 0`);
     }
   });
 

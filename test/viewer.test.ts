@@ -8,11 +8,15 @@ import assert from "node:assert/strict";
 import type { IncomingMessage } from "node:http";
 import { appendFileSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { Script } from "node:vm";
 import { describe, it, type TestContext } from "node:test";
 import { AuditLog, type AuditEntryInput } from "../src/audit/index.js";
 import { AztpError, ErrorCodes } from "../src/errors.js";
 import { CallIndex, intParam, parseFilter, type CallFilter } from "../src/viewer/call-index.js";
 import { entryDetail } from "../src/viewer/entry-detail.js";
+import { PAGE_HTML } from "../src/viewer/page/html.js";
+import { PAGE_SCRIPT } from "../src/viewer/page/script.js";
+import { PAGE_STYLE } from "../src/viewer/page/style.js";
 import { startAuditViewer } from "../src/viewer/server.js";
 import { ViewerSession } from "../src/viewer/session.js";
 import { VerifiedLog, type EntryState } from "../src/viewer/verified-log.js";
@@ -343,6 +347,28 @@ describe("the session", () => {
     assert.equal(target({ host: "127.0.0.1:8080", origin: "null" }), false);
     assert.equal(target({ host: "127.0.0.1:8080", "sec-fetch-site": "cross-site" }), false);
     assert.equal(target({ host: "127.0.0.1:8080", "sec-fetch-site": "same-site" }), false);
+  });
+});
+
+describe("the page", () => {
+  it("puts data in as text only, and loads nothing from elsewhere", () => {
+    // What could turn a string into markup or code: none of it, anywhere in the script.
+    for (const sink of [
+      "innerHTML",
+      "outerHTML",
+      "insertAdjacentHTML",
+      "document.write",
+      "eval(",
+      "new Function",
+      'setAttribute("on',
+      "srcdoc",
+      "javascript:",
+    ])
+      assert.ok(!PAGE_SCRIPT.includes(sink), `the page script uses ${sink}`);
+    new Script(PAGE_SCRIPT); // it parses
+    for (const text of [PAGE_HTML, PAGE_SCRIPT, PAGE_STYLE])
+      assert.doesNotMatch(text, /(?:src|href)="?(?:https?:)?\/\/|@import|url\(/, "no external resource");
+    assert.doesNotMatch(PAGE_HTML, /<script>|<style|\sstyle=|\son\w+=/i, "nothing inline");
   });
 });
 

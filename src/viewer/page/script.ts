@@ -236,6 +236,12 @@ export const PAGE_SCRIPT = String.raw`"use strict";
     td.appendChild(d);
     if (r.hasArgs) add(td, el("span", "tag", "arguments kept (redacted)"));
     if (r.toolCallId) { var c = el("span", "sub mono", r.toolCallId); c.setAttribute("title", "tool-call id"); td.appendChild(c); }
+    if (r.traceId) {
+      var tr = el("span", "sub mono trace", "trace " + String(r.traceId).slice(0, 12) + "…");
+      tr.setAttribute("title", "trace " + r.traceId + ": show every call of this trace");
+      tr.addEventListener("click", function (ev) { ev.stopPropagation(); setFilter({ traceId: r.traceId }); });
+      td.appendChild(tr);
+    }
     return td;
   }
   function sidesCell(r) {

@@ -71,6 +71,7 @@ tr.state-unverified td:not(:first-child) { font-style: italic; }
 tr.state-uncovered td:first-child { border-left: 5px solid #e0a800; }
 .mono, .digest { font-family: ui-monospace, monospace; font-size: 0.88em; }
 .sub { display: block; color: var(--muted); font-size: 0.85em; }
+.sub.trace { cursor: pointer; text-decoration: underline dotted; }
 .tag { display: inline-block; font-size: 0.75em; padding: 0 0.4em; border-radius: 3px; background: #eee; color: var(--muted); margin-left: 0.3em; }
 .tag.claimed { background: var(--warn-bg); color: var(--warn); font-weight: 700; }
 .tag.verified { background: var(--ok-bg); color: var(--ok); }
