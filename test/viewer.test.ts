@@ -20,6 +20,7 @@ import { PAGE_STYLE } from "../src/viewer/page/style.js";
 import { startAuditViewer } from "../src/viewer/server.js";
 import { ViewerSession } from "../src/viewer/session.js";
 import { VerifiedLog, type EntryState } from "../src/viewer/verified-log.js";
+import { LogWatcher } from "../src/viewer/watcher.js";
 import { newTestKeys, testSigner, testVerifier, type TestKeys } from "./helpers/audit-signer.js";
 import { tempDir } from "./helpers/authority-util.js";
 
@@ -302,6 +303,46 @@ describe("a verified log", () => {
     assert.equal(changed.intact, false);
     assert.equal(changed.record, undefined, "nothing of it is shown");
     assert.match(changed.problem ?? "", /no longer the entry that was verified/);
+  });
+});
+
+describe("the watcher", () => {
+  it("shows a last line being written only once it is complete, then verifies the log again in full", async (t) => {
+    const dir = tempDir(t, "viewer");
+    const keys = newTestKeys();
+    const whole = join(dir, "whole.jsonl");
+    await writeLog(
+      whole,
+      [1, 2, 3].map((n) => call("callee", n)),
+      keys,
+      2,
+    );
+    // entry 1, entry 2, checkpoint 1, entry 3, checkpoint 2: the watched copy stops in the middle of entry 3.
+    const text = readFileSync(whole, "utf8");
+    const cut = text.indexOf('"seq":3,');
+    const path = join(dir, "growing.jsonl");
+    writeFileSync(path, text.slice(0, cut));
+    const watcher = new LogWatcher({
+      files: [path],
+      trustFor: async () => ({ verifier: testVerifier(keys) }),
+      witness: false,
+      intervalMs: 50,
+    });
+    t.after(() => watcher.close());
+    await watcher.start();
+    const log = watcher.logs[0] as VerifiedLog;
+    assert.equal(log.verdict?.result.firstBad?.reason, "torn-line");
+    assert.equal(log.ok, false);
+    assert.deepEqual(states(log), ["signed", "signed"], "what is complete is shown; the torn line is not");
+    assert.equal(watcher.index.size, 2);
+    await new Promise((resolve) => setTimeout(resolve, 2_100));
+    appendFileSync(path, text.slice(cut));
+    const deadline = Date.now() + 10_000;
+    while (!log.ok && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.equal(log.ok, true, JSON.stringify(log.verdict?.result));
+    assert.equal(log.verdict?.result.entries, 3);
+    assert.deepEqual(states(log), ["signed", "signed", "signed"]);
+    assert.equal(watcher.index.size, 3);
   });
 });
 

@@ -43,6 +43,9 @@ export interface LogWatcherOptions {
   readonly refresh?: () => Promise<void>;
 }
 
+/** How soon a log whose verdict stopped at a torn last line is verified again once it grew. */
+const TORN_RETRY_MS = 2_000;
+
 export type WatchChange = { readonly kind: "loaded" | "appended" | "reverified" | "error"; readonly log?: number };
 
 export class LogWatcher {
@@ -229,7 +232,15 @@ export class LogWatcher {
       try {
         const read = await log.poll();
         this.#readErrors.delete(log.id);
-        if (read === "rewritten") {
+        // A verdict that stopped at a last line still being written (a writer in the middle of it
+        // as the verifier read) left the rest unchecked, the witness too: once the log has moved
+        // on, it is verified again in full (at most every TORN_RETRY_MS, for a log that never rests).
+        const torn = log.verdict?.result.firstBad?.reason === "torn-line";
+        if (read === "appended" && torn && Date.now() - Date.parse(log.verdict?.at ?? "") > TORN_RETRY_MS) {
+          await log.load();
+          this.index.rebuild(this.#allEntries());
+          this.#changed({ kind: "reverified", log: log.id });
+        } else if (read === "rewritten") {
           await log.load();
           this.index.rebuild(this.#allEntries());
           this.#changed({ kind: "reverified", log: log.id });
