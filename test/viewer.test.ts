@@ -149,6 +149,40 @@ describe("the call index", () => {
     }
   });
 
+  it("joins a client's entry with a proxy's (and a bridge's, a caller side in its own log) and lets the proxy decide", async (t) => {
+    const dir = tempDir(t, "viewer");
+    const keys = newTestKeys();
+    const [client, proxy, bridge] = ["client", "proxy", "bridge"].map((n) => join(dir, `${n}.jsonl`)) as [
+      string,
+      string,
+      string,
+    ];
+    await writeLog(client, [call("caller", 1, { jti: "jti-p", outcome: "error" })], keys);
+    await writeLog(
+      proxy,
+      [
+        {
+          ...call("callee", 1, { jti: "jti-p", decision: "deny", reason: "ERR_POLICY_DENIED", outcome: "denied" }),
+          side: "proxy",
+        },
+        { ...call("callee", 2, { jti: "jti-b" }), side: "proxy" },
+      ],
+      keys,
+    );
+    await writeLog(bridge, [call("caller", 2, { jti: "jti-b", durationMs: 7 })], keys);
+    const logs = await Promise.all([client, proxy, bridge].map((p, i) => loaded(p, i + 1, keys)));
+    const index = new CallIndex();
+    index.rebuild(logs.flatMap((l) => l.entries));
+    assert.deepEqual(calls(index), [
+      ["bridge#1", "proxy#2"],
+      ["client#1", "proxy#1"],
+    ]);
+    const denied = index.query({ decision: "deny" }, 0, 10).rows;
+    assert.equal(denied.length, 1);
+    assert.equal(denied[0]?.reason, "ERR_POLICY_DENIED");
+    assert.equal(index.query({ decision: "allow" }, 0, 10).rows[0]?.durationMs, 7);
+  });
+
   it("filters on an ID in either spelling or part of one, a person by subject, a code on any side, the decision, free text, a time range, the verification state and the log; refuses values that are none", async (t) => {
     const { caller, callee, keys } = await twoSides(t);
     const logs = [await loaded(caller, 1, keys), await loaded(callee, 2, keys)];
