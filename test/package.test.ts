@@ -14,6 +14,7 @@
  * Cost: one build and one install from npm's cache (about a minute on 2 cores), once per run.
  */
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import {
   cpSync,
@@ -409,6 +410,66 @@ describe("the package as users get it (npm pack, installed into an empty project
     assert.match(r.stdout, /svid\/svid\.pem: OK/, "openssl verifies the issued SVID");
     assert.match(r.stdout, /^allow \(allow, statement AgentsMayForecastAWeekAhead\)$/m);
     assert.match(r.stdout, /^deny \(implicit_deny\)$/m);
+  });
+
+  it("aztp audit view, as installed, serves its page, script and style from the package (dist/viewer/page), with its CSP", async () => {
+    const dir = folderInProject("view");
+    writeFileSync(
+      join(dir, "write-log.mjs"),
+      `import { AuditLog } from "aztp-client/audit";
+const log = await AuditLog.open("audit.jsonl");
+await log.append({ side: "callee", caller: "spiffe://example.org/a", callerVerified: true, callee: "spiffe://example.org/b", tool: "forecast", argsDigest: "d", decision: "allow", outcome: "ok" });
+await log.close();
+`,
+    );
+    assertRan(await runCommand(process.execPath, ["write-log.mjs"], { cwd: dir, env: userEnv() }), "write-log.mjs");
+    const main = join(project, "node_modules", "aztp-client", "dist", "cli", "main.js");
+    const child = spawn(process.execPath, [main, "audit", "view", "audit.jsonl", "--no-signatures"], {
+      cwd: dir,
+      env: userEnv(),
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    const exited = new Promise<number | null>((done) => child.once("exit", (code) => done(code)));
+    try {
+      let out = "";
+      const url = await new Promise<string>((done, fail) => {
+        const timer = setTimeout(() => fail(new Error(`no URL from aztp audit view: ${out}`)), 60_000);
+        child.stdout.setEncoding("utf8").on("data", (d: string) => {
+          out += d;
+          if (out.includes("\n")) {
+            clearTimeout(timer);
+            done(out.split("\n")[0] as string);
+          }
+        });
+      });
+      const origin = new URL(url).origin;
+      const opened = await fetch(url, { redirect: "manual" });
+      assert.equal(opened.status, 303);
+      const cookie = (opened.headers.get("set-cookie") ?? "").split(";")[0] as string;
+      for (const [path, type, text] of [
+        ["/", "text/html", "aztp audit view"],
+        ["/app.js", "text/javascript", "createElementNS"],
+        ["/app.css", "text/css", ".verdict"],
+      ] as const) {
+        const r = await fetch(origin + path, { headers: { cookie } });
+        assert.equal(r.status, 200, path);
+        assert.match(r.headers.get("content-type") ?? "", new RegExp(`^${type}`), path);
+        assert.match(r.headers.get("content-security-policy") ?? "", /^default-src 'none'; script-src 'self';/, path);
+        assert.ok((await r.text()).includes(text), path);
+      }
+      let state: { ready: boolean; logs: Array<{ ok: boolean }> } = { ready: false, logs: [] };
+      for (let i = 0; i < 200 && !state.ready; i++) {
+        if (i > 0) await new Promise((resolve) => setTimeout(resolve, 100));
+        state = (await (await fetch(`${origin}/api/state`, { headers: { cookie } })).json()) as typeof state;
+      }
+      assert.deepEqual(
+        state.logs.map((l) => l.ok),
+        [true],
+      );
+    } finally {
+      child.kill("SIGTERM");
+    }
+    assert.equal(await exited, 0, "SIGTERM ends it with exit 0");
   });
 });
 

@@ -28,24 +28,20 @@ export async function auditTrustSource(
   witnessPath: string | false | undefined,
   bundleFile: string | undefined,
   ctx: CliContext,
-): Promise<{ verifier: CheckpointVerifier; source: string }> {
+): Promise<{ verifier: CheckpointVerifier; source: string; trust: Trust }> {
   const revocation = { isRevoked: () => false }; // a checkpoint stays valid after its signer is revoked
   if (bundleFile !== undefined) {
     const file = resolve(bundleFile);
     const td = existsSync(path) ? await checkpointTrustDomain(path, witnessPath) : undefined;
     const bundle = loadBundleFile(await readInput(bundleFile), td);
-    return {
-      verifier: svidCheckpointVerifier(new Trust(new BundleSet([bundle]), { revocation })),
-      source: `bundle ${file}`,
-    };
+    const trust = new Trust(new BundleSet([bundle]), { revocation });
+    return { verifier: svidCheckpointVerifier(trust), source: `bundle ${file}`, trust };
   }
   const home = ctx.home();
   if (existsSync(join(home, "authority.json"))) {
     const authority = await EmbeddedAuthority.open(home);
-    return {
-      verifier: svidCheckpointVerifier(new Trust(authority, { revocation })),
-      source: `the authority in ${home}`,
-    };
+    const trust = new Trust(authority, { revocation });
+    return { verifier: svidCheckpointVerifier(trust), source: `the authority in ${home}`, trust };
   }
   throw usage(
     `no trust source to check checkpoint signatures against (no authority in ${home}): pass --bundle FILE (a SPIFFE bundle JSON or PEM roots), ` +

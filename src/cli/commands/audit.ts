@@ -15,6 +15,7 @@ import { usage, Verdict } from "../exit.js";
 import { parseTime } from "../options.js";
 import { registerProofs } from "./audit-proof.js";
 import { registerWitness } from "./audit-witness.js";
+import { registerAuditView } from "./audit-view.js";
 import { checkCosignatures } from "../../audit/cosigner.js";
 import { parseCosignerVkey } from "../../audit/cosignature.js";
 import { auditTrustSource } from "../audit-trust.js";
@@ -254,6 +255,7 @@ export function register(program: Command, ctx: CliContext): void {
         ].join("\n"),
       );
     });
+  registerAuditView(audit, ctx, auditTrustSource);
 }
 
 /** A trace ID as entries record it: W3C's 32 lower-case hex digits (given in either case). */
