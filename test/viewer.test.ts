@@ -283,6 +283,28 @@ describe("a verified log", () => {
     assert.equal(log.ok, true);
   });
 
+  it("checks appended checkpoints as verification does, their Merkle tree and note included", async (t) => {
+    const dir = tempDir(t, "viewer");
+    const keys = newTestKeys();
+    const other = newTestKeys();
+    const path = join(dir, "tree.jsonl");
+    const honest = await AuditLog.open(path, { signer: testSigner(keys), checkpointEvery: 2, onWarning: () => {} });
+    for (let i = 1; i <= 2; i++) await honest.append(call("callee", i));
+    await honest.close();
+    const log = await loaded(path, 1, keys);
+    assert.equal(log.ok, true);
+    // The writer reopens the log with a signer whose note is signed by another key than its JWS:
+    // every chain rule holds, only the note does not.
+    const split = { ...testSigner(keys), signNote: testSigner(other).signNote! };
+    const writer = await AuditLog.open(path, { signer: split, checkpointEvery: 2, onWarning: () => {} });
+    for (let i = 3; i <= 4; i++) await writer.append(call("callee", i));
+    await writer.close();
+    assert.equal(await log.poll(), "appended");
+    assert.equal(log.ok, false);
+    assert.equal(log.live.fault?.reason, "checkpoint-tree");
+    assert.equal(log.live.fault?.kind, "checkpoint");
+  });
+
   it("marks the first bad line from the verdict: before it chained only when no checked checkpoint precedes it, after it unverified; a checkpoint signed by a key not trusted is not a signature", async (t) => {
     const dir = tempDir(t, "viewer");
     const keys = newTestKeys();

@@ -129,8 +129,236 @@ export interface AuditTreeVerdict {
   readonly vkey?: string;
 }
 
+/**
+ * The verification rules for one log, a record at a time, front to back: what `verifyAuditLog`
+ * applies to a file, and what a reader that keeps following a log (the viewer) applies to the
+ * lines appended after it (`verifyAuditLogFrom` hands it over where the full pass ended). One
+ * copy of the rules, so that what is shown live is checked exactly as a verification checks it.
+ */
+export class AuditLogVerifier {
+  readonly #verifier: CheckpointVerifier | undefined;
+  readonly #against: string;
+  /** The witness's checkpoint, when one was read and its signature held. */
+  readonly #witness: Checkpoint | null;
+  #entries = 0;
+  #checkpoints = 0;
+  #chain: ChainHead = GENESIS;
+  #lastCheckpoint: Checkpoint | null = null;
+  #witnessSeen = false;
+  readonly #tree = MerkleFrontier.empty();
+  #origin: string | undefined;
+  #proven: Checkpoint | null = null;
+  #provenCheckpoints = 0;
+  #provenKey: Buffer | undefined;
+  #predatingCheckpoints = 0;
+
+  constructor(options: { verifier?: CheckpointVerifier; verifierSource?: string; witness?: Checkpoint | null } = {}) {
+    this.#verifier = options.verifier;
+    this.#against = options.verifierSource === undefined ? "" : ` (checked against ${options.verifierSource})`;
+    this.#witness = options.witness ?? null;
+  }
+
+  /** Entries and checkpoints found good so far. */
+  get entries(): number {
+    return this.#entries;
+  }
+
+  get checkpoints(): number {
+    return this.#checkpoints;
+  }
+
+  /** The newest good entry (the genesis value before any). */
+  get head(): ChainHead {
+    return this.#chain;
+  }
+
+  get lastCheckpoint(): Checkpoint | null {
+    return this.#lastCheckpoint;
+  }
+
+  /** Whether the witness's checkpoint was met in the log. */
+  get witnessSeen(): boolean {
+    return this.#witnessSeen;
+  }
+
+  get signaturesChecked(): boolean {
+    return this.#verifier !== undefined;
+  }
+
+  /**
+   * Checks the next line of the log (`lineNo`, 1-based): undefined when it holds, else the
+   * finding. After a finding the verifier's state is that of the line before it.
+   */
+  check(line: string, lineNo: number): AuditFinding | undefined {
+    let value: unknown;
+    try {
+      value = JSON.parse(line);
+    } catch {
+      return finding(lineNo, null, "entry", "malformed", `line ${lineNo} is not JSON`);
+    }
+    if (isCheckpointRecord(value)) {
+      const bad = this.#checkCheckpoint(value, lineNo);
+      if (bad === undefined) this.#checkpoints++;
+      return bad;
+    }
+    const bad = this.#checkEntry(value, lineNo);
+    if (bad !== undefined) return bad;
+    this.#tree.push(leafHashOfText(line));
+    this.#entries++;
+    return undefined;
+  }
+
+  /** The log's Merkle tree as its checkpoints so far sign it. */
+  tree(): AuditTreeVerdict {
+    const counts = {
+      provenCheckpoints: this.#provenCheckpoints,
+      predatingCheckpoints: this.#predatingCheckpoints,
+      notesChecked: this.#verifier !== undefined && this.#provenCheckpoints > 0,
+    };
+    const p = this.#proven;
+    if (p === null) return { state: this.#checkpoints > 0 ? "predates-proofs" : "none", ...counts };
+    const body = checkpointBody(p);
+    const origin = this.#origin;
+    return {
+      state: "proven",
+      ...(origin === undefined ? {} : { origin }),
+      size: p.upTo,
+      root: body?.root.toString("base64") ?? "",
+      ...counts,
+      ...(this.#provenKey !== undefined && origin !== undefined ? { vkey: ecdsaVkey(origin, this.#provenKey) } : {}),
+    };
+  }
+
+  #checkEntry(value: unknown, lineNo: number): AuditFinding | undefined {
+    const problem = entryProblem(value);
+    const seqOf = (value as { seq?: unknown }).seq;
+    if (problem !== null) {
+      const seq = typeof seqOf === "number" ? seqOf : null;
+      return finding(lineNo, seq, "entry", "malformed", `line ${lineNo}: malformed entry: ${problem}`);
+    }
+    const entry = value as AuditEntry;
+    let fault: ChainFault | null;
+    try {
+      fault = stepFault(this.#chain, entry);
+    } catch (cause) {
+      // A string with a lone surrogate (a \ud800 escape) has no canonical form.
+      return finding(
+        lineNo,
+        entry.seq,
+        "entry",
+        "malformed",
+        `line ${lineNo}: entry ${entry.seq}: ${(cause as Error).message}`,
+      );
+    }
+    if (fault === "hash-mismatch") {
+      return finding(
+        lineNo,
+        entry.seq,
+        "entry",
+        "hash-mismatch",
+        `line ${lineNo}: entry ${entry.seq} does not match its hash (edited)`,
+      );
+    }
+    if (fault === "sequence") {
+      const expected = this.#chain.seq + 1;
+      const how = entry.seq > expected ? "entries are missing or out of order" : "an entry is repeated or out of order";
+      return finding(
+        lineNo,
+        entry.seq,
+        "entry",
+        "sequence",
+        `line ${lineNo}: expected entry ${expected}, found ${entry.seq} (${how})`,
+      );
+    }
+    if (fault === "chain") {
+      return finding(
+        lineNo,
+        entry.seq,
+        "entry",
+        "chain",
+        `line ${lineNo}: entry ${entry.seq} does not chain to the entry before it`,
+      );
+    }
+    if (this.#witness !== null && entry.seq === this.#witness.upTo && entry.hash !== this.#witness.head) {
+      return finding(
+        lineNo,
+        entry.seq,
+        "entry",
+        "witness-mismatch",
+        `line ${lineNo}: entry ${entry.seq} is not the one the witness checkpoint #${this.#witness.seq} covers (the log was rewritten)`,
+      );
+    }
+    this.#chain = { seq: entry.seq, hash: entry.hash };
+    return undefined;
+  }
+
+  #checkCheckpoint(value: unknown, lineNo: number): AuditFinding | undefined {
+    const problem = checkpointProblem(value);
+    if (problem !== null)
+      return finding(lineNo, null, "checkpoint", "malformed", `line ${lineNo}: malformed checkpoint: ${problem}`);
+    const cp = value as Checkpoint;
+    const expected = nextCheckpoint(this.#lastCheckpoint, this.#chain);
+    const bad = (reason: AuditFault, message: string) =>
+      finding(lineNo, cp.seq, "checkpoint", reason, `line ${lineNo}: ${message}`);
+    if (cp.seq !== expected.seq) {
+      return bad(
+        "checkpoint-sequence",
+        `expected checkpoint #${expected.seq}, found #${cp.seq} (a checkpoint is missing or out of order)`,
+      );
+    }
+    if (!namesHead(cp, this.#chain)) {
+      return bad(
+        "checkpoint-head",
+        `checkpoint #${cp.seq} covers entry ${cp.upTo}, but the entry before it is ${this.#chain.seq} or differs`,
+      );
+    }
+    if (cp.count !== expected.count)
+      return bad("checkpoint-count", `checkpoint #${cp.seq} counts ${cp.count} entries, the log has ${expected.count}`);
+    let publicKey: Buffer | undefined;
+    if (this.#verifier !== undefined) {
+      const checked = checkCheckpointSignature(cp, this.#verifier);
+      if (checked.problem !== null)
+        return bad("checkpoint-signature", `checkpoint #${cp.seq}: ${checked.problem}${this.#against}`);
+      publicKey = checked.publicKey;
+    }
+    if (cp.note === undefined) {
+      if (this.#proven !== null)
+        return bad(
+          "checkpoint-tree",
+          `checkpoint #${cp.seq} has no Merkle tree, but checkpoint #${this.#proven.seq} before it had one`,
+        );
+      this.#predatingCheckpoints++;
+    } else {
+      const treeProblem = checkpointTreeProblem(cp, this.#tree, { origin: this.#origin, publicKey });
+      if (treeProblem !== null) return bad("checkpoint-tree", `checkpoint #${cp.seq}: ${treeProblem}`);
+      this.#origin ??= checkpointBody(cp)?.origin;
+      this.#proven = cp;
+      this.#provenKey = publicKey;
+      this.#provenCheckpoints++;
+    }
+    if (this.#witness !== null && cp.seq === this.#witness.seq) {
+      if (!sameCheckpoint(cp, this.#witness))
+        return bad("witness-mismatch", `checkpoint #${cp.seq} differs from the witness's`);
+      this.#witnessSeen = true;
+    }
+    this.#lastCheckpoint = cp;
+    return undefined;
+  }
+}
+
 /** Verifies the log at `path`; resolves with the verdict (it throws only when the file cannot be read). */
 export async function verifyAuditLog(path: string, options: AuditVerifyOptions = {}): Promise<AuditVerifyResult> {
+  return (await verifyAuditLogFrom(path, options)).result;
+}
+
+/**
+ * As verifyAuditLog, and also the verifier as the pass left it (after `lines` complete lines, or
+ * before the first bad one), to check the lines appended after them.
+ */
+export async function verifyAuditLogFrom(
+  path: string,
+  options: AuditVerifyOptions = {},
+): Promise<{ result: AuditVerifyResult; verifier: AuditLogVerifier; lines: number }> {
   const verifier = options.verifier;
   const against = options.verifierSource === undefined ? "" : ` (checked against ${options.verifierSource})`;
   const explicitWitness = typeof options.witnessPath === "string";
@@ -162,155 +390,21 @@ export async function verifyAuditLog(path: string, options: AuditVerifyOptions =
     }
   }
 
-  let entries = 0;
-  let checkpoints = 0;
-  let chain: ChainHead = GENESIS;
-  let lastCheckpoint: Checkpoint | null = null;
-  let witnessSeen = false;
-  const tree = MerkleFrontier.empty();
-  let origin: string | undefined;
-  let proven: Checkpoint | null = null;
-  let provenCheckpoints = 0;
-  let provenKey: Buffer | undefined;
-  let predatingCheckpoints = 0;
-  let firstBad: AuditFinding | undefined;
-
-  const scan = await scanLines(path, (line, lineNo) => {
-    let value: unknown;
-    try {
-      value = JSON.parse(line);
-    } catch {
-      firstBad = finding(lineNo, null, "entry", "malformed", `line ${lineNo} is not JSON`);
-      return false;
-    }
-    if (isCheckpointRecord(value)) {
-      firstBad = checkCheckpoint(value, lineNo);
-      if (firstBad !== undefined) return false;
-      checkpoints++;
-      return true;
-    }
-    firstBad = checkEntry(value, lineNo);
-    if (firstBad !== undefined) return false;
-    tree.push(leafHashOfText(line));
-    entries++;
-    return true;
+  const lines = new AuditLogVerifier({
+    ...(verifier !== undefined ? { verifier } : {}),
+    ...(options.verifierSource !== undefined ? { verifierSource: options.verifierSource } : {}),
+    witness,
   });
-
-  function checkEntry(value: unknown, lineNo: number): AuditFinding | undefined {
-    const problem = entryProblem(value);
-    const seqOf = (value as { seq?: unknown }).seq;
-    if (problem !== null) {
-      const seq = typeof seqOf === "number" ? seqOf : null;
-      return finding(lineNo, seq, "entry", "malformed", `line ${lineNo}: malformed entry: ${problem}`);
-    }
-    const entry = value as AuditEntry;
-    let fault: ChainFault | null;
-    try {
-      fault = stepFault(chain, entry);
-    } catch (cause) {
-      // A string with a lone surrogate (a \ud800 escape) has no canonical form.
-      return finding(
-        lineNo,
-        entry.seq,
-        "entry",
-        "malformed",
-        `line ${lineNo}: entry ${entry.seq}: ${(cause as Error).message}`,
-      );
-    }
-    if (fault === "hash-mismatch") {
-      return finding(
-        lineNo,
-        entry.seq,
-        "entry",
-        "hash-mismatch",
-        `line ${lineNo}: entry ${entry.seq} does not match its hash (edited)`,
-      );
-    }
-    if (fault === "sequence") {
-      const expected = chain.seq + 1;
-      const how = entry.seq > expected ? "entries are missing or out of order" : "an entry is repeated or out of order";
-      return finding(
-        lineNo,
-        entry.seq,
-        "entry",
-        "sequence",
-        `line ${lineNo}: expected entry ${expected}, found ${entry.seq} (${how})`,
-      );
-    }
-    if (fault === "chain") {
-      return finding(
-        lineNo,
-        entry.seq,
-        "entry",
-        "chain",
-        `line ${lineNo}: entry ${entry.seq} does not chain to the entry before it`,
-      );
-    }
-    if (witness !== null && entry.seq === witness.upTo && entry.hash !== witness.head) {
-      return finding(
-        lineNo,
-        entry.seq,
-        "entry",
-        "witness-mismatch",
-        `line ${lineNo}: entry ${entry.seq} is not the one the witness checkpoint #${witness.seq} covers (the log was rewritten)`,
-      );
-    }
-    chain = { seq: entry.seq, hash: entry.hash };
-    return undefined;
-  }
-
-  function checkCheckpoint(value: unknown, lineNo: number): AuditFinding | undefined {
-    const problem = checkpointProblem(value);
-    if (problem !== null)
-      return finding(lineNo, null, "checkpoint", "malformed", `line ${lineNo}: malformed checkpoint: ${problem}`);
-    const cp = value as Checkpoint;
-    const expected = nextCheckpoint(lastCheckpoint, chain);
-    const bad = (reason: AuditFault, message: string) =>
-      finding(lineNo, cp.seq, "checkpoint", reason, `line ${lineNo}: ${message}`);
-    if (cp.seq !== expected.seq) {
-      return bad(
-        "checkpoint-sequence",
-        `expected checkpoint #${expected.seq}, found #${cp.seq} (a checkpoint is missing or out of order)`,
-      );
-    }
-    if (!namesHead(cp, chain)) {
-      return bad(
-        "checkpoint-head",
-        `checkpoint #${cp.seq} covers entry ${cp.upTo}, but the entry before it is ${chain.seq} or differs`,
-      );
-    }
-    if (cp.count !== expected.count)
-      return bad("checkpoint-count", `checkpoint #${cp.seq} counts ${cp.count} entries, the log has ${expected.count}`);
-    let publicKey: Buffer | undefined;
-    if (verifier !== undefined) {
-      const checked = checkCheckpointSignature(cp, verifier);
-      if (checked.problem !== null)
-        return bad("checkpoint-signature", `checkpoint #${cp.seq}: ${checked.problem}${against}`);
-      publicKey = checked.publicKey;
-    }
-    if (cp.note === undefined) {
-      if (proven !== null)
-        return bad(
-          "checkpoint-tree",
-          `checkpoint #${cp.seq} has no Merkle tree, but checkpoint #${proven.seq} before it had one`,
-        );
-      predatingCheckpoints++;
-    } else {
-      const treeProblem = checkpointTreeProblem(cp, tree, { origin, publicKey });
-      if (treeProblem !== null) return bad("checkpoint-tree", `checkpoint #${cp.seq}: ${treeProblem}`);
-      origin ??= checkpointBody(cp)?.origin;
-      proven = cp;
-      provenKey = publicKey;
-      provenCheckpoints++;
-    }
-    if (witness !== null && cp.seq === witness.seq) {
-      if (!sameCheckpoint(cp, witness))
-        return bad("witness-mismatch", `checkpoint #${cp.seq} differs from the witness's`);
-      witnessSeen = true;
-    }
-    lastCheckpoint = cp;
-    return undefined;
-  }
+  let firstBad: AuditFinding | undefined;
+  const scan = await scanLines(path, (line, lineNo) => {
+    firstBad = lines.check(line, lineNo);
+    return firstBad === undefined;
+  });
+  const entries = lines.entries;
+  const checkpoints = lines.checkpoints;
+  const chain = lines.head;
+  const lastCheckpoint = lines.lastCheckpoint;
+  const witnessSeen = lines.witnessSeen;
 
   if (firstBad === undefined && scan.torn !== null) {
     firstBad = finding(
@@ -355,28 +449,9 @@ export async function verifyAuditLog(path: string, options: AuditVerifyOptions =
     uncovered: chain.seq - ((lastCheckpoint as Checkpoint | null)?.upTo ?? 0),
     signaturesChecked: verifier !== undefined,
     witness: witnessState,
-    tree: treeVerdict(),
+    tree: lines.tree(),
   };
-  return firstBad === undefined ? result : { ...result, firstBad };
-
-  function treeVerdict(): AuditTreeVerdict {
-    const counts = {
-      provenCheckpoints,
-      predatingCheckpoints,
-      notesChecked: verifier !== undefined && provenCheckpoints > 0,
-    };
-    const p = proven as Checkpoint | null;
-    if (p === null) return { state: checkpoints > 0 ? "predates-proofs" : "none", ...counts };
-    const body = checkpointBody(p);
-    return {
-      state: "proven",
-      ...(origin === undefined ? {} : { origin }),
-      size: p.upTo,
-      root: body?.root.toString("base64") ?? "",
-      ...counts,
-      ...(provenKey !== undefined && origin !== undefined ? { vkey: ecdsaVkey(origin, provenKey) } : {}),
-    };
-  }
+  return { result: firstBad === undefined ? result : { ...result, firstBad }, verifier: lines, lines: scan.lines };
 }
 
 function finding(

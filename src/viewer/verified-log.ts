@@ -16,17 +16,15 @@
  * anyone able to write the file could have appended); the first bad line is "bad"; every line
  * after it "unverified".
  *
- * Appended lines are checked with the chain rule (`audit/chain.ts`) and the checkpoint rules
- * (`audit/checkpoint.ts`) that `verifyAuditLog` applies, from the head the verified pass ended
- * at; the witness, which a writer replaces as it checkpoints, is compared again when the log is
- * verified again in full (`load`).
+ * Appended lines are checked by the very verifier the full pass used (`AuditLogVerifier`,
+ * audit/verify.ts), continuing where that pass stopped: the chain, the checkpoints, their
+ * signatures, Merkle trees and notes; the witness, which a writer replaces as it checkpoints, is
+ * compared again when the log is verified again in full (`load`).
  */
 import { createHash } from "node:crypto";
 import { basename } from "node:path";
-import { GENESIS, namesHead, nextCheckpoint, stepFault, type ChainHead } from "../audit/chain.js";
 import {
   checkpointProblem,
-  checkpointSignatureProblem,
   isCheckpointRecord,
   type Checkpoint,
   type CheckpointVerifier,
@@ -40,7 +38,13 @@ import {
   type AuditSide,
   type StoredAuditEntry,
 } from "../audit/entry.js";
-import { verifyAuditLog, type AuditFault, type AuditFinding, type AuditVerifyResult } from "../audit/verify.js";
+import {
+  verifyAuditLogFrom,
+  type AuditFault,
+  type AuditFinding,
+  type AuditLogVerifier,
+  type AuditVerifyResult,
+} from "../audit/verify.js";
 import { LogTail, prefixDigest, type TailLine, type TailRead } from "./log-tail.js";
 
 /** What the viewer may say of one entry, from the strongest to none. */
@@ -136,8 +140,10 @@ export class VerifiedLog {
   #error: string | null = null;
   #badLine = Infinity;
   #coveredSeq = 0;
-  #head: ChainHead = GENESIS;
-  #lastCheckpoint: { seq: number; upTo: number } | null = null;
+  /** The verifier as the full pass left it: appended lines continue from it. */
+  #continuation: AuditLogVerifier | null = null;
+  /** Lines the full pass read (it may have read past the index, as the log grew): checked already. */
+  #verifiedLines = 0;
   #live: { entries: number; checkpoints: number; fault?: AuditFinding } = { entries: 0, checkpoints: 0 };
 
   constructor(options: VerifiedLogOptions) {
@@ -201,7 +207,7 @@ export class VerifiedLog {
       await this.#tail.read((line) => this.#index(line), digest);
       const indexed = digest.digest("hex");
       const started = performance.now();
-      const result = await verifyAuditLog(this.path, {
+      const { result, verifier, lines } = await verifyAuditLogFrom(this.path, {
         ...(this.verifier !== undefined ? { verifier: this.verifier } : {}),
         ...(this.verifierSource !== undefined ? { verifierSource: this.verifierSource } : {}),
         ...(this.witnessPath !== undefined ? { witnessPath: this.witnessPath } : {}),
@@ -210,6 +216,8 @@ export class VerifiedLog {
       if ((await prefixDigest(this.path, this.#tail.offset)) === indexed) {
         this.#verdict = { result, at: new Date().toISOString(), ms, lines: this.#tail.lines };
         this.#applyVerdict(result);
+        this.#continuation = verifier;
+        this.#verifiedLines = lines;
         return;
       }
       if (attempt >= ATTEMPTS) {
@@ -229,8 +237,8 @@ export class VerifiedLog {
    */
   async poll(): Promise<TailRead> {
     const result = await this.#tail.read((line) => {
-      const value = this.#index(line);
-      if (line.line < this.#badLine && this.#error === null) this.#check(value, line.line);
+      this.#index(line);
+      if (line.line < this.#badLine && this.#error === null) this.#check(line);
     });
     return result;
   }
@@ -242,8 +250,8 @@ export class VerifiedLog {
     this.#error = null;
     this.#badLine = Infinity;
     this.#coveredSeq = 0;
-    this.#head = GENESIS;
-    this.#lastCheckpoint = null;
+    this.#continuation = null;
+    this.#verifiedLines = 0;
     this.#checkpoints = [];
     this.#live = { entries: 0, checkpoints: 0 };
   }
@@ -251,18 +259,10 @@ export class VerifiedLog {
   #applyVerdict(result: AuditVerifyResult): void {
     const bad = result.firstBad;
     this.#badLine = bad !== undefined && bad.line >= 1 && !NOT_A_LINE.has(bad.reason) ? bad.line : Infinity;
-    // The head and the newest checkpoint of the lines indexed before the first bad one: where
-    // appended lines continue from, and what the checkpoints verified cover.
-    this.#head = GENESIS;
-    this.#lastCheckpoint = null;
+    // What the checkpoints verified cover: those indexed before the first bad line.
     this.#coveredSeq = 0;
-    for (const e of this.#entries) {
-      if (e.line >= this.#badLine) break;
-      this.#head = { seq: e.seq, hash: e.hash };
-    }
     for (const cp of this.#checkpoints) {
       if (cp.line >= this.#badLine) break;
-      this.#lastCheckpoint = { seq: cp.seq, upTo: cp.upTo };
       this.#coveredSeq = cp.upTo;
     }
     this.#checkpoints = [];
@@ -298,64 +298,46 @@ export class VerifiedLog {
     return value;
   }
 
-  /** One appended line, checked as `verifyAuditLog` checks it, from the head before it. */
-  #check(value: unknown, lineNo: number): void {
-    const fail = (seq: number | null, kind: AuditFinding["kind"], reason: AuditFault, message: string): void => {
-      this.#badLine = lineNo;
-      this.#live = { ...this.#live, fault: { line: lineNo, seq, kind, reason, message: `line ${lineNo}: ${message}` } };
-    };
-    if (value === undefined) return fail(null, "entry", "malformed", "not JSON");
-    if (isCheckpointRecord(value)) {
-      const problem = checkpointProblem(value);
-      if (problem !== null) return fail(null, "checkpoint", "malformed", `malformed checkpoint: ${problem}`);
-      const cp = value as Checkpoint;
-      const expected = nextCheckpoint(this.#lastCheckpoint, this.#head);
-      if (cp.seq !== expected.seq)
-        return fail(
-          cp.seq,
-          "checkpoint",
-          "checkpoint-sequence",
-          `expected checkpoint #${expected.seq}, found #${cp.seq}`,
-        );
-      if (!namesHead(cp, this.#head))
-        return fail(cp.seq, "checkpoint", "checkpoint-head", `checkpoint #${cp.seq} does not name the entry before it`);
-      if (cp.count !== expected.count)
-        return fail(
-          cp.seq,
-          "checkpoint",
-          "checkpoint-count",
-          `checkpoint #${cp.seq} counts ${cp.count} entries, the log has ${expected.count}`,
-        );
-      if (this.verifier !== undefined) {
-        const sig = checkpointSignatureProblem(cp, this.verifier);
-        if (sig !== null) {
-          const against = this.verifierSource === undefined ? "" : ` (checked against ${this.verifierSource})`;
-          return fail(cp.seq, "checkpoint", "checkpoint-signature", `checkpoint #${cp.seq}: ${sig}${against}`);
-        }
-      }
-      this.#lastCheckpoint = { seq: cp.seq, upTo: cp.upTo };
-      this.#coveredSeq = cp.upTo;
-      this.#live = { ...this.#live, checkpoints: this.#live.checkpoints + 1 };
+  /**
+   * One appended line, checked by the verifier the full pass left after the last line it read
+   * (the same rules, tree and notes included), so a line shown live is checked as verification
+   * checks it.
+   */
+  #check(line: TailLine): void {
+    const verifier = this.#continuation;
+    if (verifier === null) return;
+    if (line.line <= this.#verifiedLines) {
+      // Appended after the index pass but read (and found good) by the full pass already.
+      const cp = this.#checkpointOf(line.text);
+      if (cp !== null) this.#coveredSeq = cp.upTo;
+      this.#live =
+        cp === null
+          ? { ...this.#live, entries: this.#live.entries + 1 }
+          : { ...this.#live, checkpoints: this.#live.checkpoints + 1 };
       return;
     }
-    const problem = entryProblem(value);
-    const seqOf = (value as { seq?: unknown }).seq;
-    const seq = typeof seqOf === "number" ? seqOf : null;
-    if (problem !== null) return fail(seq, "entry", "malformed", `malformed entry: ${problem}`);
-    const entry = value as StoredAuditEntry;
-    let fault;
-    try {
-      fault = stepFault(this.#head, entry);
-    } catch (cause) {
-      return fail(seq, "entry", "malformed", `entry ${entry.seq}: ${(cause as Error).message}`);
+    const before = verifier.checkpoints;
+    const fault = verifier.check(line.text, line.line);
+    if (fault !== undefined) {
+      this.#badLine = line.line;
+      this.#live = { ...this.#live, fault };
+      return;
     }
-    if (fault === "hash-mismatch")
-      return fail(seq, "entry", fault, `entry ${entry.seq} does not match its hash (edited)`);
-    if (fault === "sequence")
-      return fail(seq, "entry", fault, `expected entry ${this.#head.seq + 1}, found ${entry.seq}`);
-    if (fault === "chain") return fail(seq, "entry", fault, `entry ${entry.seq} does not chain to the entry before it`);
-    this.#head = { seq: entry.seq, hash: entry.hash };
-    this.#live = { ...this.#live, entries: this.#live.entries + 1 };
+    if (verifier.checkpoints > before) {
+      this.#coveredSeq = verifier.lastCheckpoint?.upTo ?? this.#coveredSeq;
+      this.#live = { ...this.#live, checkpoints: this.#live.checkpoints + 1 };
+    } else {
+      this.#live = { ...this.#live, entries: this.#live.entries + 1 };
+    }
+  }
+
+  #checkpointOf(text: string): Checkpoint | null {
+    try {
+      const value: unknown = JSON.parse(text);
+      return isCheckpointRecord(value) ? (value as Checkpoint) : null;
+    } catch {
+      return null;
+    }
   }
 
   #entry(line: TailLine, stored: StoredAuditEntry): IndexedEntry {
