@@ -167,6 +167,11 @@ describe("aztp audit view, in Chromium", { skip: skipWithoutChromium(), timeout:
     for (const card of cards) {
       assert.match(card, /VERIFIED/);
       assert.doesNotMatch(card, /FAILS|NOT CHECKED/);
+      // Each log with a checkpoint shows its Merkle tree as signed (the mcp-client's log is empty).
+      assert.match(
+        card,
+        /Merkle tree of \d+ entr(y|ies) signed as a C2SP checkpoint \(aztp\.local\/[^)]+\/audit\/[a-z-]+\), its note's signature checked|No checkpoint yet/,
+      );
       assert.match(
         card,
         new RegExp(

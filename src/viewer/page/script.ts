@@ -126,7 +126,7 @@ export const PAGE_SCRIPT = String.raw`"use strict";
   function addFilter(k, v) { var f = Object.assign({}, view.filter); f[k] = v; setFilter(f); }
 
   // ---- verdicts --------------------------------------------------------------------------
-  var KNOWN = { ok: 1, entries: 1, checkpoints: 1, lastSeq: 1, head: 1, uncovered: 1, signaturesChecked: 1, witness: 1, firstBad: 1, at: 1, ms: 1 };
+  var KNOWN = { ok: 1, entries: 1, checkpoints: 1, lastSeq: 1, head: 1, uncovered: 1, signaturesChecked: 1, witness: 1, firstBad: 1, at: 1, ms: 1, tree: 1 };
   function describeValue(v) {
     if (v === null || v === undefined) return "";
     if (typeof v !== "object") return String(v);
@@ -164,6 +164,16 @@ export const PAGE_SCRIPT = String.raw`"use strict";
         add(card, el("p", null, count(v.entries, "entry", "entries") + " verified, " + count(v.checkpoints, "checkpoint") + ", witness " + v.witness));
         add(card, el("p", null, log.signatures === "checked" ? "checkpoint signatures checked against " + (log.trustSource || "the trust source") : "checkpoint signatures NOT checked (--no-signatures): the chain and its structure only"));
         if (v.uncovered > 0) add(card, el("p", null, count(v.uncovered, "entry", "entries") + " after the last checkpoint: no signature covers " + (v.uncovered === 1 ? "it" : "them") + " yet"));
+        var t = v.tree;
+        if (t) {
+          var treeText =
+            t.state === "proven"
+              ? "Merkle tree of " + count(t.size, "entry", "entries") + " signed as a C2SP checkpoint (" + t.origin + ")" + (t.notesChecked ? ", its note's signature checked" : "") + (t.predatingCheckpoints > 0 ? "; " + count(t.predatingCheckpoints, "older checkpoint") + " predate proofs" : "")
+              : t.state === "predates-proofs"
+                ? "No Merkle tree: this log predates proofs (its chain and checkpoints are checked as before)"
+                : "No checkpoint yet: no Merkle tree signed";
+          add(card, el("p", "tree", treeText));
+        }
         if (v.firstBad) {
           var fb = v.firstBad;
           var where = fb.line > 0 ? "line " + fb.line + (fb.seq !== null ? " (" + fb.kind + " " + fb.seq + ")" : "") : "the witness";
@@ -182,6 +192,7 @@ export const PAGE_SCRIPT = String.raw`"use strict";
         var extra = Object.keys(v).filter(function (k) { return !KNOWN[k]; });
         extra.forEach(function (k) { add(dl, el("dt", null, k), el("dd", null, describeValue(v[k]))); });
         add(dl, el("dt", null, "head"), el("dd", null, "entry " + v.lastSeq + " " + String(v.head).slice(0, 16) + "\u2026"));
+        if (t && t.state === "proven") add(dl, el("dt", null, "root"), el("dd", null, String(t.root).slice(0, 16) + "\u2026"));
         add(dl, el("dt", null, "verified"), el("dd", null, localTime(v.at) + " in " + v.ms + " ms"));
         card.appendChild(dl);
         if (log.badLine !== null) {

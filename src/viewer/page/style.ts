@@ -24,6 +24,7 @@ button:disabled { opacity: 0.5; cursor: default; }
 .verdict.bad { border-left-color: var(--bad); background: var(--bad-bg); }
 .verdict.warn { border-left-color: #e0a800; }
 .verdict h2 { font-size: 1em; margin: 0 0 0.3em; display: flex; gap: 0.6em; align-items: baseline; flex-wrap: wrap; }
+.verdict p, .verdict dd { overflow-wrap: anywhere; }
 .verdict .path { color: var(--muted); font-family: ui-monospace, monospace; font-size: 0.8em; word-break: break-all; }
 .verdict p { margin: 0.2em 0; }
 .verdict .first-bad { color: var(--bad); font-weight: 600; }
