@@ -25,13 +25,38 @@
  *
  * Checkpoints: each writer may sign with its own SVID (any signer the verifier trusts); a
  * checkpoint is cut inside the batch transaction, naming the head just written, when
- * checkpointEvery entries were added since the newest one (by any writer), and on close.
+ * checkpointEvery entries were added since the newest one (by any writer); by a timer when the
+ * newest one is older than checkpointIntervalMs (the database's clock) and entries were added
+ * since; and on close. Every cut happens under the chain's lock and after re-reading the newest
+ * checkpoint, so there is one signer at a time, and a writer that finds the checkpoint already
+ * cut by another does nothing.
+ *
+ * THE MERKLE TREE. Each checkpoint also signs the RFC 6962 tree of the entry lines as stored
+ * (audit/merkle.ts, leaf = SHA-256(0x00 || line)) as a C2SP checkpoint note, with the tree's
+ * frontier (makeCheckpoint in audit/checkpoint.ts, what the file log calls too). No writer holds
+ * the tree across batches, since others extend it: under the lock, a checkpoint continues from
+ * the newest checkpoint's frontier (or the frontier this writer cut last, when that is further:
+ * rows never change, so both are the tree's) with the leaf hashes of the entries after it, which
+ * each row stores (column leaf, computed by PostgreSQL in the INSERT from the line itself). So a
+ * checkpoint reads 32 bytes per entry since the last one, never the lines, and no two
+ * checkpoints can disagree: each extends the one before over the same rows. A database from
+ * before (rows without leaf, checkpoints without note) is read once, by the first checkpoint
+ * that carries a note; its old checkpoints verify as predating proofs.
  */
 import { createWriteStream } from "node:fs";
 import { once } from "node:events";
 import type { Writable } from "node:stream";
 import { GENESIS, nextCheckpoint, nextLink, type ChainHead } from "../../audit/chain.js";
-import { checkpointLine, signCheckpoint, type Checkpoint, type CheckpointSigner } from "../../audit/checkpoint.js";
+import {
+  checkpointBody,
+  checkpointFrontier,
+  checkpointLine,
+  defaultOrigin,
+  makeCheckpoint,
+  type Checkpoint,
+  type CheckpointSigner,
+} from "../../audit/checkpoint.js";
+import { MerkleFrontier } from "../../audit/merkle.js";
 import {
   entryFields,
   validateEntryInput,
@@ -69,6 +94,31 @@ interface Pending {
   readonly reject: (cause: unknown) => void;
 }
 
+/** A shared log's options: those of every audit writer, and the shared log's own. */
+export interface PgAuditLogOptions extends AuditWriterOptions {
+  /**
+   * With a signer: checkpoint once the newest checkpoint (by any writer) is this old (ms, the
+   * database's clock) and entries were added since. Default 60000; 0 turns it off.
+   */
+  readonly checkpointIntervalMs?: number | undefined;
+  /**
+   * The origin of the log's C2SP checkpoints. Default `<signer's SPIFFE ID without
+   * spiffe://>/audit/<database name>`; a log whose checkpoints carry notes keeps the origin
+   * they name, whoever signs next.
+   */
+  readonly origin?: string | undefined;
+  /** Receives what a background checkpoint could not do; default: `process.emitWarning`. */
+  readonly onWarning?: ((message: string, cause: unknown) => void) | undefined;
+}
+
+/** What a reader of the published tree needs (serve/tlog-tiles.ts): the newest signed checkpoint with a tree. */
+export interface SignedTreeHead {
+  /** The C2SP checkpoint, a signed note. */
+  readonly note: string;
+  /** Its tree size: the entries it covers (seq 1..size). */
+  readonly size: number;
+}
+
 export interface AuditExportResult {
   readonly entries: number;
   readonly checkpoints: number;
@@ -83,6 +133,13 @@ export class PgAuditLog implements AuditWriter {
   readonly #redactFields: readonly string[];
   readonly #signer: CheckpointSigner | undefined;
   readonly #checkpointEvery: number;
+  readonly #checkpointIntervalMs: number;
+  readonly #origin: string | undefined;
+  readonly #onWarning: (message: string, cause: unknown) => void;
+  #timer: NodeJS.Timeout | null = null;
+  #timeCheck: Promise<void> | null = null;
+  /** The tree's frontier at the newest checkpoint this writer cut (rows never change: it stays the tree's). */
+  #frontier: MerkleFrontier | null = null;
   readonly #maxBatch: number;
   readonly #recoverIntervalMs: number;
   #queue: Pending[] = [];
@@ -95,7 +152,7 @@ export class PgAuditLog implements AuditWriter {
   #knownHead: { head: ChainHead; checkpointUpTo: number } | null = null;
   #skipFastPath = 0;
 
-  constructor(conn: PgConnection, options: AuditWriterOptions = {}) {
+  constructor(conn: PgConnection, options: PgAuditLogOptions = {}) {
     this.#conn = conn;
     this.path = `${conn.location} (audit)`;
     this.#includeArgs = options.includeArgs === true;
@@ -105,6 +162,19 @@ export class PgAuditLog implements AuditWriter {
     this.#checkpointEvery = positiveInt(options.checkpointEvery, "checkpointEvery", 1000);
     this.#maxBatch = positiveInt(options.maxBatchEntries, "maxBatchEntries", 1000);
     this.#recoverIntervalMs = options.recoverIntervalMs ?? 500;
+    this.#checkpointIntervalMs = nonNegativeInt(options.checkpointIntervalMs, "checkpointIntervalMs", 60_000);
+    this.#origin = options.origin;
+    this.#onWarning =
+      options.onWarning ??
+      ((message) => process.emitWarning(message, { type: "AztpAuditWarning", code: "AZTP_AUDIT_CHECKPOINT_FAILED" }));
+    if (this.#signer !== undefined && this.#checkpointIntervalMs > 0) {
+      // Checked twice per interval, so no entry waits much more than the interval for a checkpoint.
+      this.#timer = setInterval(
+        () => this.#checkpointByTime(),
+        Math.max(50, Math.floor(this.#checkpointIntervalMs / 2)),
+      );
+      this.#timer.unref(); // a pending checkpoint must not keep the process alive
+    }
   }
 
   /** False after a batch failed to commit, until recover() reaches the database again. */
@@ -159,13 +229,82 @@ export class PgAuditLog implements AuditWriter {
     if (this.#closed) return;
     await this.flush();
     this.#closed = true;
+    if (this.#timer !== null) clearInterval(this.#timer);
+    await this.#timeCheck;
     if (this.#signer !== undefined && this.#failure === null) {
-      await transaction(this.#conn, "checkpoint the audit log", async (client) => {
-        await this.#lock(client);
-        const head = await this.#head(client);
-        await this.#checkpointIfDue(client, head, true);
-      }).catch(() => undefined); // the next writer's checkpoint covers it
+      await this.#checkpointUnderLock("force").catch(() => undefined); // the next writer's checkpoint covers it
     }
+  }
+
+  /**
+   * Cuts a checkpoint now if entries were added since the newest one (by any writer), under the
+   * chain's lock. Resolves with it, or null when there was nothing to cover. Needs a signer.
+   */
+  async checkpoint(): Promise<Checkpoint | null> {
+    if (this.#signer === undefined)
+      throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "PgAuditLog.checkpoint() needs the `signer` option");
+    if (this.#closed) throw new AztpError(ErrorCodes.AUDIT_CLOSED, `audit log ${this.path} is closed`);
+    return this.#checkpointUnderLock("force");
+  }
+
+  /**
+   * The origin this writer's checkpoints name: the newest note's, else the configured or the
+   * default one. Null without a signer (this writer signs nothing).
+   */
+  async origin(): Promise<string | null> {
+    const signer = this.#signer;
+    if (signer === undefined) return null;
+    const { rows } = await query<CheckpointRow>(
+      this.#conn.pool,
+      this.#conn.location,
+      "read the newest checkpoint",
+      NEWEST_CHECKPOINT_QUERY,
+    );
+    return this.#originAfter(parseCheckpointRow(rows[0]), signer);
+  }
+
+  /**
+   * The newest checkpoint that signs a tree (a C2SP note), or null when there is none yet: what
+   * a published tree (tlog-tiles) may show, and no more.
+   */
+  async signedTreeHead(): Promise<SignedTreeHead | null> {
+    const { rows } = await query<{ up_to: string; record: string }>(
+      this.#conn.pool,
+      this.#conn.location,
+      "read the newest signed tree",
+      "SELECT up_to, record FROM aztp_audit_checkpoints ORDER BY seq DESC LIMIT 1",
+    );
+    const row = rows[0];
+    if (row === undefined) return null;
+    const checkpoint = JSON.parse(row.record) as Checkpoint;
+    // Notes come in order (verify refuses a noteless checkpoint after a noted one): the newest has one, or none has.
+    return checkpoint.note === undefined ? null : { note: checkpoint.note, size: Number(row.up_to) };
+  }
+
+  /**
+   * The leaf hashes of entries afterSeq+1 .. upTo (at most `limit` of them), in order: what a
+   * reader extends its copy of the tree with. Rows written before the tree have theirs computed.
+   */
+  async leafHashes(afterSeq: number, upTo: number, limit = 65536): Promise<Buffer[]> {
+    const rows = await readLeafRows(this.#conn.pool, this.#conn.location, afterSeq, upTo, limit);
+    if (rows.length !== Math.min(limit, Math.max(0, upTo - afterSeq)))
+      throw new AztpError(
+        ErrorCodes.AUDIT_CORRUPT,
+        `audit log ${this.path}: entries ${afterSeq + 1}..${upTo} are not all there`,
+      );
+    return rows;
+  }
+
+  /** The lines of entries afterSeq+1 .. afterSeq+count as stored (what the tree's leaves hash). */
+  async entryLines(afterSeq: number, count: number): Promise<string[]> {
+    const { rows } = await query<{ entry: string }>(
+      this.#conn.pool,
+      this.#conn.location,
+      "read the audit log",
+      "SELECT entry FROM aztp_audit WHERE seq > $1 AND seq <= $2 ORDER BY seq",
+      [afterSeq, afterSeq + count],
+    );
+    return rows.map((r) => r.entry);
   }
 
   /** Entries with seq > afterSeq, oldest first, at most `limit` (default 1000). */
@@ -373,11 +512,17 @@ export class PgAuditLog implements AuditWriter {
             );
           return null; // nothing inserted, and the empty transaction is committed
         }
-        let second = insertBatch(client, lines, start, false);
-        const checkpoint = this.#dueCheckpoint(previous, head, false);
-        if (checkpoint !== null) second += `; ${insertCheckpoint(client, checkpoint)}`;
-        await query(client, this.#conn.location, what, `${second}; COMMIT`);
-        return { entries, head, checkpointUpTo: checkpoint?.upTo ?? previous?.upTo ?? 0 };
+        const insert = insertBatch(client, lines, start, false);
+        if (!this.#countDue(previous, head)) {
+          await query(client, this.#conn.location, what, `${insert}; COMMIT`);
+          return { entries, head, checkpointUpTo: previous?.upTo ?? 0 };
+        }
+        await query(client, this.#conn.location, what, insert);
+        const cut = await this.#cut(client, head, previous);
+        const checkpointSql = cut === null ? "" : `${insertCheckpoint(client, cut.checkpoint)}; `;
+        await query(client, this.#conn.location, what, `${checkpointSql}COMMIT`);
+        if (cut !== null) this.#frontier = cut.tree;
+        return { entries, head, checkpointUpTo: cut?.checkpoint.upTo ?? previous?.upTo ?? 0 };
       } catch (cause) {
         await client.query("ROLLBACK").catch(() => undefined);
         throw cause;
@@ -395,30 +540,136 @@ export class PgAuditLog implements AuditWriter {
     return headOf((await query<HeadRow>(client, this.#conn.location, "read the audit head", HEAD_QUERY)).rows[0]);
   }
 
-  /** Under the lock: cuts a checkpoint at `head` when due (or, `force`, when anything is uncovered). */
-  async #checkpointIfDue(client: pg.PoolClient, head: ChainHead, force: boolean): Promise<void> {
-    if (this.#signer === undefined) return;
-    const { rows } = await query<CheckpointRow>(
-      client,
-      this.#conn.location,
-      "read the newest checkpoint",
-      NEWEST_CHECKPOINT_QUERY,
-    );
-    const checkpoint = this.#dueCheckpoint(parseCheckpointRow(rows[0]), head, force);
-    if (checkpoint !== null)
-      await query(client, this.#conn.location, "write a checkpoint", insertCheckpoint(client, checkpoint));
+  /** Whether `checkpointEvery` entries were added after `previous` by the time the head is `head`. */
+  #countDue(previous: Checkpoint | null, head: ChainHead): boolean {
+    return this.#signer !== undefined && head.seq - (previous?.upTo ?? 0) >= this.#checkpointEvery;
   }
 
-  /** The checkpoint to cut after `previous` at `head`, signed, or null when none is due (or no signer). */
-  #dueCheckpoint(previous: Checkpoint | null, head: ChainHead, force: boolean): Checkpoint | null {
-    const signer = this.#signer;
-    if (signer === undefined || head.seq === 0) return null;
-    const covered = previous?.upTo ?? 0;
-    if (head.seq === covered || (!force && head.seq - covered < this.#checkpointEvery)) return null;
-    return signCheckpoint(
-      { type: "checkpoint", ...nextCheckpoint(previous, head), time: new Date().toISOString(), signer: signer.id },
-      signer,
+  /**
+   * The timer's check (twice per interval): without the lock, whether the newest checkpoint is
+   * older than the interval with entries after it; if so, under the lock, the same again (another
+   * writer may have cut one meanwhile) and the cut. One check at a time per writer.
+   */
+  #checkpointByTime(): void {
+    if (this.#timeCheck !== null || this.#closed || this.#failure !== null) return;
+    this.#timeCheck = (async () => {
+      try {
+        if (await this.#dueByTime(this.#conn.pool)) await this.#checkpointUnderLock("time");
+      } catch (cause) {
+        this.#onWarning(
+          `audit log ${this.path}: a checkpoint by time failed: ${(cause as Error).message}; the next check tries again`,
+          cause,
+        );
+      } finally {
+        this.#timeCheck = null;
+      }
+    })();
+  }
+
+  async #dueByTime(client: pg.Pool | pg.PoolClient): Promise<boolean> {
+    const { rows } = await query<{ due: boolean | null }>(
+      client,
+      this.#conn.location,
+      "check whether a checkpoint is due",
+      DUE_BY_TIME_QUERY,
+      [this.#checkpointIntervalMs],
     );
+    return rows[0]?.due === true;
+  }
+
+  /**
+   * One transaction under the chain's lock: reads the head and the newest checkpoint, and cuts a
+   * checkpoint when anything is uncovered (`force`) or when one is due by time (`time`).
+   */
+  async #checkpointUnderLock(mode: "force" | "time"): Promise<Checkpoint | null> {
+    let cut: { checkpoint: Checkpoint; tree: MerkleFrontier | null } | null = null;
+    await transaction(this.#conn, "checkpoint the audit log", async (client) => {
+      await this.#lock(client);
+      if (mode === "time" && !(await this.#dueByTime(client))) return;
+      const head = await this.#head(client);
+      const { rows } = await query<CheckpointRow>(
+        client,
+        this.#conn.location,
+        "read the newest checkpoint",
+        NEWEST_CHECKPOINT_QUERY,
+      );
+      cut = await this.#cut(client, head, parseCheckpointRow(rows[0]));
+      if (cut !== null)
+        await query(client, this.#conn.location, "write a checkpoint", insertCheckpoint(client, cut.checkpoint));
+    });
+    const done = cut as { checkpoint: Checkpoint; tree: MerkleFrontier | null } | null;
+    if (done !== null) this.#frontier = done.tree;
+    return done?.checkpoint ?? null;
+  }
+
+  /**
+   * Under the lock: the checkpoint after `previous` at `head`, signed, with the tree of entries
+   * 1..head (its note and frontier), or null when nothing is uncovered or it cannot be signed
+   * (said through onWarning: auditing goes on, and the next checkpoint covers these entries).
+   * A failure to read the tree throws: the transaction is then aborted, and must not commit.
+   */
+  async #cut(
+    client: pg.PoolClient,
+    head: ChainHead,
+    previous: Checkpoint | null,
+  ): Promise<{ checkpoint: Checkpoint; tree: MerkleFrontier | null } | null> {
+    const signer = this.#signer;
+    if (signer === undefined || head.seq <= (previous?.upTo ?? 0)) return null;
+    // A signer that cannot sign notes (not P-256) gets no tree: reading it would be wasted.
+    const tree = signer.signNote === undefined ? null : await this.#treeAt(client, head.seq, previous);
+    try {
+      const checkpoint = makeCheckpoint(
+        { type: "checkpoint", ...nextCheckpoint(previous, head), time: new Date().toISOString(), signer: signer.id },
+        tree,
+        this.#originAfter(previous, signer),
+        signer,
+      );
+      if (previous?.note !== undefined && checkpoint.note === undefined) {
+        // A noteless checkpoint after a noted one would read as a tree removed: leave it to a writer that can.
+        this.#onWarning(
+          `audit log ${this.path}: ${signer.id} cannot sign the tree (its key is not P-256); checkpoints are left to writers that can`,
+          null,
+        );
+        return null;
+      }
+      return { checkpoint, tree: checkpoint.note === undefined ? null : tree };
+    } catch (cause) {
+      this.#onWarning(
+        `audit log ${this.path}: checkpoint not signed, entries after ${previous?.upTo ?? 0} stay uncovered for now: ${(cause as Error).message}`,
+        cause,
+      );
+      return null;
+    }
+  }
+
+  /**
+   * The tree's frontier over entries 1..upTo: from the newest checkpoint's frontier, or this
+   * writer's own when it reaches further, extended with the stored leaf hashes after it. A log
+   * whose checkpoints predate trees is read from its first entry (once: the checkpoint cut now
+   * carries the frontier).
+   */
+  async #treeAt(client: pg.PoolClient, upTo: number, previous: Checkpoint | null): Promise<MerkleFrontier> {
+    let base = previous === null ? MerkleFrontier.empty() : checkpointFrontier(previous);
+    const own = this.#frontier;
+    if (own !== null && own.size <= upTo && (base === null || own.size > base.size)) base = own;
+    const tree = base?.clone() ?? MerkleFrontier.empty();
+    while (tree.size < upTo) {
+      const leaves = await readLeafRows(client, this.#conn.location, tree.size, upTo, LEAF_PAGE);
+      if (leaves.length === 0) break;
+      for (const leaf of leaves) tree.push(leaf);
+    }
+    if (tree.size !== upTo)
+      throw new AztpError(
+        ErrorCodes.AUDIT_CORRUPT,
+        `audit log ${this.path}: the tree reaches entry ${tree.size}, the head is ${upTo}: entries are missing`,
+      );
+    return tree;
+  }
+
+  /** The origin the log's notes already name, else the configured or the default one. */
+  #originAfter(previous: Checkpoint | null, signer: CheckpointSigner): string {
+    const named = previous === null ? null : checkpointBody(previous);
+    return named?.origin ?? this.#origin ?? defaultOrigin(signer.id, databaseName(this.#conn.location));
   }
 
   /**
@@ -456,8 +707,8 @@ const HEAD_QUERY = "SELECT seq, hash FROM aztp_audit ORDER BY seq DESC LIMIT 1";
 function insertBatch(client: pg.PoolClient, lines: string, start: ChainHead, guarded: boolean): string {
   // Guarded: only if the table's head is still `start` (rows are never changed, so its seq says it).
   const guard = guarded ? `WHERE coalesce((SELECT max(seq) FROM aztp_audit), 0) = ${start.seq}` : "";
-  return `INSERT INTO aztp_audit (seq, entry, hash, prev)
-    SELECT ${start.seq + 1} + ord - 1, line, hash, coalesce(lag(hash) OVER (ORDER BY ord), '${hex64(start.hash)}')
+  return `INSERT INTO aztp_audit (seq, entry, hash, prev, leaf)
+    SELECT ${start.seq + 1} + ord - 1, line, hash, coalesce(lag(hash) OVER (ORDER BY ord), '${hex64(start.hash)}'), ${LEAF_OF("line")}
     FROM (SELECT line, ord, substr(line, length(line) - 65, 64) AS hash
           FROM unnest(string_to_array(${client.escapeLiteral(lines)}, E'\\n')) WITH ORDINALITY AS t(line, ord)) AS batch ${guard}`;
 }
@@ -474,6 +725,53 @@ function hex64(hash: string): string {
 }
 
 const NEWEST_CHECKPOINT_QUERY = "SELECT record FROM aztp_audit_checkpoints ORDER BY seq DESC LIMIT 1";
+
+/** RFC 6962's leaf hash of a stored line, in SQL: SHA-256(0x00 || its UTF-8 bytes), as merkle.ts's leafHashOfText. */
+const LEAF_OF = (column: string): string => `sha256(decode('00', 'hex') || convert_to(${column}, 'UTF8'))`;
+
+/** Leaf hashes read per query when a tree is extended. */
+const LEAF_PAGE = 65536;
+
+/**
+ * Whether a checkpoint is due by time ($1 ms): entries after the newest checkpoint, and that
+ * checkpoint (or, before the first, the first entry) older than the interval, by the database's
+ * clock, the one every replica shares.
+ */
+const DUE_BY_TIME_QUERY = `WITH c AS (SELECT up_to, written_at FROM aztp_audit_checkpoints ORDER BY seq DESC LIMIT 1)
+  SELECT coalesce((SELECT max(seq) FROM aztp_audit), 0) > coalesce((SELECT up_to FROM c), 0)
+    AND now() - coalesce((SELECT written_at FROM c), (SELECT written_at FROM aztp_audit WHERE seq = 1))
+        >= make_interval(secs => $1::float8 / 1000) AS due`;
+
+/** The leaf hashes of entries after+1 .. upTo (at most limit), checked to follow on from `after` with no gap. */
+async function readLeafRows(
+  client: pg.Pool | pg.PoolClient,
+  location: string,
+  after: number,
+  upTo: number,
+  limit: number,
+): Promise<Buffer[]> {
+  const { rows } = await query<{ seq: string; leaf: Buffer }>(
+    client,
+    location,
+    "read the audit tree's leaves",
+    `SELECT seq, coalesce(leaf, ${LEAF_OF("entry")}) AS leaf FROM aztp_audit WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3`,
+    [after, upTo, limit],
+  );
+  rows.forEach((row, i) => {
+    if (Number(row.seq) !== after + 1 + i)
+      throw new AztpError(ErrorCodes.AUDIT_CORRUPT, `the audit log has no entry ${after + 1 + i}`);
+  });
+  return rows.map((r) => r.leaf);
+}
+
+/** The database's name in a (redacted) PostgreSQL URL: the default origin names it. */
+function databaseName(location: string): string {
+  try {
+    return decodeURIComponent(new URL(location).pathname.replace(/^\//, "")) || "audit";
+  } catch {
+    return "audit";
+  }
+}
 
 interface CheckpointRow {
   record: string;
@@ -520,6 +818,13 @@ function seal(prepared: Prepared, seq: number, prev: string): { entry: AuditEntr
     entry: { ...prepared.fields, prev, seq, hash } as AuditEntry,
     line: `${body.slice(0, -1)},"hash":"${hash}"}`,
   };
+}
+
+function nonNegativeInt(value: number | undefined, name: string, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (!Number.isSafeInteger(value) || value < 0 || value > 2 ** 31 - 1)
+    throw new AztpError(ErrorCodes.ARGUMENT_INVALID, `${name} must be a whole number from 0 to ${2 ** 31 - 1}`);
+  return value;
 }
 
 function positiveInt(value: number | undefined, name: string, fallback: number): number {
