@@ -13,13 +13,13 @@ import { describe, it, type TestContext } from "node:test";
 import { checkpointBody, type Checkpoint } from "../src/audit/checkpoint.js";
 import type { AuditEntryInput } from "../src/audit/entry.js";
 import { AuditLog } from "../src/audit/log.js";
-import { leafHashOfText, MerkleTree, treeRoot, verifyConsistency } from "../src/audit/merkle.js";
-import { ecdsaVerifierKey, parseSignedNote, verifyNote } from "../src/audit/signed-note.js";
+import { leafHashOfText, treeRoot } from "../src/audit/merkle.js";
 import { verifyAuditLog } from "../src/audit/verify.js";
 import { PgAuditLog, type PgAuditLogOptions } from "../src/store/postgres/audit-log.js";
 import { migrate, MIGRATIONS } from "../src/store/postgres/migrations.js";
 import { createPool, type PgConnection } from "../src/store/postgres/pool.js";
 import { newTestKeys, testSigner, testVerifier, type TestKeys } from "./helpers/audit-signer.js";
+import { auditRows, checkTree } from "./helpers/audit-tree.js";
 import { pgDatabase, skipWithoutPg } from "./helpers/pg.js";
 
 function entry(i: number): AuditEntryInput {
@@ -50,66 +50,9 @@ function tempDir(t: TestContext): string {
   return dir;
 }
 
-/** What the database holds: every entry line in seq order, and every checkpoint record. */
-async function rowsOf(conn: PgConnection): Promise<{ lines: string[]; leaves: Buffer[]; checkpoints: Checkpoint[] }> {
-  const entries = await conn.pool.query<{ seq: string; entry: string; leaf: Buffer | null }>(
-    "SELECT seq, entry, leaf FROM aztp_audit ORDER BY seq",
-  );
-  const checkpoints = await conn.pool.query<{ record: string }>(
-    "SELECT record FROM aztp_audit_checkpoints ORDER BY seq",
-  );
-  return {
-    lines: entries.rows.map((r) => r.entry),
-    leaves: entries.rows.map((r) => r.leaf as Buffer),
-    checkpoints: checkpoints.rows.map((r) => JSON.parse(r.record) as Checkpoint),
-  };
-}
-
-/**
- * The checks every test makes of the checkpoints: numbered 1, 2, ... in order; each note's
- * root the tree of the entry lines it covers (leaves hashed here, from the lines), signed by the
- * key of the writer it names; and every pair consistent, by a proof from the whole tree.
- */
-function checkTree(
-  lines: readonly string[],
-  checkpoints: readonly Checkpoint[],
-  keys: readonly TestKeys[],
-  from = 0,
-): void {
-  const leaves = lines.map((l) => leafHashOfText(l));
-  const tree = new MerkleTree();
-  for (const leaf of leaves) tree.push(leaf);
-  const noted = checkpoints.slice(from);
-  assert.ok(noted.length >= 2, `at least two checkpoints with a tree to compare: ${noted.length}`);
-  checkpoints.forEach((cp, i) => assert.equal(cp.seq, i + 1, "checkpoints numbered in order"));
-  let origin: string | undefined;
-  for (const cp of noted) {
-    const body = checkpointBody(cp);
-    assert.ok(body !== null, `checkpoint #${cp.seq} carries a note`);
-    assert.equal(body.size, cp.upTo);
-    assert.ok(
-      body.root.equals(treeRoot(leaves.slice(0, cp.upTo))),
-      `checkpoint #${cp.seq}: root of entries 1..${cp.upTo}`,
-    );
-    origin ??= body.origin;
-    assert.equal(body.origin, origin, "one origin for the whole log");
-    const key = keys.find((k) => k.id === cp.signer) as TestKeys;
-    verifyNote(parseSignedNote(cp.note as string), [
-      ecdsaVerifierKey(body.origin, key.publicKey.export({ type: "spki", format: "der" })),
-    ]);
-  }
-  for (let a = 0; a < noted.length; a++) {
-    for (let b = a + 1; b < noted.length; b++) {
-      const older = checkpointBody(noted[a] as Checkpoint);
-      const newer = checkpointBody(noted[b] as Checkpoint);
-      assert.ok(older !== null && newer !== null);
-      const proof = tree.consistencyProof(older.size, newer.size);
-      assert.ok(
-        verifyConsistency(older.size, newer.size, proof, older.root, newer.root),
-        `checkpoints #${(noted[a] as Checkpoint).seq} and #${(noted[b] as Checkpoint).seq} are consistent`,
-      );
-    }
-  }
+/** The test writers' keys by the signer a checkpoint names. */
+function keyOf(keys: readonly TestKeys[]): (checkpoint: Checkpoint) => Buffer {
+  return (cp) => (keys.find((k) => k.id === cp.signer) as TestKeys).publicKey.export({ type: "spki", format: "der" });
 }
 
 function waitFor(what: string, ms: number, check: () => Promise<boolean>): Promise<void> {
@@ -142,12 +85,12 @@ describe("PostgreSQL audit log: the Merkle tree and its signed checkpoints", () 
     }
     await Promise.all(writers.map((w) => w.close()));
     const conn = await connect(t, url);
-    const { lines, leaves, checkpoints } = await rowsOf(conn);
+    const { lines, leaves, checkpoints } = await auditRows(conn.pool);
     assert.equal(lines.length, 108);
     lines.forEach((l, i) =>
       assert.ok(leaves[i]?.equals(leafHashOfText(l)), `the stored leaf of entry ${i + 1} is its line's`),
     );
-    checkTree(lines, checkpoints, keys);
+    checkTree(lines, checkpoints, keyOf(keys));
     assert.equal(checkpoints.at(-1)?.upTo, 108, "close() covered the rest");
     const signers = new Set(checkpoints.map((c) => c.signer));
     assert.equal(signers.size, 2, `both writers cut checkpoints: ${[...signers].join(", ")}`);
@@ -189,13 +132,13 @@ describe("PostgreSQL audit log: the Merkle tree and its signed checkpoints", () 
     // Nothing added: no further checkpoint however long it waits, and never two of one head.
     await new Promise((r) => setTimeout(r, 600));
     await Promise.all(writers.map((w) => w.close()));
-    const { lines, checkpoints } = await rowsOf(conn);
+    const { lines, checkpoints } = await auditRows(conn.pool);
     assert.equal(checkpoints.length, 2, JSON.stringify(checkpoints.map((c) => [c.seq, c.upTo, c.signer])));
     assert.deepEqual(
       checkpoints.map((c) => c.upTo),
       [5, 7],
     );
-    checkTree(lines, checkpoints, keys);
+    checkTree(lines, checkpoints, keyOf(keys));
   });
 
   it("a database from before the tree: its checkpoints verify as predating proofs, and new checkpoints continue it", async (t) => {
@@ -251,12 +194,12 @@ describe("PostgreSQL audit log: the Merkle tree and its signed checkpoints", () 
     for (let i = 25; i < 60; i++) await writer.append(entry(i));
     await writer.close();
     const conn = await connect(t, url);
-    const { lines, leaves, checkpoints } = await rowsOf(conn);
+    const { lines, leaves, checkpoints } = await auditRows(conn.pool);
     assert.equal(leaves.filter((l) => l === null).length, 25, "old rows are not rewritten");
     const firstNoted = checkpoints.findIndex((c) => c.note !== undefined);
     assert.equal(firstNoted, 3, "the three old checkpoints have no note; every later one has");
     assert.ok(checkpoints.slice(firstNoted).every((c) => c.note !== undefined));
-    checkTree(lines, checkpoints, [oldKeys, newKeys], firstNoted);
+    checkTree(lines, checkpoints, keyOf([oldKeys, newKeys]), firstNoted);
 
     const after = join(dir, "after.jsonl");
     await writer.exportJsonl(after);

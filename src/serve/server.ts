@@ -104,6 +104,13 @@ export interface ServeOptions {
   login?: PersonLoginOptions | undefined;
   /** How Client ID Metadata Documents are fetched (a fetch of your own; loopback http in tests). */
   clientMetadataDocuments?: ClientMetadataDocumentsOptions | undefined;
+  /**
+   * The audit log's signed checkpoints (with `store`; a `backend` was opened with its own): one
+   * once this many entries were added since the newest, by any replica. Default 1000.
+   */
+  auditCheckpointEvery?: number | undefined;
+  /** ... or once the newest is this old (seconds) and entries were added. Default 60; 0: no time trigger. */
+  auditCheckpointIntervalSeconds?: number | undefined;
 }
 
 export interface RunningServe {
@@ -282,7 +289,16 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
   else {
     if (options.store === undefined)
       throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "--store is required: a home folder or a postgres:// URL");
-    backend = await openServeBackend(options.store, { kek: options.kek, createTrustDomain: options.createTrustDomain });
+    backend = await openServeBackend(options.store, {
+      kek: options.kek,
+      createTrustDomain: options.createTrustDomain,
+      audit: {
+        checkpointEvery: options.auditCheckpointEvery,
+        checkpointIntervalSeconds: options.auditCheckpointIntervalSeconds,
+        svidTtlSeconds,
+        onWarning: (message) => logger.log("warn", "audit", { message }),
+      },
+    });
   }
 
   let stopping: Promise<void> | undefined;
@@ -513,6 +529,18 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
     issueBurst: issueBuckets.burst,
     pid: process.pid,
   });
+  const signing = backend.auditSigning;
+  if (signing !== null)
+    logger.log("info", "audit log signed", {
+      signer: signing.signer,
+      origin: signing.origin,
+      checkpointEvery: signing.checkpointEvery,
+      checkpointIntervalSeconds: signing.checkpointIntervalSeconds,
+    });
+  else
+    logger.log("warn", "audit log NOT signed", {
+      warning: "the audit store was given without a signer: a cut of its newest entries cannot be detected",
+    });
 
   const stop = (): Promise<void> =>
     (stopping ??= (async () => {
