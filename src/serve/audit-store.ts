@@ -10,6 +10,7 @@ import { AuditLog, type AuditLogOptions } from "../audit/log.js";
 import { queryAuditLog } from "../audit/query.js";
 import type { AuditEntryInput, StoredAuditEntry } from "../audit/entry.js";
 import type { AuditWriter } from "../audit/writer.js";
+import type { SignedTreeHead } from "../store/postgres/index.js";
 
 export interface ServeAuditStore {
   /** Appends in order; resolves once every entry is durable. */
@@ -18,17 +19,35 @@ export interface ServeAuditStore {
   query(q: { afterSeq: number; limit: number }): Promise<StoredAuditEntry[]>;
   /** Whether appends can be made now (for /readyz). */
   readonly writable: boolean;
+  /** The log as its signed Merkle tree publishes it (tlog-tiles.ts); absent for a home folder's file. */
+  readonly published?: PublishedAuditLog | undefined;
   close(): Promise<void>;
+}
+
+/** What the published tree is read from (PgAuditLog, store/postgres/audit-log.ts). */
+export interface PublishedAuditLog {
+  /** The newest checkpoint with a tree (its note and size), or null. */
+  signedTreeHead(): Promise<SignedTreeHead | null>;
+  /** Leaf hashes of entries afterSeq+1 .. upTo, at most `limit`. */
+  leafHashes(afterSeq: number, upTo: number, limit?: number): Promise<Buffer[]>;
+  /** Lines of entries afterSeq+1 .. afterSeq+count, as stored. */
+  entryLines(afterSeq: number, count: number): Promise<string[]>;
 }
 
 /** An AuditWriter (src/audit/writer.ts) as a ServeAuditStore, reading back with `read`. */
 export class WriterAuditStore implements ServeAuditStore {
   readonly #writer: AuditWriter;
   readonly #read: (q: { afterSeq: number; limit: number }) => Promise<StoredAuditEntry[]>;
+  readonly published: PublishedAuditLog | undefined;
 
-  constructor(writer: AuditWriter, read: (q: { afterSeq: number; limit: number }) => Promise<StoredAuditEntry[]>) {
+  constructor(
+    writer: AuditWriter,
+    read: (q: { afterSeq: number; limit: number }) => Promise<StoredAuditEntry[]>,
+    published?: PublishedAuditLog,
+  ) {
     this.#writer = writer;
     this.#read = read;
+    this.published = published;
   }
 
   get writable(): boolean {

@@ -190,7 +190,7 @@ async function openPostgresBackend(location: string, options: OpenBackendOptions
           ...(audit.onWarning !== undefined ? { onWarning: audit.onWarning } : {}),
         });
         return {
-          store: new WriterAuditStore(log, (q) => log.query(q.afterSeq, q.limit)),
+          store: new WriterAuditStore(log, (q) => log.query(q.afterSeq, q.limit), log),
           origin: (await log.origin()) as string,
         };
       },

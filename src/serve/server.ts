@@ -18,7 +18,7 @@ import { isLoopbackHost } from "../net/loopback.js";
 import { DEFAULT_ACCESS_TOKEN_TTL_SECONDS, isScopeToken, MAX_ACCESS_TOKEN_TTL_SECONDS } from "../oauth/access-token.js";
 import { invalidApiKey, type ApiKeyRecord } from "../store/api-keys.js";
 import { errorBody, statusOf, toServeError } from "./errors.js";
-import { readForm, readJsonObject, sendJson, type FormParams, type JsonObject } from "./http-io.js";
+import { readForm, readJsonObject, sendBytes, sendJson, type FormParams, type JsonObject } from "./http-io.js";
 import { jsonLogger, type Logger, type LogLevel } from "./log.js";
 import { buildPersonIssuerRoutes } from "./person-issuer-routes.js";
 import { buildOAuthRoutes } from "./oauth-routes.js";
@@ -30,6 +30,7 @@ import { openServeBackend, type ServeBackend } from "./open.js";
 import { TokenBuckets } from "./rate-limit.js";
 import { REVOCATION_WINDOW_HINTS } from "./revocation-list-cache.js";
 import { buildRoutes, retryAfterOf, takeOrRefuse, type Route } from "./routes.js";
+import { buildTlogRoutes } from "./tlog-tiles.js";
 import {
   checkHostName,
   defaultHostNames,
@@ -349,6 +350,7 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
   const routes = [
     ...buildRoutes(routeSettings),
     ...buildPersonIssuerRoutes(routeSettings),
+    ...buildTlogRoutes(backend.audit.published),
     ...buildOAuthRoutes(routeSettings, { scopesSupported, tokenBuckets, accessTokenTtlSeconds, people }),
   ];
 
@@ -422,7 +424,8 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
         fresh,
         authenticatedClient: (id) => (fields.clientId = id),
       });
-      sendJson(res, answer.status, answer.body, answer.headers);
+      if (answer.raw !== undefined) sendBytes(res, answer.status, answer.raw, answer.headers ?? {});
+      else sendJson(res, answer.status, answer.body, answer.headers);
     } catch (e) {
       const err = toServeError(e);
       fields.code = err.code;
