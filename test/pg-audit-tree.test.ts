@@ -107,6 +107,24 @@ describe("PostgreSQL audit log: the Merkle tree and its signed checkpoints", () 
     assert.equal(result.tree.root, treeRoot(lines.map((l) => leafHashOfText(l))).toString("base64"));
   });
 
+  it("a writer appending alone (batches of many) cuts its checkpoints from the tree it holds: the tree of the stored lines", async (t) => {
+    if (skipWithoutPg(t)) return;
+    const url = (await pgDatabase(t)) as string;
+    const keys = newTestKeys("spiffe://example.org/alone");
+    const log = new PgAuditLog(await connect(t, url), {
+      signer: testSigner(keys),
+      checkpointEvery: 25,
+      checkpointIntervalMs: 0,
+    });
+    for (let round = 0; round < 12; round++)
+      await Promise.all(Array.from({ length: 17 }, (_, i) => log.append(entry(round * 17 + i))));
+    await log.close();
+    const { lines, checkpoints } = await auditRows((await connect(t, url)).pool);
+    assert.equal(lines.length, 204);
+    assert.ok(checkpoints.length >= 5, `checkpoints by count: ${checkpoints.length}`);
+    checkTree(lines, checkpoints, keyOf([keys]));
+  });
+
   it("the time trigger: a checkpoint once the newest is older than T, with far fewer than N entries, by one writer of two", async (t) => {
     if (skipWithoutPg(t)) return;
     const url = (await pgDatabase(t)) as string;

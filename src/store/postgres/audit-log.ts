@@ -35,13 +35,14 @@
  * (audit/merkle.ts, leaf = SHA-256(0x00 || line)) as a C2SP checkpoint note, with the tree's
  * frontier (makeCheckpoint in audit/checkpoint.ts, what the file log calls too). No writer holds
  * the tree across batches, since others extend it: under the lock, a checkpoint continues from
- * the newest checkpoint's frontier (or the frontier this writer cut last, when that is further:
- * rows never change, so both are the tree's) with the leaf hashes of the entries after it, which
- * each row stores (column leaf, computed by PostgreSQL in the INSERT from the line itself). So a
- * checkpoint reads 32 bytes per entry since the last one, never the lines, and no two
- * checkpoints can disagree: each extends the one before over the same rows. A database from
- * before (rows without leaf, checkpoints without note) is read once, by the first checkpoint
- * that carries a note; its old checkpoints verify as predating proofs.
+ * the newest checkpoint's frontier with the leaf hashes of the entries after it, which each row
+ * stores (column leaf, computed by PostgreSQL in the INSERT from the line itself). A batch that
+ * makes a checkpoint due by count gets those leaf hashes with the head it reads (one query:
+ * 32 bytes per entry since the last checkpoint, never the lines, never the whole log), hashes
+ * its own lines, and sends the checkpoint with its INSERT. No two checkpoints can disagree: each
+ * extends the one before over the same, never-changed rows. A database from before (rows
+ * without leaf, checkpoints without note) is read once, by the first checkpoint that carries a
+ * note; its old checkpoints verify as predating proofs.
  */
 import { createWriteStream } from "node:fs";
 import { once } from "node:events";
@@ -56,7 +57,7 @@ import {
   type Checkpoint,
   type CheckpointSigner,
 } from "../../audit/checkpoint.js";
-import { MerkleFrontier } from "../../audit/merkle.js";
+import { leafHashOfText, MerkleFrontier } from "../../audit/merkle.js";
 import {
   entryFields,
   validateEntryInput,
@@ -138,8 +139,6 @@ export class PgAuditLog implements AuditWriter {
   readonly #onWarning: (message: string, cause: unknown) => void;
   #timer: NodeJS.Timeout | null = null;
   #timeCheck: Promise<void> | null = null;
-  /** The tree's frontier at the newest checkpoint this writer cut (rows never change: it stays the tree's). */
-  #frontier: MerkleFrontier | null = null;
   readonly #maxBatch: number;
   readonly #recoverIntervalMs: number;
   #queue: Pending[] = [];
@@ -285,14 +284,9 @@ export class PgAuditLog implements AuditWriter {
    * The leaf hashes of entries afterSeq+1 .. upTo (at most `limit` of them), in order: what a
    * reader extends its copy of the tree with. Rows written before the tree have theirs computed.
    */
-  async leafHashes(afterSeq: number, upTo: number, limit = 65536): Promise<Buffer[]> {
-    const rows = await readLeafRows(this.#conn.pool, this.#conn.location, afterSeq, upTo, limit);
-    if (rows.length !== Math.min(limit, Math.max(0, upTo - afterSeq)))
-      throw new AztpError(
-        ErrorCodes.AUDIT_CORRUPT,
-        `audit log ${this.path}: entries ${afterSeq + 1}..${upTo} are not all there`,
-      );
-    return rows;
+  async leafHashes(afterSeq: number, upTo: number, limit = LEAF_PAGE): Promise<Buffer[]> {
+    if (upTo <= afterSeq) return [];
+    return readLeafRange(this.#conn.pool, this.#conn.location, afterSeq, Math.min(upTo, afterSeq + limit));
   }
 
   /** The lines of entries afterSeq+1 .. afterSeq+count as stored (what the tree's leaves hash). */
@@ -474,26 +468,35 @@ export class PgAuditLog implements AuditWriter {
       try {
         let start: ChainHead;
         let previous: Checkpoint | null = null;
+        let dueLeaves: DueLeavesRow | undefined;
         if (fast && on !== null) {
           start = on;
         } else {
+          // A signer of trees also asks, in the same round trip, for the leaf hashes since the
+          // newest checkpoint, should this batch make one due: its tree is then complete here.
+          const wantsLeaves = this.#signer?.signNote !== undefined;
           const started = (await query(
             client,
             this.#conn.location,
             what,
-            `${lock}; ${HEAD_QUERY}${this.#signer === undefined ? "" : `; ${NEWEST_CHECKPOINT_QUERY}`}`,
+            `${lock}; ${HEAD_QUERY}${this.#signer === undefined ? "" : `; ${NEWEST_CHECKPOINT_QUERY}`}${
+              wantsLeaves ? `; ${dueLeavesQuery(batch.length, this.#checkpointEvery)}` : ""
+            }`,
           )) as unknown as pg.QueryResult[];
           start = headOf(started[2]?.rows[0] as HeadRow | undefined);
           previous = parseCheckpointRow(started[3]?.rows[0] as CheckpointRow | undefined);
+          dueLeaves = wantsLeaves ? (started[4]?.rows[0] as DueLeavesRow | undefined) : undefined;
         }
         let head = start;
         const entries: AuditEntry[] = [];
         let lines = "";
+        const lineList: string[] = [];
         for (const prepared of batch) {
           const link = nextLink(head);
           const { entry, line } = seal(prepared, link.seq, link.prev);
           entries.push(entry);
           lines += lines === "" ? line : `\n${line}`;
+          lineList.push(line);
           head = { seq: entry.seq, hash: entry.hash };
         }
         if (fast) {
@@ -517,11 +520,31 @@ export class PgAuditLog implements AuditWriter {
           await query(client, this.#conn.location, what, `${insert}; COMMIT`);
           return { entries, head, checkpointUpTo: previous?.upTo ?? 0 };
         }
-        await query(client, this.#conn.location, what, insert);
-        const cut = await this.#cut(client, head, previous);
-        const checkpointSql = cut === null ? "" : `${insertCheckpoint(client, cut.checkpoint)}; `;
-        await query(client, this.#conn.location, what, `${checkpointSql}COMMIT`);
-        if (cut !== null) this.#frontier = cut.tree;
+        // The tree: the newest checkpoint's frontier, the leaf hashes since (they came with the head),
+        // and this batch's, hashed here; the checkpoint is then signed before the INSERT and goes
+        // with it, in one round trip. Else (the checkpoints predate trees, a signer without one) the
+        // leaf hashes come back with the INSERT, this batch's rows included.
+        let tree = this.#treeFrom(previous, dueLeaves, start.seq);
+        if (tree !== null) for (const line of lineList) tree.push(leafHashOfText(line));
+        let cut: { checkpoint: Checkpoint; tree: MerkleFrontier | null } | null;
+        if (tree !== null || this.#signer?.signNote === undefined) {
+          cut = this.#sign(head, previous, tree);
+          const checkpointSql = cut === null ? "" : `; ${insertCheckpoint(client, cut.checkpoint)}`;
+          await query(client, this.#conn.location, what, `${insert}${checkpointSql}; COMMIT`);
+        } else {
+          tree = this.#treeBase(previous);
+          const page = { after: tree.size, upTo: Math.min(head.seq, tree.size + LEAF_PAGE) };
+          const results = (await query(
+            client,
+            this.#conn.location,
+            what,
+            `${insert}; ${leafRangeQuery(page.after, page.upTo)}`,
+          )) as unknown as pg.QueryResult[];
+          for (const leaf of leafRange(results[1]?.rows[0] as LeafRangeRow, page.after, page.upTo)) tree.push(leaf);
+          cut = this.#sign(head, previous, await this.#extendTree(client, tree, head.seq));
+          const checkpointSql = cut === null ? "" : `${insertCheckpoint(client, cut.checkpoint)}; `;
+          await query(client, this.#conn.location, what, `${checkpointSql}COMMIT`);
+        }
         return { entries, head, checkpointUpTo: cut?.checkpoint.upTo ?? previous?.upTo ?? 0 };
       } catch (cause) {
         await client.query("ROLLBACK").catch(() => undefined);
@@ -582,7 +605,7 @@ export class PgAuditLog implements AuditWriter {
    * checkpoint when anything is uncovered (`force`) or when one is due by time (`time`).
    */
   async #checkpointUnderLock(mode: "force" | "time"): Promise<Checkpoint | null> {
-    let cut: { checkpoint: Checkpoint; tree: MerkleFrontier | null } | null = null;
+    let cut: { checkpoint: Checkpoint } | null = null;
     await transaction(this.#conn, "checkpoint the audit log", async (client) => {
       await this.#lock(client);
       if (mode === "time" && !(await this.#dueByTime(client))) return;
@@ -593,30 +616,32 @@ export class PgAuditLog implements AuditWriter {
         "read the newest checkpoint",
         NEWEST_CHECKPOINT_QUERY,
       );
-      cut = await this.#cut(client, head, parseCheckpointRow(rows[0]));
+      const previous = parseCheckpointRow(rows[0]);
+      if (head.seq <= (previous?.upTo ?? 0)) return; // nothing new: another writer cut it
+      const tree =
+        this.#signer?.signNote === undefined
+          ? null
+          : await this.#extendTree(client, this.#treeBase(previous), head.seq);
+      cut = this.#sign(head, previous, tree);
       if (cut !== null)
         await query(client, this.#conn.location, "write a checkpoint", insertCheckpoint(client, cut.checkpoint));
     });
-    const done = cut as { checkpoint: Checkpoint; tree: MerkleFrontier | null } | null;
-    if (done !== null) this.#frontier = done.tree;
-    return done?.checkpoint ?? null;
+    return (cut as { checkpoint: Checkpoint } | null)?.checkpoint ?? null;
   }
 
   /**
-   * Under the lock: the checkpoint after `previous` at `head`, signed, with the tree of entries
-   * 1..head (its note and frontier), or null when nothing is uncovered or it cannot be signed
-   * (said through onWarning: auditing goes on, and the next checkpoint covers these entries).
-   * A failure to read the tree throws: the transaction is then aborted, and must not commit.
+   * Under the lock: the checkpoint after `previous` at `head`, signed, with `tree` (entries
+   * 1..head: its note and frontier; null for a signer that cannot sign one), or null when
+   * nothing is uncovered or it cannot be signed (said through onWarning: auditing goes on, and
+   * the next checkpoint covers these entries).
    */
-  async #cut(
-    client: pg.PoolClient,
+  #sign(
     head: ChainHead,
     previous: Checkpoint | null,
-  ): Promise<{ checkpoint: Checkpoint; tree: MerkleFrontier | null } | null> {
+    tree: MerkleFrontier | null,
+  ): { checkpoint: Checkpoint; tree: MerkleFrontier | null } | null {
     const signer = this.#signer;
     if (signer === undefined || head.seq <= (previous?.upTo ?? 0)) return null;
-    // A signer that cannot sign notes (not P-256) gets no tree: reading it would be wasted.
-    const tree = signer.signNote === undefined ? null : await this.#treeAt(client, head.seq, previous);
     try {
       const checkpoint = makeCheckpoint(
         { type: "checkpoint", ...nextCheckpoint(previous, head), time: new Date().toISOString(), signer: signer.id },
@@ -643,26 +668,38 @@ export class PgAuditLog implements AuditWriter {
   }
 
   /**
-   * The tree's frontier over entries 1..upTo: from the newest checkpoint's frontier, or this
-   * writer's own when it reaches further, extended with the stored leaf hashes after it. A log
-   * whose checkpoints predate trees is read from its first entry (once: the checkpoint cut now
-   * carries the frontier).
+   * The tree at entry `upTo` when the newest checkpoint's frontier and the leaf hashes after it
+   * (`leaves`, read with the head) make it; null otherwise (no leaves asked for or due, a
+   * checkpoint that predates trees, a signer that cannot sign one).
    */
-  async #treeAt(client: pg.PoolClient, upTo: number, previous: Checkpoint | null): Promise<MerkleFrontier> {
-    let base = previous === null ? MerkleFrontier.empty() : checkpointFrontier(previous);
-    const own = this.#frontier;
-    if (own !== null && own.size <= upTo && (base === null || own.size > base.size)) base = own;
-    const tree = base?.clone() ?? MerkleFrontier.empty();
+  #treeFrom(previous: Checkpoint | null, leaves: DueLeavesRow | undefined, upTo: number): MerkleFrontier | null {
+    if (leaves === undefined || this.#signer?.signNote === undefined) return null;
+    const base = previous === null ? MerkleFrontier.empty() : checkpointFrontier(previous);
+    if (base === null || Number(leaves.after) !== base.size) return null;
+    for (const leaf of leafRange(leaves, base.size, upTo)) base.push(leaf);
+    return base;
+  }
+
+  /**
+   * Where the tree starts from: the newest checkpoint's frontier; empty when the log's
+   * checkpoints predate trees (it is then read from its first entry, once: the checkpoint cut
+   * now carries the frontier). Rows never change, so a frontier once signed stays the tree's.
+   */
+  #treeBase(previous: Checkpoint | null): MerkleFrontier {
+    return (previous === null ? null : checkpointFrontier(previous)) ?? MerkleFrontier.empty();
+  }
+
+  /** `tree` extended with the stored leaf hashes up to entry upTo, a page per round trip. */
+  async #extendTree(client: pg.PoolClient, tree: MerkleFrontier, upTo: number): Promise<MerkleFrontier> {
     while (tree.size < upTo) {
-      const leaves = await readLeafRows(client, this.#conn.location, tree.size, upTo, LEAF_PAGE);
-      if (leaves.length === 0) break;
-      for (const leaf of leaves) tree.push(leaf);
+      for (const leaf of await readLeafRange(
+        client,
+        this.#conn.location,
+        tree.size,
+        Math.min(upTo, tree.size + LEAF_PAGE),
+      ))
+        tree.push(leaf);
     }
-    if (tree.size !== upTo)
-      throw new AztpError(
-        ErrorCodes.AUDIT_CORRUPT,
-        `audit log ${this.path}: the tree reaches entry ${tree.size}, the head is ${upTo}: entries are missing`,
-      );
     return tree;
   }
 
@@ -729,7 +766,7 @@ const NEWEST_CHECKPOINT_QUERY = "SELECT record FROM aztp_audit_checkpoints ORDER
 /** RFC 6962's leaf hash of a stored line, in SQL: SHA-256(0x00 || its UTF-8 bytes), as merkle.ts's leafHashOfText. */
 const LEAF_OF = (column: string): string => `sha256(decode('00', 'hex') || convert_to(${column}, 'UTF8'))`;
 
-/** Leaf hashes read per query when a tree is extended. */
+/** Leaf hashes read per query when a tree is extended (2 MiB). */
 const LEAF_PAGE = 65536;
 
 /**
@@ -742,26 +779,73 @@ const DUE_BY_TIME_QUERY = `WITH c AS (SELECT up_to, written_at FROM aztp_audit_c
     AND now() - coalesce((SELECT written_at FROM c), (SELECT written_at FROM aztp_audit WHERE seq = 1))
         >= make_interval(secs => $1::float8 / 1000) AS due`;
 
-/** The leaf hashes of entries after+1 .. upTo (at most limit), checked to follow on from `after` with no gap. */
-async function readLeafRows(
+/**
+ * The leaf hashes of entries after+1 .. upTo in one row (concatenated: a row per entry costs
+ * the client more than the hashing), with what shows a gap.
+ */
+function leafRangeQuery(after: number, upTo: number): string {
+  return `SELECT count(*) AS n, coalesce(min(seq), 0) AS lo, coalesce(max(seq), 0) AS hi,
+      string_agg(coalesce(leaf, ${LEAF_OF("entry")}), ''::bytea ORDER BY seq) AS leaves
+    FROM aztp_audit WHERE seq > ${safeInt(after)} AND seq <= ${safeInt(upTo)}`;
+}
+
+interface LeafRangeRow {
+  n: string;
+  lo: string;
+  hi: string;
+  leaves: Buffer | null;
+}
+
+/** A leafRangeQuery row from dueLeavesQuery, with where its range starts. */
+interface DueLeavesRow extends LeafRangeRow {
+  after: string;
+}
+
+/**
+ * Under the lock, with the head: the leaf hashes of the entries after the newest checkpoint,
+ * if `adding` more entries make a checkpoint due by count (else none, at the cost of two
+ * index lookups).
+ */
+function dueLeavesQuery(adding: number, every: number): string {
+  return `WITH c AS (SELECT coalesce((SELECT up_to FROM aztp_audit_checkpoints ORDER BY seq DESC LIMIT 1), 0) AS up_to)
+    SELECT count(*) AS n, coalesce(min(seq), 0) AS lo, coalesce(max(seq), 0) AS hi,
+      string_agg(coalesce(leaf, ${LEAF_OF("entry")}), ''::bytea ORDER BY seq) AS leaves, (SELECT up_to FROM c) AS after
+    FROM aztp_audit
+    WHERE seq > (SELECT up_to FROM c)
+      AND coalesce((SELECT max(seq) FROM aztp_audit), 0) + ${safeInt(adding)} - (SELECT up_to FROM c) >= ${safeInt(every)}`;
+}
+
+/** The leaf hashes a leafRangeQuery row holds, checked to be entries after+1 .. upTo, every one. */
+function leafRange(row: LeafRangeRow | undefined, after: number, upTo: number): Buffer[] {
+  const n = upTo - after;
+  const leaves = row?.leaves ?? Buffer.alloc(0);
+  if (
+    n > 0 &&
+    (Number(row?.n) !== n || Number(row?.lo) !== after + 1 || Number(row?.hi) !== upTo || leaves.length !== n * 32)
+  )
+    throw new AztpError(ErrorCodes.AUDIT_CORRUPT, `the audit log does not hold every entry of ${after + 1}..${upTo}`);
+  return Array.from({ length: Math.max(0, n) }, (_, i) => leaves.subarray(i * 32, i * 32 + 32));
+}
+
+async function readLeafRange(
   client: pg.Pool | pg.PoolClient,
   location: string,
   after: number,
   upTo: number,
-  limit: number,
 ): Promise<Buffer[]> {
-  const { rows } = await query<{ seq: string; leaf: Buffer }>(
+  const { rows } = await query<LeafRangeRow>(
     client,
     location,
     "read the audit tree's leaves",
-    `SELECT seq, coalesce(leaf, ${LEAF_OF("entry")}) AS leaf FROM aztp_audit WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3`,
-    [after, upTo, limit],
+    leafRangeQuery(after, upTo),
   );
-  rows.forEach((row, i) => {
-    if (Number(row.seq) !== after + 1 + i)
-      throw new AztpError(ErrorCodes.AUDIT_CORRUPT, `the audit log has no entry ${after + 1 + i}`);
-  });
-  return rows.map((r) => r.leaf);
+  return leafRange(rows[0], after, upTo);
+}
+
+/** A number about to be inlined in SQL: only ever a whole number. */
+function safeInt(n: number): number {
+  if (!Number.isSafeInteger(n)) throw new AztpError(ErrorCodes.ARGUMENT_INVALID, `not a whole number: ${n}`);
+  return n;
 }
 
 /** The database's name in a (redacted) PostgreSQL URL: the default origin names it. */
