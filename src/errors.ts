@@ -297,6 +297,11 @@ export const ErrorCodes = {
   SERVE_CONTENT_TYPE_UNSUPPORTED: "ERR_SERVE_CONTENT_TYPE_UNSUPPORTED",
   /** `aztp serve --insecure-http` on an address that is not loopback, without --allow-insecure-non-loopback. */
   SERVE_INSECURE_HTTP_NOT_ALLOWED: "ERR_SERVE_INSECURE_HTTP_NOT_ALLOWED",
+  /**
+   * An entry bundle of the published audit log (C2SP tlog-tiles) holds an entry longer than its
+   * 16-bit length can frame (65535 bytes), so it cannot be served (HTTP 501).
+   */
+  SERVE_TLOG_ENTRY_TOO_LONG: "ERR_SERVE_TLOG_ENTRY_TOO_LONG",
 
   // OAuth 2.1 access tokens and issuers (oauth/): the MCP authorization spec's bearer tokens
   /** A request to an OAuth-protected resource carried no credential at all (HTTP 401). */

@@ -22,6 +22,8 @@ const STATUS: ReadonlyMap<string, number> = new Map<ErrorCode, number>([
   [ErrorCodes.SERVE_RATE_LIMITED, 429],
   [ErrorCodes.SERVE_INTERNAL_FAILED, 500],
   [ErrorCodes.UNEXPECTED, 500],
+  [ErrorCodes.AUDIT_CORRUPT, 500],
+  [ErrorCodes.SERVE_TLOG_ENTRY_TOO_LONG, 501],
   [ErrorCodes.AUTHORITY_STORE_FAILED, 503],
   [ErrorCodes.AUTHORITY_NOT_INITIALIZED, 503],
   [ErrorCodes.AUTHORITY_REMOTE_UNAVAILABLE, 503],

@@ -315,6 +315,22 @@ export function sendJson(
   res.end(text);
 }
 
+/** Bytes as they are; `headers` names their content-type (and caching, encoding). */
+export function sendBytes(res: ServerResponse, status: number, data: Buffer, headers: Record<string, string>): void {
+  if (res.headersSent) {
+    res.end();
+    return;
+  }
+  res.writeHead(status, {
+    "content-type": "application/octet-stream",
+    "content-length": data.length,
+    "cache-control": "no-store",
+    "x-content-type-options": "nosniff",
+    ...headers,
+  });
+  res.end(data);
+}
+
 // ---- field checks: each names the field and the rule, as ERR_ARGUMENT_INVALID ----
 
 export function reqString(body: JsonObject, field: string, max = 64 * 1024): string {

@@ -6,8 +6,13 @@
  * Two kinds of store, one path: a home folder (its file stores, a file audit log in the folder)
  * or PostgreSQL (`postgres://…`: every store from store/open-stores.ts, the many-writer
  * PgAuditLog as the audit store), both through backendFromStores and EmbeddedAuthority.fromStores.
+ *
+ * The audit log is signed with the service's identity (audit-signer.ts): its checkpoints, every
+ * N entries or T seconds across all replicas, carry the C2SP checkpoint of its Merkle tree. The
+ * log is opened once the authority is there, since its signer's SVID comes from the CA.
  */
 import { resolve } from "node:path";
+import { checkpointBody, defaultOrigin, type CheckpointSigner } from "../audit/checkpoint.js";
 import { EmbeddedAuthority } from "../authority/authority.js";
 import type { Authority } from "../authority/authority-api.js";
 import { CertificateAuthority, type IssuedSvid } from "../authority/ca.js";
@@ -21,7 +26,8 @@ import { MemoryReplayCache, type ReplayCache } from "../invocation/replay.js";
 import type { TokenExchangeDeps } from "../people/token-exchange.js";
 import { SpiffeId } from "../spiffe/spiffeid.js";
 import { FileApiKeyStore, type ApiKeyStore } from "../store/api-keys.js";
-import { openFileAuditStore, WriterAuditStore, type ServeAuditStore } from "./audit-store.js";
+import { openFileAuditLog, WriterAuditStore, type ServeAuditStore } from "./audit-store.js";
+import { ServiceAuditSigner } from "./audit-signer.js";
 import { isPostgresUrl, openStores } from "../store/open-stores.js";
 
 /** What the routes call: the client API of an authority, plus the feeds. */
@@ -82,12 +88,25 @@ export type ServeAuthority = Pick<
   close?(): Promise<void>;
 };
 
+/** Who signs the service's audit log, and when. */
+export interface AuditSigning {
+  /** The SPIFFE ID that signs the checkpoints: the service's, spiffe://<td>/aztp/serve. */
+  readonly signer: string;
+  /** The origin of its C2SP checkpoints (the log keeps the one its notes name). */
+  readonly origin: string;
+  readonly checkpointEvery: number;
+  /** 0: no time trigger. */
+  readonly checkpointIntervalSeconds: number;
+}
+
 export interface ServeBackend {
   /** For messages: a folder or a URL without password. */
   readonly location: string;
   readonly authority: ServeAuthority;
   readonly apiKeys: ApiKeyStore;
   readonly audit: ServeAuditStore;
+  /** Who signs the audit log's checkpoints; null when its log was given unsigned (ServeStores.audit). */
+  readonly auditSigning: AuditSigning | null;
   /**
    * Client assertions spent at the token endpoint: shared by every replica on PostgreSQL; in
    * memory for a home folder, which serves one replica.
@@ -112,6 +131,31 @@ export interface OpenBackendOptions {
    * (`--trust-domain`). Replicas starting together on one empty store agree on one CA.
    */
   createTrustDomain?: string | undefined;
+  /** How the audit log is signed. */
+  audit?: ServeAuditOptions | undefined;
+}
+
+export interface ServeAuditOptions {
+  /** Checkpoint once this many entries were added since the newest checkpoint (by any replica). Default 1000. */
+  checkpointEvery?: number | undefined;
+  /**
+   * Checkpoint once the newest checkpoint is this old (seconds) and entries were added since
+   * (by any replica). Default 60; 0: no time trigger.
+   */
+  checkpointIntervalSeconds?: number | undefined;
+  /** Lifetime of the SVID that signs them (replaced at half-life). Default 3600. */
+  svidTtlSeconds?: number | undefined;
+  /** Receives what a checkpoint could not do (a failed signature, a failed rotation); default: a process warning. */
+  onWarning?: ((message: string) => void) | undefined;
+}
+
+export const AUDIT_DEFAULTS = { checkpointEvery: 1000, checkpointIntervalSeconds: 60, svidTtlSeconds: 3600 } as const;
+
+/** What a store's audit log opens as, once its signer exists. */
+export interface OpenedAudit {
+  readonly store: ServeAuditStore;
+  /** The origin its checkpoints name. */
+  readonly origin: string;
 }
 
 export { isPostgresUrl };
@@ -123,18 +167,34 @@ export async function openServeBackend(location: string, options: OpenBackendOpt
 
 /** PostgreSQL: every store from openStores, the many-writer audit log as the audit store. */
 async function openPostgresBackend(location: string, options: OpenBackendOptions): Promise<ServeBackend> {
+  const audit = options.audit ?? {};
+  const every = auditCheckpointEvery(audit);
+  const intervalSeconds = auditCheckpointInterval(audit);
   const s = await openStores(location, { kek: options.kek });
-  const audit = s.audit;
-  if (audit === undefined) {
-    await s.close();
-    throw new AztpError(ErrorCodes.AUTHORITY_STORE_FAILED, `${s.location} has no audit log`);
-  }
   return backendFromStores({
     location: s.location,
     registry: s.registry,
     ca: s.ca,
     apiKeys: s.apiKeys,
-    audit: new WriterAuditStore(audit, (q) => audit.query(q.afterSeq, q.limit)),
+    audit: {
+      ...audit,
+      async open(signer) {
+        // The stores' own PgAuditLog is unsigned (for `aztp audit export`); the service writes through its own.
+        const writer = s.auditWriter;
+        if (writer === undefined)
+          throw new AztpError(ErrorCodes.AUTHORITY_STORE_FAILED, `${s.location} has no audit log`);
+        const log = writer({
+          signer,
+          checkpointEvery: every,
+          checkpointIntervalMs: intervalSeconds * 1000,
+          ...(audit.onWarning !== undefined ? { onWarning: audit.onWarning } : {}),
+        });
+        return {
+          store: new WriterAuditStore(log, (q) => log.query(q.afterSeq, q.limit), log),
+          origin: (await log.origin()) as string,
+        };
+      },
+    },
     replay: s.replay,
     createTrustDomain: options.createTrustDomain,
     close: () => s.close(),
@@ -150,7 +210,11 @@ export interface ServeStores {
   registry: RegistryStore;
   ca: CaStore;
   apiKeys: ApiKeyStore;
-  audit: ServeAuditStore;
+  /**
+   * The audit log: opened once the authority exists, with the service's signer (`open`), or a
+   * store already open, whose checkpoints are its own business (tests, embedding).
+   */
+  audit: ServeAuditStore | SignedAuditOpener;
   /** Spent client assertions; default: in this process's memory (one replica). */
   replay?: ReplayCache | undefined;
   /** This process's own folder (EmbeddedAuthority's `home`); the home folder itself for a file store. */
@@ -160,9 +224,81 @@ export interface ServeStores {
   close(): Promise<void>;
 }
 
+/** Opens a store's audit log signed by the service (ServeStores.audit). */
+export interface SignedAuditOpener extends ServeAuditOptions {
+  open(signer: CheckpointSigner): Promise<OpenedAudit>;
+}
+
+function isOpener(audit: ServeAuditStore | SignedAuditOpener): audit is SignedAuditOpener {
+  return typeof (audit as SignedAuditOpener).open === "function";
+}
+
+function auditCheckpointEvery(o: ServeAuditOptions): number {
+  const n = o.checkpointEvery ?? AUDIT_DEFAULTS.checkpointEvery;
+  if (!Number.isSafeInteger(n) || n < 1)
+    throw new AztpError(
+      ErrorCodes.ARGUMENT_INVALID,
+      `the audit checkpoint count must be a whole number >= 1, got ${n}`,
+    );
+  return n;
+}
+
+function auditCheckpointInterval(o: ServeAuditOptions): number {
+  const n = o.checkpointIntervalSeconds ?? AUDIT_DEFAULTS.checkpointIntervalSeconds;
+  if (typeof n !== "number" || !Number.isFinite(n) || n < 0 || n > 2 ** 31 / 1000)
+    throw new AztpError(
+      ErrorCodes.ARGUMENT_INVALID,
+      `the audit checkpoint interval must be from 0 to ${Math.floor(2 ** 31 / 1000)} seconds, got ${n}`,
+    );
+  return n;
+}
+
+/**
+ * The audit log signed with the service's identity: its SVID issued by the CA (the newest
+ * generation of the default trust domain), then the log opened with it.
+ */
+async function openSignedAudit(
+  opener: SignedAuditOpener,
+  ca: CaStore,
+  authority: EmbeddedAuthority,
+): Promise<{ audit: ServeAuditStore; signing: AuditSigning; signer: ServiceAuditSigner }> {
+  const warn =
+    opener.onWarning ??
+    ((message: string) => process.emitWarning(message, { type: "AztpAuditWarning", code: "AZTP_AUDIT_SIGNER" }));
+  const issue = serviceSvidIssuer(ca, () => authority.defaultTrustDomain);
+  const signer = await ServiceAuditSigner.start(
+    (csr, ttl) => issue(csr, ttl),
+    SpiffeId.fromSegments(authority.defaultTrustDomain, "aztp", "serve").toString(),
+    opener.svidTtlSeconds ?? AUDIT_DEFAULTS.svidTtlSeconds,
+    (cause) =>
+      warn(`the service's audit-signing SVID could not be renewed (retried in 30 s): ${(cause as Error).message}`),
+  );
+  try {
+    const opened = await opener.open(signer);
+    return {
+      audit: opened.store,
+      signer,
+      signing: {
+        signer: signer.id,
+        origin: opened.origin,
+        checkpointEvery: auditCheckpointEvery(opener),
+        checkpointIntervalSeconds: auditCheckpointInterval(opener),
+      },
+    };
+  } catch (e) {
+    signer.stop();
+    throw e;
+  }
+}
+
 /** The backend on a store set: the authority from its registry and CA stores, the rest as given. */
 export async function backendFromStores(stores: ServeStores): Promise<ServeBackend> {
+  const closeAudit = (): Promise<unknown> =>
+    isOpener(stores.audit) ? Promise.resolve() : (stores.audit as ServeAuditStore).close();
   let authority: EmbeddedAuthority;
+  let audit: ServeAuditStore;
+  let signing: AuditSigning | null = null;
+  let auditSigner: ServiceAuditSigner | undefined;
   try {
     authority = await EmbeddedAuthority.fromStores(
       { registry: stores.registry, ca: stores.ca },
@@ -171,8 +307,14 @@ export async function backendFromStores(stores: ServeStores): Promise<ServeBacke
         ...(stores.createTrustDomain !== undefined ? { create: true, trustDomain: stores.createTrustDomain } : {}),
       },
     );
+    if (isOpener(stores.audit)) {
+      const signed = await openSignedAudit(stores.audit, stores.ca, authority);
+      audit = signed.audit;
+      signing = signed.signing;
+      auditSigner = signed.signer;
+    } else audit = stores.audit;
   } catch (e) {
-    await Promise.allSettled([stores.audit.close(), stores.apiKeys.close()]);
+    await Promise.allSettled([closeAudit(), stores.apiKeys.close()]);
     await stores.close().catch(() => undefined);
     throw e;
   }
@@ -180,7 +322,8 @@ export async function backendFromStores(stores: ServeStores): Promise<ServeBacke
     location: stores.location,
     authority,
     apiKeys: stores.apiKeys,
-    audit: stores.audit,
+    audit,
+    auditSigning: signing,
     replay: stores.replay ?? new MemoryReplayCache(),
     issueServiceSvid: serviceSvidIssuer(stores.ca, () => authority.defaultTrustDomain),
     async ready() {
@@ -190,10 +333,12 @@ export async function backendFromStores(stores: ServeStores): Promise<ServeBacke
         throw new AztpError(ErrorCodes.AUTHORITY_NOT_INITIALIZED, `no authority in ${stores.location}`);
       await stores.registry.fresh();
       authority.bundle();
-      if (!stores.audit.writable) throw new AztpError(ErrorCodes.AUDIT_UNAVAILABLE, "the audit log cannot be written");
+      if (!audit.writable) throw new AztpError(ErrorCodes.AUDIT_UNAVAILABLE, "the audit log cannot be written");
     },
     async close() {
-      await Promise.allSettled([stores.audit.close(), stores.apiKeys.close()]);
+      // The log closes first: its last checkpoint is signed with the SVID still held.
+      await Promise.allSettled([audit.close(), stores.apiKeys.close()]);
+      auditSigner?.stop();
       await stores.close();
     },
   };
@@ -210,14 +355,30 @@ async function openHomeBackend(home: string, options: OpenBackendOptions): Promi
     );
   }
   const registry = new FileRegistryStore(store);
-  const audit = await openFileAuditStore(home);
+  const audit = options.audit ?? {};
+  const every = auditCheckpointEvery(audit);
+  const intervalSeconds = auditCheckpointInterval(audit);
   return backendFromStores({
     location: home,
     home,
     registry,
     ca: new FileCaStore(store),
     apiKeys: new FileApiKeyStore(home),
-    audit,
+    audit: {
+      ...audit,
+      async open(signer) {
+        const opened = await openFileAuditLog(home, {
+          signer,
+          checkpointEvery: every,
+          checkpointIntervalMs: intervalSeconds * 1000,
+        });
+        const newest = opened.log.lastCheckpoint;
+        return {
+          store: opened.store,
+          origin: (newest === null ? null : checkpointBody(newest))?.origin ?? defaultOrigin(signer.id, "serve"),
+        };
+      },
+    },
     close: () => registry.close(),
   });
 }

@@ -70,6 +70,8 @@ export interface RouteAnswer {
   status: number;
   body: unknown;
   headers?: Record<string, string>;
+  /** Bytes answered as they are (their content-type in `headers`) instead of `body` as JSON. */
+  raw?: Buffer;
 }
 
 export interface Route {

@@ -18,7 +18,7 @@ import { isLoopbackHost } from "../net/loopback.js";
 import { DEFAULT_ACCESS_TOKEN_TTL_SECONDS, isScopeToken, MAX_ACCESS_TOKEN_TTL_SECONDS } from "../oauth/access-token.js";
 import { invalidApiKey, type ApiKeyRecord } from "../store/api-keys.js";
 import { errorBody, statusOf, toServeError } from "./errors.js";
-import { readForm, readJsonObject, sendJson, type FormParams, type JsonObject } from "./http-io.js";
+import { readForm, readJsonObject, sendBytes, sendJson, type FormParams, type JsonObject } from "./http-io.js";
 import { jsonLogger, type Logger, type LogLevel } from "./log.js";
 import { buildPersonIssuerRoutes } from "./person-issuer-routes.js";
 import { buildOAuthRoutes } from "./oauth-routes.js";
@@ -30,6 +30,7 @@ import { openServeBackend, type ServeBackend } from "./open.js";
 import { TokenBuckets } from "./rate-limit.js";
 import { REVOCATION_WINDOW_HINTS } from "./revocation-list-cache.js";
 import { buildRoutes, retryAfterOf, takeOrRefuse, type Route } from "./routes.js";
+import { buildTlogRoutes } from "./tlog-tiles.js";
 import {
   checkHostName,
   defaultHostNames,
@@ -104,6 +105,13 @@ export interface ServeOptions {
   login?: PersonLoginOptions | undefined;
   /** How Client ID Metadata Documents are fetched (a fetch of your own; loopback http in tests). */
   clientMetadataDocuments?: ClientMetadataDocumentsOptions | undefined;
+  /**
+   * The audit log's signed checkpoints (with `store`; a `backend` was opened with its own): one
+   * once this many entries were added since the newest, by any replica. Default 1000.
+   */
+  auditCheckpointEvery?: number | undefined;
+  /** ... or once the newest is this old (seconds) and entries were added. Default 60; 0: no time trigger. */
+  auditCheckpointIntervalSeconds?: number | undefined;
 }
 
 export interface RunningServe {
@@ -282,7 +290,16 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
   else {
     if (options.store === undefined)
       throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "--store is required: a home folder or a postgres:// URL");
-    backend = await openServeBackend(options.store, { kek: options.kek, createTrustDomain: options.createTrustDomain });
+    backend = await openServeBackend(options.store, {
+      kek: options.kek,
+      createTrustDomain: options.createTrustDomain,
+      audit: {
+        checkpointEvery: options.auditCheckpointEvery,
+        checkpointIntervalSeconds: options.auditCheckpointIntervalSeconds,
+        svidTtlSeconds,
+        onWarning: (message) => logger.log("warn", "audit", { message }),
+      },
+    });
   }
 
   let stopping: Promise<void> | undefined;
@@ -333,6 +350,7 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
   const routes = [
     ...buildRoutes(routeSettings),
     ...buildPersonIssuerRoutes(routeSettings),
+    ...buildTlogRoutes(backend.audit.published),
     ...buildOAuthRoutes(routeSettings, { scopesSupported, tokenBuckets, accessTokenTtlSeconds, people }),
   ];
 
@@ -406,7 +424,8 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
         fresh,
         authenticatedClient: (id) => (fields.clientId = id),
       });
-      sendJson(res, answer.status, answer.body, answer.headers);
+      if (answer.raw !== undefined) sendBytes(res, answer.status, answer.raw, answer.headers ?? {});
+      else sendJson(res, answer.status, answer.body, answer.headers);
     } catch (e) {
       const err = toServeError(e);
       fields.code = err.code;
@@ -513,6 +532,18 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
     issueBurst: issueBuckets.burst,
     pid: process.pid,
   });
+  const signing = backend.auditSigning;
+  if (signing !== null)
+    logger.log("info", "audit log signed", {
+      signer: signing.signer,
+      origin: signing.origin,
+      checkpointEvery: signing.checkpointEvery,
+      checkpointIntervalSeconds: signing.checkpointIntervalSeconds,
+    });
+  else
+    logger.log("warn", "audit log NOT signed", {
+      warning: "the audit store was given without a signer: a cut of its newest entries cannot be detected",
+    });
 
   const stop = (): Promise<void> =>
     (stopping ??= (async () => {

@@ -12,7 +12,7 @@ import type { RegistryStore } from "../authority/registry-store.js";
 import { HomeStore } from "../authority/store.js";
 import { MemoryReplayCache, type ReplayCache } from "../invocation/replay.js";
 import { FileApiKeyStore, type ApiKeyStore } from "./api-keys.js";
-import { isPostgresUrl, openPostgresStores, type PgAuditLog } from "./postgres/index.js";
+import { isPostgresUrl, openPostgresStores, PgAuditLog, type PgAuditLogOptions } from "./postgres/index.js";
 
 export interface Stores {
   /** For messages: the folder, or the URL without its password. */
@@ -28,6 +28,11 @@ export interface Stores {
   readonly replay: ReplayCache;
   /** The shared, many-writer audit log (PostgreSQL); a home folder's logs are files per identity. */
   readonly audit?: PgAuditLog | undefined;
+  /**
+   * Another writer of the shared log on the same pool, with options of its own (a signer: what
+   * `aztp serve` writes through); closed by its owner before `close()`.
+   */
+  readonly auditWriter?: ((options: PgAuditLogOptions) => PgAuditLog) | undefined;
   close(): Promise<void>;
 }
 
@@ -50,6 +55,7 @@ export async function openStores(location: string, options: OpenStoresOptions = 
       apiKeys: pg.apiKeys,
       replay: pg.replay,
       audit: pg.audit,
+      auditWriter: (options) => new PgAuditLog(pg.connection, options),
       close: () => pg.close(),
     };
   }

@@ -97,6 +97,8 @@ export interface ServeAnswer {
   status: number;
   headers: Record<string, string | string[] | undefined>;
   text: string;
+  /** The body's bytes, as received (still encoded when the answer has a Content-Encoding). */
+  bytes: Buffer;
   /** The body parsed as JSON (undefined when it is not JSON). */
   json: any;
 }
@@ -160,14 +162,15 @@ export function serveRequest(base: string, path: string, o: ServeRequestOptions 
       const chunks: Buffer[] = [];
       res.on("data", (c: Buffer) => chunks.push(c));
       res.on("end", () => {
-        const text = Buffer.concat(chunks).toString("utf8");
+        const bytes = Buffer.concat(chunks);
+        const text = bytes.toString("utf8");
         let json: unknown;
         try {
           json = JSON.parse(text);
         } catch {
           json = undefined;
         }
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, text, json });
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, text, bytes, json });
       });
       res.on("error", reject);
     });

@@ -9,6 +9,7 @@ import { Option, type Command } from "commander";
 import { AztpError, ErrorCodes } from "../../errors.js";
 import { isLogLevel, jsonLogger, LOG_LEVELS } from "../../serve/log.js";
 import { isScopeToken } from "../../oauth/access-token.js";
+import { AUDIT_DEFAULTS } from "../../serve/open.js";
 import { DEFAULTS, parseListen, parsePublicUrl, startServe } from "../../serve/server.js";
 import { checkHostName } from "../../serve/tls.js";
 import type { CliContext } from "../context.js";
@@ -85,6 +86,8 @@ interface ServeCliOptions {
   loginPrivateKey?: string;
   loginRedirectUri?: string;
   loginScope?: string;
+  auditCheckpointEvery: string;
+  auditCheckpointInterval: string;
 }
 
 function collect(value: string, previous: string[]): string[] {
@@ -173,6 +176,16 @@ export function register(program: Command, ctx: CliContext): void {
       "the redirect URI registered at the provider (default <public URL>/oauth/callback)",
     )
     .option("--login-scope <scope>", 'the scope asked of the provider (default "openid email profile")')
+    .option(
+      "--audit-checkpoint-every <n>",
+      "sign a checkpoint of the audit log once this many entries were added since the newest (by any replica)",
+      String(AUDIT_DEFAULTS.checkpointEvery),
+    )
+    .option(
+      "--audit-checkpoint-interval <seconds>",
+      "... or once the newest checkpoint is this old and entries were added since (0: no time trigger)",
+      String(AUDIT_DEFAULTS.checkpointIntervalSeconds),
+    )
     .action(async (o: ServeCliOptions) => {
       if (o.tls && o.insecureHttp) throw usage("give --tls or --insecure-http, not both");
       if ((o.tlsCert === undefined) !== (o.tlsKey === undefined)) throw usage("give --tls-cert and --tls-key together");
@@ -261,6 +274,11 @@ export function register(program: Command, ctx: CliContext): void {
         tokenRate: number("--token-rate", o.tokenRate, false),
         tokenBurst: number("--token-burst", o.tokenBurst, true),
         ...(o.tokenTtl !== undefined ? { accessTokenTtlSeconds: number("--token-ttl", o.tokenTtl, true) } : {}),
+        auditCheckpointEvery: number("--audit-checkpoint-every", o.auditCheckpointEvery, true),
+        auditCheckpointIntervalSeconds:
+          o.auditCheckpointInterval.trim() === "0"
+            ? 0
+            : number("--audit-checkpoint-interval", o.auditCheckpointInterval, false),
         logger,
       });
       if (!running.tls) process.stderr.write(`aztp serve: WARNING: serving PLAIN HTTP on ${running.url}: no TLS\n`);

@@ -25,13 +25,39 @@
  *
  * Checkpoints: each writer may sign with its own SVID (any signer the verifier trusts); a
  * checkpoint is cut inside the batch transaction, naming the head just written, when
- * checkpointEvery entries were added since the newest one (by any writer), and on close.
+ * checkpointEvery entries were added since the newest one (by any writer); by a timer when the
+ * newest one is older than checkpointIntervalMs (the database's clock) and entries were added
+ * since; and on close. Every cut happens under the chain's lock and after re-reading the newest
+ * checkpoint, so there is one signer at a time, and a writer that finds the checkpoint already
+ * cut by another does nothing.
+ *
+ * THE MERKLE TREE. Each checkpoint also signs the RFC 6962 tree of the entry lines as stored
+ * (audit/merkle.ts, leaf = SHA-256(0x00 || line)) as a C2SP checkpoint note, with the tree's
+ * frontier (makeCheckpoint in audit/checkpoint.ts, what the file log calls too). No writer holds
+ * the tree across batches, since others extend it: under the lock, a checkpoint continues from
+ * the newest checkpoint's frontier with the leaf hashes of the entries after it, which each row
+ * stores (column leaf, computed by PostgreSQL in the INSERT from the line itself). A batch that
+ * makes a checkpoint due by count gets those leaf hashes with the head it reads (one query:
+ * 32 bytes per entry since the last checkpoint, never the lines, never the whole log), hashes
+ * its own lines, and sends the checkpoint with its INSERT. No two checkpoints can disagree: each
+ * extends the one before over the same, never-changed rows. A database from before (rows
+ * without leaf, checkpoints without note) is read once, by the first checkpoint that carries a
+ * note; its old checkpoints verify as predating proofs.
  */
 import { createWriteStream } from "node:fs";
 import { once } from "node:events";
 import type { Writable } from "node:stream";
 import { GENESIS, nextCheckpoint, nextLink, type ChainHead } from "../../audit/chain.js";
-import { checkpointLine, signCheckpoint, type Checkpoint, type CheckpointSigner } from "../../audit/checkpoint.js";
+import {
+  checkpointBody,
+  checkpointFrontier,
+  checkpointLine,
+  defaultOrigin,
+  makeCheckpoint,
+  type Checkpoint,
+  type CheckpointSigner,
+} from "../../audit/checkpoint.js";
+import { leafHashOfText, MerkleFrontier } from "../../audit/merkle.js";
 import {
   entryFields,
   validateEntryInput,
@@ -69,6 +95,31 @@ interface Pending {
   readonly reject: (cause: unknown) => void;
 }
 
+/** A shared log's options: those of every audit writer, and the shared log's own. */
+export interface PgAuditLogOptions extends AuditWriterOptions {
+  /**
+   * With a signer: checkpoint once the newest checkpoint (by any writer) is this old (ms, the
+   * database's clock) and entries were added since. Default 60000; 0 turns it off.
+   */
+  readonly checkpointIntervalMs?: number | undefined;
+  /**
+   * The origin of the log's C2SP checkpoints. Default `<signer's SPIFFE ID without
+   * spiffe://>/audit/<database name>`; a log whose checkpoints carry notes keeps the origin
+   * they name, whoever signs next.
+   */
+  readonly origin?: string | undefined;
+  /** Receives what a background checkpoint could not do; default: `process.emitWarning`. */
+  readonly onWarning?: ((message: string, cause: unknown) => void) | undefined;
+}
+
+/** What a reader of the published tree needs (serve/tlog-tiles.ts): the newest signed checkpoint with a tree. */
+export interface SignedTreeHead {
+  /** The C2SP checkpoint, a signed note. */
+  readonly note: string;
+  /** Its tree size: the entries it covers (seq 1..size). */
+  readonly size: number;
+}
+
 export interface AuditExportResult {
   readonly entries: number;
   readonly checkpoints: number;
@@ -83,6 +134,11 @@ export class PgAuditLog implements AuditWriter {
   readonly #redactFields: readonly string[];
   readonly #signer: CheckpointSigner | undefined;
   readonly #checkpointEvery: number;
+  readonly #checkpointIntervalMs: number;
+  readonly #origin: string | undefined;
+  readonly #onWarning: (message: string, cause: unknown) => void;
+  #timer: NodeJS.Timeout | null = null;
+  #timeCheck: Promise<void> | null = null;
   readonly #maxBatch: number;
   readonly #recoverIntervalMs: number;
   #queue: Pending[] = [];
@@ -95,7 +151,7 @@ export class PgAuditLog implements AuditWriter {
   #knownHead: { head: ChainHead; checkpointUpTo: number } | null = null;
   #skipFastPath = 0;
 
-  constructor(conn: PgConnection, options: AuditWriterOptions = {}) {
+  constructor(conn: PgConnection, options: PgAuditLogOptions = {}) {
     this.#conn = conn;
     this.path = `${conn.location} (audit)`;
     this.#includeArgs = options.includeArgs === true;
@@ -105,6 +161,19 @@ export class PgAuditLog implements AuditWriter {
     this.#checkpointEvery = positiveInt(options.checkpointEvery, "checkpointEvery", 1000);
     this.#maxBatch = positiveInt(options.maxBatchEntries, "maxBatchEntries", 1000);
     this.#recoverIntervalMs = options.recoverIntervalMs ?? 500;
+    this.#checkpointIntervalMs = nonNegativeInt(options.checkpointIntervalMs, "checkpointIntervalMs", 60_000);
+    this.#origin = options.origin;
+    this.#onWarning =
+      options.onWarning ??
+      ((message) => process.emitWarning(message, { type: "AztpAuditWarning", code: "AZTP_AUDIT_CHECKPOINT_FAILED" }));
+    if (this.#signer !== undefined && this.#checkpointIntervalMs > 0) {
+      // Checked twice per interval, so no entry waits much more than the interval for a checkpoint.
+      this.#timer = setInterval(
+        () => this.#checkpointByTime(),
+        Math.max(50, Math.floor(this.#checkpointIntervalMs / 2)),
+      );
+      this.#timer.unref(); // a pending checkpoint must not keep the process alive
+    }
   }
 
   /** False after a batch failed to commit, until recover() reaches the database again. */
@@ -159,13 +228,77 @@ export class PgAuditLog implements AuditWriter {
     if (this.#closed) return;
     await this.flush();
     this.#closed = true;
+    if (this.#timer !== null) clearInterval(this.#timer);
+    await this.#timeCheck;
     if (this.#signer !== undefined && this.#failure === null) {
-      await transaction(this.#conn, "checkpoint the audit log", async (client) => {
-        await this.#lock(client);
-        const head = await this.#head(client);
-        await this.#checkpointIfDue(client, head, true);
-      }).catch(() => undefined); // the next writer's checkpoint covers it
+      await this.#checkpointUnderLock("force").catch(() => undefined); // the next writer's checkpoint covers it
     }
+  }
+
+  /**
+   * Cuts a checkpoint now if entries were added since the newest one (by any writer), under the
+   * chain's lock. Resolves with it, or null when there was nothing to cover. Needs a signer.
+   */
+  async checkpoint(): Promise<Checkpoint | null> {
+    if (this.#signer === undefined)
+      throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "PgAuditLog.checkpoint() needs the `signer` option");
+    if (this.#closed) throw new AztpError(ErrorCodes.AUDIT_CLOSED, `audit log ${this.path} is closed`);
+    return this.#checkpointUnderLock("force");
+  }
+
+  /**
+   * The origin this writer's checkpoints name: the newest note's, else the configured or the
+   * default one. Null without a signer (this writer signs nothing).
+   */
+  async origin(): Promise<string | null> {
+    const signer = this.#signer;
+    if (signer === undefined) return null;
+    const { rows } = await query<CheckpointRow>(
+      this.#conn.pool,
+      this.#conn.location,
+      "read the newest checkpoint",
+      NEWEST_CHECKPOINT_QUERY,
+    );
+    return this.#originAfter(parseCheckpointRow(rows[0]), signer);
+  }
+
+  /**
+   * The newest checkpoint that signs a tree (a C2SP note), or null when there is none yet: what
+   * a published tree (tlog-tiles) may show, and no more.
+   */
+  async signedTreeHead(): Promise<SignedTreeHead | null> {
+    const { rows } = await query<{ up_to: string; record: string }>(
+      this.#conn.pool,
+      this.#conn.location,
+      "read the newest signed tree",
+      "SELECT up_to, record FROM aztp_audit_checkpoints ORDER BY seq DESC LIMIT 1",
+    );
+    const row = rows[0];
+    if (row === undefined) return null;
+    const checkpoint = JSON.parse(row.record) as Checkpoint;
+    // Notes come in order (verify refuses a noteless checkpoint after a noted one): the newest has one, or none has.
+    return checkpoint.note === undefined ? null : { note: checkpoint.note, size: Number(row.up_to) };
+  }
+
+  /**
+   * The leaf hashes of entries afterSeq+1 .. upTo (at most `limit` of them), in order: what a
+   * reader extends its copy of the tree with. Rows written before the tree have theirs computed.
+   */
+  async leafHashes(afterSeq: number, upTo: number, limit = LEAF_PAGE): Promise<Buffer[]> {
+    if (upTo <= afterSeq) return [];
+    return readLeafRange(this.#conn.pool, this.#conn.location, afterSeq, Math.min(upTo, afterSeq + limit));
+  }
+
+  /** The lines of entries afterSeq+1 .. afterSeq+count as stored (what the tree's leaves hash). */
+  async entryLines(afterSeq: number, count: number): Promise<string[]> {
+    const { rows } = await query<{ entry: string }>(
+      this.#conn.pool,
+      this.#conn.location,
+      "read the audit log",
+      "SELECT entry FROM aztp_audit WHERE seq > $1 AND seq <= $2 ORDER BY seq",
+      [afterSeq, afterSeq + count],
+    );
+    return rows.map((r) => r.entry);
   }
 
   /** Entries with seq > afterSeq, oldest first, at most `limit` (default 1000). */
@@ -335,26 +468,35 @@ export class PgAuditLog implements AuditWriter {
       try {
         let start: ChainHead;
         let previous: Checkpoint | null = null;
+        let dueLeaves: DueLeavesRow | undefined;
         if (fast && on !== null) {
           start = on;
         } else {
+          // A signer of trees also asks, in the same round trip, for the leaf hashes since the
+          // newest checkpoint, should this batch make one due: its tree is then complete here.
+          const wantsLeaves = this.#signer?.signNote !== undefined;
           const started = (await query(
             client,
             this.#conn.location,
             what,
-            `${lock}; ${HEAD_QUERY}${this.#signer === undefined ? "" : `; ${NEWEST_CHECKPOINT_QUERY}`}`,
+            `${lock}; ${HEAD_QUERY}${this.#signer === undefined ? "" : `; ${NEWEST_CHECKPOINT_QUERY}`}${
+              wantsLeaves ? `; ${dueLeavesQuery(batch.length, this.#checkpointEvery)}` : ""
+            }`,
           )) as unknown as pg.QueryResult[];
           start = headOf(started[2]?.rows[0] as HeadRow | undefined);
           previous = parseCheckpointRow(started[3]?.rows[0] as CheckpointRow | undefined);
+          dueLeaves = wantsLeaves ? (started[4]?.rows[0] as DueLeavesRow | undefined) : undefined;
         }
         let head = start;
         const entries: AuditEntry[] = [];
         let lines = "";
+        const lineList: string[] = [];
         for (const prepared of batch) {
           const link = nextLink(head);
           const { entry, line } = seal(prepared, link.seq, link.prev);
           entries.push(entry);
           lines += lines === "" ? line : `\n${line}`;
+          lineList.push(line);
           head = { seq: entry.seq, hash: entry.hash };
         }
         if (fast) {
@@ -373,11 +515,37 @@ export class PgAuditLog implements AuditWriter {
             );
           return null; // nothing inserted, and the empty transaction is committed
         }
-        let second = insertBatch(client, lines, start, false);
-        const checkpoint = this.#dueCheckpoint(previous, head, false);
-        if (checkpoint !== null) second += `; ${insertCheckpoint(client, checkpoint)}`;
-        await query(client, this.#conn.location, what, `${second}; COMMIT`);
-        return { entries, head, checkpointUpTo: checkpoint?.upTo ?? previous?.upTo ?? 0 };
+        const insert = insertBatch(client, lines, start, false);
+        if (!this.#countDue(previous, head)) {
+          await query(client, this.#conn.location, what, `${insert}; COMMIT`);
+          return { entries, head, checkpointUpTo: previous?.upTo ?? 0 };
+        }
+        // The tree: the newest checkpoint's frontier, the leaf hashes since (they came with the head),
+        // and this batch's, hashed here; the checkpoint is then signed before the INSERT and goes
+        // with it, in one round trip. Else (the checkpoints predate trees, a signer without one) the
+        // leaf hashes come back with the INSERT, this batch's rows included.
+        let tree = this.#treeFrom(previous, dueLeaves, start.seq);
+        if (tree !== null) for (const line of lineList) tree.push(leafHashOfText(line));
+        let cut: { checkpoint: Checkpoint; tree: MerkleFrontier | null } | null;
+        if (tree !== null || this.#signer?.signNote === undefined) {
+          cut = this.#sign(head, previous, tree);
+          const checkpointSql = cut === null ? "" : `; ${insertCheckpoint(client, cut.checkpoint)}`;
+          await query(client, this.#conn.location, what, `${insert}${checkpointSql}; COMMIT`);
+        } else {
+          tree = this.#treeBase(previous);
+          const page = { after: tree.size, upTo: Math.min(head.seq, tree.size + LEAF_PAGE) };
+          const results = (await query(
+            client,
+            this.#conn.location,
+            what,
+            `${insert}; ${leafRangeQuery(page.after, page.upTo)}`,
+          )) as unknown as pg.QueryResult[];
+          for (const leaf of leafRange(results[1]?.rows[0] as LeafRangeRow, page.after, page.upTo)) tree.push(leaf);
+          cut = this.#sign(head, previous, await this.#extendTree(client, tree, head.seq));
+          const checkpointSql = cut === null ? "" : `${insertCheckpoint(client, cut.checkpoint)}; `;
+          await query(client, this.#conn.location, what, `${checkpointSql}COMMIT`);
+        }
+        return { entries, head, checkpointUpTo: cut?.checkpoint.upTo ?? previous?.upTo ?? 0 };
       } catch (cause) {
         await client.query("ROLLBACK").catch(() => undefined);
         throw cause;
@@ -395,30 +563,150 @@ export class PgAuditLog implements AuditWriter {
     return headOf((await query<HeadRow>(client, this.#conn.location, "read the audit head", HEAD_QUERY)).rows[0]);
   }
 
-  /** Under the lock: cuts a checkpoint at `head` when due (or, `force`, when anything is uncovered). */
-  async #checkpointIfDue(client: pg.PoolClient, head: ChainHead, force: boolean): Promise<void> {
-    if (this.#signer === undefined) return;
-    const { rows } = await query<CheckpointRow>(
-      client,
-      this.#conn.location,
-      "read the newest checkpoint",
-      NEWEST_CHECKPOINT_QUERY,
-    );
-    const checkpoint = this.#dueCheckpoint(parseCheckpointRow(rows[0]), head, force);
-    if (checkpoint !== null)
-      await query(client, this.#conn.location, "write a checkpoint", insertCheckpoint(client, checkpoint));
+  /** Whether `checkpointEvery` entries were added after `previous` by the time the head is `head`. */
+  #countDue(previous: Checkpoint | null, head: ChainHead): boolean {
+    return this.#signer !== undefined && head.seq - (previous?.upTo ?? 0) >= this.#checkpointEvery;
   }
 
-  /** The checkpoint to cut after `previous` at `head`, signed, or null when none is due (or no signer). */
-  #dueCheckpoint(previous: Checkpoint | null, head: ChainHead, force: boolean): Checkpoint | null {
-    const signer = this.#signer;
-    if (signer === undefined || head.seq === 0) return null;
-    const covered = previous?.upTo ?? 0;
-    if (head.seq === covered || (!force && head.seq - covered < this.#checkpointEvery)) return null;
-    return signCheckpoint(
-      { type: "checkpoint", ...nextCheckpoint(previous, head), time: new Date().toISOString(), signer: signer.id },
-      signer,
+  /**
+   * The timer's check (twice per interval): without the lock, whether the newest checkpoint is
+   * older than the interval with entries after it; if so, under the lock, the same again (another
+   * writer may have cut one meanwhile) and the cut. One check at a time per writer.
+   */
+  #checkpointByTime(): void {
+    if (this.#timeCheck !== null || this.#closed || this.#failure !== null) return;
+    this.#timeCheck = (async () => {
+      try {
+        if (await this.#dueByTime(this.#conn.pool)) await this.#checkpointUnderLock("time");
+      } catch (cause) {
+        this.#onWarning(
+          `audit log ${this.path}: a checkpoint by time failed: ${(cause as Error).message}; the next check tries again`,
+          cause,
+        );
+      } finally {
+        this.#timeCheck = null;
+      }
+    })();
+  }
+
+  async #dueByTime(client: pg.Pool | pg.PoolClient): Promise<boolean> {
+    const { rows } = await query<{ due: boolean | null }>(
+      client,
+      this.#conn.location,
+      "check whether a checkpoint is due",
+      DUE_BY_TIME_QUERY,
+      [this.#checkpointIntervalMs],
     );
+    return rows[0]?.due === true;
+  }
+
+  /**
+   * One transaction under the chain's lock: reads the head and the newest checkpoint, and cuts a
+   * checkpoint when anything is uncovered (`force`) or when one is due by time (`time`).
+   */
+  async #checkpointUnderLock(mode: "force" | "time"): Promise<Checkpoint | null> {
+    let cut: { checkpoint: Checkpoint } | null = null;
+    await transaction(this.#conn, "checkpoint the audit log", async (client) => {
+      await this.#lock(client);
+      if (mode === "time" && !(await this.#dueByTime(client))) return;
+      const head = await this.#head(client);
+      const { rows } = await query<CheckpointRow>(
+        client,
+        this.#conn.location,
+        "read the newest checkpoint",
+        NEWEST_CHECKPOINT_QUERY,
+      );
+      const previous = parseCheckpointRow(rows[0]);
+      if (head.seq <= (previous?.upTo ?? 0)) return; // nothing new: another writer cut it
+      const tree =
+        this.#signer?.signNote === undefined
+          ? null
+          : await this.#extendTree(client, this.#treeBase(previous), head.seq);
+      cut = this.#sign(head, previous, tree);
+      if (cut !== null)
+        await query(client, this.#conn.location, "write a checkpoint", insertCheckpoint(client, cut.checkpoint));
+    });
+    return (cut as { checkpoint: Checkpoint } | null)?.checkpoint ?? null;
+  }
+
+  /**
+   * Under the lock: the checkpoint after `previous` at `head`, signed, with `tree` (entries
+   * 1..head: its note and frontier; null for a signer that cannot sign one), or null when
+   * nothing is uncovered or it cannot be signed (said through onWarning: auditing goes on, and
+   * the next checkpoint covers these entries).
+   */
+  #sign(
+    head: ChainHead,
+    previous: Checkpoint | null,
+    tree: MerkleFrontier | null,
+  ): { checkpoint: Checkpoint; tree: MerkleFrontier | null } | null {
+    const signer = this.#signer;
+    if (signer === undefined || head.seq <= (previous?.upTo ?? 0)) return null;
+    try {
+      const checkpoint = makeCheckpoint(
+        { type: "checkpoint", ...nextCheckpoint(previous, head), time: new Date().toISOString(), signer: signer.id },
+        tree,
+        this.#originAfter(previous, signer),
+        signer,
+      );
+      if (previous?.note !== undefined && checkpoint.note === undefined) {
+        // A noteless checkpoint after a noted one would read as a tree removed: leave it to a writer that can.
+        this.#onWarning(
+          `audit log ${this.path}: ${signer.id} cannot sign the tree (its key is not P-256); checkpoints are left to writers that can`,
+          null,
+        );
+        return null;
+      }
+      return { checkpoint, tree: checkpoint.note === undefined ? null : tree };
+    } catch (cause) {
+      this.#onWarning(
+        `audit log ${this.path}: checkpoint not signed, entries after ${previous?.upTo ?? 0} stay uncovered for now: ${(cause as Error).message}`,
+        cause,
+      );
+      return null;
+    }
+  }
+
+  /**
+   * The tree at entry `upTo` when the newest checkpoint's frontier and the leaf hashes after it
+   * (`leaves`, read with the head) make it; null otherwise (no leaves asked for or due, a
+   * checkpoint that predates trees, a signer that cannot sign one).
+   */
+  #treeFrom(previous: Checkpoint | null, leaves: DueLeavesRow | undefined, upTo: number): MerkleFrontier | null {
+    if (leaves === undefined || this.#signer?.signNote === undefined) return null;
+    const base = previous === null ? MerkleFrontier.empty() : checkpointFrontier(previous);
+    if (base === null || Number(leaves.after) !== base.size) return null;
+    for (const leaf of leafRange(leaves, base.size, upTo)) base.push(leaf);
+    return base;
+  }
+
+  /**
+   * Where the tree starts from: the newest checkpoint's frontier; empty when the log's
+   * checkpoints predate trees (it is then read from its first entry, once: the checkpoint cut
+   * now carries the frontier). Rows never change, so a frontier once signed stays the tree's.
+   */
+  #treeBase(previous: Checkpoint | null): MerkleFrontier {
+    return (previous === null ? null : checkpointFrontier(previous)) ?? MerkleFrontier.empty();
+  }
+
+  /** `tree` extended with the stored leaf hashes up to entry upTo, a page per round trip. */
+  async #extendTree(client: pg.PoolClient, tree: MerkleFrontier, upTo: number): Promise<MerkleFrontier> {
+    while (tree.size < upTo) {
+      for (const leaf of await readLeafRange(
+        client,
+        this.#conn.location,
+        tree.size,
+        Math.min(upTo, tree.size + LEAF_PAGE),
+      ))
+        tree.push(leaf);
+    }
+    return tree;
+  }
+
+  /** The origin the log's notes already name, else the configured or the default one. */
+  #originAfter(previous: Checkpoint | null, signer: CheckpointSigner): string {
+    const named = previous === null ? null : checkpointBody(previous);
+    return named?.origin ?? this.#origin ?? defaultOrigin(signer.id, databaseName(this.#conn.location));
   }
 
   /**
@@ -456,8 +744,8 @@ const HEAD_QUERY = "SELECT seq, hash FROM aztp_audit ORDER BY seq DESC LIMIT 1";
 function insertBatch(client: pg.PoolClient, lines: string, start: ChainHead, guarded: boolean): string {
   // Guarded: only if the table's head is still `start` (rows are never changed, so its seq says it).
   const guard = guarded ? `WHERE coalesce((SELECT max(seq) FROM aztp_audit), 0) = ${start.seq}` : "";
-  return `INSERT INTO aztp_audit (seq, entry, hash, prev)
-    SELECT ${start.seq + 1} + ord - 1, line, hash, coalesce(lag(hash) OVER (ORDER BY ord), '${hex64(start.hash)}')
+  return `INSERT INTO aztp_audit (seq, entry, hash, prev, leaf)
+    SELECT ${start.seq + 1} + ord - 1, line, hash, coalesce(lag(hash) OVER (ORDER BY ord), '${hex64(start.hash)}'), ${LEAF_OF("line")}
     FROM (SELECT line, ord, substr(line, length(line) - 65, 64) AS hash
           FROM unnest(string_to_array(${client.escapeLiteral(lines)}, E'\\n')) WITH ORDINALITY AS t(line, ord)) AS batch ${guard}`;
 }
@@ -474,6 +762,100 @@ function hex64(hash: string): string {
 }
 
 const NEWEST_CHECKPOINT_QUERY = "SELECT record FROM aztp_audit_checkpoints ORDER BY seq DESC LIMIT 1";
+
+/** RFC 6962's leaf hash of a stored line, in SQL: SHA-256(0x00 || its UTF-8 bytes), as merkle.ts's leafHashOfText. */
+const LEAF_OF = (column: string): string => `sha256(decode('00', 'hex') || convert_to(${column}, 'UTF8'))`;
+
+/** Leaf hashes read per query when a tree is extended (2 MiB). */
+const LEAF_PAGE = 65536;
+
+/**
+ * Whether a checkpoint is due by time ($1 ms): entries after the newest checkpoint, and that
+ * checkpoint (or, before the first, the first entry) older than the interval, by the database's
+ * clock, the one every replica shares.
+ */
+const DUE_BY_TIME_QUERY = `WITH c AS (SELECT up_to, written_at FROM aztp_audit_checkpoints ORDER BY seq DESC LIMIT 1)
+  SELECT coalesce((SELECT max(seq) FROM aztp_audit), 0) > coalesce((SELECT up_to FROM c), 0)
+    AND now() - coalesce((SELECT written_at FROM c), (SELECT written_at FROM aztp_audit WHERE seq = 1))
+        >= make_interval(secs => $1::float8 / 1000) AS due`;
+
+/**
+ * The leaf hashes of entries after+1 .. upTo in one row (concatenated: a row per entry costs
+ * the client more than the hashing), with what shows a gap.
+ */
+function leafRangeQuery(after: number, upTo: number): string {
+  return `SELECT count(*) AS n, coalesce(min(seq), 0) AS lo, coalesce(max(seq), 0) AS hi,
+      string_agg(coalesce(leaf, ${LEAF_OF("entry")}), ''::bytea ORDER BY seq) AS leaves
+    FROM aztp_audit WHERE seq > ${safeInt(after)} AND seq <= ${safeInt(upTo)}`;
+}
+
+interface LeafRangeRow {
+  n: string;
+  lo: string;
+  hi: string;
+  leaves: Buffer | null;
+}
+
+/** A leafRangeQuery row from dueLeavesQuery, with where its range starts. */
+interface DueLeavesRow extends LeafRangeRow {
+  after: string;
+}
+
+/**
+ * Under the lock, with the head: the leaf hashes of the entries after the newest checkpoint,
+ * if `adding` more entries make a checkpoint due by count (else none, at the cost of two
+ * index lookups).
+ */
+function dueLeavesQuery(adding: number, every: number): string {
+  return `WITH c AS (SELECT coalesce((SELECT up_to FROM aztp_audit_checkpoints ORDER BY seq DESC LIMIT 1), 0) AS up_to)
+    SELECT count(*) AS n, coalesce(min(seq), 0) AS lo, coalesce(max(seq), 0) AS hi,
+      string_agg(coalesce(leaf, ${LEAF_OF("entry")}), ''::bytea ORDER BY seq) AS leaves, (SELECT up_to FROM c) AS after
+    FROM aztp_audit
+    WHERE seq > (SELECT up_to FROM c)
+      AND coalesce((SELECT max(seq) FROM aztp_audit), 0) + ${safeInt(adding)} - (SELECT up_to FROM c) >= ${safeInt(every)}`;
+}
+
+/** The leaf hashes a leafRangeQuery row holds, checked to be entries after+1 .. upTo, every one. */
+function leafRange(row: LeafRangeRow | undefined, after: number, upTo: number): Buffer[] {
+  const n = upTo - after;
+  const leaves = row?.leaves ?? Buffer.alloc(0);
+  if (
+    n > 0 &&
+    (Number(row?.n) !== n || Number(row?.lo) !== after + 1 || Number(row?.hi) !== upTo || leaves.length !== n * 32)
+  )
+    throw new AztpError(ErrorCodes.AUDIT_CORRUPT, `the audit log does not hold every entry of ${after + 1}..${upTo}`);
+  return Array.from({ length: Math.max(0, n) }, (_, i) => leaves.subarray(i * 32, i * 32 + 32));
+}
+
+async function readLeafRange(
+  client: pg.Pool | pg.PoolClient,
+  location: string,
+  after: number,
+  upTo: number,
+): Promise<Buffer[]> {
+  const { rows } = await query<LeafRangeRow>(
+    client,
+    location,
+    "read the audit tree's leaves",
+    leafRangeQuery(after, upTo),
+  );
+  return leafRange(rows[0], after, upTo);
+}
+
+/** A number about to be inlined in SQL: only ever a whole number. */
+function safeInt(n: number): number {
+  if (!Number.isSafeInteger(n)) throw new AztpError(ErrorCodes.ARGUMENT_INVALID, `not a whole number: ${n}`);
+  return n;
+}
+
+/** The database's name in a (redacted) PostgreSQL URL: the default origin names it. */
+function databaseName(location: string): string {
+  try {
+    return decodeURIComponent(new URL(location).pathname.replace(/^\//, "")) || "audit";
+  } catch {
+    return "audit";
+  }
+}
 
 interface CheckpointRow {
   record: string;
@@ -520,6 +902,13 @@ function seal(prepared: Prepared, seq: number, prev: string): { entry: AuditEntr
     entry: { ...prepared.fields, prev, seq, hash } as AuditEntry,
     line: `${body.slice(0, -1)},"hash":"${hash}"}`,
   };
+}
+
+function nonNegativeInt(value: number | undefined, name: string, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (!Number.isSafeInteger(value) || value < 0 || value > 2 ** 31 - 1)
+    throw new AztpError(ErrorCodes.ARGUMENT_INVALID, `${name} must be a whole number from 0 to ${2 ** 31 - 1}`);
+  return value;
 }
 
 function positiveInt(value: number | undefined, name: string, fallback: number): number {

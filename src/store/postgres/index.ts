@@ -16,7 +16,7 @@ import { PgRegistryStore, type PgRegistryStoreOptions } from "./registry.js";
 import { PgReplayCache } from "./replay.js";
 
 export { PgApiKeyStore } from "./api-keys.js";
-export { PgAuditLog, type AuditExportResult } from "./audit-log.js";
+export { PgAuditLog, type AuditExportResult, type PgAuditLogOptions, type SignedTreeHead } from "./audit-log.js";
 export { PgCaStore } from "./ca.js";
 export { migrate, MIGRATIONS } from "./migrations.js";
 export { createPool, isPostgresUrl, redactUrl, type PgConnection } from "./pool.js";

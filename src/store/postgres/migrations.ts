@@ -90,6 +90,21 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 2,
+    name: "audit Merkle tree: leaf hashes, checkpoint times",
+    sql: `
+      -- The RFC 6962 leaf hash of each entry, SHA-256(0x00 || the entry line's UTF-8), written
+      -- with the row, so a checkpoint reads 32 bytes per entry since the last one, not the lines.
+      -- NULL in rows written before (and by a replica that predates this migration): readers
+      -- compute it from entry then.
+      ALTER TABLE aztp_audit ADD COLUMN leaf bytea CHECK (leaf IS NULL OR length(leaf) = 32);
+      -- When the database stored each checkpoint (its own clock, the same for every replica):
+      -- the time trigger cuts a checkpoint once the newest is older than the interval.
+      -- Rows from before get the migration's time.
+      ALTER TABLE aztp_audit_checkpoints ADD COLUMN written_at timestamptz NOT NULL DEFAULT now();
+    `,
+  },
 ];
 
 /** Applies every migration the database lacks, under the migrations lock; resolves with the schema version. */
