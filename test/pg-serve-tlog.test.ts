@@ -366,6 +366,26 @@ describe("aztp serve publishes its audit log as C2SP tiles", () => {
     await running.stop();
   });
 
+  it("a stored leaf hash changed under the signed tree: nothing is served from that tree (500)", async (t) => {
+    if (skipWithoutPg(t)) return;
+    const url = (await pgDatabase(t)) as string;
+    const kek = randomBytes(32);
+    const { stores, get, running } = await serve(t, url, kek, 0.2);
+    const db = await pool(t, url);
+    await Promise.all(Array.from({ length: 5 }, (_, i) => stores.audit.append(entry(i))));
+    await coveredBy(db, 5);
+    assert.equal((await get(`${PREFIX}/checkpoint`)).status, 200, "the honest twin");
+    // A fresh process (nothing cached) over a table whose third leaf hash was changed.
+    await running.stop();
+    await db.query("UPDATE aztp_audit SET leaf = sha256('forged'::bytea) WHERE seq = 3");
+    const again = await serve(t, url, kek, 0.2);
+    const cp = await again.get(`${PREFIX}/checkpoint`);
+    assert.equal(cp.status, 500, cp.text);
+    assert.equal(cp.json?.error?.code, "ERR_AUDIT_CORRUPT");
+    assert.equal((await again.get(tilePath(0, 0, 5))).status, 500);
+    await again.running.stop();
+  });
+
   it("a home-folder store has no published log: 404, saying so", async (t) => {
     const s = await startHomeServe(t);
     const r = await serveRequest(s.url, `${PREFIX}/checkpoint`, { ca: s.bundlePem, key: s.apiKey });

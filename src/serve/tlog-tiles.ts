@@ -23,6 +23,8 @@
  */
 import { gzipSync } from "node:zlib";
 import { MerkleTree, leafHashOfText } from "../audit/merkle.js";
+import { parseSignedNote } from "../audit/signed-note.js";
+import { parseCheckpointBody } from "../audit/tlog-checkpoint.js";
 import { AztpError, ErrorCodes } from "../errors.js";
 import { describeScope, isScoped } from "../store/api-key-scope.js";
 import type { SignedTreeHead } from "../store/postgres/index.js";
@@ -67,7 +69,17 @@ export class TlogTiles {
       this.#headAt = performance.now();
     }
     const head = this.#head;
-    if (head !== null) await this.#extendTo(head.size);
+    if (head !== null) {
+      await this.#extendTo(head.size);
+      // Served tiles must be the tree the checkpoint signs: stored leaf hashes changed under it
+      // (or a bug here) would otherwise reach clients as tiles inconsistent with the note.
+      const signed = parseCheckpointBody(parseSignedNote(head.note).text);
+      if (!this.#tree.root(head.size).equals(signed.root))
+        throw new AztpError(
+          ErrorCodes.AUDIT_CORRUPT,
+          `the audit log's stored leaf hashes are not the tree its checkpoint of ${head.size} entries signs`,
+        );
+    }
     return head;
   }
 
