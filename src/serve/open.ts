@@ -13,6 +13,7 @@
  */
 import { resolve } from "node:path";
 import { checkpointBody, defaultOrigin, type CheckpointSigner } from "../audit/checkpoint.js";
+import type { AuditWriterOptions } from "../audit/writer.js";
 import { EmbeddedAuthority } from "../authority/authority.js";
 import type { Authority } from "../authority/authority-api.js";
 import { CertificateAuthority, type IssuedSvid } from "../authority/ca.js";
@@ -89,12 +90,11 @@ export type ServeAuthority = Pick<
 };
 
 /** Who signs the service's audit log, and when. */
-export interface AuditSigning {
+export interface AuditSigning extends Required<Pick<AuditWriterOptions, "checkpointEvery">> {
   /** The SPIFFE ID that signs the checkpoints: the service's, spiffe://<td>/aztp/serve. */
   readonly signer: string;
   /** The origin of its C2SP checkpoints (the log keeps the one its notes name). */
   readonly origin: string;
-  readonly checkpointEvery: number;
   /** 0: no time trigger. */
   readonly checkpointIntervalSeconds: number;
 }
@@ -135,9 +135,8 @@ export interface OpenBackendOptions {
   audit?: ServeAuditOptions | undefined;
 }
 
-export interface ServeAuditOptions {
-  /** Checkpoint once this many entries were added since the newest checkpoint (by any replica). Default 1000. */
-  checkpointEvery?: number | undefined;
+/** `checkpointEvery` as every audit writer takes it (audit/writer.ts): by any replica, default 1000. */
+export interface ServeAuditOptions extends Pick<AuditWriterOptions, "checkpointEvery"> {
   /**
    * Checkpoint once the newest checkpoint is this old (seconds) and entries were added since
    * (by any replica). Default 60; 0: no time trigger.
