@@ -286,6 +286,53 @@ describe("inclusion and consistency proofs", () => {
   });
 });
 
+describe("verification with the leaf hashes on another thread", () => {
+  it("gives the very verdict of hashing on this thread, for an honest log and for every kind of damage", async (t) => {
+    const dir = tempDir(t, "audit");
+    const honest = join(dir, "honest.jsonl");
+    await writeLog(honest, 1, 30);
+    const original = lines(honest);
+    const firstCp = original.findIndex((l) => l.includes('"type":"checkpoint"'));
+    const cp = JSON.parse(original[firstCp] as string) as Checkpoint;
+    const lying = makeCheckpoint(
+      { ...cp, note: undefined, frontier: undefined } as unknown as Checkpoint,
+      MerkleFrontier.of(4, [Buffer.alloc(32)]),
+      "example.org/audit-writer/audit/honest",
+      testSigner(writer),
+    );
+    const variants: [string, (l: string[]) => string[]][] = [
+      ["honest", (l) => l],
+      ["an entry edited", (l) => l.map((x) => x.replace('"tool":"tool_9"', '"tool":"tool_X"'))],
+      [
+        "a checkpoint's tree replaced",
+        (l) =>
+          l.map((x, i) => (i === firstCp ? JSON.stringify({ ...cp, note: lying.note, frontier: lying.frontier }) : x)),
+      ],
+      [
+        "a checkpoint line respaced (read as an entry by the other thread)",
+        (l) => l.map((x, i) => (i === firstCp ? x.replace('"type":"checkpoint"', '"type": "checkpoint"') : x)),
+      ],
+      ["the tail cut", (l) => l.slice(0, 20)],
+      ["an entry dropped", (l) => l.filter((_, i) => i !== 12)],
+    ];
+    for (const [name, damage] of variants) {
+      const path = join(dir, `${name.replace(/\W+/g, "-")}.jsonl`);
+      writeFileSync(path, `${damage(original).join("\n")}\n`);
+      for (const options of [{ verifier }, {}]) {
+        const here = await verifyAuditLog(path, { ...options, witnessPath: false, leafWorker: "never" });
+        const there = await verifyAuditLog(path, { ...options, witnessPath: false, leafWorker: "always" });
+        assert.deepEqual(there, here, name);
+        // Not caught, rightly: a checkpoint line's spacing (its JWS covers the canonical record), and a
+        // clean cut of the tail without a witness. The rest are.
+        const undetectable = name === "honest" || name.includes("respaced") || name.includes("tail cut");
+        assert.equal(here.ok, undetectable, `${name}: ${here.firstBad?.reason}`);
+      }
+    }
+    // And what the viewer continues from is the same tree: a proof made after a worker pass verifies.
+    assert.equal((await verifyAuditLog(honest, { verifier, leafWorker: "always" })).tree.size, 30);
+  });
+});
+
 describe("a witness (C2SP tlog-cosignature)", () => {
   it("cosigns a log only while it extends what the witness cosigned before, and an auditor checks the cosignatures", async (t) => {
     const dir = tempDir(t, "audit");

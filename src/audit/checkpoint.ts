@@ -170,6 +170,18 @@ export function checkpointTreeProblem(
   tree: MerkleFrontier,
   options: { origin?: string | undefined; publicKey?: Buffer | undefined } = {},
 ): string | null {
+  return checkpointNoteProblem(checkpoint, options) ?? checkpointRootProblem(checkpoint, tree);
+}
+
+/**
+ * Why a checkpoint's note does not hold by itself, or null: it parses, names the log's origin
+ * (`origin`, when the log has one already) and the checkpoint's size, and, given the verified
+ * signer's key, is signed by that key under the origin. The tree it signs is checkpointRootProblem's.
+ */
+export function checkpointNoteProblem(
+  checkpoint: Checkpoint,
+  options: { origin?: string | undefined; publicKey?: Buffer | undefined } = {},
+): string | null {
   if (checkpoint.note === undefined) return "has no tree (note)";
   let body: CheckpointBody;
   try {
@@ -180,11 +192,6 @@ export function checkpointTreeProblem(
   if (options.origin !== undefined && body.origin !== options.origin)
     return `is for origin "${body.origin}", the log's earlier checkpoints for "${options.origin}"`;
   if (body.size !== checkpoint.upTo) return `note says ${body.size} entries, the checkpoint covers ${checkpoint.upTo}`;
-  if (!body.root.equals(tree.root())) return `note's root hash is not the Merkle root of entries 1..${checkpoint.upTo}`;
-  const frontier = checkpoint.frontier ?? [];
-  const expected = frontierMember(tree);
-  if (frontier.length !== expected.length || frontier.some((h, i) => h !== expected[i]))
-    return "frontier is not the tree's";
   if (options.publicKey !== undefined) {
     try {
       verifyNote(parseSignedNote(checkpoint.note), [ecdsaVerifierKey(body.origin, options.publicKey)]);
@@ -192,6 +199,23 @@ export function checkpointTreeProblem(
       return `note is not signed by the checkpoint's signer: ${(cause as Error).message}`;
     }
   }
+  return null;
+}
+
+/** Why a checkpoint's note and frontier are not the tree `tree` of the entries it covers, or null. */
+export function checkpointRootProblem(checkpoint: Checkpoint, tree: MerkleFrontier): string | null {
+  let body: CheckpointBody | null;
+  try {
+    body = checkpointBody(checkpoint);
+  } catch (cause) {
+    return (cause as Error).message;
+  }
+  if (body === null) return "has no tree (note)";
+  if (!body.root.equals(tree.root())) return `note's root hash is not the Merkle root of entries 1..${checkpoint.upTo}`;
+  const frontier = checkpoint.frontier ?? [];
+  const expected = frontierMember(tree);
+  if (frontier.length !== expected.length || frontier.some((h, i) => h !== expected[i]))
+    return "frontier is not the tree's";
   return null;
 }
 

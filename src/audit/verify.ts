@@ -9,13 +9,16 @@
  * the entry that checkpoint names, must be in the log unchanged (a cut tail). At the end: a
  * last line without its newline is a torn write. See checkpoint.ts for what cannot be detected.
  */
+import { stat } from "node:fs/promises";
 import { AztpError } from "../errors.js";
 import { GENESIS, namesHead, nextCheckpoint, stepFault, type ChainFault, type ChainHead } from "./chain.js";
 import { entryProblem, type AuditEntry } from "./entry.js";
 import {
   checkCheckpointSignature,
   checkpointBody,
+  checkpointNoteProblem,
   checkpointProblem,
+  checkpointRootProblem,
   checkpointSignatureProblem,
   checkpointTreeProblem,
   isCheckpointRecord,
@@ -24,7 +27,8 @@ import {
   type CheckpointVerifier,
 } from "./checkpoint.js";
 import { scanLines } from "./lines.js";
-import { leafHashOfText, MerkleFrontier } from "./merkle.js";
+import { leafHashesOf, LEAF_WORKER_MIN_BYTES } from "./leaf-hasher.js";
+import { leafHashOfText, MERKLE_HASH_SIZE, MerkleFrontier } from "./merkle.js";
 import { ecdsaVkey } from "./signed-note.js";
 import { defaultWitnessPath, readWitness } from "./witness.js";
 
@@ -84,6 +88,12 @@ export interface AuditVerifyOptions {
   readonly verifierSource?: string;
   /** The witness to check against. Default `<path>.witness`; false to verify the log alone. */
   readonly witnessPath?: string | false;
+  /**
+   * Hash the entries' Merkle leaves on a worker thread while this one checks the chain: "auto"
+   * (default) for logs of LEAF_WORKER_MIN_BYTES and more, "always", or "never". The verdict is
+   * the same either way.
+   */
+  readonly leafWorker?: "auto" | "always" | "never";
 }
 
 export interface AuditVerifyResult {
@@ -145,17 +155,32 @@ export class AuditLogVerifier {
   #chain: ChainHead = GENESIS;
   #lastCheckpoint: Checkpoint | null = null;
   #witnessSeen = false;
-  readonly #tree = MerkleFrontier.empty();
+  #tree = MerkleFrontier.empty();
+  /**
+   * Leaf hashes computed elsewhere (leaf-hasher.ts) while this pass checks the rest: each line's
+   * kind is kept (1 an entry, 0 a checkpoint) so the two readings can be matched, and the trees of
+   * the checkpoints met are checked once the hashes are in (`completeTree`).
+   */
+  #deferred: { kinds: number[]; checks: DeferredCheck[] } | null = null;
   #origin: string | undefined;
   #proven: Checkpoint | null = null;
   #provenCheckpoints = 0;
   #provenKey: Buffer | undefined;
   #predatingCheckpoints = 0;
 
-  constructor(options: { verifier?: CheckpointVerifier; verifierSource?: string; witness?: Checkpoint | null } = {}) {
+  constructor(
+    options: {
+      verifier?: CheckpointVerifier;
+      verifierSource?: string;
+      witness?: Checkpoint | null;
+      /** Leave the leaf hashes to `completeTree` (verifyAuditLogFrom's worker). */
+      deferTree?: boolean;
+    } = {},
+  ) {
     this.#verifier = options.verifier;
     this.#against = options.verifierSource === undefined ? "" : ` (checked against ${options.verifierSource})`;
     this.#witness = options.witness ?? null;
+    if (options.deferTree === true) this.#deferred = { kinds: [], checks: [] };
   }
 
   /** Entries and checkpoints found good so far. */
@@ -198,14 +223,93 @@ export class AuditLogVerifier {
     }
     if (isCheckpointRecord(value)) {
       const bad = this.#checkCheckpoint(value, lineNo);
-      if (bad === undefined) this.#checkpoints++;
+      if (bad === undefined) {
+        this.#checkpoints++;
+        this.#deferred?.kinds.push(0);
+      }
       return bad;
     }
     const bad = this.#checkEntry(value, lineNo);
     if (bad !== undefined) return bad;
-    this.#tree.push(leafHashOfText(line));
+    if (this.#deferred === null) this.#tree.push(leafHashOfText(line));
+    else this.#deferred.kinds.push(1);
     this.#entries++;
     return undefined;
+  }
+
+  /**
+   * Checks the trees of the checkpoints met while the leaf hashes were left to another thread:
+   * `leaves` are the hashes of the file's entry lines in order, `kinds` how that reading told
+   * entries (1) from checkpoints (0) line by line. When the two readings do not agree line for
+   * line (a file changed between them, a line only one reader took for a checkpoint), the hashes
+   * are not used and `rehash` hashes this pass's entry lines again, here. Returns the first
+   * checkpoint whose tree fails, with this verifier put back to the line before it; afterwards it
+   * goes on as one that never deferred.
+   */
+  async completeTree(
+    read: { leaves: Buffer; kinds: Uint8Array } | null,
+    rehash: (kinds: readonly number[]) => Promise<Buffer>,
+  ): Promise<AuditFinding | undefined> {
+    const deferred = this.#deferred;
+    if (deferred === null) return undefined;
+    this.#deferred = null;
+    let leaves = read?.leaves ?? null;
+    const kinds = deferred.kinds;
+    const agree =
+      read !== null &&
+      read.kinds.length >= kinds.length &&
+      kinds.every((k, i) => read.kinds[i] === k) &&
+      leaves !== null &&
+      leaves.length >= this.#entries * MERKLE_HASH_SIZE;
+    if (!agree) leaves = await rehash(kinds);
+    const leafAt = (i: number): Buffer => (leaves as Buffer).subarray(i * MERKLE_HASH_SIZE, (i + 1) * MERKLE_HASH_SIZE);
+    const tree = MerkleFrontier.empty();
+    for (const check of deferred.checks) {
+      while (tree.size < check.cp.upTo) tree.push(leafAt(tree.size));
+      const problem = checkpointRootProblem(check.cp, tree);
+      if (problem !== null) {
+        this.#restore(check.before);
+        this.#tree = tree;
+        return finding(
+          check.line,
+          check.cp.seq,
+          "checkpoint",
+          "checkpoint-tree",
+          `line ${check.line}: checkpoint #${check.cp.seq}: ${problem}`,
+        );
+      }
+    }
+    while (tree.size < this.#entries) tree.push(leafAt(tree.size));
+    this.#tree = tree;
+    return undefined;
+  }
+
+  #snapshot(): Snapshot {
+    return {
+      entries: this.#entries,
+      checkpoints: this.#checkpoints,
+      chain: this.#chain,
+      lastCheckpoint: this.#lastCheckpoint,
+      witnessSeen: this.#witnessSeen,
+      origin: this.#origin,
+      proven: this.#proven,
+      provenCheckpoints: this.#provenCheckpoints,
+      provenKey: this.#provenKey,
+      predatingCheckpoints: this.#predatingCheckpoints,
+    };
+  }
+
+  #restore(s: Snapshot): void {
+    this.#entries = s.entries;
+    this.#checkpoints = s.checkpoints;
+    this.#chain = s.chain;
+    this.#lastCheckpoint = s.lastCheckpoint;
+    this.#witnessSeen = s.witnessSeen;
+    this.#origin = s.origin;
+    this.#proven = s.proven;
+    this.#provenCheckpoints = s.provenCheckpoints;
+    this.#provenKey = s.provenKey;
+    this.#predatingCheckpoints = s.predatingCheckpoints;
   }
 
   /** The log's Merkle tree as its checkpoints so far sign it. */
@@ -329,8 +433,13 @@ export class AuditLogVerifier {
         );
       this.#predatingCheckpoints++;
     } else {
-      const treeProblem = checkpointTreeProblem(cp, this.#tree, { origin: this.#origin, publicKey });
+      const treeProblem =
+        this.#deferred === null
+          ? checkpointTreeProblem(cp, this.#tree, { origin: this.#origin, publicKey })
+          : checkpointNoteProblem(cp, { origin: this.#origin, publicKey });
       if (treeProblem !== null) return bad("checkpoint-tree", `checkpoint #${cp.seq}: ${treeProblem}`);
+      // The root is checked once the leaf hashes are in, from the state before this line.
+      this.#deferred?.checks.push({ line: lineNo, cp, before: this.#snapshot() });
       this.#origin ??= checkpointBody(cp)?.origin;
       this.#proven = cp;
       this.#provenKey = publicKey;
@@ -344,6 +453,45 @@ export class AuditLogVerifier {
     this.#lastCheckpoint = cp;
     return undefined;
   }
+}
+
+async function fileSize(path: string): Promise<number> {
+  try {
+    return (await stat(path)).size;
+  } catch {
+    return 0; // scanLines says why it cannot be read
+  }
+}
+
+/** The leaf hashes of the entry lines among the first `kinds.length` lines (kind 1), hashed here. */
+async function rehashEntries(path: string, kinds: readonly number[]): Promise<Buffer> {
+  const out: Buffer[] = [];
+  await scanLines(path, (line, lineNo) => {
+    if (lineNo > kinds.length) return false;
+    if (kinds[lineNo - 1] === 1) out.push(leafHashOfText(line));
+    return true;
+  });
+  return Buffer.concat(out);
+}
+
+interface Snapshot {
+  entries: number;
+  checkpoints: number;
+  chain: ChainHead;
+  lastCheckpoint: Checkpoint | null;
+  witnessSeen: boolean;
+  origin: string | undefined;
+  proven: Checkpoint | null;
+  provenCheckpoints: number;
+  provenKey: Buffer | undefined;
+  predatingCheckpoints: number;
+}
+
+interface DeferredCheck {
+  line: number;
+  cp: Checkpoint;
+  /** The verifier's state before this checkpoint's line: where a failing tree puts it back. */
+  before: Snapshot;
 }
 
 /** Verifies the log at `path`; resolves with the verdict (it throws only when the file cannot be read). */
@@ -390,16 +538,26 @@ export async function verifyAuditLogFrom(
     }
   }
 
+  const mode = options.leafWorker ?? "auto";
+  const useWorker = mode === "always" || (mode === "auto" && (await fileSize(path)) >= LEAF_WORKER_MIN_BYTES);
   const lines = new AuditLogVerifier({
     ...(verifier !== undefined ? { verifier } : {}),
     ...(options.verifierSource !== undefined ? { verifierSource: options.verifierSource } : {}),
     witness,
+    deferTree: useWorker,
   });
+  // The other thread reads the file itself; a failure there only means hashing here instead.
+  const hashed = useWorker ? leafHashesOf(path).catch(() => null) : null;
   let firstBad: AuditFinding | undefined;
   const scan = await scanLines(path, (line, lineNo) => {
     firstBad = lines.check(line, lineNo);
     return firstBad === undefined;
   });
+  if (hashed !== null) {
+    const treeFault = await lines.completeTree(await hashed, (kinds) => rehashEntries(path, kinds));
+    // A checkpoint whose tree fails comes before whatever stopped the scan: it is the first bad record.
+    if (treeFault !== undefined) firstBad = treeFault;
+  }
   const entries = lines.entries;
   const checkpoints = lines.checkpoints;
   const chain = lines.head;
