@@ -64,6 +64,16 @@ function checkpoints(path: string): Checkpoint[] {
     .filter((v) => v.type === "checkpoint");
 }
 
+/** `cp` signed anew by its writer over a tree of other entries (a frontier of zeros). */
+function lyingTree(cp: Checkpoint, origin: string): Checkpoint {
+  return makeCheckpoint(
+    { ...cp, note: undefined, frontier: undefined } as unknown as Checkpoint,
+    MerkleFrontier.of(4, [Buffer.alloc(32)]),
+    origin,
+    testSigner(writer),
+  );
+}
+
 describe("inclusion and consistency proofs", () => {
   it("proves every entry in the newest checkpoint's tree, and every older checkpoint a prefix of it", async (t) => {
     const path = join(tempDir(t, "audit"), "a.jsonl");
@@ -231,12 +241,7 @@ describe("inclusion and consistency proofs", () => {
     const cpLine = original.findIndex((l) => l.includes('"type":"checkpoint"'));
     const cp = JSON.parse(original[cpLine] as string) as Checkpoint;
     // A note for a tree of other entries (a frontier of zeros), written into the record.
-    const lying = makeCheckpoint(
-      { ...cp, note: undefined, frontier: undefined } as unknown as Checkpoint,
-      MerkleFrontier.of(4, [Buffer.alloc(32)]),
-      "example.org/audit-writer/audit/a",
-      testSigner(writer),
-    );
+    const lying = lyingTree(cp, "example.org/audit-writer/audit/a");
     const edited = [...original];
     edited[cpLine] = JSON.stringify({ ...cp, note: lying.note, frontier: lying.frontier });
     writeFileSync(path, `${edited.join("\n")}\n`);
@@ -294,12 +299,7 @@ describe("verification with the leaf hashes on another thread", () => {
     const original = lines(honest);
     const firstCp = original.findIndex((l) => l.includes('"type":"checkpoint"'));
     const cp = JSON.parse(original[firstCp] as string) as Checkpoint;
-    const lying = makeCheckpoint(
-      { ...cp, note: undefined, frontier: undefined } as unknown as Checkpoint,
-      MerkleFrontier.of(4, [Buffer.alloc(32)]),
-      "example.org/audit-writer/audit/honest",
-      testSigner(writer),
-    );
+    const lying = lyingTree(cp, "example.org/audit-writer/audit/honest");
     const variants: [string, (l: string[]) => string[]][] = [
       ["honest", (l) => l],
       ["an entry edited", (l) => l.map((x) => x.replace('"tool":"tool_9"', '"tool":"tool_X"'))],

@@ -28,63 +28,65 @@ export async function auditTrustSource(
   witnessPath: string | false | undefined,
   bundleFile: string | undefined,
   ctx: CliContext,
-): Promise<{ verifier: CheckpointVerifier; source: string; trust: Trust }> {
-  const revocation = { isRevoked: () => false }; // a checkpoint stays valid after its signer is revoked
-  if (bundleFile !== undefined) {
-    const file = resolve(bundleFile);
-    const td = existsSync(path) ? await checkpointTrustDomain(path, witnessPath) : undefined;
-    const bundle = loadBundleFile(await readInput(bundleFile), td);
-    const trust = new Trust(new BundleSet([bundle]), { revocation });
-    return { verifier: svidCheckpointVerifier(trust), source: `bundle ${file}`, trust };
-  }
-  const home = ctx.home();
-  if (existsSync(join(home, "authority.json"))) {
-    const authority = await EmbeddedAuthority.open(home);
-    const trust = new Trust(authority, { revocation });
-    return { verifier: svidCheckpointVerifier(trust), source: `the authority in ${home}`, trust };
-  }
-  throw usage(
-    `no trust source to check checkpoint signatures against (no authority in ${home}): pass --bundle FILE (a SPIFFE bundle JSON or PEM roots), ` +
-      "or --home DIR of the authority that issued the writer's SVID, or --no-signatures to check the chain without them",
+): Promise<TrustSource> {
+  const td = bundleFile !== undefined && existsSync(path) ? await checkpointTrustDomain(path, witnessPath) : undefined;
+  return trustSource(
+    bundleFile,
+    td,
+    ctx,
+    "or --home DIR of the authority that issued the writer's SVID, or --no-signatures to check the chain without them",
   );
 }
 
 /**
- * The trust source a proof's checkpoints are checked against: `--bundle`, else the authority in
- * the home; never none (a proof checked without a key proves nothing).
+ * The trust source a proof's checkpoints are checked against, as for a log (the bundle's trust
+ * domain from the proof's signer); never none: a proof checked without a key proves nothing.
  */
 export async function proofTrustSource(
   proof: unknown,
   bundleFile: string | undefined,
   ctx: CliContext,
-): Promise<{ verifier: CheckpointVerifier; source: string }> {
-  const revocation = { isRevoked: () => false };
+): Promise<TrustSource> {
+  const p = proof as { checkpoint?: { signer?: unknown }; to?: { signer?: unknown } } | null;
+  return trustSource(bundleFile, trustDomainOf(p?.checkpoint?.signer ?? p?.to?.signer), ctx, "or --home DIR");
+}
+
+export interface TrustSource {
+  readonly verifier: CheckpointVerifier;
+  /** For people: "bundle FILE" or "the authority in HOME". */
+  readonly source: string;
+  readonly trust: Trust;
+}
+
+/** `--bundle` (read for trust domain `td`), else the home's authority, else a usage error naming `otherwise`. */
+async function trustSource(
+  bundleFile: string | undefined,
+  td: string | undefined,
+  ctx: CliContext,
+  otherwise: string,
+): Promise<TrustSource> {
+  const revocation = { isRevoked: () => false }; // a checkpoint stays valid after its signer is revoked
   if (bundleFile !== undefined) {
-    const p = proof as { checkpoint?: { signer?: unknown }; to?: { signer?: unknown } } | null;
-    const signer = p?.checkpoint?.signer ?? p?.to?.signer;
-    let td: string | undefined;
-    try {
-      td = typeof signer === "string" ? SpiffeId.parse(signer).trustDomain.toString() : undefined;
-    } catch {
-      td = undefined;
-    }
     const bundle = loadBundleFile(await readInput(bundleFile), td);
-    return {
-      verifier: svidCheckpointVerifier(new Trust(new BundleSet([bundle]), { revocation })),
-      source: `bundle ${resolve(bundleFile)}`,
-    };
+    const trust = new Trust(new BundleSet([bundle]), { revocation });
+    return { verifier: svidCheckpointVerifier(trust), source: `bundle ${resolve(bundleFile)}`, trust };
   }
   const home = ctx.home();
   if (existsSync(join(home, "authority.json"))) {
-    const authority = await EmbeddedAuthority.open(home);
-    return {
-      verifier: svidCheckpointVerifier(new Trust(authority, { revocation })),
-      source: `the authority in ${home}`,
-    };
+    const trust = new Trust(await EmbeddedAuthority.open(home), { revocation });
+    return { verifier: svidCheckpointVerifier(trust), source: `the authority in ${home}`, trust };
   }
   throw usage(
-    `no trust source to check the proof's checkpoints against (no authority in ${home}): pass --bundle FILE (a SPIFFE bundle JSON or PEM roots) or --home DIR`,
+    `no trust source to check checkpoint signatures against (no authority in ${home}): pass --bundle FILE (a SPIFFE bundle JSON or PEM roots), ${otherwise}`,
   );
+}
+
+function trustDomainOf(signer: unknown): string | undefined {
+  try {
+    return typeof signer === "string" ? SpiffeId.parse(signer).trustDomain.toString() : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** The trust domain the log's checkpoints are signed in: from its witness, else its first checkpoint. */
@@ -107,9 +109,5 @@ export async function checkpointTrustDomain(
       return signer === undefined;
     }).catch(() => undefined);
   }
-  try {
-    return signer === undefined ? undefined : SpiffeId.parse(signer).trustDomain;
-  } catch {
-    return undefined;
-  }
+  return trustDomainOf(signer);
 }
