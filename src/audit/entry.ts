@@ -167,19 +167,20 @@ export type UnsealedEntry = Omit<AuditEntry, "hash">;
  * `entry` is the record as stored: for a version 1 entry, not its `readableEntry` view.
  */
 export function entryHash(entry: UnsealedEntry | StoredAuditEntry): string {
-  return sha256Hex(canonical(() => canonicalObject(entry as unknown as Record<string, unknown>, "hash")));
+  return sha256Hex(canonical(entry, "hash"));
 }
 
 /** Computes `hash` and returns the sealed entry with the line that stores it (no newline). */
 export function sealEntry(entry: UnsealedEntry): { entry: AuditEntry; line: string } {
-  const body = canonical(() => canonicalJson(entry));
+  const body = canonical(entry);
   const hash = sha256Hex(body);
   return { entry: { ...entry, hash }, line: `${body.slice(0, -1)},"hash":"${hash}"}` };
 }
 
-function canonical(serialise: () => string): string {
+/** The canonical form of `value` (without its member `omit`); no closure: every append and every verified entry comes here. */
+function canonical(value: object, omit?: string): string {
   try {
-    return serialise();
+    return omit === undefined ? canonicalJson(value) : canonicalObject(value as Record<string, unknown>, omit);
   } catch (cause) {
     // Lone surrogates, NaN and the like: the value cannot be hashed stably.
     throw new AztpError(
@@ -431,6 +432,20 @@ export interface EntryArgsOptions {
   readonly redactFields: readonly string[];
 }
 
+// Module functions rather than closures in entryFields: every append calls it.
+function storedText(notes: OmissionNotes, name: string, value: string, max: number = ENTRY_TEXT_LIMITS.text): string {
+  return storableText(name, value, max, notes);
+}
+
+function storedOptional(
+  notes: OmissionNotes,
+  name: string,
+  value: string | undefined,
+  max?: number,
+): string | undefined {
+  return value === undefined ? undefined : storableText(name, value, max ?? ENTRY_TEXT_LIMITS.text, notes);
+}
+
 /**
  * The entry every log stores for `input` (the file log, and PostgreSQL's many-writer log, so
  * an entry means the same whichever wrote it). Copied field by field: only known fields reach
@@ -452,44 +467,40 @@ export function entryFields(
   link?: { prev: string; seq: number },
 ): Omit<UnsealedEntry, "seq" | "prev"> {
   const notes = new OmissionNotes();
-  const text = (name: string, value: string, max: number = ENTRY_TEXT_LIMITS.text): string =>
-    storableText(name, value, max, notes);
-  const optional = (name: string, value: string | undefined, max?: number): string | undefined =>
-    value === undefined ? undefined : text(name, value, max);
   let args: RedactedArgs | undefined;
   if (options.includeArgs && input.args !== undefined) args = redactArgs(input.args, options.redactFields);
-  const argsDigest = text("argsDigest", input.argsDigest);
-  const callee = text("callee", input.callee);
-  const caller = text("caller", input.caller);
+  const argsDigest = storedText(notes, "argsDigest", input.argsDigest);
+  const callee = storedText(notes, "callee", input.callee);
+  const caller = storedText(notes, "caller", input.caller);
   let delegation: string[] | undefined;
   if (input.delegation !== undefined) {
     const all = input.delegation;
     const max = ENTRY_TEXT_LIMITS.delegation;
     if (all.length > max) notes.add("delegation", `${all.length} IDs, the first ${max} kept`);
-    delegation = all.slice(0, max).map((id, i) => text(`delegation[${i}]`, id));
+    delegation = all.slice(0, max).map((id, i) => storedText(notes, `delegation[${i}]`, id));
   }
   let actors: string[] | undefined;
   if (input.actors !== undefined) {
     const all = input.actors;
     const max = ENTRY_TEXT_LIMITS.delegation;
     if (all.length > max) notes.add("actors", `${all.length} IDs, the first ${max} kept`);
-    actors = all.slice(0, max).map((id, i) => text(`actors[${i}]`, id));
+    actors = all.slice(0, max).map((id, i) => storedText(notes, `actors[${i}]`, id));
   }
-  const person = optional("person", input.person);
-  const personEmail = optional("personEmail", input.personEmail);
-  const approvedBy = optional("approvedBy", input.approvedBy);
-  const jti = optional("jti", input.jti);
-  const accessTokenJti = optional("accessTokenJti", input.accessTokenJti);
-  const reason = optional("reason", input.reason);
-  const receipt = optional("receipt", input.receipt, ENTRY_TEXT_LIMITS.token);
-  const resultDigest = optional("resultDigest", input.resultDigest);
-  const token = optional("token", input.token, ENTRY_TEXT_LIMITS.token);
-  const tool = text("tool", input.tool);
-  const traceId = optional("traceId", input.traceId);
-  const spanId = optional("spanId", input.spanId);
-  const parentSpanId = optional("parentSpanId", input.parentSpanId);
-  const traceNote = optional("traceNote", input.traceNote);
-  const toolCallId = optional("toolCallId", input.toolCallId);
+  const person = storedOptional(notes, "person", input.person);
+  const personEmail = storedOptional(notes, "personEmail", input.personEmail);
+  const approvedBy = storedOptional(notes, "approvedBy", input.approvedBy);
+  const jti = storedOptional(notes, "jti", input.jti);
+  const accessTokenJti = storedOptional(notes, "accessTokenJti", input.accessTokenJti);
+  const reason = storedOptional(notes, "reason", input.reason);
+  const receipt = storedOptional(notes, "receipt", input.receipt, ENTRY_TEXT_LIMITS.token);
+  const resultDigest = storedOptional(notes, "resultDigest", input.resultDigest);
+  const token = storedOptional(notes, "token", input.token, ENTRY_TEXT_LIMITS.token);
+  const tool = storedText(notes, "tool", input.tool);
+  const traceId = storedOptional(notes, "traceId", input.traceId);
+  const spanId = storedOptional(notes, "spanId", input.spanId);
+  const parentSpanId = storedOptional(notes, "parentSpanId", input.parentSpanId);
+  const traceNote = storedOptional(notes, "traceNote", input.traceNote);
+  const toolCallId = storedOptional(notes, "toolCallId", input.toolCallId);
   const sanitized = notes.list();
   const e: { -readonly [K in keyof UnsealedEntry]?: UnsealedEntry[K] } = {};
   if (accessTokenJti !== undefined) e.accessTokenJti = accessTokenJti;

@@ -5,8 +5,11 @@
  * - "write" (the default): `append(line)` resolves once the line has been handed to the
  *   kernel with write(). It then survives a crash or SIGKILL of the process, not a power loss
  *   or a kernel crash (the page cache may not have reached the disk). Checkpoint lines are
- *   fdatasync'ed all the same (`append(line, { sync: true })`), so the witness, written after
- *   them, never names a checkpoint a power loss could take from the log.
+ *   fdatasync'ed all the same (`append(line, { sync: true })` resolves after it), so the
+ *   witness, written after them, never names a checkpoint a power loss could take from the
+ *   log. The fdatasync runs in the background: the other lines of its batch are acknowledged
+ *   once written, as always in this mode, and later batches are written meanwhile (an
+ *   fdatasync of a busy log takes milliseconds, and every append would wait for it).
  * - "fsync": `append` resolves after fdatasync: the line survives a power loss too.
  *
  * Group commit, in both modes: when the writer is idle, what was appended is written at once
@@ -25,6 +28,11 @@
  * acknowledged (the lines of a failed batch were never acknowledged: whatever of them reached
  * the file is removed), syncs that, and checks that a write would now fit (a probe written
  * past the end and cut off again), so that a full disk stays failed until space is freed.
+ *
+ * Observer: `observe(fn)` hands each batch, once written (and synced, when it is), to `fn` as
+ * the bytes that reached the file with each line's end and the `tag` its append gave it. The
+ * writer's Merkle tree is kept that way (`writer-tree.ts`): over the bytes as stored, and only
+ * over lines that were written.
  *
  * Crash repair: a crash in the middle of a write can leave a last line without its newline.
  * Opening the file reports it (`torn`) and truncates it away; it never was acknowledged, and
@@ -74,14 +82,44 @@ export interface TornTail {
   readonly data: Buffer;
 }
 
+export interface AppendOptions {
+  /** fdatasync the line even in "write" mode; the append resolves after it. */
+  readonly sync?: boolean;
+  /** A byte handed back with the line to the observer. */
+  readonly tag?: number;
+}
+
+/** A batch as it was written: its bytes, each line's end, and each line's tag. */
+export interface WrittenBatch {
+  /**
+   * The bytes written, a newline after each line. The observer owns them (it may transfer their
+   * ArrayBuffer, which holds nothing else, to another thread).
+   */
+  readonly data: Buffer;
+  /** Offset in `data` of each line's newline. */
+  readonly ends: Uint32Array;
+  /** The `tag` each line was appended with (0 when none). */
+  readonly tags: Uint8Array;
+}
+
 interface Batch {
   lines: string[];
+  /** Each line's tag, kept only while there is an observer. */
+  tags: number[];
   bytes: number;
   /** fdatasync this batch even in "write" mode. */
   sync: boolean;
   readonly done: Promise<void>;
   resolve: () => void;
   reject: (error: Error) => void;
+  /** In "write" mode, what the lines appended with `sync` get: settled after the batch's fdatasync. */
+  synced: Settlement | null;
+}
+
+interface Settlement {
+  readonly promise: Promise<void>;
+  readonly resolve: () => void;
+  readonly reject: (error: Error) => void;
 }
 
 /** Bytes a reopened file must accept past its end before it is declared writable. */
@@ -98,6 +136,7 @@ export class JsonlSink {
   #inFlight: Promise<void> | null = null; // the write (+fdatasync) under way
   #writing: Batch | null = null; // the batch it is writing
   #timer: NodeJS.Timeout | null = null;
+  #syncing: Promise<void> | null = null; // "write" mode: the background fdatasync(s) under way
   #due = false; // the open batch should be written as soon as the writer is free
   #failure: AztpError | null = null;
   #closed = false;
@@ -105,6 +144,9 @@ export class JsonlSink {
   #unsynced = false; // written in "write" mode since the last fdatasync
   #writes = 0;
   #syncs = 0;
+  #observer: ((batch: WrittenBatch) => void) | null = null;
+  /** Buffers to encode batches into: allocating ~3 MB per write costs page faults and collections. */
+  readonly #spare: ArrayBuffer[] = [];
 
   private constructor(
     path: string,
@@ -178,11 +220,41 @@ export class JsonlSink {
     return this.#failure;
   }
 
+  /** Hands every batch written from now on to `observer` (see the file comment); one observer. */
+  observe(observer: (batch: WrittenBatch) => void): void {
+    this.#observer = observer;
+  }
+
+  /** Gives a batch's bytes back (once the observer is done with them), to encode a later batch into. */
+  recycle(buffer: ArrayBuffer): void {
+    if (this.#spare.length < MAX_SPARE && buffer.byteLength >= MIN_ENCODE_BUFFER && buffer.byteLength <= MAX_REUSED)
+      this.#spare.push(buffer);
+  }
+
   /**
    * Queues one record (without its newline); resolves once it is written (and, in "fsync"
-   * mode or with `sync`, fdatasync'ed).
+   * mode or with `sync`, fdatasync'ed). `tag` (a byte) is handed back to the observer with it.
    */
-  append(line: string, options?: { readonly sync?: boolean }): Promise<void> {
+  append(line: string, options?: AppendOptions): Promise<void> {
+    return this.#queue(line, options, false);
+  }
+
+  /** Whether a batch is being written (a line queued now cannot go right after what is written). */
+  get busy(): boolean {
+    return this.#inFlight !== null;
+  }
+
+  /**
+   * Queues a record ahead of those not yet written: it lands right after everything written so
+   * far. Only while no batch is being written (`busy`); throws ERR_ARGUMENT_INVALID otherwise.
+   */
+  appendFirst(line: string, options?: AppendOptions): Promise<void> {
+    if (this.#inFlight !== null)
+      throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "appendFirst while a batch is being written");
+    return this.#queue(line, options, true);
+  }
+
+  #queue(line: string, options: AppendOptions | undefined, first: boolean): Promise<void> {
     if (this.#failure) return Promise.reject(this.#failure);
     if (this.#closed) return Promise.reject(new AztpError(ErrorCodes.AUDIT_CLOSED, `audit log ${this.path} is closed`));
     let batch = this.#open;
@@ -197,20 +269,40 @@ export class JsonlSink {
         this.#timer = setTimeout(() => this.#markDue(), this.#options.batchWindowMs);
       }
     }
-    batch.lines.push(line);
+    if (first) batch.lines.unshift(line);
+    else batch.lines.push(line);
+    if (this.#observer !== null) {
+      if (first) batch.tags.unshift(options?.tag ?? 0);
+      else batch.tags.push(options?.tag ?? 0);
+    }
     batch.bytes += line.length + 1; // UTF-16 units: close enough for a flush threshold
-    if (options?.sync === true) batch.sync = true;
+    let done = batch.done;
+    if (options?.sync === true) {
+      batch.sync = true;
+      if (this.#options.durability === "write") {
+        batch.synced ??= settlement();
+        done = batch.synced.promise;
+      }
+    }
     if (batch.lines.length >= this.#options.maxBatchEntries || batch.bytes >= this.#options.maxBatchBytes) {
       this.#markDue();
     }
-    return batch.done;
+    return done;
   }
 
-  /** Writes what is queued now; resolves once everything appended so far is written. */
+  /**
+   * Writes what is queued now; resolves once everything appended so far is written, and synced
+   * where it was appended with `sync`.
+   */
   flush(): Promise<void> {
-    const pending = this.#open?.done ?? this.#writing?.done ?? Promise.resolve();
-    if (this.#open !== null) this.#markDue();
-    return pending;
+    const open = this.#open;
+    const pending = open?.done ?? this.#writing?.done ?? Promise.resolve();
+    if (open !== null) this.#markDue();
+    const synced = open?.synced?.promise ?? this.#writing?.synced?.promise;
+    // A sync under way settles its own lines; flush only waits for it (its failure fails the sink).
+    const syncing = this.#syncing;
+    if (synced === undefined && syncing === null) return pending;
+    return Promise.all([pending, synced?.catch(() => undefined), syncing]).then(() => undefined);
   }
 
   /**
@@ -221,6 +313,7 @@ export class JsonlSink {
     if (this.#closed) return;
     try {
       await this.flush();
+      await this.#syncing;
       if (this.#unsynced && this.#failure === null) {
         this.#syncs++;
         await fdatasyncAsync(this.#fd);
@@ -248,6 +341,7 @@ export class JsonlSink {
     if (this.#closed) throw new AztpError(ErrorCodes.AUDIT_CLOSED, `audit log ${this.path} is closed`);
     if (this.#failure === null) return;
     await this.#inFlight?.catch(() => undefined);
+    await this.#syncing;
     try {
       closeSync(this.#fd);
     } catch {
@@ -352,12 +446,13 @@ export class JsonlSink {
     if (batch === null) return;
     this.#open = null;
     this.#due = false;
-    const buffer = encodeLines(batch.lines);
+    const observer = this.#observer;
+    const { buffer, ends } = encodeLines(batch.lines, observer !== null, this.#spare);
     const fd = this.#fd;
-    const sync = batch.sync || this.#options.durability === "fsync";
+    const fsync = this.#options.durability === "fsync";
     this.#writes++;
-    if (sync) this.#syncs++;
-    const run = sync
+    if (fsync) this.#syncs++;
+    const run = fsync
       ? (async () => {
           for (let off = 0; off < buffer.length;) {
             const { bytesWritten } = await writeAsync(fd, buffer, off, buffer.length - off, null);
@@ -377,8 +472,12 @@ export class JsonlSink {
     try {
       await run;
       this.#size += buffer.length;
-      this.#unsynced = !sync;
+      this.#unsynced = !fsync;
+      // Before the batch resolves: whoever waits for it may count on the observer having seen it.
+      if (observer !== null) this.#hand(observer, buffer, ends as Uint32Array, batch.tags);
+      else this.recycle(buffer.buffer as ArrayBuffer);
       batch.resolve();
+      if (!fsync && batch.sync) this.#syncInBackground(batch);
     } catch (cause) {
       this.#fail(cause, batch);
     } finally {
@@ -389,12 +488,54 @@ export class JsonlSink {
     this.#kick();
   }
 
-  #fail(cause: unknown, batch: Batch): void {
-    this.#failure = this.#ioError("write failed, appends are refused until the log recovers", cause);
+  /**
+   * "write" mode, a batch with lines appended with `sync`: fdatasync after it, while later
+   * batches are written; its sync lines settle then. One fdatasync at a time, in order; none
+   * after a failure (a later one could report success for pages the failed one lost).
+   */
+  #syncInBackground(batch: Batch): void {
+    const synced = batch.synced as Settlement;
+    const writes = this.#writes;
+    const fd = this.#fd;
+    this.#syncs++;
+    const previous = this.#syncing;
+    const run = (async () => {
+      await previous;
+      if (this.#failure !== null) throw this.#failure;
+      await fdatasyncAsync(fd);
+    })().then(
+      () => {
+        if (this.#writes === writes) this.#unsynced = false; // nothing was written after it
+        synced.resolve();
+      },
+      (cause: unknown) => {
+        if (this.#failure === null) this.#fail(cause, batch, "fdatasync");
+        synced.reject(this.#failure ?? this.#ioError("fdatasync failed", cause));
+      },
+    );
+    this.#syncing = run;
+    void run.then(() => {
+      if (this.#syncing === run) this.#syncing = null;
+    });
+  }
+
+  #hand(observer: (batch: WrittenBatch) => void, data: Buffer, ends: Uint32Array, tags: number[]): void {
+    try {
+      observer({ data, ends, tags: Uint8Array.from(tags) });
+    } catch {
+      // The batch is written and must be acknowledged: what the observer keeps is its own affair
+      // (the writer's tree checks its size before every checkpoint).
+    }
+  }
+
+  #fail(cause: unknown, batch: Batch, what = "write"): void {
+    this.#failure = this.#ioError(`${what} failed, appends are refused until the log recovers`, cause);
     batch.reject(this.#failure);
+    batch.synced?.reject(this.#failure);
     if (this.#timer !== null) clearTimeout(this.#timer);
     this.#timer = null;
     this.#open?.reject(this.#failure);
+    this.#open?.synced?.reject(this.#failure);
     this.#open = null;
   }
 
@@ -420,25 +561,57 @@ function newBatch(): Batch {
   // Callers get `done` (or a promise derived from it) and handle its rejection; the sink's own
   // references to it (flush, close) must not turn a handled failure into an unhandled one.
   done.catch(() => undefined);
-  return { lines: [], bytes: 0, sync: false, done, resolve, reject };
+  return { lines: [], tags: [], bytes: 0, sync: false, done, resolve, reject, synced: null };
+}
+
+function settlement(): Settlement {
+  let resolve!: () => void;
+  let reject!: (error: Error) => void;
+  const promise = new Promise<void>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  promise.catch(() => undefined); // see newBatch
+  return { promise, resolve, reject };
 }
 
 /**
  * The batch as UTF-8 with a newline after each line, in one pass: encoding line by line into
- * one buffer is several times cheaper than joining the (rope) strings and then encoding.
+ * one buffer is several times cheaper than joining the (rope) strings and then encoding. Into a
+ * spare buffer that is big enough, else a new one (its own ArrayBuffer, never a slice of Node's
+ * shared pool, so that an observer may transfer it). With `withEnds`, also where each newline is.
  */
-function encodeLines(lines: readonly string[]): Buffer {
+function encodeLines(
+  lines: readonly string[],
+  withEnds: boolean,
+  spare: ArrayBuffer[],
+): { buffer: Buffer; ends: Uint32Array | null } {
   let units = 0;
   for (const line of lines) units += line.length;
   // A UTF-16 code unit never takes more than 3 bytes in UTF-8.
-  const buffer = Buffer.allocUnsafe(units * 3 + lines.length);
+  const size = units * 3 + lines.length;
+  let memory: ArrayBuffer | undefined;
+  while (memory === undefined && spare.length > 0) {
+    const candidate = spare.pop() as ArrayBuffer;
+    if (candidate.byteLength >= size) memory = candidate;
+  }
+  // Sizes rounded up to a power of two, so that a buffer fits the batches after it.
+  memory ??= Buffer.allocUnsafeSlow(Math.max(MIN_ENCODE_BUFFER, 2 ** Math.ceil(Math.log2(size)))).buffer as ArrayBuffer;
+  const buffer = Buffer.from(memory);
+  const ends = withEnds ? new Uint32Array(lines.length) : null;
   let off = 0;
-  for (const line of lines) {
-    off += buffer.write(line, off, "utf8");
+  for (let i = 0; i < lines.length; i++) {
+    off += buffer.write(lines[i] as string, off, "utf8");
+    if (ends !== null) ends[i] = off;
     buffer[off++] = 10;
   }
-  return buffer.subarray(0, off);
+  return { buffer: buffer.subarray(0, off), ends };
 }
+
+const MIN_ENCODE_BUFFER = 64 * 1024;
+/** Spare buffers kept, and the biggest kept (a default batch needs 4 MiB at most). */
+const MAX_SPARE = 4;
+const MAX_REUSED = 8 * 1024 * 1024;
 
 function readFully(fd: number, into: Buffer, position: number): void {
   for (let off = 0; off < into.length;) {

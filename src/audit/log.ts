@@ -32,7 +32,7 @@ import {
   type UnsealedEntry,
 } from "./entry.js";
 import type { AuditWriter, AuditWriterOptions } from "./writer.js";
-import { GENESIS, linkFault, namesHead, nextCheckpoint, nextLink, sealFault } from "./chain.js";
+import { GENESIS, linkFault, namesHead, nextCheckpoint, nextLink, sealFault, type ChainHead } from "./chain.js";
 import {
   checkpointLine,
   isCheckpointRecord,
@@ -46,9 +46,10 @@ import {
   type CheckpointSigner,
 } from "./checkpoint.js";
 import { leafHashOfText, MerkleFrontier } from "./merkle.js";
+import { LEAF_TAG, startWriterTree, type WriterTree } from "./writer-tree.js";
 import { isOrigin } from "./tlog-checkpoint.js";
 import { scanLines } from "./lines.js";
-import { JsonlSink, type AuditDurability } from "./jsonl-sink.js";
+import { JsonlSink, type AuditDurability, type WrittenBatch } from "./jsonl-sink.js";
 import { redact } from "./redact.js";
 import { defaultWitnessPath, readWitness, writeWitness } from "./witness.js";
 
@@ -80,6 +81,12 @@ export interface AuditLogOptions extends AuditWriterOptions {
   readonly maxBatchBytes?: number | undefined;
   /** Also export each durable entry through the global OpenTelemetry API. Default false. */
   readonly otel?: boolean | undefined;
+  /**
+   * Where the Merkle tree's leaves (kept with a signer) are hashed: "auto" (default) mostly on a
+   * worker thread when the machine has more than one core, "always" there, "never" on the
+   * appending thread (about 3 µs an entry). See writer-tree.ts.
+   */
+  readonly leafWorker?: "auto" | "always" | "never" | undefined;
   /** Receives what the log repaired or could not do; default: `process.emitWarning`. */
   readonly onWarning?: ((warning: AuditWarning) => void) | undefined;
 }
@@ -92,7 +99,8 @@ export interface AuditWarning {
     | "checkpoint-failed"
     | "write-failed"
     | "recovered"
-    | "recover-failed";
+    | "recover-failed"
+    | "leaf-worker-failed";
   readonly message: string;
   readonly cause?: unknown;
 }
@@ -118,6 +126,7 @@ interface Settings {
   checkpointIntervalMs: number;
   witnessPath: string;
   origin: string | undefined;
+  leafWorker: "auto" | "always" | "never";
   recoverIntervalMs: number;
   /** Loaded only when `otel` is set, so that logs without it never load the OpenTelemetry API. */
   otel: typeof import("./otel.js") | null;
@@ -133,6 +142,16 @@ interface Tail {
   reachedStart: boolean;
 }
 
+/** Entries are the tree's leaves (the sink hands their tag to the tree); checkpoint lines are not. */
+const LEAF_LINE = { tag: LEAF_TAG } as const;
+const CHECKPOINT_LINE = { sync: true } as const;
+
+/** Unhashed leaves a checkpoint due after `checkpointEvery` entries hashes here rather than wait for the worker. */
+const HASH_HERE_AT_MOST = 64;
+/** Entries a due checkpoint waits, at most, for the worker to catch up with the written batches. */
+const WAIT_AT_MOST = 512;
+const HEX64 = /^[0-9a-f]{64}$/;
+
 export class AuditLog implements AuditWriter {
   readonly path: string;
   /** Set when opening repaired an unfinished last line; null when the file was clean. */
@@ -143,14 +162,20 @@ export class AuditLog implements AuditWriter {
   #head: string;
   #lastCheckpoint: Checkpoint | null;
   #nextCheckpointAt: number;
-  /** The Merkle tree's right edge over every entry, kept when there is a signer (checkpoints carry its root). */
-  #tree: MerkleFrontier | null = null;
+  /** The Merkle tree over every entry, kept when there is a signer (checkpoints carry its root). */
+  #tree: WriterTree | null = null;
+  /** The newest entry in a batch the sink wrote (followed with the leaf worker: see #checkpointDue). */
+  #written: ChainHead;
   #witnessChain: Promise<void> = Promise.resolve();
   #interval: NodeJS.Timeout | null = null;
   #closing: Promise<void> | null = null;
   #recovering: Promise<boolean> | null = null;
   #lastRecoverAttempt = -Infinity;
   #failureReported = false;
+  readonly #failed = (cause: unknown): never => {
+    this.#reportFailure(cause);
+    throw cause;
+  };
 
   private constructor(path: string, sink: JsonlSink, settings: Settings, tail: Tail) {
     this.path = path;
@@ -160,6 +185,7 @@ export class AuditLog implements AuditWriter {
     this.#head = tail.lastEntry?.hash ?? GENESIS.hash;
     this.#lastCheckpoint = tail.lastCheckpoint;
     this.#nextCheckpointAt = (tail.lastCheckpoint?.upTo ?? 0) + settings.checkpointEvery;
+    this.#written = { seq: this.#seq, hash: this.#head };
     const torn = sink.torn;
     this.recovered =
       torn === null
@@ -187,11 +213,29 @@ export class AuditLog implements AuditWriter {
       maxBatchEntries: intOption(options.maxBatchEntries, "maxBatchEntries", 1024, 1, 1 << 20),
       maxBatchBytes: intOption(options.maxBatchBytes, "maxBatchBytes", 1 << 20, 1, 1 << 30),
     });
+    let tree: WriterTree | null = null;
     try {
       const witness = await readWitness(settings.witnessPath);
       const tail = recoverTail(sink, settings.signer !== undefined || witness !== null);
       const log = new AuditLog(path, sink, settings, tail);
-      if (settings.signer !== undefined) log.#tree = await treeOf(path, tail);
+      if (settings.signer !== undefined) {
+        tree = startWriterTree(await treeOf(path, tail), settings.leafWorker, {
+          onLost: (cause) =>
+            settings.onWarning({
+              code: "leaf-worker-failed",
+              message: `audit log ${path}: ${cause.message}; its Merkle tree's leaves are hashed on this thread from now on`,
+              cause,
+            }),
+          recycle: (bytes) => sink.recycle(bytes),
+        });
+        log.#tree = tree;
+        const observed = tree;
+        if (observed.mode === "worker")
+          sink.observe((batch) => {
+            log.#sawWritten(batch); // first: the tree takes the batch's bytes away
+            observed.written(batch);
+          });
+      }
       if (sink.torn !== null) {
         settings.onWarning({
           code: "torn-tail",
@@ -208,6 +252,7 @@ export class AuditLog implements AuditWriter {
       return log;
     } catch (cause) {
       await sink.close().catch(() => undefined);
+      tree?.close();
       throw cause;
     }
   }
@@ -277,7 +322,8 @@ export class AuditLog implements AuditWriter {
         this.#head = tail.lastEntry?.hash ?? GENESIS.hash;
         this.#lastCheckpoint = tail.lastCheckpoint;
         this.#nextCheckpointAt = (tail.lastCheckpoint?.upTo ?? 0) + this.#settings.checkpointEvery;
-        if (this.#settings.signer !== undefined) this.#tree = await treeOf(this.path, tail);
+        this.#written = { seq: this.#seq, hash: this.#head };
+        this.#tree?.reset(await treeOf(this.path, tail));
         await this.#reconcileWitness(witness);
       } catch (cause) {
         this.#sink.markFailed(cause); // never append on top of a tail that does not check out
@@ -319,26 +365,25 @@ export class AuditLog implements AuditWriter {
       return Promise.reject(cause);
     }
     const { entry, line } = sealed;
-    const durable = this.#sink.append(line).catch((cause: unknown) => {
-      this.#reportFailure(cause);
-      throw cause;
-    });
+    const written = this.#sink.append(line, LEAF_LINE);
     this.#seq = entry.seq;
     this.#head = entry.hash;
-    this.#tree?.push(leafHashOfText(line));
+    this.#tree?.add(line);
     const s = this.#settings;
-    if (s.signer !== undefined && s.checkpointEvery > 0 && entry.seq >= this.#nextCheckpointAt) this.#autoCheckpoint();
+    if (s.signer !== undefined && s.checkpointEvery > 0 && entry.seq >= this.#nextCheckpointAt) this.#checkpointDue();
+    // One derived promise per append (every call waits for one): a failure is reported on the way.
+    const failed = this.#failed;
     const otel = s.otel;
-    if (otel === null) return durable.then(() => entry);
+    if (otel === null) return written.then(() => entry, failed);
     const ctx = otel.captureContext();
-    return durable.then(() => {
+    return written.then(() => {
       try {
         otel.exportEntry(entry, ctx);
       } catch {
         // Telemetry must never fail an audit append that is already durable.
       }
       return entry;
-    });
+    }, failed);
   }
 
   /**
@@ -390,6 +435,7 @@ export class AuditLog implements AuditWriter {
       await this.#witnessChain.catch(() => undefined);
     } finally {
       await this.#sink.close();
+      this.#tree?.close();
     }
   }
 
@@ -405,26 +451,77 @@ export class AuditLog implements AuditWriter {
   #cut(): Promise<Checkpoint> | null {
     const refusal = this.#refusal();
     if (refusal !== null) throw refusal; // a checkpoint of a head that may be reset is no checkpoint
-    const signer = this.#settings.signer;
     const covered = this.#lastCheckpoint?.upTo ?? GENESIS.seq;
-    if (signer === undefined || this.#seq === covered) return null;
+    if (this.#settings.signer === undefined || this.#seq === covered) return null;
+    return this.#cutAt({ seq: this.#seq, hash: this.#head }, this.#tree?.frontier() ?? null, false);
+  }
+
+  /**
+   * Signs a checkpoint of `head` and of the tree `tree` (of head.seq entries), and queues it:
+   * after everything queued, or (`first`) right after everything written, which must end with
+   * `head`.
+   */
+  #cutAt(head: ChainHead, tree: MerkleFrontier | null, first: boolean): Promise<Checkpoint> {
+    const signer = this.#settings.signer as CheckpointSigner;
     const checkpoint = makeCheckpoint(
       {
         type: "checkpoint",
-        ...nextCheckpoint(this.#lastCheckpoint, { seq: this.#seq, hash: this.#head }),
+        ...nextCheckpoint(this.#lastCheckpoint, head),
         time: new Date().toISOString(),
         signer: signer.id,
       },
-      this.#tree,
+      tree,
       this.#origin(signer),
       signer,
     );
     this.#lastCheckpoint = checkpoint;
     this.#nextCheckpointAt = checkpoint.upTo + this.#settings.checkpointEvery;
     // Synced in "write" mode too: the witness comes next, and must never be ahead of the disk.
-    const durable = this.#sink.append(checkpointLine(checkpoint), { sync: true });
+    const line = checkpointLine(checkpoint);
+    const durable = first ? this.#sink.appendFirst(line, CHECKPOINT_LINE) : this.#sink.append(line, CHECKPOINT_LINE);
     // Only a durable checkpoint may reach the witness: a witness ahead of the log reads as a cut.
     return durable.then(() => this.#updateWitness(checkpoint)).then(() => checkpoint);
+  }
+
+  /**
+   * `checkpointEvery` entries were added. Under load with the leaf worker, the entries of the
+   * batch being filled are not hashed yet, and hashing them here is what the worker is for; so
+   * the checkpoint covers the written entries instead, its line going right after them (ahead of
+   * the batch), once the worker has hashed them all: a batch or so later, within WAIT_AT_MOST
+   * entries, or now if the batch holds few entries.
+   */
+  #checkpointDue(): void {
+    const tree = this.#tree;
+    if (
+      tree === null ||
+      tree.mode !== "worker" ||
+      this.#seq - this.#nextCheckpointAt >= WAIT_AT_MOST ||
+      tree.unhashed() <= HASH_HERE_AT_MOST
+    ) {
+      this.#autoCheckpoint();
+      return;
+    }
+    const written = this.#written;
+    if (this.#refusal() !== null || this.#sink.busy || written.seq <= (this.#lastCheckpoint?.upTo ?? GENESIS.seq))
+      return;
+    const known = tree.knownFrontier(written.seq);
+    if (known === null || !HEX64.test(written.hash)) return;
+    this.#tryCut(() => this.#cutAt(written, known, true));
+  }
+
+  /** The newest entry of a batch the sink wrote: its seq by count, its hash from its line's end (`,"hash":"…"}`). */
+  #sawWritten({ data, ends, tags }: WrittenBatch): void {
+    let leaves = 0;
+    let last = -1;
+    for (let i = 0; i < tags.length; i++) {
+      if (tags[i] === LEAF_TAG) {
+        leaves++;
+        last = i;
+      }
+    }
+    if (last < 0) return;
+    const end = ends[last] as number;
+    this.#written = { seq: this.#written.seq + leaves, hash: data.toString("latin1", end - 66, end - 2) };
   }
 
   /** The origin the log's notes already name, else the configured or default one. */
@@ -436,8 +533,12 @@ export class AuditLog implements AuditWriter {
 
   #autoCheckpoint(): void {
     if (this.#refusal() !== null) return; // the next append after recovery triggers it again
+    this.#tryCut(() => this.#cut());
+  }
+
+  #tryCut(cut: () => Promise<Checkpoint> | null): void {
     try {
-      this.#cut()?.catch((cause: unknown) => this.#warnCheckpoint(cause));
+      cut()?.catch((cause: unknown) => this.#warnCheckpoint(cause));
     } catch (cause) {
       // A failing signer (an SVID mid-rotation, say) must not stop auditing; retry later.
       this.#nextCheckpointAt = this.#seq + this.#settings.checkpointEvery;
@@ -630,10 +731,17 @@ function resolveSettings(path: string, options: AuditLogOptions): Settings {
     checkpointIntervalMs: intOption(options.checkpointIntervalMs, "checkpointIntervalMs", 60_000, 0, 2 ** 31 - 1),
     witnessPath: options.witnessPath ?? defaultWitnessPath(path),
     origin: options.origin,
+    leafWorker: leafWorkerOption(options.leafWorker),
     recoverIntervalMs: intOption(options.recoverIntervalMs, "recoverIntervalMs", 500, 0, 2 ** 31 - 1),
     otel: null,
     onWarning,
   };
+}
+
+function leafWorkerOption(value: unknown): "auto" | "always" | "never" {
+  if (value === undefined) return "auto";
+  if (value === "auto" || value === "always" || value === "never") return value;
+  return invalid(`leafWorker must be "auto", "always" or "never", got ${JSON.stringify(value)}`);
 }
 
 function intOption(value: number | undefined, name: string, fallback: number, min: number, max: number): number {
