@@ -552,15 +552,7 @@ export class JsonlSink {
 }
 
 function newBatch(): Batch {
-  let resolve!: () => void;
-  let reject!: (error: Error) => void;
-  const done = new Promise<void>((res, rej) => {
-    resolve = res;
-    reject = rej;
-  });
-  // Callers get `done` (or a promise derived from it) and handle its rejection; the sink's own
-  // references to it (flush, close) must not turn a handled failure into an unhandled one.
-  done.catch(() => undefined);
+  const { promise: done, resolve, reject } = settlement();
   return { lines: [], tags: [], bytes: 0, sync: false, done, resolve, reject, synced: null };
 }
 
@@ -571,7 +563,9 @@ function settlement(): Settlement {
     resolve = res;
     reject = rej;
   });
-  promise.catch(() => undefined); // see newBatch
+  // Callers get `promise` (or a promise derived from it) and handle its rejection; the sink's own
+  // references to it (flush, close) must not turn a handled failure into an unhandled one.
+  promise.catch(() => undefined);
   return { promise, resolve, reject };
 }
 
