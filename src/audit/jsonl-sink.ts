@@ -29,7 +29,7 @@
  * the file is removed), syncs that, and checks that a write would now fit (a probe written
  * past the end and cut off again), so that a full disk stays failed until space is freed.
  *
- * Observer: `observe(fn)` hands each batch, once written (and synced, when it is), to `fn` as
+ * Observer: `observe(fn)` hands each batch, once written (in "fsync" mode, once synced), to `fn` as
  * the bytes that reached the file with each line's end and the `tag` its append gave it. The
  * writer's Merkle tree is kept that way (`writer-tree.ts`): over the bytes as stored, and only
  * over lines that were written.
@@ -603,8 +603,11 @@ function encodeLines(
 }
 
 const MIN_ENCODE_BUFFER = 64 * 1024;
-/** Spare buffers kept, and the biggest kept (a default batch needs 4 MiB at most). */
-const MAX_SPARE = 4;
+/**
+ * Spare buffers kept, and the biggest kept (a default batch needs 4 MiB at most): two are enough
+ * for the one being written and the one an observer is giving back.
+ */
+const MAX_SPARE = 2;
 const MAX_REUSED = 8 * 1024 * 1024;
 
 function readFully(fd: number, into: Buffer, position: number): void {

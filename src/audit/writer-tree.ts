@@ -1,17 +1,19 @@
 /**
  * The writer's Merkle tree: the frontier (RFC 6962's right edge) over every entry a log has
- * appended, from which each checkpoint takes its root, at once, so that the checkpoint's line
- * goes right after the entry it covers.
+ * appended, from which each checkpoint takes its root.
  *
  * Hashing a leaf (SHA-256 of a ~2 KB line) and pushing it onto the frontier costs about 3 µs per
  * entry, a fifth of what an append costs the appending thread. On a machine with a second core
- * ("worker") most of it is done on a worker thread: the sink hands it each batch it wrote
+ * ("worker") it is done on a worker thread: the sink hands it each batch it wrote
  * (`JsonlSink.observe`; the bytes are transferred, not copied), and the worker answers with the
- * frontier after that batch. This thread keeps the entry lines the worker has not yet answered
- * for; a checkpoint takes the worker's newest frontier (read synchronously from its port: a busy
- * appender may not return to the event loop for a long time) and hashes only those lines itself,
- * usually the batch not yet written. The worker and this thread hash the same bytes (the lines
- * as UTF-8, as the sink writes them), so either one's frontier is the tree.
+ * frontier after that batch, giving the bytes back for the sink to encode a later batch into.
+ * This thread keeps the entry lines the worker has not yet answered for, and reads its answers
+ * synchronously from its port (a busy appender may not return to the event loop for a long
+ * time). A checkpoint of every entry appended (`frontier()`) hashes those lines here, usually
+ * the batch not yet written; a checkpoint due under load is cut instead where the worker has
+ * caught up (`knownFrontier`, log.ts), and nothing is hashed here. The worker and this thread
+ * hash the same bytes (the lines as UTF-8, as the sink writes them), so either one's frontier
+ * is the tree.
  *
  * One worker serves every log of the process and never keeps the process alive. If it dies, the
  * logs are told (`onLost`) and hash on this thread: the lines waiting for it are hashed here
