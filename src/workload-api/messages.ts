@@ -3,7 +3,7 @@
  * Endpoint standards (the names and field numbers they fix; go-spiffe's `workload.proto` is the
  * reference the tests read, never a file of this package) and encoded with protobufjs.
  *
- * What the standard fixes about the values, which `svids.ts` and the endpoint keep to:
+ * What the standard fixes about the values, which `svids.ts` keeps to:
  * `x509Svid` is the DER chain, leaf first, concatenated; `x509SvidKey` an unencrypted PKCS#8 DER
  * key; `bundle` and the bundle maps' values the trust domain's CA certificates, DER,
  * concatenated; the JWT bundle maps' values a JWK set as JSON bytes; every map is keyed by trust
