@@ -410,6 +410,14 @@ export const ErrorCodes = {
   /** The approval the call carries does not hold for it (`rule`: another call, expired, approver, signature, replayed, ...). */
   APPROVAL_INVALID: "ERR_APPROVAL_INVALID",
 
+  // Registration entries of the SPIFFE Workload API (workload-api/entries.ts)
+  /** A registration entry is not acceptable (`rule`: spiffe_id, selectors, selector, hint, field). */
+  WORKLOAD_ENTRY_INVALID: "ERR_WORKLOAD_ENTRY_INVALID",
+  /** An entry with the same SPIFFE ID and the same set of selectors is already registered. */
+  WORKLOAD_ENTRY_EXISTS: "ERR_WORKLOAD_ENTRY_EXISTS",
+  /** No registration entry has the ID given. */
+  WORKLOAD_ENTRY_NOT_FOUND: "ERR_WORKLOAD_ENTRY_NOT_FOUND",
+
   // Any layer
   /** An argument to a function or an option is not what it must be; the message names it and the rule. */
   ARGUMENT_INVALID: "ERR_ARGUMENT_INVALID",

@@ -45,6 +45,7 @@ const AREAS = [
   "TOKEN_EXCHANGE",
   "APPROVAL",
   "TRACE",
+  "WORKLOAD",
 ].sort((a, b) => b.length - a.length);
 
 /** What is wrong with the thing checked: the last word(s) of every code. */

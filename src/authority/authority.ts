@@ -376,6 +376,36 @@ export class EmbeddedAuthority implements Authority, BundleSource {
     if (cap !== undefined && cap <= now) throw lifetimeEnded();
   }
 
+  /**
+   * Registers `spiffeId` as it is (any path of a trust domain this authority holds), or finds the
+   * active record that exists, without issuing anything: what a Workload API entry names, so
+   * that `revoke`, `renewSvid` and `mintJwtSvid` work on it as on any identity (its SVIDs are
+   * issued later, to the workload that attests). Its name is the ID's last path segment, its
+   * environment `workload-api`, its method `unix`. A revoked record is refused
+   * (ERR_IDENTITY_REVOKED: reissue it first); a trust domain this authority does not hold is
+   * ERR_TRUST_DOMAIN_NOT_ALLOWED, never created here.
+   */
+  async registerSpiffeId(
+    spiffeId: string,
+    options: { metadata?: Record<string, unknown> } = {},
+  ): Promise<IdentityRecord> {
+    const id = SpiffeId.parse(spiffeId);
+    registry.checkMetadata(options.metadata);
+    await this.#holdTrustDomain(id.trustDomain);
+    return this.mutate((state) => structuredClone(registry.registerSpiffeId(state, id, options.metadata, new Date())));
+  }
+
+  /** Refuses a trust domain this authority holds no CA for (after looking again: another process may have added it). */
+  async #holdTrustDomain(td: string): Promise<void> {
+    if (this.#tds.has(td)) return;
+    await this.refreshConfig();
+    if (!this.#tds.has(td))
+      throw new AztpError(
+        ErrorCodes.TRUST_DOMAIN_NOT_ALLOWED,
+        `this authority holds no trust domain ${td} (it holds ${this.config.trustDomains.join(", ")})`,
+      );
+  }
+
   /** Rotation: a new SVID for an existing, active identity over a new key. */
   async renewSvid(id: string, csr: Buffer | string, options: IssueOptions = {}): Promise<IssueResult> {
     const now = options.now ?? new Date();

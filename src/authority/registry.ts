@@ -356,6 +356,50 @@ export function register(
   return rec;
 }
 
+/** The environment and method of an identity registered by its SPIFFE ID for a Workload API entry. */
+export const WORKLOAD_API_ENVIRONMENT = "workload-api";
+/** Such a workload is attested by the kernel's word on its Unix socket peer (workload-api/selectors.ts). */
+export const WORKLOAD_API_METHOD = "unix";
+
+/**
+ * Registers `id` as it is, any path of a trust domain (a Workload API entry names any SPIFFE ID,
+ * as SPIRE's entries do, not only `workload/<env>/<method>/<name>`), or finds the active record
+ * that exists (metadata merged; a revoked one refused, as `register` refuses it). Its name is
+ * the ID's last path segment. The trust domain's own ID is refused: it names the CA, no workload.
+ */
+export function registerSpiffeId(
+  state: RegistryState,
+  id: SpiffeId,
+  metadata: Record<string, unknown> | undefined,
+  now: Date,
+): IdentityRecord {
+  if (id.path === "")
+    throw new AztpError(
+      ErrorCodes.SPIFFEID_ROOT_PATH_NOT_ALLOWED,
+      `${id.toString()} is the trust domain's own ID: a workload's ID has a path`,
+    );
+  const bytes = Buffer.byteLength(id.toString());
+  if (bytes > MAX_SPIFFE_ID_BYTES)
+    throw new AztpError(
+      ErrorCodes.ARGUMENT_INVALID,
+      `${id.toString().slice(0, 80)}… is ${bytes} bytes, over the ${MAX_SPIFFE_ID_BYTES} the SPIFFE ID spec allows`,
+    );
+  checkMetadata(metadata);
+  const name = id.path.slice(id.path.lastIndexOf("/") + 1);
+  return register(
+    state,
+    id,
+    id.trustDomain,
+    {
+      name,
+      environment: WORKLOAD_API_ENVIRONMENT,
+      method: WORKLOAD_API_METHOD,
+      ...(metadata !== undefined ? { metadata } : {}),
+    },
+    now,
+  );
+}
+
 /**
  * The rules for any credential of `rec`: it is active, every ancestor is active and holds an
  * SVID, and the credential may not outlive the earliest of those SVIDs (a child's lifetime
