@@ -6,6 +6,7 @@
  * identity of the authority, which `revoke` ends and `renewSvid` / `mintJwtSvid` issue for.
  */
 import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it, type TestContext } from "node:test";
@@ -24,7 +25,9 @@ import {
   type NewWorkloadEntry,
   type WorkloadEntryStore,
 } from "../src/workload-api/entries.js";
+import { openPostgresStores, type PostgresStores } from "../src/store/postgres/index.js";
 import { rejectsWithCode, tempDir } from "./helpers/authority-util.js";
+import { pgDatabase, skipWithoutPg } from "./helpers/pg.js";
 
 const WEB = "spiffe://aztp.local/ns/default/sa/web";
 const good = (over: Record<string, unknown> = {}): Record<string, unknown> => ({
@@ -282,6 +285,25 @@ entryStoreSuite("home folder", async (t) => {
   return [a, b];
 });
 
+/** One KEK for every replica of a test, as an operator gives each replica the same one. */
+const kek = randomBytes(32);
+
+async function pgReplica(t: TestContext, url: string): Promise<PostgresStores> {
+  const s = await openPostgresStores(url, { kek });
+  t.after(() => s.close());
+  return s;
+}
+
+entryStoreSuite("PostgreSQL", async (t) => {
+  if (skipWithoutPg(t)) return undefined;
+  const url = await pgDatabase(t);
+  if (url === undefined) return undefined;
+  // Two replicas, each with its own pool: the unique key, not one process's lock, decides a race.
+  const a = await pgReplica(t, url);
+  const b = await pgReplica(t, url);
+  return [a.workloadEntries, b.workloadEntries];
+});
+
 describe("workload entry store: home folder only", () => {
   it("a hand-edited file with an invalid entry is reported corrupt, naming the file", async (t) => {
     const home = tempDir(t, "entries");
@@ -402,6 +424,39 @@ describe("registerWorkloadEntry: the entry's SPIFFE ID is an identity of the aut
       ErrorCodes.WORKLOAD_ENTRY_INVALID,
     );
     assert.equal(authority.find("spiffe://aztp.local/x"), undefined);
+  });
+
+  it("on PostgreSQL: the entry and its identity are in the shared store, seen by another replica, revoked there", async (t) => {
+    if (skipWithoutPg(t)) return;
+    const url = await pgDatabase(t);
+    if (url === undefined) return;
+    const one = await pgReplica(t, url);
+    const a = await EmbeddedAuthority.fromStores(
+      { registry: one.registry, ca: one.ca },
+      { create: true, trustDomain: "aztp.local", home: tempDir(t, "replica-a") },
+    );
+    const entry = await registerWorkloadEntry(a, one.workloadEntries, { spiffeId: WEB, selectors: ["unix:uid:1000"] });
+    const two = await pgReplica(t, url);
+    const b = await EmbeddedAuthority.fromStores(
+      { registry: two.registry, ca: two.ca },
+      { home: tempDir(t, "replica-b") },
+    );
+    await b.refresh();
+    assert.equal(b.get(WEB).environment, "workload-api");
+    assert.deepEqual(await two.workloadEntries.get(entry.entryId), entry);
+    const issued = await b.renewSvid(WEB, (await generateWorkloadKey()).csr);
+    assert.deepEqual(parseX509Svid(issued.svid.chainPem).certificates[0]?.uriSans, [WEB]);
+    await b.revoke(WEB, "test");
+    await a.refresh();
+    assert.equal(a.isRevoked(WEB, issued.svid.serial), true);
+    await rejectsWithCode(
+      () =>
+        registerWorkloadEntry(a, one.workloadEntries, {
+          spiffeId: "spiffe://other.example/x",
+          selectors: ["unix:uid:1"],
+        }),
+      ErrorCodes.TRUST_DOMAIN_NOT_ALLOWED,
+    );
   });
 
   it("registerSpiffeId: the trust domain's own ID and a revoked identity are refused with their codes; an existing identity of any path is found", async (t) => {

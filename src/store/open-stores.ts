@@ -11,6 +11,7 @@ import { FileRegistryStore } from "../authority/file-registry-store.js";
 import type { RegistryStore } from "../authority/registry-store.js";
 import { HomeStore } from "../authority/store.js";
 import { MemoryReplayCache, type ReplayCache } from "../invocation/replay.js";
+import { FileWorkloadEntryStore, type WorkloadEntryStore } from "../workload-api/entries.js";
 import { FileApiKeyStore, type ApiKeyStore } from "./api-keys.js";
 import { isPostgresUrl, openPostgresStores, PgAuditLog, type PgAuditLogOptions } from "./postgres/index.js";
 
@@ -21,6 +22,8 @@ export interface Stores {
   readonly registry: RegistryStore;
   readonly ca: CaStore;
   readonly apiKeys: ApiKeyStore;
+  /** The Workload API's registration entries (a home folder's workload-entries.json, or a table). */
+  readonly workloadEntries: WorkloadEntryStore;
   /**
    * Tokens accepted once across every process on the store. A home folder has none shared:
    * each process keeps its own in memory (a callee's tokens are addressed to it alone).
@@ -54,19 +57,22 @@ export async function openStores(location: string, options: OpenStoresOptions = 
       ca: pg.ca,
       apiKeys: pg.apiKeys,
       replay: pg.replay,
+      workloadEntries: pg.workloadEntries,
       audit: pg.audit,
       auditWriter: (options) => new PgAuditLog(pg.connection, options),
       close: () => pg.close(),
     };
   }
   const home = new HomeStore(resolve(location));
+  const workloadEntries = new FileWorkloadEntryStore(home);
   return {
     location: home.home,
     kind: "file",
     registry: new FileRegistryStore(home),
     ca: new FileCaStore(home),
     apiKeys: new FileApiKeyStore(home.home),
+    workloadEntries,
     replay: new MemoryReplayCache(),
-    close: () => Promise.resolve(),
+    close: () => workloadEntries.close(),
   };
 }

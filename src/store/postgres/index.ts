@@ -14,6 +14,7 @@ import { migrate } from "./migrations.js";
 import { createPool, type PgConnection, type PgPoolOptions } from "./pool.js";
 import { PgRegistryStore, type PgRegistryStoreOptions } from "./registry.js";
 import { PgReplayCache } from "./replay.js";
+import { PgWorkloadEntryStore } from "./workload-entries.js";
 
 export { PgApiKeyStore } from "./api-keys.js";
 export { PgAuditLog, type AuditExportResult, type PgAuditLogOptions, type SignedTreeHead } from "./audit-log.js";
@@ -22,6 +23,7 @@ export { migrate, MIGRATIONS } from "./migrations.js";
 export { createPool, isPostgresUrl, redactUrl, type PgConnection } from "./pool.js";
 export { PgRegistryStore } from "./registry.js";
 export { PgReplayCache } from "./replay.js";
+export { PgWorkloadEntryStore } from "./workload-entries.js";
 
 export interface PostgresStoreOptions {
   /** The key-encryption key (32 bytes); else `kekFile`, AZTP_KEK (base64) or AZTP_KEK_FILE. */
@@ -42,6 +44,7 @@ export interface PostgresStores {
   readonly apiKeys: PgApiKeyStore;
   readonly replay: PgReplayCache;
   readonly audit: PgAuditLog;
+  readonly workloadEntries: PgWorkloadEntryStore;
   /** Flushes the audit log, stops listening and closes the pool. */
   close(): Promise<void>;
 }
@@ -59,6 +62,7 @@ export async function openPostgresStores(url: string, options: PostgresStoreOpti
     const apiKeys = new PgApiKeyStore(connection);
     const replay = new PgReplayCache(connection);
     const audit = new PgAuditLog(connection, options.audit);
+    const workloadEntries = new PgWorkloadEntryStore(connection);
     let closing: Promise<void> | null = null;
     return {
       location: connection.location,
@@ -69,11 +73,13 @@ export async function openPostgresStores(url: string, options: PostgresStoreOpti
       apiKeys,
       replay,
       audit,
+      workloadEntries,
       close: () =>
         (closing ??= (async () => {
           await audit.close().catch(() => undefined);
           await registry.close();
           await replay.close();
+          await workloadEntries.close();
           await connection.pool.end();
         })()),
     };

@@ -105,6 +105,25 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE aztp_audit_checkpoints ADD COLUMN written_at timestamptz NOT NULL DEFAULT now();
     `,
   },
+  {
+    version: 3,
+    name: "Workload API registration entries",
+    sql: `
+      -- Registration entries of the Workload API (workload-api/entries.ts): selectors in SPIRE's
+      -- syntax, formatted and sorted. entry_key is SHA-256 of the SPIFFE ID and the selector set
+      -- (workloadEntryKey): unique, so two replicas creating the identical entry at once cannot
+      -- both succeed, whatever the selectors' length. seq orders them oldest first.
+      CREATE TABLE aztp_workload_entries (
+        entry_id text PRIMARY KEY,
+        seq bigint GENERATED ALWAYS AS IDENTITY,
+        spiffe_id text NOT NULL,
+        selectors jsonb NOT NULL CHECK (jsonb_typeof(selectors) = 'array'),
+        hint text,
+        created_at text NOT NULL,
+        entry_key text NOT NULL UNIQUE
+      );
+    `,
+  },
 ];
 
 /** Applies every migration the database lacks, under the migrations lock; resolves with the schema version. */
