@@ -17,6 +17,7 @@ import { register as registry } from "./commands/registry.js";
 import { register as serve } from "./commands/serve.js";
 import { register as apikey } from "./commands/apikey.js";
 import { register as verify } from "./commands/verify.js";
+import { register as workload } from "./commands/workload.js";
 import { cliContext } from "./context.js";
 import { exitCodeOf } from "./exit.js";
 
@@ -41,7 +42,8 @@ export function buildProgram(): Command {
     .showHelpAfterError()
     .exitOverride();
   const ctx = cliContext(program);
-  for (const group of [authority, verify, registry, policy, issuer, audit, mcp, serve, apikey]) group(program, ctx);
+  for (const group of [authority, verify, registry, policy, issuer, audit, mcp, serve, apikey, workload])
+    group(program, ctx);
   return program;
 }
 

@@ -1,0 +1,146 @@
+/**
+ * `aztp workload register | list | delete` through the real CLI, on a home folder and on
+ * PostgreSQL (`--store postgres://… --kek-file`; skipped, saying so, without AZTP_TEST_PG_URL):
+ * register, the identical entry refused, list (--json and the table), delete, delete again
+ * refused with its code; the entry's SPIFFE ID is an identity `aztp list` shows and `aztp
+ * revoke` revokes.
+ */
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, it, type TestContext } from "node:test";
+import { EmbeddedAuthority } from "../src/authority/authority.js";
+import { openPostgresStores } from "../src/store/postgres/index.js";
+import { aztpCli, assertExit, runTs, CLI, tempDir } from "./helpers/authority-util.js";
+import { pgDatabase, skipWithoutPg } from "./helpers/pg.js";
+
+const WEB = "spiffe://example.org/ns/default/sa/web";
+
+/** The flow on a store: `store` is the arguments naming it (`--store …`, or none for --home). */
+async function flow(home: string, store: string[]): Promise<void> {
+  const made = await aztpCli(home, [
+    "workload",
+    "register",
+    ...store,
+    "--spiffe-id",
+    "aztp://example.org/ns/default/sa/web",
+    "--selector",
+    "unix:uid:1000",
+    "--selector",
+    "unix:path:/usr/bin/python3",
+    "--hint",
+    "internal",
+  ]);
+  assertExit(made, 0, "register");
+  const entry = made.json.entry;
+  assert.equal(entry.spiffeId, WEB);
+  assert.deepEqual(entry.selectors, ["unix:path:/usr/bin/python3", "unix:uid:1000"]);
+  assert.equal(entry.hint, "internal");
+
+  const again = await aztpCli(home, [
+    "workload",
+    "register",
+    ...store,
+    "--spiffe-id",
+    WEB,
+    "--selector",
+    "unix:path:/usr/bin/python3",
+    "--selector",
+    "unix:uid:1000",
+  ]);
+  assertExit(again, 1, "the identical entry");
+  assert.equal(again.json.error.code, "ERR_WORKLOAD_ENTRY_EXISTS");
+  const foreign = await aztpCli(home, [
+    "workload",
+    "register",
+    ...store,
+    "--spiffe-id",
+    "spiffe://other.example/web",
+    "--selector",
+    "unix:uid:1000",
+  ]);
+  assertExit(foreign, 1, "a trust domain the authority does not hold");
+  assert.equal(foreign.json.error.code, "ERR_TRUST_DOMAIN_NOT_ALLOWED");
+
+  const listed = await aztpCli(home, ["workload", "list", ...store]);
+  assertExit(listed, 0, "list --json");
+  assert.deepEqual(listed.json.entries, [entry]);
+  const table = await runTs(CLI, [...(store.length === 0 ? ["--home", home] : []), "workload", "list", ...store]);
+  assertExit(table, 0, "list");
+  assert.match(table.stdout, /^ENTRY ID +SPIFFE ID +SELECTORS +HINT\n/);
+  assert.ok(table.stdout.includes(`${entry.entryId}  ${WEB}  unix:path:/usr/bin/python3,unix:uid:1000  internal`));
+
+  // `aztp list` and `aztp revoke` act on the home (or --server); the PostgreSQL half checks the registry itself.
+  if (store.length === 0) {
+    const identities = await aztpCli(home, ["list"]);
+    assertExit(identities, 0, "aztp list");
+    assert.deepEqual(
+      identities.json.map((r: { spiffeId: string }) => r.spiffeId),
+      [WEB],
+    );
+    assertExit(await aztpCli(home, ["revoke", "aztp://example.org/ns/default/sa/web"]), 0, "aztp revoke");
+  }
+
+  const deleted = await aztpCli(home, ["workload", "delete", entry.entryId, ...store]);
+  assertExit(deleted, 0, "delete");
+  assert.deepEqual(deleted.json, { entryId: entry.entryId, deleted: true });
+  const twice = await aztpCli(home, ["workload", "delete", entry.entryId, ...store]);
+  assertExit(twice, 1, "delete again");
+  assert.equal(twice.json.error.code, "ERR_WORKLOAD_ENTRY_NOT_FOUND");
+  const empty = await aztpCli(home, ["workload", "list", ...store]);
+  assert.deepEqual(empty.json.entries, []);
+}
+
+describe("aztp workload", () => {
+  it("register → the identical entry refused → list (--json, table) → delete → delete again fails, on a home folder", async (t) => {
+    const home = join(tempDir(t), "home");
+    assertExit(await aztpCli(home, ["init", "--trust-domain", "example.org"]), 0, "init");
+    await flow(home, []);
+  });
+
+  it("the same on PostgreSQL (--store URL --kek-file)", async (t: TestContext) => {
+    if (skipWithoutPg(t)) return;
+    const url = await pgDatabase(t);
+    if (url === undefined) return;
+    const kek = randomBytes(32);
+    const kekFile = join(tempDir(t, "kek"), "kek");
+    writeFileSync(kekFile, kek.toString("hex"), { mode: 0o600 });
+    const s = await openPostgresStores(url, { kek });
+    try {
+      await EmbeddedAuthority.fromStores(
+        { registry: s.registry, ca: s.ca },
+        { create: true, trustDomain: "example.org", home: tempDir(t, "own") },
+      );
+    } finally {
+      await s.close();
+    }
+    await flow(tempDir(t, "own"), ["--store", url, "--kek-file", kekFile]);
+    const again = await openPostgresStores(url, { kek });
+    try {
+      const a = await EmbeddedAuthority.fromStores(
+        { registry: again.registry, ca: again.ca },
+        { home: tempDir(t, "own") },
+      );
+      assert.equal(a.get(WEB).environment, "workload-api", "the entry's identity is in the shared registry");
+    } finally {
+      await again.close();
+    }
+  });
+
+  it("usage errors exit 2: no --selector; --server without --store", async (t) => {
+    const home = tempDir(t);
+    const none = await aztpCli(home, ["workload", "register", "--spiffe-id", WEB]);
+    assertExit(none, 2, "no --selector");
+    const remote = await aztpCli(home, ["--server", "https://127.0.0.1:1", "workload", "list"]);
+    assertExit(remote, 2, "--server");
+    assert.match(remote.json.error.message, /--store/);
+  });
+
+  it("a folder without an authority is refused, naming it", async (t) => {
+    const home = tempDir(t);
+    const r = await aztpCli(home, ["workload", "list"]);
+    assertExit(r, 1, "no authority");
+    assert.equal(r.json.error.code, "ERR_AUTHORITY_NOT_INITIALIZED");
+  });
+});
