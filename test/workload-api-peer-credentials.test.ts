@@ -12,10 +12,12 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { once } from "node:events";
-import { chmodSync, copyFileSync, mkdtempSync, realpathSync, rmSync } from "node:fs";
+import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, realpathSync, rmSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import { createConnection, createServer, Socket, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { pathToFileURL } from "node:url";
 import { after, before, describe, it } from "node:test";
 import { isAztpError, ErrorCodes, type ErrorCode } from "../src/errors.js";
 import {
@@ -25,10 +27,13 @@ import {
   peerFacts,
 } from "../src/workload-api/peer-credentials.js";
 import { matchesAll, parseSelector, type PeerFacts } from "../src/workload-api/selectors.js";
+import { ROOT } from "./helpers/authority-util.js";
 
 const NOBODY = 65534;
 const NODE = realpathSync(process.execPath);
 const isRoot = process.getuid?.() === 0;
+/** tsx's loader by path: the copied module below sits outside this checkout's node_modules. */
+const TSX = pathToFileURL(createRequire(import.meta.url).resolve("tsx")).href;
 const NOT_ROOT = isRoot ? false : "needs root to run a child as uid 65534 (CI runs as root)";
 
 /** A server on `path` whose next accepted connection each call of `next()` resolves. */
@@ -117,6 +122,39 @@ function assertCode(code: ErrorCode, rule?: string): (error: unknown) => boolean
 describe("the peer-credentials addon", () => {
   it("is built and loads here (npm ci builds it; in a shared-node_modules checkout, npm run build:native)", () => {
     assert.deepEqual(peerCredentialsSupport(), { available: true });
+  });
+
+  it("where it was not built: support says why and what to run, and a read is refused with a code", async () => {
+    // The module in a package root of its own with no build/: what an install without a compiler has.
+    const root = mkdtempSync(join(tmpdir(), "aztp-peercred-unbuilt-"));
+    try {
+      mkdirSync(join(root, "src", "workload-api"), { recursive: true });
+      writeFileSync(join(root, "package.json"), JSON.stringify({ name: "unbuilt", type: "module" }));
+      for (const file of ["errors.ts", "workload-api/peer-credentials.ts", "workload-api/selectors.ts"])
+        copyFileSync(join(ROOT, "src", file), join(root, "src", file));
+      const program = `
+        import { Socket } from "node:net";
+        import { peerCredentials, peerCredentialsSupport } from "./src/workload-api/peer-credentials.ts";
+        let code;
+        try { peerCredentials(new Socket()); } catch (e) { code = e.code; }
+        console.log(JSON.stringify({ support: peerCredentialsSupport(), code }));`;
+      const child = spawn(process.execPath, ["--import", TSX, "--input-type=module", "-e", program], {
+        cwd: root,
+        stdio: ["ignore", "pipe", "pipe"],
+      });
+      let stdout = "";
+      let stderr = "";
+      child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
+      child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
+      const [exit] = (await once(child, "exit")) as [number | null];
+      assert.equal(exit, 0, stderr);
+      const seen = JSON.parse(stdout) as { support: { available: boolean; reason?: string }; code?: string };
+      assert.equal(seen.support.available, false);
+      assert.match(seen.support.reason ?? "", /the peer-credentials addon was not built .*npm rebuild aztp-client/);
+      assert.equal(seen.code, ErrorCodes.WORKLOAD_API_PEER_CREDENTIALS_UNAVAILABLE);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
   });
 });
 
