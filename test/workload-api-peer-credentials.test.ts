@@ -12,10 +12,20 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { once } from "node:events";
-import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, realpathSync, rmSync, writeFileSync } from "node:fs";
+import {
+  accessSync,
+  chmodSync,
+  constants,
+  copyFileSync,
+  mkdirSync,
+  mkdtempSync,
+  realpathSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { createRequire } from "node:module";
-import { createConnection, createServer, Socket, type Server } from "node:net";
-import { tmpdir } from "node:os";
+import { createConnection, createServer, Socket, type Server, type ServerOpts } from "node:net";
+import { release, tmpdir } from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { after, before, describe, it } from "node:test";
@@ -43,8 +53,8 @@ class Acceptor {
   private readonly ready: Socket[] = [];
   readonly accepted: Socket[] = [];
 
-  constructor() {
-    this.server = createServer((socket) => {
+  constructor(options: ServerOpts = {}) {
+    this.server = createServer(options, (socket) => {
       this.accepted.push(socket);
       socket.on("error", () => {}); // a peer that goes away is not the test's failure
       const waiter = this.waiting.shift();
@@ -255,6 +265,78 @@ describe("peer credentials over a real Unix socket", () => {
         assert.equal(matchesAll(selectors, facts), expected, name);
     },
   );
+});
+
+/** Whether this kernel holds a socket's peer by a pidfd (SO_PEERPIDFD, Linux 6.5). */
+function kernelHasPeerPidfd(): boolean {
+  const [major = 0, minor = 0] = (/^(\d+)\.(\d+)/.exec(release()) ?? []).slice(1).map(Number);
+  return major > 6 || (major === 6 && minor >= 5);
+}
+
+/** Whether this process may choose the next pid (root, and ns_last_pid writable). */
+function canChoosePids(): boolean {
+  try {
+    accessSync(NS_LAST_PID, constants.W_OK);
+    return isRoot;
+  } catch {
+    return false;
+  }
+}
+const NS_LAST_PID = "/proc/sys/kernel/ns_last_pid";
+
+describe("pid reuse: a peer's pid given to another program never names the peer's executable", () => {
+  // A peer connects and exits; the kernel gives its pid to another program (chosen here through
+  // ns_last_pid, as an attacker waits for it). /proc/<pid>/exe now names that program: peerFacts
+  // must not. Against a program of another uid the owner check suffices; against one of the
+  // peer's own uid only the pidfd does.
+  const cases: Array<[string, { uid: number; gid: number }, string | false]> = [
+    ["to a program of another uid (root)", { uid: 0, gid: 0 }, false],
+    [
+      "to a program of the peer's own uid (nobody)",
+      { uid: NOBODY, gid: NOBODY },
+      kernelHasPeerPidfd() ? false : "needs SO_PEERPIDFD (Linux 6.5) to tell the peer from its pid's next owner",
+    ],
+  ];
+  for (const [name, owner, skip] of cases) {
+    const why = !canChoosePids() ? "needs root and a writable ns_last_pid to hand a pid on" : skip;
+    it(name, { skip: why }, async (t) => {
+      const dir = mkdtempSync(join(tmpdir(), "aztp-peercred-reuse-"));
+      chmodSync(dir, 0o777);
+      const program = join(dir, "other-program");
+      copyFileSync("/bin/sleep", program);
+      chmodSync(program, 0o755);
+      // Paused, half-open: the connection keeps its descriptor after the peer has gone.
+      const acceptor = new Acceptor({ pauseOnConnect: true, allowHalfOpen: true });
+      const socketPath = join(dir, "s.sock");
+      acceptor.server.listen(socketPath);
+      await once(acceptor.server, "listening");
+      chmodSync(socketPath, 0o777);
+      const exitOnConnect = `require("node:net").createConnection(process.argv[1], () => process.exit(0));`;
+      try {
+        for (let attempt = 0; attempt < 10; attempt++) {
+          const peer = runNode(exitOnConnect, [socketPath], dir, { uid: NOBODY, gid: NOBODY });
+          const server = await acceptor.from(peer);
+          assert.equal((await peer.done).code, 0);
+          writeFileSync(NS_LAST_PID, String(peer.pid - 1));
+          const next = spawn(program, ["30"], { stdio: "ignore", ...owner });
+          await once(next, "spawn");
+          try {
+            if (next.pid !== peer.pid) continue; // another process took the pid first: again
+            assert.equal(executablePath(peer.pid), realpathSync(program), "the pid now names the other program");
+            assert.deepEqual(peerFacts(server), { pid: peer.pid, uid: NOBODY, gid: NOBODY, path: undefined });
+            return;
+          } finally {
+            next.kill();
+            server.destroy();
+          }
+        }
+        t.skip("another process took the pid each time");
+      } finally {
+        acceptor.close();
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+  }
 });
 
 describe("sockets that have no Unix peer are refused with a stable code", () => {

@@ -33,6 +33,8 @@ export type PeerCredentialsSupport =
 
 interface Addon {
   peerCredentials(fd: number): { pid: number; uid: number; gid: number };
+  /** The peer's executable, held by a pidfd across the read; throws ERR_PEER_PIDFD_UNSUPPORTED before Linux 6.5. */
+  peerExecutable?(fd: number): string | null;
 }
 
 // The package root is two folders up from both src/workload-api/ (tsx) and dist/workload-api/.
@@ -76,6 +78,10 @@ export function peerCredentialsSupport(): PeerCredentialsSupport {
  * `fd`, `unix`, `peer`), ERR_WORKLOAD_API_PEER_CREDENTIALS_FAILED when the kernel refuses.
  */
 export function peerCredentials(socket: Socket): PeerCredentials {
+  return read(socket).credentials;
+}
+
+function read(socket: Socket): { addon: Addon; fd: number; credentials: PeerCredentials } {
   const state = load();
   if (!("addon" in state)) throw new AztpError(ErrorCodes.WORKLOAD_API_PEER_CREDENTIALS_UNAVAILABLE, state.reason);
   const fd = socketFd(socket);
@@ -91,7 +97,7 @@ export function peerCredentials(socket: Socket): PeerCredentials {
   } catch (error) {
     throw fromAddon(error);
   }
-  return { pid: credentials.pid, uid: credentials.uid, gid: credentials.gid };
+  return { addon: state.addon, fd, credentials: { pid: credentials.pid, uid: credentials.uid, gid: credentials.gid } };
 }
 
 /**
@@ -100,32 +106,52 @@ export function peerCredentials(socket: Socket): PeerCredentials {
  * runs has been deleted or replaced since it started (the kernel then appends " (deleted)": the
  * path names another file now).
  *
- * The pid-reuse limit: the pid is the one that called connect(). If that process has exited by
- * the time this reads /proc, the kernel may have given its pid to another process, and this
- * names that process's executable; and a process that exec()s after connecting is named by its
- * new executable. A `unix:path` selector is therefore only as strong as the workload staying the
- * same process while it calls; `peerFacts` narrows the first case by checking that the process
- * read still has the peer's uid and gid.
+ * The pid-reuse limit: a pid is only a number. If the process that had it has exited by the
+ * time this reads /proc, the kernel may have given the pid to another process, and this names
+ * that process's executable. `peerFacts` does not use this for a socket's peer where the kernel
+ * can hold the peer itself (SO_PEERPIDFD, Linux 6.5): there the peer's executable is read while a
+ * pidfd holds it, and not at all once it has exited. What no kernel interface closes: a process
+ * that exec()s after connecting is named by its new executable (SPIRE's unix attestor has the
+ * same limit), so a `unix:path` selector says what the caller runs now, not what connected.
  */
 export function executablePath(pid: number): string | undefined {
   if (!Number.isSafeInteger(pid) || pid <= 0) return undefined;
-  let path: string;
   try {
-    path = readlinkSync(`/proc/${pid}/exe`);
+    return usablePath(readlinkSync(`/proc/${pid}/exe`));
   } catch {
     return undefined;
   }
-  return path.startsWith("/") && !path.endsWith(" (deleted)") ? path : undefined;
 }
 
 /** Everything attestation matches selectors against, all from the kernel. */
 export function peerFacts(socket: Socket): PeerFacts {
-  const { pid, uid, gid } = peerCredentials(socket);
+  const { addon, fd, credentials } = read(socket);
+  const { pid, uid, gid } = credentials;
+  const pinned = pinnedExecutable(addon, fd);
+  if (pinned !== "unsupported") return { pid, uid, gid, path: pinned };
+  // Without a pidfd, the pid is checked after the read instead: a process of another uid or gid
+  // at that pid now is not the peer, and the path read may be its. (A process of the peer's own
+  // uid and gid that took the pid is not told apart: that needs the pidfd.)
   const path = executablePath(pid);
-  // Read after the path: a pid that now belongs to a process of another uid or gid is not the
-  // peer's, and the path read may be that process's.
-  const sameOwner = path !== undefined && processOwnedBy(pid, uid, gid);
-  return { pid, uid, gid, path: sameOwner ? path : undefined };
+  return { pid, uid, gid, path: path !== undefined && processOwnedBy(pid, uid, gid) ? path : undefined };
+}
+
+/** The peer's executable read under a pidfd; "unsupported" where the kernel has no SO_PEERPIDFD. */
+function pinnedExecutable(addon: Addon, fd: number): string | undefined | "unsupported" {
+  if (typeof addon.peerExecutable !== "function") return "unsupported";
+  let path: string | null;
+  try {
+    path = addon.peerExecutable(fd);
+  } catch (error) {
+    if ((error as { code?: unknown } | null)?.code === "ERR_PEER_PIDFD_UNSUPPORTED") return "unsupported";
+    throw fromAddon(error);
+  }
+  return path === null ? undefined : usablePath(path);
+}
+
+/** A path /proc gave, unless its file was deleted or replaced since the process started (the kernel appends " (deleted)"). */
+function usablePath(path: string): string | undefined {
+  return path.startsWith("/") && !path.endsWith(" (deleted)") ? path : undefined;
 }
 
 /** Whether /proc/<pid>/status gives the process `uid` and `gid` as its effective ids (what SO_PEERCRED records). */
