@@ -417,6 +417,13 @@ export const ErrorCodes = {
   WORKLOAD_ENTRY_EXISTS: "ERR_WORKLOAD_ENTRY_EXISTS",
   /** No registration entry has the ID given. */
   WORKLOAD_ENTRY_NOT_FOUND: "ERR_WORKLOAD_ENTRY_NOT_FOUND",
+  // The SPIFFE Workload API: attestation by the socket peer's credentials (workload-api/peer-credentials.ts)
+  /** The socket peer's credentials cannot be read on this install: the addon was not built, or this is not Linux. */
+  WORKLOAD_API_PEER_CREDENTIALS_UNAVAILABLE: "ERR_WORKLOAD_API_PEER_CREDENTIALS_UNAVAILABLE",
+  /** The socket is not a connected Unix socket with a peer (`rule`: `fd` destroyed or closed, `unix` another family, `peer` no peer). */
+  WORKLOAD_API_PEER_SOCKET_INVALID: "ERR_WORKLOAD_API_PEER_SOCKET_INVALID",
+  /** The kernel refused to give a Unix socket peer's credentials (the message has its error). */
+  WORKLOAD_API_PEER_CREDENTIALS_FAILED: "ERR_WORKLOAD_API_PEER_CREDENTIALS_FAILED",
 
   // Any layer
   /** An argument to a function or an option is not what it must be; the message names it and the rule. */

@@ -13,6 +13,7 @@ import { currentCode, LEGACY_CODES } from "../src/audit/legacy-codes.js";
 /** Areas, longest first so `TRUST_DOMAIN` wins over a shorter prefix. */
 const AREAS = [
   "REVOCATION_LIST",
+  "WORKLOAD_API",
   "TRUST_DOMAIN",
   "INVOCATION",
   "DELEGATION",

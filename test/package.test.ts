@@ -317,6 +317,22 @@ describe("the package as users get it (npm pack, installed into an empty project
     assert.doesNotMatch(installOutput, /EBADENGINE/);
   });
 
+  it("its install built the peer-credentials addon (the Workload API's attestation), and the installed module loads it", async () => {
+    const installed = join(project, "node_modules", "aztp-client");
+    assert.ok(
+      existsSync(join(installed, "build", "Release", "peer_credentials.node")),
+      `the install did not build the addon:\n${installOutput.slice(-3000)}`,
+    );
+    const module = pathToFileURL(join(installed, "dist", "workload-api", "peer-credentials.js")).href;
+    const program = `import { peerCredentialsSupport } from ${JSON.stringify(module)}; console.log(JSON.stringify(peerCredentialsSupport()));`;
+    const r = await runCommand(process.execPath, ["--input-type=module", "-e", program], {
+      cwd: project,
+      env: userEnv(),
+    });
+    assertRan(r, "node (peerCredentialsSupport)");
+    assert.deepEqual(JSON.parse(r.stdout), { available: true });
+  });
+
   it("a user of MCP alone gets no LangChain: the optional peers are neither installed nor warned about", async () => {
     for (const peer of [
       "langchain",
