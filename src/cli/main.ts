@@ -18,6 +18,7 @@ import { register as serve } from "./commands/serve.js";
 import { register as apikey } from "./commands/apikey.js";
 import { register as verify } from "./commands/verify.js";
 import { register as workload } from "./commands/workload.js";
+import { register as workloadApi } from "./commands/workload-api.js";
 import { cliContext } from "./context.js";
 import { exitCodeOf } from "./exit.js";
 
@@ -42,7 +43,7 @@ export function buildProgram(): Command {
     .showHelpAfterError()
     .exitOverride();
   const ctx = cliContext(program);
-  for (const group of [authority, verify, registry, policy, issuer, audit, mcp, serve, apikey, workload])
+  for (const group of [authority, verify, registry, policy, issuer, audit, mcp, serve, apikey, workload, workloadApi])
     group(program, ctx);
   return program;
 }

@@ -23,6 +23,7 @@ import { startAuditViewer } from "../../viewer/server.js";
 import { logsIn, type LogTrust } from "../../viewer/watcher.js";
 import type { CliContext } from "../context.js";
 import { usage } from "../exit.js";
+import { waitForSignal } from "../signals.js";
 
 /** How `aztp audit verify` finds the trust source for a log (audit.ts), passed in to keep one copy of the rule. */
 export type AuditTrustSource = (
@@ -124,20 +125,6 @@ export function registerAuditView(audit: Command, ctx: CliContext, trustSource: 
         for (const step of cleanup) await step();
       }
     });
-}
-
-/** Resolves once SIGTERM or SIGINT arrives (a second one ends the process at once, exit 1). */
-function waitForSignal(): Promise<void> {
-  return new Promise((resolve) => {
-    let signalled = false;
-    const onSignal = (): void => {
-      if (signalled) process.exit(1);
-      signalled = true;
-      resolve();
-    };
-    process.on("SIGTERM", onSignal);
-    process.on("SIGINT", onSignal);
-  });
 }
 
 /** LOG arguments as files and folders (the default `<home>/audit/`); a missing one fails here. */
