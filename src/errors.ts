@@ -424,6 +424,17 @@ export const ErrorCodes = {
   WORKLOAD_API_PEER_SOCKET_INVALID: "ERR_WORKLOAD_API_PEER_SOCKET_INVALID",
   /** The kernel refused to give a Unix socket peer's credentials (the message has its error). */
   WORKLOAD_API_PEER_CREDENTIALS_FAILED: "ERR_WORKLOAD_API_PEER_CREDENTIALS_FAILED",
+  // The SPIFFE Workload API as a source of identities (workload-api/client.ts, source.ts; client/workload-api-authority.ts)
+  /** The Workload API endpoint cannot be reached, or failed the call (UNAVAILABLE and the like; the endpoint's words kept). */
+  WORKLOAD_API_ENDPOINT_UNAVAILABLE: "ERR_WORKLOAD_API_ENDPOINT_UNAVAILABLE",
+  /** The endpoint refused the call as malformed (INVALID_ARGUMENT): not retried. */
+  WORKLOAD_API_REQUEST_INVALID: "ERR_WORKLOAD_API_REQUEST_INVALID",
+  /** The endpoint has no identity for this workload (PERMISSION_DENIED): no registration entry matches it. */
+  WORKLOAD_API_PERMISSION_DENIED: "ERR_WORKLOAD_API_PERMISSION_DENIED",
+  /** The endpoint hands out no SVID that the name given selects (by SPIFFE ID or hint). */
+  WORKLOAD_API_SVID_NOT_FOUND: "ERR_WORKLOAD_API_SVID_NOT_FOUND",
+  /** What a Workload API source cannot do (issue children, revoke, attach policies, ...): `rule` names the operation. */
+  WORKLOAD_API_OPERATION_UNSUPPORTED: "ERR_WORKLOAD_API_OPERATION_UNSUPPORTED",
 
   // Any layer
   /** An argument to a function or an option is not what it must be; the message names it and the rule. */

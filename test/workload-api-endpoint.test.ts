@@ -20,6 +20,7 @@ import { samePublicKey } from "../src/spiffe/keys.js";
 import { verifyX509Svid } from "../src/spiffe/x509svid.js";
 import { createPrivateKey } from "node:crypto";
 import { WorkloadApiEndpoint } from "../src/workload-api/endpoint.js";
+import { splitDerCertificates } from "../src/workload-api/svids.js";
 import { FileWorkloadEntryStore, registerWorkloadEntry } from "../src/workload-api/entries.js";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
@@ -98,26 +99,9 @@ class Stream {
   }
 }
 
+/** The chain or bundle of a message, read back by the library's own reader (svids.ts). */
 function splitDer(data: Uint8Array): Certificate[] {
-  const out: Certificate[] = [];
-  let i = 0;
-  while (i < data.length) {
-    const first = data[i + 1]!;
-    let len: number;
-    let head: number;
-    if (first < 0x80) {
-      len = first;
-      head = 2;
-    } else {
-      const n = first & 0x7f;
-      len = 0;
-      for (let j = 0; j < n; j++) len = len * 256 + data[i + 2 + j]!;
-      head = 2 + n;
-    }
-    out.push(Certificate.fromDer(data.subarray(i, i + head + len)));
-    i += head + len;
-  }
-  return out;
+  return splitDerCertificates(data, "test");
 }
 
 /** Runs `node -e` as `runAs` (uid and gid), calling the endpoint; prints the answer as JSON. */

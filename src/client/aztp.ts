@@ -31,6 +31,7 @@ import { AgentIdentity } from "./identity.js";
 import { closeHomeAudits } from "./home-audit.js";
 import { Trust } from "../invocation/trust.js";
 import { RemoteAuthority } from "./remote-authority.js";
+import { WorkloadApiAuthority } from "./workload-api-authority.js";
 import type { AuditWriter } from "../audit/writer.js";
 import type { TrustBundle } from "../spiffe/bundle.js";
 
@@ -64,6 +65,12 @@ export interface AztpConfig {
   home?: string | undefined;
   /** X.509-SVID lifetime in seconds (default 3600); rotation happens at half of it. */
   svidTtlSeconds?: number | undefined;
+  /**
+   * A SPIFFE Workload API endpoint (`unix:///run/spire/agent.sock`: SPIRE's agent, or
+   * `aztp workload-api`): identities then come from it, not from an authority of this client.
+   * Else SPIFFE_ENDPOINT_SOCKET, when neither `baseUrl` nor a home (`home`, AZTP_HOME) is given.
+   */
+  workloadApi?: string | undefined;
 }
 
 export interface SecureConnectOptions {
@@ -172,28 +179,32 @@ export class Aztp {
    */
   authority(): Promise<Authority> {
     const home = resolve(this.config.home ?? process.env.AZTP_HOME ?? ".aztp");
+    let workloadApi: string | undefined;
+    try {
+      workloadApi = this.#workloadApiAddress();
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    if (workloadApi !== undefined)
+      return this.#connecting(() =>
+        WorkloadApiAuthority.connect(workloadApi, home).then((a) => {
+          announceWorkloadApi(a.address);
+          return a;
+        }),
+      );
     if (this.config.baseUrl !== undefined) {
-      if (this.#authority !== undefined) return this.#authority;
       const c = this.config;
-      const connecting = RemoteAuthority.connect({
-        baseUrl: c.baseUrl as string,
-        home,
-        apiKey: c.apiKey,
-        trustBundle: c.trustBundle,
-        allowInsecureHttp: c.allowInsecureHttp,
-        serverId: c.serverId,
-        refreshHintSeconds: c.refreshHintSeconds,
-      });
-      // A failed connect is not kept (nor the trust built on it): the next call tries again,
-      // the service may be back.
-      connecting.catch(() => {
-        if (this.#authority === connecting) {
-          this.#authority = undefined;
-          this.#trust = undefined;
-        }
-      });
-      this.#authority = connecting;
-      return connecting;
+      return this.#connecting(() =>
+        RemoteAuthority.connect({
+          baseUrl: c.baseUrl as string,
+          home,
+          apiKey: c.apiKey,
+          trustBundle: c.trustBundle,
+          allowInsecureHttp: c.allowInsecureHttp,
+          serverId: c.serverId,
+          refreshHintSeconds: c.refreshHintSeconds,
+        }),
+      );
     }
     this.#authority ??= EmbeddedAuthority.open(home, {
       create: true,
@@ -202,6 +213,44 @@ export class Aztp {
         : {}),
     });
     return this.#authority;
+  }
+
+  /**
+   * An authority reached over a connection (a remote one, a Workload API endpoint), connected
+   * once. A failed connect is not kept (nor the trust built on it): the next call tries again,
+   * the service may be back.
+   */
+  #connecting(connect: () => Promise<Authority>): Promise<Authority> {
+    if (this.#authority !== undefined) return this.#authority;
+    const connecting = connect();
+    connecting.catch(() => {
+      if (this.#authority === connecting) {
+        this.#authority = undefined;
+        this.#trust = undefined;
+      }
+    });
+    this.#authority = connecting;
+    return connecting;
+  }
+
+  /**
+   * The Workload API endpoint identities come from: `workloadApi`, else SPIFFE_ENDPOINT_SOCKET
+   * when nothing else says where they come from (no `baseUrl`, no home).
+   */
+  #workloadApiAddress(): string | undefined {
+    const c = this.config;
+    if (c.workloadApi !== undefined) {
+      if (c.baseUrl !== undefined)
+        throw new AztpError(
+          ErrorCodes.ARGUMENT_INVALID,
+          "give workloadApi or baseUrl, not both: identities come from one place",
+        );
+      return c.workloadApi;
+    }
+    const env = process.env.SPIFFE_ENDPOINT_SOCKET;
+    if (env === undefined || env === "" || c.baseUrl !== undefined || c.home !== undefined) return undefined;
+    const home = process.env.AZTP_HOME;
+    return home === undefined || home === "" ? env : undefined;
   }
 
   /**
@@ -227,6 +276,7 @@ export class Aztp {
       );
     }
     const authority = await this.authority();
+    if (authority instanceof WorkloadApiAuthority) return this.#bindWorkloadSvid(authority, agent, name, options);
     const linkTo = options.linkTo ?? [];
     if (!Array.isArray(linkTo)) throw new AztpError(ErrorCodes.ARGUMENT_INVALID, "linkTo must be an array of AZTP IDs");
     const key = await generateWorkloadKey();
@@ -251,6 +301,48 @@ export class Aztp {
     else {
       identity = new AgentIdentity(authority, record, key.privateKey, svid.chainPem, this.config.svidTtlSeconds);
       this.#live.set(record.aztpId, identity);
+    }
+    return attachIdentity(agent, identity);
+  }
+
+  /**
+   * secureConnect on a Workload API source: binds the SVID the endpoint hands out that `name`
+   * selects (by SPIFFE ID or hint, or the only one), and follows it as the endpoint rotates it.
+   * Nothing is issued, so what an issuance would set (a parent, links, metadata) is refused.
+   */
+  #bindWorkloadSvid<T extends object>(
+    authority: WorkloadApiAuthority,
+    agent: T,
+    name: string,
+    options: SecureConnectOptions,
+  ): SecuredAgent<T> {
+    const asked = (["parentIdentity", "linkTo", "metadata", "isGlobalIdentity"] as const).filter(
+      (k) => options[k] !== undefined && options[k] !== null,
+    );
+    if (asked.length > 0)
+      throw new AztpError(
+        ErrorCodes.WORKLOAD_API_OPERATION_UNSUPPORTED,
+        `secureConnect on a Workload API source binds an SVID the endpoint already issued: ${asked.join(", ")} cannot be set here (register them at the issuing authority)`,
+        { rule: "issue" },
+      );
+    const svid = authority.select(name);
+    if (options.trustDomain !== undefined && TrustDomain.parse(options.trustDomain).name !== svid.record.trustDomain)
+      throw new AztpError(
+        ErrorCodes.WORKLOAD_API_SVID_NOT_FOUND,
+        `the SVID ${JSON.stringify(name)} selects is of ${svid.record.trustDomain}, not ${options.trustDomain}`,
+      );
+    let identity = this.#live.get(svid.record.aztpId);
+    if (identity) identity.installSvid(svid.key, svid.chainPem);
+    else {
+      const held = new AgentIdentity(authority, svid.record, svid.key, svid.chainPem, undefined, "pushed");
+      authority.follow(
+        svid.record.spiffeId,
+        (next) => held.installSvid(next.key, next.chainPem),
+        // Lost: the identity reads as revoked (isRevoked) until the endpoint hands it out again.
+        () => undefined,
+      );
+      this.#live.set(svid.record.aztpId, held);
+      identity = held;
     }
     return attachIdentity(agent, identity);
   }
@@ -536,4 +628,19 @@ export class Aztp {
           () => undefined,
         );
   }
+}
+
+let announced = false;
+
+/**
+ * Said once per process, when identities first come from a Workload API: what differs from an
+ * authority of this client's (a guarantee turned off is said at start).
+ */
+function announceWorkloadApi(address: string): void {
+  if (announced) return;
+  announced = true;
+  process.emitWarning(
+    `identities come from the Workload API at ${address}: SVIDs rotate as it pushes them; it carries no revocation list (an identity is good until its SVID expires, unless the endpoint stops handing it out); issuing, revoking, links, attached policies and tokens belong to the issuing authority`,
+    { type: "AztpNotice", code: "AZTP_WORKLOAD_API_SOURCE" },
+  );
 }

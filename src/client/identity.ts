@@ -45,8 +45,21 @@ export class AgentIdentity extends EventEmitter<IdentityEvents> {
   /** When the current SVID arrived: its notBefore is back-dated, so half-life counts from here. */
   #installedAt = Date.now();
 
+  /**
+   * Who renews the SVID: this object at half-life ("renew", through the authority), or whoever
+   * pushes new ones with installSvid ("pushed": a Workload API endpoint's stream).
+   */
+  readonly #rotation: "renew" | "pushed";
+
   /** @internal created by the client after issuance. */
-  constructor(authority: Authority, record: IdentityRecord, key: KeyObject, chainPem: string, ttlSeconds?: number) {
+  constructor(
+    authority: Authority,
+    record: IdentityRecord,
+    key: KeyObject,
+    chainPem: string,
+    ttlSeconds?: number,
+    rotation: "renew" | "pushed" = "renew",
+  ) {
     super();
     this.#authority = authority;
     this.#parentIdentity = record.parentIdentity;
@@ -57,6 +70,7 @@ export class AgentIdentity extends EventEmitter<IdentityEvents> {
     this.trustDomain = record.trustDomain;
     this.id = SpiffeId.parse(record.spiffeId);
     this.#ttlSeconds = ttlSeconds;
+    this.#rotation = rotation;
     this.#key = key;
     this.#chain = Certificate.parsePem(chainPem);
     this.#chainPem = chainPem;
@@ -217,7 +231,7 @@ export class AgentIdentity extends EventEmitter<IdentityEvents> {
 
   #schedule(): void {
     clearTimeout(this.#timer);
-    if (this.#closed) return;
+    if (this.#closed || this.#rotation === "pushed") return;
     const leaf = this.#chain[0];
     if (!leaf) return;
     // The authority back-dates notBefore (clock skew); measuring from it would put half-life
