@@ -1,0 +1,127 @@
+/**
+ * The Workload API source against an endpoint that is not ours: a fake SPIRE agent built from the
+ * official workload.proto with its own CA and JWT key (test/helpers/fake-spire-agent.ts). The
+ * client and every wrapper run on SPIRE-style identities with no authority of this library in
+ * sight: what it proves is that the source depends on the Workload API alone.
+ */
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { InMemoryTransport } from "@modelcontextprotocol/sdk/inMemory.js";
+import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
+import { z } from "zod";
+import { Aztp } from "../src/client/aztp.js";
+import type { AgentIdentity } from "../src/client/identity.js";
+import { secureMcpClient, secureMcpServer } from "../src/mcp/index.js";
+import { validateJwtSvid } from "../src/spiffe/jwtsvid.js";
+import { startFakeSpireAgent, type FakeSpireAgent } from "./helpers/fake-spire-agent.js";
+
+const TOOLS = "spiffe://spire.example/ns/tools/sa/weather";
+const AGENT = "spiffe://spire.example/ns/agents/sa/planner";
+
+async function until(done: () => boolean, what: string, ms = 5000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!done()) {
+    if (Date.now() > deadline) throw new Error(`${what} did not happen within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+for (const removal of ["empty-update", "permission-denied"] as const) {
+  describe(`a client on a SPIRE-like agent (its own CA; identities removed by ${removal})`, () => {
+    const dir = mkdtempSync(join(tmpdir(), "aztp-spire-src-"));
+    let spire: FakeSpireAgent;
+    const clients: Aztp[] = [];
+    const client = (): Aztp => {
+      const c = new Aztp({ workloadApi: `unix://${join(dir, "agent.sock")}`, home: join(dir, "client-home") });
+      clients.push(c);
+      return c;
+    };
+
+    before(async () => {
+      spire = await startFakeSpireAgent({
+        socketPath: join(dir, "agent.sock"),
+        trustDomain: "spire.example",
+        identities: [
+          { spiffeId: TOOLS, hint: "weather" },
+          { spiffeId: AGENT, hint: "planner" },
+        ],
+        federated: [{ trustDomain: "partner.example" }],
+        intermediate: removal === "permission-denied",
+        whenIdentitiesRemoved: removal,
+      });
+    });
+    after(async () => {
+      for (const c of clients) await (await c.authority()).close?.();
+      await spire?.close();
+      rmSync(dir, { recursive: true, force: true });
+    });
+
+    it("binds SPIRE's SVID by hint and verifies it against SPIRE's bundle; the federated bundle is there too", async () => {
+      const c = client();
+      const agent = await c.secureConnect({}, "planner");
+      assert.equal(agent.identity.spiffeId, AGENT);
+      assert.equal(agent.identity.trustDomain, "spire.example");
+      assert.equal(await agent.identity.verify(), true);
+      const authority = await c.authority();
+      assert.equal(authority.defaultTrustDomain, "spire.example");
+      assert.ok((authority.getBundleForTrustDomain("partner.example")?.x509Authorities.length ?? 0) > 0);
+      assert.equal(authority.getBundleForTrustDomain("aztp.local"), undefined, "nothing of this library's authority");
+    });
+
+    it("an MCP server and client on SPIRE's identities sign, verify and receipt a tool call", async () => {
+      const mcp = new McpServer({ name: "weather", version: "1.0.0" });
+      mcp.registerTool("forecast", { inputSchema: { city: z.string() } }, ({ city }) => ({
+        content: [{ type: "text", text: `rain in ${city}` }],
+      }));
+      const server = await secureMcpServer(mcp, { client: client(), name: "weather" });
+      const mcpClient = new Client({ name: "planner", version: "1.0.0" });
+      const secured = await secureMcpClient(mcpClient, { client: client(), name: "planner" });
+      const [a, b] = InMemoryTransport.createLinkedPair();
+      await server.connect(b);
+      await mcpClient.connect(a);
+      try {
+        assert.equal(secured.aztpServer.serverId?.toString(), TOOLS);
+        const res = await mcpClient.callTool({ name: "forecast", arguments: { city: "Bergen" } });
+        assert.deepEqual(res.content, [{ type: "text", text: "rain in Bergen" }]);
+      } finally {
+        await mcpClient.close();
+        await server.close();
+      }
+    });
+
+    it("follows SPIRE's pushes: a rotation (new key), a new JWT key, and identities taken away", async () => {
+      const c = client();
+      const agent = await c.secureConnect({}, "planner");
+      const identity: AgentIdentity = agent.identity;
+      const before = identity.serial;
+      const rotated = new Promise<string>((resolve) => identity.once("rotated", (e) => resolve(e.serial)));
+      await spire.rotate();
+      assert.notEqual(await rotated, before);
+      assert.equal(await identity.verify(), true);
+
+      const authority = await c.authority();
+      const version = authority.version ?? 0;
+      await spire.rotateJwtKey();
+      await until(() => (authority.version ?? 0) !== version, "the new JWT key");
+      const token = await identity.jwtSvid("spiffe://spire.example/ledger");
+      assert.equal(
+        validateJwtSvid(token, authority.bundleSet(), { audience: "spiffe://spire.example/ledger" }).id.toString(),
+        AGENT,
+      );
+
+      await spire.setIdentities([]);
+      await until(() => identity.status === "revoked", "the identity taken away");
+      assert.equal(identity.valid, false);
+      await spire.setIdentities([
+        { spiffeId: TOOLS, hint: "weather" },
+        { spiffeId: AGENT, hint: "planner" },
+      ]);
+      await until(() => identity.status === "active", "the identity given back", 10_000);
+      assert.equal(identity.valid, true);
+    });
+  });
+}
