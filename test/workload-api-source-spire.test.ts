@@ -12,12 +12,17 @@ import { after, before, describe, it } from "node:test";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { InMemoryTransport } from "@modelcontextprotocol/sdk/inMemory.js";
 import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
+import { AIMessage, fakeModel } from "langchain";
 import { z } from "zod";
 import { Aztp } from "../src/client/aztp.js";
 import type { AgentIdentity } from "../src/client/identity.js";
+import { ErrorCodes } from "../src/errors.js";
+import { createSecureAgent, secureTool } from "../src/langchain/index.js";
 import { secureMcpClient, secureMcpServer } from "../src/mcp/index.js";
+import { SpiffeId } from "../src/spiffe/spiffeid.js";
 import { validateJwtSvid } from "../src/spiffe/jwtsvid.js";
 import { startFakeSpireAgent, type FakeSpireAgent } from "./helpers/fake-spire-agent.js";
+import { adder, answerTo, assertReceipted } from "./helpers/langchain-util.js";
 
 const TOOLS = "spiffe://spire.example/ns/tools/sa/weather";
 const AGENT = "spiffe://spire.example/ns/agents/sa/planner";
@@ -91,6 +96,26 @@ for (const removal of ["empty-update", "permission-denied"] as const) {
         await mcpClient.close();
         await server.close();
       }
+    });
+
+    it("a LangChain agent on SPIRE's identity calls a tool secured on another: signed, verified, receipted; tools of its own would need issuing, refused with the code", async () => {
+      const c = client();
+      const add = adder();
+      const tool = await secureTool(add.tool, { client: client(), name: "weather" });
+      const model = fakeModel()
+        .respondWithTools([{ name: "add", args: { a: 2, b: 3 }, id: "call_1" }])
+        .respond(new AIMessage("done"));
+      const agent = await createSecureAgent({ client: c, name: "planner", model, tools: [tool] });
+      assert.equal(agent.identity.spiffeId, AGENT);
+      const result = await agent.invoke({ messages: [{ role: "user", content: "2+3" }] });
+      assert.deepEqual(add.runs, [{ a: 2, b: 3 }]);
+      const m = answerTo(result, "call_1");
+      assert.equal(m.content, "5");
+      assertReceipted(m, SpiffeId.parse(TOOLS).aztpId);
+      await assert.rejects(
+        createSecureAgent({ client: c, name: "planner", model: fakeModel(), tools: [adder("own").tool] }),
+        { code: ErrorCodes.WORKLOAD_API_OPERATION_UNSUPPORTED },
+      );
     });
 
     it("follows SPIRE's pushes: a rotation (new key), a new JWT key, and identities taken away", async () => {
