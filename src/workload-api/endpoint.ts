@@ -101,6 +101,8 @@ export class WorkloadApiEndpoint {
   #refreshing: Promise<void> | undefined;
   #closed = false;
   #storeFailing = false;
+  /** What each entry's SVID last failed with, said once (#warnOnce). */
+  readonly #failing = new Map<string, string>();
 
   private constructor(options: WorkloadApiEndpointOptions, listener: net.Server) {
     this.socketPath = options.socketPath;
@@ -272,8 +274,12 @@ export class WorkloadApiEndpoint {
       try {
         const svid = await this.#svids.get(entry);
         if (svid !== undefined) out.push(svid);
+        this.#failing.delete(entry.entryId);
       } catch (e) {
-        this.#warn(`no SVID for entry ${entry.entryId} (${entry.spiffeId}): ${(e as Error).message}`);
+        this.#warnOnce(
+          entry.entryId,
+          `no SVID for entry ${entry.entryId} (${entry.spiffeId}): ${(e as Error).message}`,
+        );
       }
     }
     return out;
@@ -363,6 +369,13 @@ export class WorkloadApiEndpoint {
     }
   }
 
+  /** Says a failure of an entry once, not on every stream and tick, until it changes or clears. */
+  #warnOnce(entryId: string, message: string): void {
+    if (this.#failing.get(entryId) === message) return;
+    this.#failing.set(entryId, message);
+    this.#warn(message);
+  }
+
   /** One refresh at a time; a tick that finds one running skips. */
   async #tick(): Promise<void> {
     if (this.#refreshing !== undefined || this.#closed) return;
@@ -387,9 +400,14 @@ export class WorkloadApiEndpoint {
       for (const entryId of this.#svids.due()) {
         const entry = this.#entries.get(entryId);
         if (entry === undefined) continue;
-        await this.#svids.get(entry).catch((e: unknown) => {
-          this.#warn(`the SVID of entry ${entryId} (${entry.spiffeId}) could not be renewed: ${(e as Error).message}`);
-        });
+        await this.#svids.get(entry).then(
+          () => this.#failing.delete(entryId),
+          (e: unknown) =>
+            this.#warnOnce(
+              entryId,
+              `the SVID of entry ${entryId} (${entry.spiffeId}) could not be renewed: ${(e as Error).message}`,
+            ),
+        );
       }
     })();
     this.#refreshing = run;
