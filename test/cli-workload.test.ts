@@ -1,19 +1,21 @@
 /**
- * `aztp workload register | list | delete` through the real CLI, on a home folder and on
- * PostgreSQL (`--store postgres://… --kek-file`; skipped, saying so, without AZTP_TEST_PG_URL):
+ * `aztp workload register | list | delete` through the real CLI, on a home folder, on
+ * PostgreSQL (`--store postgres://… --kek-file`; skipped, saying so, without AZTP_TEST_PG_URL)
+ * and against a real `aztp serve` (`--server`, a scoped key too):
  * register, the identical entry refused, list (--json and the table), delete, delete again
  * refused with its code; the entry's SPIFFE ID is an identity `aztp list` shows and `aztp
  * revoke` revokes.
  */
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { writeFileSync } from "node:fs";
+import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it, type TestContext } from "node:test";
 import { EmbeddedAuthority } from "../src/authority/authority.js";
 import { openPostgresStores } from "../src/store/postgres/index.js";
 import { aztpCli, assertExit, runTs, CLI, tempDir } from "./helpers/authority-util.js";
 import { pgDatabase, skipWithoutPg } from "./helpers/pg.js";
+import { startServe } from "./helpers/serve-util.js";
 
 const WEB = "spiffe://example.org/ns/default/sa/web";
 
@@ -128,13 +130,37 @@ describe("aztp workload", () => {
     }
   });
 
-  it("usage errors exit 2: no --selector; --server without --store", async (t) => {
+  it("the same against aztp serve (--server URL --api-key K --trust-bundle F): the service's entries and codes; a scoped key refused outside its scope", async (t) => {
+    const s = await startServe(t, { trustDomain: "example.org", logLevel: "error" });
+    const bundle = join(tempDir(t, "bundle"), "bundle.pem");
+    writeFileSync(bundle, s.bundlePem);
+    // A home the CLI is pointed at but must not use in remote mode.
+    const localHome = join(tempDir(t, "local"), "never");
+    const server = ["--server", s.url, "--trust-bundle", bundle, "--api-key", s.apiKey];
+    await flow(localHome, server);
+    assert.equal(existsSync(localHome), false, "the local home is not touched");
+
+    const { key } = await s.newKey({ idPrefix: "spiffe://example.org/node-a" }, "node-a");
+    const scoped = ["--server", s.url, "--trust-bundle", bundle, "--api-key", key];
+    const register = (id: string) =>
+      aztpCli(localHome, ["workload", "register", ...scoped, "--spiffe-id", id, "--selector", "unix:uid:7"]);
+    const outside = await register("spiffe://example.org/node-b/web");
+    assertExit(outside, 1, "an ID outside the key's scope");
+    assert.equal(outside.json.error.code, "ERR_SERVE_API_KEY_SCOPE_DENIED");
+    const inside = await register("spiffe://example.org/node-a/web");
+    assertExit(inside, 0, "the twin in scope");
+    const listed = await aztpCli(localHome, ["workload", "list", ...scoped]);
+    assertExit(listed, 0, "list");
+    assert.deepEqual(listed.json.entries, [inside.json.entry]);
+  });
+
+  it("usage errors exit 2: no --selector; --kek-file with --server", async (t) => {
     const home = tempDir(t);
     const none = await aztpCli(home, ["workload", "register", "--spiffe-id", WEB]);
     assertExit(none, 2, "no --selector");
-    const remote = await aztpCli(home, ["--server", "https://127.0.0.1:1", "workload", "list"]);
-    assertExit(remote, 2, "--server");
-    assert.match(remote.json.error.message, /--store/);
+    const remote = await aztpCli(home, ["--server", "https://127.0.0.1:1", "workload", "list", "--kek-file", "k"]);
+    assertExit(remote, 2, "--kek-file with --server");
+    assert.match(remote.json.error.message, /--kek-file/);
   });
 
   it("a folder without an authority is refused, naming it", async (t) => {

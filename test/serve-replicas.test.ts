@@ -13,6 +13,7 @@ import { FileApiKeyStore } from "../src/store/api-keys.js";
 import { openFileAuditStore } from "../src/serve/audit-store.js";
 import { jsonLogger } from "../src/serve/log.js";
 import { backendFromStores } from "../src/serve/open.js";
+import { FileWorkloadEntryStore } from "../src/workload-api/entries.js";
 import { startServe } from "../src/serve/server.js";
 import { generateWorkloadKey } from "../src/spiffe/csr.js";
 import { encodePem } from "../src/spiffe/pem.js";
@@ -30,6 +31,7 @@ describe("aztp serve replicas on one store", () => {
         registry: new FileRegistryStore(home),
         ca: new FileCaStore(home),
         apiKeys: new FileApiKeyStore(home),
+        workloadEntries: new FileWorkloadEntryStore(home),
         audit: await openFileAuditStore(join(tempDir(t, `audit${n}`))),
         close: async () => undefined,
       });

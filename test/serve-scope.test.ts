@@ -102,6 +102,8 @@ interface RouteCase {
   ok: number;
 }
 
+let entrySelectors = 0;
+
 const ROUTES: RouteCase[] = [
   {
     route: "POST /v1/identities",
@@ -196,6 +198,20 @@ const ROUTES: RouteCase[] = [
       },
     ],
     ok: 200,
+  },
+  {
+    route: "POST /v1/identities/register",
+    request: async (t) => ["/v1/identities/register", { body: { spiffeId: t.id } }],
+    ok: 200,
+  },
+  {
+    route: "POST /v1/workload-entries",
+    // Selectors of its own each time: the same ID with the same selectors is the identical entry (409).
+    request: async (t) => [
+      "/v1/workload-entries",
+      { body: { spiffeId: t.id, selectors: [`unix:uid:${++entrySelectors}`] } },
+    ],
+    ok: 201,
   },
 ];
 

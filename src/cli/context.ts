@@ -9,7 +9,7 @@ import type { Command } from "commander";
 import { EmbeddedAuthority } from "../authority/authority.js";
 import type { IdentityRecord } from "../authority/registry.js";
 import { AztpError, ErrorCodes } from "../errors.js";
-import { RemoteAuthority } from "../client/remote-authority.js";
+import { RemoteAuthority, type RemoteAuthorityOptions } from "../client/remote-authority.js";
 
 export interface GlobalOptions {
   home?: string;
@@ -34,9 +34,17 @@ export interface CliContext {
    * when `fn` ends), else the home's.
    */
   withAuthority<T>(fn: (authority: CliAuthority) => Promise<T>): Promise<T>;
+  /**
+   * The remote authority --server names, connected with --api-key and --trust-bundle (or their
+   * variables) and `extra`; undefined without --server. The caller closes it.
+   */
+  remote(extra?: RemoteConnectExtra): Promise<RemoteAuthority | undefined>;
   /** Prints `value` as JSON with --json, else `human()`, on stdout. */
   out(value: unknown, human: () => string): void;
 }
+
+/** What a command may set of the remote authority's options beyond the global ones. */
+export type RemoteConnectExtra = Pick<RemoteAuthorityOptions, "refreshHintSeconds">;
 
 export function homeOf(opts: GlobalOptions): string {
   return resolve(opts.home ?? process.env.AZTP_HOME ?? ".aztp");
@@ -58,7 +66,7 @@ export function cliContext(program: Command): CliContext {
   program
     .option(
       "--server <url>",
-      "a remote `aztp serve` (else AZTP_SERVER): list, revoke, reissue, link, discover, policy and issuer go to it",
+      "a remote `aztp serve` (else AZTP_SERVER): list, revoke, reissue, link, discover, policy, issuer, workload and workload-api go to it",
     )
     .option(
       "--api-key <key>",
@@ -73,26 +81,32 @@ export function cliContext(program: Command): CliContext {
     const s = options().server ?? process.env.AZTP_SERVER;
     return s === undefined || s === "" ? undefined : s;
   };
+  const remote = async (extra: RemoteConnectExtra = {}): Promise<RemoteAuthority | undefined> => {
+    const url = server();
+    if (url === undefined) return undefined;
+    const o = options();
+    const apiKey = o.apiKey ?? process.env.AZTP_API_KEY;
+    const trustBundle = o.trustBundle ?? process.env.AZTP_TRUST_BUNDLE;
+    return RemoteAuthority.connect({
+      baseUrl: url,
+      home: homeOf(o),
+      ...(apiKey !== undefined && apiKey !== "" ? { apiKey } : {}),
+      ...(trustBundle !== undefined && trustBundle !== "" ? { trustBundle } : {}),
+      ...(extra.refreshHintSeconds !== undefined ? { refreshHintSeconds: extra.refreshHintSeconds } : {}),
+    });
+  };
   return {
     options,
     home: () => homeOf(options()),
     server,
+    remote,
     async withAuthority(fn) {
-      const url = server();
-      if (url === undefined) return fn(await EmbeddedAuthority.open(homeOf(options())));
-      const o = options();
-      const apiKey = o.apiKey ?? process.env.AZTP_API_KEY;
-      const trustBundle = o.trustBundle ?? process.env.AZTP_TRUST_BUNDLE;
-      const remote = await RemoteAuthority.connect({
-        baseUrl: url,
-        home: homeOf(o),
-        ...(apiKey !== undefined && apiKey !== "" ? { apiKey } : {}),
-        ...(trustBundle !== undefined && trustBundle !== "" ? { trustBundle } : {}),
-      });
+      const connected = await remote();
+      if (connected === undefined) return fn(await EmbeddedAuthority.open(homeOf(options())));
       try {
-        return await fn(remote);
+        return await fn(connected);
       } finally {
-        await remote.close();
+        await connected.close();
       }
     },
     out(value, human) {

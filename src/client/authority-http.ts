@@ -13,8 +13,8 @@
  *   the embedded authority. A connection that fails (refused, reset, timed out) is
  *   ERR_AUTHORITY_REMOTE_UNAVAILABLE naming the URL and the cause.
  * - Idempotent GETs are retried once on a connection failure other than a timeout (a
- *   keep-alive socket the server closed meanwhile is the usual cause); POSTs never are, since
- *   the first may have landed.
+ *   keep-alive socket the server closed meanwhile is the usual cause); POSTs and DELETEs never
+ *   are, since the first may have landed.
  */
 import http from "node:http";
 import https from "node:https";
@@ -153,6 +153,14 @@ export class AuthorityHttp {
   }
 
   /**
+   * DELETE `path`; never retried here: a first request that landed would make the second's
+   * "not found" look like a failure.
+   */
+  delete<T>(path: string, options: RequestOptions = {}): Promise<T> {
+    return this.#once<T>("DELETE", path, undefined, options);
+  }
+
+  /**
    * POST `params` as an HTML form (the OAuth token endpoint's media type); never retried. An
    * OAuth error answer (`{ error, error_description, code }`) comes back as the AztpError of its
    * `code`. A list value sends its parameter once per value (RFC 8707's repeated `resource`).
@@ -167,7 +175,7 @@ export class AuthorityHttp {
   }
 
   #once<T>(
-    method: "GET" | "POST",
+    method: "GET" | "POST" | "DELETE",
     path: string,
     body: { json: unknown } | { form: Readonly<Record<string, FormValue>> } | undefined,
     options: RequestOptions,

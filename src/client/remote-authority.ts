@@ -55,6 +55,7 @@ import {
 } from "./bundle-feed.js";
 import { RemoteAuditLog } from "./remote-audit.js";
 import { RevocationFeed } from "./revocation-feed.js";
+import { RemoteWorkloadEntryStore, type RemoteWorkloadEntryStoreOptions } from "./remote-workload-entries.js";
 
 export interface RemoteAuthorityOptions {
   /** The service, e.g. https://aztp.internal:8443 (plain http only to loopback, or with allowInsecureHttp). */
@@ -479,6 +480,33 @@ export class RemoteAuthority implements Authority {
     await this.#bundles.refresh(td);
     await this.#revocations.refresh(td);
     if (!this.#trustDomains.includes(td)) this.#trustDomains = [...this.#trustDomains, td];
+  }
+
+  /**
+   * Registers `spiffeId` as it is (any path of a trust domain the service holds) or finds its
+   * active record, issuing nothing (POST /v1/identities/register): the identity of a Workload
+   * API entry, as EmbeddedAuthority.registerSpiffeId, so `registerWorkloadEntry` works on this
+   * authority too. The key must cover the ID.
+   */
+  async registerSpiffeId(
+    spiffeId: string,
+    options: { metadata?: Record<string, unknown> } = {},
+  ): Promise<IdentityRecord> {
+    const answer = await this.#http.post<{ record?: unknown }>("v1/identities/register", {
+      spiffeId: SpiffeId.parse(spiffeId).toString(),
+      ...(options.metadata !== undefined ? { metadata: options.metadata } : {}),
+    });
+    const record = recordOf(answer.record, "POST /v1/identities/register");
+    this.#hold(record);
+    return structuredClone(record);
+  }
+
+  /**
+   * The service's Workload API registration entries (`/v1/workload-entries`), on this
+   * authority's transport: those whose SPIFFE ID the key covers. Closed with the authority.
+   */
+  workloadEntries(options: RemoteWorkloadEntryStoreOptions = {}): RemoteWorkloadEntryStore {
+    return new RemoteWorkloadEntryStore(this.#http, options);
   }
 
   /**

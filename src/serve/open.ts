@@ -20,6 +20,7 @@ import { CertificateAuthority, type IssuedSvid } from "../authority/ca.js";
 import type { CaStore } from "../authority/ca-store.js";
 import { FileCaStore } from "../authority/file-ca-store.js";
 import { FileRegistryStore } from "../authority/file-registry-store.js";
+import type { IdentityRecord } from "../authority/registry.js";
 import type { RegistryStore } from "../authority/registry-store.js";
 import { HomeStore } from "../authority/store.js";
 import { AztpError, ErrorCodes } from "../errors.js";
@@ -27,6 +28,7 @@ import { MemoryReplayCache, type ReplayCache } from "../invocation/replay.js";
 import type { TokenExchangeDeps } from "../people/token-exchange.js";
 import { SpiffeId } from "../spiffe/spiffeid.js";
 import { FileApiKeyStore, type ApiKeyStore } from "../store/api-keys.js";
+import { FileWorkloadEntryStore, type WorkloadEntryStore } from "../workload-api/entries.js";
 import { openFileAuditLog, WriterAuditStore, type ServeAuditStore } from "./audit-store.js";
 import { ServiceAuditSigner } from "./audit-signer.js";
 import { isPostgresUrl, openStores } from "../store/open-stores.js";
@@ -62,6 +64,11 @@ export type ServeAuthority = Pick<
   | "addPersonIssuer"
   | "removePersonIssuer"
 > & {
+  /**
+   * Registers `spiffeId` as it is (any path of a trust domain the authority holds) or finds its
+   * active record, issuing nothing: a Workload API entry's identity (EmbeddedAuthority.registerSpiffeId).
+   */
+  registerSpiffeId(spiffeId: string, options?: { metadata?: Record<string, unknown> }): Promise<IdentityRecord>;
   /** The issuer identifier of the access tokens it mints: the service's public URL, set at start. */
   setOAuthIssuer(issuer: string): void;
   /** An RFC 9068 access token for an active identity (EmbeddedAuthority.mintAccessToken). */
@@ -104,6 +111,8 @@ export interface ServeBackend {
   readonly location: string;
   readonly authority: ServeAuthority;
   readonly apiKeys: ApiKeyStore;
+  /** The Workload API's registration entries, in the same store (closed with it). */
+  readonly workloadEntries: WorkloadEntryStore;
   readonly audit: ServeAuditStore;
   /** Who signs the audit log's checkpoints; null when its log was given unsigned (ServeStores.audit). */
   readonly auditSigning: AuditSigning | null;
@@ -175,6 +184,7 @@ async function openPostgresBackend(location: string, options: OpenBackendOptions
     registry: s.registry,
     ca: s.ca,
     apiKeys: s.apiKeys,
+    workloadEntries: s.workloadEntries,
     audit: {
       ...audit,
       async open(signer) {
@@ -209,6 +219,8 @@ export interface ServeStores {
   registry: RegistryStore;
   ca: CaStore;
   apiKeys: ApiKeyStore;
+  /** The Workload API's registration entries; `close` closes them. */
+  workloadEntries: WorkloadEntryStore;
   /**
    * The audit log: opened once the authority exists, with the service's signer (`open`), or a
    * store already open, whose checkpoints are its own business (tests, embedding).
@@ -321,6 +333,7 @@ export async function backendFromStores(stores: ServeStores): Promise<ServeBacke
     location: stores.location,
     authority,
     apiKeys: stores.apiKeys,
+    workloadEntries: stores.workloadEntries,
     audit,
     auditSigning: signing,
     replay: stores.replay ?? new MemoryReplayCache(),
@@ -354,6 +367,7 @@ async function openHomeBackend(home: string, options: OpenBackendOptions): Promi
     );
   }
   const registry = new FileRegistryStore(store);
+  const workloadEntries = new FileWorkloadEntryStore(store);
   const audit = options.audit ?? {};
   const every = auditCheckpointEvery(audit);
   const intervalSeconds = auditCheckpointInterval(audit);
@@ -363,6 +377,7 @@ async function openHomeBackend(home: string, options: OpenBackendOptions): Promi
     registry,
     ca: new FileCaStore(store),
     apiKeys: new FileApiKeyStore(home),
+    workloadEntries,
     audit: {
       ...audit,
       async open(signer) {
@@ -378,7 +393,9 @@ async function openHomeBackend(home: string, options: OpenBackendOptions): Promi
         };
       },
     },
-    close: () => registry.close(),
+    close: async () => {
+      await Promise.all([registry.close(), workloadEntries.close()]);
+    },
   });
 }
 

@@ -75,7 +75,7 @@ export interface RouteAnswer {
 }
 
 export interface Route {
-  method: "GET" | "POST";
+  method: "GET" | "POST" | "DELETE";
   /** Matched against the whole path; groups become `params`. */
   path: RegExp;
   /**
@@ -308,6 +308,25 @@ export function buildRoutes(s: RouteSettings): Route[] {
         // A mutation reads the committed state under the store's lock itself: no refresh first.
         const r = await a.issueIdentity(req, csr, ttlSeconds === undefined ? {} : { ttlSeconds });
         return ok(svidJson(r), 201);
+      },
+    },
+    {
+      method: "POST",
+      path: /^\/v1\/identities\/register$/,
+      auth: true,
+      handle: async (c) => {
+        const body = await c.body();
+        const extra = Object.keys(body).filter((k) => k !== "spiffeId" && k !== "metadata");
+        if (extra.length > 0)
+          throw new AztpError(
+            ErrorCodes.ARGUMENT_INVALID,
+            `request has unknown member(s): ${extra.slice(0, 5).join(", ")}`,
+          );
+        const id = requireInScope(c.key, reqString(body, "spiffeId", 4096), "spiffeId");
+        const metadata = optObject(body, "metadata");
+        // A mutation reads the committed state under the store's lock itself: no refresh first.
+        const record = await a.registerSpiffeId(id.toString(), metadata === undefined ? {} : { metadata });
+        return ok({ record });
       },
     },
     {

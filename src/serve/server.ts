@@ -20,6 +20,7 @@ import { invalidApiKey, type ApiKeyRecord } from "../store/api-keys.js";
 import { errorBody, statusOf, toServeError } from "./errors.js";
 import { readForm, readJsonObject, sendBytes, sendJson, type FormParams, type JsonObject } from "./http-io.js";
 import { jsonLogger, type Logger, type LogLevel } from "./log.js";
+import { buildWorkloadEntryRoutes } from "./workload-entry-routes.js";
 import { buildPersonIssuerRoutes } from "./person-issuer-routes.js";
 import { buildOAuthRoutes } from "./oauth-routes.js";
 import { AuthorizationCodeFlow } from "./authorization-code.js";
@@ -350,6 +351,7 @@ export async function startServe(options: ServeOptions): Promise<RunningServe> {
   const routes = [
     ...buildRoutes(routeSettings),
     ...buildPersonIssuerRoutes(routeSettings),
+    ...buildWorkloadEntryRoutes(routeSettings),
     ...buildTlogRoutes(backend.audit.published),
     ...buildOAuthRoutes(routeSettings, { scopesSupported, tokenBuckets, accessTokenTtlSeconds, people }),
   ];

@@ -1,7 +1,13 @@
 /**
  * `aztp workload-api --socket PATH`: the SPIFFE Workload API on a Unix socket (docs/workload-api.md),
  * serving the SVIDs and bundles of the authority on `--store` (a home folder, default --home, or
- * PostgreSQL) to the workloads its registration entries (`aztp workload register`) name.
+ * PostgreSQL), or of the remote `aztp serve` --server names, to the workloads its registration
+ * entries (`aztp workload register`) name.
+ *
+ * With --server, the entries, the revocation lists and the bundles are fetched every
+ * `--sync-interval` (default 5 s, SPIRE's agent's sync interval): the endpoint's 250 ms loop reads
+ * what was fetched last, so a revocation or a new entry reaches its streams within about one
+ * interval, and a node asks the service a few requests per interval, not four a second.
  *
  * `--socket` takes a path or SPIFFE_ENDPOINT_SOCKET's `unix:///abs/path` form, else that variable
  * itself. Everything that can be wrong is found before the socket is made: the store, the
@@ -12,9 +18,12 @@
 import { isAbsolute, resolve } from "node:path";
 import type { Command } from "commander";
 import { EmbeddedAuthority } from "../../authority/authority.js";
+import type { Authority } from "../../authority/authority-api.js";
+import type { RemoteAuthority } from "../../client/remote-authority.js";
 import { AztpError, ErrorCodes } from "../../errors.js";
 import { openStores } from "../../store/open-stores.js";
 import { WorkloadApiEndpoint } from "../../workload-api/endpoint.js";
+import type { WorkloadEntryStore } from "../../workload-api/entries.js";
 import { peerCredentialsSupport } from "../../workload-api/peer-credentials.js";
 import type { CliContext } from "../context.js";
 import { usage } from "../exit.js";
@@ -28,7 +37,11 @@ interface WorkloadApiOptions {
   kekFile?: string;
   svidTtl?: string;
   socketMode: string;
+  syncInterval?: string;
 }
+
+/** SPIRE's agent syncs with its server every 5 s by default. */
+const DEFAULT_SYNC_SECONDS = 5;
 
 /** A socket from `--socket` or SPIFFE_ENDPOINT_SOCKET: a path, or `unix:///abs/path`; TCP is refused. */
 export function socketPathOf(text: string, from: string): string {
@@ -57,18 +70,26 @@ export function register(program: Command, ctx: CliContext): void {
       "serve the SPIFFE Workload API on a Unix socket: X.509-SVIDs, JWT-SVIDs and bundles for the workloads `aztp workload register` names, attested by the kernel",
     )
     .option("--socket <path>", "the socket: a path or unix:///path (default: SPIFFE_ENDPOINT_SOCKET)")
-    .option("--store <location>", "a home folder or postgres:// URL (default: --home)")
+    .option("--store <location>", "a home folder or postgres:// URL (default: --server if given, else --home)")
     .option("--kek-file <file>", "key-encryption key of the CA keys in a PostgreSQL store")
     .option(
       "--svid-ttl <duration>",
       "lifetime of the X.509-SVIDs handed out (default: the authority's); renewed at half-life",
     )
     .option("--socket-mode <octal>", "the socket file's permissions (who may connect at all)", "0666")
+    .option(
+      "--sync-interval <duration>",
+      `with --server: how often the entries, revocations and bundles are fetched from the service (default ${DEFAULT_SYNC_SECONDS}s)`,
+    )
     .action(async (o: WorkloadApiOptions) => {
-      if (ctx.server() !== undefined)
-        throw usage(
-          "aztp workload-api runs on the authority's store (--home or --store), not on a remote authority (--server): run it where the store is reachable",
-        );
+      const remote = o.store === undefined && ctx.server() !== undefined;
+      if (remote && o.kekFile !== undefined)
+        throw usage("--kek-file is for a PostgreSQL --store: with --server, the service holds its keys");
+      if (!remote && o.syncInterval !== undefined)
+        throw usage("--sync-interval is for --server: on a store, the endpoint reads the store itself every 250 ms");
+      const syncSeconds =
+        o.syncInterval === undefined ? DEFAULT_SYNC_SECONDS : durationOption("--sync-interval", o.syncInterval);
+      if (syncSeconds < 1) throw usage(`--sync-interval is at least 1s, got ${o.syncInterval}`);
       const env = process.env.SPIFFE_ENDPOINT_SOCKET;
       const socketText = o.socket ?? (env !== undefined && env !== "" ? env : undefined);
       if (socketText === undefined) throw usage("give --socket PATH (or set SPIFFE_ENDPOINT_SOCKET)");
@@ -84,26 +105,63 @@ export function register(program: Command, ctx: CliContext): void {
           `cannot tell callers apart here: ${support.reason}`,
         );
 
-      const stores = await openStores(storeOf(o.store, ctx), { kek: readKekFile(o.kekFile) });
+      const source = remote ? await remoteSource(ctx, syncSeconds) : await storeSource(ctx, o);
       let endpoint: WorkloadApiEndpoint | undefined;
       try {
-        const authority = await EmbeddedAuthority.fromStores(stores, { home: ctx.home() });
-        const entries = await stores.workloadEntries.list();
+        const entries = await source.entries.list();
         endpoint = await WorkloadApiEndpoint.start({
           socketPath,
-          authority,
-          entries: stores.workloadEntries,
+          authority: source.authority,
+          entries: source.entries,
           socketMode,
           svidTtlSeconds,
           onWarning: (message) => process.stderr.write(`aztp workload-api: ${message}\n`),
         });
         process.stdout.write(
-          `serving the SPIFFE Workload API on unix://${socketPath} (mode ${o.socketMode}, ${entries.length} registration entr${entries.length === 1 ? "y" : "ies"}, authority ${stores.location})\n`,
+          `serving the SPIFFE Workload API on unix://${socketPath} (mode ${o.socketMode}, ${entries.length} registration entr${entries.length === 1 ? "y" : "ies"}, authority ${source.location})\n`,
         );
         await waitForSignal();
       } finally {
         await endpoint?.close();
-        await stores.close();
+        await source.close();
       }
     });
+}
+
+/** What the endpoint serves from: an authority, its entries, and how to close both. */
+interface EndpointSource {
+  authority: Authority;
+  entries: WorkloadEntryStore;
+  /** For the start line: the store's location or the service's URL. */
+  location: string;
+  close(): Promise<void>;
+}
+
+async function storeSource(ctx: CliContext, o: WorkloadApiOptions): Promise<EndpointSource> {
+  const stores = await openStores(storeOf(o.store, ctx), { kek: readKekFile(o.kekFile) });
+  try {
+    const authority = await EmbeddedAuthority.fromStores(stores, { home: ctx.home() });
+    return { authority, entries: stores.workloadEntries, location: stores.location, close: () => stores.close() };
+  } catch (e) {
+    await stores.close();
+    throw e;
+  }
+}
+
+/**
+ * The remote authority, its feeds refreshed every `syncSeconds` (bundles, revocation lists, the
+ * records of the entries' identities), and its entries held as fetched for as long.
+ */
+async function remoteSource(ctx: CliContext, syncSeconds: number): Promise<EndpointSource> {
+  const authority = (await ctx.remote({ refreshHintSeconds: syncSeconds })) as RemoteAuthority;
+  const entries = authority.workloadEntries({ listMaxAgeMs: syncSeconds * 1000 });
+  return {
+    authority,
+    entries,
+    location: entries.location,
+    close: async () => {
+      await entries.close();
+      await authority.close();
+    },
+  };
 }

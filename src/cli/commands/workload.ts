@@ -1,14 +1,22 @@
 /**
  * `aztp workload register | list | delete`: the Workload API's registration entries, as
  * `spire-server entry create | show | delete` manages SPIRE's, in the authority's store (a home
- * folder or a `postgres://` URL, as `aztp apikey` takes it). An entry's SPIFFE ID becomes an
- * identity of the registry, so `aztp revoke` ends it; deleting an entry does not.
+ * folder or a `postgres://` URL, as `aztp apikey` takes it), or, without `--store`, on the remote
+ * `aztp serve` that --server names (its `/v1/workload-entries` routes, within the API key's
+ * scope). An entry's SPIFFE ID becomes an identity of the registry, so `aztp revoke` ends it;
+ * deleting an entry does not.
  */
 import type { Command } from "commander";
 import { EmbeddedAuthority } from "../../authority/authority.js";
+import type { RemoteAuthority } from "../../client/remote-authority.js";
 import { AztpError, ErrorCodes } from "../../errors.js";
 import { openStores } from "../../store/open-stores.js";
-import { registerWorkloadEntry, type WorkloadEntry, type WorkloadEntryStore } from "../../workload-api/entries.js";
+import {
+  registerWorkloadEntry,
+  type WorkloadEntry,
+  type WorkloadEntryStore,
+  type WorkloadIdentityRegistrar,
+} from "../../workload-api/entries.js";
 import type { CliContext } from "../context.js";
 import { usage } from "../exit.js";
 import { readKekFile, storeOf } from "./serve.js";
@@ -55,21 +63,28 @@ export function register(program: Command, ctx: CliContext): void {
     .description("registration entries of the SPIFFE Workload API: which SPIFFE ID a caller matching selectors gets");
   const withStore = (c: Command): Command =>
     c
-      .option("--store <location>", "a home folder or postgres:// URL (default: --home)")
+      .option("--store <location>", "a home folder or postgres:// URL (default: --server if given, else --home)")
       .option("--kek-file <file>", "key-encryption key of a PostgreSQL store");
 
   /**
-   * Runs `fn` on the store's entries and its authority (which must exist there). Entries are
-   * managed on the store itself: a remote `aztp serve` (--server) has no route for them.
+   * Runs `fn` on the entries and the authority of the store --store names (the authority must
+   * exist there); without --store, on the remote authority --server (or AZTP_SERVER) names;
+   * else on --home.
    */
   async function onStore<T>(
     o: StoreOptions,
-    fn: (entries: WorkloadEntryStore, authority: EmbeddedAuthority) => Promise<T>,
+    fn: (entries: WorkloadEntryStore, authority: WorkloadIdentityRegistrar) => Promise<T>,
   ): Promise<T> {
-    if (o.store === undefined && ctx.server() !== undefined)
-      throw usage(
-        "aztp workload acts on the authority's store, not on --server / AZTP_SERVER: give --store (a home folder or postgres:// URL)",
-      );
+    if (o.store === undefined && ctx.server() !== undefined) {
+      if (o.kekFile !== undefined)
+        throw usage("--kek-file is for a PostgreSQL --store: with --server, the service holds its keys");
+      const remote = (await ctx.remote()) as RemoteAuthority;
+      try {
+        return await fn(remote.workloadEntries(), remote);
+      } finally {
+        await remote.close();
+      }
+    }
     const s = await openStores(storeOf(o.store, ctx), { kek: readKekFile(o.kekFile) });
     try {
       const authority = await EmbeddedAuthority.fromStores(
