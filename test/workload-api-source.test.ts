@@ -11,6 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 import { InMemoryTransport } from "@modelcontextprotocol/sdk/inMemory.js";
 import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { z } from "zod";
@@ -22,6 +23,8 @@ import { secureMcpClient, secureMcpServer } from "../src/mcp/index.js";
 import { validateJwtSvid } from "../src/spiffe/jwtsvid.js";
 import { WorkloadApiEndpoint } from "../src/workload-api/endpoint.js";
 import { FileWorkloadEntryStore, registerWorkloadEntry } from "../src/workload-api/entries.js";
+import { ROOT } from "./helpers/authority-util.js";
+import { CLI, EVERYTHING } from "./helpers/mcp-util.js";
 
 const uid = process.getuid?.() ?? -1;
 const TOOLS = "spiffe://example.org/ns/tools/sa/weather";
@@ -95,6 +98,42 @@ describe("a client whose identities come from the Workload API (our endpoint)", 
     } finally {
       await mcpClient.close();
       await server.close();
+    }
+  });
+
+  it("aztp mcp proxy --workload-api: a third-party server behind a proxy whose identity is the endpoint's SVID", async () => {
+    const home = join(dir, "proxy-home");
+    const transport = new StdioClientTransport({
+      command: process.execPath,
+      args: [
+        "--import",
+        "tsx",
+        CLI,
+        "--home",
+        home,
+        "mcp",
+        "proxy",
+        "--name",
+        "weather",
+        "--workload-api",
+        address,
+        "--upstream-command",
+        `"${process.execPath}" "${EVERYTHING}" stdio`,
+      ],
+      cwd: ROOT,
+      stderr: "pipe",
+    });
+    let stderr = "";
+    transport.stderr?.on("data", (d: Buffer) => (stderr += d.toString("utf8")));
+    const mcpClient = new Client({ name: "planner", version: "1.0.0" });
+    const secured = await secureMcpClient(mcpClient, { client: client(), name: "planner" });
+    try {
+      await mcpClient.connect(transport);
+      assert.equal(secured.aztpServer.serverId?.toString(), TOOLS, `the proxy proved the endpoint's SVID (${stderr})`);
+      const res = await mcpClient.callTool({ name: "echo", arguments: { message: "through the proxy" } });
+      assert.match(JSON.stringify(res.content), /through the proxy/);
+    } finally {
+      await mcpClient.close();
     }
   });
 

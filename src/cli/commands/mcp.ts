@@ -46,6 +46,23 @@ function addListenOptions(command: Command, who: string): Command {
     );
 }
 
+/** Where the wrapper's identity comes from, as both commands take it. */
+interface IdentityFlags {
+  workloadApi?: string;
+}
+
+function addIdentityOption(command: Command): Command {
+  return command.option(
+    "--workload-api <address>",
+    "take the identity from a SPIFFE Workload API endpoint (unix:///path: SPIRE's agent, or aztp workload-api) instead of the home's authority; --name selects the SVID by hint or SPIFFE ID",
+  );
+}
+
+/** The client the wrapper's identity comes from: the home's authority, or a Workload API. */
+function clientOf(o: IdentityFlags, ctx: CliContext): Aztp {
+  return new Aztp({ home: ctx.home(), ...(o.workloadApi !== undefined ? { workloadApi: o.workloadApi } : {}) });
+}
+
 function addAuditOptions(command: Command): Command {
   return command
     .addOption(new Option("--mode <mode>").choices(["enforce", "audit"]).default("enforce"))
@@ -305,6 +322,7 @@ export function register(program: Command, ctx: CliContext): void {
   addListenOptions(proxy, "");
   proxy.option("--policy <file>", "AZTP policy document (JSON) deciding who may call which tool");
   addAuditOptions(proxy);
+  addIdentityOption(proxy);
   proxy
     .option("--filter-tools", "show each authenticated caller only the tools its policy allows")
     .option(
@@ -323,7 +341,8 @@ export function register(program: Command, ctx: CliContext): void {
   proxy.action(
     async (
       o: AuditFlags &
-        ListenFlags & {
+        ListenFlags &
+        IdentityFlags & {
           name: string;
           upstreamCommand?: string;
           upstreamUrl?: string;
@@ -358,7 +377,7 @@ export function register(program: Command, ctx: CliContext): void {
               .map((m) => m.trim())
               .filter((m) => m.length > 0);
       const policies = o.policy ? [parsePolicy(await readInput(o.policy))] : undefined;
-      const client = new Aztp({ home: ctx.home() });
+      const client = clientOf(o, ctx);
       const started = await startMcpProxy({
         client,
         name: o.name,
@@ -404,6 +423,7 @@ export function register(program: Command, ctx: CliContext): void {
     );
   addListenOptions(bridge, "; --listen must be a loopback address");
   addAuditOptions(bridge);
+  addIdentityOption(bridge);
   bridge
     .option(
       "--server-unsecured",
@@ -465,6 +485,7 @@ export function register(program: Command, ctx: CliContext): void {
       async (
         o: AuditFlags &
           ListenFlags &
+          IdentityFlags &
           BridgeServerFlags & {
             name: string;
             url?: string;
@@ -492,6 +513,7 @@ export function register(program: Command, ctx: CliContext): void {
             ...(o.url !== undefined ? ["--url", o.url] : ["--command", o.command as string]),
             ...(o.env ?? []).flatMap((kv) => ["--env", kv]),
             ...(o.expectedServer !== undefined ? ["--expected-server", o.expectedServer] : []),
+            ...(o.workloadApi !== undefined ? ["--workload-api", o.workloadApi] : []),
             ...(o.mode !== "enforce" ? ["--mode", o.mode] : []),
             ...(o.auditLog !== undefined ? ["--audit-log", resolve(o.auditLog)] : []),
             ...(!o.audit ? ["--no-audit"] : []),
@@ -519,7 +541,7 @@ export function register(program: Command, ctx: CliContext): void {
           return;
         }
         const oauth = await oauthOption(o);
-        const client = new Aztp({ home: ctx.home() });
+        const client = clientOf(o, ctx);
         const started = await startMcpBridge({
           client,
           name: o.name,
