@@ -170,3 +170,37 @@ describe("aztp workload", () => {
     assert.equal(r.json.error.code, "ERR_AUTHORITY_NOT_INITIALIZED");
   });
 });
+
+describe("aztp workload-api refuses what it cannot serve, before making a socket (usage: exit 2)", () => {
+  const cases: Array<[string, string[], Record<string, string | undefined>, RegExp]> = [
+    ["no socket at all", [], { SPIFFE_ENDPOINT_SOCKET: undefined }, /give --socket PATH/],
+    ["a TCP address", ["--socket", "tcp://127.0.0.1:8081"], {}, /only a Unix socket can be served/],
+    [
+      "TCP in SPIFFE_ENDPOINT_SOCKET",
+      [],
+      { SPIFFE_ENDPOINT_SOCKET: "tcp://127.0.0.1:8081" },
+      /SPIFFE_ENDPOINT_SOCKET: only a Unix socket/,
+    ],
+    ["a unix URL with a host", ["--socket", "unix://host/tmp/agent.sock"], {}, /unix:\/\/\/absolute\/path/],
+    [
+      "socket permissions that are not octal",
+      ["--socket", "/tmp/x.sock", "--socket-mode", "rw-rw-rw-"],
+      {},
+      /--socket-mode is octal/,
+    ],
+    [
+      "a sync interval without --server",
+      ["--socket", "/tmp/x.sock", "--sync-interval", "1s"],
+      {},
+      /--sync-interval is for --server/,
+    ],
+  ];
+  for (const [what, args, env, message] of cases) {
+    it(`${what}: exit 2, saying why`, async (t) => {
+      const home = tempDir(t);
+      const r = await aztpCli(home, ["workload-api", ...args], { env });
+      assertExit(r, 2, what);
+      assert.match(r.stderr, message);
+    });
+  }
+});
