@@ -13,7 +13,6 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import * as grpc from "@grpc/grpc-js";
-import * as protoLoader from "@grpc/proto-loader";
 import { ErrorCodes } from "../src/errors.js";
 import { BundleSet, TrustBundle } from "../src/spiffe/bundle.js";
 import { Certificate } from "../src/spiffe/certificate.js";
@@ -22,87 +21,22 @@ import { samePublicKey } from "../src/spiffe/keys.js";
 import { verifyX509Svid } from "../src/spiffe/x509svid.js";
 import { openssl } from "./helpers/authority-util.js";
 import {
-  OFFICIAL_WORKLOAD_PROTO,
   splitDerCertificates,
   startFakeSpireAgent,
   type FakeSpireAgent,
   type FakeSpireAgentOptions,
 } from "./helpers/fake-spire-agent.js";
-
-const definition = protoLoader.loadSync(OFFICIAL_WORKLOAD_PROTO, {
-  keepCase: true,
-  longs: String,
-  defaults: true,
-  oneofs: true,
-});
-const Client = grpc.makeGenericClientConstructor(
-  definition["SpiffeWorkloadAPI"] as protoLoader.ServiceDefinition,
-  "SpiffeWorkloadAPI",
-);
-
-type Any = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
-type WorkloadClient = grpc.Client & Record<string, (...args: unknown[]) => Any>;
+import {
+  connectWorkloadApi as connect,
+  unary,
+  WorkloadStream as Stream,
+  type Any,
+  type WorkloadClient,
+} from "./helpers/workload-api-client.js";
 
 const WEB = "spiffe://spire.example/ns/default/sa/web";
 const API = "spiffe://spire.example/ns/default/sa/api";
 const AUD = "spiffe://spire.example/db";
-
-function header(): grpc.Metadata {
-  const md = new grpc.Metadata();
-  md.set("workload.spiffe.io", "true");
-  return md;
-}
-
-function connect(socketPath: string): WorkloadClient {
-  return new Client(`unix://${socketPath}`, grpc.credentials.createInsecure()) as unknown as WorkloadClient;
-}
-
-function unary(client: WorkloadClient, method: string, req: Any, md = header()): Promise<Any> {
-  return new Promise((resolve) => {
-    client[method]!(req, md, (err: grpc.ServiceError | null, res: Any) =>
-      resolve(err ? { error: grpc.status[err.code], details: err.details } : res),
-    );
-  });
-}
-
-/** A server stream's messages as they come, and how it ended. */
-class Stream {
-  readonly messages: Any[] = [];
-  error: { code: string; details: string } | undefined;
-  readonly #call: grpc.ClientReadableStream<Any>;
-  #wake: (() => void) | undefined;
-  constructor(client: WorkloadClient, method: string, md = header()) {
-    this.#call = client[method]!({}, md) as unknown as grpc.ClientReadableStream<Any>;
-    this.#call.on("data", (m: Any) => {
-      this.messages.push(m);
-      this.#wake?.();
-    });
-    this.#call.on("error", (e: grpc.ServiceError) => {
-      if (e.code !== grpc.status.CANCELLED) this.error = { code: grpc.status[e.code], details: e.details };
-      this.#wake?.();
-    });
-  }
-  /** The `n`th message (1-based), waiting at most `ms` for it. */
-  async next(n: number, ms = 5000): Promise<Any> {
-    const deadline = Date.now() + ms;
-    while (this.messages.length < n && this.error === undefined) {
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`message ${n} did not come within ${ms} ms (have ${this.messages.length})`);
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, left);
-        this.#wake = () => {
-          clearTimeout(t);
-          resolve();
-        };
-      });
-    }
-    if (this.messages.length < n) throw new Error(`stream ended: ${JSON.stringify(this.error)}`);
-    return this.messages[n - 1]!;
-  }
-  cancel(): void {
-    this.#call.cancel();
-  }
-}
 
 const certs = (bytes: Uint8Array): Certificate[] => splitDerCertificates(bytes).map((d) => Certificate.fromDer(d));
 

@@ -11,98 +11,29 @@ import { dirname, join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import * as grpc from "@grpc/grpc-js";
-import * as protoLoader from "@grpc/proto-loader";
 import { EmbeddedAuthority } from "../src/authority/authority.js";
 import { BundleSet, TrustBundle } from "../src/spiffe/bundle.js";
-import { Certificate } from "../src/spiffe/certificate.js";
 import { validateJwtSvid } from "../src/spiffe/jwtsvid.js";
 import { samePublicKey } from "../src/spiffe/keys.js";
 import { verifyX509Svid } from "../src/spiffe/x509svid.js";
 import { createPrivateKey } from "node:crypto";
 import { WorkloadApiEndpoint } from "../src/workload-api/endpoint.js";
-import { splitDerCertificates } from "../src/workload-api/svids.js";
 import { FileWorkloadEntryStore, registerWorkloadEntry } from "../src/workload-api/entries.js";
+import {
+  connectWorkloadApi as connect,
+  REFERENCE_PROTO as REFERENCE,
+  splitDer,
+  unary,
+  WorkloadStream as Stream,
+  type Any,
+  type WorkloadClient,
+} from "./helpers/workload-api-client.js";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
-const REFERENCE = join(ROOT, "..", "shared", "conformance", "spiffe-workload-api", "workload.proto");
-const definition = protoLoader.loadSync(REFERENCE, { keepCase: true, longs: String, defaults: true, oneofs: true });
-const Client = grpc.makeGenericClientConstructor(
-  definition["SpiffeWorkloadAPI"] as protoLoader.ServiceDefinition,
-  "SpiffeWorkloadAPI",
-);
-
-type Any = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
-type WorkloadClient = grpc.Client & Record<string, (...args: unknown[]) => Any>;
-
 const uid = process.getuid?.() ?? -1;
 const gid = process.getgid?.() ?? -1;
 const root = uid === 0;
 const OTHER = 65534; // nobody
-
-function header(): grpc.Metadata {
-  const md = new grpc.Metadata();
-  md.set("workload.spiffe.io", "true");
-  return md;
-}
-
-function connect(socketPath: string): WorkloadClient {
-  return new Client(`unix://${socketPath}`, grpc.credentials.createInsecure()) as unknown as WorkloadClient;
-}
-
-function unary(client: WorkloadClient, method: string, req: Any, md = header()): Promise<Any> {
-  return new Promise((resolve) => {
-    client[method]!(req, md, (err: grpc.ServiceError | null, res: Any) =>
-      resolve(err ? { error: grpc.status[err.code], details: err.details } : res),
-    );
-  });
-}
-
-/** A server stream's messages as they come, and its end. */
-class Stream {
-  readonly messages: Any[] = [];
-  error: { code: string; details: string } | undefined;
-  readonly #call: grpc.ClientReadableStream<Any>;
-  #waiters: Array<() => void> = [];
-  constructor(client: WorkloadClient, method: string, md = header()) {
-    this.#call = client[method]!({}, md) as unknown as grpc.ClientReadableStream<Any>;
-    this.#call.on("data", (m: Any) => {
-      this.messages.push(m);
-      this.#wake();
-    });
-    this.#call.on("error", (e: grpc.ServiceError) => {
-      if (e.code !== grpc.status.CANCELLED) this.error = { code: grpc.status[e.code], details: e.details };
-      this.#wake();
-    });
-  }
-  #wake(): void {
-    for (const w of this.#waiters.splice(0)) w();
-  }
-  /** Waits until `n` messages have come (or an error), at most `ms`. */
-  async next(n: number, ms = 5000): Promise<Any> {
-    const deadline = Date.now() + ms;
-    while (this.messages.length < n && this.error === undefined) {
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`message ${n} did not come within ${ms} ms (have ${this.messages.length})`);
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, left);
-        this.#waiters.push(() => {
-          clearTimeout(t);
-          resolve();
-        });
-      });
-    }
-    if (this.messages.length < n) throw new Error(`stream ended: ${JSON.stringify(this.error)}`);
-    return this.messages[n - 1]!;
-  }
-  cancel(): void {
-    this.#call.cancel();
-  }
-}
-
-/** The chain or bundle of a message, read back by the library's own reader (svids.ts). */
-function splitDer(data: Uint8Array): Certificate[] {
-  return splitDerCertificates(data, "test");
-}
 
 /** Runs `node -e` as `runAs` (uid and gid), calling the endpoint; prints the answer as JSON. */
 function callAs(runAs: number, socketPath: string, method: "FetchJWTSVID" | "FetchX509SVID"): Promise<Any> {

@@ -9,16 +9,12 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { Client } from "@modelcontextprotocol/sdk/client/index.js";
-import { InMemoryTransport } from "@modelcontextprotocol/sdk/inMemory.js";
-import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { AIMessage, fakeModel } from "langchain";
-import { z } from "zod";
+import { forecastOverMcp } from "./helpers/workload-api-mcp.js";
 import { Aztp } from "../src/client/aztp.js";
 import type { AgentIdentity } from "../src/client/identity.js";
 import { ErrorCodes } from "../src/errors.js";
 import { createSecureAgent, secureTool } from "../src/langchain/index.js";
-import { secureMcpClient, secureMcpServer } from "../src/mcp/index.js";
 import { SpiffeId } from "../src/spiffe/spiffeid.js";
 import { validateJwtSvid } from "../src/spiffe/jwtsvid.js";
 import { startFakeSpireAgent, type FakeSpireAgent } from "./helpers/fake-spire-agent.js";
@@ -78,24 +74,9 @@ for (const removal of ["empty-update", "permission-denied"] as const) {
     });
 
     it("an MCP server and client on SPIRE's identities sign, verify and receipt a tool call", async () => {
-      const mcp = new McpServer({ name: "weather", version: "1.0.0" });
-      mcp.registerTool("forecast", { inputSchema: { city: z.string() } }, ({ city }) => ({
-        content: [{ type: "text", text: `rain in ${city}` }],
-      }));
-      const server = await secureMcpServer(mcp, { client: client(), name: "weather" });
-      const mcpClient = new Client({ name: "planner", version: "1.0.0" });
-      const secured = await secureMcpClient(mcpClient, { client: client(), name: "planner" });
-      const [a, b] = InMemoryTransport.createLinkedPair();
-      await server.connect(b);
-      await mcpClient.connect(a);
-      try {
-        assert.equal(secured.aztpServer.serverId?.toString(), TOOLS);
-        const res = await mcpClient.callTool({ name: "forecast", arguments: { city: "Bergen" } });
-        assert.deepEqual(res.content, [{ type: "text", text: "rain in Bergen" }]);
-      } finally {
-        await mcpClient.close();
-        await server.close();
-      }
+      const { serverId, content } = await forecastOverMcp(client(), client(), "Bergen");
+      assert.equal(serverId, TOOLS);
+      assert.deepEqual(content, [{ type: "text", text: "forecast for Bergen" }]);
     });
 
     it("a LangChain agent on SPIRE's identity calls a tool secured on another: signed, verified, receipted; tools of its own would need issuing, refused with the code", async () => {

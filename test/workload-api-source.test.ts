@@ -10,16 +10,14 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
-import { InMemoryTransport } from "@modelcontextprotocol/sdk/inMemory.js";
-import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
-import { z } from "zod";
+import { forecastOverMcp } from "./helpers/workload-api-mcp.js";
 import { EmbeddedAuthority } from "../src/authority/authority.js";
 import { Aztp } from "../src/client/aztp.js";
 import { WorkloadApiAuthority } from "../src/client/workload-api-authority.js";
 import { ErrorCodes } from "../src/errors.js";
-import { secureMcpClient, secureMcpServer } from "../src/mcp/index.js";
+import { secureMcpClient } from "../src/mcp/index.js";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { validateJwtSvid } from "../src/spiffe/jwtsvid.js";
 import { WorkloadApiEndpoint } from "../src/workload-api/endpoint.js";
 import { FileWorkloadEntryStore, registerWorkloadEntry } from "../src/workload-api/entries.js";
@@ -81,24 +79,9 @@ describe("a client whose identities come from the Workload API (our endpoint)", 
   });
 
   it("an MCP server and client secured from it sign, verify and receipt a tool call, unchanged", async () => {
-    const mcp = new McpServer({ name: "weather", version: "1.0.0" });
-    mcp.registerTool("forecast", { inputSchema: { city: z.string() } }, ({ city }) => ({
-      content: [{ type: "text", text: `sunny in ${city}` }],
-    }));
-    const server = await secureMcpServer(mcp, { client: client(), name: "weather" });
-    const mcpClient = new Client({ name: "planner", version: "1.0.0" });
-    const secured = await secureMcpClient(mcpClient, { client: client(), name: "planner" });
-    const [a, b] = InMemoryTransport.createLinkedPair();
-    await server.connect(b);
-    await mcpClient.connect(a);
-    try {
-      assert.equal(secured.aztpServer.serverId?.toString(), TOOLS, "the server proved the SVID the endpoint gave it");
-      const res = await mcpClient.callTool({ name: "forecast", arguments: { city: "Oslo" } });
-      assert.deepEqual(res.content, [{ type: "text", text: "sunny in Oslo" }]);
-    } finally {
-      await mcpClient.close();
-      await server.close();
-    }
+    const { serverId, content } = await forecastOverMcp(client(), client(), "Oslo");
+    assert.equal(serverId, TOOLS, "the server proved the SVID the endpoint gave it");
+    assert.deepEqual(content, [{ type: "text", text: "forecast for Oslo" }]);
   });
 
   it("aztp mcp proxy --workload-api: a third-party server behind a proxy whose identity is the endpoint's SVID", async () => {

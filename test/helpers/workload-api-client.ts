@@ -7,7 +7,8 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
-import { Certificate } from "../../src/spiffe/certificate.js";
+import type { Certificate } from "../../src/spiffe/certificate.js";
+import { splitDerCertificates } from "../../src/workload-api/svids.js";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 export const REFERENCE_PROTO = join(ROOT, "..", "shared", "conformance", "spiffe-workload-api", "workload.proto");
@@ -94,25 +95,7 @@ export class WorkloadStream {
   }
 }
 
-/** Concatenated DER certificates (an SVID chain, a bundle) split into certificates. */
+/** Concatenated DER certificates (an SVID chain, a bundle) split into certificates (svids.ts's reader). */
 export function splitDer(data: Uint8Array): Certificate[] {
-  const out: Certificate[] = [];
-  let i = 0;
-  while (i < data.length) {
-    const first = data[i + 1]!;
-    let len: number;
-    let head: number;
-    if (first < 0x80) {
-      len = first;
-      head = 2;
-    } else {
-      const n = first & 0x7f;
-      len = 0;
-      for (let j = 0; j < n; j++) len = len * 256 + data[i + 2 + j]!;
-      head = 2 + n;
-    }
-    out.push(Certificate.fromDer(data.subarray(i, i + head + len)));
-    i += head + len;
-  }
-  return out;
+  return splitDerCertificates(data, "a message");
 }
