@@ -6,6 +6,7 @@
  * (an agent restarting), INVALID_ARGUMENT is never retried (the standard says so), and every
  * failure is reported to the watcher.
  */
+import { isIPv6 } from "node:net";
 import * as grpc from "@grpc/grpc-js";
 import { AztpError, ErrorCodes } from "../errors.js";
 import type {
@@ -15,6 +16,7 @@ import type {
   X509BundlesResponse,
   X509SvidResponse,
 } from "./messages.js";
+import { parseWorkloadApiAddress } from "./address.js";
 import { WORKLOAD_API_HEADER, WORKLOAD_API_SERVICE, workloadApiService } from "./service.js";
 
 const Client = grpc.makeGenericClientConstructor(workloadApiService, WORKLOAD_API_SERVICE);
@@ -36,31 +38,10 @@ export interface WatchHandlers<T> {
 const RETRY_FIRST_MS = 100;
 const RETRY_MAX_MS = 5_000;
 
-/** The gRPC target for an endpoint address: `unix:///abs/path` or `tcp://ip:port`, as the standard spells them. */
+/** The gRPC target for an endpoint address (address.ts reads it). */
 export function workloadApiTarget(address: string): string {
-  if (typeof address !== "string" || address === "")
-    throw unavailable("no Workload API address: give unix:///path or tcp://ip:port (or set SPIFFE_ENDPOINT_SOCKET)");
-  let url: URL;
-  try {
-    url = new URL(address);
-  } catch {
-    throw invalidAddress(address, "it is no URL");
-  }
-  if (url.protocol === "unix:") {
-    if (url.host !== "" || url.pathname === "" || url.pathname === "/" || url.search !== "" || url.hash !== "")
-      throw invalidAddress(address, "a unix address is unix:///absolute/path");
-    return `unix://${decodeURIComponent(url.pathname)}`;
-  }
-  if (url.protocol === "tcp:") {
-    // The standard allows an IP address and a port, no name, no path.
-    const host = url.hostname.replace(/^\[(.*)\]$/, "$1");
-    if (!/^[0-9.]+$/.test(host) && !host.includes(":"))
-      throw invalidAddress(address, "a tcp address names an IP, not a host name");
-    if (url.port === "" || (url.pathname !== "" && url.pathname !== "/") || url.search !== "" || url.hash !== "")
-      throw invalidAddress(address, "a tcp address is tcp://ip:port");
-    return `${url.hostname}:${url.port}`;
-  }
-  throw invalidAddress(address, "the scheme must be unix or tcp");
+  const a = parseWorkloadApiAddress(address);
+  return a.transport === "unix" ? `unix://${a.path}` : isIPv6(a.host) ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
 }
 
 export class WorkloadApiClient {
@@ -175,11 +156,4 @@ function fromStatus(method: string, e: grpc.ServiceError): AztpError {
 
 function unavailable(message: string): AztpError {
   return new AztpError(ErrorCodes.WORKLOAD_API_ENDPOINT_UNAVAILABLE, message);
-}
-
-function invalidAddress(address: string, why: string): AztpError {
-  return new AztpError(
-    ErrorCodes.ARGUMENT_INVALID,
-    `the Workload API address ${JSON.stringify(address.slice(0, 200))} is not usable: ${why}`,
-  );
 }

@@ -22,6 +22,7 @@ import type { Authority } from "../../authority/authority-api.js";
 import type { RemoteAuthority } from "../../client/remote-authority.js";
 import { AztpError, ErrorCodes } from "../../errors.js";
 import { openStores } from "../../store/open-stores.js";
+import { parseWorkloadApiAddress, type WorkloadApiAddress } from "../../workload-api/address.js";
 import { WorkloadApiEndpoint } from "../../workload-api/endpoint.js";
 import type { WorkloadEntryStore } from "../../workload-api/entries.js";
 import { peerCredentialsSupport } from "../../workload-api/peer-credentials.js";
@@ -43,24 +44,23 @@ interface WorkloadApiOptions {
 /** SPIRE's agent syncs with its server every 5 s by default. */
 const DEFAULT_SYNC_SECONDS = 5;
 
-/** A socket from `--socket` or SPIFFE_ENDPOINT_SOCKET: a path, or `unix:///abs/path`; TCP is refused. */
+/**
+ * The socket from `--socket` or SPIFFE_ENDPOINT_SOCKET: a path, or a Workload API address
+ * (address.ts) that names a Unix socket; TCP is refused.
+ */
 export function socketPathOf(text: string, from: string): string {
-  if (text.startsWith("unix:")) {
-    let url: URL;
-    try {
-      url = new URL(text);
-    } catch {
-      throw usage(`${from} is no URL: ${JSON.stringify(text)}`);
-    }
-    if (url.host !== "" || url.search !== "" || url.hash !== "" || url.pathname === "" || url.pathname === "/")
-      throw usage(`${from} must be unix:///absolute/path (no host, query or fragment), got ${JSON.stringify(text)}`);
-    return decodeURIComponent(url.pathname);
+  if (!/^[a-z][a-z0-9+.-]*:/i.test(text)) return isAbsolute(text) ? text : resolve(text);
+  let address: WorkloadApiAddress;
+  try {
+    address = parseWorkloadApiAddress(text);
+  } catch (e) {
+    throw usage(`${from}: ${(e as Error).message}`);
   }
-  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(text))
+  if (address.transport !== "unix")
     throw usage(
       `${from}: only a Unix socket can be served (${JSON.stringify(text)}): callers are told apart by the kernel's word on a Unix socket's peer, which TCP has no equivalent of`,
     );
-  return isAbsolute(text) ? text : resolve(text);
+  return address.path;
 }
 
 export function register(program: Command, ctx: CliContext): void {
