@@ -79,6 +79,8 @@ type Stream = {
   readonly facts: PeerFacts;
   /** What was last sent, to send only changes. */
   last: string | undefined;
+  /** What it depended on (#x509State, #bundlesState) when it was sent. */
+  state: string | undefined;
   readonly send: () => Promise<void>;
 };
 
@@ -114,11 +116,23 @@ export class WorkloadApiEndpoint {
     this.#listener = listener;
     this.#grpc.addService(workloadApiService, {
       FetchX509SVID: (call: grpc.ServerWritableStream<X509SvidRequest, X509SvidResponse>) =>
-        this.#stream(call, (facts, first) => this.#x509SvidResponse(facts, first)),
+        this.#stream(
+          call,
+          (facts) => this.#x509State(facts),
+          (facts, first) => this.#x509SvidResponse(facts, first),
+        ),
       FetchX509Bundles: (call: grpc.ServerWritableStream<X509BundlesRequest, X509BundlesResponse>) =>
-        this.#stream(call, (facts, first) => this.#bundlesResponse(facts, first, "x509")),
+        this.#stream(
+          call,
+          (facts) => this.#bundlesState(facts),
+          (facts, first) => this.#bundlesResponse(facts, first, "x509"),
+        ),
       FetchJWTBundles: (call: grpc.ServerWritableStream<JwtBundlesRequest, JwtBundlesResponse>) =>
-        this.#stream(call, (facts, first) => this.#bundlesResponse(facts, first, "jwt")),
+        this.#stream(
+          call,
+          (facts) => this.#bundlesState(facts),
+          (facts, first) => this.#bundlesResponse(facts, first, "jwt"),
+        ),
       FetchJWTSVID: (
         call: grpc.ServerUnaryCall<JwtSvidRequest, JwtSvidResponse>,
         done: grpc.sendUnaryData<JwtSvidResponse>,
@@ -222,11 +236,14 @@ export class WorkloadApiEndpoint {
 
   /**
    * A server stream: its first message now, then one whenever what it would say changes.
-   * `compose` refuses a caller with no identity on the first message (PERMISSION_DENIED), and
-   * answers undefined when there is nothing to say.
+   * `stateOf` says cheaply what the message depends on (undefined: it cannot tell), so a tick
+   * composes, encodes and compares a message only when that changed; `compose` refuses a caller
+   * with no identity on the first message (PERMISSION_DENIED), and answers undefined when there
+   * is nothing to say.
    */
   #stream<Req, Res>(
     call: grpc.ServerWritableStream<Req, Res>,
+    stateOf: (facts: PeerFacts) => string | undefined,
     compose: (facts: PeerFacts, first: boolean) => Promise<Res | undefined>,
   ): void {
     const caller = this.#caller(call);
@@ -238,7 +255,10 @@ export class WorkloadApiEndpoint {
     const stream: Stream = {
       facts: caller,
       last: undefined,
+      state: undefined,
       send: async () => {
+        const state = stateOf(caller);
+        if (!first && state !== undefined && state === stream.state) return;
         let res: Res | undefined;
         try {
           res = await compose(caller, first);
@@ -252,6 +272,8 @@ export class WorkloadApiEndpoint {
         if (!first && fingerprint === stream.last) return;
         first = false;
         stream.last = fingerprint;
+        // What it depends on once composed: an SVID issued while composing is part of it.
+        stream.state = stateOf(caller);
         call.write(res);
       },
     };
@@ -265,6 +287,42 @@ export class WorkloadApiEndpoint {
   /** Entries whose selectors all match the caller, oldest first. */
   #matching(facts: PeerFacts): EntryLike[] {
     return [...this.#entries.values()].filter((e) => matchesAll(e.parsed, facts));
+  }
+
+  /**
+   * What the caller's X509SVID message depends on: its entries, each one's SVID (by serial) or
+   * revocation, and the bundles' version. Undefined while an SVID is still to be issued or
+   * failing, or when the authority has no bundle version: then the message is composed anyway.
+   */
+  #x509State(facts: PeerFacts): string | undefined {
+    const bundles = this.#bundlesVersion();
+    if (bundles === undefined) return undefined;
+    const parts = [bundles];
+    for (const entry of this.#matching(facts)) {
+      if (this.#svids.revoked(entry.spiffeId)) {
+        parts.push(`${entry.entryId}:revoked`);
+        continue;
+      }
+      const held = this.#svids.held(entry.entryId);
+      if (held === undefined || this.#failing.has(entry.entryId) || Date.now() >= held.renewAt) return undefined;
+      parts.push(`${entry.entryId}:${held.serial}`);
+    }
+    return parts.join(" ");
+  }
+
+  /** What a bundles message depends on: whether the caller holds an identity, and the bundles' version. */
+  #bundlesState(facts: PeerFacts): string | undefined {
+    const bundles = this.#bundlesVersion();
+    if (bundles === undefined) return undefined;
+    const identity = this.#matching(facts).some((e) => !this.#svids.revoked(e.spiffeId));
+    return `${bundles} ${identity}`;
+  }
+
+  /** The authority's bundle version, after asking for its bundles (which brings it up to date). */
+  #bundlesVersion(): string | undefined {
+    this.#authority.bundleSet();
+    const v = this.#authority.version;
+    return v === undefined ? undefined : String(v);
   }
 
   /** The caller's SVIDs; issuance failures of one entry are warned of and skip it. */
